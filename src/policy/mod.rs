@@ -1,0 +1,1 @@
+//! Policy engine (see issue 3). Placeholder until the engine lands.

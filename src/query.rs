@@ -1,0 +1,88 @@
+//! The value types that flow down the query's path.
+//!
+//! They live on the lowest floor so that every stage (protocol, policy, cache,
+//! upstream, observe) can name them without importing a higher stage.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// How a query reached Picket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Plain DNS over UDP (RFC 1035).
+    Udp,
+    /// Plain DNS over TCP (RFC 7766).
+    Tcp,
+    /// DNS over HTTPS (RFC 8484).
+    Doh,
+    /// DNS over TLS (RFC 7858).
+    Dot,
+}
+
+impl Transport {
+    /// Every transport, for pre-creating metric handles.
+    pub const ALL: [Transport; 4] = [Self::Udp, Self::Tcp, Self::Doh, Self::Dot];
+
+    /// The lower-case name used in policies (`dns.transport`), logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Doh => "doh",
+            Self::Dot => "dot",
+        }
+    }
+
+    /// Whether the transport is a stream (no UDP size limit, no truncation).
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Self::Udp)
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the listener knows about who sent a query, before any policy is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientHints {
+    /// The client's address (after any trusted proxy handling).
+    pub ip: IpAddr,
+    /// The transport the query came over.
+    pub transport: Transport,
+    /// DoH path token: `/dns-query/{token}`.
+    pub doh_token: Option<String>,
+    /// DoT: first label of the TLS server name (SNI).
+    pub dot_label: Option<String>,
+}
+
+impl ClientHints {
+    /// Hints for a plain UDP/TCP client.
+    pub fn plain(ip: IpAddr, transport: Transport) -> Self {
+        Self {
+            ip,
+            transport,
+            doh_token: None,
+            dot_label: None,
+        }
+    }
+}
+
+/// Everything the policy may look at for one query (the request phase).
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// Query name, lower case, no trailing dot (`""` for the root).
+    pub qname: &'a str,
+    /// Query type number.
+    pub qtype: u16,
+    /// Query class number.
+    pub qclass: u16,
+    /// Client address.
+    pub client_ip: IpAddr,
+    /// Transport the query came over.
+    pub transport: Transport,
+    /// The DNSSEC OK bit of the query's EDNS record.
+    pub dnssec_ok: bool,
+}

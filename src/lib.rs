@@ -11,4 +11,5 @@
 //! ```
 
 pub mod policy;
+pub mod protocol;
 pub mod query;

@@ -1,0 +1,522 @@
+//! An upstream answer, checked once and indexed so it can be served many times
+//! from its wire bytes: on every serve only the ID, the question's case, the
+//! flags and the TTLs are patched (DESIGN.md §4, §8: never re-encode a hit).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::build::EdnsOut;
+use super::parse::Request;
+use super::wire::{self, flag, rcode, rtype, Header, WireError, HEADER_LEN};
+
+/// What kind of answer the upstream gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    /// NOERROR with records in the answer section.
+    Positive,
+    /// NXDOMAIN (RFC 2308 name error).
+    NxDomain,
+    /// NOERROR with an empty answer section (RFC 2308 NODATA).
+    NoData,
+    /// SERVFAIL, REFUSED or another error RCODE.
+    Failure,
+}
+
+impl AnswerKind {
+    /// Label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Positive => "positive",
+            Self::NxDomain => "nxdomain",
+            Self::NoData => "nodata",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// Why an upstream's bytes were not accepted as an answer to our question.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("malformed response: {0:?}")]
+    Malformed(WireError),
+    #[error("response does not parse: {0}")]
+    Unparsable(String),
+    #[error("not a response")]
+    NotAResponse,
+    #[error("response is for another question")]
+    WrongQuestion,
+}
+
+impl From<WireError> for AnswerError {
+    fn from(e: WireError) -> Self {
+        Self::Malformed(e)
+    }
+}
+
+/// An upstream answer ready to be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The response without its OPT record, question as the upstream echoed it.
+    bytes: Box<[u8]>,
+    /// Length of the question section (name + type + class).
+    question_len: usize,
+    /// Offsets of every record's TTL field.
+    ttl_offsets: Box<[u32]>,
+    /// Kind of answer.
+    pub kind: AnswerKind,
+    /// The RCODE (4 bits; extended RCODEs from upstream become SERVFAIL).
+    pub rcode: u8,
+    /// How long the answer stays fresh: the smallest TTL of its records, or the
+    /// negative TTL from the SOA (RFC 2308 §5). 0 when it must not be cached.
+    pub ttl: u32,
+    /// Every A/AAAA address in the answer section (for response-phase rules).
+    pub addresses: Vec<IpAddr>,
+    /// Every CNAME target in the answer section, lower case, no trailing dot.
+    pub cnames: Vec<String>,
+    /// The upstream's Extended DNS Error, passed through to clients.
+    pub ede: Option<(u16, String)>,
+}
+
+impl Answer {
+    /// Checks `bytes` as the upstream's answer to (`name_wire`, `qtype`,
+    /// `qclass`) and indexes it. The name comparison ignores case.
+    pub fn from_upstream(
+        bytes: &[u8],
+        name_wire: &[u8],
+        qtype: u16,
+        qclass: u16,
+    ) -> Result<Answer, AnswerError> {
+        let header = Header::read(bytes)?;
+        if !header.is_response() {
+            return Err(AnswerError::NotAResponse);
+        }
+        if !question_matches(bytes, &header, name_wire, qtype, qclass) {
+            return Err(AnswerError::WrongQuestion);
+        }
+        // Whatever we store must re-parse for every client: check it once here.
+        hickory_proto::op::Message::from_vec(bytes)
+            .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
+        let question_len = name_wire.len() + 4;
+        let mut index = Index::default();
+        wire::walk_records(bytes, |span| index.visit(bytes, span))?;
+        let stripped = strip_opt(bytes, &header, &index)?;
+        let kind = classify(&header, &index);
+        let rcode = if index.ext_rcode != 0 {
+            rcode::SERVFAIL
+        } else {
+            header.rcode()
+        };
+        let ttl = match kind {
+            AnswerKind::Positive => index.min_ttl.unwrap_or(0),
+            AnswerKind::NxDomain | AnswerKind::NoData => index.negative_ttl.unwrap_or(0),
+            AnswerKind::Failure => 0,
+        };
+        let ttl_offsets = ttl_offsets(&stripped)?;
+        Ok(Answer {
+            bytes: stripped.into_boxed_slice(),
+            question_len,
+            ttl_offsets,
+            kind,
+            rcode,
+            ttl,
+            addresses: index.addresses,
+            cnames: index.cnames,
+            ede: index.ede,
+        })
+    }
+
+    /// Bytes held, for the cache's weigher.
+    pub fn weight(&self) -> usize {
+        self.bytes.len()
+            + self.ttl_offsets.len() * 4
+            + self.cnames.iter().map(|c| c.len() + 24).sum::<usize>()
+            + self.addresses.len() * 17
+            + std::mem::size_of::<Self>()
+    }
+
+    /// The stored response (without OPT).
+    pub fn wire(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Writes the response to `req`: ID and question case from the request,
+    /// flags for a recursive answer, every TTL lowered by `age` seconds and capped at
+    /// `ttl_cap`, the upstream's EDE kept, our OPT when the client sent one.
+    /// Over `limit` bytes, the records are dropped and TC is set.
+    pub fn write_reply(
+        &self,
+        req: &Request,
+        age: u32,
+        ttl_cap: u32,
+        edns: Option<&EdnsOut>,
+        limit: usize,
+    ) -> Vec<u8> {
+        let opt_len = edns.map_or(0, EdnsOut::len);
+        let question_end = HEADER_LEN + self.question_len;
+        let truncated = self.bytes.len() + opt_len > limit;
+        let keep = if truncated {
+            question_end
+        } else {
+            self.bytes.len()
+        };
+        let mut out = Vec::with_capacity(keep + opt_len);
+        out.extend_from_slice(&self.bytes[..keep]);
+        out[0..2].copy_from_slice(&req.id.to_be_bytes());
+        if req.question.len() == self.question_len {
+            out[HEADER_LEN..question_end].copy_from_slice(&req.question);
+        }
+        let upstream_flags = wire::u16_at(&self.bytes, 2).unwrap_or(0);
+        let mut flags = flag::QR
+            | flag::RA
+            | (req.flags & (flag::OPCODE_MASK | flag::RD | flag::CD))
+            | self.rcode as u16;
+        // AD only for clients that can use it (RFC 6840 §5.8).
+        if upstream_flags & flag::AD != 0 && (req.dnssec_ok() || req.flags & flag::AD != 0) {
+            flags |= flag::AD;
+        }
+        if truncated {
+            flags |= flag::TC;
+            out[6..12].fill(0);
+        } else {
+            for &at in self.ttl_offsets.iter() {
+                let at = at as usize;
+                let original = wire::u32_at(&out, at).unwrap_or(0);
+                let served = original.min(ttl_cap).saturating_sub(age);
+                out[at..at + 4].copy_from_slice(&served.to_be_bytes());
+            }
+        }
+        out[2..4].copy_from_slice(&flags.to_be_bytes());
+        if let Some(e) = edns {
+            e.write(&mut out, self.rcode as u16);
+            let ar = wire::u16_at(&out, 10).unwrap_or(0) + 1;
+            out[10..12].copy_from_slice(&ar.to_be_bytes());
+        }
+        out
+    }
+
+    /// The answer-section records with owner names and CNAME targets written
+    /// out uncompressed, so they can be placed in another message (used when
+    /// an override CNAME is followed).
+    pub fn answer_records(&self) -> Vec<Vec<u8>> {
+        let mut records = Vec::new();
+        let _ = wire::walk_records(&self.bytes, |span| {
+            if span.section == 0 {
+                if let Some(r) = expand_record(&self.bytes, span) {
+                    records.push(r);
+                }
+            }
+            Ok(())
+        });
+        records
+    }
+}
+
+/// Whether the response's one question is ours (name compared without case).
+fn question_matches(
+    bytes: &[u8],
+    header: &Header,
+    name_wire: &[u8],
+    qtype: u16,
+    qclass: u16,
+) -> bool {
+    if header.qdcount != 1 {
+        return false;
+    }
+    let end = HEADER_LEN + name_wire.len();
+    let Some(name) = bytes.get(HEADER_LEN..end) else {
+        return false;
+    };
+    name.eq_ignore_ascii_case(name_wire)
+        && wire::u16_at(bytes, end).ok() == Some(qtype)
+        && wire::u16_at(bytes, end + 2).ok() == Some(qclass)
+}
+
+/// What one pass over the records learns.
+#[derive(Default)]
+struct Index {
+    min_ttl: Option<u32>,
+    negative_ttl: Option<u32>,
+    answers: u16,
+    opt: Option<(usize, usize)>,
+    opt_count: usize,
+    ext_rcode: u8,
+    addresses: Vec<IpAddr>,
+    cnames: Vec<String>,
+    ede: Option<(u16, String)>,
+}
+
+impl Index {
+    fn visit(&mut self, bytes: &[u8], span: &wire::RecordSpan) -> Result<(), WireError> {
+        if span.rtype == rtype::OPT {
+            self.opt_count += 1;
+            self.opt = Some((span.start, span.end()));
+            self.ext_rcode = (span.ttl >> 24) as u8;
+            self.ede = read_ede(bytes, span);
+            return Ok(());
+        }
+        self.min_ttl = Some(self.min_ttl.map_or(span.ttl, |m| m.min(span.ttl)));
+        match (span.section, span.rtype) {
+            (0, t) => {
+                self.answers += 1;
+                self.note_answer(bytes, span, t)?;
+            }
+            (1, rtype::SOA) => {
+                // RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM).
+                let minimum_at = span.end().checked_sub(4).ok_or(WireError::Truncated)?;
+                let minimum = wire::u32_at(bytes, minimum_at)?;
+                self.negative_ttl = Some(span.ttl.min(minimum));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn note_answer(
+        &mut self,
+        bytes: &[u8],
+        span: &wire::RecordSpan,
+        t: u16,
+    ) -> Result<(), WireError> {
+        let rdata = &bytes[span.rdata_at..span.end()];
+        match t {
+            rtype::A if rdata.len() == 4 => {
+                self.addresses.push(IpAddr::V4(Ipv4Addr::new(
+                    rdata[0], rdata[1], rdata[2], rdata[3],
+                )));
+            }
+            rtype::AAAA if rdata.len() == 16 => {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(rdata);
+                self.addresses.push(IpAddr::V6(Ipv6Addr::from(octets)));
+            }
+            rtype::CNAME => {
+                let (target, _) = wire::read_name_text(bytes, span.rdata_at)?;
+                self.cnames.push(target);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn read_ede(bytes: &[u8], span: &wire::RecordSpan) -> Option<(u16, String)> {
+    let mut pos = span.rdata_at;
+    while pos + 4 <= span.end() {
+        let code = wire::u16_at(bytes, pos).ok()?;
+        let len = wire::u16_at(bytes, pos + 2).ok()? as usize;
+        let data = bytes.get(pos + 4..pos + 4 + len)?;
+        if code == wire::edns_option::EDE && len >= 2 {
+            let info = u16::from_be_bytes([data[0], data[1]]);
+            return Some((info, String::from_utf8_lossy(&data[2..]).into_owned()));
+        }
+        pos += 4 + len;
+    }
+    None
+}
+
+fn classify(header: &Header, index: &Index) -> AnswerKind {
+    match (header.rcode(), index.ext_rcode) {
+        (rcode::NXDOMAIN, 0) => AnswerKind::NxDomain,
+        (rcode::NOERROR, 0) if index.answers == 0 => AnswerKind::NoData,
+        (rcode::NOERROR, 0) => AnswerKind::Positive,
+        _ => AnswerKind::Failure,
+    }
+}
+
+/// Removes the upstream's OPT record (RFC 6891 §6.1.1: OPT is hop-by-hop and
+/// must not be cached); we add our own on every serve.
+fn strip_opt(bytes: &[u8], header: &Header, index: &Index) -> Result<Vec<u8>, AnswerError> {
+    let Some((start, end)) = index.opt else {
+        return Ok(bytes.to_vec());
+    };
+    if index.opt_count > 1 {
+        return Err(AnswerError::Malformed(WireError::BadName));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..start]);
+    // Nothing can point into the OPT record (its owner is the root), and names
+    // after it only point backwards, to offsets before it that do not move,
+    // unless they point into later records: in that rare case the later
+    // records are dropped rather than corrupted.
+    let tail = &bytes[end..];
+    if tail.is_empty() || !tail_points_forward(bytes, end) {
+        out.extend_from_slice(tail);
+    } else {
+        out.truncate(start);
+        let ar = header.arcount.saturating_sub(1 + count_records(bytes, end));
+        out[10..12].copy_from_slice(&ar.to_be_bytes());
+        return Ok(out);
+    }
+    out[10..12].copy_from_slice(&header.arcount.saturating_sub(1).to_be_bytes());
+    Ok(out)
+}
+
+fn count_records(bytes: &[u8], mut pos: usize) -> u16 {
+    let mut n = 0;
+    while let Ok(span) = wire::read_record_span(bytes, pos, 2) {
+        n += 1;
+        pos = span.end();
+    }
+    n
+}
+
+/// Whether any compression pointer at or after `from` targets `from` or later.
+fn tail_points_forward(bytes: &[u8], from: usize) -> bool {
+    let mut pos = from;
+    while let Ok(span) = wire::read_record_span(bytes, pos, 2) {
+        let mut p = span.start;
+        while let Some(&len) = bytes.get(p) {
+            if len == 0 {
+                break;
+            }
+            if len & 0xc0 == 0xc0 {
+                let target = (wire::u16_at(bytes, p).unwrap_or(0) & 0x3fff) as usize;
+                if target >= from {
+                    return true;
+                }
+                break;
+            }
+            p += 1 + len as usize;
+        }
+        pos = span.end();
+    }
+    false
+}
+
+fn ttl_offsets(bytes: &[u8]) -> Result<Box<[u32]>, WireError> {
+    let mut offsets = Vec::new();
+    wire::walk_records(bytes, |span| {
+        offsets.push(span.ttl_at as u32);
+        Ok(())
+    })?;
+    Ok(offsets.into_boxed_slice())
+}
+
+/// Re-encodes one record with its owner (and, for CNAME, its target) written
+/// out in full. Other RDATA is copied as is, which is safe for the types that
+/// follow a CNAME we synthesize (A, AAAA, CNAME) and any without names.
+fn expand_record(bytes: &[u8], span: &wire::RecordSpan) -> Option<Vec<u8>> {
+    let (owner, _) = wire::read_name_text(bytes, span.start).ok()?;
+    let mut out = Vec::with_capacity(64);
+    wire::push_name(&mut out, &unescape_for_wire(&owner))?;
+    out.extend_from_slice(&span.rtype.to_be_bytes());
+    out.extend_from_slice(&span.class.to_be_bytes());
+    out.extend_from_slice(&span.ttl.to_be_bytes());
+    if span.rtype == rtype::CNAME {
+        let (target, _) = wire::read_name_text(bytes, span.rdata_at).ok()?;
+        let mut rdata = Vec::new();
+        wire::push_name(&mut rdata, &unescape_for_wire(&target))?;
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rdata);
+    } else if matches!(span.rtype, rtype::A | rtype::AAAA | rtype::TXT) {
+        out.extend_from_slice(&span.rdlen.to_be_bytes());
+        out.extend_from_slice(&bytes[span.rdata_at..span.end()]);
+    } else {
+        return None;
+    }
+    Some(out)
+}
+
+/// Names with escapes are rare in answers we follow; keep them out rather
+/// than guess their wire form.
+fn unescape_for_wire(name: &str) -> String {
+    if name.contains('\\') {
+        String::from("invalid.")
+    } else {
+        name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::build::{ResponseWriter, Section};
+    use crate::protocol::parse::parse_query;
+
+    fn query(name: &str) -> Request {
+        let mut q = vec![0x55, 0x66, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        wire::push_name(&mut q, name).unwrap();
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        parse_query(&q).unwrap()
+    }
+
+    fn upstream_reply(req: &Request, ttls: &[u32], with_opt: bool) -> Vec<u8> {
+        let mut w = ResponseWriter::new(req, 0);
+        for (i, ttl) in ttls.iter().enumerate() {
+            w.address(
+                Section::Answer,
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, i as u8)),
+                *ttl,
+            );
+        }
+        let edns = EdnsOut {
+            payload: 1232,
+            ede: vec![(15, "upstream says no")],
+            ..Default::default()
+        };
+        let mut bytes = w.finish(with_opt.then_some(&edns), usize::MAX);
+        bytes[2] |= 0x04; // AA from the authority
+        bytes
+    }
+
+    #[test]
+    fn indexes_and_serves_with_aged_ttls_and_client_case() {
+        let stored = query("www.example.test");
+        let bytes = upstream_reply(&stored, &[300, 120], true);
+        let answer = Answer::from_upstream(&bytes, &stored.name_wire, 1, 1).unwrap();
+        assert_eq!(answer.kind, AnswerKind::Positive);
+        assert_eq!(answer.ttl, 120);
+        assert_eq!(answer.addresses.len(), 2);
+        assert_eq!(answer.ede, Some((15, "upstream says no".into())));
+
+        let client = query("WWW.Example.TEST");
+        let out = answer.write_reply(&client, 100, 200, None, 512);
+        let msg = hickory_proto::op::Message::from_vec(&out).unwrap();
+        assert_eq!(msg.metadata.id, 0x5566);
+        assert!(!msg.metadata.authoritative);
+        assert!(
+            msg.edns.is_none(),
+            "the upstream OPT must not leak to a non-EDNS client"
+        );
+        assert_eq!(msg.queries[0].name().to_string(), "WWW.Example.TEST.");
+        let ttls: Vec<u32> = msg.answers.iter().map(|r| r.ttl).collect();
+        assert_eq!(ttls, vec![100, 20]);
+    }
+
+    #[test]
+    fn refuses_wrong_question_and_queries() {
+        let stored = query("a.test");
+        let bytes = upstream_reply(&stored, &[60], false);
+        let other = query("b.test");
+        assert_eq!(
+            Answer::from_upstream(&bytes, &other.name_wire, 1, 1),
+            Err(AnswerError::WrongQuestion)
+        );
+        assert_eq!(
+            Answer::from_upstream(&bytes, &stored.name_wire, 28, 1),
+            Err(AnswerError::WrongQuestion)
+        );
+        let mut not_response = bytes.clone();
+        not_response[2] &= 0x7f;
+        assert_eq!(
+            Answer::from_upstream(&not_response, &stored.name_wire, 1, 1),
+            Err(AnswerError::NotAResponse)
+        );
+    }
+
+    #[test]
+    fn negative_ttl_from_soa_minimum() {
+        let req = query("nope.test");
+        let mut w = ResponseWriter::new(&req, 3);
+        w.record_at(
+            Section::Authority,
+            "test",
+            rtype::SOA,
+            900,
+            &crate::protocol::build::synthetic_soa_rdata(45),
+        );
+        let bytes = w.finish(None, usize::MAX);
+        let answer = Answer::from_upstream(&bytes, &req.name_wire, 1, 1).unwrap();
+        assert_eq!(answer.kind, AnswerKind::NxDomain);
+        assert_eq!(answer.ttl, 45);
+    }
+}

@@ -1,0 +1,230 @@
+//! Raw query bytes → [`Request`], staged like hickory-server: reject what can be
+//! rejected from the header alone before reading further.
+
+use super::wire::{self, flag, rcode, rtype, Header, WireError, HEADER_LEN};
+
+/// The EDNS (RFC 6891) facts of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdnsInfo {
+    /// The client's UDP payload size (at least 512).
+    pub payload: u16,
+    /// EDNS version; only 0 is known.
+    pub version: u8,
+    /// DNSSEC OK.
+    pub dnssec_ok: bool,
+    /// The client asked for our NSID (RFC 5001).
+    pub nsid: bool,
+}
+
+/// A parsed query: what every later stage needs, nothing borrowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The DNS ID, echoed in the response.
+    pub id: u16,
+    /// The header flags word as sent.
+    pub flags: u16,
+    /// The question exactly as sent (name in the client's case, type, class).
+    pub question: Vec<u8>,
+    /// The query name in lower-case wire form (cache key).
+    pub name_wire: Vec<u8>,
+    /// The query name, lower case, presentation form, no trailing dot.
+    pub qname: String,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// The query's OPT record, if any.
+    pub edns: Option<EdnsInfo>,
+}
+
+impl Request {
+    /// Recursion Desired.
+    pub fn rd(&self) -> bool {
+        self.flags & flag::RD != 0
+    }
+
+    /// Checking Disabled (RFC 4035).
+    pub fn cd(&self) -> bool {
+        self.flags & flag::CD != 0
+    }
+
+    /// The DNSSEC OK bit.
+    pub fn dnssec_ok(&self) -> bool {
+        self.edns.is_some_and(|e| e.dnssec_ok)
+    }
+
+    /// Largest UDP response the client accepts (512 without EDNS), capped at
+    /// our own limit (`server_max`).
+    pub fn udp_limit(&self, server_max: u16) -> usize {
+        let client = self.edns.map_or(512, |e| e.payload.max(512));
+        client.min(server_max.max(512)) as usize
+    }
+}
+
+/// Why a query is not answered normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not worth an answer: too short to have a header, or a response
+    /// (answering responses would make us a reflector).
+    Drop,
+    /// Answer with this RCODE, echoing what could be read.
+    Reply {
+        header: Header,
+        /// The question, when it could be read.
+        question: Option<Vec<u8>>,
+        /// The query's EDNS record, when it could be read.
+        edns: Option<EdnsInfo>,
+        /// Extended RCODE (FORMERR, NOTIMP, BADVERS, ...).
+        rcode: u16,
+    },
+}
+
+/// Parses a query. Everything that is not a plain standard query becomes a
+/// [`Rejection`] that says how to answer.
+pub fn parse_query(bytes: &[u8]) -> Result<Request, Rejection> {
+    let header = Header::read(bytes).map_err(|_| Rejection::Drop)?;
+    if header.is_response() {
+        return Err(Rejection::Drop);
+    }
+    let reject = |rcode, question: Option<&[u8]>, edns| Rejection::Reply {
+        header,
+        question: question.map(<[u8]>::to_vec),
+        edns,
+        rcode,
+    };
+    if header.qdcount != 1 {
+        return Err(reject(rcode::FORMERR as u16, None, None));
+    }
+    let mut qname = String::new();
+    let mut name_wire = Vec::with_capacity(32);
+    let name_end = wire::read_question_name(bytes, HEADER_LEN, &mut qname, &mut name_wire)
+        .map_err(|_| reject(rcode::FORMERR as u16, None, None))?;
+    let (qtype, qclass) = match (
+        wire::u16_at(bytes, name_end),
+        wire::u16_at(bytes, name_end + 2),
+    ) {
+        (Ok(t), Ok(c)) => (t, c),
+        _ => return Err(reject(rcode::FORMERR as u16, None, None)),
+    };
+    let question = &bytes[HEADER_LEN..name_end + 4];
+    let edns = read_edns(bytes, &header, name_end + 4)
+        .map_err(|_| reject(rcode::FORMERR as u16, Some(question), None))?;
+    if header.opcode() != 0 {
+        return Err(reject(rcode::NOTIMP as u16, Some(question), edns));
+    }
+    if let Some(e) = edns {
+        if e.version != 0 {
+            return Err(reject(rcode::BADVERS, Some(question), edns));
+        }
+    }
+    if qtype == rtype::OPT {
+        return Err(reject(rcode::FORMERR as u16, Some(question), edns));
+    }
+    Ok(Request {
+        id: header.id,
+        flags: header.flags,
+        question: question.to_vec(),
+        name_wire,
+        qname,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+/// Finds the OPT record among the records after the question. More than one
+/// OPT, or an OPT not owned by the root, is a FORMERR (RFC 6891 §6.1.1).
+fn read_edns(bytes: &[u8], header: &Header, mut pos: usize) -> Result<Option<EdnsInfo>, WireError> {
+    let mut found = None;
+    let counts = [header.ancount, header.nscount, header.arcount];
+    for (section, &count) in counts.iter().enumerate() {
+        for _ in 0..count {
+            let span = wire::read_record_span(bytes, pos, section as u8)?;
+            if span.rtype == rtype::OPT {
+                if found.is_some() || section != 2 || bytes[span.start] != 0 {
+                    return Err(WireError::BadName);
+                }
+                found = Some(edns_from_span(bytes, &span)?);
+            }
+            pos = span.end();
+        }
+    }
+    Ok(found)
+}
+
+fn edns_from_span(bytes: &[u8], span: &wire::RecordSpan) -> Result<EdnsInfo, WireError> {
+    let mut info = EdnsInfo {
+        payload: span.class.max(512),
+        version: (span.ttl >> 16) as u8,
+        dnssec_ok: span.ttl & 0x8000 != 0,
+        nsid: false,
+    };
+    let mut pos = span.rdata_at;
+    let end = span.end();
+    while pos < end {
+        let code = wire::u16_at(bytes, pos)?;
+        let len = wire::u16_at(bytes, pos + 2)? as usize;
+        if pos + 4 + len > end {
+            return Err(WireError::Truncated);
+        }
+        if code == wire::edns_option::NSID {
+            info.nsid = true;
+        }
+        pos += 4 + len;
+    }
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, qtype: u16, edns: Option<(u16, u32)>) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        wire::push_name(&mut q, name).unwrap();
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+        if let Some((payload, ttl)) = edns {
+            q[11] = 1;
+            q.push(0);
+            q.extend_from_slice(&rtype::OPT.to_be_bytes());
+            q.extend_from_slice(&payload.to_be_bytes());
+            q.extend_from_slice(&ttl.to_be_bytes());
+            q.extend_from_slice(&[0, 0]);
+        }
+        q
+    }
+
+    #[test]
+    fn parses_plain_query_with_edns() {
+        let r = parse_query(&query("WwW.Example.com", 1, Some((1232, 0x8000)))).unwrap();
+        assert_eq!(r.id, 0x1234);
+        assert_eq!(r.qname, "www.example.com");
+        assert_eq!(&r.question[..4], b"\x03WwW");
+        assert!(r.rd() && r.dnssec_ok());
+        assert_eq!(r.udp_limit(1232), 1232);
+        assert_eq!(r.udp_limit(4096), 1232);
+    }
+
+    #[test]
+    fn rejections() {
+        assert_eq!(parse_query(&[0; 5]), Err(Rejection::Drop));
+        let mut resp = query("a.test", 1, None);
+        resp[2] |= 0x80;
+        assert_eq!(parse_query(&resp), Err(Rejection::Drop));
+        let rcode_of = |b: &[u8]| match parse_query(b) {
+            Err(Rejection::Reply { rcode, .. }) => rcode,
+            other => panic!("expected a reply, got {other:?}"),
+        };
+        let mut two = query("a.test", 1, None);
+        two[5] = 2;
+        assert_eq!(rcode_of(&two), rcode::FORMERR as u16);
+        let mut notify = query("a.test", 1, None);
+        notify[2] = 0x20;
+        assert_eq!(rcode_of(&notify), rcode::NOTIMP as u16);
+        assert_eq!(
+            rcode_of(&query("a.test", 1, Some((1232, 0x0001_0000)))),
+            rcode::BADVERS
+        );
+        let cut = query("a.test", 1, None);
+        assert_eq!(rcode_of(&cut[..cut.len() - 1]), rcode::FORMERR as u16);
+    }
+}

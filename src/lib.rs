@@ -10,6 +10,9 @@
 //! protocol::build ─bytes─▶ listener writes;  Outcome ─▶ observe::{metrics, querylog}
 //! ```
 
+pub mod cache;
+pub mod clock;
 pub mod policy;
 pub mod protocol;
 pub mod query;
+pub mod upstream;

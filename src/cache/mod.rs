@@ -1,0 +1,307 @@
+//! The one shared answer cache (DESIGN.md §4).
+//!
+//! Shared by every organization and transport: policy is applied on every
+//! answer served, never baked into what is stored. Keys are the lower-cased
+//! name, type, class and the DO/CD bits (they change what an upstream
+//! returns); values are upstream answers indexed for serving from their wire
+//! bytes. Freshness is judged here against [`Clock`], so a stale entry can
+//! still be found (serve-stale, RFC 8767); moka evicts an entry once its
+//! stale window has passed too, and keeps the total under a byte budget.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache as MokaCache;
+use moka::Expiry;
+
+use crate::clock::Clock;
+use crate::protocol::{Answer, AnswerKind, Request};
+
+/// Cache limits and TTL policy.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// Byte budget for keys and answers.
+    pub max_bytes: u64,
+    /// Lower bound on how long an answer is kept (RFC 8767 §4 allows raising).
+    pub min_ttl: u32,
+    /// Upper bound on how long an answer is kept and on the TTLs served.
+    pub max_ttl: u32,
+    /// Upper bound for negative answers (RFC 2308 §5 suggests 1-3 hours max).
+    pub max_negative_ttl: u32,
+    /// How long upstream failures (SERVFAIL, REFUSED) are remembered (RFC 9520 §3.2: at least 1 s).
+    pub failure_ttl: u32,
+    /// How long past expiry an answer may still be served stale (0 = never).
+    pub stale_window: u32,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 20,
+            min_ttl: 0,
+            max_ttl: 86_400,
+            max_negative_ttl: 3_600,
+            failure_ttl: 1,
+            stale_window: 0,
+        }
+    }
+}
+
+/// What makes two queries share an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    name: Box<[u8]>,
+    qtype: u16,
+    qclass: u16,
+    /// Bit 0: DO, bit 1: CD.
+    bits: u8,
+}
+
+impl CacheKey {
+    /// The key for a request.
+    pub fn for_request(req: &Request) -> Self {
+        Self::new(&req.name_wire, req.qtype, req.qclass, req.dnssec_ok(), req.cd())
+    }
+
+    /// A key from its parts (`name_wire` in lower case).
+    pub fn new(name_wire: &[u8], qtype: u16, qclass: u16, dnssec_ok: bool, cd: bool) -> Self {
+        Self {
+            name: name_wire.into(),
+            qtype,
+            qclass,
+            bits: u8::from(dnssec_ok) | (u8::from(cd) << 1),
+        }
+    }
+
+    /// The lower-case wire name.
+    pub fn name_wire(&self) -> &[u8] {
+        &self.name
+    }
+
+    pub fn qtype(&self) -> u16 {
+        self.qtype
+    }
+
+    pub fn qclass(&self) -> u16 {
+        self.qclass
+    }
+
+    pub fn dnssec_ok(&self) -> bool {
+        self.bits & 1 != 0
+    }
+
+    pub fn cd(&self) -> bool {
+        self.bits & 2 != 0
+    }
+}
+
+/// A stored answer and when it was stored.
+#[derive(Debug)]
+pub struct Entry {
+    pub answer: Arc<Answer>,
+    stored: Instant,
+    /// Seconds the entry is fresh (the answer's TTL after clamping).
+    lifetime: u32,
+    /// Seconds moka keeps it (lifetime + stale window).
+    retention: u32,
+}
+
+impl Entry {
+    /// Whole seconds since the entry was stored.
+    pub fn age(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.stored).as_secs().min(u32::MAX as u64) as u32
+    }
+
+    /// Seconds the entry is fresh.
+    pub fn lifetime(&self) -> u32 {
+        self.lifetime
+    }
+
+    /// Seconds left before the entry expires (0 when stale).
+    pub fn remaining(&self, now: Instant) -> u32 {
+        self.lifetime.saturating_sub(self.age(now))
+    }
+}
+
+/// The result of a lookup.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A fresh entry and its age in seconds.
+    Fresh(Arc<Entry>, u32),
+    /// An expired entry still inside the stale window.
+    Stale(Arc<Entry>),
+    /// Nothing usable.
+    Miss,
+}
+
+/// The shared cache.
+pub struct Cache {
+    inner: MokaCache<CacheKey, Arc<Entry>>,
+    settings: CacheSettings,
+    clock: Clock,
+}
+
+struct Retention;
+
+impl Expiry<CacheKey, Arc<Entry>> for Retention {
+    fn expire_after_create(&self, _: &CacheKey, entry: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
+        Some(Duration::from_secs(entry.retention.into()))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<Entry>,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(entry.retention.into()))
+    }
+}
+
+/// Fixed cost of an entry beyond its bytes: moka's own bookkeeping measured
+/// at ~520 B per entry (DESIGN.md §8), plus our `Entry`.
+const ENTRY_OVERHEAD: usize = 560;
+
+impl Cache {
+    /// A cache with these settings, aging TTLs by `clock`.
+    pub fn new(settings: CacheSettings, clock: Clock) -> Self {
+        let inner = MokaCache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|k: &CacheKey, e: &Arc<Entry>| {
+                (k.name.len() + e.answer.weight() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
+            })
+            .expire_after(Retention)
+            .build();
+        Self { inner, settings, clock }
+    }
+
+    /// The clock TTLs are aged by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    /// Looks `key` up.
+    pub fn get(&self, key: &CacheKey) -> Lookup {
+        let Some(entry) = self.inner.get(key) else {
+            return Lookup::Miss;
+        };
+        let age = entry.age(self.clock.now());
+        if age < entry.lifetime {
+            Lookup::Fresh(entry, age)
+        } else if age < entry.retention {
+            Lookup::Stale(entry)
+        } else {
+            Lookup::Miss
+        }
+    }
+
+    /// Stores an answer; returns the entry to serve. An answer that must not be
+    /// cached (TTL 0) is returned without being stored.
+    pub fn insert(&self, key: CacheKey, answer: Arc<Answer>) -> Arc<Entry> {
+        let lifetime = self.lifetime_of(&answer);
+        let stale = if answer.kind == AnswerKind::Failure { 0 } else { self.settings.stale_window };
+        let entry = Arc::new(Entry {
+            answer,
+            stored: self.clock.now(),
+            lifetime,
+            retention: lifetime.saturating_add(stale),
+        });
+        if entry.retention > 0 {
+            self.inner.insert(key, entry.clone());
+        }
+        entry
+    }
+
+    fn lifetime_of(&self, answer: &Answer) -> u32 {
+        let s = &self.settings;
+        match answer.kind {
+            AnswerKind::Positive => answer.ttl.clamp(s.min_ttl, s.max_ttl.max(s.min_ttl)),
+            // Negative answers without an SOA have ttl 0: not cached (RFC 2308 §5).
+            AnswerKind::NxDomain | AnswerKind::NoData if answer.ttl == 0 => 0,
+            AnswerKind::NxDomain | AnswerKind::NoData => answer
+                .ttl
+                .clamp(s.min_ttl, s.max_negative_ttl.max(s.min_ttl)),
+            AnswerKind::Failure => s.failure_ttl,
+        }
+    }
+
+    /// Entries held (approximate until moka's pending work runs).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+
+    /// Bytes held by the weigher's count.
+    pub fn weighted_bytes(&self) -> u64 {
+        self.inner.weighted_size()
+    }
+
+    /// Runs moka's deferred maintenance (eviction, counts); for tests and metrics.
+    pub fn run_pending_tasks(&self) {
+        self.inner.run_pending_tasks();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{parse_query, wire, ResponseWriter, Section};
+
+    fn request(name: &str) -> Request {
+        let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        wire::push_name(&mut q, name).unwrap();
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        parse_query(&q).unwrap()
+    }
+
+    fn answer(req: &Request, ttl: u32) -> Arc<Answer> {
+        let mut w = ResponseWriter::new(req, 0);
+        w.address(Section::Answer, "192.0.2.7".parse().unwrap(), ttl);
+        let bytes = w.finish(None, usize::MAX);
+        Arc::new(Answer::from_upstream(&bytes, &req.name_wire, 1, 1).unwrap())
+    }
+
+    #[test]
+    fn fresh_then_stale_then_gone() {
+        let clock = Clock::manual();
+        let settings = CacheSettings { stale_window: 30, ..Default::default() };
+        let cache = Cache::new(settings, clock.clone());
+        let req = request("a.test");
+        let key = CacheKey::for_request(&req);
+        cache.insert(key.clone(), answer(&req, 10));
+        assert!(matches!(cache.get(&key), Lookup::Fresh(_, 0)));
+        clock.advance(Duration::from_secs(4));
+        assert!(matches!(cache.get(&key), Lookup::Fresh(_, 4)));
+        clock.advance(Duration::from_secs(6));
+        assert!(matches!(cache.get(&key), Lookup::Stale(_)));
+        clock.advance(Duration::from_secs(30));
+        assert!(matches!(cache.get(&key), Lookup::Miss));
+    }
+
+    #[test]
+    fn ttl_clamps_apply() {
+        let settings = CacheSettings { min_ttl: 60, max_ttl: 600, ..Default::default() };
+        let cache = Cache::new(settings, Clock::manual());
+        let req = request("b.test");
+        assert_eq!(cache.insert(CacheKey::for_request(&req), answer(&req, 5)).lifetime(), 60);
+        assert_eq!(cache.insert(CacheKey::for_request(&req), answer(&req, 9999)).lifetime(), 600);
+    }
+
+    #[test]
+    fn byte_budget_bounds_the_cache() {
+        let settings = CacheSettings { max_bytes: 100_000, ..Default::default() };
+        let cache = Cache::new(settings, Clock::manual());
+        for i in 0..2_000 {
+            let req = request(&format!("n{i}.test"));
+            cache.insert(CacheKey::for_request(&req), answer(&req, 300));
+        }
+        cache.run_pending_tasks();
+        assert!(cache.weighted_bytes() <= 100_000, "{}", cache.weighted_bytes());
+        assert!(cache.entry_count() < 2_000);
+    }
+}

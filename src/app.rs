@@ -33,7 +33,9 @@ impl Server {
     /// per listen address, the same for UDP and TCP and for every worker.
     pub fn start(settings: Settings) -> Result<Server> {
         if settings.listen.is_empty() {
-            bail!("no listen address: give at least one --listen ADDR, e.g. --listen 127.0.0.1:5353");
+            bail!(
+                "no listen address: give at least one --listen ADDR, e.g. --listen 127.0.0.1:5353"
+            );
         }
         let threads = settings.threads.max(1);
         let (addrs, mut per_worker) = bind_all(&settings.listen, threads)?;
@@ -87,9 +89,15 @@ impl Drop for Server {
 }
 
 /// Binds UDP then TCP on each address, once per worker.
-fn bind_all(listen: &[SocketAddr], workers: usize) -> Result<(Vec<SocketAddr>, Vec<WorkerSockets>)> {
+fn bind_all(
+    listen: &[SocketAddr],
+    workers: usize,
+) -> Result<(Vec<SocketAddr>, Vec<WorkerSockets>)> {
     let mut per_worker: Vec<WorkerSockets> = (0..workers)
-        .map(|_| WorkerSockets { udp: Vec::new(), tcp: Vec::new() })
+        .map(|_| WorkerSockets {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        })
         .collect();
     let mut addrs = Vec::with_capacity(listen.len());
     for &wanted in listen {
@@ -98,8 +106,12 @@ fn bind_all(listen: &[SocketAddr], workers: usize) -> Result<(Vec<SocketAddr>, V
         per_worker[0].udp.push(first_udp);
         per_worker[0].tcp.push(first_tcp);
         for sockets in per_worker.iter_mut().skip(1) {
-            sockets.udp.push(bind_udp(addr).with_context(|| format!("cannot bind UDP {addr}"))?);
-            sockets.tcp.push(bind_tcp(addr).with_context(|| format!("cannot bind TCP {addr}"))?);
+            sockets
+                .udp
+                .push(bind_udp(addr).with_context(|| format!("cannot bind UDP {addr}"))?);
+            sockets
+                .tcp
+                .push(bind_tcp(addr).with_context(|| format!("cannot bind TCP {addr}"))?);
         }
     }
     Ok((addrs, per_worker))
@@ -107,7 +119,9 @@ fn bind_all(listen: &[SocketAddr], workers: usize) -> Result<(Vec<SocketAddr>, V
 
 /// Binds UDP and TCP on the same address; with port 0, retries until a port
 /// is free for both.
-fn bind_pair(wanted: SocketAddr) -> Result<(SocketAddr, std::net::UdpSocket, std::net::TcpListener)> {
+fn bind_pair(
+    wanted: SocketAddr,
+) -> Result<(SocketAddr, std::net::UdpSocket, std::net::TcpListener)> {
     let hint = "is another DNS server running there? Pick another with --listen, e.g. --listen 127.0.0.1:5300";
     for _ in 0..16 {
         let udp = bind_udp(wanted).with_context(|| format!("cannot bind UDP {wanted}: {hint}"))?;
@@ -121,8 +135,16 @@ fn bind_pair(wanted: SocketAddr) -> Result<(SocketAddr, std::net::UdpSocket, std
     bail!("no port free for both UDP and TCP on {}", wanted.ip())
 }
 
-fn run_worker(shared: Arc<Shared>, sockets: WorkerSockets, tcp_slots: Arc<ConnectionSlots>, mut stopped: watch::Receiver<bool>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+fn run_worker(
+    shared: Arc<Shared>,
+    sockets: WorkerSockets,
+    tcp_slots: Arc<ConnectionSlots>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot build a worker runtime");

@@ -63,25 +63,42 @@ pub struct ServeArgs {
     pub upstream_timeout_ms: u64,
 
     /// resolv.conf to take default upstreams from.
-    #[arg(long = "resolv-conf", value_name = "FILE", default_value = "/etc/resolv.conf")]
+    #[arg(
+        long = "resolv-conf",
+        value_name = "FILE",
+        default_value = "/etc/resolv.conf"
+    )]
     pub resolv_conf: PathBuf,
 
     /// Log level (error, warn, info, debug, trace), or a RUST_LOG-style filter.
-    #[arg(long = "log-level", value_name = "LEVEL", env = "RUST_LOG", default_value = "info")]
+    #[arg(
+        long = "log-level",
+        value_name = "LEVEL",
+        env = "RUST_LOG",
+        default_value = "info"
+    )]
     pub log_level: String,
 }
 
 impl ServeArgs {
     /// Turns the flags into checked settings.
     pub fn settings(&self) -> Result<Settings> {
-        let mut s = Settings::default();
-        s.listen = self.listen.clone();
-        s.threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let mut s = Settings {
+            listen: self.listen.clone(),
+            threads: self
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            ..Settings::default()
+        };
         if s.threads == 0 {
             bail!("--threads must be at least 1");
         }
         if self.min_ttl > self.max_ttl {
-            bail!("--min-ttl ({}) is larger than --max-ttl ({}): lower --min-ttl or raise --max-ttl", self.min_ttl, self.max_ttl);
+            bail!(
+                "--min-ttl ({}) is larger than --max-ttl ({}): lower --min-ttl or raise --max-ttl",
+                self.min_ttl,
+                self.max_ttl
+            );
         }
         s.cache.max_bytes = self.cache_size;
         s.cache.min_ttl = self.min_ttl;
@@ -90,8 +107,9 @@ impl ServeArgs {
         s.forwarder.attempt_timeout = Duration::from_millis(self.upstream_timeout_ms.max(1));
         s.forwarder.total_timeout = s.forwarder.attempt_timeout * 3;
         s.upstreams = if self.upstream.is_empty() {
-            servers_from_resolv_conf(&self.resolv_conf, &s.listen)
-                .with_context(|| format!("cannot read upstreams from {}", self.resolv_conf.display()))?
+            servers_from_resolv_conf(&self.resolv_conf, &s.listen).with_context(|| {
+                format!("cannot read upstreams from {}", self.resolv_conf.display())
+            })?
         } else {
             self.upstream.clone()
         };
@@ -124,7 +142,9 @@ fn serve(args: ServeArgs) -> Result<i32> {
     );
     let server = Server::start(settings)?;
     tracing::info!(addrs = ?server.local_addrs(), "answering");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(wait_for_stop_signal())?;
     tracing::info!("stopping");
     server.stop();

@@ -131,14 +131,32 @@ impl Worker {
         };
         let limit = self.response_limit(&req, hints);
         if let Some(reply) = self.local_answer(&req, limit) {
-            self.observe(&req, hints, started, &reply, "local", CacheStatus::None, None, None);
+            self.observe(
+                &req,
+                hints,
+                started,
+                &reply,
+                "local",
+                CacheStatus::None,
+                None,
+                None,
+            );
             return Step::Reply(reply);
         }
         let key = CacheKey::for_request(&req);
         let stale = match self.shared.cache.get(&key) {
             Lookup::Fresh(entry, age) => {
                 let reply = self.serve(&req, &entry.answer, age, entry.lifetime(), limit, None);
-                self.observe(&req, hints, started, &reply, "resolve", CacheStatus::Hit, None, None);
+                self.observe(
+                    &req,
+                    hints,
+                    started,
+                    &reply,
+                    "resolve",
+                    CacheStatus::Hit,
+                    None,
+                    None,
+                );
                 return Step::Reply(reply);
             }
             Lookup::Stale(entry) => Some(entry),
@@ -172,20 +190,55 @@ impl Worker {
             (Ok((entry, server)), _) => {
                 let age = entry.age(self.shared.cache.clock().now());
                 let reply = self.serve(&p.req, &entry.answer, age, entry.lifetime(), p.limit, None);
-                self.observe(&p.req, &p.hints, p.started, &reply, "resolve", CacheStatus::Miss, Some(server), None);
+                self.observe(
+                    &p.req,
+                    &p.hints,
+                    p.started,
+                    &reply,
+                    "resolve",
+                    CacheStatus::Miss,
+                    Some(server),
+                    None,
+                );
                 reply
             }
             (Err(_), Some(stale)) => {
-                let reply = self.serve(&p.req, &stale.answer, 0, STALE_TTL, p.limit, Some(ede::STALE_ANSWER));
+                let reply = self.serve(
+                    &p.req,
+                    &stale.answer,
+                    0,
+                    STALE_TTL,
+                    p.limit,
+                    Some(ede::STALE_ANSWER),
+                );
                 let code = Some(ede::STALE_ANSWER);
-                self.observe(&p.req, &p.hints, p.started, &reply, "resolve", CacheStatus::Stale, None, code);
+                self.observe(
+                    &p.req,
+                    &p.hints,
+                    p.started,
+                    &reply,
+                    "resolve",
+                    CacheStatus::Stale,
+                    None,
+                    code,
+                );
                 reply
             }
             (Err(e), None) => {
                 let code = e.ede();
                 let text = e.to_string();
-                let reply = self.error_reply(&p.req, rcode::SERVFAIL as u16, Some((code, &text)), p.limit);
-                self.observe(&p.req, &p.hints, p.started, &reply, "resolve", CacheStatus::Miss, None, Some(code));
+                let reply =
+                    self.error_reply(&p.req, rcode::SERVFAIL as u16, Some((code, &text)), p.limit);
+                self.observe(
+                    &p.req,
+                    &p.hints,
+                    p.started,
+                    &reply,
+                    "resolve",
+                    CacheStatus::Miss,
+                    None,
+                    Some(code),
+                );
                 reply
             }
         }
@@ -208,7 +261,10 @@ impl Worker {
         let (bytes, server) = self.forwarder.query(&query, servers).await?;
         let answer = Answer::from_upstream(&bytes, key.name_wire(), key.qtype(), key.qclass())
             .map_err(|_| UpstreamError::Malformed)?;
-        Ok((self.shared.cache.insert(key.clone(), Arc::new(answer)), server))
+        Ok((
+            self.shared.cache.insert(key.clone(), Arc::new(answer)),
+            server,
+        ))
     }
 
     /// Answers that never leave this process: zone transfers are refused
@@ -228,7 +284,15 @@ impl Worker {
         None
     }
 
-    fn serve(&self, req: &Request, answer: &Answer, age: u32, cap: u32, limit: usize, extra_ede: Option<u16>) -> Vec<u8> {
+    fn serve(
+        &self,
+        req: &Request,
+        answer: &Answer,
+        age: u32,
+        cap: u32,
+        limit: usize,
+        extra_ede: Option<u16>,
+    ) -> Vec<u8> {
         let mut edns = self.edns_out(req);
         if let Some(e) = edns.as_mut() {
             if let Some((code, text)) = &answer.ede {
@@ -241,7 +305,13 @@ impl Worker {
         answer.write_reply(req, age, cap, edns.as_ref(), limit)
     }
 
-    fn error_reply(&self, req: &Request, code: u16, ede: Option<(u16, &str)>, limit: usize) -> Vec<u8> {
+    fn error_reply(
+        &self,
+        req: &Request,
+        code: u16,
+        ede: Option<(u16, &str)>,
+        limit: usize,
+    ) -> Vec<u8> {
         let mut edns = self.edns_out(req);
         if let (Some(e), Some((info, text))) = (edns.as_mut(), ede) {
             e.ede.push((info, text));
@@ -267,9 +337,23 @@ impl Worker {
     fn reject(&self, rejection: Rejection, hints: &ClientHints, started: Instant) -> Step {
         let (reply, code) = match rejection {
             Rejection::Drop => (None, None),
-            Rejection::Reply { header, question, edns, rcode } => {
-                let edns = edns.map(|e| EdnsOut::answering(&e, self.shared.settings.limits.max_udp_payload));
-                (Some(empty_reply(&header, question.as_deref(), rcode, edns.as_ref())), Some(rcode))
+            Rejection::Reply {
+                header,
+                question,
+                edns,
+                rcode,
+            } => {
+                let edns = edns
+                    .map(|e| EdnsOut::answering(&e, self.shared.settings.limits.max_udp_payload));
+                (
+                    Some(empty_reply(
+                        &header,
+                        question.as_deref(),
+                        rcode,
+                        edns.as_ref(),
+                    )),
+                    Some(rcode),
+                )
             }
         };
         self.shared.observer.record(&Outcome {

@@ -60,7 +60,13 @@ pub struct CacheKey {
 impl CacheKey {
     /// The key for a request.
     pub fn for_request(req: &Request) -> Self {
-        Self::new(&req.name_wire, req.qtype, req.qclass, req.dnssec_ok(), req.cd())
+        Self::new(
+            &req.name_wire,
+            req.qtype,
+            req.qclass,
+            req.dnssec_ok(),
+            req.cd(),
+        )
     }
 
     /// A key from its parts (`name_wire` in lower case).
@@ -109,7 +115,9 @@ pub struct Entry {
 impl Entry {
     /// Whole seconds since the entry was stored.
     pub fn age(&self, now: Instant) -> u32 {
-        now.saturating_duration_since(self.stored).as_secs().min(u32::MAX as u64) as u32
+        now.saturating_duration_since(self.stored)
+            .as_secs()
+            .min(u32::MAX as u64) as u32
     }
 
     /// Seconds the entry is fresh.
@@ -144,7 +152,12 @@ pub struct Cache {
 struct Retention;
 
 impl Expiry<CacheKey, Arc<Entry>> for Retention {
-    fn expire_after_create(&self, _: &CacheKey, entry: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<Entry>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
         Some(Duration::from_secs(entry.retention.into()))
     }
 
@@ -173,7 +186,11 @@ impl Cache {
             })
             .expire_after(Retention)
             .build();
-        Self { inner, settings, clock }
+        Self {
+            inner,
+            settings,
+            clock,
+        }
     }
 
     /// The clock TTLs are aged by.
@@ -205,7 +222,11 @@ impl Cache {
     /// cached (TTL 0) is returned without being stored.
     pub fn insert(&self, key: CacheKey, answer: Arc<Answer>) -> Arc<Entry> {
         let lifetime = self.lifetime_of(&answer);
-        let stale = if answer.kind == AnswerKind::Failure { 0 } else { self.settings.stale_window };
+        let stale = if answer.kind == AnswerKind::Failure {
+            0
+        } else {
+            self.settings.stale_window
+        };
         let entry = Arc::new(Entry {
             answer,
             stored: self.clock.now(),
@@ -269,7 +290,10 @@ mod tests {
     #[test]
     fn fresh_then_stale_then_gone() {
         let clock = Clock::manual();
-        let settings = CacheSettings { stale_window: 30, ..Default::default() };
+        let settings = CacheSettings {
+            stale_window: 30,
+            ..Default::default()
+        };
         let cache = Cache::new(settings, clock.clone());
         let req = request("a.test");
         let key = CacheKey::for_request(&req);
@@ -285,23 +309,44 @@ mod tests {
 
     #[test]
     fn ttl_clamps_apply() {
-        let settings = CacheSettings { min_ttl: 60, max_ttl: 600, ..Default::default() };
+        let settings = CacheSettings {
+            min_ttl: 60,
+            max_ttl: 600,
+            ..Default::default()
+        };
         let cache = Cache::new(settings, Clock::manual());
         let req = request("b.test");
-        assert_eq!(cache.insert(CacheKey::for_request(&req), answer(&req, 5)).lifetime(), 60);
-        assert_eq!(cache.insert(CacheKey::for_request(&req), answer(&req, 9999)).lifetime(), 600);
+        assert_eq!(
+            cache
+                .insert(CacheKey::for_request(&req), answer(&req, 5))
+                .lifetime(),
+            60
+        );
+        assert_eq!(
+            cache
+                .insert(CacheKey::for_request(&req), answer(&req, 9999))
+                .lifetime(),
+            600
+        );
     }
 
     #[test]
     fn byte_budget_bounds_the_cache() {
-        let settings = CacheSettings { max_bytes: 100_000, ..Default::default() };
+        let settings = CacheSettings {
+            max_bytes: 100_000,
+            ..Default::default()
+        };
         let cache = Cache::new(settings, Clock::manual());
         for i in 0..2_000 {
             let req = request(&format!("n{i}.test"));
             cache.insert(CacheKey::for_request(&req), answer(&req, 300));
         }
         cache.run_pending_tasks();
-        assert!(cache.weighted_bytes() <= 100_000, "{}", cache.weighted_bytes());
+        assert!(
+            cache.weighted_bytes() <= 100_000,
+            "{}",
+            cache.weighted_bytes()
+        );
         assert!(cache.entry_count() < 2_000);
     }
 }

@@ -56,17 +56,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size: expected a number with an optional unit, e.g. 256MiB"))?;
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not a size: expected a number with an optional unit, e.g. 256MiB")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` in `{text}`: use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}`: use B, KiB, MiB or GiB"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size `{text}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{text}` is too large"))
 }
 
 /// Parses `IP` or `IP:PORT` (IPv6 as `[::1]:53`), defaulting the port.
@@ -77,7 +82,11 @@ pub fn parse_addr(text: &str, default_port: u16) -> Result<SocketAddr, String> {
     let ip = text.trim_start_matches('[').trim_end_matches(']');
     ip.parse::<std::net::IpAddr>()
         .map(|ip| SocketAddr::new(ip, default_port))
-        .map_err(|_| format!("`{text}` is not an address: expected IP or IP:PORT, e.g. 127.0.0.1:53 or [::1]:53"))
+        .map_err(|_| {
+            format!(
+                "`{text}` is not an address: expected IP or IP:PORT, e.g. 127.0.0.1:53 or [::1]:53"
+            )
+        })
 }
 
 #[cfg(test)]
@@ -90,8 +99,14 @@ mod tests {
         assert_eq!(parse_size("1000").unwrap(), 1000);
         assert_eq!(parse_size("2g").unwrap(), 2 << 30);
         assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
-        assert_eq!(parse_addr("192.0.2.1", 53).unwrap().to_string(), "192.0.2.1:53");
-        assert_eq!(parse_addr("[::1]:5300", 53).unwrap().to_string(), "[::1]:5300");
+        assert_eq!(
+            parse_addr("192.0.2.1", 53).unwrap().to_string(),
+            "192.0.2.1:53"
+        );
+        assert_eq!(
+            parse_addr("[::1]:5300", 53).unwrap().to_string(),
+            "[::1]:5300"
+        );
         assert_eq!(parse_addr("::1", 53).unwrap().to_string(), "[::1]:53");
         assert!(parse_addr("nameserver", 53).is_err());
     }

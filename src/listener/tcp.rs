@@ -48,10 +48,12 @@ impl ConnectionSlots {
             if open >= self.max {
                 return None;
             }
-            match self
-                .open
-                .compare_exchange_weak(open, open + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.open.compare_exchange_weak(
+                open,
+                open + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Some(Slot(self.clone())),
                 Err(now) => open = now,
             }
@@ -70,7 +72,11 @@ impl ConnectionSlots {
 }
 
 /// Accepts TCP connections on one worker's listener until the runtime stops.
-pub async fn serve(worker: Arc<Worker>, listener: std::net::TcpListener, slots: Arc<ConnectionSlots>) -> std::io::Result<()> {
+pub async fn serve(
+    worker: Arc<Worker>,
+    listener: std::net::TcpListener,
+    slots: Arc<ConnectionSlots>,
+) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -99,8 +105,13 @@ pub async fn serve(worker: Arc<Worker>, listener: std::net::TcpListener, slots: 
 
 /// Serves DNS messages on one established stream until the client closes it,
 /// goes idle, or sends a broken frame.
-pub async fn serve_stream<S>(worker: Arc<Worker>, stream: S, hints: ClientHints, limits: &Limits, slot: &Slot)
-where
+pub async fn serve_stream<S>(
+    worker: Arc<Worker>,
+    stream: S,
+    hints: ClientHints,
+    limits: &Limits,
+    slot: &Slot,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
@@ -159,11 +170,18 @@ async fn read_queries<R: AsyncRead>(
 async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, idle: Duration) -> Option<Vec<u8>> {
     let len = timeout(idle, reader.read_u16()).await.ok()?.ok()? as usize;
     let mut message = vec![0u8; len];
-    timeout(idle, reader.read_exact(&mut message)).await.ok()?.ok()?;
+    timeout(idle, reader.read_exact(&mut message))
+        .await
+        .ok()?
+        .ok()?;
     Some(message)
 }
 
-async fn write_answers<W: AsyncWrite>(writer: W, mut rx: mpsc::Receiver<Vec<u8>>, write_timeout: Duration) {
+async fn write_answers<W: AsyncWrite>(
+    writer: W,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    write_timeout: Duration,
+) {
     tokio::pin!(writer);
     let mut framed = Vec::with_capacity(1024);
     while let Some(answer) = rx.recv().await {

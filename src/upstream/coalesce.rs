@@ -34,7 +34,11 @@ pub enum Role {
 impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
     /// Runs `work` unless the same key is in flight, in which case waits for
     /// that result. `None` means the leader was cancelled.
-    pub async fn run<F: Future<Output = V>>(&self, key: &K, work: impl FnOnce() -> F) -> (Option<V>, Role) {
+    pub async fn run<F: Future<Output = V>>(
+        &self,
+        key: &K,
+        work: impl FnOnce() -> F,
+    ) -> (Option<V>, Role) {
         let waiter = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             match inflight.get_mut(key) {
@@ -52,7 +56,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
         if let Some(rx) = waiter {
             return (rx.await.ok(), Role::Follower);
         }
-        let mut guard = LeaderGuard { owner: self, key: Some(key.clone()) };
+        let mut guard = LeaderGuard {
+            owner: self,
+            key: Some(key.clone()),
+        };
         let value = work().await;
         for tx in guard.take_waiters() {
             let _ = tx.send(value.clone());
@@ -77,7 +84,11 @@ impl<K: Hash + Eq + Clone, V: Clone> LeaderGuard<'_, K, V> {
         let Some(key) = self.key.take() else {
             return Vec::new();
         };
-        let mut inflight = self.owner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inflight = self
+            .owner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         inflight.remove(&key).unwrap_or_default()
     }
 }
@@ -124,7 +135,7 @@ mod tests {
         let c = Arc::new(Coalescer::<u32, u32>::default());
         let leader = {
             let c = c.clone();
-            tokio::spawn(async move { c.run(&1, || std::future::pending::<u32>()).await })
+            tokio::spawn(async move { c.run(&1, std::future::pending::<u32>).await })
         };
         tokio::task::yield_now().await;
         let follower = {

@@ -78,7 +78,11 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// A forwarder; sockets are opened on first use, inside the caller's runtime.
-    pub fn new(settings: ForwarderSettings, health: Arc<Health>, stats: Arc<ForwarderStats>) -> Self {
+    pub fn new(
+        settings: ForwarderSettings,
+        health: Arc<Health>,
+        stats: Arc<ForwarderStats>,
+    ) -> Self {
         Self {
             settings,
             v4: OnceCell::new(),
@@ -90,13 +94,23 @@ impl Forwarder {
 
     /// Asks `servers` in turn (healthiest first) until one answers; returns the
     /// raw answer and who gave it.
-    pub async fn query(&self, q: &UpstreamQuery<'_>, servers: &[SocketAddr]) -> Result<(Vec<u8>, SocketAddr), UpstreamError> {
+    pub async fn query(
+        &self,
+        q: &UpstreamQuery<'_>,
+        servers: &[SocketAddr],
+    ) -> Result<(Vec<u8>, SocketAddr), UpstreamError> {
         if servers.is_empty() {
             return Err(UpstreamError::NoServers);
         }
         let deadline = Instant::now() + self.settings.total_timeout;
         let mut last_error = UpstreamError::Timeout;
-        for server in self.health.order(servers).into_iter().cycle().take(servers.len().max(2) * 2) {
+        for server in self
+            .health
+            .order(servers)
+            .into_iter()
+            .cycle()
+            .take(servers.len().max(2) * 2)
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -116,7 +130,12 @@ impl Forwarder {
         Err(last_error)
     }
 
-    async fn exchange(&self, q: &UpstreamQuery<'_>, server: SocketAddr, budget: Duration) -> Result<Vec<u8>, UpstreamError> {
+    async fn exchange(
+        &self,
+        q: &UpstreamQuery<'_>,
+        server: SocketAddr,
+        budget: Duration,
+    ) -> Result<Vec<u8>, UpstreamError> {
         let started = Instant::now();
         let bytes = tokio::time::timeout(budget, self.udp_exchange(q, server))
             .await
@@ -126,13 +145,19 @@ impl Forwarder {
             return Ok(bytes);
         }
         self.stats.tcp_retries.fetch_add(1, Ordering::Relaxed);
-        let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
+        let left = budget
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(200));
         tokio::time::timeout(left, tcp_exchange(q, server, self.settings.udp_payload))
             .await
             .map_err(|_| UpstreamError::Timeout)?
     }
 
-    async fn udp_exchange(&self, q: &UpstreamQuery<'_>, server: SocketAddr) -> Result<Vec<u8>, UpstreamError> {
+    async fn udp_exchange(
+        &self,
+        q: &UpstreamQuery<'_>,
+        server: SocketAddr,
+    ) -> Result<Vec<u8>, UpstreamError> {
         let pool = self.pool(server.ip()).await?;
         let socket = &pool[rand::random_range(0..pool.len())];
         let (id, rx) = socket.register(q, server);
@@ -141,7 +166,9 @@ impl Forwarder {
         if let Err(e) = socket.sock.send_to(&message, server).await {
             return Err(UpstreamError::Network(e.kind().to_string()));
         }
-        let answer = rx.await.map_err(|_| UpstreamError::Network("socket closed".into()));
+        let answer = rx
+            .await
+            .map_err(|_| UpstreamError::Network("socket closed".into()));
         drop(registration);
         answer
     }
@@ -158,7 +185,11 @@ impl Forwarder {
     }
 }
 
-async fn open_pool(bind: IpAddr, count: usize, stats: Arc<ForwarderStats>) -> std::io::Result<Vec<Arc<PoolSocket>>> {
+async fn open_pool(
+    bind: IpAddr,
+    count: usize,
+    stats: Arc<ForwarderStats>,
+) -> std::io::Result<Vec<Arc<PoolSocket>>> {
     let mut pool = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
         // Port 0: the kernel picks a random ephemeral port for each socket.
@@ -202,7 +233,11 @@ impl Drop for Registration<'_> {
 }
 
 impl PoolSocket {
-    fn register(&self, q: &UpstreamQuery<'_>, server: SocketAddr) -> (u16, oneshot::Receiver<Vec<u8>>) {
+    fn register(
+        &self,
+        q: &UpstreamQuery<'_>,
+        server: SocketAddr,
+    ) -> (u16, oneshot::Receiver<Vec<u8>>) {
         let (tx, rx) = oneshot::channel();
         let mut question = Vec::with_capacity(q.name_wire.len() + 4);
         question.extend_from_slice(q.name_wire);
@@ -283,7 +318,11 @@ fn build_query(id: u16, q: &UpstreamQuery<'_>, payload: u16) -> Vec<u8> {
 }
 
 /// One query over a fresh TCP connection (after TC=1 over UDP).
-async fn tcp_exchange(q: &UpstreamQuery<'_>, server: SocketAddr, payload: u16) -> Result<Vec<u8>, UpstreamError> {
+async fn tcp_exchange(
+    q: &UpstreamQuery<'_>,
+    server: SocketAddr,
+    payload: u16,
+) -> Result<Vec<u8>, UpstreamError> {
     let net = |e: std::io::Error| UpstreamError::Network(e.kind().to_string());
     let mut stream = TcpStream::connect(server).await.map_err(net)?;
     let id: u16 = rand::random();
@@ -325,7 +364,11 @@ impl Health {
         };
         // Start at a random server so load spreads, then prefer the healthy.
         let start = rand::random_range(0..servers.len());
-        let mut ordered: Vec<SocketAddr> = servers[start..].iter().chain(&servers[..start]).copied().collect();
+        let mut ordered: Vec<SocketAddr> = servers[start..]
+            .iter()
+            .chain(&servers[..start])
+            .copied()
+            .collect();
         ordered.sort_by_key(penalty);
         ordered
     }
@@ -348,8 +391,10 @@ impl Health {
     /// asked): readiness.
     pub fn any_healthy(&self, servers: &[SocketAddr]) -> bool {
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        servers
-            .iter()
-            .any(|s| failures.get(s).is_none_or(|(n, at)| *n < 3 || at.elapsed() > FAILURE_MEMORY))
+        servers.iter().any(|s| {
+            failures
+                .get(s)
+                .is_none_or(|(n, at)| *n < 3 || at.elapsed() > FAILURE_MEMORY)
+        })
     }
 }

@@ -52,7 +52,10 @@ impl UpstreamError {
 
 /// The nameservers of a resolv.conf file (hickory-resolver parses it), minus
 /// any address in `exclude` (our own listeners: never forward to ourselves).
-pub fn servers_from_resolv_conf(path: &Path, exclude: &[SocketAddr]) -> std::io::Result<Vec<SocketAddr>> {
+pub fn servers_from_resolv_conf(
+    path: &Path,
+    exclude: &[SocketAddr],
+) -> std::io::Result<Vec<SocketAddr>> {
     let data = std::fs::read(path)?;
     let (config, _) = hickory_resolver::system_conf::parse_resolv_conf(data)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
@@ -60,9 +63,9 @@ pub fn servers_from_resolv_conf(path: &Path, exclude: &[SocketAddr]) -> std::io:
     for ns in config.name_servers() {
         let port = ns.connections.first().map_or(53, |c| c.port);
         let addr = SocketAddr::new(ns.ip, port);
-        let is_self = exclude.iter().any(|l| {
-            l.port() == addr.port() && (l.ip() == addr.ip() || l.ip().is_unspecified())
-        });
+        let is_self = exclude
+            .iter()
+            .any(|l| l.port() == addr.port() && (l.ip() == addr.ip() || l.ip().is_unspecified()));
         if !is_self && !servers.contains(&addr) {
             servers.push(addr);
         }
@@ -79,7 +82,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("picket-resolv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("resolv.conf");
-        std::fs::write(&path, "# test\nnameserver 127.0.0.1\nnameserver 192.0.2.53\nsearch x.test\n").unwrap();
+        std::fs::write(
+            &path,
+            "# test\nnameserver 127.0.0.1\nnameserver 192.0.2.53\nsearch x.test\n",
+        )
+        .unwrap();
         let me: SocketAddr = "127.0.0.1:53".parse().unwrap();
         let servers = servers_from_resolv_conf(&path, &[me]).unwrap();
         assert_eq!(servers, vec!["192.0.2.53:53".parse().unwrap()]);

@@ -1,0 +1,29 @@
+//! Test harness shared by the integration tests (`mod common;`).
+//!
+//! - [`Authority`]: an in-process authoritative server on 127.0.0.1 to use as
+//!   Picket's upstream, steerable while it runs (silence, delay, truncation,
+//!   SERVFAIL, forged answers, EDE, replacement records).
+//! - [`client`]: UDP/TCP query helpers with timeouts.
+//! - [`inspect`]: readers for answers in assertions.
+//!
+//! Nothing here touches the network beyond loopback.
+//!
+//! ```rust,ignore
+//! mod common;
+//! use common::*;
+//!
+//! #[tokio::test]
+//! async fn forwards_to_upstream() {
+//!     let upstream = Authority::start("
+//!         example.test     3600 IN SOA ns.example.test h.example.test 1 7200 900 1209600 60
+//!         www.example.test  300 IN A   192.0.2.1");
+//!     let answer = query_udp(upstream.addr(), "www.example.test", RecordType::A).await;
+//!     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+//!     assert_eq!(upstream.queries_for("www.example.test"), 1);
+//! }
+//! ```
+
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod zone;

@@ -26,4 +26,12 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod authority;
+pub mod inspect;
+mod respond;
+mod server;
 pub mod zone;
+
+pub use authority::Authority;
+pub use inspect::{a_records, aaaa_records, ede, ede_option, min_ttl, soa_in_authority, EDE_CODE};
+pub use respond::{FORGED_V4, FORGED_V6};

@@ -27,11 +27,16 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod authority;
+pub mod client;
 pub mod inspect;
 mod respond;
 mod server;
 pub mod zone;
 
 pub use authority::Authority;
+pub use client::{
+    query_tcp, query_udp, real_sleep, send_tcp, send_udp, send_udp_collect, send_udp_raw, Frame,
+    QueryBuilder, TcpClient, ANSWER_TIMEOUT, RAW_TIMEOUT,
+};
 pub use inspect::{a_records, aaaa_records, ede, ede_option, min_ttl, soa_in_authority, EDE_CODE};
 pub use respond::{FORGED_V4, FORGED_V6};

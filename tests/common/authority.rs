@@ -1,0 +1,281 @@
+//! [`Authority`]: an in-process authoritative DNS server that tests start,
+//! steer and inspect while it runs.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::Name;
+use tokio::sync::oneshot;
+
+use super::respond::{respond, Settings, Transport};
+use super::server;
+use super::zone::Zones;
+
+/// An authoritative server on `127.0.0.1:<port>` (UDP and TCP) serving the
+/// zones given to [`Authority::start`]. It runs on its own thread and tokio
+/// runtime, so the test's runtime (paused clock or not) never drives it.
+/// Dropping it stops the server.
+pub struct Authority {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// State shared between the test thread and the server thread.
+pub(super) struct Shared {
+    zones: Mutex<Zones>,
+    silent: AtomicBool,
+    servfail: AtomicBool,
+    forge: AtomicBool,
+    delay: Mutex<Duration>,
+    delay_for: Mutex<HashMap<String, Duration>>,
+    udp_limit: Mutex<Option<usize>>,
+    ede: Mutex<Option<(u16, String)>>,
+    total: AtomicUsize,
+    udp: AtomicUsize,
+    tcp: AtomicUsize,
+    by_name: Mutex<HashMap<String, usize>>,
+    received: Mutex<Vec<Message>>,
+}
+
+/// What the server sends for one query, after `delay`.
+pub(super) struct Reply {
+    pub delay: Duration,
+    pub packets: Vec<Vec<u8>>,
+}
+
+impl Authority {
+    /// Starts serving `zone` (see [`Zones::parse`] for the format).
+    /// Panics on a malformed zone, naming the line.
+    pub fn start(zone: &str) -> Authority {
+        let zones = Zones::parse(zone).unwrap_or_else(|e| panic!("bad test zone: {e}"));
+        let (udp, tcp) = bind_same_port();
+        let addr = udp.local_addr().expect("UDP socket has an address");
+        let shared = Arc::new(Shared::new(zones));
+        let (shutdown, thread) = server::spawn(Arc::clone(&shared), udp, tcp);
+        Authority {
+            addr,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// The address serving both UDP and TCP.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every message received (UDP datagrams and TCP frames), parsable or not.
+    pub fn queries(&self) -> usize {
+        self.shared.total.load(Ordering::SeqCst)
+    }
+
+    /// Messages received over UDP.
+    pub fn udp_queries(&self) -> usize {
+        self.shared.udp.load(Ordering::SeqCst)
+    }
+
+    /// Messages received over TCP.
+    pub fn tcp_queries(&self) -> usize {
+        self.shared.tcp.load(Ordering::SeqCst)
+    }
+
+    /// Queries whose question name is `name` (case-insensitive, dot optional).
+    pub fn queries_for(&self, name: &str) -> usize {
+        let key = name_key(&parse_name(name));
+        lock(&self.shared.by_name).get(&key).copied().unwrap_or(0)
+    }
+
+    /// Every parsable query received, in arrival order, as sent by the client.
+    pub fn received(&self) -> Vec<Message> {
+        lock(&self.shared.received).clone()
+    }
+
+    /// The most recent parsable query, e.g. to check what a forwarder sent.
+    pub fn last_query(&self) -> Option<Message> {
+        lock(&self.shared.received).last().cloned()
+    }
+
+    /// Zeroes all counters and forgets received queries.
+    pub fn reset_counts(&self) {
+        for counter in [&self.shared.total, &self.shared.udp, &self.shared.tcp] {
+            counter.store(0, Ordering::SeqCst);
+        }
+        lock(&self.shared.by_name).clear();
+        lock(&self.shared.received).clear();
+    }
+
+    /// Receive and count queries but never answer.
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// Answer every query after `delay`; other queries are not held up.
+    pub fn set_delay(&self, delay: Duration) {
+        *lock(&self.shared.delay) = delay;
+    }
+
+    /// Answer queries for `name` after `delay` instead of the global delay,
+    /// e.g. to make pipelined TCP answers come back out of order.
+    pub fn set_delay_for(&self, name: &str, delay: Duration) {
+        let key = name_key(&parse_name(name));
+        lock(&self.shared.delay_for).insert(key, delay);
+    }
+
+    /// Use `limit` instead of the client's UDP size when deciding TC=1, whatever
+    /// its EDNS says: a small limit forces truncation, a large one mimics a
+    /// server that ignores the client's size. `None` restores the client's
+    /// size (512 without EDNS).
+    pub fn set_udp_limit(&self, limit: Option<usize>) {
+        *lock(&self.shared.udp_limit) = limit;
+    }
+
+    /// Answer SERVFAIL to every query.
+    pub fn set_servfail(&self, servfail: bool) {
+        self.shared.servfail.store(servfail, Ordering::SeqCst);
+    }
+
+    /// Before each UDP answer, send a forged one with a wrong ID and one with
+    /// the right ID but another question (both carry [`FORGED_V4`]/[`FORGED_V6`]).
+    ///
+    /// [`FORGED_V4`]: super::FORGED_V4
+    /// [`FORGED_V6`]: super::FORGED_V6
+    pub fn set_forge(&self, forge: bool) {
+        self.shared.forge.store(forge, Ordering::SeqCst);
+    }
+
+    /// Replace all zone data. Panics on a malformed zone.
+    pub fn set_records(&self, zone: &str) {
+        let zones = Zones::parse(zone).unwrap_or_else(|e| panic!("bad test zone: {e}"));
+        *lock(&self.shared.zones) = zones;
+    }
+
+    /// Attach an Extended DNS Error (INFO-CODE, EXTRA-TEXT) to every answer
+    /// whose query carried EDNS (an OPT may only answer an OPT).
+    pub fn set_ede(&self, ede: Option<(u16, String)>) {
+        *lock(&self.shared.ede) = ede;
+    }
+}
+
+impl Drop for Authority {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if thread.join().is_err() && !std::thread::panicking() {
+            panic!("test authority thread panicked");
+        }
+    }
+}
+
+impl Shared {
+    fn new(zones: Zones) -> Self {
+        Self {
+            zones: Mutex::new(zones),
+            silent: AtomicBool::new(false),
+            servfail: AtomicBool::new(false),
+            forge: AtomicBool::new(false),
+            delay: Mutex::new(Duration::ZERO),
+            delay_for: Mutex::new(HashMap::new()),
+            udp_limit: Mutex::new(None),
+            ede: Mutex::new(None),
+            total: AtomicUsize::new(0),
+            udp: AtomicUsize::new(0),
+            tcp: AtomicUsize::new(0),
+            by_name: Mutex::new(HashMap::new()),
+            received: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts `bytes` and decides the reply; `None` means send nothing.
+    pub(super) fn on_query(&self, bytes: &[u8], transport: Transport) -> Option<Reply> {
+        let query = Message::from_vec(bytes).ok();
+        self.count(query.as_ref(), transport);
+        if self.silent.load(Ordering::SeqCst) {
+            return None;
+        }
+        let settings = self.settings();
+        let packets = respond(
+            bytes,
+            query.as_ref(),
+            &lock(&self.zones),
+            &settings,
+            transport,
+        );
+        let delay = self.delay_of(query.as_ref());
+        (!packets.is_empty()).then_some(Reply { delay, packets })
+    }
+
+    fn count(&self, query: Option<&Message>, transport: Transport) {
+        self.total.fetch_add(1, Ordering::SeqCst);
+        let per_transport = match transport {
+            Transport::Udp => &self.udp,
+            Transport::Tcp => &self.tcp,
+        };
+        per_transport.fetch_add(1, Ordering::SeqCst);
+        let Some(query) = query else { return };
+        if let Some(question) = query.queries.first() {
+            *lock(&self.by_name)
+                .entry(name_key(question.name()))
+                .or_default() += 1;
+        }
+        lock(&self.received).push(query.clone());
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            servfail: self.servfail.load(Ordering::SeqCst),
+            forge: self.forge.load(Ordering::SeqCst),
+            udp_limit: *lock(&self.udp_limit),
+            ede: lock(&self.ede).clone(),
+        }
+    }
+
+    fn delay_of(&self, query: Option<&Message>) -> Duration {
+        let per_name = query
+            .and_then(|q| q.queries.first())
+            .and_then(|q| lock(&self.delay_for).get(&name_key(q.name())).copied());
+        per_name.unwrap_or_else(|| *lock(&self.delay))
+    }
+}
+
+/// Binds UDP on a free port, then TCP on the same port; retries when another
+/// process already holds that TCP port.
+fn bind_same_port() -> (UdpSocket, TcpListener) {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP on 127.0.0.1");
+        let port = udp.local_addr().expect("UDP address").port();
+        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
+}
+
+/// Parses a test-supplied name as absolute, keeping its case (the UTF-8
+/// parser would lowercase it, and tests may want mixed case on the wire).
+pub(super) fn parse_name(name: &str) -> Name {
+    let mut parsed = Name::from_ascii(name).unwrap_or_else(|e| panic!("bad name {name:?}: {e}"));
+    parsed.set_fqdn(true);
+    parsed
+}
+
+/// Counter key: lowercase, absolute, ASCII.
+fn name_key(name: &Name) -> String {
+    name.to_lowercase().to_ascii()
+}
+
+/// A panicking test must not turn every later lock into a second panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

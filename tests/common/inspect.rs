@@ -1,0 +1,74 @@
+//! Helpers to read answers in assertions, and the EDE encoding they share
+//! with the test authority.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{RData, Record, RecordType};
+
+/// RFC 8914 Extended DNS Error option code. hickory 0.26 has no variant for
+/// it, so it travels as `EdnsOption::Unknown(15, info_code_be ++ text)`.
+pub const EDE_CODE: u16 = 15;
+
+/// Builds an Extended DNS Error option.
+pub fn ede_option(info_code: u16, text: &str) -> EdnsOption {
+    let mut data = info_code.to_be_bytes().to_vec();
+    data.extend_from_slice(text.as_bytes());
+    EdnsOption::Unknown(EDE_CODE, data)
+}
+
+/// The first Extended DNS Error in `message`, as (INFO-CODE, EXTRA-TEXT).
+pub fn ede(message: &Message) -> Option<(u16, String)> {
+    let option = message.edns.as_ref()?.option(EdnsCode::Unknown(EDE_CODE))?;
+    match option {
+        EdnsOption::Unknown(_, data) if data.len() >= 2 => {
+            let code = u16::from_be_bytes([data[0], data[1]]);
+            Some((code, String::from_utf8_lossy(&data[2..]).into_owned()))
+        }
+        _ => None,
+    }
+}
+
+/// IPv4 addresses in the answer section, in order.
+pub fn a_records(message: &Message) -> Vec<Ipv4Addr> {
+    message
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// IPv6 addresses in the answer section, in order.
+pub fn aaaa_records(message: &Message) -> Vec<Ipv6Addr> {
+    message
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::AAAA(aaaa) => Some(aaaa.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Smallest TTL over the answer and authority sections (what a cache would
+/// use); `None` when both are empty.
+pub fn min_ttl(message: &Message) -> Option<u32> {
+    message
+        .answers
+        .iter()
+        .chain(&message.authorities)
+        .map(|r| r.ttl)
+        .min()
+}
+
+/// The SOA record of a negative answer (RFC 2308), if present.
+pub fn soa_in_authority(message: &Message) -> Option<&Record> {
+    message
+        .authorities
+        .iter()
+        .find(|r| r.record_type() == RecordType::SOA)
+}

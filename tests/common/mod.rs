@@ -1,0 +1,42 @@
+//! Test harness shared by the integration tests (`mod common;`).
+//!
+//! - [`Authority`]: an in-process authoritative server on 127.0.0.1 to use as
+//!   Picket's upstream, steerable while it runs (silence, delay, truncation,
+//!   SERVFAIL, forged answers, EDE, replacement records).
+//! - [`client`]: UDP/TCP query helpers with timeouts.
+//! - [`inspect`]: readers for answers in assertions.
+//!
+//! Nothing here touches the network beyond loopback.
+//!
+//! ```rust,ignore
+//! mod common;
+//! use common::*;
+//!
+//! #[tokio::test]
+//! async fn forwards_to_upstream() {
+//!     let upstream = Authority::start("
+//!         example.test     3600 IN SOA ns.example.test h.example.test 1 7200 900 1209600 60
+//!         www.example.test  300 IN A   192.0.2.1");
+//!     let answer = query_udp(upstream.addr(), "www.example.test", RecordType::A).await;
+//!     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+//!     assert_eq!(upstream.queries_for("www.example.test"), 1);
+//! }
+//! ```
+
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod authority;
+pub mod client;
+pub mod inspect;
+mod respond;
+mod server;
+pub mod zone;
+
+pub use authority::Authority;
+pub use client::{
+    query_tcp, query_udp, real_sleep, send_tcp, send_udp, send_udp_collect, send_udp_raw, Frame,
+    QueryBuilder, TcpClient, ANSWER_TIMEOUT, RAW_TIMEOUT,
+};
+pub use inspect::{a_records, aaaa_records, ede, ede_option, min_ttl, soa_in_authority, EDE_CODE};
+pub use respond::{FORGED_V4, FORGED_V6};

@@ -29,6 +29,7 @@
 pub mod authority;
 pub mod client;
 pub mod inspect;
+pub mod picket;
 mod respond;
 mod server;
 pub mod zone;
@@ -39,4 +40,5 @@ pub use client::{
     QueryBuilder, TcpClient, ANSWER_TIMEOUT, RAW_TIMEOUT,
 };
 pub use inspect::{a_records, aaaa_records, ede, ede_option, min_ttl, soa_in_authority, EDE_CODE};
+pub use picket::{start_picket, start_picket_with, test_settings, Picket};
 pub use respond::{FORGED_V4, FORGED_V6};

@@ -1,0 +1,49 @@
+//! Starts Picket in-process on 127.0.0.1:0 for a test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use picket::app::Server;
+use picket::clock::Clock;
+use picket::config::Settings;
+
+/// A running Picket and the clock its cache ages by.
+pub struct Picket {
+    pub server: Server,
+    /// Where it answers (UDP and TCP).
+    pub addr: SocketAddr,
+    /// Advance this instead of sleeping to age cached answers.
+    pub clock: Clock,
+}
+
+/// Settings for tests: loopback port 0, two workers (so that cross-worker
+/// paths are exercised), a manual clock and short upstream timeouts.
+pub fn test_settings(upstreams: &[SocketAddr]) -> Settings {
+    let mut settings = Settings {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        upstreams: upstreams.to_vec(),
+        threads: 2,
+        clock: Clock::manual(),
+        ..Settings::default()
+    };
+    settings.forwarder.attempt_timeout = Duration::from_millis(300);
+    settings.forwarder.total_timeout = Duration::from_millis(900);
+    settings
+}
+
+/// Picket forwarding to `upstreams` with test settings.
+pub fn start_picket(upstreams: &[SocketAddr]) -> Picket {
+    start_picket_with(test_settings(upstreams))
+}
+
+/// Picket with the given settings.
+pub fn start_picket_with(settings: Settings) -> Picket {
+    let clock = settings.clock.clone();
+    let server = Server::start(settings).expect("picket starts");
+    let addr = server.local_addrs()[0];
+    Picket {
+        server,
+        addr,
+        clock,
+    }
+}

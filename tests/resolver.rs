@@ -1,0 +1,457 @@
+//! Picket as a forwarding resolver, driven over real UDP and TCP with an
+//! in-process authoritative upstream (issue 2).
+
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+fn zone() -> String {
+    let long = "x".repeat(250);
+    let big_txt = format!(
+        "big.example.test 300 IN TXT {}",
+        vec![format!("\"{long}\""); 6].join(" ")
+    );
+    format!(
+        r#"
+example.test.        3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+example.test.        3600 IN NS  ns1.example.test.
+example.test.         300 IN CAA 0 issue "ca.example.net"
+ns1.example.test.    3600 IN A   192.0.2.53
+www.example.test.     300 IN A   192.0.2.1
+www.example.test.     300 IN A   192.0.2.2
+www.example.test.     300 IN AAAA 2001:db8::1
+mail.example.test     300 IN MX  10 mx1.example.test
+txt.example.test      300 IN TXT "hello world"
+_dns._udp.example.test 300 IN SRV 0 5 53 ns1.example.test
+ptr.example.test      300 IN PTR www.example.test
+short.example.test      5 IN A   192.0.2.5
+slow.example.test     300 IN A   192.0.2.9
+chain.example.test     60 IN CNAME alias.other.test.
+{big_txt}
+other.test   600 IN SOA ns1.other.test hostmaster.other.test 1 7200 900 1209600 30
+alias.other.test  60 IN CNAME target.other.test
+target.other.test 45 IN A     198.51.100.7
+"#
+    )
+}
+
+fn rcode(m: &Message) -> ResponseCode {
+    m.metadata.response_code
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwards_each_record_type_unchanged() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    for (name, rtype) in [
+        ("www.example.test", RecordType::A),
+        ("www.example.test", RecordType::AAAA),
+        ("mail.example.test", RecordType::MX),
+        ("txt.example.test", RecordType::TXT),
+        ("example.test", RecordType::CAA),
+        ("example.test", RecordType::NS),
+        ("example.test", RecordType::SOA),
+        ("_dns._udp.example.test", RecordType::SRV),
+        ("ptr.example.test", RecordType::PTR),
+    ] {
+        let direct = query_udp(upstream.addr(), name, rtype).await;
+        let via = query_udp(picket.addr, name, rtype).await;
+        assert_eq!(rcode(&via), ResponseCode::NoError, "{name} {rtype}");
+        assert!(!via.answers.is_empty(), "{name} {rtype}: no answer");
+        let data = |m: &Message| {
+            m.answers
+                .iter()
+                .map(|r| (r.record_type(), r.data.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(data(&via), data(&direct), "{name} {rtype}");
+        assert!(via.metadata.recursion_available, "RA must be set");
+        assert!(
+            !via.metadata.authoritative,
+            "a resolver's answer is not authoritative"
+        );
+    }
+    assert_eq!(
+        aaaa_records(&query_udp(picket.addr, "www.example.test", RecordType::AAAA).await),
+        [Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echoes_id_and_mixed_case_question_even_from_cache() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    for (id, name) in [(0x1234, "WwW.ExAmPlE.TeSt"), (0, "www.EXAMPLE.test")] {
+        let q = QueryBuilder::new(name, RecordType::A).id(id).build();
+        let answer = send_udp(picket.addr, &q).await.expect("answer");
+        assert_eq!(answer.metadata.id, id);
+        assert_eq!(answer.queries[0].name().to_string(), format!("{name}."));
+        assert_eq!(a_records(&answer).len(), 2);
+    }
+    assert_eq!(
+        upstream.queries_for("www.example.test"),
+        1,
+        "the second query is a cache hit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ttls_age_in_the_cache_and_expired_entries_are_refetched() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    let first = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(min_ttl(&first), Some(300));
+    picket.clock.advance(Duration::from_secs(100));
+    let aged = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(min_ttl(&aged), Some(200));
+    assert_eq!(upstream.queries_for("www.example.test"), 1);
+    picket.clock.advance(Duration::from_secs(200));
+    let refetched = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(min_ttl(&refetched), Some(300));
+    assert_eq!(upstream.queries_for("www.example.test"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nxdomain_and_nodata_carry_the_soa_and_are_cached_for_its_negative_ttl() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    let nx = query_udp(picket.addr, "nope.example.test", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain);
+    assert!(nx.answers.is_empty());
+    assert_eq!(soa_in_authority(&nx).expect("SOA").ttl, 60);
+
+    let nodata = query_udp(picket.addr, "mail.example.test", RecordType::A).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError);
+    assert!(nodata.answers.is_empty());
+    assert!(soa_in_authority(&nodata).is_some());
+
+    picket.clock.advance(Duration::from_secs(59));
+    let cached = query_udp(picket.addr, "nope.example.test", RecordType::A).await;
+    assert_eq!(rcode(&cached), ResponseCode::NXDomain);
+    assert_eq!(
+        soa_in_authority(&cached).unwrap().ttl,
+        1,
+        "negative TTL aged"
+    );
+    assert_eq!(upstream.queries_for("nope.example.test"), 1);
+    picket.clock.advance(Duration::from_secs(2));
+    query_udp(picket.addr, "nope.example.test", RecordType::A).await;
+    assert_eq!(
+        upstream.queries_for("nope.example.test"),
+        2,
+        "expired after the SOA minimum"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cname_chains_are_returned_whole() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    let answer = query_udp(picket.addr, "chain.example.test", RecordType::A).await;
+    let types: Vec<RecordType> = answer.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types, [RecordType::CNAME, RecordType::CNAME, RecordType::A]);
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(198, 51, 100, 7)]);
+    assert_eq!(min_ttl(&answer), Some(45));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_answers_truncate_over_udp_and_arrive_whole_over_tcp() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    // Our upstream query advertises 1232 bytes: the ~1.5 kB answer comes back
+    // with TC=1 and Picket fetches it again over TCP.
+    let over_tcp = query_tcp(picket.addr, "big.example.test", RecordType::TXT).await;
+    assert!(!over_tcp.metadata.truncation);
+    assert_eq!(over_tcp.answers.len(), 1);
+    assert!(
+        upstream.tcp_queries() >= 1,
+        "upstream TC must be retried over TCP"
+    );
+
+    let no_edns = QueryBuilder::new("big.example.test", RecordType::TXT)
+        .no_edns()
+        .build();
+    let small = send_udp(picket.addr, &no_edns).await.expect("answer");
+    assert!(
+        small.metadata.truncation,
+        "over 512 bytes without EDNS: TC=1"
+    );
+    assert!(small.answers.is_empty());
+    let raw = send_udp_raw(picket.addr, &no_edns.to_vec().unwrap())
+        .await
+        .unwrap();
+    assert!(raw.len() <= 512);
+
+    let edns = QueryBuilder::new("big.example.test", RecordType::TXT)
+        .payload(4096)
+        .build();
+    let capped = send_udp(picket.addr, &edns).await.expect("answer");
+    assert!(
+        capped.metadata.truncation,
+        "we never send UDP answers over 1232 bytes"
+    );
+    assert!(capped.edns.is_some(), "the OPT record survives truncation");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_pipelined_queries_are_answered_as_they_complete() {
+    let upstream = Authority::start(&zone());
+    upstream.set_delay_for("slow.example.test", Duration::from_millis(400));
+    let picket = start_picket(&[upstream.addr()]);
+    let client = TcpClient::connect(picket.addr).await;
+    let slow = client.send_query("slow.example.test", RecordType::A).await;
+    let fast1 = client.send_query("www.example.test", RecordType::A).await;
+    let fast2 = client.send_query("mail.example.test", RecordType::MX).await;
+    let answers = client.recv_n(3).await;
+    let ids: Vec<u16> = answers.iter().map(|m| m.metadata.id).collect();
+    assert_eq!(ids.len(), 3, "all three answered on one connection");
+    assert_eq!(ids[2], slow, "the slow answer comes last: {ids:?}");
+    assert!(ids.contains(&fast1) && ids.contains(&fast2));
+}
+
+/// Builds a raw query with the given header fields around `www.example.test A`.
+fn raw_query(id: u16, flags: u16, qdcount: u16) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&flags.to_be_bytes());
+    q.extend_from_slice(&qdcount.to_be_bytes());
+    q.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    q.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+    q
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_unusual_queries_get_the_rfc_answer_and_the_server_keeps_going() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    let rcode_of =
+        |bytes: &[u8]| Message::from_vec(bytes).map(|m| u16::from(m.metadata.response_code));
+
+    // Dropped: too short for a header; a response (QR=1, reflection).
+    assert_eq!(send_udp_raw(picket.addr, &[0x12, 0x34, 0x01]).await, None);
+    assert_eq!(
+        send_udp_raw(picket.addr, &raw_query(1, 0x8100, 1)).await,
+        None
+    );
+    // FORMERR: two questions; a label running past the end; a pointer in the question.
+    let two = send_udp_raw(picket.addr, &raw_query(2, 0x0100, 2))
+        .await
+        .unwrap();
+    assert_eq!(rcode_of(&two).unwrap(), 1);
+    assert_eq!(&two[..2], &[0, 2], "the ID is echoed");
+    let mut cut = raw_query(3, 0x0100, 1);
+    cut.truncate(20);
+    assert_eq!(
+        rcode_of(&send_udp_raw(picket.addr, &cut).await.unwrap()).unwrap(),
+        1
+    );
+    let mut pointer = raw_query(4, 0x0100, 1);
+    pointer.truncate(12);
+    pointer.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+    assert_eq!(
+        rcode_of(&send_udp_raw(picket.addr, &pointer).await.unwrap()).unwrap(),
+        1
+    );
+    // NOTIMP: opcode NOTIFY (4) and STATUS (2).
+    for opcode in [OpCode::Notify, OpCode::Status] {
+        let q = QueryBuilder::new("www.example.test", RecordType::A)
+            .op_code(opcode)
+            .build();
+        let answer = send_udp(picket.addr, &q).await.unwrap();
+        assert_eq!(rcode(&answer), ResponseCode::NotImp, "{opcode:?}");
+    }
+    // BADVERS (16) for EDNS version 1, with an OPT record saying version 0.
+    let v1 = QueryBuilder::new("www.example.test", RecordType::A)
+        .edns_version(1)
+        .build();
+    let answer = send_udp(picket.addr, &v1).await.unwrap();
+    assert_eq!(u16::from(answer.metadata.response_code), 16);
+    assert_eq!(answer.edns.as_ref().map(|e| e.version()), Some(0));
+    // REFUSED: zone transfers.
+    for rtype in [RecordType::AXFR, RecordType::IXFR] {
+        let answer = query_udp(picket.addr, "example.test", rtype).await;
+        assert_eq!(rcode(&answer), ResponseCode::Refused, "{rtype}");
+    }
+    // ANY: the RFC 8482 minimal answer, without asking upstream.
+    let any = query_udp(picket.addr, "www.example.test", RecordType::ANY).await;
+    assert_eq!(any.answers.len(), 1);
+    assert_eq!(any.answers[0].record_type(), RecordType::HINFO);
+    assert!(
+        matches!(&any.answers[0].data, RData::HINFO(h) if h.cpu == b"RFC8482".to_vec().into_boxed_slice())
+    );
+    // Garbage over TCP: the server answers what it can and keeps serving.
+    let tcp = TcpClient::connect(picket.addr).await;
+    tcp.send_frame(&raw_query(5, 0x0100, 2)).await;
+    let formerr = tcp.recv().await.expect("FORMERR over TCP");
+    assert_eq!(rcode(&formerr), ResponseCode::FormErr);
+
+    assert_eq!(upstream.queries(), 0, "nothing above reached the upstream");
+    let normal = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&normal).len(),
+        2,
+        "still answering after all of that"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_or_silent_upstream_gives_servfail_with_ede_quickly() {
+    let upstream = Authority::start(&zone());
+    upstream.set_silent(true);
+    let picket = start_picket(&[upstream.addr()]);
+    let started = Instant::now();
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    let elapsed = started.elapsed();
+    assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    assert_eq!(
+        ede(&answer).map(|(code, _)| code),
+        Some(22),
+        "EDE 22 No Reachable Authority"
+    );
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "bounded by the total timeout: {elapsed:?}"
+    );
+    assert!(upstream.queries() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_identical_misses_make_one_upstream_query() {
+    let upstream = Authority::start(&zone());
+    upstream.set_delay(Duration::from_millis(150));
+    let picket = start_picket(&[upstream.addr()]);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let addr = picket.addr;
+        tasks.push(tokio::spawn(async move {
+            query_udp(addr, "www.example.test", RecordType::A).await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(a_records(&task.await.unwrap()).len(), 2);
+    }
+    assert_eq!(upstream.queries_for("www.example.test"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fails_over_to_a_live_upstream_and_remembers_the_dead_one() {
+    let dead = Authority::start(&zone());
+    dead.set_silent(true);
+    let live = Authority::start(&zone());
+    let picket = start_picket(&[dead.addr(), live.addr()]);
+    for i in 0..6 {
+        let answer = query_udp(picket.addr, &format!("n{i}.example.test"), RecordType::A).await;
+        assert_eq!(
+            rcode(&answer),
+            ResponseCode::NXDomain,
+            "answered by the live upstream"
+        );
+    }
+    assert!(
+        dead.queries() <= 2,
+        "a failed upstream is tried last afterwards: {}",
+        dead.queries()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_upstream_answers_are_ignored() {
+    let upstream = Authority::start(&zone());
+    upstream.set_forge(true);
+    let picket = start_picket(&[upstream.addr()]);
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    let addrs = a_records(&answer);
+    assert!(
+        !addrs.contains(&FORGED_V4),
+        "a forged answer was accepted: {addrs:?}"
+    );
+    assert_eq!(addrs.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_extended_errors_pass_through() {
+    let upstream = Authority::start(&zone());
+    upstream.set_ede(Some((18, "prohibited here".into())));
+    let picket = start_picket(&[upstream.addr()]);
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(ede(&answer), Some((18, "prohibited here".into())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_tcp_connections_are_closed_and_the_cap_holds() {
+    let upstream = Authority::start(&zone());
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.limits.tcp_idle_timeout = Duration::from_millis(300);
+    settings.limits.tcp_idle_timeout_pressure = Duration::from_millis(300);
+    settings.limits.tcp_max_connections = 2;
+    let picket = start_picket_with(settings);
+    let idle = TcpClient::connect(picket.addr).await;
+    let _second = TcpClient::connect(picket.addr).await;
+    real_sleep(Duration::from_millis(50)).await;
+    let third = TcpClient::connect(picket.addr).await;
+    assert!(
+        matches!(
+            third.next_frame(Duration::from_secs(1)).await,
+            Frame::Closed
+        ),
+        "over the cap: closed"
+    );
+    assert!(
+        matches!(idle.next_frame(Duration::from_secs(2)).await, Frame::Closed),
+        "idle: closed"
+    );
+    real_sleep(Duration::from_millis(100)).await;
+    let fresh = query_tcp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&fresh).len(),
+        2,
+        "slots freed: new clients are served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "drives the dig binary (Debian dnsutils); run by .ci/run"]
+async fn dig_resolves_through_picket() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    let dig = |args: Vec<String>| {
+        let out = std::process::Command::new("dig")
+            .args(args)
+            .output()
+            .expect("dig runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let port = picket.addr.port().to_string();
+    let base = vec![
+        "@127.0.0.1".to_string(),
+        "-p".into(),
+        port,
+        "+tries=1".into(),
+        "+time=3".into(),
+    ];
+    let short = tokio::task::spawn_blocking({
+        let mut args = base.clone();
+        args.extend(["+short".into(), "www.example.test".into(), "A".into()]);
+        move || dig(args)
+    })
+    .await
+    .unwrap();
+    let mut lines: Vec<&str> = short.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["192.0.2.1", "192.0.2.2"]);
+    let full = tokio::task::spawn_blocking({
+        let mut args = base;
+        args.extend(["+tcp".into(), "nope.example.test".into()]);
+        move || dig(args)
+    })
+    .await
+    .unwrap();
+    assert!(full.contains("status: NXDOMAIN"), "{full}");
+    assert!(full.contains("flags: qr rd ra"), "{full}");
+    assert!(full.contains("SOA"), "{full}");
+}

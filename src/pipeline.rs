@@ -24,7 +24,9 @@ use crate::protocol::build::{empty_reply, txt_rdata};
 use crate::protocol::wire::{ede, rcode, rtype};
 use crate::protocol::{parse_query, Answer, EdnsOut, Rejection, Request, ResponseWriter, Section};
 use crate::query::ClientHints;
-use crate::upstream::{Coalescer, Forwarder, ForwarderStats, Health, UpstreamError, UpstreamQuery};
+use crate::upstream::{
+    Coalescer, Forwarder, ForwarderStats, Health, Route, UpstreamError, UpstreamQuery,
+};
 
 /// Class IN.
 const CLASS_IN: u16 = 1;
@@ -175,16 +177,15 @@ impl Worker {
     /// The asynchronous back half: a coalesced upstream fetch, then the answer
     /// (or a stale one, or SERVFAIL with the reason as an EDE).
     pub async fn finish(&self, p: Pending) -> Vec<u8> {
-        let servers = &self.shared.settings.upstreams;
         let (fetched, _) = self
             .shared
             .inflight
-            .run(&p.key, || self.fetch(&p.key, servers))
+            .run(&p.key, || self.fetch(&p.key))
             .await;
         let fetched = match fetched {
             Some(f) => f,
             // The query we were waiting on was cancelled: fetch ourselves.
-            None => self.fetch(&p.key, servers).await,
+            None => self.fetch(&p.key).await,
         };
         match (fetched, &p.stale) {
             (Ok((entry, server)), _) => {
@@ -244,8 +245,9 @@ impl Worker {
         }
     }
 
-    /// One upstream exchange and cache insert, under the global in-flight bound.
-    async fn fetch(&self, key: &CacheKey, servers: &[SocketAddr]) -> Fetched {
+    /// One upstream exchange along the key's route and a cache insert, under
+    /// the global in-flight bound.
+    async fn fetch(&self, key: &CacheKey) -> Fetched {
         let _permit = self
             .shared
             .upstream_permits
@@ -258,7 +260,14 @@ impl Worker {
             dnssec_ok: key.dnssec_ok(),
             cd: key.cd(),
         };
-        let (bytes, server) = self.forwarder.query(&query, servers).await?;
+        let (bytes, server) = match key.route() {
+            Route::Default => {
+                self.forwarder
+                    .query(&query, &self.shared.settings.upstreams)
+                    .await?
+            }
+            Route::Group(_) => return Err(UpstreamError::NoServers),
+        };
         let answer = Answer::from_upstream(&bytes, key.name_wire(), key.qtype(), key.qclass())
             .map_err(|_| UpstreamError::Malformed)?;
         Ok((

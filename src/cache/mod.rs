@@ -16,6 +16,7 @@ use moka::Expiry;
 
 use crate::clock::Clock;
 use crate::protocol::{Answer, AnswerKind, Request};
+use crate::upstream::Route;
 
 /// Cache limits and TTL policy.
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ pub struct CacheKey {
     qclass: u16,
     /// Bit 0: DO, bit 1: CD.
     bits: u8,
+    /// Where the answer comes from (split DNS routes differ).
+    route: Route,
 }
 
 impl CacheKey {
@@ -69,6 +72,17 @@ impl CacheKey {
         )
     }
 
+    /// The same question answered through `route`.
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.route = route;
+        self
+    }
+
+    /// Where the answer comes from.
+    pub fn route(&self) -> &Route {
+        &self.route
+    }
+
     /// A key from its parts (`name_wire` in lower case).
     pub fn new(name_wire: &[u8], qtype: u16, qclass: u16, dnssec_ok: bool, cd: bool) -> Self {
         Self {
@@ -76,6 +90,7 @@ impl CacheKey {
             qtype,
             qclass,
             bits: u8::from(dnssec_ok) | (u8::from(cd) << 1),
+            route: Route::Default,
         }
     }
 

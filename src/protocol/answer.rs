@@ -86,41 +86,55 @@ impl Answer {
         qclass: u16,
     ) -> Result<Answer, AnswerError> {
         let header = Header::read(bytes)?;
-        if !header.is_response() {
+        // Only a QUERY response answers a query (hickory reads UPDATE
+        // sections under other rules, so check before trusting its parse).
+        if !header.is_response() || header.opcode() != 0 {
             return Err(AnswerError::NotAResponse);
         }
         if !question_matches(bytes, &header, name_wire, qtype, qclass) {
             return Err(AnswerError::WrongQuestion);
         }
-        // Whatever we store must re-parse for every client: check it once here.
-        hickory_proto::op::Message::from_vec(bytes)
+        // Re-encode through hickory-proto: what we store is then canonical
+        // (no pointers into the header we patch, no trailing bytes, names
+        // compressed only backwards), parses for every client, and carries
+        // no OPT or TSIG (hop-by-hop, RFC 6891 §6.1.1: never cached).
+        let mut message = hickory_proto::op::Message::from_vec(bytes)
+            .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
+        let ede = message.edns.as_ref().and_then(upstream_ede);
+        let extended_rcode = u16::from(message.metadata.response_code) > 0xf;
+        if extended_rcode {
+            message.metadata.response_code = hickory_proto::op::ResponseCode::ServFail;
+        }
+        message.edns = None;
+        message.signature = None;
+        let canonical = message
+            .to_vec()
             .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
         let question_len = name_wire.len() + 4;
         let mut index = Index::default();
-        wire::walk_records(bytes, |span| index.visit(bytes, span))?;
-        let stripped = strip_opt(bytes, &header, &index)?;
-        let kind = classify(&header, &index);
-        let rcode = if index.ext_rcode != 0 {
-            rcode::SERVFAIL
+        wire::walk_records(&canonical, |span| index.visit(&canonical, span))?;
+        let header = Header::read(&canonical)?;
+        let kind = if extended_rcode {
+            AnswerKind::Failure
         } else {
-            header.rcode()
+            classify(&header, &index)
         };
         let ttl = match kind {
             AnswerKind::Positive => index.min_ttl.unwrap_or(0),
             AnswerKind::NxDomain | AnswerKind::NoData => index.negative_ttl.unwrap_or(0),
             AnswerKind::Failure => 0,
         };
-        let ttl_offsets = ttl_offsets(&stripped)?;
+        let ttl_offsets = ttl_offsets(&canonical)?;
         Ok(Answer {
-            bytes: stripped.into_boxed_slice(),
+            bytes: canonical.into_boxed_slice(),
             question_len,
             ttl_offsets,
             kind,
-            rcode,
+            rcode: header.rcode(),
             ttl,
             addresses: index.addresses,
             cnames: index.cnames,
-            ede: index.ede,
+            ede,
         })
     }
 
@@ -236,23 +250,12 @@ struct Index {
     min_ttl: Option<u32>,
     negative_ttl: Option<u32>,
     answers: u16,
-    opt: Option<(usize, usize)>,
-    opt_count: usize,
-    ext_rcode: u8,
     addresses: Vec<IpAddr>,
     cnames: Vec<String>,
-    ede: Option<(u16, String)>,
 }
 
 impl Index {
     fn visit(&mut self, bytes: &[u8], span: &wire::RecordSpan) -> Result<(), WireError> {
-        if span.rtype == rtype::OPT {
-            self.opt_count += 1;
-            self.opt = Some((span.start, span.end()));
-            self.ext_rcode = (span.ttl >> 24) as u8;
-            self.ede = read_ede(bytes, span);
-            return Ok(());
-        }
         self.min_ttl = Some(self.min_ttl.map_or(span.ttl, |m| m.min(span.ttl)));
         match (span.section, span.rtype) {
             (0, t) => {
@@ -298,88 +301,25 @@ impl Index {
     }
 }
 
-fn read_ede(bytes: &[u8], span: &wire::RecordSpan) -> Option<(u16, String)> {
-    let mut pos = span.rdata_at;
-    while pos + 4 <= span.end() {
-        let code = wire::u16_at(bytes, pos).ok()?;
-        let len = wire::u16_at(bytes, pos + 2).ok()? as usize;
-        let data = bytes.get(pos + 4..pos + 4 + len)?;
-        if code == wire::edns_option::EDE && len >= 2 {
+/// The upstream's Extended DNS Error (RFC 8914), passed through to clients.
+fn upstream_ede(edns: &hickory_proto::op::Edns) -> Option<(u16, String)> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    match edns.option(EdnsCode::Unknown(wire::edns_option::EDE))? {
+        EdnsOption::Unknown(_, data) if data.len() >= 2 => {
             let info = u16::from_be_bytes([data[0], data[1]]);
-            return Some((info, String::from_utf8_lossy(&data[2..]).into_owned()));
+            Some((info, String::from_utf8_lossy(&data[2..]).into_owned()))
         }
-        pos += 4 + len;
+        _ => None,
     }
-    None
 }
 
 fn classify(header: &Header, index: &Index) -> AnswerKind {
-    match (header.rcode(), index.ext_rcode) {
-        (rcode::NXDOMAIN, 0) => AnswerKind::NxDomain,
-        (rcode::NOERROR, 0) if index.answers == 0 => AnswerKind::NoData,
-        (rcode::NOERROR, 0) => AnswerKind::Positive,
+    match header.rcode() {
+        rcode::NXDOMAIN => AnswerKind::NxDomain,
+        rcode::NOERROR if index.answers == 0 => AnswerKind::NoData,
+        rcode::NOERROR => AnswerKind::Positive,
         _ => AnswerKind::Failure,
     }
-}
-
-/// Removes the upstream's OPT record (RFC 6891 §6.1.1: OPT is hop-by-hop and
-/// must not be cached); we add our own on every serve.
-fn strip_opt(bytes: &[u8], header: &Header, index: &Index) -> Result<Vec<u8>, AnswerError> {
-    let Some((start, end)) = index.opt else {
-        return Ok(bytes.to_vec());
-    };
-    if index.opt_count > 1 {
-        return Err(AnswerError::Malformed(WireError::BadName));
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(&bytes[..start]);
-    // Nothing can point into the OPT record (its owner is the root), and names
-    // after it only point backwards, to offsets before it that do not move,
-    // unless they point into later records: in that rare case the later
-    // records are dropped rather than corrupted.
-    let tail = &bytes[end..];
-    if tail.is_empty() || !tail_points_forward(bytes, end) {
-        out.extend_from_slice(tail);
-    } else {
-        out.truncate(start);
-        let ar = header.arcount.saturating_sub(1 + count_records(bytes, end));
-        out[10..12].copy_from_slice(&ar.to_be_bytes());
-        return Ok(out);
-    }
-    out[10..12].copy_from_slice(&header.arcount.saturating_sub(1).to_be_bytes());
-    Ok(out)
-}
-
-fn count_records(bytes: &[u8], mut pos: usize) -> u16 {
-    let mut n = 0;
-    while let Ok(span) = wire::read_record_span(bytes, pos, 2) {
-        n += 1;
-        pos = span.end();
-    }
-    n
-}
-
-/// Whether any compression pointer at or after `from` targets `from` or later.
-fn tail_points_forward(bytes: &[u8], from: usize) -> bool {
-    let mut pos = from;
-    while let Ok(span) = wire::read_record_span(bytes, pos, 2) {
-        let mut p = span.start;
-        while let Some(&len) = bytes.get(p) {
-            if len == 0 {
-                break;
-            }
-            if len & 0xc0 == 0xc0 {
-                let target = (wire::u16_at(bytes, p).unwrap_or(0) & 0x3fff) as usize;
-                if target >= from {
-                    return true;
-                }
-                break;
-            }
-            p += 1 + len as usize;
-        }
-        pos = span.end();
-    }
-    false
 }
 
 fn ttl_offsets(bytes: &[u8]) -> Result<Box<[u32]>, WireError> {

@@ -33,7 +33,7 @@ down() {
     [ -f "$f" ] || continue
     local pid
     pid=$(cat "$f" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+    if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
     rm -f "$f"
   done
   for ns in "${NAMESPACES[@]}"; do

@@ -1,10 +1,13 @@
 //! Wiring: binds the listeners, builds the shared state, starts one worker
 //! thread per core (each a current-thread runtime owning one SO_REUSEPORT
-//! socket per listener), and stops them.
+//! socket per listener), and stops them, at once ([`Server::stop`]) or
+//! gracefully ([`Server::drain`]).
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
@@ -42,21 +45,72 @@ impl Server {
         let shared = Arc::new(Shared::new(settings));
         let tcp_slots = ConnectionSlots::new(shared.settings.limits.tcp_max_connections);
         let (stop, stopped) = watch::channel(false);
-        let mut handles = Vec::with_capacity(threads);
-        for (index, sockets) in per_worker.drain(..).enumerate() {
-            let (shared, slots, stopped) = (shared.clone(), tcp_slots.clone(), stopped.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("picket-worker-{index}"))
-                .spawn(move || run_worker(shared, sockets, slots, stopped))
-                .context("cannot start a worker thread")?;
-            handles.push(handle);
-        }
-        Ok(Server {
-            shared,
+        let (serving, workers_serving) = mpsc::channel();
+        let mut server = Server {
+            shared: shared.clone(),
             addrs,
             stop,
-            threads: handles,
-        })
+            threads: Vec::with_capacity(threads),
+        };
+        for (index, sockets) in per_worker.drain(..).enumerate() {
+            let (shared, slots, stopped) = (shared.clone(), tcp_slots.clone(), stopped.clone());
+            let serving = serving.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("picket-worker-{index}"))
+                .spawn(move || run_worker(shared, sockets, slots, stopped, serving))
+                .context("cannot start a worker thread")?;
+            server.threads.push(handle);
+        }
+        drop(serving);
+        // Ready once every worker serves its sockets (a worker that failed
+        // to start closes its end, and we never turn ready).
+        if workers_serving.iter().take(threads).count() == threads {
+            shared.readiness.set_started();
+        } else {
+            bail!("a worker thread failed to start");
+        }
+        Ok(server)
+    }
+
+    /// Graceful stop (SIGTERM): not ready at once (the health name answers
+    /// SERVFAIL, `/readyz` 503), run the drain hook, keep answering for the
+    /// grace period while the route is withdrawn, then close the listeners,
+    /// let queries already accepted and open TCP exchanges finish (bounded),
+    /// and stop the workers. `cut_short` (a second signal) ends the grace
+    /// period and the wait early. Returns what was still in flight when the
+    /// workers stopped (0 when nothing was cut off).
+    pub async fn drain(mut self, cut_short: impl Future<Output = ()>) -> usize {
+        tokio::pin!(cut_short);
+        let settings = self.shared.settings.drain.clone();
+        let began = Instant::now();
+        self.shared.readiness.set_draining();
+        tracing::info!(grace = ?settings.grace, "draining: not ready");
+        if let Some(hook) = &settings.hook {
+            run_hook(hook, settings.hook_timeout).await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(settings.grace.saturating_sub(began.elapsed())) => {}
+            () = &mut cut_short => tracing::warn!("second stop signal: grace period cut short"),
+        }
+        self.shared.drain.close();
+        let inflight = self.shared.drain.inflight();
+        tracing::info!(
+            inflight,
+            "draining: listeners closed, finishing queries in flight"
+        );
+        let left = tokio::select! {
+            left = self.shared.drain.wait_idle(settings.finish_timeout) => left,
+            () = &mut cut_short => self.shared.drain.inflight(),
+        };
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "draining: stopping with queries or connections still open"
+            );
+        }
+        self.shutdown();
+        tracing::info!(took = ?began.elapsed(), "drained");
+        left
     }
 
     /// The addresses the server answers on (UDP and TCP), ports resolved.
@@ -140,6 +194,7 @@ fn run_worker(
     sockets: WorkerSockets,
     tcp_slots: Arc<ConnectionSlots>,
     mut stopped: watch::Receiver<bool>,
+    serving: mpsc::Sender<()>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -152,14 +207,80 @@ fn run_worker(
         }
     };
     runtime.block_on(async move {
+        let closed = shared.drain.closed();
         let worker = Arc::new(Worker::new(shared));
+        let mut loops = Vec::new();
         for socket in sockets.udp {
-            tokio::spawn(udp::serve(worker.clone(), socket));
+            loops.push(tokio::spawn(udp::serve(worker.clone(), socket)));
         }
         for listener in sockets.tcp {
-            tokio::spawn(tcp::serve(worker.clone(), listener, tcp_slots.clone()));
+            loops.push(tokio::spawn(tcp::serve(
+                worker.clone(),
+                listener,
+                tcp_slots.clone(),
+            )));
         }
-        let _ = stopped.wait_for(|stop| *stop).await;
+        let _ = serving.send(());
+        let draining = tokio::select! {
+            () = closed => true,
+            _ = stopped.wait_for(|stop| *stop) => false,
+        };
+        if draining {
+            // Stop receiving and accepting (the sockets close as the loops
+            // drop them); answers in flight and open connections run on
+            // until the stop.
+            for receive_loop in &loops {
+                receive_loop.abort();
+            }
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
     });
     // Dropping the runtime cancels every task of this worker.
+}
+
+/// Runs the drain hook with `sh -c`, killed (its whole process group) after
+/// `limit`; its output goes where ours goes. Failures are logged, never fatal.
+async fn run_hook(command: &str, limit: Duration) {
+    let command = command.to_owned();
+    let started = Instant::now();
+    let ran = tokio::task::spawn_blocking(move || run_hook_blocking(&command, limit)).await;
+    let took = started.elapsed();
+    match ran {
+        Ok(Ok(Some(status))) if status.success() => {
+            tracing::info!(?took, "drain hook finished");
+        }
+        Ok(Ok(Some(status))) => tracing::warn!(?took, %status, "drain hook failed"),
+        Ok(Ok(None)) => tracing::warn!(?limit, "drain hook timed out and was killed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot run the drain hook"),
+        Err(e) => tracing::warn!(error = %e, "drain hook task failed"),
+    }
+}
+
+fn run_hook_blocking(
+    command: &str,
+    limit: Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::CommandExt;
+    tracing::info!(command, "running the drain hook");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: signalling the process group we created for the hook.
+            unsafe {
+                libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+            }
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::Server;
-use crate::config::{parse_addr, parse_size, Settings};
+use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings};
 use crate::upstream::servers_from_resolv_conf;
 
 /// Picket: a fast filtering recursive DNS resolver.
@@ -70,6 +70,42 @@ pub struct ServeArgs {
     )]
     pub resolv_conf: PathBuf,
 
+    /// This node's identity, sent as NSID (RFC 5001) to clients that ask and
+    /// answered to CHAOS TXT `id.server.` / `hostname.bind.`. Default: the
+    /// hostname; `--nsid ''` turns both off.
+    #[arg(long, value_name = "TEXT")]
+    pub nsid: Option<String>,
+
+    /// Answer CHAOS TXT `version.bind.` / `version.server.` with TEXT
+    /// (default: REFUSED, nothing to fingerprint).
+    #[arg(long = "chaos-version", value_name = "TEXT")]
+    pub chaos_version: Option<String>,
+
+    /// A name answered locally for DNS health checks, never forwarded:
+    /// A 127.0.0.1 / TXT "ok" while ready, SERVFAIL while starting, draining
+    /// or without a working upstream. E.g. `--health-name health.picket.`
+    #[arg(long = "health-name", value_name = "NAME")]
+    pub health_name: Option<String>,
+
+    /// On SIGTERM/SIGINT, keep answering this long after turning not ready
+    /// (while the route is withdrawn), e.g. 5s or 500ms.
+    #[arg(long = "drain-grace", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub drain_grace: Duration,
+
+    /// Shell command run (`sh -c`) when a drain begins, before the grace
+    /// period, e.g. `birdc disable anycast`.
+    #[arg(long = "drain-hook", value_name = "CMD")]
+    pub drain_hook: Option<String>,
+
+    /// The drain hook is killed after this long.
+    #[arg(long = "drain-hook-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub drain_hook_timeout: Duration,
+
+    /// After the grace period the listeners close; queries in flight and open
+    /// TCP exchanges get this long to finish before Picket exits.
+    #[arg(long = "drain-timeout", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
     /// Log level (error, warn, info, debug, trace), or a RUST_LOG-style filter.
     #[arg(
         long = "log-level",
@@ -113,6 +149,26 @@ impl ServeArgs {
         } else {
             self.upstream.clone()
         };
+        s.nsid = match &self.nsid {
+            None => hostname(),
+            Some(text) if text.is_empty() => None,
+            Some(text) if text.len() > 255 => bail!(
+                "--nsid is {} bytes long; at most 255 fit (RFC 5001 allows more, but a TXT string holds 255)",
+                text.len()
+            ),
+            Some(text) => Some(text.as_bytes().to_vec()),
+        };
+        s.version_text = self.chaos_version.clone().filter(|t| !t.is_empty());
+        s.health_name = match &self.health_name {
+            None => None,
+            Some(name) => Some(normalize_name(name).with_context(|| {
+                format!("--health-name `{name}` is not a DNS name, e.g. health.picket.")
+            })?),
+        };
+        s.drain.grace = self.drain_grace;
+        s.drain.hook = self.drain_hook.clone().filter(|h| !h.trim().is_empty());
+        s.drain.hook_timeout = self.drain_hook_timeout;
+        s.drain.finish_timeout = self.drain_timeout;
         if s.upstreams.is_empty() {
             bail!(
                 "no upstream nameserver: {} lists none (other than Picket itself); give one with --upstream IP[:PORT]",
@@ -140,24 +196,58 @@ fn serve(args: ServeArgs) -> Result<i32> {
         cache_bytes = settings.cache.max_bytes,
         "starting picket"
     );
-    let server = Server::start(settings)?;
-    tracing::info!(addrs = ?server.local_addrs(), "answering");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(wait_for_stop_signal())?;
-    tracing::info!("stopping");
-    server.stop();
+    // Listen for signals before answering, so an early SIGTERM drains too.
+    let mut signals = runtime.block_on(async { StopSignals::new() })?;
+    let server = Server::start(settings)?;
+    tracing::info!(addrs = ?server.local_addrs(), "answering");
+    runtime.block_on(async move {
+        let name = signals.next().await;
+        tracing::info!(signal = name, "stopping");
+        // A second signal cuts the drain short.
+        server
+            .drain(async move {
+                signals.next().await;
+            })
+            .await
+    });
     Ok(0)
 }
 
-async fn wait_for_stop_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    /// Waits for the next one; returns its name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// The host's name (the default NSID), None if it cannot be read.
+fn hostname() -> Option<Vec<u8>> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    (len > 0).then(|| buf[..len].to_vec())
 }

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod health;
 pub mod listener;
 pub mod observe;
 pub mod pipeline;

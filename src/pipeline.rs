@@ -19,10 +19,13 @@ use tokio::sync::Semaphore;
 
 use crate::cache::{Cache, CacheKey, Entry, Lookup};
 use crate::config::Settings;
+use crate::health::{Drain, InflightGuard, Readiness};
 use crate::observe::{CacheStatus, Observer, Outcome};
 use crate::protocol::build::{empty_reply, txt_rdata};
-use crate::protocol::wire::{ede, rcode, rtype};
-use crate::protocol::{parse_query, Answer, EdnsOut, Rejection, Request, ResponseWriter, Section};
+use crate::protocol::wire::{ede, flag, rcode, rtype};
+use crate::protocol::{
+    parse_query, Answer, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter, Section,
+};
 use crate::query::ClientHints;
 use crate::upstream::{
     Coalescer, Forwarder, ForwarderStats, Health, Route, UpstreamError, UpstreamQuery,
@@ -30,6 +33,10 @@ use crate::upstream::{
 
 /// Class IN.
 const CLASS_IN: u16 = 1;
+/// Class CHAOS (RFC 1035 §3.2.4): server identity and version queries.
+const CLASS_CH: u16 = 3;
+/// TTL of local identity and health answers: never cached downstream.
+const LOCAL_TTL: u32 = 0;
 /// TTL of the RFC 8482 answer to ANY.
 const ANY_TTL: u32 = 3600;
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
@@ -47,6 +54,10 @@ pub struct Shared {
     pub health: Arc<Health>,
     pub forwarder_stats: Arc<ForwarderStats>,
     pub observer: Observer,
+    /// Starting / ready / draining, for the health name and `/readyz`.
+    pub readiness: Readiness,
+    /// Listener close signal and in-flight count for a graceful stop.
+    pub drain: Drain,
 }
 
 impl Shared {
@@ -59,8 +70,21 @@ impl Shared {
             health: Arc::new(Health::default()),
             forwarder_stats: Arc::new(ForwarderStats::default()),
             observer: Observer::default(),
+            readiness: Readiness::default(),
+            drain: Drain::default(),
             settings,
         }
+    }
+
+    /// Whether some upstream answers (none failing 3 times in a row recently).
+    pub fn upstream_ok(&self) -> bool {
+        self.health.any_healthy(&self.settings.upstreams)
+    }
+
+    /// Whether this node should receive traffic, or why not (`/readyz`, the
+    /// health name).
+    pub fn ready(&self) -> Result<(), &'static str> {
+        self.readiness.ready(self.upstream_ok())
     }
 }
 
@@ -82,6 +106,8 @@ pub struct Pending {
     started: Instant,
     limit: usize,
     stale: Option<Arc<Entry>>,
+    /// Keeps a graceful stop waiting until this query is answered.
+    _inflight: InflightGuard,
 }
 
 /// One worker thread's handle on the pipeline: the shared state plus the
@@ -171,6 +197,7 @@ impl Worker {
             started,
             limit,
             stale,
+            _inflight: self.shared.drain.track(),
         }))
     }
 
@@ -277,11 +304,18 @@ impl Worker {
     }
 
     /// Answers that never leave this process: zone transfers are refused
-    /// (we are not an authority), non-IN classes refused, and ANY gets the
+    /// (we are not an authority), CHAOS identity queries answered, other
+    /// non-IN classes refused, the health name answered, and ANY gets the
     /// minimal RFC 8482 answer, which also removes it as an amplifier.
     fn local_answer(&self, req: &Request, limit: usize) -> Option<Vec<u8>> {
-        if matches!(req.qtype, rtype::AXFR | rtype::IXFR) || req.qclass != CLASS_IN {
+        if matches!(req.qtype, rtype::AXFR | rtype::IXFR) {
             return Some(self.error_reply(req, rcode::REFUSED as u16, None, limit));
+        }
+        if req.qclass != CLASS_IN {
+            return Some(self.chaos_answer(req, limit));
+        }
+        if self.shared.settings.health_name.as_deref() == Some(req.qname.as_str()) {
+            return Some(self.health_answer(req, limit));
         }
         if req.qtype == rtype::ANY {
             let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
@@ -291,6 +325,60 @@ impl Worker {
             return Some(w.finish(self.edns_out(req).as_ref(), limit));
         }
         None
+    }
+
+    /// CHAOS TXT (as BIND, NSD, Unbound): `id.server.` and `hostname.bind.`
+    /// give our identity (the NSID), `version.bind.` and `version.server.`
+    /// the configured version text. Anything else, any other class, and
+    /// whatever is turned off, is REFUSED.
+    fn chaos_answer(&self, req: &Request, limit: usize) -> Vec<u8> {
+        let settings = &self.shared.settings;
+        let text: Option<&[u8]> = match (req.qclass, req.qname.as_str()) {
+            (CLASS_CH, "id.server" | "hostname.bind") => settings.nsid.as_deref(),
+            (CLASS_CH, "version.bind" | "version.server") => {
+                settings.version_text.as_deref().map(str::as_bytes)
+            }
+            _ => None,
+        };
+        let Some(text) = text else {
+            return self.error_reply(req, rcode::REFUSED as u16, None, limit);
+        };
+        let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
+        w.set_flags(flag::AA);
+        if matches!(req.qtype, rtype::TXT | rtype::ANY) {
+            w.record_at_question_in(
+                Section::Answer,
+                rtype::TXT,
+                CLASS_CH,
+                LOCAL_TTL,
+                &txt_rdata(text),
+            );
+        }
+        w.finish(self.edns_out(req).as_ref(), limit)
+    }
+
+    /// The health name: A 127.0.0.1 and TXT "ok" (other types: no data)
+    /// while ready; SERVFAIL with EDE 14 (Not Ready) and the reason while
+    /// starting, draining or without a working upstream.
+    fn health_answer(&self, req: &Request, limit: usize) -> Vec<u8> {
+        if let Err(why) = self.shared.ready() {
+            return self.error_reply(
+                req,
+                rcode::SERVFAIL as u16,
+                Some((ede::NOT_READY, why)),
+                limit,
+            );
+        }
+        let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
+        w.set_flags(flag::AA);
+        match req.qtype {
+            rtype::A => w.address(Section::Answer, [127, 0, 0, 1].into(), LOCAL_TTL),
+            rtype::TXT => {
+                w.record_at_question(Section::Answer, rtype::TXT, LOCAL_TTL, &txt_rdata(b"ok"))
+            }
+            _ => {}
+        }
+        w.finish(self.edns_out(req).as_ref(), limit)
     }
 
     fn serve(
@@ -328,10 +416,19 @@ impl Worker {
         ResponseWriter::new(req, code).finish(edns.as_ref(), limit)
     }
 
-    fn edns_out(&self, req: &Request) -> Option<EdnsOut<'static>> {
-        req.edns
-            .as_ref()
-            .map(|e| EdnsOut::answering(e, self.shared.settings.limits.max_udp_payload))
+    /// The one place our OPT record is made: payload, DO echo, and our NSID
+    /// when the client asked for it (RFC 5001).
+    fn edns_out(&self, req: &Request) -> Option<EdnsOut<'_>> {
+        req.edns.as_ref().map(|e| self.answering(e))
+    }
+
+    fn answering(&self, info: &EdnsInfo) -> EdnsOut<'_> {
+        let settings = &self.shared.settings;
+        let mut out = EdnsOut::answering(info, settings.limits.max_udp_payload);
+        if info.nsid {
+            out.nsid = settings.nsid.as_deref();
+        }
+        out
     }
 
     fn response_limit(&self, req: &Request, hints: &ClientHints) -> usize {
@@ -352,8 +449,13 @@ impl Worker {
                 edns,
                 rcode,
             } => {
-                let edns = edns
-                    .map(|e| EdnsOut::answering(&e, self.shared.settings.limits.max_udp_payload));
+                // BADVERS: options of an unknown EDNS version are not ours to read.
+                let edns = edns.map(|e| match rcode {
+                    rcode::BADVERS => {
+                        EdnsOut::answering(&e, self.shared.settings.limits.max_udp_payload)
+                    }
+                    _ => self.answering(&e),
+                });
                 (
                     Some(empty_reply(
                         &header,

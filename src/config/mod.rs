@@ -5,6 +5,7 @@ pub mod limits;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use limits::Limits;
 
@@ -33,6 +34,42 @@ pub struct Settings {
     pub blocklists: Vec<PathBuf>,
     /// Clock for TTL aging (tests use a manual one).
     pub clock: Clock,
+    /// This node's identity: sent as NSID (RFC 5001) to clients that ask and
+    /// as the CHAOS TXT answer to `id.server.` / `hostname.bind.` (None: off).
+    pub nsid: Option<Vec<u8>>,
+    /// CHAOS TXT answer to `version.bind.` / `version.server.` (None: REFUSED).
+    pub version_text: Option<String>,
+    /// Name answered locally for DNS health checks (lower case, no trailing
+    /// dot): A 127.0.0.1 / TXT "ok" when ready, SERVFAIL when not.
+    pub health_name: Option<String>,
+    /// Graceful stop on SIGTERM/SIGINT.
+    pub drain: DrainSettings,
+}
+
+/// How a stop drains (see `Server::drain`).
+#[derive(Debug, Clone)]
+pub struct DrainSettings {
+    /// Keep answering this long after turning not ready, so the route is
+    /// withdrawn before the listeners close.
+    pub grace: Duration,
+    /// Shell command run (`sh -c`) as the drain begins, e.g. `birdc disable anycast`.
+    pub hook: Option<String>,
+    /// The hook is killed after this long.
+    pub hook_timeout: Duration,
+    /// Once the listeners close, how long in-flight queries and open
+    /// TCP/DoT/DoH exchanges may take to finish.
+    pub finish_timeout: Duration,
+}
+
+impl Default for DrainSettings {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(5),
+            hook: None,
+            hook_timeout: Duration::from_secs(10),
+            finish_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -47,6 +84,10 @@ impl Default for Settings {
             policies: None,
             blocklists: Vec::new(),
             clock: Clock::system(),
+            nsid: None,
+            version_text: None,
+            health_name: None,
+            drain: DrainSettings::default(),
         }
     }
 }
@@ -72,6 +113,41 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size `{text}` is too large"))
+}
+
+/// Parses a duration such as `5s`, `500ms`, `2m` or `5` (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: expected a number with a unit, e.g. 5s or 500ms")
+    })?;
+    let seconds = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}`: use ms, s or m"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration `{text}` is out of range"))
+}
+
+/// Normalizes a DNS name for comparison with `Request::qname`: lower case,
+/// no trailing dot; None for an empty or invalid name.
+pub fn normalize_name(text: &str) -> Option<String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63);
+    valid.then_some(name)
 }
 
 /// Parses `IP` or `IP:PORT` (IPv6 as `[::1]:53`), defaulting the port.
@@ -109,5 +185,17 @@ mod tests {
         );
         assert_eq!(parse_addr("::1", 53).unwrap().to_string(), "[::1]:53");
         assert!(parse_addr("nameserver", 53).is_err());
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            normalize_name("Health.Picket.").as_deref(),
+            Some("health.picket")
+        );
+        assert_eq!(normalize_name("."), None);
+        assert_eq!(normalize_name("a..b"), None);
     }
 }

@@ -20,6 +20,10 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     prepare(&socket, addr)?;
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    if addr.ip().is_unspecified() {
+        // A wildcard socket answers from each query's destination (udp.rs).
+        udp::enable_pktinfo(&socket, addr.is_ipv6())?;
+    }
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }

@@ -97,14 +97,18 @@ pub async fn serve(
         let worker = worker.clone();
         let hints = ClientHints::plain(peer.ip(), Transport::Tcp);
         let limits = worker.shared().settings.limits.clone();
+        // A graceful stop waits for this connection's answers.
+        let inflight = worker.shared().drain.track();
         tokio::spawn(async move {
             serve_stream(worker, stream, hints, &limits, &slot).await;
+            drop(inflight);
         });
     }
 }
 
 /// Serves DNS messages on one established stream until the client closes it,
-/// goes idle, or sends a broken frame.
+/// goes idle, sends a broken frame, or a drain closes the listeners; then
+/// writes the answers still owed and closes.
 pub async fn serve_stream<S>(
     worker: Arc<Worker>,
     stream: S,
@@ -132,13 +136,20 @@ async fn read_queries<R: AsyncRead>(
 ) {
     tokio::pin!(reader);
     let outstanding = Arc::new(Semaphore::new(limits.tcp_max_pipelined.max(1)));
+    let closed = worker.shared().drain.closed();
+    tokio::pin!(closed);
     loop {
         let idle = if slots.under_pressure() {
             limits.tcp_idle_timeout_pressure
         } else {
             limits.tcp_idle_timeout
         };
-        let Some(message) = read_frame(&mut reader, idle).await else {
+        let message = tokio::select! {
+            biased;
+            () = &mut closed => break,
+            message = read_frame(&mut reader, idle) => message,
+        };
+        let Some(message) = message else {
             break;
         };
         match worker.start(&message, &hints) {

@@ -1,9 +1,22 @@
 //! UDP (RFC 1035 §4.2.1): one SO_REUSEPORT socket per worker. Answers that
 //! need no waiting are sent inline from the receive loop; a miss is handed to
 //! its own task so the loop keeps reading.
+//!
+//! A socket bound to a specific address (the fast path) answers with plain
+//! `recv_from`/`send_to`. A socket bound to a wildcard address (`0.0.0.0`,
+//! `[::]`) must answer from the address each query was sent to, or a client
+//! that asked an anycast address would get its answer from the host's own
+//! address and drop it; it learns that address with IP_PKTINFO /
+//! IPV6_RECVPKTINFO and sets it on each answer with `sendmsg`.
 
+use std::io;
+use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
+use socket2::SockAddr;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use crate::pipeline::{Step, Worker};
@@ -12,9 +25,14 @@ use crate::query::{ClientHints, Transport};
 /// Largest datagram read; DNS over UDP never legitimately exceeds it.
 const MAX_DATAGRAM: usize = 65_535;
 
-/// Serves one worker's UDP socket until the runtime stops.
-pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> std::io::Result<()> {
+/// Serves one worker's UDP socket until the runtime stops (or the drain
+/// aborts this loop; answers still being resolved go out after that).
+pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Result<()> {
+    let wildcard = socket.local_addr()?.ip().is_unspecified();
     let socket = Arc::new(UdpSocket::from_std(socket)?);
+    if wildcard {
+        return serve_wildcard(worker, socket).await;
+    }
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf).await {
@@ -37,5 +55,254 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> std::io:
                 });
             }
         }
+    }
+}
+
+/// The receive loop of a wildcard socket: the same as the fast path, with
+/// each query's destination address carried to its answer.
+async fn serve_wildcard(worker: Arc<Worker>, socket: Arc<UdpSocket>) -> io::Result<()> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let received = socket
+            .async_io(Interest::READABLE, || {
+                recv_with_destination(socket.as_raw_fd(), &mut buf)
+            })
+            .await;
+        let Ok((len, peer, destination)) = received else {
+            continue;
+        };
+        let hints = ClientHints::plain(peer.ip(), Transport::Udp);
+        match worker.start(&buf[..len], &hints) {
+            Step::Reply(reply) => {
+                let _ = send_from(&socket, &reply, peer, destination).await;
+            }
+            Step::Drop => {}
+            Step::Resolve(pending) => {
+                let (worker, socket) = (worker.clone(), socket.clone());
+                tokio::spawn(async move {
+                    let reply = worker.finish(*pending).await;
+                    let _ = send_from(&socket, &reply, peer, destination).await;
+                });
+            }
+        }
+    }
+}
+
+/// Where a datagram was sent: its destination address and the interface it
+/// came in on (needed to answer from an IPv6 link-local address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub ip: IpAddr,
+    pub ifindex: u32,
+}
+
+/// Asks the kernel to report each datagram's destination (wildcard sockets).
+pub fn enable_pktinfo(socket: &socket2::Socket, ipv6: bool) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    // SAFETY: a valid socket, and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Room for one IP_PKTINFO or IPV6_PKTINFO control message, aligned for cmsghdr.
+#[repr(C, align(8))]
+struct ControlBuffer([u8; 64]);
+
+/// `recvmsg` of one datagram with its destination (None if the kernel gave none).
+fn recv_with_destination(
+    fd: RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<Destination>)> {
+    // SAFETY: all-zero is a valid sockaddr_storage / msghdr.
+    let mut peer: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut control = ControlBuffer([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = (&mut peer as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    // SAFETY: every pointer in msg points at live buffers of the stated sizes.
+    let len = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if len < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let peer = socket_addr(&peer)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "peer is not an IP address"))?;
+    Ok((len as usize, peer, destination_of(&msg)))
+}
+
+/// The IPv4 or IPv6 address in a `sockaddr_storage` the kernel filled.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Reads the destination out of the control messages `recvmsg` filled.
+fn destination_of(msg: &libc::msghdr) -> Option<Destination> {
+    // SAFETY: msg was filled by recvmsg; the CMSG_* macros stay within
+    // msg_controllen, and each payload is read unaligned at its own size.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let header = &*cmsg;
+            let data = libc::CMSG_DATA(cmsg);
+            if header.cmsg_level == libc::IPPROTO_IP && header.cmsg_type == libc::IP_PKTINFO {
+                let info = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
+                let ip = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                return Some(Destination {
+                    ip: ip.into(),
+                    ifindex: info.ipi_ifindex as u32,
+                });
+            }
+            if header.cmsg_level == libc::IPPROTO_IPV6 && header.cmsg_type == libc::IPV6_PKTINFO {
+                let info = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                return Some(Destination {
+                    ip: Ipv6Addr::from(info.ipi6_addr.s6_addr).into(),
+                    ifindex: info.ipi6_ifindex,
+                });
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
+}
+
+/// Sends `reply` to `peer` from the address the query was sent to.
+async fn send_from(
+    socket: &UdpSocket,
+    reply: &[u8],
+    peer: SocketAddr,
+    destination: Option<Destination>,
+) -> io::Result<usize> {
+    // Multicast or broadcast destinations are not ours to answer from.
+    let source = destination.filter(|d| match d.ip {
+        IpAddr::V4(v4) => !v4.is_multicast() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => !v6.is_multicast(),
+    });
+    let Some(source) = source else {
+        return socket.send_to(reply, peer).await;
+    };
+    socket
+        .async_io(Interest::WRITABLE, || {
+            send_with_source(socket.as_raw_fd(), reply, peer, source)
+        })
+        .await
+}
+
+/// `sendmsg` with an IP_PKTINFO / IPV6_PKTINFO control message naming the source.
+fn send_with_source(
+    fd: RawFd,
+    reply: &[u8],
+    peer: SocketAddr,
+    source: Destination,
+) -> io::Result<usize> {
+    let peer = SockAddr::from(peer);
+    let mut control = ControlBuffer([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: reply.as_ptr() as *mut libc::c_void,
+        iov_len: reply.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = peer.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = peer.len();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: the control buffer is large and aligned enough for one
+    // in_pktinfo or in6_pktinfo message (CMSG_SPACE of either is at most 40).
+    unsafe {
+        let (level, kind, size) = match source.ip {
+            IpAddr::V4(_) => (
+                libc::IPPROTO_IP,
+                libc::IP_PKTINFO,
+                mem::size_of::<libc::in_pktinfo>(),
+            ),
+            IpAddr::V6(_) => (
+                libc::IPPROTO_IPV6,
+                libc::IPV6_PKTINFO,
+                mem::size_of::<libc::in6_pktinfo>(),
+            ),
+        };
+        msg.msg_controllen = libc::CMSG_SPACE(size as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = level;
+        (*cmsg).cmsg_type = kind;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size as u32) as _;
+        let data = libc::CMSG_DATA(cmsg);
+        match source.ip {
+            IpAddr::V4(v4) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(v4).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(data.cast::<libc::in_pktinfo>(), info);
+            }
+            IpAddr::V6(v6) => {
+                // The interface matters only for link-local sources.
+                let scoped = v6.segments()[0] & 0xffc0 == 0xfe80;
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                    ipi6_ifindex: if scoped { source.ifindex } else { 0 },
+                };
+                std::ptr::write_unaligned(data.cast::<libc::in6_pktinfo>(), info);
+            }
+        }
+    }
+    // SAFETY: every pointer in msg points at live buffers of the stated sizes.
+    let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
     }
 }

@@ -9,6 +9,9 @@ use super::wire::{self, flag, rtype, Header, HEADER_LEN};
 /// Our advertised UDP payload size (DNS Flag Day 2020).
 pub const DEFAULT_UDP_PAYLOAD: u16 = 1232;
 
+/// Class IN (RFC 1035).
+const CLASS_IN: u16 = 1;
+
 /// Compression pointer to the question name at offset 12.
 const QUESTION_NAME_POINTER: [u8; 2] = [0xc0, 0x0c];
 
@@ -133,8 +136,20 @@ impl ResponseWriter {
 
     /// Adds a record owned by the question name.
     pub fn record_at_question(&mut self, section: Section, rtype: u16, ttl: u32, rdata: &[u8]) {
+        self.record_at_question_in(section, rtype, CLASS_IN, ttl, rdata);
+    }
+
+    /// Adds a record of class `class` (CHAOS answers) owned by the question name.
+    pub fn record_at_question_in(
+        &mut self,
+        section: Section,
+        rtype: u16,
+        class: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) {
         self.buf.extend_from_slice(&QUESTION_NAME_POINTER);
-        self.finish_record(section, rtype, ttl, rdata);
+        self.finish_record(section, rtype, class, ttl, rdata);
     }
 
     /// Adds a record owned by `owner` (presentation form). Returns false (and
@@ -150,7 +165,7 @@ impl ResponseWriter {
         if wire::push_name(&mut self.buf, owner).is_none() {
             return false;
         }
-        self.finish_record(section, rtype, ttl, rdata);
+        self.finish_record(section, rtype, CLASS_IN, ttl, rdata);
         true
     }
 
@@ -160,9 +175,9 @@ impl ResponseWriter {
         self.counts[section as usize] += 1;
     }
 
-    fn finish_record(&mut self, section: Section, rtype: u16, ttl: u32, rdata: &[u8]) {
+    fn finish_record(&mut self, section: Section, rtype: u16, class: u16, ttl: u32, rdata: &[u8]) {
         self.buf.extend_from_slice(&rtype.to_be_bytes());
-        self.buf.extend_from_slice(&1u16.to_be_bytes()); // class IN
+        self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
         self.buf
             .extend_from_slice(&(rdata.len() as u16).to_be_bytes());

@@ -1,0 +1,380 @@
+//! Picket as an anycast edge node (issue 9), without root: NSID, CHAOS
+//! identity, the DNS health name, answers from the queried address on a
+//! wildcard listener, and the graceful drain (in-process and as the binary
+//! under SIGTERM).
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, RData, RecordType};
+
+const ZONE: &str = "
+example.test.     3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+www.example.test.  300 IN A   192.0.2.1
+slow.example.test  300 IN A   192.0.2.9
+";
+
+const IDENTITY: &[u8] = b"edge-test-1";
+
+fn edge_settings(upstream: SocketAddr) -> ::picket::config::Settings {
+    let mut settings = test_settings(&[upstream]);
+    settings.nsid = Some(IDENTITY.to_vec());
+    settings.health_name = Some("health.picket".into());
+    settings
+}
+
+fn nsid(message: &Message) -> Option<Vec<u8>> {
+    match message.edns.as_ref()?.option(EdnsCode::NSID)? {
+        EdnsOption::NSID(payload) => Some(payload.as_ref().to_vec()),
+        _ => None,
+    }
+}
+
+fn txt_strings(message: &Message) -> Vec<String> {
+    message
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(txt) => Some(
+                txt.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+fn chaos(name: &str) -> Message {
+    let mut query = QueryBuilder::new(name, RecordType::TXT).nsid().build();
+    query.queries[0].set_query_class(DNSClass::CH);
+    query
+}
+
+fn rcode(message: &Message) -> ResponseCode {
+    message.metadata.response_code
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nsid_on_every_answer_that_asks_for_it() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(edge_settings(upstream.addr()));
+    let asking = |name: &str, rtype| QueryBuilder::new(name, rtype).nsid().build();
+    // A miss (forwarded), then a cache hit, NXDOMAIN, a local answer (ANY),
+    // and a refusal: all carry our NSID, over UDP and TCP.
+    for query in [
+        asking("www.example.test", RecordType::A),
+        asking("www.example.test", RecordType::A),
+        asking("nope.example.test", RecordType::A),
+        asking("www.example.test", RecordType::ANY),
+        asking("example.test", RecordType::AXFR),
+    ] {
+        let udp = send_udp(picket.addr, &query).await.expect("UDP answer");
+        assert_eq!(nsid(&udp).as_deref(), Some(IDENTITY), "{:?}", query.queries);
+        let tcp = send_tcp(picket.addr, &query).await.expect("TCP answer");
+        assert_eq!(nsid(&tcp).as_deref(), Some(IDENTITY), "{:?}", query.queries);
+    }
+    // Not asked: not sent.
+    let plain = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert!(plain.edns.is_some());
+    assert_eq!(nsid(&plain), None);
+    let no_edns = QueryBuilder::new("www.example.test", RecordType::A)
+        .no_edns()
+        .build();
+    let answer = send_udp(picket.addr, &no_edns).await.unwrap();
+    assert!(answer.edns.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos_identity_and_version() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = edge_settings(upstream.addr());
+    settings.version_text = Some("picket-test".into());
+    let picket = start_picket_with(settings);
+    for name in ["id.server", "hostname.bind", "ID.Server."] {
+        let answer = send_udp(picket.addr, &chaos(name)).await.unwrap();
+        assert_eq!(rcode(&answer), ResponseCode::NoError, "{name}");
+        assert!(answer.metadata.authoritative, "{name}");
+        assert_eq!(txt_strings(&answer), ["edge-test-1"], "{name}");
+        assert_eq!(answer.answers[0].dns_class, DNSClass::CH);
+        assert_eq!(answer.answers[0].ttl, 0);
+        assert_eq!(nsid(&answer).as_deref(), Some(IDENTITY));
+    }
+    let version = send_tcp(picket.addr, &chaos("version.bind")).await.unwrap();
+    assert_eq!(txt_strings(&version), ["picket-test"]);
+    for name in ["authors.bind", "www.example.test"] {
+        let answer = send_udp(picket.addr, &chaos(name)).await.unwrap();
+        assert_eq!(rcode(&answer), ResponseCode::Refused, "{name}");
+    }
+    let mut hesiod = QueryBuilder::new("id.server", RecordType::TXT).build();
+    hesiod.queries[0].set_query_class(DNSClass::HS);
+    let answer = send_udp(picket.addr, &hesiod).await.unwrap();
+    assert_eq!(rcode(&answer), ResponseCode::Refused);
+    assert_eq!(upstream.queries(), 0, "CHAOS never leaves Picket");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_off_refuses_chaos_and_sends_no_nsid() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = edge_settings(upstream.addr());
+    settings.nsid = None;
+    let picket = start_picket_with(settings);
+    for name in [
+        "id.server",
+        "hostname.bind",
+        "version.bind",
+        "version.server",
+    ] {
+        let answer = send_udp(picket.addr, &chaos(name)).await.unwrap();
+        assert_eq!(rcode(&answer), ResponseCode::Refused, "{name}");
+        assert_eq!(nsid(&answer), None, "{name}");
+    }
+    let query = QueryBuilder::new("www.example.test", RecordType::A)
+        .nsid()
+        .build();
+    let answer = send_udp(picket.addr, &query).await.unwrap();
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(nsid(&answer), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_name_answers_locally_while_ready() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(edge_settings(upstream.addr()));
+    let a = query_udp(picket.addr, "HeAlTh.PiCkEt.", RecordType::A).await;
+    assert_eq!(rcode(&a), ResponseCode::NoError);
+    assert_eq!(a_records(&a), [Ipv4Addr::LOCALHOST]);
+    assert_eq!(a.answers[0].ttl, 0);
+    let txt = query_tcp(picket.addr, "health.picket", RecordType::TXT).await;
+    assert_eq!(txt_strings(&txt), ["ok"]);
+    let aaaa = query_udp(picket.addr, "health.picket", RecordType::AAAA).await;
+    assert_eq!(rcode(&aaaa), ResponseCode::NoError);
+    assert!(aaaa.answers.is_empty());
+    // Names under it are ordinary names.
+    let _ = query_udp(picket.addr, "x.health.picket", RecordType::A).await;
+    assert_eq!(upstream.queries_for("health.picket"), 0, "never forwarded");
+    assert_eq!(upstream.queries_for("x.health.picket"), 1);
+
+    picket.server.shared().readiness.set_draining();
+    let draining = query_udp(picket.addr, "health.picket", RecordType::A).await;
+    assert_eq!(rcode(&draining), ResponseCode::ServFail);
+    assert_eq!(ede(&draining), Some((14, "draining".into())));
+    // Everything else is still answered while draining.
+    let www = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&www), [Ipv4Addr::new(192, 0, 2, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_name_fails_without_a_working_upstream() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(edge_settings(upstream.addr()));
+    assert!(picket.server.shared().ready().is_ok());
+    upstream.set_silent(true);
+    for i in 0..2 {
+        let answer = query_udp(picket.addr, &format!("n{i}.example.test"), RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    }
+    let health = query_udp(picket.addr, "health.picket", RecordType::A).await;
+    assert_eq!(rcode(&health), ResponseCode::ServFail);
+    assert_eq!(ede(&health), Some((14, "no upstream".into())));
+    upstream.set_silent(false);
+    let _ = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    let health = query_udp(picket.addr, "health.picket", RecordType::A).await;
+    assert_eq!(a_records(&health), [Ipv4Addr::LOCALHOST]);
+}
+
+/// A wildcard listener answers from the address the query was sent to: all
+/// of 127/8 is local, so a query to 127.0.0.2 must be answered from
+/// 127.0.0.2, not from 127.0.0.1 (what the kernel would pick).
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcard_listener_answers_from_the_queried_address() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = edge_settings(upstream.addr());
+    settings.listen = vec!["0.0.0.0:0".parse().unwrap(), "[::]:0".parse().unwrap()];
+    let picket = start_picket_with(settings);
+    let port = picket.server.local_addrs()[0].port();
+    let v6_port = picket.server.local_addrs()[1].port();
+    let targets: [(IpAddr, u16); 4] = [
+        (Ipv4Addr::new(127, 0, 0, 2).into(), port),
+        (Ipv4Addr::new(127, 0, 0, 53).into(), port),
+        (Ipv4Addr::LOCALHOST.into(), port),
+        ("::1".parse().unwrap(), v6_port),
+    ];
+    for (ip, port) in targets {
+        let target = SocketAddr::new(ip, port);
+        let bind: SocketAddr = if ip.is_ipv4() {
+            "127.0.0.1:0".parse().unwrap()
+        } else {
+            "[::1]:0".parse().unwrap()
+        };
+        // Unconnected, so an answer from the wrong address is seen, not filtered.
+        let socket = std::net::UdpSocket::bind(bind).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        for (name, rtype) in [
+            ("health.picket", RecordType::A),
+            ("www.example.test", RecordType::A),
+        ] {
+            let query = QueryBuilder::new(name, rtype).build();
+            socket.send_to(&query.to_vec().unwrap(), target).unwrap();
+            let mut buf = [0u8; 1500];
+            let (len, from) = socket.recv_from(&mut buf).expect("an answer");
+            assert_eq!(
+                from, target,
+                "answer to {target} for {name} came from {from}"
+            );
+            let answer = Message::from_vec(&buf[..len]).unwrap();
+            assert_eq!(answer.metadata.id, query.metadata.id);
+            assert_eq!(rcode(&answer), ResponseCode::NoError);
+        }
+        // TCP needs nothing special: the accepted socket is bound to it.
+        let tcp = query_tcp(target, "www.example.test", RecordType::A).await;
+        assert_eq!(a_records(&tcp), [Ipv4Addr::new(192, 0, 2, 1)]);
+    }
+}
+
+/// In-process drain: queries keep being answered through the grace period,
+/// queries waiting for the upstream when the listeners close are still
+/// answered (UDP and TCP), and afterwards nothing listens.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_answers_through_grace_and_finishes_in_flight() {
+    let upstream = Authority::start(ZONE);
+    upstream.set_delay_for("slow.example.test", Duration::from_millis(700));
+    let mut settings = edge_settings(upstream.addr());
+    settings.drain.grace = Duration::from_millis(400);
+    settings.forwarder.attempt_timeout = Duration::from_secs(2);
+    settings.forwarder.total_timeout = Duration::from_secs(3);
+    let picket = start_picket_with(settings);
+    let addr = picket.addr;
+    let _ = query_udp(addr, "www.example.test", RecordType::A).await;
+
+    let shared = picket.server.shared().clone();
+    let drained =
+        tokio::task::spawn(async move { picket.server.drain(std::future::pending()).await });
+    // Sent 100 ms before the listeners close; answered about 600 ms after.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let slow_udp = tokio::spawn(query_udp(addr, "slow.example.test", RecordType::A));
+    let tcp = TcpClient::connect(addr).await;
+    tcp.send_query("slow.example.test", RecordType::AAAA).await;
+    // During the grace period: answered, and not ready.
+    let www = query_udp(addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&www), [Ipv4Addr::new(192, 0, 2, 1)]);
+    let health = query_udp(addr, "health.picket", RecordType::A).await;
+    assert_eq!(rcode(&health), ResponseCode::ServFail);
+    assert!(shared.readiness.is_draining());
+
+    let slow = slow_udp.await.unwrap();
+    assert_eq!(a_records(&slow), [Ipv4Addr::new(192, 0, 2, 9)]);
+    let answer = tcp.recv().await.expect("TCP answer finished after close");
+    assert_eq!(rcode(&answer), ResponseCode::NoError);
+    assert!(shared.drain.is_closing());
+    let left = drained.await.unwrap();
+    assert_eq!(left, 0, "nothing cut off");
+    assert!(send_udp_raw(
+        addr,
+        &QueryBuilder::new("www.example.test", RecordType::A).to_bytes()
+    )
+    .await
+    .is_none());
+}
+
+/// A port free for UDP and TCP on 127.0.0.1 (for the binary, which we
+/// cannot ask which port it picked).
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary under SIGTERM: the hook runs, queries sent during the grace
+/// period are answered (the health name says SERVFAIL), the process exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_and_exits_zero() {
+    let upstream = Authority::start(ZONE);
+    let dir = std::env::temp_dir().join(format!("picket-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("hook-ran");
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut picket = Running(
+        Command::new(env!("CARGO_BIN_EXE_picket"))
+            .args(["serve", "--listen", &addr.to_string()])
+            .args(["--upstream", &upstream.addr().to_string()])
+            .args(["--threads", "2", "--health-name", "health.picket."])
+            .args(["--drain-grace", "1s", "--log-level", "warn"])
+            .args([
+                "--drain-hook",
+                &format!("echo drained > {}", marker.display()),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start picket"),
+    );
+    let health = QueryBuilder::new("health.picket", RecordType::A).to_bytes();
+    let started = Instant::now();
+    while send_udp_raw(addr, &health).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "picket did not start"
+        );
+        real_sleep(Duration::from_millis(50)).await;
+    }
+
+    unsafe {
+        libc::kill(picket.0.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let term = Instant::now();
+    let mut answered = 0;
+    while term.elapsed() < Duration::from_millis(800) {
+        let name = format!("q{answered}.example.test");
+        let answer = query_udp(addr, &name, RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{name}");
+        answered += 1;
+        real_sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        answered >= 10,
+        "only {answered} queries in the grace period"
+    );
+    let health = query_udp(addr, "health.picket", RecordType::A).await;
+    assert_eq!(rcode(&health), ResponseCode::ServFail);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "drained\n");
+
+    let status = loop {
+        if let Some(status) = picket.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            term.elapsed() < Duration::from_secs(8),
+            "picket did not exit"
+        );
+        real_sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        term.elapsed() >= Duration::from_secs(1),
+        "exited before the grace period ended"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

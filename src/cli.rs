@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::admission::{AccessList, RateLimitSettings};
 use crate::app::Server;
 use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings};
 use crate::upstream::servers_from_resolv_conf;
@@ -114,6 +115,24 @@ pub struct ServeArgs {
         default_value = "info"
     )]
     pub log_level: String,
+
+    /// Networks allowed to query (repeatable, CIDR). Others get REFUSED.
+    /// Default: loopback and private ranges, so a fresh install is not an open resolver.
+    #[arg(long = "allow-from", value_name = "CIDR", value_parser = parse_net)]
+    pub allow_from: Vec<ipnet::IpNet>,
+
+    /// Per-client UDP rate limit in queries/s per /24 (IPv4) or /56 (IPv6); 0 = off.
+    #[arg(long = "rate-limit", value_name = "QPS", default_value_t = 0)]
+    pub rate_limit: u32,
+
+    /// Burst allowed above --rate-limit.
+    #[arg(long = "rate-limit-burst", value_name = "N", default_value_t = 0)]
+    pub rate_limit_burst: u32,
+
+    /// Over the rate limit, answer every Nth query with TC=1 (so spoofed
+    /// victims can retry over TCP) and drop the rest; 0 drops all.
+    #[arg(long = "rate-limit-slip", value_name = "N", default_value_t = 2)]
+    pub rate_limit_slip: u32,
 }
 
 impl ServeArgs {
@@ -174,6 +193,16 @@ impl ServeArgs {
                 "no upstream nameserver: {} lists none (other than Picket itself); give one with --upstream IP[:PORT]",
                 self.resolv_conf.display()
             );
+        }
+        if !self.allow_from.is_empty() {
+            s.access = AccessList::new(self.allow_from.clone());
+        }
+        if self.rate_limit > 0 {
+            s.rate_limit = Some(RateLimitSettings {
+                qps: self.rate_limit,
+                burst: self.rate_limit_burst,
+                slip: self.rate_limit_slip,
+            });
         }
         Ok(s)
     }
@@ -250,4 +279,13 @@ fn hostname() -> Option<Vec<u8>> {
     }
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     (len > 0).then(|| buf[..len].to_vec())
+}
+
+/// Parses a CIDR network, or a single address as a /32 or /128.
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!("`{text}` is not a network: expected CIDR such as 192.0.2.0/24 or an address")
+        })
 }

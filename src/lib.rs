@@ -14,6 +14,7 @@
 //! higher ones: `protocol`, `query`, `clock` ← `cache`, `upstream`, `policy`
 //! ← `pipeline` ← `listener` ← `app` ← `cli`.
 
+pub mod admission;
 pub mod app;
 pub mod cache;
 pub mod cli;

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
+use crate::admission::{AccessList, RateDecision, RateLimiter};
 use crate::cache::{Cache, CacheKey, Entry, Lookup};
 use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
@@ -54,6 +55,10 @@ pub struct Shared {
     pub health: Arc<Health>,
     pub forwarder_stats: Arc<ForwarderStats>,
     pub observer: Observer,
+    /// Who may ask (`--allow-from`).
+    pub access: AccessList,
+    /// Per-client rate limiting (`--rate-limit`), off when None.
+    pub rate_limiter: Option<RateLimiter>,
     /// Starting / ready / draining, for the health name and `/readyz`.
     pub readiness: Readiness,
     /// Listener close signal and in-flight count for a graceful stop.
@@ -70,6 +75,8 @@ impl Shared {
             health: Arc::new(Health::default()),
             forwarder_stats: Arc::new(ForwarderStats::default()),
             observer: Observer::default(),
+            access: settings.access.clone(),
+            rate_limiter: settings.rate_limit.map(RateLimiter::new),
             readiness: Readiness::default(),
             drain: Drain::default(),
             settings,
@@ -153,11 +160,16 @@ impl Worker {
     /// The synchronous front half: parse, local answers, policy, cache.
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
         let started = Instant::now();
+        let allowed = self.shared.access.allows(hints.ip);
         let req = match parse_query(bytes) {
             Ok(req) => req,
+            Err(_) if !allowed => return Step::Drop,
             Err(rejection) => return self.reject(rejection, hints, started),
         };
         let limit = self.response_limit(&req, hints);
+        if let Some(reply) = self.admit(&req, hints, allowed, limit) {
+            return reply;
+        }
         if let Some(reply) = self.local_answer(&req, limit) {
             self.observe(
                 &req,
@@ -301,6 +313,41 @@ impl Worker {
             self.shared.cache.insert(key.clone(), Arc::new(answer)),
             server,
         ))
+    }
+
+    /// The access list and the rate limit. None: go on. Clients outside the
+    /// access list get REFUSED with EDE 18 (Prohibited); over the rate limit,
+    /// UDP queries are dropped or slipped (TC=1), while TCP is not limited
+    /// because its source address is proven.
+    fn admit(
+        &self,
+        req: &Request,
+        hints: &ClientHints,
+        allowed: bool,
+        limit: usize,
+    ) -> Option<Step> {
+        if !allowed {
+            let reply = self.error_reply(
+                req,
+                rcode::REFUSED as u16,
+                Some((ede::PROHIBITED, "")),
+                limit,
+            );
+            return Some(Step::Reply(reply));
+        }
+        let limiter = self.shared.rate_limiter.as_ref()?;
+        if hints.transport.is_stream() {
+            return None;
+        }
+        match limiter.check(hints.ip, Instant::now()) {
+            RateDecision::Allow => None,
+            RateDecision::Drop => Some(Step::Drop),
+            RateDecision::Slip => {
+                let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
+                w.set_flags(flag::TC);
+                Some(Step::Reply(w.finish(self.edns_out(req).as_ref(), limit)))
+            }
+        }
     }
 
     /// Answers that never leave this process: zone transfers are refused

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 pub use limits::Limits;
 
+use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
 use crate::upstream::ForwarderSettings;
@@ -32,6 +33,10 @@ pub struct Settings {
     pub policies: Option<PathBuf>,
     /// Quick-start blocklists, blocked with NXDOMAIN for every client.
     pub blocklists: Vec<PathBuf>,
+    /// Who may ask (`--allow-from`; default loopback and private ranges).
+    pub access: AccessList,
+    /// Per-client rate limiting (`--rate-limit`); None is off.
+    pub rate_limit: Option<RateLimitSettings>,
     /// Clock for TTL aging (tests use a manual one).
     pub clock: Clock,
     /// This node's identity: sent as NSID (RFC 5001) to clients that ask and
@@ -83,6 +88,8 @@ impl Default for Settings {
             limits: Limits::default(),
             policies: None,
             blocklists: Vec::new(),
+            access: AccessList::default(),
+            rate_limit: None,
             clock: Clock::system(),
             nsid: None,
             version_text: None,

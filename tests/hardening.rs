@@ -1,0 +1,290 @@
+//! Defences against hostile clients and failing upstreams (issue 7). Each
+//! test would fail without the defence it names.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ::picket::admission::{AccessList, RateLimitSettings};
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use tokio::net::UdpSocket;
+
+const ZONE: &str = "
+example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+www.example.test. 30 IN A 192.0.2.1
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_outside_the_access_list_are_refused() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.access = AccessList::new(vec!["10.0.0.0/8".parse().unwrap()]);
+    let picket = start_picket_with(settings);
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(
+        ede(&answer).map(|(code, _)| code),
+        Some(18),
+        "EDE 18 Prohibited"
+    );
+    assert_eq!(upstream.queries(), 0);
+    // Malformed packets from outside are not even answered.
+    assert_eq!(
+        send_udp_raw(picket.addr, &[0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0]).await,
+        None
+    );
+}
+
+/// Sends `count` queries from a socket bound to `from` and counts answers and slips.
+async fn burst_from(from: &str, server: SocketAddr, count: u16) -> (usize, usize) {
+    let socket = UdpSocket::bind(from).await.unwrap();
+    for id in 0..count {
+        let q = QueryBuilder::new("www.example.test", RecordType::A)
+            .id(id)
+            .to_bytes();
+        socket.send_to(&q, server).await.unwrap();
+    }
+    let (mut answered, mut slipped) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(len)) =
+        tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buf)).await
+    {
+        let msg = Message::from_vec(&buf[..len]).unwrap();
+        if msg.metadata.truncation {
+            slipped += 1;
+        } else {
+            answered += 1;
+        }
+    }
+    (answered, slipped)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_over_its_rate_limit_is_limited_while_another_is_not() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.rate_limit = Some(RateLimitSettings {
+        qps: 20,
+        burst: 0,
+        slip: 2,
+    });
+    let picket = start_picket_with(settings);
+    query_udp(picket.addr, "www.example.test", RecordType::A).await; // warm the cache
+    let (answered, slipped) = burst_from("127.0.3.1:0", picket.addr, 200).await;
+    assert!(
+        answered <= 25,
+        "limited to about 20 q/s: {answered} answered"
+    );
+    assert!(
+        slipped >= 50,
+        "every second limited query slips with TC=1: {slipped}"
+    );
+    let (other, _) = burst_from("127.0.4.1:0", picket.addr, 15).await;
+    assert_eq!(other, 15, "another /24 keeps its own budget");
+    let over_tcp = query_tcp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&over_tcp).len(), 1, "TCP is not rate limited");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_answers_are_served_stale_with_ede_3_when_the_upstream_dies() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.cache.stale_window = 3600;
+    let picket = start_picket_with(settings);
+    assert_eq!(
+        min_ttl(&query_udp(picket.addr, "www.example.test", RecordType::A).await),
+        Some(30)
+    );
+    upstream.set_silent(true);
+    picket.clock.advance(Duration::from_secs(40));
+    let started = Instant::now();
+    let stale = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within a bounded time"
+    );
+    assert_eq!(a_records(&stale).len(), 1);
+    assert_eq!(
+        ede(&stale).map(|(code, _)| code),
+        Some(3),
+        "EDE 3 Stale Answer"
+    );
+    assert!(min_ttl(&stale).unwrap() <= 30, "stale TTL is at most 30 s");
+    // Past the stale window the entry is gone: SERVFAIL.
+    picket.clock.advance(Duration::from_secs(3600));
+    let gone = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(gone.metadata.response_code, ResponseCode::ServFail);
+}
+
+/// A client socket whose receive buffer holds a burst of thousands of
+/// answers (the kernel caps it at net.core.rmem_max).
+fn burst_socket() -> UdpSocket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.set_nonblocking(true).unwrap();
+    UdpSocket::from_std(socket.into()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_identical_concurrent_misses_make_one_upstream_query() {
+    let upstream = Authority::start(ZONE);
+    upstream.set_delay(Duration::from_millis(200));
+    let picket = start_picket(&[upstream.addr()]);
+    let socket = burst_socket();
+    for id in 0..1000u16 {
+        let q = QueryBuilder::new("www.example.test", RecordType::A)
+            .id(id)
+            .to_bytes();
+        socket.send_to(&q, picket.addr).await.unwrap();
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(len)) =
+        tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf)).await
+    {
+        let msg = Message::from_vec(&buf[..len]).unwrap();
+        assert_eq!(a_records(&msg).len(), 1);
+        ids.insert(msg.metadata.id);
+        if ids.len() == 1000 {
+            break;
+        }
+    }
+    assert_eq!(ids.len(), 1000, "every query answered");
+    assert_eq!(upstream.queries_for("www.example.test"), 1);
+}
+
+/// Resident set size of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The picket binary, serving on a free loopback port; killed on drop.
+struct PicketProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl PicketProcess {
+    fn start(args: &[&str]) -> Self {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_picket"))
+            .args([
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--log-level",
+                "warn",
+            ])
+            .args(args)
+            .spawn()
+            .expect("picket starts");
+        Self { child, addr }
+    }
+}
+
+impl Drop for PicketProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_until_answering(addr: SocketAddr) {
+    for _ in 0..100 {
+        let q = QueryBuilder::new("health.invalid", RecordType::A).to_bytes();
+        if send_udp_raw(addr, &q).await.is_some() {
+            return;
+        }
+    }
+    panic!("picket did not start answering on {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
+    const NAMES: u16 = 10_000;
+    let upstream = Authority::start(ZONE);
+    let picket = PicketProcess::start(&[
+        "--upstream",
+        &upstream.addr().to_string(),
+        "--threads",
+        "2",
+        "--upstream-timeout-ms",
+        "300",
+    ]);
+    wait_until_answering(picket.addr).await;
+    query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    upstream.set_silent(true);
+    let before = rss_kib(picket.child.id());
+    let socket = std::sync::Arc::new(burst_socket());
+    let reader = {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let (mut servfails, mut buf) = (0u32, vec![0u8; 4096]);
+            while let Ok(Ok(len)) =
+                tokio::time::timeout(Duration::from_secs(3), socket.recv(&mut buf)).await
+            {
+                let msg = Message::from_vec(&buf[..len]).unwrap();
+                assert_eq!(msg.metadata.response_code, ResponseCode::ServFail);
+                servfails += 1;
+                if servfails == u32::from(NAMES) {
+                    break;
+                }
+            }
+            servfails
+        })
+    };
+    let started = Instant::now();
+    let mut peak = before;
+    for i in 0..NAMES {
+        let q = QueryBuilder::new(&format!("n{i}.example.test"), RecordType::A)
+            .id(i)
+            .to_bytes();
+        socket.send_to(&q, picket.addr).await.unwrap();
+        if i % 500 == 0 {
+            peak = peak.max(rss_kib(picket.child.id()));
+            tokio::task::yield_now().await;
+        }
+    }
+    // Cached names keep being answered while misses pile up.
+    let cached_started = Instant::now();
+    let cached = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    let cached_latency = cached_started.elapsed();
+    assert_eq!(a_records(&cached).len(), 1);
+    peak = peak.max(rss_kib(picket.child.id()));
+    let servfails = reader.await.unwrap();
+    let elapsed = started.elapsed();
+    let grown = peak.saturating_sub(before);
+    eprintln!(
+        "dead upstream: {servfails}/{NAMES} SERVFAIL in {elapsed:?}, cached answer in {cached_latency:?}, \
+         RSS {before} KiB -> peak {peak} KiB"
+    );
+    assert!(
+        servfails >= u32::from(NAMES) * 99 / 100,
+        "SERVFAIL for (nearly) every query: {servfails}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "SERVFAIL within a bounded time: {elapsed:?}"
+    );
+    assert!(
+        cached_latency < Duration::from_secs(1),
+        "cached names answered during the flood"
+    );
+    assert!(grown < 32 * 1024, "memory stays bounded: +{grown} KiB");
+}

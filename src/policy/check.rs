@@ -1,0 +1,1 @@
+//! `picket check`: validate policies and run their tests.

@@ -1,0 +1,1 @@
+//! `picket explain`: which rule decides a query, and why.

@@ -12,7 +12,7 @@ use hickory_proto::rr::RecordType;
 use smallvec::SmallVec;
 
 use super::exec::{with_compiled, Bound, Fields, Slots};
-use super::rules::{Effect, Org, Ruleset};
+use super::rules::{Effect, Org, Ruleset, F_RESP_CNAME, F_RESP_IP};
 use super::{Action, AnswerFacts, Identity, PolicySet, RuleRef, Verdict};
 use crate::query::Facts;
 
@@ -194,9 +194,7 @@ fn eval_ruleset(
         }
         hi += 1;
     }
-    if first_wf.is_none() {
-        return None;
-    }
+    first_wf?;
     let b = slots.get(slot, rs).bind(&q.fields, rs.wf_request_uses);
     for &w in wf {
         if w >= limit {
@@ -284,8 +282,9 @@ pub fn evaluate(policy: &PolicySet, id: &Identity, facts: &Facts<'_>) -> Verdict
 
 /// Response phase: inspect the upstream answer of a query whose request phase resolved it.
 ///
-/// Runs the response-phase rules (once per answer address with `dns.response.cname` = `""`, and
-/// once per CNAME target with `dns.response.ip` = `0.0.0.0`) and CNAME cloaking (each CNAME
+/// Runs the response-phase rules (a rule reading `dns.response.ip` once per answer address, with
+/// `dns.response.cname` = `""`; a rule reading `dns.response.cname` once per CNAME target, with
+/// `dns.response.ip` = `0.0.0.0`) and CNAME cloaking (each CNAME
 /// target goes through the request-phase rules as if asked directly; a `block` there blocks the
 /// answer, and the verdict names that rule). Only rules positioned before the request's deciding
 /// rule apply (an `allow` is final).
@@ -350,8 +349,8 @@ pub fn evaluate_response(
                 if p >= best.unwrap_or(limit).min(limit) {
                     break 'sets;
                 }
-                if response_matches(&mut b, i, answer) {
-                    let rule = &rs.rules[i as usize];
+                let rule = &rs.rules[i as usize];
+                if response_matches(&mut b, i, rule.uses.base, answer) {
                     match rule.effect {
                         Effect::Audit => audited.push((p, rule.r.clone())),
                         Effect::Decide(_) => {
@@ -376,12 +375,25 @@ pub fn evaluate_response(
     })
 }
 
-fn response_matches<'q>(b: &mut Bound<'_, 'q>, i: u32, answer: &AnswerFacts<'q>) -> bool {
-    for &ip in answer.addresses {
-        b.set_response(ip, "");
-        if b.matches(i) {
-            return true;
+/// Evaluate a response rule once per address if it reads `dns.response.ip` and once per CNAME
+/// target if it reads `dns.response.cname` (so a rule that reads only one of them never sees the
+/// other's placeholder).
+fn response_matches<'q>(
+    b: &mut Bound<'_, 'q>,
+    i: u32,
+    uses: u16,
+    answer: &AnswerFacts<'q>,
+) -> bool {
+    if uses & (1 << F_RESP_IP) != 0 {
+        for &ip in answer.addresses {
+            b.set_response(ip, "");
+            if b.matches(i) {
+                return true;
+            }
         }
+    }
+    if uses & (1 << F_RESP_CNAME) == 0 {
+        return false;
     }
     for cname in answer.cnames {
         b.set_response(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cname);
@@ -402,7 +414,11 @@ mod tests {
 
     fn policy(json: &str) -> PolicySet {
         let f = parse_file(Path::new("t.json"), json).unwrap();
-        build(Path::new("."), &[(Path::new("t.json").into(), f)]).unwrap()
+        build(
+            super::super::load::Source::Dir(Path::new(".")),
+            &[(Path::new("t.json").into(), f)],
+        )
+        .unwrap()
     }
 
     fn facts(name: &str, qtype: u16) -> Facts<'_> {

@@ -35,8 +35,38 @@ const MAX_LISTS: usize = 64;
 /// Total samples of invalid list lines kept.
 const MAX_SAMPLES: usize = 50;
 
+/// Where list files are read from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// Relative to a directory.
+    Dir(&'a Path),
+    /// From (relative path, content) pairs.
+    Memory(&'a [(&'a str, &'a str)]),
+}
+
+impl Source<'_> {
+    fn read(&self, rel: &str) -> Result<(PathBuf, Vec<u8>), String> {
+        match self {
+            Source::Dir(dir) => {
+                let full = dir.join(rel);
+                match std::fs::read(&full) {
+                    Ok(b) => Ok((full, b)),
+                    Err(e) => Err(format!("cannot read list file {}: {e}", full.display())),
+                }
+            }
+            Source::Memory(files) => {
+                let rel = rel.trim_start_matches("./");
+                match files.iter().find(|(name, _)| *name == rel) {
+                    Some((name, text)) => Ok((PathBuf::from(name), text.as_bytes().to_vec())),
+                    None => Err(format!("cannot read list file {rel}: not embedded")),
+                }
+            }
+        }
+    }
+}
+
 struct Builder<'a> {
-    dir: &'a Path,
+    source: Source<'a>,
     issues: Vec<Issue>,
     domains: DomainSet,
     lists: Vec<ListMeta>,
@@ -120,8 +150,7 @@ impl Builder<'_> {
             });
             fields.push(field);
             if let Some(f) = &def.file {
-                let full = self.dir.join(f);
-                self.load_list_file(id, &full, file, format!("{path}.file"));
+                self.load_list_file(id, f, file, format!("{path}.file"));
             } else if let Some(domains) = &def.domains {
                 let mut buf = Vec::new();
                 for (i, d) in domains.iter().enumerate() {
@@ -140,22 +169,17 @@ impl Builder<'_> {
         fields
     }
 
-    fn load_list_file(&mut self, id: u32, full: &Path, file: &Path, path: String) {
-        match std::fs::read(full) {
-            Ok(bytes) => {
+    fn load_list_file(&mut self, id: u32, rel: &str, file: &Path, path: String) {
+        match self.source.read(rel) {
+            Ok((full, bytes)) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let lines = bytecount_lines(text.as_bytes());
                 self.domains.reserve(lines, text.len());
                 let mut counts = LoadCounts::default();
-                lists::load_text(&mut self.domains, id, &text, full, &mut counts);
+                lists::load_text(&mut self.domains, id, &text, &full, &mut counts);
                 self.note_counts(counts);
             }
-            Err(e) => self.issue(
-                IssueKind::Unresolved,
-                file,
-                path,
-                format!("cannot read list file {}: {e}", full.display()),
-            ),
+            Err(msg) => self.issue(IssueKind::Unresolved, file, path, msg),
         }
     }
 
@@ -587,7 +611,14 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
             )),
         }
     }
-    let built = build(dir, &files);
+    let built = build(Source::Dir(dir), &files);
+    finish(built, issues)
+}
+
+fn finish(
+    built: Result<PolicySet, PolicyError>,
+    mut issues: Vec<Issue>,
+) -> Result<PolicySet, PolicyError> {
     match built {
         Ok(p) if issues.is_empty() => Ok(p),
         Ok(_) => Err(PolicyError { issues }),
@@ -598,10 +629,37 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
     }
 }
 
-/// Build a policy from parsed files (in order). List files are relative to `dir`.
-pub(crate) fn build(dir: &Path, files: &[(PathBuf, FileJson)]) -> Result<PolicySet, PolicyError> {
+/// Load from (relative path, content) pairs: top-level `*.json` files are policies, the
+/// others are list files they may reference.
+pub(crate) fn load_embedded(sources: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
+    let mut names: Vec<&(&str, &str)> = sources
+        .iter()
+        .filter(|(n, _)| n.ends_with(".json") && !n.contains('/'))
+        .collect();
+    names.sort_by_key(|(n, _)| *n);
+    let mut files = Vec::new();
+    let mut issues = Vec::new();
+    for (name, text) in names {
+        let p = PathBuf::from(name);
+        match parse_file(&p, text) {
+            Ok(f) => files.push((p, f)),
+            Err(issue) => issues.push(issue),
+        }
+    }
+    let built = build(Source::Memory(sources), &files).map(|mut p| {
+        p.dir = None;
+        p
+    });
+    finish(built, issues)
+}
+
+/// Build a policy from parsed files (in order).
+pub(crate) fn build(
+    source: Source<'_>,
+    files: &[(PathBuf, FileJson)],
+) -> Result<PolicySet, PolicyError> {
     let mut b = Builder {
-        dir,
+        source,
         issues: Vec::new(),
         domains: DomainSet::new(),
         lists: Vec::new(),
@@ -691,20 +749,27 @@ pub(crate) fn build(dir: &Path, files: &[(PathBuf, FileJson)]) -> Result<PolicyS
     let mut orgs: Vec<Org> = Vec::new();
     let mut ident = IdentityIndex::default();
     let mut org_ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Every organization gets the next index, even one with problems (then the load fails, so
+    // indexes only have to be consistent when there are none), so messages can name the owner.
+    let mut seen: Vec<String> = Vec::new();
     for (file, f) in files {
         for (i, o) in f.organizations.iter().enumerate() {
             let prefix = format!("organizations[{i}]");
-            if let Some(org) = build_org(
+            let index = seen.len() as u32;
+            seen.push(o.id.clone());
+            let built = build_org(
                 &mut b,
                 &mut ident,
                 &mut org_ids,
+                &seen,
                 &global_lf,
                 &upstreams,
                 o,
                 file,
                 &prefix,
-                orgs.len() as u32,
-            ) {
+                index,
+            );
+            if let Some(org) = built {
                 orgs.push(org);
             }
         }
@@ -736,7 +801,10 @@ pub(crate) fn build(dir: &Path, files: &[(PathBuf, FileJson)]) -> Result<PolicyS
     }
     Ok(PolicySet {
         version: next_version(),
-        dir: Some(dir.to_path_buf()),
+        dir: match source {
+            Source::Dir(d) => Some(d.to_path_buf()),
+            Source::Memory(_) => None,
+        },
         global,
         orgs,
         domains: b.domains,
@@ -754,6 +822,7 @@ fn build_org(
     b: &mut Builder<'_>,
     ident: &mut IdentityIndex,
     org_ids: &mut BTreeMap<String, PathBuf>,
+    seen: &[String],
     global_lf: &ListFields,
     upstreams: &BTreeMap<String, Vec<SocketAddr>>,
     o: &OrgJson,
@@ -798,12 +867,15 @@ fn build_org(
         match net {
             Some(net) => {
                 if let Some(prev) = ident.add_network(net, index) {
-                    let _ = prev;
+                    let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
                     b.issue(
                         IssueKind::Duplicate,
                         file,
                         path,
-                        format!("network {net} is already claimed by another organization"),
+                        format!(
+                            "network {} is already claimed by organization {owner:?}",
+                            net.trunc()
+                        ),
                     );
                     bad = true;
                 }
@@ -829,12 +901,13 @@ fn build_org(
                 "a DoH token must be 1-128 URL-safe characters (letters, digits, - _ . ~)",
             );
             bad = true;
-        } else if ident.add_token(t, index).is_some() {
+        } else if let Some(prev) = ident.add_token(t, index) {
+            let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
             b.issue(
                 IssueKind::Duplicate,
                 file,
                 path,
-                format!("DoH token {t:?} is already used"),
+                format!("DoH token {t:?} is already used by organization {owner:?}"),
             );
             bad = true;
         }
@@ -849,12 +922,13 @@ fn build_org(
                 format!("{n:?} must be one lower-case DNS label (the first label of the TLS server name)"),
             );
             bad = true;
-        } else if ident.add_dot_name(n, index).is_some() {
+        } else if let Some(prev) = ident.add_dot_name(n, index) {
+            let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
             b.issue(
                 IssueKind::Duplicate,
                 file,
                 path,
-                format!("DoT name {n:?} is already used"),
+                format!("DoT name {n:?} is already used by organization {owner:?}"),
             );
             bad = true;
         }

@@ -52,6 +52,26 @@ pub struct RuleRef {
     pub name: Arc<str>,
 }
 
+impl RuleRef {
+    /// `org/id`, or just `id` for a global rule: unique across the policy.
+    pub fn qualified(&self) -> String {
+        if self.org.is_empty() {
+            self.id.to_string()
+        } else {
+            format!("{}/{}", self.org, self.id)
+        }
+    }
+}
+
+impl std::fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.org.is_empty() {
+            write!(f, "{}/", self.org)?;
+        }
+        f.write_str(&self.id)
+    }
+}
+
 /// How a blocked query is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockMode {
@@ -175,6 +195,23 @@ impl Verdict {
         }
     }
 
+    /// The EXTRA-TEXT of the Extended DNS Error for a block: `blocked by rule acme/malware`
+    /// (or `filtered by rule ...` for EDE 17). None when the action is not a block.
+    pub fn ede_text(&self) -> Option<String> {
+        match (&self.action, &self.rule) {
+            (Action::Block(b), Some(r)) => Some(format!(
+                "{} by rule {r}",
+                if b.ede == EDE_FILTERED {
+                    "filtered"
+                } else {
+                    "blocked"
+                }
+            )),
+            (Action::Block(_), None) => Some("blocked".to_owned()),
+            _ => None,
+        }
+    }
+
     /// Whether the query goes on to be resolved (no rule, `allow` or `resolve`).
     pub fn resolves(&self) -> bool {
         matches!(self.action, Action::Resolve { .. })
@@ -277,6 +314,13 @@ impl PolicySet {
     /// Load and validate `dir/*.json` and the list files they reference (relative to `dir`).
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
         load::load_dir(dir)
+    }
+
+    /// Load from memory: `(relative path, content)` pairs, e.g. `include_str!`ed files.
+    /// Top-level `*.json` entries are policy files; the others are list files they reference
+    /// by the same relative path.
+    pub fn load_embedded(files: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
+        load::load_embedded(files)
     }
 
     /// A policy that allows everything.

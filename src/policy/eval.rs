@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use hickory_proto::rr::RecordType;
 use smallvec::SmallVec;
 
-use super::exec::{with_compiled, Bound, Fields, Slots};
+use super::exec::{with_compiled, Bound, Fields, QtypeName, Slots};
 use super::rules::{Effect, Org, Ruleset, F_RESP_CNAME, F_RESP_IP};
 use super::{Action, AnswerFacts, Identity, PolicySet, RuleRef, Verdict};
 use crate::query::Facts;
@@ -21,16 +21,16 @@ pub(crate) type Pos = (u8, u32);
 pub(crate) const END: Pos = (2, 0);
 
 /// The query type mnemonic (RFC 3597 `TYPEnnn` for unknown types).
-pub(crate) fn qtype_name(qtype: u16, buf: &mut [u8; 12]) -> &[u8] {
+pub(crate) fn qtype_name(qtype: u16, buf: &mut [u8; 12]) -> QtypeName<'_> {
     match RecordType::from(qtype) {
         RecordType::Unknown(n) => {
             use std::io::Write;
             let mut cur = std::io::Cursor::new(&mut buf[..]);
             let _ = write!(cur, "TYPE{n}");
             let len = cur.position() as usize;
-            &buf[..len]
+            QtypeName::Buf(&buf[..len])
         }
-        t => <&'static str>::from(t).as_bytes(),
+        t => QtypeName::Static(t.into()),
     }
 }
 
@@ -47,7 +47,7 @@ impl<'p: 'q, 'q> Query<'p, 'q> {
         policy: &'p PolicySet,
         id: &Identity,
         facts: &Facts<'q>,
-        qtype_name: &'q [u8],
+        qtype_name: QtypeName<'q>,
     ) -> Self {
         let org = match id {
             Identity::Org(i) => policy.orgs.get(*i as usize).map(|o| (*i, o)),
@@ -111,7 +111,7 @@ impl PolicySet {
     /// Which lists `name` (or a parent) is on: (global mask, mask of `org`'s lists).
     pub(crate) fn list_masks(&self, name: &[u8], org: Option<u32>) -> (u64, u64) {
         let (mut g, mut o) = (0u64, 0u64);
-        self.domains.for_each_match(name, |ids| {
+        self.domains.for_each_match(name, |_, ids| {
             for &id in ids {
                 if let Some(m) = self.lists.get(id as usize) {
                     match m.owner {
@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn unknown_qtype_name() {
         let mut b = [0u8; 12];
-        assert_eq!(qtype_name(65280, &mut b), b"TYPE65280");
-        assert_eq!(qtype_name(28, &mut b), b"AAAA");
+        assert_eq!(qtype_name(65280, &mut b).as_bytes(), b"TYPE65280");
+        assert_eq!(qtype_name(28, &mut b).as_bytes(), b"AAAA");
     }
 }

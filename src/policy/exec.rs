@@ -10,9 +10,9 @@
 //! `Filter<'s>::execute(&self, &ExecutionContext<'s>)` ties the lifetime of the field values to
 //! the lifetime of the filter, so a long-lived filter only accepts `'static` byte values, while
 //! the query name is borrowed from the packet. [`Bound`] is the one place that bridges this: it
-//! stores borrowed byte slices as `'static` for the duration of a borrow `'q`, and its `Drop`
-//! (which also runs on unwind) overwrites every such field with a `'static` empty value before
-//! `'q` ends. Filters only read values during `execute` and keep nothing, so no dangling
+//! stores borrowed byte slices as `'static` for the duration of a borrow `'q`, records which
+//! fields it did that to, and its `Drop` (which also runs on unwind) overwrites each of them with
+//! a `'static` empty value before `'q` ends. Filters only read values during `execute` and keep nothing, so no dangling
 //! reference is ever read or left behind.
 
 use std::cell::RefCell;
@@ -92,6 +92,7 @@ impl Compiled {
     pub(crate) fn bind<'c, 'q>(&'c mut self, q: &Fields<'q>, uses: Uses) -> Bound<'c, 'q> {
         let mut b = Bound {
             c: self,
+            borrowed: 0,
             _q: PhantomData,
         };
         b.set(q, uses);
@@ -104,7 +105,7 @@ impl Compiled {
 pub(crate) struct Fields<'q> {
     pub fqdn: &'q [u8],
     pub qtype: u16,
-    pub qtype_name: &'q [u8],
+    pub qtype_name: QtypeName<'q>,
     pub qclass: u16,
     pub src_ip: IpAddr,
     pub transport: &'static str,
@@ -116,9 +117,28 @@ pub(crate) struct Fields<'q> {
     pub org_lists: u64,
 }
 
+/// The query type mnemonic: static for known types, `TYPEnnn` in a caller's buffer otherwise.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum QtypeName<'q> {
+    Static(&'static str),
+    Buf(&'q [u8]),
+}
+
+impl QtypeName<'_> {
+    #[cfg(test)]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Static(s) => s.as_bytes(),
+            Self::Buf(b) => b,
+        }
+    }
+}
+
 /// A [`Compiled`] whose context holds values borrowed for `'q`. See the module docs.
 pub(crate) struct Bound<'c, 'q> {
     c: &'c mut Compiled,
+    /// Bytes fields (bits over `BASE_FIELDS`) that currently hold `'q` data.
+    borrowed: u16,
     _q: PhantomData<&'q [u8]>,
 }
 
@@ -136,16 +156,25 @@ impl<'q> Bound<'_, 'q> {
         let ctx = &mut self.c.ctx;
         let on = |f: usize| uses.base & (1 << f) != 0;
         if on(F_FQDN) {
-            // SAFETY: cleared in `Drop` before `'q` ends.
+            // SAFETY: marked borrowed, so cleared in `Drop` before `'q` ends.
             let _ = ctx.set_field_value(BASE_FIELDS[F_FQDN].0, unsafe { extend(q.fqdn) });
+            self.borrowed |= 1 << F_FQDN;
         }
         if on(F_QTYPE) {
             let _ = ctx.set_field_value(BASE_FIELDS[F_QTYPE].0, i32::from(q.qtype));
         }
         if on(F_QTYPE_NAME) {
-            // SAFETY: cleared in `Drop` before `'q` ends.
-            let v = unsafe { extend(q.qtype_name) };
-            let _ = ctx.set_field_value(BASE_FIELDS[F_QTYPE_NAME].0, v);
+            match q.qtype_name {
+                QtypeName::Static(s) => {
+                    let _ = ctx.set_field_value(BASE_FIELDS[F_QTYPE_NAME].0, s);
+                }
+                QtypeName::Buf(b) => {
+                    // SAFETY: marked borrowed, so cleared in `Drop` before `'q` ends.
+                    let v = unsafe { extend(b) };
+                    let _ = ctx.set_field_value(BASE_FIELDS[F_QTYPE_NAME].0, v);
+                    self.borrowed |= 1 << F_QTYPE_NAME;
+                }
+            }
         }
         if on(F_QCLASS) {
             let _ = ctx.set_field_value(BASE_FIELDS[F_QCLASS].0, i32::from(q.qclass));
@@ -160,9 +189,10 @@ impl<'q> Bound<'_, 'q> {
             let _ = ctx.set_field_value(BASE_FIELDS[F_DO].0, q.dnssec_ok);
         }
         if on(F_ORG) {
-            // SAFETY: cleared in `Drop` before `'q` ends.
+            // SAFETY: marked borrowed, so cleared in `Drop` before `'q` ends.
             let v = unsafe { extend(q.org_id.as_bytes()) };
             let _ = ctx.set_field_value(BASE_FIELDS[F_ORG].0, v);
+            self.borrowed |= 1 << F_ORG;
         }
         let mut g = uses.global;
         while g != 0 {
@@ -186,9 +216,10 @@ impl<'q> Bound<'_, 'q> {
     pub(crate) fn set_response(&mut self, ip: IpAddr, cname: &'q str) {
         let ctx = &mut self.c.ctx;
         let _ = ctx.set_field_value(BASE_FIELDS[F_RESP_IP].0, ip);
-        // SAFETY: cleared in `Drop` before `'q` ends.
+        // SAFETY: marked borrowed, so cleared in `Drop` before `'q` ends.
         let v = unsafe { extend(cname.as_bytes()) };
         let _ = ctx.set_field_value(BASE_FIELDS[F_RESP_CNAME].0, v);
+        self.borrowed |= 1 << F_RESP_CNAME;
     }
 
     /// Run rule `idx`'s filter. A rule without a filter does not match.
@@ -202,11 +233,14 @@ impl<'q> Bound<'_, 'q> {
 
 impl Drop for Bound<'_, '_> {
     fn drop(&mut self) {
+        // Every Bytes field that holds `'q` data gets a `'static` value again. (Other fields hold
+        // owned values and may keep them: every field is set before a rule that reads it runs.)
         let ctx = &mut self.c.ctx;
         for f in [F_FQDN, F_QTYPE_NAME, F_ORG, F_RESP_CNAME] {
-            let _ = ctx.set_field_value(BASE_FIELDS[f].0, "");
+            if self.borrowed & (1 << f) != 0 {
+                let _ = ctx.set_field_value(BASE_FIELDS[f].0, "");
+            }
         }
-        let _ = ctx.set_field_value(BASE_FIELDS[F_RESP_IP].0, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     }
 }
 

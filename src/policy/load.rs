@@ -174,7 +174,7 @@ impl Builder<'_> {
             Ok((full, bytes)) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let lines = bytecount_lines(text.as_bytes());
-                self.domains.reserve(lines, text.len());
+                self.domains.reserve(lines);
                 let mut counts = LoadCounts::default();
                 lists::load_text(&mut self.domains, id, &text, &full, &mut counts);
                 self.note_counts(counts);
@@ -995,8 +995,7 @@ pub(crate) fn with_blocklists(
         match std::fs::read(f) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
-                p.domains
-                    .reserve(bytecount_lines(text.as_bytes()), text.len());
+                p.domains.reserve(bytecount_lines(text.as_bytes()));
                 let mut counts = LoadCounts::default();
                 lists::load_text(&mut p.domains, id, &text, f, &mut counts);
                 p.invalid_lines += counts.invalid;

@@ -104,11 +104,12 @@ pub fn run_policy(
     let stats = policy.stats();
     writeln!(
         out,
-        "{label}: {} organization(s), {} rule(s) ({} enabled, {} indexed, {} response-phase), {} list(s), {} list entries ({} distinct domains), {} upstream group(s)",
+        "{label}: {} organization(s), {} rule(s) ({} enabled, {} indexed, {} guarded by the index, {} response-phase), {} list(s), {} list entries ({} distinct domains), {} upstream group(s)",
         stats.organizations,
         stats.rules,
         stats.rules_enabled,
         stats.rules_indexed,
+        stats.rules_guarded,
         stats.rules_response,
         stats.lists,
         stats.list_entries,

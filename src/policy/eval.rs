@@ -184,37 +184,44 @@ fn eval_ruleset(
         hits.sort_unstable();
         hits.dedup();
     }
-    // Indexed hits before the first Wirefilter rule need no Wirefilter context at all.
+    // Candidates in rule order: index hits (fully indexed rules, which matched, and guarded
+    // rules, whose guard matched) merged with the unguarded Wirefilter rules.
     let wf = &rs.wf_request;
-    let first_wf = wf.first().copied().filter(|&w| w < limit);
-    let mut hi = 0;
-    while hi < hits.len() && first_wf.is_none_or(|w| hits[hi] < w) {
-        if decides(rs, hits[hi], audited) {
-            return Some(hits[hi]);
+    let (mut hi, mut wi) = (0usize, 0usize);
+    let next = |hi: usize, wi: usize| -> Option<(u32, bool)> {
+        let h = hits.get(hi).copied();
+        let w = wf.get(wi).copied().filter(|&w| w < limit);
+        match (h, w) {
+            (Some(h), Some(w)) if h < w => Some((h, true)),
+            (_, Some(w)) => Some((w, false)),
+            (Some(h), None) => Some((h, true)),
+            (None, None) => None,
         }
-        hi += 1;
-    }
-    first_wf?;
-    let b = slots.get(slot, rs).bind(&q.fields, rs.wf_request_uses);
-    for &w in wf {
-        if w >= limit {
-            break;
-        }
-        while hi < hits.len() && hits[hi] < w {
-            if decides(rs, hits[hi], audited) {
-                return Some(hits[hi]);
+    };
+    // Fully indexed hits before the first rule that needs Wirefilter: no context needed.
+    loop {
+        match next(hi, wi) {
+            None => return None,
+            Some((i, true)) if rs.rules[i as usize].indexed.is_some() => {
+                hi += 1;
+                if decides(rs, i, audited) {
+                    return Some(i);
+                }
             }
-            hi += 1;
-        }
-        if b.matches(w) && decides(rs, w, audited) {
-            return Some(w);
+            Some(_) => break,
         }
     }
-    while hi < hits.len() {
-        if decides(rs, hits[hi], audited) {
-            return Some(hits[hi]);
+    let b = slots.get(slot, rs).bind(&q.fields, rs.wf_request_uses);
+    while let Some((i, from_hits)) = next(hi, wi) {
+        if from_hits {
+            hi += 1;
+        } else {
+            wi += 1;
         }
-        hi += 1;
+        let matched = rs.rules[i as usize].indexed.is_some() || b.matches(i);
+        if matched && decides(rs, i, audited) {
+            return Some(i);
+        }
     }
     None
 }

@@ -41,7 +41,7 @@ pub(crate) struct Compiled {
 
 impl Compiled {
     /// Compile the Wirefilter rules of `rs` (all enabled rules when `all`, for `explain`;
-    /// otherwise only those the index does not answer).
+    /// otherwise only those the index does not answer; guarded rules are compiled).
     pub(crate) fn new(rs: &Ruleset, all: bool) -> Compiled {
         let scheme = Arc::clone(&rs.scheme);
         // SAFETY: the `Scheme` lives in the `Arc` stored in `self.scheme`; it is never mutated

@@ -141,6 +141,8 @@ pub fn explain(
                 rule.action_name,
                 if rule.indexed.is_some() {
                     " (name index)"
+                } else if rule.guard.is_some() {
+                    " (guarded by the name index)"
                 } else {
                     ""
                 },

@@ -12,8 +12,8 @@ use super::error::{Issue, IssueKind, PolicyError};
 use super::identity::IdentityIndex;
 use super::lists::{self, DomainSet, InvalidLine, LoadCounts};
 use super::rules::{
-    build_scheme, name_test, uses_of, Effect, ListFields, ListMeta, NameTest, Org, Phase, Rule,
-    Ruleset, Uses, RESPONSE_MASK,
+    build_scheme, guard_test, name_test, uses_of, Effect, ListFields, ListMeta, NameTest, Org,
+    Phase, Rule, Ruleset, Uses, RESPONSE_MASK,
 };
 use super::{
     next_version, Action, BlockAnswer, BlockMode, OverrideAnswer, PolicySet, RuleRef, EDE_BLOCKED,
@@ -220,7 +220,7 @@ impl Builder<'_> {
             let Some((effect, action_name)) = self.action(r, upstreams, file, &path) else {
                 continue;
             };
-            let (uses, indexed, phase) = match scheme.parse(&r.expression) {
+            let (uses, indexed, guard, phase) = match scheme.parse(&r.expression) {
                 Ok(ast) => {
                     let uses = uses_of(&ast, &lf);
                     let phase = if uses.base & RESPONSE_MASK != 0 {
@@ -232,7 +232,11 @@ impl Builder<'_> {
                         Phase::Request => name_test(&ast, &lf),
                         Phase::Response => None,
                     };
-                    (uses, indexed, phase)
+                    let guard = match (phase, &indexed) {
+                        (Phase::Request, None) => guard_test(&ast, &lf),
+                        _ => None,
+                    };
+                    (uses, indexed, guard, phase)
                 }
                 Err(e) => {
                     self.issue(
@@ -270,6 +274,7 @@ impl Builder<'_> {
                 phase,
                 uses,
                 indexed,
+                guard,
             });
         }
         Ruleset::new(scheme, lf, out)
@@ -1041,6 +1046,7 @@ pub(crate) fn with_blocklists(
             global: 1 << bit,
             org: 0,
         }),
+        guard: None,
     };
     let rebuild = |rs: Ruleset, extra: Option<Rule>| {
         let mut lf = rs.list_fields;

@@ -259,6 +259,9 @@ pub struct PolicyStats {
     pub rules_enabled: usize,
     /// Enabled rules answered from the name index (no Wirefilter evaluation).
     pub rules_indexed: usize,
+    /// Enabled Wirefilter rules of the form `NAME-TEST and ...`, run only when the name test
+    /// (checked from the index) matches.
+    pub rules_guarded: usize,
     /// Enabled response-phase rules.
     pub rules_response: usize,
     /// Lists.
@@ -420,6 +423,9 @@ impl PolicySet {
                     s.rules_enabled += 1;
                     if r.indexed.is_some() {
                         s.rules_indexed += 1;
+                    }
+                    if r.guard.is_some() {
+                        s.rules_guarded += 1;
                     }
                     if r.phase == rules::Phase::Response {
                         s.rules_response += 1;

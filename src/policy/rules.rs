@@ -109,6 +109,9 @@ pub(crate) struct Rule {
     pub uses: Uses,
     /// Some when the rule is answered from the name index (request phase only).
     pub indexed: Option<NameTest>,
+    /// For a Wirefilter request rule of the form `NAME-TEST and ...`: the name test, a necessary
+    /// condition checked from the index before the filter runs.
+    pub guard: Option<NameTest>,
 }
 
 impl Rule {
@@ -136,8 +139,10 @@ pub(crate) struct Ruleset {
     pub exact: hashbrown::HashMap<Box<[u8]>, SmallVec<[u32; 2]>>,
     /// Indexed request rules that test lists: (rule, global mask, org mask), ascending.
     pub list_rules: Vec<(u32, u64, u64)>,
-    /// Request rules evaluated by Wirefilter, ascending.
+    /// Request rules evaluated by Wirefilter on every query (no guard), ascending.
     pub wf_request: Vec<u32>,
+    /// Whether some request rule is guarded (its guard is in `exact` / `list_rules`).
+    pub has_guarded: bool,
     /// Response rules (all Wirefilter), ascending.
     pub response: Vec<u32>,
     /// Fields read by the Wirefilter request rules (set before evaluating them).
@@ -156,7 +161,23 @@ impl Ruleset {
     }
 
     pub(crate) fn has_request_rules(&self) -> bool {
-        !(self.exact.is_empty() && self.list_rules.is_empty() && self.wf_request.is_empty())
+        !(self.exact.is_empty()
+            && self.list_rules.is_empty()
+            && self.wf_request.is_empty()
+            && !self.has_guarded)
+    }
+
+    /// Put rule `i` in the name indexes under the name test `t`.
+    fn index(&mut self, i: u32, t: &NameTest) {
+        for n in &t.names {
+            let v = self.exact.entry(n.clone()).or_default();
+            if v.last() != Some(&i) {
+                v.push(i);
+            }
+        }
+        if t.global != 0 || t.org != 0 {
+            self.list_rules.push((i, t.global, t.org));
+        }
     }
 
     /// Build the indexes from the rules.
@@ -168,13 +189,15 @@ impl Ruleset {
             exact: hashbrown::HashMap::new(),
             list_rules: Vec::new(),
             wf_request: Vec::new(),
+            has_guarded: false,
             response: Vec::new(),
             wf_request_uses: Uses::default(),
             response_uses: Uses::default(),
             has_block: false,
             needs_lists: false,
         };
-        for (i, rule) in rs.rules.iter().enumerate() {
+        let rules = std::mem::take(&mut rs.rules);
+        for (i, rule) in rules.iter().enumerate() {
             if !rule.enabled {
                 continue;
             }
@@ -185,19 +208,17 @@ impl Ruleset {
                     rs.response_uses = rs.response_uses.union(rule.uses);
                 }
                 (Phase::Request, Some(t)) => {
-                    for n in &t.names {
-                        let v = rs.exact.entry(n.clone()).or_default();
-                        if v.last() != Some(&i) {
-                            v.push(i);
-                        }
-                    }
-                    if t.global != 0 || t.org != 0 {
-                        rs.list_rules.push((i, t.global, t.org));
-                    }
+                    rs.index(i, t);
                     rs.has_block |= rule.blocks();
                 }
                 (Phase::Request, None) => {
-                    rs.wf_request.push(i);
+                    match &rule.guard {
+                        Some(t) => {
+                            rs.index(i, t);
+                            rs.has_guarded = true;
+                        }
+                        None => rs.wf_request.push(i),
+                    }
                     rs.wf_request_uses = rs.wf_request_uses.union(rule.uses);
                     rs.has_block |= rule.blocks();
                 }
@@ -206,6 +227,7 @@ impl Ruleset {
                 rs.needs_lists = true;
             }
         }
+        rs.rules = rules;
         rs
     }
 }
@@ -267,6 +289,26 @@ pub(crate) fn name_test(ast: &FilterAst<'_>, list_fields: &ListFields) -> Option
     } else {
         None
     }
+}
+
+/// If the expression is `A and B and ...` where some `A` is a name test (see [`name_test`]),
+/// return that name test: the rule cannot match unless it does.
+pub(crate) fn guard_test(ast: &FilterAst<'_>, list_fields: &ListFields) -> Option<NameTest> {
+    let v = serde_json::to_value(ast).ok()?;
+    if v.get("field").is_some() || v.get("op").and_then(|o| o.as_str()) != Some("And") {
+        return None;
+    }
+    let items = v.get("items")?.as_array()?;
+    items.iter().find_map(|item| {
+        let mut t = NameTest::default();
+        if collect(item, list_fields, &mut t) {
+            t.names.sort();
+            t.names.dedup();
+            Some(t)
+        } else {
+            None
+        }
+    })
 }
 
 fn collect(v: &serde_json::Value, lf: &ListFields, t: &mut NameTest) -> bool {
@@ -352,6 +394,19 @@ mod tests {
         assert!(nt(r#"dns.fqdn != "a""#).is_none());
         assert!(nt(r#"dns.fqdn == 61:62"#).is_none());
         assert!(nt(r#"list.ads or dns.transport == "udp""#).is_none());
+    }
+
+    #[test]
+    fn guards() {
+        let lf = lf();
+        let scheme = build_scheme(&lf);
+        let g = |e: &str| guard_test(&scheme.parse(e).unwrap(), &lf);
+        let t = g(r#"dns.qtype == 1 and (list.ads or dns.fqdn == "a.example")"#).unwrap();
+        assert_eq!((t.org, t.names.len()), (1, 1));
+        assert!(g("list.ads and dns.qtype == 1").is_some());
+        assert!(g("list.ads or dns.qtype == 1").is_none());
+        assert!(g("not list.ads and dns.qtype == 1").is_none());
+        assert!(g("list.ads").is_none());
     }
 
     #[test]

@@ -275,9 +275,10 @@ fn main() {
             black_box(evaluate(&p, &id, &facts(n, 1)));
         });
         println!(
-            "{label}: {} rules ({} indexed): evaluate {h:.0} ns/query (list hit), {m:.0} ns/query (miss); load {:.0} ms, first use on a thread (compiles) {:.1} ms",
+            "{label}: {} rules ({} indexed, {} guarded): evaluate {h:.0} ns/query (list hit), {m:.0} ns/query (miss); load {:.0} ms, first use on a thread (compiles) {:.1} ms",
             st.rules_enabled,
             st.rules_indexed,
+            st.rules_guarded,
             load.as_secs_f64() * 1e3,
             compile.as_secs_f64() * 1e3
         );

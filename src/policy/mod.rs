@@ -1,1 +1,475 @@
-//! Policy engine (see issue 3). Placeholder until the engine lands.
+//! The policy engine: which organization a client belongs to, and what to do with its query.
+//!
+//! A [`PolicySet`] is loaded and validated once ([`PolicySet::load_dir`]) from `policies/*.json`
+//! (the language is documented in `policies/README.md`) and then shared read-only (`Arc`,
+//! `ArcSwap`). Evaluation is synchronous and allocation-light:
+//!
+//! * [`PolicySet::identify`] maps a client (DoH token, DoT SNI label, address) to an
+//!   [`Identity`];
+//! * [`evaluate`] runs the request phase: the global rules, then the organization's, first
+//!   decisive match wins, `audit` matches are recorded and evaluation continues;
+//! * [`evaluate_response`] runs the response phase on the upstream answer: rules reading
+//!   `dns.response.*`, and CNAME cloaking (every CNAME target is checked as if asked directly).
+//!
+//! Rules that are only a test of names (`list.ads`, `dns.fqdn == "x.example"`,
+//! `dns.fqdn in {...}` or an `or` of those) are answered from hash indexes; every other rule is
+//! a Wirefilter filter. Wirefilter's compiled `Filter` is not `Send`, so the `PolicySet` keeps
+//! the validated expression text and each thread compiles the filters it needs on first use
+//! (a small thread-local cache keyed by [`PolicySet::version`]).
+
+mod config;
+mod error;
+mod eval;
+mod exec;
+mod identity;
+mod lists;
+mod load;
+mod rules;
+
+pub mod check;
+pub mod explain;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use error::{Issue, IssueKind, PolicyError};
+pub use eval::{evaluate, evaluate_response};
+pub use lists::InvalidLine;
+
+use crate::query::ClientHints;
+
+/// The rule that decided, or an audit rule that matched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleRef {
+    /// Organization id, `""` for the global policy.
+    pub org: Arc<str>,
+    /// Rule id (unique within its organization).
+    pub id: Arc<str>,
+    /// Rule name (for people).
+    pub name: Arc<str>,
+}
+
+impl RuleRef {
+    /// `org/id`, or just `id` for a global rule: unique across the policy.
+    pub fn qualified(&self) -> String {
+        if self.org.is_empty() {
+            self.id.to_string()
+        } else {
+            format!("{}/{}", self.org, self.id)
+        }
+    }
+}
+
+impl std::fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.org.is_empty() {
+            write!(f, "{}/", self.org)?;
+        }
+        f.write_str(&self.id)
+    }
+}
+
+/// How a blocked query is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockMode {
+    /// NXDOMAIN with an SOA in the authority section (negative caching, RFC 2308).
+    NxDomain,
+    /// NOERROR with no answer (and an SOA).
+    NoData,
+    /// REFUSED.
+    Refused,
+    /// `0.0.0.0` for A, `::` for AAAA, NODATA for other types.
+    Null,
+    /// These addresses (a block page): A records from the IPv4 ones, AAAA from the IPv6 ones,
+    /// NODATA when there is none of the query's family or for other types.
+    Addresses(Vec<IpAddr>),
+}
+
+impl BlockMode {
+    /// Lower-case name as written in policies.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::NxDomain => "nxdomain",
+            Self::NoData => "nodata",
+            Self::Refused => "refused",
+            Self::Null => "null",
+            Self::Addresses(_) => "addresses",
+        }
+    }
+}
+
+/// The synthesized answer of a `block`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockAnswer {
+    /// What to answer.
+    pub mode: BlockMode,
+    /// TTL of synthesized records (and of the SOA's negative TTL).
+    pub ttl: u32,
+    /// Extended DNS Error code: 15 (Blocked) or 17 (Filtered). EXTRA-TEXT carries the rule id.
+    pub ede: u16,
+}
+
+/// EDE 15, "Blocked" (RFC 8914).
+pub const EDE_BLOCKED: u16 = 15;
+/// EDE 17, "Filtered" (RFC 8914).
+pub const EDE_FILTERED: u16 = 17;
+
+/// The synthesized answer of an `override`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideAnswer {
+    /// A/AAAA records to answer with (by the query's family; NODATA for other families).
+    pub addresses: Vec<IpAddr>,
+    /// A CNAME to answer with; the pipeline then resolves the target and appends it.
+    pub cname: Option<Arc<str>>,
+    /// TTL of the synthesized records.
+    pub ttl: u32,
+}
+
+/// What to do with a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Resolve normally: no rule decided (`group` None, `Verdict::rule` None), an `allow` rule
+    /// (`group` None, rule Some) or a `resolve` rule (`group` Some: the named upstream group).
+    Resolve {
+        /// Upstream group for split DNS.
+        group: Option<Arc<str>>,
+    },
+    /// Answer with a synthesized block.
+    Block(BlockAnswer),
+    /// Answer with configured records or a CNAME.
+    Override(OverrideAnswer),
+    /// Answer REFUSED (no EDE beyond the rule id).
+    Refuse,
+    /// Send nothing.
+    Drop,
+    /// Answer with TC=1 and no records over UDP (forces the client to TCP); resolve normally over
+    /// streams.
+    Truncate,
+}
+
+impl Action {
+    /// Bounded label for metrics and logs. `Resolve` is `"resolve"`; see [`Verdict::label`],
+    /// which also tells `"allow"` apart.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Resolve { .. } => "resolve",
+            Self::Block(_) => "block",
+            Self::Override(_) => "override",
+            Self::Refuse => "refuse",
+            Self::Drop => "drop",
+            Self::Truncate => "truncate",
+        }
+    }
+}
+
+/// The outcome of evaluating a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What to do.
+    pub action: Action,
+    /// The deciding rule (None: no rule matched, resolve normally).
+    pub rule: Option<RuleRef>,
+    /// `audit` rules that matched before the decision, in evaluation order.
+    pub audited: Vec<RuleRef>,
+}
+
+impl Verdict {
+    /// No rule matched: resolve normally.
+    pub fn resolve() -> Self {
+        Self {
+            action: Action::Resolve { group: None },
+            rule: None,
+            audited: Vec::new(),
+        }
+    }
+
+    /// Bounded label for metrics and logs: `"resolve"` (no rule, or a `resolve` rule),
+    /// `"allow"`, `"block"`, `"override"`, `"refuse"`, `"drop"`, `"truncate"`.
+    pub fn label(&self) -> &'static str {
+        match (&self.action, &self.rule) {
+            (Action::Resolve { group: None }, Some(_)) => "allow",
+            (action, _) => action.label(),
+        }
+    }
+
+    /// The EXTRA-TEXT of the Extended DNS Error for a block: `blocked by rule acme/malware`
+    /// (or `filtered by rule ...` for EDE 17). None when the action is not a block.
+    pub fn ede_text(&self) -> Option<String> {
+        match (&self.action, &self.rule) {
+            (Action::Block(b), Some(r)) => Some(format!(
+                "{} by rule {r}",
+                if b.ede == EDE_FILTERED {
+                    "filtered"
+                } else {
+                    "blocked"
+                }
+            )),
+            (Action::Block(_), None) => Some("blocked".to_owned()),
+            _ => None,
+        }
+    }
+
+    /// Whether the query goes on to be resolved (no rule, `allow` or `resolve`).
+    pub fn resolves(&self) -> bool {
+        matches!(self.action, Action::Resolve { .. })
+    }
+}
+
+/// What the response phase may look at in an upstream answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnswerFacts<'a> {
+    /// Every A/AAAA address in the answer section.
+    pub addresses: &'a [IpAddr],
+    /// Every CNAME target in the chain, lower case, no trailing dot.
+    pub cnames: &'a [&'a str],
+}
+
+/// Who a client is, for one query. Only meaningful with the [`PolicySet`] that produced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// An organization (index into the policy's organizations).
+    Org(u32),
+    /// No organization: only the global policy applies.
+    NoOrg,
+    /// A DoH token that matches no organization (the DoH listener answers 404).
+    UnknownToken,
+}
+
+impl Identity {
+    /// The organization id, `""` for none.
+    pub fn org_id<'p>(&self, policy: &'p PolicySet) -> &'p str {
+        match self {
+            Self::Org(i) => policy.orgs.get(*i as usize).map(|o| &*o.id).unwrap_or(""),
+            _ => "",
+        }
+    }
+}
+
+/// Counts for logs, metrics and `picket check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyStats {
+    /// Organizations.
+    pub organizations: usize,
+    /// Rules (global and all organizations), enabled or not.
+    pub rules: usize,
+    /// Enabled rules.
+    pub rules_enabled: usize,
+    /// Enabled rules answered from the name index (no Wirefilter evaluation).
+    pub rules_indexed: usize,
+    /// Enabled Wirefilter rules of the form `NAME-TEST and ...`, run only when the name test
+    /// (checked from the index) matches.
+    pub rules_guarded: usize,
+    /// Enabled response-phase rules.
+    pub rules_response: usize,
+    /// Lists.
+    pub lists: usize,
+    /// List entries, summed over lists.
+    pub list_entries: u64,
+    /// Distinct domains in the shared suffix structure.
+    pub distinct_domains: usize,
+    /// Approximate memory of the list structure, in bytes.
+    pub list_bytes: usize,
+    /// Invalid list lines (skipped).
+    pub invalid_lines: u64,
+    /// Some of them, with file and line.
+    pub invalid_samples: Vec<InvalidLine>,
+    /// Named upstream groups.
+    pub upstream_groups: usize,
+    /// Policy tests defined.
+    pub tests: usize,
+}
+
+/// A parsed and validated policy. `Send + Sync`; share it in an `Arc`/`ArcSwap`.
+pub struct PolicySet {
+    version: u64,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) global: rules::Ruleset,
+    pub(crate) orgs: Vec<rules::Org>,
+    pub(crate) domains: lists::DomainSet,
+    pub(crate) lists: Vec<rules::ListMeta>,
+    pub(crate) ident: identity::IdentityIndex,
+    pub(crate) upstreams: BTreeMap<String, Vec<SocketAddr>>,
+    pub(crate) tests: Vec<load::LoadedTest>,
+    pub(crate) invalid_lines: u64,
+    pub(crate) invalid_samples: Vec<InvalidLine>,
+}
+
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("version", &self.version)
+            .field("dir", &self.dir)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl PolicySet {
+    /// Load and validate `dir/*.json` and the list files they reference (relative to `dir`).
+    pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
+        load::load_dir(dir)
+    }
+
+    /// Load from memory: `(relative path, content)` pairs, e.g. `include_str!`ed files.
+    /// Top-level `*.json` entries are policy files; the others are list files they reference
+    /// by the same relative path.
+    pub fn load_embedded(files: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
+        load::load_embedded(files)
+    }
+
+    /// A policy that allows everything.
+    pub fn empty() -> PolicySet {
+        load::build_empty()
+    }
+
+    /// Add a global rule (id `blocklist`) that blocks every name on these list files with
+    /// NXDOMAIN for every client. It is appended after the global policy's own rules, so global
+    /// `allow` rules still make exceptions. The list is available to rules as `list.blocklist`.
+    pub fn with_blocklists(self, files: &[PathBuf]) -> Result<PolicySet, PolicyError> {
+        load::with_blocklists(self, files)
+    }
+
+    /// Changes on every load (a process-wide counter).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub(crate) fn bump_version(&mut self) {
+        self.version = next_version();
+    }
+
+    /// The directory the policy was loaded from, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Which organization a client belongs to: by DoH token (an unknown token gives
+    /// [`Identity::UnknownToken`]), else by DoT SNI label, else by the longest client network
+    /// that contains the address, else [`Identity::NoOrg`].
+    pub fn identify(&self, hints: &ClientHints) -> Identity {
+        self.ident.identify(hints).0
+    }
+
+    /// The organization with this id.
+    pub fn org_by_id(&self, id: &str) -> Option<Identity> {
+        if id.is_empty() {
+            return Some(Identity::NoOrg);
+        }
+        self.orgs
+            .iter()
+            .position(|o| &*o.id == id)
+            .map(|i| Identity::Org(i as u32))
+    }
+
+    /// Organization ids, in load order.
+    pub fn org_ids(&self) -> impl Iterator<Item = &str> {
+        self.orgs.iter().map(|o| &*o.id)
+    }
+
+    /// The addresses of a named upstream group.
+    pub fn upstream_group(&self, name: &str) -> Option<&[SocketAddr]> {
+        self.upstreams.get(name).map(Vec::as_slice)
+    }
+
+    /// All upstream groups.
+    pub fn upstream_groups(&self) -> impl Iterator<Item = (&str, &[SocketAddr])> {
+        self.upstreams
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Whether answers for this client need [`evaluate_response`]: there is an enabled
+    /// response-phase rule, or a blocking request rule (CNAME targets are checked against it).
+    pub fn has_response_rules(&self, id: &Identity) -> bool {
+        if self.global.needs_response_phase() {
+            return true;
+        }
+        match self.org(id) {
+            Some(org) => org.rules.needs_response_phase(),
+            None => false,
+        }
+    }
+
+    /// Counts for logs and `picket check`.
+    pub fn stats(&self) -> PolicyStats {
+        let all = std::iter::once(&self.global).chain(self.orgs.iter().map(|o| &o.rules));
+        let mut s = PolicyStats {
+            organizations: self.orgs.len(),
+            lists: self.lists.len(),
+            list_entries: (0..self.lists.len())
+                .map(|i| self.domains.list_len(i as u32))
+                .sum(),
+            distinct_domains: self.domains.len(),
+            list_bytes: self.domains.heap_bytes(),
+            invalid_lines: self.invalid_lines,
+            invalid_samples: self.invalid_samples.clone(),
+            upstream_groups: self.upstreams.len(),
+            tests: self.tests.len(),
+            ..PolicyStats::default()
+        };
+        for rs in all {
+            s.rules += rs.rules.len();
+            for r in &rs.rules {
+                if r.enabled {
+                    s.rules_enabled += 1;
+                    if r.indexed.is_some() {
+                        s.rules_indexed += 1;
+                    }
+                    if r.guard.is_some() {
+                        s.rules_guarded += 1;
+                    }
+                    if r.phase == rules::Phase::Response {
+                        s.rules_response += 1;
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    pub(crate) fn org(&self, id: &Identity) -> Option<&rules::Org> {
+        match id {
+            Identity::Org(i) => self.orgs.get(*i as usize),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_set_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<PolicySet>();
+        check::<Verdict>();
+    }
+
+    #[test]
+    fn labels() {
+        let mut v = Verdict::resolve();
+        assert_eq!(v.label(), "resolve");
+        v.rule = Some(RuleRef {
+            org: "".into(),
+            id: "a".into(),
+            name: "a".into(),
+        });
+        assert_eq!(v.label(), "allow");
+        v.action = Action::Resolve {
+            group: Some("corp".into()),
+        };
+        assert_eq!(v.label(), "resolve");
+        v.action = Action::Drop;
+        assert_eq!(v.label(), "drop");
+    }
+}

@@ -1,0 +1,185 @@
+//! The JSON shape of `policies/*.json` (documented in `policies/README.md`).
+//!
+//! Everything is `deny_unknown_fields`; values that need more than a type check (actions,
+//! addresses, networks, expressions) are validated in `load.rs` so that errors carry a JSON path.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+
+/// One policy file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileJson {
+    /// Free text.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub description: Option<String>,
+    /// The global policy: evaluated before every organization's rules, and for clients with none.
+    #[serde(default)]
+    pub global: Option<GlobalJson>,
+    /// Named upstream groups for `resolve` rules.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Vec<String>>,
+    /// Organizations.
+    #[serde(default)]
+    pub organizations: Vec<OrgJson>,
+    /// Policy tests that are not tied to a section.
+    #[serde(default)]
+    pub tests: Vec<TestJson>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GlobalJson {
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub lists: BTreeMap<String, ListJson>,
+    #[serde(default)]
+    pub rules: Vec<RuleJson>,
+    #[serde(default)]
+    pub tests: Vec<TestJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OrgJson {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub doh_tokens: Vec<String>,
+    #[serde(default)]
+    pub dot_names: Vec<String>,
+    #[serde(default)]
+    pub lists: BTreeMap<String, ListJson>,
+    #[serde(default)]
+    pub rules: Vec<RuleJson>,
+    #[serde(default)]
+    pub tests: Vec<TestJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListJson {
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub description: Option<String>,
+    /// A list file, relative to the policy directory.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Inline domains.
+    #[serde(default)]
+    pub domains: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleJson {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub description: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub expression: String,
+    pub action: String,
+    // Action settings (validated against the action in load.rs).
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    #[serde(default)]
+    pub ede: Option<String>,
+    #[serde(default)]
+    pub addresses: Option<Vec<String>>,
+    #[serde(default)]
+    pub cname: Option<String>,
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TestJson {
+    /// The query name.
+    pub name: String,
+    /// Query type mnemonic or number (default `A`).
+    #[serde(default, rename = "type")]
+    pub qtype: Option<TypeJson>,
+    /// Client address (default 127.0.0.1).
+    #[serde(default)]
+    pub client: Option<String>,
+    /// `udp` (default), `tcp`, `doh`, `dot`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    #[serde(default)]
+    pub doh_token: Option<String>,
+    #[serde(default)]
+    pub dot_name: Option<String>,
+    /// Evaluate as this organization (`""` for none) instead of identifying the client.
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub dnssec_ok: bool,
+    /// A simulated upstream answer, to exercise response rules and CNAME cloaking.
+    #[serde(default)]
+    pub answer: Option<AnswerJson>,
+    pub expect: ExpectJson,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum TypeJson {
+    Name(String),
+    Number(u16),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AnswerJson {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub cnames: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExpectJson {
+    /// `resolve`, `allow`, `block`, `override`, `refuse`, `drop`, `truncate`.
+    pub action: String,
+    /// The deciding rule id; `null` asserts that no rule decided; absent: not checked.
+    #[serde(default, deserialize_with = "some")]
+    pub rule: Option<Option<String>>,
+    /// The organization the client is identified as (`""` for none).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// For `resolve` rules: the upstream group.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// The audit rules that matched, in order.
+    #[serde(default)]
+    pub audited: Option<Vec<String>>,
+}
+
+/// Distinguish an explicit `null` (Some(None)) from an absent field (None).
+fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}

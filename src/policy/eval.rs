@@ -1,0 +1,588 @@
+//! Evaluation: the request phase ([`evaluate`]) and the response phase ([`evaluate_response`]).
+//!
+//! Rules are ordered: the global rules, then the organization's. A rule's *position* is
+//! `(0, i)` for global rule `i` and `(1, i)` for organization rule `i`; the first decisive match
+//! by position wins. Response-phase rules and CNAME cloaking take part in the same order: in the
+//! response phase only rules *before* the rule that decided the request (an `allow` or
+//! `resolve`) apply, so an `allow` is final for everything after it.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use hickory_proto::rr::RecordType;
+use smallvec::SmallVec;
+
+use super::exec::{with_compiled, Bound, Fields, QtypeName, Slots};
+use super::rules::{Effect, Org, Ruleset, F_RESP_CNAME, F_RESP_IP};
+use super::{Action, AnswerFacts, Identity, PolicySet, RuleRef, Verdict};
+use crate::query::Facts;
+
+/// `(ruleset, rule index)`: ruleset 0 is global, 1 the organization.
+pub(crate) type Pos = (u8, u32);
+pub(crate) const END: Pos = (2, 0);
+
+/// The query type mnemonic (RFC 3597 `TYPEnnn` for unknown types).
+pub(crate) fn qtype_name(qtype: u16, buf: &mut [u8; 12]) -> QtypeName<'_> {
+    match RecordType::from(qtype) {
+        RecordType::Unknown(n) => {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cur, "TYPE{n}");
+            let len = cur.position() as usize;
+            QtypeName::Buf(&buf[..len])
+        }
+        t => QtypeName::Static(t.into()),
+    }
+}
+
+/// Per-query state: the Wirefilter field values and the organization.
+pub(crate) struct Query<'p: 'q, 'q> {
+    pub policy: &'p PolicySet,
+    pub org: Option<(u32, &'p Org)>,
+    pub fields: Fields<'q>,
+    lists_done: bool,
+}
+
+impl<'p: 'q, 'q> Query<'p, 'q> {
+    pub(crate) fn new(
+        policy: &'p PolicySet,
+        id: &Identity,
+        facts: &Facts<'q>,
+        qtype_name: QtypeName<'q>,
+    ) -> Self {
+        let org = match id {
+            Identity::Org(i) => policy.orgs.get(*i as usize).map(|o| (*i, o)),
+            _ => None,
+        };
+        let org_id: &'p str = org.map(|(_, o)| &*o.id).unwrap_or("");
+        Query {
+            policy,
+            org,
+            fields: Fields {
+                fqdn: facts.qname.as_bytes(),
+                qtype: facts.qtype,
+                qtype_name,
+                qclass: facts.qclass,
+                src_ip: facts.client_ip,
+                transport: facts.transport.as_str(),
+                dnssec_ok: facts.dnssec_ok,
+                org_id,
+                global_lists: 0,
+                org_lists: 0,
+            },
+            lists_done: false,
+        }
+    }
+
+    /// The same query for another name (CNAME cloaking).
+    fn with_name(&self, name: &'q str) -> Self {
+        let mut fields = self.fields;
+        fields.fqdn = name.as_bytes();
+        fields.global_lists = 0;
+        fields.org_lists = 0;
+        Query {
+            policy: self.policy,
+            org: self.org,
+            fields,
+            lists_done: false,
+        }
+    }
+
+    pub(crate) fn ensure_lists(&mut self) {
+        if self.lists_done {
+            return;
+        }
+        self.lists_done = true;
+        let (g, o) = self
+            .policy
+            .list_masks(self.fields.fqdn, self.org.map(|(i, _)| i));
+        self.fields.global_lists = g;
+        self.fields.org_lists = o;
+    }
+
+    fn ruleset(&self, which: u8) -> Option<(usize, &'p Ruleset)> {
+        match which {
+            0 => Some((0, &self.policy.global)),
+            _ => self.org.map(|(i, o)| (1 + i as usize, &o.rules)),
+        }
+    }
+}
+
+impl PolicySet {
+    /// Which lists `name` (or a parent) is on: (global mask, mask of `org`'s lists).
+    pub(crate) fn list_masks(&self, name: &[u8], org: Option<u32>) -> (u64, u64) {
+        let (mut g, mut o) = (0u64, 0u64);
+        self.domains.for_each_match(name, |_, ids| {
+            for &id in ids {
+                if let Some(m) = self.lists.get(id as usize) {
+                    match m.owner {
+                        None => g |= 1 << m.bit,
+                        Some(owner) if Some(owner) == org => o |= 1 << m.bit,
+                        Some(_) => {}
+                    }
+                }
+            }
+        });
+        (g, o)
+    }
+
+    pub(crate) fn rule_at<'a>(
+        &'a self,
+        org: Option<(u32, &'a Org)>,
+        pos: Pos,
+    ) -> Option<&'a super::rules::Rule> {
+        let rs = match pos.0 {
+            0 => &self.global,
+            _ => &org?.1.rules,
+        };
+        rs.rules.get(pos.1 as usize)
+    }
+}
+
+/// Record an audit match or report a decision.
+#[inline]
+fn decides(rs: &Ruleset, i: u32, audited: &mut Vec<RuleRef>) -> bool {
+    let rule = &rs.rules[i as usize];
+    match rule.effect {
+        Effect::Audit => {
+            audited.push(rule.r.clone());
+            false
+        }
+        Effect::Decide(_) => true,
+    }
+}
+
+/// Request-phase evaluation of one ruleset, rules before `limit` only.
+fn eval_ruleset(
+    rs: &Ruleset,
+    slot: usize,
+    q: &mut Query<'_, '_>,
+    slots: &mut Slots<'_>,
+    limit: u32,
+    audited: &mut Vec<RuleRef>,
+) -> Option<u32> {
+    if rs.needs_lists {
+        q.ensure_lists();
+    }
+    let mut hits: SmallVec<[u32; 8]> = SmallVec::new();
+    if !rs.exact.is_empty() {
+        if let Some(v) = rs.exact.get(q.fields.fqdn) {
+            hits.extend(v.iter().copied().filter(|&i| i < limit));
+        }
+    }
+    let (g, o) = (q.fields.global_lists, q.fields.org_lists);
+    if g | o != 0 {
+        for &(i, rg, ro) in &rs.list_rules {
+            if i >= limit {
+                break;
+            }
+            if rg & g != 0 || ro & o != 0 {
+                hits.push(i);
+            }
+        }
+    }
+    if hits.len() > 1 {
+        hits.sort_unstable();
+        hits.dedup();
+    }
+    // Candidates in rule order: index hits (fully indexed rules, which matched, and guarded
+    // rules, whose guard matched) merged with the unguarded Wirefilter rules.
+    let wf = &rs.wf_request;
+    let (mut hi, mut wi) = (0usize, 0usize);
+    let next = |hi: usize, wi: usize| -> Option<(u32, bool)> {
+        let h = hits.get(hi).copied();
+        let w = wf.get(wi).copied().filter(|&w| w < limit);
+        match (h, w) {
+            (Some(h), Some(w)) if h < w => Some((h, true)),
+            (_, Some(w)) => Some((w, false)),
+            (Some(h), None) => Some((h, true)),
+            (None, None) => None,
+        }
+    };
+    // Fully indexed hits before the first rule that needs Wirefilter: no context needed.
+    loop {
+        match next(hi, wi) {
+            None => return None,
+            Some((i, true)) if rs.rules[i as usize].indexed.is_some() => {
+                hi += 1;
+                if decides(rs, i, audited) {
+                    return Some(i);
+                }
+            }
+            Some(_) => break,
+        }
+    }
+    let b = slots.get(slot, rs).bind(&q.fields, rs.wf_request_uses);
+    while let Some((i, from_hits)) = next(hi, wi) {
+        if from_hits {
+            hi += 1;
+        } else {
+            wi += 1;
+        }
+        let matched = rs.rules[i as usize].indexed.is_some() || b.matches(i);
+        if matched && decides(rs, i, audited) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Request phase over the global rules then the organization's, positions before `limit`.
+pub(crate) fn request_phase(
+    q: &mut Query<'_, '_>,
+    slots: &mut Slots<'_>,
+    limit: Pos,
+    audited: &mut Vec<RuleRef>,
+) -> Option<Pos> {
+    for which in 0..2u8 {
+        if which > limit.0 {
+            break;
+        }
+        let Some((slot, rs)) = q.ruleset(which) else {
+            continue;
+        };
+        let lim = if which == limit.0 { limit.1 } else { u32::MAX };
+        if let Some(i) = eval_ruleset(rs, slot, q, slots, lim, audited) {
+            return Some((which, i));
+        }
+    }
+    None
+}
+
+fn verdict(q: &Query<'_, '_>, pos: Option<Pos>, audited: Vec<RuleRef>) -> Verdict {
+    let rule = pos.and_then(|p| q.policy.rule_at(q.org, p));
+    match rule {
+        Some(rule) => Verdict {
+            action: match &rule.effect {
+                Effect::Decide(a) => a.clone(),
+                Effect::Audit => Action::Resolve { group: None },
+            },
+            rule: Some(rule.r.clone()),
+            audited,
+        },
+        None => Verdict {
+            action: Action::Resolve { group: None },
+            rule: None,
+            audited,
+        },
+    }
+}
+
+/// Request phase: what to do with this query before resolving it.
+///
+/// `id` must come from [`PolicySet::identify`] on the same `policy` (an out-of-range
+/// organization is treated as none). Never panics, allocates only for audit matches and for
+/// the cloned settings of `override` / block-page answers.
+pub fn evaluate(policy: &PolicySet, id: &Identity, facts: &Facts<'_>) -> Verdict {
+    let mut buf = [0u8; 12];
+    let name = qtype_name(facts.qtype, &mut buf);
+    let mut q = Query::new(policy, id, facts, name);
+    let org_empty = q.org.is_none_or(|(_, o)| !o.rules.has_request_rules());
+    if !policy.global.has_request_rules() && org_empty {
+        return Verdict::resolve();
+    }
+    let mut audited = Vec::new();
+    let pos = with_compiled(policy, |slots| {
+        request_phase(&mut q, slots, END, &mut audited)
+    });
+    verdict(&q, pos, audited)
+}
+
+/// Response phase: inspect the upstream answer of a query whose request phase resolved it.
+///
+/// Runs the response-phase rules (a rule reading `dns.response.ip` once per answer address, with
+/// `dns.response.cname` = `""`; a rule reading `dns.response.cname` once per CNAME target, with
+/// `dns.response.ip` = `0.0.0.0`) and CNAME cloaking (each CNAME
+/// target goes through the request-phase rules as if asked directly; a `block` there blocks the
+/// answer, and the verdict names that rule). Only rules positioned before the request's deciding
+/// rule apply (an `allow` is final).
+///
+/// Returns `None` to keep the answer as is. `Some(v)` replaces it with `v.action`, except when
+/// `v.action` is `Resolve` (a response-phase `allow`, or only `audit` matches): then the answer is
+/// kept and `v` is for the logs.
+pub fn evaluate_response(
+    policy: &PolicySet,
+    id: &Identity,
+    facts: &Facts<'_>,
+    answer: &AnswerFacts<'_>,
+) -> Option<Verdict> {
+    if !policy.has_response_rules(id) || (answer.addresses.is_empty() && answer.cnames.is_empty()) {
+        return None;
+    }
+    let mut buf = [0u8; 12];
+    let name = qtype_name(facts.qtype, &mut buf);
+    let mut q = Query::new(policy, id, facts, name);
+    with_compiled(policy, |slots| {
+        let mut ignored = Vec::new();
+        let limit = match request_phase(&mut q, slots, END, &mut ignored) {
+            None => END,
+            Some(p) => match policy.rule_at(q.org, p).map(|r| &r.effect) {
+                Some(Effect::Decide(Action::Resolve { .. })) => p,
+                // The request phase answered by itself: there is no upstream answer to inspect.
+                _ => return None,
+            },
+        };
+        let mut best: Option<Pos> = None;
+
+        // CNAME cloaking.
+        for target in answer.cnames {
+            if target.as_bytes() == q.fields.fqdn {
+                continue;
+            }
+            let lim = best.unwrap_or(limit).min(limit);
+            let mut t = q.with_name(target);
+            ignored.clear();
+            if let Some(p) = request_phase(&mut t, slots, lim, &mut ignored) {
+                if policy.rule_at(q.org, p).is_some_and(|r| r.blocks()) {
+                    best = Some(p);
+                }
+            }
+        }
+
+        // Response-phase rules.
+        let mut audited: Vec<(Pos, RuleRef)> = Vec::new();
+        'sets: for which in 0..2u8 {
+            let Some((slot, rs)) = q.ruleset(which) else {
+                continue;
+            };
+            if rs.response.is_empty() {
+                continue;
+            }
+            if rs.needs_lists {
+                q.ensure_lists();
+            }
+            let mut b = slots.get(slot, rs).bind(&q.fields, rs.response_uses);
+            for &i in &rs.response {
+                let p = (which, i);
+                if p >= best.unwrap_or(limit).min(limit) {
+                    break 'sets;
+                }
+                let rule = &rs.rules[i as usize];
+                if response_matches(&mut b, i, rule.uses.base, answer) {
+                    match rule.effect {
+                        Effect::Audit => audited.push((p, rule.r.clone())),
+                        Effect::Decide(_) => {
+                            best = Some(p);
+                            break 'sets;
+                        }
+                    }
+                }
+            }
+        }
+        let cut = best.unwrap_or(END);
+        let audited: Vec<RuleRef> = audited
+            .into_iter()
+            .filter(|(p, _)| *p < cut)
+            .map(|(_, r)| r)
+            .collect();
+        match best {
+            Some(p) => Some(verdict(&q, Some(p), audited)),
+            None if !audited.is_empty() => Some(verdict(&q, None, audited)),
+            None => None,
+        }
+    })
+}
+
+/// Evaluate a response rule once per address if it reads `dns.response.ip` and once per CNAME
+/// target if it reads `dns.response.cname` (so a rule that reads only one of them never sees the
+/// other's placeholder).
+fn response_matches<'q>(
+    b: &mut Bound<'_, 'q>,
+    i: u32,
+    uses: u16,
+    answer: &AnswerFacts<'q>,
+) -> bool {
+    if uses & (1 << F_RESP_IP) != 0 {
+        for &ip in answer.addresses {
+            b.set_response(ip, "");
+            if b.matches(i) {
+                return true;
+            }
+        }
+    }
+    if uses & (1 << F_RESP_CNAME) == 0 {
+        return false;
+    }
+    for cname in answer.cnames {
+        b.set_response(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cname);
+        if b.matches(i) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load::{build, parse_file};
+    use super::super::{BlockAnswer, BlockMode};
+    use super::*;
+    use crate::query::Transport;
+    use std::path::Path;
+
+    fn policy(json: &str) -> PolicySet {
+        let f = parse_file(Path::new("t.json"), json).unwrap();
+        build(
+            super::super::load::Source::Dir(Path::new(".")),
+            &[(Path::new("t.json").into(), f)],
+        )
+        .unwrap()
+    }
+
+    fn facts(name: &str, qtype: u16) -> Facts<'_> {
+        Facts {
+            qname: name,
+            qtype,
+            qclass: 1,
+            client_ip: "10.0.0.5".parse().unwrap(),
+            transport: Transport::Udp,
+            dnssec_ok: false,
+        }
+    }
+
+    fn rule_id(v: &Verdict) -> Option<&str> {
+        v.rule.as_ref().map(|r| &*r.id)
+    }
+
+    const P: &str = r#"{
+      "global": {
+        "lists": {"malware": {"domains": ["bad.example"]}},
+        "rules": [
+          {"id": "aud", "expression": "dns.qtype == 16", "action": "audit"},
+          {"id": "mal", "expression": "list.malware", "action": "block"}
+        ]
+      },
+      "upstreams": {"corp": ["127.0.0.1:5300"]},
+      "organizations": [{
+        "id": "acme", "networks": ["10.0.0.0/8"],
+        "lists": {"ads": {"domains": ["ads.example", "ok.ads.example"]}},
+        "rules": [
+          {"id": "ok", "expression": "dns.fqdn == \"ok.ads.example\"", "action": "allow"},
+          {"id": "ads", "expression": "list.ads", "action": "block", "mode": "null"},
+          {"id": "aaaa", "expression": "dns.qtype.name == \"AAAA\" and dns.fqdn contains \"v6\"", "action": "refuse"},
+          {"id": "corp", "expression": "dns.fqdn == \"corp.internal\" or dns.fqdn contains \".corp.internal\"", "action": "resolve", "upstream": "corp"},
+          {"id": "off", "enabled": false, "expression": "dns.fqdn == \"off.example\"", "action": "drop"},
+          {"id": "rebind", "expression": "dns.response.ip in {10.0.0.0/8 192.168.0.0/16} and not dns.fqdn contains \"internal\"", "action": "block"}
+        ]
+      }]
+    }"#;
+
+    #[test]
+    fn request_phase_first_match_and_audit() {
+        let p = policy(P);
+        let org = p.org_by_id("acme").unwrap();
+        let v = evaluate(&p, &org, &facts("x.bad.example", 16));
+        assert_eq!(rule_id(&v), Some("mal"));
+        assert_eq!(v.audited.len(), 1);
+        assert_eq!(&*v.audited[0].id, "aud");
+        assert_eq!(v.audited[0].org.as_ref(), "");
+        let v = evaluate(&p, &org, &facts("ok.ads.example", 1));
+        assert_eq!(v.label(), "allow");
+        let v = evaluate(&p, &org, &facts("x.ads.example", 1));
+        assert_eq!(rule_id(&v), Some("ads"));
+        assert!(matches!(
+            v.action,
+            Action::Block(BlockAnswer {
+                mode: BlockMode::Null,
+                ..
+            })
+        ));
+        let v = evaluate(&p, &org, &facts("v6.example", 28));
+        assert_eq!(v.action, Action::Refuse);
+        let v = evaluate(&p, &org, &facts("v6.example", 1));
+        assert_eq!(v.rule, None);
+        let v = evaluate(&p, &org, &facts("a.corp.internal", 1));
+        assert_eq!(
+            v.action,
+            Action::Resolve {
+                group: Some("corp".into())
+            }
+        );
+        let v = evaluate(&p, &org, &facts("off.example", 1));
+        assert_eq!(v.rule, None);
+        // No org: only global.
+        let v = evaluate(&p, &Identity::NoOrg, &facts("x.ads.example", 1));
+        assert_eq!(v.rule, None);
+        let v = evaluate(&p, &Identity::NoOrg, &facts("bad.example", 1));
+        assert_eq!(rule_id(&v), Some("mal"));
+    }
+
+    #[test]
+    fn response_phase_and_cloaking() {
+        let p = policy(P);
+        let org = p.org_by_id("acme").unwrap();
+        assert!(p.has_response_rules(&org));
+        let f = facts("www.example", 1);
+        let ips = ["192.168.1.1".parse().unwrap()];
+        let v = evaluate_response(
+            &p,
+            &org,
+            &f,
+            &AnswerFacts {
+                addresses: &ips,
+                cnames: &[],
+            },
+        )
+        .unwrap();
+        assert_eq!(rule_id(&v), Some("rebind"));
+        let ips = ["192.0.2.1".parse().unwrap()];
+        assert_eq!(
+            evaluate_response(
+                &p,
+                &org,
+                &f,
+                &AnswerFacts {
+                    addresses: &ips,
+                    cnames: &[]
+                }
+            ),
+            None
+        );
+        // CNAME cloaking to a listed name.
+        let cn = ["tracker.ads.example"];
+        let v = evaluate_response(
+            &p,
+            &org,
+            &f,
+            &AnswerFacts {
+                addresses: &ips,
+                cnames: &cn,
+            },
+        )
+        .unwrap();
+        assert_eq!(rule_id(&v), Some("ads"));
+        // The allowed name is final: its CNAME to a listed name is not blocked.
+        let f2 = facts("ok.ads.example", 1);
+        assert_eq!(
+            evaluate_response(
+                &p,
+                &org,
+                &f2,
+                &AnswerFacts {
+                    addresses: &ips,
+                    cnames: &cn
+                }
+            ),
+            None
+        );
+        // Global malware via CNAME, even for a name the org would route.
+        let cn = ["x.bad.example"];
+        let v = evaluate_response(
+            &p,
+            &org,
+            &f,
+            &AnswerFacts {
+                addresses: &ips,
+                cnames: &cn,
+            },
+        )
+        .unwrap();
+        assert_eq!(rule_id(&v), Some("mal"));
+    }
+
+    #[test]
+    fn unknown_qtype_name() {
+        let mut b = [0u8; 12];
+        assert_eq!(qtype_name(65280, &mut b).as_bytes(), b"TYPE65280");
+        assert_eq!(qtype_name(28, &mut b).as_bytes(), b"AAAA");
+    }
+}

@@ -1,0 +1,1071 @@
+//! Loading and validating `policies/*.json` into a [`PolicySet`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::config::{FileJson, ListJson, OrgJson, RuleJson, TestJson};
+use super::error::{Issue, IssueKind, PolicyError};
+use super::identity::IdentityIndex;
+use super::lists::{self, DomainSet, InvalidLine, LoadCounts};
+use super::rules::{
+    build_scheme, guard_test, name_test, uses_of, Effect, ListFields, ListMeta, NameTest, Org,
+    Phase, Rule, Ruleset, Uses, RESPONSE_MASK,
+};
+use super::{
+    next_version, Action, BlockAnswer, BlockMode, OverrideAnswer, PolicySet, RuleRef, EDE_BLOCKED,
+    EDE_FILTERED,
+};
+
+/// A policy test and where it was written.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedTest {
+    pub file: PathBuf,
+    pub path: String,
+    pub test: TestJson,
+}
+
+/// Default TTL of synthesized answers (block, override).
+pub(crate) const DEFAULT_TTL: u32 = 60;
+/// Lists per owner (global, or one organization): one bit each in a `u64`.
+const MAX_LISTS: usize = 64;
+/// Total samples of invalid list lines kept.
+const MAX_SAMPLES: usize = 50;
+
+/// Where list files are read from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// Relative to a directory.
+    Dir(&'a Path),
+    /// From (relative path, content) pairs.
+    Memory(&'a [(&'a str, &'a str)]),
+}
+
+impl Source<'_> {
+    fn read(&self, rel: &str) -> Result<(PathBuf, Vec<u8>), String> {
+        match self {
+            Source::Dir(dir) => {
+                let full = dir.join(rel);
+                match std::fs::read(&full) {
+                    Ok(b) => Ok((full, b)),
+                    Err(e) => Err(format!("cannot read list file {}: {e}", full.display())),
+                }
+            }
+            Source::Memory(files) => {
+                let rel = rel.trim_start_matches("./");
+                match files.iter().find(|(name, _)| *name == rel) {
+                    Some((name, text)) => Ok((PathBuf::from(name), text.as_bytes().to_vec())),
+                    None => Err(format!("cannot read list file {rel}: not embedded")),
+                }
+            }
+        }
+    }
+}
+
+struct Builder<'a> {
+    source: Source<'a>,
+    issues: Vec<Issue>,
+    domains: DomainSet,
+    lists: Vec<ListMeta>,
+    invalid_lines: u64,
+    invalid_samples: Vec<InvalidLine>,
+}
+
+impl Builder<'_> {
+    fn issue(&mut self, kind: IssueKind, file: &Path, path: String, msg: impl Into<String>) {
+        self.issues.push(Issue::new(kind, Some(file), path, msg));
+    }
+
+    fn note_counts(&mut self, c: LoadCounts) {
+        self.invalid_lines += c.invalid;
+        for s in c.samples {
+            if self.invalid_samples.len() < MAX_SAMPLES {
+                self.invalid_samples.push(s);
+            }
+        }
+    }
+
+    /// Load the lists of one owner and return their `list.<name>` fields by bit.
+    fn lists(
+        &mut self,
+        owner: Option<u32>,
+        defs: &BTreeMap<String, ListJson>,
+        file: &Path,
+        prefix: &str,
+        taken: &[Box<str>],
+    ) -> Vec<Box<str>> {
+        let mut fields = Vec::new();
+        for (name, def) in defs {
+            let path = format!("{prefix}.lists.{name}");
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    path,
+                    format!("list name {name:?} must be letters, digits and '_' (it becomes the field list.{name})"),
+                );
+                continue;
+            }
+            let field: Box<str> = format!("list.{name}").into();
+            if taken.contains(&field) {
+                self.issue(
+                    IssueKind::Duplicate,
+                    file,
+                    path,
+                    format!("list {name:?} is already defined by the global policy"),
+                );
+                continue;
+            }
+            if fields.len() >= MAX_LISTS {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    path,
+                    format!("at most {MAX_LISTS} lists per organization (and {MAX_LISTS} global)"),
+                );
+                continue;
+            }
+            let source = match (&def.file, &def.domains) {
+                (Some(f), None) => f.clone(),
+                (None, Some(_)) => "inline".to_owned(),
+                _ => {
+                    self.issue(
+                        IssueKind::Invalid,
+                        file,
+                        path,
+                        "a list needs exactly one of \"file\" or \"domains\"",
+                    );
+                    continue;
+                }
+            };
+            let id = self.domains.new_list();
+            self.lists.push(ListMeta {
+                name: name.clone(),
+                owner,
+                bit: fields.len() as u8,
+                source,
+            });
+            fields.push(field);
+            if let Some(f) = &def.file {
+                self.load_list_file(id, f, file, format!("{path}.file"));
+            } else if let Some(domains) = &def.domains {
+                let mut buf = Vec::new();
+                for (i, d) in domains.iter().enumerate() {
+                    match lists::normalize_domain(d, &mut buf) {
+                        Ok(()) => self.domains.insert(&buf, id),
+                        Err(e) => self.issue(
+                            IssueKind::Invalid,
+                            file,
+                            format!("{path}.domains[{i}]"),
+                            format!("{d:?}: {}", e.as_str()),
+                        ),
+                    }
+                }
+            }
+        }
+        fields
+    }
+
+    fn load_list_file(&mut self, id: u32, rel: &str, file: &Path, path: String) {
+        match self.source.read(rel) {
+            Ok((full, bytes)) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let lines = bytecount_lines(text.as_bytes());
+                self.domains.reserve(lines);
+                let mut counts = LoadCounts::default();
+                lists::load_text(&mut self.domains, id, &text, &full, &mut counts);
+                self.note_counts(counts);
+            }
+            Err(msg) => self.issue(IssueKind::Unresolved, file, path, msg),
+        }
+    }
+
+    /// Validate the rules of one ruleset.
+    #[allow(clippy::too_many_arguments)]
+    fn ruleset(
+        &mut self,
+        org: &Arc<str>,
+        rules: &[RuleJson],
+        lf: ListFields,
+        file: &Path,
+        prefix: &str,
+        upstreams: &BTreeMap<String, Vec<SocketAddr>>,
+    ) -> Ruleset {
+        let scheme = Arc::new(build_scheme(&lf));
+        let mut out = Vec::with_capacity(rules.len());
+        let mut ids = HashSet::new();
+        for (j, r) in rules.iter().enumerate() {
+            let path = format!("{prefix}.rules[{j}]");
+            if r.id.is_empty() {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    format!("{path}.id"),
+                    "empty rule id",
+                );
+                continue;
+            }
+            if !ids.insert(r.id.as_str()) {
+                self.issue(
+                    IssueKind::Duplicate,
+                    file,
+                    format!("{path}.id"),
+                    format!("duplicate rule id {:?}", r.id),
+                );
+                continue;
+            }
+            let Some((effect, action_name)) = self.action(r, upstreams, file, &path) else {
+                continue;
+            };
+            let (uses, indexed, guard, phase) = match scheme.parse(&r.expression) {
+                Ok(ast) => {
+                    let uses = uses_of(&ast, &lf);
+                    let phase = if uses.base & RESPONSE_MASK != 0 {
+                        Phase::Response
+                    } else {
+                        Phase::Request
+                    };
+                    let indexed = match phase {
+                        Phase::Request => name_test(&ast, &lf),
+                        Phase::Response => None,
+                    };
+                    let guard = match (phase, &indexed) {
+                        (Phase::Request, None) => guard_test(&ast, &lf),
+                        _ => None,
+                    };
+                    (uses, indexed, guard, phase)
+                }
+                Err(e) => {
+                    self.issue(
+                        IssueKind::Expression,
+                        file,
+                        format!("{path}.expression"),
+                        e.to_string(),
+                    );
+                    continue;
+                }
+            };
+            if phase == Phase::Response
+                && !matches!(action_name, "block" | "allow" | "audit" | "refuse" | "drop")
+            {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    format!("{path}.action"),
+                    format!(
+                        "action {action_name:?} cannot be used in a response-phase rule (one that reads dns.response.*): use block, allow, audit, refuse or drop"
+                    ),
+                );
+                continue;
+            }
+            out.push(Rule {
+                r: RuleRef {
+                    org: Arc::clone(org),
+                    id: r.id.as_str().into(),
+                    name: r.name.as_deref().unwrap_or(&r.id).into(),
+                },
+                enabled: r.enabled,
+                expression: r.expression.as_str().into(),
+                effect,
+                action_name,
+                phase,
+                uses,
+                indexed,
+                guard,
+            });
+        }
+        Ruleset::new(scheme, lf, out)
+    }
+
+    fn action(
+        &mut self,
+        r: &RuleJson,
+        upstreams: &BTreeMap<String, Vec<SocketAddr>>,
+        file: &Path,
+        path: &str,
+    ) -> Option<(Effect, &'static str)> {
+        const ACTIONS: &str = "block, allow, override, resolve, audit, refuse, drop, truncate";
+        let settings: [(&str, bool); 6] = [
+            ("mode", r.mode.is_some()),
+            ("ttl", r.ttl.is_some()),
+            ("ede", r.ede.is_some()),
+            ("addresses", r.addresses.is_some()),
+            ("cname", r.cname.is_some()),
+            ("upstream", r.upstream.is_some()),
+        ];
+        let (name, allowed): (&'static str, &[&str]) = match r.action.as_str() {
+            "block" => ("block", &["mode", "ttl", "ede", "addresses"]),
+            "allow" => ("allow", &[]),
+            "override" => ("override", &["ttl", "addresses", "cname"]),
+            "resolve" => ("resolve", &["upstream"]),
+            "audit" => ("audit", &[]),
+            "refuse" => ("refuse", &[]),
+            "drop" => ("drop", &[]),
+            "truncate" => ("truncate", &[]),
+            other => {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    format!("{path}.action"),
+                    format!("unknown action {other:?} (expected one of {ACTIONS})"),
+                );
+                return None;
+            }
+        };
+        let mut ok = true;
+        for (key, present) in settings {
+            if present && !allowed.contains(&key) {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    format!("{path}.{key}"),
+                    format!("{key:?} is not a setting of action {name:?}"),
+                );
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let ttl = r.ttl.unwrap_or(DEFAULT_TTL);
+        let addresses = match &r.addresses {
+            Some(list) => {
+                let mut out = Vec::with_capacity(list.len());
+                for (i, a) in list.iter().enumerate() {
+                    match a.parse::<IpAddr>() {
+                        Ok(ip) => out.push(ip),
+                        Err(_) => {
+                            self.issue(
+                                IssueKind::Invalid,
+                                file,
+                                format!("{path}.addresses[{i}]"),
+                                format!("{a:?} is not an IP address"),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                if list.is_empty() {
+                    self.issue(
+                        IssueKind::Invalid,
+                        file,
+                        format!("{path}.addresses"),
+                        "empty address list",
+                    );
+                    ok = false;
+                }
+                Some(out)
+            }
+            None => None,
+        };
+        if !ok {
+            return None;
+        }
+        let effect = match name {
+            "block" => {
+                let mode = match (r.mode.as_deref(), addresses) {
+                    (None | Some("addresses"), Some(a)) => BlockMode::Addresses(a),
+                    (None | Some("nxdomain"), None) => BlockMode::NxDomain,
+                    (Some("nodata"), None) => BlockMode::NoData,
+                    (Some("refused"), None) => BlockMode::Refused,
+                    (Some("null"), None) => BlockMode::Null,
+                    (Some("addresses"), None) => {
+                        self.issue(
+                            IssueKind::Invalid,
+                            file,
+                            format!("{path}.mode"),
+                            "mode \"addresses\" needs \"addresses\": [...]",
+                        );
+                        return None;
+                    }
+                    (Some(m @ ("nxdomain" | "nodata" | "refused" | "null")), Some(_)) => {
+                        self.issue(
+                            IssueKind::Invalid,
+                            file,
+                            format!("{path}.addresses"),
+                            format!("\"addresses\" cannot be used with mode {m:?}"),
+                        );
+                        return None;
+                    }
+                    (Some(m), _) => {
+                        self.issue(
+                            IssueKind::Invalid,
+                            file,
+                            format!("{path}.mode"),
+                            format!(
+                                "unknown block mode {m:?} (expected one of nxdomain, nodata, refused, null, addresses)"
+                            ),
+                        );
+                        return None;
+                    }
+                };
+                let ede = match r.ede.as_deref() {
+                    None | Some("blocked") => EDE_BLOCKED,
+                    Some("filtered") => EDE_FILTERED,
+                    Some(e) => {
+                        self.issue(
+                            IssueKind::Invalid,
+                            file,
+                            format!("{path}.ede"),
+                            format!("unknown ede {e:?} (expected \"blocked\" (15) or \"filtered\" (17))"),
+                        );
+                        return None;
+                    }
+                };
+                Effect::Decide(Action::Block(BlockAnswer { mode, ttl, ede }))
+            }
+            "override" => {
+                let cname = match &r.cname {
+                    Some(c) => {
+                        let mut buf = Vec::new();
+                        match lists::normalize_domain(c, &mut buf) {
+                            Ok(()) => {
+                                Some(Arc::<str>::from(String::from_utf8_lossy(&buf).as_ref()))
+                            }
+                            Err(e) => {
+                                self.issue(
+                                    IssueKind::Invalid,
+                                    file,
+                                    format!("{path}.cname"),
+                                    format!("{c:?}: {}", e.as_str()),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                if cname.is_some() == addresses.is_some() {
+                    self.issue(
+                        IssueKind::Invalid,
+                        file,
+                        path.to_owned(),
+                        "an override needs exactly one of \"addresses\" or \"cname\"",
+                    );
+                    return None;
+                }
+                Effect::Decide(Action::Override(OverrideAnswer {
+                    addresses: addresses.unwrap_or_default(),
+                    cname,
+                    ttl,
+                }))
+            }
+            "resolve" => match r.upstream.as_deref() {
+                Some(g) if upstreams.contains_key(g) => Effect::Decide(Action::Resolve {
+                    group: Some(g.into()),
+                }),
+                Some(g) => {
+                    let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                    self.issue(
+                        IssueKind::Unresolved,
+                        file,
+                        format!("{path}.upstream"),
+                        format!(
+                            "unknown upstream group {g:?} (defined: {})",
+                            display_list(&known)
+                        ),
+                    );
+                    return None;
+                }
+                None => {
+                    self.issue(
+                        IssueKind::Invalid,
+                        file,
+                        format!("{path}.upstream"),
+                        "a resolve rule needs \"upstream\": the name of an upstream group",
+                    );
+                    return None;
+                }
+            },
+            "allow" => Effect::Decide(Action::Resolve { group: None }),
+            "audit" => Effect::Audit,
+            "refuse" => Effect::Decide(Action::Refuse),
+            "drop" => Effect::Decide(Action::Drop),
+            _ => Effect::Decide(Action::Truncate),
+        };
+        Some((effect, name))
+    }
+}
+
+fn display_list(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn bytecount_lines(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c == b'\n').count() + 1
+}
+
+/// Strip serde_json's " at line L column C" suffix (the position is reported separately).
+fn json_message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    s.strip_suffix(&suffix).unwrap_or(&s).to_owned()
+}
+
+/// Parse one policy file.
+pub(crate) fn parse_file(file: &Path, text: &str) -> Result<FileJson, Issue> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed: Result<FileJson, _> = serde_path_to_error::deserialize(&mut de);
+    let to_issue = |path: String, e: &serde_json::Error| {
+        let mut issue = Issue::new(IssueKind::Json, Some(file), path, json_message(e));
+        if e.line() > 0 {
+            issue.position = Some((e.line(), e.column()));
+        }
+        issue
+    };
+    match parsed {
+        Ok(f) => match de.end() {
+            Ok(()) => Ok(f),
+            Err(e) => Err(to_issue(String::new(), &e)),
+        },
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            Err(to_issue(path, e.inner()))
+        }
+    }
+}
+
+pub(crate) fn build_empty() -> PolicySet {
+    let lf = ListFields::default();
+    PolicySet {
+        version: next_version(),
+        dir: None,
+        global: Ruleset::new(Arc::new(build_scheme(&lf)), lf, Vec::new()),
+        orgs: Vec::new(),
+        domains: DomainSet::new(),
+        lists: Vec::new(),
+        ident: IdentityIndex::default(),
+        upstreams: BTreeMap::new(),
+        tests: Vec::new(),
+        invalid_lines: 0,
+        invalid_samples: Vec::new(),
+    }
+}
+
+fn parse_upstream(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+fn valid_org_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn valid_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
+fn valid_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
+    let mut paths = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            for entry in rd.flatten() {
+                let p = entry.path();
+                if p.extension().is_some_and(|e| e == "json") && p.is_file() {
+                    paths.push(p);
+                }
+            }
+        }
+        Err(e) => {
+            return Err(Issue::new(
+                IssueKind::Io,
+                Some(dir),
+                "",
+                format!("cannot read policy directory: {e}"),
+            )
+            .into())
+        }
+    }
+    paths.sort();
+    let mut files = Vec::new();
+    let mut issues = Vec::new();
+    for p in paths {
+        match std::fs::read_to_string(&p) {
+            Ok(text) => match parse_file(&p, &text) {
+                Ok(f) => files.push((p, f)),
+                Err(issue) => issues.push(issue),
+            },
+            Err(e) => issues.push(Issue::new(
+                IssueKind::Io,
+                Some(&p),
+                "",
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
+    let built = build(Source::Dir(dir), &files);
+    finish(built, issues)
+}
+
+fn finish(
+    built: Result<PolicySet, PolicyError>,
+    mut issues: Vec<Issue>,
+) -> Result<PolicySet, PolicyError> {
+    match built {
+        Ok(p) if issues.is_empty() => Ok(p),
+        Ok(_) => Err(PolicyError { issues }),
+        Err(mut e) => {
+            issues.append(&mut e.issues);
+            Err(PolicyError { issues })
+        }
+    }
+}
+
+/// Load from (relative path, content) pairs: top-level `*.json` files are policies, the
+/// others are list files they may reference.
+pub(crate) fn load_embedded(sources: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
+    let mut names: Vec<&(&str, &str)> = sources
+        .iter()
+        .filter(|(n, _)| n.ends_with(".json") && !n.contains('/'))
+        .collect();
+    names.sort_by_key(|(n, _)| *n);
+    let mut files = Vec::new();
+    let mut issues = Vec::new();
+    for (name, text) in names {
+        let p = PathBuf::from(name);
+        match parse_file(&p, text) {
+            Ok(f) => files.push((p, f)),
+            Err(issue) => issues.push(issue),
+        }
+    }
+    let built = build(Source::Memory(sources), &files).map(|mut p| {
+        p.dir = None;
+        p
+    });
+    finish(built, issues)
+}
+
+/// Build a policy from parsed files (in order).
+pub(crate) fn build(
+    source: Source<'_>,
+    files: &[(PathBuf, FileJson)],
+) -> Result<PolicySet, PolicyError> {
+    let mut b = Builder {
+        source,
+        issues: Vec::new(),
+        domains: DomainSet::new(),
+        lists: Vec::new(),
+        invalid_lines: 0,
+        invalid_samples: Vec::new(),
+    };
+
+    // Upstream groups.
+    let mut upstreams: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
+    for (file, f) in files {
+        for (name, addrs) in &f.upstreams {
+            let path = format!("upstreams.{name}");
+            if upstreams.contains_key(name) {
+                b.issue(
+                    IssueKind::Duplicate,
+                    file,
+                    path,
+                    format!("upstream group {name:?} is defined twice"),
+                );
+                continue;
+            }
+            if addrs.is_empty() {
+                b.issue(
+                    IssueKind::Invalid,
+                    file,
+                    path,
+                    "an upstream group needs at least one address",
+                );
+                continue;
+            }
+            let mut out = Vec::new();
+            for (i, a) in addrs.iter().enumerate() {
+                match parse_upstream(a) {
+                    Some(sa) => out.push(sa),
+                    None => b.issue(
+                        IssueKind::Invalid,
+                        file,
+                        format!("{path}[{i}]"),
+                        format!("{a:?} is not an address (\"IP\" or \"IP:port\", \"[IPv6]:port\")"),
+                    ),
+                }
+            }
+            upstreams.insert(name.clone(), out);
+        }
+    }
+
+    // The global policy.
+    let mut global_src = None;
+    for (file, f) in files {
+        if let Some(g) = &f.global {
+            match global_src {
+                None => global_src = Some((file.as_path(), g)),
+                Some((first, _)) => b.issue(
+                    IssueKind::Duplicate,
+                    file,
+                    "global".into(),
+                    format!("a global policy is already defined in {}", first.display()),
+                ),
+            }
+        }
+    }
+    let global_lf = ListFields {
+        global: match global_src {
+            Some((file, g)) => b.lists(None, &g.lists, file, "global", &[]),
+            None => Vec::new(),
+        },
+        org: Vec::new(),
+    };
+    let no_org: Arc<str> = "".into();
+    let global = match global_src {
+        Some((file, g)) => b.ruleset(
+            &no_org,
+            &g.rules,
+            global_lf.clone(),
+            file,
+            "global",
+            &upstreams,
+        ),
+        None => Ruleset::new(
+            Arc::new(build_scheme(&global_lf)),
+            global_lf.clone(),
+            Vec::new(),
+        ),
+    };
+
+    // Organizations.
+    let mut orgs: Vec<Org> = Vec::new();
+    let mut ident = IdentityIndex::default();
+    let mut org_ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Every organization gets the next index, even one with problems (then the load fails, so
+    // indexes only have to be consistent when there are none), so messages can name the owner.
+    let mut seen: Vec<String> = Vec::new();
+    for (file, f) in files {
+        for (i, o) in f.organizations.iter().enumerate() {
+            let prefix = format!("organizations[{i}]");
+            let index = seen.len() as u32;
+            seen.push(o.id.clone());
+            let built = build_org(
+                &mut b,
+                &mut ident,
+                &mut org_ids,
+                &seen,
+                &global_lf,
+                &upstreams,
+                o,
+                file,
+                &prefix,
+                index,
+            );
+            if let Some(org) = built {
+                orgs.push(org);
+            }
+        }
+    }
+
+    // Tests.
+    let mut tests = Vec::new();
+    for (file, f) in files {
+        let mut add = |prefix: String, list: &[TestJson]| {
+            for (i, t) in list.iter().enumerate() {
+                tests.push(LoadedTest {
+                    file: file.clone(),
+                    path: format!("{prefix}[{i}]"),
+                    test: t.clone(),
+                });
+            }
+        };
+        if let Some(g) = &f.global {
+            add("global.tests".into(), &g.tests);
+        }
+        for (i, o) in f.organizations.iter().enumerate() {
+            add(format!("organizations[{i}].tests"), &o.tests);
+        }
+        add("tests".into(), &f.tests);
+    }
+
+    if !b.issues.is_empty() {
+        return Err(PolicyError { issues: b.issues });
+    }
+    Ok(PolicySet {
+        version: next_version(),
+        dir: match source {
+            Source::Dir(d) => Some(d.to_path_buf()),
+            Source::Memory(_) => None,
+        },
+        global,
+        orgs,
+        domains: b.domains,
+        lists: b.lists,
+        ident,
+        upstreams,
+        tests,
+        invalid_lines: b.invalid_lines,
+        invalid_samples: b.invalid_samples,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_org(
+    b: &mut Builder<'_>,
+    ident: &mut IdentityIndex,
+    org_ids: &mut BTreeMap<String, PathBuf>,
+    seen: &[String],
+    global_lf: &ListFields,
+    upstreams: &BTreeMap<String, Vec<SocketAddr>>,
+    o: &OrgJson,
+    file: &Path,
+    prefix: &str,
+    index: u32,
+) -> Option<Org> {
+    if !valid_org_id(&o.id) {
+        b.issue(
+            IssueKind::Invalid,
+            file,
+            format!("{prefix}.id"),
+            format!(
+                "organization id {:?} must be 1-64 letters, digits, '-', '_' or '.'",
+                o.id
+            ),
+        );
+        return None;
+    }
+    if let Some(prev) = org_ids.get(&o.id) {
+        b.issue(
+            IssueKind::Duplicate,
+            file,
+            format!("{prefix}.id"),
+            format!(
+                "duplicate organization id {:?} (also in {})",
+                o.id,
+                prev.display()
+            ),
+        );
+        return None;
+    }
+    org_ids.insert(o.id.clone(), file.to_path_buf());
+    let id: Arc<str> = o.id.as_str().into();
+    let mut bad = false;
+    for (j, n) in o.networks.iter().enumerate() {
+        let path = format!("{prefix}.networks[{j}]");
+        let net = n
+            .parse::<IpNet>()
+            .ok()
+            .or_else(|| n.parse::<IpAddr>().ok().map(IpNet::from));
+        match net {
+            Some(net) => {
+                if let Some(prev) = ident.add_network(net, index) {
+                    let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
+                    b.issue(
+                        IssueKind::Duplicate,
+                        file,
+                        path,
+                        format!(
+                            "network {} is already claimed by organization {owner:?}",
+                            net.trunc()
+                        ),
+                    );
+                    bad = true;
+                }
+            }
+            None => {
+                b.issue(
+                    IssueKind::Invalid,
+                    file,
+                    path,
+                    format!("{n:?} is not a network (CIDR)"),
+                );
+                bad = true;
+            }
+        }
+    }
+    for (j, t) in o.doh_tokens.iter().enumerate() {
+        let path = format!("{prefix}.doh_tokens[{j}]");
+        if !valid_token(t) {
+            b.issue(
+                IssueKind::Invalid,
+                file,
+                path,
+                "a DoH token must be 1-128 URL-safe characters (letters, digits, - _ . ~)",
+            );
+            bad = true;
+        } else if let Some(prev) = ident.add_token(t, index) {
+            let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
+            b.issue(
+                IssueKind::Duplicate,
+                file,
+                path,
+                format!("DoH token {t:?} is already used by organization {owner:?}"),
+            );
+            bad = true;
+        }
+    }
+    for (j, n) in o.dot_names.iter().enumerate() {
+        let path = format!("{prefix}.dot_names[{j}]");
+        if !valid_label(n) {
+            b.issue(
+                IssueKind::Invalid,
+                file,
+                path,
+                format!("{n:?} must be one lower-case DNS label (the first label of the TLS server name)"),
+            );
+            bad = true;
+        } else if let Some(prev) = ident.add_dot_name(n, index) {
+            let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
+            b.issue(
+                IssueKind::Duplicate,
+                file,
+                path,
+                format!("DoT name {n:?} is already used by organization {owner:?}"),
+            );
+            bad = true;
+        }
+    }
+    let lf = ListFields {
+        global: global_lf.global.clone(),
+        org: b.lists(Some(index), &o.lists, file, prefix, &global_lf.global),
+    };
+    let rules = b.ruleset(&id, &o.rules, lf, file, prefix, upstreams);
+    if bad {
+        return None;
+    }
+    Some(Org {
+        id,
+        name: o.name.clone(),
+        rules,
+    })
+}
+
+/// The `--blocklist` rule and list.
+pub(crate) fn with_blocklists(
+    mut p: PolicySet,
+    files: &[PathBuf],
+) -> Result<PolicySet, PolicyError> {
+    if files.is_empty() {
+        return Ok(p);
+    }
+    const NAME: &str = "blocklist";
+    let field: Box<str> = format!("list.{NAME}").into();
+    let err = |msg: String| PolicyError::one(Issue::new(IssueKind::Duplicate, None, "", msg));
+    if p.global.list_fields.global.contains(&field)
+        || p.orgs
+            .iter()
+            .any(|o| o.rules.list_fields.org.contains(&field))
+    {
+        return Err(err(format!(
+            "--blocklist needs the list name {NAME:?}, which a policy already uses"
+        )));
+    }
+    if p.global.rules.iter().any(|r| &*r.r.id == NAME) {
+        return Err(err(format!(
+            "--blocklist needs the global rule id {NAME:?}, which the global policy already uses"
+        )));
+    }
+    if p.global.list_fields.global.len() >= MAX_LISTS {
+        return Err(err(format!(
+            "--blocklist: the global policy already has {MAX_LISTS} lists"
+        )));
+    }
+    let bit = p.global.list_fields.global.len() as u8;
+    let id = p.domains.new_list();
+    p.lists.push(ListMeta {
+        name: NAME.to_owned(),
+        owner: None,
+        bit,
+        source: files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    });
+    let mut issues = Vec::new();
+    for f in files {
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                p.domains.reserve(bytecount_lines(text.as_bytes()));
+                let mut counts = LoadCounts::default();
+                lists::load_text(&mut p.domains, id, &text, f, &mut counts);
+                p.invalid_lines += counts.invalid;
+                for s in counts.samples {
+                    if p.invalid_samples.len() < MAX_SAMPLES {
+                        p.invalid_samples.push(s);
+                    }
+                }
+            }
+            Err(e) => issues.push(Issue::new(
+                IssueKind::Unresolved,
+                Some(f),
+                "",
+                format!("cannot read blocklist: {e}"),
+            )),
+        }
+    }
+    if !issues.is_empty() {
+        return Err(PolicyError { issues });
+    }
+    let rule = Rule {
+        r: RuleRef {
+            org: "".into(),
+            id: NAME.into(),
+            name: "--blocklist".into(),
+        },
+        enabled: true,
+        expression: field.clone(),
+        effect: Effect::Decide(Action::Block(BlockAnswer {
+            mode: BlockMode::NxDomain,
+            ttl: DEFAULT_TTL,
+            ede: EDE_BLOCKED,
+        })),
+        action_name: "block",
+        phase: Phase::Request,
+        uses: Uses {
+            base: 0,
+            global: 1 << bit,
+            org: 0,
+        },
+        indexed: Some(NameTest {
+            names: Vec::new(),
+            global: 1 << bit,
+            org: 0,
+        }),
+        guard: None,
+    };
+    let rebuild = |rs: Ruleset, extra: Option<Rule>| {
+        let mut lf = rs.list_fields;
+        lf.global.push(field.clone());
+        let mut rules = rs.rules;
+        rules.extend(extra);
+        Ruleset::new(Arc::new(build_scheme(&lf)), lf, rules)
+    };
+    let global = std::mem::replace(&mut p.global, build_empty_ruleset());
+    p.global = rebuild(global, Some(rule));
+    for org in &mut p.orgs {
+        let rs = std::mem::replace(&mut org.rules, build_empty_ruleset());
+        org.rules = rebuild(rs, None);
+    }
+    p.bump_version();
+    Ok(p)
+}
+
+fn build_empty_ruleset() -> Ruleset {
+    let lf = ListFields::default();
+    Ruleset::new(Arc::new(build_scheme(&lf)), lf, Vec::new())
+}

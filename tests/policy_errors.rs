@@ -1,0 +1,370 @@
+//! Every kind of bad policy input gives an error naming the file, the JSON path and, where
+//! there is one, the line and column. Never a panic.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use picket::policy::{IssueKind, PolicySet};
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+fn dir_with(files: &[(&str, &str)]) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "picket-policy-err-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for (name, text) in files {
+        let p = d.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    d
+}
+
+/// Load `text` as `p.json` and return the error message.
+fn err(text: &str) -> String {
+    let d = dir_with(&[("p.json", text)]);
+    match PolicySet::load_dir(&d) {
+        Ok(_) => panic!("loaded: {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn rules(r: &str) -> String {
+    format!(
+        r#"{{
+  "upstreams": {{"corp": ["127.0.0.1:5300"]}},
+  "organizations": [
+    {{"id": "o", "networks": ["10.0.0.0/8"], "lists": {{"l": {{"domains": ["a.example"]}}}},
+      "rules": [
+        {{"id": "ok", "expression": "dns.qtype == 1", "action": "allow"}},
+        {r}
+      ]}}
+  ]
+}}"#
+    )
+}
+
+#[test]
+fn malformed_json_has_line_and_column() {
+    let e = err("{\n  \"organizations\": [\n    {\"id\": \"o\",,}\n  ]\n}");
+    assert!(e.contains("p.json:3:16: "), "{e}");
+}
+
+#[test]
+fn trailing_garbage() {
+    let e = err("{}\n}");
+    assert!(e.contains("p.json:2:1: trailing characters"), "{e}");
+}
+
+#[test]
+fn unknown_field_names_path_and_position() {
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "colour": "red"}"#,
+    ));
+    assert!(e.contains("p.json:7:79: "), "{e}");
+    assert!(
+        e.contains("organizations[0].rules[1].colour: unknown field `colour`"),
+        "{e}"
+    );
+    let e = err(r#"{"organisations": []}"#);
+    assert!(
+        e.contains("p.json:1:16: organisations: unknown field `organisations`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "ttl": "soon"}"#,
+    ));
+    assert!(
+        e.contains("organizations[0].rules[1].ttl: invalid type: string \"soon\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_required_field() {
+    let e = err(&rules(r#"{"id": "r", "action": "block"}"#));
+    assert!(
+        e.contains("organizations[0].rules[1]: missing field `expression`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wirefilter_parse_error_with_line_and_column() {
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.fqdn == \"x\" and dns.src_ip in {10.0.0.0/33}", "action": "block"}"#,
+    ));
+    assert!(
+        e.contains("p.json: organizations[0].rules[1].expression: Filter parsing error (1:36):"),
+        "{e}"
+    );
+    assert!(e.contains("Network length 33 is too long"), "{e}");
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1 and\n dns.qname == \"x\"", "action": "block"}"#,
+    ));
+    assert!(e.contains("expression: Filter parsing error (2:2):"), "{e}");
+    assert!(e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn unknown_field_in_expression() {
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "list.nope", "action": "block"}"#,
+    ));
+    assert!(e.contains("organizations[0].rules[1].expression"), "{e}");
+    assert!(e.contains("^^^^^^^^^ unknown field"), "{e}");
+    // Another organization's list is not visible.
+    let e = err(r#"{"organizations": [
+          {"id": "a", "lists": {"mine": {"domains": ["a.example"]}}},
+          {"id": "b", "rules": [{"id": "r", "expression": "list.mine", "action": "block"}]}
+        ]}"#);
+    assert!(e.contains("organizations[1].rules[0].expression"), "{e}");
+}
+
+#[test]
+fn unknown_action() {
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#,
+    ));
+    assert!(
+        e.contains("organizations[0].rules[1].action: unknown action \"blok\" (expected one of block, allow, override, resolve, audit, refuse, drop, truncate)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_action_settings() {
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "cname": "x.example"}"#,
+    ));
+    assert!(
+        e.contains("rules[1].cname: \"cname\" is not a setting of action \"block\""),
+        "{e}"
+    );
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "mode": "blackhole"}"#,
+    ));
+    assert!(
+        e.contains("rules[1].mode: unknown block mode \"blackhole\""),
+        "{e}"
+    );
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "ede": "censored"}"#,
+    ));
+    assert!(e.contains("rules[1].ede: unknown ede"), "{e}");
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "addresses": ["300.1.1.1"]}"#,
+    ));
+    assert!(
+        e.contains("rules[1].addresses[0]: \"300.1.1.1\" is not an IP address"),
+        "{e}"
+    );
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "override"}"#,
+    ));
+    assert!(
+        e.contains("rules[1]: an override needs exactly one of"),
+        "{e}"
+    );
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "resolve"}"#,
+    ));
+    assert!(e.contains("rules[1].upstream: a resolve rule needs"), "{e}");
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.response.ip == 10.0.0.1", "action": "override", "cname": "x.example"}"#,
+    ));
+    assert!(
+        e.contains("rules[1].action: action \"override\" cannot be used in a response-phase rule"),
+        "{e}"
+    );
+}
+
+#[test]
+fn resolve_to_unknown_upstream_group() {
+    let e = err(&rules(
+        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "resolve", "upstream": "lab"}"#,
+    ));
+    assert!(
+        e.contains(
+            "organizations[0].rules[1].upstream: unknown upstream group \"lab\" (defined: corp)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_list_file() {
+    let e = err(r#"{"global": {"lists": {"ads": {"file": "lists/nope.txt"}}}}"#);
+    assert!(
+        e.contains("p.json: global.lists.ads.file: cannot read list file"),
+        "{e}"
+    );
+    assert!(e.contains("lists/nope.txt"), "{e}");
+}
+
+#[test]
+fn bad_lists() {
+    let e = err(r#"{"global": {"lists": {"bad-name": {"domains": []}}}}"#);
+    assert!(e.contains("global.lists.bad-name: list name"), "{e}");
+    let e = err(r#"{"global": {"lists": {"x": {"domains": ["ok.example", "not valid"]}}}}"#);
+    assert!(
+        e.contains("global.lists.x.domains[1]: \"not valid\": not a valid domain name"),
+        "{e}"
+    );
+    let e = err(r#"{"global": {"lists": {"x": {}}}}"#);
+    assert!(
+        e.contains("global.lists.x: a list needs exactly one of"),
+        "{e}"
+    );
+    let e = err(r#"{"global": {"lists": {"x": {"domains": []}}},
+            "organizations": [{"id": "o", "lists": {"x": {"domains": []}}}]}"#);
+    assert!(
+        e.contains("organizations[0].lists.x: list \"x\" is already defined by the global policy"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_ids() {
+    let e = err(r#"{"organizations": [{"id": "o"}, {"id": "o"}]}"#);
+    assert!(
+        e.contains("organizations[1].id: duplicate organization id \"o\""),
+        "{e}"
+    );
+    let e = err(&rules(
+        r#"{"id": "ok", "expression": "dns.qtype == 2", "action": "block"}"#,
+    ));
+    assert!(
+        e.contains("organizations[0].rules[1].id: duplicate rule id \"ok\""),
+        "{e}"
+    );
+    let e = err(
+        r#"{"organizations": [{"id": "a", "doh_tokens": ["t"]}, {"id": "b", "doh_tokens": ["t"]}]}"#,
+    );
+    assert!(
+        e.contains(
+            "organizations[1].doh_tokens[0]: DoH token \"t\" is already used by organization \"a\""
+        ),
+        "{e}"
+    );
+    let e = err(
+        r#"{"organizations": [{"id": "a", "dot_names": ["x"]}, {"id": "b", "dot_names": ["x"]}]}"#,
+    );
+    assert!(
+        e.contains("organizations[1].dot_names[0]: DoT name \"x\" is already used"),
+        "{e}"
+    );
+    let e = err(
+        r#"{"organizations": [{"id": "a", "networks": ["10.0.0.0/8"]}, {"id": "b", "networks": ["10.1.2.3/8"]}]}"#,
+    );
+    assert!(e.contains("organizations[1].networks[0]: network 10.0.0.0/8 is already claimed by organization \"a\""), "{e}");
+}
+
+#[test]
+fn duplicates_across_files() {
+    let d = dir_with(&[
+        (
+            "a.json",
+            r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
+        ),
+        (
+            "b.json",
+            r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
+        ),
+    ]);
+    let e = PolicySet::load_dir(&d).unwrap_err();
+    let s = e.to_string();
+    assert_eq!(e.issues.len(), 3, "{s}");
+    assert!(e.issues.iter().all(|i| i.kind == IssueKind::Duplicate));
+    assert!(
+        s.contains("b.json: upstreams.u: upstream group \"u\" is defined twice"),
+        "{s}"
+    );
+    assert!(
+        s.contains("b.json: global: a global policy is already defined in"),
+        "{s}"
+    );
+    assert!(
+        s.contains("b.json: organizations[0].id: duplicate organization id \"o\" (also in"),
+        "{s}"
+    );
+}
+
+#[test]
+fn bad_identity_values() {
+    let e = err(r#"{"organizations": [{"id": "o", "networks": ["10.0.0.0/40"]}]}"#);
+    assert!(
+        e.contains("organizations[0].networks[0]: \"10.0.0.0/40\" is not a network"),
+        "{e}"
+    );
+    let e = err(r#"{"organizations": [{"id": "o", "doh_tokens": ["a/b"]}]}"#);
+    assert!(
+        e.contains("organizations[0].doh_tokens[0]: a DoH token must be"),
+        "{e}"
+    );
+    let e = err(r#"{"organizations": [{"id": "o", "dot_names": ["Acme.example"]}]}"#);
+    assert!(e.contains("organizations[0].dot_names[0]"), "{e}");
+    let e = err(r#"{"organizations": [{"id": ""}]}"#);
+    assert!(
+        e.contains("organizations[0].id: organization id \"\""),
+        "{e}"
+    );
+    let e = err(r#"{"upstreams": {"u": ["nowhere"]}}"#);
+    assert!(
+        e.contains("upstreams.u[0]: \"nowhere\" is not an address"),
+        "{e}"
+    );
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let e = err(&rules(
+        r#"{"id": "a", "expression": "bogus", "action": "block"},
+           {"id": "b", "expression": "dns.qtype == 1", "action": "nope"}"#,
+    ));
+    assert!(e.starts_with("2 problems in the policy:"), "{e}");
+    assert!(
+        e.contains("rules[1].expression") && e.contains("rules[2].action"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_directory() {
+    let e = PolicySet::load_dir(std::path::Path::new("/nonexistent/picket-policies"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/nonexistent/picket-policies: cannot read policy directory"),
+        "{e}"
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    let samples = [
+        "",
+        "null",
+        "[]",
+        "{\"organizations\": {}}",
+        "{\"global\": {\"rules\": [{\"id\": \"x\", \"expression\": \"\", \"action\": \"block\"}]}}",
+        "{\"global\": {\"rules\": [{\"id\": \"x\", \"expression\": \"(((\", \"action\": \"block\"}]}}",
+        "{\"global\": {\"rules\": [{\"id\": \"x\", \"expression\": \"dns.fqdn matches \\\"(\\\"\", \"action\": \"block\"}]}}",
+        "{\"tests\": [{\"name\": \"x\"}]}",
+        "\u{feff}{}",
+    ];
+    for s in samples {
+        let d = dir_with(&[("p.json", s)]);
+        let _ = PolicySet::load_dir(&d)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    }
+}

@@ -5,17 +5,19 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{PolicySource, Settings};
 use crate::listener::tcp::ConnectionSlots;
 use crate::listener::{bind_tcp, bind_udp, tcp, udp};
 use crate::pipeline::{Shared, Worker};
+use crate::policy::PolicySet;
 
 /// Sockets of one worker.
 struct WorkerSockets {
@@ -42,7 +44,12 @@ impl Server {
         }
         let threads = settings.threads.max(1);
         let (addrs, mut per_worker) = bind_all(&settings.listen, threads)?;
-        let shared = Arc::new(Shared::new(settings));
+        let policy = settings
+            .policies
+            .load(&settings.blocklists)
+            .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
+        log_policy(&policy);
+        let shared = Arc::new(Shared::new(settings, policy));
         let tcp_slots = ConnectionSlots::new(shared.settings.limits.tcp_max_connections);
         let (stop, stopped) = watch::channel(false);
         let (serving, workers_serving) = mpsc::channel();
@@ -62,6 +69,15 @@ impl Server {
             server.threads.push(handle);
         }
         drop(serving);
+        let watched = matches!(shared.settings.policies, PolicySource::Dir(_));
+        if watched || !shared.settings.blocklists.is_empty() {
+            // Detached: it notices the stop on its next poll and exits.
+            let (shared, stopped) = (shared.clone(), stopped.clone());
+            std::thread::Builder::new()
+                .name("picket-policy-watch".into())
+                .spawn(move || watch_policy(shared, stopped))
+                .context("cannot start the policy watcher")?;
+        }
         // Ready once every worker serves its sockets (a worker that failed
         // to start closes its end, and we never turn ready).
         if workers_serving.iter().take(threads).count() == threads {
@@ -113,6 +129,11 @@ impl Server {
         left
     }
 
+    /// Reloads the policy (SIGHUP, file changes); the last good one stays on error.
+    pub fn reload_policy(&self) {
+        reload_and_log(&self.shared);
+    }
+
     /// The addresses the server answers on (UDP and TCP), ports resolved.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
@@ -139,6 +160,88 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Reloads the policy and logs the result.
+pub fn reload_and_log(shared: &Shared) {
+    match shared.reload_policy() {
+        Ok(version) => {
+            tracing::info!(version, "policy reloaded");
+            log_policy(&shared.policy.load());
+        }
+        Err(e) => tracing::error!(error = %e, "policy reload failed: keeping the last good policy"),
+    }
+}
+
+/// How often the policy directory is checked for changes.
+const POLICY_POLL: Duration = Duration::from_secs(2);
+
+/// Reloads the policy when a file under its directory (or a blocklist)
+/// changes, checked by modification time and size every [`POLICY_POLL`].
+/// Polling needs no inotify limits and works on any filesystem, including
+/// the ConfigMap and rsync replacements edge nodes receive.
+fn watch_policy(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut last = policy_fingerprint(&shared.settings);
+    loop {
+        std::thread::sleep(POLICY_POLL);
+        if *stopped.borrow_and_update() {
+            return;
+        }
+        let now = policy_fingerprint(&shared.settings);
+        if now != last {
+            last = now;
+            reload_and_log(&shared);
+        }
+    }
+}
+
+/// (path, modified, size) of every policy file and blocklist, sorted.
+fn policy_fingerprint(settings: &Settings) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let mut files: Vec<PathBuf> = settings.blocklists.clone();
+    if let PolicySource::Dir(dir) = &settings.policies {
+        collect_files(dir, 3, &mut files);
+    }
+    let mut seen: Vec<_> = files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            let len = meta.map_or(0, |m| m.len());
+            (path, modified, len)
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && depth > 0 {
+            collect_files(&path, depth - 1, out);
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+}
+
+fn log_policy(policy: &PolicySet) {
+    let stats = policy.stats();
+    tracing::info!(
+        version = policy.version(),
+        organizations = stats.organizations,
+        rules = stats.rules,
+        lists = stats.lists,
+        list_entries = stats.list_entries,
+        invalid_list_lines = stats.invalid_lines,
+        "policy loaded"
+    );
+    for sample in &stats.invalid_samples {
+        tracing::warn!(file = %sample.file.display(), line = sample.line, reason = sample.reason, text = %sample.text, "invalid list line skipped");
     }
 }
 

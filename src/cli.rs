@@ -1,7 +1,9 @@
 //! The command line: `picket serve | check | explain`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -9,7 +11,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::app::Server;
+use crate::config::PolicySource;
 use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings};
+use crate::policy::PolicySet;
+use crate::query::{ClientHints, Transport};
 use crate::upstream::servers_from_resolv_conf;
 
 /// Picket: a fast filtering recursive DNS resolver.
@@ -24,7 +29,51 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Answer DNS queries.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Validate the policies and run their tests; exit status 1 on any error or failed test.
+    Check(CheckArgs),
+    /// Show which rule decides a query and why, and the answer that would be sent.
+    Explain(ExplainArgs),
+}
+
+/// `picket check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy directory (default: --policies, else ./policies).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Policy directory.
+    #[arg(long = "policies", value_name = "DIR", default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+/// `picket explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The query name, e.g. ads.example.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// The query type (mnemonic or number).
+    #[arg(value_name = "TYPE", default_value = "A")]
+    pub qtype: String,
+
+    /// The client's address.
+    #[arg(long = "client", value_name = "IP", default_value = "127.0.0.1")]
+    pub client: IpAddr,
+
+    /// Evaluate as this organization, whatever the client address says.
+    #[arg(long = "org", value_name = "ID")]
+    pub org: Option<String>,
+
+    /// The transport the query arrives over (udp, tcp, doh, dot).
+    #[arg(long = "transport", value_name = "NAME", default_value = "udp", value_parser = parse_transport)]
+    pub transport: Transport,
+
+    /// Policy directory.
+    #[arg(long = "policies", value_name = "DIR", default_value = "policies")]
+    pub policies: PathBuf,
 }
 
 /// `picket serve`.
@@ -58,6 +107,20 @@ pub struct ServeArgs {
     /// Serve expired answers for this many seconds when upstreams fail (RFC 8767; 0 = off).
     #[arg(long = "stale-window", value_name = "SECONDS", default_value_t = 0)]
     pub stale_window: u32,
+
+    /// Directory of policy files (*.json), reloaded on change and on SIGHUP.
+    /// Default: ./policies if it exists, else the example policies built into the binary.
+    #[arg(long = "policies", value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+
+    /// Run without any policy (resolve everything; --blocklist still applies).
+    #[arg(long = "no-policy", conflicts_with = "policies")]
+    pub no_policy: bool,
+
+    /// Block every name on this list (and its subdomains) with NXDOMAIN for
+    /// every client (repeatable; plain, hosts or adblock format).
+    #[arg(long = "blocklist", value_name = "FILE")]
+    pub blocklist: Vec<PathBuf>,
 
     /// Per-attempt upstream timeout in milliseconds.
     #[arg(long = "upstream-timeout-ms", value_name = "MS", default_value_t = 800)]
@@ -194,6 +257,8 @@ impl ServeArgs {
                 self.resolv_conf.display()
             );
         }
+        s.policies = self.policy_source();
+        s.blocklists = self.blocklist.clone();
         if !self.allow_from.is_empty() {
             s.access = AccessList::new(self.allow_from.clone());
         }
@@ -208,11 +273,88 @@ impl ServeArgs {
     }
 }
 
+impl ServeArgs {
+    fn policy_source(&self) -> PolicySource {
+        let default_dir = Path::new("policies");
+        match &self.policies {
+            _ if self.no_policy => PolicySource::None,
+            Some(dir) => PolicySource::Dir(dir.clone()),
+            None if default_dir.join("global.json").is_file() || has_json(default_dir) => {
+                PolicySource::Dir(default_dir.to_path_buf())
+            }
+            None => PolicySource::Embedded,
+        }
+    }
+}
+
+fn has_json(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+    })
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        Command::Check(args) => check(args),
+        Command::Explain(args) => explain(args),
     }
+}
+
+fn check(args: CheckArgs) -> Result<i32> {
+    let dir = args.dir.unwrap_or(args.policies);
+    let mut out = std::io::stdout().lock();
+    match crate::policy::check::run(&dir, &mut out) {
+        Ok(report) if report.is_ok() => Ok(0),
+        Ok(_) => Ok(1),
+        Err(e) => {
+            eprintln!(
+                "picket check: {} is not a valid policy:\n{e}",
+                dir.display()
+            );
+            Ok(1)
+        }
+    }
+}
+
+fn explain(args: ExplainArgs) -> Result<i32> {
+    let qtype = parse_qtype(&args.qtype)?;
+    let policy = PolicySet::load_dir(&args.policies).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot load the policy in {}:\n{e}",
+            args.policies.display()
+        )
+    })?;
+    let hints = ClientHints::plain(args.client, args.transport);
+    print!(
+        "{}",
+        crate::policy::explain::explain(&policy, &args.name, qtype, &hints, args.org.as_deref())
+    );
+    Ok(0)
+}
+
+/// A query type by mnemonic (`AAAA`) or number (`28`).
+fn parse_qtype(text: &str) -> Result<u16> {
+    if let Ok(n) = text.parse::<u16>() {
+        return Ok(n);
+    }
+    let rtype =
+        hickory_proto::rr::RecordType::from_str(&text.to_ascii_uppercase()).map_err(|_| {
+            anyhow::anyhow!(
+                "unknown query type `{text}`: use a mnemonic such as A, AAAA, MX, or a number"
+            )
+        })?;
+    Ok(u16::from(rtype))
+}
+
+fn parse_transport(text: &str) -> Result<Transport, String> {
+    Transport::ALL
+        .into_iter()
+        .find(|t| t.as_str() == text)
+        .ok_or_else(|| format!("unknown transport `{text}`: use udp, tcp, doh or dot"))
 }
 
 fn serve(args: ServeArgs) -> Result<i32> {
@@ -232,6 +374,8 @@ fn serve(args: ServeArgs) -> Result<i32> {
     let mut signals = runtime.block_on(async { StopSignals::new() })?;
     let server = Server::start(settings)?;
     tracing::info!(addrs = ?server.local_addrs(), "answering");
+    let shared = server.shared().clone();
+    runtime.spawn(async move { reload_on_sighup(shared).await });
     runtime.block_on(async move {
         let name = signals.next().await;
         tracing::info!(signal = name, "stopping");
@@ -243,6 +387,19 @@ fn serve(args: ServeArgs) -> Result<i32> {
             .await
     });
     Ok(0)
+}
+
+/// SIGHUP: reload the policy (the last good one stays on error).
+async fn reload_on_sighup(shared: std::sync::Arc<crate::pipeline::Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP: reload on file change only");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        crate::app::reload_and_log(&shared);
+    }
 }
 
 /// SIGTERM and SIGINT.

@@ -1,9 +1,12 @@
 //! THE query path, top to bottom (DESIGN.md §1):
 //!
 //! ```text
-//! bytes ─▶ protocol::parse ─▶ local answers (AXFR, ANY, CHAOS) ─▶ policy
-//!   ─▶ cache (fresh hit: answer now) ─▶ upstream (coalesced miss) ─▶ cache insert
-//!   ─▶ protocol::build ─▶ bytes;   Outcome ─▶ observe
+//! bytes ─▶ protocol::parse ─▶ admission (access list, rate limit)
+//!   ─▶ local answers (AXFR, ANY, CHAOS, health) ─▶ policy::evaluate
+//!   ─▶ block/override/refuse/drop: synthesize ───────────────────────────▶ bytes
+//!   ─▶ cache (fresh hit) ─┬─▶ policy::evaluate_response (IPs, CNAMEs) ──▶ bytes
+//!   ─▶ upstream (coalesced miss) ─▶ cache insert ─┘
+//! every query ─▶ Outcome ─▶ observe
 //! ```
 //!
 //! [`Worker::start`] is the synchronous front half: everything that can be
@@ -12,34 +15,30 @@
 //! [`Worker::finish`] resolves asynchronously.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
+use smallvec::SmallVec;
 use tokio::sync::Semaphore;
 
 use crate::admission::{AccessList, RateDecision, RateLimiter};
 use crate::cache::{Cache, CacheKey, Entry, Lookup};
 use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
+use crate::local;
 use crate::observe::{CacheStatus, Observer, Outcome};
-use crate::protocol::build::{empty_reply, txt_rdata};
-use crate::protocol::wire::{ede, flag, rcode, rtype};
-use crate::protocol::{
-    parse_query, Answer, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter, Section,
-};
-use crate::query::ClientHints;
+use crate::policy::{self, Action, AnswerFacts, Identity, PolicyError, PolicySet, Verdict};
+use crate::protocol::build::empty_reply;
+use crate::protocol::wire::{self, ede, flag, rcode};
+use crate::protocol::{parse_query, Answer, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter};
+use crate::query::{ClientHints, Facts};
+use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
     Coalescer, Forwarder, ForwarderStats, Health, Route, UpstreamError, UpstreamQuery,
 };
 
-/// Class IN.
-const CLASS_IN: u16 = 1;
-/// Class CHAOS (RFC 1035 §3.2.4): server identity and version queries.
-const CLASS_CH: u16 = 3;
-/// TTL of local identity and health answers: never cached downstream.
-const LOCAL_TTL: u32 = 0;
-/// TTL of the RFC 8482 answer to ANY.
-const ANY_TTL: u32 = 3600;
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
 const STALE_TTL: u32 = 30;
 
@@ -55,6 +54,10 @@ pub struct Shared {
     pub health: Arc<Health>,
     pub forwarder_stats: Arc<ForwarderStats>,
     pub observer: Observer,
+    /// The policy in force; swapped whole on reload, never edited.
+    pub policy: ArcSwap<PolicySet>,
+    /// Policy reloads so far, by result.
+    pub policy_reloads: PolicyReloads,
     /// Who may ask (`--allow-from`).
     pub access: AccessList,
     /// Per-client rate limiting (`--rate-limit`), off when None.
@@ -66,9 +69,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Builds the shared state from settings.
-    pub fn new(settings: Settings) -> Self {
+    /// Builds the shared state from settings and the loaded policy.
+    pub fn new(settings: Settings, policy: PolicySet) -> Self {
         Self {
+            policy: ArcSwap::from_pointee(policy),
+            policy_reloads: PolicyReloads::default(),
             cache: Cache::new(settings.cache.clone(), settings.clock.clone()),
             inflight: Coalescer::default(),
             upstream_permits: Semaphore::new(settings.limits.max_upstream_inflight),
@@ -80,6 +85,25 @@ impl Shared {
             readiness: Readiness::default(),
             drain: Drain::default(),
             settings,
+        }
+    }
+
+    /// Loads the policy again from its source and swaps it in whole. Queries
+    /// in flight keep the policy they started with; on error the last good
+    /// policy stays in force and the error says why.
+    pub fn reload_policy(&self) -> Result<u64, PolicyError> {
+        let loaded = self.settings.policies.load(&self.settings.blocklists);
+        match loaded {
+            Ok(policy) => {
+                let version = policy.version();
+                self.policy.store(Arc::new(policy));
+                self.policy_reloads.ok.fetch_add(1, Ordering::Relaxed);
+                Ok(version)
+            }
+            Err(e) => {
+                self.policy_reloads.failed.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
         }
     }
 
@@ -95,6 +119,13 @@ impl Shared {
     }
 }
 
+/// Policy reloads by result.
+#[derive(Debug, Default)]
+pub struct PolicyReloads {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+}
+
 /// What to do with a datagram or framed message.
 pub enum Step {
     /// Send these bytes now.
@@ -105,16 +136,60 @@ pub enum Step {
     Resolve(Box<Pending>),
 }
 
-/// A query waiting for an upstream answer.
+/// A query waiting for an upstream answer, with everything the front half
+/// learned about it.
 pub struct Pending {
     req: Request,
-    key: CacheKey,
     hints: ClientHints,
     started: Instant,
     limit: usize,
+    /// The policy the query was judged by (a reload meanwhile does not change it).
+    policy: Arc<PolicySet>,
+    identity: Identity,
+    verdict: Verdict,
+    /// What to fetch: the question, or an override's CNAME target.
+    key: CacheKey,
+    /// An expired entry to fall back on if the upstream fails (RFC 8767).
     stale: Option<Arc<Entry>>,
     /// Keeps a graceful stop waiting until this query is answered.
     _inflight: InflightGuard,
+}
+
+/// One query as the stages after the policy see it (borrowed from the front
+/// half's locals or from a [`Pending`]).
+struct Judged<'a> {
+    req: &'a Request,
+    hints: &'a ClientHints,
+    started: Instant,
+    limit: usize,
+    policy: &'a PolicySet,
+    identity: Identity,
+    verdict: &'a Verdict,
+}
+
+/// How an answer was obtained, for the outcome.
+#[derive(Clone, Copy)]
+struct Provenance {
+    cache: CacheStatus,
+    upstream: Option<SocketAddr>,
+    /// Seconds the entry has aged, and the TTL cap to serve with.
+    age: u32,
+    cap: u32,
+    /// An EDE we add (Stale Answer).
+    ede: Option<u16>,
+}
+
+impl Provenance {
+    /// Made up here: no cache, no upstream.
+    fn synthesized() -> Self {
+        Self {
+            cache: CacheStatus::None,
+            upstream: None,
+            age: 0,
+            cap: 0,
+            ede: None,
+        }
+    }
 }
 
 /// One worker thread's handle on the pipeline: the shared state plus the
@@ -144,8 +219,7 @@ impl Worker {
     /// path token that names no organization (the DoH listener answers 404,
     /// so as not to leak which policies exist).
     pub fn accepts(&self, hints: &ClientHints) -> bool {
-        let _ = hints;
-        true
+        self.shared.policy.load().identify(hints) != Identity::UnknownToken
     }
 
     /// Answers a query completely (stream transports and tests).
@@ -157,7 +231,8 @@ impl Worker {
         }
     }
 
-    /// The synchronous front half: parse, local answers, policy, cache.
+    /// The synchronous front half: parse, admission, local answers, policy,
+    /// cache. Everything that needs no waiting is answered here.
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
         let started = Instant::now();
         let allowed = self.shared.access.allows(hints.ip);
@@ -167,54 +242,76 @@ impl Worker {
             Err(rejection) => return self.reject(rejection, hints, started),
         };
         let limit = self.response_limit(&req, hints);
-        if let Some(reply) = self.admit(&req, hints, allowed, limit) {
-            return reply;
+        if let Some(step) = self.admit(&req, hints, allowed, limit) {
+            return step;
         }
-        if let Some(reply) = self.local_answer(&req, limit) {
+        let ready = || self.shared.ready();
+        if let Some(reply) = local::answer(
+            &req,
+            &self.shared.settings,
+            ready,
+            self.edns_out(&req),
+            limit,
+        ) {
+            self.observe_local(&req, hints, started, &reply);
+            return Step::Reply(reply);
+        }
+        let policy = self.shared.policy.load();
+        let identity = policy.identify(hints);
+        let verdict = policy::evaluate(&policy, &identity, &facts(&req, hints));
+        let judged = Judged {
+            req: &req,
+            hints,
+            started,
+            limit,
+            policy: &policy,
+            identity,
+            verdict: &verdict,
+        };
+        let Some(key) = self.fetch_key(&judged) else {
+            return self.synthesized(&judged, &verdict);
+        };
+        if let Some(reply) = local::any_answer(&req, self.edns_out(&req), limit) {
+            let none = Provenance::synthesized();
             self.observe(
-                &req,
-                hints,
-                started,
-                &reply,
-                "local",
-                CacheStatus::None,
-                None,
-                None,
+                &judged,
+                Some(&reply),
+                verdict.label(),
+                verdict.rule.as_ref(),
+                none,
             );
             return Step::Reply(reply);
         }
-        let key = CacheKey::for_request(&req);
         let stale = match self.shared.cache.get(&key) {
             Lookup::Fresh(entry, age) => {
-                let reply = self.serve(&req, &entry.answer, age, entry.lifetime(), limit, None);
-                self.observe(
-                    &req,
-                    hints,
-                    started,
-                    &reply,
-                    "resolve",
-                    CacheStatus::Hit,
-                    None,
-                    None,
-                );
-                return Step::Reply(reply);
+                let served = Provenance {
+                    cache: CacheStatus::Hit,
+                    upstream: None,
+                    age,
+                    cap: entry.lifetime(),
+                    ede: None,
+                };
+                return Step::Reply(self.respond(&judged, &entry.answer, served));
             }
             Lookup::Stale(entry) => Some(entry),
             Lookup::Miss => None,
         };
         Step::Resolve(Box::new(Pending {
-            req,
-            key,
             hints: hints.clone(),
             started,
             limit,
+            policy: arc_swap::Guard::into_inner(policy),
+            identity,
+            verdict,
+            key,
             stale,
+            req,
             _inflight: self.shared.drain.track(),
         }))
     }
 
-    /// The asynchronous back half: a coalesced upstream fetch, then the answer
-    /// (or a stale one, or SERVFAIL with the reason as an EDE).
+    /// The asynchronous back half: a coalesced upstream fetch, then the
+    /// answer (or a stale one, or SERVFAIL with the reason as an EDE).
     pub async fn finish(&self, p: Pending) -> Vec<u8> {
         let (fetched, _) = self
             .shared
@@ -226,61 +323,84 @@ impl Worker {
             // The query we were waiting on was cancelled: fetch ourselves.
             None => self.fetch(&p.key).await,
         };
+        let judged = Judged {
+            req: &p.req,
+            hints: &p.hints,
+            started: p.started,
+            limit: p.limit,
+            policy: &p.policy,
+            identity: p.identity,
+            verdict: &p.verdict,
+        };
         match (fetched, &p.stale) {
             (Ok((entry, server)), _) => {
-                let age = entry.age(self.shared.cache.clock().now());
-                let reply = self.serve(&p.req, &entry.answer, age, entry.lifetime(), p.limit, None);
-                self.observe(
-                    &p.req,
-                    &p.hints,
-                    p.started,
-                    &reply,
-                    "resolve",
-                    CacheStatus::Miss,
-                    Some(server),
-                    None,
-                );
-                reply
+                let served = Provenance {
+                    cache: CacheStatus::Miss,
+                    upstream: Some(server),
+                    age: entry.age(self.shared.cache.clock().now()),
+                    cap: entry.lifetime(),
+                    ede: None,
+                };
+                self.respond(&judged, &entry.answer, served)
             }
             (Err(_), Some(stale)) => {
-                let reply = self.serve(
-                    &p.req,
-                    &stale.answer,
-                    0,
-                    STALE_TTL,
-                    p.limit,
-                    Some(ede::STALE_ANSWER),
-                );
-                let code = Some(ede::STALE_ANSWER);
-                self.observe(
-                    &p.req,
-                    &p.hints,
-                    p.started,
-                    &reply,
-                    "resolve",
-                    CacheStatus::Stale,
-                    None,
-                    code,
-                );
-                reply
+                let served = Provenance {
+                    cache: CacheStatus::Stale,
+                    upstream: None,
+                    age: 0,
+                    cap: STALE_TTL,
+                    ede: Some(ede::STALE_ANSWER),
+                };
+                self.respond(&judged, &stale.answer, served)
             }
             (Err(e), None) => {
                 let code = e.ede();
                 let text = e.to_string();
                 let reply =
                     self.error_reply(&p.req, rcode::SERVFAIL as u16, Some((code, &text)), p.limit);
+                let served = Provenance {
+                    cache: CacheStatus::Miss,
+                    upstream: None,
+                    age: 0,
+                    cap: 0,
+                    ede: Some(code),
+                };
                 self.observe(
-                    &p.req,
-                    &p.hints,
-                    p.started,
-                    &reply,
-                    "resolve",
-                    CacheStatus::Miss,
-                    None,
-                    Some(code),
+                    &judged,
+                    Some(&reply),
+                    p.verdict.label(),
+                    p.verdict.rule.as_ref(),
+                    served,
                 );
                 reply
             }
+        }
+    }
+
+    /// What to look up for a verdict that resolves: the question along the
+    /// verdict's route, or an override's CNAME target. None when the verdict
+    /// is answered on the spot.
+    fn fetch_key(&self, q: &Judged<'_>) -> Option<CacheKey> {
+        let req = q.req;
+        match &q.verdict.action {
+            Action::Resolve { group } => {
+                let route = group.clone().map_or(Route::Default, Route::Group);
+                Some(CacheKey::for_request(req).with_route(route))
+            }
+            Action::Truncate if q.hints.transport.is_stream() => Some(CacheKey::for_request(req)),
+            Action::Override(over) => {
+                let target = over.cname.as_deref()?;
+                let mut name_wire = Vec::with_capacity(target.len() + 2);
+                wire::push_name(&mut name_wire, &target.to_ascii_lowercase())?;
+                Some(CacheKey::new(
+                    &name_wire,
+                    req.qtype,
+                    req.qclass,
+                    req.dnssec_ok(),
+                    req.cd(),
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -305,7 +425,17 @@ impl Worker {
                     .query(&query, &self.shared.settings.upstreams)
                     .await?
             }
-            Route::Group(_) => return Err(UpstreamError::NoServers),
+            Route::Group(name) => {
+                // The group as the current policy defines it (it may have been reloaded).
+                let servers = self
+                    .shared
+                    .policy
+                    .load()
+                    .upstream_group(name)
+                    .map(<[SocketAddr]>::to_vec);
+                let servers = servers.ok_or(UpstreamError::NoServers)?;
+                self.forwarder.query(&query, &servers).await?
+            }
         };
         let answer = Answer::from_upstream(&bytes, key.name_wire(), key.qtype(), key.qclass())
             .map_err(|_| UpstreamError::Malformed)?;
@@ -313,6 +443,90 @@ impl Worker {
             self.shared.cache.insert(key.clone(), Arc::new(answer)),
             server,
         ))
+    }
+
+    /// Serves an answer for a resolving verdict: screened by the response
+    /// phase (answer addresses, CNAME cloaking) first, then patched from the
+    /// stored bytes (or composed after an override's CNAME).
+    fn respond(&self, q: &Judged<'_>, answer: &Answer, served: Provenance) -> Vec<u8> {
+        if let Some(block) = self.screen(q, answer) {
+            let reply = match synthesize::answer(q.req, &block, self.edns_out(q.req), q.limit) {
+                Synthesized::Reply(r) => Some(r),
+                Synthesized::Drop => None,
+            };
+            self.observe(
+                q,
+                reply.as_deref(),
+                block.label(),
+                block.rule.as_ref(),
+                served,
+            );
+            return reply.unwrap_or_default();
+        }
+        let reply = match &q.verdict.action {
+            Action::Override(over) => {
+                let target = over.cname.as_deref().unwrap_or_default();
+                let edns = self.edns_out(q.req);
+                let records = answer.answer_records();
+                synthesize::cname_answer(
+                    q.req,
+                    over,
+                    target,
+                    answer.rcode,
+                    &records,
+                    edns.as_ref(),
+                    q.limit,
+                )
+            }
+            _ => self.serve(q.req, answer, served.age, served.cap, q.limit, served.ede),
+        };
+        self.observe(
+            q,
+            Some(&reply),
+            q.verdict.label(),
+            q.verdict.rule.as_ref(),
+            served,
+        );
+        reply
+    }
+
+    /// The response phase: a verdict that replaces the answer, if any.
+    fn screen(&self, q: &Judged<'_>, answer: &Answer) -> Option<Verdict> {
+        if answer.addresses.is_empty() && answer.cnames.is_empty() {
+            return None;
+        }
+        if !q.policy.has_response_rules(&q.identity) {
+            return None;
+        }
+        let cnames: SmallVec<[&str; 4]> = answer.cnames.iter().map(String::as_str).collect();
+        let seen = AnswerFacts {
+            addresses: &answer.addresses,
+            cnames: &cnames,
+        };
+        policy::evaluate_response(q.policy, &q.identity, &facts(q.req, q.hints), &seen)
+            .filter(|v| !v.resolves())
+    }
+
+    /// Answers a verdict that needs no upstream (block, override to
+    /// addresses, refuse, drop, truncate).
+    fn synthesized(&self, q: &Judged<'_>, verdict: &Verdict) -> Step {
+        let none = Provenance::synthesized();
+        match synthesize::answer(q.req, verdict, self.edns_out(q.req), q.limit) {
+            Synthesized::Reply(reply) => {
+                self.observe(
+                    q,
+                    Some(&reply),
+                    verdict.label(),
+                    verdict.rule.as_ref(),
+                    none,
+                );
+                Step::Reply(reply)
+            }
+            Synthesized::Drop => {
+                self.observe(q, None, verdict.label(), verdict.rule.as_ref(), none);
+                Step::Drop
+            }
+        }
     }
 
     /// The access list and the rate limit. None: go on. Clients outside the
@@ -348,84 +562,6 @@ impl Worker {
                 Some(Step::Reply(w.finish(self.edns_out(req).as_ref(), limit)))
             }
         }
-    }
-
-    /// Answers that never leave this process: zone transfers are refused
-    /// (we are not an authority), CHAOS identity queries answered, other
-    /// non-IN classes refused, the health name answered, and ANY gets the
-    /// minimal RFC 8482 answer, which also removes it as an amplifier.
-    fn local_answer(&self, req: &Request, limit: usize) -> Option<Vec<u8>> {
-        if matches!(req.qtype, rtype::AXFR | rtype::IXFR) {
-            return Some(self.error_reply(req, rcode::REFUSED as u16, None, limit));
-        }
-        if req.qclass != CLASS_IN {
-            return Some(self.chaos_answer(req, limit));
-        }
-        if self.shared.settings.health_name.as_deref() == Some(req.qname.as_str()) {
-            return Some(self.health_answer(req, limit));
-        }
-        if req.qtype == rtype::ANY {
-            let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
-            let mut hinfo = txt_rdata(b"RFC8482");
-            hinfo.push(0);
-            w.record_at_question(Section::Answer, rtype::HINFO, ANY_TTL, &hinfo);
-            return Some(w.finish(self.edns_out(req).as_ref(), limit));
-        }
-        None
-    }
-
-    /// CHAOS TXT (as BIND, NSD, Unbound): `id.server.` and `hostname.bind.`
-    /// give our identity (the NSID), `version.bind.` and `version.server.`
-    /// the configured version text. Anything else, any other class, and
-    /// whatever is turned off, is REFUSED.
-    fn chaos_answer(&self, req: &Request, limit: usize) -> Vec<u8> {
-        let settings = &self.shared.settings;
-        let text: Option<&[u8]> = match (req.qclass, req.qname.as_str()) {
-            (CLASS_CH, "id.server" | "hostname.bind") => settings.nsid.as_deref(),
-            (CLASS_CH, "version.bind" | "version.server") => {
-                settings.version_text.as_deref().map(str::as_bytes)
-            }
-            _ => None,
-        };
-        let Some(text) = text else {
-            return self.error_reply(req, rcode::REFUSED as u16, None, limit);
-        };
-        let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
-        w.set_flags(flag::AA);
-        if matches!(req.qtype, rtype::TXT | rtype::ANY) {
-            w.record_at_question_in(
-                Section::Answer,
-                rtype::TXT,
-                CLASS_CH,
-                LOCAL_TTL,
-                &txt_rdata(text),
-            );
-        }
-        w.finish(self.edns_out(req).as_ref(), limit)
-    }
-
-    /// The health name: A 127.0.0.1 and TXT "ok" (other types: no data)
-    /// while ready; SERVFAIL with EDE 14 (Not Ready) and the reason while
-    /// starting, draining or without a working upstream.
-    fn health_answer(&self, req: &Request, limit: usize) -> Vec<u8> {
-        if let Err(why) = self.shared.ready() {
-            return self.error_reply(
-                req,
-                rcode::SERVFAIL as u16,
-                Some((ede::NOT_READY, why)),
-                limit,
-            );
-        }
-        let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
-        w.set_flags(flag::AA);
-        match req.qtype {
-            rtype::A => w.address(Section::Answer, [127, 0, 0, 1].into(), LOCAL_TTL),
-            rtype::TXT => {
-                w.record_at_question(Section::Answer, rtype::TXT, LOCAL_TTL, &txt_rdata(b"ok"))
-            }
-            _ => {}
-        }
-        w.finish(self.edns_out(req).as_ref(), limit)
     }
 
     fn serve(
@@ -531,32 +667,61 @@ impl Worker {
         reply.map_or(Step::Drop, Step::Reply)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn observe(
-        &self,
-        req: &Request,
-        hints: &ClientHints,
-        started: Instant,
-        reply: &[u8],
-        action: &'static str,
-        cache: CacheStatus,
-        upstream: Option<SocketAddr>,
-        ede: Option<u16>,
-    ) {
-        let code = reply.get(3).map(|b| (b & 0x0f) as u16);
+    fn observe_local(&self, req: &Request, hints: &ClientHints, started: Instant, reply: &[u8]) {
         self.shared.observer.record(&Outcome {
             transport: hints.transport,
             client_ip: hints.ip,
             org: "",
             qname: &req.qname,
             qtype: req.qtype,
-            rcode: code,
-            action,
+            rcode: reply_rcode(Some(reply)),
+            action: "local",
             rule: None,
-            cache,
-            upstream,
-            ede,
+            cache: CacheStatus::None,
+            upstream: None,
+            ede: None,
             duration: started.elapsed(),
         });
     }
+
+    fn observe(
+        &self,
+        q: &Judged<'_>,
+        reply: Option<&[u8]>,
+        action: &'static str,
+        rule: Option<&policy::RuleRef>,
+        served: Provenance,
+    ) {
+        self.shared.observer.record(&Outcome {
+            transport: q.hints.transport,
+            client_ip: q.hints.ip,
+            org: q.identity.org_id(q.policy),
+            qname: &q.req.qname,
+            qtype: q.req.qtype,
+            rcode: reply_rcode(reply),
+            action,
+            rule: rule.map(|r| (&*r.id, &*r.name)),
+            cache: served.cache,
+            upstream: served.upstream,
+            ede: served.ede,
+            duration: q.started.elapsed(),
+        });
+    }
+}
+
+/// The request-phase facts of a query.
+fn facts<'a>(req: &'a Request, hints: &ClientHints) -> Facts<'a> {
+    Facts {
+        qname: &req.qname,
+        qtype: req.qtype,
+        qclass: req.qclass,
+        client_ip: hints.ip,
+        transport: hints.transport,
+        dnssec_ok: req.dnssec_ok(),
+    }
+}
+
+/// The 4-bit RCODE of a reply we built (None when nothing was sent).
+fn reply_rcode(reply: Option<&[u8]>) -> Option<u16> {
+    reply.and_then(|r| r.get(3)).map(|b| u16::from(b & 0x0f))
 }

@@ -1,6 +1,7 @@
 //! Typed, checked settings the server runs with (built from the command line
 //! in `cli.rs`), and the limits with their provenance (`limits.rs`).
 
+pub mod defaults;
 pub mod limits;
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ pub use limits::Limits;
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
+use crate::policy::{PolicyError, PolicySet};
 use crate::upstream::ForwarderSettings;
 
 /// Everything `picket serve` runs with.
@@ -29,8 +31,8 @@ pub struct Settings {
     pub forwarder: ForwarderSettings,
     /// Resource bounds.
     pub limits: Limits,
-    /// Directory of policy files (None: allow everything).
-    pub policies: Option<PathBuf>,
+    /// Where the policy comes from.
+    pub policies: PolicySource,
     /// Quick-start blocklists, blocked with NXDOMAIN for every client.
     pub blocklists: Vec<PathBuf>,
     /// Who may ask (`--allow-from`; default loopback and private ranges).
@@ -86,7 +88,7 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             forwarder: ForwarderSettings::default(),
             limits: Limits::default(),
-            policies: None,
+            policies: PolicySource::None,
             blocklists: Vec::new(),
             access: AccessList::default(),
             rate_limit: None,
@@ -95,6 +97,33 @@ impl Default for Settings {
             version_text: None,
             health_name: None,
             drain: DrainSettings::default(),
+        }
+    }
+}
+
+/// Where the policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// No policy: every query resolves (plus any `--blocklist`).
+    None,
+    /// The example policies compiled into the binary.
+    Embedded,
+    /// A directory of `*.json` policy files, reloaded when they change.
+    Dir(PathBuf),
+}
+
+impl PolicySource {
+    /// Loads the policy, then adds the quick-start blocklists.
+    pub fn load(&self, blocklists: &[PathBuf]) -> Result<PolicySet, PolicyError> {
+        let policy = match self {
+            Self::None => PolicySet::empty(),
+            Self::Embedded => PolicySet::load_embedded(defaults::EXAMPLE_POLICIES)?,
+            Self::Dir(dir) => PolicySet::load_dir(dir)?,
+        };
+        if blocklists.is_empty() {
+            Ok(policy)
+        } else {
+            policy.with_blocklists(blocklists)
         }
     }
 }

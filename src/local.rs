@@ -1,0 +1,107 @@
+//! Answers that never leave this process and never depend on policy: zone
+//! transfers are refused (we are not an authority), CHAOS identity queries
+//! answered, other classes refused, the health name answered; and, once the
+//! policy has let it through, ANY gets the minimal RFC 8482 answer, which
+//! also removes it as an amplifier.
+
+use crate::config::Settings;
+use crate::protocol::build::txt_rdata;
+use crate::protocol::wire::{ede, flag, rcode, rtype};
+use crate::protocol::{EdnsOut, Request, ResponseWriter, Section};
+
+/// Class IN.
+pub const CLASS_IN: u16 = 1;
+/// Class CHAOS (RFC 1035 §3.2.4): server identity and version queries.
+const CLASS_CH: u16 = 3;
+/// TTL of local identity and health answers: never cached downstream.
+const LOCAL_TTL: u32 = 0;
+/// TTL of the RFC 8482 answer to ANY.
+const ANY_TTL: u32 = 3600;
+
+/// The local answer to `req`, if it gets one. `ready` says whether this node
+/// should receive traffic (or why not), for the health name.
+pub fn answer(
+    req: &Request,
+    settings: &Settings,
+    ready: impl FnOnce() -> Result<(), &'static str>,
+    edns: Option<EdnsOut<'_>>,
+    limit: usize,
+) -> Option<Vec<u8>> {
+    if matches!(req.qtype, rtype::AXFR | rtype::IXFR) {
+        return Some(ResponseWriter::new(req, rcode::REFUSED as u16).finish(edns.as_ref(), limit));
+    }
+    if req.qclass != CLASS_IN {
+        return Some(chaos(req, settings, edns, limit));
+    }
+    if settings.health_name.as_deref() == Some(req.qname.as_str()) {
+        return Some(health(req, ready(), edns, limit));
+    }
+    None
+}
+
+/// The RFC 8482 answer to ANY (a lone HINFO "RFC8482"), for queries the
+/// policy lets resolve: it costs the upstream nothing and amplifies nothing.
+pub fn any_answer(req: &Request, edns: Option<EdnsOut<'_>>, limit: usize) -> Option<Vec<u8>> {
+    if req.qtype != rtype::ANY {
+        return None;
+    }
+    let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
+    let mut hinfo = txt_rdata(b"RFC8482");
+    hinfo.push(0);
+    w.record_at_question(Section::Answer, rtype::HINFO, ANY_TTL, &hinfo);
+    Some(w.finish(edns.as_ref(), limit))
+}
+
+/// CHAOS TXT (as BIND, NSD, Unbound): `id.server.` and `hostname.bind.`
+/// give our identity (the NSID), `version.bind.` and `version.server.` the
+/// configured version text. Anything else, any other class, and whatever is
+/// turned off, is REFUSED.
+fn chaos(req: &Request, settings: &Settings, edns: Option<EdnsOut<'_>>, limit: usize) -> Vec<u8> {
+    let text: Option<&[u8]> = match (req.qclass, req.qname.as_str()) {
+        (CLASS_CH, "id.server" | "hostname.bind") => settings.nsid.as_deref(),
+        (CLASS_CH, "version.bind" | "version.server") => {
+            settings.version_text.as_deref().map(str::as_bytes)
+        }
+        _ => None,
+    };
+    let Some(text) = text else {
+        return ResponseWriter::new(req, rcode::REFUSED as u16).finish(edns.as_ref(), limit);
+    };
+    let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
+    w.set_flags(flag::AA);
+    if matches!(req.qtype, rtype::TXT | rtype::ANY) {
+        w.record_at_question_in(
+            Section::Answer,
+            rtype::TXT,
+            CLASS_CH,
+            LOCAL_TTL,
+            &txt_rdata(text),
+        );
+    }
+    w.finish(edns.as_ref(), limit)
+}
+
+/// The health name: A 127.0.0.1 and TXT "ok" (other types: no data) while
+/// ready; SERVFAIL with EDE 14 (Not Ready) and the reason while starting,
+/// draining or without a working upstream.
+fn health(
+    req: &Request,
+    ready: Result<(), &'static str>,
+    edns: Option<EdnsOut<'_>>,
+    limit: usize,
+) -> Vec<u8> {
+    if let Err(why) = ready {
+        let edns = edns.map(|e| e.with_ede(ede::NOT_READY, why));
+        return ResponseWriter::new(req, rcode::SERVFAIL as u16).finish(edns.as_ref(), limit);
+    }
+    let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
+    w.set_flags(flag::AA);
+    match req.qtype {
+        rtype::A => w.address(Section::Answer, [127, 0, 0, 1].into(), LOCAL_TTL),
+        rtype::TXT => {
+            w.record_at_question(Section::Answer, rtype::TXT, LOCAL_TTL, &txt_rdata(b"ok"))
+        }
+        _ => {}
+    }
+    w.finish(edns.as_ref(), limit)
+}

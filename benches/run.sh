@@ -32,6 +32,7 @@ PICKET_PORT=${PICKET_PORT:-15355}
 DNSPERF_CLIENTS=${DNSPERF_CLIENTS:-4}       # dnsperf -c
 DNSPERF_OUTSTANDING=${DNSPERF_OUTSTANDING:-200} # dnsperf -q
 DNSPERF_TIMEOUT=${DNSPERF_TIMEOUT:-2}       # dnsperf -t (s): slower answers count as lost
+DNSPERF_ARGS=${DNSPERF_ARGS:-}              # extra dnsperf args, word-split (e.g. "-e" for EDNS)
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-120}     # s to wait for a resolver to answer
 HIT_NAMES=${HIT_NAMES:-10000}
 MISS_NAMES=${MISS_NAMES:-200000}
@@ -283,12 +284,15 @@ stop_resolver() { stop_pid "$RES_PID"; RES_PID=; }
 dnsperf_run() {
     local out=$1 file=$2
     shift 2
+    # shellcheck disable=SC2086 # DNSPERF_ARGS is deliberately word-split
     taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$RES_PORT" -d "$file" \
         -c "$DNSPERF_CLIENTS" -q "$DNSPERF_OUTSTANDING" -t "$DNSPERF_TIMEOUT" \
-        "$@" >"$out" 2>&1 || true
+        $DNSPERF_ARGS "$@" >"$out" 2>&1 || true
 }
 dp_num() { # file label -> first number after label
-    awk -v l="$2" 'index($0, l) {sub(".*" l "[ \t]*", ""); split($0, a, /[ (]/); print a[1]; exit}' "$1"
+    awk -v l="$2" 'i = index($0, l) {
+        s = substr($0, i + length(l)); sub(/^[ \t]+/, "", s); split(s, a, /[ (]/); print a[1]; exit
+    }' "$1"
 }
 dp_rcode_pct() { # file RCODE -> percentage of completed
     sed -n 's/.*Response codes://p' "$1" | tr ',' '\n' |
@@ -471,7 +475,7 @@ main() {
         echo "lat_seconds=$LAT_SECONDS"
         echo "rounds=$ROUNDS"
         echo "cpus=resolver:$RESOLVER_CPU dnsperf:$LOAD_CPU nsd:$NSD_CPU"
-        echo "dnsperf_args=-c $DNSPERF_CLIENTS -q $DNSPERF_OUTSTANDING -t $DNSPERF_TIMEOUT"
+        echo "dnsperf_args=-c $DNSPERF_CLIENTS -q $DNSPERF_OUTSTANDING -t $DNSPERF_TIMEOUT${DNSPERF_ARGS:+ $DNSPERF_ARGS}"
         echo "data=$HIT_NAMES hit names, $MISS_NAMES miss names, $BLOCKLIST_SIZE listed domains"
         echo "wall_s=$((SECONDS - t_start))"
     } >"$OUT/meta.txt"

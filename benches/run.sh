@@ -108,11 +108,11 @@ dig_status() { # port name
 now() { printf '%s' "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
 
-# Poll with dig until `name` gets rcode `want`. 0 = ready, 1 = died/timeout.
+# Poll with dig until `name` gets rcode `want`. 0 = ready, 1 = timeout, 2 = exited.
 wait_ready() { # pid port name want timeout_s
     local pid=$1 port=$2 name=$3 want=$4 deadline=$((SECONDS + $5)) st
     while ((SECONDS < deadline)); do
-        kill -0 "$pid" 2>/dev/null || return 1
+        kill -0 "$pid" 2>/dev/null || return 2
         st=$(dig_status "$port" "$name")
         [[ $st == "$want" ]] && return 0
         sleep 0.05
@@ -265,9 +265,15 @@ start_resolver() {
     t0=$(now)
     taskset -c "$RESOLVER_CPU" "${cmd[@]}" >"$LOGS/$tag.log" 2>&1 &
     RES_PID=$!
-    if ! wait_ready "$RES_PID" "$RES_PORT" "$probe" "$want" "$STARTUP_TIMEOUT"; then
+    local rc=0
+    wait_ready "$RES_PID" "$RES_PORT" "$probe" "$want" "$STARTUP_TIMEOUT" || rc=$?
+    if ((rc)); then
         t1=$(now)
-        note "$res/$wl: did not answer $probe with $want within ${STARTUP_TIMEOUT}s (or exited) after $(elapsed "$t0" "$t1")s; see $LOGS/$tag.log"
+        if ((rc == 2)); then
+            note "$res/$wl: exited after $(elapsed "$t0" "$t1")s without answering $probe with $want; see $LOGS/$tag.log"
+        else
+            note "$res/$wl: did not answer $probe with $want within ${STARTUP_TIMEOUT}s (STARTUP_TIMEOUT); see $LOGS/$tag.log"
+        fi
         stop_pid "$RES_PID"
         RES_PID=
         return 1

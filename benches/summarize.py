@@ -113,10 +113,10 @@ def main():
         first = True
         for m, label, f, better in METRICS[wl]:
             cells = [fmt(med(r, wl, m), f) for r in RESOLVERS]
-            rt = ratio(wl, m)
+            rt = ratio(wl, m) if better else None
             w("| %s | %s | %s | %s | %s | %s |" % (
                 title if first else "", label, cells[0], cells[1],
-                "n/a" if rt is None else "%.2f×" % rt, better))
+                ("n/a" if better else "—") if rt is None else "%.2f×" % rt, better))
             first = False
     w("")
     w("## Per-round values")

@@ -14,7 +14,7 @@ BENCHES=$ROOT/benches
 
 # ---- settings (all overridable from the environment) -------------------------
 BENCH_SECONDS=${BENCH_SECONDS:-10}          # length of each max-throughput run
-LAT_SECONDS=${LAT_SECONDS:-$(((BENCH_SECONDS + 1) / 2))} # length of each half-load run
+LAT_SECONDS=${LAT_SECONDS:-$(((BENCH_SECONDS * 2 + 4) / 5))} # length of each half-load run
 ROUNDS=${ROUNDS:-3}                         # interleaved rounds -> medians
 WORKLOADS=${WORKLOADS:-"hits miss block"}   # block also measures the list load (4)
 RESOLVERS=${RESOLVERS:-"unbound picket"}
@@ -26,9 +26,9 @@ BUILD_PICKET=${BUILD_PICKET:-1}             # cargo build --release if the defau
 RESOLVER_CPU=${RESOLVER_CPU:-1}             # the resolver under test (one worker thread)
 LOAD_CPU=${LOAD_CPU:-0}                     # dnsperf
 NSD_CPU=${NSD_CPU:-0}                       # authoritative upstream (busy only in "miss")
-NSD_PORT=${NSD_PORT:-15353}
-UNBOUND_PORT=${UNBOUND_PORT:-15354}
-PICKET_PORT=${PICKET_PORT:-15355}
+NSD_PORT=${NSD_PORT:-25353}
+UNBOUND_PORT=${UNBOUND_PORT:-25354}
+PICKET_PORT=${PICKET_PORT:-25355}
 DNSPERF_CLIENTS=${DNSPERF_CLIENTS:-4}       # dnsperf -c
 DNSPERF_OUTSTANDING=${DNSPERF_OUTSTANDING:-200} # dnsperf -q
 DNSPERF_TIMEOUT=${DNSPERF_TIMEOUT:-2}       # dnsperf -t (s): slower answers count as lost
@@ -125,6 +125,10 @@ cpu_ticks() { # pid -> utime+stime in clock ticks (includes exited threads)
     stat=$(<"/proc/$1/stat")
     rest=${stat##*) }                         # fields from 3 (state) on
     awk '{print $12 + $13}' <<<"$rest"        # fields 14 (utime) and 15 (stime)
+}
+# "busy total" jiffies of one CPU from /proc/stat (busy = all but idle and iowait)
+core_ticks() { # cpu
+    awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t}' /proc/stat
 }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
@@ -326,10 +330,16 @@ dp_percentiles() { # file
 # Max-throughput run with CPU accounting.  Records qps, us_per_q, cpu_busy, lost.
 measure_max() { # round res wl queryfile tag [extra dnsperf args]
     local round=$1 res=$2 wl=$3 file=$4 tag=$5 c0 c1 ncomp qps lost rt
+    local rb0 rt0 rb1 rt1 lb0 lt0 lb1 lt1 cu cs cr TIMEFORMAT='%3U %3S %3R'
     shift 5
+    read -r rb0 rt0 <<<"$(core_ticks "$RESOLVER_CPU")"
+    read -r lb0 lt0 <<<"$(core_ticks "$LOAD_CPU")"
     c0=$(cpu_ticks "$RES_PID")
-    dnsperf_run "$LOGS/$tag.max.txt" "$file" -l "$BENCH_SECONDS" "$@"
+    { time dnsperf_run "$LOGS/$tag.max.txt" "$file" -l "$BENCH_SECONDS" "$@"; } 2>"$LOGS/$tag.max.time"
     c1=$(cpu_ticks "$RES_PID")
+    read -r rb1 rt1 <<<"$(core_ticks "$RESOLVER_CPU")"
+    read -r lb1 lt1 <<<"$(core_ticks "$LOAD_CPU")"
+    read -r cu cs cr <"$LOGS/$tag.max.time"
     ncomp=$(dp_num "$LOGS/$tag.max.txt" "Queries completed:")
     qps=$(dp_num "$LOGS/$tag.max.txt" "Queries per second:")
     lost=$(dp_num "$LOGS/$tag.max.txt" "Queries lost:")
@@ -341,6 +351,11 @@ measure_max() { # round res wl queryfile tag [extra dnsperf args]
     record "$round" "$res" "$wl" qps "$qps"
     record "$round" "$res" "$wl" us_per_q "$(awk -v d="$((c1 - c0))" -v t="$CLK_TCK" -v n="$ncomp" 'BEGIN{printf "%.3f", d / t * 1e6 / n}')"
     record "$round" "$res" "$wl" cpu_busy "$(awk -v d="$((c1 - c0))" -v t="$CLK_TCK" -v r="$rt" 'BEGIN{printf "%.1f", d / t / r * 100}')"
+    # diagnostics for a shared box: how busy the client was, how busy its core
+    # was in all, and how much of the resolver's core went to other processes
+    record "$round" "$res" "$wl" client_cpu "$(awk -v u="$cu" -v s="$cs" -v r="$cr" 'BEGIN{printf "%.1f", (u + s) / r * 100}')"
+    record "$round" "$res" "$wl" load_core_busy "$(awk -v b="$((lb1 - lb0))" -v t="$((lt1 - lt0))" 'BEGIN{printf "%.1f", t ? b / t * 100 : 0}')"
+    record "$round" "$res" "$wl" resolver_core_other "$(awk -v b="$((rb1 - rb0))" -v t="$((rt1 - rt0))" -v d="$((c1 - c0))" 'BEGIN{v = t ? (b - d) / t * 100 : 0; printf "%.1f", v < 0 ? 0 : v}')"
     record "$round" "$res" "$wl" lost_pct "$(awk -v l="$lost" -v n="$ncomp" 'BEGIN{printf "%.3f", l * 100 / (l + n)}')"
     MAX_QPS=${qps%.*}
     check_rcodes "$round" "$res" "$wl" "$LOGS/$tag.max.txt"

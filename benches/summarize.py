@@ -29,6 +29,7 @@ METRICS = {
         ("qps", "queries/s at max load", "{:,.0f}", "higher"),
         ("us_per_q", "resolver CPU µs per answered query", "{:.2f}", "lower"),
         ("cpu_busy", "resolver CPU busy during max run (%)", "{:.0f}", ""),
+        ("p50_ms", "p50 latency at ½ max rate (ms)", "{:.3f}", "lower"),
         ("p99_ms", "p99 latency at ½ max rate (ms)", "{:.3f}", "lower"),
         ("hwm_mib", "peak RSS, VmHWM (MiB)", "{:.1f}", "lower"),
     ],
@@ -39,7 +40,8 @@ METRICS = {
 }
 METRICS["miss"] = METRICS["hits"]
 METRICS["block"] = METRICS["hits"]
-DETAIL = ["qps", "us_per_q", "cpu_busy", "lost_pct", "noerror_pct", "nxdomain_pct",
+DETAIL = ["qps", "us_per_q", "cpu_busy", "client_cpu", "load_core_busy",
+          "resolver_core_other", "lost_pct", "noerror_pct", "nxdomain_pct",
           "lat_rate", "p50_ms", "p99_ms", "hwm_mib", "load_s", "rss_mib"]
 
 
@@ -138,13 +140,31 @@ def main():
             w("| %s | %s | %s |" % (wl, m, " | ".join(cells)))
     w("")
     w("Metric keys: qps = dnsperf queries/s; us_per_q = resolver utime+stime ÷ "
-      "answered queries; cpu_busy = resolver CPU time ÷ run time; lost_pct = "
+      "answered queries; cpu_busy = resolver CPU time ÷ run time; client_cpu = "
+      "dnsperf CPU time ÷ its run time; load_core_busy = busy % of dnsperf's core "
+      "(all processes); resolver_core_other = busy % of the resolver's core not "
+      "spent by the resolver (other load); lost_pct = "
       "dnsperf lost queries; noerror_pct/nxdomain_pct = response codes of the max "
       "run; lat_rate = the -Q rate of the latency run (½ of that round's max); "
       "p50_ms/p99_ms = latency percentiles of that run (lost queries count as "
       "infinitely slow); hwm_mib = VmHWM at the end; load_s/rss_mib = time to the "
       "first blocked answer and VmRSS then.")
     w("")
+    # flag runs where other processes competed for the benchmark's cores
+    for (res, wl, m), d in sorted(data.items()):
+        if m != "resolver_core_other":
+            continue
+        for rnd, other in sorted(d.items()):
+            load = data.get((res, wl, "load_core_busy"), {}).get(rnd, float("nan"))
+            client = data.get((res, wl, "client_cpu"), {}).get(rnd, float("nan"))
+            # in "miss" NSD legitimately shares dnsperf's core, so only the
+            # resolver's core is checked there
+            if other > 10 or (wl != "miss" and load - client > 25):
+                notes.append(
+                    "noisy run: round %d %s/%s: other processes used %.0f%% of the "
+                    "resolver's core; dnsperf's core was %.0f%% busy with dnsperf at "
+                    "%.0f%% (its qps and latency are suspect; CPU µs/query much less so)"
+                    % (rnd, res, wl, other, load, client))
     w("## Notes")
     w("")
     if notes:

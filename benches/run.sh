@@ -453,6 +453,7 @@ find_picket() {
 # ---- main -----------------------------------------------------------------------------
 main() {
     ensure_deps
+    rm -rf "$LOGS"
     mkdir -p "$OUT" "$LOGS"
     : >"$RAW"
     : >"$NOTES"

@@ -458,6 +458,7 @@ main() {
     : >"$RAW"
     : >"$NOTES"
     local t_start=$SECONDS r wl res
+    LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
     local -a order
     [[ " $RESOLVERS " == *" picket "* ]] && find_picket
     gen_data
@@ -487,6 +488,7 @@ main() {
         echo "host_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
         echo "ncpu=$(nproc)"
         echo "kernel=$(uname -r)"
+        echo "loadavg_start=$LOADAVG_START"
         echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "unbound=$(unbound -V 2>/dev/null | awk '/^Version/ {print $2; exit}')"
         echo "nsd=$(nsd -v 2>&1 | awk '/^NSD version/ {print $3; exit}')"

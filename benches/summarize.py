@@ -98,12 +98,12 @@ def main():
     w("")
     w("%s, %s rounds × %ss max runs (%ss half-load runs), git %s. Machine: %s × %s, "
       "kernel %s. CPUs: %s. Unbound %s, NSD %s, dnsperf %s (%s). Data: %s. "
-      "Wall time %ss, load average at end %s."
+      "Wall time %ss, load average at start %s, at end %s."
       % (meta.get("date"), meta.get("rounds"), meta.get("bench_seconds"),
          meta.get("lat_seconds"), meta.get("git"), meta.get("ncpu"), meta.get("host_cpu"),
          meta.get("kernel"), meta.get("cpus"), meta.get("unbound"), meta.get("nsd"),
          meta.get("dnsperf"), meta.get("dnsperf_args"), meta.get("data"),
-         meta.get("wall_s"), meta.get("loadavg_end")))
+         meta.get("wall_s"), meta.get("loadavg_start"), meta.get("loadavg_end")))
     w("")
     w("Cells are medians over rounds; the ratio is the median of per-round "
       "Picket/Unbound ratios (>1 means Picket has more of the metric; the last "

@@ -49,6 +49,7 @@ die() { log "FATAL: $*"; exit 1; }
 # ---- dependencies ------------------------------------------------------------
 ensure_deps() {
     local -a need=()
+    PATH=$PATH:/usr/sbin:/sbin
     command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
     command -v unbound >/dev/null 2>&1 || [[ -x /usr/sbin/unbound ]] || need+=(unbound)
     command -v nsd >/dev/null 2>&1 || [[ -x /usr/sbin/nsd ]] || need+=(nsd)
@@ -64,7 +65,6 @@ ensure_deps() {
         apt-get update -qq >/dev/null
         apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     fi
-    PATH=$PATH:/usr/sbin:/sbin
 }
 
 # ---- raw result recording ----------------------------------------------------

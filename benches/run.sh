@@ -242,7 +242,8 @@ declare -A SKIP=()
 
 resolver_port() { if [[ $1 == unbound ]]; then echo "$UNBOUND_PORT"; else echo "$PICKET_PORT"; fi; }
 
-# start_resolver NAME WORKLOAD TAG -> sets RES_PID, RES_PORT, LOAD_S; 1 on failure
+# start_resolver NAME WORKLOAD TAG -> sets RES_PID, RES_PORT, LOAD_S; on failure
+# returns 1 with the reason in START_ERR
 start_resolver() {
     local res=$1 wl=$2 tag=$3 probe want t0 t1
     local -a cmd
@@ -274,9 +275,9 @@ start_resolver() {
     if ((rc)); then
         t1=$(now)
         if ((rc == 2)); then
-            note "$res/$wl: exited after $(elapsed "$t0" "$t1")s without answering $probe with $want; see $LOGS/$tag.log"
+            START_ERR="$res/$wl: exited after $(elapsed "$t0" "$t1")s without answering $probe with $want; see $LOGS/$tag.log"
         else
-            note "$res/$wl: did not answer $probe with $want within ${STARTUP_TIMEOUT}s (STARTUP_TIMEOUT); see $LOGS/$tag.log"
+            START_ERR="$res/$wl: did not answer $probe with $want within ${STARTUP_TIMEOUT}s (STARTUP_TIMEOUT); see $LOGS/$tag.log"
         fi
         stop_pid "$RES_PID"
         RES_PID=
@@ -415,7 +416,7 @@ wl_miss() { # round res: every name asked once; fresh process for each pass
     record_hwm "$1" "$2" miss
     stop_resolver
     ((ok)) || return 0
-    start_resolver "$2" miss "$tag-lat" || return 0
+    start_resolver "$2" miss "$tag-lat" || { note "$START_ERR"; return 0; }
     measure_latency "$1" "$2" miss "$DATA/miss.txt" "$tag" -n 1
     stop_resolver
 }
@@ -473,9 +474,10 @@ main() {
                 [[ $res == picket && $PICKET_OK == 0 ]] && continue
                 [[ -n ${SKIP[$res/$wl]:-} ]] && continue
                 log "round $r/$ROUNDS: $res $wl"
+                START_ERR=
                 if ! "wl_$wl" "$r" "$res"; then
                     SKIP[$res/$wl]=1
-                    note "$res/$wl: skipped in later rounds after a failed start"
+                    note "${START_ERR:-$res/$wl failed}; later rounds skip it"
                 fi
             done
         done

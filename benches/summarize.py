@@ -150,21 +150,28 @@ def main():
       "infinitely slow); hwm_mib = VmHWM at the end; load_s/rss_mib = time to the "
       "first blocked answer and VmRSS then.")
     w("")
-    # flag runs where other processes competed for the benchmark's cores
-    for (res, wl, m), d in sorted(data.items()):
-        if m != "resolver_core_other":
-            continue
-        for rnd, other in sorted(d.items()):
-            load = data.get((res, wl, "load_core_busy"), {}).get(rnd, float("nan"))
-            client = data.get((res, wl, "client_cpu"), {}).get(rnd, float("nan"))
-            # in "miss" NSD legitimately shares dnsperf's core, so only the
-            # resolver's core is checked there
-            if other > 10 or (wl != "miss" and load - client > 25):
+    # flag runs where other processes competed for the benchmark's cores,
+    # one line per resolver and workload
+    for res in RESOLVERS:
+        for wl, _ in WORKLOADS:
+            others = data.get((res, wl, "resolver_core_other"), {})
+            bad = []
+            for rnd, other in sorted(others.items()):
+                load = data.get((res, wl, "load_core_busy"), {}).get(rnd, float("nan"))
+                client = data.get((res, wl, "client_cpu"), {}).get(rnd, float("nan"))
+                # in "miss" NSD legitimately shares dnsperf's core, so only
+                # the resolver's core is checked there
+                if other > 10 or (wl != "miss" and load - client > 25):
+                    bad.append((rnd, other, load - client))
+            if bad:
                 notes.append(
-                    "noisy run: round %d %s/%s: other processes used %.0f%% of the "
-                    "resolver's core; dnsperf's core was %.0f%% busy with dnsperf at "
-                    "%.0f%% (its qps and latency are suspect; CPU µs/query much less so)"
-                    % (rnd, res, wl, other, load, client))
+                    "noisy: %s/%s round%s %s: other processes took %s%% of the resolver's "
+                    "core%s; queries/s and latency of these runs reflect the neighbours, "
+                    "CPU µs/query much less"
+                    % (res, wl, "s" if len(bad) > 1 else "", ",".join(str(b[0]) for b in bad),
+                       "–".join(sorted({"%.0f" % min(b[1] for b in bad), "%.0f" % max(b[1] for b in bad)}, key=float)),
+                       "" if wl == "miss" else
+                       " and %s points of dnsperf's" % "–".join(sorted({"%.0f" % min(b[2] for b in bad), "%.0f" % max(b[2] for b in bad)}, key=float))))
     w("## Notes")
     w("")
     if notes:

@@ -111,7 +111,10 @@ def main():
     w("")
     w("| workload | metric | Unbound | Picket | Picket/Unbound | better |")
     w("|---|---|---:|---:|---:|---|")
+    present = {wl for (_, wl, _) in data}
     for wl, title in WORKLOADS:
+        if wl not in present:
+            continue  # not run (WORKLOADS), or failed for every resolver: see Notes
         first = True
         for m, label, f, better in METRICS[wl]:
             cells = [fmt(med(r, wl, m), f) for r in RESOLVERS]

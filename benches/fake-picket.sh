@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Self-test stand-in for the Picket binary: accepts Picket's `serve` command
+# line (the contract run.sh uses) and execs Unbound configured like run.sh's
+# Unbound.  `PICKET_BIN=benches/fake-picket.sh benches/run.sh` must then give
+# Picket/Unbound ratios near 1.00 (the list load is a little slower: the plain
+# list is converted to local-zone lines first), which checks the harness, not
+# Picket.
+set -euo pipefail
+[[ ${1:-} == serve ]] || { echo "usage: $0 serve --listen IP:PORT --upstream IP:PORT ..." >&2; exit 2; }
+shift
+listen='' upstream='' threads=1
+blocklists=()
+while (($#)); do
+    case $1 in
+    --listen) listen=$2; shift 2 ;;
+    --upstream) upstream=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --blocklist) blocklists+=("$2"); shift 2 ;;
+    --cache-size) shift 2 ;;
+    *) echo "fake-picket: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+[[ -n $listen && -n $upstream ]] || { echo "fake-picket: --listen and --upstream are required" >&2; exit 2; }
+# exec below keeps the PID, so run.sh measures Unbound itself; the config dir
+# is per port and reused, not removed
+dir=/tmp/fake-picket-${listen##*:}
+mkdir -p "$dir"
+: >"$dir/list.conf"
+for f in "${blocklists[@]}"; do
+    awk 'NF {printf "local-zone: \"%s.\" always_nxdomain\n", $1}' "$f" >>"$dir/list.conf"
+done
+cat >"$dir/unbound.conf" <<EOF
+server:
+  interface: ${listen%:*}
+  port: ${listen##*:}
+  do-ip6: no
+  num-threads: $threads
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$dir"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  do-not-query-localhost: no
+  prefetch: no
+  prefetch-key: no
+  serve-expired: no
+  qname-minimisation: no
+  msg-cache-size: 256m
+  rrset-cache-size: 512m
+  msg-cache-slabs: 1
+  rrset-cache-slabs: 1
+  infra-cache-slabs: 1
+  key-cache-slabs: 1
+  num-queries-per-thread: 2048
+  outgoing-range: 4096
+  ratelimit: 0
+  ip-ratelimit: 0
+  unwanted-reply-threshold: 0
+  statistics-interval: 0
+  local-zone: "test." nodefault
+  include: "$dir/list.conf"
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "."
+  forward-addr: ${upstream%:*}@${upstream##*:}
+EOF
+PATH=$PATH:/usr/sbin
+exec unbound -d -c "$dir/unbound.conf"

@@ -39,7 +39,7 @@ impl Server {
         }
         let threads = settings.threads.max(1);
         let (addrs, mut per_worker) = bind_all(&settings.listen, threads)?;
-        let shared = Arc::new(Shared::new(settings));
+        let shared = Arc::new(Shared::new(settings).map_err(anyhow::Error::msg)?);
         let tcp_slots = ConnectionSlots::new(shared.settings.limits.tcp_max_connections);
         let (stop, stopped) = watch::channel(false);
         let mut handles = Vec::with_capacity(threads);

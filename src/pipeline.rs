@@ -25,7 +25,7 @@ use crate::protocol::wire::{ede, rcode, rtype};
 use crate::protocol::{parse_query, Answer, EdnsOut, Rejection, Request, ResponseWriter, Section};
 use crate::query::ClientHints;
 use crate::upstream::{
-    Coalescer, Forwarder, ForwarderStats, Health, Route, UpstreamError, UpstreamQuery,
+    Coalescer, Forwarder, ForwarderStats, Health, Recursive, Route, UpstreamError, UpstreamQuery,
 };
 
 /// Class IN.
@@ -35,8 +35,9 @@ const ANY_TTL: u32 = 3600;
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
 const STALE_TTL: u32 = 30;
 
-/// Result of a fetch shared between coalesced queries.
-type Fetched = Result<(Arc<Entry>, SocketAddr), UpstreamError>;
+/// Result of a fetch shared between coalesced queries (with the server that
+/// answered; none when the answer was iterated from the root).
+type Fetched = Result<(Arc<Entry>, Option<SocketAddr>), UpstreamError>;
 
 /// State shared by every worker, built once at start.
 pub struct Shared {
@@ -46,21 +47,28 @@ pub struct Shared {
     pub upstream_permits: Semaphore,
     pub health: Arc<Health>,
     pub forwarder_stats: Arc<ForwarderStats>,
+    /// Recursive mode's resolver (None when forwarding).
+    pub recursor: Option<Recursive>,
     pub observer: Observer,
 }
 
 impl Shared {
     /// Builds the shared state from settings.
-    pub fn new(settings: Settings) -> Self {
-        Self {
+    pub fn new(settings: Settings) -> Result<Self, String> {
+        let recursor = match &settings.recursion {
+            Some(r) => Some(Recursive::new(r, &settings.limits)?),
+            None => None,
+        };
+        Ok(Self {
             cache: Cache::new(settings.cache.clone(), settings.clock.clone()),
             inflight: Coalescer::default(),
             upstream_permits: Semaphore::new(settings.limits.max_upstream_inflight),
             health: Arc::new(Health::default()),
             forwarder_stats: Arc::new(ForwarderStats::default()),
+            recursor,
             observer: Observer::default(),
             settings,
-        }
+        })
     }
 }
 
@@ -198,7 +206,7 @@ impl Worker {
                     &reply,
                     "resolve",
                     CacheStatus::Miss,
-                    Some(server),
+                    server,
                     None,
                 );
                 reply
@@ -260,13 +268,16 @@ impl Worker {
             dnssec_ok: key.dnssec_ok(),
             cd: key.cd(),
         };
-        let (bytes, server) = match key.route() {
-            Route::Default => {
-                self.forwarder
+        let (bytes, server) = match (key.route(), &self.shared.recursor) {
+            (Route::Default, Some(recursor)) => (recursor.resolve(&query).await?, None),
+            (Route::Default, None) => {
+                let (bytes, server) = self
+                    .forwarder
                     .query(&query, &self.shared.settings.upstreams)
-                    .await?
+                    .await?;
+                (bytes, Some(server))
             }
-            Route::Group(_) => return Err(UpstreamError::NoServers),
+            (Route::Group(_), _) => return Err(UpstreamError::NoServers),
         };
         let answer = Answer::from_upstream(&bytes, key.name_wire(), key.qtype(), key.qclass())
             .map_err(|_| UpstreamError::Malformed)?;

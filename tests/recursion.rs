@@ -525,3 +525,287 @@ async fn case_randomization_is_sent_and_answers_still_resolve() {
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "IDs {ids:?}");
 }
+
+// ---------------------------------------------------------------- DNSSEC
+//
+// The hierarchy is signed for real with ldns (Debian `ldnsutils`):
+// example.test and bogus.test are signed with DS records in test., test.
+// with its DS in the root, the root's DNSKEY is the trust anchor. other.test
+// stays unsigned (an insecure delegation: test.'s NSEC proves no DS), and
+// bogus.test has an A record changed after signing.
+
+fn run(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (Debian package ldnsutils): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Zone-file lines from ldns output, with a TTL where ldns leaves it out
+/// (.ds and .key files) and comments dropped.
+fn zone_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| l.split(';').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            if fields.get(1) == Some(&"IN") {
+                format!("{} 86400 {}", fields[0], fields[1..].join(" "))
+            } else {
+                fields.join(" ")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Signs `zone` for `origin` in `dir`; returns (signed zone text, DS lines,
+/// DNSKEY lines of the key).
+fn sign(dir: &std::path::Path, origin: &str, zone: &str) -> (String, String, String) {
+    sign_with(dir, origin, zone, false)
+}
+
+/// [`sign`], with a zone-signing key besides the key-signing key when `zsk`
+/// (only the KSK gets a DS).
+fn sign_with(
+    dir: &std::path::Path,
+    origin: &str,
+    zone: &str,
+    zsk: bool,
+) -> (String, String, String) {
+    let file = format!("{}zone", origin.replace('.', "_"));
+    std::fs::write(dir.join(&file), zone).unwrap();
+    let key = run(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", "-k", origin]);
+    if zsk {
+        let zsk = run(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", origin]);
+        run(dir, "ldns-signzone", &["-o", origin, &file, &key, &zsk]);
+    } else {
+        run(dir, "ldns-signzone", &["-o", origin, &file, &key]);
+    }
+    let signed = std::fs::read_to_string(dir.join(format!("{file}.signed"))).unwrap();
+    let ds = std::fs::read_to_string(dir.join(format!("{key}.ds"))).unwrap();
+    let dnskey = std::fs::read_to_string(dir.join(format!("{key}.key"))).unwrap();
+    (zone_lines(&signed), zone_lines(&ds), zone_lines(&dnskey))
+}
+
+struct SignedLab {
+    zones: Zones,
+    root_dnskey: String,
+    root_ds: String,
+}
+
+fn signed_zones(dir: &std::path::Path) -> SignedLab {
+    signed_zones_with(dir, false)
+}
+
+fn signed_zones_with(dir: &std::path::Path, example_zsk: bool) -> SignedLab {
+    let (example, example_ds, _) = sign_with(dir, "example.test.", &example_zone(""), example_zsk);
+    let bogus_zone = "
+bogus.test.       3600 IN SOA ns1.other.test. hostmaster.bogus.test. 1 7200 900 1209600 60
+bogus.test.       3600 IN NS  ns1.other.test.
+www.bogus.test.    300 IN A   192.0.2.6
+";
+    let (bogus, bogus_ds, _) = sign(dir, "bogus.test.", bogus_zone);
+    // Tamper after signing: the RRSIG no longer matches.
+    let bogus = bogus.replace("192.0.2.6", "192.0.2.66");
+    assert!(bogus.contains("192.0.2.66"));
+    let tld_extra = format!("bogus.test. 86400 IN NS ns1.other.test.\n{example_ds}\n{bogus_ds}\n");
+    let (tld, tld_ds, _) = sign(dir, "test.", &tld_zone(&tld_extra));
+    let (root, root_ds, root_dnskey) = sign(dir, ".", &format!("{ROOT_ZONE}\n{tld_ds}\n"));
+    SignedLab {
+        zones: Zones {
+            root,
+            tld,
+            example,
+            other: format!("{OTHER_ZONE}\n{bogus}\n"),
+        },
+        root_dnskey,
+        root_ds,
+    }
+}
+
+fn validating(anchor: &str) -> impl FnOnce(&mut Settings) + '_ {
+    move |s: &mut Settings| {
+        let r = s.recursion.as_mut().unwrap();
+        r.dnssec = DnssecMode::Validate;
+        r.trust_anchor = Some(anchor.to_string());
+    }
+}
+
+fn has_rrsig(m: &Message) -> bool {
+    m.answers
+        .iter()
+        .any(|r| r.record_type() == RecordType::RRSIG)
+}
+
+async fn query_with(picket: &Picket, q: QueryBuilder) -> Message {
+    send_udp(picket.addr, &q.build()).await.expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53 (needs root) and signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn dnssec_secure_bogus_insecure_and_cd() {
+    let keys = TempDir::new("keys");
+    let signed = signed_zones(&keys.0);
+    let lab = Lab::start(signed.zones, validating(&signed.root_dnskey));
+
+    // Secure, DO=1: AD and the RRSIG.
+    let secure = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{secure:?}");
+    assert!(secure.metadata.authentic_data, "AD on a validated answer");
+    assert!(has_rrsig(&secure), "RRSIG for a DO client");
+    assert_eq!(
+        a_records(&secure),
+        ["192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+
+    // Secure, DO=0: data only, no AD (the client did not ask for it).
+    let plain = lab.query("www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&plain).len(), 1);
+    assert!(!has_rrsig(&plain), "no RRSIG without DO");
+    assert!(!plain.metadata.authentic_data);
+
+    // Bogus: SERVFAIL with EDE 6, for every client.
+    let bogus = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.bogus.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&bogus), ResponseCode::ServFail, "{bogus:?}");
+    assert_eq!(ede(&bogus).map(|e| e.0), Some(6), "EDE 6 DNSSEC Bogus");
+    let bogus_plain = lab.query("www.bogus.test", RecordType::A).await;
+    assert_eq!(rcode(&bogus_plain), ResponseCode::ServFail);
+
+    // CD=1: the data, unvalidated, without AD.
+    let cd = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.bogus.test", RecordType::A).cd(true),
+    )
+    .await;
+    assert_eq!(rcode(&cd), ResponseCode::NoError, "{cd:?}");
+    assert_eq!(
+        a_records(&cd),
+        ["192.0.2.66".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert!(!cd.metadata.authentic_data);
+
+    // Insecure delegation: answered, no AD.
+    let insecure = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.other.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&insecure), ResponseCode::NoError, "{insecure:?}");
+    assert!(!insecure.metadata.authentic_data);
+
+    // Signed NXDOMAIN: the SOA, and NSEC proofs for a DO client.
+    let nx = query_with(
+        &lab.picket,
+        QueryBuilder::new("nope.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(soa_in_authority(&nx).is_some());
+    assert!(nx.metadata.authentic_data, "validated denial of existence");
+    assert!(nx
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::NSEC));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53 (needs root) and signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn dnssec_trust_anchor_as_ds_is_primed() {
+    let keys = TempDir::new("keys");
+    let signed = signed_zones(&keys.0);
+    let lab = Lab::start(signed.zones, validating(&signed.root_ds));
+    let secure = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{secure:?}");
+    assert!(secure.metadata.authentic_data, "AD with a DS trust anchor");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53 (needs root) and signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn dnssec_wrong_trust_anchor_makes_everything_bogus() {
+    let keys = TempDir::new("keys");
+    let signed = signed_zones(&keys.0);
+    // Another lab's root key: nothing chains to it.
+    let other_keys = TempDir::new("keys2");
+    let (_, _, stranger) = sign(&other_keys.0, ".", ROOT_ZONE);
+    let lab = Lab::start(signed.zones, validating(&stranger));
+    let answer = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    assert_eq!(ede(&answer).map(|e| e.0), Some(6));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53 (needs root) and signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn keytrap_signatures_beyond_the_cap_are_not_tried() {
+    // example.test (a KSK with a DS and a ZSK without) serves its DNSKEY
+    // RRset with 40 forged RRSIGs (right key tag, wrong signature) before the
+    // real ones. hickory tries every RRSIG of a DNSKEY RRset (KeyTrap) and
+    // would succeed on the real one; Picket keeps 8 per RRset, so the real
+    // ones are never reached and the zone is bogus: an attacker's RRSIG
+    // count no longer buys verifications.
+    let keys = TempDir::new("keys");
+    let mut signed = signed_zones_with(&keys.0, true);
+    let real: String = signed
+        .zones
+        .example
+        .lines()
+        .find(|l| l.contains("RRSIG DNSKEY"))
+        .expect("the DNSKEY RRset is signed")
+        .to_string();
+    let fields: Vec<&str> = real.split_whitespace().collect();
+    let signature = fields.last().unwrap();
+    let mut forged = String::new();
+    for i in 0..40 {
+        let bad = format!("{}{i:04}AA==", &signature[..signature.len() - 8]);
+        forged.push_str(&real.replace(signature, &bad));
+        forged.push('\n');
+    }
+    signed.zones.example = signed
+        .zones
+        .example
+        .replace(&real, &format!("{forged}{real}"));
+    let lab = Lab::start(signed.zones, validating(&signed.root_dnskey));
+    let started = Instant::now();
+    let answer = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    assert_eq!(ede(&answer).map(|e| e.0), Some(6));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The other zones still validate.
+    let tld = query_with(
+        &lab.picket,
+        QueryBuilder::new("test", RecordType::SOA).dnssec_ok(true),
+    )
+    .await;
+    assert!(tld.metadata.authentic_data, "{tld:?}");
+}

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY, DS};
-use hickory_proto::dnssec::{Proof, TrustAnchors};
+use hickory_proto::dnssec::{Algorithm, DigestType, Proof, PublicKeyBuf, TrustAnchors};
 use hickory_proto::op::{
     DnsRequest, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
 };
@@ -123,26 +123,75 @@ struct AnchorFile {
     ds: Vec<(Name, DS)>,
 }
 
+/// Reads DS and DNSKEY lines (`owner [TTL] [IN] DS|DNSKEY rdata`, `;`
+/// comments, as in Unbound's trust-anchor-file and ldns' .ds/.key files).
+/// hickory's zone parser refuses DNSKEY lines, so they are read here.
 fn parse_trust_anchors(text: &str) -> Result<AnchorFile, String> {
-    let (_, sets) = Parser::new(text, None, Some(Name::root()))
-        .parse()
-        .map_err(|e| e.to_string())?;
     let mut anchors = AnchorFile::default();
-    for record in sets.values().flat_map(|set| set.records_without_rrsigs()) {
-        match &record.data {
-            RData::DNSSEC(DNSSECRData::DNSKEY(key)) => {
-                anchors.dnskeys.push((record.name.clone(), key.clone()))
-            }
-            RData::DNSSEC(DNSSECRData::DS(ds)) => {
-                anchors.ds.push((record.name.clone(), ds.clone()))
-            }
-            _ => {}
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split(';').next().unwrap_or("").trim();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // The type follows the owner, an optional TTL and an optional class.
+        let Some(at) = fields
+            .iter()
+            .skip(1)
+            .position(|f| f.parse::<u32>().is_err() && !f.eq_ignore_ascii_case("IN"))
+            .map(|i| i + 1)
+            .filter(|&i| {
+                fields[i].eq_ignore_ascii_case("DS") || fields[i].eq_ignore_ascii_case("DNSKEY")
+            })
+        else {
+            continue;
+        };
+        let bad = |what: String| format!("line {}: {what}", number + 1);
+        let owner = fields
+            .first()
+            .filter(|_| at > 0)
+            .ok_or_else(|| bad("no owner".into()))?;
+        let mut name = Name::from_ascii(owner).map_err(|e| bad(e.to_string()))?;
+        name.set_fqdn(true);
+        let rdata = &fields[at + 1..];
+        let int = |i: usize| -> Result<u32, String> {
+            rdata
+                .get(i)
+                .ok_or_else(|| bad("too few fields".into()))?
+                .parse::<u32>()
+                .map_err(|e| bad(e.to_string()))
+        };
+        if fields[at].eq_ignore_ascii_case("DS") {
+            let digest = hex(&rdata.get(3..).unwrap_or_default().concat())
+                .ok_or_else(|| bad("the digest is not hex".into()))?;
+            let ds = DS::new(
+                int(0)? as u16,
+                Algorithm::from_u8(int(1)? as u8),
+                DigestType::from(int(2)? as u8),
+                digest,
+            );
+            anchors.ds.push((name, ds));
+        } else {
+            use base64::Engine;
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(rdata.get(3..).unwrap_or_default().concat())
+                .map_err(|e| bad(e.to_string()))?;
+            let algorithm = Algorithm::from_u8(int(2)? as u8);
+            let dnskey = DNSKEY::with_flags(int(0)? as u16, PublicKeyBuf::new(key, algorithm));
+            anchors.dnskeys.push((name, dnskey));
         }
     }
     if anchors.dnskeys.is_empty() && anchors.ds.is_empty() {
         return Err("no DS or DNSKEY record".into());
     }
     Ok(anchors)
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Checks a trust-anchor file, for `picket serve` to fail early on a bad one.
@@ -616,7 +665,7 @@ impl Reply {
             }
             chain.push(next);
         }
-        let on_chain = |r: &Record| chain.iter().any(|n| *n == r.name);
+        let on_chain = |r: &Record| chain.contains(&r.name);
         let wanted = |r: &Record| {
             let t = r.record_type();
             if t == RecordType::RRSIG {
@@ -946,6 +995,12 @@ mod tests {
         let ds = ". 3600 IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D";
         let anchors = parse_trust_anchors(ds).unwrap();
         assert_eq!(anchors.ds.len(), 1);
+        assert_eq!(anchors.ds[0].1.key_tag(), 20326);
+        // An ldns .key file: no TTL, a trailing comment.
+        let key = ".\tIN\tDNSKEY\t257 3 13 6PpyEejQWyRmaCRB/O/tLqr30fZmYWIicTQ4oBTpXiXXYm0kzl2A8iL0LxYv05BzC8tv0eUuhbYjlx1n/hIAtw== ;{id = 18080 (ksk)}";
+        let anchors = parse_trust_anchors(key).unwrap();
+        assert_eq!(anchors.dnskeys.len(), 1);
+        assert!(anchors.dnskeys[0].0.is_root());
         assert!(parse_trust_anchors("example. 60 IN A 192.0.2.1").is_err());
     }
 

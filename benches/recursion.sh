@@ -25,7 +25,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -106,6 +106,8 @@ server:
   do-not-query-localhost: no
   access-control: 127.0.0.0/8 allow
   module-config: "iterator"
+  # test. is one of Unbound's default local zones (RFC 6761): let it through.
+  local-zone: "test." nodefault
   qname-minimisation: yes
   num-queries-per-thread: 4096
   outgoing-range: 8192
@@ -117,10 +119,12 @@ remote-control:
 EOF
 unbound -d -c "$WORK/unbound.conf" >"$WORK/unbound.log" 2>&1 &
 PIDS+=($!)
+UNBOUND_PID=$!
 
 "$PICKET" serve --recursive --root-hints "$WORK/root.hints" --allow-private-nameservers \
   --dnssec off --listen 127.0.0.1:5302 --threads 1 --log-level warn >"$WORK/picket.log" 2>&1 &
 PIDS+=($!)
+PICKET_PID=$!
 sleep 1.5
 
 for resolver in unbound picket; do
@@ -133,6 +137,7 @@ for resolver in unbound picket; do
   echo "== $resolver (cache misses, $OUTSTANDING outstanding, ${SECONDS_PER_RUN}s)"
   dnsperf -s 127.0.0.1 -p $port -d "$WORK/names-$resolver" -n 1 -l "$SECONDS_PER_RUN" -q "$OUTSTANDING" -t 5 \
     | grep -E 'Queries sent|Queries completed|Queries lost|Response codes|Queries per second|Average Latency|Latency StdDev'
-  rss=$(ps -o rss= -C "$( [ $resolver = picket ] && echo picket || echo unbound )" | head -1)
+  pid=$UNBOUND_PID; [ $resolver = picket ] && pid=$PICKET_PID
+  rss=$(ps -o rss= -p "$pid")
   echo "  RSS after run: ${rss} KiB"
 done

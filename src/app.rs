@@ -49,7 +49,7 @@ impl Server {
             .load(&settings.blocklists)
             .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
         log_policy(&policy);
-        let shared = Arc::new(Shared::new(settings, policy));
+        let shared = Arc::new(Shared::new(settings, policy).map_err(anyhow::Error::msg)?);
         let tcp_slots = ConnectionSlots::new(shared.settings.limits.tcp_max_connections);
         let (stop, stopped) = watch::channel(false);
         let (serving, workers_serving) = mpsc::channel();

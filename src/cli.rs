@@ -15,7 +15,8 @@ use crate::config::PolicySource;
 use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings};
 use crate::policy::PolicySet;
 use crate::query::{ClientHints, Transport};
-use crate::upstream::servers_from_resolv_conf;
+use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
+use crate::upstream::{servers_from_resolv_conf, DnssecMode, RecursorSettings};
 
 /// Picket: a fast filtering recursive DNS resolver.
 #[derive(Debug, Parser)]
@@ -87,6 +88,38 @@ pub struct ServeArgs {
     /// nameservers of /etc/resolv.conf, never Picket itself.
     #[arg(long = "upstream", value_name = "ADDR[:PORT]", value_parser = |s: &str| parse_addr(s, 53))]
     pub upstream: Vec<SocketAddr>,
+
+    /// Resolve by iterating from the root servers instead of forwarding. Also
+    /// the default when no --upstream is given and resolv.conf names no usable
+    /// nameserver.
+    #[arg(long, conflicts_with = "upstream")]
+    pub recursive: bool,
+
+    /// Root hints in zone-file format (`. NS a.root-servers.net.` plus A/AAAA
+    /// glue, like named.root). Default: the IANA root servers, built in.
+    #[arg(long = "root-hints", value_name = "FILE")]
+    pub root_hints: Option<PathBuf>,
+
+    /// DNSSEC in recursive mode: `validate` (AD on secure answers, SERVFAIL
+    /// with EDE 6 on bogus ones; CD=1 skips it) or `off`.
+    #[arg(long, value_name = "MODE", default_value = "validate", value_parser = ["validate", "off"])]
+    pub dnssec: String,
+
+    /// Trust anchors (DS or DNSKEY records in zone-file format, like
+    /// Unbound's trust-anchor-file) instead of the built-in root KSKs.
+    #[arg(long = "trust-anchor", value_name = "FILE")]
+    pub trust_anchor: Option<PathBuf>,
+
+    /// Randomise the letter case of names sent to authoritative servers over
+    /// UDP and drop answers that do not echo it (0x20, draft-vixie-dnsext-dns0x20).
+    #[arg(long = "case-randomization")]
+    pub case_randomization: bool,
+
+    /// Recursive mode may query nameservers on loopback, private and other
+    /// special-use addresses (like Unbound's `do-not-query-localhost: no`).
+    /// Off by default: a delegation there is usually an attack or a leak.
+    #[arg(long = "allow-private-nameservers")]
+    pub allow_private_nameservers: bool,
 
     /// Worker threads, each with its own sockets. Default: one per core.
     #[arg(long, value_name = "N")]
@@ -224,13 +257,38 @@ impl ServeArgs {
         s.cache.stale_window = self.stale_window;
         s.forwarder.attempt_timeout = Duration::from_millis(self.upstream_timeout_ms.max(1));
         s.forwarder.total_timeout = s.forwarder.attempt_timeout * 3;
-        s.upstreams = if self.upstream.is_empty() {
-            servers_from_resolv_conf(&self.resolv_conf, &s.listen).with_context(|| {
-                format!("cannot read upstreams from {}", self.resolv_conf.display())
-            })?
+        self.apply_serving(&mut s)?;
+        if !self.recursive && self.upstream.is_empty() {
+            // No usable resolv.conf (missing, unreadable or only ourselves):
+            // recurse rather than refuse to start.
+            s.upstreams = match servers_from_resolv_conf(&self.resolv_conf, &s.listen) {
+                Ok(servers) => servers,
+                Err(e) => {
+                    tracing::warn!(
+                        path = %self.resolv_conf.display(),
+                        error = %e,
+                        "cannot read upstreams from resolv.conf"
+                    );
+                    Vec::new()
+                }
+            };
         } else {
-            self.upstream.clone()
-        };
+            s.upstreams = self.upstream.clone();
+        }
+        let recursive = self.recursive || s.upstreams.is_empty();
+        if !recursive {
+            if self.root_hints.is_some() || self.trust_anchor.is_some() {
+                bail!("--root-hints and --trust-anchor apply to recursive mode: add --recursive or drop --upstream");
+            }
+            return Ok(s);
+        }
+        s.upstreams.clear();
+        s.recursion = Some(self.recursion_settings(s.threads)?);
+        Ok(s)
+    }
+
+    /// Identity, health, drain, policy and admission settings.
+    fn apply_serving(&self, s: &mut Settings) -> Result<()> {
         s.nsid = match &self.nsid {
             None => hostname(),
             Some(text) if text.is_empty() => None,
@@ -251,12 +309,6 @@ impl ServeArgs {
         s.drain.hook = self.drain_hook.clone().filter(|h| !h.trim().is_empty());
         s.drain.hook_timeout = self.drain_hook_timeout;
         s.drain.finish_timeout = self.drain_timeout;
-        if s.upstreams.is_empty() {
-            bail!(
-                "no upstream nameserver: {} lists none (other than Picket itself); give one with --upstream IP[:PORT]",
-                self.resolv_conf.display()
-            );
-        }
         s.policies = self.policy_source();
         s.blocklists = self.blocklist.clone();
         if !self.allow_from.is_empty() {
@@ -269,7 +321,38 @@ impl ServeArgs {
                 slip: self.rate_limit_slip,
             });
         }
-        Ok(s)
+        Ok(())
+    }
+
+    fn recursion_settings(&self, threads: usize) -> Result<RecursorSettings> {
+        let mut r = RecursorSettings {
+            threads,
+            case_randomization: self.case_randomization,
+            dnssec: if self.dnssec == "off" {
+                DnssecMode::Off
+            } else {
+                DnssecMode::Validate
+            },
+            ..RecursorSettings::default()
+        };
+        if let Some(path) = &self.root_hints {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read root hints {}", path.display()))?;
+            r.root_hints = parse_root_hints(&text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("bad root hints in {}", path.display()))?;
+        }
+        if let Some(path) = &self.trust_anchor {
+            r.trust_anchor = Some(
+                check_trust_anchor(path)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("bad trust anchor file {}", path.display()))?,
+            );
+        }
+        if self.allow_private_nameservers {
+            r.deny_servers.clear();
+        }
+        Ok(r)
     }
 }
 
@@ -363,6 +446,7 @@ fn serve(args: ServeArgs) -> Result<i32> {
     tracing::info!(
         listen = ?settings.listen,
         upstreams = ?settings.upstreams,
+        recursive = settings.recursion.is_some(),
         threads = settings.threads,
         cache_bytes = settings.cache.max_bytes,
         "starting picket"

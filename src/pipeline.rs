@@ -36,14 +36,15 @@ use crate::protocol::{parse_query, Answer, EdnsInfo, EdnsOut, Rejection, Request
 use crate::query::{ClientHints, Facts};
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
-    Coalescer, Forwarder, ForwarderStats, Health, Route, UpstreamError, UpstreamQuery,
+    Coalescer, Forwarder, ForwarderStats, Health, Recursive, Route, UpstreamError, UpstreamQuery,
 };
 
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
 const STALE_TTL: u32 = 30;
 
-/// Result of a fetch shared between coalesced queries.
-type Fetched = Result<(Arc<Entry>, SocketAddr), UpstreamError>;
+/// Result of a fetch shared between coalesced queries (with the server that
+/// answered; none when the answer was iterated from the root).
+type Fetched = Result<(Arc<Entry>, Option<SocketAddr>), UpstreamError>;
 
 /// State shared by every worker, built once at start.
 pub struct Shared {
@@ -53,6 +54,8 @@ pub struct Shared {
     pub upstream_permits: Semaphore,
     pub health: Arc<Health>,
     pub forwarder_stats: Arc<ForwarderStats>,
+    /// Recursive mode's resolver (None when forwarding).
+    pub recursor: Option<Recursive>,
     pub observer: Observer,
     /// The policy in force; swapped whole on reload, never edited.
     pub policy: ArcSwap<PolicySet>,
@@ -70,8 +73,12 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the shared state from settings and the loaded policy.
-    pub fn new(settings: Settings, policy: PolicySet) -> Self {
-        Self {
+    pub fn new(settings: Settings, policy: PolicySet) -> Result<Self, String> {
+        let recursor = match &settings.recursion {
+            Some(r) => Some(Recursive::new(r, &settings.limits)?),
+            None => None,
+        };
+        Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             policy_reloads: PolicyReloads::default(),
             cache: Cache::new(settings.cache.clone(), settings.clock.clone()),
@@ -79,13 +86,14 @@ impl Shared {
             upstream_permits: Semaphore::new(settings.limits.max_upstream_inflight),
             health: Arc::new(Health::default()),
             forwarder_stats: Arc::new(ForwarderStats::default()),
+            recursor,
             observer: Observer::default(),
             access: settings.access.clone(),
             rate_limiter: settings.rate_limit.map(RateLimiter::new),
             readiness: Readiness::default(),
             drain: Drain::default(),
             settings,
-        }
+        })
     }
 
     /// Loads the policy again from its source and swaps it in whole. Queries
@@ -109,7 +117,8 @@ impl Shared {
 
     /// Whether some upstream answers (none failing 3 times in a row recently).
     pub fn upstream_ok(&self) -> bool {
-        self.health.any_healthy(&self.settings.upstreams)
+        // Recursion has no fixed upstream to watch: its failures show per query.
+        self.recursor.is_some() || self.health.any_healthy(&self.settings.upstreams)
     }
 
     /// Whether this node should receive traffic, or why not (`/readyz`, the
@@ -336,7 +345,7 @@ impl Worker {
             (Ok((entry, server)), _) => {
                 let served = Provenance {
                     cache: CacheStatus::Miss,
-                    upstream: Some(server),
+                    upstream: server,
                     age: entry.age(self.shared.cache.clock().now()),
                     cap: entry.lifetime(),
                     ede: None,
@@ -419,13 +428,16 @@ impl Worker {
             dnssec_ok: key.dnssec_ok(),
             cd: key.cd(),
         };
-        let (bytes, server) = match key.route() {
-            Route::Default => {
-                self.forwarder
+        let (bytes, server) = match (key.route(), &self.shared.recursor) {
+            (Route::Default, Some(recursor)) => (recursor.resolve(&query).await?, None),
+            (Route::Default, None) => {
+                let (bytes, server) = self
+                    .forwarder
                     .query(&query, &self.shared.settings.upstreams)
-                    .await?
+                    .await?;
+                (bytes, Some(server))
             }
-            Route::Group(name) => {
+            (Route::Group(name), _) => {
                 // The group as the current policy defines it (it may have been reloaded).
                 let servers = self
                     .shared
@@ -434,7 +446,8 @@ impl Worker {
                     .upstream_group(name)
                     .map(<[SocketAddr]>::to_vec);
                 let servers = servers.ok_or(UpstreamError::NoServers)?;
-                self.forwarder.query(&query, &servers).await?
+                let (bytes, server) = self.forwarder.query(&query, &servers).await?;
+                (bytes, Some(server))
             }
         };
         let answer = Answer::from_upstream(&bytes, key.name_wire(), key.qtype(), key.qclass())

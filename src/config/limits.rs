@@ -26,7 +26,73 @@ pub struct Limits {
     /// Upstream queries in flight across all workers. Over it, a miss gets
     /// SERVFAIL with EDE 14 (Not Ready). Unbound: `num-queries-per-thread` 1024.
     pub max_upstream_inflight: usize,
+    /// Recursive mode: the deepest a resolution may go, counting each zone
+    /// cut descended (one QNAME-minimisation step each), each glueless
+    /// nameserver name chased and each CNAME followed. Passed to hickory's
+    /// recursor as `ns_recursion_limit` and `recursion_limit`, whose default
+    /// it is (24); Unbound stops a run-away descent at `MAX_REFERRAL_COUNT`
+    /// 130 referrals, Knot at `KR_ITER_LIMIT` 100 iterations. Over it: SERVFAIL.
+    pub recursion_max_depth: u8,
+    /// Recursive mode: most CNAME (or DNAME-synthesised CNAME) records one
+    /// answer may chain through. Unbound `max-query-restarts` 11, Knot
+    /// `KR_CNAME_CHAIN_LIMIT` 13. hickory's own bound is its depth limit plus
+    /// a fixed 64 CNAME lookups, and a chain delivered in one response is not
+    /// counted at all, so Picket checks every answer. Over it: SERVFAIL.
+    pub recursion_max_cname_chain: usize,
+    /// Recursive mode: upstream queries one client query may cause, DNSSEC
+    /// key and DS fetches included (NXNSAttack, CVE-2020-12662). PowerDNS
+    /// `max-qperq` 50 (the NXNS patch); Unbound `max-sent-count` 32 per
+    /// query state and `max-global-quota` 200 in all. hickory counts 200 per
+    /// resolution but starts afresh for each DNSSEC fetch, so Picket counts
+    /// every query it sends on the client's behalf. Over it: SERVFAIL.
+    pub recursion_max_queries: usize,
+    /// Recursive mode: how long one client query may take in all before it
+    /// gets SERVFAIL (EDE 22). PowerDNS `max-total-msec` 7000, Knot
+    /// `KR_RESOLVE_TIME_LIMIT` 10 s; shorter here because stub resolvers
+    /// give up after 5 s (glibc) and retry.
+    pub recursion_timeout: Duration,
+    /// Recursive mode: how long to wait for one authoritative server before
+    /// trying the next (hickory waits 5 s). Unbound starts at 376 ms and
+    /// backs off; BIND at 800 ms.
+    pub recursion_attempt_timeout: Duration,
+    /// Recursive mode: a failed resolution (SERVFAIL, timeout, lame, bogus)
+    /// is answered from a failure cache for this long first, doubling on each
+    /// consecutive failure of the same question up to
+    /// [`recursion_failure_ttl_max`](Self::recursion_failure_ttl_max).
+    /// RFC 9520 §3.2: at least 1 s, with backoff; Unbound caches SERVFAIL
+    /// for 5 s (`serve-expired-client-timeout` aside), BIND `servfail-ttl` 1 s.
+    pub recursion_failure_ttl: Duration,
+    /// Recursive mode: cap of the failure cache's backoff. RFC 9520 §3.2:
+    /// "SHOULD NOT be longer than five minutes".
+    pub recursion_failure_ttl_max: Duration,
+    /// Recursive mode: after this many consecutive timeouts an authoritative
+    /// server's address is not queried at all for a hold-down (5 s, doubling
+    /// up to 5 min), so a silent delegation costs one timeout, not one per
+    /// query (RFC 9520 §3.1; Unbound's infra cache does the same with
+    /// `infra-host-ttl`).
+    pub recursion_server_timeouts: u32,
+    /// Recursive mode: RRSIGs kept per RRset of an upstream response; the
+    /// rest are dropped before validation (KeyTrap, CVE-2023-50387).
+    /// hickory tries at most 9 per RRset, but any number on a DNSKEY RRset;
+    /// Unbound 1.19.1 caps signature work likewise (8).
+    pub recursion_max_rrsigs_per_rrset: usize,
+    /// Recursive mode: DNSKEYs kept per key tag in an upstream response
+    /// (KeyTrap's colliding key tags). hickory keeps 2 per tag when it uses
+    /// keys but none when it validates the DNSKEY RRset itself.
+    pub recursion_max_keys_per_tag: usize,
+    /// Recursive mode: entries in hickory's own response cache. It holds the
+    /// delegations, nameserver addresses, DNSKEY/DS sets and intermediate
+    /// answers the iteration needs; final answers live in Picket's cache.
+    /// Smaller means more upstream queries per miss (see the README note).
+    pub recursion_infra_cache_entries: u64,
 }
+
+/// Glueless nameserver names hickory's recursor chases per delegation (its
+/// `MAX_GLUELESS_FOLLOW`, not configurable): a referral to 100 address-less
+/// nameservers costs at most 5 name resolutions (NXNSAttack). PowerDNS
+/// `max-ns-address-qperq` 10, Unbound `MAX_TARGET_NX` 5. Tested in
+/// `tests/recursion.rs`; [`Limits::recursion_max_queries`] caps the total.
+pub const RECURSION_GLUELESS_NS_FOLLOWED: usize = 5;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -37,6 +103,17 @@ impl Default for Limits {
             tcp_idle_timeout_pressure: Duration::from_secs(2),
             tcp_max_pipelined: 128,
             max_upstream_inflight: 4096,
+            recursion_max_depth: 24,
+            recursion_max_cname_chain: 11,
+            recursion_max_queries: 50,
+            recursion_timeout: Duration::from_secs(4),
+            recursion_attempt_timeout: Duration::from_millis(1000),
+            recursion_failure_ttl: Duration::from_secs(5),
+            recursion_failure_ttl_max: Duration::from_secs(300),
+            recursion_server_timeouts: 2,
+            recursion_max_rrsigs_per_rrset: 8,
+            recursion_max_keys_per_tag: 2,
+            recursion_infra_cache_entries: 16_384,
         }
     }
 }

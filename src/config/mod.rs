@@ -14,7 +14,7 @@ use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
 use crate::policy::{PolicyError, PolicySet};
-use crate::upstream::ForwarderSettings;
+use crate::upstream::{ForwarderSettings, RecursorSettings};
 
 /// Everything `picket serve` runs with.
 #[derive(Debug, Clone)]
@@ -23,6 +23,9 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// Upstream nameservers (forwarding mode).
     pub upstreams: Vec<SocketAddr>,
+    /// Recursive mode: `Route::Default` iterates from the root hints instead
+    /// of forwarding to `upstreams`.
+    pub recursion: Option<RecursorSettings>,
     /// Worker threads (each with its own runtime and sockets).
     pub threads: usize,
     /// The shared cache.
@@ -84,6 +87,7 @@ impl Default for Settings {
         Self {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             upstreams: Vec::new(),
+            recursion: None,
             threads: 1,
             cache: CacheSettings::default(),
             forwarder: ForwarderSettings::default(),

@@ -1,9 +1,10 @@
-//! Getting answers from elsewhere: forwarding to upstream nameservers (and,
-//! later, recursion from the root). This stage never sees listener types: it
-//! takes a question and returns an upstream's raw answer.
+//! Getting answers from elsewhere: forwarding to upstream nameservers, or
+//! recursion from the root. This stage never sees listener types: it takes a
+//! question and returns an answer's wire bytes.
 
 pub mod coalesce;
 pub mod forward;
+pub mod recursor;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 pub use coalesce::{Coalescer, Role};
 pub use forward::{Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery};
+pub use recursor::{DnssecMode, Recursive, RecursorSettings};
 
 use crate::protocol::wire::ede;
 
@@ -39,15 +41,22 @@ pub enum UpstreamError {
     NoServers,
     #[error("too many upstream queries in flight")]
     Overloaded,
+    /// Recursion found no usable answer (lame or failing servers, a limit).
+    #[error("recursion failed: {0}")]
+    Resolution(String),
+    /// DNSSEC validation failed (RFC 4035 §5.5: SERVFAIL).
+    #[error("DNSSEC validation failed: {0}")]
+    Bogus(String),
 }
 
 impl UpstreamError {
     /// The Extended DNS Error (RFC 8914) a client is told.
     pub fn ede(&self) -> u16 {
         match self {
-            Self::Timeout | Self::NoServers => ede::NO_REACHABLE_AUTHORITY,
+            Self::Timeout | Self::NoServers | Self::Resolution(_) => ede::NO_REACHABLE_AUTHORITY,
             Self::Network(_) | Self::Malformed => ede::NETWORK_ERROR,
             Self::Overloaded => ede::NOT_READY,
+            Self::Bogus(_) => ede::DNSSEC_BOGUS,
         }
     }
 
@@ -59,6 +68,8 @@ impl UpstreamError {
             Self::Malformed => "malformed",
             Self::NoServers => "no_servers",
             Self::Overloaded => "overloaded",
+            Self::Resolution(_) => "resolution",
+            Self::Bogus(_) => "bogus",
         }
     }
 }

@@ -54,8 +54,21 @@ impl Authority {
     /// Starts serving `zone` (see [`Zones::parse`] for the format).
     /// Panics on a malformed zone, naming the line.
     pub fn start(zone: &str) -> Authority {
-        let zones = Zones::parse(zone).unwrap_or_else(|e| panic!("bad test zone: {e}"));
         let (udp, tcp) = bind_same_port();
+        Self::serve(udp, tcp, zone)
+    }
+
+    /// Like [`Authority::start`] but on a fixed address, e.g. `127.0.0.10:53`
+    /// for a fake root (hickory's recursor only speaks to port 53, which needs
+    /// root). Panics if the address is taken.
+    pub fn start_on(addr: SocketAddr, zone: &str) -> Authority {
+        let udp = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind UDP {addr}: {e}"));
+        let tcp = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind TCP {addr}: {e}"));
+        Self::serve(udp, tcp, zone)
+    }
+
+    fn serve(udp: UdpSocket, tcp: TcpListener, zone: &str) -> Authority {
+        let zones = Zones::parse(zone).unwrap_or_else(|e| panic!("bad test zone: {e}"));
         let addr = udp.local_addr().expect("UDP socket has an address");
         let shared = Arc::new(Shared::new(zones));
         let (shutdown, thread) = server::spawn(Arc::clone(&shared), udp, tcp);

@@ -82,7 +82,10 @@ fn build_response(query: &Message, zones: &Zones, settings: &Settings) -> Messag
     response.edns = query.edns.as_ref().map(|e| response_edns(e, settings));
     match refusal(query, settings) {
         Some(rcode) => response.metadata.response_code = rcode,
-        None => fill(&mut response, zones, &query.queries[0]),
+        None => {
+            let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+            fill(&mut response, zones, &query.queries[0], dnssec_ok)
+        }
     }
     response
 }
@@ -107,8 +110,8 @@ fn refusal(query: &Message, settings: &Settings) -> Option<ResponseCode> {
     settings.servfail.then_some(ResponseCode::ServFail)
 }
 
-fn fill(response: &mut Message, zones: &Zones, question: &Query) {
-    let answer = zones.answer(question.name(), question.query_type());
+fn fill(response: &mut Message, zones: &Zones, question: &Query, dnssec_ok: bool) {
+    let answer = zones.answer_dnssec(question.name(), question.query_type(), dnssec_ok);
     response.metadata.authoritative = answer.authoritative;
     response.metadata.response_code = answer.rcode;
     response.answers = answer.answers;

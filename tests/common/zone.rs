@@ -1,8 +1,14 @@
 //! Zone data for the test [`Authority`](super::Authority): a small master-file
 //! subset and the lookup rules of an authoritative server (RFC 1034 §4.3.2,
-//! without wildcards or DNSSEC).
+//! without wildcards). Pre-signed zones (RRSIG, NSEC, DNSKEY, DS lines, e.g.
+//! from `ldns-signzone`) are served as a DNSSEC-aware server would for DO=1
+//! queries (RFC 4035 §3.1): RRSIGs with each RRset, DS or an NSEC proving
+//! its absence with referrals, NSEC proofs with negative answers.
 
+use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::ResponseCode;
+use std::str::FromStr;
+
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
@@ -73,11 +79,22 @@ impl Zones {
 
     /// Answers `qname`/`qtype` as the authority for the innermost enclosing zone.
     pub fn answer(&self, qname: &Name, qtype: RecordType) -> Answer {
+        self.answer_dnssec(qname, qtype, false)
+    }
+
+    /// [`Zones::answer`], adding DNSSEC records when `dnssec_ok` (DO=1) and
+    /// the zone holds any.
+    pub fn answer_dnssec(&self, qname: &Name, qtype: RecordType, dnssec_ok: bool) -> Answer {
         let Some(soa) = self.soa_for(qname) else {
             return Answer::empty(ResponseCode::Refused, false);
         };
         if let Some(ns) = self.delegation(qname, qtype, &soa.name) {
-            return self.referral(ns);
+            let cut = ns[0].name.clone();
+            let mut answer = self.referral(ns);
+            if dnssec_ok {
+                self.sign_referral(&cut, &mut answer);
+            }
+            return answer;
         }
         let mut answer = Answer::empty(ResponseCode::NoError, true);
         let mut seen = vec![qname.clone()];
@@ -89,7 +106,123 @@ impl Zones {
             seen.push(target.clone());
             name = target;
         }
+        if dnssec_ok {
+            self.sign_answer(&name, &mut answer);
+        }
         answer
+    }
+
+    /// RRSIGs of `owner`'s `covered` RRset, spelled as `owner`.
+    fn rrsigs(&self, owner: &Name, covered: RecordType) -> Vec<Record> {
+        self.records
+            .iter()
+            .filter(|r| r.name == *owner)
+            .filter(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered == covered,
+                _ => false,
+            })
+            .map(|r| owned_as(r, owner))
+            .collect()
+    }
+
+    fn of_type(&self, owner: &Name, rtype: RecordType) -> Vec<Record> {
+        self.records
+            .iter()
+            .filter(|r| r.name == *owner && r.record_type() == rtype)
+            .cloned()
+            .collect()
+    }
+
+    /// DS (signed) at a secure cut, or the NSEC proving there is none.
+    fn sign_referral(&self, cut: &Name, answer: &mut Answer) {
+        let ds = self.of_type(cut, RecordType::DS);
+        let proof = if ds.is_empty() {
+            self.of_type(cut, RecordType::NSEC)
+        } else {
+            ds
+        };
+        let types: Vec<RecordType> = proof.iter().map(Record::record_type).collect();
+        answer.authorities.extend(proof);
+        if let Some(t) = types.first() {
+            answer.authorities.extend(self.rrsigs(cut, *t));
+        }
+    }
+
+    /// RRSIGs for every RRset of the answer and authority sections, and the
+    /// NSEC records of a negative answer (RFC 4035 §3.1.3).
+    fn sign_answer(&self, last: &Name, answer: &mut Answer) {
+        // (owner, type, in the answer section?)
+        let mut sets: Vec<(Name, RecordType, bool)> = Vec::new();
+        let answer_sets = answer.answers.iter().map(|r| (r, true));
+        let authority_sets = answer.authorities.iter().map(|r| (r, false));
+        for (r, in_answer) in answer_sets.chain(authority_sets) {
+            let key = (r.name.clone(), r.record_type(), in_answer);
+            if !sets.contains(&key) {
+                sets.push(key);
+            }
+        }
+        let negative_soa = answer
+            .authorities
+            .iter()
+            .find(|r| r.record_type() == RecordType::SOA)
+            .map(|r| r.name.clone());
+        let mut extra_auth = Vec::new();
+        if let Some(apex) = negative_soa {
+            let mut nsecs = Vec::new();
+            if answer.rcode == ResponseCode::NXDomain {
+                nsecs.extend(self.covering_nsec(last));
+                let encloser = (0..=last.num_labels())
+                    .rev()
+                    .map(|n| last.trim_to(n as usize))
+                    .find(|n| apex.zone_of(n) && self.exists(n))
+                    .unwrap_or_else(|| apex.clone());
+                if let Ok(wildcard) = encloser.prepend_label("*") {
+                    nsecs.extend(self.covering_nsec(&wildcard));
+                }
+            } else {
+                nsecs.extend(self.of_type(last, RecordType::NSEC));
+            }
+            for nsec in nsecs {
+                if !extra_auth.contains(&nsec) {
+                    extra_auth.push(nsec);
+                }
+            }
+            let nsec_names: Vec<Name> = extra_auth.iter().map(|r| r.name.clone()).collect();
+            for name in nsec_names {
+                let key = (name, RecordType::NSEC, false);
+                if !sets.contains(&key) {
+                    sets.push(key);
+                }
+            }
+        }
+        answer.authorities.extend(extra_auth);
+        for (owner, rtype, in_answer) in sets {
+            let sigs = self.rrsigs(&owner, rtype);
+            if in_answer {
+                answer.answers.extend(sigs);
+            } else {
+                answer.authorities.extend(sigs);
+            }
+        }
+    }
+
+    /// The NSEC whose owner precedes `name` and whose next name follows it
+    /// (canonical order, RFC 4034 §6.1), wrapping at the zone's end.
+    fn covering_nsec(&self, name: &Name) -> Option<Record> {
+        let apex = &self.soa_for(name)?.name;
+        self.records
+            .iter()
+            .filter(|r| apex.zone_of(&r.name))
+            .find(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::NSEC(nsec)) => {
+                    let next = nsec.next_domain_name();
+                    let owner = &r.name;
+                    // The last NSEC of a zone points back to the apex.
+                    owner < name && (name < next || next <= owner)
+                }
+                _ => false,
+            })
+            .cloned()
     }
 
     /// One link of the CNAME chain. Adds what `name` contributes and returns
@@ -177,8 +310,33 @@ impl Zones {
 }
 
 /// Parses one line with hickory's zone parser. The root origin is what makes
-/// the trailing dot optional.
+/// the trailing dot optional. RRSIG lines, which that parser refuses (it
+/// only signs zones itself), are read here.
 fn parse_line(line: &str) -> Result<Record, String> {
+    let fields: Vec<&str> = line
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // The type follows the owner, the TTL and the class.
+    let at = fields
+        .iter()
+        .skip(1)
+        .position(|f| f.parse::<u32>().is_err() && !f.eq_ignore_ascii_case("IN"))
+        .map_or(0, |i| i + 1);
+    match fields.get(at) {
+        Some(t) if t.eq_ignore_ascii_case("RRSIG") => {
+            return parse_rrsig(&fields[..at], &fields[at + 1..])
+        }
+        Some(t) if t.eq_ignore_ascii_case("DNSKEY") => {
+            return parse_dnskey(&fields[..at], &fields[at + 1..])
+        }
+        Some(t) if t.eq_ignore_ascii_case("NSEC") => {
+            return parse_nsec(&fields[..at], &fields[at + 1..])
+        }
+        _ => {}
+    }
     let parser = Parser::new(line, None, Some(Name::root()));
     let (_, sets) = parser.parse().map_err(|e| e.to_string())?;
     let mut records = sets
@@ -212,4 +370,112 @@ fn negative_soa(soa: &Record) -> Record {
         record.ttl = record.ttl.min(data.minimum);
     }
     record
+}
+
+/// `owner TTL [IN] RRSIG covered algorithm labels original-ttl expiration
+/// inception key-tag signer signature...` (RFC 4034 §3.2).
+fn parse_rrsig(head: &[&str], rdata: &[&str]) -> Result<Record, String> {
+    use base64::Engine;
+    use hickory_proto::dnssec::rdata::{SigInput, RRSIG};
+    use hickory_proto::dnssec::Algorithm;
+    use hickory_proto::rr::SerialNumber;
+    let [owner, ttl, ..] = head else {
+        return Err("RRSIG needs an owner and a TTL".into());
+    };
+    if rdata.len() < 9 {
+        return Err("RRSIG needs 9 fields".into());
+    }
+    let number = |s: &str| s.parse::<u32>().map_err(|e| format!("{s}: {e}"));
+    let name = |s: &str| {
+        let mut n = Name::from_ascii(s).map_err(|e| e.to_string())?;
+        n.set_fqdn(true);
+        Ok::<Name, String>(n)
+    };
+    let input = SigInput {
+        type_covered: RecordType::from_str(rdata[0]).map_err(|e| e.to_string())?,
+        algorithm: Algorithm::from_u8(number(rdata[1])? as u8),
+        num_labels: number(rdata[2])? as u8,
+        original_ttl: number(rdata[3])?,
+        sig_expiration: SerialNumber::new(rrsig_time(rdata[4])?),
+        sig_inception: SerialNumber::new(rrsig_time(rdata[5])?),
+        key_tag: number(rdata[6])? as u16,
+        signer_name: name(rdata[7])?,
+    };
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(rdata[8..].concat())
+        .map_err(|e| e.to_string())?;
+    let data = RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, signature)));
+    Ok(Record::from_rdata(name(owner)?, number(ttl)?, data))
+}
+
+/// `owner TTL [IN] DNSKEY flags protocol algorithm key...` (RFC 4034 §2.2),
+/// which hickory's zone parser also refuses.
+fn parse_dnskey(head: &[&str], rdata: &[&str]) -> Result<Record, String> {
+    use base64::Engine;
+    use hickory_proto::dnssec::rdata::DNSKEY;
+    use hickory_proto::dnssec::{Algorithm, PublicKeyBuf};
+    let [owner, ttl, ..] = head else {
+        return Err("DNSKEY needs an owner and a TTL".into());
+    };
+    if rdata.len() < 4 {
+        return Err("DNSKEY needs 4 fields".into());
+    }
+    let flags: u16 = rdata[0].parse().map_err(|e| format!("{e}"))?;
+    let algorithm = Algorithm::from_u8(rdata[2].parse().map_err(|e| format!("{e}"))?);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(rdata[3..].concat())
+        .map_err(|e| e.to_string())?;
+    let data = DNSKEY::with_flags(flags, PublicKeyBuf::new(key, algorithm));
+    let mut name = Name::from_ascii(owner).map_err(|e| e.to_string())?;
+    name.set_fqdn(true);
+    let ttl = ttl.parse().map_err(|e| format!("{e}"))?;
+    Ok(Record::from_rdata(
+        name,
+        ttl,
+        RData::DNSSEC(DNSSECRData::DNSKEY(data)),
+    ))
+}
+
+/// `owner TTL [IN] NSEC next types...` (RFC 4034 §4.2), refused by
+/// hickory's zone parser like RRSIG and DNSKEY.
+fn parse_nsec(head: &[&str], rdata: &[&str]) -> Result<Record, String> {
+    use hickory_proto::dnssec::rdata::NSEC;
+    let [owner, ttl, ..] = head else {
+        return Err("NSEC needs an owner and a TTL".into());
+    };
+    let name = |s: &str| {
+        let mut n = Name::from_ascii(s).map_err(|e| e.to_string())?;
+        n.set_fqdn(true);
+        Ok::<Name, String>(n)
+    };
+    let next = name(rdata.first().ok_or("NSEC needs a next name")?)?;
+    let types = rdata[1..]
+        .iter()
+        .map(|t| RecordType::from_str(t).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ttl = ttl.parse().map_err(|e| format!("{e}"))?;
+    let data = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, types)));
+    Ok(Record::from_rdata(name(owner)?, ttl, data))
+}
+
+/// `YYYYMMDDHHmmSS` (UTC) or plain seconds to seconds since the epoch.
+fn rrsig_time(text: &str) -> Result<u32, String> {
+    if text.len() != 14 {
+        return text.parse().map_err(|e| format!("{text}: {e}"));
+    }
+    let part = |a: usize, b: usize| {
+        text[a..b]
+            .parse::<i64>()
+            .map_err(|e| format!("{text}: {e}"))
+    };
+    let (y, m, d) = (part(0, 4)?, part(4, 6)?, part(6, 8)?);
+    let (hh, mm, ss) = (part(8, 10)?, part(10, 12)?, part(12, 14)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + hh * 3600 + mm * 60 + ss) as u32)
 }

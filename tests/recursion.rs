@@ -1,0 +1,811 @@
+//! Picket in recursive mode (issue 6) against a fake DNS hierarchy on
+//! loopback: root on 127.0.0.10, `test.` on 127.0.0.11, leaf zones on
+//! 127.0.0.12 and 127.0.0.13 (127.0.0.14 plays a silent server).
+//!
+//! hickory's recursor only speaks to port 53, so these tests bind
+//! 127.0.0.x:53 and need root: they are ignored by default and run by
+//! `.ci/run` (`cargo test -- --include-ignored`, as root). They share those
+//! addresses, so they take [`LAB`] one at a time.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ::picket::config::Settings;
+use ::picket::upstream::recursor::parse_root_hints;
+use ::picket::upstream::{DnssecMode, RecursorSettings};
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+const ROOT: &str = "127.0.0.10:53";
+const TLD: &str = "127.0.0.11:53";
+const LEAF1: &str = "127.0.0.12:53";
+const LEAF2: &str = "127.0.0.13:53";
+const SILENT: &str = "127.0.0.14:53";
+
+/// One lab at a time: the tests share 127.0.0.10-14:53.
+static LAB: Mutex<()> = Mutex::new(());
+
+fn lab_lock() -> MutexGuard<'static, ()> {
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+const ROOT_ZONE: &str = "
+.                    86400 IN SOA a.root-servers.test. hostmaster.root.test. 1 1800 900 604800 86400
+.                   518400 IN NS  a.root-servers.test.
+a.root-servers.test. 518400 IN A   127.0.0.10
+test.               172800 IN NS  ns1.test.
+ns1.test.           172800 IN A   127.0.0.11
+";
+
+fn tld_zone(extra: &str) -> String {
+    format!(
+        "
+test.               86400 IN SOA ns1.test. hostmaster.test. 1 1800 900 604800 60
+test.               86400 IN NS  ns1.test.
+ns1.test.           86400 IN A   127.0.0.11
+example.test.       86400 IN NS  ns1.example.test.
+ns1.example.test.   86400 IN A   127.0.0.12
+other.test.         86400 IN NS  ns1.other.test.
+ns1.other.test.     86400 IN A   127.0.0.13
+lame.test.          86400 IN NS  ns1.lame.test.
+ns1.lame.test.      86400 IN A   127.0.0.13
+silent.test.        86400 IN NS  ns1.silent.test.
+ns1.silent.test.    86400 IN A   127.0.0.14
+{extra}
+"
+    )
+}
+
+fn example_zone(extra: &str) -> String {
+    format!(
+        "
+example.test.       3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+example.test.       3600 IN NS  ns1.example.test.
+ns1.example.test.   3600 IN A   127.0.0.12
+www.example.test.    300 IN A   192.0.2.1
+www.example.test.    300 IN AAAA 2001:db8::1
+alias.example.test.  300 IN CNAME www.other.test.
+loop.example.test.   300 IN CNAME loop.other.test.
+{extra}
+"
+    )
+}
+
+const OTHER_ZONE: &str = "
+other.test.         3600 IN SOA ns1.other.test. hostmaster.other.test. 1 7200 900 1209600 30
+other.test.         3600 IN NS  ns1.other.test.
+ns1.other.test.     3600 IN A   127.0.0.13
+www.other.test.      300 IN A   198.51.100.7
+loop.other.test.     300 IN CNAME loop.example.test.
+";
+
+/// The fake hierarchy and a recursive Picket using it.
+struct Lab {
+    root: Authority,
+    tld: Authority,
+    example: Authority,
+    other: Authority,
+    silent: Authority,
+    picket: Picket,
+    _dir: TempDir,
+    _lock: MutexGuard<'static, ()>,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!("picket-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Lab zones, overridable per test.
+struct Zones {
+    root: String,
+    tld: String,
+    example: String,
+    other: String,
+}
+
+impl Default for Zones {
+    fn default() -> Self {
+        Self {
+            root: ROOT_ZONE.to_string(),
+            tld: tld_zone(""),
+            example: example_zone(""),
+            other: OTHER_ZONE.to_string(),
+        }
+    }
+}
+
+fn lab_settings(hints_file: &std::path::Path) -> Settings {
+    let hints = std::fs::read_to_string(hints_file).unwrap();
+    let mut settings = test_settings(&[]);
+    settings.recursion = Some(RecursorSettings {
+        root_hints: parse_root_hints(&hints).unwrap(),
+        dnssec: DnssecMode::Off,
+        deny_servers: Vec::new(),
+        threads: 1,
+        ..RecursorSettings::default()
+    });
+    settings.limits.recursion_attempt_timeout = Duration::from_millis(300);
+    settings.limits.recursion_timeout = Duration::from_millis(1500);
+    settings
+}
+
+impl Lab {
+    fn start(zones: Zones, tweak: impl FnOnce(&mut Settings)) -> Lab {
+        let lock = lab_lock();
+        let dir = TempDir::new("lab");
+        let hints = dir.0.join("root.hints");
+        std::fs::write(
+            &hints,
+            ". 3600000 NS a.root-servers.test.\na.root-servers.test. 3600000 A 127.0.0.10\n",
+        )
+        .unwrap();
+        let root = Authority::start_on(addr(ROOT), &zones.root);
+        let tld = Authority::start_on(addr(TLD), &zones.tld);
+        let example = Authority::start_on(addr(LEAF1), &zones.example);
+        let other = Authority::start_on(addr(LEAF2), &zones.other);
+        let silent = Authority::start_on(
+            addr(SILENT),
+            "silent.test. 3600 IN SOA ns1.silent.test. h.silent.test. 1 7200 900 1209600 60",
+        );
+        silent.set_silent(true);
+        let mut settings = lab_settings(&hints);
+        tweak(&mut settings);
+        let picket = start_picket_with(settings);
+        Lab {
+            root,
+            tld,
+            example,
+            other,
+            silent,
+            picket,
+            _dir: dir,
+            _lock: lock,
+        }
+    }
+
+    fn total_queries(&self) -> usize {
+        [
+            &self.root,
+            &self.tld,
+            &self.example,
+            &self.other,
+            &self.silent,
+        ]
+        .iter()
+        .map(|a| a.queries())
+        .sum()
+    }
+
+    fn reset_counts(&self) {
+        for a in [
+            &self.root,
+            &self.tld,
+            &self.example,
+            &self.other,
+            &self.silent,
+        ] {
+            a.reset_counts();
+        }
+    }
+
+    async fn query(&self, name: &str, rtype: RecordType) -> Message {
+        query_udp(self.picket.addr, name, rtype).await
+    }
+}
+
+fn rcode(m: &Message) -> ResponseCode {
+    m.metadata.response_code
+}
+
+fn cname_targets(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::CNAME(t) => Some(t.0.to_ascii()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn resolves_a_aaaa_and_cname_across_zones() {
+    let lab = Lab::start(Zones::default(), |_| {});
+
+    let a = lab.query("www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&a), ResponseCode::NoError);
+    assert_eq!(
+        a_records(&a),
+        ["192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert!(a.metadata.recursion_available, "RA set");
+    assert!(!a.metadata.authentic_data, "no AD without validation");
+    assert!(lab.root.queries() >= 1 && lab.tld.queries() >= 1 && lab.example.queries() >= 1);
+
+    let aaaa = lab.query("www.example.test", RecordType::AAAA).await;
+    assert_eq!(
+        aaaa_records(&aaaa),
+        ["2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap()]
+    );
+
+    let alias = lab.query("alias.example.test", RecordType::A).await;
+    assert_eq!(rcode(&alias), ResponseCode::NoError);
+    assert_eq!(cname_targets(&alias), ["www.other.test."]);
+    assert_eq!(
+        a_records(&alias),
+        ["198.51.100.7".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+
+    // A second ask is Picket's cache: no upstream query at all.
+    lab.reset_counts();
+    let again = lab.query("alias.example.test", RecordType::A).await;
+    assert_eq!(a_records(&again), a_records(&alias));
+    assert_eq!(lab.total_queries(), 0, "served from Picket's cache");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn nxdomain_and_nodata_carry_the_soa() {
+    let lab = Lab::start(Zones::default(), |_| {});
+
+    let nx = lab.query("nope.example.test", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain);
+    assert!(nx.answers.is_empty());
+    let soa = soa_in_authority(&nx).expect("SOA in the authority section (RFC 2308)");
+    assert_eq!(soa.name.to_ascii(), "example.test.");
+    assert!(soa.ttl <= 60, "negative TTL from the SOA: {}", soa.ttl);
+
+    let nodata = lab.query("www.example.test", RecordType::MX).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError);
+    assert!(nodata.answers.is_empty());
+    assert_eq!(
+        soa_in_authority(&nodata).unwrap().name.to_ascii(),
+        "example.test."
+    );
+
+    // Both are cached by Picket (RFC 2308).
+    lab.reset_counts();
+    lab.query("nope.example.test", RecordType::A).await;
+    lab.query("www.example.test", RecordType::MX).await;
+    assert_eq!(lab.total_queries(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn lame_delegation_fails_fast_and_is_not_retried_every_query() {
+    let lab = Lab::start(Zones::default(), |_| {});
+    // 127.0.0.13 serves other.test but not lame.test: it answers REFUSED.
+    let started = Instant::now();
+    let answer = lab.query("www.lame.test", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    assert_eq!(
+        ede(&answer).map(|e| e.0),
+        Some(22),
+        "EDE 22 No Reachable Authority"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(lab.other.queries_for("www.lame.test") + lab.other.queries_for("lame.test") >= 1);
+
+    lab.reset_counts();
+    for _ in 0..20 {
+        let again = lab.query("www.lame.test", RecordType::A).await;
+        assert_eq!(rcode(&again), ResponseCode::ServFail);
+    }
+    assert_eq!(lab.total_queries(), 0, "RFC 9520: the failure is cached");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn silent_delegation_fails_in_bounded_time_and_is_held_down() {
+    let lab = Lab::start(Zones::default(), |_| {});
+    let started = Instant::now();
+    let answer = lab.query("www.silent.test", RecordType::A).await;
+    let took = started.elapsed();
+    assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    eprintln!("silent: {took:?} {:?}", ede(&answer));
+    assert!(
+        took < Duration::from_millis(1800),
+        "bounded by recursion_timeout: {took:?}"
+    );
+    let first = lab.silent.queries();
+    assert!(first >= 1, "the silent server was asked");
+
+    // Same question: the failure cache answers. Other names under the same
+    // delegation: the server is held down after its timeouts.
+    for i in 0..10 {
+        let again = lab.query("www.silent.test", RecordType::A).await;
+        assert_eq!(rcode(&again), ResponseCode::ServFail);
+        let other = lab.query(&format!("n{i}.silent.test"), RecordType::A).await;
+        assert_eq!(rcode(&other), ResponseCode::ServFail);
+    }
+    let later = lab.silent.queries() - first;
+    assert!(
+        later <= 2,
+        "a silent server is not asked again on every query: {later} more queries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn cname_loop_is_servfail_quickly() {
+    let lab = Lab::start(Zones::default(), |_| {});
+    let started = Instant::now();
+    let answer = lab.query("loop.example.test", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    eprintln!(
+        "loop: {:?} after {} queries",
+        ede(&answer),
+        lab.total_queries()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        lab.total_queries() <= 12,
+        "{} upstream queries",
+        lab.total_queries()
+    );
+}
+
+fn chain_zone(links: usize) -> String {
+    let mut extra = String::new();
+    for i in 0..links {
+        extra.push_str(&format!(
+            "c{i}.example.test. 300 IN CNAME c{}.example.test.\n",
+            i + 1
+        ));
+    }
+    extra.push_str(&format!("c{links}.example.test. 300 IN A 192.0.2.77\n"));
+    example_zone(&extra)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn cname_chain_longer_than_the_limit_is_servfail() {
+    // The test authority sends a chain inside one zone in a single answer,
+    // which hickory accepts whatever its length: the limit is Picket's.
+    let zones = Zones {
+        example: chain_zone(14),
+        ..Zones::default()
+    };
+    let lab = Lab::start(zones, |s| s.limits.recursion_max_cname_chain = 11);
+    let long = lab.query("c0.example.test", RecordType::A).await;
+    assert_eq!(rcode(&long), ResponseCode::ServFail, "14 CNAMEs > 11");
+    assert!(
+        ede(&long).unwrap().1.contains("CNAME chain"),
+        "{:?}",
+        ede(&long)
+    );
+    let short = lab.query("c5.example.test", RecordType::A).await;
+    assert_eq!(rcode(&short), ResponseCode::NoError, "9 CNAMEs are fine");
+    assert_eq!(cname_targets(&short).len(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn nxns_referral_to_many_addressless_nameservers_is_bounded() {
+    // attack.test is delegated to 100 nameservers in victim.test, none with
+    // glue; victim.test (on 127.0.0.13) has none of them.
+    let mut ns = String::new();
+    for i in 0..100 {
+        ns.push_str(&format!("attack.test. 86400 IN NS ns{i}.victim.test.\n"));
+    }
+    ns.push_str("victim.test. 86400 IN NS ns1.victim-dns.test.\nns1.victim-dns.test. 86400 IN A 127.0.0.13\n");
+    let other = format!(
+        "{OTHER_ZONE}\nvictim.test. 3600 IN SOA ns1.victim-dns.test. h.victim.test. 1 7200 900 1209600 30\n"
+    );
+    let zones = Zones {
+        tld: tld_zone(&ns),
+        other,
+        ..Zones::default()
+    };
+    let lab = Lab::start(zones, |_| {});
+    for i in 0..5 {
+        let answer = lab.query(&format!("r{i}.attack.test"), RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    }
+    let at_victim = lab.other.queries();
+    let names: std::collections::HashSet<String> = lab
+        .other
+        .received()
+        .iter()
+        .filter_map(|m| {
+            m.queries
+                .first()
+                .map(|q| q.name().to_lowercase().to_ascii())
+        })
+        .filter(|n| n.starts_with("ns"))
+        .collect();
+    eprintln!("victim: {at_victim} queries, names chased: {names:?}");
+    assert!(
+        names.len() <= ::picket::config::limits::RECURSION_GLUELESS_NS_FOLLOWED,
+        "at most 5 of the 100 nameserver names are chased: {names:?}"
+    );
+    assert!(
+        at_victim <= 50,
+        "victim saw {at_victim} queries for 5 client queries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn upstream_query_budget_stops_a_resolution() {
+    // A cold resolution of www.example.test takes about 4 queries (root, TLD,
+    // and QNAME-minimised steps at the leaf). With a budget of 2 it fails and
+    // no more than 2 queries leave.
+    let lab = Lab::start(Zones::default(), |s| s.limits.recursion_max_queries = 2);
+    let answer = lab.query("www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    let (_, text) = ede(&answer).expect("EDE says why");
+    assert!(text.contains("upstream queries"), "{text}");
+    assert!(lab.total_queries() <= 2, "{} queries", lab.total_queries());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn referral_depth_limit_stops_deep_delegations() {
+    // a.b.c.d.example.test needs five QNAME-minimisation steps below the
+    // root; a depth limit of 3 stops it, the default of 24 does not.
+    let zones = Zones {
+        example: example_zone("a.b.c.d.example.test. 300 IN A 192.0.2.9"),
+        ..Zones::default()
+    };
+    let lab = Lab::start(zones, |s| s.limits.recursion_max_depth = 3);
+    let deep = lab.query("a.b.c.d.example.test", RecordType::A).await;
+    assert_eq!(rcode(&deep), ResponseCode::ServFail);
+    let (_, why) = ede(&deep).unwrap();
+    assert!(
+        why.contains("recursion limit") || why.contains("depth"),
+        "{why}"
+    );
+    drop(lab);
+    let zones = Zones {
+        example: example_zone("a.b.c.d.example.test. 300 IN A 192.0.2.9"),
+        ..Zones::default()
+    };
+    let lab = Lab::start(zones, |_| {});
+    let deep = lab.query("a.b.c.d.example.test", RecordType::A).await;
+    assert_eq!(rcode(&deep), ResponseCode::NoError);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53: needs root; run by .ci/run"]
+async fn case_randomization_is_sent_and_answers_still_resolve() {
+    let lab = Lab::start(Zones::default(), |s| {
+        s.recursion.as_mut().unwrap().case_randomization = true;
+    });
+    let answer = lab.query("www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError);
+    let mixed = lab
+        .root
+        .received()
+        .iter()
+        .chain(lab.tld.received().iter())
+        .chain(lab.example.received().iter())
+        .filter_map(|m| m.queries.first().map(|q| q.name().to_ascii()))
+        .any(|n| n.chars().any(|c| c.is_ascii_uppercase()));
+    assert!(mixed, "0x20: some query names went out in mixed case");
+    // Random IDs: no two queries share one.
+    let ids: Vec<u16> = lab
+        .example
+        .received()
+        .iter()
+        .map(|m| m.metadata.id)
+        .collect();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "IDs {ids:?}");
+}
+
+// ---------------------------------------------------------------- DNSSEC
+//
+// The hierarchy is signed for real with ldns (Debian `ldnsutils`):
+// example.test and bogus.test are signed with DS records in test., test.
+// with its DS in the root, the root's DNSKEY is the trust anchor. other.test
+// stays unsigned (an insecure delegation: test.'s NSEC proves no DS), and
+// bogus.test has an A record changed after signing.
+
+fn run(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (Debian package ldnsutils): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Zone-file lines from ldns output, with a TTL where ldns leaves it out
+/// (.ds and .key files) and comments dropped.
+fn zone_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| l.split(';').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            if fields.get(1) == Some(&"IN") {
+                format!("{} 86400 {}", fields[0], fields[1..].join(" "))
+            } else {
+                fields.join(" ")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Signs `zone` for `origin` in `dir`; returns (signed zone text, DS lines,
+/// DNSKEY lines of the key).
+fn sign(dir: &std::path::Path, origin: &str, zone: &str) -> (String, String, String) {
+    sign_with(dir, origin, zone, false)
+}
+
+/// [`sign`], with a zone-signing key besides the key-signing key when `zsk`
+/// (only the KSK gets a DS).
+fn sign_with(
+    dir: &std::path::Path,
+    origin: &str,
+    zone: &str,
+    zsk: bool,
+) -> (String, String, String) {
+    let file = format!("{}zone", origin.replace('.', "_"));
+    std::fs::write(dir.join(&file), zone).unwrap();
+    let key = run(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", "-k", origin]);
+    if zsk {
+        let zsk = run(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", origin]);
+        run(dir, "ldns-signzone", &["-o", origin, &file, &key, &zsk]);
+    } else {
+        run(dir, "ldns-signzone", &["-o", origin, &file, &key]);
+    }
+    let signed = std::fs::read_to_string(dir.join(format!("{file}.signed"))).unwrap();
+    let ds = std::fs::read_to_string(dir.join(format!("{key}.ds"))).unwrap();
+    let dnskey = std::fs::read_to_string(dir.join(format!("{key}.key"))).unwrap();
+    (zone_lines(&signed), zone_lines(&ds), zone_lines(&dnskey))
+}
+
+struct SignedLab {
+    zones: Zones,
+    root_dnskey: String,
+    root_ds: String,
+}
+
+fn signed_zones(dir: &std::path::Path) -> SignedLab {
+    signed_zones_with(dir, false)
+}
+
+fn signed_zones_with(dir: &std::path::Path, example_zsk: bool) -> SignedLab {
+    let (example, example_ds, _) = sign_with(dir, "example.test.", &example_zone(""), example_zsk);
+    let bogus_zone = "
+bogus.test.       3600 IN SOA ns1.other.test. hostmaster.bogus.test. 1 7200 900 1209600 60
+bogus.test.       3600 IN NS  ns1.other.test.
+www.bogus.test.    300 IN A   192.0.2.6
+";
+    let (bogus, bogus_ds, _) = sign(dir, "bogus.test.", bogus_zone);
+    // Tamper after signing: the RRSIG no longer matches.
+    let bogus = bogus.replace("192.0.2.6", "192.0.2.66");
+    assert!(bogus.contains("192.0.2.66"));
+    let tld_extra = format!("bogus.test. 86400 IN NS ns1.other.test.\n{example_ds}\n{bogus_ds}\n");
+    let (tld, tld_ds, _) = sign(dir, "test.", &tld_zone(&tld_extra));
+    let (root, root_ds, root_dnskey) = sign(dir, ".", &format!("{ROOT_ZONE}\n{tld_ds}\n"));
+    SignedLab {
+        zones: Zones {
+            root,
+            tld,
+            example,
+            other: format!("{OTHER_ZONE}\n{bogus}\n"),
+        },
+        root_dnskey,
+        root_ds,
+    }
+}
+
+fn validating(anchor: &str) -> impl FnOnce(&mut Settings) + '_ {
+    move |s: &mut Settings| {
+        let r = s.recursion.as_mut().unwrap();
+        r.dnssec = DnssecMode::Validate;
+        r.trust_anchor = Some(anchor.to_string());
+    }
+}
+
+fn has_rrsig(m: &Message) -> bool {
+    m.answers
+        .iter()
+        .any(|r| r.record_type() == RecordType::RRSIG)
+}
+
+async fn query_with(picket: &Picket, q: QueryBuilder) -> Message {
+    send_udp(picket.addr, &q.build()).await.expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53 (needs root) and signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn dnssec_secure_bogus_insecure_and_cd() {
+    let keys = TempDir::new("keys");
+    let signed = signed_zones(&keys.0);
+    let lab = Lab::start(signed.zones, validating(&signed.root_dnskey));
+
+    // Secure, DO=1: AD and the RRSIG.
+    let secure = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{secure:?}");
+    assert!(secure.metadata.authentic_data, "AD on a validated answer");
+    assert!(has_rrsig(&secure), "RRSIG for a DO client");
+    assert_eq!(
+        a_records(&secure),
+        ["192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+
+    // Secure, DO=0: data only, no AD (the client did not ask for it).
+    let plain = lab.query("www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&plain).len(), 1);
+    assert!(!has_rrsig(&plain), "no RRSIG without DO");
+    assert!(!plain.metadata.authentic_data);
+
+    // Bogus: SERVFAIL with EDE 6, for every client.
+    let bogus = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.bogus.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&bogus), ResponseCode::ServFail, "{bogus:?}");
+    assert_eq!(ede(&bogus).map(|e| e.0), Some(6), "EDE 6 DNSSEC Bogus");
+    let bogus_plain = lab.query("www.bogus.test", RecordType::A).await;
+    assert_eq!(rcode(&bogus_plain), ResponseCode::ServFail);
+
+    // CD=1: the data, unvalidated, without AD.
+    let cd = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.bogus.test", RecordType::A).cd(true),
+    )
+    .await;
+    assert_eq!(rcode(&cd), ResponseCode::NoError, "{cd:?}");
+    assert_eq!(
+        a_records(&cd),
+        ["192.0.2.66".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert!(!cd.metadata.authentic_data);
+
+    // Insecure delegation: answered, no AD.
+    let insecure = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.other.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&insecure), ResponseCode::NoError, "{insecure:?}");
+    assert!(!insecure.metadata.authentic_data);
+
+    // Signed NXDOMAIN: the SOA, and NSEC proofs for a DO client.
+    let nx = query_with(
+        &lab.picket,
+        QueryBuilder::new("nope.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(soa_in_authority(&nx).is_some());
+    assert!(nx.metadata.authentic_data, "validated denial of existence");
+    assert!(nx
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::NSEC));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53 (needs root) and signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn dnssec_trust_anchor_as_ds_is_primed() {
+    let keys = TempDir::new("keys");
+    let signed = signed_zones(&keys.0);
+    let lab = Lab::start(signed.zones, validating(&signed.root_ds));
+    let secure = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{secure:?}");
+    assert!(secure.metadata.authentic_data, "AD with a DS trust anchor");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53 (needs root) and signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn dnssec_wrong_trust_anchor_makes_everything_bogus() {
+    let keys = TempDir::new("keys");
+    let signed = signed_zones(&keys.0);
+    // Another lab's root key: nothing chains to it.
+    let other_keys = TempDir::new("keys2");
+    let (_, _, stranger) = sign(&other_keys.0, ".", ROOT_ZONE);
+    let lab = Lab::start(signed.zones, validating(&stranger));
+    let answer = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    assert_eq!(ede(&answer).map(|e| e.0), Some(6));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "binds 127.0.0.x:53 (needs root) and signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn keytrap_signatures_beyond_the_cap_are_not_tried() {
+    // example.test (a KSK with a DS and a ZSK without) serves its DNSKEY
+    // RRset with 40 forged RRSIGs (right key tag, wrong signature) before the
+    // real ones. hickory tries every RRSIG of a DNSKEY RRset (KeyTrap) and
+    // would succeed on the real one; Picket keeps 8 per RRset, so the real
+    // ones are never reached and the zone is bogus: an attacker's RRSIG
+    // count no longer buys verifications.
+    let keys = TempDir::new("keys");
+    let mut signed = signed_zones_with(&keys.0, true);
+    let real: String = signed
+        .zones
+        .example
+        .lines()
+        .find(|l| l.contains("RRSIG DNSKEY"))
+        .expect("the DNSKEY RRset is signed")
+        .to_string();
+    let fields: Vec<&str> = real.split_whitespace().collect();
+    let signature = fields.last().unwrap();
+    let mut forged = String::new();
+    for i in 0..40 {
+        let bad = format!("{}{i:04}AA==", &signature[..signature.len() - 8]);
+        forged.push_str(&real.replace(signature, &bad));
+        forged.push('\n');
+    }
+    signed.zones.example = signed
+        .zones
+        .example
+        .replace(&real, &format!("{forged}{real}"));
+    let lab = Lab::start(signed.zones, validating(&signed.root_dnskey));
+    let started = Instant::now();
+    let answer = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    assert_eq!(ede(&answer).map(|e| e.0), Some(6));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The other zones still validate.
+    let tld = query_with(
+        &lab.picket,
+        QueryBuilder::new("test", RecordType::SOA).dnssec_ok(true),
+    )
+    .await;
+    assert!(tld.metadata.authentic_data, "{tld:?}");
+}

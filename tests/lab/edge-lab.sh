@@ -133,7 +133,8 @@ start_picket() {
   rm -f "$DIR/edge$n.rc"
   (
     ip netns exec "edge$n" "$DIR/picket" serve --listen "$listen" --upstream 127.0.0.1:5300 \
-      --threads 2 --nsid "edge$n" --health-name health.picket. \
+      --threads 2 --nsid "edge$n" --health-name health.picket. --no-policy \
+      --allow-from 10.0.0.0/8 --allow-from "$ANYCAST/32" \
       --drain-grace 2s --drain-hook "birdc -s $DIR/edge$n.ctl disable anycast" \
       --log-level info >>"$DIR/edge$n.picket.log" 2>&1 &
     echo $! >"$DIR/edge$n.pid"

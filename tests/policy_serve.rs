@@ -1,0 +1,514 @@
+//! The policy engine in the running server: every action and field driven
+//! over real UDP/TCP against a real upstream answer (issue 3).
+
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::picket::config::PolicySource;
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use tokio::net::UdpSocket;
+
+const ZONE: &str = r#"
+example.test.        3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+www.example.test.     300 IN A    192.0.2.1
+www.example.test.     300 IN AAAA 2001:db8::1
+ok.ads.example.test   300 IN A    192.0.2.2
+x.ads.example.test    300 IN A    192.0.2.3
+rebind.example.test   300 IN A    10.0.0.1
+printer.home.example.test 300 IN A 192.168.1.9
+shop.example.test      60 IN CNAME shop.tracker.example.test.
+shop.tracker.example.test 60 IN A 192.0.2.66
+cdn.example.test       60 IN CNAME edge.cdn.example.test.
+edge.cdn.example.test  60 IN A 192.0.2.77
+safe.example.test     300 IN A    192.0.2.99
+tcp-only.example.test 300 IN A    192.0.2.5
+corp.example.test     300 IN A    192.0.2.200
+"#;
+
+/// The company's own DNS for split-DNS rules: a different answer.
+const CORP_ZONE: &str = "
+corp.example.test. 3600 IN SOA ns1.corp.example.test. h.corp.example.test. 1 7200 900 1209600 60
+corp.example.test.  300 IN A 10.1.1.1
+";
+
+fn policy(corp: SocketAddr) -> String {
+    format!(
+        r#"{{
+  "upstreams": {{ "corp": ["{corp}"] }},
+  "global": {{
+    "lists": {{ "private_ok": {{ "domains": ["home.example.test", "corp.example.test"] }} }},
+    "rules": [
+      {{ "id": "rebind", "expression": "dns.response.ip in {{10.0.0.0/8 192.168.0.0/16}} and not list.private_ok",
+        "action": "block", "ede": "filtered" }}
+    ]
+  }},
+  "organizations": [
+    {{
+      "id": "acme",
+      "networks": ["127.0.0.1/32"],
+      "lists": {{
+        "ads": {{ "file": "lists/ads.txt" }},
+        "trackers": {{ "domains": ["tracker.example.test"] }},
+        "corp": {{ "domains": ["corp.example.test"] }}
+      }},
+      "rules": [
+        {{ "id": "allow-ok", "expression": "dns.fqdn == \"ok.ads.example.test\"", "action": "allow" }},
+        {{ "id": "ads", "expression": "list.ads or list.trackers", "action": "block" }},
+        {{ "id": "nodata", "expression": "dns.fqdn == \"nodata.example.test\"", "action": "block", "mode": "nodata" }},
+        {{ "id": "refused", "expression": "dns.fqdn == \"refused.example.test\"", "action": "block", "mode": "refused" }},
+        {{ "id": "null", "expression": "dns.fqdn == \"null.example.test\"", "action": "block", "mode": "null", "ttl": 30 }},
+        {{ "id": "page", "expression": "dns.fqdn == \"page.example.test\"", "action": "block", "addresses": ["192.0.2.250", "2001:db8::250"] }},
+        {{ "id": "fixed", "expression": "dns.fqdn == \"fixed.example.test\"", "action": "override", "addresses": ["198.51.100.1"] }},
+        {{ "id": "safesearch", "expression": "dns.fqdn == \"search.example.test\"", "action": "override", "cname": "safe.example.test" }},
+        {{ "id": "split", "expression": "list.corp", "action": "resolve", "upstream": "corp" }},
+        {{ "id": "audit-txt", "expression": "dns.qtype.name == \"TXT\"", "action": "audit" }},
+        {{ "id": "refuse-mx", "expression": "dns.qtype == 15", "action": "refuse" }},
+        {{ "id": "drop", "expression": "dns.fqdn == \"drop.example.test\"", "action": "drop" }},
+        {{ "id": "truncate", "expression": "dns.fqdn == \"tcp-only.example.test\"", "action": "truncate" }},
+        {{ "id": "tcp-rule", "expression": "dns.transport == \"tcp\" and dns.fqdn == \"www.example.test\"", "action": "block", "mode": "nodata" }},
+        {{ "id": "do-rule", "expression": "dns.edns.do and dns.fqdn == \"signed.example.test\"", "action": "block" }},
+        {{ "id": "org-rule", "expression": "org.id == \"acme\" and dns.fqdn == \"org.example.test\"", "action": "block" }},
+        {{ "id": "cname-target", "expression": "dns.response.cname == \"edge.cdn.example.test\"", "action": "block" }}
+      ]
+    }},
+    {{
+      "id": "other",
+      "networks": ["127.0.5.0/24"],
+      "rules": [
+        {{ "id": "src-rule", "expression": "dns.src_ip in {{127.0.5.7}} and dns.fqdn == \"www.example.test\"", "action": "block" }}
+      ]
+    }}
+  ]
+}}"#
+    )
+}
+
+/// A policy directory in a fresh temp dir.
+fn policy_dir(text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "picket-policy-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(dir.join("lists")).unwrap();
+    std::fs::write(dir.join("policy.json"), text).unwrap();
+    std::fs::write(
+        dir.join("lists/ads.txt"),
+        "# ads\n||ads.example.test^\n0.0.0.0 banner.example.test\nnot a domain!\n",
+    )
+    .unwrap();
+    dir
+}
+
+struct Lab {
+    upstream: Authority,
+    corp: Authority,
+    picket: Picket,
+    dir: PathBuf,
+}
+
+fn lab() -> Lab {
+    let upstream = Authority::start(ZONE);
+    let corp = Authority::start(CORP_ZONE);
+    let dir = policy_dir(&policy(corp.addr()));
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.policies = PolicySource::Dir(dir.clone());
+    let picket = start_picket_with(settings);
+    Lab {
+        upstream,
+        corp,
+        picket,
+        dir,
+    }
+}
+
+fn blocked_by(m: &Message) -> Option<(u16, String)> {
+    ede(m)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn block_modes_answer_as_configured_with_ede_and_soa() {
+    let lab = lab();
+    let addr = lab.picket.addr;
+    let nx = query_udp(addr, "x.ads.example.test", RecordType::A).await;
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        blocked_by(&nx),
+        Some((15, "blocked by rule acme/ads".into()))
+    );
+    assert_eq!(
+        soa_in_authority(&nx).expect("SOA for negative caching").ttl,
+        60
+    );
+    let hosts = query_udp(addr, "banner.example.test", RecordType::A).await;
+    assert_eq!(
+        hosts.metadata.response_code,
+        ResponseCode::NXDomain,
+        "hosts-format entry"
+    );
+
+    let nodata = query_udp(addr, "nodata.example.test", RecordType::A).await;
+    assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+    assert!(nodata.answers.is_empty() && soa_in_authority(&nodata).is_some());
+
+    let refused = query_udp(addr, "refused.example.test", RecordType::A).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(blocked_by(&refused).map(|e| e.0), Some(15));
+
+    let null4 = query_udp(addr, "null.example.test", RecordType::A).await;
+    assert_eq!(a_records(&null4), [Ipv4Addr::UNSPECIFIED]);
+    assert_eq!(min_ttl(&null4), Some(30));
+    let null6 = query_udp(addr, "null.example.test", RecordType::AAAA).await;
+    assert_eq!(aaaa_records(&null6), [Ipv6Addr::UNSPECIFIED]);
+    let null_txt = query_udp(addr, "null.example.test", RecordType::TXT).await;
+    assert!(
+        null_txt.answers.is_empty(),
+        "null blocks other types with NODATA"
+    );
+
+    let page = query_udp(addr, "page.example.test", RecordType::A).await;
+    assert_eq!(a_records(&page), [Ipv4Addr::new(192, 0, 2, 250)]);
+    let page6 = query_udp(addr, "page.example.test", RecordType::AAAA).await;
+    assert_eq!(
+        aaaa_records(&page6),
+        ["2001:db8::250".parse::<Ipv6Addr>().unwrap()]
+    );
+    assert_eq!(
+        lab.upstream.queries(),
+        0,
+        "blocked names never reach the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_override_resolve_audit_refuse_drop_and_truncate() {
+    let lab = lab();
+    let addr = lab.picket.addr;
+    let allowed = query_udp(addr, "ok.ads.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&allowed),
+        [Ipv4Addr::new(192, 0, 2, 2)],
+        "allow wins over the ads list"
+    );
+
+    let fixed = query_udp(addr, "fixed.example.test", RecordType::A).await;
+    assert_eq!(a_records(&fixed), [Ipv4Addr::new(198, 51, 100, 1)]);
+
+    let safe = query_udp(addr, "search.example.test", RecordType::A).await;
+    let types: Vec<RecordType> = safe.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(
+        types,
+        [RecordType::CNAME, RecordType::A],
+        "CNAME then the resolved target"
+    );
+    assert!(
+        matches!(&safe.answers[0].data, RData::CNAME(c) if c.0.to_string() == "safe.example.test.")
+    );
+    assert_eq!(a_records(&safe), [Ipv4Addr::new(192, 0, 2, 99)]);
+
+    let split = query_udp(addr, "corp.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&split),
+        [Ipv4Addr::new(10, 1, 1, 1)],
+        "answered by the corp group"
+    );
+    assert_eq!(lab.corp.queries_for("corp.example.test"), 1);
+    assert_eq!(lab.upstream.queries_for("corp.example.test"), 0);
+
+    let audited = query_udp(addr, "www.example.test", RecordType::TXT).await;
+    assert_eq!(
+        audited.metadata.response_code,
+        ResponseCode::NoError,
+        "audit takes no action"
+    );
+    assert_eq!(lab.upstream.queries_for("www.example.test"), 1);
+
+    let mx = query_udp(addr, "www.example.test", RecordType::MX).await;
+    assert_eq!(mx.metadata.response_code, ResponseCode::Refused);
+
+    let dropped = QueryBuilder::new("drop.example.test", RecordType::A).to_bytes();
+    assert_eq!(
+        send_udp_raw(addr, &dropped).await,
+        None,
+        "drop sends nothing"
+    );
+
+    let truncated = query_udp(addr, "tcp-only.example.test", RecordType::A).await;
+    assert!(truncated.metadata.truncation && truncated.answers.is_empty());
+    let over_tcp = query_tcp(addr, "tcp-only.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&over_tcp),
+        [Ipv4Addr::new(192, 0, 2, 5)],
+        "resolves over TCP"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fields_transport_do_bit_org_and_source_address() {
+    let lab = lab();
+    let addr = lab.picket.addr;
+    let udp = query_udp(addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&udp).len(), 1);
+    let tcp = query_tcp(addr, "www.example.test", RecordType::A).await;
+    assert!(
+        tcp.answers.is_empty(),
+        "dns.transport == \"tcp\" rule applies over TCP only"
+    );
+
+    let plain = query_udp(addr, "signed.example.test", RecordType::A).await;
+    assert_ne!(blocked_by(&plain).map(|e| e.0), Some(15));
+    let with_do = QueryBuilder::new("signed.example.test", RecordType::A)
+        .dnssec_ok(true)
+        .build();
+    let with_do = send_udp(addr, &with_do).await.unwrap();
+    assert_eq!(blocked_by(&with_do).map(|e| e.0), Some(15), "dns.edns.do");
+
+    let org = query_udp(addr, "org.example.test", RecordType::A).await;
+    assert_eq!(
+        blocked_by(&org),
+        Some((15, "blocked by rule acme/org-rule".into()))
+    );
+
+    // The same name from another organization's network: its own rules.
+    let other = UdpSocket::bind("127.0.5.7:0").await.unwrap();
+    let q = QueryBuilder::new("www.example.test", RecordType::A).to_bytes();
+    other.send_to(&q, addr).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let len = tokio::time::timeout(Duration::from_secs(2), other.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let from_other = Message::from_vec(&buf[..len]).unwrap();
+    assert_eq!(
+        ede(&from_other),
+        Some((15, "blocked by rule other/src-rule".into())),
+        "dns.src_ip"
+    );
+    let org_from_other = {
+        let q = QueryBuilder::new("org.example.test", RecordType::A).to_bytes();
+        other.send_to(&q, addr).await.unwrap();
+        let len = tokio::time::timeout(Duration::from_secs(2), other.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        Message::from_vec(&buf[..len]).unwrap()
+    };
+    assert_eq!(
+        org_from_other.metadata.response_code,
+        ResponseCode::NXDomain,
+        "upstream's own NXDOMAIN"
+    );
+    assert!(
+        ede(&org_from_other).is_none(),
+        "acme's rule does not apply to org other"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn response_phase_blocks_private_addresses_and_cname_targets() {
+    let lab = lab();
+    let addr = lab.picket.addr;
+    let rebind = query_udp(addr, "rebind.example.test", RecordType::A).await;
+    assert_eq!(
+        rebind.metadata.response_code,
+        ResponseCode::NXDomain,
+        "public name, private address"
+    );
+    assert_eq!(ede(&rebind), Some((17, "filtered by rule rebind".into())));
+    let home = query_udp(addr, "printer.home.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&home),
+        [Ipv4Addr::new(192, 168, 1, 9)],
+        "allowed private zone"
+    );
+
+    let cloaked = query_udp(addr, "shop.example.test", RecordType::A).await;
+    assert_eq!(
+        cloaked.metadata.response_code,
+        ResponseCode::NXDomain,
+        "CNAME cloaking"
+    );
+    assert_eq!(ede(&cloaked), Some((15, "blocked by rule acme/ads".into())));
+
+    let cdn = query_udp(addr, "cdn.example.test", RecordType::A).await;
+    assert_eq!(
+        ede(&cdn),
+        Some((15, "blocked by rule acme/cname-target".into())),
+        "dns.response.cname"
+    );
+
+    // Applied on every serve, not baked into the cache: the cached answer
+    // is still blocked, and another organization gets it unblocked.
+    let again = query_udp(addr, "shop.example.test", RecordType::A).await;
+    assert_eq!(again.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(lab.upstream.queries_for("shop.example.test"), 1);
+    let other = UdpSocket::bind("127.0.5.8:0").await.unwrap();
+    let q = QueryBuilder::new("shop.example.test", RecordType::A).to_bytes();
+    other.send_to(&q, addr).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let len = tokio::time::timeout(Duration::from_secs(2), other.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let unblocked = Message::from_vec(&buf[..len]).unwrap();
+    assert_eq!(a_records(&unblocked), [Ipv4Addr::new(192, 0, 2, 66)]);
+    assert_eq!(
+        lab.upstream.queries_for("shop.example.test"),
+        1,
+        "one shared cache"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blocklist_quick_start_blocks_for_everyone() {
+    let upstream = Authority::start(ZONE);
+    let dir = policy_dir("{}");
+    let list = dir.join("block.txt");
+    std::fs::write(&list, "ads.example.test\n").unwrap();
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.policies = PolicySource::None;
+    settings.blocklists = vec![list];
+    let picket = start_picket_with(settings);
+    let blocked = query_udp(picket.addr, "x.ads.example.test", RecordType::A).await;
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(ede(&blocked).map(|e| e.0), Some(15));
+    let fine = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&fine).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_under_load_loses_no_query_and_a_bad_policy_keeps_the_last_good_one() {
+    let lab = lab();
+    let addr = lab.picket.addr;
+    query_udp(addr, "www.example.test", RecordType::A).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, sent, answered) = (stop.clone(), sent.clone(), answered.clone());
+        tokio::spawn(async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let mut buf = vec![0u8; 2048];
+            let mut id = 0u16;
+            while !stop.load(Ordering::Relaxed) {
+                id = id.wrapping_add(1);
+                let q = QueryBuilder::new("www.example.test", RecordType::A)
+                    .id(id)
+                    .to_bytes();
+                socket.send_to(&q, addr).await.unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                if let Ok(Ok(len)) =
+                    tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf)).await
+                {
+                    if Message::from_vec(&buf[..len]).is_ok_and(|m| m.metadata.id == id) {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    let text = policy(lab.corp.addr());
+    let shared = lab.picket.server.shared().clone();
+    for round in 0..10 {
+        // Alternate between the policy with and without a new block rule.
+        let changed = if round % 2 == 0 {
+            text.replace(
+                    r#"{ "id": "allow-ok""#,
+                    r#"{ "id": "new", "expression": "dns.fqdn == \"new.example.test\"", "action": "block" },
+        { "id": "allow-ok""#,
+                )
+        } else {
+            text.clone()
+        };
+        std::fs::write(lab.dir.join("policy.json"), &changed).unwrap();
+        shared.reload_policy().expect("valid policy reloads");
+        let new = query_udp(addr, "new.example.test", RecordType::A).await;
+        let blocked = ede(&new).is_some();
+        assert_eq!(
+            blocked,
+            round % 2 == 0,
+            "round {round}: the reloaded policy is in force"
+        );
+    }
+    std::fs::write(
+        lab.dir.join("policy.json"),
+        "{ \"organizations\": [ { \"id\": ",
+    )
+    .unwrap();
+    let err = shared.reload_policy().expect_err("broken JSON is refused");
+    assert!(
+        err.to_string().contains("policy.json"),
+        "the error names the file: {err}"
+    );
+    let still = query_udp(addr, "x.ads.example.test", RecordType::A).await;
+    assert_eq!(
+        ede(&still).map(|e| e.0),
+        Some(15),
+        "the last good policy stays in force"
+    );
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let (sent, answered) = (
+        sent.load(Ordering::Relaxed),
+        answered.load(Ordering::Relaxed),
+    );
+    assert!(sent > 50, "load ran: {sent}");
+    assert_eq!(sent, answered, "no query lost during reloads");
+    assert_eq!(shared.policy_reloads.ok.load(Ordering::Relaxed), 10);
+    assert_eq!(shared.policy_reloads.failed.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_policy_directory_is_watched_for_changes() {
+    let lab = lab();
+    let before = query_udp(lab.picket.addr, "new.example.test", RecordType::A).await;
+    assert!(ede(&before).is_none());
+    let changed = policy(lab.corp.addr()).replace(
+        r#"{ "id": "allow-ok""#,
+        r#"{ "id": "new", "expression": "dns.fqdn == \"new.example.test\"", "action": "block" },
+        { "id": "allow-ok""#,
+    );
+    std::fs::write(lab.dir.join("policy.json"), changed).unwrap();
+    for _ in 0..40 {
+        real_sleep(Duration::from_millis(250)).await;
+        let after = query_udp(lab.picket.addr, "new.example.test", RecordType::A).await;
+        if ede(&after).is_some() {
+            return;
+        }
+    }
+    panic!("the changed policy file was not picked up within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "drives the dig binary (Debian dnsutils); run by .ci/run"]
+async fn dig_shows_ede_15_on_a_blocked_name() {
+    let lab = lab();
+    let port = lab.picket.addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port,
+                "+tries=1",
+                "+time=3",
+                "x.ads.example.test",
+            ])
+            .output()
+            .expect("dig runs")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status: NXDOMAIN"), "{text}");
+    assert!(
+        text.contains("EDE: 15 (Blocked): (blocked by rule acme/ads)"),
+        "{text}"
+    );
+}

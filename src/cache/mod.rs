@@ -8,6 +8,9 @@
 //! still be found (serve-stale, RFC 8767); moka evicts an entry once its
 //! stale window has passed too, and keeps the total under a byte budget.
 
+mod front;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -159,7 +162,9 @@ pub enum Lookup {
 
 /// The shared cache.
 pub struct Cache {
-    inner: MokaCache<CacheKey, Arc<Entry>>,
+    inner: MokaCache<CacheKey, Arc<Entry>, hashbrown::DefaultHashBuilder>,
+    /// Tells this cache's entries apart in the per-thread front.
+    id: u64,
     settings: CacheSettings,
     clock: Clock,
 }
@@ -200,9 +205,14 @@ impl Cache {
                 (k.name.len() + e.answer.weight() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
             })
             .expire_after(Retention)
-            .build();
+            // foldhash instead of SipHash: seeded randomly per process like
+            // SipHash (so query names cannot be chosen to collide), and about
+            // three times cheaper on short keys.
+            .build_with_hasher(hashbrown::DefaultHashBuilder::default());
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
             inner,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             settings,
             clock,
         }
@@ -220,10 +230,20 @@ impl Cache {
 
     /// Looks `key` up.
     pub fn get(&self, key: &CacheKey) -> Lookup {
+        let now = self.clock.now();
+        if let Some(entry) = front::get(self.id, key) {
+            let age = entry.age(now);
+            if age < entry.lifetime {
+                return Lookup::Fresh(entry, age);
+            }
+        }
         let Some(entry) = self.inner.get(key) else {
             return Lookup::Miss;
         };
-        let age = entry.age(self.clock.now());
+        let age = entry.age(now);
+        if age < entry.lifetime {
+            front::put(self.id, key, &entry);
+        }
         if age < entry.lifetime {
             Lookup::Fresh(entry, age)
         } else if age < entry.retention {
@@ -249,6 +269,9 @@ impl Cache {
             retention: lifetime.saturating_add(stale),
         });
         if entry.retention > 0 {
+            if entry.lifetime > 0 {
+                front::put(self.id, &key, &entry);
+            }
             self.inner.insert(key, entry.clone());
         }
         entry

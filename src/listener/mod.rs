@@ -1,6 +1,7 @@
 //! Transports: bytes and a peer in, bytes out. No DNS semantics beyond
 //! framing; everything else happens in [`crate::pipeline`].
 
+mod batch;
 pub mod tcp;
 pub mod udp;
 

@@ -19,6 +19,7 @@ use socket2::SockAddr;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use super::batch::{RecvBatch, SendBatch};
 use crate::pipeline::{Step, Worker};
 use crate::query::{ClientHints, Transport};
 
@@ -33,27 +34,50 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
     if wildcard {
         return serve_wildcard(worker, socket).await;
     }
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let fd = socket.as_raw_fd();
+    let mut incoming = RecvBatch::default();
+    let mut outgoing = SendBatch::default();
     loop {
-        let (len, peer) = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
-            // ICMP errors from earlier sends surface here on some systems;
-            // they concern one peer, not the socket.
-            Err(_) => continue,
+        let received = socket
+            .async_io(Interest::READABLE, || incoming.recv(fd))
+            .await;
+        // ICMP errors from earlier sends surface here on some systems;
+        // they concern one peer, not the socket.
+        let Ok(count) = received else {
+            continue;
         };
-        let hints = ClientHints::plain(peer.ip(), Transport::Udp);
-        match worker.start(&buf[..len], &hints) {
-            Step::Reply(reply) => {
-                let _ = socket.send_to(&reply, peer).await;
+        for i in 0..count {
+            let Some((query, peer)) = incoming.get(i) else {
+                continue;
+            };
+            let hints = ClientHints::plain(peer.ip(), Transport::Udp);
+            match worker.start(query, &hints) {
+                Step::Reply(reply) => outgoing.push(reply, peer),
+                Step::Drop => {}
+                Step::Resolve(pending) => {
+                    let (worker, socket) = (worker.clone(), socket.clone());
+                    tokio::spawn(async move {
+                        let reply = worker.finish(*pending).await;
+                        let _ = socket.send_to(&reply, peer).await;
+                    });
+                }
             }
-            Step::Drop => {}
-            Step::Resolve(pending) => {
-                let (worker, socket) = (worker.clone(), socket.clone());
-                tokio::spawn(async move {
-                    let reply = worker.finish(*pending).await;
-                    let _ = socket.send_to(&reply, peer).await;
-                });
-            }
+        }
+        send_all(&socket, &mut outgoing).await;
+    }
+}
+
+/// Sends every queued answer, waiting while the socket buffer is full; an
+/// answer whose destination is refused by the kernel is dropped.
+async fn send_all(socket: &UdpSocket, outgoing: &mut SendBatch) {
+    let fd = socket.as_raw_fd();
+    while !outgoing.is_empty() {
+        if socket
+            .async_io(Interest::WRITABLE, || outgoing.send(fd))
+            .await
+            .is_err()
+        {
+            outgoing.skip_first();
         }
     }
 }
@@ -155,7 +179,7 @@ fn recv_with_destination(
 }
 
 /// The IPv4 or IPv6 address in a `sockaddr_storage` the kernel filled.
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match storage.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.

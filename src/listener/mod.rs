@@ -2,6 +2,7 @@
 //! framing; everything else happens in [`crate::pipeline`].
 
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! Transports: bytes and a peer in, bytes out. No DNS semantics beyond
 //! framing; everything else happens in [`crate::pipeline`].
 
+pub mod doh;
 pub mod dot;
 pub mod tcp;
 pub mod tls;

@@ -722,6 +722,73 @@ async fn doh_idle_connection_is_closed_and_frees_its_slot() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
 }
 
+#[tokio::test]
+async fn doh_slow_body_gets_408() {
+    let server = start_with(|s| s.limits.doh_body_timeout = Duration::from_millis(200));
+    let tls = tls_connect(&server, server.doh_addrs()[0], "localhost", &[b"http/1.1"]).await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    // Ten bytes of an announced hundred, then nothing.
+    let head = "POST /dns-query HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/dns-message\r\ncontent-length: 100\r\n\r\n";
+    writer.write_all(head.as_bytes()).await.unwrap();
+    writer.write_all(&[0; 10]).await.unwrap();
+    let mut response = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(3), reader.read_exact(&mut response))
+        .await
+        .expect("an answer before the idle timeout")
+        .unwrap();
+    assert_eq!(&response, b"HTTP/1.1 408");
+}
+
+#[tokio::test]
+async fn doh_keep_alive_outlasts_the_request_timeout() {
+    let server = start_with(|s| s.limits.doh_body_timeout = Duration::from_millis(100));
+    for http in [Http::One, Http::Two] {
+        let alpn: &[u8] = if http == Http::Two {
+            b"h2"
+        } else {
+            b"http/1.1"
+        };
+        let tls = tls_connect(&server, server.doh_addrs()[0], "localhost", &[alpn]).await;
+        let io = TokioIo::new(tls);
+        let req = || {
+            request(
+                &server,
+                http,
+                "GET",
+                &get_path(&query(3, "www.example.test.")),
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+        };
+        // Two requests on one connection, idle in between for longer than a
+        // request may take to arrive, but well within the idle timeout.
+        match http {
+            Http::One => {
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                for _ in 0..2 {
+                    let response = sender.send_request(req()).await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    response.into_body().collect().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+            }
+            Http::Two => {
+                let (mut sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                for _ in 0..2 {
+                    let response = sender.send_request(req()).await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- DoT
 
 #[tokio::test]

@@ -105,11 +105,12 @@ pub struct Limits {
     /// nginx's `large_client_header_buffers` line of 8k; a GET `?dns=` query
     /// of a full-size name with EDNS is well under 1 KiB.
     pub doh_max_header_bytes: usize,
-    /// Time one DoH request has to arrive completely (head and body) once
-    /// begun: slow-body and slow-header (slowloris) defence. hyper's HTTP/1
-    /// `header_read_timeout` default is 30 s; a DNS query is one packet, so
-    /// this is much shorter.
-    pub doh_request_timeout: Duration,
+    /// Time a DoH POST body has to arrive once its request head is in: the
+    /// slow-body defence (a DNS query is one packet; nginx's
+    /// `client_body_timeout` is 60 s between reads). A slow head is not a
+    /// request yet, so the connection's idle timeout ends it (the TCP ones:
+    /// `tcp_idle_timeout`, or `tcp_idle_timeout_pressure` near the cap).
+    pub doh_body_timeout: Duration,
 }
 
 /// Glueless nameserver names hickory's recursor chases per delegation (its
@@ -144,7 +145,7 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(5),
             doh_max_streams: 100,
             doh_max_header_bytes: 16 << 10,
-            doh_request_timeout: Duration::from_secs(5),
+            doh_body_timeout: Duration::from_secs(5),
         }
     }
 }

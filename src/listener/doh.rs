@@ -5,9 +5,10 @@
 //! pipeline does not accept gets 404, like any unknown path.
 //!
 //! Bounds: a connection slot per connection, a TLS handshake deadline, a
-//! deadline for each request to arrive, a body of at most one DNS message
-//! (65535 bytes, refused while reading), a bounded request head and HTTP/2
-//! stream count, and an idle timeout as for TCP.
+//! bounded request head and HTTP/2 stream count, a body of at most one DNS
+//! message (65535 bytes, refused while reading) that must arrive in time,
+//! and an idle timeout as for TCP, which also ends a head that never
+//! completes.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -81,7 +82,9 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.doh_request_timeout)
+        // hyper runs this timer also while a kept-alive connection waits
+        // for its next request, so it is the idle timeout, not a request's.
+        .header_read_timeout(limits.tcp_idle_timeout)
         .max_buf_size(limits.doh_max_header_bytes.max(8192))
         .keep_alive(true);
     builder
@@ -246,7 +249,7 @@ impl Handler {
                 if !is_dns_message(req.headers.get(CONTENT_TYPE)) {
                     return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
                 }
-                timeout(limits.doh_request_timeout, read_body(body))
+                timeout(limits.doh_body_timeout, read_body(body))
                     .await
                     .map_err(|_| StatusCode::REQUEST_TIMEOUT)??
             }

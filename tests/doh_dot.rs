@@ -197,9 +197,20 @@ async fn try_tls_connect(
     sni: &str,
     alpn: &[&[u8]],
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    let cert = server.tls().unwrap().certificate();
+    connect_pinned(cert, addr, sni, alpn).await
+}
+
+/// A TLS connection to `addr` that accepts only `cert`.
+async fn connect_pinned(
+    cert: CertificateDer<'static>,
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let provider = Arc::new(ring::default_provider());
     let verifier = Pinned {
-        cert: server.tls().unwrap().certificate(),
+        cert,
         provider: provider.clone(),
     };
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -820,6 +831,140 @@ async fn dot_answers_with_sni_and_alpn() {
     }
     ids.sort();
     assert_eq!(ids, vec![0, 0x1234]);
+}
+
+// ---------------------------------------------------------------- reload
+
+/// A certificate and key as PEM files in a fresh directory.
+struct CertFiles {
+    dir: std::path::PathBuf,
+}
+
+impl CertFiles {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("picket-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    fn key(&self) -> std::path::PathBuf {
+        self.dir.join("key.pem")
+    }
+
+    /// Writes a new certificate for localhost; returns it (DER).
+    fn write_new(&self) -> CertificateDer<'static> {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(self.cert(), made.cert.pem()).unwrap();
+        std::fs::write(self.key(), made.signing_key.serialize_pem()).unwrap();
+        made.cert.der().clone()
+    }
+}
+
+impl Drop for CertFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn reloaded_certificate_serves_new_connections() {
+    let files = CertFiles::new("reload");
+    let first = files.write_new();
+    let server = start_with(|s| {
+        s.tls = Some(TlsSource::Files {
+            cert: files.cert(),
+            key: files.key(),
+        })
+    });
+    let (doh, dot) = (server.doh_addrs()[0], server.dot_addrs()[0]);
+    let established = connect_pinned(first.clone(), doh, "localhost", &[b"h2"])
+        .await
+        .unwrap();
+
+    let second = files.write_new();
+    server.tls().unwrap().reload().unwrap();
+    for (addr, alpn) in [(doh, &b"h2"[..]), (dot, &b"dot"[..])] {
+        assert!(connect_pinned(second.clone(), addr, "localhost", &[alpn])
+            .await
+            .is_ok());
+        assert!(connect_pinned(first.clone(), addr, "localhost", &[alpn])
+            .await
+            .is_err());
+    }
+    // A connection made before the reload goes on.
+    let io = TokioIo::new(established);
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = request(
+        &server,
+        Http::Two,
+        "GET",
+        &get_path(&query(5, "www.example.test.")),
+    )
+    .body(Full::new(Bytes::new()))
+    .unwrap();
+    assert_eq!(
+        sender.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_of_the_running_binary() {
+    let files = CertFiles::new("sighup");
+    let first = files.write_new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let doh: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--threads",
+            "1",
+        ])
+        .args(["--doh", &doh.to_string()])
+        .arg("--tls-cert")
+        .arg(files.cert())
+        .arg("--tls-key")
+        .arg(files.key())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("picket binary starts");
+    let presents = |cert: CertificateDer<'static>| async move {
+        for _ in 0..100 {
+            if connect_pinned(cert.clone(), doh, "localhost", &[b"h2"])
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    let started = presents(first).await;
+    let second = files.write_new();
+    // SAFETY: kill(2) on the child we spawned.
+    let signalled = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) } == 0;
+    let reloaded = signalled && presents(second).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started, "picket did not start serving DoH on {doh}");
+    assert!(reloaded, "SIGHUP did not bring in the new certificate");
 }
 
 // ---------------------------------------------------------------- outside programs

@@ -10,12 +10,13 @@ pub struct Limits {
     /// Largest UDP response we send (DNS Flag Day 2020: 1232 avoids IP
     /// fragmentation on nearly every path). Larger answers get TC=1.
     pub max_udp_payload: u16,
-    /// Open TCP/DoT connections per listener. Over it, new connections wait
-    /// in the kernel backlog. Default from Unbound's `incoming-num-tcp` (10 per
-    /// thread) scaled for a laptop-to-edge range; NSD's `-n` is 100.
+    /// Open TCP connections, all workers together (DoT and DoH have their
+    /// own caps). Over it, new connections are closed at once. Default from
+    /// Unbound's `incoming-num-tcp` (10 per thread) scaled for a
+    /// laptop-to-edge range; NSD's `-n` is 100.
     pub tcp_max_connections: usize,
-    /// Idle time after which a TCP connection is closed (RFC 7766 §6.2.3
-    /// suggests seconds; Unbound's `tcp-idle-timeout` is 30 s).
+    /// Idle time after which a TCP, DoT or DoH connection is closed (RFC 7766
+    /// §6.2.3 suggests seconds; Unbound's `tcp-idle-timeout` is 30 s).
     pub tcp_idle_timeout: Duration,
     /// Idle time used instead once connections pass 3/4 of the cap, so that
     /// idle clients make room (Unbound shortens likewise under pressure).

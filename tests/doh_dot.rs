@@ -638,6 +638,20 @@ async fn doh_http2_connection_carries_many_streams() {
 }
 
 #[tokio::test]
+async fn doh_http2_by_alpn_server_speaks_first() {
+    // With h2 settled by ALPN, the server sends its SETTINGS without waiting
+    // for the client's preface; some clients (dnsperf) wait for it.
+    let server = start();
+    let mut tls = tls_connect(&server, server.doh_addrs()[0], "localhost", &[b"h2"]).await;
+    let mut frame_header = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(2), tls.read_exact(&mut frame_header))
+        .await
+        .expect("a frame from the server before the client says anything")
+        .unwrap();
+    assert_eq!(frame_header[3], 0x4, "a SETTINGS frame");
+}
+
+#[tokio::test]
 async fn stalled_tls_handshake_loses_its_connection_and_slot() {
     let server = start_with(|s| {
         s.limits.tls_handshake_timeout = Duration::from_millis(300);

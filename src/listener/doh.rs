@@ -63,7 +63,7 @@ pub async fn serve(
     slots: Arc<ConnectionSlots>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
-    let http = Arc::new(http_builder(&worker.shared().settings.limits));
+    let http = Arc::new(HttpBuilders::new(&worker.shared().settings.limits));
     loop {
         let (stream, peer, slot) = accept(&listener, &slots).await;
         let connection = Connection {
@@ -76,7 +76,37 @@ pub async fn serve(
     }
 }
 
-/// The HTTP server settings shared by every connection of a listener.
+/// The HTTP server settings shared by every connection of a listener: one
+/// per protocol ALPN can settle on, and one that tells them apart by the
+/// first bytes for clients that send no ALPN.
+struct HttpBuilders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+    either: auto::Builder<TokioExecutor>,
+}
+
+impl HttpBuilders {
+    fn new(limits: &Limits) -> Self {
+        let either = http_builder(limits);
+        Self {
+            h1: either.clone().http1_only(),
+            h2: either.clone().http2_only(),
+            either,
+        }
+    }
+
+    /// The builder for the protocol ALPN chose. With HTTP/2 settled, the
+    /// server speaks first (its SETTINGS), which some clients wait for
+    /// (dnsperf stalls otherwise).
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.h2,
+            Some(b"http/1.1") => &self.h1,
+            _ => &self.either,
+        }
+    }
+}
+
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -108,13 +138,7 @@ struct Connection {
 impl Connection {
     /// TLS handshake (bounded in time), then HTTP until the client closes,
     /// or sends no request for the idle timeout. The slot is held throughout.
-    async fn serve(
-        self,
-        stream: TcpStream,
-        tls: &Tls,
-        http: &auto::Builder<TokioExecutor>,
-        slot: Slot,
-    ) {
+    async fn serve(self, stream: TcpStream, tls: &Tls, http: &HttpBuilders, slot: Slot) {
         let limits = self.worker.shared().settings.limits.clone();
         let handshake = tls.doh_acceptor().accept(stream);
         let Ok(Ok(stream)) = timeout(limits.tls_handshake_timeout, handshake).await else {
@@ -130,6 +154,7 @@ impl Connection {
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler.respond(req).await) }
         });
+        let http = http.for_alpn(stream.get_ref().1.alpn_protocol());
         let conn = http.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
         loop {

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use hyper::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use picket::app::Server;
-use picket::config::{Settings, TlsSource};
+use picket::config::{PolicySource, Settings, TlsSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -45,7 +46,7 @@ const ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// A DoH/DoT test: the upstream authority and Picket (cache clock stopped,
 /// so served TTLs are exact).
 struct Setup {
-    _upstream: Authority,
+    upstream: Authority,
     picket: Picket,
 }
 
@@ -70,7 +71,7 @@ fn start() -> Setup {
 }
 
 fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
-    let mut names: Vec<String> = ["www", "get", "dot", "idle", "again", "tok", "a", "b"]
+    let mut names: Vec<String> = ["www", "get", "dot", "idle", "again", "transport", "a", "b"]
         .map(String::from)
         .to_vec();
     names.extend((0..4).map(|i| format!("w{i}")));
@@ -84,7 +85,7 @@ fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
     });
     adjust(&mut settings);
     Setup {
-        _upstream: upstream,
+        upstream,
         picket: start_picket_with(settings),
     }
 }
@@ -593,19 +594,84 @@ impl Body for Sized {
     }
 }
 
+/// A policy directory: organization `acme` (DoH token `acme-token`, DoT
+/// name `acme`) blocks www.example.test; for everyone, DoH queries for
+/// transport.example.test are blocked.
+fn org_policy() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "picket-doh-policy-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = r#"{
+      "global": { "rules": [
+        { "id": "doh-only", "expression": "dns.transport == \"doh\" and dns.fqdn == \"transport.example.test\"", "action": "block" }
+      ] },
+      "organizations": [
+        { "id": "acme", "doh_tokens": ["acme-token"], "dot_names": ["acme"],
+          "rules": [ { "id": "acme-www", "expression": "dns.fqdn == \"www.example.test\"", "action": "block" } ] }
+      ]
+    }"#;
+    std::fs::write(dir.join("policy.json"), policy).unwrap();
+    dir
+}
+
+fn rcode_of(msg: &Message) -> ResponseCode {
+    msg.metadata.response_code
+}
+
 #[tokio::test]
-async fn doh_token_path_reaches_the_pipeline() {
-    // Until organizations are wired, every token is accepted; the routing and
-    // the `doh_token` it sets are unit-tested in `listener::doh`.
-    let server = start();
-    let wire = query(9, "tok.example.test.");
-    let reply = get(
-        &server,
-        Http::Two,
-        &format!("/dns-query/sometoken?dns={}", URL_SAFE_NO_PAD.encode(&wire)),
-    )
-    .await;
-    assert_eq!(reply.dns().metadata.id, 9);
+async fn doh_token_and_dot_sni_pick_the_organization() {
+    let dir = org_policy();
+    let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
+    let dns = format!(
+        "dns={}",
+        URL_SAFE_NO_PAD.encode(query(1, "www.example.test."))
+    );
+    let acme = get(&server, Http::Two, &format!("/dns-query/acme-token?{dns}")).await;
+    let blocked = rcode_of(&acme.dns());
+    assert_eq!(blocked, ResponseCode::NXDomain, "acme's rule blocks");
+    let anyone = get(&server, Http::Two, &format!("/dns-query?{dns}")).await;
+    assert_answered(&anyone.dns());
+    // A token that names no organization: 404, like any unknown path.
+    let unknown = get(&server, Http::One, &format!("/dns-query/nosuchtoken?{dns}")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    // DoT: the first label of the server name.
+    for (sni, blocked) in [
+        ("acme.dot.example.net", true),
+        ("other.dot.example.net", false),
+    ] {
+        let mut tls = tls_connect(&server, server.dot_addrs()[0], sni, &[b"dot"]).await;
+        let msg = dot_exchange(&mut tls, &query(2, "www.example.test.")).await;
+        if blocked {
+            assert_eq!(rcode_of(&msg), ResponseCode::NXDomain, "{sni}");
+        } else {
+            assert_answered(&msg);
+        }
+    }
+
+    // The transport reaches the policy too.
+    let path = get_path(&query(3, "transport.example.test."));
+    assert_eq!(
+        rcode_of(&get(&server, Http::Two, &path).await.dns()),
+        ResponseCode::NXDomain
+    );
+    let mut tls = tls_connect(&server, server.dot_addrs()[0], "localhost", &[b"dot"]).await;
+    assert_answered(&dot_exchange(&mut tls, &query(4, "transport.example.test.")).await);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One query and its answer over an established DoT connection.
+async fn dot_exchange(tls: &mut TlsStream<TcpStream>, wire: &[u8]) -> Message {
+    let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(wire);
+    tls.write_all(&framed).await.unwrap();
+    let len = tls.read_u16().await.unwrap() as usize;
+    let mut answer = vec![0; len];
+    tls.read_exact(&mut answer).await.unwrap();
+    Message::from_vec(&answer).unwrap()
 }
 
 #[tokio::test]
@@ -845,6 +911,79 @@ async fn dot_answers_with_sni_and_alpn() {
     }
     ids.sort();
     assert_eq!(ids, vec![0, 0x1234]);
+}
+
+// ---------------------------------------------------------------- drain
+
+/// An HTTP/2 connection to DoH: its request sender and its driving task.
+async fn h2_connection(
+    server: &Server,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tls = tls_connect(server, server.doh_addrs()[0], "localhost", &[b"h2"]).await;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_idle_doh_at_once_and_finishes_exchanges_in_flight() {
+    let Setup { upstream, picket } = start_with(|s| {
+        s.drain.grace = Duration::ZERO;
+        s.drain.finish_timeout = Duration::from_secs(5);
+        s.forwarder.attempt_timeout = Duration::from_secs(2);
+        s.forwarder.total_timeout = Duration::from_secs(2);
+    });
+    let server = picket.server;
+    let (doh, dot) = (server.doh_addrs()[0], server.dot_addrs()[0]);
+    // Upstream answers take 500 ms, so these queries are in flight when the
+    // drain closes the listeners.
+    upstream.set_delay(Duration::from_millis(500));
+    let (mut busy, _busy_conn) = h2_connection(&server).await;
+    let uri = format!(
+        "https://localhost{}",
+        get_path(&query(1, "w0.example.test."))
+    );
+    let over_doh = tokio::spawn(async move {
+        let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+        let response = busy.send_request(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (Instant::now(), body)
+    });
+    let mut dot_tls = tls_connect(&server, dot, "localhost", &[b"dot"]).await;
+    let over_dot =
+        tokio::spawn(
+            async move { dot_exchange(&mut dot_tls, &query(2, "w1.example.test.")).await },
+        );
+    // A connection with nothing to do.
+    let (_idle, idle_conn) = h2_connection(&server).await;
+    let idle_ended = tokio::spawn(async move { (Instant::now(), idle_conn.await) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let drained = tokio::spawn(server.drain(std::future::pending()));
+    // The idle connection gets its GOAWAY at once and ends cleanly, while
+    // the answers still in flight arrive later, and then the drain ends.
+    let (idle_at, idle_result) = idle_ended.await.unwrap();
+    assert!(
+        idle_result.unwrap().is_ok(),
+        "the idle connection did not end cleanly"
+    );
+    let (answered_at, body) = over_doh.await.unwrap();
+    assert!(
+        idle_at < answered_at,
+        "the idle connection lasted until the drain's end"
+    );
+    assert_answered(&Message::from_vec(&body).unwrap());
+    assert_answered(&over_dot.await.unwrap());
+    assert_eq!(drained.await.unwrap(), 0, "nothing was cut off");
+    // The listeners are gone.
+    assert!(TcpStream::connect(doh).await.is_err());
+    assert!(TcpStream::connect(dot).await.is_err());
 }
 
 // ---------------------------------------------------------------- reload

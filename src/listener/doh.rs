@@ -45,8 +45,9 @@ const DNS_MESSAGE: &str = "application/dns-message";
 /// Largest DNS message (RFC 1035 length fields are 16 bits): a body past it
 /// is refused with 413 as soon as it is seen.
 const MAX_MESSAGE: usize = u16::MAX as usize;
-/// Longest organization token in a path (a DNS label's length).
-const MAX_TOKEN: usize = 63;
+/// Longest organization token in a path, as the policy allows (which tokens
+/// exist, and so which paths answer, is the pipeline's to say).
+const MAX_TOKEN: usize = 128;
 /// HTTP/2 flow-control window per stream: one DNS message fits, so a client
 /// cannot make us buffer more than that for a stream it never finishes.
 const STREAM_WINDOW: u32 = MAX_MESSAGE as u32;
@@ -72,7 +73,12 @@ pub async fn serve(
             slots: slots.clone(),
         };
         let (tls, http) = (tls.clone(), http.clone());
-        tokio::spawn(async move { connection.serve(stream, &tls, &http, slot).await });
+        // A graceful stop waits for this connection's answers.
+        let inflight = worker.shared().drain.track();
+        tokio::spawn(async move {
+            connection.serve(stream, &tls, &http, slot).await;
+            drop(inflight);
+        });
     }
 }
 
@@ -137,7 +143,8 @@ struct Connection {
 
 impl Connection {
     /// TLS handshake (bounded in time), then HTTP until the client closes,
-    /// or sends no request for the idle timeout. The slot is held throughout.
+    /// sends no request for the idle timeout, or a drain begins. The slot is
+    /// held throughout.
     async fn serve(self, stream: TcpStream, tls: &Tls, http: &HttpBuilders, slot: Slot) {
         let limits = self.worker.shared().settings.limits.clone();
         let handshake = tls.doh_acceptor().accept(stream);
@@ -157,7 +164,9 @@ impl Connection {
         let http = http.for_alpn(stream.get_ref().1.alpn_protocol());
         let conn = http.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
-        loop {
+        let closed = self.worker.shared().drain.closed();
+        tokio::pin!(closed);
+        let draining = loop {
             let idle = if self.slots.under_pressure() {
                 limits.tcp_idle_timeout_pressure
             } else {
@@ -165,17 +174,24 @@ impl Connection {
             };
             tokio::select! {
                 _ = conn.as_mut() => return,
+                () = &mut closed => break true,
                 _ = sleep_until(activity.idle_deadline(idle).into()) => {
                     if activity.idle_for(idle) {
-                        break;
+                        break false;
                     }
                 }
             }
-        }
-        // Idle: a GOAWAY (HTTP/2) or close after the current response
-        // (HTTP/1.1); a client that does not take its answers loses them.
+        };
+        // A GOAWAY (HTTP/2), or a close after the current response
+        // (HTTP/1.1). A drain lets requests in progress finish (it bounds
+        // the wait itself); an idle connection has none, and a client that
+        // does not take its answers loses them.
         conn.as_mut().graceful_shutdown();
-        let _ = timeout(CLOSE_GRACE, conn).await;
+        if draining {
+            let _ = conn.await;
+        } else {
+            let _ = timeout(CLOSE_GRACE, conn).await;
+        }
         drop(slot);
     }
 }
@@ -296,11 +312,7 @@ fn route(path: &str) -> Option<Option<&str>> {
         return Some(None);
     }
     let token = rest.strip_prefix('/')?;
-    let valid = !token.is_empty()
-        && token.len() <= MAX_TOKEN
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let valid = !token.is_empty() && token.len() <= MAX_TOKEN && !token.contains('/');
     valid.then_some(Some(token))
 }
 
@@ -443,11 +455,18 @@ mod tests {
     fn paths_and_tokens() {
         assert_eq!(route("/dns-query"), Some(None));
         assert_eq!(route("/dns-query/sometoken"), Some(Some("sometoken")));
-        assert_eq!(route("/dns-query/acme-corp_2"), Some(Some("acme-corp_2")));
+        assert_eq!(
+            route("/dns-query/acme-corp_2.x~"),
+            Some(Some("acme-corp_2.x~"))
+        );
         assert_eq!(route("/dns-query/"), None);
         assert_eq!(route("/dns-query/a/b"), None);
-        assert_eq!(route("/dns-query/a%20b"), None);
-        assert_eq!(route(&format!("/dns-query/{}", "t".repeat(64))), None);
+        let longest = "t".repeat(128);
+        assert_eq!(
+            route(&format!("/dns-query/{longest}")),
+            Some(Some(&*longest))
+        );
+        assert_eq!(route(&format!("/dns-query/{longest}t")), None);
         assert_eq!(route("/dns-queryx"), None);
         assert_eq!(route("/"), None);
     }

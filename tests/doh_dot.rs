@@ -1078,7 +1078,13 @@ async fn sighup_reloads_the_certificate_of_the_running_binary() {
         .unwrap()
         .port();
     let doh: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_picket"))
+    let binary = env!("CARGO_BIN_EXE_picket");
+    let help = run(binary, &["serve", "--help"]);
+    assert!(
+        help.contains("--tls-cert"),
+        "{binary} is not this build (another checkout sharing CARGO_TARGET_DIR rebuilt it?)"
+    );
+    let mut child = std::process::Command::new(binary)
         .args([
             "serve",
             "--listen",

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 
 use crate::config::{PolicySource, Settings};
 use crate::listener::tcp::ConnectionSlots;
-use crate::listener::{bind_tcp, bind_udp, tcp, udp};
+use crate::listener::tls::Tls;
+use crate::listener::{bind_tcp, bind_udp, doh, dot, tcp, udp};
 use crate::pipeline::{Shared, Worker};
 use crate::policy::PolicySet;
 
@@ -23,12 +24,27 @@ use crate::policy::PolicySet;
 struct WorkerSockets {
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
+    doh: Vec<std::net::TcpListener>,
+    dot: Vec<std::net::TcpListener>,
+}
+
+/// What every worker shares besides the pipeline: connection caps (one per
+/// transport, across workers) and the TLS configuration.
+#[derive(Clone)]
+struct Common {
+    tcp_slots: Arc<ConnectionSlots>,
+    doh_slots: Arc<ConnectionSlots>,
+    dot_slots: Arc<ConnectionSlots>,
+    tls: Option<Arc<Tls>>,
 }
 
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
+    doh_addrs: Vec<SocketAddr>,
+    dot_addrs: Vec<SocketAddr>,
+    tls: Option<Arc<Tls>>,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -42,29 +58,48 @@ impl Server {
                 "no listen address: give at least one --listen ADDR, e.g. --listen 127.0.0.1:5353"
             );
         }
+        let tls = match &settings.tls {
+            Some(source) => Some(Arc::new(Tls::load(source)?)),
+            None if !settings.doh.is_empty() || !settings.dot.is_empty() => bail!(
+                "DoH and DoT need a certificate: give --tls-cert FILE --tls-key FILE (PEM), \
+                 or --tls-self-signed to try things out"
+            ),
+            None => None,
+        };
         let threads = settings.threads.max(1);
         let (addrs, mut per_worker) = bind_all(&settings.listen, threads)?;
+        let doh_addrs = bind_stream_only(&settings.doh, &mut per_worker, "DoH", |s| &mut s.doh)?;
+        let dot_addrs = bind_stream_only(&settings.dot, &mut per_worker, "DoT", |s| &mut s.dot)?;
         let policy = settings
             .policies
             .load(&settings.blocklists)
             .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
         log_policy(&policy);
         let shared = Arc::new(Shared::new(settings, policy).map_err(anyhow::Error::msg)?);
-        let tcp_slots = ConnectionSlots::new(shared.settings.limits.tcp_max_connections);
+        let limits = &shared.settings.limits;
+        let common = Common {
+            tcp_slots: ConnectionSlots::new(limits.tcp_max_connections),
+            doh_slots: ConnectionSlots::new(limits.doh_max_connections),
+            dot_slots: ConnectionSlots::new(limits.dot_max_connections),
+            tls: tls.clone(),
+        };
         let (stop, stopped) = watch::channel(false);
         let (serving, workers_serving) = mpsc::channel();
         let mut server = Server {
             shared: shared.clone(),
             addrs,
+            doh_addrs,
+            dot_addrs,
+            tls,
             stop,
             threads: Vec::with_capacity(threads),
         };
         for (index, sockets) in per_worker.drain(..).enumerate() {
-            let (shared, slots, stopped) = (shared.clone(), tcp_slots.clone(), stopped.clone());
+            let (shared, common, stopped) = (shared.clone(), common.clone(), stopped.clone());
             let serving = serving.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("picket-worker-{index}"))
-                .spawn(move || run_worker(shared, sockets, slots, stopped, serving))
+                .spawn(move || run_worker(shared, sockets, common, stopped, serving))
                 .context("cannot start a worker thread")?;
             server.threads.push(handle);
         }
@@ -137,6 +172,21 @@ impl Server {
     /// The addresses the server answers on (UDP and TCP), ports resolved.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The addresses DoH answers on, ports resolved.
+    pub fn doh_addrs(&self) -> &[SocketAddr] {
+        &self.doh_addrs
+    }
+
+    /// The addresses DoT answers on, ports resolved.
+    pub fn dot_addrs(&self) -> &[SocketAddr] {
+        &self.dot_addrs
+    }
+
+    /// The TLS configuration of DoH and DoT (None when neither is on).
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
     }
 
     /// The shared state (cache, counters), for tests and the admin listener.
@@ -254,6 +304,8 @@ fn bind_all(
         .map(|_| WorkerSockets {
             udp: Vec::new(),
             tcp: Vec::new(),
+            doh: Vec::new(),
+            dot: Vec::new(),
         })
         .collect();
     let mut addrs = Vec::with_capacity(listen.len());
@@ -292,10 +344,33 @@ fn bind_pair(
     bail!("no port free for both UDP and TCP on {}", wanted.ip())
 }
 
+/// Binds a TCP-only listener (DoH, DoT) on each address, once per worker;
+/// port 0 picks one port, the same for every worker.
+fn bind_stream_only(
+    listen: &[SocketAddr],
+    per_worker: &mut [WorkerSockets],
+    what: &str,
+    slot: impl Fn(&mut WorkerSockets) -> &mut Vec<std::net::TcpListener>,
+) -> Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::with_capacity(listen.len());
+    for &wanted in listen {
+        let mut addr = wanted;
+        for sockets in per_worker.iter_mut() {
+            let listener = bind_tcp(addr).with_context(|| {
+                format!("cannot bind {what} {addr}: is something else listening there? Pick another port")
+            })?;
+            addr = listener.local_addr()?;
+            slot(sockets).push(listener);
+        }
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
+
 fn run_worker(
     shared: Arc<Shared>,
     sockets: WorkerSockets,
-    tcp_slots: Arc<ConnectionSlots>,
+    common: Common,
     mut stopped: watch::Receiver<bool>,
     serving: mpsc::Sender<()>,
 ) {
@@ -320,8 +395,27 @@ fn run_worker(
             loops.push(tokio::spawn(tcp::serve(
                 worker.clone(),
                 listener,
-                tcp_slots.clone(),
+                common.tcp_slots.clone(),
             )));
+        }
+        // Start guarantees a TLS configuration whenever DoH or DoT is on.
+        if let Some(tls) = &common.tls {
+            for listener in sockets.doh {
+                loops.push(tokio::spawn(doh::serve(
+                    worker.clone(),
+                    listener,
+                    tls.clone(),
+                    common.doh_slots.clone(),
+                )));
+            }
+            for listener in sockets.dot {
+                loops.push(tokio::spawn(dot::serve(
+                    worker.clone(),
+                    listener,
+                    tls.clone(),
+                    common.dot_slots.clone(),
+                )));
+            }
         }
         let _ = serving.send(());
         let draining = tokio::select! {

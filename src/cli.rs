@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::app::Server;
 use crate::config::PolicySource;
-use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings};
+use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings, TlsSource};
+use crate::listener::tls::Tls;
 use crate::policy::PolicySet;
 use crate::query::{ClientHints, Transport};
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
@@ -159,6 +160,40 @@ pub struct ServeArgs {
     #[arg(long = "upstream-timeout-ms", value_name = "MS", default_value_t = 800)]
     pub upstream_timeout_ms: u64,
 
+    /// Address to answer DNS over HTTPS on (RFC 8484), e.g. 127.0.0.1:8443 (repeatable).
+    /// Clients use https://HOST:PORT/dns-query. Needs --tls-cert/--tls-key or --tls-self-signed.
+    #[arg(long = "doh", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 443))]
+    pub doh: Vec<SocketAddr>,
+
+    /// Address to answer DNS over TLS on (RFC 7858), e.g. 127.0.0.1:853 (repeatable).
+    /// Needs --tls-cert/--tls-key or --tls-self-signed.
+    #[arg(long = "dot", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 853))]
+    pub dot: Vec<SocketAddr>,
+
+    /// TLS certificate chain for DoH and DoT (PEM, server certificate first).
+    /// Read again on SIGHUP.
+    #[arg(
+        long = "tls-cert",
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert (PEM: PKCS#8, RSA or EC). Read again on SIGHUP.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Make a throwaway self-signed certificate for localhost, 127.0.0.1 and ::1
+    /// (and every --tls-name), and print its SHA-256 fingerprint. For trying
+    /// DoH/DoT out; clients must skip verification or pin the fingerprint.
+    #[arg(long = "tls-self-signed")]
+    pub tls_self_signed: bool,
+
+    /// Extra DNS name or IP for the --tls-self-signed certificate (repeatable).
+    #[arg(long = "tls-name", value_name = "NAME", requires = "tls_self_signed")]
+    pub tls_name: Vec<String>,
+
     /// resolv.conf to take default upstreams from.
     #[arg(
         long = "resolv-conf",
@@ -232,6 +267,21 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Where the DoH/DoT certificate comes from (clap has checked that the
+    /// file flags come in pairs and exclude --tls-self-signed).
+    fn tls_source(&self) -> Option<TlsSource> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ if self.tls_self_signed => Some(TlsSource::SelfSigned {
+                names: self.tls_name.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Turns the flags into checked settings.
     pub fn settings(&self) -> Result<Settings> {
         let mut s = Settings {
@@ -239,6 +289,9 @@ impl ServeArgs {
             threads: self
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            doh: self.doh.clone(),
+            dot: self.dot.clone(),
+            tls: self.tls_source(),
             ..Settings::default()
         };
         if s.threads == 0 {
@@ -454,12 +507,28 @@ fn serve(args: ServeArgs) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // Listen for signals before answering, so an early SIGTERM drains too.
-    let mut signals = runtime.block_on(async { StopSignals::new() })?;
+    // Listen for signals before answering, so an early SIGTERM drains too
+    // and an early SIGHUP (a certificate renewal) reloads instead of killing.
+    let (mut signals, hup) = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        anyhow::Ok((StopSignals::new()?, signal(SignalKind::hangup())?))
+    })?;
     let server = Server::start(settings)?;
-    tracing::info!(addrs = ?server.local_addrs(), "answering");
-    let shared = server.shared().clone();
-    runtime.spawn(async move { reload_on_sighup(shared).await });
+    tracing::info!(
+        addrs = ?server.local_addrs(),
+        doh = ?server.doh_addrs(),
+        dot = ?server.dot_addrs(),
+        "answering"
+    );
+    if let Some(tls) = server.tls().filter(|tls| tls.is_self_signed()) {
+        tracing::warn!(
+            sha256 = %tls.fingerprint(),
+            "DoH/DoT use a throwaway self-signed certificate: clients must skip verification \
+             (curl -k, --doh-insecure) or pin this fingerprint"
+        );
+    }
+    let (shared, tls) = (server.shared().clone(), server.tls().cloned());
+    runtime.spawn(async move { reload_on_sighup(hup, shared, tls).await });
     runtime.block_on(async move {
         let name = signals.next().await;
         tracing::info!(signal = name, "stopping");
@@ -473,16 +542,32 @@ fn serve(args: ServeArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// SIGHUP: reload the policy (the last good one stays on error).
-async fn reload_on_sighup(shared: std::sync::Arc<crate::pipeline::Shared>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot listen for SIGHUP: reload on file change only");
-        return;
-    };
+/// SIGHUP: reload the policy (the last good one stays on error) and the
+/// DoH/DoT certificate (likewise).
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    shared: std::sync::Arc<crate::pipeline::Shared>,
+    tls: Option<std::sync::Arc<Tls>>,
+) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading");
         crate::app::reload_and_log(&shared);
+        if let Some(tls) = &tls {
+            reload_tls(tls);
+        }
+    }
+}
+
+fn reload_tls(tls: &Tls) {
+    match tls.reload() {
+        Ok(()) if tls.is_self_signed() => {
+            tracing::info!("SIGHUP: the self-signed TLS certificate stays (no files to read)")
+        }
+        Ok(()) => tracing::info!(sha256 = %tls.fingerprint(), "SIGHUP: TLS certificate reloaded"),
+        Err(e) => tracing::error!(
+            error = %format!("{e:#}"),
+            "SIGHUP: TLS certificate not reloaded, keeping the old one"
+        ),
     }
 }
 

@@ -10,12 +10,13 @@ pub struct Limits {
     /// Largest UDP response we send (DNS Flag Day 2020: 1232 avoids IP
     /// fragmentation on nearly every path). Larger answers get TC=1.
     pub max_udp_payload: u16,
-    /// Open TCP/DoT connections per listener. Over it, new connections wait
-    /// in the kernel backlog. Default from Unbound's `incoming-num-tcp` (10 per
-    /// thread) scaled for a laptop-to-edge range; NSD's `-n` is 100.
+    /// Open TCP connections, all workers together (DoT and DoH have their
+    /// own caps). Over it, new connections are closed at once. Default from
+    /// Unbound's `incoming-num-tcp` (10 per thread) scaled for a
+    /// laptop-to-edge range; NSD's `-n` is 100.
     pub tcp_max_connections: usize,
-    /// Idle time after which a TCP connection is closed (RFC 7766 §6.2.3
-    /// suggests seconds; Unbound's `tcp-idle-timeout` is 30 s).
+    /// Idle time after which a TCP, DoT or DoH connection is closed (RFC 7766
+    /// §6.2.3 suggests seconds; Unbound's `tcp-idle-timeout` is 30 s).
     pub tcp_idle_timeout: Duration,
     /// Idle time used instead once connections pass 3/4 of the cap, so that
     /// idle clients make room (Unbound shortens likewise under pressure).
@@ -85,6 +86,32 @@ pub struct Limits {
     /// answers the iteration needs; final answers live in Picket's cache.
     /// Smaller means more upstream queries per miss (see the README note).
     pub recursion_infra_cache_entries: u64,
+    /// Open DoH connections, all workers together; over it new connections
+    /// are closed at once, as for TCP. Same default as `tcp_max_connections`
+    /// (Unbound counts DoH and DoT against its `incoming-num-tcp` too), kept
+    /// separate so that one transport cannot starve the others.
+    pub doh_max_connections: usize,
+    /// Open DoT connections, all workers together (see `doh_max_connections`).
+    pub dot_max_connections: usize,
+    /// Time a client has to complete the TLS handshake, counted from accept,
+    /// while it holds a connection slot. TLS 1.3 needs one round trip and 1.2
+    /// two, so 5 s covers a 600 ms satellite path several times over; hickory's
+    /// `tcp_request_timeout` is 5 s as well.
+    pub tls_handshake_timeout: Duration,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS for DoH: Unbound's
+    /// `http-max-streams` default, and the floor RFC 9113 §6.5.2 recommends.
+    pub doh_max_streams: u32,
+    /// Largest request head (HTTP/1.1 request line and headers; HTTP/2
+    /// SETTINGS_MAX_HEADER_LIST_SIZE). hyper's HTTP/2 default, and twice
+    /// nginx's `large_client_header_buffers` line of 8k; a GET `?dns=` query
+    /// of a full-size name with EDNS is well under 1 KiB.
+    pub doh_max_header_bytes: usize,
+    /// Time a DoH POST body has to arrive once its request head is in: the
+    /// slow-body defence (a DNS query is one packet; nginx's
+    /// `client_body_timeout` is 60 s between reads). A slow head is not a
+    /// request yet, so the connection's idle timeout ends it (the TCP ones:
+    /// `tcp_idle_timeout`, or `tcp_idle_timeout_pressure` near the cap).
+    pub doh_body_timeout: Duration,
 }
 
 /// Glueless nameserver names hickory's recursor chases per delegation (its
@@ -114,6 +141,12 @@ impl Default for Limits {
             recursion_max_rrsigs_per_rrset: 8,
             recursion_max_keys_per_tag: 2,
             recursion_infra_cache_entries: 16_384,
+            doh_max_connections: 1024,
+            dot_max_connections: 1024,
+            tls_handshake_timeout: Duration::from_secs(5),
+            doh_max_streams: 100,
+            doh_max_header_bytes: 16 << 10,
+            doh_body_timeout: Duration::from_secs(5),
         }
     }
 }

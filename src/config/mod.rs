@@ -42,6 +42,12 @@ pub struct Settings {
     pub access: AccessList,
     /// Per-client rate limiting (`--rate-limit`); None is off.
     pub rate_limit: Option<RateLimitSettings>,
+    /// Addresses to answer DNS over HTTPS on (RFC 8484), TCP only.
+    pub doh: Vec<SocketAddr>,
+    /// Addresses to answer DNS over TLS on (RFC 7858), TCP only.
+    pub dot: Vec<SocketAddr>,
+    /// Where the DoH/DoT certificate comes from; required when either is on.
+    pub tls: Option<TlsSource>,
     /// Clock for TTL aging (tests use a manual one).
     pub clock: Clock,
     /// This node's identity: sent as NSID (RFC 5001) to clients that ask and
@@ -82,6 +88,17 @@ impl Default for DrainSettings {
     }
 }
 
+/// The certificate and key DoH and DoT present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files, read at start and again on SIGHUP.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A throwaway certificate made at start for localhost, 127.0.0.1, ::1
+    /// and these extra names (for trying things out; clients must skip
+    /// verification or pin its fingerprint).
+    SelfSigned { names: Vec<String> },
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -96,6 +113,9 @@ impl Default for Settings {
             blocklists: Vec::new(),
             access: AccessList::default(),
             rate_limit: None,
+            doh: Vec::new(),
+            dot: Vec::new(),
+            tls: None,
             clock: Clock::system(),
             nsid: None,
             version_text: None,

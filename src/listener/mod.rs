@@ -2,7 +2,10 @@
 //! framing; everything else happens in [`crate::pipeline`].
 
 mod batch;
+pub mod doh;
+pub mod dot;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::net::SocketAddr;

@@ -3,12 +3,13 @@
 //! shortens under pressure, and a cap on open connections. DoT (RFC 7858)
 //! runs the same code over TLS.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::timeout;
 
@@ -79,21 +80,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                // Out of file descriptors or similar: back off instead of spinning.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        // At the cap the connection is closed at once; the client retries
-        // or falls back to UDP, and established clients keep their service.
-        let Some(slot) = slots.acquire() else {
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer, slot) = accept(&listener, &slots).await;
         let worker = worker.clone();
         let hints = ClientHints::plain(peer.ip(), Transport::Tcp);
         let limits = worker.shared().settings.limits.clone();
@@ -103,6 +90,31 @@ pub async fn serve(
             serve_stream(worker, stream, hints, &limits, &slot).await;
             drop(inflight);
         });
+    }
+}
+
+/// Waits for the next connection that gets a slot (TCP, DoT and DoH alike).
+/// At the cap a connection is closed at once; the client retries or falls
+/// back to UDP, and established clients keep their service.
+pub async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<ConnectionSlots>,
+) -> (TcpStream, SocketAddr, Slot) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(slot) = slots.acquire() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        return (stream, peer, slot);
     }
 }
 

@@ -1,0 +1,534 @@
+//! DNS over HTTPS (RFC 8484): HTTP/2 or HTTP/1.1 over TLS (ALPN picks; hyper
+//! serves both), `GET /dns-query?dns=<base64url>` and `POST /dns-query` with
+//! an `application/dns-message` body. `/dns-query/{token}` passes the token
+//! on as [`ClientHints::doh_token`] to identify an organization; a token the
+//! pipeline does not accept gets 404, like any unknown path.
+//!
+//! Bounds: a connection slot per connection, a TLS handshake deadline, a
+//! bounded request head and HTTP/2 stream count, a body of at most one DNS
+//! message (65535 bytes, refused while reading) that must arrive in time,
+//! and an idle timeout as for TCP, which also ends a head that never
+//! completes.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{sleep_until, timeout};
+
+use super::tcp::{accept, ConnectionSlots, Slot};
+use super::tls::Tls;
+use crate::config::Limits;
+use crate::pipeline::Worker;
+use crate::protocol::wire::{rcode, rtype, walk_records, Header};
+use crate::query::{ClientHints, Transport};
+
+/// The endpoint RFC 8484 §3 suggests, and the one clients default to.
+const PATH: &str = "/dns-query";
+/// The media type of a DNS message (RFC 8484 §6).
+const DNS_MESSAGE: &str = "application/dns-message";
+/// Largest DNS message (RFC 1035 length fields are 16 bits): a body past it
+/// is refused with 413 as soon as it is seen.
+const MAX_MESSAGE: usize = u16::MAX as usize;
+/// Longest organization token in a path, as the policy allows (which tokens
+/// exist, and so which paths answer, is the pipeline's to say).
+const MAX_TOKEN: usize = 128;
+/// HTTP/2 flow-control window per stream: one DNS message fits, so a client
+/// cannot make us buffer more than that for a stream it never finishes.
+const STREAM_WINDOW: u32 = MAX_MESSAGE as u32;
+/// HTTP/2 flow-control window per connection: a few full-size messages.
+const CONNECTION_WINDOW: u32 = 4 * STREAM_WINDOW;
+/// After an idle close starts, how long in-flight answers have to drain.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Accepts DoH connections on one worker's listener until the runtime stops.
+pub async fn serve(
+    worker: Arc<Worker>,
+    listener: std::net::TcpListener,
+    tls: Arc<Tls>,
+    slots: Arc<ConnectionSlots>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let http = Arc::new(HttpBuilders::new(&worker.shared().settings.limits));
+    loop {
+        let (stream, peer, slot) = accept(&listener, &slots).await;
+        let connection = Connection {
+            worker: worker.clone(),
+            peer,
+            slots: slots.clone(),
+        };
+        let (tls, http) = (tls.clone(), http.clone());
+        // A graceful stop waits for this connection's answers.
+        let inflight = worker.shared().drain.track();
+        tokio::spawn(async move {
+            connection.serve(stream, &tls, &http, slot).await;
+            drop(inflight);
+        });
+    }
+}
+
+/// The HTTP server settings shared by every connection of a listener: one
+/// per protocol ALPN can settle on, and one that tells them apart by the
+/// first bytes for clients that send no ALPN.
+struct HttpBuilders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+    either: auto::Builder<TokioExecutor>,
+}
+
+impl HttpBuilders {
+    fn new(limits: &Limits) -> Self {
+        let either = http_builder(limits);
+        Self {
+            h1: either.clone().http1_only(),
+            h2: either.clone().http2_only(),
+            either,
+        }
+    }
+
+    /// The builder for the protocol ALPN chose. With HTTP/2 settled, the
+    /// server speaks first (its SETTINGS), which some clients wait for
+    /// (dnsperf stalls otherwise).
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.h2,
+            Some(b"http/1.1") => &self.h1,
+            _ => &self.either,
+        }
+    }
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // hyper runs this timer also while a kept-alive connection waits
+        // for its next request, so it is the idle timeout, not a request's.
+        .header_read_timeout(limits.tcp_idle_timeout)
+        .max_buf_size(limits.doh_max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.doh_max_streams)
+        .max_header_list_size(limits.doh_max_header_bytes as u32)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .adaptive_window(false);
+    builder
+}
+
+/// One client connection.
+struct Connection {
+    worker: Arc<Worker>,
+    peer: SocketAddr,
+    slots: Arc<ConnectionSlots>,
+}
+
+impl Connection {
+    /// TLS handshake (bounded in time), then HTTP until the client closes,
+    /// sends no request for the idle timeout, or a drain begins. The slot is
+    /// held throughout.
+    async fn serve(self, stream: TcpStream, tls: &Tls, http: &HttpBuilders, slot: Slot) {
+        let limits = self.worker.shared().settings.limits.clone();
+        let handshake = tls.doh_acceptor().accept(stream);
+        let Ok(Ok(stream)) = timeout(limits.tls_handshake_timeout, handshake).await else {
+            return;
+        };
+        let activity = Arc::new(Activity::new());
+        let handler = Arc::new(Handler {
+            worker: self.worker.clone(),
+            ip: self.peer.ip(),
+            activity: activity.clone(),
+        });
+        let service = hyper::service::service_fn(move |req| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.respond(req).await) }
+        });
+        let http = http.for_alpn(stream.get_ref().1.alpn_protocol());
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let closed = self.worker.shared().drain.closed();
+        tokio::pin!(closed);
+        let draining = loop {
+            let idle = if self.slots.under_pressure() {
+                limits.tcp_idle_timeout_pressure
+            } else {
+                limits.tcp_idle_timeout
+            };
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                () = &mut closed => break true,
+                _ = sleep_until(activity.idle_deadline(idle).into()) => {
+                    if activity.idle_for(idle) {
+                        break false;
+                    }
+                }
+            }
+        };
+        // A GOAWAY (HTTP/2), or a close after the current response
+        // (HTTP/1.1). A drain lets requests in progress finish (it bounds
+        // the wait itself); an idle connection has none, and a client that
+        // does not take its answers loses them.
+        conn.as_mut().graceful_shutdown();
+        if draining {
+            let _ = conn.await;
+        } else {
+            let _ = timeout(CLOSE_GRACE, conn).await;
+        }
+        drop(slot);
+    }
+}
+
+/// When a connection last did something: requests in progress, and the time
+/// the last one finished.
+struct Activity {
+    since: Instant,
+    busy: AtomicUsize,
+    /// Milliseconds from `since` to the end of the last request.
+    last_ms: AtomicU64,
+}
+
+/// Marks a request in progress; its drop marks the connection active now.
+struct Busy<'a>(&'a Activity);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let ms = self.0.since.elapsed().as_millis() as u64;
+        self.0.last_ms.fetch_max(ms, Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            busy: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self)
+    }
+
+    fn last(&self) -> Instant {
+        self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// When the connection will have been idle for `idle`, if nothing
+    /// happens meanwhile (with a request in progress: check again later).
+    fn idle_deadline(&self, idle: Duration) -> Instant {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            Instant::now() + idle
+        } else {
+            self.last() + idle
+        }
+    }
+
+    fn idle_for(&self, idle: Duration) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0 && self.last().elapsed() >= idle
+    }
+}
+
+/// Answers the requests of one connection.
+struct Handler {
+    worker: Arc<Worker>,
+    ip: IpAddr,
+    activity: Arc<Activity>,
+}
+
+impl Handler {
+    async fn respond(&self, req: Request<Incoming>) -> Response<Reply> {
+        let _busy = self.activity.begin();
+        let (head, mut body) = req.into_parts();
+        let response = match self.answer(&head, &mut body).await {
+            Ok(reply) => dns_response(reply),
+            Err(status) => error_response(status),
+        };
+        let unread = (!body.is_end_stream()).then_some(body);
+        response.map(|bytes| Reply {
+            bytes,
+            _unread: unread,
+        })
+    }
+
+    /// The DNS answer, or the HTTP status that replaces it.
+    async fn answer(&self, req: &Parts, body: &mut Incoming) -> Result<Vec<u8>, StatusCode> {
+        let token = route(req.uri.path()).ok_or(StatusCode::NOT_FOUND)?;
+        let hints = ClientHints {
+            ip: self.ip,
+            transport: Transport::Doh,
+            doh_token: token.map(str::to_owned),
+            dot_label: None,
+        };
+        if !self.worker.accepts(&hints) {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        let limits = &self.worker.shared().settings.limits;
+        let query = match req.method {
+            Method::GET => query_from_get(req.uri.query())?,
+            Method::POST => {
+                if !is_dns_message(req.headers.get(CONTENT_TYPE)) {
+                    return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+                }
+                timeout(limits.doh_body_timeout, read_body(body))
+                    .await
+                    .map_err(|_| StatusCode::REQUEST_TIMEOUT)??
+            }
+            _ => return Err(StatusCode::METHOD_NOT_ALLOWED),
+        };
+        match self.worker.handle(&query, &hints).await {
+            Some(reply) if !is_formerr(&reply) => Ok(reply),
+            // Not a DNS query we could read (RFC 8484 §4.2.1: 400).
+            _ => Err(StatusCode::BAD_REQUEST),
+        }
+    }
+}
+
+/// The organization token of a DoH path: `Some(None)` for `/dns-query`,
+/// `Some(Some(token))` for `/dns-query/{token}`, None for any other path.
+fn route(path: &str) -> Option<Option<&str>> {
+    let rest = path.strip_prefix(PATH)?;
+    if rest.is_empty() {
+        return Some(None);
+    }
+    let token = rest.strip_prefix('/')?;
+    let valid = !token.is_empty() && token.len() <= MAX_TOKEN && !token.contains('/');
+    valid.then_some(Some(token))
+}
+
+/// The query of a GET: the `dns` parameter, base64url without padding
+/// (RFC 8484 §4.1; padding is tolerated, as some clients send it).
+fn query_from_get(query: Option<&str>) -> Result<Vec<u8>, StatusCode> {
+    let value = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("dns="))
+        .ok_or(StatusCode::BAD_REQUEST)?;
+    let value = value
+        .trim_end_matches("%3D")
+        .trim_end_matches("%3d")
+        .trim_end_matches('=');
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| StatusCode::BAD_REQUEST)
+}
+
+/// Whether a Content-Type names a DNS message (parameters ignored).
+fn is_dns_message(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(DNS_MESSAGE))
+}
+
+/// Reads a POST body of at most one DNS message. A larger Content-Length is
+/// refused before reading; without one, reading stops at the first byte
+/// past the limit.
+async fn read_body(body: &mut Incoming) -> Result<Vec<u8>, StatusCode> {
+    let announced = body.size_hint().lower();
+    if announced > MAX_MESSAGE as u64 {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let mut message = Vec::with_capacity(announced as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| StatusCode::BAD_REQUEST)?;
+        if let Ok(data) = frame.into_data() {
+            if message.len() + data.len() > MAX_MESSAGE {
+                return Err(StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            message.extend_from_slice(&data);
+        }
+    }
+    Ok(message)
+}
+
+fn is_formerr(reply: &[u8]) -> bool {
+    Header::read(reply).is_ok_and(|h| h.rcode() == rcode::FORMERR)
+}
+
+/// How long an HTTP cache may keep the answer (RFC 8484 §5.1): the smallest
+/// TTL of its records (OPT aside). A negative answer's SOA carries its
+/// negative TTL (the pipeline serves it capped at the RFC 2308 value), so it
+/// counts too. No records, or bytes that do not walk: 0.
+pub fn max_age(reply: &[u8]) -> u32 {
+    let mut min: Option<u32> = None;
+    let walked = walk_records(reply, |record| {
+        if record.rtype != rtype::OPT {
+            min = Some(min.map_or(record.ttl, |m| m.min(record.ttl)));
+        }
+        Ok(())
+    });
+    match walked {
+        Ok(_) => min.unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// A response body that also holds the request body the handler left unread
+/// (a 413, 415 or 400 answered early), until the response has gone out:
+/// dropping it earlier makes HTTP/2 reset the stream (CANCEL) before the
+/// client sees the status; dropped after, it is the RST_STREAM(NO_ERROR) of
+/// RFC 9113 §8.1 that tells the client to stop sending.
+struct Reply {
+    bytes: Full<Bytes>,
+    _unread: Option<Incoming>,
+}
+
+impl Body for Reply {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().bytes).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.bytes.size_hint()
+    }
+}
+
+fn dns_response(reply: Vec<u8>) -> Response<Full<Bytes>> {
+    let max_age = format!("max-age={}", max_age(&reply));
+    let mut response = Response::new(Full::new(Bytes::from(reply)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
+    if let Ok(value) = HeaderValue::from_str(&max_age) {
+        headers.insert(CACHE_CONTROL, value);
+    }
+    response
+}
+
+fn error_response(status: StatusCode) -> Response<Full<Bytes>> {
+    let reason = match status {
+        StatusCode::NOT_FOUND => "not found: DNS queries go to /dns-query\n",
+        StatusCode::METHOD_NOT_ALLOWED => "use GET /dns-query?dns=... or POST /dns-query\n",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "POST needs content-type: application/dns-message\n",
+        StatusCode::PAYLOAD_TOO_LARGE => "a DNS message is at most 65535 bytes\n",
+        StatusCode::REQUEST_TIMEOUT => "the request did not arrive in time\n",
+        _ => "not a DNS query: expected ?dns=<base64url DNS message> or a DNS message body\n",
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(reason.as_bytes())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(ALLOW, HeaderValue::from_static("GET, POST"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_tokens() {
+        assert_eq!(route("/dns-query"), Some(None));
+        assert_eq!(route("/dns-query/sometoken"), Some(Some("sometoken")));
+        assert_eq!(
+            route("/dns-query/acme-corp_2.x~"),
+            Some(Some("acme-corp_2.x~"))
+        );
+        assert_eq!(route("/dns-query/"), None);
+        assert_eq!(route("/dns-query/a/b"), None);
+        let longest = "t".repeat(128);
+        assert_eq!(
+            route(&format!("/dns-query/{longest}")),
+            Some(Some(&*longest))
+        );
+        assert_eq!(route(&format!("/dns-query/{longest}t")), None);
+        assert_eq!(route("/dns-queryx"), None);
+        assert_eq!(route("/"), None);
+    }
+
+    #[test]
+    fn get_parameter() {
+        // A query for example.com A with ID 0, from RFC 8484 §4.1.1.
+        let wire = query_from_get(Some("dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE")).unwrap();
+        assert_eq!(wire.len(), 29);
+        assert_eq!(&wire[..2], &[0, 0]);
+        let padded =
+            query_from_get(Some("ct&dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE%3D")).unwrap();
+        assert_eq!(padded, wire);
+        assert_eq!(
+            query_from_get(Some("dns=***")),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            query_from_get(Some("name=example.com")),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(query_from_get(None), Err(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn content_types() {
+        let check = |v: &'static str| is_dns_message(Some(&HeaderValue::from_static(v)));
+        assert!(check("application/dns-message"));
+        assert!(check("Application/DNS-Message; charset=binary"));
+        assert!(!check("application/dns-json"));
+        assert!(!check("application/x-www-form-urlencoded"));
+        assert!(!is_dns_message(None));
+    }
+
+    #[test]
+    fn max_age_is_the_smallest_ttl() {
+        use hickory_proto::op::{Message, MessageType, ResponseCode};
+        use hickory_proto::rr::rdata::{A, SOA};
+        use hickory_proto::rr::{Name, RData, Record};
+
+        let name = Name::from_ascii("www.example.test.").unwrap();
+        let mut msg = Message::new(0, MessageType::Response, hickory_proto::op::OpCode::Query);
+        msg.add_answer(Record::from_rdata(
+            name.clone(),
+            300,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        msg.add_answer(Record::from_rdata(
+            name.clone(),
+            60,
+            RData::A(A::new(192, 0, 2, 2)),
+        ));
+        assert_eq!(max_age(&msg.to_vec().unwrap()), 60);
+
+        let mut negative = Message::new(0, MessageType::Response, hickory_proto::op::OpCode::Query);
+        negative.metadata.response_code = ResponseCode::NXDomain;
+        let soa = SOA::new(name.clone(), name.clone(), 1, 3600, 600, 86400, 900);
+        negative.add_authority(Record::from_rdata(name, 120, RData::SOA(soa)));
+        assert_eq!(max_age(&negative.to_vec().unwrap()), 120);
+
+        let empty = Message::new(0, MessageType::Response, hickory_proto::op::OpCode::Query);
+        assert_eq!(max_age(&empty.to_vec().unwrap()), 0);
+        assert_eq!(max_age(b"junk"), 0);
+    }
+}

@@ -1,0 +1,73 @@
+//! DNS over TLS (RFC 7858): a TLS handshake (ALPN `dot`), bounded in time,
+//! then the RFC 7766 stream code of [`super::tcp`] over the TLS stream. The
+//! first label of the server name the client asked for (SNI) is passed on
+//! as [`ClientHints::dot_label`], so `acme.dot.example.net` can identify an
+//! organization.
+
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+use super::tcp::{accept, serve_stream, ConnectionSlots, Slot};
+use super::tls::Tls;
+use crate::pipeline::Worker;
+use crate::query::{ClientHints, Transport};
+
+/// Accepts DoT connections on one worker's listener until the runtime stops.
+pub async fn serve(
+    worker: Arc<Worker>,
+    listener: std::net::TcpListener,
+    tls: Arc<Tls>,
+    slots: Arc<ConnectionSlots>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    loop {
+        let (stream, peer, slot) = accept(&listener, &slots).await;
+        let (worker, tls) = (worker.clone(), tls.clone());
+        // A graceful stop waits for this connection's answers.
+        let inflight = worker.shared().drain.track();
+        tokio::spawn(async move {
+            let hints = ClientHints::plain(peer.ip(), Transport::Dot);
+            serve_connection(worker, stream, hints, &tls, slot).await;
+            drop(inflight);
+        });
+    }
+}
+
+async fn serve_connection(
+    worker: Arc<Worker>,
+    stream: TcpStream,
+    mut hints: ClientHints,
+    tls: &Tls,
+    slot: Slot,
+) {
+    let limits = worker.shared().settings.limits.clone();
+    let handshake = tls.dot_acceptor().accept(stream);
+    let Ok(Ok(stream)) = timeout(limits.tls_handshake_timeout, handshake).await else {
+        return;
+    };
+    hints.dot_label = stream.get_ref().1.server_name().and_then(first_label);
+    serve_stream(worker, stream, hints, &limits, &slot).await;
+}
+
+/// The first label of a server name, lower case (`Acme.dot.example.net` →
+/// `acme`); None for a name of one label, which names no organization.
+fn first_label(server_name: &str) -> Option<String> {
+    let (label, rest) = server_name.split_once('.')?;
+    (!label.is_empty() && !rest.is_empty()).then(|| label.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_label;
+
+    #[test]
+    fn first_sni_label() {
+        assert_eq!(first_label("acme.dot.example.net").as_deref(), Some("acme"));
+        assert_eq!(first_label("ACME.dot.example.net").as_deref(), Some("acme"));
+        assert_eq!(first_label("localhost"), None);
+        assert_eq!(first_label(".example.net"), None);
+        assert_eq!(first_label("acme."), None);
+    }
+}

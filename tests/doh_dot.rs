@@ -1,0 +1,1227 @@
+//! DoH (RFC 8484) and DoT (RFC 7858) end to end, over real TLS on 127.0.0.1:
+//! Picket in-process with a throwaway self-signed certificate and the test
+//! authority as its upstream, queried by rustls + hyper clients that pin the
+//! certificate. The tests marked `#[ignore]` drive curl and kdig.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use common::{a_records, start_picket_with, test_settings, Authority, Picket, QueryBuilder};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::RecordType;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Request, StatusCode, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use picket::app::Server;
+use picket::config::{PolicySource, Settings, TlsSource};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{
+    ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider,
+};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio_rustls::TlsConnector;
+
+/// TTL of the A records.
+const A_TTL: u32 = 300;
+/// Negative TTL of the zone (the SOA's MINIMUM, below the SOA's own TTL).
+const NEGATIVE_TTL: u32 = 120;
+/// The one address every name has.
+const ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// A DoH/DoT test: the upstream authority and Picket (cache clock stopped,
+/// so served TTLs are exact).
+struct Setup {
+    upstream: Authority,
+    picket: Picket,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.picket.server
+    }
+}
+
+/// The authority's zone: `names` under example.test, each A 192.0.2.1.
+fn zone(names: &[String]) -> String {
+    let mut zone = format!("example.test 3600 IN SOA ns.example.test h.example.test 1 7200 900 1209600 {NEGATIVE_TTL}\n");
+    for name in names {
+        zone.push_str(&format!("{name}.example.test {A_TTL} IN A 192.0.2.1\n"));
+    }
+    zone
+}
+
+fn start() -> Setup {
+    start_with(|_| {})
+}
+
+fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
+    let mut names: Vec<String> = ["www", "get", "dot", "idle", "again", "transport", "a", "b"]
+        .map(String::from)
+        .to_vec();
+    names.extend((0..4).map(|i| format!("w{i}")));
+    names.extend((0..50).map(|i| format!("s{i}")));
+    let upstream = Authority::start(&zone(&names));
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.doh = vec!["127.0.0.1:0".parse().unwrap()];
+    settings.dot = vec!["127.0.0.1:0".parse().unwrap()];
+    settings.tls = Some(TlsSource::SelfSigned {
+        names: vec!["dot.example.net".into(), "*.dot.example.net".into()],
+    });
+    adjust(&mut settings);
+    Setup {
+        upstream,
+        picket: start_picket_with(settings),
+    }
+}
+
+/// A query for `name` A with the given ID (RD set, EDNS).
+fn query(id: u16, name: &str) -> Vec<u8> {
+    QueryBuilder::new(name, RecordType::A).id(id).to_bytes()
+}
+
+fn assert_answered(msg: &Message) {
+    assert_eq!(msg.metadata.message_type, MessageType::Response);
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(msg), [ADDRESS]);
+}
+
+// ---------------------------------------------------------------- clients
+
+/// Trusts exactly one certificate: the one Picket generated.
+#[derive(Debug)]
+struct Pinned {
+    cert: CertificateDer<'static>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
+        if end_entity.as_ref() == self.cert.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(tokio_rustls::rustls::Error::General(
+                "not the pinned certificate".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A TLS connection to `addr` that trusts Picket's certificate, offering `alpn`.
+async fn tls_connect(
+    server: &Server,
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> TlsStream<TcpStream> {
+    try_tls_connect(server, addr, sni, alpn)
+        .await
+        .expect("TLS connection")
+}
+
+/// [`tls_connect`] for a server whose only connection slot is being freed:
+/// the worker that frees it and the one that accepts next may be different
+/// threads, so the first tries can still find it taken.
+async fn tls_connect_when_free(
+    server: &Server,
+    addr: SocketAddr,
+    alpn: &[u8],
+) -> TlsStream<TcpStream> {
+    for _ in 0..50 {
+        if let Ok(tls) = try_tls_connect(server, addr, "localhost", &[alpn]).await {
+            return tls;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr}: no connection slot came free");
+}
+
+async fn try_tls_connect(
+    server: &Server,
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let cert = server.tls().unwrap().certificate();
+    connect_pinned(cert, addr, sni, alpn).await
+}
+
+/// A TLS connection to `addr` that accepts only `cert`.
+async fn connect_pinned(
+    cert: CertificateDer<'static>,
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let provider = Arc::new(ring::default_provider());
+    let verifier = Pinned {
+        cert,
+        provider: provider.clone(),
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Http {
+    One,
+    Two,
+}
+
+/// What came back.
+struct Reply {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn header(&self, name: hyper::header::HeaderName) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn dns(&self) -> Message {
+        assert_eq!(self.status, StatusCode::OK, "body: {:?}", self.body);
+        assert_eq!(self.header(CONTENT_TYPE), "application/dns-message");
+        Message::from_vec(&self.body).expect("a DNS message")
+    }
+}
+
+/// One request on a fresh connection negotiated as `http` by ALPN.
+async fn send<B>(server: &Server, http: Http, req: Request<B>) -> Reply
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let addr = server.doh_addrs()[0];
+    let alpn: &[u8] = match http {
+        Http::One => b"http/1.1",
+        Http::Two => b"h2",
+    };
+    let tls = tls_connect(server, addr, "localhost", &[alpn]).await;
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(alpn),
+        "ALPN negotiated"
+    );
+    let io = TokioIo::new(tls);
+    let response = match http {
+        Http::One => {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            sender.send_request(req).await.unwrap()
+        }
+        Http::Two => {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            sender.send_request(req).await.unwrap()
+        }
+    };
+    let (head, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Reply {
+        status: head.status,
+        version: head.version,
+        headers: head.headers,
+        body,
+    }
+}
+
+fn request(
+    server: &Server,
+    http: Http,
+    method: &str,
+    path_and_query: &str,
+) -> hyper::http::request::Builder {
+    let authority = format!("localhost:{}", server.doh_addrs()[0].port());
+    let builder = Request::builder().method(method);
+    match http {
+        // HTTP/2 wants the full URI (it becomes :scheme and :authority).
+        Http::Two => builder.uri(format!("https://{authority}{path_and_query}")),
+        Http::One => builder.uri(path_and_query).header("host", authority),
+    }
+}
+
+async fn get(server: &Server, http: Http, path_and_query: &str) -> Reply {
+    let req = request(server, http, "GET", path_and_query)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(server, http, req).await
+}
+
+async fn post(server: &Server, http: Http, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    let req = request(server, http, "POST", path)
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    send(server, http, req).await
+}
+
+fn get_path(wire: &[u8]) -> String {
+    format!("/dns-query?dns={}", URL_SAFE_NO_PAD.encode(wire))
+}
+
+fn max_age(reply: &Reply) -> u32 {
+    let value = reply.header(CACHE_CONTROL);
+    value
+        .strip_prefix("max-age=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cache-control is `{value}`"))
+}
+
+// ---------------------------------------------------------------- DoH
+
+#[tokio::test]
+async fn doh_get_and_post_answer_over_both_http_versions() {
+    let server = start();
+    for (h, http) in [Http::Two, Http::One].into_iter().enumerate() {
+        for (i, via_post) in [false, true].into_iter().enumerate() {
+            let wire = query(0, &format!("w{}.example.test.", h * 2 + i));
+            let reply = if via_post {
+                post(&server, http, "/dns-query", "application/dns-message", wire).await
+            } else {
+                get(&server, http, &get_path(&wire)).await
+            };
+            let expected = if http == Http::Two {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
+            assert_eq!(reply.version, expected);
+            let msg = reply.dns();
+            assert_eq!(msg.metadata.id, 0, "ID 0 is echoed");
+            assert_answered(&msg);
+            assert_eq!(max_age(&reply), A_TTL, "{http:?} post={via_post}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn doh_max_age_follows_the_served_ttls() {
+    let server = start();
+    let wire = query(0x1234, "www.example.test.");
+    let reply = get(&server, Http::Two, &get_path(&wire)).await;
+    assert_eq!(reply.dns().metadata.id, 0x1234);
+    assert_eq!(max_age(&reply), A_TTL);
+    // From the cache 100 s later: the TTL and max-age have both aged.
+    server.picket.clock.advance(Duration::from_secs(100));
+    let reply = get(&server, Http::One, &get_path(&wire)).await;
+    assert_eq!(reply.dns().answers[0].ttl, A_TTL - 100);
+    assert_eq!(max_age(&reply), A_TTL - 100);
+}
+
+#[tokio::test]
+async fn doh_negative_answer_caches_for_the_negative_ttl() {
+    let server = start();
+    let wire = query(0xbeef, "nope.example.test.");
+    let reply = post(
+        &server,
+        Http::Two,
+        "/dns-query",
+        "application/dns-message",
+        wire,
+    )
+    .await;
+    let msg = reply.dns();
+    assert_eq!(msg.metadata.id, 0xbeef);
+    assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+    // The SOA's own TTL is 3600; its MINIMUM (RFC 2308) bounds the caching.
+    assert_eq!(max_age(&reply), NEGATIVE_TTL);
+}
+
+#[tokio::test]
+async fn doh_errors_have_their_http_status() {
+    let server = start();
+    let wire = query(7, "www.example.test.");
+    for http in [Http::Two, Http::One] {
+        let put = request(&server, http, "PUT", "/dns-query")
+            .body(Full::new(Bytes::from(wire.clone())))
+            .unwrap();
+        let reply = send(&server, http, put).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{http:?}");
+        assert_eq!(reply.header(hyper::header::ALLOW), "GET, POST");
+
+        let reply = post(
+            &server,
+            http,
+            "/dns-query",
+            "application/octet-stream",
+            wire.clone(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{http:?}");
+
+        let reply = get(&server, http, "/dns-query?dns=not*base64!").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{http:?} bad base64");
+
+        let reply = get(&server, http, "/dns-query?name=www.example.test").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{http:?} no dns parameter"
+        );
+
+        let garbage = b"this is not a DNS message".to_vec();
+        let reply = get(&server, http, &get_path(&garbage)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{http:?} garbage GET"
+        );
+        let reply = post(
+            &server,
+            http,
+            "/dns-query",
+            "application/dns-message",
+            garbage,
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{http:?} garbage POST"
+        );
+
+        // Announced size over one DNS message: refused before reading.
+        // No size announced: refused once the body passes the limit.
+        assert_eq!(
+            too_large(&server, http, true).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{http:?} announced"
+        );
+        assert_eq!(
+            too_large(&server, http, false).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{http:?} streamed"
+        );
+
+        for path in ["/", "/dns", "/dns-query/", "/dns-query/a/b", "/dns-queryx"] {
+            let reply = get(
+                &server,
+                http,
+                &format!("{path}?dns={}", URL_SAFE_NO_PAD.encode(&wire)),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{http:?} {path}");
+        }
+    }
+}
+
+/// The status of a POST of 1 MiB, with or without a Content-Length. The
+/// server answers before the body is through, so the client must not insist
+/// on sending all of it first: hyper's HTTP/2 client copes, but its HTTP/1.1
+/// client reports the broken pipe instead of the response, so HTTP/1.1 is
+/// spoken by hand here.
+async fn too_large(server: &Server, http: Http, announced: bool) -> StatusCode {
+    const SIZE: usize = 1 << 20;
+    if http == Http::Two {
+        let builder = request(server, http, "POST", "/dns-query")
+            .header(CONTENT_TYPE, "application/dns-message");
+        let req = if announced {
+            builder.body(Sized::new(SIZE)).unwrap()
+        } else {
+            builder.body(Sized::unannounced(SIZE)).unwrap()
+        };
+        return send(server, http, req).await.status;
+    }
+    let tls = tls_connect(server, server.doh_addrs()[0], "localhost", &[b"http/1.1"]).await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let length = if announced {
+        format!("content-length: {SIZE}")
+    } else {
+        "transfer-encoding: chunked".to_string()
+    };
+    let head = format!("POST /dns-query HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/dns-message\r\n{length}\r\n\r\n");
+    tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![0u8; 16 << 10];
+        for _ in 0..SIZE / chunk.len() {
+            if !announced {
+                writer
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+            }
+            writer.write_all(&chunk).await?;
+            if !announced {
+                writer.write_all(b"\r\n").await?;
+            }
+        }
+        writer
+            .write_all(if announced { b"" } else { b"0\r\n\r\n" })
+            .await
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = reader
+            .read(&mut buf)
+            .await
+            .expect("a response before the connection closes");
+        assert!(
+            n > 0,
+            "closed without a response: {:?}",
+            String::from_utf8_lossy(&response)
+        );
+        response.extend_from_slice(&buf[..n]);
+    }
+    let status = String::from_utf8_lossy(&response[9..12]).to_string();
+    StatusCode::from_bytes(status.as_bytes()).unwrap()
+}
+
+/// A request body of zeros, its length announced or not (then chunked in
+/// HTTP/1.1, plain DATA frames in HTTP/2).
+struct Sized {
+    left: usize,
+    announced: bool,
+}
+
+impl Sized {
+    fn new(len: usize) -> Self {
+        Self {
+            left: len,
+            announced: true,
+        }
+    }
+
+    fn unannounced(len: usize) -> Self {
+        Self {
+            left: len,
+            announced: false,
+        }
+    }
+}
+
+impl Body for Sized {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let n = self.left.min(16 << 10);
+        self.left -= n;
+        std::task::Poll::Ready((n > 0).then(|| Ok(Frame::data(Bytes::from(vec![0; n])))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.announced {
+            SizeHint::with_exact(self.left as u64)
+        } else {
+            SizeHint::new()
+        }
+    }
+}
+
+/// A policy directory: organization `acme` (DoH token `acme-token`, DoT
+/// name `acme`) blocks www.example.test; for everyone, DoH queries for
+/// transport.example.test are blocked.
+fn org_policy() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "picket-doh-policy-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = r#"{
+      "global": { "rules": [
+        { "id": "doh-only", "expression": "dns.transport == \"doh\" and dns.fqdn == \"transport.example.test\"", "action": "block" }
+      ] },
+      "organizations": [
+        { "id": "acme", "doh_tokens": ["acme-token"], "dot_names": ["acme"],
+          "rules": [ { "id": "acme-www", "expression": "dns.fqdn == \"www.example.test\"", "action": "block" } ] }
+      ]
+    }"#;
+    std::fs::write(dir.join("policy.json"), policy).unwrap();
+    dir
+}
+
+fn rcode_of(msg: &Message) -> ResponseCode {
+    msg.metadata.response_code
+}
+
+#[tokio::test]
+async fn doh_token_and_dot_sni_pick_the_organization() {
+    let dir = org_policy();
+    let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
+    let dns = format!(
+        "dns={}",
+        URL_SAFE_NO_PAD.encode(query(1, "www.example.test."))
+    );
+    let acme = get(&server, Http::Two, &format!("/dns-query/acme-token?{dns}")).await;
+    let blocked = rcode_of(&acme.dns());
+    assert_eq!(blocked, ResponseCode::NXDomain, "acme's rule blocks");
+    let anyone = get(&server, Http::Two, &format!("/dns-query?{dns}")).await;
+    assert_answered(&anyone.dns());
+    // A token that names no organization: 404, like any unknown path.
+    let unknown = get(&server, Http::One, &format!("/dns-query/nosuchtoken?{dns}")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    // DoT: the first label of the server name.
+    for (sni, blocked) in [
+        ("acme.dot.example.net", true),
+        ("other.dot.example.net", false),
+    ] {
+        let mut tls = tls_connect(&server, server.dot_addrs()[0], sni, &[b"dot"]).await;
+        let msg = dot_exchange(&mut tls, &query(2, "www.example.test.")).await;
+        if blocked {
+            assert_eq!(rcode_of(&msg), ResponseCode::NXDomain, "{sni}");
+        } else {
+            assert_answered(&msg);
+        }
+    }
+
+    // The transport reaches the policy too.
+    let path = get_path(&query(3, "transport.example.test."));
+    assert_eq!(
+        rcode_of(&get(&server, Http::Two, &path).await.dns()),
+        ResponseCode::NXDomain
+    );
+    let mut tls = tls_connect(&server, server.dot_addrs()[0], "localhost", &[b"dot"]).await;
+    assert_answered(&dot_exchange(&mut tls, &query(4, "transport.example.test.")).await);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One query and its answer over an established DoT connection.
+async fn dot_exchange(tls: &mut TlsStream<TcpStream>, wire: &[u8]) -> Message {
+    let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(wire);
+    tls.write_all(&framed).await.unwrap();
+    let len = tls.read_u16().await.unwrap() as usize;
+    let mut answer = vec![0; len];
+    tls.read_exact(&mut answer).await.unwrap();
+    Message::from_vec(&answer).unwrap()
+}
+
+#[tokio::test]
+async fn doh_http2_connection_carries_many_streams() {
+    let server = start();
+    let tls = tls_connect(&server, server.doh_addrs()[0], "localhost", &[b"h2"]).await;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut tasks = Vec::new();
+    for i in 0..50u16 {
+        let mut sender = sender.clone();
+        let uri = format!(
+            "https://localhost{}",
+            get_path(&query(i, &format!("s{i}.example.test.")))
+        );
+        tasks.push(tokio::spawn(async move {
+            let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+            let response = sender.send_request(req).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            Message::from_vec(&body).unwrap().metadata.id
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.await.unwrap(), i as u16);
+    }
+}
+
+#[tokio::test]
+async fn doh_http2_by_alpn_server_speaks_first() {
+    // With h2 settled by ALPN, the server sends its SETTINGS without waiting
+    // for the client's preface; some clients (dnsperf) wait for it.
+    let server = start();
+    let mut tls = tls_connect(&server, server.doh_addrs()[0], "localhost", &[b"h2"]).await;
+    let mut frame_header = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(2), tls.read_exact(&mut frame_header))
+        .await
+        .expect("a frame from the server before the client says anything")
+        .unwrap();
+    assert_eq!(frame_header[3], 0x4, "a SETTINGS frame");
+}
+
+#[tokio::test]
+async fn stalled_tls_handshake_loses_its_connection_and_slot() {
+    let server = start_with(|s| {
+        s.limits.tls_handshake_timeout = Duration::from_millis(300);
+        s.limits.doh_max_connections = 1;
+        s.limits.dot_max_connections = 1;
+    });
+    for addr in [server.doh_addrs()[0], server.dot_addrs()[0]] {
+        // Connect and send nothing: closed after the handshake timeout.
+        let started = Instant::now();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "{addr}: {closed:?}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{addr}: closed too early"
+        );
+        // The only slot is free again: a real client gets through.
+        let alpn: &[u8] = if addr == server.doh_addrs()[0] {
+            b"h2"
+        } else {
+            b"dot"
+        };
+        let tls = tls_connect_when_free(&server, addr, alpn).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+    }
+}
+
+#[tokio::test]
+async fn doh_idle_connection_is_closed_and_frees_its_slot() {
+    let server = start_with(|s| {
+        // One connection is past 3/4 of a cap of one: the pressure timeout applies.
+        s.limits.tcp_idle_timeout_pressure = Duration::from_millis(300);
+        s.limits.doh_max_connections = 1;
+    });
+    for http in [Http::Two, Http::One] {
+        let alpn: &[u8] = if http == Http::Two {
+            b"h2"
+        } else {
+            b"http/1.1"
+        };
+        let tls = tls_connect_when_free(&server, server.doh_addrs()[0], alpn).await;
+        let io = TokioIo::new(tls);
+        let req = request(
+            &server,
+            http,
+            "GET",
+            &get_path(&query(1, "idle.example.test.")),
+        )
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+        // The client keeps the connection open (its sender stays alive);
+        // the server must end it. Returns how long that took.
+        let started = Instant::now();
+        let ended = match http {
+            Http::Two => {
+                let (mut sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .unwrap();
+                let conn = tokio::spawn(conn);
+                assert_eq!(
+                    sender.send_request(req).await.unwrap().status(),
+                    StatusCode::OK
+                );
+                let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
+                drop(sender);
+                ended
+            }
+            Http::One => {
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                let conn = tokio::spawn(conn);
+                let response = sender.send_request(req).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.into_body().collect().await.unwrap();
+                let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
+                drop(sender);
+                ended
+            }
+        };
+        assert!(ended.is_ok(), "{http:?}: still open after the idle timeout");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250),
+            "{http:?}: closed after {took:?}, before the idle timeout"
+        );
+    }
+    // The slot came back: the cap of one still admits a client.
+    let tls = tls_connect_when_free(&server, server.doh_addrs()[0], b"h2").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+}
+
+#[tokio::test]
+async fn doh_slow_body_gets_408() {
+    let server = start_with(|s| s.limits.doh_body_timeout = Duration::from_millis(200));
+    let tls = tls_connect(&server, server.doh_addrs()[0], "localhost", &[b"http/1.1"]).await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    // Ten bytes of an announced hundred, then nothing.
+    let head = "POST /dns-query HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/dns-message\r\ncontent-length: 100\r\n\r\n";
+    writer.write_all(head.as_bytes()).await.unwrap();
+    writer.write_all(&[0; 10]).await.unwrap();
+    let mut response = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(3), reader.read_exact(&mut response))
+        .await
+        .expect("an answer before the idle timeout")
+        .unwrap();
+    assert_eq!(&response, b"HTTP/1.1 408");
+}
+
+#[tokio::test]
+async fn doh_keep_alive_outlasts_the_request_timeout() {
+    let server = start_with(|s| s.limits.doh_body_timeout = Duration::from_millis(100));
+    for http in [Http::One, Http::Two] {
+        let alpn: &[u8] = if http == Http::Two {
+            b"h2"
+        } else {
+            b"http/1.1"
+        };
+        let tls = tls_connect(&server, server.doh_addrs()[0], "localhost", &[alpn]).await;
+        let io = TokioIo::new(tls);
+        let req = || {
+            request(
+                &server,
+                http,
+                "GET",
+                &get_path(&query(3, "www.example.test.")),
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+        };
+        // Two requests on one connection, idle in between for longer than a
+        // request may take to arrive, but well within the idle timeout.
+        match http {
+            Http::One => {
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                for _ in 0..2 {
+                    let response = sender.send_request(req()).await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    response.into_body().collect().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+            }
+            Http::Two => {
+                let (mut sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                for _ in 0..2 {
+                    let response = sender.send_request(req()).await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- DoT
+
+#[tokio::test]
+async fn dot_answers_with_sni_and_alpn() {
+    let server = start();
+    let mut tls = tls_connect(
+        &server,
+        server.dot_addrs()[0],
+        "acme.dot.example.net",
+        &[b"dot"],
+    )
+    .await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"dot"[..]));
+    // Two pipelined queries on one connection.
+    for (id, name) in [(0u16, "a.example.test."), (0x1234, "b.example.test.")] {
+        let wire = query(id, name);
+        let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&wire);
+        tls.write_all(&framed).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let len = tls.read_u16().await.unwrap() as usize;
+        let mut answer = vec![0; len];
+        tls.read_exact(&mut answer).await.unwrap();
+        let msg = Message::from_vec(&answer).unwrap();
+        assert_answered(&msg);
+        ids.push(msg.metadata.id);
+    }
+    ids.sort();
+    assert_eq!(ids, vec![0, 0x1234]);
+}
+
+// ---------------------------------------------------------------- drain
+
+/// An HTTP/2 connection to DoH: its request sender and its driving task.
+async fn h2_connection(
+    server: &Server,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tls = tls_connect(server, server.doh_addrs()[0], "localhost", &[b"h2"]).await;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_idle_doh_at_once_and_finishes_exchanges_in_flight() {
+    let Setup { upstream, picket } = start_with(|s| {
+        s.drain.grace = Duration::ZERO;
+        s.drain.finish_timeout = Duration::from_secs(5);
+        s.forwarder.attempt_timeout = Duration::from_secs(2);
+        s.forwarder.total_timeout = Duration::from_secs(2);
+    });
+    let server = picket.server;
+    let (doh, dot) = (server.doh_addrs()[0], server.dot_addrs()[0]);
+    // Upstream answers take 500 ms, so these queries are in flight when the
+    // drain closes the listeners.
+    upstream.set_delay(Duration::from_millis(500));
+    let (mut busy, _busy_conn) = h2_connection(&server).await;
+    let uri = format!(
+        "https://localhost{}",
+        get_path(&query(1, "w0.example.test."))
+    );
+    let over_doh = tokio::spawn(async move {
+        let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+        let response = busy.send_request(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (Instant::now(), body)
+    });
+    let mut dot_tls = tls_connect(&server, dot, "localhost", &[b"dot"]).await;
+    let over_dot =
+        tokio::spawn(
+            async move { dot_exchange(&mut dot_tls, &query(2, "w1.example.test.")).await },
+        );
+    // A connection with nothing to do.
+    let (_idle, idle_conn) = h2_connection(&server).await;
+    let idle_ended = tokio::spawn(async move { (Instant::now(), idle_conn.await) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let drained = tokio::spawn(server.drain(std::future::pending()));
+    // The idle connection gets its GOAWAY at once and ends cleanly, while
+    // the answers still in flight arrive later, and then the drain ends.
+    let (idle_at, idle_result) = idle_ended.await.unwrap();
+    assert!(
+        idle_result.unwrap().is_ok(),
+        "the idle connection did not end cleanly"
+    );
+    let (answered_at, body) = over_doh.await.unwrap();
+    assert!(
+        idle_at < answered_at,
+        "the idle connection lasted until the drain's end"
+    );
+    assert_answered(&Message::from_vec(&body).unwrap());
+    assert_answered(&over_dot.await.unwrap());
+    assert_eq!(drained.await.unwrap(), 0, "nothing was cut off");
+    // The listeners are gone.
+    assert!(TcpStream::connect(doh).await.is_err());
+    assert!(TcpStream::connect(dot).await.is_err());
+}
+
+// ---------------------------------------------------------------- reload
+
+/// A certificate and key as PEM files in a fresh directory.
+struct CertFiles {
+    dir: std::path::PathBuf,
+}
+
+impl CertFiles {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("picket-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    fn key(&self) -> std::path::PathBuf {
+        self.dir.join("key.pem")
+    }
+
+    /// Writes a new certificate for localhost; returns it (DER).
+    fn write_new(&self) -> CertificateDer<'static> {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(self.cert(), made.cert.pem()).unwrap();
+        std::fs::write(self.key(), made.signing_key.serialize_pem()).unwrap();
+        made.cert.der().clone()
+    }
+}
+
+impl Drop for CertFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn reloaded_certificate_serves_new_connections() {
+    let files = CertFiles::new("reload");
+    let first = files.write_new();
+    let server = start_with(|s| {
+        s.tls = Some(TlsSource::Files {
+            cert: files.cert(),
+            key: files.key(),
+        })
+    });
+    let (doh, dot) = (server.doh_addrs()[0], server.dot_addrs()[0]);
+    let established = connect_pinned(first.clone(), doh, "localhost", &[b"h2"])
+        .await
+        .unwrap();
+
+    let second = files.write_new();
+    server.tls().unwrap().reload().unwrap();
+    for (addr, alpn) in [(doh, &b"h2"[..]), (dot, &b"dot"[..])] {
+        assert!(connect_pinned(second.clone(), addr, "localhost", &[alpn])
+            .await
+            .is_ok());
+        assert!(connect_pinned(first.clone(), addr, "localhost", &[alpn])
+            .await
+            .is_err());
+    }
+    // A connection made before the reload goes on.
+    let io = TokioIo::new(established);
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = request(
+        &server,
+        Http::Two,
+        "GET",
+        &get_path(&query(5, "www.example.test.")),
+    )
+    .body(Full::new(Bytes::new()))
+    .unwrap();
+    assert_eq!(
+        sender.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_of_the_running_binary() {
+    let files = CertFiles::new("sighup");
+    let first = files.write_new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let doh: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let binary = env!("CARGO_BIN_EXE_picket");
+    let help = run(binary, &["serve", "--help"]);
+    assert!(
+        help.contains("--tls-cert"),
+        "{binary} is not this build (another checkout sharing CARGO_TARGET_DIR rebuilt it?)"
+    );
+    let mut child = std::process::Command::new(binary)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--threads",
+            "1",
+        ])
+        .args(["--doh", &doh.to_string()])
+        .arg("--tls-cert")
+        .arg(files.cert())
+        .arg("--tls-key")
+        .arg(files.key())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("picket binary starts");
+    let presents = |cert: CertificateDer<'static>| async move {
+        for _ in 0..100 {
+            if connect_pinned(cert.clone(), doh, "localhost", &[b"h2"])
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    let started = presents(first).await;
+    let second = files.write_new();
+    // SAFETY: kill(2) on the child we spawned.
+    let signalled = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) } == 0;
+    let reloaded = signalled && presents(second).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started, "picket did not start serving DoH on {doh}");
+    assert!(reloaded, "SIGHUP did not bring in the new certificate");
+}
+
+// ---------------------------------------------------------------- outside programs
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs curl and kdig (Debian curl, knot-dnsutils); run by .ci/run"]
+async fn curl_resolves_through_doh() {
+    let server = start();
+    let doh_url = format!(
+        "https://127.0.0.1:{}/dns-query",
+        server.doh_addrs()[0].port()
+    );
+    // Port 9 (discard) on a TEST-NET address: the connection fails, but the
+    // verbose log shows the address curl got from Picket.
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            "curl",
+            &[
+                "-sv",
+                "--max-time",
+                "3",
+                "--doh-insecure",
+                "--doh-url",
+                &doh_url,
+                "http://www.example.test:9/",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("DoH A: 192.0.2.1"), "{out}");
+    assert!(out.contains("Trying 192.0.2.1:9"), "{out}");
+}
+
+#[tokio::test]
+#[ignore = "needs curl and kdig (Debian curl, knot-dnsutils); run by .ci/run"]
+async fn kdig_over_https_and_tls() {
+    let server = start();
+    let doh_port = server.doh_addrs()[0].port().to_string();
+    let dot_port = server.dot_addrs()[0].port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        [
+            run(
+                "kdig",
+                &[
+                    "+https",
+                    "@127.0.0.1",
+                    "-p",
+                    &doh_port,
+                    "www.example.test",
+                    "A",
+                ],
+            ),
+            run(
+                "kdig",
+                &[
+                    "+https-get",
+                    "@127.0.0.1",
+                    "-p",
+                    &doh_port,
+                    "get.example.test",
+                    "A",
+                ],
+            ),
+            run(
+                "kdig",
+                &[
+                    "+tls",
+                    "+tls-sni=acme.dot.example.net",
+                    "@127.0.0.1",
+                    "-p",
+                    &dot_port,
+                    "dot.example.test",
+                    "A",
+                ],
+            ),
+        ]
+    })
+    .await
+    .unwrap();
+    for (out, name) in out.iter().zip(["www", "get", "dot"]) {
+        assert!(out.contains("status: NOERROR"), "{out}");
+        assert!(out.contains(&format!("{name}.example.test.")), "{out}");
+        assert!(out.contains("192.0.2.1"), "{out}");
+    }
+    assert!(out[0].contains("HTTP/2-POST"), "{}", out[0]);
+    assert!(out[1].contains("HTTP/2-GET"), "{}", out[1]);
+    assert!(out[2].contains("TLS"), "{}", out[2]);
+}

@@ -72,12 +72,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Builds the shared state from settings and the loaded policy.
+    /// Builds the shared state from settings and the loaded policy. The
+    /// observer (metrics, query log) follows the settings; the forwarder
+    /// reports its exchanges to the observer's metrics.
     pub fn new(settings: Settings, policy: PolicySet) -> Result<Self, String> {
         let recursor = match &settings.recursion {
             Some(r) => Some(Recursive::new(r, &settings.limits)?),
             None => None,
         };
+        let observer = Observer::new(
+            settings.metrics.is_some(),
+            &settings.upstreams,
+            settings.query_log.as_ref(),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             policy_reloads: PolicyReloads::default(),
@@ -85,9 +93,9 @@ impl Shared {
             inflight: Coalescer::default(),
             upstream_permits: Semaphore::new(settings.limits.max_upstream_inflight),
             health: Arc::new(Health::default()),
-            forwarder_stats: Arc::new(ForwarderStats::default()),
+            forwarder_stats: Arc::new(ForwarderStats::with_sink(observer.exchange_sink())),
             recursor,
-            observer: Observer::default(),
+            observer,
             access: settings.access.clone(),
             rate_limiter: settings.rate_limit.map(RateLimiter::new),
             readiness: Readiness::default(),

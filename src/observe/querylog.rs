@@ -181,6 +181,9 @@ impl Exclusions {
     }
 }
 
+/// Reads one of the log's counters (for a metrics probe).
+pub type CounterRead = Box<dyn Fn() -> u64 + Send + Sync>;
+
 /// Counters and flags shared with the writer thread.
 #[derive(Debug, Default)]
 struct State {
@@ -300,7 +303,7 @@ impl QueryLog {
     }
 
     /// Readers of the counters for metric probes.
-    pub fn counters(&self) -> [(&'static str, Box<dyn Fn() -> u64 + Send + Sync>); 3] {
+    pub fn counters(&self) -> [(&'static str, CounterRead); 3] {
         let (a, b, c) = (self.state.clone(), self.state.clone(), self.state.clone());
         [
             (

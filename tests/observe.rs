@@ -330,13 +330,16 @@ async fn readiness_fails_once_the_only_upstream_is_dead() {
     );
 }
 
-/// Reads the log after the server stopped (stopping flushes it).
+/// Reads the log after the server stopped (stopping flushes it), in time
+/// order (each worker thread's lines are in order; the threads' interleave).
 fn read_log(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
+    let mut lines: Vec<Value> = std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+        .collect();
+    lines.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+    lines
 }
 
 #[tokio::test(flavor = "multi_thread")]

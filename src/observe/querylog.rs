@@ -1,43 +1,46 @@
 //! The query log: one JSON line per query (DESIGN.md §5, research
 //! reliability.md §3).
 //!
-//! The line is formatted on the worker thread (only when the log is on) and
-//! handed to a writer thread through a bounded channel. When the writer falls
-//! behind (slow disk, a full pipe), lines are dropped and counted: a DNS
-//! answer never waits for the log. The writer batches lines into one buffered
-//! write, rotates by size (rename to `PATH.1`), and reopens the file on
+//! Only when the log is on, the worker formats the line straight into its
+//! thread's own pending buffer; a writer thread takes every buffer each
+//! [`FLUSH_EVERY`] and writes it with one call. The number of pending lines
+//! is bounded: when the writer falls behind (slow disk, a full pipe), lines
+//! are dropped and counted, and a DNS answer never waits for the log. The
+//! writer rotates by size (rename to `PATH.1`) and reopens the file on
 //! request (SIGHUP from logrotate).
 //!
 //! Privacy: the client address is truncated by default (/24 for IPv4, /56
 //! for IPv6), can be left out entirely, and is written in full only when asked.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde::{Serialize, Serializer};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::outcome::Outcome;
 use crate::protocol::wire::rcode;
 
-/// Default bound of the channel to the writer, in lines (~16 MiB of lines at most).
+/// Default bound on lines waiting for the writer (~17 MiB of lines at most).
 pub const DEFAULT_BUFFER_LINES: usize = 65_536;
 /// How long [`QueryLog::close`] waits for the writer to flush.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// How often an idle writer looks at its flags.
-const IDLE_TICK: Duration = Duration::from_millis(200);
-/// Lines written per batch before a flush.
-const BATCH: usize = 1024;
-/// Capacity a line starts with; a typical line is 250-300 bytes.
-const LINE_CAPACITY: usize = 320;
+/// How long [`QueryLog::reopen`] waits for the writer to switch files.
+const REOPEN_WAIT: Duration = Duration::from_secs(1);
+/// How often the writer takes what the workers formatted and writes it:
+/// lines reach the file at most this late, and the buffers must hold this
+/// long's worth of queries (65,536 lines in 10 ms: 6.5 million q/s). Short,
+/// so that a worker's buffer stays small enough to be in cache.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
+/// A writer's spare buffer larger than this is given back after a burst.
+const KEEP_SPARE: usize = 4 << 20;
 
 /// How much of the client's address goes into the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -184,20 +187,52 @@ impl Exclusions {
 /// Reads one of the log's counters (for a metrics probe).
 pub type CounterRead = Box<dyn Fn() -> u64 + Send + Sync>;
 
-/// Counters and flags shared with the writer thread.
+/// Lines one worker thread formatted that the writer has not taken yet.
 #[derive(Debug, Default)]
-struct State {
+struct Pending {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+type PendingSlot = Arc<Mutex<Pending>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the workers and the writer thread share.
+#[derive(Debug, Default)]
+struct Inner {
+    /// Every thread's pending lines (a thread registers on its first line).
+    slots: Mutex<Vec<PendingSlot>>,
+    /// Lines pending across all threads, and the bound on it.
+    queued: AtomicU64,
+    max_queued: u64,
     written: AtomicU64,
     dropped: AtomicU64,
     errors: AtomicU64,
-    reopen: AtomicBool,
+    /// Reopen requests made and served (a generation count).
+    reopen_asked: AtomicU64,
+    reopen_done: AtomicU64,
     closing: AtomicBool,
 }
 
+thread_local! {
+    /// This thread's pending-lines slot for each live query log (several
+    /// servers may run in one process, e.g. in tests).
+    static SLOTS: RefCell<Vec<(Weak<Inner>, PendingSlot)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// The query log of one server.
+///
+/// Hot path: the line is formatted straight into this thread's own pending
+/// buffer (an uncontended mutex: the writer takes it once per
+/// [`FLUSH_EVERY`]), so there is no allocation, no channel and no wake-up per
+/// query. The bound is on lines pending across all threads; past it lines
+/// are dropped and counted. Lines of one thread stay in order; lines of
+/// different threads are ordered by their `time`, not by position.
 pub struct QueryLog {
-    tx: SyncSender<Vec<u8>>,
-    state: Arc<State>,
+    inner: Arc<Inner>,
     exclude: Exclusions,
     client_ip: ClientIpMode,
     /// Signalled by the writer thread when it exits; taken by the first close.
@@ -207,7 +242,7 @@ pub struct QueryLog {
 impl fmt::Debug for QueryLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueryLog")
-            .field("state", &self.state)
+            .field("inner", &self.inner)
             .field("exclude", &self.exclude.len())
             .field("client_ip", &self.client_ip)
             .finish()
@@ -227,19 +262,20 @@ impl QueryLog {
             None => Exclusions::default(),
         };
         let sink = Sink::open(&settings.target, settings.max_bytes)?;
-        let (tx, rx) = mpsc::sync_channel(settings.buffer_lines.max(1));
         let (done_tx, done_rx) = mpsc::channel();
-        let state = Arc::new(State::default());
-        let writer_state = state.clone();
+        let inner = Arc::new(Inner {
+            max_queued: settings.buffer_lines.max(1) as u64,
+            ..Inner::default()
+        });
+        let writer = inner.clone();
         std::thread::Builder::new()
             .name("picket-querylog".into())
             .spawn(move || {
-                write_lines(rx, sink, &writer_state);
+                write_lines(&writer, sink);
                 let _ = done_tx.send(());
             })?;
         Ok(QueryLog {
-            tx,
-            state,
+            inner,
             exclude,
             client_ip: settings.client_ip,
             done: Mutex::new(Some(done_rx)),
@@ -253,35 +289,62 @@ impl QueryLog {
         if self.exclude.covers(outcome.qname) {
             return;
         }
-        let mut line = Vec::with_capacity(LINE_CAPACITY);
-        format_line(outcome, self.client_ip, SystemTime::now(), &mut line);
-        self.send(line);
+        let inner = &self.inner;
+        if inner.queued.load(Ordering::Relaxed) >= inner.max_queued {
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let now = SystemTime::now();
+        self.with_slot(|pending| {
+            format_line(outcome, self.client_ip, now, &mut pending.bytes);
+            pending.lines += 1;
+        });
+        inner.queued.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn send(&self, line: Vec<u8>) {
-        match self.tx.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.state.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Runs `f` on this thread's pending lines, registering them on first use.
+    fn with_slot(&self, f: impl FnOnce(&mut Pending)) {
+        SLOTS.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            let me = Arc::as_ptr(&self.inner);
+            if let Some((_, slot)) = slots.iter().find(|(log, _)| std::ptr::eq(log.as_ptr(), me)) {
+                f(&mut lock(slot));
+                return;
             }
+            // First line from this thread: forget the slots of logs that are
+            // gone, and register a new one.
+            slots.retain(|(log, _)| log.strong_count() > 0);
+            let slot = PendingSlot::default();
+            lock(&self.inner.slots).push(slot.clone());
+            f(&mut lock(&slot));
+            slots.push((Arc::downgrade(&self.inner), slot));
+        });
+    }
+
+    /// Reopens the file (after logrotate moved it away): lines recorded
+    /// before the call go to the old file, later ones to the new. Waits for
+    /// the writer (at most a second, if it is stuck).
+    pub fn reopen(&self) {
+        let asked = self.inner.reopen_asked.fetch_add(1, Ordering::AcqRel) + 1;
+        let deadline = Instant::now() + REOPEN_WAIT;
+        while self.inner.reopen_done.load(Ordering::Acquire) < asked {
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    "the query-log writer is stuck; it reopens the file when it recovers"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
-    /// Asks the writer to reopen its file (after logrotate moved it away).
-    pub fn reopen(&self) {
-        self.state.reopen.store(true, Ordering::Relaxed);
-        // Wake an idle writer; if the channel is full it is busy and sees the flag soon.
-        let _ = self.tx.try_send(Vec::new());
-    }
-
-    /// Flushes what is queued and stops the writer; waits at most a couple
+    /// Writes what is pending and stops the writer; waits at most a couple
     /// of seconds (a writer stuck on a full pipe is abandoned). Idempotent.
     pub fn close(&self) {
-        let Some(done) = self.done.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(done) = lock(&self.done).take() else {
             return;
         };
-        self.state.closing.store(true, Ordering::Relaxed);
-        let _ = self.tx.try_send(Vec::new());
+        self.inner.closing.store(true, Ordering::Release);
         if done.recv_timeout(CLOSE_WAIT).is_err() {
             tracing::warn!("the query-log writer did not finish in time; unwritten lines are lost");
         }
@@ -289,22 +352,22 @@ impl QueryLog {
 
     /// Lines written so far.
     pub fn written(&self) -> u64 {
-        self.state.written.load(Ordering::Relaxed)
+        self.inner.written.load(Ordering::Relaxed)
     }
 
     /// Lines dropped because the writer was behind.
     pub fn dropped(&self) -> u64 {
-        self.state.dropped.load(Ordering::Relaxed)
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// Write and reopen errors.
     pub fn errors(&self) -> u64 {
-        self.state.errors.load(Ordering::Relaxed)
+        self.inner.errors.load(Ordering::Relaxed)
     }
 
     /// Readers of the counters for metric probes.
     pub fn counters(&self) -> [(&'static str, CounterRead); 3] {
-        let (a, b, c) = (self.state.clone(), self.state.clone(), self.state.clone());
+        let (a, b, c) = (self.inner.clone(), self.inner.clone(), self.inner.clone());
         [
             (
                 super::metrics::name::QUERYLOG_LINES,
@@ -328,70 +391,79 @@ impl Drop for QueryLog {
     }
 }
 
-/// The writer thread: batches lines into the buffered sink, flushes when the
-/// queue is empty, and handles reopen and close requests.
-fn write_lines(rx: Receiver<Vec<u8>>, mut sink: Sink, state: &State) {
+/// The writer thread: every [`FLUSH_EVERY`] it swaps each worker's pending
+/// buffer for an empty one and writes it out; it serves reopen requests
+/// (writing what is pending to the old file first) and stops on close.
+fn write_lines(inner: &Inner, mut sink: Sink) {
+    let mut spare = Vec::new();
     let mut failing = false;
     loop {
-        let first = match rx.recv_timeout(IDLE_TICK) {
-            Ok(line) => Some(line),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let closing = state.closing.load(Ordering::Relaxed);
-        let mut result = Ok(());
-        let mut n: u64 = 0;
-        let mut next = first;
-        while let Some(line) = next {
-            if line.is_empty() {
-                // A wake-up from reopen() or close(), in order with the lines.
-                result = result.and(sink.flush());
-                reopen_if_asked(&mut sink, state);
-            } else {
-                result = result.and(sink.write_line(&line));
-                n += 1;
-            }
-            // While closing, drain everything that is queued; else flush every batch.
-            next = if closing || n < BATCH as u64 {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        result = result.and(sink.flush());
-        match result {
-            Ok(()) => {
-                state.written.fetch_add(n, Ordering::Relaxed);
-                if failing {
-                    tracing::info!(target = %sink.describe(), "query log writable again");
-                    failing = false;
+        // Read before taking lines: close() comes once no more lines do.
+        let closing = inner.closing.load(Ordering::Acquire);
+        let asked = inner.reopen_asked.load(Ordering::Acquire);
+        if asked != inner.reopen_done.load(Ordering::Relaxed) {
+            drain(inner, &mut sink, &mut spare, &mut failing);
+            match sink.reopen() {
+                Ok(()) => tracing::info!(target = %sink.describe(), "query log reopened"),
+                Err(e) => {
+                    inner.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target = %sink.describe(), error = %e, "cannot reopen the query log; still writing to the old file");
                 }
             }
-            Err(e) => {
-                state.errors.fetch_add(1, Ordering::Relaxed);
-                if !failing {
-                    tracing::warn!(target = %sink.describe(), error = %e, "cannot write the query log; lines are lost until it recovers");
-                    failing = true;
-                }
-            }
+            inner.reopen_done.store(asked, Ordering::Release);
         }
-        reopen_if_asked(&mut sink, state);
+        drain(inner, &mut sink, &mut spare, &mut failing);
         if closing {
             break;
         }
+        std::thread::sleep(FLUSH_EVERY);
     }
-    let _ = sink.flush();
 }
 
-fn reopen_if_asked(sink: &mut Sink, state: &State) {
-    if !state.reopen.swap(false, Ordering::Relaxed) {
-        return;
+/// Writes every thread's pending lines and flushes.
+fn drain(inner: &Inner, sink: &mut Sink, spare: &mut Vec<u8>, failing: &mut bool) {
+    let slots = lock(&inner.slots).clone();
+    let mut result = Ok(());
+    let mut written = 0;
+    for slot in &slots {
+        let lines = {
+            let mut pending = lock(slot);
+            if pending.lines == 0 {
+                continue;
+            }
+            std::mem::swap(&mut pending.bytes, spare);
+            std::mem::take(&mut pending.lines)
+        };
+        inner.queued.fetch_sub(lines, Ordering::Relaxed);
+        let wrote = sink.write_lines(spare);
+        if wrote.is_ok() {
+            written += lines;
+        }
+        result = result.and(wrote);
+        spare.clear();
+        if spare.capacity() > KEEP_SPARE {
+            spare.shrink_to(KEEP_SPARE);
+        }
     }
-    match sink.reopen() {
-        Ok(()) => tracing::info!(target = %sink.describe(), "query log reopened"),
+    if written > 0 {
+        result = result.and(sink.flush());
+    }
+    // Slots of threads that are gone, once empty, are forgotten.
+    lock(&inner.slots).retain(|slot| Arc::strong_count(slot) > 1 || lock(slot).lines > 0);
+    match result {
+        Ok(()) => {
+            inner.written.fetch_add(written, Ordering::Relaxed);
+            if *failing {
+                tracing::info!(target = %sink.describe(), "query log writable again");
+                *failing = false;
+            }
+        }
         Err(e) => {
-            state.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(target = %sink.describe(), error = %e, "cannot reopen the query log; still writing to the old file");
+            inner.errors.fetch_add(1, Ordering::Relaxed);
+            if !*failing {
+                tracing::warn!(target = %sink.describe(), error = %e, "cannot write the query log; lines are lost until it recovers");
+                *failing = true;
+            }
         }
     }
 }
@@ -446,6 +518,24 @@ impl Sink {
         }
     }
 
+    /// Writes a batch of whole lines (line by line when rotating by size).
+    fn write_lines(&mut self, batch: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File { max: Some(_), .. } => {
+                for line in batch.split_inclusive(|b| *b == b'\n') {
+                    self.write_line(line)?;
+                }
+                Ok(())
+            }
+            Sink::File { out, size, .. } => {
+                out.write_all(batch)?;
+                *size += batch.len() as u64;
+                Ok(())
+            }
+            Sink::Stdout(out) => out.write_all(batch),
+        }
+    }
+
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         match self {
             Sink::Stdout(out) => out.write_all(line),
@@ -495,77 +585,170 @@ impl Sink {
     }
 }
 
-/// One line of the log. Field order is the output order.
-#[derive(Serialize)]
-struct Line<'a> {
-    time: Rfc3339,
-    org: Option<&'a str>,
-    transport: &'static str,
-    client: Option<IpAddr>,
-    qname: &'a str,
-    qtype: Option<QType>,
-    rcode: Option<Rcode>,
-    action: &'static str,
-    rule_id: Option<&'a str>,
-    rule_name: Option<&'a str>,
-    cache: &'static str,
-    upstream: Option<SocketAddr>,
-    duration_us: u64,
-    ede: Option<u16>,
-}
-
-/// Appends the JSON line for `o` (with its newline) to `out`.
+/// Appends the JSON line for `o` (with its newline) to `out`:
+///
+/// ```text
+/// {"time":"2026-03-01T12:34:56.789012Z","org":null,"transport":"udp","client":"198.51.100.0",
+///  "qname":"www.example.test","qtype":"A","rcode":"NOERROR","action":"resolve","rule_id":null,
+///  "rule_name":null,"cache":"hit","upstream":null,"duration_us":41,"ede":null}
+/// ```
+///
+/// Written by hand (strings escaped by serde_json) because it runs for every
+/// query: about 3x faster than deriving `Serialize` for a line struct, and
+/// no allocation beyond growing `out`.
 pub fn format_line(o: &Outcome<'_>, client_ip: ClientIpMode, now: SystemTime, out: &mut Vec<u8>) {
-    let line = Line {
-        time: Rfc3339(now),
-        org: Some(o.org).filter(|org| !org.is_empty()),
-        transport: o.transport.as_str(),
-        client: client_ip.apply(o.client_ip),
-        qname: o.qname,
-        qtype: (o.qtype != 0 || !o.qname.is_empty()).then_some(QType(o.qtype)),
-        rcode: o.rcode.map(Rcode),
-        action: o.action,
-        rule_id: o.rule.map(|(id, _)| id),
-        rule_name: o.rule.map(|(_, name)| name),
-        cache: o.cache.as_str(),
-        upstream: o.upstream,
-        duration_us: o.duration.as_micros().min(u64::MAX as u128) as u64,
-        ede: o.ede,
-    };
-    // Writing to a Vec cannot fail, and every field serializes.
-    let _ = serde_json::to_writer(&mut *out, &line);
-    out.push(b'\n');
+    out.extend_from_slice(b"{\"time\":\"");
+    push_time(out, now);
+    out.extend_from_slice(b"\",\"org\":");
+    push_opt_str(out, Some(o.org).filter(|org| !org.is_empty()));
+    out.extend_from_slice(b",\"transport\":\"");
+    out.extend_from_slice(o.transport.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"client\":");
+    match client_ip.apply(o.client_ip) {
+        Some(ip) => {
+            out.push(b'"');
+            push_ip(out, ip);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"qname\":");
+    push_str(out, o.qname);
+    out.extend_from_slice(b",\"qtype\":");
+    if o.qtype != 0 || !o.qname.is_empty() {
+        out.push(b'"');
+        push_qtype(out, o.qtype);
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(b",\"rcode\":");
+    match o.rcode {
+        Some(code) => {
+            out.push(b'"');
+            match rcode::name(code) {
+                "OTHER" => {
+                    out.extend_from_slice(b"RCODE");
+                    push_u64(out, code.into());
+                }
+                name => out.extend_from_slice(name.as_bytes()),
+            }
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"action\":");
+    push_str(out, o.action);
+    out.extend_from_slice(b",\"rule_id\":");
+    push_opt_str(out, o.rule.map(|(id, _)| id));
+    out.extend_from_slice(b",\"rule_name\":");
+    push_opt_str(out, o.rule.map(|(_, name)| name));
+    out.extend_from_slice(b",\"cache\":\"");
+    out.extend_from_slice(o.cache.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"upstream\":");
+    match o.upstream {
+        Some(addr) => {
+            // Only on misses; the standard formatter is fine there.
+            let _ = write!(out, "\"{addr}\"");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"duration_us\":");
+    push_u64(out, o.duration.as_micros().min(u64::MAX as u128) as u64);
+    out.extend_from_slice(b",\"ede\":");
+    match o.ede {
+        Some(code) => push_u64(out, code.into()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}\n");
 }
 
-/// A query type as its mnemonic (`AAAA`), or `TYPE65280` (RFC 3597) when unknown.
-struct QType(u16);
+/// A JSON string, escaped by serde_json.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
 
-impl fmt::Display for QType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use hickory_proto::rr::RecordType;
-        match RecordType::from(self.0) {
-            RecordType::Unknown(n) => write!(f, "TYPE{n}"),
-            known => f.write_str(known.into()),
+fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `n` zero-padded to `width` digits (n < 10^width).
+fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, octet.into());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
         }
     }
 }
 
-impl Serialize for QType {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+/// A query type's mnemonic (`AAAA`, via hickory's `RecordType`), or
+/// `TYPE65280` (RFC 3597) when it has none.
+fn push_qtype(out: &mut Vec<u8>, qtype: u16) {
+    use hickory_proto::rr::RecordType;
+    match RecordType::from(qtype) {
+        RecordType::Unknown(n) => {
+            out.extend_from_slice(b"TYPE");
+            push_u64(out, n.into());
+        }
+        known => out.extend_from_slice(<&'static str>::from(known).as_bytes()),
     }
 }
 
-/// A response code as its mnemonic (`NXDOMAIN`), or `RCODE11` when unnamed.
-struct Rcode(u16);
-
-impl Serialize for Rcode {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match rcode::name(self.0) {
-            "OTHER" => s.collect_str(&format_args!("RCODE{}", self.0)),
-            name => s.serialize_str(name),
-        }
-    }
+/// RFC 3339 UTC with microseconds, e.g. `2026-03-01T12:34:56.789012Z`.
+fn push_time(out: &mut Vec<u8>, at: SystemTime) {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    push_padded(out, y.clamp(0, 9999) as u64, 4);
+    out.push(b'-');
+    push_padded(out, m.into(), 2);
+    out.push(b'-');
+    push_padded(out, d.into(), 2);
+    out.push(b'T');
+    push_padded(out, rem / 3600, 2);
+    out.push(b':');
+    push_padded(out, rem / 60 % 60, 2);
+    out.push(b':');
+    push_padded(out, rem % 60, 2);
+    out.push(b'.');
+    push_padded(out, since.subsec_micros().into(), 6);
+    out.push(b'Z');
 }
 
 /// A time as RFC 3339 UTC with microseconds: `2026-03-01T12:34:56.789012Z`.
@@ -573,24 +756,9 @@ pub struct Rfc3339(pub SystemTime);
 
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs();
-        let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-            rem / 3600,
-            rem / 60 % 60,
-            rem % 60,
-            since.subsec_micros()
-        )
-    }
-}
-
-impl Serialize for Rfc3339 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let mut text = Vec::with_capacity(27);
+        push_time(&mut text, self.0);
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

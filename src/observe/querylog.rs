@@ -448,7 +448,9 @@ fn drain(inner: &Inner, sink: &mut Sink, spare: &mut Vec<u8>, failing: &mut bool
     if written > 0 {
         result = result.and(sink.flush());
     }
-    // Slots of threads that are gone, once empty, are forgotten.
+    // Slots of threads that are gone (only the registry holds them), once
+    // empty, are forgotten.
+    drop(slots);
     lock(&inner.slots).retain(|slot| Arc::strong_count(slot) > 1 || lock(slot).lines > 0);
     match result {
         Ok(()) => {
@@ -854,6 +856,11 @@ mod tests {
         assert_eq!(v["qtype"], serde_json::Value::Null);
         assert_eq!(v["rcode"], serde_json::Value::Null);
         assert_eq!(v["client"], "198.51.100.77");
+        o.client_ip = "2001:db8:1234:56ff::53".parse().unwrap();
+        out.clear();
+        format_line(&o, ClientIpMode::Truncate, UNIX_EPOCH, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["client"], "2001:db8:1234:5600::");
     }
 
     #[test]
@@ -876,6 +883,46 @@ mod tests {
         assert!(ex.covers("x.internal.test"));
         assert!(ex.covers("internal.test"));
         assert!(!Exclusions::default().covers("example.com"));
+    }
+
+    #[test]
+    fn lines_from_many_threads_are_all_written() {
+        let dir = std::env::temp_dir().join(format!("picket-qlog-threads-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("q.log");
+        let log = Arc::new(
+            QueryLog::open(&QueryLogSettings::new(LogTarget::File(path.clone()))).unwrap(),
+        );
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        log.record(&outcome());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // The threads are gone: their slots are forgotten once written out.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !lock(&log.inner.slots).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "slots of finished threads are kept"
+            );
+            std::thread::sleep(FLUSH_EVERY);
+        }
+        log.close();
+        assert_eq!((log.written(), log.dropped()), (4000, 0));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            4000
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -170,7 +170,17 @@ async fn metrics_count_a_known_sequence_exactly() {
     held.send_query("www.example.test", RecordType::A).await;
     assert!(held.recv().await.is_some());
 
-    let m = scrape(&picket).await;
+    // Earlier TCP clients have closed; the server notices their EOF soon.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        let m = scrape(&picket).await;
+        if value(&m, r#"picket_connections_open{transport="tcp"}"#) == 1.0
+            || Instant::now() > deadline
+        {
+            break m;
+        }
+        real_sleep(Duration::from_millis(10)).await;
+    };
     let up = upstream.addr();
     let expect = [
         (queries("udp", "resolve", "NOERROR"), 3.0),

@@ -281,7 +281,8 @@ fn register_probes(
             &[],
             counter(|s| stat(s, |r| &r.sent)),
         );
-        let events: [(&str, fn(&Shared) -> u64); 4] = [
+        type Read = fn(&Shared) -> u64;
+        let events: [(&str, Read); 4] = [
             ("over_budget", |s| stat(s, |r| &r.over_budget)),
             ("held_down", |s| stat(s, |r| &r.held_down)),
             ("failure_cache_hit", |s| stat(s, |r| &r.failure_cache_hits)),

@@ -260,6 +260,16 @@ impl Worker {
         };
         let limit = self.response_limit(&req, hints);
         if let Some(step) = self.admit(&req, hints, allowed, limit) {
+            // Outside the access list: REFUSED with EDE 18; else rate limited.
+            let (action, code) = match allowed {
+                false => ("denied", req.edns.as_ref().map(|_| ede::PROHIBITED)),
+                true => ("ratelimited", None),
+            };
+            let reply = match &step {
+                Step::Reply(reply) => Some(reply.as_slice()),
+                _ => None,
+            };
+            self.observe_local(&req, hints, started, reply, action, code);
             return step;
         }
         let ready = || self.shared.ready();
@@ -270,7 +280,7 @@ impl Worker {
             self.edns_out(&req),
             limit,
         ) {
-            self.observe_local(&req, hints, started, &reply);
+            self.observe_local(&req, hints, started, Some(&reply), "local", None);
             return Step::Reply(reply);
         }
         let policy = self.shared.policy.load();
@@ -475,6 +485,10 @@ impl Worker {
                 Synthesized::Reply(r) => Some(r),
                 Synthesized::Drop => None,
             };
+            let served = Provenance {
+                ede: synthesized_ede(q.req, &block),
+                ..served
+            };
             self.observe(
                 q,
                 reply.as_deref(),
@@ -531,7 +545,10 @@ impl Worker {
     /// Answers a verdict that needs no upstream (block, override to
     /// addresses, refuse, drop, truncate).
     fn synthesized(&self, q: &Judged<'_>, verdict: &Verdict) -> Step {
-        let none = Provenance::synthesized();
+        let none = Provenance {
+            ede: synthesized_ede(q.req, verdict),
+            ..Provenance::synthesized()
+        };
         match synthesize::answer(q.req, verdict, self.edns_out(q.req), q.limit) {
             Synthesized::Reply(reply) => {
                 self.observe(
@@ -688,19 +705,29 @@ impl Worker {
         reply.map_or(Step::Drop, Step::Reply)
     }
 
-    fn observe_local(&self, req: &Request, hints: &ClientHints, started: Instant, reply: &[u8]) {
+    /// Observes a query answered (or dropped) before any policy: local
+    /// answers, and the access list and rate limit.
+    fn observe_local(
+        &self,
+        req: &Request,
+        hints: &ClientHints,
+        started: Instant,
+        reply: Option<&[u8]>,
+        action: &'static str,
+        ede: Option<u16>,
+    ) {
         self.shared.observer.record(&Outcome {
             transport: hints.transport,
             client_ip: hints.ip,
             org: "",
             qname: &req.qname,
             qtype: req.qtype,
-            rcode: reply_rcode(Some(reply)),
-            action: "local",
+            rcode: reply_rcode(reply),
+            action,
             rule: None,
             cache: CacheStatus::None,
             upstream: None,
-            ede: None,
+            ede,
             duration: started.elapsed(),
         });
     }
@@ -743,6 +770,16 @@ fn facts<'a>(req: &'a Request, hints: &ClientHints) -> Facts<'a> {
 }
 
 /// The 4-bit RCODE of a reply we built (None when nothing was sent).
+/// The Extended DNS Error a synthesized answer carries (only with EDNS), for the outcome.
+fn synthesized_ede(req: &Request, verdict: &Verdict) -> Option<u16> {
+    req.edns.as_ref()?;
+    match &verdict.action {
+        Action::Block(block) => Some(block.ede),
+        Action::Refuse => Some(ede::PROHIBITED),
+        _ => None,
+    }
+}
+
 fn reply_rcode(reply: Option<&[u8]>) -> Option<u16> {
     reply.and_then(|r| r.get(3)).map(|b| u16::from(b & 0x0f))
 }

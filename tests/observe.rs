@@ -248,26 +248,88 @@ async fn metrics_count_a_known_sequence_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_unknown_paths() {
     let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(with_metrics(&[upstream.addr()]));
+    let mut settings = with_metrics(&[upstream.addr()]);
+    settings.drain.grace = Duration::from_millis(600);
+    settings.drain.finish_timeout = Duration::from_millis(200);
+    let picket = start_picket_with(settings);
     let admin = picket.server.admin_addr().unwrap();
     assert_eq!(http_get(admin, "/healthz").await, (200, "ok\n".into()));
     assert_eq!(http_get(admin, "/readyz").await, (200, "ready\n".into()));
     assert_eq!(http_get(admin, "/").await.0, 404);
     assert_eq!(http_get(admin, "/metrics/extra").await.0, 404);
 
-    // A server that loads its policy after start is not ready until it has.
-    let observer = &picket.server.shared().observer;
-    observer.expect_policy();
-    let (status, body) = http_get(admin, "/readyz").await;
+    // A graceful stop turns not ready at once and keeps answering for the
+    // grace period.
+    let addr = picket.addr;
+    let draining = tokio::spawn(picket.server.drain(std::future::pending()));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while http_get(admin, "/readyz").await.0 != 503 {
+        assert!(Instant::now() < deadline, "still ready while draining");
+        real_sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(
-        (status, body.as_str()),
-        (503, "not ready: policy not loaded\n")
+        http_get(admin, "/readyz").await,
+        (503, "not ready: draining\n".into())
     );
-    observer.policy_loaded(7);
-    observer.policy_failed();
-    assert_eq!(http_get(admin, "/readyz").await.0, 200);
+    assert_eq!(http_get(admin, "/healthz").await.0, 200);
+    let a = query_udp(addr, "www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&a), ResponseCode::NoError);
+    assert_eq!(draining.await.unwrap(), 0);
+    // Stopped: the admin listener is gone with the workers.
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err());
+}
+
+/// A policy directory with one organization (the loopback clients) that
+/// blocks `ads.example.test`.
+fn policy_dir(dir: &TempDir) -> PathBuf {
+    let policies = dir.path("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("lab.json"),
+        r#"{ "organizations": [ { "id": "lab", "networks": ["127.0.0.0/8"], "rules": [
+            { "id": "no-ads", "name": "Block ads", "expression": "dns.fqdn == \"ads.example.test\"", "action": "block" }
+        ] } ] }"#,
+    )
+    .unwrap();
+    policies
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_reloads_version_and_rule_hits() {
+    let upstream = Authority::start(ZONE);
+    let dir = TempDir::new("policy");
+    let policies = policy_dir(&dir);
+    let log = dir.path("queries.log");
+    let mut settings = with_metrics(&[upstream.addr()]);
+    settings.policies = ::picket::config::PolicySource::Dir(policies.clone());
+    settings.query_log = Some(log_to(&log));
+    let picket = start_picket_with(settings);
+
+    for _ in 0..2 {
+        let blocked = query_udp(picket.addr, "ads.example.test", RecordType::A).await;
+        assert_eq!(rcode(&blocked), ResponseCode::NXDomain);
+    }
+    query_udp(picket.addr, "www.example.test", RecordType::A).await;
     let m = scrape(&picket).await;
-    assert_eq!(value(&m, "picket_policy_version"), 7.0);
+    assert_eq!(
+        value(&m, r#"picket_rule_hits_total{org="lab",rule="no-ads"}"#),
+        2.0,
+        "{m:#?}"
+    );
+    assert_eq!(value(&m, &queries("udp", "block", "NXDOMAIN")), 2.0);
+    assert_eq!(value(&m, &queries("udp", "resolve", "NOERROR")), 1.0);
+    let version = picket.server.shared().policy.load().version() as f64;
+    assert_eq!(value(&m, "picket_policy_version"), version);
+    assert_eq!(
+        value(&m, r#"picket_policy_reloads_total{result="success"}"#),
+        0.0
+    );
+
+    // A good reload, then a broken file: the last good policy stays.
+    picket.server.reload_policy();
+    std::fs::write(policies.join("broken.json"), "{ not json").unwrap();
+    picket.server.reload_policy();
+    let m = scrape(&picket).await;
     assert_eq!(
         value(&m, r#"picket_policy_reloads_total{result="success"}"#),
         1.0
@@ -276,16 +338,24 @@ async fn health_readiness_and_unknown_paths() {
         value(&m, r#"picket_policy_reloads_total{result="failure"}"#),
         1.0
     );
+    let reloaded = picket.server.shared().policy.load().version() as f64;
+    assert!(reloaded > version);
+    assert_eq!(value(&m, "picket_policy_version"), reloaded);
 
-    picket.server.drain();
-    assert_eq!(
-        http_get(admin, "/readyz").await,
-        (503, "not ready: draining\n".into())
-    );
-    assert_eq!(http_get(admin, "/healthz").await.0, 200);
-    // Draining changes readiness only: answers go on.
-    let a = query_udp(picket.addr, "www.example.test", RecordType::A).await;
-    assert_eq!(rcode(&a), ResponseCode::NoError);
+    picket.server.stop();
+    let lines = read_log(&log);
+    assert_eq!(lines.len(), 3);
+    for blocked in &lines[..2] {
+        assert_eq!(blocked["org"], "lab");
+        assert_eq!(blocked["action"], "block");
+        assert_eq!(blocked["rule_id"], "no-ads");
+        assert_eq!(blocked["rule_name"], "Block ads");
+        assert_eq!(blocked["rcode"], "NXDOMAIN");
+        assert_eq!(blocked["cache"], "none");
+        assert!(blocked["ede"].is_u64());
+    }
+    assert_eq!(lines[2]["org"], "lab");
+    assert_eq!(lines[2]["rule_id"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -302,10 +372,7 @@ async fn readiness_fails_once_the_only_upstream_is_dead() {
     let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(rcode(&answer), ResponseCode::ServFail);
     let (status, body) = http_get(admin, "/readyz").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (503, "not ready: no upstream is answering\n")
-    );
+    assert_eq!((status, body.as_str()), (503, "not ready: no upstream\n"));
     assert_eq!(http_get(admin, "/healthz").await.0, 200);
 
     let m = scrape(&picket).await;
@@ -575,4 +642,43 @@ async fn a_stuck_log_writer_never_delays_answers() {
     picket.server.stop();
     assert!(stopping.elapsed() < Duration::from_secs(5));
     drop(pipe.reader);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_and_rate_limited_queries_are_counted() {
+    use ::picket::admission::{AccessList, RateLimitSettings};
+    let upstream = Authority::start(ZONE);
+
+    // Outside the access list: REFUSED (EDE 18), counted as `denied`.
+    let mut settings = with_metrics(&[upstream.addr()]);
+    settings.access = AccessList::new(vec!["192.0.2.0/24".parse().unwrap()]);
+    let closed = start_picket_with(settings);
+    let refused = query_udp(closed.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&refused), ResponseCode::Refused);
+    assert_eq!(ede(&refused).map(|(code, _)| code), Some(18));
+    let m = scrape(&closed).await;
+    assert_eq!(
+        value(&m, &queries("udp", "denied", "REFUSED")),
+        1.0,
+        "{m:#?}"
+    );
+    assert_eq!(upstream.queries(), 0);
+
+    // Over the rate limit (1 q/s, no burst, no slip): dropped, counted.
+    let mut settings = with_metrics(&[upstream.addr()]);
+    settings.rate_limit = Some(RateLimitSettings {
+        qps: 1,
+        burst: 0,
+        slip: 0,
+    });
+    let limited = start_picket_with(settings);
+    let query = QueryBuilder::new("www.example.test", RecordType::A).to_bytes();
+    let mut answered = 0;
+    for _ in 0..3 {
+        answered += usize::from(send_udp_raw(limited.addr, &query).await.is_some());
+    }
+    let m = scrape(&limited).await;
+    let dropped = value(&m, &queries("udp", "ratelimited", "none"));
+    assert!(answered >= 1 && dropped >= 1.0, "{m:#?}");
+    assert_eq!(answered as f64 + dropped, 3.0);
 }

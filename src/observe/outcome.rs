@@ -59,10 +59,12 @@ pub struct Outcome<'a> {
 /// Every action label the pipeline and the policy emit, in metric-table order.
 /// Anything else is counted as `other` (the set stays bounded whatever a
 /// future caller passes).
-pub const ACTIONS: [&str; 12] = [
+pub const ACTIONS: [&str; 13] = [
     "resolve",
     "local",
     "malformed",
+    "denied",
+    "ratelimited",
     "allow",
     "block",
     "override",
@@ -70,7 +72,6 @@ pub const ACTIONS: [&str; 12] = [
     "drop",
     "truncate",
     "audit",
-    "forward",
     "other",
 ];
 
@@ -81,15 +82,16 @@ pub fn action_index(action: &str) -> usize {
         "resolve" => 0,
         "local" => 1,
         "malformed" => 2,
-        "allow" => 3,
-        "block" => 4,
-        "override" => 5,
-        "refuse" => 6,
-        "drop" => 7,
-        "truncate" => 8,
-        "audit" => 9,
-        "forward" => 10,
-        _ => 11,
+        "denied" => 3,
+        "ratelimited" => 4,
+        "allow" => 5,
+        "block" => 6,
+        "override" => 7,
+        "refuse" => 8,
+        "drop" => 9,
+        "truncate" => 10,
+        "audit" => 11,
+        _ => 12,
     }
 }
 

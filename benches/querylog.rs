@@ -97,6 +97,7 @@ fn format_cost() {
         rcode: Some(0),
         action: "resolve",
         rule: None,
+        audited: &[],
         cache: CacheStatus::Hit,
         upstream: None,
         ede: None,

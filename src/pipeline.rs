@@ -697,6 +697,7 @@ impl Worker {
             rcode: code,
             action: "malformed",
             rule: None,
+            audited: &[],
             cache: CacheStatus::None,
             upstream: None,
             ede: None,
@@ -725,6 +726,7 @@ impl Worker {
             rcode: reply_rcode(reply),
             action,
             rule: None,
+            audited: &[],
             cache: CacheStatus::None,
             upstream: None,
             ede,
@@ -740,6 +742,12 @@ impl Worker {
         rule: Option<&policy::RuleRef>,
         served: Provenance,
     ) {
+        let audited: SmallVec<[(&str, &str); 2]> = q
+            .verdict
+            .audited
+            .iter()
+            .map(|r| (&*r.id, &*r.name))
+            .collect();
         self.shared.observer.record(&Outcome {
             transport: q.hints.transport,
             client_ip: q.hints.ip,
@@ -749,6 +757,7 @@ impl Worker {
             rcode: reply_rcode(reply),
             action,
             rule: rule.map(|r| (&*r.id, &*r.name)),
+            audited: &audited,
             cache: served.cache,
             upstream: served.upstream,
             ede: served.ede,

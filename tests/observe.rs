@@ -287,6 +287,7 @@ fn policy_dir(dir: &TempDir) -> PathBuf {
     std::fs::write(
         policies.join("lab.json"),
         r#"{ "organizations": [ { "id": "lab", "networks": ["127.0.0.0/8"], "rules": [
+            { "id": "watch-www", "name": "Watch www", "expression": "dns.fqdn == \"www.example.test\"", "action": "audit" },
             { "id": "no-ads", "name": "Block ads", "expression": "dns.fqdn == \"ads.example.test\"", "action": "block" }
         ] } ] }"#,
     )
@@ -317,6 +318,10 @@ async fn policy_reloads_version_and_rule_hits() {
         "{m:#?}"
     );
     assert_eq!(value(&m, &queries("udp", "block", "NXDOMAIN")), 2.0);
+    assert_eq!(
+        value(&m, r#"picket_rule_hits_total{org="lab",rule="watch-www"}"#),
+        1.0
+    );
     assert_eq!(value(&m, &queries("udp", "resolve", "NOERROR")), 1.0);
     let version = picket.server.shared().policy.load().version() as f64;
     assert_eq!(value(&m, "picket_policy_version"), version);
@@ -356,6 +361,9 @@ async fn policy_reloads_version_and_rule_hits() {
     }
     assert_eq!(lines[2]["org"], "lab");
     assert_eq!(lines[2]["rule_id"], Value::Null);
+    assert_eq!(lines[2]["action"], "resolve");
+    assert_eq!(lines[2]["audited"], serde_json::json!(["watch-www"]));
+    assert_eq!(lines[0]["audited"], serde_json::json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -192,6 +192,9 @@ impl Metrics {
         if let Some((rule_id, _)) = outcome.rule {
             self.rule_hit(outcome.org, rule_id);
         }
+        for (rule_id, _) in outcome.audited {
+            self.rule_hit(outcome.org, rule_id);
+        }
     }
 
     /// Counts a hit of rule `rule_id` for organization `org` (`""`: none).
@@ -378,7 +381,7 @@ fn describe(recorder: &PrometheusRecorder) {
         (name::UPSTREAM_REJECTED, "Upstream datagrams dropped because they matched no outstanding query (possible spoofing)."),
         (name::UPSTREAM_TCP_RETRIES, "Upstream answers fetched again over TCP after a truncated UDP answer."),
         (name::POLICY_RELOADS, "Policy reloads by result; a failure keeps the last good policy."),
-        (name::RULE_HITS, "Queries decided by each policy rule, by organization and rule id."),
+        (name::RULE_HITS, "Queries decided (or, for audit rules, matched) by each policy rule, by organization and rule id."),
         (name::QUERYLOG_LINES, "Query-log lines written."),
         (name::QUERYLOG_DROPPED, "Query-log lines dropped because the writer fell behind (answers never wait for it)."),
         (name::QUERYLOG_ERRORS, "Query-log write or reopen errors."),
@@ -437,6 +440,7 @@ mod tests {
             rcode,
             action,
             rule: None,
+            audited: &[],
             cache,
             upstream: None,
             ede: None,
@@ -469,6 +473,7 @@ mod tests {
         let mut blocked = outcome(Transport::Udp, "block", Some(3), CacheStatus::None);
         blocked.org = "acme";
         blocked.rule = Some(("r1", "ads"));
+        blocked.audited = &[("r0", "watch")];
         m.record(&blocked);
         let text = m.render();
         assert!(
@@ -482,6 +487,7 @@ mod tests {
         ));
         assert!(text.contains(r#"picket_cache_lookups_total{result="hit"} 2"#));
         assert!(text.contains(r#"picket_rule_hits_total{org="acme",rule="r1"} 1"#));
+        assert!(text.contains(r#"picket_rule_hits_total{org="acme",rule="r0"} 1"#));
         assert!(
             !other.render().contains("picket_queries_total{"),
             "registries are per server"

@@ -47,6 +47,8 @@ pub struct Outcome<'a> {
     pub action: &'static str,
     /// Deciding rule id and name, if any.
     pub rule: Option<(&'a str, &'a str)>,
+    /// `audit` rules that matched (id, name): recorded, no action taken.
+    pub audited: &'a [(&'a str, &'a str)],
     pub cache: CacheStatus,
     /// Upstream that answered, when one was asked.
     pub upstream: Option<SocketAddr>,

@@ -592,7 +592,7 @@ impl Sink {
 /// ```text
 /// {"time":"2026-03-01T12:34:56.789012Z","org":null,"transport":"udp","client":"198.51.100.0",
 ///  "qname":"www.example.test","qtype":"A","rcode":"NOERROR","action":"resolve","rule_id":null,
-///  "rule_name":null,"cache":"hit","upstream":null,"duration_us":41,"ede":null}
+///  "rule_name":null,"audited":[],"cache":"hit","upstream":null,"duration_us":41,"ede":null}
 /// ```
 ///
 /// Written by hand (strings escaped by serde_json) because it runs for every
@@ -645,6 +645,14 @@ pub fn format_line(o: &Outcome<'_>, client_ip: ClientIpMode, now: SystemTime, ou
     push_opt_str(out, o.rule.map(|(id, _)| id));
     out.extend_from_slice(b",\"rule_name\":");
     push_opt_str(out, o.rule.map(|(_, name)| name));
+    out.extend_from_slice(b",\"audited\":[");
+    for (i, (id, _)) in o.audited.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(out, id);
+    }
+    out.push(b']');
     out.extend_from_slice(b",\"cache\":\"");
     out.extend_from_slice(o.cache.as_str().as_bytes());
     out.extend_from_slice(b"\",\"upstream\":");
@@ -795,6 +803,7 @@ mod tests {
             rcode: Some(3),
             action: "block",
             rule: Some(("r7", "no \"ads\"")),
+            audited: &[],
             cache: CacheStatus::None,
             upstream: Some("192.0.2.53:53".parse().unwrap()),
             ede: Some(15),
@@ -826,7 +835,7 @@ mod tests {
         let text = std::str::from_utf8(&out).unwrap();
         assert_eq!(
             text.trim_end(),
-            r#"{"time":"1970-01-02T00:00:00.000000Z","org":"acme","transport":"udp","client":"198.51.100.0","qname":"www.example.test","qtype":"AAAA","rcode":"NXDOMAIN","action":"block","rule_id":"r7","rule_name":"no \"ads\"","cache":"none","upstream":"192.0.2.53:53","duration_us":12345,"ede":15}"#
+            r#"{"time":"1970-01-02T00:00:00.000000Z","org":"acme","transport":"udp","client":"198.51.100.0","qname":"www.example.test","qtype":"AAAA","rcode":"NXDOMAIN","action":"block","rule_id":"r7","rule_name":"no \"ads\"","audited":[],"cache":"none","upstream":"192.0.2.53:53","duration_us":12345,"ede":15}"#
         );
     }
 
@@ -839,9 +848,11 @@ mod tests {
         o.rule = None;
         o.upstream = None;
         o.ede = None;
+        o.audited = &[("txt", "Log TXT"), ("odd\"id", "")];
         let mut out = Vec::new();
         format_line(&o, ClientIpMode::None, UNIX_EPOCH, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["audited"], serde_json::json!(["txt", "odd\"id"]));
         assert_eq!(v["org"], serde_json::Value::Null);
         assert_eq!(v["client"], serde_json::Value::Null);
         assert_eq!(v["qtype"], "TYPE65280");

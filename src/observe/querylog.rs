@@ -290,7 +290,10 @@ impl QueryLog {
             return;
         }
         let inner = &self.inner;
-        if inner.queued.load(Ordering::Relaxed) >= inner.max_queued {
+        // Reserve the line before it becomes visible to the writer, whose
+        // subtraction must never run ahead of this addition.
+        if inner.queued.fetch_add(1, Ordering::Relaxed) >= inner.max_queued {
+            inner.queued.fetch_sub(1, Ordering::Relaxed);
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -299,7 +302,6 @@ impl QueryLog {
             format_line(outcome, self.client_ip, now, &mut pending.bytes);
             pending.lines += 1;
         });
-        inner.queued.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs `f` on this thread's pending lines, registering them on first use.

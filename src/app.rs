@@ -1,12 +1,14 @@
 //! Wiring: binds the listeners, builds the shared state, starts one worker
 //! thread per core (each a current-thread runtime owning one SO_REUSEPORT
-//! socket per listener), and stops them, at once ([`Server::stop`]) or
-//! gracefully ([`Server::drain`]).
+//! socket per listener), the admin listener (metrics, health) on its own
+//! thread, and stops them, at once ([`Server::stop`]) or gracefully
+//! ([`Server::drain`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,8 +19,12 @@ use crate::config::{PolicySource, Settings};
 use crate::listener::tcp::ConnectionSlots;
 use crate::listener::tls::Tls;
 use crate::listener::{bind_tcp, bind_udp, doh, dot, tcp, udp};
+use crate::observe::metrics::name;
+use crate::observe::{admin, LogTarget, Metrics};
 use crate::pipeline::{Shared, Worker};
 use crate::policy::PolicySet;
+use crate::query::Transport;
+use crate::upstream::recursor::RecursorStats;
 
 /// Sockets of one worker.
 struct WorkerSockets {
@@ -45,6 +51,7 @@ pub struct Server {
     doh_addrs: Vec<SocketAddr>,
     dot_addrs: Vec<SocketAddr>,
     tls: Option<Arc<Tls>>,
+    admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -70,11 +77,18 @@ impl Server {
         let (addrs, mut per_worker) = bind_all(&settings.listen, threads)?;
         let doh_addrs = bind_stream_only(&settings.doh, &mut per_worker, "DoH", |s| &mut s.doh)?;
         let dot_addrs = bind_stream_only(&settings.dot, &mut per_worker, "DoT", |s| &mut s.dot)?;
+        let admin_listener = match settings.metrics {
+            Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
+                format!("cannot bind the metrics listener {addr}: pick another with --metrics, e.g. --metrics 127.0.0.1:9153")
+            })?),
+            None => None,
+        };
         let policy = settings
             .policies
             .load(&settings.blocklists)
             .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
         log_policy(&policy);
+        log_observability(&settings);
         let shared = Arc::new(Shared::new(settings, policy).map_err(anyhow::Error::msg)?);
         let limits = &shared.settings.limits;
         let common = Common {
@@ -91,9 +105,35 @@ impl Server {
             doh_addrs,
             dot_addrs,
             tls,
+            admin_addr: None,
             stop,
-            threads: Vec::with_capacity(threads),
+            threads: Vec::with_capacity(threads + 1),
         };
+        if let (Some(listener), Some(metrics)) = (admin_listener, shared.observer.metrics()) {
+            register_probes(
+                metrics,
+                &shared,
+                &[
+                    (Transport::Tcp, common.tcp_slots.clone()),
+                    (Transport::Doh, common.doh_slots.clone()),
+                    (Transport::Dot, common.dot_slots.clone()),
+                ],
+            );
+            let addr = listener.local_addr()?;
+            let ready = {
+                let shared = shared.clone();
+                Box::new(move || shared.ready().map_err(str::to_string))
+            };
+            let served = admin::Admin {
+                metrics: metrics.clone(),
+                ready,
+            };
+            let handle = admin::spawn(listener, served, stopped.clone())
+                .context("cannot start the admin thread")?;
+            server.threads.push(handle);
+            tracing::info!(%addr, "metrics on http://{addr}/metrics, health on /healthz and /readyz");
+            server.admin_addr = Some(addr);
+        }
         for (index, sockets) in per_worker.drain(..).enumerate() {
             let (shared, common, stopped) = (shared.clone(), common.clone(), stopped.clone());
             let serving = serving.clone();
@@ -189,6 +229,16 @@ impl Server {
         self.tls.as_ref()
     }
 
+    /// The admin listener's address (`--metrics`), port resolved.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Reopens the query log (SIGHUP, after logrotate moved it).
+    pub fn reopen_logs(&self) {
+        self.shared.observer.reopen_log();
+    }
+
     /// The shared state (cache, counters), for tests and the admin listener.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -204,6 +254,8 @@ impl Server {
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
+        // Every worker is gone: write out the query log's last lines.
+        self.shared.observer.close();
     }
 }
 
@@ -211,6 +263,127 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Scrape-time readers of state kept elsewhere. They hold the shared state
+/// weakly: the metrics live inside it, and a strong reference would be a cycle.
+fn register_probes(
+    metrics: &Metrics,
+    shared: &Arc<Shared>,
+    connections: &[(Transport, Arc<ConnectionSlots>)],
+) {
+    let weak = Arc::downgrade(shared);
+    let gauge = |f: fn(&Shared) -> f64| {
+        let weak: Weak<Shared> = weak.clone();
+        move || weak.upgrade().map_or(0.0, |s| f(&s))
+    };
+    let counter = |f: fn(&Shared) -> u64| {
+        let weak: Weak<Shared> = weak.clone();
+        move || weak.upgrade().map_or(0, |s| f(&s))
+    };
+    metrics.gauge_probe(
+        name::CACHE_ENTRIES,
+        &[],
+        gauge(|s| {
+            // Settle moka's deferred bookkeeping so the count is exact.
+            s.cache.run_pending_tasks();
+            s.cache.entry_count() as f64
+        }),
+    );
+    metrics.gauge_probe(
+        name::CACHE_BYTES,
+        &[],
+        gauge(|s| s.cache.weighted_bytes() as f64),
+    );
+    metrics.gauge_probe(
+        name::UPSTREAM_INFLIGHT,
+        &[],
+        gauge(|s| {
+            let max = s.settings.limits.max_upstream_inflight;
+            max.saturating_sub(s.upstream_permits.available_permits()) as f64
+        }),
+    );
+    metrics.counter_probe(
+        name::UPSTREAM_REJECTED,
+        &[],
+        counter(|s| s.forwarder_stats.rejected_answers.load(Ordering::Relaxed)),
+    );
+    metrics.counter_probe(
+        name::UPSTREAM_TCP_RETRIES,
+        &[],
+        counter(|s| s.forwarder_stats.tcp_retries.load(Ordering::Relaxed)),
+    );
+    metrics.counter_probe(
+        name::POLICY_RELOADS,
+        &[("result", "success")],
+        counter(|s| s.policy_reloads.ok.load(Ordering::Relaxed)),
+    );
+    metrics.counter_probe(
+        name::POLICY_RELOADS,
+        &[("result", "failure")],
+        counter(|s| s.policy_reloads.failed.load(Ordering::Relaxed)),
+    );
+    metrics.gauge_probe(
+        name::POLICY_VERSION,
+        &[],
+        gauge(|s| s.policy.load().version() as f64),
+    );
+    if shared.recursor.is_some() {
+        fn stat(s: &Shared, field: fn(&RecursorStats) -> &AtomicU64) -> u64 {
+            s.recursor
+                .as_ref()
+                .map_or(0, |r| field(r.stats()).load(Ordering::Relaxed))
+        }
+        metrics.counter_probe(
+            name::RECURSOR_QUERIES,
+            &[],
+            counter(|s| stat(s, |r| &r.sent)),
+        );
+        type Read = fn(&Shared) -> u64;
+        let events: [(&str, Read); 4] = [
+            ("over_budget", |s| stat(s, |r| &r.over_budget)),
+            ("held_down", |s| stat(s, |r| &r.held_down)),
+            ("failure_cache_hit", |s| stat(s, |r| &r.failure_cache_hits)),
+            ("scrubbed", |s| stat(s, |r| &r.scrubbed)),
+        ];
+        for (event, read) in events {
+            metrics.counter_probe(name::RECURSOR_EVENTS, &[("event", event)], counter(read));
+        }
+    }
+    for &server in &shared.settings.upstreams {
+        let health = shared.health.clone();
+        let label = server.to_string();
+        metrics.gauge_probe(name::UPSTREAM_HEALTHY, &[("upstream", &label)], move || {
+            f64::from(u8::from(health.any_healthy(&[server])))
+        });
+    }
+    for (transport, slots) in connections {
+        let slots = slots.clone();
+        metrics.gauge_probe(
+            name::CONNECTIONS,
+            &[("transport", transport.as_str())],
+            move || slots.open() as f64,
+        );
+    }
+}
+
+/// Start-up log line for the query log.
+fn log_observability(settings: &Settings) {
+    let Some(q) = &settings.query_log else {
+        return;
+    };
+    let target = match &q.target {
+        LogTarget::Stdout => "stdout".to_string(),
+        LogTarget::File(p) => p.display().to_string(),
+    };
+    tracing::info!(
+        %target,
+        client_ip = ?q.client_ip,
+        max_bytes = ?q.max_bytes,
+        exclude = ?q.exclude,
+        buffer_lines = q.buffer_lines,
+        "query log on"
+    );
 }
 
 /// Reloads the policy and logs the result.

@@ -14,6 +14,7 @@ use crate::app::Server;
 use crate::config::PolicySource;
 use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings, TlsSource};
 use crate::listener::tls::Tls;
+use crate::observe::{ClientIpMode, LogTarget, QueryLogSettings};
 use crate::policy::PolicySet;
 use crate::query::{ClientHints, Transport};
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
@@ -264,6 +265,40 @@ pub struct ServeArgs {
     /// victims can retry over TCP) and drop the rest; 0 drops all.
     #[arg(long = "rate-limit-slip", value_name = "N", default_value_t = 2)]
     pub rate_limit_slip: u32,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics, with /healthz and
+    /// /readyz (IP[:PORT], port 9153 if omitted). Off by default.
+    #[arg(long = "metrics", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 9153))]
+    pub metrics: Option<SocketAddr>,
+
+    /// Write one JSON line per query to this file (appended), or to standard
+    /// output with `-`. Off by default.
+    #[arg(long = "query-log", value_name = "PATH|-")]
+    pub query_log: Option<String>,
+
+    /// Rotate the query log once it would grow past this size: the file is
+    /// renamed to PATH.1 (replacing an older one) and a new one started.
+    /// Without it, rotate externally (logrotate) and send SIGHUP to reopen.
+    #[arg(long = "query-log-max-bytes", value_name = "BYTES", value_parser = parse_size)]
+    pub query_log_max_bytes: Option<u64>,
+
+    /// Query-log lines that may wait for the writer; past that, lines are
+    /// dropped (and counted), never delaying answers.
+    #[arg(long = "query-log-buffer", value_name = "LINES", default_value_t = crate::observe::querylog::DEFAULT_BUFFER_LINES)]
+    pub query_log_buffer: usize,
+
+    /// How much of the client address the query log keeps: none, truncate
+    /// (/24 for IPv4, /56 for IPv6) or full.
+    #[arg(
+        long = "log-client-ip",
+        value_name = "MODE",
+        default_value = "truncate"
+    )]
+    pub log_client_ip: ClientIpMode,
+
+    /// Never log queries for the names in FILE (one per line) or their subdomains.
+    #[arg(long = "log-exclude", value_name = "FILE")]
+    pub log_exclude: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -311,6 +346,8 @@ impl ServeArgs {
         s.forwarder.attempt_timeout = Duration::from_millis(self.upstream_timeout_ms.max(1));
         s.forwarder.total_timeout = s.forwarder.attempt_timeout * 3;
         self.apply_serving(&mut s)?;
+        s.metrics = self.metrics;
+        s.query_log = self.query_log_settings()?;
         if !self.recursive && self.upstream.is_empty() {
             // No usable resolv.conf (missing, unreadable or only ourselves):
             // recurse rather than refuse to start.
@@ -338,6 +375,34 @@ impl ServeArgs {
         s.upstreams.clear();
         s.recursion = Some(self.recursion_settings(s.threads)?);
         Ok(s)
+    }
+
+    /// `--query-log` and its companions.
+    fn query_log_settings(&self) -> Result<Option<QueryLogSettings>> {
+        let Some(target) = &self.query_log else {
+            if self.log_exclude.is_some() || self.query_log_max_bytes.is_some() {
+                bail!("--log-exclude and --query-log-max-bytes apply to the query log: add --query-log PATH (or - for stdout)");
+            }
+            return Ok(None);
+        };
+        let target = match target.as_str() {
+            "-" => LogTarget::Stdout,
+            "" => bail!("--query-log needs a path, or - for standard output"),
+            path => LogTarget::File(PathBuf::from(path)),
+        };
+        if target == LogTarget::Stdout && self.query_log_max_bytes.is_some() {
+            bail!("--query-log-max-bytes needs a file: standard output cannot be rotated");
+        }
+        if self.query_log_buffer == 0 {
+            bail!("--query-log-buffer must be at least 1");
+        }
+        Ok(Some(QueryLogSettings {
+            target,
+            max_bytes: self.query_log_max_bytes,
+            client_ip: self.log_client_ip,
+            exclude: self.log_exclude.clone(),
+            buffer_lines: self.query_log_buffer,
+        }))
     }
 
     /// Identity, health, drain, policy and admission settings.
@@ -502,6 +567,7 @@ fn serve(args: ServeArgs) -> Result<i32> {
         recursive = settings.recursion.is_some(),
         threads = settings.threads,
         cache_bytes = settings.cache.max_bytes,
+        metrics = ?settings.metrics,
         "starting picket"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -543,15 +609,19 @@ fn serve(args: ServeArgs) -> Result<i32> {
 }
 
 /// SIGHUP: reload the policy (the last good one stays on error) and the
-/// DoH/DoT certificate (likewise).
+/// DoH/DoT certificate (likewise), and reopen the query log (logrotate moved it).
 async fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
     shared: std::sync::Arc<crate::pipeline::Shared>,
     tls: Option<std::sync::Arc<Tls>>,
 ) {
     while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading");
+        tracing::info!("SIGHUP: reloading the policy, reopening the query log");
         crate::app::reload_and_log(&shared);
+        // Waits for the log writer (bounded): off this runtime, so a stop
+        // signal is never held up.
+        let reopen = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || reopen.observer.reopen_log()).await;
         if let Some(tls) = &tls {
             reload_tls(tls);
         }

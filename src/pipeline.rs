@@ -72,12 +72,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Builds the shared state from settings and the loaded policy.
+    /// Builds the shared state from settings and the loaded policy. The
+    /// observer (metrics, query log) follows the settings; the forwarder
+    /// reports its exchanges to the observer's metrics.
     pub fn new(settings: Settings, policy: PolicySet) -> Result<Self, String> {
         let recursor = match &settings.recursion {
             Some(r) => Some(Recursive::new(r, &settings.limits)?),
             None => None,
         };
+        let observer = Observer::new(
+            settings.metrics.is_some(),
+            &settings.upstreams,
+            settings.query_log.as_ref(),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             policy_reloads: PolicyReloads::default(),
@@ -85,9 +93,9 @@ impl Shared {
             inflight: Coalescer::default(),
             upstream_permits: Semaphore::new(settings.limits.max_upstream_inflight),
             health: Arc::new(Health::default()),
-            forwarder_stats: Arc::new(ForwarderStats::default()),
+            forwarder_stats: Arc::new(ForwarderStats::with_sink(observer.exchange_sink())),
             recursor,
-            observer: Observer::default(),
+            observer,
             access: settings.access.clone(),
             rate_limiter: settings.rate_limit.map(RateLimiter::new),
             readiness: Readiness::default(),
@@ -252,6 +260,16 @@ impl Worker {
         };
         let limit = self.response_limit(&req, hints);
         if let Some(step) = self.admit(&req, hints, allowed, limit) {
+            // Outside the access list: REFUSED with EDE 18; else rate limited.
+            let (action, code) = match allowed {
+                false => ("denied", req.edns.as_ref().map(|_| ede::PROHIBITED)),
+                true => ("ratelimited", None),
+            };
+            let reply = match &step {
+                Step::Reply(reply) => Some(reply.as_slice()),
+                _ => None,
+            };
+            self.observe_local(&req, hints, started, reply, action, code);
             return step;
         }
         let ready = || self.shared.ready();
@@ -262,7 +280,7 @@ impl Worker {
             self.edns_out(&req),
             limit,
         ) {
-            self.observe_local(&req, hints, started, &reply);
+            self.observe_local(&req, hints, started, Some(&reply), "local", None);
             return Step::Reply(reply);
         }
         let policy = self.shared.policy.load();
@@ -467,6 +485,10 @@ impl Worker {
                 Synthesized::Reply(r) => Some(r),
                 Synthesized::Drop => None,
             };
+            let served = Provenance {
+                ede: synthesized_ede(q.req, &block),
+                ..served
+            };
             self.observe(
                 q,
                 reply.as_deref(),
@@ -523,7 +545,10 @@ impl Worker {
     /// Answers a verdict that needs no upstream (block, override to
     /// addresses, refuse, drop, truncate).
     fn synthesized(&self, q: &Judged<'_>, verdict: &Verdict) -> Step {
-        let none = Provenance::synthesized();
+        let none = Provenance {
+            ede: synthesized_ede(q.req, verdict),
+            ..Provenance::synthesized()
+        };
         match synthesize::answer(q.req, verdict, self.edns_out(q.req), q.limit) {
             Synthesized::Reply(reply) => {
                 self.observe(
@@ -672,6 +697,7 @@ impl Worker {
             rcode: code,
             action: "malformed",
             rule: None,
+            audited: &[],
             cache: CacheStatus::None,
             upstream: None,
             ede: None,
@@ -680,19 +706,30 @@ impl Worker {
         reply.map_or(Step::Drop, Step::Reply)
     }
 
-    fn observe_local(&self, req: &Request, hints: &ClientHints, started: Instant, reply: &[u8]) {
+    /// Observes a query answered (or dropped) before any policy: local
+    /// answers, and the access list and rate limit.
+    fn observe_local(
+        &self,
+        req: &Request,
+        hints: &ClientHints,
+        started: Instant,
+        reply: Option<&[u8]>,
+        action: &'static str,
+        ede: Option<u16>,
+    ) {
         self.shared.observer.record(&Outcome {
             transport: hints.transport,
             client_ip: hints.ip,
             org: "",
             qname: &req.qname,
             qtype: req.qtype,
-            rcode: reply_rcode(Some(reply)),
-            action: "local",
+            rcode: reply_rcode(reply),
+            action,
             rule: None,
+            audited: &[],
             cache: CacheStatus::None,
             upstream: None,
-            ede: None,
+            ede,
             duration: started.elapsed(),
         });
     }
@@ -705,6 +742,12 @@ impl Worker {
         rule: Option<&policy::RuleRef>,
         served: Provenance,
     ) {
+        let audited: SmallVec<[(&str, &str); 2]> = q
+            .verdict
+            .audited
+            .iter()
+            .map(|r| (&*r.id, &*r.name))
+            .collect();
         self.shared.observer.record(&Outcome {
             transport: q.hints.transport,
             client_ip: q.hints.ip,
@@ -714,6 +757,7 @@ impl Worker {
             rcode: reply_rcode(reply),
             action,
             rule: rule.map(|r| (&*r.id, &*r.name)),
+            audited: &audited,
             cache: served.cache,
             upstream: served.upstream,
             ede: served.ede,
@@ -735,6 +779,16 @@ fn facts<'a>(req: &'a Request, hints: &ClientHints) -> Facts<'a> {
 }
 
 /// The 4-bit RCODE of a reply we built (None when nothing was sent).
+/// The Extended DNS Error a synthesized answer carries (only with EDNS), for the outcome.
+fn synthesized_ede(req: &Request, verdict: &Verdict) -> Option<u16> {
+    req.edns.as_ref()?;
+    match &verdict.action {
+        Action::Block(block) => Some(block.ede),
+        Action::Refuse => Some(ede::PROHIBITED),
+        _ => None,
+    }
+}
+
 fn reply_rcode(reply: Option<&[u8]>) -> Option<u16> {
     reply.and_then(|r| r.get(3)).map(|b| u16::from(b & 0x0f))
 }

@@ -13,6 +13,7 @@ pub use limits::Limits;
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
+use crate::observe::QueryLogSettings;
 use crate::policy::{PolicyError, PolicySet};
 use crate::upstream::{ForwarderSettings, RecursorSettings};
 
@@ -60,6 +61,10 @@ pub struct Settings {
     pub health_name: Option<String>,
     /// Graceful stop on SIGTERM/SIGINT.
     pub drain: DrainSettings,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz` (None: off).
+    pub metrics: Option<SocketAddr>,
+    /// One JSON line per query (None: off).
+    pub query_log: Option<QueryLogSettings>,
 }
 
 /// How a stop drains (see `Server::drain`).
@@ -121,6 +126,8 @@ impl Default for Settings {
             version_text: None,
             health_name: None,
             drain: DrainSettings::default(),
+            metrics: None,
+            query_log: None,
         }
     }
 }

@@ -1,18 +1,85 @@
-//! Observability: receives each finished [`Outcome`] and nothing else.
+//! Observability: receives each finished [`Outcome`] and nothing else from
+//! the query path. Metrics ([`metrics`]) and the query log ([`querylog`]) are
+//! both optional and cost nothing when off; the admin listener ([`admin`])
+//! serves `/metrics`, `/healthz` and `/readyz`.
 
+pub mod admin;
+pub mod metrics;
 pub mod outcome;
+pub mod querylog;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use metrics::Metrics;
 pub use outcome::{CacheStatus, Outcome};
+pub use querylog::{ClientIpMode, LogTarget, QueryLog, QueryLogSettings};
+
+use crate::upstream::ExchangeSink;
 
 /// Where outcomes go. Cheap to call on the hot path.
-#[derive(Default)]
-pub struct Observer {}
+#[derive(Debug, Default)]
+pub struct Observer {
+    metrics: Option<Arc<Metrics>>,
+    log: Option<QueryLog>,
+}
 
 impl Observer {
+    /// An observer with metrics (per-upstream series created for `upstreams`)
+    /// and/or a query log. Opens the log now, so a bad path fails at start.
+    pub fn new(
+        with_metrics: bool,
+        upstreams: &[SocketAddr],
+        query_log: Option<&QueryLogSettings>,
+    ) -> std::io::Result<Self> {
+        let metrics = with_metrics.then(|| Arc::new(Metrics::new(upstreams)));
+        let log = query_log.map(QueryLog::open).transpose()?;
+        if let (Some(metrics), Some(log)) = (&metrics, &log) {
+            for (name, read) in log.counters() {
+                metrics.counter_probe(name, &[], read);
+            }
+        }
+        Ok(Self { metrics, log })
+    }
+
     /// Records one finished query.
     #[inline]
     pub fn record(&self, outcome: &Outcome<'_>) {
-        let _ = outcome;
+        if let Some(metrics) = &self.metrics {
+            metrics.record(outcome);
+        }
+        if let Some(log) = &self.log {
+            log.record(outcome);
+        }
+    }
+
+    /// The metrics registry, when `--metrics` is on.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// The query log, when `--query-log` is on.
+    pub fn query_log(&self) -> Option<&QueryLog> {
+        self.log.as_ref()
+    }
+
+    /// Where the forwarder reports each upstream exchange (None without metrics).
+    pub fn exchange_sink(&self) -> Option<Arc<dyn ExchangeSink>> {
+        self.metrics.clone().map(|m| m as Arc<dyn ExchangeSink>)
+    }
+
+    /// Reopens the query-log file (SIGHUP, after logrotate).
+    pub fn reopen_log(&self) {
+        if let Some(log) = &self.log {
+            log.reopen();
+        }
+    }
+
+    /// Writes out the query log's last lines and stops its writer (at shutdown).
+    pub fn close(&self) {
+        if let Some(log) = &self.log {
+            log.close();
+        }
     }
 }
 

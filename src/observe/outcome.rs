@@ -47,6 +47,8 @@ pub struct Outcome<'a> {
     pub action: &'static str,
     /// Deciding rule id and name, if any.
     pub rule: Option<(&'a str, &'a str)>,
+    /// `audit` rules that matched (id, name): recorded, no action taken.
+    pub audited: &'a [(&'a str, &'a str)],
     pub cache: CacheStatus,
     /// Upstream that answered, when one was asked.
     pub upstream: Option<SocketAddr>,
@@ -54,4 +56,95 @@ pub struct Outcome<'a> {
     pub ede: Option<u16>,
     /// Time from receipt to response.
     pub duration: Duration,
+}
+
+/// Every action label the pipeline and the policy emit, in metric-table order.
+/// Anything else is counted as `other` (the set stays bounded whatever a
+/// future caller passes).
+pub const ACTIONS: [&str; 13] = [
+    "resolve",
+    "local",
+    "malformed",
+    "denied",
+    "ratelimited",
+    "allow",
+    "block",
+    "override",
+    "refuse",
+    "drop",
+    "truncate",
+    "audit",
+    "other",
+];
+
+/// Index of `action` in [`ACTIONS`].
+#[inline]
+pub fn action_index(action: &str) -> usize {
+    match action {
+        "resolve" => 0,
+        "local" => 1,
+        "malformed" => 2,
+        "denied" => 3,
+        "ratelimited" => 4,
+        "allow" => 5,
+        "block" => 6,
+        "override" => 7,
+        "refuse" => 8,
+        "drop" => 9,
+        "truncate" => 10,
+        "audit" => 11,
+        _ => 12,
+    }
+}
+
+/// RCODE labels in metric-table order: `none` means no answer was sent
+/// (dropped); codes without a mnemonic here are `OTHER`.
+pub const RCODES: [&str; 9] = [
+    "none", "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER",
+];
+
+/// Index of `rcode` in [`RCODES`].
+#[inline]
+pub fn rcode_index(rcode: Option<u16>) -> usize {
+    match rcode {
+        None => 0,
+        Some(c @ 0..=5) => c as usize + 1,
+        Some(16) => 7,
+        Some(_) => 8,
+    }
+}
+
+/// Index of a transport in [`Transport::ALL`].
+#[inline]
+pub fn transport_index(transport: Transport) -> usize {
+    match transport {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+        Transport::Doh => 2,
+        Transport::Dot => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_tables_agree_with_their_indexes() {
+        for (i, a) in ACTIONS.iter().enumerate() {
+            assert_eq!(action_index(a), i, "{a}");
+        }
+        assert_eq!(ACTIONS[action_index("something new")], "other");
+        for code in [0u16, 1, 2, 3, 4, 5, 16] {
+            assert_eq!(
+                RCODES[rcode_index(Some(code))],
+                crate::protocol::wire::rcode::name(code)
+            );
+        }
+        assert_eq!(RCODES[rcode_index(Some(9))], "OTHER");
+        assert_eq!(RCODES[rcode_index(None)], "none");
+        for (i, t) in Transport::ALL.iter().enumerate() {
+            assert_eq!(transport_index(*t), i);
+        }
+    }
 }

@@ -58,13 +58,42 @@ pub struct UpstreamQuery<'a> {
     pub cd: bool,
 }
 
+/// Told about every exchange with one upstream server (one attempt of a
+/// query): observe::metrics implements it. Called only on cache misses.
+pub trait ExchangeSink: Send + Sync {
+    /// `server` answered after `elapsed`, or failed with `error`.
+    fn exchanged(&self, server: SocketAddr, elapsed: Duration, error: Option<&UpstreamError>);
+}
+
 /// Counters the forwarder keeps (read by observe::metrics).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ForwarderStats {
     /// Datagrams dropped because they did not match an outstanding query.
     pub rejected_answers: AtomicU64,
     /// Answers fetched again over TCP after TC=1.
     pub tcp_retries: AtomicU64,
+    /// Where per-exchange results go, if anywhere.
+    pub sink: Option<Arc<dyn ExchangeSink>>,
+}
+
+impl ForwarderStats {
+    /// Counters that also report each exchange to `sink`.
+    pub fn with_sink(sink: Option<Arc<dyn ExchangeSink>>) -> Self {
+        Self {
+            sink,
+            ..Self::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for ForwarderStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwarderStats")
+            .field("rejected_answers", &self.rejected_answers)
+            .field("tcp_retries", &self.tcp_retries)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
 }
 
 /// One worker's forwarder.
@@ -116,7 +145,12 @@ impl Forwarder {
                 break;
             }
             let budget = left.min(self.settings.attempt_timeout);
-            match self.exchange(q, server, budget).await {
+            let started = Instant::now();
+            let result = self.exchange(q, server, budget).await;
+            if let Some(sink) = &self.stats.sink {
+                sink.exchanged(server, started.elapsed(), result.as_ref().err());
+            }
+            match result {
                 Ok(bytes) => {
                     self.health.success(server);
                     return Ok((bytes, server));
@@ -354,6 +388,8 @@ pub struct Health {
 
 /// How long a failure counts against a server.
 const FAILURE_MEMORY: Duration = Duration::from_secs(30);
+/// Consecutive failures after which a server counts as failing (readiness, logs).
+const FAILING_AFTER: u32 = 3;
 
 impl Health {
     fn order(&self, servers: &[SocketAddr]) -> Vec<SocketAddr> {
@@ -375,8 +411,10 @@ impl Health {
 
     fn success(&self, server: SocketAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.contains_key(&server) {
-            failures.remove(&server);
+        if let Some((n, _)) = failures.remove(&server) {
+            if n >= FAILING_AFTER {
+                tracing::info!(upstream = %server, failures = n, "upstream recovered: answering again");
+            }
         }
     }
 
@@ -385,6 +423,13 @@ impl Health {
         let entry = failures.entry(server).or_insert((0, Instant::now()));
         entry.0 = entry.0.saturating_add(1);
         entry.1 = Instant::now();
+        if entry.0 == FAILING_AFTER {
+            tracing::warn!(
+                upstream = %server,
+                failures = entry.0,
+                "upstream failing: {FAILING_AFTER} failed exchanges in a row; it is tried last until it answers again"
+            );
+        }
     }
 
     /// Whether any of `servers` answered last time it was asked (or was never
@@ -394,7 +439,7 @@ impl Health {
         servers.iter().any(|s| {
             failures
                 .get(s)
-                .is_none_or(|(n, at)| *n < 3 || at.elapsed() > FAILURE_MEMORY)
+                .is_none_or(|(n, at)| *n < FAILING_AFTER || at.elapsed() > FAILURE_MEMORY)
         })
     }
 }

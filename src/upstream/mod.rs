@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use coalesce::{Coalescer, Role};
-pub use forward::{Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery};
+pub use forward::{
+    ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery,
+};
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
 
 use crate::protocol::wire::ede;

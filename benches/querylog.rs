@@ -1,0 +1,322 @@
+//! What logging every query costs on the cache-hit workload (issue 5: target
+//! under 10 % of queries per second).
+//!
+//! Starts Picket in-process twice, with and without `--query-log` (a file in
+//! a temp dir), each with one worker thread and a tiny loopback upstream,
+//! warms one name, then drives each with a client thread that keeps a window
+//! of queries in flight over UDP. Three rounds, interleaved (off, on, off,
+//! on, ...), so that drift in machine load hits both alike; reports the
+//! median of each.
+//!
+//! Wall-clock q/s moves with whatever else the machine runs, so each round
+//! also reads the CPU time Picket's own threads used (workers and the
+//! query-log writer, from /proc/self/task/*/schedstat): CPU per query is the
+//! steadier figure, and its ratio is the capacity a server loses to logging.
+//!
+//! `cargo bench --bench querylog`; `QUERYLOG_BENCH_N` sets queries per round
+//! (default 200000), `QUERYLOG_BENCH_WINDOW` the queries in flight (default 32).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use picket::app::Server;
+use picket::config::Settings;
+use picket::observe::{LogTarget, QueryLogSettings};
+
+const ROUNDS: usize = 3;
+
+fn main() {
+    format_cost();
+    let n: usize = env_or("QUERYLOG_BENCH_N", 200_000);
+    let window: usize = env_or("QUERYLOG_BENCH_WINDOW", 32);
+    let upstream = spawn_upstream();
+    let dir = std::env::temp_dir().join(format!("picket-querylog-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let log_path = dir.join("queries.log");
+
+    let off = Server::start(settings(upstream, None)).expect("picket starts");
+    let on = Server::start(settings(upstream, Some(log_path.clone()))).expect("picket starts");
+    let (off_addr, on_addr) = (off.local_addrs()[0], on.local_addrs()[0]);
+    let name = "www.example.test";
+    for addr in [off_addr, on_addr] {
+        warm(addr, name);
+    }
+
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let off_round = drive(off_addr, name, n, window);
+        truncate(&log_path);
+        let on_round = drive(on_addr, name, n, window);
+        let (a, ca, b, cb) = (off_round.qps, off_round.cpu, on_round.qps, on_round.cpu);
+        println!(
+            "round {round}: without log {a:>7.0} q/s {ca:>5.0} ns CPU/query (worker {:.0}) | \
+             with log {b:>7.0} q/s {cb:>5.0} ns CPU/query (worker {:.0}, writer {:.0})",
+            off_round.worker, on_round.worker, on_round.writer
+        );
+        without.push(a);
+        with.push(b);
+        cpu_without.push(ca);
+        cpu_with.push(cb);
+    }
+    let (a, b) = (median(&mut without), median(&mut with));
+    let (ca, cb) = (median(&mut cpu_without), median(&mut cpu_with));
+    let logged = on
+        .shared()
+        .observer
+        .query_log()
+        .map_or((0, 0), |l| (l.written(), l.dropped()));
+    on.stop();
+    off.stop();
+    println!(
+        "median of {ROUNDS}: without log {a:.0} q/s, with log {b:.0} q/s: {:.1} % fewer q/s \
+         ({n} cache hits per round, {window} in flight, 1 worker; {} lines written, {} dropped)",
+        (1.0 - b / a) * 100.0,
+        logged.0,
+        logged.1
+    );
+    println!(
+        "median CPU of Picket's threads: without log {ca:.0} ns/query, with log {cb:.0} ns/query \
+         (writer thread included): {:.1} % fewer q/s per core",
+        (1.0 - ca / cb) * 100.0
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The worker's share in isolation: formatting one line.
+fn format_cost() {
+    use picket::observe::{querylog::format_line, CacheStatus, ClientIpMode, Outcome};
+    let outcome = Outcome {
+        transport: picket::query::Transport::Udp,
+        client_ip: "198.51.100.77".parse().unwrap(),
+        org: "",
+        qname: "www.example.test",
+        qtype: 1,
+        rcode: Some(0),
+        action: "resolve",
+        rule: None,
+        audited: &[],
+        cache: CacheStatus::Hit,
+        upstream: None,
+        ede: None,
+        duration: Duration::from_micros(3),
+    };
+    let rounds = 1_000_000;
+    let started = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        let mut line = Vec::with_capacity(320);
+        format_line(
+            &outcome,
+            ClientIpMode::Truncate,
+            std::time::SystemTime::now(),
+            &mut line,
+        );
+        bytes += std::hint::black_box(line).len();
+    }
+    let ns = started.elapsed().as_nanos() as f64 / rounds as f64;
+    println!(
+        "formatting one line (with its allocation and clock read): {ns:.0} ns, {} bytes",
+        bytes / rounds
+    );
+
+    let metrics = picket::observe::Metrics::new(&[]);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        metrics.record(std::hint::black_box(&outcome));
+    }
+    let ns = started.elapsed().as_nanos() as f64 / rounds as f64;
+    println!("recording one query in the metrics (query and cache counters): {ns:.0} ns");
+
+    let dir = std::env::temp_dir().join(format!("picket-querylog-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let log =
+        picket::observe::QueryLog::open(&QueryLogSettings::new(LogTarget::File(dir.join("q.log"))))
+            .expect("log opens");
+    // In chunks well under the bound, letting the writer catch up (untimed)
+    // between them, so nothing is dropped.
+    let mut spent = Duration::ZERO;
+    for _ in 0..rounds / 10_000 {
+        let started = Instant::now();
+        for _ in 0..10_000 {
+            log.record(std::hint::black_box(&outcome));
+        }
+        spent += started.elapsed();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let ns = spent.as_nanos() as f64 / rounds as f64;
+    log.close();
+    println!(
+        "QueryLog::record on the calling thread (the writer runs beside it): {ns:.0} ns, {} dropped",
+        log.dropped()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn settings(upstream: SocketAddr, log: Option<PathBuf>) -> Settings {
+    Settings {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        upstreams: vec![upstream],
+        threads: 1,
+        query_log: log.map(|p| QueryLogSettings::new(LogTarget::File(p))),
+        ..Settings::default()
+    }
+}
+
+/// Keeps the log from filling the disk between rounds (the writer appends).
+fn truncate(path: &PathBuf) {
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map(|f| f.set_len(0));
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    m.to_vec().unwrap()
+}
+
+fn warm(server: SocketAddr, name: &str) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(server).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send(&query(1, name)).unwrap();
+    let mut buf = [0u8; 1500];
+    let len = socket.recv(&mut buf).expect("warm-up answer");
+    assert!(len > 12 && buf[3] & 0x0f == 0, "warm-up failed");
+}
+
+/// CPU time used so far by Picket's threads (named `picket-*`), in ns.
+fn picket_cpu_ns() -> u64 {
+    cpu_ns_of("picket-")
+}
+
+/// CPU time used so far by threads whose name starts with `prefix`, in ns.
+fn cpu_ns_of(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// One measured round.
+struct Round {
+    /// Queries per second (wall clock).
+    qps: f64,
+    /// CPU ns per query of Picket's threads (workers and log writer).
+    cpu: f64,
+    /// ... of the worker alone.
+    worker: f64,
+    /// ... of the log writer alone.
+    writer: f64,
+}
+
+/// Sends `n` queries keeping `window` in flight. Waits for the log writer to
+/// catch up, so that its work is counted.
+fn drive(server: SocketAddr, name: &str, n: usize, window: usize) -> Round {
+    let cpu_before = picket_cpu_ns();
+    let writer_before = cpu_ns_of("picket-querylog");
+    let worker_before = cpu_ns_of("picket-worker");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(server).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let packet = query(0x4242, name);
+    let mut buf = [0u8; 1500];
+    let started = Instant::now();
+    let (mut sent, mut answered) = (0usize, 0usize);
+    while sent < window.min(n) {
+        socket.send(&packet).unwrap();
+        sent += 1;
+    }
+    while answered < n {
+        match socket.recv(&mut buf) {
+            Ok(_) => {
+                answered += 1;
+                if sent < n {
+                    socket.send(&packet).unwrap();
+                    sent += 1;
+                }
+            }
+            // A lost datagram: count it as answered and refill the window.
+            Err(_) => {
+                let missing = sent - answered;
+                answered += missing;
+                for _ in 0..missing.min(n - sent) {
+                    socket.send(&packet).unwrap();
+                    sent += 1;
+                }
+            }
+        }
+    }
+    let qps = n as f64 / started.elapsed().as_secs_f64();
+    // Let the writer drain its queue (it flushes at once when idle).
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = picket_cpu_ns().saturating_sub(cpu_before) as f64 / n as f64;
+    let writer = cpu_ns_of("picket-querylog").saturating_sub(writer_before) as f64 / n as f64;
+    let worker = cpu_ns_of("picket-worker").saturating_sub(worker_before) as f64 / n as f64;
+    Round {
+        qps,
+        cpu,
+        worker,
+        writer,
+    }
+}
+
+/// An upstream that answers every A query with 192.0.2.1 (TTL 1 day).
+fn spawn_upstream() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((len, peer)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(q) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            let mut reply = Message::response(q.metadata.id, OpCode::Query);
+            reply.metadata.recursion_desired = q.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            reply.add_queries(q.queries.clone());
+            if let Some(question) = q.queries.first() {
+                let rdata = RData::A(A::new(192, 0, 2, 1));
+                reply.add_answer(Record::from_rdata(question.name().clone(), 86_400, rdata));
+            }
+            if let Some(edns) = q.edns.clone() {
+                reply.set_edns(edns);
+            }
+            let _ = socket.send_to(&reply.to_vec().unwrap(), peer);
+        }
+    });
+    addr
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ipnet::IpNet;
@@ -177,6 +177,74 @@ fn prefix_key(ip: IpAddr) -> u64 {
     }
 }
 
+/// Upstream fetches each client address may have waiting at once, so that
+/// one client cannot take every slot of the global bound
+/// (`max_upstream_inflight`) while others wait.
+pub struct ClientInflight {
+    limit: u32,
+    shards: Vec<Mutex<HashMap<IpAddr, u32>>>,
+    refused: AtomicU64,
+}
+
+/// A client's claim on one in-flight slot; released on drop.
+pub struct InflightSlot {
+    owner: Arc<ClientInflight>,
+    ip: IpAddr,
+}
+
+impl ClientInflight {
+    /// At most `limit` per client address.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit: limit.max(1),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
+        let key = prefix_key(canonical(ip));
+        &self.shards[(key as usize ^ (key >> 32) as usize) % SHARDS]
+    }
+
+    /// Claims a slot for `ip`, or None when it already has `limit` waiting.
+    pub fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<InflightSlot> {
+        let mut counts = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *count += 1;
+        Some(InflightSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+
+    /// Queries refused so far because their client had too many waiting.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for InflightSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .owner
+            .shard(self.ip)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                // The table only holds clients with something in flight.
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +302,29 @@ mod tests {
             RateDecision::Allow
         );
         assert_eq!(limiter.limited(), 2);
+    }
+
+    #[test]
+    fn in_flight_slots_per_client_are_bounded_and_released() {
+        let inflight = Arc::new(ClientInflight::new(2));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = inflight.claim(a).unwrap();
+        let _second = inflight.claim(a).unwrap();
+        assert!(
+            inflight.claim(a).is_none(),
+            "a third for the same client is refused"
+        );
+        assert!(
+            inflight.claim(b).is_some(),
+            "another client is not affected"
+        );
+        drop(first);
+        assert!(
+            inflight.claim(a).is_some(),
+            "a finished query frees its slot"
+        );
+        assert_eq!(inflight.refused(), 1);
     }
 
     #[test]

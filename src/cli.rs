@@ -248,6 +248,12 @@ pub struct ServeArgs {
     )]
     pub log_level: String,
 
+    /// Block public names whose answers hold private or special-use addresses
+    /// (DNS rebinding), except names under private zones and names a policy
+    /// rule explicitly allows.
+    #[arg(long = "rebind-protection")]
+    pub rebind_protection: bool,
+
     /// Networks allowed to query (repeatable, CIDR). Others get REFUSED.
     /// Default: loopback and private ranges, so a fresh install is not an open resolver.
     #[arg(long = "allow-from", value_name = "CIDR", value_parser = parse_net)]
@@ -427,6 +433,7 @@ impl ServeArgs {
         s.drain.hook = self.drain_hook.clone().filter(|h| !h.trim().is_empty());
         s.drain.hook_timeout = self.drain_hook_timeout;
         s.drain.finish_timeout = self.drain_timeout;
+        s.rebind_protection = self.rebind_protection;
         s.policies = self.policy_source();
         s.blocklists = self.blocklist.clone();
         if !self.allow_from.is_empty() {

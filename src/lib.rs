@@ -28,5 +28,6 @@ pub mod pipeline;
 pub mod policy;
 pub mod protocol;
 pub mod query;
+pub mod rebinding;
 pub mod synthesize;
 pub mod upstream;

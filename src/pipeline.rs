@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 use smallvec::SmallVec;
 use tokio::sync::Semaphore;
 
-use crate::admission::{AccessList, RateDecision, RateLimiter};
+use crate::admission::{AccessList, ClientInflight, InflightSlot, RateDecision, RateLimiter};
 use crate::cache::{Cache, CacheKey, Entry, Lookup};
 use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
@@ -34,6 +34,7 @@ use crate::protocol::build::empty_reply;
 use crate::protocol::wire::{self, ede, flag, rcode};
 use crate::protocol::{parse_query, Answer, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter};
 use crate::query::{ClientHints, Facts};
+use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
     Coalescer, Forwarder, ForwarderStats, Health, Recursive, Route, UpstreamError, UpstreamQuery,
@@ -65,6 +66,8 @@ pub struct Shared {
     pub access: AccessList,
     /// Per-client rate limiting (`--rate-limit`), off when None.
     pub rate_limiter: Option<RateLimiter>,
+    /// Upstream fetches waiting per client address.
+    pub client_inflight: Arc<ClientInflight>,
     /// Starting / ready / draining, for the health name and `/readyz`.
     pub readiness: Readiness,
     /// Listener close signal and in-flight count for a graceful stop.
@@ -98,6 +101,7 @@ impl Shared {
             observer,
             access: settings.access.clone(),
             rate_limiter: settings.rate_limit.map(RateLimiter::new),
+            client_inflight: Arc::new(ClientInflight::new(settings.limits.max_inflight_per_client)),
             readiness: Readiness::default(),
             drain: Drain::default(),
             settings,
@@ -170,6 +174,8 @@ pub struct Pending {
     stale: Option<Arc<Entry>>,
     /// Keeps a graceful stop waiting until this query is answered.
     _inflight: InflightGuard,
+    /// This client's claim on an in-flight slot.
+    _client_slot: InflightSlot,
 }
 
 /// One query as the stages after the policy see it (borrowed from the front
@@ -323,6 +329,21 @@ impl Worker {
             Lookup::Stale(entry) => Some(entry),
             Lookup::Miss => None,
         };
+        let Some(client_slot) = self.shared.client_inflight.claim(hints.ip) else {
+            let text = "too many queries in flight for this client";
+            let reply = self.error_reply(
+                &req,
+                rcode::SERVFAIL as u16,
+                Some((ede::NOT_READY, text)),
+                limit,
+            );
+            let served = Provenance {
+                ede: Some(ede::NOT_READY),
+                ..Provenance::synthesized()
+            };
+            self.observe(&judged, Some(&reply), "overloaded", None, served);
+            return Step::Reply(reply);
+        };
         Step::Resolve(Box::new(Pending {
             hints: hints.clone(),
             started,
@@ -334,6 +355,7 @@ impl Worker {
             stale,
             req,
             _inflight: self.shared.drain.track(),
+            _client_slot: client_slot,
         }))
     }
 
@@ -530,16 +552,23 @@ impl Worker {
         if answer.addresses.is_empty() && answer.cnames.is_empty() {
             return None;
         }
-        if !q.policy.has_response_rules(&q.identity) {
-            return None;
+        if q.policy.has_response_rules(&q.identity) {
+            let cnames: SmallVec<[&str; 4]> = answer.cnames.iter().map(String::as_str).collect();
+            let seen = AnswerFacts {
+                addresses: &answer.addresses,
+                cnames: &cnames,
+            };
+            let verdict =
+                policy::evaluate_response(q.policy, &q.identity, &facts(q.req, q.hints), &seen);
+            if verdict.is_some() {
+                return verdict.filter(|v| !v.resolves());
+            }
         }
-        let cnames: SmallVec<[&str; 4]> = answer.cnames.iter().map(String::as_str).collect();
-        let seen = AnswerFacts {
-            addresses: &answer.addresses,
-            cnames: &cnames,
-        };
-        policy::evaluate_response(q.policy, &q.identity, &facts(q.req, q.hints), &seen)
-            .filter(|v| !v.resolves())
+        let explicitly_allowed = q.verdict.rule.is_some();
+        if self.shared.settings.rebind_protection && !explicitly_allowed {
+            return rebinding::screen(&q.req.qname, &answer.addresses);
+        }
+        None
     }
 
     /// Answers a verdict that needs no upstream (block, override to

@@ -122,10 +122,15 @@ async fn expired_answers_are_served_stale_with_ede_3_when_the_upstream_dies() {
 /// A client socket whose receive buffer holds a burst of thousands of
 /// answers (the kernel caps it at net.core.rmem_max).
 fn burst_socket() -> UdpSocket {
+    burst_socket_at("127.0.0.1:0")
+}
+
+/// [`burst_socket`] bound to `addr` (another loopback address is another client).
+fn burst_socket_at(addr: &str) -> UdpSocket {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
     let _ = socket.set_recv_buffer_size(8 << 20);
     socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .bind(&addr.parse::<SocketAddr>().unwrap().into())
         .unwrap();
     socket.set_nonblocking(true).unwrap();
     UdpSocket::from_std(socket.into()).unwrap()
@@ -287,4 +292,71 @@ async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
         "cached names answered during the flood"
     );
     assert!(grown < 32 * 1024, "memory stays bounded: +{grown} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_cannot_take_every_upstream_slot() {
+    let upstream = Authority::start(ZONE);
+    upstream.set_delay(Duration::from_millis(250));
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.limits.max_inflight_per_client = 5;
+    let picket = start_picket_with(settings);
+    let greedy = burst_socket_at("127.0.6.1:0");
+    for i in 0..20u16 {
+        let q = QueryBuilder::new(&format!("g{i}.example.test"), RecordType::A)
+            .id(i)
+            .to_bytes();
+        greedy.send_to(&q, picket.addr).await.unwrap();
+    }
+    // Another client is served while the greedy one is at its bound.
+    let other = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&other).len(), 1);
+    let (mut refused, mut answered, mut buf) = (0, 0, vec![0u8; 2048]);
+    while let Ok(Ok(len)) =
+        tokio::time::timeout(Duration::from_secs(2), greedy.recv(&mut buf)).await
+    {
+        let msg = Message::from_vec(&buf[..len]).unwrap();
+        match ede(&msg) {
+            Some((14, _)) => refused += 1,
+            _ => answered += 1,
+        }
+        if refused + answered == 20 {
+            break;
+        }
+    }
+    assert_eq!(
+        answered, 5,
+        "at most 5 of the client's misses wait for the upstream"
+    );
+    assert_eq!(refused, 15, "the rest get SERVFAIL with EDE 14 at once");
+    assert!(upstream.queries() <= 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rebinding_answers_are_filtered_when_asked_to() {
+    let zone = "
+example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+www.example.test. 30 IN A 192.0.2.1
+rebind.example.test. 30 IN A 192.168.0.10
+local6.example.test. 30 IN AAAA fd00::1
+";
+    let upstream = Authority::start(zone);
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.rebind_protection = true;
+    let picket = start_picket_with(settings);
+    let blocked = query_udp(picket.addr, "rebind.example.test", RecordType::A).await;
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        ede(&blocked).map(|(code, _)| code),
+        Some(17),
+        "EDE 17 Filtered"
+    );
+    let blocked6 = query_udp(picket.addr, "local6.example.test", RecordType::AAAA).await;
+    assert_eq!(blocked6.metadata.response_code, ResponseCode::NXDomain);
+    let public = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&public).len(), 1);
+
+    let off = start_picket(&[upstream.addr()]);
+    let passed = query_udp(off.addr, "rebind.example.test", RecordType::A).await;
+    assert_eq!(a_records(&passed).len(), 1, "off by default");
 }

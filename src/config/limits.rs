@@ -27,6 +27,12 @@ pub struct Limits {
     /// Upstream queries in flight across all workers. Over it, a miss gets
     /// SERVFAIL with EDE 14 (Not Ready). Unbound: `num-queries-per-thread` 1024.
     pub max_upstream_inflight: usize,
+    /// Upstream fetches one client address may have waiting at once, so one
+    /// client cannot take the whole global bound. Over it, a miss gets
+    /// SERVFAIL with EDE 14 (Not Ready). A quarter of the global bound:
+    /// like Knot Resolver's per-client request limits, generous enough for a
+    /// NAT gateway of a small office.
+    pub max_inflight_per_client: u32,
     /// Recursive mode: the deepest a resolution may go, counting each zone
     /// cut descended (one QNAME-minimisation step each), each glueless
     /// nameserver name chased and each CNAME followed. Passed to hickory's
@@ -130,6 +136,7 @@ impl Default for Limits {
             tcp_idle_timeout_pressure: Duration::from_secs(2),
             tcp_max_pipelined: 128,
             max_upstream_inflight: 4096,
+            max_inflight_per_client: 1024,
             recursion_max_depth: 24,
             recursion_max_cname_chain: 11,
             recursion_max_queries: 50,

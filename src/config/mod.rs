@@ -49,6 +49,8 @@ pub struct Settings {
     pub dot: Vec<SocketAddr>,
     /// Where the DoH/DoT certificate comes from; required when either is on.
     pub tls: Option<TlsSource>,
+    /// Block public names that resolve to private addresses (`--rebind-protection`).
+    pub rebind_protection: bool,
     /// Clock for TTL aging (tests use a manual one).
     pub clock: Clock,
     /// This node's identity: sent as NSID (RFC 5001) to clients that ask and
@@ -121,6 +123,7 @@ impl Default for Settings {
             doh: Vec::new(),
             dot: Vec::new(),
             tls: None,
+            rebind_protection: false,
             clock: Clock::system(),
             nsid: None,
             version_text: None,

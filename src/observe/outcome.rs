@@ -61,7 +61,7 @@ pub struct Outcome<'a> {
 /// Every action label the pipeline and the policy emit, in metric-table order.
 /// Anything else is counted as `other` (the set stays bounded whatever a
 /// future caller passes).
-pub const ACTIONS: [&str; 13] = [
+pub const ACTIONS: [&str; 14] = [
     "resolve",
     "local",
     "malformed",
@@ -74,6 +74,7 @@ pub const ACTIONS: [&str; 13] = [
     "drop",
     "truncate",
     "audit",
+    "overloaded",
     "other",
 ];
 
@@ -93,7 +94,8 @@ pub fn action_index(action: &str) -> usize {
         "drop" => 9,
         "truncate" => 10,
         "audit" => 11,
-        _ => 12,
+        "overloaded" => 12,
+        _ => 13,
     }
 }
 

@@ -277,29 +277,14 @@ async fn fields_transport_do_bit_org_and_source_address() {
     );
 
     // The same name from another organization's network: its own rules.
-    let other = UdpSocket::bind("127.0.5.7:0").await.unwrap();
-    let q = QueryBuilder::new("www.example.test", RecordType::A).to_bytes();
-    other.send_to(&q, addr).await.unwrap();
-    let mut buf = vec![0u8; 2048];
-    let len = tokio::time::timeout(Duration::from_secs(2), other.recv(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let from_other = Message::from_vec(&buf[..len]).unwrap();
+    let from_other = query_udp_from("127.0.5.7:0", addr, "www.example.test", RecordType::A).await;
     assert_eq!(
         ede(&from_other),
         Some((15, "blocked by rule other/src-rule".into())),
         "dns.src_ip"
     );
-    let org_from_other = {
-        let q = QueryBuilder::new("org.example.test", RecordType::A).to_bytes();
-        other.send_to(&q, addr).await.unwrap();
-        let len = tokio::time::timeout(Duration::from_secs(2), other.recv(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        Message::from_vec(&buf[..len]).unwrap()
-    };
+    let org_from_other =
+        query_udp_from("127.0.5.7:0", addr, "org.example.test", RecordType::A).await;
     assert_eq!(
         org_from_other.metadata.response_code,
         ResponseCode::NXDomain,
@@ -349,15 +334,7 @@ async fn response_phase_blocks_private_addresses_and_cname_targets() {
     let again = query_udp(addr, "shop.example.test", RecordType::A).await;
     assert_eq!(again.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(lab.upstream.queries_for("shop.example.test"), 1);
-    let other = UdpSocket::bind("127.0.5.8:0").await.unwrap();
-    let q = QueryBuilder::new("shop.example.test", RecordType::A).to_bytes();
-    other.send_to(&q, addr).await.unwrap();
-    let mut buf = vec![0u8; 2048];
-    let len = tokio::time::timeout(Duration::from_secs(2), other.recv(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let unblocked = Message::from_vec(&buf[..len]).unwrap();
+    let unblocked = query_udp_from("127.0.5.8:0", addr, "shop.example.test", RecordType::A).await;
     assert_eq!(a_records(&unblocked), [Ipv4Addr::new(192, 0, 2, 66)]);
     assert_eq!(
         lab.upstream.queries_for("shop.example.test"),

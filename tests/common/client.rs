@@ -138,6 +138,29 @@ pub async fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Mes
         .unwrap_or_else(|| panic!("no UDP answer from {server} for {name} {rtype}"))
 }
 
+/// Like [`query_udp`], from the local address `from` (another loopback
+/// address is another client: another organization, rate-limit bucket...).
+pub async fn query_udp_from(
+    from: &str,
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+) -> Message {
+    let bytes = QueryBuilder::new(name, rtype).to_bytes();
+    let from: SocketAddr = from.parse().expect("a socket address such as 127.0.5.7:0");
+    let reply = off_runtime(async move {
+        let socket = UdpSocket::bind(from).await.expect("bind client UDP");
+        socket.connect(server).await.expect("connect client UDP");
+        socket.send(&bytes).await.expect("send UDP query");
+        timeout(ANSWER_TIMEOUT, recv_datagram(&socket))
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    parse(&reply.unwrap_or_else(|| panic!("no UDP answer from {server} for {name} {rtype}")))
+}
+
 /// Sends `query` over UDP; the first datagram back, parsed, or `None` after
 /// [`ANSWER_TIMEOUT`]. No ID or question matching: tests see what came.
 pub async fn send_udp(server: SocketAddr, query: &Message) -> Option<Message> {

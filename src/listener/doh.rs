@@ -43,8 +43,12 @@ pub const PATH: &str = "/dns-query";
 /// The media type of a DNS message (RFC 8484 §6).
 pub const DNS_MESSAGE: &str = "application/dns-message";
 /// Largest DNS message (RFC 1035 length fields are 16 bits): a body past it
-/// is refused with 413 as soon as it is seen.
+/// is refused with 413 as soon as it is seen, and so is a GET parameter
+/// that would decode past it.
 pub const MAX_MESSAGE: usize = u16::MAX as usize;
+/// Longest `dns` parameter of a GET: base64url without padding of
+/// [`MAX_MESSAGE`] bytes (4 characters per 3 bytes; 65535 is a multiple of 3).
+const MAX_DNS_PARAM: usize = MAX_MESSAGE / 3 * 4;
 /// Longest organization token in a path, as the policy allows (which tokens
 /// exist, and so which paths answer, is the pipeline's to say).
 pub const MAX_TOKEN: usize = 128;
@@ -330,7 +334,8 @@ pub fn query_in_head(
 
 /// The query of a GET: the `dns` parameter, base64url without padding
 /// (RFC 8484 §4.1; padding is tolerated, as some clients send it). 400 if
-/// it is missing or not base64url.
+/// it is missing or not base64url, 413 if it would decode past
+/// [`MAX_MESSAGE`] (as a POST body would be).
 pub fn query_from_get(query: Option<&str>) -> Result<Vec<u8>, StatusCode> {
     let value = query
         .unwrap_or("")
@@ -341,6 +346,9 @@ pub fn query_from_get(query: Option<&str>) -> Result<Vec<u8>, StatusCode> {
         .trim_end_matches("%3D")
         .trim_end_matches("%3d")
         .trim_end_matches('=');
+    if value.len() > MAX_DNS_PARAM {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
     URL_SAFE_NO_PAD
         .decode(value)
         .map_err(|_| StatusCode::BAD_REQUEST)
@@ -509,6 +517,18 @@ mod tests {
             Err(StatusCode::BAD_REQUEST)
         );
         assert_eq!(query_from_get(None), Err(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn get_parameter_of_the_largest_message() {
+        let largest = URL_SAFE_NO_PAD.encode(vec![7u8; MAX_MESSAGE]);
+        let wire = query_from_get(Some(&format!("dns={largest}"))).unwrap();
+        assert_eq!(wire.len(), MAX_MESSAGE);
+        let larger = URL_SAFE_NO_PAD.encode(vec![7u8; MAX_MESSAGE + 1]);
+        assert_eq!(
+            query_from_get(Some(&format!("dns={larger}"))),
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use http::{HeaderValue, Method, StatusCode, Uri};
 use libfuzzer_sys::fuzz_target;
 use picket::listener::doh::{
-    add_body_data, is_dns_message, max_age, query_in_head, query_from_get, route, DNS_MESSAGE,
+    add_body_data, is_dns_message, max_age, query_from_get, query_in_head, route, DNS_MESSAGE,
     MAX_MESSAGE, MAX_TOKEN, PATH,
 };
 
@@ -127,7 +127,10 @@ fuzz_target!(|data: &[u8]| {
     let get = |path_and_query: String| match path_and_query.parse::<Uri>() {
         Ok(uri) => Some(handle(&Method::GET, &uri, None, &[], 1)),
         Err(_) => {
-            assert!(path_and_query.len() >= u16::MAX as usize - 1, "base64url is a valid query");
+            assert!(
+                path_and_query.len() >= u16::MAX as usize - 1,
+                "base64url is a valid query"
+            );
             None
         }
     };
@@ -137,7 +140,10 @@ fuzz_target!(|data: &[u8]| {
     for path in [PATH, "/dns-query/acme-token"] {
         let posted = post(path);
         check(&posted);
-        assert_eq!(posted.as_deref().ok(), (body.len() <= MAX_MESSAGE).then_some(body));
+        assert_eq!(
+            posted.as_deref().ok(),
+            (body.len() <= MAX_MESSAGE).then_some(body)
+        );
         for value in [&plain, &padded, &percent] {
             for target in [
                 format!("{path}?dns={value}"),

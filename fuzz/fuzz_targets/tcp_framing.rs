@@ -89,7 +89,10 @@ fn by_reads(stream: &[u8], sizes: &[u8]) -> (Vec<Vec<u8>>, usize) {
         }
         let spare = framer.spare();
         assert!(!spare.is_empty());
-        let n = spare.len().min(stream.len() - fed).min(chunk_size(sizes, i));
+        let n = spare
+            .len()
+            .min(stream.len() - fed)
+            .min(chunk_size(sizes, i));
         spare[..n].copy_from_slice(&stream[fed..fed + n]);
         fed += n;
         if let Some(message) = framer.advance(n) {

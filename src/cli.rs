@@ -248,6 +248,10 @@ pub struct ServeArgs {
     )]
     pub log_level: String,
 
+    /// Process log format on stderr: `text` (for people) or `json` (one object per line, for log shippers).
+    #[arg(long = "log-format", value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
     /// Block public names whose answers hold private or special-use addresses
     /// (DNS rebinding), except names under private zones and names a policy
     /// rule explicitly allows.
@@ -566,7 +570,7 @@ fn parse_transport(text: &str) -> Result<Transport, String> {
 }
 
 fn serve(args: ServeArgs) -> Result<i32> {
-    crate::observe::init_tracing(&args.log_level);
+    crate::observe::init_tracing(&args.log_level, args.log_format == "json");
     let settings = args.settings()?;
     tracing::info!(
         listen = ?settings.listen,

@@ -807,7 +807,6 @@ fn facts<'a>(req: &'a Request, hints: &ClientHints) -> Facts<'a> {
     }
 }
 
-/// The 4-bit RCODE of a reply we built (None when nothing was sent).
 /// The Extended DNS Error a synthesized answer carries (only with EDNS), for the outcome.
 fn synthesized_ede(req: &Request, verdict: &Verdict) -> Option<u16> {
     req.edns.as_ref()?;
@@ -818,6 +817,7 @@ fn synthesized_ede(req: &Request, verdict: &Verdict) -> Option<u16> {
     }
 }
 
+/// The 4-bit RCODE of a reply we built (None when nothing was sent).
 fn reply_rcode(reply: Option<&[u8]>) -> Option<u16> {
     reply.and_then(|r| r.get(3)).map(|b| u16::from(b & 0x0f))
 }

@@ -522,13 +522,8 @@ fn check(args: CheckArgs) -> Result<i32> {
     match crate::policy::check::run(&dir, &mut out) {
         Ok(report) if report.is_ok() => Ok(0),
         Ok(_) => Ok(1),
-        Err(e) => {
-            eprintln!(
-                "picket check: {} is not a valid policy:\n{e}",
-                dir.display()
-            );
-            Ok(1)
-        }
+        // `check::run` has already printed every problem with its place.
+        Err(_) => Ok(1),
     }
 }
 

@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 use smallvec::SmallVec;
 use tokio::sync::Semaphore;
 
-use crate::admission::{AccessList, ClientInflight, InflightSlot, RateDecision, RateLimiter};
+use crate::admission::{ClientInflight, InflightSlot, RateDecision, RateLimiter};
 use crate::cache::{Cache, CacheKey, Entry, Lookup};
 use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
@@ -62,8 +62,6 @@ pub struct Shared {
     pub policy: ArcSwap<PolicySet>,
     /// Policy reloads so far, by result.
     pub policy_reloads: PolicyReloads,
-    /// Who may ask (`--allow-from`).
-    pub access: AccessList,
     /// Per-client rate limiting (`--rate-limit`), off when None.
     pub rate_limiter: Option<RateLimiter>,
     /// Upstream fetches waiting per client address.
@@ -99,7 +97,6 @@ impl Shared {
             forwarder_stats: Arc::new(ForwarderStats::with_sink(observer.exchange_sink())),
             recursor,
             observer,
-            access: settings.access.clone(),
             rate_limiter: settings.rate_limit.map(RateLimiter::new),
             client_inflight: Arc::new(ClientInflight::new(settings.limits.max_inflight_per_client)),
             readiness: Readiness::default(),
@@ -258,7 +255,7 @@ impl Worker {
     /// cache. Everything that needs no waiting is answered here.
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
         let started = Instant::now();
-        let allowed = self.shared.access.allows(hints.ip);
+        let allowed = self.shared.settings.access.allows(hints.ip);
         let req = match parse_query(bytes) {
             Ok(req) => req,
             Err(_) if !allowed => return Step::Drop,

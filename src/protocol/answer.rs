@@ -21,18 +21,6 @@ pub enum AnswerKind {
     Failure,
 }
 
-impl AnswerKind {
-    /// Label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Positive => "positive",
-            Self::NxDomain => "nxdomain",
-            Self::NoData => "nodata",
-            Self::Failure => "failure",
-        }
-    }
-}
-
 /// Why an upstream's bytes were not accepted as an answer to our question.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnswerError {
@@ -124,11 +112,10 @@ impl Answer {
             AnswerKind::NxDomain | AnswerKind::NoData => index.negative_ttl.unwrap_or(0),
             AnswerKind::Failure => 0,
         };
-        let ttl_offsets = ttl_offsets(&canonical)?;
         Ok(Answer {
             bytes: canonical.into_boxed_slice(),
             question_len,
-            ttl_offsets,
+            ttl_offsets: index.ttl_offsets.into_boxed_slice(),
             kind,
             rcode: header.rcode(),
             ttl,
@@ -145,11 +132,6 @@ impl Answer {
             + self.cnames.iter().map(|c| c.len() + 24).sum::<usize>()
             + self.addresses.len() * 17
             + std::mem::size_of::<Self>()
-    }
-
-    /// The stored response (without OPT).
-    pub fn wire(&self) -> &[u8] {
-        &self.bytes
     }
 
     /// Writes the response to `req`: ID and question case from the request,
@@ -247,6 +229,8 @@ fn question_matches(
 /// What one pass over the records learns.
 #[derive(Default)]
 struct Index {
+    /// Offset of every record's TTL field, for patching on each serve.
+    ttl_offsets: Vec<u32>,
     min_ttl: Option<u32>,
     negative_ttl: Option<u32>,
     answers: u16,
@@ -256,6 +240,7 @@ struct Index {
 
 impl Index {
     fn visit(&mut self, bytes: &[u8], span: &wire::RecordSpan) -> Result<(), WireError> {
+        self.ttl_offsets.push(span.ttl_at as u32);
         self.min_ttl = Some(self.min_ttl.map_or(span.ttl, |m| m.min(span.ttl)));
         match (span.section, span.rtype) {
             (0, t) => {
@@ -320,15 +305,6 @@ fn classify(header: &Header, index: &Index) -> AnswerKind {
         rcode::NOERROR => AnswerKind::Positive,
         _ => AnswerKind::Failure,
     }
-}
-
-fn ttl_offsets(bytes: &[u8]) -> Result<Box<[u32]>, WireError> {
-    let mut offsets = Vec::new();
-    wire::walk_records(bytes, |span| {
-        offsets.push(span.ttl_at as u32);
-        Ok(())
-    })?;
-    Ok(offsets.into_boxed_slice())
 }
 
 /// Re-encodes one record with its owner (and, for CNAME, its target) written

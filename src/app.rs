@@ -85,9 +85,9 @@ impl Server {
         };
         let policy = settings
             .policies
-            .load(&settings.blocklists)
+            .load(&settings.blocklists, None)
             .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
-        log_policy(&policy);
+        log_policy(&policy, true);
         log_observability(&settings);
         let shared = Arc::new(Shared::new(settings, policy).map_err(anyhow::Error::msg)?);
         let limits = &shared.settings.limits;
@@ -389,9 +389,15 @@ fn log_observability(settings: &Settings) {
 /// Reloads the policy and logs the result.
 pub fn reload_and_log(shared: &Shared) {
     match shared.reload_policy() {
-        Ok(version) => {
-            tracing::info!(version, "policy reloaded");
-            log_policy(&shared.policy.load());
+        Ok(r) => {
+            tracing::info!(
+                version = r.version,
+                lists_reused = r.lists_reused,
+                took_ms = r.took.as_millis() as u64,
+                "policy reloaded"
+            );
+            // Shared lists were reported when they were read.
+            log_policy(&shared.policy.load(), !r.lists_reused);
         }
         Err(e) => tracing::error!(error = %e, "policy reload failed: keeping the last good policy"),
     }
@@ -452,7 +458,7 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn log_policy(policy: &PolicySet) {
+fn log_policy(policy: &PolicySet, invalid_lines: bool) {
     let stats = policy.stats();
     tracing::info!(
         version = policy.version(),
@@ -463,7 +469,7 @@ fn log_policy(policy: &PolicySet) {
         invalid_list_lines = stats.invalid_lines,
         "policy loaded"
     );
-    for sample in &stats.invalid_samples {
+    for sample in stats.invalid_samples.iter().filter(|_| invalid_lines) {
         tracing::warn!(file = %sample.file.display(), line = sample.line, reason = sample.reason, text = %sample.text, "invalid list line skipped");
     }
 }

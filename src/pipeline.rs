@@ -108,14 +108,26 @@ impl Shared {
     /// Loads the policy again from its source and swaps it in whole. Queries
     /// in flight keep the policy they started with; on error the last good
     /// policy stays in force and the error says why.
-    pub fn reload_policy(&self) -> Result<u64, PolicyError> {
-        let loaded = self.settings.policies.load(&self.settings.blocklists);
+    pub fn reload_policy(&self) -> Result<Reloaded, PolicyError> {
+        let began = std::time::Instant::now();
+        // The policy in force lends its lists to the new one when none changed; held as an
+        // `Arc` (not a guard) because loading can take a while.
+        let current = self.policy.load_full();
+        let loaded = self
+            .settings
+            .policies
+            .load(&self.settings.blocklists, Some(&current));
         match loaded {
             Ok(policy) => {
-                let version = policy.version();
+                let reloaded = Reloaded {
+                    version: policy.version(),
+                    lists_reused: policy.shares_lists_with(&current),
+                    took: began.elapsed(),
+                };
+                drop(current);
                 self.policy.store(Arc::new(policy));
                 self.policy_reloads.ok.fetch_add(1, Ordering::Relaxed);
-                Ok(version)
+                Ok(reloaded)
             }
             Err(e) => {
                 self.policy_reloads.failed.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +147,17 @@ impl Shared {
     pub fn ready(&self) -> Result<(), &'static str> {
         self.readiness.ready(self.upstream_ok())
     }
+}
+
+/// A reload that took effect.
+#[derive(Debug, Clone, Copy)]
+pub struct Reloaded {
+    /// The new policy's version.
+    pub version: u64,
+    /// No list changed: the new policy shares the previous one's lists (none was read).
+    pub lists_reused: bool,
+    /// Loading and validating took this long.
+    pub took: std::time::Duration,
 }
 
 /// Policy reloads by result.

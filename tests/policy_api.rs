@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use picket::policy::{
     check, evaluate, evaluate_response, explain, Action, AnswerFacts, BlockAnswer, BlockMode,
-    Identity, OverrideAnswer, PolicySet, Verdict,
+    Identity, LoadOptions, OverrideAnswer, PolicySet, Verdict,
 };
 use picket::query::{ClientHints, Facts, Transport};
 
@@ -568,19 +568,23 @@ fn blocklists_flag() {
         ("bl1.txt", "blocked.example\n"),
         ("bl2.hosts", "0.0.0.0 other.example\nnot a line\n"),
     ]);
-    let base = load(&[(
+    let policy_dir = dir_with(&[(
         "p.json",
         r#"{"global": {"rules": [{"id": "exc", "expression": "dns.fqdn == \"ok.blocked.example\"", "action": "allow"}]},
             "organizations": [{"id": "o", "networks": ["10.0.0.0/8"],
               "rules": [{"id": "late", "expression": "dns.qtype == 99", "action": "refuse"}]}]}"#,
     )]);
+    let base = PolicySet::load_dir(&policy_dir).unwrap();
     // list.blocklist does not exist before --blocklist...
     assert!(base.stats().rules == 2);
-    let v0 = base.version();
-    let p = base
-        .with_blocklists(&[d.join("bl1.txt"), d.join("bl2.hosts")])
-        .unwrap();
-    assert_ne!(p.version(), v0);
+    let blocklists = [d.join("bl1.txt"), d.join("bl2.hosts")];
+    let opts = LoadOptions {
+        blocklists: &blocklists,
+        previous: None,
+    };
+    let p = PolicySet::load_dir_with(&policy_dir, &opts).unwrap();
+    assert_eq!(p.stats().rules, 3);
+    assert_eq!(p.stats().lists, 1, "all --blocklist files make one list");
     let v = eval(&p, "www.blocked.example", 1, "192.0.2.1");
     assert_eq!(rule(&v), Some("blocklist"));
     assert_eq!(
@@ -600,11 +604,127 @@ fn blocklists_flag() {
         Some("exc")
     );
     assert_eq!(p.stats().invalid_lines, 1);
-    let err = PolicySet::empty()
-        .with_blocklists(&[d.join("missing.txt")])
+    // Without policy files (--no-policy --blocklist).
+    let only = PolicySet::blocklists_only(&opts).unwrap();
+    assert_eq!(
+        rule(&eval(&only, "a.blocked.example", 1, "10.0.0.1")),
+        Some("blocklist")
+    );
+    let missing = [d.join("missing.txt")];
+    let err = PolicySet::blocklists_only(&LoadOptions {
+        blocklists: &missing,
+        previous: None,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("missing.txt"), "{err}");
+    assert!(err.contains("cannot read blocklist"), "{err}");
+}
+
+#[test]
+fn blocklist_name_and_rule_id_taken_by_the_policy() {
+    let d = dir_with(&[("bl.txt", "x.example\n")]);
+    let blocklists = [d.join("bl.txt")];
+    let opts = LoadOptions {
+        blocklists: &blocklists,
+        previous: None,
+    };
+    let list_taken = dir_with(&[(
+        "p.json",
+        r#"{"global": {"lists": {"blocklist": {"domains": ["y.example"]}}}}"#,
+    )]);
+    let e = PolicySet::load_dir_with(&list_taken, &opts)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("missing.txt"), "{err}");
+    assert!(e.contains("list name \"blocklist\""), "{e}");
+    let rule_taken = dir_with(&[(
+        "p.json",
+        r#"{"global": {"rules": [{"id": "blocklist", "expression": "dns.qtype == 1", "action": "refuse"}]}}"#,
+    )]);
+    let e = PolicySet::load_dir_with(&rule_taken, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("global rule id \"blocklist\""), "{e}");
+}
+
+/// A reload shares the lists of the policy in force while no list source changed (a rule
+/// edit, a SIGHUP), and reads them again when one did: a list file's content, an inline
+/// list, a --blocklist file.
+#[test]
+fn reload_shares_unchanged_lists_and_rereads_changed_ones() {
+    let d = dir_with(&[
+        ("lists/ads.txt", "ads.example\n"),
+        ("bl.txt", "bl.example\n"),
+        (
+            "p.json",
+            r#"{"global": {"lists": {"ads": {"file": "lists/ads.txt"}, "kids": {"domains": ["games.example"]}},
+                "rules": [{"id": "ads", "expression": "list.ads", "action": "block"},
+                          {"id": "kids", "expression": "list.kids", "action": "refuse"}]}}"#,
+        ),
+    ]);
+    let blocklists = [d.join("bl.txt")];
+    let load = |previous: Option<&PolicySet>| {
+        PolicySet::load_dir_with(
+            &d,
+            &LoadOptions {
+                blocklists: &blocklists,
+                previous,
+            },
+        )
+        .unwrap()
+    };
+    let first = load(None);
+    let same = load(Some(&first));
+    assert!(same.shares_lists_with(&first));
+    assert_ne!(same.version(), first.version());
+
+    // A rule edit: lists still shared, the new rule in force.
+    let json = std::fs::read_to_string(d.join("p.json")).unwrap();
+    std::fs::write(d.join("p.json"), json.replace("\"refuse\"", "\"drop\"")).unwrap();
+    let edited = load(Some(&same));
+    assert!(edited.shares_lists_with(&same));
+    assert_eq!(
+        eval(&edited, "games.example", 1, "10.0.0.1").action,
+        Action::Drop
+    );
+
+    // Each kind of list source, changed, is read again.
+    let changes: [(&str, &dyn Fn()); 3] = [
+        ("list file", &|| {
+            std::fs::write(d.join("lists/ads.txt"), "ads.example\nmore-ads.example\n").unwrap()
+        }),
+        ("inline list", &|| {
+            let json = std::fs::read_to_string(d.join("p.json")).unwrap();
+            std::fs::write(
+                d.join("p.json"),
+                json.replace("games.example", "toys.example"),
+            )
+            .unwrap()
+        }),
+        ("blocklist", &|| {
+            std::fs::write(d.join("bl.txt"), "bl.example\nbl2.example\n").unwrap()
+        }),
+    ];
+    let mut current = edited;
+    for (what, change) in changes {
+        change();
+        let next = load(Some(&current));
+        assert!(!next.shares_lists_with(&current), "{what} changed");
+        current = next;
+    }
+    assert_eq!(
+        rule(&eval(&current, "x.more-ads.example", 1, "10.0.0.1")),
+        Some("ads")
+    );
+    assert_eq!(
+        rule(&eval(&current, "toys.example", 1, "10.0.0.1")),
+        Some("kids")
+    );
+    assert_eq!(rule(&eval(&current, "games.example", 1, "10.0.0.1")), None);
+    assert_eq!(
+        rule(&eval(&current, "bl2.example", 1, "10.0.0.1")),
+        Some("blocklist")
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
 use crate::observe::QueryLogSettings;
-use crate::policy::{PolicyError, PolicySet};
+use crate::policy::{LoadOptions, PolicyError, PolicySet};
 use crate::upstream::{ForwarderSettings, RecursorSettings};
 
 /// Everything `picket serve` runs with.
@@ -147,17 +147,21 @@ pub enum PolicySource {
 }
 
 impl PolicySource {
-    /// Loads the policy, then adds the quick-start blocklists.
-    pub fn load(&self, blocklists: &[PathBuf]) -> Result<PolicySet, PolicyError> {
-        let policy = match self {
-            Self::None => PolicySet::empty(),
-            Self::Embedded => PolicySet::load_embedded(defaults::EXAMPLE_POLICIES)?,
-            Self::Dir(dir) => PolicySet::load_dir(dir)?,
+    /// Loads the policy with the quick-start blocklists. `previous`, the policy in force, lends
+    /// its lists when none of them changed (see [`LoadOptions::previous`]).
+    pub fn load(
+        &self,
+        blocklists: &[PathBuf],
+        previous: Option<&PolicySet>,
+    ) -> Result<PolicySet, PolicyError> {
+        let opts = LoadOptions {
+            blocklists,
+            previous,
         };
-        if blocklists.is_empty() {
-            Ok(policy)
-        } else {
-            policy.with_blocklists(blocklists)
+        match self {
+            Self::None => PolicySet::blocklists_only(&opts),
+            Self::Embedded => PolicySet::load_embedded_with(defaults::EXAMPLE_POLICIES, &opts),
+            Self::Dir(dir) => PolicySet::load_dir_with(dir, &opts),
         }
     }
 }

@@ -111,7 +111,7 @@ impl PolicySet {
     /// Which lists `name` (or a parent) is on: (global mask, mask of `org`'s lists).
     pub(crate) fn list_masks(&self, name: &[u8], org: Option<u32>) -> (u64, u64) {
         let (mut g, mut o) = (0u64, 0u64);
-        self.domains.for_each_match(name, |_, ids| {
+        self.domains().for_each_match(name, |_, ids| {
             for &id in ids {
                 if let Some(m) = self.lists.get(id as usize) {
                     match m.owner {
@@ -422,8 +422,9 @@ mod tests {
     fn policy(json: &str) -> PolicySet {
         let f = parse_file(Path::new("t.json"), json).unwrap();
         build(
-            super::super::load::Source::Dir(Path::new(".")),
+            super::super::sources::Source::Dir(Path::new(".")),
             &[(Path::new("t.json").into(), f)],
+            &Default::default(),
         )
         .unwrap()
     }

@@ -93,7 +93,7 @@ pub fn explain(
         Identity::Org(i) => Some(i),
         _ => None,
     };
-    for (suffix, list) in policy.domains.lists_of(qname.as_bytes()) {
+    for (suffix, list) in policy.domains().lists_of(qname.as_bytes()) {
         if let Some(meta) = policy.lists.get(list as usize) {
             if meta.owner.is_none() || meta.owner == org_index {
                 on.push(format!(

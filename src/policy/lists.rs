@@ -3,17 +3,25 @@
 //!
 //! # Representation
 //!
-//! Every distinct domain of every list is stored once, as one 16-byte slot of an open-addressing
-//! table (linear probing, power-of-two size, at most 3/4 full): the domain's 64-bit fingerprint
-//! and a *combination id*. A combination is the sorted set of list ids the domain is on;
-//! combinations are interned, so the common case (a domain on one list) costs nothing extra and
-//! there is no per-entry allocation. 1,000,000 domains take 2^21 slots = 32 MiB.
+//! Every distinct domain of every list is stored once, as a 64-bit fingerprint in one array and
+//! a *combination id* in a parallel one (12 bytes a slot, no per-entry allocation). A
+//! combination is the sorted set of list ids the domain is on; combinations are interned, so
+//! the common case (a domain on one list) costs nothing extra.
+//!
+//! The fingerprint array is an open-addressing table whose home slot is monotone in the
+//! fingerprint (`fp * homes >> 64`), kept in Robin Hood order: every fingerprint sits at or
+//! after its home slot with no empty slot in between, and the non-empty slots are sorted.
+//! Sorted order lets a lookup for an absent name stop at the first larger fingerprint instead
+//! of scanning to the next empty slot, so the table can be 3/4 full and any size (not a power
+//! of two): 1,000,000 domains take 1.33M slots = 16 MiB, where a power-of-two table at half
+//! load took 32 MiB. Memory matters twice over: a reload builds the new table beside the one
+//! still serving.
 //!
 //! The fingerprint is a hash computed over the name's bytes from right to left, so one
 //! right-to-left pass over a query name yields the fingerprint of every parent suffix (`com`,
 //! `example.com`, `ads.example.com`) at its label boundary: one walk answers every `list.*` field
-//! at once. The slots of all suffixes are loaded before any is examined, so their cache misses
-//! overlap instead of adding up.
+//! at once. The home slots of all suffixes are loaded before any is examined, so their cache
+//! misses overlap instead of adding up.
 //!
 //! # False positives
 //!
@@ -27,22 +35,23 @@
 //! hit.
 
 use std::collections::HashMap;
+use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::Path;
 
 /// Index of a list inside a [`DomainSet`] (global numbering across the whole policy).
 pub(crate) type ListId = u32;
 
-#[derive(Clone, Copy, Default)]
-struct Slot {
-    /// 0 = empty.
-    fp: u64,
-    combo: u32,
-}
-
 /// All domains of all lists of one policy.
 pub(crate) struct DomainSet {
-    slots: Vec<Slot>,
+    /// Fingerprints (0 = empty slot), sorted apart from the empty slots, each at or after its
+    /// home slot with no empty slot between. `homes` home slots, then a tail that takes what
+    /// is pushed past the last one.
+    fps: Vec<u64>,
+    /// The combination id of the domain in the same slot of `fps`.
+    combo_of: Vec<u32>,
+    /// Number of home slots.
+    homes: usize,
     len: usize,
     combos: Vec<Box<[ListId]>>,
     combo_ids: HashMap<Box<[ListId]>, u32>,
@@ -52,10 +61,35 @@ pub(crate) struct DomainSet {
     per_list: Vec<u64>,
 }
 
+impl std::fmt::Debug for DomainSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DomainSet")
+            .field("domains", &self.len)
+            .field("lists", &self.per_list.len())
+            .field("slots", &self.fps.len())
+            .finish()
+    }
+}
+
 impl Default for DomainSet {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Slots per domain a reservation sizes for: 3/4 full.
+const RESERVE_NUM: usize = 4;
+const RESERVE_DEN: usize = 3;
+/// Past 7/8 full an insert first doubles the table (only when a reservation undercounted,
+/// e.g. hosts lines with several names).
+const GROW_NUM: usize = 7;
+const GROW_DEN: usize = 8;
+
+/// Empty slots after the last home slot: Robin Hood order never wraps around, so the run
+/// that starts near the end spills into these. At 3/4 load runs are a few dozen slots long;
+/// a spill past the tail still works (the vector grows), it only costs a copy.
+fn tail_for(homes: usize) -> usize {
+    homes / 128 + 256
 }
 
 const SEED: u64 = 0x243f_6a88_85a3_08d3;
@@ -99,8 +133,15 @@ fn suffix_fingerprints(qname: &[u8], out: &mut smallvec::SmallVec<[(u64, usize);
 
 impl DomainSet {
     pub(crate) fn new() -> Self {
+        Self::with_homes(16)
+    }
+
+    fn with_homes(homes: usize) -> Self {
+        let slots = homes + tail_for(homes);
         DomainSet {
-            slots: vec![Slot::default(); 16],
+            fps: vec![0; slots],
+            combo_of: vec![0; slots],
+            homes,
             len: 0,
             combos: Vec::new(),
             combo_ids: HashMap::new(),
@@ -109,28 +150,43 @@ impl DomainSet {
         }
     }
 
-    fn mask(&self) -> usize {
-        self.slots.len() - 1
+    /// The home slot of a fingerprint: monotone in `fp`, uniform over `0..homes`.
+    #[inline(always)]
+    fn home(&self, fp: u64) -> usize {
+        ((u128::from(fp) * self.homes as u128) >> 64) as usize
     }
 
-    /// Make room for `additional` more domains without growing.
+    /// Make room for `additional` more domains without growing. Call it before the first
+    /// insert: it rebuilds the table when the room is not there yet.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        let need = (self.len + additional).saturating_mul(4) / 3 + 1;
-        if need > self.slots.len() {
-            self.resize(need.next_power_of_two());
+        let need = (self.len + additional).saturating_mul(RESERVE_NUM) / RESERVE_DEN + 1;
+        if need > self.homes {
+            self.rehome(need);
         }
     }
 
-    fn resize(&mut self, cap: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); cap]);
-        let mask = cap - 1;
-        for s in old.into_iter().filter(|s| s.fp != 0) {
-            let mut i = s.fp as usize & mask;
-            while self.slots[i].fp != 0 {
-                i = (i + 1) & mask;
+    /// Move every entry into a table of `homes` home slots.
+    fn rehome(&mut self, homes: usize) {
+        let mut next = Self::with_homes(homes);
+        // Entries come out in ascending order and the home function is monotone, so each
+        // lands at the end of the sorted prefix: one pass, no shifting.
+        let mut at = 0;
+        for (&fp, &combo) in self.fps.iter().zip(&self.combo_of) {
+            if fp == 0 {
+                continue;
             }
-            self.slots[i] = s;
+            at = at.max(next.home(fp));
+            if at == next.fps.len() {
+                next.fps.push(0);
+                next.combo_of.push(0);
+            }
+            next.fps[at] = fp;
+            next.combo_of[at] = combo;
+            at += 1;
         }
+        self.fps = next.fps;
+        self.combo_of = next.combo_of;
+        self.homes = homes;
     }
 
     /// Register a new list id and return it.
@@ -154,7 +210,8 @@ impl DomainSet {
 
     /// Heap bytes used by the table.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.fps.capacity() * std::mem::size_of::<u64>()
+            + self.combo_of.capacity() * std::mem::size_of::<u32>()
             + self.combos.iter().map(|c| c.len() * 4 + 16).sum::<usize>()
     }
 
@@ -170,41 +227,56 @@ impl DomainSet {
 
     /// Add a normalised domain (lower case, no trailing dot) to a list.
     pub(crate) fn insert(&mut self, name: &[u8], list: ListId) {
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.resize(self.slots.len() * 2);
+        if (self.len + 1) * GROW_DEN > self.homes * GROW_NUM {
+            self.rehome(self.homes * 2);
         }
+        self.insert_unchecked(name, list);
+    }
+
+    /// [`insert`](Self::insert) without the growth check.
+    fn insert_unchecked(&mut self, name: &[u8], list: ListId) {
         let fp = fingerprint(name);
-        let mask = self.mask();
-        let mut i = fp as usize & mask;
-        loop {
-            let s = self.slots[i];
-            if s.fp == 0 {
-                self.slots[i] = Slot {
-                    fp,
-                    combo: self.single[list as usize],
-                };
-                self.len += 1;
-                break;
-            }
-            if s.fp == fp {
-                let old = &self.combos[s.combo as usize];
-                if old.contains(&list) {
-                    return; // duplicate line
-                }
-                let mut merged: Vec<ListId> = old.to_vec();
-                merged.push(list);
-                merged.sort_unstable();
-                let combo = self.intern(merged.into_boxed_slice());
-                self.slots[i].combo = combo;
-                break;
-            }
-            i = (i + 1) & mask;
+        // Skip the smaller fingerprints of the run; stop at our own, a larger one or a gap.
+        let mut i = self.home(fp);
+        while i < self.fps.len() && self.fps[i] != 0 && self.fps[i] < fp {
+            i += 1;
         }
+        if i < self.fps.len() && self.fps[i] == fp {
+            self.add_to_combo(i, list);
+            return;
+        }
+        // Shift the rest of the run one slot right, into the gap that ends it.
+        let gap = match self.fps[i..].iter().position(|&f| f == 0) {
+            Some(k) => i + k,
+            None => {
+                self.fps.push(0);
+                self.combo_of.push(0);
+                self.fps.len() - 1
+            }
+        };
+        self.fps.copy_within(i..gap, i + 1);
+        self.combo_of.copy_within(i..gap, i + 1);
+        self.fps[i] = fp;
+        self.combo_of[i] = self.single[list as usize];
+        self.len += 1;
+        self.per_list[list as usize] += 1;
+    }
+
+    /// A domain already stored is (also) on `list`.
+    fn add_to_combo(&mut self, slot: usize, list: ListId) {
+        let old = &self.combos[self.combo_of[slot] as usize];
+        if old.contains(&list) {
+            return; // duplicate line
+        }
+        let mut merged: Vec<ListId> = old.to_vec();
+        merged.push(list);
+        merged.sort_unstable();
+        self.combo_of[slot] = self.intern(merged.into_boxed_slice());
         self.per_list[list as usize] += 1;
     }
 
     /// Call `f(suffix start, list ids)` for every suffix of `qname` (normalised) that is on
-    /// some list. One right-to-left pass; the slots of all suffixes are loaded up front.
+    /// some list. One right-to-left pass; the home slots of all suffixes are loaded up front.
     #[inline]
     pub(crate) fn for_each_match(&self, qname: &[u8], mut f: impl FnMut(usize, &[ListId])) {
         if self.len == 0 || qname.is_empty() {
@@ -212,25 +284,21 @@ impl DomainSet {
         }
         let mut fps = smallvec::SmallVec::<[(u64, usize); 8]>::new();
         suffix_fingerprints(qname, &mut fps);
-        let mask = self.mask();
         // Independent loads first (their misses overlap), then the checks.
-        let mut first = smallvec::SmallVec::<[u64; 8]>::new();
+        let mut first = smallvec::SmallVec::<[(usize, u64); 8]>::new();
         for &(fp, _) in &fps {
-            first.push(self.slots[fp as usize & mask].fp);
+            let home = self.home(fp);
+            first.push((home, self.fps[home]));
         }
-        for (k, &(fp, start)) in fps.iter().enumerate() {
-            let mut seen = first[k];
-            let mut i = fp as usize & mask;
-            loop {
-                if seen == fp {
-                    f(start, &self.combos[self.slots[i].combo as usize]);
-                    break;
-                }
-                if seen == 0 {
-                    break;
-                }
-                i = (i + 1) & mask;
-                seen = self.slots[i].fp;
+        for (&(fp, start), &(home, mut seen)) in fps.iter().zip(&first) {
+            let mut i = home;
+            // Sorted runs: a larger fingerprint or a gap means it is not there.
+            while seen != 0 && seen < fp {
+                i += 1;
+                seen = self.fps.get(i).copied().unwrap_or(0);
+            }
+            if seen == fp {
+                f(start, &self.combos[self.combo_of[i] as usize]);
             }
         }
     }
@@ -244,6 +312,28 @@ impl DomainSet {
             }
         });
         out
+    }
+
+    /// Check the ordering invariant (tests).
+    #[cfg(test)]
+    fn check_invariant(&self) {
+        let mut last = 0u64;
+        let mut count = 0;
+        for (i, &fp) in self.fps.iter().enumerate() {
+            if fp == 0 {
+                continue;
+            }
+            count += 1;
+            assert!(fp > last, "slot {i}: not sorted");
+            last = fp;
+            let home = self.home(fp);
+            assert!(home <= i, "slot {i}: before its home {home}");
+            assert!(
+                self.fps[home..i].iter().all(|&f| f != 0),
+                "slot {i}: gap after its home {home}"
+            );
+        }
+        assert_eq!(count, self.len);
     }
 }
 
@@ -435,46 +525,66 @@ pub(crate) struct LoadCounts {
 /// How many invalid-line samples are kept per file.
 pub(crate) const SAMPLES_PER_FILE: usize = 5;
 
-/// Add the lines of a list file's text to `set` under `list`.
-pub(crate) fn load_text(
+/// Add the lines of a list file to `set` under `list`, one line at a time (the file is never
+/// held whole). Bytes that are not UTF-8 make that line invalid, not the file.
+pub(crate) fn load_lines(
     set: &mut DomainSet,
     list: ListId,
-    text: &str,
+    mut reader: impl BufRead,
     file: &Path,
     counts: &mut LoadCounts,
-) {
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(256);
-    let bad = |counts: &mut LoadCounts, lineno: usize, raw: &str, e: LineError| {
-        counts.invalid += 1;
-        if counts.samples.len() < SAMPLES_PER_FILE {
-            counts.samples.push(InvalidLine {
-                file: file.to_path_buf(),
-                line: lineno,
-                reason: e.as_str(),
-                text: raw.trim().chars().take(120).collect(),
-            });
+    let mut raw = Vec::with_capacity(256);
+    let mut lineno = 0;
+    loop {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
+            return Ok(());
         }
-    };
-    for (i, raw) in text.lines().enumerate() {
-        match parse_line(raw) {
-            Line::Skip => {}
-            Line::Invalid(e) => bad(counts, i + 1, raw, e),
-            Line::Names(names) => {
-                let mut line_bad = None;
-                for name in names {
-                    match normalize_domain(name, &mut buf) {
-                        Ok(()) => {
-                            set.insert(&buf, list);
-                            counts.entries += 1;
-                        }
-                        Err(e) => line_bad = Some(e),
+        lineno += 1;
+        let line = String::from_utf8_lossy(&raw);
+        load_line(set, list, &line, &mut buf, file, lineno, counts);
+    }
+}
+
+fn load_line(
+    set: &mut DomainSet,
+    list: ListId,
+    raw: &str,
+    buf: &mut Vec<u8>,
+    file: &Path,
+    lineno: usize,
+    counts: &mut LoadCounts,
+) {
+    let error = match parse_line(raw) {
+        Line::Skip => return,
+        Line::Invalid(e) => e,
+        Line::Names(names) => {
+            let mut line_bad = None;
+            for name in names {
+                match normalize_domain(name, buf) {
+                    Ok(()) => {
+                        set.insert(buf, list);
+                        counts.entries += 1;
                     }
-                }
-                if let Some(e) = line_bad {
-                    bad(counts, i + 1, raw, e);
+                    Err(e) => line_bad = Some(e),
                 }
             }
+            match line_bad {
+                Some(e) => e,
+                None => return,
+            }
         }
+    };
+    counts.invalid += 1;
+    if counts.samples.len() < SAMPLES_PER_FILE {
+        counts.samples.push(InvalidLine {
+            file: file.to_path_buf(),
+            line: lineno,
+            reason: error.as_str(),
+            text: raw.trim().chars().take(120).collect(),
+        });
     }
 }
 
@@ -509,6 +619,65 @@ mod tests {
         assert_eq!(lists(&set, ""), Vec::<ListId>::new());
         assert_eq!(set.list_len(a), 1);
         assert_eq!(set.list_len(b), 2);
+    }
+
+    /// Many names through growth and reservation, against a plain set: every stored name is
+    /// found, with its lists; absent names are not; the table stays in Robin Hood order.
+    #[test]
+    fn table_matches_a_plain_set_through_growth_and_reserve() {
+        let names: Vec<String> = (0..20_000).map(|i| format!("n{i}.example")).collect();
+        for reserve_first in [false, true] {
+            let mut set = DomainSet::new();
+            let a = set.new_list();
+            let b = set.new_list();
+            if reserve_first {
+                set.reserve(names.len());
+            }
+            for (i, n) in names.iter().enumerate() {
+                set.insert(n.as_bytes(), if i % 3 == 0 { b } else { a });
+                if i % 5 == 0 {
+                    set.insert(n.as_bytes(), b); // on both lists
+                }
+            }
+            set.check_invariant();
+            assert_eq!(set.len(), names.len());
+            for (i, n) in names.iter().enumerate() {
+                let want = match (i % 3 == 0, i % 5 == 0) {
+                    (true, _) => vec![b],
+                    (false, true) => vec![a, b],
+                    (false, false) => vec![a],
+                };
+                assert_eq!(lists(&set, n), want, "{n}");
+                assert_eq!(lists(&set, &format!("www.{n}")), want, "www.{n}");
+            }
+            for i in 0..20_000 {
+                assert_eq!(lists(&set, &format!("x{i}.example")), Vec::<ListId>::new());
+            }
+            let on_b = (0..names.len())
+                .filter(|i| i % 3 == 0 || i % 5 == 0)
+                .count();
+            assert_eq!(set.list_len(b), on_b as u64);
+        }
+    }
+
+    /// A table too small for its runs: inserts spill past the last home slot into the tail
+    /// and beyond it, and lookups still find everything.
+    #[test]
+    fn runs_past_the_last_home_slot() {
+        let mut set = DomainSet::with_homes(4);
+        let l = set.new_list();
+        // Force a crowded table by inserting without the growth check's help: fill directly.
+        set.homes = 1;
+        let n = tail_for(1) + 40;
+        for i in 0..n {
+            set.insert_unchecked(format!("s{i}.example").as_bytes(), l);
+        }
+        set.check_invariant();
+        assert!(set.fps.len() > 1 + tail_for(1));
+        for i in 0..n {
+            assert_eq!(lists(&set, &format!("s{i}.example")), vec![l]);
+        }
+        assert_eq!(lists(&set, "absent.example"), Vec::<ListId>::new());
     }
 
     #[test]
@@ -570,15 +739,10 @@ mod tests {
         let mut set = DomainSet::new();
         let l = set.new_list();
         let mut c = LoadCounts::default();
-        load_text(
-            &mut set,
-            l,
-            "# header\nads.example\nbad..name\n0.0.0.0 x.example\n||y.example^\n",
-            Path::new("f.txt"),
-            &mut c,
-        );
+        let text = b"# header\nads.example\nbad..name\n0.0.0.0 x.example\n||y.example^\r\n\xff\n";
+        load_lines(&mut set, l, &text[..], Path::new("f.txt"), &mut c).unwrap();
         assert_eq!(c.entries, 3);
-        assert_eq!(c.invalid, 1);
+        assert_eq!(c.invalid, 2);
         assert_eq!(c.samples[0].line, 3);
         assert_eq!(c.samples[0].text, "bad..name");
     }

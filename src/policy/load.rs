@@ -10,14 +10,15 @@ use ipnet::IpNet;
 use super::config::{FileJson, ListJson, OrgJson, RuleJson, TestJson};
 use super::error::{Issue, IssueKind, PolicyError};
 use super::identity::IdentityIndex;
-use super::lists::{self, DomainSet, InvalidLine, LoadCounts};
+use super::lists;
 use super::rules::{
     build_scheme, guard_test, name_test, uses_of, Effect, ListFields, ListMeta, NameTest, Org,
     Phase, Rule, Ruleset, Uses, RESPONSE_MASK,
 };
+use super::sources::{self, Declared, ListInput, LoadedLists, Source};
 use super::{
-    next_version, Action, BlockAnswer, BlockMode, OverrideAnswer, PolicySet, RuleRef, EDE_BLOCKED,
-    EDE_FILTERED,
+    next_version, Action, BlockAnswer, BlockMode, LoadOptions, OverrideAnswer, PolicySet, RuleRef,
+    EDE_BLOCKED, EDE_FILTERED,
 };
 
 /// A policy test and where it was written.
@@ -32,63 +33,23 @@ pub(crate) struct LoadedTest {
 pub(crate) const DEFAULT_TTL: u32 = 60;
 /// Lists per owner (global, or one organization): one bit each in a `u64`.
 const MAX_LISTS: usize = 64;
-/// Total samples of invalid list lines kept.
-const MAX_SAMPLES: usize = 50;
+/// The list, field and global rule of `--blocklist`.
+const BLOCKLIST: &str = "blocklist";
 
-/// Where list files are read from.
-#[derive(Clone, Copy)]
-pub(crate) enum Source<'a> {
-    /// Relative to a directory.
-    Dir(&'a Path),
-    /// From (relative path, content) pairs.
-    Memory(&'a [(&'a str, &'a str)]),
-}
-
-impl Source<'_> {
-    fn read(&self, rel: &str) -> Result<(PathBuf, Vec<u8>), String> {
-        match self {
-            Source::Dir(dir) => {
-                let full = dir.join(rel);
-                match std::fs::read(&full) {
-                    Ok(b) => Ok((full, b)),
-                    Err(e) => Err(format!("cannot read list file {}: {e}", full.display())),
-                }
-            }
-            Source::Memory(files) => {
-                let rel = rel.trim_start_matches("./");
-                match files.iter().find(|(name, _)| *name == rel) {
-                    Some((name, text)) => Ok((PathBuf::from(name), text.as_bytes().to_vec())),
-                    None => Err(format!("cannot read list file {rel}: not embedded")),
-                }
-            }
-        }
-    }
-}
-
-struct Builder<'a> {
-    source: Source<'a>,
+struct Builder {
     issues: Vec<Issue>,
-    domains: DomainSet,
+    /// Every list's entries, by list id; read once the whole policy has validated.
+    inputs: Vec<ListInput>,
     lists: Vec<ListMeta>,
-    invalid_lines: u64,
-    invalid_samples: Vec<InvalidLine>,
 }
 
-impl Builder<'_> {
+impl Builder {
     fn issue(&mut self, kind: IssueKind, file: &Path, path: String, msg: impl Into<String>) {
         self.issues.push(Issue::new(kind, Some(file), path, msg));
     }
 
-    fn note_counts(&mut self, c: LoadCounts) {
-        self.invalid_lines += c.invalid;
-        for s in c.samples {
-            if self.invalid_samples.len() < MAX_SAMPLES {
-                self.invalid_samples.push(s);
-            }
-        }
-    }
-
-    /// Load the lists of one owner and return their `list.<name>` fields by bit.
+    /// Declare the lists of one owner and return their `list.<name>` fields by bit (the
+    /// entries are read later, by [`sources::load`]).
     fn lists(
         &mut self,
         owner: Option<u32>,
@@ -128,9 +89,22 @@ impl Builder<'_> {
                 );
                 continue;
             }
-            let source = match (&def.file, &def.domains) {
-                (Some(f), None) => f.clone(),
-                (None, Some(_)) => "inline".to_owned(),
+            let (source, input) = match (&def.file, &def.domains) {
+                (Some(f), None) => {
+                    let declared = Declared {
+                        file: file.to_path_buf(),
+                        path: path.clone(),
+                    };
+                    let input = ListInput::File {
+                        rel: f.clone(),
+                        declared,
+                    };
+                    (f.clone(), input)
+                }
+                (None, Some(domains)) => {
+                    let input = ListInput::Inline(self.inline_domains(domains, file, &path));
+                    ("inline".to_owned(), input)
+                }
                 _ => {
                     self.issue(
                         IssueKind::Invalid,
@@ -141,7 +115,7 @@ impl Builder<'_> {
                     continue;
                 }
             };
-            let id = self.domains.new_list();
+            self.inputs.push(input);
             self.lists.push(ListMeta {
                 name: name.clone(),
                 owner,
@@ -149,38 +123,64 @@ impl Builder<'_> {
                 source,
             });
             fields.push(field);
-            if let Some(f) = &def.file {
-                self.load_list_file(id, f, file, format!("{path}.file"));
-            } else if let Some(domains) = &def.domains {
-                let mut buf = Vec::new();
-                for (i, d) in domains.iter().enumerate() {
-                    match lists::normalize_domain(d, &mut buf) {
-                        Ok(()) => self.domains.insert(&buf, id),
-                        Err(e) => self.issue(
-                            IssueKind::Invalid,
-                            file,
-                            format!("{path}.domains[{i}]"),
-                            format!("{d:?}: {}", e.as_str()),
-                        ),
-                    }
-                }
-            }
         }
         fields
     }
 
-    fn load_list_file(&mut self, id: u32, rel: &str, file: &Path, path: String) {
-        match self.source.read(rel) {
-            Ok((full, bytes)) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let lines = bytecount_lines(text.as_bytes());
-                self.domains.reserve(lines);
-                let mut counts = LoadCounts::default();
-                lists::load_text(&mut self.domains, id, &text, &full, &mut counts);
-                self.note_counts(counts);
+    /// Validate and normalise the domains of an inline list.
+    fn inline_domains(&mut self, domains: &[String], file: &Path, path: &str) -> Vec<Box<[u8]>> {
+        let mut out = Vec::with_capacity(domains.len());
+        let mut buf = Vec::new();
+        for (i, d) in domains.iter().enumerate() {
+            match lists::normalize_domain(d, &mut buf) {
+                Ok(()) => out.push(buf.as_slice().into()),
+                Err(e) => self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    format!("{path}.domains[{i}]"),
+                    format!("{d:?}: {}", e.as_str()),
+                ),
             }
-            Err(msg) => self.issue(IssueKind::Unresolved, file, path, msg),
         }
+        out
+    }
+
+    /// The `--blocklist` list: one global list, `list.blocklist`, of all the files.
+    fn blocklist(&mut self, files: &[PathBuf], global: &mut Vec<Box<str>>) -> Option<Rule> {
+        if files.is_empty() {
+            return None;
+        }
+        let field: Box<str> = format!("list.{BLOCKLIST}").into();
+        let problem = if global.contains(&field) {
+            Some(format!(
+                "--blocklist needs the list name {BLOCKLIST:?}, which the global policy already uses"
+            ))
+        } else if global.len() >= MAX_LISTS {
+            Some(format!(
+                "--blocklist: the global policy already has {MAX_LISTS} lists"
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            self.issues
+                .push(Issue::new(IssueKind::Duplicate, None, "", msg));
+            return None;
+        }
+        let bit = global.len() as u8;
+        self.inputs.push(ListInput::Blocklist(files.to_vec()));
+        self.lists.push(ListMeta {
+            name: BLOCKLIST.to_owned(),
+            owner: None,
+            bit,
+            source: files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+        global.push(field.clone());
+        Some(blocklist_rule(field, bit))
     }
 
     /// Validate the rules of one ruleset.
@@ -193,6 +193,7 @@ impl Builder<'_> {
         file: &Path,
         prefix: &str,
         upstreams: &BTreeMap<String, Vec<SocketAddr>>,
+        appended: Option<Rule>,
     ) -> Ruleset {
         let scheme = Arc::new(build_scheme(&lf));
         let mut out = Vec::with_capacity(rules.len());
@@ -277,6 +278,7 @@ impl Builder<'_> {
                 guard,
             });
         }
+        out.extend(appended);
         Ruleset::new(scheme, lf, out)
     }
 
@@ -498,10 +500,6 @@ fn display_list(items: &[&str]) -> String {
     }
 }
 
-fn bytecount_lines(b: &[u8]) -> usize {
-    b.iter().filter(|&&c| c == b'\n').count() + 1
-}
-
 /// Strip serde_json's " at line L column C" suffix (the position is reported separately).
 fn json_message(e: &serde_json::Error) -> String {
     let s = e.to_string();
@@ -540,13 +538,11 @@ pub(crate) fn build_empty() -> PolicySet {
         dir: None,
         global: Ruleset::new(Arc::new(build_scheme(&lf)), lf, Vec::new()),
         orgs: Vec::new(),
-        domains: DomainSet::new(),
+        loaded: LoadedLists::empty(),
         lists: Vec::new(),
         ident: IdentityIndex::default(),
         upstreams: BTreeMap::new(),
         tests: Vec::new(),
-        invalid_lines: 0,
-        invalid_samples: Vec::new(),
     }
 }
 
@@ -578,7 +574,7 @@ fn valid_label(l: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
+pub(crate) fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<PolicySet, PolicyError> {
     let mut paths = Vec::new();
     match std::fs::read_dir(dir) {
         Ok(rd) => {
@@ -616,7 +612,7 @@ pub(crate) fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
             )),
         }
     }
-    let built = build(Source::Dir(dir), &files);
+    let built = build(Source::Dir(dir), &files, opts);
     finish(built, issues)
 }
 
@@ -636,7 +632,10 @@ fn finish(
 
 /// Load from (relative path, content) pairs: top-level `*.json` files are policies, the
 /// others are list files they may reference.
-pub(crate) fn load_embedded(sources: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
+pub(crate) fn load_embedded(
+    sources: &[(&str, &str)],
+    opts: &LoadOptions<'_>,
+) -> Result<PolicySet, PolicyError> {
     let mut names: Vec<&(&str, &str)> = sources
         .iter()
         .filter(|(n, _)| n.ends_with(".json") && !n.contains('/'))
@@ -651,25 +650,28 @@ pub(crate) fn load_embedded(sources: &[(&str, &str)]) -> Result<PolicySet, Polic
             Err(issue) => issues.push(issue),
         }
     }
-    let built = build(Source::Memory(sources), &files).map(|mut p| {
+    let built = build(Source::Memory(sources), &files, opts).map(|mut p| {
         p.dir = None;
         p
     });
     finish(built, issues)
 }
 
+/// The source of a policy with no files (only `--blocklist` files, which name their own paths).
+pub(crate) fn no_files() -> Source<'static> {
+    Source::Memory(&[])
+}
+
 /// Build a policy from parsed files (in order).
 pub(crate) fn build(
     source: Source<'_>,
     files: &[(PathBuf, FileJson)],
+    opts: &LoadOptions<'_>,
 ) -> Result<PolicySet, PolicyError> {
     let mut b = Builder {
-        source,
         issues: Vec::new(),
-        domains: DomainSet::new(),
+        inputs: Vec::new(),
         lists: Vec::new(),
-        invalid_lines: 0,
-        invalid_samples: Vec::new(),
     };
 
     // Upstream groups.
@@ -726,27 +728,42 @@ pub(crate) fn build(
             }
         }
     }
+    let mut global_fields = match global_src {
+        Some((file, g)) => b.lists(None, &g.lists, file, "global", &[]),
+        None => Vec::new(),
+    };
+    // `--blocklist` is a global list after the global policy's own, and a rule after its rules
+    // (so the global policy's allow rules make exceptions to it).
+    let blocklist_rule = b.blocklist(opts.blocklists, &mut global_fields);
     let global_lf = ListFields {
-        global: match global_src {
-            Some((file, g)) => b.lists(None, &g.lists, file, "global", &[]),
-            None => Vec::new(),
-        },
+        global: global_fields,
         org: Vec::new(),
     };
     let no_org: Arc<str> = "".into();
     let global = match global_src {
-        Some((file, g)) => b.ruleset(
-            &no_org,
-            &g.rules,
-            global_lf.clone(),
-            file,
-            "global",
-            &upstreams,
-        ),
+        Some((file, g)) => {
+            if blocklist_rule.is_some() && g.rules.iter().any(|r| r.id == BLOCKLIST) {
+                b.issue(
+                    IssueKind::Duplicate,
+                    file,
+                    "global.rules".into(),
+                    format!("--blocklist needs the global rule id {BLOCKLIST:?}, which the global policy already uses"),
+                );
+            }
+            b.ruleset(
+                &no_org,
+                &g.rules,
+                global_lf.clone(),
+                file,
+                "global",
+                &upstreams,
+                blocklist_rule,
+            )
+        }
         None => Ruleset::new(
             Arc::new(build_scheme(&global_lf)),
             global_lf.clone(),
-            Vec::new(),
+            blocklist_rule.into_iter().collect(),
         ),
     };
 
@@ -802,8 +819,15 @@ pub(crate) fn build(
     }
 
     if !b.issues.is_empty() {
-        return Err(PolicyError { issues: b.issues });
+        let mut issues = b.issues;
+        issues.extend(sources::unreadable(source, &b.inputs));
+        return Err(PolicyError { issues });
     }
+    // Only a policy that validated reads its lists (the expensive part), or shares them with
+    // the policy in force when none changed.
+    let previous = opts.previous.map(|p| &p.loaded);
+    let loaded =
+        sources::load(source, &b.inputs, previous).map_err(|issues| PolicyError { issues })?;
     Ok(PolicySet {
         version: next_version(),
         dir: match source {
@@ -812,19 +836,17 @@ pub(crate) fn build(
         },
         global,
         orgs,
-        domains: b.domains,
+        loaded,
         lists: b.lists,
         ident,
         upstreams,
         tests,
-        invalid_lines: b.invalid_lines,
-        invalid_samples: b.invalid_samples,
     })
 }
 
 #[allow(clippy::too_many_arguments)]
 fn build_org(
-    b: &mut Builder<'_>,
+    b: &mut Builder,
     ident: &mut IdentityIndex,
     org_ids: &mut BTreeMap<String, PathBuf>,
     seen: &[String],
@@ -942,7 +964,7 @@ fn build_org(
         global: global_lf.global.clone(),
         org: b.lists(Some(index), &o.lists, file, prefix, &global_lf.global),
     };
-    let rules = b.ruleset(&id, &o.rules, lf, file, prefix, upstreams);
+    let rules = b.ruleset(&id, &o.rules, lf, file, prefix, upstreams, None);
     if bad {
         return None;
     }
@@ -953,82 +975,16 @@ fn build_org(
     })
 }
 
-/// The `--blocklist` rule and list.
-pub(crate) fn with_blocklists(
-    mut p: PolicySet,
-    files: &[PathBuf],
-) -> Result<PolicySet, PolicyError> {
-    if files.is_empty() {
-        return Ok(p);
-    }
-    const NAME: &str = "blocklist";
-    let field: Box<str> = format!("list.{NAME}").into();
-    let err = |msg: String| PolicyError::one(Issue::new(IssueKind::Duplicate, None, "", msg));
-    if p.global.list_fields.global.contains(&field)
-        || p.orgs
-            .iter()
-            .any(|o| o.rules.list_fields.org.contains(&field))
-    {
-        return Err(err(format!(
-            "--blocklist needs the list name {NAME:?}, which a policy already uses"
-        )));
-    }
-    if p.global.rules.iter().any(|r| &*r.r.id == NAME) {
-        return Err(err(format!(
-            "--blocklist needs the global rule id {NAME:?}, which the global policy already uses"
-        )));
-    }
-    if p.global.list_fields.global.len() >= MAX_LISTS {
-        return Err(err(format!(
-            "--blocklist: the global policy already has {MAX_LISTS} lists"
-        )));
-    }
-    let bit = p.global.list_fields.global.len() as u8;
-    let id = p.domains.new_list();
-    p.lists.push(ListMeta {
-        name: NAME.to_owned(),
-        owner: None,
-        bit,
-        source: files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-    });
-    let mut issues = Vec::new();
-    for f in files {
-        match std::fs::read(f) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                p.domains.reserve(bytecount_lines(text.as_bytes()));
-                let mut counts = LoadCounts::default();
-                lists::load_text(&mut p.domains, id, &text, f, &mut counts);
-                p.invalid_lines += counts.invalid;
-                for s in counts.samples {
-                    if p.invalid_samples.len() < MAX_SAMPLES {
-                        p.invalid_samples.push(s);
-                    }
-                }
-            }
-            Err(e) => issues.push(Issue::new(
-                IssueKind::Unresolved,
-                Some(f),
-                "",
-                format!("cannot read blocklist: {e}"),
-            )),
-        }
-    }
-    if !issues.is_empty() {
-        return Err(PolicyError { issues });
-    }
-    let rule = Rule {
+/// The `--blocklist` rule: block every name on `field` (global list bit `bit`) with NXDOMAIN.
+fn blocklist_rule(field: Box<str>, bit: u8) -> Rule {
+    Rule {
         r: RuleRef {
             org: "".into(),
-            id: NAME.into(),
+            id: BLOCKLIST.into(),
             name: "--blocklist".into(),
         },
         enabled: true,
-        expression: field.clone(),
+        expression: field,
         effect: Effect::Decide(Action::Block(BlockAnswer {
             mode: BlockMode::NxDomain,
             ttl: DEFAULT_TTL,
@@ -1047,25 +1003,5 @@ pub(crate) fn with_blocklists(
             org: 0,
         }),
         guard: None,
-    };
-    let rebuild = |rs: Ruleset, extra: Option<Rule>| {
-        let mut lf = rs.list_fields;
-        lf.global.push(field.clone());
-        let mut rules = rs.rules;
-        rules.extend(extra);
-        Ruleset::new(Arc::new(build_scheme(&lf)), lf, rules)
-    };
-    let global = std::mem::replace(&mut p.global, build_empty_ruleset());
-    p.global = rebuild(global, Some(rule));
-    for org in &mut p.orgs {
-        let rs = std::mem::replace(&mut org.rules, build_empty_ruleset());
-        org.rules = rebuild(rs, None);
     }
-    p.bump_version();
-    Ok(p)
-}
-
-fn build_empty_ruleset() -> Ruleset {
-    let lf = ListFields::default();
-    Ruleset::new(Arc::new(build_scheme(&lf)), lf, Vec::new())
 }

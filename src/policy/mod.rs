@@ -25,6 +25,7 @@ mod identity;
 mod lists;
 mod load;
 mod rules;
+mod sources;
 
 pub mod check;
 pub mod explain;
@@ -288,13 +289,26 @@ pub struct PolicySet {
     pub(crate) dir: Option<PathBuf>,
     pub(crate) global: rules::Ruleset,
     pub(crate) orgs: Vec<rules::Org>,
-    pub(crate) domains: lists::DomainSet,
+    /// The entries of every list, shared with the previous policy when no list changed.
+    pub(crate) loaded: Arc<sources::LoadedLists>,
+    /// The lists, by list id.
     pub(crate) lists: Vec<rules::ListMeta>,
     pub(crate) ident: identity::IdentityIndex,
     pub(crate) upstreams: BTreeMap<String, Vec<SocketAddr>>,
     pub(crate) tests: Vec<load::LoadedTest>,
-    pub(crate) invalid_lines: u64,
-    pub(crate) invalid_samples: Vec<InvalidLine>,
+}
+
+/// What a load adds to the policy files, and what it may reuse.
+#[derive(Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// `--blocklist` files: one global list, `list.blocklist`, and a global rule (id
+    /// `blocklist`) after the global policy's own rules that blocks every name on it with
+    /// NXDOMAIN for every client (so global `allow` rules still make exceptions).
+    pub blocklists: &'a [PathBuf],
+    /// The policy in force. When none of the list sources changed since it was loaded (same
+    /// files by identity, size and change times; same inline domains), the new policy shares
+    /// its lists instead of reading them again: a reload then needs no second table.
+    pub previous: Option<&'a PolicySet>,
 }
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
@@ -316,14 +330,36 @@ impl std::fmt::Debug for PolicySet {
 impl PolicySet {
     /// Load and validate `dir/*.json` and the list files they reference (relative to `dir`).
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
-        load::load_dir(dir)
+        load::load_dir(dir, &LoadOptions::default())
+    }
+
+    /// [`load_dir`](Self::load_dir) with `--blocklist` files and the policy it replaces.
+    pub fn load_dir_with(dir: &Path, opts: &LoadOptions<'_>) -> Result<PolicySet, PolicyError> {
+        load::load_dir(dir, opts)
     }
 
     /// Load from memory: `(relative path, content)` pairs, e.g. `include_str!`ed files.
     /// Top-level `*.json` entries are policy files; the others are list files they reference
     /// by the same relative path.
     pub fn load_embedded(files: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
-        load::load_embedded(files)
+        load::load_embedded(files, &LoadOptions::default())
+    }
+
+    /// [`load_embedded`](Self::load_embedded) with `--blocklist` files and the policy it
+    /// replaces.
+    pub fn load_embedded_with(
+        files: &[(&str, &str)],
+        opts: &LoadOptions<'_>,
+    ) -> Result<PolicySet, PolicyError> {
+        load::load_embedded(files, opts)
+    }
+
+    /// No policy files, only the `--blocklist` files of `opts` (an empty policy without them).
+    pub fn blocklists_only(opts: &LoadOptions<'_>) -> Result<PolicySet, PolicyError> {
+        if opts.blocklists.is_empty() {
+            return Ok(Self::empty());
+        }
+        load::build(load::no_files(), &[], opts)
     }
 
     /// A policy that allows everything.
@@ -331,20 +367,9 @@ impl PolicySet {
         load::build_empty()
     }
 
-    /// Add a global rule (id `blocklist`) that blocks every name on these list files with
-    /// NXDOMAIN for every client. It is appended after the global policy's own rules, so global
-    /// `allow` rules still make exceptions. The list is available to rules as `list.blocklist`.
-    pub fn with_blocklists(self, files: &[PathBuf]) -> Result<PolicySet, PolicyError> {
-        load::with_blocklists(self, files)
-    }
-
     /// Changes on every load (a process-wide counter).
     pub fn version(&self) -> u64 {
         self.version
-    }
-
-    pub(crate) fn bump_version(&mut self) {
-        self.version = next_version();
     }
 
     /// The directory the policy was loaded from, if any.
@@ -406,12 +431,12 @@ impl PolicySet {
             organizations: self.orgs.len(),
             lists: self.lists.len(),
             list_entries: (0..self.lists.len())
-                .map(|i| self.domains.list_len(i as u32))
+                .map(|i| self.domains().list_len(i as u32))
                 .sum(),
-            distinct_domains: self.domains.len(),
-            list_bytes: self.domains.heap_bytes(),
-            invalid_lines: self.invalid_lines,
-            invalid_samples: self.invalid_samples.clone(),
+            distinct_domains: self.domains().len(),
+            list_bytes: self.domains().heap_bytes(),
+            invalid_lines: self.loaded.invalid_lines,
+            invalid_samples: self.loaded.invalid_samples.clone(),
             upstream_groups: self.upstreams.len(),
             tests: self.tests.len(),
             ..PolicyStats::default()
@@ -434,6 +459,17 @@ impl PolicySet {
             }
         }
         s
+    }
+
+    /// The one suffix table of every list.
+    pub(crate) fn domains(&self) -> &lists::DomainSet {
+        &self.loaded.set
+    }
+
+    /// Whether this policy reads its lists from the same load as `other` (a reload that found
+    /// no list changed).
+    pub fn shares_lists_with(&self, other: &PolicySet) -> bool {
+        Arc::ptr_eq(&self.loaded, &other.loaded)
     }
 
     pub(crate) fn org(&self, id: &Identity) -> Option<&rules::Org> {

@@ -1,37 +1,112 @@
 #!/usr/bin/env bash
-# Peak memory while the 1M-domain blocklist is reloaded under load (issue 3):
-# starts Picket with the list, loads it with dnsperf (cached names and
-# blocked names, 50/50), sends SIGHUP RELOADS times, and prints the steady
-# RSS before the reloads and the peak (VmHWM) after them.
-# Needs the data of benches/run.sh (run it once first) and dnsperf.
+# Peak memory while the 1M-domain blocklist is reloaded under load (issue 3).
+#
+#   benches/reload_rss.sh                 # RELOADS=5 of each kind
+#   PICKET_BIN=/tmp/old-picket RELOADS=3 benches/reload_rss.sh
+#
+# Starts NSD (the cached names' authority) and Picket with the list, loads
+# Picket with dnsperf (cached names and blocked names, 50/50) and reloads the
+# policy RELOADS times in each of two ways:
+#   unchanged  SIGHUP with the list as it was (a rule edit, a routine reload):
+#              the loaded list is reused
+#   changed    the list file rewritten (one line added or removed) before each
+#              SIGHUP: the list is read and its table built again, beside the
+#              one still serving
+# and prints, per way, the steady RSS before it and the peak RSS (VmHWM, reset
+# between the two through /proc/PID/clear_refs) during it, their ratio, the
+# time each reload took, and the queries dnsperf lost.
+# Needs the data of benches/gen_data.py (benches/run.sh makes it), dnsperf
+# and nsd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PICKET_BIN:-target/release/picket}
-DATA=${BENCH_OUT:-bench-out}/data
+OUT=${BENCH_OUT:-bench-out}
+DATA=$OUT/data
 PORT=${PICKET_PORT:-25365}
-UPSTREAM=${UPSTREAM:-127.0.0.1:25353}
+NSD_PORT=${NSD_PORT:-25366}
 RELOADS=${RELOADS:-5}
-[ -f "$DATA/blocklist.txt" ] || { echo "no $DATA/blocklist.txt: run benches/run.sh first" >&2; exit 1; }
+QPS=${QPS:-20000}
+PATH=$PATH:/usr/sbin:/sbin
+[ -f "$DATA/blocklist.txt" ] || { echo "no $DATA/blocklist.txt: run benches/run.sh (or gen_data.py) first" >&2; exit 1; }
+work=$(mktemp -d)
 kib() { awk -v k="$2" '$1 == k ":" { print $2 }' "/proc/$1/status"; }
-"$BIN" serve --listen "127.0.0.1:$PORT" --upstream "$UPSTREAM" --threads 1 --no-policy \
-  --blocklist "$DATA/blocklist.txt" --log-level warn &
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cat >"$work/nsd.conf" <<EOF
+server:
+  ip-address: 127.0.0.1@$NSD_PORT
+  port: $NSD_PORT
+  do-ip6: no
+  server-count: 1
+  username: ""
+  chroot: ""
+  zonesdir: "$DATA"
+  database: ""
+  zonelistfile: "$work/zone.list"
+  xfrdfile: "$work/xfrd.state"
+  pidfile: "$work/nsd.pid"
+  logfile: "$work/nsd.log"
+  rrl-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: "bench.test."
+  zonefile: "bench.test.zone"
+EOF
+nsd -d -c "$work/nsd.conf" >"$work/nsd.out" 2>&1 &
+pids+=($!)
+
+# The list Picket reads, in a file of its own that the "changed" phase edits.
+cp "$DATA/blocklist.txt" "$work/blocklist.txt"
+"$BIN" serve --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$NSD_PORT" --threads 1 --no-policy \
+  --blocklist "$work/blocklist.txt" --log-level info >"$work/picket.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  dig +time=1 +tries=1 @127.0.0.1 -p "$PORT" health.invalid >/dev/null 2>&1 && break
+pids+=("$pid")
+for _ in $(seq 200); do
+  dig +time=1 +tries=1 @127.0.0.1 -p "$PORT" h0.bench.test 2>/dev/null | grep -q NOERROR && break
   sleep 0.1
 done
+# Warm the cache with every name of the mix, so "steady" is the serving state.
 dnsperf -s 127.0.0.1 -p "$PORT" -d "$DATA/mix.txt" -n 1 -q 100 >/dev/null 2>&1 || true
-steady=$(kib "$pid" VmRSS)
-dnsperf -s 127.0.0.1 -p "$PORT" -d "$DATA/mix.txt" -l $((RELOADS * 2 + 4)) -Q 20000 -q 100 >/tmp/reload-dnsperf.log 2>&1 &
-load=$!
-sleep 2
-for _ in $(seq "$RELOADS"); do
-  kill -HUP "$pid"
-  sleep 2
-done
-wait "$load" || true
-peak=$(kib "$pid" VmHWM)
-lost=$(awk '/Queries lost/ { print $3 }' /tmp/reload-dnsperf.log)
-echo "steady RSS ${steady} KiB, peak during ${RELOADS} reloads under load ${peak} KiB," \
-  "ratio $(awk -v a="$peak" -v b="$steady" 'BEGIN { printf "%.2f", a / b }'), queries lost: ${lost}"
+
+reloads_done() { grep -c '"policy reloaded"\|policy reloaded' "$work/picket.log" || true; }
+
+# phase NAME EDIT: RELOADS reloads under load, EDIT run before each SIGHUP.
+phase() {
+  local name=$1 edit=$2 steady peak lost before
+  sleep 1
+  steady=$(kib "$pid" VmRSS)
+  echo 5 >"/proc/$pid/clear_refs" # VmHWM := VmRSS
+  dnsperf -s 127.0.0.1 -p "$PORT" -d "$DATA/mix.txt" -l $((RELOADS * 2 + 3)) -Q "$QPS" -q 100 \
+    >"$work/dnsperf-$name.log" 2>&1 &
+  local load=$!
+  sleep 1.5
+  for i in $(seq "$RELOADS"); do
+    $edit "$i"
+    before=$(reloads_done)
+    kill -HUP "$pid"
+    for _ in $(seq 100); do [ "$(reloads_done)" -gt "$before" ] && break; sleep 0.05; done
+    sleep 1.5
+  done
+  wait "$load" || true
+  peak=$(kib "$pid" VmHWM)
+  lost=$(awk '/Queries lost/ { print $3 }' "$work/dnsperf-$name.log")
+  printf '%-9s steady %6d KiB  peak %6d KiB  ratio %s  queries lost %s\n' \
+    "$name" "$steady" "$peak" "$(ratio "$peak" "$steady")" "$lost"
+}
+no_edit() { :; }
+# Alternately append a new domain and take it away again: the content changes
+# every time (new mtime and size), the list stays ~1M entries.
+edit_list() {
+  if (($1 % 2)); then
+    echo "reload-$1.bench-added.example" >>"$work/blocklist.txt"
+  else
+    sed -i '$d' "$work/blocklist.txt"
+  fi
+}
+phase unchanged no_edit
+phase changed edit_list
+# How long each reload took, as Picket logged it (when it does).
+grep -o 'took[^,}]*' "$work/picket.log" | sed 's/^/reload /' | tail -n $((RELOADS * 2)) || true

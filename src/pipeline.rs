@@ -795,7 +795,7 @@ impl Worker {
             .verdict
             .audited
             .iter()
-            .map(|r| (&*r.id, &*r.name))
+            .map(|r| (&*r.key, &*r.name))
             .collect();
         self.shared.observer.record(&Outcome {
             transport: q.hints.transport,
@@ -805,7 +805,7 @@ impl Worker {
             qtype: q.req.qtype,
             rcode: reply_rcode(reply),
             action,
-            rule: rule.map(|r| (&*r.id, &*r.name)),
+            rule: rule.map(|r| (&*r.key, &*r.name)),
             audited: &audited,
             cache: served.cache,
             upstream: served.upstream,

@@ -286,7 +286,12 @@ fn policy_dir(dir: &TempDir) -> PathBuf {
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(
         policies.join("lab.json"),
-        r#"{ "organizations": [ { "id": "lab", "networks": ["127.0.0.0/8"], "rules": [
+        // The global rule shares its id with one of lab's: their series and log
+        // lines must stay apart (`no-ads` against `lab/no-ads`).
+        r#"{ "global": { "rules": [
+            { "id": "no-ads", "name": "Block trackers", "expression": "dns.fqdn == \"tracker.example.test\"", "action": "block" }
+        ] },
+        "organizations": [ { "id": "lab", "networks": ["127.0.0.0/8"], "rules": [
             { "id": "watch-www", "name": "Watch www", "expression": "dns.fqdn == \"www.example.test\"", "action": "audit" },
             { "id": "no-ads", "name": "Block ads", "expression": "dns.fqdn == \"ads.example.test\"", "action": "block" }
         ] } ] }"#,
@@ -311,15 +316,25 @@ async fn policy_reloads_version_and_rule_hits() {
         assert_eq!(rcode(&blocked), ResponseCode::NXDomain);
     }
     query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    let tracker = query_udp(picket.addr, "tracker.example.test", RecordType::A).await;
+    assert_eq!(rcode(&tracker), ResponseCode::NXDomain);
     let m = scrape(&picket).await;
     assert_eq!(
-        value(&m, r#"picket_rule_hits_total{org="lab",rule="no-ads"}"#),
+        value(&m, r#"picket_rule_hits_total{org="lab",rule="lab/no-ads"}"#),
         2.0,
         "{m:#?}"
     );
-    assert_eq!(value(&m, &queries("udp", "block", "NXDOMAIN")), 2.0);
     assert_eq!(
-        value(&m, r#"picket_rule_hits_total{org="lab",rule="watch-www"}"#),
+        value(&m, r#"picket_rule_hits_total{org="lab",rule="no-ads"}"#),
+        1.0,
+        "the global rule of the same id has its own series: {m:#?}"
+    );
+    assert_eq!(value(&m, &queries("udp", "block", "NXDOMAIN")), 3.0);
+    assert_eq!(
+        value(
+            &m,
+            r#"picket_rule_hits_total{org="lab",rule="lab/watch-www"}"#
+        ),
         1.0
     );
     assert_eq!(value(&m, &queries("udp", "resolve", "NOERROR")), 1.0);
@@ -349,11 +364,11 @@ async fn policy_reloads_version_and_rule_hits() {
 
     picket.server.stop();
     let lines = read_log(&log);
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 4);
     for blocked in &lines[..2] {
         assert_eq!(blocked["org"], "lab");
         assert_eq!(blocked["action"], "block");
-        assert_eq!(blocked["rule_id"], "no-ads");
+        assert_eq!(blocked["rule_id"], "lab/no-ads");
         assert_eq!(blocked["rule_name"], "Block ads");
         assert_eq!(blocked["rcode"], "NXDOMAIN");
         assert_eq!(blocked["cache"], "none");
@@ -362,7 +377,9 @@ async fn policy_reloads_version_and_rule_hits() {
     assert_eq!(lines[2]["org"], "lab");
     assert_eq!(lines[2]["rule_id"], Value::Null);
     assert_eq!(lines[2]["action"], "resolve");
-    assert_eq!(lines[2]["audited"], serde_json::json!(["watch-www"]));
+    assert_eq!(lines[2]["audited"], serde_json::json!(["lab/watch-www"]));
+    assert_eq!(lines[3]["rule_id"], "no-ads", "the global rule");
+    assert_eq!(lines[3]["rule_name"], "Block trackers");
     assert_eq!(lines[0]["audited"], serde_json::json!([]));
 }
 

@@ -197,7 +197,8 @@ impl Metrics {
         }
     }
 
-    /// Counts a hit of rule `rule_id` for organization `org` (`""`: none).
+    /// Counts a hit of rule `rule_id` (its key: `org/id`, or `id` for a global rule) for
+    /// organization `org` (`""`: none).
     pub fn rule_hit(&self, org: &str, rule_id: &str) {
         if let Some(counter) = self
             .rules

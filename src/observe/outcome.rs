@@ -45,9 +45,9 @@ pub struct Outcome<'a> {
     pub rcode: Option<u16>,
     /// Policy action label (`resolve`, `allow`, `block`, ...; `malformed` for rejected packets).
     pub action: &'static str,
-    /// Deciding rule id and name, if any.
+    /// Deciding rule key (`org/id`, or `id` for a global rule) and name, if any.
     pub rule: Option<(&'a str, &'a str)>,
-    /// `audit` rules that matched (id, name): recorded, no action taken.
+    /// `audit` rules that matched (key, name): recorded, no action taken.
     pub audited: &'a [(&'a str, &'a str)],
     pub cache: CacheStatus,
     /// Upstream that answered, when one was asked.

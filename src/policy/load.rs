@@ -263,11 +263,7 @@ impl Builder {
                 continue;
             }
             out.push(Rule {
-                r: RuleRef {
-                    org: Arc::clone(org),
-                    id: r.id.as_str().into(),
-                    name: r.name.as_deref().unwrap_or(&r.id).into(),
-                },
+                r: RuleRef::new(Arc::clone(org), &r.id, r.name.as_deref().unwrap_or(&r.id)),
                 enabled: r.enabled,
                 expression: r.expression.as_str().into(),
                 effect,
@@ -978,11 +974,7 @@ fn build_org(
 /// The `--blocklist` rule: block every name on `field` (global list bit `bit`) with NXDOMAIN.
 fn blocklist_rule(field: Box<str>, bit: u8) -> Rule {
     Rule {
-        r: RuleRef {
-            org: "".into(),
-            id: BLOCKLIST.into(),
-            name: "--blocklist".into(),
-        },
+        r: RuleRef::new("".into(), BLOCKLIST, "--blocklist"),
         enabled: true,
         expression: field,
         effect: Effect::Decide(Action::Block(BlockAnswer {

@@ -51,25 +51,32 @@ pub struct RuleRef {
     pub id: Arc<str>,
     /// Rule name (for people).
     pub name: Arc<str>,
+    /// `org/id`, or just `id` for a global rule: unique across the policy, and the one
+    /// spelling every output uses (EDE EXTRA-TEXT, `explain`, query log, metrics), so a
+    /// global rule and an organization's rule with the same id are never confused.
+    /// Built once at load so the hot path never formats it.
+    pub key: Arc<str>,
 }
 
 impl RuleRef {
-    /// `org/id`, or just `id` for a global rule: unique across the policy.
-    pub fn qualified(&self) -> String {
-        if self.org.is_empty() {
-            self.id.to_string()
+    pub fn new(org: Arc<str>, id: &str, name: &str) -> Self {
+        let key: Arc<str> = if org.is_empty() {
+            id.into()
         } else {
-            format!("{}/{}", self.org, self.id)
+            format!("{org}/{id}").into()
+        };
+        RuleRef {
+            org,
+            id: id.into(),
+            name: name.into(),
+            key,
         }
     }
 }
 
 impl std::fmt::Display for RuleRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !self.org.is_empty() {
-            write!(f, "{}/", self.org)?;
-        }
-        f.write_str(&self.id)
+        f.write_str(&self.key)
     }
 }
 
@@ -495,11 +502,7 @@ mod tests {
     fn labels() {
         let mut v = Verdict::resolve();
         assert_eq!(v.label(), "resolve");
-        v.rule = Some(RuleRef {
-            org: "".into(),
-            id: "a".into(),
-            name: "a".into(),
-        });
+        v.rule = Some(RuleRef::new("".into(), "a", "a"));
         assert_eq!(v.label(), "allow");
         v.action = Action::Resolve {
             group: Some("corp".into()),

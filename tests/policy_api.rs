@@ -54,7 +54,7 @@ fn eval(p: &PolicySet, name: &str, qtype: u16, ip: &str) -> Verdict {
 }
 
 fn rule(v: &Verdict) -> Option<&str> {
-    v.rule.as_ref().map(|r| &*r.id)
+    v.rule.as_ref().map(|r| r.id())
 }
 
 fn org_policy(rules: &str) -> String {
@@ -180,10 +180,10 @@ fn audit_records_and_continues() {
     )]);
     let v = eval(&p, "x.listed.example", 1, "10.0.0.1");
     assert_eq!(rule(&v), Some("b"));
-    let ids: Vec<&str> = v.audited.iter().map(|r| &*r.id).collect();
+    let ids: Vec<&str> = v.audited.iter().map(|r| r.id()).collect();
     assert_eq!(ids, ["a1", "a2"]);
     assert_eq!(&*v.audited[0].name, "Audit one");
-    assert_eq!(&*v.audited[0].org, "o");
+    assert_eq!(v.audited[0].org(), "o");
     let v = eval(&p, "x.example", 1, "10.0.0.1");
     assert_eq!(rule(&v), None);
     assert_eq!(v.audited.len(), 1);
@@ -467,7 +467,7 @@ fn response_ip_and_cname_rules() {
     let v = resp(&f, &[], &["a.cdn.example", "evil.example"]).unwrap();
     assert_eq!(rule(&v), Some("bad-cname"));
     assert_eq!(
-        v.audited.iter().map(|r| &*r.id).collect::<Vec<_>>(),
+        v.audited.iter().map(|r| r.id()).collect::<Vec<_>>(),
         ["audit-cname"]
     );
     // Only an audit: the answer is kept, the verdict is for the logs.

@@ -269,6 +269,23 @@ fn duplicate_ids() {
 }
 
 #[test]
+fn rule_ids_are_not_empty_and_have_no_slash() {
+    let e = err(&rules(
+        r#"{"id": "", "expression": "dns.qtype == 2", "action": "block"}"#,
+    ));
+    assert!(
+        e.contains("organizations[0].rules[1].id: empty rule id"),
+        "{e}"
+    );
+    let e = err(r#"{"global": {"rules": [
+        {"id": "acme/x", "expression": "dns.qtype == 2", "action": "block"}]}}"#);
+    assert!(
+        e.contains("global.rules[0].id: rule id \"acme/x\" contains '/'"),
+        "{e}"
+    );
+}
+
+#[test]
 fn duplicates_across_files() {
     let d = dir_with(&[
         (

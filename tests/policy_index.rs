@@ -142,8 +142,8 @@ fn indexed_and_guarded_rules_agree_with_plain_wirefilter() {
                     dnssec_ok: false,
                 };
                 let v = evaluate(&p, &picket::policy::Identity::NoOrg, &facts);
-                let got_rule = v.rule.as_ref().map(|r| r.id.to_string());
-                let got_audit: Vec<String> = v.audited.iter().map(|r| r.id.to_string()).collect();
+                let got_rule = v.rule.as_ref().map(|r| r.id().to_string());
+                let got_audit: Vec<String> = v.audited.iter().map(|r| r.id().to_string()).collect();
                 assert_eq!(
                     (got_rule, got_audit),
                     (want_rule, want_audit),

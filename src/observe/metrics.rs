@@ -189,27 +189,27 @@ impl Metrics {
             CacheStatus::Stale => self.cache[2].increment(1),
             CacheStatus::None => {}
         }
-        if let Some((rule_id, _)) = outcome.rule {
-            self.rule_hit(outcome.org, rule_id);
+        if let Some((rule_key, _)) = outcome.rule {
+            self.rule_hit(outcome.org, rule_key);
         }
-        for (rule_id, _) in outcome.audited {
-            self.rule_hit(outcome.org, rule_id);
+        for (rule_key, _) in outcome.audited {
+            self.rule_hit(outcome.org, rule_key);
         }
     }
 
-    /// Counts a hit of rule `rule_id` (its key: `org/id`, or `id` for a global rule) for
-    /// organization `org` (`""`: none).
-    pub fn rule_hit(&self, org: &str, rule_id: &str) {
+    /// Counts a hit of the rule `rule_key` (`org/id`, or `id` for a global rule: see
+    /// `RuleRef::key`) for the client's organization `org` (`""`: none).
+    pub fn rule_hit(&self, org: &str, rule_key: &str) {
         if let Some(counter) = self
             .rules
             .load()
             .get(org)
-            .and_then(|rules| rules.get(rule_id))
+            .and_then(|rules| rules.get(rule_key))
         {
             counter.increment(1);
             return;
         }
-        self.rule_counter(org, rule_id).increment(1);
+        self.rule_counter(org, rule_key).increment(1);
     }
 
     /// Creates the rule-hit series of a policy's rules at once (call on load,
@@ -217,16 +217,16 @@ impl Metrics {
     pub fn register_rules<'a>(&self, rules: impl IntoIterator<Item = (&'a str, &'a str)>) {
         let mut count = self.rules_write.lock().unwrap_or_else(|p| p.into_inner());
         let mut map = RuleCounters::clone(&self.rules.load());
-        for (org, rule_id) in rules {
-            let _ = self.insert_rule(&mut map, &mut count, org, rule_id);
+        for (org, rule_key) in rules {
+            let _ = self.insert_rule(&mut map, &mut count, org, rule_key);
         }
         self.rules.store(Arc::new(map));
     }
 
-    fn rule_counter(&self, org: &str, rule_id: &str) -> Counter {
+    fn rule_counter(&self, org: &str, rule_key: &str) -> Counter {
         let mut count = self.rules_write.lock().unwrap_or_else(|p| p.into_inner());
         let mut map = RuleCounters::clone(&self.rules.load());
-        let counter = self.insert_rule(&mut map, &mut count, org, rule_id);
+        let counter = self.insert_rule(&mut map, &mut count, org, rule_key);
         self.rules.store(Arc::new(map));
         counter
     }
@@ -236,9 +236,9 @@ impl Metrics {
         map: &mut RuleCounters,
         count: &mut usize,
         org: &str,
-        rule_id: &str,
+        rule_key: &str,
     ) -> Counter {
-        if let Some(c) = map.get(org).and_then(|rules| rules.get(rule_id)) {
+        if let Some(c) = map.get(org).and_then(|rules| rules.get(rule_key)) {
             return c.clone();
         }
         let org_label = if org.is_empty() { "none" } else { org };
@@ -248,10 +248,10 @@ impl Metrics {
             return self.counter(name::RULE_HITS, &[("org", org_label), ("rule", "_other")]);
         }
         *count += 1;
-        let counter = self.counter(name::RULE_HITS, &[("org", org_label), ("rule", rule_id)]);
+        let counter = self.counter(name::RULE_HITS, &[("org", org_label), ("rule", rule_key)]);
         map.entry(org.into())
             .or_default()
-            .insert(rule_id.into(), counter.clone());
+            .insert(rule_key.into(), counter.clone());
         counter
     }
 

@@ -263,7 +263,7 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
         }
     }
 
-    let got_rule = verdict.rule.as_ref().map(|r| r.id.to_string());
+    let got_rule = verdict.rule.as_ref().map(|r| r.id().to_string());
     let got = format!(
         "{}{}",
         verdict.label(),
@@ -303,7 +303,7 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
         }
     }
     if let Some(audited) = &e.audited {
-        let got: Vec<&str> = verdict.audited.iter().map(|r| &*r.id).collect();
+        let got: Vec<&str> = verdict.audited.iter().map(|r| r.id()).collect();
         if got != audited.iter().map(String::as_str).collect::<Vec<_>>() {
             problems.push(format!("audited {audited:?} (got {got:?})"));
         }

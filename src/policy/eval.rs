@@ -441,7 +441,7 @@ mod tests {
     }
 
     fn rule_id(v: &Verdict) -> Option<&str> {
-        v.rule.as_ref().map(|r| &*r.id)
+        v.rule.as_ref().map(|r| r.id())
     }
 
     const P: &str = r#"{
@@ -474,8 +474,8 @@ mod tests {
         let v = evaluate(&p, &org, &facts("x.bad.example", 16));
         assert_eq!(rule_id(&v), Some("mal"));
         assert_eq!(v.audited.len(), 1);
-        assert_eq!(&*v.audited[0].id, "aud");
-        assert_eq!(v.audited[0].org.as_ref(), "");
+        assert_eq!(v.audited[0].id(), "aud");
+        assert_eq!(v.audited[0].org(), "");
         let v = evaluate(&p, &org, &facts("ok.ads.example", 1));
         assert_eq!(v.label(), "allow");
         let v = evaluate(&p, &org, &facts("x.ads.example", 1));

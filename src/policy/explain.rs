@@ -136,7 +136,7 @@ pub fn explain(
                 out,
                 "  {}. {} \"{}\" [{}]{}: {}",
                 i + 1,
-                rule.r.id,
+                rule.r.id(),
                 rule.r.name,
                 rule.action_name,
                 if rule.indexed.is_some() {

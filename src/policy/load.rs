@@ -209,6 +209,20 @@ impl Builder {
                 );
                 continue;
             }
+            if r.id.contains('/') {
+                // Rules are printed as `org/id`: a `/` in the id would make a global
+                // rule `acme/x` read as organization acme's rule `x`.
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    format!("{path}.id"),
+                    format!(
+                        "rule id {:?} contains '/', which Picket uses between an organization and its rule ids (acme/block-ads): rename the rule without '/'",
+                        r.id
+                    ),
+                );
+                continue;
+            }
             if !ids.insert(r.id.as_str()) {
                 self.issue(
                     IssueKind::Duplicate,
@@ -263,7 +277,7 @@ impl Builder {
                 continue;
             }
             out.push(Rule {
-                r: RuleRef::new(Arc::clone(org), &r.id, r.name.as_deref().unwrap_or(&r.id)),
+                r: RuleRef::new(org, &r.id, r.name.as_deref().unwrap_or(&r.id)),
                 enabled: r.enabled,
                 expression: r.expression.as_str().into(),
                 effect,
@@ -974,7 +988,7 @@ fn build_org(
 /// The `--blocklist` rule: block every name on `field` (global list bit `bit`) with NXDOMAIN.
 fn blocklist_rule(field: Box<str>, bit: u8) -> Rule {
     Rule {
-        r: RuleRef::new("".into(), BLOCKLIST, "--blocklist"),
+        r: RuleRef::new("", BLOCKLIST, "--blocklist"),
         enabled: true,
         expression: field,
         effect: Effect::Decide(Action::Block(BlockAnswer {

@@ -45,32 +45,41 @@ use crate::query::ClientHints;
 /// The rule that decided, or an audit rule that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuleRef {
-    /// Organization id, `""` for the global policy.
-    pub org: Arc<str>,
-    /// Rule id (unique within its organization).
-    pub id: Arc<str>,
-    /// Rule name (for people).
-    pub name: Arc<str>,
     /// `org/id`, or just `id` for a global rule: unique across the policy, and the one
     /// spelling every output uses (EDE EXTRA-TEXT, `explain`, query log, metrics), so a
     /// global rule and an organization's rule with the same id are never confused.
-    /// Built once at load so the hot path never formats it.
+    /// Built once at load so the hot path never formats it; `org()` and `id()` are
+    /// slices of it.
     pub key: Arc<str>,
+    /// Where the id starts in `key` (0 for a global rule).
+    id_at: usize,
+    /// Rule name (for people).
+    pub name: Arc<str>,
 }
 
 impl RuleRef {
-    pub fn new(org: Arc<str>, id: &str, name: &str) -> Self {
-        let key: Arc<str> = if org.is_empty() {
-            id.into()
+    /// A rule `id` of organization `org` (`""`: the global policy).
+    pub fn new(org: &str, id: &str, name: &str) -> Self {
+        let (key, id_at) = if org.is_empty() {
+            (id.into(), 0)
         } else {
-            format!("{org}/{id}").into()
+            (format!("{org}/{id}").into(), org.len() + 1)
         };
         RuleRef {
-            org,
-            id: id.into(),
-            name: name.into(),
             key,
+            id_at,
+            name: name.into(),
         }
+    }
+
+    /// Organization id, `""` for the global policy.
+    pub fn org(&self) -> &str {
+        &self.key[..self.id_at.saturating_sub(1)]
+    }
+
+    /// Rule id (unique within its organization).
+    pub fn id(&self) -> &str {
+        &self.key[self.id_at..]
     }
 }
 
@@ -502,7 +511,7 @@ mod tests {
     fn labels() {
         let mut v = Verdict::resolve();
         assert_eq!(v.label(), "resolve");
-        v.rule = Some(RuleRef::new("".into(), "a", "a"));
+        v.rule = Some(RuleRef::new("", "a", "a"));
         assert_eq!(v.label(), "allow");
         v.action = Action::Resolve {
             group: Some("corp".into()),

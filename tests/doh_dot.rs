@@ -1170,6 +1170,40 @@ async fn curl_resolves_through_doh() {
     assert!(out.contains("Trying 192.0.2.1:9"), "{out}");
 }
 
+/// curl takes the 504 of a dropped query for a failed lookup.
+#[tokio::test]
+#[ignore = "needs curl (Debian curl); run by .ci/run"]
+async fn curl_fails_the_lookup_of_a_dropped_name() {
+    let dir = drop_policy();
+    let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
+    let doh_url = format!(
+        "https://127.0.0.1:{}/dns-query",
+        server.doh_addrs()[0].port()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            "curl",
+            &[
+                "-sSv",
+                "--max-time",
+                "10",
+                "--doh-insecure",
+                "--doh-url",
+                &doh_url,
+                "http://drop.example.test:9/",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.contains("curl: (6)"),
+        "curl exits 6, could not resolve: {out}"
+    );
+    assert!(!out.contains(":9..."), "no address was tried: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 #[ignore = "needs curl and kdig (Debian curl, knot-dnsutils); run by .ci/run"]
 async fn kdig_over_https_and_tls() {

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Weak};
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -168,8 +168,9 @@ impl Server {
     /// grace period while the route is withdrawn, then close the listeners,
     /// let queries already accepted and open TCP exchanges finish (bounded),
     /// and stop the workers. `cut_short` (a second signal) ends the grace
-    /// period and the wait early. Returns what was still in flight when the
-    /// workers stopped (0 when nothing was cut off).
+    /// period and the wait early: once it has resolved it is never polled
+    /// again (a future resumed after completion panics). Returns what was
+    /// still in flight when the workers stopped (0 when nothing was cut off).
     pub async fn drain(mut self, cut_short: impl Future<Output = ()>) -> usize {
         tokio::pin!(cut_short);
         let settings = self.shared.settings.drain.clone();
@@ -179,9 +180,14 @@ impl Server {
         if let Some(hook) = &settings.hook {
             run_hook(hook, settings.hook_timeout).await;
         }
-        tokio::select! {
-            () = tokio::time::sleep(settings.grace.saturating_sub(began.elapsed())) => {}
-            () = &mut cut_short => tracing::warn!("second stop signal: grace period cut short"),
+        let cut = tokio::select! {
+            () = tokio::time::sleep(settings.grace.saturating_sub(began.elapsed())) => false,
+            () = &mut cut_short => true,
+        };
+        if cut {
+            tracing::warn!(
+                "second stop signal: grace period cut short, not waiting for queries in flight"
+            );
         }
         self.shared.drain.close();
         let inflight = self.shared.drain.inflight();
@@ -189,9 +195,13 @@ impl Server {
             inflight,
             "draining: listeners closed, finishing queries in flight"
         );
-        let left = tokio::select! {
-            left = self.shared.drain.wait_idle(settings.finish_timeout) => left,
-            () = &mut cut_short => self.shared.drain.inflight(),
+        let left = if cut {
+            inflight
+        } else {
+            tokio::select! {
+                left = self.shared.drain.wait_idle(settings.finish_timeout) => left,
+                () = &mut cut_short => self.shared.drain.inflight(),
+            }
         };
         if left > 0 {
             tracing::warn!(
@@ -384,6 +394,49 @@ fn log_observability(settings: &Settings) {
         buffer_lines = q.buffer_lines,
         "query log on"
     );
+}
+
+/// Runs reloads on a thread of its own, so that no signal handler and no
+/// query ever waits for one (loading a 1M-domain list takes a while), and
+/// coalesces them: requests made while a reload runs make one more reload
+/// after it, never one each.
+pub struct Reloader {
+    pending: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Reloader {
+    /// Starts the thread; `reload` runs once per batch of requests. The
+    /// thread is detached: a stop never waits for a reload to finish.
+    pub fn spawn(reload: impl Fn() + Send + 'static) -> Result<Self> {
+        let pending = Arc::new((Mutex::new(false), Condvar::new()));
+        let waiting = pending.clone();
+        std::thread::Builder::new()
+            .name("picket-reload".into())
+            .spawn(move || loop {
+                wait_for_request(&waiting);
+                reload();
+            })
+            .context("cannot start the reload thread")?;
+        Ok(Self { pending })
+    }
+
+    /// Asks for a reload and returns at once.
+    pub fn request(&self) {
+        let (requested, wake) = &*self.pending;
+        *requested.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_one();
+    }
+}
+
+/// Blocks until a reload is requested, and takes the request (and any made
+/// meanwhile: they are one).
+fn wait_for_request(pending: &(Mutex<bool>, Condvar)) {
+    let (requested, wake) = pending;
+    let mut requested = requested.lock().unwrap_or_else(PoisonError::into_inner);
+    while !*requested {
+        requested = wake.wait(requested).unwrap_or_else(PoisonError::into_inner);
+    }
+    *requested = false;
 }
 
 /// Reloads the policy and logs the result.
@@ -658,5 +711,39 @@ fn run_hook_blocking(
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Requests made while a reload runs make one reload after it, not one each.
+    #[test]
+    fn reload_requests_during_a_reload_coalesce_into_one() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (started, reload_started) = mpsc::channel();
+        let (finish, may_finish) = mpsc::channel::<()>();
+        let counted = runs.clone();
+        let reloader = Reloader::spawn(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            started.send(()).unwrap();
+            may_finish.recv().unwrap();
+        })
+        .unwrap();
+        reloader.request();
+        reload_started.recv().unwrap();
+        for _ in 0..5 {
+            reloader.request();
+        }
+        finish.send(()).unwrap();
+        reload_started
+            .recv()
+            .expect("one more reload for the five requests");
+        finish.send(()).unwrap();
+        let third = reload_started.recv_timeout(Duration::from_millis(300));
+        assert!(third.is_err(), "a third reload ran");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::admission::{AccessList, RateLimitSettings};
-use crate::app::Server;
+use crate::app::{Reloader, Server};
 use crate::config::PolicySource;
 use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings, TlsSource};
 use crate::listener::tls::Tls;
@@ -600,38 +600,45 @@ fn serve(args: ServeArgs) -> Result<i32> {
         );
     }
     let (shared, tls) = (server.shared().clone(), server.tls().cloned());
-    runtime.spawn(async move { reload_on_sighup(hup, shared, tls).await });
+    let reloader = Reloader::spawn(move || reload_everything(&shared, tls.as_deref()))?;
+    runtime.spawn(request_reload_on_sighup(hup, reloader));
     runtime.block_on(async move {
         let name = signals.next().await;
         tracing::info!(signal = name, "stopping");
-        // A second signal cuts the drain short.
+        // A second signal cuts the drain short; later ones change nothing.
         server
             .drain(async move {
-                signals.next().await;
+                let name = signals.next().await;
+                tracing::info!(signal = name, "stopping now");
             })
             .await
     });
+    // The reload thread is detached and this runtime holds no blocking work:
+    // a reload under way never delays the exit.
+    runtime.shutdown_background();
     Ok(0)
 }
 
-/// SIGHUP: reload the policy (the last good one stays on error) and the
-/// DoH/DoT certificate (likewise), and reopen the query log (logrotate moved it).
-async fn reload_on_sighup(
-    mut hup: tokio::signal::unix::Signal,
-    shared: std::sync::Arc<crate::pipeline::Shared>,
-    tls: Option<std::sync::Arc<Tls>>,
-) {
+/// SIGHUP: hands the reload to the reload thread and goes back to waiting.
+/// Nothing here blocks, so this runtime, which also waits for SIGTERM and
+/// runs the drain, is never held up by a slow reload.
+async fn request_reload_on_sighup(mut hup: tokio::signal::unix::Signal, reloader: Reloader) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the policy, reopening the query log");
-        crate::app::reload_and_log(&shared);
-        // Waits for the log writer (bounded): off this runtime, so a stop
-        // signal is never held up.
-        let reopen = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || reopen.observer.reopen_log()).await;
-        if let Some(tls) = &tls {
-            reload_tls(tls);
-        }
+        reloader.request();
     }
+}
+
+/// On the reload thread: the query log is reopened (logrotate moved it) and
+/// the DoH/DoT certificate re-read first, as they take no time, then the
+/// policy is reloaded (the last good one stays on error, likewise the
+/// certificate).
+fn reload_everything(shared: &crate::pipeline::Shared, tls: Option<&Tls>) {
+    shared.observer.reopen_log();
+    if let Some(tls) = tls {
+        reload_tls(tls);
+    }
+    crate::app::reload_and_log(shared);
 }
 
 fn reload_tls(tls: &Tls) {

@@ -31,6 +31,7 @@ use crate::local;
 use crate::observe::{CacheStatus, Observer, Outcome};
 use crate::policy::{self, Action, AnswerFacts, Identity, PolicyError, PolicySet, Verdict};
 use crate::protocol::build::empty_reply;
+use crate::protocol::parse::reject_oversized;
 use crate::protocol::wire::{self, ede, flag, rcode};
 use crate::protocol::{parse_query, Answer, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter};
 use crate::query::{ClientHints, Facts};
@@ -62,6 +63,9 @@ pub struct Shared {
     pub policy: ArcSwap<PolicySet>,
     /// Policy reloads so far, by result.
     pub policy_reloads: PolicyReloads,
+    /// Held while a reload runs: SIGHUP and the file watcher never load two
+    /// policies side by side (each may hold a 1M-domain table).
+    reloading: std::sync::Mutex<()>,
     /// Per-client rate limiting (`--rate-limit`), off when None.
     pub rate_limiter: Option<RateLimiter>,
     /// Upstream fetches waiting per client address.
@@ -90,6 +94,7 @@ impl Shared {
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             policy_reloads: PolicyReloads::default(),
+            reloading: std::sync::Mutex::default(),
             cache: Cache::new(settings.cache.clone(), settings.clock.clone()),
             inflight: Coalescer::default(),
             upstream_permits: Semaphore::new(settings.limits.max_upstream_inflight),
@@ -109,6 +114,10 @@ impl Shared {
     /// in flight keep the policy they started with; on error the last good
     /// policy stays in force and the error says why.
     pub fn reload_policy(&self) -> Result<Reloaded, PolicyError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let began = std::time::Instant::now();
         // The policy in force lends its lists to the new one when none changed; held as an
         // `Arc` (not a guard) because loading can take a while.
@@ -171,10 +180,25 @@ pub struct PolicyReloads {
 pub enum Step {
     /// Send these bytes now.
     Reply(Vec<u8>),
-    /// Send nothing.
+    /// Send nothing: no datagram, no frame (a `drop` verdict, the rate
+    /// limit, or a packet not worth answering).
     Drop,
     /// Needs an upstream answer: call [`Worker::finish`].
     Resolve(Box<Pending>),
+}
+
+/// How a query was handled from start to end, for transports that must say
+/// why nothing was sent ([`Worker::handle`]; DoH maps each to an HTTP status).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// A DNS message to send, whatever its RCODE.
+    Reply(Vec<u8>),
+    /// A readable query that was deliberately not answered (a `drop` verdict,
+    /// in the request or the response phase).
+    Dropped,
+    /// Not a DNS query we could read: the header is missing or a response,
+    /// or the query is malformed (UDP would get FORMERR, or nothing).
+    Malformed,
 }
 
 /// A query waiting for an upstream answer, with everything the front half
@@ -265,25 +289,66 @@ impl Worker {
         self.shared.policy.load().identify(hints) != Identity::UnknownToken
     }
 
-    /// Answers a query completely (stream transports and tests).
-    pub async fn handle(&self, bytes: &[u8], hints: &ClientHints) -> Option<Vec<u8>> {
-        match self.start(bytes, hints) {
-            Step::Reply(r) => Some(r),
+    /// Answers a query completely, saying why when nothing is to be sent
+    /// (DoH, which must answer every request with some HTTP status).
+    pub async fn handle(&self, bytes: &[u8], hints: &ClientHints) -> Handled {
+        let started = Instant::now();
+        let (req, allowed) = match self.parse(bytes, hints, started) {
+            Ok(parsed) => parsed,
+            Err(_) => return Handled::Malformed,
+        };
+        let step = self.judge(req, hints, allowed, started);
+        let reply = match step {
+            Step::Reply(reply) => Some(reply),
             Step::Drop => None,
-            Step::Resolve(p) => Some(self.finish(*p).await),
-        }
+            Step::Resolve(pending) => self.finish(*pending).await,
+        };
+        reply.map_or(Handled::Dropped, Handled::Reply)
     }
 
     /// The synchronous front half: parse, admission, local answers, policy,
     /// cache. Everything that needs no waiting is answered here.
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
         let started = Instant::now();
+        match self.parse(bytes, hints, started) {
+            Ok((req, allowed)) => self.judge(req, hints, allowed, started),
+            Err(step) => step,
+        }
+    }
+
+    /// A datagram longer than any query Picket reads
+    /// ([`MAX_UDP_QUERY`](crate::config::limits::MAX_UDP_QUERY)): only its
+    /// start arrived, so it is malformed whatever that start says. Counted as
+    /// malformed; answered FORMERR with the bare header when that header is a
+    /// query's, else dropped (see [`reject_oversized`]).
+    pub fn start_oversized(&self, start: &[u8], hints: &ClientHints) -> Step {
+        let started = Instant::now();
+        if !self.shared.settings.access.allows(hints.ip) {
+            // Malformed packets from outside the access list get nothing, as in `parse`.
+            return Step::Drop;
+        }
+        self.reject(reject_oversized(start), hints, started)
+    }
+
+    /// Reads the query and whether its client is on the access list; a
+    /// message that is no readable query is answered (or not) as malformed,
+    /// and the step says how.
+    fn parse(
+        &self,
+        bytes: &[u8],
+        hints: &ClientHints,
+        started: Instant,
+    ) -> Result<(Request, bool), Step> {
         let allowed = self.shared.settings.access.allows(hints.ip);
-        let req = match parse_query(bytes) {
-            Ok(req) => req,
-            Err(_) if !allowed => return Step::Drop,
-            Err(rejection) => return self.reject(rejection, hints, started),
-        };
+        match parse_query(bytes) {
+            Ok(req) => Ok((req, allowed)),
+            Err(_) if !allowed => Err(Step::Drop),
+            Err(rejection) => Err(self.reject(rejection, hints, started)),
+        }
+    }
+
+    /// Everything after parsing: admission, local answers, policy, cache.
+    fn judge(&self, req: Request, hints: &ClientHints, allowed: bool, started: Instant) -> Step {
         let limit = self.response_limit(&req, hints);
         if let Some(step) = self.admit(&req, hints, allowed, limit) {
             // Outside the access list: REFUSED with EDE 18; else rate limited.
@@ -344,7 +409,8 @@ impl Worker {
                     cap: entry.lifetime(),
                     ede: None,
                 };
-                return Step::Reply(self.respond(&judged, &entry.answer, served));
+                let reply = self.respond(&judged, &entry.answer, served);
+                return reply.map_or(Step::Drop, Step::Reply);
             }
             Lookup::Stale(entry) => Some(entry),
             Lookup::Miss => None,
@@ -380,8 +446,9 @@ impl Worker {
     }
 
     /// The asynchronous back half: a coalesced upstream fetch, then the
-    /// answer (or a stale one, or SERVFAIL with the reason as an EDE).
-    pub async fn finish(&self, p: Pending) -> Vec<u8> {
+    /// answer (or a stale one, or SERVFAIL with the reason as an EDE). None
+    /// when the response phase drops the answer: send nothing at all.
+    pub async fn finish(&self, p: Pending) -> Option<Vec<u8>> {
         let (fetched, _) = self
             .shared
             .inflight
@@ -441,7 +508,7 @@ impl Worker {
                     p.verdict.rule.as_ref(),
                     served,
                 );
-                reply
+                Some(reply)
             }
         }
     }
@@ -520,8 +587,9 @@ impl Worker {
 
     /// Serves an answer for a resolving verdict: screened by the response
     /// phase (answer addresses, CNAME cloaking) first, then patched from the
-    /// stored bytes (or composed after an override's CNAME).
-    fn respond(&self, q: &Judged<'_>, answer: &Answer, served: Provenance) -> Vec<u8> {
+    /// stored bytes (or composed after an override's CNAME). None when the
+    /// response phase drops the answer.
+    fn respond(&self, q: &Judged<'_>, answer: &Answer, served: Provenance) -> Option<Vec<u8>> {
         if let Some(block) = self.screen(q, answer) {
             let reply = match synthesize::answer(q.req, &block, self.edns_out(q.req), q.limit) {
                 Synthesized::Reply(r) => Some(r),
@@ -538,7 +606,7 @@ impl Worker {
                 block.rule.as_ref(),
                 served,
             );
-            return reply.unwrap_or_default();
+            return reply;
         }
         let reply = match &q.verdict.action {
             Action::Override(over) => {
@@ -564,7 +632,7 @@ impl Worker {
             q.verdict.rule.as_ref(),
             served,
         );
-        reply
+        Some(reply)
     }
 
     /// The response phase: a verdict that replaces the answer, if any.

@@ -1170,6 +1170,40 @@ async fn curl_resolves_through_doh() {
     assert!(out.contains("Trying 192.0.2.1:9"), "{out}");
 }
 
+/// curl takes the 504 of a dropped query for a failed lookup.
+#[tokio::test]
+#[ignore = "needs curl (Debian curl); run by .ci/run"]
+async fn curl_fails_the_lookup_of_a_dropped_name() {
+    let dir = drop_policy();
+    let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
+    let doh_url = format!(
+        "https://127.0.0.1:{}/dns-query",
+        server.doh_addrs()[0].port()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            "curl",
+            &[
+                "-sSv",
+                "--max-time",
+                "10",
+                "--doh-insecure",
+                "--doh-url",
+                &doh_url,
+                "http://drop.example.test:9/",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.contains("curl: (6)"),
+        "curl exits 6, could not resolve: {out}"
+    );
+    assert!(!out.contains(":9..."), "no address was tried: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 #[ignore = "needs curl and kdig (Debian curl, knot-dnsutils); run by .ci/run"]
 async fn kdig_over_https_and_tls() {
@@ -1224,4 +1258,84 @@ async fn kdig_over_https_and_tls() {
     assert!(out[0].contains("HTTP/2-POST"), "{}", out[0]);
     assert!(out[1].contains("HTTP/2-GET"), "{}", out[1]);
     assert!(out[2].contains("TLS"), "{}", out[2]);
+}
+
+/// A policy directory: drop.example.test is dropped at the request phase,
+/// a.example.test at the response phase (by its answer's address).
+fn drop_policy() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "picket-doh-drop-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = r#"{ "global": { "rules": [
+        { "id": "drop-query", "expression": "dns.fqdn == \"drop.example.test\"", "action": "drop" },
+        { "id": "drop-answer", "expression": "dns.response.ip in {192.0.2.1} and dns.fqdn == \"a.example.test\"", "action": "drop" }
+    ] } }"#;
+    std::fs::write(dir.join("policy.json"), policy).unwrap();
+    dir
+}
+
+/// A query a `drop` rule does not answer, in either phase, is a 504 with no
+/// DNS message (not the 400 of a request that is no DNS query).
+#[tokio::test]
+async fn doh_drop_is_504_in_both_phases() {
+    let dir = drop_policy();
+    let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
+    for http in [Http::Two, Http::One] {
+        let reply = get(&server, http, &get_path(&query(1, "drop.example.test."))).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "{http:?} request phase"
+        );
+        assert_ne!(reply.header(CONTENT_TYPE), "application/dns-message");
+        // From the upstream, then from the cache.
+        for round in 0..2 {
+            let path = "/dns-query";
+            let body = query(2, "a.example.test.");
+            let reply = post(&server, http, path, "application/dns-message", body).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::GATEWAY_TIMEOUT,
+                "{http:?} response phase, round {round}: {:?}",
+                reply.body
+            );
+        }
+    }
+    assert_eq!(server.upstream.queries_for("drop.example.test"), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An upstream's FORMERR is a DNS-level outcome like any other: a 200
+/// carrying the message, not the 400 of a request that is no DNS query.
+#[tokio::test]
+async fn doh_upstream_formerr_is_a_dns_message() {
+    let server = start();
+    server.upstream.set_rcode(Some(ResponseCode::FormErr));
+    for http in [Http::Two, Http::One] {
+        let reply = get(&server, http, &get_path(&query(3, "b.example.test."))).await;
+        let msg = reply.dns();
+        assert_eq!(msg.metadata.id, 3, "{http:?}");
+        assert_eq!(rcode_of(&msg), ResponseCode::FormErr, "{http:?}");
+    }
+}
+
+/// A client outside the access list gets the REFUSED message every
+/// transport gets (200), not an HTTP error; what is no DNS query stays 400.
+#[tokio::test]
+async fn doh_access_list_refusal_is_a_refused_message() {
+    let server = start_with(|s| {
+        s.access = picket::admission::AccessList::new(vec!["192.0.2.0/24".parse().unwrap()]);
+    });
+    for http in [Http::Two, Http::One] {
+        let reply = get(&server, http, &get_path(&query(4, "www.example.test."))).await;
+        let msg = reply.dns();
+        assert_eq!(msg.metadata.id, 4);
+        assert_eq!(rcode_of(&msg), ResponseCode::Refused, "{http:?}");
+        let garbage = get(&server, http, &get_path(b"not a DNS message")).await;
+        assert_eq!(garbage.status, StatusCode::BAD_REQUEST, "{http:?}");
+    }
+    assert_eq!(server.upstream.queries(), 0);
 }

@@ -707,3 +707,25 @@ async fn refused_and_rate_limited_queries_are_counted() {
     assert!(answered >= 1 && dropped >= 1.0, "{m:#?}");
     assert_eq!(answered as f64 + dropped, 3.0);
 }
+
+/// A UDP datagram over 4096 bytes is counted as malformed, whatever its
+/// first bytes say: FORMERR for a query's header, nothing for a response's.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_datagrams_are_counted_as_malformed() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(with_metrics(&[upstream.addr()]));
+    let mut oversized = QueryBuilder::new("www.example.test", RecordType::A).to_bytes();
+    oversized.resize(5000, 0);
+    let formerr = send_udp_raw(picket.addr, &oversized)
+        .await
+        .expect("FORMERR answer");
+    assert_eq!(formerr[3] & 0x0f, 1);
+    oversized[2] |= 0x80;
+    assert!(send_udp_raw(picket.addr, &oversized).await.is_none());
+
+    let m = scrape(&picket).await;
+    assert_eq!(value(&m, &queries("udp", "malformed", "FORMERR")), 1.0);
+    assert_eq!(value(&m, &queries("udp", "malformed", "none")), 1.0);
+    assert_eq!(value(&m, &queries("udp", "resolve", "NOERROR")), 0.0);
+    assert_eq!(upstream.queries(), 0);
+}

@@ -494,3 +494,56 @@ async fn dig_shows_ede_15_on_a_blocked_name() {
         "{text}"
     );
 }
+
+/// A response-phase `drop` sends nothing at all: no datagram over UDP (not
+/// an empty one), no frame over TCP (not a zero-length one), whether the
+/// answer came from the upstream or from the cache; the TCP connection
+/// goes on answering the client's other queries.
+#[tokio::test(flavor = "multi_thread")]
+async fn response_phase_drop_sends_nothing_and_tcp_stays_usable() {
+    let upstream = Authority::start(&format!(
+        "{ZONE}\ndropped.example.test 300 IN A 192.0.2.13\n"
+    ));
+    let dir = policy_dir(
+        r#"{ "global": { "rules": [
+          { "id": "drop-answer", "expression": "dns.response.ip in {192.0.2.13}", "action": "drop" }
+        ] } }"#,
+    );
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.policies = PolicySource::Dir(dir.clone());
+    let picket = start_picket_with(settings);
+    let addr = picket.addr;
+
+    let dropped = QueryBuilder::new("dropped.example.test", RecordType::A).to_bytes();
+    for fetched in ["from the upstream", "from the cache"] {
+        assert_eq!(
+            send_udp_raw(addr, &dropped).await,
+            None,
+            "UDP: no datagram for an answer {fetched}"
+        );
+    }
+    assert_eq!(upstream.queries_for("dropped.example.test"), 1);
+
+    // A miss on a fresh name (answered from the upstream, then dropped), a
+    // cached one (dropped at once), then a name that is answered.
+    let upstream_zone = format!("{ZONE}\nfresh.example.test 300 IN A 192.0.2.13\n");
+    upstream.set_records(&upstream_zone);
+    let tcp = TcpClient::connect(addr).await;
+    tcp.send_query("fresh.example.test", RecordType::A).await;
+    tcp.send_query("dropped.example.test", RecordType::A).await;
+    let www = tcp.send_query("www.example.test", RecordType::A).await;
+    let answer = tcp.recv_raw().await.expect("the answer to www");
+    let answer = Message::from_vec(&answer).expect("a DNS message, not an empty frame");
+    assert_eq!(answer.metadata.id, www);
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(
+        tcp.next_frame(RAW_TIMEOUT).await,
+        Frame::Timeout,
+        "TCP: no frame for the dropped answers"
+    );
+    assert_eq!(upstream.queries_for("fresh.example.test"), 1);
+    let again = tcp.send_query("www.example.test", RecordType::AAAA).await;
+    let answer = tcp.recv().await.expect("the connection still answers");
+    assert_eq!(answer.metadata.id, again);
+    let _ = std::fs::remove_dir_all(&dir);
+}

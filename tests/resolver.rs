@@ -455,3 +455,58 @@ async fn dig_resolves_through_picket() {
     assert!(full.contains("flags: qr rd ra"), "{full}");
     assert!(full.contains("SOA"), "{full}");
 }
+
+/// `www.example.test A` with EDNS, padded (RFC 7830 option) to exactly `len` bytes.
+fn padded_query(id: u16, len: usize) -> Vec<u8> {
+    let mut q = QueryBuilder::new("www.example.test", RecordType::A)
+        .id(id)
+        .to_bytes();
+    // The OPT record comes last, with an empty RDATA: its RDLENGTH is the last 2 bytes.
+    let padding = len - q.len() - 4;
+    let rdlength = q.len() - 2;
+    q[rdlength..].copy_from_slice(&((padding + 4) as u16).to_be_bytes());
+    q.extend_from_slice(&12u16.to_be_bytes());
+    q.extend_from_slice(&(padding as u16).to_be_bytes());
+    q.resize(len, 0);
+    q
+}
+
+/// A datagram past 4096 bytes is malformed whatever its first bytes say:
+/// one whose first 4096 bytes are a whole valid query gets FORMERR (the ID
+/// echoed, no question), never an answer, on a socket bound to an address
+/// (read in `recvmmsg` batches of 4096-byte slots) and on a wildcard one.
+/// A query of exactly 4096 bytes is still answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn datagrams_over_4096_bytes_are_malformed_not_cut() {
+    let upstream = Authority::start(&zone());
+    for listen in ["127.0.0.1:0", "0.0.0.0:0"] {
+        let mut settings = test_settings(&[upstream.addr()]);
+        settings.listen = vec![listen.parse().unwrap()];
+        let picket = start_picket_with(settings);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], picket.addr.port()));
+
+        let mut oversized = padded_query(0x5000, 4096);
+        oversized.resize(5000, 0);
+        let reply = send_udp_raw(addr, &oversized)
+            .await
+            .unwrap_or_else(|| panic!("{listen}: FORMERR for an oversized query"));
+        let reply = Message::from_vec(&reply).unwrap();
+        assert_eq!(reply.metadata.id, 0x5000, "{listen}");
+        assert_eq!(rcode(&reply), ResponseCode::FormErr, "{listen}");
+        assert!(
+            reply.queries.is_empty() && reply.answers.is_empty(),
+            "{listen}"
+        );
+        assert_eq!(upstream.queries(), 0, "{listen}: nothing was resolved");
+
+        let mut response = oversized.clone();
+        response[2] |= 0x80;
+        assert_eq!(send_udp_raw(addr, &response).await, None, "{listen}: QR=1");
+
+        let whole = send_udp_raw(addr, &padded_query(0x4096, 4096)).await;
+        let whole = Message::from_vec(&whole.expect("an answer")).unwrap();
+        assert_eq!(rcode(&whole), ResponseCode::NoError, "{listen}");
+        assert_eq!(a_records(&whole).len(), 2, "{listen}");
+        upstream.reset_counts();
+    }
+}

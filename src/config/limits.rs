@@ -127,6 +127,15 @@ pub struct Limits {
 /// `tests/recursion.rs`; [`Limits::recursion_max_queries`] caps the total.
 pub const RECURSION_GLUELESS_NS_FOLLOWED: usize = 5;
 
+/// Longest UDP query read: a datagram past it is malformed, counted and
+/// answered FORMERR (header only) or dropped, never served from its first
+/// bytes. A query is a header, one question and an OPT record with a few
+/// options (cookies, ECS, padding to 128-byte blocks per RFC 8467): a few
+/// hundred bytes. 4096 is the EDNS buffer size of older resolvers (BIND,
+/// Unbound before DNS Flag Day 2020), so no client sends more expecting to
+/// be read; Unbound and Knot read UDP queries into buffers of about this size.
+pub const MAX_UDP_QUERY: usize = 4096;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

@@ -12,12 +12,14 @@ use std::os::fd::RawFd;
 use socket2::SockAddr;
 
 use super::udp::socket_addr;
+use crate::config::limits::MAX_UDP_QUERY;
 
 /// Datagrams per system call. Unbound's `recvmmsg` patches and Knot use 32-64.
 pub const BATCH: usize = 32;
-/// Room for one query; a larger datagram is cut (and then fails to parse,
-/// which answers FORMERR): no DNS query is this large.
-pub const SLOT: usize = 4096;
+/// Room for one query. A larger datagram is cut by the kernel, which says
+/// so with MSG_TRUNC: [`RecvBatch::get`] reports it as oversized, never as
+/// the query its first bytes may look like.
+pub const SLOT: usize = MAX_UDP_QUERY;
 
 /// Buffers for one `recvmmsg`.
 pub struct RecvBatch {
@@ -81,11 +83,25 @@ impl RecvBatch {
     }
 
     /// Datagram `i` of the last [`recv`](Self::recv) and who sent it.
-    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-        let len = (self.headers[i].msg_len as usize).min(SLOT);
+    pub fn get(&self, i: usize) -> Option<Datagram<'_>> {
+        let header = &self.headers[i];
+        let len = (header.msg_len as usize).min(SLOT);
         let peer = socket_addr(&self.addrs[i])?;
-        Some((&self.bufs[i * SLOT..i * SLOT + len], peer))
+        Some(Datagram {
+            bytes: &self.bufs[i * SLOT..i * SLOT + len],
+            peer,
+            oversized: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        })
     }
+}
+
+/// One datagram received.
+pub struct Datagram<'a> {
+    /// What was read: all of it, or its first [`SLOT`] bytes when oversized.
+    pub bytes: &'a [u8],
+    pub peer: SocketAddr,
+    /// Longer than [`SLOT`]: the kernel cut it (MSG_TRUNC).
+    pub oversized: bool,
 }
 
 /// Answers collected during one batch, sent with one `sendmmsg`.

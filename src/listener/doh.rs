@@ -34,8 +34,9 @@ use tokio::time::{sleep_until, timeout};
 use super::tcp::{accept, ConnectionSlots, Slot};
 use super::tls::Tls;
 use crate::config::Limits;
+use crate::pipeline::Handled;
 use crate::pipeline::Worker;
-use crate::protocol::wire::{rcode, rtype, walk_records, Header};
+use crate::protocol::wire::{rtype, walk_records};
 use crate::query::{ClientHints, Transport};
 
 /// The endpoint RFC 8484 §3 suggests, and the one clients default to.
@@ -57,6 +58,14 @@ pub const MAX_TOKEN: usize = 128;
 const STREAM_WINDOW: u32 = MAX_MESSAGE as u32;
 /// HTTP/2 flow-control window per connection: a few full-size messages.
 const CONNECTION_WINDOW: u32 = 4 * STREAM_WINDOW;
+/// The status of a query a `drop` rule chose not to answer. Over UDP and TCP
+/// the client hears nothing and its lookup times out; 504 (Gateway Timeout:
+/// no answer came from behind the HTTP server) says the same at once.
+/// curl, Firefox and Chromium treat any status but 2xx as a failed lookup,
+/// never as an answer, and no HTTP client retries a 504 on its own. Not a
+/// 4xx, which would blame a request that was fine; not a 200, which needs a
+/// DNS message to carry.
+pub const DROPPED: StatusCode = StatusCode::GATEWAY_TIMEOUT;
 /// After an idle close starts, how long in-flight answers have to drain.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -295,11 +304,21 @@ impl Handler {
                 .await
                 .map_err(|_| StatusCode::REQUEST_TIMEOUT)??,
         };
-        match self.worker.handle(&query, &hints).await {
-            Some(reply) if !is_formerr(&reply) => Ok(reply),
-            // Not a DNS query we could read (RFC 8484 §4.2.1: 400).
-            _ => Err(StatusCode::BAD_REQUEST),
-        }
+        status_of(self.worker.handle(&query, &hints).await)
+    }
+}
+
+/// The HTTP form of a query's outcome. Every DNS-level outcome with a
+/// message is a 200 carrying it, whatever its RCODE (RFC 8484 §4.2.1):
+/// NXDOMAIN, REFUSED for a client outside the access list, and an upstream's
+/// own FORMERR alike. Only what is no DNS query at all is an HTTP fault (400).
+/// A query deliberately not answered (a `drop` rule) has no message to
+/// carry, and HTTP must answer something: [`DROPPED`].
+pub fn status_of(handled: Handled) -> Result<Vec<u8>, StatusCode> {
+    match handled {
+        Handled::Reply(reply) => Ok(reply),
+        Handled::Dropped => Err(DROPPED),
+        Handled::Malformed => Err(StatusCode::BAD_REQUEST),
     }
 }
 
@@ -390,10 +409,6 @@ pub fn add_body_data(message: &mut Vec<u8>, data: &[u8]) -> Result<(), StatusCod
     Ok(())
 }
 
-fn is_formerr(reply: &[u8]) -> bool {
-    Header::read(reply).is_ok_and(|h| h.rcode() == rcode::FORMERR)
-}
-
 /// How long an HTTP cache may keep the answer (RFC 8484 §5.1): the smallest
 /// TTL of its records (OPT aside). A negative answer's SOA carries its
 /// negative TTL (the pipeline serves it capped at the RFC 2308 value), so it
@@ -460,6 +475,7 @@ fn error_response(status: StatusCode) -> Response<Full<Bytes>> {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "POST needs content-type: application/dns-message\n",
         StatusCode::PAYLOAD_TOO_LARGE => "a DNS message is at most 65535 bytes\n",
         StatusCode::REQUEST_TIMEOUT => "the request did not arrive in time\n",
+        DROPPED => "no answer: the resolver's policy drops this query\n",
         _ => "not a DNS query: expected ?dns=<base64url DNS message> or a DNS message body\n",
     };
     let mut response = Response::new(Full::new(Bytes::from_static(reason.as_bytes())));

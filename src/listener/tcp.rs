@@ -179,8 +179,12 @@ async fn read_queries<R: AsyncRead>(
                 };
                 let (worker, tx) = (worker.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let reply = worker.finish(*pending).await;
-                    let _ = tx.send(reply).await;
+                    // None: the response phase dropped it. No frame at all
+                    // (a zero-length one is no DNS message); the connection
+                    // goes on serving the client's other queries.
+                    if let Some(reply) = worker.finish(*pending).await {
+                        let _ = tx.send(reply).await;
+                    }
                     drop(permit);
                 });
             }

@@ -20,10 +20,12 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::batch::{RecvBatch, SendBatch};
+use crate::config::limits::MAX_UDP_QUERY;
 use crate::pipeline::{Step, Worker};
 use crate::query::{ClientHints, Transport};
 
-/// Largest datagram read; DNS over UDP never legitimately exceeds it.
+/// Largest datagram a wildcard socket reads, so that one past
+/// [`MAX_UDP_QUERY`] is seen whole and rejected like on the batched path.
 const MAX_DATAGRAM: usize = 65_535;
 
 /// Serves one worker's UDP socket until the runtime stops (or the drain
@@ -47,23 +49,36 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
             continue;
         };
         for i in 0..count {
-            let Some((query, peer)) = incoming.get(i) else {
+            let Some(datagram) = incoming.get(i) else {
                 continue;
             };
-            let hints = ClientHints::plain(peer.ip(), Transport::Udp);
-            match worker.start(query, &hints) {
+            let peer = datagram.peer;
+            match step(&worker, datagram.bytes, datagram.oversized, peer) {
                 Step::Reply(reply) => outgoing.push(reply, peer),
                 Step::Drop => {}
                 Step::Resolve(pending) => {
                     let (worker, socket) = (worker.clone(), socket.clone());
                     tokio::spawn(async move {
-                        let reply = worker.finish(*pending).await;
-                        let _ = socket.send_to(&reply, peer).await;
+                        // None: the response phase dropped it; send nothing.
+                        if let Some(reply) = worker.finish(*pending).await {
+                            let _ = socket.send_to(&reply, peer).await;
+                        }
                     });
                 }
             }
         }
         send_all(&socket, &mut outgoing).await;
+    }
+}
+
+/// The pipeline's front half for one datagram; one longer than
+/// [`MAX_UDP_QUERY`] is malformed, whatever its first bytes say.
+fn step(worker: &Worker, bytes: &[u8], oversized: bool, peer: SocketAddr) -> Step {
+    let hints = ClientHints::plain(peer.ip(), Transport::Udp);
+    if oversized || bytes.len() > MAX_UDP_QUERY {
+        worker.start_oversized(bytes, &hints)
+    } else {
+        worker.start(bytes, &hints)
     }
 }
 
@@ -92,11 +107,16 @@ async fn serve_wildcard(worker: Arc<Worker>, socket: Arc<UdpSocket>) -> io::Resu
                 recv_with_destination(socket.as_raw_fd(), &mut buf)
             })
             .await;
-        let Ok((len, peer, destination)) = received else {
+        let Ok(Received {
+            len,
+            peer,
+            destination,
+            oversized,
+        }) = received
+        else {
             continue;
         };
-        let hints = ClientHints::plain(peer.ip(), Transport::Udp);
-        match worker.start(&buf[..len], &hints) {
+        match step(&worker, &buf[..len], oversized, peer) {
             Step::Reply(reply) => {
                 let _ = send_from(&socket, &reply, peer, destination).await;
             }
@@ -104,8 +124,9 @@ async fn serve_wildcard(worker: Arc<Worker>, socket: Arc<UdpSocket>) -> io::Resu
             Step::Resolve(pending) => {
                 let (worker, socket) = (worker.clone(), socket.clone());
                 tokio::spawn(async move {
-                    let reply = worker.finish(*pending).await;
-                    let _ = send_from(&socket, &reply, peer, destination).await;
+                    if let Some(reply) = worker.finish(*pending).await {
+                        let _ = send_from(&socket, &reply, peer, destination).await;
+                    }
                 });
             }
         }
@@ -149,11 +170,18 @@ pub fn enable_pktinfo(socket: &socket2::Socket, ipv6: bool) -> io::Result<()> {
 #[repr(C, align(8))]
 struct ControlBuffer([u8; 64]);
 
-/// `recvmsg` of one datagram with its destination (None if the kernel gave none).
-fn recv_with_destination(
-    fd: RawFd,
-    buf: &mut [u8],
-) -> io::Result<(usize, SocketAddr, Option<Destination>)> {
+/// One datagram read by [`recv_with_destination`].
+struct Received {
+    len: usize,
+    peer: SocketAddr,
+    /// None if the kernel gave none.
+    destination: Option<Destination>,
+    /// Longer than the buffer: the kernel cut it (MSG_TRUNC).
+    oversized: bool,
+}
+
+/// `recvmsg` of one datagram with its destination.
+fn recv_with_destination(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: all-zero is a valid sockaddr_storage / msghdr.
     let mut peer: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut control = ControlBuffer([0; 64]);
@@ -175,7 +203,12 @@ fn recv_with_destination(
     }
     let peer = socket_addr(&peer)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "peer is not an IP address"))?;
-    Ok((len as usize, peer, destination_of(&msg)))
+    Ok(Received {
+        len: len as usize,
+        peer,
+        destination: destination_of(&msg),
+        oversized: msg.msg_flags & libc::MSG_TRUNC != 0,
+    })
 }
 
 /// The IPv4 or IPv6 address in a `sockaddr_storage` the kernel filled.

@@ -130,6 +130,26 @@ pub fn parse_query(bytes: &[u8]) -> Result<Request, Rejection> {
     })
 }
 
+/// How to answer a datagram of which only the start was read (it was longer
+/// than any query we read). Its records cannot be trusted to end where the
+/// counts say, so only the header is used: RFC 1035 §4.1.1 FORMERR ("unable
+/// to interpret the query") with the ID and flags echoed and no question,
+/// the same answer as for QDCOUNT≠1. The answer is 12 bytes (plus nothing:
+/// no OPT either, as the client's OPT was never read, RFC 6891 §7), so a
+/// forged source gains no amplification. A response (QR=1) or a start too
+/// short for a header is dropped, as always.
+pub fn reject_oversized(start: &[u8]) -> Rejection {
+    match Header::read(start) {
+        Ok(header) if !header.is_response() => Rejection::Reply {
+            header,
+            question: None,
+            edns: None,
+            rcode: rcode::FORMERR as u16,
+        },
+        _ => Rejection::Drop,
+    }
+}
+
 /// Finds the OPT record among the records after the question. More than one
 /// OPT, or an OPT not owned by the root, is a FORMERR (RFC 6891 §6.1.1).
 fn read_edns(bytes: &[u8], header: &Header, mut pos: usize) -> Result<Option<EdnsInfo>, WireError> {
@@ -226,5 +246,27 @@ mod tests {
         );
         let cut = query("a.test", 1, None);
         assert_eq!(rcode_of(&cut[..cut.len() - 1]), rcode::FORMERR as u16);
+    }
+
+    #[test]
+    fn oversized_datagrams_are_malformed_whatever_their_start() {
+        let valid = query("a.test", 1, Some((1232, 0)));
+        match reject_oversized(&valid) {
+            Rejection::Reply {
+                header,
+                question,
+                edns,
+                rcode,
+            } => {
+                assert_eq!(header.id, 0x1234);
+                assert_eq!((question, edns), (None, None));
+                assert_eq!(rcode, rcode::FORMERR as u16);
+            }
+            Rejection::Drop => panic!("a query's header gets FORMERR"),
+        }
+        let mut response = valid.clone();
+        response[2] |= 0x80;
+        assert_eq!(reject_oversized(&response), Rejection::Drop);
+        assert_eq!(reject_oversized(&valid[..5]), Rejection::Drop);
     }
 }

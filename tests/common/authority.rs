@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
 use tokio::sync::oneshot;
 
@@ -31,7 +31,7 @@ pub struct Authority {
 pub(super) struct Shared {
     zones: Mutex<Zones>,
     silent: AtomicBool,
-    servfail: AtomicBool,
+    rcode: Mutex<Option<ResponseCode>>,
     forge: AtomicBool,
     delay: Mutex<Duration>,
     delay_for: Mutex<HashMap<String, Duration>>,
@@ -152,7 +152,13 @@ impl Authority {
 
     /// Answer SERVFAIL to every query.
     pub fn set_servfail(&self, servfail: bool) {
-        self.shared.servfail.store(servfail, Ordering::SeqCst);
+        self.set_rcode(servfail.then_some(ResponseCode::ServFail));
+    }
+
+    /// Answer every query with `rcode` (question echoed, no records), e.g.
+    /// FORMERR; `None` answers from the zones again.
+    pub fn set_rcode(&self, rcode: Option<ResponseCode>) {
+        *lock(&self.shared.rcode) = rcode;
     }
 
     /// Before each UDP answer, send a forged one with a wrong ID and one with
@@ -196,7 +202,7 @@ impl Shared {
         Self {
             zones: Mutex::new(zones),
             silent: AtomicBool::new(false),
-            servfail: AtomicBool::new(false),
+            rcode: Mutex::new(None),
             forge: AtomicBool::new(false),
             delay: Mutex::new(Duration::ZERO),
             delay_for: Mutex::new(HashMap::new()),
@@ -247,7 +253,7 @@ impl Shared {
 
     fn settings(&self) -> Settings {
         Settings {
-            servfail: self.servfail.load(Ordering::SeqCst),
+            rcode: *lock(&self.rcode),
             forge: self.forge.load(Ordering::SeqCst),
             udp_limit: *lock(&self.udp_limit),
             ede: lock(&self.ede).clone(),

@@ -27,7 +27,8 @@ pub enum Transport {
 /// The controls that shape an answer, read once per query.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
-    pub servfail: bool,
+    /// Answer every query with this RCODE and no records.
+    pub rcode: Option<ResponseCode>,
     pub forge: bool,
     pub udp_limit: Option<usize>,
     pub ede: Option<(u16, String)>,
@@ -107,7 +108,7 @@ fn refusal(query: &Message, settings: &Settings) -> Option<ResponseCode> {
     if matches!(question.query_type(), RecordType::AXFR | RecordType::IXFR) {
         return Some(ResponseCode::Refused); // zone transfers are not offered
     }
-    settings.servfail.then_some(ResponseCode::ServFail)
+    settings.rcode
 }
 
 fn fill(response: &mut Message, zones: &Zones, question: &Query, dnssec_ok: bool) {

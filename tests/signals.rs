@@ -1,0 +1,253 @@
+//! The binary under signals, as an init system or an operator sends them:
+//! any sequence of SIGTERM, SIGINT and SIGHUP ends with exit status 0 and
+//! no panic, and a reload that never finishes does not hold up a stop.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use libc::{SIGHUP, SIGINT, SIGTERM};
+
+/// Bound on every wait here (start-up, a log line, the exit): generous for
+/// a loaded machine; only a hang reaches it.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `picket serve` whose stderr log is read line by line.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Running {
+    /// Starts the binary on 127.0.0.1:0 (one worker) with `args` added.
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_picket"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--threads", "1"])
+            .args(["--log-level", "info"])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start picket");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut running = Running {
+            child,
+            lines,
+            log: Vec::new(),
+        };
+        running.wait_for_log("answering");
+        running
+    }
+
+    /// Waits for a log line containing `needle`; panics with the log if
+    /// none comes.
+    fn wait_for_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.log.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with `{needle}`:\n{}", self.log.join("\n"));
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signalling the child we started and have not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal})");
+    }
+
+    /// Waits for the exit; the status (None if it did not come) and the
+    /// whole log.
+    fn exit(&mut self) -> (Option<ExitStatus>, String) {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if status.is_some() {
+            // The child is gone: its stderr ends, and the reader with it.
+            self.log.extend(self.lines.iter());
+        } else {
+            self.log.extend(self.lines.try_iter());
+        }
+        (status, self.log.join("\n"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An upstream that takes queries and never answers, so that a query stays
+/// in flight through a drain.
+fn silent_upstream() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    socket
+}
+
+/// Sends a query to Picket and waits until it reached the upstream (it is
+/// then in flight, waiting for an answer that does not come).
+fn query_in_flight(picket: &Running, upstream: &UdpSocket) {
+    let port = picket_port(picket);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let query = [
+        0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 7, b'e', b'x', b'a',
+        b'm', b'p', b'l', b'e', 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1,
+    ];
+    client.send_to(&query, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 512];
+    upstream
+        .recv_from(&mut buf)
+        .expect("the query reaches the upstream");
+}
+
+/// The port from the `answering` log line (`addrs=[127.0.0.1:PORT]`).
+fn picket_port(picket: &Running) -> u16 {
+    let line = picket
+        .log
+        .iter()
+        .find(|l| l.contains("answering"))
+        .expect("answering was logged");
+    let start = line.find("127.0.0.1:").expect("the address is logged") + "127.0.0.1:".len();
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().expect("a port")
+}
+
+fn name(signal: libc::c_int) -> &'static str {
+    match signal {
+        SIGTERM => "TERM",
+        SIGINT => "INT",
+        SIGHUP => "HUP",
+        _ => "?",
+    }
+}
+
+/// Every sequence, 10 ms apart, with a query in flight through the drain
+/// (so the drain has something to wait for when the second signal comes):
+/// exit status 0, and no panic.
+#[test]
+fn any_sequence_of_signals_ends_with_exit_zero_and_no_panic() {
+    let sequences: [&[libc::c_int]; 5] = [
+        &[SIGTERM, SIGTERM],
+        &[SIGTERM, SIGINT],
+        &[SIGTERM, SIGTERM, SIGTERM],
+        &[SIGHUP, SIGTERM],
+        &[SIGINT, SIGHUP],
+    ];
+    for sequence in sequences {
+        let names: Vec<&str> = sequence.iter().map(|&s| name(s)).collect();
+        let upstream = silent_upstream();
+        let upstream_addr = upstream.local_addr().unwrap().to_string();
+        let mut picket = Running::start(&[
+            "--no-policy",
+            "--upstream",
+            &upstream_addr,
+            "--upstream-timeout-ms",
+            "1000",
+            "--drain-grace",
+            "1s",
+            "--drain-timeout",
+            "10s",
+        ]);
+        query_in_flight(&picket, &upstream);
+        for (i, &signal) in sequence.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            picket.signal(signal);
+        }
+        let (status, log) = picket.exit();
+        let status = status.unwrap_or_else(|| panic!("{names:?}: picket did not exit:\n{log}"));
+        assert!(!log.contains("panicked"), "{names:?}: a panic:\n{log}");
+        assert_eq!(status.code(), Some(0), "{names:?}:\n{log}");
+        assert!(log.contains("drained"), "{names:?}: drained:\n{log}");
+    }
+}
+
+/// A policy reload that never ends (its list is a FIFO nobody writes: the
+/// far end of a 1M-domain list on slow storage) does not hold up SIGTERM:
+/// the process stops, exit status 0, while the reload is still running.
+#[test]
+fn sigterm_during_a_reload_that_never_ends_stops_at_once() {
+    let dir = temp_dir("reload");
+    let list = dir.join("blocklist.txt");
+    std::fs::write(&list, "blocked.example.test\n").unwrap();
+    let list_arg = list.to_str().unwrap().to_owned();
+    let mut picket = Running::start(&[
+        "--no-policy",
+        "--blocklist",
+        &list_arg,
+        "--upstream",
+        "127.0.0.1:9",
+        "--drain-grace",
+        "0s",
+    ]);
+    std::fs::remove_file(&list).unwrap();
+    make_fifo(&list);
+
+    picket.signal(SIGHUP);
+    picket.wait_for_log("SIGHUP: reloading");
+    // Reloads are coalesced: more requests while one runs change nothing.
+    picket.signal(SIGHUP);
+    picket.signal(SIGTERM);
+    let (status, log) = picket.exit();
+    let status = status.unwrap_or_else(|| panic!("SIGTERM waited for the reload:\n{log}"));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("stopping"), "{log}");
+    assert!(
+        !log.contains("policy reloaded"),
+        "the reload cannot have finished:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "picket-signals-{test}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn make_fifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo {}", path.display());
+}

@@ -390,7 +390,7 @@ async fn an_attacker_who_reconnects_does_not_lock_out_a_client() {
     let setup = start(CAP, CAP);
     let picket = &setup.picket;
     for stream in Stream::ALL {
-        // The attacker takes every place, and takes back each one he loses.
+        // The attacker takes every place, and takes back each one it loses.
         let attackers: Vec<_> = (0..CAP)
             .map(|_| keep_half_open(stream.addr(picket), stream, 100))
             .collect();
@@ -411,7 +411,7 @@ async fn an_attacker_who_reconnects_does_not_lock_out_a_client() {
             kept.push(client);
         }
         // Each of them took an attacker's place, and each attacker who lost
-        // his reopened, taking another attacker's place in turn...
+        // theirs reopened, taking another attacker's place in turn...
         let shed = shed_series(stream, "handshake");
         wait_until(picket, &shed, |n| n >= (2 * rounds) as f64).await;
         // ...never the client's.

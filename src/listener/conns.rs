@@ -5,7 +5,8 @@
 //! (still in its handshake, idle since some time, or busy with queries), and
 //! can be told to close. The table is bounded twice, and at a bound the new
 //! connection is always admitted and a less productive one is shed instead
-//! (closed at once, or after its answers are out if it has queries in flight):
+//! (closed at once, or with queries in flight once its answers are out, 1 s
+//! at most):
 //!
 //! - Over the per-client cap, the client's own least productive connection.
 //! - Over the global cap, the least productive of all: one that has not sent
@@ -15,7 +16,7 @@
 //!
 //! So connections that only hold a slot (slowloris, half-open handshakes)
 //! cannot lock out a client that asks something: an attacker who reconnects
-//! sheds his own connections, never an established client's. The idle and
+//! sheds its own connections, never an established client's. The idle and
 //! handshake timeouts still close what nobody needs.
 
 use std::future::Future;

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
 
 use crate::config::{PolicySource, Settings};
-use crate::listener::tcp::ConnectionSlots;
+use crate::listener::conns::{ConnectionTable, ShedReason};
 use crate::listener::tls::Tls;
 use crate::listener::{bind_tcp, bind_udp, doh, dot, tcp, udp};
 use crate::observe::metrics::name;
@@ -38,9 +38,9 @@ struct WorkerSockets {
 /// transport, across workers) and the TLS configuration.
 #[derive(Clone)]
 struct Common {
-    tcp_slots: Arc<ConnectionSlots>,
-    doh_slots: Arc<ConnectionSlots>,
-    dot_slots: Arc<ConnectionSlots>,
+    tcp_conns: Arc<ConnectionTable>,
+    doh_conns: Arc<ConnectionTable>,
+    dot_conns: Arc<ConnectionTable>,
     tls: Option<Arc<Tls>>,
 }
 
@@ -92,9 +92,9 @@ impl Server {
         let shared = Arc::new(Shared::new(settings, policy).map_err(anyhow::Error::msg)?);
         let limits = &shared.settings.limits;
         let common = Common {
-            tcp_slots: ConnectionSlots::new(limits.tcp_max_connections),
-            doh_slots: ConnectionSlots::new(limits.doh_max_connections),
-            dot_slots: ConnectionSlots::new(limits.dot_max_connections),
+            tcp_conns: ConnectionTable::new(Transport::Tcp, limits.tcp_max_connections, limits),
+            doh_conns: ConnectionTable::new(Transport::Doh, limits.doh_max_connections, limits),
+            dot_conns: ConnectionTable::new(Transport::Dot, limits.dot_max_connections, limits),
             tls: tls.clone(),
         };
         let (stop, stopped) = watch::channel(false);
@@ -114,9 +114,9 @@ impl Server {
                 metrics,
                 &shared,
                 &[
-                    (Transport::Tcp, common.tcp_slots.clone()),
-                    (Transport::Doh, common.doh_slots.clone()),
-                    (Transport::Dot, common.dot_slots.clone()),
+                    (Transport::Tcp, common.tcp_conns.clone()),
+                    (Transport::Doh, common.doh_conns.clone()),
+                    (Transport::Dot, common.dot_conns.clone()),
                 ],
             );
             let addr = listener.local_addr()?;
@@ -280,7 +280,7 @@ impl Drop for Server {
 fn register_probes(
     metrics: &Metrics,
     shared: &Arc<Shared>,
-    connections: &[(Transport, Arc<ConnectionSlots>)],
+    connections: &[(Transport, Arc<ConnectionTable>)],
 ) {
     let weak = Arc::downgrade(shared);
     let gauge = |f: fn(&Shared) -> f64| {
@@ -367,13 +367,24 @@ fn register_probes(
             f64::from(u8::from(health.any_healthy(&[server])))
         });
     }
-    for (transport, slots) in connections {
-        let slots = slots.clone();
+    for (transport, table) in connections {
+        let open = table.clone();
         metrics.gauge_probe(
             name::CONNECTIONS,
             &[("transport", transport.as_str())],
-            move || slots.open() as f64,
+            move || open.open() as f64,
         );
+        for reason in ShedReason::ALL {
+            let table = table.clone();
+            metrics.counter_probe(
+                name::CONNECTIONS_SHED,
+                &[
+                    ("transport", transport.as_str()),
+                    ("reason", reason.as_str()),
+                ],
+                move || table.shed_count(reason),
+            );
+        }
     }
 }
 
@@ -627,7 +638,7 @@ fn run_worker(
             loops.push(tokio::spawn(tcp::serve(
                 worker.clone(),
                 listener,
-                common.tcp_slots.clone(),
+                common.tcp_conns.clone(),
             )));
         }
         // Start guarantees a TLS configuration whenever DoH or DoT is on.
@@ -637,7 +648,7 @@ fn run_worker(
                     worker.clone(),
                     listener,
                     tls.clone(),
-                    common.doh_slots.clone(),
+                    common.doh_conns.clone(),
                 )));
             }
             for listener in sockets.dot {
@@ -645,7 +656,7 @@ fn run_worker(
                     worker.clone(),
                     listener,
                     tls.clone(),
-                    common.dot_slots.clone(),
+                    common.dot_conns.clone(),
                 )));
             }
         }

@@ -390,21 +390,28 @@ async fn idle_tcp_connections_are_closed_and_the_cap_holds() {
     settings.limits.tcp_idle_timeout_pressure = Duration::from_millis(300);
     settings.limits.tcp_max_connections = 2;
     let picket = start_picket_with(settings);
-    let idle = TcpClient::connect(picket.addr).await;
-    let _second = TcpClient::connect(picket.addr).await;
+    let first = TcpClient::connect(picket.addr).await;
+    let second = TcpClient::connect(picket.addr).await;
     real_sleep(Duration::from_millis(50)).await;
+    // Over the cap the newcomer is served, and the oldest connection that
+    // never asked anything makes room for it.
     let third = TcpClient::connect(picket.addr).await;
+    third.send_query("www.example.test", RecordType::A).await;
+    let answer = third.recv().await.expect("the newcomer is answered");
+    assert_eq!(a_records(&answer).len(), 2);
     assert!(
         matches!(
-            third.next_frame(Duration::from_secs(1)).await,
+            first.next_frame(Duration::from_secs(1)).await,
             Frame::Closed
         ),
-        "over the cap: closed"
+        "over the cap: the oldest is closed"
     );
-    assert!(
-        matches!(idle.next_frame(Duration::from_secs(2)).await, Frame::Closed),
-        "idle: closed"
-    );
+    for idle in [second, third] {
+        assert!(
+            matches!(idle.next_frame(Duration::from_secs(2)).await, Frame::Closed),
+            "idle: closed"
+        );
+    }
     real_sleep(Duration::from_millis(100)).await;
     let fresh = query_tcp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(

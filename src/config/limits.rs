@@ -11,10 +11,31 @@ pub struct Limits {
     /// fragmentation on nearly every path). Larger answers get TC=1.
     pub max_udp_payload: u16,
     /// Open TCP connections, all workers together (DoT and DoH have their
-    /// own caps). Over it, new connections are closed at once. Default from
+    /// own caps). At the cap a new connection is still admitted and the
+    /// least productive open one is shed instead: one that has not sent a
+    /// query yet (oldest first), else the one idle longest, and one with
+    /// queries in flight only when all are busy (`src/listener/conns.rs`).
+    /// Unbound and NSD refuse the newcomer instead, so half-open
+    /// connections lock clients out until their timers fire. Default from
     /// Unbound's `incoming-num-tcp` (10 per thread) scaled for a
     /// laptop-to-edge range; NSD's `-n` is 100.
     pub tcp_max_connections: usize,
+    /// Open connections one client may hold on each stream transport (TCP,
+    /// DoT and DoH counted apart). A client at the cap that opens another
+    /// sheds its own least productive connection, never someone else's, so
+    /// it needs many addresses to fill the global cap. An eighth of the
+    /// global cap: room for an office NAT where every phone keeps a DoT
+    /// connection open (Android's Private DNS does), and a connection shed
+    /// there is one of that client's own that it reopens when it needs it.
+    /// PowerDNS `max-tcp-per-client` and dnsdist
+    /// `setMaxTCPConnectionsPerClient` have no limit by default.
+    pub max_connections_per_client: usize,
+    /// IPv6 clients are counted per prefix of this length for
+    /// `max_connections_per_client` (IPv4 per address): a host may use any
+    /// address of its /64 and a site is usually delegated a /56 (RIPE-690),
+    /// so /56 is one household or office, as one IPv4 address behind NAT
+    /// is. Same grouping as the rate limiter (`src/admission.rs`).
+    pub connection_client_prefix_v6: u8,
     /// Idle time after which a TCP, DoT or DoH connection is closed (RFC 7766
     /// §6.2.3 suggests seconds; Unbound's `tcp-idle-timeout` is 30 s).
     pub tcp_idle_timeout: Duration,
@@ -92,8 +113,8 @@ pub struct Limits {
     /// answers the iteration needs; final answers live in Picket's cache.
     /// Smaller means more upstream queries per miss (see the README note).
     pub recursion_infra_cache_entries: u64,
-    /// Open DoH connections, all workers together; over it new connections
-    /// are closed at once, as for TCP. Same default as `tcp_max_connections`
+    /// Open DoH connections, all workers together; at the cap the least
+    /// productive is shed, as for TCP. Same default as `tcp_max_connections`
     /// (Unbound counts DoH and DoT against its `incoming-num-tcp` too), kept
     /// separate so that one transport cannot starve the others.
     pub doh_max_connections: usize,
@@ -141,6 +162,8 @@ impl Default for Limits {
         Self {
             max_udp_payload: 1232,
             tcp_max_connections: 1024,
+            max_connections_per_client: 128,
+            connection_client_prefix_v6: 56,
             tcp_idle_timeout: Duration::from_secs(30),
             tcp_idle_timeout_pressure: Duration::from_secs(2),
             tcp_max_pipelined: 128,

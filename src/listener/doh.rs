@@ -4,16 +4,16 @@
 //! on as [`ClientHints::doh_token`] to identify an organization; a token the
 //! pipeline does not accept gets 404, like any unknown path.
 //!
-//! Bounds: a connection slot per connection, a TLS handshake deadline, a
-//! bounded request head and HTTP/2 stream count, a body of at most one DNS
-//! message (65535 bytes, refused while reading) that must arrive in time,
-//! and an idle timeout as for TCP, which also ends a head that never
-//! completes.
+//! Bounds: a place in the connection table per connection (shed when a
+//! more productive client needs it, see [`super::conns`]), a TLS handshake
+//! deadline, a bounded request head and HTTP/2 stream count, a body of at
+//! most one DNS message (65535 bytes, refused while reading) that must
+//! arrive in time, and an idle timeout as for TCP, which also ends a head
+//! that never completes.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,10 +28,10 @@ use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout};
 
-use super::tcp::{accept, ConnectionSlots, Slot};
+use super::conns::{accept_loop, Activity, ConnectionTable, OpenConnection};
 use super::tls::Tls;
 use crate::config::Limits;
 use crate::pipeline::Handled;
@@ -66,7 +66,7 @@ const CONNECTION_WINDOW: u32 = 4 * STREAM_WINDOW;
 /// 4xx, which would blame a request that was fine; not a 200, which needs a
 /// DNS message to carry.
 pub const DROPPED: StatusCode = StatusCode::GATEWAY_TIMEOUT;
-/// After an idle close starts, how long in-flight answers have to drain.
+/// After an idle close or a shed starts, how long in-flight answers have to drain.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Accepts DoH connections on one worker's listener until the runtime stops.
@@ -74,25 +74,24 @@ pub async fn serve(
     worker: Arc<Worker>,
     listener: std::net::TcpListener,
     tls: Arc<Tls>,
-    slots: Arc<ConnectionSlots>,
+    table: Arc<ConnectionTable>,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
     let http = Arc::new(HttpBuilders::new(&worker.shared().settings.limits));
-    loop {
-        let (stream, peer, slot) = accept(&listener, &slots).await;
-        let connection = Connection {
-            worker: worker.clone(),
-            peer,
-            slots: slots.clone(),
-        };
-        let (tls, http) = (tls.clone(), http.clone());
-        // A graceful stop waits for this connection's answers.
-        let inflight = worker.shared().drain.track();
-        tokio::spawn(async move {
-            connection.serve(stream, &tls, &http, slot).await;
-            drop(inflight);
-        });
-    }
+    accept_loop(
+        worker.clone(),
+        listener,
+        table,
+        move |stream, peer, open| {
+            let connection = Connection {
+                worker: worker.clone(),
+                peer,
+                open,
+            };
+            let (tls, http) = (tls.clone(), http.clone());
+            async move { connection.serve(stream, &tls, &http).await }
+        },
+    )
+    .await
 }
 
 /// The HTTP server settings shared by every connection of a listener: one
@@ -151,20 +150,29 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 struct Connection {
     worker: Arc<Worker>,
     peer: SocketAddr,
-    slots: Arc<ConnectionSlots>,
+    /// Its place in the connection table, held throughout.
+    open: OpenConnection,
 }
 
 impl Connection {
     /// TLS handshake (bounded in time), then HTTP until the client closes,
-    /// sends no request for the idle timeout, or a drain begins. The slot is
-    /// held throughout.
-    async fn serve(self, stream: TcpStream, tls: &Tls, http: &HttpBuilders, slot: Slot) {
+    /// sends no request for the idle timeout, a drain begins, or the
+    /// connection is shed to make room for another.
+    async fn serve(self, stream: TcpStream, tls: &Tls, http: &HttpBuilders) {
         let limits = self.worker.shared().settings.limits.clone();
-        let handshake = tls.doh_acceptor().accept(stream);
-        let Ok(Ok(stream)) = timeout(limits.tls_handshake_timeout, handshake).await else {
-            return;
+        let handshake = timeout(
+            limits.tls_handshake_timeout,
+            tls.doh_acceptor().accept(stream),
+        );
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                _ => return,
+            },
+            () = self.open.shed() => return,
         };
-        let activity = Arc::new(Activity::new());
+        let ready = Instant::now();
+        let activity = self.open.activity().clone();
         let handler = Arc::new(Handler {
             worker: self.worker.clone(),
             ip: self.peer.ip(),
@@ -179,17 +187,21 @@ impl Connection {
         tokio::pin!(conn);
         let closed = self.worker.shared().drain.closed();
         tokio::pin!(closed);
+        let shed = self.open.shed();
+        tokio::pin!(shed);
         let draining = loop {
-            let idle = if self.slots.under_pressure() {
+            let idle = if self.open.table().under_pressure() {
                 limits.tcp_idle_timeout_pressure
             } else {
                 limits.tcp_idle_timeout
             };
+            let deadline = idle_deadline(&activity, ready, idle);
             tokio::select! {
                 _ = conn.as_mut() => return,
                 () = &mut closed => break true,
-                _ = sleep_until(activity.idle_deadline(idle).into()) => {
-                    if activity.idle_for(idle) {
+                () = &mut shed => break false,
+                _ = sleep_until(deadline.unwrap_or_else(|| Instant::now() + idle).into()) => {
+                    if idle_deadline(&activity, ready, idle).is_some_and(|d| d <= Instant::now()) {
                         break false;
                     }
                 }
@@ -197,81 +209,38 @@ impl Connection {
         };
         // A GOAWAY (HTTP/2), or a close after the current response
         // (HTTP/1.1). A drain lets requests in progress finish (it bounds
-        // the wait itself); an idle connection has none, and a client that
-        // does not take its answers loses them.
+        // the wait itself); an idle or shed connection gets a moment, and a
+        // client that does not take its answers loses them.
         conn.as_mut().graceful_shutdown();
         if draining {
             let _ = conn.await;
         } else {
             let _ = timeout(CLOSE_GRACE, conn).await;
         }
-        drop(slot);
     }
 }
 
-/// When a connection last did something: requests in progress, and the time
-/// the last one finished.
-struct Activity {
-    since: Instant,
-    busy: AtomicUsize,
-    /// Milliseconds from `since` to the end of the last request.
-    last_ms: AtomicU64,
-}
-
-/// Marks a request in progress; its drop marks the connection active now.
-struct Busy<'a>(&'a Activity);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        let ms = self.0.since.elapsed().as_millis() as u64;
-        self.0.last_ms.fetch_max(ms, Ordering::Relaxed);
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+/// When the connection will have been idle for `idle` if nothing happens
+/// meanwhile, counted from the last request or else from `ready` (the end
+/// of the handshake); None while a request is in progress.
+fn idle_deadline(activity: &Activity, ready: Instant, idle: Duration) -> Option<Instant> {
+    if activity.queries_in_flight() > 0 {
+        return None;
     }
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            busy: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn begin(&self) -> Busy<'_> {
-        self.busy.fetch_add(1, Ordering::Relaxed);
-        Busy(self)
-    }
-
-    fn last(&self) -> Instant {
-        self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-
-    /// When the connection will have been idle for `idle`, if nothing
-    /// happens meanwhile (with a request in progress: check again later).
-    fn idle_deadline(&self, idle: Duration) -> Instant {
-        if self.busy.load(Ordering::Relaxed) > 0 {
-            Instant::now() + idle
-        } else {
-            self.last() + idle
-        }
-    }
-
-    fn idle_for(&self, idle: Duration) -> bool {
-        self.busy.load(Ordering::Relaxed) == 0 && self.last().elapsed() >= idle
-    }
+    let last = activity.last_active().map_or(ready, |last| last.max(ready));
+    Some(last + idle)
 }
 
 /// Answers the requests of one connection.
 struct Handler {
     worker: Arc<Worker>,
     ip: IpAddr,
-    activity: Arc<Activity>,
+    activity: Activity,
 }
 
 impl Handler {
     async fn respond(&self, req: Request<Incoming>) -> Response<Reply> {
-        let _busy = self.activity.begin();
+        let _busy = self.activity.begin_query();
         let (head, mut body) = req.into_parts();
         let response = match self.answer(&head, &mut body).await {
             Ok(reply) => dns_response(reply),

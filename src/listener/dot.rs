@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::tcp::{accept, serve_stream, ConnectionSlots, Slot};
+use super::conns::{accept_loop, ConnectionTable, OpenConnection};
+use super::tcp::serve_stream;
 use super::tls::Tls;
 use crate::pipeline::Worker;
 use crate::query::{ClientHints, Transport};
@@ -19,36 +20,44 @@ pub async fn serve(
     worker: Arc<Worker>,
     listener: std::net::TcpListener,
     tls: Arc<Tls>,
-    slots: Arc<ConnectionSlots>,
+    table: Arc<ConnectionTable>,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
-    loop {
-        let (stream, peer, slot) = accept(&listener, &slots).await;
-        let (worker, tls) = (worker.clone(), tls.clone());
-        // A graceful stop waits for this connection's answers.
-        let inflight = worker.shared().drain.track();
-        tokio::spawn(async move {
+    accept_loop(
+        worker.clone(),
+        listener,
+        table,
+        move |stream, peer, connection| {
+            let (worker, tls) = (worker.clone(), tls.clone());
             let hints = ClientHints::plain(peer.ip(), Transport::Dot);
-            serve_connection(worker, stream, hints, &tls, slot).await;
-            drop(inflight);
-        });
-    }
+            async move { serve_connection(worker, stream, hints, &tls, connection).await }
+        },
+    )
+    .await
 }
 
+/// The TLS handshake, bounded in time and ended early if the connection is
+/// shed meanwhile, then DNS over the TLS stream.
 async fn serve_connection(
     worker: Arc<Worker>,
     stream: TcpStream,
     mut hints: ClientHints,
     tls: &Tls,
-    slot: Slot,
+    connection: OpenConnection,
 ) {
     let limits = worker.shared().settings.limits.clone();
-    let handshake = tls.dot_acceptor().accept(stream);
-    let Ok(Ok(stream)) = timeout(limits.tls_handshake_timeout, handshake).await else {
-        return;
+    let handshake = timeout(
+        limits.tls_handshake_timeout,
+        tls.dot_acceptor().accept(stream),
+    );
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            _ => return,
+        },
+        () = connection.shed() => return,
     };
     hints.dot_label = stream.get_ref().1.server_name().and_then(first_label);
-    serve_stream(worker, stream, hints, &limits, &slot).await;
+    serve_stream(worker, stream, hints, &limits, &connection).await;
 }
 
 /// The first label of a server name, lower case (`Acme.dot.example.net` →

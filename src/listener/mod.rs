@@ -2,6 +2,7 @@
 //! framing; everything else happens in [`crate::pipeline`].
 
 mod batch;
+pub mod conns;
 pub mod doh;
 pub mod dot;
 pub mod tcp;

@@ -70,6 +70,7 @@ pub mod name {
     pub const UPSTREAM_REJECTED: &str = "picket_upstream_rejected_answers_total";
     pub const UPSTREAM_TCP_RETRIES: &str = "picket_upstream_tcp_retries_total";
     pub const CONNECTIONS: &str = "picket_connections_open";
+    pub const CONNECTIONS_SHED: &str = "picket_connections_shed_total";
     pub const POLICY_RELOADS: &str = "picket_policy_reloads_total";
     pub const POLICY_VERSION: &str = "picket_policy_version";
     pub const RULE_HITS: &str = "picket_rule_hits_total";
@@ -374,13 +375,14 @@ fn counter_on(
 
 /// HELP lines: what each metric means, for whoever builds the dashboard.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 13] = [
+    let counters: [(&'static str, &'static str); 14] = [
         (name::QUERIES, "Queries answered (or dropped), by transport, policy action and response code."),
         (name::CACHE_LOOKUPS, "Answers by cache result: hit (fresh), miss (fetched upstream), stale (served expired, RFC 8767)."),
         (name::UPSTREAM_QUERIES, "Exchanges with each upstream server (every attempt, retries included)."),
         (name::UPSTREAM_ERRORS, "Failed upstream exchanges by server and kind (timeout, network, malformed)."),
         (name::UPSTREAM_REJECTED, "Upstream datagrams dropped because they matched no outstanding query (possible spoofing)."),
         (name::UPSTREAM_TCP_RETRIES, "Upstream answers fetched again over TCP after a truncated UDP answer."),
+        (name::CONNECTIONS_SHED, "Client connections closed at a connection cap to admit a new one, by transport and reason (handshake, idle, busy, per_client)."),
         (name::POLICY_RELOADS, "Policy reloads by result; a failure keeps the last good policy."),
         (name::RULE_HITS, "Queries decided (or, for audit rules, matched) by each policy rule, by organization and rule id."),
         (name::QUERYLOG_LINES, "Query-log lines written."),

@@ -5,6 +5,7 @@
 //!   SERVFAIL, forged answers, EDE, replacement records).
 //! - [`client`]: UDP/TCP query helpers with timeouts.
 //! - [`inspect`]: readers for answers in assertions.
+//! - [`tls`]: pinned TLS clients and half-finished handshakes.
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -32,6 +33,7 @@ pub mod inspect;
 pub mod picket;
 mod respond;
 mod server;
+pub mod tls;
 pub mod zone;
 
 pub use authority::Authority;

@@ -16,6 +16,7 @@ use super::rules::{
     Phase, Rule, Ruleset, Uses, RESPONSE_MASK,
 };
 use super::sources::{self, Declared, ListInput, LoadedLists, Source};
+use super::token;
 use super::{
     next_version, Action, BlockAnswer, BlockMode, LoadOptions, OverrideAnswer, PolicySet, RuleRef,
     EDE_BLOCKED, EDE_FILTERED,
@@ -46,6 +47,20 @@ struct Builder {
 impl Builder {
     fn issue(&mut self, kind: IssueKind, file: &Path, path: String, msg: impl Into<String>) {
         self.issues.push(Issue::new(kind, Some(file), path, msg));
+    }
+
+    /// An issue at a line and column of `file` (when known).
+    fn issue_at(
+        &mut self,
+        kind: IssueKind,
+        file: &Path,
+        position: Option<(usize, usize)>,
+        path: String,
+        msg: impl Into<String>,
+    ) {
+        let mut issue = Issue::new(kind, Some(file), path, msg);
+        issue.position = position;
+        self.issues.push(issue);
     }
 
     /// Declare the lists of one owner and return their `list.<name>` fields by bit (the
@@ -529,8 +544,11 @@ pub(crate) fn parse_file(file: &Path, text: &str) -> Result<FileJson, Issue> {
         issue
     };
     match parsed {
-        Ok(f) => match de.end() {
-            Ok(()) => Ok(f),
+        Ok(mut f) => match de.end() {
+            Ok(()) => {
+                f.text = text.to_owned();
+                Ok(f)
+            }
             Err(e) => Err(to_issue(String::new(), &e)),
         },
         Err(e) => {
@@ -797,7 +815,7 @@ pub(crate) fn build(
                 &global_lf,
                 &upstreams,
                 o,
-                file,
+                (file, &f.text),
                 &prefix,
                 index,
             );
@@ -863,7 +881,7 @@ fn build_org(
     global_lf: &ListFields,
     upstreams: &BTreeMap<String, Vec<SocketAddr>>,
     o: &OrgJson,
-    file: &Path,
+    (file, text): (&Path, &str),
     prefix: &str,
     index: u32,
 ) -> Option<Org> {
@@ -928,6 +946,7 @@ fn build_org(
             }
         }
     }
+    let context = token::context_words(&o.id, o.name.as_deref());
     for (j, t) in o.doh_tokens.iter().enumerate() {
         let path = format!("{prefix}.doh_tokens[{j}]");
         if !valid_token(t) {
@@ -937,6 +956,10 @@ fn build_org(
                 path,
                 "a DoH token must be 1-128 URL-safe characters (letters, digits, - _ . ~)",
             );
+            bad = true;
+        } else if let Some(problem) = weak_token(t, &context, "DoH token") {
+            let at = locate_in_array(text, "doh_tokens", t);
+            b.issue_at(IssueKind::Invalid, file, at, path, problem);
             bad = true;
         } else if let Some(prev) = ident.add_token(t, index) {
             let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
@@ -958,6 +981,10 @@ fn build_org(
                 path,
                 format!("{n:?} must be one lower-case DNS label (the first label of the TLS server name)"),
             );
+            bad = true;
+        } else if let Some(problem) = weak_token(n, &context, "DoT name") {
+            let at = locate_in_array(text, "dot_names", n);
+            b.issue_at(IssueKind::Invalid, file, at, path, problem);
             bad = true;
         } else if let Some(prev) = ident.add_dot_name(n, index) {
             let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
@@ -983,6 +1010,38 @@ fn build_org(
         name: o.name.clone(),
         rules,
     })
+}
+
+/// Why `value` (a DoH token or DoT name of an organization whose words are `context`) is too
+/// easy to guess, if it is. The message does not repeat the value: it is meant to be secret.
+fn weak_token(value: &str, context: &[String], what: &str) -> Option<String> {
+    let context: Vec<&str> = context.iter().map(String::as_str).collect();
+    let bits = token::estimate_bits(value, &context);
+    (bits < token::MIN_TOKEN_BITS).then(|| {
+        format!(
+            "this {what} has about {bits:.0} bits of randomness, at least {:.0} are needed: \
+             anyone who guesses it gets this organization's policy; replace it with the \
+             output of `picket token`",
+            token::MIN_TOKEN_BITS
+        )
+    })
+}
+
+/// Line and column (1-based) of the JSON string `value` inside the first array under `"key"`
+/// that holds it, in the policy file `text`; else of its first occurrence anywhere.
+fn locate_in_array(text: &str, key: &str, value: &str) -> Option<(usize, usize)> {
+    let literal = serde_json::to_string(value).ok()?;
+    let key = format!("\"{key}\"");
+    let in_array = text.match_indices(&key).find_map(|(start, _)| {
+        let rest = &text[start..];
+        let end = rest.find(']').unwrap_or(rest.len());
+        rest[..end].find(&literal).map(|at| start + at)
+    });
+    let offset = in_array.or_else(|| text.find(&literal))?;
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
+    Some((line, column))
 }
 
 /// The `--blocklist` rule: block every name on `field` (global list bit `bit`) with NXDOMAIN.

@@ -593,6 +593,7 @@ fn serve(args: ServeArgs) -> Result<i32> {
         threads = settings.threads,
         cache_bytes = settings.cache.max_bytes,
         metrics = ?settings.metrics,
+        policy = %settings.policies,
         "starting picket"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()

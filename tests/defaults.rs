@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ::picket::config::PolicySource;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use ::picket::config::PolicySource;
 
 /// Names a user would expect any resolver to answer: a development name on this machine
 /// (like `*.localtest.me`), a company or benchmark record in a private range, and two names

@@ -349,6 +349,24 @@ fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
         !s.contains("7f3c9a") && !s.contains("aaaa"),
         "the secret is not repeated: {s}"
     );
+
+    // Several organizations, in order: each weak value at its own place, even when an earlier
+    // organization has an empty array or the same weak value.
+    let text = r#"{"organizations": [
+  {"id": "a", "doh_tokens": ["alpha-1234"]},
+  {"id": "b", "doh_tokens": []},
+  {"id": "c", "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "alpha-1234"]}
+]}"#;
+    let d = dir_with(&[("p.json", text)]);
+    let s = PolicySet::load_dir(&d).unwrap_err().to_string();
+    assert!(
+        s.contains("p.json:2:30: organizations[0].doh_tokens[0]: this DoH token"),
+        "{s}"
+    );
+    assert!(
+        s.contains("p.json:4:59: organizations[2].doh_tokens[1]: this DoH token"),
+        "{s}"
+    );
 }
 
 #[test]

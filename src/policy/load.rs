@@ -1,6 +1,6 @@
 //! Loading and validating `policies/*.json` into a [`PolicySet`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +42,8 @@ struct Builder {
     /// Every list's entries, by list id; read once the whole policy has validated.
     inputs: Vec<ListInput>,
     lists: Vec<ListMeta>,
+    /// Where the last weak token or DoT name was found, per file and key, to place the next.
+    locators: HashMap<(PathBuf, &'static str), Locator>,
 }
 
 impl Builder {
@@ -49,17 +51,18 @@ impl Builder {
         self.issues.push(Issue::new(kind, Some(file), path, msg));
     }
 
-    /// An issue at a line and column of `file` (when known).
-    fn issue_at(
+    /// An issue about `value`, a string in organization `org`'s array under `key` in `file`
+    /// (whose text is `text`), placed at its line and column when it can be found.
+    fn issue_at_value(
         &mut self,
-        kind: IssueKind,
-        file: &Path,
-        position: Option<(usize, usize)>,
+        (file, text): (&Path, &str),
+        (key, value, org): (&'static str, &str, u32),
         path: String,
         msg: impl Into<String>,
     ) {
-        let mut issue = Issue::new(kind, Some(file), path, msg);
-        issue.position = position;
+        let locator = self.locators.entry((file.to_path_buf(), key)).or_default();
+        let mut issue = Issue::new(IssueKind::Invalid, Some(file), path, msg);
+        issue.position = locator.find(text, key, value, org);
         self.issues.push(issue);
     }
 
@@ -700,6 +703,7 @@ pub(crate) fn build(
         issues: Vec::new(),
         inputs: Vec::new(),
         lists: Vec::new(),
+        locators: HashMap::new(),
     };
 
     // Upstream groups.
@@ -958,8 +962,7 @@ fn build_org(
             );
             bad = true;
         } else if let Some(problem) = weak_token(t, &context, "DoH token") {
-            let at = locate_in_array(text, "doh_tokens", t);
-            b.issue_at(IssueKind::Invalid, file, at, path, problem);
+            b.issue_at_value((file, text), ("doh_tokens", t, index), path, problem);
             bad = true;
         } else if let Some(prev) = ident.add_token(t, index) {
             let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
@@ -983,8 +986,7 @@ fn build_org(
             );
             bad = true;
         } else if let Some(problem) = weak_token(n, &context, "DoT name") {
-            let at = locate_in_array(text, "dot_names", n);
-            b.issue_at(IssueKind::Invalid, file, at, path, problem);
+            b.issue_at_value((file, text), ("dot_names", n, index), path, problem);
             bad = true;
         } else if let Some(prev) = ident.add_dot_name(n, index) {
             let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
@@ -1027,21 +1029,59 @@ fn weak_token(value: &str, context: &[String], what: &str) -> Option<String> {
     })
 }
 
-/// Line and column (1-based) of the JSON string `value` inside the first array under `"key"`
-/// that holds it, in the policy file `text`; else of its first occurrence anywhere.
-fn locate_in_array(text: &str, key: &str, value: &str) -> Option<(usize, usize)> {
-    let literal = serde_json::to_string(value).ok()?;
-    let key = format!("\"{key}\"");
-    let in_array = text.match_indices(&key).find_map(|(start, _)| {
-        let rest = &text[start..];
-        let end = rest.find(']').unwrap_or(rest.len());
-        rest[..end].find(&literal).map(|at| start + at)
-    });
-    let offset = in_array.or_else(|| text.find(&literal))?;
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
-    Some((line, column))
+/// Places successive string values of one key's arrays in a policy file (organizations are
+/// validated in file order), scanning forward only, so that placing every value of a large
+/// file costs one pass over it.
+#[derive(Debug, Default)]
+struct Locator {
+    /// The organization whose value was found last.
+    org: Option<u32>,
+    /// Where the array of the last value found starts (its key): the next search for the same
+    /// organization starts here, for a later one just after it.
+    array: usize,
+    /// Byte offset up to which lines are counted.
+    offset: usize,
+    /// Lines before `offset`.
+    line: usize,
+    /// Byte offset where the line of `offset` starts.
+    line_start: usize,
+}
+
+impl Locator {
+    /// Line and column (1-based, columns in bytes like serde_json's) of the JSON string
+    /// `value` of organization `org` in the next array under `"key"` that holds it; None if
+    /// there is none.
+    fn find(&mut self, text: &str, key: &str, value: &str, org: u32) -> Option<(usize, usize)> {
+        let literal = serde_json::to_string(value).ok()?;
+        let key = format!("\"{key}\"");
+        let from = match self.org {
+            Some(last) if last != org => self.array + 1,
+            _ => self.array,
+        };
+        let rest = text.get(from..)?;
+        let (array, found) = rest.match_indices(&key).find_map(|(start, _)| {
+            let array = &rest[start..];
+            let end = array.find(']').unwrap_or(array.len());
+            let at = array[..end].find(&literal)?;
+            Some((from + start, from + start + at))
+        })?;
+        (self.org, self.array) = (Some(org), array);
+        Some(self.line_and_column(text, found))
+    }
+
+    fn line_and_column(&mut self, text: &str, at: usize) -> (usize, usize) {
+        if at < self.offset {
+            // The same value again, earlier in its array: count from the start.
+            (self.offset, self.line, self.line_start) = (0, 0, 0);
+        }
+        let skipped = &text[self.offset..at];
+        if let Some(newline) = skipped.rfind('\n') {
+            self.line_start = self.offset + newline + 1;
+            self.line += skipped.matches('\n').count();
+        }
+        self.offset = at;
+        (self.line + 1, at - self.line_start + 1)
+    }
 }
 
 /// The `--blocklist` rule: block every name on `field` (global list bit `bit`) with NXDOMAIN.

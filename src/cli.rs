@@ -517,6 +517,32 @@ pub fn policy_source(dir: Option<&Path>, no_policy: bool) -> PolicySource {
     }
 }
 
+/// `./policies` when it holds policy files that a command without `--policies` does not use
+/// (Picket once picked it up implicitly): worth a note, never a silent switch of policy.
+fn unused_policy_dir(dir: Option<&Path>, no_policy: bool) -> Option<&'static Path> {
+    let candidate = Path::new("policies");
+    let has_json = || {
+        std::fs::read_dir(candidate).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
+    };
+    (dir.is_none() && !no_policy && has_json()).then_some(candidate)
+}
+
+/// The note for [`unused_policy_dir`], on stderr so `check` and `explain` output stays as is.
+fn note_unused_policy_dir(dir: Option<&Path>, no_policy: bool) {
+    if let Some(unused) = unused_policy_dir(dir, no_policy) {
+        eprintln!(
+            "note: the policy files in {}/ are not used without --policies: this is the built-in \
+             default policy; add `--policies {}` to use them",
+            unused.display(),
+            unused.display()
+        );
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -532,19 +558,21 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 fn check(args: CheckArgs) -> Result<i32> {
     let dir = args.dir.or(args.policies);
+    note_unused_policy_dir(dir.as_deref(), args.no_policy);
     let source = policy_source(dir.as_deref(), args.no_policy);
     let loaded = source.load(&args.blocklist, None);
     let mut out = std::io::stdout().lock();
     match crate::policy::check::report(loaded, &source.to_string(), &mut out) {
         Ok(report) if report.is_ok() => Ok(0),
         Ok(_) => Ok(1),
-        // `check::run` has already printed every problem with its place.
+        // `check::report` has already printed every problem with its place.
         Err(_) => Ok(1),
     }
 }
 
 fn explain(args: ExplainArgs) -> Result<i32> {
     let qtype = parse_qtype(&args.qtype)?;
+    note_unused_policy_dir(args.policies.as_deref(), args.no_policy);
     let source = policy_source(args.policies.as_deref(), args.no_policy);
     let policy = source
         .load(&args.blocklist, None)
@@ -586,6 +614,13 @@ fn parse_transport(text: &str) -> Result<Transport, String> {
 fn serve(args: ServeArgs) -> Result<i32> {
     crate::observe::init_tracing(&args.log_level, args.log_format == "json");
     let settings = args.settings()?;
+    if let Some(unused) = unused_policy_dir(args.policies.as_deref(), args.no_policy) {
+        tracing::warn!(
+            dir = %unused.display(),
+            "policy files there are not used without --policies: running the built-in default \
+             policy (no rule); add --policies to use them"
+        );
+    }
     tracing::info!(
         listen = ?settings.listen,
         upstreams = ?settings.upstreams,

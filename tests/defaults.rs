@@ -250,6 +250,35 @@ fn check_and_explain_describe_the_policy_serve_runs_from_anywhere() {
     std::fs::remove_dir_all(&outside).unwrap();
 }
 
+#[test]
+fn a_policies_directory_is_never_picked_implicitly_only_named() {
+    // A directory like a clone of old: ./policies holds the example policy files.
+    let cwd = temp_dir("implicit");
+    let policies = cwd.join("policies");
+    std::fs::create_dir_all(policies.join("lists")).unwrap();
+    for file in [
+        "acme.json",
+        "global.json",
+        "lists/ads.txt",
+        "lists/malware.txt",
+        "lists/trackers.hosts",
+    ] {
+        std::fs::copy(examples_dir().join(file), policies.join(file)).unwrap();
+    }
+    let (code, out) = picket_in(&cwd, &["explain", "ads.example"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("decision: no rule matched"), "{out}");
+    assert!(
+        out.contains("note: the policy files in policies/ are not used without --policies"),
+        "{out}"
+    );
+    let (code, out) = picket_in(&cwd, &["explain", "ads.example", "--policies", "policies"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("decision: rule acme/block-ads"), "{out}");
+    assert!(!out.contains("note:"), "{out}");
+    std::fs::remove_dir_all(&cwd).unwrap();
+}
+
 /// A policy directory whose organization `acme` (127.0.0.0/8) blocks `www.example.test`, is
 /// identified over DoH by `token` and over DoT by `dot_name`, and has policy tests saying so.
 fn token_policy(token: &str, dot_name: &str) -> PathBuf {

@@ -86,13 +86,15 @@ impl Serving {
         Serving { child, addr }
     }
 
-    /// Waits (bounded) until it answers anything.
+    /// Waits (at most about 10 s) until it answers anything.
     async fn answering(self) -> Serving {
         let probe = QueryBuilder::new("health.invalid", RecordType::A).to_bytes();
         for _ in 0..100 {
             if send_udp_raw(self.addr, &probe).await.is_some() {
                 return self;
             }
+            // Not bound yet (the port is refused at once): give it time.
+            real_sleep(Duration::from_millis(100)).await;
         }
         panic!("picket did not start answering on {}", self.addr);
     }
@@ -412,4 +414,37 @@ async fn a_reload_with_a_guessable_token_keeps_the_last_good_policy() {
         "the last good policy stays"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What the issue reported, with the user's own tool: `curl --doh-url` through a Picket
+/// started with no policy flags resolves a name that points at 127.0.0.1 (and then tries to
+/// connect there), where the old default answered NXDOMAIN ("Could not resolve host").
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "drives curl"]
+async fn curl_over_doh_resolves_a_name_pointing_at_loopback() {
+    let upstream = Authority::start(ZONE);
+    let doh = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let outside = temp_dir("curl");
+    let picket = Serving::start(
+        &outside,
+        upstream.addr(),
+        &["--doh", &doh.to_string(), "--tls-self-signed"],
+    )
+    .answering()
+    .await;
+    // Port 9 (discard) on loopback: nothing listens, so curl stops after resolving.
+    let out = Command::new("curl")
+        .args(["-sv", "--max-time", "5", "--doh-insecure"])
+        .args(["--doh-url", &format!("https://{doh}/dns-query")])
+        .arg("http://dev.example:9/")
+        .output()
+        .expect("curl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(6), "could not resolve: {stderr}");
+    assert!(stderr.contains("Trying 127.0.0.1:9..."), "{stderr}");
+    drop(picket);
+    std::fs::remove_dir_all(&outside).unwrap();
 }

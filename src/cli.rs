@@ -15,7 +15,6 @@ use crate::config::PolicySource;
 use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings, TlsSource};
 use crate::listener::tls::Tls;
 use crate::observe::{ClientIpMode, LogTarget, QueryLogSettings};
-use crate::policy::PolicySet;
 use crate::query::{ClientHints, Transport};
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
 use crate::upstream::{servers_from_resolv_conf, DnssecMode, RecursorSettings};
@@ -37,18 +36,29 @@ pub enum Command {
     Check(CheckArgs),
     /// Show which rule decides a query and why, and the answer that would be sent.
     Explain(ExplainArgs),
+    /// Print a fresh random DoH path token or DoT server name label (25 characters of a-z0-9, 129 bits).
+    Token,
 }
 
 /// `picket check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Policy directory (default: --policies, else ./policies).
+    /// Policy directory (the same as --policies). Default: the policy `serve` runs without
+    /// --policies, the built-in default (no organization, no rule).
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
     /// Policy directory.
-    #[arg(long = "policies", value_name = "DIR", default_value = "policies")]
-    pub policies: PathBuf,
+    #[arg(long = "policies", value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+
+    /// Check the built-in default policy (what `serve --no-policy` runs).
+    #[arg(long = "no-policy", conflicts_with_all = ["policies", "dir"])]
+    pub no_policy: bool,
+
+    /// A `serve --blocklist` file to check with the policy (repeatable).
+    #[arg(long = "blocklist", value_name = "FILE")]
+    pub blocklist: Vec<PathBuf>,
 }
 
 /// `picket explain`.
@@ -74,9 +84,18 @@ pub struct ExplainArgs {
     #[arg(long = "transport", value_name = "NAME", default_value = "udp", value_parser = parse_transport)]
     pub transport: Transport,
 
-    /// Policy directory.
-    #[arg(long = "policies", value_name = "DIR", default_value = "policies")]
-    pub policies: PathBuf,
+    /// Policy directory. Default: the policy `serve` runs without --policies, the built-in
+    /// default (no organization, no rule).
+    #[arg(long = "policies", value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+
+    /// Explain with the built-in default policy (what `serve --no-policy` runs).
+    #[arg(long = "no-policy", conflicts_with = "policies")]
+    pub no_policy: bool,
+
+    /// A `serve --blocklist` file to explain with the policy (repeatable).
+    #[arg(long = "blocklist", value_name = "FILE")]
+    pub blocklist: Vec<PathBuf>,
 }
 
 /// `picket serve`.
@@ -143,12 +162,14 @@ pub struct ServeArgs {
     #[arg(long = "stale-window", value_name = "SECONDS", default_value_t = 0)]
     pub stale_window: u32,
 
-    /// Directory of policy files (*.json), reloaded on change and on SIGHUP.
-    /// Default: ./policies if it exists, else the example policies built into the binary.
+    /// Directory of policy files (*.json), reloaded on change and on SIGHUP, e.g.
+    /// `--policies policies/examples`. Default: the built-in default policy, with no
+    /// organization and no rule (resolve everything, block nothing).
     #[arg(long = "policies", value_name = "DIR")]
     pub policies: Option<PathBuf>,
 
-    /// Run without any policy (resolve everything; --blocklist still applies).
+    /// Run with the built-in default policy: resolve everything (--blocklist and
+    /// --rebind-protection still apply). The same as giving no --policies.
     #[arg(long = "no-policy", conflicts_with = "policies")]
     pub no_policy: bool,
 
@@ -438,7 +459,7 @@ impl ServeArgs {
         s.drain.hook_timeout = self.drain_hook_timeout;
         s.drain.finish_timeout = self.drain_timeout;
         s.rebind_protection = self.rebind_protection;
-        s.policies = self.policy_source();
+        s.policies = policy_source(self.policies.as_deref(), self.no_policy);
         s.blocklists = self.blocklist.clone();
         if !self.allow_from.is_empty() {
             s.access = AccessList::new(self.allow_from.clone());
@@ -485,26 +506,41 @@ impl ServeArgs {
     }
 }
 
-impl ServeArgs {
-    fn policy_source(&self) -> PolicySource {
-        let default_dir = Path::new("policies");
-        match &self.policies {
-            _ if self.no_policy => PolicySource::None,
-            Some(dir) => PolicySource::Dir(dir.clone()),
-            None if default_dir.join("global.json").is_file() || has_json(default_dir) => {
-                PolicySource::Dir(default_dir.to_path_buf())
-            }
-            None => PolicySource::Embedded,
-        }
+/// Where the policy comes from, for `serve`, `check` and `explain` alike: `--policies DIR`,
+/// else the built-in default (no organization, no rule), which is also what `--no-policy`
+/// asks for. No directory is looked up implicitly, so one command line means one policy
+/// wherever it is run from (a clone or not).
+pub fn policy_source(dir: Option<&Path>, no_policy: bool) -> PolicySource {
+    match dir {
+        Some(dir) if !no_policy => PolicySource::Dir(dir.to_path_buf()),
+        _ => PolicySource::None,
     }
 }
 
-fn has_json(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.path().extension().is_some_and(|x| x == "json"))
-    })
+/// `./policies` when it holds policy files that a command without `--policies` does not use
+/// (Picket once picked it up implicitly): worth a note, never a silent switch of policy.
+fn unused_policy_dir(dir: Option<&Path>, no_policy: bool) -> Option<&'static Path> {
+    let candidate = Path::new("policies");
+    let has_json = || {
+        std::fs::read_dir(candidate).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
+    };
+    (dir.is_none() && !no_policy && has_json()).then_some(candidate)
+}
+
+/// The note for [`unused_policy_dir`], on stderr so `check` and `explain` output stays as is.
+fn note_unused_policy_dir(dir: Option<&Path>, no_policy: bool) {
+    if let Some(unused) = unused_policy_dir(dir, no_policy) {
+        eprintln!(
+            "note: the policy files in {}/ are not used without --policies: this is the built-in \
+             default policy; add `--policies {}` to use them",
+            unused.display(),
+            unused.display()
+        );
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -513,28 +549,39 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Serve(args) => serve(*args),
         Command::Check(args) => check(args),
         Command::Explain(args) => explain(args),
+        Command::Token => {
+            println!("{}", crate::policy::token::generate());
+            Ok(0)
+        }
     }
 }
 
 fn check(args: CheckArgs) -> Result<i32> {
-    let dir = args.dir.unwrap_or(args.policies);
+    let dir = args.dir.or(args.policies);
+    note_unused_policy_dir(dir.as_deref(), args.no_policy);
+    let source = policy_source(dir.as_deref(), args.no_policy);
+    let loaded = source.load(&args.blocklist, None);
     let mut out = std::io::stdout().lock();
-    match crate::policy::check::run(&dir, &mut out) {
+    match crate::policy::check::report(loaded, &source.to_string(), &mut out) {
         Ok(report) if report.is_ok() => Ok(0),
         Ok(_) => Ok(1),
-        // `check::run` has already printed every problem with its place.
+        // `check::report` has already printed every problem with its place.
         Err(_) => Ok(1),
     }
 }
 
 fn explain(args: ExplainArgs) -> Result<i32> {
     let qtype = parse_qtype(&args.qtype)?;
-    let policy = PolicySet::load_dir(&args.policies).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot load the policy in {}:\n{e}",
-            args.policies.display()
-        )
-    })?;
+    note_unused_policy_dir(args.policies.as_deref(), args.no_policy);
+    let source = policy_source(args.policies.as_deref(), args.no_policy);
+    let policy = source
+        .load(&args.blocklist, None)
+        .map_err(|e| match &source {
+            PolicySource::Dir(dir) => {
+                anyhow::anyhow!("cannot load the policy in {}:\n{e}", dir.display())
+            }
+            PolicySource::None => anyhow::anyhow!("cannot load the --blocklist files:\n{e}"),
+        })?;
     let hints = ClientHints::plain(args.client, args.transport);
     print!(
         "{}",
@@ -567,6 +614,13 @@ fn parse_transport(text: &str) -> Result<Transport, String> {
 fn serve(args: ServeArgs) -> Result<i32> {
     crate::observe::init_tracing(&args.log_level, args.log_format == "json");
     let settings = args.settings()?;
+    if let Some(unused) = unused_policy_dir(args.policies.as_deref(), args.no_policy) {
+        tracing::warn!(
+            dir = %unused.display(),
+            "policy files there are not used without --policies: running the built-in default \
+             policy (no rule); add --policies to use them"
+        );
+    }
     tracing::info!(
         listen = ?settings.listen,
         upstreams = ?settings.upstreams,
@@ -574,6 +628,7 @@ fn serve(args: ServeArgs) -> Result<i32> {
         threads = settings.threads,
         cache_bytes = settings.cache.max_bytes,
         metrics = ?settings.metrics,
+        policy = %settings.policies,
         "starting picket"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()

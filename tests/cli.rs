@@ -16,7 +16,7 @@ fn picket(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn check_passes_the_shipped_policies_and_runs_their_tests() {
-    let (code, out) = picket(&["check", "policies"]);
+    let (code, out) = picket(&["check", "policies/examples"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(" passed, 0 failed"), "{out}");
 }
@@ -58,7 +58,7 @@ fn explain_shows_the_deciding_rule_and_the_answer() {
         "--client",
         "10.0.0.5",
         "--policies",
-        "policies",
+        "policies/examples",
     ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("organization: acme"), "{out}");

@@ -594,9 +594,14 @@ impl Body for Sized {
     }
 }
 
-/// A policy directory: organization `acme` (DoH token `acme-token`, DoT
-/// name `acme`) blocks www.example.test; for everyone, DoH queries for
-/// transport.example.test are blocked.
+/// Organization `acme`'s DoH path token and DoT server name label in
+/// [`org_policy`] (made by `picket token`: guessable ones do not load).
+const ACME_TOKEN: &str = "loquhpxg11aop444mma4rc9zs";
+const ACME_DOT_NAME: &str = "ejj3rj55qbpyndwtwn2g2hvxk";
+
+/// A policy directory: organization `acme` (DoH token [`ACME_TOKEN`], DoT
+/// name [`ACME_DOT_NAME`]) blocks www.example.test; for everyone, DoH
+/// queries for transport.example.test are blocked.
 fn org_policy() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "picket-doh-policy-{}-{}",
@@ -609,10 +614,12 @@ fn org_policy() -> PathBuf {
         { "id": "doh-only", "expression": "dns.transport == \"doh\" and dns.fqdn == \"transport.example.test\"", "action": "block" }
       ] },
       "organizations": [
-        { "id": "acme", "doh_tokens": ["acme-token"], "dot_names": ["acme"],
+        { "id": "acme", "doh_tokens": ["ACME_TOKEN"], "dot_names": ["ACME_DOT_NAME"],
           "rules": [ { "id": "acme-www", "expression": "dns.fqdn == \"www.example.test\"", "action": "block" } ] }
       ]
-    }"#;
+    }"#
+    .replace("ACME_TOKEN", ACME_TOKEN)
+    .replace("ACME_DOT_NAME", ACME_DOT_NAME);
     std::fs::write(dir.join("policy.json"), policy).unwrap();
     dir
 }
@@ -629,7 +636,12 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
         "dns={}",
         URL_SAFE_NO_PAD.encode(query(1, "www.example.test."))
     );
-    let acme = get(&server, Http::Two, &format!("/dns-query/acme-token?{dns}")).await;
+    let acme = get(
+        &server,
+        Http::Two,
+        &format!("/dns-query/{ACME_TOKEN}?{dns}"),
+    )
+    .await;
     let blocked = rcode_of(&acme.dns());
     assert_eq!(blocked, ResponseCode::NXDomain, "acme's rule blocks");
     let anyone = get(&server, Http::Two, &format!("/dns-query?{dns}")).await;
@@ -639,8 +651,10 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 
     // DoT: the first label of the server name.
+    let acme_sni = format!("{ACME_DOT_NAME}.dot.example.net");
     for (sni, blocked) in [
-        ("acme.dot.example.net", true),
+        (acme_sni.as_str(), true),
+        ("acme.dot.example.net", false),
         ("other.dot.example.net", false),
     ] {
         let mut tls = tls_connect(&server, server.dot_addrs()[0], sni, &[b"dot"]).await;

@@ -382,7 +382,7 @@ fn identity_by_cidr_token_and_sni() {
         r#"{
           "organizations": [
             {"id": "wide", "networks": ["10.0.0.0/8", "2001:db8::/32"]},
-            {"id": "narrow", "networks": ["10.5.0.0/16", "192.0.2.7"], "doh_tokens": ["tok-1"], "dot_names": ["narrow"]}
+            {"id": "narrow", "networks": ["10.5.0.0/16", "192.0.2.7"], "doh_tokens": ["dy4gjk39y0upzkx0dtubgyeur"], "dot_names": ["y3zdxoilh3cvc9bcp7r5b1kv7"]}
           ]
         }"#,
     )]);
@@ -399,13 +399,13 @@ fn identity_by_cidr_token_and_sni() {
     assert_eq!(who(plain("2001:db8::5")).1, "wide");
     assert_eq!(who(plain("::ffff:10.5.0.1")).1, "narrow");
     let mut h = ClientHints::plain(ip("10.1.1.1"), Transport::Doh);
-    h.doh_token = Some("tok-1".into());
+    h.doh_token = Some("dy4gjk39y0upzkx0dtubgyeur".into());
     assert_eq!(who(h.clone()).1, "narrow");
     h.doh_token = Some("wrong".into());
     assert_eq!(who(h.clone()).0, Identity::UnknownToken);
     assert_eq!(Identity::UnknownToken.org_id(&p), "");
     let mut h = ClientHints::plain(ip("10.1.1.1"), Transport::Dot);
-    h.dot_label = Some("narrow".into());
+    h.dot_label = Some("y3zdxoilh3cvc9bcp7r5b1kv7".into());
     assert_eq!(who(h.clone()).1, "narrow");
     h.dot_label = Some("unknown".into());
     assert_eq!(who(h).1, "wide");
@@ -787,7 +787,7 @@ fn reload_gives_new_version_and_fresh_filters() {
 }
 
 fn policies_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/examples"))
 }
 
 #[test]

@@ -247,19 +247,21 @@ fn duplicate_ids() {
         "{e}"
     );
     let e = err(
-        r#"{"organizations": [{"id": "a", "doh_tokens": ["t"]}, {"id": "b", "doh_tokens": ["t"]}]}"#,
+        r#"{"organizations": [{"id": "a", "doh_tokens": ["un9a0qm4muyzesoy6u5bvmz30"]}, {"id": "b", "doh_tokens": ["un9a0qm4muyzesoy6u5bvmz30"]}]}"#,
     );
     assert!(
         e.contains(
-            "organizations[1].doh_tokens[0]: DoH token \"t\" is already used by organization \"a\""
+            "organizations[1].doh_tokens[0]: DoH token \"un9a0qm4muyzesoy6u5bvmz30\" is already used by organization \"a\""
         ),
         "{e}"
     );
     let e = err(
-        r#"{"organizations": [{"id": "a", "dot_names": ["x"]}, {"id": "b", "dot_names": ["x"]}]}"#,
+        r#"{"organizations": [{"id": "a", "dot_names": ["sl43womakvjot5ocos68vlx0e"]}, {"id": "b", "dot_names": ["sl43womakvjot5ocos68vlx0e"]}]}"#,
     );
     assert!(
-        e.contains("organizations[1].dot_names[0]: DoT name \"x\" is already used"),
+        e.contains(
+            "organizations[1].dot_names[0]: DoT name \"sl43womakvjot5ocos68vlx0e\" is already used"
+        ),
         "{e}"
     );
     let e = err(
@@ -311,6 +313,58 @@ fn duplicates_across_files() {
     );
     assert!(
         s.contains("b.json: organizations[0].id: duplicate organization id \"o\" (also in"),
+        "{s}"
+    );
+}
+
+/// DoH tokens and DoT names identify an organization to whoever presents them, so guessable
+/// ones (the organization's id, a short suffix, a run of characters) do not load: `check`
+/// names each with file, line and column, without repeating the secret.
+#[test]
+fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
+    let text = r#"{"organizations": [{
+  "id": "acme",
+  "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "acme-7f3c9a"],
+  "dot_names": ["acme", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa"]
+}]}"#;
+    let d = dir_with(&[("p.json", text)]);
+    let e = PolicySet::load_dir(&d).unwrap_err();
+    let s = e.to_string();
+    assert_eq!(e.issues.len(), 3, "{s}");
+    assert!(e.issues.iter().all(|i| i.kind == IssueKind::Invalid), "{s}");
+    for (place, what) in [
+        ("p.json:3:47: organizations[0].doh_tokens[1]", "DoH token"),
+        ("p.json:4:17: organizations[0].dot_names[0]", "DoT name"),
+        ("p.json:4:25: organizations[0].dot_names[1]", "DoT name"),
+    ] {
+        let line = s
+            .lines()
+            .find(|l| l.contains(place))
+            .unwrap_or_else(|| panic!("{place}: {s}"));
+        assert!(line.contains(&format!("this {what} has about")), "{line}");
+        assert!(line.contains("at least 64 are needed"), "{line}");
+        assert!(line.contains("picket token"), "{line}");
+    }
+    assert!(
+        !s.contains("7f3c9a") && !s.contains("aaaa"),
+        "the secret is not repeated: {s}"
+    );
+
+    // Several organizations, in order: each weak value at its own place, even when an earlier
+    // organization has an empty array or the same weak value.
+    let text = r#"{"organizations": [
+  {"id": "a", "doh_tokens": ["alpha-1234"]},
+  {"id": "b", "doh_tokens": []},
+  {"id": "c", "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "alpha-1234"]}
+]}"#;
+    let d = dir_with(&[("p.json", text)]);
+    let s = PolicySet::load_dir(&d).unwrap_err().to_string();
+    assert!(
+        s.contains("p.json:2:30: organizations[0].doh_tokens[0]: this DoH token"),
+        "{s}"
+    );
+    assert!(
+        s.contains("p.json:4:59: organizations[2].doh_tokens[1]: this DoH token"),
         "{s}"
     );
 }

@@ -157,6 +157,14 @@ pub const RECURSION_GLUELESS_NS_FOLLOWED: usize = 5;
 /// be read; Unbound and Knot read UDP queries into buffers of about this size.
 pub const MAX_UDP_QUERY: usize = 4096;
 
+/// Least randomness, in bits, a DoH path token or DoT server name label may have, as
+/// estimated by `policy::token::estimate_bits`; a policy with a weaker one does not load.
+/// They are bearer identifiers (whoever presents one gets its organization's policy), so they
+/// must not be guessable online: at 2^64, an attacker trying a million tokens a second
+/// against one server needs about 290,000 years on average (2^63 / 10^6 s). `picket token`
+/// makes 129-bit ones.
+pub const MIN_TOKEN_BITS: f64 = 64.0;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

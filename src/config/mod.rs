@@ -1,7 +1,6 @@
 //! Typed, checked settings the server runs with (built from the command line
 //! in `cli.rs`), and the limits with their provenance (`limits.rs`).
 
-pub mod defaults;
 pub mod limits;
 
 use std::net::SocketAddr;
@@ -138,12 +137,21 @@ impl Default for Settings {
 /// Where the policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
-    /// No policy: every query resolves (plus any `--blocklist`).
+    /// The built-in default: no organization and no rule, so every query resolves and nothing
+    /// is blocked that the operator did not ask for (`--blocklist`, `--rebind-protection`).
+    /// Also what `--no-policy` asks for.
     None,
-    /// The example policies compiled into the binary.
-    Embedded,
     /// A directory of `*.json` policy files, reloaded when they change.
     Dir(PathBuf),
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("built-in default policy (no organization, no rule)"),
+            Self::Dir(dir) => write!(f, "{}", dir.display()),
+        }
+    }
 }
 
 impl PolicySource {
@@ -160,7 +168,6 @@ impl PolicySource {
         };
         match self {
             Self::None => PolicySet::blocklists_only(&opts),
-            Self::Embedded => PolicySet::load_embedded_with(defaults::EXAMPLE_POLICIES, &opts),
             Self::Dir(dir) => PolicySet::load_dir_with(dir, &opts),
         }
     }

@@ -70,7 +70,17 @@ impl CheckReport {
 /// A policy that does not load is an `Err` (its problems are also printed to `out`); failed tests
 /// are in the report. The exit code is the caller's choice.
 pub fn run(dir: &Path, out: &mut impl Write) -> Result<CheckReport, PolicyError> {
-    let policy = match PolicySet::load_dir(dir) {
+    report(PolicySet::load_dir(dir), &dir.display().to_string(), out)
+}
+
+/// [`run`] for a policy loaded by the caller (from a directory, memory or none at all), named
+/// `label` in the report.
+pub fn report(
+    loaded: Result<PolicySet, PolicyError>,
+    label: &str,
+    out: &mut impl Write,
+) -> Result<CheckReport, PolicyError> {
+    let policy = match loaded {
         Ok(p) => p,
         Err(e) => {
             for issue in &e.issues {
@@ -78,14 +88,13 @@ pub fn run(dir: &Path, out: &mut impl Write) -> Result<CheckReport, PolicyError>
             }
             let _ = writeln!(
                 out,
-                "{}: {} problem(s), policy not loaded",
-                dir.display(),
+                "{label}: {} problem(s), policy not loaded",
                 e.issues.len()
             );
             return Err(e);
         }
     };
-    run_policy(&policy, &dir.display().to_string(), out).map_err(|e| {
+    run_policy(&policy, label, out).map_err(|e| {
         PolicyError::one(Issue::new(
             IssueKind::Io,
             None,

@@ -27,6 +27,9 @@ pub(crate) struct FileJson {
     /// Policy tests that are not tied to a section.
     #[serde(default)]
     pub tests: Vec<TestJson>,
+    /// The file's text, to place problems found after parsing (weak tokens) at a line and column.
+    #[serde(skip)]
+    pub text: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,6 @@
 //! Loading and validating `policies/*.json` into a [`PolicySet`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use super::rules::{
     Phase, Rule, Ruleset, Uses, RESPONSE_MASK,
 };
 use super::sources::{self, Declared, ListInput, LoadedLists, Source};
+use super::token;
 use super::{
     next_version, Action, BlockAnswer, BlockMode, LoadOptions, OverrideAnswer, PolicySet, RuleRef,
     EDE_BLOCKED, EDE_FILTERED,
@@ -41,11 +42,28 @@ struct Builder {
     /// Every list's entries, by list id; read once the whole policy has validated.
     inputs: Vec<ListInput>,
     lists: Vec<ListMeta>,
+    /// Where the last weak token or DoT name was found, per file and key, to place the next.
+    locators: HashMap<(PathBuf, &'static str), Locator>,
 }
 
 impl Builder {
     fn issue(&mut self, kind: IssueKind, file: &Path, path: String, msg: impl Into<String>) {
         self.issues.push(Issue::new(kind, Some(file), path, msg));
+    }
+
+    /// An issue about `value`, a string in organization `org`'s array under `key` in `file`
+    /// (whose text is `text`), placed at its line and column when it can be found.
+    fn issue_at_value(
+        &mut self,
+        (file, text): (&Path, &str),
+        (key, value, org): (&'static str, &str, u32),
+        path: String,
+        msg: impl Into<String>,
+    ) {
+        let locator = self.locators.entry((file.to_path_buf(), key)).or_default();
+        let mut issue = Issue::new(IssueKind::Invalid, Some(file), path, msg);
+        issue.position = locator.find(text, key, value, org);
+        self.issues.push(issue);
     }
 
     /// Declare the lists of one owner and return their `list.<name>` fields by bit (the
@@ -529,8 +547,11 @@ pub(crate) fn parse_file(file: &Path, text: &str) -> Result<FileJson, Issue> {
         issue
     };
     match parsed {
-        Ok(f) => match de.end() {
-            Ok(()) => Ok(f),
+        Ok(mut f) => match de.end() {
+            Ok(()) => {
+                f.text = text.to_owned();
+                Ok(f)
+            }
             Err(e) => Err(to_issue(String::new(), &e)),
         },
         Err(e) => {
@@ -682,6 +703,7 @@ pub(crate) fn build(
         issues: Vec::new(),
         inputs: Vec::new(),
         lists: Vec::new(),
+        locators: HashMap::new(),
     };
 
     // Upstream groups.
@@ -797,7 +819,7 @@ pub(crate) fn build(
                 &global_lf,
                 &upstreams,
                 o,
-                file,
+                (file, &f.text),
                 &prefix,
                 index,
             );
@@ -863,7 +885,7 @@ fn build_org(
     global_lf: &ListFields,
     upstreams: &BTreeMap<String, Vec<SocketAddr>>,
     o: &OrgJson,
-    file: &Path,
+    (file, text): (&Path, &str),
     prefix: &str,
     index: u32,
 ) -> Option<Org> {
@@ -928,6 +950,7 @@ fn build_org(
             }
         }
     }
+    let context = token::context_words(&o.id, o.name.as_deref());
     for (j, t) in o.doh_tokens.iter().enumerate() {
         let path = format!("{prefix}.doh_tokens[{j}]");
         if !valid_token(t) {
@@ -937,6 +960,9 @@ fn build_org(
                 path,
                 "a DoH token must be 1-128 URL-safe characters (letters, digits, - _ . ~)",
             );
+            bad = true;
+        } else if let Some(problem) = weak_token(t, &context, "DoH token") {
+            b.issue_at_value((file, text), ("doh_tokens", t, index), path, problem);
             bad = true;
         } else if let Some(prev) = ident.add_token(t, index) {
             let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
@@ -958,6 +984,9 @@ fn build_org(
                 path,
                 format!("{n:?} must be one lower-case DNS label (the first label of the TLS server name)"),
             );
+            bad = true;
+        } else if let Some(problem) = weak_token(n, &context, "DoT name") {
+            b.issue_at_value((file, text), ("dot_names", n, index), path, problem);
             bad = true;
         } else if let Some(prev) = ident.add_dot_name(n, index) {
             let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
@@ -983,6 +1012,76 @@ fn build_org(
         name: o.name.clone(),
         rules,
     })
+}
+
+/// Why `value` (a DoH token or DoT name of an organization whose words are `context`) is too
+/// easy to guess, if it is. The message does not repeat the value: it is meant to be secret.
+fn weak_token(value: &str, context: &[String], what: &str) -> Option<String> {
+    let context: Vec<&str> = context.iter().map(String::as_str).collect();
+    let bits = token::estimate_bits(value, &context);
+    (bits < token::MIN_TOKEN_BITS).then(|| {
+        format!(
+            "this {what} has about {bits:.0} bits of randomness, at least {:.0} are needed: \
+             anyone who guesses it gets this organization's policy; replace it with the \
+             output of `picket token`",
+            token::MIN_TOKEN_BITS
+        )
+    })
+}
+
+/// Places successive string values of one key's arrays in a policy file (organizations are
+/// validated in file order), scanning forward only, so that placing every value of a large
+/// file costs one pass over it.
+#[derive(Debug, Default)]
+struct Locator {
+    /// The organization whose value was found last.
+    org: Option<u32>,
+    /// Where the array of the last value found starts (its key): the next search for the same
+    /// organization starts here, for a later one just after it.
+    array: usize,
+    /// Byte offset up to which lines are counted.
+    offset: usize,
+    /// Lines before `offset`.
+    line: usize,
+    /// Byte offset where the line of `offset` starts.
+    line_start: usize,
+}
+
+impl Locator {
+    /// Line and column (1-based, columns in bytes like serde_json's) of the JSON string
+    /// `value` of organization `org` in the next array under `"key"` that holds it; None if
+    /// there is none.
+    fn find(&mut self, text: &str, key: &str, value: &str, org: u32) -> Option<(usize, usize)> {
+        let literal = serde_json::to_string(value).ok()?;
+        let key = format!("\"{key}\"");
+        let from = match self.org {
+            Some(last) if last != org => self.array + 1,
+            _ => self.array,
+        };
+        let rest = text.get(from..)?;
+        let (array, found) = rest.match_indices(&key).find_map(|(start, _)| {
+            let array = &rest[start..];
+            let end = array.find(']').unwrap_or(array.len());
+            let at = array[..end].find(&literal)?;
+            Some((from + start, from + start + at))
+        })?;
+        (self.org, self.array) = (Some(org), array);
+        Some(self.line_and_column(text, found))
+    }
+
+    fn line_and_column(&mut self, text: &str, at: usize) -> (usize, usize) {
+        if at < self.offset {
+            // The same value again, earlier in its array: count from the start.
+            (self.offset, self.line, self.line_start) = (0, 0, 0);
+        }
+        let skipped = &text[self.offset..at];
+        if let Some(newline) = skipped.rfind('\n') {
+            self.line_start = self.offset + newline + 1;
+            self.line += skipped.matches('\n').count();
+        }
+        self.offset = at;
+        (self.line + 1, at - self.line_start + 1)
+    }
 }
 
 /// The `--blocklist` rule: block every name on `field` (global list bit `bit`) with NXDOMAIN.

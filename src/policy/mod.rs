@@ -29,6 +29,7 @@ mod sources;
 
 pub mod check;
 pub mod explain;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

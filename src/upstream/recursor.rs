@@ -68,7 +68,7 @@ pub enum DnssecMode {
 /// How recursion runs.
 #[derive(Debug, Clone)]
 pub struct RecursorSettings {
-    /// Addresses of the root servers (port 53 is fixed by hickory).
+    /// Addresses of the root servers (port 53, unless `nameserver_ports` says otherwise).
     pub root_hints: Vec<IpAddr>,
     /// Validation on or off.
     pub dnssec: DnssecMode,
@@ -82,6 +82,10 @@ pub struct RecursorSettings {
     pub deny_servers: Vec<IpNet>,
     /// Threads of the recursion runtime.
     pub threads: usize,
+    /// Labs and tests: queries to these nameserver addresses go to this port
+    /// instead of 53 (hickory's recursor only speaks to port 53, which a
+    /// fake hierarchy on loopback cannot bind without root).
+    pub nameserver_ports: HashMap<IpAddr, u16>,
 }
 
 impl Default for RecursorSettings {
@@ -93,6 +97,7 @@ impl Default for RecursorSettings {
             case_randomization: false,
             deny_servers: RecursorOptions::default().deny_server,
             threads: 1,
+            nameserver_ports: HashMap::new(),
         }
     }
 }
@@ -277,6 +282,7 @@ impl Recursive {
             inner: TokioRuntimeProvider::default(),
             state: Arc::new(GuardState {
                 servers: Mutex::new(HashMap::new()),
+                ports: settings.nameserver_ports.clone(),
                 attempt_timeout: limits.recursion_attempt_timeout,
                 timeouts_before_holddown: limits.recursion_server_timeouts.max(1),
                 holddown_max: limits.recursion_failure_ttl_max,
@@ -787,6 +793,8 @@ struct Guarded {
 
 struct GuardState {
     servers: Mutex<HashMap<IpAddr, ServerHealth>>,
+    /// Ports other than 53 for some nameserver addresses (labs, tests).
+    ports: HashMap<IpAddr, u16>,
     attempt_timeout: Duration,
     timeouts_before_holddown: u32,
     holddown_max: Duration,
@@ -913,7 +921,11 @@ impl ConnectionProvider for Guarded {
         config: &ConnectionConfig,
         cx: &PoolContext,
     ) -> Result<Self::FutureConn, NetError> {
-        let connecting = self.inner.new_connection(ip, config, cx)?;
+        let mut config = config.clone();
+        if let Some(&port) = self.state.ports.get(&ip) {
+            config.port = port;
+        }
+        let connecting = self.inner.new_connection(ip, &config, cx)?;
         let state = Arc::clone(&self.state);
         Ok(Box::pin(async move {
             Ok(GuardedConn {

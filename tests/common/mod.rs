@@ -32,6 +32,7 @@ pub mod inspect;
 pub mod picket;
 mod respond;
 mod server;
+pub mod sign;
 pub mod zone;
 
 pub use authority::Authority;

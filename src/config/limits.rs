@@ -120,6 +120,10 @@ pub struct Limits {
     pub doh_body_timeout: Duration,
 }
 
+/// Recursive mode: nameserver pools (one per zone cut) and connections
+/// hickory's recursor keeps per recursor (its `ns_cache_size`; its default).
+pub const RECURSION_NS_POOLS: usize = 1_024;
+
 /// Glueless nameserver names hickory's recursor chases per delegation (its
 /// `MAX_GLUELESS_FOLLOW`, not configurable): a referral to 100 address-less
 /// nameservers costs at most 5 name resolutions (NXNSAttack). PowerDNS

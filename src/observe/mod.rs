@@ -112,3 +112,21 @@ pub fn init_tracing(filter: &str, json: bool) {
             .try_init()
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_dependencies;
+
+    #[test]
+    fn hickory_is_held_at_error_unless_the_filter_names_it() {
+        let quiet = quiet_dependencies("info");
+        assert!(quiet.starts_with("info,"), "{quiet}");
+        assert!(quiet.contains("hickory_resolver=error"), "{quiet}");
+        let filter = tracing_subscriber::EnvFilter::try_new(&quiet);
+        assert!(filter.is_ok(), "{quiet}");
+        assert_eq!(
+            quiet_dependencies("info,hickory_resolver=debug"),
+            "info,hickory_resolver=debug"
+        );
+    }
+}

@@ -908,11 +908,18 @@ impl Tree {
     /// secure.example signed with the anchor's key, bogus.example with a
     /// key that does not match its anchor; both DS records are anchors.
     fn islands() -> Tree {
+        Self::islands_with(None)
+    }
+
+    /// [`Tree::islands`], secure.example's data signed by `zsk` (its
+    /// DNSKEY RRset still by the anchored key-signing key).
+    fn islands_with(zsk: Option<ZoneKey>) -> Tree {
         let secure_key = ZoneKey::generate("secure.example.");
         let bogus_key = ZoneKey::generate("bogus.example.");
         let stale_key = ZoneKey::generate("bogus.example.");
         let anchors = format!("{}\n{}\n", secure_key.ds_line(), stale_key.ds_line());
-        let secure = secure_key.sign(&leaf_zone("secure.example.", "127.0.0.22", ""));
+        let secure_zone = leaf_zone("secure.example.", "127.0.0.22", "");
+        let secure = secure_key.sign_with(zsk.as_ref(), &secure_zone);
         let bogus = bogus_key.sign(&leaf_zone("bogus.example.", "127.0.0.23", ""));
         Self::start(secure, bogus, DnssecMode::Validate, Some(anchors))
     }
@@ -999,6 +1006,17 @@ async fn trust_anchors_are_islands_a_stale_one_fails_only_its_zone() {
     let quiet = query_udp(tree.picket.addr, "www.secure.example", RecordType::A).await;
     assert_eq!(a_records(&quiet).len(), 1);
     assert!(!has_rrsig(&quiet) && !quiet.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_island_signed_with_a_ksk_and_a_zsk_validates() {
+    // Only the KSK has a DS (the anchor); the data is signed by the ZSK,
+    // which priming trusts because the KSK signs the DNSKEY RRset.
+    let tree = Tree::islands_with(Some(ZoneKey::generate_zsk("secure.example.")));
+    let secure = tree.ask("www.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{:?}", ede(&secure));
+    assert!(secure.metadata.authentic_data, "{secure:?}");
+    assert!(has_rrsig(&secure));
 }
 
 #[tokio::test(flavor = "multi_thread")]

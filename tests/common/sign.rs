@@ -19,7 +19,8 @@ use super::zone::parse_line;
 /// Signatures are valid from an hour ago to a week ahead.
 const VALIDITY: (u32, u32) = (3_600, 7 * 86_400);
 
-/// A zone's key: one key-signing key that signs everything (a CSK, flags 257).
+/// A zone's key: a key-signing key (flags 257), which signs everything
+/// unless a zone-signing key (flags 256) is given to [`ZoneKey::sign_with`].
 pub struct ZoneKey {
     zone: Name,
     key: EcdsaSigningKey,
@@ -27,8 +28,17 @@ pub struct ZoneKey {
 }
 
 impl ZoneKey {
-    /// A fresh key for `zone`.
+    /// A fresh key-signing key for `zone`.
     pub fn generate(zone: &str) -> ZoneKey {
+        Self::with_flags(zone, 257)
+    }
+
+    /// A fresh zone-signing key for `zone` (no DS points at it).
+    pub fn generate_zsk(zone: &str) -> ZoneKey {
+        Self::with_flags(zone, 256)
+    }
+
+    fn with_flags(zone: &str, flags: u16) -> ZoneKey {
         let algorithm = Algorithm::ECDSAP256SHA256;
         let pkcs8 = EcdsaSigningKey::generate_pkcs8(algorithm).expect("generate a P-256 key");
         let key = EcdsaSigningKey::from_pkcs8(&pkcs8, algorithm).expect("load the P-256 key");
@@ -36,7 +46,7 @@ impl ZoneKey {
         ZoneKey {
             zone: parse_name(zone),
             key,
-            dnskey: DNSKEY::with_flags(257, public),
+            dnskey: DNSKEY::with_flags(flags, public),
         }
     }
 
@@ -68,6 +78,12 @@ impl ZoneKey {
     /// `zone_text` with this key's DNSKEY added and an RRSIG for every RRset
     /// the zone is authoritative for (not the NS and glue of delegations).
     pub fn sign(&self, zone_text: &str) -> String {
+        self.sign_with(None, zone_text)
+    }
+
+    /// [`ZoneKey::sign`], with `zsk` (when given) in the DNSKEY RRset and
+    /// signing every RRset but that one, as most signed zones are run.
+    pub fn sign_with(&self, zsk: Option<&ZoneKey>, zone_text: &str) -> String {
         let mut records: Vec<Record> = zone_text
             .lines()
             .map(str::trim)
@@ -75,6 +91,9 @@ impl ZoneKey {
             .map(|l| parse_line(l).unwrap_or_else(|e| panic!("bad zone line {l:?}: {e}")))
             .collect();
         records.push(parse_line(&self.dnskey_line()).expect("our DNSKEY line parses"));
+        if let Some(zsk) = zsk {
+            records.push(parse_line(&zsk.dnskey_line()).expect("the ZSK's DNSKEY line parses"));
+        }
         let cuts: Vec<Name> = records
             .iter()
             .filter(|r| r.record_type() == RecordType::NS && r.name != self.zone)
@@ -97,7 +116,11 @@ impl ZoneKey {
                 .iter()
                 .filter(|r| r.name == name && r.record_type() == rtype)
                 .collect();
-            out.push(self.rrsig_line(&name, rtype, &rrset));
+            let signer = match zsk {
+                Some(zsk) if rtype != RecordType::DNSKEY => zsk,
+                _ => self,
+            };
+            out.push(signer.rrsig_line(&name, rtype, &rrset));
         }
         out.join("\n")
     }

@@ -2,10 +2,12 @@
 //! loopback: root on 127.0.0.10, `test.` on 127.0.0.11, leaf zones on
 //! 127.0.0.12 and 127.0.0.13 (127.0.0.14 plays a silent server).
 //!
-//! hickory's recursor only speaks to port 53, so these tests bind
-//! 127.0.0.x:53 and need root: they are ignored by default and run by
-//! `.ci/run` (`cargo test -- --include-ignored`, as root). They share those
-//! addresses, so they take [`LAB`] one at a time.
+//! These first tests bind 127.0.0.x:53 and need root: they are ignored by
+//! default and run by `.ci/run` (`cargo test -- --include-ignored`, as root).
+//! They share those addresses, so they take [`LAB`] one at a time. The tests
+//! after them (issue 16: trust anchors, CNAME chains, loops, logging) use a
+//! tree on free ports instead (`RecursorSettings::nameserver_ports`) and run
+//! in plain `cargo test`.
 
 mod common;
 

@@ -890,9 +890,11 @@ empty.hops.example.     300 IN TXT   \"no address here\"
 loop-b.hops.example.    300 IN CNAME loop-a.plain.example.
 ";
 
-/// The tree's servers and a recursive Picket using it.
+/// The tree's servers (root, TLD, secure, bogus, plain) and a recursive
+/// Picket using it.
 struct Tree {
-    _servers: Vec<Authority>,
+    servers: Vec<Authority>,
+    anchors: Option<String>,
     picket: Picket,
 }
 
@@ -942,7 +944,7 @@ impl Tree {
         settings.recursion = Some(RecursorSettings {
             root_hints: vec![std::net::IpAddr::from(TREE_ROOT)],
             dnssec,
-            trust_anchor: anchor,
+            trust_anchor: anchor.clone(),
             deny_servers: Vec::new(),
             nameserver_ports: servers
                 .iter()
@@ -954,7 +956,8 @@ impl Tree {
         settings.limits.recursion_attempt_timeout = Duration::from_millis(500);
         settings.limits.recursion_timeout = Duration::from_millis(2500);
         Tree {
-            _servers: servers,
+            servers,
+            anchors: anchor,
             picket: start_picket_with(settings),
         }
     }
@@ -1203,6 +1206,103 @@ async fn wait_until_answering(addr: SocketAddr) {
         if send_udp_raw(addr, &q).await.is_some() {
             return;
         }
+        // A closed port fails at once (ICMP): give the process time to bind.
+        real_sleep(Duration::from_millis(50)).await;
     }
-    panic!("picket did not start answering on {addr}");
+    panic!("nothing started answering on {addr}");
+}
+
+/// Unbound on the same tree, each zone a stub on its server's port.
+struct Unbound {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Unbound {
+    fn start(tree: &Tree) -> Unbound {
+        let dir = TempDir::new("unbound");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let anchors = dir.0.join("anchors");
+        std::fs::write(&anchors, tree.anchors.clone().unwrap_or_default()).unwrap();
+        let at = |i: usize| {
+            let a: SocketAddr = tree.servers[i].addr();
+            format!("{}@{}", a.ip(), a.port())
+        };
+        let stubs = [
+            (".", 0),
+            ("example.", 1),
+            ("secure.example.", 2),
+            ("bogus.example.", 3),
+            ("plain.example.", 4),
+            ("hops.example.", 4),
+        ]
+        .map(|(zone, i)| format!("stub-zone:\n  name: \"{zone}\"\n  stub-addr: {}\n", at(i)))
+        .concat();
+        let config = format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
+             chroot: \"\"\n  username: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n  \
+             use-syslog: no\n  do-not-query-localhost: no\n  do-ip6: no\n  \
+             module-config: \"validator iterator\"\n  trust-anchor-file: \"{anchors}\"\n  \
+             verbosity: 0\n{stubs}",
+            dir = dir.0.display(),
+            anchors = anchors.display(),
+        );
+        let conf = dir.0.join("unbound.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = std::process::Command::new("/usr/sbin/unbound")
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .spawn()
+            .expect("/usr/sbin/unbound (Debian package unbound)");
+        Unbound {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
+async fn unbound_and_picket_agree_on_the_tree() {
+    let tree = Tree::islands();
+    let unbound = Unbound::start(&tree);
+    wait_until_answering(unbound.addr).await;
+    let names = [
+        "www.plain.example",
+        "www.secure.example",
+        "www.bogus.example",
+        "to-secure.plain.example",
+        "chain1.plain.example",
+        "nodata.plain.example",
+        "nx.plain.example",
+        "loop-a.plain.example",
+        "self.plain.example",
+    ];
+    for name in names {
+        let query = QueryBuilder::new(name, RecordType::A)
+            .dnssec_ok(true)
+            .build();
+        let ours = send_udp(tree.picket.addr, &query)
+            .await
+            .expect("Picket answers");
+        let theirs = send_udp(unbound.addr, &query)
+            .await
+            .expect("Unbound answers");
+        let view = |m: &Message| (rcode(m), m.metadata.authentic_data, answer_lines(m));
+        assert_eq!(view(&ours), view(&theirs), "{name}: Picket, then Unbound");
+    }
 }

@@ -1014,6 +1014,30 @@ async fn trust_anchors_are_islands_a_stale_one_fails_only_its_zone() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn denials_of_existence_in_an_island_are_secure() {
+    let tree = Tree::islands();
+    let nx = tree.ask("nope.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{:?}", ede(&nx));
+    assert!(nx.metadata.authentic_data, "validated NXDOMAIN: {nx:?}");
+    assert_eq!(
+        soa_in_authority(&nx).unwrap().name.to_ascii(),
+        "secure.example."
+    );
+    let proof = nx
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::NSEC);
+    assert!(proof, "NSEC proofs for a DO client: {nx:?}");
+    let nodata = tree.ask("www.secure.example", RecordType::MX).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{:?}", ede(&nodata));
+    assert!(nodata.answers.is_empty());
+    assert!(
+        nodata.metadata.authentic_data,
+        "validated NODATA: {nodata:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_island_signed_with_a_ksk_and_a_zsk_validates() {
     // Only the KSK has a DS (the anchor); the data is signed by the ZSK,
     // which priming trusts because the KSK signs the DNSKEY RRset.
@@ -1284,6 +1308,7 @@ async fn unbound_and_picket_agree_on_the_tree() {
     let names = [
         "www.plain.example",
         "www.secure.example",
+        "nope.secure.example",
         "www.bogus.example",
         "to-secure.plain.example",
         "chain1.plain.example",

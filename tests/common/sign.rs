@@ -1,7 +1,7 @@
 //! DNSSEC signing for test zones, in process (ECDSAP256SHA256 with ring,
 //! through hickory-proto): a key per zone, its DNSKEY and DS lines, and an
 //! RRSIG for every authoritative RRset, in the text [`Zones::parse`] reads.
-//! No NSEC chain: these zones prove positive answers only.
+//! An NSEC chain (RFC 4034 §4) proves negative answers.
 //!
 //! [`Zones::parse`]: super::zone::Zones::parse
 
@@ -103,6 +103,10 @@ impl ZoneKey {
             let below_cut = cuts.iter().any(|cut| cut.zone_of(&r.name));
             !below_cut || (r.record_type() == RecordType::DS && cuts.contains(&r.name))
         };
+        let nsecs = nsec_chain(&self.zone, &records, |r| {
+            authoritative(r) || cuts.contains(&r.name)
+        });
+        records.extend(nsecs);
         let mut sets: Vec<(Name, RecordType)> = Vec::new();
         for r in records.iter().filter(|r| authoritative(r)) {
             let key = (r.name.clone(), r.record_type());
@@ -154,6 +158,43 @@ impl ZoneKey {
             base64::engine::general_purpose::STANDARD.encode(signature)
         )
     }
+}
+
+/// NSEC records linking every name that `counts` in canonical order, the
+/// last back to the apex, each listing its types plus RRSIG and NSEC.
+fn nsec_chain(apex: &Name, records: &[Record], counts: impl Fn(&Record) -> bool) -> Vec<Record> {
+    let mut names: Vec<Name> = records
+        .iter()
+        .filter(|r| counts(r))
+        .map(|r| r.name.to_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    let ttl = records
+        .iter()
+        .find_map(|r| match &r.data {
+            hickory_proto::rr::RData::SOA(soa) => Some(soa.minimum),
+            _ => None,
+        })
+        .unwrap_or(60);
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let next = names.get(i + 1).unwrap_or(apex).clone();
+            let mut types: Vec<RecordType> = records
+                .iter()
+                .filter(|r| r.name.to_lowercase() == *name)
+                .map(Record::record_type)
+                .collect();
+            types.extend([RecordType::RRSIG, RecordType::NSEC]);
+            types.sort_by_key(|t| u16::from(*t));
+            types.dedup();
+            let types: Vec<String> = types.iter().map(ToString::to_string).collect();
+            let line = format!("{name} {ttl} IN NSEC {next} {}", types.join(" "));
+            parse_line(&line).unwrap_or_else(|e| panic!("NSEC line {line:?}: {e}"))
+        })
+        .collect()
 }
 
 /// A record as a zone line the test authority reads back.

@@ -1038,6 +1038,29 @@ async fn denials_of_existence_in_an_island_are_secure() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_anchor_for_a_zone_that_went_unsigned_fails_only_that_zone() {
+    // hops.example has no DNSKEY at all, yet a DS anchor names it.
+    let anchor = ZoneKey::generate("hops.example.").ds_line();
+    let tree = Tree::start(
+        leaf_zone("secure.example.", "127.0.0.22", ""),
+        leaf_zone("bogus.example.", "127.0.0.23", ""),
+        DnssecMode::Validate,
+        Some(anchor),
+    );
+    let hops = tree.ask("empty.hops.example", RecordType::TXT).await;
+    assert_eq!(rcode(&hops), ResponseCode::ServFail, "{hops:?}");
+    assert_eq!(
+        ede(&hops).map(|e| e.0),
+        Some(9),
+        "DNSKEY Missing: {:?}",
+        ede(&hops)
+    );
+    let plain = tree.ask("www.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&plain), ResponseCode::NoError, "{:?}", ede(&plain));
+    assert!(!plain.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_island_signed_with_a_ksk_and_a_zsk_validates() {
     // Only the KSK has a DS (the anchor); the data is signed by the ZSK,
     // which priming trusts because the KSK signs the DNSKEY RRset.

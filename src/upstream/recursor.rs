@@ -482,13 +482,16 @@ impl Inner {
         assembled.into_wire(&q, validate)
     }
 
-    /// Follows the question's CNAME chain to its end. Each stretch of the
-    /// chain is resolved by the recursor of its closest trust anchor (see
-    /// [`Anchor`]), so a chain that leaves a signed zone for an unsigned one,
-    /// or enters an island of security, is judged by each name's own anchor.
-    /// Not handled: a stretch hickory resolved in one go is judged by the
-    /// anchor of its first name when its later names share that anchor
-    /// (the common case); otherwise the chain is cut there and resolved again.
+    /// Follows the question's CNAME chain to its end. Each stretch is
+    /// resolved by the recursor of its first name's closest trust anchor
+    /// (see [`Anchor`]); its links are kept while their targets stay under
+    /// that anchor, and the chain is resolved again from the first target
+    /// under another anchor (or none). So a chain that leaves a signed zone
+    /// for an unsigned one, or enters an island, is judged by each name's
+    /// own anchor, and AD needs every stretch secure. Left out: DNAME
+    /// (hickory synthesises no CNAME from it), and a chain whose first link
+    /// cannot be fetched on its own after hickory failed further down: then
+    /// the first name's failure or negative answer is returned.
     async fn assemble(&self, q: &Question, validate: bool) -> Result<Assembled, UpstreamError> {
         let mut assembled = Assembled::new(&q.name);
         loop {
@@ -649,6 +652,13 @@ impl Inner {
             Ok(message) => message,
             // DNSKEY anchors stand on their own; hickory fetches the rest.
             Err(_) if anchor.ds.is_empty() => return Ok(anchor.dnskeys.clone()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
+                return Err(UpstreamError::DnskeyMissing(format!(
+                    "trust anchor for {zone}: the zone has no DNSKEY records \
+                     (unsigned now? update the --trust-anchor file)"
+                )))
+            }
+            Err(e) if e.is_timeout() => return Err(UpstreamError::Timeout),
             Err(e) => {
                 return Err(UpstreamError::Resolution(format!(
                     "trust anchor priming for {zone}: cannot fetch its DNSKEY records: {e}"

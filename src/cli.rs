@@ -142,6 +142,13 @@ pub struct ServeArgs {
     #[arg(long = "allow-private-nameservers")]
     pub allow_private_nameservers: bool,
 
+    /// Labs: in recursive mode, send queries for nameserver IP to PORT
+    /// instead of 53, e.g. `--nameserver-port 127.0.0.10=5300` for a fake
+    /// hierarchy on unprivileged ports (repeatable; loopback and private
+    /// addresses also need --allow-private-nameservers).
+    #[arg(long = "nameserver-port", value_name = "IP=PORT", value_parser = parse_nameserver_port)]
+    pub nameserver_port: Vec<(IpAddr, u16)>,
+
     /// Worker threads, each with its own sockets. Default: one per core.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -398,8 +405,11 @@ impl ServeArgs {
         }
         let recursive = self.recursive || s.upstreams.is_empty();
         if !recursive {
-            if self.root_hints.is_some() || self.trust_anchor.is_some() {
-                bail!("--root-hints and --trust-anchor apply to recursive mode: add --recursive or drop --upstream");
+            if self.root_hints.is_some()
+                || self.trust_anchor.is_some()
+                || !self.nameserver_port.is_empty()
+            {
+                bail!("--root-hints, --trust-anchor and --nameserver-port apply to recursive mode: add --recursive or drop --upstream");
             }
             return Ok(s);
         }
@@ -502,6 +512,7 @@ impl ServeArgs {
         if self.allow_private_nameservers {
             r.deny_servers.clear();
         }
+        r.nameserver_ports = self.nameserver_port.iter().copied().collect();
         Ok(r)
     }
 }
@@ -743,6 +754,15 @@ fn hostname() -> Option<Vec<u8>> {
     }
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     (len > 0).then(|| buf[..len].to_vec())
+}
+
+/// `IP=PORT`, for `--nameserver-port`.
+fn parse_nameserver_port(text: &str) -> Result<(IpAddr, u16), String> {
+    let wrong = || format!("`{text}` is not IP=PORT, e.g. 127.0.0.10=5300");
+    let (ip, port) = text.split_once('=').ok_or_else(wrong)?;
+    let ip = ip.trim().parse::<IpAddr>().map_err(|_| wrong())?;
+    let port = port.trim().parse::<u16>().ok().filter(|&p| p > 0);
+    Ok((ip, port.ok_or_else(wrong)?))
 }
 
 /// Parses a CIDR network, or a single address as a /32 or /128.

@@ -33,7 +33,9 @@ use crate::policy::{self, Action, AnswerFacts, Identity, PolicyError, PolicySet,
 use crate::protocol::build::empty_reply;
 use crate::protocol::parse::reject_oversized;
 use crate::protocol::wire::{self, ede, flag, rcode};
-use crate::protocol::{parse_query, Answer, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter};
+use crate::protocol::{
+    parse_query, Answer, AnswerError, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter,
+};
 use crate::query::{ClientHints, Facts};
 use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
@@ -492,14 +494,14 @@ impl Worker {
             (Err(e), None) => {
                 let code = e.ede();
                 let text = e.to_string();
-                let reply =
-                    self.error_reply(&p.req, rcode::SERVFAIL as u16, Some((code, &text)), p.limit);
+                let ede = code.map(|code| (code, text.as_str()));
+                let reply = self.error_reply(&p.req, rcode::SERVFAIL as u16, ede, p.limit);
                 let served = Provenance {
                     cache: CacheStatus::Miss,
                     upstream: None,
                     age: 0,
                     cap: 0,
-                    ede: Some(code),
+                    ede: code,
                 };
                 self.observe(
                     &judged,
@@ -578,7 +580,10 @@ impl Worker {
             }
         };
         let answer = Answer::from_upstream(&bytes, key.name_wire(), key.qtype(), key.qclass())
-            .map_err(|_| UpstreamError::Malformed)?;
+            .map_err(|e| match e {
+                AnswerError::CnameLoop(chain) => UpstreamError::Unusable(chain),
+                _ => UpstreamError::Malformed,
+            })?;
         Ok((
             self.shared.cache.insert(key.clone(), Arc::new(answer)),
             server,

@@ -65,3 +65,19 @@ fn explain_shows_the_deciding_rule_and_the_answer() {
     assert!(out.contains("decision: rule acme/block-ads"), "{out}");
     assert!(out.contains("EDE 17"), "{out}");
 }
+
+#[test]
+fn a_bad_nameserver_port_is_refused_with_the_expected_form() {
+    let (code, out) = picket(&[
+        "serve",
+        "--recursive",
+        "--nameserver-port",
+        "127.0.0.10:5300",
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("--nameserver-port"), "names the flag: {out}");
+    assert!(
+        out.contains("IP=PORT, e.g. 127.0.0.10=5300"),
+        "says the fix: {out}"
+    );
+}

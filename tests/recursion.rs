@@ -2,10 +2,12 @@
 //! loopback: root on 127.0.0.10, `test.` on 127.0.0.11, leaf zones on
 //! 127.0.0.12 and 127.0.0.13 (127.0.0.14 plays a silent server).
 //!
-//! hickory's recursor only speaks to port 53, so these tests bind
-//! 127.0.0.x:53 and need root: they are ignored by default and run by
-//! `.ci/run` (`cargo test -- --include-ignored`, as root). They share those
-//! addresses, so they take [`LAB`] one at a time.
+//! These first tests bind 127.0.0.x:53 and need root: they are ignored by
+//! default and run by `.ci/run` (`cargo test -- --include-ignored`, as root).
+//! They share those addresses, so they take [`LAB`] one at a time. The tests
+//! after them (issue 16: trust anchors, CNAME chains, loops, logging) use a
+//! tree on free ports instead (`RecursorSettings::nameserver_ports`) and run
+//! in plain `cargo test`.
 
 mod common;
 
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use ::picket::config::Settings;
 use ::picket::upstream::recursor::parse_root_hints;
 use ::picket::upstream::{DnssecMode, RecursorSettings};
+use common::sign::ZoneKey;
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
@@ -808,4 +811,546 @@ async fn keytrap_signatures_beyond_the_cap_are_not_tried() {
     )
     .await;
     assert!(tld.metadata.authentic_data, "{tld:?}");
+}
+
+// ------------------------------------------------ a tree on free ports
+//
+// Each server of this tree has its own 127.0.0.x address and a free port
+// (`RecursorSettings::nameserver_ports` sends hickory there instead of port
+// 53), so these tests need no root and run in plain `cargo test`:
+//
+//   .                 unsigned root                      127.0.0.20
+//   example.          unsigned TLD                       127.0.0.21
+//   secure.example.   signed; its DS is a trust anchor    127.0.0.22
+//   bogus.example.    signed with a key its anchor does   127.0.0.23
+//                     not match (a stale anchor)
+//   plain.example.    unsigned; CNAME chains and loops    127.0.0.24
+//   hops.example.     unsigned, on the same server as plain.example
+//                     (like NSD serving both: it answers a chain through
+//                     both zones at once)
+
+const TREE_ROOT: [u8; 4] = [127, 0, 0, 20];
+const TREE_TLD: [u8; 4] = [127, 0, 0, 21];
+const TREE_SECURE: [u8; 4] = [127, 0, 0, 22];
+const TREE_BOGUS: [u8; 4] = [127, 0, 0, 23];
+const TREE_PLAIN: [u8; 4] = [127, 0, 0, 24];
+
+const TREE_ROOT_ZONE: &str = "
+.                 86400 IN SOA a.root.tree. h.root.tree. 1 1800 900 604800 86400
+.                518400 IN NS  a.root.tree.
+a.root.tree.     518400 IN A   127.0.0.20
+example.         172800 IN NS  ns.example.
+ns.example.      172800 IN A   127.0.0.21
+";
+
+const TREE_TLD_ZONE: &str = "
+example.              86400 IN SOA ns.example. h.example. 1 1800 900 604800 60
+example.              86400 IN NS  ns.example.
+ns.example.           86400 IN A   127.0.0.21
+secure.example.       86400 IN NS  ns.secure.example.
+ns.secure.example.    86400 IN A   127.0.0.22
+bogus.example.        86400 IN NS  ns.bogus.example.
+ns.bogus.example.     86400 IN A   127.0.0.23
+plain.example.        86400 IN NS  ns.plain.example.
+ns.plain.example.     86400 IN A   127.0.0.24
+hops.example.         86400 IN NS  ns.plain.example.
+";
+
+fn leaf_zone(zone: &str, ip: &str, extra: &str) -> String {
+    format!(
+        "
+{zone}       3600 IN SOA ns.{zone} h.{zone} 1 7200 900 1209600 60
+{zone}       3600 IN NS  ns.{zone}
+ns.{zone}    3600 IN A   {ip}
+www.{zone}    300 IN A   {www}
+www2.{zone}   300 IN A   {www}
+{extra}
+",
+        www = ip.replace("127.0.0.", "192.0.2.")
+    )
+}
+
+const PLAIN_EXTRA: &str = "
+chain1.plain.example.  300 IN CNAME chain2.plain.example.
+chain2.plain.example.  300 IN CNAME hop1.hops.example.
+final.plain.example.   300 IN A     192.0.2.99
+nodata.plain.example.  300 IN CNAME empty.hops.example.
+nx.plain.example.      300 IN CNAME gone.hops.example.
+loop-a.plain.example.  300 IN CNAME loop-b.hops.example.
+self.plain.example.    300 IN CNAME self.plain.example.
+to-secure.plain.example. 300 IN CNAME www2.secure.example.
+";
+
+const HOPS_ZONE: &str = "
+hops.example.          3600 IN SOA ns.plain.example. h.hops.example. 1 7200 900 1209600 45
+hops.example.          3600 IN NS  ns.plain.example.
+hop1.hops.example.      300 IN CNAME hop3.hops.example.
+hop3.hops.example.      300 IN CNAME final.plain.example.
+empty.hops.example.     300 IN TXT   \"no address here\"
+loop-b.hops.example.    300 IN CNAME loop-a.plain.example.
+";
+
+/// The tree's servers (root, TLD, secure, bogus, plain) and a recursive
+/// Picket using it.
+struct Tree {
+    servers: Vec<Authority>,
+    anchors: Option<String>,
+    picket: Picket,
+}
+
+impl Tree {
+    /// The tree, unsigned, with validation off.
+    fn unsigned() -> Tree {
+        Self::start(
+            leaf_zone("secure.example.", "127.0.0.22", ""),
+            leaf_zone("bogus.example.", "127.0.0.23", ""),
+            DnssecMode::Off,
+            None,
+        )
+    }
+
+    /// secure.example signed with the anchor's key, bogus.example with a
+    /// key that does not match its anchor; both DS records are anchors.
+    fn islands() -> Tree {
+        Self::islands_with(None)
+    }
+
+    /// [`Tree::islands`], secure.example's data signed by `zsk` (its
+    /// DNSKEY RRset still by the anchored key-signing key).
+    fn islands_with(zsk: Option<ZoneKey>) -> Tree {
+        let secure_key = ZoneKey::generate("secure.example.");
+        let bogus_key = ZoneKey::generate("bogus.example.");
+        let stale_key = ZoneKey::generate("bogus.example.");
+        let anchors = format!("{}\n{}\n", secure_key.ds_line(), stale_key.ds_line());
+        let secure_zone = leaf_zone("secure.example.", "127.0.0.22", "");
+        let secure = secure_key.sign_with(zsk.as_ref(), &secure_zone);
+        let bogus = bogus_key.sign(&leaf_zone("bogus.example.", "127.0.0.23", ""));
+        Self::start(secure, bogus, DnssecMode::Validate, Some(anchors))
+    }
+
+    fn start(secure: String, bogus: String, dnssec: DnssecMode, anchor: Option<String>) -> Tree {
+        let plain = format!(
+            "{}\n{HOPS_ZONE}",
+            leaf_zone("plain.example.", "127.0.0.24", PLAIN_EXTRA)
+        );
+        let servers = vec![
+            Authority::start_at(TREE_ROOT.into(), TREE_ROOT_ZONE),
+            Authority::start_at(TREE_TLD.into(), TREE_TLD_ZONE),
+            Authority::start_at(TREE_SECURE.into(), &secure),
+            Authority::start_at(TREE_BOGUS.into(), &bogus),
+            Authority::start_at(TREE_PLAIN.into(), &plain),
+        ];
+        let mut settings = test_settings(&[]);
+        settings.recursion = Some(RecursorSettings {
+            root_hints: vec![std::net::IpAddr::from(TREE_ROOT)],
+            dnssec,
+            trust_anchor: anchor.clone(),
+            deny_servers: Vec::new(),
+            nameserver_ports: servers
+                .iter()
+                .map(|s| (s.addr().ip(), s.addr().port()))
+                .collect(),
+            threads: 1,
+            ..RecursorSettings::default()
+        });
+        settings.limits.recursion_attempt_timeout = Duration::from_millis(500);
+        settings.limits.recursion_timeout = Duration::from_millis(2500);
+        Tree {
+            servers,
+            anchors: anchor,
+            picket: start_picket_with(settings),
+        }
+    }
+
+    async fn ask(&self, name: &str, rtype: RecordType) -> Message {
+        query_with(&self.picket, QueryBuilder::new(name, rtype).dnssec_ok(true)).await
+    }
+}
+
+/// The answer section as `owner type data` lines, in order.
+fn answer_lines(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter(|r| r.record_type() != RecordType::RRSIG)
+        .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trust_anchors_are_islands_a_stale_one_fails_only_its_zone() {
+    let tree = Tree::islands();
+
+    // Under no anchor: insecure, answered, no AD.
+    let plain = tree.ask("www.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&plain), ResponseCode::NoError, "{plain:?}");
+    assert_eq!(a_records(&plain), [std::net::Ipv4Addr::new(192, 0, 2, 24)]);
+    assert!(!plain.metadata.authentic_data, "insecure: no AD");
+
+    // Under the matching anchor: secure, AD and the RRSIG for a DO client.
+    let secure = tree.ask("www.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{:?}", ede(&secure));
+    assert_eq!(a_records(&secure), [std::net::Ipv4Addr::new(192, 0, 2, 22)]);
+    assert!(secure.metadata.authentic_data, "secure: AD {secure:?}");
+    assert!(has_rrsig(&secure), "RRSIG with DO: {secure:?}");
+
+    // Under the stale anchor: bogus, SERVFAIL with EDE 9 (DNSKEY Missing)
+    // or 6 (DNSSEC Bogus).
+    let bogus = tree.ask("www.bogus.example", RecordType::A).await;
+    assert_eq!(rcode(&bogus), ResponseCode::ServFail, "{bogus:?}");
+    let code = ede(&bogus).map(|e| e.0);
+    assert!(matches!(code, Some(6 | 9)), "EDE 6 or 9: {:?}", ede(&bogus));
+
+    // And nothing else is affected afterwards (new names: not from cache).
+    let plain2 = tree.ask("www2.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&plain2), ResponseCode::NoError, "{plain2:?}");
+    assert!(!plain2.metadata.authentic_data);
+    let secure2 = tree.ask("www2.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&secure2), ResponseCode::NoError, "{secure2:?}");
+    assert!(secure2.metadata.authentic_data, "{secure2:?}");
+    // A DO=0 client gets the data without RRSIGs or AD.
+    let quiet = query_udp(tree.picket.addr, "www.secure.example", RecordType::A).await;
+    assert_eq!(a_records(&quiet).len(), 1);
+    assert!(!has_rrsig(&quiet) && !quiet.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn denials_of_existence_in_an_island_are_secure() {
+    let tree = Tree::islands();
+    let nx = tree.ask("nope.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{:?}", ede(&nx));
+    assert!(nx.metadata.authentic_data, "validated NXDOMAIN: {nx:?}");
+    assert_eq!(
+        soa_in_authority(&nx).unwrap().name.to_ascii(),
+        "secure.example."
+    );
+    let proof = nx
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::NSEC);
+    assert!(proof, "NSEC proofs for a DO client: {nx:?}");
+    let nodata = tree.ask("www.secure.example", RecordType::MX).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{:?}", ede(&nodata));
+    assert!(nodata.answers.is_empty());
+    assert!(
+        nodata.metadata.authentic_data,
+        "validated NODATA: {nodata:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_anchor_for_a_zone_that_went_unsigned_fails_only_that_zone() {
+    // hops.example has no DNSKEY at all, yet a DS anchor names it.
+    let anchor = ZoneKey::generate("hops.example.").ds_line();
+    let tree = Tree::start(
+        leaf_zone("secure.example.", "127.0.0.22", ""),
+        leaf_zone("bogus.example.", "127.0.0.23", ""),
+        DnssecMode::Validate,
+        Some(anchor),
+    );
+    let hops = tree.ask("empty.hops.example", RecordType::TXT).await;
+    assert_eq!(rcode(&hops), ResponseCode::ServFail, "{hops:?}");
+    assert_eq!(
+        ede(&hops).map(|e| e.0),
+        Some(9),
+        "DNSKEY Missing: {:?}",
+        ede(&hops)
+    );
+    let plain = tree.ask("www.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&plain), ResponseCode::NoError, "{:?}", ede(&plain));
+    assert!(!plain.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_island_signed_with_a_ksk_and_a_zsk_validates() {
+    // Only the KSK has a DS (the anchor); the data is signed by the ZSK,
+    // which priming trusts because the KSK signs the DNSKEY RRset.
+    let tree = Tree::islands_with(Some(ZoneKey::generate_zsk("secure.example.")));
+    let secure = tree.ask("www.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{:?}", ede(&secure));
+    assert!(secure.metadata.authentic_data, "{secure:?}");
+    assert!(has_rrsig(&secure));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_from_an_insecure_zone_into_an_island_is_insecure() {
+    let tree = Tree::islands();
+    let answer = tree.ask("to-secure.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{:?}", ede(&answer));
+    assert_eq!(
+        answer_lines(&answer),
+        [
+            "to-secure.plain.example. CNAME www2.secure.example.",
+            "www2.secure.example. A 192.0.2.22",
+        ]
+    );
+    assert!(!answer.metadata.authentic_data, "the CNAME is insecure");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cname_chain_across_zones_comes_back_in_chain_order() {
+    let tree = Tree::unsigned();
+    let answer = tree.ask("chain1.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(
+        answer_lines(&answer),
+        [
+            "chain1.plain.example. CNAME chain2.plain.example.",
+            "chain2.plain.example. CNAME hop1.hops.example.",
+            "hop1.hops.example. CNAME hop3.hops.example.",
+            "hop3.hops.example. CNAME final.plain.example.",
+            "final.plain.example. A 192.0.2.99",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cname_chain_into_nodata_or_nxdomain_keeps_the_cnames_and_the_soa() {
+    let tree = Tree::unsigned();
+    let nodata = tree.ask("nodata.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{nodata:?}");
+    assert_eq!(
+        answer_lines(&nodata),
+        ["nodata.plain.example. CNAME empty.hops.example."]
+    );
+    let soa = soa_in_authority(&nodata).expect("the final zone's SOA");
+    assert_eq!(soa.name.to_ascii(), "hops.example.");
+
+    // RFC 6604: after a CNAME, the rcode is the last name's.
+    let nx = tree.ask("nx.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert_eq!(
+        answer_lines(&nx),
+        ["nx.plain.example. CNAME gone.hops.example."]
+    );
+    assert_eq!(
+        soa_in_authority(&nx).unwrap().name.to_ascii(),
+        "hops.example."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cname_loops_are_servfail_in_recursive_mode() {
+    let tree = Tree::unsigned();
+    for name in ["loop-a.plain.example", "self.plain.example"] {
+        let answer = tree.ask(name, RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::ServFail, "{name}: {answer:?}");
+        assert!(answer.answers.is_empty(), "{name}: {answer:?}");
+        // Not "No Reachable Authority": every authority answered.
+        assert_eq!(ede(&answer), None, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cname_loops_are_servfail_in_forward_mode() {
+    let upstream = Authority::start(&format!(
+        "{}\n{HOPS_ZONE}",
+        leaf_zone("plain.example.", "127.0.0.24", PLAIN_EXTRA)
+    ));
+    let picket = start_picket(&[upstream.addr()]);
+    for name in ["loop-a.plain.example", "self.plain.example"] {
+        let answer = query_udp(picket.addr, name, RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::ServFail, "{name}: {answer:?}");
+        assert!(answer.answers.is_empty(), "{name}: {answer:?}");
+        assert_eq!(ede(&answer), None, "{name}");
+    }
+    // A chain that ends is still answered.
+    let chain = query_udp(picket.addr, "chain1.plain.example", RecordType::A).await;
+    assert_eq!(a_records(&chain), [std::net::Ipv4Addr::new(192, 0, 2, 99)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_recursive_queries_log_nothing_per_query() {
+    let servers = [
+        Authority::start_at(TREE_ROOT.into(), TREE_ROOT_ZONE),
+        Authority::start_at(TREE_TLD.into(), TREE_TLD_ZONE),
+        Authority::start_at(
+            TREE_PLAIN.into(),
+            &format!(
+                "{}\n{HOPS_ZONE}",
+                leaf_zone("plain.example.", "127.0.0.24", PLAIN_EXTRA)
+            ),
+        ),
+    ];
+    let dir = TempDir::new("quiet");
+    std::fs::write(dir.0.join("hints"), "a.root.tree. 3600 IN A 127.0.0.20\n").unwrap();
+    let mut args: Vec<String> = [
+        "--recursive",
+        "--dnssec",
+        "off",
+        "--allow-private-nameservers",
+        "--no-policy",
+        "--threads",
+        "1",
+        "--root-hints",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(dir.0.join("hints").display().to_string());
+    for server in &servers {
+        args.push("--nameserver-port".into());
+        args.push(format!("{}={}", server.addr().ip(), server.addr().port()));
+    }
+    let stderr = dir.0.join("stderr");
+    let picket = PicketProcess::start(&args, &stderr);
+    wait_until_answering(picket.addr).await;
+    for i in 0..20 {
+        let nx = query_udp(picket.addr, &format!("n{i}.plain.example"), RecordType::A).await;
+        assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+        let nodata = query_udp(picket.addr, &format!("n{i}.hops.example"), RecordType::A).await;
+        assert_eq!(rcode(&nodata), ResponseCode::NXDomain);
+        let nodata = query_udp(picket.addr, "www.plain.example", RecordType::MX).await;
+        assert_eq!(rcode(&nodata), ResponseCode::NoError);
+    }
+    drop(picket);
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        log.contains("starting picket"),
+        "the log is captured: {log}"
+    );
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(warnings.is_empty(), "per-query log lines: {warnings:#?}");
+}
+
+/// The picket binary on a free loopback port, stderr to a file, default
+/// log level (RUST_LOG unset); killed on drop.
+struct PicketProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl PicketProcess {
+    fn start(args: &[String], stderr: &std::path::Path) -> Self {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_picket"))
+            .args(["serve", "--listen", &addr.to_string()])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .spawn()
+            .expect("picket starts");
+        Self { child, addr }
+    }
+}
+
+impl Drop for PicketProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_until_answering(addr: SocketAddr) {
+    for _ in 0..100 {
+        let q = QueryBuilder::new("health.invalid", RecordType::A).to_bytes();
+        if send_udp_raw(addr, &q).await.is_some() {
+            return;
+        }
+        // A closed port fails at once (ICMP): give the process time to bind.
+        real_sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing started answering on {addr}");
+}
+
+/// Unbound on the same tree, each zone a stub on its server's port.
+struct Unbound {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Unbound {
+    fn start(tree: &Tree) -> Unbound {
+        let dir = TempDir::new("unbound");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let anchors = dir.0.join("anchors");
+        std::fs::write(&anchors, tree.anchors.clone().unwrap_or_default()).unwrap();
+        let at = |i: usize| {
+            let a: SocketAddr = tree.servers[i].addr();
+            format!("{}@{}", a.ip(), a.port())
+        };
+        let stubs = [
+            (".", 0),
+            ("example.", 1),
+            ("secure.example.", 2),
+            ("bogus.example.", 3),
+            ("plain.example.", 4),
+            ("hops.example.", 4),
+        ]
+        .map(|(zone, i)| format!("stub-zone:\n  name: \"{zone}\"\n  stub-addr: {}\n", at(i)))
+        .concat();
+        let config = format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
+             chroot: \"\"\n  username: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n  \
+             use-syslog: no\n  do-not-query-localhost: no\n  do-ip6: no\n  \
+             module-config: \"validator iterator\"\n  trust-anchor-file: \"{anchors}\"\n  \
+             verbosity: 0\n{stubs}",
+            dir = dir.0.display(),
+            anchors = anchors.display(),
+        );
+        let conf = dir.0.join("unbound.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = std::process::Command::new("/usr/sbin/unbound")
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .spawn()
+            .expect("/usr/sbin/unbound (Debian package unbound)");
+        Unbound {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
+async fn unbound_and_picket_agree_on_the_tree() {
+    let tree = Tree::islands();
+    let unbound = Unbound::start(&tree);
+    wait_until_answering(unbound.addr).await;
+    let names = [
+        "www.plain.example",
+        "www.secure.example",
+        "nope.secure.example",
+        "www.bogus.example",
+        "to-secure.plain.example",
+        "chain1.plain.example",
+        "nodata.plain.example",
+        "nx.plain.example",
+        "loop-a.plain.example",
+        "self.plain.example",
+    ];
+    for name in names {
+        let query = QueryBuilder::new(name, RecordType::A)
+            .dnssec_ok(true)
+            .build();
+        let ours = send_udp(tree.picket.addr, &query)
+            .await
+            .expect("Picket answers");
+        let theirs = send_udp(unbound.addr, &query)
+            .await
+            .expect("Unbound answers");
+        let view = |m: &Message| (rcode(m), m.metadata.authentic_data, answer_lines(m));
+        assert_eq!(view(&ours), view(&theirs), "{name}: Picket, then Unbound");
+    }
 }

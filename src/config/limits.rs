@@ -108,10 +108,16 @@ pub struct Limits {
     /// (KeyTrap's colliding key tags). hickory keeps 2 per tag when it uses
     /// keys but none when it validates the DNSKEY RRset itself.
     pub recursion_max_keys_per_tag: usize,
-    /// Recursive mode: entries in hickory's own response cache. It holds the
-    /// delegations, nameserver addresses, DNSKEY/DS sets and intermediate
-    /// answers the iteration needs; final answers live in Picket's cache.
-    /// Smaller means more upstream queries per miss (see the README note).
+    /// Recursive mode: entries in each of hickory's own caches: the response
+    /// cache of every recursor (delegation queries, nameserver addresses,
+    /// DNSKEY/DS sets, intermediate answers) and, per validating recursor,
+    /// its validated-answer and validation caches. They count entries, not
+    /// bytes, and sit outside `--cache-size`: a report of 735 MB RSS with a
+    /// 256 MiB budget and 16,384 entries each (3 message caches) puts an
+    /// entry at ~10 KB under load, so 2,048 bounds them at ~20 MB per cache:
+    /// ~60 MB with validation (plain + root validator), ~40 MB more per
+    /// further trust-anchor zone. Final answers live in Picket's cache, so a
+    /// smaller bound costs only repeated delegation and key queries.
     pub recursion_infra_cache_entries: u64,
     /// Open DoH connections, all workers together; at the cap the least
     /// productive is shed, as for TCP. Same default as `tcp_max_connections`
@@ -140,6 +146,10 @@ pub struct Limits {
     /// `tcp_idle_timeout`, or `tcp_idle_timeout_pressure` near the cap).
     pub doh_body_timeout: Duration,
 }
+
+/// Recursive mode: nameserver pools (one per zone cut) and connections
+/// hickory's recursor keeps per recursor (its `ns_cache_size`; its default).
+pub const RECURSION_NS_POOLS: usize = 1_024;
 
 /// Glueless nameserver names hickory's recursor chases per delegation (its
 /// `MAX_GLUELESS_FOLLOW`, not configurable): a referral to 100 address-less
@@ -187,7 +197,7 @@ impl Default for Limits {
             recursion_server_timeouts: 2,
             recursion_max_rrsigs_per_rrset: 8,
             recursion_max_keys_per_tag: 2,
-            recursion_infra_cache_entries: 16_384,
+            recursion_infra_cache_entries: 2_048,
             doh_max_connections: 1024,
             dot_max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(5),

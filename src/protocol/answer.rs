@@ -32,6 +32,10 @@ pub enum AnswerError {
     NotAResponse,
     #[error("response is for another question")]
     WrongQuestion,
+    /// The answer's CNAME chain comes back to a name it already passed, so it
+    /// can never end in data. The text spells the chain out.
+    #[error("CNAME loop: {0}")]
+    CnameLoop(String),
 }
 
 impl From<WireError> for AnswerError {
@@ -88,6 +92,9 @@ impl Answer {
         // no OPT or TSIG (hop-by-hop, RFC 6891 §6.1.1: never cached).
         let mut message = hickory_proto::op::Message::from_vec(bytes)
             .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
+        if let Some(chain) = cname_loop(&message) {
+            return Err(AnswerError::CnameLoop(chain));
+        }
         let ede = message.edns.as_ref().and_then(upstream_ede);
         let extended_rcode = u16::from(message.metadata.response_code) > 0xf;
         if extended_rcode {
@@ -224,6 +231,34 @@ fn question_matches(
     name.eq_ignore_ascii_case(name_wire)
         && wire::u16_at(bytes, end).ok() == Some(qtype)
         && wire::u16_at(bytes, end + 2).ok() == Some(qclass)
+}
+
+/// The CNAME chain from the question's name, spelled `a. → b. → a.`, when
+/// it comes back to a name it already passed (`a → b → a`, `a → a`): such an
+/// answer can never end in data, and Unbound and Knot answer SERVFAIL. CNAME
+/// and ANY questions are answered by the first record, so they never loop.
+fn cname_loop(message: &hickory_proto::op::Message) -> Option<String> {
+    use hickory_proto::rr::{RData, RecordType};
+    let question = message.queries.first()?;
+    if matches!(question.query_type(), RecordType::CNAME | RecordType::ANY) {
+        return None;
+    }
+    let mut chain = vec![question.name().clone()];
+    loop {
+        let current = chain.last()?;
+        let target = message.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if r.name == *current => Some(target.0.clone()),
+            _ => None,
+        })?;
+        // Each step adds a name not seen before, so this ends within the
+        // answer's record count.
+        let looped = chain.contains(&target);
+        chain.push(target);
+        if looped {
+            let names: Vec<String> = chain.iter().map(ToString::to_string).collect();
+            return Some(names.join(" → "));
+        }
+    }
 }
 
 /// What one pass over the records learns.

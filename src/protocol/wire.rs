@@ -79,6 +79,7 @@ pub mod edns_option {
 pub mod ede {
     pub const STALE_ANSWER: u16 = 3;
     pub const DNSSEC_BOGUS: u16 = 6;
+    pub const DNSKEY_MISSING: u16 = 9;
     pub const BLOCKED: u16 = 15;
     pub const FILTERED: u16 = 17;
     pub const PROHIBITED: u16 = 18;

@@ -49,16 +49,29 @@ pub enum UpstreamError {
     /// DNSSEC validation failed (RFC 4035 §5.5: SERVFAIL).
     #[error("DNSSEC validation failed: {0}")]
     Bogus(String),
+    /// A trust anchor's zone has no DNSKEY matching the anchor (RFC 4035
+    /// §5: its data is bogus; a stale anchor, or a key rollover gone wrong).
+    #[error("DNSSEC validation failed: {0}")]
+    DnskeyMissing(String),
+    /// The answer cannot be used as it stands, e.g. a CNAME loop.
+    #[error("unusable answer: {0}")]
+    Unusable(String),
 }
 
 impl UpstreamError {
-    /// The Extended DNS Error (RFC 8914) a client is told.
-    pub fn ede(&self) -> u16 {
+    /// The Extended DNS Error (RFC 8914) a client is told, if one fits.
+    /// A CNAME loop has none: RFC 8914 names no code for it, and Unbound and
+    /// Knot send a bare SERVFAIL.
+    pub fn ede(&self) -> Option<u16> {
         match self {
-            Self::Timeout | Self::NoServers | Self::Resolution(_) => ede::NO_REACHABLE_AUTHORITY,
-            Self::Network(_) | Self::Malformed => ede::NETWORK_ERROR,
-            Self::Overloaded => ede::NOT_READY,
-            Self::Bogus(_) => ede::DNSSEC_BOGUS,
+            Self::Timeout | Self::NoServers | Self::Resolution(_) => {
+                Some(ede::NO_REACHABLE_AUTHORITY)
+            }
+            Self::Network(_) | Self::Malformed => Some(ede::NETWORK_ERROR),
+            Self::Overloaded => Some(ede::NOT_READY),
+            Self::Bogus(_) => Some(ede::DNSSEC_BOGUS),
+            Self::DnskeyMissing(_) => Some(ede::DNSKEY_MISSING),
+            Self::Unusable(_) => None,
         }
     }
 
@@ -71,7 +84,8 @@ impl UpstreamError {
             Self::NoServers => "no_servers",
             Self::Overloaded => "overloaded",
             Self::Resolution(_) => "resolution",
-            Self::Bogus(_) => "bogus",
+            Self::Bogus(_) | Self::DnskeyMissing(_) => "bogus",
+            Self::Unusable(_) => "unusable",
         }
     }
 }

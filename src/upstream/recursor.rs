@@ -20,8 +20,16 @@
 //! - **Isolation.** Recursion runs on its own runtime, so a slow validation
 //!   never stalls a listener thread that is serving cached answers.
 //! - **CD=1** goes to a second, non-validating recursor: data unvalidated.
+//! - **Trust anchors per zone.** Each name is validated by a recursor that
+//!   trusts its closest enclosing anchor only ([`Anchor`]): islands of
+//!   security work, names under no anchor are insecure, and a stale anchor
+//!   fails its own zone only.
+//! - **CNAME chains in order.** [`Assembled`] puts the answer together
+//!   from the question down the chain, keeping the CNAMEs of a chain that
+//!   ends in NODATA or NXDOMAIN (hickory returns those as bare errors), and
+//!   turning loops into SERVFAIL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::Path;
@@ -31,12 +39,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, BoxStream, StreamExt};
-use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY, DS};
-use hickory_proto::dnssec::{Algorithm, DigestType, Proof, PublicKeyBuf, TrustAnchors};
+use hickory_proto::dnssec::rdata::{DNSSECRData, SigInput, DNSKEY, DS};
+use hickory_proto::dnssec::{Algorithm, DigestType, Proof, PublicKeyBuf, TrustAnchors, Verifier};
 use hickory_proto::op::{
     DnsRequest, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
 };
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
 use hickory_proto::serialize::txt::Parser;
 use hickory_resolver::config::ConnectionConfig;
@@ -48,9 +56,9 @@ use hickory_resolver::recursor::{
 };
 use hickory_resolver::{ConnectionProvider, PoolContext};
 use ipnet::IpNet;
-use tokio::sync::OnceCell;
 
 use super::{UpstreamError, UpstreamQuery};
+use crate::config::limits::RECURSION_NS_POOLS;
 use crate::config::Limits;
 
 /// The IANA root hints (named.root format), used unless `--root-hints` is given.
@@ -68,7 +76,7 @@ pub enum DnssecMode {
 /// How recursion runs.
 #[derive(Debug, Clone)]
 pub struct RecursorSettings {
-    /// Addresses of the root servers (port 53 is fixed by hickory).
+    /// Addresses of the root servers (port 53, unless `nameserver_ports` says otherwise).
     pub root_hints: Vec<IpAddr>,
     /// Validation on or off.
     pub dnssec: DnssecMode,
@@ -82,6 +90,10 @@ pub struct RecursorSettings {
     pub deny_servers: Vec<IpNet>,
     /// Threads of the recursion runtime.
     pub threads: usize,
+    /// Labs and tests: queries to these nameserver addresses go to this port
+    /// instead of 53 (hickory's recursor only speaks to port 53, which a
+    /// fake hierarchy on loopback cannot bind without root).
+    pub nameserver_ports: HashMap<IpAddr, u16>,
 }
 
 impl Default for RecursorSettings {
@@ -93,6 +105,7 @@ impl Default for RecursorSettings {
             case_randomization: false,
             deny_servers: RecursorOptions::default().deny_server,
             threads: 1,
+            nameserver_ports: HashMap::new(),
         }
     }
 }
@@ -223,19 +236,87 @@ pub struct Recursive {
 }
 
 struct Inner {
-    /// Validating recursor, built on first use (DS anchors need priming).
-    validating: OnceCell<Recursor<Guarded>>,
     /// Non-validating recursor (DNSSEC records requested): `--dnssec off`,
-    /// CD=1 queries and trust-anchor priming.
-    plain: Recursor<Guarded>,
+    /// CD=1 queries, names under no trust anchor, and trust-anchor priming.
+    plain: Arc<Recursor<Guarded>>,
+    /// The trust anchors in validate mode, one per zone (none with
+    /// `--dnssec off`), each with its own validating recursor.
+    anchors: Vec<Anchor>,
     dnssec: DnssecMode,
-    anchors: AnchorFile,
     options: RecursorOptions,
     provider: Guarded,
     roots: Vec<IpAddr>,
     failures: Mutex<HashMap<FailKey, Failure>>,
     limits: Limits,
     stats: Arc<RecursorStats>,
+}
+
+/// One trust anchor's zone and the validating recursor that trusts it.
+///
+/// Why one recursor per anchor: hickory's validator (`DnssecDnsHandle`)
+/// only knows chains of trust from the root down. When the root is not an
+/// anchor, a name outside every anchored zone is walked up to the root in
+/// search of DS records and judged bogus, not insecure; and a DNSKEY RRset
+/// that is not all anchors is checked against the parent's DS records, which
+/// an island of security under an unsigned parent does not have. So each
+/// name is validated by a recursor that trusts only its closest enclosing
+/// anchor (as Unbound does, RFC 4035 §4.3), primed with the whole DNSKEY
+/// RRset the anchor signs; names under no anchor are resolved without
+/// validation (insecure: answered, no AD). An anchor that cannot be primed
+/// fails its own zone only (SERVFAIL), never the others (RFC 4033 §3).
+struct Anchor {
+    zone: Name,
+    /// The built-in root KSKs (no `--trust-anchor` given).
+    builtin: bool,
+    dnskeys: Vec<DNSKEY>,
+    ds: Vec<DS>,
+    state: tokio::sync::Mutex<AnchorState>,
+}
+
+enum AnchorState {
+    Unprimed,
+    Ready(Arc<Recursor<Guarded>>),
+    /// Priming failed; tried again after `until`, backing off like the
+    /// failure cache.
+    Failed {
+        error: UpstreamError,
+        until: Instant,
+        strikes: u32,
+    },
+}
+
+impl Anchor {
+    fn new(zone: Name, builtin: bool, dnskeys: Vec<DNSKEY>, ds: Vec<DS>) -> Self {
+        Self {
+            zone,
+            builtin,
+            dnskeys,
+            ds,
+            state: tokio::sync::Mutex::new(AnchorState::Unprimed),
+        }
+    }
+
+    /// One anchor per zone of the file; the built-in root KSKs without one.
+    fn all(file: Option<&AnchorFile>) -> Vec<Anchor> {
+        let Some(file) = file else {
+            return vec![Anchor::new(Name::root(), true, Vec::new(), Vec::new())];
+        };
+        let mut zones: Vec<Name> = file.dnskeys.iter().map(|(n, _)| n.clone()).collect();
+        zones.extend(file.ds.iter().map(|(n, _)| n.clone()));
+        zones.sort();
+        zones.dedup();
+        zones
+            .into_iter()
+            .map(|zone| {
+                let of_zone = |n: &Name| *n == zone;
+                let dnskeys = file.dnskeys.iter().filter(|(n, _)| of_zone(n));
+                let ds = file.ds.iter().filter(|(n, _)| of_zone(n));
+                let dnskeys = dnskeys.map(|(_, k)| k.clone()).collect();
+                let ds = ds.map(|(_, d)| d.clone()).collect();
+                Anchor::new(zone.clone(), false, dnskeys, ds)
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -262,9 +343,13 @@ impl Recursive {
         if settings.root_hints.is_empty() {
             return Err("no root hints".into());
         }
-        let anchors = match &settings.trust_anchor {
-            Some(text) => parse_trust_anchors(text)?,
-            None => AnchorFile::default(),
+        let file = match &settings.trust_anchor {
+            Some(text) => Some(parse_trust_anchors(text)?),
+            None => None,
+        };
+        let anchors = match settings.dnssec {
+            DnssecMode::Validate => Anchor::all(file.as_ref()),
+            DnssecMode::Off => Vec::new(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.threads.max(1))
@@ -277,6 +362,7 @@ impl Recursive {
             inner: TokioRuntimeProvider::default(),
             state: Arc::new(GuardState {
                 servers: Mutex::new(HashMap::new()),
+                ports: settings.nameserver_ports.clone(),
                 attempt_timeout: limits.recursion_attempt_timeout,
                 timeouts_before_holddown: limits.recursion_server_timeouts.max(1),
                 holddown_max: limits.recursion_failure_ttl_max,
@@ -286,7 +372,7 @@ impl Recursive {
             }),
         };
         let options = RecursorOptions {
-            ns_cache_size: 1_024,
+            ns_cache_size: RECURSION_NS_POOLS,
             response_cache_size: limits.recursion_infra_cache_entries,
             recursion_limit: limits.recursion_max_depth,
             ns_recursion_limit: limits.recursion_max_depth,
@@ -308,10 +394,9 @@ impl Recursive {
         Ok(Self {
             runtime: Some(runtime),
             inner: Arc::new(Inner {
-                validating: OnceCell::new(),
-                plain,
-                dnssec: settings.dnssec,
+                plain: Arc::new(plain),
                 anchors,
+                dnssec: settings.dnssec,
                 options,
                 provider,
                 roots: settings.root_hints.clone(),
@@ -383,17 +468,8 @@ struct Question {
 impl Inner {
     async fn resolve(&self, q: Question) -> Result<Vec<u8>, UpstreamError> {
         let validate = self.dnssec == DnssecMode::Validate && !q.cd;
-        let recursor = if validate {
-            self.validating().await?
-        } else {
-            &self.plain
-        };
         let budget = Arc::new(Budget::new(self.limits.recursion_max_queries));
-        let query = Query::query(q.name.clone(), q.qtype);
-        let work = BUDGET.scope(
-            Arc::clone(&budget),
-            recursor.resolve(query, Instant::now(), q.dnssec_ok),
-        );
+        let work = BUDGET.scope(Arc::clone(&budget), self.assemble(&q, validate));
         let outcome = tokio::time::timeout(self.limits.recursion_timeout, work).await;
         if budget.exceeded.load(Ordering::Relaxed) {
             self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
@@ -402,79 +478,223 @@ impl Inner {
                 self.limits.recursion_max_queries
             )));
         }
-        let reply = match outcome {
-            Err(_) => return Err(UpstreamError::Timeout),
-            Ok(Ok(message)) => Reply::from_message(message),
-            Ok(Err(error)) => Reply::from_error(error)?,
-        };
-        reply.into_wire(&q, validate, &self.limits)
+        let assembled = outcome.map_err(|_| UpstreamError::Timeout)??;
+        assembled.into_wire(&q, validate)
     }
 
-    /// The validating recursor, built on first use: DS trust anchors are
-    /// turned into the DNSKEYs they match by asking for them (priming).
-    async fn validating(&self) -> Result<&Recursor<Guarded>, UpstreamError> {
-        self.validating
-            .get_or_try_init(|| async {
-                let mut anchors = if self.anchors.dnskeys.is_empty() && self.anchors.ds.is_empty() {
-                    TrustAnchors::default()
-                } else {
-                    TrustAnchors::empty()
-                };
-                for (name, key) in &self.anchors.dnskeys {
-                    anchors.insert_with_name(key.public_key(), LowerName::from(name));
-                }
-                self.prime_ds_anchors(&mut anchors).await?;
-                let mut config = DnssecConfig::default();
-                config.trust_anchor = Some(Arc::new(anchors));
-                config.validation_cache_size =
-                    Some(self.limits.recursion_infra_cache_entries as usize);
-                Recursor::new(
-                    &self.roots,
-                    DnssecPolicy::ValidateWithStaticKey(config),
-                    None,
-                    self.options.clone(),
-                    self.provider.clone(),
-                )
-                .map_err(|e| UpstreamError::Resolution(format!("cannot build the validator: {e}")))
-            })
-            .await
-    }
-
-    async fn prime_ds_anchors(&self, anchors: &mut TrustAnchors) -> Result<(), UpstreamError> {
-        let mut zones: Vec<&Name> = self.anchors.ds.iter().map(|(n, _)| n).collect();
-        zones.dedup();
-        for zone in zones {
-            let query = Query::query(zone.clone(), RecordType::DNSKEY);
-            let budget = Arc::new(Budget::new(self.limits.recursion_max_queries));
-            let work = BUDGET.scope(budget, self.plain.resolve(query, Instant::now(), true));
-            let message = tokio::time::timeout(self.limits.recursion_timeout, work)
-                .await
-                .map_err(|_| UpstreamError::Timeout)?
-                .map_err(|e| {
-                    UpstreamError::Resolution(format!("trust anchor priming for {zone}: {e}"))
-                })?;
-            let mut found = false;
-            for record in &message.answers {
-                let RData::DNSSEC(DNSSECRData::DNSKEY(key)) = &record.data else {
-                    continue;
-                };
-                let matches = self
-                    .anchors
-                    .ds
-                    .iter()
-                    .any(|(n, ds)| n == zone && ds.covers(zone, key).unwrap_or(false));
-                if matches {
-                    anchors.insert_with_name(key.public_key(), LowerName::from(zone));
-                    found = true;
-                }
-            }
-            if !found {
-                return Err(UpstreamError::Bogus(format!(
-                    "no DNSKEY of {zone} matches the DS trust anchor"
-                )));
+    /// Follows the question's CNAME chain to its end. Each stretch is
+    /// resolved by the recursor of its first name's closest trust anchor
+    /// (see [`Anchor`]); its links are kept while their targets stay under
+    /// that anchor, and the chain is resolved again from the first target
+    /// under another anchor (or none). So a chain that leaves a signed zone
+    /// for an unsigned one, or enters an island, is judged by each name's
+    /// own anchor, and AD needs every stretch secure. Left out: DNAME
+    /// (hickory synthesises no CNAME from it), and a chain whose first link
+    /// cannot be fetched on its own after hickory failed further down: then
+    /// the first name's failure or negative answer is returned.
+    async fn assemble(&self, q: &Question, validate: bool) -> Result<Assembled, UpstreamError> {
+        let mut assembled = Assembled::new(&q.name);
+        loop {
+            let name = assembled.last_name().clone();
+            let anchor = validate.then(|| self.closest_anchor(&name)).flatten();
+            let recursor = match anchor {
+                Some(anchor) => self.validator(anchor).await?,
+                None => Arc::clone(&self.plain),
+            };
+            let stretch = self.stretch(&recursor, &name, q).await?;
+            let zone = anchor.map(|a| &a.zone);
+            let stays = |target: &Name| !validate || self.anchor_zone(target) == zone;
+            if assembled.extend(stretch, zone.is_some(), stays, &self.limits)? {
+                return Ok(assembled);
             }
         }
-        Ok(())
+    }
+
+    /// The anchor whose zone is the closest enclosing one of `name`.
+    fn closest_anchor(&self, name: &Name) -> Option<&Anchor> {
+        self.anchors
+            .iter()
+            .filter(|a| a.zone.zone_of(name))
+            .max_by_key(|a| a.zone.num_labels())
+    }
+
+    fn anchor_zone(&self, name: &Name) -> Option<&Name> {
+        self.closest_anchor(name).map(|a| &a.zone)
+    }
+
+    /// What `recursor` says about `name`: the CNAME links it followed and
+    /// how the chain ended. A negative or bogus ending reached through a
+    /// CNAME comes back from hickory without the chain, so then the first
+    /// link is asked for on its own and the rest resolved from its target.
+    async fn stretch(
+        &self,
+        recursor: &Recursor<Guarded>,
+        name: &Name,
+        q: &Question,
+    ) -> Result<Stretch, UpstreamError> {
+        let query = Query::query(name.clone(), q.qtype);
+        let error = match recursor.resolve(query, Instant::now(), q.dnssec_ok).await {
+            Ok(message) => return Stretch::from_reply(Reply::from_message(message), name, q),
+            Err(error) => error,
+        };
+        let ended = Reply::from_error(error);
+        // A loop across zones makes hickory fail on its depth limit.
+        let chain_possible = matches!(
+            &ended,
+            Ok(_) | Err(UpstreamError::Bogus(_) | UpstreamError::Resolution(_))
+        ) && !matches!(q.qtype, RecordType::CNAME | RecordType::ANY)
+            && BUDGET.try_with(|b| b.may_have_cname(name)).unwrap_or(true);
+        if chain_possible {
+            if let Some(link) = self.probe_cname(recursor, name, q).await {
+                return Ok(Stretch {
+                    links: vec![link],
+                    end: None,
+                });
+            }
+        }
+        Stretch::from_reply(ended?, name, q)
+    }
+
+    /// `name`'s CNAME record, asked for by itself.
+    async fn probe_cname(
+        &self,
+        recursor: &Recursor<Guarded>,
+        name: &Name,
+        q: &Question,
+    ) -> Option<Link> {
+        let query = Query::query(name.clone(), RecordType::CNAME);
+        let message = recursor
+            .resolve(query, Instant::now(), q.dnssec_ok)
+            .await
+            .ok()?;
+        Reply::from_message(message).link_at(name, q.dnssec_ok)
+    }
+
+    /// The validating recursor of `anchor`, primed and built on first use
+    /// and kept; a priming failure is kept too, and retried with backoff.
+    async fn validator(&self, anchor: &Anchor) -> Result<Arc<Recursor<Guarded>>, UpstreamError> {
+        let mut state = anchor.state.lock().await;
+        let strikes = match &*state {
+            AnchorState::Ready(recursor) => return Ok(Arc::clone(recursor)),
+            AnchorState::Failed { error, until, .. } if Instant::now() < *until => {
+                return Err(error.clone())
+            }
+            AnchorState::Failed { strikes, .. } => strikes.saturating_add(1),
+            AnchorState::Unprimed => 0,
+        };
+        match self.build_validator(anchor).await {
+            Ok(recursor) => {
+                let recursor = Arc::new(recursor);
+                *state = AnchorState::Ready(Arc::clone(&recursor));
+                Ok(recursor)
+            }
+            Err(error) => {
+                let retry = failure_ttl(&self.limits, strikes);
+                tracing::warn!(
+                    zone = %anchor.zone,
+                    error = %error,
+                    retry_secs = retry.as_secs(),
+                    "trust anchor not usable: names under it get SERVFAIL until it is; \
+                     check --trust-anchor against the zone's DNSKEY records"
+                );
+                *state = AnchorState::Failed {
+                    error: error.clone(),
+                    until: Instant::now() + retry,
+                    strikes,
+                };
+                Err(error)
+            }
+        }
+    }
+
+    async fn build_validator(&self, anchor: &Anchor) -> Result<Recursor<Guarded>, UpstreamError> {
+        let trusted = if anchor.builtin {
+            TrustAnchors::default()
+        } else {
+            let mut trusted = TrustAnchors::empty();
+            for key in self.prime(anchor).await? {
+                trusted.insert_with_name(key.public_key(), LowerName::from(&anchor.zone));
+            }
+            if trusted.is_empty() {
+                // hickory refuses a set without a root key (its `is_empty`
+                // counts root keys only): an island gets one that matches
+                // no DNSKEY, so nothing but the island's own keys is trusted.
+                trusted.insert(&PublicKeyBuf::new(vec![0; 64], Algorithm::ECDSAP256SHA256));
+            }
+            trusted
+        };
+        let mut config = DnssecConfig::default();
+        config.trust_anchor = Some(Arc::new(trusted));
+        config.validation_cache_size = Some(self.limits.recursion_infra_cache_entries as usize);
+        Recursor::new(
+            &self.roots,
+            DnssecPolicy::ValidateWithStaticKey(config),
+            None,
+            self.options.clone(),
+            self.provider.clone(),
+        )
+        .map_err(|e| {
+            UpstreamError::Resolution(format!(
+                "cannot build the validator for {}: {e}",
+                anchor.zone
+            ))
+        })
+    }
+
+    /// The keys to trust for `anchor`'s zone (priming, RFC 4035 §5): its
+    /// DNSKEYs as given, the zone's DNSKEYs its DS records match, and every
+    /// other key of the zone's DNSKEY RRset when one of those signs it (so
+    /// data signed by a zone-signing key validates in an island too).
+    async fn prime(&self, anchor: &Anchor) -> Result<Vec<DNSKEY>, UpstreamError> {
+        let zone = &anchor.zone;
+        let query = Query::query(zone.clone(), RecordType::DNSKEY);
+        let message = match self.plain.resolve(query, Instant::now(), true).await {
+            Ok(message) => message,
+            // DNSKEY anchors stand on their own; hickory fetches the rest.
+            Err(_) if anchor.ds.is_empty() => return Ok(anchor.dnskeys.clone()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
+                return Err(UpstreamError::DnskeyMissing(format!(
+                    "trust anchor for {zone}: the zone has no DNSKEY records \
+                     (unsigned now? update the --trust-anchor file)"
+                )))
+            }
+            Err(e) if e.is_timeout() => return Err(UpstreamError::Timeout),
+            Err(e) => {
+                return Err(UpstreamError::Resolution(format!(
+                    "trust anchor priming for {zone}: cannot fetch its DNSKEY records: {e}"
+                )))
+            }
+        };
+        let keys: Vec<&Record> = message
+            .answers
+            .iter()
+            .filter(|r| r.name == *zone && r.record_type() == RecordType::DNSKEY)
+            .collect();
+        let mut trusted = anchor.dnskeys.clone();
+        for key in keys.iter().filter_map(|r| as_dnskey(r)) {
+            if anchor
+                .ds
+                .iter()
+                .any(|ds| ds.covers(zone, key).unwrap_or(false))
+            {
+                trusted.push(key.clone());
+            }
+        }
+        if trusted.is_empty() {
+            return Err(UpstreamError::DnskeyMissing(format!(
+                "trust anchor for {zone}: none of its {} DNSKEY records matches the DS anchor \
+                 (a stale anchor? update the --trust-anchor file)",
+                keys.len()
+            )));
+        }
+        if signs_dnskey_rrset(zone, &message.answers, &keys, &trusted) {
+            trusted.extend(keys.iter().filter_map(|r| as_dnskey(r)).cloned());
+        } else if !anchor.ds.is_empty() {
+            return Err(UpstreamError::Bogus(format!(
+                "trust anchor for {zone}: its DNSKEY RRset is not signed by the anchored key"
+            )));
+        }
+        Ok(trusted)
     }
 
     fn cached_failure(&self, key: &FailKey) -> Option<UpstreamError> {
@@ -522,6 +742,52 @@ impl Inner {
     }
 }
 
+fn as_dnskey(record: &Record) -> Option<&DNSKEY> {
+    match &record.data {
+        RData::DNSSEC(DNSSECRData::DNSKEY(key)) => Some(key),
+        _ => None,
+    }
+}
+
+/// Whether a current RRSIG over `zone`'s DNSKEY RRset (`keys`) verifies
+/// with one of `trusted`. At most a few RRSIGs and keys: the response was
+/// scrubbed by [`Guarded`] (KeyTrap).
+fn signs_dnskey_rrset(
+    zone: &Name,
+    answers: &[Record],
+    keys: &[&Record],
+    trusted: &[DNSKEY],
+) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32);
+    let sigs = answers.iter().filter_map(|r| match &r.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(sig))
+            if r.name == *zone && sig.input().type_covered == RecordType::DNSKEY =>
+        {
+            Some(sig)
+        }
+        _ => None,
+    });
+    sigs.filter(|sig| signature_is_current(sig.input(), now))
+        .any(|sig| {
+            trusted.iter().any(|key| {
+                key.calculate_key_tag().ok() == Some(sig.input().key_tag)
+                    && key
+                        .verify_rrsig(zone, DNSClass::IN, sig, keys.iter().copied())
+                        .is_ok()
+            })
+        })
+}
+
+/// RFC 4034 §3.1.5: inception ≤ now ≤ expiration, in serial number
+/// arithmetic (RFC 1982), as the fields wrap in 2106.
+fn signature_is_current(input: &SigInput, now: u32) -> bool {
+    let started = now.wrapping_sub(input.sig_inception.get()) as i32 >= 0;
+    let unexpired = input.sig_expiration.get().wrapping_sub(now) as i32 >= 0;
+    started && unexpired
+}
+
 /// How long a question that failed `strikes` times in a row stays failed:
 /// the base (at least 1 s, RFC 9520), doubled per strike, capped.
 fn failure_ttl(limits: &Limits, strikes: u32) -> Duration {
@@ -530,8 +796,32 @@ fn failure_ttl(limits: &Limits, strikes: u32) -> Duration {
         .min(limits.recursion_failure_ttl_max.max(base))
 }
 
-/// What the recursor said, before it becomes wire bytes.
+/// What the recursor said, before it becomes part of an answer.
 struct Reply {
+    rcode: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+}
+
+/// One CNAME of the chain: the record (and its RRSIGs for DO clients) and
+/// the name it points to.
+struct Link {
+    target: Name,
+    records: Vec<Record>,
+}
+
+/// What one recursor resolution gave: the CNAME links in chain order, and
+/// how the last name ended (`None`: the chain goes on from the last link's
+/// target, to be resolved next).
+struct Stretch {
+    links: Vec<Link>,
+    end: Option<Ending>,
+}
+
+/// The end of the chain: the RRset asked for (positive), or the rcode and
+/// the final zone's SOA, with NSEC proofs for DO clients (RFC 2308, and RFC
+/// 6604: after a CNAME the rcode is the last name's).
+struct Ending {
     rcode: ResponseCode,
     answers: Vec<Record>,
     authorities: Vec<Record>,
@@ -544,6 +834,85 @@ impl Reply {
             answers: message.answers,
             authorities: message.authorities,
         }
+    }
+
+    /// The CNAME owned by `owner`, with its RRSIGs for a DO client.
+    fn link_at(&self, owner: &Name, dnssec_ok: bool) -> Option<Link> {
+        let (record, target) = self.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if r.name == *owner => Some((r, target.0.clone())),
+            _ => None,
+        })?;
+        let mut records = vec![record.clone()];
+        records.extend(self.signatures(owner, RecordType::CNAME, dnssec_ok));
+        Some(Link { target, records })
+    }
+
+    /// RRSIGs over `owner`'s `covered` RRset, none unless the client set DO.
+    fn signatures(&self, owner: &Name, covered: RecordType, dnssec_ok: bool) -> Vec<Record> {
+        if !dnssec_ok {
+            return Vec::new();
+        }
+        self.answers
+            .iter()
+            .filter(|r| r.name == *owner)
+            .filter(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered == covered,
+                _ => false,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// How the chain ends at `owner`: its records of the asked type (each
+    /// once, then their RRSIGs), or a negative answer with the SOA.
+    fn ending_at(&self, owner: &Name, q: &Question) -> Result<Ending, UpstreamError> {
+        let wanted = |t: RecordType| {
+            t == q.qtype || (q.qtype == RecordType::ANY && !t.is_dnssec() && t != RecordType::OPT)
+        };
+        let mut answers: Vec<Record> = Vec::new();
+        for record in self.answers.iter().filter(|r| r.name == *owner) {
+            if wanted(record.record_type()) && !answers.contains(record) {
+                answers.push(record.clone());
+            }
+        }
+        let mut types: Vec<RecordType> = answers.iter().map(Record::record_type).collect();
+        types.dedup();
+        for covered in types {
+            answers.extend(self.signatures(owner, covered, q.dnssec_ok));
+        }
+        let positive = !answers.is_empty();
+        let rcode = match self.rcode {
+            ResponseCode::NXDomain if !positive => ResponseCode::NXDomain,
+            ResponseCode::NoError | ResponseCode::NXDomain => ResponseCode::NoError,
+            other => {
+                return Err(UpstreamError::Resolution(format!(
+                    "the authoritative servers answered {other}"
+                )))
+            }
+        };
+        let authorities = if positive {
+            Vec::new()
+        } else {
+            self.negative_authorities(q.dnssec_ok)
+        };
+        Ok(Ending {
+            rcode,
+            answers,
+            authorities,
+        })
+    }
+
+    /// RFC 2308: the SOA; RFC 4035 §3.1.3: NSEC proofs and RRSIGs for DO.
+    fn negative_authorities(&self, dnssec_ok: bool) -> Vec<Record> {
+        self.authorities
+            .iter()
+            .filter(|r| match r.record_type() {
+                RecordType::SOA => true,
+                RecordType::NSEC | RecordType::NSEC3 | RecordType::RRSIG => dnssec_ok,
+                _ => false,
+            })
+            .cloned()
+            .collect()
     }
 
     /// Negative answers arrive as errors; everything else is a failure.
@@ -619,123 +988,151 @@ impl Reply {
             }
         }
     }
+}
 
-    /// The response to `q`: only records on the question's CNAME chain are
-    /// kept (anything else is discarded), DNSSEC records only for DO clients,
-    /// AD when every kept record was validated secure.
-    fn into_wire(
-        self,
-        q: &Question,
+impl Stretch {
+    /// Walks the CNAME chain in `reply` from `name` (each CNAME's owner is
+    /// the previous target, whatever order the records came in), then takes
+    /// the ending at the last name. A loop stops the walk; [`Assembled`]
+    /// reports it.
+    fn from_reply(reply: Reply, name: &Name, q: &Question) -> Result<Stretch, UpstreamError> {
+        let mut links: Vec<Link> = Vec::new();
+        let mut owner = name.clone();
+        if !matches!(q.qtype, RecordType::CNAME | RecordType::ANY) {
+            while let Some(link) = reply.link_at(&owner, q.dnssec_ok) {
+                let looped = *name == link.target || links.iter().any(|l| l.target == link.target);
+                owner = link.target.clone();
+                links.push(link);
+                if looped {
+                    break;
+                }
+            }
+        }
+        let end = Some(reply.ending_at(&owner, q)?);
+        Ok(Stretch { links, end })
+    }
+}
+
+/// The answer as it is put together, stretch by stretch.
+struct Assembled {
+    /// The names passed, the question's first.
+    chain: Vec<Name>,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    rcode: ResponseCode,
+    /// Every record so far was validated secure.
+    secure: bool,
+}
+
+impl Assembled {
+    fn new(qname: &Name) -> Self {
+        Self {
+            chain: vec![qname.clone()],
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            rcode: ResponseCode::NoError,
+            secure: true,
+        }
+    }
+
+    fn last_name(&self) -> &Name {
+        self.chain
+            .last()
+            .expect("the chain starts with the question")
+    }
+
+    /// Adds `stretch`'s links while their targets `stay` under the same
+    /// trust anchor, then its ending. True when the answer is complete;
+    /// false when the chain goes on from the last name.
+    fn extend(
+        &mut self,
+        stretch: Stretch,
+        validated: bool,
+        stays: impl Fn(&Name) -> bool,
+        limits: &Limits,
+    ) -> Result<bool, UpstreamError> {
+        for link in stretch.links {
+            let leaves = !stays(&link.target);
+            self.push_link(link, validated, limits)?;
+            if leaves {
+                return Ok(false);
+            }
+        }
+        let Some(end) = stretch.end else {
+            return Ok(false);
+        };
+        self.judge(&end.answers, validated)?;
+        self.judge(&end.authorities, validated)?;
+        self.answers.extend(end.answers);
+        self.authorities = end.authorities;
+        self.rcode = end.rcode;
+        Ok(true)
+    }
+
+    fn push_link(
+        &mut self,
+        link: Link,
         validated: bool,
         limits: &Limits,
-    ) -> Result<Vec<u8>, UpstreamError> {
-        let is_dnssec_type = |t: RecordType| t.is_dnssec() && t != q.qtype;
-        if validated {
-            let bogus = self
-                .answers
-                .iter()
-                .chain(self.authorities.iter())
-                .filter(|r| !r.record_type().is_rrsig())
-                .any(|r| matches!(r.proof, Proof::Bogus));
-            if bogus {
-                return Err(UpstreamError::Bogus("an RRset failed validation".into()));
-            }
+    ) -> Result<(), UpstreamError> {
+        if self.chain.contains(&link.target) {
+            let mut names: Vec<String> = self.chain.iter().map(ToString::to_string).collect();
+            names.push(link.target.to_string());
+            return Err(UpstreamError::Unusable(format!(
+                "CNAME loop: {}",
+                names.join(" → ")
+            )));
         }
-        // Walk the chain from the question: owners must match it.
-        let mut chain = vec![q.name.clone()];
-        let mut cnames = 0usize;
-        loop {
-            let current = chain.last().expect("chain starts with the question");
-            let next = self.answers.iter().find_map(|r| match &r.data {
-                RData::CNAME(target) if r.name == *current && q.qtype != RecordType::CNAME => {
-                    Some(target.0.clone())
+        // The chain holds the question plus one name per link.
+        if self.chain.len() > limits.recursion_max_cname_chain {
+            return Err(UpstreamError::Resolution(format!(
+                "CNAME chain longer than {}",
+                limits.recursion_max_cname_chain
+            )));
+        }
+        self.judge(&link.records, validated)?;
+        self.answers.extend(link.records);
+        self.chain.push(link.target);
+        Ok(())
+    }
+
+    /// RFC 4035 §5.5: a bogus record fails the answer; anything not proven
+    /// secure (or not validated at all) clears AD.
+    fn judge(&mut self, records: &[Record], validated: bool) -> Result<(), UpstreamError> {
+        let data = records.iter().filter(|r| !r.record_type().is_rrsig());
+        if !validated {
+            self.secure &= records.is_empty();
+            return Ok(());
+        }
+        for record in data {
+            match record.proof {
+                Proof::Secure => {}
+                Proof::Bogus => {
+                    return Err(UpstreamError::Bogus(format!(
+                        "{} {} failed validation",
+                        record.name,
+                        record.record_type()
+                    )))
                 }
-                _ => None,
-            });
-            let Some(next) = next else { break };
-            if chain.contains(&next) {
-                return Err(UpstreamError::Resolution("CNAME loop".into()));
-            }
-            cnames += 1;
-            if cnames > limits.recursion_max_cname_chain {
-                return Err(UpstreamError::Resolution(format!(
-                    "CNAME chain longer than {}",
-                    limits.recursion_max_cname_chain
-                )));
-            }
-            chain.push(next);
-        }
-        let on_chain = |r: &Record| chain.contains(&r.name);
-        let wanted = |r: &Record| {
-            let t = r.record_type();
-            if t == RecordType::RRSIG {
-                if !q.dnssec_ok {
-                    return false;
-                }
-                return match &r.data {
-                    RData::DNSSEC(DNSSECRData::RRSIG(sig)) => {
-                        let covered = sig.input().type_covered;
-                        covered == q.qtype || covered == RecordType::CNAME
-                    }
-                    _ => false,
-                };
-            }
-            t == q.qtype
-                || t == RecordType::CNAME
-                || (q.qtype == RecordType::ANY && !is_dnssec_type(t))
-        };
-        let mut answers: Vec<Record> = Vec::new();
-        for record in self
-            .answers
-            .into_iter()
-            .filter(|r| on_chain(r) && wanted(r))
-        {
-            if !answers.contains(&record) {
-                answers.push(record);
+                _ => self.secure = false,
             }
         }
-        let negative = answers.iter().all(|r| r.record_type() == RecordType::CNAME)
-            && !matches!(q.qtype, RecordType::CNAME);
-        let authorities: Vec<Record> = if negative {
-            self.authorities
-                .into_iter()
-                .filter(|r| match r.record_type() {
-                    RecordType::SOA => true,
-                    RecordType::NSEC | RecordType::NSEC3 | RecordType::RRSIG => q.dnssec_ok,
-                    _ => false,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let rcode = match self.rcode {
-            ResponseCode::NXDomain if answers.is_empty() || negative => ResponseCode::NXDomain,
-            ResponseCode::NoError | ResponseCode::NXDomain => ResponseCode::NoError,
-            other => {
-                return Err(UpstreamError::Resolution(format!(
-                    "the authoritative servers answered {other}"
-                )))
-            }
-        };
-        let secure = |records: &[Record]| {
-            records
-                .iter()
-                .filter(|r| !r.record_type().is_rrsig())
-                .all(|r| r.proof == Proof::Secure)
-        };
-        let authentic = validated
-            && (!answers.is_empty() || !authorities.is_empty())
-            && secure(&answers)
-            && (!negative || secure(&authorities));
+        Ok(())
+    }
+
+    /// The response: QR=1, RA=1, the question as asked, AD when validated
+    /// and every record was secure.
+    fn into_wire(self, q: &Question, validate: bool) -> Result<Vec<u8>, UpstreamError> {
+        let has_records = !self.answers.is_empty() || !self.authorities.is_empty();
         let mut message = Message::response(0, OpCode::Query);
         message.metadata.message_type = MessageType::Response;
         message.metadata.recursion_desired = true;
         message.metadata.recursion_available = true;
-        message.metadata.authentic_data = authentic;
-        message.metadata.response_code = rcode;
+        message.metadata.authentic_data = validate && self.secure && has_records;
+        message.metadata.response_code = self.rcode;
         message.add_query(Query::query(q.name.clone(), q.qtype));
-        message.add_answers(answers);
-        message.add_authorities(authorities);
+        message.add_answers(self.answers);
+        message.add_authorities(self.authorities);
         message
             .to_vec()
             .map_err(|e| UpstreamError::Resolution(format!("cannot encode the answer: {e}")))
@@ -747,11 +1144,21 @@ tokio::task_local! {
     static BUDGET: Arc<Budget>;
 }
 
-/// Upstream queries one client query may still cause.
+/// Upstream queries one client query may still cause, and what their
+/// answers said about CNAMEs.
 struct Budget {
     sent: AtomicUsize,
     max: usize,
     exceeded: AtomicBool,
+    journal: Mutex<Journal>,
+}
+
+/// Names this client query's upstream answers spoke for (at most one per
+/// query sent, so bounded by the budget), lower case (0x20).
+#[derive(Default)]
+struct Journal {
+    answered: HashSet<Name>,
+    cname_owners: HashSet<Name>,
 }
 
 impl Budget {
@@ -760,6 +1167,7 @@ impl Budget {
             sent: AtomicUsize::new(0),
             max,
             exceeded: AtomicBool::new(false),
+            journal: Mutex::new(Journal::default()),
         }
     }
 
@@ -775,6 +1183,31 @@ impl Budget {
         }
         ok
     }
+
+    /// Notes whether the answer's question name owns a CNAME.
+    fn note(&self, response: &DnsResponse) {
+        let Some(question) = response.queries.first() else {
+            return;
+        };
+        let asked = question.name().to_lowercase();
+        let has_cname = response
+            .answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::CNAME && r.name.to_lowercase() == asked);
+        let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if has_cname {
+            journal.cname_owners.insert(asked.clone());
+        }
+        journal.answered.insert(asked);
+    }
+
+    /// Whether `name` may own a CNAME: an authoritative answer for it said
+    /// so, or none was seen (hickory answered from its own cache).
+    fn may_have_cname(&self, name: &Name) -> bool {
+        let name = name.to_lowercase();
+        let journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        journal.cname_owners.contains(&name) || !journal.answered.contains(&name)
+    }
 }
 
 /// hickory's Tokio connection provider with Picket's guards on every query:
@@ -787,6 +1220,8 @@ struct Guarded {
 
 struct GuardState {
     servers: Mutex<HashMap<IpAddr, ServerHealth>>,
+    /// Ports other than 53 for some nameserver addresses (labs, tests).
+    ports: HashMap<IpAddr, u16>,
     attempt_timeout: Duration,
     timeouts_before_holddown: u32,
     holddown_max: Duration,
@@ -913,7 +1348,11 @@ impl ConnectionProvider for Guarded {
         config: &ConnectionConfig,
         cx: &PoolContext,
     ) -> Result<Self::FutureConn, NetError> {
-        let connecting = self.inner.new_connection(ip, config, cx)?;
+        let mut config = config.clone();
+        if let Some(&port) = self.state.ports.get(&ip) {
+            config.port = port;
+        }
+        let connecting = self.inner.new_connection(ip, &config, cx)?;
         let state = Arc::clone(&self.state);
         Ok(Box::pin(async move {
             Ok(GuardedConn {
@@ -942,7 +1381,8 @@ impl DnsHandle for GuardedConn {
     type Runtime = TokioRuntimeProvider;
 
     fn send(&self, request: DnsRequest) -> Self::Response {
-        let within_budget = BUDGET.try_with(|b| b.charge()).unwrap_or(true);
+        let budget = BUDGET.try_with(Arc::clone).ok();
+        let within_budget = budget.as_ref().is_none_or(|b| b.charge());
         if !within_budget {
             return stream::once(async { Err(NetError::from("per-query upstream budget spent")) })
                 .boxed();
@@ -965,6 +1405,9 @@ impl DnsHandle for GuardedConn {
                 Ok(Some(Err(e))) => Err(e),
                 Ok(Some(Ok(response))) => {
                     state.answered(ip);
+                    if let Some(budget) = &budget {
+                        budget.note(&response);
+                    }
                     state.scrub(response)
                 }
             }

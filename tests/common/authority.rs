@@ -2,7 +2,7 @@
 //! steer and inspect while it runs.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -54,7 +54,14 @@ impl Authority {
     /// Starts serving `zone` (see [`Zones::parse`] for the format).
     /// Panics on a malformed zone, naming the line.
     pub fn start(zone: &str) -> Authority {
-        let (udp, tcp) = bind_same_port();
+        Self::start_at([127, 0, 0, 1].into(), zone)
+    }
+
+    /// Like [`Authority::start`] on another loopback address (any of
+    /// 127.0.0.0/8), so a fake hierarchy gives each server its own address,
+    /// on a free port: no root needed.
+    pub fn start_at(ip: IpAddr, zone: &str) -> Authority {
+        let (udp, tcp) = bind_same_port(ip);
         Self::serve(udp, tcp, zone)
     }
 
@@ -270,15 +277,15 @@ impl Shared {
 
 /// Binds UDP on a free port, then TCP on the same port; retries when another
 /// process already holds that TCP port.
-fn bind_same_port() -> (UdpSocket, TcpListener) {
+fn bind_same_port(ip: IpAddr) -> (UdpSocket, TcpListener) {
     for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP on 127.0.0.1");
+        let udp = UdpSocket::bind((ip, 0)).unwrap_or_else(|e| panic!("bind UDP on {ip}: {e}"));
         let port = udp.local_addr().expect("UDP address").port();
-        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
+        if let Ok(tcp) = TcpListener::bind((ip, port)) {
             return (udp, tcp);
         }
     }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
+    panic!("no port free for both UDP and TCP on {ip}");
 }
 
 /// Parses a test-supplied name as absolute, keeping its case (the UTF-8

@@ -33,6 +33,7 @@ pub mod inspect;
 pub mod picket;
 mod respond;
 mod server;
+pub mod sign;
 pub mod tls;
 pub mod zone;
 

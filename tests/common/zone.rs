@@ -312,7 +312,7 @@ impl Zones {
 /// Parses one line with hickory's zone parser. The root origin is what makes
 /// the trailing dot optional. RRSIG lines, which that parser refuses (it
 /// only signs zones itself), are read here.
-fn parse_line(line: &str) -> Result<Record, String> {
+pub(super) fn parse_line(line: &str) -> Result<Record, String> {
     let fields: Vec<&str> = line
         .split(';')
         .next()

@@ -1,0 +1,209 @@
+//! DNSSEC signing for test zones, in process (ECDSAP256SHA256 with ring,
+//! through hickory-proto): a key per zone, its DNSKEY and DS lines, and an
+//! RRSIG for every authoritative RRset, in the text [`Zones::parse`] reads.
+//! An NSEC chain (RFC 4034 §4) proves negative answers.
+//!
+//! [`Zones::parse`]: super::zone::Zones::parse
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hickory_proto::dnssec::crypto::EcdsaSigningKey;
+use hickory_proto::dnssec::rdata::{SigInput, DNSKEY, DS};
+use hickory_proto::dnssec::{Algorithm, DigestType, SigningKey, TBS};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType, SerialNumber};
+
+use super::authority::parse_name;
+use super::zone::parse_line;
+
+/// Signatures are valid from an hour ago to a week ahead.
+const VALIDITY: (u32, u32) = (3_600, 7 * 86_400);
+
+/// A zone's key: a key-signing key (flags 257), which signs everything
+/// unless a zone-signing key (flags 256) is given to [`ZoneKey::sign_with`].
+pub struct ZoneKey {
+    zone: Name,
+    key: EcdsaSigningKey,
+    dnskey: DNSKEY,
+}
+
+impl ZoneKey {
+    /// A fresh key-signing key for `zone`.
+    pub fn generate(zone: &str) -> ZoneKey {
+        Self::with_flags(zone, 257)
+    }
+
+    /// A fresh zone-signing key for `zone` (no DS points at it).
+    pub fn generate_zsk(zone: &str) -> ZoneKey {
+        Self::with_flags(zone, 256)
+    }
+
+    fn with_flags(zone: &str, flags: u16) -> ZoneKey {
+        let algorithm = Algorithm::ECDSAP256SHA256;
+        let pkcs8 = EcdsaSigningKey::generate_pkcs8(algorithm).expect("generate a P-256 key");
+        let key = EcdsaSigningKey::from_pkcs8(&pkcs8, algorithm).expect("load the P-256 key");
+        let public = key.to_public_key().expect("its public key");
+        ZoneKey {
+            zone: parse_name(zone),
+            key,
+            dnskey: DNSKEY::with_flags(flags, public),
+        }
+    }
+
+    /// `zone 3600 IN DNSKEY 257 3 13 <key>`.
+    pub fn dnskey_line(&self) -> String {
+        format!("{} 3600 IN DNSKEY {}", self.zone, self.dnskey)
+    }
+
+    /// `zone 3600 IN DS <tag> 13 2 <sha-256>`: for the parent zone, or as a
+    /// trust anchor.
+    pub fn ds_line(&self) -> String {
+        let digest = self
+            .dnskey
+            .to_digest(&self.zone, DigestType::SHA256)
+            .expect("DS digest");
+        let ds = DS::new(
+            self.key_tag(),
+            Algorithm::ECDSAP256SHA256,
+            DigestType::SHA256,
+            digest.as_ref().to_vec(),
+        );
+        format!("{} 3600 IN DS {ds}", self.zone)
+    }
+
+    fn key_tag(&self) -> u16 {
+        self.dnskey.calculate_key_tag().expect("key tag")
+    }
+
+    /// `zone_text` with this key's DNSKEY added and an RRSIG for every RRset
+    /// the zone is authoritative for (not the NS and glue of delegations).
+    pub fn sign(&self, zone_text: &str) -> String {
+        self.sign_with(None, zone_text)
+    }
+
+    /// [`ZoneKey::sign`], with `zsk` (when given) in the DNSKEY RRset and
+    /// signing every RRset but that one, as most signed zones are run.
+    pub fn sign_with(&self, zsk: Option<&ZoneKey>, zone_text: &str) -> String {
+        let mut records: Vec<Record> = zone_text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .map(|l| parse_line(l).unwrap_or_else(|e| panic!("bad zone line {l:?}: {e}")))
+            .collect();
+        records.push(parse_line(&self.dnskey_line()).expect("our DNSKEY line parses"));
+        if let Some(zsk) = zsk {
+            records.push(parse_line(&zsk.dnskey_line()).expect("the ZSK's DNSKEY line parses"));
+        }
+        let cuts: Vec<Name> = records
+            .iter()
+            .filter(|r| r.record_type() == RecordType::NS && r.name != self.zone)
+            .map(|r| r.name.clone())
+            .collect();
+        let authoritative = |r: &Record| {
+            let below_cut = cuts.iter().any(|cut| cut.zone_of(&r.name));
+            !below_cut || (r.record_type() == RecordType::DS && cuts.contains(&r.name))
+        };
+        let nsecs = nsec_chain(&self.zone, &records, |r| {
+            authoritative(r) || cuts.contains(&r.name)
+        });
+        records.extend(nsecs);
+        let mut sets: Vec<(Name, RecordType)> = Vec::new();
+        for r in records.iter().filter(|r| authoritative(r)) {
+            let key = (r.name.clone(), r.record_type());
+            if !sets.contains(&key) {
+                sets.push(key);
+            }
+        }
+        let mut out: Vec<String> = records.iter().map(line_of).collect();
+        for (name, rtype) in sets {
+            let rrset: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.name == name && r.record_type() == rtype)
+                .collect();
+            let signer = match zsk {
+                Some(zsk) if rtype != RecordType::DNSKEY => zsk,
+                _ => self,
+            };
+            out.push(signer.rrsig_line(&name, rtype, &rrset));
+        }
+        out.join("\n")
+    }
+
+    fn rrsig_line(&self, name: &Name, rtype: RecordType, rrset: &[&Record]) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as u32;
+        let ttl = rrset[0].ttl;
+        let input = SigInput {
+            type_covered: rtype,
+            algorithm: Algorithm::ECDSAP256SHA256,
+            num_labels: name.num_labels(),
+            original_ttl: ttl,
+            sig_expiration: SerialNumber::new(now + VALIDITY.1),
+            sig_inception: SerialNumber::new(now - VALIDITY.0),
+            key_tag: self.key_tag(),
+            signer_name: self.zone.clone(),
+        };
+        let tbs = TBS::from_input(name, DNSClass::IN, &input, rrset.iter().copied())
+            .expect("to-be-signed data");
+        let signature = self.key.sign(&tbs).expect("sign");
+        format!(
+            "{name} {ttl} IN RRSIG {rtype} 13 {} {ttl} {} {} {} {} {}",
+            input.num_labels,
+            now + VALIDITY.1,
+            now - VALIDITY.0,
+            input.key_tag,
+            self.zone,
+            base64::engine::general_purpose::STANDARD.encode(signature)
+        )
+    }
+}
+
+/// NSEC records linking every name that `counts` in canonical order, the
+/// last back to the apex, each listing its types plus RRSIG and NSEC.
+fn nsec_chain(apex: &Name, records: &[Record], counts: impl Fn(&Record) -> bool) -> Vec<Record> {
+    let mut names: Vec<Name> = records
+        .iter()
+        .filter(|r| counts(r))
+        .map(|r| r.name.to_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    let ttl = records
+        .iter()
+        .find_map(|r| match &r.data {
+            hickory_proto::rr::RData::SOA(soa) => Some(soa.minimum),
+            _ => None,
+        })
+        .unwrap_or(60);
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let next = names.get(i + 1).unwrap_or(apex).clone();
+            let mut types: Vec<RecordType> = records
+                .iter()
+                .filter(|r| r.name.to_lowercase() == *name)
+                .map(Record::record_type)
+                .collect();
+            types.extend([RecordType::RRSIG, RecordType::NSEC]);
+            types.sort_by_key(|t| u16::from(*t));
+            types.dedup();
+            let types: Vec<String> = types.iter().map(ToString::to_string).collect();
+            let line = format!("{name} {ttl} IN NSEC {next} {}", types.join(" "));
+            parse_line(&line).unwrap_or_else(|e| panic!("NSEC line {line:?}: {e}"))
+        })
+        .collect()
+}
+
+/// A record as a zone line the test authority reads back.
+fn line_of(record: &Record) -> String {
+    format!(
+        "{} {} IN {} {}",
+        record.name,
+        record.ttl,
+        record.record_type(),
+        record.data
+    )
+}

@@ -3,12 +3,13 @@
 
 use std::fmt::Write;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::RecordType;
 
 use super::check::normalize_qname;
 use super::eval::{qtype_name, Query};
-use super::exec::Compiled;
+use super::exec::{Filters, Which};
 use super::rules::{Effect, Phase, Ruleset, Uses};
 use super::{evaluate, Action, BlockMode, Identity, PolicySet, Verdict};
 use crate::query::{ClientHints, Facts};
@@ -124,13 +125,18 @@ pub fn explain(
             continue;
         }
         let _ = writeln!(out, "{title}:");
-        let mut compiled = Compiled::new(rs, true);
+        // Indexed rules too: the listing says whether each rule matches, not only the decider.
+        let compiled = Filters::compile(
+            Arc::clone(rs.filters.scheme()),
+            &rs.rules,
+            Which::AllEnabled,
+        );
         let all = Uses {
-            base: 0xff,
+            base: u16::MAX,
             global: u64::MAX,
             org: u64::MAX,
         };
-        let bound = compiled.bind(&q.fields, all);
+        compiled.bind(&rs.list_fields, &q.fields, all, |bound| {
         for (i, rule) in rs.rules.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -176,7 +182,7 @@ pub fn explain(
                 reached = false;
             }
         }
-        drop(bound);
+        });
     }
 
     // Decision and answer.

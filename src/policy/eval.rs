@@ -7,11 +7,12 @@
 //! `resolve`) apply, so an `allow` is final for everything after it.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::ControlFlow;
 
 use hickory_proto::rr::RecordType;
 use smallvec::SmallVec;
 
-use super::exec::{with_compiled, Bound, Fields, QtypeName, Slots};
+use super::exec::{Bound, Fields, QtypeName};
 use super::rules::{Effect, Org, Ruleset, F_RESP_CNAME, F_RESP_IP};
 use super::{Action, AnswerFacts, Identity, PolicySet, RuleRef, Verdict};
 use crate::query::Facts;
@@ -99,10 +100,10 @@ impl<'p: 'q, 'q> Query<'p, 'q> {
         self.fields.org_lists = o;
     }
 
-    fn ruleset(&self, which: u8) -> Option<(usize, &'p Ruleset)> {
+    fn ruleset(&self, which: u8) -> Option<&'p Ruleset> {
         match which {
-            0 => Some((0, &self.policy.global)),
-            _ => self.org.map(|(i, o)| (1 + i as usize, &o.rules)),
+            0 => Some(&self.policy.global),
+            _ => self.org.map(|(_, o)| &o.rules),
         }
     }
 }
@@ -154,9 +155,7 @@ fn decides(rs: &Ruleset, i: u32, audited: &mut Vec<RuleRef>) -> bool {
 /// Request-phase evaluation of one ruleset, rules before `limit` only.
 fn eval_ruleset(
     rs: &Ruleset,
-    slot: usize,
     q: &mut Query<'_, '_>,
-    slots: &mut Slots<'_>,
     limit: u32,
     audited: &mut Vec<RuleRef>,
 ) -> Option<u32> {
@@ -211,25 +210,25 @@ fn eval_ruleset(
             Some(_) => break,
         }
     }
-    let b = slots.get(slot, rs).bind(&q.fields, rs.wf_request_uses);
-    while let Some((i, from_hits)) = next(hi, wi) {
-        if from_hits {
-            hi += 1;
-        } else {
-            wi += 1;
+    rs.bind(&q.fields, rs.wf_request_uses, |b| {
+        while let Some((i, from_hits)) = next(hi, wi) {
+            if from_hits {
+                hi += 1;
+            } else {
+                wi += 1;
+            }
+            let matched = rs.rules[i as usize].indexed.is_some() || b.matches(i);
+            if matched && decides(rs, i, audited) {
+                return Some(i);
+            }
         }
-        let matched = rs.rules[i as usize].indexed.is_some() || b.matches(i);
-        if matched && decides(rs, i, audited) {
-            return Some(i);
-        }
-    }
-    None
+        None
+    })
 }
 
 /// Request phase over the global rules then the organization's, positions before `limit`.
 pub(crate) fn request_phase(
     q: &mut Query<'_, '_>,
-    slots: &mut Slots<'_>,
     limit: Pos,
     audited: &mut Vec<RuleRef>,
 ) -> Option<Pos> {
@@ -237,11 +236,11 @@ pub(crate) fn request_phase(
         if which > limit.0 {
             break;
         }
-        let Some((slot, rs)) = q.ruleset(which) else {
+        let Some(rs) = q.ruleset(which) else {
             continue;
         };
         let lim = if which == limit.0 { limit.1 } else { u32::MAX };
-        if let Some(i) = eval_ruleset(rs, slot, q, slots, lim, audited) {
+        if let Some(i) = eval_ruleset(rs, q, lim, audited) {
             return Some((which, i));
         }
     }
@@ -281,9 +280,7 @@ pub fn evaluate(policy: &PolicySet, id: &Identity, facts: &Facts<'_>) -> Verdict
         return Verdict::resolve();
     }
     let mut audited = Vec::new();
-    let pos = with_compiled(policy, |slots| {
-        request_phase(&mut q, slots, END, &mut audited)
-    });
+    let pos = request_phase(&mut q, END, &mut audited);
     verdict(&q, pos, audited)
 }
 
@@ -311,82 +308,98 @@ pub fn evaluate_response(
     let mut buf = [0u8; 12];
     let name = qtype_name(facts.qtype, &mut buf);
     let mut q = Query::new(policy, id, facts, name);
-    with_compiled(policy, |slots| {
-        let mut ignored = Vec::new();
-        let limit = match request_phase(&mut q, slots, END, &mut ignored) {
-            None => END,
-            Some(p) => match policy.rule_at(q.org, p).map(|r| &r.effect) {
-                Some(Effect::Decide(Action::Resolve { .. })) => p,
-                // The request phase answered by itself: there is no upstream answer to inspect.
-                _ => return None,
-            },
+    let mut ignored = Vec::new();
+    let limit = match request_phase(&mut q, END, &mut ignored) {
+        None => END,
+        Some(p) => match policy.rule_at(q.org, p).map(|r| &r.effect) {
+            Some(Effect::Decide(Action::Resolve { .. })) => p,
+            // The request phase answered by itself: there is no upstream answer to inspect.
+            _ => return None,
+        },
+    };
+    let mut best: Option<Pos> = None;
+
+    // CNAME cloaking.
+    for target in answer.cnames {
+        if target.as_bytes() == q.fields.fqdn {
+            continue;
+        }
+        let lim = best.unwrap_or(limit).min(limit);
+        let mut t = q.with_name(target);
+        ignored.clear();
+        if let Some(p) = request_phase(&mut t, lim, &mut ignored) {
+            if policy.rule_at(q.org, p).is_some_and(|r| r.blocks()) {
+                best = Some(p);
+            }
+        }
+    }
+
+    // Response-phase rules.
+    let mut audited: Vec<(Pos, RuleRef)> = Vec::new();
+    for which in 0..2u8 {
+        let Some(rs) = q.ruleset(which) else {
+            continue;
         };
-        let mut best: Option<Pos> = None;
+        if rs.response.is_empty() {
+            continue;
+        }
+        if rs.needs_lists {
+            q.ensure_lists();
+        }
+        let cut = best.unwrap_or(limit).min(limit);
+        let flow = rs.bind(&q.fields, rs.response_uses, |b| {
+            response_ruleset(b, rs, which, cut, answer, &mut audited)
+        });
+        if let ControlFlow::Break(decided) = flow {
+            best = decided.or(best);
+            break;
+        }
+    }
+    let cut = best.unwrap_or(END);
+    let audited: Vec<RuleRef> = audited
+        .into_iter()
+        .filter(|(p, _)| *p < cut)
+        .map(|(_, r)| r)
+        .collect();
+    match best {
+        Some(p) => Some(verdict(&q, Some(p), audited)),
+        None if !audited.is_empty() => Some(verdict(&q, None, audited)),
+        None => None,
+    }
+}
 
-        // CNAME cloaking.
-        for target in answer.cnames {
-            if target.as_bytes() == q.fields.fqdn {
-                continue;
-            }
-            let lim = best.unwrap_or(limit).min(limit);
-            let mut t = q.with_name(target);
-            ignored.clear();
-            if let Some(p) = request_phase(&mut t, slots, lim, &mut ignored) {
-                if policy.rule_at(q.org, p).is_some_and(|r| r.blocks()) {
-                    best = Some(p);
-                }
+/// The response-phase rules of ruleset `which`, positions before `cut`: `Break(Some(p))` when
+/// rule `p` decides, `Break(None)` when `cut` is reached (no later ruleset applies either),
+/// `Continue` when the ruleset ends first. Audit matches go to `audited`.
+fn response_ruleset<'q>(
+    b: &mut Bound<'_, '_, 'q>,
+    rs: &Ruleset,
+    which: u8,
+    cut: Pos,
+    answer: &AnswerFacts<'q>,
+    audited: &mut Vec<(Pos, RuleRef)>,
+) -> ControlFlow<Option<Pos>> {
+    for &i in &rs.response {
+        let p = (which, i);
+        if p >= cut {
+            return ControlFlow::Break(None);
+        }
+        let rule = &rs.rules[i as usize];
+        if response_matches(b, i, rule.uses.base, answer) {
+            match rule.effect {
+                Effect::Audit => audited.push((p, rule.r.clone())),
+                Effect::Decide(_) => return ControlFlow::Break(Some(p)),
             }
         }
-
-        // Response-phase rules.
-        let mut audited: Vec<(Pos, RuleRef)> = Vec::new();
-        'sets: for which in 0..2u8 {
-            let Some((slot, rs)) = q.ruleset(which) else {
-                continue;
-            };
-            if rs.response.is_empty() {
-                continue;
-            }
-            if rs.needs_lists {
-                q.ensure_lists();
-            }
-            let mut b = slots.get(slot, rs).bind(&q.fields, rs.response_uses);
-            for &i in &rs.response {
-                let p = (which, i);
-                if p >= best.unwrap_or(limit).min(limit) {
-                    break 'sets;
-                }
-                let rule = &rs.rules[i as usize];
-                if response_matches(&mut b, i, rule.uses.base, answer) {
-                    match rule.effect {
-                        Effect::Audit => audited.push((p, rule.r.clone())),
-                        Effect::Decide(_) => {
-                            best = Some(p);
-                            break 'sets;
-                        }
-                    }
-                }
-            }
-        }
-        let cut = best.unwrap_or(END);
-        let audited: Vec<RuleRef> = audited
-            .into_iter()
-            .filter(|(p, _)| *p < cut)
-            .map(|(_, r)| r)
-            .collect();
-        match best {
-            Some(p) => Some(verdict(&q, Some(p), audited)),
-            None if !audited.is_empty() => Some(verdict(&q, None, audited)),
-            None => None,
-        }
-    })
+    }
+    ControlFlow::Continue(())
 }
 
 /// Evaluate a response rule once per address if it reads `dns.response.ip` and once per CNAME
 /// target if it reads `dns.response.cname` (so a rule that reads only one of them never sees the
 /// other's placeholder).
 fn response_matches<'q>(
-    b: &mut Bound<'_, 'q>,
+    b: &mut Bound<'_, '_, 'q>,
     i: u32,
     uses: u16,
     answer: &AnswerFacts<'q>,
@@ -578,6 +591,71 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rule_id(&v), Some("mal"));
+    }
+
+    #[test]
+    fn a_reload_that_changes_the_list_fields_evaluates_with_the_new_ones() {
+        let old = policy(
+            r#"{"global": {
+              "lists": {"a": {"domains": ["x.example"]}},
+              "rules": [{"id": "old-a", "expression": "list.a and dns.qtype == 1", "action": "refuse"}]
+            }}"#,
+        );
+        // The new policy has another list, so `list.a` is at another position in a scheme
+        // with more fields, and the rules read the lists differently.
+        let new = policy(
+            r#"{"global": {
+              "lists": {"b": {"domains": ["y.example"]}, "a": {"domains": ["z.example"]}},
+              "rules": [
+                {"id": "new-b", "expression": "list.b and dns.qtype == 1", "action": "refuse"},
+                {"id": "not-a", "expression": "not list.a and dns.qtype == 28", "action": "drop"},
+                {"id": "new-a", "expression": "list.a and dns.qtype == 1", "action": "drop"}
+              ]
+            }}"#,
+        );
+        let id = |p: &PolicySet, name: &str, qtype: u16| {
+            rule_id(&evaluate(p, &Identity::NoOrg, &facts(name, qtype))).map(str::to_owned)
+        };
+        // Back and forth on one thread, as a worker sees the swap (and a query in flight under
+        // the old policy).
+        for _ in 0..2 {
+            assert_eq!(id(&old, "x.example", 1).as_deref(), Some("old-a"));
+            assert_eq!(id(&old, "z.example", 1), None);
+            assert_eq!(id(&new, "x.example", 1), None);
+            assert_eq!(id(&new, "y.example", 1).as_deref(), Some("new-b"));
+            assert_eq!(id(&new, "z.example", 1).as_deref(), Some("new-a"));
+            assert_eq!(id(&new, "x.example", 28).as_deref(), Some("not-a"));
+            assert_eq!(id(&new, "z.example", 28), None);
+        }
+    }
+
+    #[test]
+    fn one_policy_evaluates_alike_on_several_threads() {
+        let p = policy(P);
+        let org = p.org_by_id("acme").unwrap();
+        let cases: Vec<(&str, u16)> = vec![
+            ("bad.example", 1),
+            ("x.example", 16),
+            ("corp.internal", 1),
+            ("a.example", 65280),
+            ("ok.example", 28),
+            ("v6.example", 28),
+        ];
+        let want: Vec<Verdict> = cases
+            .iter()
+            .map(|(n, t)| evaluate(&p, &org, &facts(n, *t)))
+            .collect();
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        for ((n, t), w) in cases.iter().zip(&want) {
+                            assert_eq!(&evaluate(&p, &org, &facts(n, *t)), w, "{n} {t}");
+                        }
+                    }
+                });
+            }
+        });
     }
 
     #[test]

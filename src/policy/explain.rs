@@ -3,14 +3,15 @@
 
 use std::fmt::Write;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::RecordType;
 
 use super::check::normalize_qname;
 use super::eval::{qtype_name, Query};
-use super::exec::Compiled;
+use super::exec::{Bound, Filters, Which};
 use super::rules::{Effect, Phase, Ruleset, Uses};
-use super::{evaluate, Action, BlockMode, Identity, PolicySet, Verdict};
+use super::{evaluate, Action, BlockMode, Identity, PolicySet, RuleRef, Verdict};
 use crate::query::{ClientHints, Facts};
 
 /// Describe how `policy` treats the query `name`/`qtype` from the client in `hints`.
@@ -124,59 +125,20 @@ pub fn explain(
             continue;
         }
         let _ = writeln!(out, "{title}:");
-        let mut compiled = Compiled::new(rs, true);
+        // Indexed rules too: the listing says whether each rule matches, not only the decider.
+        let compiled = Filters::compile(
+            Arc::clone(rs.filters.scheme()),
+            &rs.rules,
+            Which::AllEnabled,
+        );
         let all = Uses {
-            base: 0xff,
+            base: u16::MAX,
             global: u64::MAX,
             org: u64::MAX,
         };
-        let bound = compiled.bind(&q.fields, all);
-        for (i, rule) in rs.rules.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "  {}. {} \"{}\" [{}]{}: {}",
-                i + 1,
-                rule.r.id(),
-                rule.r.name,
-                rule.action_name,
-                if rule.indexed.is_some() {
-                    " (name index)"
-                } else if rule.guard.is_some() {
-                    " (guarded by the name index)"
-                } else {
-                    ""
-                },
-                rule.expression.trim()
-            );
-            let status = if !rule.enabled {
-                "disabled".to_owned()
-            } else if rule.phase == Phase::Response {
-                "response phase: evaluated on the upstream answer (each address and CNAME target)"
-                    .to_owned()
-            } else {
-                let m = bound.matches(i as u32);
-                let is_decider = decided.as_ref() == Some(&rule.r);
-                match (m, reached, is_decider, &rule.effect) {
-                    (true, _, true, _) => "MATCHED: decides".to_owned(),
-                    (true, true, _, Effect::Audit) => {
-                        "matched: audit, recorded, evaluation continues".to_owned()
-                    }
-                    (true, false, _, _) => "would match, but an earlier rule decided".to_owned(),
-                    (true, true, false, _) => {
-                        "matched (unexpected: not the deciding rule)".to_owned()
-                    }
-                    (false, true, _, _) => "not matched".to_owned(),
-                    (false, false, _, _) => {
-                        "not reached (an earlier rule decided); would not match".to_owned()
-                    }
-                }
-            };
-            let _ = writeln!(out, "     -> {status}");
-            if decided.as_ref() == Some(&rule.r) {
-                reached = false;
-            }
-        }
-        drop(bound);
+        compiled.bind(&rs.list_fields, &q.fields, all, |bound| {
+            describe_rules(&mut out, rs, bound, decided.as_ref(), &mut reached);
+        });
     }
 
     // Decision and answer.
@@ -203,6 +165,59 @@ pub fn explain(
         describe_answer(policy, &verdict, rtype, &id)
     );
     out
+}
+
+/// One line per rule of `rs` and whether it matched; `reached` turns false after the decider.
+fn describe_rules(
+    out: &mut String,
+    rs: &Ruleset,
+    bound: &mut Bound<'_, '_, '_>,
+    decided: Option<&RuleRef>,
+    reached: &mut bool,
+) {
+    for (i, rule) in rs.rules.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {}. {} \"{}\" [{}]{}: {}",
+            i + 1,
+            rule.r.id(),
+            rule.r.name,
+            rule.action_name,
+            if rule.indexed.is_some() {
+                " (name index)"
+            } else if rule.guard.is_some() {
+                " (guarded by the name index)"
+            } else {
+                ""
+            },
+            rule.expression.trim()
+        );
+        let status = if !rule.enabled {
+            "disabled".to_owned()
+        } else if rule.phase == Phase::Response {
+            "response phase: evaluated on the upstream answer (each address and CNAME target)"
+                .to_owned()
+        } else {
+            let m = bound.matches(i as u32);
+            let is_decider = decided == Some(&rule.r);
+            match (m, *reached, is_decider, &rule.effect) {
+                (true, _, true, _) => "MATCHED: decides".to_owned(),
+                (true, true, _, Effect::Audit) => {
+                    "matched: audit, recorded, evaluation continues".to_owned()
+                }
+                (true, false, _, _) => "would match, but an earlier rule decided".to_owned(),
+                (true, true, false, _) => "matched (unexpected: not the deciding rule)".to_owned(),
+                (false, true, _, _) => "not matched".to_owned(),
+                (false, false, _, _) => {
+                    "not reached (an earlier rule decided); would not match".to_owned()
+                }
+            }
+        };
+        let _ = writeln!(out, "     -> {status}");
+        if decided == Some(&rule.r) {
+            *reached = false;
+        }
+    }
 }
 
 fn type_label(qtype: u16) -> String {

@@ -13,9 +13,9 @@
 //!
 //! Rules that are only a test of names (`list.ads`, `dns.fqdn == "x.example"`,
 //! `dns.fqdn in {...}` or an `or` of those) are answered from hash indexes; every other rule is
-//! a Wirefilter filter. Wirefilter's compiled `Filter` is not `Send`, so the `PolicySet` keeps
-//! the validated expression text and each thread compiles the filters it needs on first use
-//! (a small thread-local cache keyed by [`PolicySet::version`]).
+//! a Wirefilter filter, compiled once while loading and shared with the rest of the `PolicySet`
+//! (no query compiles anything; see `exec.rs` for why this needs the patched Wirefilter in
+//! `vendor/wirefilter-engine`).
 
 mod config;
 mod error;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 use wirefilter::{FilterAst, Scheme, Type};
 
+use super::exec::{Filters, Which};
 use super::{Action, RuleRef};
 
 /// The fields every scheme has, in this order (bit `i` of a [`Uses::base`] mask is field `i`).
@@ -132,7 +133,8 @@ pub(crate) struct ListFields {
 
 /// The ordered rules of the global policy or of one organization.
 pub(crate) struct Ruleset {
-    pub scheme: Arc<Scheme>,
+    /// The scheme and the filters of the rules evaluated with Wirefilter, compiled at load.
+    pub filters: Filters,
     pub list_fields: ListFields,
     pub rules: Vec<Rule>,
     /// Exact-name index: name → request rules (indices, ascending) that match it.
@@ -180,10 +182,11 @@ impl Ruleset {
         }
     }
 
-    /// Build the indexes from the rules.
+    /// Build the indexes from the rules and compile the filters of the others.
     pub(crate) fn new(scheme: Arc<Scheme>, list_fields: ListFields, rules: Vec<Rule>) -> Ruleset {
+        let filters = Filters::compile(scheme, &rules, Which::Evaluated);
         let mut rs = Ruleset {
-            scheme,
+            filters,
             list_fields,
             rules,
             exact: hashbrown::HashMap::new(),

@@ -557,3 +557,72 @@ impl Health {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAME: &[u8] = b"\x03www\x07example\x04test\x00";
+
+    fn query(qtype: u16) -> UpstreamQuery<'static> {
+        UpstreamQuery {
+            name_wire: NAME,
+            qtype,
+            qclass: 1,
+            dnssec_ok: false,
+            cd: false,
+        }
+    }
+
+    /// The answer a server would send to `sent`: its header and question
+    /// with QR set, and `name` in place of the question name.
+    fn answer_to(sent: &SentQuery, name: &[u8]) -> Vec<u8> {
+        let mut answer = sent.message[..HEADER_LEN + NAME.len() + 4].to_vec();
+        answer[2] |= 0x80;
+        answer[10..12].copy_from_slice(&[0, 0]);
+        answer[HEADER_LEN..HEADER_LEN + NAME.len()].copy_from_slice(name);
+        answer
+    }
+
+    #[test]
+    fn random_case_changes_only_the_case_of_letters() {
+        let mut name = NAME.to_vec();
+        randomize_case(&mut name);
+        assert!(name.eq_ignore_ascii_case(NAME));
+        assert_eq!(name.len(), NAME.len());
+        assert_eq!((name[0], name[4], name[12], name[17]), (3, 7, 4, 0));
+    }
+
+    #[test]
+    fn with_0x20_only_the_exact_case_is_ours() {
+        let sent = SentQuery::new(&query(1), Case::Random, 1232);
+        let ours = sent.message[HEADER_LEN..HEADER_LEN + NAME.len()].to_vec();
+        assert_eq!(sent.check(&answer_to(&sent, &ours)), Check::Ours);
+        let swapped: Vec<u8> = ours
+            .iter()
+            .map(|b| match b {
+                b'a'..=b'z' => b.to_ascii_uppercase(),
+                _ => b.to_ascii_lowercase(),
+            })
+            .collect();
+        assert_eq!(sent.check(&answer_to(&sent, &swapped)), Check::OtherCase);
+        let mut other_id = answer_to(&sent, &ours);
+        other_id[0] ^= 0xff;
+        assert_eq!(sent.check(&other_id), Check::NotOurs);
+        assert_eq!(sent.check(&answer_to(&sent, NAME)[..20]), Check::NotOurs);
+    }
+
+    #[test]
+    fn without_0x20_any_case_is_ours_but_not_another_type() {
+        // qtype 0x0041 ('A') against 0x0061 ('a'): bytes that differ only in
+        // ASCII case, which a case-blind compare of the question would pass.
+        let sent = SentQuery::new(&query(0x41), Case::AsIs, 1232);
+        assert_eq!(
+            sent.check(&answer_to(&sent, b"\x03WWW\x07example\x04TEST\x00")),
+            Check::Ours
+        );
+        let mut other_type = answer_to(&sent, NAME);
+        other_type[HEADER_LEN + NAME.len() + 1] = 0x61;
+        assert_eq!(sent.check(&other_type), Check::NotOurs);
+    }
+}

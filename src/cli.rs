@@ -131,8 +131,9 @@ pub struct ServeArgs {
     #[arg(long = "trust-anchor", value_name = "FILE")]
     pub trust_anchor: Option<PathBuf>,
 
-    /// Randomise the letter case of names sent to authoritative servers over
-    /// UDP and drop answers that do not echo it (0x20, draft-vixie-dnsext-dns0x20).
+    /// Recursive mode: randomise the letter case of names sent to authoritative
+    /// servers over UDP and drop answers that do not echo it (0x20,
+    /// draft-vixie-dnsext-dns0x20). Forwarding always does it.
     #[arg(long = "case-randomization")]
     pub case_randomization: bool,
 

@@ -273,6 +273,7 @@ impl Worker {
     pub fn new(shared: Arc<Shared>) -> Self {
         let forwarder = Forwarder::new(
             shared.settings.forwarder.clone(),
+            shared.settings.limits.max_upstream_sockets,
             shared.health.clone(),
             shared.forwarder_stats.clone(),
         );

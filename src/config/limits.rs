@@ -48,6 +48,15 @@ pub struct Limits {
     /// Upstream queries in flight across all workers. Over it, a miss gets
     /// SERVFAIL with EDE 14 (Not Ready). Unbound: `num-queries-per-thread` 1024.
     pub max_upstream_inflight: usize,
+    /// Upstream sockets the forwarder holds open at once, UDP and TCP, all
+    /// workers together. Every forwarded UDP query gets a socket of its own,
+    /// with a fresh random source port (RFC 5452 §9.2), closed after the
+    /// exchange; over the bound, a miss gets SERVFAIL with EDE 14 (Not Ready)
+    /// rather than share a socket. Unbound's `outgoing-range` 4096. Each
+    /// query holds one socket at a time under `max_upstream_inflight`, so
+    /// this binds only if that is raised. Both should stay well below the
+    /// process's open-file limit (`ulimit -n`; docs/deployment.md sets 65536).
+    pub max_upstream_sockets: usize,
     /// Upstream fetches one client address may have waiting at once, so one
     /// client cannot take the whole global bound. Over it, a miss gets
     /// SERVFAIL with EDE 14 (Not Ready). A quarter of the global bound:
@@ -186,6 +195,7 @@ impl Default for Limits {
             tcp_idle_timeout_pressure: Duration::from_secs(2),
             tcp_max_pipelined: 128,
             max_upstream_inflight: 4096,
+            max_upstream_sockets: 4096,
             max_inflight_per_client: 1024,
             recursion_max_depth: 24,
             recursion_max_cname_chain: 11,

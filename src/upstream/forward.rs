@@ -1,22 +1,32 @@
-//! Forwarding to upstream nameservers through our own socket pool.
+//! Forwarding to upstream nameservers.
 //!
 //! Why not hickory-resolver's `Resolver`: it drops the client's DO/CD bits,
 //! rewrites CNAME chains and turns negative answers into errors, at ~19 µs of
-//! CPU per miss; this pool costs ~3.5 µs and passes the upstream's bytes
-//! through (DESIGN.md §8). Defences against forged answers (RFC 5452): every
-//! query gets a random ID on a socket with a kernel-chosen random source port,
-//! and an answer is accepted only from the server it was sent to, with our ID
-//! and our exact question; anything else is dropped and counted.
+//! CPU per miss; this forwarder passes the upstream's bytes through (see
+//! benches/README.md for its cost per miss).
+//!
+//! Defences against forged answers (RFC 5452, draft-vixie-dnsext-dns0x20):
+//! every UDP query goes out on a socket of its own, opened for it, connected
+//! to the server and closed after the exchange, so it has a random source
+//! port (see [`connected_udp_socket`]) as well as a random ID, and the
+//! letters of its name in random case (0x20). The kernel delivers to a
+//! connected socket only what comes from the server's address and port; of
+//! that, an answer is accepted only with our ID and our exact question, case
+//! included. Anything else is dropped and counted. A server that answers in
+//! another case than it was asked (it does not preserve case) is asked in
+//! lower case for [`CASE_FALLBACK_HOLD`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{oneshot, OnceCell};
 
 use super::UpstreamError;
 use crate::protocol::wire::{self, flag, Header, HEADER_LEN};
@@ -28,10 +38,11 @@ pub struct ForwarderSettings {
     pub attempt_timeout: Duration,
     /// Upper bound on the whole exchange, all retries included.
     pub total_timeout: Duration,
-    /// UDP sockets per worker and address family (each a random source port).
-    pub sockets: usize,
     /// The UDP payload size we advertise upstream.
     pub udp_payload: u16,
+    /// 0x20: send query names over UDP in random case and accept only
+    /// answers in the same case, for servers that preserve case.
+    pub case_randomization: bool,
 }
 
 impl Default for ForwarderSettings {
@@ -41,8 +52,8 @@ impl Default for ForwarderSettings {
             // dead upstream's cost bounded at total_timeout.
             attempt_timeout: Duration::from_millis(800),
             total_timeout: Duration::from_millis(2_500),
-            sockets: 8,
             udp_payload: 1232,
+            case_randomization: true,
         }
     }
 }
@@ -65,13 +76,16 @@ pub trait ExchangeSink: Send + Sync {
     fn exchanged(&self, server: SocketAddr, elapsed: Duration, error: Option<&UpstreamError>);
 }
 
-/// Counters the forwarder keeps (read by observe::metrics).
+/// Counters the forwarder keeps (read by observe::metrics), shared by all
+/// workers.
 #[derive(Default)]
 pub struct ForwarderStats {
     /// Datagrams dropped because they did not match an outstanding query.
     pub rejected_answers: AtomicU64,
     /// Answers fetched again over TCP after TC=1.
     pub tcp_retries: AtomicU64,
+    /// Upstream sockets (UDP and TCP) open now, all workers together.
+    pub open_sockets: AtomicUsize,
     /// Where per-exchange results go, if anywhere.
     pub sink: Option<Arc<dyn ExchangeSink>>,
 }
@@ -91,6 +105,7 @@ impl std::fmt::Debug for ForwarderStats {
         f.debug_struct("ForwarderStats")
             .field("rejected_answers", &self.rejected_answers)
             .field("tcp_retries", &self.tcp_retries)
+            .field("open_sockets", &self.open_sockets)
             .field("sink", &self.sink.is_some())
             .finish()
     }
@@ -99,23 +114,24 @@ impl std::fmt::Debug for ForwarderStats {
 /// One worker's forwarder.
 pub struct Forwarder {
     settings: ForwarderSettings,
-    v4: OnceCell<Vec<Arc<PoolSocket>>>,
-    v6: OnceCell<Vec<Arc<PoolSocket>>>,
+    /// Bound on `stats.open_sockets` ([`crate::config::Limits::max_upstream_sockets`]).
+    max_sockets: usize,
     health: Arc<Health>,
     stats: Arc<ForwarderStats>,
 }
 
 impl Forwarder {
-    /// A forwarder; sockets are opened on first use, inside the caller's runtime.
+    /// A forwarder that keeps at most `max_sockets` upstream sockets open,
+    /// counted in `stats` together with every other forwarder sharing it.
     pub fn new(
         settings: ForwarderSettings,
+        max_sockets: usize,
         health: Arc<Health>,
         stats: Arc<ForwarderStats>,
     ) -> Self {
         Self {
             settings,
-            v4: OnceCell::new(),
-            v6: OnceCell::new(),
+            max_sockets,
             health,
             stats,
         }
@@ -147,6 +163,10 @@ impl Forwarder {
             let budget = left.min(self.settings.attempt_timeout);
             let started = Instant::now();
             let result = self.exchange(q, server, budget).await;
+            if matches!(result, Err(UpstreamError::Overloaded)) {
+                // Our own bound, not the server's fault: nothing was sent.
+                return Err(UpstreamError::Overloaded);
+            }
             if let Some(sink) = &self.stats.sink {
                 sink.exchanged(server, started.elapsed(), result.as_ref().err());
             }
@@ -171,9 +191,7 @@ impl Forwarder {
         budget: Duration,
     ) -> Result<Vec<u8>, UpstreamError> {
         let started = Instant::now();
-        let bytes = tokio::time::timeout(budget, self.udp_exchange(q, server))
-            .await
-            .map_err(|_| UpstreamError::Timeout)??;
+        let bytes = self.udp_exchange(q, server, started + budget).await?;
         let truncated = wire::u16_at(&bytes, 2).is_ok_and(|f| f & flag::TC != 0);
         if !truncated {
             return Ok(bytes);
@@ -182,152 +200,217 @@ impl Forwarder {
         let left = budget
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(200));
+        let _slot = self.socket_slot()?;
         tokio::time::timeout(left, tcp_exchange(q, server, self.settings.udp_payload))
             .await
             .map_err(|_| UpstreamError::Timeout)?
     }
 
+    /// One query over UDP on a socket of its own, answered by `deadline`.
+    /// The answer comes back with the question in `q`'s (lower) case, as if
+    /// it had been asked that way.
     async fn udp_exchange(
         &self,
         q: &UpstreamQuery<'_>,
         server: SocketAddr,
+        deadline: Instant,
     ) -> Result<Vec<u8>, UpstreamError> {
-        let pool = self.pool(server.ip()).await?;
-        let socket = &pool[rand::random_range(0..pool.len())];
-        let (id, rx) = socket.register(q, server);
-        let message = build_query(id, q, self.settings.udp_payload);
-        let registration = Registration { socket, id };
-        if let Err(e) = socket.sock.send_to(&message, server).await {
-            return Err(UpstreamError::Network(e.kind().to_string()));
-        }
-        let answer = rx
-            .await
-            .map_err(|_| UpstreamError::Network("socket closed".into()));
-        drop(registration);
-        answer
-    }
-
-    async fn pool(&self, ip: IpAddr) -> Result<&Vec<Arc<PoolSocket>>, UpstreamError> {
-        let (cell, bind): (_, IpAddr) = match ip {
-            IpAddr::V4(_) => (&self.v4, Ipv4Addr::UNSPECIFIED.into()),
-            IpAddr::V6(_) => (&self.v6, Ipv6Addr::UNSPECIFIED.into()),
+        let _slot = self.socket_slot()?;
+        let socket = connected_udp_socket(server).map_err(network_error)?;
+        let case = if self.settings.case_randomization && self.health.preserves_case(server) {
+            Case::Random
+        } else {
+            Case::AsIs
         };
-        let stats = self.stats.clone();
-        cell.get_or_try_init(|| open_pool(bind, self.settings.sockets, stats))
-            .await
-            .map_err(|e| UpstreamError::Network(format!("cannot open an upstream socket: {e}")))
+        let sent = SentQuery::new(q, case, self.settings.udp_payload);
+        socket.send(&sent.message).await.map_err(network_error)?;
+        let mut other_case_seen = false;
+        let answer = receive_answer(&socket, &sent, &self.stats, &mut other_case_seen);
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(mut bytes)) => {
+                bytes[HEADER_LEN..HEADER_LEN + q.name_wire.len()].copy_from_slice(q.name_wire);
+                Ok(bytes)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                // Only an answer in another case came: no forger races a
+                // whole attempt, the server does not preserve case.
+                if other_case_seen {
+                    self.health.case_not_preserved(server);
+                }
+                Err(UpstreamError::Timeout)
+            }
+        }
+    }
+
+    /// Counts one more open upstream socket, or fails as Overloaded at the
+    /// bound: sockets are never shared to make room.
+    fn socket_slot(&self) -> Result<SocketSlot<'_>, UpstreamError> {
+        let open = &self.stats.open_sockets;
+        if open.fetch_add(1, Ordering::AcqRel) >= self.max_sockets {
+            open.fetch_sub(1, Ordering::AcqRel);
+            return Err(UpstreamError::Overloaded);
+        }
+        Ok(SocketSlot(open))
     }
 }
 
-async fn open_pool(
-    bind: IpAddr,
-    count: usize,
-    stats: Arc<ForwarderStats>,
-) -> std::io::Result<Vec<Arc<PoolSocket>>> {
-    let mut pool = Vec::with_capacity(count);
-    for _ in 0..count.max(1) {
-        // Port 0: the kernel picks a random ephemeral port for each socket.
-        let sock = UdpSocket::bind(SocketAddr::new(bind, 0)).await?;
-        let socket = Arc::new(PoolSocket {
-            sock,
-            pending: Mutex::new(HashMap::new()),
-        });
-        tokio::spawn(socket.clone().receive_loop(stats.clone()));
-        pool.push(socket);
-    }
-    Ok(pool)
-}
+/// One open upstream socket in [`ForwarderStats::open_sockets`]; dropped
+/// with (or after) the socket it counts.
+struct SocketSlot<'a>(&'a AtomicUsize);
 
-/// An outstanding query on a pool socket.
-struct Pending {
-    server: SocketAddr,
-    question: Box<[u8]>,
-    tx: oneshot::Sender<Vec<u8>>,
-}
-
-/// A UDP socket shared by many outstanding queries, told apart by ID.
-struct PoolSocket {
-    sock: UdpSocket,
-    pending: Mutex<HashMap<u16, Pending>>,
-}
-
-/// Removes a query's registration when the exchange ends for any reason
-/// (answer, timeout, cancellation), so IDs are reused only once free.
-struct Registration<'a> {
-    socket: &'a PoolSocket,
-    id: u16,
-}
-
-impl Drop for Registration<'_> {
+impl Drop for SocketSlot<'_> {
     fn drop(&mut self) {
-        if let Ok(mut pending) = self.socket.pending.lock() {
-            pending.remove(&self.id);
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn network_error(e: io::Error) -> UpstreamError {
+    UpstreamError::Network(e.kind().to_string())
+}
+
+/// A UDP socket for one query, connected to `server`.
+///
+/// Connecting an unbound UDP socket binds it to port 0 first, and Linux
+/// picks a random port for every such bind: `udp_lib_get_port` starts from a
+/// fresh `get_random_u32()` offset into `ip_local_port_range` (32768–60999,
+/// 28,232 ports, by default) and takes the first free port from there in
+/// odd-multiple strides. So each query gets its own unpredictable source
+/// port with no port-drawing loop of ours, and no port is reused while its
+/// query is open. Connected, the socket receives only from the server's
+/// address and port; ICMP errors for it end the exchange at once (SAD DNS:
+/// nothing open to probe after it closes).
+fn connected_udp_socket(server: SocketAddr) -> io::Result<UdpSocket> {
+    let kind = Type::DGRAM.nonblocking().cloexec();
+    let socket = Socket::new(Domain::for_address(server), kind, Some(Protocol::UDP))?;
+    socket.connect(&server.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+thread_local! {
+    /// Room for the largest datagram, reused by every query of the thread:
+    /// answers are copied out at their own length.
+    static DATAGRAM: RefCell<Box<[u8]>> = RefCell::new(vec![0; 65_535].into_boxed_slice());
+}
+
+/// The next datagram on `socket`, at its own length.
+async fn recv_datagram(socket: &UdpSocket) -> io::Result<Vec<u8>> {
+    loop {
+        socket.readable().await?;
+        let received =
+            DATAGRAM.with_borrow_mut(|buf| socket.try_recv(buf).map(|len| buf[..len].to_vec()));
+        match received {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
         }
     }
 }
 
-impl PoolSocket {
-    fn register(
-        &self,
-        q: &UpstreamQuery<'_>,
-        server: SocketAddr,
-    ) -> (u16, oneshot::Receiver<Vec<u8>>) {
-        let (tx, rx) = oneshot::channel();
-        let mut question = Vec::with_capacity(q.name_wire.len() + 4);
-        question.extend_from_slice(q.name_wire);
-        question.extend_from_slice(&q.qtype.to_be_bytes());
-        question.extend_from_slice(&q.qclass.to_be_bytes());
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let id = loop {
-            let id: u16 = rand::random();
-            if !pending.contains_key(&id) {
-                break id;
-            }
-        };
-        pending.insert(
+/// Reads until the answer to `sent` arrives; counts everything else as
+/// rejected, and notes an answer that differs from ours only in case.
+async fn receive_answer(
+    socket: &UdpSocket,
+    sent: &SentQuery,
+    stats: &ForwarderStats,
+    other_case_seen: &mut bool,
+) -> Result<Vec<u8>, UpstreamError> {
+    loop {
+        let datagram = recv_datagram(socket).await.map_err(network_error)?;
+        match sent.check(&datagram) {
+            Check::Ours => return Ok(datagram),
+            Check::OtherCase => *other_case_seen = true,
+            Check::NotOurs => {}
+        }
+        stats.rejected_answers.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How the query name's letters are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    /// 0x20: each letter upper or lower case at random; the answer must
+    /// repeat it exactly.
+    Random,
+    /// As the cache key has it (lower case); the answer's case is not checked.
+    AsIs,
+}
+
+/// What an incoming datagram is to the query we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Ours,
+    /// Our ID and question but another case: a forger who did not know our
+    /// case, or a server that does not preserve it.
+    OtherCase,
+    NotOurs,
+}
+
+/// A query as sent, to check answers against.
+struct SentQuery {
+    id: u16,
+    message: Vec<u8>,
+    name_len: usize,
+    case: Case,
+}
+
+impl SentQuery {
+    /// A query with a fresh random ID, and `case` applied to its name.
+    fn new(q: &UpstreamQuery<'_>, case: Case, payload: u16) -> Self {
+        let id = rand::random();
+        let mut message = build_query(id, q, payload);
+        let name_len = q.name_wire.len();
+        if case == Case::Random {
+            randomize_case(&mut message[HEADER_LEN..HEADER_LEN + name_len]);
+        }
+        SentQuery {
             id,
-            Pending {
-                server,
-                question: question.into_boxed_slice(),
-                tx,
-            },
-        );
-        (id, rx)
-    }
-
-    async fn receive_loop(self: Arc<Self>, stats: Arc<ForwarderStats>) {
-        let mut buf = vec![0u8; 65_535];
-        loop {
-            let Ok((len, from)) = self.sock.recv_from(&mut buf).await else {
-                continue;
-            };
-            if !self.deliver(&buf[..len], from) {
-                stats.rejected_answers.fetch_add(1, Ordering::Relaxed);
-            }
+            message,
+            name_len,
+            case,
         }
     }
 
-    /// Hands an answer to its waiting query if it is from the right server,
-    /// with an outstanding ID and our question; returns false otherwise.
-    fn deliver(&self, bytes: &[u8], from: SocketAddr) -> bool {
-        let Ok(header) = Header::read(bytes) else {
-            return false;
+    fn check(&self, answer: &[u8]) -> Check {
+        let Ok(header) = Header::read(answer) else {
+            return Check::NotOurs;
         };
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(p) = pending.get(&header.id) else {
-            return false;
+        if header.id != self.id || !header.is_response() || header.qdcount != 1 {
+            return Check::NotOurs;
+        }
+        let question = HEADER_LEN..HEADER_LEN + self.name_len + 4;
+        let (Some(theirs), ours) = (answer.get(question.clone()), &self.message[question]) else {
+            return Check::NotOurs;
         };
-        let question_ok = header.qdcount == 1
-            && bytes
-                .get(HEADER_LEN..HEADER_LEN + p.question.len())
-                .is_some_and(|q| q.eq_ignore_ascii_case(&p.question));
-        if p.server != from || !header.is_response() || !question_ok {
-            return false;
+        let (their_name, their_type_class) = theirs.split_at(self.name_len);
+        let (our_name, our_type_class) = ours.split_at(self.name_len);
+        if their_type_class != our_type_class || !their_name.eq_ignore_ascii_case(our_name) {
+            Check::NotOurs
+        } else if self.case == Case::Random && their_name != our_name {
+            Check::OtherCase
+        } else {
+            Check::Ours
         }
-        if let Some(p) = pending.remove(&header.id) {
-            let _ = p.tx.send(bytes.to_vec());
+    }
+}
+
+/// 0x20 (draft-vixie-dnsext-dns0x20): sets each letter of a wire-format
+/// name to upper or lower case at random. Length bytes (< 64) are never
+/// letters, so the name's structure is untouched.
+fn randomize_case(name: &mut [u8]) {
+    let mut bits: u64 = 0;
+    let mut bits_left = 0;
+    for letter in name.iter_mut().filter(|b| b.is_ascii_alphabetic()) {
+        if bits_left == 0 {
+            bits = rand::random();
+            bits_left = 64;
         }
-        true
+        if bits & 1 == 1 {
+            letter.make_ascii_uppercase();
+        } else {
+            letter.make_ascii_lowercase();
+        }
+        bits >>= 1;
+        bits_left -= 1;
     }
 }
 
@@ -351,29 +434,23 @@ fn build_query(id: u16, q: &UpstreamQuery<'_>, payload: u16) -> Vec<u8> {
     m
 }
 
-/// One query over a fresh TCP connection (after TC=1 over UDP).
+/// One query over a fresh TCP connection (after TC=1 over UDP). No 0x20: an
+/// off-path forger cannot inject into the stream without its sequence numbers.
 async fn tcp_exchange(
     q: &UpstreamQuery<'_>,
     server: SocketAddr,
     payload: u16,
 ) -> Result<Vec<u8>, UpstreamError> {
-    let net = |e: std::io::Error| UpstreamError::Network(e.kind().to_string());
-    let mut stream = TcpStream::connect(server).await.map_err(net)?;
-    let id: u16 = rand::random();
-    let message = build_query(id, q, payload);
-    let mut framed = Vec::with_capacity(message.len() + 2);
-    framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
-    framed.extend_from_slice(&message);
-    stream.write_all(&framed).await.map_err(net)?;
-    let len = stream.read_u16().await.map_err(net)? as usize;
+    let mut stream = TcpStream::connect(server).await.map_err(network_error)?;
+    let sent = SentQuery::new(q, Case::AsIs, payload);
+    let mut framed = Vec::with_capacity(sent.message.len() + 2);
+    framed.extend_from_slice(&(sent.message.len() as u16).to_be_bytes());
+    framed.extend_from_slice(&sent.message);
+    stream.write_all(&framed).await.map_err(network_error)?;
+    let len = stream.read_u16().await.map_err(network_error)? as usize;
     let mut bytes = vec![0u8; len];
-    stream.read_exact(&mut bytes).await.map_err(net)?;
-    let header = Header::read(&bytes).map_err(|_| UpstreamError::Malformed)?;
-    let question = &message[HEADER_LEN..HEADER_LEN + q.name_wire.len() + 4];
-    let same_question = bytes
-        .get(HEADER_LEN..HEADER_LEN + question.len())
-        .is_some_and(|b| b.eq_ignore_ascii_case(question));
-    if header.id != id || !header.is_response() || !same_question {
+    stream.read_exact(&mut bytes).await.map_err(network_error)?;
+    if sent.check(&bytes) != Check::Ours {
         return Err(UpstreamError::Malformed);
     }
     Ok(bytes)
@@ -384,12 +461,19 @@ async fn tcp_exchange(
 #[derive(Debug, Default)]
 pub struct Health {
     failures: Mutex<HashMap<SocketAddr, (u32, Instant)>>,
+    /// Servers that answered a 0x20 query only in another case, and when.
+    case_not_preserved: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
 /// How long a failure counts against a server.
 const FAILURE_MEMORY: Duration = Duration::from_secs(30);
 /// Consecutive failures after which a server counts as failing (readiness, logs).
 const FAILING_AFTER: u32 = 3;
+/// How long a server that does not preserve the case of query names is
+/// asked without 0x20 before it is tried with it again: Unbound keeps what
+/// it learns about a server (`infra-host-ttl`) this long. Each retry costs
+/// one attempt timeout, for the queries sent to it during that attempt.
+pub const CASE_FALLBACK_HOLD: Duration = Duration::from_secs(900);
 
 impl Health {
     fn order(&self, servers: &[SocketAddr]) -> Vec<SocketAddr> {
@@ -432,6 +516,36 @@ impl Health {
         }
     }
 
+    /// Whether `server` may be asked with 0x20 (it has not been seen to
+    /// answer in another case within [`CASE_FALLBACK_HOLD`]).
+    fn preserves_case(&self, server: SocketAddr) -> bool {
+        let lost = self
+            .case_not_preserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        lost.get(&server)
+            .is_none_or(|at| at.elapsed() >= CASE_FALLBACK_HOLD)
+    }
+
+    /// `server` answered a 0x20 query only in another case: it is asked in
+    /// lower case from now on, for [`CASE_FALLBACK_HOLD`].
+    fn case_not_preserved(&self, server: SocketAddr) {
+        let mut lost = self
+            .case_not_preserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        lost.retain(|_, at| at.elapsed() < CASE_FALLBACK_HOLD);
+        if lost.insert(server, Instant::now()).is_none() {
+            tracing::warn!(
+                upstream = %server,
+                hold_s = CASE_FALLBACK_HOLD.as_secs(),
+                "upstream answers in another case than it is asked: it does not preserve case, \
+                 so it is asked without 0x20 (case randomization) for a while; \
+                 upstream recursive resolvers normally preserve case, check what sits in between"
+            );
+        }
+    }
+
     /// Whether any of `servers` answered last time it was asked (or was never
     /// asked): readiness.
     pub fn any_healthy(&self, servers: &[SocketAddr]) -> bool {
@@ -441,5 +555,74 @@ impl Health {
                 .get(s)
                 .is_none_or(|(n, at)| *n < FAILING_AFTER || at.elapsed() > FAILURE_MEMORY)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAME: &[u8] = b"\x03www\x07example\x04test\x00";
+
+    fn query(qtype: u16) -> UpstreamQuery<'static> {
+        UpstreamQuery {
+            name_wire: NAME,
+            qtype,
+            qclass: 1,
+            dnssec_ok: false,
+            cd: false,
+        }
+    }
+
+    /// The answer a server would send to `sent`: its header and question
+    /// with QR set, and `name` in place of the question name.
+    fn answer_to(sent: &SentQuery, name: &[u8]) -> Vec<u8> {
+        let mut answer = sent.message[..HEADER_LEN + NAME.len() + 4].to_vec();
+        answer[2] |= 0x80;
+        answer[10..12].copy_from_slice(&[0, 0]);
+        answer[HEADER_LEN..HEADER_LEN + NAME.len()].copy_from_slice(name);
+        answer
+    }
+
+    #[test]
+    fn random_case_changes_only_the_case_of_letters() {
+        let mut name = NAME.to_vec();
+        randomize_case(&mut name);
+        assert!(name.eq_ignore_ascii_case(NAME));
+        assert_eq!(name.len(), NAME.len());
+        assert_eq!((name[0], name[4], name[12], name[17]), (3, 7, 4, 0));
+    }
+
+    #[test]
+    fn with_0x20_only_the_exact_case_is_ours() {
+        let sent = SentQuery::new(&query(1), Case::Random, 1232);
+        let ours = sent.message[HEADER_LEN..HEADER_LEN + NAME.len()].to_vec();
+        assert_eq!(sent.check(&answer_to(&sent, &ours)), Check::Ours);
+        let swapped: Vec<u8> = ours
+            .iter()
+            .map(|b| match b {
+                b'a'..=b'z' => b.to_ascii_uppercase(),
+                _ => b.to_ascii_lowercase(),
+            })
+            .collect();
+        assert_eq!(sent.check(&answer_to(&sent, &swapped)), Check::OtherCase);
+        let mut other_id = answer_to(&sent, &ours);
+        other_id[0] ^= 0xff;
+        assert_eq!(sent.check(&other_id), Check::NotOurs);
+        assert_eq!(sent.check(&answer_to(&sent, NAME)[..20]), Check::NotOurs);
+    }
+
+    #[test]
+    fn without_0x20_any_case_is_ours_but_not_another_type() {
+        // qtype 0x0041 ('A') against 0x0061 ('a'): bytes that differ only in
+        // ASCII case, which a case-blind compare of the question would pass.
+        let sent = SentQuery::new(&query(0x41), Case::AsIs, 1232);
+        assert_eq!(
+            sent.check(&answer_to(&sent, b"\x03WWW\x07example\x04TEST\x00")),
+            Check::Ours
+        );
+        let mut other_type = answer_to(&sent, NAME);
+        other_type[HEADER_LEN + NAME.len() + 1] = 0x61;
+        assert_eq!(sent.check(&other_type), Check::NotOurs);
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct Shared {
     silent: AtomicBool,
     rcode: Mutex<Option<ResponseCode>>,
     forge: AtomicBool,
+    forge_case: AtomicBool,
+    lowercase: AtomicBool,
     delay: Mutex<Duration>,
     delay_for: Mutex<HashMap<String, Duration>>,
     udp_limit: Mutex<Option<usize>>,
@@ -42,6 +44,7 @@ pub(super) struct Shared {
     tcp: AtomicUsize,
     by_name: Mutex<HashMap<String, usize>>,
     received: Mutex<Vec<Message>>,
+    udp_sources: Mutex<Vec<SocketAddr>>,
 }
 
 /// What the server sends for one query, after `delay`.
@@ -118,6 +121,12 @@ impl Authority {
         lock(&self.shared.received).clone()
     }
 
+    /// The source address and port of every UDP datagram received, in
+    /// arrival order: how a forwarder spreads its queries over ports.
+    pub fn udp_sources(&self) -> Vec<SocketAddr> {
+        lock(&self.shared.udp_sources).clone()
+    }
+
     /// The most recent parsable query, e.g. to check what a forwarder sent.
     pub fn last_query(&self) -> Option<Message> {
         lock(&self.shared.received).last().cloned()
@@ -130,6 +139,7 @@ impl Authority {
         }
         lock(&self.shared.by_name).clear();
         lock(&self.shared.received).clear();
+        lock(&self.shared.udp_sources).clear();
     }
 
     /// Receive and count queries but never answer.
@@ -177,6 +187,23 @@ impl Authority {
         self.shared.forge.store(forge, Ordering::SeqCst);
     }
 
+    /// Before each UDP answer, send a forged one with the right ID and the
+    /// right question in swapped case (carrying [`FORGED_V4`]/[`FORGED_V6`]):
+    /// what an off-path forger who guessed ID and port but not the 0x20
+    /// case would send.
+    ///
+    /// [`FORGED_V4`]: super::FORGED_V4
+    /// [`FORGED_V6`]: super::FORGED_V6
+    pub fn set_forge_case(&self, forge: bool) {
+        self.shared.forge_case.store(forge, Ordering::SeqCst);
+    }
+
+    /// Answer with the question (and every name copied from it) in lower
+    /// case, like a server that does not preserve the case it is asked in.
+    pub fn set_lowercase_answers(&self, lowercase: bool) {
+        self.shared.lowercase.store(lowercase, Ordering::SeqCst);
+    }
+
     /// Replace all zone data. Panics on a malformed zone.
     pub fn set_records(&self, zone: &str) {
         let zones = Zones::parse(zone).unwrap_or_else(|e| panic!("bad test zone: {e}"));
@@ -211,6 +238,8 @@ impl Shared {
             silent: AtomicBool::new(false),
             rcode: Mutex::new(None),
             forge: AtomicBool::new(false),
+            forge_case: AtomicBool::new(false),
+            lowercase: AtomicBool::new(false),
             delay: Mutex::new(Duration::ZERO),
             delay_for: Mutex::new(HashMap::new()),
             udp_limit: Mutex::new(None),
@@ -220,7 +249,13 @@ impl Shared {
             tcp: AtomicUsize::new(0),
             by_name: Mutex::new(HashMap::new()),
             received: Mutex::new(Vec::new()),
+            udp_sources: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Notes where a UDP datagram came from.
+    pub(super) fn on_udp_source(&self, peer: SocketAddr) {
+        lock(&self.udp_sources).push(peer);
     }
 
     /// Counts `bytes` and decides the reply; `None` means send nothing.
@@ -262,6 +297,8 @@ impl Shared {
         Settings {
             rcode: *lock(&self.rcode),
             forge: self.forge.load(Ordering::SeqCst),
+            forge_case: self.forge_case.load(Ordering::SeqCst),
+            lowercase: self.lowercase.load(Ordering::SeqCst),
             udp_limit: *lock(&self.udp_limit),
             ede: lock(&self.ede).clone(),
         }

@@ -30,6 +30,8 @@ pub struct Settings {
     /// Answer every query with this RCODE and no records.
     pub rcode: Option<ResponseCode>,
     pub forge: bool,
+    pub forge_case: bool,
+    pub lowercase: bool,
     pub udp_limit: Option<usize>,
     pub ede: Option<(u16, String)>,
 }
@@ -49,10 +51,20 @@ pub fn respond(
     if query.metadata.message_type == MessageType::Response {
         return Vec::new();
     }
+    let lowercased;
+    let query = if settings.lowercase {
+        lowercased = lowercase_question(query);
+        &lowercased
+    } else {
+        query
+    };
     let mut packets = Vec::new();
     // Off-path spoofing is a UDP threat; on TCP it would need a hijacked stream.
     if settings.forge && transport == Transport::Udp {
         packets.extend(forgeries(query));
+    }
+    if settings.forge_case && transport == Transport::Udp {
+        packets.extend(case_forgery(query));
     }
     let response = build_response(query, zones, settings);
     let limit = match transport {
@@ -166,6 +178,33 @@ fn forgeries(query: &Message) -> Vec<Vec<u8>> {
         forged(query, id ^ 0x5a5a, question.name()),
         forged(query, id, &other_name),
     ]
+}
+
+/// The right ID and question, but the name's letters in swapped case: what
+/// a forger who guessed ID and port but not the 0x20 case would send.
+fn case_forgery(query: &Message) -> Option<Vec<u8>> {
+    let question = query.queries.first()?;
+    let swapped: String = question
+        .name()
+        .to_ascii()
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => c.to_ascii_uppercase(),
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => c,
+        })
+        .collect();
+    let name = Name::from_ascii(&swapped).ok()?;
+    Some(forged(query, query.metadata.id, &name))
+}
+
+/// The query with its question name in lower case.
+fn lowercase_question(query: &Message) -> Message {
+    let mut lowered = query.clone();
+    for question in &mut lowered.queries {
+        question.set_name(question.name().to_lowercase());
+    }
+    lowered
 }
 
 fn forged(query: &Message, id: u16, name: &Name) -> Vec<u8> {

@@ -60,6 +60,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
             continue; // e.g. a stray ICMP error; the socket itself is fine
         };
+        shared.on_udp_source(peer);
         let Some(reply) = shared.on_query(&buf[..len], Transport::Udp) else {
             continue;
         };

@@ -164,6 +164,46 @@ async fn a_thousand_identical_concurrent_misses_make_one_upstream_query() {
     assert_eq!(upstream.queries_for("www.example.test"), 1);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_name_gathers_a_bounded_number_of_waiting_queries() {
+    let upstream = Authority::start(ZONE);
+    upstream.set_delay(Duration::from_millis(500));
+    let mut settings = test_settings(&[upstream.addr()]);
+    // One attempt outlasts the delay, so the upstream sees one query.
+    settings.forwarder.attempt_timeout = Duration::from_secs(2);
+    settings.forwarder.total_timeout = Duration::from_secs(2);
+    settings.limits.max_followers_per_fetch = 5;
+    let picket = start_picket_with(settings);
+    let socket = burst_socket();
+    for id in 0..40u16 {
+        let q = QueryBuilder::new("www.example.test", RecordType::A)
+            .id(id)
+            .to_bytes();
+        socket.send_to(&q, picket.addr).await.unwrap();
+    }
+    let (mut refused, mut answered, mut buf) = (0, 0, vec![0u8; 2048]);
+    while let Ok(Ok(len)) =
+        tokio::time::timeout(Duration::from_secs(3), socket.recv(&mut buf)).await
+    {
+        let msg = Message::from_vec(&buf[..len]).unwrap();
+        let not_ready = ede(&msg).is_some_and(|(code, _)| code == 14);
+        match msg.metadata.response_code {
+            ResponseCode::ServFail if not_ready => refused += 1,
+            ResponseCode::NoError if a_records(&msg).len() == 1 => answered += 1,
+            other => panic!("unexpected answer {other}: {msg:?}"),
+        }
+        if refused + answered == 40 {
+            break;
+        }
+    }
+    assert_eq!(
+        answered, 6,
+        "the query that started the fetch and 5 waiting on it"
+    );
+    assert_eq!(refused, 34, "the rest get SERVFAIL with EDE 14 at once");
+    assert_eq!(upstream.queries_for("www.example.test"), 1);
+}
+
 /// Resident set size of a process in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -334,6 +334,63 @@ async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
     assert!(grown < 32 * 1024, "memory stays bounded: +{grown} KiB");
 }
 
+/// Asks `server` for `names` (each `m{i}.example.test`, which does not
+/// exist), 200 at a time; panics unless every one gets its NXDOMAIN.
+async fn resolve_all(server: SocketAddr, names: std::ops::Range<u16>) {
+    let socket = burst_socket();
+    let mut buf = vec![0u8; 4096];
+    for window in names.collect::<Vec<_>>().chunks(200) {
+        for &i in window {
+            let q = QueryBuilder::new(&format!("m{i}.example.test"), RecordType::A)
+                .id(i)
+                .to_bytes();
+            socket.send_to(&q, server).await.unwrap();
+        }
+        for _ in window {
+            let len = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
+            let msg = Message::from_vec(&buf[..len]).unwrap();
+            assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_evicted_from_a_small_cache_leave_memory() {
+    const NAMES: u16 = 6_000;
+    const WARM: u16 = 1_000;
+    // Negative answers are cached for the SOA's 60 s, so no zone data is needed.
+    let upstream = Authority::start(ZONE);
+    // 1,000 bytes of EDE text make every cached answer weigh over 1 kB.
+    upstream.set_ede(Some((0, "x".repeat(1000))));
+    let picket = PicketProcess::start(&[
+        "--upstream",
+        &upstream.addr().to_string(),
+        "--threads",
+        "1",
+        "--cache-size",
+        "1MiB",
+    ]);
+    wait_until_answering(picket.addr).await;
+    // Past the budget once, so the cache is full before the measurement starts.
+    resolve_all(picket.addr, 0..WARM).await;
+    let before = rss_kib(picket.child.id());
+    resolve_all(picket.addr, WARM..NAMES).await;
+    let grown = rss_kib(picket.child.id()).saturating_sub(before);
+    eprintln!(
+        "{} more answers through a full 1 MiB cache: RSS +{grown} KiB",
+        NAMES - WARM
+    );
+    // Held past eviction, 5,000 answers of ~1.3 kB each would add over 6 MB
+    // (measured with a front that kept them: +10.5 MiB for 8,000; +0.75 MiB without).
+    assert!(
+        grown < 3 * 1024,
+        "evicted answers stay in memory: +{grown} KiB"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_client_cannot_take_every_upstream_slot() {
     let upstream = Authority::start(ZONE);

@@ -391,7 +391,8 @@ impl Worker {
             .await
         {
             Ok((fetched, _)) => fetched,
-            // Too many queries wait for this name already: SERVFAIL (EDE 14) or stale.
+            // No share of a fetch (too many wait on it, or it stopped): SERVFAIL
+            // with EDE 14, or the stale answer.
             Err(unshared) => Err(unshared.into()),
         };
         let judged = Judged {

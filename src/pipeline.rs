@@ -14,6 +14,7 @@
 //! inline in the listener's loop. Only a miss becomes a [`Pending`] that
 //! [`Worker::finish`] resolves asynchronously.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,7 +99,7 @@ impl Shared {
             policy_reloads: PolicyReloads::default(),
             reloading: std::sync::Mutex::default(),
             cache: Cache::new(settings.cache.clone(), settings.clock.clone()),
-            inflight: Coalescer::default(),
+            inflight: Coalescer::new(settings.limits.max_followers_per_fetch),
             upstream_permits: Semaphore::new(settings.limits.max_upstream_inflight),
             health: Arc::new(Health::default()),
             forwarder_stats: Arc::new(ForwarderStats::with_sink(observer.exchange_sink())),
@@ -265,18 +266,19 @@ impl Provenance {
 /// worker's own upstream sockets.
 pub struct Worker {
     shared: Arc<Shared>,
-    forwarder: Forwarder,
+    /// Shared with the fetches this worker starts, which outlive their query.
+    forwarder: Arc<Forwarder>,
 }
 
 impl Worker {
     /// A worker; call inside the worker's runtime (upstream sockets open lazily there).
     pub fn new(shared: Arc<Shared>) -> Self {
-        let forwarder = Forwarder::new(
+        let forwarder = Arc::new(Forwarder::new(
             shared.settings.forwarder.clone(),
             shared.settings.limits.max_upstream_sockets,
             shared.health.clone(),
             shared.forwarder_stats.clone(),
-        );
+        ));
         Self { shared, forwarder }
     }
 
@@ -452,15 +454,16 @@ impl Worker {
     /// answer (or a stale one, or SERVFAIL with the reason as an EDE). None
     /// when the response phase drops the answer: send nothing at all.
     pub async fn finish(&self, p: Pending) -> Option<Vec<u8>> {
-        let (fetched, _) = self
+        let fetched = match self
             .shared
             .inflight
-            .run(&p.key, || self.fetch(&p.key))
-            .await;
-        let fetched = match fetched {
-            Some(f) => f,
-            // The query we were waiting on was cancelled: fetch ourselves.
-            None => self.fetch(&p.key).await,
+            .run(&p.key, || self.detached_fetch(&p.key))
+            .await
+        {
+            Ok((fetched, _)) => fetched,
+            // No share of a fetch (too many wait on it, or it stopped): SERVFAIL
+            // with EDE 14, or the stale answer.
+            Err(unshared) => Err(unshared.into()),
         };
         let judged = Judged {
             req: &p.req,
@@ -543,11 +546,17 @@ impl Worker {
         }
     }
 
+    /// [`Self::fetch`] owning what it needs, so that it runs to the end even when
+    /// the query that started it goes away (its followers still wait).
+    fn detached_fetch(&self, key: &CacheKey) -> impl Future<Output = Fetched> + Send + 'static {
+        let (shared, forwarder, key) = (self.shared.clone(), self.forwarder.clone(), key.clone());
+        async move { Self::fetch(&shared, &forwarder, &key).await }
+    }
+
     /// One upstream exchange along the key's route and a cache insert, under
     /// the global in-flight bound.
-    async fn fetch(&self, key: &CacheKey) -> Fetched {
-        let _permit = self
-            .shared
+    async fn fetch(shared: &Shared, forwarder: &Forwarder, key: &CacheKey) -> Fetched {
+        let _permit = shared
             .upstream_permits
             .try_acquire()
             .map_err(|_| UpstreamError::Overloaded)?;
@@ -558,25 +567,21 @@ impl Worker {
             dnssec_ok: key.dnssec_ok(),
             cd: key.cd(),
         };
-        let (bytes, server) = match (key.route(), &self.shared.recursor) {
+        let (bytes, server) = match (key.route(), &shared.recursor) {
             (Route::Default, Some(recursor)) => (recursor.resolve(&query).await?, None),
             (Route::Default, None) => {
-                let (bytes, server) = self
-                    .forwarder
-                    .query(&query, &self.shared.settings.upstreams)
-                    .await?;
+                let (bytes, server) = forwarder.query(&query, &shared.settings.upstreams).await?;
                 (bytes, Some(server))
             }
             (Route::Group(name), _) => {
                 // The group as the current policy defines it (it may have been reloaded).
-                let servers = self
-                    .shared
+                let servers = shared
                     .policy
                     .load()
                     .upstream_group(name)
                     .map(<[SocketAddr]>::to_vec);
                 let servers = servers.ok_or(UpstreamError::NoServers)?;
-                let (bytes, server) = self.forwarder.query(&query, &servers).await?;
+                let (bytes, server) = forwarder.query(&query, &servers).await?;
                 (bytes, Some(server))
             }
         };
@@ -585,10 +590,7 @@ impl Worker {
                 AnswerError::CnameLoop(chain) => UpstreamError::Unusable(chain),
                 _ => UpstreamError::Malformed,
             })?;
-        Ok((
-            self.shared.cache.insert(key.clone(), Arc::new(answer)),
-            server,
-        ))
+        Ok((shared.cache.insert(key.clone(), Arc::new(answer)), server))
     }
 
     /// Serves an answer for a resolving verdict: screened by the response

@@ -1000,6 +1000,56 @@ async fn drain_closes_idle_doh_at_once_and_finishes_exchanges_in_flight() {
     assert!(TcpStream::connect(dot).await.is_err());
 }
 
+// ---------------------------------------------------------------- coalescing
+
+/// Waits (real time, at most 3 s) until `done` holds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        common::real_sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// A DoH client that resets its stream while Picket waits on the upstream
+/// takes only its own wait away: the queries that joined its fetch are
+/// answered by the one upstream query already sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_doh_stream_leaves_its_fetch_to_the_queries_waiting_on_it() {
+    let Setup { upstream, picket } = start_with(|s| {
+        // One attempt outlasts the delay, so each fetch is one upstream query.
+        s.forwarder.attempt_timeout = Duration::from_secs(2);
+        s.forwarder.total_timeout = Duration::from_secs(2);
+    });
+    let name = "s42.example.test.";
+    upstream.set_delay(Duration::from_millis(600));
+    let (mut leader, _leader_conn) = h2_connection(&picket.server).await;
+    let uri = format!("https://localhost{}", get_path(&query(1, name)));
+    let leading = tokio::spawn(async move {
+        let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+        leader.send_request(req).await
+    });
+    wait_until("the DoH query reaches the upstream", || {
+        upstream.queries_for(name) == 1
+    })
+    .await;
+    let followers: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = picket.addr;
+            tokio::spawn(async move { common::query_udp(addr, name, RecordType::A).await })
+        })
+        .collect();
+    common::real_sleep(Duration::from_millis(100)).await;
+    // Dropping the response future resets the HTTP/2 stream (RST_STREAM).
+    leading.abort();
+    for follower in followers {
+        assert_answered(&follower.await.unwrap());
+    }
+    assert_eq!(upstream.queries_for(name), 1, "one upstream query in all");
+}
+
 // ---------------------------------------------------------------- reload
 
 /// A certificate and key as PEM files in a fresh directory.

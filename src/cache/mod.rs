@@ -10,6 +10,9 @@
 
 mod front;
 
+/// Most bytes each worker thread's front holds beyond the byte budget.
+pub use front::MAX_BYTES as FRONT_MAX_BYTES;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,6 +126,8 @@ impl CacheKey {
 #[derive(Debug)]
 pub struct Entry {
     pub answer: Arc<Answer>,
+    /// The key it is stored under, for the per-thread front to check.
+    key: CacheKey,
     stored: Instant,
     /// Seconds the entry is fresh (the answer's TTL after clamping).
     lifetime: u32,
@@ -193,17 +198,21 @@ impl Expiry<CacheKey, Arc<Entry>> for Retention {
 }
 
 /// Fixed cost of an entry beyond its bytes: moka's own bookkeeping measured
-/// at ~520 B per entry (DESIGN.md §8), plus our `Entry`.
-const ENTRY_OVERHEAD: usize = 560;
+/// at ~520 B per entry, plus our `Entry` (the weigher adds the name twice:
+/// moka's key and the entry's copy).
+const ENTRY_OVERHEAD: usize = 600;
+
+/// What an entry counts against the byte budget.
+fn weight(key: &CacheKey, entry: &Entry) -> u32 {
+    (2 * key.name.len() + entry.answer.weight() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
+}
 
 impl Cache {
     /// A cache with these settings, aging TTLs by `clock`.
     pub fn new(settings: CacheSettings, clock: Clock) -> Self {
         let inner = MokaCache::builder()
             .max_capacity(settings.max_bytes)
-            .weigher(|k: &CacheKey, e: &Arc<Entry>| {
-                (k.name.len() + e.answer.weight() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
-            })
+            .weigher(|k: &CacheKey, e: &Arc<Entry>| weight(k, e))
             .expire_after(Retention)
             // foldhash instead of SipHash: seeded randomly per process like
             // SipHash (so query names cannot be chosen to collide), and about
@@ -242,7 +251,7 @@ impl Cache {
         };
         let age = entry.age(now);
         if age < entry.lifetime {
-            front::put(self.id, key, &entry);
+            front::put(self.id, &entry);
         }
         if age < entry.lifetime {
             Lookup::Fresh(entry, age)
@@ -264,13 +273,14 @@ impl Cache {
         };
         let entry = Arc::new(Entry {
             answer,
+            key: key.clone(),
             stored: self.clock.now(),
             lifetime,
             retention: lifetime.saturating_add(stale),
         });
         if entry.retention > 0 {
             if entry.lifetime > 0 {
-                front::put(self.id, &key, &entry);
+                front::put(self.id, &entry);
             }
             self.inner.insert(key, entry.clone());
         }
@@ -366,6 +376,56 @@ mod tests {
                 .lifetime(),
             600
         );
+    }
+
+    /// Answers still in memory anywhere in the process, of those in `held`.
+    fn alive(held: &[std::sync::Weak<Answer>]) -> usize {
+        held.iter().filter(|a| a.strong_count() > 0).count()
+    }
+
+    #[test]
+    fn answers_evicted_by_the_byte_budget_are_freed_though_the_front_served_them() {
+        let settings = CacheSettings {
+            max_bytes: 100_000,
+            ..Default::default()
+        };
+        let cache = Cache::new(settings, Clock::manual());
+        let (mut held, mut lightest) = (Vec::new(), u32::MAX);
+        for i in 0..2_000 {
+            let req = request(&format!("n{i}.test"));
+            let key = CacheKey::for_request(&req);
+            let answer = answer(&req, 300);
+            held.push(Arc::downgrade(&answer));
+            let entry = cache.insert(key.clone(), answer);
+            lightest = lightest.min(weight(&key, &entry));
+            drop(entry);
+            // Served once, so this thread's front has it.
+            cache.get(&key);
+        }
+        // moka works through its pending evictions in batches.
+        for _ in 0..4 {
+            cache.run_pending_tasks();
+        }
+        let alive = alive(&held);
+        assert!(
+            alive as u64 * u64::from(lightest) <= 100_000,
+            "{alive} answers of at least {lightest} B are alive, over the 100,000 B budget"
+        );
+    }
+
+    #[test]
+    fn the_front_stops_serving_an_entry_the_cache_dropped() {
+        let cache = Cache::new(CacheSettings::default(), Clock::manual());
+        let req = request("gone.test");
+        let key = CacheKey::for_request(&req);
+        let answer = answer(&req, 300);
+        let held = Arc::downgrade(&answer);
+        cache.insert(key.clone(), answer);
+        assert!(matches!(cache.get(&key), Lookup::Fresh(..)));
+        cache.inner.invalidate(&key);
+        cache.run_pending_tasks();
+        assert!(matches!(cache.get(&key), Lookup::Miss));
+        assert_eq!(held.strong_count(), 0, "the answer is freed");
     }
 
     #[test]

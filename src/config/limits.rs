@@ -63,6 +63,17 @@ pub struct Limits {
     /// like Knot Resolver's per-client request limits, generous enough for a
     /// NAT gateway of a small office.
     pub max_inflight_per_client: u32,
+    /// Queries that may wait on one upstream fetch besides the one that
+    /// started it (identical misses are coalesced, so a slow name gathers
+    /// them). Past it a query gets SERVFAIL with EDE 14 (Not Ready) at once,
+    /// or the stale answer under `--stale-window`. A waiting query holds
+    /// about 1 KiB (its parsed request and task), so one name holds at most
+    /// ~1 MiB. 1024 lets a name asked 1,000 times a second wait a whole
+    /// second for its upstream without a refusal, and matches the
+    /// per-client bound, so one client alone never meets this one first.
+    /// BIND turns away past `clients-per-query` 10, auto-tuned up to
+    /// `max-clients-per-query` 100; Unbound bounds only its whole mesh.
+    pub max_followers_per_fetch: usize,
     /// Recursive mode: the deepest a resolution may go, counting each zone
     /// cut descended (one QNAME-minimisation step each), each glueless
     /// nameserver name chased and each CNAME followed. Passed to hickory's
@@ -197,6 +208,7 @@ impl Default for Limits {
             max_upstream_inflight: 4096,
             max_upstream_sockets: 4096,
             max_inflight_per_client: 1024,
+            max_followers_per_fetch: 1024,
             recursion_max_depth: 24,
             recursion_max_cname_chain: 11,
             recursion_max_queries: 50,

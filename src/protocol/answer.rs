@@ -138,6 +138,7 @@ impl Answer {
             + self.ttl_offsets.len() * 4
             + self.cnames.iter().map(|c| c.len() + 24).sum::<usize>()
             + self.addresses.len() * 17
+            + self.ede.as_ref().map_or(0, |(_, text)| text.len())
             + std::mem::size_of::<Self>()
     }
 

@@ -1,150 +1,287 @@
 //! Concurrent misses for one key cause one upstream query.
 //!
-//! The first caller for a key (the leader) does the work; later callers wait
-//! for its result. If the leader is cancelled, its waiters are told so (they
-//! get `None`) and may try again, so a dropped task never strands them.
+//! The first caller for a key (the leader) starts the work as a task of its
+//! own, and every caller, the leader included, waits for that task's result.
+//! The work belongs to no caller: one that goes away (a DoH stream reset, a
+//! task cancelled) only stops waiting, and the others are still answered by
+//! the one query already on its way, instead of each starting its own.
+//!
+//! A key gathers at most `max_followers` callers beyond the leader; past that
+//! a caller is turned away at once ([`Unshared::TooManyWaiting`]), so one
+//! slow name cannot pile up waiting queries without bound.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
+/// Callers waiting for each key's result.
+type Table<K, V> = Mutex<HashMap<K, Vec<oneshot::Sender<V>>>>;
+
 /// In-flight work keyed by `K`, sharing results of type `V`.
 pub struct Coalescer<K, V> {
-    inflight: Mutex<HashMap<K, Vec<oneshot::Sender<V>>>>,
+    table: Arc<Table<K, V>>,
+    max_followers: usize,
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Default for Coalescer<K, V> {
-    fn default() -> Self {
-        Self {
-            inflight: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-/// Whether a result was fetched by this caller or shared from another's.
+/// Whether this caller started the work or joined another's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Leader,
     Follower,
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Coalescer<K, V> {
-    /// Runs `work` unless the same key is in flight, in which case waits for
-    /// that result. `None` means the leader was cancelled.
-    pub async fn run<F: Future<Output = V>>(
-        &self,
-        key: &K,
-        work: impl FnOnce() -> F,
-    ) -> (Option<V>, Role) {
-        let waiter = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get_mut(key) {
-                Some(waiters) => {
-                    let (tx, rx) = oneshot::channel();
-                    waiters.push(tx);
-                    Some(rx)
-                }
-                None => {
-                    inflight.insert(key.clone(), Vec::new());
-                    None
-                }
-            }
-        };
-        if let Some(rx) = waiter {
-            return (rx.await.ok(), Role::Follower);
+/// Why a caller got no shared result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unshared {
+    /// The key already has its bound of followers.
+    #[error("too many queries are already waiting for this answer")]
+    TooManyWaiting,
+    /// The work ended without a result: it panicked, or its runtime is
+    /// shutting down.
+    #[error("the fetch stopped without a result")]
+    Abandoned,
+}
+
+impl<K, V> Coalescer<K, V>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// A coalescer letting at most `max_followers` callers join a key's work.
+    pub fn new(max_followers: usize) -> Self {
+        Self {
+            table: Arc::new(Mutex::new(HashMap::new())),
+            max_followers,
         }
-        let mut guard = LeaderGuard {
-            owner: self,
-            key: Some(key.clone()),
-        };
-        let value = work().await;
-        for tx in guard.take_waiters() {
-            let _ = tx.send(value.clone());
+    }
+
+    /// Waits for the result of the work in flight for `key`, starting it
+    /// with `work` (on the current tokio runtime) when there is none.
+    /// Cancelling this future never cancels the work.
+    pub async fn run<F>(&self, key: &K, work: impl FnOnce() -> F) -> Result<(V, Role), Unshared>
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
+        let (waiter, result) = oneshot::channel();
+        let role = self.join(key, waiter)?;
+        if role == Role::Leader {
+            let completion = Completion {
+                table: Arc::clone(&self.table),
+                key: Some(key.clone()),
+            };
+            let work = work();
+            tokio::spawn(async move { completion.deliver(work.await) });
         }
-        (Some(value), Role::Leader)
+        let value = result.await.map_err(|_| Unshared::Abandoned)?;
+        Ok((value, role))
+    }
+
+    /// Registers `waiter` for `key`; the first one for a key leads.
+    fn join(&self, key: &K, waiter: oneshot::Sender<V>) -> Result<Role, Unshared> {
+        let mut table = lock(&self.table);
+        let Some(waiters) = table.get_mut(key) else {
+            table.insert(key.clone(), vec![waiter]);
+            return Ok(Role::Leader);
+        };
+        let bound = self.max_followers.saturating_add(1);
+        if waiters.len() >= bound {
+            // Callers that went away still hold a place: make room first.
+            waiters.retain(|w| !w.is_closed());
+        }
+        if waiters.len() >= bound {
+            return Err(Unshared::TooManyWaiting);
+        }
+        waiters.push(waiter);
+        Ok(Role::Follower)
     }
 
     /// Keys in flight now.
     pub fn in_flight(&self) -> usize {
-        self.inflight.lock().map_or(0, |m| m.len())
+        lock(&self.table).len()
     }
 }
 
-/// Clears the leader's slot on completion or cancellation.
-struct LeaderGuard<'a, K: Hash + Eq + Clone, V: Clone> {
-    owner: &'a Coalescer<K, V>,
+/// The work's side of a key: hands the result to every waiter, or, if the
+/// work never finishes (a panic, a runtime shutting down), clears the key so
+/// that its waiters hear [`Unshared::Abandoned`] instead of hanging.
+struct Completion<K: Hash + Eq, V> {
+    table: Arc<Table<K, V>>,
     key: Option<K>,
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> LeaderGuard<'_, K, V> {
+impl<K: Hash + Eq, V: Clone> Completion<K, V> {
+    fn deliver(mut self, value: V) {
+        for waiter in self.take_waiters() {
+            // A waiter that went away is simply skipped.
+            let _ = waiter.send(value.clone());
+        }
+    }
+
     fn take_waiters(&mut self) -> Vec<oneshot::Sender<V>> {
         let Some(key) = self.key.take() else {
             return Vec::new();
         };
-        let mut inflight = self
-            .owner
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        inflight.remove(&key).unwrap_or_default()
+        lock(&self.table).remove(&key).unwrap_or_default()
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Drop for LeaderGuard<'_, K, V> {
+impl<K: Hash + Eq, V> Drop for Completion<K, V> {
     fn drop(&mut self) {
-        // Dropping the senders wakes the waiters with `None`.
-        drop(self.take_waiters());
+        if let Some(key) = self.key.take() {
+            // Dropping the senders wakes the waiters with `Abandoned`.
+            let waiters = lock(&self.table).remove(&key);
+            drop(waiters);
+        }
     }
+}
+
+/// A panic elsewhere must not turn every later lookup into a second panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     use std::time::Duration;
+
+    /// Work that counts its runs and answers `value` after `delay`.
+    fn counted(
+        runs: &Arc<AtomicUsize>,
+        delay: Duration,
+        value: u32,
+    ) -> impl Future<Output = u32> + Send + 'static {
+        let runs = Arc::clone(runs);
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            value
+        }
+    }
+
+    /// Lets every spawned task run until it waits on something.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn hundred_callers_one_execution() {
-        let c = Arc::new(Coalescer::<u32, u32>::default());
+        let c = Arc::new(Coalescer::<u32, u32>::new(1000));
         let runs = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..100 {
             let (c, runs) = (c.clone(), runs.clone());
             tasks.push(tokio::spawn(async move {
-                c.run(&7, || async {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    42
-                })
-                .await
+                c.run(&7, || counted(&runs, Duration::from_millis(50), 42))
+                    .await
             }));
         }
+        let mut leaders = 0;
         for t in tasks {
-            assert_eq!(t.await.unwrap().0, Some(42));
+            let (value, role) = t.await.unwrap().unwrap();
+            assert_eq!(value, 42);
+            leaders += usize::from(role == Role::Leader);
         }
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!((runs.load(Ordering::SeqCst), leaders), (1, 1));
         assert_eq!(c.in_flight(), 0);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn cancelled_leader_releases_followers() {
-        let c = Arc::new(Coalescer::<u32, u32>::default());
+    async fn a_cancelled_leader_leaves_its_work_to_the_followers() {
+        let c = Arc::new(Coalescer::<u32, u32>::new(1000));
+        let runs = Arc::new(AtomicUsize::new(0));
         let leader = {
-            let c = c.clone();
-            tokio::spawn(async move { c.run(&1, std::future::pending::<u32>).await })
+            let (c, runs) = (c.clone(), runs.clone());
+            tokio::spawn(async move {
+                c.run(&1, || counted(&runs, Duration::from_millis(50), 5))
+                    .await
+            })
         };
-        tokio::task::yield_now().await;
-        let follower = {
-            let c = c.clone();
-            tokio::spawn(async move { c.run(&1, || async { 5 }).await })
-        };
-        tokio::task::yield_now().await;
+        settle().await;
+        let followers: Vec<_> = (0..10)
+            .map(|_| {
+                let (c, runs) = (c.clone(), runs.clone());
+                tokio::spawn(async move {
+                    c.run(&1, || counted(&runs, Duration::from_millis(50), 6))
+                        .await
+                })
+            })
+            .collect();
+        settle().await;
         leader.abort();
-        assert_eq!(follower.await.unwrap(), (None, Role::Follower));
+        for follower in followers {
+            assert_eq!(follower.await.unwrap(), Ok((5, Role::Follower)));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran once");
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn followers_past_the_bound_are_turned_away_at_once() {
+        let c = Arc::new(Coalescer::<u32, u32>::new(3));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (c, runs) = (c.clone(), runs.clone());
+                tokio::spawn(async move {
+                    c.run(&1, || counted(&runs, Duration::from_millis(50), 9))
+                        .await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        let shared = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|r| **r == Err(Unshared::TooManyWaiting))
+            .count();
+        assert_eq!((shared, refused), (4, 6), "the leader and 3 followers");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn followers_that_left_make_room() {
+        let c = Arc::new(Coalescer::<u32, u32>::new(2));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let spawn = || {
+            let (c, runs) = (c.clone(), runs.clone());
+            tokio::spawn(async move {
+                c.run(&1, || counted(&runs, Duration::from_millis(50), 3))
+                    .await
+            })
+        };
+        let leader = spawn();
+        settle().await;
+        let gone: Vec<_> = (0..2).map(|_| spawn()).collect();
+        settle().await;
+        for task in &gone {
+            task.abort();
+        }
+        settle().await;
+        let late = spawn();
+        assert_eq!(late.await.unwrap(), Ok((3, Role::Follower)));
+        assert_eq!(leader.await.unwrap(), Ok((3, Role::Leader)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_that_panics_releases_its_waiters() {
+        let c = Arc::new(Coalescer::<u32, u32>::new(10));
+        let result = c
+            .run(&1, || async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                panic!("work failed")
+            })
+            .await;
+        assert_eq!(result, Err(Unshared::Abandoned));
         assert_eq!(c.in_flight(), 0);
     }
 }

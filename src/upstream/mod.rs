@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use coalesce::{Coalescer, Role};
+pub use coalesce::{Coalescer, Role, Unshared};
 pub use forward::{
     ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery,
 };
@@ -43,6 +43,10 @@ pub enum UpstreamError {
     NoServers,
     #[error("too many upstream queries in flight")]
     Overloaded,
+    /// No share of the fetch in flight for this question: too many queries
+    /// wait on it already, or it stopped without a result.
+    #[error("{0}")]
+    Unshared(#[from] Unshared),
     /// Recursion found no usable answer (lame or failing servers, a limit).
     #[error("recursion failed: {0}")]
     Resolution(String),
@@ -68,7 +72,7 @@ impl UpstreamError {
                 Some(ede::NO_REACHABLE_AUTHORITY)
             }
             Self::Network(_) | Self::Malformed => Some(ede::NETWORK_ERROR),
-            Self::Overloaded => Some(ede::NOT_READY),
+            Self::Overloaded | Self::Unshared(_) => Some(ede::NOT_READY),
             Self::Bogus(_) => Some(ede::DNSSEC_BOGUS),
             Self::DnskeyMissing(_) => Some(ede::DNSKEY_MISSING),
             Self::Unusable(_) => None,
@@ -83,6 +87,8 @@ impl UpstreamError {
             Self::Malformed => "malformed",
             Self::NoServers => "no_servers",
             Self::Overloaded => "overloaded",
+            Self::Unshared(Unshared::TooManyWaiting) => "too_many_waiting",
+            Self::Unshared(Unshared::Abandoned) => "abandoned",
             Self::Resolution(_) => "resolution",
             Self::Bogus(_) | Self::DnskeyMissing(_) => "bogus",
             Self::Unusable(_) => "unusable",

@@ -1,4 +1,4 @@
-//! THE query path, top to bottom (DESIGN.md §1):
+//! THE query path, top to bottom (the types between stages: docs/architecture.md):
 //!
 //! ```text
 //! bytes ─▶ protocol::parse ─▶ admission (access list, rate limit)

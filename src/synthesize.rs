@@ -1,5 +1,5 @@
 //! Answers made up on the spot from a policy verdict: blocks, overrides,
-//! refusals and forced truncation (DESIGN.md §3, actions).
+//! refusals and forced truncation (the actions of policies/README.md).
 //!
 //! Every block carries an Extended DNS Error (RFC 8914: 15 Blocked or 17
 //! Filtered) naming the rule, so `dig` shows why a name did not resolve.

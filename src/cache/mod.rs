@@ -1,4 +1,4 @@
-//! The one shared answer cache (DESIGN.md §4).
+//! The one shared answer cache (docs/architecture.md, "The cache").
 //!
 //! Shared by every organization and transport: policy is applied on every
 //! answer served, never baked into what is stored. Keys are the lower-cased

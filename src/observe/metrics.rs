@@ -1,4 +1,4 @@
-//! Prometheus metrics (DESIGN.md §5), one registry per server.
+//! Prometheus metrics (the list: docs/observability.md), one registry per server.
 //!
 //! The recorder is per server, not the process-global `metrics` recorder:
 //! handles are registered straight on our own [`PrometheusRecorder`] and

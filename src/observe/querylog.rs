@@ -1,5 +1,5 @@
-//! The query log: one JSON line per query (DESIGN.md §5, research
-//! reliability.md §3).
+//! The query log: one JSON line per query (fields, privacy and rotation:
+//! docs/observability.md).
 //!
 //! Only when the log is on, the worker formats the line straight into its
 //! thread's own pending buffer; a writer thread takes every buffer each

@@ -1,6 +1,7 @@
 //! An upstream answer, checked once and indexed so it can be served many times
 //! from its wire bytes: on every serve only the ID, the question's case, the
-//! flags and the TTLs are patched (DESIGN.md §4, §8: never re-encode a hit).
+//! flags and the TTLs are patched: a hit is never re-encoded, because
+//! re-encoding costs more than the rest of serving it (docs/architecture.md).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

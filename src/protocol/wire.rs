@@ -1,7 +1,7 @@
 //! Byte-level DNS helpers for the hot path: header fields, names, record walking.
 //!
 //! hickory-proto's full `Message` parse costs ~310 ns and its OPT decoding most
-//! of that (DESIGN.md §8); a query only needs its header, its one question and
+//! of that; a query only needs its header, its one question and
 //! the OPT record, so those are read here by hand. Everything in this module is
 //! pure and bounds-checked: it is the fuzz surface.
 

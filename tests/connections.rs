@@ -427,7 +427,7 @@ async fn an_attacker_who_reconnects_does_not_lock_out_a_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "opens 4,500 sockets from 12 addresses (9,000 descriptors with the server's side): needs `ulimit -n` of 10000; run by hand"]
+#[ignore = "opens 4,500 sockets from 12 addresses (9,000 descriptors with the server's side): needs `ulimit -n` of 10000, which .ci/run sets"]
 async fn at_the_default_caps_1500_half_open_connections_per_transport_lock_out_nobody() {
     const ATTACK: usize = 1500;
     let setup = start(1024, 128);

@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod eval;
 mod exec;
+mod fingerprint;
 mod identity;
 mod lists;
 mod load;

@@ -107,7 +107,7 @@ fn replay_upstream_answer(name: &str, req: &Request, data: &[u8]) -> Expected {
             .unwrap_or_else(|e| panic!("{name}: served answer does not parse: {e}"));
         assert_eq!(msg.metadata.id, 0xbeef, "{name}");
         assert_eq!(msg.queries.len(), 1, "{name}");
-        assert!(out.len() <= usize::from(limit.max(512)), "{name}");
+        assert!(out.len() <= limit.max(512), "{name}");
         served.get_or_insert(msg);
     }
     let msg = served.expect("served at least once");

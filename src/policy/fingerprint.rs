@@ -24,9 +24,9 @@
 //! per evaluation for a list hit (+9 %), 162 → 193 ns for a miss (+19 %), a typical
 //! organization's ~400 ns unchanged within noise; loading 1M domains 477 → 576 ms CPU.
 //!
-//! The key is drawn once per process from the operating system's CSPRNG ([`FingerprintKey::
-//! process`]) and never changes: unchanged lists are carried over from one policy to the next
-//! on reload, with the fingerprints computed when they were first loaded.
+//! The key is drawn once per process from the operating system's CSPRNG
+//! ([`FingerprintKey::process`]) and never changes: unchanged lists are carried over from one
+//! policy to the next on reload, with the fingerprints computed when they were first loaded.
 
 use std::sync::OnceLock;
 

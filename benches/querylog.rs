@@ -30,6 +30,10 @@ use picket::observe::{LogTarget, QueryLogSettings};
 const ROUNDS: usize = 3;
 
 fn main() {
+    rule_hit_cost();
+    if std::env::args().any(|a| a == "--rule-hits-only") {
+        return;
+    }
     format_cost();
     let n: usize = env_or("QUERYLOG_BENCH_N", 200_000);
     let window: usize = env_or("QUERYLOG_BENCH_WINDOW", 32);
@@ -155,6 +159,41 @@ fn format_cost() {
         log.dropped()
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Cost of counting one rule hit (`Metrics::rule_hit`), with 10 rule series registered, with
+/// `MAX_RULE_SERIES` registered, and for a rule past the cap (counted under `_other`): five
+/// interleaved rounds, medians. The cost must not depend on the number of series.
+fn rule_hit_cost() {
+    use picket::observe::metrics::MAX_RULE_SERIES;
+    use picket::observe::Metrics;
+    let ids: Vec<String> = (0..MAX_RULE_SERIES + 10)
+        .map(|i| format!("acme/rule-{i}"))
+        .collect();
+    let few = Metrics::new(&[]);
+    few.register_rules(ids[..10].iter().map(|id| ("acme", id.as_str())));
+    let many = Metrics::new(&[]);
+    many.register_rules(ids.iter().map(|id| ("acme", id.as_str())));
+    let per_hit = |m: &Metrics, key: &str, rounds: u32| {
+        let started = Instant::now();
+        for _ in 0..rounds {
+            m.rule_hit(std::hint::black_box("acme"), std::hint::black_box(key));
+        }
+        started.elapsed().as_nanos() as f64 / f64::from(rounds)
+    };
+    let past_cap_rounds = env_or("RULE_HIT_PAST_CAP_ROUNDS", 2_000) as u32;
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        a.push(per_hit(&few, &ids[3], 1_000_000));
+        b.push(per_hit(&many, &ids[MAX_RULE_SERIES - 7], 1_000_000));
+        c.push(per_hit(&many, &ids[MAX_RULE_SERIES + 3], past_cap_rounds));
+    }
+    println!(
+        "rule hit: {:.0} ns with 10 series, {:.0} ns with {MAX_RULE_SERIES}, {:.0} ns past the cap (_other)",
+        median(&mut a),
+        median(&mut b),
+        median(&mut c)
+    );
 }
 
 fn env_or(name: &str, default: usize) -> usize {

@@ -79,6 +79,14 @@ pub struct Shared {
     pub drain: Drain,
 }
 
+/// Registers the rule-hit series of a policy before it serves: its rules are exported from 0,
+/// and no hit has to create a series.
+fn register_rule_series(observer: &Observer, policy: &PolicySet) {
+    if let Some(metrics) = observer.metrics() {
+        metrics.register_rules(policy.rule_series());
+    }
+}
+
 impl Shared {
     /// Builds the shared state from settings and the loaded policy. The
     /// observer (metrics, query log) follows the settings; the forwarder
@@ -94,6 +102,7 @@ impl Shared {
             settings.query_log.as_ref(),
         )
         .map_err(|e| e.to_string())?;
+        register_rule_series(&observer, &policy);
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             policy_reloads: PolicyReloads::default(),
@@ -137,6 +146,7 @@ impl Shared {
                     took: began.elapsed(),
                 };
                 drop(current);
+                register_rule_series(&self.observer, &policy);
                 self.policy.store(Arc::new(policy));
                 self.policy_reloads.ok.fetch_add(1, Ordering::Relaxed);
                 Ok(reloaded)

@@ -195,6 +195,13 @@ pub const MAX_UDP_QUERY: usize = 4096;
 /// makes 129-bit ones.
 pub const MIN_TOKEN_BITS: f64 = 64.0;
 
+/// `picket_rule_hits_total` series registered at most over the process's life (rules of every
+/// policy loaded, by organization label); hits of later rules share `rule="_other"`. Prometheus
+/// handles a few million series per server; 20,000 keeps one Picket's share of a scrape small
+/// (~1.5 MB of text) while covering every rule of a large deployment. The exporter never drops a
+/// series, so the bound also caps its memory across reloads that rename rules.
+pub const MAX_RULE_SERIES: usize = 20_000;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

@@ -20,6 +20,13 @@
 //! forwarder rejects) are read by probes at scrape time, so the query path
 //! does no extra work for them.
 //!
+//! Rule hits: every (organization, rule) series of a policy is registered when
+//! the policy loads, before it serves ([`Metrics::register_rules`]), into an
+//! immutable table that is swapped whole; a hit is two hash lookups of short
+//! strings in it and an atomic add, whatever the number of series: no lock, no
+//! copy. Series past [`MAX_RULE_SERIES`] share `rule="_other"` (one counter per
+//! organization, created by its first hit).
+//!
 //! Labels are bounded: transports, actions and rcodes are fixed sets; upstream
 //! labels come from the configuration; rule labels from the loaded policy
 //! (and are capped at [`MAX_RULE_SERIES`]). Never a query name or a client IP.
@@ -43,8 +50,7 @@ use super::outcome::{
 use crate::query::Transport;
 use crate::upstream::{ExchangeSink, UpstreamError};
 
-/// Rule-hit series kept at most; later rules are counted under `rule="_other"`.
-pub const MAX_RULE_SERIES: usize = 20_000;
+pub use crate::config::limits::MAX_RULE_SERIES;
 
 /// Upstream latency buckets, seconds: loopback and LAN resolvers answer in
 /// well under a millisecond, distant ones in tens, timeouts at 0.8 s.
@@ -89,8 +95,24 @@ enum Probe {
     Counter(Counter, Read<u64>),
 }
 
-/// Rule-hit counters: org → rule id → counter.
-type RuleCounters = HashMap<Box<str>, HashMap<Box<str>, Counter>>;
+/// The rule-hit series of one `org` label.
+#[derive(Clone, Default)]
+struct OrgRuleSeries {
+    /// By rule key (`org/id`, or `id` for a global rule).
+    by_rule: hashbrown::HashMap<Box<str>, Counter>,
+    /// `rule="_other"`: hits of this organization's rules past the series cap, created on the
+    /// first one (so it is only exported when the cap is reached).
+    other: OnceLock<Counter>,
+}
+
+/// Every rule-hit series registered so far (by `org` label, `""` for none). Read by every
+/// hit, never edited: a registration builds a new table and swaps it in.
+#[derive(Clone, Default)]
+struct RuleSeries {
+    by_org: hashbrown::HashMap<Box<str>, OrgRuleSeries>,
+    /// Series registered, `_other` not counted; at most [`MAX_RULE_SERIES`].
+    count: usize,
+}
 
 /// One upstream server's handles.
 struct UpstreamMetrics {
@@ -109,8 +131,9 @@ pub struct Metrics {
     queries: Box<[OnceLock<Counter>]>,
     /// hit, miss, stale.
     cache: [Counter; 3],
-    rules: ArcSwap<RuleCounters>,
-    rules_write: Mutex<usize>,
+    rules: ArcSwap<RuleSeries>,
+    /// Serialises registrations (the query path never takes it once a policy is registered).
+    rules_write: Mutex<()>,
     upstreams: ArcSwap<Vec<Arc<UpstreamMetrics>>>,
     upstreams_write: Mutex<()>,
     probes: Mutex<Vec<Probe>>,
@@ -152,8 +175,8 @@ impl Metrics {
         let metrics = Self {
             queries: (0..size).map(|_| OnceLock::new()).collect(),
             cache,
-            rules: ArcSwap::from_pointee(HashMap::new()),
-            rules_write: Mutex::new(0),
+            rules: ArcSwap::from_pointee(RuleSeries::default()),
+            rules_write: Mutex::new(()),
             upstreams: ArcSwap::from_pointee(Vec::new()),
             upstreams_write: Mutex::new(()),
             probes: Mutex::new(Vec::new()),
@@ -199,61 +222,72 @@ impl Metrics {
     }
 
     /// Counts a hit of the rule `rule_key` (`org/id`, or `id` for a global rule: see
-    /// `RuleRef::key`) for the client's organization `org` (`""`: none).
+    /// `RuleRef::key`) for the client's organization `org` (`""`: none). Constant cost, no
+    /// lock: the series was registered with the policy (see [`register_rules`](Self::register_rules)).
+    #[inline]
     pub fn rule_hit(&self, org: &str, rule_key: &str) {
-        if let Some(counter) = self
-            .rules
-            .load()
-            .get(org)
-            .and_then(|rules| rules.get(rule_key))
-        {
-            counter.increment(1);
+        let table = self.rules.load();
+        let Some(series) = table.by_org.get(org) else {
+            return self.unregistered_hit(org, rule_key);
+        };
+        match series.by_rule.get(rule_key) {
+            Some(counter) => counter.increment(1),
+            None if table.count >= MAX_RULE_SERIES => self.other(series, org).increment(1),
+            None => self.unregistered_hit(org, rule_key),
+        }
+    }
+
+    /// Creates the rule-hit series of a policy: `(org, rule key)` pairs, where `org` is the
+    /// client's organization the rule can decide for (`""`: none). Call it before the policy
+    /// serves, so its series are exported from 0 and no hit has to register one. Series stay
+    /// registered when a later policy drops the rule (Prometheus keeps them too), up to
+    /// [`MAX_RULE_SERIES`] in all; past it a rule is counted under `rule="_other"`.
+    pub fn register_rules<'a>(&self, series: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let _write = self.rules_write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = RuleSeries::clone(&self.rules.load());
+        for (org, rule_key) in series {
+            self.insert_rule(&mut table, org, rule_key);
+        }
+        self.rules.store(Arc::new(table));
+    }
+
+    /// A hit whose series was never registered (a caller that skipped
+    /// [`register_rules`](Self::register_rules)): registers it, once per series while under
+    /// the cap, once per organization past it.
+    #[cold]
+    fn unregistered_hit(&self, org: &str, rule_key: &str) {
+        self.register_rules([(org, rule_key)]);
+        let table = self.rules.load();
+        if let Some(series) = table.by_org.get(org) {
+            match series.by_rule.get(rule_key) {
+                Some(counter) => counter.increment(1),
+                None => self.other(series, org).increment(1),
+            }
+        }
+    }
+
+    /// The `_other` series of an organization.
+    fn other<'s>(&self, series: &'s OrgRuleSeries, org: &str) -> &'s Counter {
+        series.other.get_or_init(|| {
+            self.counter(
+                name::RULE_HITS,
+                &[("org", org_label(org)), ("rule", "_other")],
+            )
+        })
+    }
+
+    fn insert_rule(&self, table: &mut RuleSeries, org: &str, rule_key: &str) {
+        let full = table.count >= MAX_RULE_SERIES;
+        let series = table.by_org.entry(org.into()).or_default();
+        if full || series.by_rule.contains_key(rule_key) {
             return;
         }
-        self.rule_counter(org, rule_key).increment(1);
-    }
-
-    /// Creates the rule-hit series of a policy's rules at once (call on load,
-    /// so a freshly loaded policy exports zeros instead of missing series).
-    pub fn register_rules<'a>(&self, rules: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        let mut count = self.rules_write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut map = RuleCounters::clone(&self.rules.load());
-        for (org, rule_key) in rules {
-            let _ = self.insert_rule(&mut map, &mut count, org, rule_key);
-        }
-        self.rules.store(Arc::new(map));
-    }
-
-    fn rule_counter(&self, org: &str, rule_key: &str) -> Counter {
-        let mut count = self.rules_write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut map = RuleCounters::clone(&self.rules.load());
-        let counter = self.insert_rule(&mut map, &mut count, org, rule_key);
-        self.rules.store(Arc::new(map));
-        counter
-    }
-
-    fn insert_rule(
-        &self,
-        map: &mut RuleCounters,
-        count: &mut usize,
-        org: &str,
-        rule_key: &str,
-    ) -> Counter {
-        if let Some(c) = map.get(org).and_then(|rules| rules.get(rule_key)) {
-            return c.clone();
-        }
-        let org_label = if org.is_empty() { "none" } else { org };
-        if *count >= MAX_RULE_SERIES {
-            // Past the cap every new rule shares one series (not stored, so
-            // the map stays bounded too).
-            return self.counter(name::RULE_HITS, &[("org", org_label), ("rule", "_other")]);
-        }
-        *count += 1;
-        let counter = self.counter(name::RULE_HITS, &[("org", org_label), ("rule", rule_key)]);
-        map.entry(org.into())
-            .or_default()
-            .insert(rule_key.into(), counter.clone());
-        counter
+        let counter = self.counter(
+            name::RULE_HITS,
+            &[("org", org_label(org)), ("rule", rule_key)],
+        );
+        series.by_rule.insert(rule_key.into(), counter);
+        table.count += 1;
     }
 
     /// Registers a gauge read at each scrape (`read` must be cheap and must not block).
@@ -362,6 +396,15 @@ impl ExchangeSink for Metrics {
                 )
             })
             .increment(1);
+    }
+}
+
+/// The `org` label: the organization id, `none` for clients of no organization.
+fn org_label(org: &str) -> &str {
+    if org.is_empty() {
+        "none"
+    } else {
+        org
     }
 }
 
@@ -541,15 +584,58 @@ mod tests {
         assert!(text.contains("picket_querylog_dropped_total 9"));
     }
 
+    fn rule_value(text: &str, org: &str, rule: &str) -> Option<u64> {
+        let series = format!(r#"picket_rule_hits_total{{org="{org}",rule="{rule}"}} "#);
+        let line = text.lines().find(|l| l.starts_with(&series))?;
+        line[series.len()..].parse().ok()
+    }
+
+    #[test]
+    fn registered_rules_export_zero_and_count_hits() {
+        let m = Metrics::new(&[]);
+        m.register_rules([
+            ("", "block-ads"),
+            ("acme", "acme/r1"),
+            ("acme", "block-ads"),
+        ]);
+        let text = m.render();
+        assert_eq!(rule_value(&text, "none", "block-ads"), Some(0), "{text}");
+        assert_eq!(rule_value(&text, "acme", "acme/r1"), Some(0));
+        m.rule_hit("acme", "block-ads");
+        m.rule_hit("acme", "block-ads");
+        m.rule_hit("", "block-ads");
+        // Registering again (a reload) keeps the counts.
+        m.register_rules([("", "block-ads"), ("acme", "block-ads")]);
+        m.rule_hit("acme", "block-ads");
+        let text = m.render();
+        assert_eq!(rule_value(&text, "acme", "block-ads"), Some(3));
+        assert_eq!(rule_value(&text, "none", "block-ads"), Some(1));
+        assert_eq!(
+            rule_value(&text, "acme", "_other"),
+            None,
+            "no _other below the cap"
+        );
+    }
+
     #[test]
     fn rule_series_are_capped() {
         let m = Metrics::new(&[]);
-        m.register_rules((0..MAX_RULE_SERIES).map(|_| ("o", "x")));
         let ids: Vec<String> = (0..MAX_RULE_SERIES + 5).map(|i| format!("r{i}")).collect();
         m.register_rules(ids.iter().map(|id| ("o", id.as_str())));
+        m.rule_hit("o", "r3");
+        m.rule_hit("o", &ids[MAX_RULE_SERIES + 2]);
         m.rule_hit("o", "r-late");
+        m.rule_hit("p", "r-late");
         let text = m.render();
-        assert!(text.contains(r#"picket_rule_hits_total{org="o",rule="_other"} 1"#));
-        assert!(!text.contains(&format!(r#"rule="r{}""#, MAX_RULE_SERIES + 2)));
+        assert_eq!(rule_value(&text, "o", "r3"), Some(1));
+        assert_eq!(rule_value(&text, "o", &ids[MAX_RULE_SERIES - 1]), Some(0));
+        assert_eq!(rule_value(&text, "o", "_other"), Some(2));
+        assert_eq!(rule_value(&text, "p", "_other"), Some(1));
+        assert_eq!(rule_value(&text, "o", &ids[MAX_RULE_SERIES]), None);
+        assert_eq!(
+            text.matches("picket_rule_hits_total{").count(),
+            MAX_RULE_SERIES + 2,
+            "the cap, and one _other per organization"
+        );
     }
 }

@@ -17,27 +17,30 @@
 //! load took 32 MiB. Memory matters twice over: a reload builds the new table beside the one
 //! still serving.
 //!
-//! The fingerprint is a hash computed over the name's bytes from right to left, so one
-//! right-to-left pass over a query name yields the fingerprint of every parent suffix (`com`,
-//! `example.com`, `ads.example.com`) at its label boundary: one walk answers every `list.*` field
-//! at once. The home slots of all suffixes are loaded before any is examined, so their cache
-//! misses overlap instead of adding up.
+//! The fingerprint is a keyed hash of the name's bytes read from right to left
+//! ([`super::fingerprint`]: SipHash-1-3 under a random per-process key), so one right-to-left
+//! pass over a query name yields the fingerprint of every parent suffix (`com`, `example.com`,
+//! `ads.example.com`) at its label boundary: one walk answers every `list.*` field at once. The
+//! home slots of all suffixes are loaded before any is examined, so their cache misses overlap
+//! instead of adding up.
 //!
 //! # False positives
 //!
-//! Names are not stored, only their 64-bit fingerprints (the byte step is a bijection of the
-//! state, so names that differ in one byte never collide; the final mix is a bijection too). A
-//! name that is on no list matches only if its fingerprint equals a listed one's: about
-//! 2^-64 per probed slot, i.e. one wrong answer in ~10^18 queries for a 1M-entry table. Two
-//! listed names sharing a fingerprint (~n²/2^65 = 3·10^-8 for 1M names) would share their list
-//! memberships. Both are far below any other source of error, and cost nothing to accept: the
-//! alternative (keeping the bytes in an arena for comparison) costs ~22 MB and a cache miss per
-//! hit.
+//! Names are not stored, only their 64-bit fingerprints. A name that is on no list matches
+//! only if its fingerprint equals a listed one's: about 2^-64 per probed slot, i.e. one wrong
+//! answer in ~10^18 queries for a 1M-entry table. Two listed names sharing a fingerprint
+//! (~n²/2^65 = 3·10^-8 for 1M names) would share their list memberships. Both are far below
+//! any other source of error, and cost nothing to accept: the alternative (keeping the bytes in
+//! an arena for comparison) costs ~22 MB and a cache miss per hit. These odds hold against an
+//! attacker too, because the key is secret: with a fixed hash anyone could compute a name that
+//! collides with an allow-listed one (the reason for the key; see [`super::fingerprint`]).
 
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::Path;
+
+use super::fingerprint::{fingerprint, suffix_fingerprints, FingerprintKey};
 
 /// Index of a list inside a [`DomainSet`] (global numbering across the whole policy).
 pub(crate) type ListId = u32;
@@ -59,6 +62,8 @@ pub(crate) struct DomainSet {
     single: Vec<u32>,
     /// Entries per list id (a domain on two lists counts for both).
     per_list: Vec<u64>,
+    /// The fingerprint key (the process key outside tests).
+    key: FingerprintKey,
 }
 
 impl std::fmt::Debug for DomainSet {
@@ -92,51 +97,12 @@ fn tail_for(homes: usize) -> usize {
     homes / 128 + 256
 }
 
-const SEED: u64 = 0x243f_6a88_85a3_08d3;
-const K: u64 = 0x517c_c1b7_2722_0a95;
-
-/// One byte into the state: a bijection of the state for each byte.
-#[inline(always)]
-fn step(h: u64, b: u8) -> u64 {
-    (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K)
-}
-
-/// Final avalanche (murmur3 fmix64, a bijection); never 0 (0 marks an empty slot).
-#[inline(always)]
-fn finish(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    h.max(1)
-}
-
-/// Fingerprint of a whole (already normalised) domain, consistent with the suffix walk.
-fn fingerprint(name: &[u8]) -> u64 {
-    finish(name.iter().rev().fold(SEED, |h, &b| step(h, b)))
-}
-
-/// Fingerprints of every suffix of `qname` at label boundaries, shortest first.
-#[inline]
-fn suffix_fingerprints(qname: &[u8], out: &mut smallvec::SmallVec<[(u64, usize); 8]>) {
-    let mut h = SEED;
-    let mut i = qname.len();
-    while i > 0 {
-        i -= 1;
-        h = step(h, qname[i]);
-        if i == 0 || qname[i - 1] == b'.' {
-            out.push((finish(h), i));
-        }
-    }
-}
-
 impl DomainSet {
     pub(crate) fn new() -> Self {
-        Self::with_homes(16)
+        Self::with_homes(16, FingerprintKey::process())
     }
 
-    fn with_homes(homes: usize) -> Self {
+    fn with_homes(homes: usize, key: FingerprintKey) -> Self {
         let slots = homes + tail_for(homes);
         DomainSet {
             fps: vec![0; slots],
@@ -147,6 +113,7 @@ impl DomainSet {
             combo_ids: HashMap::new(),
             single: Vec::new(),
             per_list: Vec::new(),
+            key,
         }
     }
 
@@ -167,7 +134,7 @@ impl DomainSet {
 
     /// Move every entry into a table of `homes` home slots.
     fn rehome(&mut self, homes: usize) {
-        let mut next = Self::with_homes(homes);
+        let mut next = Self::with_homes(homes, self.key);
         // Entries come out in ascending order and the home function is monotone, so each
         // lands at the end of the sorted prefix: one pass, no shifting.
         let mut at = 0;
@@ -235,7 +202,7 @@ impl DomainSet {
 
     /// [`insert`](Self::insert) without the growth check.
     fn insert_unchecked(&mut self, name: &[u8], list: ListId) {
-        let fp = fingerprint(name);
+        let fp = fingerprint(&self.key, name);
         // Skip the smaller fingerprints of the run; stop at our own, a larger one or a gap.
         let mut i = self.home(fp);
         while i < self.fps.len() && self.fps[i] != 0 && self.fps[i] < fp {
@@ -283,7 +250,7 @@ impl DomainSet {
             return;
         }
         let mut fps = smallvec::SmallVec::<[(u64, usize); 8]>::new();
-        suffix_fingerprints(qname, &mut fps);
+        suffix_fingerprints(&self.key, qname, &mut fps);
         // Independent loads first (their misses overlap), then the checks.
         let mut first = smallvec::SmallVec::<[(usize, u64); 8]>::new();
         for &(fp, _) in &fps {
@@ -664,7 +631,7 @@ mod tests {
     /// and beyond it, and lookups still find everything.
     #[test]
     fn runs_past_the_last_home_slot() {
-        let mut set = DomainSet::with_homes(4);
+        let mut set = DomainSet::with_homes(4, FingerprintKey::process());
         let l = set.new_list();
         // Force a crowded table by inserting without the growth check's help: fill directly.
         set.homes = 1;

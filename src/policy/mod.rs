@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod eval;
 mod exec;
+mod fingerprint;
 mod identity;
 mod lists;
 mod load;
@@ -439,6 +440,31 @@ impl PolicySet {
             Some(org) => org.rules.needs_response_phase(),
             None => false,
         }
+    }
+
+    /// The `(organization, rule key)` pairs a rule hit can be counted under (`""`: clients of
+    /// no organization), for registering metric series at load: each enabled global rule under
+    /// `""`, then per organization its own enabled rules and the global ones again (a global
+    /// rule decides for every client).
+    pub fn rule_series(&self) -> Vec<(&str, &str)> {
+        fn keys(rs: &rules::Ruleset) -> Vec<&str> {
+            rs.rules
+                .iter()
+                .filter(|r| r.enabled)
+                .map(|r| &*r.r.key)
+                .collect()
+        }
+        let global = keys(&self.global);
+        let mut out: Vec<(&str, &str)> = global.iter().map(|&k| ("", k)).collect();
+        for org in &self.orgs {
+            let own = keys(&org.rules);
+            out.extend(
+                own.into_iter()
+                    .chain(global.iter().copied())
+                    .map(|k| (&*org.id, k)),
+            );
+        }
+        out
     }
 
     /// Counts for logs and `picket check`.

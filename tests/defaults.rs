@@ -86,17 +86,10 @@ impl Serving {
         Serving { child, addr }
     }
 
-    /// Waits (at most about 10 s) until it answers anything.
+    /// Waits until it answers anything.
     async fn answering(self) -> Serving {
-        let probe = QueryBuilder::new("health.invalid", RecordType::A).to_bytes();
-        for _ in 0..100 {
-            if send_udp_raw(self.addr, &probe).await.is_some() {
-                return self;
-            }
-            // Not bound yet (the port is refused at once): give it time.
-            real_sleep(Duration::from_millis(100)).await;
-        }
-        panic!("picket did not start answering on {}", self.addr);
+        wait_until_answering(self.addr).await;
+        self
     }
 }
 

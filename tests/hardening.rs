@@ -261,16 +261,6 @@ impl Drop for PicketProcess {
     }
 }
 
-async fn wait_until_answering(addr: SocketAddr) {
-    for _ in 0..100 {
-        let q = QueryBuilder::new("health.invalid", RecordType::A).to_bytes();
-        if send_udp_raw(addr, &q).await.is_some() {
-            return;
-        }
-    }
-    panic!("picket did not start answering on {addr}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
     const NAMES: u16 = 10_000;

@@ -645,8 +645,10 @@ async fn a_stuck_log_writer_never_delays_answers() {
     })
     .await
     .unwrap();
+    // A writer that held answers up would hold them until the stop (no bound at all); 3 s is
+    // far above any scheduling delay of a busy machine.
     assert!(
-        slowest < Duration::from_secs(1),
+        slowest < Duration::from_secs(3),
         "an answer waited {slowest:?}"
     );
 

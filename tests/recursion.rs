@@ -368,15 +368,13 @@ async fn cname_loop_is_servfail_quickly() {
         ede(&answer),
         lab.total_queries()
     );
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        started.elapsed()
-    );
+    // Bounded by work, not by the clock: a loop is noticed after a few queries, never run
+    // until the depth limit or the deadline.
     assert!(
         lab.total_queries() <= 12,
-        "{} upstream queries",
-        lab.total_queries()
+        "{} queries in {:?}",
+        lab.total_queries(),
+        started.elapsed()
     );
 }
 
@@ -798,12 +796,10 @@ async fn keytrap_signatures_beyond_the_cap_are_not_tried() {
     )
     .await;
     assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    // EDE 6 (not 22) also says validation ended on its own, well before the per-query
+    // deadline (4 s) that a KeyTrap-style blow-up would have run into.
     assert_eq!(ede(&answer).map(|e| e.0), Some(6));
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    eprintln!("bogus answer after {:?}", started.elapsed());
     // The other zones still validate.
     let tld = query_with(
         &lab.picket,
@@ -1245,18 +1241,6 @@ impl Drop for PicketProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn wait_until_answering(addr: SocketAddr) {
-    for _ in 0..100 {
-        let q = QueryBuilder::new("health.invalid", RecordType::A).to_bytes();
-        if send_udp_raw(addr, &q).await.is_some() {
-            return;
-        }
-        // A closed port fails at once (ICMP): give the process time to bind.
-        real_sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing started answering on {addr}");
 }
 
 /// Unbound on the same tree, each zone a stub on its server's port.

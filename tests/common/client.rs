@@ -404,3 +404,18 @@ fn io_runtime() -> &'static Runtime {
             .expect("test client runtime")
     })
 }
+
+/// Waits until a server spawned as a separate process answers anything over UDP (at most 60 s:
+/// a debug build starting on a busy machine can take seconds). A closed port fails a try at once
+/// (ICMP port unreachable), so tries are spaced out on the real clock.
+pub async fn wait_until_answering(addr: SocketAddr) {
+    let probe = QueryBuilder::new("health.invalid", RecordType::A).to_bytes();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if send_udp_raw(addr, &probe).await.is_some() {
+            return;
+        }
+        real_sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing started answering on {addr} within 60 s");
+}

@@ -40,7 +40,8 @@ pub mod zone;
 pub use authority::Authority;
 pub use client::{
     query_tcp, query_udp, query_udp_from, real_sleep, send_tcp, send_udp, send_udp_collect,
-    send_udp_raw, Frame, QueryBuilder, TcpClient, ANSWER_TIMEOUT, RAW_TIMEOUT,
+    send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient, ANSWER_TIMEOUT,
+    RAW_TIMEOUT,
 };
 pub use inspect::{a_records, aaaa_records, ede, ede_option, min_ttl, soa_in_authority, EDE_CODE};
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};

@@ -140,6 +140,39 @@ fn unknown_action() {
     );
 }
 
+/// An unknown action is a load error placed at the action's line and column (the end of its
+/// string, like JSON errors), never a default action.
+#[test]
+fn unknown_action_is_placed_and_lists_the_valid_actions() {
+    let d = dir_with(&[(
+        "p.json",
+        &rules(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#),
+    )]);
+    let e = PolicySet::load_dir(&d).unwrap_err();
+    assert_eq!(e.issues.len(), 1, "{e}");
+    assert_eq!(e.issues[0].kind, IssueKind::Invalid, "{e}");
+    assert_eq!(e.issues[0].position, Some((7, 68)), "{e}");
+    assert!(
+        e.to_string().contains("p.json:7:68: organizations[0].rules[1].action: unknown action \"blok\" (expected one of block, allow, override, resolve, audit, refuse, drop, truncate)"),
+        "{e}"
+    );
+    // A global rule, after organizations in the file, with the same misspelling.
+    let e = err(&format!(
+        "{},\n\"global\": {{\"rules\": [\n {{\"id\": \"g\", \"expression\": \"dns.qtype == 1\", \"action\": \"blok\"}}]}}}}",
+        rules(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#)
+            .trim_end()
+            .trim_end_matches('}'),
+    ));
+    assert!(
+        e.contains("p.json:7:68: organizations[0].rules[1].action: unknown action"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p.json:12:61: global.rules[0].action: unknown action"),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_action_settings() {
     let e = err(&rules(

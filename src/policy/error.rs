@@ -107,3 +107,114 @@ impl fmt::Display for PolicyError {
 }
 
 impl std::error::Error for PolicyError {}
+
+/// Line and column of the string at JSON path `path` (as in [`Issue::path`], e.g.
+/// `organizations[0].rules[2].action`) in the JSON `text`, placed like serde_json places its
+/// own errors: at the end of the value. None if the path does not lead to a string.
+///
+/// Problems found after parsing (an unknown action) have only their path; this walks the text
+/// once more to the value, which is cheap next to a failed load and exact where a text search
+/// is not (the same value in several places, escapes, any order of keys).
+pub(crate) fn position_of(text: &str, path: &str) -> Option<(usize, usize)> {
+    let steps = steps(path)?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let e = serde::de::DeserializeSeed::deserialize(seek::Seek(&steps), &mut de).err()?;
+    (e.is_data() && e.to_string().starts_with(seek::FOUND)).then(|| (e.line(), e.column()))
+}
+
+/// One step of a JSON path: a key of an object or an index into an array.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `a.b[1][2].c` as steps (keys themselves hold no `.` or `[` in the paths placed this way).
+fn steps(path: &str) -> Option<Vec<Step<'_>>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let mut pieces = part.split('[');
+        out.push(Step::Key(pieces.next()?));
+        for index in pieces {
+            out.push(Step::Index(index.strip_suffix(']')?.parse().ok()?));
+        }
+    }
+    Some(out)
+}
+
+/// Walking serde_json along a path, to stop with an error at the value it leads to: the error
+/// then carries the value's line and column.
+mod seek {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    use super::Step;
+
+    /// The message of the error raised at the value (any other error means it was not found).
+    pub(super) const FOUND: &str = "picket: found the value";
+
+    pub(super) struct Seek<'p, 'a>(pub &'p [Step<'a>]);
+
+    impl<'de> DeserializeSeed<'de> for Seek<'_, '_> {
+        type Value = ();
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            if self.0.is_empty() {
+                d.deserialize_any(Found)
+            } else {
+                d.deserialize_any(self)
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for Seek<'_, '_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object or array on the path")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let Some(Step::Key(want)) = self.0.first() else {
+                return Err(de::Error::custom("not an array"));
+            };
+            while let Some(key) = map.next_key::<String>()? {
+                if key == *want {
+                    return map.next_value_seed(Seek(&self.0[1..]));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Err(de::Error::custom("no such key"))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let Some(Step::Index(want)) = self.0.first() else {
+                return Err(de::Error::custom("not an object"));
+            };
+            for _ in 0..*want {
+                if seq.next_element::<IgnoredAny>()?.is_none() {
+                    return Err(de::Error::custom("no such index"));
+                }
+            }
+            match seq.next_element_seed(Seek(&self.0[1..]))? {
+                Some(()) => Err(de::Error::custom("not found")),
+                None => Err(de::Error::custom("no such index")),
+            }
+        }
+    }
+
+    /// Stops at the string the path leads to.
+    struct Found;
+
+    impl Visitor<'_> for Found {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            Err(E::custom(FOUND))
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::config::{FileJson, ListJson, OrgJson, RuleJson, TestJson};
-use super::error::{Issue, IssueKind, PolicyError};
+use super::error::{position_of, Issue, IssueKind, PolicyError};
 use super::identity::IdentityIndex;
 use super::lists;
 use super::rules::{
@@ -36,6 +36,17 @@ pub(crate) const DEFAULT_TTL: u32 = 60;
 const MAX_LISTS: usize = 64;
 /// The list, field and global rule of `--blocklist`.
 const BLOCKLIST: &str = "blocklist";
+/// The actions a rule can take, for the message about one that is none of them.
+const ACTIONS: &str = "block, allow, override, resolve, audit, refuse, drop, truncate";
+
+/// Where something being validated is written: its file, the file's text (to place problems
+/// at a line and column) and its JSON path.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    file: &'a Path,
+    text: &'a str,
+    path: &'a str,
+}
 
 struct Builder {
     issues: Vec<Issue>,
@@ -208,8 +219,7 @@ impl Builder {
         org: &Arc<str>,
         rules: &[RuleJson],
         lf: ListFields,
-        file: &Path,
-        prefix: &str,
+        at: At<'_>,
         upstreams: &BTreeMap<String, Vec<SocketAddr>>,
         appended: Option<Rule>,
     ) -> Ruleset {
@@ -217,7 +227,8 @@ impl Builder {
         let mut out = Vec::with_capacity(rules.len());
         let mut ids = HashSet::new();
         for (j, r) in rules.iter().enumerate() {
-            let path = format!("{prefix}.rules[{j}]");
+            let path = format!("{}.rules[{j}]", at.path);
+            let file = at.file;
             if r.id.is_empty() {
                 self.issue(
                     IssueKind::Invalid,
@@ -250,7 +261,8 @@ impl Builder {
                 );
                 continue;
             }
-            let Some((effect, action_name)) = self.action(r, upstreams, file, &path) else {
+            let Some((effect, action_name)) = self.action(r, upstreams, At { path: &path, ..at })
+            else {
                 continue;
             };
             let (uses, indexed, guard, phase) = match scheme.parse(&r.expression) {
@@ -310,15 +322,51 @@ impl Builder {
         Ruleset::new(scheme, lf, out)
     }
 
+    /// A rule's action and its settings, dispatched on the action's name: an unknown name is
+    /// an error (never some default action).
     fn action(
         &mut self,
         r: &RuleJson,
         upstreams: &BTreeMap<String, Vec<SocketAddr>>,
-        file: &Path,
-        path: &str,
+        at: At<'_>,
     ) -> Option<(Effect, &'static str)> {
-        const ACTIONS: &str = "block, allow, override, resolve, audit, refuse, drop, truncate";
-        let settings: [(&str, bool); 6] = [
+        let (name, effect) = match r.action.as_str() {
+            "block" => ("block", self.block(r, at)),
+            "allow" => (
+                "allow",
+                self.bare(r, "allow", at, Action::Resolve { group: None }),
+            ),
+            "override" => ("override", self.override_answer(r, at)),
+            "resolve" => ("resolve", self.resolve(r, upstreams, at)),
+            "audit" => ("audit", self.bare_audit(r, at)),
+            "refuse" => ("refuse", self.bare(r, "refuse", at, Action::Refuse)),
+            "drop" => ("drop", self.bare(r, "drop", at, Action::Drop)),
+            "truncate" => ("truncate", self.bare(r, "truncate", at, Action::Truncate)),
+            other => {
+                self.unknown_action(other, at);
+                return None;
+            }
+        };
+        Some((effect?, name))
+    }
+
+    /// An action name that is none of [`ACTIONS`], placed at its line and column.
+    fn unknown_action(&mut self, name: &str, at: At<'_>) {
+        let path = format!("{}.action", at.path);
+        let mut issue = Issue::new(
+            IssueKind::Invalid,
+            Some(at.file),
+            path.as_str(),
+            format!("unknown action {name:?} (expected one of {ACTIONS})"),
+        );
+        issue.position = position_of(at.text, &path);
+        self.issues.push(issue);
+    }
+
+    /// Whether rule `r` has only settings that action `name` takes (`allowed`); reports each
+    /// one it does not take.
+    fn settings_fit(&mut self, r: &RuleJson, name: &str, allowed: &[&str], at: At<'_>) -> bool {
+        let present = [
             ("mode", r.mode.is_some()),
             ("ttl", r.ttl.is_some()),
             ("ede", r.ede.is_some()),
@@ -326,197 +374,209 @@ impl Builder {
             ("cname", r.cname.is_some()),
             ("upstream", r.upstream.is_some()),
         ];
-        let (name, allowed): (&'static str, &[&str]) = match r.action.as_str() {
-            "block" => ("block", &["mode", "ttl", "ede", "addresses"]),
-            "allow" => ("allow", &[]),
-            "override" => ("override", &["ttl", "addresses", "cname"]),
-            "resolve" => ("resolve", &["upstream"]),
-            "audit" => ("audit", &[]),
-            "refuse" => ("refuse", &[]),
-            "drop" => ("drop", &[]),
-            "truncate" => ("truncate", &[]),
-            other => {
-                self.issue(
-                    IssueKind::Invalid,
-                    file,
-                    format!("{path}.action"),
-                    format!("unknown action {other:?} (expected one of {ACTIONS})"),
-                );
-                return None;
-            }
-        };
-        let mut ok = true;
-        for (key, present) in settings {
-            if present && !allowed.contains(&key) {
-                self.issue(
-                    IssueKind::Invalid,
-                    file,
-                    format!("{path}.{key}"),
-                    format!("{key:?} is not a setting of action {name:?}"),
-                );
-                ok = false;
-            }
+        let mut fit = true;
+        for (key, _) in present
+            .iter()
+            .filter(|(key, is)| *is && !allowed.contains(key))
+        {
+            self.issue(
+                IssueKind::Invalid,
+                at.file,
+                format!("{}.{key}", at.path),
+                format!("{key:?} is not a setting of action {name:?}"),
+            );
+            fit = false;
         }
-        if !ok {
+        fit
+    }
+
+    /// An action without settings (allow, refuse, drop, truncate).
+    fn bare(&mut self, r: &RuleJson, name: &str, at: At<'_>, action: Action) -> Option<Effect> {
+        self.settings_fit(r, name, &[], at)
+            .then_some(Effect::Decide(action))
+    }
+
+    /// `audit`: no settings, and it decides nothing.
+    fn bare_audit(&mut self, r: &RuleJson, at: At<'_>) -> Option<Effect> {
+        self.settings_fit(r, "audit", &[], at)
+            .then_some(Effect::Audit)
+    }
+
+    /// `block`: how (mode and its addresses), for how long (ttl) and which EDE code.
+    fn block(&mut self, r: &RuleJson, at: At<'_>) -> Option<Effect> {
+        if !self.settings_fit(r, "block", &["mode", "ttl", "ede", "addresses"], at) {
             return None;
         }
+        let addresses = self.addresses(r, at)?;
+        let mode = self.block_mode(r.mode.as_deref(), addresses, at)?;
+        let ede = self.block_ede(r.ede.as_deref(), at)?;
         let ttl = r.ttl.unwrap_or(DEFAULT_TTL);
-        let addresses = match &r.addresses {
-            Some(list) => {
-                let mut out = Vec::with_capacity(list.len());
-                for (i, a) in list.iter().enumerate() {
-                    match a.parse::<IpAddr>() {
-                        Ok(ip) => out.push(ip),
-                        Err(_) => {
-                            self.issue(
-                                IssueKind::Invalid,
-                                file,
-                                format!("{path}.addresses[{i}]"),
-                                format!("{a:?} is not an IP address"),
-                            );
-                            ok = false;
-                        }
-                    }
-                }
-                if list.is_empty() {
+        Some(Effect::Decide(Action::Block(BlockAnswer {
+            mode,
+            ttl,
+            ede,
+        })))
+    }
+
+    /// The answer of a block: `mode`, with `addresses` only for mode "addresses" (the mode
+    /// when addresses are given, as NXDOMAIN is when they are not).
+    fn block_mode(
+        &mut self,
+        mode: Option<&str>,
+        addresses: Option<Vec<IpAddr>>,
+        at: At<'_>,
+    ) -> Option<BlockMode> {
+        let (key, msg) = match (mode, addresses) {
+            (None | Some("addresses"), Some(a)) => return Some(BlockMode::Addresses(a)),
+            (None | Some("nxdomain"), None) => return Some(BlockMode::NxDomain),
+            (Some("nodata"), None) => return Some(BlockMode::NoData),
+            (Some("refused"), None) => return Some(BlockMode::Refused),
+            (Some("null"), None) => return Some(BlockMode::Null),
+            (Some("addresses"), None) => (
+                "mode",
+                "mode \"addresses\" needs \"addresses\": [...]".to_owned(),
+            ),
+            (Some(m @ ("nxdomain" | "nodata" | "refused" | "null")), Some(_)) => (
+                "addresses",
+                format!("\"addresses\" cannot be used with mode {m:?}"),
+            ),
+            (Some(m), _) => (
+                "mode",
+                format!(
+                    "unknown block mode {m:?} (expected one of nxdomain, nodata, refused, null, addresses)"
+                ),
+            ),
+        };
+        let path = format!("{}.{key}", at.path);
+        self.issue(IssueKind::Invalid, at.file, path, msg);
+        None
+    }
+
+    /// The Extended DNS Error code of a block: Blocked (15) unless the policy says Filtered.
+    fn block_ede(&mut self, ede: Option<&str>, at: At<'_>) -> Option<u16> {
+        match ede {
+            None | Some("blocked") => Some(EDE_BLOCKED),
+            Some("filtered") => Some(EDE_FILTERED),
+            Some(e) => {
+                self.issue(
+                    IssueKind::Invalid,
+                    at.file,
+                    format!("{}.ede", at.path),
+                    format!("unknown ede {e:?} (expected \"blocked\" (15) or \"filtered\" (17))"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `override`: answer with addresses or a CNAME (exactly one of them).
+    fn override_answer(&mut self, r: &RuleJson, at: At<'_>) -> Option<Effect> {
+        if !self.settings_fit(r, "override", &["ttl", "addresses", "cname"], at) {
+            return None;
+        }
+        let addresses = self.addresses(r, at)?;
+        let cname = match &r.cname {
+            Some(c) => Some(self.cname(c, at)?),
+            None => None,
+        };
+        if cname.is_some() == addresses.is_some() {
+            self.issue(
+                IssueKind::Invalid,
+                at.file,
+                at.path.to_owned(),
+                "an override needs exactly one of \"addresses\" or \"cname\"",
+            );
+            return None;
+        }
+        Some(Effect::Decide(Action::Override(OverrideAnswer {
+            addresses: addresses.unwrap_or_default(),
+            cname,
+            ttl: r.ttl.unwrap_or(DEFAULT_TTL),
+        })))
+    }
+
+    /// The target of an override's CNAME, normalised like list domains.
+    fn cname(&mut self, c: &str, at: At<'_>) -> Option<Arc<str>> {
+        let mut buf = Vec::new();
+        match lists::normalize_domain(c, &mut buf) {
+            Ok(()) => Some(Arc::<str>::from(String::from_utf8_lossy(&buf).as_ref())),
+            Err(e) => {
+                self.issue(
+                    IssueKind::Invalid,
+                    at.file,
+                    format!("{}.cname", at.path),
+                    format!("{c:?}: {}", e.as_str()),
+                );
+                None
+            }
+        }
+    }
+
+    /// The `addresses` of a block or override: `Some(None)` when there are none, `None` when
+    /// they are invalid (every bad one is reported).
+    #[allow(clippy::option_option)]
+    fn addresses(&mut self, r: &RuleJson, at: At<'_>) -> Option<Option<Vec<IpAddr>>> {
+        let Some(list) = &r.addresses else {
+            return Some(None);
+        };
+        let mut ok = true;
+        let mut out = Vec::with_capacity(list.len());
+        for (i, a) in list.iter().enumerate() {
+            match a.parse::<IpAddr>() {
+                Ok(ip) => out.push(ip),
+                Err(_) => {
                     self.issue(
                         IssueKind::Invalid,
-                        file,
-                        format!("{path}.addresses"),
-                        "empty address list",
+                        at.file,
+                        format!("{}.addresses[{i}]", at.path),
+                        format!("{a:?} is not an IP address"),
                     );
                     ok = false;
                 }
-                Some(out)
             }
-            None => None,
-        };
-        if !ok {
+        }
+        if list.is_empty() {
+            let path = format!("{}.addresses", at.path);
+            self.issue(IssueKind::Invalid, at.file, path, "empty address list");
+            ok = false;
+        }
+        ok.then_some(Some(out))
+    }
+
+    /// `resolve`: send the query to the named upstream group, which must exist.
+    fn resolve(
+        &mut self,
+        r: &RuleJson,
+        upstreams: &BTreeMap<String, Vec<SocketAddr>>,
+        at: At<'_>,
+    ) -> Option<Effect> {
+        if !self.settings_fit(r, "resolve", &["upstream"], at) {
             return None;
         }
-        let effect = match name {
-            "block" => {
-                let mode = match (r.mode.as_deref(), addresses) {
-                    (None | Some("addresses"), Some(a)) => BlockMode::Addresses(a),
-                    (None | Some("nxdomain"), None) => BlockMode::NxDomain,
-                    (Some("nodata"), None) => BlockMode::NoData,
-                    (Some("refused"), None) => BlockMode::Refused,
-                    (Some("null"), None) => BlockMode::Null,
-                    (Some("addresses"), None) => {
-                        self.issue(
-                            IssueKind::Invalid,
-                            file,
-                            format!("{path}.mode"),
-                            "mode \"addresses\" needs \"addresses\": [...]",
-                        );
-                        return None;
-                    }
-                    (Some(m @ ("nxdomain" | "nodata" | "refused" | "null")), Some(_)) => {
-                        self.issue(
-                            IssueKind::Invalid,
-                            file,
-                            format!("{path}.addresses"),
-                            format!("\"addresses\" cannot be used with mode {m:?}"),
-                        );
-                        return None;
-                    }
-                    (Some(m), _) => {
-                        self.issue(
-                            IssueKind::Invalid,
-                            file,
-                            format!("{path}.mode"),
-                            format!(
-                                "unknown block mode {m:?} (expected one of nxdomain, nodata, refused, null, addresses)"
-                            ),
-                        );
-                        return None;
-                    }
-                };
-                let ede = match r.ede.as_deref() {
-                    None | Some("blocked") => EDE_BLOCKED,
-                    Some("filtered") => EDE_FILTERED,
-                    Some(e) => {
-                        self.issue(
-                            IssueKind::Invalid,
-                            file,
-                            format!("{path}.ede"),
-                            format!("unknown ede {e:?} (expected \"blocked\" (15) or \"filtered\" (17))"),
-                        );
-                        return None;
-                    }
-                };
-                Effect::Decide(Action::Block(BlockAnswer { mode, ttl, ede }))
+        let path = format!("{}.upstream", at.path);
+        match r.upstream.as_deref() {
+            Some(g) if upstreams.contains_key(g) => Some(Effect::Decide(Action::Resolve {
+                group: Some(g.into()),
+            })),
+            Some(g) => {
+                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                let msg = format!(
+                    "unknown upstream group {g:?} (defined: {})",
+                    display_list(&known)
+                );
+                self.issue(IssueKind::Unresolved, at.file, path, msg);
+                None
             }
-            "override" => {
-                let cname = match &r.cname {
-                    Some(c) => {
-                        let mut buf = Vec::new();
-                        match lists::normalize_domain(c, &mut buf) {
-                            Ok(()) => {
-                                Some(Arc::<str>::from(String::from_utf8_lossy(&buf).as_ref()))
-                            }
-                            Err(e) => {
-                                self.issue(
-                                    IssueKind::Invalid,
-                                    file,
-                                    format!("{path}.cname"),
-                                    format!("{c:?}: {}", e.as_str()),
-                                );
-                                return None;
-                            }
-                        }
-                    }
-                    None => None,
-                };
-                if cname.is_some() == addresses.is_some() {
-                    self.issue(
-                        IssueKind::Invalid,
-                        file,
-                        path.to_owned(),
-                        "an override needs exactly one of \"addresses\" or \"cname\"",
-                    );
-                    return None;
-                }
-                Effect::Decide(Action::Override(OverrideAnswer {
-                    addresses: addresses.unwrap_or_default(),
-                    cname,
-                    ttl,
-                }))
+            None => {
+                self.issue(
+                    IssueKind::Invalid,
+                    at.file,
+                    path,
+                    "a resolve rule needs \"upstream\": the name of an upstream group",
+                );
+                None
             }
-            "resolve" => match r.upstream.as_deref() {
-                Some(g) if upstreams.contains_key(g) => Effect::Decide(Action::Resolve {
-                    group: Some(g.into()),
-                }),
-                Some(g) => {
-                    let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-                    self.issue(
-                        IssueKind::Unresolved,
-                        file,
-                        format!("{path}.upstream"),
-                        format!(
-                            "unknown upstream group {g:?} (defined: {})",
-                            display_list(&known)
-                        ),
-                    );
-                    return None;
-                }
-                None => {
-                    self.issue(
-                        IssueKind::Invalid,
-                        file,
-                        format!("{path}.upstream"),
-                        "a resolve rule needs \"upstream\": the name of an upstream group",
-                    );
-                    return None;
-                }
-            },
-            "allow" => Effect::Decide(Action::Resolve { group: None }),
-            "audit" => Effect::Audit,
-            "refuse" => Effect::Decide(Action::Refuse),
-            "drop" => Effect::Decide(Action::Drop),
-            _ => Effect::Decide(Action::Truncate),
-        };
-        Some((effect, name))
+        }
     }
 }
 
@@ -750,8 +810,8 @@ pub(crate) fn build(
     for (file, f) in files {
         if let Some(g) = &f.global {
             match global_src {
-                None => global_src = Some((file.as_path(), g)),
-                Some((first, _)) => b.issue(
+                None => global_src = Some((file.as_path(), f.text.as_str(), g)),
+                Some((first, _, _)) => b.issue(
                     IssueKind::Duplicate,
                     file,
                     "global".into(),
@@ -761,7 +821,7 @@ pub(crate) fn build(
         }
     }
     let mut global_fields = match global_src {
-        Some((file, g)) => b.lists(None, &g.lists, file, "global", &[]),
+        Some((file, _, g)) => b.lists(None, &g.lists, file, "global", &[]),
         None => Vec::new(),
     };
     // `--blocklist` is a global list after the global policy's own, and a rule after its rules
@@ -773,7 +833,7 @@ pub(crate) fn build(
     };
     let no_org: Arc<str> = "".into();
     let global = match global_src {
-        Some((file, g)) => {
+        Some((file, text, g)) => {
             if blocklist_rule.is_some() && g.rules.iter().any(|r| r.id == BLOCKLIST) {
                 b.issue(
                     IssueKind::Duplicate,
@@ -786,8 +846,11 @@ pub(crate) fn build(
                 &no_org,
                 &g.rules,
                 global_lf.clone(),
-                file,
-                "global",
+                At {
+                    file,
+                    text,
+                    path: "global",
+                },
                 &upstreams,
                 blocklist_rule,
             )
@@ -1003,7 +1066,12 @@ fn build_org(
         global: global_lf.global.clone(),
         org: b.lists(Some(index), &o.lists, file, prefix, &global_lf.global),
     };
-    let rules = b.ruleset(&id, &o.rules, lf, file, prefix, upstreams, None);
+    let at = At {
+        file,
+        text,
+        path: prefix,
+    };
+    let rules = b.ruleset(&id, &o.rules, lf, at, upstreams, None);
     if bad {
         return None;
     }

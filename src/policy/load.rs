@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use wirefilter::Scheme;
 
 use super::config::{FileJson, ListJson, OrgJson, RuleJson, TestJson};
 use super::error::{position_of, Issue, IssueKind, PolicyError};
@@ -38,6 +39,16 @@ const MAX_LISTS: usize = 64;
 const BLOCKLIST: &str = "blocklist";
 /// The actions a rule can take, for the message about one that is none of them.
 const ACTIONS: &str = "block, allow, override, resolve, audit, refuse, drop, truncate";
+
+/// What a rule's expression tells the evaluation.
+struct Analysis {
+    uses: Uses,
+    /// The name test that is the whole expression, which the index answers alone.
+    indexed: Option<NameTest>,
+    /// A name test the expression starts with, checked before the filter runs.
+    guard: Option<NameTest>,
+    phase: Phase,
+}
 
 /// Where something being validated is written: its file, the file's text (to place problems
 /// at a line and column) and its JSON path.
@@ -212,8 +223,7 @@ impl Builder {
         Some(blocklist_rule(field, bit))
     }
 
-    /// Validate the rules of one ruleset.
-    #[allow(clippy::too_many_arguments)]
+    /// Validate the rules of one ruleset (`appended`, the `--blocklist` rule, goes last).
     fn ruleset(
         &mut self,
         org: &Arc<str>,
@@ -228,82 +238,17 @@ impl Builder {
         let mut ids = HashSet::new();
         for (j, r) in rules.iter().enumerate() {
             let path = format!("{}.rules[{j}]", at.path);
-            let file = at.file;
-            if r.id.is_empty() {
-                self.issue(
-                    IssueKind::Invalid,
-                    file,
-                    format!("{path}.id"),
-                    "empty rule id",
-                );
+            let at = At { path: &path, ..at };
+            if !self.rule_id_fits(&r.id, &mut ids, at) {
                 continue;
             }
-            if r.id.contains('/') {
-                // Rules are printed as `org/id`: a `/` in the id would make a global
-                // rule `acme/x` read as organization acme's rule `x`.
-                self.issue(
-                    IssueKind::Invalid,
-                    file,
-                    format!("{path}.id"),
-                    format!(
-                        "rule id {:?} contains '/', which Picket uses between an organization and its rule ids (acme/block-ads): rename the rule without '/'",
-                        r.id
-                    ),
-                );
-                continue;
-            }
-            if !ids.insert(r.id.as_str()) {
-                self.issue(
-                    IssueKind::Duplicate,
-                    file,
-                    format!("{path}.id"),
-                    format!("duplicate rule id {:?}", r.id),
-                );
-                continue;
-            }
-            let Some((effect, action_name)) = self.action(r, upstreams, At { path: &path, ..at })
-            else {
+            let Some((effect, action_name)) = self.action(r, upstreams, at) else {
                 continue;
             };
-            let (uses, indexed, guard, phase) = match scheme.parse(&r.expression) {
-                Ok(ast) => {
-                    let uses = uses_of(&ast, &lf);
-                    let phase = if uses.base & RESPONSE_MASK != 0 {
-                        Phase::Response
-                    } else {
-                        Phase::Request
-                    };
-                    let indexed = match phase {
-                        Phase::Request => name_test(&ast, &lf),
-                        Phase::Response => None,
-                    };
-                    let guard = match (phase, &indexed) {
-                        (Phase::Request, None) => guard_test(&ast, &lf),
-                        _ => None,
-                    };
-                    (uses, indexed, guard, phase)
-                }
-                Err(e) => {
-                    self.issue(
-                        IssueKind::Expression,
-                        file,
-                        format!("{path}.expression"),
-                        e.to_string(),
-                    );
-                    continue;
-                }
+            let Some(analysis) = self.expression(&r.expression, &scheme, &lf, at) else {
+                continue;
             };
-            if phase == Phase::Response
-                && !matches!(action_name, "block" | "allow" | "audit" | "refuse" | "drop")
-            {
-                self.issue(
-                    IssueKind::Invalid,
-                    file,
-                    format!("{path}.action"),
-                    format!(
-                        "action {action_name:?} cannot be used in a response-phase rule (one that reads dns.response.*): use block, allow, audit, refuse or drop"
-                    ),
-                );
+            if !self.action_fits_phase(action_name, analysis.phase, at) {
                 continue;
             }
             out.push(Rule {
@@ -312,14 +257,96 @@ impl Builder {
                 expression: r.expression.as_str().into(),
                 effect,
                 action_name,
-                phase,
-                uses,
-                indexed,
-                guard,
+                phase: analysis.phase,
+                uses: analysis.uses,
+                indexed: analysis.indexed,
+                guard: analysis.guard,
             });
         }
         out.extend(appended);
         Ruleset::new(scheme, lf, out)
+    }
+
+    /// Whether a rule's id is usable: not empty, no `/`, not one of `ids` (the ruleset's so far,
+    /// which it joins).
+    fn rule_id_fits<'r>(&mut self, id: &'r str, ids: &mut HashSet<&'r str>, at: At<'_>) -> bool {
+        let problem = if id.is_empty() {
+            (IssueKind::Invalid, "empty rule id".to_owned())
+        } else if id.contains('/') {
+            // Rules are printed as `org/id`: a `/` in the id would make a global
+            // rule `acme/x` read as organization acme's rule `x`.
+            (
+                IssueKind::Invalid,
+                format!(
+                    "rule id {id:?} contains '/', which Picket uses between an organization and its rule ids (acme/block-ads): rename the rule without '/'"
+                ),
+            )
+        } else if !ids.insert(id) {
+            (IssueKind::Duplicate, format!("duplicate rule id {id:?}"))
+        } else {
+            return true;
+        };
+        self.issue(problem.0, at.file, format!("{}.id", at.path), problem.1);
+        false
+    }
+
+    /// Parse a rule's expression and read from it what the evaluation needs: the fields it
+    /// uses, its phase and the name tests the index can check before it runs.
+    fn expression(
+        &mut self,
+        expression: &str,
+        scheme: &Scheme,
+        lf: &ListFields,
+        at: At<'_>,
+    ) -> Option<Analysis> {
+        let ast = match scheme.parse(expression) {
+            Ok(ast) => ast,
+            Err(e) => {
+                let path = format!("{}.expression", at.path);
+                self.issue(IssueKind::Expression, at.file, path, e.to_string());
+                return None;
+            }
+        };
+        let uses = uses_of(&ast, lf);
+        // A rule that reads the response can only run once there is one.
+        let phase = if uses.base & RESPONSE_MASK != 0 {
+            Phase::Response
+        } else {
+            Phase::Request
+        };
+        let indexed = match phase {
+            Phase::Request => name_test(&ast, lf),
+            Phase::Response => None,
+        };
+        let guard = match (phase, &indexed) {
+            (Phase::Request, None) => guard_test(&ast, lf),
+            _ => None,
+        };
+        Some(Analysis {
+            uses,
+            indexed,
+            guard,
+            phase,
+        })
+    }
+
+    /// Whether action `name` can run in `phase`: a response-phase rule runs after the upstream
+    /// answered, when only keeping, blocking or dropping that answer is left.
+    fn action_fits_phase(&mut self, name: &str, phase: Phase, at: At<'_>) -> bool {
+        if phase == Phase::Request
+            || matches!(name, "block" | "allow" | "audit" | "refuse" | "drop")
+        {
+            return true;
+        }
+        self.issue(
+            IssueKind::Invalid,
+            at.file,
+            format!("{}.action", at.path),
+            format!(
+                "action {name:?} cannot be used in a response-phase rule (one that reads dns.response.*): use block, allow, audit, refuse or drop"
+            ),
+        );
+        false
     }
 
     /// A rule's action and its settings, dispatched on the action's name: an unknown name is

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use wirefilter::Scheme;
 
-use super::config::{FileJson, ListJson, OrgJson, RuleJson, TestJson};
+use super::config::{FileJson, GlobalJson, ListJson, OrgJson, RuleJson, TestJson};
 use super::error::{position_of, Issue, IssueKind, PolicyError};
 use super::identity::IdentityIndex;
 use super::lists;
@@ -792,153 +792,10 @@ pub(crate) fn build(
         lists: Vec::new(),
         locators: HashMap::new(),
     };
-
-    // Upstream groups.
-    let mut upstreams: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
-    for (file, f) in files {
-        for (name, addrs) in &f.upstreams {
-            let path = format!("upstreams.{name}");
-            if upstreams.contains_key(name) {
-                b.issue(
-                    IssueKind::Duplicate,
-                    file,
-                    path,
-                    format!("upstream group {name:?} is defined twice"),
-                );
-                continue;
-            }
-            if addrs.is_empty() {
-                b.issue(
-                    IssueKind::Invalid,
-                    file,
-                    path,
-                    "an upstream group needs at least one address",
-                );
-                continue;
-            }
-            let mut out = Vec::new();
-            for (i, a) in addrs.iter().enumerate() {
-                match parse_upstream(a) {
-                    Some(sa) => out.push(sa),
-                    None => b.issue(
-                        IssueKind::Invalid,
-                        file,
-                        format!("{path}[{i}]"),
-                        format!("{a:?} is not an address (\"IP\" or \"IP:port\", \"[IPv6]:port\")"),
-                    ),
-                }
-            }
-            upstreams.insert(name.clone(), out);
-        }
-    }
-
-    // The global policy.
-    let mut global_src = None;
-    for (file, f) in files {
-        if let Some(g) = &f.global {
-            match global_src {
-                None => global_src = Some((file.as_path(), f.text.as_str(), g)),
-                Some((first, _, _)) => b.issue(
-                    IssueKind::Duplicate,
-                    file,
-                    "global".into(),
-                    format!("a global policy is already defined in {}", first.display()),
-                ),
-            }
-        }
-    }
-    let mut global_fields = match global_src {
-        Some((file, _, g)) => b.lists(None, &g.lists, file, "global", &[]),
-        None => Vec::new(),
-    };
-    // `--blocklist` is a global list after the global policy's own, and a rule after its rules
-    // (so the global policy's allow rules make exceptions to it).
-    let blocklist_rule = b.blocklist(opts.blocklists, &mut global_fields);
-    let global_lf = ListFields {
-        global: global_fields,
-        org: Vec::new(),
-    };
-    let no_org: Arc<str> = "".into();
-    let global = match global_src {
-        Some((file, text, g)) => {
-            if blocklist_rule.is_some() && g.rules.iter().any(|r| r.id == BLOCKLIST) {
-                b.issue(
-                    IssueKind::Duplicate,
-                    file,
-                    "global.rules".into(),
-                    format!("--blocklist needs the global rule id {BLOCKLIST:?}, which the global policy already uses"),
-                );
-            }
-            b.ruleset(
-                &no_org,
-                &g.rules,
-                global_lf.clone(),
-                At {
-                    file,
-                    text,
-                    path: "global",
-                },
-                &upstreams,
-                blocklist_rule,
-            )
-        }
-        None => Ruleset::new(
-            Arc::new(build_scheme(&global_lf)),
-            global_lf.clone(),
-            blocklist_rule.into_iter().collect(),
-        ),
-    };
-
-    // Organizations.
-    let mut orgs: Vec<Org> = Vec::new();
-    let mut ident = IdentityIndex::default();
-    let mut org_ids: BTreeMap<String, PathBuf> = BTreeMap::new();
-    // Every organization gets the next index, even one with problems (then the load fails, so
-    // indexes only have to be consistent when there are none), so messages can name the owner.
-    let mut seen: Vec<String> = Vec::new();
-    for (file, f) in files {
-        for (i, o) in f.organizations.iter().enumerate() {
-            let prefix = format!("organizations[{i}]");
-            let index = seen.len() as u32;
-            seen.push(o.id.clone());
-            let built = build_org(
-                &mut b,
-                &mut ident,
-                &mut org_ids,
-                &seen,
-                &global_lf,
-                &upstreams,
-                o,
-                (file, &f.text),
-                &prefix,
-                index,
-            );
-            if let Some(org) = built {
-                orgs.push(org);
-            }
-        }
-    }
-
-    // Tests.
-    let mut tests = Vec::new();
-    for (file, f) in files {
-        let mut add = |prefix: String, list: &[TestJson]| {
-            for (i, t) in list.iter().enumerate() {
-                tests.push(LoadedTest {
-                    file: file.clone(),
-                    path: format!("{prefix}[{i}]"),
-                    test: t.clone(),
-                });
-            }
-        };
-        if let Some(g) = &f.global {
-            add("global.tests".into(), &g.tests);
-        }
-        for (i, o) in f.organizations.iter().enumerate() {
-            add(format!("organizations[{i}].tests"), &o.tests);
-        }
-        add("tests".into(), &f.tests);
-    }
+    let upstreams = upstream_groups(&mut b, files);
+    let (global, global_lf) = global_ruleset(&mut b, files, opts.blocklists, &upstreams);
+    let (orgs, ident) = organizations(&mut b, files, &global_lf, &upstreams);
+    let tests = loaded_tests(files);
 
     if !b.issues.is_empty() {
         let mut issues = b.issues;
@@ -966,140 +823,218 @@ pub(crate) fn build(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_org(
+/// The upstream groups of every file, by name (a name defined twice keeps its first).
+fn upstream_groups(
     b: &mut Builder,
-    ident: &mut IdentityIndex,
-    org_ids: &mut BTreeMap<String, PathBuf>,
-    seen: &[String],
-    global_lf: &ListFields,
-    upstreams: &BTreeMap<String, Vec<SocketAddr>>,
-    o: &OrgJson,
-    (file, text): (&Path, &str),
-    prefix: &str,
-    index: u32,
-) -> Option<Org> {
-    if !valid_org_id(&o.id) {
-        b.issue(
-            IssueKind::Invalid,
-            file,
-            format!("{prefix}.id"),
-            format!(
-                "organization id {:?} must be 1-64 letters, digits, '-', '_' or '.'",
-                o.id
-            ),
-        );
-        return None;
-    }
-    if let Some(prev) = org_ids.get(&o.id) {
-        b.issue(
-            IssueKind::Duplicate,
-            file,
-            format!("{prefix}.id"),
-            format!(
-                "duplicate organization id {:?} (also in {})",
-                o.id,
-                prev.display()
-            ),
-        );
-        return None;
-    }
-    org_ids.insert(o.id.clone(), file.to_path_buf());
-    let id: Arc<str> = o.id.as_str().into();
-    let mut bad = false;
-    for (j, n) in o.networks.iter().enumerate() {
-        let path = format!("{prefix}.networks[{j}]");
-        let net = n
-            .parse::<IpNet>()
-            .ok()
-            .or_else(|| n.parse::<IpAddr>().ok().map(IpNet::from));
-        match net {
-            Some(net) => {
-                if let Some(prev) = ident.add_network(net, index) {
-                    let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
-                    b.issue(
-                        IssueKind::Duplicate,
-                        file,
-                        path,
-                        format!(
-                            "network {} is already claimed by organization {owner:?}",
-                            net.trunc()
-                        ),
-                    );
-                    bad = true;
-                }
+    files: &[(PathBuf, FileJson)],
+) -> BTreeMap<String, Vec<SocketAddr>> {
+    let mut upstreams: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
+    for (file, f) in files {
+        for (name, addrs) in &f.upstreams {
+            let path = format!("upstreams.{name}");
+            if upstreams.contains_key(name) {
+                b.issue(
+                    IssueKind::Duplicate,
+                    file,
+                    path,
+                    format!("upstream group {name:?} is defined twice"),
+                );
+                continue;
             }
-            None => {
+            if addrs.is_empty() {
                 b.issue(
                     IssueKind::Invalid,
                     file,
                     path,
-                    format!("{n:?} is not a network (CIDR)"),
+                    "an upstream group needs at least one address",
                 );
-                bad = true;
+                continue;
             }
+            let group = upstream_group(b, addrs, file, &path);
+            upstreams.insert(name.clone(), group);
         }
     }
-    let context = token::context_words(&o.id, o.name.as_deref());
-    for (j, t) in o.doh_tokens.iter().enumerate() {
-        let path = format!("{prefix}.doh_tokens[{j}]");
-        if !valid_token(t) {
-            b.issue(
+    upstreams
+}
+
+/// The addresses of one upstream group (every bad one is reported).
+fn upstream_group(b: &mut Builder, addrs: &[String], file: &Path, path: &str) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for (i, a) in addrs.iter().enumerate() {
+        match parse_upstream(a) {
+            Some(sa) => out.push(sa),
+            None => b.issue(
                 IssueKind::Invalid,
                 file,
-                path,
-                "a DoH token must be 1-128 URL-safe characters (letters, digits, - _ . ~)",
-            );
-            bad = true;
-        } else if let Some(problem) = weak_token(t, &context, "DoH token") {
-            b.issue_at_value((file, text), ("doh_tokens", t, index), path, problem);
-            bad = true;
-        } else if let Some(prev) = ident.add_token(t, index) {
-            let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
-            b.issue(
-                IssueKind::Duplicate,
-                file,
-                path,
-                format!("DoH token {t:?} is already used by organization {owner:?}"),
-            );
-            bad = true;
+                format!("{path}[{i}]"),
+                format!("{a:?} is not an address (\"IP\" or \"IP:port\", \"[IPv6]:port\")"),
+            ),
         }
     }
-    for (j, n) in o.dot_names.iter().enumerate() {
-        let path = format!("{prefix}.dot_names[{j}]");
-        if !valid_label(n) {
-            b.issue(
-                IssueKind::Invalid,
-                file,
-                path,
-                format!("{n:?} must be one lower-case DNS label (the first label of the TLS server name)"),
-            );
-            bad = true;
-        } else if let Some(problem) = weak_token(n, &context, "DoT name") {
-            b.issue_at_value((file, text), ("dot_names", n, index), path, problem);
-            bad = true;
-        } else if let Some(prev) = ident.add_dot_name(n, index) {
-            let owner = seen.get(prev as usize).map(String::as_str).unwrap_or("?");
-            b.issue(
+    out
+}
+
+/// The global policy: its file, that file's text and the policy (only one file may have one).
+fn global_source<'f>(
+    b: &mut Builder,
+    files: &'f [(PathBuf, FileJson)],
+) -> Option<(&'f Path, &'f str, &'f GlobalJson)> {
+    let mut found: Option<(&Path, &str, &GlobalJson)> = None;
+    for (file, f) in files {
+        let Some(g) = &f.global else {
+            continue;
+        };
+        match found {
+            None => found = Some((file.as_path(), f.text.as_str(), g)),
+            Some((first, _, _)) => b.issue(
                 IssueKind::Duplicate,
                 file,
-                path,
-                format!("DoT name {n:?} is already used by organization {owner:?}"),
-            );
-            bad = true;
+                "global".into(),
+                format!("a global policy is already defined in {}", first.display()),
+            ),
         }
     }
-    let lf = ListFields {
-        global: global_lf.global.clone(),
-        org: b.lists(Some(index), &o.lists, file, prefix, &global_lf.global),
+    found
+}
+
+/// The global ruleset, with the `--blocklist` rule, and the global list fields (which every
+/// organization sees too).
+fn global_ruleset(
+    b: &mut Builder,
+    files: &[(PathBuf, FileJson)],
+    blocklists: &[PathBuf],
+    upstreams: &BTreeMap<String, Vec<SocketAddr>>,
+) -> (Ruleset, ListFields) {
+    let global_src = global_source(b, files);
+    let mut global_fields = match global_src {
+        Some((file, _, g)) => b.lists(None, &g.lists, file, "global", &[]),
+        None => Vec::new(),
     };
+    // `--blocklist` is a global list after the global policy's own, and a rule after its rules
+    // (so the global policy's allow rules make exceptions to it).
+    let blocklist_rule = b.blocklist(blocklists, &mut global_fields);
+    let global_lf = ListFields {
+        global: global_fields,
+        org: Vec::new(),
+    };
+    let Some((file, text, g)) = global_src else {
+        let scheme = Arc::new(build_scheme(&global_lf));
+        let rules = blocklist_rule.into_iter().collect();
+        return (Ruleset::new(scheme, global_lf.clone(), rules), global_lf);
+    };
+    if blocklist_rule.is_some() && g.rules.iter().any(|r| r.id == BLOCKLIST) {
+        b.issue(
+            IssueKind::Duplicate,
+            file,
+            "global.rules".into(),
+            format!("--blocklist needs the global rule id {BLOCKLIST:?}, which the global policy already uses"),
+        );
+    }
     let at = At {
         file,
         text,
-        path: prefix,
+        path: "global",
+    };
+    let no_org: Arc<str> = "".into();
+    let lf = global_lf.clone();
+    let global = b.ruleset(&no_org, &g.rules, lf, at, upstreams, blocklist_rule);
+    (global, global_lf)
+}
+
+/// Every file's organizations, in order, and the index that identifies their clients.
+fn organizations(
+    b: &mut Builder,
+    files: &[(PathBuf, FileJson)],
+    global_lf: &ListFields,
+    upstreams: &BTreeMap<String, Vec<SocketAddr>>,
+) -> (Vec<Org>, IdentityIndex) {
+    let mut orgs: Vec<Org> = Vec::new();
+    let mut claims = Claims::default();
+    for (file, f) in files {
+        for (i, o) in f.organizations.iter().enumerate() {
+            let prefix = format!("organizations[{i}]");
+            let at = At {
+                file,
+                text: &f.text,
+                path: &prefix,
+            };
+            orgs.extend(build_org(b, &mut claims, global_lf, upstreams, o, at));
+        }
+    }
+    (orgs, claims.ident)
+}
+
+/// The tests of every file, each with where it was written.
+fn loaded_tests(files: &[(PathBuf, FileJson)]) -> Vec<LoadedTest> {
+    let mut tests = Vec::new();
+    for (file, f) in files {
+        let mut add = |prefix: String, list: &[TestJson]| {
+            for (i, t) in list.iter().enumerate() {
+                tests.push(LoadedTest {
+                    file: file.clone(),
+                    path: format!("{prefix}[{i}]"),
+                    test: t.clone(),
+                });
+            }
+        };
+        if let Some(g) = &f.global {
+            add("global.tests".into(), &g.tests);
+        }
+        for (i, o) in f.organizations.iter().enumerate() {
+            add(format!("organizations[{i}].tests"), &o.tests);
+        }
+        add("tests".into(), &f.tests);
+    }
+    tests
+}
+
+/// What the organizations validated so far have claimed: ids, networks, DoH tokens and DoT
+/// names, each of which identifies one organization only.
+#[derive(Default)]
+struct Claims {
+    ident: IdentityIndex,
+    /// Organization ids and the file of each.
+    org_ids: BTreeMap<String, PathBuf>,
+    /// Every organization's id by index, even one with problems (then the load fails, so
+    /// indexes only have to be consistent when there are none), so messages can name the owner.
+    seen: Vec<String>,
+}
+
+impl Claims {
+    /// The id of the organization with index `index`, for messages.
+    fn owner(&self, index: u32) -> &str {
+        self.seen
+            .get(index as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
+    }
+}
+
+/// Validate one organization (at `at.path` in `at.file`); None if it has problems.
+fn build_org(
+    b: &mut Builder,
+    claims: &mut Claims,
+    global_lf: &ListFields,
+    upstreams: &BTreeMap<String, Vec<SocketAddr>>,
+    o: &OrgJson,
+    at: At<'_>,
+) -> Option<Org> {
+    let index = claims.seen.len() as u32;
+    claims.seen.push(o.id.clone());
+    if !org_id_fits(b, claims, &o.id, at) {
+        return None;
+    }
+    let id: Arc<str> = o.id.as_str().into();
+    let networks_ok = org_networks(b, claims, &o.networks, index, at);
+    let context = token::context_words(&o.id, o.name.as_deref());
+    let tokens_ok = org_doh_tokens(b, claims, &o.doh_tokens, &context, index, at);
+    let names_ok = org_dot_names(b, claims, &o.dot_names, &context, index, at);
+    let lf = ListFields {
+        global: global_lf.global.clone(),
+        org: b.lists(Some(index), &o.lists, at.file, at.path, &global_lf.global),
     };
     let rules = b.ruleset(&id, &o.rules, lf, at, upstreams, None);
-    if bad {
+    if !(networks_ok && tokens_ok && names_ok) {
         return None;
     }
     Some(Org {
@@ -1107,6 +1042,138 @@ fn build_org(
         name: o.name.clone(),
         rules,
     })
+}
+
+/// Whether an organization's id is valid and not taken (then it is claimed).
+fn org_id_fits(b: &mut Builder, claims: &mut Claims, id: &str, at: At<'_>) -> bool {
+    let path = format!("{}.id", at.path);
+    if !valid_org_id(id) {
+        b.issue(
+            IssueKind::Invalid,
+            at.file,
+            path,
+            format!("organization id {id:?} must be 1-64 letters, digits, '-', '_' or '.'"),
+        );
+        return false;
+    }
+    if let Some(prev) = claims.org_ids.get(id) {
+        b.issue(
+            IssueKind::Duplicate,
+            at.file,
+            path,
+            format!(
+                "duplicate organization id {id:?} (also in {})",
+                prev.display()
+            ),
+        );
+        return false;
+    }
+    claims.org_ids.insert(id.to_owned(), at.file.to_path_buf());
+    true
+}
+
+/// Claim an organization's client networks; whether all were valid and free.
+fn org_networks(
+    b: &mut Builder,
+    claims: &mut Claims,
+    networks: &[String],
+    index: u32,
+    at: At<'_>,
+) -> bool {
+    let mut ok = true;
+    for (j, n) in networks.iter().enumerate() {
+        let path = format!("{}.networks[{j}]", at.path);
+        let net = n
+            .parse::<IpNet>()
+            .ok()
+            .or_else(|| n.parse::<IpAddr>().ok().map(IpNet::from));
+        let Some(net) = net else {
+            let msg = format!("{n:?} is not a network (CIDR)");
+            b.issue(IssueKind::Invalid, at.file, path, msg);
+            ok = false;
+            continue;
+        };
+        if let Some(prev) = claims.ident.add_network(net, index) {
+            let msg = format!(
+                "network {} is already claimed by organization {:?}",
+                net.trunc(),
+                claims.owner(prev)
+            );
+            b.issue(IssueKind::Duplicate, at.file, path, msg);
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Claim an organization's DoH tokens; whether all were valid, hard to guess and free.
+fn org_doh_tokens(
+    b: &mut Builder,
+    claims: &mut Claims,
+    tokens: &[String],
+    context: &[String],
+    index: u32,
+    at: At<'_>,
+) -> bool {
+    let mut ok = true;
+    for (j, t) in tokens.iter().enumerate() {
+        let path = format!("{}.doh_tokens[{j}]", at.path);
+        if !valid_token(t) {
+            b.issue(
+                IssueKind::Invalid,
+                at.file,
+                path,
+                "a DoH token must be 1-128 URL-safe characters (letters, digits, - _ . ~)",
+            );
+            ok = false;
+        } else if let Some(problem) = weak_token(t, context, "DoH token") {
+            b.issue_at_value((at.file, at.text), ("doh_tokens", t, index), path, problem);
+            ok = false;
+        } else if let Some(prev) = claims.ident.add_token(t, index) {
+            let msg = format!(
+                "DoH token {t:?} is already used by organization {:?}",
+                claims.owner(prev)
+            );
+            b.issue(IssueKind::Duplicate, at.file, path, msg);
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Claim an organization's DoT names; whether all were valid, hard to guess and free.
+fn org_dot_names(
+    b: &mut Builder,
+    claims: &mut Claims,
+    names: &[String],
+    context: &[String],
+    index: u32,
+    at: At<'_>,
+) -> bool {
+    let mut ok = true;
+    for (j, n) in names.iter().enumerate() {
+        let path = format!("{}.dot_names[{j}]", at.path);
+        if !valid_label(n) {
+            b.issue(
+                IssueKind::Invalid,
+                at.file,
+                path,
+                format!("{n:?} must be one lower-case DNS label (the first label of the TLS server name)"),
+            );
+            ok = false;
+        } else if let Some(problem) = weak_token(n, context, "DoT name") {
+            b.issue_at_value((at.file, at.text), ("dot_names", n, index), path, problem);
+            ok = false;
+        } else if let Some(prev) = claims.ident.add_dot_name(n, index) {
+            let msg = format!(
+                "DoT name {n:?} is already used by organization {:?}",
+                claims.owner(prev)
+            );
+            b.issue(IssueKind::Duplicate, at.file, path, msg);
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// Why `value` (a DoH token or DoT name of an organization whose words are `context`) is too

@@ -14,10 +14,11 @@ use std::str::FromStr;
 
 use hickory_proto::rr::RecordType;
 
-use super::config::{TestJson, TypeJson};
+use super::config::{AnswerJson, ExpectJson, TestJson, TypeJson};
 use super::error::{Issue, IssueKind};
 use super::{
     evaluate, evaluate_response, AnswerFacts, Identity, PolicyError, PolicySet, PolicyStats,
+    Verdict,
 };
 use crate::query::{ClientHints, Facts, Transport};
 
@@ -200,25 +201,7 @@ pub(crate) fn normalize_qname(name: &str) -> String {
 }
 
 fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
-    let qtype = match &t.qtype {
-        None => 1,
-        Some(TypeJson::Number(n)) => *n,
-        Some(TypeJson::Name(s)) => {
-            parse_qtype(s).ok_or_else(|| format!("invalid test: unknown query type {s:?}"))?
-        }
-    };
-    let client: IpAddr = match &t.client {
-        None => IpAddr::from([127, 0, 0, 1]),
-        Some(c) => c
-            .parse()
-            .map_err(|_| format!("invalid test: client {c:?} is not an IP address"))?,
-    };
-    let transport = match &t.transport {
-        None => Transport::Udp,
-        Some(s) => parse_transport(s).ok_or_else(|| {
-            format!("invalid test: transport {s:?} (expected udp, tcp, doh or dot)")
-        })?,
-    };
+    let (qtype, client, transport) = test_query(t)?;
     let hints = ClientHints {
         ip: client,
         transport,
@@ -240,6 +223,11 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
         transport,
         dnssec_ok: t.dnssec_ok,
     };
+    let verdict = test_verdict(policy, &id, &facts, t.answer.as_ref())?;
+    let problems = mismatches(policy, &id, &verdict, &t.expect);
+    if problems.is_empty() {
+        return Ok(());
+    }
     let what = format!(
         "{} {} from {}{}",
         t.name,
@@ -250,57 +238,90 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
             _ => String::new(),
         }
     );
-    let mut verdict = evaluate(policy, &id, &facts);
-    if let (true, Some(answer)) = (verdict.resolves(), &t.answer) {
-        let mut addresses = Vec::new();
-        for a in &answer.addresses {
-            addresses.push(
-                a.parse::<IpAddr>()
-                    .map_err(|_| format!("invalid test: answer address {a:?}"))?,
-            );
-        }
-        let cnames: Vec<String> = answer.cnames.iter().map(|c| normalize_qname(c)).collect();
-        let cname_refs: Vec<&str> = cnames.iter().map(String::as_str).collect();
-        let facts_answer = AnswerFacts {
-            addresses: &addresses,
-            cnames: &cname_refs,
-        };
-        if let Some(v) = evaluate_response(policy, &id, &facts, &facts_answer) {
-            if !v.resolves() {
-                verdict = v;
-            }
-        }
-    }
+    let got_rule = verdict.rule.as_ref().map(|r| r.id());
+    let got = match got_rule {
+        Some(r) => format!("{} by rule {r}", verdict.label()),
+        None => format!("{} (no rule)", verdict.label()),
+    };
+    Err(format!(
+        "{what}: expected {}, got {got}",
+        problems.join(", ")
+    ))
+}
 
-    let got_rule = verdict.rule.as_ref().map(|r| r.id().to_string());
-    let got = format!(
-        "{}{}",
-        verdict.label(),
-        match &got_rule {
-            Some(r) => format!(" by rule {r}"),
-            None => " (no rule)".to_owned(),
+/// The query type, client address and transport of a test (A from 127.0.0.1 over UDP unless
+/// it says otherwise).
+fn test_query(t: &TestJson) -> Result<(u16, IpAddr, Transport), String> {
+    let qtype = match &t.qtype {
+        None => 1,
+        Some(TypeJson::Number(n)) => *n,
+        Some(TypeJson::Name(s)) => {
+            parse_qtype(s).ok_or_else(|| format!("invalid test: unknown query type {s:?}"))?
         }
-    );
-    let e = &t.expect;
+    };
+    let client: IpAddr = match &t.client {
+        None => IpAddr::from([127, 0, 0, 1]),
+        Some(c) => c
+            .parse()
+            .map_err(|_| format!("invalid test: client {c:?} is not an IP address"))?,
+    };
+    let transport = match &t.transport {
+        None => Transport::Udp,
+        Some(s) => parse_transport(s).ok_or_else(|| {
+            format!("invalid test: transport {s:?} (expected udp, tcp, doh or dot)")
+        })?,
+    };
+    Ok((qtype, client, transport))
+}
+
+/// The verdict on a test's query: the request phase, then, when that resolves and the test
+/// gives an upstream answer, the response phase on it (which only counts when it does not
+/// resolve too).
+fn test_verdict(
+    policy: &PolicySet,
+    id: &Identity,
+    facts: &Facts<'_>,
+    answer: Option<&AnswerJson>,
+) -> Result<Verdict, String> {
+    let verdict = evaluate(policy, id, facts);
+    let Some(answer) = answer.filter(|_| verdict.resolves()) else {
+        return Ok(verdict);
+    };
+    let mut addresses = Vec::new();
+    for a in &answer.addresses {
+        addresses.push(
+            a.parse::<IpAddr>()
+                .map_err(|_| format!("invalid test: answer address {a:?}"))?,
+        );
+    }
+    let cnames: Vec<String> = answer.cnames.iter().map(|c| normalize_qname(c)).collect();
+    let cname_refs: Vec<&str> = cnames.iter().map(String::as_str).collect();
+    let facts_answer = AnswerFacts {
+        addresses: &addresses,
+        cnames: &cname_refs,
+    };
+    Ok(match evaluate_response(policy, id, facts, &facts_answer) {
+        Some(v) if !v.resolves() => v,
+        _ => verdict,
+    })
+}
+
+/// What the verdict got other than the test expected, one phrase each (empty: it passes).
+fn mismatches(policy: &PolicySet, id: &Identity, verdict: &Verdict, e: &ExpectJson) -> Vec<String> {
     let mut problems = Vec::new();
     if e.action != verdict.label() {
         problems.push(format!("action {:?}", e.action));
     }
-    if let Some(rule) = &e.rule {
-        if rule != &got_rule {
-            problems.push(match rule {
-                Some(r) => format!("rule {r:?}"),
-                None => "no rule".to_owned(),
-            });
-        }
+    let got_rule = verdict.rule.as_ref().map(|r| r.id().to_string());
+    if let Some(rule) = e.rule.as_ref().filter(|&rule| rule != &got_rule) {
+        problems.push(match rule {
+            Some(r) => format!("rule {r:?}"),
+            None => "no rule".to_owned(),
+        });
     }
-    if let Some(org) = &e.org {
-        if org != id.org_id(policy) {
-            problems.push(format!(
-                "organization {org:?} (got {:?})",
-                id.org_id(policy)
-            ));
-        }
+    let got_org = id.org_id(policy);
+    if let Some(org) = e.org.as_ref().filter(|&org| org != got_org) {
+        problems.push(format!("organization {org:?} (got {got_org:?})"));
     }
     if let Some(up) = &e.upstream {
         let got_group = match &verdict.action {
@@ -317,14 +338,7 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
             problems.push(format!("audited {audited:?} (got {got:?})"));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what}: expected {}, got {got}",
-            problems.join(", ")
-        ))
-    }
+    problems
 }
 
 #[cfg(test)]

@@ -916,3 +916,26 @@ fn embedded_policies_load() {
     let r = check::run_policy(&p, "embedded", &mut out).unwrap();
     assert!(r.is_ok(), "{}", String::from_utf8_lossy(&out));
 }
+
+/// A failing test names every expectation the verdict missed, each with what it got.
+#[test]
+fn check_names_every_mismatch() {
+    let d = dir_with(&[(
+        "p.json",
+        r#"{"upstreams": {"corp": ["127.0.0.1:5300"]},
+        "organizations": [{"id": "acme", "networks": ["10.0.0.0/8"], "rules": [
+            {"id": "watch", "expression": "dns.fqdn == \"a.example\"", "action": "audit"},
+            {"id": "corp", "expression": "dns.fqdn == \"a.example\"", "action": "resolve", "upstream": "corp"}
+        ]}],
+        "tests": [
+            {"name": "a.example", "client": "10.1.2.3", "expect": {"action": "block", "rule": null, "org": "other", "upstream": "dns", "audited": []}},
+            {"name": "b.example", "client": "10.1.2.3", "expect": {"action": "resolve", "rule": "corp"}}
+        ]}"#,
+    )]);
+    let mut out = Vec::new();
+    let report = check::run(&d, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!((report.tests, report.failures.len()), (2, 2), "{text}");
+    assert!(text.contains("p.json: tests[0]: a.example A from 10.1.2.3 (org acme): expected action \"block\", no rule, organization \"other\" (got \"acme\"), upstream group \"dns\" (got Some(\"corp\")), audited [] (got [\"watch\"]), got resolve by rule corp"), "{text}");
+    assert!(text.contains("p.json: tests[1]: b.example A from 10.1.2.3 (org acme): expected rule \"corp\", got resolve (no rule)"), "{text}");
+}

@@ -218,3 +218,22 @@ mod seek {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::position_of;
+
+    #[test]
+    fn places_the_string_at_a_path() {
+        let text =
+            "{\"a\": [{\"x\": 1}, {\"x\": \"one\", \"y\": [\"b\\u0061d\"]}],\n \"z\": \"last\"}";
+        assert_eq!(position_of(text, "a[1].x"), Some((1, 28)));
+        assert_eq!(position_of(text, "a[1].y[0]"), Some((1, 46)));
+        assert_eq!(position_of(text, "z"), Some((2, 12)));
+        // Not a string, no such key or index, not a path: no place.
+        assert_eq!(position_of(text, "a[0].x"), None);
+        assert_eq!(position_of(text, "a[2].x"), None);
+        assert_eq!(position_of(text, "b"), None);
+        assert_eq!(position_of(text, "a[x]"), None);
+    }
+}

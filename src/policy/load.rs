@@ -101,59 +101,13 @@ impl Builder {
         let mut fields = Vec::new();
         for (name, def) in defs {
             let path = format!("{prefix}.lists.{name}");
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                self.issue(
-                    IssueKind::Invalid,
-                    file,
-                    path,
-                    format!("list name {name:?} must be letters, digits and '_' (it becomes the field list.{name})"),
-                );
-                continue;
-            }
             let field: Box<str> = format!("list.{name}").into();
-            if taken.contains(&field) {
-                self.issue(
-                    IssueKind::Duplicate,
-                    file,
-                    path,
-                    format!("list {name:?} is already defined by the global policy"),
-                );
+            if let Some((kind, msg)) = list_problem(name, &field, taken, fields.len()) {
+                self.issue(kind, file, path, msg);
                 continue;
             }
-            if fields.len() >= MAX_LISTS {
-                self.issue(
-                    IssueKind::Invalid,
-                    file,
-                    path,
-                    format!("at most {MAX_LISTS} lists per organization (and {MAX_LISTS} global)"),
-                );
+            let Some((source, input)) = self.list_input(def, file, &path) else {
                 continue;
-            }
-            let (source, input) = match (&def.file, &def.domains) {
-                (Some(f), None) => {
-                    let declared = Declared {
-                        file: file.to_path_buf(),
-                        path: path.clone(),
-                    };
-                    let input = ListInput::File {
-                        rel: f.clone(),
-                        declared,
-                    };
-                    (f.clone(), input)
-                }
-                (None, Some(domains)) => {
-                    let input = ListInput::Inline(self.inline_domains(domains, file, &path));
-                    ("inline".to_owned(), input)
-                }
-                _ => {
-                    self.issue(
-                        IssueKind::Invalid,
-                        file,
-                        path,
-                        "a list needs exactly one of \"file\" or \"domains\"",
-                    );
-                    continue;
-                }
             };
             self.inputs.push(input);
             self.lists.push(ListMeta {
@@ -165,6 +119,41 @@ impl Builder {
             fields.push(field);
         }
         fields
+    }
+
+    /// Where a list's entries come from (a file, or the policy itself) and how it is shown.
+    fn list_input(
+        &mut self,
+        def: &ListJson,
+        file: &Path,
+        path: &str,
+    ) -> Option<(String, ListInput)> {
+        match (&def.file, &def.domains) {
+            (Some(f), None) => {
+                let declared = Declared {
+                    file: file.to_path_buf(),
+                    path: path.to_owned(),
+                };
+                let input = ListInput::File {
+                    rel: f.clone(),
+                    declared,
+                };
+                Some((f.clone(), input))
+            }
+            (None, Some(domains)) => {
+                let input = ListInput::Inline(self.inline_domains(domains, file, path));
+                Some(("inline".to_owned(), input))
+            }
+            _ => {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    path.to_owned(),
+                    "a list needs exactly one of \"file\" or \"domains\"",
+                );
+                None
+            }
+        }
     }
 
     /// Validate and normalise the domains of an inline list.
@@ -605,6 +594,35 @@ impl Builder {
             }
         }
     }
+}
+
+/// Why list `name` (field `field`) cannot be declared next to the `declared` lists of its
+/// owner, `taken` being the global fields an organization's lists must not shadow.
+fn list_problem(
+    name: &str,
+    field: &str,
+    taken: &[Box<str>],
+    declared: usize,
+) -> Option<(IssueKind, String)> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Some((
+            IssueKind::Invalid,
+            format!("list name {name:?} must be letters, digits and '_' (it becomes the field list.{name})"),
+        ));
+    }
+    if taken.iter().any(|t| &**t == field) {
+        return Some((
+            IssueKind::Duplicate,
+            format!("list {name:?} is already defined by the global policy"),
+        ));
+    }
+    // One bit per list in a `u64`.
+    (declared >= MAX_LISTS).then(|| {
+        (
+            IssueKind::Invalid,
+            format!("at most {MAX_LISTS} lists per organization (and {MAX_LISTS} global)"),
+        )
+    })
 }
 
 fn display_list(items: &[&str]) -> String {

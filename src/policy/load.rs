@@ -346,18 +346,23 @@ impl Builder {
         upstreams: &BTreeMap<String, Vec<SocketAddr>>,
         at: At<'_>,
     ) -> Option<(Effect, &'static str)> {
+        let decide = Effect::Decide;
         let (name, effect) = match r.action.as_str() {
             "block" => ("block", self.block(r, at)),
             "allow" => (
                 "allow",
-                self.bare(r, "allow", at, Action::Resolve { group: None }),
+                self.bare(r, "allow", decide(Action::Resolve { group: None }), at),
             ),
             "override" => ("override", self.override_answer(r, at)),
             "resolve" => ("resolve", self.resolve(r, upstreams, at)),
-            "audit" => ("audit", self.bare_audit(r, at)),
-            "refuse" => ("refuse", self.bare(r, "refuse", at, Action::Refuse)),
-            "drop" => ("drop", self.bare(r, "drop", at, Action::Drop)),
-            "truncate" => ("truncate", self.bare(r, "truncate", at, Action::Truncate)),
+            // An audit records the match and decides nothing.
+            "audit" => ("audit", self.bare(r, "audit", Effect::Audit, at)),
+            "refuse" => ("refuse", self.bare(r, "refuse", decide(Action::Refuse), at)),
+            "drop" => ("drop", self.bare(r, "drop", decide(Action::Drop), at)),
+            "truncate" => (
+                "truncate",
+                self.bare(r, "truncate", decide(Action::Truncate), at),
+            ),
             other => {
                 self.unknown_action(other, at);
                 return None;
@@ -406,16 +411,10 @@ impl Builder {
         fit
     }
 
-    /// An action without settings (allow, refuse, drop, truncate).
-    fn bare(&mut self, r: &RuleJson, name: &str, at: At<'_>, action: Action) -> Option<Effect> {
-        self.settings_fit(r, name, &[], at)
-            .then_some(Effect::Decide(action))
-    }
-
-    /// `audit`: no settings, and it decides nothing.
-    fn bare_audit(&mut self, r: &RuleJson, at: At<'_>) -> Option<Effect> {
-        self.settings_fit(r, "audit", &[], at)
-            .then_some(Effect::Audit)
+    /// An action without settings (allow, audit, refuse, drop, truncate): `effect`, if the
+    /// rule has none.
+    fn bare(&mut self, r: &RuleJson, name: &str, effect: Effect, at: At<'_>) -> Option<Effect> {
+        self.settings_fit(r, name, &[], at).then_some(effect)
     }
 
     /// `block`: how (mode and its addresses), for how long (ttl) and which EDE code.

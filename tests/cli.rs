@@ -261,3 +261,47 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
     .to_vec();
     assert_eq!(option_lines(&help_of("serve")), expected);
 }
+
+#[test]
+fn a_value_outside_a_fixed_set_is_refused_with_the_valid_ones() {
+    for (flag, wrong, valid) in [
+        ("--dnssec", "on", "[possible values: validate, off]"),
+        ("--log-format", "xml", "[possible values: text, json]"),
+        (
+            "--log-client-ip",
+            "partial",
+            "[possible values: none, truncate, full]",
+        ),
+    ] {
+        let (code, out) = picket(&["serve", flag, wrong]);
+        assert_eq!(code, 2, "clap's usage error: {out}");
+        assert!(
+            out.contains(&format!("invalid value '{wrong}' for '{flag}")),
+            "{out}"
+        );
+        assert!(out.contains(valid), "{out}");
+    }
+}
+
+#[test]
+fn every_value_of_a_fixed_set_is_accepted() {
+    for (flag, value) in [
+        ("--dnssec", "validate"),
+        ("--dnssec", "off"),
+        ("--log-format", "text"),
+        ("--log-format", "json"),
+        ("--log-client-ip", "none"),
+        ("--log-client-ip", "truncate"),
+        ("--log-client-ip", "full"),
+    ] {
+        // `--threads 0` stops serve right after the flags are parsed: reaching
+        // that error means clap took the value.
+        let (code, out) = picket(&["serve", flag, value, "--threads", "0"]);
+        // Exit status 2 like a usage error: the message tells them apart.
+        assert_eq!(code, 2, "{flag} {value}: {out}");
+        assert!(
+            out.contains("--threads must be at least 1"),
+            "{flag} {value}: {out}"
+        );
+    }
+}

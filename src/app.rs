@@ -749,36 +749,7 @@ fn run_worker(
     runtime.block_on(async move {
         let closed = shared.drain.closed();
         let worker = Arc::new(Worker::new(shared));
-        let mut loops = Vec::new();
-        for socket in sockets.udp {
-            loops.push(tokio::spawn(udp::serve(worker.clone(), socket)));
-        }
-        for listener in sockets.tcp {
-            loops.push(tokio::spawn(tcp::serve(
-                worker.clone(),
-                listener,
-                common.tcp_conns.clone(),
-            )));
-        }
-        // Start guarantees a TLS configuration whenever DoH or DoT is on.
-        if let Some(tls) = &common.tls {
-            for listener in sockets.doh {
-                loops.push(tokio::spawn(doh::serve(
-                    worker.clone(),
-                    listener,
-                    tls.clone(),
-                    common.doh_conns.clone(),
-                )));
-            }
-            for listener in sockets.dot {
-                loops.push(tokio::spawn(dot::serve(
-                    worker.clone(),
-                    listener,
-                    tls.clone(),
-                    common.dot_conns.clone(),
-                )));
-            }
-        }
+        let loops = spawn_serve_loops(&worker, sockets, &common);
         let _ = serving.send(());
         let draining = tokio::select! {
             () = closed => true,
@@ -795,6 +766,45 @@ fn run_worker(
         }
     });
     // Dropping the runtime cancels every task of this worker.
+}
+
+/// One receive or accept loop per socket of this worker, on its runtime.
+fn spawn_serve_loops(
+    worker: &Arc<Worker>,
+    sockets: WorkerSockets,
+    common: &Common,
+) -> Vec<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let mut loops = Vec::new();
+    for socket in sockets.udp {
+        loops.push(tokio::spawn(udp::serve(worker.clone(), socket)));
+    }
+    for listener in sockets.tcp {
+        loops.push(tokio::spawn(tcp::serve(
+            worker.clone(),
+            listener,
+            common.tcp_conns.clone(),
+        )));
+    }
+    // Start guarantees a TLS configuration whenever DoH or DoT is on.
+    if let Some(tls) = &common.tls {
+        for listener in sockets.doh {
+            loops.push(tokio::spawn(doh::serve(
+                worker.clone(),
+                listener,
+                tls.clone(),
+                common.doh_conns.clone(),
+            )));
+        }
+        for listener in sockets.dot {
+            loops.push(tokio::spawn(dot::serve(
+                worker.clone(),
+                listener,
+                tls.clone(),
+                common.dot_conns.clone(),
+            )));
+        }
+    }
+    loops
 }
 
 /// Runs the drain hook with `sh -c`, killed (its whole process group) after

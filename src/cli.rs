@@ -209,6 +209,30 @@ fn serve(args: ServeArgs) -> Result<i32> {
         args.logs.log_format == LogFormat::Json,
     );
     let settings = args.settings()?;
+    log_starting(&args, &settings);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Listen for signals before answering, so an early SIGTERM drains too
+    // and an early SIGHUP (a certificate renewal) reloads instead of killing.
+    let (signals, hup) = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        anyhow::Ok((StopSignals::new()?, signal(SignalKind::hangup())?))
+    })?;
+    let server = Server::start(settings)?;
+    log_answering(&server);
+    let (shared, tls) = (server.shared().clone(), server.tls().cloned());
+    let reloader = Reloader::spawn(move || reload_everything(&shared, tls.as_deref()))?;
+    runtime.spawn(request_reload_on_sighup(hup, reloader));
+    runtime.block_on(drain_on_stop_signal(signals, server));
+    // The reload thread is detached and this runtime holds no blocking work:
+    // a reload under way never delays the exit.
+    runtime.shutdown_background();
+    Ok(0)
+}
+
+/// What the operator asked for, before anything is bound.
+fn log_starting(args: &ServeArgs, settings: &crate::config::Settings) {
     if let Some(unused) = unused_policy_dir(args.policy.policies.as_deref(), args.policy.no_policy)
     {
         tracing::warn!(
@@ -227,16 +251,11 @@ fn serve(args: ServeArgs) -> Result<i32> {
         policy = %settings.policies,
         "starting picket"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    // Listen for signals before answering, so an early SIGTERM drains too
-    // and an early SIGHUP (a certificate renewal) reloads instead of killing.
-    let (mut signals, hup) = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        anyhow::Ok((StopSignals::new()?, signal(SignalKind::hangup())?))
-    })?;
-    let server = Server::start(settings)?;
+}
+
+/// The addresses actually bound (port 0 picks one), and the fingerprint
+/// clients must pin when the certificate is a throwaway one.
+fn log_answering(server: &Server) {
     tracing::info!(
         addrs = ?server.local_addrs(),
         doh = ?server.doh_addrs(),
@@ -250,24 +269,19 @@ fn serve(args: ServeArgs) -> Result<i32> {
              (curl -k, --doh-insecure) or pin this fingerprint"
         );
     }
-    let (shared, tls) = (server.shared().clone(), server.tls().cloned());
-    let reloader = Reloader::spawn(move || reload_everything(&shared, tls.as_deref()))?;
-    runtime.spawn(request_reload_on_sighup(hup, reloader));
-    runtime.block_on(async move {
-        let name = signals.next().await;
-        tracing::info!(signal = name, "stopping");
-        // A second signal cuts the drain short; later ones change nothing.
-        server
-            .drain(async move {
-                let name = signals.next().await;
-                tracing::info!(signal = name, "stopping now");
-            })
-            .await
-    });
-    // The reload thread is detached and this runtime holds no blocking work:
-    // a reload under way never delays the exit.
-    runtime.shutdown_background();
-    Ok(0)
+}
+
+/// Waits for SIGTERM or SIGINT, then drains. A second signal cuts the drain
+/// short; later ones change nothing.
+async fn drain_on_stop_signal(mut signals: StopSignals, server: Server) {
+    let name = signals.next().await;
+    tracing::info!(signal = name, "stopping");
+    server
+        .drain(async move {
+            let name = signals.next().await;
+            tracing::info!(signal = name, "stopping now");
+        })
+        .await;
 }
 
 /// SIGHUP: hands the reload to the reload thread and goes back to waiting.

@@ -59,100 +59,35 @@ pub struct Server {
 impl Server {
     /// Binds every listener and starts the workers. Port 0 picks one free port
     /// per listen address, the same for UDP and TCP and for every worker.
+    /// Everything that can fail on the operator's input (addresses in use, a
+    /// bad certificate or policy) fails here, before any thread starts.
     pub fn start(settings: Settings) -> Result<Server> {
         if settings.listen.is_empty() {
             bail!(
                 "no listen address: give at least one --listen ADDR, e.g. --listen 127.0.0.1:5353"
             );
         }
-        let tls = match &settings.tls {
-            Some(source) => Some(Arc::new(Tls::load(source)?)),
-            None if !settings.doh.is_empty() || !settings.dot.is_empty() => bail!(
-                "DoH and DoT need a certificate: give --tls-cert FILE --tls-key FILE (PEM), \
-                 or --tls-self-signed to try things out"
-            ),
-            None => None,
-        };
+        let tls = load_tls(&settings)?;
         let threads = settings.threads.max(1);
-        let (addrs, mut per_worker) = bind_all(&settings.listen, threads)?;
-        let doh_addrs = bind_stream_only(&settings.doh, &mut per_worker, "DoH", |s| &mut s.doh)?;
-        let dot_addrs = bind_stream_only(&settings.dot, &mut per_worker, "DoT", |s| &mut s.dot)?;
-        let admin_listener = match settings.metrics {
-            Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
-                format!("cannot bind the metrics listener {addr}: pick another with --metrics, e.g. --metrics 127.0.0.1:9153")
-            })?),
-            None => None,
-        };
-        let policy = settings
-            .policies
-            .load(&settings.blocklists, None)
-            .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
-        log_policy(&policy, true);
-        log_observability(&settings);
-        let shared = Arc::new(Shared::new(settings, policy).map_err(anyhow::Error::msg)?);
-        let limits = &shared.settings.limits;
-        let common = Common {
-            tcp_conns: ConnectionTable::new(Transport::Tcp, limits.tcp_max_connections, limits),
-            doh_conns: ConnectionTable::new(Transport::Doh, limits.doh_max_connections, limits),
-            dot_conns: ConnectionTable::new(Transport::Dot, limits.dot_max_connections, limits),
-            tls: tls.clone(),
-        };
+        let sockets = Sockets::bind(&settings, threads)?;
+        let shared = build_shared(settings)?;
+        let common = Common::new(&shared, tls.clone());
         let (stop, stopped) = watch::channel(false);
-        let (serving, workers_serving) = mpsc::channel();
         let mut server = Server {
             shared: shared.clone(),
-            addrs,
-            doh_addrs,
-            dot_addrs,
+            addrs: sockets.addrs,
+            doh_addrs: sockets.doh_addrs,
+            dot_addrs: sockets.dot_addrs,
             tls,
             admin_addr: None,
             stop,
             threads: Vec::with_capacity(threads + 1),
         };
-        if let (Some(listener), Some(metrics)) = (admin_listener, shared.observer.metrics()) {
-            register_probes(
-                metrics,
-                &shared,
-                &[
-                    (Transport::Tcp, common.tcp_conns.clone()),
-                    (Transport::Doh, common.doh_conns.clone()),
-                    (Transport::Dot, common.dot_conns.clone()),
-                ],
-            );
-            let addr = listener.local_addr()?;
-            let ready = {
-                let shared = shared.clone();
-                Box::new(move || shared.ready().map_err(str::to_string))
-            };
-            let served = admin::Admin {
-                metrics: metrics.clone(),
-                ready,
-            };
-            let handle = admin::spawn(listener, served, stopped.clone())
-                .context("cannot start the admin thread")?;
-            server.threads.push(handle);
-            tracing::info!(%addr, "metrics on http://{addr}/metrics, health on /healthz and /readyz");
-            server.admin_addr = Some(addr);
+        if let Some(listener) = sockets.admin {
+            server.start_admin(listener, &common, &stopped)?;
         }
-        for (index, sockets) in per_worker.drain(..).enumerate() {
-            let (shared, common, stopped) = (shared.clone(), common.clone(), stopped.clone());
-            let serving = serving.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("picket-worker-{index}"))
-                .spawn(move || run_worker(shared, sockets, common, stopped, serving))
-                .context("cannot start a worker thread")?;
-            server.threads.push(handle);
-        }
-        drop(serving);
-        let watched = matches!(shared.settings.policies, PolicySource::Dir(_));
-        if watched || !shared.settings.blocklists.is_empty() {
-            // Detached: it notices the stop on its next poll and exits.
-            let (shared, stopped) = (shared.clone(), stopped.clone());
-            std::thread::Builder::new()
-                .name("picket-policy-watch".into())
-                .spawn(move || watch_policy(shared, stopped))
-                .context("cannot start the policy watcher")?;
-        }
+        let workers_serving = server.start_workers(sockets.per_worker, &common, &stopped)?;
+        start_policy_watch(&shared, &stopped)?;
         // Ready once every worker serves its sockets (a worker that failed
         // to start closes its end, and we never turn ready).
         if workers_serving.iter().take(threads).count() == threads {
@@ -161,6 +96,57 @@ impl Server {
             bail!("a worker thread failed to start");
         }
         Ok(server)
+    }
+
+    /// The admin listener (metrics, health) on its own thread, with the
+    /// scrape-time probes it reports. Without metrics there is nothing to serve.
+    fn start_admin(
+        &mut self,
+        listener: std::net::TcpListener,
+        common: &Common,
+        stopped: &watch::Receiver<bool>,
+    ) -> Result<()> {
+        let shared = self.shared.clone();
+        let Some(metrics) = shared.observer.metrics() else {
+            return Ok(());
+        };
+        register_probes(metrics, &shared, &common.connection_tables());
+        let addr = listener.local_addr()?;
+        let ready = {
+            let shared = shared.clone();
+            Box::new(move || shared.ready().map_err(str::to_string))
+        };
+        let served = admin::Admin {
+            metrics: metrics.clone(),
+            ready,
+        };
+        let handle = admin::spawn(listener, served, stopped.clone())
+            .context("cannot start the admin thread")?;
+        self.threads.push(handle);
+        tracing::info!(%addr, "metrics on http://{addr}/metrics, health on /healthz and /readyz");
+        self.admin_addr = Some(addr);
+        Ok(())
+    }
+
+    /// One thread per worker; returns the channel on which each reports that
+    /// it serves its sockets.
+    fn start_workers(
+        &mut self,
+        per_worker: Vec<WorkerSockets>,
+        common: &Common,
+        stopped: &watch::Receiver<bool>,
+    ) -> Result<mpsc::Receiver<()>> {
+        let (serving, workers_serving) = mpsc::channel();
+        for (index, sockets) in per_worker.into_iter().enumerate() {
+            let (shared, common, stopped) = (self.shared.clone(), common.clone(), stopped.clone());
+            let serving = serving.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("picket-worker-{index}"))
+                .spawn(move || run_worker(shared, sockets, common, stopped, serving))
+                .context("cannot start a worker thread")?;
+            self.threads.push(handle);
+        }
+        Ok(workers_serving)
     }
 
     /// Graceful stop (SIGTERM): not ready at once (the health name answers
@@ -275,26 +261,139 @@ impl Drop for Server {
     }
 }
 
-/// Scrape-time readers of state kept elsewhere. They hold the shared state
-/// weakly: the metrics live inside it, and a strong reference would be a cycle.
+/// Every socket `start` binds, before any thread runs.
+struct Sockets {
+    addrs: Vec<SocketAddr>,
+    doh_addrs: Vec<SocketAddr>,
+    dot_addrs: Vec<SocketAddr>,
+    per_worker: Vec<WorkerSockets>,
+    admin: Option<std::net::TcpListener>,
+}
+
+impl Sockets {
+    /// DNS listeners first, then DoH, DoT and the admin listener, so an
+    /// address in use is reported in that order.
+    fn bind(settings: &Settings, threads: usize) -> Result<Sockets> {
+        let (addrs, mut per_worker) = bind_all(&settings.listen, threads)?;
+        let doh_addrs = bind_stream_only(&settings.doh, &mut per_worker, "DoH", |s| &mut s.doh)?;
+        let dot_addrs = bind_stream_only(&settings.dot, &mut per_worker, "DoT", |s| &mut s.dot)?;
+        let admin = match settings.metrics {
+            Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
+                format!("cannot bind the metrics listener {addr}: pick another with --metrics, e.g. --metrics 127.0.0.1:9153")
+            })?),
+            None => None,
+        };
+        Ok(Sockets {
+            addrs,
+            doh_addrs,
+            dot_addrs,
+            per_worker,
+            admin,
+        })
+    }
+}
+
+/// The DoH/DoT certificate; DoH or DoT without one is refused here rather
+/// than failing on the first connection.
+fn load_tls(settings: &Settings) -> Result<Option<Arc<Tls>>> {
+    match &settings.tls {
+        Some(source) => Ok(Some(Arc::new(Tls::load(source)?))),
+        None if !settings.doh.is_empty() || !settings.dot.is_empty() => bail!(
+            "DoH and DoT need a certificate: give --tls-cert FILE --tls-key FILE (PEM), \
+             or --tls-self-signed to try things out"
+        ),
+        None => Ok(None),
+    }
+}
+
+/// Loads the first policy (a bad one stops the start, unlike a bad reload)
+/// and builds the state every worker shares.
+fn build_shared(settings: Settings) -> Result<Arc<Shared>> {
+    let policy = settings
+        .policies
+        .load(&settings.blocklists, None)
+        .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
+    log_policy(&policy, true);
+    log_observability(&settings);
+    Ok(Arc::new(
+        Shared::new(settings, policy).map_err(anyhow::Error::msg)?,
+    ))
+}
+
+impl Common {
+    fn new(shared: &Shared, tls: Option<Arc<Tls>>) -> Common {
+        let limits = &shared.settings.limits;
+        Common {
+            tcp_conns: ConnectionTable::new(Transport::Tcp, limits.tcp_max_connections, limits),
+            doh_conns: ConnectionTable::new(Transport::Doh, limits.doh_max_connections, limits),
+            dot_conns: ConnectionTable::new(Transport::Dot, limits.dot_max_connections, limits),
+            tls,
+        }
+    }
+
+    fn connection_tables(&self) -> [(Transport, Arc<ConnectionTable>); 3] {
+        [
+            (Transport::Tcp, self.tcp_conns.clone()),
+            (Transport::Doh, self.doh_conns.clone()),
+            (Transport::Dot, self.dot_conns.clone()),
+        ]
+    }
+}
+
+/// Reloads the policy when its files change, if there are files to watch.
+fn start_policy_watch(shared: &Arc<Shared>, stopped: &watch::Receiver<bool>) -> Result<()> {
+    let watched = matches!(shared.settings.policies, PolicySource::Dir(_));
+    if watched || !shared.settings.blocklists.is_empty() {
+        // Detached: it notices the stop on its next poll and exits.
+        let (shared, stopped) = (shared.clone(), stopped.clone());
+        std::thread::Builder::new()
+            .name("picket-policy-watch".into())
+            .spawn(move || watch_policy(shared, stopped))
+            .context("cannot start the policy watcher")?;
+    }
+    Ok(())
+}
+
+/// Scrape-time readers of state kept elsewhere, registered in a fixed order
+/// (cache, upstreams, policy, recursion, upstream health, connections).
 fn register_probes(
     metrics: &Metrics,
     shared: &Arc<Shared>,
     connections: &[(Transport, Arc<ConnectionTable>)],
 ) {
-    let weak = Arc::downgrade(shared);
-    let gauge = |f: fn(&Shared) -> f64| {
-        let weak: Weak<Shared> = weak.clone();
+    let read = SharedReader(Arc::downgrade(shared));
+    register_cache_probes(metrics, &read);
+    register_upstream_probes(metrics, &read);
+    register_policy_probes(metrics, &read);
+    if shared.recursor.is_some() {
+        register_recursor_probes(metrics, &read);
+    }
+    register_upstream_health_probes(metrics, shared);
+    register_connection_probes(metrics, connections);
+}
+
+/// Makes probes that read the shared state. They hold it weakly: the metrics
+/// live inside it, and a strong reference would be a cycle. Once it is gone
+/// they read 0.
+struct SharedReader(Weak<Shared>);
+
+impl SharedReader {
+    fn gauge(&self, f: fn(&Shared) -> f64) -> impl Fn() -> f64 + Send + Sync + 'static {
+        let weak = self.0.clone();
         move || weak.upgrade().map_or(0.0, |s| f(&s))
-    };
-    let counter = |f: fn(&Shared) -> u64| {
-        let weak: Weak<Shared> = weak.clone();
+    }
+
+    fn counter(&self, f: fn(&Shared) -> u64) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let weak = self.0.clone();
         move || weak.upgrade().map_or(0, |s| f(&s))
-    };
+    }
+}
+
+fn register_cache_probes(metrics: &Metrics, read: &SharedReader) {
     metrics.gauge_probe(
         name::CACHE_ENTRIES,
         &[],
-        gauge(|s| {
+        read.gauge(|s| {
             // Settle moka's deferred bookkeeping so the count is exact.
             s.cache.run_pending_tasks();
             s.cache.entry_count() as f64
@@ -303,12 +402,15 @@ fn register_probes(
     metrics.gauge_probe(
         name::CACHE_BYTES,
         &[],
-        gauge(|s| s.cache.weighted_bytes() as f64),
+        read.gauge(|s| s.cache.weighted_bytes() as f64),
     );
+}
+
+fn register_upstream_probes(metrics: &Metrics, read: &SharedReader) {
     metrics.gauge_probe(
         name::UPSTREAM_INFLIGHT,
         &[],
-        gauge(|s| {
+        read.gauge(|s| {
             let max = s.settings.limits.max_upstream_inflight;
             max.saturating_sub(s.upstream_permits.available_permits()) as f64
         }),
@@ -316,50 +418,60 @@ fn register_probes(
     metrics.counter_probe(
         name::UPSTREAM_REJECTED,
         &[],
-        counter(|s| s.forwarder_stats.rejected_answers.load(Ordering::Relaxed)),
+        read.counter(|s| s.forwarder_stats.rejected_answers.load(Ordering::Relaxed)),
     );
     metrics.counter_probe(
         name::UPSTREAM_TCP_RETRIES,
         &[],
-        counter(|s| s.forwarder_stats.tcp_retries.load(Ordering::Relaxed)),
+        read.counter(|s| s.forwarder_stats.tcp_retries.load(Ordering::Relaxed)),
     );
+}
+
+fn register_policy_probes(metrics: &Metrics, read: &SharedReader) {
     metrics.counter_probe(
         name::POLICY_RELOADS,
         &[("result", "success")],
-        counter(|s| s.policy_reloads.ok.load(Ordering::Relaxed)),
+        read.counter(|s| s.policy_reloads.ok.load(Ordering::Relaxed)),
     );
     metrics.counter_probe(
         name::POLICY_RELOADS,
         &[("result", "failure")],
-        counter(|s| s.policy_reloads.failed.load(Ordering::Relaxed)),
+        read.counter(|s| s.policy_reloads.failed.load(Ordering::Relaxed)),
     );
     metrics.gauge_probe(
         name::POLICY_VERSION,
         &[],
-        gauge(|s| s.policy.load().version() as f64),
+        read.gauge(|s| s.policy.load().version() as f64),
     );
-    if shared.recursor.is_some() {
-        fn stat(s: &Shared, field: fn(&RecursorStats) -> &AtomicU64) -> u64 {
-            s.recursor
-                .as_ref()
-                .map_or(0, |r| field(r.stats()).load(Ordering::Relaxed))
-        }
-        metrics.counter_probe(
-            name::RECURSOR_QUERIES,
-            &[],
-            counter(|s| stat(s, |r| &r.sent)),
-        );
-        type Read = fn(&Shared) -> u64;
-        let events: [(&str, Read); 4] = [
-            ("over_budget", |s| stat(s, |r| &r.over_budget)),
-            ("held_down", |s| stat(s, |r| &r.held_down)),
-            ("failure_cache_hit", |s| stat(s, |r| &r.failure_cache_hits)),
-            ("scrubbed", |s| stat(s, |r| &r.scrubbed)),
-        ];
-        for (event, read) in events {
-            metrics.counter_probe(name::RECURSOR_EVENTS, &[("event", event)], counter(read));
-        }
+}
+
+/// Recursive mode only: forwarding has no recursor to read.
+fn register_recursor_probes(metrics: &Metrics, read: &SharedReader) {
+    fn stat(s: &Shared, field: fn(&RecursorStats) -> &AtomicU64) -> u64 {
+        s.recursor
+            .as_ref()
+            .map_or(0, |r| field(r.stats()).load(Ordering::Relaxed))
     }
+    metrics.counter_probe(
+        name::RECURSOR_QUERIES,
+        &[],
+        read.counter(|s| stat(s, |r| &r.sent)),
+    );
+    type Read = fn(&Shared) -> u64;
+    let events: [(&str, Read); 4] = [
+        ("over_budget", |s| stat(s, |r| &r.over_budget)),
+        ("held_down", |s| stat(s, |r| &r.held_down)),
+        ("failure_cache_hit", |s| stat(s, |r| &r.failure_cache_hits)),
+        ("scrubbed", |s| stat(s, |r| &r.scrubbed)),
+    ];
+    for (event, f) in events {
+        metrics.counter_probe(name::RECURSOR_EVENTS, &[("event", event)], read.counter(f));
+    }
+}
+
+/// One series per configured upstream; the health table is shared, not the
+/// whole state, so no weak reference is needed.
+fn register_upstream_health_probes(metrics: &Metrics, shared: &Shared) {
     for &server in &shared.settings.upstreams {
         let health = shared.health.clone();
         let label = server.to_string();
@@ -367,6 +479,13 @@ fn register_probes(
             f64::from(u8::from(health.any_healthy(&[server])))
         });
     }
+}
+
+/// Open stream connections and those shed, per transport (and reason).
+fn register_connection_probes(
+    metrics: &Metrics,
+    connections: &[(Transport, Arc<ConnectionTable>)],
+) {
     for (transport, table) in connections {
         let open = table.clone();
         metrics.gauge_probe(
@@ -630,36 +749,7 @@ fn run_worker(
     runtime.block_on(async move {
         let closed = shared.drain.closed();
         let worker = Arc::new(Worker::new(shared));
-        let mut loops = Vec::new();
-        for socket in sockets.udp {
-            loops.push(tokio::spawn(udp::serve(worker.clone(), socket)));
-        }
-        for listener in sockets.tcp {
-            loops.push(tokio::spawn(tcp::serve(
-                worker.clone(),
-                listener,
-                common.tcp_conns.clone(),
-            )));
-        }
-        // Start guarantees a TLS configuration whenever DoH or DoT is on.
-        if let Some(tls) = &common.tls {
-            for listener in sockets.doh {
-                loops.push(tokio::spawn(doh::serve(
-                    worker.clone(),
-                    listener,
-                    tls.clone(),
-                    common.doh_conns.clone(),
-                )));
-            }
-            for listener in sockets.dot {
-                loops.push(tokio::spawn(dot::serve(
-                    worker.clone(),
-                    listener,
-                    tls.clone(),
-                    common.dot_conns.clone(),
-                )));
-            }
-        }
+        let loops = spawn_serve_loops(&worker, sockets, &common);
         let _ = serving.send(());
         let draining = tokio::select! {
             () = closed => true,
@@ -676,6 +766,45 @@ fn run_worker(
         }
     });
     // Dropping the runtime cancels every task of this worker.
+}
+
+/// One receive or accept loop per socket of this worker, on its runtime.
+fn spawn_serve_loops(
+    worker: &Arc<Worker>,
+    sockets: WorkerSockets,
+    common: &Common,
+) -> Vec<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let mut loops = Vec::new();
+    for socket in sockets.udp {
+        loops.push(tokio::spawn(udp::serve(worker.clone(), socket)));
+    }
+    for listener in sockets.tcp {
+        loops.push(tokio::spawn(tcp::serve(
+            worker.clone(),
+            listener,
+            common.tcp_conns.clone(),
+        )));
+    }
+    // Start guarantees a TLS configuration whenever DoH or DoT is on.
+    if let Some(tls) = &common.tls {
+        for listener in sockets.doh {
+            loops.push(tokio::spawn(doh::serve(
+                worker.clone(),
+                listener,
+                tls.clone(),
+                common.doh_conns.clone(),
+            )));
+        }
+        for listener in sockets.dot {
+            loops.push(tokio::spawn(dot::serve(
+                worker.clone(),
+                listener,
+                tls.clone(),
+                common.dot_conns.clone(),
+            )));
+        }
+    }
+    loops
 }
 
 /// Runs the drain hook with `sh -c`, killed (its whole process group) after

@@ -1,23 +1,23 @@
 //! The command line: `picket serve | check | explain`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::admission::{AccessList, RateLimitSettings};
 use crate::app::{Reloader, Server};
 use crate::config::PolicySource;
-use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings, TlsSource};
 use crate::listener::tls::Tls;
-use crate::observe::{ClientIpMode, LogTarget, QueryLogSettings};
 use crate::query::{ClientHints, Transport};
-use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
-use crate::upstream::{servers_from_resolv_conf, DnssecMode, RecursorSettings};
+
+mod serve_args;
+pub use serve_args::{
+    AccessArgs, CacheArgs, DnssecArgs, DnssecFlag, DrainArgs, IdentityArgs, ListenerArgs, LogArgs,
+    LogClientIp, LogFormat, PolicyArgs, QueryLogArgs, ResolutionArgs, ServeArgs, TlsArgs,
+};
 
 /// Picket: a fast filtering recursive DNS resolver.
 #[derive(Debug, Parser)]
@@ -96,426 +96,6 @@ pub struct ExplainArgs {
     /// A `serve --blocklist` file to explain with the policy (repeatable).
     #[arg(long = "blocklist", value_name = "FILE")]
     pub blocklist: Vec<PathBuf>,
-}
-
-/// `picket serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to answer on, UDP and TCP (repeatable).
-    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:5353", value_parser = |s: &str| parse_addr(s, 53))]
-    pub listen: Vec<SocketAddr>,
-
-    /// Upstream nameserver to forward to, IP[:PORT] (repeatable). Default: the
-    /// nameservers of /etc/resolv.conf, never Picket itself.
-    #[arg(long = "upstream", value_name = "ADDR[:PORT]", value_parser = |s: &str| parse_addr(s, 53))]
-    pub upstream: Vec<SocketAddr>,
-
-    /// Resolve by iterating from the root servers instead of forwarding. Also
-    /// the default when no --upstream is given and resolv.conf names no usable
-    /// nameserver.
-    #[arg(long, conflicts_with = "upstream")]
-    pub recursive: bool,
-
-    /// Root hints in zone-file format (`. NS a.root-servers.net.` plus A/AAAA
-    /// glue, like named.root). Default: the IANA root servers, built in.
-    #[arg(long = "root-hints", value_name = "FILE")]
-    pub root_hints: Option<PathBuf>,
-
-    /// DNSSEC in recursive mode: `validate` (AD on secure answers, SERVFAIL
-    /// with EDE 6 on bogus ones; CD=1 skips it) or `off`.
-    #[arg(long, value_name = "MODE", default_value = "validate", value_parser = ["validate", "off"])]
-    pub dnssec: String,
-
-    /// Trust anchors (DS or DNSKEY records in zone-file format, like
-    /// Unbound's trust-anchor-file) instead of the built-in root KSKs.
-    #[arg(long = "trust-anchor", value_name = "FILE")]
-    pub trust_anchor: Option<PathBuf>,
-
-    /// Recursive mode: randomise the letter case of names sent to authoritative
-    /// servers over UDP and drop answers that do not echo it (0x20,
-    /// draft-vixie-dnsext-dns0x20). Forwarding always does it.
-    #[arg(long = "case-randomization")]
-    pub case_randomization: bool,
-
-    /// Recursive mode may query nameservers on loopback, private and other
-    /// special-use addresses (like Unbound's `do-not-query-localhost: no`).
-    /// Off by default: a delegation there is usually an attack or a leak.
-    #[arg(long = "allow-private-nameservers")]
-    pub allow_private_nameservers: bool,
-
-    /// Labs: in recursive mode, send queries for nameserver IP to PORT
-    /// instead of 53, e.g. `--nameserver-port 127.0.0.10=5300` for a fake
-    /// hierarchy on unprivileged ports (repeatable; loopback and private
-    /// addresses also need --allow-private-nameservers).
-    #[arg(long = "nameserver-port", value_name = "IP=PORT", value_parser = parse_nameserver_port)]
-    pub nameserver_port: Vec<(IpAddr, u16)>,
-
-    /// Worker threads, each with its own sockets. Default: one per core.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-
-    /// Cache budget in bytes (units B, KiB, MiB, GiB).
-    #[arg(long = "cache-size", value_name = "BYTES", default_value = "256MiB", value_parser = parse_size)]
-    pub cache_size: u64,
-
-    /// Keep answers at least this many seconds, whatever their TTL.
-    #[arg(long = "min-ttl", value_name = "SECONDS", default_value_t = 0)]
-    pub min_ttl: u32,
-
-    /// Keep answers at most this many seconds, and never serve a larger TTL.
-    #[arg(long = "max-ttl", value_name = "SECONDS", default_value_t = 86_400)]
-    pub max_ttl: u32,
-
-    /// Serve expired answers for this many seconds when upstreams fail (RFC 8767; 0 = off).
-    #[arg(long = "stale-window", value_name = "SECONDS", default_value_t = 0)]
-    pub stale_window: u32,
-
-    /// Directory of policy files (*.json), reloaded on change and on SIGHUP, e.g.
-    /// `--policies policies/examples`. Default: the built-in default policy, with no
-    /// organization and no rule (resolve everything, block nothing).
-    #[arg(long = "policies", value_name = "DIR")]
-    pub policies: Option<PathBuf>,
-
-    /// Run with the built-in default policy: resolve everything (--blocklist and
-    /// --rebind-protection still apply). The same as giving no --policies.
-    #[arg(long = "no-policy", conflicts_with = "policies")]
-    pub no_policy: bool,
-
-    /// Block every name on this list (and its subdomains) with NXDOMAIN for
-    /// every client (repeatable; plain, hosts or adblock format).
-    #[arg(long = "blocklist", value_name = "FILE")]
-    pub blocklist: Vec<PathBuf>,
-
-    /// Per-attempt upstream timeout in milliseconds.
-    #[arg(long = "upstream-timeout-ms", value_name = "MS", default_value_t = 800)]
-    pub upstream_timeout_ms: u64,
-
-    /// Address to answer DNS over HTTPS on (RFC 8484), e.g. 127.0.0.1:8443 (repeatable).
-    /// Clients use https://HOST:PORT/dns-query. Needs --tls-cert/--tls-key or --tls-self-signed.
-    #[arg(long = "doh", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 443))]
-    pub doh: Vec<SocketAddr>,
-
-    /// Address to answer DNS over TLS on (RFC 7858), e.g. 127.0.0.1:853 (repeatable).
-    /// Needs --tls-cert/--tls-key or --tls-self-signed.
-    #[arg(long = "dot", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 853))]
-    pub dot: Vec<SocketAddr>,
-
-    /// TLS certificate chain for DoH and DoT (PEM, server certificate first).
-    /// Read again on SIGHUP.
-    #[arg(
-        long = "tls-cert",
-        value_name = "FILE",
-        requires = "tls_key",
-        conflicts_with = "tls_self_signed"
-    )]
-    pub tls_cert: Option<PathBuf>,
-
-    /// Private key of --tls-cert (PEM: PKCS#8, RSA or EC). Read again on SIGHUP.
-    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Make a throwaway self-signed certificate for localhost, 127.0.0.1 and ::1
-    /// (and every --tls-name), and print its SHA-256 fingerprint. For trying
-    /// DoH/DoT out; clients must skip verification or pin the fingerprint.
-    #[arg(long = "tls-self-signed")]
-    pub tls_self_signed: bool,
-
-    /// Extra DNS name or IP for the --tls-self-signed certificate (repeatable).
-    #[arg(long = "tls-name", value_name = "NAME", requires = "tls_self_signed")]
-    pub tls_name: Vec<String>,
-
-    /// resolv.conf to take default upstreams from.
-    #[arg(
-        long = "resolv-conf",
-        value_name = "FILE",
-        default_value = "/etc/resolv.conf"
-    )]
-    pub resolv_conf: PathBuf,
-
-    /// This node's identity, sent as NSID (RFC 5001) to clients that ask and
-    /// answered to CHAOS TXT `id.server.` / `hostname.bind.`. Default: the
-    /// hostname; `--nsid ''` turns both off.
-    #[arg(long, value_name = "TEXT")]
-    pub nsid: Option<String>,
-
-    /// Answer CHAOS TXT `version.bind.` / `version.server.` with TEXT
-    /// (default: REFUSED, nothing to fingerprint).
-    #[arg(long = "chaos-version", value_name = "TEXT")]
-    pub chaos_version: Option<String>,
-
-    /// A name answered locally for DNS health checks, never forwarded:
-    /// A 127.0.0.1 / TXT "ok" while ready, SERVFAIL while starting, draining
-    /// or without a working upstream. E.g. `--health-name health.picket.`
-    #[arg(long = "health-name", value_name = "NAME")]
-    pub health_name: Option<String>,
-
-    /// On SIGTERM/SIGINT, keep answering this long after turning not ready
-    /// (while the route is withdrawn), e.g. 5s or 500ms.
-    #[arg(long = "drain-grace", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub drain_grace: Duration,
-
-    /// Shell command run (`sh -c`) when a drain begins, before the grace
-    /// period, e.g. `birdc disable anycast`.
-    #[arg(long = "drain-hook", value_name = "CMD")]
-    pub drain_hook: Option<String>,
-
-    /// The drain hook is killed after this long.
-    #[arg(long = "drain-hook-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub drain_hook_timeout: Duration,
-
-    /// After the grace period the listeners close; queries in flight and open
-    /// TCP exchanges get this long to finish before Picket exits.
-    #[arg(long = "drain-timeout", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub drain_timeout: Duration,
-
-    /// Log level (error, warn, info, debug, trace), or a RUST_LOG-style filter.
-    #[arg(
-        long = "log-level",
-        value_name = "LEVEL",
-        env = "RUST_LOG",
-        default_value = "info"
-    )]
-    pub log_level: String,
-
-    /// Process log format on stderr: `text` (for people) or `json` (one object per line, for log shippers).
-    #[arg(long = "log-format", value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
-
-    /// Block public names whose answers hold private or special-use addresses
-    /// (DNS rebinding), except names under private zones and names a policy
-    /// rule explicitly allows.
-    #[arg(long = "rebind-protection")]
-    pub rebind_protection: bool,
-
-    /// Networks allowed to query (repeatable, CIDR). Others get REFUSED.
-    /// Default: loopback and private ranges, so a fresh install is not an open resolver.
-    #[arg(long = "allow-from", value_name = "CIDR", value_parser = parse_net)]
-    pub allow_from: Vec<ipnet::IpNet>,
-
-    /// Per-client UDP rate limit in queries/s per /24 (IPv4) or /56 (IPv6); 0 = off.
-    #[arg(long = "rate-limit", value_name = "QPS", default_value_t = 0)]
-    pub rate_limit: u32,
-
-    /// Burst allowed above --rate-limit.
-    #[arg(long = "rate-limit-burst", value_name = "N", default_value_t = 0)]
-    pub rate_limit_burst: u32,
-
-    /// Over the rate limit, answer every Nth query with TC=1 (so spoofed
-    /// victims can retry over TCP) and drop the rest; 0 drops all.
-    #[arg(long = "rate-limit-slip", value_name = "N", default_value_t = 2)]
-    pub rate_limit_slip: u32,
-
-    /// Serve Prometheus metrics on http://ADDR/metrics, with /healthz and
-    /// /readyz (IP[:PORT], port 9153 if omitted). Off by default.
-    #[arg(long = "metrics", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 9153))]
-    pub metrics: Option<SocketAddr>,
-
-    /// Write one JSON line per query to this file (appended), or to standard
-    /// output with `-`. Off by default.
-    #[arg(long = "query-log", value_name = "PATH|-")]
-    pub query_log: Option<String>,
-
-    /// Rotate the query log once it would grow past this size: the file is
-    /// renamed to PATH.1 (replacing an older one) and a new one started.
-    /// Without it, rotate externally (logrotate) and send SIGHUP to reopen.
-    #[arg(long = "query-log-max-bytes", value_name = "BYTES", value_parser = parse_size)]
-    pub query_log_max_bytes: Option<u64>,
-
-    /// Query-log lines that may wait for the writer; past that, lines are
-    /// dropped (and counted), never delaying answers.
-    #[arg(long = "query-log-buffer", value_name = "LINES", default_value_t = crate::observe::querylog::DEFAULT_BUFFER_LINES)]
-    pub query_log_buffer: usize,
-
-    /// How much of the client address the query log keeps: none, truncate
-    /// (/24 for IPv4, /56 for IPv6) or full.
-    #[arg(
-        long = "log-client-ip",
-        value_name = "MODE",
-        default_value = "truncate"
-    )]
-    pub log_client_ip: ClientIpMode,
-
-    /// Never log queries for the names in FILE (one per line) or their subdomains.
-    #[arg(long = "log-exclude", value_name = "FILE")]
-    pub log_exclude: Option<PathBuf>,
-}
-
-impl ServeArgs {
-    /// Where the DoH/DoT certificate comes from (clap has checked that the
-    /// file flags come in pairs and exclude --tls-self-signed).
-    fn tls_source(&self) -> Option<TlsSource> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsSource::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            _ if self.tls_self_signed => Some(TlsSource::SelfSigned {
-                names: self.tls_name.clone(),
-            }),
-            _ => None,
-        }
-    }
-
-    /// Turns the flags into checked settings.
-    pub fn settings(&self) -> Result<Settings> {
-        let mut s = Settings {
-            listen: self.listen.clone(),
-            threads: self
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-            doh: self.doh.clone(),
-            dot: self.dot.clone(),
-            tls: self.tls_source(),
-            ..Settings::default()
-        };
-        if s.threads == 0 {
-            bail!("--threads must be at least 1");
-        }
-        if self.min_ttl > self.max_ttl {
-            bail!(
-                "--min-ttl ({}) is larger than --max-ttl ({}): lower --min-ttl or raise --max-ttl",
-                self.min_ttl,
-                self.max_ttl
-            );
-        }
-        s.cache.max_bytes = self.cache_size;
-        s.cache.min_ttl = self.min_ttl;
-        s.cache.max_ttl = self.max_ttl;
-        s.cache.stale_window = self.stale_window;
-        s.forwarder.attempt_timeout = Duration::from_millis(self.upstream_timeout_ms.max(1));
-        s.forwarder.total_timeout = s.forwarder.attempt_timeout * 3;
-        self.apply_serving(&mut s)?;
-        s.metrics = self.metrics;
-        s.query_log = self.query_log_settings()?;
-        if !self.recursive && self.upstream.is_empty() {
-            // No usable resolv.conf (missing, unreadable or only ourselves):
-            // recurse rather than refuse to start.
-            s.upstreams = match servers_from_resolv_conf(&self.resolv_conf, &s.listen) {
-                Ok(servers) => servers,
-                Err(e) => {
-                    tracing::warn!(
-                        path = %self.resolv_conf.display(),
-                        error = %e,
-                        "cannot read upstreams from resolv.conf"
-                    );
-                    Vec::new()
-                }
-            };
-        } else {
-            s.upstreams = self.upstream.clone();
-        }
-        let recursive = self.recursive || s.upstreams.is_empty();
-        if !recursive {
-            if self.root_hints.is_some()
-                || self.trust_anchor.is_some()
-                || !self.nameserver_port.is_empty()
-            {
-                bail!("--root-hints, --trust-anchor and --nameserver-port apply to recursive mode: add --recursive or drop --upstream");
-            }
-            return Ok(s);
-        }
-        s.upstreams.clear();
-        s.recursion = Some(self.recursion_settings(s.threads)?);
-        Ok(s)
-    }
-
-    /// `--query-log` and its companions.
-    fn query_log_settings(&self) -> Result<Option<QueryLogSettings>> {
-        let Some(target) = &self.query_log else {
-            if self.log_exclude.is_some() || self.query_log_max_bytes.is_some() {
-                bail!("--log-exclude and --query-log-max-bytes apply to the query log: add --query-log PATH (or - for stdout)");
-            }
-            return Ok(None);
-        };
-        let target = match target.as_str() {
-            "-" => LogTarget::Stdout,
-            "" => bail!("--query-log needs a path, or - for standard output"),
-            path => LogTarget::File(PathBuf::from(path)),
-        };
-        if target == LogTarget::Stdout && self.query_log_max_bytes.is_some() {
-            bail!("--query-log-max-bytes needs a file: standard output cannot be rotated");
-        }
-        if self.query_log_buffer == 0 {
-            bail!("--query-log-buffer must be at least 1");
-        }
-        Ok(Some(QueryLogSettings {
-            target,
-            max_bytes: self.query_log_max_bytes,
-            client_ip: self.log_client_ip,
-            exclude: self.log_exclude.clone(),
-            buffer_lines: self.query_log_buffer,
-        }))
-    }
-
-    /// Identity, health, drain, policy and admission settings.
-    fn apply_serving(&self, s: &mut Settings) -> Result<()> {
-        s.nsid = match &self.nsid {
-            None => hostname(),
-            Some(text) if text.is_empty() => None,
-            Some(text) if text.len() > 255 => bail!(
-                "--nsid is {} bytes long; at most 255 fit (RFC 5001 allows more, but a TXT string holds 255)",
-                text.len()
-            ),
-            Some(text) => Some(text.as_bytes().to_vec()),
-        };
-        s.version_text = self.chaos_version.clone().filter(|t| !t.is_empty());
-        s.health_name = match &self.health_name {
-            None => None,
-            Some(name) => Some(normalize_name(name).with_context(|| {
-                format!("--health-name `{name}` is not a DNS name, e.g. health.picket.")
-            })?),
-        };
-        s.drain.grace = self.drain_grace;
-        s.drain.hook = self.drain_hook.clone().filter(|h| !h.trim().is_empty());
-        s.drain.hook_timeout = self.drain_hook_timeout;
-        s.drain.finish_timeout = self.drain_timeout;
-        s.rebind_protection = self.rebind_protection;
-        s.policies = policy_source(self.policies.as_deref(), self.no_policy);
-        s.blocklists = self.blocklist.clone();
-        if !self.allow_from.is_empty() {
-            s.access = AccessList::new(self.allow_from.clone());
-        }
-        if self.rate_limit > 0 {
-            s.rate_limit = Some(RateLimitSettings {
-                qps: self.rate_limit,
-                burst: self.rate_limit_burst,
-                slip: self.rate_limit_slip,
-            });
-        }
-        Ok(())
-    }
-
-    fn recursion_settings(&self, threads: usize) -> Result<RecursorSettings> {
-        let mut r = RecursorSettings {
-            threads,
-            case_randomization: self.case_randomization,
-            dnssec: if self.dnssec == "off" {
-                DnssecMode::Off
-            } else {
-                DnssecMode::Validate
-            },
-            ..RecursorSettings::default()
-        };
-        if let Some(path) = &self.root_hints {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read root hints {}", path.display()))?;
-            r.root_hints = parse_root_hints(&text)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("bad root hints in {}", path.display()))?;
-        }
-        if let Some(path) = &self.trust_anchor {
-            r.trust_anchor = Some(
-                check_trust_anchor(path)
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("bad trust anchor file {}", path.display()))?,
-            );
-        }
-        if self.allow_private_nameservers {
-            r.deny_servers.clear();
-        }
-        r.nameserver_ports = self.nameserver_port.iter().copied().collect();
-        Ok(r)
-    }
 }
 
 /// Where the policy comes from, for `serve`, `check` and `explain` alike: `--policies DIR`,
@@ -624,9 +204,37 @@ fn parse_transport(text: &str) -> Result<Transport, String> {
 }
 
 fn serve(args: ServeArgs) -> Result<i32> {
-    crate::observe::init_tracing(&args.log_level, args.log_format == "json");
+    crate::observe::init_tracing(
+        &args.logs.log_level,
+        args.logs.log_format == LogFormat::Json,
+    );
     let settings = args.settings()?;
-    if let Some(unused) = unused_policy_dir(args.policies.as_deref(), args.no_policy) {
+    log_starting(&args, &settings);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Listen for signals before answering, so an early SIGTERM drains too
+    // and an early SIGHUP (a certificate renewal) reloads instead of killing.
+    let (signals, hup) = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        anyhow::Ok((StopSignals::new()?, signal(SignalKind::hangup())?))
+    })?;
+    let server = Server::start(settings)?;
+    log_answering(&server);
+    let (shared, tls) = (server.shared().clone(), server.tls().cloned());
+    let reloader = Reloader::spawn(move || reload_everything(&shared, tls.as_deref()))?;
+    runtime.spawn(request_reload_on_sighup(hup, reloader));
+    runtime.block_on(drain_on_stop_signal(signals, server));
+    // The reload thread is detached and this runtime holds no blocking work:
+    // a reload under way never delays the exit.
+    runtime.shutdown_background();
+    Ok(0)
+}
+
+/// What the operator asked for, before anything is bound.
+fn log_starting(args: &ServeArgs, settings: &crate::config::Settings) {
+    if let Some(unused) = unused_policy_dir(args.policy.policies.as_deref(), args.policy.no_policy)
+    {
         tracing::warn!(
             dir = %unused.display(),
             "policy files there are not used without --policies: running the built-in default \
@@ -643,16 +251,11 @@ fn serve(args: ServeArgs) -> Result<i32> {
         policy = %settings.policies,
         "starting picket"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    // Listen for signals before answering, so an early SIGTERM drains too
-    // and an early SIGHUP (a certificate renewal) reloads instead of killing.
-    let (mut signals, hup) = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        anyhow::Ok((StopSignals::new()?, signal(SignalKind::hangup())?))
-    })?;
-    let server = Server::start(settings)?;
+}
+
+/// The addresses actually bound (port 0 picks one), and the fingerprint
+/// clients must pin when the certificate is a throwaway one.
+fn log_answering(server: &Server) {
     tracing::info!(
         addrs = ?server.local_addrs(),
         doh = ?server.doh_addrs(),
@@ -666,24 +269,19 @@ fn serve(args: ServeArgs) -> Result<i32> {
              (curl -k, --doh-insecure) or pin this fingerprint"
         );
     }
-    let (shared, tls) = (server.shared().clone(), server.tls().cloned());
-    let reloader = Reloader::spawn(move || reload_everything(&shared, tls.as_deref()))?;
-    runtime.spawn(request_reload_on_sighup(hup, reloader));
-    runtime.block_on(async move {
-        let name = signals.next().await;
-        tracing::info!(signal = name, "stopping");
-        // A second signal cuts the drain short; later ones change nothing.
-        server
-            .drain(async move {
-                let name = signals.next().await;
-                tracing::info!(signal = name, "stopping now");
-            })
-            .await
-    });
-    // The reload thread is detached and this runtime holds no blocking work:
-    // a reload under way never delays the exit.
-    runtime.shutdown_background();
-    Ok(0)
+}
+
+/// Waits for SIGTERM or SIGINT, then drains. A second signal cuts the drain
+/// short; later ones change nothing.
+async fn drain_on_stop_signal(mut signals: StopSignals, server: Server) {
+    let name = signals.next().await;
+    tracing::info!(signal = name, "stopping");
+    server
+        .drain(async move {
+            let name = signals.next().await;
+            tracing::info!(signal = name, "stopping now");
+        })
+        .await;
 }
 
 /// SIGHUP: hands the reload to the reload thread and goes back to waiting.
@@ -743,34 +341,4 @@ impl StopSignals {
             _ = self.int.recv() => "SIGINT",
         }
     }
-}
-
-/// The host's name (the default NSID), None if it cannot be read.
-fn hostname() -> Option<Vec<u8>> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is writable for its whole length.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    (len > 0).then(|| buf[..len].to_vec())
-}
-
-/// `IP=PORT`, for `--nameserver-port`.
-fn parse_nameserver_port(text: &str) -> Result<(IpAddr, u16), String> {
-    let wrong = || format!("`{text}` is not IP=PORT, e.g. 127.0.0.10=5300");
-    let (ip, port) = text.split_once('=').ok_or_else(wrong)?;
-    let ip = ip.trim().parse::<IpAddr>().map_err(|_| wrong())?;
-    let port = port.trim().parse::<u16>().ok().filter(|&p| p > 0);
-    Ok((ip, port.ok_or_else(wrong)?))
-}
-
-/// Parses a CIDR network, or a single address as a /32 or /128.
-fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| {
-            format!("`{text}` is not a network: expected CIDR such as 192.0.2.0/24 or an address")
-        })
 }

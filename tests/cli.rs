@@ -81,3 +81,227 @@ fn a_bad_nameserver_port_is_refused_with_the_expected_form() {
         "says the fix: {out}"
     );
 }
+
+/// Every `--flag` token in a help text, sorted and deduplicated (flags named
+/// inside descriptions are flags too, so they belong to the same set).
+fn long_flags(help: &str) -> Vec<String> {
+    let mut flags = std::collections::BTreeSet::new();
+    let mut rest = help;
+    while let Some(at) = rest.find("--") {
+        let name: String = rest[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            .collect();
+        if !name.is_empty() {
+            flags.insert(format!("--{name}"));
+        }
+        rest = &rest[at + 2 + name.len()..];
+    }
+    flags.into_iter().collect()
+}
+
+fn help_of(subcommand: &str) -> String {
+    let (code, help) = picket(&[subcommand, "--help"]);
+    assert_eq!(code, 0, "{help}");
+    help
+}
+
+// Operators' scripts name these flags: renaming or dropping one breaks them.
+#[test]
+fn the_long_flags_of_every_subcommand_stay_the_same() {
+    let serve = [
+        "--allow-from",
+        "--allow-private-nameservers",
+        "--blocklist",
+        "--cache-size",
+        "--case-randomization",
+        "--chaos-version",
+        "--dnssec",
+        "--doh",
+        "--dot",
+        "--drain-grace",
+        "--drain-hook",
+        "--drain-hook-timeout",
+        "--drain-timeout",
+        "--health-name",
+        "--help",
+        "--listen",
+        "--log-client-ip",
+        "--log-exclude",
+        "--log-format",
+        "--log-level",
+        "--max-ttl",
+        "--metrics",
+        "--min-ttl",
+        "--nameserver-port",
+        "--no-policy",
+        "--nsid",
+        "--policies",
+        "--query-log",
+        "--query-log-buffer",
+        "--query-log-max-bytes",
+        "--rate-limit",
+        "--rate-limit-burst",
+        "--rate-limit-slip",
+        "--rebind-protection",
+        "--recursive",
+        "--resolv-conf",
+        "--root-hints",
+        "--stale-window",
+        "--threads",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-name",
+        "--tls-self-signed",
+        "--trust-anchor",
+        "--upstream",
+        "--upstream-timeout-ms",
+    ];
+    let check = ["--blocklist", "--help", "--no-policy", "--policies"];
+    let explain = [
+        "--blocklist",
+        "--client",
+        "--help",
+        "--no-policy",
+        "--org",
+        "--policies",
+        "--transport",
+    ];
+    assert_eq!(long_flags(&help_of("serve")), serve);
+    assert_eq!(long_flags(&help_of("check")), check);
+    assert_eq!(long_flags(&help_of("explain")), explain);
+}
+
+/// `(short, long, <VALUE>, default, env)` of each option line of a help text,
+/// sorted by the long flag (help sections may order them differently).
+fn option_lines(help: &str) -> Vec<[String; 5]> {
+    let bracketed = |line: &str, tag: &str| {
+        line.split_once(tag)
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map_or(String::new(), |(value, _)| value.to_string())
+    };
+    let mut lines: Vec<[String; 5]> = help
+        .lines()
+        .filter(|l| l.starts_with("      --") || l.starts_with("  -"))
+        .map(|line| {
+            let mut words = line.split_whitespace().peekable();
+            let short = match words.peek() {
+                Some(w) if !w.starts_with("--") => words.next().unwrap().trim_end_matches(','),
+                _ => "",
+            };
+            let long = words.next().unwrap_or_default();
+            let value = words.next().filter(|w| w.starts_with('<')).unwrap_or("");
+            let env = bracketed(line, "[env: ");
+            [
+                short.to_string(),
+                long.to_string(),
+                value.to_string(),
+                bracketed(line, "[default: "),
+                env.trim_end_matches('=').to_string(),
+            ]
+        })
+        .collect();
+    lines.sort_by(|a, b| a[1].cmp(&b[1]));
+    lines
+}
+
+// Value syntax, defaults and environment variables are as much a part of the
+// contract as the names.
+#[test]
+fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
+    let expected: Vec<[String; 5]> = [
+        ["", "--allow-from", "<CIDR>", "", ""],
+        ["", "--allow-private-nameservers", "", "", ""],
+        ["", "--blocklist", "<FILE>", "", ""],
+        ["", "--cache-size", "<BYTES>", "256MiB", ""],
+        ["", "--case-randomization", "", "", ""],
+        ["", "--chaos-version", "<TEXT>", "", ""],
+        ["", "--dnssec", "<MODE>", "validate", ""],
+        ["", "--doh", "<ADDR>", "", ""],
+        ["", "--dot", "<ADDR>", "", ""],
+        ["", "--drain-grace", "<DURATION>", "5s", ""],
+        ["", "--drain-hook", "<CMD>", "", ""],
+        ["", "--drain-hook-timeout", "<DURATION>", "10s", ""],
+        ["", "--drain-timeout", "<DURATION>", "5s", ""],
+        ["", "--health-name", "<NAME>", "", ""],
+        ["-h", "--help", "", "", ""],
+        ["", "--listen", "<ADDR>", "127.0.0.1:5353", ""],
+        ["", "--log-client-ip", "<MODE>", "truncate", ""],
+        ["", "--log-exclude", "<FILE>", "", ""],
+        ["", "--log-format", "<FORMAT>", "text", ""],
+        ["", "--log-level", "<LEVEL>", "info", "RUST_LOG"],
+        ["", "--max-ttl", "<SECONDS>", "86400", ""],
+        ["", "--metrics", "<ADDR>", "", ""],
+        ["", "--min-ttl", "<SECONDS>", "0", ""],
+        ["", "--nameserver-port", "<IP=PORT>", "", ""],
+        ["", "--no-policy", "", "", ""],
+        ["", "--nsid", "<TEXT>", "", ""],
+        ["", "--policies", "<DIR>", "", ""],
+        ["", "--query-log", "<PATH|->", "", ""],
+        ["", "--query-log-buffer", "<LINES>", "65536", ""],
+        ["", "--query-log-max-bytes", "<BYTES>", "", ""],
+        ["", "--rate-limit", "<QPS>", "0", ""],
+        ["", "--rate-limit-burst", "<N>", "0", ""],
+        ["", "--rate-limit-slip", "<N>", "2", ""],
+        ["", "--rebind-protection", "", "", ""],
+        ["", "--recursive", "", "", ""],
+        ["", "--resolv-conf", "<FILE>", "/etc/resolv.conf", ""],
+        ["", "--root-hints", "<FILE>", "", ""],
+        ["", "--stale-window", "<SECONDS>", "0", ""],
+        ["", "--threads", "<N>", "", ""],
+        ["", "--tls-cert", "<FILE>", "", ""],
+        ["", "--tls-key", "<FILE>", "", ""],
+        ["", "--tls-name", "<NAME>", "", ""],
+        ["", "--tls-self-signed", "", "", ""],
+        ["", "--trust-anchor", "<FILE>", "", ""],
+        ["", "--upstream", "<ADDR[:PORT]>", "", ""],
+        ["", "--upstream-timeout-ms", "<MS>", "800", ""],
+    ]
+    .map(|fields| fields.map(String::from))
+    .to_vec();
+    assert_eq!(option_lines(&help_of("serve")), expected);
+}
+
+#[test]
+fn a_value_outside_a_fixed_set_is_refused_with_the_valid_ones() {
+    for (flag, wrong, valid) in [
+        ("--dnssec", "on", "[possible values: validate, off]"),
+        ("--log-format", "xml", "[possible values: text, json]"),
+        (
+            "--log-client-ip",
+            "partial",
+            "[possible values: none, truncate, full]",
+        ),
+    ] {
+        let (code, out) = picket(&["serve", flag, wrong]);
+        assert_eq!(code, 2, "clap's usage error: {out}");
+        assert!(
+            out.contains(&format!("invalid value '{wrong}' for '{flag}")),
+            "{out}"
+        );
+        assert!(out.contains(valid), "{out}");
+    }
+}
+
+#[test]
+fn every_value_of_a_fixed_set_is_accepted() {
+    for (flag, value) in [
+        ("--dnssec", "validate"),
+        ("--dnssec", "off"),
+        ("--log-format", "text"),
+        ("--log-format", "json"),
+        ("--log-client-ip", "none"),
+        ("--log-client-ip", "truncate"),
+        ("--log-client-ip", "full"),
+    ] {
+        // `--threads 0` stops serve right after the flags are parsed: reaching
+        // that error means clap took the value.
+        let (code, out) = picket(&["serve", flag, value, "--threads", "0"]);
+        // Exit status 2 like a usage error: the message tells them apart.
+        assert_eq!(code, 2, "{flag} {value}: {out}");
+        assert!(
+            out.contains("--threads must be at least 1"),
+            "{flag} {value}: {out}"
+        );
+    }
+}

@@ -43,6 +43,8 @@ pub use client::{
     send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient, ANSWER_TIMEOUT,
     RAW_TIMEOUT,
 };
-pub use inspect::{a_records, aaaa_records, ede, ede_option, min_ttl, soa_in_authority, EDE_CODE};
+pub use inspect::{
+    a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
+};
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};
 pub use respond::{FORGED_V4, FORGED_V6};

@@ -1,28 +1,10 @@
 //! Every kind of bad policy input gives an error naming the file, the JSON path and, where
 //! there is one, the line and column. Never a panic.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use common::dir_with;
 use picket::policy::{IssueKind, PolicySet};
-
-static N: AtomicUsize = AtomicUsize::new(0);
-
-fn dir_with(files: &[(&str, &str)]) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "picket-policy-err-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    for (name, text) in files {
-        let p = d.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    d
-}
 
 /// A policy file's text: whole, or one rule added after the `ok` rule of organization `o`
 /// (which has list `l` and sees upstream group `corp`).
@@ -43,7 +25,7 @@ impl Policy {
 
 /// Load `text` as `p.json` and return the error message.
 fn err(text: &str) -> String {
-    let d = dir_with(&[("p.json", text)]);
+    let d = dir_with("policy-err", &[("p.json", text)]);
     match PolicySet::load_dir(&d) {
         Ok(_) => panic!("loaded: {text}"),
         Err(e) => e.to_string(),
@@ -323,16 +305,19 @@ fn bad_identity_values() {
 
 #[test]
 fn duplicates_across_files() {
-    let d = dir_with(&[
-        (
-            "a.json",
-            r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
-        ),
-        (
-            "b.json",
-            r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
-        ),
-    ]);
+    let d = dir_with(
+        "policy-err",
+        &[
+            (
+                "a.json",
+                r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
+            ),
+            (
+                "b.json",
+                r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
+            ),
+        ],
+    );
     let e = PolicySet::load_dir(&d).unwrap_err();
     let s = e.to_string();
     assert_eq!(e.issues.len(), 3, "{s}");
@@ -361,7 +346,7 @@ fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
   "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "acme-7f3c9a"],
   "dot_names": ["acme", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa"]
 }]}"#;
-    let d = dir_with(&[("p.json", text)]);
+    let d = dir_with("policy-err", &[("p.json", text)]);
     let e = PolicySet::load_dir(&d).unwrap_err();
     let s = e.to_string();
     assert_eq!(e.issues.len(), 3, "{s}");
@@ -391,7 +376,7 @@ fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
   {"id": "b", "doh_tokens": []},
   {"id": "c", "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "alpha-1234"]}
 ]}"#;
-    let d = dir_with(&[("p.json", text)]);
+    let d = dir_with("policy-err", &[("p.json", text)]);
     let s = PolicySet::load_dir(&d).unwrap_err().to_string();
     assert!(
         s.contains("p.json:2:30: organizations[0].doh_tokens[0]: this DoH token"),
@@ -441,7 +426,7 @@ fn garbage_never_panics() {
         "\u{feff}{}",
     ];
     for s in samples {
-        let d = dir_with(&[("p.json", s)]);
+        let d = dir_with("policy-err", &[("p.json", s)]);
         let _ = PolicySet::load_dir(&d)
             .map(|_| ())
             .map_err(|e| e.to_string());

@@ -19,6 +19,18 @@ pub(crate) struct IdentityIndex {
     v6: Networks<u128>,
 }
 
+/// Gives `key` to `org` unless another org has it already; returns that org.
+/// The first claim stands, so the loader can name both claimants.
+fn claim<K: Eq + Hash>(owners: &mut HashMap<K, u32>, key: K, org: u32) -> Option<u32> {
+    match owners.entry(key) {
+        Entry::Occupied(first) => Some(*first.get()),
+        Entry::Vacant(slot) => {
+            slot.insert(org);
+            None
+        }
+    }
+}
+
 /// An address as the integer its bits make, so that one lookup serves IPv4
 /// (`u32`) and IPv6 (`u128`).
 trait AddressBits: Copy + Eq + Hash {
@@ -62,13 +74,7 @@ impl<A: AddressBits> Networks<A> {
     /// Adds a network (its address already truncated to `len` bits); returns
     /// the org already using exactly this network, if any.
     fn insert(&mut self, network: A, len: u8, org: u32) -> Option<u32> {
-        match self.of_prefix(len).entry(network) {
-            Entry::Occupied(prev) => Some(*prev.get()),
-            Entry::Vacant(slot) => {
-                slot.insert(org);
-                None
-            }
-        }
+        claim(self.of_prefix(len), network, org)
     }
 
     /// The table for prefix length `len`, made (in order) if new.
@@ -123,24 +129,12 @@ impl std::fmt::Display for Reason {
 impl IdentityIndex {
     /// Add a DoH token; returns the org already using it, if any.
     pub(crate) fn add_token(&mut self, token: &str, org: u32) -> Option<u32> {
-        match self.tokens.insert(token.into(), org) {
-            Some(prev) => {
-                self.tokens.insert(token.into(), prev);
-                Some(prev)
-            }
-            None => None,
-        }
+        claim(&mut self.tokens, token.into(), org)
     }
 
     /// Add a DoT name label (lower case); returns the org already using it, if any.
     pub(crate) fn add_dot_name(&mut self, name: &str, org: u32) -> Option<u32> {
-        match self.dot_names.insert(name.into(), org) {
-            Some(prev) => {
-                self.dot_names.insert(name.into(), prev);
-                Some(prev)
-            }
-            None => None,
-        }
+        claim(&mut self.dot_names, name.into(), org)
     }
 
     /// Add a client network; returns the org already using exactly this network, if any.

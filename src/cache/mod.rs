@@ -398,6 +398,15 @@ mod tests {
         );
     }
 
+    /// A cache of default settings but for its byte budget.
+    fn with_byte_budget(max_bytes: u64) -> Cache {
+        let settings = CacheSettings {
+            max_bytes,
+            ..Default::default()
+        };
+        Cache::new(settings, Clock::manual())
+    }
+
     /// Answers still in memory anywhere in the process, of those in `held`.
     fn alive(held: &[std::sync::Weak<Answer>]) -> usize {
         held.iter().filter(|a| a.strong_count() > 0).count()
@@ -405,11 +414,7 @@ mod tests {
 
     #[test]
     fn answers_evicted_by_the_byte_budget_are_freed_though_the_front_served_them() {
-        let settings = CacheSettings {
-            max_bytes: 100_000,
-            ..Default::default()
-        };
-        let cache = Cache::new(settings, Clock::manual());
+        let cache = with_byte_budget(100_000);
         let (mut held, mut lightest) = (Vec::new(), u32::MAX);
         for i in 0..2_000 {
             let req = request(&format!("n{i}.test"));
@@ -450,11 +455,7 @@ mod tests {
 
     #[test]
     fn byte_budget_bounds_the_cache() {
-        let settings = CacheSettings {
-            max_bytes: 100_000,
-            ..Default::default()
-        };
-        let cache = Cache::new(settings, Clock::manual());
+        let cache = with_byte_budget(100_000);
         for i in 0..2_000 {
             let req = request(&format!("n{i}.test"));
             cache.insert(CacheKey::for_request(&req), answer(&req, 300));

@@ -37,11 +37,11 @@ use crate::protocol::wire::{self, ede, flag, rcode};
 use crate::protocol::{
     parse_query, Answer, AnswerError, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter,
 };
-use crate::query::{ClientHints, Facts};
+use crate::query::{ClientHints, Facts, RouteId};
 use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
-    Coalescer, Forwarder, ForwarderStats, Health, Recursive, Route, UpstreamError, UpstreamQuery,
+    Coalescer, Forwarder, ForwarderStats, Health, Recursive, UpstreamError, UpstreamQuery,
 };
 
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
@@ -536,8 +536,7 @@ impl Worker {
         let req = q.req;
         match &q.verdict.action {
             Action::Resolve { group } => {
-                let route = group.clone().map_or(Route::Default, Route::Group);
-                Some(CacheKey::for_request(req).with_route(route))
+                Some(CacheKey::for_request(req).with_route(RouteId::for_group(group.clone())))
             }
             Action::Truncate if q.hints.transport.is_stream() => Some(CacheKey::for_request(req)),
             Action::Override(over) => {
@@ -578,12 +577,12 @@ impl Worker {
             cd: key.cd(),
         };
         let (bytes, server) = match (key.route(), &shared.recursor) {
-            (Route::Default, Some(recursor)) => (recursor.resolve(&query).await?, None),
-            (Route::Default, None) => {
+            (RouteId::Default, Some(recursor)) => (recursor.resolve(&query).await?, None),
+            (RouteId::Default, None) => {
                 let (bytes, server) = forwarder.query(&query, &shared.settings.upstreams).await?;
                 (bytes, Some(server))
             }
-            (Route::Group(name), _) => {
+            (RouteId::Group(name), _) => {
                 // The group as the current policy defines it (it may have been reloaded).
                 let servers = shared
                     .policy

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// How a query reached Picket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,4 +86,27 @@ pub struct Facts<'a> {
     pub transport: Transport,
     /// The DNSSEC OK bit of the query's EDNS record.
     pub dnssec_ok: bool,
+}
+
+/// Which upstreams answer a question: the server's own, or one of the
+/// policy's named upstream groups (split DNS).
+///
+/// The cache keys answers by it, so two organizations that route one name
+/// differently never share an answer; the pipeline's upstream stage reads it
+/// to pick the servers. It lives here so that the cache can key by it without
+/// knowing anything about fetching.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum RouteId {
+    /// The server's own upstreams (forwarding) or recursion from the root.
+    #[default]
+    Default,
+    /// A named upstream group from the policy (`resolve` action).
+    Group(Arc<str>),
+}
+
+impl RouteId {
+    /// The route a `resolve` verdict names: its upstream group, if any.
+    pub fn for_group(group: Option<Arc<str>>) -> Self {
+        group.map_or(Self::Default, Self::Group)
+    }
 }

@@ -41,17 +41,6 @@ fn examples_dir() -> PathBuf {
     clone_dir().join("policies/examples")
 }
 
-/// A fresh empty directory outside the clone.
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "picket-defaults-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// `picket ARGS` run in `cwd`: exit code and stdout + stderr.
 fn picket_in(cwd: &Path, args: &[&str]) -> (i32, String) {
     let out: Output = Command::new(picket_bin())
@@ -116,7 +105,7 @@ async fn ask(server: SocketAddr, name: &str) -> (ResponseCode, Vec<Ipv4Addr>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_with_no_policy_flags_resolves_private_addresses_and_blocks_nothing() {
     let upstream = Authority::start(ZONE);
-    let outside = temp_dir("serve");
+    let outside = temp_dir("defaults-serve");
     for cwd in [clone_dir(), outside.as_path()] {
         let picket = Serving::start(cwd, upstream.addr(), &[]).answering().await;
         let from = cwd.display();
@@ -147,7 +136,7 @@ async fn serve_with_no_policy_flags_resolves_private_addresses_and_blocks_nothin
 #[tokio::test(flavor = "multi_thread")]
 async fn blocking_happens_only_when_asked_for() {
     let upstream = Authority::start(ZONE);
-    let outside = temp_dir("asked");
+    let outside = temp_dir("defaults-asked");
     let examples = examples_dir();
     // The example policies, from anywhere: as before, acme (127.0.0.0/8) blocks ads with
     // 0.0.0.0 and the global policy blocks malware and rebinding answers with NXDOMAIN.
@@ -199,7 +188,7 @@ async fn blocking_happens_only_when_asked_for() {
 
 #[test]
 fn check_and_explain_describe_the_policy_serve_runs_from_anywhere() {
-    let outside = temp_dir("explain");
+    let outside = temp_dir("defaults-explain");
     for cwd in [clone_dir(), outside.as_path()] {
         let from = cwd.display();
         let (code, out) = picket_in(cwd, &["check"]);
@@ -248,7 +237,7 @@ fn check_and_explain_describe_the_policy_serve_runs_from_anywhere() {
 #[test]
 fn a_policies_directory_is_never_picked_implicitly_only_named() {
     // A directory like a clone of old: ./policies holds the example policy files.
-    let cwd = temp_dir("implicit");
+    let cwd = temp_dir("defaults-implicit");
     let policies = cwd.join("policies");
     std::fs::create_dir_all(policies.join("lists")).unwrap();
     for file in [
@@ -277,7 +266,7 @@ fn a_policies_directory_is_never_picked_implicitly_only_named() {
 /// A policy directory whose organization `acme` (127.0.0.0/8) blocks `www.example.test`, is
 /// identified over DoH by `token` and over DoT by `dot_name`, and has policy tests saying so.
 fn token_policy(token: &str, dot_name: &str) -> PathBuf {
-    let dir = temp_dir("tokens");
+    let dir = temp_dir("defaults-tokens");
     let policy = format!(
         r#"{{
   "organizations": [ {{
@@ -300,7 +289,7 @@ fn token_policy(token: &str, dot_name: &str) -> PathBuf {
 
 #[test]
 fn picket_token_prints_fresh_tokens_that_check_accepts() {
-    let outside = temp_dir("token");
+    let outside = temp_dir("defaults-token");
     let token = || {
         let (code, out) = picket_in(&outside, &["token"]);
         assert_eq!(code, 0, "{out}");
@@ -420,7 +409,7 @@ async fn curl_over_doh_resolves_a_name_pointing_at_loopback() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let outside = temp_dir("curl");
+    let outside = temp_dir("defaults-curl");
     let picket = Serving::start(
         &outside,
         upstream.addr(),

@@ -58,10 +58,6 @@ fn chaos(name: &str) -> Message {
     query
 }
 
-fn rcode(message: &Message) -> ResponseCode {
-    message.metadata.response_code
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn nsid_on_every_answer_that_asks_for_it() {
     let upstream = Authority::start(ZONE);

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::*;
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 /// Many letters per name, so a name sent in random case is all lower case
@@ -48,10 +48,6 @@ fn has_upper(name: &str) -> bool {
 
 fn has_lower(name: &str) -> bool {
     name.bytes().any(|b| b.is_ascii_lowercase())
-}
-
-fn rcode(m: &Message) -> ResponseCode {
-    m.metadata.response_code
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -77,14 +77,7 @@ fn colliding_labels(suffix: &str) -> (String, String) {
 }
 
 fn policy_dir(text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "picket-fingerprints-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("policy.json"), text).unwrap();
-    dir
+    dir_with("fingerprints", &[("policy.json", text)])
 }
 
 #[tokio::test(flavor = "multi_thread")]

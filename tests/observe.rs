@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ::picket::config::Settings;
 use ::picket::observe::{ClientIpMode, LogTarget, QueryLogSettings};
 use common::*;
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -123,10 +123,6 @@ fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
 
 fn queries(transport: &str, action: &str, rcode: &str) -> String {
     format!(r#"picket_queries_total{{transport="{transport}",action="{action}",rcode="{rcode}"}}"#)
-}
-
-fn rcode(m: &Message) -> ResponseCode {
-    m.metadata.response_code
 }
 
 /// A header-only query claiming two questions (FORMERR) and a runt (dropped).

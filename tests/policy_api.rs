@@ -1,35 +1,19 @@
 //! The policy engine's public API: actions, fields, lists, response phase, identity, check.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use std::net::IpAddr;
+use std::path::Path;
+
+use common::dir_with;
 use picket::policy::{
     check, evaluate, evaluate_response, explain, Action, AnswerFacts, BlockAnswer, BlockMode,
     Identity, LoadOptions, OverrideAnswer, PolicySet, Verdict,
 };
 use picket::query::{ClientHints, Facts, Transport};
 
-static N: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory with these files.
-fn dir_with(files: &[(&str, &str)]) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "picket-policy-api-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    for (name, text) in files {
-        let p = d.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    d
-}
-
 fn load(files: &[(&str, &str)]) -> PolicySet {
-    let d = dir_with(files);
+    let d = dir_with("policy-api", files);
     match PolicySet::load_dir(&d) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
@@ -564,16 +548,22 @@ fn empty_policy_allows_everything() {
 
 #[test]
 fn blocklists_flag() {
-    let d = dir_with(&[
-        ("bl1.txt", "blocked.example\n"),
-        ("bl2.hosts", "0.0.0.0 other.example\nnot a line\n"),
-    ]);
-    let policy_dir = dir_with(&[(
-        "p.json",
-        r#"{"global": {"rules": [{"id": "exc", "expression": "dns.fqdn == \"ok.blocked.example\"", "action": "allow"}]},
+    let d = dir_with(
+        "policy-api",
+        &[
+            ("bl1.txt", "blocked.example\n"),
+            ("bl2.hosts", "0.0.0.0 other.example\nnot a line\n"),
+        ],
+    );
+    let policy_dir = dir_with(
+        "policy-api",
+        &[(
+            "p.json",
+            r#"{"global": {"rules": [{"id": "exc", "expression": "dns.fqdn == \"ok.blocked.example\"", "action": "allow"}]},
             "organizations": [{"id": "o", "networks": ["10.0.0.0/8"],
               "rules": [{"id": "late", "expression": "dns.qtype == 99", "action": "refuse"}]}]}"#,
-    )]);
+        )],
+    );
     let base = PolicySet::load_dir(&policy_dir).unwrap();
     // list.blocklist does not exist before --blocklist...
     assert!(base.stats().rules == 2);
@@ -623,24 +613,30 @@ fn blocklists_flag() {
 
 #[test]
 fn blocklist_name_and_rule_id_taken_by_the_policy() {
-    let d = dir_with(&[("bl.txt", "x.example\n")]);
+    let d = dir_with("policy-api", &[("bl.txt", "x.example\n")]);
     let blocklists = [d.join("bl.txt")];
     let opts = LoadOptions {
         blocklists: &blocklists,
         previous: None,
     };
-    let list_taken = dir_with(&[(
-        "p.json",
-        r#"{"global": {"lists": {"blocklist": {"domains": ["y.example"]}}}}"#,
-    )]);
+    let list_taken = dir_with(
+        "policy-api",
+        &[(
+            "p.json",
+            r#"{"global": {"lists": {"blocklist": {"domains": ["y.example"]}}}}"#,
+        )],
+    );
     let e = PolicySet::load_dir_with(&list_taken, &opts)
         .unwrap_err()
         .to_string();
     assert!(e.contains("list name \"blocklist\""), "{e}");
-    let rule_taken = dir_with(&[(
-        "p.json",
-        r#"{"global": {"rules": [{"id": "blocklist", "expression": "dns.qtype == 1", "action": "refuse"}]}}"#,
-    )]);
+    let rule_taken = dir_with(
+        "policy-api",
+        &[(
+            "p.json",
+            r#"{"global": {"rules": [{"id": "blocklist", "expression": "dns.qtype == 1", "action": "refuse"}]}}"#,
+        )],
+    );
     let e = PolicySet::load_dir_with(&rule_taken, &opts)
         .unwrap_err()
         .to_string();
@@ -652,16 +648,19 @@ fn blocklist_name_and_rule_id_taken_by_the_policy() {
 /// list, a --blocklist file.
 #[test]
 fn reload_shares_unchanged_lists_and_rereads_changed_ones() {
-    let d = dir_with(&[
-        ("lists/ads.txt", "ads.example\n"),
-        ("bl.txt", "bl.example\n"),
-        (
-            "p.json",
-            r#"{"global": {"lists": {"ads": {"file": "lists/ads.txt"}, "kids": {"domains": ["games.example"]}},
+    let d = dir_with(
+        "policy-api",
+        &[
+            ("lists/ads.txt", "ads.example\n"),
+            ("bl.txt", "bl.example\n"),
+            (
+                "p.json",
+                r#"{"global": {"lists": {"ads": {"file": "lists/ads.txt"}, "kids": {"domains": ["games.example"]}},
                 "rules": [{"id": "ads", "expression": "list.ads", "action": "block"},
                           {"id": "kids", "expression": "list.kids", "action": "refuse"}]}}"#,
-        ),
-    ]);
+            ),
+        ],
+    );
     let blocklists = [d.join("bl.txt")];
     let load = |previous: Option<&PolicySet>| {
         PolicySet::load_dir_with(
@@ -730,10 +729,13 @@ fn reload_shares_unchanged_lists_and_rereads_changed_ones() {
 #[test]
 fn blocklist_field_usable_only_after_flag() {
     // A policy cannot name list.blocklist unless it defines it: unknown field.
-    let d = dir_with(&[(
-        "p.json",
-        r#"{"global": {"rules": [{"id": "x", "expression": "list.blocklist", "action": "refuse"}]}}"#,
-    )]);
+    let d = dir_with(
+        "policy-api",
+        &[(
+            "p.json",
+            r#"{"global": {"rules": [{"id": "x", "expression": "list.blocklist", "action": "refuse"}]}}"#,
+        )],
+    );
     let e = PolicySet::load_dir(&d).unwrap_err().to_string();
     assert!(e.contains("unknown field"), "{e}");
 }
@@ -769,14 +771,20 @@ fn many_wirefilter_rules_and_threads() {
 
 #[test]
 fn reload_gives_new_version_and_fresh_filters() {
-    let d1 = dir_with(&[(
-        "p.json",
-        &org_policy(r#"[{"id": "a", "expression": "dns.qtype == 1", "action": "refuse"}]"#),
-    )]);
-    let d2 = dir_with(&[(
-        "p.json",
-        &org_policy(r#"[{"id": "b", "expression": "dns.qtype == 1", "action": "drop"}]"#),
-    )]);
+    let d1 = dir_with(
+        "policy-api",
+        &[(
+            "p.json",
+            &org_policy(r#"[{"id": "a", "expression": "dns.qtype == 1", "action": "refuse"}]"#),
+        )],
+    );
+    let d2 = dir_with(
+        "policy-api",
+        &[(
+            "p.json",
+            &org_policy(r#"[{"id": "b", "expression": "dns.qtype == 1", "action": "drop"}]"#),
+        )],
+    );
     let p1 = PolicySet::load_dir(&d1).unwrap();
     let p2 = PolicySet::load_dir(&d2).unwrap();
     assert_ne!(p1.version(), p2.version());
@@ -806,14 +814,17 @@ fn shipped_policies_pass_check() {
 
 #[test]
 fn check_reports_failing_tests() {
-    let d = dir_with(&[(
-        "p.json",
-        r#"{"tests": [
+    let d = dir_with(
+        "policy-api",
+        &[(
+            "p.json",
+            r#"{"tests": [
             {"name": "a.example", "expect": {"action": "block", "rule": "x"}},
             {"name": "a.example", "type": "BOGUS", "expect": {"action": "resolve"}},
             {"name": "a.example", "expect": {"action": "resolve", "rule": null, "org": ""}}
         ]}"#,
-    )]);
+        )],
+    );
     let mut out = Vec::new();
     let report = check::run(&d, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -832,7 +843,10 @@ fn check_reports_failing_tests() {
 
 #[test]
 fn check_prints_load_errors() {
-    let d = dir_with(&[("p.json", r#"{"organizations": [{"id": "o", "bogus": 1}]}"#)]);
+    let d = dir_with(
+        "policy-api",
+        &[("p.json", r#"{"organizations": [{"id": "o", "bogus": 1}]}"#)],
+    );
     let mut out = Vec::new();
     assert!(check::run(&d, &mut out).is_err());
     let text = String::from_utf8(out).unwrap();
@@ -920,9 +934,11 @@ fn embedded_policies_load() {
 /// A failing test names every expectation the verdict missed, each with what it got.
 #[test]
 fn check_names_every_mismatch() {
-    let d = dir_with(&[(
-        "p.json",
-        r#"{"upstreams": {"corp": ["127.0.0.1:5300"]},
+    let d = dir_with(
+        "policy-api",
+        &[(
+            "p.json",
+            r#"{"upstreams": {"corp": ["127.0.0.1:5300"]},
         "organizations": [{"id": "acme", "networks": ["10.0.0.0/8"], "rules": [
             {"id": "watch", "expression": "dns.fqdn == \"a.example\"", "action": "audit"},
             {"id": "corp", "expression": "dns.fqdn == \"a.example\"", "action": "resolve", "upstream": "corp"}
@@ -931,7 +947,8 @@ fn check_names_every_mismatch() {
             {"name": "a.example", "client": "10.1.2.3", "expect": {"action": "block", "rule": null, "org": "other", "upstream": "dns", "audited": []}},
             {"name": "b.example", "client": "10.1.2.3", "expect": {"action": "resolve", "rule": "corp"}}
         ]}"#,
-    )]);
+        )],
+    );
     let mut out = Vec::new();
     let report = check::run(&d, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();

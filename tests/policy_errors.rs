@@ -1,32 +1,31 @@
 //! Every kind of bad policy input gives an error naming the file, the JSON path and, where
 //! there is one, the line and column. Never a panic.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use common::dir_with;
 use picket::policy::{IssueKind, PolicySet};
 
-static N: AtomicUsize = AtomicUsize::new(0);
+/// A policy file's text: whole, or one rule added after the `ok` rule of organization `o`
+/// (which has list `l` and sees upstream group `corp`).
+#[derive(Clone, Copy)]
+enum Policy {
+    Text(&'static str),
+    Rule(&'static str),
+}
 
-fn dir_with(files: &[(&str, &str)]) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "picket-policy-err-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    for (name, text) in files {
-        let p = d.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
+impl Policy {
+    fn text(self) -> String {
+        match self {
+            Self::Text(text) => text.to_owned(),
+            Self::Rule(rule) => rules(rule),
+        }
     }
-    d
 }
 
 /// Load `text` as `p.json` and return the error message.
 fn err(text: &str) -> String {
-    let d = dir_with(&[("p.json", text)]);
+    let d = dir_with("policy-err", &[("p.json", text)]);
     match PolicySet::load_dir(&d) {
         Ok(_) => panic!("loaded: {text}"),
         Err(e) => e.to_string(),
@@ -48,290 +47,277 @@ fn rules(r: &str) -> String {
     )
 }
 
-#[test]
-fn malformed_json_has_line_and_column() {
-    let e = err("{\n  \"organizations\": [\n    {\"id\": \"o\",,}\n  ]\n}");
-    assert!(e.contains("p.json:3:16: "), "{e}");
+/// Loads each case's policy and checks that the error contains every fragment.
+fn assert_errors(cases: &[(Policy, &[&str])]) {
+    for (policy, fragments) in cases {
+        let e = err(&policy.text());
+        for fragment in *fragments {
+            assert!(e.contains(fragment), "expected {fragment:?} in: {e}");
+        }
+    }
 }
 
 #[test]
-fn trailing_garbage() {
-    let e = err("{}\n}");
-    assert!(e.contains("p.json:2:1: trailing characters"), "{e}");
+fn json_syntax_errors_have_line_and_column() {
+    assert_errors(&[
+        (
+            Policy::Text("{\n  \"organizations\": [\n    {\"id\": \"o\",,}\n  ]\n}"),
+            &["p.json:3:16: "],
+        ),
+        (Policy::Text("{}\n}"), &["p.json:2:1: trailing characters"]),
+    ]);
 }
 
 #[test]
-fn unknown_field_names_path_and_position() {
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "colour": "red"}"#,
-    ));
-    assert!(e.contains("p.json:7:79: "), "{e}");
-    assert!(
-        e.contains("organizations[0].rules[1].colour: unknown field `colour`"),
-        "{e}"
-    );
-    let e = err(r#"{"organisations": []}"#);
-    assert!(
-        e.contains("p.json:1:16: organisations: unknown field `organisations`"),
-        "{e}"
-    );
+fn schema_errors_name_the_path_and_position() {
+    assert_errors(&[
+        // An unknown field.
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "colour": "red"}"#,
+            ),
+            &[
+                "p.json:7:79: ",
+                "organizations[0].rules[1].colour: unknown field `colour`",
+            ],
+        ),
+        (
+            Policy::Text(r#"{"organisations": []}"#),
+            &["p.json:1:16: organisations: unknown field `organisations`"],
+        ),
+        // A wrong type.
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "ttl": "soon"}"#,
+            ),
+            &["organizations[0].rules[1].ttl: invalid type: string \"soon\""],
+        ),
+        // A missing required field.
+        (
+            Policy::Rule(r#"{"id": "r", "action": "block"}"#),
+            &["organizations[0].rules[1]: missing field `expression`"],
+        ),
+    ]);
 }
 
 #[test]
-fn wrong_type() {
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "ttl": "soon"}"#,
-    ));
-    assert!(
-        e.contains("organizations[0].rules[1].ttl: invalid type: string \"soon\""),
-        "{e}"
-    );
-}
-
-#[test]
-fn missing_required_field() {
-    let e = err(&rules(r#"{"id": "r", "action": "block"}"#));
-    assert!(
-        e.contains("organizations[0].rules[1]: missing field `expression`"),
-        "{e}"
-    );
-}
-
-#[test]
-fn wirefilter_parse_error_with_line_and_column() {
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.fqdn == \"x\" and dns.src_ip in {10.0.0.0/33}", "action": "block"}"#,
-    ));
-    assert!(
-        e.contains("p.json: organizations[0].rules[1].expression: Filter parsing error (1:36):"),
-        "{e}"
-    );
-    assert!(e.contains("Network length 33 is too long"), "{e}");
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1 and\n dns.qname == \"x\"", "action": "block"}"#,
-    ));
-    assert!(e.contains("expression: Filter parsing error (2:2):"), "{e}");
-    assert!(e.contains("unknown field"), "{e}");
-}
-
-#[test]
-fn unknown_field_in_expression() {
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "list.nope", "action": "block"}"#,
-    ));
-    assert!(e.contains("organizations[0].rules[1].expression"), "{e}");
-    assert!(e.contains("^^^^^^^^^ unknown field"), "{e}");
-    // Another organization's list is not visible.
-    let e = err(r#"{"organizations": [
+fn expression_errors_have_line_and_column() {
+    assert_errors(&[
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.fqdn == \"x\" and dns.src_ip in {10.0.0.0/33}", "action": "block"}"#,
+            ),
+            &[
+                "p.json: organizations[0].rules[1].expression: Filter parsing error (1:36):",
+                "Network length 33 is too long",
+            ],
+        ),
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.qtype == 1 and\n dns.qname == \"x\"", "action": "block"}"#,
+            ),
+            &["expression: Filter parsing error (2:2):", "unknown field"],
+        ),
+        // An unknown field in an expression.
+        (
+            Policy::Rule(r#"{"id": "r", "expression": "list.nope", "action": "block"}"#),
+            &[
+                "organizations[0].rules[1].expression",
+                "^^^^^^^^^ unknown field",
+            ],
+        ),
+        // Another organization's list is not visible.
+        (
+            Policy::Text(
+                r#"{"organizations": [
           {"id": "a", "lists": {"mine": {"domains": ["a.example"]}}},
           {"id": "b", "rules": [{"id": "r", "expression": "list.mine", "action": "block"}]}
-        ]}"#);
-    assert!(e.contains("organizations[1].rules[0].expression"), "{e}");
-}
-
-#[test]
-fn unknown_action() {
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#,
-    ));
-    assert!(
-        e.contains("organizations[0].rules[1].action: unknown action \"blok\" (expected one of block, allow, override, resolve, audit, refuse, drop, truncate)"),
-        "{e}"
-    );
-}
-
-/// An unknown action is a load error placed at the action's line and column (the end of its
-/// string, like JSON errors), never a default action.
-#[test]
-fn unknown_action_is_placed_and_lists_the_valid_actions() {
-    let d = dir_with(&[(
-        "p.json",
-        &rules(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#),
-    )]);
-    let e = PolicySet::load_dir(&d).unwrap_err();
-    assert_eq!(e.issues.len(), 1, "{e}");
-    assert_eq!(e.issues[0].kind, IssueKind::Invalid, "{e}");
-    assert_eq!(e.issues[0].position, Some((7, 68)), "{e}");
-    assert!(
-        e.to_string().contains("p.json:7:68: organizations[0].rules[1].action: unknown action \"blok\" (expected one of block, allow, override, resolve, audit, refuse, drop, truncate)"),
-        "{e}"
-    );
-    // A global rule, after organizations in the file, with the same misspelling.
-    let e = err(&format!(
-        "{},\n\"global\": {{\"rules\": [\n {{\"id\": \"g\", \"expression\": \"dns.qtype == 1\", \"action\": \"blok\"}}]}}}}",
-        rules(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#)
-            .trim_end()
-            .trim_end_matches('}'),
-    ));
-    assert!(
-        e.contains("p.json:7:68: organizations[0].rules[1].action: unknown action"),
-        "{e}"
-    );
-    assert!(
-        e.contains("p.json:12:61: global.rules[0].action: unknown action"),
-        "{e}"
-    );
-}
-
-#[test]
-fn bad_action_settings() {
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "cname": "x.example"}"#,
-    ));
-    assert!(
-        e.contains("rules[1].cname: \"cname\" is not a setting of action \"block\""),
-        "{e}"
-    );
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "mode": "blackhole"}"#,
-    ));
-    assert!(
-        e.contains("rules[1].mode: unknown block mode \"blackhole\""),
-        "{e}"
-    );
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "ede": "censored"}"#,
-    ));
-    assert!(e.contains("rules[1].ede: unknown ede"), "{e}");
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "addresses": ["300.1.1.1"]}"#,
-    ));
-    assert!(
-        e.contains("rules[1].addresses[0]: \"300.1.1.1\" is not an IP address"),
-        "{e}"
-    );
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "override"}"#,
-    ));
-    assert!(
-        e.contains("rules[1]: an override needs exactly one of"),
-        "{e}"
-    );
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "resolve"}"#,
-    ));
-    assert!(e.contains("rules[1].upstream: a resolve rule needs"), "{e}");
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.response.ip == 10.0.0.1", "action": "override", "cname": "x.example"}"#,
-    ));
-    assert!(
-        e.contains("rules[1].action: action \"override\" cannot be used in a response-phase rule"),
-        "{e}"
-    );
-}
-
-#[test]
-fn resolve_to_unknown_upstream_group() {
-    let e = err(&rules(
-        r#"{"id": "r", "expression": "dns.qtype == 1", "action": "resolve", "upstream": "lab"}"#,
-    ));
-    assert!(
-        e.contains(
-            "organizations[0].rules[1].upstream: unknown upstream group \"lab\" (defined: corp)"
+        ]}"#,
+            ),
+            &["organizations[1].rules[0].expression"],
         ),
-        "{e}"
-    );
+    ]);
 }
 
 #[test]
-fn missing_list_file() {
-    let e = err(r#"{"global": {"lists": {"ads": {"file": "lists/nope.txt"}}}}"#);
-    assert!(
-        e.contains("p.json: global.lists.ads.file: cannot read list file"),
-        "{e}"
-    );
-    assert!(e.contains("lists/nope.txt"), "{e}");
+fn action_errors() {
+    assert_errors(&[
+        (
+            Policy::Rule(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#),
+            &["organizations[0].rules[1].action: unknown action \"blok\" (expected one of block, allow, override, resolve, audit, refuse, drop, truncate)"],
+        ),
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "cname": "x.example"}"#,
+            ),
+            &["rules[1].cname: \"cname\" is not a setting of action \"block\""],
+        ),
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "mode": "blackhole"}"#,
+            ),
+            &["rules[1].mode: unknown block mode \"blackhole\""],
+        ),
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "ede": "censored"}"#,
+            ),
+            &["rules[1].ede: unknown ede"],
+        ),
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.qtype == 1", "action": "block", "addresses": ["300.1.1.1"]}"#,
+            ),
+            &["rules[1].addresses[0]: \"300.1.1.1\" is not an IP address"],
+        ),
+        (
+            Policy::Rule(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "override"}"#),
+            &["rules[1]: an override needs exactly one of"],
+        ),
+        (
+            Policy::Rule(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "resolve"}"#),
+            &["rules[1].upstream: a resolve rule needs"],
+        ),
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.response.ip == 10.0.0.1", "action": "override", "cname": "x.example"}"#,
+            ),
+            &["rules[1].action: action \"override\" cannot be used in a response-phase rule"],
+        ),
+        // A resolve to an upstream group nobody defined.
+        (
+            Policy::Rule(
+                r#"{"id": "r", "expression": "dns.qtype == 1", "action": "resolve", "upstream": "lab"}"#,
+            ),
+            &["organizations[0].rules[1].upstream: unknown upstream group \"lab\" (defined: corp)"],
+        ),
+    ]);
 }
 
 #[test]
-fn bad_lists() {
-    let e = err(r#"{"global": {"lists": {"bad-name": {"domains": []}}}}"#);
-    assert!(e.contains("global.lists.bad-name: list name"), "{e}");
-    let e = err(r#"{"global": {"lists": {"x": {"domains": ["ok.example", "not valid"]}}}}"#);
-    assert!(
-        e.contains("global.lists.x.domains[1]: \"not valid\": not a valid domain name"),
-        "{e}"
-    );
-    let e = err(r#"{"global": {"lists": {"x": {}}}}"#);
-    assert!(
-        e.contains("global.lists.x: a list needs exactly one of"),
-        "{e}"
-    );
-    let e = err(r#"{"global": {"lists": {"x": {"domains": []}}},
-            "organizations": [{"id": "o", "lists": {"x": {"domains": []}}}]}"#);
-    assert!(
-        e.contains("organizations[0].lists.x: list \"x\" is already defined by the global policy"),
-        "{e}"
-    );
+fn list_errors() {
+    assert_errors(&[
+        (
+            Policy::Text(r#"{"global": {"lists": {"ads": {"file": "lists/nope.txt"}}}}"#),
+            &[
+                "p.json: global.lists.ads.file: cannot read list file",
+                "lists/nope.txt",
+            ],
+        ),
+        (
+            Policy::Text(r#"{"global": {"lists": {"bad-name": {"domains": []}}}}"#),
+            &["global.lists.bad-name: list name"],
+        ),
+        (
+            Policy::Text(
+                r#"{"global": {"lists": {"x": {"domains": ["ok.example", "not valid"]}}}}"#,
+            ),
+            &["global.lists.x.domains[1]: \"not valid\": not a valid domain name"],
+        ),
+        (
+            Policy::Text(r#"{"global": {"lists": {"x": {}}}}"#),
+            &["global.lists.x: a list needs exactly one of"],
+        ),
+        (
+            Policy::Text(
+                r#"{"global": {"lists": {"x": {"domains": []}}},
+            "organizations": [{"id": "o", "lists": {"x": {"domains": []}}}]}"#,
+            ),
+            &["organizations[0].lists.x: list \"x\" is already defined by the global policy"],
+        ),
+    ]);
 }
 
 #[test]
 fn duplicate_ids() {
-    let e = err(r#"{"organizations": [{"id": "o"}, {"id": "o"}]}"#);
-    assert!(
-        e.contains("organizations[1].id: duplicate organization id \"o\""),
-        "{e}"
-    );
-    let e = err(&rules(
-        r#"{"id": "ok", "expression": "dns.qtype == 2", "action": "block"}"#,
-    ));
-    assert!(
-        e.contains("organizations[0].rules[1].id: duplicate rule id \"ok\""),
-        "{e}"
-    );
-    let e = err(
-        r#"{"organizations": [{"id": "a", "doh_tokens": ["un9a0qm4muyzesoy6u5bvmz30"]}, {"id": "b", "doh_tokens": ["un9a0qm4muyzesoy6u5bvmz30"]}]}"#,
-    );
-    assert!(
-        e.contains(
-            "organizations[1].doh_tokens[0]: DoH token \"un9a0qm4muyzesoy6u5bvmz30\" is already used by organization \"a\""
+    assert_errors(&[
+        (
+            Policy::Text(r#"{"organizations": [{"id": "o"}, {"id": "o"}]}"#),
+            &["organizations[1].id: duplicate organization id \"o\""],
         ),
-        "{e}"
-    );
-    let e = err(
-        r#"{"organizations": [{"id": "a", "dot_names": ["sl43womakvjot5ocos68vlx0e"]}, {"id": "b", "dot_names": ["sl43womakvjot5ocos68vlx0e"]}]}"#,
-    );
-    assert!(
-        e.contains(
-            "organizations[1].dot_names[0]: DoT name \"sl43womakvjot5ocos68vlx0e\" is already used"
+        (
+            Policy::Rule(r#"{"id": "ok", "expression": "dns.qtype == 2", "action": "block"}"#),
+            &["organizations[0].rules[1].id: duplicate rule id \"ok\""],
         ),
-        "{e}"
-    );
-    let e = err(
-        r#"{"organizations": [{"id": "a", "networks": ["10.0.0.0/8"]}, {"id": "b", "networks": ["10.1.2.3/8"]}]}"#,
-    );
-    assert!(e.contains("organizations[1].networks[0]: network 10.0.0.0/8 is already claimed by organization \"a\""), "{e}");
+        (
+            Policy::Text(
+                r#"{"organizations": [{"id": "a", "doh_tokens": ["un9a0qm4muyzesoy6u5bvmz30"]}, {"id": "b", "doh_tokens": ["un9a0qm4muyzesoy6u5bvmz30"]}]}"#,
+            ),
+            &["organizations[1].doh_tokens[0]: DoH token \"un9a0qm4muyzesoy6u5bvmz30\" is already used by organization \"a\""],
+        ),
+        (
+            Policy::Text(
+                r#"{"organizations": [{"id": "a", "dot_names": ["sl43womakvjot5ocos68vlx0e"]}, {"id": "b", "dot_names": ["sl43womakvjot5ocos68vlx0e"]}]}"#,
+            ),
+            &["organizations[1].dot_names[0]: DoT name \"sl43womakvjot5ocos68vlx0e\" is already used"],
+        ),
+        (
+            Policy::Text(
+                r#"{"organizations": [{"id": "a", "networks": ["10.0.0.0/8"]}, {"id": "b", "networks": ["10.1.2.3/8"]}]}"#,
+            ),
+            &["organizations[1].networks[0]: network 10.0.0.0/8 is already claimed by organization \"a\""],
+        ),
+    ]);
 }
 
 #[test]
 fn rule_ids_are_not_empty_and_have_no_slash() {
-    let e = err(&rules(
-        r#"{"id": "", "expression": "dns.qtype == 2", "action": "block"}"#,
-    ));
-    assert!(
-        e.contains("organizations[0].rules[1].id: empty rule id"),
-        "{e}"
-    );
-    let e = err(r#"{"global": {"rules": [
-        {"id": "acme/x", "expression": "dns.qtype == 2", "action": "block"}]}}"#);
-    assert!(
-        e.contains("global.rules[0].id: rule id \"acme/x\" contains '/'"),
-        "{e}"
-    );
+    assert_errors(&[
+        (
+            Policy::Rule(r#"{"id": "", "expression": "dns.qtype == 2", "action": "block"}"#),
+            &["organizations[0].rules[1].id: empty rule id"],
+        ),
+        (
+            Policy::Text(
+                r#"{"global": {"rules": [
+        {"id": "acme/x", "expression": "dns.qtype == 2", "action": "block"}]}}"#,
+            ),
+            &["global.rules[0].id: rule id \"acme/x\" contains '/'"],
+        ),
+    ]);
+}
+
+#[test]
+fn bad_identity_values() {
+    assert_errors(&[
+        (
+            Policy::Text(r#"{"organizations": [{"id": "o", "networks": ["10.0.0.0/40"]}]}"#),
+            &["organizations[0].networks[0]: \"10.0.0.0/40\" is not a network"],
+        ),
+        (
+            Policy::Text(r#"{"organizations": [{"id": "o", "doh_tokens": ["a/b"]}]}"#),
+            &["organizations[0].doh_tokens[0]: a DoH token must be"],
+        ),
+        (
+            Policy::Text(r#"{"organizations": [{"id": "o", "dot_names": ["Acme.example"]}]}"#),
+            &["organizations[0].dot_names[0]"],
+        ),
+        (
+            Policy::Text(r#"{"organizations": [{"id": ""}]}"#),
+            &["organizations[0].id: organization id \"\""],
+        ),
+        (
+            Policy::Text(r#"{"upstreams": {"u": ["nowhere"]}}"#),
+            &["upstreams.u[0]: \"nowhere\" is not an address"],
+        ),
+    ]);
 }
 
 #[test]
 fn duplicates_across_files() {
-    let d = dir_with(&[
-        (
-            "a.json",
-            r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
-        ),
-        (
-            "b.json",
-            r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
-        ),
-    ]);
+    let d = dir_with(
+        "policy-err",
+        &[
+            (
+                "a.json",
+                r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
+            ),
+            (
+                "b.json",
+                r#"{"global": {}, "upstreams": {"u": ["127.0.0.1"]}, "organizations": [{"id": "o"}]}"#,
+            ),
+        ],
+    );
     let e = PolicySet::load_dir(&d).unwrap_err();
     let s = e.to_string();
     assert_eq!(e.issues.len(), 3, "{s}");
@@ -360,7 +346,7 @@ fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
   "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "acme-7f3c9a"],
   "dot_names": ["acme", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa"]
 }]}"#;
-    let d = dir_with(&[("p.json", text)]);
+    let d = dir_with("policy-err", &[("p.json", text)]);
     let e = PolicySet::load_dir(&d).unwrap_err();
     let s = e.to_string();
     assert_eq!(e.issues.len(), 3, "{s}");
@@ -390,7 +376,7 @@ fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
   {"id": "b", "doh_tokens": []},
   {"id": "c", "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "alpha-1234"]}
 ]}"#;
-    let d = dir_with(&[("p.json", text)]);
+    let d = dir_with("policy-err", &[("p.json", text)]);
     let s = PolicySet::load_dir(&d).unwrap_err().to_string();
     assert!(
         s.contains("p.json:2:30: organizations[0].doh_tokens[0]: this DoH token"),
@@ -399,32 +385,6 @@ fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
     assert!(
         s.contains("p.json:4:59: organizations[2].doh_tokens[1]: this DoH token"),
         "{s}"
-    );
-}
-
-#[test]
-fn bad_identity_values() {
-    let e = err(r#"{"organizations": [{"id": "o", "networks": ["10.0.0.0/40"]}]}"#);
-    assert!(
-        e.contains("organizations[0].networks[0]: \"10.0.0.0/40\" is not a network"),
-        "{e}"
-    );
-    let e = err(r#"{"organizations": [{"id": "o", "doh_tokens": ["a/b"]}]}"#);
-    assert!(
-        e.contains("organizations[0].doh_tokens[0]: a DoH token must be"),
-        "{e}"
-    );
-    let e = err(r#"{"organizations": [{"id": "o", "dot_names": ["Acme.example"]}]}"#);
-    assert!(e.contains("organizations[0].dot_names[0]"), "{e}");
-    let e = err(r#"{"organizations": [{"id": ""}]}"#);
-    assert!(
-        e.contains("organizations[0].id: organization id \"\""),
-        "{e}"
-    );
-    let e = err(r#"{"upstreams": {"u": ["nowhere"]}}"#);
-    assert!(
-        e.contains("upstreams.u[0]: \"nowhere\" is not an address"),
-        "{e}"
     );
 }
 
@@ -466,9 +426,45 @@ fn garbage_never_panics() {
         "\u{feff}{}",
     ];
     for s in samples {
-        let d = dir_with(&[("p.json", s)]);
+        let d = dir_with("policy-err", &[("p.json", s)]);
         let _ = PolicySet::load_dir(&d)
             .map(|_| ())
             .map_err(|e| e.to_string());
     }
+}
+
+/// An unknown action is a load error placed at the action's line and column (the end of its
+/// string, like JSON errors), never a default action.
+#[test]
+fn unknown_action_is_placed_and_lists_the_valid_actions() {
+    let d = dir_with(
+        "policy-err",
+        &[(
+            "p.json",
+            &rules(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#),
+        )],
+    );
+    let e = PolicySet::load_dir(&d).unwrap_err();
+    assert_eq!(e.issues.len(), 1, "{e}");
+    assert_eq!(e.issues[0].kind, IssueKind::Invalid, "{e}");
+    assert_eq!(e.issues[0].position, Some((7, 68)), "{e}");
+    assert!(
+        e.to_string().contains("p.json:7:68: organizations[0].rules[1].action: unknown action \"blok\" (expected one of block, allow, override, resolve, audit, refuse, drop, truncate)"),
+        "{e}"
+    );
+    // A global rule, after organizations in the file, with the same misspelling.
+    let e = err(&format!(
+        "{},\n\"global\": {{\"rules\": [\n {{\"id\": \"g\", \"expression\": \"dns.qtype == 1\", \"action\": \"blok\"}}]}}}}",
+        rules(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#)
+            .trim_end()
+            .trim_end_matches('}'),
+    ));
+    assert!(
+        e.contains("p.json:7:68: organizations[0].rules[1].action: unknown action"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p.json:12:61: global.rules[0].action: unknown action"),
+        "{e}"
+    );
 }

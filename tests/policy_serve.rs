@@ -90,21 +90,18 @@ fn policy(corp: SocketAddr) -> String {
     )
 }
 
-/// A policy directory in a fresh temp dir.
+/// A policy directory in a fresh temp dir, with the ads list its rules name.
 fn policy_dir(text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "picket-policy-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(dir.join("lists")).unwrap();
-    std::fs::write(dir.join("policy.json"), text).unwrap();
-    std::fs::write(
-        dir.join("lists/ads.txt"),
-        "# ads\n||ads.example.test^\n0.0.0.0 banner.example.test\nnot a domain!\n",
+    dir_with(
+        "policy",
+        &[
+            ("policy.json", text),
+            (
+                "lists/ads.txt",
+                "# ads\n||ads.example.test^\n0.0.0.0 banner.example.test\nnot a domain!\n",
+            ),
+        ],
     )
-    .unwrap();
-    dir
 }
 
 struct Lab {

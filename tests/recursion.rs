@@ -220,10 +220,6 @@ impl Lab {
     }
 }
 
-fn rcode(m: &Message) -> ResponseCode {
-    m.metadata.response_code
-}
-
 fn cname_targets(m: &Message) -> Vec<String> {
     m.answers
         .iter()

@@ -40,10 +40,6 @@ target.other.test 45 IN A     198.51.100.7
     )
 }
 
-fn rcode(m: &Message) -> ResponseCode {
-    m.metadata.response_code
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn forwards_each_record_type_unchanged() {
     let upstream = Authority::start(&zone());

@@ -2,13 +2,16 @@
 //! any sequence of SIGTERM, SIGINT and SIGHUP ends with exit status 0 and
 //! no panic, and a reload that never finishes does not hold up a stop.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::temp_dir;
 use libc::{SIGHUP, SIGINT, SIGTERM};
 
 /// Bound on every wait here (start-up, a log line, the exit): generous for
@@ -202,7 +205,7 @@ fn any_sequence_of_signals_ends_with_exit_zero_and_no_panic() {
 /// the process stops, exit status 0, while the reload is still running.
 #[test]
 fn sigterm_during_a_reload_that_never_ends_stops_at_once() {
-    let dir = temp_dir("reload");
+    let dir = temp_dir("signals-reload");
     let list = dir.join("blocklist.txt");
     std::fs::write(&list, "blocked.example.test\n").unwrap();
     let list_arg = list.to_str().unwrap().to_owned();
@@ -233,16 +236,6 @@ fn sigterm_during_a_reload_that_never_ends_stops_at_once() {
     );
     assert!(!log.contains("panicked"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "picket-signals-{test}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn make_fifo(path: &Path) {

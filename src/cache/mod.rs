@@ -2,11 +2,12 @@
 //!
 //! Shared by every organization and transport: policy is applied on every
 //! answer served, never baked into what is stored. Keys are the lower-cased
-//! name, type, class and the DO/CD bits (they change what an upstream
-//! returns); values are upstream answers indexed for serving from their wire
-//! bytes. Freshness is judged here against [`Clock`], so a stale entry can
-//! still be found (serve-stale, RFC 8767); moka evicts an entry once its
-//! stale window has passed too, and keeps the total under a byte budget.
+//! name, type, class, the DO/CD bits (they change what an upstream returns)
+//! and the route (a split DNS group answers a name differently); values are
+//! upstream answers indexed for serving from their wire bytes. Freshness is
+//! judged here against [`Clock`], so a stale entry can still be found
+//! (serve-stale, RFC 8767); moka evicts an entry once its stale window has
+//! passed too, and keeps the total under a byte budget.
 
 mod front;
 
@@ -22,7 +23,7 @@ use moka::Expiry;
 
 use crate::clock::Clock;
 use crate::protocol::{Answer, AnswerKind, Request};
-use crate::upstream::Route;
+use crate::query::RouteId;
 
 /// Cache limits and TTL policy.
 #[derive(Debug, Clone)]
@@ -62,8 +63,8 @@ pub struct CacheKey {
     qclass: u16,
     /// Bit 0: DO, bit 1: CD.
     bits: u8,
-    /// Where the answer comes from (split DNS routes differ).
-    route: Route,
+    /// Which upstreams answer it (split DNS routes differ).
+    route: RouteId,
 }
 
 impl CacheKey {
@@ -79,13 +80,13 @@ impl CacheKey {
     }
 
     /// The same question answered through `route`.
-    pub fn with_route(mut self, route: Route) -> Self {
+    pub fn with_route(mut self, route: RouteId) -> Self {
         self.route = route;
         self
     }
 
-    /// Where the answer comes from.
-    pub fn route(&self) -> &Route {
+    /// Which upstreams answer it.
+    pub fn route(&self) -> &RouteId {
         &self.route
     }
 
@@ -96,7 +97,7 @@ impl CacheKey {
             qtype,
             qclass,
             bits: u8::from(dnssec_ok) | (u8::from(cd) << 1),
-            route: Route::Default,
+            route: RouteId::Default,
         }
     }
 
@@ -356,6 +357,25 @@ mod tests {
     }
 
     #[test]
+    fn keys_that_differ_only_by_route_are_separate_entries() {
+        let cache = Cache::new(CacheSettings::default(), Clock::manual());
+        let req = request("split.test");
+        let default_route = CacheKey::for_request(&req);
+        let corp = default_route
+            .clone()
+            .with_route(RouteId::Group("corp".into()));
+        let lab = default_route
+            .clone()
+            .with_route(RouteId::Group("lab".into()));
+        assert_ne!(default_route, corp);
+        assert_ne!(corp, lab);
+        cache.insert(corp.clone(), answer(&req, 300));
+        assert!(matches!(cache.get(&corp), Lookup::Fresh(..)));
+        assert!(matches!(cache.get(&default_route), Lookup::Miss));
+        assert!(matches!(cache.get(&lab), Lookup::Miss));
+    }
+
+    #[test]
     fn ttl_clamps_apply() {
         let settings = CacheSettings {
             min_ttl: 60,
@@ -378,6 +398,15 @@ mod tests {
         );
     }
 
+    /// A cache of default settings but for its byte budget.
+    fn with_byte_budget(max_bytes: u64) -> Cache {
+        let settings = CacheSettings {
+            max_bytes,
+            ..Default::default()
+        };
+        Cache::new(settings, Clock::manual())
+    }
+
     /// Answers still in memory anywhere in the process, of those in `held`.
     fn alive(held: &[std::sync::Weak<Answer>]) -> usize {
         held.iter().filter(|a| a.strong_count() > 0).count()
@@ -385,11 +414,7 @@ mod tests {
 
     #[test]
     fn answers_evicted_by_the_byte_budget_are_freed_though_the_front_served_them() {
-        let settings = CacheSettings {
-            max_bytes: 100_000,
-            ..Default::default()
-        };
-        let cache = Cache::new(settings, Clock::manual());
+        let cache = with_byte_budget(100_000);
         let (mut held, mut lightest) = (Vec::new(), u32::MAX);
         for i in 0..2_000 {
             let req = request(&format!("n{i}.test"));
@@ -437,11 +462,7 @@ mod tests {
 
     #[test]
     fn byte_budget_bounds_the_cache() {
-        let settings = CacheSettings {
-            max_bytes: 100_000,
-            ..Default::default()
-        };
-        let cache = Cache::new(settings, Clock::manual());
+        let cache = with_byte_budget(100_000);
         for i in 0..2_000 {
             let req = request(&format!("n{i}.test"));
             cache.insert(CacheKey::for_request(&req), answer(&req, 300));

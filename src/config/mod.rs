@@ -23,7 +23,7 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// Upstream nameservers (forwarding mode).
     pub upstreams: Vec<SocketAddr>,
-    /// Recursive mode: `Route::Default` iterates from the root hints instead
+    /// Recursive mode: `RouteId::Default` iterates from the root hints instead
     /// of forwarding to `upstreams`.
     pub recursion: Option<RecursorSettings>,
     /// Worker threads (each with its own runtime and sockets).

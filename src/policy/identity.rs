@@ -1,7 +1,9 @@
 //! Which organization a client belongs to.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -13,9 +15,91 @@ use crate::query::ClientHints;
 pub(crate) struct IdentityIndex {
     tokens: HashMap<Box<str>, u32>,
     dot_names: HashMap<Box<str>, u32>,
-    /// (prefix length, network address → org), longest prefix first.
-    v4: Vec<(u8, HashMap<u32, u32>)>,
-    v6: Vec<(u8, HashMap<u128, u32>)>,
+    v4: Networks<u32>,
+    v6: Networks<u128>,
+}
+
+/// Gives `key` to `org` unless another org has it already; returns that org.
+/// The first claim stands, so the loader can name both claimants.
+fn claim<K: Eq + Hash>(owners: &mut HashMap<K, u32>, key: K, org: u32) -> Option<u32> {
+    match owners.entry(key) {
+        Entry::Occupied(first) => Some(*first.get()),
+        Entry::Vacant(slot) => {
+            slot.insert(org);
+            None
+        }
+    }
+}
+
+/// An address as the integer its bits make, so that one lookup serves IPv4
+/// (`u32`) and IPv6 (`u128`).
+trait AddressBits: Copy + Eq + Hash {
+    /// The network of `len` bits this address is in.
+    fn masked(self, len: u8) -> Self;
+    /// This network address and prefix length as an `IpNet`.
+    fn to_net(self, len: u8) -> IpNet;
+}
+
+/// Implements [`AddressBits`] for the integer of one address family.
+macro_rules! address_bits {
+    ($bits:ty, $address:ty) => {
+        impl AddressBits for $bits {
+            fn masked(self, len: u8) -> Self {
+                // A shift by the full width (prefix 0) overflows: no bit is kept.
+                self & <$bits>::MAX
+                    .checked_shl(<$bits>::BITS - u32::from(len))
+                    .unwrap_or(0)
+            }
+
+            fn to_net(self, len: u8) -> IpNet {
+                IpNet::new(<$address>::from(self).into(), len).unwrap_or_default()
+            }
+        }
+    };
+}
+
+address_bits!(u32, Ipv4Addr);
+address_bits!(u128, Ipv6Addr);
+
+/// The client networks of one address family: for each prefix length in use,
+/// network address → org, longest prefix first so that the first match is the
+/// longest. A lookup masks and probes once per prefix length, without
+/// allocating (it runs for every query).
+#[derive(Debug, Default)]
+struct Networks<A> {
+    by_prefix: Vec<(u8, HashMap<A, u32>)>,
+}
+
+impl<A: AddressBits> Networks<A> {
+    /// Adds a network (its address already truncated to `len` bits); returns
+    /// the org already using exactly this network, if any.
+    fn insert(&mut self, network: A, len: u8, org: u32) -> Option<u32> {
+        claim(self.of_prefix(len), network, org)
+    }
+
+    /// The table for prefix length `len`, made (in order) if new.
+    fn of_prefix(&mut self, len: u8) -> &mut HashMap<A, u32> {
+        let pos = match self.by_prefix.iter().position(|(l, _)| *l == len) {
+            Some(pos) => pos,
+            None => {
+                self.by_prefix.push((len, HashMap::new()));
+                self.by_prefix.sort_by_key(|(l, _)| std::cmp::Reverse(*l));
+                self.by_prefix
+                    .iter()
+                    .position(|(l, _)| *l == len)
+                    .unwrap_or(0)
+            }
+        };
+        &mut self.by_prefix[pos].1
+    }
+
+    /// The org of the longest network containing `addr`, and that network.
+    fn longest_match(&self, addr: A) -> Option<(u32, IpNet)> {
+        self.by_prefix.iter().find_map(|(len, orgs)| {
+            let network = addr.masked(*len);
+            orgs.get(&network).map(|&org| (org, network.to_net(*len)))
+        })
+    }
 }
 
 /// How an identity was chosen (for `explain`).
@@ -42,126 +126,30 @@ impl std::fmt::Display for Reason {
     }
 }
 
-fn mask4(ip: u32, len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        ip & (u32::MAX << (32 - u32::from(len)))
-    }
-}
-
-fn mask6(ip: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        ip & (u128::MAX << (128 - u32::from(len)))
-    }
-}
-
 impl IdentityIndex {
     /// Add a DoH token; returns the org already using it, if any.
     pub(crate) fn add_token(&mut self, token: &str, org: u32) -> Option<u32> {
-        match self.tokens.insert(token.into(), org) {
-            Some(prev) => {
-                self.tokens.insert(token.into(), prev);
-                Some(prev)
-            }
-            None => None,
-        }
+        claim(&mut self.tokens, token.into(), org)
     }
 
     /// Add a DoT name label (lower case); returns the org already using it, if any.
     pub(crate) fn add_dot_name(&mut self, name: &str, org: u32) -> Option<u32> {
-        match self.dot_names.insert(name.into(), org) {
-            Some(prev) => {
-                self.dot_names.insert(name.into(), prev);
-                Some(prev)
-            }
-            None => None,
-        }
+        claim(&mut self.dot_names, name.into(), org)
     }
 
     /// Add a client network; returns the org already using exactly this network, if any.
     pub(crate) fn add_network(&mut self, net: IpNet, org: u32) -> Option<u32> {
-        let net = net.trunc();
-        match net {
-            IpNet::V4(n) => {
-                let len = n.prefix_len();
-                let key = u32::from(n.network());
-                let pos = match self.v4.iter().position(|(l, _)| *l == len) {
-                    Some(p) => p,
-                    None => {
-                        self.v4.push((len, HashMap::new()));
-                        self.v4.sort_by_key(|e| std::cmp::Reverse(e.0));
-                        self.v4.iter().position(|(l, _)| *l == len).unwrap_or(0)
-                    }
-                };
-                let map = &mut self.v4[pos].1;
-                match map.get(&key) {
-                    Some(&prev) => Some(prev),
-                    None => {
-                        map.insert(key, org);
-                        None
-                    }
-                }
-            }
-            IpNet::V6(n) => {
-                let len = n.prefix_len();
-                let key = u128::from(n.network());
-                let pos = match self.v6.iter().position(|(l, _)| *l == len) {
-                    Some(p) => p,
-                    None => {
-                        self.v6.push((len, HashMap::new()));
-                        self.v6.sort_by_key(|e| std::cmp::Reverse(e.0));
-                        self.v6.iter().position(|(l, _)| *l == len).unwrap_or(0)
-                    }
-                };
-                let map = &mut self.v6[pos].1;
-                match map.get(&key) {
-                    Some(&prev) => Some(prev),
-                    None => {
-                        map.insert(key, org);
-                        None
-                    }
-                }
-            }
+        match net.trunc() {
+            IpNet::V4(n) => self.v4.insert(n.network().into(), n.prefix_len(), org),
+            IpNet::V6(n) => self.v6.insert(n.network().into(), n.prefix_len(), org),
         }
     }
 
     /// The longest network containing `ip` (IPv4-mapped IPv6 addresses count as IPv4).
     pub(crate) fn by_ip(&self, ip: IpAddr) -> Option<(u32, IpNet)> {
-        let ip = match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(v6),
-            },
-            v4 => v4,
-        };
-        match ip {
-            IpAddr::V4(v4) => {
-                let a = u32::from(v4);
-                self.v4.iter().find_map(|(len, map)| {
-                    let key = mask4(a, *len);
-                    map.get(&key).map(|&org| {
-                        let net = ipnet::Ipv4Net::new(key.into(), *len)
-                            .map(IpNet::V4)
-                            .unwrap_or_default();
-                        (org, net)
-                    })
-                })
-            }
-            IpAddr::V6(v6) => {
-                let a = u128::from(v6);
-                self.v6.iter().find_map(|(len, map)| {
-                    let key = mask6(a, *len);
-                    map.get(&key).map(|&org| {
-                        let net = ipnet::Ipv6Net::new(key.into(), *len)
-                            .map(IpNet::V6)
-                            .unwrap_or_default();
-                        (org, net)
-                    })
-                })
-            }
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => self.v4.longest_match(v4.into()),
+            IpAddr::V6(v6) => self.v6.longest_match(v6.into()),
         }
     }
 
@@ -211,6 +199,25 @@ mod tests {
         assert_eq!(id("::ffff:10.2.2.3"), Identity::Org(0));
         assert_eq!(id("2001:db8::1"), Identity::Org(2));
         assert_eq!(id("192.0.2.1"), Identity::NoOrg);
+    }
+
+    #[test]
+    fn whole_family_and_single_address_prefixes_match_and_are_reported() {
+        let mut ix = IdentityIndex::default();
+        ix.add_network("0.0.0.0/0".parse().unwrap(), 0);
+        ix.add_network("192.0.2.9/32".parse().unwrap(), 1);
+        ix.add_network("::/0".parse().unwrap(), 2);
+        ix.add_network("2001:db8::9/128".parse().unwrap(), 3);
+        ix.add_network("2001:db8::/33".parse().unwrap(), 4);
+        let found = |ip: &str| {
+            let (org, net) = ix.by_ip(ip.parse().unwrap()).unwrap();
+            (org, net.to_string())
+        };
+        assert_eq!(found("192.0.2.9"), (1, "192.0.2.9/32".into()));
+        assert_eq!(found("192.0.2.8"), (0, "0.0.0.0/0".into()));
+        assert_eq!(found("2001:db8::9"), (3, "2001:db8::9/128".into()));
+        assert_eq!(found("2001:db8:7fff::1"), (4, "2001:db8::/33".into()));
+        assert_eq!(found("2001:db8:8000::1"), (2, "::/0".into()));
     }
 
     #[test]

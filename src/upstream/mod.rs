@@ -8,7 +8,6 @@ pub mod recursor;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 pub use coalesce::{Coalescer, Role, Unshared};
 pub use forward::{
@@ -17,18 +16,6 @@ pub use forward::{
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
 
 use crate::protocol::wire::ede;
-
-/// Where a query's answer comes from. Part of the cache key: two
-/// organizations that route one name differently (split DNS) never share an
-/// answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub enum Route {
-    /// The server's own upstreams (forwarding) or recursion from the root.
-    #[default]
-    Default,
-    /// A named upstream group from the policy (`resolve` action).
-    Group(Arc<str>),
-}
 
 /// Why no upstream answer could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

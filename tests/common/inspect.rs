@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData, Record, RecordType};
 
@@ -28,6 +28,11 @@ pub fn ede(message: &Message) -> Option<(u16, String)> {
         }
         _ => None,
     }
+}
+
+/// The response code of an answer.
+pub fn rcode(message: &Message) -> ResponseCode {
+    message.metadata.response_code
 }
 
 /// IPv4 addresses in the answer section, in order.

@@ -5,6 +5,7 @@
 //!   SERVFAIL, forged answers, EDE, replacement records).
 //! - [`client`]: UDP/TCP query helpers with timeouts.
 //! - [`inspect`]: readers for answers in assertions.
+//! - [`files`]: fresh scratch directories.
 //! - [`tls`]: pinned TLS clients and half-finished handshakes.
 //!
 //! Nothing here touches the network beyond loopback.
@@ -29,6 +30,7 @@
 
 pub mod authority;
 pub mod client;
+pub mod files;
 pub mod inspect;
 pub mod picket;
 mod respond;
@@ -43,6 +45,9 @@ pub use client::{
     send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient, ANSWER_TIMEOUT,
     RAW_TIMEOUT,
 };
-pub use inspect::{a_records, aaaa_records, ede, ede_option, min_ttl, soa_in_authority, EDE_CODE};
+pub use files::{dir_with, temp_dir};
+pub use inspect::{
+    a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
+};
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};
 pub use respond::{FORGED_V4, FORGED_V6};

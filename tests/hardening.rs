@@ -215,6 +215,11 @@ async fn a_slow_name_gathers_a_bounded_number_of_waiting_queries() {
     assert_eq!(upstream.queries_for("www.example.test"), 1);
 }
 
+/// Only warnings on the spawned process's stderr (these tests flood it with queries).
+fn warn_only(command: &mut std::process::Command) {
+    command.args(["--log-level", "warn"]);
+}
+
 /// Resident set size of a process in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -225,54 +230,21 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The picket binary, serving on a free loopback port; killed on drop.
-struct PicketProcess {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl PicketProcess {
-    fn start(args: &[&str]) -> Self {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_picket"))
-            .args([
-                "serve",
-                "--listen",
-                &addr.to_string(),
-                "--log-level",
-                "warn",
-            ])
-            .args(args)
-            .spawn()
-            .expect("picket starts");
-        Self { child, addr }
-    }
-}
-
-impl Drop for PicketProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
     const NAMES: u16 = 10_000;
     let upstream = Authority::start(ZONE);
-    let picket = PicketProcess::start(&[
-        "--upstream",
-        &upstream.addr().to_string(),
-        "--threads",
-        "2",
-        "--upstream-timeout-ms",
-        "300",
-    ]);
+    let picket = PicketProcess::serve(
+        &[
+            "--upstream",
+            &upstream.addr().to_string(),
+            "--threads",
+            "2",
+            "--upstream-timeout-ms",
+            "300",
+        ],
+        warn_only,
+    );
     wait_until_answering(picket.addr).await;
     query_udp(picket.addr, "www.example.test", RecordType::A).await;
     upstream.set_silent(true);
@@ -363,14 +335,17 @@ async fn answers_evicted_from_a_small_cache_leave_memory() {
     let upstream = Authority::start(ZONE);
     // 1,000 bytes of EDE text make every cached answer weigh over 1 kB.
     upstream.set_ede(Some((0, "x".repeat(1000))));
-    let picket = PicketProcess::start(&[
-        "--upstream",
-        &upstream.addr().to_string(),
-        "--threads",
-        "1",
-        "--cache-size",
-        "1MiB",
-    ]);
+    let picket = PicketProcess::serve(
+        &[
+            "--upstream",
+            &upstream.addr().to_string(),
+            "--threads",
+            "1",
+            "--cache-size",
+            "1MiB",
+        ],
+        warn_only,
+    );
     wait_until_answering(picket.addr).await;
     // Past the budget once, so the cache is full before the measurement starts.
     resolve_all(picket.addr, 0..WARM).await;

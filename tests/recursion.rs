@@ -1183,7 +1183,12 @@ async fn failing_recursive_queries_log_nothing_per_query() {
         args.push(format!("{}={}", server.addr().ip(), server.addr().port()));
     }
     let stderr = dir.0.join("stderr");
-    let picket = PicketProcess::start(&args, &stderr);
+    let picket = PicketProcess::serve(&args, |command| {
+        // The default log level (RUST_LOG unset), stderr kept for the assertions.
+        command
+            .env_remove("RUST_LOG")
+            .stderr(std::fs::File::create(&stderr).unwrap());
+    });
     wait_until_answering(picket.addr).await;
     for i in 0..20 {
         let nx = query_udp(picket.addr, &format!("n{i}.plain.example"), RecordType::A).await;
@@ -1204,39 +1209,6 @@ async fn failing_recursive_queries_log_nothing_per_query() {
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .collect();
     assert!(warnings.is_empty(), "per-query log lines: {warnings:#?}");
-}
-
-/// The picket binary on a free loopback port, stderr to a file, default
-/// log level (RUST_LOG unset); killed on drop.
-struct PicketProcess {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl PicketProcess {
-    fn start(args: &[String], stderr: &std::path::Path) -> Self {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_picket"))
-            .args(["serve", "--listen", &addr.to_string()])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stderr(std::fs::File::create(stderr).unwrap())
-            .spawn()
-            .expect("picket starts");
-        Self { child, addr }
-    }
-}
-
-impl Drop for PicketProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Unbound on the same tree, each zone a stub on its server's port.

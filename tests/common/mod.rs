@@ -33,6 +33,7 @@ pub mod client;
 pub mod files;
 pub mod inspect;
 pub mod picket;
+pub mod process;
 mod respond;
 mod server;
 pub mod sign;
@@ -50,4 +51,5 @@ pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
 };
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};
+pub use process::PicketProcess;
 pub use respond::{FORGED_V4, FORGED_V6};

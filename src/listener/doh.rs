@@ -258,6 +258,7 @@ impl Handler {
         let token = route(req.uri.path()).ok_or(StatusCode::NOT_FOUND)?;
         let hints = ClientHints {
             ip: self.ip,
+            port: 0,
             transport: Transport::Doh,
             doh_token: token.map(str::to_owned),
             dot_label: None,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,30 @@ impl Collector {
         }
     }
 
+    /// The same collector on TCP (`--dnstap tcp:HOST:PORT`).
+    fn start_tcp() -> (Collector, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let (m, s) = (messages.clone(), started.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let _ = session(&mut stream, &m, &s);
+            }
+        });
+        let path = PathBuf::new();
+        (
+            Collector {
+                path,
+                messages,
+                started,
+            },
+            addr,
+        )
+    }
+
     fn messages(&self) -> Vec<proto::Message> {
         let all = self.messages.lock().unwrap();
         all.iter().filter_map(|d| d.message.clone()).collect()
@@ -72,11 +96,10 @@ impl Collector {
 
 /// The reader's side: READY → ACCEPT, START, data frames until STOP → FINISH.
 fn session(
-    stream: &mut std::os::unix::net::UnixStream,
+    stream: &mut (impl Read + Write),
     messages: &Mutex<Vec<proto::Dnstap>>,
     started: &Mutex<Vec<Vec<Vec<u8>>>>,
 ) -> std::io::Result<()> {
-    use std::io::Write;
     let ready = Control::read(stream)?;
     assert_eq!(ready.kind, control::READY);
     assert!(ready.content_types.iter().any(|t| t == fstrm::CONTENT_TYPE));
@@ -271,6 +294,21 @@ async fn stopping_the_server_ends_the_session_with_stop_and_delivers_everything(
     // Stop flushed the queue and sent STOP: every message is there at once.
     assert_eq!(collector.messages().len(), 40);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tcp_collector_gets_the_same_messages() {
+    let (collector, addr) = Collector::start_tcp();
+    let upstream = Authority::start(ZONE);
+    let mut settings = dnstap_settings(&[upstream.addr()], Path::new("unused"), false);
+    settings.dnstap.as_mut().unwrap().target = DnstapTarget::Tcp(addr.to_string());
+    let picket = start_picket_with(settings);
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer).len(), 1);
+    let seen = collector.wait_for(2);
+    assert_eq!(of_type(&seen, Type::ClientQuery).len(), 1, "{seen:#?}");
+    assert_eq!(of_type(&seen, Type::ClientResponse).len(), 1, "{seen:#?}");
+    picket.server.stop();
 }
 
 /// The ecosystem's own tools: Debian's fstrm_capture receives the session

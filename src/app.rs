@@ -61,7 +61,7 @@ impl Server {
     /// per listen address, the same for UDP and TCP and for every worker.
     /// Everything that can fail on the operator's input (addresses in use, a
     /// bad certificate or policy) fails here, before any thread starts.
-    pub fn start(settings: Settings) -> Result<Server> {
+    pub fn start(mut settings: Settings) -> Result<Server> {
         if settings.listen.is_empty() {
             bail!(
                 "no listen address: give at least one --listen ADDR, e.g. --listen 127.0.0.1:5353"
@@ -70,6 +70,11 @@ impl Server {
         let tls = load_tls(&settings)?;
         let threads = settings.threads.max(1);
         let sockets = Sockets::bind(&settings, threads)?;
+        // What is really served, for DDR (`crate::ddr`): the ports the
+        // kernel picked for port 0, and the certificate's name.
+        settings.doh = sockets.doh_addrs.clone();
+        settings.dot = sockets.dot_addrs.clone();
+        settings.tls_name = tls.as_ref().and_then(|tls| tls.dns_name());
         let shared = build_shared(settings)?;
         let common = Common::new(&shared, tls.clone());
         let (stop, stopped) = watch::channel(false);

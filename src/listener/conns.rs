@@ -582,6 +582,42 @@ mod tests {
     }
 
     #[test]
+    fn a_proxied_connection_counts_for_its_real_client() {
+        let t = table(100, 2);
+        let proxy = ip("127.0.0.1");
+        // Many connections from the proxy: its address alone is not capped.
+        let held: Vec<_> = (0..5).map(|_| t.admit_proxied(proxy)).collect();
+        assert!(held.iter().all(|c| !is_shed(c)));
+        // Each is then counted for the client its header names.
+        let clients = [
+            "192.0.2.1",
+            "192.0.2.1",
+            "192.0.2.2",
+            "192.0.2.3",
+            "192.0.2.1",
+        ];
+        for (connection, client) in held.iter().zip(clients) {
+            connection.reassign(ip(client));
+        }
+        // The third of 192.0.2.1 shed that client's least productive one.
+        assert!(is_shed(&held[0]));
+        assert!(held[1..].iter().all(|c| !is_shed(c)));
+        assert_eq!(t.shed_count(ShedReason::PerClient), 1);
+        assert_eq!(t.open(), 4);
+        // A direct connection from the client is counted with them.
+        let direct = t.admit(ip("192.0.2.2"));
+        let _again = t.admit(ip("192.0.2.2"));
+        assert!(is_shed(&held[2]), "192.0.2.2's older connection");
+        assert!(!is_shed(&direct));
+        // Reassigning to the same client, or a shed connection, changes nothing.
+        held[3].reassign(ip("192.0.2.3"));
+        held[0].reassign(ip("192.0.2.9"));
+        assert_eq!(t.open(), 5);
+        drop(held);
+        assert_eq!(t.open(), 2);
+    }
+
+    #[test]
     fn ipv6_clients_are_grouped_by_prefix() {
         assert_eq!(
             client_key(ip("2001:db8:1:2ff:aaaa::1"), 56),

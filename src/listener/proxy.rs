@@ -41,6 +41,10 @@ pub const MIN_HEADER_BOUND: usize = FIXED_LEN + 216;
 /// together from any real sender, so this is rarely reached).
 const PEEK_AGAIN: Duration = Duration::from_millis(10);
 
+/// The family and transport bytes a PROXY command may carry (spec §2.2:
+/// "other values are unspecified and ... must be rejected as invalid").
+const KNOWN_FAMILIES: [u8; 7] = [0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32];
+
 /// What a valid header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Header {
@@ -79,16 +83,27 @@ pub fn parse(input: &[u8], max: usize) -> Result<Option<(Header, usize)>, ProxyE
     if input[..seen] != SIGNATURE[..seen] {
         return Err(ProxyError::Signature);
     }
+    // Each byte is judged as soon as it is in, so a peer that is not
+    // sending v2 is refused without waiting for more.
+    let command = match input.get(12) {
+        Some(&byte) if byte >> 4 != 2 => return Err(ProxyError::Version(byte >> 4)),
+        Some(&byte) if byte & 0x0f > 1 => return Err(ProxyError::Command(byte & 0x0f)),
+        Some(&byte) => byte & 0x0f,
+        None => return Ok(None),
+    };
+    // High nibble: UNSPEC, INET, INET6, UNIX; low: UNSPEC, STREAM, DGRAM.
+    // LOCAL: "the receiver must ... use the real connection endpoints and
+    // discard the protocol block including the family", so any will do.
+    let family = match input.get(13) {
+        Some(&family) if command == 1 && !KNOWN_FAMILIES.contains(&family) => {
+            return Err(ProxyError::Family(family))
+        }
+        Some(&family) => family,
+        None => return Ok(None),
+    };
     let Some(fixed) = input.get(..FIXED_LEN) else {
         return Ok(None);
     };
-    let (version, command) = (fixed[12] >> 4, fixed[12] & 0x0f);
-    if version != 2 {
-        return Err(ProxyError::Version(version));
-    }
-    if command > 1 {
-        return Err(ProxyError::Command(command));
-    }
     let len = FIXED_LEN + usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
     if len > max {
         return Err(ProxyError::TooLong { len, max });
@@ -96,8 +111,6 @@ pub fn parse(input: &[u8], max: usize) -> Result<Option<(Header, usize)>, ProxyE
     let Some(block) = input.get(FIXED_LEN..len) else {
         return Ok(None);
     };
-    // LOCAL: "the receiver must ... use the real connection endpoints and
-    // discard the protocol block including the family".
     if command == 0 {
         return Ok(Some((Header::Local, len)));
     }
@@ -112,9 +125,8 @@ pub fn parse(input: &[u8], max: usize) -> Result<Option<(Header, usize)>, ProxyE
         }
     };
     let port = |at: usize| u16::from_be_bytes([block[at], block[at + 1]]);
-    // High nibble: UNSPEC, INET, INET6, UNIX; low: UNSPEC, STREAM, DGRAM.
     // Address blocks may be followed by TLVs, which are skipped.
-    let header = match fixed[13] {
+    let header = match family {
         0x00 => Header::Local,
         0x11 | 0x12 => {
             need(12)?;
@@ -134,6 +146,7 @@ pub fn parse(input: &[u8], max: usize) -> Result<Option<(Header, usize)>, ProxyE
             need(216)?;
             Header::Local
         }
+        // Refused above already; kept an error rather than a panic.
         other => return Err(ProxyError::Family(other)),
     };
     Ok(Some((header, len)))
@@ -233,7 +246,8 @@ impl Proxies {
         read_exact(stream, &mut buf[FIXED_LEN..]).await?;
         match parse(&buf, self.max_header) {
             Ok(Some((header, _))) => Ok(header),
-            Ok(None) => unreachable!("a header of its own length is complete"),
+            // Cannot be: the buffer holds the length the header gave.
+            Ok(None) => Err(Refused::Missing),
             Err(e) => Err(Refused::Malformed(e)),
         }
     }
@@ -413,6 +427,66 @@ mod tests {
             parse(&header(1, 0x31, &[0; 216]), 16),
             Ok(Some((Header::Local, 232)))
         );
+    }
+
+    /// The seed corpus of `fuzz/fuzz_targets/proxy_header.rs` (first byte:
+    /// the bound selector, 0 for the smallest bound), each as its name says.
+    #[test]
+    fn the_fuzz_seeds_parse_as_their_names_say() {
+        let expected = [
+            (
+                "bad_command",
+                "error: PROXY command 2, only LOCAL (0) and PROXY (1) exist",
+            ),
+            (
+                "bad_version",
+                "error: PROXY protocol version 1, only version 2 is read",
+            ),
+            ("half_header", "incomplete"),
+            ("local_health_check", "local 16"),
+            ("plain_dns", "error: no PROXY protocol v2 signature"),
+            (
+                "short_block",
+                "error: an address block of 4 bytes, too short for its family (12)",
+            ),
+            ("tcp4_then_dns", "client 10.9.8.7:40000 28"),
+            ("tcp6_with_tlvs", "client [2001:db8::7]:40000 69"),
+            (
+                "tls_client_hello_start",
+                "error: no PROXY protocol v2 signature",
+            ),
+            (
+                "too_long",
+                "error: a header of 5016 bytes, over the bound of 232",
+            ),
+            ("udp4", "client 10.9.8.7:40000 28"),
+            ("unix", "local 232"),
+            (
+                "unknown_family",
+                "error: unknown address family and transport 0x41",
+            ),
+            ("unspec_proxy", "local 16"),
+            ("v1_text", "error: no PROXY protocol v2 signature"),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/proxy_header");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let listed: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, listed, "every seed has an expected outcome");
+        for (name, want) in expected {
+            let data = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(data[0], 0, "{name}: smallest bound");
+            let got = match parse(&data[1..], MIN_HEADER_BOUND) {
+                Ok(Some((Header::Proxied(client), len))) => format!("client {client} {len}"),
+                Ok(Some((Header::Local, len))) => format!("local {len}"),
+                Ok(None) => "incomplete".to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            assert_eq!(got, want, "{name}");
+        }
     }
 
     #[test]

@@ -193,6 +193,9 @@ async fn dig_shows_the_ddr_svcb() {
 
 // ---------------------------------------------------------------- canary
 
+/// A change to the settings that turns on some filtering.
+type Adjust<'a> = Box<dyn FnOnce(&mut Settings) + 'a>;
+
 #[tokio::test]
 async fn canary_is_nxdomain_for_every_type_while_something_filters() {
     let upstream = authority();
@@ -205,7 +208,7 @@ async fn canary_is_nxdomain_for_every_type_while_something_filters() {
                  { "id": "nothing", "expression": "dns.fqdn == \"nothing.example\"", "action": "block" } ] } }"#,
         )],
     );
-    let filters: [(&str, Box<dyn FnOnce(&mut Settings)>); 3] = [
+    let filters: [(&str, Adjust<'_>); 3] = [
         (
             "--rebind-protection",
             Box::new(|s| s.rebind_protection = true),

@@ -488,9 +488,10 @@ where
                     connection.reassign(client.ip());
                     serve(stream, client, connection).await;
                 }
-                // Only a trusted peer can get here by anything but an
-                // untrusted header or a dropped connection: its operator
-                // needs to hear of it.
+                // Missing and malformed headers come only from trusted
+                // peers: a misconfigured load balancer, whose operator
+                // needs to hear of it. An untrusted header or a dropped
+                // connection is anyone's doing, not worth a warning.
                 Err(refused @ (Refused::Missing | Refused::Malformed(_))) => tracing::warn!(
                     transport = %table.transport,
                     peer = %peer,

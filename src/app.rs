@@ -71,11 +71,13 @@ impl Server {
         let threads = settings.threads.max(1);
         let sockets = Sockets::bind(&settings, threads)?;
         // What is really served, for DDR (`crate::ddr`): the ports the
-        // kernel picked for port 0, and the certificate's name.
+        // kernel picked for port 0.
         settings.doh = sockets.doh_addrs.clone();
         settings.dot = sockets.dot_addrs.clone();
-        settings.tls_name = tls.as_ref().and_then(|tls| tls.dns_name());
         let shared = build_shared(settings)?;
+        if let Some(tls) = &tls {
+            shared.set_tls_name(tls.dns_name());
+        }
         let common = Common::new(&shared, tls.clone());
         let (stop, stopped) = watch::channel(false);
         let mut server = Server {
@@ -210,6 +212,14 @@ impl Server {
         reload_and_log(&self.shared);
     }
 
+    /// Reads the certificate files again (SIGHUP), see [`reload_certificate`].
+    pub fn reload_certificate(&self) -> Result<()> {
+        match &self.tls {
+            Some(tls) => reload_certificate(&self.shared, tls),
+            None => Ok(()),
+        }
+    }
+
     /// The addresses the server answers on (UDP and TCP), ports resolved.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
@@ -309,6 +319,15 @@ fn load_tls(settings: &Settings) -> Result<Option<Arc<Tls>>> {
         ),
         None => Ok(None),
     }
+}
+
+/// Reads the certificate files again for new DoH and DoT connections, and
+/// advertises the new certificate's name over DDR; on error the old
+/// certificate and name stay.
+pub fn reload_certificate(shared: &Shared, tls: &Tls) -> Result<()> {
+    tls.reload()?;
+    shared.set_tls_name(tls.dns_name());
+    Ok(())
 }
 
 /// Loads the first policy (a bad one stops the start, unlike a bad reload)

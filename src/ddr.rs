@@ -149,11 +149,11 @@ fn param(out: &mut Vec<u8>, key: u16, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// The SVCB RDATAs of the DDR answer: one per endpoint, all pointing at the
-/// certificate's name. Empty (a NODATA answer) without a certificate name,
-/// which RFC 9462 §4 requires for a client to verify the designation.
-pub fn records(settings: &Settings) -> Vec<Vec<u8>> {
-    let Some(target) = settings.tls_name.as_deref() else {
+/// The SVCB RDATAs of the DDR answer: one per endpoint, all pointing at
+/// `target`, the certificate's name. Empty (a NODATA answer) without one,
+/// as RFC 9462 §4 requires it for a client to verify the designation.
+pub fn records(settings: &Settings, target: Option<&str>) -> Vec<Vec<u8>> {
+    let Some(target) = target else {
         return Vec::new();
     };
     endpoints(settings)
@@ -177,7 +177,6 @@ mod tests {
             doh: addrs(doh),
             dot: addrs(dot),
             tls: Some(TlsSource::SelfSigned { names: Vec::new() }),
-            tls_name: Some("dns.example.test".into()),
             ..Settings::default()
         }
     }
@@ -234,10 +233,10 @@ mod tests {
         let mut s = settings(&["192.0.2.1:443"], &["192.0.2.1:853"]);
         s.tls = None;
         assert!(endpoints(&s).is_empty());
-        let mut s = settings(&["192.0.2.1:443"], &[]);
-        s.tls_name = None;
-        assert!(records(&s).is_empty(), "no name to verify: no record");
-        assert!(records(&settings(&[], &[])).is_empty());
+        let s = settings(&["192.0.2.1:443"], &[]);
+        assert_eq!(records(&s, Some("dns.example.test")).len(), 1);
+        assert!(records(&s, None).is_empty(), "no name to verify: no record");
+        assert!(records(&settings(&[], &[]), Some("dns.example.test")).is_empty());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! filters; and, once the policy has let it through, ANY gets the minimal
 //! RFC 8482 answer, which also removes it as an amplifier.
 
+use std::sync::Arc;
+
 use crate::config::Settings;
 use crate::ddr;
 use crate::protocol::build::txt_rdata;
@@ -30,15 +32,27 @@ pub const CANARY: &str = "use-application-dns.net";
 /// changed deployment soon without asking before every connection.
 const DDR_TTL: u32 = 300;
 
-/// The local answer to `req`, if it gets one. `ready` says whether this node
-/// should receive traffic (or why not), for the health name.
-pub fn answer(
+/// What a local answer may need to know of the running server, asked only
+/// when a query needs it.
+pub struct Probes<R, N> {
+    /// Whether this node should receive traffic (or why not), for the health name.
+    pub ready: R,
+    /// The certificate's DNS name, for DDR.
+    pub tls_name: N,
+}
+
+/// The local answer to `req`, if it gets one.
+pub fn answer<R, N>(
     req: &Request,
     settings: &Settings,
-    ready: impl FnOnce() -> Result<(), &'static str>,
+    probes: Probes<R, N>,
     edns: Option<EdnsOut<'_>>,
     limit: usize,
-) -> Option<Vec<u8>> {
+) -> Option<Vec<u8>>
+where
+    R: FnOnce() -> Result<(), &'static str>,
+    N: FnOnce() -> Option<Arc<String>>,
+{
     if matches!(req.qtype, rtype::AXFR | rtype::IXFR) {
         return Some(ResponseWriter::new(req, rcode::REFUSED as u16).finish(edns.as_ref(), limit));
     }
@@ -46,7 +60,7 @@ pub fn answer(
         return Some(chaos(req, settings, edns, limit));
     }
     if settings.health_name.as_deref() == Some(req.qname.as_str()) {
-        return Some(health(req, ready(), edns, limit));
+        return Some(health(req, (probes.ready)(), edns, limit));
     }
     if req.qname == CANARY && settings.filters() {
         // Every type: Firefox asks A and AAAA, other browsers may ask more.
@@ -54,7 +68,14 @@ pub fn answer(
         return Some(ResponseWriter::new(req, rcode::NXDOMAIN as u16).finish(edns.as_ref(), limit));
     }
     if req.qname == ddr::NAME {
-        return Some(designation(req, settings, edns, limit));
+        let name = (probes.tls_name)();
+        return Some(designation(
+            req,
+            settings,
+            name.as_deref().map(String::as_str),
+            edns,
+            limit,
+        ));
     }
     None
 }
@@ -65,13 +86,14 @@ pub fn answer(
 fn designation(
     req: &Request,
     settings: &Settings,
+    tls_name: Option<&str>,
     edns: Option<EdnsOut<'_>>,
     limit: usize,
 ) -> Vec<u8> {
     let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
     w.set_flags(flag::AA);
     if req.qtype == ddr::SVCB {
-        for rdata in ddr::records(settings) {
+        for rdata in ddr::records(settings, tls_name) {
             w.record_at_question(Section::Answer, ddr::SVCB, DDR_TTL, &rdata);
         }
     }

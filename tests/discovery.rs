@@ -9,7 +9,8 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::{
-    a_records, dir_with, ede, query_udp, rcode, start_picket_with, test_settings, Authority, Picket,
+    a_records, dir_with, ede, query_udp, rcode, start_picket_with, temp_dir, test_settings,
+    Authority, Picket,
 };
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue, SVCB};
@@ -99,6 +100,47 @@ async fn ddr_advertises_doh_and_dot_under_the_certificate_name() {
     assert_eq!(rcode(&a), ResponseCode::NoError);
     assert!(a.answers.is_empty(), "{a:?}");
     assert_eq!(upstream.queries_for("_dns.resolver.arpa"), 0);
+}
+
+#[tokio::test]
+async fn ddr_follows_a_reloaded_certificate_to_its_new_name() {
+    let upstream = authority();
+    let dir = temp_dir("ddr-cert");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let write = |name: &str| {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    };
+    write("one.example.test");
+    let picket = start(&upstream, |s| {
+        with_encrypted_listeners(s);
+        s.tls = Some(TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    });
+    let targets = |answer: &hickory_proto::op::Message| -> Vec<String> {
+        answer
+            .answers
+            .iter()
+            .map(|r| match &r.data {
+                RData::SVCB(svcb) => svcb.target_name.to_ascii(),
+                other => panic!("not an SVCB record: {other:?}"),
+            })
+            .collect()
+    };
+    let answer = query_udp(picket.addr, "_dns.resolver.arpa", RecordType::SVCB).await;
+    assert_eq!(targets(&answer), ["one.example.test.", "one.example.test."]);
+    write("two.example.test");
+    picket.server.reload_certificate().unwrap();
+    let answer = query_udp(picket.addr, "_dns.resolver.arpa", RecordType::SVCB).await;
+    assert_eq!(targets(&answer), ["two.example.test.", "two.example.test."]);
+    // A broken file keeps the certificate, and its name.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    assert!(picket.server.reload_certificate().is_err());
+    let answer = query_udp(picket.addr, "_dns.resolver.arpa", RecordType::SVCB).await;
+    assert_eq!(targets(&answer), ["two.example.test.", "two.example.test."]);
 }
 
 #[tokio::test]

@@ -50,10 +50,6 @@ pub struct Settings {
     pub dot: Vec<SocketAddr>,
     /// Where the DoH/DoT certificate comes from; required when either is on.
     pub tls: Option<TlsSource>,
-    /// The DNS name the certificate is for (its first usable subjectAltName),
-    /// read from the certificate when the server starts: the TargetName of
-    /// the DDR answer (RFC 9462 §4). None without a certificate.
-    pub tls_name: Option<String>,
     /// Peers whose PROXY protocol v2 header is trusted on the TCP, DoT and
     /// DoH listeners (`--proxy-protocol-from`): from them a header is
     /// required and its source address is the client's; from anyone else a
@@ -142,7 +138,6 @@ impl Default for Settings {
             doh: Vec::new(),
             dot: Vec::new(),
             tls: None,
-            tls_name: None,
             proxy_protocol_from: Vec::new(),
             rebind_protection: false,
             clock: Clock::system(),

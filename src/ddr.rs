@@ -5,7 +5,9 @@
 //!
 //! [`endpoints`] builds the list from [`Settings`] in one place; every
 //! encrypted transport adds itself there. The answer is a pure function of
-//! the settings (made in `crate::local`), so it never leaves the process.
+//! the settings and the certificate's name (made in `crate::local`, the
+//! name kept current by `pipeline::Shared::set_tls_name`), so it never
+//! leaves the process.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 

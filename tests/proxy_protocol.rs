@@ -50,7 +50,8 @@ fn policy_dir() -> PathBuf {
         &[(
             "policy.json",
             r#"{ "global": { "rules": [
-                 { "id": "by-client", "expression": "dns.src_ip == 10.9.8.7 or dns.src_ip == 127.0.0.9", "action": "block" } ] } }"#,
+                 { "id": "by-client", "expression": "dns.src_ip == 10.9.8.7 or dns.src_ip == 127.0.0.9", "action": "block" } ] },
+               "organizations": [ { "id": "branch", "networks": ["10.1.0.0/16"], "rules": [] } ] }"#,
         )],
     )
 }
@@ -240,6 +241,19 @@ async fn the_headers_client_is_the_one_policy_and_query_log_see() {
         assert_eq!(a_records(&msg), [ADDRESS], "{transport}: another client");
     }
     setup.picket.server.stop();
+    // The organization is found by the header's client too.
+    let orgs: Vec<(String, Value)> = read_log(&setup.log)
+        .iter()
+        .map(|l| (l["client"].as_str().unwrap().to_string(), l["org"].clone()))
+        .collect();
+    for (client, org) in &orgs {
+        let want = if client == "10.1.1.1" {
+            Value::from("branch")
+        } else {
+            Value::Null
+        };
+        assert_eq!(org, &want, "{client}");
+    }
     assert_eq!(
         log_entries(&setup.log),
         [

@@ -61,7 +61,7 @@ impl Server {
     /// per listen address, the same for UDP and TCP and for every worker.
     /// Everything that can fail on the operator's input (addresses in use, a
     /// bad certificate or policy) fails here, before any thread starts.
-    pub fn start(settings: Settings) -> Result<Server> {
+    pub fn start(mut settings: Settings) -> Result<Server> {
         if settings.listen.is_empty() {
             bail!(
                 "no listen address: give at least one --listen ADDR, e.g. --listen 127.0.0.1:5353"
@@ -70,7 +70,14 @@ impl Server {
         let tls = load_tls(&settings)?;
         let threads = settings.threads.max(1);
         let sockets = Sockets::bind(&settings, threads)?;
+        // What is really served, for DDR (`crate::ddr`): the ports the
+        // kernel picked for port 0.
+        settings.doh = sockets.doh_addrs.clone();
+        settings.dot = sockets.dot_addrs.clone();
         let shared = build_shared(settings)?;
+        if let Some(tls) = &tls {
+            shared.set_tls_name(tls.dns_name());
+        }
         let common = Common::new(&shared, tls.clone());
         let (stop, stopped) = watch::channel(false);
         let mut server = Server {
@@ -205,6 +212,14 @@ impl Server {
         reload_and_log(&self.shared);
     }
 
+    /// Reads the certificate files again (SIGHUP), see [`reload_certificate`].
+    pub fn reload_certificate(&self) -> Result<()> {
+        match &self.tls {
+            Some(tls) => reload_certificate(&self.shared, tls),
+            None => Ok(()),
+        }
+    }
+
     /// The addresses the server answers on (UDP and TCP), ports resolved.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
@@ -304,6 +319,15 @@ fn load_tls(settings: &Settings) -> Result<Option<Arc<Tls>>> {
         ),
         None => Ok(None),
     }
+}
+
+/// Reads the certificate files again for new DoH and DoT connections, and
+/// advertises the new certificate's name over DDR; on error the old
+/// certificate and name stay.
+pub fn reload_certificate(shared: &Shared, tls: &Tls) -> Result<()> {
+    tls.reload()?;
+    shared.set_tls_name(tls.dns_name());
+    Ok(())
 }
 
 /// Loads the first policy (a bad one stops the start, unlike a bad reload)

@@ -301,13 +301,13 @@ async fn request_reload_on_sighup(mut hup: tokio::signal::unix::Signal, reloader
 fn reload_everything(shared: &crate::pipeline::Shared, tls: Option<&Tls>) {
     shared.observer.reopen_log();
     if let Some(tls) = tls {
-        reload_tls(tls);
+        reload_tls(shared, tls);
     }
     crate::app::reload_and_log(shared);
 }
 
-fn reload_tls(tls: &Tls) {
-    match tls.reload() {
+fn reload_tls(shared: &crate::pipeline::Shared, tls: &Tls) {
+    match crate::app::reload_certificate(shared, tls) {
         Ok(()) if tls.is_self_signed() => {
             tracing::info!("SIGHUP: the self-signed TLS certificate stays (no files to read)")
         }

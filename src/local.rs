@@ -1,10 +1,15 @@
-//! Answers that never leave this process and never depend on policy: zone
-//! transfers are refused (we are not an authority), CHAOS identity queries
-//! answered, other classes refused, the health name answered; and, once the
-//! policy has let it through, ANY gets the minimal RFC 8482 answer, which
-//! also removes it as an amplifier.
+//! Answers that never leave this process and never depend on policy rules:
+//! zone transfers are refused (we are not an authority), CHAOS identity
+//! queries answered, other classes refused, the health name answered, DDR's
+//! `_dns.resolver.arpa` answered with our encrypted endpoints
+//! ([`crate::ddr`]), Firefox's canary domain answered NXDOMAIN when Picket
+//! filters; and, once the policy has let it through, ANY gets the minimal
+//! RFC 8482 answer, which also removes it as an amplifier.
+
+use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::ddr;
 use crate::protocol::build::txt_rdata;
 use crate::protocol::wire::{ede, flag, rcode, rtype};
 use crate::protocol::{EdnsOut, Request, ResponseWriter, Section};
@@ -17,16 +22,37 @@ const CLASS_CH: u16 = 3;
 const LOCAL_TTL: u32 = 0;
 /// TTL of the RFC 8482 answer to ANY.
 const ANY_TTL: u32 = 3600;
+/// Firefox's canary domain: NXDOMAIN (or NOERROR without addresses) tells
+/// Firefox the network filters DNS, and it then keeps using the system
+/// resolver instead of turning on its own DoH ("DNS over HTTPS in Firefox",
+/// Mozilla support: "Canary domain use-application-dns.net").
+pub const CANARY: &str = "use-application-dns.net";
+/// TTL of the DDR answer: endpoints change only with a restart, and RFC 9462
+/// leaves the TTL to the resolver; five minutes lets a client notice a
+/// changed deployment soon without asking before every connection.
+const DDR_TTL: u32 = 300;
 
-/// The local answer to `req`, if it gets one. `ready` says whether this node
-/// should receive traffic (or why not), for the health name.
-pub fn answer(
+/// What a local answer may need to know of the running server, asked only
+/// when a query needs it.
+pub struct Probes<R, N> {
+    /// Whether this node should receive traffic (or why not), for the health name.
+    pub ready: R,
+    /// The certificate's DNS name, for DDR.
+    pub tls_name: N,
+}
+
+/// The local answer to `req`, if it gets one.
+pub fn answer<R, N>(
     req: &Request,
     settings: &Settings,
-    ready: impl FnOnce() -> Result<(), &'static str>,
+    probes: Probes<R, N>,
     edns: Option<EdnsOut<'_>>,
     limit: usize,
-) -> Option<Vec<u8>> {
+) -> Option<Vec<u8>>
+where
+    R: FnOnce() -> Result<(), &'static str>,
+    N: FnOnce() -> Option<Arc<String>>,
+{
     if matches!(req.qtype, rtype::AXFR | rtype::IXFR) {
         return Some(ResponseWriter::new(req, rcode::REFUSED as u16).finish(edns.as_ref(), limit));
     }
@@ -34,9 +60,44 @@ pub fn answer(
         return Some(chaos(req, settings, edns, limit));
     }
     if settings.health_name.as_deref() == Some(req.qname.as_str()) {
-        return Some(health(req, ready(), edns, limit));
+        return Some(health(req, (probes.ready)(), edns, limit));
+    }
+    if req.qname == CANARY && settings.filters() {
+        // Every type: Firefox asks A and AAAA, other browsers may ask more.
+        let edns = edns.map(|e| e.with_ede(ede::FILTERED, "this resolver filters"));
+        return Some(ResponseWriter::new(req, rcode::NXDOMAIN as u16).finish(edns.as_ref(), limit));
+    }
+    if req.qname == ddr::NAME {
+        let name = (probes.tls_name)();
+        return Some(designation(
+            req,
+            settings,
+            name.as_deref().map(String::as_str),
+            edns,
+            limit,
+        ));
     }
     None
+}
+
+/// `_dns.resolver.arpa` (RFC 9462 §4): one SVCB record per encrypted
+/// endpoint, authoritative; NODATA for other types, and without a
+/// certificate (nothing encrypted to designate).
+fn designation(
+    req: &Request,
+    settings: &Settings,
+    tls_name: Option<&str>,
+    edns: Option<EdnsOut<'_>>,
+    limit: usize,
+) -> Vec<u8> {
+    let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
+    w.set_flags(flag::AA);
+    if req.qtype == ddr::SVCB {
+        for rdata in ddr::records(settings, tls_name) {
+            w.record_at_question(Section::Answer, ddr::SVCB, DDR_TTL, &rdata);
+        }
+    }
+    w.finish(edns.as_ref(), limit)
 }
 
 /// The RFC 8482 answer to ANY (a lone HINFO "RFC8482"), for queries the

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use smallvec::SmallVec;
 use tokio::sync::Semaphore;
 
@@ -77,6 +77,10 @@ pub struct Shared {
     pub readiness: Readiness,
     /// Listener close signal and in-flight count for a graceful stop.
     pub drain: Drain,
+    /// The DNS name of the DoH/DoT certificate, the TargetName DDR
+    /// advertises (`crate::ddr`); follows certificate reloads. None without
+    /// a certificate, or one that names no host.
+    tls_name: ArcSwapOption<String>,
 }
 
 /// Registers the rule-hit series of a policy before it serves: its rules are exported from 0,
@@ -119,6 +123,7 @@ impl Shared {
             client_inflight: Arc::new(ClientInflight::new(settings.limits.max_inflight_per_client)),
             readiness: Readiness::default(),
             drain: Drain::default(),
+            tls_name: ArcSwapOption::empty(),
             settings,
         })
     }
@@ -157,6 +162,12 @@ impl Shared {
                 Err(e)
             }
         }
+    }
+
+    /// Sets the certificate's name that DDR advertises (at start and on
+    /// every certificate reload).
+    pub fn set_tls_name(&self, name: Option<String>) {
+        self.tls_name.store(name.map(Arc::new));
     }
 
     /// Whether some upstream answers (none failing 3 times in a row recently).
@@ -425,10 +436,11 @@ impl Worker {
             return step;
         }
         let ready = || self.shared.ready();
+        let tls_name = || self.shared.tls_name.load_full();
         if let Some(reply) = local::answer(
             &req,
             &self.shared.settings,
-            ready,
+            local::Probes { ready, tls_name },
             self.edns_out(&req),
             limit,
         ) {

@@ -255,6 +255,14 @@ pub struct AccessArgs {
     /// victims can retry over TCP) and drop the rest; 0 drops all.
     #[arg(long = "rate-limit-slip", value_name = "N", default_value_t = 2)]
     pub rate_limit_slip: u32,
+
+    /// Load balancers to trust PROXY protocol v2 headers from (repeatable,
+    /// CIDR), e.g. HAProxy with `send-proxy-v2`: on the TCP, DoT and DoH
+    /// listeners their connections must start with one, and its source
+    /// address is the client's (access list, policy, query log). A header
+    /// from any other peer closes the connection. Not over UDP.
+    #[arg(long = "proxy-protocol-from", value_name = "CIDR", value_parser = parse_net)]
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
 }
 
 /// Names answered locally about this node: NSID, CHAOS and the health name.
@@ -625,6 +633,7 @@ impl AccessArgs {
         if !self.allow_from.is_empty() {
             s.access = AccessList::new(self.allow_from.clone());
         }
+        s.proxy_protocol_from = self.proxy_protocol_from.clone();
         if self.rate_limit > 0 {
             s.rate_limit = Some(RateLimitSettings {
                 qps: self.rate_limit,

@@ -165,6 +165,24 @@ pub struct Limits {
     /// request yet, so the connection's idle timeout ends it (the TCP ones:
     /// `tcp_idle_timeout`, or `tcp_idle_timeout_pressure` near the cap).
     pub doh_body_timeout: Duration,
+    /// Longest PROXY protocol v2 header read from a trusted proxy
+    /// (`--proxy-protocol-from`), address block and TLVs included; a longer
+    /// one closes the connection as soon as its length field is read. The
+    /// addresses take at most 232 bytes (AF_UNIX); HAProxy's TLVs (ALPN,
+    /// authority, unique ID, SSL details) and AWS NLB's (VPC endpoint ID)
+    /// add some hundreds. 4 KiB holds all of that with room, and is nginx's
+    /// bound (`NGX_PROXY_PROTOCOL_MAX_HEADER`, 4096).
+    pub proxy_header_max_bytes: usize,
+    /// Time a connection has, from accept, to deliver its whole PROXY
+    /// header when its peer is a trusted proxy (else it is closed); and how
+    /// long an untrusted peer's first bytes are watched for a header before
+    /// it is served as it is. A proxy writes the header at once with its
+    /// connect, so this only bounds a stuck or hostile peer's hold on a
+    /// connection slot; the same as `tls_handshake_timeout`, the other
+    /// bound on a connection that has not asked anything yet. nginx's
+    /// stream `proxy_protocol_timeout` is 30 s; shorter here because a slot
+    /// held without a query is what the connection table sheds first anyway.
+    pub proxy_header_timeout: Duration,
 }
 
 /// Recursive mode: nameserver pools (one per zone cut) and connections
@@ -254,6 +272,8 @@ impl Default for Limits {
             doh_max_streams: 100,
             doh_max_header_bytes: 16 << 10,
             doh_body_timeout: Duration::from_secs(5),
+            proxy_header_max_bytes: 4096,
+            proxy_header_timeout: Duration::from_secs(5),
         }
     }
 }

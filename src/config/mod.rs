@@ -9,6 +9,8 @@ use std::time::Duration;
 
 pub use limits::Limits;
 
+use ipnet::IpNet;
+
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
@@ -48,6 +50,11 @@ pub struct Settings {
     pub dot: Vec<SocketAddr>,
     /// Where the DoH/DoT certificate comes from; required when either is on.
     pub tls: Option<TlsSource>,
+    /// Peers whose PROXY protocol v2 header is trusted on the TCP, DoT and
+    /// DoH listeners (`--proxy-protocol-from`): from them a header is
+    /// required and its source address is the client's; from anyone else a
+    /// header closes the connection. Empty: no PROXY protocol at all.
+    pub proxy_protocol_from: Vec<IpNet>,
     /// Block public names that resolve to private addresses (`--rebind-protection`).
     pub rebind_protection: bool,
     /// Clock for TTL aging (tests use a manual one).
@@ -68,6 +75,15 @@ pub struct Settings {
     pub query_log: Option<QueryLogSettings>,
     /// dnstap output (`--dnstap`).
     pub dnstap: Option<DnstapSettings>,
+}
+
+impl Settings {
+    /// Whether anything beyond the built-in neutral default filters answers
+    /// (`--policies`, `--blocklist`, `--rebind-protection`): then Firefox's
+    /// canary domain says so (`crate::local`).
+    pub fn filters(&self) -> bool {
+        self.policies != PolicySource::None || !self.blocklists.is_empty() || self.rebind_protection
+    }
 }
 
 /// How a stop drains (see `Server::drain`).
@@ -124,6 +140,7 @@ impl Default for Settings {
             doh: Vec::new(),
             dot: Vec::new(),
             tls: None,
+            proxy_protocol_from: Vec::new(),
             rebind_protection: false,
             clock: Clock::system(),
             nsid: None,

@@ -29,6 +29,7 @@ use hashbrown::HashMap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+use super::proxy::{Proxies, Refused};
 use crate::config::Limits;
 use crate::pipeline::Worker;
 use crate::query::Transport;
@@ -102,10 +103,22 @@ impl ConnectionTable {
     /// Registers a new connection from `ip`, shedding another first when a
     /// cap is reached (see the module documentation). Never refuses.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> OpenConnection {
+        self.admit_from(ip, true)
+    }
+
+    /// [`Self::admit`] for a connection from a trusted proxy, whose client
+    /// is known only once its PROXY header is read
+    /// ([`OpenConnection::reassign`]): the proxy carries many clients, so
+    /// its own address is held to the global cap only.
+    pub fn admit_proxied(self: &Arc<Self>, proxy: IpAddr) -> OpenConnection {
+        self.admit_from(proxy, false)
+    }
+
+    fn admit_from(self: &Arc<Self>, ip: IpAddr, per_client_cap: bool) -> OpenConnection {
         let client = client_key(ip, self.client_prefix_v6);
         let state = Arc::new(State::new(client));
         let mut table = self.lock();
-        if let Some((victim, reason)) = self.victim(&table, client) {
+        if let Some((victim, reason)) = self.victim(&table, client, per_client_cap) {
             self.shed(&mut table, victim, reason);
         }
         let id = table.next_id;
@@ -137,10 +150,15 @@ impl ConnectionTable {
     }
 
     /// The connection to shed to make room for one more from `client`.
-    fn victim(&self, table: &Table, client: IpAddr) -> Option<(u64, ShedReason)> {
+    fn victim(
+        &self,
+        table: &Table,
+        client: IpAddr,
+        per_client_cap: bool,
+    ) -> Option<(u64, ShedReason)> {
         let of_client = table.per_client.get(&client).copied().unwrap_or(0);
-        if of_client >= self.max_per_client {
-            let (id, _) = least_productive(table, |state| state.client == client)?;
+        if per_client_cap && of_client >= self.max_per_client {
+            let (id, _) = least_productive(table, |state| state.client() == client)?;
             return Some((id, ShedReason::PerClient));
         }
         if table.entries.len() < self.max {
@@ -159,9 +177,36 @@ impl ConnectionTable {
         tracing::debug!(
             transport = %self.transport,
             reason = reason.as_str(),
-            client = %state.client,
+            client = %state.client(),
             "connection shed to admit a new one"
         );
+    }
+
+    /// Counts connection `id` against `ip`'s client from now on (a PROXY
+    /// header named the real client behind a load balancer), shedding that
+    /// client's least productive connection first if it is at its cap.
+    fn reassign(&self, id: u64, ip: IpAddr) {
+        let client = client_key(ip, self.client_prefix_v6);
+        let mut table = self.lock();
+        let Some(state) = table.entries.get(&id).cloned() else {
+            // Shed meanwhile: it is closing.
+            return;
+        };
+        let old = state.client();
+        if old == client {
+            return;
+        }
+        table.forget_client(old);
+        let of_client = table.per_client.get(&client).copied().unwrap_or(0);
+        if of_client >= self.max_per_client {
+            // The connection itself still counts for `old`, so it is not a candidate.
+            if let Some((victim, _)) = least_productive(&table, |s| s.client() == client) {
+                self.shed(&mut table, victim, ShedReason::PerClient);
+            }
+        }
+        *state.client.lock().unwrap_or_else(|p| p.into_inner()) = client;
+        *table.per_client.entry(client).or_insert(0) += 1;
+        self.open.store(table.entries.len(), Ordering::Relaxed);
     }
 
     /// Removes a connection that ended (no-op if it was shed already).
@@ -179,14 +224,19 @@ impl ConnectionTable {
 impl Table {
     fn remove(&mut self, id: u64) -> Option<Arc<State>> {
         let state = self.entries.remove(&id)?;
-        if let Some(count) = self.per_client.get_mut(&state.client) {
+        self.forget_client(state.client());
+        Some(state)
+    }
+
+    /// One connection fewer for `client`.
+    fn forget_client(&mut self, client: IpAddr) {
+        if let Some(count) = self.per_client.get_mut(&client) {
             *count -= 1;
             if *count == 0 {
                 // Only clients with a connection open are kept.
-                self.per_client.remove(&state.client);
+                self.per_client.remove(&client);
             }
         }
-        Some(state)
     }
 }
 
@@ -244,7 +294,8 @@ fn client_key(ip: IpAddr, prefix_v6: u8) -> IpAddr {
 
 /// What the table knows of one connection, updated by the connection itself.
 struct State {
-    client: IpAddr,
+    /// Changed only under the table's lock (by [`ConnectionTable::reassign`]).
+    client: Mutex<IpAddr>,
     opened: Instant,
     in_flight: AtomicU32,
     /// Microseconds from `opened` to the last start or end of a query, plus
@@ -257,13 +308,17 @@ struct State {
 impl State {
     fn new(client: IpAddr) -> Self {
         Self {
-            client,
+            client: Mutex::new(client),
             opened: Instant::now(),
             in_flight: AtomicU32::new(0),
             last_us: AtomicU64::new(0),
             shed: AtomicBool::new(false),
             wake: Notify::new(),
         }
+    }
+
+    fn client(&self) -> IpAddr {
+        *self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn worth(&self) -> Worth {
@@ -324,6 +379,12 @@ impl OpenConnection {
         &self.table
     }
 
+    /// Counts the connection against `ip` from now on instead of its peer
+    /// (see [`super::proxy`]), within the per-client cap.
+    pub fn reassign(&self, ip: IpAddr) {
+        self.table.reassign(self.id, ip);
+    }
+
     /// Resolves once the connection is shed to make room for another (at
     /// once if it was already): it must stop reading and close.
     pub async fn shed(&self) {
@@ -373,18 +434,22 @@ impl Drop for QueryInProgress {
 }
 
 /// Accepts connections on one worker's listener until the runtime stops,
-/// each admitted to `table` and served by its own task running `serve`.
+/// each admitted to `table` and served by its own task running `serve`
+/// with the client's address: the peer's, or with `--proxy-protocol-from`
+/// the one its PROXY header gives (see [`super::proxy`]).
 pub async fn accept_loop<F, Fut>(
     worker: Arc<Worker>,
     listener: std::net::TcpListener,
     table: Arc<ConnectionTable>,
-    mut serve: F,
+    serve: F,
 ) -> std::io::Result<()>
 where
-    F: FnMut(TcpStream, SocketAddr, OpenConnection) -> Fut,
+    F: Fn(TcpStream, SocketAddr, OpenConnection) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::from_std(listener)?;
+    let proxies = Proxies::from_settings(&worker.shared().settings).map(Arc::new);
+    let serve = Arc::new(serve);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -395,12 +460,49 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let connection = table.admit(peer.ip());
+        // Admitted by its peer's address first, so that a connection
+        // that never finishes its PROXY header holds a slot the table can shed.
+        let connection = match &proxies {
+            Some(proxies) if proxies.trusts(peer.ip()) => table.admit_proxied(peer.ip()),
+            _ => table.admit(peer.ip()),
+        };
         // A graceful stop waits for this connection's answers.
         let inflight = worker.shared().drain.track();
-        let served = serve(stream, peer, connection);
+        let Some(proxies) = proxies.clone() else {
+            let served = serve(stream, peer, connection);
+            tokio::spawn(async move {
+                served.await;
+                drop(inflight);
+            });
+            continue;
+        };
+        let (serve, table) = (serve.clone(), table.clone());
         tokio::spawn(async move {
-            served.await;
+            let mut stream = stream;
+            let client = tokio::select! {
+                client = proxies.client(&mut stream, peer) => client,
+                () = connection.shed() => return,
+            };
+            match client {
+                Ok(client) => {
+                    connection.reassign(client.ip());
+                    serve(stream, client, connection).await;
+                }
+                // Missing and malformed headers come only from trusted
+                // peers: a misconfigured load balancer, whose operator
+                // needs to hear of it. An untrusted header or a dropped
+                // connection is anyone's doing, not worth a warning.
+                Err(refused @ (Refused::Missing | Refused::Malformed(_))) => tracing::warn!(
+                    transport = %table.transport,
+                    peer = %peer,
+                    "connection closed: {refused}"
+                ),
+                Err(refused) => tracing::debug!(
+                    transport = %table.transport,
+                    peer = %peer,
+                    "connection closed: {refused}"
+                ),
+            }
             drop(inflight);
         });
     }
@@ -478,6 +580,42 @@ mod tests {
         assert!(!is_shed(&own2) && !is_shed(&other));
         assert_eq!(t.shed_count(ShedReason::PerClient), 1);
         assert_eq!(t.open(), 3);
+    }
+
+    #[test]
+    fn a_proxied_connection_counts_for_its_real_client() {
+        let t = table(100, 2);
+        let proxy = ip("127.0.0.1");
+        // Many connections from the proxy: its address alone is not capped.
+        let held: Vec<_> = (0..5).map(|_| t.admit_proxied(proxy)).collect();
+        assert!(held.iter().all(|c| !is_shed(c)));
+        // Each is then counted for the client its header names.
+        let clients = [
+            "192.0.2.1",
+            "192.0.2.1",
+            "192.0.2.2",
+            "192.0.2.3",
+            "192.0.2.1",
+        ];
+        for (connection, client) in held.iter().zip(clients) {
+            connection.reassign(ip(client));
+        }
+        // The third of 192.0.2.1 shed that client's least productive one.
+        assert!(is_shed(&held[0]));
+        assert!(held[1..].iter().all(|c| !is_shed(c)));
+        assert_eq!(t.shed_count(ShedReason::PerClient), 1);
+        assert_eq!(t.open(), 4);
+        // A direct connection from the client is counted with them.
+        let direct = t.admit(ip("192.0.2.2"));
+        let _again = t.admit(ip("192.0.2.2"));
+        assert!(is_shed(&held[2]), "192.0.2.2's older connection");
+        assert!(!is_shed(&direct));
+        // Reassigning to the same client, or a shed connection, changes nothing.
+        held[3].reassign(ip("192.0.2.3"));
+        held[0].reassign(ip("192.0.2.9"));
+        assert_eq!(t.open(), 5);
+        drop(held);
+        assert_eq!(t.open(), 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod batch;
 pub mod conns;
 pub mod doh;
 pub mod dot;
+pub mod proxy;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -91,10 +91,103 @@ impl Tls {
         fingerprint(&self.leaf.load())
     }
 
+    /// The DNS name the certificate is for, as DDR advertises it (see
+    /// [`dns_name`]); None if it names no host.
+    pub fn dns_name(&self) -> Option<String> {
+        dns_name(&self.leaf.load())
+    }
+
     /// Whether the certificate is a throwaway self-signed one.
     pub fn is_self_signed(&self) -> bool {
         matches!(self.source, TlsSource::SelfSigned { .. })
     }
+}
+
+/// The name a certificate is for: its first DNS name (subjectAltName
+/// dNSName) that is no wildcard, preferring any other to `localhost` (which
+/// the self-signed certificate always carries first). Lower case.
+pub fn dns_name(der: &[u8]) -> Option<String> {
+    let names: Vec<String> = subject_alt_dns_names(der)
+        .into_iter()
+        .filter(|n| !n.starts_with('*'))
+        .collect();
+    let first_real = names.iter().find(|n| n.as_str() != "localhost");
+    first_real.or(names.first()).cloned()
+}
+
+/// OID 2.5.29.17, subjectAltName (RFC 5280 §4.2.1.6), DER content bytes.
+const SUBJECT_ALT_NAME: [u8; 3] = [0x55, 0x1d, 0x11];
+
+/// The dNSName entries of a DER certificate's subjectAltName, lower case,
+/// in order; empty if it has none or cannot be read. Walks only the DER
+/// needed (Certificate, TBSCertificate, extensions) rather than pull in a
+/// full X.509 parser for one field; rustls has checked the certificate
+/// already, and a truncated or odd one just yields fewer names.
+pub fn subject_alt_dns_names(der: &[u8]) -> Vec<String> {
+    fn names(der: &[u8]) -> Option<Vec<String>> {
+        let (_, cert, _) = der_element(der, 0x30)?;
+        let (_, tbs, _) = der_element(cert, 0x30)?;
+        let mut rest = tbs;
+        let mut out = Vec::new();
+        while let Some((tag, content, next)) = der_any(rest) {
+            rest = next;
+            // extensions [3] EXPLICIT SEQUENCE OF Extension
+            if tag != 0xa3 {
+                continue;
+            }
+            let (_, mut extensions, _) = der_element(content, 0x30)?;
+            while let Some((_, extension, next)) = der_element(extensions, 0x30) {
+                extensions = next;
+                let (_, oid, after) = der_element(extension, 0x06)?;
+                if oid != SUBJECT_ALT_NAME {
+                    continue;
+                }
+                // critical BOOLEAN DEFAULT FALSE, then extnValue OCTET STRING
+                let after = der_element(after, 0x01).map_or(after, |(_, _, rest)| rest);
+                let (_, value, _) = der_element(after, 0x04)?;
+                let (_, mut general, _) = der_element(value, 0x30)?;
+                while let Some((tag, name, next)) = der_any(general) {
+                    general = next;
+                    // dNSName [2] IMPLICIT IA5String
+                    if tag == 0x82 {
+                        if let Ok(name) = std::str::from_utf8(name) {
+                            out.push(name.to_ascii_lowercase());
+                        }
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+    names(der).unwrap_or_default()
+}
+
+/// The first DER element of `input` if its tag is `tag`: (tag, content, rest).
+fn der_element(input: &[u8], tag: u8) -> Option<(u8, &[u8], &[u8])> {
+    der_any(input).filter(|(t, _, _)| *t == tag)
+}
+
+/// The first DER element of `input` (single-byte tags, definite lengths of
+/// up to 4 bytes, all a certificate needs): (tag, content, rest).
+fn der_any(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
 }
 
 /// SHA-256 of a DER certificate as `AB:CD:...`.
@@ -208,6 +301,42 @@ mod tests {
         // Reloading a self-signed certificate keeps it.
         tls.reload().unwrap();
         assert_eq!(tls.fingerprint(), fp);
+    }
+
+    #[test]
+    fn the_certificate_names_its_host() {
+        let made = rcgen::generate_simple_self_signed(vec![
+            "*.dot.example.net".to_string(),
+            "Dns.Example.Test".to_string(),
+            "192.0.2.1".to_string(),
+            "other.example.test".to_string(),
+        ])
+        .unwrap();
+        let der = made.cert.der();
+        assert_eq!(
+            subject_alt_dns_names(der),
+            [
+                "*.dot.example.net",
+                "dns.example.test",
+                "other.example.test"
+            ]
+        );
+        assert_eq!(dns_name(der).as_deref(), Some("dns.example.test"));
+        // The self-signed certificate: its extra name, else localhost.
+        let named = Tls::load(&TlsSource::SelfSigned {
+            names: vec!["dns.example.test".into()],
+        })
+        .unwrap();
+        assert_eq!(named.dns_name().as_deref(), Some("dns.example.test"));
+        let plain = Tls::load(&TlsSource::SelfSigned { names: vec![] }).unwrap();
+        assert_eq!(plain.dns_name().as_deref(), Some("localhost"));
+        // Truncated or foreign bytes give no name, never a panic.
+        for cut in 0..der.len() {
+            let _ = subject_alt_dns_names(&der[..cut]);
+        }
+        assert!(subject_alt_dns_names(b"not a certificate").is_empty());
+        let ip_only = rcgen::generate_simple_self_signed(vec!["192.0.2.1".to_string()]).unwrap();
+        assert_eq!(dns_name(ip_only.cert.der()), None);
     }
 
     #[test]

@@ -33,6 +33,7 @@
 mod anchors;
 mod budget;
 mod chain;
+mod denial;
 
 use std::future::Future;
 use std::pin::Pin;

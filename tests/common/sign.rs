@@ -16,8 +16,9 @@ use hickory_proto::rr::{DNSClass, Name, Record, RecordType, SerialNumber};
 use super::authority::parse_name;
 use super::zone::parse_line;
 
-/// Signatures are valid from an hour ago to a week ahead.
-const VALIDITY: (u32, u32) = (3_600, 7 * 86_400);
+/// Signatures are valid from an hour ago to a week ahead, unless a test
+/// asks for another window ([`ZoneKey::with_validity`]).
+const VALIDITY: (i64, i64) = (-3_600, 7 * 86_400);
 
 /// A zone's key: a key-signing key (flags 257), which signs everything
 /// unless a zone-signing key (flags 256) is given to [`ZoneKey::sign_with`].
@@ -25,6 +26,8 @@ pub struct ZoneKey {
     zone: Name,
     key: EcdsaSigningKey,
     dnskey: DNSKEY,
+    /// Inception and expiration of its signatures, seconds from now.
+    validity: (i64, i64),
 }
 
 impl ZoneKey {
@@ -47,7 +50,31 @@ impl ZoneKey {
             zone: parse_name(zone),
             key,
             dnskey: DNSKEY::with_flags(flags, public),
+            validity: VALIDITY,
         }
+    }
+
+    /// This key with signatures valid from `inception` to `expiration`,
+    /// seconds relative to now (e.g. `(-864_000, -86_400)`: expired).
+    pub fn with_validity(mut self, inception: i64, expiration: i64) -> ZoneKey {
+        self.validity = (inception, expiration);
+        self
+    }
+
+    /// The zone's DNSKEY RRset holds `next` too (a KSK rollover, RFC 6781
+    /// §4.1.2) and both sign it; `self` signs everything else.
+    pub fn sign_rollover(&self, next: &ZoneKey, zone_text: &str) -> String {
+        let with_next = format!("{}\n{zone_text}", next.dnskey_line());
+        let signed = self.sign(&with_next);
+        let mut dnskeys: Vec<Record> = signed
+            .lines()
+            .map(|l| parse_line(l).expect("signed line parses"))
+            .filter(|r| r.record_type() == RecordType::DNSKEY)
+            .collect();
+        dnskeys.sort();
+        let refs: Vec<&Record> = dnskeys.iter().collect();
+        let extra = next.rrsig_line(&self.zone, RecordType::DNSKEY, &refs);
+        format!("{signed}\n{extra}")
     }
 
     /// `zone 3600 IN DNSKEY 257 3 13 <key>`.
@@ -99,9 +126,12 @@ impl ZoneKey {
             .filter(|r| r.record_type() == RecordType::NS && r.name != self.zone)
             .map(|r| r.name.clone())
             .collect();
+        // DS and NSEC at a cut are the parent's data, signed by the parent
+        // (RFC 4035 §2.2): the NSEC is what proves an insecure delegation.
         let authoritative = |r: &Record| {
             let below_cut = cuts.iter().any(|cut| cut.zone_of(&r.name));
-            !below_cut || (r.record_type() == RecordType::DS && cuts.contains(&r.name))
+            let parent_side = matches!(r.record_type(), RecordType::DS | RecordType::NSEC);
+            !below_cut || (parent_side && cuts.contains(&r.name))
         };
         let nsecs = nsec_chain(&self.zone, &records, |r| {
             authoritative(r) || cuts.contains(&r.name)
@@ -133,15 +163,19 @@ impl ZoneKey {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
-            .as_secs() as u32;
+            .as_secs() as i64;
+        let (inception, expiration) = (
+            (now + self.validity.0) as u32,
+            (now + self.validity.1) as u32,
+        );
         let ttl = rrset[0].ttl;
         let input = SigInput {
             type_covered: rtype,
             algorithm: Algorithm::ECDSAP256SHA256,
             num_labels: name.num_labels(),
             original_ttl: ttl,
-            sig_expiration: SerialNumber::new(now + VALIDITY.1),
-            sig_inception: SerialNumber::new(now - VALIDITY.0),
+            sig_expiration: SerialNumber::new(expiration),
+            sig_inception: SerialNumber::new(inception),
             key_tag: self.key_tag(),
             signer_name: self.zone.clone(),
         };
@@ -151,8 +185,8 @@ impl ZoneKey {
         format!(
             "{name} {ttl} IN RRSIG {rtype} 13 {} {ttl} {} {} {} {} {}",
             input.num_labels,
-            now + VALIDITY.1,
-            now - VALIDITY.0,
+            expiration,
+            inception,
             input.key_tag,
             self.zone,
             base64::engine::general_purpose::STANDARD.encode(signature)

@@ -378,3 +378,66 @@ async fn a_zone_whose_ds_uses_an_unsupported_algorithm_is_insecure() {
     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
     assert!(!answer.metadata.authentic_data, "insecure: {answer:?}");
 }
+
+/// `n3.`: signed, its denials proven with NSEC3 (`iterations`, opt-out as
+/// given), with an unsigned delegation `unsigned.n3.` left out of the chain.
+fn nsec3_tree(iterations: u16, opt_out: bool) -> Tree {
+    let root = ZoneKey::generate(".");
+    let n3 = ZoneKey::generate("n3.");
+    let zone = format!("{}\nunsigned.n3. 3600 IN NS ns.invalid.", secure_zone("n3."));
+    let apex: &[RecordType] = &[RecordType::SOA, RecordType::NS, RecordType::DNSKEY];
+    let chain = n3.nsec3_chain(
+        &[
+            ("n3.", apex),
+            ("www.n3.", &[RecordType::A]),
+            ("alias.n3.", &[RecordType::CNAME]),
+            ("txt.n3.", &[RecordType::TXT]),
+        ],
+        iterations,
+        opt_out,
+    );
+    let root_text = root_zone(&root, &[("n3.", Some(n3.ds_line()))]);
+    let upstream = TreeUpstream::start_nsec3(
+        &[root_text, n3.sign(&zone), secure_zone("unsigned.n3.")],
+        vec![("n3.", chain)],
+    );
+    let picket = validating_picket(&upstream, &root.ds_line(), &[]);
+    Tree { upstream, picket }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nxdomain_and_nodata_with_nsec3_proofs_are_secure() {
+    let t = nsec3_tree(0, false);
+    let nx = ask(&t.picket, "nope.n3", RecordType::A, true, false).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(has_type(&nx.authorities, RecordType::NSEC3), "{nx:?}");
+    assert!(nx.metadata.authentic_data, "{nx:?}");
+    let nodata = ask(&t.picket, "www.n3", RecordType::AAAA, true, false).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{nodata:?}");
+    assert!(nodata.metadata.authentic_data, "{nodata:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_delegation_in_an_nsec3_opt_out_span_is_insecure() {
+    let t = nsec3_tree(0, true);
+    let answer = ask(&t.picket, "www.unsigned.n3", RecordType::A, true, true).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert!(!answer.metadata.authentic_data, "{answer:?}");
+    // Without opt-out the same unsigned delegation has no proof: bogus.
+    let strict = nsec3_tree(0, false);
+    let bogus = ask(&strict.picket, "www.unsigned.n3", RecordType::A, true, false).await;
+    assert_eq!(rcode(&bogus), ResponseCode::ServFail, "{bogus:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nsec3_iterations_above_the_cap_make_a_denial_insecure() {
+    let cap = ::picket::config::Limits::default().dnssec_max_nsec3_iterations;
+    let t = nsec3_tree(cap + 1, false);
+    let nx = ask(&t.picket, "nope.n3", RecordType::A, true, true).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(!nx.metadata.authentic_data, "insecure over the cap: {nx:?}");
+    let at_cap = nsec3_tree(cap, false);
+    let nx = ask(&at_cap.picket, "nope.n3", RecordType::A, true, true).await;
+    assert!(nx.metadata.authentic_data, "secure at the cap: {nx:?}");
+}

@@ -244,9 +244,12 @@ impl Validator {
             ResponseCode::NXDomain => Some(None),
             _ if nodata => Some(Some(qtype)),
             ResponseCode::NoError => None,
-            // SERVFAIL, REFUSED...: nothing to validate; the caller passes the
-            // rcode on as it is.
-            _ => return verdict,
+            // SERVFAIL, REFUSED...: nothing to validate, and nothing secure.
+            rcode => {
+                return Security::Indeterminate {
+                    reason: format!("the response is {rcode}: nothing to validate"),
+                }
+            }
         };
         if let Some(qtype) = negative {
             let judged = self.judge_denial(&last, qtype, &authority, ctx).await;

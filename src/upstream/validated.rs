@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
@@ -27,8 +27,9 @@ use crate::config::Limits;
 use crate::dnssec::{Fetch, FetchError, FetchFuture, Security, Validator, ValidatorSettings};
 use crate::protocol::wire::flag;
 
-/// Key of a remembered bogus verdict: wire name, type, class, DO.
-type BogusKey = (Vec<u8>, u16, u16, bool);
+/// Key of a remembered bogus verdict: wire name, type, class, DO, and the
+/// servers asked (a policy's upstream group may see other data).
+type BogusKey = (Vec<u8>, u16, u16, bool, Vec<SocketAddr>);
 
 /// The validator of forwarded answers, shared by every worker.
 pub struct Validation {
@@ -67,7 +68,13 @@ pub async fn forward(
         set_ad(&mut bytes, false);
         return Ok((bytes, server));
     };
-    let key: BogusKey = (q.name_wire.to_vec(), q.qtype, q.qclass, q.dnssec_ok);
+    let key: BogusKey = (
+        q.name_wire.to_vec(),
+        q.qtype,
+        q.qclass,
+        q.dnssec_ok,
+        servers.to_vec(),
+    );
     if let Some((ede, reason)) = validation.bogus.get(&key) {
         return Err(UpstreamError::Dnssec { ede, reason });
     }
@@ -80,6 +87,20 @@ pub async fn forward(
     };
     let (bytes, server) = forwarder.query(&asked, servers).await?;
     let message = Message::from_vec(&bytes).map_err(|_| UpstreamError::Malformed)?;
+    if !matches!(
+        message.metadata.response_code,
+        ResponseCode::NoError | ResponseCode::NXDomain
+    ) {
+        // SERVFAIL, REFUSED...: nothing to judge, passed on as it is (minus
+        // the records a DO=0 client did not ask for, and AD).
+        let mut bytes = if q.dnssec_ok {
+            bytes
+        } else {
+            without_dnssec_records(message, q.qtype)?
+        };
+        set_ad(&mut bytes, false);
+        return Ok((bytes, server));
+    }
     let fetch = UpstreamFetch { forwarder, servers };
     let secure = match validation.validator.validate(&message, &fetch).await {
         Security::Secure => true,

@@ -11,7 +11,7 @@ use base64::Engine;
 use hickory_proto::dnssec::crypto::EcdsaSigningKey;
 use hickory_proto::dnssec::rdata::{SigInput, DNSKEY, DS};
 use hickory_proto::dnssec::{Algorithm, DigestType, SigningKey, TBS};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType, SerialNumber};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 
 use super::authority::parse_name;
 use super::zone::parse_line;
@@ -96,6 +96,51 @@ impl ZoneKey {
             digest.as_ref().to_vec(),
         );
         format!("{} 3600 IN DS {ds}", self.zone)
+    }
+
+    /// A signed NSEC3 chain (RFC 5155, SHA-1, salt `ab`) over `names`
+    /// with their types, as records: the NSEC3 and its RRSIG for each.
+    /// With `opt_out`, every NSEC3 has the opt-out flag, so unsigned
+    /// delegations left out of `names` fall in opt-out spans.
+    pub fn nsec3_chain(
+        &self,
+        names: &[(&str, &[RecordType])],
+        iterations: u16,
+        opt_out: bool,
+    ) -> Vec<Record> {
+        use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC3};
+        use hickory_proto::dnssec::Nsec3HashAlgorithm;
+        let salt = vec![0xab];
+        let mut hashed: Vec<(Vec<u8>, Vec<RecordType>)> = names
+            .iter()
+            .map(|(name, types)| {
+                let digest = Nsec3HashAlgorithm::SHA1
+                    .hash(&salt, &parse_name(name), iterations)
+                    .expect("NSEC3 hash");
+                let mut types = types.to_vec();
+                types.push(RecordType::RRSIG);
+                (digest.as_ref().to_vec(), types)
+            })
+            .collect();
+        hashed.sort();
+        let mut out = Vec::new();
+        for (i, (hash, types)) in hashed.iter().enumerate() {
+            let next = hashed[(i + 1) % hashed.len()].0.clone();
+            let owner = parse_name(&format!("{}.{}", base32hex(hash), self.zone));
+            let rdata = NSEC3::new(
+                Nsec3HashAlgorithm::SHA1,
+                opt_out,
+                iterations,
+                salt.clone(),
+                next,
+                types.clone(),
+            );
+            let record = Record::from_rdata(owner.clone(), 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
+            let sig = self.rrsig_line(&owner, RecordType::NSEC3, &[&record]);
+            out.push(record);
+            out.push(parse_line(&sig).expect("our RRSIG line parses"));
+        }
+        out
     }
 
     fn key_tag(&self) -> u16 {
@@ -229,6 +274,24 @@ fn nsec_chain(apex: &Name, records: &[Record], counts: impl Fn(&Record) -> bool)
             parse_line(&line).unwrap_or_else(|e| panic!("NSEC line {line:?}: {e}"))
         })
         .collect()
+}
+
+/// RFC 4648 base32hex in lower case, no padding (NSEC3 owner labels).
+fn base32hex(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
+    let (mut out, mut acc, mut bits) = (String::new(), 0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
 }
 
 /// A record as a zone line the test authority reads back.

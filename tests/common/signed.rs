@@ -13,7 +13,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::zone::Zones;
 
@@ -31,12 +32,23 @@ pub struct TreeUpstream {
 impl TreeUpstream {
     /// Serves `zones`, one zone's text each (its SOA says which zone).
     pub fn start(zones: &[String]) -> TreeUpstream {
-        let tree: Vec<(Name, Zones)> = zones
+        Self::start_nsec3(zones, Vec::new())
+    }
+
+    /// [`TreeUpstream::start`], with the negative answers of the zones in
+    /// `nsec3` (apex, chain from [`super::sign::ZoneKey::nsec3_chain`])
+    /// proven by that whole NSEC3 chain instead of NSEC records.
+    pub fn start_nsec3(zones: &[String], nsec3: Vec<(&str, Vec<Record>)>) -> TreeUpstream {
+        let tree: Vec<Served> = zones
             .iter()
             .map(|text| {
                 let zone = Zones::parse(text).unwrap_or_else(|e| panic!("bad test zone: {e}"));
                 let apex = zone.apex().expect("every zone text has an SOA");
-                (apex, zone)
+                let chain = nsec3
+                    .iter()
+                    .find(|(z, _)| Name::from_ascii(z).unwrap() == apex)
+                    .map(|(_, chain)| chain.clone());
+                Served { apex, zone, nsec3: chain }
             })
             .collect();
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the tree upstream");
@@ -91,18 +103,24 @@ impl Drop for TreeUpstream {
     }
 }
 
-/// The zone that answers `name`/`rtype`: the deepest holding it, or for DS
-/// at a zone's apex, the one above.
-fn zone_for<'t>(tree: &'t [(Name, Zones)], name: &Name, rtype: RecordType) -> Option<&'t Zones> {
-    let at_apex = tree.iter().any(|(apex, _)| apex == name);
-    tree.iter()
-        .filter(|(apex, _)| apex.zone_of(name))
-        .filter(|(apex, _)| !(rtype == RecordType::DS && at_apex && apex == name && !name.is_root()))
-        .max_by_key(|(apex, _)| apex.num_labels())
-        .map(|(_, zone)| zone)
+/// One zone of the tree.
+struct Served {
+    apex: Name,
+    zone: Zones,
+    /// Its NSEC3 chain, served whole with every negative answer.
+    nsec3: Option<Vec<Record>>,
 }
 
-fn answer(tree: &[(Name, Zones)], query: &Message) -> Option<Vec<u8>> {
+/// The zone that answers `name`/`rtype`: the deepest holding it, or for DS
+/// at a zone's apex, the one above.
+fn zone_for<'t>(tree: &'t [Served], name: &Name, rtype: RecordType) -> Option<&'t Served> {
+    tree.iter()
+        .filter(|s| s.apex.zone_of(name))
+        .filter(|s| !(rtype == RecordType::DS && s.apex == *name && !name.is_root()))
+        .max_by_key(|s| s.apex.num_labels())
+}
+
+fn answer(tree: &[Served], query: &Message) -> Option<Vec<u8>> {
     let question = query.queries.first()?;
     let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
     let qtype = question.query_type();
@@ -123,7 +141,16 @@ fn answer(tree: &[(Name, Zones)], query: &Message) -> Option<Vec<u8>> {
             response.metadata.response_code = hickory_proto::op::ResponseCode::Refused;
             break;
         };
-        let part = zone.answer_dnssec(&name, qtype, dnssec_ok);
+        let mut part = zone.zone.answer_dnssec(&name, qtype, dnssec_ok);
+        let negative = part.authorities.iter().any(|r| r.record_type() == RecordType::SOA);
+        if let (Some(chain), true, true) = (&zone.nsec3, negative, dnssec_ok) {
+            part.authorities.retain(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::NSEC(_)) => false,
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered != RecordType::NSEC,
+                _ => true,
+            });
+            part.authorities.extend(chain.iter().cloned());
+        }
         response.metadata.response_code = part.rcode;
         let target = part.answers.iter().rev().find_map(|r| match &r.data {
             RData::CNAME(c) if qtype != RecordType::CNAME => Some(c.0.clone()),

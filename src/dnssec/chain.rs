@@ -356,7 +356,15 @@ impl Validator {
                 continue;
             }
             let records = &authority.records[&(name.clone(), *rtype)];
-            verify_rrset(name, *rtype, records, authority.sigs(name, *rtype), zone, keys, ctx)?;
+            verify_rrset(
+                name,
+                *rtype,
+                records,
+                authority.sigs(name, *rtype),
+                zone,
+                keys,
+                ctx,
+            )?;
             out.extend(records.iter().cloned());
         }
         Ok(out)
@@ -403,7 +411,9 @@ impl Validator {
             };
             return bogus(Fail::new(
                 ede::NSEC_MISSING,
-                format!("{what} at {name} without a signed NSEC or NSEC3 proof from its zone {zone}"),
+                format!(
+                    "{what} at {name} without a signed NSEC or NSEC3 proof from its zone {zone}"
+                ),
             ));
         }
         let nsecs = match self.verified_denial(&zone, &keys, authority, ctx) {
@@ -483,7 +493,8 @@ impl Validator {
     /// Caches `state` for `ttl` seconds (verdicts other than Secure for
     /// `dnssec_verdict_ttl` at most) and returns it.
     fn remember(&self, name: &Name, state: NodeState, ttl: u32) -> NodeState {
-        let mut life = Duration::from_secs(u64::from(ttl)).min(self.limits.dnssec_key_cache_max_ttl);
+        let mut life =
+            Duration::from_secs(u64::from(ttl)).min(self.limits.dnssec_key_cache_max_ttl);
         if !matches!(state, NodeState::Secure(_)) {
             life = life.min(self.limits.dnssec_verdict_ttl);
         }
@@ -567,7 +578,8 @@ impl Validator {
         let bogus_for = |fail: Fail| Ok((NodeState::Bogus(fail), verdict_ttl));
         if let Some(ds_records) = answers.records.get(&(here.clone(), RecordType::DS)) {
             let sigs = answers.sigs(here, RecordType::DS);
-            let valid = match verify_rrset(here, RecordType::DS, ds_records, sigs, zone, keys, ctx) {
+            let valid = match verify_rrset(here, RecordType::DS, ds_records, sigs, zone, keys, ctx)
+            {
                 Ok(valid) => valid,
                 Err(fail) => return bogus_for(fail),
             };
@@ -593,13 +605,23 @@ impl Validator {
                 .fetch(here, RecordType::DNSKEY)
                 .await
                 .map_err(|e| format!("cannot fetch the DNSKEY records of {here}: {e}"))?;
-            let trusted = |key: &DNSKEY| usable.iter().any(|ds| ds.covers(here, key).unwrap_or(false));
-            return Ok(match dnskey_rrset(here, &response, trusted, "its DS", ctx) {
-                Ok((keys, ttl)) => (NodeState::Secure(keys), ttl.min(valid.ttl)),
-                Err(fail) => (NodeState::Bogus(fail), verdict_ttl),
-            });
+            let trusted = |key: &DNSKEY| {
+                usable
+                    .iter()
+                    .any(|ds| ds.covers(here, key).unwrap_or(false))
+            };
+            return Ok(
+                match dnskey_rrset(here, &response, trusted, "its DS", ctx) {
+                    Ok((keys, ttl)) => (NodeState::Secure(keys), ttl.min(valid.ttl)),
+                    Err(fail) => (NodeState::Bogus(fail), verdict_ttl),
+                },
+            );
         }
-        if answers.order.iter().any(|(n, t)| n == here && *t == RecordType::CNAME) {
+        if answers
+            .order
+            .iter()
+            .any(|(n, t)| n == here && *t == RecordType::CNAME)
+        {
             // A CNAME owner is never a cut (RFC 1034 §3.6.2); if it hides one,
             // the data below fails against this zone's keys: bogus, not insecure.
             return Ok((NodeState::NotCut, verdict_ttl));
@@ -616,7 +638,9 @@ impl Validator {
             Ok(DsAbsence::NotCut) => Ok((NodeState::NotCut, verdict_ttl)),
             Ok(DsAbsence::NotProven(reason)) => bogus_for(Fail::new(
                 ede::NSEC_MISSING,
-                format!("no DS for {here} and no valid proof from {zone} that it has none: {reason}"),
+                format!(
+                    "no DS for {here} and no valid proof from {zone} that it has none: {reason}"
+                ),
             )),
             Err(fail) => bogus_for(fail),
         }
@@ -751,7 +775,10 @@ pub(crate) fn verify_rrset(
             note(
                 Fail::new(
                     ede::SIGNATURE_EXPIRED,
-                    format!("{name} {rtype}: the RRSIG of {zone} (key {}) expired at {expiration}", input.key_tag),
+                    format!(
+                        "{name} {rtype}: the RRSIG of {zone} (key {}) expired at {expiration}",
+                        input.key_tag
+                    ),
                 ),
                 &mut failure,
             );
@@ -797,7 +824,10 @@ pub(crate) fn verify_rrset(
             note(
                 Fail::new(
                     ede::DNSSEC_BOGUS,
-                    format!("{name} {rtype}: the RRSIG by {zone} key {} does not verify", input.key_tag),
+                    format!(
+                        "{name} {rtype}: the RRSIG by {zone} key {} does not verify",
+                        input.key_tag
+                    ),
                 ),
                 &mut failure,
             );
@@ -805,7 +835,10 @@ pub(crate) fn verify_rrset(
         if !any_key && failure.is_none() {
             failure = Some(Fail::new(
                 ede::DNSSEC_BOGUS,
-                format!("{name} {rtype}: no DNSKEY of {zone} with key tag {} signs it", input.key_tag),
+                format!(
+                    "{name} {rtype}: no DNSKEY of {zone} with key tag {} signs it",
+                    input.key_tag
+                ),
             ));
         }
     }

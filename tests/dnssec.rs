@@ -496,3 +496,23 @@ async fn nsec3_iterations_above_the_cap_make_a_denial_insecure() {
     let nx = ask(&at_cap.picket, "nope.n3", RecordType::A, true, true).await;
     assert!(nx.metadata.authentic_data, "secure at the cap: {nx:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chain_of_trust_is_validated_once_not_per_query() {
+    let t = tree();
+    let key_queries = |u: &TreeUpstream| {
+        u.received()
+            .iter()
+            .filter(|q| matches!(q.queries[0].query_type(), RecordType::DNSKEY | RecordType::DS))
+            .count()
+    };
+    let first = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert!(first.metadata.authentic_data);
+    let cold = key_queries(&t.upstream);
+    assert!(cold >= 3, "root DNSKEY, DS and DNSKEY of secure.: {cold}");
+    for name in ["txt.secure", "alias.secure", "nope.secure"] {
+        let answer = ask(&t.picket, name, RecordType::A, true, false).await;
+        assert!(answer.metadata.authentic_data, "{name}: {answer:?}");
+    }
+    assert_eq!(key_queries(&t.upstream), cold, "no DNSKEY or DS fetched again");
+}

@@ -454,7 +454,12 @@ impl Validator {
             NodeState::Secure(keys) => keys,
             NodeState::Insecure(reason) => return Zone::Insecure(reason),
             NodeState::Bogus(fail) => return Zone::Bogus(fail),
-            NodeState::NotCut => unreachable!("an anchor's zone is always a zone"),
+            // An anchor's zone is always a zone; should a walk from another
+            // anchor ever have stored "no cut" under its name, ask again.
+            NodeState::NotCut => {
+                self.nodes.invalidate(&anchor_zone);
+                return Zone::Indeterminate(format!("{anchor_zone}: state not known yet"));
+            }
         };
         for labels in usize::from(anchor_zone.num_labels()) + 1..=usize::from(name.num_labels()) {
             let here = name.trim_to(labels);

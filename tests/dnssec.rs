@@ -206,35 +206,51 @@ async fn a_bad_signature_is_servfail_with_ede_6() {
     assert_eq!(t.upstream.received().len(), before, "bogus verdict cached");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_expired_signature_is_servfail_with_ede_7() {
+/// A tree where only www.secure's A RRSIG comes from a signing with the
+/// window `validity` (seconds from now); the rest is signed normally.
+fn tree_with_window(validity: (i64, i64)) -> Tree {
     let root = ZoneKey::generate(".");
     let secure = ZoneKey::generate("secure.");
     let good = secure.sign(&secure_zone("secure."));
-    // The same key, signing again with a window that closed yesterday: only
-    // www's A RRSIG is taken from that signing.
-    let expired_key = secure.with_validity(-864_000, -86_400);
-    let expired = expired_key.sign(&secure_zone("secure."));
-    let stale_sig: Vec<&str> = expired
+    let odd_key = secure.with_validity(validity.0, validity.1);
+    let odd = odd_key.sign(&secure_zone("secure."));
+    let odd_sig: Vec<&str> = odd
         .lines()
         .filter(|l| is_rrsig_of(l, "www.secure.", "A"))
         .collect();
     let text = format!(
         "{}\n{}",
         without_rrsig(&good, "www.secure.", "A"),
-        stale_sig.join("\n")
+        odd_sig.join("\n")
     );
-    let root_text = root_zone(&root, &[("secure.", Some(expired_key.ds_line()))]);
+    let root_text = root_zone(&root, &[("secure.", Some(odd_key.ds_line()))]);
     let upstream = TreeUpstream::start(&[root_text, text]);
     let picket = validating_picket(&upstream, &root.ds_line(), &[]);
-    let answer = ask(&picket, "www.secure", RecordType::A, true, false).await;
+    Tree { upstream, picket }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_signature_is_servfail_with_ede_7() {
+    // A window that closed yesterday.
+    let t = tree_with_window((-864_000, -86_400));
+    let answer = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
     assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
     let (code, text) = ede(&answer).expect("an EDE");
     assert_eq!(code, 7, "Signature Expired: {text}");
     // The rest of the zone is fine.
-    let other = ask(&picket, "txt.secure", RecordType::TXT, true, false).await;
+    let other = ask(&t.picket, "txt.secure", RecordType::TXT, true, false).await;
     assert_eq!(rcode(&other), ResponseCode::NoError, "{other:?}");
     assert!(other.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_not_valid_yet_is_servfail_with_ede_8() {
+    // A window that opens tomorrow.
+    let t = tree_with_window((86_400, 864_000));
+    let answer = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    let (code, text) = ede(&answer).expect("an EDE");
+    assert_eq!(code, 8, "Signature Not Yet Valid: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -503,7 +519,12 @@ async fn the_chain_of_trust_is_validated_once_not_per_query() {
     let key_queries = |u: &TreeUpstream| {
         u.received()
             .iter()
-            .filter(|q| matches!(q.queries[0].query_type(), RecordType::DNSKEY | RecordType::DS))
+            .filter(|q| {
+                matches!(
+                    q.queries[0].query_type(),
+                    RecordType::DNSKEY | RecordType::DS
+                )
+            })
             .count()
     };
     let first = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
@@ -514,5 +535,9 @@ async fn the_chain_of_trust_is_validated_once_not_per_query() {
         let answer = ask(&t.picket, name, RecordType::A, true, false).await;
         assert!(answer.metadata.authentic_data, "{name}: {answer:?}");
     }
-    assert_eq!(key_queries(&t.upstream), cold, "no DNSKEY or DS fetched again");
+    assert_eq!(
+        key_queries(&t.upstream),
+        cold,
+        "no DNSKEY or DS fetched again"
+    );
 }

@@ -29,6 +29,10 @@ use crate::config::Limits;
 pub(crate) struct Fail {
     pub(crate) ede: u16,
     pub(crate) reason: String,
+    /// The work budget of this one call ran out: says nothing about the
+    /// zone, so it is never cached as the zone's state (else an answer
+    /// that burns the budget first could get a victim zone marked bogus).
+    pub(crate) budget: bool,
 }
 
 impl Fail {
@@ -36,13 +40,17 @@ impl Fail {
         Self {
             ede,
             reason: reason.into(),
+            budget: false,
         }
     }
 }
 
 impl From<Exhausted> for Fail {
     fn from(e: Exhausted) -> Self {
-        Fail::new(ede::DNSSEC_BOGUS, e.0)
+        Fail {
+            budget: true,
+            ..Fail::new(ede::DNSSEC_BOGUS, e.0)
+        }
     }
 }
 
@@ -486,6 +494,11 @@ impl Validator {
         Zone::Secure { name: zone, keys }
     }
 
+    #[cfg(test)]
+    pub(crate) fn cached_state(&self, name: &Name) -> Option<String> {
+        self.cached(name).map(|s| format!("{s:?}"))
+    }
+
     fn cached(&self, name: &Name) -> Option<NodeState> {
         let entry = self.nodes.get(name)?;
         if entry.expires <= Instant::now() {
@@ -503,7 +516,8 @@ impl Validator {
         if !matches!(state, NodeState::Secure(_)) {
             life = life.min(self.limits.dnssec_verdict_ttl);
         }
-        if !life.is_zero() {
+        let per_call = matches!(&state, NodeState::Bogus(fail) if fail.budget);
+        if !life.is_zero() && !per_call {
             self.nodes.insert(
                 name.clone(),
                 Arc::new(Cached {

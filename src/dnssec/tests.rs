@@ -262,6 +262,25 @@ fn signature_verifications_per_answer_are_capped() {
 }
 
 #[test]
+fn a_zone_is_not_left_bogus_by_an_answer_that_ran_out_of_budget() {
+    let key = Key::new("example.");
+    let fetch = dnskey_fetch(&key, &colliding_keys(&key, 5));
+    let limits = Limits {
+        dnssec_max_verifications: 0,
+        ..Limits::default()
+    };
+    let v = validator(&key, &limits);
+    let m = signed_a(&key, "www.example.");
+    let verdict = block_on(v.validate(&m, &fetch));
+    assert!(
+        is_bogus_over(&verdict, "dnssec_max_verifications"),
+        "{verdict:?}"
+    );
+    // The DNSKEY RRset was never checked: nothing about example. is cached.
+    assert!(v.cached_state(&n("example.")).is_none());
+}
+
+#[test]
 fn rrsigs_tried_per_rrset_are_capped() {
     let key = Key::new("example.");
     let fetch = dnskey_fetch(&key, &[]);

@@ -90,6 +90,34 @@ pub struct Validator {
     /// Per name: its state as a zone cut (validated keys, insecure, bogus,
     /// no cut). Bounded by entries (`Limits::dnssec_key_cache_entries`).
     nodes: moka::sync::Cache<Name, Arc<Cached>>,
+    /// Names whose state is being fetched now: concurrent validations of
+    /// many new names in one cold zone fetch its DS and DNSKEY once, the
+    /// others wait for that and read the cache. Entries live only while
+    /// a fetch runs, so this is bounded by the validations in flight.
+    pending: std::sync::Mutex<HashMap<Name, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// One validation fetching a name's state (see `Validator::fetching`).
+struct Fetching<'v> {
+    validator: &'v Validator,
+    name: Name,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        let mut pending = self
+            .validator
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // The last one out removes the entry (the map's, this one's and
+        // the lock the guard holds are the only other references).
+        if Arc::strong_count(&self.lock) <= 3 {
+            pending.remove(&self.name);
+        }
+    }
 }
 
 /// The state of one `validate` call.
@@ -176,6 +204,23 @@ impl Validator {
                 .max_capacity(limits.dnssec_key_cache_entries)
                 .time_to_live(limits.dnssec_key_cache_max_ttl)
                 .build(),
+            pending: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Waits until no other validation is fetching `name`'s state; the
+    /// guard makes this one the fetcher until it is dropped.
+    async fn fetching(&self, name: &Name) -> Fetching<'_> {
+        let lock = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.entry(name.clone()).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        Fetching {
+            validator: self,
+            name: name.clone(),
+            lock,
+            _guard: guard,
         }
     }
 
@@ -452,10 +497,16 @@ impl Validator {
         let anchor_zone = anchor_zone.clone();
         let state = match self.cached(&anchor_zone) {
             Some(state) => state,
-            None => match self.anchor_state(&anchor_zone, anchor, ctx).await {
-                Ok((state, ttl)) => self.remember(&anchor_zone, state, ttl),
-                Err(reason) => return Zone::Indeterminate(reason),
-            },
+            None => {
+                let _fetching = self.fetching(&anchor_zone).await;
+                match self.cached(&anchor_zone) {
+                    Some(state) => state,
+                    None => match self.anchor_state(&anchor_zone, anchor, ctx).await {
+                        Ok((state, ttl)) => self.remember(&anchor_zone, state, ttl),
+                        Err(reason) => return Zone::Indeterminate(reason),
+                    },
+                }
+            }
         };
         let mut zone = anchor_zone.clone();
         let mut keys = match state {
@@ -476,10 +527,16 @@ impl Validator {
             }
             let state = match self.cached(&here) {
                 Some(state) => state,
-                None => match self.cut_state(&here, &zone, &keys, ctx).await {
-                    Ok((state, ttl)) => self.remember(&here, state, ttl),
-                    Err(reason) => return Zone::Indeterminate(reason),
-                },
+                None => {
+                    let _fetching = self.fetching(&here).await;
+                    match self.cached(&here) {
+                        Some(state) => state,
+                        None => match self.cut_state(&here, &zone, &keys, ctx).await {
+                            Ok((state, ttl)) => self.remember(&here, state, ttl),
+                            Err(reason) => return Zone::Indeterminate(reason),
+                        },
+                    }
+                }
             };
             match state {
                 NodeState::Secure(k) => {

@@ -114,6 +114,44 @@ impl Fetch for MapFetch {
     }
 }
 
+/// [`MapFetch`] that yields before answering (as a network fetch would)
+/// and counts what it is asked.
+struct SlowFetch(MapFetch, std::sync::atomic::AtomicUsize);
+
+impl Fetch for SlowFetch {
+    fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a> {
+        Box::pin(async move {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            self.0.fetch(name, rtype).await
+        })
+    }
+}
+
+#[test]
+fn concurrent_validations_in_a_cold_zone_fetch_its_keys_once() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = SlowFetch(dnskey_fetch(&key, &[]), Default::default());
+    let answers: Vec<Message> = (0..20)
+        .map(|i| signed_a(&key, &format!("host{i}.example.")))
+        .collect();
+    let verdicts = block_on(futures_util::future::join_all(
+        answers.iter().map(|m| v.validate(m, &fetch)),
+    ));
+    assert!(
+        verdicts.iter().all(|s| *s == Security::Secure),
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        fetch.1.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one DNSKEY fetch"
+    );
+}
+
 /// `example.`'s DNSKEY RRset (`extra` keys first, then its own), signed.
 fn dnskey_fetch(key: &Key, extra: &[DNSKEY]) -> MapFetch {
     let mut m = response("example.", RecordType::DNSKEY, ResponseCode::NoError);

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ddr;
+pub mod dnssec;
 pub mod health;
 pub mod listener;
 pub mod local;

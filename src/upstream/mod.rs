@@ -5,6 +5,7 @@
 pub mod coalesce;
 pub mod forward;
 pub mod recursor;
+pub mod validated;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,6 +15,7 @@ pub use forward::{
     ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery,
 };
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
+pub use validated::Validation;
 
 use crate::protocol::wire::ede;
 
@@ -44,6 +46,10 @@ pub enum UpstreamError {
     /// §5: its data is bogus; a stale anchor, or a key rollover gone wrong).
     #[error("DNSSEC validation failed: {0}")]
     DnskeyMissing(String),
+    /// Picket's own validator judged a forwarded answer bogus: SERVFAIL
+    /// with the validator's Extended DNS Error (RFC 8914: 6, 7, 8, 9, 10...).
+    #[error("DNSSEC validation failed: {reason}")]
+    Dnssec { ede: u16, reason: String },
     /// The answer cannot be used as it stands, e.g. a CNAME loop.
     #[error("unusable answer: {0}")]
     Unusable(String),
@@ -62,6 +68,7 @@ impl UpstreamError {
             Self::Overloaded | Self::Unshared(_) => Some(ede::NOT_READY),
             Self::Bogus(_) => Some(ede::DNSSEC_BOGUS),
             Self::DnskeyMissing(_) => Some(ede::DNSKEY_MISSING),
+            Self::Dnssec { ede, .. } => Some(*ede),
             Self::Unusable(_) => None,
         }
     }
@@ -77,7 +84,7 @@ impl UpstreamError {
             Self::Unshared(Unshared::TooManyWaiting) => "too_many_waiting",
             Self::Unshared(Unshared::Abandoned) => "abandoned",
             Self::Resolution(_) => "resolution",
-            Self::Bogus(_) | Self::DnskeyMissing(_) => "bogus",
+            Self::Bogus(_) | Self::DnskeyMissing(_) | Self::Dnssec { .. } => "bogus",
             Self::Unusable(_) => "unusable",
         }
     }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{Reloader, Server};
 use crate::config::PolicySource;
 use crate::listener::tls::Tls;
+use crate::policy::When;
 use crate::query::{ClientHints, Transport};
 
 mod serve_args;
@@ -96,6 +97,17 @@ pub struct ExplainArgs {
     /// A `serve --blocklist` file to explain with the policy (repeatable).
     #[arg(long = "blocklist", value_name = "FILE")]
     pub blocklist: Vec<PathBuf>,
+
+    /// Judge the rules' schedules at this instant instead of now (RFC 3339, e.g.
+    /// 2027-01-04T10:00:00Z or 2027-01-04T10:00:00+01:00).
+    #[arg(long = "at", value_name = "RFC3339", value_parser = parse_instant)]
+    pub at: Option<jiff::Timestamp>,
+}
+
+fn parse_instant(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse().map_err(|e| {
+        format!("{text:?} is not an RFC 3339 instant (e.g. 2027-01-04T10:00:00Z): {e}")
+    })
 }
 
 /// Where the policy comes from, for `serve`, `check` and `explain` alike: `--policies DIR`,
@@ -175,9 +187,11 @@ fn explain(args: ExplainArgs) -> Result<i32> {
             PolicySource::None => anyhow::anyhow!("cannot load the --blocklist files:\n{e}"),
         })?;
     let hints = ClientHints::plain(args.client, args.transport);
+    let when = args.at.map_or(When::Now, When::At);
+    let (name, org) = (&args.name, args.org.as_deref());
     print!(
         "{}",
-        crate::policy::explain::explain(&policy, &args.name, qtype, &hints, args.org.as_deref())
+        crate::policy::explain::explain_at(&policy, name, qtype, &hints, org, when)
     );
     Ok(0)
 }

@@ -166,6 +166,7 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
     ];
     let check = ["--blocklist", "--help", "--no-policy", "--policies"];
     let explain = [
+        "--at",
         "--blocklist",
         "--client",
         "--help",
@@ -224,7 +225,7 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
         ["", "--case-randomization", "", "", ""],
         ["", "--chaos-version", "<TEXT>", "", ""],
         ["", "--dnssec", "<MODE>", "validate", ""],
-        ["", "--dnstap", "<unix:PATH|tcp:HOST:PORT>", "", ""],
+        ["", "--dnstap", "<TARGET>", "", ""],
         ["", "--dnstap-identity", "<TEXT>", "", ""],
         ["", "--dnstap-queue", "<MESSAGES>", "65536", ""],
         ["", "--dnstap-upstream", "", "", ""],

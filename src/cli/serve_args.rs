@@ -362,7 +362,7 @@ pub struct DnstapArgs {
     /// Send every client query and response as dnstap messages to a Frame
     /// Streams collector: unix:PATH (e.g. fstrm_capture -u PATH) or
     /// tcp:HOST:PORT (e.g. Vector's dnstap source). Off by default.
-    #[arg(long = "dnstap", value_name = "unix:PATH|tcp:HOST:PORT", value_parser = DnstapTarget::parse)]
+    #[arg(long = "dnstap", value_name = "TARGET", value_parser = DnstapTarget::parse)]
     pub dnstap: Option<DnstapTarget>,
 
     /// The identity field of every dnstap message. Default: the host name.
@@ -378,8 +378,7 @@ pub struct DnstapArgs {
     #[arg(long = "dnstap-upstream", requires = "dnstap")]
     pub dnstap_upstream: bool,
 
-    /// dnstap messages that may wait for the writer; past that they are
-    /// dropped (and counted in picket_dnstap_dropped_total), never delaying answers.
+    /// dnstap messages waiting for the writer at most (then dropped and counted).
     #[arg(long = "dnstap-queue", value_name = "MESSAGES", default_value_t = crate::config::limits::DNSTAP_QUEUE, requires = "dnstap")]
     pub dnstap_queue: usize,
 }

@@ -17,8 +17,8 @@ use hickory_proto::rr::RecordType;
 use super::config::{AnswerJson, ExpectJson, TestJson, TypeJson};
 use super::error::{Issue, IssueKind};
 use super::{
-    evaluate, evaluate_response, AnswerFacts, Identity, PolicyError, PolicySet, PolicyStats,
-    Verdict,
+    evaluate_at, evaluate_response_at, AnswerFacts, Identity, PolicyError, PolicySet, PolicyStats,
+    Verdict, When,
 };
 use crate::query::{ClientHints, Facts, Transport};
 
@@ -224,7 +224,13 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
         transport,
         dnssec_ok: t.dnssec_ok,
     };
-    let verdict = test_verdict(policy, &id, &facts, t.answer.as_ref())?;
+    let when = match &t.at {
+        None => When::Now,
+        Some(text) => When::At(text.parse().map_err(|e| {
+            format!("invalid test: \"at\": {text:?} is not an RFC 3339 instant (e.g. 2027-01-04T10:00:00Z): {e}")
+        })?),
+    };
+    let verdict = test_verdict(policy, &id, &facts, t.answer.as_ref(), when)?;
     let problems = mismatches(policy, &id, &verdict, &t.expect);
     if problems.is_empty() {
         return Ok(());
@@ -283,8 +289,9 @@ fn test_verdict(
     id: &Identity,
     facts: &Facts<'_>,
     answer: Option<&AnswerJson>,
+    when: When,
 ) -> Result<Verdict, String> {
-    let verdict = evaluate(policy, id, facts);
+    let verdict = evaluate_at(policy, id, facts, when);
     let Some(answer) = answer.filter(|_| verdict.resolves()) else {
         return Ok(verdict);
     };
@@ -301,10 +308,12 @@ fn test_verdict(
         addresses: &addresses,
         cnames: &cname_refs,
     };
-    Ok(match evaluate_response(policy, id, facts, &facts_answer) {
-        Some(v) if !v.resolves() => v,
-        _ => verdict,
-    })
+    Ok(
+        match evaluate_response_at(policy, id, facts, &facts_answer, when) {
+            Some(v) if !v.resolves() => v,
+            _ => verdict,
+        },
+    )
 }
 
 /// What the verdict got other than the test expected, one phrase each (empty: it passes).

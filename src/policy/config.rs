@@ -109,6 +109,12 @@ pub(crate) struct RuleJson {
     pub cname: Option<String>,
     #[serde(default)]
     pub upstream: Option<String>,
+    /// When the rule takes part (Gateway-shaped weekly ranges in a time zone).
+    #[serde(default)]
+    pub schedule: Option<super::schedule::ScheduleJson>,
+    /// RFC 3339 instant after which the rule is off.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 fn yes() -> bool {
@@ -141,6 +147,9 @@ pub(crate) struct TestJson {
     /// A simulated upstream answer, to exercise response rules and CNAME cloaking.
     #[serde(default)]
     pub answer: Option<AnswerJson>,
+    /// RFC 3339 instant at which the rules' schedules are judged (default: now).
+    #[serde(default)]
+    pub at: Option<String>,
     pub expect: ExpectJson,
     #[serde(default)]
     #[allow(dead_code)]

@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 
 use super::exec::{Bound, Fields, QtypeName};
 use super::rules::{Effect, Org, Ruleset, F_RESP_CNAME, F_RESP_IP};
+use super::schedule::When;
 use super::{Action, AnswerFacts, Identity, PolicySet, RuleRef, Verdict};
 use crate::query::Facts;
 
@@ -38,6 +39,8 @@ pub(crate) fn qtype_name(qtype: u16, buf: &mut [u8; 12]) -> QtypeName<'_> {
 /// Per-query state: the Wirefilter field values and the organization.
 pub(crate) struct Query<'p: 'q, 'q> {
     pub policy: &'p PolicySet,
+    /// When the rules' schedules are judged.
+    pub when: When,
     pub org: Option<(u32, &'p Org)>,
     pub fields: Fields<'q>,
     lists_done: bool,
@@ -57,6 +60,7 @@ impl<'p: 'q, 'q> Query<'p, 'q> {
         let org_id: &'p str = org.map(|(_, o)| &*o.id).unwrap_or("");
         Query {
             policy,
+            when: When::Now,
             org,
             fields: Fields {
                 fqdn: facts.qname.as_bytes(),
@@ -82,6 +86,7 @@ impl<'p: 'q, 'q> Query<'p, 'q> {
         fields.org_lists = 0;
         Query {
             policy: self.policy,
+            when: self.when,
             org: self.org,
             fields,
             lists_done: false,
@@ -139,10 +144,14 @@ impl PolicySet {
     }
 }
 
-/// Record an audit match or report a decision.
+/// Record an audit match or report a decision, for a rule that matched and whose schedule
+/// admits it at `when` (a scheduled rule outside its ranges is passed over).
 #[inline]
-fn decides(rs: &Ruleset, i: u32, audited: &mut Vec<RuleRef>) -> bool {
+fn decides(rs: &Ruleset, i: u32, when: When, audited: &mut Vec<RuleRef>) -> bool {
     let rule = &rs.rules[i as usize];
+    if !when.admits(rule.schedule.as_deref()) {
+        return false;
+    }
     match rule.effect {
         Effect::Audit => {
             audited.push(rule.r.clone());
@@ -162,6 +171,7 @@ fn eval_ruleset(
     if rs.needs_lists {
         q.ensure_lists();
     }
+    let when = q.when;
     let mut hits: SmallVec<[u32; 8]> = SmallVec::new();
     if !rs.exact.is_empty() {
         if let Some(v) = rs.exact.get(q.fields.fqdn) {
@@ -203,7 +213,7 @@ fn eval_ruleset(
             None => return None,
             Some((i, true)) if rs.rules[i as usize].indexed.is_some() => {
                 hi += 1;
-                if decides(rs, i, audited) {
+                if decides(rs, i, when, audited) {
                     return Some(i);
                 }
             }
@@ -218,7 +228,7 @@ fn eval_ruleset(
                 wi += 1;
             }
             let matched = rs.rules[i as usize].indexed.is_some() || b.matches(i);
-            if matched && decides(rs, i, audited) {
+            if matched && decides(rs, i, when, audited) {
                 return Some(i);
             }
         }
@@ -272,9 +282,15 @@ fn verdict(q: &Query<'_, '_>, pos: Option<Pos>, audited: Vec<RuleRef>) -> Verdic
 /// organization is treated as none). Never panics, allocates only for audit matches and for
 /// the cloned settings of `override` / block-page answers.
 pub fn evaluate(policy: &PolicySet, id: &Identity, facts: &Facts<'_>) -> Verdict {
+    evaluate_at(policy, id, facts, When::Now)
+}
+
+/// [`evaluate`] with the rules' schedules judged at `when` (`picket explain --at`, policy tests).
+pub fn evaluate_at(policy: &PolicySet, id: &Identity, facts: &Facts<'_>, when: When) -> Verdict {
     let mut buf = [0u8; 12];
     let name = qtype_name(facts.qtype, &mut buf);
     let mut q = Query::new(policy, id, facts, name);
+    q.when = when;
     let org_empty = q.org.is_none_or(|(_, o)| !o.rules.has_request_rules());
     if !policy.global.has_request_rules() && org_empty {
         return Verdict::resolve();
@@ -302,12 +318,24 @@ pub fn evaluate_response(
     facts: &Facts<'_>,
     answer: &AnswerFacts<'_>,
 ) -> Option<Verdict> {
+    evaluate_response_at(policy, id, facts, answer, When::Now)
+}
+
+/// [`evaluate_response`] with the rules' schedules judged at `when`.
+pub fn evaluate_response_at(
+    policy: &PolicySet,
+    id: &Identity,
+    facts: &Facts<'_>,
+    answer: &AnswerFacts<'_>,
+    when: When,
+) -> Option<Verdict> {
     if !policy.has_response_rules(id) || (answer.addresses.is_empty() && answer.cnames.is_empty()) {
         return None;
     }
     let mut buf = [0u8; 12];
     let name = qtype_name(facts.qtype, &mut buf);
     let mut q = Query::new(policy, id, facts, name);
+    q.when = when;
     let mut ignored = Vec::new();
     let limit = match request_phase(&mut q, END, &mut ignored) {
         None => END,
@@ -347,8 +375,9 @@ pub fn evaluate_response(
             q.ensure_lists();
         }
         let cut = best.unwrap_or(limit).min(limit);
+        let when = q.when;
         let flow = rs.bind(&q.fields, rs.response_uses, |b| {
-            response_ruleset(b, rs, which, cut, answer, &mut audited)
+            response_ruleset(b, rs, which, cut, when, answer, &mut audited)
         });
         if let ControlFlow::Break(decided) = flow {
             best = decided.or(best);
@@ -376,6 +405,7 @@ fn response_ruleset<'q>(
     rs: &Ruleset,
     which: u8,
     cut: Pos,
+    when: When,
     answer: &AnswerFacts<'q>,
     audited: &mut Vec<(Pos, RuleRef)>,
 ) -> ControlFlow<Option<Pos>> {
@@ -385,7 +415,7 @@ fn response_ruleset<'q>(
             return ControlFlow::Break(None);
         }
         let rule = &rs.rules[i as usize];
-        if response_matches(b, i, rule.uses.base, answer) {
+        if response_matches(b, i, rule.uses.base, answer) && when.admits(rule.schedule.as_deref()) {
             match rule.effect {
                 Effect::Audit => audited.push((p, rule.r.clone())),
                 Effect::Decide(_) => return ControlFlow::Break(Some(p)),

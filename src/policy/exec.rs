@@ -336,6 +336,7 @@ mod tests {
                     uses,
                     indexed: None,
                     guard: None,
+                    schedule: None,
                 }
             })
             .collect();

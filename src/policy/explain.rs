@@ -11,7 +11,7 @@ use super::check::normalize_qname;
 use super::eval::{qtype_name, Query};
 use super::exec::{Bound, Filters, Which};
 use super::rules::{Effect, Phase, Ruleset, Uses};
-use super::{evaluate, Action, BlockMode, Identity, PolicySet, RuleRef, Verdict};
+use super::{evaluate_at, Action, BlockMode, Identity, PolicySet, RuleRef, Verdict, When};
 use crate::query::{ClientHints, Facts};
 
 /// Describe how `policy` treats the query `name`/`qtype` from the client in `hints`.
@@ -22,6 +22,18 @@ pub fn explain(
     qtype: u16,
     hints: &ClientHints,
     org_override: Option<&str>,
+) -> String {
+    explain_at(policy, name, qtype, hints, org_override, When::Now)
+}
+
+/// [`explain`] with the rules' schedules judged at `when` (`picket explain --at`).
+pub fn explain_at(
+    policy: &PolicySet,
+    name: &str,
+    qtype: u16,
+    hints: &ClientHints,
+    org_override: Option<&str>,
+    when: When,
 ) -> String {
     let mut out = String::new();
     let qname = normalize_qname(name);
@@ -34,6 +46,9 @@ pub fn explain(
         hints.ip,
         hints.transport
     );
+    if let When::At(t) = when {
+        let _ = writeln!(out, "at: {t} (rule schedules judged at this instant)");
+    }
 
     // Organization.
     let id = match org_override {
@@ -111,7 +126,7 @@ pub fn explain(
     }
 
     // The real decision, as the server computes it.
-    let verdict = evaluate(policy, &id, &facts);
+    let verdict = evaluate_at(policy, &id, &facts, when);
     let decided = verdict.rule.clone();
 
     let mut sections: Vec<(String, &Ruleset)> = vec![("global rules".to_owned(), &policy.global)];
@@ -137,7 +152,7 @@ pub fn explain(
             org: u64::MAX,
         };
         compiled.bind(&rs.list_fields, &q.fields, all, |bound| {
-            describe_rules(&mut out, rs, bound, decided.as_ref(), &mut reached);
+            describe_rules(&mut out, rs, bound, (decided.as_ref(), when), &mut reached);
         });
     }
 
@@ -172,7 +187,7 @@ fn describe_rules(
     out: &mut String,
     rs: &Ruleset,
     bound: &mut Bound<'_, '_, '_>,
-    decided: Option<&RuleRef>,
+    (decided, when): (Option<&RuleRef>, When),
     reached: &mut bool,
 ) {
     for (i, rule) in rs.rules.iter().enumerate() {
@@ -194,6 +209,8 @@ fn describe_rules(
         );
         let status = if !rule.enabled {
             "disabled".to_owned()
+        } else if !when.admits(rule.schedule.as_deref()) {
+            "off: outside its schedule (or expired)".to_owned()
         } else if rule.phase == Phase::Response {
             "response phase: evaluated on the upstream answer (each address and CNAME target)"
                 .to_owned()

@@ -16,6 +16,7 @@ use super::rules::{
     build_scheme, guard_test, name_test, uses_of, Effect, ListFields, ListMeta, NameTest, Org,
     Phase, Rule, Ruleset, Uses, RESPONSE_MASK,
 };
+use super::schedule::{RuleClock, Schedule};
 use super::sources::{self, Declared, ListInput, LoadedLists, Source};
 use super::token;
 use super::{
@@ -240,6 +241,17 @@ impl Builder {
             if !self.action_fits_phase(action_name, analysis.phase, at) {
                 continue;
             }
+            let schedule = match Schedule::parse(r.schedule.as_ref(), r.expires_at.as_deref()) {
+                Ok(s) => s.map(|s| Arc::new(RuleClock::new(s))),
+                Err(e) => {
+                    let path = format!("{}.{}", at.path, e.key);
+                    let mut issue =
+                        Issue::new(IssueKind::Invalid, Some(at.file), path.as_str(), e.message);
+                    issue.position = position_of(at.text, &path);
+                    self.issues.push(issue);
+                    continue;
+                }
+            };
             out.push(Rule {
                 r: RuleRef::new(org, &r.id, r.name.as_deref().unwrap_or(&r.id)),
                 enabled: r.enabled,
@@ -250,6 +262,7 @@ impl Builder {
                 uses: analysis.uses,
                 indexed: analysis.indexed,
                 guard: analysis.guard,
+                schedule,
             });
         }
         out.extend(appended);
@@ -1287,5 +1300,6 @@ fn blocklist_rule(field: Box<str>, bit: u8) -> Rule {
             org: 0,
         }),
         guard: None,
+        schedule: None,
     }
 }

@@ -26,6 +26,7 @@ mod identity;
 mod lists;
 mod load;
 mod rules;
+mod schedule;
 mod sources;
 
 pub mod check;
@@ -39,8 +40,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use error::{Issue, IssueKind, PolicyError};
-pub use eval::{evaluate, evaluate_response};
+pub use eval::{evaluate, evaluate_at, evaluate_response, evaluate_response_at};
 pub use lists::InvalidLine;
+pub use schedule::When;
 
 use crate::query::ClientHints;
 

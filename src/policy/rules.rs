@@ -7,6 +7,7 @@ use smallvec::SmallVec;
 use wirefilter::{FilterAst, Scheme, Type};
 
 use super::exec::{Filters, Which};
+use super::schedule::RuleClock;
 use super::{Action, RuleRef};
 
 /// The fields every scheme has, in this order (bit `i` of a [`Uses::base`] mask is field `i`).
@@ -113,6 +114,9 @@ pub(crate) struct Rule {
     /// For a Wirefilter request rule of the form `NAME-TEST and ...`: the name test, a necessary
     /// condition checked from the index before the filter runs.
     pub guard: Option<NameTest>,
+    /// When the rule takes part, if it has a schedule or an expiry (checked only once the rule
+    /// matched, so unscheduled rules and non-matching queries never read a clock).
+    pub schedule: Option<Arc<RuleClock>>,
 }
 
 impl Rule {

@@ -190,8 +190,8 @@ mod tests {
 
     #[test]
     fn ready_frame_matches_the_specification_bytes() {
-        // escape, length 30, READY, content type field (1) of 22 bytes.
-        let mut expected = vec![0, 0, 0, 0, 0, 0, 0, 30, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 22];
+        // escape, length 34 (type 4 + field header 8 + 22), READY, content type field (1) of 22 bytes.
+        let mut expected = vec![0, 0, 0, 0, 0, 0, 0, 34, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 22];
         expected.extend_from_slice(CONTENT_TYPE);
         assert_eq!(Control::new(control::READY).encode(), expected);
     }

@@ -46,7 +46,12 @@ pub struct Settings {
     pub doh: Vec<SocketAddr>,
     /// Addresses to answer DNS over TLS on (RFC 7858), TCP only.
     pub dot: Vec<SocketAddr>,
-    /// Where the DoH/DoT certificate comes from; required when either is on.
+    /// Addresses to answer DNS over QUIC on (RFC 9250), UDP only.
+    pub doq: Vec<SocketAddr>,
+    /// Addresses to answer DoH over HTTP/3 on (RFC 9114), UDP only. A DoH
+    /// listener on the same port number advertises it (`Alt-Svc`).
+    pub doh3: Vec<SocketAddr>,
+    /// Where the DoH/DoT/DoQ certificate comes from; required when any is on.
     pub tls: Option<TlsSource>,
     /// Block public names that resolve to private addresses (`--rebind-protection`).
     pub rebind_protection: bool,
@@ -121,6 +126,8 @@ impl Default for Settings {
             rate_limit: None,
             doh: Vec::new(),
             dot: Vec::new(),
+            doq: Vec::new(),
+            doh3: Vec::new(),
             tls: None,
             rebind_protection: false,
             clock: Clock::system(),

@@ -4,7 +4,10 @@
 mod batch;
 pub mod conns;
 pub mod doh;
+pub mod doh3;
+pub mod doq;
 pub mod dot;
+pub mod quic;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -415,3 +415,47 @@ async fn doh2_get_alt_svc(server: &Server, addr: SocketAddr, path: &str) -> Opti
         .get(ALT_SVC)
         .map(|v| v.to_str().unwrap().to_string())
 }
+
+/// A DoQ or DoH3 handshake with a client that trusts only `cert`.
+async fn try_connect(
+    cert: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    addr: SocketAddr,
+    alpn: &[u8],
+) -> Result<quinn::Connection, ConnectionError> {
+    let endpoint = client_endpoint(cert, &[alpn]);
+    let connecting = endpoint.connect(addr, "localhost").unwrap();
+    tokio::time::timeout(common::quic::QUIC_TIMEOUT, connecting)
+        .await
+        .expect("the handshake ends in time")
+}
+
+#[tokio::test]
+async fn reloaded_certificate_serves_new_quic_connections() {
+    let dir = common::temp_dir("quic-reload");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let write_new = || {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        made.cert.der().clone()
+    };
+    let first = write_new();
+    let server = start_with(|s| {
+        s.tls = Some(TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+    });
+    let (doq, doh3) = (server.doq_addrs()[0], server.doh3_addrs()[0]);
+    let established = try_connect(first.clone(), doq, b"doq").await.unwrap();
+
+    let second = write_new();
+    server.tls().unwrap().reload().unwrap();
+    for (addr, alpn) in [(doq, &b"doq"[..]), (doh3, &b"h3"[..])] {
+        assert!(try_connect(second.clone(), addr, alpn).await.is_ok());
+        assert!(try_connect(first.clone(), addr, alpn).await.is_err());
+    }
+    // A connection made before the reload goes on.
+    assert_answered(&doq_query(&established, &query(0, "www.example.test.")).await);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -459,3 +459,119 @@ async fn reloaded_certificate_serves_new_quic_connections() {
     assert_answered(&doq_query(&established, &query(0, "www.example.test.")).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------- outside programs
+
+/// Runs `program` with `args` off the runtime; its stdout and stderr.
+async fn run(program: &'static str, args: Vec<String>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(program)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Picket's certificate as a PEM file, for a client to trust; and the path
+/// of a script under tests/peers.
+fn ca_file(server: &Server, dir: &std::path::Path) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    let der = server.tls().unwrap().certificate();
+    let b64 = STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, pem).unwrap();
+    path.display().to_string()
+}
+
+fn peer_script(name: &str) -> String {
+    format!("{}/tests/peers/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+#[ignore = "needs dnspython and aioquic (pip); run by .ci/run"]
+async fn dnspython_queries_over_doq() {
+    let dir = org_policy();
+    let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
+    let ca = ca_file(&server, &dir);
+    let port = server.doq_addrs()[0].port().to_string();
+    let ask = |sni: String, name: &str, count: &str| {
+        let args = [
+            peer_script("doq_client.py"),
+            "127.0.0.1".into(),
+            port.clone(),
+            ca.clone(),
+            sni,
+            name.into(),
+            count.into(),
+        ];
+        run("python3", args.to_vec())
+    };
+    // Three queries on one connection, each its own stream.
+    let out = ask("localhost".into(), "s1.example.test", "3").await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["id=0 rcode=NOERROR a=192.0.2.1"; 3], "{out}");
+    // Organization by server name; the transport is "doq".
+    let out = ask(
+        format!("{ACME_NAME}.doq.example.net"),
+        "www.example.test",
+        "1",
+    )
+    .await;
+    assert_eq!(out.trim(), "id=0 rcode=NXDOMAIN a=", "{out}");
+    let out = ask("localhost".into(), "transport.example.test", "1").await;
+    assert_eq!(out.trim(), "id=0 rcode=NXDOMAIN a=", "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+#[ignore = "needs dnspython and aioquic (pip); run by .ci/run"]
+async fn dnspython_queries_over_doh3() {
+    let dir = common::temp_dir("quic-doh3-peer");
+    let server = start_with(|_| {});
+    let ca = ca_file(&server, &dir);
+    let url = format!(
+        "https://127.0.0.1:{}/dns-query",
+        server.doh3_addrs()[0].port()
+    );
+    for (method, name) in [("get", "get.example.test"), ("post", "post.example.test")] {
+        let args = [
+            peer_script("doh3_client.py"),
+            url.clone(),
+            ca.clone(),
+            name.into(),
+            method.into(),
+        ];
+        let out = run("python3", args.to_vec()).await;
+        assert!(
+            out.trim().ends_with("rcode=NOERROR a=192.0.2.1"),
+            "{method}: {out}"
+        );
+        assert_eq!(server.upstream.queries_for(name), 1, "{method}: {out}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+#[ignore = "needs kdig 3.x with QUIC (Debian knot-dnsutils); run by .ci/run"]
+async fn kdig_over_quic() {
+    let server = start_with(|_| {});
+    let port = server.doq_addrs()[0].port().to_string();
+    let args = ["+quic", "@127.0.0.1", "-p", &port, "www.example.test", "A"];
+    let out = run("kdig", args.map(String::from).to_vec()).await;
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains("QUIC"), "{out}");
+    assert!(out.contains("192.0.2.1"), "{out}");
+}

@@ -575,3 +575,50 @@ async fn kdig_over_quic() {
     assert!(out.contains("QUIC"), "{out}");
     assert!(out.contains("192.0.2.1"), "{out}");
 }
+
+/// A drain closes an idle DoQ connection at once (DOQ_NO_ERROR), and one
+/// with a query in flight once its answer is out; DoH3 answers in flight
+/// too. The drain then reports nothing cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_idle_doq_at_once_and_finishes_queries_in_flight() {
+    let Setup { upstream, picket } = start_with(|s| {
+        s.drain.grace = std::time::Duration::ZERO;
+        s.drain.finish_timeout = std::time::Duration::from_secs(5);
+        s.forwarder.attempt_timeout = std::time::Duration::from_secs(2);
+        s.forwarder.total_timeout = std::time::Duration::from_secs(2);
+    });
+    let server = picket.server;
+    // Upstream answers take 500 ms, so these queries are in flight when the
+    // drain begins.
+    upstream.set_delay(std::time::Duration::from_millis(500));
+    let endpoint = doq_client(&server);
+    let busy = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
+    let idle = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
+    let over_doq = {
+        let busy = busy.clone();
+        tokio::spawn(async move {
+            let answer = doq_query(&busy, &query(0, "s1.example.test.")).await;
+            (std::time::Instant::now(), answer)
+        })
+    };
+    let h3 = connect(&h3_client(&server), server.doh3_addrs()[0], "localhost").await;
+    let path = get_path(&query(0, "s2.example.test."));
+    let over_doh3 = tokio::spawn(h3_request(h3, h3_req("GET", &path).body(()).unwrap(), None));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let drained = tokio::spawn(server.drain(std::future::pending()));
+    let (code, _) = close_reason(&idle).await;
+    let idle_at = std::time::Instant::now();
+    assert_eq!(code, 0, "DOQ_NO_ERROR");
+    let (answered_at, answer) = over_doq.await.unwrap();
+    assert_answered(&answer);
+    assert!(
+        idle_at < answered_at,
+        "the idle connection lasted until the answer"
+    );
+    assert_eq!(close_reason(&busy).await.0, 0, "closed after its answer");
+    let reply = over_doh3.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_answered(&Message::from_vec(&reply.body).unwrap());
+    assert_eq!(drained.await.unwrap(), 0, "nothing was cut off");
+}

@@ -622,3 +622,66 @@ async fn drain_closes_idle_doq_at_once_and_finishes_queries_in_flight() {
     assert_answered(&Message::from_vec(&reply.body).unwrap());
     assert_eq!(drained.await.unwrap(), 0, "nothing was cut off");
 }
+
+/// 0-RTT is refused (RFC 9250 §4.5): a client that resumes a session and
+/// would send its query in early data cannot.
+#[tokio::test]
+async fn doq_refuses_0rtt() {
+    use quinn::crypto::rustls::QuicClientConfig;
+    let server = start_with(|_| {});
+    let mut tls =
+        (*common::tls::pinned_config(server.tls().unwrap().certificate(), &[b"doq"])).clone();
+    tls.enable_early_data = true;
+    let crypto = QuicClientConfig::try_from(std::sync::Arc::new(tls)).unwrap();
+    let mut endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+    // A first connection, and a round trip so that its session ticket arrives.
+    let first = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
+    assert_answered(&doq_query(&first, &query(0, "www.example.test.")).await);
+    first.close(0u32.into(), b"");
+    let connecting = endpoint
+        .connect(server.doq_addrs()[0], "localhost")
+        .unwrap();
+    let Err(connecting) = connecting.into_0rtt() else {
+        panic!("0-RTT was offered");
+    };
+    let second = connecting.await.expect("a full handshake instead");
+    assert_answered(&doq_query(&second, &query(0, "get.example.test.")).await);
+}
+
+/// A stream whose query does not arrive in time is reset with
+/// DOQ_REQUEST_CANCELLED; the connection serves on.
+#[tokio::test]
+async fn doq_slow_stream_is_cancelled() {
+    let server =
+        start_with(|s| s.limits.doq_stream_timeout = std::time::Duration::from_millis(200));
+    let endpoint = doq_client(&server);
+    let connection = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    // The length of a query, then nothing more and no FIN.
+    send.write_all(&[0, 40]).await.unwrap();
+    let read = tokio::time::timeout(common::quic::QUIC_TIMEOUT, recv.read_to_end(100))
+        .await
+        .expect("the server gives up on the stream");
+    let err = read.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("reset by peer: error {DOQ_REQUEST_CANCELLED}")),
+        "{err}"
+    );
+    assert_answered(&doq_query(&connection, &query(0, "www.example.test.")).await);
+}
+
+/// At the DoQ connection cap a newcomer gets in and a connection that never
+/// asked anything is shed (closed with DOQ_NO_ERROR), not a working one.
+#[tokio::test]
+async fn doq_connection_cap_sheds_a_silent_connection() {
+    let server = start_with(|s| s.limits.doq_max_connections = 2);
+    let endpoint = doq_client(&server);
+    let working = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
+    assert_answered(&doq_query(&working, &query(0, "www.example.test.")).await);
+    let silent = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
+    let newcomer = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
+    assert_eq!(close_reason(&silent).await.0, 0, "the silent one is shed");
+    assert_answered(&doq_query(&newcomer, &query(0, "get.example.test.")).await);
+    assert_answered(&doq_query(&working, &query(0, "post.example.test.")).await);
+}

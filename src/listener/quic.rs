@@ -125,6 +125,14 @@ where
             incoming.refuse();
             continue;
         };
+        // A QUIC Initial can come from a forged address, and admitting it
+        // may shed another client's connection still in its handshake. Near
+        // the cap, a client first proves its address with a stateless Retry
+        // (RFC 9000 §8.1.2), one round trip more, as TCP's handshake does.
+        if table.under_pressure() && !incoming.remote_address_validated() && incoming.may_retry() {
+            let _ = incoming.retry();
+            continue;
+        }
         let peer = incoming.remote_address();
         let Ok(connecting) = incoming.accept_with(config) else {
             continue;

@@ -1,8 +1,9 @@
-//! What logging every query costs on the cache-hit workload (issue 5: target
-//! under 10 % of queries per second).
+//! What logging every query costs on the cache-hit workload (target under
+//! 10 % of queries per second): the query log, and dnstap.
 //!
-//! Starts Picket in-process twice, with and without `--query-log` (a file in
-//! a temp dir), each with one worker thread and a tiny loopback upstream,
+//! Starts Picket in-process three times: without logs, with `--query-log` (a
+//! file in a temp dir), and with `--dnstap` to an in-process collector that
+//! reads and discards the frames; each with one worker thread and a tiny loopback upstream,
 //! warms one name, then drives each with a client thread that keeps a window
 //! of queries in flight over UDP. Three rounds, interleaved (off, on, off,
 //! on, ...), so that drift in machine load hits both alike; reports the
@@ -10,7 +11,7 @@
 //!
 //! Wall-clock q/s moves with whatever else the machine runs, so each round
 //! also reads the CPU time Picket's own threads used (workers and the
-//! query-log writer, from /proc/self/task/*/schedstat): CPU per query is the
+//! query-log or dnstap writer, from /proc/self/task/*/schedstat): CPU per query is the
 //! steadier figure, and its ratio is the capacity a server loses to logging.
 //!
 //! `cargo bench --bench querylog`; `QUERYLOG_BENCH_N` sets queries per round
@@ -44,11 +45,19 @@ fn main() {
 
     let off = Server::start(settings(upstream, None)).expect("picket starts");
     let on = Server::start(settings(upstream, Some(log_path.clone()))).expect("picket starts");
-    let (off_addr, on_addr) = (off.local_addrs()[0], on.local_addrs()[0]);
+    let mut tap_settings = settings(upstream, None);
+    tap_settings.dnstap = Some(discarding_collector(&dir.join("tap.sock")));
+    let tap = Server::start(tap_settings).expect("picket starts");
+    let (off_addr, on_addr, tap_addr) = (
+        off.local_addrs()[0],
+        on.local_addrs()[0],
+        tap.local_addrs()[0],
+    );
     let name = "www.example.test";
-    for addr in [off_addr, on_addr] {
+    for addr in [off_addr, on_addr, tap_addr] {
         warm(addr, name);
     }
+    let (mut tapped, mut cpu_tapped) = (Vec::new(), Vec::new());
 
     let (mut without, mut with) = (Vec::new(), Vec::new());
     let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
@@ -56,6 +65,13 @@ fn main() {
         let off_round = drive(off_addr, name, n, window);
         truncate(&log_path);
         let on_round = drive(on_addr, name, n, window);
+        let tap_round = drive(tap_addr, name, n, window);
+        println!(
+            "round {round}: with dnstap {:>7.0} q/s {:>5.0} ns CPU/query (worker {:.0}, writer {:.0})",
+            tap_round.qps, tap_round.cpu, tap_round.worker, tap_round.writer
+        );
+        tapped.push(tap_round.qps);
+        cpu_tapped.push(tap_round.cpu);
         let (a, ca, b, cb) = (off_round.qps, off_round.cpu, on_round.qps, on_round.cpu);
         println!(
             "round {round}: without log {a:>7.0} q/s {ca:>5.0} ns CPU/query (worker {:.0}) | \
@@ -74,8 +90,23 @@ fn main() {
         .observer
         .query_log()
         .map_or((0, 0), |l| (l.written(), l.dropped()));
+    let tap_frames = tap
+        .shared()
+        .observer
+        .dnstap()
+        .map_or((0, 0), |d| (d.frames(), d.dropped()));
     on.stop();
     off.stop();
+    tap.stop();
+    let (c, cc) = (median(&mut tapped), median(&mut cpu_tapped));
+    println!(
+        "median of {ROUNDS}: with dnstap {c:.0} q/s ({:.1} % fewer than without), {cc:.0} ns CPU/query \
+         ({:.1} % fewer q/s per core; {} frames written, {} messages dropped)",
+        (1.0 - c / a) * 100.0,
+        (1.0 - ca / cc) * 100.0,
+        tap_frames.0,
+        tap_frames.1
+    );
     println!(
         "median of {ROUNDS}: without log {a:.0} q/s, with log {b:.0} q/s: {:.1} % fewer q/s \
          ({n} cache hits per round, {window} in flight, 1 worker; {} lines written, {} dropped)",
@@ -97,6 +128,9 @@ fn format_cost() {
     let outcome = Outcome {
         transport: picket::query::Transport::Udp,
         client_ip: "198.51.100.77".parse().unwrap(),
+        client_port: 0,
+        query: &[],
+        reply: None,
         org: "",
         qname: "www.example.test",
         qtype: 1,
@@ -245,6 +279,38 @@ fn warm(server: SocketAddr, name: &str) {
     assert!(len > 12 && buf[3] & 0x0f == 0, "warm-up failed");
 }
 
+/// CPU time used so far by the query-log and dnstap writer threads, in ns.
+fn writers_cpu_ns() -> u64 {
+    cpu_ns_of("picket-querylog") + cpu_ns_of("picket-dnstap")
+}
+
+/// A Frame Streams collector on a Unix socket that accepts dnstap and
+/// discards it (a thread not named `picket-*`, so its CPU is not Picket's).
+fn discarding_collector(path: &std::path::Path) -> picket::observe::DnstapSettings {
+    use picket::observe::dnstap::fstrm::{control, Control};
+    use std::io::{Read, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).expect("collector socket");
+    std::thread::Builder::new()
+        .name("bench-collector".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let _ = Control::read(&mut stream);
+                let _ = stream.write_all(&Control::new(control::ACCEPT).encode());
+                let mut sink = [0u8; 65_536];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+            }
+        })
+        .expect("collector thread");
+    picket::observe::DnstapSettings {
+        target: picket::observe::DnstapTarget::Unix(path.to_path_buf()),
+        identity: None,
+        version: None,
+        upstream: false,
+        queue: picket::config::limits::DNSTAP_QUEUE,
+    }
+}
+
 /// CPU time used so far by Picket's threads (named `picket-*`), in ns.
 fn picket_cpu_ns() -> u64 {
     cpu_ns_of("picket-")
@@ -281,7 +347,7 @@ struct Round {
 /// catch up, so that its work is counted.
 fn drive(server: SocketAddr, name: &str, n: usize, window: usize) -> Round {
     let cpu_before = picket_cpu_ns();
-    let writer_before = cpu_ns_of("picket-querylog");
+    let writer_before = writers_cpu_ns();
     let worker_before = cpu_ns_of("picket-worker");
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.connect(server).unwrap();
@@ -320,7 +386,7 @@ fn drive(server: SocketAddr, name: &str, n: usize, window: usize) -> Round {
     // Let the writer drain its queue (it flushes at once when idle).
     std::thread::sleep(Duration::from_millis(300));
     let cpu = picket_cpu_ns().saturating_sub(cpu_before) as f64 / n as f64;
-    let writer = cpu_ns_of("picket-querylog").saturating_sub(writer_before) as f64 / n as f64;
+    let writer = writers_cpu_ns().saturating_sub(writer_before) as f64 / n as f64;
     let worker = cpu_ns_of("picket-worker").saturating_sub(worker_before) as f64 / n as f64;
     Round {
         qps,

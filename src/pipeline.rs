@@ -29,7 +29,7 @@ use crate::cache::{Cache, CacheKey, Entry, Lookup};
 use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
 use crate::local;
-use crate::observe::{CacheStatus, Observer, Outcome};
+use crate::observe::{CacheStatus, Observer, Outcome, Outputs};
 use crate::policy::{self, Action, AnswerFacts, Identity, PolicyError, PolicySet, Verdict};
 use crate::protocol::build::empty_reply;
 use crate::protocol::parse::reject_oversized;
@@ -96,11 +96,12 @@ impl Shared {
             Some(r) => Some(Recursive::new(r, &settings.limits)?),
             None => None,
         };
-        let observer = Observer::new(
-            settings.metrics.is_some(),
-            &settings.upstreams,
-            settings.query_log.as_ref(),
-        )
+        let observer = Observer::new(Outputs {
+            metrics: settings.metrics.is_some(),
+            upstreams: &settings.upstreams,
+            query_log: settings.query_log.as_ref(),
+            dnstap: settings.dnstap.as_ref(),
+        })
         .map_err(|e| e.to_string())?;
         register_rule_series(&observer, &policy);
         Ok(Self {
@@ -218,6 +219,8 @@ pub enum Handled {
 /// learned about it.
 pub struct Pending {
     req: Request,
+    /// The query as received, when the observer wants it (dnstap), else empty.
+    wire: Box<[u8]>,
     hints: ClientHints,
     started: Instant,
     limit: usize,
@@ -240,11 +243,20 @@ pub struct Pending {
 struct Judged<'a> {
     req: &'a Request,
     hints: &'a ClientHints,
+    /// The query's bytes as received (empty in a [`Pending`] when not kept).
+    wire: &'a [u8],
     started: Instant,
     limit: usize,
     policy: &'a PolicySet,
     identity: Identity,
     verdict: &'a Verdict,
+}
+
+/// A message as it arrived: its bytes and when.
+#[derive(Clone, Copy)]
+struct Arrival<'a> {
+    wire: &'a [u8],
+    started: Instant,
 }
 
 /// How an answer was obtained, for the outcome.
@@ -312,7 +324,15 @@ impl Worker {
             Ok(parsed) => parsed,
             Err(_) => return Handled::Malformed,
         };
-        let step = self.judge(req, hints, allowed, started);
+        let step = self.judge(
+            req,
+            hints,
+            allowed,
+            Arrival {
+                wire: bytes,
+                started,
+            },
+        );
         let reply = match step {
             Step::Reply(reply) => Some(reply),
             Step::Drop => None,
@@ -326,7 +346,15 @@ impl Worker {
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
         let started = Instant::now();
         match self.parse(bytes, hints, started) {
-            Ok((req, allowed)) => self.judge(req, hints, allowed, started),
+            Ok((req, allowed)) => self.judge(
+                req,
+                hints,
+                allowed,
+                Arrival {
+                    wire: bytes,
+                    started,
+                },
+            ),
             Err(step) => step,
         }
     }
@@ -342,7 +370,11 @@ impl Worker {
             // Malformed packets from outside the access list get nothing, as in `parse`.
             return Step::Drop;
         }
-        self.reject(reject_oversized(start), hints, started)
+        let arrival = Arrival {
+            wire: start,
+            started,
+        };
+        self.reject(reject_oversized(start), hints, arrival)
     }
 
     /// Reads the query and whether its client is on the access list; a
@@ -358,12 +390,26 @@ impl Worker {
         match parse_query(bytes) {
             Ok(req) => Ok((req, allowed)),
             Err(_) if !allowed => Err(Step::Drop),
-            Err(rejection) => Err(self.reject(rejection, hints, started)),
+            Err(rejection) => Err(self.reject(
+                rejection,
+                hints,
+                Arrival {
+                    wire: bytes,
+                    started,
+                },
+            )),
         }
     }
 
     /// Everything after parsing: admission, local answers, policy, cache.
-    fn judge(&self, req: Request, hints: &ClientHints, allowed: bool, started: Instant) -> Step {
+    fn judge(
+        &self,
+        req: Request,
+        hints: &ClientHints,
+        allowed: bool,
+        arrival: Arrival<'_>,
+    ) -> Step {
+        let started = arrival.started;
         let limit = self.response_limit(&req, hints);
         if let Some(step) = self.admit(&req, hints, allowed, limit) {
             // Outside the access list: REFUSED with EDE 18; else rate limited.
@@ -375,7 +421,7 @@ impl Worker {
                 Step::Reply(reply) => Some(reply.as_slice()),
                 _ => None,
             };
-            self.observe_local(&req, hints, started, reply, action, code);
+            self.observe_local(&req, hints, arrival, reply, action, code);
             return step;
         }
         let ready = || self.shared.ready();
@@ -386,7 +432,7 @@ impl Worker {
             self.edns_out(&req),
             limit,
         ) {
-            self.observe_local(&req, hints, started, Some(&reply), "local", None);
+            self.observe_local(&req, hints, arrival, Some(&reply), "local", None);
             return Step::Reply(reply);
         }
         let policy = self.shared.policy.load();
@@ -395,6 +441,7 @@ impl Worker {
         let judged = Judged {
             req: &req,
             hints,
+            wire: arrival.wire,
             started,
             limit,
             policy: &policy,
@@ -445,7 +492,13 @@ impl Worker {
             self.observe(&judged, Some(&reply), "overloaded", None, served);
             return Step::Reply(reply);
         };
+        // Only dnstap reads a pending query's bytes again: copied only for it.
+        let wire = match self.shared.observer.wants_wire() {
+            true => arrival.wire.into(),
+            false => Box::default(),
+        };
         Step::Resolve(Box::new(Pending {
+            wire,
             hints: hints.clone(),
             started,
             limit,
@@ -478,6 +531,7 @@ impl Worker {
         let judged = Judged {
             req: &p.req,
             hints: &p.hints,
+            wire: &p.wire,
             started: p.started,
             limit: p.limit,
             policy: &p.policy,
@@ -795,7 +849,7 @@ impl Worker {
     }
 
     /// Answers a query that could not be parsed as a standard query.
-    fn reject(&self, rejection: Rejection, hints: &ClientHints, started: Instant) -> Step {
+    fn reject(&self, rejection: Rejection, hints: &ClientHints, arrival: Arrival<'_>) -> Step {
         let (reply, code) = match rejection {
             Rejection::Drop => (None, None),
             Rejection::Reply {
@@ -825,6 +879,9 @@ impl Worker {
         self.shared.observer.record(&Outcome {
             transport: hints.transport,
             client_ip: hints.ip,
+            client_port: hints.port,
+            query: arrival.wire,
+            reply: reply.as_deref(),
             org: "",
             qname: "",
             qtype: 0,
@@ -835,7 +892,7 @@ impl Worker {
             cache: CacheStatus::None,
             upstream: None,
             ede: None,
-            duration: started.elapsed(),
+            duration: arrival.started.elapsed(),
         });
         reply.map_or(Step::Drop, Step::Reply)
     }
@@ -846,7 +903,7 @@ impl Worker {
         &self,
         req: &Request,
         hints: &ClientHints,
-        started: Instant,
+        arrival: Arrival<'_>,
         reply: Option<&[u8]>,
         action: &'static str,
         ede: Option<u16>,
@@ -854,6 +911,9 @@ impl Worker {
         self.shared.observer.record(&Outcome {
             transport: hints.transport,
             client_ip: hints.ip,
+            client_port: hints.port,
+            query: arrival.wire,
+            reply,
             org: "",
             qname: &req.qname,
             qtype: req.qtype,
@@ -864,7 +924,7 @@ impl Worker {
             cache: CacheStatus::None,
             upstream: None,
             ede,
-            duration: started.elapsed(),
+            duration: arrival.started.elapsed(),
         });
     }
 
@@ -885,6 +945,9 @@ impl Worker {
         self.shared.observer.record(&Outcome {
             transport: q.hints.transport,
             client_ip: q.hints.ip,
+            client_port: q.hints.port,
+            query: q.wire,
+            reply,
             org: q.identity.org_id(q.policy),
             qname: &q.req.qname,
             qtype: q.req.qtype,

@@ -55,6 +55,8 @@ impl fmt::Display for Transport {
 pub struct ClientHints {
     /// The client's address (after any trusted proxy handling).
     pub ip: IpAddr,
+    /// The client's port (0 where unknown); only dnstap records it.
+    pub port: u16,
     /// The transport the query came over.
     pub transport: Transport,
     /// DoH path token: `/dns-query/{token}`.
@@ -68,9 +70,18 @@ impl ClientHints {
     pub fn plain(ip: IpAddr, transport: Transport) -> Self {
         Self {
             ip,
+            port: 0,
             transport,
             doh_token: None,
             dot_label: None,
+        }
+    }
+
+    /// Hints for a plain UDP/TCP/DoT client at `peer`.
+    pub fn from_peer(peer: std::net::SocketAddr, transport: Transport) -> Self {
+        Self {
+            port: peer.port(),
+            ..Self::plain(peer.ip(), transport)
         }
     }
 }

@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings, TlsSource};
-use crate::observe::{ClientIpMode, LogTarget, QueryLogSettings};
+use crate::observe::{ClientIpMode, DnstapSettings, DnstapTarget, LogTarget, QueryLogSettings};
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
 use crate::upstream::{servers_from_resolv_conf, DnssecMode, RecursorSettings};
 
@@ -45,6 +45,8 @@ pub struct ServeArgs {
     pub logs: LogArgs,
     #[command(flatten)]
     pub query_log: QueryLogArgs,
+    #[command(flatten)]
+    pub dnstap: DnstapArgs,
 }
 
 /// Where and how queries are received.
@@ -342,6 +344,53 @@ pub enum LogFormat {
     Json,
 }
 
+/// dnstap telemetry (Frame Streams to a collector).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "dnstap")]
+pub struct DnstapArgs {
+    /// Send every client query and response as dnstap messages to a Frame
+    /// Streams collector: unix:PATH (e.g. fstrm_capture -u PATH) or
+    /// tcp:HOST:PORT (e.g. Vector's dnstap source). Off by default.
+    #[arg(long = "dnstap", value_name = "unix:PATH|tcp:HOST:PORT", value_parser = DnstapTarget::parse)]
+    pub dnstap: Option<DnstapTarget>,
+
+    /// The identity field of every dnstap message. Default: the host name.
+    #[arg(long = "dnstap-identity", value_name = "TEXT", requires = "dnstap")]
+    pub dnstap_identity: Option<String>,
+
+    /// The version field of every dnstap message. Default: "picket VERSION".
+    #[arg(long = "dnstap-version", value_name = "TEXT", requires = "dnstap")]
+    pub dnstap_version: Option<String>,
+
+    /// Also send the queries Picket sends upstream and their answers
+    /// (FORWARDER_QUERY/RESPONSE when forwarding).
+    #[arg(long = "dnstap-upstream", requires = "dnstap")]
+    pub dnstap_upstream: bool,
+
+    /// dnstap messages that may wait for the writer; past that they are
+    /// dropped (and counted in picket_dnstap_dropped_total), never delaying answers.
+    #[arg(long = "dnstap-queue", value_name = "MESSAGES", default_value_t = crate::config::limits::DNSTAP_QUEUE, requires = "dnstap")]
+    pub dnstap_queue: usize,
+}
+
+impl DnstapArgs {
+    fn settings(&self) -> Result<Option<DnstapSettings>> {
+        let Some(target) = &self.dnstap else {
+            return Ok(None);
+        };
+        if self.dnstap_queue == 0 {
+            bail!("--dnstap-queue must be at least 1");
+        }
+        Ok(Some(DnstapSettings {
+            target: target.clone(),
+            identity: self.dnstap_identity.clone(),
+            version: self.dnstap_version.clone(),
+            upstream: self.dnstap_upstream,
+            queue: self.dnstap_queue,
+        }))
+    }
+}
+
 /// One JSON line per query.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Query log")]
@@ -409,6 +458,7 @@ impl ServeArgs {
         self.access.apply(&mut s);
         s.metrics = self.logs.metrics;
         s.query_log = self.query_log.settings()?;
+        s.dnstap = self.dnstap.settings()?;
         self.apply_resolution(&mut s)?;
         Ok(s)
     }

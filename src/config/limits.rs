@@ -229,6 +229,27 @@ pub const H3_UNI_STREAMS: u32 = 4;
 /// series, so the bound also caps its memory across reloads that rename rules.
 pub const MAX_RULE_SERIES: usize = 20_000;
 
+/// dnstap messages waiting for the writer thread at most (`--dnstap`), the
+/// default of `--dnstap-queue`; past it messages are dropped and counted,
+/// answers never wait. 64 Ki messages of ~200 bytes: ~13 MiB at the worst,
+/// a few seconds of a busy node while a collector reconnects. Unbound's
+/// `dnstap` output queue is of the same order (its fstrm I/O thread
+/// default queue holds 512 entries per thread).
+pub const DNSTAP_QUEUE: usize = 65_536;
+/// The writer flushes buffered frames at least this often while messages
+/// keep arriving (and at once when the queue runs dry), so a collector sees
+/// a quiet server's last queries within this time.
+pub const DNSTAP_FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Connect, handshake and write timeout towards the dnstap collector: a
+/// stuck collector costs dropped messages, never a stuck writer forever.
+pub const DNSTAP_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnection backoff towards a dnstap collector that is down: first
+/// retry after the minimum, doubling to the maximum (fstrm's reference
+/// writer retries every second; a longer cap spares a collector that is
+/// restarting under a fleet's reconnects).
+pub const DNSTAP_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const DNSTAP_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

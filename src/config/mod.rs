@@ -12,7 +12,7 @@ pub use limits::Limits;
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
-use crate::observe::QueryLogSettings;
+use crate::observe::{DnstapSettings, QueryLogSettings};
 use crate::policy::{LoadOptions, PolicyError, PolicySet};
 use crate::upstream::{ForwarderSettings, RecursorSettings};
 
@@ -71,6 +71,8 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// One JSON line per query (None: off).
     pub query_log: Option<QueryLogSettings>,
+    /// dnstap output (`--dnstap`).
+    pub dnstap: Option<DnstapSettings>,
 }
 
 /// How a stop drains (see `Server::drain`).
@@ -137,6 +139,7 @@ impl Default for Settings {
             drain: DrainSettings::default(),
             metrics: None,
             query_log: None,
+            dnstap: None,
         }
     }
 }

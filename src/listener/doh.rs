@@ -296,6 +296,7 @@ pub async fn answer(
     let token = route(req.uri.path()).ok_or(StatusCode::NOT_FOUND)?;
     let hints = ClientHints {
         ip,
+        port: 0,
         transport: Transport::Doh,
         doh_token: token.map(str::to_owned),
         dot_label: None,

@@ -63,7 +63,7 @@ pub async fn serve(
 /// Answers the streams of one connection until the client closes it, it is
 /// idle for the QUIC idle timeout, it is shed, or a drain begins.
 async fn serve_connection(worker: Arc<Worker>, connection: Connection, open: OpenConnection) {
-    let mut hints = ClientHints::plain(connection.remote_address().ip(), Transport::Doq);
+    let mut hints = ClientHints::from_peer(connection.remote_address(), Transport::Doq);
     hints.dot_label = server_name(&connection).as_deref().and_then(first_label);
     let hints = Arc::new(hints);
     let mut streams = JoinSet::new();

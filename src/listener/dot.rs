@@ -28,7 +28,7 @@ pub async fn serve(
         table,
         move |stream, peer, connection| {
             let (worker, tls) = (worker.clone(), tls.clone());
-            let hints = ClientHints::plain(peer.ip(), Transport::Dot);
+            let hints = ClientHints::from_peer(peer, Transport::Dot);
             async move { serve_connection(worker, stream, hints, &tls, connection).await }
         },
     )

@@ -33,7 +33,7 @@ pub async fn serve(
         table,
         move |stream, peer, connection| {
             let (worker, limits) = (worker.clone(), limits.clone());
-            let hints = ClientHints::plain(peer.ip(), Transport::Tcp);
+            let hints = ClientHints::from_peer(peer, Transport::Tcp);
             async move { serve_stream(worker, stream, hints, &limits, &connection).await }
         },
     )

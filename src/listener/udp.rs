@@ -74,7 +74,7 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
 /// The pipeline's front half for one datagram; one longer than
 /// [`MAX_UDP_QUERY`] is malformed, whatever its first bytes say.
 fn step(worker: &Worker, bytes: &[u8], oversized: bool, peer: SocketAddr) -> Step {
-    let hints = ClientHints::plain(peer.ip(), Transport::Udp);
+    let hints = ClientHints::from_peer(peer, Transport::Udp);
     if oversized || bytes.len() > MAX_UDP_QUERY {
         worker.start_oversized(bytes, &hints)
     } else {

@@ -83,6 +83,9 @@ pub mod name {
     pub const QUERYLOG_LINES: &str = "picket_querylog_lines_total";
     pub const QUERYLOG_DROPPED: &str = "picket_querylog_dropped_total";
     pub const QUERYLOG_ERRORS: &str = "picket_querylog_write_errors_total";
+    pub const DNSTAP_FRAMES: &str = "picket_dnstap_frames_total";
+    pub const DNSTAP_DROPPED: &str = "picket_dnstap_dropped_total";
+    pub const DNSTAP_RECONNECTS: &str = "picket_dnstap_reconnects_total";
     pub const RECURSOR_QUERIES: &str = "picket_recursor_queries_total";
     pub const RECURSOR_EVENTS: &str = "picket_recursor_events_total";
 }
@@ -418,7 +421,7 @@ fn counter_on(
 
 /// HELP lines: what each metric means, for whoever builds the dashboard.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 14] = [
+    let counters: [(&'static str, &'static str); 17] = [
         (name::QUERIES, "Queries answered (or dropped), by transport, policy action and response code."),
         (name::CACHE_LOOKUPS, "Answers by cache result: hit (fresh), miss (fetched upstream), stale (served expired, RFC 8767)."),
         (name::UPSTREAM_QUERIES, "Exchanges with each upstream server (every attempt, retries included)."),
@@ -431,6 +434,9 @@ fn describe(recorder: &PrometheusRecorder) {
         (name::QUERYLOG_LINES, "Query-log lines written."),
         (name::QUERYLOG_DROPPED, "Query-log lines dropped because the writer fell behind (answers never wait for it)."),
         (name::QUERYLOG_ERRORS, "Query-log write or reopen errors."),
+        (name::DNSTAP_FRAMES, "dnstap frames written to the collector."),
+        (name::DNSTAP_DROPPED, "dnstap messages dropped: the queue was full or no collector was connected (answers never wait for it)."),
+        (name::DNSTAP_RECONNECTS, "dnstap collector connections lost and reopened."),
         (name::RECURSOR_QUERIES, "Recursive mode: queries sent to authoritative servers."),
         (name::RECURSOR_EVENTS, "Recursive mode: queries over budget, servers held down, failure-cache hits, KeyTrap scrubs."),
     ];
@@ -480,6 +486,9 @@ mod tests {
         Outcome {
             transport,
             client_ip: IpAddr::from([192, 0, 2, 9]),
+            client_port: 0,
+            query: &[],
+            reply: None,
             org: "",
             qname: "a.example",
             qtype: 1,

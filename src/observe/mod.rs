@@ -1,45 +1,64 @@
 //! Observability: receives each finished [`Outcome`] and nothing else from
-//! the query path. Metrics ([`metrics`]) and the query log ([`querylog`]) are
-//! both optional and cost nothing when off; the admin listener ([`admin`])
-//! serves `/metrics`, `/healthz` and `/readyz`.
+//! the query path. Metrics ([`metrics`]), the query log ([`querylog`]) and
+//! dnstap ([`dnstap`]) are all optional and cost nothing when off; the admin
+//! listener ([`admin`]) serves `/metrics`, `/healthz` and `/readyz`.
 
 pub mod admin;
+pub mod dnstap;
 pub mod metrics;
 pub mod outcome;
 pub mod querylog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+pub use dnstap::{Dnstap, DnstapSettings, DnstapTarget};
 pub use metrics::Metrics;
 pub use outcome::{CacheStatus, Outcome};
 pub use querylog::{ClientIpMode, LogTarget, QueryLog, QueryLogSettings};
 
-use crate::upstream::ExchangeSink;
+use crate::upstream::{ExchangeSink, UpstreamError};
 
 /// Where outcomes go. Cheap to call on the hot path.
 #[derive(Debug, Default)]
 pub struct Observer {
     metrics: Option<Arc<Metrics>>,
     log: Option<QueryLog>,
+    dnstap: Option<Arc<Dnstap>>,
+}
+
+/// What an [`Observer`] writes, from the settings.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outputs<'a> {
+    /// `--metrics`: per-upstream series are created for `upstreams`.
+    pub metrics: bool,
+    pub upstreams: &'a [SocketAddr],
+    pub query_log: Option<&'a QueryLogSettings>,
+    pub dnstap: Option<&'a DnstapSettings>,
 }
 
 impl Observer {
-    /// An observer with metrics (per-upstream series created for `upstreams`)
-    /// and/or a query log. Opens the log now, so a bad path fails at start.
-    pub fn new(
-        with_metrics: bool,
-        upstreams: &[SocketAddr],
-        query_log: Option<&QueryLogSettings>,
-    ) -> std::io::Result<Self> {
-        let metrics = with_metrics.then(|| Arc::new(Metrics::new(upstreams)));
-        let log = query_log.map(QueryLog::open).transpose()?;
-        if let (Some(metrics), Some(log)) = (&metrics, &log) {
-            for (name, read) in log.counters() {
+    /// An observer writing `outputs`. Opens the query log now, so a bad path
+    /// fails at start; dnstap connects on its own thread, so a collector
+    /// that is not up yet delays nothing.
+    pub fn new(outputs: Outputs<'_>) -> std::io::Result<Self> {
+        let metrics = outputs
+            .metrics
+            .then(|| Arc::new(Metrics::new(outputs.upstreams)));
+        let log = outputs.query_log.map(QueryLog::open).transpose()?;
+        let dnstap = outputs.dnstap.map(Dnstap::start).transpose()?.map(Arc::new);
+        if let Some(metrics) = &metrics {
+            let log_counters = log.iter().flat_map(QueryLog::counters);
+            for (name, read) in log_counters.chain(dnstap.iter().flat_map(|d| d.counters())) {
                 metrics.counter_probe(name, &[], read);
             }
         }
-        Ok(Self { metrics, log })
+        Ok(Self {
+            metrics,
+            log,
+            dnstap,
+        })
     }
 
     /// Records one finished query.
@@ -51,6 +70,26 @@ impl Observer {
         if let Some(log) = &self.log {
             log.record(outcome);
         }
+        if let Some(dnstap) = &self.dnstap {
+            if !outcome.query.is_empty() {
+                let client = SocketAddr::new(outcome.client_ip, outcome.client_port);
+                let reply = outcome.reply;
+                dnstap.client(
+                    outcome.transport,
+                    client,
+                    outcome.query,
+                    reply,
+                    outcome.duration,
+                );
+            }
+        }
+    }
+
+    /// Whether outcomes must carry the query's and the reply's wire bytes
+    /// (dnstap): the query path keeps a copy of a pending query's bytes only then.
+    #[inline]
+    pub fn wants_wire(&self) -> bool {
+        self.dnstap.is_some()
     }
 
     /// The metrics registry, when `--metrics` is on.
@@ -58,14 +97,28 @@ impl Observer {
         self.metrics.as_ref()
     }
 
+    /// The dnstap output, when `--dnstap` is on.
+    pub fn dnstap(&self) -> Option<&Dnstap> {
+        self.dnstap.as_deref()
+    }
+
     /// The query log, when `--query-log` is on.
     pub fn query_log(&self) -> Option<&QueryLog> {
         self.log.as_ref()
     }
 
-    /// Where the forwarder reports each upstream exchange (None without metrics).
+    /// Where the forwarder reports each upstream exchange (None without
+    /// metrics or upstream dnstap).
     pub fn exchange_sink(&self) -> Option<Arc<dyn ExchangeSink>> {
-        self.metrics.clone().map(|m| m as Arc<dyn ExchangeSink>)
+        let dnstap = self.dnstap.clone().filter(|d| d.wants_upstream());
+        match (&self.metrics, dnstap) {
+            (None, None) => None,
+            (Some(m), None) => Some(m.clone() as Arc<dyn ExchangeSink>),
+            (metrics, dnstap) => Some(Arc::new(Exchanges {
+                metrics: metrics.clone(),
+                dnstap,
+            })),
+        }
     }
 
     /// Reopens the query-log file (SIGHUP, after logrotate).
@@ -75,10 +128,48 @@ impl Observer {
         }
     }
 
-    /// Writes out the query log's last lines and stops its writer (at shutdown).
+    /// Writes out the query log's last lines and the last dnstap messages,
+    /// and stops their writers (at shutdown).
     pub fn close(&self) {
         if let Some(log) = &self.log {
             log.close();
+        }
+        if let Some(dnstap) = &self.dnstap {
+            dnstap.close(DNSTAP_CLOSE_WAIT);
+        }
+    }
+}
+
+/// How long a stop waits for dnstap's last messages to reach the collector.
+const DNSTAP_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Upstream exchanges to metrics and to dnstap both.
+struct Exchanges {
+    metrics: Option<Arc<Metrics>>,
+    dnstap: Option<Arc<Dnstap>>,
+}
+
+impl ExchangeSink for Exchanges {
+    fn exchanged(&self, server: SocketAddr, elapsed: Duration, error: Option<&UpstreamError>) {
+        if let Some(m) = &self.metrics {
+            m.exchanged(server, elapsed, error);
+        }
+    }
+
+    fn wants_messages(&self) -> bool {
+        self.dnstap.is_some()
+    }
+
+    fn message(
+        &self,
+        server: SocketAddr,
+        tcp: bool,
+        sent_at: SystemTime,
+        query: &[u8],
+        response: Option<&[u8]>,
+    ) {
+        if let Some(d) = &self.dnstap {
+            d.upstream(false, tcp, server, sent_at, query, response);
         }
     }
 }

@@ -36,6 +36,13 @@ impl CacheStatus {
 pub struct Outcome<'a> {
     pub transport: Transport,
     pub client_ip: IpAddr,
+    /// The client's port (0 where the transport does not say).
+    pub client_port: u16,
+    /// The query's wire bytes as received (empty when not kept: only dnstap
+    /// reads them, see `Observer::wants_wire`).
+    pub query: &'a [u8],
+    /// The reply's wire bytes as sent (None: nothing was sent).
+    pub reply: Option<&'a [u8]>,
     /// Organization id (`""` when none).
     pub org: &'a str,
     /// Lower-case name, no trailing dot (`""` when the query had none).

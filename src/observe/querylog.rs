@@ -799,6 +799,9 @@ mod tests {
         Outcome {
             transport: Transport::Udp,
             client_ip: "198.51.100.77".parse().unwrap(),
+            client_port: 0,
+            query: &[],
+            reply: None,
             org: "acme",
             qname: "www.example.test",
             qtype: 28,

@@ -204,6 +204,7 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
     let (qtype, client, transport) = test_query(t)?;
     let hints = ClientHints {
         ip: client,
+        port: 0,
         transport,
         doh_token: t.doh_token.clone(),
         dot_label: t.dot_name.clone(),

@@ -22,7 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +74,24 @@ pub struct UpstreamQuery<'a> {
 pub trait ExchangeSink: Send + Sync {
     /// `server` answered after `elapsed`, or failed with `error`.
     fn exchanged(&self, server: SocketAddr, elapsed: Duration, error: Option<&UpstreamError>);
+
+    /// Whether [`ExchangeSink::message`] wants the messages (dnstap with
+    /// `--dnstap-upstream`); the forwarder copies nothing otherwise.
+    fn wants_messages(&self) -> bool {
+        false
+    }
+
+    /// The query sent to `server` at `sent_at`, verbatim, and the answer
+    /// received, verbatim (None: none came).
+    fn message(
+        &self,
+        _server: SocketAddr,
+        _tcp: bool,
+        _sent_at: std::time::SystemTime,
+        _query: &[u8],
+        _response: Option<&[u8]>,
+    ) {
+    }
 }
 
 /// Counters the forwarder keeps (read by observe::metrics), shared by all
@@ -201,7 +219,8 @@ impl Forwarder {
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(200));
         let _slot = self.socket_slot()?;
-        tokio::time::timeout(left, tcp_exchange(q, server, self.settings.udp_payload))
+        let exchange = tcp_exchange(q, server, self.settings.udp_payload, &self.stats);
+        tokio::time::timeout(left, exchange)
             .await
             .map_err(|_| UpstreamError::Timeout)?
     }
@@ -223,16 +242,25 @@ impl Forwarder {
             Case::AsIs
         };
         let sent = SentQuery::new(q, case, self.settings.udp_payload);
+        let sent_at = SystemTime::now();
         socket.send(&sent.message).await.map_err(network_error)?;
         let mut other_case_seen = false;
         let answer = receive_answer(&socket, &sent, &self.stats, &mut other_case_seen);
-        match tokio::time::timeout_at(deadline.into(), answer).await {
+        let answer = tokio::time::timeout_at(deadline.into(), answer).await;
+        let tap =
+            |response: Option<&[u8]>| tap(&self.stats, server, false, sent_at, &sent, response);
+        match answer {
             Ok(Ok(mut bytes)) => {
+                tap(Some(&bytes));
                 bytes[HEADER_LEN..HEADER_LEN + q.name_wire.len()].copy_from_slice(q.name_wire);
                 Ok(bytes)
             }
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => {
+                tap(None);
+                Err(e)
+            }
             Err(_) => {
+                tap(None);
                 // Only an answer in another case came: no forger races a
                 // whole attempt, the server does not preserve case.
                 if other_case_seen {
@@ -440,20 +468,51 @@ async fn tcp_exchange(
     q: &UpstreamQuery<'_>,
     server: SocketAddr,
     payload: u16,
+    stats: &ForwarderStats,
 ) -> Result<Vec<u8>, UpstreamError> {
     let mut stream = TcpStream::connect(server).await.map_err(network_error)?;
     let sent = SentQuery::new(q, Case::AsIs, payload);
     let mut framed = Vec::with_capacity(sent.message.len() + 2);
     framed.extend_from_slice(&(sent.message.len() as u16).to_be_bytes());
     framed.extend_from_slice(&sent.message);
+    let sent_at = SystemTime::now();
     stream.write_all(&framed).await.map_err(network_error)?;
-    let len = stream.read_u16().await.map_err(network_error)? as usize;
-    let mut bytes = vec![0u8; len];
-    stream.read_exact(&mut bytes).await.map_err(network_error)?;
+    let received = read_tcp_answer(&mut stream).await;
+    tap(
+        stats,
+        server,
+        true,
+        sent_at,
+        &sent,
+        received.as_deref().ok(),
+    );
+    let bytes = received?;
     if sent.check(&bytes) != Check::Ours {
         return Err(UpstreamError::Malformed);
     }
     Ok(bytes)
+}
+
+async fn read_tcp_answer(stream: &mut TcpStream) -> Result<Vec<u8>, UpstreamError> {
+    let len = stream.read_u16().await.map_err(network_error)? as usize;
+    let mut bytes = vec![0u8; len];
+    stream.read_exact(&mut bytes).await.map_err(network_error)?;
+    Ok(bytes)
+}
+
+/// Hands one exchange's messages, verbatim, to the sink that wants them
+/// (dnstap); costs a branch otherwise.
+fn tap(
+    stats: &ForwarderStats,
+    server: SocketAddr,
+    tcp: bool,
+    sent_at: SystemTime,
+    sent: &SentQuery,
+    response: Option<&[u8]>,
+) {
+    if let Some(sink) = stats.sink.as_ref().filter(|s| s.wants_messages()) {
+        sink.message(server, tcp, sent_at, &sent.message, response);
+    }
 }
 
 /// Which upstreams failed recently, shared by all workers so that a dead

@@ -1,0 +1,454 @@
+//! dnstap output (`--dnstap`), read back the way a collector reads it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::picket::config::Settings;
+use ::picket::observe::dnstap::fstrm::{self, control, Control};
+use ::picket::observe::dnstap::proto::{self, message::Type};
+use ::picket::observe::{DnstapSettings, DnstapTarget};
+use common::*;
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+use prost::Message as _;
+
+const ZONE: &str = "
+example.test.      3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+example.test.      3600 IN NS  ns1.example.test.
+www.example.test.   300 IN A   192.0.2.1
+";
+
+/// A Frame Streams collector on a Unix socket, as fstrm_capture is: it
+/// accepts sessions one after another and keeps every dnstap message.
+struct Collector {
+    path: PathBuf,
+    messages: Arc<Mutex<Vec<proto::Dnstap>>>,
+    /// Content types of the START frames seen.
+    started: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
+}
+
+impl Collector {
+    fn start(path: PathBuf) -> Collector {
+        let listener = UnixListener::bind(&path).expect("bind the collector socket");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let (m, s) = (messages.clone(), started.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let _ = session(&mut stream, &m, &s);
+            }
+        });
+        Collector {
+            path,
+            messages,
+            started,
+        }
+    }
+
+    /// The same collector on TCP (`--dnstap tcp:HOST:PORT`).
+    fn start_tcp() -> (Collector, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let (m, s) = (messages.clone(), started.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let _ = session(&mut stream, &m, &s);
+            }
+        });
+        let path = PathBuf::new();
+        (
+            Collector {
+                path,
+                messages,
+                started,
+            },
+            addr,
+        )
+    }
+
+    fn messages(&self) -> Vec<proto::Message> {
+        let all = self.messages.lock().unwrap();
+        all.iter().filter_map(|d| d.message.clone()).collect()
+    }
+
+    /// Waits (bounded) until `count` messages arrived.
+    fn wait_for(&self, count: usize) -> Vec<proto::Message> {
+        let until = Instant::now() + Duration::from_secs(15);
+        loop {
+            let seen = self.messages();
+            if seen.len() >= count || Instant::now() > until {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The reader's side: READY → ACCEPT, START, data frames until STOP → FINISH.
+fn session(
+    stream: &mut (impl Read + Write),
+    messages: &Mutex<Vec<proto::Dnstap>>,
+    started: &Mutex<Vec<Vec<Vec<u8>>>>,
+) -> std::io::Result<()> {
+    let ready = Control::read(stream)?;
+    assert_eq!(ready.kind, control::READY);
+    assert!(ready.content_types.iter().any(|t| t == fstrm::CONTENT_TYPE));
+    stream.write_all(&Control::new(control::ACCEPT).encode())?;
+    let start = Control::read(stream)?;
+    assert_eq!(start.kind, control::START);
+    started.lock().unwrap().push(start.content_types);
+    loop {
+        let mut len = [0; 4];
+        stream.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 {
+            // A control frame: STOP ends the session.
+            let mut rest = [0; 8];
+            stream.read_exact(&mut rest)?;
+            let kind = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
+            assert_eq!(kind, control::STOP);
+            stream.write_all(&Control::new(control::FINISH).encode())?;
+            return Ok(());
+        }
+        let mut frame = vec![0; len];
+        stream.read_exact(&mut frame)?;
+        let decoded = proto::Dnstap::decode(frame.as_slice()).expect("a dnstap message");
+        messages.lock().unwrap().push(decoded);
+    }
+}
+
+fn dnstap_settings(upstreams: &[SocketAddr], socket: &std::path::Path, upstream: bool) -> Settings {
+    let mut settings = test_settings(upstreams);
+    settings.dnstap = Some(DnstapSettings {
+        target: DnstapTarget::Unix(socket.to_path_buf()),
+        identity: Some("edge-test-1".into()),
+        version: None,
+        upstream,
+        queue: 1024,
+    });
+    settings
+}
+
+fn of_type(messages: &[proto::Message], kind: Type) -> Vec<proto::Message> {
+    messages
+        .iter()
+        .filter(|m| m.r#type == kind as i32)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_queries_and_responses_reach_the_collector_verbatim() {
+    let dir = temp_dir("dnstap");
+    let collector = Collector::start(dir.join("tap.sock"));
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(dnstap_settings(&[upstream.addr()], &collector.path, false));
+
+    // A UDP query from a socket whose port we know, and its answer as received.
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let query = QueryBuilder::new("www.example.test", RecordType::A)
+        .id(4242)
+        .to_bytes();
+    client.send_to(&query, picket.addr).await.unwrap();
+    let mut buf = vec![0; 4096];
+    let len = tokio::time::timeout(ANSWER_TIMEOUT, client.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = buf[..len].to_vec();
+    let tcp = query_tcp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&tcp).len(), 1);
+
+    let seen = collector.wait_for(4);
+    let queries = of_type(&seen, Type::ClientQuery);
+    let responses = of_type(&seen, Type::ClientResponse);
+    assert_eq!((queries.len(), responses.len()), (2, 2), "{seen:#?}");
+    let udp_query = queries
+        .iter()
+        .find(|m| m.socket_protocol == Some(proto::SocketProtocol::Udp as i32))
+        .expect("the UDP query");
+    assert_eq!(udp_query.query_message.as_deref(), Some(query.as_slice()));
+    assert_eq!(
+        udp_query.query_address.as_deref(),
+        Some(&[127, 0, 0, 1][..])
+    );
+    assert_eq!(
+        udp_query.query_port,
+        Some(u32::from(client.local_addr().unwrap().port()))
+    );
+    assert_eq!(
+        udp_query.socket_family,
+        Some(proto::SocketFamily::Inet as i32)
+    );
+    assert!(udp_query.query_time_sec.unwrap() > 1_700_000_000);
+    let udp_response = responses
+        .iter()
+        .find(|m| m.socket_protocol == Some(proto::SocketProtocol::Udp as i32))
+        .expect("the UDP response");
+    assert_eq!(
+        udp_response.response_message.as_deref(),
+        Some(answer.as_slice())
+    );
+    assert!(udp_response.response_time_sec >= udp_response.query_time_sec);
+    assert!(queries
+        .iter()
+        .any(|m| m.socket_protocol == Some(proto::SocketProtocol::Tcp as i32)));
+    // No upstream messages unless asked for.
+    assert!(of_type(&seen, Type::ForwarderQuery).is_empty());
+    let all = collector.messages.lock().unwrap().clone();
+    assert!(all
+        .iter()
+        .all(|d| d.identity.as_deref() == Some(&b"edge-test-1"[..])));
+    assert!(all[0].version.as_ref().unwrap().starts_with(b"picket "));
+    assert_eq!(
+        collector.started.lock().unwrap()[0],
+        vec![fstrm::CONTENT_TYPE.to_vec()]
+    );
+    picket.server.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_exchanges_are_forwarder_messages_with_dnstap_upstream() {
+    let dir = temp_dir("dnstap-up");
+    let collector = Collector::start(dir.join("tap.sock"));
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(dnstap_settings(&[upstream.addr()], &collector.path, true));
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer).len(), 1);
+
+    let seen = collector.wait_for(4);
+    let sent = of_type(&seen, Type::ForwarderQuery);
+    let got = of_type(&seen, Type::ForwarderResponse);
+    assert_eq!((sent.len(), got.len()), (1, 1), "{seen:#?}");
+    let server = upstream.addr();
+    assert_eq!(
+        sent[0].response_address.as_deref(),
+        Some(&[127, 0, 0, 1][..])
+    );
+    assert_eq!(sent[0].response_port, Some(u32::from(server.port())));
+    // Verbatim: the query as the authority received it (0x20 case and all).
+    let asked = Message::from_vec(sent[0].query_message.as_deref().unwrap()).unwrap();
+    let received = upstream.last_query().expect("the authority saw the query");
+    assert_eq!(asked.metadata.id, received.metadata.id);
+    assert_eq!(asked.queries, received.queries);
+    let reply = Message::from_vec(got[0].response_message.as_deref().unwrap()).unwrap();
+    assert_eq!(reply.metadata.id, asked.metadata.id);
+    assert_eq!(reply.answers.len(), 1);
+    picket.server.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_comes_late_gets_what_follows_and_drops_are_counted() {
+    let dir = temp_dir("dnstap-late");
+    let socket = dir.join("tap.sock");
+    let upstream = Authority::start(ZONE);
+    let mut settings = dnstap_settings(&[upstream.addr()], &socket, false);
+    settings.metrics = Some("127.0.0.1:0".parse().unwrap());
+    let picket = start_picket_with(settings);
+    // No collector yet: answers still come, the messages are dropped.
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer).len(), 1);
+    let metrics = picket.server.admin_addr().expect("metrics listener");
+    let dropped = wait_for_metric(metrics, "picket_dnstap_dropped_total", |v| v >= 1.0).await;
+    assert!(dropped >= 1.0);
+
+    let collector = Collector::start(socket);
+    // The writer retries with backoff; queries keep flowing until one lands.
+    let until = Instant::now() + Duration::from_secs(20);
+    while collector.messages().is_empty() && Instant::now() < until {
+        query_udp(picket.addr, "www.example.test", RecordType::A).await;
+        real_sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !collector.messages().is_empty(),
+        "no message after the collector came up"
+    );
+    let frames = wait_for_metric(metrics, "picket_dnstap_frames_total", |v| v >= 1.0).await;
+    assert!(frames >= 1.0);
+    picket.server.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_the_server_ends_the_session_with_stop_and_delivers_everything() {
+    let dir = temp_dir("dnstap-stop");
+    let collector = Collector::start(dir.join("tap.sock"));
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(dnstap_settings(&[upstream.addr()], &collector.path, false));
+    for _ in 0..20 {
+        query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    }
+    picket.server.stop();
+    // Stop flushed the queue and sent STOP: every message is there at once.
+    assert_eq!(collector.messages().len(), 40);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tcp_collector_gets_the_same_messages() {
+    let (collector, addr) = Collector::start_tcp();
+    let upstream = Authority::start(ZONE);
+    let mut settings = dnstap_settings(&[upstream.addr()], Path::new("unused"), false);
+    settings.dnstap.as_mut().unwrap().target = DnstapTarget::Tcp(addr.to_string());
+    let picket = start_picket_with(settings);
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer).len(), 1);
+    let seen = collector.wait_for(2);
+    assert_eq!(of_type(&seen, Type::ClientQuery).len(), 1, "{seen:#?}");
+    assert_eq!(of_type(&seen, Type::ClientResponse).len(), 1, "{seen:#?}");
+    picket.server.stop();
+}
+
+/// The ecosystem's own tools: Debian's fstrm_capture receives the session
+/// from the picket binary, and dnstap-ldns decodes what it wrote.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs fstrm_capture (fstrm-bin) and dnstap-ldns from Debian; run by .ci/run"]
+async fn fstrm_capture_and_dnstap_ldns_read_what_picket_sends() {
+    use std::process::{Command, Stdio};
+    let dir = temp_dir("dnstap-peer");
+    let (socket, capture) = (dir.join("tap.sock"), dir.join("out.fstrm"));
+    let mut fstrm = Command::new("fstrm_capture")
+        .args(["-t", "protobuf:dnstap.Dnstap", "-u"])
+        .arg(&socket)
+        .arg("-w")
+        .arg(&capture)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fstrm_capture (apt-get install fstrm-bin)");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() && Instant::now() < until {
+        real_sleep(Duration::from_millis(20)).await;
+    }
+    let upstream = Authority::start(ZONE);
+    let target = format!("unix:{}", socket.display());
+    let upstream_arg = upstream.addr().to_string();
+    let args = [
+        "--upstream",
+        upstream_arg.as_str(),
+        "--dnstap",
+        target.as_str(),
+        "--dnstap-upstream",
+        "--dnstap-identity",
+        "lab-node-7",
+        "--drain-grace",
+        "0s",
+    ];
+    let mut picket = PicketProcess::serve(&args, |c| {
+        c.stderr(Stdio::null());
+    });
+    wait_until_answering(picket.addr).await;
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer).len(), 1);
+    query_tcp(picket.addr, "nothing.example.test", RecordType::AAAA).await;
+    // SIGTERM: Picket sends what is queued, then STOP.
+    send_signal(picket.child.id(), "TERM");
+    let _ = picket.child.wait();
+    send_signal(fstrm.id(), "INT");
+    let _ = fstrm.wait();
+
+    let out = Command::new("dnstap-ldns")
+        .args(["-q", "-r"])
+        .arg(&capture)
+        .output()
+        .expect("dnstap-ldns (apt-get install dnstap-ldns)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |kind: &str, what: &str| text.lines().any(|l| l.contains(kind) && l.contains(what));
+    assert!(
+        line(" CQ 127.0.0.1 UDP ", "\"www.example.test.\" IN A"),
+        "{text}"
+    );
+    assert!(
+        line(" CR 127.0.0.1 UDP ", "\"www.example.test.\" IN A"),
+        "{text}"
+    );
+    assert!(
+        line(" CQ 127.0.0.1 TCP ", "\"nothing.example.test.\" IN AAAA"),
+        "{text}"
+    );
+    assert!(line(" FQ 127.0.0.1 UDP ", "IN A"), "{text}");
+    assert!(line(" FR 127.0.0.1 UDP ", "IN A"), "{text}");
+    let yaml = Command::new("dnstap-ldns")
+        .args(["-y", "-r"])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    let yaml = String::from_utf8_lossy(&yaml.stdout);
+    assert!(yaml.contains("identity: \"lab-node-7\""), "{yaml}");
+    assert!(yaml.contains("type: CLIENT_RESPONSE"), "{yaml}");
+    assert!(
+        yaml.contains("192.0.2.1"),
+        "the answer's address in the decoded response: {yaml}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Sends a signal with kill(1): no libc in the tests.
+fn send_signal(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status();
+}
+
+/// Polls `/metrics` until `name` satisfies `done` (bounded), and returns it.
+async fn wait_for_metric(admin: SocketAddr, name: &str, done: impl Fn(f64) -> bool) -> f64 {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let value = scrape(admin, name).await.unwrap_or(0.0);
+        if done(value) || Instant::now() > until {
+            return value;
+        }
+        real_sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn scrape(admin: SocketAddr, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// src/observe/dnstap/dnstap.rs must be exactly what prost-build generates
+/// from dnstap.proto, so the schema file is the one source of truth.
+/// `PICKET_REGENERATE=1` rewrites the file instead of comparing.
+#[test]
+#[ignore = "needs protoc (Debian's protobuf-compiler); run by .ci/run"]
+fn codegen_is_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/observe/dnstap");
+    let out = std::env::temp_dir().join(format!("picket-dnstap-codegen-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    prost_build::Config::new()
+        .out_dir(&out)
+        .compile_protos(&[root.join("dnstap.proto")], &[&root])
+        .expect("protoc compiles dnstap.proto");
+    let generated = std::fs::read_to_string(out.join("dnstap.rs")).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+    let committed_path = root.join("dnstap.rs");
+    if std::env::var_os("PICKET_REGENERATE").is_some() {
+        std::fs::write(&committed_path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is stale: regenerate it with PICKET_REGENERATE=1 cargo test --test dnstap -- --ignored codegen",
+        committed_path.display()
+    );
+}

@@ -1,8 +1,9 @@
 //! Wiring: binds the listeners, builds the shared state, starts one worker
 //! thread per core (each a current-thread runtime owning one SO_REUSEPORT
-//! socket per listener), the admin listener (metrics, health) on its own
-//! thread, and stops them, at once ([`Server::stop`]) or gracefully
-//! ([`Server::drain`]).
+//! socket per listener), one more for the QUIC listeners (DoQ, DoH3: one
+//! endpoint per address, see [`crate::listener::quic`]) if any, the admin
+//! listener (metrics, health) on its own thread, and stops them, at once
+//! ([`Server::stop`]) or gracefully ([`Server::drain`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,8 +18,9 @@ use tokio::sync::watch;
 
 use crate::config::{PolicySource, Settings};
 use crate::listener::conns::{ConnectionTable, ShedReason};
+use crate::listener::quic::bind_quic;
 use crate::listener::tls::Tls;
-use crate::listener::{bind_tcp, bind_udp, doh, dot, tcp, udp};
+use crate::listener::{bind_tcp, bind_udp, doh, doh3, doq, dot, tcp, udp};
 use crate::observe::metrics::name;
 use crate::observe::{admin, LogTarget, Metrics};
 use crate::pipeline::{Shared, Worker};
@@ -27,21 +29,29 @@ use crate::query::Transport;
 use crate::upstream::recursor::RecursorStats;
 
 /// Sockets of one worker.
+#[derive(Default)]
 struct WorkerSockets {
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
     doh: Vec<std::net::TcpListener>,
     dot: Vec<std::net::TcpListener>,
+    doq: Vec<std::net::UdpSocket>,
+    doh3: Vec<std::net::UdpSocket>,
 }
 
 /// What every worker shares besides the pipeline: connection caps (one per
-/// transport, across workers) and the TLS configuration.
+/// transport, across workers; DoH over HTTP/2 and HTTP/3 share one) and
+/// the TLS configuration.
 #[derive(Clone)]
 struct Common {
     tcp_conns: Arc<ConnectionTable>,
     doh_conns: Arc<ConnectionTable>,
     dot_conns: Arc<ConnectionTable>,
+    doq_conns: Arc<ConnectionTable>,
     tls: Option<Arc<Tls>>,
+    /// Per DoH address (in the order of each worker's `doh`), the DoH3
+    /// port it advertises, if one shares its port number.
+    doh_h3_ports: Arc<Vec<Option<u16>>>,
 }
 
 /// A running server.
@@ -50,6 +60,8 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     doh_addrs: Vec<SocketAddr>,
     dot_addrs: Vec<SocketAddr>,
+    doq_addrs: Vec<SocketAddr>,
+    doh3_addrs: Vec<SocketAddr>,
     tls: Option<Arc<Tls>>,
     admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -69,22 +81,32 @@ impl Server {
         }
         let tls = load_tls(&settings)?;
         let threads = settings.threads.max(1);
-        let sockets = Sockets::bind(&settings, threads)?;
+        let mut sockets = Sockets::bind(&settings, threads)?;
         // What is really served, for DDR (`crate::ddr`): the ports the
         // kernel picked for port 0.
         settings.doh = sockets.doh_addrs.clone();
         settings.dot = sockets.dot_addrs.clone();
+        settings.doq = sockets.doq_addrs.clone();
+        settings.doh3 = sockets.doh3_addrs.clone();
         let shared = build_shared(settings)?;
         if let Some(tls) = &tls {
             shared.set_tls_name(tls.dns_name());
         }
-        let common = Common::new(&shared, tls.clone());
+        let common = Common::new(&shared, tls.clone(), sockets.doh_h3_ports());
+        // The QUIC listeners' thread runs like a worker with only those sockets.
+        let quic_thread = !sockets.quic.doq.is_empty() || !sockets.quic.doh3.is_empty();
+        if quic_thread {
+            sockets.per_worker.push(std::mem::take(&mut sockets.quic));
+        }
+        let threads = threads + usize::from(quic_thread);
         let (stop, stopped) = watch::channel(false);
         let mut server = Server {
             shared: shared.clone(),
             addrs: sockets.addrs,
             doh_addrs: sockets.doh_addrs,
             dot_addrs: sockets.dot_addrs,
+            doq_addrs: sockets.doq_addrs,
+            doh3_addrs: sockets.doh3_addrs,
             tls,
             admin_addr: None,
             stop,
@@ -235,7 +257,17 @@ impl Server {
         &self.dot_addrs
     }
 
-    /// The TLS configuration of DoH and DoT (None when neither is on).
+    /// The addresses DoQ answers on, ports resolved.
+    pub fn doq_addrs(&self) -> &[SocketAddr] {
+        &self.doq_addrs
+    }
+
+    /// The addresses DoH over HTTP/3 answers on, ports resolved.
+    pub fn doh3_addrs(&self) -> &[SocketAddr] {
+        &self.doh3_addrs
+    }
+
+    /// The TLS configuration of DoH, DoT, DoQ and DoH3 (None when none is on).
     pub fn tls(&self) -> Option<&Arc<Tls>> {
         self.tls.as_ref()
     }
@@ -281,17 +313,24 @@ struct Sockets {
     addrs: Vec<SocketAddr>,
     doh_addrs: Vec<SocketAddr>,
     dot_addrs: Vec<SocketAddr>,
+    doq_addrs: Vec<SocketAddr>,
+    doh3_addrs: Vec<SocketAddr>,
     per_worker: Vec<WorkerSockets>,
+    /// The QUIC listeners, for a thread of their own.
+    quic: WorkerSockets,
     admin: Option<std::net::TcpListener>,
 }
 
 impl Sockets {
-    /// DNS listeners first, then DoH, DoT and the admin listener, so an
-    /// address in use is reported in that order.
+    /// DNS listeners first, then DoH, DoT, DoQ, DoH3 and the admin
+    /// listener, so an address in use is reported in that order.
     fn bind(settings: &Settings, threads: usize) -> Result<Sockets> {
         let (addrs, mut per_worker) = bind_all(&settings.listen, threads)?;
         let doh_addrs = bind_stream_only(&settings.doh, &mut per_worker, "DoH", |s| &mut s.doh)?;
         let dot_addrs = bind_stream_only(&settings.dot, &mut per_worker, "DoT", |s| &mut s.dot)?;
+        let mut quic = WorkerSockets::default();
+        let doq_addrs = bind_quic_all(&settings.doq, &mut quic.doq, "DoQ")?;
+        let doh3_addrs = bind_quic_all(&settings.doh3, &mut quic.doh3, "DoH3")?;
         let admin = match settings.metrics {
             Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
                 format!("cannot bind the metrics listener {addr}: pick another with --metrics, e.g. --metrics 127.0.0.1:9153")
@@ -302,19 +341,61 @@ impl Sockets {
             addrs,
             doh_addrs,
             dot_addrs,
+            doq_addrs,
+            doh3_addrs,
             per_worker,
+            quic,
             admin,
         })
     }
+
+    /// For each DoH address, the port of a DoH3 listener on the same port
+    /// number and address (or a wildcard of the same family on either side),
+    /// which its responses advertise with `Alt-Svc`: a client reaches it at
+    /// the host it already uses.
+    fn doh_h3_ports(&self) -> Vec<Option<u16>> {
+        let same_host = |a: &SocketAddr, b: &SocketAddr| {
+            a.ip() == b.ip()
+                || (a.is_ipv4() == b.is_ipv4()
+                    && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+        };
+        self.doh_addrs
+            .iter()
+            .map(|doh| {
+                self.doh3_addrs
+                    .iter()
+                    .find(|h3| h3.port() == doh.port() && same_host(doh, h3))
+                    .map(SocketAddr::port)
+            })
+            .collect()
+    }
 }
 
-/// The DoH/DoT certificate; DoH or DoT without one is refused here rather
-/// than failing on the first connection.
+/// Binds one QUIC socket per address (one endpoint each, on the QUIC thread).
+fn bind_quic_all(
+    listen: &[SocketAddr],
+    slot: &mut Vec<std::net::UdpSocket>,
+    what: &str,
+) -> Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::with_capacity(listen.len());
+    for &wanted in listen {
+        let socket = bind_quic(wanted).with_context(|| {
+            format!("cannot bind {what} {wanted} (UDP): is something else listening there? Pick another port")
+        })?;
+        addrs.push(socket.local_addr()?);
+        slot.push(socket);
+    }
+    Ok(addrs)
+}
+
+/// The DoH/DoT/DoQ/DoH3 certificate; any of them without one is refused
+/// here rather than failing on the first connection.
 fn load_tls(settings: &Settings) -> Result<Option<Arc<Tls>>> {
+    let encrypted = [&settings.doh, &settings.dot, &settings.doq, &settings.doh3];
     match &settings.tls {
         Some(source) => Ok(Some(Arc::new(Tls::load(source)?))),
-        None if !settings.doh.is_empty() || !settings.dot.is_empty() => bail!(
-            "DoH and DoT need a certificate: give --tls-cert FILE --tls-key FILE (PEM), \
+        None if encrypted.iter().any(|addrs| !addrs.is_empty()) => bail!(
+            "DoH, DoT, DoQ and DoH3 need a certificate: give --tls-cert FILE --tls-key FILE (PEM), \
              or --tls-self-signed to try things out"
         ),
         None => Ok(None),
@@ -345,21 +426,24 @@ fn build_shared(settings: Settings) -> Result<Arc<Shared>> {
 }
 
 impl Common {
-    fn new(shared: &Shared, tls: Option<Arc<Tls>>) -> Common {
+    fn new(shared: &Shared, tls: Option<Arc<Tls>>, doh_h3_ports: Vec<Option<u16>>) -> Common {
         let limits = &shared.settings.limits;
         Common {
             tcp_conns: ConnectionTable::new(Transport::Tcp, limits.tcp_max_connections, limits),
             doh_conns: ConnectionTable::new(Transport::Doh, limits.doh_max_connections, limits),
             dot_conns: ConnectionTable::new(Transport::Dot, limits.dot_max_connections, limits),
+            doq_conns: ConnectionTable::new(Transport::Doq, limits.doq_max_connections, limits),
             tls,
+            doh_h3_ports: Arc::new(doh_h3_ports),
         }
     }
 
-    fn connection_tables(&self) -> [(Transport, Arc<ConnectionTable>); 3] {
+    fn connection_tables(&self) -> [(Transport, Arc<ConnectionTable>); 4] {
         [
             (Transport::Tcp, self.tcp_conns.clone()),
             (Transport::Doh, self.doh_conns.clone()),
             (Transport::Dot, self.dot_conns.clone()),
+            (Transport::Doq, self.doq_conns.clone()),
         ]
     }
 }
@@ -686,14 +770,8 @@ fn bind_all(
     listen: &[SocketAddr],
     workers: usize,
 ) -> Result<(Vec<SocketAddr>, Vec<WorkerSockets>)> {
-    let mut per_worker: Vec<WorkerSockets> = (0..workers)
-        .map(|_| WorkerSockets {
-            udp: Vec::new(),
-            tcp: Vec::new(),
-            doh: Vec::new(),
-            dot: Vec::new(),
-        })
-        .collect();
+    let mut per_worker: Vec<WorkerSockets> =
+        (0..workers).map(|_| WorkerSockets::default()).collect();
     let mut addrs = Vec::with_capacity(listen.len());
     for &wanted in listen {
         let (addr, first_udp, first_tcp) = bind_pair(wanted)?;
@@ -809,12 +887,29 @@ fn spawn_serve_loops(
             common.tcp_conns.clone(),
         )));
     }
-    // Start guarantees a TLS configuration whenever DoH or DoT is on.
+    // Start guarantees a TLS configuration whenever DoH, DoT or QUIC is on.
     if let Some(tls) = &common.tls {
-        for listener in sockets.doh {
+        for (listener, &h3_port) in sockets.doh.into_iter().zip(common.doh_h3_ports.iter()) {
             loops.push(tokio::spawn(doh::serve(
                 worker.clone(),
                 listener,
+                tls.clone(),
+                common.doh_conns.clone(),
+                h3_port,
+            )));
+        }
+        for socket in sockets.doq {
+            loops.push(tokio::spawn(doq::serve(
+                worker.clone(),
+                socket,
+                tls.clone(),
+                common.doq_conns.clone(),
+            )));
+        }
+        for socket in sockets.doh3 {
+            loops.push(tokio::spawn(doh3::serve(
+                worker.clone(),
+                socket,
                 tls.clone(),
                 common.doh_conns.clone(),
             )));

@@ -81,7 +81,7 @@ pub struct ExplainArgs {
     #[arg(long = "org", value_name = "ID")]
     pub org: Option<String>,
 
-    /// The transport the query arrives over (udp, tcp, doh, dot).
+    /// The transport the query arrives over (udp, tcp, doh, dot, doq).
     #[arg(long = "transport", value_name = "NAME", default_value = "udp", value_parser = parse_transport)]
     pub transport: Transport,
 
@@ -214,7 +214,7 @@ fn parse_transport(text: &str) -> Result<Transport, String> {
     Transport::ALL
         .into_iter()
         .find(|t| t.as_str() == text)
-        .ok_or_else(|| format!("unknown transport `{text}`: use udp, tcp, doh or dot"))
+        .ok_or_else(|| format!("unknown transport `{text}`: use udp, tcp, doh, dot or doq"))
 }
 
 fn serve(args: ServeArgs) -> Result<i32> {

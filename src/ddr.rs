@@ -37,8 +37,7 @@ mod key {
 /// One encrypted endpoint as DDR advertises it: one SVCB record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// The ALPN protocol ID clients must offer: `h2`, `dot` (and `h3`,
-    /// `doq` once Picket serves them).
+    /// The ALPN protocol ID clients must offer: `h2`, `h3`, `dot`, `doq`.
     pub alpn: &'static str,
     /// The TCP (or UDP, for QUIC) port.
     pub port: u16,
@@ -62,11 +61,10 @@ pub fn endpoints(settings: &Settings) -> Vec<Endpoint> {
         return out;
     }
     add(&mut out, "h2", Some(DOH_PATH_TEMPLATE), &settings.doh);
+    add(&mut out, "h3", Some(DOH_PATH_TEMPLATE), &settings.doh3);
     add(&mut out, "dot", None, &settings.dot);
-    // More encrypted transports go here, one call each with their listen
-    // addresses: DoH over HTTP/3 as `add(&mut out, "h3",
-    // Some(DOH_PATH_TEMPLATE), &settings.doh3)` and DNS over QUIC (RFC 9250)
-    // as `add(&mut out, "doq", None, &settings.doq)`.
+    add(&mut out, "doq", None, &settings.doq);
+    // A new encrypted transport adds one call here with its listen addresses.
     out
 }
 

@@ -18,11 +18,14 @@ pub enum Transport {
     Doh,
     /// DNS over TLS (RFC 7858).
     Dot,
+    /// DNS over QUIC (RFC 9250). DoH over HTTP/3 is [`Transport::Doh`]: the
+    /// same requests and answers, only the HTTP version differs.
+    Doq,
 }
 
 impl Transport {
     /// Every transport, for pre-creating metric handles.
-    pub const ALL: [Transport; 4] = [Self::Udp, Self::Tcp, Self::Doh, Self::Dot];
+    pub const ALL: [Transport; 5] = [Self::Udp, Self::Tcp, Self::Doh, Self::Dot, Self::Doq];
 
     /// The lower-case name used in policies (`dns.transport`), logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -31,6 +34,7 @@ impl Transport {
             Self::Tcp => "tcp",
             Self::Doh => "doh",
             Self::Dot => "dot",
+            Self::Doq => "doq",
         }
     }
 

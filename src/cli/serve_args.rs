@@ -67,6 +67,17 @@ pub struct ListenerArgs {
     #[arg(long = "dot", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 853))]
     pub dot: Vec<SocketAddr>,
 
+    /// Address to answer DNS over QUIC on (RFC 9250, ALPN doq), UDP, e.g.
+    /// 127.0.0.1:853 (repeatable). Needs --tls-cert/--tls-key or --tls-self-signed.
+    #[arg(long = "doq", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 853))]
+    pub doq: Vec<SocketAddr>,
+
+    /// Address to answer DoH over HTTP/3 on, UDP, e.g. 127.0.0.1:8443 (repeatable).
+    /// On the port number of a --doh address, that one advertises it (Alt-Svc).
+    /// Needs --tls-cert/--tls-key or --tls-self-signed.
+    #[arg(long = "doh3", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 443))]
+    pub doh3: Vec<SocketAddr>,
+
     /// Worker threads, each with its own sockets. Default: one per core.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -74,9 +85,9 @@ pub struct ListenerArgs {
 
 /// The certificate DoH and DoT present.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "TLS (DoH and DoT)")]
+#[command(next_help_heading = "TLS (DoH, DoT, DoQ and DoH3)")]
 pub struct TlsArgs {
-    /// TLS certificate chain for DoH and DoT (PEM, server certificate first).
+    /// TLS certificate chain for DoH, DoT, DoQ and DoH3 (PEM, server certificate first).
     /// Read again on SIGHUP.
     #[arg(
         long = "tls-cert",
@@ -546,6 +557,8 @@ impl ListenerArgs {
         }
         s.doh = self.doh.clone();
         s.dot = self.dot.clone();
+        s.doq = self.doq.clone();
+        s.doh3 = self.doh3.clone();
         Ok(())
     }
 }

@@ -224,6 +224,26 @@ pub struct Limits {
     /// DNSSEC: how long "zone Z is insecure" or "zone Z is bogus" is kept
     /// (Unbound keeps bogus key entries `val-bogus-ttl`, 60 s).
     pub dnssec_verdict_ttl: Duration,
+    /// Open DoQ connections (all QUIC listeners together); at the cap the
+    /// least productive is shed, as for TCP (DoH over HTTP/3 counts against
+    /// `doh_max_connections`, with DoH over HTTP/2). Same default as
+    /// `dot_max_connections`, the transport DoQ replaces; a QUIC connection
+    /// holds no file descriptor, but its state (about 10 KiB in quinn plus
+    /// buffers) is what the cap bounds.
+    pub doq_max_connections: usize,
+    /// Bidirectional streams (queries) a DoQ client may have open at once on
+    /// one connection (QUIC's MAX_STREAMS; RFC 9250 §5.5 asks for at least
+    /// 100 so clients are not held back). Same as `doh_max_streams`.
+    pub doq_max_streams: u32,
+    /// Idle time after which a DoQ or DoH3 connection is closed (QUIC's
+    /// max_idle_timeout, RFC 9000 §10.1, announced to the client). Same as
+    /// `tcp_idle_timeout`: RFC 9250 §5.5 asks servers to close idle
+    /// connections like RFC 7766 TCP ones.
+    pub quic_idle_timeout: Duration,
+    /// Time a DoQ stream has to deliver its query and FIN once opened: the
+    /// slow-body defence of `doh_body_timeout`, with its default. Past it
+    /// the stream is reset with DOQ_REQUEST_CANCELLED.
+    pub doq_stream_timeout: Duration,
 }
 
 /// Recursive mode: nameserver pools (one per zone cut) and connections
@@ -253,6 +273,13 @@ pub const MAX_UDP_QUERY: usize = 4096;
 /// against one server needs about 290,000 years on average (2^63 / 10^6 s). `picket token`
 /// makes 129-bit ones.
 pub const MIN_TOKEN_BITS: f64 = 64.0;
+
+/// Unidirectional streams a DoH3 client may have open at once: HTTP/3 needs
+/// three (its control stream and the two QPACK ones, RFC 9114 §6.2 and
+/// RFC 9204 §4.2); one more leaves room for a reserved "grease" stream
+/// (RFC 9114 §6.2.3) without which a client that sends one would wait.
+/// DoH needs no server push and Picket opens none toward the client.
+pub const H3_UNI_STREAMS: u32 = 4;
 
 /// `picket_rule_hits_total` series registered at most over the process's life (rules of every
 /// policy loaded, by organization label); hits of later rules share `rule="_other"`. Prometheus
@@ -323,6 +350,10 @@ impl Default for Limits {
             dnssec_key_cache_entries: 16_384,
             dnssec_key_cache_max_ttl: Duration::from_secs(86_400),
             dnssec_verdict_ttl: Duration::from_secs(60),
+            doq_max_connections: 1024,
+            doq_max_streams: 100,
+            quic_idle_timeout: Duration::from_secs(30),
+            doq_stream_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -57,7 +57,12 @@ pub struct Settings {
     pub doh: Vec<SocketAddr>,
     /// Addresses to answer DNS over TLS on (RFC 7858), TCP only.
     pub dot: Vec<SocketAddr>,
-    /// Where the DoH/DoT certificate comes from; required when either is on.
+    /// Addresses to answer DNS over QUIC on (RFC 9250), UDP only.
+    pub doq: Vec<SocketAddr>,
+    /// Addresses to answer DoH over HTTP/3 on (RFC 9114), UDP only. A DoH
+    /// listener on the same port number advertises it (`Alt-Svc`).
+    pub doh3: Vec<SocketAddr>,
+    /// Where the DoH/DoT/DoQ certificate comes from; required when any is on.
     pub tls: Option<TlsSource>,
     /// Peers whose PROXY protocol v2 header is trusted on the TCP, DoT and
     /// DoH listeners (`--proxy-protocol-from`): from them a header is
@@ -151,6 +156,8 @@ impl Default for Settings {
             rate_limit: None,
             doh: Vec::new(),
             dot: Vec::new(),
+            doq: Vec::new(),
+            doh3: Vec::new(),
             tls: None,
             proxy_protocol_from: Vec::new(),
             rebind_protection: false,

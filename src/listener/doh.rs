@@ -10,8 +10,13 @@
 //! most one DNS message (65535 bytes, refused while reading) that must
 //! arrive in time, and an idle timeout as for TCP, which also ends a head
 //! that never completes.
+//!
+//! What a request means and what answers it does not depend on the HTTP
+//! version: [`answer`] and [`response`] serve this listener and DoH over
+//! HTTP/3 ([`super::doh3`]) alike.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, ALT_SVC, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -70,13 +75,16 @@ pub const DROPPED: StatusCode = StatusCode::GATEWAY_TIMEOUT;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Accepts DoH connections on one worker's listener until the runtime stops.
+/// `h3_port`: the port of a DoH3 listener to advertise (`Alt-Svc`).
 pub async fn serve(
     worker: Arc<Worker>,
     listener: std::net::TcpListener,
     tls: Arc<Tls>,
     table: Arc<ConnectionTable>,
+    h3_port: Option<u16>,
 ) -> std::io::Result<()> {
     let http = Arc::new(HttpBuilders::new(&worker.shared().settings.limits));
+    let alt_svc = h3_port.map(alt_svc);
     accept_loop(
         worker.clone(),
         listener,
@@ -86,6 +94,7 @@ pub async fn serve(
                 worker: worker.clone(),
                 peer,
                 open,
+                alt_svc: alt_svc.clone(),
             };
             let (tls, http) = (tls.clone(), http.clone());
             async move { connection.serve(stream, &tls, &http).await }
@@ -152,6 +161,7 @@ struct Connection {
     peer: SocketAddr,
     /// Its place in the connection table, held throughout.
     open: OpenConnection,
+    alt_svc: Option<HeaderValue>,
 }
 
 impl Connection {
@@ -177,6 +187,7 @@ impl Connection {
             worker: self.worker.clone(),
             ip: self.peer.ip(),
             activity: activity.clone(),
+            alt_svc: self.alt_svc.clone(),
         });
         let service = hyper::service::service_fn(move |req| {
             let handler = handler.clone();
@@ -236,46 +247,99 @@ struct Handler {
     worker: Arc<Worker>,
     ip: IpAddr,
     activity: Activity,
+    alt_svc: Option<HeaderValue>,
 }
 
 impl Handler {
     async fn respond(&self, req: Request<Incoming>) -> Response<Reply> {
         let _busy = self.activity.begin_query();
         let (head, mut body) = req.into_parts();
-        let response = match self.answer(&head, &mut body).await {
-            Ok(reply) => dns_response(reply),
-            Err(status) => error_response(status),
-        };
+        let answered = answer(&self.worker, self.ip, &head, &mut body).await;
+        let response = response(answered, self.alt_svc.as_ref());
         let unread = (!body.is_end_stream()).then_some(body);
         response.map(|bytes| Reply {
-            bytes,
+            bytes: Full::new(bytes),
             _unread: unread,
         })
     }
+}
 
-    /// The DNS answer, or the HTTP status that replaces it.
-    async fn answer(&self, req: &Parts, body: &mut Incoming) -> Result<Vec<u8>, StatusCode> {
-        let token = route(req.uri.path()).ok_or(StatusCode::NOT_FOUND)?;
-        let hints = ClientHints {
-            ip: self.ip,
-            port: 0,
-            transport: Transport::Doh,
-            doh_token: token.map(str::to_owned),
-            dot_label: None,
-        };
-        if !self.worker.accepts(&hints) {
-            return Err(StatusCode::NOT_FOUND);
+/// The body of a DoH request, whichever HTTP version carries it.
+pub trait RequestBody: Send {
+    /// The next piece of the body; None at its end, Err if the stream broke.
+    fn data(&mut self) -> impl Future<Output = Option<Result<Bytes, ()>>> + Send;
+}
+
+impl RequestBody for Incoming {
+    async fn data(&mut self) -> Option<Result<Bytes, ()>> {
+        loop {
+            match self.frame().await? {
+                // Trailers carry no part of the message.
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => return Some(Ok(data)),
+                    Err(_) => continue,
+                },
+                Err(_) => return Some(Err(())),
+            }
         }
-        let limits = &self.worker.shared().settings.limits;
-        let in_head = query_in_head(&req.method, req.uri.query(), req.headers.get(CONTENT_TYPE))?;
-        let query = match in_head {
-            Some(query) => query,
-            None => timeout(limits.doh_body_timeout, read_body(body))
-                .await
-                .map_err(|_| StatusCode::REQUEST_TIMEOUT)??,
-        };
-        status_of(self.worker.handle(&query, &hints).await)
     }
+}
+
+/// The DNS answer to a DoH request from `ip`, or the HTTP status that
+/// replaces it: the one meaning of a request for every HTTP version.
+pub async fn answer(
+    worker: &Worker,
+    ip: IpAddr,
+    req: &Parts,
+    body: &mut impl RequestBody,
+) -> Result<Vec<u8>, StatusCode> {
+    let token = route(req.uri.path()).ok_or(StatusCode::NOT_FOUND)?;
+    let hints = ClientHints {
+        ip,
+        port: 0,
+        transport: Transport::Doh,
+        doh_token: token.map(str::to_owned),
+        dot_label: None,
+    };
+    if !worker.accepts(&hints) {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    let limits = &worker.shared().settings.limits;
+    let in_head = query_in_head(&req.method, req.uri.query(), req.headers.get(CONTENT_TYPE))?;
+    let query = match in_head {
+        Some(query) => query,
+        None => {
+            let announced = req.headers.get(CONTENT_LENGTH);
+            timeout(limits.doh_body_timeout, read_body(announced, body))
+                .await
+                .map_err(|_| StatusCode::REQUEST_TIMEOUT)??
+        }
+    };
+    status_of(worker.handle(&query, &hints).await)
+}
+
+/// The HTTP response for what [`answer`] found, with `alt_svc` (the HTTP/3
+/// endpoint to advertise) on it if given.
+pub fn response(
+    answered: Result<Vec<u8>, StatusCode>,
+    alt_svc: Option<&HeaderValue>,
+) -> Response<Bytes> {
+    let mut response = match answered {
+        Ok(reply) => dns_response(reply),
+        Err(status) => error_response(status),
+    };
+    if let Some(value) = alt_svc {
+        response.headers_mut().insert(ALT_SVC, value.clone());
+    }
+    response
+}
+
+/// The `Alt-Svc` value (RFC 7838) advertising HTTP/3 on `port` of the same
+/// host, for a day (`ma`, what Cloudflare and Google send): a client that
+/// cannot reach it falls back to the connection it has.
+pub fn alt_svc(port: u16) -> HeaderValue {
+    HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))
+        .expect("digits and ASCII punctuation are a valid header value")
 }
 
 /// The HTTP form of a query's outcome. Every DNS-level outcome with a
@@ -354,17 +418,21 @@ pub fn is_dns_message(content_type: Option<&HeaderValue>) -> bool {
 /// Reads a POST body of at most one DNS message. A larger Content-Length is
 /// refused before reading; without one, reading stops at the first byte
 /// past the limit.
-async fn read_body(body: &mut Incoming) -> Result<Vec<u8>, StatusCode> {
-    let announced = body.size_hint().lower();
+async fn read_body(
+    announced: Option<&HeaderValue>,
+    body: &mut impl RequestBody,
+) -> Result<Vec<u8>, StatusCode> {
+    let announced = announced
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
     if announced > MAX_MESSAGE as u64 {
         return Err(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let mut message = Vec::with_capacity(announced as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| StatusCode::BAD_REQUEST)?;
-        if let Ok(data) = frame.into_data() {
-            add_body_data(&mut message, &data)?;
-        }
+    while let Some(data) = body.data().await {
+        let data = data.map_err(|()| StatusCode::BAD_REQUEST)?;
+        add_body_data(&mut message, &data)?;
     }
     Ok(message)
 }
@@ -427,9 +495,9 @@ impl Body for Reply {
     }
 }
 
-fn dns_response(reply: Vec<u8>) -> Response<Full<Bytes>> {
+fn dns_response(reply: Vec<u8>) -> Response<Bytes> {
     let max_age = format!("max-age={}", max_age(&reply));
-    let mut response = Response::new(Full::new(Bytes::from(reply)));
+    let mut response = Response::new(Bytes::from(reply));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
     if let Ok(value) = HeaderValue::from_str(&max_age) {
@@ -438,7 +506,7 @@ fn dns_response(reply: Vec<u8>) -> Response<Full<Bytes>> {
     response
 }
 
-fn error_response(status: StatusCode) -> Response<Full<Bytes>> {
+fn error_response(status: StatusCode) -> Response<Bytes> {
     let reason = match status {
         StatusCode::NOT_FOUND => "not found: DNS queries go to /dns-query\n",
         StatusCode::METHOD_NOT_ALLOWED => "use GET /dns-query?dns=... or POST /dns-query\n",
@@ -448,7 +516,7 @@ fn error_response(status: StatusCode) -> Response<Full<Bytes>> {
         DROPPED => "no answer: the resolver's policy drops this query\n",
         _ => "not a DNS query: expected ?dns=<base64url DNS message> or a DNS message body\n",
     };
-    let mut response = Response::new(Full::new(Bytes::from_static(reason.as_bytes())));
+    let mut response = Response::new(Bytes::from_static(reason.as_bytes()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(

@@ -62,7 +62,7 @@ async fn serve_connection(
 
 /// The first label of a server name, lower case (`Acme.dot.example.net` →
 /// `acme`); None for a name of one label, which names no organization.
-fn first_label(server_name: &str) -> Option<String> {
+pub(crate) fn first_label(server_name: &str) -> Option<String> {
     let (label, rest) = server_name.split_once('.')?;
     (!label.is_empty() && !rest.is_empty()).then(|| label.to_ascii_lowercase())
 }

@@ -4,8 +4,11 @@
 mod batch;
 pub mod conns;
 pub mod doh;
+pub mod doh3;
+pub mod doq;
 pub mod dot;
 pub mod proxy;
+pub mod quic;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

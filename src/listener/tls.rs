@@ -1,6 +1,7 @@
-//! TLS for DoH and DoT: the certificate and key (PEM files, or a throwaway
-//! self-signed certificate), one rustls `ServerConfig` per transport (they
-//! differ only in ALPN), and reloading them on SIGHUP.
+//! TLS for DoH, DoT, DoQ and DoH over HTTP/3: the certificate and key (PEM
+//! files, or a throwaway self-signed certificate), one rustls `ServerConfig`
+//! per transport (they differ in ALPN, and QUIC's allow TLS 1.3 only), and
+//! reloading them on SIGHUP.
 //!
 //! Only the ring crypto provider is compiled in, and it is named explicitly
 //! (`builder_with_provider`), so no process-wide default is needed.
@@ -15,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::{version, ServerConfig, SupportedProtocolVersion};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsSource;
@@ -24,6 +25,10 @@ use crate::config::TlsSource;
 const DOH_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// ALPN of DoT (RFC 7858 §3.2, registered by RFC 8310).
 const DOT_ALPN: [&[u8]; 1] = [b"dot"];
+/// ALPN of DNS over QUIC (RFC 9250 §4.1).
+pub const DOQ_ALPN: &[u8] = b"doq";
+/// ALPN of HTTP/3 (RFC 9114 §3.1).
+pub const H3_ALPN: &[u8] = b"h3";
 /// Names the self-signed certificate always carries.
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
@@ -33,26 +38,30 @@ struct Identity {
     key: PrivateKeyDer<'static>,
 }
 
-/// The live TLS configuration of the DoH and DoT listeners. Each new
-/// connection takes the current config; [`Tls::reload`] swaps in new ones
-/// without disturbing established connections.
+/// The live TLS configuration of the DoH, DoT, DoQ and DoH3 listeners. Each
+/// new connection takes the current config; [`Tls::reload`] swaps in new
+/// ones without disturbing established connections.
 pub struct Tls {
     source: TlsSource,
-    doh: ArcSwap<ServerConfig>,
-    dot: ArcSwap<ServerConfig>,
-    leaf: ArcSwap<CertificateDer<'static>>,
+    configs: ArcSwap<Configs>,
+}
+
+/// The configs of one identity.
+struct Configs {
+    doh: Arc<ServerConfig>,
+    dot: Arc<ServerConfig>,
+    doq: Arc<ServerConfig>,
+    doh3: Arc<ServerConfig>,
+    leaf: CertificateDer<'static>,
 }
 
 impl Tls {
     /// Loads (or, for [`TlsSource::SelfSigned`], generates) the certificate.
     pub fn load(source: &TlsSource) -> Result<Tls> {
         let identity = identity(source)?;
-        let (doh, dot, leaf) = configs(identity)?;
         Ok(Tls {
             source: source.clone(),
-            doh: ArcSwap::from_pointee(doh),
-            dot: ArcSwap::from_pointee(dot),
-            leaf: ArcSwap::from_pointee(leaf),
+            configs: ArcSwap::from_pointee(configs(identity)?),
         })
     }
 
@@ -63,38 +72,47 @@ impl Tls {
         if matches!(self.source, TlsSource::SelfSigned { .. }) {
             return Ok(());
         }
-        let (doh, dot, leaf) = configs(identity(&self.source)?)?;
-        self.doh.store(Arc::new(doh));
-        self.dot.store(Arc::new(dot));
-        self.leaf.store(Arc::new(leaf));
+        let configs = configs(identity(&self.source)?)?;
+        self.configs.store(Arc::new(configs));
         Ok(())
     }
 
     /// An acceptor for a new DoH connection (ALPN h2, http/1.1).
     pub fn doh_acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.doh.load_full())
+        TlsAcceptor::from(self.configs.load().doh.clone())
     }
 
     /// An acceptor for a new DoT connection (ALPN dot).
     pub fn dot_acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.dot.load_full())
+        TlsAcceptor::from(self.configs.load().dot.clone())
+    }
+
+    /// The config for new DoQ connections (ALPN doq, TLS 1.3, no 0-RTT).
+    /// The same `Arc` until a reload, so a listener can tell it changed.
+    pub fn doq_config(&self) -> Arc<ServerConfig> {
+        self.configs.load().doq.clone()
+    }
+
+    /// The config for new DoH3 connections (ALPN h3, TLS 1.3, no 0-RTT).
+    pub fn doh3_config(&self) -> Arc<ServerConfig> {
+        self.configs.load().doh3.clone()
     }
 
     /// The end-entity certificate in use (DER), e.g. for a test client to pin.
     pub fn certificate(&self) -> CertificateDer<'static> {
-        CertificateDer::clone(&self.leaf.load())
+        self.configs.load().leaf.clone()
     }
 
     /// SHA-256 of the end-entity certificate as colon-separated hex, the form
     /// browsers and `openssl x509 -fingerprint -sha256` show.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.leaf.load())
+        fingerprint(&self.configs.load().leaf)
     }
 
     /// The DNS name the certificate is for, as DDR advertises it (see
     /// [`dns_name`]); None if it names no host.
     pub fn dns_name(&self) -> Option<String> {
-        dns_name(&self.leaf.load())
+        dns_name(&self.configs.load().leaf)
     }
 
     /// Whether the certificate is a throwaway self-signed one.
@@ -213,17 +231,27 @@ fn identity(source: &TlsSource) -> Result<Identity> {
     }
 }
 
-/// The DoH and DoT configs and the leaf certificate for one identity.
-fn configs(identity: Identity) -> Result<(ServerConfig, ServerConfig, CertificateDer<'static>)> {
-    let leaf = identity.chain[0].clone();
-    let doh = server_config(&identity, &DOH_ALPN)?;
-    let dot = server_config(&identity, &DOT_ALPN)?;
-    Ok((doh, dot, leaf))
+/// The configs of every transport and the leaf certificate for one identity.
+fn configs(identity: Identity) -> Result<Configs> {
+    let tls12_and_13 = &[&version::TLS13, &version::TLS12][..];
+    // QUIC carries TLS 1.3 only (RFC 9001 §4.2).
+    let tls13 = &[&version::TLS13][..];
+    Ok(Configs {
+        leaf: identity.chain[0].clone(),
+        doh: Arc::new(server_config(&identity, &DOH_ALPN, tls12_and_13)?),
+        dot: Arc::new(server_config(&identity, &DOT_ALPN, tls12_and_13)?),
+        doq: Arc::new(server_config(&identity, &[DOQ_ALPN], tls13)?),
+        doh3: Arc::new(server_config(&identity, &[H3_ALPN], tls13)?),
+    })
 }
 
-fn server_config(identity: &Identity, alpn: &[&[u8]]) -> Result<ServerConfig> {
+fn server_config(
+    identity: &Identity,
+    alpn: &[&[u8]],
+    versions: &[&'static SupportedProtocolVersion],
+) -> Result<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .context("the TLS library offers no protocol version")?
         .with_no_client_auth()
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
@@ -231,6 +259,12 @@ fn server_config(identity: &Identity, alpn: &[&[u8]]) -> Result<ServerConfig> {
             "the TLS certificate and key do not go together (is --tls-key the key of --tls-cert?)",
         )?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // No 0-RTT anywhere: early data can be replayed, and a DNS query is
+    // only replay-safe if the server knows it cannot change state, which a
+    // filtering resolver with rate limits and a query log does not
+    // (RFC 9250 §4.5, RFC 8446 §8). 0 is rustls' default; said here so it
+    // stays so. quinn then refuses 0-RTT as well.
+    config.max_early_data_size = 0;
     Ok(config)
 }
 
@@ -291,16 +325,22 @@ mod tests {
             names: vec!["dns.example.test".into()],
         })
         .unwrap();
+        let configs = tls.configs.load();
         assert_eq!(
-            tls.doh.load().alpn_protocols,
+            configs.doh.alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         );
-        assert_eq!(tls.dot.load().alpn_protocols, vec![b"dot".to_vec()]);
+        assert_eq!(configs.dot.alpn_protocols, vec![b"dot".to_vec()]);
+        assert_eq!(tls.doq_config().alpn_protocols, vec![b"doq".to_vec()]);
+        assert_eq!(tls.doh3_config().alpn_protocols, vec![b"h3".to_vec()]);
+        assert_eq!(tls.doq_config().max_early_data_size, 0);
         let fp = tls.fingerprint();
         assert_eq!(fp.len(), 32 * 3 - 1);
-        // Reloading a self-signed certificate keeps it.
+        // Reloading a self-signed certificate keeps it (and its configs).
+        let doq = tls.doq_config();
         tls.reload().unwrap();
         assert_eq!(tls.fingerprint(), fp);
+        assert!(Arc::ptr_eq(&doq, &tls.doq_config()));
     }
 
     #[test]
@@ -357,8 +397,11 @@ mod tests {
         .unwrap();
         let first = tls.fingerprint();
         write("two.example.test");
+        let doq = tls.doq_config();
         tls.reload().unwrap();
         assert_ne!(tls.fingerprint(), first);
+        // QUIC listeners see the change by the config's identity.
+        assert!(!Arc::ptr_eq(&doq, &tls.doq_config()));
 
         // A broken file on reload leaves the loaded certificate in place.
         let second = tls.fingerprint();

@@ -131,6 +131,7 @@ pub fn transport_index(transport: Transport) -> usize {
         Transport::Tcp => 1,
         Transport::Doh => 2,
         Transport::Dot => 3,
+        Transport::Doq => 4,
     }
 }
 

@@ -275,7 +275,7 @@ fn test_query(t: &TestJson) -> Result<(u16, IpAddr, Transport), String> {
     let transport = match &t.transport {
         None => Transport::Udp,
         Some(s) => parse_transport(s).ok_or_else(|| {
-            format!("invalid test: transport {s:?} (expected udp, tcp, doh or dot)")
+            format!("invalid test: transport {s:?} (expected udp, tcp, doh, dot or doq)")
         })?,
     };
     Ok((qtype, client, transport))

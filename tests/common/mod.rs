@@ -7,6 +7,7 @@
 //! - [`inspect`]: readers for answers in assertions.
 //! - [`files`]: fresh scratch directories.
 //! - [`tls`]: pinned TLS clients and half-finished handshakes.
+//! - [`quic`]: DoQ and HTTP/3 clients over quinn.
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -34,6 +35,7 @@ pub mod files;
 pub mod inspect;
 pub mod picket;
 pub mod process;
+pub mod quic;
 mod respond;
 mod server;
 pub mod sign;

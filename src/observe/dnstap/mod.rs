@@ -401,6 +401,7 @@ fn socket_protocol(kind: Kind) -> (proto::SocketProtocol, Option<proto::HttpProt
             Transport::Udp => (P::Udp, None),
             Transport::Tcp => (P::Tcp, None),
             Transport::Dot => (P::Dot, None),
+            Transport::Doq => (P::Doq, None),
             Transport::Doh => (P::Doh, Some(proto::HttpProtocol::Http2)),
         },
         Kind::Forwarder { tcp } | Kind::Resolver { tcp } => match tcp {

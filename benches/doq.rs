@@ -1,0 +1,211 @@
+//! DNS over QUIC throughput (plain std::time, no harness): `cargo bench --bench doq`.
+//!
+//! Picket in-process with one worker and its QUIC thread, a quinn client in the same process
+//! keeping `CONNECTIONS` connections with `STREAMS` queries in flight on each, every query its
+//! own stream (RFC 9250). The name is on a blocklist, so every query is answered by the pipeline
+//! (parse, policy, synthesis) without an upstream: what is measured is the QUIC listener's cost
+//! on top of what every transport pays. Reported: queries per second, and CPU per query of the
+//! QUIC thread alone (from /proc, so the client's share is not counted). Median of rounds.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use picket::app::Server;
+use picket::config::{Settings, TlsSource};
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn::{ClientConfig, Connection, Endpoint};
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{ring, verify_tls13_signature, CryptoProvider};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
+
+const CONNECTIONS: usize = 8;
+const STREAMS: usize = 16;
+const ROUND: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 5;
+
+/// Trusts the one certificate Picket made for itself.
+#[derive(Debug)]
+struct Pinned(CertificateDer<'static>, Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
+        assert_eq!(end_entity.as_ref(), self.0.as_ref(), "Picket's certificate");
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        unreachable!("QUIC is TLS 1.3 only")
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.1.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.1.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn client(cert: CertificateDer<'static>) -> Endpoint {
+    let provider = Arc::new(ring::default_provider());
+    let mut tls = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(cert, provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"doq".to_vec()];
+    let crypto = QuicClientConfig::try_from(Arc::new(tls)).expect("a QUIC client config");
+    let mut endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("a socket");
+    endpoint.set_default_client_config(ClientConfig::new(Arc::new(crypto)));
+    endpoint
+}
+
+/// `blocked.bench.test` A with ID 0, length-prefixed.
+fn framed_query() -> Vec<u8> {
+    let mut q = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["blocked", "bench", "test"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    framed
+}
+
+/// Queries one after another on new streams of `connection` until `until`.
+async fn stream_loop(connection: Connection, until: Instant, done: Arc<AtomicU64>) {
+    let query = framed_query();
+    while Instant::now() < until {
+        let (mut send, mut recv) = connection.open_bi().await.expect("a stream");
+        send.write_all(&query).await.expect("the query goes out");
+        send.finish().expect("FIN");
+        let answer = recv.read_to_end(4096).await.expect("an answer");
+        assert!(answer.len() > 14, "an answer, not {answer:?}");
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// utime + stime of the thread named `name`, from /proc.
+fn thread_cpu(name: &str) -> Duration {
+    let tick = 1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc") {
+        let path = task.expect("a task").path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).expect("its stat");
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        return Duration::from_secs_f64(ticks * tick);
+    }
+    panic!("no thread named {name}");
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("picket-bench-doq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("blocked.txt");
+    std::fs::write(&list, "blocked.bench.test\n").unwrap();
+    let settings = Settings {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        // Never asked: every query is blocked locally.
+        upstreams: vec!["127.0.0.1:9".parse().unwrap()],
+        threads: 1,
+        doq: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(TlsSource::SelfSigned { names: vec![] }),
+        blocklists: vec![list],
+        ..Settings::default()
+    };
+    let server = Server::start(settings).expect("picket starts");
+    let addr: SocketAddr = server.doq_addrs()[0];
+    let cert = server.tls().unwrap().certificate();
+    // With one worker, the QUIC thread is the second.
+    let quic_thread = "picket-worker-1";
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rates = Vec::new();
+    let mut cpu_per_query = Vec::new();
+    runtime.block_on(async {
+        let endpoint = client(cert);
+        let mut connections = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let connecting = endpoint.connect(addr, "localhost").unwrap();
+            connections.push(connecting.await.expect("a handshake"));
+        }
+        for round in 0..=ROUNDS {
+            let done = Arc::new(AtomicU64::new(0));
+            let (began, cpu_began) = (Instant::now(), thread_cpu(quic_thread));
+            let until = began + ROUND;
+            let mut tasks = Vec::new();
+            for connection in &connections {
+                for _ in 0..STREAMS {
+                    tasks.push(tokio::spawn(stream_loop(
+                        connection.clone(),
+                        until,
+                        done.clone(),
+                    )));
+                }
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let (took, cpu) = (began.elapsed(), thread_cpu(quic_thread) - cpu_began);
+            let queries = done.load(Ordering::Relaxed);
+            // Round 0 warms up (handshakes settle, pages fault in).
+            if round > 0 {
+                rates.push(queries as f64 / took.as_secs_f64());
+                cpu_per_query.push(cpu.as_secs_f64() * 1e6 / queries as f64);
+            }
+        }
+    });
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    println!(
+        "doq: {CONNECTIONS} connections x {STREAMS} streams in flight, {ROUNDS} rounds of {ROUND:?}"
+    );
+    println!("doq: {:.0} queries/s (median)", median(&mut rates));
+    println!(
+        "doq: {:.1} us CPU per query on the QUIC thread (median)",
+        median(&mut cpu_per_query)
+    );
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

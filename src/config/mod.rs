@@ -196,27 +196,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size `{text}` is too large"))
 }
 
-/// Parses a duration such as `5s`, `500ms`, `2m` or `5` (seconds).
+/// Parses a duration such as `5s`, `500ms`, `2m`, `1m30s` (humantime's units) or `5`
+/// (seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a duration: expected a number with a unit, e.g. 5s or 500ms")
-    })?;
-    let seconds = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{text}`: use ms, s or m"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration `{text}` is out of range"))
+    if let Ok(seconds) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("duration `{text}` is out of range"));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        format!("`{text}` is not a duration ({e}): expected a number with a unit, e.g. 5s or 500ms")
+    })
 }
 
 /// Normalizes a DNS name for comparison with `Request::qname`: lower case,

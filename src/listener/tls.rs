@@ -7,12 +7,12 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
+use rustls_pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::ServerConfig;
@@ -28,7 +28,7 @@ const DOT_ALPN: [&[u8]; 1] = [b"dot"];
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// A certificate chain and its key, as loaded.
-struct Identity {
+struct CertifiedKey {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -46,8 +46,7 @@ pub struct Tls {
 impl Tls {
     /// Loads (or, for [`TlsSource::SelfSigned`], generates) the certificate.
     pub fn load(source: &TlsSource) -> Result<Tls> {
-        let identity = identity(source)?;
-        let (doh, dot, leaf) = configs(identity)?;
+        let (doh, dot, leaf) = configs(certified_key(source)?)?;
         Ok(Tls {
             source: source.clone(),
             doh: ArcSwap::from_pointee(doh),
@@ -63,7 +62,7 @@ impl Tls {
         if matches!(self.source, TlsSource::SelfSigned { .. }) {
             return Ok(());
         }
-        let (doh, dot, leaf) = configs(identity(&self.source)?)?;
+        let (doh, dot, leaf) = configs(certified_key(&self.source)?)?;
         self.doh.store(Arc::new(doh));
         self.dot.store(Arc::new(dot));
         self.leaf.store(Arc::new(leaf));
@@ -110,9 +109,9 @@ pub fn fingerprint(der: &[u8]) -> String {
     out
 }
 
-fn identity(source: &TlsSource) -> Result<Identity> {
+fn certified_key(source: &TlsSource) -> Result<CertifiedKey> {
     match source {
-        TlsSource::Files { cert, key } => Ok(Identity {
+        TlsSource::Files { cert, key } => Ok(CertifiedKey {
             chain: read_chain(cert)?,
             key: read_key(key)?,
         }),
@@ -120,20 +119,20 @@ fn identity(source: &TlsSource) -> Result<Identity> {
     }
 }
 
-/// The DoH and DoT configs and the leaf certificate for one identity.
-fn configs(identity: Identity) -> Result<(ServerConfig, ServerConfig, CertificateDer<'static>)> {
-    let leaf = identity.chain[0].clone();
-    let doh = server_config(&identity, &DOH_ALPN)?;
-    let dot = server_config(&identity, &DOT_ALPN)?;
+/// The DoH and DoT configs and the leaf certificate for one certificate and key.
+fn configs(cert: CertifiedKey) -> Result<(ServerConfig, ServerConfig, CertificateDer<'static>)> {
+    let leaf = cert.chain[0].clone();
+    let doh = server_config(&cert, &DOH_ALPN)?;
+    let dot = server_config(&cert, &DOT_ALPN)?;
     Ok((doh, dot, leaf))
 }
 
-fn server_config(identity: &Identity, alpn: &[&[u8]]) -> Result<ServerConfig> {
+fn server_config(cert: &CertifiedKey, alpn: &[&[u8]]) -> Result<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .context("the TLS library offers no protocol version")?
         .with_no_client_auth()
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
         .context(
             "the TLS certificate and key do not go together (is --tls-key the key of --tls-cert?)",
         )?;
@@ -144,7 +143,7 @@ fn server_config(identity: &Identity, alpn: &[&[u8]]) -> Result<ServerConfig> {
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let file = File::open(path)
         .with_context(|| format!("cannot open TLS certificate {}", path.display()))?;
-    let chain = rustls_pemfile::certs(&mut BufReader::new(file))
+    let chain = CertificateDer::pem_reader_iter(file)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("cannot read TLS certificate {}", path.display()))?;
     if chain.is_empty() {
@@ -160,17 +159,16 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let file =
         File::open(path).with_context(|| format!("cannot open TLS key {}", path.display()))?;
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .with_context(|| format!("cannot read TLS key {}", path.display()))?
-        .with_context(|| {
-            format!(
-                "{} holds no private key: --tls-key needs a PEM file with a PKCS#8, RSA or EC private key",
-                path.display()
-            )
-        })
+    match PrivateKeyDer::from_pem_reader(file) {
+        Err(pem::Error::NoItemsFound) => bail!(
+            "{} holds no private key: --tls-key needs a PEM file with a PKCS#8, RSA or EC private key",
+            path.display()
+        ),
+        read => read.with_context(|| format!("cannot read TLS key {}", path.display())),
+    }
 }
 
-fn self_signed(extra: &[String]) -> Result<Identity> {
+fn self_signed(extra: &[String]) -> Result<CertifiedKey> {
     let mut names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|n| n.to_string()).collect();
     for name in extra {
         if !names.contains(name) {
@@ -180,7 +178,7 @@ fn self_signed(extra: &[String]) -> Result<Identity> {
     let generated = rcgen::generate_simple_self_signed(names).context(
         "cannot make a self-signed certificate (is every --tls-name a valid DNS name or IP?)",
     )?;
-    Ok(Identity {
+    Ok(CertifiedKey {
         chain: vec![generated.cert.der().clone()],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             generated.signing_key.serialize_der(),

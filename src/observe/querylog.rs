@@ -25,6 +25,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use time::{OffsetDateTime, PrimitiveDateTime};
+
 use super::outcome::Outcome;
 use crate::protocol::wire::rcode;
 
@@ -741,23 +743,26 @@ fn push_qtype(out: &mut Vec<u8>, qtype: u16) {
     }
 }
 
-/// RFC 3339 UTC with microseconds, e.g. `2026-03-01T12:34:56.789012Z`.
+/// RFC 3339 UTC with microseconds, e.g. `2026-03-01T12:34:56.789012Z`. The calendar comes
+/// from the `time` crate; the digits are written here, without a format description, because
+/// this runs for every query.
 fn push_time(out: &mut Vec<u8>, at: SystemTime) {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    push_padded(out, y.clamp(0, 9999) as u64, 4);
+    let utc = i64::try_from(since.as_secs())
+        .ok()
+        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+        .unwrap_or(PrimitiveDateTime::MAX.assume_utc());
+    push_padded(out, utc.year().clamp(0, 9999) as u64, 4);
     out.push(b'-');
-    push_padded(out, m.into(), 2);
+    push_padded(out, u8::from(utc.month()).into(), 2);
     out.push(b'-');
-    push_padded(out, d.into(), 2);
+    push_padded(out, utc.day().into(), 2);
     out.push(b'T');
-    push_padded(out, rem / 3600, 2);
+    push_padded(out, utc.hour().into(), 2);
     out.push(b':');
-    push_padded(out, rem / 60 % 60, 2);
+    push_padded(out, utc.minute().into(), 2);
     out.push(b':');
-    push_padded(out, rem % 60, 2);
+    push_padded(out, utc.second().into(), 2);
     out.push(b'.');
     push_padded(out, since.subsec_micros().into(), 6);
     out.push(b'Z');
@@ -772,21 +777,6 @@ impl fmt::Display for Rfc3339 {
         push_time(&mut text, self.0);
         f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ use std::sync::Arc;
 pub use error::{Issue, IssueKind, PolicyError};
 pub use eval::{evaluate, evaluate_response};
 pub use lists::InvalidLine;
+pub use sources::FileStamp;
 
 use crate::query::ClientHints;
 

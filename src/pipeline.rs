@@ -11,7 +11,7 @@
 //!
 //! [`Worker::start`] is the synchronous front half: everything that can be
 //! answered without waiting (malformed, blocked, cached) is answered there,
-//! inline in the listener's loop. Only a miss becomes a [`Pending`] that
+//! inline in the listener's loop. Only a miss becomes a [`PendingFetch`] that
 //! [`Worker::finish`] resolves asynchronously.
 
 use std::future::Future;
@@ -37,7 +37,7 @@ use crate::protocol::wire::{self, ede, flag, rcode};
 use crate::protocol::{
     parse_query, Answer, AnswerError, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter,
 };
-use crate::query::{ClientHints, Facts, RouteId};
+use crate::query::{ActionLabel, ClientHints, Facts, RouteId};
 use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
@@ -197,7 +197,7 @@ pub enum Step {
     /// limit, or a packet not worth answering).
     Drop,
     /// Needs an upstream answer: call [`Worker::finish`].
-    Resolve(Box<Pending>),
+    Resolve(Box<PendingFetch>),
 }
 
 /// How a query was handled from start to end, for transports that must say
@@ -216,7 +216,7 @@ pub enum Handled {
 
 /// A query waiting for an upstream answer, with everything the front half
 /// learned about it.
-pub struct Pending {
+pub struct PendingFetch {
     req: Request,
     hints: ClientHints,
     started: Instant,
@@ -236,7 +236,7 @@ pub struct Pending {
 }
 
 /// One query as the stages after the policy see it (borrowed from the front
-/// half's locals or from a [`Pending`]).
+/// half's locals or from a [`PendingFetch`]).
 struct Judged<'a> {
     req: &'a Request,
     hints: &'a ClientHints,
@@ -368,8 +368,11 @@ impl Worker {
         if let Some(step) = self.admit(&req, hints, allowed, limit) {
             // Outside the access list: REFUSED with EDE 18; else rate limited.
             let (action, code) = match allowed {
-                false => ("denied", req.edns.as_ref().map(|_| ede::PROHIBITED)),
-                true => ("ratelimited", None),
+                false => (
+                    ActionLabel::Denied,
+                    req.edns.as_ref().map(|_| ede::PROHIBITED),
+                ),
+                true => (ActionLabel::RateLimited, None),
             };
             let reply = match &step {
                 Step::Reply(reply) => Some(reply.as_slice()),
@@ -386,7 +389,7 @@ impl Worker {
             self.edns_out(&req),
             limit,
         ) {
-            self.observe_local(&req, hints, started, Some(&reply), "local", None);
+            self.observe_local(&req, hints, started, Some(&reply), ActionLabel::Local, None);
             return Step::Reply(reply);
         }
         let policy = self.shared.policy.load();
@@ -442,10 +445,10 @@ impl Worker {
                 ede: Some(ede::NOT_READY),
                 ..Provenance::synthesized()
             };
-            self.observe(&judged, Some(&reply), "overloaded", None, served);
+            self.observe(&judged, Some(&reply), ActionLabel::Overloaded, None, served);
             return Step::Reply(reply);
         };
-        Step::Resolve(Box::new(Pending {
+        Step::Resolve(Box::new(PendingFetch {
             hints: hints.clone(),
             started,
             limit,
@@ -463,7 +466,7 @@ impl Worker {
     /// The asynchronous back half: a coalesced upstream fetch, then the
     /// answer (or a stale one, or SERVFAIL with the reason as an EDE). None
     /// when the response phase drops the answer: send nothing at all.
-    pub async fn finish(&self, p: Pending) -> Option<Vec<u8>> {
+    pub async fn finish(&self, p: PendingFetch) -> Option<Vec<u8>> {
         let fetched = match self
             .shared
             .inflight
@@ -829,7 +832,7 @@ impl Worker {
             qname: "",
             qtype: 0,
             rcode: code,
-            action: "malformed",
+            action: ActionLabel::Malformed,
             rule: None,
             audited: &[],
             cache: CacheStatus::None,
@@ -848,7 +851,7 @@ impl Worker {
         hints: &ClientHints,
         started: Instant,
         reply: Option<&[u8]>,
-        action: &'static str,
+        action: ActionLabel,
         ede: Option<u16>,
     ) {
         self.shared.observer.record(&Outcome {
@@ -872,7 +875,7 @@ impl Worker {
         &self,
         q: &Judged<'_>,
         reply: Option<&[u8]>,
-        action: &'static str,
+        action: ActionLabel,
         rule: Option<&policy::RuleRef>,
         served: Provenance,
     ) {

@@ -191,12 +191,12 @@ pub type CounterRead = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// Lines one worker thread formatted that the writer has not taken yet.
 #[derive(Debug, Default)]
-struct Pending {
+struct Unwritten {
     bytes: Vec<u8>,
     lines: u64,
 }
 
-type PendingSlot = Arc<Mutex<Pending>>;
+type UnwrittenSlot = Arc<Mutex<Unwritten>>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -206,7 +206,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 struct Inner {
     /// Every thread's pending lines (a thread registers on its first line).
-    slots: Mutex<Vec<PendingSlot>>,
+    slots: Mutex<Vec<UnwrittenSlot>>,
     /// Lines pending across all threads, and the bound on it.
     queued: AtomicU64,
     max_queued: u64,
@@ -222,7 +222,7 @@ struct Inner {
 thread_local! {
     /// This thread's pending-lines slot for each live query log (several
     /// servers may run in one process, e.g. in tests).
-    static SLOTS: RefCell<Vec<(Weak<Inner>, PendingSlot)>> = const { RefCell::new(Vec::new()) };
+    static SLOTS: RefCell<Vec<(Weak<Inner>, UnwrittenSlot)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The query log of one server.
@@ -307,7 +307,7 @@ impl QueryLog {
     }
 
     /// Runs `f` on this thread's pending lines, registering them on first use.
-    fn with_slot(&self, f: impl FnOnce(&mut Pending)) {
+    fn with_slot(&self, f: impl FnOnce(&mut Unwritten)) {
         SLOTS.with(|slots| {
             let mut slots = slots.borrow_mut();
             let me = Arc::as_ptr(&self.inner);
@@ -318,7 +318,7 @@ impl QueryLog {
             // First line from this thread: forget the slots of logs that are
             // gone, and register a new one.
             slots.retain(|(log, _)| log.strong_count() > 0);
-            let slot = PendingSlot::default();
+            let slot = UnwrittenSlot::default();
             lock(&self.inner.slots).push(slot.clone());
             f(&mut lock(&slot));
             slots.push((Arc::downgrade(&self.inner), slot));
@@ -644,7 +644,7 @@ pub fn format_line(o: &Outcome<'_>, client_ip: ClientIpMode, now: SystemTime, ou
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"action\":");
-    push_str(out, o.action);
+    push_str(out, o.action.as_str());
     out.extend_from_slice(b",\"rule_id\":");
     push_opt_str(out, o.rule.map(|(id, _)| id));
     out.extend_from_slice(b",\"rule_name\":");
@@ -783,7 +783,7 @@ impl fmt::Display for Rfc3339 {
 mod tests {
     use super::*;
     use crate::observe::CacheStatus;
-    use crate::query::Transport;
+    use crate::query::{ActionLabel, Transport};
 
     fn outcome() -> Outcome<'static> {
         Outcome {
@@ -793,7 +793,7 @@ mod tests {
             qname: "www.example.test",
             qtype: 28,
             rcode: Some(3),
-            action: "block",
+            action: ActionLabel::Block,
             rule: Some(("r7", "no \"ads\"")),
             audited: &[],
             cache: CacheStatus::None,

@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(v.audited[0].id(), "aud");
         assert_eq!(v.audited[0].org(), "");
         let v = evaluate(&p, &org, &facts("ok.ads.example", 1));
-        assert_eq!(v.label(), "allow");
+        assert_eq!(v.label().as_str(), "allow");
         let v = evaluate(&p, &org, &facts("x.ads.example", 1));
         assert_eq!(rule_id(&v), Some("ads"));
         assert!(matches!(

@@ -182,7 +182,7 @@ fn describe_rules(
             i + 1,
             rule.r.id(),
             rule.r.name,
-            rule.action_name,
+            rule.action,
             if rule.indexed.is_some() {
                 " (name index)"
             } else if rule.guard.is_some() {

@@ -56,20 +56,6 @@ pub enum ClientIpMode {
     Full,
 }
 
-impl std::str::FromStr for ClientIpMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(Self::None),
-            "truncate" => Ok(Self::Truncate),
-            "full" => Ok(Self::Full),
-            other => Err(format!(
-                "`{other}` is not a client IP mode: use none, truncate or full"
-            )),
-        }
-    }
-}
-
 impl ClientIpMode {
     /// The address as this mode logs it.
     pub fn apply(self, ip: IpAddr) -> Option<IpAddr> {

@@ -362,10 +362,17 @@ impl Worker {
         }
     }
 
-    /// Everything after parsing: admission, local answers, policy, cache.
-    fn judge(&self, req: Request, hints: &ClientHints, allowed: bool, started: Instant) -> Step {
-        let limit = self.response_limit(&req, hints);
-        if let Some(step) = self.admit(&req, hints, allowed, limit) {
+    /// Admission (access list, rate limit), then local answers (CHAOS, the health name, AXFR
+    /// refused): the step when either settles the query before any policy.
+    fn admit_or_answer_locally(
+        &self,
+        req: &Request,
+        hints: &ClientHints,
+        allowed: bool,
+        limit: usize,
+        started: Instant,
+    ) -> Option<Step> {
+        if let Some(step) = self.admit(req, hints, allowed, limit) {
             // Outside the access list: REFUSED with EDE 18; else rate limited.
             let (action, code) = match allowed {
                 false => (
@@ -378,19 +385,24 @@ impl Worker {
                 Step::Reply(reply) => Some(reply.as_slice()),
                 _ => None,
             };
-            self.observe_local(&req, hints, started, reply, action, code);
-            return step;
+            self.observe_local(req, hints, started, reply, action, code);
+            return Some(step);
         }
         let ready = || self.shared.ready();
-        if let Some(reply) = local::answer(
-            &req,
-            &self.shared.settings,
-            ready,
-            self.edns_out(&req),
-            limit,
-        ) {
-            self.observe_local(&req, hints, started, Some(&reply), ActionLabel::Local, None);
-            return Step::Reply(reply);
+        if let Some(reply) =
+            local::answer(req, &self.shared.settings, ready, self.edns_out(req), limit)
+        {
+            self.observe_local(req, hints, started, Some(&reply), ActionLabel::Local, None);
+            return Some(Step::Reply(reply));
+        }
+        None
+    }
+
+    /// Everything after parsing: admission, local answers, policy, cache.
+    fn judge(&self, req: Request, hints: &ClientHints, allowed: bool, started: Instant) -> Step {
+        let limit = self.response_limit(&req, hints);
+        if let Some(step) = self.admit_or_answer_locally(&req, hints, allowed, limit, started) {
+            return step;
         }
         let policy = self.shared.policy.load();
         let identity = policy.identify(hints);

@@ -315,9 +315,7 @@ fn build_shared(settings: Settings) -> Result<Arc<Shared>> {
         .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
     log_policy(&policy, true);
     log_observability(&settings);
-    Ok(Arc::new(
-        Shared::new(settings, policy).map_err(anyhow::Error::msg)?,
-    ))
+    Ok(Arc::new(Shared::new(settings, policy)?))
 }
 
 impl Common {

@@ -87,21 +87,31 @@ fn register_rule_series(observer: &Observer, policy: &PolicySet) {
     }
 }
 
+/// Why the shared state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// The recursor could not start (its message says why).
+    #[error("{0}")]
+    Recursor(String),
+    /// The query log could not be opened.
+    #[error(transparent)]
+    QueryLog(#[from] std::io::Error),
+}
+
 impl Shared {
     /// Builds the shared state from settings and the loaded policy. The
     /// observer (metrics, query log) follows the settings; the forwarder
     /// reports its exchanges to the observer's metrics.
-    pub fn new(settings: Settings, policy: PolicySet) -> Result<Self, String> {
+    pub fn new(settings: Settings, policy: PolicySet) -> Result<Self, SharedError> {
         let recursor = match &settings.recursion {
-            Some(r) => Some(Recursive::new(r, &settings.limits)?),
+            Some(r) => Some(Recursive::new(r, &settings.limits).map_err(SharedError::Recursor)?),
             None => None,
         };
         let observer = Observer::new(
             settings.metrics.is_some(),
             &settings.upstreams,
             settings.query_log.as_ref(),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         register_rule_series(&observer, &policy);
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),

@@ -135,7 +135,7 @@ fn format_cost() {
         qname: "www.example.test",
         qtype: 1,
         rcode: Some(0),
-        action: "resolve",
+        action: picket::query::ActionLabel::Resolve,
         rule: None,
         audited: &[],
         cache: CacheStatus::Hit,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
@@ -24,7 +24,7 @@ use crate::listener::{bind_tcp, bind_udp, doh, doh3, doq, dot, tcp, udp};
 use crate::observe::metrics::name;
 use crate::observe::{admin, LogTarget, Metrics};
 use crate::pipeline::{Shared, Worker};
-use crate::policy::PolicySet;
+use crate::policy::{FileStamp, PolicySet};
 use crate::query::Transport;
 use crate::upstream::recursor::RecursorStats;
 
@@ -420,9 +420,7 @@ fn build_shared(settings: Settings) -> Result<Arc<Shared>> {
         .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
     log_policy(&policy, true);
     log_observability(&settings);
-    Ok(Arc::new(
-        Shared::new(settings, policy).map_err(anyhow::Error::msg)?,
-    ))
+    Ok(Arc::new(Shared::new(settings, policy)?))
 }
 
 impl Common {
@@ -698,7 +696,8 @@ pub fn reload_and_log(shared: &Shared) {
 const POLICY_POLL: Duration = Duration::from_secs(2);
 
 /// Reloads the policy when a file under its directory (or a blocklist)
-/// changes, checked by modification time and size every [`POLICY_POLL`].
+/// changes, checked by [`FileStamp`] (the same check that decides whether a reload reads a
+/// list again) every [`POLICY_POLL`].
 /// Polling needs no inotify limits and works on any filesystem, including
 /// the ConfigMap and rsync replacements edge nodes receive.
 fn watch_policy(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
@@ -716,23 +715,20 @@ fn watch_policy(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// (path, modified, size) of every policy file and blocklist, sorted.
-fn policy_fingerprint(settings: &Settings) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+/// Every policy file and blocklist, sorted, with its stamp.
+fn policy_fingerprint(settings: &Settings) -> Vec<(PathBuf, Option<FileStamp>)> {
     let mut files: Vec<PathBuf> = settings.blocklists.clone();
     if let PolicySource::Dir(dir) = &settings.policies {
         collect_files(dir, 3, &mut files);
     }
-    let mut seen: Vec<_> = files
+    files.sort();
+    files
         .into_iter()
         .map(|path| {
-            let meta = std::fs::metadata(&path).ok();
-            let modified = meta.as_ref().and_then(|m| m.modified().ok());
-            let len = meta.map_or(0, |m| m.len());
-            (path, modified, len)
+            let stamp = FileStamp::of(&path);
+            (path, stamp)
         })
-        .collect();
-    seen.sort();
-    seen
+        .collect()
 }
 
 fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {

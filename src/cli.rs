@@ -16,8 +16,9 @@ use crate::query::{ClientHints, Transport};
 
 mod serve_args;
 pub use serve_args::{
-    AccessArgs, CacheArgs, DnssecArgs, DnssecFlag, DrainArgs, IdentityArgs, ListenerArgs, LogArgs,
-    LogClientIp, LogFormat, PolicyArgs, QueryLogArgs, ResolutionArgs, ServeArgs, TlsArgs,
+    AccessArgs, CacheArgs, DnssecArgs, DnssecFlag, DrainArgs, FilterArgs, IdentityArgs,
+    ListenerArgs, LogArgs, LogClientIp, LogFormat, QueryLogArgs, ResolutionArgs, ServeArgs,
+    TlsArgs,
 };
 
 /// Picket: a fast filtering recursive DNS resolver.
@@ -41,25 +42,44 @@ pub enum Command {
     Token,
 }
 
+/// Where the policy comes from: the same flags for `serve`, `check` and `explain`, so the
+/// three always see the same policy.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Directory of policy files (*.json), e.g. `--policies policies/examples`; `serve`
+    /// reloads it on change and on SIGHUP. Default: the built-in default policy, with no
+    /// organization and no rule (resolve everything, block nothing).
+    #[arg(long = "policies", value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+
+    /// Use the built-in default policy: resolve everything (--blocklist and rebinding
+    /// protection still apply). The same as giving no --policies.
+    #[arg(long = "no-policy", conflicts_with = "policies")]
+    pub no_policy: bool,
+
+    /// Block every name on this list (and its subdomains) with NXDOMAIN for
+    /// every client (repeatable; plain, hosts or adblock format).
+    #[arg(long = "blocklist", value_name = "FILE")]
+    pub blocklist: Vec<PathBuf>,
+}
+
+impl PolicyArgs {
+    /// The policy these flags name (see [`policy_source`]).
+    pub fn source(&self) -> PolicySource {
+        policy_source(self.policies.as_deref(), self.no_policy)
+    }
+}
+
 /// `picket check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Policy directory (the same as --policies). Default: the policy `serve` runs without
     /// --policies, the built-in default (no organization, no rule).
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", conflicts_with = "no_policy")]
     pub dir: Option<PathBuf>,
 
-    /// Policy directory.
-    #[arg(long = "policies", value_name = "DIR")]
-    pub policies: Option<PathBuf>,
-
-    /// Check the built-in default policy (what `serve --no-policy` runs).
-    #[arg(long = "no-policy", conflicts_with_all = ["policies", "dir"])]
-    pub no_policy: bool,
-
-    /// A `serve --blocklist` file to check with the policy (repeatable).
-    #[arg(long = "blocklist", value_name = "FILE")]
-    pub blocklist: Vec<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// `picket explain`.
@@ -85,18 +105,8 @@ pub struct ExplainArgs {
     #[arg(long = "transport", value_name = "NAME", default_value = "udp", value_parser = parse_transport)]
     pub transport: Transport,
 
-    /// Policy directory. Default: the policy `serve` runs without --policies, the built-in
-    /// default (no organization, no rule).
-    #[arg(long = "policies", value_name = "DIR")]
-    pub policies: Option<PathBuf>,
-
-    /// Explain with the built-in default policy (what `serve --no-policy` runs).
-    #[arg(long = "no-policy", conflicts_with = "policies")]
-    pub no_policy: bool,
-
-    /// A `serve --blocklist` file to explain with the policy (repeatable).
-    #[arg(long = "blocklist", value_name = "FILE")]
-    pub blocklist: Vec<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// Judge the rules' schedules at this instant instead of now (RFC 3339, e.g.
     /// 2027-01-04T10:00:00Z or 2027-01-04T10:00:00+01:00).
@@ -123,7 +133,7 @@ pub fn policy_source(dir: Option<&Path>, no_policy: bool) -> PolicySource {
 
 /// `./policies` when it holds policy files that a command without `--policies` does not use
 /// (Picket once picked it up implicitly): worth a note, never a silent switch of policy.
-fn unused_policy_dir(dir: Option<&Path>, no_policy: bool) -> Option<&'static Path> {
+fn unused_policy_dir(args: &PolicyArgs) -> Option<&'static Path> {
     let candidate = Path::new("policies");
     let has_json = || {
         std::fs::read_dir(candidate).is_ok_and(|entries| {
@@ -132,12 +142,12 @@ fn unused_policy_dir(dir: Option<&Path>, no_policy: bool) -> Option<&'static Pat
                 .any(|e| e.path().extension().is_some_and(|x| x == "json"))
         })
     };
-    (dir.is_none() && !no_policy && has_json()).then_some(candidate)
+    (args.policies.is_none() && !args.no_policy && has_json()).then_some(candidate)
 }
 
 /// The note for [`unused_policy_dir`], on stderr so `check` and `explain` output stays as is.
-fn note_unused_policy_dir(dir: Option<&Path>, no_policy: bool) {
-    if let Some(unused) = unused_policy_dir(dir, no_policy) {
+fn note_unused_policy_dir(args: &PolicyArgs) {
+    if let Some(unused) = unused_policy_dir(args) {
         eprintln!(
             "note: the policy files in {}/ are not used without --policies: this is the built-in \
              default policy; add `--policies {}` to use them",
@@ -161,10 +171,11 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 fn check(args: CheckArgs) -> Result<i32> {
-    let dir = args.dir.or(args.policies);
-    note_unused_policy_dir(dir.as_deref(), args.no_policy);
-    let source = policy_source(dir.as_deref(), args.no_policy);
-    let loaded = source.load(&args.blocklist, None);
+    let mut policy = args.policy;
+    policy.policies = args.dir.or(policy.policies);
+    note_unused_policy_dir(&policy);
+    let source = policy.source();
+    let loaded = source.load(&policy.blocklist, None);
     let mut out = std::io::stdout().lock();
     match crate::policy::check::report(loaded, &source.to_string(), &mut out) {
         Ok(report) if report.is_ok() => Ok(0),
@@ -176,10 +187,10 @@ fn check(args: CheckArgs) -> Result<i32> {
 
 fn explain(args: ExplainArgs) -> Result<i32> {
     let qtype = parse_qtype(&args.qtype)?;
-    note_unused_policy_dir(args.policies.as_deref(), args.no_policy);
-    let source = policy_source(args.policies.as_deref(), args.no_policy);
+    note_unused_policy_dir(&args.policy);
+    let source = args.policy.source();
     let policy = source
-        .load(&args.blocklist, None)
+        .load(&args.policy.blocklist, None)
         .map_err(|e| match &source {
             PolicySource::Dir(dir) => {
                 anyhow::anyhow!("cannot load the policy in {}:\n{e}", dir.display())
@@ -247,8 +258,7 @@ fn serve(args: ServeArgs) -> Result<i32> {
 
 /// What the operator asked for, before anything is bound.
 fn log_starting(args: &ServeArgs, settings: &crate::config::Settings) {
-    if let Some(unused) = unused_policy_dir(args.policy.policies.as_deref(), args.policy.no_policy)
-    {
+    if let Some(unused) = unused_policy_dir(&args.policy.source) {
         tracing::warn!(
             dir = %unused.display(),
             "policy files there are not used without --policies: running the built-in default \

@@ -11,7 +11,7 @@
 //!
 //! [`Worker::start`] is the synchronous front half: everything that can be
 //! answered without waiting (malformed, blocked, cached) is answered there,
-//! inline in the listener's loop. Only a miss becomes a [`Pending`] that
+//! inline in the listener's loop. Only a miss becomes a [`PendingFetch`] that
 //! [`Worker::finish`] resolves asynchronously.
 
 use std::future::Future;
@@ -37,7 +37,7 @@ use crate::protocol::wire::{self, ede, flag, rcode};
 use crate::protocol::{
     parse_query, Answer, AnswerError, EdnsInfo, EdnsOut, Rejection, Request, ResponseWriter,
 };
-use crate::query::{ClientHints, Facts, RouteId};
+use crate::query::{ActionLabel, ClientHints, Facts, RouteId};
 use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
@@ -107,18 +107,32 @@ fn register_rule_series(observer: &Observer, policy: &PolicySet) {
     }
 }
 
+/// Why the shared state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// The recursor could not start (its message says why).
+    #[error("{0}")]
+    Recursor(String),
+    /// The DNSSEC trust anchors could not be read.
+    #[error("{0}")]
+    Dnssec(String),
+    /// The query log could not be opened, or the dnstap writer started.
+    #[error(transparent)]
+    QueryLog(#[from] std::io::Error),
+}
+
 impl Shared {
     /// Builds the shared state from settings and the loaded policy. The
     /// observer (metrics, query log) follows the settings; the forwarder
     /// reports its exchanges to the observer's metrics.
-    pub fn new(settings: Settings, policy: PolicySet) -> Result<Self, String> {
+    pub fn new(settings: Settings, policy: PolicySet) -> Result<Self, SharedError> {
         let recursor = match &settings.recursion {
-            Some(r) => Some(Recursive::new(r, &settings.limits)?),
+            Some(r) => Some(Recursive::new(r, &settings.limits).map_err(SharedError::Recursor)?),
             None => None,
         };
         let validation = match settings.dnssec {
             DnssecMode::Validate => Some(Arc::new(Validation::new(
-                validator_settings(&settings)?,
+                validator_settings(&settings).map_err(SharedError::Dnssec)?,
                 &settings.limits,
             ))),
             DnssecMode::Off => None,
@@ -128,8 +142,7 @@ impl Shared {
             upstreams: &settings.upstreams,
             query_log: settings.query_log.as_ref(),
             dnstap: settings.dnstap.as_ref(),
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         register_rule_series(&observer, &policy);
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
@@ -233,7 +246,7 @@ pub enum Step {
     /// limit, or a packet not worth answering).
     Drop,
     /// Needs an upstream answer: call [`Worker::finish`].
-    Resolve(Box<Pending>),
+    Resolve(Box<PendingFetch>),
 }
 
 /// How a query was handled from start to end, for transports that must say
@@ -252,7 +265,7 @@ pub enum Handled {
 
 /// A query waiting for an upstream answer, with everything the front half
 /// learned about it.
-pub struct Pending {
+pub struct PendingFetch {
     req: Request,
     /// The query as received, when the observer wants it (dnstap), else empty.
     wire: Box<[u8]>,
@@ -274,11 +287,11 @@ pub struct Pending {
 }
 
 /// One query as the stages after the policy see it (borrowed from the front
-/// half's locals or from a [`Pending`]).
+/// half's locals or from a [`PendingFetch`]).
 struct Judged<'a> {
     req: &'a Request,
     hints: &'a ClientHints,
-    /// The query's bytes as received (empty in a [`Pending`] when not kept).
+    /// The query's bytes as received (empty in a [`PendingFetch`] when not kept).
     wire: &'a [u8],
     started: Instant,
     limit: usize,
@@ -449,8 +462,11 @@ impl Worker {
         if let Some(step) = self.admit(&req, hints, allowed, limit) {
             // Outside the access list: REFUSED with EDE 18; else rate limited.
             let (action, code) = match allowed {
-                false => ("denied", req.edns.as_ref().map(|_| ede::PROHIBITED)),
-                true => ("ratelimited", None),
+                false => (
+                    ActionLabel::Denied,
+                    req.edns.as_ref().map(|_| ede::PROHIBITED),
+                ),
+                true => (ActionLabel::RateLimited, None),
             };
             let reply = match &step {
                 Step::Reply(reply) => Some(reply.as_slice()),
@@ -468,7 +484,7 @@ impl Worker {
             self.edns_out(&req),
             limit,
         ) {
-            self.observe_local(&req, hints, arrival, Some(&reply), "local", None);
+            self.observe_local(&req, hints, arrival, Some(&reply), ActionLabel::Local, None);
             return Step::Reply(reply);
         }
         let policy = self.shared.policy.load();
@@ -525,7 +541,7 @@ impl Worker {
                 ede: Some(ede::NOT_READY),
                 ..Provenance::synthesized()
             };
-            self.observe(&judged, Some(&reply), "overloaded", None, served);
+            self.observe(&judged, Some(&reply), ActionLabel::Overloaded, None, served);
             return Step::Reply(reply);
         };
         // Only dnstap reads a pending query's bytes again: copied only for it.
@@ -533,7 +549,7 @@ impl Worker {
             true => arrival.wire.into(),
             false => Box::default(),
         };
-        Step::Resolve(Box::new(Pending {
+        Step::Resolve(Box::new(PendingFetch {
             wire,
             hints: hints.clone(),
             started,
@@ -552,7 +568,7 @@ impl Worker {
     /// The asynchronous back half: a coalesced upstream fetch, then the
     /// answer (or a stale one, or SERVFAIL with the reason as an EDE). None
     /// when the response phase drops the answer: send nothing at all.
-    pub async fn finish(&self, p: Pending) -> Option<Vec<u8>> {
+    pub async fn finish(&self, p: PendingFetch) -> Option<Vec<u8>> {
         let fetched = match self
             .shared
             .inflight
@@ -930,7 +946,7 @@ impl Worker {
             qname: "",
             qtype: 0,
             rcode: code,
-            action: "malformed",
+            action: ActionLabel::Malformed,
             rule: None,
             audited: &[],
             cache: CacheStatus::None,
@@ -949,7 +965,7 @@ impl Worker {
         hints: &ClientHints,
         arrival: Arrival<'_>,
         reply: Option<&[u8]>,
-        action: &'static str,
+        action: ActionLabel,
         ede: Option<u16>,
     ) {
         self.shared.observer.record(&Outcome {
@@ -976,7 +992,7 @@ impl Worker {
         &self,
         q: &Judged<'_>,
         reply: Option<&[u8]>,
-        action: &'static str,
+        action: ActionLabel,
         rule: Option<&policy::RuleRef>,
         served: Provenance,
     ) {

@@ -50,6 +50,77 @@ impl fmt::Display for Transport {
     }
 }
 
+/// What was done with a query, under the one name metrics (`action` label), the query log,
+/// `picket explain` and `picket check` all use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionLabel {
+    /// Resolved with no rule deciding, or by a `resolve` rule.
+    Resolve,
+    /// Answered locally (CHAOS, the health name, AXFR refused).
+    Local,
+    /// Not a DNS query Picket could parse.
+    Malformed,
+    /// Outside the access list.
+    Denied,
+    /// Over the rate limit.
+    RateLimited,
+    /// Resolved because an `allow` rule said so.
+    Allow,
+    Block,
+    Override,
+    Refuse,
+    Drop,
+    Truncate,
+    /// An `audit` rule (never decides a query; named for the rule tables).
+    Audit,
+    /// Too many queries in flight for the client.
+    Overloaded,
+}
+
+impl ActionLabel {
+    /// Every label, in metric-table order (`as usize` indexes it).
+    pub const ALL: [ActionLabel; 13] = [
+        Self::Resolve,
+        Self::Local,
+        Self::Malformed,
+        Self::Denied,
+        Self::RateLimited,
+        Self::Allow,
+        Self::Block,
+        Self::Override,
+        Self::Refuse,
+        Self::Drop,
+        Self::Truncate,
+        Self::Audit,
+        Self::Overloaded,
+    ];
+
+    /// The label's one spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resolve => "resolve",
+            Self::Local => "local",
+            Self::Malformed => "malformed",
+            Self::Denied => "denied",
+            Self::RateLimited => "ratelimited",
+            Self::Allow => "allow",
+            Self::Block => "block",
+            Self::Override => "override",
+            Self::Refuse => "refuse",
+            Self::Drop => "drop",
+            Self::Truncate => "truncate",
+            Self::Audit => "audit",
+            Self::Overloaded => "overloaded",
+        }
+    }
+}
+
+impl fmt::Display for ActionLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the listener knows about who sent a query, before any policy is consulted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientHints {

@@ -97,7 +97,7 @@ fn every_action() {
     assert_eq!(v("rf.example").ede_text().unwrap(), "filtered by rule o/rf");
     let al = v("al.example");
     assert_eq!(al.action, Action::Resolve { group: None });
-    assert_eq!((al.label(), rule(&al)), ("allow", Some("al")));
+    assert_eq!((al.label().as_str(), rule(&al)), ("allow", Some("al")));
     assert_eq!(
         v("ov.example").action,
         Action::Override(OverrideAnswer {
@@ -121,7 +121,7 @@ fn every_action() {
             group: Some("corp".into())
         }
     );
-    assert_eq!(rs.label(), "resolve");
+    assert_eq!(rs.label().as_str(), "resolve");
     assert_eq!(
         p.upstream_group("corp").unwrap(),
         &[
@@ -137,7 +137,10 @@ fn every_action() {
     assert_eq!(v("dr.example").action, Action::Drop);
     assert_eq!(v("tr.example").action, Action::Truncate);
     let none = v("other.example");
-    assert_eq!((none.label(), none.rule.clone()), ("resolve", None));
+    assert_eq!(
+        (none.label().as_str(), none.rule.clone()),
+        ("resolve", None)
+    );
     for (n, l) in [
         ("nx.example", "block"),
         ("ov.example", "override"),
@@ -145,7 +148,7 @@ fn every_action() {
         ("dr.example", "drop"),
         ("tr.example", "truncate"),
     ] {
-        assert_eq!(v(n).label(), l);
+        assert_eq!(v(n).label().as_str(), l);
     }
 }
 

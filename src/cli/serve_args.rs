@@ -18,7 +18,7 @@ use crate::observe::{ClientIpMode, DnstapSettings, DnstapTarget, LogTarget, Quer
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
 use crate::upstream::{servers_from_resolv_conf, DnssecMode, RecursorSettings};
 
-use super::policy_source;
+use super::PolicyArgs;
 
 /// `picket serve`.
 #[derive(Debug, Args)]
@@ -34,7 +34,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub policy: FilterArgs,
     #[command(flatten)]
     pub access: AccessArgs,
     #[command(flatten)]
@@ -232,25 +232,13 @@ pub struct CacheArgs {
     pub stale_window: u32,
 }
 
-/// What gets blocked or rewritten.
+/// What gets blocked or rewritten: the policy flags `check` and `explain` share, and
+/// rebinding protection.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Policy")]
-pub struct PolicyArgs {
-    /// Directory of policy files (*.json), reloaded on change and on SIGHUP, e.g.
-    /// `--policies policies/examples`. Default: the built-in default policy, with no
-    /// organization and no rule (resolve everything, block nothing).
-    #[arg(long = "policies", value_name = "DIR")]
-    pub policies: Option<PathBuf>,
-
-    /// Run with the built-in default policy: resolve everything (--blocklist and
-    /// --rebind-protection still apply). The same as giving no --policies.
-    #[arg(long = "no-policy", conflicts_with = "policies")]
-    pub no_policy: bool,
-
-    /// Block every name on this list (and its subdomains) with NXDOMAIN for
-    /// every client (repeatable; plain, hosts or adblock format).
-    #[arg(long = "blocklist", value_name = "FILE")]
-    pub blocklist: Vec<PathBuf>,
+pub struct FilterArgs {
+    #[command(flatten)]
+    pub source: PolicyArgs,
 
     /// Block public names whose answers hold private or special-use addresses
     /// (DNS rebinding), except names under private zones and names a policy
@@ -650,11 +638,11 @@ impl DrainArgs {
     }
 }
 
-impl PolicyArgs {
+impl FilterArgs {
     fn apply(&self, s: &mut Settings) {
         s.rebind_protection = self.rebind_protection;
-        s.policies = policy_source(self.policies.as_deref(), self.no_policy);
-        s.blocklists = self.blocklist.clone();
+        s.policies = self.source.source();
+        s.blocklists = self.source.blocklist.clone();
     }
 }
 

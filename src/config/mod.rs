@@ -212,50 +212,61 @@ impl PolicySource {
     }
 }
 
+/// A flag value that is not what the flag takes.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("`{0}` is not a size: expected a number with an optional unit, e.g. 256MiB")]
+    NotASize(String),
+    #[error("unknown size unit `{unit}` in `{text}`: use B, KiB, MiB or GiB")]
+    SizeUnit { unit: String, text: String },
+    #[error("size `{0}` is too large")]
+    SizeTooLarge(String),
+    #[error(
+        "`{text}` is not a duration ({reason}): expected a number with a unit, e.g. 5s or 500ms"
+    )]
+    NotADuration { text: String, reason: String },
+    #[error("duration `{0}` is out of range")]
+    DurationOutOfRange(String),
+    #[error("`{0}` is not an address: expected IP or IP:PORT, e.g. 127.0.0.1:53 or [::1]:53")]
+    NotAnAddress(String),
+}
+
 /// Parses a byte size such as `256MiB`, `1GiB`, `64k`, `1000000`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, ValueError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| {
-        format!("`{text}` is not a size: expected a number with an optional unit, e.g. 256MiB")
-    })?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| ValueError::NotASize(text.to_owned()))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{text}`: use B, KiB, MiB or GiB"
-            ))
+            return Err(ValueError::SizeUnit {
+                unit: other.to_owned(),
+                text: text.to_owned(),
+            })
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("size `{text}` is too large"))
+        .ok_or_else(|| ValueError::SizeTooLarge(text.to_owned()))
 }
 
-/// Parses a duration such as `5s`, `500ms`, `2m` or `5` (seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses a duration such as `5s`, `500ms`, `2m`, `1m30s` (humantime's units) or `5`
+/// (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a duration: expected a number with a unit, e.g. 5s or 500ms")
-    })?;
-    let seconds = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{text}`: use ms, s or m"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration `{text}` is out of range"))
+    if let Ok(seconds) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| ValueError::DurationOutOfRange(text.to_owned()));
+    }
+    humantime::parse_duration(t).map_err(|e| ValueError::NotADuration {
+        text: text.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Normalizes a DNS name for comparison with `Request::qname`: lower case,
@@ -271,18 +282,14 @@ pub fn normalize_name(text: &str) -> Option<String> {
 }
 
 /// Parses `IP` or `IP:PORT` (IPv6 as `[::1]:53`), defaulting the port.
-pub fn parse_addr(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+pub fn parse_addr(text: &str, default_port: u16) -> Result<SocketAddr, ValueError> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let ip = text.trim_start_matches('[').trim_end_matches(']');
     ip.parse::<std::net::IpAddr>()
         .map(|ip| SocketAddr::new(ip, default_port))
-        .map_err(|_| {
-            format!(
-                "`{text}` is not an address: expected IP or IP:PORT, e.g. 127.0.0.1:53 or [::1]:53"
-            )
-        })
+        .map_err(|_| ValueError::NotAnAddress(text.to_owned()))
 }
 
 #[cfg(test)]
@@ -294,7 +301,10 @@ mod tests {
         assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
         assert_eq!(parse_size("1000").unwrap(), 1000);
         assert_eq!(parse_size("2g").unwrap(), 2 << 30);
-        assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
+        assert!(parse_size("12 parsecs")
+            .unwrap_err()
+            .to_string()
+            .contains("unit"));
         assert_eq!(
             parse_addr("192.0.2.1", 53).unwrap().to_string(),
             "192.0.2.1:53"

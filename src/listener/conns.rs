@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tokio::time::timeout;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 use super::proxy::{Proxies, Refused};
 use crate::config::Limits;
@@ -389,6 +392,20 @@ impl OpenConnection {
     /// once if it was already): it must stop reading and close.
     pub async fn shed(&self) {
         self.activity.0.wait_shed().await;
+    }
+
+    /// The TLS handshake of a DoT or DoH connection: None when it fails, takes longer than
+    /// `limit`, or the connection is shed meanwhile.
+    pub async fn tls_handshake(
+        &self,
+        acceptor: TlsAcceptor,
+        stream: TcpStream,
+        limit: Duration,
+    ) -> Option<TlsStream<TcpStream>> {
+        tokio::select! {
+            done = timeout(limit, acceptor.accept(stream)) => done.ok()?.ok(),
+            () = self.shed() => None,
+        }
     }
 }
 

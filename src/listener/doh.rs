@@ -170,16 +170,10 @@ impl Connection {
     /// connection is shed to make room for another.
     async fn serve(self, stream: TcpStream, tls: &Tls, http: &HttpBuilders) {
         let limits = self.worker.shared().settings.limits.clone();
-        let handshake = timeout(
-            limits.tls_handshake_timeout,
-            tls.doh_acceptor().accept(stream),
-        );
-        let stream = tokio::select! {
-            done = handshake => match done {
-                Ok(Ok(stream)) => stream,
-                _ => return,
-            },
-            () = self.open.shed() => return,
+        let acceptor = tls.doh_acceptor();
+        let limit = limits.tls_handshake_timeout;
+        let Some(stream) = self.open.tls_handshake(acceptor, stream, limit).await else {
+            return;
         };
         let ready = Instant::now();
         let activity = self.open.activity().clone();

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio::time::timeout;
 
 use super::conns::{accept_loop, ConnectionTable, OpenConnection};
 use super::tcp::serve_stream;
@@ -45,16 +44,10 @@ async fn serve_connection(
     connection: OpenConnection,
 ) {
     let limits = worker.shared().settings.limits.clone();
-    let handshake = timeout(
-        limits.tls_handshake_timeout,
-        tls.dot_acceptor().accept(stream),
-    );
-    let stream = tokio::select! {
-        done = handshake => match done {
-            Ok(Ok(stream)) => stream,
-            _ => return,
-        },
-        () = connection.shed() => return,
+    let acceptor = tls.dot_acceptor();
+    let limit = limits.tls_handshake_timeout;
+    let Some(stream) = connection.tls_handshake(acceptor, stream, limit).await else {
+        return;
     };
     hints.dot_label = stream.get_ref().1.server_name().and_then(first_label);
     serve_stream(worker, stream, hints, &limits, &connection).await;

@@ -8,12 +8,12 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
+use rustls_pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{version, ServerConfig, SupportedProtocolVersion};
@@ -33,7 +33,7 @@ pub const H3_ALPN: &[u8] = b"h3";
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// A certificate chain and its key, as loaded.
-struct Identity {
+struct CertifiedKey {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -46,7 +46,7 @@ pub struct Tls {
     configs: ArcSwap<Configs>,
 }
 
-/// The configs of one identity.
+/// The configs of one certificate and key.
 struct Configs {
     doh: Arc<ServerConfig>,
     dot: Arc<ServerConfig>,
@@ -58,10 +58,10 @@ struct Configs {
 impl Tls {
     /// Loads (or, for [`TlsSource::SelfSigned`], generates) the certificate.
     pub fn load(source: &TlsSource) -> Result<Tls> {
-        let identity = identity(source)?;
+        let cert = certified_key(source)?;
         Ok(Tls {
             source: source.clone(),
-            configs: ArcSwap::from_pointee(configs(identity)?),
+            configs: ArcSwap::from_pointee(configs(cert)?),
         })
     }
 
@@ -72,7 +72,7 @@ impl Tls {
         if matches!(self.source, TlsSource::SelfSigned { .. }) {
             return Ok(());
         }
-        let configs = configs(identity(&self.source)?)?;
+        let configs = configs(certified_key(&self.source)?)?;
         self.configs.store(Arc::new(configs));
         Ok(())
     }
@@ -221,9 +221,9 @@ pub fn fingerprint(der: &[u8]) -> String {
     out
 }
 
-fn identity(source: &TlsSource) -> Result<Identity> {
+fn certified_key(source: &TlsSource) -> Result<CertifiedKey> {
     match source {
-        TlsSource::Files { cert, key } => Ok(Identity {
+        TlsSource::Files { cert, key } => Ok(CertifiedKey {
             chain: read_chain(cert)?,
             key: read_key(key)?,
         }),
@@ -231,22 +231,22 @@ fn identity(source: &TlsSource) -> Result<Identity> {
     }
 }
 
-/// The configs of every transport and the leaf certificate for one identity.
-fn configs(identity: Identity) -> Result<Configs> {
+/// The configs of every transport and the leaf certificate for one certificate and key.
+fn configs(cert: CertifiedKey) -> Result<Configs> {
     let tls12_and_13 = &[&version::TLS13, &version::TLS12][..];
     // QUIC carries TLS 1.3 only (RFC 9001 §4.2).
     let tls13 = &[&version::TLS13][..];
     Ok(Configs {
-        leaf: identity.chain[0].clone(),
-        doh: Arc::new(server_config(&identity, &DOH_ALPN, tls12_and_13)?),
-        dot: Arc::new(server_config(&identity, &DOT_ALPN, tls12_and_13)?),
-        doq: Arc::new(server_config(&identity, &[DOQ_ALPN], tls13)?),
-        doh3: Arc::new(server_config(&identity, &[H3_ALPN], tls13)?),
+        leaf: cert.chain[0].clone(),
+        doh: Arc::new(server_config(&cert, &DOH_ALPN, tls12_and_13)?),
+        dot: Arc::new(server_config(&cert, &DOT_ALPN, tls12_and_13)?),
+        doq: Arc::new(server_config(&cert, &[DOQ_ALPN], tls13)?),
+        doh3: Arc::new(server_config(&cert, &[H3_ALPN], tls13)?),
     })
 }
 
 fn server_config(
-    identity: &Identity,
+    cert: &CertifiedKey,
     alpn: &[&[u8]],
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<ServerConfig> {
@@ -254,7 +254,7 @@ fn server_config(
         .with_protocol_versions(versions)
         .context("the TLS library offers no protocol version")?
         .with_no_client_auth()
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
         .context(
             "the TLS certificate and key do not go together (is --tls-key the key of --tls-cert?)",
         )?;
@@ -271,7 +271,7 @@ fn server_config(
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let file = File::open(path)
         .with_context(|| format!("cannot open TLS certificate {}", path.display()))?;
-    let chain = rustls_pemfile::certs(&mut BufReader::new(file))
+    let chain = CertificateDer::pem_reader_iter(file)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("cannot read TLS certificate {}", path.display()))?;
     if chain.is_empty() {
@@ -287,17 +287,16 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let file =
         File::open(path).with_context(|| format!("cannot open TLS key {}", path.display()))?;
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .with_context(|| format!("cannot read TLS key {}", path.display()))?
-        .with_context(|| {
-            format!(
-                "{} holds no private key: --tls-key needs a PEM file with a PKCS#8, RSA or EC private key",
-                path.display()
-            )
-        })
+    match PrivateKeyDer::from_pem_reader(file) {
+        Err(pem::Error::NoItemsFound) => bail!(
+            "{} holds no private key: --tls-key needs a PEM file with a PKCS#8, RSA or EC private key",
+            path.display()
+        ),
+        read => read.with_context(|| format!("cannot read TLS key {}", path.display())),
+    }
 }
 
-fn self_signed(extra: &[String]) -> Result<Identity> {
+fn self_signed(extra: &[String]) -> Result<CertifiedKey> {
     let mut names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|n| n.to_string()).collect();
     for name in extra {
         if !names.contains(name) {
@@ -307,7 +306,7 @@ fn self_signed(extra: &[String]) -> Result<Identity> {
     let generated = rcgen::generate_simple_self_signed(names).context(
         "cannot make a self-signed certificate (is every --tls-name a valid DNS name or IP?)",
     )?;
-    Ok(Identity {
+    Ok(CertifiedKey {
         chain: vec![generated.cert.der().clone()],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             generated.signing_key.serialize_der(),

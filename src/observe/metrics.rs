@@ -44,10 +44,8 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use super::outcome::{
-    action_index, rcode_index, transport_index, CacheStatus, Outcome, ACTIONS, RCODES,
-};
-use crate::query::Transport;
+use super::outcome::{rcode_index, transport_index, CacheStatus, Outcome, RCODES};
+use crate::query::{ActionLabel, Transport};
 use crate::upstream::{ExchangeSink, UpstreamError};
 
 pub use crate::config::limits::MAX_RULE_SERIES;
@@ -174,7 +172,7 @@ impl Metrics {
         describe(&recorder);
         let cache = ["hit", "miss", "stale"]
             .map(|r| counter_on(&recorder, name::CACHE_LOOKUPS, &[("result", r)]));
-        let size = Transport::ALL.len() * ACTIONS.len() * RCODES.len();
+        let size = Transport::ALL.len() * ActionLabel::ALL.len() * RCODES.len();
         let metrics = Self {
             queries: (0..size).map(|_| OnceLock::new()).collect(),
             cache,
@@ -196,15 +194,15 @@ impl Metrics {
     #[inline]
     pub fn record(&self, outcome: &Outcome<'_>) {
         let t = transport_index(outcome.transport);
-        let a = action_index(outcome.action);
+        let a = outcome.action as usize;
         let r = rcode_index(outcome.rcode);
-        let slot = &self.queries[(t * ACTIONS.len() + a) * RCODES.len() + r];
+        let slot = &self.queries[(t * ActionLabel::ALL.len() + a) * RCODES.len() + r];
         slot.get_or_init(|| {
             self.counter(
                 name::QUERIES,
                 &[
                     ("transport", Transport::ALL[t].as_str()),
-                    ("action", ACTIONS[a]),
+                    ("action", outcome.action.as_str()),
                     ("rcode", RCODES[r]),
                 ],
             )
@@ -479,7 +477,7 @@ mod tests {
 
     fn outcome(
         transport: Transport,
-        action: &'static str,
+        action: ActionLabel,
         rcode: Option<u16>,
         cache: CacheStatus,
     ) -> Outcome<'static> {
@@ -509,23 +507,28 @@ mod tests {
         let other = Metrics::new(&[]);
         m.record(&outcome(
             Transport::Udp,
-            "resolve",
+            ActionLabel::Resolve,
             Some(0),
             CacheStatus::Hit,
         ));
         m.record(&outcome(
             Transport::Udp,
-            "resolve",
+            ActionLabel::Resolve,
             Some(0),
             CacheStatus::Hit,
         ));
         m.record(&outcome(
             Transport::Tcp,
-            "malformed",
+            ActionLabel::Malformed,
             None,
             CacheStatus::None,
         ));
-        let mut blocked = outcome(Transport::Udp, "block", Some(3), CacheStatus::None);
+        let mut blocked = outcome(
+            Transport::Udp,
+            ActionLabel::Block,
+            Some(3),
+            CacheStatus::None,
+        );
         blocked.org = "acme";
         blocked.rule = Some(("r1", "ads"));
         blocked.audited = &[("r0", "watch")];

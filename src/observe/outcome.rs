@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::query::Transport;
+use crate::query::{ActionLabel, Transport};
 
 /// Where the answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,8 @@ pub struct Outcome<'a> {
     pub qtype: u16,
     /// Extended RCODE sent (None when the query was dropped).
     pub rcode: Option<u16>,
-    /// Policy action label (`resolve`, `allow`, `block`, ...; `malformed` for rejected packets).
-    pub action: &'static str,
+    /// What was done (`resolve`, `allow`, `block`, ...; `malformed` for rejected packets).
+    pub action: ActionLabel,
     /// Deciding rule key (`org/id`, or `id` for a global rule) and name, if any.
     pub rule: Option<(&'a str, &'a str)>,
     /// `audit` rules that matched (key, name): recorded, no action taken.
@@ -63,47 +63,6 @@ pub struct Outcome<'a> {
     pub ede: Option<u16>,
     /// Time from receipt to response.
     pub duration: Duration,
-}
-
-/// Every action label the pipeline and the policy emit, in metric-table order.
-/// Anything else is counted as `other` (the set stays bounded whatever a
-/// future caller passes).
-pub const ACTIONS: [&str; 14] = [
-    "resolve",
-    "local",
-    "malformed",
-    "denied",
-    "ratelimited",
-    "allow",
-    "block",
-    "override",
-    "refuse",
-    "drop",
-    "truncate",
-    "audit",
-    "overloaded",
-    "other",
-];
-
-/// Index of `action` in [`ACTIONS`].
-#[inline]
-pub fn action_index(action: &str) -> usize {
-    match action {
-        "resolve" => 0,
-        "local" => 1,
-        "malformed" => 2,
-        "denied" => 3,
-        "ratelimited" => 4,
-        "allow" => 5,
-        "block" => 6,
-        "override" => 7,
-        "refuse" => 8,
-        "drop" => 9,
-        "truncate" => 10,
-        "audit" => 11,
-        "overloaded" => 12,
-        _ => 13,
-    }
 }
 
 /// RCODE labels in metric-table order: `none` means no answer was sent
@@ -141,10 +100,9 @@ mod tests {
 
     #[test]
     fn label_tables_agree_with_their_indexes() {
-        for (i, a) in ACTIONS.iter().enumerate() {
-            assert_eq!(action_index(a), i, "{a}");
+        for (i, a) in ActionLabel::ALL.iter().enumerate() {
+            assert_eq!(*a as usize, i, "{a}");
         }
-        assert_eq!(ACTIONS[action_index("something new")], "other");
         for code in [0u16, 1, 2, 3, 4, 5, 16] {
             assert_eq!(
                 RCODES[rcode_index(Some(code))],

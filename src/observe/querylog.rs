@@ -25,6 +25,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use time::{OffsetDateTime, PrimitiveDateTime};
+
 use super::outcome::Outcome;
 use crate::protocol::wire::rcode;
 
@@ -52,20 +54,6 @@ pub enum ClientIpMode {
     Truncate,
     /// The whole address.
     Full,
-}
-
-impl std::str::FromStr for ClientIpMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(Self::None),
-            "truncate" => Ok(Self::Truncate),
-            "full" => Ok(Self::Full),
-            other => Err(format!(
-                "`{other}` is not a client IP mode: use none, truncate or full"
-            )),
-        }
-    }
 }
 
 impl ClientIpMode {
@@ -189,12 +177,12 @@ pub type CounterRead = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// Lines one worker thread formatted that the writer has not taken yet.
 #[derive(Debug, Default)]
-struct Pending {
+struct Unwritten {
     bytes: Vec<u8>,
     lines: u64,
 }
 
-type PendingSlot = Arc<Mutex<Pending>>;
+type UnwrittenSlot = Arc<Mutex<Unwritten>>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -204,7 +192,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 struct Inner {
     /// Every thread's pending lines (a thread registers on its first line).
-    slots: Mutex<Vec<PendingSlot>>,
+    slots: Mutex<Vec<UnwrittenSlot>>,
     /// Lines pending across all threads, and the bound on it.
     queued: AtomicU64,
     max_queued: u64,
@@ -220,7 +208,7 @@ struct Inner {
 thread_local! {
     /// This thread's pending-lines slot for each live query log (several
     /// servers may run in one process, e.g. in tests).
-    static SLOTS: RefCell<Vec<(Weak<Inner>, PendingSlot)>> = const { RefCell::new(Vec::new()) };
+    static SLOTS: RefCell<Vec<(Weak<Inner>, UnwrittenSlot)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The query log of one server.
@@ -305,7 +293,7 @@ impl QueryLog {
     }
 
     /// Runs `f` on this thread's pending lines, registering them on first use.
-    fn with_slot(&self, f: impl FnOnce(&mut Pending)) {
+    fn with_slot(&self, f: impl FnOnce(&mut Unwritten)) {
         SLOTS.with(|slots| {
             let mut slots = slots.borrow_mut();
             let me = Arc::as_ptr(&self.inner);
@@ -316,7 +304,7 @@ impl QueryLog {
             // First line from this thread: forget the slots of logs that are
             // gone, and register a new one.
             slots.retain(|(log, _)| log.strong_count() > 0);
-            let slot = PendingSlot::default();
+            let slot = UnwrittenSlot::default();
             lock(&self.inner.slots).push(slot.clone());
             f(&mut lock(&slot));
             slots.push((Arc::downgrade(&self.inner), slot));
@@ -642,7 +630,7 @@ pub fn format_line(o: &Outcome<'_>, client_ip: ClientIpMode, now: SystemTime, ou
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"action\":");
-    push_str(out, o.action);
+    push_str(out, o.action.as_str());
     out.extend_from_slice(b",\"rule_id\":");
     push_opt_str(out, o.rule.map(|(id, _)| id));
     out.extend_from_slice(b",\"rule_name\":");
@@ -741,23 +729,26 @@ fn push_qtype(out: &mut Vec<u8>, qtype: u16) {
     }
 }
 
-/// RFC 3339 UTC with microseconds, e.g. `2026-03-01T12:34:56.789012Z`.
+/// RFC 3339 UTC with microseconds, e.g. `2026-03-01T12:34:56.789012Z`. The calendar comes
+/// from the `time` crate; the digits are written here, without a format description, because
+/// this runs for every query.
 fn push_time(out: &mut Vec<u8>, at: SystemTime) {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    push_padded(out, y.clamp(0, 9999) as u64, 4);
+    let utc = i64::try_from(since.as_secs())
+        .ok()
+        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+        .unwrap_or(PrimitiveDateTime::MAX.assume_utc());
+    push_padded(out, utc.year().clamp(0, 9999) as u64, 4);
     out.push(b'-');
-    push_padded(out, m.into(), 2);
+    push_padded(out, u8::from(utc.month()).into(), 2);
     out.push(b'-');
-    push_padded(out, d.into(), 2);
+    push_padded(out, utc.day().into(), 2);
     out.push(b'T');
-    push_padded(out, rem / 3600, 2);
+    push_padded(out, utc.hour().into(), 2);
     out.push(b':');
-    push_padded(out, rem / 60 % 60, 2);
+    push_padded(out, utc.minute().into(), 2);
     out.push(b':');
-    push_padded(out, rem % 60, 2);
+    push_padded(out, utc.second().into(), 2);
     out.push(b'.');
     push_padded(out, since.subsec_micros().into(), 6);
     out.push(b'Z');
@@ -774,26 +765,11 @@ impl fmt::Display for Rfc3339 {
     }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::observe::CacheStatus;
-    use crate::query::Transport;
+    use crate::query::{ActionLabel, Transport};
 
     fn outcome() -> Outcome<'static> {
         Outcome {
@@ -806,7 +782,7 @@ mod tests {
             qname: "www.example.test",
             qtype: 28,
             rcode: Some(3),
-            action: "block",
+            action: ActionLabel::Block,
             rule: Some(("r7", "no \"ads\"")),
             audited: &[],
             cache: CacheStatus::None,

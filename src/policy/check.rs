@@ -319,7 +319,7 @@ fn test_verdict(
 /// What the verdict got other than the test expected, one phrase each (empty: it passes).
 fn mismatches(policy: &PolicySet, id: &Identity, verdict: &Verdict, e: &ExpectJson) -> Vec<String> {
     let mut problems = Vec::new();
-    if e.action != verdict.label() {
+    if e.action != verdict.label().as_str() {
         problems.push(format!("action {:?}", e.action));
     }
     let got_rule = verdict.rule.as_ref().map(|r| r.id().to_string());

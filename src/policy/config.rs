@@ -1,6 +1,7 @@
 //! The JSON shape of `policies/*.json` (documented in `policies/README.md`).
 //!
-//! Everything is `deny_unknown_fields`; values that need more than a type check (actions,
+//! Everything is `deny_unknown_fields`; a missing `Option` field is `None` (serde's rule),
+//! other fields say when they have a default. Values that need more than a type check (actions,
 //! addresses, networks, expressions) are validated in `load.rs` so that errors carry a JSON path.
 
 use std::collections::BTreeMap;
@@ -9,23 +10,18 @@ use serde::{Deserialize, Deserializer};
 
 /// One policy file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct FileJson {
     /// Free text.
-    #[serde(default)]
     #[allow(dead_code)]
     pub description: Option<String>,
     /// The global policy: evaluated before every organization's rules, and for clients with none.
-    #[serde(default)]
     pub global: Option<GlobalJson>,
     /// Named upstream groups for `resolve` rules.
-    #[serde(default)]
     pub upstreams: BTreeMap<String, Vec<String>>,
     /// Organizations.
-    #[serde(default)]
     pub organizations: Vec<OrgJson>,
     /// Policy tests that are not tied to a section.
-    #[serde(default)]
     pub tests: Vec<TestJson>,
     /// The file's text, to place problems found after parsing (weak tokens) at a line and column.
     #[serde(skip)]
@@ -33,16 +29,12 @@ pub(crate) struct FileJson {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct GlobalJson {
-    #[serde(default)]
     #[allow(dead_code)]
     pub description: Option<String>,
-    #[serde(default)]
     pub lists: BTreeMap<String, ListJson>,
-    #[serde(default)]
     pub rules: Vec<RuleJson>,
-    #[serde(default)]
     pub tests: Vec<TestJson>,
 }
 
@@ -50,9 +42,7 @@ pub(crate) struct GlobalJson {
 #[serde(deny_unknown_fields)]
 pub(crate) struct OrgJson {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     #[allow(dead_code)]
     pub description: Option<String>,
     #[serde(default)]
@@ -69,17 +59,14 @@ pub(crate) struct OrgJson {
     pub tests: Vec<TestJson>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct ListJson {
-    #[serde(default)]
     #[allow(dead_code)]
     pub description: Option<String>,
     /// A list file, relative to the policy directory.
-    #[serde(default)]
     pub file: Option<String>,
     /// Inline domains.
-    #[serde(default)]
     pub domains: Option<Vec<String>>,
 }
 
@@ -87,9 +74,7 @@ pub(crate) struct ListJson {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleJson {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     #[allow(dead_code)]
     pub description: Option<String>,
     #[serde(default = "yes")]
@@ -97,17 +82,11 @@ pub(crate) struct RuleJson {
     pub expression: String,
     pub action: String,
     // Action settings (validated against the action in load.rs).
-    #[serde(default)]
     pub mode: Option<String>,
-    #[serde(default)]
     pub ttl: Option<u32>,
-    #[serde(default)]
     pub ede: Option<String>,
-    #[serde(default)]
     pub addresses: Option<Vec<String>>,
-    #[serde(default)]
     pub cname: Option<String>,
-    #[serde(default)]
     pub upstream: Option<String>,
     /// When the rule takes part (Gateway-shaped weekly ranges in a time zone).
     #[serde(default)]
@@ -130,28 +109,21 @@ pub(crate) struct TestJson {
     #[serde(default, rename = "type")]
     pub qtype: Option<TypeJson>,
     /// Client address (default 127.0.0.1).
-    #[serde(default)]
     pub client: Option<String>,
     /// `udp` (default), `tcp`, `doh`, `dot`.
-    #[serde(default)]
     pub transport: Option<String>,
-    #[serde(default)]
     pub doh_token: Option<String>,
-    #[serde(default)]
     pub dot_name: Option<String>,
     /// Evaluate as this organization (`""` for none) instead of identifying the client.
-    #[serde(default)]
     pub org: Option<String>,
     #[serde(default)]
     pub dnssec_ok: bool,
     /// A simulated upstream answer, to exercise response rules and CNAME cloaking.
-    #[serde(default)]
     pub answer: Option<AnswerJson>,
     /// RFC 3339 instant at which the rules' schedules are judged (default: now).
     #[serde(default)]
     pub at: Option<String>,
     pub expect: ExpectJson,
-    #[serde(default)]
     #[allow(dead_code)]
     pub description: Option<String>,
 }
@@ -164,11 +136,9 @@ pub(crate) enum TypeJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct AnswerJson {
-    #[serde(default)]
     pub addresses: Vec<String>,
-    #[serde(default)]
     pub cnames: Vec<String>,
 }
 
@@ -181,13 +151,10 @@ pub(crate) struct ExpectJson {
     #[serde(default, deserialize_with = "some")]
     pub rule: Option<Option<String>>,
     /// The organization the client is identified as (`""` for none).
-    #[serde(default)]
     pub org: Option<String>,
     /// For `resolve` rules: the upstream group.
-    #[serde(default)]
     pub upstream: Option<String>,
     /// The audit rules that matched, in order.
-    #[serde(default)]
     pub audited: Option<Vec<String>>,
 }
 

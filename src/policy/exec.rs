@@ -307,7 +307,7 @@ fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
 #[cfg(test)]
 mod tests {
     use super::super::rules::{build_scheme, uses_of, Effect, Phase};
-    use super::super::{Action, RuleRef};
+    use super::super::{Action, RuleAction, RuleRef};
     use super::*;
 
     fn lists() -> ListFields {
@@ -331,7 +331,7 @@ mod tests {
                     enabled: true,
                     expression: (*e).into(),
                     effect: Effect::Decide(Action::Refuse),
-                    action_name: "refuse",
+                    action: RuleAction::Refuse,
                     phase: Phase::Request,
                     uses,
                     indexed: None,

@@ -37,7 +37,6 @@ pub fn explain_at(
 ) -> String {
     let mut out = String::new();
     let qname = normalize_qname(name);
-    let rtype = RecordType::from(qtype);
     let _ = writeln!(
         out,
         "query: {}. {} from {} over {}",
@@ -49,49 +48,10 @@ pub fn explain_at(
     if let When::At(t) = when {
         let _ = writeln!(out, "at: {t} (rule schedules judged at this instant)");
     }
+    let id = describe_org(&mut out, policy, hints, org_override);
+    describe_lists(&mut out, policy, &id, &qname);
 
-    // Organization.
-    let id = match org_override {
-        Some(o) => match policy.org_by_id(o) {
-            Some(id) => {
-                let _ = writeln!(
-                    out,
-                    "organization: {} (given with --org)",
-                    if o.is_empty() { "none" } else { o }
-                );
-                id
-            }
-            None => {
-                let known: Vec<&str> = policy.org_ids().collect();
-                let _ = writeln!(
-                    out,
-                    "organization: unknown organization {o:?} (known: {}); evaluating with the global policy only",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-                );
-                Identity::NoOrg
-            }
-        },
-        None => {
-            let (id, reason) = policy.ident.identify(hints);
-            match id {
-                Identity::Org(_) => {
-                    let name = policy
-                        .org(&id)
-                        .and_then(|o| o.name.as_deref())
-                        .map(|n| format!(" \"{n}\""))
-                        .unwrap_or_default();
-                    let _ = writeln!(out, "organization: {}{name} ({reason})", id.org_id(policy));
-                }
-                _ => {
-                    let _ = writeln!(out, "organization: none ({reason})");
-                }
-            }
-            id
-        }
-    };
-    let org = policy.org(&id);
-
-    // Lists.
+    // The real decision, as the server computes it.
     let facts = Facts {
         qname: &qname,
         qtype,
@@ -100,15 +60,65 @@ pub fn explain_at(
         transport: hints.transport,
         dnssec_ok: false,
     };
-    let mut buf = [0u8; 12];
-    let tname = qtype_name(qtype, &mut buf);
-    let mut q = Query::new(policy, &id, &facts, tname);
-    q.ensure_lists();
-    let mut on = Vec::new();
+    let verdict = evaluate_at(policy, &id, &facts, when);
+    describe_rulesets(&mut out, policy, &id, &facts, (verdict.rule.as_ref(), when));
+    describe_decision(&mut out, policy, &id, &verdict, RecordType::from(qtype));
+    out
+}
+
+/// The organization the query is evaluated as, and why: `--org`, or how the client was
+/// identified.
+fn describe_org(
+    out: &mut String,
+    policy: &PolicySet,
+    hints: &ClientHints,
+    org_override: Option<&str>,
+) -> Identity {
+    let Some(o) = org_override else {
+        let (id, reason) = policy.ident.identify(hints);
+        match id {
+            Identity::Org(_) => {
+                let name = policy
+                    .org(&id)
+                    .and_then(|o| o.name.as_deref())
+                    .map(|n| format!(" \"{n}\""))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "organization: {}{name} ({reason})", id.org_id(policy));
+            }
+            _ => {
+                let _ = writeln!(out, "organization: none ({reason})");
+            }
+        }
+        return id;
+    };
+    match policy.org_by_id(o) {
+        Some(id) => {
+            let _ = writeln!(
+                out,
+                "organization: {} (given with --org)",
+                if o.is_empty() { "none" } else { o }
+            );
+            id
+        }
+        None => {
+            let known: Vec<&str> = policy.org_ids().collect();
+            let _ = writeln!(
+                out,
+                "organization: unknown organization {o:?} (known: {}); evaluating with the global policy only",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            );
+            Identity::NoOrg
+        }
+    }
+}
+
+/// The lists in scope for `id` that the name is on, with the entry that matched.
+fn describe_lists(out: &mut String, policy: &PolicySet, id: &Identity, qname: &str) {
     let org_index = match id {
-        Identity::Org(i) => Some(i),
+        Identity::Org(i) => Some(*i),
         _ => None,
     };
+    let mut on = Vec::new();
     for (suffix, list) in policy.domains().lists_of(qname.as_bytes()) {
         if let Some(meta) = policy.lists.get(list as usize) {
             if meta.owner.is_none() || meta.owner == org_index {
@@ -124,13 +134,22 @@ pub fn explain_at(
     } else {
         let _ = writeln!(out, "lists: {}", on.join("; "));
     }
+}
 
-    // The real decision, as the server computes it.
-    let verdict = evaluate_at(policy, &id, &facts, when);
-    let decided = verdict.rule.clone();
-
+/// Every rule of the global policy and of the organization, and whether each matches.
+fn describe_rulesets(
+    out: &mut String,
+    policy: &PolicySet,
+    id: &Identity,
+    facts: &Facts<'_>,
+    (decided, when): (Option<&RuleRef>, When),
+) {
+    let mut buf = [0u8; 12];
+    let tname = qtype_name(facts.qtype, &mut buf);
+    let mut q = Query::new(policy, id, facts, tname);
+    q.ensure_lists();
     let mut sections: Vec<(String, &Ruleset)> = vec![("global rules".to_owned(), &policy.global)];
-    if let Some(o) = org {
+    if let Some(o) = policy.org(id) {
         sections.push((format!("organization {} rules", o.id), &o.rules));
     }
     let mut reached = true;
@@ -152,11 +171,19 @@ pub fn explain_at(
             org: u64::MAX,
         };
         compiled.bind(&rs.list_fields, &q.fields, all, |bound| {
-            describe_rules(&mut out, rs, bound, (decided.as_ref(), when), &mut reached);
+            describe_rules(out, rs, bound, (decided, when), &mut reached);
         });
     }
+}
 
-    // Decision and answer.
+/// The deciding rule, the audit rules that matched, and the answer that would be sent.
+fn describe_decision(
+    out: &mut String,
+    policy: &PolicySet,
+    id: &Identity,
+    verdict: &Verdict,
+    rtype: RecordType,
+) {
     match &verdict.rule {
         Some(r) => {
             let _ = writeln!(
@@ -177,9 +204,8 @@ pub fn explain_at(
     let _ = writeln!(
         out,
         "answer: {}",
-        describe_answer(policy, &verdict, rtype, &id)
+        describe_answer(policy, verdict, rtype, id)
     );
-    out
 }
 
 /// One line per rule of `rs` and whether it matched; `reached` turns false after the decider.
@@ -197,7 +223,7 @@ fn describe_rules(
             i + 1,
             rule.r.id(),
             rule.r.name,
-            rule.action_name,
+            rule.action,
             if rule.indexed.is_some() {
                 " (name index)"
             } else if rule.guard.is_some() {

@@ -20,8 +20,8 @@ use super::schedule::{RuleClock, Schedule};
 use super::sources::{self, Declared, ListInput, LoadedLists, Source};
 use super::token;
 use super::{
-    next_version, Action, BlockAnswer, BlockMode, LoadOptions, OverrideAnswer, PolicySet, RuleRef,
-    EDE_BLOCKED, EDE_FILTERED,
+    next_version, Action, BlockAnswer, BlockMode, LoadOptions, OverrideAnswer, PolicySet,
+    RuleAction, RuleRef, EDE_BLOCKED, EDE_FILTERED,
 };
 
 /// A policy test and where it was written.
@@ -38,8 +38,6 @@ pub(crate) const DEFAULT_TTL: u32 = 60;
 const MAX_LISTS: usize = 64;
 /// The list, field and global rule of `--blocklist`.
 const BLOCKLIST: &str = "blocklist";
-/// The actions a rule can take, for the message about one that is none of them.
-const ACTIONS: &str = "block, allow, override, resolve, audit, refuse, drop, truncate";
 
 /// What a rule's expression tells the evaluation.
 struct Analysis {
@@ -232,13 +230,13 @@ impl Builder {
             if !self.rule_id_fits(&r.id, &mut ids, at) {
                 continue;
             }
-            let Some((effect, action_name)) = self.action(r, upstreams, at) else {
+            let Some((effect, action)) = self.action(r, upstreams, at) else {
                 continue;
             };
             let Some(analysis) = self.expression(&r.expression, &scheme, &lf, at) else {
                 continue;
             };
-            if !self.action_fits_phase(action_name, analysis.phase, at) {
+            if !self.action_fits_phase(action, analysis.phase, at) {
                 continue;
             }
             let schedule = match Schedule::parse(r.schedule.as_ref(), r.expires_at.as_deref()) {
@@ -257,7 +255,7 @@ impl Builder {
                 enabled: r.enabled,
                 expression: r.expression.as_str().into(),
                 effect,
-                action_name,
+                action,
                 phase: analysis.phase,
                 uses: analysis.uses,
                 indexed: analysis.indexed,
@@ -332,12 +330,9 @@ impl Builder {
         })
     }
 
-    /// Whether action `name` can run in `phase`: a response-phase rule runs after the upstream
-    /// answered, when only keeping, blocking or dropping that answer is left.
-    fn action_fits_phase(&mut self, name: &str, phase: Phase, at: At<'_>) -> bool {
-        if phase == Phase::Request
-            || matches!(name, "block" | "allow" | "audit" | "refuse" | "drop")
-        {
+    /// Whether action `name` can run in `phase`.
+    fn action_fits_phase(&mut self, name: RuleAction, phase: Phase, at: At<'_>) -> bool {
+        if phase == Phase::Request || name.runs_on_answers() {
             return true;
         }
         self.issue(
@@ -345,7 +340,8 @@ impl Builder {
             at.file,
             format!("{}.action", at.path),
             format!(
-                "action {name:?} cannot be used in a response-phase rule (one that reads dns.response.*): use block, allow, audit, refuse or drop"
+                "action {:?} cannot be used in a response-phase rule (one that reads dns.response.*): use block, allow, audit, refuse or drop",
+                name.as_str()
             ),
         );
         false
@@ -358,40 +354,37 @@ impl Builder {
         r: &RuleJson,
         upstreams: &BTreeMap<String, Vec<SocketAddr>>,
         at: At<'_>,
-    ) -> Option<(Effect, &'static str)> {
+    ) -> Option<(Effect, RuleAction)> {
+        let Some(name) = RuleAction::from_name(&r.action) else {
+            self.unknown_action(&r.action, at);
+            return None;
+        };
         let decide = Effect::Decide;
-        let (name, effect) = match r.action.as_str() {
-            "block" => ("block", self.block(r, at)),
-            "allow" => (
-                "allow",
-                self.bare(r, "allow", decide(Action::Resolve { group: None }), at),
-            ),
-            "override" => ("override", self.override_answer(r, at)),
-            "resolve" => ("resolve", self.resolve(r, upstreams, at)),
+        let effect = match name {
+            RuleAction::Block => self.block(r, at),
+            RuleAction::Allow => self.bare(r, name, decide(Action::Resolve { group: None }), at),
+            RuleAction::Override => self.override_answer(r, at),
+            RuleAction::Resolve => self.resolve(r, upstreams, at),
             // An audit records the match and decides nothing.
-            "audit" => ("audit", self.bare(r, "audit", Effect::Audit, at)),
-            "refuse" => ("refuse", self.bare(r, "refuse", decide(Action::Refuse), at)),
-            "drop" => ("drop", self.bare(r, "drop", decide(Action::Drop), at)),
-            "truncate" => (
-                "truncate",
-                self.bare(r, "truncate", decide(Action::Truncate), at),
-            ),
-            other => {
-                self.unknown_action(other, at);
-                return None;
-            }
+            RuleAction::Audit => self.bare(r, name, Effect::Audit, at),
+            RuleAction::Refuse => self.bare(r, name, decide(Action::Refuse), at),
+            RuleAction::Drop => self.bare(r, name, decide(Action::Drop), at),
+            RuleAction::Truncate => self.bare(r, name, decide(Action::Truncate), at),
         };
         Some((effect?, name))
     }
 
-    /// An action name that is none of [`ACTIONS`], placed at its line and column.
+    /// An action name that is none of [`RuleAction::ALL`], placed at its line and column.
     fn unknown_action(&mut self, name: &str, at: At<'_>) {
         let path = format!("{}.action", at.path);
         let mut issue = Issue::new(
             IssueKind::Invalid,
             Some(at.file),
             path.as_str(),
-            format!("unknown action {name:?} (expected one of {ACTIONS})"),
+            format!(
+                "unknown action {name:?} (expected one of {})",
+                RuleAction::ALL.map(RuleAction::as_str).join(", ")
+            ),
         );
         issue.position = position_of(at.text, &path);
         self.issues.push(issue);
@@ -399,7 +392,13 @@ impl Builder {
 
     /// Whether rule `r` has only settings that action `name` takes (`allowed`); reports each
     /// one it does not take.
-    fn settings_fit(&mut self, r: &RuleJson, name: &str, allowed: &[&str], at: At<'_>) -> bool {
+    fn settings_fit(
+        &mut self,
+        r: &RuleJson,
+        name: RuleAction,
+        allowed: &[&str],
+        at: At<'_>,
+    ) -> bool {
         let present = [
             ("mode", r.mode.is_some()),
             ("ttl", r.ttl.is_some()),
@@ -417,7 +416,7 @@ impl Builder {
                 IssueKind::Invalid,
                 at.file,
                 format!("{}.{key}", at.path),
-                format!("{key:?} is not a setting of action {name:?}"),
+                format!("{key:?} is not a setting of action {:?}", name.as_str()),
             );
             fit = false;
         }
@@ -426,13 +425,24 @@ impl Builder {
 
     /// An action without settings (allow, audit, refuse, drop, truncate): `effect`, if the
     /// rule has none.
-    fn bare(&mut self, r: &RuleJson, name: &str, effect: Effect, at: At<'_>) -> Option<Effect> {
+    fn bare(
+        &mut self,
+        r: &RuleJson,
+        name: RuleAction,
+        effect: Effect,
+        at: At<'_>,
+    ) -> Option<Effect> {
         self.settings_fit(r, name, &[], at).then_some(effect)
     }
 
     /// `block`: how (mode and its addresses), for how long (ttl) and which EDE code.
     fn block(&mut self, r: &RuleJson, at: At<'_>) -> Option<Effect> {
-        if !self.settings_fit(r, "block", &["mode", "ttl", "ede", "addresses"], at) {
+        if !self.settings_fit(
+            r,
+            RuleAction::Block,
+            &["mode", "ttl", "ede", "addresses"],
+            at,
+        ) {
             return None;
         }
         let addresses = self.addresses(r, at)?;
@@ -499,7 +509,7 @@ impl Builder {
 
     /// `override`: answer with addresses or a CNAME (exactly one of them).
     fn override_answer(&mut self, r: &RuleJson, at: At<'_>) -> Option<Effect> {
-        if !self.settings_fit(r, "override", &["ttl", "addresses", "cname"], at) {
+        if !self.settings_fit(r, RuleAction::Override, &["ttl", "addresses", "cname"], at) {
             return None;
         }
         let addresses = self.addresses(r, at)?;
@@ -578,7 +588,7 @@ impl Builder {
         upstreams: &BTreeMap<String, Vec<SocketAddr>>,
         at: At<'_>,
     ) -> Option<Effect> {
-        if !self.settings_fit(r, "resolve", &["upstream"], at) {
+        if !self.settings_fit(r, RuleAction::Resolve, &["upstream"], at) {
             return None;
         }
         let path = format!("{}.upstream", at.path);
@@ -1287,7 +1297,7 @@ fn blocklist_rule(field: Box<str>, bit: u8) -> Rule {
             ttl: DEFAULT_TTL,
             ede: EDE_BLOCKED,
         })),
-        action_name: "block",
+        action: RuleAction::Block,
         phase: Phase::Request,
         uses: Uses {
             base: 0,

@@ -43,8 +43,9 @@ pub use error::{Issue, IssueKind, PolicyError};
 pub use eval::{evaluate, evaluate_at, evaluate_response, evaluate_response_at};
 pub use lists::InvalidLine;
 pub use schedule::When;
+pub use sources::FileStamp;
 
-use crate::query::ClientHints;
+use crate::query::{ActionLabel, ClientHints};
 
 /// The rule that decided, or an audit rule that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -172,17 +173,83 @@ pub enum Action {
 }
 
 impl Action {
-    /// Bounded label for metrics and logs. `Resolve` is `"resolve"`; see [`Verdict::label`],
-    /// which also tells `"allow"` apart.
-    pub fn label(&self) -> &'static str {
+    /// Bounded label for metrics and logs. `Resolve` is `resolve`; see [`Verdict::label`],
+    /// which also tells `allow` apart.
+    pub fn label(&self) -> ActionLabel {
         match self {
-            Self::Resolve { .. } => "resolve",
-            Self::Block(_) => "block",
-            Self::Override(_) => "override",
-            Self::Refuse => "refuse",
-            Self::Drop => "drop",
-            Self::Truncate => "truncate",
+            Self::Resolve { .. } => ActionLabel::Resolve,
+            Self::Block(_) => ActionLabel::Block,
+            Self::Override(_) => ActionLabel::Override,
+            Self::Refuse => ActionLabel::Refuse,
+            Self::Drop => ActionLabel::Drop,
+            Self::Truncate => ActionLabel::Truncate,
         }
+    }
+}
+
+/// A rule's `action`, as policies spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    Block,
+    Allow,
+    Override,
+    Resolve,
+    Audit,
+    Refuse,
+    Drop,
+    Truncate,
+}
+
+impl RuleAction {
+    /// Every action, in the order messages list them.
+    pub const ALL: [RuleAction; 8] = [
+        Self::Block,
+        Self::Allow,
+        Self::Override,
+        Self::Resolve,
+        Self::Audit,
+        Self::Refuse,
+        Self::Drop,
+        Self::Truncate,
+    ];
+
+    /// The name a policy writes, which is also its [`ActionLabel`]'s.
+    pub fn as_str(self) -> &'static str {
+        self.label().as_str()
+    }
+
+    /// The action a policy names `name`; None for a name that is no action.
+    pub fn from_name(name: &str) -> Option<RuleAction> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// The label of what the action does.
+    pub fn label(self) -> ActionLabel {
+        match self {
+            Self::Block => ActionLabel::Block,
+            Self::Allow => ActionLabel::Allow,
+            Self::Override => ActionLabel::Override,
+            Self::Resolve => ActionLabel::Resolve,
+            Self::Audit => ActionLabel::Audit,
+            Self::Refuse => ActionLabel::Refuse,
+            Self::Drop => ActionLabel::Drop,
+            Self::Truncate => ActionLabel::Truncate,
+        }
+    }
+
+    /// Whether a response-phase rule can take this action: such a rule runs after the
+    /// upstream answered, when only keeping, blocking or dropping that answer is left.
+    pub fn runs_on_answers(self) -> bool {
+        matches!(
+            self,
+            Self::Block | Self::Allow | Self::Audit | Self::Refuse | Self::Drop
+        )
+    }
+}
+
+impl std::fmt::Display for RuleAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -207,11 +274,11 @@ impl Verdict {
         }
     }
 
-    /// Bounded label for metrics and logs: `"resolve"` (no rule, or a `resolve` rule),
-    /// `"allow"`, `"block"`, `"override"`, `"refuse"`, `"drop"`, `"truncate"`.
-    pub fn label(&self) -> &'static str {
+    /// Bounded label for metrics and logs: `resolve` (no rule, or a `resolve` rule), `allow`,
+    /// `block`, `override`, `refuse`, `drop`, `truncate`.
+    pub fn label(&self) -> ActionLabel {
         match (&self.action, &self.rule) {
-            (Action::Resolve { group: None }, Some(_)) => "allow",
+            (Action::Resolve { group: None }, Some(_)) => ActionLabel::Allow,
             (action, _) => action.label(),
         }
     }
@@ -539,14 +606,14 @@ mod tests {
     #[test]
     fn labels() {
         let mut v = Verdict::resolve();
-        assert_eq!(v.label(), "resolve");
+        assert_eq!(v.label().as_str(), "resolve");
         v.rule = Some(RuleRef::new("", "a", "a"));
-        assert_eq!(v.label(), "allow");
+        assert_eq!(v.label().as_str(), "allow");
         v.action = Action::Resolve {
             group: Some("corp".into()),
         };
-        assert_eq!(v.label(), "resolve");
+        assert_eq!(v.label().as_str(), "resolve");
         v.action = Action::Drop;
-        assert_eq!(v.label(), "drop");
+        assert_eq!(v.label().as_str(), "drop");
     }
 }

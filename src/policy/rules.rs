@@ -8,7 +8,7 @@ use wirefilter::{FilterAst, Scheme, Type};
 
 use super::exec::{Filters, Which};
 use super::schedule::RuleClock;
-use super::{Action, RuleRef};
+use super::{Action, RuleAction, RuleRef};
 
 /// The fields every scheme has, in this order (bit `i` of a [`Uses::base`] mask is field `i`).
 pub(crate) const BASE_FIELDS: [(&str, Type); 10] = [
@@ -106,7 +106,8 @@ pub(crate) struct Rule {
     pub enabled: bool,
     pub expression: Box<str>,
     pub effect: Effect,
-    pub action_name: &'static str,
+    /// The action as the policy names it.
+    pub action: RuleAction,
     pub phase: Phase,
     pub uses: Uses,
     /// Some when the rule is answered from the name index (request phase only).

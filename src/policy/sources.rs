@@ -76,8 +76,10 @@ impl Stamp {
     }
 }
 
+/// A file's identity and last change: equal stamps mean an unchanged file. The one change
+/// check of the policy: list reuse on reload and the policy watcher (`app.rs`) both use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
+pub struct FileStamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -86,7 +88,8 @@ struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
+    /// None when the file cannot be read (missing, no permission).
+    pub fn of(path: &Path) -> Option<FileStamp> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path).ok()?;
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);

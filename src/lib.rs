@@ -20,6 +20,8 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fetch;
+pub mod fleet;
 pub mod health;
 pub mod listener;
 pub mod local;

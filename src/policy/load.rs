@@ -792,6 +792,14 @@ pub(crate) fn load_embedded(
     finish(built, issues)
 }
 
+/// The list files a parsed policy file names (as written, relative to its directory): what a
+/// bundle must carry besides the JSON files.
+pub(crate) fn list_files(file: &FileJson) -> Vec<String> {
+    let global = file.global.iter().flat_map(|g| g.lists.values());
+    let orgs = file.organizations.iter().flat_map(|o| o.lists.values());
+    global.chain(orgs).filter_map(|l| l.file.clone()).collect()
+}
+
 /// The source of a policy with no files (only `--blocklist` files, which name their own paths).
 pub(crate) fn no_files() -> Source<'static> {
     Source::Memory(&[])

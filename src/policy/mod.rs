@@ -28,6 +28,7 @@ mod load;
 mod rules;
 mod sources;
 
+pub mod bundle;
 pub mod check;
 pub mod explain;
 pub mod token;

@@ -59,8 +59,9 @@ pub(crate) enum ListInput {
 enum Stamp {
     /// Files on disk: their paths and, when they could be read, identity and last change.
     Files(Vec<(PathBuf, Option<FileStamp>)>),
-    /// An embedded file (fixed for the life of the process).
-    Embedded(String),
+    /// A file given in memory (embedded, or from a policy bundle): its path and the SHA-256 of
+    /// its text, so a bundle that changes a list reloads it and one that does not shares it.
+    Embedded(String, [u8; 32]),
     /// Inline domains.
     Inline(Vec<Box<[u8]>>),
 }
@@ -157,7 +158,14 @@ impl ListInput {
     fn stamp(&self, source: Source<'_>) -> Stamp {
         match (self, source) {
             (ListInput::Inline(d), _) => Stamp::Inline(d.clone()),
-            (ListInput::File { rel, .. }, Source::Memory(_)) => Stamp::Embedded(rel.clone()),
+            (ListInput::File { rel, .. }, Source::Memory(files)) => {
+                let name = rel.trim_start_matches("./");
+                let text = files.iter().find(|(n, _)| *n == name).map_or("", |f| f.1);
+                let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(digest.as_ref());
+                Stamp::Embedded(rel.clone(), hash)
+            }
             (ListInput::File { rel, .. }, Source::Dir(dir)) => Stamp::files(&[dir.join(rel)]),
             (ListInput::Blocklist(files), _) => Stamp::files(files),
         }

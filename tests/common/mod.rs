@@ -7,6 +7,7 @@
 //! - [`inspect`]: readers for answers in assertions.
 //! - [`files`]: fresh scratch directories.
 //! - [`tls`]: pinned TLS clients and half-finished handshakes.
+//! - [`https`]: an HTTPS server under a test CA (a control plane, a list feed).
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -31,6 +32,7 @@
 pub mod authority;
 pub mod client;
 pub mod files;
+pub mod https;
 pub mod inspect;
 pub mod picket;
 pub mod process;

@@ -385,8 +385,12 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
         answer(&restarted, "worse.example.test").await,
         ResponseCode::NXDomain
     );
-    let (status, body) = http_get(restarted.admin, "/readyz").await;
-    assert_eq!(status, 200, "{body}");
+    // Ready once every worker serves: the state's policy is there from the start.
+    wait_for("the restarted node is ready", || async {
+        http_get(restarted.admin, "/readyz").await.0 == 200
+    })
+    .await;
+    let (_, body) = http_get(restarted.admin, "/readyz").await;
     assert!(body.contains("version 3"), "{body}");
 }
 

@@ -89,6 +89,7 @@ impl Server {
         let workers_serving = server.start_workers(sockets.per_worker, &common, &stopped)?;
         start_policy_watch(&shared, &stopped)?;
         crate::fleet::spawn(shared.clone(), stopped.clone())?;
+        crate::fleet::spawn_list_refresh(shared.clone(), stopped.clone())?;
         // Ready once every worker serves its sockets (a worker that failed
         // to start closes its end, and we never turn ready).
         if workers_serving.iter().take(threads).count() == threads {
@@ -327,20 +328,25 @@ fn build_shared(settings: Settings) -> Result<Arc<Shared>> {
         ))),
         _ => None,
     };
+    let remote = Arc::new(crate::policy::RemoteLists::new(settings.state_dir.clone()));
     let from_state = fleet
         .as_ref()
-        .and_then(|f| f.load_state(&settings.blocklists));
+        .and_then(|f| f.load_state(&settings.blocklists, &remote));
     let policy = match from_state {
         Some(policy) => policy,
         None => settings
             .policies
-            .load(&settings.blocklists, None)
+            .load_with(&crate::policy::LoadOptions {
+                blocklists: &settings.blocklists,
+                previous: None,
+                remote: Some(&remote),
+            })
             .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?,
     };
     log_policy(&policy, true);
     log_observability(&settings);
     let missing = fleet.as_ref().is_some_and(|f| !f.has_policy());
-    let shared = Shared::new(settings, policy, fleet).map_err(anyhow::Error::msg)?;
+    let shared = Shared::new(settings, policy, fleet, remote).map_err(anyhow::Error::msg)?;
     shared.readiness.set_policy_missing(missing);
     Ok(Arc::new(shared))
 }
@@ -408,6 +414,14 @@ impl SharedReader {
         move || weak.upgrade().map_or(0.0, |s| f(&s))
     }
 
+    fn counter_with(
+        &self,
+        f: impl Fn(&Shared) -> u64 + Send + Sync + 'static,
+    ) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let weak = self.0.clone();
+        move || weak.upgrade().map_or(0, |s| f(&s))
+    }
+
     fn counter(&self, f: fn(&Shared) -> u64) -> impl Fn() -> u64 + Send + Sync + 'static {
         let weak = self.0.clone();
         move || weak.upgrade().map_or(0, |s| f(&s))
@@ -468,6 +482,13 @@ fn register_policy_probes(metrics: &Metrics, read: &SharedReader) {
         &[],
         read.gauge(|s| s.policy.load().version() as f64),
     );
+    for result in crate::policy::LIST_FETCH_RESULTS {
+        metrics.counter_probe(
+            name::LIST_FETCH,
+            &[("result", result)],
+            read.counter_with(move |s| s.remote_lists.count(result)),
+        );
+    }
     let Some(fleet) = read.0.upgrade().and_then(|s| s.fleet.clone()) else {
         return;
     };

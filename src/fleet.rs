@@ -22,7 +22,7 @@ use crate::config::{FleetSettings, Limits};
 use crate::fetch::{jittered, Fetched, Fetcher};
 use crate::pipeline::Shared;
 use crate::policy::bundle::{sha256_hex, Bundle, BundleError};
-use crate::policy::{LoadOptions, PolicyError, PolicySet};
+use crate::policy::{LoadOptions, PolicyError, PolicySet, RemoteLists};
 
 /// The file under `--state-dir` holding the last good bundle.
 pub const STATE_BUNDLE: &str = "policy.bundle";
@@ -136,7 +136,7 @@ impl Fleet {
     /// The policy of the last good bundle in `--state-dir`, when there is one that verifies and
     /// loads (a start while the control plane is down serves it). Problems are logged: the
     /// node then starts with no policy and is not ready until a bundle is fetched.
-    pub fn load_state(&self, blocklists: &[PathBuf]) -> Option<PolicySet> {
+    pub fn load_state(&self, blocklists: &[PathBuf], remote: &RemoteLists) -> Option<PolicySet> {
         let path = self.state_path()?;
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -149,6 +149,7 @@ impl Fleet {
         let opts = LoadOptions {
             blocklists,
             previous: None,
+            remote: Some(remote),
         };
         match self.open(&bytes).map_err(|e| e.to_string()).and_then(|b| {
             b.load(&opts)
@@ -322,6 +323,7 @@ async fn poll_once(
         bundle.load(&LoadOptions {
             blocklists: &shared.settings.blocklists,
             previous,
+            remote: Some(&shared.remote_lists),
         })
     });
     match loaded {
@@ -336,6 +338,76 @@ async fn poll_once(
         Err(e) => {
             tracing::error!(%url, version, error = %e, "policy bundle refused: its policy does not load; keeping the policy in force");
             "load_failed"
+        }
+    }
+}
+
+/// Starts the thread that downloads `url` lists (when the policy has any, now or after a
+/// reload): each when its `"refresh"` is due, conditional on its ETag, size-capped. A changed
+/// list is kept (memory and `--state-dir`) and the policy reloaded, which parses it on the
+/// reload thread, never on the query path; unchanged lists are shared. A failed download keeps
+/// the old list and is counted (`picket_list_fetch_total{result}`).
+pub fn spawn_list_refresh(shared: Arc<Shared>, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let limits = &shared.settings.limits;
+    let fetcher = Fetcher::new(
+        shared.settings.ca_file.as_deref(),
+        limits.fetch_connect_timeout,
+        limits.fetch_timeout,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("picket-list-fetch".into())
+        .spawn(move || runtime.block_on(refresh_loop(shared, fetcher, stopped)))?;
+    Ok(())
+}
+
+/// A list whose download failed is tried again after at most this long, not a whole refresh
+/// interval later: a node that started while the feed was down would otherwise run without
+/// the list for hours.
+const LIST_RETRY: Duration = Duration::from_secs(60);
+
+async fn refresh_loop(shared: Arc<Shared>, fetcher: Fetcher, mut stopped: watch::Receiver<bool>) {
+    let mut due: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
+    let max = shared.settings.limits.max_list_download_bytes;
+    let tick = shared.settings.limits.min_fetch_interval;
+    loop {
+        let urls = shared.policy.load().url_lists().to_vec();
+        let mut changed = false;
+        for (url, refresh) in &urls {
+            let now = tokio::time::Instant::now();
+            if due.get(url).is_some_and(|t| *t > now) {
+                continue;
+            }
+            let remote = &shared.remote_lists;
+            let etag = remote.get(url).and_then(|d| d.etag.clone());
+            let (result, next) = match fetcher.get(url, etag.as_deref(), max).await {
+                Ok(Fetched::NotModified) => ("not_modified", *refresh),
+                Ok(Fetched::Body { bytes, etag }) => {
+                    if remote.put(url, bytes, etag) {
+                        changed = true;
+                        ("updated", *refresh)
+                    } else {
+                        ("unchanged", *refresh)
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "list not downloaded: keeping the last good copy");
+                    let label = if e.label == "too_large" { "too_large" } else { "fetch_failed" };
+                    (label, (*refresh).min(LIST_RETRY))
+                }
+            };
+            remote.record(result);
+            due.insert(url.clone(), now + jittered(next));
+        }
+        if changed {
+            crate::app::reload_and_log(&shared);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stopped.wait_for(|s| *s) => return,
         }
     }
 }

@@ -68,6 +68,8 @@ pub struct Shared {
     pub policy_reloads: PolicyReloads,
     /// `--policy-url`: the bundle in force and the poll counts (None without it).
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The last good downloads of `url` lists, read by every policy load.
+    pub remote_lists: Arc<crate::policy::RemoteLists>,
     /// Held while a reload runs: SIGHUP and the file watcher never load two
     /// policies side by side (each may hold a 1M-domain table).
     reloading: std::sync::Mutex<()>,
@@ -97,6 +99,7 @@ impl Shared {
         settings: Settings,
         policy: PolicySet,
         fleet: Option<Arc<crate::fleet::Fleet>>,
+        remote_lists: Arc<crate::policy::RemoteLists>,
     ) -> Result<Self, String> {
         let recursor = match &settings.recursion {
             Some(r) => Some(Recursive::new(r, &settings.limits)?),
@@ -113,6 +116,7 @@ impl Shared {
             policy: ArcSwap::from_pointee(policy),
             policy_reloads: PolicyReloads::default(),
             fleet,
+            remote_lists,
             reloading: std::sync::Mutex::default(),
             cache: Cache::new(settings.cache.clone(), settings.clock.clone()),
             inflight: Coalescer::new(settings.limits.max_followers_per_fetch),
@@ -137,14 +141,12 @@ impl Shared {
             let opts = crate::policy::LoadOptions {
                 blocklists: &self.settings.blocklists,
                 previous,
+                remote: Some(&self.remote_lists),
             };
             match &self.fleet {
                 // The bundle in force, loaded again; a new one comes only from its URL.
                 Some(fleet) => fleet.reload(&opts),
-                None => self
-                    .settings
-                    .policies
-                    .load(&self.settings.blocklists, previous),
+                None => self.settings.policies.load_with(&opts),
             }
         })
     }

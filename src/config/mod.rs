@@ -192,10 +192,16 @@ impl PolicySource {
         blocklists: &[PathBuf],
         previous: Option<&PolicySet>,
     ) -> Result<PolicySet, PolicyError> {
-        let opts = LoadOptions {
+        self.load_with(&LoadOptions {
             blocklists,
             previous,
-        };
+            remote: None,
+        })
+    }
+
+    /// [`load`](Self::load) with every option (`url` lists' downloads).
+    pub fn load_with(&self, opts: &LoadOptions<'_>) -> Result<PolicySet, PolicyError> {
+        let opts = *opts;
         match self {
             Self::None => PolicySet::blocklists_only(&opts),
             Self::Dir(dir) => PolicySet::load_dir_with(dir, &opts),

@@ -26,6 +26,7 @@ mod identity;
 mod lists;
 mod load;
 mod rules;
+mod remote;
 mod sources;
 
 pub mod bundle;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 pub use error::{Issue, IssueKind, PolicyError};
 pub use eval::{evaluate, evaluate_response};
 pub use lists::InvalidLine;
+pub use remote::{Downloaded, RemoteLists, FETCH_RESULTS as LIST_FETCH_RESULTS};
 
 use crate::query::ClientHints;
 
@@ -315,6 +317,8 @@ pub struct PolicySet {
     pub(crate) ident: identity::IdentityIndex,
     pub(crate) upstreams: BTreeMap<String, Vec<SocketAddr>>,
     pub(crate) tests: Vec<load::LoadedTest>,
+    /// `url` lists and how often each is downloaded again.
+    pub(crate) remote: Vec<(String, std::time::Duration)>,
 }
 
 /// What a load adds to the policy files, and what it may reuse.
@@ -328,6 +332,9 @@ pub struct LoadOptions<'a> {
     /// files by identity, size and change times; same inline domains), the new policy shares
     /// its lists instead of reading them again: a reload then needs no second table.
     pub previous: Option<&'a PolicySet>,
+    /// The downloads of `url` lists (a list not downloaded yet loads empty). None: every `url`
+    /// list loads empty (`picket check` validates their declarations, downloads nothing).
+    pub remote: Option<&'a RemoteLists>,
 }
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
@@ -503,6 +510,11 @@ impl PolicySet {
             }
         }
         s
+    }
+
+    /// The `url` lists, with their refresh intervals.
+    pub fn url_lists(&self) -> &[(String, std::time::Duration)] {
+        &self.remote
     }
 
     /// The one suffix table of every list.

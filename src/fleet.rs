@@ -347,7 +347,10 @@ async fn poll_once(
 /// list is kept (memory and `--state-dir`) and the policy reloaded, which parses it on the
 /// reload thread, never on the query path; unchanged lists are shared. A failed download keeps
 /// the old list and is counted (`picket_list_fetch_total{result}`).
-pub fn spawn_list_refresh(shared: Arc<Shared>, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub fn spawn_list_refresh(
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let limits = &shared.settings.limits;
     let fetcher = Fetcher::new(
         shared.settings.ca_file.as_deref(),
@@ -395,7 +398,11 @@ async fn refresh_loop(shared: Arc<Shared>, fetcher: Fetcher, mut stopped: watch:
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "list not downloaded: keeping the last good copy");
-                    let label = if e.label == "too_large" { "too_large" } else { "fetch_failed" };
+                    let label = if e.label == "too_large" {
+                        "too_large"
+                    } else {
+                        "fetch_failed"
+                    };
                     (label, (*refresh).min(LIST_RETRY))
                 }
             };

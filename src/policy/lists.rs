@@ -574,7 +574,9 @@ impl RpzReader {
         let first = words.peek().copied().unwrap_or("");
         if first.eq_ignore_ascii_case("$ORIGIN") {
             words.next();
-            self.origin = words.next().map(|o| o.trim_end_matches('.').to_ascii_lowercase());
+            self.origin = words
+                .next()
+                .map(|o| o.trim_end_matches('.').to_ascii_lowercase());
             return RpzLine::Skip;
         }
         if first.starts_with('$') {
@@ -919,10 +921,100 @@ mod tests {
         let l = set.new_list();
         let mut c = LoadCounts::default();
         let text = b"# header\nads.example\nbad..name\n0.0.0.0 x.example\n||y.example^\r\n\xff\n";
-        load_lines(&mut set, l, &text[..], Path::new("f.txt"), Format::Lines, &mut c).unwrap();
+        load_lines(
+            &mut set,
+            l,
+            &text[..],
+            Path::new("f.txt"),
+            Format::Lines,
+            &mut c,
+        )
+        .unwrap();
         assert_eq!(c.entries, 3);
         assert_eq!(c.invalid, 2);
         assert_eq!(c.samples[0].line, 3);
         assert_eq!(c.samples[0].text, "bad..name");
+    }
+
+    /// One RPZ zone, every kind of line, and what each selection of it takes.
+    const RPZ: &str = "$TTL 300
+$ORIGIN rpz.example.
+@ IN SOA localhost. root.localhost. (
+        1 3600 600 86400 60 )
+@ IN NS localhost.
+nx.test CNAME .                        ; NXDOMAIN
+*.wild.test 60 IN CNAME .              ; subdomains
+nodata.test IN 60 CNAME *.             ; NODATA
+ok.nx.test CNAME rpz-passthru.         ; allow
+abs.test.rpz.example. CNAME .          ; absolute, under the origin
+far.test.elsewhere. CNAME .            ; absolute, outside it
+drop.test CNAME rpz-drop.
+tcp.test CNAME rpz-tcp-only.
+local.test A 192.0.2.1
+    AAAA 2001:db8::1
+redirect.test CNAME walled.garden.example.
+32.1.2.0.192.rpz-ip CNAME .
+ns.bad.rpz-nsdname CNAME .
+garbage
+";
+
+    fn rpz(policy: RpzPolicy) -> (DomainSet, LoadCounts) {
+        let mut set = DomainSet::new();
+        let l = set.new_list();
+        let mut c = LoadCounts::default();
+        load_lines(
+            &mut set,
+            l,
+            RPZ.as_bytes(),
+            Path::new("feed.rpz"),
+            Format::Rpz(policy),
+            &mut c,
+        )
+        .unwrap();
+        (set, c)
+    }
+
+    #[test]
+    fn rpz_maps_what_a_list_can_hold_and_reports_the_rest_by_line() {
+        let (set, c) = rpz(RpzPolicy::Block);
+        let on = |q: &str| !lists(&set, q).is_empty();
+        for (name, listed) in [
+            ("nx.test", true),
+            ("sub.nx.test", true),
+            ("a.wild.test", true),
+            ("nodata.test", true),
+            ("abs.test", true),
+            ("ok.other.test", false),
+            ("far.test", false),
+            ("drop.test", false),
+            ("local.test", false),
+            ("rpz.example", false),
+        ] {
+            assert_eq!(on(name), listed, "{name}");
+        }
+        assert_eq!(c.entries, 4);
+        let reported: Vec<(usize, &str)> = c.samples.iter().map(|s| (s.line, s.reason)).collect();
+        assert_eq!(reported.len(), SAMPLES_PER_FILE, "{reported:?}");
+        assert_eq!(reported[0], (11, LineError::RpzOutsideOrigin.as_str()));
+        assert_eq!(reported[1], (12, LineError::RpzOtherAction.as_str()));
+        assert_eq!(reported[3], (14, LineError::RpzLocalData.as_str()));
+        assert_eq!(
+            reported[4],
+            (15, LineError::RpzLocalData.as_str()),
+            "owner carried over"
+        );
+        // far, drop, tcp, A, AAAA, CNAME to a name, rpz-ip, rpz-nsdname, garbage.
+        assert_eq!(c.invalid, 9);
+
+        let (set, c) = rpz(RpzPolicy::Passthru);
+        assert!(!lists(&set, "ok.nx.test").is_empty());
+        assert!(lists(&set, "nx.test").is_empty());
+        assert_eq!(c.entries, 1);
+        let (set, _) = rpz(RpzPolicy::NoData);
+        assert!(!lists(&set, "nodata.test").is_empty());
+        assert!(lists(&set, "nx.test").is_empty());
+        let (set, _) = rpz(RpzPolicy::NxDomain);
+        assert!(lists(&set, "nodata.test").is_empty());
+        assert!(!lists(&set, "nx.test").is_empty());
     }
 }

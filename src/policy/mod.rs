@@ -25,8 +25,8 @@ mod fingerprint;
 mod identity;
 mod lists;
 mod load;
-mod rules;
 mod remote;
+mod rules;
 mod sources;
 
 pub mod bundle;

@@ -109,7 +109,10 @@ impl RemoteLists {
         let changed = self.get(url).is_none_or(|old| old.digest != d.digest);
         if let Some((list, etag_path)) = self.paths(url) {
             let saved = crate::fleet::write_atomically(&list, &d.bytes).and_then(|()| {
-                crate::fleet::write_atomically(&etag_path, d.etag.as_deref().unwrap_or("").as_bytes())
+                crate::fleet::write_atomically(
+                    &etag_path,
+                    d.etag.as_deref().unwrap_or("").as_bytes(),
+                )
             });
             if let Err(e) = saved {
                 tracing::error!(%url, file = %list.display(), error = %e, "cannot keep the list download in --state-dir");

@@ -266,7 +266,14 @@ pub(crate) fn load(
     for input in inputs {
         let id = loaded.set.new_list();
         let mut counts = LoadCounts::default();
-        read_into(&mut loaded.set, id, input, (source, remote), &mut counts, &mut issues);
+        read_into(
+            &mut loaded.set,
+            id,
+            input,
+            (source, remote),
+            &mut counts,
+            &mut issues,
+        );
         loaded.invalid_lines += counts.invalid;
         let room = MAX_SAMPLES.saturating_sub(loaded.invalid_samples.len());
         loaded

@@ -263,7 +263,6 @@ async fn poll_loop(
     loop {
         let result = poll_once(&shared, &fleet, &fetcher, &mut etag).await;
         fleet.record(result);
-        shared.readiness.set_policy_missing(!fleet.has_policy());
         let pause = jittered(fleet.settings.interval);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -319,18 +318,22 @@ async fn poll_once(
         }
     }
     let created = bundle.manifest.created;
+    let bytes: Arc<[u8]> = bytes.into();
     let loaded = shared.reload_with(|previous| {
-        bundle.load(&LoadOptions {
+        let policy = bundle.load(&LoadOptions {
             blocklists: &shared.settings.blocklists,
             previous,
             remote: Some(&shared.remote_lists),
-        })
+        })?;
+        // Loaded: it is swapped in right after this, so what reports the bundle in force
+        // (metrics, /readyz) changes first, never after a query could see the new policy.
+        fleet.save(&bytes);
+        fleet.set_serving(version, created, bytes.clone());
+        shared.readiness.set_policy_missing(false);
+        Ok(policy)
     });
     match loaded {
         Ok(r) => {
-            let bytes: Arc<[u8]> = bytes.into();
-            fleet.save(&bytes);
-            fleet.set_serving(version, created, bytes);
             *etag = new_etag;
             tracing::info!(%url, version, lists_reused = r.lists_reused, took_ms = r.took.as_millis() as u64, "policy bundle applied");
             "applied"

@@ -21,6 +21,9 @@ example.test.        3600 IN SOA ns1.example.test. hostmaster.example.test. 1 72
 good.example.test     300 IN A    192.0.2.1
 bad.example.test      300 IN A    192.0.2.2
 worse.example.test    300 IN A    192.0.2.3
+ads.example.test      300 IN A    192.0.2.4
+ok.bad.example.test   300 IN A    192.0.2.5
+x.evil.example.test   300 IN A    192.0.2.6
 "#;
 
 /// Runs the binary; (exit code, stdout, stderr).
@@ -425,4 +428,158 @@ async fn allow_rollback_applies_an_older_bundle() {
     .await;
     assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NXDomain);
     assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 4.0);
+}
+
+const FEED: &str = "$TTL 60
+$ORIGIN rpz.feed.
+@ SOA localhost. root.localhost. 1 3600 600 86400 60
+@ NS localhost.
+bad.example.test CNAME .
+*.evil.example.test CNAME *.
+ok.bad.example.test CNAME rpz-passthru.
+good.example.test A 192.0.2.250
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
+    let upstream = Authority::start(ZONE);
+    let feeds = HttpsServer::start();
+    feeds.publish("ads.txt", "ads.example.test\n");
+    feeds.publish("feed.rpz", FEED);
+    let policy = format!(
+        r#"{{ "global": {{
+          "lists": {{
+            "ads": {{ "url": "{ads}", "refresh": "1s" }},
+            "threat": {{ "url": "{rpz}", "format": "rpz" }},
+            "threat_ok": {{ "url": "{rpz}", "format": "rpz", "rpz": "passthru" }}
+          }},
+          "rules": [
+            {{ "id": "threat-ok", "expression": "list.threat_ok", "action": "allow" }},
+            {{ "id": "threat", "expression": "list.threat", "action": "block" }},
+            {{ "id": "ads", "expression": "list.ads", "action": "block" }}
+          ] }} }}"#,
+        ads = feeds.url("ads.txt"),
+        rpz = feeds.url("feed.rpz"),
+    );
+    let dir = dir_with("fleet-lists", &[("p.json", &policy)]);
+    let state = temp_dir("fleet-lists-state");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let process = PicketProcess::serve(
+        &[
+            "--upstream",
+            &upstream.addr().to_string(),
+            "--policies",
+            dir.to_str().unwrap(),
+            "--ca-file",
+            feeds.ca_file.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--metrics",
+            &admin.to_string(),
+        ],
+        |c| {
+            c.stderr(Stdio::null());
+        },
+    );
+    let n = Node { process, admin };
+    wait_until_answering(n.process.addr).await;
+
+    // Downloaded off the query path, then in force.
+    wait_for("the ads list is downloaded and blocks", || async {
+        answer(&n, "ads.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    wait_for("the RPZ feed blocks bad.example.test", || async {
+        answer(&n, "bad.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(
+        answer(&n, "x.evil.example.test").await,
+        ResponseCode::NXDomain,
+        "wildcard owner"
+    );
+    assert_eq!(
+        answer(&n, "ok.bad.example.test").await,
+        ResponseCode::NoError,
+        "rpz-passthru"
+    );
+    assert_eq!(
+        answer(&n, "good.example.test").await,
+        ResponseCode::NoError,
+        "local data not mapped"
+    );
+
+    // Refreshed with the ETag: the server answers 304 and the list stays.
+    wait_for("a refresh is answered 304", || async {
+        feeds.requests("ads.txt").iter().any(|s| {
+            s.status == 304
+                && s.if_none_match
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("\"v"))
+        })
+    })
+    .await;
+    assert!(metric(admin, "picket_list_fetch_total{result=\"not_modified\"}").await >= 1.0);
+    assert_eq!(answer(&n, "ads.example.test").await, ResponseCode::NXDomain);
+
+    // A new version of the list: swapped in, the old entry gone.
+    feeds.publish("ads.txt", "worse.example.test\n");
+    wait_for("the new ads list blocks worse.example.test", || async {
+        answer(&n, "worse.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(answer(&n, "ads.example.test").await, ResponseCode::NoError);
+    assert!(metric(admin, "picket_list_fetch_total{result=\"updated\"}").await >= 3.0);
+
+    // The feed server goes away: the lists stay, and a restart loads them from --state-dir.
+    drop(feeds);
+    wait_for("a failed refresh is counted", || async {
+        metric(admin, "picket_list_fetch_total{result=\"fetch_failed\"}").await >= 1.0
+    })
+    .await;
+    assert_eq!(
+        answer(&n, "worse.example.test").await,
+        ResponseCode::NXDomain
+    );
+    drop(n);
+    let restarted = PicketProcess::serve(
+        &[
+            "--upstream",
+            &upstream.addr().to_string(),
+            "--policies",
+            dir.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        |c| {
+            c.stderr(Stdio::null());
+        },
+    );
+    wait_until_answering(restarted.addr).await;
+    let a = |name: &'static str| {
+        let addr = restarted.addr;
+        async move { rcode(&query_udp(addr, name, RecordType::A).await) }
+    };
+    assert_eq!(a("worse.example.test").await, ResponseCode::NXDomain);
+    assert_eq!(a("bad.example.test").await, ResponseCode::NXDomain);
+}
+
+#[test]
+fn check_reports_what_an_rpz_list_cannot_map_with_line_numbers() {
+    let dir = dir_with(
+        "fleet-rpz-check",
+        &[
+            (
+                "p.json",
+                r#"{ "global": { "lists": { "t": { "file": "feed.rpz", "format": "rpz" } },
+                  "rules": [ { "id": "t", "expression": "list.t", "action": "block" } ] } }"#,
+            ),
+            ("feed.rpz", FEED),
+        ],
+    );
+    let (code, out, err) = picket(&["check", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let all = out + &err;
+    assert!(all.contains("feed.rpz:8"), "the A record's line: {all}");
+    assert!(all.contains("RPZ local data"), "{all}");
 }

@@ -100,8 +100,11 @@ fn long_flags(help: &str) -> Vec<String> {
     flags.into_iter().collect()
 }
 
+/// `picket SUBCOMMAND --help` (`"bundle sign"`: a subcommand's own subcommand).
 fn help_of(subcommand: &str) -> String {
-    let (code, help) = picket(&[subcommand, "--help"]);
+    let mut args: Vec<&str> = subcommand.split(' ').collect();
+    args.push("--help");
+    let (code, help) = picket(&args);
     assert_eq!(code, 0, "{help}");
     help
 }
@@ -112,7 +115,9 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
     let serve = [
         "--allow-from",
         "--allow-private-nameservers",
+        "--allow-rollback",
         "--blocklist",
+        "--ca-file",
         "--cache-size",
         "--case-randomization",
         "--chaos-version",
@@ -137,6 +142,9 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--no-policy",
         "--nsid",
         "--policies",
+        "--policy-interval",
+        "--policy-key",
+        "--policy-url",
         "--query-log",
         "--query-log-buffer",
         "--query-log-max-bytes",
@@ -148,6 +156,7 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--resolv-conf",
         "--root-hints",
         "--stale-window",
+        "--state-dir",
         "--threads",
         "--tls-cert",
         "--tls-key",
@@ -157,7 +166,13 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--upstream",
         "--upstream-timeout-ms",
     ];
-    let check = ["--blocklist", "--help", "--no-policy", "--policies"];
+    let check = [
+        "--blocklist",
+        "--help",
+        "--no-policy",
+        "--policies",
+        "--policy-key",
+    ];
     let explain = [
         "--blocklist",
         "--client",
@@ -170,6 +185,16 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
     assert_eq!(long_flags(&help_of("serve")), serve);
     assert_eq!(long_flags(&help_of("check")), check);
     assert_eq!(long_flags(&help_of("explain")), explain);
+    // keygen's help names the flag its output is for.
+    assert_eq!(long_flags(&help_of("keygen")), ["--help", "--policy-key"]);
+    assert_eq!(
+        long_flags(&help_of("bundle sign")),
+        ["--help", "--key", "--out", "--version"]
+    );
+    assert_eq!(
+        long_flags(&help_of("bundle verify")),
+        ["--help", "--policy-key"]
+    );
 }
 
 /// `(short, long, <VALUE>, default, env)` of each option line of a help text,

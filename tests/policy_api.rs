@@ -571,6 +571,7 @@ fn blocklists_flag() {
     let opts = LoadOptions {
         blocklists: &blocklists,
         previous: None,
+        remote: None,
     };
     let p = PolicySet::load_dir_with(&policy_dir, &opts).unwrap();
     assert_eq!(p.stats().rules, 3);
@@ -604,6 +605,7 @@ fn blocklists_flag() {
     let err = PolicySet::blocklists_only(&LoadOptions {
         blocklists: &missing,
         previous: None,
+        remote: None,
     })
     .unwrap_err()
     .to_string();
@@ -618,6 +620,7 @@ fn blocklist_name_and_rule_id_taken_by_the_policy() {
     let opts = LoadOptions {
         blocklists: &blocklists,
         previous: None,
+        remote: None,
     };
     let list_taken = dir_with(
         "policy-api",
@@ -668,6 +671,7 @@ fn reload_shares_unchanged_lists_and_rereads_changed_ones() {
             &LoadOptions {
                 blocklists: &blocklists,
                 previous,
+                remote: None,
             },
         )
         .unwrap()

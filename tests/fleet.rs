@@ -67,7 +67,11 @@ fn policy_dir(blocked: &[&str]) -> PathBuf {
 
 /// `picket bundle sign` of a policy blocking `blocked`, with `version`: the bundle's bytes.
 fn signed(key: &Path, version: u64, blocked: &[&str]) -> Vec<u8> {
-    let dir = policy_dir(blocked);
+    signed_dir(key, version, &policy_dir(blocked))
+}
+
+/// `picket bundle sign DIR`: the bundle's bytes.
+fn signed_dir(key: &Path, version: u64, dir: &Path) -> Vec<u8> {
     let out = dir.join("out.bundle");
     let (code, stdout, err) = picket(&[
         "bundle",
@@ -582,4 +586,63 @@ fn check_reports_what_an_rpz_list_cannot_map_with_line_numbers() {
     let all = out + &err;
     assert!(all.contains("feed.rpz:8"), "the A record's line: {all}");
     assert!(all.contains("RPZ local data"), "{all}");
+}
+
+/// A bundle can be valid where it was signed and still not load on a node (here the node's own
+/// `--blocklist` needs the list name the bundle uses): refused, counted, and the node stays
+/// not ready until a bundle that loads arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
+    let upstream = Authority::start(ZONE);
+    let control = HttpsServer::start();
+    let work = temp_dir("fleet-load-failed");
+    let (key, public) = keygen(&work);
+    let blocklist = work.join("local.txt");
+    std::fs::write(&blocklist, "worse.example.test\n").unwrap();
+    let clash = dir_with(
+        "fleet-clash",
+        &[(
+            "p.json",
+            r#"{ "global": { "lists": { "blocklist": { "domains": ["bad.example.test"] } },
+                  "rules": [ { "id": "b", "expression": "list.blocklist", "action": "block" } ] } }"#,
+        )],
+    );
+    control.publish("b", signed_dir(&key, 1, &clash));
+    let n = node(
+        upstream.addr(),
+        &control.url("b"),
+        &public,
+        &control.ca_file,
+        &work.join("s"),
+        &["--blocklist", blocklist.to_str().unwrap()],
+    );
+    wait_until_answering(n.process.addr).await;
+    wait_for("the bundle that does not load is refused", || async {
+        metric(
+            n.admin,
+            "picket_policy_bundle_fetch_total{result=\"load_failed\"}",
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    let (status, body) = http_get(n.admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!work.join("s").join("policy.bundle").exists(), "never kept");
+    assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NoError);
+
+    control.publish("b", signed(&key, 2, &["bad.example.test"]));
+    wait_for("the next good bundle applies", || async {
+        answer(&n, "bad.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(
+        answer(&n, "worse.example.test").await,
+        ResponseCode::NXDomain,
+        "the node's --blocklist applies with it"
+    );
+    wait_for("ready", || async {
+        http_get(n.admin, "/readyz").await.0 == 200
+    })
+    .await;
 }

@@ -163,7 +163,7 @@ EOF
 pid=$!
 pids+=("$pid")
 # Measured once the first download is in force (a listed name is blocked).
-blocked=$(grep -v '^#' "$DATA/blocklist.txt" | head -1)
+blocked=$(cat "$DATA/blocked-probe.txt")
 for _ in $(seq 600); do
   dig +time=1 +tries=1 @127.0.0.1 -p "$PORT" "$blocked" 2>/dev/null | grep -q NXDOMAIN && break
   sleep 0.1

@@ -12,11 +12,16 @@
 #   changed    the list file rewritten (one line added or removed) before each
 #              SIGHUP: the list is read and its table built again, beside the
 #              one still serving
+#   url        the same list as a `"url"` list with `"refresh": "1s"`, served
+#              over HTTPS (a Python server with ETags, under a CA made with
+#              openssl): the file is rewritten before each round and Picket's
+#              refresher downloads it (304 while it is unchanged), keeps it and
+#              reloads with it, no SIGHUP
 # and prints, per way, the steady RSS before it and the peak RSS (VmHWM, reset
 # between the two through /proc/PID/clear_refs) during it, their ratio, the
 # time each reload took, and the queries dnsperf lost.
-# Needs the data of benches/gen_data.py (benches/run.sh makes it), dnsperf
-# and nsd.
+# Needs the data of benches/gen_data.py (benches/run.sh makes it), dnsperf,
+# nsd, openssl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PICKET_BIN:-target/release/picket}
@@ -73,9 +78,10 @@ dnsperf -s 127.0.0.1 -p "$PORT" -d "$DATA/mix.txt" -n 1 -q 100 >/dev/null 2>&1 |
 
 reloads_done() { grep -c '"policy reloaded"\|policy reloaded' "$work/picket.log" || true; }
 
-# phase NAME EDIT: RELOADS reloads under load, EDIT run before each SIGHUP.
+# phase NAME EDIT [TRIGGER]: RELOADS reloads under load, EDIT run before each
+# TRIGGER (default: a SIGHUP; `true` lets Picket notice the change itself).
 phase() {
-  local name=$1 edit=$2 steady peak lost before
+  local name=$1 edit=$2 trigger=${3:-hup} steady peak lost before
   sleep 1
   steady=$(kib "$pid" VmRSS)
   echo 5 >"/proc/$pid/clear_refs" # VmHWM := VmRSS
@@ -86,7 +92,7 @@ phase() {
   for i in $(seq "$RELOADS"); do
     $edit "$i"
     before=$(reloads_done)
-    kill -HUP "$pid"
+    $trigger
     for _ in $(seq 100); do [ "$(reloads_done)" -gt "$before" ] && break; sleep 0.05; done
     sleep 1.5
   done
@@ -96,6 +102,7 @@ phase() {
   printf '%-9s steady %6d KiB  peak %6d KiB  ratio %s  queries lost %s\n' \
     "$name" "$steady" "$peak" "$(ratio "$peak" "$steady")" "$lost"
 }
+hup() { kill -HUP "$pid"; }
 no_edit() { :; }
 # Alternately append a new domain and take it away again: the content changes
 # every time (new mtime and size), the list stays ~1M entries.
@@ -110,3 +117,65 @@ phase unchanged no_edit
 phase changed edit_list
 # How long each reload took, as Picket logged it (when it does).
 grep -o 'took[^,}]*' "$work/picket.log" | sed 's/^/reload /' | tail -n $((RELOADS * 2)) || true
+
+# The url phase: the same list downloaded from an HTTPS server by Picket itself.
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+mkdir -p "$work/www" "$work/url-policy" "$work/state"
+cp "$DATA/blocklist.txt" "$work/www/blocklist.txt"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+  -addext basicConstraints=critical,CA:TRUE -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$work/srv.key" -out "$work/srv.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$work/srv.ext"
+openssl x509 -req -in "$work/srv.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 2 -extfile "$work/srv.ext" -out "$work/srv.pem" 2>/dev/null
+HTTPS_PORT=${HTTPS_PORT:-25367}
+cat >"$work/serve.py" <<'PY'
+import http.server, os, ssl, sys
+root, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        path = os.path.join(root, self.path.lstrip("/"))
+        st = os.stat(path)
+        etag = '"%d-%d"' % (st.st_mtime_ns, st.st_size)
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304); self.send_header("ETag", etag); self.end_headers(); return
+        data = open(path, "rb").read()
+        self.send_response(200); self.send_header("ETag", etag)
+        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+    def log_message(self, *args): pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+PY
+python3 "$work/serve.py" "$work/www" "$HTTPS_PORT" "$work/srv.pem" "$work/srv.key" &
+pids+=($!)
+cat >"$work/url-policy/p.json" <<EOF
+{ "global": {
+  "lists": { "bench": { "url": "https://127.0.0.1:$HTTPS_PORT/blocklist.txt", "refresh": "1s" } },
+  "rules": [ { "id": "bench", "expression": "list.bench", "action": "block" } ] } }
+EOF
+"$BIN" serve --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$NSD_PORT" --threads 1 \
+  --policies "$work/url-policy" --ca-file "$work/ca.pem" --state-dir "$work/state" \
+  --log-level info >"$work/picket.log" 2>&1 &
+pid=$!
+pids+=("$pid")
+# Measured once the first download is in force (a listed name is blocked).
+blocked=$(cat "$DATA/blocked-probe.txt")
+for _ in $(seq 600); do
+  dig +time=1 +tries=1 @127.0.0.1 -p "$PORT" "$blocked" 2>/dev/null | grep -q NXDOMAIN && break
+  sleep 0.1
+done
+dnsperf -s 127.0.0.1 -p "$PORT" -d "$DATA/mix.txt" -n 1 -q 100 >/dev/null 2>&1 || true
+edit_served() {
+  if (($1 % 2)); then
+    echo "reload-$1.bench-added.example" >>"$work/www/blocklist.txt"
+  else
+    sed -i '$d' "$work/www/blocklist.txt"
+  fi
+}
+phase url edit_served true
+grep -o 'took[^,}]*' "$work/picket.log" | sed 's/^/reload /' | tail -n "$RELOADS" || true
+echo "failed list downloads: $(grep -c 'list not downloaded' "$work/picket.log" || true)"

@@ -117,6 +117,8 @@ impl Server {
         }
         let workers_serving = server.start_workers(sockets.per_worker, &common, &stopped)?;
         start_policy_watch(&shared, &stopped)?;
+        crate::fleet::spawn(shared.clone(), stopped.clone())?;
+        crate::fleet::spawn_list_refresh(shared.clone(), stopped.clone())?;
         // Ready once every worker serves its sockets (a worker that failed
         // to start closes its end, and we never turn ready).
         if workers_serving.iter().take(threads).count() == threads {
@@ -143,7 +145,13 @@ impl Server {
         let addr = listener.local_addr()?;
         let ready = {
             let shared = shared.clone();
-            Box::new(move || shared.ready().map_err(str::to_string))
+            Box::new(move || {
+                let details = match &shared.fleet {
+                    Some(fleet) => format!("{}\n", fleet.describe()),
+                    None => String::new(),
+                };
+                (shared.ready().map_err(str::to_string), details)
+            })
         };
         let served = admin::Admin {
             metrics: metrics.clone(),
@@ -413,14 +421,39 @@ pub fn reload_certificate(shared: &Shared, tls: &Tls) -> Result<()> {
 
 /// Loads the first policy (a bad one stops the start, unlike a bad reload)
 /// and builds the state every worker shares.
+/// With `--policy-url` the first policy is the last good bundle in `--state-dir`, if any;
+/// without one the node starts, answers with the built-in default and is not ready until a
+/// bundle arrives.
 fn build_shared(settings: Settings) -> Result<Arc<Shared>> {
-    let policy = settings
-        .policies
-        .load(&settings.blocklists, None)
-        .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?;
+    let fleet = match &settings.policies {
+        PolicySource::Url(f) => Some(Arc::new(crate::fleet::Fleet::new(
+            f.clone(),
+            settings.state_dir.clone(),
+            &settings.limits,
+        ))),
+        _ => None,
+    };
+    let remote = Arc::new(crate::policy::RemoteLists::new(settings.state_dir.clone()));
+    let from_state = fleet
+        .as_ref()
+        .and_then(|f| f.load_state(&settings.blocklists, &remote));
+    let policy = match from_state {
+        Some(policy) => policy,
+        None => settings
+            .policies
+            .load_with(&crate::policy::LoadOptions {
+                blocklists: &settings.blocklists,
+                previous: None,
+                remote: Some(&remote),
+            })
+            .map_err(|e| anyhow::anyhow!("cannot load the policy:\n{e}"))?,
+    };
     log_policy(&policy, true);
     log_observability(&settings);
-    Ok(Arc::new(Shared::new(settings, policy)?))
+    let missing = fleet.as_ref().is_some_and(|f| !f.has_policy());
+    let shared = Shared::new(settings, policy, fleet, remote)?;
+    shared.readiness.set_policy_missing(missing);
+    Ok(Arc::new(shared))
 }
 
 impl Common {
@@ -489,6 +522,14 @@ impl SharedReader {
         move || weak.upgrade().map_or(0.0, |s| f(&s))
     }
 
+    fn counter_with(
+        &self,
+        f: impl Fn(&Shared) -> u64 + Send + Sync + 'static,
+    ) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let weak = self.0.clone();
+        move || weak.upgrade().map_or(0, |s| f(&s))
+    }
+
     fn counter(&self, f: fn(&Shared) -> u64) -> impl Fn() -> u64 + Send + Sync + 'static {
         let weak = self.0.clone();
         move || weak.upgrade().map_or(0, |s| f(&s))
@@ -549,6 +590,32 @@ fn register_policy_probes(metrics: &Metrics, read: &SharedReader) {
         &[],
         read.gauge(|s| s.policy.load().version() as f64),
     );
+    for result in crate::policy::LIST_FETCH_RESULTS {
+        metrics.counter_probe(
+            name::LIST_FETCH,
+            &[("result", result)],
+            read.counter_with(move |s| s.remote_lists.count(result)),
+        );
+    }
+    let Some(fleet) = read.0.upgrade().and_then(|s| s.fleet.clone()) else {
+        return;
+    };
+    for result in crate::fleet::RESULTS {
+        let f = Arc::downgrade(&fleet);
+        metrics.counter_probe(
+            name::POLICY_BUNDLE_FETCH,
+            &[("result", result)],
+            move || f.upgrade().map_or(0, |f| f.count(result)),
+        );
+    }
+    let f = Arc::downgrade(&fleet);
+    metrics.gauge_probe(name::POLICY_BUNDLE_VERSION, &[], move || {
+        f.upgrade().map_or(0.0, |f| f.version() as f64)
+    });
+    let f = Arc::downgrade(&fleet);
+    metrics.gauge_probe(name::POLICY_BUNDLE_AGE, &[], move || {
+        f.upgrade().map_or(f64::NAN, |f| f.age_seconds())
+    });
 }
 
 /// Recursive mode only: forwarding has no recursor to read.

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{Reloader, Server};
 use crate::config::PolicySource;
 use crate::listener::tls::Tls;
+use crate::policy::bundle;
 use crate::policy::When;
 use crate::query::{ClientHints, Transport};
 
@@ -40,6 +41,59 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print a fresh random DoH path token or DoT server name label (25 characters of a-z0-9, 129 bits).
     Token,
+    /// Write a new Ed25519 signing key for policy bundles to KEYFILE (mode 0600) and print its
+    /// public key (base64, the last line), the value of `serve --policy-key`.
+    Keygen(KeygenArgs),
+    /// Sign or verify policy bundles (what `serve --policy-url` fetches).
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+/// `picket keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the signing key; an existing file is never overwritten.
+    #[arg(value_name = "KEYFILE")]
+    pub keyfile: PathBuf,
+}
+
+/// `picket bundle ...`.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Pack a policy directory (its *.json files and the list files they name) into one signed
+    /// bundle. A policy that does not load is not signed.
+    Sign(BundleSignArgs),
+    /// Check a bundle's signature and content, and that its policy loads; exit status 1 if not.
+    Verify(BundleVerifyArgs),
+}
+
+/// `picket bundle sign`.
+#[derive(Debug, Args)]
+pub struct BundleSignArgs {
+    /// The policy directory.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The signing key (`picket keygen`).
+    #[arg(long = "key", value_name = "KEYFILE")]
+    pub key: PathBuf,
+    /// Where to write the bundle.
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: PathBuf,
+    /// The bundle's version: nodes refuse a lower one than they serve (rollback protection).
+    /// Default: the current Unix time in seconds, which grows with every signing.
+    #[arg(long = "version", value_name = "N")]
+    pub version: Option<u64>,
+}
+
+/// `picket bundle verify`.
+#[derive(Debug, Args)]
+pub struct BundleVerifyArgs {
+    /// The bundle.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The public key (base64, as `picket keygen` prints it) or a file holding it.
+    #[arg(long = "policy-key", value_name = "PUB")]
+    pub policy_key: String,
 }
 
 /// Where the policy comes from: the same flags for `serve`, `check` and `explain`, so the
@@ -80,6 +134,11 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub policy: PolicyArgs,
+
+    /// When checking a policy bundle: the public key it must be signed with. Without it the
+    /// bundle's content is checked but not who signed it.
+    #[arg(long = "policy-key", value_name = "PUB")]
+    pub policy_key: Option<String>,
 }
 
 /// `picket explain`.
@@ -120,12 +179,16 @@ fn parse_instant(text: &str) -> Result<jiff::Timestamp, String> {
     })
 }
 
-/// Where the policy comes from, for `serve`, `check` and `explain` alike: `--policies DIR`,
-/// else the built-in default (no organization, no rule), which is also what `--no-policy`
-/// asks for. No directory is looked up implicitly, so one command line means one policy
-/// wherever it is run from (a clone or not).
+/// Where the policy comes from, for `serve`, `check` and `explain` alike: `--policies DIR`
+/// (or a bundle file, `picket bundle sign`), else the built-in default (no organization, no
+/// rule), which is also what `--no-policy` asks for. No directory is looked up implicitly, so
+/// one command line means one policy wherever it is run from (a clone or not).
 pub fn policy_source(dir: Option<&Path>, no_policy: bool) -> PolicySource {
     match dir {
+        Some(file) if !no_policy && file.is_file() => PolicySource::Bundle {
+            file: file.to_path_buf(),
+            key: None,
+        },
         Some(dir) if !no_policy => PolicySource::Dir(dir.to_path_buf()),
         _ => PolicySource::None,
     }
@@ -167,14 +230,106 @@ pub fn run(cli: Cli) -> Result<i32> {
             println!("{}", crate::policy::token::generate());
             Ok(0)
         }
+        Command::Keygen(args) => keygen(&args),
+        Command::Bundle(BundleCommand::Sign(args)) => bundle_sign(&args),
+        Command::Bundle(BundleCommand::Verify(args)) => bundle_verify(&args),
     }
+}
+
+fn keygen(args: &KeygenArgs) -> Result<i32> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = bundle::generate_key();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&args.keyfile)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create {}: {e} (an existing key is never overwritten: choose another path)",
+                args.keyfile.display()
+            )
+        })?;
+    file.write_all(bundle::key_file_text(&key).as_bytes())?;
+    file.sync_all()?;
+    println!(
+        "signing key written to {} (keep it secret; nodes need only the public key)",
+        args.keyfile.display()
+    );
+    println!("public key (serve --policy-key):");
+    println!("{}", bundle::public_key_text(&key.verifying_key()));
+    Ok(0)
+}
+
+fn bundle_sign(args: &BundleSignArgs) -> Result<i32> {
+    let key = bundle::read_key_file(&args.key).map_err(anyhow::Error::msg)?;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let version = args.version.unwrap_or(created);
+    let bytes = bundle::pack(&args.dir, &key, version, created)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
+    crate::fleet::write_atomically(&args.out, &bytes)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
+    println!(
+        "{}: version {version}, {} bytes, signed by {}",
+        args.out.display(),
+        bytes.len(),
+        bundle::public_key_text(&key.verifying_key())
+    );
+    Ok(0)
+}
+
+fn bundle_verify(args: &BundleVerifyArgs) -> Result<i32> {
+    let key = bundle::parse_public_key(&args.policy_key)
+        .map_err(|e| anyhow::anyhow!("--policy-key: {e}"))?;
+    let bytes = std::fs::read(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let max = crate::config::Limits::default().max_bundle_bytes;
+    let opened = match bundle::Bundle::open(&bytes, &key, max) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("{}: refused: {e}", args.file.display());
+            return Ok(1);
+        }
+    };
+    if let Err(e) = opened.load(&crate::policy::LoadOptions::default()) {
+        println!(
+            "{}: signed, but its policy does not load:\n{e}",
+            args.file.display()
+        );
+        return Ok(1);
+    }
+    let m = &opened.manifest;
+    println!(
+        "{}: good signature, version {}, created {} (Unix time), {} files",
+        args.file.display(),
+        m.version,
+        m.created,
+        m.files.len()
+    );
+    for f in &m.files {
+        println!("  {} {} bytes sha256 {}", f.path, f.size, f.sha256);
+    }
+    Ok(0)
 }
 
 fn check(args: CheckArgs) -> Result<i32> {
     let mut policy = args.policy;
     policy.policies = args.dir.or(policy.policies);
     note_unused_policy_dir(&policy);
-    let source = policy.source();
+    let mut source = policy.source();
+    if let Some(text) = &args.policy_key {
+        let parsed =
+            bundle::parse_public_key(text).map_err(|e| anyhow::anyhow!("--policy-key: {e}"))?;
+        match &mut source {
+            PolicySource::Bundle { key, .. } => *key = Some(parsed),
+            _ => anyhow::bail!(
+                "--policy-key checks a bundle's signature: give a bundle file, not a directory"
+            ),
+        }
+    }
     let loaded = source.load(&policy.blocklist, None);
     let mut out = std::io::stdout().lock();
     match crate::policy::check::report(loaded, &source.to_string(), &mut out) {
@@ -195,6 +350,10 @@ fn explain(args: ExplainArgs) -> Result<i32> {
             PolicySource::Dir(dir) => {
                 anyhow::anyhow!("cannot load the policy in {}:\n{e}", dir.display())
             }
+            PolicySource::Bundle { file, .. } => {
+                anyhow::anyhow!("cannot load the policy bundle {}:\n{e}", file.display())
+            }
+            PolicySource::Url(f) => anyhow::anyhow!("cannot load the policy from {}:\n{e}", f.url),
             PolicySource::None => anyhow::anyhow!("cannot load the --blocklist files:\n{e}"),
         })?;
     let hints = ClientHints::plain(args.client, args.transport);

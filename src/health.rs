@@ -20,6 +20,9 @@ use tokio::sync::{watch, Notify};
 pub struct Readiness {
     starting: AtomicBool,
     draining: AtomicBool,
+    /// `--policy-url` with no bundle yet: serving the built-in default would answer queries
+    /// the operator's policy blocks.
+    policy_missing: AtomicBool,
 }
 
 impl Default for Readiness {
@@ -27,6 +30,7 @@ impl Default for Readiness {
         Self {
             starting: AtomicBool::new(true),
             draining: AtomicBool::new(false),
+            policy_missing: AtomicBool::new(false),
         }
     }
 }
@@ -40,6 +44,11 @@ impl Readiness {
     /// A stop was asked for: report not ready from now on, for good.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the node still waits for its first policy (`--policy-url`).
+    pub fn set_policy_missing(&self, missing: bool) {
+        self.policy_missing.store(missing, Ordering::Release);
     }
 
     /// Whether a drain has begun.
@@ -56,6 +65,8 @@ impl Readiness {
             Err("draining")
         } else if self.starting.load(Ordering::Acquire) {
             Err("starting")
+        } else if self.policy_missing.load(Ordering::Acquire) {
+            Err("no policy")
         } else if !upstream_ok {
             Err("no upstream")
         } else {

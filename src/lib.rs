@@ -22,6 +22,8 @@ pub mod clock;
 pub mod config;
 pub mod ddr;
 pub mod dnssec;
+pub mod fetch;
+pub mod fleet;
 pub mod health;
 pub mod listener;
 pub mod local;

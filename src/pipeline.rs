@@ -69,6 +69,10 @@ pub struct Shared {
     pub policy: ArcSwap<PolicySet>,
     /// Policy reloads so far, by result.
     pub policy_reloads: PolicyReloads,
+    /// `--policy-url`: the bundle in force and the poll counts (None without it).
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The last good downloads of `url` lists, read by every policy load.
+    pub remote_lists: Arc<crate::policy::RemoteLists>,
     /// Held while a reload runs: SIGHUP and the file watcher never load two
     /// policies side by side (each may hold a 1M-domain table).
     reloading: std::sync::Mutex<()>,
@@ -125,7 +129,12 @@ impl Shared {
     /// Builds the shared state from settings and the loaded policy. The
     /// observer (metrics, query log) follows the settings; the forwarder
     /// reports its exchanges to the observer's metrics.
-    pub fn new(settings: Settings, policy: PolicySet) -> Result<Self, SharedError> {
+    pub fn new(
+        settings: Settings,
+        policy: PolicySet,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
+        remote_lists: Arc<crate::policy::RemoteLists>,
+    ) -> Result<Self, SharedError> {
         let recursor = match &settings.recursion {
             Some(r) => Some(Recursive::new(r, &settings.limits).map_err(SharedError::Recursor)?),
             None => None,
@@ -147,6 +156,8 @@ impl Shared {
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             policy_reloads: PolicyReloads::default(),
+            fleet,
+            remote_lists,
             reloading: std::sync::Mutex::default(),
             cache: Cache::new(settings.cache.clone(), settings.clock.clone()),
             inflight: Coalescer::new(settings.limits.max_followers_per_fetch),
@@ -169,6 +180,26 @@ impl Shared {
     /// in flight keep the policy they started with; on error the last good
     /// policy stays in force and the error says why.
     pub fn reload_policy(&self) -> Result<Reloaded, PolicyError> {
+        self.reload_with(|previous| {
+            let opts = crate::policy::LoadOptions {
+                blocklists: &self.settings.blocklists,
+                previous,
+                remote: Some(&self.remote_lists),
+            };
+            match &self.fleet {
+                // The bundle in force, loaded again; a new one comes only from its URL.
+                Some(fleet) => fleet.reload(&opts),
+                None => self.settings.policies.load_with(&opts),
+            }
+        })
+    }
+
+    /// Loads a policy with `load` (given the policy in force, to share its lists) and swaps it
+    /// in whole, one load at a time; on error the policy in force stays.
+    pub fn reload_with(
+        &self,
+        load: impl FnOnce(Option<&PolicySet>) -> Result<PolicySet, PolicyError>,
+    ) -> Result<Reloaded, PolicyError> {
         let _one_at_a_time = self
             .reloading
             .lock()
@@ -177,11 +208,7 @@ impl Shared {
         // The policy in force lends its lists to the new one when none changed; held as an
         // `Arc` (not a guard) because loading can take a while.
         let current = self.policy.load_full();
-        let loaded = self
-            .settings
-            .policies
-            .load(&self.settings.blocklists, Some(&current));
-        match loaded {
+        match load(Some(&current)) {
             Ok(policy) => {
                 let reloaded = Reloaded {
                     version: policy.version(),

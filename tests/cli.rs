@@ -100,8 +100,11 @@ fn long_flags(help: &str) -> Vec<String> {
     flags.into_iter().collect()
 }
 
+/// `picket SUBCOMMAND --help` (`"bundle sign"`: a subcommand's own subcommand).
 fn help_of(subcommand: &str) -> String {
-    let (code, help) = picket(&[subcommand, "--help"]);
+    let mut args: Vec<&str> = subcommand.split(' ').collect();
+    args.push("--help");
+    let (code, help) = picket(&args);
     assert_eq!(code, 0, "{help}");
     help
 }
@@ -112,7 +115,9 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
     let serve = [
         "--allow-from",
         "--allow-private-nameservers",
+        "--allow-rollback",
         "--blocklist",
+        "--ca-file",
         "--cache-size",
         "--case-randomization",
         "--chaos-version",
@@ -145,6 +150,9 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--no-policy",
         "--nsid",
         "--policies",
+        "--policy-interval",
+        "--policy-key",
+        "--policy-url",
         "--proxy-protocol-from",
         "--query-log",
         "--query-log-buffer",
@@ -157,6 +165,7 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--resolv-conf",
         "--root-hints",
         "--stale-window",
+        "--state-dir",
         "--threads",
         "--tls-cert",
         "--tls-key",
@@ -166,7 +175,13 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--upstream",
         "--upstream-timeout-ms",
     ];
-    let check = ["--blocklist", "--help", "--no-policy", "--policies"];
+    let check = [
+        "--blocklist",
+        "--help",
+        "--no-policy",
+        "--policies",
+        "--policy-key",
+    ];
     let explain = [
         "--at",
         "--blocklist",
@@ -180,6 +195,16 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
     assert_eq!(long_flags(&help_of("serve")), serve);
     assert_eq!(long_flags(&help_of("check")), check);
     assert_eq!(long_flags(&help_of("explain")), explain);
+    // keygen's help names the flag its output is for.
+    assert_eq!(long_flags(&help_of("keygen")), ["--help", "--policy-key"]);
+    assert_eq!(
+        long_flags(&help_of("bundle sign")),
+        ["--help", "--key", "--out", "--version"]
+    );
+    assert_eq!(
+        long_flags(&help_of("bundle verify")),
+        ["--help", "--policy-key"]
+    );
 }
 
 /// `(short, long, <VALUE>, default, env)` of each option line of a help text,
@@ -222,7 +247,9 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
     let expected: Vec<[String; 5]> = [
         ["", "--allow-from", "<CIDR>", "", ""],
         ["", "--allow-private-nameservers", "", "", ""],
+        ["", "--allow-rollback", "", "", ""],
         ["", "--blocklist", "<FILE>", "", ""],
+        ["", "--ca-file", "<FILE>", "", ""],
         ["", "--cache-size", "<BYTES>", "256MiB", ""],
         ["", "--case-randomization", "", "", ""],
         ["", "--chaos-version", "<TEXT>", "", ""],
@@ -255,6 +282,9 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
         ["", "--no-policy", "", "", ""],
         ["", "--nsid", "<TEXT>", "", ""],
         ["", "--policies", "<DIR>", "", ""],
+        ["", "--policy-interval", "<DURATION>", "30s", ""],
+        ["", "--policy-key", "<PUB>", "", ""],
+        ["", "--policy-url", "<URL>", "", ""],
         ["", "--proxy-protocol-from", "<CIDR>", "", ""],
         ["", "--query-log", "<PATH|->", "", ""],
         ["", "--query-log-buffer", "<LINES>", "65536", ""],
@@ -267,6 +297,7 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
         ["", "--resolv-conf", "<FILE>", "/etc/resolv.conf", ""],
         ["", "--root-hints", "<FILE>", "", ""],
         ["", "--stale-window", "<SECONDS>", "0", ""],
+        ["", "--state-dir", "<DIR>", "", ""],
         ["", "--threads", "<N>", "", ""],
         ["", "--tls-cert", "<FILE>", "", ""],
         ["", "--tls-key", "<FILE>", "", ""],

@@ -574,6 +574,7 @@ fn blocklists_flag() {
     let opts = LoadOptions {
         blocklists: &blocklists,
         previous: None,
+        remote: None,
     };
     let p = PolicySet::load_dir_with(&policy_dir, &opts).unwrap();
     assert_eq!(p.stats().rules, 3);
@@ -607,6 +608,7 @@ fn blocklists_flag() {
     let err = PolicySet::blocklists_only(&LoadOptions {
         blocklists: &missing,
         previous: None,
+        remote: None,
     })
     .unwrap_err()
     .to_string();
@@ -621,6 +623,7 @@ fn blocklist_name_and_rule_id_taken_by_the_policy() {
     let opts = LoadOptions {
         blocklists: &blocklists,
         previous: None,
+        remote: None,
     };
     let list_taken = dir_with(
         "policy-api",
@@ -671,6 +674,7 @@ fn reload_shares_unchanged_lists_and_rereads_changed_ones() {
             &LoadOptions {
                 blocklists: &blocklists,
                 previous,
+                remote: None,
             },
         )
         .unwrap()

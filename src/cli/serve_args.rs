@@ -13,7 +13,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use crate::admission::{AccessList, RateLimitSettings};
-use crate::config::{normalize_name, parse_addr, parse_duration, parse_size, Settings, TlsSource};
+use crate::config::{
+    normalize_name, parse_addr, parse_duration, parse_size, FleetSettings, PolicySource, Settings,
+    TlsSource,
+};
 use crate::observe::{ClientIpMode, DnstapSettings, DnstapTarget, LogTarget, QueryLogSettings};
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
 use crate::upstream::{servers_from_resolv_conf, DnssecMode, RecursorSettings};
@@ -110,6 +113,11 @@ pub struct TlsArgs {
     /// Extra DNS name or IP for the --tls-self-signed certificate (repeatable).
     #[arg(long = "tls-name", value_name = "NAME", requires = "tls_self_signed")]
     pub tls_name: Vec<String>,
+
+    /// Extra CA certificates (PEM) to trust, besides the system's, when Picket is a TLS
+    /// client: policy bundles (--policy-url) and list URLs served under a private CA.
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where answers come from: upstreams to forward to, or recursion from the roots.
@@ -239,6 +247,29 @@ pub struct CacheArgs {
 pub struct FilterArgs {
     #[command(flatten)]
     pub source: PolicyArgs,
+
+    /// Pull signed policy bundles (`picket bundle sign`) from this https:// URL, polled every
+    /// --policy-interval; each must verify with --policy-key before it is used.
+    #[arg(long = "policy-url", value_name = "URL", requires = "policy_key", conflicts_with_all = ["policies", "no_policy"])]
+    pub policy_url: Option<String>,
+
+    /// The Ed25519 public key bundles must be signed with (base64, the last line `picket
+    /// keygen` prints), or a file holding it.
+    #[arg(long = "policy-key", value_name = "PUB", requires = "policy_url")]
+    pub policy_key: Option<String>,
+
+    /// Time between polls of --policy-url (jittered by 10%), e.g. 30s, 5m.
+    #[arg(long = "policy-interval", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub policy_interval: Duration,
+
+    /// Accept a bundle with a lower version than the one serving (rollback protection is off).
+    #[arg(long = "allow-rollback", requires = "policy_url")]
+    pub allow_rollback: bool,
+
+    /// Directory where the last good policy bundle and list downloads are kept, so a restart
+    /// while their servers are down serves them.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 
     /// Block public names whose answers hold private or special-use addresses
     /// (DNS rebinding), except names under private zones and names a policy
@@ -459,11 +490,12 @@ impl ServeArgs {
         let mut s = Settings::default();
         self.listeners.apply(&mut s)?;
         s.tls = self.tls.source();
+        s.ca_file = self.tls.ca_file.clone();
         self.cache.apply(&mut s)?;
         self.resolution.apply_timeouts(&mut s);
         self.identity.apply(&mut s)?;
         self.drain.apply(&mut s);
-        self.policy.apply(&mut s);
+        self.policy.apply(&mut s)?;
         self.access.apply(&mut s);
         s.metrics = self.logs.metrics;
         s.query_log = self.query_log.settings()?;
@@ -639,10 +671,27 @@ impl DrainArgs {
 }
 
 impl FilterArgs {
-    fn apply(&self, s: &mut Settings) {
+    fn apply(&self, s: &mut Settings) -> Result<()> {
         s.rebind_protection = self.rebind_protection;
         s.policies = self.source.source();
         s.blocklists = self.source.blocklist.clone();
+        s.state_dir = self.state_dir.clone();
+        if let (Some(url), Some(key)) = (&self.policy_url, &self.policy_key) {
+            if !url.starts_with("https://") {
+                bail!("--policy-url {url}: only https:// URLs are fetched");
+            }
+            let key = crate::policy::bundle::parse_public_key(key)
+                .map_err(|e| anyhow::anyhow!("--policy-key: {e}"))?;
+            let interval = crate::fleet::check_interval(self.policy_interval, &s.limits)
+                .map_err(|e| anyhow::anyhow!("--policy-interval: {e}"))?;
+            s.policies = PolicySource::Url(FleetSettings {
+                url: url.clone(),
+                key,
+                interval,
+                allow_rollback: self.allow_rollback,
+            });
+        }
+        Ok(())
     }
 }
 

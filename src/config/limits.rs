@@ -244,7 +244,33 @@ pub struct Limits {
     /// slow-body defence of `doh_body_timeout`, with its default. Past it
     /// the stream is reset with DOQ_REQUEST_CANCELLED.
     pub doq_stream_timeout: Duration,
+    /// Largest policy bundle accepted (`--policy-url`, `picket bundle verify`, `picket check`),
+    /// checked before the signature so a hostile server cannot make a node hold more. A bundle
+    /// carries its list files: a 1M-domain list is about 25 MB of text, so 256 MiB holds a
+    /// policy with several such lists; larger feeds belong in list URLs of their own. The whole
+    /// bundle is held in memory while it is verified and loaded.
+    pub max_bundle_bytes: u64,
+    /// Largest list download (`"url"` lists), counted while it arrives: past it the download
+    /// is cut off and the old list kept. Same reasoning as `max_bundle_bytes` for one list: the
+    /// largest public blocklists (OISD big, HaGeZi ultimate) are under 100 MB.
+    pub max_list_download_bytes: u64,
+    /// Time to connect and finish the TLS handshake with a bundle or list server. curl's
+    /// `--connect-timeout` in most scripts is 10 s; a CDN answers in well under one.
+    pub fetch_connect_timeout: Duration,
+    /// Time a whole bundle or list download may take, connection included: 256 MiB at
+    /// 20 Mbit/s is about 100 s, so 120 s; past it the download counts as failed and the last
+    /// good copy keeps serving.
+    pub fetch_timeout: Duration,
+    /// Shortest `--policy-interval` and list `"refresh"`: once a second per node, so a typo
+    /// (`"refresh": "1"`) cannot make a fleet hammer a server, while tests can still watch a
+    /// node pick up a change in seconds. ETag requests answered 304 cost the server little.
+    pub min_fetch_interval: Duration,
 }
+
+/// Jitter of the bundle and list poll intervals, as a fraction either side of the interval: a
+/// fleet restarted at once spreads its polls out instead of hitting the server in step.
+/// ±10% is what Kubernetes' `wait.Jitter` and most CDN-polling agents use.
+pub const FETCH_JITTER: f64 = 0.1;
 
 /// Recursive mode: nameserver pools (one per zone cut) and connections
 /// hickory's recursor keeps per recursor (its `ns_cache_size`; its default).
@@ -354,6 +380,11 @@ impl Default for Limits {
             doq_max_streams: 100,
             quic_idle_timeout: Duration::from_secs(30),
             doq_stream_timeout: Duration::from_secs(5),
+            max_bundle_bytes: 256 << 20,
+            max_list_download_bytes: 256 << 20,
+            fetch_connect_timeout: Duration::from_secs(10),
+            fetch_timeout: Duration::from_secs(120),
+            min_fetch_interval: Duration::from_secs(1),
         }
     }
 }

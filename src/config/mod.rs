@@ -71,6 +71,12 @@ pub struct Settings {
     pub proxy_protocol_from: Vec<IpNet>,
     /// Block public names that resolve to private addresses (`--rebind-protection`).
     pub rebind_protection: bool,
+    /// Extra CA certificates (PEM) trusted for HTTPS fetches (`--ca-file`): policy bundles
+    /// and list URLs served under a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// Where the last good policy bundle and list downloads are kept (`--state-dir`), so a
+    /// restart while their servers are down serves them. None: kept in memory only.
+    pub state_dir: Option<PathBuf>,
     /// Clock for TTL aging (tests use a manual one).
     pub clock: Clock,
     /// This node's identity: sent as NSID (RFC 5001) to clients that ask and
@@ -161,6 +167,8 @@ impl Default for Settings {
             tls: None,
             proxy_protocol_from: Vec::new(),
             rebind_protection: false,
+            ca_file: None,
+            state_dir: None,
             clock: Clock::system(),
             nsid: None,
             version_text: None,
@@ -182,6 +190,26 @@ pub enum PolicySource {
     None,
     /// A directory of `*.json` policy files, reloaded when they change.
     Dir(PathBuf),
+    /// A policy bundle file (`picket bundle sign`), its signature checked when a key is given.
+    Bundle {
+        file: PathBuf,
+        key: Option<ed25519_dalek::VerifyingKey>,
+    },
+    /// Signed bundles polled from a URL (`--policy-url`); see `src/fleet.rs`.
+    Url(FleetSettings),
+}
+
+/// `--policy-url` and what goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// `https://` URL of the bundle.
+    pub url: String,
+    /// The key bundles must be signed with (`--policy-key`).
+    pub key: ed25519_dalek::VerifyingKey,
+    /// Time between polls (`--policy-interval`), jittered.
+    pub interval: Duration,
+    /// Accept a bundle with a lower version than the one serving (`--allow-rollback`).
+    pub allow_rollback: bool,
 }
 
 impl std::fmt::Display for PolicySource {
@@ -189,6 +217,8 @@ impl std::fmt::Display for PolicySource {
         match self {
             Self::None => f.write_str("built-in default policy (no organization, no rule)"),
             Self::Dir(dir) => write!(f, "{}", dir.display()),
+            Self::Bundle { file, .. } => write!(f, "{}", file.display()),
+            Self::Url(fleet) => write!(f, "{}", fleet.url),
         }
     }
 }
@@ -201,13 +231,23 @@ impl PolicySource {
         blocklists: &[PathBuf],
         previous: Option<&PolicySet>,
     ) -> Result<PolicySet, PolicyError> {
-        let opts = LoadOptions {
+        self.load_with(&LoadOptions {
             blocklists,
             previous,
-        };
+            remote: None,
+        })
+    }
+
+    /// [`load`](Self::load) with every option (`url` lists' downloads).
+    pub fn load_with(&self, opts: &LoadOptions<'_>) -> Result<PolicySet, PolicyError> {
+        let opts = *opts;
         match self {
             Self::None => PolicySet::blocklists_only(&opts),
             Self::Dir(dir) => PolicySet::load_dir_with(dir, &opts),
+            Self::Bundle { file, key } => load_bundle_file(file, key.as_ref(), &opts),
+            // The poller (src/fleet.rs) loads what it fetches; a load from here is of no
+            // bundle yet: the built-in default, and the node reports not ready.
+            Self::Url(_) => PolicySet::blocklists_only(&opts),
         }
     }
 }
@@ -229,6 +269,26 @@ pub enum ValueError {
     DurationOutOfRange(String),
     #[error("`{0}` is not an address: expected IP or IP:PORT, e.g. 127.0.0.1:53 or [::1]:53")]
     NotAnAddress(String),
+}
+
+/// Reads, checks and loads a bundle file; its problems are reported as the file's.
+fn load_bundle_file(
+    file: &std::path::Path,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+    opts: &LoadOptions<'_>,
+) -> Result<PolicySet, PolicyError> {
+    use crate::policy::bundle::Bundle;
+    let fail = |msg: String| PolicyError {
+        issues: vec![crate::policy::Issue::new_io(file, msg)],
+    };
+    let bytes = std::fs::read(file).map_err(|e| fail(format!("cannot read the bundle: {e}")))?;
+    let max = Limits::default().max_bundle_bytes;
+    let bundle = match key {
+        Some(key) => Bundle::open(&bytes, key, max),
+        None => Bundle::open_unverified(&bytes, max),
+    }
+    .map_err(|e| fail(e.to_string()))?;
+    bundle.load(opts)
 }
 
 /// Parses a byte size such as `256MiB`, `1GiB`, `64k`, `1000000`.

@@ -32,8 +32,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often histogram samples are drained into buckets.
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Readiness: Ok, or why not.
-pub type ReadyCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Readiness: Ok, or why not; either way with detail lines for `/readyz` (the policy bundle in
+/// force), possibly none.
+pub type ReadyCheck = Box<dyn Fn() -> (Result<(), String>, String) + Send + Sync>;
 
 /// What the admin listener serves.
 pub struct Admin {
@@ -127,10 +128,10 @@ fn answer(admin: &Admin, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match (admin.ready)() {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
-            Err(reason) => text(
+            (Ok(()), details) => text(StatusCode::OK, format!("ready\n{details}")),
+            (Err(reason), details) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {reason}\n"),
+                format!("not ready: {reason}\n{details}"),
             ),
         },
         _ => text(

@@ -77,6 +77,10 @@ pub mod name {
     pub const CONNECTIONS_SHED: &str = "picket_connections_shed_total";
     pub const POLICY_RELOADS: &str = "picket_policy_reloads_total";
     pub const POLICY_VERSION: &str = "picket_policy_version";
+    pub const POLICY_BUNDLE_FETCH: &str = "picket_policy_bundle_fetch_total";
+    pub const POLICY_BUNDLE_VERSION: &str = "picket_policy_bundle_version";
+    pub const POLICY_BUNDLE_AGE: &str = "picket_policy_bundle_age_seconds";
+    pub const LIST_FETCH: &str = "picket_list_fetch_total";
     pub const RULE_HITS: &str = "picket_rule_hits_total";
     pub const QUERYLOG_LINES: &str = "picket_querylog_lines_total";
     pub const QUERYLOG_DROPPED: &str = "picket_querylog_dropped_total";
@@ -419,7 +423,9 @@ fn counter_on(
 
 /// HELP lines: what each metric means, for whoever builds the dashboard.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 17] = [
+    let counters: [(&'static str, &'static str); 19] = [
+        (name::LIST_FETCH, "Downloads of url lists by result: updated, unchanged, not_modified, fetch_failed, too_large; a failure keeps the last good copy."),
+        (name::POLICY_BUNDLE_FETCH, "--policy-url polls by result: applied, not_modified, unchanged, or why the bundle was refused (fetch_failed, too_large, bad_signature, malformed, rollback, load_failed); a refusal keeps the policy in force."),
         (name::QUERIES, "Queries answered (or dropped), by transport, policy action and response code."),
         (name::CACHE_LOOKUPS, "Answers by cache result: hit (fresh), miss (fetched upstream), stale (served expired, RFC 8767)."),
         (name::UPSTREAM_QUERIES, "Exchanges with each upstream server (every attempt, retries included)."),
@@ -441,7 +447,15 @@ fn describe(recorder: &PrometheusRecorder) {
     for (n, help) in counters {
         recorder.describe_counter(KeyName::from(n), None, SharedString::from(help));
     }
-    let gauges: [(&'static str, &'static str); 6] = [
+    let gauges: [(&'static str, &'static str); 8] = [
+        (
+            name::POLICY_BUNDLE_VERSION,
+            "Signed version of the policy bundle in force (0: none yet).",
+        ),
+        (
+            name::POLICY_BUNDLE_AGE,
+            "Seconds since the policy bundle in force was signed.",
+        ),
         (name::CACHE_ENTRIES, "Answers held in the cache."),
         (
             name::CACHE_BYTES,

@@ -68,6 +68,19 @@ pub(crate) struct ListJson {
     pub file: Option<String>,
     /// Inline domains.
     pub domains: Option<Vec<String>>,
+    /// An `https://` URL the list is downloaded from, and refreshed.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// How often a `url` list is downloaded again (`"6h"`, `"30m"`).
+    #[serde(default)]
+    pub refresh: Option<String>,
+    /// `"lines"` (plain, hosts or adblock; the default) or `"rpz"` (an RPZ zone file).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// For an RPZ list, which of its entries it takes: `"block"` (CNAME . and CNAME *.; the
+    /// default), `"nxdomain"`, `"nodata"` or `"passthru"`.
+    #[serde(default)]
+    pub rpz: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

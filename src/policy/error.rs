@@ -53,6 +53,13 @@ impl Issue {
     }
 }
 
+impl Issue {
+    /// A file that cannot be used at all (unreadable, or a bundle that does not verify).
+    pub fn new_io(file: &Path, message: impl Into<String>) -> Self {
+        Self::new(IssueKind::Io, Some(file), "", message)
+    }
+}
+
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.file {

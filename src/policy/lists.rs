@@ -319,6 +319,16 @@ pub enum LineError {
     NoNames,
     /// The line is not valid UTF-8... or contains non-ASCII characters (use punycode).
     NonAscii,
+    /// RPZ local data (A, AAAA, a CNAME to a name...): a list holds names, not answers.
+    RpzLocalData,
+    /// RPZ `rpz-drop.` or `rpz-tcp-only.`: not the action a list's rule takes.
+    RpzOtherAction,
+    /// RPZ IP, client-IP, NSDNAME or NSIP trigger: lists match query names only.
+    RpzTrigger,
+    /// An RPZ line that is not `owner [ttl] [class] type rdata`.
+    RpzSyntax,
+    /// An absolute RPZ owner that is not under the zone's `$ORIGIN`.
+    RpzOutsideOrigin,
 }
 
 impl LineError {
@@ -335,6 +345,17 @@ impl LineError {
             Self::NotHosts => "several words but the first is not an IP address",
             Self::NoNames => "hosts line without a name",
             Self::NonAscii => "non-ASCII characters (write internationalised names in punycode)",
+            Self::RpzLocalData => {
+                "RPZ local data (A, AAAA, TXT, CNAME to a name) cannot be a list entry; write an override rule for it"
+            }
+            Self::RpzOtherAction => {
+                "RPZ rpz-drop./rpz-tcp-only. is not mapped; list those names for a drop or truncate rule"
+            }
+            Self::RpzTrigger => {
+                "RPZ IP, client-IP, NSDNAME and NSIP triggers are not mapped (lists match query names); use dns.response.ip or dns.src_ip rules"
+            }
+            Self::RpzSyntax => "not an RPZ record (owner [ttl] [class] type data)",
+            Self::RpzOutsideOrigin => "absolute RPZ owner outside the zone's $ORIGIN",
         }
     }
 }
@@ -468,6 +489,182 @@ pub(crate) fn parse_line(line: &str) -> Line<'_> {
     Line::Names(smallvec::smallvec![first])
 }
 
+/// How a list file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Format {
+    /// Plain names, hosts or adblock lines (detected per line).
+    Lines,
+    /// An RPZ zone file; the entries whose policy is this one are the list.
+    Rpz(RpzPolicy),
+}
+
+/// Which RPZ entries a list takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum RpzPolicy {
+    /// `CNAME .` (NXDOMAIN) and `CNAME *.` (NODATA): names to block; the rule's block mode
+    /// says how (nxdomain or nodata).
+    Block,
+    /// `CNAME .` only.
+    NxDomain,
+    /// `CNAME *.` only.
+    NoData,
+    /// `CNAME rpz-passthru.`: names an `allow` rule exempts.
+    Passthru,
+}
+
+impl RpzPolicy {
+    pub(crate) fn parse(s: &str) -> Option<RpzPolicy> {
+        Some(match s {
+            "block" => Self::Block,
+            "nxdomain" => Self::NxDomain,
+            "nodata" => Self::NoData,
+            "passthru" => Self::Passthru,
+            _ => return None,
+        })
+    }
+}
+
+/// What an RPZ record asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RpzAction {
+    NxDomain,
+    NoData,
+    Passthru,
+}
+
+/// The state of an RPZ file being read: its origin, the last owner, an open parenthesis.
+#[derive(Debug, Default)]
+pub(crate) struct RpzReader {
+    origin: Option<String>,
+    owner: Option<String>,
+    in_parens: bool,
+}
+
+/// One RPZ line, mapped.
+#[derive(Debug, PartialEq, Eq)]
+enum RpzLine {
+    Skip,
+    Entry(String, RpzAction),
+    Invalid(LineError),
+}
+
+impl RpzReader {
+    /// Reads one line of a zone file: `$ORIGIN`, `$TTL`, SOA/NS at the apex (skipped), and
+    /// records whose owner is a name (a `*.` owner is its subdomains: Picket's list entries
+    /// always match subdomains too).
+    fn line(&mut self, raw: &str) -> RpzLine {
+        let line = match raw.find(';') {
+            Some(i) => &raw[..i],
+            None => raw,
+        };
+        if self.in_parens {
+            if line.contains(')') {
+                self.in_parens = false;
+            }
+            return RpzLine::Skip;
+        }
+        if line.trim().is_empty() {
+            return RpzLine::Skip;
+        }
+        if line.contains('(') && !line.contains(')') {
+            self.in_parens = true;
+        }
+        let continued = line.starts_with([' ', '\t']);
+        let mut words = line.split_ascii_whitespace().peekable();
+        let first = words.peek().copied().unwrap_or("");
+        if first.eq_ignore_ascii_case("$ORIGIN") {
+            words.next();
+            self.origin = words
+                .next()
+                .map(|o| o.trim_end_matches('.').to_ascii_lowercase());
+            return RpzLine::Skip;
+        }
+        if first.starts_with('$') {
+            return RpzLine::Skip;
+        }
+        let owner = if continued {
+            match self.owner.clone() {
+                Some(o) => o,
+                None => return RpzLine::Invalid(LineError::RpzSyntax),
+            }
+        } else {
+            let o = words.next().unwrap_or("").to_owned();
+            self.owner = Some(o.clone());
+            o
+        };
+        // [ttl] [class] type, in either order of ttl and class.
+        let mut rtype = None;
+        for w in words.by_ref() {
+            if w.bytes().all(|b| b.is_ascii_digit()) || w.eq_ignore_ascii_case("IN") {
+                continue;
+            }
+            rtype = Some(w.to_ascii_uppercase());
+            break;
+        }
+        let Some(rtype) = rtype else {
+            return RpzLine::Invalid(LineError::RpzSyntax);
+        };
+        let data: Vec<&str> = words.collect();
+        if matches!(rtype.as_str(), "SOA" | "NS") || owner == "@" {
+            return RpzLine::Skip;
+        }
+        let name = match self.relative(&owner) {
+            Ok(n) => n,
+            Err(e) => return RpzLine::Invalid(e),
+        };
+        let lower = name.to_ascii_lowercase();
+        if lower
+            .rsplit('.')
+            .any(|l| matches!(l, "rpz-ip" | "rpz-client-ip" | "rpz-nsdname" | "rpz-nsip"))
+        {
+            return RpzLine::Invalid(LineError::RpzTrigger);
+        }
+        if rtype != "CNAME" {
+            return RpzLine::Invalid(LineError::RpzLocalData);
+        }
+        let action = match data.first().map(|t| t.to_ascii_lowercase()) {
+            Some(t) if t == "." => RpzAction::NxDomain,
+            Some(t) if t == "*." => RpzAction::NoData,
+            Some(t) if t == "rpz-passthru." => RpzAction::Passthru,
+            Some(t) if t == "rpz-drop." || t == "rpz-tcp-only." => {
+                return RpzLine::Invalid(LineError::RpzOtherAction)
+            }
+            Some(_) => return RpzLine::Invalid(LineError::RpzLocalData),
+            None => return RpzLine::Invalid(LineError::RpzSyntax),
+        };
+        RpzLine::Entry(lower, action)
+    }
+
+    /// An owner relative to the zone: relative names as written, absolute ones with the
+    /// origin taken off.
+    fn relative(&self, owner: &str) -> Result<String, LineError> {
+        let Some(absolute) = owner.strip_suffix('.') else {
+            return Ok(owner.to_owned());
+        };
+        let lower = absolute.to_ascii_lowercase();
+        match &self.origin {
+            Some(origin) => lower
+                .strip_suffix(origin.as_str())
+                .and_then(|n| n.strip_suffix('.'))
+                .map(str::to_owned)
+                .ok_or(LineError::RpzOutsideOrigin),
+            None => Err(LineError::RpzOutsideOrigin),
+        }
+    }
+}
+
+impl RpzPolicy {
+    fn takes(self, action: RpzAction) -> bool {
+        matches!(
+            (self, action),
+            (Self::Block, RpzAction::NxDomain | RpzAction::NoData)
+                | (Self::NxDomain, RpzAction::NxDomain)
+                | (Self::NoData, RpzAction::NoData)
+                | (Self::Passthru, RpzAction::Passthru)
+        )
+    }
+}
+
 /// An invalid list line, for reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidLine {
@@ -499,32 +696,49 @@ pub(crate) fn load_lines(
     list: ListId,
     mut reader: impl BufRead,
     file: &Path,
+    format: Format,
     counts: &mut LoadCounts,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(256);
     let mut raw = Vec::with_capacity(256);
     let mut lineno = 0;
+    let mut rpz = RpzReader::default();
     loop {
         raw.clear();
         if reader.read_until(b'\n', &mut raw)? == 0 {
             return Ok(());
         }
         lineno += 1;
-        let line = String::from_utf8_lossy(&raw);
-        load_line(set, list, &line, &mut buf, file, lineno, counts);
+        let text = String::from_utf8_lossy(&raw);
+        let entry;
+        let line = match format {
+            Format::Lines => parse_line(&text),
+            Format::Rpz(policy) => match rpz.line(text.trim_end_matches(['\n', '\r'])) {
+                RpzLine::Skip => Line::Skip,
+                RpzLine::Invalid(e) => Line::Invalid(e),
+                RpzLine::Entry(name, action) if policy.takes(action) => {
+                    entry = name;
+                    Line::Names(smallvec::smallvec![entry.as_str()])
+                }
+                RpzLine::Entry(..) => Line::Skip,
+            },
+        };
+        load_line(set, list, line, &text, &mut buf, file, lineno, counts);
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn load_line(
     set: &mut DomainSet,
     list: ListId,
+    parsed: Line<'_>,
     raw: &str,
     buf: &mut Vec<u8>,
     file: &Path,
     lineno: usize,
     counts: &mut LoadCounts,
 ) {
-    let error = match parse_line(raw) {
+    let error = match parsed {
         Line::Skip => return,
         Line::Invalid(e) => e,
         Line::Names(names) => {
@@ -707,10 +921,100 @@ mod tests {
         let l = set.new_list();
         let mut c = LoadCounts::default();
         let text = b"# header\nads.example\nbad..name\n0.0.0.0 x.example\n||y.example^\r\n\xff\n";
-        load_lines(&mut set, l, &text[..], Path::new("f.txt"), &mut c).unwrap();
+        load_lines(
+            &mut set,
+            l,
+            &text[..],
+            Path::new("f.txt"),
+            Format::Lines,
+            &mut c,
+        )
+        .unwrap();
         assert_eq!(c.entries, 3);
         assert_eq!(c.invalid, 2);
         assert_eq!(c.samples[0].line, 3);
         assert_eq!(c.samples[0].text, "bad..name");
+    }
+
+    /// One RPZ zone, every kind of line, and what each selection of it takes.
+    const RPZ: &str = "$TTL 300
+$ORIGIN rpz.example.
+@ IN SOA localhost. root.localhost. (
+        1 3600 600 86400 60 )
+@ IN NS localhost.
+nx.test CNAME .                        ; NXDOMAIN
+*.wild.test 60 IN CNAME .              ; subdomains
+nodata.test IN 60 CNAME *.             ; NODATA
+ok.nx.test CNAME rpz-passthru.         ; allow
+abs.test.rpz.example. CNAME .          ; absolute, under the origin
+far.test.elsewhere. CNAME .            ; absolute, outside it
+drop.test CNAME rpz-drop.
+tcp.test CNAME rpz-tcp-only.
+local.test A 192.0.2.1
+    AAAA 2001:db8::1
+redirect.test CNAME walled.garden.example.
+32.1.2.0.192.rpz-ip CNAME .
+ns.bad.rpz-nsdname CNAME .
+garbage
+";
+
+    fn rpz(policy: RpzPolicy) -> (DomainSet, LoadCounts) {
+        let mut set = DomainSet::new();
+        let l = set.new_list();
+        let mut c = LoadCounts::default();
+        load_lines(
+            &mut set,
+            l,
+            RPZ.as_bytes(),
+            Path::new("feed.rpz"),
+            Format::Rpz(policy),
+            &mut c,
+        )
+        .unwrap();
+        (set, c)
+    }
+
+    #[test]
+    fn rpz_maps_what_a_list_can_hold_and_reports_the_rest_by_line() {
+        let (set, c) = rpz(RpzPolicy::Block);
+        let on = |q: &str| !lists(&set, q).is_empty();
+        for (name, listed) in [
+            ("nx.test", true),
+            ("sub.nx.test", true),
+            ("a.wild.test", true),
+            ("nodata.test", true),
+            ("abs.test", true),
+            ("ok.other.test", false),
+            ("far.test", false),
+            ("drop.test", false),
+            ("local.test", false),
+            ("rpz.example", false),
+        ] {
+            assert_eq!(on(name), listed, "{name}");
+        }
+        assert_eq!(c.entries, 4);
+        let reported: Vec<(usize, &str)> = c.samples.iter().map(|s| (s.line, s.reason)).collect();
+        assert_eq!(reported.len(), SAMPLES_PER_FILE, "{reported:?}");
+        assert_eq!(reported[0], (11, LineError::RpzOutsideOrigin.as_str()));
+        assert_eq!(reported[1], (12, LineError::RpzOtherAction.as_str()));
+        assert_eq!(reported[3], (14, LineError::RpzLocalData.as_str()));
+        assert_eq!(
+            reported[4],
+            (15, LineError::RpzLocalData.as_str()),
+            "owner carried over"
+        );
+        // far, drop, tcp, A, AAAA, CNAME to a name, rpz-ip, rpz-nsdname, garbage.
+        assert_eq!(c.invalid, 9);
+
+        let (set, c) = rpz(RpzPolicy::Passthru);
+        assert!(!lists(&set, "ok.nx.test").is_empty());
+        assert!(lists(&set, "nx.test").is_empty());
+        assert_eq!(c.entries, 1);
+        let (set, _) = rpz(RpzPolicy::NoData);
+        assert!(!lists(&set, "nodata.test").is_empty());
+        assert!(lists(&set, "nx.test").is_empty());
+        let (set, _) = rpz(RpzPolicy::NxDomain);
+        assert!(lists(&set, "nodata.test").is_empty());
+        assert!(!lists(&set, "nx.test").is_empty());
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use wirefilter::Scheme;
@@ -32,6 +33,10 @@ pub(crate) struct LoadedTest {
     pub test: TestJson,
 }
 
+/// How often a `url` list without `"refresh"` is downloaded again: public blocklists are
+/// rebuilt from hourly (threat feeds) to daily (ad lists); hourly costs a 304 when nothing
+/// changed.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 /// Default TTL of synthesized answers (block, override).
 pub(crate) const DEFAULT_TTL: u32 = 60;
 /// Lists per owner (global, or one organization): one bit each in a `u64`.
@@ -65,6 +70,8 @@ struct Builder {
     lists: Vec<ListMeta>,
     /// Where the last weak token or DoT name was found, per file and key, to place the next.
     locators: HashMap<(PathBuf, &'static str), Locator>,
+    /// `url` lists and their refresh intervals.
+    remote: Vec<(String, Duration)>,
 }
 
 impl Builder {
@@ -120,39 +127,135 @@ impl Builder {
         fields
     }
 
-    /// Where a list's entries come from (a file, or the policy itself) and how it is shown.
+    /// Where a list's entries come from (a file, a URL, or the policy itself) and how it is
+    /// shown.
     fn list_input(
         &mut self,
         def: &ListJson,
         file: &Path,
         path: &str,
     ) -> Option<(String, ListInput)> {
-        match (&def.file, &def.domains) {
-            (Some(f), None) => {
-                let declared = Declared {
-                    file: file.to_path_buf(),
-                    path: path.to_owned(),
-                };
+        let declared = Declared {
+            file: file.to_path_buf(),
+            path: path.to_owned(),
+        };
+        let format = self.list_format(def, file, path)?;
+        if def.refresh.is_some() && def.url.is_none() {
+            self.issue(
+                IssueKind::Invalid,
+                file,
+                format!("{path}.refresh"),
+                "\"refresh\" applies to a \"url\" list: remove it, or give the list a url",
+            );
+            return None;
+        }
+        match (&def.file, &def.domains, &def.url) {
+            (Some(f), None, None) => {
                 let input = ListInput::File {
                     rel: f.clone(),
+                    format,
                     declared,
                 };
                 Some((f.clone(), input))
             }
-            (None, Some(domains)) => {
+            (None, Some(domains), None) => {
+                if format != lists::Format::Lines {
+                    self.issue(
+                        IssueKind::Invalid,
+                        file,
+                        format!("{path}.format"),
+                        "inline \"domains\" are names, not an RPZ file: remove \"format\"",
+                    );
+                    return None;
+                }
                 let input = ListInput::Inline(self.inline_domains(domains, file, path));
                 Some(("inline".to_owned(), input))
+            }
+            (None, None, Some(url)) => {
+                let refresh = self.refresh(def.refresh.as_deref(), file, path)?;
+                if !url.starts_with("https://") {
+                    self.issue(
+                        IssueKind::Invalid,
+                        file,
+                        format!("{path}.url"),
+                        format!("{url:?}: only https:// list URLs are downloaded"),
+                    );
+                    return None;
+                }
+                self.remote.push((url.clone(), refresh));
+                let input = ListInput::Url {
+                    url: url.clone(),
+                    format,
+                    declared,
+                };
+                Some((url.clone(), input))
             }
             _ => {
                 self.issue(
                     IssueKind::Invalid,
                     file,
                     path.to_owned(),
-                    "a list needs exactly one of \"file\" or \"domains\"",
+                    "a list needs exactly one of \"file\", \"url\" or \"domains\"",
                 );
                 None
             }
         }
+    }
+
+    /// A list's `"format"` (and `"rpz"` selection).
+    fn list_format(&mut self, def: &ListJson, file: &Path, path: &str) -> Option<lists::Format> {
+        let rpz = match def.rpz.as_deref() {
+            None => lists::RpzPolicy::Block,
+            Some(p) => match lists::RpzPolicy::parse(p) {
+                Some(p) => p,
+                None => {
+                    self.issue(
+                        IssueKind::Invalid,
+                        file,
+                        format!("{path}.rpz"),
+                        format!("unknown RPZ selection {p:?} (expected block, nxdomain, nodata or passthru)"),
+                    );
+                    return None;
+                }
+            },
+        };
+        match def.format.as_deref() {
+            None | Some("lines") if def.rpz.is_none() => Some(lists::Format::Lines),
+            None | Some("lines") => {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    format!("{path}.rpz"),
+                    "\"rpz\" selects entries of an RPZ list: add \"format\": \"rpz\"",
+                );
+                None
+            }
+            Some("rpz") => Some(lists::Format::Rpz(rpz)),
+            Some(other) => {
+                self.issue(
+                    IssueKind::Invalid,
+                    file,
+                    format!("{path}.format"),
+                    format!("unknown list format {other:?} (expected \"lines\" or \"rpz\")"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A `url` list's refresh interval: `DEFAULT_REFRESH` when absent, never under the floor.
+    fn refresh(&mut self, text: Option<&str>, file: &Path, path: &str) -> Option<Duration> {
+        let Some(text) = text else {
+            return Some(DEFAULT_REFRESH);
+        };
+        let floor = crate::config::Limits::default().min_fetch_interval;
+        let problem = match crate::config::parse_duration(text) {
+            Ok(d) if d >= floor => return Some(d),
+            Ok(_) => format!("{text:?} is under the {floor:?} floor (Limits::min_fetch_interval)"),
+            Err(e) => e.to_string(),
+        };
+        self.issue(IssueKind::Invalid, file, format!("{path}.refresh"), problem);
+        None
     }
 
     /// Validate and normalise the domains of an inline list.
@@ -701,6 +804,7 @@ pub(crate) fn build_empty() -> PolicySet {
         ident: IdentityIndex::default(),
         upstreams: BTreeMap::new(),
         tests: Vec::new(),
+        remote: Vec::new(),
     }
 }
 
@@ -815,6 +919,14 @@ pub(crate) fn load_embedded(
     finish(built, issues)
 }
 
+/// The list files a parsed policy file names (as written, relative to its directory): what a
+/// bundle must carry besides the JSON files.
+pub(crate) fn list_files(file: &FileJson) -> Vec<String> {
+    let global = file.global.iter().flat_map(|g| g.lists.values());
+    let orgs = file.organizations.iter().flat_map(|o| o.lists.values());
+    global.chain(orgs).filter_map(|l| l.file.clone()).collect()
+}
+
 /// The source of a policy with no files (only `--blocklist` files, which name their own paths).
 pub(crate) fn no_files() -> Source<'static> {
     Source::Memory(&[])
@@ -831,6 +943,7 @@ pub(crate) fn build(
         inputs: Vec::new(),
         lists: Vec::new(),
         locators: HashMap::new(),
+        remote: Vec::new(),
     };
     let upstreams = upstream_groups(&mut b, files);
     let (global, global_lf) = global_ruleset(&mut b, files, opts.blocklists, &upstreams);
@@ -845,8 +958,8 @@ pub(crate) fn build(
     // Only a policy that validated reads its lists (the expensive part), or shares them with
     // the policy in force when none changed.
     let previous = opts.previous.map(|p| &p.loaded);
-    let loaded =
-        sources::load(source, &b.inputs, previous).map_err(|issues| PolicyError { issues })?;
+    let loaded = sources::load(source, &b.inputs, previous, opts.remote)
+        .map_err(|issues| PolicyError { issues })?;
     Ok(PolicySet {
         version: next_version(),
         dir: match source {
@@ -860,6 +973,7 @@ pub(crate) fn build(
         ident,
         upstreams,
         tests,
+        remote: b.remote,
     })
 }
 

@@ -25,10 +25,12 @@ mod fingerprint;
 mod identity;
 mod lists;
 mod load;
+mod remote;
 mod rules;
 mod schedule;
 mod sources;
 
+pub mod bundle;
 pub mod check;
 pub mod explain;
 pub mod token;
@@ -42,6 +44,7 @@ use std::sync::Arc;
 pub use error::{Issue, IssueKind, PolicyError};
 pub use eval::{evaluate, evaluate_at, evaluate_response, evaluate_response_at};
 pub use lists::InvalidLine;
+pub use remote::{Downloaded, RemoteLists, FETCH_RESULTS as LIST_FETCH_RESULTS};
 pub use schedule::When;
 pub use sources::FileStamp;
 
@@ -383,6 +386,8 @@ pub struct PolicySet {
     pub(crate) ident: identity::IdentityIndex,
     pub(crate) upstreams: BTreeMap<String, Vec<SocketAddr>>,
     pub(crate) tests: Vec<load::LoadedTest>,
+    /// `url` lists and how often each is downloaded again.
+    pub(crate) remote: Vec<(String, std::time::Duration)>,
 }
 
 /// What a load adds to the policy files, and what it may reuse.
@@ -396,6 +401,9 @@ pub struct LoadOptions<'a> {
     /// files by identity, size and change times; same inline domains), the new policy shares
     /// its lists instead of reading them again: a reload then needs no second table.
     pub previous: Option<&'a PolicySet>,
+    /// The downloads of `url` lists (a list not downloaded yet loads empty). None: every `url`
+    /// list loads empty (`picket check` validates their declarations, downloads nothing).
+    pub remote: Option<&'a RemoteLists>,
 }
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
@@ -571,6 +579,11 @@ impl PolicySet {
             }
         }
         s
+    }
+
+    /// The `url` lists, with their refresh intervals.
+    pub fn url_lists(&self) -> &[(String, std::time::Duration)] {
+        &self.remote
     }
 
     /// The one suffix table of every list.

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{Issue, IssueKind};
-use super::lists::{self, DomainSet, InvalidLine, ListId, LoadCounts};
+use super::lists::{self, DomainSet, Format, InvalidLine, ListId, LoadCounts};
+use super::remote::{Downloaded, RemoteLists};
 
 /// Total samples of invalid list lines kept.
 const MAX_SAMPLES: usize = 50;
@@ -47,7 +48,17 @@ pub(crate) struct Declared {
 #[derive(Debug, Clone)]
 pub(crate) enum ListInput {
     /// A file named by a policy, relative to the policy [`Source`].
-    File { rel: String, declared: Declared },
+    File {
+        rel: String,
+        format: Format,
+        declared: Declared,
+    },
+    /// A `"url"` list: its last good download (`RemoteLists`), empty until there is one.
+    Url {
+        url: String,
+        format: Format,
+        declared: Declared,
+    },
     /// The `--blocklist` files, as given on the command line: one list.
     Blocklist(Vec<PathBuf>),
     /// Domains written in the policy, already validated and normalised.
@@ -59,10 +70,13 @@ pub(crate) enum ListInput {
 enum Stamp {
     /// Files on disk: their paths and, when they could be read, identity and last change.
     Files(Vec<(PathBuf, Option<FileStamp>)>),
-    /// An embedded file (fixed for the life of the process).
-    Embedded(String),
+    /// A file given in memory (embedded, or from a policy bundle): its path and the SHA-256 of
+    /// its text, so a bundle that changes a list reloads it and one that does not shares it.
+    Embedded(String, [u8; 32]),
     /// Inline domains.
     Inline(Vec<Box<[u8]>>),
+    /// A list URL and the SHA-256 of its download (None: none yet).
+    Remote(String, Option<[u8; 32]>),
 }
 
 impl Stamp {
@@ -107,7 +121,8 @@ impl FileStamp {
 /// reported. Shared (`Arc`) between a policy and its reloads while no source changes.
 #[derive(Debug)]
 pub(crate) struct LoadedLists {
-    stamps: Vec<Stamp>,
+    /// Each input's stamp and format (a format change reads the same file differently).
+    stamps: Vec<(Stamp, Format)>,
     pub set: DomainSet,
     /// Invalid lines over all list files (skipped, never fatal).
     pub invalid_lines: u64,
@@ -132,14 +147,22 @@ enum Opened<'a> {
     Paths(Vec<PathBuf>),
     Text(&'a str),
     Inline(&'a [Box<[u8]>]),
+    Downloaded(Option<std::sync::Arc<Downloaded>>),
 }
 
 impl ListInput {
     /// Resolve the input against the policy source: paths to read, embedded text, or the
     /// inline domains. Err: the issue for an embedded list file that is not there.
-    fn open<'a>(&'a self, source: Source<'a>) -> Result<Opened<'a>, Issue> {
+    fn open<'a>(
+        &'a self,
+        source: Source<'a>,
+        remote: Option<&RemoteLists>,
+    ) -> Result<Opened<'a>, Issue> {
         match (self, source) {
             (ListInput::Inline(d), _) => Ok(Opened::Inline(d)),
+            (ListInput::Url { url, .. }, _) => {
+                Ok(Opened::Downloaded(remote.and_then(|r| r.get(url))))
+            }
             (ListInput::Blocklist(files), _) => Ok(Opened::Paths(files.clone())),
             (ListInput::File { rel, .. }, Source::Dir(dir)) => {
                 Ok(Opened::Paths(vec![dir.join(rel)]))
@@ -157,10 +180,28 @@ impl ListInput {
         }
     }
 
-    fn stamp(&self, source: Source<'_>) -> Stamp {
+    fn format(&self) -> Format {
+        match self {
+            ListInput::File { format, .. } | ListInput::Url { format, .. } => *format,
+            _ => Format::Lines,
+        }
+    }
+
+    fn stamp(&self, source: Source<'_>, remote: Option<&RemoteLists>) -> Stamp {
         match (self, source) {
+            (ListInput::Url { url, .. }, _) => Stamp::Remote(
+                url.clone(),
+                remote.and_then(|r| r.get(url)).map(|d| d.digest),
+            ),
             (ListInput::Inline(d), _) => Stamp::Inline(d.clone()),
-            (ListInput::File { rel, .. }, Source::Memory(_)) => Stamp::Embedded(rel.clone()),
+            (ListInput::File { rel, .. }, Source::Memory(files)) => {
+                let name = rel.trim_start_matches("./");
+                let text = files.iter().find(|(n, _)| *n == name).map_or("", |f| f.1);
+                let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(digest.as_ref());
+                Stamp::Embedded(rel.clone(), hash)
+            }
             (ListInput::File { rel, .. }, Source::Dir(dir)) => Stamp::files(&[dir.join(rel)]),
             (ListInput::Blocklist(files), _) => Stamp::files(files),
         }
@@ -170,7 +211,7 @@ impl ListInput {
     /// was declared, a `--blocklist` file by its own path.
     fn unreadable(&self, path: Option<&Path>, msg: String) -> Issue {
         match self {
-            ListInput::File { declared, .. } => Issue::new(
+            ListInput::File { declared, .. } | ListInput::Url { declared, .. } => Issue::new(
                 IssueKind::Unresolved,
                 Some(&declared.file),
                 format!("{}.file", declared.path),
@@ -193,8 +234,12 @@ pub(crate) fn load(
     source: Source<'_>,
     inputs: &[ListInput],
     previous: Option<&Arc<LoadedLists>>,
+    remote: Option<&RemoteLists>,
 ) -> Result<Arc<LoadedLists>, Vec<Issue>> {
-    let stamps: Vec<Stamp> = inputs.iter().map(|i| i.stamp(source)).collect();
+    let stamps: Vec<(Stamp, Format)> = inputs
+        .iter()
+        .map(|i| (i.stamp(source, remote), i.format()))
+        .collect();
     if let Some(prev) = previous {
         if prev.stamps == stamps {
             return Ok(Arc::clone(prev));
@@ -210,9 +255,11 @@ pub(crate) fn load(
     // size, instead of doubling (and copying) while the lists are read.
     let mut lines = 0usize;
     for input in inputs {
-        lines += match input.open(source) {
+        lines += match input.open(source, remote) {
             Ok(Opened::Paths(paths)) => paths.iter().map(|p| count_lines(p).unwrap_or(0)).sum(),
             Ok(Opened::Text(t)) => t.bytes().filter(|&b| b == b'\n').count() + 1,
+            Ok(Opened::Downloaded(Some(d))) => d.bytes.iter().filter(|&&b| b == b'\n').count() + 1,
+            Ok(Opened::Downloaded(None)) => 0,
             Ok(Opened::Inline(d)) => d.len(),
             Err(_) => 0,
         };
@@ -222,7 +269,14 @@ pub(crate) fn load(
     for input in inputs {
         let id = loaded.set.new_list();
         let mut counts = LoadCounts::default();
-        read_into(&mut loaded.set, id, input, source, &mut counts, &mut issues);
+        read_into(
+            &mut loaded.set,
+            id,
+            input,
+            (source, remote),
+            &mut counts,
+            &mut issues,
+        );
         loaded.invalid_lines += counts.invalid;
         let room = MAX_SAMPLES.saturating_sub(loaded.invalid_samples.len());
         loaded
@@ -241,7 +295,7 @@ pub(crate) fn load(
 pub(crate) fn unreadable(source: Source<'_>, inputs: &[ListInput]) -> Vec<Issue> {
     let mut issues = Vec::new();
     for input in inputs {
-        match input.open(source) {
+        match input.open(source, None) {
             Ok(Opened::Paths(paths)) => {
                 for p in paths {
                     if let Err(e) = File::open(&p) {
@@ -261,11 +315,21 @@ fn read_into(
     set: &mut DomainSet,
     id: ListId,
     input: &ListInput,
-    source: Source<'_>,
+    (source, remote): (Source<'_>, Option<&RemoteLists>),
     counts: &mut LoadCounts,
     issues: &mut Vec<Issue>,
 ) {
-    match input.open(source) {
+    let format = input.format();
+    match input.open(source, remote) {
+        // Not downloaded yet: empty until the refresher brings it (and reloads).
+        Ok(Opened::Downloaded(None)) => {}
+        Ok(Opened::Downloaded(Some(d))) => {
+            let ListInput::Url { url, .. } = input else {
+                return;
+            };
+            // Reading from memory cannot fail.
+            let _ = lists::load_lines(set, id, &d.bytes[..], Path::new(url), format, counts);
+        }
         Err(issue) => issues.push(issue),
         Ok(Opened::Inline(domains)) => {
             for d in domains {
@@ -278,13 +342,13 @@ fn read_into(
                 _ => Path::new(""),
             };
             // Reading from memory cannot fail.
-            let _ = lists::load_lines(set, id, text.as_bytes(), name, counts);
+            let _ = lists::load_lines(set, id, text.as_bytes(), name, format, counts);
         }
         Ok(Opened::Paths(paths)) => {
             for path in paths {
                 let read = File::open(&path).and_then(|file| {
                     let reader = BufReader::with_capacity(READ_BUFFER, file);
-                    lists::load_lines(set, id, reader, &path, counts)
+                    lists::load_lines(set, id, reader, &path, format, counts)
                 });
                 if let Err(e) = read {
                     let msg = format!("cannot read {} {}: {e}", input.what(), path.display());
@@ -318,6 +382,7 @@ mod tests {
     fn file_input(rel: &str) -> ListInput {
         ListInput::File {
             rel: rel.into(),
+            format: Format::Lines,
             declared: Declared {
                 file: "p.json".into(),
                 path: "global.lists.l".into(),
@@ -340,16 +405,16 @@ mod tests {
             file_input("a.txt"),
             ListInput::Inline(vec![b"i.example".to_vec().into()]),
         ];
-        let first = load(Source::Dir(&dir), &inputs, None).unwrap();
+        let first = load(Source::Dir(&dir), &inputs, None, None).unwrap();
         assert_eq!(first.set.len(), 2);
         assert_eq!(first.invalid_lines, 1);
-        let again = load(Source::Dir(&dir), &inputs, Some(&first)).unwrap();
+        let again = load(Source::Dir(&dir), &inputs, Some(&first), None).unwrap();
         assert!(Arc::ptr_eq(&first, &again), "nothing changed: shared");
 
         // Same size, new content: the stamp (mtime/ctime) still tells.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.join("a.txt"), "b.example\nbad..line\n").unwrap();
-        let changed = load(Source::Dir(&dir), &inputs, Some(&again)).unwrap();
+        let changed = load(Source::Dir(&dir), &inputs, Some(&again), None).unwrap();
         assert!(!Arc::ptr_eq(&again, &changed));
         assert_eq!(changed.set.lists_of(b"b.example").len(), 1);
         assert!(changed.set.lists_of(b"a.example").is_empty());
@@ -359,7 +424,7 @@ mod tests {
             file_input("a.txt"),
             ListInput::Inline(vec![b"j.example".to_vec().into()]),
         ];
-        let inline = load(Source::Dir(&dir), &inputs2, Some(&changed)).unwrap();
+        let inline = load(Source::Dir(&dir), &inputs2, Some(&changed), None).unwrap();
         assert!(!Arc::ptr_eq(&changed, &inline));
         assert_eq!(
             inline.set.lists_of(b"j.example"),
@@ -371,7 +436,7 @@ mod tests {
     #[test]
     fn a_missing_file_names_where_it_was_declared() {
         let dir = temp_dir("missing");
-        let err = load(Source::Dir(&dir), &[file_input("nope.txt")], None).unwrap_err();
+        let err = load(Source::Dir(&dir), &[file_input("nope.txt")], None, None).unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].path, "global.lists.l.file");
         assert!(err[0].message.contains("nope.txt"), "{}", err[0].message);

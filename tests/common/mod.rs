@@ -8,6 +8,7 @@
 //! - [`files`]: fresh scratch directories.
 //! - [`tls`]: pinned TLS clients and half-finished handshakes.
 //! - [`quic`]: DoQ and HTTP/3 clients over quinn.
+//! - [`https`]: an HTTPS server under a test CA (a control plane, a list feed).
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -32,6 +33,7 @@
 pub mod authority;
 pub mod client;
 pub mod files;
+pub mod https;
 pub mod inspect;
 pub mod picket;
 pub mod process;

@@ -1,0 +1,261 @@
+//! HTTPS GET for policy bundles and list URLs: one request per connection, conditional on the
+//! last ETag, size-capped while the body arrives, and bounded in time.
+//!
+//! Built on hyper's HTTP/1.1 client connection and tokio-rustls, both already used by the DoH
+//! listener, rather than a client crate with its own TLS stack and pool: polling one URL every
+//! few seconds needs neither pooling nor redirects, and the size cap must apply to the bytes as
+//! they arrive, which the low-level connection makes plain.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::header::{CONTENT_LENGTH, ETAG, HOST, IF_NONE_MATCH, USER_AGENT};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+/// Where the operating system keeps its CA bundle (Debian/Ubuntu/Alpine, then Fedora/RHEL).
+const SYSTEM_CA_BUNDLES: [&str; 2] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// What a GET brought.
+#[derive(Debug)]
+pub enum Fetched {
+    /// 304: the server still has what we have (the ETag matched).
+    NotModified,
+    /// 200 with the whole body, and its ETag if the server sent one.
+    Body {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
+}
+
+/// Why a GET brought nothing usable. The message names the URL and what to check.
+#[derive(Debug)]
+pub struct FetchError {
+    /// Bounded label for metrics: `network`, `http_status`, `too_large`, `timeout`.
+    pub label: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// An HTTPS client trusting the system's CAs and `--ca-file`.
+#[derive(Clone)]
+pub struct Fetcher {
+    tls: TlsConnector,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+impl Fetcher {
+    /// Trusts the system CA bundle (when there is one) and every certificate in `ca_file`.
+    pub fn new(
+        ca_file: Option<&Path>,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Fetcher, String> {
+        let mut roots = RootCertStore::empty();
+        for system in SYSTEM_CA_BUNDLES {
+            if let Ok(certs) = CertificateDer::pem_file_iter(system) {
+                roots.add_parsable_certificates(certs.flatten());
+                break;
+            }
+        }
+        if let Some(path) = ca_file {
+            let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("--ca-file {}: not PEM certificates: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "--ca-file {} holds no certificate: give a PEM file with BEGIN CERTIFICATE blocks",
+                    path.display()
+                ));
+            }
+            let (_, bad) = roots.add_parsable_certificates(certs);
+            if bad > 0 {
+                return Err(format!(
+                    "--ca-file {}: {bad} certificate(s) could not be parsed",
+                    path.display()
+                ));
+            }
+        }
+        let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Fetcher {
+            tls: TlsConnector::from(Arc::new(config)),
+            connect_timeout,
+            timeout,
+        })
+    }
+
+    /// GET `url` (https only), with `If-None-Match: etag` when given; a body over `max` bytes is
+    /// cut off and refused.
+    pub async fn get(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        max: u64,
+    ) -> Result<Fetched, FetchError> {
+        match tokio::time::timeout(self.timeout, self.get_unbounded(url, etag, max)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError {
+                label: "timeout",
+                message: format!(
+                    "GET {url}: no complete answer within {:?} (Limits::fetch_timeout)",
+                    self.timeout
+                ),
+            }),
+        }
+    }
+
+    async fn get_unbounded(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        max: u64,
+    ) -> Result<Fetched, FetchError> {
+        let network = |what: String| FetchError {
+            label: "network",
+            message: format!("GET {url}: {what}"),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| network(format!("not a URL ({e})")))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(network(
+                "only https:// URLs are fetched (give the server a certificate; --ca-file trusts a private CA)".into(),
+            ));
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| network("no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| network(format!("cannot connect to {host}:{port}: {e}")))?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| network(format!("bad server name {host:?}: {e}")))?;
+            self.tls.connect(name, tcp).await.map_err(|e| {
+                network(format!(
+                    "TLS with {host}:{port} failed: {e} (a private CA needs --ca-file)"
+                ))
+            })
+        };
+        let tls = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| FetchError {
+                label: "timeout",
+                message: format!(
+                    "GET {url}: no connection within {:?} (Limits::fetch_connect_timeout)",
+                    self.connect_timeout
+                ),
+            })??;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| network(format!("HTTP handshake: {e}")))?;
+        // The connection task ends with the request (one request per connection).
+        let driver = tokio::spawn(conn);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let authority = uri.authority().map_or(host.as_str(), |a| a.as_str());
+        let mut request = Request::get(path)
+            .header(HOST, authority)
+            .header(USER_AGENT, concat!("picket/", env!("CARGO_PKG_VERSION")));
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let request = request
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| network(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| network(format!("request failed: {e}")))?;
+        let result = read_response(url, response, max).await;
+        driver.abort();
+        result
+    }
+}
+
+async fn read_response(
+    url: &str,
+    response: hyper::Response<hyper::body::Incoming>,
+    max: u64,
+) -> Result<Fetched, FetchError> {
+    let too_large = |size: u64| {
+        FetchError {
+        label: "too_large",
+        message: format!(
+            "GET {url}: the body is {size} bytes or more, over the {max}-byte limit: the download was cut off"
+        ),
+    }
+    };
+    match response.status() {
+        StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
+        StatusCode::OK => {}
+        status => {
+            return Err(FetchError {
+                label: "http_status",
+                message: format!("GET {url}: the server answered {status}"),
+            })
+        }
+    }
+    let etag = response
+        .headers()
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&l| l > max) {
+        return Err(too_large(len));
+    }
+    let mut body = response.into_body();
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| FetchError {
+            label: "network",
+            message: format!(
+                "GET {url}: the body was cut short after {} bytes: {e}",
+                bytes.len()
+            ),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if (bytes.len() + data.len()) as u64 > max {
+                return Err(too_large((bytes.len() + data.len()) as u64));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(Fetched::Body { bytes, etag })
+}
+
+/// `interval` moved by up to [`crate::config::limits::FETCH_JITTER`] either way.
+pub fn jittered(interval: Duration) -> Duration {
+    let spread = crate::config::limits::FETCH_JITTER;
+    let factor = 1.0 + rand::random_range(-spread..=spread);
+    interval.mul_f64(factor)
+}

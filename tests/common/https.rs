@@ -1,0 +1,195 @@
+//! An in-process HTTPS server on 127.0.0.1 under a test CA: what a control plane or a list
+//! feed is to Picket (`--policy-url`, `"url"` lists). It serves what a test publishes, with
+//! an ETag per version (answering 304 to a matching If-None-Match), and records every request.
+//! Picket trusts it through `--ca-file` (the CA's PEM, written to a scratch file).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub if_none_match: Option<String>,
+    /// 200 or 304 (or 404).
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Content {
+    /// path → (body, etag)
+    files: HashMap<String, (Vec<u8>, String)>,
+    seen: Vec<Seen>,
+    next_etag: u64,
+}
+
+/// The server; stops when dropped.
+pub struct HttpsServer {
+    pub addr: SocketAddr,
+    /// The test CA's certificate (PEM), for `--ca-file`.
+    pub ca_file: PathBuf,
+    content: Arc<Mutex<Content>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpsServer {
+    /// Starts on 127.0.0.1:0, with a fresh CA and a certificate for 127.0.0.1 and localhost.
+    pub fn start() -> HttpsServer {
+        let dir = super::temp_dir("https");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Picket test CA");
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        leaf_params.use_authority_key_identifier_extension = true;
+        leaf_params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let chain = vec![CertificateDer::from(leaf.der().to_vec())];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let config = ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let content = Arc::new(Mutex::new(Content::default()));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = content.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (tcp, _) = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok(a) => a,
+                            Err(_) => continue,
+                        },
+                        _ = &mut stopped => return,
+                    };
+                    let acceptor = acceptor.clone();
+                    let content = served.clone();
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let service = hyper::service::service_fn(move |req| {
+                            let content = content.clone();
+                            async move { Ok::<_, std::convert::Infallible>(answer(&content, &req)) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        HttpsServer {
+            addr,
+            ca_file,
+            content,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `https://127.0.0.1:PORT/PATH`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}/{}", self.addr.port(), path)
+    }
+
+    /// Serves `body` at `/path` from now on, under a new ETag.
+    pub fn publish(&self, path: &str, body: impl Into<Vec<u8>>) {
+        let mut c = self.content.lock().unwrap();
+        c.next_etag += 1;
+        let etag = format!("\"v{}\"", c.next_etag);
+        c.files.insert(path.to_owned(), (body.into(), etag));
+    }
+
+    /// Every request so far for `/path`.
+    pub fn requests(&self, path: &str) -> Vec<Seen> {
+        let c = self.content.lock().unwrap();
+        c.seen
+            .iter()
+            .filter(|s| s.path == format!("/{path}"))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn answer(content: &Mutex<Content>, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let mut c = content.lock().unwrap();
+    let path = req.uri().path().to_owned();
+    let if_none_match = req
+        .headers()
+        .get(hyper::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let found = c.files.get(path.trim_start_matches('/')).cloned();
+    let (status, body, etag) = match found {
+        None => (StatusCode::NOT_FOUND, Vec::new(), None),
+        Some((_, etag)) if if_none_match.as_deref() == Some(etag.as_str()) => {
+            (StatusCode::NOT_MODIFIED, Vec::new(), Some(etag))
+        }
+        Some((body, etag)) => (StatusCode::OK, body, Some(etag)),
+    };
+    c.seen.push(Seen {
+        path,
+        if_none_match,
+        status: status.as_u16(),
+    });
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Some(etag) = etag {
+        response
+            .headers_mut()
+            .insert(hyper::header::ETAG, etag.parse().unwrap());
+    }
+    response
+}

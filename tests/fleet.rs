@@ -1,0 +1,648 @@
+//! A fleet node as an operator runs one (issue 19): `picket keygen`, `picket bundle sign`,
+//! a control plane (an in-process HTTPS server under a test CA) publishing bundles, and
+//! `picket serve --policy-url` answering real DNS queries before and after each publication.
+//! Waits poll what the node answers or reports; nothing is asserted on timing.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::https::HttpsServer;
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ZONE: &str = r#"
+example.test.        3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+good.example.test     300 IN A    192.0.2.1
+bad.example.test      300 IN A    192.0.2.2
+worse.example.test    300 IN A    192.0.2.3
+ads.example.test      300 IN A    192.0.2.4
+ok.bad.example.test   300 IN A    192.0.2.5
+x.evil.example.test   300 IN A    192.0.2.6
+"#;
+
+/// Runs the binary; (exit code, stdout, stderr).
+fn picket(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args(args)
+        .output()
+        .expect("picket runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `picket keygen` in `dir`: the key file and the public key (the last line of stdout).
+fn keygen(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join(format!("key-{}", std::process::id()));
+    let _ = std::fs::remove_file(&key);
+    let (code, out, err) = picket(&["keygen", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let public = out.lines().last().expect("a public key line").to_owned();
+    (key, public)
+}
+
+/// A policy directory blocking every name on its list file.
+fn policy_dir(blocked: &[&str]) -> PathBuf {
+    dir_with(
+        "fleet-policy",
+        &[
+            (
+                "p.json",
+                r#"{ "global": {
+                  "lists": { "bad": { "file": "lists/bad.txt" } },
+                  "rules": [ { "id": "bad", "expression": "list.bad", "action": "block" } ] } }"#,
+            ),
+            ("lists/bad.txt", &(blocked.join("\n") + "\n")),
+        ],
+    )
+}
+
+/// `picket bundle sign` of a policy blocking `blocked`, with `version`: the bundle's bytes.
+fn signed(key: &Path, version: u64, blocked: &[&str]) -> Vec<u8> {
+    signed_dir(key, version, &policy_dir(blocked))
+}
+
+/// `picket bundle sign DIR`: the bundle's bytes.
+fn signed_dir(key: &Path, version: u64, dir: &Path) -> Vec<u8> {
+    let out = dir.join("out.bundle");
+    let (code, stdout, err) = picket(&[
+        "bundle",
+        "sign",
+        dir.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--version",
+        &version.to_string(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    std::fs::read(out).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET over plain HTTP/1.1 (the admin listener); status and body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (0, String::new());
+    };
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// One metric sample's value (`name{labels}` exactly as rendered), 0 when absent.
+async fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let (_, body) = http_get(admin, "/metrics").await;
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Polls `cond` until it holds; panics with `what` after a minute (a hang guard, not a timing
+/// assertion: every wait here normally ends within a few poll intervals).
+async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        real_sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// A node of the fleet: `picket serve --policy-url ...` with metrics on.
+struct Node {
+    process: PicketProcess,
+    admin: SocketAddr,
+}
+
+fn node(
+    upstream: SocketAddr,
+    url: &str,
+    public: &str,
+    ca: &Path,
+    state: &Path,
+    extra: &[&str],
+) -> Node {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut args = vec![
+        "--upstream".to_owned(),
+        upstream.to_string(),
+        "--policy-url".into(),
+        url.into(),
+        "--policy-key".into(),
+        public.into(),
+        "--policy-interval".into(),
+        "1s".into(),
+        "--state-dir".into(),
+        state.to_str().unwrap().into(),
+        "--ca-file".into(),
+        ca.to_str().unwrap().into(),
+        "--metrics".into(),
+        admin.to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let process = PicketProcess::serve(&args, |c| {
+        c.stderr(Stdio::null());
+    });
+    Node { process, admin }
+}
+
+async fn answer(node: &Node, name: &str) -> ResponseCode {
+    rcode(&query_udp(node.process.addr, name, RecordType::A).await)
+}
+
+#[test]
+fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
+    let dir = temp_dir("fleet-cli");
+    let (key, public) = keygen(&dir);
+    assert_eq!(public.len(), 44, "32 bytes in base64: {public}");
+    let (code, _, err) = picket(&["keygen", key.to_str().unwrap()]);
+    assert_ne!(code, 0, "an existing key is never overwritten");
+    assert!(err.contains("never overwritten"), "{err}");
+
+    let bundle = dir.join("b.bundle");
+    std::fs::write(&bundle, signed(&key, 5, &["bad.example.test"])).unwrap();
+    let b = bundle.to_str().unwrap();
+    let (code, out, err) = picket(&["bundle", "verify", b, "--policy-key", &public]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("good signature, version 5"), "{out}");
+    assert!(
+        out.contains("lists/bad.txt"),
+        "the list travels with the policy: {out}"
+    );
+
+    // `check` takes the bundle where it takes a directory, with or without the key.
+    let (code, out, err) = picket(&["check", b]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = picket(&["check", b, "--policy-key", &public]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Another key: refused by verify and by check.
+    let (_, other) = keygen(&temp_dir("fleet-cli-other"));
+    let (code, out, _) = picket(&["bundle", "verify", b, "--policy-key", &other]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("signature does not verify"), "{out}");
+    let (code, out, _) = picket(&["check", b, "--policy-key", &other]);
+    assert_eq!(code, 1, "{out}");
+
+    // One byte of the list changed: refused, by signature.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() - 70;
+    bytes[at] ^= 0x20;
+    let tampered = dir.join("t.bundle");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let (code, out, _) = picket(&[
+        "bundle",
+        "verify",
+        tampered.to_str().unwrap(),
+        "--policy-key",
+        &public,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("signature does not verify"), "{out}");
+
+    // Cut short: refused, and the message says what probably happened.
+    let cut = dir.join("cut.bundle");
+    std::fs::write(&cut, &std::fs::read(&bundle).unwrap()[..20]).unwrap();
+    let (code, out, _) = picket(&[
+        "bundle",
+        "verify",
+        cut.to_str().unwrap(),
+        "--policy-key",
+        &public,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("truncated download"), "{out}");
+
+    // A policy that does not load is never signed.
+    let broken = dir_with(
+        "fleet-broken",
+        &[(
+            "p.json",
+            r#"{ "global": { "rules": [ { "id": "x", "expression": "nope ==", "action": "block" } ] } }"#,
+        )],
+    );
+    let (code, _, err) = picket(&[
+        "bundle",
+        "sign",
+        broken.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--out",
+        dir.join("no.bundle").to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("p.json") && err.contains("not signed"),
+        "{err}"
+    );
+    assert!(!dir.join("no.bundle").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
+    let upstream = Authority::start(ZONE);
+    let control = HttpsServer::start();
+    let work = temp_dir("fleet-serve");
+    let (key, public) = keygen(&work);
+    let state = work.join("state");
+    let url = control.url("policy.bundle");
+    let fetches = |result: &str| format!("picket_policy_bundle_fetch_total{{result=\"{result}\"}}");
+
+    // Nothing published yet: the node answers, but is not ready.
+    let n = node(
+        upstream.addr(),
+        &url,
+        &public,
+        &control.ca_file,
+        &state,
+        &[],
+    );
+    wait_until_answering(n.process.addr).await;
+    wait_for("a failed first fetch is counted", || async {
+        metric(n.admin, &fetches("fetch_failed")).await >= 1.0
+    })
+    .await;
+    let (status, body) = http_get(n.admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no policy"), "{body}");
+    assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NoError);
+
+    // Version 1 published: bad.example.test becomes blocked, the node ready.
+    control.publish("policy.bundle", signed(&key, 1, &["bad.example.test"]));
+    wait_for("version 1 blocks bad.example.test", || async {
+        answer(&n, "bad.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(answer(&n, "good.example.test").await, ResponseCode::NoError);
+    let (status, body) = http_get(n.admin, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("policy bundle version 1"), "{body}");
+    assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 1.0);
+    assert!(state.join("policy.bundle").exists(), "kept in --state-dir");
+    // The server saw the ETag again and answered 304.
+    wait_for("a conditional poll answered 304", || async {
+        control
+            .requests("policy.bundle")
+            .iter()
+            .any(|s| s.status == 304 && s.if_none_match.is_some())
+    })
+    .await;
+
+    // A tampered version 2 (one byte of its list): refused and counted, version 1 serves on.
+    let mut tampered = signed(&key, 2, &["bad.example.test", "worse.example.test"]);
+    let at = tampered.len() - 70;
+    tampered[at] ^= 0x20;
+    control.publish("policy.bundle", tampered);
+    wait_for("the tampered bundle is refused", || async {
+        metric(n.admin, &fetches("bad_signature")).await >= 1.0
+    })
+    .await;
+    assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NXDomain);
+    assert_eq!(
+        answer(&n, "worse.example.test").await,
+        ResponseCode::NoError
+    );
+
+    // A truncated download of a good version 2: refused too.
+    let good2 = signed(&key, 2, &["bad.example.test", "worse.example.test"]);
+    control.publish("policy.bundle", good2[..good2.len() / 2].to_vec());
+    wait_for("the truncated bundle is refused", || async {
+        metric(n.admin, &fetches("bad_signature")).await
+            + metric(n.admin, &fetches("malformed")).await
+            >= 2.0
+    })
+    .await;
+    assert_eq!(
+        answer(&n, "worse.example.test").await,
+        ResponseCode::NoError
+    );
+
+    // Version 3 whole and signed: applied within a few polls.
+    control.publish(
+        "policy.bundle",
+        signed(&key, 3, &["bad.example.test", "worse.example.test"]),
+    );
+    wait_for("version 3 blocks worse.example.test", || async {
+        answer(&n, "worse.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 3.0);
+
+    // An older, validly signed bundle (version 2, blocking nothing new): rollback refused.
+    control.publish("policy.bundle", signed(&key, 2, &["bad.example.test"]));
+    wait_for("the rollback is refused", || async {
+        metric(n.admin, &fetches("rollback")).await >= 1.0
+    })
+    .await;
+    assert_eq!(
+        answer(&n, "worse.example.test").await,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 3.0);
+    assert!(metric(n.admin, &fetches("applied")).await >= 2.0);
+    drop(n);
+
+    // The control plane goes down and the node restarts: it serves version 3 from its state.
+    let ca = control.ca_file.clone();
+    drop(control);
+    let down = format!("https://127.0.0.1:{}/policy.bundle", free_port());
+    let restarted = node(upstream.addr(), &down, &public, &ca, &state, &[]);
+    wait_until_answering(restarted.process.addr).await;
+    assert_eq!(
+        answer(&restarted, "worse.example.test").await,
+        ResponseCode::NXDomain
+    );
+    // Ready once every worker serves: the state's policy is there from the start.
+    wait_for("the restarted node is ready", || async {
+        http_get(restarted.admin, "/readyz").await.0 == 200
+    })
+    .await;
+    let (_, body) = http_get(restarted.admin, "/readyz").await;
+    assert!(body.contains("version 3"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_rollback_applies_an_older_bundle() {
+    let upstream = Authority::start(ZONE);
+    let control = HttpsServer::start();
+    let work = temp_dir("fleet-rollback");
+    let (key, public) = keygen(&work);
+    let url = control.url("b");
+    control.publish(
+        "b",
+        signed(&key, 9, &["bad.example.test", "worse.example.test"]),
+    );
+    let n = node(
+        upstream.addr(),
+        &url,
+        &public,
+        &control.ca_file,
+        &work.join("s"),
+        &["--allow-rollback"],
+    );
+    wait_until_answering(n.process.addr).await;
+    wait_for("version 9 applied", || async {
+        answer(&n, "worse.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    control.publish("b", signed(&key, 4, &["bad.example.test"]));
+    wait_for("the older version 4 applied on purpose", || async {
+        answer(&n, "worse.example.test").await == ResponseCode::NoError
+    })
+    .await;
+    assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NXDomain);
+    assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 4.0);
+}
+
+const FEED: &str = "$TTL 60
+$ORIGIN rpz.feed.
+@ SOA localhost. root.localhost. 1 3600 600 86400 60
+@ NS localhost.
+bad.example.test CNAME .
+*.evil.example.test CNAME *.
+ok.bad.example.test CNAME rpz-passthru.
+good.example.test A 192.0.2.250
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
+    let upstream = Authority::start(ZONE);
+    let feeds = HttpsServer::start();
+    feeds.publish("ads.txt", "ads.example.test\n");
+    feeds.publish("feed.rpz", FEED);
+    let policy = format!(
+        r#"{{ "global": {{
+          "lists": {{
+            "ads": {{ "url": "{ads}", "refresh": "1s" }},
+            "threat": {{ "url": "{rpz}", "format": "rpz" }},
+            "threat_ok": {{ "url": "{rpz}", "format": "rpz", "rpz": "passthru" }}
+          }},
+          "rules": [
+            {{ "id": "threat-ok", "expression": "list.threat_ok", "action": "allow" }},
+            {{ "id": "threat", "expression": "list.threat", "action": "block" }},
+            {{ "id": "ads", "expression": "list.ads", "action": "block" }}
+          ] }} }}"#,
+        ads = feeds.url("ads.txt"),
+        rpz = feeds.url("feed.rpz"),
+    );
+    let dir = dir_with("fleet-lists", &[("p.json", &policy)]);
+    let state = temp_dir("fleet-lists-state");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let process = PicketProcess::serve(
+        &[
+            "--upstream",
+            &upstream.addr().to_string(),
+            "--policies",
+            dir.to_str().unwrap(),
+            "--ca-file",
+            feeds.ca_file.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--metrics",
+            &admin.to_string(),
+        ],
+        |c| {
+            c.stderr(Stdio::null());
+        },
+    );
+    let n = Node { process, admin };
+    wait_until_answering(n.process.addr).await;
+
+    // Downloaded off the query path, then in force.
+    wait_for("the ads list is downloaded and blocks", || async {
+        answer(&n, "ads.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    wait_for("the RPZ feed blocks bad.example.test", || async {
+        answer(&n, "bad.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(
+        answer(&n, "x.evil.example.test").await,
+        ResponseCode::NXDomain,
+        "wildcard owner"
+    );
+    assert_eq!(
+        answer(&n, "ok.bad.example.test").await,
+        ResponseCode::NoError,
+        "rpz-passthru"
+    );
+    assert_eq!(
+        answer(&n, "good.example.test").await,
+        ResponseCode::NoError,
+        "local data not mapped"
+    );
+
+    // Refreshed with the ETag: the server answers 304 and the list stays.
+    wait_for("a refresh is answered 304", || async {
+        feeds.requests("ads.txt").iter().any(|s| {
+            s.status == 304
+                && s.if_none_match
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("\"v"))
+        })
+    })
+    .await;
+    assert!(metric(admin, "picket_list_fetch_total{result=\"not_modified\"}").await >= 1.0);
+    assert_eq!(answer(&n, "ads.example.test").await, ResponseCode::NXDomain);
+
+    // A new version of the list: swapped in, the old entry gone.
+    feeds.publish("ads.txt", "worse.example.test\n");
+    wait_for("the new ads list blocks worse.example.test", || async {
+        answer(&n, "worse.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(answer(&n, "ads.example.test").await, ResponseCode::NoError);
+    assert!(metric(admin, "picket_list_fetch_total{result=\"updated\"}").await >= 3.0);
+
+    // The feed server goes away: the lists stay, and a restart loads them from --state-dir.
+    drop(feeds);
+    wait_for("a failed refresh is counted", || async {
+        metric(admin, "picket_list_fetch_total{result=\"fetch_failed\"}").await >= 1.0
+    })
+    .await;
+    assert_eq!(
+        answer(&n, "worse.example.test").await,
+        ResponseCode::NXDomain
+    );
+    drop(n);
+    let restarted = PicketProcess::serve(
+        &[
+            "--upstream",
+            &upstream.addr().to_string(),
+            "--policies",
+            dir.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        |c| {
+            c.stderr(Stdio::null());
+        },
+    );
+    wait_until_answering(restarted.addr).await;
+    let a = |name: &'static str| {
+        let addr = restarted.addr;
+        async move { rcode(&query_udp(addr, name, RecordType::A).await) }
+    };
+    assert_eq!(a("worse.example.test").await, ResponseCode::NXDomain);
+    assert_eq!(a("bad.example.test").await, ResponseCode::NXDomain);
+}
+
+#[test]
+fn check_reports_what_an_rpz_list_cannot_map_with_line_numbers() {
+    let dir = dir_with(
+        "fleet-rpz-check",
+        &[
+            (
+                "p.json",
+                r#"{ "global": { "lists": { "t": { "file": "feed.rpz", "format": "rpz" } },
+                  "rules": [ { "id": "t", "expression": "list.t", "action": "block" } ] } }"#,
+            ),
+            ("feed.rpz", FEED),
+        ],
+    );
+    let (code, out, err) = picket(&["check", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let all = out + &err;
+    assert!(all.contains("feed.rpz:8"), "the A record's line: {all}");
+    assert!(all.contains("RPZ local data"), "{all}");
+}
+
+/// A bundle can be valid where it was signed and still not load on a node (here the node's own
+/// `--blocklist` needs the list name the bundle uses): refused, counted, and the node stays
+/// not ready until a bundle that loads arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
+    let upstream = Authority::start(ZONE);
+    let control = HttpsServer::start();
+    let work = temp_dir("fleet-load-failed");
+    let (key, public) = keygen(&work);
+    let blocklist = work.join("local.txt");
+    std::fs::write(&blocklist, "worse.example.test\n").unwrap();
+    let clash = dir_with(
+        "fleet-clash",
+        &[(
+            "p.json",
+            r#"{ "global": { "lists": { "blocklist": { "domains": ["bad.example.test"] } },
+                  "rules": [ { "id": "b", "expression": "list.blocklist", "action": "block" } ] } }"#,
+        )],
+    );
+    control.publish("b", signed_dir(&key, 1, &clash));
+    let n = node(
+        upstream.addr(),
+        &control.url("b"),
+        &public,
+        &control.ca_file,
+        &work.join("s"),
+        &["--blocklist", blocklist.to_str().unwrap()],
+    );
+    wait_until_answering(n.process.addr).await;
+    wait_for("the bundle that does not load is refused", || async {
+        metric(
+            n.admin,
+            "picket_policy_bundle_fetch_total{result=\"load_failed\"}",
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    let (status, body) = http_get(n.admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!work.join("s").join("policy.bundle").exists(), "never kept");
+    assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NoError);
+
+    control.publish("b", signed(&key, 2, &["bad.example.test"]));
+    wait_for("the next good bundle applies", || async {
+        answer(&n, "bad.example.test").await == ResponseCode::NXDomain
+    })
+    .await;
+    assert_eq!(
+        answer(&n, "worse.example.test").await,
+        ResponseCode::NXDomain,
+        "the node's --blocklist applies with it"
+    );
+    wait_for("ready", || async {
+        http_get(n.admin, "/readyz").await.0 == 200
+    })
+    .await;
+}

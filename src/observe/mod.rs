@@ -8,14 +8,13 @@ pub mod metrics;
 pub mod outcome;
 pub mod querylog;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use metrics::Metrics;
 pub use outcome::{CacheStatus, Outcome};
 pub use querylog::{ClientIpMode, LogTarget, QueryLog, QueryLogSettings};
 
-use crate::upstream::ExchangeSink;
+use crate::upstream::{ExchangeSink, Upstream};
 
 /// Where outcomes go. Cheap to call on the hot path.
 #[derive(Debug, Default)]
@@ -29,7 +28,7 @@ impl Observer {
     /// and/or a query log. Opens the log now, so a bad path fails at start.
     pub fn new(
         with_metrics: bool,
-        upstreams: &[SocketAddr],
+        upstreams: &[Upstream],
         query_log: Option<&QueryLogSettings>,
     ) -> std::io::Result<Self> {
         let metrics = with_metrics.then(|| Arc::new(Metrics::new(upstreams)));

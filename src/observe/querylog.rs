@@ -659,9 +659,9 @@ pub fn format_line(o: &Outcome<'_>, client_ip: ClientIpMode, now: SystemTime, ou
     out.extend_from_slice(o.cache.as_str().as_bytes());
     out.extend_from_slice(b"\",\"upstream\":");
     match o.upstream {
-        Some(addr) => {
+        Some(upstream) => {
             // Only on misses; the standard formatter is fine there.
-            let _ = write!(out, "\"{addr}\"");
+            push_str(out, &upstream.to_string());
         }
         None => out.extend_from_slice(b"null"),
     }
@@ -794,6 +794,7 @@ mod tests {
     use super::*;
     use crate::observe::CacheStatus;
     use crate::query::Transport;
+    use crate::upstream::Upstream;
 
     fn outcome() -> Outcome<'static> {
         Outcome {
@@ -807,7 +808,9 @@ mod tests {
             rule: Some(("r7", "no \"ads\"")),
             audited: &[],
             cache: CacheStatus::None,
-            upstream: Some("192.0.2.53:53".parse().unwrap()),
+            upstream: Some(Box::leak(Box::new(Upstream::from(
+                "192.0.2.53:53".parse::<std::net::SocketAddr>().unwrap(),
+            )))),
             ede: Some(15),
             duration: Duration::from_nanos(12_345_678),
         }

@@ -5,6 +5,8 @@
 pub mod coalesce;
 pub mod forward;
 pub mod recursor;
+pub mod spec;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,6 +16,8 @@ pub use forward::{
     ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery,
 };
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
+pub use spec::{Upstream, UpstreamSpec};
+pub use transport::{read_ca_file, StreamLimits};
 
 use crate::protocol::wire::ede;
 

@@ -40,8 +40,8 @@ use crate::query::{ClientHints, Facts, RouteId};
 use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
-    Coalescer, Forwarder, ForwarderStats, Health, Recursive, StreamLimits, Upstream,
-    UpstreamError, UpstreamQuery,
+    Coalescer, Forwarder, ForwarderStats, Health, Recursive, StreamLimits, Upstream, UpstreamError,
+    UpstreamQuery,
 };
 
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
@@ -587,11 +587,13 @@ impl Worker {
             }
             (RouteId::Group(name), _) => {
                 // The group as the current policy defines it (it may have been reloaded).
-                let servers = shared
-                    .policy
-                    .load()
-                    .upstream_group(name)
-                    .map(|group| group.iter().copied().map(Upstream::from).collect::<Vec<_>>());
+                let servers = shared.policy.load().upstream_group(name).map(|group| {
+                    group
+                        .iter()
+                        .copied()
+                        .map(Upstream::from)
+                        .collect::<Vec<_>>()
+                });
                 let servers = servers.ok_or(UpstreamError::NoServers)?;
                 let (bytes, server) = forwarder.query(&query, &servers).await?;
                 (bytes, Some(server))

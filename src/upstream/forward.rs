@@ -539,7 +539,9 @@ impl Health {
 
     fn failure(&self, server: &Upstream) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = failures.entry(server.clone()).or_insert((0, Instant::now()));
+        let entry = failures
+            .entry(server.clone())
+            .or_insert((0, Instant::now()));
         entry.0 = entry.0.saturating_add(1);
         entry.1 = Instant::now();
         if entry.0 == FAILING_AFTER {

@@ -297,12 +297,18 @@ mod tests {
     fn every_form_parses_and_prints_normalised() {
         assert_eq!(ok("192.0.2.53"), "192.0.2.53:53");
         assert_eq!(ok("[2001:db8::53]:5300"), "[2001:db8::53]:5300");
-        assert_eq!(ok("tls://9.9.9.9#dns.quad9.net"), "tls://9.9.9.9:853#dns.quad9.net");
+        assert_eq!(
+            ok("tls://9.9.9.9#dns.quad9.net"),
+            "tls://9.9.9.9:853#dns.quad9.net"
+        );
         assert_eq!(
             ok("TLS://[2001:db8::1]:8853#Dns.Example."),
             "tls://[2001:db8::1]:8853#dns.example"
         );
-        assert_eq!(ok("quic://127.0.0.1:8853#localhost"), "quic://127.0.0.1:8853#localhost");
+        assert_eq!(
+            ok("quic://127.0.0.1:8853#localhost"),
+            "quic://127.0.0.1:8853#localhost"
+        );
         assert_eq!(
             ok("https://dns.quad9.net/dns-query#9.9.9.9"),
             "https://dns.quad9.net/dns-query#9.9.9.9"

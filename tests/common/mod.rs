@@ -6,7 +6,9 @@
 //! - [`client`]: UDP/TCP query helpers with timeouts.
 //! - [`inspect`]: readers for answers in assertions.
 //! - [`files`]: fresh scratch directories.
-//! - [`tls`]: pinned TLS clients and half-finished handshakes.
+//! - [`tls`]: pinned TLS clients and half-finished handshakes; a test CA.
+//! - [`encrypted`]: DoT, DoH and DoQ fronts for an [`Authority`], for
+//!   encrypted-upstream tests.
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -30,6 +32,7 @@
 
 pub mod authority;
 pub mod client;
+pub mod encrypted;
 pub mod files;
 pub mod inspect;
 pub mod picket;
@@ -46,6 +49,7 @@ pub use client::{
     send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient, ANSWER_TIMEOUT,
     RAW_TIMEOUT,
 };
+pub use encrypted::EncryptedFront;
 pub use files::{dir_with, temp_dir};
 pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,

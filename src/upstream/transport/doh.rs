@@ -107,8 +107,8 @@ impl Pool {
         let uri: Uri = label
             .parse()
             .map_err(|e| network(format!("{label}: {e}")))?;
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|e| network(format!("{label}: {e}")))?;
+        let name =
+            ServerName::try_from(host.to_string()).map_err(|e| network(format!("{label}: {e}")))?;
         Ok(Self {
             addr,
             name,
@@ -132,7 +132,9 @@ impl Pool {
             Err(Failed::Lost(e)) if !fresh => {
                 tracing::debug!(upstream = %self.label, error = %e, "DoH connection lost; reconnecting");
                 let (conn, _) = self.connection().await?;
-                self.ask(&conn, q, payload).await.map_err(Failed::into_error)
+                self.ask(&conn, q, payload)
+                    .await
+                    .map_err(Failed::into_error)
             }
             other => other.map_err(Failed::into_error),
         }

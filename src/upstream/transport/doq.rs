@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{ClientConfig as QuinnConfig, Connection, Endpoint, IdleTimeout, TransportConfig, VarInt};
+use quinn::{
+    ClientConfig as QuinnConfig, Connection, Endpoint, IdleTimeout, TransportConfig, VarInt,
+};
 use tokio_rustls::rustls::ClientConfig;
 
 use super::{checked, framed, network, Common, OpenSocket};
@@ -109,7 +111,9 @@ impl Pool {
             .read_to_end(2 + 65_535)
             .await
             .map_err(|e| other(format!("reading the answer: {e}")))?;
-        let Some(len) = data.get(..2).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        let Some(len) = data
+            .get(..2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
         else {
             return Err(other("the stream ended without an answer".into()));
         };

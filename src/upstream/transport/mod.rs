@@ -120,9 +120,7 @@ pub(crate) fn client_config(
         builder.with_safe_default_protocol_versions()
     }
     .expect("ring offers TLS 1.2 and 1.3");
-    let mut config = builder
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = builder.with_root_certificates(roots).with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     Arc::new(config)
 }

@@ -319,3 +319,117 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     let text = String::from_utf8(raw).unwrap();
     text.split_once("\r\n\r\n").unwrap().1.to_string()
 }
+
+/// Unbound (Debian's) serving `w<i>.example.test` from local data on its
+/// DoT (`tls-port`) and DoH (`https-port`, built with nghttp2 in Debian)
+/// listeners, with a certificate from the test CA.
+struct Unbound {
+    child: std::process::Child,
+    dot: SocketAddr,
+    doh: SocketAddr,
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Unbound {
+    fn start(ca: &TestCa) -> Unbound {
+        let dir = temp_dir("unbound-upstream");
+        let issued = ca.issue(&["dns.test"]);
+        let (pem, key) = (dir.join("server.pem"), dir.join("server.key"));
+        std::fs::write(&pem, &issued.chain_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        let (dot_port, doh_port) = (free_tcp_port(), free_tcp_port());
+        let local_data: String = (0..20)
+            .map(|i| format!("  local-data: \"w{i}.example.test. 300 IN A 192.0.2.{i}\"\n"))
+            .collect();
+        let config = format!(
+            "server:\n  interface: 127.0.0.1@{dot_port}\n  interface: 127.0.0.1@{doh_port}\n  \
+             tls-port: {dot_port}\n  https-port: {doh_port}\n  \
+             tls-service-pem: \"{pem}\"\n  tls-service-key: \"{key}\"\n  \
+             do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"{dir}\"\n  \
+             pidfile: \"\"\n  use-syslog: no\n  do-ip6: no\n  verbosity: 1\n  \
+             access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  \
+             local-zone: \"example.test.\" static\n{local_data}",
+            pem = pem.display(),
+            key = key.display(),
+            dir = dir.display(),
+        );
+        let conf = dir.join("unbound.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = std::process::Command::new("/usr/sbin/unbound")
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .spawn()
+            .expect("/usr/sbin/unbound (Debian package unbound)");
+        let unbound = Unbound {
+            child,
+            dot: SocketAddr::from(([127, 0, 0, 1], dot_port)),
+            doh: SocketAddr::from(([127, 0, 0, 1], doh_port)),
+        };
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(unbound.dot).is_ok()
+                && std::net::TcpStream::connect(unbound.doh).is_ok()
+            {
+                return unbound;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "Unbound did not listen on {} and {}",
+            unbound.dot, unbound.doh
+        );
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) as the upstream; run by .ci/run"]
+async fn unbound_answers_as_a_dot_and_a_doh_upstream() {
+    let ca = TestCa::new();
+    let unbound = Unbound::start(&ca);
+    for spec in [
+        format!("tls://{}#dns.test", unbound.dot),
+        format!(
+            "https://dns.test:{}/dns-query#127.0.0.1",
+            unbound.doh.port()
+        ),
+    ] {
+        let picket = start_picket_with(settings(std::slice::from_ref(&spec), &ca));
+        assert_eq!(
+            ask_a(&picket, "w3.example.test").await,
+            [Ipv4Addr::new(192, 0, 2, 3)],
+            "{spec}"
+        );
+        // Several at once on the same connection, and NXDOMAIN passed through.
+        let addr = picket.addr;
+        let asks: Vec<_> = (4..12u8)
+            .map(|i| {
+                tokio::spawn(async move {
+                    (
+                        i,
+                        query_udp(addr, &format!("w{i}.example.test"), RecordType::A).await,
+                    )
+                })
+            })
+            .collect();
+        for ask in asks {
+            let (i, answer) = ask.await.unwrap();
+            assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, i)], "{spec}");
+        }
+        let missing = query_udp(picket.addr, "nowhere.example.test", RecordType::A).await;
+        assert_eq!(rcode(&missing), ResponseCode::NXDomain, "{spec}");
+    }
+}

@@ -143,6 +143,30 @@ async fn dot_upstream_reconnects_after_the_server_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_idle_dot_connection_is_closed_and_reopened_when_needed() {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let dot = EncryptedFront::dot(
+        &authority,
+        ca.server_config(&["dns.test"], &[b"dot"], false),
+    );
+    let mut settings = settings(&[format!("tls://{}#dns.test", dot.addr())], &ca);
+    settings.limits.upstream_stream_idle_timeout = Duration::from_millis(200);
+    let picket = start_picket_with(settings);
+
+    assert_eq!(
+        ask_a(&picket, "w1.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 1)]
+    );
+    wait_for("Picket to close its idle connection", || dot.closed() == 1).await;
+    assert_eq!(
+        ask_a(&picket, "w2.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 2)]
+    );
+    assert_eq!(dot.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_dot_upstream_whose_certificate_does_not_match_is_never_used() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
@@ -157,11 +181,20 @@ async fn a_dot_upstream_whose_certificate_does_not_match_is_never_used() {
     let wrong_spec = format!("tls://{}#dns.test", wrong.addr());
     let right_spec = format!("tls://{}#dns.test", right.addr());
 
-    // Alone, it is asked and refused: SERVFAIL, the query never sent.
-    let alone = start_picket_with(settings(std::slice::from_ref(&wrong_spec), &ca));
-    let answer = query_udp(alone.addr, "w1.example.test", RecordType::A).await;
-    assert_eq!(rcode(&answer), ResponseCode::ServFail);
-    assert!(wrong.offered() >= 1, "the upstream was tried");
+    // Alone, it is asked and refused: SERVFAIL, the query never sent; and
+    // while the reconnect backoff runs, not asked again.
+    let mut alone = settings(std::slice::from_ref(&wrong_spec), &ca);
+    alone.limits.upstream_reconnect_backoff_min = Duration::from_secs(600);
+    let alone = start_picket_with(alone);
+    for name in ["w1.example.test", "w2.example.test"] {
+        let answer = query_udp(alone.addr, name, RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    }
+    assert_eq!(
+        wrong.offered(),
+        1,
+        "one connection attempt, then the backoff holds retries off"
+    );
     assert_eq!(wrong.connections(), 0, "no handshake finished");
     assert_eq!(authority.queries(), 0, "no query went to it");
     drop(alone);

@@ -168,8 +168,13 @@ impl Pool {
         if response.status() != StatusCode::OK {
             return fail(format!("HTTP status {}", response.status()));
         }
+        // The media type, parameters aside (RFC 9110 §8.3.1).
         let content_type = response.headers().get(CONTENT_TYPE);
-        if content_type.is_none_or(|t| t.as_bytes() != DNS_MESSAGE.as_bytes()) {
+        let media_type = content_type
+            .and_then(|t| t.to_str().ok())
+            .and_then(|t| t.split(';').next())
+            .map(str::trim);
+        if !media_type.is_some_and(|t| t.eq_ignore_ascii_case(DNS_MESSAGE)) {
             return fail(format!(
                 "answered with content-type {content_type:?}, not {DNS_MESSAGE}"
             ));

@@ -19,7 +19,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
-use super::{checked, network, Common, OpenSocket};
+use super::{checked, connect_failed, network, Common, OpenSocket};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -204,6 +204,7 @@ impl Pool {
             }
             Err(e) => {
                 self.common.backoff.failed();
+                connect_failed(&self.label, &e);
                 Err(e)
             }
         }

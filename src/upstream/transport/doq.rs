@@ -13,7 +13,7 @@ use quinn::{
 };
 use tokio_rustls::rustls::ClientConfig;
 
-use super::{checked, framed, network, Common, OpenSocket};
+use super::{checked, connect_failed, framed, network, Common, OpenSocket};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -143,6 +143,7 @@ impl Pool {
             }
             Err(e) => {
                 self.common.backoff.failed();
+                connect_failed(&self.label, &e);
                 Err(e)
             }
         }

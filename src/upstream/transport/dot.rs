@@ -20,7 +20,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
-use super::{checked, framed, network, Common, OpenSocket};
+use super::{checked, connect_failed, framed, network, Common, OpenSocket};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -129,6 +129,7 @@ impl Pool {
             }
             Err(e) => {
                 self.common.backoff.failed();
+                connect_failed(&self.label, &e);
                 Err(e)
             }
         }

@@ -166,11 +166,20 @@ impl Transports {
         upstream: &Upstream,
         payload: u16,
     ) -> Result<Vec<u8>, UpstreamError> {
-        match self.pool(upstream)? {
+        let result = match self.pool(upstream)? {
             Pool::Dot(pool) => pool.exchange(q, payload).await,
             Pool::Doh(pool) => pool.exchange(q, payload).await,
             Pool::Doq(pool) => pool.exchange(q, payload).await,
-        }
+        };
+        // The details (addresses, names, TLS errors) are for the operator's
+        // log; a client sees the kind of failure in its EDE text, no more.
+        result.map_err(|e| match e {
+            UpstreamError::Network(detail) => {
+                tracing::debug!(%upstream, error = %detail, "encrypted upstream exchange failed");
+                UpstreamError::Network(format!("{} upstream failed", upstream.kind()))
+            }
+            other => other,
+        })
     }
 
     fn pool(&self, upstream: &Upstream) -> Result<Pool, UpstreamError> {
@@ -241,7 +250,7 @@ impl Backoff {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match state.1 {
             Some(until) if Instant::now() < until => Err(UpstreamError::Network(format!(
-                "{what}: not reconnecting for {} ms after {} failed connection attempt(s)",
+                "{what}: not reconnecting for {} ms after {} failed connection attempts",
                 until.saturating_duration_since(Instant::now()).as_millis(),
                 state.0
             ))),
@@ -262,6 +271,18 @@ impl Backoff {
     pub fn succeeded(&self) {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (0, None);
     }
+}
+
+/// Logs why a connection to `label` could not be opened (a certificate
+/// that does not match, a refused port): once per attempt, and attempts
+/// are spaced by the backoff.
+pub(super) fn connect_failed(label: &str, error: &UpstreamError) {
+    tracing::warn!(
+        upstream = %label,
+        %error,
+        "cannot connect to the encrypted upstream; its queries go to the other upstreams \
+         until a retry after a backoff connects"
+    );
 }
 
 /// One open upstream connection counted in

@@ -240,7 +240,7 @@ fn env_or(name: &str, default: usize) -> usize {
 fn settings(upstream: SocketAddr, log: Option<PathBuf>) -> Settings {
     Settings {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
-        upstreams: vec![upstream],
+        upstreams: vec![upstream.into()],
         threads: 1,
         query_log: log.map(|p| QueryLogSettings::new(LogTarget::File(p))),
         ..Settings::default()

@@ -645,11 +645,12 @@ fn register_recursor_probes(metrics: &Metrics, read: &SharedReader) {
 /// One series per configured upstream; the health table is shared, not the
 /// whole state, so no weak reference is needed.
 fn register_upstream_health_probes(metrics: &Metrics, shared: &Shared) {
-    for &server in &shared.settings.upstreams {
+    for server in &shared.settings.upstreams {
         let health = shared.health.clone();
         let label = server.to_string();
+        let server = [server.clone()];
         metrics.gauge_probe(name::UPSTREAM_HEALTHY, &[("upstream", &label)], move || {
-            f64::from(u8::from(health.any_healthy(&[server])))
+            f64::from(u8::from(health.any_healthy(&server)))
         });
     }
 }

@@ -15,7 +15,6 @@
 //! [`Worker::finish`] resolves asynchronously.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,8 +40,8 @@ use crate::query::{ActionLabel, ClientHints, Facts, RouteId};
 use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
-    validated, Coalescer, DnssecMode, Forwarder, ForwarderStats, Health, Recursive, UpstreamError,
-    UpstreamQuery, Validation,
+    validated, Coalescer, DnssecMode, Forwarder, ForwarderStats, Health, Recursive, StreamLimits,
+    Upstream, UpstreamError, UpstreamQuery, Validation,
 };
 
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
@@ -50,7 +49,7 @@ const STALE_TTL: u32 = 30;
 
 /// Result of a fetch shared between coalesced queries (with the server that
 /// answered; none when the answer was iterated from the root).
-type Fetched = Result<(Arc<Entry>, Option<SocketAddr>), UpstreamError>;
+type Fetched = Result<(Arc<Entry>, Option<Upstream>), UpstreamError>;
 
 /// State shared by every worker, built once at start.
 pub struct Shared {
@@ -335,10 +334,10 @@ struct Arrival<'a> {
 }
 
 /// How an answer was obtained, for the outcome.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Provenance {
     cache: CacheStatus,
-    upstream: Option<SocketAddr>,
+    upstream: Option<Upstream>,
     /// Seconds the entry has aged, and the TTL cap to serve with.
     age: u32,
     cap: u32,
@@ -370,12 +369,15 @@ pub struct Worker {
 impl Worker {
     /// A worker; call inside the worker's runtime (upstream sockets open lazily there).
     pub fn new(shared: Arc<Shared>) -> Self {
-        let forwarder = Arc::new(Forwarder::new(
-            shared.settings.forwarder.clone(),
-            shared.settings.limits.max_upstream_sockets,
-            shared.health.clone(),
-            shared.forwarder_stats.clone(),
-        ));
+        let forwarder = Arc::new(
+            Forwarder::new(
+                shared.settings.forwarder.clone(),
+                shared.settings.limits.max_upstream_sockets,
+                shared.health.clone(),
+                shared.forwarder_stats.clone(),
+            )
+            .with_stream_limits(StreamLimits::from_limits(&shared.settings.limits)),
+        );
         Self { shared, forwarder }
     }
 
@@ -723,11 +725,13 @@ impl Worker {
             }
             (RouteId::Group(name), _) => {
                 // The group as the current policy defines it (it may have been reloaded).
-                let servers = shared
-                    .policy
-                    .load()
-                    .upstream_group(name)
-                    .map(<[SocketAddr]>::to_vec);
+                let servers = shared.policy.load().upstream_group(name).map(|group| {
+                    group
+                        .iter()
+                        .copied()
+                        .map(Upstream::from)
+                        .collect::<Vec<_>>()
+                });
                 let servers = servers.ok_or(UpstreamError::NoServers)?;
                 let (bytes, server) =
                     validated::forward(forwarder, shared.validation.as_ref(), &query, &servers)
@@ -1043,7 +1047,7 @@ impl Worker {
             rule: rule.map(|r| (&*r.key, &*r.name)),
             audited: &audited,
             cache: served.cache,
-            upstream: served.upstream,
+            upstream: served.upstream.as_ref(),
             ede: served.ede,
             duration: q.started.elapsed(),
         });

@@ -82,6 +82,51 @@ fn a_bad_nameserver_port_is_refused_with_the_expected_form() {
     );
 }
 
+#[test]
+fn a_malformed_upstream_is_refused_naming_the_value_and_the_fix() {
+    for (value, fix) in [
+        ("tls://192.0.2.53", "e.g. tls://9.9.9.9#dns.quad9.net"),
+        ("https://dns.example/dns-query", "add #IP"),
+        (
+            "ftp://192.0.2.53",
+            "use tls:// (DoT), https:// (DoH), quic:// (DoQ)",
+        ),
+        (
+            "quic://dns.example#dns.example",
+            "takes the server's address",
+        ),
+    ] {
+        let (code, out) = picket(&["serve", "--upstream", value]);
+        assert_ne!(code, 0, "{value}: {out}");
+        assert!(out.contains("--upstream"), "names the flag: {out}");
+        assert!(out.contains(value), "names the value: {out}");
+        assert!(out.contains(fix), "says the fix for {value}: {out}");
+    }
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_refused_naming_it() {
+    let dir = std::env::temp_dir().join(format!("picket-cli-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("empty.pem");
+    std::fs::write(&file, "not a certificate\n").unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out) = picket(&[
+        "serve",
+        "--upstream",
+        "tls://127.0.0.1:1#dns.test",
+        "--ca-file",
+        path,
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(path), "names the file: {out}");
+    assert!(
+        out.contains("-----BEGIN CERTIFICATE-----"),
+        "says what to give: {out}"
+    );
+}
+
 /// Every `--flag` token in a help text, sorted and deduplicated (flags named
 /// inside descriptions are flags too, so they belong to the same set).
 fn long_flags(help: &str) -> Vec<String> {
@@ -304,7 +349,7 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
         ["", "--tls-name", "<NAME>", "", ""],
         ["", "--tls-self-signed", "", "", ""],
         ["", "--trust-anchor", "<FILE>", "", ""],
-        ["", "--upstream", "<ADDR[:PORT]>", "", ""],
+        ["", "--upstream", "<UPSTREAM>", "", ""],
         ["", "--upstream-timeout-ms", "<MS>", "800", ""],
     ]
     .map(|fields| fields.map(String::from))

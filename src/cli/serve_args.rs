@@ -19,7 +19,9 @@ use crate::config::{
 };
 use crate::observe::{ClientIpMode, DnstapSettings, DnstapTarget, LogTarget, QueryLogSettings};
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
-use crate::upstream::{servers_from_resolv_conf, DnssecMode, RecursorSettings};
+use crate::upstream::{
+    read_ca_file, servers_from_resolv_conf, DnssecMode, RecursorSettings, Upstream,
+};
 
 use super::PolicyArgs;
 
@@ -124,10 +126,18 @@ pub struct TlsArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Upstreams and recursion")]
 pub struct ResolutionArgs {
-    /// Upstream nameserver to forward to, IP[:PORT] (repeatable). Default: the
-    /// nameservers of /etc/resolv.conf, never Picket itself.
-    #[arg(long = "upstream", value_name = "ADDR[:PORT]", value_parser = |s: &str| parse_addr(s, 53))]
-    pub upstream: Vec<SocketAddr>,
+    /// Upstream nameserver to forward to (repeatable): IP[:PORT] (UDP/TCP),
+    /// tls://IP[:PORT]#NAME (DoT), https://HOST[:PORT]/PATH[#IP] (DoH; #IP is
+    /// where HOST is reached, needed when HOST is a name) or
+    /// quic://IP[:PORT]#NAME (DoQ). Default: the nameservers of
+    /// /etc/resolv.conf, never Picket itself.
+    #[arg(long = "upstream", value_name = "UPSTREAM", value_parser = Upstream::parse)]
+    pub upstream: Vec<Upstream>,
+
+    /// PEM CA certificates trusted for DoT/DoH/DoQ upstreams on top of the
+    /// built-in Mozilla roots (webpki-roots), e.g. a private CA.
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 
     /// resolv.conf to take default upstreams from.
     #[arg(
@@ -508,10 +518,16 @@ impl ServeArgs {
     /// recursion. Needs `s.listen` and `s.threads` already set.
     fn apply_resolution(&self, s: &mut Settings) -> Result<()> {
         let r = &self.resolution;
+        if let Some(path) = &r.ca_file {
+            s.forwarder.ca_roots = read_ca_file(path).map_err(anyhow::Error::msg)?;
+        }
         s.upstreams = if r.recursive || !r.upstream.is_empty() {
             r.upstream.clone()
         } else {
             r.upstreams_from_resolv_conf(&s.listen)
+                .into_iter()
+                .map(Upstream::from)
+                .collect()
         };
         // No usable resolv.conf (missing, unreadable or only ourselves):
         // recurse rather than refuse to start.

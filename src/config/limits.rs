@@ -57,6 +57,34 @@ pub struct Limits {
     /// this binds only if that is raised. Both should stay well below the
     /// process's open-file limit (`ulimit -n`; docs/deployment.md sets 65536).
     pub max_upstream_sockets: usize,
+    /// DoT connections one worker keeps open to one upstream. Queries are
+    /// pipelined on them (RFC 7766 §6.2.1.1), so one is enough until it
+    /// holds `upstream_stream_pipelined` queries; a second takes the
+    /// overflow. Unbound: `outgoing-num-tcp` 10 per thread for all servers
+    /// together. At the bound, with every connection full, a miss gets
+    /// SERVFAIL with EDE 14. (DoH and DoQ keep one connection per upstream
+    /// and multiplex on it, within the server's stream limit.)
+    pub upstream_stream_connections: usize,
+    /// Queries outstanding on one upstream DoT connection before another
+    /// is opened. 100, the smallest stream limit RFC 9113 §6.5.2 asks HTTP/2
+    /// servers to allow, so DoT and DoH upstreams see the same concurrency;
+    /// Unbound's listeners take 200 per connection (`max-reuse-tcp-queries`).
+    pub upstream_stream_pipelined: usize,
+    /// An upstream DoT/DoH/DoQ connection with nothing outstanding this long
+    /// is closed. Unbound's own listeners close idle clients at 30 s
+    /// (`tcp-idle-timeout`), so a connection kept longer would mostly be
+    /// closed under us; RFC 7858 §3.4 asks clients to reuse connections
+    /// and close them when idle.
+    pub upstream_stream_idle_timeout: Duration,
+    /// After a failed connection attempt (TCP, TLS or QUIC handshake) to an
+    /// encrypted upstream, no new attempt is made for this long, doubling on
+    /// each further failure up to `upstream_reconnect_backoff_max`; queries
+    /// meanwhile fail over to the other upstreams at once. The maximum is
+    /// how long `Health` remembers a failure (30 s), so a dead upstream is
+    /// retried about once per failure memory; the minimum is Unbound's
+    /// first UDP retransmission timeout (376 ms), rounded down.
+    pub upstream_reconnect_backoff_min: Duration,
+    pub upstream_reconnect_backoff_max: Duration,
     /// Upstream fetches one client address may have waiting at once, so one
     /// client cannot take the whole global bound. Over it, a miss gets
     /// SERVFAIL with EDE 14 (Not Ready). A quarter of the global bound:
@@ -347,6 +375,11 @@ impl Default for Limits {
             tcp_max_pipelined: 128,
             max_upstream_inflight: 4096,
             max_upstream_sockets: 4096,
+            upstream_stream_connections: 2,
+            upstream_stream_pipelined: 100,
+            upstream_stream_idle_timeout: Duration::from_secs(30),
+            upstream_reconnect_backoff_min: Duration::from_millis(250),
+            upstream_reconnect_backoff_max: Duration::from_secs(30),
             max_inflight_per_client: 1024,
             max_followers_per_fetch: 1024,
             recursion_max_depth: 24,

@@ -16,15 +16,15 @@ use crate::cache::CacheSettings;
 use crate::clock::Clock;
 use crate::observe::{DnstapSettings, QueryLogSettings};
 use crate::policy::{LoadOptions, PolicyError, PolicySet};
-use crate::upstream::{DnssecMode, ForwarderSettings, RecursorSettings};
+use crate::upstream::{DnssecMode, ForwarderSettings, RecursorSettings, Upstream};
 
 /// Everything `picket serve` runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Addresses to answer on, UDP and TCP on each.
     pub listen: Vec<SocketAddr>,
-    /// Upstream nameservers (forwarding mode).
-    pub upstreams: Vec<SocketAddr>,
+    /// Upstream nameservers (forwarding mode): plain, DoT, DoH or DoQ.
+    pub upstreams: Vec<Upstream>,
     /// Recursive mode: `RouteId::Default` iterates from the root hints instead
     /// of forwarding to `upstreams`.
     pub recursion: Option<RecursorSettings>,

@@ -32,7 +32,6 @@
 //! (and are capped at [`MAX_RULE_SERIES`]). Never a query name or a client IP.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -46,7 +45,7 @@ use metrics_exporter_prometheus::{
 
 use super::outcome::{rcode_index, transport_index, CacheStatus, Outcome, RCODES};
 use crate::query::{ActionLabel, Transport};
-use crate::upstream::{ExchangeSink, UpstreamError};
+use crate::upstream::{ExchangeSink, Upstream, UpstreamError};
 
 pub use crate::config::limits::MAX_RULE_SERIES;
 
@@ -121,7 +120,7 @@ struct RuleSeries {
 
 /// One upstream server's handles.
 struct UpstreamMetrics {
-    addr: SocketAddr,
+    upstream: Upstream,
     queries: Counter,
     latency: Histogram,
     errors: [Counter; UPSTREAM_ERROR_KINDS.len()],
@@ -164,7 +163,7 @@ fn labels(pairs: &[(&'static str, &str)]) -> Vec<Label> {
 impl Metrics {
     /// A fresh registry with every fixed series created; `upstreams` get their
     /// per-upstream series up front (others are added when first used).
-    pub fn new(upstreams: &[SocketAddr]) -> Self {
+    pub fn new(upstreams: &[Upstream]) -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full(name::UPSTREAM_LATENCY.to_string()),
@@ -188,7 +187,7 @@ impl Metrics {
             recorder,
             handle,
         };
-        for &server in upstreams {
+        for server in upstreams {
             metrics.upstream(server);
         }
         metrics
@@ -346,8 +345,8 @@ impl Metrics {
     }
 
     /// The handles of one upstream server, created on first use.
-    fn upstream(&self, server: SocketAddr) -> Arc<UpstreamMetrics> {
-        if let Some(u) = self.upstreams.load().iter().find(|u| u.addr == server) {
+    fn upstream(&self, server: &Upstream) -> Arc<UpstreamMetrics> {
+        if let Some(u) = self.upstreams.load().iter().find(|u| u.upstream == *server) {
             return u.clone();
         }
         let _write = self
@@ -355,13 +354,13 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let current = self.upstreams.load_full();
-        if let Some(u) = current.iter().find(|u| u.addr == server) {
+        if let Some(u) = current.iter().find(|u| u.upstream == *server) {
             return u.clone();
         }
         let label = server.to_string();
         let up = [("upstream", label.as_str())];
         let u = Arc::new(UpstreamMetrics {
-            addr: server,
+            upstream: server.clone(),
             queries: self.counter(name::UPSTREAM_QUERIES, &up),
             latency: self.recorder.register_histogram(
                 &Key::from_parts(name::UPSTREAM_LATENCY, labels(&up)),
@@ -379,7 +378,7 @@ impl Metrics {
 }
 
 impl ExchangeSink for Metrics {
-    fn exchanged(&self, server: SocketAddr, elapsed: Duration, error: Option<&UpstreamError>) {
+    fn exchanged(&self, server: &Upstream, elapsed: Duration, error: Option<&UpstreamError>) {
         let u = self.upstream(server);
         u.queries.increment(1);
         let Some(error) = error else {
@@ -397,7 +396,7 @@ impl ExchangeSink for Metrics {
             .or_insert_with(|| {
                 self.counter(
                     name::UPSTREAM_ERRORS,
-                    &[("upstream", &u.addr.to_string()), ("kind", kind)],
+                    &[("upstream", &u.upstream.to_string()), ("kind", kind)],
                 )
             })
             .increment(1);
@@ -568,8 +567,9 @@ mod tests {
 
     #[test]
     fn upstream_exchanges_and_probes() {
-        let server: SocketAddr = "192.0.2.53:53".parse().unwrap();
-        let m = Metrics::new(&[server]);
+        let plain: std::net::SocketAddr = "192.0.2.53:53".parse().unwrap();
+        let server = &Upstream::from(plain);
+        let m = Metrics::new(std::slice::from_ref(server));
         m.exchanged(server, Duration::from_micros(300), None);
         m.exchanged(
             server,

@@ -18,7 +18,7 @@ pub use metrics::Metrics;
 pub use outcome::{CacheStatus, Outcome};
 pub use querylog::{ClientIpMode, LogTarget, QueryLog, QueryLogSettings};
 
-use crate::upstream::{ExchangeSink, UpstreamError};
+use crate::upstream::{ExchangeSink, Upstream, UpstreamError};
 
 /// Where outcomes go. Cheap to call on the hot path.
 #[derive(Debug, Default)]
@@ -33,7 +33,7 @@ pub struct Observer {
 pub struct Outputs<'a> {
     /// `--metrics`: per-upstream series are created for `upstreams`.
     pub metrics: bool,
-    pub upstreams: &'a [SocketAddr],
+    pub upstreams: &'a [Upstream],
     pub query_log: Option<&'a QueryLogSettings>,
     pub dnstap: Option<&'a DnstapSettings>,
 }
@@ -150,7 +150,7 @@ struct Exchanges {
 }
 
 impl ExchangeSink for Exchanges {
-    fn exchanged(&self, server: SocketAddr, elapsed: Duration, error: Option<&UpstreamError>) {
+    fn exchanged(&self, server: &Upstream, elapsed: Duration, error: Option<&UpstreamError>) {
         if let Some(m) = &self.metrics {
             m.exchanged(server, elapsed, error);
         }

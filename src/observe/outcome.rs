@@ -1,9 +1,10 @@
 //! The finished record of one query: what observability receives.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::query::{ActionLabel, Transport};
+use crate::upstream::Upstream;
 
 /// Where the answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ pub struct Outcome<'a> {
     pub audited: &'a [(&'a str, &'a str)],
     pub cache: CacheStatus,
     /// Upstream that answered, when one was asked.
-    pub upstream: Option<SocketAddr>,
+    pub upstream: Option<&'a Upstream>,
     /// Extended DNS Error sent, if any.
     pub ede: Option<u16>,
     /// Time from receipt to response.

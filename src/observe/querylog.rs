@@ -647,9 +647,9 @@ pub fn format_line(o: &Outcome<'_>, client_ip: ClientIpMode, now: SystemTime, ou
     out.extend_from_slice(o.cache.as_str().as_bytes());
     out.extend_from_slice(b"\",\"upstream\":");
     match o.upstream {
-        Some(addr) => {
+        Some(upstream) => {
             // Only on misses; the standard formatter is fine there.
-            let _ = write!(out, "\"{addr}\"");
+            push_str(out, &upstream.to_string());
         }
         None => out.extend_from_slice(b"null"),
     }
@@ -770,6 +770,7 @@ mod tests {
     use super::*;
     use crate::observe::CacheStatus;
     use crate::query::{ActionLabel, Transport};
+    use crate::upstream::Upstream;
 
     fn outcome() -> Outcome<'static> {
         Outcome {
@@ -786,7 +787,9 @@ mod tests {
             rule: Some(("r7", "no \"ads\"")),
             audited: &[],
             cache: CacheStatus::None,
-            upstream: Some("192.0.2.53:53".parse().unwrap()),
+            upstream: Some(Box::leak(Box::new(Upstream::from(
+                "192.0.2.53:53".parse::<std::net::SocketAddr>().unwrap(),
+            )))),
             ede: Some(15),
             duration: Duration::from_nanos(12_345_678),
         }

@@ -15,6 +15,9 @@
 //! included. Anything else is dropped and counted. A server that answers in
 //! another case than it was asked (it does not preserve case) is asked in
 //! lower case for [`CASE_FALLBACK_HOLD`].
+//!
+//! Encrypted upstreams (DoT, DoH, DoQ) go through [`super::transport`]; the
+//! failover, health and metrics around each attempt are the same.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,6 +31,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+use super::spec::Upstream;
+use super::transport::{StreamLimits, Transports};
 use super::UpstreamError;
 use crate::protocol::wire::{self, flag, Header, HEADER_LEN};
 
@@ -43,6 +48,9 @@ pub struct ForwarderSettings {
     /// 0x20: send query names over UDP in random case and accept only
     /// answers in the same case, for servers that preserve case.
     pub case_randomization: bool,
+    /// Roots trusted for encrypted upstreams on top of webpki-roots
+    /// (`--ca-file`).
+    pub ca_roots: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for ForwarderSettings {
@@ -54,6 +62,7 @@ impl Default for ForwarderSettings {
             total_timeout: Duration::from_millis(2_500),
             udp_payload: 1232,
             case_randomization: true,
+            ca_roots: Vec::new(),
         }
     }
 }
@@ -73,7 +82,7 @@ pub struct UpstreamQuery<'a> {
 /// query): observe::metrics implements it. Called only on cache misses.
 pub trait ExchangeSink: Send + Sync {
     /// `server` answered after `elapsed`, or failed with `error`.
-    fn exchanged(&self, server: SocketAddr, elapsed: Duration, error: Option<&UpstreamError>);
+    fn exchanged(&self, server: &Upstream, elapsed: Duration, error: Option<&UpstreamError>);
 
     /// Whether [`ExchangeSink::message`] wants the messages (dnstap with
     /// `--dnstap-upstream`); the forwarder copies nothing otherwise.
@@ -136,6 +145,8 @@ pub struct Forwarder {
     max_sockets: usize,
     health: Arc<Health>,
     stats: Arc<ForwarderStats>,
+    /// Connections to encrypted upstreams, opened on first use.
+    transports: Transports,
 }
 
 impl Forwarder {
@@ -147,12 +158,24 @@ impl Forwarder {
         health: Arc<Health>,
         stats: Arc<ForwarderStats>,
     ) -> Self {
+        let transports = Transports::new(
+            settings.ca_roots.clone(),
+            StreamLimits::default(),
+            stats.clone(),
+        );
         Self {
             settings,
             max_sockets,
             health,
             stats,
+            transports,
         }
+    }
+
+    /// Bounds for connections to encrypted upstreams (default: [`StreamLimits::default`]).
+    pub fn with_stream_limits(mut self, limits: StreamLimits) -> Self {
+        self.transports.set_limits(limits);
+        self
     }
 
     /// Asks `servers` in turn (healthiest first) until one answers; returns the
@@ -160,8 +183,8 @@ impl Forwarder {
     pub async fn query(
         &self,
         q: &UpstreamQuery<'_>,
-        servers: &[SocketAddr],
-    ) -> Result<(Vec<u8>, SocketAddr), UpstreamError> {
+        servers: &[Upstream],
+    ) -> Result<(Vec<u8>, Upstream), UpstreamError> {
         if servers.is_empty() {
             return Err(UpstreamError::NoServers);
         }
@@ -180,21 +203,21 @@ impl Forwarder {
             }
             let budget = left.min(self.settings.attempt_timeout);
             let started = Instant::now();
-            let result = self.exchange(q, server, budget).await;
+            let result = self.exchange(q, &server, budget).await;
             if matches!(result, Err(UpstreamError::Overloaded)) {
                 // Our own bound, not the server's fault: nothing was sent.
                 return Err(UpstreamError::Overloaded);
             }
             if let Some(sink) = &self.stats.sink {
-                sink.exchanged(server, started.elapsed(), result.as_ref().err());
+                sink.exchanged(&server, started.elapsed(), result.as_ref().err());
             }
             match result {
                 Ok(bytes) => {
-                    self.health.success(server);
+                    self.health.success(&server);
                     return Ok((bytes, server));
                 }
                 Err(e) => {
-                    self.health.failure(server);
+                    self.health.failure(&server);
                     last_error = e;
                 }
             }
@@ -205,9 +228,17 @@ impl Forwarder {
     async fn exchange(
         &self,
         q: &UpstreamQuery<'_>,
-        server: SocketAddr,
+        upstream: &Upstream,
         budget: Duration,
     ) -> Result<Vec<u8>, UpstreamError> {
+        let Some(server) = upstream.plain() else {
+            let exchange = self
+                .transports
+                .exchange(q, upstream, self.settings.udp_payload);
+            return tokio::time::timeout(budget, exchange)
+                .await
+                .map_err(|_| UpstreamError::Timeout)?;
+        };
         let started = Instant::now();
         let bytes = self.udp_exchange(q, server, started + budget).await?;
         let truncated = wire::u16_at(&bytes, 2).is_ok_and(|f| f & flag::TC != 0);
@@ -355,7 +386,7 @@ async fn receive_answer(
 
 /// How the query name's letters are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Case {
+pub(crate) enum Case {
     /// 0x20: each letter upper or lower case at random; the answer must
     /// repeat it exactly.
     Random,
@@ -365,7 +396,7 @@ enum Case {
 
 /// What an incoming datagram is to the query we sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Check {
+pub(crate) enum Check {
     Ours,
     /// Our ID and question but another case: a forger who did not know our
     /// case, or a server that does not preserve it.
@@ -374,9 +405,9 @@ enum Check {
 }
 
 /// A query as sent, to check answers against.
-struct SentQuery {
-    id: u16,
-    message: Vec<u8>,
+pub(crate) struct SentQuery {
+    pub(crate) id: u16,
+    pub(crate) message: Vec<u8>,
     name_len: usize,
     case: Case,
 }
@@ -384,7 +415,11 @@ struct SentQuery {
 impl SentQuery {
     /// A query with a fresh random ID, and `case` applied to its name.
     fn new(q: &UpstreamQuery<'_>, case: Case, payload: u16) -> Self {
-        let id = rand::random();
+        Self::with_id(rand::random(), q, case, payload)
+    }
+
+    /// A query with ID `id` (0 for DoH and DoQ, RFC 8484 §4.1, RFC 9250 §4.2.1).
+    pub(crate) fn with_id(id: u16, q: &UpstreamQuery<'_>, case: Case, payload: u16) -> Self {
         let mut message = build_query(id, q, payload);
         let name_len = q.name_wire.len();
         if case == Case::Random {
@@ -398,7 +433,7 @@ impl SentQuery {
         }
     }
 
-    fn check(&self, answer: &[u8]) -> Check {
+    pub(crate) fn check(&self, answer: &[u8]) -> Check {
         let Ok(header) = Header::read(answer) else {
             return Check::NotOurs;
         };
@@ -519,7 +554,7 @@ fn tap(
 /// server is tried last instead of costing every query a timeout.
 #[derive(Debug, Default)]
 pub struct Health {
-    failures: Mutex<HashMap<SocketAddr, (u32, Instant)>>,
+    failures: Mutex<HashMap<Upstream, (u32, Instant)>>,
     /// Servers that answered a 0x20 query only in another case, and when.
     case_not_preserved: Mutex<HashMap<SocketAddr, Instant>>,
 }
@@ -535,35 +570,37 @@ const FAILING_AFTER: u32 = 3;
 pub const CASE_FALLBACK_HOLD: Duration = Duration::from_secs(900);
 
 impl Health {
-    fn order(&self, servers: &[SocketAddr]) -> Vec<SocketAddr> {
+    fn order(&self, servers: &[Upstream]) -> Vec<Upstream> {
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let penalty = |s: &SocketAddr| match failures.get(s) {
+        let penalty = |s: &Upstream| match failures.get(s) {
             Some((n, at)) if at.elapsed() < FAILURE_MEMORY => *n,
             _ => 0,
         };
         // Start at a random server so load spreads, then prefer the healthy.
         let start = rand::random_range(0..servers.len());
-        let mut ordered: Vec<SocketAddr> = servers[start..]
+        let mut ordered: Vec<Upstream> = servers[start..]
             .iter()
             .chain(&servers[..start])
-            .copied()
+            .cloned()
             .collect();
         ordered.sort_by_key(penalty);
         ordered
     }
 
-    fn success(&self, server: SocketAddr) {
+    fn success(&self, server: &Upstream) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((n, _)) = failures.remove(&server) {
+        if let Some((n, _)) = failures.remove(server) {
             if n >= FAILING_AFTER {
                 tracing::info!(upstream = %server, failures = n, "upstream recovered: answering again");
             }
         }
     }
 
-    fn failure(&self, server: SocketAddr) {
+    fn failure(&self, server: &Upstream) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = failures.entry(server).or_insert((0, Instant::now()));
+        let entry = failures
+            .entry(server.clone())
+            .or_insert((0, Instant::now()));
         entry.0 = entry.0.saturating_add(1);
         entry.1 = Instant::now();
         if entry.0 == FAILING_AFTER {
@@ -607,7 +644,7 @@ impl Health {
 
     /// Whether any of `servers` answered last time it was asked (or was never
     /// asked): readiness.
-    pub fn any_healthy(&self, servers: &[SocketAddr]) -> bool {
+    pub fn any_healthy(&self, servers: &[Upstream]) -> bool {
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         servers.iter().any(|s| {
             failures

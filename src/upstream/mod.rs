@@ -5,6 +5,8 @@
 pub mod coalesce;
 pub mod forward;
 pub mod recursor;
+pub mod spec;
+pub mod transport;
 pub mod validated;
 
 use std::net::SocketAddr;
@@ -15,6 +17,8 @@ pub use forward::{
     ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery,
 };
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
+pub use spec::{Upstream, UpstreamSpec};
+pub use transport::{read_ca_file, StreamLimits};
 pub use validated::Validation;
 
 use crate::protocol::wire::ede;

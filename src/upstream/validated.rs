@@ -14,7 +14,7 @@
 //! through unvalidated, and the upstream's AD bit is never passed on: AD
 //! means that Picket validated the answer itself.
 
-use std::net::SocketAddr;
+use super::Upstream;
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -29,7 +29,7 @@ use crate::protocol::wire::flag;
 
 /// Key of a remembered bogus verdict: wire name, type, class, DO, and the
 /// servers asked (a policy's upstream group may see other data).
-type BogusKey = (Vec<u8>, u16, u16, bool, Vec<SocketAddr>);
+type BogusKey = (Vec<u8>, u16, u16, bool, Vec<Upstream>);
 
 /// The validator of forwarded answers, shared by every worker.
 pub struct Validation {
@@ -61,8 +61,8 @@ pub async fn forward(
     forwarder: &Forwarder,
     validation: Option<&Arc<Validation>>,
     q: &UpstreamQuery<'_>,
-    servers: &[SocketAddr],
-) -> Result<(Vec<u8>, SocketAddr), UpstreamError> {
+    servers: &[Upstream],
+) -> Result<(Vec<u8>, Upstream), UpstreamError> {
     let Some(validation) = validation.filter(|_| !q.cd) else {
         let (mut bytes, server) = forwarder.query(q, servers).await?;
         set_ad(&mut bytes, false);
@@ -146,7 +146,7 @@ fn set_ad(bytes: &mut [u8], on: bool) {
 /// upstreams with DO=1 CD=1.
 struct UpstreamFetch<'a> {
     forwarder: &'a Forwarder,
-    servers: &'a [SocketAddr],
+    servers: &'a [Upstream],
 }
 
 impl Fetch for UpstreamFetch<'_> {

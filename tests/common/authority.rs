@@ -95,6 +95,11 @@ impl Authority {
         self.addr
     }
 
+    /// The state its encrypted fronts (`encrypted.rs`) answer from.
+    pub(super) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// Every message received (UDP datagrams and TCP frames), parsable or not.
     pub fn queries(&self) -> usize {
         self.shared.total.load(Ordering::SeqCst)

@@ -6,9 +6,11 @@
 //! - [`client`]: UDP/TCP query helpers with timeouts.
 //! - [`inspect`]: readers for answers in assertions.
 //! - [`files`]: fresh scratch directories.
-//! - [`tls`]: pinned TLS clients and half-finished handshakes.
+//! - [`tls`]: pinned TLS clients and half-finished handshakes; a test CA.
 //! - [`quic`]: DoQ and HTTP/3 clients over quinn.
 //! - [`https`]: an HTTPS server under a test CA (a control plane, a list feed).
+//! - [`encrypted`]: DoT, DoH and DoQ fronts for an [`Authority`], for
+//!   encrypted-upstream tests.
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -32,6 +34,7 @@
 
 pub mod authority;
 pub mod client;
+pub mod encrypted;
 pub mod files;
 pub mod https;
 pub mod inspect;
@@ -51,6 +54,7 @@ pub use client::{
     send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient, ANSWER_TIMEOUT,
     RAW_TIMEOUT,
 };
+pub use encrypted::EncryptedFront;
 pub use files::{dir_with, temp_dir};
 pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,

@@ -7,6 +7,7 @@ use picket::app::Server;
 use picket::clock::Clock;
 use picket::config::Settings;
 use picket::upstream::DnssecMode;
+use picket::upstream::Upstream;
 
 /// A running Picket and the clock its cache ages by.
 pub struct Picket {
@@ -25,7 +26,7 @@ pub struct Picket {
 pub fn test_settings(upstreams: &[SocketAddr]) -> Settings {
     let mut settings = Settings {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
-        upstreams: upstreams.to_vec(),
+        upstreams: upstreams.iter().copied().map(Upstream::from).collect(),
         threads: 2,
         clock: Clock::manual(),
         dnssec: DnssecMode::Off,

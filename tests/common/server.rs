@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep;
 
@@ -78,7 +77,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
 async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         if let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_connection(stream, Arc::clone(&shared)));
+            tokio::spawn(serve_stream(stream, Arc::clone(&shared)));
         }
     }
 }
@@ -86,8 +85,12 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
 /// RFC 7766: length-prefixed messages, several per connection, each answered
 /// when ready, so answers may overtake each other. The connection closes once
 /// the client has finished sending and every pending answer is written.
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let (mut reader, writer) = stream.into_split();
+/// Also the inside of the test DoT server (`encrypted.rs`), over TLS.
+pub(super) async fn serve_stream<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
     let (outbox, inbox) = mpsc::unbounded_channel();
     tokio::spawn(write_frames(writer, inbox));
     while let Some(message) = read_frame(&mut reader).await {
@@ -104,7 +107,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-async fn read_frame(reader: &mut OwnedReadHalf) -> Option<Vec<u8>> {
+async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> Option<Vec<u8>> {
     let len = reader.read_u16().await.ok()?;
     let mut message = vec![0u8; usize::from(len)];
     reader.read_exact(&mut message).await.ok()?;
@@ -113,13 +116,17 @@ async fn read_frame(reader: &mut OwnedReadHalf) -> Option<Vec<u8>> {
 
 /// Writes each answer as one frame; ends (closing our side) when every
 /// sender is gone.
-async fn write_frames(mut writer: OwnedWriteHalf, mut inbox: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_frames(
+    mut writer: impl AsyncWrite + Unpin,
+    mut inbox: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
     while let Some(packet) = inbox.recv().await {
         let len = u16::try_from(packet.len()).expect("DNS message fits a TCP frame");
         let mut frame = len.to_be_bytes().to_vec();
         frame.extend_from_slice(&packet);
-        if writer.write_all(&frame).await.is_err() {
+        if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
             return;
         }
     }
+    let _ = writer.shutdown().await;
 }

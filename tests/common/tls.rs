@@ -132,3 +132,98 @@ pub fn client_hello(alpn: &[&[u8]]) -> Vec<u8> {
     client.write_tls(&mut hello).expect("a ClientHello");
     hello
 }
+
+/// A certificate authority made for one test: it issues server
+/// certificates for the test's encrypted servers, and its certificate goes
+/// to Picket as `--ca-file` (Picket's own roots never trust it).
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    cert: CertificateDer<'static>,
+    pem: String,
+    dir: std::path::PathBuf,
+}
+
+/// A server certificate chain and its key, as DER and as PEM.
+pub struct Issued {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Vec<u8>,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Picket test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("CA certificate");
+        let dir = super::files::temp_dir("test-ca");
+        Self {
+            issuer: rcgen::Issuer::new(params, key),
+            cert: cert.der().clone(),
+            pem: cert.pem(),
+            dir,
+        }
+    }
+
+    /// The CA certificate as a PEM file (what `--ca-file` takes).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        let path = self.dir.join("ca.pem");
+        std::fs::write(&path, &self.pem).expect("write ca.pem");
+        path
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn issue(&self, names: &[&str]) -> Issued {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = rcgen::CertificateParams::new(names).expect("server params");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        Issued {
+            chain: vec![cert.der().clone(), self.cert.clone()],
+            key: key.serialize_der(),
+            chain_pem: cert.pem() + &self.pem,
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// A rustls server config presenting a certificate for `names`,
+    /// offering `alpn`; TLS 1.3 only when `quic` (RFC 9001).
+    pub fn server_config(
+        &self,
+        names: &[&str],
+        alpn: &[&[u8]],
+        quic: bool,
+    ) -> Arc<tokio_rustls::rustls::ServerConfig> {
+        let issued = self.issue(names);
+        let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(issued.key.into());
+        let builder = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            ring::default_provider(),
+        ));
+        let builder = if quic {
+            builder.with_protocol_versions(&[&tokio_rustls::rustls::version::TLS13])
+        } else {
+            builder.with_safe_default_protocol_versions()
+        }
+        .expect("ring offers TLS 1.2 and 1.3");
+        let mut config = builder
+            .with_no_client_auth()
+            .with_single_cert(issued.chain, key)
+            .expect("a usable server certificate");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        if quic {
+            // quinn requires either no early data or the QUIC maximum.
+            config.max_early_data_size = 0;
+        }
+        Arc::new(config)
+    }
+}

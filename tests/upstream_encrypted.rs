@@ -1,0 +1,468 @@
+//! Encrypted upstreams (issue 18): Picket forwarding its misses over DNS
+//! over TLS, HTTPS and QUIC to real servers on loopback (the test
+//! authority behind TLS, hyper's HTTP/2 server and quinn), whose
+//! certificates come from a test CA given as `--ca-file`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use ::picket::config::Settings;
+use ::picket::upstream::{read_ca_file, Upstream};
+use common::tls::TestCa;
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `w<i>.example.test A 192.0.2.<i>` for i in 0..20.
+fn zone() -> String {
+    let mut zone = String::from(
+        "example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60\n\
+         www.example.test. 300 IN A 192.0.2.200\n",
+    );
+    for i in 0..20 {
+        zone.push_str(&format!("w{i}.example.test. 300 IN A 192.0.2.{i}\n"));
+    }
+    zone
+}
+
+/// One worker (so one pool per upstream to count connections of), the
+/// test CA trusted through the same reader as `--ca-file`, and attempt
+/// timeouts long enough for handshakes in a debug build on a busy machine.
+fn settings(upstreams: &[String], ca: &TestCa) -> Settings {
+    let mut settings = test_settings(&[]);
+    settings.upstreams = upstreams
+        .iter()
+        .map(|u| Upstream::parse(u).unwrap())
+        .collect();
+    settings.forwarder.ca_roots = read_ca_file(&ca.ca_file()).expect("the test CA loads");
+    settings.forwarder.attempt_timeout = Duration::from_secs(3);
+    settings.forwarder.total_timeout = Duration::from_secs(6);
+    settings.threads = 1;
+    settings
+}
+
+async fn ask_a(picket: &Picket, name: &str) -> Vec<Ipv4Addr> {
+    let answer = query_udp(picket.addr, name, RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{name}: {answer:?}");
+    a_records(&answer)
+}
+
+/// Asks for w0..w<n> at once; the first one asked is answered last by the
+/// upstream, so answers come back out of order on a shared connection.
+async fn concurrent_misses(picket: &Picket, authority: &Authority, n: u8) {
+    authority.set_delay(Duration::from_millis(150));
+    authority.set_delay_for("w0.example.test", Duration::from_millis(500));
+    let addr = picket.addr;
+    let asks: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::spawn(async move {
+                let name = format!("w{i}.example.test");
+                (i, query_udp(addr, &name, RecordType::A).await)
+            })
+        })
+        .collect();
+    for ask in asks {
+        let (i, answer) = ask.await.unwrap();
+        assert_eq!(rcode(&answer), ResponseCode::NoError, "w{i}: {answer:?}");
+        assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, i)], "w{i}");
+    }
+    authority.set_delay(Duration::ZERO);
+}
+
+/// Polls (real clock) until `done`, for state another thread changes.
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if done() {
+            return;
+        }
+        real_sleep(Duration::from_millis(10)).await;
+    }
+    panic!("waited 6 s for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_upstream_pipelines_concurrent_misses_on_one_connection() {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let dot = EncryptedFront::dot(
+        &authority,
+        ca.server_config(&["dns.test"], &[b"dot"], false),
+    );
+    let spec = format!("tls://{}#dns.test", dot.addr());
+    let picket = start_picket_with(settings(&[spec], &ca));
+
+    assert_eq!(
+        ask_a(&picket, "www.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 200)]
+    );
+    assert_eq!(dot.connections(), 1);
+    concurrent_misses(&picket, &authority, 12).await;
+    assert_eq!(
+        dot.connections(),
+        1,
+        "12 concurrent misses share the warm connection"
+    );
+    assert_eq!(authority.tcp_queries(), 13, "one query per miss, over TLS");
+    assert_eq!(authority.udp_queries(), 0, "nothing in the clear");
+    // Pipelined queries in flight together carry distinct IDs.
+    let ids: HashSet<u16> = authority.received().iter().map(|m| m.metadata.id).collect();
+    assert_eq!(ids.len(), 13);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_upstream_reconnects_after_the_server_closes() {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let dot = EncryptedFront::dot(
+        &authority,
+        ca.server_config(&["dns.test"], &[b"dot"], false),
+    );
+    let picket = start_picket_with(settings(&[format!("tls://{}#dns.test", dot.addr())], &ca));
+
+    assert_eq!(
+        ask_a(&picket, "w1.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 1)]
+    );
+    dot.close_connections();
+    wait_for("the server to close its connection", || dot.closed() == 1).await;
+    assert_eq!(
+        ask_a(&picket, "w2.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 2)]
+    );
+    assert_eq!(dot.connections(), 2, "a new connection after the close");
+    // And again, with the close racing nothing: the new connection is reused.
+    assert_eq!(
+        ask_a(&picket, "w3.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 3)]
+    );
+    assert_eq!(dot.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_dot_connection_is_closed_and_reopened_when_needed() {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let dot = EncryptedFront::dot(
+        &authority,
+        ca.server_config(&["dns.test"], &[b"dot"], false),
+    );
+    let mut settings = settings(&[format!("tls://{}#dns.test", dot.addr())], &ca);
+    settings.limits.upstream_stream_idle_timeout = Duration::from_millis(200);
+    let picket = start_picket_with(settings);
+
+    assert_eq!(
+        ask_a(&picket, "w1.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 1)]
+    );
+    wait_for("Picket to close its idle connection", || dot.closed() == 1).await;
+    assert_eq!(
+        ask_a(&picket, "w2.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 2)]
+    );
+    assert_eq!(dot.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dot_upstream_whose_certificate_does_not_match_is_never_used() {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let wrong = EncryptedFront::dot(
+        &authority,
+        ca.server_config(&["elsewhere.test"], &[b"dot"], false),
+    );
+    let right = EncryptedFront::dot(
+        &authority,
+        ca.server_config(&["dns.test"], &[b"dot"], false),
+    );
+    let wrong_spec = format!("tls://{}#dns.test", wrong.addr());
+    let right_spec = format!("tls://{}#dns.test", right.addr());
+
+    // Alone, it is asked and refused: SERVFAIL, the query never sent; and
+    // while the reconnect backoff runs, not asked again.
+    let mut alone = settings(std::slice::from_ref(&wrong_spec), &ca);
+    alone.limits.upstream_reconnect_backoff_min = Duration::from_secs(600);
+    let alone = start_picket_with(alone);
+    for name in ["w1.example.test", "w2.example.test"] {
+        let answer = query_udp(alone.addr, name, RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    }
+    assert_eq!(
+        wrong.offered(),
+        1,
+        "one connection attempt, then the backoff holds retries off"
+    );
+    assert_eq!(wrong.connections(), 0, "no handshake finished");
+    assert_eq!(authority.queries(), 0, "no query went to it");
+    drop(alone);
+
+    // Beside a good one, every miss fails over to the good one.
+    let mut with_metrics = settings(&[wrong_spec.clone(), right_spec.clone()], &ca);
+    with_metrics.metrics = Some("127.0.0.1:0".parse().unwrap());
+    let picket = start_picket_with(with_metrics);
+    let offered_before = wrong.offered();
+    let mut asked = 0;
+    for i in 0..20u8 {
+        let name = format!("w{i}.example.test");
+        assert_eq!(ask_a(&picket, &name).await, [Ipv4Addr::new(192, 0, 2, i)]);
+        asked += 1;
+        if wrong.offered() > offered_before {
+            break;
+        }
+    }
+    assert!(
+        wrong.offered() > offered_before,
+        "20 misses, a random upstream first each time, and the bad one never tried"
+    );
+    assert_eq!(wrong.connections(), 0);
+    assert_eq!(
+        authority.queries(),
+        asked,
+        "each miss asked once, of the good one"
+    );
+
+    // Metrics per upstream, labelled with the spec.
+    let metrics = http_get(picket.server.admin_addr().unwrap(), "/metrics").await;
+    let right_label = format!("upstream=\"{right_spec}\"");
+    let wrong_label = format!("upstream=\"{wrong_spec}\"");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("picket_upstream_queries_total")
+                && l.contains(&right_label)
+                && l.ends_with(&format!(" {asked}"))),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("picket_upstream_errors_total")
+                && l.contains(&wrong_label)
+                && l.contains("kind=\"network\"")
+                && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doh_upstream_posts_id_zero_queries_as_http2_streams_on_one_connection() {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let doh = EncryptedFront::doh(&authority, ca.server_config(&["dns.test"], &[b"h2"], false));
+    // HOST is a name, reached at #IP; SNI and the certificate check use HOST.
+    let spec = format!("https://dns.test:{}/dns-query#127.0.0.1", doh.addr().port());
+    let picket = start_picket_with(settings(&[spec], &ca));
+
+    assert_eq!(
+        ask_a(&picket, "www.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 200)]
+    );
+    concurrent_misses(&picket, &authority, 12).await;
+    assert_eq!(doh.connections(), 1, "one HTTP/2 connection for 13 misses");
+    let requests = doh.http_requests();
+    assert_eq!(requests.len(), 13);
+    for r in &requests {
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str(), r.version.as_str()),
+            ("POST", "/dns-query", "HTTP/2.0")
+        );
+        assert_eq!(r.content_type.as_deref(), Some("application/dns-message"));
+    }
+    assert!(
+        authority.received().iter().all(|m| m.metadata.id == 0),
+        "RFC 8484 §4.1: ID 0"
+    );
+
+    doh.close_connections();
+    wait_for("the server to close its connection", || doh.closed() == 1).await;
+    assert_eq!(
+        ask_a(&picket, "w15.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 15)]
+    );
+    assert_eq!(doh.connections(), 2, "reconnected after the server closed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let doq = EncryptedFront::doq(&authority, ca.server_config(&["dns.test"], &[b"doq"], true));
+    let spec = format!("quic://{}#dns.test", doq.addr());
+    let picket = start_picket_with(settings(&[spec], &ca));
+
+    assert_eq!(
+        ask_a(&picket, "www.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 200)]
+    );
+    concurrent_misses(&picket, &authority, 12).await;
+    assert_eq!(doq.connections(), 1, "one QUIC connection for 13 misses");
+    assert_eq!(authority.queries(), 13);
+    assert!(
+        authority.received().iter().all(|m| m.metadata.id == 0),
+        "RFC 9250 §4.2.1: ID 0"
+    );
+
+    doq.close_connections();
+    wait_for("the server to close its connection", || doq.closed() == 1).await;
+    assert_eq!(
+        ask_a(&picket, "w15.example.test").await,
+        [Ipv4Addr::new(192, 0, 2, 15)]
+    );
+    assert_eq!(doq.connections(), 2, "reconnected after the server closed");
+}
+
+/// The binary, configured by flags as an operator would.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_flags_configure_a_dot_upstream_with_a_private_ca() {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let dot = EncryptedFront::dot(
+        &authority,
+        ca.server_config(&["dns.test"], &[b"dot"], false),
+    );
+    let ca_file = ca.ca_file();
+    let picket = PicketProcess::serve(
+        &[
+            "--upstream",
+            &format!("tls://{}#dns.test", dot.addr()),
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+            "--threads",
+            "1",
+        ],
+        |_| {},
+    );
+    wait_until_answering(picket.addr).await;
+    let answer = query_udp(picket.addr, "w7.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 7)]);
+    assert_eq!(dot.connections(), 1);
+    assert_eq!(authority.udp_queries(), 0);
+}
+
+/// GET over plain HTTP/1.1; the body.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// Unbound (Debian's) serving `w<i>.example.test` from local data on its
+/// DoT (`tls-port`) and DoH (`https-port`, built with nghttp2 in Debian)
+/// listeners, with a certificate from the test CA.
+struct Unbound {
+    child: std::process::Child,
+    dot: SocketAddr,
+    doh: SocketAddr,
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Unbound {
+    fn start(ca: &TestCa) -> Unbound {
+        let dir = temp_dir("unbound-upstream");
+        let issued = ca.issue(&["dns.test"]);
+        let (pem, key) = (dir.join("server.pem"), dir.join("server.key"));
+        std::fs::write(&pem, &issued.chain_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        let (dot_port, doh_port) = (free_tcp_port(), free_tcp_port());
+        let local_data: String = (0..20)
+            .map(|i| format!("  local-data: \"w{i}.example.test. 300 IN A 192.0.2.{i}\"\n"))
+            .collect();
+        let config = format!(
+            "server:\n  interface: 127.0.0.1@{dot_port}\n  interface: 127.0.0.1@{doh_port}\n  \
+             tls-port: {dot_port}\n  https-port: {doh_port}\n  \
+             tls-service-pem: \"{pem}\"\n  tls-service-key: \"{key}\"\n  \
+             do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"{dir}\"\n  \
+             pidfile: \"\"\n  use-syslog: no\n  do-ip6: no\n  verbosity: 1\n  \
+             access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  \
+             local-zone: \"example.test.\" static\n{local_data}",
+            pem = pem.display(),
+            key = key.display(),
+            dir = dir.display(),
+        );
+        let conf = dir.join("unbound.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = std::process::Command::new("/usr/sbin/unbound")
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .spawn()
+            .expect("/usr/sbin/unbound (Debian package unbound)");
+        let unbound = Unbound {
+            child,
+            dot: SocketAddr::from(([127, 0, 0, 1], dot_port)),
+            doh: SocketAddr::from(([127, 0, 0, 1], doh_port)),
+        };
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(unbound.dot).is_ok()
+                && std::net::TcpStream::connect(unbound.doh).is_ok()
+            {
+                return unbound;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "Unbound did not listen on {} and {}",
+            unbound.dot, unbound.doh
+        );
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) as the upstream; run by .ci/run"]
+async fn unbound_answers_as_a_dot_and_a_doh_upstream() {
+    let ca = TestCa::new();
+    let unbound = Unbound::start(&ca);
+    for spec in [
+        format!("tls://{}#dns.test", unbound.dot),
+        format!(
+            "https://dns.test:{}/dns-query#127.0.0.1",
+            unbound.doh.port()
+        ),
+    ] {
+        let picket = start_picket_with(settings(std::slice::from_ref(&spec), &ca));
+        assert_eq!(
+            ask_a(&picket, "w3.example.test").await,
+            [Ipv4Addr::new(192, 0, 2, 3)],
+            "{spec}"
+        );
+        // Several at once on the same connection, and NXDOMAIN passed through.
+        let addr = picket.addr;
+        let asks: Vec<_> = (4..12u8)
+            .map(|i| {
+                tokio::spawn(async move {
+                    (
+                        i,
+                        query_udp(addr, &format!("w{i}.example.test"), RecordType::A).await,
+                    )
+                })
+            })
+            .collect();
+        for ask in asks {
+            let (i, answer) = ask.await.unwrap();
+            assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, i)], "{spec}");
+        }
+        let missing = query_udp(picket.addr, "nowhere.example.test", RecordType::A).await;
+        assert_eq!(rcode(&missing), ResponseCode::NXDomain, "{spec}");
+    }
+}

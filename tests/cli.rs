@@ -110,6 +110,7 @@ fn help_of(subcommand: &str) -> String {
 #[test]
 fn the_long_flags_of_every_subcommand_stay_the_same() {
     let serve = [
+        "--admin-token",
         "--allow-from",
         "--allow-private-nameservers",
         "--blocklist",
@@ -210,6 +211,7 @@ fn option_lines(help: &str) -> Vec<[String; 5]> {
 #[test]
 fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
     let expected: Vec<[String; 5]> = [
+        ["", "--admin-token", "<TOKEN>", "", "PICKET_ADMIN_TOKEN"],
         ["", "--allow-from", "<CIDR>", "", ""],
         ["", "--allow-private-nameservers", "", "", ""],
         ["", "--blocklist", "<FILE>", "", ""],

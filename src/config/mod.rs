@@ -12,7 +12,7 @@ pub use limits::Limits;
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
-use crate::observe::QueryLogSettings;
+use crate::observe::{ClientIpMode, QueryLogSettings};
 use crate::policy::{LoadOptions, PolicyError, PolicySet};
 use crate::upstream::{ForwarderSettings, RecursorSettings};
 
@@ -66,6 +66,15 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// One JSON line per query (None: off).
     pub query_log: Option<QueryLogSettings>,
+    /// How much of a client's address the query log and the dashboard show
+    /// (`--log-client-ip`; the query log's own setting says the same).
+    pub client_ip: ClientIpMode,
+    /// Record what the dashboard shows (with the admin listener only). Off
+    /// only to measure what it costs (benches/querylog.rs).
+    pub dashboard: bool,
+    /// Bearer token the admin listener asks for on everything but `/metrics`,
+    /// `/healthz` and `/readyz` (`--admin-token`; None: no token).
+    pub admin_token: Option<String>,
 }
 
 /// How a stop drains (see `Server::drain`).
@@ -130,6 +139,9 @@ impl Default for Settings {
             drain: DrainSettings::default(),
             metrics: None,
             query_log: None,
+            client_ip: ClientIpMode::default(),
+            dashboard: true,
+            admin_token: None,
         }
     }
 }

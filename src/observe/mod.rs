@@ -1,36 +1,46 @@
 //! Observability: receives each finished [`Outcome`] and nothing else from
-//! the query path. Metrics ([`metrics`]) and the query log ([`querylog`]) are
-//! both optional and cost nothing when off; the admin listener ([`admin`])
-//! serves `/metrics`, `/healthz` and `/readyz`.
+//! the query path. Metrics ([`metrics`]), the query log ([`querylog`]) and
+//! the dashboard's recorder ([`dashboard`]) are each optional and cost
+//! nothing when off; the admin listener ([`admin`]) serves `/metrics`,
+//! `/healthz`, `/readyz`, the dashboard page and its `/api/`.
 
 pub mod admin;
+pub mod api;
+pub mod dashboard;
 pub mod metrics;
 pub mod outcome;
+mod page;
 pub mod querylog;
+pub mod sketch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use dashboard::{Dashboard, DashboardSettings};
 pub use metrics::Metrics;
 pub use outcome::{CacheStatus, Outcome};
 pub use querylog::{ClientIpMode, LogTarget, QueryLog, QueryLogSettings};
 
-use crate::upstream::ExchangeSink;
+use crate::upstream::{ExchangeSink, UpstreamError};
 
 /// Where outcomes go. Cheap to call on the hot path.
 #[derive(Debug, Default)]
 pub struct Observer {
     metrics: Option<Arc<Metrics>>,
     log: Option<QueryLog>,
+    dashboard: Option<Arc<Dashboard>>,
 }
 
 impl Observer {
-    /// An observer with metrics (per-upstream series created for `upstreams`)
-    /// and/or a query log. Opens the log now, so a bad path fails at start.
+    /// An observer with metrics (per-upstream series created for `upstreams`),
+    /// a query log and/or the dashboard's recorder. Opens the log now, so a
+    /// bad path fails at start.
     pub fn new(
         with_metrics: bool,
         upstreams: &[SocketAddr],
         query_log: Option<&QueryLogSettings>,
+        dashboard: Option<&DashboardSettings>,
     ) -> std::io::Result<Self> {
         let metrics = with_metrics.then(|| Arc::new(Metrics::new(upstreams)));
         let log = query_log.map(QueryLog::open).transpose()?;
@@ -39,7 +49,14 @@ impl Observer {
                 metrics.counter_probe(name, &[], read);
             }
         }
-        Ok(Self { metrics, log })
+        let dashboard = dashboard
+            .map(|s| Dashboard::new(s.clone()).map(Arc::new))
+            .transpose()?;
+        Ok(Self {
+            metrics,
+            log,
+            dashboard,
+        })
     }
 
     /// Records one finished query.
@@ -51,6 +68,14 @@ impl Observer {
         if let Some(log) = &self.log {
             log.record(outcome);
         }
+        if let Some(dashboard) = &self.dashboard {
+            dashboard.record(outcome);
+        }
+    }
+
+    /// The dashboard's recorder, when the admin listener serves the dashboard.
+    pub fn dashboard(&self) -> Option<&Arc<Dashboard>> {
+        self.dashboard.as_ref()
     }
 
     /// The metrics registry, when `--metrics` is on.
@@ -63,9 +88,17 @@ impl Observer {
         self.log.as_ref()
     }
 
-    /// Where the forwarder reports each upstream exchange (None without metrics).
+    /// Where the forwarder reports each upstream exchange (None without
+    /// metrics and dashboard).
     pub fn exchange_sink(&self) -> Option<Arc<dyn ExchangeSink>> {
-        self.metrics.clone().map(|m| m as Arc<dyn ExchangeSink>)
+        match (&self.metrics, &self.dashboard) {
+            (None, None) => None,
+            (Some(m), None) => Some(m.clone()),
+            (metrics, dashboard) => Some(Arc::new(Exchanges {
+                metrics: metrics.clone(),
+                dashboard: dashboard.clone(),
+            })),
+        }
     }
 
     /// Reopens the query-log file (SIGHUP, after logrotate).
@@ -79,6 +112,23 @@ impl Observer {
     pub fn close(&self) {
         if let Some(log) = &self.log {
             log.close();
+        }
+    }
+}
+
+/// Upstream exchanges go to the metrics' histogram and the dashboard's chart.
+struct Exchanges {
+    metrics: Option<Arc<Metrics>>,
+    dashboard: Option<Arc<Dashboard>>,
+}
+
+impl ExchangeSink for Exchanges {
+    fn exchanged(&self, server: SocketAddr, elapsed: Duration, error: Option<&UpstreamError>) {
+        if let Some(m) = &self.metrics {
+            m.exchanged(server, elapsed, error);
+        }
+        if let Some(d) = &self.dashboard {
+            d.exchanged(server, elapsed, error);
         }
     }
 }

@@ -913,12 +913,22 @@ mod tests {
             ..RecentFilter::default()
         });
         assert_eq!(recent["queries"].as_array().unwrap().len(), 5, "bounded ring");
-        let blocked_only = d.recent(&RecentFilter {
+        let blocked_only = RecentFilter {
             action: Some("block".into()),
             limit: 100,
             ..RecentFilter::default()
-        });
-        assert_eq!(blocked_only["queries"].as_array().unwrap().len(), 0, "evicted");
+        };
+        let found = d.recent(&blocked_only);
+        assert_eq!(found["queries"].as_array().unwrap().len(), 1);
+        assert_eq!(found["queries"][0]["qname"], "ads.example.test");
+        assert_eq!(found["queries"][0]["rule"], "acme/no-ads");
+        assert_eq!(found["queries"][0]["client"], "198.51.100.0");
+        for _ in 0..5 {
+            d.record(&outcome("www.example.test", "resolve"));
+        }
+        let gone = d.recent(&blocked_only);
+        assert_eq!(gone["queries"].as_array().unwrap().len(), 0, "evicted");
+        assert_eq!(d.stats()["totals"]["blocked"], 1, "still counted");
     }
 
     #[test]

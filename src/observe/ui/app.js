@@ -1,6 +1,7 @@
 "use strict";
 // The Picket dashboard: polls /api/ on the same listener every few seconds
-// and draws with the DOM only (names come from the network: never innerHTML).
+// and draws with the DOM only: names come from the network, so they are
+// only ever put in as text.
 (function () {
   const POLL_MS = 5000;
   const SVG = "http://www.w3.org/2000/svg";

@@ -5,8 +5,8 @@
 //! Hot path ([`Dashboard::record`]): the same [`Outcome`] the metrics and the
 //! query log get is counted and copied, compactly, into this worker thread's
 //! own pending batch (an uncontended mutex, as the query log's buffer): a few
-//! additions and a copy of the name, no allocation once the batch has grown,
-//! no clock read, no shared atomic. Everything costly (the top-N sketches,
+//! additions, a clock read (as the query log's) and a copy of the name; no
+//! allocation once the batch has grown, no shared atomic. Everything costly (the top-N sketches,
 //! the ring of recent queries, the per-slot series) happens off the hot path,
 //! when [`Dashboard::collect`] takes every thread's batch: every
 //! [`COLLECT_EVERY`] on the admin thread, and before each `/api` answer (so
@@ -137,6 +137,9 @@ impl Counts {
 /// two-byte length before it).
 #[derive(Debug, Clone, Copy)]
 struct Record {
+    /// When it was answered: the recent queries of several workers are put
+    /// in order by it.
+    at: SystemTime,
     start: u32,
     name_len: u16,
     org_len: u16,
@@ -392,7 +395,7 @@ impl Dashboard {
                 skipped: 0,
                 slots: vec![SlotCounts::default(); HISTORY_SLOTS],
                 windows: (0..TOP_WINDOWS).map(|_| Window::new(u64::MAX, k)).collect(),
-                recent: VecDeque::with_capacity(settings.recent_queries),
+                recent: VecDeque::with_capacity(settings.recent_queries + 1),
                 spare: Pending::default(),
             }),
             latency: Mutex::new(Latency {
@@ -435,6 +438,7 @@ impl Dashboard {
                 audited_len = audited_len.saturating_add(len + 2);
             }
             p.records.push(Record {
+                at: SystemTime::now(),
                 start,
                 name_len,
                 org_len,
@@ -482,7 +486,8 @@ impl Dashboard {
     pub fn collect(&self) {
         let slots = lock(&self.registry.slots).clone();
         let elapsed = self.elapsed();
-        let now = SystemTime::now();
+        // The newest queries of every batch, put in order before they join the ring.
+        let mut newest: Vec<Recent> = Vec::new();
         let slot_id = elapsed.as_secs() / SLOT.as_secs();
         let window_id = elapsed.as_secs() / TOP_WINDOW.as_secs();
         let mut state = lock(&self.state);
@@ -537,11 +542,8 @@ impl Dashboard {
                     window.orgs.add(org, 1);
                 }
                 if i >= keep_from && self.settings.recent_queries > 0 {
-                    if state.recent.len() >= self.settings.recent_queries {
-                        state.recent.pop_front();
-                    }
-                    state.recent.push_back(Recent {
-                        at: now,
+                    newest.push(Recent {
+                        at: r.at,
                         transport: r.transport,
                         client: r.client,
                         org: org.into(),
@@ -558,6 +560,23 @@ impl Dashboard {
                 }
             }
             state.spare.clear();
+        }
+        // Stable: one worker's queries keep their order whatever the clock did.
+        newest.sort_by_key(|r| r.at);
+        let cap = self.settings.recent_queries;
+        let skip = newest.len().saturating_sub(cap);
+        for r in newest.into_iter().skip(skip) {
+            // Batches are taken one after the other while workers answer, so a
+            // query can arrive a collection after a newer one of another
+            // worker: it goes in at its place in time (nearly always the end).
+            let at = state.recent.partition_point(|x| x.at <= r.at);
+            if at == 0 && state.recent.len() >= cap {
+                continue;
+            }
+            state.recent.insert(at, r);
+            if state.recent.len() > cap {
+                state.recent.pop_front();
+            }
         }
         // Forget the batches of threads that are gone (only the registry
         // holds them), once they are empty.

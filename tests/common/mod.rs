@@ -7,6 +7,7 @@
 //! - [`inspect`]: readers for answers in assertions.
 //! - [`files`]: fresh scratch directories.
 //! - [`tls`]: pinned TLS clients and half-finished handshakes.
+//! - [`http`]: plain HTTP GETs to the admin listener.
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -31,6 +32,7 @@
 pub mod authority;
 pub mod client;
 pub mod files;
+pub mod http;
 pub mod inspect;
 pub mod picket;
 pub mod process;
@@ -47,6 +49,7 @@ pub use client::{
     RAW_TIMEOUT,
 };
 pub use files::{dir_with, temp_dir};
+pub use http::{http_get, http_get_with, HttpAnswer};
 pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
 };

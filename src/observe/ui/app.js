@@ -40,18 +40,24 @@
     return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m " + (s % 60) + "s";
   }
 
-  // Lines on a 360×100 view box; null breaks a line. Returns the maximum.
+  // Lines on a 360×100 view box, one point per slot of the last hour, the
+  // newest at the right edge; null breaks a line. Returns the maximum.
+  const SLOTS = 360;
   function chart(svg, lines, fixedMax) {
     svg.replaceChildren();
     let max = fixedMax || 0;
     if (!fixedMax) for (const l of lines) for (const v of l.values) if (v !== null && v > max) max = v;
     if (max <= 0) max = 1;
+    const base = document.createElementNS(SVG, "line");
+    for (const [k, v] of [["x1", 0], ["x2", 360], ["y1", 99], ["y2", 99], ["stroke", "currentColor"], ["stroke-opacity", "0.3"]]) base.setAttribute(k, v);
+    svg.appendChild(base);
     for (const l of lines) {
       const n = l.values.length;
-      const step = n > 1 ? 360 / (n - 1) : 360;
+      const step = 360 / (SLOTS - 1);
+      const first = SLOTS - n;
       let points = [];
       const flush = () => {
-        if (points.length === 1) points.push([points[0][0] + 1, points[0][1]]);
+        if (points.length === 1) points.push([points[0][0] - 2, points[0][1]]);
         if (points.length) {
           const p = document.createElementNS(SVG, "polyline");
           p.setAttribute("points", points.map((q) => q[0].toFixed(1) + "," + q[1].toFixed(1)).join(" "));
@@ -65,7 +71,7 @@
       };
       l.values.forEach((v, i) => {
         if (v === null) return flush();
-        points.push([n > 1 ? i * step : 180, 98 - (v / max) * 94]);
+        points.push([(first + i) * step, 98 - (v / max) * 94]);
       });
       flush();
     }
@@ -95,6 +101,7 @@
       { values: s.series.blocked_qps, color: c.b },
     ]);
     $("chart-qps").setAttribute("aria-label", "Queries per second over the last hour, peak " + num.format(max));
+    $("qps-peak").textContent = "peak " + num.format(max);
     chart($("chart-hits"), [{ values: s.series.cache_hit_ratio, color: c.a }], 1);
     const ups = $("upstreams");
     ups.replaceChildren();
@@ -103,6 +110,9 @@
       const f = el("figure");
       const cap = el("figcaption", u.upstream + ": p50 " + ms(u.p50_ms) + ", p99 " + ms(u.p99_ms) +
         " (" + num.format(u.exchanges) + " exchanges, " + num.format(u.failures) + " failed)");
+      const key = el("span", null, "key");
+      key.append(el("span", null, "sw a"), "p50", el("span", null, "sw b"), "p99");
+      cap.append(key);
       const svg = document.createElementNS(SVG, "svg");
       svg.setAttribute("viewBox", "0 0 360 100");
       svg.setAttribute("preserveAspectRatio", "none");

@@ -132,7 +132,10 @@ async fn stats_count_the_known_traffic() {
 
     let bad = http_get(admin(&picket), "/api/stats?verbose=1").await;
     assert_eq!(bad.status, 400);
-    assert!(bad.json()["error"].as_str().unwrap().contains("unknown parameter \"verbose\""));
+    assert!(bad.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown parameter \"verbose\""));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -142,15 +145,30 @@ async fn top_lists_name_the_blocked_names_rules_clients_and_organizations() {
     known_traffic(&picket).await;
     let top = get_json(admin(&picket), "/api/top?n=10").await;
     let lists = &top["lists"];
-    assert_eq!(keys(&lists["blocked"]), ["ads.example.test", "tracker.example.test"]);
+    assert_eq!(
+        keys(&lists["blocked"]),
+        ["ads.example.test", "tracker.example.test"]
+    );
     assert_eq!(lists["blocked"]["entries"][0]["count"], 2);
-    assert_eq!(lists["blocked"]["entries"][0]["error"], 0, "exact below capacity");
+    assert_eq!(
+        lists["blocked"]["entries"][0]["error"], 0,
+        "exact below capacity"
+    );
     assert_eq!(lists["blocked"]["total"], 3);
     assert_eq!(keys(&lists["names"])[0], "www.example.test");
     let rules = keys(&lists["rules"]);
-    assert_eq!(rules[0], "lab/watch-www", "audit hits count as hits: {rules:?}");
-    assert!(rules.contains(&"lab/no-ads".to_string()) && rules.contains(&"no-trackers".to_string()));
-    assert_eq!(keys(&lists["clients"]), ["127.0.0.0"], "truncated to /24 by default");
+    assert_eq!(
+        rules[0], "lab/watch-www",
+        "audit hits count as hits: {rules:?}"
+    );
+    assert!(
+        rules.contains(&"lab/no-ads".to_string()) && rules.contains(&"no-trackers".to_string())
+    );
+    assert_eq!(
+        keys(&lists["clients"]),
+        ["127.0.0.0"],
+        "truncated to /24 by default"
+    );
     assert_eq!(lists["clients"]["entries"][0]["count"], 7);
     assert_eq!(keys(&lists["orgs"]), ["lab"]);
     assert_eq!(top["window_seconds"], 3600);
@@ -167,7 +185,10 @@ async fn top_lists_name_the_blocked_names_rules_clients_and_organizations() {
         let bad = http_get(admin(&picket), &format!("/api/top?{query}")).await;
         assert_eq!(bad.status, 400, "{query}");
         let error = bad.json()["error"].as_str().unwrap().to_string();
-        assert!(error.contains(says) && error.starts_with("/api/top"), "{query}: {error}");
+        assert!(
+            error.contains(says) && error.starts_with("/api/top"),
+            "{query}: {error}"
+        );
     }
 }
 
@@ -181,7 +202,10 @@ async fn recent_queries_are_bounded_and_filterable() {
     known_traffic(&picket).await;
 
     let all = get_json(addr, "/api/recent").await;
-    assert_eq!((all["capacity"].as_u64(), all["held"].as_u64()), (Some(5), Some(5)));
+    assert_eq!(
+        (all["capacity"].as_u64(), all["held"].as_u64()),
+        (Some(5), Some(5))
+    );
     let names: Vec<&str> = all["queries"]
         .as_array()
         .unwrap()
@@ -220,7 +244,11 @@ async fn recent_queries_are_bounded_and_filterable() {
     let by_rule = get_json(addr, "/api/recent?rule=no-ads").await;
     assert_eq!(by_rule["queries"].as_array().unwrap().len(), 2);
     let by_name = get_json(addr, "/api/recent?name=ADS.example").await;
-    assert_eq!(by_name["queries"].as_array().unwrap().len(), 2, "case-insensitive");
+    assert_eq!(
+        by_name["queries"].as_array().unwrap().len(),
+        2,
+        "case-insensitive"
+    );
     let by_client = get_json(addr, "/api/recent?client=127.0.0.&limit=2").await;
     assert_eq!(by_client["queries"].as_array().unwrap().len(), 2);
     let nobody = get_json(addr, "/api/recent?client=10.").await;
@@ -235,7 +263,11 @@ async fn recent_queries_are_bounded_and_filterable() {
     let later = get_json(addr, "/api/recent").await;
     assert_eq!(later["queries"].as_array().unwrap().len(), 5);
     let blocked = get_json(addr, "/api/recent?action=block").await;
-    assert_eq!(blocked["queries"].as_array().unwrap().len(), 1, "two ads evicted");
+    assert_eq!(
+        blocked["queries"].as_array().unwrap().len(),
+        1,
+        "two ads evicted"
+    );
 
     for (query, says) in [
         ("limit=6", "from 1 to 5"),
@@ -259,7 +291,11 @@ async fn explain_returns_the_trace_of_the_policy_in_force() {
     let upstream = Authority::start(ZONE);
     let picket = start_picket_with(settings(upstream.addr()));
     let addr = admin(&picket);
-    let answer = get_json(addr, "/api/explain?name=ads.example.test&type=A&client=127.0.0.1").await;
+    let answer = get_json(
+        addr,
+        "/api/explain?name=ads.example.test&type=A&client=127.0.0.1",
+    )
+    .await;
     let trace = answer["trace"].as_str().unwrap();
     let policy = picket.server.shared().policy.load();
     let hints = ClientHints::plain("127.0.0.1".parse().unwrap(), Transport::Udp);
@@ -281,7 +317,10 @@ async fn explain_returns_the_trace_of_the_policy_in_force() {
 
     let missing = http_get(addr, "/api/explain?name=ads.example.test").await;
     assert_eq!(missing.status, 400);
-    assert!(missing.json()["error"].as_str().unwrap().contains("client= is missing"));
+    assert!(missing.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("client= is missing"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -294,7 +333,10 @@ async fn hidden_clients_never_reach_the_api() {
     let addr = admin(&picket);
     let top = http_get(addr, "/api/top").await;
     let recent = http_get(addr, "/api/recent").await;
-    assert_eq!(top.json()["lists"]["clients"]["entries"], Value::Array(vec![]));
+    assert_eq!(
+        top.json()["lists"]["clients"]["entries"],
+        Value::Array(vec![])
+    );
     assert_eq!(top.json()["clients_hidden"], true);
     assert_eq!(recent.json()["queries"][0]["client"], Value::Null);
     for body in [&top.body, &recent.body] {
@@ -332,16 +374,39 @@ async fn the_token_guards_everything_but_metrics_and_health() {
     known_traffic(&picket).await;
     let addr = admin(&picket);
     let good = "Authorization: Bearer k4m9x2q7w8e3r5t6y1u0i9o8p";
-    for path in ["/api/stats", "/api/top", "/api/recent", "/api/explain?name=a.test&client=::1", "/api/", "/nowhere"] {
+    for path in [
+        "/api/stats",
+        "/api/top",
+        "/api/recent",
+        "/api/explain?name=a.test&client=::1",
+        "/api/",
+        "/nowhere",
+    ] {
         let answer = http_get(addr, path).await;
         assert_eq!(answer.status, 401, "{path}");
-        assert!(answer.header("www-authenticate").unwrap().starts_with("Bearer"));
-        assert!(answer.body.contains("Authorization: Bearer TOKEN"), "{path}: {}", answer.body);
-        let wrong = http_get_with(addr, path, &["Authorization: Bearer k4m9x2q7w8e3r5t6y1u0i9o8"]).await;
+        assert!(answer
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer"));
+        assert!(
+            answer.body.contains("Authorization: Bearer TOKEN"),
+            "{path}: {}",
+            answer.body
+        );
+        let wrong = http_get_with(
+            addr,
+            path,
+            &["Authorization: Bearer k4m9x2q7w8e3r5t6y1u0i9o8"],
+        )
+        .await;
         assert_eq!(wrong.status, 401, "{path} with a wrong token");
     }
     for path in ["/api/stats", "/api/top", "/api/recent"] {
-        assert_eq!(http_get_with(addr, path, &[good]).await.status, 200, "{path}");
+        assert_eq!(
+            http_get_with(addr, path, &[good]).await.status,
+            200,
+            "{path}"
+        );
     }
     assert_eq!(http_get_with(addr, "/nowhere", &[good]).await.status, 404);
     // Never in the query string of the API, only of the page.
@@ -350,7 +415,13 @@ async fn the_token_guards_everything_but_metrics_and_health() {
     // The page: a form without the token, the dashboard with it.
     let login = http_get(addr, "/").await;
     assert_eq!(login.status, 401);
-    assert!(login.body.contains("<label for=\"token\">Admin token</label>"), "{}", login.body);
+    assert!(
+        login
+            .body
+            .contains("<label for=\"token\">Admin token</label>"),
+        "{}",
+        login.body
+    );
     let page = http_get(addr, "/?token=k4m9x2q7w8e3r5t6y1u0i9o8p").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("id=\"top-blocked\""));
@@ -368,13 +439,26 @@ async fn the_page_is_one_self_contained_document() {
     let picket = start_picket_with(settings(upstream.addr()));
     let page = http_get(admin(&picket), "/").await;
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     let csp = page.header("content-security-policy").expect("a CSP");
-    assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
     for tag in ["<script src", "<link", "<img", "@import", "url("] {
-        assert!(!page.body.contains(tag), "{tag}: the page loads nothing else");
+        assert!(
+            !page.body.contains(tag),
+            "{tag}: the page loads nothing else"
+        );
     }
-    for label in ["<label>Name <input", "<label>Client <input", "<label>Action <select"] {
+    for label in [
+        "<label>Name <input",
+        "<label>Client <input",
+        "<label>Action <select",
+    ] {
         assert!(page.body.contains(label), "{label}");
     }
     // Without the dashboard (only to measure its cost) there is no page.
@@ -394,7 +478,9 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
         let start = i + at;
         let before = start.checked_sub(1).map(|b| bytes[b]);
         let mut end = start;
-        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] == b':') {
+        while end < bytes.len()
+            && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] == b':')
+        {
             end += 1;
         }
         // Part of a longer identifier (a label value is quoted, so is skipped too).
@@ -475,7 +561,10 @@ async fn every_metric_the_grafana_board_uses_exists() {
         }
     }
     for expr in &all {
-        assert!(expr.contains("$instance"), "a query without the instance selector: {expr}");
+        assert!(
+            expr.contains("$instance"),
+            "a query without the instance selector: {expr}"
+        );
     }
     // The variables' own queries name metrics too.
     for var in board["templating"]["list"].as_array().unwrap() {
@@ -490,7 +579,9 @@ async fn every_metric_the_grafana_board_uses_exists() {
             let family = ["_bucket", "_sum", "_count"]
                 .iter()
                 .find_map(|s| name.strip_suffix(s))
-                .filter(|base| !families.contains_key(name.as_str()) && families.contains_key(*base));
+                .filter(|base| {
+                    !families.contains_key(name.as_str()) && families.contains_key(*base)
+                });
             if let Some(base) = family {
                 assert_eq!(families[base], "histogram", "{name} in {expr}");
             }
@@ -530,7 +621,9 @@ fn chromium(args: &[&str], url: &str) -> std::process::Output {
 /// run: enough for the figures).
 fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
     let open = format!("id=\"{id}\"");
-    let at = dom.find(&open).unwrap_or_else(|| panic!("no #{id} in the DOM"));
+    let at = dom
+        .find(&open)
+        .unwrap_or_else(|| panic!("no #{id} in the DOM"));
     let rest = &dom[at..];
     let start = rest.find('>').unwrap() + 1;
     let end = rest[start..].find('<').unwrap() + start;
@@ -551,17 +644,31 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     .await
     .unwrap();
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(text_of(&dom, "total-queries"), "7", "{dom}");
     assert_eq!(text_of(&dom, "total-blocked"), "3");
-    assert!(text_of(&dom, "hit-ratio").starts_with("50"), "{}", text_of(&dom, "hit-ratio"));
+    assert!(
+        text_of(&dom, "hit-ratio").starts_with("50"),
+        "{}",
+        text_of(&dom, "hit-ratio")
+    );
     let top = &dom[dom.find("id=\"top-blocked\"").unwrap()..];
     let top = &top[..top.find("</ol>").unwrap()];
-    assert!(top.contains("ads.example.test") && top.contains("tracker.example.test"), "{top}");
+    assert!(
+        top.contains("ads.example.test") && top.contains("tracker.example.test"),
+        "{top}"
+    );
     let recent = &dom[dom.find("id=\"recent\"").unwrap()..];
     assert!(recent.contains("mail.example.test"), "the recent queries");
     assert!(dom.contains("ready"), "the readiness");
-    assert!(dom.contains(&upstream.addr().to_string()), "the upstream's latency chart");
+    assert!(
+        dom.contains(&upstream.addr().to_string()),
+        "the upstream's latency chart"
+    );
     assert!(dom.contains("<polyline"), "charts drawn");
 
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
@@ -572,7 +679,11 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "a screenshot of the page: {size} bytes");
     println!("dashboard screenshot: {}", shot.display());

@@ -190,7 +190,8 @@ fn answer(admin: &Admin, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         // The page may carry the token in its address: a browser opening it
         // cannot send a header.
         let in_query = path == "/"
-            && api::param(query, "token").is_some_and(|given| same(given.as_bytes(), token.as_bytes()));
+            && api::param(query, "token")
+                .is_some_and(|given| same(given.as_bytes(), token.as_bytes()));
         if !header && !in_query {
             return unauthorized(path);
         }
@@ -227,9 +228,7 @@ fn same(given: &[u8], ours: &[u8]) -> bool {
 /// saying how to send it.
 fn unauthorized(path: &str) -> Response<Full<Bytes>> {
     let mut response = if path == "/" {
-        let mut r = Response::new(Full::new(Bytes::from_static(
-            super::page::LOGIN.as_bytes(),
-        )));
+        let mut r = Response::new(Full::new(Bytes::from_static(super::page::LOGIN.as_bytes())));
         r.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
@@ -296,10 +295,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

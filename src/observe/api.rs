@@ -80,13 +80,20 @@ pub fn top(dashboard: &Dashboard, query: &str) -> Json {
 /// `/api/recent`.
 pub fn recent(dashboard: &Dashboard, query: &str) -> Json {
     let endpoint = "/api/recent";
-    let p = params(query, endpoint, &["limit", "name", "client", "action", "rule"])?;
+    let p = params(
+        query,
+        endpoint,
+        &["limit", "name", "client", "action", "rule"],
+    )?;
     let capacity = dashboard.recent_capacity().max(1);
     let limit = number(&p, "limit", endpoint, 100.min(capacity), capacity)?;
     let name = text(&p, "name", endpoint, MAX_NAME)?.map(|n| n.to_ascii_lowercase());
     let client = text(&p, "client", endpoint, 45)?;
     if let Some(c) = &client {
-        if !c.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '.' || ch == ':') {
+        if !c
+            .chars()
+            .all(|ch| ch.is_ascii_hexdigit() || ch == '.' || ch == ':')
+        {
             return Err(format!(
                 "{endpoint}: client={c:?} is not (the start of) an address: use digits, dots and colons, e.g. client=192.0.2. or client=2001:db8:"
             ));
@@ -129,8 +136,9 @@ pub fn explain(query: &str, run: &dyn Fn(&Explain) -> String) -> Json {
             format!("{endpoint}: type={t:?} is not a query type: use a mnemonic such as A, AAAA, MX, or a number from 0 to 65535")
         })?,
     };
-    let client = get(&p, "client")
-        .ok_or_else(|| format!("{endpoint}: client= is missing: the address the query comes from, {example}"))?;
+    let client = get(&p, "client").ok_or_else(|| {
+        format!("{endpoint}: client= is missing: the address the query comes from, {example}")
+    })?;
     let client: IpAddr = client.trim().parse().map_err(|_| {
         format!("{endpoint}: client={client:?} is not an IP address: e.g. client=192.0.2.1 or client=2001:db8::1")
     })?;
@@ -179,7 +187,10 @@ fn check_name(name: &str) -> Result<String, &'static str> {
     {
         return Err("has characters a DNS name does not: use letters, digits, - and _ (international names in their xn-- form)");
     }
-    if name.split('.').any(|label| label.is_empty() || label.len() > 63) {
+    if name
+        .split('.')
+        .any(|label| label.is_empty() || label.len() > 63)
+    {
         return Err("has an empty label or one longer than 63 characters");
     }
     Ok(name)
@@ -316,15 +327,23 @@ mod tests {
         let p = params("limit=5&name=ads", "/api/recent", &["limit", "name"]).unwrap();
         assert_eq!(get(&p, "name"), Some("ads"));
         let e = params("limt=5", "/api/recent", &["limit"]).unwrap_err();
-        assert!(e.contains("unknown parameter \"limt\"") && e.contains("limit"), "{e}");
-        assert!(params("n=1&n=2", "/api/top", &["n"]).unwrap_err().contains("twice"));
+        assert!(
+            e.contains("unknown parameter \"limt\"") && e.contains("limit"),
+            "{e}"
+        );
+        assert!(params("n=1&n=2", "/api/top", &["n"])
+            .unwrap_err()
+            .contains("twice"));
         assert!(params(&"a".repeat(3000), "/api/top", &["n"]).is_err());
         for bad in ["0", "-1", "x", "1001", "99999999999999999999999"] {
             let p = params(&format!("limit={bad}"), "/api/recent", &["limit"]).unwrap();
             let e = number(&p, "limit", "/api/recent", 100, 1000).unwrap_err();
             assert!(e.contains("from 1 to 1000"), "{e}");
         }
-        assert_eq!(param("token=s%3Dcret&x=1", "token").as_deref(), Some("s=cret"));
+        assert_eq!(
+            param("token=s%3Dcret&x=1", "token").as_deref(),
+            Some("s=cret")
+        );
     }
 
     #[test]
@@ -332,16 +351,31 @@ mod tests {
         let run = |e: &Explain| format!("{} {} {} {:?}", e.name, e.qtype, e.client, e.org);
         let ok = explain("name=Ads.Example.&type=aaaa&client=10.0.0.5", &run).unwrap();
         assert_eq!(ok["trace"], "ads.example 28 10.0.0.5 None");
-        assert_eq!(explain("name=x.example&client=::1&type=65280", &run).unwrap()["query"]["type"], 65280);
+        assert_eq!(
+            explain("name=x.example&client=::1&type=65280", &run).unwrap()["query"]["type"],
+            65280
+        );
         for (query, says) in [
             ("client=10.0.0.5", "name= is missing"),
             ("name=a.example", "client= is missing"),
             ("name=a.example&client=10.0.0.300", "not an IP address"),
-            ("name=a.example&client=10.0.0.5&type=BOGUS", "not a query type"),
-            ("name=a%20b&client=10.0.0.5", "characters a DNS name does not"),
+            (
+                "name=a.example&client=10.0.0.5&type=BOGUS",
+                "not a query type",
+            ),
+            (
+                "name=a%20b&client=10.0.0.5",
+                "characters a DNS name does not",
+            ),
             ("name=a..b&client=10.0.0.5", "empty label"),
-            ("name=a.example&client=10.0.0.5&transport=quic", "not a transport"),
-            ("name=a.example&client=10.0.0.5&verbose=1", "unknown parameter"),
+            (
+                "name=a.example&client=10.0.0.5&transport=quic",
+                "not a transport",
+            ),
+            (
+                "name=a.example&client=10.0.0.5&verbose=1",
+                "unknown parameter",
+            ),
         ] {
             let e = explain(query, &run).unwrap_err();
             assert!(e.contains(says), "{query}: {e}");

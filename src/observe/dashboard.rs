@@ -917,8 +917,14 @@ mod tests {
         assert_eq!(stats["totals"]["cache_misses"], 4);
         assert_eq!(stats["cache_hit_ratio"], 0.4286);
         let top = d.top(3, None);
-        assert_eq!(top["lists"]["blocked"]["entries"][0]["key"], "ads.example.test");
-        assert_eq!(top["lists"]["names"]["entries"][0]["key"], "mail.example.test");
+        assert_eq!(
+            top["lists"]["blocked"]["entries"][0]["key"],
+            "ads.example.test"
+        );
+        assert_eq!(
+            top["lists"]["names"]["entries"][0]["key"],
+            "mail.example.test"
+        );
         assert_eq!(top["lists"]["clients"]["entries"][0]["key"], "198.51.100.0");
         let rules: Vec<&str> = top["lists"]["rules"]["entries"]
             .as_array()
@@ -926,12 +932,19 @@ mod tests {
             .iter()
             .map(|e| e["key"].as_str().unwrap())
             .collect();
-        assert!(rules.contains(&"acme/no-ads") && rules.contains(&"watch"), "{rules:?}");
+        assert!(
+            rules.contains(&"acme/no-ads") && rules.contains(&"watch"),
+            "{rules:?}"
+        );
         let recent = d.recent(&RecentFilter {
             limit: 100,
             ..RecentFilter::default()
         });
-        assert_eq!(recent["queries"].as_array().unwrap().len(), 5, "bounded ring");
+        assert_eq!(
+            recent["queries"].as_array().unwrap().len(),
+            5,
+            "bounded ring"
+        );
         let blocked_only = RecentFilter {
             action: Some("block".into()),
             limit: 100,
@@ -966,7 +979,10 @@ mod tests {
             ..RecentFilter::default()
         });
         assert_eq!(recent["queries"][0]["client"], Value::Null, "hidden");
-        assert_eq!(d.top(5, Some("clients"))["lists"]["clients"]["entries"], json!([]));
+        assert_eq!(
+            d.top(5, Some("clients"))["lists"]["clients"]["entries"],
+            json!([])
+        );
     }
 
     #[test]
@@ -979,7 +995,11 @@ mod tests {
         for _ in 0..2 {
             d.exchanged(server, Duration::from_millis(90), None);
         }
-        d.exchanged(server, Duration::from_millis(800), Some(&UpstreamError::Timeout));
+        d.exchanged(
+            server,
+            Duration::from_millis(800),
+            Some(&UpstreamError::Timeout),
+        );
         let stats = d.stats();
         let up = &stats["upstreams"]["servers"][0];
         assert_eq!(up["upstream"], "192.0.2.53:53");
@@ -999,7 +1019,10 @@ mod tests {
             let b = latency_bucket(Duration::from_micros(us));
             assert!(b > last, "{us}");
             assert!(bucket_upper_ms(b) >= us as f64 / 1000.0, "{us}");
-            assert!(bucket_upper_ms(b) <= us as f64 / 1000.0 * 1.19 + 1e-9, "{us}");
+            assert!(
+                bucket_upper_ms(b) <= us as f64 / 1000.0 * 1.19 + 1e-9,
+                "{us}"
+            );
             last = b;
         }
         assert!(latency_bucket(Duration::from_secs(5)) < LATENCY_BUCKETS - 1);

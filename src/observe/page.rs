@@ -65,7 +65,8 @@ pub const LOGIN: &str = r#"<!doctype html>
 "#;
 
 /// The login page needs no script and no style.
-pub const LOGIN_CSP: &str = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+pub const LOGIN_CSP: &str =
+    "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 #[cfg(test)]
 mod tests {
@@ -79,7 +80,13 @@ mod tests {
         assert!(p.csp.contains("connect-src 'self'") && p.csp.contains("script-src 'sha256-"));
         // The SVG namespace is an identifier, never fetched.
         let text = p.html.replace("http://www.w3.org/2000/svg", "");
-        assert!(!text.contains("http://") && !text.contains("https://"), "an outside URL");
-        assert!(!text.contains("innerHTML"), "names are put in with textContent");
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "an outside URL"
+        );
+        assert!(
+            !text.contains("innerHTML"),
+            "names are put in with textContent"
+        );
     }
 }

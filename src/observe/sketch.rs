@@ -344,7 +344,14 @@ mod tests {
     fn weights_count_like_repeated_updates() {
         let mut a = SpaceSaving::new(4);
         let mut b = SpaceSaving::new(4);
-        for (key, w) in [("x", 5u64), ("y", 2), ("x", 3), ("z", 1), ("w", 4), ("v", 6)] {
+        for (key, w) in [
+            ("x", 5u64),
+            ("y", 2),
+            ("x", 3),
+            ("z", 1),
+            ("w", 4),
+            ("v", 6),
+        ] {
             a.add(key, w);
             for _ in 0..w {
                 b.add(key, 1);
@@ -373,7 +380,11 @@ mod tests {
         }
         for (key, &f) in &t {
             if !m.entries.iter().any(|c| &c.key == key) {
-                assert!(f <= m.floor, "{key} ({f}) left out above the floor {}", m.floor);
+                assert!(
+                    f <= m.floor,
+                    "{key} ({f}) left out above the floor {}",
+                    m.floor
+                );
             }
         }
         // The heaviest key of the whole stream leads the merged list.

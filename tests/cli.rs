@@ -307,3 +307,18 @@ fn every_value_of_a_fixed_set_is_accepted() {
         );
     }
 }
+
+#[test]
+fn the_admin_token_needs_the_admin_listener_and_a_header_safe_value() {
+    let (code, out) = picket(&["serve", "--admin-token", "k4m9x2q7w8e3r5t6y1u0i9o8p"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("--admin-token protects the admin listener: add --metrics ADDR"),
+        "{out}"
+    );
+    for bad in ["two words", "   "] {
+        let (code, out) = picket(&["serve", "--metrics", "127.0.0.1:0", "--admin-token", bad]);
+        assert_ne!(code, 0, "{bad:?}: {out}");
+        assert!(out.contains("--admin-token"), "{bad:?}: {out}");
+    }
+}

@@ -687,4 +687,15 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "a screenshot of the page: {size} bytes");
     println!("dashboard screenshot: {}", shot.display());
+    // And at a phone's width.
+    let phone = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png");
+    let out = tokio::task::spawn_blocking({
+        let arg = format!("--screenshot={}", phone.display());
+        let url = format!("http://{}/", admin(&picket));
+        move || chromium(&[&arg, "--window-size=390,1600"], &url)
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("dashboard screenshot at a phone's width: {}", phone.display());
 }

@@ -579,7 +579,9 @@ impl Dashboard {
             }
         }
         // Forget the batches of threads that are gone (only the registry
-        // holds them), once they are empty.
+        // holds them once this copy of the list is dropped); they were just
+        // emptied, and their thread cannot fill them again.
+        drop(slots);
         lock(&self.registry.slots).retain(|s| Arc::strong_count(s) > 1);
     }
 
@@ -961,6 +963,30 @@ mod tests {
         let gone = d.recent(&blocked_only);
         assert_eq!(gone["queries"].as_array().unwrap().len(), 0, "evicted");
         assert_eq!(d.stats()["totals"]["blocked"], 1, "still counted");
+    }
+
+    #[test]
+    fn batches_of_many_threads_are_all_counted_and_then_forgotten() {
+        let d = Arc::new(Dashboard::new(settings(ClientIpMode::Full)).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        d.record(&outcome("www.example.test", "resolve"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(lock(&d.registry.slots).len(), 4);
+        assert_eq!(d.stats()["totals"]["queries"], 200);
+        assert!(lock(&d.registry.slots).is_empty(), "slots of finished threads are kept");
+        let top = d.top(1, Some("clients"));
+        assert_eq!(top["lists"]["clients"]["entries"][0]["key"], "198.51.100.77");
+        assert_eq!(top["lists"]["clients"]["entries"][0]["count"], 200);
     }
 
     #[test]

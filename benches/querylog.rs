@@ -17,7 +17,7 @@
 //! admin listener on in both servers, dashboard recording off and on.
 //!
 //! `cargo bench --bench querylog` (`-- --dashboard-only` for the dashboard's
-//! part); `QUERYLOG_BENCH_N` sets queries per round (default 200000),
+//! part, with the per-query costs of the query log to compare); `QUERYLOG_BENCH_N` sets queries per round (default 200000),
 //! `QUERYLOG_BENCH_WINDOW` the queries in flight (default 32).
 
 use std::net::{SocketAddr, UdpSocket};
@@ -36,6 +36,7 @@ const ROUNDS: usize = 3;
 fn main() {
     let only = |flag: &str| std::env::args().any(|a| a == flag);
     if only("--dashboard-only") {
+        format_cost();
         dashboard_record_cost();
         dashboard_cost();
         return;

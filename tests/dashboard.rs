@@ -696,6 +696,13 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    println!("dashboard screenshot at a phone's width: {}", phone.display());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "dashboard screenshot at a phone's width: {}",
+        phone.display()
+    );
 }

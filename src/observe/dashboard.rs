@@ -983,9 +983,15 @@ mod tests {
         }
         assert_eq!(lock(&d.registry.slots).len(), 4);
         assert_eq!(d.stats()["totals"]["queries"], 200);
-        assert!(lock(&d.registry.slots).is_empty(), "slots of finished threads are kept");
+        assert!(
+            lock(&d.registry.slots).is_empty(),
+            "slots of finished threads are kept"
+        );
         let top = d.top(1, Some("clients"));
-        assert_eq!(top["lists"]["clients"]["entries"][0]["key"], "198.51.100.77");
+        assert_eq!(
+            top["lists"]["clients"]["entries"][0]["key"],
+            "198.51.100.77"
+        );
         assert_eq!(top["lists"]["clients"]["entries"][0]["count"], 200);
     }
 

@@ -14,8 +14,12 @@
 //! query-log or dnstap writer, from /proc/self/task/*/schedstat): CPU per query is the
 //! steadier figure, and its ratio is the capacity a server loses to logging.
 //!
-//! `cargo bench --bench querylog`; `QUERYLOG_BENCH_N` sets queries per round
-//! (default 200000), `QUERYLOG_BENCH_WINDOW` the queries in flight (default 32).
+//! The same comparison is then made for the dashboard's recording (issue 21):
+//! admin listener on in both servers, dashboard recording off and on.
+//!
+//! `cargo bench --bench querylog` (`-- --dashboard-only` for the dashboard's
+//! part, with the per-query costs of the query log to compare); `QUERYLOG_BENCH_N` sets queries per round (default 200000),
+//! `QUERYLOG_BENCH_WINDOW` the queries in flight (default 32).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -31,11 +35,19 @@ use picket::observe::{LogTarget, QueryLogSettings};
 const ROUNDS: usize = 3;
 
 fn main() {
+    let only = |flag: &str| std::env::args().any(|a| a == flag);
+    if only("--dashboard-only") {
+        format_cost();
+        dashboard_record_cost();
+        dashboard_cost();
+        return;
+    }
     rule_hit_cost();
-    if std::env::args().any(|a| a == "--rule-hits-only") {
+    if only("--rule-hits-only") {
         return;
     }
     format_cost();
+    dashboard_record_cost();
     let n: usize = env_or("QUERYLOG_BENCH_N", 200_000);
     let window: usize = env_or("QUERYLOG_BENCH_WINDOW", 32);
     let upstream = spawn_upstream();
@@ -120,6 +132,100 @@ fn main() {
         (1.0 - ca / cb) * 100.0
     );
     let _ = std::fs::remove_dir_all(dir);
+    dashboard_cost();
+}
+
+/// What the dashboard's recording costs on the same workload (issue 21: no
+/// more than the query log): two servers with the admin listener (metrics)
+/// on, one recording for the dashboard and one not, rounds interleaved as
+/// above. The CPU figure includes the admin thread, which takes the workers'
+/// batches into the top-N sketches and the recent ring.
+fn dashboard_cost() {
+    let n: usize = env_or("QUERYLOG_BENCH_N", 200_000);
+    let window: usize = env_or("QUERYLOG_BENCH_WINDOW", 32);
+    let upstream = spawn_upstream();
+    let with_admin = |dashboard: bool| Settings {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        dashboard,
+        ..settings(upstream, None)
+    };
+    let off = Server::start(with_admin(false)).expect("picket starts");
+    let on = Server::start(with_admin(true)).expect("picket starts");
+    let (off_addr, on_addr) = (off.local_addrs()[0], on.local_addrs()[0]);
+    let name = "www.example.test";
+    for addr in [off_addr, on_addr] {
+        warm(addr, name);
+    }
+    let (mut qps_off, mut qps_on, mut cpu_off, mut cpu_on) = (vec![], vec![], vec![], vec![]);
+    for round in 1..=ROUNDS {
+        let a = drive(off_addr, name, n, window);
+        let b = drive(on_addr, name, n, window);
+        println!(
+            "round {round}: metrics only {:>7.0} q/s {:>5.0} ns CPU/query (worker {:.0}) | \
+             metrics + dashboard {:>7.0} q/s {:>5.0} ns CPU/query (worker {:.0})",
+            a.qps, a.cpu, a.worker, b.qps, b.cpu, b.worker
+        );
+        qps_off.push(a.qps);
+        qps_on.push(b.qps);
+        cpu_off.push(a.cpu);
+        cpu_on.push(b.cpu);
+    }
+    on.stop();
+    off.stop();
+    let (a, b) = (median(&mut qps_off), median(&mut qps_on));
+    let (ca, cb) = (median(&mut cpu_off), median(&mut cpu_on));
+    println!(
+        "median of {ROUNDS}: dashboard off {a:.0} q/s, on {b:.0} q/s: {:.1} % fewer q/s; \
+         CPU {ca:.0} ns/query off, {cb:.0} ns/query on (admin thread included): {:.1} % fewer q/s per core",
+        (1.0 - b / a) * 100.0,
+        (1.0 - ca / cb) * 100.0
+    );
+}
+
+/// The worker's share of the dashboard in isolation: `Dashboard::record`
+/// on the calling thread, batches taken (untimed) between chunks as the
+/// admin thread does every 250 ms.
+fn dashboard_record_cost() {
+    use picket::observe::{CacheStatus, ClientIpMode, Dashboard, DashboardSettings, Outcome};
+    let outcome = Outcome {
+        transport: picket::query::Transport::Udp,
+        client_ip: "198.51.100.77".parse().unwrap(),
+        client_port: 0,
+        query: &[],
+        reply: None,
+        org: "acme",
+        qname: "www.example.test",
+        qtype: 1,
+        rcode: Some(0),
+        action: picket::query::ActionLabel::Resolve,
+        rule: None,
+        audited: &[],
+        cache: CacheStatus::Hit,
+        upstream: None,
+        ede: None,
+        duration: Duration::from_micros(3),
+    };
+    let limits = picket::config::Limits::default();
+    let dashboard = Dashboard::new(DashboardSettings::new(&limits, ClientIpMode::Truncate))
+        .expect("no exclusion list to read");
+    let rounds = 1_000_000;
+    let chunk = 10_000;
+    let (mut spent, mut collecting) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds / chunk {
+        let started = Instant::now();
+        for _ in 0..chunk {
+            dashboard.record(std::hint::black_box(&outcome));
+        }
+        spent += started.elapsed();
+        let started = Instant::now();
+        dashboard.collect();
+        collecting += started.elapsed();
+    }
+    println!(
+        "Dashboard::record on the calling thread: {:.0} ns; taking it into the sketches and ring (admin thread): {:.0} ns per query",
+        spent.as_nanos() as f64 / rounds as f64,
+        collecting.as_nanos() as f64 / rounds as f64
+    );
 }
 
 /// The worker's share in isolation: formatting one line.

@@ -156,11 +156,21 @@ impl Server {
         let served = admin::Admin {
             metrics: metrics.clone(),
             ready,
+            dashboard: shared.observer.dashboard().cloned(),
+            token: shared.settings.admin_token.clone(),
+            status: status_reader(Arc::downgrade(&shared)),
+            explain: explainer(Arc::downgrade(&shared)),
         };
         let handle = admin::spawn(listener, served, stopped.clone())
             .context("cannot start the admin thread")?;
         self.threads.push(handle);
         tracing::info!(%addr, "metrics on http://{addr}/metrics, health on /healthz and /readyz");
+        if shared.observer.dashboard().is_some() {
+            tracing::info!(%addr, "dashboard on http://{addr}/, its JSON under /api/");
+        }
+        if !addr.ip().is_loopback() && shared.settings.admin_token.is_none() {
+            tracing::warn!(%addr, "the dashboard and /api/ (recent queries, clients) are open to anyone who can reach {addr}: add --admin-token TOKEN, or listen on loopback (--metrics 127.0.0.1:9153)");
+        }
         self.admin_addr = Some(addr);
         Ok(())
     }
@@ -509,6 +519,56 @@ fn register_probes(
     }
     register_upstream_health_probes(metrics, shared);
     register_connection_probes(metrics, connections);
+}
+
+/// What `/api/stats` says about the server itself. Holds the shared state
+/// weakly, like the probes.
+fn status_reader(weak: Weak<Shared>) -> admin::StatusRead {
+    let started = Instant::now();
+    Box::new(move || {
+        let Some(s) = weak.upgrade() else {
+            return serde_json::json!({ "ready": false, "not_ready": "stopped" });
+        };
+        let policy = s.policy.load();
+        let stats = policy.stats();
+        let last = s.policy_reloads.last().map(|r| {
+            serde_json::json!({
+                "time": crate::observe::querylog::Rfc3339(r.at).to_string(),
+                "ok": r.error.is_none(),
+                "error": r.error,
+            })
+        });
+        let ready = s.ready();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": started.elapsed().as_secs(),
+            "ready": ready.is_ok(),
+            "not_ready": ready.err(),
+            "draining": s.readiness.is_draining(),
+            "policy": {
+                "version": policy.version(),
+                "source": s.settings.policies.to_string(),
+                "organizations": stats.organizations,
+                "rules": stats.rules,
+                "lists": stats.lists,
+                "reloads_ok": s.policy_reloads.ok.load(Ordering::Relaxed),
+                "reloads_failed": s.policy_reloads.failed.load(Ordering::Relaxed),
+                "last_reload": last,
+            },
+        })
+    })
+}
+
+/// `/api/explain`: `picket explain` with the policy in force.
+fn explainer(weak: Weak<Shared>) -> admin::ExplainRun {
+    Box::new(move |ask| {
+        let Some(s) = weak.upgrade() else {
+            return "the server is stopping: nothing to explain\n".to_string();
+        };
+        let policy = s.policy.load();
+        let hints = crate::query::ClientHints::plain(ask.client, ask.transport);
+        crate::policy::explain::explain(&policy, &ask.name, ask.qtype, &hints, ask.org.as_deref())
+    })
 }
 
 /// Makes probes that read the shared state. They hold it weakly: the metrics

@@ -7,7 +7,7 @@
 //!     block/override ─────────────────────────────────────────────▶ protocol::build
 //!     allow ─▶ cache (hit) ───────────────────────────────────────▶ │
 //!            └▶ upstream (coalesced miss) ─▶ cache insert ─────────▶ │
-//! protocol::build ─bytes─▶ listener writes;  Outcome ─▶ observe::{metrics, querylog}
+//! protocol::build ─bytes─▶ listener writes;  Outcome ─▶ observe::{metrics, querylog, dashboard}
 //! ```
 //!
 //! [`pipeline`] shows that path in one place. Lower floors never import

@@ -28,7 +28,7 @@ use crate::cache::{Cache, CacheKey, Entry, Lookup};
 use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
 use crate::local;
-use crate::observe::{CacheStatus, Observer, Outcome, Outputs};
+use crate::observe::{CacheStatus, DashboardSettings, Observer, Outcome, Outputs};
 use crate::policy::{self, Action, AnswerFacts, Identity, PolicyError, PolicySet, Verdict};
 use crate::protocol::build::empty_reply;
 use crate::protocol::parse::reject_oversized;
@@ -145,11 +145,17 @@ impl Shared {
             ))),
             DnssecMode::Off => None,
         };
+        let dashboard = (settings.metrics.is_some() && settings.dashboard).then(|| {
+            let mut d = DashboardSettings::new(&settings.limits, settings.client_ip);
+            d.exclude = settings.query_log.as_ref().and_then(|q| q.exclude.clone());
+            d
+        });
         let observer = Observer::new(Outputs {
             metrics: settings.metrics.is_some(),
             upstreams: &settings.upstreams,
             query_log: settings.query_log.as_ref(),
             dnstap: settings.dnstap.as_ref(),
+            dashboard: dashboard.as_ref(),
         })?;
         register_rule_series(&observer, &policy);
         Ok(Self {
@@ -218,10 +224,12 @@ impl Shared {
                 register_rule_series(&self.observer, &policy);
                 self.policy.store(Arc::new(policy));
                 self.policy_reloads.ok.fetch_add(1, Ordering::Relaxed);
+                self.policy_reloads.note(None);
                 Ok(reloaded)
             }
             Err(e) => {
                 self.policy_reloads.failed.fetch_add(1, Ordering::Relaxed);
+                self.policy_reloads.note(Some(e.to_string()));
                 Err(e)
             }
         }
@@ -262,6 +270,36 @@ pub struct Reloaded {
 pub struct PolicyReloads {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
+    /// The last reload: when, and the error if it failed (the dashboard shows it).
+    last: std::sync::Mutex<Option<LastReload>>,
+}
+
+/// When the last reload ran, and why it failed if it did.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    pub at: std::time::SystemTime,
+    pub error: Option<String>,
+}
+
+impl PolicyReloads {
+    fn note(&self, error: Option<String>) {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = Some(LastReload {
+            at: std::time::SystemTime::now(),
+            error,
+        });
+    }
+
+    /// The last reload, None before the first.
+    pub fn last(&self) -> Option<LastReload> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// What to do with a datagram or framed message.

@@ -96,7 +96,7 @@ impl ActionLabel {
     ];
 
     /// The label's one spelling.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Resolve => "resolve",
             Self::Local => "local",

@@ -158,6 +158,7 @@ fn help_of(subcommand: &str) -> String {
 #[test]
 fn the_long_flags_of_every_subcommand_stay_the_same() {
     let serve = [
+        "--admin-token",
         "--allow-from",
         "--allow-private-nameservers",
         "--allow-rollback",
@@ -290,6 +291,7 @@ fn option_lines(help: &str) -> Vec<[String; 5]> {
 #[test]
 fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
     let expected: Vec<[String; 5]> = [
+        ["", "--admin-token", "<TOKEN>", "", "PICKET_ADMIN_TOKEN"],
         ["", "--allow-from", "<CIDR>", "", ""],
         ["", "--allow-private-nameservers", "", "", ""],
         ["", "--allow-rollback", "", "", ""],
@@ -398,5 +400,20 @@ fn every_value_of_a_fixed_set_is_accepted() {
             out.contains("--threads must be at least 1"),
             "{flag} {value}: {out}"
         );
+    }
+}
+
+#[test]
+fn the_admin_token_needs_the_admin_listener_and_a_header_safe_value() {
+    let (code, out) = picket(&["serve", "--admin-token", "k4m9x2q7w8e3r5t6y1u0i9o8p"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("--admin-token protects the admin listener: add --metrics ADDR"),
+        "{out}"
+    );
+    for bad in ["two words", "   "] {
+        let (code, out) = picket(&["serve", "--metrics", "127.0.0.1:0", "--admin-token", bad]);
+        assert_ne!(code, 0, "{bad:?}: {out}");
+        assert!(out.contains("--admin-token"), "{bad:?}: {out}");
     }
 }

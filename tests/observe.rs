@@ -251,7 +251,8 @@ async fn health_readiness_and_unknown_paths() {
     let admin = picket.server.admin_addr().unwrap();
     assert_eq!(http_get(admin, "/healthz").await, (200, "ok\n".into()));
     assert_eq!(http_get(admin, "/readyz").await, (200, "ready\n".into()));
-    assert_eq!(http_get(admin, "/").await.0, 404);
+    assert_eq!(http_get(admin, "/").await.0, 200, "the dashboard");
+    assert_eq!(http_get(admin, "/nowhere").await.0, 404);
     assert_eq!(http_get(admin, "/metrics/extra").await.0, 404);
 
     // A graceful stop turns not ready at once and keeps answering for the

@@ -382,10 +382,42 @@ pub struct LogArgs {
     #[arg(long = "log-format", value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
-    /// Serve Prometheus metrics on http://ADDR/metrics, with /healthz and
-    /// /readyz (IP[:PORT], port 9153 if omitted). Off by default.
+    /// Serve Prometheus metrics on http://ADDR/metrics, with /healthz,
+    /// /readyz, the dashboard on / and its JSON under /api/ (IP[:PORT], port
+    /// 9153 if omitted), e.g. 127.0.0.1:9153. Off by default.
     #[arg(long = "metrics", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 9153))]
     pub metrics: Option<SocketAddr>,
+
+    /// Bearer token the admin listener asks for on everything but /metrics,
+    /// /healthz and /readyz (the dashboard and /api/). Make one with
+    /// `picket token`; the environment keeps it out of `ps`.
+    #[arg(
+        long = "admin-token",
+        value_name = "TOKEN",
+        env = "PICKET_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+}
+
+impl LogArgs {
+    /// `--admin-token`, which protects the admin listener and needs it.
+    fn admin_token(&self) -> Result<Option<String>> {
+        let Some(token) = &self.admin_token else {
+            return Ok(None);
+        };
+        if self.metrics.is_none() {
+            bail!("--admin-token protects the admin listener: add --metrics ADDR, e.g. --metrics 127.0.0.1:9153");
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            bail!("--admin-token is empty: give a token, e.g. one made by `picket token`, or leave the flag out");
+        }
+        if token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!("--admin-token must be 1 to 256 printable ASCII characters without spaces (it travels in an HTTP header), e.g. one made by `picket token`");
+        }
+        Ok(Some(token.to_string()))
+    }
 }
 
 /// `--log-format` (no doc comments on the variants: see [`DnssecFlag`]).
@@ -508,6 +540,8 @@ impl ServeArgs {
         self.policy.apply(&mut s)?;
         self.access.apply(&mut s);
         s.metrics = self.logs.metrics;
+        s.admin_token = self.logs.admin_token()?;
+        s.client_ip = self.query_log.log_client_ip.into();
         s.query_log = self.query_log.settings()?;
         s.dnstap = self.dnstap.settings()?;
         self.apply_resolution(&mut s)?;

@@ -293,12 +293,56 @@ pub struct Limits {
     /// (`"refresh": "1"`) cannot make a fleet hammer a server, while tests can still watch a
     /// node pick up a change in seconds. ETag requests answered 304 cost the server little.
     pub min_fetch_interval: Duration,
+    /// Queries the dashboard's "recent queries" ring holds (`/api/recent`),
+    /// the oldest dropped first. The query log keeps everything; this is for
+    /// a glance at what just happened: 1,000 is a few seconds of a busy
+    /// node and minutes of a home network, the order of Pi-hole's and AdGuard
+    /// Home's default pages, at about 300 bytes each (~300 KB).
+    pub dashboard_recent_queries: usize,
+    /// Space-Saving counters per top-N list (names, blocked names, rules,
+    /// clients, organizations) per window of `TOP_WINDOW`: any key above
+    /// 1/256 of a window's queries is guaranteed to be listed, which is
+    /// deeper than any top-N a page shows (Pi-hole shows 10 and lets you
+    /// ask for 100). About 100 bytes each: 5 lists × 6 windows × 256 ≈ 770 KB
+    /// at most.
+    pub dashboard_top_keys: usize,
+    /// Queries one worker thread hands the dashboard between two collections
+    /// (every 250 ms). Past it a query is still counted, but not listed in
+    /// the top-N lists and recent ring until the next collection (the API
+    /// says how many were not). 16,384 per 250 ms is 65,000 q/s per worker
+    /// listed in full, about a worker's capacity on a forwarded-miss mix,
+    /// at ~80 bytes per query (~1.3 MB per worker at most); past that, the
+    /// lists are a sample, which is what they estimate anyway.
+    pub dashboard_pending_per_worker: usize,
+    /// Upstream servers whose latency the dashboard charts (the first ones
+    /// to answer); exchanges with more are counted as untracked. resolv.conf
+    /// names at most 3 (glibc MAXNS), a forwarding setup rarely more than a
+    /// handful; 16 leaves room for policy upstream groups. Each costs a
+    /// histogram of 81 buckets per slot it was used in (~120 KB per hour).
+    pub dashboard_upstreams: usize,
 }
 
 /// Jitter of the bundle and list poll intervals, as a fraction either side of the interval: a
 /// fleet restarted at once spreads its polls out instead of hitting the server in step.
 /// ±10% is what Kubernetes' `wait.Jitter` and most CDN-polling agents use.
 pub const FETCH_JITTER: f64 = 0.1;
+
+/// Length of one slot of the dashboard's history: counters and latency are
+/// kept per slot. 10 s is Grafana's usual finest step for an hour-long
+/// panel, and 360 points fit a phone-width chart.
+pub const SLOT: Duration = Duration::from_secs(10);
+
+/// Slots of history the dashboard keeps (an hour of [`SLOT`]s): the charts
+/// cover the last hour, as the issue asks; older slots are overwritten.
+pub const HISTORY_SLOTS: usize = 360;
+
+/// The dashboard's top-N lists are kept per window of this length and the
+/// last [`TOP_WINDOWS`] windows are merged when asked, so a list shows about
+/// the last hour (between 50 and 60 minutes), not everything since start.
+pub const TOP_WINDOW: Duration = Duration::from_secs(600);
+
+/// Windows of [`TOP_WINDOW`] merged into a top-N list (an hour).
+pub const TOP_WINDOWS: usize = 6;
 
 /// Recursive mode: nameserver pools (one per zone cut) and connections
 /// hickory's recursor keeps per recursor (its `ns_cache_size`; its default).
@@ -418,6 +462,10 @@ impl Default for Limits {
             fetch_connect_timeout: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(120),
             min_fetch_interval: Duration::from_secs(1),
+            dashboard_recent_queries: 1_000,
+            dashboard_top_keys: 256,
+            dashboard_pending_per_worker: 16_384,
+            dashboard_upstreams: 16,
         }
     }
 }

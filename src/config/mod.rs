@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::cache::CacheSettings;
 use crate::clock::Clock;
-use crate::observe::{DnstapSettings, QueryLogSettings};
+use crate::observe::{ClientIpMode, DnstapSettings, QueryLogSettings};
 use crate::policy::{LoadOptions, PolicyError, PolicySet};
 use crate::upstream::{DnssecMode, ForwarderSettings, RecursorSettings, Upstream};
 
@@ -95,6 +95,15 @@ pub struct Settings {
     pub query_log: Option<QueryLogSettings>,
     /// dnstap output (`--dnstap`).
     pub dnstap: Option<DnstapSettings>,
+    /// How much of a client's address the query log and the dashboard show
+    /// (`--log-client-ip`; the query log's own setting says the same).
+    pub client_ip: ClientIpMode,
+    /// Record what the dashboard shows (with the admin listener only). Off
+    /// only to measure what it costs (benches/querylog.rs).
+    pub dashboard: bool,
+    /// Bearer token the admin listener asks for on everything but `/metrics`,
+    /// `/healthz` and `/readyz` (`--admin-token`; None: no token).
+    pub admin_token: Option<String>,
 }
 
 impl Settings {
@@ -177,6 +186,9 @@ impl Default for Settings {
             metrics: None,
             query_log: None,
             dnstap: None,
+            client_ip: ClientIpMode::default(),
+            dashboard: true,
+            admin_token: None,
         }
     }
 }

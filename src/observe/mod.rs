@@ -1,18 +1,24 @@
 //! Observability: receives each finished [`Outcome`] and nothing else from
 //! the query path. Metrics ([`metrics`]), the query log ([`querylog`]) and
-//! dnstap ([`dnstap`]) are all optional and cost nothing when off; the admin
-//! listener ([`admin`]) serves `/metrics`, `/healthz` and `/readyz`.
+//! dnstap ([`dnstap`]) and the dashboard's recorder ([`dashboard`]) are
+//! each optional and cost nothing when off; the admin listener ([`admin`])
+//! serves `/metrics`, `/healthz`, `/readyz`, the dashboard page and its `/api/`.
 
 pub mod admin;
+pub mod api;
+pub mod dashboard;
 pub mod dnstap;
 pub mod metrics;
 pub mod outcome;
+mod page;
 pub mod querylog;
+pub mod sketch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use dashboard::{Dashboard, DashboardSettings};
 pub use dnstap::{Dnstap, DnstapSettings, DnstapTarget};
 pub use metrics::Metrics;
 pub use outcome::{CacheStatus, Outcome};
@@ -26,6 +32,7 @@ pub struct Observer {
     metrics: Option<Arc<Metrics>>,
     log: Option<QueryLog>,
     dnstap: Option<Arc<Dnstap>>,
+    dashboard: Option<Arc<Dashboard>>,
 }
 
 /// What an [`Observer`] writes, from the settings.
@@ -36,6 +43,8 @@ pub struct Outputs<'a> {
     pub upstreams: &'a [Upstream],
     pub query_log: Option<&'a QueryLogSettings>,
     pub dnstap: Option<&'a DnstapSettings>,
+    /// The dashboard's recorder (with the admin listener only).
+    pub dashboard: Option<&'a DashboardSettings>,
 }
 
 impl Observer {
@@ -54,10 +63,15 @@ impl Observer {
                 metrics.counter_probe(name, &[], read);
             }
         }
+        let dashboard = outputs
+            .dashboard
+            .map(|s| Dashboard::new(s.clone()).map(Arc::new))
+            .transpose()?;
         Ok(Self {
             metrics,
             log,
             dnstap,
+            dashboard,
         })
     }
 
@@ -69,6 +83,9 @@ impl Observer {
         }
         if let Some(log) = &self.log {
             log.record(outcome);
+        }
+        if let Some(dashboard) = &self.dashboard {
+            dashboard.record(outcome);
         }
         if let Some(dnstap) = &self.dnstap {
             if !outcome.query.is_empty() {
@@ -92,6 +109,11 @@ impl Observer {
         self.dnstap.is_some()
     }
 
+    /// The dashboard's recorder, when the admin listener serves the dashboard.
+    pub fn dashboard(&self) -> Option<&Arc<Dashboard>> {
+        self.dashboard.as_ref()
+    }
+
     /// The metrics registry, when `--metrics` is on.
     pub fn metrics(&self) -> Option<&Arc<Metrics>> {
         self.metrics.as_ref()
@@ -108,14 +130,15 @@ impl Observer {
     }
 
     /// Where the forwarder reports each upstream exchange (None without
-    /// metrics or upstream dnstap).
+    /// metrics, the dashboard or upstream dnstap).
     pub fn exchange_sink(&self) -> Option<Arc<dyn ExchangeSink>> {
         let dnstap = self.dnstap.clone().filter(|d| d.wants_upstream());
-        match (&self.metrics, dnstap) {
-            (None, None) => None,
-            (Some(m), None) => Some(m.clone() as Arc<dyn ExchangeSink>),
-            (metrics, dnstap) => Some(Arc::new(Exchanges {
+        match (&self.metrics, &self.dashboard, dnstap) {
+            (None, None, None) => None,
+            (Some(m), None, None) => Some(m.clone() as Arc<dyn ExchangeSink>),
+            (metrics, dashboard, dnstap) => Some(Arc::new(Exchanges {
                 metrics: metrics.clone(),
+                dashboard: dashboard.clone(),
                 dnstap,
             })),
         }
@@ -143,9 +166,10 @@ impl Observer {
 /// How long a stop waits for dnstap's last messages to reach the collector.
 const DNSTAP_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// Upstream exchanges to metrics and to dnstap both.
+/// Upstream exchanges to the metrics, the dashboard's chart and dnstap.
 struct Exchanges {
     metrics: Option<Arc<Metrics>>,
+    dashboard: Option<Arc<Dashboard>>,
     dnstap: Option<Arc<Dnstap>>,
 }
 
@@ -153,6 +177,9 @@ impl ExchangeSink for Exchanges {
     fn exchanged(&self, server: &Upstream, elapsed: Duration, error: Option<&UpstreamError>) {
         if let Some(m) = &self.metrics {
             m.exchanged(server, elapsed, error);
+        }
+        if let Some(d) = &self.dashboard {
+            d.exchanged(server, elapsed, error);
         }
     }
 

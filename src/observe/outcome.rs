@@ -72,6 +72,24 @@ pub const RCODES: [&str; 9] = [
     "none", "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER",
 ];
 
+/// Every action label's spelling, in [`ActionLabel::ALL`] order (tables indexed by
+/// `label as usize`, and the values `/api/recent` accepts).
+pub const ACTIONS: [&str; ActionLabel::ALL.len()] = {
+    let mut out = [""; ActionLabel::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = ActionLabel::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
+
+/// Index of `action` in [`ACTIONS`] and [`ActionLabel::ALL`].
+#[inline]
+pub fn action_index(action: ActionLabel) -> usize {
+    action as usize
+}
+
 /// Index of `rcode` in [`RCODES`].
 #[inline]
 pub fn rcode_index(rcode: Option<u16>) -> usize {

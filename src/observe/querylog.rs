@@ -718,7 +718,7 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 
 /// A query type's mnemonic (`AAAA`, via hickory's `RecordType`), or
 /// `TYPE65280` (RFC 3597) when it has none.
-fn push_qtype(out: &mut Vec<u8>, qtype: u16) {
+pub(crate) fn push_qtype(out: &mut Vec<u8>, qtype: u16) {
     use hickory_proto::rr::RecordType;
     match RecordType::from(qtype) {
         RecordType::Unknown(n) => {

@@ -11,6 +11,7 @@
 //! - [`https`]: an HTTPS server under a test CA (a control plane, a list feed).
 //! - [`encrypted`]: DoT, DoH and DoQ fronts for an [`Authority`], for
 //!   encrypted-upstream tests.
+//! - [`http`]: plain HTTP GETs to the admin listener.
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -36,6 +37,7 @@ pub mod authority;
 pub mod client;
 pub mod encrypted;
 pub mod files;
+pub mod http;
 pub mod https;
 pub mod inspect;
 pub mod picket;
@@ -56,6 +58,7 @@ pub use client::{
 };
 pub use encrypted::EncryptedFront;
 pub use files::{dir_with, temp_dir};
+pub use http::{http_get, http_get_with, HttpAnswer};
 pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
 };

@@ -1,0 +1,708 @@
+//! The built-in dashboard and its `/api/` (issue 21), over real HTTP to a
+//! running Picket after a known sequence of queries: counts, top-N lists,
+//! the bounded and filterable ring of recent queries, explain, privacy,
+//! the admin token; the Grafana board against a real `/metrics`; and the
+//! page in a real browser (headless Chromium, ignored without it).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ::picket::config::{PolicySource, Settings};
+use ::picket::observe::{ClientIpMode, LogTarget, QueryLogSettings};
+use ::picket::query::{ClientHints, Transport};
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use serde_json::Value;
+
+const ZONE: &str = r#"
+example.test.      3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+example.test.      3600 IN NS  ns1.example.test.
+www.example.test.   300 IN A   192.0.2.1
+mail.example.test.  300 IN A   192.0.2.2
+"#;
+
+/// One organization (loopback clients) blocking `ads.example.test`, a global
+/// rule blocking `tracker.example.test`, and an audit rule on www.
+const POLICY: &str = r#"{ "global": { "rules": [
+    { "id": "no-trackers", "name": "Block trackers", "expression": "dns.fqdn == \"tracker.example.test\"", "action": "block" }
+] },
+"organizations": [ { "id": "lab", "networks": ["127.0.0.0/8"], "rules": [
+    { "id": "watch-www", "name": "Watch www", "expression": "dns.fqdn == \"www.example.test\"", "action": "audit" },
+    { "id": "no-ads", "name": "Block ads", "expression": "dns.fqdn == \"ads.example.test\"", "action": "block" }
+] } ] }"#;
+
+fn settings(upstream: SocketAddr) -> Settings {
+    let mut settings = test_settings(&[upstream]);
+    settings.metrics = Some("127.0.0.1:0".parse().unwrap());
+    let dir = dir_with("dashboard", &[("lab.json", POLICY)]);
+    settings.policies = PolicySource::Dir(dir);
+    settings
+}
+
+/// 3 × www (a miss, then hits), 2 × ads (blocked by lab), 1 × tracker
+/// (blocked by the global rule), 1 × mail over TCP: 7 queries, 3 blocked,
+/// 2 misses, 2 hits.
+async fn known_traffic(picket: &Picket) {
+    for _ in 0..3 {
+        let a = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+        assert_eq!(a_records(&a).len(), 1);
+    }
+    for _ in 0..2 {
+        let blocked = query_udp(picket.addr, "ads.example.test", RecordType::A).await;
+        assert_eq!(rcode(&blocked), ResponseCode::NXDomain);
+    }
+    let tracker = query_udp(picket.addr, "tracker.example.test", RecordType::AAAA).await;
+    assert_eq!(rcode(&tracker), ResponseCode::NXDomain);
+    let mail = query_tcp(picket.addr, "mail.example.test", RecordType::A).await;
+    assert_eq!(rcode(&mail), ResponseCode::NoError);
+}
+
+fn admin(picket: &Picket) -> SocketAddr {
+    picket.server.admin_addr().expect("admin listener on")
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let answer = http_get(addr, path).await;
+    assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    answer.json()
+}
+
+fn keys(list: &Value) -> Vec<String> {
+    list["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("entries: {list}"))
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_count_the_known_traffic() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(settings(upstream.addr()));
+    known_traffic(&picket).await;
+    let stats = get_json(admin(&picket), "/api/stats").await;
+    let totals = &stats["totals"];
+    assert_eq!(totals["queries"], 7, "{stats:#}");
+    assert_eq!(totals["blocked"], 3);
+    assert_eq!(totals["cache_hits"], 2);
+    assert_eq!(totals["cache_misses"], 2);
+    assert_eq!(totals["by_action"]["block"], 3);
+    assert_eq!(stats["cache_hit_ratio"], 0.5);
+    assert_eq!(stats["blocked_share"], 0.4286);
+    assert_eq!(stats["last_minute"]["blocked_share"], 0.4286);
+    let series = &stats["series"];
+    assert_eq!(series["slot_seconds"], 10);
+    let qps: Vec<f64> = series["qps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(!qps.is_empty() && qps.len() <= 360, "{qps:?}");
+    assert!(qps.iter().sum::<f64>() > 0.0, "{qps:?}");
+
+    let up = &stats["upstreams"]["servers"][0];
+    assert_eq!(up["upstream"], upstream.addr().to_string());
+    assert_eq!(up["exchanges"], 2, "two misses, one exchange each");
+    assert_eq!(up["failures"], 0);
+    assert!(up["p50_ms"].as_f64().unwrap() > 0.0, "{up}");
+    assert!(up["p99_ms"].as_f64().unwrap() >= up["p50_ms"].as_f64().unwrap());
+
+    assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(stats["ready"], true);
+    assert!(stats["uptime_seconds"].is_u64());
+    let version = picket.server.shared().policy.load().version();
+    assert_eq!(stats["policy"]["version"], version);
+    assert_eq!(stats["policy"]["organizations"], 1);
+    assert_eq!(stats["policy"]["last_reload"], Value::Null);
+    assert_eq!(stats["client_ip"], "truncate");
+
+    // A reload shows in the reload state.
+    picket.server.reload_policy();
+    let stats = get_json(admin(&picket), "/api/stats").await;
+    assert_eq!(stats["policy"]["reloads_ok"], 1);
+    assert_eq!(stats["policy"]["last_reload"]["ok"], true);
+    assert!(stats["policy"]["version"].as_u64().unwrap() > version);
+
+    let bad = http_get(admin(&picket), "/api/stats?verbose=1").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown parameter \"verbose\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_lists_name_the_blocked_names_rules_clients_and_organizations() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(settings(upstream.addr()));
+    known_traffic(&picket).await;
+    let top = get_json(admin(&picket), "/api/top?n=10").await;
+    let lists = &top["lists"];
+    assert_eq!(
+        keys(&lists["blocked"]),
+        ["ads.example.test", "tracker.example.test"]
+    );
+    assert_eq!(lists["blocked"]["entries"][0]["count"], 2);
+    assert_eq!(
+        lists["blocked"]["entries"][0]["error"], 0,
+        "exact below capacity"
+    );
+    assert_eq!(lists["blocked"]["total"], 3);
+    assert_eq!(keys(&lists["names"])[0], "www.example.test");
+    let rules = keys(&lists["rules"]);
+    assert_eq!(
+        rules[0], "lab/watch-www",
+        "audit hits count as hits: {rules:?}"
+    );
+    assert!(
+        rules.contains(&"lab/no-ads".to_string()) && rules.contains(&"no-trackers".to_string())
+    );
+    assert_eq!(
+        keys(&lists["clients"]),
+        ["127.0.0.0"],
+        "truncated to /24 by default"
+    );
+    assert_eq!(lists["clients"]["entries"][0]["count"], 7);
+    assert_eq!(keys(&lists["orgs"]), ["lab"]);
+    assert_eq!(top["window_seconds"], 3600);
+
+    let one = get_json(admin(&picket), "/api/top?n=1&list=blocked").await;
+    assert_eq!(keys(&one["lists"]["blocked"]), ["ads.example.test"]);
+    assert!(one["lists"].get("names").is_none());
+    for (query, says) in [
+        ("n=0", "from 1 to 256"),
+        ("n=257", "from 1 to 256"),
+        ("n=ten", "from 1 to 256"),
+        ("list=hosts", "not a list"),
+    ] {
+        let bad = http_get(admin(&picket), &format!("/api/top?{query}")).await;
+        assert_eq!(bad.status, 400, "{query}");
+        let error = bad.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            error.contains(says) && error.starts_with("/api/top"),
+            "{query}: {error}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recent_queries_are_bounded_and_filterable() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = settings(upstream.addr());
+    settings.limits.dashboard_recent_queries = 5;
+    let picket = start_picket_with(settings);
+    let addr = admin(&picket);
+    known_traffic(&picket).await;
+
+    let all = get_json(addr, "/api/recent").await;
+    assert_eq!(
+        (all["capacity"].as_u64(), all["held"].as_u64()),
+        (Some(5), Some(5))
+    );
+    let names: Vec<&str> = all["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["qname"].as_str().unwrap())
+        .collect();
+    // The 5 newest of 7, newest first.
+    assert_eq!(
+        names,
+        [
+            "mail.example.test",
+            "tracker.example.test",
+            "ads.example.test",
+            "ads.example.test",
+            "www.example.test"
+        ]
+    );
+    let newest = &all["queries"][0];
+    assert_eq!(newest["transport"], "tcp");
+    assert_eq!(newest["client"], "127.0.0.0");
+    assert_eq!(newest["org"], "lab");
+    assert_eq!(newest["qtype"], "A");
+    assert_eq!(newest["rcode"], "NOERROR");
+    assert_eq!(newest["cache"], "miss");
+    assert_eq!(newest["upstream"], upstream.addr().to_string());
+
+    let blocked = get_json(addr, "/api/recent?action=block").await;
+    let blocked = blocked["queries"].as_array().unwrap();
+    assert_eq!(blocked.len(), 3);
+    assert!(blocked.iter().all(|q| q["action"] == "block"));
+    assert_eq!(blocked[0]["rule"], "no-trackers");
+    assert_eq!(blocked[0]["qtype"], "AAAA");
+    assert_eq!(blocked[1]["rule"], "lab/no-ads");
+    assert_eq!(blocked[1]["rcode"], "NXDOMAIN");
+
+    let by_rule = get_json(addr, "/api/recent?rule=no-ads").await;
+    assert_eq!(by_rule["queries"].as_array().unwrap().len(), 2);
+    let by_name = get_json(addr, "/api/recent?name=ADS.example").await;
+    assert_eq!(
+        by_name["queries"].as_array().unwrap().len(),
+        2,
+        "case-insensitive"
+    );
+    let by_client = get_json(addr, "/api/recent?client=127.0.0.&limit=2").await;
+    assert_eq!(by_client["queries"].as_array().unwrap().len(), 2);
+    let nobody = get_json(addr, "/api/recent?client=10.").await;
+    assert_eq!(nobody["queries"], Value::Array(vec![]));
+    let both = get_json(addr, "/api/recent?action=block&name=tracker").await;
+    assert_eq!(both["queries"].as_array().unwrap().len(), 1);
+
+    // Three more push the oldest out: still 5.
+    for _ in 0..3 {
+        query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    }
+    let later = get_json(addr, "/api/recent").await;
+    assert_eq!(later["queries"].as_array().unwrap().len(), 5);
+    let blocked = get_json(addr, "/api/recent?action=block").await;
+    assert_eq!(
+        blocked["queries"].as_array().unwrap().len(),
+        1,
+        "two ads evicted"
+    );
+
+    for (query, says) in [
+        ("limit=6", "from 1 to 5"),
+        ("limit=0", "from 1 to 5"),
+        ("action=blocked", "not an action"),
+        ("client=%3Cscript%3E", "not (the start of) an address"),
+        ("name=%zz", "two hex digits"),
+        ("limit=1&limit=2", "twice"),
+    ] {
+        let bad = http_get(addr, &format!("/api/recent?{query}")).await;
+        assert_eq!(bad.status, 400, "{query}");
+        let error = bad.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(says), "{query}: {error}");
+    }
+    let long = format!("/api/recent?name={}", "a".repeat(2100));
+    assert_eq!(http_get(addr, &long).await.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_returns_the_trace_of_the_policy_in_force() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(settings(upstream.addr()));
+    let addr = admin(&picket);
+    let answer = get_json(
+        addr,
+        "/api/explain?name=ads.example.test&type=A&client=127.0.0.1",
+    )
+    .await;
+    let trace = answer["trace"].as_str().unwrap();
+    let policy = picket.server.shared().policy.load();
+    let hints = ClientHints::plain("127.0.0.1".parse().unwrap(), Transport::Udp);
+    let expected = ::picket::policy::explain::explain(&policy, "ads.example.test", 1, &hints, None);
+    assert_eq!(trace, expected, "the same trace `picket explain` prints");
+    assert!(trace.contains("organization: lab"), "{trace}");
+    assert!(trace.contains("decision: rule lab/no-ads"), "{trace}");
+    assert_eq!(answer["query"]["client"], "127.0.0.1");
+
+    // Another client and organization: the global rule only.
+    let other = get_json(
+        addr,
+        "/api/explain?name=ads.example.test&client=192.0.2.7&transport=doh",
+    )
+    .await;
+    let trace = other["trace"].as_str().unwrap();
+    assert!(trace.contains("decision: no rule matched"), "{trace}");
+    assert!(trace.contains("over doh"), "{trace}");
+
+    let missing = http_get(addr, "/api/explain?name=ads.example.test").await;
+    assert_eq!(missing.status, 400);
+    assert!(missing.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("client= is missing"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hidden_clients_never_reach_the_api() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = settings(upstream.addr());
+    settings.client_ip = ClientIpMode::None;
+    let picket = start_picket_with(settings);
+    known_traffic(&picket).await;
+    let addr = admin(&picket);
+    let top = http_get(addr, "/api/top").await;
+    let recent = http_get(addr, "/api/recent").await;
+    assert_eq!(
+        top.json()["lists"]["clients"]["entries"],
+        Value::Array(vec![])
+    );
+    assert_eq!(top.json()["clients_hidden"], true);
+    assert_eq!(recent.json()["queries"][0]["client"], Value::Null);
+    for body in [&top.body, &recent.body] {
+        let body = body.replace(&upstream.addr().to_string(), "upstream");
+        assert!(!body.contains("127.0.0."), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn excluded_names_are_counted_but_never_listed() {
+    let upstream = Authority::start(ZONE);
+    let dir = temp_dir("dashboard-exclude");
+    let list = dir.join("exclude.txt");
+    std::fs::write(&list, "ads.example.test\n").unwrap();
+    let mut settings = settings(upstream.addr());
+    let mut log = QueryLogSettings::new(LogTarget::File(dir.join("q.log")));
+    log.exclude = Some(list);
+    settings.query_log = Some(log);
+    let picket = start_picket_with(settings);
+    known_traffic(&picket).await;
+    let addr = admin(&picket);
+    assert_eq!(get_json(addr, "/api/stats").await["totals"]["blocked"], 3);
+    let top = get_json(addr, "/api/top").await;
+    assert_eq!(keys(&top["lists"]["blocked"]), ["tracker.example.test"]);
+    let recent = http_get(addr, "/api/recent").await;
+    assert!(!recent.body.contains("ads.example.test"), "{}", recent.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_guards_everything_but_metrics_and_health() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = settings(upstream.addr());
+    settings.admin_token = Some("k4m9x2q7w8e3r5t6y1u0i9o8p".into());
+    let picket = start_picket_with(settings);
+    known_traffic(&picket).await;
+    let addr = admin(&picket);
+    let good = "Authorization: Bearer k4m9x2q7w8e3r5t6y1u0i9o8p";
+    for path in [
+        "/api/stats",
+        "/api/top",
+        "/api/recent",
+        "/api/explain?name=a.test&client=::1",
+        "/api/",
+        "/nowhere",
+    ] {
+        let answer = http_get(addr, path).await;
+        assert_eq!(answer.status, 401, "{path}");
+        assert!(answer
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer"));
+        assert!(
+            answer.body.contains("Authorization: Bearer TOKEN"),
+            "{path}: {}",
+            answer.body
+        );
+        let wrong = http_get_with(
+            addr,
+            path,
+            &["Authorization: Bearer k4m9x2q7w8e3r5t6y1u0i9o8"],
+        )
+        .await;
+        assert_eq!(wrong.status, 401, "{path} with a wrong token");
+    }
+    for path in ["/api/stats", "/api/top", "/api/recent"] {
+        assert_eq!(
+            http_get_with(addr, path, &[good]).await.status,
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(http_get_with(addr, "/nowhere", &[good]).await.status, 404);
+    // Never in the query string of the API, only of the page.
+    let in_query = http_get(addr, "/api/stats?token=k4m9x2q7w8e3r5t6y1u0i9o8p").await;
+    assert_eq!(in_query.status, 401);
+    // The page: a form without the token, the dashboard with it.
+    let login = http_get(addr, "/").await;
+    assert_eq!(login.status, 401);
+    assert!(
+        login
+            .body
+            .contains("<label for=\"token\">Admin token</label>"),
+        "{}",
+        login.body
+    );
+    let page = http_get(addr, "/?token=k4m9x2q7w8e3r5t6y1u0i9o8p").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"top-blocked\""));
+    // Open: metrics, liveness, readiness.
+    let metrics = http_get(addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("picket_queries_total{"));
+    assert_eq!(http_get(addr, "/healthz").await.status, 200);
+    assert_eq!(http_get(addr, "/readyz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_is_one_self_contained_document() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(settings(upstream.addr()));
+    let page = http_get(admin(&picket), "/").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    for tag in ["<script src", "<link", "<img", "@import", "url("] {
+        assert!(
+            !page.body.contains(tag),
+            "{tag}: the page loads nothing else"
+        );
+    }
+    for label in [
+        "<label>Name <input",
+        "<label>Client <input",
+        "<label>Action <select",
+    ] {
+        assert!(page.body.contains(label), "{label}");
+    }
+    // Without the dashboard (only to measure its cost) there is no page.
+    let mut off = settings(upstream.addr());
+    off.dashboard = false;
+    let off = start_picket_with(off);
+    assert_eq!(http_get(admin(&off), "/").await.status, 404);
+    assert_eq!(http_get(admin(&off), "/api/stats").await.status, 404);
+}
+
+/// Metric names a PromQL expression uses: identifiers starting `picket_`.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("picket_") {
+        let start = i + at;
+        let before = start.checked_sub(1).map(|b| bytes[b]);
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] == b':')
+        {
+            end += 1;
+        }
+        // Part of a longer identifier (a label value is quoted, so is skipped too).
+        if !matches!(before, Some(b) if b.is_ascii_alphanumeric() || b == b'_' || b == b'"') {
+            names.insert(expr[start..end].to_string());
+        }
+        i = end;
+    }
+    names
+}
+
+/// Every `expr` of the dashboard JSON, wherever it is nested.
+fn exprs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr", Value::String(e)) => out.push(e.clone()),
+                    _ => exprs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn metric_names_are_read_from_promql() {
+    let names = metric_names(
+        r#"histogram_quantile(0.99, sum by (le, upstream) (rate(picket_upstream_latency_seconds_bucket{instance=~"$instance"}[5m]))) / picket_x:y{rule="picket_not_a_metric"}"#,
+    );
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["picket_upstream_latency_seconds_bucket", "picket_x:y"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_the_grafana_board_uses_exists() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/picket.json");
+    let board: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    // Importable for a fleet: a data-source variable and instance/job selectors.
+    let vars: Vec<&str> = board["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for var in ["datasource", "job", "instance"] {
+        assert!(vars.contains(&var), "no ${var} variable: {vars:?}");
+    }
+    let mut all = Vec::new();
+    exprs(&board, &mut all);
+    assert!(all.len() >= 10, "panels with queries: {}", all.len());
+
+    // A Picket with every source of series on: a policy with rules, the
+    // query log, TCP, an upstream exchange.
+    let upstream = Authority::start(ZONE);
+    let mut settings = settings(upstream.addr());
+    let dir = temp_dir("grafana");
+    settings.query_log = Some(QueryLogSettings::new(LogTarget::File(dir.join("q.log"))));
+    let picket = start_picket_with(settings);
+    known_traffic(&picket).await;
+    let exposition = http_get(admin(&picket), "/metrics").await.body;
+    let mut samples = BTreeSet::new();
+    let mut families = std::collections::BTreeMap::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            if let (Some(name), Some(kind)) = (words.next(), words.next()) {
+                families.insert(name.to_string(), kind.to_string());
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            samples.insert(line[..end].to_string());
+        }
+    }
+    for expr in &all {
+        assert!(
+            expr.contains("$instance"),
+            "a query without the instance selector: {expr}"
+        );
+    }
+    // The variables' own queries name metrics too.
+    for var in board["templating"]["list"].as_array().unwrap() {
+        if let Some(definition) = var["definition"].as_str() {
+            all.push(definition.to_string());
+        }
+    }
+    for expr in &all {
+        for name in metric_names(expr) {
+            // `_bucket`, `_sum` and `_count` belong to a histogram only: the
+            // family they come from must be one.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|base| {
+                    !families.contains_key(name.as_str()) && families.contains_key(*base)
+                });
+            if let Some(base) = family {
+                assert_eq!(families[base], "histogram", "{name} in {expr}");
+            }
+            assert!(
+                samples.contains(&name),
+                "{name} (in `{expr}`) is not in /metrics:\n{exposition}"
+            );
+        }
+    }
+}
+
+/// Runs Debian's Chromium headless on `url` with `args`.
+fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    let profile = temp_dir("chromium-profile");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium runs (apt-get install chromium)");
+    let _ = std::fs::remove_dir_all(profile);
+    out
+}
+
+/// The text inside the element with `id` in a dumped DOM (its first text
+/// run: enough for the figures).
+fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
+    let open = format!("id=\"{id}\"");
+    let at = dom
+        .find(&open)
+        .unwrap_or_else(|| panic!("no #{id} in the DOM"));
+    let rest = &dom[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find('<').unwrap() + start;
+    &rest[start..end]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's chromium; run by .ci/run"]
+async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(settings(upstream.addr()));
+    known_traffic(&picket).await;
+    let url = format!("http://{}/", admin(&picket));
+    let out = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || chromium(&["--dump-dom"], &url)
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text_of(&dom, "total-queries"), "7", "{dom}");
+    assert_eq!(text_of(&dom, "total-blocked"), "3");
+    assert!(
+        text_of(&dom, "hit-ratio").starts_with("50"),
+        "{}",
+        text_of(&dom, "hit-ratio")
+    );
+    let top = &dom[dom.find("id=\"top-blocked\"").unwrap()..];
+    let top = &top[..top.find("</ol>").unwrap()];
+    assert!(
+        top.contains("ads.example.test") && top.contains("tracker.example.test"),
+        "{top}"
+    );
+    let recent = &dom[dom.find("id=\"recent\"").unwrap()..];
+    assert!(recent.contains("mail.example.test"), "the recent queries");
+    assert!(dom.contains("ready"), "the readiness");
+    assert!(
+        dom.contains(&upstream.addr().to_string()),
+        "the upstream's latency chart"
+    );
+    assert!(dom.contains("<polyline"), "charts drawn");
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = tokio::task::spawn_blocking({
+        let arg = format!("--screenshot={}", shot.display());
+        move || chromium(&[&arg, "--window-size=1280,900"], &url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "a screenshot of the page: {size} bytes");
+    println!("dashboard screenshot: {}", shot.display());
+    // And at a phone's width.
+    let phone = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png");
+    let out = tokio::task::spawn_blocking({
+        let arg = format!("--screenshot={}", phone.display());
+        let url = format!("http://{}/", admin(&picket));
+        move || chromium(&[&arg, "--window-size=390,1600"], &url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "dashboard screenshot at a phone's width: {}",
+        phone.display()
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod coalesce;
 pub mod forward;
+pub mod iterate;
 pub mod recursor;
 
 use std::net::SocketAddr;

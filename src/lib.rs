@@ -20,6 +20,7 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dnssec;
 pub mod health;
 pub mod listener;
 pub mod local;

@@ -164,6 +164,47 @@ pub struct Limits {
     /// request yet, so the connection's idle timeout ends it (the TCP ones:
     /// `tcp_idle_timeout`, or `tcp_idle_timeout_pressure` near the cap).
     pub doh_body_timeout: Duration,
+    /// DNSSEC: signature verifications one `Validator::validate` call may
+    /// make, the whole chain of trust included (KeyTrap, CVE-2023-50387:
+    /// colliding key tags times many RRSIGs made one answer cost hours of
+    /// CPU). A cold chain root → TLD → zone costs about 3 DNSKEY + 2 DS +
+    /// the answer and its proofs (~10); 32 leaves room for a CNAME chain
+    /// across a few zones. Past it the answer is bogus (EDE 6). BIND 9.18.24
+    /// caps validations per fetch at 16 (`max-validations-per-fetch`) and
+    /// Unbound 1.19.1 suspends after 8 at once.
+    pub dnssec_max_verifications: u32,
+    /// DNSSEC: DNSKEYs tried for one RRSIG (keys with the RRSIG's key tag
+    /// and algorithm). Honest zones have one, two during a rollover with a
+    /// tag collision at worst; KeyTrap uses hundreds. 4 allows a collision
+    /// during a rollover with room to spare (hickory's validator keeps 2).
+    pub dnssec_max_keys_per_tag: usize,
+    /// DNSSEC: RRSIGs tried per RRset (one per algorithm and key in a
+    /// rollover: 2-4 in practice). Unbound 1.19.1 caps signature work at 8;
+    /// so does Picket. RRSIGs past it are not tried.
+    pub dnssec_max_rrsigs_per_rrset: usize,
+    /// DNSSEC: NSEC3 hash computations per `validate` call (CVE-2023-50868:
+    /// closest-encloser proofs of long names hash every ancestor). A proof
+    /// for a name of n labels below the zone needs n + 2; 64 covers names
+    /// far deeper than any real one. Past it the answer is bogus (EDE 6).
+    /// Unbound 1.19.1 suspends after 8 hash calculations and then goes on;
+    /// Picket stops instead, as Knot Resolver does with its limit.
+    pub dnssec_max_nsec3_hashes: u32,
+    /// DNSSEC: NSEC3 iterations above which a denial is treated as insecure
+    /// (RFC 9276 §3.2, EDE 27). BIND 9.18 and Knot Resolver 5.7 use 50;
+    /// Unbound 1.21 uses 150. Picket follows the stricter pair.
+    pub dnssec_max_nsec3_iterations: u16,
+    /// DNSSEC: zones whose validated DNSKEY set, or proven insecure or bogus
+    /// state, the validator keeps (each entry a few hundred bytes, so the
+    /// default is ~5 MB at most). Entries live for their RRsets' TTL (at
+    /// most `dnssec_key_cache_max_ttl`); insecure and bogus verdicts for
+    /// `dnssec_verdict_ttl`. Unbound's `key-cache-size` is 4 MB.
+    pub dnssec_key_cache_entries: u64,
+    /// DNSSEC: longest a validated key set is trusted without fetching it
+    /// again, whatever its TTL says (Unbound's `cache-max-ttl` is 1 day).
+    pub dnssec_key_cache_max_ttl: Duration,
+    /// DNSSEC: how long "zone Z is insecure" or "zone Z is bogus" is kept
+    /// (Unbound keeps bogus key entries `val-bogus-ttl`, 60 s).
+    pub dnssec_verdict_ttl: Duration,
 }
 
 /// Glueless nameserver names the iterator chases per delegation, always the
@@ -270,6 +311,14 @@ impl Default for Limits {
             doh_max_streams: 100,
             doh_max_header_bytes: 16 << 10,
             doh_body_timeout: Duration::from_secs(5),
+            dnssec_max_verifications: 32,
+            dnssec_max_keys_per_tag: 4,
+            dnssec_max_rrsigs_per_rrset: 8,
+            dnssec_max_nsec3_hashes: 64,
+            dnssec_max_nsec3_iterations: 50,
+            dnssec_key_cache_entries: 16_384,
+            dnssec_key_cache_max_ttl: Duration::from_secs(86_400),
+            dnssec_verdict_ttl: Duration::from_secs(60),
         }
     }
 }

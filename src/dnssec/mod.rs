@@ -1,0 +1,100 @@
+//! Picket's own DNSSEC validator (RFC 4033-4035, 5155, 6840, 9276), used
+//! by forwarding (`upstream::validated`) and by the iterator.
+//!
+//! A floor of its own beside `protocol`: it imports hickory-proto and
+//! `config` only, never `upstream`, `pipeline` or `policy`, so both the
+//! forwarder and the iterator can call it.
+//!
+//! # How to use it (iterator and forwarder alike)
+//!
+//! 1. Build one [`Validator`] at start-up from [`ValidatorSettings`]
+//!    ([`TrustAnchors::builtin_root`] or [`TrustAnchors::parse`] of the
+//!    `--trust-anchor` file, plus the `--negative-trust-anchor` zones) and
+//!    share it between workers in an `Arc`: its caches of validated DNSKEY
+//!    and DS RRsets are what make the chain of trust cost nothing per query.
+//! 2. Implement [`Fetch`]: given a name and `DNSKEY` or `DS`, return the
+//!    response to that question asked with DO=1 (the iterator: from the
+//!    zone's authorities, for DS from the parent's; the forwarder: from its
+//!    upstream with DO=1 CD=1). A DS that does not exist must come back with
+//!    its NSEC/NSEC3 denial in the authority section, as servers send it.
+//! 3. For every complete response you are about to cache (asked with DO=1,
+//!    all CNAMEs of a chain in the answer section, the denial proof in the
+//!    authority section), call [`Validator::validate`]; store the
+//!    [`Security`] with the answer so it is never judged twice.
+//! 4. `Secure`: set AD for clients that sent DO or AD. `Insecure`: answer
+//!    without AD. `Bogus { ede, .. }`: SERVFAIL with that Extended DNS Error
+//!    (RFC 8914), cached briefly as a failure. `Indeterminate`: the
+//!    validator could not fetch what it needed (the upstream failed);
+//!    SERVFAIL, EDE 6 is the closest code, and do not cache it for long.
+//!
+//! Names at or under a negative trust anchor, and names under no anchor,
+//! are `Insecure` without any fetch.
+
+mod anchors;
+mod budget;
+mod chain;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::{Name, RecordType};
+
+pub use anchors::TrustAnchors;
+pub use budget::Budget;
+
+/// What a validator is configured with.
+#[derive(Debug, Clone)]
+pub struct ValidatorSettings {
+    /// The trust anchors, one or more zones (islands of security).
+    pub anchors: TrustAnchors,
+    /// Negative trust anchors (RFC 7646): names at or under them are not
+    /// validated, as Unbound's `domain-insecure`.
+    pub negative_anchors: Vec<Name>,
+}
+
+/// The verdict on a response (RFC 4033 §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// Every RRset and denial proof validated up to a trust anchor.
+    Secure,
+    /// Provably unsigned (an insecure delegation, no anchor above the name,
+    /// a negative trust anchor, an unsupported algorithm or digest, or an
+    /// NSEC3 iteration count over the cap).
+    Insecure,
+    /// Should validate and does not: SERVFAIL with Extended DNS Error `ede`.
+    Bogus { ede: u16, reason: String },
+    /// What validation needed could not be fetched.
+    Indeterminate { reason: String },
+}
+
+/// A failed [`Fetch`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(pub String);
+
+/// The future a [`Fetch`] returns.
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Message, FetchError>> + Send + 'a>>;
+
+/// How the validator gets DNSKEY and DS RRsets with their RRSIGs (and, for a
+/// DS that does not exist, the NSEC/NSEC3 proof): the iterator asks the
+/// zone's (for DS: the parent's) authorities with DO=1; the forwarder asks
+/// its upstream with DO=1 CD=1.
+pub trait Fetch: Send + Sync {
+    fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a>;
+}
+
+pub use chain::Validator;
+
+/// Extended DNS Error codes (RFC 8914) the validator gives.
+pub mod ede {
+    pub const UNSUPPORTED_DNSKEY_ALGORITHM: u16 = 1;
+    pub const UNSUPPORTED_DS_DIGEST: u16 = 2;
+    pub const DNSSEC_BOGUS: u16 = 6;
+    pub const SIGNATURE_EXPIRED: u16 = 7;
+    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
+    pub const DNSKEY_MISSING: u16 = 9;
+    pub const RRSIGS_MISSING: u16 = 10;
+    pub const NSEC_MISSING: u16 = 12;
+    pub const UNSUPPORTED_NSEC3_ITERATIONS: u16 = 27;
+}

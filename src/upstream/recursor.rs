@@ -8,13 +8,12 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use hickory_proto::dnssec::rdata::{DNSKEY, DS};
-use hickory_proto::dnssec::{Algorithm, DigestType, PublicKeyBuf};
 use hickory_proto::rr::Name;
 use hickory_proto::serialize::txt::Parser;
 use ipnet::IpNet;
 
 pub use super::iterate::Recursive;
+use crate::dnssec::TrustAnchors;
 use crate::config::Limits;
 
 /// The IANA root hints (named.root format), used unless `--root-hints` is given.
@@ -39,6 +38,9 @@ pub struct RecursorSettings {
     /// Trust anchors as zone-file text (DS or DNSKEY records, like Unbound's
     /// `trust-anchor-file`); `None`: the built-in root KSKs (20326, 38696).
     pub trust_anchor: Option<String>,
+    /// Negative trust anchors (RFC 7646): names at or under these zones are
+    /// not validated (insecure), like Unbound's `domain-insecure`.
+    pub negative_anchors: Vec<Name>,
     /// Randomise the case of query names on UDP and require it echoed (0x20).
     pub case_randomization: bool,
     /// Never send queries to these networks. Default: [`default_deny_servers`]
@@ -59,6 +61,7 @@ impl Default for RecursorSettings {
             root_hints: parse_root_hints(IANA_ROOT_HINTS).expect("built-in root hints parse"),
             dnssec: DnssecMode::Validate,
             trust_anchor: None,
+            negative_anchors: Vec::new(),
             case_randomization: false,
             deny_servers: default_deny_servers(),
             threads: 1,
@@ -120,89 +123,10 @@ pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, String> {
     Ok(ips)
 }
 
-/// Trust anchors read from zone-file text: DNSKEYs are trusted as they are;
-/// DS records are turned into the DNSKEYs they match on first use (priming).
-#[derive(Debug, Clone, Default)]
-struct AnchorFile {
-    dnskeys: Vec<(Name, DNSKEY)>,
-    ds: Vec<(Name, DS)>,
-}
-
-/// Reads DS and DNSKEY lines (`owner [TTL] [IN] DS|DNSKEY rdata`, `;`
-/// comments, as in Unbound's trust-anchor-file and ldns' .ds/.key files).
-/// hickory's zone parser refuses DNSKEY lines, so they are read here.
-fn parse_trust_anchors(text: &str) -> Result<AnchorFile, String> {
-    let mut anchors = AnchorFile::default();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.split(';').next().unwrap_or("").trim();
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // The type follows the owner, an optional TTL and an optional class.
-        let Some(at) = fields
-            .iter()
-            .skip(1)
-            .position(|f| f.parse::<u32>().is_err() && !f.eq_ignore_ascii_case("IN"))
-            .map(|i| i + 1)
-            .filter(|&i| {
-                fields[i].eq_ignore_ascii_case("DS") || fields[i].eq_ignore_ascii_case("DNSKEY")
-            })
-        else {
-            continue;
-        };
-        let bad = |what: String| format!("line {}: {what}", number + 1);
-        let owner = fields
-            .first()
-            .filter(|_| at > 0)
-            .ok_or_else(|| bad("no owner".into()))?;
-        let mut name = Name::from_ascii(owner).map_err(|e| bad(e.to_string()))?;
-        name.set_fqdn(true);
-        let rdata = &fields[at + 1..];
-        let int = |i: usize| -> Result<u32, String> {
-            rdata
-                .get(i)
-                .ok_or_else(|| bad("too few fields".into()))?
-                .parse::<u32>()
-                .map_err(|e| bad(e.to_string()))
-        };
-        if fields[at].eq_ignore_ascii_case("DS") {
-            let digest = hex(&rdata.get(3..).unwrap_or_default().concat())
-                .ok_or_else(|| bad("the digest is not hex".into()))?;
-            let ds = DS::new(
-                int(0)? as u16,
-                Algorithm::from_u8(int(1)? as u8),
-                DigestType::from(int(2)? as u8),
-                digest,
-            );
-            anchors.ds.push((name, ds));
-        } else {
-            use base64::Engine;
-            let key = base64::engine::general_purpose::STANDARD
-                .decode(rdata.get(3..).unwrap_or_default().concat())
-                .map_err(|e| bad(e.to_string()))?;
-            let algorithm = Algorithm::from_u8(int(2)? as u8);
-            let dnskey = DNSKEY::with_flags(int(0)? as u16, PublicKeyBuf::new(key, algorithm));
-            anchors.dnskeys.push((name, dnskey));
-        }
-    }
-    if anchors.dnskeys.is_empty() && anchors.ds.is_empty() {
-        return Err("no DS or DNSKEY record".into());
-    }
-    Ok(anchors)
-}
-
-fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Checks a trust-anchor file, for `picket serve` to fail early on a bad one.
 pub fn check_trust_anchor(path: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    parse_trust_anchors(&text)?;
+    TrustAnchors::parse(&text)?;
     Ok(text)
 }
 
@@ -217,6 +141,8 @@ pub struct RecursorStats {
     pub held_down: AtomicU64,
     /// Answers served from the failure cache.
     pub failure_cache_hits: AtomicU64,
+    /// Answers fetched again over TCP after TC=1.
+    pub tcp: AtomicU64,
     /// Upstream responses from which RRSIGs or DNSKEYs were dropped (KeyTrap).
     pub scrubbed: AtomicU64,
 }
@@ -244,20 +170,6 @@ mod tests {
     #[test]
     fn root_hints_without_addresses_are_refused() {
         assert!(parse_root_hints(". 3600 NS a.root.test.").is_err());
-    }
-
-    #[test]
-    fn trust_anchor_files_take_ds_and_dnskey() {
-        let ds = ". 3600 IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D";
-        let anchors = parse_trust_anchors(ds).unwrap();
-        assert_eq!(anchors.ds.len(), 1);
-        assert_eq!(anchors.ds[0].1.key_tag(), 20326);
-        // An ldns .key file: no TTL, a trailing comment.
-        let key = ".\tIN\tDNSKEY\t257 3 13 6PpyEejQWyRmaCRB/O/tLqr30fZmYWIicTQ4oBTpXiXXYm0kzl2A8iL0LxYv05BzC8tv0eUuhbYjlx1n/hIAtw== ;{id = 18080 (ksk)}";
-        let anchors = parse_trust_anchors(key).unwrap();
-        assert_eq!(anchors.dnskeys.len(), 1);
-        assert!(anchors.dnskeys[0].0.is_root());
-        assert!(parse_trust_anchors("example. 60 IN A 192.0.2.1").is_err());
     }
 
     #[test]

@@ -223,13 +223,21 @@ impl Assembled {
         Ok(())
     }
 
-    /// The records of the answer, for the validator.
-    pub(crate) fn records(&self) -> impl Iterator<Item = &Record> {
-        self.answers.iter().chain(self.authorities.iter())
+    /// Drops RRSIG, NSEC and NSEC3 records: a client without DO gets none
+    /// (RFC 4035 §3.2.1).
+    pub(crate) fn strip_dnssec(&mut self) {
+        let keep = |r: &Record| {
+            !matches!(
+                r.record_type(),
+                RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
+            )
+        };
+        self.answers.retain(keep);
+        self.authorities.retain(keep);
     }
 
     /// The response: QR=1, RA=1, the question as asked, AD when `secure`.
-    pub(crate) fn into_wire(self, q: &Question, secure: bool) -> Result<Vec<u8>, UpstreamError> {
+    pub(crate) fn message(&self, q: &Question, secure: bool) -> Message {
         let has_records = !self.answers.is_empty() || !self.authorities.is_empty();
         let mut message = Message::response(0, OpCode::Query);
         message.metadata.message_type = MessageType::Response;
@@ -238,9 +246,13 @@ impl Assembled {
         message.metadata.authentic_data = secure && has_records;
         message.metadata.response_code = self.rcode;
         message.add_query(Query::query(q.name.clone(), q.qtype));
-        message.add_answers(self.answers);
-        message.add_authorities(self.authorities);
+        message.add_answers(self.answers.iter().cloned());
+        message.add_authorities(self.authorities.iter().cloned());
         message
+    }
+
+    pub(crate) fn into_wire(self, q: &Question, secure: bool) -> Result<Vec<u8>, UpstreamError> {
+        self.message(q, secure)
             .to_vec()
             .map_err(|e| UpstreamError::Resolution(format!("cannot encode the answer: {e}")))
     }

@@ -22,6 +22,7 @@ mod exchange;
 mod infra;
 mod resolve;
 mod servers;
+mod validate;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,6 +40,7 @@ use self::assemble::{Assembled, Question, Stretch};
 use self::budget::Budget;
 use self::infra::Infra;
 use super::recursor::{failure_ttl, DnssecMode, RecursorSettings, RecursorStats};
+use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
 use super::{UpstreamError, UpstreamQuery};
 use crate::config::Limits;
 
@@ -54,7 +56,8 @@ pub(crate) struct Engine {
     ports: HashMap<IpAddr, u16>,
     deny: Vec<IpNet>,
     case_randomization: bool,
-    dnssec: DnssecMode,
+    /// `--dnssec validate`: judges every answer of a CD=0 query.
+    validator: Option<Validator>,
     limits: Limits,
     infra: Infra,
     stats: Arc<RecursorStats>,
@@ -85,6 +88,21 @@ impl Recursive {
         if settings.root_hints.is_empty() {
             return Err("no root hints: give --root-hints a file with A/AAAA records".into());
         }
+        let validator = match settings.dnssec {
+            DnssecMode::Off => None,
+            DnssecMode::Validate => {
+                let anchors = match &settings.trust_anchor {
+                    Some(text) => TrustAnchors::parse(text)
+                        .map_err(|e| format!("bad trust anchor (--trust-anchor): {e}"))?,
+                    None => TrustAnchors::builtin_root(),
+                };
+                let validator_settings = ValidatorSettings {
+                    anchors,
+                    negative_anchors: settings.negative_anchors.clone(),
+                };
+                Some(Validator::new(validator_settings, limits))
+            }
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.threads.max(1))
             .thread_name("picket-recursor")
@@ -96,7 +114,7 @@ impl Recursive {
             ports: settings.nameserver_ports.clone(),
             deny: settings.deny_servers.clone(),
             case_randomization: settings.case_randomization,
-            dnssec: settings.dnssec,
+            validator,
             limits: limits.clone(),
             infra: Infra::new(limits.recursion_infra_cache_entries),
             stats: Arc::new(RecursorStats::default()),
@@ -161,20 +179,45 @@ impl Drop for Recursive {
 impl Engine {
     async fn resolve(&self, q: Question) -> Result<Vec<u8>, UpstreamError> {
         let budget = Budget::new(self.limits.recursion_max_queries, self.limits.recursion_max_depth);
-        let work = self.assemble(&budget, &q);
+        let validator = self.validator.as_ref().filter(|_| !q.cd);
+        // The validator needs the RRSIGs and denial proofs, whoever asked.
+        let assembly = Question {
+            dnssec_ok: q.dnssec_ok || validator.is_some(),
+            name: q.name.clone(),
+            qtype: q.qtype,
+            cd: q.cd,
+        };
+        let work = async {
+            let mut assembled = self.assemble(&budget, &assembly).await?;
+            let secure = match validator {
+                Some(validator) => {
+                    let fetch = validate::Fetcher {
+                        engine: self,
+                        budget: &budget,
+                    };
+                    let response = assembled.message(&q, false);
+                    validate::verdict(validator.validate(&response, &fetch).await)?
+                }
+                None => false,
+            };
+            if !q.dnssec_ok {
+                assembled.strip_dnssec();
+            }
+            Ok::<_, UpstreamError>((assembled, secure))
+        };
         let outcome = tokio::time::timeout(self.limits.recursion_timeout, work).await;
         if budget.exceeded() {
             self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
             return Err(budget.spent());
         }
-        let assembled = outcome.map_err(|_| UpstreamError::Timeout)??;
-        assembled.into_wire(&q, false)
+        let (assembled, secure) = outcome.map_err(|_| UpstreamError::Timeout)??;
+        assembled.into_wire(&q, secure)
     }
 
     /// Follows the question's CNAME chain to its end, one zone's response
     /// at a time.
     async fn assemble(&self, budget: &Budget, q: &Question) -> Result<Assembled, UpstreamError> {
-        let dnssec_ok = q.dnssec_ok || (self.dnssec == DnssecMode::Validate && !q.cd);
+        let dnssec_ok = q.dnssec_ok;
         let mut assembled = Assembled::new(&q.name);
         loop {
             let name = assembled.last_name().clone();

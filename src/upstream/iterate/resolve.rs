@@ -223,6 +223,9 @@ impl Engine {
                     tried.pop();
                 }
                 Ok(done) => {
+                    if done.over_tcp {
+                        self.stats.tcp.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.infra.server(ip, |f| f.answered(done.rtt));
                     let message = self.scrub(done.message);
                     match classify(&message, &zone.zone, name) {
@@ -251,7 +254,7 @@ impl Engine {
                     });
                     timeouts += 1;
                 }
-                Err(ExchangeError::Network(_)) => unreachable += 1,
+                Err(ExchangeError::Network) => unreachable += 1,
             }
         }
     }

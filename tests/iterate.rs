@@ -62,6 +62,14 @@ to-glueless.example.test. 300 IN CNAME www.glueless.test.
 out.example.test.         300 IN CNAME www.glueless.test.
 ";
 
+/// What the example.test servers also claim about glueless.test, a zone
+/// they are not delegated: an iterator that took records from outside the
+/// zone it asked (its bailiwick) would answer 192.0.2.66.
+const POISON: &str = "
+glueless.test.      3600 IN SOA ns.evil.test. h.evil.test. 1 7200 900 1209600 30
+www.glueless.test.   300 IN A   192.0.2.66
+";
+
 const GLUELESS_AND_LAME: &str = "
 glueless.test.      3600 IN SOA ns.host.example.test. h.glueless.test. 1 7200 900 1209600 30
 glueless.test.      3600 IN NS  ns.host.example.test.
@@ -93,8 +101,9 @@ impl World {
     fn start(tweak: impl FnOnce(&mut ::picket::config::Settings)) -> World {
         let root = Authority::start_at([127, 0, 0, 40].into(), ROOT_ZONE);
         let tld = Authority::start_at([127, 0, 0, 41].into(), TLD_ZONE);
-        let fast = Authority::start_at([127, 0, 0, 42].into(), EXAMPLE_ZONE);
-        let slow = Authority::start_at([127, 0, 0, 43].into(), EXAMPLE_ZONE);
+        let example = format!("{EXAMPLE_ZONE}\n{POISON}");
+        let fast = Authority::start_at([127, 0, 0, 42].into(), &example);
+        let slow = Authority::start_at([127, 0, 0, 43].into(), &example);
         let glueless = Authority::start_at([127, 0, 0, 44].into(), GLUELESS_AND_LAME);
         let lame = Authority::start_at([127, 0, 0, 45].into(), UNRELATED);
         let mut settings = test_settings(&[]);
@@ -362,7 +371,8 @@ async fn a_new_name_under_a_known_zone_costs_one_query() {
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_carry_no_records_from_outside_the_bailiwick() {
     // out.example.test is a CNAME to www.glueless.test: the example.test
-    // servers may not vouch for glueless.test's data, so it is fetched there.
+    // servers send their own (poisoned) www.glueless.test along, which they
+    // may not vouch for, so it is fetched from glueless.test's server.
     let world = World::start(|_| {});
     let chain = world.ask("out.example.test", RecordType::A).await;
     let lines: Vec<String> = chain

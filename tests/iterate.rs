@@ -183,7 +183,14 @@ async fn qname_minimisation_shows_each_server_one_label_more() {
     let mut leaf: Vec<String> = names_seen(&world.fast);
     leaf.extend(names_seen(&world.slow));
     leaf.sort_by_key(|n| n.len());
-    assert_eq!(leaf, ["c.example.test.", "b.c.example.test.", "a.b.c.example.test."]);
+    assert_eq!(
+        leaf,
+        [
+            "c.example.test.",
+            "b.c.example.test.",
+            "a.b.c.example.test."
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,14 +200,22 @@ async fn each_upstream_query_has_its_own_port_and_id_and_forgeries_are_ignored()
         a.set_forge(true);
     }
     let answer = world.ask("a.b.c.example.test", RecordType::A).await;
-    assert_eq!(a_records(&answer), [v4("192.0.2.3")], "forged answers ignored: {answer:?}");
+    assert_eq!(
+        a_records(&answer),
+        [v4("192.0.2.3")],
+        "forged answers ignored: {answer:?}"
+    );
     let aaaa = world.ask("www.example.test", RecordType::AAAA).await;
     assert_eq!(rcode(&aaaa), ResponseCode::NoError);
     assert!(aaaa.answers.is_empty(), "no forged AAAA: {aaaa:?}");
     let sources: Vec<_> = world.all().iter().flat_map(|a| a.udp_sources()).collect();
     assert!(sources.len() >= 5, "{sources:?}");
     let ports: HashSet<u16> = sources.iter().map(|s| s.port()).collect();
-    assert_eq!(ports.len(), sources.len(), "a fresh source port per query: {sources:?}");
+    assert_eq!(
+        ports.len(),
+        sources.len(),
+        "a fresh source port per query: {sources:?}"
+    );
     let ids: Vec<u16> = world
         .all()
         .iter()
@@ -246,12 +261,19 @@ async fn glueless_delegations_are_resolved() {
         .iter()
         .flat_map(|a| names_seen(a))
         .collect();
-    assert!(asked.iter().any(|n| n == "ns.host.example.test."), "{asked:?}");
+    assert!(
+        asked.iter().any(|n| n == "ns.host.example.test."),
+        "{asked:?}"
+    );
     // A CNAME into the glueless zone: the delegation and its address are known now.
     world.reset_counts();
     let chain = world.ask("to-glueless.example.test", RecordType::A).await;
     assert_eq!(a_records(&chain), [v4("192.0.2.44")], "{chain:?}");
-    assert_eq!(world.root.queries() + world.tld.queries(), 0, "no referral needed again");
+    assert_eq!(
+        world.root.queries() + world.tld.queries(),
+        0,
+        "no referral needed again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -289,11 +311,17 @@ async fn nxdomain_and_nodata_are_told_apart_and_cached() {
     let world = World::start(|_| {});
     let nx = world.ask("nope.example.test", RecordType::A).await;
     assert_eq!(rcode(&nx), ResponseCode::NXDomain);
-    assert_eq!(soa_in_authority(&nx).unwrap().name.to_ascii(), "example.test.");
+    assert_eq!(
+        soa_in_authority(&nx).unwrap().name.to_ascii(),
+        "example.test."
+    );
     let nodata = world.ask("www.example.test", RecordType::TXT).await;
     assert_eq!(rcode(&nodata), ResponseCode::NoError);
     assert!(nodata.answers.is_empty());
-    assert_eq!(soa_in_authority(&nodata).unwrap().name.to_ascii(), "example.test.");
+    assert_eq!(
+        soa_in_authority(&nodata).unwrap().name.to_ascii(),
+        "example.test."
+    );
     // RFC 2308: asked again, nothing is sent.
     world.reset_counts();
     world.ask("nope.example.test", RecordType::A).await;
@@ -323,7 +351,9 @@ async fn the_faster_server_of_a_zone_gets_most_queries() {
     let world = World::start(|_| {});
     world.slow.set_delay(Duration::from_millis(500));
     for i in 0..30 {
-        let answer = world.ask(&format!("n{i}.example.test"), RecordType::A).await;
+        let answer = world
+            .ask(&format!("n{i}.example.test"), RecordType::A)
+            .await;
         assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{answer:?}");
     }
     let (fast, slow) = (world.fast.queries(), world.slow.queries());
@@ -341,7 +371,11 @@ async fn ds_queries_go_to_the_parent_side_of_the_cut() {
     let ds_at = |a: &Authority| {
         a.received()
             .iter()
-            .filter(|m| m.queries.first().is_some_and(|q| q.query_type() == RecordType::DS))
+            .filter(|m| {
+                m.queries
+                    .first()
+                    .is_some_and(|q| q.query_type() == RecordType::DS)
+            })
             .count()
     };
     assert_eq!(ds_at(&world.tld), 1);
@@ -354,7 +388,9 @@ async fn a_new_name_under_a_known_zone_costs_one_query() {
     world.ask("www.example.test", RecordType::A).await;
     world.reset_counts();
     for i in 0..5 {
-        world.ask(&format!("n{i}.example.test"), RecordType::A).await;
+        world
+            .ask(&format!("n{i}.example.test"), RecordType::A)
+            .await;
     }
     // The delegation learned from the referral is enough: no NS query,
     // nothing at the root or TLD.
@@ -363,7 +399,11 @@ async fn a_new_name_under_a_known_zone_costs_one_query() {
         .all()
         .iter()
         .flat_map(|a| a.received())
-        .filter(|m| m.queries.first().is_some_and(|q| q.query_type() == RecordType::NS))
+        .filter(|m| {
+            m.queries
+                .first()
+                .is_some_and(|q| q.query_type() == RecordType::NS)
+        })
         .count();
     assert_eq!(ns_queries, 0);
 }

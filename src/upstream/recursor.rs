@@ -13,8 +13,8 @@ use hickory_proto::serialize::txt::Parser;
 use ipnet::IpNet;
 
 pub use super::iterate::Recursive;
-use crate::dnssec::TrustAnchors;
 use crate::config::Limits;
+use crate::dnssec::TrustAnchors;
 
 /// The IANA root hints (named.root format), used unless `--root-hints` is given.
 pub const IANA_ROOT_HINTS: &str = include_str!("root.hints");

@@ -242,7 +242,11 @@ impl Zones {
                 .records
                 .iter()
                 .filter(|r| r.name == wildcard)
-                .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype || r.record_type() == RecordType::CNAME)
+                .filter(|r| {
+                    qtype == RecordType::ANY
+                        || r.record_type() == qtype
+                        || r.record_type() == RecordType::CNAME
+                })
                 .map(|r| owned_as(r, name))
                 .collect();
             if synthesised.is_empty() {
@@ -295,7 +299,11 @@ impl Zones {
         while apex.zone_of(&encloser) {
             if self.exists(&encloser) {
                 let wildcard = encloser.prepend_label("*").ok()?;
-                return self.records.iter().any(|r| r.name == wildcard).then_some(wildcard);
+                return self
+                    .records
+                    .iter()
+                    .any(|r| r.name == wildcard)
+                    .then_some(wildcard);
             }
             if encloser.is_root() {
                 break;

@@ -82,7 +82,12 @@ fn link_at(message: &Message, owner: &Name, dnssec_ok: bool) -> Option<Link> {
 }
 
 /// RRSIGs over `owner`'s `covered` RRset, none unless the client set DO.
-fn signatures(message: &Message, owner: &Name, covered: RecordType, dnssec_ok: bool) -> Vec<Record> {
+fn signatures(
+    message: &Message,
+    owner: &Name,
+    covered: RecordType,
+    dnssec_ok: bool,
+) -> Vec<Record> {
     if !dnssec_ok {
         return Vec::new();
     }
@@ -189,7 +194,11 @@ impl Assembled {
 
     /// Adds `stretch`'s links, then its ending. True when the answer is
     /// complete; false when the chain goes on from the last name.
-    pub(crate) fn extend(&mut self, stretch: Stretch, limits: &Limits) -> Result<bool, UpstreamError> {
+    pub(crate) fn extend(
+        &mut self,
+        stretch: Stretch,
+        limits: &Limits,
+    ) -> Result<bool, UpstreamError> {
         for link in stretch.links {
             self.push_link(link, limits)?;
         }

@@ -123,9 +123,7 @@ async fn udp(
     exact_case: bool,
     deadline: tokio::time::Instant,
 ) -> Result<Message, ExchangeError> {
-    let bytes = query
-        .to_vec()
-        .map_err(|_| ExchangeError::Network)?;
+    let bytes = query.to_vec().map_err(|_| ExchangeError::Network)?;
     let socket = connected_udp_socket(server).map_err(|_| ExchangeError::Network)?;
     socket
         .send(&bytes)
@@ -159,9 +157,7 @@ async fn udp(
 /// cannot inject into the stream without its sequence numbers.
 async fn tcp(server: SocketAddr, query: &Message) -> Result<Message, ExchangeError> {
     let net = |_: io::Error| ExchangeError::Network;
-    let bytes = query
-        .to_vec()
-        .map_err(|_| ExchangeError::Network)?;
+    let bytes = query.to_vec().map_err(|_| ExchangeError::Network)?;
     let mut stream = TcpStream::connect(server).await.map_err(net)?;
     let mut framed = Vec::with_capacity(bytes.len() + 2);
     framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
@@ -170,8 +166,7 @@ async fn tcp(server: SocketAddr, query: &Message) -> Result<Message, ExchangeErr
     let len = stream.read_u16().await.map_err(net)? as usize;
     let mut answer = vec![0u8; len];
     stream.read_exact(&mut answer).await.map_err(net)?;
-    let answer = Message::from_vec(&answer)
-        .map_err(|_| ExchangeError::Network)?;
+    let answer = Message::from_vec(&answer).map_err(|_| ExchangeError::Network)?;
     match check(&answer, query, false)? {
         true => Ok(answer),
         false => Err(ExchangeError::Network),

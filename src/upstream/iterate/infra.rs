@@ -126,7 +126,11 @@ mod tests {
     fn the_closest_delegation_is_the_deepest_unexpired_one() {
         let infra = Infra::new(100);
         let now = Instant::now();
-        for (zone, ttl) in [("test.", 60), ("example.test.", 60), ("deep.example.test.", 0)] {
+        for (zone, ttl) in [
+            ("test.", 60),
+            ("example.test.", 60),
+            ("deep.example.test.", 0),
+        ] {
             infra.learn(Delegation {
                 zone: name(zone),
                 names: vec![],

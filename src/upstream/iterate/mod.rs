@@ -40,9 +40,9 @@ use self::assemble::{Assembled, Question, Stretch};
 use self::budget::Budget;
 use self::infra::Infra;
 use super::recursor::{failure_ttl, DnssecMode, RecursorSettings, RecursorStats};
-use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
 use super::{UpstreamError, UpstreamQuery};
 use crate::config::Limits;
+use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
 
 /// The recursive resolver shared by all workers.
 pub struct Recursive {
@@ -178,7 +178,10 @@ impl Drop for Recursive {
 
 impl Engine {
     async fn resolve(&self, q: Question) -> Result<Vec<u8>, UpstreamError> {
-        let budget = Budget::new(self.limits.recursion_max_queries, self.limits.recursion_max_depth);
+        let budget = Budget::new(
+            self.limits.recursion_max_queries,
+            self.limits.recursion_max_depth,
+        );
         let validator = self.validator.as_ref().filter(|_| !q.cd);
         // The validator needs the RRSIGs and denial proofs, whoever asked.
         let assembly = Question {

@@ -264,7 +264,12 @@ impl Engine {
     /// (in-zone names without glue cannot be resolved), a few at a time,
     /// stopping at the first that has addresses. Results, failures too, go to
     /// the infrastructure cache, so the next query does not chase them again.
-    async fn chase_glueless(&self, budget: &Budget, zone: &Delegation, depth: usize) -> Vec<IpAddr> {
+    async fn chase_glueless(
+        &self,
+        budget: &Budget,
+        zone: &Delegation,
+        depth: usize,
+    ) -> Vec<IpAddr> {
         let now = Instant::now();
         let names: Vec<Name> = zone
             .names
@@ -287,7 +292,9 @@ impl Engine {
 
     /// The IPv4 addresses of nameserver `name`, resolved from the top.
     async fn lookup_host(&self, budget: &Budget, name: &Name, depth: usize) -> Vec<IpAddr> {
-        let reply = self.iterate(budget, name, RecordType::A, depth, false).await;
+        let reply = self
+            .iterate(budget, name, RecordType::A, depth, false)
+            .await;
         let mut ttl = self.limits.recursion_failure_ttl;
         let mut addrs = Vec::new();
         if let Ok(reply) = reply {

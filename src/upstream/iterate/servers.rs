@@ -89,7 +89,10 @@ impl ServerFacts {
     pub(crate) fn timeout(&self, max: Duration) -> Duration {
         match self.srtt {
             None => max,
-            Some(srtt) => (srtt + self.rttvar * 4).clamp(RECURSION_MIN_ATTEMPT_TIMEOUT, max.max(RECURSION_MIN_ATTEMPT_TIMEOUT)),
+            Some(srtt) => (srtt + self.rttvar * 4).clamp(
+                RECURSION_MIN_ATTEMPT_TIMEOUT,
+                max.max(RECURSION_MIN_ATTEMPT_TIMEOUT),
+            ),
         }
     }
 }

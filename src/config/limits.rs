@@ -77,8 +77,8 @@ pub struct Limits {
     /// Recursive mode: the deepest a resolution may go, counting each zone
     /// cut descended (one QNAME-minimisation step each), plus one per
     /// glueless nameserver name chased and per CNAME followed across zones.
-    /// hickory's recursor default (24) for its `recursion_limit`; Unbound stops a run-away descent at `MAX_REFERRAL_COUNT`
-    /// 130 referrals, Knot at `KR_ITER_LIMIT` 100 iterations. Over it: SERVFAIL.
+    /// 24, hickory's recursor default `recursion_limit`; Unbound stops a
+    /// run-away descent at `MAX_REFERRAL_COUNT` 130 referrals, Knot at `KR_ITER_LIMIT` 100 iterations. Over it: SERVFAIL.
     pub recursion_max_depth: u8,
     /// Recursive mode: most CNAME (or DNAME-synthesised CNAME) records one
     /// answer may chain through. Unbound `max-query-restarts` 11, Knot

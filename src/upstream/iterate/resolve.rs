@@ -242,7 +242,10 @@ impl Engine {
                     self.infra.server(ip, |f| f.no_case = true);
                     tried.pop();
                 }
-                Err(ExchangeError::Timeout) => {
+                // An unreachable address (no IPv6 route, ICMP refused) is
+                // counted like a timeout: held down after a few, it stops
+                // costing every resolution an attempt from its budget.
+                Err(error @ (ExchangeError::Timeout | ExchangeError::Network)) => {
                     let limits = &self.limits;
                     self.infra.server(ip, |f| {
                         f.timed_out(
@@ -252,9 +255,11 @@ impl Engine {
                             Instant::now(),
                         )
                     });
-                    timeouts += 1;
+                    match error {
+                        ExchangeError::Timeout => timeouts += 1,
+                        _ => unreachable += 1,
+                    }
                 }
-                Err(ExchangeError::Network) => unreachable += 1,
             }
         }
     }

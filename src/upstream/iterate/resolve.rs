@@ -373,3 +373,91 @@ fn referral(message: &Message, zone: &Name, cut: &Name) -> Delegation {
         expires: Instant::now() + Duration::from_secs(u64::from(ttl)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode};
+    use hickory_proto::rr::rdata::{A, NS, SOA};
+    use hickory_proto::rr::Record;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn response(rcode: ResponseCode) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = rcode;
+        m
+    }
+
+    fn ns(owner: &str, target: &str) -> Record {
+        Record::from_rdata(name(owner), 3600, RData::NS(NS(name(target))))
+    }
+
+    fn a(owner: &str, ip: [u8; 4]) -> Record {
+        Record::from_rdata(name(owner), 3600, RData::A(A::from(Ipv4Addr::from(ip))))
+    }
+
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_referral_keeps_only_glue_inside_the_zone_asked() {
+        let mut m = response(ResponseCode::NoError);
+        m.add_authority(ns("example.test.", "ns1.example.test."));
+        m.add_authority(ns("example.test.", "ns.elsewhere.org."));
+        m.add_additional(a("ns1.example.test.", [192, 0, 2, 1]));
+        // The test. servers cannot vouch for an address in org.
+        m.add_additional(a("ns.elsewhere.org.", [192, 0, 2, 66]));
+        let Some(Kind::Referral(d)) = classify(&m, &name("test."), &name("www.example.test."))
+        else {
+            panic!("a referral");
+        };
+        assert_eq!(d.zone, name("example.test."));
+        assert_eq!(d.names.len(), 2);
+        assert_eq!(d.addrs, vec![IpAddr::from([192, 0, 2, 1])]);
+    }
+
+    #[test]
+    fn upward_and_sideways_referrals_are_lame() {
+        let mut up = response(ResponseCode::NoError);
+        up.add_authority(ns(".", "a.root.test."));
+        assert!(classify(&up, &name("example.test."), &name("www.example.test.")).is_none());
+        let mut sideways = response(ResponseCode::NoError);
+        sideways.add_authority(ns("other.test.", "ns.other.test."));
+        assert!(classify(&sideways, &name("test."), &name("www.example.test.")).is_none());
+        assert!(classify(
+            &response(ResponseCode::Refused),
+            &name("test."),
+            &name("www.example.test.")
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn nodata_with_an_soa_and_nxdomain_are_final() {
+        let mut nodata = response(ResponseCode::NoError);
+        let soa = SOA::new(
+            name("ns.example.test."),
+            name("h.example.test."),
+            1,
+            2,
+            3,
+            4,
+            5,
+        );
+        nodata.add_authority(Record::from_rdata(
+            name("example.test."),
+            60,
+            RData::SOA(soa),
+        ));
+        let asked = name("www.example.test.");
+        let zone = name("example.test.");
+        assert!(matches!(
+            classify(&nodata, &zone, &asked),
+            Some(Kind::Final)
+        ));
+        let nx = response(ResponseCode::NXDomain);
+        assert!(matches!(classify(&nx, &zone, &asked), Some(Kind::Final)));
+    }
+}

@@ -41,7 +41,8 @@ use crate::query::{ClientHints, Facts, RouteId};
 use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
-    Coalescer, Forwarder, ForwarderStats, Health, Recursive, UpstreamError, UpstreamQuery,
+    validated, Coalescer, DnssecMode, Forwarder, ForwarderStats, Health, Recursive, UpstreamError,
+    UpstreamQuery, Validation,
 };
 
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
@@ -61,6 +62,8 @@ pub struct Shared {
     pub forwarder_stats: Arc<ForwarderStats>,
     /// Recursive mode's resolver (None when forwarding).
     pub recursor: Option<Recursive>,
+    /// DNSSEC validation of forwarded answers (None with `--dnssec off`).
+    pub validation: Option<Arc<Validation>>,
     pub observer: Observer,
     /// The policy in force; swapped whole on reload, never edited.
     pub policy: ArcSwap<PolicySet>,
@@ -77,6 +80,19 @@ pub struct Shared {
     pub readiness: Readiness,
     /// Listener close signal and in-flight count for a graceful stop.
     pub drain: Drain,
+}
+
+/// The validator's anchors: the `--trust-anchor` file or the root KSKs.
+fn validator_settings(settings: &Settings) -> Result<crate::dnssec::ValidatorSettings, String> {
+    let anchors = match &settings.trust_anchor {
+        Some(text) => crate::dnssec::TrustAnchors::parse(text)
+            .map_err(|e| format!("bad trust anchor: {e}"))?,
+        None => crate::dnssec::TrustAnchors::builtin_root(),
+    };
+    Ok(crate::dnssec::ValidatorSettings {
+        anchors,
+        negative_anchors: settings.negative_trust_anchors.clone(),
+    })
 }
 
 /// Registers the rule-hit series of a policy before it serves: its rules are exported from 0,
@@ -96,6 +112,13 @@ impl Shared {
             Some(r) => Some(Recursive::new(r, &settings.limits)?),
             None => None,
         };
+        let validation = match settings.dnssec {
+            DnssecMode::Validate => Some(Arc::new(Validation::new(
+                validator_settings(&settings)?,
+                &settings.limits,
+            ))),
+            DnssecMode::Off => None,
+        };
         let observer = Observer::new(
             settings.metrics.is_some(),
             &settings.upstreams,
@@ -113,6 +136,7 @@ impl Shared {
             health: Arc::new(Health::default()),
             forwarder_stats: Arc::new(ForwarderStats::with_sink(observer.exchange_sink())),
             recursor,
+            validation,
             observer,
             rate_limiter: settings.rate_limit.map(RateLimiter::new),
             client_inflight: Arc::new(ClientInflight::new(settings.limits.max_inflight_per_client)),
@@ -579,7 +603,13 @@ impl Worker {
         let (bytes, server) = match (key.route(), &shared.recursor) {
             (RouteId::Default, Some(recursor)) => (recursor.resolve(&query).await?, None),
             (RouteId::Default, None) => {
-                let (bytes, server) = forwarder.query(&query, &shared.settings.upstreams).await?;
+                let (bytes, server) = validated::forward(
+                    forwarder,
+                    shared.validation.as_ref(),
+                    &query,
+                    &shared.settings.upstreams,
+                )
+                .await?;
                 (bytes, Some(server))
             }
             (RouteId::Group(name), _) => {
@@ -590,7 +620,9 @@ impl Worker {
                     .upstream_group(name)
                     .map(<[SocketAddr]>::to_vec);
                 let servers = servers.ok_or(UpstreamError::NoServers)?;
-                let (bytes, server) = forwarder.query(&query, &servers).await?;
+                let (bytes, server) =
+                    validated::forward(forwarder, shared.validation.as_ref(), &query, &servers)
+                        .await?;
                 (bytes, Some(server))
             }
         };

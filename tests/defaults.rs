@@ -59,13 +59,45 @@ struct Serving {
     addr: SocketAddr,
 }
 
+/// What a user's resolver sees: a signed root delegating `example.` without
+/// DS (an insecure delegation, as most of the real tree is), ZONE unsigned.
+/// The root is signed with a key of our own, named by `--trust-anchor`,
+/// since a test cannot sign with IANA's; `--dnssec` keeps its default,
+/// `validate`, so the defaults tested here include validation.
+struct World {
+    upstream: TreeUpstream,
+    anchor: PathBuf,
+}
+
+impl World {
+    fn start() -> World {
+        let root = common::sign::ZoneKey::generate(".");
+        let root_zone = root.sign(
+            ". 3600 IN SOA ns.invalid. hostmaster.invalid. 1 7200 900 1209600 60
+             . 3600 IN NS ns.invalid.
+             example. 3600 IN NS ns.invalid.",
+        );
+        let upstream = TreeUpstream::start(&[root_zone, ZONE.to_string()]);
+        let dir = temp_dir("defaults-anchor");
+        let anchor = dir.join("root.ds");
+        std::fs::write(&anchor, root.ds_line()).unwrap();
+        World { upstream, anchor }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.upstream.addr()
+    }
+}
+
 impl Serving {
-    fn start(cwd: &Path, upstream: SocketAddr, extra: &[&str]) -> Serving {
+    fn start(cwd: &Path, world: &World, extra: &[&str]) -> Serving {
         let addr = free_udp_addr();
         let child = Command::new(picket_bin())
             .current_dir(cwd)
             .args(["serve", "--listen", &addr.to_string()])
-            .args(["--upstream", &upstream.to_string()])
+            .args(["--upstream", &world.addr().to_string()])
+            .arg("--trust-anchor")
+            .arg(&world.anchor)
             .args(["--threads", "1", "--log-level", "warn"])
             .args(extra)
             .stdout(Stdio::null())
@@ -104,10 +136,10 @@ async fn ask(server: SocketAddr, name: &str) -> (ResponseCode, Vec<Ipv4Addr>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_with_no_policy_flags_resolves_private_addresses_and_blocks_nothing() {
-    let upstream = Authority::start(ZONE);
+    let upstream = World::start();
     let outside = temp_dir("defaults-serve");
     for cwd in [clone_dir(), outside.as_path()] {
-        let picket = Serving::start(cwd, upstream.addr(), &[]).answering().await;
+        let picket = Serving::start(cwd, &upstream, &[]).answering().await;
         let from = cwd.display();
         assert_eq!(
             ask(picket.addr, "dev.example").await,
@@ -135,14 +167,14 @@ async fn serve_with_no_policy_flags_resolves_private_addresses_and_blocks_nothin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn blocking_happens_only_when_asked_for() {
-    let upstream = Authority::start(ZONE);
+    let upstream = World::start();
     let outside = temp_dir("defaults-asked");
     let examples = examples_dir();
     // The example policies, from anywhere: as before, acme (127.0.0.0/8) blocks ads with
     // 0.0.0.0 and the global policy blocks malware and rebinding answers with NXDOMAIN.
     let picket = Serving::start(
         &outside,
-        upstream.addr(),
+        &upstream,
         &["--policies", examples.to_str().unwrap()],
     )
     .answering()
@@ -168,7 +200,7 @@ async fn blocking_happens_only_when_asked_for() {
     drop(picket);
 
     // --rebind-protection alone screens private answers and nothing else.
-    let picket = Serving::start(&outside, upstream.addr(), &["--rebind-protection"])
+    let picket = Serving::start(&outside, &upstream, &["--rebind-protection"])
         .answering()
         .await;
     assert_eq!(
@@ -404,7 +436,7 @@ async fn a_reload_with_a_guessable_token_keeps_the_last_good_policy() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "drives curl"]
 async fn curl_over_doh_resolves_a_name_pointing_at_loopback() {
-    let upstream = Authority::start(ZONE);
+    let upstream = World::start();
     let doh = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -412,7 +444,7 @@ async fn curl_over_doh_resolves_a_name_pointing_at_loopback() {
     let outside = temp_dir("defaults-curl");
     let picket = Serving::start(
         &outside,
-        upstream.addr(),
+        &upstream,
         &["--doh", &doh.to_string(), "--tls-self-signed"],
     )
     .answering()

@@ -238,6 +238,8 @@ async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
         &[
             "--upstream",
             &upstream.addr().to_string(),
+            "--dnssec",
+            "off",
             "--threads",
             "2",
             "--upstream-timeout-ms",
@@ -339,6 +341,8 @@ async fn answers_evicted_from_a_small_cache_leave_memory() {
         &[
             "--upstream",
             &upstream.addr().to_string(),
+            "--dnssec",
+            "off",
             "--threads",
             "1",
             "--cache-size",

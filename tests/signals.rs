@@ -178,6 +178,8 @@ fn any_sequence_of_signals_ends_with_exit_zero_and_no_panic() {
             "--no-policy",
             "--upstream",
             &upstream_addr,
+            "--dnssec",
+            "off",
             "--upstream-timeout-ms",
             "1000",
             "--drain-grace",

@@ -151,12 +151,12 @@ pub struct ResolutionArgs {
     pub nameserver_port: Vec<(IpAddr, u16)>,
 }
 
-/// DNSSEC validation in recursive mode.
+/// DNSSEC validation, forwarding and recursive mode alike.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "DNSSEC")]
 pub struct DnssecArgs {
-    /// DNSSEC in recursive mode: `validate` (AD on secure answers, SERVFAIL
-    /// with EDE 6 on bogus ones; CD=1 skips it) or `off`.
+    /// DNSSEC: `validate` (AD on secure answers, SERVFAIL with an EDE on
+    /// bogus ones; CD=1 skips it) or `off`; forwarded answers too.
     #[arg(long, value_name = "MODE", default_value = "validate")]
     pub dnssec: DnssecFlag,
 
@@ -164,6 +164,19 @@ pub struct DnssecArgs {
     /// Unbound's trust-anchor-file) instead of the built-in root KSKs.
     #[arg(long = "trust-anchor", value_name = "FILE")]
     pub trust_anchor: Option<PathBuf>,
+
+    /// Do not validate names at or under ZONE (RFC 7646: a zone whose
+    /// DNSSEC is broken by mistake); repeatable.
+    #[arg(long = "negative-trust-anchor", value_name = "ZONE", value_parser = parse_zone)]
+    pub negative_trust_anchor: Vec<hickory_proto::rr::Name>,
+}
+
+/// A zone name for `--negative-trust-anchor`.
+fn parse_zone(text: &str) -> Result<hickory_proto::rr::Name, String> {
+    let mut name = hickory_proto::rr::Name::from_ascii(text)
+        .map_err(|e| format!("{text:?} is not a domain name ({e}); give a zone such as example.com"))?;
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
 }
 
 /// `--dnssec`. The variants carry no doc comments on purpose: clap would show
@@ -414,12 +427,18 @@ impl ServeArgs {
         // No usable resolv.conf (missing, unreadable or only ourselves):
         // recurse rather than refuse to start.
         let recursive = r.recursive || s.upstreams.is_empty();
+        s.dnssec = self.dnssec.dnssec.into();
+        s.negative_trust_anchors = self.dnssec.negative_trust_anchor.clone();
+        if let Some(path) = &self.dnssec.trust_anchor {
+            s.trust_anchor = Some(
+                check_trust_anchor(path)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("bad trust anchor file {}", path.display()))?,
+            );
+        }
         if !recursive {
-            if r.root_hints.is_some()
-                || self.dnssec.trust_anchor.is_some()
-                || !r.nameserver_port.is_empty()
-            {
-                bail!("--root-hints, --trust-anchor and --nameserver-port apply to recursive mode: add --recursive or drop --upstream");
+            if r.root_hints.is_some() || !r.nameserver_port.is_empty() {
+                bail!("--root-hints and --nameserver-port apply to recursive mode: add --recursive or drop --upstream");
             }
             return Ok(());
         }

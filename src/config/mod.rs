@@ -14,7 +14,7 @@ use crate::cache::CacheSettings;
 use crate::clock::Clock;
 use crate::observe::QueryLogSettings;
 use crate::policy::{LoadOptions, PolicyError, PolicySet};
-use crate::upstream::{ForwarderSettings, RecursorSettings};
+use crate::upstream::{DnssecMode, ForwarderSettings, RecursorSettings};
 
 /// Everything `picket serve` runs with.
 #[derive(Debug, Clone)]
@@ -26,6 +26,15 @@ pub struct Settings {
     /// Recursive mode: `RouteId::Default` iterates from the root hints instead
     /// of forwarding to `upstreams`.
     pub recursion: Option<RecursorSettings>,
+    /// DNSSEC validation of forwarded answers (`--dnssec`; recursion reads
+    /// its own copy in `RecursorSettings`).
+    pub dnssec: DnssecMode,
+    /// Trust anchors (`--trust-anchor` file text, DS or DNSKEY records);
+    /// None: the built-in root KSKs.
+    pub trust_anchor: Option<String>,
+    /// Negative trust anchors (`--negative-trust-anchor`, RFC 7646): names
+    /// at or under them are not validated.
+    pub negative_trust_anchors: Vec<hickory_proto::rr::Name>,
     /// Worker threads (each with its own runtime and sockets).
     pub threads: usize,
     /// The shared cache.
@@ -111,6 +120,9 @@ impl Default for Settings {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             upstreams: Vec::new(),
             recursion: None,
+            dnssec: DnssecMode::Validate,
+            trust_anchor: None,
+            negative_trust_anchors: Vec::new(),
             threads: 1,
             cache: CacheSettings::default(),
             forwarder: ForwarderSettings::default(),

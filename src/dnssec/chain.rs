@@ -1,19 +1,174 @@
-//! The validator: chains of trust from the anchors, top-down.
+//! The validator: chains of trust from the anchors, top-down (RFC 4035 §5).
+//!
+//! To judge an RRset signed by zone Z, the validator walks from Z's closest
+//! trust anchor down to Z one label at a time, asking for the DS RRset of
+//! each name on the way: a signed DS makes the name a secure zone cut (its
+//! DNSKEY RRset is fetched and must be signed by a key the DS matches); a
+//! proven absence of DS with the NS bit set is an insecure delegation
+//! (everything below is Insecure); a proven absence without it is no cut.
+//! Each name's state is cached with its TTL, so a warm chain costs no fetch
+//! and no signature check, only a few cache lookups.
 
-use hickory_proto::op::Message;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Fetch, Security, ValidatorSettings};
+use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY, DS, RRSIG};
+use hickory_proto::dnssec::Verifier;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use super::anchors::ZoneAnchor;
+use super::budget::{Budget, Exhausted};
+use super::denial::{self, DsAbsence, Proof};
+use super::{ede, Fetch, Security, ValidatorSettings};
 use crate::config::Limits;
+
+/// Why an RRset or a chain did not validate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fail {
+    pub(crate) ede: u16,
+    pub(crate) reason: String,
+}
+
+impl Fail {
+    pub(crate) fn new(ede: u16, reason: impl Into<String>) -> Self {
+        Self {
+            ede,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<Exhausted> for Fail {
+    fn from(e: Exhausted) -> Self {
+        Fail::new(ede::DNSSEC_BOGUS, e.0)
+    }
+}
+
+/// What is known about one name on the way down from an anchor.
+#[derive(Debug, Clone)]
+enum NodeState {
+    /// A secure zone (an anchor or a cut with a validated DS): its
+    /// validated DNSKEY RRset.
+    Secure(Arc<Vec<DNSKEY>>),
+    /// Provably insecure from here down.
+    Insecure(String),
+    /// Should be secure and is not.
+    Bogus(Fail),
+    /// Not a zone cut: the zone above goes on.
+    NotCut,
+}
+
+#[derive(Debug)]
+struct Cached {
+    state: NodeState,
+    expires: Instant,
+}
+
+/// Where a walk down from the anchor ends.
+#[derive(Debug, Clone)]
+pub(crate) enum Zone {
+    Secure { name: Name, keys: Arc<Vec<DNSKEY>> },
+    Insecure(String),
+    Bogus(Fail),
+    Indeterminate(String),
+}
 
 /// Validates responses; one per process, shared by every worker in an `Arc`.
 pub struct Validator {
     settings: ValidatorSettings,
     limits: Limits,
+    /// Per name: its state as a zone cut (validated keys, insecure, bogus,
+    /// no cut). Bounded by entries (`Limits::dnssec_key_cache_entries`).
+    nodes: moka::sync::Cache<Name, Arc<Cached>>,
+}
+
+/// The state of one `validate` call.
+pub(crate) struct Ctx<'a> {
+    pub(crate) fetch: &'a dyn Fetch,
+    pub(crate) budget: Budget,
+    pub(crate) now: u32,
+}
+
+/// RRsets of one section: (owner, type) → records, in order of appearance,
+/// and (owner, covered type) → RRSIGs.
+#[derive(Default)]
+pub(crate) struct Sets {
+    pub(crate) order: Vec<(Name, RecordType)>,
+    pub(crate) records: HashMap<(Name, RecordType), Vec<Record>>,
+    pub(crate) sigs: HashMap<(Name, RecordType), Vec<RRSIG>>,
+}
+
+impl Sets {
+    pub(crate) fn of(records: &[Record]) -> Self {
+        let mut sets = Sets::default();
+        for r in records {
+            let name = r.name.to_lowercase();
+            if let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &r.data {
+                sets.sigs
+                    .entry((name, sig.input().type_covered))
+                    .or_default()
+                    .push(sig.clone());
+                continue;
+            }
+            let key = (name, r.record_type());
+            if !sets.records.contains_key(&key) {
+                sets.order.push(key.clone());
+            }
+            sets.records.entry(key).or_default().push(r.clone());
+        }
+        sets
+    }
+
+    pub(crate) fn sigs(&self, name: &Name, rtype: RecordType) -> &[RRSIG] {
+        self.sigs
+            .get(&(name.clone(), rtype))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The zone that signed `name`/`rtype` according to its RRSIGs, if any.
+    pub(crate) fn signer(&self, name: &Name, rtype: RecordType) -> Option<Name> {
+        self.sigs(name, rtype)
+            .first()
+            .map(|s| s.input().signer_name.to_lowercase())
+    }
+}
+
+/// Combines verdicts: any Bogus wins, then Indeterminate, then Insecure.
+fn worse(a: Security, b: Security) -> Security {
+    fn rank(s: &Security) -> u8 {
+        match s {
+            Security::Secure => 0,
+            Security::Insecure => 1,
+            Security::Indeterminate { .. } => 2,
+            Security::Bogus { .. } => 3,
+        }
+    }
+    if rank(&b) > rank(&a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn bogus(fail: Fail) -> Security {
+    Security::Bogus {
+        ede: fail.ede,
+        reason: fail.reason,
+    }
 }
 
 impl Validator {
     pub fn new(settings: ValidatorSettings, limits: &Limits) -> Self {
-        Self { settings, limits: limits.clone() }
+        Self {
+            settings,
+            limits: limits.clone(),
+            nodes: moka::sync::Cache::builder()
+                .max_capacity(limits.dnssec_key_cache_entries)
+                .time_to_live(limits.dnssec_key_cache_max_ttl)
+                .build(),
+        }
     }
 
     /// Judges a whole response: every RRset of the answer section (a CNAME
@@ -22,7 +177,660 @@ impl Validator {
     /// section. The caller sets AD only on Secure, answers SERVFAIL with the
     /// EDE on Bogus, passes Insecure through without AD.
     pub async fn validate(&self, response: &Message, fetch: &dyn Fetch) -> Security {
-        let _ = (response, fetch, &self.settings, &self.limits);
-        Security::Indeterminate { reason: "validator under construction".into() }
+        let mut ctx = Ctx {
+            fetch,
+            budget: Budget::new(&self.limits),
+            now: unix_now(),
+        };
+        self.validate_with(response, &mut ctx).await
     }
+
+    pub(crate) async fn validate_with(&self, response: &Message, ctx: &mut Ctx<'_>) -> Security {
+        let Some(question) = response.queries.first() else {
+            return bogus(Fail::new(ede::DNSSEC_BOGUS, "the response has no question"));
+        };
+        let qname = question.name().to_lowercase();
+        let qtype = question.query_type();
+        let answers = Sets::of(&response.answers);
+        let authority = Sets::of(&response.authorities);
+        let mut verdict = Security::Secure;
+        let dnames: Vec<Name> = answers
+            .order
+            .iter()
+            .filter(|(_, t)| *t == RecordType::DNAME)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for (name, rtype) in &answers.order {
+            let records = &answers.records[&(name.clone(), *rtype)];
+            let sigs = answers.sigs(name, *rtype);
+            // A CNAME synthesized from a DNAME is unsigned (RFC 6672 §5.3.1);
+            // the DNAME it comes from is judged instead.
+            if *rtype == RecordType::CNAME
+                && sigs.is_empty()
+                && dnames.iter().any(|d| d.zone_of(name) && d != name)
+            {
+                continue;
+            }
+            let judged = self
+                .judge_rrset(name, *rtype, records, sigs, &authority, ctx)
+                .await;
+            verdict = worse(verdict, judged);
+            if matches!(verdict, Security::Bogus { .. }) {
+                return verdict;
+            }
+        }
+        // The end of the CNAME chain, whose absence or lack of data needs a proof.
+        let mut last = qname.clone();
+        for _ in 0..answers.order.len() {
+            let Some(target) = answers
+                .records
+                .get(&(last.clone(), RecordType::CNAME))
+                .and_then(|r| match &r[0].data {
+                    RData::CNAME(c) => Some(c.0.to_lowercase()),
+                    _ => None,
+                })
+            else {
+                break;
+            };
+            if qtype == RecordType::CNAME {
+                break;
+            }
+            last = target;
+        }
+        let nodata = response.response_code == ResponseCode::NoError
+            && qtype != RecordType::ANY
+            && !answers.records.contains_key(&(last.clone(), qtype));
+        let negative = match response.response_code {
+            ResponseCode::NXDomain => Some(None),
+            _ if nodata => Some(Some(qtype)),
+            ResponseCode::NoError => None,
+            // SERVFAIL, REFUSED...: nothing to validate, and nothing secure.
+            rcode => {
+                return Security::Indeterminate {
+                    reason: format!("the response is {rcode}: nothing to validate"),
+                }
+            }
+        };
+        if let Some(qtype) = negative {
+            let judged = self.judge_denial(&last, qtype, &authority, ctx).await;
+            verdict = worse(verdict, judged);
+        }
+        verdict
+    }
+
+    fn negative_anchor(&self, name: &Name) -> bool {
+        self.settings
+            .negative_anchors
+            .iter()
+            .any(|nta| nta.zone_of(name))
+    }
+
+    /// One RRset of the answer section.
+    async fn judge_rrset(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+        records: &[Record],
+        sigs: &[RRSIG],
+        authority: &Sets,
+        ctx: &mut Ctx<'_>,
+    ) -> Security {
+        if self.negative_anchor(name) {
+            return Security::Insecure;
+        }
+        if self.settings.anchors.closest(name).is_none() {
+            return Security::Insecure;
+        }
+        // A DS RRset belongs to the parent side of the cut.
+        let owner_zone_limit = if rtype == RecordType::DS && !name.is_root() {
+            name.base_name()
+        } else {
+            name.clone()
+        };
+        let signer = sigs
+            .iter()
+            .map(|s| s.input().signer_name.to_lowercase())
+            .find(|s| s.zone_of(&owner_zone_limit));
+        let Some(signer) = signer else {
+            // Unsigned (or signed by no zone above it): fine only below an
+            // insecure delegation.
+            return match self.zone_of(&owner_zone_limit, ctx).await {
+                Zone::Secure { name: zone, .. } => bogus(Fail::new(
+                    ede::RRSIGS_MISSING,
+                    format!("{name} {rtype} has no RRSIG from its zone {zone}, which is signed"),
+                )),
+                Zone::Insecure(why) => {
+                    tracing::trace!(%name, %rtype, %why, "DNSSEC: unsigned and insecure");
+                    Security::Insecure
+                }
+                Zone::Bogus(fail) => bogus(fail),
+                Zone::Indeterminate(reason) => Security::Indeterminate { reason },
+            };
+        };
+        let keys = match self.zone_of(&signer, ctx).await {
+            Zone::Secure { name: zone, keys } if zone == signer => keys,
+            Zone::Secure { name: zone, .. } => {
+                return bogus(Fail::new(
+                    ede::DNSSEC_BOGUS,
+                    format!("{name} {rtype} is signed by {signer}, which is not a zone (the zone is {zone})"),
+                ))
+            }
+            Zone::Insecure(_) => return Security::Insecure,
+            Zone::Bogus(fail) => return bogus(fail),
+            Zone::Indeterminate(reason) => return Security::Indeterminate { reason },
+        };
+        let valid = match verify_rrset(name, rtype, records, sigs, &signer, &keys, ctx) {
+            Ok(valid) => valid,
+            Err(fail) => return bogus(fail),
+        };
+        // A wildcard expansion (RFC 4035 §5.3.4): the exact name must not exist.
+        if usize::from(valid.labels) < usize::from(name.num_labels()) {
+            let proof = self
+                .verified_denial(&signer, &keys, authority, ctx)
+                .and_then(|nsecs| denial::wildcard_expansion(name, valid.labels, &nsecs, ctx));
+            return match proof {
+                Ok(Proof::Proven) => Security::Secure,
+                Ok(Proof::Insecure(_)) => Security::Insecure,
+                Ok(Proof::NotProven(reason)) => bogus(Fail::new(
+                    ede::NSEC_MISSING,
+                    format!("{name} {rtype} is a wildcard expansion without proof that {name} does not exist: {reason}"),
+                )),
+                Err(fail) => bogus(fail),
+            };
+        }
+        Security::Secure
+    }
+
+    /// The NSEC/NSEC3 RRsets of `authority` signed by `zone`, each verified
+    /// with `keys`.
+    fn verified_denial(
+        &self,
+        zone: &Name,
+        keys: &[DNSKEY],
+        authority: &Sets,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Vec<Record>, Fail> {
+        let mut out = Vec::new();
+        for (name, rtype) in &authority.order {
+            if !matches!(rtype, RecordType::NSEC | RecordType::NSEC3) || !zone.zone_of(name) {
+                continue;
+            }
+            let records = &authority.records[&(name.clone(), *rtype)];
+            verify_rrset(name, *rtype, records, authority.sigs(name, *rtype), zone, keys, ctx)?;
+            out.extend(records.iter().cloned());
+        }
+        Ok(out)
+    }
+
+    /// NXDOMAIN (`qtype` None) or NODATA for `name`.
+    async fn judge_denial(
+        &self,
+        name: &Name,
+        qtype: Option<RecordType>,
+        authority: &Sets,
+        ctx: &mut Ctx<'_>,
+    ) -> Security {
+        if self.negative_anchor(name) || self.settings.anchors.closest(name).is_none() {
+            return Security::Insecure;
+        }
+        let parent_side = qtype == Some(RecordType::DS) && !name.is_root();
+        let owner_zone_limit = if parent_side {
+            name.base_name()
+        } else {
+            name.clone()
+        };
+        // The signer of the proof: the zone that holds the name.
+        let signer = authority
+            .order
+            .iter()
+            .filter(|(_, t)| matches!(t, RecordType::NSEC | RecordType::NSEC3 | RecordType::SOA))
+            .filter_map(|(n, t)| authority.signer(n, *t))
+            .find(|s| s.zone_of(&owner_zone_limit));
+        let zone = match &signer {
+            Some(signer) => self.zone_of(signer, ctx).await,
+            None => self.zone_of(&owner_zone_limit, ctx).await,
+        };
+        let (zone, keys) = match zone {
+            Zone::Secure { name: zone, keys } => (zone, keys),
+            Zone::Insecure(_) => return Security::Insecure,
+            Zone::Bogus(fail) => return bogus(fail),
+            Zone::Indeterminate(reason) => return Security::Indeterminate { reason },
+        };
+        if signer.as_ref() != Some(&zone) {
+            let what = match qtype {
+                None => "NXDOMAIN".to_string(),
+                Some(t) => format!("NODATA for {t}"),
+            };
+            return bogus(Fail::new(
+                ede::NSEC_MISSING,
+                format!("{what} at {name} without a signed NSEC or NSEC3 proof from its zone {zone}"),
+            ));
+        }
+        let nsecs = match self.verified_denial(&zone, &keys, authority, ctx) {
+            Ok(nsecs) => nsecs,
+            Err(fail) => return bogus(fail),
+        };
+        let proof = match qtype {
+            None => denial::nxdomain(name, &zone, &nsecs, ctx),
+            Some(qtype) => denial::nodata(name, qtype, &zone, &nsecs, ctx),
+        };
+        match proof {
+            Ok(Proof::Proven) => Security::Secure,
+            Ok(Proof::Insecure(_)) => Security::Insecure,
+            Ok(Proof::NotProven(reason)) => bogus(Fail::new(ede::NSEC_MISSING, reason)),
+            Err(fail) => bogus(fail),
+        }
+    }
+
+    /// Walks down from the closest anchor of `name` to `name`, and says in
+    /// which zone `name` is and whether it is secure.
+    pub(crate) async fn zone_of(&self, name: &Name, ctx: &mut Ctx<'_>) -> Zone {
+        if self.negative_anchor(name) {
+            return Zone::Insecure(format!("{name} is under a negative trust anchor"));
+        }
+        let Some((anchor_zone, anchor)) = self.settings.anchors.closest(name) else {
+            return Zone::Insecure(format!("no trust anchor above {name}"));
+        };
+        let anchor_zone = anchor_zone.clone();
+        let state = match self.cached(&anchor_zone) {
+            Some(state) => state,
+            None => match self.anchor_state(&anchor_zone, anchor, ctx).await {
+                Ok((state, ttl)) => self.remember(&anchor_zone, state, ttl),
+                Err(reason) => return Zone::Indeterminate(reason),
+            },
+        };
+        let mut zone = anchor_zone.clone();
+        let mut keys = match state {
+            NodeState::Secure(keys) => keys,
+            NodeState::Insecure(reason) => return Zone::Insecure(reason),
+            NodeState::Bogus(fail) => return Zone::Bogus(fail),
+            NodeState::NotCut => unreachable!("an anchor's zone is always a zone"),
+        };
+        for labels in usize::from(anchor_zone.num_labels()) + 1..=usize::from(name.num_labels()) {
+            let here = name.trim_to(labels);
+            if self.negative_anchor(&here) {
+                return Zone::Insecure(format!("{here} is under a negative trust anchor"));
+            }
+            let state = match self.cached(&here) {
+                Some(state) => state,
+                None => match self.cut_state(&here, &zone, &keys, ctx).await {
+                    Ok((state, ttl)) => self.remember(&here, state, ttl),
+                    Err(reason) => return Zone::Indeterminate(reason),
+                },
+            };
+            match state {
+                NodeState::Secure(k) => {
+                    zone = here;
+                    keys = k;
+                }
+                NodeState::Insecure(reason) => return Zone::Insecure(reason),
+                NodeState::Bogus(fail) => return Zone::Bogus(fail),
+                NodeState::NotCut => {}
+            }
+        }
+        Zone::Secure { name: zone, keys }
+    }
+
+    fn cached(&self, name: &Name) -> Option<NodeState> {
+        let entry = self.nodes.get(name)?;
+        if entry.expires <= Instant::now() {
+            self.nodes.invalidate(name);
+            return None;
+        }
+        Some(entry.state.clone())
+    }
+
+    /// Caches `state` for `ttl` seconds (verdicts other than Secure for
+    /// `dnssec_verdict_ttl` at most) and returns it.
+    fn remember(&self, name: &Name, state: NodeState, ttl: u32) -> NodeState {
+        let mut life = Duration::from_secs(u64::from(ttl)).min(self.limits.dnssec_key_cache_max_ttl);
+        if !matches!(state, NodeState::Secure(_)) {
+            life = life.min(self.limits.dnssec_verdict_ttl);
+        }
+        if !life.is_zero() {
+            self.nodes.insert(
+                name.clone(),
+                Arc::new(Cached {
+                    state: state.clone(),
+                    expires: Instant::now() + life,
+                }),
+            );
+        }
+        state
+    }
+
+    /// The trust anchor's zone: its DNSKEY RRset, signed by a key the
+    /// anchor names (RFC 4035 §5, priming). Err: nothing could be fetched.
+    async fn anchor_state(
+        &self,
+        zone: &Name,
+        anchor: &ZoneAnchor,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(NodeState, u32), String> {
+        let verdict_ttl = self.limits.dnssec_verdict_ttl.as_secs() as u32;
+        let usable_ds: Vec<&DS> = anchor
+            .ds
+            .iter()
+            .filter(|ds| ds.algorithm().is_supported() && ds.digest_type().is_supported())
+            .collect();
+        let usable_keys: Vec<&DNSKEY> = anchor
+            .dnskeys
+            .iter()
+            .filter(|k| k.algorithm().is_supported())
+            .collect();
+        if usable_ds.is_empty() && usable_keys.is_empty() {
+            // RFC 4035 §5.2 applied to anchors: nothing we can check.
+            return Ok((
+                NodeState::Insecure(format!(
+                    "the trust anchor for {zone} uses only unsupported algorithms or digests"
+                )),
+                verdict_ttl,
+            ));
+        }
+        let response = ctx
+            .fetch
+            .fetch(zone, RecordType::DNSKEY)
+            .await
+            .map_err(|e| format!("cannot fetch the DNSKEY records of {zone}: {e}"))?;
+        let trusted = |key: &DNSKEY| {
+            usable_keys
+                .iter()
+                .any(|a| a.public_key() == key.public_key() && a.algorithm() == key.algorithm())
+                || usable_ds
+                    .iter()
+                    .any(|ds| ds.covers(zone, key).unwrap_or(false))
+        };
+        Ok(
+            match dnskey_rrset(zone, &response, trusted, "the trust anchor", ctx) {
+                Ok((keys, ttl)) => (NodeState::Secure(keys), ttl),
+                Err(fail) => (NodeState::Bogus(fail), verdict_ttl),
+            },
+        )
+    }
+
+    /// What `here` is, one label below `zone` (secure, keys `keys`): a
+    /// secure cut, an insecure delegation, or no cut (RFC 4035 §5.2).
+    async fn cut_state(
+        &self,
+        here: &Name,
+        zone: &Name,
+        keys: &[DNSKEY],
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(NodeState, u32), String> {
+        let verdict_ttl = self.limits.dnssec_verdict_ttl.as_secs() as u32;
+        let response = ctx
+            .fetch
+            .fetch(here, RecordType::DS)
+            .await
+            .map_err(|e| format!("cannot fetch the DS records of {here}: {e}"))?;
+        let answers = Sets::of(&response.answers);
+        let bogus_for = |fail: Fail| Ok((NodeState::Bogus(fail), verdict_ttl));
+        if let Some(ds_records) = answers.records.get(&(here.clone(), RecordType::DS)) {
+            let sigs = answers.sigs(here, RecordType::DS);
+            let valid = match verify_rrset(here, RecordType::DS, ds_records, sigs, zone, keys, ctx) {
+                Ok(valid) => valid,
+                Err(fail) => return bogus_for(fail),
+            };
+            let usable: Vec<DS> = ds_records
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::DNSSEC(DNSSECRData::DS(ds)) => Some(ds.clone()),
+                    _ => None,
+                })
+                .filter(|ds| ds.algorithm().is_supported() && ds.digest_type().is_supported())
+                .collect();
+            if usable.is_empty() {
+                // RFC 4035 §5.2: no DS we can use makes the zone insecure.
+                return Ok((
+                    NodeState::Insecure(format!(
+                        "every DS of {here} uses an unsupported algorithm or digest type"
+                    )),
+                    valid.ttl,
+                ));
+            }
+            let response = ctx
+                .fetch
+                .fetch(here, RecordType::DNSKEY)
+                .await
+                .map_err(|e| format!("cannot fetch the DNSKEY records of {here}: {e}"))?;
+            let trusted = |key: &DNSKEY| usable.iter().any(|ds| ds.covers(here, key).unwrap_or(false));
+            return Ok(match dnskey_rrset(here, &response, trusted, "its DS", ctx) {
+                Ok((keys, ttl)) => (NodeState::Secure(keys), ttl.min(valid.ttl)),
+                Err(fail) => (NodeState::Bogus(fail), verdict_ttl),
+            });
+        }
+        if answers.order.iter().any(|(n, t)| n == here && *t == RecordType::CNAME) {
+            // A CNAME owner is never a cut (RFC 1034 §3.6.2); if it hides one,
+            // the data below fails against this zone's keys: bogus, not insecure.
+            return Ok((NodeState::NotCut, verdict_ttl));
+        }
+        let authority = Sets::of(&response.authorities);
+        let nsecs = match self.verified_denial(zone, keys, &authority, ctx) {
+            Ok(nsecs) => nsecs,
+            Err(fail) => return bogus_for(fail),
+        };
+        match denial::ds_absence(here, zone, &nsecs, ctx) {
+            Ok(DsAbsence::InsecureDelegation(reason)) | Ok(DsAbsence::Insecure(reason)) => {
+                Ok((NodeState::Insecure(reason), verdict_ttl))
+            }
+            Ok(DsAbsence::NotCut) => Ok((NodeState::NotCut, verdict_ttl)),
+            Ok(DsAbsence::NotProven(reason)) => bogus_for(Fail::new(
+                ede::NSEC_MISSING,
+                format!("no DS for {here} and no valid proof from {zone} that it has none: {reason}"),
+            )),
+            Err(fail) => bogus_for(fail),
+        }
+    }
+}
+
+/// The DNSKEY RRset of `zone` from `response`, validated: signed by a key
+/// `trusted` accepts. Its keys (zone keys, not revoked) and TTL.
+fn dnskey_rrset(
+    zone: &Name,
+    response: &Message,
+    trusted: impl Fn(&DNSKEY) -> bool,
+    what: &str,
+    ctx: &mut Ctx<'_>,
+) -> Result<(Arc<Vec<DNSKEY>>, u32), Fail> {
+    let answers = Sets::of(&response.answers);
+    let records = answers
+        .records
+        .get(&(zone.clone(), RecordType::DNSKEY))
+        .cloned()
+        .unwrap_or_default();
+    let keys: Vec<DNSKEY> = records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::DNSKEY(k)) => Some(k.clone()),
+            _ => None,
+        })
+        .filter(|k| k.zone_key() && !k.revoke())
+        .collect();
+    if keys.is_empty() {
+        return Err(Fail::new(
+            ede::DNSKEY_MISSING,
+            format!("{zone} has no DNSKEY records, but {what} says it is signed"),
+        ));
+    }
+    let entry: Vec<DNSKEY> = keys.iter().filter(|k| trusted(k)).cloned().collect();
+    if entry.is_empty() {
+        return Err(Fail::new(
+            ede::DNSKEY_MISSING,
+            format!(
+                "none of the {} DNSKEY records of {zone} matches {what} \
+                 (a stale trust anchor or a key rollover gone wrong)",
+                keys.len()
+            ),
+        ));
+    }
+    let sigs = answers.sigs(zone, RecordType::DNSKEY);
+    let valid = verify_rrset(zone, RecordType::DNSKEY, &records, sigs, zone, &entry, ctx)?;
+    Ok((Arc::new(keys), valid.ttl))
+}
+
+/// What a successful verification tells.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Valid {
+    /// Seconds the RRset may be trusted (TTL, original TTL, expiration).
+    pub(crate) ttl: u32,
+    /// The RRSIG's label count (below the owner's: a wildcard expansion).
+    pub(crate) labels: u8,
+}
+
+/// Verifies `records` (one RRset) with one of `sigs` made by `zone` with one
+/// of `keys`, within the budgets (RFC 4035 §5.3).
+pub(crate) fn verify_rrset(
+    name: &Name,
+    rtype: RecordType,
+    records: &[Record],
+    sigs: &[RRSIG],
+    zone: &Name,
+    keys: &[DNSKEY],
+    ctx: &mut Ctx<'_>,
+) -> Result<Valid, Fail> {
+    if sigs.is_empty() {
+        return Err(Fail::new(
+            ede::RRSIGS_MISSING,
+            format!("{name} {rtype} has no RRSIG (its zone {zone} is signed)"),
+        ));
+    }
+    let mut failure: Option<Fail> = None;
+    let mut unsupported = 0;
+    let note = |fail: Fail, failure: &mut Option<Fail>| {
+        // The most telling failure is kept: a time window or a bad
+        // signature over "no key", which says less.
+        if failure.as_ref().is_none_or(|f| f.ede == ede::DNSSEC_BOGUS) {
+            *failure = Some(fail);
+        }
+    };
+    for (tried, sig) in sigs.iter().enumerate() {
+        if tried >= ctx.budget.rrsigs_per_rrset {
+            note(
+                Fail::new(
+                    ede::DNSSEC_BOGUS,
+                    format!(
+                        "{name} {rtype}: more than {} RRSIGs, the rest not tried \
+                         (limit dnssec_max_rrsigs_per_rrset; KeyTrap, CVE-2023-50387)",
+                        ctx.budget.rrsigs_per_rrset
+                    ),
+                ),
+                &mut failure,
+            );
+            break;
+        }
+        let input = sig.input();
+        if input.signer_name != *zone {
+            continue;
+        }
+        if !input.algorithm.is_supported() {
+            unsupported += 1;
+            continue;
+        }
+        if input.num_labels > name.num_labels() {
+            note(
+                Fail::new(
+                    ede::DNSSEC_BOGUS,
+                    format!("{name} {rtype}: an RRSIG claims more labels than the name has"),
+                ),
+                &mut failure,
+            );
+            continue;
+        }
+        let (inception, expiration) = (input.sig_inception.get(), input.sig_expiration.get());
+        if serial_lt(ctx.now, inception) {
+            note(
+                Fail::new(
+                    ede::SIGNATURE_NOT_YET_VALID,
+                    format!("{name} {rtype}: the RRSIG of {zone} (key {}) is not valid before {inception}", input.key_tag),
+                ),
+                &mut failure,
+            );
+            continue;
+        }
+        if serial_lt(expiration, ctx.now) {
+            note(
+                Fail::new(
+                    ede::SIGNATURE_EXPIRED,
+                    format!("{name} {rtype}: the RRSIG of {zone} (key {}) expired at {expiration}", input.key_tag),
+                ),
+                &mut failure,
+            );
+            continue;
+        }
+        let candidates = keys.iter().filter(|k| {
+            k.algorithm() == input.algorithm && k.calculate_key_tag().ok() == Some(input.key_tag)
+        });
+        let mut any_key = false;
+        for (n, key) in candidates.enumerate() {
+            if n >= ctx.budget.keys_per_tag {
+                note(
+                    Fail::new(
+                        ede::DNSSEC_BOGUS,
+                        format!(
+                            "{name} {rtype}: more than {} DNSKEYs of {zone} share key tag {}, the rest not tried \
+                             (limit dnssec_max_keys_per_tag; KeyTrap, CVE-2023-50387)",
+                            ctx.budget.keys_per_tag, input.key_tag
+                        ),
+                    ),
+                    &mut failure,
+                );
+                break;
+            }
+            any_key = true;
+            ctx.budget.verification()?;
+            if key
+                .verify_rrsig(name, DNSClass::IN, sig, records.iter())
+                .is_ok()
+            {
+                let ttl = records
+                    .iter()
+                    .map(|r| r.ttl)
+                    .min()
+                    .unwrap_or(0)
+                    .min(input.original_ttl)
+                    .min(expiration.wrapping_sub(ctx.now));
+                return Ok(Valid {
+                    ttl,
+                    labels: input.num_labels,
+                });
+            }
+            note(
+                Fail::new(
+                    ede::DNSSEC_BOGUS,
+                    format!("{name} {rtype}: the RRSIG by {zone} key {} does not verify", input.key_tag),
+                ),
+                &mut failure,
+            );
+        }
+        if !any_key && failure.is_none() {
+            failure = Some(Fail::new(
+                ede::DNSSEC_BOGUS,
+                format!("{name} {rtype}: no DNSKEY of {zone} with key tag {} signs it", input.key_tag),
+            ));
+        }
+    }
+    if let Some(fail) = failure {
+        return Err(fail);
+    }
+    if unsupported > 0 {
+        return Err(Fail::new(
+            ede::DNSSEC_BOGUS,
+            format!("{name} {rtype}: signed only with algorithms Picket cannot verify, though its zone {zone} uses one it can"),
+        ));
+    }
+    Err(Fail::new(
+        ede::RRSIGS_MISSING,
+        format!("{name} {rtype} has no RRSIG by its zone {zone}"),
+    ))
+}
+
+/// RFC 1982 serial number order, as RFC 4034 §3.1.5 asks for signature times.
+fn serial_lt(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 0x8000_0000
+}
+
+pub(crate) fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
 }

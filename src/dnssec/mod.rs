@@ -33,6 +33,7 @@
 mod anchors;
 mod budget;
 mod chain;
+mod denial;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -98,3 +99,6 @@ pub mod ede {
     pub const NSEC_MISSING: u16 = 12;
     pub const UNSUPPORTED_NSEC3_ITERATIONS: u16 = 27;
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@ pub mod coalesce;
 pub mod forward;
 pub mod iterate;
 pub mod recursor;
+pub mod validated;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,6 +16,7 @@ pub use forward::{
     ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery,
 };
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
+pub use validated::Validation;
 
 use crate::protocol::wire::ede;
 
@@ -45,6 +47,10 @@ pub enum UpstreamError {
     /// §5: its data is bogus; a stale anchor, or a key rollover gone wrong).
     #[error("DNSSEC validation failed: {0}")]
     DnskeyMissing(String),
+    /// Picket's own validator judged a forwarded answer bogus: SERVFAIL
+    /// with the validator's Extended DNS Error (RFC 8914: 6, 7, 8, 9, 10...).
+    #[error("DNSSEC validation failed: {reason}")]
+    Dnssec { ede: u16, reason: String },
     /// The answer cannot be used as it stands, e.g. a CNAME loop.
     #[error("unusable answer: {0}")]
     Unusable(String),
@@ -63,6 +69,7 @@ impl UpstreamError {
             Self::Overloaded | Self::Unshared(_) => Some(ede::NOT_READY),
             Self::Bogus(_) => Some(ede::DNSSEC_BOGUS),
             Self::DnskeyMissing(_) => Some(ede::DNSKEY_MISSING),
+            Self::Dnssec { ede, .. } => Some(*ede),
             Self::Unusable(_) => None,
         }
     }
@@ -78,7 +85,7 @@ impl UpstreamError {
             Self::Unshared(Unshared::TooManyWaiting) => "too_many_waiting",
             Self::Unshared(Unshared::Abandoned) => "abandoned",
             Self::Resolution(_) => "resolution",
-            Self::Bogus(_) | Self::DnskeyMissing(_) => "bogus",
+            Self::Bogus(_) | Self::DnskeyMissing(_) | Self::Dnssec { .. } => "bogus",
             Self::Unusable(_) => "unusable",
         }
     }

@@ -37,6 +37,7 @@ pub mod process;
 mod respond;
 mod server;
 pub mod sign;
+pub mod signed;
 pub mod tls;
 pub mod zone;
 
@@ -52,4 +53,5 @@ pub use inspect::{
 };
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};
 pub use process::PicketProcess;
+pub use signed::TreeUpstream;
 pub use respond::{FORGED_V4, FORGED_V6};

@@ -6,6 +6,7 @@ use std::time::Duration;
 use picket::app::Server;
 use picket::clock::Clock;
 use picket::config::Settings;
+use picket::upstream::DnssecMode;
 
 /// A running Picket and the clock its cache ages by.
 pub struct Picket {
@@ -18,12 +19,16 @@ pub struct Picket {
 
 /// Settings for tests: loopback port 0, two workers (so that cross-worker
 /// paths are exercised), a manual clock and short upstream timeouts.
+/// DNSSEC validation is off: the test authorities serve unsigned zones,
+/// which a validating resolver with the root's trust anchor judges bogus
+/// (tests/dnssec.rs turns it on against signed zones).
 pub fn test_settings(upstreams: &[SocketAddr]) -> Settings {
     let mut settings = Settings {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         upstreams: upstreams.to_vec(),
         threads: 2,
         clock: Clock::manual(),
+        dnssec: DnssecMode::Off,
         ..Settings::default()
     };
     settings.forwarder.attempt_timeout = Duration::from_millis(300);

@@ -11,13 +11,14 @@ use base64::Engine;
 use hickory_proto::dnssec::crypto::EcdsaSigningKey;
 use hickory_proto::dnssec::rdata::{SigInput, DNSKEY, DS};
 use hickory_proto::dnssec::{Algorithm, DigestType, SigningKey, TBS};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType, SerialNumber};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 
 use super::authority::parse_name;
 use super::zone::parse_line;
 
-/// Signatures are valid from an hour ago to a week ahead.
-const VALIDITY: (u32, u32) = (3_600, 7 * 86_400);
+/// Signatures are valid from an hour ago to a week ahead, unless a test
+/// asks for another window ([`ZoneKey::with_validity`]).
+const VALIDITY: (i64, i64) = (-3_600, 7 * 86_400);
 
 /// A zone's key: a key-signing key (flags 257), which signs everything
 /// unless a zone-signing key (flags 256) is given to [`ZoneKey::sign_with`].
@@ -25,6 +26,8 @@ pub struct ZoneKey {
     zone: Name,
     key: EcdsaSigningKey,
     dnskey: DNSKEY,
+    /// Inception and expiration of its signatures, seconds from now.
+    validity: (i64, i64),
 }
 
 impl ZoneKey {
@@ -47,7 +50,31 @@ impl ZoneKey {
             zone: parse_name(zone),
             key,
             dnskey: DNSKEY::with_flags(flags, public),
+            validity: VALIDITY,
         }
+    }
+
+    /// This key with signatures valid from `inception` to `expiration`,
+    /// seconds relative to now (e.g. `(-864_000, -86_400)`: expired).
+    pub fn with_validity(mut self, inception: i64, expiration: i64) -> ZoneKey {
+        self.validity = (inception, expiration);
+        self
+    }
+
+    /// The zone's DNSKEY RRset holds `next` too (a KSK rollover, RFC 6781
+    /// §4.1.2) and both sign it; `self` signs everything else.
+    pub fn sign_rollover(&self, next: &ZoneKey, zone_text: &str) -> String {
+        let with_next = format!("{}\n{zone_text}", next.dnskey_line());
+        let signed = self.sign(&with_next);
+        let mut dnskeys: Vec<Record> = signed
+            .lines()
+            .map(|l| parse_line(l).expect("signed line parses"))
+            .filter(|r| r.record_type() == RecordType::DNSKEY)
+            .collect();
+        dnskeys.sort();
+        let refs: Vec<&Record> = dnskeys.iter().collect();
+        let extra = next.rrsig_line(&self.zone, RecordType::DNSKEY, &refs);
+        format!("{signed}\n{extra}")
     }
 
     /// `zone 3600 IN DNSKEY 257 3 13 <key>`.
@@ -69,6 +96,51 @@ impl ZoneKey {
             digest.as_ref().to_vec(),
         );
         format!("{} 3600 IN DS {ds}", self.zone)
+    }
+
+    /// A signed NSEC3 chain (RFC 5155, SHA-1, salt `ab`) over `names`
+    /// with their types, as records: the NSEC3 and its RRSIG for each.
+    /// With `opt_out`, every NSEC3 has the opt-out flag, so unsigned
+    /// delegations left out of `names` fall in opt-out spans.
+    pub fn nsec3_chain(
+        &self,
+        names: &[(&str, &[RecordType])],
+        iterations: u16,
+        opt_out: bool,
+    ) -> Vec<Record> {
+        use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC3};
+        use hickory_proto::dnssec::Nsec3HashAlgorithm;
+        let salt = vec![0xab];
+        let mut hashed: Vec<(Vec<u8>, Vec<RecordType>)> = names
+            .iter()
+            .map(|(name, types)| {
+                let digest = Nsec3HashAlgorithm::SHA1
+                    .hash(&salt, &parse_name(name), iterations)
+                    .expect("NSEC3 hash");
+                let mut types = types.to_vec();
+                types.push(RecordType::RRSIG);
+                (digest.as_ref().to_vec(), types)
+            })
+            .collect();
+        hashed.sort();
+        let mut out = Vec::new();
+        for (i, (hash, types)) in hashed.iter().enumerate() {
+            let next = hashed[(i + 1) % hashed.len()].0.clone();
+            let owner = parse_name(&format!("{}.{}", base32hex(hash), self.zone));
+            let rdata = NSEC3::new(
+                Nsec3HashAlgorithm::SHA1,
+                opt_out,
+                iterations,
+                salt.clone(),
+                next,
+                types.clone(),
+            );
+            let record = Record::from_rdata(owner.clone(), 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
+            let sig = self.rrsig_line(&owner, RecordType::NSEC3, &[&record]);
+            out.push(record);
+            out.push(parse_line(&sig).expect("our RRSIG line parses"));
+        }
+        out
     }
 
     fn key_tag(&self) -> u16 {
@@ -99,9 +171,12 @@ impl ZoneKey {
             .filter(|r| r.record_type() == RecordType::NS && r.name != self.zone)
             .map(|r| r.name.clone())
             .collect();
+        // DS and NSEC at a cut are the parent's data, signed by the parent
+        // (RFC 4035 §2.2): the NSEC is what proves an insecure delegation.
         let authoritative = |r: &Record| {
             let below_cut = cuts.iter().any(|cut| cut.zone_of(&r.name));
-            !below_cut || (r.record_type() == RecordType::DS && cuts.contains(&r.name))
+            let parent_side = matches!(r.record_type(), RecordType::DS | RecordType::NSEC);
+            !below_cut || (parent_side && cuts.contains(&r.name))
         };
         let nsecs = nsec_chain(&self.zone, &records, |r| {
             authoritative(r) || cuts.contains(&r.name)
@@ -133,15 +208,19 @@ impl ZoneKey {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
-            .as_secs() as u32;
+            .as_secs() as i64;
+        let (inception, expiration) = (
+            (now + self.validity.0) as u32,
+            (now + self.validity.1) as u32,
+        );
         let ttl = rrset[0].ttl;
         let input = SigInput {
             type_covered: rtype,
             algorithm: Algorithm::ECDSAP256SHA256,
             num_labels: name.num_labels(),
             original_ttl: ttl,
-            sig_expiration: SerialNumber::new(now + VALIDITY.1),
-            sig_inception: SerialNumber::new(now - VALIDITY.0),
+            sig_expiration: SerialNumber::new(expiration),
+            sig_inception: SerialNumber::new(inception),
             key_tag: self.key_tag(),
             signer_name: self.zone.clone(),
         };
@@ -151,8 +230,8 @@ impl ZoneKey {
         format!(
             "{name} {ttl} IN RRSIG {rtype} 13 {} {ttl} {} {} {} {} {}",
             input.num_labels,
-            now + VALIDITY.1,
-            now - VALIDITY.0,
+            expiration,
+            inception,
             input.key_tag,
             self.zone,
             base64::engine::general_purpose::STANDARD.encode(signature)
@@ -195,6 +274,24 @@ fn nsec_chain(apex: &Name, records: &[Record], counts: impl Fn(&Record) -> bool)
             parse_line(&line).unwrap_or_else(|e| panic!("NSEC line {line:?}: {e}"))
         })
         .collect()
+}
+
+/// RFC 4648 base32hex in lower case, no padding (NSEC3 owner labels).
+fn base32hex(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
+    let (mut out, mut acc, mut bits) = (String::new(), 0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
 }
 
 /// A record as a zone line the test authority reads back.

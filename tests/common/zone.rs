@@ -62,6 +62,14 @@ impl Zones {
         Ok(zones)
     }
 
+    /// The apex of the first zone (the owner of the first SOA record).
+    pub fn apex(&self) -> Option<Name> {
+        self.records
+            .iter()
+            .find(|r| r.record_type() == RecordType::SOA)
+            .map(|r| r.name.clone())
+    }
+
     /// A record no SOA covers could never be served; that is a typo in a test.
     fn check_all_inside_a_zone(&self) -> Result<(), String> {
         match self

@@ -1,0 +1,446 @@
+//! Denial-of-existence proofs over NSEC (RFC 4035 §5.4, RFC 6840 §4) and
+//! NSEC3 (RFC 5155 §8) records whose signatures are already verified.
+
+use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC, NSEC3};
+use hickory_proto::dnssec::Nsec3HashAlgorithm;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use super::chain::{Ctx, Fail};
+use super::ede;
+
+/// The outcome of a proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Proof {
+    Proven,
+    /// The proof rests on NSEC3 opt-out, or NSEC3 beyond the iteration cap.
+    Insecure(String),
+    NotProven(String),
+}
+
+/// What the DS denial of a name on the way down says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DsAbsence {
+    /// An NS without DS, or an NSEC3 opt-out span: unsigned below.
+    InsecureDelegation(String),
+    /// NSEC3 beyond the iteration cap: treated as insecure (RFC 9276).
+    Insecure(String),
+    /// The name is no zone cut (or does not exist).
+    NotCut,
+    NotProven(String),
+}
+
+fn nsecs(records: &[Record]) -> Vec<(&Name, &NSEC)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::NSEC(n)) => Some((&r.name, n)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the NSEC at `owner` pointing to `next` covers `name` (strictly
+/// between them in canonical order; the last NSEC wraps to the apex).
+fn nsec_covers(owner: &Name, next: &Name, name: &Name) -> bool {
+    owner < name && (name < next || next <= owner)
+}
+
+/// The labels `a` and `b` share from the root.
+fn common_labels(a: &Name, b: &Name) -> usize {
+    let most = usize::from(a.num_labels().min(b.num_labels()));
+    (0..=most)
+        .rev()
+        .find(|&n| a.trim_to(n) == b.trim_to(n))
+        .unwrap_or(0)
+}
+
+fn wildcard_of(name: &Name) -> Option<Name> {
+    name.prepend_label("*").ok()
+}
+
+/// An NSEC at a delegation seen from above (NS, no SOA) proves nothing
+/// below it, and says nothing of types but DS (RFC 6840 §4.1).
+fn is_delegation(types: impl Fn(RecordType) -> bool) -> bool {
+    types(RecordType::NS) && !types(RecordType::SOA)
+}
+
+/// NXDOMAIN (`qtype` None) is `nxdomain`; see [`nodata`].
+pub(crate) fn nxdomain(name: &Name, zone: &Name, records: &[Record], ctx: &mut Ctx<'_>) -> Result<Proof, Fail> {
+    if let Some(n3) = Nsec3Set::of(zone, records, ctx)? {
+        return n3.nxdomain(name, zone, ctx);
+    }
+    let set = nsecs(records);
+    if set.iter().any(|(owner, _)| *owner == name) {
+        return Ok(Proof::NotProven(format!("NXDOMAIN for {name}, but an NSEC says it exists")));
+    }
+    let Some((owner, nsec)) = set
+        .iter()
+        .find(|(owner, n)| nsec_covers(owner, n.next_domain_name(), name))
+    else {
+        return Ok(Proof::NotProven(format!("no NSEC covers {name}")));
+    };
+    if owner.zone_of(name) && is_delegation(|t| nsec.type_set().contains(t)) {
+        return Ok(Proof::NotProven(format!(
+            "the NSEC covering {name} is a delegation's ({owner}): it proves nothing below it"
+        )));
+    }
+    let encloser = common_labels(name, owner).max(common_labels(name, nsec.next_domain_name()));
+    let encloser = name.trim_to(encloser.max(usize::from(zone.num_labels())));
+    let Some(wildcard) = wildcard_of(&encloser) else {
+        return Ok(Proof::NotProven(format!("no wildcard name under {encloser}")));
+    };
+    if set.iter().any(|(owner, _)| **owner == wildcard) {
+        return Ok(Proof::NotProven(format!("NXDOMAIN for {name}, but the wildcard {wildcard} exists")));
+    }
+    if set
+        .iter()
+        .any(|(owner, n)| nsec_covers(owner, n.next_domain_name(), &wildcard))
+    {
+        Ok(Proof::Proven)
+    } else {
+        Ok(Proof::NotProven(format!("no NSEC proves that {wildcard} does not exist")))
+    }
+}
+
+/// NODATA: `name` exists without `qtype` (or only a wildcard would).
+pub(crate) fn nodata(
+    name: &Name,
+    qtype: RecordType,
+    zone: &Name,
+    records: &[Record],
+    ctx: &mut Ctx<'_>,
+) -> Result<Proof, Fail> {
+    if let Some(n3) = Nsec3Set::of(zone, records, ctx)? {
+        return n3.nodata(name, qtype, zone, ctx);
+    }
+    let set = nsecs(records);
+    let lacks = |n: &NSEC| {
+        let has = |t| n.type_set().contains(t);
+        !has(qtype) && !has(RecordType::CNAME) && (qtype == RecordType::DS || !is_delegation(has))
+    };
+    if let Some((_, nsec)) = set.iter().find(|(owner, _)| *owner == name) {
+        return Ok(if lacks(nsec) {
+            Proof::Proven
+        } else {
+            Proof::NotProven(format!("NODATA for {name} {qtype}, but its NSEC lists the type (or CNAME, or is a delegation's)"))
+        });
+    }
+    let covering = set
+        .iter()
+        .find(|(owner, n)| nsec_covers(owner, n.next_domain_name(), name));
+    if let Some((owner, nsec)) = covering {
+        // An empty non-terminal: the next name is below it (RFC 4035 §3.1.3.2).
+        if name.zone_of(nsec.next_domain_name()) && name != nsec.next_domain_name() {
+            return Ok(Proof::Proven);
+        }
+        // A wildcard without the type (RFC 4035 §3.1.3.4).
+        let encloser = common_labels(name, owner).max(common_labels(name, nsec.next_domain_name()));
+        let encloser = name.trim_to(encloser.max(usize::from(zone.num_labels())));
+        if let Some(wildcard) = wildcard_of(&encloser) {
+            if let Some((_, w)) = set.iter().find(|(owner, _)| **owner == wildcard) {
+                if lacks(w) {
+                    return Ok(Proof::Proven);
+                }
+            }
+        }
+    }
+    Ok(Proof::NotProven(format!("no NSEC proves that {name} has no {qtype}")))
+}
+
+/// Whether `here` (below `zone`) has no DS, and why.
+pub(crate) fn ds_absence(here: &Name, zone: &Name, records: &[Record], ctx: &mut Ctx<'_>) -> Result<DsAbsence, Fail> {
+    if let Some(n3) = Nsec3Set::of(zone, records, ctx)? {
+        return n3.ds_absence(here, zone, ctx);
+    }
+    let set = nsecs(records);
+    if let Some((_, nsec)) = set.iter().find(|(owner, _)| *owner == here) {
+        let has = |t| nsec.type_set().contains(t);
+        return Ok(if has(RecordType::DS) {
+            DsAbsence::NotProven(format!("the NSEC of {here} lists DS"))
+        } else if is_delegation(has) {
+            DsAbsence::InsecureDelegation(format!("{here} is delegated without DS (NSEC of {zone})"))
+        } else {
+            DsAbsence::NotCut
+        });
+    }
+    if set
+        .iter()
+        .any(|(owner, n)| nsec_covers(owner, n.next_domain_name(), here))
+    {
+        // No such name (or an empty non-terminal): no cut here.
+        return Ok(DsAbsence::NotCut);
+    }
+    Ok(DsAbsence::NotProven(format!("no NSEC for {here}")))
+}
+
+/// A wildcard expansion of `name` from a wildcard with `labels` labels:
+/// `name` itself must not exist (RFC 4035 §5.3.4, RFC 5155 §8.8).
+pub(crate) fn wildcard_expansion(
+    name: &Name,
+    labels: u8,
+    records: &[Record],
+    ctx: &mut Ctx<'_>,
+) -> Result<Proof, Fail> {
+    let encloser = name.trim_to(usize::from(labels));
+    let zone_hint = records
+        .iter()
+        .find(|r| r.record_type() == RecordType::NSEC3)
+        .map(|r| r.name.base_name());
+    if let Some(zone) = zone_hint {
+        if let Some(n3) = Nsec3Set::of(&zone, records, ctx)? {
+            let next_closer = name.trim_to(usize::from(labels) + 1);
+            let h = n3.hash(&next_closer, ctx)?;
+            return Ok(match n3.covering(&h) {
+                Some(_) => Proof::Proven,
+                None => Proof::NotProven(format!("no NSEC3 covers {next_closer}")),
+            });
+        }
+    }
+    let set = nsecs(records);
+    let covered = set
+        .iter()
+        .any(|(owner, n)| *owner != name && nsec_covers(owner, n.next_domain_name(), name));
+    Ok(if covered {
+        Proof::Proven
+    } else {
+        Proof::NotProven(format!("no NSEC covers {name} under the wildcard of {encloser}"))
+    })
+}
+
+/// The NSEC3 records of one zone with their decoded owner hashes.
+struct Nsec3Set<'r> {
+    entries: Vec<(Vec<u8>, &'r NSEC3)>,
+    salt: Vec<u8>,
+    iterations: u16,
+}
+
+impl<'r> Nsec3Set<'r> {
+    /// None when there is no NSEC3; Err when they are over the iteration
+    /// cap is reported by the caller's proof as Insecure instead, so this
+    /// returns a set with `iterations` and the callers check it.
+    fn of(zone: &Name, records: &'r [Record], _ctx: &mut Ctx<'_>) -> Result<Option<Self>, Fail> {
+        let mut entries = Vec::new();
+        let mut params: Option<(Vec<u8>, u16)> = None;
+        for r in records {
+            let RData::DNSSEC(DNSSECRData::NSEC3(n)) = &r.data else {
+                continue;
+            };
+            if r.name.base_name() != *zone || n.hash_algorithm() != Nsec3HashAlgorithm::SHA1 {
+                continue;
+            }
+            let Some(hash) = r.name.iter().next().and_then(base32hex) else {
+                continue;
+            };
+            match &params {
+                None => params = Some((n.salt().to_vec(), n.iterations())),
+                // RFC 5155 §8.2: one zone, one set of parameters; others are ignored.
+                Some((salt, it)) if salt.as_slice() != n.salt() || *it != n.iterations() => continue,
+                Some(_) => {}
+            }
+            entries.push((hash, n));
+        }
+        Ok(params.map(|(salt, iterations)| Self {
+            entries,
+            salt,
+            iterations,
+        }))
+    }
+
+    /// RFC 9276 §3.2: over the cap, the proof is not checked and the answer
+    /// is insecure (EDE 27, Unsupported NSEC3 Iterations Value).
+    fn over_cap(&self, ctx: &Ctx<'_>) -> Option<String> {
+        (self.iterations > ctx.budget.nsec3_iterations).then(|| {
+            format!(
+                "NSEC3 with {} iterations, over the cap of {} (RFC 9276; EDE {})",
+                self.iterations,
+                ctx.budget.nsec3_iterations,
+                ede::UNSUPPORTED_NSEC3_ITERATIONS
+            )
+        })
+    }
+
+    fn hash(&self, name: &Name, ctx: &mut Ctx<'_>) -> Result<Vec<u8>, Fail> {
+        ctx.budget.nsec3_hash()?;
+        Nsec3HashAlgorithm::SHA1
+            .hash(&self.salt, name, self.iterations)
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|e| Fail::new(ede::DNSSEC_BOGUS, format!("cannot hash {name} for NSEC3: {e}")))
+    }
+
+    fn matching(&self, hash: &[u8]) -> Option<&'r NSEC3> {
+        self.entries
+            .iter()
+            .find(|(owner, _)| owner.as_slice() == hash)
+            .map(|(_, n)| *n)
+    }
+
+    fn covering(&self, hash: &[u8]) -> Option<&'r NSEC3> {
+        self.entries
+            .iter()
+            .find(|(owner, n)| {
+                let next = n.next_hashed_owner_name();
+                let owner = owner.as_slice();
+                (owner < hash && (hash < next || next <= owner)) || (next <= owner && hash < next)
+            })
+            .map(|(_, n)| *n)
+    }
+
+    /// The closest encloser proof (RFC 5155 §8.3): the closest encloser,
+    /// and the NSEC3 covering the next closer name. Ok(None): no proof.
+    /// Hashes each ancestor from the longest: a long name exhausts the
+    /// NSEC3 hash budget (CVE-2023-50868) and is bogus.
+    fn closest_encloser(&self, name: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<Option<(Name, &'r NSEC3)>, Fail> {
+        let top = usize::from(zone.num_labels());
+        for labels in (top..usize::from(name.num_labels())).rev() {
+            let candidate = name.trim_to(labels);
+            let h = self.hash(&candidate, ctx)?;
+            if let Some(found) = self.matching(&h) {
+                if labels > top && is_delegation(|t| found.type_set().contains(t)) {
+                    return Ok(None);
+                }
+                let next_closer = name.trim_to(labels + 1);
+                let h = self.hash(&next_closer, ctx)?;
+                return Ok(self.covering(&h).map(|c| (candidate, c)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn nxdomain(&self, name: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<Proof, Fail> {
+        if let Some(why) = self.over_cap(ctx) {
+            return Ok(Proof::Insecure(why));
+        }
+        let Some((encloser, cover)) = self.closest_encloser(name, zone, ctx)? else {
+            return Ok(Proof::NotProven(format!("no NSEC3 closest-encloser proof for {name}")));
+        };
+        let Some(wildcard) = wildcard_of(&encloser) else {
+            return Ok(Proof::NotProven(format!("no wildcard name under {encloser}")));
+        };
+        let h = self.hash(&wildcard, ctx)?;
+        if self.covering(&h).is_none() {
+            return Ok(Proof::NotProven(format!("no NSEC3 proves that {wildcard} does not exist")));
+        }
+        // The next closer name may be an unsigned delegation in an opt-out
+        // span (RFC 5155 §6): nothing is proven about it.
+        Ok(if cover.opt_out() {
+            Proof::Insecure(format!("{name} falls in an NSEC3 opt-out span"))
+        } else {
+            Proof::Proven
+        })
+    }
+
+    fn nodata(&self, name: &Name, qtype: RecordType, zone: &Name, ctx: &mut Ctx<'_>) -> Result<Proof, Fail> {
+        if let Some(why) = self.over_cap(ctx) {
+            return Ok(Proof::Insecure(why));
+        }
+        let lacks = |n: &NSEC3| {
+            let has = |t| n.type_set().contains(t);
+            !has(qtype) && !has(RecordType::CNAME) && (qtype == RecordType::DS || !is_delegation(has))
+        };
+        let h = self.hash(name, ctx)?;
+        if let Some(found) = self.matching(&h) {
+            return Ok(if lacks(found) {
+                Proof::Proven
+            } else {
+                Proof::NotProven(format!("NODATA for {name} {qtype}, but its NSEC3 lists the type"))
+            });
+        }
+        let Some((encloser, cover)) = self.closest_encloser(name, zone, ctx)? else {
+            return Ok(Proof::NotProven(format!("no NSEC3 matches or encloses {name}")));
+        };
+        if qtype == RecordType::DS {
+            // RFC 5155 §8.6: no DS in an opt-out span.
+            return Ok(if cover.opt_out() {
+                Proof::Insecure(format!("{name} falls in an NSEC3 opt-out span"))
+            } else {
+                Proof::NotProven(format!("no NSEC3 matches {name}"))
+            });
+        }
+        // A wildcard without the type (RFC 5155 §8.7).
+        if let Some(wildcard) = wildcard_of(&encloser) {
+            let h = self.hash(&wildcard, ctx)?;
+            if self.matching(&h).is_some_and(lacks) {
+                return Ok(Proof::Proven);
+            }
+        }
+        Ok(Proof::NotProven(format!("no NSEC3 proves that {name} has no {qtype}")))
+    }
+
+    fn ds_absence(&self, here: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<DsAbsence, Fail> {
+        if let Some(why) = self.over_cap(ctx) {
+            return Ok(DsAbsence::Insecure(why));
+        }
+        let h = self.hash(here, ctx)?;
+        if let Some(found) = self.matching(&h) {
+            let has = |t| found.type_set().contains(t);
+            return Ok(if has(RecordType::DS) {
+                DsAbsence::NotProven(format!("the NSEC3 of {here} lists DS"))
+            } else if is_delegation(has) {
+                DsAbsence::InsecureDelegation(format!("{here} is delegated without DS (NSEC3 of {zone})"))
+            } else {
+                DsAbsence::NotCut
+            });
+        }
+        Ok(match self.closest_encloser(here, zone, ctx)? {
+            Some((_, cover)) if cover.opt_out() => {
+                DsAbsence::InsecureDelegation(format!("{here} falls in an NSEC3 opt-out span of {zone}"))
+            }
+            Some(_) => DsAbsence::NotCut,
+            None => DsAbsence::NotProven(format!("no NSEC3 matches or encloses {here}")),
+        })
+    }
+}
+
+/// RFC 4648 §7 base32hex, no padding, either case (NSEC3 owner labels).
+fn base32hex(label: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(label.len() * 5 / 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in label {
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'v' => c - b'a' + 10,
+            b'A'..=b'V' => c - b'A' + 10,
+            _ => return None,
+        };
+        acc = (acc << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    #[test]
+    fn base32hex_decodes_nsec3_labels() {
+        // RFC 5155 Appendix A: H(example) = 0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.
+        let h = base32hex(b"0p9mhaveqvm6t7vbl5lop2u3t2rp3tom").unwrap();
+        let computed = Nsec3HashAlgorithm::SHA1
+            .hash(&[0xaa, 0xbb, 0xcc, 0xdd], &n("example."), 12)
+            .unwrap();
+        assert_eq!(h, computed.as_ref());
+        assert_eq!(base32hex(b"0P9M"), base32hex(b"0p9m"));
+        assert!(base32hex(b"xyz").is_none());
+    }
+
+    #[test]
+    fn nsec_cover_is_canonical_and_wraps_to_the_apex() {
+        assert!(nsec_covers(&n("a.example."), &n("c.example."), &n("b.example.")));
+        assert!(nsec_covers(&n("a.example."), &n("c.example."), &n("x.b.example.")));
+        assert!(!nsec_covers(&n("a.example."), &n("c.example."), &n("d.example.")));
+        assert!(!nsec_covers(&n("a.example."), &n("c.example."), &n("a.example.")));
+        // The last NSEC points back to the apex.
+        assert!(nsec_covers(&n("z.example."), &n("example."), &n("zz.example.")));
+        assert_eq!(common_labels(&n("a.b.example."), &n("c.b.example.")), 2);
+    }
+}

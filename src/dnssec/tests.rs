@@ -1,0 +1,412 @@
+//! The validator against responses signed here (ECDSA P-256), fetched from a
+//! map instead of the network: NSEC3 proofs (opt-out, iteration cap) and
+//! every budget (KeyTrap, CVE-2023-50387; NSEC3 hashing, CVE-2023-50868),
+//! each shown to bind.
+
+use std::collections::HashMap;
+
+use hickory_proto::dnssec::crypto::EcdsaSigningKey;
+use hickory_proto::dnssec::rdata::{DNSSECRData, SigInput, DNSKEY, NSEC3, RRSIG};
+use hickory_proto::dnssec::{Algorithm, Nsec3HashAlgorithm, PublicKey, PublicKeyBuf, SigningKey, TBS};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME, SOA};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
+
+use super::*;
+use crate::config::Limits;
+
+fn n(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+/// A zone's signing key.
+struct Key {
+    zone: Name,
+    key: EcdsaSigningKey,
+    dnskey: DNSKEY,
+}
+
+impl Key {
+    fn new(zone: &str) -> Key {
+        let alg = Algorithm::ECDSAP256SHA256;
+        let pkcs8 = EcdsaSigningKey::generate_pkcs8(alg).unwrap();
+        let key = EcdsaSigningKey::from_pkcs8(&pkcs8, alg).unwrap();
+        let dnskey = DNSKEY::with_flags(257, key.to_public_key().unwrap());
+        Key {
+            zone: n(zone),
+            key,
+            dnskey,
+        }
+    }
+
+    fn tag(&self) -> u16 {
+        self.dnskey.calculate_key_tag().unwrap()
+    }
+
+    /// The RRSIG record over `rrset` (one owner, one type).
+    fn sign(&self, rrset: &[Record]) -> Record {
+        let now = chain::unix_now();
+        let owner = rrset[0].name.clone();
+        let input = SigInput {
+            type_covered: rrset[0].record_type(),
+            algorithm: Algorithm::ECDSAP256SHA256,
+            num_labels: owner.num_labels(),
+            original_ttl: rrset[0].ttl,
+            sig_expiration: SerialNumber::new(now + 86_400),
+            sig_inception: SerialNumber::new(now - 3_600),
+            key_tag: self.tag(),
+            signer_name: self.zone.clone(),
+        };
+        let tbs = TBS::from_input(&owner, DNSClass::IN, &input, rrset.iter()).unwrap();
+        let sig = self.key.sign(&tbs).unwrap();
+        rrsig_record(&owner, input, sig)
+    }
+
+    fn dnskey_record(&self) -> Record {
+        Record::from_rdata(
+            self.zone.clone(),
+            3600,
+            RData::DNSSEC(DNSSECRData::DNSKEY(self.dnskey.clone())),
+        )
+    }
+
+    /// The anchor text naming this key.
+    fn anchor(&self) -> TrustAnchors {
+        use base64::Engine;
+        let text = format!(
+            "{} IN DNSKEY 257 3 13 {}",
+            self.zone,
+            base64::engine::general_purpose::STANDARD.encode(self.dnskey.public_key().public_bytes())
+        );
+        TrustAnchors::parse(&text).unwrap()
+    }
+}
+
+fn rrsig_record(owner: &Name, input: SigInput, sig: Vec<u8>) -> Record {
+    Record::from_rdata(
+        owner.clone(),
+        input.original_ttl,
+        RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, sig))),
+    )
+}
+
+fn a(name: &str) -> Record {
+    Record::from_rdata(n(name), 300, RData::A(A::new(192, 0, 2, 1)))
+}
+
+fn response(qname: &str, qtype: RecordType, rcode: ResponseCode) -> Message {
+    let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+    m.metadata.response_code = rcode;
+    m.add_query(Query::query(n(qname), qtype));
+    m
+}
+
+/// DNSKEY answers by zone.
+struct MapFetch(HashMap<(Name, RecordType), Message>);
+
+impl Fetch for MapFetch {
+    fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a> {
+        let found = self.0.get(&(name.clone(), rtype)).cloned();
+        Box::pin(async move { found.ok_or_else(|| FetchError(format!("no {name} {rtype} here"))) })
+    }
+}
+
+/// `example.`'s DNSKEY RRset (`extra` keys first, then its own), signed.
+fn dnskey_fetch(key: &Key, extra: &[DNSKEY]) -> MapFetch {
+    let mut m = response("example.", RecordType::DNSKEY, ResponseCode::NoError);
+    let mut rrset: Vec<Record> = extra
+        .iter()
+        .map(|k| Record::from_rdata(key.zone.clone(), 3600, RData::DNSSEC(DNSSECRData::DNSKEY(k.clone()))))
+        .collect();
+    rrset.push(key.dnskey_record());
+    let sig = key.sign(&rrset);
+    m.answers.extend(rrset);
+    m.answers.push(sig);
+    MapFetch(HashMap::from([((n("example."), RecordType::DNSKEY), m)]))
+}
+
+fn validator(key: &Key, limits: &Limits) -> Validator {
+    Validator::new(
+        ValidatorSettings {
+            anchors: key.anchor(),
+            negative_anchors: Vec::new(),
+        },
+        limits,
+    )
+}
+
+fn signed_a(key: &Key, name: &str) -> Message {
+    let mut m = response(name, RecordType::A, ResponseCode::NoError);
+    let rr = a(name);
+    m.answers.push(rr.clone());
+    m.answers.push(key.sign(&[rr]));
+    m
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn is_bogus_over(security: &Security, limit: &str) -> bool {
+    matches!(security, Security::Bogus { ede: 6, reason } if reason.contains(limit))
+}
+
+#[test]
+fn a_signed_answer_under_a_dnskey_anchor_is_secure() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = dnskey_fetch(&key, &[]);
+    assert_eq!(block_on(v.validate(&signed_a(&key, "www.example."), &fetch)), Security::Secure);
+    // Names under no anchor are insecure without a fetch.
+    let other = response("www.other.", RecordType::A, ResponseCode::NoError);
+    assert_eq!(block_on(v.validate(&other, &MapFetch(HashMap::new()))), Security::Insecure);
+}
+
+#[test]
+fn a_cname_chain_across_an_anchor_and_an_unanchored_zone_is_insecure_not_bogus() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let mut m = response("www.example.", RecordType::A, ResponseCode::NoError);
+    let cname = Record::from_rdata(n("www.example."), 300, RData::CNAME(CNAME(n("cdn.other."))));
+    m.answers.push(cname.clone());
+    m.answers.push(key.sign(&[cname]));
+    m.answers.push(a("cdn.other."));
+    assert_eq!(block_on(v.validate(&m, &dnskey_fetch(&key, &[]))), Security::Insecure);
+}
+
+/// DNSKEYs of garbage with `key`'s tag and algorithm: KeyTrap's colliding keys.
+fn colliding_keys(key: &Key, count: usize) -> Vec<DNSKEY> {
+    let mut out = Vec::new();
+    let mut seed = 0u32;
+    while out.len() < count {
+        seed += 1;
+        let mut bytes = vec![0u8; 64];
+        bytes[..4].copy_from_slice(&seed.to_be_bytes());
+        // Fix the tag with the last two bytes (RFC 4034 Appendix B: a sum).
+        for fix in 0..=u16::MAX {
+            bytes[62..].copy_from_slice(&fix.to_be_bytes());
+            let k = DNSKEY::with_flags(256, PublicKeyBuf::new(bytes.clone(), Algorithm::ECDSAP256SHA256));
+            if k.calculate_key_tag().unwrap() == key.tag() {
+                out.push(k);
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn keys_tried_per_rrsig_are_capped() {
+    let key = Key::new("example.");
+    let fetch = dnskey_fetch(&key, &colliding_keys(&key, 5));
+    let m = signed_a(&key, "www.example.");
+    let roomy = Limits {
+        dnssec_max_keys_per_tag: 8,
+        ..Limits::default()
+    };
+    assert_eq!(block_on(validator(&key, &roomy).validate(&m, &fetch)), Security::Secure);
+    let capped = Limits {
+        dnssec_max_keys_per_tag: 4,
+        ..Limits::default()
+    };
+    let verdict = block_on(validator(&key, &capped).validate(&m, &fetch));
+    assert!(is_bogus_over(&verdict, "dnssec_max_keys_per_tag"), "{verdict:?}");
+}
+
+#[test]
+fn signature_verifications_per_answer_are_capped() {
+    let key = Key::new("example.");
+    let fetch = dnskey_fetch(&key, &colliding_keys(&key, 5));
+    let m = signed_a(&key, "www.example.");
+    let limits = Limits {
+        dnssec_max_keys_per_tag: 8,
+        dnssec_max_verifications: 4,
+        ..Limits::default()
+    };
+    // DNSKEY RRset: 1 verification; the A RRset: 5 wrong keys, then the right one.
+    let verdict = block_on(validator(&key, &limits).validate(&m, &fetch));
+    assert!(is_bogus_over(&verdict, "dnssec_max_verifications"), "{verdict:?}");
+}
+
+#[test]
+fn rrsigs_tried_per_rrset_are_capped() {
+    let key = Key::new("example.");
+    let fetch = dnskey_fetch(&key, &[]);
+    let rr = a("www.example.");
+    let good = key.sign(std::slice::from_ref(&rr));
+    let mut m = response("www.example.", RecordType::A, ResponseCode::NoError);
+    m.answers.push(rr);
+    // Nine RRSIGs that do not verify before the one that does.
+    for i in 0..9u8 {
+        let mut bad = good.clone();
+        if let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &good.data {
+            let mut bytes = sig.sig().to_vec();
+            bytes[0] ^= i + 1;
+            bad = rrsig_record(&good.name, sig.input().clone(), bytes);
+        }
+        m.answers.push(bad);
+    }
+    m.answers.push(good);
+    let roomy = Limits {
+        dnssec_max_rrsigs_per_rrset: 16,
+        dnssec_max_verifications: 64,
+        ..Limits::default()
+    };
+    assert_eq!(block_on(validator(&key, &roomy).validate(&m, &fetch)), Security::Secure);
+    let verdict = block_on(validator(&key, &Limits::default()).validate(&m, &fetch));
+    assert!(is_bogus_over(&verdict, "dnssec_max_rrsigs_per_rrset"), "{verdict:?}");
+}
+
+/// RFC 4648 base32hex, lower case, no padding.
+fn base32hex(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
+    let (mut out, mut acc, mut bits) = (String::new(), 0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// An NSEC3 chain of `example.` over `names` (with their types), signed.
+fn nsec3_chain(key: &Key, names: &[(&str, &[RecordType])], iterations: u16, opt_out: bool) -> Vec<Record> {
+    let salt = vec![0xab, 0xcd];
+    let mut hashed: Vec<(Vec<u8>, Vec<RecordType>)> = names
+        .iter()
+        .map(|(name, types)| {
+            let h = Nsec3HashAlgorithm::SHA1.hash(&salt, &n(name), iterations).unwrap();
+            (h.as_ref().to_vec(), types.to_vec())
+        })
+        .collect();
+    hashed.sort();
+    let mut out = Vec::new();
+    for (i, (h, types)) in hashed.iter().enumerate() {
+        let next = hashed[(i + 1) % hashed.len()].0.clone();
+        let owner = n(&format!("{}.example.", base32hex(h)));
+        let mut types = types.clone();
+        types.push(RecordType::RRSIG);
+        let rdata = NSEC3::new(Nsec3HashAlgorithm::SHA1, opt_out, iterations, salt.clone(), next, types);
+        let record = Record::from_rdata(owner, 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
+        out.push(key.sign(std::slice::from_ref(&record)));
+        out.push(record);
+    }
+    out
+}
+
+fn soa(key: &Key) -> Vec<Record> {
+    let soa = Record::from_rdata(
+        n("example."),
+        60,
+        RData::SOA(SOA::new(n("ns.example."), n("h.example."), 1, 7200, 900, 1_209_600, 60)),
+    );
+    vec![key.sign(std::slice::from_ref(&soa)), soa]
+}
+
+const APEX: &[RecordType] = &[RecordType::SOA, RecordType::NS, RecordType::DNSKEY];
+
+fn nxdomain(key: &Key, qname: &str, iterations: u16, opt_out: bool) -> Message {
+    let mut m = response(qname, RecordType::A, ResponseCode::NXDomain);
+    m.authorities.extend(soa(key));
+    m.authorities.extend(nsec3_chain(
+        key,
+        &[("example.", APEX), ("www.example.", &[RecordType::A])],
+        iterations,
+        opt_out,
+    ));
+    m
+}
+
+#[test]
+fn nsec3_nxdomain_and_nodata_proofs_are_secure() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = dnskey_fetch(&key, &[]);
+    assert_eq!(block_on(v.validate(&nxdomain(&key, "nope.example.", 1, false), &fetch)), Security::Secure);
+    let mut nodata = response("www.example.", RecordType::AAAA, ResponseCode::NoError);
+    nodata.authorities.extend(soa(&key));
+    nodata.authorities.extend(nsec3_chain(&key, &[("example.", APEX), ("www.example.", &[RecordType::A])], 1, false));
+    assert_eq!(block_on(v.validate(&nodata, &fetch)), Security::Secure);
+    // NODATA for a type the NSEC3 lists is a lie.
+    let mut lie = response("www.example.", RecordType::A, ResponseCode::NoError);
+    lie.authorities.extend(soa(&key));
+    lie.authorities.extend(nsec3_chain(&key, &[("example.", APEX), ("www.example.", &[RecordType::A])], 1, false));
+    assert!(matches!(block_on(v.validate(&lie, &fetch)), Security::Bogus { .. }));
+    // NXDOMAIN for a name the chain shows existing is a lie too.
+    let existing = nxdomain(&key, "www.example.", 1, false);
+    assert!(matches!(block_on(v.validate(&existing, &fetch)), Security::Bogus { .. }));
+}
+
+#[test]
+fn nsec3_opt_out_makes_a_denial_insecure() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let verdict = block_on(v.validate(&nxdomain(&key, "nope.example.", 1, true), &dnskey_fetch(&key, &[])));
+    assert_eq!(verdict, Security::Insecure);
+}
+
+#[test]
+fn nsec3_iterations_over_the_cap_are_insecure() {
+    let key = Key::new("example.");
+    let limits = Limits::default();
+    let v = validator(&key, &limits);
+    let fetch = dnskey_fetch(&key, &[]);
+    let at_cap = nxdomain(&key, "nope.example.", limits.dnssec_max_nsec3_iterations, false);
+    assert_eq!(block_on(v.validate(&at_cap, &fetch)), Security::Secure);
+    let over = nxdomain(&key, "nope.example.", limits.dnssec_max_nsec3_iterations + 1, false);
+    assert_eq!(block_on(v.validate(&over, &fetch)), Security::Insecure);
+}
+
+#[test]
+fn nsec3_hashes_per_answer_are_capped() {
+    let key = Key::new("example.");
+    let fetch = dnskey_fetch(&key, &[]);
+    // 20 labels below the zone: a closest-encloser search hashes each ancestor.
+    let long = format!("{}example.", "x.".repeat(20));
+    let m = nxdomain(&key, &long, 1, false);
+    assert_eq!(block_on(validator(&key, &Limits::default()).validate(&m, &fetch)), Security::Secure);
+    let capped = Limits {
+        dnssec_max_nsec3_hashes: 10,
+        ..Limits::default()
+    };
+    let verdict = block_on(validator(&key, &capped).validate(&m, &fetch));
+    assert!(is_bogus_over(&verdict, "dnssec_max_nsec3_hashes"), "{verdict:?}");
+}
+
+#[test]
+fn a_dnskey_rrset_no_anchor_key_signs_is_dnskey_missing() {
+    let key = Key::new("example.");
+    let other = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    // The zone now serves another key: the anchor is stale.
+    let verdict = block_on(v.validate(&signed_a(&other, "www.example."), &dnskey_fetch(&other, &[])));
+    assert!(matches!(verdict, Security::Bogus { ede: 9, .. }), "{verdict:?}");
+}
+
+#[test]
+fn a_wildcard_expansion_needs_proof_that_the_name_does_not_exist() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = dnskey_fetch(&key, &[]);
+    // *.example. A, expanded for foo.example.: the RRSIG has 1 label.
+    let expanded = a("foo.example.");
+    let wildcard = a("*.example.");
+    let sig = key.sign(std::slice::from_ref(&wildcard));
+    let sig = Record::from_rdata(n("foo.example."), sig.ttl, sig.data.clone());
+    let mut m = response("foo.example.", RecordType::A, ResponseCode::NoError);
+    m.answers.push(expanded);
+    m.answers.push(sig);
+    let verdict = block_on(v.validate(&m, &fetch));
+    assert!(matches!(verdict, Security::Bogus { ede: 12, .. }), "no proof: {verdict:?}");
+    m.authorities.extend(nsec3_chain(&key, &[("example.", APEX), ("*.example.", &[RecordType::A])], 1, false));
+    assert_eq!(block_on(v.validate(&m, &fetch)), Security::Secure);
+}

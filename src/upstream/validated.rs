@@ -1,0 +1,175 @@
+//! DNSSEC validation of forwarded answers (RFC 4035 §4.9; issue 16
+//! "Forwarding never validates"), around [`Forwarder::query`].
+//!
+//! With `--dnssec validate` (the default) a client query with CD=0 is
+//! forwarded with DO=1 CD=1 (the upstream's own judgement is not taken:
+//! Picket decides with its own trust anchors), judged by [`Validator`], and
+//! - Secure: stored with AD set (served to clients that sent DO or AD);
+//! - Insecure: stored with AD clear;
+//! - Bogus: SERVFAIL with the validator's EDE, remembered for
+//!   `Limits::dnssec_verdict_ttl` so a bogus name is not judged per query.
+//!
+//! DO=0 clients are given none of the RRSIG, NSEC and NSEC3 records asked
+//! for on their behalf. CD=1 queries are forwarded as they are and passed
+//! through unvalidated, and the upstream's AD bit is never passed on: AD
+//! means that Picket validated the answer itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
+
+use super::forward::{Forwarder, UpstreamQuery};
+use super::UpstreamError;
+use crate::config::Limits;
+use crate::dnssec::{Fetch, FetchError, FetchFuture, Security, Validator, ValidatorSettings};
+use crate::protocol::wire::flag;
+
+/// Key of a remembered bogus verdict: wire name, type, class, DO, and the
+/// servers asked (a policy's upstream group may see other data).
+type BogusKey = (Vec<u8>, u16, u16, bool, Vec<SocketAddr>);
+
+/// The validator of forwarded answers, shared by every worker.
+pub struct Validation {
+    validator: Validator,
+    /// Recent bogus verdicts (EDE, reason), answered without a new fetch.
+    bogus: moka::sync::Cache<BogusKey, (u16, String)>,
+}
+
+impl Validation {
+    pub fn new(settings: ValidatorSettings, limits: &Limits) -> Self {
+        Self {
+            validator: Validator::new(settings, limits),
+            bogus: moka::sync::Cache::builder()
+                .max_capacity(limits.dnssec_key_cache_entries)
+                .time_to_live(limits.dnssec_verdict_ttl)
+                .build(),
+        }
+    }
+
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+}
+
+/// Forwards `q` to `servers` and, when `validation` is on and the client did
+/// not set CD, validates the answer (see the module doc). The bytes returned
+/// never carry the upstream's AD bit; they carry Picket's own when secure.
+pub async fn forward(
+    forwarder: &Forwarder,
+    validation: Option<&Arc<Validation>>,
+    q: &UpstreamQuery<'_>,
+    servers: &[SocketAddr],
+) -> Result<(Vec<u8>, SocketAddr), UpstreamError> {
+    let Some(validation) = validation.filter(|_| !q.cd) else {
+        let (mut bytes, server) = forwarder.query(q, servers).await?;
+        set_ad(&mut bytes, false);
+        return Ok((bytes, server));
+    };
+    let key: BogusKey = (
+        q.name_wire.to_vec(),
+        q.qtype,
+        q.qclass,
+        q.dnssec_ok,
+        servers.to_vec(),
+    );
+    if let Some((ede, reason)) = validation.bogus.get(&key) {
+        return Err(UpstreamError::Dnssec { ede, reason });
+    }
+    let asked = UpstreamQuery {
+        name_wire: q.name_wire,
+        qtype: q.qtype,
+        qclass: q.qclass,
+        dnssec_ok: true,
+        cd: true,
+    };
+    let (bytes, server) = forwarder.query(&asked, servers).await?;
+    let message = Message::from_vec(&bytes).map_err(|_| UpstreamError::Malformed)?;
+    if !matches!(
+        message.metadata.response_code,
+        ResponseCode::NoError | ResponseCode::NXDomain
+    ) {
+        // SERVFAIL, REFUSED...: nothing to judge, passed on as it is (minus
+        // the records a DO=0 client did not ask for, and AD).
+        let mut bytes = if q.dnssec_ok {
+            bytes
+        } else {
+            without_dnssec_records(message, q.qtype)?
+        };
+        set_ad(&mut bytes, false);
+        return Ok((bytes, server));
+    }
+    let fetch = UpstreamFetch { forwarder, servers };
+    let secure = match validation.validator.validate(&message, &fetch).await {
+        Security::Secure => true,
+        Security::Insecure => false,
+        Security::Bogus { ede, reason } => {
+            tracing::debug!(%reason, ede, "DNSSEC bogus answer");
+            validation.bogus.insert(key, (ede, reason.clone()));
+            return Err(UpstreamError::Dnssec { ede, reason });
+        }
+        Security::Indeterminate { reason } => return Err(UpstreamError::Resolution(reason)),
+    };
+    let mut bytes = if q.dnssec_ok {
+        bytes
+    } else {
+        without_dnssec_records(message, q.qtype)?
+    };
+    set_ad(&mut bytes, secure);
+    Ok((bytes, server))
+}
+
+/// The response without the RRSIG, NSEC and NSEC3 records a DO=0 client did
+/// not ask for (RFC 4035 §3.2.1), re-encoded.
+fn without_dnssec_records(mut message: Message, qtype: u16) -> Result<Vec<u8>, UpstreamError> {
+    let asked = RecordType::from(qtype);
+    let keep = |r: &Record| {
+        let t = r.record_type();
+        t == asked || !matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
+    };
+    message.answers.retain(keep);
+    message.authorities.retain(keep);
+    message.additionals.retain(keep);
+    message.to_vec().map_err(|_| UpstreamError::Malformed)
+}
+
+fn set_ad(bytes: &mut [u8], on: bool) {
+    if let Some(flags) = bytes.get_mut(3) {
+        let ad = flag::AD as u8;
+        *flags = if on { *flags | ad } else { *flags & !ad };
+    }
+}
+
+/// The validator's DNSKEY and DS queries, asked of the forwarder's
+/// upstreams with DO=1 CD=1.
+struct UpstreamFetch<'a> {
+    forwarder: &'a Forwarder,
+    servers: &'a [SocketAddr],
+}
+
+impl Fetch for UpstreamFetch<'_> {
+    fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let wire = name
+                .to_lowercase()
+                .to_bytes()
+                .map_err(|e| FetchError(format!("{name}: {e}")))?;
+            let q = UpstreamQuery {
+                name_wire: &wire,
+                qtype: rtype.into(),
+                qclass: 1,
+                dnssec_ok: true,
+                cd: true,
+            };
+            let (bytes, server) = self
+                .forwarder
+                .query(&q, self.servers)
+                .await
+                .map_err(|e| FetchError(format!("{name} {rtype}: {e}")))?;
+            Message::from_vec(&bytes)
+                .map_err(|e| FetchError(format!("{name} {rtype}: malformed answer from {server}: {e}")))
+        })
+    }
+}

@@ -1,0 +1,443 @@
+//! DNSSEC validation of forwarded answers (issue 16, "Forwarding never
+//! validates"), as a client meets it: Picket forwards to a stand-in
+//! recursive resolver ([`TreeUpstream`]) holding a fake tree signed in
+//! process (ECDSA P-256), with the fake root's key as `--trust-anchor`.
+//! Secure answers get AD (for DO or AD clients) and RRSIGs (for DO clients
+//! only); bogus ones SERVFAIL with the Extended DNS Error that says why;
+//! insecure ones are answered without AD; the upstream's AD is never passed on.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use ::picket::config::Settings;
+use ::picket::upstream::DnssecMode;
+use base64::Engine;
+use common::sign::ZoneKey;
+use common::*;
+use hickory_proto::dnssec::rdata::DNSKEY;
+use hickory_proto::dnssec::{Algorithm, DigestType, PublicKeyBuf};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+
+const SOA_TAIL: &str = "3600 IN SOA ns.invalid. hostmaster.invalid. 1 7200 900 1209600 60";
+
+/// `secure.` as served: SOA, NS, an address, a CNAME, a TXT-only name.
+fn secure_zone(zone: &str) -> String {
+    format!(
+        "{zone} {SOA_TAIL}
+         {zone} 3600 IN NS ns.invalid.
+         www.{zone} 300 IN A 192.0.2.1
+         alias.{zone} 300 IN CNAME www.{zone}
+         txt.{zone} 300 IN TXT \"only-text\""
+    )
+}
+
+/// The fake root: signed by `root`, delegating `secure.` with `secure_ds`,
+/// and `insecure.` and `alg.` (DS lines given) as listed.
+fn root_zone(root: &ZoneKey, delegations: &[(&str, Option<String>)]) -> String {
+    let mut text = format!(". {SOA_TAIL}\n. 3600 IN NS ns.invalid.\n");
+    for (zone, ds) in delegations {
+        text.push_str(&format!("{zone} 3600 IN NS ns.invalid.\n"));
+        if let Some(ds) = ds {
+            text.push_str(ds);
+            text.push('\n');
+        }
+    }
+    root.sign(&text)
+}
+
+/// Picket forwarding to `upstream`, validating with `anchor` (zone-file text).
+fn validating_picket(upstream: &TreeUpstream, anchor: &str, nta: &[&str]) -> Picket {
+    let mut settings: Settings = test_settings(&[upstream.addr()]);
+    settings.dnssec = DnssecMode::Validate;
+    settings.trust_anchor = Some(anchor.to_string());
+    settings.negative_trust_anchors = nta
+        .iter()
+        .map(|z| Name::from_ascii(z).unwrap())
+        .collect();
+    start_picket_with(settings)
+}
+
+/// A signed tree: root → `secure.` (signed, DS), `insecure.` (unsigned, no
+/// DS). `edit` may change the signed `secure.` text before it is served.
+struct Tree {
+    upstream: TreeUpstream,
+    picket: Picket,
+}
+
+fn tree_with(edit: impl Fn(String) -> String, nta: &[&str]) -> Tree {
+    let root = ZoneKey::generate(".");
+    let secure = ZoneKey::generate("secure.");
+    let secure_text = edit(secure.sign(&secure_zone("secure.")));
+    let root_text = root_zone(
+        &root,
+        &[("secure.", Some(secure.ds_line())), ("insecure.", None)],
+    );
+    let upstream = TreeUpstream::start(&[root_text, secure_text, secure_zone("insecure.")]);
+    let picket = validating_picket(&upstream, &root.ds_line(), nta);
+    Tree { upstream, picket }
+}
+
+fn tree() -> Tree {
+    tree_with(|t| t, &[])
+}
+
+async fn ask(picket: &Picket, name: &str, rtype: RecordType, dnssec_ok: bool, ad: bool) -> Message {
+    let mut query = QueryBuilder::new(name, rtype).dnssec_ok(dnssec_ok).build();
+    query.metadata.authentic_data = ad;
+    send_udp(picket.addr, &query)
+        .await
+        .unwrap_or_else(|| panic!("no answer for {name} {rtype}"))
+}
+
+fn has_type(records: &[hickory_proto::rr::Record], rtype: RecordType) -> bool {
+    records.iter().any(|r| r.record_type() == rtype)
+}
+
+/// The lines of `text` without the RRSIG covering `rtype` at `owner`.
+fn without_rrsig(text: &str, owner: &str, rtype: &str) -> String {
+    text.lines()
+        .filter(|l| !is_rrsig_of(l, owner, rtype))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn is_rrsig_of(line: &str, owner: &str, rtype: &str) -> bool {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    f.len() > 4 && f[0] == owner && f[3] == "RRSIG" && f[4] == rtype
+}
+
+/// `text` with the signature of `owner`/`rtype`'s RRSIG damaged.
+fn corrupt_rrsig(text: &str, owner: &str, rtype: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if !is_rrsig_of(l, owner, rtype) {
+                return l.to_string();
+            }
+            let (head, sig) = l.rsplit_once(' ').unwrap();
+            let mut bytes = base64::engine::general_purpose::STANDARD.decode(sig).unwrap();
+            bytes[10] ^= 0xff;
+            format!("{head} {}", base64::engine::general_purpose::STANDARD.encode(bytes))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secure_answer_gets_ad_and_rrsigs_only_for_clients_that_ask() {
+    let t = tree();
+    let with_do = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&with_do), ResponseCode::NoError, "{with_do:?}");
+    assert!(with_do.metadata.authentic_data, "AD for a DO client: {with_do:?}");
+    assert!(has_type(&with_do.answers, RecordType::RRSIG), "RRSIG for DO: {with_do:?}");
+    assert_eq!(a_records(&with_do), [Ipv4Addr::new(192, 0, 2, 1)]);
+
+    let ad_only = ask(&t.picket, "www.secure", RecordType::A, false, true).await;
+    assert!(ad_only.metadata.authentic_data, "AD for an AD client: {ad_only:?}");
+    assert!(!has_type(&ad_only.answers, RecordType::RRSIG), "no RRSIG without DO: {ad_only:?}");
+
+    let plain = ask(&t.picket, "www.secure", RecordType::A, false, false).await;
+    assert!(!plain.metadata.authentic_data, "no AD for a plain client: {plain:?}");
+    assert!(!has_type(&plain.answers, RecordType::RRSIG), "{plain:?}");
+    assert_eq!(a_records(&plain), [Ipv4Addr::new(192, 0, 2, 1)]);
+
+    // Picket asked its upstream with DO=1 CD=1 even for the plain client.
+    let asked = t.upstream.received();
+    let www: Vec<&Message> = asked
+        .iter()
+        .filter(|q| q.queries[0].name().to_ascii().eq_ignore_ascii_case("www.secure."))
+        .collect();
+    assert!(!www.is_empty());
+    for q in www {
+        assert!(q.metadata.checking_disabled, "CD=1 upstream: {q:?}");
+        assert!(q.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok), "DO=1 upstream: {q:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cname_in_a_secure_zone_is_secure() {
+    let t = tree();
+    let answer = ask(&t.picket, "alias.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert!(answer.metadata.authentic_data, "{answer:?}");
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_signature_is_servfail_with_ede_6() {
+    let t = tree_with(|text| corrupt_rrsig(&text, "www.secure.", "A"), &[]);
+    let answer = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    let (code, text) = ede(&answer).expect("an EDE says why");
+    assert_eq!(code, 6, "DNSSEC Bogus: {text}");
+    assert!(text.contains("www.secure"), "names the RRset: {text}");
+    assert!(answer.answers.is_empty());
+    // The verdict is remembered: the next query is answered without asking again.
+    let before = t.upstream.received().len();
+    let again = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&again), ResponseCode::ServFail);
+    assert_eq!(ede(&again).map(|e| e.0), Some(6));
+    assert_eq!(t.upstream.received().len(), before, "bogus verdict cached");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_signature_is_servfail_with_ede_7() {
+    let root = ZoneKey::generate(".");
+    let secure = ZoneKey::generate("secure.");
+    let good = secure.sign(&secure_zone("secure."));
+    // The same key, signing again with a window that closed yesterday: only
+    // www's A RRSIG is taken from that signing.
+    let expired_key = secure.with_validity(-864_000, -86_400);
+    let expired = expired_key.sign(&secure_zone("secure."));
+    let stale_sig: Vec<&str> = expired
+        .lines()
+        .filter(|l| is_rrsig_of(l, "www.secure.", "A"))
+        .collect();
+    let text = format!("{}\n{}", without_rrsig(&good, "www.secure.", "A"), stale_sig.join("\n"));
+    let root_text = root_zone(&root, &[("secure.", Some(expired_key.ds_line()))]);
+    let upstream = TreeUpstream::start(&[root_text, text]);
+    let picket = validating_picket(&upstream, &root.ds_line(), &[]);
+    let answer = ask(&picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    let (code, text) = ede(&answer).expect("an EDE");
+    assert_eq!(code, 7, "Signature Expired: {text}");
+    // The rest of the zone is fine.
+    let other = ask(&picket, "txt.secure", RecordType::TXT, true, false).await;
+    assert_eq!(rcode(&other), ResponseCode::NoError, "{other:?}");
+    assert!(other.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_signature_is_servfail_with_ede_10() {
+    let t = tree_with(|text| without_rrsig(&text, "www.secure.", "A"), &[]);
+    let answer = ask(&t.picket, "www.secure", RecordType::A, false, false).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    let (code, text) = ede(&answer).expect("an EDE");
+    assert_eq!(code, 10, "RRSIGs Missing: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_zone_under_a_provably_insecure_delegation_is_answered_without_ad() {
+    let t = tree();
+    let answer = ask(&t.picket, "www.insecure", RecordType::A, true, true).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    // The upstream set AD; Picket validated nothing secure, so none.
+    assert!(!answer.metadata.authentic_data, "upstream AD never copied: {answer:?}");
+    let nx = ask(&t.picket, "nope.insecure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(!nx.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nxdomain_and_nodata_with_nsec_proofs_are_secure() {
+    let t = tree();
+    let nx = ask(&t.picket, "nope.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(nx.metadata.authentic_data, "{nx:?}");
+    assert!(has_type(&nx.authorities, RecordType::NSEC), "{nx:?}");
+    let nodata = ask(&t.picket, "www.secure", RecordType::AAAA, true, false).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{nodata:?}");
+    assert!(nodata.answers.is_empty());
+    assert!(nodata.metadata.authentic_data, "{nodata:?}");
+    // A DO=0 client gets the same verdict without the NSEC records.
+    let plain = ask(&t.picket, "nope.secure", RecordType::A, false, true).await;
+    assert_eq!(rcode(&plain), ResponseCode::NXDomain);
+    assert!(plain.metadata.authentic_data);
+    assert!(!has_type(&plain.authorities, RecordType::NSEC), "{plain:?}");
+    assert!(!has_type(&plain.authorities, RecordType::RRSIG), "{plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_negative_answer_without_its_proof_is_bogus() {
+    // Strip the NSEC records' signatures: the proof no longer holds.
+    let t = tree_with(
+        |text| {
+            text.lines()
+                .filter(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    !(f.len() > 4 && f[3] == "RRSIG" && f[4] == "NSEC")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+        &[],
+    );
+    let nx = ask(&t.picket, "nope.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&nx), ResponseCode::ServFail, "{nx:?}");
+    assert!(ede(&nx).is_some(), "{nx:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_negative_trust_anchor_makes_a_broken_zone_insecure() {
+    let t = tree_with(|text| corrupt_rrsig(&text, "www.secure.", "A"), &["secure."]);
+    let answer = ask(&t.picket, "www.secure", RecordType::A, true, true).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert!(!answer.metadata.authentic_data, "not validated, no AD");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cd_query_is_passed_through_unvalidated() {
+    let t = tree_with(|text| corrupt_rrsig(&text, "www.secure.", "A"), &[]);
+    let query = QueryBuilder::new("www.secure", RecordType::A)
+        .dnssec_ok(true)
+        .cd(true)
+        .build();
+    let answer = send_udp(t.picket.addr, &query).await.expect("an answer");
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert!(!answer.metadata.authentic_data, "{answer:?}");
+    assert!(answer.metadata.checking_disabled);
+    // Without CD the same name is bogus.
+    let checked = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&checked), ResponseCode::ServFail);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_dnssec_off_the_upstream_ad_bit_is_cleared() {
+    let t = tree();
+    let mut settings = test_settings(&[t.upstream.addr()]);
+    settings.dnssec = DnssecMode::Off;
+    let off = start_picket_with(settings);
+    let answer = ask(&off, "www.secure", RecordType::A, true, true).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError);
+    assert!(!answer.metadata.authentic_data, "{answer:?}");
+    assert!(has_type(&answer.answers, RecordType::RRSIG), "DO passed through");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn islands_of_security_in_forward_mode() {
+    // An unsigned root; `island.` signed with its DS as anchor; `stale.`
+    // signed but anchored by a DS of another key.
+    let island = ZoneKey::generate("island.");
+    let stale = ZoneKey::generate("stale.");
+    let other = ZoneKey::generate("stale.");
+    let root_text = format!(
+        ". {SOA_TAIL}\n. 3600 IN NS ns.invalid.\nisland. 3600 IN NS ns.invalid.\nstale. 3600 IN NS ns.invalid.\nopen. 3600 IN NS ns.invalid.\n"
+    );
+    let upstream = TreeUpstream::start(&[
+        root_text,
+        island.sign(&secure_zone("island.")),
+        stale.sign(&secure_zone("stale.")),
+        secure_zone("open."),
+    ]);
+    let anchors = format!("{}\n{}\n", island.ds_line(), other.ds_line());
+    let picket = validating_picket(&upstream, &anchors, &[]);
+    let secure = ask(&picket, "www.island", RecordType::A, true, false).await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{secure:?}");
+    assert!(secure.metadata.authentic_data, "{secure:?}");
+    let bogus = ask(&picket, "www.stale", RecordType::A, true, false).await;
+    assert_eq!(rcode(&bogus), ResponseCode::ServFail, "{bogus:?}");
+    let (code, text) = ede(&bogus).expect("an EDE");
+    assert_eq!(code, 9, "DNSKEY Missing: {text}");
+    assert!(text.contains("stale."), "{text}");
+    let open = ask(&picket, "www.open", RecordType::A, true, false).await;
+    assert_eq!(rcode(&open), ResponseCode::NoError, "{open:?}");
+    assert!(!open.metadata.authentic_data, "under no anchor: insecure");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_rollover_with_two_ksks_validates_through_the_new_ds() {
+    let root = ZoneKey::generate(".");
+    let old = ZoneKey::generate("secure.");
+    let new = ZoneKey::generate("secure.");
+    let text = old.sign_rollover(&new, &secure_zone("secure."));
+    let root_text = root_zone(&root, &[("secure.", Some(new.ds_line()))]);
+    let upstream = TreeUpstream::start(&[root_text, text]);
+    let picket = validating_picket(&upstream, &root.ds_line(), &[]);
+    let answer = ask(&picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert!(answer.metadata.authentic_data, "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zone_whose_ds_uses_an_unsupported_algorithm_is_insecure() {
+    let root = ZoneKey::generate(".");
+    // Ed448 (16): hickory-proto with ring cannot verify it.
+    let key = vec![7u8; 57];
+    let dnskey = DNSKEY::with_flags(257, PublicKeyBuf::new(key.clone(), Algorithm::from_u8(16)));
+    let zone = Name::from_ascii("alg.").unwrap();
+    let digest = dnskey.to_digest(&zone, DigestType::SHA256).unwrap();
+    let ds = format!(
+        "alg. 3600 IN DS {} 16 2 {}",
+        dnskey.calculate_key_tag().unwrap(),
+        digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<String>()
+    );
+    let alg_zone = format!(
+        "{}\nalg. 3600 IN DNSKEY 257 3 16 {}",
+        secure_zone("alg."),
+        base64::engine::general_purpose::STANDARD.encode(&key)
+    );
+    let root_text = root_zone(&root, &[("alg.", Some(ds))]);
+    let upstream = TreeUpstream::start(&[root_text, alg_zone]);
+    let picket = validating_picket(&upstream, &root.ds_line(), &[]);
+    let answer = ask(&picket, "www.alg", RecordType::A, true, true).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert!(!answer.metadata.authentic_data, "insecure: {answer:?}");
+}
+
+/// `n3.`: signed, its denials proven with NSEC3 (`iterations`, opt-out as
+/// given), with an unsigned delegation `unsigned.n3.` left out of the chain.
+fn nsec3_tree(iterations: u16, opt_out: bool) -> Tree {
+    let root = ZoneKey::generate(".");
+    let n3 = ZoneKey::generate("n3.");
+    let zone = format!("{}\nunsigned.n3. 3600 IN NS ns.invalid.", secure_zone("n3."));
+    let apex: &[RecordType] = &[RecordType::SOA, RecordType::NS, RecordType::DNSKEY];
+    let chain = n3.nsec3_chain(
+        &[
+            ("n3.", apex),
+            ("www.n3.", &[RecordType::A]),
+            ("alias.n3.", &[RecordType::CNAME]),
+            ("txt.n3.", &[RecordType::TXT]),
+        ],
+        iterations,
+        opt_out,
+    );
+    let root_text = root_zone(&root, &[("n3.", Some(n3.ds_line()))]);
+    let upstream = TreeUpstream::start_nsec3(
+        &[root_text, n3.sign(&zone), secure_zone("unsigned.n3.")],
+        vec![("n3.", chain)],
+    );
+    let picket = validating_picket(&upstream, &root.ds_line(), &[]);
+    Tree { upstream, picket }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nxdomain_and_nodata_with_nsec3_proofs_are_secure() {
+    let t = nsec3_tree(0, false);
+    let nx = ask(&t.picket, "nope.n3", RecordType::A, true, false).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(has_type(&nx.authorities, RecordType::NSEC3), "{nx:?}");
+    assert!(nx.metadata.authentic_data, "{nx:?}");
+    let nodata = ask(&t.picket, "www.n3", RecordType::AAAA, true, false).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{nodata:?}");
+    assert!(nodata.metadata.authentic_data, "{nodata:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_delegation_in_an_nsec3_opt_out_span_is_insecure() {
+    let t = nsec3_tree(0, true);
+    let answer = ask(&t.picket, "www.unsigned.n3", RecordType::A, true, true).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert!(!answer.metadata.authentic_data, "{answer:?}");
+    // Without opt-out the same unsigned delegation has no proof: bogus.
+    let strict = nsec3_tree(0, false);
+    let bogus = ask(&strict.picket, "www.unsigned.n3", RecordType::A, true, false).await;
+    assert_eq!(rcode(&bogus), ResponseCode::ServFail, "{bogus:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nsec3_iterations_above_the_cap_make_a_denial_insecure() {
+    let cap = ::picket::config::Limits::default().dnssec_max_nsec3_iterations;
+    let t = nsec3_tree(cap + 1, false);
+    let nx = ask(&t.picket, "nope.n3", RecordType::A, true, true).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(!nx.metadata.authentic_data, "insecure over the cap: {nx:?}");
+    let at_cap = nsec3_tree(cap, false);
+    let nx = ask(&at_cap.picket, "nope.n3", RecordType::A, true, true).await;
+    assert!(nx.metadata.authentic_data, "secure at the cap: {nx:?}");
+}

@@ -730,7 +730,10 @@ async fn dnssec_wrong_trust_anchor_makes_everything_bogus() {
     )
     .await;
     assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
-    assert_eq!(ede(&answer).map(|e| e.0), Some(6));
+    // EDE 9 (DNSKEY Missing: no key of the root matches the anchor) or 6
+    // (DNSSEC Bogus), as for a stale island anchor below.
+    let code = ede(&answer).map(|e| e.0);
+    assert!(matches!(code, Some(6 | 9)), "{:?}", ede(&answer));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -432,7 +432,7 @@ fn describe(recorder: &PrometheusRecorder) {
         (name::QUERYLOG_DROPPED, "Query-log lines dropped because the writer fell behind (answers never wait for it)."),
         (name::QUERYLOG_ERRORS, "Query-log write or reopen errors."),
         (name::RECURSOR_QUERIES, "Recursive mode: queries sent to authoritative servers."),
-        (name::RECURSOR_EVENTS, "Recursive mode: queries over budget, servers held down, failure-cache hits, KeyTrap scrubs."),
+        (name::RECURSOR_EVENTS, "Recursive mode: queries over budget, TCP retries after TC=1, servers held down, failure-cache hits, KeyTrap scrubs."),
     ];
     for (n, help) in counters {
         recorder.describe_counter(KeyName::from(n), None, SharedString::from(help));

@@ -256,6 +256,23 @@ pub const RECURSION_MAX_DELEGATION_TTL: Duration = Duration::from_secs(86_400);
 /// long unused, so a server is measured again: Unbound's `infra-host-ttl` 900 s.
 pub const RECURSION_SERVER_FACTS_TTL: Duration = Duration::from_secs(900);
 
+/// First hold-down of an authoritative server that keeps timing out; it
+/// doubles with each hold-down in a row up to `recursion_failure_ttl_max`.
+/// RFC 9520 §3.1 asks for a backoff; Unbound probes a timed-out host again
+/// after a few seconds too (its `infra-host-ttl` keeps the record 900 s).
+pub const RECURSION_HOLDDOWN_BASE: Duration = Duration::from_secs(5);
+
+/// EDNS payload the iterator advertises to authoritative servers: DNS Flag
+/// Day 2020's 1232 bytes, which avoids IP fragmentation on nearly every
+/// path (fragments are what off-path forgers inject into); larger answers
+/// come with TC=1 and are fetched over TCP.
+pub const RECURSION_EDNS_PAYLOAD: u16 = 1232;
+
+/// Questions the recursion failure cache (RFC 9520) holds at most; past it
+/// the expired ones go first, then everything (losing it costs only
+/// upstream queries). At ~100 bytes an entry, ~6.5 MB at most.
+pub const RECURSION_MAX_FAILURES: usize = 65_536;
+
 /// Longest UDP query read: a datagram past it is malformed, counted and
 /// answered FORMERR (header only) or dropped, never served from its first
 /// bytes. A query is a header, one question and an OPT record with a few

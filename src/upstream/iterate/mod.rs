@@ -41,6 +41,7 @@ use self::budget::Budget;
 use self::infra::Infra;
 use super::recursor::{failure_ttl, DnssecMode, RecursorSettings, RecursorStats};
 use super::{UpstreamError, UpstreamQuery};
+use crate::config::limits::RECURSION_MAX_FAILURES;
 use crate::config::Limits;
 use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
 
@@ -77,10 +78,6 @@ struct Failure {
     until: Instant,
     strikes: u32,
 }
-
-/// Entries the failure cache holds at most; past it the expired ones go first,
-/// then everything (it is a cache: losing it costs only upstream queries).
-const MAX_FAILURES: usize = 65_536;
 
 impl Recursive {
     /// Builds the iterator and its runtime. Nothing is sent until the first query.
@@ -297,9 +294,9 @@ impl Engine {
         }
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_FAILURES {
+        if failures.len() >= RECURSION_MAX_FAILURES {
             failures.retain(|_, f| f.until > now);
-            if failures.len() >= MAX_FAILURES {
+            if failures.len() >= RECURSION_MAX_FAILURES {
                 failures.clear();
             }
         }

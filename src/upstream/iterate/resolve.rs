@@ -17,13 +17,11 @@ use super::infra::Delegation;
 use super::servers::choose;
 use super::Engine;
 use crate::config::limits::{
-    RECURSION_GLUELESS_NS_FOLLOWED, RECURSION_GLUELESS_PARALLEL, RECURSION_MAX_DELEGATION_TTL,
+    RECURSION_EDNS_PAYLOAD, RECURSION_GLUELESS_NS_FOLLOWED, RECURSION_GLUELESS_PARALLEL,
+    RECURSION_MAX_DELEGATION_TTL,
     RECURSION_QNAME_MIN_STEPS,
 };
 use crate::upstream::UpstreamError;
-
-/// EDNS payload we advertise to authoritative servers (DNS Flag Day 2020).
-const EDNS_PAYLOAD: u16 = 1232;
 
 /// The authoritative response for one name, and the zone whose servers
 /// gave it: the bailiwick its records are trusted within.
@@ -213,7 +211,7 @@ impl Engine {
                 edns: !facts.no_edns,
                 dnssec_ok,
                 randomize_case: self.case_randomization && !facts.no_case,
-                payload: EDNS_PAYLOAD,
+                payload: RECURSION_EDNS_PAYLOAD,
                 timeout: facts.timeout(self.limits.recursion_attempt_timeout),
             };
             self.stats.sent.fetch_add(1, Ordering::Relaxed);

@@ -6,13 +6,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::limits::{
-    RECURSION_MIN_ATTEMPT_TIMEOUT, RECURSION_RTT_BAND, RECURSION_UNKNOWN_RTT,
+    RECURSION_HOLDDOWN_BASE as HOLDDOWN_BASE, RECURSION_MIN_ATTEMPT_TIMEOUT, RECURSION_RTT_BAND,
+    RECURSION_UNKNOWN_RTT,
 };
 
-/// First hold-down of a server that keeps timing out; doubles each time up
-/// to `recursion_failure_ttl_max` (RFC 9520 §3.1 asks for a backoff, and
-/// Unbound probes a timed-out host again after a few seconds too).
-const HOLDDOWN_BASE: Duration = Duration::from_secs(5);
 
 /// One server address's record.
 #[derive(Debug, Clone, Default)]

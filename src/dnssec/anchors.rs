@@ -38,7 +38,12 @@ impl TrustAnchors {
                 0x0101,
                 PublicKeyBuf::new(key.to_vec(), Algorithm::RSASHA256),
             );
-            anchors.zones.entry(Name::root()).or_default().dnskeys.push(dnskey);
+            anchors
+                .zones
+                .entry(Name::root())
+                .or_default()
+                .dnskeys
+                .push(dnskey);
         }
         anchors
     }
@@ -70,9 +75,7 @@ impl TrustAnchors {
             let name = name.to_lowercase();
             let rdata = &fields[at + 1..];
             let int = |i: usize, max: u32| -> Result<u32, String> {
-                let field = rdata
-                    .get(i)
-                    .ok_or_else(|| bad("too few fields".into()))?;
+                let field = rdata.get(i).ok_or_else(|| bad("too few fields".into()))?;
                 field
                     .parse::<u32>()
                     .ok()
@@ -140,10 +143,16 @@ mod tests {
     #[test]
     fn builtin_root_keys_are_the_iana_ksks() {
         let anchors = TrustAnchors::builtin_root();
-        let (zone, anchor) = anchors.closest(&Name::from_ascii("example.com.").unwrap()).unwrap();
+        let (zone, anchor) = anchors
+            .closest(&Name::from_ascii("example.com.").unwrap())
+            .unwrap();
         assert!(zone.is_root());
         let root = Name::root();
-        let tags: Vec<u16> = anchor.dnskeys.iter().map(|k| k.calculate_key_tag().unwrap()).collect();
+        let tags: Vec<u16> = anchor
+            .dnskeys
+            .iter()
+            .map(|k| k.calculate_key_tag().unwrap())
+            .collect();
         assert_eq!(tags, vec![20326, 38696]);
         // The SHA-256 DS digests IANA publishes in root-anchors.xml.
         let digests = [
@@ -170,7 +179,9 @@ mod tests {
         let (zone, anchor) = anchors.closest(&name).unwrap();
         assert_eq!(zone.to_string(), "secure.example.");
         assert_eq!(anchor.ds[0].key_tag(), 12345);
-        assert!(anchors.closest(&Name::from_ascii("example.").unwrap()).is_none());
+        assert!(anchors
+            .closest(&Name::from_ascii("example.").unwrap())
+            .is_none());
     }
 
     #[test]

@@ -29,6 +29,10 @@ use crate::config::Limits;
 pub(crate) struct Fail {
     pub(crate) ede: u16,
     pub(crate) reason: String,
+    /// The work budget of this one call ran out: says nothing about the
+    /// zone, so it is never cached as the zone's state (else an answer
+    /// that burns the budget first could get a victim zone marked bogus).
+    pub(crate) budget: bool,
 }
 
 impl Fail {
@@ -36,13 +40,17 @@ impl Fail {
         Self {
             ede,
             reason: reason.into(),
+            budget: false,
         }
     }
 }
 
 impl From<Exhausted> for Fail {
     fn from(e: Exhausted) -> Self {
-        Fail::new(ede::DNSSEC_BOGUS, e.0)
+        Fail {
+            budget: true,
+            ..Fail::new(ede::DNSSEC_BOGUS, e.0)
+        }
     }
 }
 
@@ -82,6 +90,34 @@ pub struct Validator {
     /// Per name: its state as a zone cut (validated keys, insecure, bogus,
     /// no cut). Bounded by entries (`Limits::dnssec_key_cache_entries`).
     nodes: moka::sync::Cache<Name, Arc<Cached>>,
+    /// Names whose state is being fetched now: concurrent validations of
+    /// many new names in one cold zone fetch its DS and DNSKEY once, the
+    /// others wait for that and read the cache. Entries live only while
+    /// a fetch runs, so this is bounded by the validations in flight.
+    pending: std::sync::Mutex<HashMap<Name, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// One validation fetching a name's state (see `Validator::fetching`).
+struct Fetching<'v> {
+    validator: &'v Validator,
+    name: Name,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        let mut pending = self
+            .validator
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // The last one out removes the entry (the map's, this one's and
+        // the lock the guard holds are the only other references).
+        if Arc::strong_count(&self.lock) <= 3 {
+            pending.remove(&self.name);
+        }
+    }
 }
 
 /// The state of one `validate` call.
@@ -168,6 +204,23 @@ impl Validator {
                 .max_capacity(limits.dnssec_key_cache_entries)
                 .time_to_live(limits.dnssec_key_cache_max_ttl)
                 .build(),
+            pending: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Waits until no other validation is fetching `name`'s state; the
+    /// guard makes this one the fetcher until it is dropped.
+    async fn fetching(&self, name: &Name) -> Fetching<'_> {
+        let lock = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.entry(name.clone()).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        Fetching {
+            validator: self,
+            name: name.clone(),
+            lock,
+            _guard: guard,
         }
     }
 
@@ -356,7 +409,15 @@ impl Validator {
                 continue;
             }
             let records = &authority.records[&(name.clone(), *rtype)];
-            verify_rrset(name, *rtype, records, authority.sigs(name, *rtype), zone, keys, ctx)?;
+            verify_rrset(
+                name,
+                *rtype,
+                records,
+                authority.sigs(name, *rtype),
+                zone,
+                keys,
+                ctx,
+            )?;
             out.extend(records.iter().cloned());
         }
         Ok(out)
@@ -403,7 +464,9 @@ impl Validator {
             };
             return bogus(Fail::new(
                 ede::NSEC_MISSING,
-                format!("{what} at {name} without a signed NSEC or NSEC3 proof from its zone {zone}"),
+                format!(
+                    "{what} at {name} without a signed NSEC or NSEC3 proof from its zone {zone}"
+                ),
             ));
         }
         let nsecs = match self.verified_denial(&zone, &keys, authority, ctx) {
@@ -434,17 +497,28 @@ impl Validator {
         let anchor_zone = anchor_zone.clone();
         let state = match self.cached(&anchor_zone) {
             Some(state) => state,
-            None => match self.anchor_state(&anchor_zone, anchor, ctx).await {
-                Ok((state, ttl)) => self.remember(&anchor_zone, state, ttl),
-                Err(reason) => return Zone::Indeterminate(reason),
-            },
+            None => {
+                let _fetching = self.fetching(&anchor_zone).await;
+                match self.cached(&anchor_zone) {
+                    Some(state) => state,
+                    None => match self.anchor_state(&anchor_zone, anchor, ctx).await {
+                        Ok((state, ttl)) => self.remember(&anchor_zone, state, ttl),
+                        Err(reason) => return Zone::Indeterminate(reason),
+                    },
+                }
+            }
         };
         let mut zone = anchor_zone.clone();
         let mut keys = match state {
             NodeState::Secure(keys) => keys,
             NodeState::Insecure(reason) => return Zone::Insecure(reason),
             NodeState::Bogus(fail) => return Zone::Bogus(fail),
-            NodeState::NotCut => unreachable!("an anchor's zone is always a zone"),
+            // An anchor's zone is always a zone; should a walk from another
+            // anchor ever have stored "no cut" under its name, ask again.
+            NodeState::NotCut => {
+                self.nodes.invalidate(&anchor_zone);
+                return Zone::Indeterminate(format!("{anchor_zone}: state not known yet"));
+            }
         };
         for labels in usize::from(anchor_zone.num_labels()) + 1..=usize::from(name.num_labels()) {
             let here = name.trim_to(labels);
@@ -453,10 +527,16 @@ impl Validator {
             }
             let state = match self.cached(&here) {
                 Some(state) => state,
-                None => match self.cut_state(&here, &zone, &keys, ctx).await {
-                    Ok((state, ttl)) => self.remember(&here, state, ttl),
-                    Err(reason) => return Zone::Indeterminate(reason),
-                },
+                None => {
+                    let _fetching = self.fetching(&here).await;
+                    match self.cached(&here) {
+                        Some(state) => state,
+                        None => match self.cut_state(&here, &zone, &keys, ctx).await {
+                            Ok((state, ttl)) => self.remember(&here, state, ttl),
+                            Err(reason) => return Zone::Indeterminate(reason),
+                        },
+                    }
+                }
             };
             match state {
                 NodeState::Secure(k) => {
@@ -471,6 +551,11 @@ impl Validator {
         Zone::Secure { name: zone, keys }
     }
 
+    #[cfg(test)]
+    pub(crate) fn cached_state(&self, name: &Name) -> Option<String> {
+        self.cached(name).map(|s| format!("{s:?}"))
+    }
+
     fn cached(&self, name: &Name) -> Option<NodeState> {
         let entry = self.nodes.get(name)?;
         if entry.expires <= Instant::now() {
@@ -483,11 +568,13 @@ impl Validator {
     /// Caches `state` for `ttl` seconds (verdicts other than Secure for
     /// `dnssec_verdict_ttl` at most) and returns it.
     fn remember(&self, name: &Name, state: NodeState, ttl: u32) -> NodeState {
-        let mut life = Duration::from_secs(u64::from(ttl)).min(self.limits.dnssec_key_cache_max_ttl);
+        let mut life =
+            Duration::from_secs(u64::from(ttl)).min(self.limits.dnssec_key_cache_max_ttl);
         if !matches!(state, NodeState::Secure(_)) {
             life = life.min(self.limits.dnssec_verdict_ttl);
         }
-        if !life.is_zero() {
+        let per_call = matches!(&state, NodeState::Bogus(fail) if fail.budget);
+        if !life.is_zero() && !per_call {
             self.nodes.insert(
                 name.clone(),
                 Arc::new(Cached {
@@ -567,7 +654,8 @@ impl Validator {
         let bogus_for = |fail: Fail| Ok((NodeState::Bogus(fail), verdict_ttl));
         if let Some(ds_records) = answers.records.get(&(here.clone(), RecordType::DS)) {
             let sigs = answers.sigs(here, RecordType::DS);
-            let valid = match verify_rrset(here, RecordType::DS, ds_records, sigs, zone, keys, ctx) {
+            let valid = match verify_rrset(here, RecordType::DS, ds_records, sigs, zone, keys, ctx)
+            {
                 Ok(valid) => valid,
                 Err(fail) => return bogus_for(fail),
             };
@@ -593,13 +681,23 @@ impl Validator {
                 .fetch(here, RecordType::DNSKEY)
                 .await
                 .map_err(|e| format!("cannot fetch the DNSKEY records of {here}: {e}"))?;
-            let trusted = |key: &DNSKEY| usable.iter().any(|ds| ds.covers(here, key).unwrap_or(false));
-            return Ok(match dnskey_rrset(here, &response, trusted, "its DS", ctx) {
-                Ok((keys, ttl)) => (NodeState::Secure(keys), ttl.min(valid.ttl)),
-                Err(fail) => (NodeState::Bogus(fail), verdict_ttl),
-            });
+            let trusted = |key: &DNSKEY| {
+                usable
+                    .iter()
+                    .any(|ds| ds.covers(here, key).unwrap_or(false))
+            };
+            return Ok(
+                match dnskey_rrset(here, &response, trusted, "its DS", ctx) {
+                    Ok((keys, ttl)) => (NodeState::Secure(keys), ttl.min(valid.ttl)),
+                    Err(fail) => (NodeState::Bogus(fail), verdict_ttl),
+                },
+            );
         }
-        if answers.order.iter().any(|(n, t)| n == here && *t == RecordType::CNAME) {
+        if answers
+            .order
+            .iter()
+            .any(|(n, t)| n == here && *t == RecordType::CNAME)
+        {
             // A CNAME owner is never a cut (RFC 1034 §3.6.2); if it hides one,
             // the data below fails against this zone's keys: bogus, not insecure.
             return Ok((NodeState::NotCut, verdict_ttl));
@@ -616,7 +714,9 @@ impl Validator {
             Ok(DsAbsence::NotCut) => Ok((NodeState::NotCut, verdict_ttl)),
             Ok(DsAbsence::NotProven(reason)) => bogus_for(Fail::new(
                 ede::NSEC_MISSING,
-                format!("no DS for {here} and no valid proof from {zone} that it has none: {reason}"),
+                format!(
+                    "no DS for {here} and no valid proof from {zone} that it has none: {reason}"
+                ),
             )),
             Err(fail) => bogus_for(fail),
         }
@@ -751,7 +851,10 @@ pub(crate) fn verify_rrset(
             note(
                 Fail::new(
                     ede::SIGNATURE_EXPIRED,
-                    format!("{name} {rtype}: the RRSIG of {zone} (key {}) expired at {expiration}", input.key_tag),
+                    format!(
+                        "{name} {rtype}: the RRSIG of {zone} (key {}) expired at {expiration}",
+                        input.key_tag
+                    ),
                 ),
                 &mut failure,
             );
@@ -797,7 +900,10 @@ pub(crate) fn verify_rrset(
             note(
                 Fail::new(
                     ede::DNSSEC_BOGUS,
-                    format!("{name} {rtype}: the RRSIG by {zone} key {} does not verify", input.key_tag),
+                    format!(
+                        "{name} {rtype}: the RRSIG by {zone} key {} does not verify",
+                        input.key_tag
+                    ),
                 ),
                 &mut failure,
             );
@@ -805,7 +911,10 @@ pub(crate) fn verify_rrset(
         if !any_key && failure.is_none() {
             failure = Some(Fail::new(
                 ede::DNSSEC_BOGUS,
-                format!("{name} {rtype}: no DNSKEY of {zone} with key tag {} signs it", input.key_tag),
+                format!(
+                    "{name} {rtype}: no DNSKEY of {zone} with key tag {} signs it",
+                    input.key_tag
+                ),
             ));
         }
     }

@@ -65,13 +65,20 @@ fn is_delegation(types: impl Fn(RecordType) -> bool) -> bool {
 }
 
 /// NXDOMAIN (`qtype` None) is `nxdomain`; see [`nodata`].
-pub(crate) fn nxdomain(name: &Name, zone: &Name, records: &[Record], ctx: &mut Ctx<'_>) -> Result<Proof, Fail> {
+pub(crate) fn nxdomain(
+    name: &Name,
+    zone: &Name,
+    records: &[Record],
+    ctx: &mut Ctx<'_>,
+) -> Result<Proof, Fail> {
     if let Some(n3) = Nsec3Set::of(zone, records, ctx)? {
         return n3.nxdomain(name, zone, ctx);
     }
     let set = nsecs(records);
     if set.iter().any(|(owner, _)| *owner == name) {
-        return Ok(Proof::NotProven(format!("NXDOMAIN for {name}, but an NSEC says it exists")));
+        return Ok(Proof::NotProven(format!(
+            "NXDOMAIN for {name}, but an NSEC says it exists"
+        )));
     }
     let Some((owner, nsec)) = set
         .iter()
@@ -87,10 +94,14 @@ pub(crate) fn nxdomain(name: &Name, zone: &Name, records: &[Record], ctx: &mut C
     let encloser = common_labels(name, owner).max(common_labels(name, nsec.next_domain_name()));
     let encloser = name.trim_to(encloser.max(usize::from(zone.num_labels())));
     let Some(wildcard) = wildcard_of(&encloser) else {
-        return Ok(Proof::NotProven(format!("no wildcard name under {encloser}")));
+        return Ok(Proof::NotProven(format!(
+            "no wildcard name under {encloser}"
+        )));
     };
     if set.iter().any(|(owner, _)| **owner == wildcard) {
-        return Ok(Proof::NotProven(format!("NXDOMAIN for {name}, but the wildcard {wildcard} exists")));
+        return Ok(Proof::NotProven(format!(
+            "NXDOMAIN for {name}, but the wildcard {wildcard} exists"
+        )));
     }
     if set
         .iter()
@@ -98,7 +109,9 @@ pub(crate) fn nxdomain(name: &Name, zone: &Name, records: &[Record], ctx: &mut C
     {
         Ok(Proof::Proven)
     } else {
-        Ok(Proof::NotProven(format!("no NSEC proves that {wildcard} does not exist")))
+        Ok(Proof::NotProven(format!(
+            "no NSEC proves that {wildcard} does not exist"
+        )))
     }
 }
 
@@ -144,11 +157,18 @@ pub(crate) fn nodata(
             }
         }
     }
-    Ok(Proof::NotProven(format!("no NSEC proves that {name} has no {qtype}")))
+    Ok(Proof::NotProven(format!(
+        "no NSEC proves that {name} has no {qtype}"
+    )))
 }
 
 /// Whether `here` (below `zone`) has no DS, and why.
-pub(crate) fn ds_absence(here: &Name, zone: &Name, records: &[Record], ctx: &mut Ctx<'_>) -> Result<DsAbsence, Fail> {
+pub(crate) fn ds_absence(
+    here: &Name,
+    zone: &Name,
+    records: &[Record],
+    ctx: &mut Ctx<'_>,
+) -> Result<DsAbsence, Fail> {
     if let Some(n3) = Nsec3Set::of(zone, records, ctx)? {
         return n3.ds_absence(here, zone, ctx);
     }
@@ -158,7 +178,9 @@ pub(crate) fn ds_absence(here: &Name, zone: &Name, records: &[Record], ctx: &mut
         return Ok(if has(RecordType::DS) {
             DsAbsence::NotProven(format!("the NSEC of {here} lists DS"))
         } else if is_delegation(has) {
-            DsAbsence::InsecureDelegation(format!("{here} is delegated without DS (NSEC of {zone})"))
+            DsAbsence::InsecureDelegation(format!(
+                "{here} is delegated without DS (NSEC of {zone})"
+            ))
         } else {
             DsAbsence::NotCut
         });
@@ -203,7 +225,9 @@ pub(crate) fn wildcard_expansion(
     Ok(if covered {
         Proof::Proven
     } else {
-        Proof::NotProven(format!("no NSEC covers {name} under the wildcard of {encloser}"))
+        Proof::NotProven(format!(
+            "no NSEC covers {name} under the wildcard of {encloser}"
+        ))
     })
 }
 
@@ -234,7 +258,9 @@ impl<'r> Nsec3Set<'r> {
             match &params {
                 None => params = Some((n.salt().to_vec(), n.iterations())),
                 // RFC 5155 §8.2: one zone, one set of parameters; others are ignored.
-                Some((salt, it)) if salt.as_slice() != n.salt() || *it != n.iterations() => continue,
+                Some((salt, it)) if salt.as_slice() != n.salt() || *it != n.iterations() => {
+                    continue
+                }
                 Some(_) => {}
             }
             entries.push((hash, n));
@@ -264,7 +290,12 @@ impl<'r> Nsec3Set<'r> {
         Nsec3HashAlgorithm::SHA1
             .hash(&self.salt, name, self.iterations)
             .map(|d| d.as_ref().to_vec())
-            .map_err(|e| Fail::new(ede::DNSSEC_BOGUS, format!("cannot hash {name} for NSEC3: {e}")))
+            .map_err(|e| {
+                Fail::new(
+                    ede::DNSSEC_BOGUS,
+                    format!("cannot hash {name} for NSEC3: {e}"),
+                )
+            })
     }
 
     fn matching(&self, hash: &[u8]) -> Option<&'r NSEC3> {
@@ -289,7 +320,12 @@ impl<'r> Nsec3Set<'r> {
     /// and the NSEC3 covering the next closer name. Ok(None): no proof.
     /// Hashes each ancestor from the longest: a long name exhausts the
     /// NSEC3 hash budget (CVE-2023-50868) and is bogus.
-    fn closest_encloser(&self, name: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<Option<(Name, &'r NSEC3)>, Fail> {
+    fn closest_encloser(
+        &self,
+        name: &Name,
+        zone: &Name,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Option<(Name, &'r NSEC3)>, Fail> {
         let top = usize::from(zone.num_labels());
         for labels in (top..usize::from(name.num_labels())).rev() {
             let candidate = name.trim_to(labels);
@@ -311,14 +347,20 @@ impl<'r> Nsec3Set<'r> {
             return Ok(Proof::Insecure(why));
         }
         let Some((encloser, cover)) = self.closest_encloser(name, zone, ctx)? else {
-            return Ok(Proof::NotProven(format!("no NSEC3 closest-encloser proof for {name}")));
+            return Ok(Proof::NotProven(format!(
+                "no NSEC3 closest-encloser proof for {name}"
+            )));
         };
         let Some(wildcard) = wildcard_of(&encloser) else {
-            return Ok(Proof::NotProven(format!("no wildcard name under {encloser}")));
+            return Ok(Proof::NotProven(format!(
+                "no wildcard name under {encloser}"
+            )));
         };
         let h = self.hash(&wildcard, ctx)?;
         if self.covering(&h).is_none() {
-            return Ok(Proof::NotProven(format!("no NSEC3 proves that {wildcard} does not exist")));
+            return Ok(Proof::NotProven(format!(
+                "no NSEC3 proves that {wildcard} does not exist"
+            )));
         }
         // The next closer name may be an unsigned delegation in an opt-out
         // span (RFC 5155 §6): nothing is proven about it.
@@ -329,24 +371,36 @@ impl<'r> Nsec3Set<'r> {
         })
     }
 
-    fn nodata(&self, name: &Name, qtype: RecordType, zone: &Name, ctx: &mut Ctx<'_>) -> Result<Proof, Fail> {
+    fn nodata(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        zone: &Name,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Proof, Fail> {
         if let Some(why) = self.over_cap(ctx) {
             return Ok(Proof::Insecure(why));
         }
         let lacks = |n: &NSEC3| {
             let has = |t| n.type_set().contains(t);
-            !has(qtype) && !has(RecordType::CNAME) && (qtype == RecordType::DS || !is_delegation(has))
+            !has(qtype)
+                && !has(RecordType::CNAME)
+                && (qtype == RecordType::DS || !is_delegation(has))
         };
         let h = self.hash(name, ctx)?;
         if let Some(found) = self.matching(&h) {
             return Ok(if lacks(found) {
                 Proof::Proven
             } else {
-                Proof::NotProven(format!("NODATA for {name} {qtype}, but its NSEC3 lists the type"))
+                Proof::NotProven(format!(
+                    "NODATA for {name} {qtype}, but its NSEC3 lists the type"
+                ))
             });
         }
         let Some((encloser, cover)) = self.closest_encloser(name, zone, ctx)? else {
-            return Ok(Proof::NotProven(format!("no NSEC3 matches or encloses {name}")));
+            return Ok(Proof::NotProven(format!(
+                "no NSEC3 matches or encloses {name}"
+            )));
         };
         if qtype == RecordType::DS {
             // RFC 5155 §8.6: no DS in an opt-out span.
@@ -363,7 +417,9 @@ impl<'r> Nsec3Set<'r> {
                 return Ok(Proof::Proven);
             }
         }
-        Ok(Proof::NotProven(format!("no NSEC3 proves that {name} has no {qtype}")))
+        Ok(Proof::NotProven(format!(
+            "no NSEC3 proves that {name} has no {qtype}"
+        )))
     }
 
     fn ds_absence(&self, here: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<DsAbsence, Fail> {
@@ -376,15 +432,17 @@ impl<'r> Nsec3Set<'r> {
             return Ok(if has(RecordType::DS) {
                 DsAbsence::NotProven(format!("the NSEC3 of {here} lists DS"))
             } else if is_delegation(has) {
-                DsAbsence::InsecureDelegation(format!("{here} is delegated without DS (NSEC3 of {zone})"))
+                DsAbsence::InsecureDelegation(format!(
+                    "{here} is delegated without DS (NSEC3 of {zone})"
+                ))
             } else {
                 DsAbsence::NotCut
             });
         }
         Ok(match self.closest_encloser(here, zone, ctx)? {
-            Some((_, cover)) if cover.opt_out() => {
-                DsAbsence::InsecureDelegation(format!("{here} falls in an NSEC3 opt-out span of {zone}"))
-            }
+            Some((_, cover)) if cover.opt_out() => DsAbsence::InsecureDelegation(format!(
+                "{here} falls in an NSEC3 opt-out span of {zone}"
+            )),
             Some(_) => DsAbsence::NotCut,
             None => DsAbsence::NotProven(format!("no NSEC3 matches or encloses {here}")),
         })
@@ -435,12 +493,32 @@ mod tests {
 
     #[test]
     fn nsec_cover_is_canonical_and_wraps_to_the_apex() {
-        assert!(nsec_covers(&n("a.example."), &n("c.example."), &n("b.example.")));
-        assert!(nsec_covers(&n("a.example."), &n("c.example."), &n("x.b.example.")));
-        assert!(!nsec_covers(&n("a.example."), &n("c.example."), &n("d.example.")));
-        assert!(!nsec_covers(&n("a.example."), &n("c.example."), &n("a.example.")));
+        assert!(nsec_covers(
+            &n("a.example."),
+            &n("c.example."),
+            &n("b.example.")
+        ));
+        assert!(nsec_covers(
+            &n("a.example."),
+            &n("c.example."),
+            &n("x.b.example.")
+        ));
+        assert!(!nsec_covers(
+            &n("a.example."),
+            &n("c.example."),
+            &n("d.example.")
+        ));
+        assert!(!nsec_covers(
+            &n("a.example."),
+            &n("c.example."),
+            &n("a.example.")
+        ));
         // The last NSEC points back to the apex.
-        assert!(nsec_covers(&n("z.example."), &n("example."), &n("zz.example.")));
+        assert!(nsec_covers(
+            &n("z.example."),
+            &n("example."),
+            &n("zz.example.")
+        ));
         assert_eq!(common_labels(&n("a.b.example."), &n("c.b.example.")), 2);
     }
 }

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use hickory_proto::dnssec::crypto::EcdsaSigningKey;
 use hickory_proto::dnssec::rdata::{DNSSECRData, SigInput, DNSKEY, NSEC3, RRSIG};
-use hickory_proto::dnssec::{Algorithm, Nsec3HashAlgorithm, PublicKey, PublicKeyBuf, SigningKey, TBS};
+use hickory_proto::dnssec::{
+    Algorithm, Nsec3HashAlgorithm, PublicKey, PublicKeyBuf, SigningKey, TBS,
+};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
@@ -76,7 +78,8 @@ impl Key {
         let text = format!(
             "{} IN DNSKEY 257 3 13 {}",
             self.zone,
-            base64::engine::general_purpose::STANDARD.encode(self.dnskey.public_key().public_bytes())
+            base64::engine::general_purpose::STANDARD
+                .encode(self.dnskey.public_key().public_bytes())
         );
         TrustAnchors::parse(&text).unwrap()
     }
@@ -111,12 +114,56 @@ impl Fetch for MapFetch {
     }
 }
 
+/// [`MapFetch`] that yields before answering (as a network fetch would)
+/// and counts what it is asked.
+struct SlowFetch(MapFetch, std::sync::atomic::AtomicUsize);
+
+impl Fetch for SlowFetch {
+    fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a> {
+        Box::pin(async move {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            self.0.fetch(name, rtype).await
+        })
+    }
+}
+
+#[test]
+fn concurrent_validations_in_a_cold_zone_fetch_its_keys_once() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = SlowFetch(dnskey_fetch(&key, &[]), Default::default());
+    let answers: Vec<Message> = (0..20)
+        .map(|i| signed_a(&key, &format!("host{i}.example.")))
+        .collect();
+    let verdicts = block_on(futures_util::future::join_all(
+        answers.iter().map(|m| v.validate(m, &fetch)),
+    ));
+    assert!(
+        verdicts.iter().all(|s| *s == Security::Secure),
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        fetch.1.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one DNSKEY fetch"
+    );
+}
+
 /// `example.`'s DNSKEY RRset (`extra` keys first, then its own), signed.
 fn dnskey_fetch(key: &Key, extra: &[DNSKEY]) -> MapFetch {
     let mut m = response("example.", RecordType::DNSKEY, ResponseCode::NoError);
     let mut rrset: Vec<Record> = extra
         .iter()
-        .map(|k| Record::from_rdata(key.zone.clone(), 3600, RData::DNSSEC(DNSSECRData::DNSKEY(k.clone()))))
+        .map(|k| {
+            Record::from_rdata(
+                key.zone.clone(),
+                3600,
+                RData::DNSSEC(DNSSECRData::DNSKEY(k.clone())),
+            )
+        })
         .collect();
     rrset.push(key.dnskey_record());
     let sig = key.sign(&rrset);
@@ -159,10 +206,16 @@ fn a_signed_answer_under_a_dnskey_anchor_is_secure() {
     let key = Key::new("example.");
     let v = validator(&key, &Limits::default());
     let fetch = dnskey_fetch(&key, &[]);
-    assert_eq!(block_on(v.validate(&signed_a(&key, "www.example."), &fetch)), Security::Secure);
+    assert_eq!(
+        block_on(v.validate(&signed_a(&key, "www.example."), &fetch)),
+        Security::Secure
+    );
     // Names under no anchor are insecure without a fetch.
     let other = response("www.other.", RecordType::A, ResponseCode::NoError);
-    assert_eq!(block_on(v.validate(&other, &MapFetch(HashMap::new()))), Security::Insecure);
+    assert_eq!(
+        block_on(v.validate(&other, &MapFetch(HashMap::new()))),
+        Security::Insecure
+    );
 }
 
 #[test]
@@ -174,7 +227,10 @@ fn a_cname_chain_across_an_anchor_and_an_unanchored_zone_is_insecure_not_bogus()
     m.answers.push(cname.clone());
     m.answers.push(key.sign(&[cname]));
     m.answers.push(a("cdn.other."));
-    assert_eq!(block_on(v.validate(&m, &dnskey_fetch(&key, &[]))), Security::Insecure);
+    assert_eq!(
+        block_on(v.validate(&m, &dnskey_fetch(&key, &[]))),
+        Security::Insecure
+    );
 }
 
 /// DNSKEYs of garbage with `key`'s tag and algorithm: KeyTrap's colliding keys.
@@ -188,7 +244,10 @@ fn colliding_keys(key: &Key, count: usize) -> Vec<DNSKEY> {
         // Fix the tag with the last two bytes (RFC 4034 Appendix B: a sum).
         for fix in 0..=u16::MAX {
             bytes[62..].copy_from_slice(&fix.to_be_bytes());
-            let k = DNSKEY::with_flags(256, PublicKeyBuf::new(bytes.clone(), Algorithm::ECDSAP256SHA256));
+            let k = DNSKEY::with_flags(
+                256,
+                PublicKeyBuf::new(bytes.clone(), Algorithm::ECDSAP256SHA256),
+            );
             if k.calculate_key_tag().unwrap() == key.tag() {
                 out.push(k);
                 break;
@@ -207,13 +266,19 @@ fn keys_tried_per_rrsig_are_capped() {
         dnssec_max_keys_per_tag: 8,
         ..Limits::default()
     };
-    assert_eq!(block_on(validator(&key, &roomy).validate(&m, &fetch)), Security::Secure);
+    assert_eq!(
+        block_on(validator(&key, &roomy).validate(&m, &fetch)),
+        Security::Secure
+    );
     let capped = Limits {
         dnssec_max_keys_per_tag: 4,
         ..Limits::default()
     };
     let verdict = block_on(validator(&key, &capped).validate(&m, &fetch));
-    assert!(is_bogus_over(&verdict, "dnssec_max_keys_per_tag"), "{verdict:?}");
+    assert!(
+        is_bogus_over(&verdict, "dnssec_max_keys_per_tag"),
+        "{verdict:?}"
+    );
 }
 
 #[test]
@@ -228,7 +293,29 @@ fn signature_verifications_per_answer_are_capped() {
     };
     // DNSKEY RRset: 1 verification; the A RRset: 5 wrong keys, then the right one.
     let verdict = block_on(validator(&key, &limits).validate(&m, &fetch));
-    assert!(is_bogus_over(&verdict, "dnssec_max_verifications"), "{verdict:?}");
+    assert!(
+        is_bogus_over(&verdict, "dnssec_max_verifications"),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn a_zone_is_not_left_bogus_by_an_answer_that_ran_out_of_budget() {
+    let key = Key::new("example.");
+    let fetch = dnskey_fetch(&key, &colliding_keys(&key, 5));
+    let limits = Limits {
+        dnssec_max_verifications: 0,
+        ..Limits::default()
+    };
+    let v = validator(&key, &limits);
+    let m = signed_a(&key, "www.example.");
+    let verdict = block_on(v.validate(&m, &fetch));
+    assert!(
+        is_bogus_over(&verdict, "dnssec_max_verifications"),
+        "{verdict:?}"
+    );
+    // The DNSKEY RRset was never checked: nothing about example. is cached.
+    assert!(v.cached_state(&n("example.")).is_none());
 }
 
 #[test]
@@ -255,9 +342,15 @@ fn rrsigs_tried_per_rrset_are_capped() {
         dnssec_max_verifications: 64,
         ..Limits::default()
     };
-    assert_eq!(block_on(validator(&key, &roomy).validate(&m, &fetch)), Security::Secure);
+    assert_eq!(
+        block_on(validator(&key, &roomy).validate(&m, &fetch)),
+        Security::Secure
+    );
     let verdict = block_on(validator(&key, &Limits::default()).validate(&m, &fetch));
-    assert!(is_bogus_over(&verdict, "dnssec_max_rrsigs_per_rrset"), "{verdict:?}");
+    assert!(
+        is_bogus_over(&verdict, "dnssec_max_rrsigs_per_rrset"),
+        "{verdict:?}"
+    );
 }
 
 /// RFC 4648 base32hex, lower case, no padding.
@@ -279,12 +372,19 @@ fn base32hex(bytes: &[u8]) -> String {
 }
 
 /// An NSEC3 chain of `example.` over `names` (with their types), signed.
-fn nsec3_chain(key: &Key, names: &[(&str, &[RecordType])], iterations: u16, opt_out: bool) -> Vec<Record> {
+fn nsec3_chain(
+    key: &Key,
+    names: &[(&str, &[RecordType])],
+    iterations: u16,
+    opt_out: bool,
+) -> Vec<Record> {
     let salt = vec![0xab, 0xcd];
     let mut hashed: Vec<(Vec<u8>, Vec<RecordType>)> = names
         .iter()
         .map(|(name, types)| {
-            let h = Nsec3HashAlgorithm::SHA1.hash(&salt, &n(name), iterations).unwrap();
+            let h = Nsec3HashAlgorithm::SHA1
+                .hash(&salt, &n(name), iterations)
+                .unwrap();
             (h.as_ref().to_vec(), types.to_vec())
         })
         .collect();
@@ -295,7 +395,14 @@ fn nsec3_chain(key: &Key, names: &[(&str, &[RecordType])], iterations: u16, opt_
         let owner = n(&format!("{}.example.", base32hex(h)));
         let mut types = types.clone();
         types.push(RecordType::RRSIG);
-        let rdata = NSEC3::new(Nsec3HashAlgorithm::SHA1, opt_out, iterations, salt.clone(), next, types);
+        let rdata = NSEC3::new(
+            Nsec3HashAlgorithm::SHA1,
+            opt_out,
+            iterations,
+            salt.clone(),
+            next,
+            types,
+        );
         let record = Record::from_rdata(owner, 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
         out.push(key.sign(std::slice::from_ref(&record)));
         out.push(record);
@@ -307,7 +414,15 @@ fn soa(key: &Key) -> Vec<Record> {
     let soa = Record::from_rdata(
         n("example."),
         60,
-        RData::SOA(SOA::new(n("ns.example."), n("h.example."), 1, 7200, 900, 1_209_600, 60)),
+        RData::SOA(SOA::new(
+            n("ns.example."),
+            n("h.example."),
+            1,
+            7200,
+            900,
+            1_209_600,
+            60,
+        )),
     );
     vec![key.sign(std::slice::from_ref(&soa)), soa]
 }
@@ -331,26 +446,48 @@ fn nsec3_nxdomain_and_nodata_proofs_are_secure() {
     let key = Key::new("example.");
     let v = validator(&key, &Limits::default());
     let fetch = dnskey_fetch(&key, &[]);
-    assert_eq!(block_on(v.validate(&nxdomain(&key, "nope.example.", 1, false), &fetch)), Security::Secure);
+    assert_eq!(
+        block_on(v.validate(&nxdomain(&key, "nope.example.", 1, false), &fetch)),
+        Security::Secure
+    );
     let mut nodata = response("www.example.", RecordType::AAAA, ResponseCode::NoError);
     nodata.authorities.extend(soa(&key));
-    nodata.authorities.extend(nsec3_chain(&key, &[("example.", APEX), ("www.example.", &[RecordType::A])], 1, false));
+    nodata.authorities.extend(nsec3_chain(
+        &key,
+        &[("example.", APEX), ("www.example.", &[RecordType::A])],
+        1,
+        false,
+    ));
     assert_eq!(block_on(v.validate(&nodata, &fetch)), Security::Secure);
     // NODATA for a type the NSEC3 lists is a lie.
     let mut lie = response("www.example.", RecordType::A, ResponseCode::NoError);
     lie.authorities.extend(soa(&key));
-    lie.authorities.extend(nsec3_chain(&key, &[("example.", APEX), ("www.example.", &[RecordType::A])], 1, false));
-    assert!(matches!(block_on(v.validate(&lie, &fetch)), Security::Bogus { .. }));
+    lie.authorities.extend(nsec3_chain(
+        &key,
+        &[("example.", APEX), ("www.example.", &[RecordType::A])],
+        1,
+        false,
+    ));
+    assert!(matches!(
+        block_on(v.validate(&lie, &fetch)),
+        Security::Bogus { .. }
+    ));
     // NXDOMAIN for a name the chain shows existing is a lie too.
     let existing = nxdomain(&key, "www.example.", 1, false);
-    assert!(matches!(block_on(v.validate(&existing, &fetch)), Security::Bogus { .. }));
+    assert!(matches!(
+        block_on(v.validate(&existing, &fetch)),
+        Security::Bogus { .. }
+    ));
 }
 
 #[test]
 fn nsec3_opt_out_makes_a_denial_insecure() {
     let key = Key::new("example.");
     let v = validator(&key, &Limits::default());
-    let verdict = block_on(v.validate(&nxdomain(&key, "nope.example.", 1, true), &dnskey_fetch(&key, &[])));
+    let verdict = block_on(v.validate(
+        &nxdomain(&key, "nope.example.", 1, true),
+        &dnskey_fetch(&key, &[]),
+    ));
     assert_eq!(verdict, Security::Insecure);
 }
 
@@ -360,9 +497,19 @@ fn nsec3_iterations_over_the_cap_are_insecure() {
     let limits = Limits::default();
     let v = validator(&key, &limits);
     let fetch = dnskey_fetch(&key, &[]);
-    let at_cap = nxdomain(&key, "nope.example.", limits.dnssec_max_nsec3_iterations, false);
+    let at_cap = nxdomain(
+        &key,
+        "nope.example.",
+        limits.dnssec_max_nsec3_iterations,
+        false,
+    );
     assert_eq!(block_on(v.validate(&at_cap, &fetch)), Security::Secure);
-    let over = nxdomain(&key, "nope.example.", limits.dnssec_max_nsec3_iterations + 1, false);
+    let over = nxdomain(
+        &key,
+        "nope.example.",
+        limits.dnssec_max_nsec3_iterations + 1,
+        false,
+    );
     assert_eq!(block_on(v.validate(&over, &fetch)), Security::Insecure);
 }
 
@@ -373,13 +520,19 @@ fn nsec3_hashes_per_answer_are_capped() {
     // 20 labels below the zone: a closest-encloser search hashes each ancestor.
     let long = format!("{}example.", "x.".repeat(20));
     let m = nxdomain(&key, &long, 1, false);
-    assert_eq!(block_on(validator(&key, &Limits::default()).validate(&m, &fetch)), Security::Secure);
+    assert_eq!(
+        block_on(validator(&key, &Limits::default()).validate(&m, &fetch)),
+        Security::Secure
+    );
     let capped = Limits {
         dnssec_max_nsec3_hashes: 10,
         ..Limits::default()
     };
     let verdict = block_on(validator(&key, &capped).validate(&m, &fetch));
-    assert!(is_bogus_over(&verdict, "dnssec_max_nsec3_hashes"), "{verdict:?}");
+    assert!(
+        is_bogus_over(&verdict, "dnssec_max_nsec3_hashes"),
+        "{verdict:?}"
+    );
 }
 
 #[test]
@@ -388,8 +541,14 @@ fn a_dnskey_rrset_no_anchor_key_signs_is_dnskey_missing() {
     let other = Key::new("example.");
     let v = validator(&key, &Limits::default());
     // The zone now serves another key: the anchor is stale.
-    let verdict = block_on(v.validate(&signed_a(&other, "www.example."), &dnskey_fetch(&other, &[])));
-    assert!(matches!(verdict, Security::Bogus { ede: 9, .. }), "{verdict:?}");
+    let verdict = block_on(v.validate(
+        &signed_a(&other, "www.example."),
+        &dnskey_fetch(&other, &[]),
+    ));
+    assert!(
+        matches!(verdict, Security::Bogus { ede: 9, .. }),
+        "{verdict:?}"
+    );
 }
 
 #[test]
@@ -406,7 +565,39 @@ fn a_wildcard_expansion_needs_proof_that_the_name_does_not_exist() {
     m.answers.push(expanded);
     m.answers.push(sig);
     let verdict = block_on(v.validate(&m, &fetch));
-    assert!(matches!(verdict, Security::Bogus { ede: 12, .. }), "no proof: {verdict:?}");
-    m.authorities.extend(nsec3_chain(&key, &[("example.", APEX), ("*.example.", &[RecordType::A])], 1, false));
+    assert!(
+        matches!(verdict, Security::Bogus { ede: 12, .. }),
+        "no proof: {verdict:?}"
+    );
+    m.authorities.extend(nsec3_chain(
+        &key,
+        &[("example.", APEX), ("*.example.", &[RecordType::A])],
+        1,
+        false,
+    ));
     assert_eq!(block_on(v.validate(&m, &fetch)), Security::Secure);
+}
+
+#[test]
+#[ignore = "a measurement, not a check: prints the cost of one warm validation"]
+fn cost_of_a_warm_validation() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = dnskey_fetch(&key, &[]);
+    let answer = signed_a(&key, "www.example.");
+    let nx = nxdomain(&key, "nope.example.", 0, false);
+    block_on(async {
+        assert_eq!(v.validate(&answer, &fetch).await, Security::Secure);
+        for (what, m) in [("signed A", &answer), ("NSEC3 NXDOMAIN", &nx)] {
+            let rounds = 2_000;
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                v.validate(m, &fetch).await;
+            }
+            eprintln!(
+                "{what}: {:?} per validation (keys cached)",
+                started.elapsed() / rounds
+            );
+        }
+    });
 }

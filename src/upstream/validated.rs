@@ -168,8 +168,11 @@ impl Fetch for UpstreamFetch<'_> {
                 .query(&q, self.servers)
                 .await
                 .map_err(|e| FetchError(format!("{name} {rtype}: {e}")))?;
-            Message::from_vec(&bytes)
-                .map_err(|e| FetchError(format!("{name} {rtype}: malformed answer from {server}: {e}")))
+            Message::from_vec(&bytes).map_err(|e| {
+                FetchError(format!(
+                    "{name} {rtype}: malformed answer from {server}: {e}"
+                ))
+            })
         })
     }
 }

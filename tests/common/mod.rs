@@ -53,5 +53,5 @@ pub use inspect::{
 };
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};
 pub use process::PicketProcess;
-pub use signed::TreeUpstream;
 pub use respond::{FORGED_V4, FORGED_V6};
+pub use signed::TreeUpstream;

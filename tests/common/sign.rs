@@ -135,7 +135,8 @@ impl ZoneKey {
                 next,
                 types.clone(),
             );
-            let record = Record::from_rdata(owner.clone(), 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
+            let record =
+                Record::from_rdata(owner.clone(), 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
             let sig = self.rrsig_line(&owner, RecordType::NSEC3, &[&record]);
             out.push(record);
             out.push(parse_line(&sig).expect("our RRSIG line parses"));

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, Metadata};
 use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::op::{Edns, Message, MessageType, Metadata};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::zone::Zones;
@@ -48,7 +48,11 @@ impl TreeUpstream {
                     .iter()
                     .find(|(z, _)| Name::from_ascii(z).unwrap() == apex)
                     .map(|(_, chain)| chain.clone());
-                Served { apex, zone, nsec3: chain }
+                Served {
+                    apex,
+                    zone,
+                    nsec3: chain,
+                }
             })
             .collect();
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the tree upstream");
@@ -142,11 +146,16 @@ fn answer(tree: &[Served], query: &Message) -> Option<Vec<u8>> {
             break;
         };
         let mut part = zone.zone.answer_dnssec(&name, qtype, dnssec_ok);
-        let negative = part.authorities.iter().any(|r| r.record_type() == RecordType::SOA);
+        let negative = part
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::SOA);
         if let (Some(chain), true, true) = (&zone.nsec3, negative, dnssec_ok) {
             part.authorities.retain(|r| match &r.data {
                 RData::DNSSEC(DNSSECRData::NSEC(_)) => false,
-                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered != RecordType::NSEC,
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => {
+                    sig.input().type_covered != RecordType::NSEC
+                }
                 _ => true,
             });
             part.authorities.extend(chain.iter().cloned());
@@ -161,7 +170,9 @@ fn answer(tree: &[Served], query: &Message) -> Option<Vec<u8>> {
                 .iter()
                 .any(|r| r.name == *t && r.record_type() != RecordType::CNAME)
                 || part.answers.iter().any(|r| {
-                    r.name == *t && r.record_type() == RecordType::CNAME && qtype == RecordType::CNAME
+                    r.name == *t
+                        && r.record_type() == RecordType::CNAME
+                        && qtype == RecordType::CNAME
                 })
         };
         response.answers.extend(part.answers.iter().cloned());

@@ -18,8 +18,7 @@ use super::servers::choose;
 use super::Engine;
 use crate::config::limits::{
     RECURSION_EDNS_PAYLOAD, RECURSION_GLUELESS_NS_FOLLOWED, RECURSION_GLUELESS_PARALLEL,
-    RECURSION_MAX_DELEGATION_TTL,
-    RECURSION_QNAME_MIN_STEPS,
+    RECURSION_MAX_DELEGATION_TTL, RECURSION_QNAME_MIN_STEPS,
 };
 use crate::upstream::UpstreamError;
 

@@ -10,7 +10,6 @@ use crate::config::limits::{
     RECURSION_UNKNOWN_RTT,
 };
 
-
 /// One server address's record.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ServerFacts {

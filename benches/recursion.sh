@@ -7,8 +7,9 @@
 #   bench.test on 127.0.0.12:53 (NSD, wildcard: every name exists)
 #
 # Every query is a new name under bench.test, so each one is a miss for the
-# resolver and costs it a QNAME-minimisation NS probe and the A query at the
-# leaf (the root and TLD delegations stay cached). NSD's response rate
+# resolver and costs it at least the A query at the leaf (the root and TLD
+# delegations stay cached; the name is one label below the known zone, so
+# QNAME minimisation has nothing to hide). NSD's response rate
 # limiting is off (rrl-ratelimit: 0), or it throttles exactly those probes.
 #
 # Needs root (port 53), nsd, unbound, dnsperf (Debian: nsd unbound dnsperf)

@@ -691,8 +691,9 @@ fn register_recursor_probes(metrics: &Metrics, read: &SharedReader) {
         read.counter(|s| stat(s, |r| &r.sent)),
     );
     type Read = fn(&Shared) -> u64;
-    let events: [(&str, Read); 4] = [
+    let events: [(&str, Read); 5] = [
         ("over_budget", |s| stat(s, |r| &r.over_budget)),
+        ("tcp_retry", |s| stat(s, |r| &r.tcp)),
         ("held_down", |s| stat(s, |r| &r.held_down)),
         ("failure_cache_hit", |s| stat(s, |r| &r.failure_cache_hits)),
         ("scrubbed", |s| stat(s, |r| &r.scrubbed)),

@@ -592,6 +592,7 @@ impl ServeArgs {
             threads,
             case_randomization: r.case_randomization,
             dnssec: self.dnssec.dnssec.into(),
+            negative_anchors: self.dnssec.negative_trust_anchor.clone(),
             ..RecursorSettings::default()
         };
         if let Some(path) = &r.root_hints {

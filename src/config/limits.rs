@@ -103,33 +103,34 @@ pub struct Limits {
     /// `max-clients-per-query` 100; Unbound bounds only its whole mesh.
     pub max_followers_per_fetch: usize,
     /// Recursive mode: the deepest a resolution may go, counting each zone
-    /// cut descended (one QNAME-minimisation step each), each glueless
-    /// nameserver name chased and each CNAME followed. Passed to hickory's
-    /// recursor as `ns_recursion_limit` and `recursion_limit`, whose default
-    /// it is (24); Unbound stops a run-away descent at `MAX_REFERRAL_COUNT`
-    /// 130 referrals, Knot at `KR_ITER_LIMIT` 100 iterations. Over it: SERVFAIL.
+    /// cut descended (one QNAME-minimisation step each), plus one per
+    /// glueless nameserver name chased and per CNAME followed across zones.
+    /// 24, hickory's recursor default `recursion_limit`; Unbound stops a
+    /// run-away descent at `MAX_REFERRAL_COUNT` 130 referrals, Knot at `KR_ITER_LIMIT` 100 iterations. Over it: SERVFAIL.
     pub recursion_max_depth: u8,
     /// Recursive mode: most CNAME (or DNAME-synthesised CNAME) records one
     /// answer may chain through. Unbound `max-query-restarts` 11, Knot
-    /// `KR_CNAME_CHAIN_LIMIT` 13. hickory's own bound is its depth limit plus
-    /// a fixed 64 CNAME lookups, and a chain delivered in one response is not
-    /// counted at all, so Picket checks every answer. Over it: SERVFAIL.
+    /// `KR_CNAME_CHAIN_LIMIT` 13. Links delivered in one response count as
+    /// much as links fetched one by one. Over it: SERVFAIL.
     pub recursion_max_cname_chain: usize,
     /// Recursive mode: upstream queries one client query may cause, DNSSEC
     /// key and DS fetches included (NXNSAttack, CVE-2020-12662). PowerDNS
     /// `max-qperq` 50 (the NXNS patch); Unbound `max-sent-count` 32 per
-    /// query state and `max-global-quota` 200 in all. hickory counts 200 per
-    /// resolution but starts afresh for each DNSSEC fetch, so Picket counts
-    /// every query it sends on the client's behalf. Over it: SERVFAIL.
+    /// query state and `max-global-quota` 200 in all. Every query sent on
+    /// the client's behalf counts: glueless nameserver lookups, TCP retries
+    /// and DNSSEC key fetches too. Over it: SERVFAIL.
     pub recursion_max_queries: usize,
     /// Recursive mode: how long one client query may take in all before it
     /// gets SERVFAIL (EDE 22). PowerDNS `max-total-msec` 7000, Knot
     /// `KR_RESOLVE_TIME_LIMIT` 10 s; shorter here because stub resolvers
     /// give up after 5 s (glibc) and retry.
     pub recursion_timeout: Duration,
-    /// Recursive mode: how long to wait for one authoritative server before
-    /// trying the next (hickory waits 5 s). Unbound starts at 376 ms and
-    /// backs off; BIND at 800 ms.
+    /// Recursive mode: the longest wait for one authoritative server before
+    /// trying the next, and the wait for a server never measured. Once a
+    /// server has answered, its wait is its RTO (RFC 6298: smoothed RTT plus
+    /// four deviations, at least [`RECURSION_MIN_ATTEMPT_TIMEOUT`]), capped
+    /// by this. hickory waits 5 s; Unbound starts at 376 ms and backs off to
+    /// 120 s; BIND at 800 ms.
     pub recursion_attempt_timeout: Duration,
     /// Recursive mode: a failed resolution (SERVFAIL, timeout, lame, bogus)
     /// is answered from a failure cache for this long first, doubling on each
@@ -156,16 +157,14 @@ pub struct Limits {
     /// (KeyTrap's colliding key tags). hickory keeps 2 per tag when it uses
     /// keys but none when it validates the DNSKEY RRset itself.
     pub recursion_max_keys_per_tag: usize,
-    /// Recursive mode: entries in each of hickory's own caches: the response
-    /// cache of every recursor (delegation queries, nameserver addresses,
-    /// DNSKEY/DS sets, intermediate answers) and, per validating recursor,
-    /// its validated-answer and validation caches. They count entries, not
-    /// bytes, and sit outside `--cache-size`: a report of 735 MB RSS with a
-    /// 256 MiB budget and 16,384 entries each (3 message caches) puts an
-    /// entry at ~10 KB under load, so 2,048 bounds them at ~20 MB per cache:
-    /// ~60 MB with validation (plain + root validator), ~40 MB more per
-    /// further trust-anchor zone. Final answers live in Picket's cache, so a
-    /// smaller bound costs only repeated delegation and key queries.
+    /// Recursive mode: entries of the iterator's infrastructure cache, shared
+    /// by every worker: delegations (zone → nameserver names and addresses),
+    /// nameserver-name addresses, per-server facts (RTT, timeouts, hold-down)
+    /// and lame (server, zone) pairs, each bounded by this many entries. An
+    /// entry is a few hundred bytes (a delegation with a handful of names
+    /// and addresses), so the default bounds it at ~10 MB in all, outside
+    /// `--cache-size`. Unbound's `infra-cache-numhosts` 10,000 hosts plus a
+    /// 4 MB `rrset-cache` share for delegations.
     pub recursion_infra_cache_entries: u64,
     /// Open DoH connections, all workers together; at the cap the least
     /// productive is shed, as for TCP. Same default as `tcp_max_connections`
@@ -344,16 +343,71 @@ pub const TOP_WINDOW: Duration = Duration::from_secs(600);
 /// Windows of [`TOP_WINDOW`] merged into a top-N list (an hour).
 pub const TOP_WINDOWS: usize = 6;
 
-/// Recursive mode: nameserver pools (one per zone cut) and connections
-/// hickory's recursor keeps per recursor (its `ns_cache_size`; its default).
-pub const RECURSION_NS_POOLS: usize = 1_024;
-
-/// Glueless nameserver names hickory's recursor chases per delegation (its
-/// `MAX_GLUELESS_FOLLOW`, not configurable): a referral to 100 address-less
-/// nameservers costs at most 5 name resolutions (NXNSAttack). PowerDNS
-/// `max-ns-address-qperq` 10, Unbound `MAX_TARGET_NX` 5. Tested in
+/// Glueless nameserver names the iterator chases per delegation, always the
+/// first ones in the referral's order, so a referral to 100 address-less
+/// nameservers costs at most 5 name resolutions however often it is met
+/// (NXNSAttack, CVE-2020-12662). hickory's recursor `MAX_GLUELESS_FOLLOW`,
+/// Unbound `MAX_TARGET_NX` 5; PowerDNS `max-ns-address-qperq` 10. Tested in
 /// `tests/recursion.rs`; [`Limits::recursion_max_queries`] caps the total.
 pub const RECURSION_GLUELESS_NS_FOLLOWED: usize = 5;
+
+/// Glueless nameserver names resolved at once for one delegation: two
+/// gives a second chance when the first name is slow or dead, without
+/// spending the query budget on names that are not needed. Unbound
+/// fetches targets one by one (`target-fetch-policy` "3 2 1 0 0").
+pub const RECURSION_GLUELESS_PARALLEL: usize = 2;
+
+/// QNAME-minimisation steps (RFC 9156) one resolution takes below a zone cut
+/// before it sends the full name: a name with many labels under one zone
+/// would otherwise cost one query per label. Unbound's `MAX_MINIMISE_COUNT`
+/// 10; RFC 9156 §2.3 suggests 10 as `MAX_MINIMISE_COUNT` too.
+pub const RECURSION_QNAME_MIN_STEPS: usize = 10;
+
+/// Servers whose smoothed RTT is within this of the best one's are chosen
+/// among at random, so a server that got faster is found again (exploration);
+/// slower ones are asked only when the others fail. Unbound's `RTT_BAND` 400 ms.
+pub const RECURSION_RTT_BAND: Duration = Duration::from_millis(400);
+
+/// RTT assumed for a server never asked: Unbound's `UNKNOWN_SERVER_NICENESS`
+/// 376 ms, so a new server is within the band of a known fast one and gets
+/// tried, but not before one known to answer in under 0 ms.
+pub const RECURSION_UNKNOWN_RTT: Duration = Duration::from_millis(376);
+
+/// Least per-attempt timeout however fast a server has been (RFC 6298 §2.4
+/// rounds the RTO up to 1 s for TCP; DNS over UDP on a LAN is far faster, and
+/// Unbound's `RTT_MIN_TIMEOUT` is 50 ms).
+pub const RECURSION_MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// How long a server that answered a zone's question lamely (REFUSED,
+/// SERVFAIL, an upward referral) is not asked about that zone again.
+/// Unbound's `infra-lame-ttl` 900 s; shorter here, since a misconfigured
+/// server is often fixed within minutes of being noticed.
+pub const RECURSION_LAME_TTL: Duration = Duration::from_secs(300);
+
+/// Longest a delegation (NS set and addresses) is kept, whatever its TTL:
+/// Unbound's `cache-max-ttl` 1 day; RFC 8767 §4 suggests capping TTLs at 7 days.
+pub const RECURSION_MAX_DELEGATION_TTL: Duration = Duration::from_secs(86_400);
+
+/// Facts about servers (RTT, timeouts, hold-downs) are forgotten after this
+/// long unused, so a server is measured again: Unbound's `infra-host-ttl` 900 s.
+pub const RECURSION_SERVER_FACTS_TTL: Duration = Duration::from_secs(900);
+
+/// First hold-down of an authoritative server that keeps timing out; it
+/// doubles with each hold-down in a row up to `recursion_failure_ttl_max`.
+/// RFC 9520 §3.1 asks for a backoff; Unbound probes a timed-out host again
+/// after a few seconds too (its `infra-host-ttl` keeps the record 900 s).
+pub const RECURSION_HOLDDOWN_BASE: Duration = Duration::from_secs(5);
+
+/// EDNS payload the iterator advertises to authoritative servers: DNS Flag
+/// Day 2020's 1232 bytes, which avoids IP fragmentation on nearly every
+/// path (fragments are what off-path forgers inject into); larger answers
+/// come with TC=1 and are fetched over TCP.
+pub const RECURSION_EDNS_PAYLOAD: u16 = 1232;
+
+/// Questions the recursion failure cache (RFC 9520) holds at most; past it
+/// the expired ones go first, then everything (losing it costs only
+/// upstream queries). At ~100 bytes an entry, ~6.5 MB at most.
+pub const RECURSION_MAX_FAILURES: usize = 65_536;
 
 /// Longest UDP query read: a datagram past it is malformed, counted and
 /// answered FORMERR (header only) or dropped, never served from its first
@@ -436,7 +490,7 @@ impl Default for Limits {
             recursion_server_timeouts: 2,
             recursion_max_rrsigs_per_rrset: 8,
             recursion_max_keys_per_tag: 2,
-            recursion_infra_cache_entries: 2_048,
+            recursion_infra_cache_entries: 10_000,
             doh_max_connections: 1024,
             dot_max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(5),

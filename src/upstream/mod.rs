@@ -4,6 +4,7 @@
 
 pub mod coalesce;
 pub mod forward;
+pub mod iterate;
 pub mod recursor;
 pub mod spec;
 pub mod transport;

@@ -69,8 +69,7 @@ impl Authority {
     }
 
     /// Like [`Authority::start`] but on a fixed address, e.g. `127.0.0.10:53`
-    /// for a fake root (hickory's recursor only speaks to port 53, which needs
-    /// root). Panics if the address is taken.
+    /// (port 53 needs root). Panics if the address is taken.
     pub fn start_on(addr: SocketAddr, zone: &str) -> Authority {
         let udp = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind UDP {addr}: {e}"));
         let tcp = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind TCP {addr}: {e}"));

@@ -1,6 +1,6 @@
 //! Zone data for the test [`Authority`](super::Authority): a small master-file
 //! subset and the lookup rules of an authoritative server (RFC 1034 §4.3.2,
-//! without wildcards). Pre-signed zones (RRSIG, NSEC, DNSKEY, DS lines, e.g.
+//! wildcards as RFC 4592 §3.3.1 without NSEC proofs for them). Pre-signed zones (RRSIG, NSEC, DNSKEY, DS lines, e.g.
 //! from `ldns-signzone`) are served as a DNSSEC-aware server would for DO=1
 //! queries (RFC 4035 §3.1): RRSIGs with each RRset, DS or an NSEC proving
 //! its absence with referrals, NSEC proofs with negative answers.
@@ -240,6 +240,34 @@ impl Zones {
         if self.delegation(name, qtype, &soa.name).is_some() {
             return None; // the target lives in a child zone: the resolver chases it
         }
+        let wildcard;
+        let name = if self.exists(name) {
+            name
+        } else if let Some(source) = self.wildcard_for(name, &soa.name) {
+            // RFC 4592: the records of `*.<closest encloser>`, owned by `name`.
+            wildcard = source;
+            let synthesised: Vec<Record> = self
+                .records
+                .iter()
+                .filter(|r| r.name == wildcard)
+                .filter(|r| {
+                    qtype == RecordType::ANY
+                        || r.record_type() == qtype
+                        || r.record_type() == RecordType::CNAME
+                })
+                .map(|r| owned_as(r, name))
+                .collect();
+            if synthesised.is_empty() {
+                answer.authorities.push(negative_soa(soa));
+                return None;
+            }
+            let target = synthesised.iter().find_map(cname_target);
+            let direct = synthesised.iter().any(|r| r.record_type() == qtype);
+            answer.answers.extend(synthesised);
+            return if direct { None } else { target };
+        } else {
+            name
+        };
         if !self.exists(name) {
             answer.rcode = ResponseCode::NXDomain; // RFC 6604: rcode of the last name
             answer.authorities.push(negative_soa(soa));
@@ -270,6 +298,27 @@ impl Zones {
             .iter()
             .filter(|r| r.record_type() == RecordType::SOA && r.name.zone_of(name))
             .max_by_key(|r| r.name.num_labels())
+    }
+
+    /// The wildcard `*.<closest encloser>` that covers a `name` that does
+    /// not exist, if the zone at `apex` has one (RFC 4592 §3.3.1).
+    fn wildcard_for(&self, name: &Name, apex: &Name) -> Option<Name> {
+        let mut encloser = name.base_name();
+        while apex.zone_of(&encloser) {
+            if self.exists(&encloser) {
+                let wildcard = encloser.prepend_label("*").ok()?;
+                return self
+                    .records
+                    .iter()
+                    .any(|r| r.name == wildcard)
+                    .then_some(wildcard);
+            }
+            if encloser.is_root() {
+                break;
+            }
+            encloser = encloser.base_name();
+        }
+        None
     }
 
     /// A name exists if it owns records or is an empty non-terminal.

@@ -1,0 +1,268 @@
+//! The client's answer, put together from the authoritative responses:
+//! the CNAME chain in chain order across zones, then the data asked for or
+//! the negative answer (rcode and SOA of the last name's zone).
+
+use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use super::resolve::Reply;
+use crate::config::Limits;
+use crate::upstream::UpstreamError;
+
+/// The client's question, owned by the resolution task.
+pub(crate) struct Question {
+    pub(crate) name: Name,
+    pub(crate) qtype: RecordType,
+    pub(crate) dnssec_ok: bool,
+    pub(crate) cd: bool,
+}
+
+/// One CNAME of the chain: the record (and its RRSIGs for DO clients) and
+/// the name it points to.
+pub(crate) struct Link {
+    target: Name,
+    records: Vec<Record>,
+}
+
+/// What one zone's response gave: the CNAME links within its bailiwick in
+/// chain order, and how the last name ended (`None`: the chain leaves the
+/// zone, and goes on from the last target).
+pub(crate) struct Stretch {
+    links: Vec<Link>,
+    end: Option<Ending>,
+}
+
+/// The end of the chain: the RRset asked for, or the rcode and the final
+/// zone's SOA with NSEC proofs for DO clients (RFC 2308; RFC 6604: after a
+/// CNAME the rcode is the last name's).
+pub(crate) struct Ending {
+    rcode: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+}
+
+impl Stretch {
+    /// Walks the chain in `reply` from `name` (each CNAME's owner the
+    /// previous target, whatever order the records came in) while it stays
+    /// in the zone that answered: a record about a name outside it is not
+    /// that zone's to give (bailiwick), so the chain goes on from there with
+    /// a new iteration.
+    pub(crate) fn from_reply(reply: &Reply, name: &Name, q: &Question) -> Stretch {
+        let message = &reply.message;
+        let mut links: Vec<Link> = Vec::new();
+        let mut owner = name.clone();
+        if !matches!(q.qtype, RecordType::CNAME | RecordType::ANY) {
+            while let Some(link) = link_at(message, &owner, q.dnssec_ok) {
+                let looped = *name == link.target || links.iter().any(|l| l.target == link.target);
+                owner = link.target.clone();
+                links.push(link);
+                if looped {
+                    break;
+                }
+                if !reply.zone.zone_of(&owner) {
+                    return Stretch { links, end: None };
+                }
+            }
+        }
+        let end = ending_at(message, &reply.zone, &owner, q, !links.is_empty());
+        Stretch { links, end }
+    }
+}
+
+/// The CNAME owned by `owner`, with its RRSIGs for a DO client.
+fn link_at(message: &Message, owner: &Name, dnssec_ok: bool) -> Option<Link> {
+    let (record, target) = message.answers.iter().find_map(|r| match &r.data {
+        RData::CNAME(target) if r.name == *owner => Some((r, target.0.clone())),
+        _ => None,
+    })?;
+    let mut records = vec![record.clone()];
+    records.extend(signatures(message, owner, RecordType::CNAME, dnssec_ok));
+    Some(Link { target, records })
+}
+
+/// RRSIGs over `owner`'s `covered` RRset, none unless the client set DO.
+fn signatures(
+    message: &Message,
+    owner: &Name,
+    covered: RecordType,
+    dnssec_ok: bool,
+) -> Vec<Record> {
+    if !dnssec_ok {
+        return Vec::new();
+    }
+    message
+        .answers
+        .iter()
+        .filter(|r| r.name == *owner)
+        .filter(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered == covered,
+            _ => false,
+        })
+        .cloned()
+        .collect()
+}
+
+/// How the chain ends at `owner`: its records of the asked type (each once,
+/// then their RRSIGs), or a negative answer with the SOA. `None` when the
+/// chain reached `owner` through CNAMEs and the response says nothing
+/// about it (a cut below the zone): it is asked on its own.
+fn ending_at(
+    message: &Message,
+    zone: &Name,
+    owner: &Name,
+    q: &Question,
+    after_cname: bool,
+) -> Option<Ending> {
+    let wanted = |t: RecordType| {
+        t == q.qtype || (q.qtype == RecordType::ANY && !t.is_dnssec() && t != RecordType::OPT)
+    };
+    let mut answers: Vec<Record> = Vec::new();
+    for record in message.answers.iter().filter(|r| r.name == *owner) {
+        if wanted(record.record_type()) && !answers.contains(record) {
+            answers.push(record.clone());
+        }
+    }
+    let mut types: Vec<RecordType> = answers.iter().map(Record::record_type).collect();
+    types.dedup();
+    for covered in types {
+        answers.extend(signatures(message, owner, covered, q.dnssec_ok));
+    }
+    if !answers.is_empty() {
+        return Some(Ending {
+            rcode: ResponseCode::NoError,
+            answers,
+            authorities: Vec::new(),
+        });
+    }
+    let soa_covers = message.authorities.iter().any(|r| {
+        r.record_type() == RecordType::SOA && r.name.zone_of(owner) && zone.zone_of(&r.name)
+    });
+    if after_cname && !soa_covers {
+        return None;
+    }
+    let rcode = match message.metadata.response_code {
+        ResponseCode::NXDomain => ResponseCode::NXDomain,
+        _ => ResponseCode::NoError,
+    };
+    let authorities = message
+        .authorities
+        .iter()
+        .filter(|r| match r.record_type() {
+            RecordType::SOA => true,
+            RecordType::NSEC | RecordType::NSEC3 | RecordType::RRSIG => q.dnssec_ok,
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    Some(Ending {
+        rcode,
+        answers: Vec::new(),
+        authorities,
+    })
+}
+
+/// The answer as it is put together, stretch by stretch.
+pub(crate) struct Assembled {
+    /// The names passed, the question's first.
+    chain: Vec<Name>,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    rcode: ResponseCode,
+}
+
+impl Assembled {
+    pub(crate) fn new(qname: &Name) -> Self {
+        Self {
+            chain: vec![qname.clone()],
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            rcode: ResponseCode::NoError,
+        }
+    }
+
+    pub(crate) fn last_name(&self) -> &Name {
+        self.chain
+            .last()
+            .expect("the chain starts with the question")
+    }
+
+    /// CNAMEs followed so far.
+    pub(crate) fn links(&self) -> usize {
+        self.chain.len() - 1
+    }
+
+    /// Adds `stretch`'s links, then its ending. True when the answer is
+    /// complete; false when the chain goes on from the last name.
+    pub(crate) fn extend(
+        &mut self,
+        stretch: Stretch,
+        limits: &Limits,
+    ) -> Result<bool, UpstreamError> {
+        for link in stretch.links {
+            self.push_link(link, limits)?;
+        }
+        let Some(end) = stretch.end else {
+            return Ok(false);
+        };
+        self.answers.extend(end.answers);
+        self.authorities = end.authorities;
+        self.rcode = end.rcode;
+        Ok(true)
+    }
+
+    fn push_link(&mut self, link: Link, limits: &Limits) -> Result<(), UpstreamError> {
+        if self.chain.contains(&link.target) {
+            let mut names: Vec<String> = self.chain.iter().map(ToString::to_string).collect();
+            names.push(link.target.to_string());
+            return Err(UpstreamError::Unusable(format!(
+                "CNAME loop: {}",
+                names.join(" → ")
+            )));
+        }
+        // The chain holds the question plus one name per link.
+        if self.chain.len() > limits.recursion_max_cname_chain {
+            return Err(UpstreamError::Resolution(format!(
+                "CNAME chain longer than {} (limit recursion_max_cname_chain)",
+                limits.recursion_max_cname_chain
+            )));
+        }
+        self.answers.extend(link.records);
+        self.chain.push(link.target);
+        Ok(())
+    }
+
+    /// Drops RRSIG, NSEC and NSEC3 records: a client without DO gets none
+    /// (RFC 4035 §3.2.1).
+    pub(crate) fn strip_dnssec(&mut self) {
+        let keep = |r: &Record| {
+            !matches!(
+                r.record_type(),
+                RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
+            )
+        };
+        self.answers.retain(keep);
+        self.authorities.retain(keep);
+    }
+
+    /// The response: QR=1, RA=1, the question as asked, AD when `secure`.
+    pub(crate) fn message(&self, q: &Question, secure: bool) -> Message {
+        let has_records = !self.answers.is_empty() || !self.authorities.is_empty();
+        let mut message = Message::response(0, OpCode::Query);
+        message.metadata.message_type = MessageType::Response;
+        message.metadata.recursion_desired = true;
+        message.metadata.recursion_available = true;
+        message.metadata.authentic_data = secure && has_records;
+        message.metadata.response_code = self.rcode;
+        message.add_query(Query::query(q.name.clone(), q.qtype));
+        message.add_answers(self.answers.iter().cloned());
+        message.add_authorities(self.authorities.iter().cloned());
+        message
+    }
+
+    pub(crate) fn into_wire(self, q: &Question, secure: bool) -> Result<Vec<u8>, UpstreamError> {
+        self.message(q, secure)
+            .to_vec()
+            .map_err(|e| UpstreamError::Resolution(format!("cannot encode the answer: {e}")))
+    }
+}

@@ -1,0 +1,90 @@
+//! The guards of one client query: how many upstream queries it may cause
+//! (NXNSAttack), and how deep its resolution may go.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::upstream::UpstreamError;
+
+/// Upstream queries one client query may still cause. Shared by the
+/// resolution of the name, its glueless nameservers, its CNAME targets and
+/// the validator's key fetches, so they all draw from one budget.
+pub(crate) struct Budget {
+    sent: AtomicUsize,
+    max: usize,
+    exceeded: AtomicBool,
+    max_depth: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(max: usize, max_depth: u8) -> Self {
+        Self {
+            sent: AtomicUsize::new(0),
+            max,
+            exceeded: AtomicBool::new(false),
+            max_depth: usize::from(max_depth),
+        }
+    }
+
+    /// Takes one query from the budget, or says the budget is spent.
+    pub(crate) fn charge(&self) -> Result<(), UpstreamError> {
+        let ok = self
+            .sent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        if ok {
+            Ok(())
+        } else {
+            self.exceeded.store(true, Ordering::Relaxed);
+            Err(self.spent())
+        }
+    }
+
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// The error a client gets when its budget ran out.
+    pub(crate) fn spent(&self) -> UpstreamError {
+        UpstreamError::Resolution(format!(
+            "more than {} upstream queries needed (limit recursion_max_queries)",
+            self.max
+        ))
+    }
+
+    /// Fails once `depth` (zone cuts descended, minimisation steps, glueless
+    /// names and CNAME restarts on this path) passes the limit.
+    pub(crate) fn check_depth(&self, depth: usize) -> Result<(), UpstreamError> {
+        if depth > self.max_depth {
+            Err(UpstreamError::Resolution(format!(
+                "recursion depth limit reached ({} steps; limit recursion_max_depth)",
+                self.max_depth
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_the_query_past_its_maximum() {
+        let budget = Budget::new(2, 24);
+        assert!(budget.charge().is_ok());
+        assert!(budget.charge().is_ok());
+        assert!(!budget.exceeded());
+        assert!(budget.charge().is_err());
+        assert!(budget.exceeded());
+    }
+
+    #[test]
+    fn depth_past_the_limit_fails() {
+        let budget = Budget::new(50, 3);
+        assert!(budget.check_depth(3).is_ok());
+        assert!(budget.check_depth(4).is_err());
+    }
+}

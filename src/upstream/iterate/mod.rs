@@ -1,0 +1,319 @@
+//! Picket's iterator: recursion from the root hints (`picket serve
+//! --recursive`), on hickory-proto messages.
+//!
+//! - [`resolve`]: the iteration from the closest known zone cut, QNAME
+//!   minimisation (RFC 9156, relaxed), server choice, glueless nameservers.
+//! - [`exchange`]: one query to one server (RFC 5452: a fresh port and ID;
+//!   0x20; EDNS; TCP after TC=1).
+//! - [`infra`]: the infrastructure cache all workers share (delegations,
+//!   nameserver addresses, server facts, lameness).
+//! - [`servers`]: smoothed RTT, adaptive timeouts, hold-down.
+//! - [`assemble`]: CNAME chains in order across zones, the final response.
+//! - [`budget`]: the per-client-query guards.
+//!
+//! Final answers, positive and negative (RFC 2308), go to Picket's one
+//! shared cache like forwarded ones; failures are cached here (RFC 9520),
+//! with exponential backoff. Resolution runs on its own runtime, so a slow
+//! resolution never stalls a listener thread serving cached answers.
+
+mod assemble;
+mod budget;
+mod exchange;
+mod infra;
+mod resolve;
+mod servers;
+mod validate;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::op::Message;
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::BinDecodable;
+use ipnet::IpNet;
+
+use self::assemble::{Assembled, Question, Stretch};
+use self::budget::Budget;
+use self::infra::Infra;
+use super::recursor::{failure_ttl, DnssecMode, RecursorSettings, RecursorStats};
+use super::{UpstreamError, UpstreamQuery};
+use crate::config::limits::RECURSION_MAX_FAILURES;
+use crate::config::Limits;
+use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
+
+/// The recursive resolver shared by all workers.
+pub struct Recursive {
+    runtime: Option<tokio::runtime::Runtime>,
+    engine: Arc<Engine>,
+}
+
+/// Everything a resolution reads, shared by all of them.
+pub(crate) struct Engine {
+    roots: Vec<IpAddr>,
+    ports: HashMap<IpAddr, u16>,
+    deny: Vec<IpNet>,
+    case_randomization: bool,
+    /// `--dnssec validate`: judges every answer of a CD=0 query.
+    validator: Option<Validator>,
+    limits: Limits,
+    infra: Infra,
+    stats: Arc<RecursorStats>,
+    failures: Mutex<HashMap<FailKey, Failure>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FailKey {
+    name: Vec<u8>,
+    qtype: u16,
+    cd: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    error: UpstreamError,
+    until: Instant,
+    strikes: u32,
+}
+
+impl Recursive {
+    /// Builds the iterator and its runtime. Nothing is sent until the first query.
+    pub fn new(settings: &RecursorSettings, limits: &Limits) -> Result<Self, String> {
+        if settings.root_hints.is_empty() {
+            return Err("no root hints: give --root-hints a file with A/AAAA records".into());
+        }
+        let validator = match settings.dnssec {
+            DnssecMode::Off => None,
+            DnssecMode::Validate => {
+                let anchors = match &settings.trust_anchor {
+                    Some(text) => TrustAnchors::parse(text)
+                        .map_err(|e| format!("bad trust anchor (--trust-anchor): {e}"))?,
+                    None => TrustAnchors::builtin_root(),
+                };
+                let validator_settings = ValidatorSettings {
+                    anchors,
+                    negative_anchors: settings.negative_anchors.clone(),
+                };
+                Some(Validator::new(validator_settings, limits))
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(settings.threads.max(1))
+            .thread_name("picket-recursor")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the recursion runtime: {e}"))?;
+        let engine = Engine {
+            roots: settings.root_hints.clone(),
+            ports: settings.nameserver_ports.clone(),
+            deny: settings.deny_servers.clone(),
+            case_randomization: settings.case_randomization,
+            validator,
+            limits: limits.clone(),
+            infra: Infra::new(limits.recursion_infra_cache_entries),
+            stats: Arc::new(RecursorStats::default()),
+            failures: Mutex::new(HashMap::new()),
+        };
+        Ok(Self {
+            runtime: Some(runtime),
+            engine: Arc::new(engine),
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &RecursorStats {
+        &self.engine.stats
+    }
+
+    /// Resolves `query` from the root down and returns a response's wire
+    /// bytes (QR=1, RA=1, the question as asked).
+    pub async fn resolve(&self, query: &UpstreamQuery<'_>) -> Result<Vec<u8>, UpstreamError> {
+        let key = FailKey {
+            name: query.name_wire.to_vec(),
+            qtype: query.qtype,
+            cd: query.cd,
+        };
+        if let Some(error) = self.engine.cached_failure(&key) {
+            self.engine
+                .stats
+                .failure_cache_hits
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(error);
+        }
+        let name = Name::from_bytes(query.name_wire).map_err(|_| UpstreamError::Malformed)?;
+        let question = Question {
+            name,
+            qtype: RecordType::from(query.qtype),
+            dnssec_ok: query.dnssec_ok,
+            cd: query.cd,
+        };
+        let engine = Arc::clone(&self.engine);
+        let runtime = self.runtime.as_ref().ok_or(UpstreamError::NoServers)?;
+        let result = runtime
+            .spawn(async move { engine.resolve(question).await })
+            .await
+            .unwrap_or_else(|e| Err(UpstreamError::Resolution(format!("recursion task: {e}"))));
+        match &result {
+            Ok(_) => self.engine.forget_failure(&key),
+            Err(error) => self.engine.remember_failure(key, error.clone()),
+        }
+        result
+    }
+}
+
+impl Drop for Recursive {
+    fn drop(&mut self) {
+        // May run inside a worker's runtime, where a blocking shutdown panics.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Engine {
+    async fn resolve(&self, q: Question) -> Result<Vec<u8>, UpstreamError> {
+        let budget = Budget::new(
+            self.limits.recursion_max_queries,
+            self.limits.recursion_max_depth,
+        );
+        let validator = self.validator.as_ref().filter(|_| !q.cd);
+        // The validator needs the RRSIGs and denial proofs, whoever asked.
+        let assembly = Question {
+            dnssec_ok: q.dnssec_ok || validator.is_some(),
+            name: q.name.clone(),
+            qtype: q.qtype,
+            cd: q.cd,
+        };
+        let work = async {
+            let mut assembled = self.assemble(&budget, &assembly).await?;
+            let secure = match validator {
+                Some(validator) => {
+                    let fetch = validate::Fetcher {
+                        engine: self,
+                        budget: &budget,
+                    };
+                    let response = assembled.message(&q, false);
+                    validate::verdict(validator.validate(&response, &fetch).await)?
+                }
+                None => false,
+            };
+            if !q.dnssec_ok {
+                assembled.strip_dnssec();
+            }
+            Ok::<_, UpstreamError>((assembled, secure))
+        };
+        let outcome = tokio::time::timeout(self.limits.recursion_timeout, work).await;
+        if budget.exceeded() {
+            self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
+            return Err(budget.spent());
+        }
+        let (assembled, secure) = outcome.map_err(|_| UpstreamError::Timeout)??;
+        assembled.into_wire(&q, secure)
+    }
+
+    /// Follows the question's CNAME chain to its end, one zone's response
+    /// at a time.
+    async fn assemble(&self, budget: &Budget, q: &Question) -> Result<Assembled, UpstreamError> {
+        let dnssec_ok = q.dnssec_ok;
+        let mut assembled = Assembled::new(&q.name);
+        loop {
+            let name = assembled.last_name().clone();
+            let reply = self
+                .iterate(budget, &name, q.qtype, assembled.links(), dnssec_ok)
+                .await?;
+            let stretch = Stretch::from_reply(&reply, &name, q);
+            if assembled.extend(stretch, &self.limits)? {
+                return Ok(assembled);
+            }
+        }
+    }
+
+    /// KeyTrap (CVE-2023-50387): at most `recursion_max_rrsigs_per_rrset`
+    /// RRSIGs per (owner, type covered) and `recursion_max_keys_per_tag`
+    /// DNSKEYs per (owner, key tag) are kept before anything is validated.
+    fn scrub(&self, mut message: Message) -> Message {
+        let max_sigs = self.limits.recursion_max_rrsigs_per_rrset;
+        let max_keys = self.limits.recursion_max_keys_per_tag;
+        let mut scrubbed = false;
+        for section in [
+            &mut message.answers,
+            &mut message.authorities,
+            &mut message.additionals,
+        ] {
+            if !section.iter().any(|r| r.record_type().is_dnssec()) {
+                continue;
+            }
+            let mut sigs: HashMap<(Name, RecordType), usize> = HashMap::new();
+            let mut keys: HashMap<(Name, u16), usize> = HashMap::new();
+            let before = section.len();
+            section.retain(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => {
+                    let n = sigs
+                        .entry((r.name.clone(), sig.input().type_covered))
+                        .or_default();
+                    *n += 1;
+                    *n <= max_sigs
+                }
+                RData::DNSSEC(DNSSECRData::DNSKEY(key)) => {
+                    let tag = key.calculate_key_tag().unwrap_or(0);
+                    let n = keys.entry((r.name.clone(), tag)).or_default();
+                    *n += 1;
+                    *n <= max_keys
+                }
+                _ => true,
+            });
+            scrubbed |= section.len() != before;
+        }
+        if scrubbed {
+            self.stats.scrubbed.fetch_add(1, Ordering::Relaxed);
+        }
+        message
+    }
+
+    fn cached_failure(&self, key: &FailKey) -> Option<UpstreamError> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures
+            .get(key)
+            .filter(|f| f.until > Instant::now())
+            .map(|f| f.error.clone())
+    }
+
+    fn forget_failure(&self, key: &FailKey) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(key);
+    }
+
+    /// RFC 9520 §3.2: cache the failure, backing off exponentially while the
+    /// same question keeps failing.
+    fn remember_failure(&self, key: FailKey, error: UpstreamError) {
+        if matches!(error, UpstreamError::Overloaded) {
+            return; // our own load, not the question's fault
+        }
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= RECURSION_MAX_FAILURES {
+            failures.retain(|_, f| f.until > now);
+            if failures.len() >= RECURSION_MAX_FAILURES {
+                failures.clear();
+            }
+        }
+        // Failing again within one more hold time of the last one counts as
+        // consecutive: the hold time doubles.
+        let strikes = failures
+            .get(&key)
+            .filter(|f| now < f.until + failure_ttl(&self.limits, f.strikes))
+            .map_or(0, |f| f.strikes.saturating_add(1));
+        let until = now + failure_ttl(&self.limits, strikes);
+        failures.insert(
+            key,
+            Failure {
+                error,
+                until,
+                strikes,
+            },
+        );
+    }
+}

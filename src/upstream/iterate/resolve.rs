@@ -1,0 +1,475 @@
+//! The iteration: from the closest known zone cut down to the servers that
+//! answer for a name, one referral at a time, with QNAME minimisation.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, StreamExt};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use super::budget::Budget;
+use super::exchange::{exchange, refuses_edns, ExchangeError, How};
+use super::infra::Delegation;
+use super::servers::choose;
+use super::Engine;
+use crate::config::limits::{
+    RECURSION_EDNS_PAYLOAD, RECURSION_GLUELESS_NS_FOLLOWED, RECURSION_GLUELESS_PARALLEL,
+    RECURSION_MAX_DELEGATION_TTL, RECURSION_QNAME_MIN_STEPS,
+};
+use crate::upstream::UpstreamError;
+
+/// The authoritative response for one name, and the zone whose servers
+/// gave it: the bailiwick its records are trusted within.
+pub(crate) struct Reply {
+    pub(crate) zone: Name,
+    pub(crate) message: Message,
+}
+
+/// What a response is to the iteration.
+enum Kind {
+    /// A zone cut below the zone asked: go there.
+    Referral(Delegation),
+    /// Data, a CNAME, NODATA or NXDOMAIN from the zone's servers.
+    Final,
+}
+
+impl Engine {
+    /// Where the iteration starts without any delegation known: the hints.
+    fn root(&self) -> Arc<Delegation> {
+        Arc::new(Delegation {
+            zone: Name::root(),
+            names: Vec::new(),
+            addrs: self.roots.clone(),
+            expires: Instant::now() + RECURSION_MAX_DELEGATION_TTL,
+        })
+    }
+
+    fn socket(&self, ip: IpAddr) -> SocketAddr {
+        SocketAddr::new(ip, self.ports.get(&ip).copied().unwrap_or(53))
+    }
+
+    fn allowed(&self, ip: &IpAddr) -> bool {
+        !self.deny.iter().any(|net| net.contains(ip))
+    }
+
+    /// Resolves `name`/`qtype` down to the zone that answers it and returns
+    /// that zone's response. `depth` counts the steps already taken on the
+    /// path here (CNAMEs, glueless lookups).
+    pub(crate) fn iterate<'a>(
+        &'a self,
+        budget: &'a Budget,
+        name: &'a Name,
+        qtype: RecordType,
+        depth: usize,
+        dnssec_ok: bool,
+    ) -> BoxFuture<'a, Result<Reply, UpstreamError>> {
+        Box::pin(self.iterate_from(budget, name, qtype, depth, dnssec_ok))
+    }
+
+    async fn iterate_from(
+        &self,
+        budget: &Budget,
+        name: &Name,
+        qtype: RecordType,
+        mut depth: usize,
+        dnssec_ok: bool,
+    ) -> Result<Reply, UpstreamError> {
+        // RFC 4035 §4.2: a DS RRset lives on the parent side of the cut, so
+        // the iteration stops above the name's own zone.
+        let below = if qtype == RecordType::DS && !name.is_root() {
+            name.base_name()
+        } else {
+            name.clone()
+        };
+        let mut zone = self
+            .infra
+            .closest(&below, Instant::now())
+            .unwrap_or_else(|| self.root());
+        let labels = usize::from(name.num_labels());
+        let mut known = usize::from(zone.zone.num_labels());
+        let mut minimise = true;
+        let mut steps = 0;
+        loop {
+            budget.check_depth(depth)?;
+            // RFC 9156: one more label than the zone has, asked as A (the
+            // type that passes middleboxes and broken servers best, §2.1),
+            // until the full name; relaxed: the full name after an error.
+            let next = known.max(usize::from(zone.zone.num_labels())) + 1;
+            let minimised = minimise && next < labels && steps < RECURSION_QNAME_MIN_STEPS;
+            let (ask, ask_type) = if minimised {
+                (name.trim_to(next), RecordType::A)
+            } else {
+                (name.clone(), qtype)
+            };
+            let asked = self
+                .ask(budget, &zone, &ask, ask_type, depth, dnssec_ok, minimised)
+                .await;
+            let (message, kind) = match asked {
+                // Relaxed mode (RFC 9156 §2.3): a zone whose servers choke on
+                // the minimised question gets the full one.
+                Err(UpstreamError::Resolution(_)) if minimised && !budget.exceeded() => {
+                    minimise = false;
+                    continue;
+                }
+                other => other?,
+            };
+            depth += 1;
+            match kind {
+                Kind::Referral(child) if !(qtype == RecordType::DS && child.zone == *name) => {
+                    let child = Arc::new(child);
+                    self.infra.learn((*child).clone());
+                    known = known.max(usize::from(child.zone.num_labels()));
+                    zone = child;
+                }
+                Kind::Final | Kind::Referral(_) if minimised => {
+                    if message.metadata.response_code == ResponseCode::NXDomain {
+                        // RFC 8020 would end here; relaxed mode (RFC 9156
+                        // §2.3) asks the full name, as some servers answer
+                        // NXDOMAIN for empty non-terminals.
+                        minimise = false;
+                    } else {
+                        known = next;
+                        steps += 1;
+                    }
+                }
+                Kind::Final | Kind::Referral(_) => {
+                    return Ok(Reply {
+                        zone: zone.zone.clone(),
+                        message,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Every address of `zone`'s servers known now: glue, and addresses
+    /// found for its nameserver names.
+    fn addresses(&self, zone: &Delegation, now: Instant) -> Vec<IpAddr> {
+        let mut addrs = zone.addrs.clone();
+        for name in &zone.names {
+            if let Some(host) = self.infra.host(name, now) {
+                addrs.extend(host.addrs.iter().copied());
+            }
+        }
+        addrs.sort();
+        addrs.dedup();
+        let root = zone.zone.is_root();
+        addrs.retain(|ip| (root && self.roots.contains(ip)) || self.allowed(ip));
+        addrs
+    }
+
+    /// Asks `zone`'s servers, best first, until one answers usably. A
+    /// server that answers a `minimised` question badly is not marked lame:
+    /// it may still answer the full one.
+    #[allow(clippy::too_many_arguments)]
+    async fn ask(
+        &self,
+        budget: &Budget,
+        zone: &Delegation,
+        name: &Name,
+        qtype: RecordType,
+        depth: usize,
+        dnssec_ok: bool,
+        minimised: bool,
+    ) -> Result<(Message, Kind), UpstreamError> {
+        let mut addrs = self.addresses(zone, Instant::now());
+        let mut tried: Vec<IpAddr> = Vec::new();
+        let mut chased = false;
+        let (mut lame, mut timeouts, mut unreachable) = (0, 0, 0);
+        loop {
+            let now = Instant::now();
+            let mut held = 0;
+            let candidates: Vec<(IpAddr, Duration)> = addrs
+                .iter()
+                .filter(|ip| !tried.contains(ip) && !self.infra.is_lame(**ip, &zone.zone))
+                .filter_map(|ip| {
+                    let facts = self.infra.peek(*ip);
+                    if facts.held_down(now) {
+                        held += 1;
+                        None
+                    } else {
+                        Some((*ip, facts.rank()))
+                    }
+                })
+                .collect();
+            let Some(ip) = choose(&candidates) else {
+                if !chased {
+                    chased = true;
+                    let more = self.chase_glueless(budget, zone, depth).await;
+                    if !more.is_empty() {
+                        addrs.extend(more);
+                        continue;
+                    }
+                }
+                if held > 0 {
+                    self.stats.held_down.fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(UpstreamError::Resolution(format!(
+                    "no server of zone {} answered usably ({} addresses: {lame} lame, \
+                     {timeouts} timed out, {held} held down after timeouts, \
+                     {unreachable} unreachable)",
+                    zone.zone,
+                    addrs.len()
+                )));
+            };
+            tried.push(ip);
+            budget.charge()?;
+            let facts = self.infra.peek(ip);
+            let how = How {
+                edns: !facts.no_edns,
+                dnssec_ok,
+                randomize_case: self.case_randomization && !facts.no_case,
+                payload: RECURSION_EDNS_PAYLOAD,
+                timeout: facts.timeout(self.limits.recursion_attempt_timeout),
+            };
+            self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            match exchange(self.socket(ip), name, qtype, how).await {
+                Ok(done) if how.edns && refuses_edns(&done.message) => {
+                    self.infra.server(ip, |f| f.no_edns = true);
+                    tried.pop();
+                }
+                Ok(done) => {
+                    if done.over_tcp {
+                        self.stats.tcp.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.infra.server(ip, |f| f.answered(done.rtt));
+                    let message = self.scrub(done.message);
+                    match classify(&message, &zone.zone, name) {
+                        Some(kind) => return Ok((message, kind)),
+                        None => {
+                            if !minimised
+                                && message.metadata.response_code != ResponseCode::ServFail
+                            {
+                                self.infra.mark_lame(ip, &zone.zone);
+                            }
+                            lame += 1;
+                        }
+                    }
+                }
+                Err(ExchangeError::OtherCase) => {
+                    self.infra.server(ip, |f| f.no_case = true);
+                    tried.pop();
+                }
+                // An unreachable address (no IPv6 route, ICMP refused) is
+                // counted like a timeout: held down after a few, it stops
+                // costing every resolution an attempt from its budget.
+                Err(error @ (ExchangeError::Timeout | ExchangeError::Network)) => {
+                    let limits = &self.limits;
+                    self.infra.server(ip, |f| {
+                        f.timed_out(
+                            how.timeout,
+                            limits.recursion_server_timeouts,
+                            limits.recursion_failure_ttl_max,
+                            Instant::now(),
+                        )
+                    });
+                    match error {
+                        ExchangeError::Timeout => timeouts += 1,
+                        _ => unreachable += 1,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finds addresses for `zone`'s nameserver names that came without glue:
+    /// the first [`RECURSION_GLUELESS_NS_FOLLOWED`] names outside the zone
+    /// (in-zone names without glue cannot be resolved), a few at a time,
+    /// stopping at the first that has addresses. Results, failures too, go to
+    /// the infrastructure cache, so the next query does not chase them again.
+    async fn chase_glueless(
+        &self,
+        budget: &Budget,
+        zone: &Delegation,
+        depth: usize,
+    ) -> Vec<IpAddr> {
+        let now = Instant::now();
+        let names: Vec<Name> = zone
+            .names
+            .iter()
+            .filter(|n| !zone.zone.zone_of(n))
+            .take(RECURSION_GLUELESS_NS_FOLLOWED)
+            .filter(|n| self.infra.host(n, now).is_none())
+            .cloned()
+            .collect();
+        let mut lookups = stream::iter(names)
+            .map(|n| async move { self.lookup_host(budget, &n, depth + 1).await })
+            .buffer_unordered(RECURSION_GLUELESS_PARALLEL);
+        while let Some(addrs) = lookups.next().await {
+            if !addrs.is_empty() {
+                return addrs;
+            }
+        }
+        Vec::new()
+    }
+
+    /// The IPv4 addresses of nameserver `name`, resolved from the top.
+    async fn lookup_host(&self, budget: &Budget, name: &Name, depth: usize) -> Vec<IpAddr> {
+        let reply = self
+            .iterate(budget, name, RecordType::A, depth, false)
+            .await;
+        let mut ttl = self.limits.recursion_failure_ttl;
+        let mut addrs = Vec::new();
+        if let Ok(reply) = reply {
+            for record in &reply.message.answers {
+                if let RData::A(a) = &record.data {
+                    addrs.push(IpAddr::V4(a.0));
+                    ttl = Duration::from_secs(u64::from(record.ttl));
+                }
+            }
+        }
+        addrs.retain(|ip| self.allowed(ip));
+        self.infra.learn_host(name.clone(), addrs.clone(), ttl);
+        addrs
+    }
+}
+
+/// What a response from `zone`'s server for `asked` is; `None`: unusable
+/// (lame: REFUSED, SERVFAIL, a referral upwards or sideways, nothing).
+fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
+    let rcode = message.metadata.response_code;
+    if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+        return None;
+    }
+    if message.answers.iter().any(|r| r.name == *asked) || rcode == ResponseCode::NXDomain {
+        return Some(Kind::Final);
+    }
+    let cut = message.authorities.iter().find_map(|r| match r.data {
+        RData::NS(_) if r.name != *zone && zone.zone_of(&r.name) && r.name.zone_of(asked) => {
+            Some(r.name.clone())
+        }
+        _ => None,
+    });
+    if let Some(cut) = cut {
+        return Some(Kind::Referral(referral(message, zone, &cut)));
+    }
+    let has_soa = message
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA);
+    (has_soa || message.metadata.authoritative).then_some(Kind::Final)
+}
+
+/// The delegation to `cut` a referral from `zone`'s server carries: its NS
+/// names in order, and glue only for names inside `zone` (what the server
+/// is authoritative for; anything else could be a poisoning attempt).
+fn referral(message: &Message, zone: &Name, cut: &Name) -> Delegation {
+    let mut names = Vec::new();
+    let mut ttl = RECURSION_MAX_DELEGATION_TTL.as_secs() as u32;
+    for record in &message.authorities {
+        if let RData::NS(ns) = &record.data {
+            if record.name == *cut && !names.contains(&ns.0) {
+                names.push(ns.0.clone());
+                ttl = ttl.min(record.ttl);
+            }
+        }
+    }
+    let addrs = message
+        .additionals
+        .iter()
+        .filter(|r| names.contains(&r.name) && zone.zone_of(&r.name))
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    Delegation {
+        zone: cut.clone(),
+        names,
+        addrs,
+        expires: Instant::now() + Duration::from_secs(u64::from(ttl)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode};
+    use hickory_proto::rr::rdata::{A, NS, SOA};
+    use hickory_proto::rr::Record;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn response(rcode: ResponseCode) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = rcode;
+        m
+    }
+
+    fn ns(owner: &str, target: &str) -> Record {
+        Record::from_rdata(name(owner), 3600, RData::NS(NS(name(target))))
+    }
+
+    fn a(owner: &str, ip: [u8; 4]) -> Record {
+        Record::from_rdata(name(owner), 3600, RData::A(A::from(Ipv4Addr::from(ip))))
+    }
+
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_referral_keeps_only_glue_inside_the_zone_asked() {
+        let mut m = response(ResponseCode::NoError);
+        m.add_authority(ns("example.test.", "ns1.example.test."));
+        m.add_authority(ns("example.test.", "ns.elsewhere.org."));
+        m.add_additional(a("ns1.example.test.", [192, 0, 2, 1]));
+        // The test. servers cannot vouch for an address in org.
+        m.add_additional(a("ns.elsewhere.org.", [192, 0, 2, 66]));
+        let Some(Kind::Referral(d)) = classify(&m, &name("test."), &name("www.example.test."))
+        else {
+            panic!("a referral");
+        };
+        assert_eq!(d.zone, name("example.test."));
+        assert_eq!(d.names.len(), 2);
+        assert_eq!(d.addrs, vec![IpAddr::from([192, 0, 2, 1])]);
+    }
+
+    #[test]
+    fn upward_and_sideways_referrals_are_lame() {
+        let mut up = response(ResponseCode::NoError);
+        up.add_authority(ns(".", "a.root.test."));
+        assert!(classify(&up, &name("example.test."), &name("www.example.test.")).is_none());
+        let mut sideways = response(ResponseCode::NoError);
+        sideways.add_authority(ns("other.test.", "ns.other.test."));
+        assert!(classify(&sideways, &name("test."), &name("www.example.test.")).is_none());
+        assert!(classify(
+            &response(ResponseCode::Refused),
+            &name("test."),
+            &name("www.example.test.")
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn nodata_with_an_soa_and_nxdomain_are_final() {
+        let mut nodata = response(ResponseCode::NoError);
+        let soa = SOA::new(
+            name("ns.example.test."),
+            name("h.example.test."),
+            1,
+            2,
+            3,
+            4,
+            5,
+        );
+        nodata.add_authority(Record::from_rdata(
+            name("example.test."),
+            60,
+            RData::SOA(soa),
+        ));
+        let asked = name("www.example.test.");
+        let zone = name("example.test.");
+        assert!(matches!(
+            classify(&nodata, &zone, &asked),
+            Some(Kind::Final)
+        ));
+        let nx = response(ResponseCode::NXDomain);
+        assert!(matches!(classify(&nx, &zone, &asked), Some(Kind::Final)));
+    }
+}

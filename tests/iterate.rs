@@ -1,0 +1,437 @@
+//! Scenarios for Picket's iterator (issue 16), in the spirit of Deckard:
+//! scripted authorities on loopback, each on its own 127.0.0.x address and
+//! a free port (`RecursorSettings::nameserver_ports`), and a recursive
+//! Picket asked like a client would. What each authority received is the
+//! evidence: query names (QNAME minimisation), source ports and IDs
+//! (RFC 5452), transports (TCP after TC), counts (caching, server choice).
+//!
+//!   .                  127.0.0.40
+//!   test.              127.0.0.41
+//!   example.test.      127.0.0.42 (fast) and 127.0.0.43 (the slow one, when a test says so)
+//!   glueless.test.     127.0.0.44, named only as ns.host.example.test (no glue)
+//!   lame.test.         127.0.0.44 and 127.0.0.45 (which does not serve it: REFUSED)
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ::picket::upstream::{DnssecMode, RecursorSettings};
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+const ROOT_ZONE: &str = "
+.                 86400 IN SOA a.root.scn. h.root.scn. 1 1800 900 604800 86400
+.                518400 IN NS  a.root.scn.
+a.root.scn.      518400 IN A   127.0.0.40
+test.            172800 IN NS  ns.test.
+ns.test.         172800 IN A   127.0.0.41
+";
+
+const TLD_ZONE: &str = "
+test.               86400 IN SOA ns.test. h.test. 1 1800 900 604800 60
+test.               86400 IN NS  ns.test.
+ns.test.            86400 IN A   127.0.0.41
+example.test.       86400 IN NS  ns1.example.test.
+example.test.       86400 IN NS  ns2.example.test.
+ns1.example.test.   86400 IN A   127.0.0.42
+ns2.example.test.   86400 IN A   127.0.0.43
+glueless.test.      86400 IN NS  ns.host.example.test.
+lame.test.          86400 IN NS  ns1.lame.test.
+lame.test.          86400 IN NS  ns2.lame.test.
+ns1.lame.test.      86400 IN A   127.0.0.44
+ns2.lame.test.      86400 IN A   127.0.0.45
+";
+
+const EXAMPLE_ZONE: &str = "
+example.test.       3600 IN SOA ns1.example.test. h.example.test. 1 7200 900 1209600 60
+example.test.       3600 IN NS  ns1.example.test.
+example.test.       3600 IN NS  ns2.example.test.
+ns1.example.test.   3600 IN A   127.0.0.42
+ns2.example.test.   3600 IN A   127.0.0.43
+ns.host.example.test. 3600 IN A 127.0.0.44
+www.example.test.    300 IN A   192.0.2.1
+a.b.c.example.test.  300 IN A   192.0.2.3
+big.example.test.    300 IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"
+big.example.test.    300 IN TXT \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"
+wild.example.test.   300 IN TXT \"the wildcard's parent\"
+*.wild.example.test. 300 IN A   192.0.2.50
+to-glueless.example.test. 300 IN CNAME www.glueless.test.
+out.example.test.         300 IN CNAME www.glueless.test.
+";
+
+/// What the example.test servers also claim about glueless.test, a zone
+/// they are not delegated: an iterator that took records from outside the
+/// zone it asked (its bailiwick) would answer 192.0.2.66.
+const POISON: &str = "
+glueless.test.      3600 IN SOA ns.evil.test. h.evil.test. 1 7200 900 1209600 30
+www.glueless.test.   300 IN A   192.0.2.66
+";
+
+const GLUELESS_AND_LAME: &str = "
+glueless.test.      3600 IN SOA ns.host.example.test. h.glueless.test. 1 7200 900 1209600 30
+glueless.test.      3600 IN NS  ns.host.example.test.
+www.glueless.test.   300 IN A   192.0.2.44
+lame.test.          3600 IN SOA ns1.lame.test. h.lame.test. 1 7200 900 1209600 30
+lame.test.          3600 IN NS  ns1.lame.test.
+lame.test.          3600 IN NS  ns2.lame.test.
+ns1.lame.test.      3600 IN A   127.0.0.44
+ns2.lame.test.      3600 IN A   127.0.0.45
+www.lame.test.       300 IN A   192.0.2.45
+";
+
+/// 127.0.0.45 serves only an unrelated zone: asked about lame.test it says REFUSED.
+const UNRELATED: &str = "
+unrelated.test.     3600 IN SOA ns.unrelated.test. h.unrelated.test. 1 7200 900 1209600 30
+";
+
+struct World {
+    root: Authority,
+    tld: Authority,
+    fast: Authority,
+    slow: Authority,
+    glueless: Authority,
+    lame: Authority,
+    picket: Picket,
+}
+
+impl World {
+    fn start(tweak: impl FnOnce(&mut ::picket::config::Settings)) -> World {
+        let root = Authority::start_at([127, 0, 0, 40].into(), ROOT_ZONE);
+        let tld = Authority::start_at([127, 0, 0, 41].into(), TLD_ZONE);
+        let example = format!("{EXAMPLE_ZONE}\n{POISON}");
+        let fast = Authority::start_at([127, 0, 0, 42].into(), &example);
+        let slow = Authority::start_at([127, 0, 0, 43].into(), &example);
+        let glueless = Authority::start_at([127, 0, 0, 44].into(), GLUELESS_AND_LAME);
+        let lame = Authority::start_at([127, 0, 0, 45].into(), UNRELATED);
+        let mut settings = test_settings(&[]);
+        settings.recursion = Some(RecursorSettings {
+            root_hints: vec![[127, 0, 0, 40].into()],
+            dnssec: DnssecMode::Off,
+            deny_servers: Vec::new(),
+            nameserver_ports: [&root, &tld, &fast, &slow, &glueless, &lame]
+                .iter()
+                .map(|s| (s.addr().ip(), s.addr().port()))
+                .collect(),
+            threads: 1,
+            ..RecursorSettings::default()
+        });
+        settings.limits.recursion_attempt_timeout = Duration::from_millis(800);
+        settings.limits.recursion_timeout = Duration::from_secs(4);
+        tweak(&mut settings);
+        World {
+            root,
+            tld,
+            fast,
+            slow,
+            glueless,
+            lame,
+            picket: start_picket_with(settings),
+        }
+    }
+
+    fn all(&self) -> [&Authority; 6] {
+        [
+            &self.root,
+            &self.tld,
+            &self.fast,
+            &self.slow,
+            &self.glueless,
+            &self.lame,
+        ]
+    }
+
+    fn total_queries(&self) -> usize {
+        self.all().iter().map(|a| a.queries()).sum()
+    }
+
+    fn reset_counts(&self) {
+        self.all().iter().for_each(|a| a.reset_counts());
+    }
+
+    async fn ask(&self, name: &str, rtype: RecordType) -> Message {
+        query_udp(self.picket.addr, name, rtype).await
+    }
+}
+
+/// The question names an authority received, lower case.
+fn names_seen(authority: &Authority) -> Vec<String> {
+    authority
+        .received()
+        .iter()
+        .filter_map(|m| m.queries.first())
+        .map(|q| q.name().to_lowercase().to_ascii())
+        .collect()
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn qname_minimisation_shows_each_server_one_label_more() {
+    let world = World::start(|_| {});
+    let answer = world.ask("a.b.c.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [v4("192.0.2.3")], "{answer:?}");
+    // RFC 9156: the root learns only the TLD, the TLD only the zone below it.
+    assert_eq!(names_seen(&world.root), ["test."]);
+    assert_eq!(names_seen(&world.tld), ["example.test."]);
+    // The example.test servers see the name grow label by label.
+    // (Sorted: the two servers of the zone may share the steps.)
+    let mut leaf: Vec<String> = names_seen(&world.fast);
+    leaf.extend(names_seen(&world.slow));
+    leaf.sort_by_key(|n| n.len());
+    assert_eq!(
+        leaf,
+        [
+            "c.example.test.",
+            "b.c.example.test.",
+            "a.b.c.example.test."
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_upstream_query_has_its_own_port_and_id_and_forgeries_are_ignored() {
+    let world = World::start(|_| {});
+    for a in world.all() {
+        a.set_forge(true);
+    }
+    let answer = world.ask("a.b.c.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&answer),
+        [v4("192.0.2.3")],
+        "forged answers ignored: {answer:?}"
+    );
+    let aaaa = world.ask("www.example.test", RecordType::AAAA).await;
+    assert_eq!(rcode(&aaaa), ResponseCode::NoError);
+    assert!(aaaa.answers.is_empty(), "no forged AAAA: {aaaa:?}");
+    let sources: Vec<_> = world.all().iter().flat_map(|a| a.udp_sources()).collect();
+    assert!(sources.len() >= 5, "{sources:?}");
+    let ports: HashSet<u16> = sources.iter().map(|s| s.port()).collect();
+    assert_eq!(
+        ports.len(),
+        sources.len(),
+        "a fresh source port per query: {sources:?}"
+    );
+    let ids: Vec<u16> = world
+        .all()
+        .iter()
+        .flat_map(|a| a.received())
+        .map(|m| m.metadata.id)
+        .collect();
+    let unique: HashSet<u16> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a fresh ID per query: {ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_randomization_survives_forgers_and_servers_that_lowercase() {
+    let world = World::start(|s| s.recursion.as_mut().unwrap().case_randomization = true);
+    // Forged answers in swapped case come first: they are not taken.
+    world.fast.set_forge_case(true);
+    world.slow.set_forge_case(true);
+    let answer = world.ask("www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [v4("192.0.2.1")], "{answer:?}");
+    // A server that answers in lower case is still usable (asked without 0x20).
+    world.glueless.set_lowercase_answers(true);
+    let answer = world.ask("www.glueless.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [v4("192.0.2.44")], "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_answers_are_fetched_again_over_tcp() {
+    let world = World::start(|_| {});
+    world.fast.set_udp_limit(Some(100));
+    world.slow.set_udp_limit(Some(100));
+    let answer = query_tcp(world.picket.addr, "big.example.test", RecordType::TXT).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(answer.answers.len(), 2, "{answer:?}");
+    assert!(world.fast.tcp_queries() + world.slow.tcp_queries() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn glueless_delegations_are_resolved() {
+    let world = World::start(|_| {});
+    let answer = world.ask("www.glueless.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [v4("192.0.2.44")], "{answer:?}");
+    // The nameserver's own name was resolved at example.test's servers.
+    let asked: Vec<String> = [&world.fast, &world.slow]
+        .iter()
+        .flat_map(|a| names_seen(a))
+        .collect();
+    assert!(
+        asked.iter().any(|n| n == "ns.host.example.test."),
+        "{asked:?}"
+    );
+    // A CNAME into the glueless zone: the delegation and its address are known now.
+    world.reset_counts();
+    let chain = world.ask("to-glueless.example.test", RecordType::A).await;
+    assert_eq!(a_records(&chain), [v4("192.0.2.44")], "{chain:?}");
+    assert_eq!(
+        world.root.queries() + world.tld.queries(),
+        0,
+        "no referral needed again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lame_server_is_skipped_and_not_asked_again() {
+    let world = World::start(|_| {});
+    for i in 0..12 {
+        let answer = world.ask(&format!("n{i}.lame.test"), RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{answer:?}");
+    }
+    let answer = world.ask("www.lame.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [v4("192.0.2.45")], "{answer:?}");
+    assert!(
+        world.lame.queries() <= 1,
+        "the lame server answered REFUSED once and was not asked again: {}",
+        world.lame.queries()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_answer_for_any_name_below_them() {
+    let world = World::start(|_| {});
+    for name in ["x.wild.example.test", "y.wild.example.test"] {
+        let answer = world.ask(name, RecordType::A).await;
+        assert_eq!(a_records(&answer), [v4("192.0.2.50")], "{answer:?}");
+        assert_eq!(answer.answers[0].name.to_ascii(), format!("{name}."));
+    }
+    // The wildcard's parent exists with other data: NODATA for A.
+    let parent = world.ask("wild.example.test", RecordType::A).await;
+    assert_eq!(rcode(&parent), ResponseCode::NoError);
+    assert!(parent.answers.is_empty(), "{parent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nxdomain_and_nodata_are_told_apart_and_cached() {
+    let world = World::start(|_| {});
+    let nx = world.ask("nope.example.test", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain);
+    assert_eq!(
+        soa_in_authority(&nx).unwrap().name.to_ascii(),
+        "example.test."
+    );
+    let nodata = world.ask("www.example.test", RecordType::TXT).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError);
+    assert!(nodata.answers.is_empty());
+    assert_eq!(
+        soa_in_authority(&nodata).unwrap().name.to_ascii(),
+        "example.test."
+    );
+    // RFC 2308: asked again, nothing is sent.
+    world.reset_counts();
+    world.ask("nope.example.test", RecordType::A).await;
+    world.ask("www.example.test", RecordType::TXT).await;
+    assert_eq!(world.total_queries(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_are_cached_with_backoff() {
+    let world = World::start(|_| {});
+    world.fast.set_servfail(true);
+    world.slow.set_servfail(true);
+    let failed = world.ask("www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&failed), ResponseCode::ServFail);
+    assert!(world.fast.queries() + world.slow.queries() >= 1);
+    // RFC 9520: the failure is remembered; the servers are not asked again.
+    world.reset_counts();
+    for _ in 0..5 {
+        let again = world.ask("www.example.test", RecordType::A).await;
+        assert_eq!(rcode(&again), ResponseCode::ServFail);
+    }
+    assert_eq!(world.total_queries(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_faster_server_of_a_zone_gets_most_queries() {
+    let world = World::start(|_| {});
+    world.slow.set_delay(Duration::from_millis(500));
+    for i in 0..30 {
+        let answer = world
+            .ask(&format!("n{i}.example.test"), RecordType::A)
+            .await;
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{answer:?}");
+    }
+    let (fast, slow) = (world.fast.queries(), world.slow.queries());
+    eprintln!("fast {fast}, slow {slow}");
+    // Random choice would split them about evenly. The slow server still gets
+    // a few: its first (exploratory) query, and the retries after the fast
+    // one's adaptive timeout (as low as 50 ms) expired on a loaded machine.
+    assert!(fast >= 2 * slow, "fast {fast}, slow {slow}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ds_queries_go_to_the_parent_side_of_the_cut() {
+    let world = World::start(|_| {});
+    let ds = world.ask("example.test", RecordType::DS).await;
+    assert_eq!(rcode(&ds), ResponseCode::NoError, "{ds:?}");
+    // RFC 4035 §4.2: the parent (test.) answers for the child's DS.
+    assert_eq!(soa_in_authority(&ds).unwrap().name.to_ascii(), "test.");
+    let ds_at = |a: &Authority| {
+        a.received()
+            .iter()
+            .filter(|m| {
+                m.queries
+                    .first()
+                    .is_some_and(|q| q.query_type() == RecordType::DS)
+            })
+            .count()
+    };
+    assert_eq!(ds_at(&world.tld), 1);
+    assert_eq!(ds_at(&world.fast) + ds_at(&world.slow), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_name_under_a_known_zone_costs_one_query() {
+    let world = World::start(|_| {});
+    world.ask("www.example.test", RecordType::A).await;
+    world.reset_counts();
+    for i in 0..5 {
+        world
+            .ask(&format!("n{i}.example.test"), RecordType::A)
+            .await;
+    }
+    // The delegation learned from the referral is enough: no NS query,
+    // nothing at the root or TLD.
+    assert_eq!(world.total_queries(), 5);
+    let ns_queries = world
+        .all()
+        .iter()
+        .flat_map(|a| a.received())
+        .filter(|m| {
+            m.queries
+                .first()
+                .is_some_and(|q| q.query_type() == RecordType::NS)
+        })
+        .count();
+    assert_eq!(ns_queries, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_carry_no_records_from_outside_the_bailiwick() {
+    // out.example.test is a CNAME to www.glueless.test: the example.test
+    // servers send their own (poisoned) www.glueless.test along, which they
+    // may not vouch for, so it is fetched from glueless.test's server.
+    let world = World::start(|_| {});
+    let chain = world.ask("out.example.test", RecordType::A).await;
+    let lines: Vec<String> = chain
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::CNAME(t) => format!("{} CNAME {}", r.name, t.0),
+            other => format!("{} {}", r.name, other),
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "out.example.test. CNAME www.glueless.test.",
+            "www.glueless.test. 192.0.2.44"
+        ]
+    );
+    assert!(world.glueless.queries_for("www.glueless.test") >= 1);
+}

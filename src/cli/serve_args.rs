@@ -116,8 +116,9 @@ pub struct TlsArgs {
     #[arg(long = "tls-name", value_name = "NAME", requires = "tls_self_signed")]
     pub tls_name: Vec<String>,
 
-    /// Extra CA certificates (PEM) to trust, besides the system's, when Picket is a TLS
-    /// client: policy bundles (--policy-url) and list URLs served under a private CA.
+    /// Extra CA certificates (PEM) trusted wherever Picket is a TLS client: DoT/DoH/DoQ
+    /// upstreams (besides the built-in Mozilla roots), policy bundles and list URLs (besides
+    /// the system's), e.g. a private CA.
     #[arg(long = "ca-file", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
 }
@@ -133,11 +134,6 @@ pub struct ResolutionArgs {
     /// /etc/resolv.conf, never Picket itself.
     #[arg(long = "upstream", value_name = "UPSTREAM", value_parser = Upstream::parse)]
     pub upstream: Vec<Upstream>,
-
-    /// PEM CA certificates trusted for DoT/DoH/DoQ upstreams on top of the
-    /// built-in Mozilla roots (webpki-roots), e.g. a private CA.
-    #[arg(long = "ca-file", value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
 
     /// resolv.conf to take default upstreams from.
     #[arg(
@@ -552,7 +548,7 @@ impl ServeArgs {
     /// recursion. Needs `s.listen` and `s.threads` already set.
     fn apply_resolution(&self, s: &mut Settings) -> Result<()> {
         let r = &self.resolution;
-        if let Some(path) = &r.ca_file {
+        if let Some(path) = &self.tls.ca_file {
             s.forwarder.ca_roots = read_ca_file(path).map_err(anyhow::Error::msg)?;
         }
         s.upstreams = if r.recursive || !r.upstream.is_empty() {

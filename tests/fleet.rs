@@ -180,6 +180,8 @@ fn node(
         admin.to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
+    // The test authority is unsigned: validation would make it bogus.
+    args.extend(["--dnssec".to_string(), "off".to_string()]);
     let process = PicketProcess::serve(&args, |c| {
         c.stderr(Stdio::null());
     });
@@ -470,6 +472,9 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let process = PicketProcess::serve(
         &[
+            // The test authority is unsigned: validation would make it bogus.
+            "--dnssec",
+            "off",
             "--upstream",
             &upstream.addr().to_string(),
             "--policies",
@@ -548,6 +553,8 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
     drop(n);
     let restarted = PicketProcess::serve(
         &[
+            "--dnssec",
+            "off",
             "--upstream",
             &upstream.addr().to_string(),
             "--policies",

@@ -132,7 +132,7 @@ start_picket() {
   [ "$n" = 1 ] && listen=0.0.0.0:53 || listen=$ANYCAST:53
   rm -f "$DIR/edge$n.rc"
   (
-    ip netns exec "edge$n" "$DIR/picket" serve --listen "$listen" --upstream 127.0.0.1:5300 \
+    ip netns exec "edge$n" "$DIR/picket" serve --listen "$listen" --upstream 127.0.0.1:5300 --dnssec off \
       --threads 2 --nsid "edge$n" --health-name health.picket. --no-policy \
       --allow-from 10.0.0.0/8 --allow-from "$ANYCAST/32" \
       --drain-grace 2s --drain-hook "birdc -s $DIR/edge$n.ctl disable anycast" \

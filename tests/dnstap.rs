@@ -36,12 +36,28 @@ struct Collector {
 impl Collector {
     fn start(path: PathBuf) -> Collector {
         let listener = UnixListener::bind(&path).expect("bind the collector socket");
+        Self::serve(path, move || listener.accept().map(|(stream, _)| stream))
+    }
+
+    /// The same collector on TCP (`--dnstap tcp:HOST:PORT`).
+    fn start_tcp() -> (Collector, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = move || listener.accept().map(|(stream, _)| stream);
+        (Self::serve(PathBuf::new(), accept), addr)
+    }
+
+    /// Runs the reader's side of every session `accept` hands over, one
+    /// after another, on a thread of its own.
+    fn serve<S: Read + Write>(
+        path: PathBuf,
+        mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
+    ) -> Collector {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Mutex::new(Vec::new()));
         let (m, s) = (messages.clone(), started.clone());
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
+            while let Ok(mut stream) = accept() {
                 let _ = session(&mut stream, &m, &s);
             }
         });
@@ -50,30 +66,6 @@ impl Collector {
             messages,
             started,
         }
-    }
-
-    /// The same collector on TCP (`--dnstap tcp:HOST:PORT`).
-    fn start_tcp() -> (Collector, SocketAddr) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let started = Arc::new(Mutex::new(Vec::new()));
-        let (m, s) = (messages.clone(), started.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let _ = session(&mut stream, &m, &s);
-            }
-        });
-        let path = PathBuf::new();
-        (
-            Collector {
-                path,
-                messages,
-                started,
-            },
-            addr,
-        )
     }
 
     fn messages(&self) -> Vec<proto::Message> {

@@ -23,11 +23,11 @@ pub fn screen(qname: &str, addresses: &[IpAddr]) -> Option<Verdict> {
         return None;
     }
     Some(Verdict {
-        action: Action::Block(BlockAnswer {
-            mode: BlockMode::NxDomain,
-            ttl: BLOCK_TTL,
-            ede: EDE_FILTERED,
-        }),
+        action: Action::Block(BlockAnswer::plain(
+            BlockMode::NxDomain,
+            BLOCK_TTL,
+            EDE_FILTERED,
+        )),
         rule: None,
         audited: Vec::new(),
     })

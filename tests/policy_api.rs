@@ -77,7 +77,7 @@ fn every_action() {
         ),
     )]);
     let v = |n: &str| eval(&p, n, 1, "10.0.0.1");
-    let block = |mode, ttl, ede| Action::Block(BlockAnswer { mode, ttl, ede });
+    let block = |mode, ttl, ede| Action::Block(BlockAnswer::plain(mode, ttl, ede));
     assert_eq!(v("nx.example").action, block(BlockMode::NxDomain, 60, 15));
     assert_eq!(v("nd.example").action, block(BlockMode::NoData, 5, 15));
     assert_eq!(v("rf.example").action, block(BlockMode::Refused, 60, 17));
@@ -583,11 +583,7 @@ fn blocklists_flag() {
     assert_eq!(rule(&v), Some("blocklist"));
     assert_eq!(
         v.action,
-        Action::Block(BlockAnswer {
-            mode: BlockMode::NxDomain,
-            ttl: 60,
-            ede: 15
-        })
+        Action::Block(BlockAnswer::plain(BlockMode::NxDomain, 60, 15))
     );
     assert_eq!(
         rule(&eval(&p, "other.example", 1, "10.0.0.1")),

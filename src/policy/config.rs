@@ -101,6 +101,8 @@ pub(crate) struct RuleJson {
     pub addresses: Option<Vec<String>>,
     pub cname: Option<String>,
     pub upstream: Option<String>,
+    pub block_page: Option<bool>,
+    pub block_reason: Option<String>,
     /// When the rule takes part (Gateway-shaped weekly ranges in a time zone).
     #[serde(default)]
     pub schedule: Option<super::schedule::ScheduleJson>,

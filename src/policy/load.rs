@@ -509,6 +509,8 @@ impl Builder {
             ("addresses", r.addresses.is_some()),
             ("cname", r.cname.is_some()),
             ("upstream", r.upstream.is_some()),
+            ("block_page", r.block_page.is_some()),
+            ("block_reason", r.block_reason.is_some()),
         ];
         let mut fit = true;
         for (key, _) in present
@@ -543,7 +545,14 @@ impl Builder {
         if !self.settings_fit(
             r,
             RuleAction::Block,
-            &["mode", "ttl", "ede", "addresses"],
+            &[
+                "mode",
+                "ttl",
+                "ede",
+                "addresses",
+                "block_page",
+                "block_reason",
+            ],
             at,
         ) {
             return None;
@@ -556,6 +565,8 @@ impl Builder {
             mode,
             ttl,
             ede,
+            block_page: r.block_page.unwrap_or(false),
+            reason: r.block_reason.as_deref().map(Box::from),
         })))
     }
 
@@ -1406,11 +1417,11 @@ fn blocklist_rule(field: Box<str>, bit: u8) -> Rule {
         r: RuleRef::new("", BLOCKLIST, "--blocklist"),
         enabled: true,
         expression: field,
-        effect: Effect::Decide(Action::Block(BlockAnswer {
-            mode: BlockMode::NxDomain,
-            ttl: DEFAULT_TTL,
-            ede: EDE_BLOCKED,
-        })),
+        effect: Effect::Decide(Action::Block(BlockAnswer::plain(
+            BlockMode::NxDomain,
+            DEFAULT_TTL,
+            EDE_BLOCKED,
+        ))),
         action: RuleAction::Block,
         phase: Phase::Request,
         uses: Uses {

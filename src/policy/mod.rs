@@ -135,6 +135,24 @@ pub struct BlockAnswer {
     pub ttl: u32,
     /// Extended DNS Error code: 15 (Blocked) or 17 (Filtered). EXTRA-TEXT carries the rule id.
     pub ede: u16,
+    /// `"block_page": true`: A/AAAA queries are answered with the block page's address when
+    /// Picket serves one (`--block-page`), so a browser shows why; otherwise `mode` applies.
+    pub block_page: bool,
+    /// `"block_reason"`: the text the block page shows the person who was blocked.
+    pub reason: Option<Box<str>>,
+}
+
+impl BlockAnswer {
+    /// A block answered by `mode` alone: no block page, no reason.
+    pub fn plain(mode: BlockMode, ttl: u32, ede: u16) -> Self {
+        Self {
+            mode,
+            ttl,
+            ede,
+            block_page: false,
+            reason: None,
+        }
+    }
 }
 
 /// EDE 15, "Blocked" (RFC 8914).

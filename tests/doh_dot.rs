@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use common::{a_records, start_picket_with, test_settings, Authority, Picket, QueryBuilder};
+use common::{
+    a_records, free_addr, run_program, start_picket_with, test_settings, Authority, Picket,
+    QueryBuilder,
+};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RecordType;
 use http_body_util::{BodyExt, Full};
@@ -1056,14 +1059,9 @@ async fn reloaded_certificate_serves_new_connections() {
 async fn sighup_reloads_the_certificate_of_the_running_binary() {
     let files = CertFiles::new("sighup");
     let first = files.write_new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let doh: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let doh = free_addr();
     let binary = env!("CARGO_BIN_EXE_picket");
-    let help = run(binary, &["serve", "--help"]);
+    let help = run_program(binary, &["serve", "--help"]);
     assert!(
         help.contains("--tls-cert"),
         "{binary} is not this build (another checkout sharing CARGO_TARGET_DIR rebuilt it?)"
@@ -1112,18 +1110,6 @@ async fn sighup_reloads_the_certificate_of_the_running_binary() {
 
 // ---------------------------------------------------------------- outside programs
 
-fn run(program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test]
 #[ignore = "needs curl and kdig (Debian curl, knot-dnsutils); run by .ci/run"]
 async fn curl_resolves_through_doh() {
@@ -1135,7 +1121,7 @@ async fn curl_resolves_through_doh() {
     // Port 9 (discard) on a TEST-NET address: the connection fails, but the
     // verbose log shows the address curl got from Picket.
     let out = tokio::task::spawn_blocking(move || {
-        run(
+        run_program(
             "curl",
             &[
                 "-sv",
@@ -1165,7 +1151,7 @@ async fn curl_fails_the_lookup_of_a_dropped_name() {
         server.doh_addrs()[0].port()
     );
     let out = tokio::task::spawn_blocking(move || {
-        run(
+        run_program(
             "curl",
             &[
                 "-sSv",
@@ -1196,7 +1182,7 @@ async fn kdig_over_https_and_tls() {
     let dot_port = server.dot_addrs()[0].port().to_string();
     let out = tokio::task::spawn_blocking(move || {
         [
-            run(
+            run_program(
                 "kdig",
                 &[
                     "+https",
@@ -1207,7 +1193,7 @@ async fn kdig_over_https_and_tls() {
                     "A",
                 ],
             ),
-            run(
+            run_program(
                 "kdig",
                 &[
                     "+https-get",
@@ -1218,7 +1204,7 @@ async fn kdig_over_https_and_tls() {
                     "A",
                 ],
             ),
-            run(
+            run_program(
                 "kdig",
                 &[
                     "+tls",

@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -282,27 +282,6 @@ async fn drain_answers_through_grace_and_finishes_in_flight() {
     .is_none());
 }
 
-/// A port free for UDP and TCP on 127.0.0.1 (for the binary, which we
-/// cannot ask which port it picked).
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The binary under SIGTERM: the hook runs, queries sent during the grace
 /// period are answered (the health name says SERVFAIL), the process exits 0.
 #[tokio::test(flavor = "multi_thread")]
@@ -313,7 +292,7 @@ async fn sigterm_drains_and_exits_zero() {
     let marker = dir.join("hook-ran");
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut picket = Running(
+    let mut picket = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_picket"))
             .args(["serve", "--listen", &addr.to_string()])
             .args(["--upstream", &upstream.addr().to_string()])

@@ -88,14 +88,6 @@ fn signed_dir(key: &Path, version: u64, dir: &Path) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// GET over plain HTTP/1.1 (the admin listener); status and body.
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
@@ -162,7 +154,7 @@ fn node(
     state: &Path,
     extra: &[&str],
 ) -> Node {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = free_addr();
     let mut args = vec![
         "--upstream".to_owned(),
         upstream.to_string(),
@@ -469,7 +461,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
     );
     let dir = dir_with("fleet-lists", &[("p.json", &policy)]);
     let state = temp_dir("fleet-lists-state");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = free_addr();
     let process = PicketProcess::serve(
         &[
             // The test authority is unsigned: validation would make it bogus.

@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::quic::{client_endpoint, connect, doq_query, doq_raw, h3_request, H3Reply};
-use common::{a_records, start_picket_with, test_settings, Authority, Picket, QueryBuilder};
+use common::{
+    a_records, free_port, run_program, start_picket_with, test_settings, Authority, Picket,
+    QueryBuilder,
+};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RecordType;
 use hyper::header::{ALT_SVC, CACHE_CONTROL, CONTENT_TYPE};
@@ -356,21 +359,9 @@ async fn doh3_errors_have_the_status_of_doh() {
     assert_eq!(server.upstream.queries_for("www.example.test"), 0);
 }
 
-/// A port free for both TCP and UDP on 127.0.0.1 (released again: a test
-/// binds it next).
-fn free_port_for_both() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 #[tokio::test]
 async fn doh_on_the_port_of_doh3_advertises_it() {
-    let port = free_port_for_both();
+    let port = free_port();
     let shared: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let server = start_with(|s| {
         s.doh = vec![shared, "127.0.0.1:0".parse().unwrap()];
@@ -464,19 +455,9 @@ async fn reloaded_certificate_serves_new_quic_connections() {
 
 /// Runs `program` with `args` off the runtime; its stdout and stderr.
 async fn run(program: &'static str, args: Vec<String>) -> String {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(program)
-            .args(&args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || run_program(program, &args))
+        .await
+        .unwrap()
 }
 
 /// Picket's certificate as a PEM file, for a client to trust; and the path

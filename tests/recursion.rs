@@ -1195,7 +1195,7 @@ async fn failing_recursive_queries_log_nothing_per_query() {
 
 /// Unbound on the same tree, each zone a stub on its server's port.
 struct Unbound {
-    child: std::process::Child,
+    _child: KillOnDrop,
     addr: SocketAddr,
     _dir: TempDir,
 }
@@ -1203,11 +1203,7 @@ struct Unbound {
 impl Unbound {
     fn start(tree: &Tree) -> Unbound {
         let dir = TempDir::new("unbound");
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let anchors = dir.0.join("anchors");
         std::fs::write(&anchors, tree.anchors.clone().unwrap_or_default()).unwrap();
         let at = |i: usize| {
@@ -1235,24 +1231,17 @@ impl Unbound {
         );
         let conf = dir.0.join("unbound.conf");
         std::fs::write(&conf, config).unwrap();
-        let child = std::process::Command::new("/usr/sbin/unbound")
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .spawn()
-            .expect("/usr/sbin/unbound (Debian package unbound)");
+        let child = KillOnDrop::spawn(
+            std::process::Command::new("/usr/sbin/unbound")
+                .args(["-d", "-c"])
+                .arg(&conf),
+            "/usr/sbin/unbound (Debian package unbound)",
+        );
         Unbound {
-            child,
+            _child: child,
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             _dir: dir,
         }
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -360,17 +360,9 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 /// DoT (`tls-port`) and DoH (`https-port`, built with nghttp2 in Debian)
 /// listeners, with a certificate from the test CA.
 struct Unbound {
-    child: std::process::Child,
+    _child: KillOnDrop,
     dot: SocketAddr,
     doh: SocketAddr,
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Unbound {
@@ -380,7 +372,7 @@ impl Unbound {
         let (pem, key) = (dir.join("server.pem"), dir.join("server.key"));
         std::fs::write(&pem, &issued.chain_pem).unwrap();
         std::fs::write(&key, &issued.key_pem).unwrap();
-        let (dot_port, doh_port) = (free_tcp_port(), free_tcp_port());
+        let (dot_port, doh_port) = (free_port(), free_port());
         let local_data: String = (0..20)
             .map(|i| format!("  local-data: \"w{i}.example.test. 300 IN A 192.0.2.{i}\"\n"))
             .collect();
@@ -398,14 +390,14 @@ impl Unbound {
         );
         let conf = dir.join("unbound.conf");
         std::fs::write(&conf, config).unwrap();
-        let child = std::process::Command::new("/usr/sbin/unbound")
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .spawn()
-            .expect("/usr/sbin/unbound (Debian package unbound)");
+        let child = KillOnDrop::spawn(
+            std::process::Command::new("/usr/sbin/unbound")
+                .args(["-d", "-c"])
+                .arg(&conf),
+            "/usr/sbin/unbound (Debian package unbound)",
+        );
         let unbound = Unbound {
-            child,
+            _child: child,
             dot: SocketAddr::from(([127, 0, 0, 1], dot_port)),
             doh: SocketAddr::from(([127, 0, 0, 1], doh_port)),
         };
@@ -421,13 +413,6 @@ impl Unbound {
             "Unbound did not listen on {} and {}",
             unbound.dot, unbound.doh
         );
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

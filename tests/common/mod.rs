@@ -12,6 +12,8 @@
 //! - [`encrypted`]: DoT, DoH and DoQ fronts for an [`Authority`], for
 //!   encrypted-upstream tests.
 //! - [`http`]: plain HTTP GETs to the admin listener.
+//! - [`process`]: the picket binary as a process ([`PicketProcess::options`]),
+//!   outside programs, free loopback ports.
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -63,6 +65,6 @@ pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
 };
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};
-pub use process::PicketProcess;
+pub use process::{free_addr, free_port, run_program, KillOnDrop, PicketProcess, ServeOptions};
 pub use respond::{FORGED_V4, FORGED_V6};
 pub use signed::TreeUpstream;

@@ -324,25 +324,15 @@ async fn fstrm_capture_and_dnstap_ldns_read_what_picket_sends() {
         real_sleep(Duration::from_millis(20)).await;
     }
     let upstream = Authority::start(ZONE);
-    let target = format!("unix:{}", socket.display());
-    let upstream_arg = upstream.addr().to_string();
-    let args = [
-        "--upstream",
-        upstream_arg.as_str(),
-        "--dnstap",
-        target.as_str(),
-        "--dnstap-upstream",
-        "--dnstap-identity",
-        "lab-node-7",
-        "--drain-grace",
-        "0s",
-        // The test authority is unsigned: validation would make it bogus.
-        "--dnssec",
-        "off",
-    ];
-    let mut picket = PicketProcess::serve(&args, |c| {
-        c.stderr(Stdio::null());
-    });
+    let mut picket = PicketProcess::options()
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .flag("--dnstap", format!("unix:{}", socket.display()))
+        .args(&["--dnstap-upstream"])
+        .flag("--dnstap-identity", "lab-node-7")
+        .flag("--drain-grace", "0s")
+        .quiet()
+        .spawn();
     wait_until_answering(picket.addr).await;
     let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(a_records(&answer).len(), 1);

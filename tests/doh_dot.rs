@@ -14,7 +14,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use common::{
     a_records, free_addr, run_program, start_picket_with, test_settings, Authority, Picket,
-    QueryBuilder,
+    PicketProcess, QueryBuilder,
 };
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -1066,25 +1066,16 @@ async fn sighup_reloads_the_certificate_of_the_running_binary() {
         help.contains("--tls-cert"),
         "{binary} is not this build (another checkout sharing CARGO_TARGET_DIR rebuilt it?)"
     );
-    let mut child = std::process::Command::new(binary)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "127.0.0.1:9",
-            "--threads",
-            "1",
-        ])
-        .args(["--doh", &doh.to_string()])
-        .arg("--tls-cert")
-        .arg(files.cert())
-        .arg("--tls-key")
-        .arg(files.key())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("picket binary starts");
+    let picket = PicketProcess::options()
+        .upstream("127.0.0.1:9")
+        .threads(1)
+        .flag("--doh", doh.to_string())
+        .flag("--tls-cert", files.cert())
+        .flag("--tls-key", files.key())
+        .quiet()
+        .spawn_with(|c| {
+            c.stdout(std::process::Stdio::null());
+        });
     let presents = |cert: CertificateDer<'static>| async move {
         for _ in 0..100 {
             if connect_pinned(cert.clone(), doh, "localhost", &[b"h2"])
@@ -1100,10 +1091,9 @@ async fn sighup_reloads_the_certificate_of_the_running_binary() {
     let started = presents(first).await;
     let second = files.write_new();
     // SAFETY: kill(2) on the child we spawned.
-    let signalled = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) } == 0;
+    let signalled = unsafe { libc::kill(picket.child.id() as libc::pid_t, libc::SIGHUP) } == 0;
     let reloaded = signalled && presents(second).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(picket);
     assert!(started, "picket did not start serving DoH on {doh}");
     assert!(reloaded, "SIGHUP did not bring in the new certificate");
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::https::HttpsServer;
@@ -155,28 +155,18 @@ fn node(
     extra: &[&str],
 ) -> Node {
     let admin = free_addr();
-    let mut args = vec![
-        "--upstream".to_owned(),
-        upstream.to_string(),
-        "--policy-url".into(),
-        url.into(),
-        "--policy-key".into(),
-        public.into(),
-        "--policy-interval".into(),
-        "1s".into(),
-        "--state-dir".into(),
-        state.to_str().unwrap().into(),
-        "--ca-file".into(),
-        ca.to_str().unwrap().into(),
-        "--metrics".into(),
-        admin.to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    // The test authority is unsigned: validation would make it bogus.
-    args.extend(["--dnssec".to_string(), "off".to_string()]);
-    let process = PicketProcess::serve(&args, |c| {
-        c.stderr(Stdio::null());
-    });
+    let process = PicketProcess::options()
+        .upstream(upstream)
+        .dnssec_off()
+        .flag("--policy-url", url)
+        .flag("--policy-key", public)
+        .flag("--policy-interval", "1s")
+        .flag("--state-dir", state)
+        .flag("--ca-file", ca)
+        .metrics(admin)
+        .args(extra)
+        .quiet()
+        .spawn();
     Node { process, admin }
 }
 
@@ -462,26 +452,18 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
     let dir = dir_with("fleet-lists", &[("p.json", &policy)]);
     let state = temp_dir("fleet-lists-state");
     let admin = free_addr();
-    let process = PicketProcess::serve(
-        &[
-            // The test authority is unsigned: validation would make it bogus.
-            "--dnssec",
-            "off",
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--policies",
-            dir.to_str().unwrap(),
-            "--ca-file",
-            feeds.ca_file.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--metrics",
-            &admin.to_string(),
-        ],
-        |c| {
-            c.stderr(Stdio::null());
-        },
-    );
+    let mut options = PicketProcess::options();
+    options
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .flag("--policies", &dir)
+        .flag("--state-dir", &state)
+        .quiet();
+    let process = options
+        .clone()
+        .flag("--ca-file", &feeds.ca_file)
+        .metrics(admin)
+        .spawn();
     let n = Node { process, admin };
     wait_until_answering(n.process.addr).await;
 
@@ -543,21 +525,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
         ResponseCode::NXDomain
     );
     drop(n);
-    let restarted = PicketProcess::serve(
-        &[
-            "--dnssec",
-            "off",
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--policies",
-            dir.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        |c| {
-            c.stderr(Stdio::null());
-        },
-    );
+    let restarted = options.spawn();
     wait_until_answering(restarted.addr).await;
     let a = |name: &'static str| {
         let addr = restarted.addr;

@@ -215,9 +215,15 @@ async fn a_slow_name_gathers_a_bounded_number_of_waiting_queries() {
     assert_eq!(upstream.queries_for("www.example.test"), 1);
 }
 
-/// Only warnings on the spawned process's stderr (these tests flood it with queries).
-fn warn_only(command: &mut std::process::Command) {
-    command.args(["--log-level", "warn"]);
+/// `picket serve` forwarding to `upstream`, only warnings on its stderr (these tests flood it
+/// with queries).
+fn process_for(upstream: &Authority) -> ServeOptions {
+    let mut options = PicketProcess::options();
+    options
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .flag("--log-level", "warn");
+    options
 }
 
 /// Resident set size of a process in KiB.
@@ -234,19 +240,10 @@ fn rss_kib(pid: u32) -> u64 {
 async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
     const NAMES: u16 = 10_000;
     let upstream = Authority::start(ZONE);
-    let picket = PicketProcess::serve(
-        &[
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--dnssec",
-            "off",
-            "--threads",
-            "2",
-            "--upstream-timeout-ms",
-            "300",
-        ],
-        warn_only,
-    );
+    let picket = process_for(&upstream)
+        .threads(2)
+        .flag("--upstream-timeout-ms", "300")
+        .spawn();
     wait_until_answering(picket.addr).await;
     query_udp(picket.addr, "www.example.test", RecordType::A).await;
     upstream.set_silent(true);
@@ -337,19 +334,10 @@ async fn answers_evicted_from_a_small_cache_leave_memory() {
     let upstream = Authority::start(ZONE);
     // 1,000 bytes of EDE text make every cached answer weigh over 1 kB.
     upstream.set_ede(Some((0, "x".repeat(1000))));
-    let picket = PicketProcess::serve(
-        &[
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--dnssec",
-            "off",
-            "--threads",
-            "1",
-            "--cache-size",
-            "1MiB",
-        ],
-        warn_only,
-    );
+    let picket = process_for(&upstream)
+        .threads(1)
+        .flag("--cache-size", "1MiB")
+        .spawn();
     wait_until_answering(picket.addr).await;
     // Past the budget once, so the cache is full before the measurement starts.
     resolve_all(picket.addr, 0..WARM).await;

@@ -1147,25 +1147,18 @@ async fn failing_recursive_queries_log_nothing_per_query() {
     ];
     let dir = TempDir::new("quiet");
     std::fs::write(dir.0.join("hints"), "a.root.tree. 3600 IN A 127.0.0.20\n").unwrap();
-    let mut args: Vec<String> = [
-        "--recursive",
-        "--dnssec",
-        "off",
-        "--allow-private-nameservers",
-        "--no-policy",
-        "--threads",
-        "1",
-        "--root-hints",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.push(dir.0.join("hints").display().to_string());
+    let mut options = PicketProcess::options();
+    options
+        .args(&["--recursive", "--allow-private-nameservers", "--no-policy"])
+        .dnssec_off()
+        .threads(1)
+        .flag("--root-hints", dir.0.join("hints"));
     for server in &servers {
-        args.push("--nameserver-port".into());
-        args.push(format!("{}={}", server.addr().ip(), server.addr().port()));
+        let port = format!("{}={}", server.addr().ip(), server.addr().port());
+        options.flag("--nameserver-port", port);
     }
     let stderr = dir.0.join("stderr");
-    let picket = PicketProcess::serve(&args, |command| {
+    let picket = options.spawn_with(|command| {
         // The default log level (RUST_LOG unset), stderr kept for the assertions.
         command
             .env_remove("RUST_LOG")

@@ -324,20 +324,12 @@ async fn the_flags_configure_a_dot_upstream_with_a_private_ca() {
         ca.server_config(&["dns.test"], &[b"dot"], false),
     );
     let ca_file = ca.ca_file();
-    let picket = PicketProcess::serve(
-        &[
-            // The test authority is unsigned: validation would make it bogus.
-            "--dnssec",
-            "off",
-            "--upstream",
-            &format!("tls://{}#dns.test", dot.addr()),
-            "--ca-file",
-            ca_file.to_str().unwrap(),
-            "--threads",
-            "1",
-        ],
-        |_| {},
-    );
+    let picket = PicketProcess::options()
+        .dnssec_off()
+        .upstream(format!("tls://{}#dns.test", dot.addr()))
+        .flag("--ca-file", &ca_file)
+        .threads(1)
+        .spawn();
     wait_until_answering(picket.addr).await;
     let answer = query_udp(picket.addr, "w7.example.test", RecordType::A).await;
     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 7)]);

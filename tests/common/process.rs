@@ -113,7 +113,7 @@ impl Drop for PicketProcess {
 ///     .quiet()
 ///     .spawn();
 /// ```
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct ServeOptions {
     args: Vec<OsString>,
     quiet: bool,

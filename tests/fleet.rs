@@ -8,13 +8,11 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::https::HttpsServer;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ZONE: &str = r#"
 example.test.        3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
@@ -86,58 +84,6 @@ fn signed_dir(key: &Path, version: u64, dir: &Path) -> Vec<u8> {
     ]);
     assert_eq!(code, 0, "{stdout}{err}");
     std::fs::read(out).unwrap()
-}
-
-/// GET over plain HTTP/1.1 (the admin listener); status and body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return (0, String::new());
-    };
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
-}
-
-/// One metric sample's value (`name{labels}` exactly as rendered), 0 when absent.
-async fn metric(admin: SocketAddr, series: &str) -> f64 {
-    let (_, body) = http_get(admin, "/metrics").await;
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
-/// Polls `cond` until it holds; panics with `what` after a minute (a hang guard, not a timing
-/// assertion: every wait here normally ends within a few poll intervals).
-async fn wait_for<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if cond().await {
-            return;
-        }
-        real_sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 /// A node of the fleet: `picket serve --policy-url ...` with metrics on.
@@ -282,29 +228,33 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
         &[],
     );
     wait_until_answering(n.process.addr).await;
-    wait_for("a failed first fetch is counted", || async {
+    poll_until("a failed first fetch is counted", || async {
         metric(n.admin, &fetches("fetch_failed")).await >= 1.0
     })
     .await;
-    let (status, body) = http_get(n.admin, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("no policy"), "{body}");
+    let ready = http_get(n.admin, "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("no policy"), "{}", ready.body);
     assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NoError);
 
     // Version 1 published: bad.example.test becomes blocked, the node ready.
     control.publish("policy.bundle", signed(&key, 1, &["bad.example.test"]));
-    wait_for("version 1 blocks bad.example.test", || async {
+    poll_until("version 1 blocks bad.example.test", || async {
         answer(&n, "bad.example.test").await == ResponseCode::NXDomain
     })
     .await;
     assert_eq!(answer(&n, "good.example.test").await, ResponseCode::NoError);
-    let (status, body) = http_get(n.admin, "/readyz").await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("policy bundle version 1"), "{body}");
+    let ready = http_get(n.admin, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(
+        ready.body.contains("policy bundle version 1"),
+        "{}",
+        ready.body
+    );
     assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 1.0);
     assert!(state.join("policy.bundle").exists(), "kept in --state-dir");
     // The server saw the ETag again and answered 304.
-    wait_for("a conditional poll answered 304", || async {
+    poll_until("a conditional poll answered 304", || async {
         control
             .requests("policy.bundle")
             .iter()
@@ -317,7 +267,7 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
     let at = tampered.len() - 70;
     tampered[at] ^= 0x20;
     control.publish("policy.bundle", tampered);
-    wait_for("the tampered bundle is refused", || async {
+    poll_until("the tampered bundle is refused", || async {
         metric(n.admin, &fetches("bad_signature")).await >= 1.0
     })
     .await;
@@ -330,7 +280,7 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
     // A truncated download of a good version 2: refused too.
     let good2 = signed(&key, 2, &["bad.example.test", "worse.example.test"]);
     control.publish("policy.bundle", good2[..good2.len() / 2].to_vec());
-    wait_for("the truncated bundle is refused", || async {
+    poll_until("the truncated bundle is refused", || async {
         metric(n.admin, &fetches("bad_signature")).await
             + metric(n.admin, &fetches("malformed")).await
             >= 2.0
@@ -346,7 +296,7 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
         "policy.bundle",
         signed(&key, 3, &["bad.example.test", "worse.example.test"]),
     );
-    wait_for("version 3 blocks worse.example.test", || async {
+    poll_until("version 3 blocks worse.example.test", || async {
         answer(&n, "worse.example.test").await == ResponseCode::NXDomain
     })
     .await;
@@ -354,7 +304,7 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
 
     // An older, validly signed bundle (version 2, blocking nothing new): rollback refused.
     control.publish("policy.bundle", signed(&key, 2, &["bad.example.test"]));
-    wait_for("the rollback is refused", || async {
+    poll_until("the rollback is refused", || async {
         metric(n.admin, &fetches("rollback")).await >= 1.0
     })
     .await;
@@ -377,12 +327,14 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
         ResponseCode::NXDomain
     );
     // Ready once every worker serves: the state's policy is there from the start.
-    wait_for("the restarted node is ready", || async {
-        http_get(restarted.admin, "/readyz").await.0 == 200
+    poll_until("the restarted node is ready", || async {
+        http_try_get(restarted.admin, "/readyz")
+            .await
+            .is_some_and(|a| a.status == 200)
     })
     .await;
-    let (_, body) = http_get(restarted.admin, "/readyz").await;
-    assert!(body.contains("version 3"), "{body}");
+    let ready = http_get(restarted.admin, "/readyz").await;
+    assert!(ready.body.contains("version 3"), "{}", ready.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,12 +357,12 @@ async fn allow_rollback_applies_an_older_bundle() {
         &["--allow-rollback"],
     );
     wait_until_answering(n.process.addr).await;
-    wait_for("version 9 applied", || async {
+    poll_until("version 9 applied", || async {
         answer(&n, "worse.example.test").await == ResponseCode::NXDomain
     })
     .await;
     control.publish("b", signed(&key, 4, &["bad.example.test"]));
-    wait_for("the older version 4 applied on purpose", || async {
+    poll_until("the older version 4 applied on purpose", || async {
         answer(&n, "worse.example.test").await == ResponseCode::NoError
     })
     .await;
@@ -468,11 +420,11 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
     wait_until_answering(n.process.addr).await;
 
     // Downloaded off the query path, then in force.
-    wait_for("the ads list is downloaded and blocks", || async {
+    poll_until("the ads list is downloaded and blocks", || async {
         answer(&n, "ads.example.test").await == ResponseCode::NXDomain
     })
     .await;
-    wait_for("the RPZ feed blocks bad.example.test", || async {
+    poll_until("the RPZ feed blocks bad.example.test", || async {
         answer(&n, "bad.example.test").await == ResponseCode::NXDomain
     })
     .await;
@@ -493,7 +445,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
     );
 
     // Refreshed with the ETag: the server answers 304 and the list stays.
-    wait_for("a refresh is answered 304", || async {
+    poll_until("a refresh is answered 304", || async {
         feeds.requests("ads.txt").iter().any(|s| {
             s.status == 304
                 && s.if_none_match
@@ -507,7 +459,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
 
     // A new version of the list: swapped in, the old entry gone.
     feeds.publish("ads.txt", "worse.example.test\n");
-    wait_for("the new ads list blocks worse.example.test", || async {
+    poll_until("the new ads list blocks worse.example.test", || async {
         answer(&n, "worse.example.test").await == ResponseCode::NXDomain
     })
     .await;
@@ -516,7 +468,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
 
     // The feed server goes away: the lists stay, and a restart loads them from --state-dir.
     drop(feeds);
-    wait_for("a failed refresh is counted", || async {
+    poll_until("a failed refresh is counted", || async {
         metric(admin, "picket_list_fetch_total{result=\"fetch_failed\"}").await >= 1.0
     })
     .await;
@@ -584,7 +536,7 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
         &["--blocklist", blocklist.to_str().unwrap()],
     );
     wait_until_answering(n.process.addr).await;
-    wait_for("the bundle that does not load is refused", || async {
+    poll_until("the bundle that does not load is refused", || async {
         metric(
             n.admin,
             "picket_policy_bundle_fetch_total{result=\"load_failed\"}",
@@ -593,13 +545,13 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
             >= 1.0
     })
     .await;
-    let (status, body) = http_get(n.admin, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
+    let ready = http_get(n.admin, "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(!work.join("s").join("policy.bundle").exists(), "never kept");
     assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NoError);
 
     control.publish("b", signed(&key, 2, &["bad.example.test"]));
-    wait_for("the next good bundle applies", || async {
+    poll_until("the next good bundle applies", || async {
         answer(&n, "bad.example.test").await == ResponseCode::NXDomain
     })
     .await;
@@ -608,8 +560,10 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
         ResponseCode::NXDomain,
         "the node's --blocklist applies with it"
     );
-    wait_for("ready", || async {
-        http_get(n.admin, "/readyz").await.0 == 200
+    poll_until("ready", || async {
+        http_try_get(n.admin, "/readyz")
+            .await
+            .is_some_and(|a| a.status == 200)
     })
     .await;
 }

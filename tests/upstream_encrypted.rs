@@ -15,7 +15,6 @@ use common::tls::TestCa;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `w<i>.example.test A 192.0.2.<i>` for i in 0..20.
 fn zone() -> String {
@@ -225,7 +224,9 @@ async fn a_dot_upstream_whose_certificate_does_not_match_is_never_used() {
     );
 
     // Metrics per upstream, labelled with the spec.
-    let metrics = http_get(picket.server.admin_addr().unwrap(), "/metrics").await;
+    let metrics = http_get(picket.server.admin_addr().unwrap(), "/metrics")
+        .await
+        .body;
     let right_label = format!("upstream=\"{right_spec}\"");
     let wrong_label = format!("upstream=\"{wrong_spec}\"");
     assert!(
@@ -335,17 +336,6 @@ async fn the_flags_configure_a_dot_upstream_with_a_private_ca() {
     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 7)]);
     assert_eq!(dot.connections(), 1);
     assert_eq!(authority.udp_queries(), 0);
-}
-
-/// GET over plain HTTP/1.1; the body.
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
 }
 
 /// Unbound (Debian's) serving `w<i>.example.test` from local data on its

@@ -60,7 +60,7 @@ pub use client::{
 };
 pub use encrypted::EncryptedFront;
 pub use files::{dir_with, temp_dir};
-pub use http::{http_get, http_get_with, HttpAnswer};
+pub use http::{http_get, http_get_with, http_try_get, metric, poll_until, HttpAnswer};
 pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
 };

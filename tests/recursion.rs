@@ -1213,25 +1213,14 @@ impl Unbound {
         ]
         .map(|(zone, i)| format!("stub-zone:\n  name: \"{zone}\"\n  stub-addr: {}\n", at(i)))
         .concat();
-        let config = format!(
-            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
-             chroot: \"\"\n  username: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n  \
-             use-syslog: no\n  do-not-query-localhost: no\n  do-ip6: no\n  \
+        let server = format!(
+            "  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n  \
              module-config: \"validator iterator\"\n  trust-anchor-file: \"{anchors}\"\n  \
              verbosity: 0\n{stubs}",
-            dir = dir.0.display(),
             anchors = anchors.display(),
         );
-        let conf = dir.0.join("unbound.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = KillOnDrop::spawn(
-            std::process::Command::new("/usr/sbin/unbound")
-                .args(["-d", "-c"])
-                .arg(&conf),
-            "/usr/sbin/unbound (Debian package unbound)",
-        );
         Unbound {
-            _child: child,
+            _child: start_unbound(&dir.0, &server),
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             _dir: dir,
         }

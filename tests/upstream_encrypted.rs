@@ -358,28 +358,17 @@ impl Unbound {
         let local_data: String = (0..20)
             .map(|i| format!("  local-data: \"w{i}.example.test. 300 IN A 192.0.2.{i}\"\n"))
             .collect();
-        let config = format!(
-            "server:\n  interface: 127.0.0.1@{dot_port}\n  interface: 127.0.0.1@{doh_port}\n  \
+        let server = format!(
+            "  interface: 127.0.0.1@{dot_port}\n  interface: 127.0.0.1@{doh_port}\n  \
              tls-port: {dot_port}\n  https-port: {doh_port}\n  \
              tls-service-pem: \"{pem}\"\n  tls-service-key: \"{key}\"\n  \
-             do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"{dir}\"\n  \
-             pidfile: \"\"\n  use-syslog: no\n  do-ip6: no\n  verbosity: 1\n  \
-             access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  \
+             verbosity: 1\n  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  \
              local-zone: \"example.test.\" static\n{local_data}",
             pem = pem.display(),
             key = key.display(),
-            dir = dir.display(),
-        );
-        let conf = dir.join("unbound.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = KillOnDrop::spawn(
-            std::process::Command::new("/usr/sbin/unbound")
-                .args(["-d", "-c"])
-                .arg(&conf),
-            "/usr/sbin/unbound (Debian package unbound)",
         );
         let unbound = Unbound {
-            _child: child,
+            _child: start_unbound(&dir, &server),
             dot: SocketAddr::from(([127, 0, 0, 1], dot_port)),
             doh: SocketAddr::from(([127, 0, 0, 1], doh_port)),
         };

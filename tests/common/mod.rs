@@ -65,6 +65,8 @@ pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
 };
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};
-pub use process::{free_addr, free_port, run_program, KillOnDrop, PicketProcess, ServeOptions};
+pub use process::{
+    free_addr, free_port, run_program, start_unbound, KillOnDrop, PicketProcess, ServeOptions,
+};
 pub use respond::{FORGED_V4, FORGED_V6};
 pub use signed::TreeUpstream;

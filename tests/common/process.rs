@@ -6,6 +6,7 @@
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 /// A port free for both UDP and TCP on 127.0.0.1, bound and released again:
@@ -73,6 +74,26 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Debian's Unbound (`/usr/sbin/unbound`, package unbound) in the foreground
+/// with its files in `dir`: `unbound.conf` holds a `server:` clause with what
+/// every test needs (no daemon, chroot, syslog or IPv6) and then `server`'s
+/// lines (indented two spaces, and any clauses after them).
+pub fn start_unbound(dir: &Path, server: &str) -> KillOnDrop {
+    let config = format!(
+        "server:\n  do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  \
+         directory: \"{dir}\"\n  pidfile: \"\"\n  use-syslog: no\n  do-ip6: no\n{server}",
+        dir = dir.display(),
+    );
+    let conf = dir.join("unbound.conf");
+    std::fs::write(&conf, config).unwrap();
+    KillOnDrop::spawn(
+        Command::new("/usr/sbin/unbound")
+            .args(["-d", "-c"])
+            .arg(&conf),
+        "/usr/sbin/unbound (Debian package unbound)",
+    )
 }
 
 /// `picket serve` on a free loopback port (UDP and TCP); killed on drop.

@@ -47,6 +47,12 @@ fn keygen(dir: &Path) -> (PathBuf, String) {
     (key, public)
 }
 
+/// `picket bundle verify BUNDLE --policy-key KEY`; (exit code, stdout, stderr).
+fn verify(bundle: &Path, key: &str) -> (i32, String, String) {
+    let bundle = bundle.to_str().unwrap();
+    picket(&["bundle", "verify", bundle, "--policy-key", key])
+}
+
 /// A policy directory blocking every name on its list file.
 fn policy_dir(blocked: &[&str]) -> PathBuf {
     dir_with(
@@ -132,7 +138,7 @@ fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
     let bundle = dir.join("b.bundle");
     std::fs::write(&bundle, signed(&key, 5, &["bad.example.test"])).unwrap();
     let b = bundle.to_str().unwrap();
-    let (code, out, err) = picket(&["bundle", "verify", b, "--policy-key", &public]);
+    let (code, out, err) = verify(&bundle, &public);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("good signature, version 5"), "{out}");
     assert!(
@@ -148,7 +154,7 @@ fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
 
     // Another key: refused by verify and by check.
     let (_, other) = keygen(&temp_dir("fleet-cli-other"));
-    let (code, out, _) = picket(&["bundle", "verify", b, "--policy-key", &other]);
+    let (code, out, _) = verify(&bundle, &other);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("signature does not verify"), "{out}");
     let (code, out, _) = picket(&["check", b, "--policy-key", &other]);
@@ -160,26 +166,14 @@ fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
     bytes[at] ^= 0x20;
     let tampered = dir.join("t.bundle");
     std::fs::write(&tampered, &bytes).unwrap();
-    let (code, out, _) = picket(&[
-        "bundle",
-        "verify",
-        tampered.to_str().unwrap(),
-        "--policy-key",
-        &public,
-    ]);
+    let (code, out, _) = verify(&tampered, &public);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("signature does not verify"), "{out}");
 
     // Cut short: refused, and the message says what probably happened.
     let cut = dir.join("cut.bundle");
     std::fs::write(&cut, &std::fs::read(&bundle).unwrap()[..20]).unwrap();
-    let (code, out, _) = picket(&[
-        "bundle",
-        "verify",
-        cut.to_str().unwrap(),
-        "--policy-key",
-        &public,
-    ]);
+    let (code, out, _) = verify(&cut, &public);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("truncated download"), "{out}");
 

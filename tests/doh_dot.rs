@@ -13,10 +13,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use common::{
-    a_records, free_addr, run_program, start_picket_with, test_settings, Authority, Picket,
-    PicketProcess, QueryBuilder,
+    a_query, any_port, assert_a_answer, free_addr, run_program, Authority, EncryptedPicket,
+    PicketProcess,
 };
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
@@ -40,17 +40,7 @@ const ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 /// A DoH/DoT test: the upstream authority and Picket (cache clock stopped,
 /// so served TTLs are exact).
-struct Setup {
-    upstream: Authority,
-    picket: Picket,
-}
-
-impl std::ops::Deref for Setup {
-    type Target = Server;
-    fn deref(&self) -> &Server {
-        &self.picket.server
-    }
-}
+type Setup = EncryptedPicket;
 
 /// The authority's zone: `names` under example.test, each A 192.0.2.1.
 fn zone(names: &[String]) -> String {
@@ -72,28 +62,15 @@ fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
     names.extend((0..4).map(|i| format!("w{i}")));
     names.extend((0..50).map(|i| format!("s{i}")));
     let upstream = Authority::start(&zone(&names));
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.doh = vec!["127.0.0.1:0".parse().unwrap()];
-    settings.dot = vec!["127.0.0.1:0".parse().unwrap()];
-    settings.tls = Some(TlsSource::SelfSigned {
-        names: vec!["dot.example.net".into(), "*.dot.example.net".into()],
-    });
-    adjust(&mut settings);
-    Setup {
-        upstream,
-        picket: start_picket_with(settings),
-    }
-}
-
-/// A query for `name` A with the given ID (RD set, EDNS).
-fn query(id: u16, name: &str) -> Vec<u8> {
-    QueryBuilder::new(name, RecordType::A).id(id).to_bytes()
+    Setup::start(upstream, "dot.example.net", |settings| {
+        settings.doh = vec![any_port()];
+        settings.dot = vec![any_port()];
+        adjust(settings);
+    })
 }
 
 fn assert_answered(msg: &Message) {
-    assert_eq!(msg.metadata.message_type, MessageType::Response);
-    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(a_records(msg), [ADDRESS]);
+    assert_a_answer(msg, &[ADDRESS]);
 }
 
 // ---------------------------------------------------------------- clients
@@ -276,7 +253,7 @@ async fn doh_get_and_post_answer_over_both_http_versions() {
     let server = start();
     for (h, http) in [Http::Two, Http::One].into_iter().enumerate() {
         for (i, via_post) in [false, true].into_iter().enumerate() {
-            let wire = query(0, &format!("w{}.example.test.", h * 2 + i));
+            let wire = a_query(0, &format!("w{}.example.test.", h * 2 + i));
             let reply = if via_post {
                 post(&server, http, "/dns-query", "application/dns-message", wire).await
             } else {
@@ -299,7 +276,7 @@ async fn doh_get_and_post_answer_over_both_http_versions() {
 #[tokio::test]
 async fn doh_max_age_follows_the_served_ttls() {
     let server = start();
-    let wire = query(0x1234, "www.example.test.");
+    let wire = a_query(0x1234, "www.example.test.");
     let reply = get(&server, Http::Two, &get_path(&wire)).await;
     assert_eq!(reply.dns().metadata.id, 0x1234);
     assert_eq!(max_age(&reply), A_TTL);
@@ -313,7 +290,7 @@ async fn doh_max_age_follows_the_served_ttls() {
 #[tokio::test]
 async fn doh_negative_answer_caches_for_the_negative_ttl() {
     let server = start();
-    let wire = query(0xbeef, "nope.example.test.");
+    let wire = a_query(0xbeef, "nope.example.test.");
     let reply = post(
         &server,
         Http::Two,
@@ -332,7 +309,7 @@ async fn doh_negative_answer_caches_for_the_negative_ttl() {
 #[tokio::test]
 async fn doh_errors_have_their_http_status() {
     let server = start();
-    let wire = query(7, "www.example.test.");
+    let wire = a_query(7, "www.example.test.");
     for http in [Http::Two, Http::One] {
         let put = request(&server, http, "PUT", "/dns-query")
             .body(Full::new(Bytes::from(wire.clone())))
@@ -557,7 +534,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
     let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
     let dns = format!(
         "dns={}",
-        URL_SAFE_NO_PAD.encode(query(1, "www.example.test."))
+        URL_SAFE_NO_PAD.encode(a_query(1, "www.example.test."))
     );
     let acme = get(
         &server,
@@ -581,7 +558,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
         ("other.dot.example.net", false),
     ] {
         let mut tls = tls_connect(&server, server.dot_addrs()[0], sni, &[b"dot"]).await;
-        let msg = dot_exchange(&mut tls, &query(2, "www.example.test.")).await;
+        let msg = dot_exchange(&mut tls, &a_query(2, "www.example.test.")).await;
         if blocked {
             assert_eq!(rcode_of(&msg), ResponseCode::NXDomain, "{sni}");
         } else {
@@ -590,13 +567,13 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
     }
 
     // The transport reaches the policy too.
-    let path = get_path(&query(3, "transport.example.test."));
+    let path = get_path(&a_query(3, "transport.example.test."));
     assert_eq!(
         rcode_of(&get(&server, Http::Two, &path).await.dns()),
         ResponseCode::NXDomain
     );
     let mut tls = tls_connect(&server, server.dot_addrs()[0], "localhost", &[b"dot"]).await;
-    assert_answered(&dot_exchange(&mut tls, &query(4, "transport.example.test.")).await);
+    assert_answered(&dot_exchange(&mut tls, &a_query(4, "transport.example.test.")).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -625,7 +602,7 @@ async fn doh_http2_connection_carries_many_streams() {
         let mut sender = sender.clone();
         let uri = format!(
             "https://localhost{}",
-            get_path(&query(i, &format!("s{i}.example.test.")))
+            get_path(&a_query(i, &format!("s{i}.example.test.")))
         );
         tasks.push(tokio::spawn(async move {
             let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
@@ -705,7 +682,7 @@ async fn doh_idle_connection_is_closed_and_frees_its_slot() {
             &server,
             http,
             "GET",
-            &get_path(&query(1, "idle.example.test.")),
+            &get_path(&a_query(1, "idle.example.test.")),
         )
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -783,7 +760,7 @@ async fn doh_keep_alive_outlasts_the_request_timeout() {
                 &server,
                 http,
                 "GET",
-                &get_path(&query(3, "www.example.test.")),
+                &get_path(&a_query(3, "www.example.test.")),
             )
             .body(Full::new(Bytes::new()))
             .unwrap()
@@ -832,7 +809,7 @@ async fn dot_answers_with_sni_and_alpn() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"dot"[..]));
     // Two pipelined queries on one connection.
     for (id, name) in [(0u16, "a.example.test."), (0x1234, "b.example.test.")] {
-        let wire = query(id, name);
+        let wire = a_query(id, name);
         let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&wire);
         tls.write_all(&framed).await.unwrap();
@@ -883,7 +860,7 @@ async fn drain_closes_idle_doh_at_once_and_finishes_exchanges_in_flight() {
     let (mut busy, _busy_conn) = h2_connection(&server).await;
     let uri = format!(
         "https://localhost{}",
-        get_path(&query(1, "w0.example.test."))
+        get_path(&a_query(1, "w0.example.test."))
     );
     let over_doh = tokio::spawn(async move {
         let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
@@ -895,7 +872,7 @@ async fn drain_closes_idle_doh_at_once_and_finishes_exchanges_in_flight() {
     let mut dot_tls = tls_connect(&server, dot, "localhost", &[b"dot"]).await;
     let over_dot =
         tokio::spawn(
-            async move { dot_exchange(&mut dot_tls, &query(2, "w1.example.test.")).await },
+            async move { dot_exchange(&mut dot_tls, &a_query(2, "w1.example.test.")).await },
         );
     // A connection with nothing to do.
     let (_idle, idle_conn) = h2_connection(&server).await;
@@ -949,7 +926,7 @@ async fn a_reset_doh_stream_leaves_its_fetch_to_the_queries_waiting_on_it() {
     let name = "s42.example.test.";
     upstream.set_delay(Duration::from_millis(600));
     let (mut leader, _leader_conn) = h2_connection(&picket.server).await;
-    let uri = format!("https://localhost{}", get_path(&query(1, name)));
+    let uri = format!("https://localhost{}", get_path(&a_query(1, name)));
     let leading = tokio::spawn(async move {
         let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
         leader.send_request(req).await
@@ -1045,7 +1022,7 @@ async fn reloaded_certificate_serves_new_connections() {
         &server,
         Http::Two,
         "GET",
-        &get_path(&query(5, "www.example.test.")),
+        &get_path(&a_query(5, "www.example.test.")),
     )
     .body(Full::new(Bytes::new()))
     .unwrap();
@@ -1244,7 +1221,7 @@ async fn doh_drop_is_504_in_both_phases() {
     let dir = drop_policy();
     let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
     for http in [Http::Two, Http::One] {
-        let reply = get(&server, http, &get_path(&query(1, "drop.example.test."))).await;
+        let reply = get(&server, http, &get_path(&a_query(1, "drop.example.test."))).await;
         assert_eq!(
             reply.status,
             StatusCode::GATEWAY_TIMEOUT,
@@ -1254,7 +1231,7 @@ async fn doh_drop_is_504_in_both_phases() {
         // From the upstream, then from the cache.
         for round in 0..2 {
             let path = "/dns-query";
-            let body = query(2, "a.example.test.");
+            let body = a_query(2, "a.example.test.");
             let reply = post(&server, http, path, "application/dns-message", body).await;
             assert_eq!(
                 reply.status,
@@ -1275,7 +1252,7 @@ async fn doh_upstream_formerr_is_a_dns_message() {
     let server = start();
     server.upstream.set_rcode(Some(ResponseCode::FormErr));
     for http in [Http::Two, Http::One] {
-        let reply = get(&server, http, &get_path(&query(3, "b.example.test."))).await;
+        let reply = get(&server, http, &get_path(&a_query(3, "b.example.test."))).await;
         let msg = reply.dns();
         assert_eq!(msg.metadata.id, 3, "{http:?}");
         assert_eq!(rcode_of(&msg), ResponseCode::FormErr, "{http:?}");
@@ -1290,7 +1267,7 @@ async fn doh_access_list_refusal_is_a_refused_message() {
         s.access = picket::admission::AccessList::new(vec!["192.0.2.0/24".parse().unwrap()]);
     });
     for http in [Http::Two, Http::One] {
-        let reply = get(&server, http, &get_path(&query(4, "www.example.test."))).await;
+        let reply = get(&server, http, &get_path(&a_query(4, "www.example.test."))).await;
         let msg = reply.dns();
         assert_eq!(msg.metadata.id, 4);
         assert_eq!(rcode_of(&msg), ResponseCode::Refused, "{http:?}");

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData, Record, RecordType};
 
@@ -28,6 +28,14 @@ pub fn ede(message: &Message) -> Option<(u16, String)> {
         }
         _ => None,
     }
+}
+
+/// Asserts that `message` is a NOERROR response whose A records are `addrs`.
+#[track_caller]
+pub fn assert_a_answer(message: &Message, addrs: &[Ipv4Addr]) {
+    assert_eq!(message.metadata.message_type, MessageType::Response);
+    assert_eq!(message.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(message), addrs);
 }
 
 /// The response code of an answer.

@@ -54,17 +54,20 @@ pub mod zone;
 
 pub use authority::Authority;
 pub use client::{
-    query_tcp, query_udp, query_udp_from, real_sleep, send_tcp, send_udp, send_udp_collect,
-    send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient, ANSWER_TIMEOUT,
-    RAW_TIMEOUT,
+    a_query, query_tcp, query_udp, query_udp_from, real_sleep, send_tcp, send_udp,
+    send_udp_collect, send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient,
+    ANSWER_TIMEOUT, RAW_TIMEOUT,
 };
 pub use encrypted::EncryptedFront;
 pub use files::{dir_with, temp_dir};
 pub use http::{http_get, http_get_with, http_try_get, metric, poll_until, HttpAnswer};
 pub use inspect::{
-    a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
+    a_records, aaaa_records, assert_a_answer, ede, ede_option, min_ttl, rcode, soa_in_authority,
+    EDE_CODE,
 };
-pub use picket::{start_picket, start_picket_with, test_settings, Picket};
+pub use picket::{
+    any_port, start_picket, start_picket_with, test_settings, EncryptedPicket, Picket,
+};
 pub use process::{
     free_addr, free_port, run_program, start_unbound, KillOnDrop, PicketProcess, ServeOptions,
 };

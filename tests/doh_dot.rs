@@ -13,8 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use common::{
-    a_query, any_port, assert_a_answer, free_addr, run_program, Authority, EncryptedPicket,
-    PicketProcess,
+    a_query, any_port, assert_a_answer, dir_with, free_addr, run_program, Authority,
+    EncryptedPicket, PicketProcess,
 };
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -503,12 +503,6 @@ const ACME_DOT_NAME: &str = "ejj3rj55qbpyndwtwn2g2hvxk";
 /// name [`ACME_DOT_NAME`]) blocks www.example.test; for everyone, DoH
 /// queries for transport.example.test are blocked.
 fn org_policy() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "picket-doh-policy-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
     let policy = r#"{
       "global": { "rules": [
         { "id": "doh-only", "expression": "dns.transport == \"doh\" and dns.fqdn == \"transport.example.test\"", "action": "block" }
@@ -520,8 +514,7 @@ fn org_policy() -> PathBuf {
     }"#
     .replace("ACME_TOKEN", ACME_TOKEN)
     .replace("ACME_DOT_NAME", ACME_DOT_NAME);
-    std::fs::write(dir.join("policy.json"), policy).unwrap();
-    dir
+    dir_with("doh-policy", &[("policy.json", &policy)])
 }
 
 fn rcode_of(msg: &Message) -> ResponseCode {
@@ -1081,30 +1074,33 @@ async fn sighup_reloads_the_certificate_of_the_running_binary() {
 #[ignore = "needs curl and kdig (Debian curl, knot-dnsutils); run by .ci/run"]
 async fn curl_resolves_through_doh() {
     let server = start();
+    // Port 9 (discard) on a TEST-NET address: the connection fails, but the
+    // verbose log shows the address curl got from Picket.
+    let out = curl_with_doh(&server, "3", "http://www.example.test:9/").await;
+    assert!(out.contains("DoH A: 192.0.2.1"), "{out}");
+    assert!(out.contains("Trying 192.0.2.1:9"), "{out}");
+}
+
+/// curl fetching `url` within `max_time` seconds, resolving through Picket's
+/// DoH listener (its certificate unchecked): curl's verbose output.
+async fn curl_with_doh(server: &Setup, max_time: &str, url: &str) -> String {
     let doh_url = format!(
         "https://127.0.0.1:{}/dns-query",
         server.doh_addrs()[0].port()
     );
-    // Port 9 (discard) on a TEST-NET address: the connection fails, but the
-    // verbose log shows the address curl got from Picket.
-    let out = tokio::task::spawn_blocking(move || {
-        run_program(
-            "curl",
-            &[
-                "-sv",
-                "--max-time",
-                "3",
-                "--doh-insecure",
-                "--doh-url",
-                &doh_url,
-                "http://www.example.test:9/",
-            ],
-        )
-    })
-    .await
-    .unwrap();
-    assert!(out.contains("DoH A: 192.0.2.1"), "{out}");
-    assert!(out.contains("Trying 192.0.2.1:9"), "{out}");
+    let args = [
+        "-sSv",
+        "--max-time",
+        max_time,
+        "--doh-insecure",
+        "--doh-url",
+        &doh_url,
+        url,
+    ]
+    .map(String::from);
+    tokio::task::spawn_blocking(move || run_program("curl", &args))
+        .await
+        .unwrap()
 }
 
 /// curl takes the 504 of a dropped query for a failed lookup.
@@ -1113,26 +1109,7 @@ async fn curl_resolves_through_doh() {
 async fn curl_fails_the_lookup_of_a_dropped_name() {
     let dir = drop_policy();
     let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
-    let doh_url = format!(
-        "https://127.0.0.1:{}/dns-query",
-        server.doh_addrs()[0].port()
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        run_program(
-            "curl",
-            &[
-                "-sSv",
-                "--max-time",
-                "10",
-                "--doh-insecure",
-                "--doh-url",
-                &doh_url,
-                "http://drop.example.test:9/",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let out = curl_with_doh(&server, "10", "http://drop.example.test:9/").await;
     assert!(
         out.contains("curl: (6)"),
         "curl exits 6, could not resolve: {out}"
@@ -1147,43 +1124,23 @@ async fn kdig_over_https_and_tls() {
     let server = start();
     let doh_port = server.doh_addrs()[0].port().to_string();
     let dot_port = server.dot_addrs()[0].port().to_string();
+    // (transport options, port, name asked)
+    let runs = [
+        (vec!["+https"], doh_port.clone(), "www"),
+        (vec!["+https-get"], doh_port, "get"),
+        (
+            vec!["+tls", "+tls-sni=acme.dot.example.net"],
+            dot_port,
+            "dot",
+        ),
+    ];
     let out = tokio::task::spawn_blocking(move || {
-        [
-            run_program(
-                "kdig",
-                &[
-                    "+https",
-                    "@127.0.0.1",
-                    "-p",
-                    &doh_port,
-                    "www.example.test",
-                    "A",
-                ],
-            ),
-            run_program(
-                "kdig",
-                &[
-                    "+https-get",
-                    "@127.0.0.1",
-                    "-p",
-                    &doh_port,
-                    "get.example.test",
-                    "A",
-                ],
-            ),
-            run_program(
-                "kdig",
-                &[
-                    "+tls",
-                    "+tls-sni=acme.dot.example.net",
-                    "@127.0.0.1",
-                    "-p",
-                    &dot_port,
-                    "dot.example.test",
-                    "A",
-                ],
-            ),
-        ]
+        runs.map(|(options, port, name)| {
+            let name = format!("{name}.example.test");
+            let mut args = options;
+            args.extend(["@127.0.0.1", "-p", &port, &name, "A"]);
+            run_program("kdig", &args)
+        })
     })
     .await
     .unwrap();
@@ -1200,18 +1157,11 @@ async fn kdig_over_https_and_tls() {
 /// A policy directory: drop.example.test is dropped at the request phase,
 /// a.example.test at the response phase (by its answer's address).
 fn drop_policy() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "picket-doh-drop-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
     let policy = r#"{ "global": { "rules": [
         { "id": "drop-query", "expression": "dns.fqdn == \"drop.example.test\"", "action": "drop" },
         { "id": "drop-answer", "expression": "dns.response.ip in {192.0.2.1} and dns.fqdn == \"a.example.test\"", "action": "drop" }
     ] } }"#;
-    std::fs::write(dir.join("policy.json"), policy).unwrap();
-    dir
+    dir_with("doh-drop", &[("policy.json", policy)])
 }
 
 /// A query a `drop` rule does not answer, in either phase, is a 504 with no

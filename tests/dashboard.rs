@@ -72,6 +72,14 @@ async fn get_json(addr: SocketAddr, path: &str) -> Value {
     answer.json()
 }
 
+/// GETs a request the API refuses: asserts the 400, returns its `error` text.
+async fn api_error(addr: SocketAddr, path: &str) -> String {
+    let answer = http_get(addr, path).await;
+    assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+    let error = answer.json()["error"].as_str().map(str::to_owned);
+    error.unwrap_or_else(|| panic!("{path}: no error text: {}", answer.body))
+}
+
 fn keys(list: &Value) -> Vec<String> {
     list["entries"]
         .as_array()
@@ -130,12 +138,8 @@ async fn stats_count_the_known_traffic() {
     assert_eq!(stats["policy"]["last_reload"]["ok"], true);
     assert!(stats["policy"]["version"].as_u64().unwrap() > version);
 
-    let bad = http_get(admin(&picket), "/api/stats?verbose=1").await;
-    assert_eq!(bad.status, 400);
-    assert!(bad.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("unknown parameter \"verbose\""));
+    let error = api_error(admin(&picket), "/api/stats?verbose=1").await;
+    assert!(error.contains("unknown parameter \"verbose\""), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,9 +186,7 @@ async fn top_lists_name_the_blocked_names_rules_clients_and_organizations() {
         ("n=ten", "from 1 to 256"),
         ("list=hosts", "not a list"),
     ] {
-        let bad = http_get(admin(&picket), &format!("/api/top?{query}")).await;
-        assert_eq!(bad.status, 400, "{query}");
-        let error = bad.json()["error"].as_str().unwrap().to_string();
+        let error = api_error(admin(&picket), &format!("/api/top?{query}")).await;
         assert!(
             error.contains(says) && error.starts_with("/api/top"),
             "{query}: {error}"
@@ -277,9 +279,7 @@ async fn recent_queries_are_bounded_and_filterable() {
         ("name=%zz", "two hex digits"),
         ("limit=1&limit=2", "twice"),
     ] {
-        let bad = http_get(addr, &format!("/api/recent?{query}")).await;
-        assert_eq!(bad.status, 400, "{query}");
-        let error = bad.json()["error"].as_str().unwrap().to_string();
+        let error = api_error(addr, &format!("/api/recent?{query}")).await;
         assert!(error.contains(says), "{query}: {error}");
     }
     let long = format!("/api/recent?name={}", "a".repeat(2100));
@@ -315,12 +315,8 @@ async fn explain_returns_the_trace_of_the_policy_in_force() {
     assert!(trace.contains("decision: no rule matched"), "{trace}");
     assert!(trace.contains("over doh"), "{trace}");
 
-    let missing = http_get(addr, "/api/explain?name=ads.example.test").await;
-    assert_eq!(missing.status, 400);
-    assert!(missing.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("client= is missing"));
+    let error = api_error(addr, "/api/explain?name=ads.example.test").await;
+    assert!(error.contains("client= is missing"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -44,6 +44,32 @@ fn settings(upstreams: &[String], ca: &TestCa) -> Settings {
     settings
 }
 
+/// www.example.test's one address.
+const WWW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+
+/// A DoT front for `authority` under a certificate for `name` from `ca`.
+fn dot_front(authority: &Authority, ca: &TestCa, name: &str) -> EncryptedFront {
+    EncryptedFront::dot(authority, ca.server_config(&[name], &[b"dot"], false))
+}
+
+/// Asserts that `w<i>.example.test` is answered with its address, 192.0.2.<i>.
+async fn assert_w_answered(picket: &Picket, i: u8) {
+    let name = format!("w{i}.example.test");
+    assert_eq!(ask_a(picket, &name).await, [Ipv4Addr::new(192, 0, 2, i)]);
+}
+
+/// `front` closes its connections; the next miss (w15) opens a second one.
+async fn assert_reconnects_after_the_server_closes(front: &EncryptedFront, picket: &Picket) {
+    front.close_connections();
+    wait_for("the server to close its connection", || front.closed() == 1).await;
+    assert_w_answered(picket, 15).await;
+    assert_eq!(
+        front.connections(),
+        2,
+        "reconnected after the server closed"
+    );
+}
+
 async fn ask_a(picket: &Picket, name: &str) -> Vec<Ipv4Addr> {
     let answer = query_udp(picket.addr, name, RecordType::A).await;
     assert_eq!(rcode(&answer), ResponseCode::NoError, "{name}: {answer:?}");
@@ -87,17 +113,11 @@ async fn wait_for(what: &str, done: impl Fn() -> bool) {
 async fn dot_upstream_pipelines_concurrent_misses_on_one_connection() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let dot = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let dot = dot_front(&authority, &ca, "dns.test");
     let spec = format!("tls://{}#dns.test", dot.addr());
     let picket = start_picket_with(settings(&[spec], &ca));
 
-    assert_eq!(
-        ask_a(&picket, "www.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 200)]
-    );
+    assert_eq!(ask_a(&picket, "www.example.test").await, [WWW]);
     assert_eq!(dot.connections(), 1);
     concurrent_misses(&picket, &authority, 12).await;
     assert_eq!(
@@ -116,28 +136,16 @@ async fn dot_upstream_pipelines_concurrent_misses_on_one_connection() {
 async fn dot_upstream_reconnects_after_the_server_closes() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let dot = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let dot = dot_front(&authority, &ca, "dns.test");
     let picket = start_picket_with(settings(&[format!("tls://{}#dns.test", dot.addr())], &ca));
 
-    assert_eq!(
-        ask_a(&picket, "w1.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 1)]
-    );
+    assert_w_answered(&picket, 1).await;
     dot.close_connections();
     wait_for("the server to close its connection", || dot.closed() == 1).await;
-    assert_eq!(
-        ask_a(&picket, "w2.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 2)]
-    );
+    assert_w_answered(&picket, 2).await;
     assert_eq!(dot.connections(), 2, "a new connection after the close");
     // And again, with the close racing nothing: the new connection is reused.
-    assert_eq!(
-        ask_a(&picket, "w3.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 3)]
-    );
+    assert_w_answered(&picket, 3).await;
     assert_eq!(dot.connections(), 2);
 }
 
@@ -145,23 +153,14 @@ async fn dot_upstream_reconnects_after_the_server_closes() {
 async fn an_idle_dot_connection_is_closed_and_reopened_when_needed() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let dot = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let dot = dot_front(&authority, &ca, "dns.test");
     let mut settings = settings(&[format!("tls://{}#dns.test", dot.addr())], &ca);
     settings.limits.upstream_stream_idle_timeout = Duration::from_millis(200);
     let picket = start_picket_with(settings);
 
-    assert_eq!(
-        ask_a(&picket, "w1.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 1)]
-    );
+    assert_w_answered(&picket, 1).await;
     wait_for("Picket to close its idle connection", || dot.closed() == 1).await;
-    assert_eq!(
-        ask_a(&picket, "w2.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 2)]
-    );
+    assert_w_answered(&picket, 2).await;
     assert_eq!(dot.connections(), 2);
 }
 
@@ -169,14 +168,8 @@ async fn an_idle_dot_connection_is_closed_and_reopened_when_needed() {
 async fn a_dot_upstream_whose_certificate_does_not_match_is_never_used() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let wrong = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["elsewhere.test"], &[b"dot"], false),
-    );
-    let right = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let wrong = dot_front(&authority, &ca, "elsewhere.test");
+    let right = dot_front(&authority, &ca, "dns.test");
     let wrong_spec = format!("tls://{}#dns.test", wrong.addr());
     let right_spec = format!("tls://{}#dns.test", right.addr());
 
@@ -257,10 +250,7 @@ async fn doh_upstream_posts_id_zero_queries_as_http2_streams_on_one_connection()
     let spec = format!("https://dns.test:{}/dns-query#127.0.0.1", doh.addr().port());
     let picket = start_picket_with(settings(&[spec], &ca));
 
-    assert_eq!(
-        ask_a(&picket, "www.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 200)]
-    );
+    assert_eq!(ask_a(&picket, "www.example.test").await, [WWW]);
     concurrent_misses(&picket, &authority, 12).await;
     assert_eq!(doh.connections(), 1, "one HTTP/2 connection for 13 misses");
     let requests = doh.http_requests();
@@ -277,13 +267,7 @@ async fn doh_upstream_posts_id_zero_queries_as_http2_streams_on_one_connection()
         "RFC 8484 §4.1: ID 0"
     );
 
-    doh.close_connections();
-    wait_for("the server to close its connection", || doh.closed() == 1).await;
-    assert_eq!(
-        ask_a(&picket, "w15.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 15)]
-    );
-    assert_eq!(doh.connections(), 2, "reconnected after the server closed");
+    assert_reconnects_after_the_server_closes(&doh, &picket).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -294,10 +278,7 @@ async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
     let spec = format!("quic://{}#dns.test", doq.addr());
     let picket = start_picket_with(settings(&[spec], &ca));
 
-    assert_eq!(
-        ask_a(&picket, "www.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 200)]
-    );
+    assert_eq!(ask_a(&picket, "www.example.test").await, [WWW]);
     concurrent_misses(&picket, &authority, 12).await;
     assert_eq!(doq.connections(), 1, "one QUIC connection for 13 misses");
     assert_eq!(authority.queries(), 13);
@@ -306,13 +287,7 @@ async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
         "RFC 9250 §4.2.1: ID 0"
     );
 
-    doq.close_connections();
-    wait_for("the server to close its connection", || doq.closed() == 1).await;
-    assert_eq!(
-        ask_a(&picket, "w15.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 15)]
-    );
-    assert_eq!(doq.connections(), 2, "reconnected after the server closed");
+    assert_reconnects_after_the_server_closes(&doq, &picket).await;
 }
 
 /// The binary, configured by flags as an operator would.
@@ -320,10 +295,7 @@ async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
 async fn the_flags_configure_a_dot_upstream_with_a_private_ca() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let dot = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let dot = dot_front(&authority, &ca, "dns.test");
     let ca_file = ca.ca_file();
     let picket = PicketProcess::options()
         .dnssec_off()

@@ -589,10 +589,12 @@ async fn every_metric_the_grafana_board_uses_exists() {
     }
 }
 
-/// Runs Debian's Chromium headless on `url` with `args`.
-fn chromium(args: &[&str], url: &str) -> std::process::Output {
+/// Runs Debian's Chromium headless on `url` with `args` (off the runtime): its stdout (the
+/// DOM, with --dump-dom); panics with its stderr when it fails.
+async fn chromium(args: &[&str], url: &str) -> String {
     let profile = temp_dir("chromium-profile");
-    let out = std::process::Command::new("chromium")
+    let mut command = std::process::Command::new("chromium");
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -606,11 +608,18 @@ fn chromium(args: &[&str], url: &str) -> std::process::Output {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
-        .arg(url)
-        .output()
+        .arg(url);
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
         .expect("chromium runs (apt-get install chromium)");
     let _ = std::fs::remove_dir_all(profile);
-    out
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The text inside the element with `id` in a dumped DOM (its first text
@@ -633,18 +642,7 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     let picket = start_picket_with(settings(upstream.addr()));
     known_traffic(&picket).await;
     let url = format!("http://{}/", admin(&picket));
-    let out = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || chromium(&["--dump-dom"], &url)
-    })
-    .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dom = chromium(&["--dump-dom"], &url).await;
     assert_eq!(text_of(&dom, "total-queries"), "7", "{dom}");
     assert_eq!(text_of(&dom, "total-blocked"), "3");
     assert!(
@@ -669,34 +667,15 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
 
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let out = tokio::task::spawn_blocking({
-        let arg = format!("--screenshot={}", shot.display());
-        move || chromium(&[&arg, "--window-size=1280,900"], &url)
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let arg = format!("--screenshot={}", shot.display());
+    chromium(&[&arg, "--window-size=1280,900"], &url).await;
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "a screenshot of the page: {size} bytes");
     println!("dashboard screenshot: {}", shot.display());
     // And at a phone's width.
     let phone = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png");
-    let out = tokio::task::spawn_blocking({
-        let arg = format!("--screenshot={}", phone.display());
-        let url = format!("http://{}/", admin(&picket));
-        move || chromium(&[&arg, "--window-size=390,1600"], &url)
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let arg = format!("--screenshot={}", phone.display());
+    chromium(&[&arg, "--window-size=390,1600"], &url).await;
     println!(
         "dashboard screenshot at a phone's width: {}",
         phone.display()

@@ -178,12 +178,9 @@ fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
     assert!(out.contains("truncated download"), "{out}");
 
     // A policy that does not load is never signed.
-    let broken = dir_with(
+    let broken = policy_file_dir(
         "fleet-broken",
-        &[(
-            "p.json",
-            r#"{ "global": { "rules": [ { "id": "x", "expression": "nope ==", "action": "block" } ] } }"#,
-        )],
+        r#"{ "global": { "rules": [ { "id": "x", "expression": "nope ==", "action": "block" } ] } }"#,
     );
     let (code, _, err) = picket(&[
         "bundle",
@@ -395,7 +392,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
         ads = feeds.url("ads.txt"),
         rpz = feeds.url("feed.rpz"),
     );
-    let dir = dir_with("fleet-lists", &[("p.json", &policy)]);
+    let dir = policy_file_dir("fleet-lists", &policy);
     let state = temp_dir("fleet-lists-state");
     let admin = free_addr();
     let mut options = PicketProcess::options();
@@ -512,13 +509,10 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
     let (key, public) = keygen(&work);
     let blocklist = work.join("local.txt");
     std::fs::write(&blocklist, "worse.example.test\n").unwrap();
-    let clash = dir_with(
+    let clash = policy_file_dir(
         "fleet-clash",
-        &[(
-            "p.json",
-            r#"{ "global": { "lists": { "blocklist": { "domains": ["bad.example.test"] } },
+        r#"{ "global": { "lists": { "blocklist": { "domains": ["bad.example.test"] } },
                   "rules": [ { "id": "b", "expression": "list.blocklist", "action": "block" } ] } }"#,
-        )],
     );
     control.publish("b", signed_dir(&key, 1, &clash));
     let n = node(

@@ -59,7 +59,7 @@ pub use client::{
     ANSWER_TIMEOUT, RAW_TIMEOUT,
 };
 pub use encrypted::EncryptedFront;
-pub use files::{dir_with, temp_dir};
+pub use files::{dir_with, policy_file_dir, temp_dir};
 pub use http::{http_get, http_get_with, http_try_get, metric, poll_until, HttpAnswer};
 pub use inspect::{
     a_records, aaaa_records, assert_a_answer, ede, ede_option, min_ttl, rcode, soa_in_authority,

@@ -62,8 +62,8 @@ pub use encrypted::EncryptedFront;
 pub use files::{dir_with, policy_file_dir, temp_dir};
 pub use http::{http_get, http_get_with, http_try_get, metric, poll_until, HttpAnswer};
 pub use inspect::{
-    a_records, aaaa_records, assert_a_answer, ede, ede_option, min_ttl, rcode, soa_in_authority,
-    EDE_CODE,
+    a_records, aaaa_records, assert_a_answer, assert_not_forged, ede, ede_option, min_ttl, rcode,
+    soa_in_authority, soa_owner, EDE_CODE,
 };
 pub use picket::{
     any_port, start_picket, start_picket_with, test_settings, EncryptedPicket, Picket,

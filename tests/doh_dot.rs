@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use common::{
-    a_query, any_port, assert_a_answer, dir_with, free_addr, run_program, Authority,
+    a_query, any_port, assert_a_answer, dir_with, free_addr, rcode, run_program, Authority,
     EncryptedPicket, PicketProcess,
 };
 use hickory_proto::op::{Message, ResponseCode};
@@ -517,10 +517,6 @@ fn org_policy() -> PathBuf {
     dir_with("doh-policy", &[("policy.json", &policy)])
 }
 
-fn rcode_of(msg: &Message) -> ResponseCode {
-    msg.metadata.response_code
-}
-
 #[tokio::test]
 async fn doh_token_and_dot_sni_pick_the_organization() {
     let dir = org_policy();
@@ -535,7 +531,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
         &format!("/dns-query/{ACME_TOKEN}?{dns}"),
     )
     .await;
-    let blocked = rcode_of(&acme.dns());
+    let blocked = rcode(&acme.dns());
     assert_eq!(blocked, ResponseCode::NXDomain, "acme's rule blocks");
     let anyone = get(&server, Http::Two, &format!("/dns-query?{dns}")).await;
     assert_answered(&anyone.dns());
@@ -553,7 +549,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
         let mut tls = tls_connect(&server, server.dot_addrs()[0], sni, &[b"dot"]).await;
         let msg = dot_exchange(&mut tls, &a_query(2, "www.example.test.")).await;
         if blocked {
-            assert_eq!(rcode_of(&msg), ResponseCode::NXDomain, "{sni}");
+            assert_eq!(rcode(&msg), ResponseCode::NXDomain, "{sni}");
         } else {
             assert_answered(&msg);
         }
@@ -562,7 +558,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
     // The transport reaches the policy too.
     let path = get_path(&a_query(3, "transport.example.test."));
     assert_eq!(
-        rcode_of(&get(&server, Http::Two, &path).await.dns()),
+        rcode(&get(&server, Http::Two, &path).await.dns()),
         ResponseCode::NXDomain
     );
     let mut tls = tls_connect(&server, server.dot_addrs()[0], "localhost", &[b"dot"]).await;
@@ -1205,7 +1201,7 @@ async fn doh_upstream_formerr_is_a_dns_message() {
         let reply = get(&server, http, &get_path(&a_query(3, "b.example.test."))).await;
         let msg = reply.dns();
         assert_eq!(msg.metadata.id, 3, "{http:?}");
-        assert_eq!(rcode_of(&msg), ResponseCode::FormErr, "{http:?}");
+        assert_eq!(rcode(&msg), ResponseCode::FormErr, "{http:?}");
     }
 }
 
@@ -1220,7 +1216,7 @@ async fn doh_access_list_refusal_is_a_refused_message() {
         let reply = get(&server, http, &get_path(&a_query(4, "www.example.test."))).await;
         let msg = reply.dns();
         assert_eq!(msg.metadata.id, 4);
-        assert_eq!(rcode_of(&msg), ResponseCode::Refused, "{http:?}");
+        assert_eq!(rcode(&msg), ResponseCode::Refused, "{http:?}");
         let garbage = get(&server, http, &get_path(b"not a DNS message")).await;
         assert_eq!(garbage.status, StatusCode::BAD_REQUEST, "{http:?}");
     }

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use common::tls::{tcp_from, tls_over};
 use common::{
-    a_records, dir_with, free_port, run_program, start_picket_with, temp_dir, test_settings,
+    a_records, dir_with, free_port, rcode, run_program, start_picket_with, temp_dir, test_settings,
     Authority, KillOnDrop, Picket, QueryBuilder,
 };
 use hickory_proto::op::{Message, ResponseCode};
@@ -170,10 +170,6 @@ async fn over_doh(setup: &Setup, prefix: &[u8]) -> Message {
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     Message::from_vec(&body).unwrap()
-}
-
-fn rcode(msg: &Message) -> ResponseCode {
-    msg.metadata.response_code
 }
 
 /// Reads the query log once the server has stopped (which flushes it).

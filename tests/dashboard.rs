@@ -72,6 +72,14 @@ async fn get_json(addr: SocketAddr, path: &str) -> Value {
     answer.json()
 }
 
+/// GETs a request the API refuses: asserts the 400, returns its `error` text.
+async fn api_error(addr: SocketAddr, path: &str) -> String {
+    let answer = http_get(addr, path).await;
+    assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+    let error = answer.json()["error"].as_str().map(str::to_owned);
+    error.unwrap_or_else(|| panic!("{path}: no error text: {}", answer.body))
+}
+
 fn keys(list: &Value) -> Vec<String> {
     list["entries"]
         .as_array()
@@ -130,12 +138,8 @@ async fn stats_count_the_known_traffic() {
     assert_eq!(stats["policy"]["last_reload"]["ok"], true);
     assert!(stats["policy"]["version"].as_u64().unwrap() > version);
 
-    let bad = http_get(admin(&picket), "/api/stats?verbose=1").await;
-    assert_eq!(bad.status, 400);
-    assert!(bad.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("unknown parameter \"verbose\""));
+    let error = api_error(admin(&picket), "/api/stats?verbose=1").await;
+    assert!(error.contains("unknown parameter \"verbose\""), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,9 +186,7 @@ async fn top_lists_name_the_blocked_names_rules_clients_and_organizations() {
         ("n=ten", "from 1 to 256"),
         ("list=hosts", "not a list"),
     ] {
-        let bad = http_get(admin(&picket), &format!("/api/top?{query}")).await;
-        assert_eq!(bad.status, 400, "{query}");
-        let error = bad.json()["error"].as_str().unwrap().to_string();
+        let error = api_error(admin(&picket), &format!("/api/top?{query}")).await;
         assert!(
             error.contains(says) && error.starts_with("/api/top"),
             "{query}: {error}"
@@ -277,9 +279,7 @@ async fn recent_queries_are_bounded_and_filterable() {
         ("name=%zz", "two hex digits"),
         ("limit=1&limit=2", "twice"),
     ] {
-        let bad = http_get(addr, &format!("/api/recent?{query}")).await;
-        assert_eq!(bad.status, 400, "{query}");
-        let error = bad.json()["error"].as_str().unwrap().to_string();
+        let error = api_error(addr, &format!("/api/recent?{query}")).await;
         assert!(error.contains(says), "{query}: {error}");
     }
     let long = format!("/api/recent?name={}", "a".repeat(2100));
@@ -315,12 +315,8 @@ async fn explain_returns_the_trace_of_the_policy_in_force() {
     assert!(trace.contains("decision: no rule matched"), "{trace}");
     assert!(trace.contains("over doh"), "{trace}");
 
-    let missing = http_get(addr, "/api/explain?name=ads.example.test").await;
-    assert_eq!(missing.status, 400);
-    assert!(missing.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("client= is missing"));
+    let error = api_error(addr, "/api/explain?name=ads.example.test").await;
+    assert!(error.contains("client= is missing"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -593,10 +589,12 @@ async fn every_metric_the_grafana_board_uses_exists() {
     }
 }
 
-/// Runs Debian's Chromium headless on `url` with `args`.
-fn chromium(args: &[&str], url: &str) -> std::process::Output {
+/// Runs Debian's Chromium headless on `url` with `args` (off the runtime): its stdout (the
+/// DOM, with --dump-dom); panics with its stderr when it fails.
+async fn chromium(args: &[&str], url: &str) -> String {
     let profile = temp_dir("chromium-profile");
-    let out = std::process::Command::new("chromium")
+    let mut command = std::process::Command::new("chromium");
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -610,11 +608,18 @@ fn chromium(args: &[&str], url: &str) -> std::process::Output {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
-        .arg(url)
-        .output()
+        .arg(url);
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
         .expect("chromium runs (apt-get install chromium)");
     let _ = std::fs::remove_dir_all(profile);
-    out
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The text inside the element with `id` in a dumped DOM (its first text
@@ -637,18 +642,7 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     let picket = start_picket_with(settings(upstream.addr()));
     known_traffic(&picket).await;
     let url = format!("http://{}/", admin(&picket));
-    let out = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || chromium(&["--dump-dom"], &url)
-    })
-    .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dom = chromium(&["--dump-dom"], &url).await;
     assert_eq!(text_of(&dom, "total-queries"), "7", "{dom}");
     assert_eq!(text_of(&dom, "total-blocked"), "3");
     assert!(
@@ -673,34 +667,15 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
 
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let out = tokio::task::spawn_blocking({
-        let arg = format!("--screenshot={}", shot.display());
-        move || chromium(&[&arg, "--window-size=1280,900"], &url)
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let arg = format!("--screenshot={}", shot.display());
+    chromium(&[&arg, "--window-size=1280,900"], &url).await;
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "a screenshot of the page: {size} bytes");
     println!("dashboard screenshot: {}", shot.display());
     // And at a phone's width.
     let phone = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png");
-    let out = tokio::task::spawn_blocking({
-        let arg = format!("--screenshot={}", phone.display());
-        let url = format!("http://{}/", admin(&picket));
-        move || chromium(&[&arg, "--window-size=390,1600"], &url)
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let arg = format!("--screenshot={}", phone.display());
+    chromium(&[&arg, "--window-size=390,1600"], &url).await;
     println!(
         "dashboard screenshot at a phone's width: {}",
         phone.display()

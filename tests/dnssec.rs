@@ -193,8 +193,7 @@ async fn a_cname_in_a_secure_zone_is_secure() {
 async fn a_bad_signature_is_servfail_with_ede_6() {
     let t = tree_with(|text| corrupt_rrsig(&text, "www.secure.", "A"), &[]);
     let answer = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
-    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
-    let (code, text) = ede(&answer).expect("an EDE says why");
+    let (code, text) = servfail_ede(&answer);
     assert_eq!(code, 6, "DNSSEC Bogus: {text}");
     assert!(text.contains("www.secure"), "names the RRset: {text}");
     assert!(answer.answers.is_empty());
@@ -229,13 +228,19 @@ fn tree_with_window(validity: (i64, i64)) -> Tree {
     Tree { upstream, picket }
 }
 
+/// Asserts that `answer` is SERVFAIL carrying an Extended DNS Error; its code and text.
+#[track_caller]
+fn servfail_ede(answer: &Message) -> (u16, String) {
+    assert_eq!(rcode(answer), ResponseCode::ServFail, "{answer:?}");
+    ede(answer).expect("an EDE says why")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_signature_is_servfail_with_ede_7() {
     // A window that closed yesterday.
     let t = tree_with_window((-864_000, -86_400));
     let answer = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
-    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
-    let (code, text) = ede(&answer).expect("an EDE");
+    let (code, text) = servfail_ede(&answer);
     assert_eq!(code, 7, "Signature Expired: {text}");
     // The rest of the zone is fine.
     let other = ask(&t.picket, "txt.secure", RecordType::TXT, true, false).await;
@@ -248,8 +253,7 @@ async fn a_signature_not_valid_yet_is_servfail_with_ede_8() {
     // A window that opens tomorrow.
     let t = tree_with_window((86_400, 864_000));
     let answer = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
-    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
-    let (code, text) = ede(&answer).expect("an EDE");
+    let (code, text) = servfail_ede(&answer);
     assert_eq!(code, 8, "Signature Not Yet Valid: {text}");
 }
 
@@ -257,8 +261,7 @@ async fn a_signature_not_valid_yet_is_servfail_with_ede_8() {
 async fn a_missing_signature_is_servfail_with_ede_10() {
     let t = tree_with(|text| without_rrsig(&text, "www.secure.", "A"), &[]);
     let answer = ask(&t.picket, "www.secure", RecordType::A, false, false).await;
-    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
-    let (code, text) = ede(&answer).expect("an EDE");
+    let (code, text) = servfail_ede(&answer);
     assert_eq!(code, 10, "RRSIGs Missing: {text}");
 }
 

@@ -324,25 +324,15 @@ async fn fstrm_capture_and_dnstap_ldns_read_what_picket_sends() {
         real_sleep(Duration::from_millis(20)).await;
     }
     let upstream = Authority::start(ZONE);
-    let target = format!("unix:{}", socket.display());
-    let upstream_arg = upstream.addr().to_string();
-    let args = [
-        "--upstream",
-        upstream_arg.as_str(),
-        "--dnstap",
-        target.as_str(),
-        "--dnstap-upstream",
-        "--dnstap-identity",
-        "lab-node-7",
-        "--drain-grace",
-        "0s",
-        // The test authority is unsigned: validation would make it bogus.
-        "--dnssec",
-        "off",
-    ];
-    let mut picket = PicketProcess::serve(&args, |c| {
-        c.stderr(Stdio::null());
-    });
+    let mut picket = PicketProcess::options()
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .flag("--dnstap", format!("unix:{}", socket.display()))
+        .args(&["--dnstap-upstream"])
+        .flag("--dnstap-identity", "lab-node-7")
+        .flag("--drain-grace", "0s")
+        .quiet()
+        .spawn();
     wait_until_answering(picket.addr).await;
     let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(a_records(&answer).len(), 1);
@@ -400,24 +390,12 @@ fn send_signal(pid: u32, signal: &str) {
 async fn wait_for_metric(admin: SocketAddr, name: &str, done: impl Fn(f64) -> bool) -> f64 {
     let until = Instant::now() + Duration::from_secs(15);
     loop {
-        let value = scrape(admin, name).await.unwrap_or(0.0);
+        let value = metric(admin, name).await;
         if done(value) || Instant::now() > until {
             return value;
         }
         real_sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn scrape(admin: SocketAddr, name: &str) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.ok()?;
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// src/observe/dnstap/dnstap.rs must be exactly what prost-build generates

@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use common::{a_records, start_picket_with, test_settings, Authority, Picket, QueryBuilder};
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use common::{
+    a_query, any_port, assert_a_answer, dir_with, free_addr, rcode, run_program, Authority,
+    EncryptedPicket, PicketProcess,
+};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
@@ -37,17 +40,7 @@ const ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 /// A DoH/DoT test: the upstream authority and Picket (cache clock stopped,
 /// so served TTLs are exact).
-struct Setup {
-    upstream: Authority,
-    picket: Picket,
-}
-
-impl std::ops::Deref for Setup {
-    type Target = Server;
-    fn deref(&self) -> &Server {
-        &self.picket.server
-    }
-}
+type Setup = EncryptedPicket;
 
 /// The authority's zone: `names` under example.test, each A 192.0.2.1.
 fn zone(names: &[String]) -> String {
@@ -69,28 +62,15 @@ fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
     names.extend((0..4).map(|i| format!("w{i}")));
     names.extend((0..50).map(|i| format!("s{i}")));
     let upstream = Authority::start(&zone(&names));
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.doh = vec!["127.0.0.1:0".parse().unwrap()];
-    settings.dot = vec!["127.0.0.1:0".parse().unwrap()];
-    settings.tls = Some(TlsSource::SelfSigned {
-        names: vec!["dot.example.net".into(), "*.dot.example.net".into()],
-    });
-    adjust(&mut settings);
-    Setup {
-        upstream,
-        picket: start_picket_with(settings),
-    }
-}
-
-/// A query for `name` A with the given ID (RD set, EDNS).
-fn query(id: u16, name: &str) -> Vec<u8> {
-    QueryBuilder::new(name, RecordType::A).id(id).to_bytes()
+    Setup::start(upstream, "dot.example.net", |settings| {
+        settings.doh = vec![any_port()];
+        settings.dot = vec![any_port()];
+        adjust(settings);
+    })
 }
 
 fn assert_answered(msg: &Message) {
-    assert_eq!(msg.metadata.message_type, MessageType::Response);
-    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(a_records(msg), [ADDRESS]);
+    assert_a_answer(msg, &[ADDRESS]);
 }
 
 // ---------------------------------------------------------------- clients
@@ -273,7 +253,7 @@ async fn doh_get_and_post_answer_over_both_http_versions() {
     let server = start();
     for (h, http) in [Http::Two, Http::One].into_iter().enumerate() {
         for (i, via_post) in [false, true].into_iter().enumerate() {
-            let wire = query(0, &format!("w{}.example.test.", h * 2 + i));
+            let wire = a_query(0, &format!("w{}.example.test.", h * 2 + i));
             let reply = if via_post {
                 post(&server, http, "/dns-query", "application/dns-message", wire).await
             } else {
@@ -296,7 +276,7 @@ async fn doh_get_and_post_answer_over_both_http_versions() {
 #[tokio::test]
 async fn doh_max_age_follows_the_served_ttls() {
     let server = start();
-    let wire = query(0x1234, "www.example.test.");
+    let wire = a_query(0x1234, "www.example.test.");
     let reply = get(&server, Http::Two, &get_path(&wire)).await;
     assert_eq!(reply.dns().metadata.id, 0x1234);
     assert_eq!(max_age(&reply), A_TTL);
@@ -310,7 +290,7 @@ async fn doh_max_age_follows_the_served_ttls() {
 #[tokio::test]
 async fn doh_negative_answer_caches_for_the_negative_ttl() {
     let server = start();
-    let wire = query(0xbeef, "nope.example.test.");
+    let wire = a_query(0xbeef, "nope.example.test.");
     let reply = post(
         &server,
         Http::Two,
@@ -329,7 +309,7 @@ async fn doh_negative_answer_caches_for_the_negative_ttl() {
 #[tokio::test]
 async fn doh_errors_have_their_http_status() {
     let server = start();
-    let wire = query(7, "www.example.test.");
+    let wire = a_query(7, "www.example.test.");
     for http in [Http::Two, Http::One] {
         let put = request(&server, http, "PUT", "/dns-query")
             .body(Full::new(Bytes::from(wire.clone())))
@@ -523,12 +503,6 @@ const ACME_DOT_NAME: &str = "ejj3rj55qbpyndwtwn2g2hvxk";
 /// name [`ACME_DOT_NAME`]) blocks www.example.test; for everyone, DoH
 /// queries for transport.example.test are blocked.
 fn org_policy() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "picket-doh-policy-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
     let policy = r#"{
       "global": { "rules": [
         { "id": "doh-only", "expression": "dns.transport == \"doh\" and dns.fqdn == \"transport.example.test\"", "action": "block" }
@@ -540,12 +514,7 @@ fn org_policy() -> PathBuf {
     }"#
     .replace("ACME_TOKEN", ACME_TOKEN)
     .replace("ACME_DOT_NAME", ACME_DOT_NAME);
-    std::fs::write(dir.join("policy.json"), policy).unwrap();
-    dir
-}
-
-fn rcode_of(msg: &Message) -> ResponseCode {
-    msg.metadata.response_code
+    dir_with("doh-policy", &[("policy.json", &policy)])
 }
 
 #[tokio::test]
@@ -554,7 +523,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
     let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
     let dns = format!(
         "dns={}",
-        URL_SAFE_NO_PAD.encode(query(1, "www.example.test."))
+        URL_SAFE_NO_PAD.encode(a_query(1, "www.example.test."))
     );
     let acme = get(
         &server,
@@ -562,7 +531,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
         &format!("/dns-query/{ACME_TOKEN}?{dns}"),
     )
     .await;
-    let blocked = rcode_of(&acme.dns());
+    let blocked = rcode(&acme.dns());
     assert_eq!(blocked, ResponseCode::NXDomain, "acme's rule blocks");
     let anyone = get(&server, Http::Two, &format!("/dns-query?{dns}")).await;
     assert_answered(&anyone.dns());
@@ -578,22 +547,22 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
         ("other.dot.example.net", false),
     ] {
         let mut tls = tls_connect(&server, server.dot_addrs()[0], sni, &[b"dot"]).await;
-        let msg = dot_exchange(&mut tls, &query(2, "www.example.test.")).await;
+        let msg = dot_exchange(&mut tls, &a_query(2, "www.example.test.")).await;
         if blocked {
-            assert_eq!(rcode_of(&msg), ResponseCode::NXDomain, "{sni}");
+            assert_eq!(rcode(&msg), ResponseCode::NXDomain, "{sni}");
         } else {
             assert_answered(&msg);
         }
     }
 
     // The transport reaches the policy too.
-    let path = get_path(&query(3, "transport.example.test."));
+    let path = get_path(&a_query(3, "transport.example.test."));
     assert_eq!(
-        rcode_of(&get(&server, Http::Two, &path).await.dns()),
+        rcode(&get(&server, Http::Two, &path).await.dns()),
         ResponseCode::NXDomain
     );
     let mut tls = tls_connect(&server, server.dot_addrs()[0], "localhost", &[b"dot"]).await;
-    assert_answered(&dot_exchange(&mut tls, &query(4, "transport.example.test.")).await);
+    assert_answered(&dot_exchange(&mut tls, &a_query(4, "transport.example.test.")).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -622,7 +591,7 @@ async fn doh_http2_connection_carries_many_streams() {
         let mut sender = sender.clone();
         let uri = format!(
             "https://localhost{}",
-            get_path(&query(i, &format!("s{i}.example.test.")))
+            get_path(&a_query(i, &format!("s{i}.example.test.")))
         );
         tasks.push(tokio::spawn(async move {
             let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
@@ -702,7 +671,7 @@ async fn doh_idle_connection_is_closed_and_frees_its_slot() {
             &server,
             http,
             "GET",
-            &get_path(&query(1, "idle.example.test.")),
+            &get_path(&a_query(1, "idle.example.test.")),
         )
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -780,7 +749,7 @@ async fn doh_keep_alive_outlasts_the_request_timeout() {
                 &server,
                 http,
                 "GET",
-                &get_path(&query(3, "www.example.test.")),
+                &get_path(&a_query(3, "www.example.test.")),
             )
             .body(Full::new(Bytes::new()))
             .unwrap()
@@ -829,7 +798,7 @@ async fn dot_answers_with_sni_and_alpn() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"dot"[..]));
     // Two pipelined queries on one connection.
     for (id, name) in [(0u16, "a.example.test."), (0x1234, "b.example.test.")] {
-        let wire = query(id, name);
+        let wire = a_query(id, name);
         let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&wire);
         tls.write_all(&framed).await.unwrap();
@@ -880,7 +849,7 @@ async fn drain_closes_idle_doh_at_once_and_finishes_exchanges_in_flight() {
     let (mut busy, _busy_conn) = h2_connection(&server).await;
     let uri = format!(
         "https://localhost{}",
-        get_path(&query(1, "w0.example.test."))
+        get_path(&a_query(1, "w0.example.test."))
     );
     let over_doh = tokio::spawn(async move {
         let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
@@ -892,7 +861,7 @@ async fn drain_closes_idle_doh_at_once_and_finishes_exchanges_in_flight() {
     let mut dot_tls = tls_connect(&server, dot, "localhost", &[b"dot"]).await;
     let over_dot =
         tokio::spawn(
-            async move { dot_exchange(&mut dot_tls, &query(2, "w1.example.test.")).await },
+            async move { dot_exchange(&mut dot_tls, &a_query(2, "w1.example.test.")).await },
         );
     // A connection with nothing to do.
     let (_idle, idle_conn) = h2_connection(&server).await;
@@ -946,7 +915,7 @@ async fn a_reset_doh_stream_leaves_its_fetch_to_the_queries_waiting_on_it() {
     let name = "s42.example.test.";
     upstream.set_delay(Duration::from_millis(600));
     let (mut leader, _leader_conn) = h2_connection(&picket.server).await;
-    let uri = format!("https://localhost{}", get_path(&query(1, name)));
+    let uri = format!("https://localhost{}", get_path(&a_query(1, name)));
     let leading = tokio::spawn(async move {
         let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
         leader.send_request(req).await
@@ -1042,7 +1011,7 @@ async fn reloaded_certificate_serves_new_connections() {
         &server,
         Http::Two,
         "GET",
-        &get_path(&query(5, "www.example.test.")),
+        &get_path(&a_query(5, "www.example.test.")),
     )
     .body(Full::new(Bytes::new()))
     .unwrap();
@@ -1056,37 +1025,23 @@ async fn reloaded_certificate_serves_new_connections() {
 async fn sighup_reloads_the_certificate_of_the_running_binary() {
     let files = CertFiles::new("sighup");
     let first = files.write_new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let doh: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let doh = free_addr();
     let binary = env!("CARGO_BIN_EXE_picket");
-    let help = run(binary, &["serve", "--help"]);
+    let help = run_program(binary, &["serve", "--help"]);
     assert!(
         help.contains("--tls-cert"),
         "{binary} is not this build (another checkout sharing CARGO_TARGET_DIR rebuilt it?)"
     );
-    let mut child = std::process::Command::new(binary)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "127.0.0.1:9",
-            "--threads",
-            "1",
-        ])
-        .args(["--doh", &doh.to_string()])
-        .arg("--tls-cert")
-        .arg(files.cert())
-        .arg("--tls-key")
-        .arg(files.key())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("picket binary starts");
+    let picket = PicketProcess::options()
+        .upstream("127.0.0.1:9")
+        .threads(1)
+        .flag("--doh", doh.to_string())
+        .flag("--tls-cert", files.cert())
+        .flag("--tls-key", files.key())
+        .quiet()
+        .spawn_with(|c| {
+            c.stdout(std::process::Stdio::null());
+        });
     let presents = |cert: CertificateDer<'static>| async move {
         for _ in 0..100 {
             if connect_pinned(cert.clone(), doh, "localhost", &[b"h2"])
@@ -1102,56 +1057,46 @@ async fn sighup_reloads_the_certificate_of_the_running_binary() {
     let started = presents(first).await;
     let second = files.write_new();
     // SAFETY: kill(2) on the child we spawned.
-    let signalled = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) } == 0;
+    let signalled = unsafe { libc::kill(picket.child.id() as libc::pid_t, libc::SIGHUP) } == 0;
     let reloaded = signalled && presents(second).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(picket);
     assert!(started, "picket did not start serving DoH on {doh}");
     assert!(reloaded, "SIGHUP did not bring in the new certificate");
 }
 
 // ---------------------------------------------------------------- outside programs
 
-fn run(program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test]
 #[ignore = "needs curl and kdig (Debian curl, knot-dnsutils); run by .ci/run"]
 async fn curl_resolves_through_doh() {
     let server = start();
+    // Port 9 (discard) on a TEST-NET address: the connection fails, but the
+    // verbose log shows the address curl got from Picket.
+    let out = curl_with_doh(&server, "3", "http://www.example.test:9/").await;
+    assert!(out.contains("DoH A: 192.0.2.1"), "{out}");
+    assert!(out.contains("Trying 192.0.2.1:9"), "{out}");
+}
+
+/// curl fetching `url` within `max_time` seconds, resolving through Picket's
+/// DoH listener (its certificate unchecked): curl's verbose output.
+async fn curl_with_doh(server: &Setup, max_time: &str, url: &str) -> String {
     let doh_url = format!(
         "https://127.0.0.1:{}/dns-query",
         server.doh_addrs()[0].port()
     );
-    // Port 9 (discard) on a TEST-NET address: the connection fails, but the
-    // verbose log shows the address curl got from Picket.
-    let out = tokio::task::spawn_blocking(move || {
-        run(
-            "curl",
-            &[
-                "-sv",
-                "--max-time",
-                "3",
-                "--doh-insecure",
-                "--doh-url",
-                &doh_url,
-                "http://www.example.test:9/",
-            ],
-        )
-    })
-    .await
-    .unwrap();
-    assert!(out.contains("DoH A: 192.0.2.1"), "{out}");
-    assert!(out.contains("Trying 192.0.2.1:9"), "{out}");
+    let args = [
+        "-sSv",
+        "--max-time",
+        max_time,
+        "--doh-insecure",
+        "--doh-url",
+        &doh_url,
+        url,
+    ]
+    .map(String::from);
+    tokio::task::spawn_blocking(move || run_program("curl", &args))
+        .await
+        .unwrap()
 }
 
 /// curl takes the 504 of a dropped query for a failed lookup.
@@ -1160,26 +1105,7 @@ async fn curl_resolves_through_doh() {
 async fn curl_fails_the_lookup_of_a_dropped_name() {
     let dir = drop_policy();
     let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
-    let doh_url = format!(
-        "https://127.0.0.1:{}/dns-query",
-        server.doh_addrs()[0].port()
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        run(
-            "curl",
-            &[
-                "-sSv",
-                "--max-time",
-                "10",
-                "--doh-insecure",
-                "--doh-url",
-                &doh_url,
-                "http://drop.example.test:9/",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let out = curl_with_doh(&server, "10", "http://drop.example.test:9/").await;
     assert!(
         out.contains("curl: (6)"),
         "curl exits 6, could not resolve: {out}"
@@ -1194,43 +1120,23 @@ async fn kdig_over_https_and_tls() {
     let server = start();
     let doh_port = server.doh_addrs()[0].port().to_string();
     let dot_port = server.dot_addrs()[0].port().to_string();
+    // (transport options, port, name asked)
+    let runs = [
+        (vec!["+https"], doh_port.clone(), "www"),
+        (vec!["+https-get"], doh_port, "get"),
+        (
+            vec!["+tls", "+tls-sni=acme.dot.example.net"],
+            dot_port,
+            "dot",
+        ),
+    ];
     let out = tokio::task::spawn_blocking(move || {
-        [
-            run(
-                "kdig",
-                &[
-                    "+https",
-                    "@127.0.0.1",
-                    "-p",
-                    &doh_port,
-                    "www.example.test",
-                    "A",
-                ],
-            ),
-            run(
-                "kdig",
-                &[
-                    "+https-get",
-                    "@127.0.0.1",
-                    "-p",
-                    &doh_port,
-                    "get.example.test",
-                    "A",
-                ],
-            ),
-            run(
-                "kdig",
-                &[
-                    "+tls",
-                    "+tls-sni=acme.dot.example.net",
-                    "@127.0.0.1",
-                    "-p",
-                    &dot_port,
-                    "dot.example.test",
-                    "A",
-                ],
-            ),
-        ]
+        runs.map(|(options, port, name)| {
+            let name = format!("{name}.example.test");
+            let mut args = options;
+            args.extend(["@127.0.0.1", "-p", &port, &name, "A"]);
+            run_program("kdig", &args)
+        })
     })
     .await
     .unwrap();
@@ -1247,18 +1153,11 @@ async fn kdig_over_https_and_tls() {
 /// A policy directory: drop.example.test is dropped at the request phase,
 /// a.example.test at the response phase (by its answer's address).
 fn drop_policy() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "picket-doh-drop-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
     let policy = r#"{ "global": { "rules": [
         { "id": "drop-query", "expression": "dns.fqdn == \"drop.example.test\"", "action": "drop" },
         { "id": "drop-answer", "expression": "dns.response.ip in {192.0.2.1} and dns.fqdn == \"a.example.test\"", "action": "drop" }
     ] } }"#;
-    std::fs::write(dir.join("policy.json"), policy).unwrap();
-    dir
+    dir_with("doh-drop", &[("policy.json", policy)])
 }
 
 /// A query a `drop` rule does not answer, in either phase, is a 504 with no
@@ -1268,7 +1167,7 @@ async fn doh_drop_is_504_in_both_phases() {
     let dir = drop_policy();
     let server = start_with(|s| s.policies = PolicySource::Dir(dir.clone()));
     for http in [Http::Two, Http::One] {
-        let reply = get(&server, http, &get_path(&query(1, "drop.example.test."))).await;
+        let reply = get(&server, http, &get_path(&a_query(1, "drop.example.test."))).await;
         assert_eq!(
             reply.status,
             StatusCode::GATEWAY_TIMEOUT,
@@ -1278,7 +1177,7 @@ async fn doh_drop_is_504_in_both_phases() {
         // From the upstream, then from the cache.
         for round in 0..2 {
             let path = "/dns-query";
-            let body = query(2, "a.example.test.");
+            let body = a_query(2, "a.example.test.");
             let reply = post(&server, http, path, "application/dns-message", body).await;
             assert_eq!(
                 reply.status,
@@ -1299,10 +1198,10 @@ async fn doh_upstream_formerr_is_a_dns_message() {
     let server = start();
     server.upstream.set_rcode(Some(ResponseCode::FormErr));
     for http in [Http::Two, Http::One] {
-        let reply = get(&server, http, &get_path(&query(3, "b.example.test."))).await;
+        let reply = get(&server, http, &get_path(&a_query(3, "b.example.test."))).await;
         let msg = reply.dns();
         assert_eq!(msg.metadata.id, 3, "{http:?}");
-        assert_eq!(rcode_of(&msg), ResponseCode::FormErr, "{http:?}");
+        assert_eq!(rcode(&msg), ResponseCode::FormErr, "{http:?}");
     }
 }
 
@@ -1314,10 +1213,10 @@ async fn doh_access_list_refusal_is_a_refused_message() {
         s.access = picket::admission::AccessList::new(vec!["192.0.2.0/24".parse().unwrap()]);
     });
     for http in [Http::Two, Http::One] {
-        let reply = get(&server, http, &get_path(&query(4, "www.example.test."))).await;
+        let reply = get(&server, http, &get_path(&a_query(4, "www.example.test."))).await;
         let msg = reply.dns();
         assert_eq!(msg.metadata.id, 4);
-        assert_eq!(rcode_of(&msg), ResponseCode::Refused, "{http:?}");
+        assert_eq!(rcode(&msg), ResponseCode::Refused, "{http:?}");
         let garbage = get(&server, http, &get_path(b"not a DNS message")).await;
         assert_eq!(garbage.status, StatusCode::BAD_REQUEST, "{http:?}");
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -282,27 +282,6 @@ async fn drain_answers_through_grace_and_finishes_in_flight() {
     .is_none());
 }
 
-/// A port free for UDP and TCP on 127.0.0.1 (for the binary, which we
-/// cannot ask which port it picked).
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The binary under SIGTERM: the hook runs, queries sent during the grace
 /// period are answered (the health name says SERVFAIL), the process exits 0.
 #[tokio::test(flavor = "multi_thread")]
@@ -311,24 +290,21 @@ async fn sigterm_drains_and_exits_zero() {
     let dir = std::env::temp_dir().join(format!("picket-drain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let marker = dir.join("hook-ran");
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut picket = Running(
-        Command::new(env!("CARGO_BIN_EXE_picket"))
-            .args(["serve", "--listen", &addr.to_string()])
-            .args(["--upstream", &upstream.addr().to_string()])
-            // An unsigned test zone: validating it against the root's anchor is bogus.
-            .args(["--dnssec", "off"])
-            .args(["--threads", "2", "--health-name", "health.picket."])
-            .args(["--drain-grace", "1s", "--log-level", "warn"])
-            .args([
-                "--drain-hook",
-                &format!("echo drained > {}", marker.display()),
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start picket"),
-    );
+    let mut picket = PicketProcess::options()
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .threads(2)
+        .flag("--health-name", "health.picket.")
+        .flag("--drain-grace", "1s")
+        .flag("--log-level", "warn")
+        .flag(
+            "--drain-hook",
+            format!("echo drained > {}", marker.display()),
+        )
+        .spawn_with(|c| {
+            c.stdout(Stdio::null());
+        });
+    let addr = picket.addr;
     let health = QueryBuilder::new("health.picket", RecordType::A).to_bytes();
     let started = Instant::now();
     while send_udp_raw(addr, &health).await.is_none() {
@@ -340,7 +316,7 @@ async fn sigterm_drains_and_exits_zero() {
     }
 
     unsafe {
-        libc::kill(picket.0.id() as libc::pid_t, libc::SIGTERM);
+        libc::kill(picket.child.id() as libc::pid_t, libc::SIGTERM);
     }
     let term = Instant::now();
     let mut answered = 0;
@@ -360,7 +336,7 @@ async fn sigterm_drains_and_exits_zero() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "drained\n");
 
     let status = loop {
-        if let Some(status) = picket.0.try_wait().unwrap() {
+        if let Some(status) = picket.child.try_wait().unwrap() {
             break status;
         }
         assert!(

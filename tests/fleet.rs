@@ -7,14 +7,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::https::HttpsServer;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ZONE: &str = r#"
 example.test.        3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
@@ -47,6 +45,12 @@ fn keygen(dir: &Path) -> (PathBuf, String) {
     assert_eq!(code, 0, "{out}{err}");
     let public = out.lines().last().expect("a public key line").to_owned();
     (key, public)
+}
+
+/// `picket bundle verify BUNDLE --policy-key KEY`; (exit code, stdout, stderr).
+fn verify(bundle: &Path, key: &str) -> (i32, String, String) {
+    let bundle = bundle.to_str().unwrap();
+    picket(&["bundle", "verify", bundle, "--policy-key", key])
 }
 
 /// A policy directory blocking every name on its list file.
@@ -88,66 +92,6 @@ fn signed_dir(key: &Path, version: u64, dir: &Path) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET over plain HTTP/1.1 (the admin listener); status and body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return (0, String::new());
-    };
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
-}
-
-/// One metric sample's value (`name{labels}` exactly as rendered), 0 when absent.
-async fn metric(admin: SocketAddr, series: &str) -> f64 {
-    let (_, body) = http_get(admin, "/metrics").await;
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
-/// Polls `cond` until it holds; panics with `what` after a minute (a hang guard, not a timing
-/// assertion: every wait here normally ends within a few poll intervals).
-async fn wait_for<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if cond().await {
-            return;
-        }
-        real_sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 /// A node of the fleet: `picket serve --policy-url ...` with metrics on.
 struct Node {
     process: PicketProcess,
@@ -162,29 +106,19 @@ fn node(
     state: &Path,
     extra: &[&str],
 ) -> Node {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut args = vec![
-        "--upstream".to_owned(),
-        upstream.to_string(),
-        "--policy-url".into(),
-        url.into(),
-        "--policy-key".into(),
-        public.into(),
-        "--policy-interval".into(),
-        "1s".into(),
-        "--state-dir".into(),
-        state.to_str().unwrap().into(),
-        "--ca-file".into(),
-        ca.to_str().unwrap().into(),
-        "--metrics".into(),
-        admin.to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    // The test authority is unsigned: validation would make it bogus.
-    args.extend(["--dnssec".to_string(), "off".to_string()]);
-    let process = PicketProcess::serve(&args, |c| {
-        c.stderr(Stdio::null());
-    });
+    let admin = free_addr();
+    let process = PicketProcess::options()
+        .upstream(upstream)
+        .dnssec_off()
+        .flag("--policy-url", url)
+        .flag("--policy-key", public)
+        .flag("--policy-interval", "1s")
+        .flag("--state-dir", state)
+        .flag("--ca-file", ca)
+        .metrics(admin)
+        .args(extra)
+        .quiet()
+        .spawn();
     Node { process, admin }
 }
 
@@ -204,7 +138,7 @@ fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
     let bundle = dir.join("b.bundle");
     std::fs::write(&bundle, signed(&key, 5, &["bad.example.test"])).unwrap();
     let b = bundle.to_str().unwrap();
-    let (code, out, err) = picket(&["bundle", "verify", b, "--policy-key", &public]);
+    let (code, out, err) = verify(&bundle, &public);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("good signature, version 5"), "{out}");
     assert!(
@@ -220,7 +154,7 @@ fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
 
     // Another key: refused by verify and by check.
     let (_, other) = keygen(&temp_dir("fleet-cli-other"));
-    let (code, out, _) = picket(&["bundle", "verify", b, "--policy-key", &other]);
+    let (code, out, _) = verify(&bundle, &other);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("signature does not verify"), "{out}");
     let (code, out, _) = picket(&["check", b, "--policy-key", &other]);
@@ -232,36 +166,21 @@ fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
     bytes[at] ^= 0x20;
     let tampered = dir.join("t.bundle");
     std::fs::write(&tampered, &bytes).unwrap();
-    let (code, out, _) = picket(&[
-        "bundle",
-        "verify",
-        tampered.to_str().unwrap(),
-        "--policy-key",
-        &public,
-    ]);
+    let (code, out, _) = verify(&tampered, &public);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("signature does not verify"), "{out}");
 
     // Cut short: refused, and the message says what probably happened.
     let cut = dir.join("cut.bundle");
     std::fs::write(&cut, &std::fs::read(&bundle).unwrap()[..20]).unwrap();
-    let (code, out, _) = picket(&[
-        "bundle",
-        "verify",
-        cut.to_str().unwrap(),
-        "--policy-key",
-        &public,
-    ]);
+    let (code, out, _) = verify(&cut, &public);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("truncated download"), "{out}");
 
     // A policy that does not load is never signed.
-    let broken = dir_with(
+    let broken = policy_file_dir(
         "fleet-broken",
-        &[(
-            "p.json",
-            r#"{ "global": { "rules": [ { "id": "x", "expression": "nope ==", "action": "block" } ] } }"#,
-        )],
+        r#"{ "global": { "rules": [ { "id": "x", "expression": "nope ==", "action": "block" } ] } }"#,
     );
     let (code, _, err) = picket(&[
         "bundle",
@@ -300,29 +219,33 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
         &[],
     );
     wait_until_answering(n.process.addr).await;
-    wait_for("a failed first fetch is counted", || async {
+    poll_until("a failed first fetch is counted", || async {
         metric(n.admin, &fetches("fetch_failed")).await >= 1.0
     })
     .await;
-    let (status, body) = http_get(n.admin, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("no policy"), "{body}");
+    let ready = http_get(n.admin, "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("no policy"), "{}", ready.body);
     assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NoError);
 
     // Version 1 published: bad.example.test becomes blocked, the node ready.
     control.publish("policy.bundle", signed(&key, 1, &["bad.example.test"]));
-    wait_for("version 1 blocks bad.example.test", || async {
+    poll_until("version 1 blocks bad.example.test", || async {
         answer(&n, "bad.example.test").await == ResponseCode::NXDomain
     })
     .await;
     assert_eq!(answer(&n, "good.example.test").await, ResponseCode::NoError);
-    let (status, body) = http_get(n.admin, "/readyz").await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("policy bundle version 1"), "{body}");
+    let ready = http_get(n.admin, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(
+        ready.body.contains("policy bundle version 1"),
+        "{}",
+        ready.body
+    );
     assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 1.0);
     assert!(state.join("policy.bundle").exists(), "kept in --state-dir");
     // The server saw the ETag again and answered 304.
-    wait_for("a conditional poll answered 304", || async {
+    poll_until("a conditional poll answered 304", || async {
         control
             .requests("policy.bundle")
             .iter()
@@ -335,7 +258,7 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
     let at = tampered.len() - 70;
     tampered[at] ^= 0x20;
     control.publish("policy.bundle", tampered);
-    wait_for("the tampered bundle is refused", || async {
+    poll_until("the tampered bundle is refused", || async {
         metric(n.admin, &fetches("bad_signature")).await >= 1.0
     })
     .await;
@@ -348,7 +271,7 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
     // A truncated download of a good version 2: refused too.
     let good2 = signed(&key, 2, &["bad.example.test", "worse.example.test"]);
     control.publish("policy.bundle", good2[..good2.len() / 2].to_vec());
-    wait_for("the truncated bundle is refused", || async {
+    poll_until("the truncated bundle is refused", || async {
         metric(n.admin, &fetches("bad_signature")).await
             + metric(n.admin, &fetches("malformed")).await
             >= 2.0
@@ -364,7 +287,7 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
         "policy.bundle",
         signed(&key, 3, &["bad.example.test", "worse.example.test"]),
     );
-    wait_for("version 3 blocks worse.example.test", || async {
+    poll_until("version 3 blocks worse.example.test", || async {
         answer(&n, "worse.example.test").await == ResponseCode::NXDomain
     })
     .await;
@@ -372,7 +295,7 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
 
     // An older, validly signed bundle (version 2, blocking nothing new): rollback refused.
     control.publish("policy.bundle", signed(&key, 2, &["bad.example.test"]));
-    wait_for("the rollback is refused", || async {
+    poll_until("the rollback is refused", || async {
         metric(n.admin, &fetches("rollback")).await >= 1.0
     })
     .await;
@@ -395,12 +318,14 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
         ResponseCode::NXDomain
     );
     // Ready once every worker serves: the state's policy is there from the start.
-    wait_for("the restarted node is ready", || async {
-        http_get(restarted.admin, "/readyz").await.0 == 200
+    poll_until("the restarted node is ready", || async {
+        http_try_get(restarted.admin, "/readyz")
+            .await
+            .is_some_and(|a| a.status == 200)
     })
     .await;
-    let (_, body) = http_get(restarted.admin, "/readyz").await;
-    assert!(body.contains("version 3"), "{body}");
+    let ready = http_get(restarted.admin, "/readyz").await;
+    assert!(ready.body.contains("version 3"), "{}", ready.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,12 +348,12 @@ async fn allow_rollback_applies_an_older_bundle() {
         &["--allow-rollback"],
     );
     wait_until_answering(n.process.addr).await;
-    wait_for("version 9 applied", || async {
+    poll_until("version 9 applied", || async {
         answer(&n, "worse.example.test").await == ResponseCode::NXDomain
     })
     .await;
     control.publish("b", signed(&key, 4, &["bad.example.test"]));
-    wait_for("the older version 4 applied on purpose", || async {
+    poll_until("the older version 4 applied on purpose", || async {
         answer(&n, "worse.example.test").await == ResponseCode::NoError
     })
     .await;
@@ -467,38 +392,30 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
         ads = feeds.url("ads.txt"),
         rpz = feeds.url("feed.rpz"),
     );
-    let dir = dir_with("fleet-lists", &[("p.json", &policy)]);
+    let dir = policy_file_dir("fleet-lists", &policy);
     let state = temp_dir("fleet-lists-state");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let process = PicketProcess::serve(
-        &[
-            // The test authority is unsigned: validation would make it bogus.
-            "--dnssec",
-            "off",
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--policies",
-            dir.to_str().unwrap(),
-            "--ca-file",
-            feeds.ca_file.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--metrics",
-            &admin.to_string(),
-        ],
-        |c| {
-            c.stderr(Stdio::null());
-        },
-    );
+    let admin = free_addr();
+    let mut options = PicketProcess::options();
+    options
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .flag("--policies", &dir)
+        .flag("--state-dir", &state)
+        .quiet();
+    let process = options
+        .clone()
+        .flag("--ca-file", &feeds.ca_file)
+        .metrics(admin)
+        .spawn();
     let n = Node { process, admin };
     wait_until_answering(n.process.addr).await;
 
     // Downloaded off the query path, then in force.
-    wait_for("the ads list is downloaded and blocks", || async {
+    poll_until("the ads list is downloaded and blocks", || async {
         answer(&n, "ads.example.test").await == ResponseCode::NXDomain
     })
     .await;
-    wait_for("the RPZ feed blocks bad.example.test", || async {
+    poll_until("the RPZ feed blocks bad.example.test", || async {
         answer(&n, "bad.example.test").await == ResponseCode::NXDomain
     })
     .await;
@@ -519,7 +436,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
     );
 
     // Refreshed with the ETag: the server answers 304 and the list stays.
-    wait_for("a refresh is answered 304", || async {
+    poll_until("a refresh is answered 304", || async {
         feeds.requests("ads.txt").iter().any(|s| {
             s.status == 304
                 && s.if_none_match
@@ -533,7 +450,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
 
     // A new version of the list: swapped in, the old entry gone.
     feeds.publish("ads.txt", "worse.example.test\n");
-    wait_for("the new ads list blocks worse.example.test", || async {
+    poll_until("the new ads list blocks worse.example.test", || async {
         answer(&n, "worse.example.test").await == ResponseCode::NXDomain
     })
     .await;
@@ -542,7 +459,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
 
     // The feed server goes away: the lists stay, and a restart loads them from --state-dir.
     drop(feeds);
-    wait_for("a failed refresh is counted", || async {
+    poll_until("a failed refresh is counted", || async {
         metric(admin, "picket_list_fetch_total{result=\"fetch_failed\"}").await >= 1.0
     })
     .await;
@@ -551,21 +468,7 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
         ResponseCode::NXDomain
     );
     drop(n);
-    let restarted = PicketProcess::serve(
-        &[
-            "--dnssec",
-            "off",
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--policies",
-            dir.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        |c| {
-            c.stderr(Stdio::null());
-        },
-    );
+    let restarted = options.spawn();
     wait_until_answering(restarted.addr).await;
     let a = |name: &'static str| {
         let addr = restarted.addr;
@@ -606,13 +509,10 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
     let (key, public) = keygen(&work);
     let blocklist = work.join("local.txt");
     std::fs::write(&blocklist, "worse.example.test\n").unwrap();
-    let clash = dir_with(
+    let clash = policy_file_dir(
         "fleet-clash",
-        &[(
-            "p.json",
-            r#"{ "global": { "lists": { "blocklist": { "domains": ["bad.example.test"] } },
+        r#"{ "global": { "lists": { "blocklist": { "domains": ["bad.example.test"] } },
                   "rules": [ { "id": "b", "expression": "list.blocklist", "action": "block" } ] } }"#,
-        )],
     );
     control.publish("b", signed_dir(&key, 1, &clash));
     let n = node(
@@ -624,7 +524,7 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
         &["--blocklist", blocklist.to_str().unwrap()],
     );
     wait_until_answering(n.process.addr).await;
-    wait_for("the bundle that does not load is refused", || async {
+    poll_until("the bundle that does not load is refused", || async {
         metric(
             n.admin,
             "picket_policy_bundle_fetch_total{result=\"load_failed\"}",
@@ -633,13 +533,13 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
             >= 1.0
     })
     .await;
-    let (status, body) = http_get(n.admin, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
+    let ready = http_get(n.admin, "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(!work.join("s").join("policy.bundle").exists(), "never kept");
     assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NoError);
 
     control.publish("b", signed(&key, 2, &["bad.example.test"]));
-    wait_for("the next good bundle applies", || async {
+    poll_until("the next good bundle applies", || async {
         answer(&n, "bad.example.test").await == ResponseCode::NXDomain
     })
     .await;
@@ -648,8 +548,10 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
         ResponseCode::NXDomain,
         "the node's --blocklist applies with it"
     );
-    wait_for("ready", || async {
-        http_get(n.admin, "/readyz").await.0 == 200
+    poll_until("ready", || async {
+        http_try_get(n.admin, "/readyz")
+            .await
+            .is_some_and(|a| a.status == 200)
     })
     .await;
 }

@@ -107,12 +107,7 @@ async fn an_answer_in_another_case_is_rejected_while_the_real_one_is_taken() {
     upstream.set_forge_case(true);
     let picket = start_picket(&[upstream.addr()]);
     let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
-    let addrs = a_records(&answer);
-    assert!(
-        !addrs.contains(&FORGED_V4),
-        "an answer in the wrong case was accepted: {addrs:?}"
-    );
-    assert_eq!(addrs.len(), 2);
+    assert_not_forged(&answer, 2, "an answer in the wrong case");
     // The forgery did not talk us out of 0x20 for this server.
     let next = query_udp(picket.addr, &long_name(1), RecordType::A).await;
     assert_eq!(a_records(&next), [Ipv4Addr::new(192, 0, 2, 1)]);

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ::picket::admission::{AccessList, RateLimitSettings};
+use ::picket::config::Settings;
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -44,12 +45,7 @@ async fn burst_from(from: &str, server: SocketAddr, count: u16) -> (usize, usize
     let socket = UdpSocket::bind(from).await.unwrap();
     let started = Instant::now();
     let mut last_answer = started;
-    for id in 0..count {
-        let q = QueryBuilder::new("www.example.test", RecordType::A)
-            .id(id)
-            .to_bytes();
-        socket.send_to(&q, server).await.unwrap();
-    }
+    send_www_queries(&socket, server, 0..count).await;
     let (mut answered, mut slipped) = (0, 0);
     let mut buf = vec![0u8; 4096];
     while let Ok(Ok(len)) =
@@ -142,23 +138,34 @@ fn burst_socket_at(addr: &str) -> UdpSocket {
     UdpSocket::from_std(socket.into()).unwrap()
 }
 
+/// Settings forwarding to `upstream`, which answers after `delay`: one attempt outlasts the
+/// delay even on a busy machine, as a retry after the test settings' 300 ms attempt timeout
+/// would be a second upstream query that coalescing and the in-flight limits have no part in.
+fn slow_upstream_settings(upstream: &Authority, delay: Duration) -> Settings {
+    upstream.set_delay(delay);
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.forwarder.attempt_timeout = Duration::from_secs(2);
+    settings.forwarder.total_timeout = Duration::from_secs(2);
+    settings
+}
+
+/// Sends www.example.test A with IDs `ids` from `socket` to `server`, without waiting.
+async fn send_www_queries(socket: &UdpSocket, server: SocketAddr, ids: std::ops::Range<u16>) {
+    for id in ids {
+        let query = a_query(id, "www.example.test");
+        socket.send_to(&query, server).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_identical_concurrent_misses_make_one_upstream_query() {
     let upstream = Authority::start(ZONE);
-    upstream.set_delay(Duration::from_millis(200));
-    let mut settings = test_settings(&[upstream.addr()]);
-    // One attempt outlasts the delay even on a busy machine: a retry after the test settings'
-    // 300 ms attempt timeout would be a second upstream query that coalescing has no part in.
-    settings.forwarder.attempt_timeout = Duration::from_secs(2);
-    settings.forwarder.total_timeout = Duration::from_secs(2);
-    let picket = start_picket_with(settings);
+    let picket = start_picket_with(slow_upstream_settings(
+        &upstream,
+        Duration::from_millis(200),
+    ));
     let socket = burst_socket();
-    for id in 0..1000u16 {
-        let q = QueryBuilder::new("www.example.test", RecordType::A)
-            .id(id)
-            .to_bytes();
-        socket.send_to(&q, picket.addr).await.unwrap();
-    }
+    send_www_queries(&socket, picket.addr, 0..1000).await;
     let mut ids = std::collections::HashSet::new();
     let mut buf = vec![0u8; 4096];
     while let Ok(Ok(len)) =
@@ -178,20 +185,11 @@ async fn a_thousand_identical_concurrent_misses_make_one_upstream_query() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_name_gathers_a_bounded_number_of_waiting_queries() {
     let upstream = Authority::start(ZONE);
-    upstream.set_delay(Duration::from_millis(500));
-    let mut settings = test_settings(&[upstream.addr()]);
-    // One attempt outlasts the delay, so the upstream sees one query.
-    settings.forwarder.attempt_timeout = Duration::from_secs(2);
-    settings.forwarder.total_timeout = Duration::from_secs(2);
+    let mut settings = slow_upstream_settings(&upstream, Duration::from_millis(500));
     settings.limits.max_followers_per_fetch = 5;
     let picket = start_picket_with(settings);
     let socket = burst_socket();
-    for id in 0..40u16 {
-        let q = QueryBuilder::new("www.example.test", RecordType::A)
-            .id(id)
-            .to_bytes();
-        socket.send_to(&q, picket.addr).await.unwrap();
-    }
+    send_www_queries(&socket, picket.addr, 0..40).await;
     let (mut refused, mut answered, mut buf) = (0, 0, vec![0u8; 2048]);
     while let Ok(Ok(len)) =
         tokio::time::timeout(Duration::from_secs(3), socket.recv(&mut buf)).await
@@ -215,9 +213,15 @@ async fn a_slow_name_gathers_a_bounded_number_of_waiting_queries() {
     assert_eq!(upstream.queries_for("www.example.test"), 1);
 }
 
-/// Only warnings on the spawned process's stderr (these tests flood it with queries).
-fn warn_only(command: &mut std::process::Command) {
-    command.args(["--log-level", "warn"]);
+/// `picket serve` forwarding to `upstream`, only warnings on its stderr (these tests flood it
+/// with queries).
+fn process_for(upstream: &Authority) -> ServeOptions {
+    let mut options = PicketProcess::options();
+    options
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .flag("--log-level", "warn");
+    options
 }
 
 /// Resident set size of a process in KiB.
@@ -234,19 +238,10 @@ fn rss_kib(pid: u32) -> u64 {
 async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
     const NAMES: u16 = 10_000;
     let upstream = Authority::start(ZONE);
-    let picket = PicketProcess::serve(
-        &[
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--dnssec",
-            "off",
-            "--threads",
-            "2",
-            "--upstream-timeout-ms",
-            "300",
-        ],
-        warn_only,
-    );
+    let picket = process_for(&upstream)
+        .threads(2)
+        .flag("--upstream-timeout-ms", "300")
+        .spawn();
     wait_until_answering(picket.addr).await;
     query_udp(picket.addr, "www.example.test", RecordType::A).await;
     upstream.set_silent(true);
@@ -337,19 +332,10 @@ async fn answers_evicted_from_a_small_cache_leave_memory() {
     let upstream = Authority::start(ZONE);
     // 1,000 bytes of EDE text make every cached answer weigh over 1 kB.
     upstream.set_ede(Some((0, "x".repeat(1000))));
-    let picket = PicketProcess::serve(
-        &[
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--dnssec",
-            "off",
-            "--threads",
-            "1",
-            "--cache-size",
-            "1MiB",
-        ],
-        warn_only,
-    );
+    let picket = process_for(&upstream)
+        .threads(1)
+        .flag("--cache-size", "1MiB")
+        .spawn();
     wait_until_answering(picket.addr).await;
     // Past the budget once, so the cache is full before the measurement starts.
     resolve_all(picket.addr, 0..WARM).await;
@@ -371,12 +357,8 @@ async fn answers_evicted_from_a_small_cache_leave_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_client_cannot_take_every_upstream_slot() {
     let upstream = Authority::start(ZONE);
-    upstream.set_delay(Duration::from_millis(250));
-    let mut settings = test_settings(&[upstream.addr()]);
+    let mut settings = slow_upstream_settings(&upstream, Duration::from_millis(250));
     settings.limits.max_inflight_per_client = 5;
-    // No retry of a delayed answer on a busy machine (see the coalescing test above).
-    settings.forwarder.attempt_timeout = Duration::from_secs(2);
-    settings.forwarder.total_timeout = Duration::from_secs(2);
     let picket = start_picket_with(settings);
     let greedy = burst_socket_at("127.0.6.1:0");
     for i in 0..20u16 {

@@ -16,7 +16,6 @@ use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ZONE: &str = r#"
 example.test.      3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
@@ -69,34 +68,11 @@ fn log_to(path: &Path) -> QueryLogSettings {
     QueryLogSettings::new(LogTarget::File(path.to_path_buf()))
 }
 
-/// GET over plain HTTP/1.1; the status and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("admin listener accepts");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
-        .await
-        .expect("admin answers in time")
-        .unwrap();
-    let text = String::from_utf8(raw).expect("HTTP answer is text");
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, body.to_string())
-}
-
 /// Every sample of a scrape: `name{labels}` as rendered → value.
 async fn scrape(picket: &Picket) -> HashMap<String, f64> {
-    let (status, body) =
-        http_get(picket.server.admin_addr().expect("metrics on"), "/metrics").await;
-    assert_eq!(status, 200);
-    parse_exposition(&body)
+    let answer = http_get(picket.server.admin_addr().expect("metrics on"), "/metrics").await;
+    assert_eq!(answer.status, 200);
+    parse_exposition(&answer.body)
 }
 
 fn parse_exposition(body: &str) -> HashMap<String, f64> {
@@ -249,26 +225,32 @@ async fn health_readiness_and_unknown_paths() {
     settings.drain.finish_timeout = Duration::from_millis(200);
     let picket = start_picket_with(settings);
     let admin = picket.server.admin_addr().unwrap();
-    assert_eq!(http_get(admin, "/healthz").await, (200, "ok\n".into()));
-    assert_eq!(http_get(admin, "/readyz").await, (200, "ready\n".into()));
-    assert_eq!(http_get(admin, "/").await.0, 200, "the dashboard");
-    assert_eq!(http_get(admin, "/nowhere").await.0, 404);
-    assert_eq!(http_get(admin, "/metrics/extra").await.0, 404);
+    assert_eq!(
+        http_get(admin, "/healthz").await.status_and_body(),
+        (200, "ok\n")
+    );
+    assert_eq!(
+        http_get(admin, "/readyz").await.status_and_body(),
+        (200, "ready\n")
+    );
+    assert_eq!(http_get(admin, "/").await.status, 200, "the dashboard");
+    assert_eq!(http_get(admin, "/nowhere").await.status, 404);
+    assert_eq!(http_get(admin, "/metrics/extra").await.status, 404);
 
     // A graceful stop turns not ready at once and keeps answering for the
     // grace period.
     let addr = picket.addr;
     let draining = tokio::spawn(picket.server.drain(std::future::pending()));
     let deadline = Instant::now() + Duration::from_secs(2);
-    while http_get(admin, "/readyz").await.0 != 503 {
+    while http_get(admin, "/readyz").await.status != 503 {
         assert!(Instant::now() < deadline, "still ready while draining");
         real_sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(
-        http_get(admin, "/readyz").await,
-        (503, "not ready: draining\n".into())
+        http_get(admin, "/readyz").await.status_and_body(),
+        (503, "not ready: draining\n")
     );
-    assert_eq!(http_get(admin, "/healthz").await.0, 200);
+    assert_eq!(http_get(admin, "/healthz").await.status, 200);
     let a = query_udp(addr, "www.example.test", RecordType::A).await;
     assert_eq!(rcode(&a), ResponseCode::NoError);
     assert_eq!(draining.await.unwrap(), 0);
@@ -389,13 +371,13 @@ async fn readiness_fails_once_the_only_upstream_is_dead() {
     let picket = start_picket_with(settings);
     let admin = picket.server.admin_addr().unwrap();
     // Never asked yet: presumed to answer.
-    assert_eq!(http_get(admin, "/readyz").await.0, 200);
+    assert_eq!(http_get(admin, "/readyz").await.status, 200);
 
     let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(rcode(&answer), ResponseCode::ServFail);
-    let (status, body) = http_get(admin, "/readyz").await;
-    assert_eq!((status, body.as_str()), (503, "not ready: no upstream\n"));
-    assert_eq!(http_get(admin, "/healthz").await.0, 200);
+    let ready = http_get(admin, "/readyz").await;
+    assert_eq!(ready.status_and_body(), (503, "not ready: no upstream\n"));
+    assert_eq!(http_get(admin, "/healthz").await.status, 200);
 
     let m = scrape(&picket).await;
     let attempts = value(

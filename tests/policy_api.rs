@@ -5,7 +5,7 @@ mod common;
 use std::net::IpAddr;
 use std::path::Path;
 
-use common::dir_with;
+use common::{dir_with, policy_file_dir};
 use picket::policy::{
     check, evaluate, evaluate_response, explain, Action, AnswerFacts, BlockAnswer, BlockMode,
     Identity, LoadOptions, OverrideAnswer, PolicySet, Verdict,
@@ -39,6 +39,11 @@ fn eval(p: &PolicySet, name: &str, qtype: u16, ip: &str) -> Verdict {
 
 fn rule(v: &Verdict) -> Option<&str> {
     v.rule.as_ref().map(|r| r.id())
+}
+
+/// The id of the rule that decides `name` A asked from 10.0.0.1 (organization o's network).
+fn rule_for(p: &PolicySet, name: &str) -> Option<String> {
+    rule(&eval(p, name, 1, "10.0.0.1")).map(str::to_owned)
 }
 
 fn org_policy(rules: &str) -> String {
@@ -558,14 +563,11 @@ fn blocklists_flag() {
             ("bl2.hosts", "0.0.0.0 other.example\nnot a line\n"),
         ],
     );
-    let policy_dir = dir_with(
+    let policy_dir = policy_file_dir(
         "policy-api",
-        &[(
-            "p.json",
-            r#"{"global": {"rules": [{"id": "exc", "expression": "dns.fqdn == \"ok.blocked.example\"", "action": "allow"}]},
+        r#"{"global": {"rules": [{"id": "exc", "expression": "dns.fqdn == \"ok.blocked.example\"", "action": "allow"}]},
             "organizations": [{"id": "o", "networks": ["10.0.0.0/8"],
               "rules": [{"id": "late", "expression": "dns.qtype == 99", "action": "refuse"}]}]}"#,
-        )],
     );
     let base = PolicySet::load_dir(&policy_dir).unwrap();
     // list.blocklist does not exist before --blocklist...
@@ -585,19 +587,13 @@ fn blocklists_flag() {
         v.action,
         Action::Block(BlockAnswer::plain(BlockMode::NxDomain, 60, 15))
     );
-    assert_eq!(
-        rule(&eval(&p, "other.example", 1, "10.0.0.1")),
-        Some("blocklist")
-    );
-    assert_eq!(
-        rule(&eval(&p, "ok.blocked.example", 1, "10.0.0.1")),
-        Some("exc")
-    );
+    assert_eq!(rule_for(&p, "other.example").as_deref(), Some("blocklist"));
+    assert_eq!(rule_for(&p, "ok.blocked.example").as_deref(), Some("exc"));
     assert_eq!(p.stats().invalid_lines, 1);
     // Without policy files (--no-policy --blocklist).
     let only = PolicySet::blocklists_only(&opts).unwrap();
     assert_eq!(
-        rule(&eval(&only, "a.blocked.example", 1, "10.0.0.1")),
+        rule_for(&only, "a.blocked.example").as_deref(),
         Some("blocklist")
     );
     let missing = [d.join("missing.txt")];
@@ -621,23 +617,17 @@ fn blocklist_name_and_rule_id_taken_by_the_policy() {
         previous: None,
         remote: None,
     };
-    let list_taken = dir_with(
+    let list_taken = policy_file_dir(
         "policy-api",
-        &[(
-            "p.json",
-            r#"{"global": {"lists": {"blocklist": {"domains": ["y.example"]}}}}"#,
-        )],
+        r#"{"global": {"lists": {"blocklist": {"domains": ["y.example"]}}}}"#,
     );
     let e = PolicySet::load_dir_with(&list_taken, &opts)
         .unwrap_err()
         .to_string();
     assert!(e.contains("list name \"blocklist\""), "{e}");
-    let rule_taken = dir_with(
+    let rule_taken = policy_file_dir(
         "policy-api",
-        &[(
-            "p.json",
-            r#"{"global": {"rules": [{"id": "blocklist", "expression": "dns.qtype == 1", "action": "refuse"}]}}"#,
-        )],
+        r#"{"global": {"rules": [{"id": "blocklist", "expression": "dns.qtype == 1", "action": "refuse"}]}}"#,
     );
     let e = PolicySet::load_dir_with(&rule_taken, &opts)
         .unwrap_err()
@@ -715,16 +705,13 @@ fn reload_shares_unchanged_lists_and_rereads_changed_ones() {
         current = next;
     }
     assert_eq!(
-        rule(&eval(&current, "x.more-ads.example", 1, "10.0.0.1")),
+        rule_for(&current, "x.more-ads.example").as_deref(),
         Some("ads")
     );
+    assert_eq!(rule_for(&current, "toys.example").as_deref(), Some("kids"));
+    assert_eq!(rule_for(&current, "games.example").as_deref(), None);
     assert_eq!(
-        rule(&eval(&current, "toys.example", 1, "10.0.0.1")),
-        Some("kids")
-    );
-    assert_eq!(rule(&eval(&current, "games.example", 1, "10.0.0.1")), None);
-    assert_eq!(
-        rule(&eval(&current, "bl2.example", 1, "10.0.0.1")),
+        rule_for(&current, "bl2.example").as_deref(),
         Some("blocklist")
     );
 }
@@ -732,12 +719,9 @@ fn reload_shares_unchanged_lists_and_rereads_changed_ones() {
 #[test]
 fn blocklist_field_usable_only_after_flag() {
     // A policy cannot name list.blocklist unless it defines it: unknown field.
-    let d = dir_with(
+    let d = policy_file_dir(
         "policy-api",
-        &[(
-            "p.json",
-            r#"{"global": {"rules": [{"id": "x", "expression": "list.blocklist", "action": "refuse"}]}}"#,
-        )],
+        r#"{"global": {"rules": [{"id": "x", "expression": "list.blocklist", "action": "refuse"}]}}"#,
     );
     let e = PolicySet::load_dir(&d).unwrap_err().to_string();
     assert!(e.contains("unknown field"), "{e}");
@@ -774,26 +758,20 @@ fn many_wirefilter_rules_and_threads() {
 
 #[test]
 fn reload_gives_new_version_and_fresh_filters() {
-    let d1 = dir_with(
+    let d1 = policy_file_dir(
         "policy-api",
-        &[(
-            "p.json",
-            &org_policy(r#"[{"id": "a", "expression": "dns.qtype == 1", "action": "refuse"}]"#),
-        )],
+        &org_policy(r#"[{"id": "a", "expression": "dns.qtype == 1", "action": "refuse"}]"#),
     );
-    let d2 = dir_with(
+    let d2 = policy_file_dir(
         "policy-api",
-        &[(
-            "p.json",
-            &org_policy(r#"[{"id": "b", "expression": "dns.qtype == 1", "action": "drop"}]"#),
-        )],
+        &org_policy(r#"[{"id": "b", "expression": "dns.qtype == 1", "action": "drop"}]"#),
     );
     let p1 = PolicySet::load_dir(&d1).unwrap();
     let p2 = PolicySet::load_dir(&d2).unwrap();
     assert_ne!(p1.version(), p2.version());
     for _ in 0..3 {
-        assert_eq!(rule(&eval(&p1, "x.example", 1, "10.0.0.1")), Some("a"));
-        assert_eq!(rule(&eval(&p2, "x.example", 1, "10.0.0.1")), Some("b"));
+        assert_eq!(rule_for(&p1, "x.example").as_deref(), Some("a"));
+        assert_eq!(rule_for(&p2, "x.example").as_deref(), Some("b"));
     }
 }
 
@@ -817,16 +795,13 @@ fn shipped_policies_pass_check() {
 
 #[test]
 fn check_reports_failing_tests() {
-    let d = dir_with(
+    let d = policy_file_dir(
         "policy-api",
-        &[(
-            "p.json",
-            r#"{"tests": [
+        r#"{"tests": [
             {"name": "a.example", "expect": {"action": "block", "rule": "x"}},
             {"name": "a.example", "type": "BOGUS", "expect": {"action": "resolve"}},
             {"name": "a.example", "expect": {"action": "resolve", "rule": null, "org": ""}}
         ]}"#,
-        )],
     );
     let mut out = Vec::new();
     let report = check::run(&d, &mut out).unwrap();
@@ -937,11 +912,9 @@ fn embedded_policies_load() {
 /// A failing test names every expectation the verdict missed, each with what it got.
 #[test]
 fn check_names_every_mismatch() {
-    let d = dir_with(
+    let d = policy_file_dir(
         "policy-api",
-        &[(
-            "p.json",
-            r#"{"upstreams": {"corp": ["127.0.0.1:5300"]},
+        r#"{"upstreams": {"corp": ["127.0.0.1:5300"]},
         "organizations": [{"id": "acme", "networks": ["10.0.0.0/8"], "rules": [
             {"id": "watch", "expression": "dns.fqdn == \"a.example\"", "action": "audit"},
             {"id": "corp", "expression": "dns.fqdn == \"a.example\"", "action": "resolve", "upstream": "corp"}
@@ -950,7 +923,6 @@ fn check_names_every_mismatch() {
             {"name": "a.example", "client": "10.1.2.3", "expect": {"action": "block", "rule": null, "org": "other", "upstream": "dns", "audited": []}},
             {"name": "b.example", "client": "10.1.2.3", "expect": {"action": "resolve", "rule": "corp"}}
         ]}"#,
-        )],
     );
     let mut out = Vec::new();
     let report = check::run(&d, &mut out).unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::dir_with;
+use common::{dir_with, policy_file_dir};
 use picket::policy::{IssueKind, PolicySet};
 
 /// A policy file's text: whole, or one rule added after the `ok` rule of organization `o`
@@ -25,7 +25,7 @@ impl Policy {
 
 /// Load `text` as `p.json` and return the error message.
 fn err(text: &str) -> String {
-    let d = dir_with("policy-err", &[("p.json", text)]);
+    let d = policy_file_dir("policy-err", text);
     match PolicySet::load_dir(&d) {
         Ok(_) => panic!("loaded: {text}"),
         Err(e) => e.to_string(),
@@ -346,7 +346,7 @@ fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
   "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "acme-7f3c9a"],
   "dot_names": ["acme", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa"]
 }]}"#;
-    let d = dir_with("policy-err", &[("p.json", text)]);
+    let d = policy_file_dir("policy-err", text);
     let e = PolicySet::load_dir(&d).unwrap_err();
     let s = e.to_string();
     assert_eq!(e.issues.len(), 3, "{s}");
@@ -376,7 +376,7 @@ fn guessable_tokens_and_dot_names_are_rejected_with_their_place() {
   {"id": "b", "doh_tokens": []},
   {"id": "c", "doh_tokens": ["y3zdxoilh3cvc9bcp7r5b1kv7", "alpha-1234"]}
 ]}"#;
-    let d = dir_with("policy-err", &[("p.json", text)]);
+    let d = policy_file_dir("policy-err", text);
     let s = PolicySet::load_dir(&d).unwrap_err().to_string();
     assert!(
         s.contains("p.json:2:30: organizations[0].doh_tokens[0]: this DoH token"),
@@ -426,7 +426,7 @@ fn garbage_never_panics() {
         "\u{feff}{}",
     ];
     for s in samples {
-        let d = dir_with("policy-err", &[("p.json", s)]);
+        let d = policy_file_dir("policy-err", s);
         let _ = PolicySet::load_dir(&d)
             .map(|_| ())
             .map_err(|e| e.to_string());
@@ -437,12 +437,9 @@ fn garbage_never_panics() {
 /// string, like JSON errors), never a default action.
 #[test]
 fn unknown_action_is_placed_and_lists_the_valid_actions() {
-    let d = dir_with(
+    let d = policy_file_dir(
         "policy-err",
-        &[(
-            "p.json",
-            &rules(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#),
-        )],
+        &rules(r#"{"id": "r", "expression": "dns.qtype == 1", "action": "blok"}"#),
     );
     let e = PolicySet::load_dir(&d).unwrap_err();
     assert_eq!(e.issues.len(), 1, "{e}");

@@ -16,8 +16,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use common::tls::{tcp_from, tls_over};
 use common::{
-    a_records, dir_with, start_picket_with, temp_dir, test_settings, Authority, Picket,
-    QueryBuilder,
+    a_records, dir_with, free_port, rcode, run_program, start_picket_with, temp_dir, test_settings,
+    Authority, KillOnDrop, Picket, QueryBuilder,
 };
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -170,10 +170,6 @@ async fn over_doh(setup: &Setup, prefix: &[u8]) -> Message {
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     Message::from_vec(&body).unwrap()
-}
-
-fn rcode(msg: &Message) -> ResponseCode {
-    msg.metadata.response_code
 }
 
 /// Reads the query log once the server has stopped (which flushes it).
@@ -457,36 +453,6 @@ async fn the_per_client_cap_counts_the_headers_client() {
 
 // ---------------------------------------------------------------- HAProxy
 
-/// A free TCP port on 127.0.0.1 (bound and released: HAProxy binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct HaProxy(std::process::Child);
-
-impl Drop for HaProxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test]
 #[ignore = "needs haproxy, dig and kdig (Debian haproxy, dnsutils, knot-dnsutils); run by .ci/run"]
 async fn haproxy_send_proxy_v2_in_front_of_tcp_and_dot() {
@@ -506,13 +472,11 @@ async fn haproxy_send_proxy_v2_in_front_of_tcp_and_dot() {
     let dir = temp_dir("haproxy");
     let config_path = dir.join("haproxy.cfg");
     std::fs::write(&config_path, config).unwrap();
-    let check = run("haproxy", &["-c", "-f", config_path.to_str().unwrap()]);
+    let check = run_program("haproxy", &["-c", "-f", config_path.to_str().unwrap()]);
     assert!(check.contains("Configuration file is valid"), "{check}");
-    let _haproxy = HaProxy(
-        std::process::Command::new("haproxy")
-            .args(["-db", "-f", config_path.to_str().unwrap()])
-            .spawn()
-            .expect("haproxy starts"),
+    let _haproxy = KillOnDrop::spawn(
+        std::process::Command::new("haproxy").args(["-db", "-f", config_path.to_str().unwrap()]),
+        "haproxy",
     );
     for port in [tcp_front, dot_front] {
         wait_for_listener(port).await;
@@ -520,7 +484,7 @@ async fn haproxy_send_proxy_v2_in_front_of_tcp_and_dot() {
     let (tcp_port, dot_port) = (tcp_front.to_string(), dot_front.to_string());
     let out = tokio::task::spawn_blocking(move || {
         let dig = |from: &str| {
-            run(
+            run_program(
                 "dig",
                 &[
                     "+tcp",
@@ -536,7 +500,7 @@ async fn haproxy_send_proxy_v2_in_front_of_tcp_and_dot() {
             )
         };
         let kdig = |from: &str| {
-            run(
+            run_program(
                 "kdig",
                 &[
                     "+tls",

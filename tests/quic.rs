@@ -12,9 +12,11 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::quic::{client_endpoint, connect, doq_query, doq_raw, h3_request, H3Reply};
-use common::{a_records, start_picket_with, test_settings, Authority, Picket, QueryBuilder};
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::RecordType;
+use common::{
+    a_query, any_port, assert_a_answer, free_port, run_program, test_settings, Authority,
+    EncryptedPicket,
+};
+use hickory_proto::op::{Message, ResponseCode};
 use hyper::header::{ALT_SVC, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
 use picket::app::Server;
@@ -33,17 +35,7 @@ const DOQ_PROTOCOL_ERROR: u32 = 0x2;
 const DOQ_REQUEST_CANCELLED: u32 = 0x3;
 
 /// A QUIC test: the upstream authority and Picket.
-struct Setup {
-    upstream: Authority,
-    picket: Picket,
-}
-
-impl std::ops::Deref for Setup {
-    type Target = Server;
-    fn deref(&self) -> &Server {
-        &self.picket.server
-    }
-}
+type Setup = EncryptedPicket;
 
 fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
     let mut zone =
@@ -57,27 +49,15 @@ fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
         zone.push_str(&format!("{name}.example.test {A_TTL} IN A {ADDRESS}\n"));
     }
     let upstream = Authority::start(&zone);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.doq = vec!["127.0.0.1:0".parse().unwrap()];
-    settings.doh3 = vec!["127.0.0.1:0".parse().unwrap()];
-    settings.tls = Some(TlsSource::SelfSigned {
-        names: vec!["doq.example.net".into(), "*.doq.example.net".into()],
-    });
-    adjust(&mut settings);
-    Setup {
-        upstream,
-        picket: start_picket_with(settings),
-    }
-}
-
-fn query(id: u16, name: &str) -> Vec<u8> {
-    QueryBuilder::new(name, RecordType::A).id(id).to_bytes()
+    Setup::start(upstream, "doq.example.net", |settings| {
+        settings.doq = vec![any_port()];
+        settings.doh3 = vec![any_port()];
+        adjust(settings);
+    })
 }
 
 fn assert_answered(msg: &Message) {
-    assert_eq!(msg.metadata.message_type, MessageType::Response);
-    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(a_records(msg), [ADDRESS]);
+    assert_a_answer(msg, &[ADDRESS]);
 }
 
 fn doq_client(server: &Server) -> Endpoint {
@@ -142,7 +122,7 @@ async fn doq_answers_streams_in_parallel_with_id_0() {
     // Twenty queries on twenty streams of one connection, all at once.
     let queries = (0..20).map(|i| {
         let connection = connection.clone();
-        async move { doq_query(&connection, &query(0, &format!("s{i}.example.test."))).await }
+        async move { doq_query(&connection, &a_query(0, &format!("s{i}.example.test."))).await }
     });
     let answers = futures_util::future::join_all(queries).await;
     for answer in &answers {
@@ -151,7 +131,7 @@ async fn doq_answers_streams_in_parallel_with_id_0() {
     }
     assert_eq!(server.upstream.queries_for("s7.example.test"), 1);
     // The connection serves on.
-    assert_answered(&doq_query(&connection, &query(0, "www.example.test.")).await);
+    assert_answered(&doq_query(&connection, &a_query(0, "www.example.test.")).await);
 }
 
 #[tokio::test]
@@ -159,7 +139,7 @@ async fn doq_nonzero_id_closes_with_protocol_error() {
     let server = start_with(|_| {});
     let endpoint = doq_client(&server);
     let connection = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
-    let wire = query(0x1234, "www.example.test.");
+    let wire = a_query(0x1234, "www.example.test.");
     let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&wire);
     assert!(doq_raw(&connection, &framed).await.is_err(), "no answer");
@@ -173,7 +153,7 @@ async fn doq_nonzero_id_closes_with_protocol_error() {
 async fn doq_malformed_streams_close_with_protocol_error() {
     let server = start_with(|_| {});
     let endpoint = doq_client(&server);
-    let wire = query(0, "www.example.test.");
+    let wire = a_query(0, "www.example.test.");
     let mut long_prefix = ((wire.len() + 5) as u16).to_be_bytes().to_vec();
     long_prefix.extend_from_slice(&wire);
     let mut two_messages = (wire.len() as u16).to_be_bytes().to_vec();
@@ -219,7 +199,7 @@ async fn doq_sni_picks_the_organization_and_policy_blocks_and_drops() {
         ("localhost", false),
     ] {
         let connection = connect(&endpoint, server.doq_addrs()[0], sni).await;
-        let msg = doq_query(&connection, &query(0, "www.example.test.")).await;
+        let msg = doq_query(&connection, &a_query(0, "www.example.test.")).await;
         if blocked {
             assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain, "{sni}");
         } else {
@@ -228,10 +208,10 @@ async fn doq_sni_picks_the_organization_and_policy_blocks_and_drops() {
     }
     let connection = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
     // The transport reaches the policy as "doq".
-    let msg = doq_query(&connection, &query(0, "transport.example.test.")).await;
+    let msg = doq_query(&connection, &a_query(0, "transport.example.test.")).await;
     assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
     // A dropped query's stream is reset at once, and the connection serves on.
-    let wire = query(0, "drop.example.test.");
+    let wire = a_query(0, "drop.example.test.");
     let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&wire);
     let err = doq_raw(&connection, &framed).await.unwrap_err();
@@ -239,9 +219,9 @@ async fn doq_sni_picks_the_organization_and_policy_blocks_and_drops() {
         err.contains(&format!("reset by peer: error {DOQ_REQUEST_CANCELLED}")),
         "{err}"
     );
-    assert_answered(&doq_query(&connection, &query(0, "get.example.test.")).await);
+    assert_answered(&doq_query(&connection, &a_query(0, "get.example.test.")).await);
     // Over DoH3 the transport is "doh": not blocked by the DoQ-only rule.
-    let reply = h3_get(&server, &get_path(&query(0, "transport.example.test."))).await;
+    let reply = h3_get(&server, &get_path(&a_query(0, "transport.example.test."))).await;
     assert_answered(&Message::from_vec(&reply.body).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -290,7 +270,7 @@ async fn h3_get(server: &Server, path: &str) -> H3Reply {
 #[tokio::test]
 async fn doh3_get_and_post_answer() {
     let server = start_with(|_| {});
-    let get = h3_get(&server, &get_path(&query(0, "get.example.test."))).await;
+    let get = h3_get(&server, &get_path(&a_query(0, "get.example.test."))).await;
     assert_eq!(get.status, StatusCode::OK);
     assert_eq!(get.headers[CONTENT_TYPE], "application/dns-message");
     assert_eq!(
@@ -305,7 +285,7 @@ async fn doh3_get_and_post_answer() {
         .header(CONTENT_TYPE, "application/dns-message")
         .body(())
         .unwrap();
-    let post = h3_send(&server, req, Some(query(0x4242, "post.example.test."))).await;
+    let post = h3_send(&server, req, Some(a_query(0x4242, "post.example.test."))).await;
     assert_eq!(post.status, StatusCode::OK);
     let msg = Message::from_vec(&post.body).unwrap();
     assert_eq!(msg.metadata.id, 0x4242);
@@ -315,7 +295,7 @@ async fn doh3_get_and_post_answer() {
 #[tokio::test]
 async fn doh3_errors_have_the_status_of_doh() {
     let server = start_with(|_| {});
-    let wire = query(0, "www.example.test.");
+    let wire = a_query(0, "www.example.test.");
     let not_base64 = h3_get(&server, "/dns-query?dns=***").await;
     assert_eq!(not_base64.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&not_base64.body).contains("not a DNS query"));
@@ -356,28 +336,16 @@ async fn doh3_errors_have_the_status_of_doh() {
     assert_eq!(server.upstream.queries_for("www.example.test"), 0);
 }
 
-/// A port free for both TCP and UDP on 127.0.0.1 (released again: a test
-/// binds it next).
-fn free_port_for_both() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 #[tokio::test]
 async fn doh_on_the_port_of_doh3_advertises_it() {
-    let port = free_port_for_both();
+    let port = free_port();
     let shared: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let server = start_with(|s| {
         s.doh = vec![shared, "127.0.0.1:0".parse().unwrap()];
         s.doh3 = vec![shared];
     });
     assert_eq!(server.doh3_addrs(), [shared]);
-    let path = get_path(&query(0, "get.example.test."));
+    let path = get_path(&a_query(0, "get.example.test."));
     let advertised = doh2_get_alt_svc(&server, server.doh_addrs()[0], &path).await;
     assert_eq!(
         advertised.as_deref(),
@@ -456,7 +424,7 @@ async fn reloaded_certificate_serves_new_quic_connections() {
         assert!(try_connect(first.clone(), addr, alpn).await.is_err());
     }
     // A connection made before the reload goes on.
-    assert_answered(&doq_query(&established, &query(0, "www.example.test.")).await);
+    assert_answered(&doq_query(&established, &a_query(0, "www.example.test.")).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -464,19 +432,9 @@ async fn reloaded_certificate_serves_new_quic_connections() {
 
 /// Runs `program` with `args` off the runtime; its stdout and stderr.
 async fn run(program: &'static str, args: Vec<String>) -> String {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(program)
-            .args(&args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || run_program(program, &args))
+        .await
+        .unwrap()
 }
 
 /// Picket's certificate as a PEM file, for a client to trust; and the path
@@ -597,12 +555,12 @@ async fn drain_closes_idle_doq_at_once_and_finishes_queries_in_flight() {
     let over_doq = {
         let busy = busy.clone();
         tokio::spawn(async move {
-            let answer = doq_query(&busy, &query(0, "s1.example.test.")).await;
+            let answer = doq_query(&busy, &a_query(0, "s1.example.test.")).await;
             (std::time::Instant::now(), answer)
         })
     };
     let h3 = connect(&h3_client(&server), server.doh3_addrs()[0], "localhost").await;
-    let path = get_path(&query(0, "s2.example.test."));
+    let path = get_path(&a_query(0, "s2.example.test."));
     let over_doh3 = tokio::spawn(h3_request(h3, h3_req("GET", &path).body(()).unwrap(), None));
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
@@ -637,7 +595,7 @@ async fn doq_refuses_0rtt() {
     endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
     // A first connection, and a round trip so that its session ticket arrives.
     let first = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
-    assert_answered(&doq_query(&first, &query(0, "www.example.test.")).await);
+    assert_answered(&doq_query(&first, &a_query(0, "www.example.test.")).await);
     first.close(0u32.into(), b"");
     let connecting = endpoint
         .connect(server.doq_addrs()[0], "localhost")
@@ -646,7 +604,7 @@ async fn doq_refuses_0rtt() {
         panic!("0-RTT was offered");
     };
     let second = connecting.await.expect("a full handshake instead");
-    assert_answered(&doq_query(&second, &query(0, "get.example.test.")).await);
+    assert_answered(&doq_query(&second, &a_query(0, "get.example.test.")).await);
 }
 
 /// A stream whose query does not arrive in time is reset with
@@ -668,7 +626,7 @@ async fn doq_slow_stream_is_cancelled() {
         err.contains(&format!("reset by peer: error {DOQ_REQUEST_CANCELLED}")),
         "{err}"
     );
-    assert_answered(&doq_query(&connection, &query(0, "www.example.test.")).await);
+    assert_answered(&doq_query(&connection, &a_query(0, "www.example.test.")).await);
 }
 
 /// At the DoQ connection cap a newcomer gets in and a connection that never
@@ -678,10 +636,10 @@ async fn doq_connection_cap_sheds_a_silent_connection() {
     let server = start_with(|s| s.limits.doq_max_connections = 2);
     let endpoint = doq_client(&server);
     let working = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
-    assert_answered(&doq_query(&working, &query(0, "www.example.test.")).await);
+    assert_answered(&doq_query(&working, &a_query(0, "www.example.test.")).await);
     let silent = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
     let newcomer = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
     assert_eq!(close_reason(&silent).await.0, 0, "the silent one is shed");
-    assert_answered(&doq_query(&newcomer, &query(0, "get.example.test.")).await);
-    assert_answered(&doq_query(&working, &query(0, "post.example.test.")).await);
+    assert_answered(&doq_query(&newcomer, &a_query(0, "get.example.test.")).await);
+    assert_answered(&doq_query(&working, &a_query(0, "post.example.test.")).await);
 }

@@ -6,14 +6,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use ::picket::config::PolicySource;
 use ::picket::observe::metrics::MAX_RULE_SERIES;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ZONE: &str = "
 example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
@@ -41,18 +39,9 @@ fn write_policy(dir: &std::path::Path, extra: &str) {
 
 /// GET /metrics over plain HTTP/1.1: the body.
 async fn scrape(admin: SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("the admin listener answers in time")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
+    let answer = http_get(admin, "/metrics").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
 }
 
 /// The value of `picket_rule_hits_total{org="none",rule=RULE}`, if exported.

@@ -7,11 +7,11 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::temp_dir;
+use common::{temp_dir, PicketProcess, ServeOptions};
 use libc::{SIGHUP, SIGINT, SIGTERM};
 
 /// Bound on every wait here (start-up, a log line, the exit): generous for
@@ -20,24 +20,24 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `picket serve` whose stderr log is read line by line.
 struct Running {
-    child: Child,
+    process: PicketProcess,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
 }
 
 impl Running {
-    /// Starts the binary on 127.0.0.1:0 (one worker) with `args` added.
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_picket"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--threads", "1"])
-            .args(["--log-level", "info"])
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start picket");
-        let stderr = child.stderr.take().expect("stderr is piped");
+    /// Starts the binary (one worker, its info log on a pipe) with `options`.
+    fn start(options: &mut ServeOptions) -> Running {
+        let mut process = options
+            .threads(1)
+            .flag("--log-level", "info")
+            .spawn_with(|command| {
+                command
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+            });
+        let stderr = process.child.stderr.take().expect("stderr is piped");
         let (sender, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -47,7 +47,7 @@ impl Running {
             }
         });
         let mut running = Running {
-            child,
+            process,
             lines,
             log: Vec::new(),
         };
@@ -76,7 +76,7 @@ impl Running {
 
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: signalling the child we started and have not reaped.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        let rc = unsafe { libc::kill(self.process.child.id() as libc::pid_t, signal) };
         assert_eq!(rc, 0, "kill({signal})");
     }
 
@@ -85,7 +85,7 @@ impl Running {
     fn exit(&mut self) -> (Option<ExitStatus>, String) {
         let deadline = Instant::now() + PATIENCE;
         let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.process.child.try_wait().expect("try_wait") {
                 break Some(status);
             }
             if Instant::now() >= deadline {
@@ -103,13 +103,6 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An upstream that takes queries and never answers, so that a query stays
 /// in flight through a drain.
 fn silent_upstream() -> UdpSocket {
@@ -121,32 +114,16 @@ fn silent_upstream() -> UdpSocket {
 /// Sends a query to Picket and waits until it reached the upstream (it is
 /// then in flight, waiting for an answer that does not come).
 fn query_in_flight(picket: &Running, upstream: &UdpSocket) {
-    let port = picket_port(picket);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     let query = [
         0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 7, b'e', b'x', b'a',
         b'm', b'p', b'l', b'e', 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1,
     ];
-    client.send_to(&query, ("127.0.0.1", port)).unwrap();
+    client.send_to(&query, picket.process.addr).unwrap();
     let mut buf = [0u8; 512];
     upstream
         .recv_from(&mut buf)
         .expect("the query reaches the upstream");
-}
-
-/// The port from the `answering` log line (`addrs=[127.0.0.1:PORT]`).
-fn picket_port(picket: &Running) -> u16 {
-    let line = picket
-        .log
-        .iter()
-        .find(|l| l.contains("answering"))
-        .expect("answering was logged");
-    let start = line.find("127.0.0.1:").expect("the address is logged") + "127.0.0.1:".len();
-    let digits: String = line[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().expect("a port")
 }
 
 fn name(signal: libc::c_int) -> &'static str {
@@ -173,20 +150,15 @@ fn any_sequence_of_signals_ends_with_exit_zero_and_no_panic() {
     for sequence in sequences {
         let names: Vec<&str> = sequence.iter().map(|&s| name(s)).collect();
         let upstream = silent_upstream();
-        let upstream_addr = upstream.local_addr().unwrap().to_string();
-        let mut picket = Running::start(&[
-            "--no-policy",
-            "--upstream",
-            &upstream_addr,
-            "--dnssec",
-            "off",
-            "--upstream-timeout-ms",
-            "1000",
-            "--drain-grace",
-            "1s",
-            "--drain-timeout",
-            "10s",
-        ]);
+        let mut picket = Running::start(
+            PicketProcess::options()
+                .args(&["--no-policy"])
+                .upstream(upstream.local_addr().unwrap())
+                .dnssec_off()
+                .flag("--upstream-timeout-ms", "1000")
+                .flag("--drain-grace", "1s")
+                .flag("--drain-timeout", "10s"),
+        );
         query_in_flight(&picket, &upstream);
         for (i, &signal) in sequence.iter().enumerate() {
             if i > 0 {
@@ -210,16 +182,13 @@ fn sigterm_during_a_reload_that_never_ends_stops_at_once() {
     let dir = temp_dir("signals-reload");
     let list = dir.join("blocklist.txt");
     std::fs::write(&list, "blocked.example.test\n").unwrap();
-    let list_arg = list.to_str().unwrap().to_owned();
-    let mut picket = Running::start(&[
-        "--no-policy",
-        "--blocklist",
-        &list_arg,
-        "--upstream",
-        "127.0.0.1:9",
-        "--drain-grace",
-        "0s",
-    ]);
+    let mut picket = Running::start(
+        PicketProcess::options()
+            .args(&["--no-policy"])
+            .flag("--blocklist", &list)
+            .upstream("127.0.0.1:9")
+            .flag("--drain-grace", "0s"),
+    );
     std::fs::remove_file(&list).unwrap();
     make_fifo(&list);
 

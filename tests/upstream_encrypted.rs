@@ -15,7 +15,6 @@ use common::tls::TestCa;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `w<i>.example.test A 192.0.2.<i>` for i in 0..20.
 fn zone() -> String {
@@ -43,6 +42,32 @@ fn settings(upstreams: &[String], ca: &TestCa) -> Settings {
     settings.forwarder.total_timeout = Duration::from_secs(6);
     settings.threads = 1;
     settings
+}
+
+/// www.example.test's one address.
+const WWW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+
+/// A DoT front for `authority` under a certificate for `name` from `ca`.
+fn dot_front(authority: &Authority, ca: &TestCa, name: &str) -> EncryptedFront {
+    EncryptedFront::dot(authority, ca.server_config(&[name], &[b"dot"], false))
+}
+
+/// Asserts that `w<i>.example.test` is answered with its address, 192.0.2.<i>.
+async fn assert_w_answered(picket: &Picket, i: u8) {
+    let name = format!("w{i}.example.test");
+    assert_eq!(ask_a(picket, &name).await, [Ipv4Addr::new(192, 0, 2, i)]);
+}
+
+/// `front` closes its connections; the next miss (w15) opens a second one.
+async fn assert_reconnects_after_the_server_closes(front: &EncryptedFront, picket: &Picket) {
+    front.close_connections();
+    wait_for("the server to close its connection", || front.closed() == 1).await;
+    assert_w_answered(picket, 15).await;
+    assert_eq!(
+        front.connections(),
+        2,
+        "reconnected after the server closed"
+    );
 }
 
 async fn ask_a(picket: &Picket, name: &str) -> Vec<Ipv4Addr> {
@@ -88,17 +113,11 @@ async fn wait_for(what: &str, done: impl Fn() -> bool) {
 async fn dot_upstream_pipelines_concurrent_misses_on_one_connection() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let dot = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let dot = dot_front(&authority, &ca, "dns.test");
     let spec = format!("tls://{}#dns.test", dot.addr());
     let picket = start_picket_with(settings(&[spec], &ca));
 
-    assert_eq!(
-        ask_a(&picket, "www.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 200)]
-    );
+    assert_eq!(ask_a(&picket, "www.example.test").await, [WWW]);
     assert_eq!(dot.connections(), 1);
     concurrent_misses(&picket, &authority, 12).await;
     assert_eq!(
@@ -117,28 +136,16 @@ async fn dot_upstream_pipelines_concurrent_misses_on_one_connection() {
 async fn dot_upstream_reconnects_after_the_server_closes() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let dot = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let dot = dot_front(&authority, &ca, "dns.test");
     let picket = start_picket_with(settings(&[format!("tls://{}#dns.test", dot.addr())], &ca));
 
-    assert_eq!(
-        ask_a(&picket, "w1.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 1)]
-    );
+    assert_w_answered(&picket, 1).await;
     dot.close_connections();
     wait_for("the server to close its connection", || dot.closed() == 1).await;
-    assert_eq!(
-        ask_a(&picket, "w2.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 2)]
-    );
+    assert_w_answered(&picket, 2).await;
     assert_eq!(dot.connections(), 2, "a new connection after the close");
     // And again, with the close racing nothing: the new connection is reused.
-    assert_eq!(
-        ask_a(&picket, "w3.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 3)]
-    );
+    assert_w_answered(&picket, 3).await;
     assert_eq!(dot.connections(), 2);
 }
 
@@ -146,23 +153,14 @@ async fn dot_upstream_reconnects_after_the_server_closes() {
 async fn an_idle_dot_connection_is_closed_and_reopened_when_needed() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let dot = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let dot = dot_front(&authority, &ca, "dns.test");
     let mut settings = settings(&[format!("tls://{}#dns.test", dot.addr())], &ca);
     settings.limits.upstream_stream_idle_timeout = Duration::from_millis(200);
     let picket = start_picket_with(settings);
 
-    assert_eq!(
-        ask_a(&picket, "w1.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 1)]
-    );
+    assert_w_answered(&picket, 1).await;
     wait_for("Picket to close its idle connection", || dot.closed() == 1).await;
-    assert_eq!(
-        ask_a(&picket, "w2.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 2)]
-    );
+    assert_w_answered(&picket, 2).await;
     assert_eq!(dot.connections(), 2);
 }
 
@@ -170,14 +168,8 @@ async fn an_idle_dot_connection_is_closed_and_reopened_when_needed() {
 async fn a_dot_upstream_whose_certificate_does_not_match_is_never_used() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let wrong = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["elsewhere.test"], &[b"dot"], false),
-    );
-    let right = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let wrong = dot_front(&authority, &ca, "elsewhere.test");
+    let right = dot_front(&authority, &ca, "dns.test");
     let wrong_spec = format!("tls://{}#dns.test", wrong.addr());
     let right_spec = format!("tls://{}#dns.test", right.addr());
 
@@ -225,7 +217,9 @@ async fn a_dot_upstream_whose_certificate_does_not_match_is_never_used() {
     );
 
     // Metrics per upstream, labelled with the spec.
-    let metrics = http_get(picket.server.admin_addr().unwrap(), "/metrics").await;
+    let metrics = http_get(picket.server.admin_addr().unwrap(), "/metrics")
+        .await
+        .body;
     let right_label = format!("upstream=\"{right_spec}\"");
     let wrong_label = format!("upstream=\"{wrong_spec}\"");
     assert!(
@@ -256,10 +250,7 @@ async fn doh_upstream_posts_id_zero_queries_as_http2_streams_on_one_connection()
     let spec = format!("https://dns.test:{}/dns-query#127.0.0.1", doh.addr().port());
     let picket = start_picket_with(settings(&[spec], &ca));
 
-    assert_eq!(
-        ask_a(&picket, "www.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 200)]
-    );
+    assert_eq!(ask_a(&picket, "www.example.test").await, [WWW]);
     concurrent_misses(&picket, &authority, 12).await;
     assert_eq!(doh.connections(), 1, "one HTTP/2 connection for 13 misses");
     let requests = doh.http_requests();
@@ -276,13 +267,7 @@ async fn doh_upstream_posts_id_zero_queries_as_http2_streams_on_one_connection()
         "RFC 8484 §4.1: ID 0"
     );
 
-    doh.close_connections();
-    wait_for("the server to close its connection", || doh.closed() == 1).await;
-    assert_eq!(
-        ask_a(&picket, "w15.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 15)]
-    );
-    assert_eq!(doh.connections(), 2, "reconnected after the server closed");
+    assert_reconnects_after_the_server_closes(&doh, &picket).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,10 +278,7 @@ async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
     let spec = format!("quic://{}#dns.test", doq.addr());
     let picket = start_picket_with(settings(&[spec], &ca));
 
-    assert_eq!(
-        ask_a(&picket, "www.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 200)]
-    );
+    assert_eq!(ask_a(&picket, "www.example.test").await, [WWW]);
     concurrent_misses(&picket, &authority, 12).await;
     assert_eq!(doq.connections(), 1, "one QUIC connection for 13 misses");
     assert_eq!(authority.queries(), 13);
@@ -305,13 +287,7 @@ async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
         "RFC 9250 §4.2.1: ID 0"
     );
 
-    doq.close_connections();
-    wait_for("the server to close its connection", || doq.closed() == 1).await;
-    assert_eq!(
-        ask_a(&picket, "w15.example.test").await,
-        [Ipv4Addr::new(192, 0, 2, 15)]
-    );
-    assert_eq!(doq.connections(), 2, "reconnected after the server closed");
+    assert_reconnects_after_the_server_closes(&doq, &picket).await;
 }
 
 /// The binary, configured by flags as an operator would.
@@ -319,25 +295,14 @@ async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
 async fn the_flags_configure_a_dot_upstream_with_a_private_ca() {
     let ca = TestCa::new();
     let authority = Authority::start(&zone());
-    let dot = EncryptedFront::dot(
-        &authority,
-        ca.server_config(&["dns.test"], &[b"dot"], false),
-    );
+    let dot = dot_front(&authority, &ca, "dns.test");
     let ca_file = ca.ca_file();
-    let picket = PicketProcess::serve(
-        &[
-            // The test authority is unsigned: validation would make it bogus.
-            "--dnssec",
-            "off",
-            "--upstream",
-            &format!("tls://{}#dns.test", dot.addr()),
-            "--ca-file",
-            ca_file.to_str().unwrap(),
-            "--threads",
-            "1",
-        ],
-        |_| {},
-    );
+    let picket = PicketProcess::options()
+        .dnssec_off()
+        .upstream(format!("tls://{}#dns.test", dot.addr()))
+        .flag("--ca-file", &ca_file)
+        .threads(1)
+        .spawn();
     wait_until_answering(picket.addr).await;
     let answer = query_udp(picket.addr, "w7.example.test", RecordType::A).await;
     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 7)]);
@@ -345,32 +310,13 @@ async fn the_flags_configure_a_dot_upstream_with_a_private_ca() {
     assert_eq!(authority.udp_queries(), 0);
 }
 
-/// GET over plain HTTP/1.1; the body.
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
 /// Unbound (Debian's) serving `w<i>.example.test` from local data on its
 /// DoT (`tls-port`) and DoH (`https-port`, built with nghttp2 in Debian)
 /// listeners, with a certificate from the test CA.
 struct Unbound {
-    child: std::process::Child,
+    _child: KillOnDrop,
     dot: SocketAddr,
     doh: SocketAddr,
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Unbound {
@@ -380,32 +326,21 @@ impl Unbound {
         let (pem, key) = (dir.join("server.pem"), dir.join("server.key"));
         std::fs::write(&pem, &issued.chain_pem).unwrap();
         std::fs::write(&key, &issued.key_pem).unwrap();
-        let (dot_port, doh_port) = (free_tcp_port(), free_tcp_port());
+        let (dot_port, doh_port) = (free_port(), free_port());
         let local_data: String = (0..20)
             .map(|i| format!("  local-data: \"w{i}.example.test. 300 IN A 192.0.2.{i}\"\n"))
             .collect();
-        let config = format!(
-            "server:\n  interface: 127.0.0.1@{dot_port}\n  interface: 127.0.0.1@{doh_port}\n  \
+        let server = format!(
+            "  interface: 127.0.0.1@{dot_port}\n  interface: 127.0.0.1@{doh_port}\n  \
              tls-port: {dot_port}\n  https-port: {doh_port}\n  \
              tls-service-pem: \"{pem}\"\n  tls-service-key: \"{key}\"\n  \
-             do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"{dir}\"\n  \
-             pidfile: \"\"\n  use-syslog: no\n  do-ip6: no\n  verbosity: 1\n  \
-             access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  \
+             verbosity: 1\n  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  \
              local-zone: \"example.test.\" static\n{local_data}",
             pem = pem.display(),
             key = key.display(),
-            dir = dir.display(),
         );
-        let conf = dir.join("unbound.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = std::process::Command::new("/usr/sbin/unbound")
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .spawn()
-            .expect("/usr/sbin/unbound (Debian package unbound)");
         let unbound = Unbound {
-            child,
+            _child: start_unbound(&dir, &server),
             dot: SocketAddr::from(([127, 0, 0, 1], dot_port)),
             doh: SocketAddr::from(([127, 0, 0, 1], doh_port)),
         };
@@ -421,13 +356,6 @@ impl Unbound {
             "Unbound did not listen on {} and {}",
             unbound.dot, unbound.doh
         );
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -130,6 +130,12 @@ fn default_edns() -> Edns {
     edns
 }
 
+/// A query for `name` A with ID `id` (RD set, EDNS), as bytes: what a DoH,
+/// DoT or DoQ test sends.
+pub fn a_query(id: u16, name: &str) -> Vec<u8> {
+    QueryBuilder::new(name, RecordType::A).id(id).to_bytes()
+}
+
 /// Queries `server` over UDP (RD=1, EDNS 1232); panics if nothing comes back.
 pub async fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
     let query = QueryBuilder::new(name, rtype).build();

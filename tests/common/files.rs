@@ -29,3 +29,8 @@ pub fn dir_with(tag: &str, files: &[(&str, &str)]) -> PathBuf {
     }
     dir
 }
+
+/// A fresh directory holding one policy file, `p.json`, with `json` in it.
+pub fn policy_file_dir(tag: &str, json: &str) -> PathBuf {
+    dir_with(tag, &[("p.json", json)])
+}

@@ -1,4 +1,5 @@
-//! A plain HTTP/1.1 GET for tests of the admin listener (metrics, dashboard, API).
+//! A plain HTTP/1.1 GET for tests of the admin listener (metrics, dashboard, API),
+//! and the metric samples it exposes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,6 +23,11 @@ impl HttpAnswer {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Status and body, for one assertion on both.
+    pub fn status_and_body(&self) -> (u16, &str) {
+        (self.status, &self.body)
+    }
+
     /// The body as JSON (panics with the body when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -30,38 +36,94 @@ impl HttpAnswer {
 
 /// GET `path` with extra request header lines (`Name: value`).
 pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> HttpAnswer {
+    exchange(addr, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// GET `path`, or None when nothing listens on `addr` yet or no whole HTTP
+/// answer comes (for polls while a process starts or restarts).
+pub async fn http_try_get(addr: SocketAddr, path: &str) -> Option<HttpAnswer> {
+    exchange(addr, path, &[]).await.ok()
+}
+
+/// One GET on a fresh connection; what went wrong, in words, if no whole
+/// answer came back within 10 s.
+async fn exchange(addr: SocketAddr, path: &str, headers: &[&str]) -> Result<HttpAnswer, String> {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
-        .expect("admin listener accepts");
+        .map_err(|e| format!("the admin listener does not accept: {e}"))?;
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for h in headers {
         request.push_str(h);
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
         .await
-        .expect("admin answers in time")
-        .unwrap();
-    let text = String::from_utf8(raw).expect("HTTP answer is text");
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
+        .map_err(|_| "no answer in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8(raw).map_err(|_| "the HTTP answer is not text")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP head and body: {text:?}"))?;
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
-        .expect("status code");
+        .ok_or_else(|| format!("no status code: {head:?}"))?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    HttpAnswer {
+    Ok(HttpAnswer {
         status,
         headers,
         body: body.to_string(),
+    })
+}
+
+/// The value of one sample on `/metrics` (`series` is `name{labels}` exactly
+/// as rendered, or a bare name), 0 when it is absent or the admin listener
+/// does not answer (yet).
+pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let Some(answer) = http_try_get(admin, "/metrics").await else {
+        return 0.0;
+    };
+    answer
+        .body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Polls `cond` until it holds; panics with `what` after a minute (a hang
+/// guard, not a timing assertion: a wait normally ends within a few polls).
+pub async fn poll_until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        super::client::real_sleep(Duration::from_millis(100)).await;
     }
+    panic!("never happened: {what}");
 }
 
 /// GET `path`, no extra header.

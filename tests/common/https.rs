@@ -12,8 +12,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 /// One request as the server saw it.
@@ -46,40 +44,10 @@ pub struct HttpsServer {
 impl HttpsServer {
     /// Starts on 127.0.0.1:0, with a fresh CA and a certificate for 127.0.0.1 and localhost.
     pub fn start() -> HttpsServer {
-        let dir = super::temp_dir("https");
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Picket test CA");
-        ca_params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let ca_file = dir.join("ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let mut leaf_params =
-            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        leaf_params.use_authority_key_identifier_extension = true;
-        leaf_params
-            .extended_key_usages
-            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-        let chain = vec![CertificateDer::from(leaf.der().to_vec())];
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let config = ServerConfig::builder_with_provider(Arc::new(
-            tokio_rustls::rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let ca = super::tls::TestCa::new();
+        let ca_file = ca.ca_file();
+        let config = ca.server_config(&["localhost", "127.0.0.1"], &[], false);
+        let acceptor = TlsAcceptor::from(config);
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData, Record, RecordType};
 
@@ -28,6 +28,29 @@ pub fn ede(message: &Message) -> Option<(u16, String)> {
         }
         _ => None,
     }
+}
+
+/// Asserts that `message` is a NOERROR response whose A records are `addrs`.
+#[track_caller]
+pub fn assert_a_answer(message: &Message, addrs: &[Ipv4Addr]) {
+    assert_eq!(message.metadata.message_type, MessageType::Response);
+    assert_eq!(message.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(message), addrs);
+}
+
+/// Asserts that `message` holds `count` A records and none is [`FORGED_V4`],
+/// the address a forging test authority slips in before its real answer;
+/// `forgery` names what was slipped in.
+///
+/// [`FORGED_V4`]: super::FORGED_V4
+#[track_caller]
+pub fn assert_not_forged(message: &Message, count: usize, forgery: &str) {
+    let addrs = a_records(message);
+    assert!(
+        !addrs.contains(&super::FORGED_V4),
+        "{forgery} was accepted: {addrs:?}"
+    );
+    assert_eq!(addrs.len(), count, "{addrs:?}");
 }
 
 /// The response code of an answer.
@@ -76,4 +99,12 @@ pub fn soa_in_authority(message: &Message) -> Option<&Record> {
         .authorities
         .iter()
         .find(|r| r.record_type() == RecordType::SOA)
+}
+
+/// The owner name of the SOA in the authority section (of a negative answer,
+/// RFC 2308), as text with the final dot; panics with the message without one.
+pub fn soa_owner(message: &Message) -> String {
+    let soa = soa_in_authority(message);
+    let soa = soa.unwrap_or_else(|| panic!("no SOA in the authority section: {message:?}"));
+    soa.name.to_ascii()
 }

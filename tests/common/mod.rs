@@ -12,6 +12,8 @@
 //! - [`encrypted`]: DoT, DoH and DoQ fronts for an [`Authority`], for
 //!   encrypted-upstream tests.
 //! - [`http`]: plain HTTP GETs to the admin listener.
+//! - [`process`]: the picket binary as a process ([`PicketProcess::options`]),
+//!   outside programs, free loopback ports.
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -52,17 +54,22 @@ pub mod zone;
 
 pub use authority::Authority;
 pub use client::{
-    query_tcp, query_udp, query_udp_from, real_sleep, send_tcp, send_udp, send_udp_collect,
-    send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient, ANSWER_TIMEOUT,
-    RAW_TIMEOUT,
+    a_query, query_tcp, query_udp, query_udp_from, real_sleep, send_tcp, send_udp,
+    send_udp_collect, send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient,
+    ANSWER_TIMEOUT, RAW_TIMEOUT,
 };
 pub use encrypted::EncryptedFront;
-pub use files::{dir_with, temp_dir};
-pub use http::{http_get, http_get_with, HttpAnswer};
+pub use files::{dir_with, policy_file_dir, temp_dir};
+pub use http::{http_get, http_get_with, http_try_get, metric, poll_until, HttpAnswer};
 pub use inspect::{
-    a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
+    a_records, aaaa_records, assert_a_answer, assert_not_forged, ede, ede_option, min_ttl, rcode,
+    soa_in_authority, soa_owner, EDE_CODE,
 };
-pub use picket::{start_picket, start_picket_with, test_settings, Picket};
-pub use process::PicketProcess;
+pub use picket::{
+    any_port, start_picket, start_picket_with, test_settings, EncryptedPicket, Picket,
+};
+pub use process::{
+    free_addr, free_port, run_program, start_unbound, KillOnDrop, PicketProcess, ServeOptions,
+};
 pub use respond::{FORGED_V4, FORGED_V6};
 pub use signed::TreeUpstream;

@@ -1,13 +1,16 @@
 //! Starts Picket in-process on 127.0.0.1:0 for a test.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::time::Duration;
 
 use picket::app::Server;
 use picket::clock::Clock;
-use picket::config::Settings;
+use picket::config::{Settings, TlsSource};
 use picket::upstream::DnssecMode;
 use picket::upstream::Upstream;
+
+use super::Authority;
 
 /// A running Picket and the clock its cache ages by.
 pub struct Picket {
@@ -52,4 +55,40 @@ pub fn start_picket_with(settings: Settings) -> Picket {
         addr,
         clock,
     }
+}
+
+/// A test of encrypted listeners (DoT, DoH, DoQ, HTTP/3): the authority and
+/// Picket forwarding to it; derefs to the server (its listener addresses, its
+/// certificate).
+pub struct EncryptedPicket {
+    pub upstream: Authority,
+    pub picket: Picket,
+}
+
+impl EncryptedPicket {
+    /// Picket forwarding to `upstream` with a self-signed certificate for
+    /// `name` and `*.name`, and the test's `listeners` (and anything else) set.
+    pub fn start(upstream: Authority, name: &str, listeners: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = test_settings(&[upstream.addr()]);
+        settings.tls = Some(TlsSource::SelfSigned {
+            names: vec![name.into(), format!("*.{name}")],
+        });
+        listeners(&mut settings);
+        Self {
+            upstream,
+            picket: start_picket_with(settings),
+        }
+    }
+}
+
+impl Deref for EncryptedPicket {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.picket.server
+    }
+}
+
+/// 127.0.0.1:0, a listener on any free port.
+pub fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
 }

@@ -1,8 +1,100 @@
-//! The picket binary as a separate process, for tests that need what only a
-//! process has (its RSS, its exit status, its stderr).
+//! Outside processes for tests: the picket binary as a separate process (for
+//! what only a process has: its RSS, its exit status, its stderr, its flags),
+//! Debian programs run to completion or kept running beside a test, and the
+//! free loopback ports they are told to use.
 
+use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
-use std::process::{Child, Command};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A port free for both UDP and TCP on 127.0.0.1, bound and released again:
+/// a program that cannot say which port it picked (the picket binary,
+/// HAProxy, Unbound) is told to bind it next.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// 127.0.0.1 on a [`free_port`].
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Runs `program` with `args` to its end: its stdout then its stderr, as
+/// one text (panics, naming the program, when it cannot be started).
+pub fn run_program<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A child process (HAProxy, Unbound, the binary) killed and reaped when the
+/// test lets go of it, passed or failed.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Spawns `command` (panics naming `what` when it cannot start).
+    pub fn spawn(command: &mut Command, what: &str) -> Self {
+        Self(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("{what} starts: {e}")),
+        )
+    }
+}
+
+impl Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Debian's Unbound (`/usr/sbin/unbound`, package unbound) in the foreground
+/// with its files in `dir`: `unbound.conf` holds a `server:` clause with what
+/// every test needs (no daemon, chroot, syslog or IPv6) and then `server`'s
+/// lines (indented two spaces, and any clauses after them).
+pub fn start_unbound(dir: &Path, server: &str) -> KillOnDrop {
+    let config = format!(
+        "server:\n  do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  \
+         directory: \"{dir}\"\n  pidfile: \"\"\n  use-syslog: no\n  do-ip6: no\n{server}",
+        dir = dir.display(),
+    );
+    let conf = dir.join("unbound.conf");
+    std::fs::write(&conf, config).unwrap();
+    KillOnDrop::spawn(
+        Command::new("/usr/sbin/unbound")
+            .args(["-d", "-c"])
+            .arg(&conf),
+        "/usr/sbin/unbound (Debian package unbound)",
+    )
+}
 
 /// `picket serve` on a free loopback port (UDP and TCP); killed on drop.
 pub struct PicketProcess {
@@ -13,23 +105,15 @@ pub struct PicketProcess {
 impl PicketProcess {
     /// Starts `picket serve --listen ADDR ARGS...`; `configure` adjusts the
     /// command first (log level, environment, where stderr goes).
-    pub fn serve<S: AsRef<std::ffi::OsStr>>(
-        args: &[S],
-        configure: impl FnOnce(&mut Command),
-    ) -> Self {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_picket"));
-        command
-            .args(["serve", "--listen", &addr.to_string()])
-            .args(args);
-        configure(&mut command);
-        let child = command.spawn().expect("picket starts");
-        Self { child, addr }
+    pub fn serve<S: AsRef<OsStr>>(args: &[S], configure: impl FnOnce(&mut Command)) -> Self {
+        let mut options = Self::options();
+        options.args(args);
+        options.spawn_with(configure)
+    }
+
+    /// Flags for a `picket serve` to start, set by name: see [`ServeOptions`].
+    pub fn options() -> ServeOptions {
+        ServeOptions::default()
     }
 }
 
@@ -37,5 +121,84 @@ impl Drop for PicketProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The command line of a spawned `picket serve`, built flag by flag:
+///
+/// ```rust,ignore
+/// let picket = PicketProcess::options()
+///     .upstream(upstream.addr())
+///     .dnssec_off()
+///     .threads(1)
+///     .quiet()
+///     .spawn();
+/// ```
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    args: Vec<OsString>,
+    quiet: bool,
+}
+
+impl ServeOptions {
+    /// `--upstream SPEC` (an address or a `tls://`, `https://`, `quic://` URL).
+    pub fn upstream(&mut self, spec: impl ToString) -> &mut Self {
+        self.flag("--upstream", spec.to_string())
+    }
+
+    /// `--dnssec off`: the test authorities serve unsigned zones, which a
+    /// validating resolver with the root's trust anchor judges bogus.
+    pub fn dnssec_off(&mut self) -> &mut Self {
+        self.flag("--dnssec", "off")
+    }
+
+    /// `--threads N`.
+    pub fn threads(&mut self, n: usize) -> &mut Self {
+        self.flag("--threads", n.to_string())
+    }
+
+    /// `--metrics ADDR`: the admin listener (metrics, health, dashboard).
+    pub fn metrics(&mut self, admin: SocketAddr) -> &mut Self {
+        self.flag("--metrics", admin.to_string())
+    }
+
+    /// `NAME VALUE` for any other flag that takes a value.
+    pub fn flag(&mut self, name: &str, value: impl AsRef<OsStr>) -> &mut Self {
+        self.args.push(name.into());
+        self.args.push(value.as_ref().into());
+        self
+    }
+
+    /// Arguments as they are (switches, or flags built elsewhere).
+    pub fn args<S: AsRef<OsStr>>(&mut self, args: &[S]) -> &mut Self {
+        self.args.extend(args.iter().map(|a| a.as_ref().into()));
+        self
+    }
+
+    /// Its stderr (the log) goes nowhere.
+    pub fn quiet(&mut self) -> &mut Self {
+        self.quiet = true;
+        self
+    }
+
+    /// Starts it on a [`free_port`].
+    pub fn spawn(&self) -> PicketProcess {
+        self.spawn_with(|_| {})
+    }
+
+    /// Starts it after `configure` adjusted the command (environment, where
+    /// stderr goes).
+    pub fn spawn_with(&self, configure: impl FnOnce(&mut Command)) -> PicketProcess {
+        let addr = free_addr();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_picket"));
+        command
+            .args(["serve", "--listen", &addr.to_string()])
+            .args(&self.args);
+        if self.quiet {
+            command.stderr(Stdio::null());
+        }
+        configure(&mut command);
+        let child = command.spawn().expect("picket starts");
+        PicketProcess { child, addr }
     }
 }

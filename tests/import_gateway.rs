@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use ::picket::config::PolicySource;
 use common::*;
@@ -16,22 +15,9 @@ const RULES: &str = "tests/fixtures/gateway/rules.json";
 const LISTS: &str = "tests/fixtures/gateway/lists.json";
 const HQ: &str = "2d5c8f1e-6a77-4d4f-9b0a-3e2f1c0d9a11";
 
-/// Runs picket; returns (exit code, stdout, stderr).
-fn picket(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
-        .args(args)
-        .output()
-        .expect("run picket");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The fixture imported with its lists: (policy JSON, warnings).
 fn import_fixture() -> (String, String) {
-    let (code, out, err) = picket(&["import", "gateway", RULES, "--lists", LISTS]);
+    let (code, out, err) = run_picket(&["import", "gateway", RULES, "--lists", LISTS]);
     assert_eq!(code, 0, "{err}");
     (out, err)
 }
@@ -96,7 +82,7 @@ fn warnings_name_each_rule_not_carried_over_and_why() {
 fn the_imported_policy_passes_check_and_keeps_order_and_state() {
     let (policy, _) = import_fixture();
     let dir = policy_dir(&policy, &[]);
-    let (code, out, err) = picket(&["check", dir.to_str().unwrap()]);
+    let (code, out, err) = run_picket(&["check", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(&policy).unwrap();
     let rules = v["global"]["rules"].as_array().unwrap();
@@ -228,7 +214,7 @@ fn explain_on_the_imported_policy_decides_as_gateway_would() {
         if let Some(at) = r.at {
             args.extend(["--at", at]);
         }
-        let (code, out, err) = picket(&args);
+        let (code, out, err) = run_picket(&args);
         assert_eq!(code, 0, "{err}");
         let decision = match r.rule {
             Some(name) => format!("decision: rule {} \"{name}\"", rule_id(&v, name)),
@@ -253,7 +239,7 @@ fn explain_shows_rules_with_unknown_selectors_as_disabled() {
     let (policy, _) = import_fixture();
     let v: Value = serde_json::from_str(&policy).unwrap();
     let dir = policy_dir(&policy, &[]);
-    let (_, out, _) = picket(&[
+    let (_, out, _) = run_picket(&[
         "explain",
         "casino.example",
         "--policies",
@@ -301,14 +287,14 @@ fn response_phase_rules_decide_on_the_answer() {
 ]}}"#
     );
     let dir = policy_dir(&policy, &[("tests.json", &tests)]);
-    let (code, out, err) = picket(&["check", dir.to_str().unwrap()]);
+    let (code, out, err) = run_picket(&["check", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("5 passed, 0 failed"), "{out}");
 }
 
 #[test]
 fn rules_that_reference_lists_need_the_lists_export() {
-    let (code, policy, err) = picket(&["import", "gateway", RULES]);
+    let (code, policy, err) = run_picket(&["import", "gateway", RULES]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains(r#"warning: rule "Block ads and trackers": `any(dns.domains[*] in $5f0d6a3c-9c1e-4b7a-8e2d-1a4b6c8d0e21)`: the list $5f0d6a3c-9c1e-4b7a-8e2d-1a4b6c8d0e21 is not known: give the lists export with --lists FILE"#),
@@ -324,7 +310,7 @@ fn rules_that_reference_lists_need_the_lists_export() {
         .clone();
     assert_eq!(ads["enabled"], false, "never imported wider than Gateway's");
     let dir = policy_dir(&policy, &[]);
-    let (code, out, _) = picket(&["check", dir.to_str().unwrap()]);
+    let (code, out, _) = run_picket(&["check", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -335,7 +321,7 @@ fn a_bare_array_of_rules_imports_the_same() {
     let dir = temp_dir("gw-bare");
     let bare = dir.join("rules.json");
     std::fs::write(&bare, doc["result"].to_string()).unwrap();
-    let (code, out, err) = picket(&[
+    let (code, out, err) = run_picket(&[
         "import",
         "gateway",
         bare.to_str().unwrap(),
@@ -360,7 +346,7 @@ fn unreadable_or_invalid_input_is_a_clear_error() {
         p.to_str().unwrap().to_owned()
     };
     let broken = write("broken.json", "{\"result\": [\n  {\"name\": \"x\",}\n]}");
-    let (code, out, err) = picket(&["import", "gateway", &broken]);
+    let (code, out, err) = run_picket(&["import", "gateway", &broken]);
     assert_ne!(code, 0);
     assert!(out.is_empty(), "no policy on stdout: {out}");
     assert!(
@@ -369,7 +355,7 @@ fn unreadable_or_invalid_input_is_a_clear_error() {
     );
 
     let other = write("other.json", r#"{"rules": []}"#);
-    let (code, _, err) = picket(&["import", "gateway", &other]);
+    let (code, _, err) = run_picket(&["import", "gateway", &other]);
     assert_ne!(code, 0);
     assert!(
         err.contains(
@@ -382,7 +368,7 @@ fn unreadable_or_invalid_input_is_a_clear_error() {
         "failed.json",
         r#"{"success": false, "errors": [{"code": 10000, "message": "Authentication error"}], "result": null}"#,
     );
-    let (code, _, err) = picket(&["import", "gateway", &failed]);
+    let (code, _, err) = run_picket(&["import", "gateway", &failed]);
     assert_ne!(code, 0);
     assert!(
         err.contains("API error response") && err.contains("Authentication error"),
@@ -390,7 +376,7 @@ fn unreadable_or_invalid_input_is_a_clear_error() {
     );
 
     let missing = dir.join("missing.json");
-    let (code, _, err) = picket(&[
+    let (code, _, err) = run_picket(&[
         "import",
         "gateway",
         RULES,

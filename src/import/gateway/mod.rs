@@ -500,3 +500,71 @@ fn schedule(s: Option<&Value>) -> (Option<BTreeMap<String, String>>, Option<Stri
     };
     (Some(out), note)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rules: &str) -> (Value, Vec<String>) {
+        let import = import(
+            Input {
+                file: "rules.json",
+                text: rules,
+            },
+            None,
+        )
+        .unwrap();
+        let warnings = import.warnings.iter().map(ToString::to_string).collect();
+        (serde_json::from_str(&import.policy).unwrap(), warnings)
+    }
+
+    #[test]
+    fn schedules_carry_over_and_a_missing_zone_is_reported() {
+        let (p, w) = run(
+            r#"[{"name": "a", "action": "block", "filters": ["dns"], "traffic": "dns.fqdn == \"a.example\"",
+                 "schedule": {"mon": "08:00-12:00", "tue": null, "timezone": "Europe/Berlin"}},
+                {"name": "b", "action": "block", "filters": ["dns"], "traffic": "",
+                 "schedule": {"fri": "18:00-24:00"}}]"#,
+        );
+        let rules = &p["global"]["rules"];
+        assert_eq!(rules[0]["schedule"]["time_zone"], "Europe/Berlin");
+        assert_eq!(rules[0]["schedule"]["mon"], "08:00-12:00");
+        assert!(rules[0]["schedule"].get("tue").is_none());
+        assert_eq!(rules[1]["expression"], MATCH_ALL);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("rule \"b\": the schedule has no time_zone"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn ids_stay_unique_and_unreadable_rules_are_named() {
+        let (p, w) = run(r#"{"result": [
+                {"id": "x", "name": "one", "action": "allow", "filters": ["dns"], "traffic": "dns.fqdn == \"a\""},
+                {"id": "x", "name": "two", "action": "allow", "filters": ["dns"], "traffic": "dns.fqdn == \"b\""},
+                {"name": "three", "action": 7}
+            ]}"#);
+        let ids: Vec<&str> = p["global"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["x", "x-2"]);
+        assert!(
+            w[0].starts_with("rule \"three\": skipped: not a Gateway rule"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn unparsable_expressions_are_imported_disabled() {
+        let (p, w) = run(
+            r#"[{"name": "bad", "action": "block", "filters": ["dns"], "traffic": "dns.fqdn == "}]"#,
+        );
+        assert_eq!(p["global"]["rules"][0]["enabled"], false);
+        assert_eq!(p["global"]["rules"][0]["expression"], "list.bad_unparsed");
+        assert!(w[0].contains("could not be read"), "{w:?}");
+    }
+}

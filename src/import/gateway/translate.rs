@@ -54,8 +54,17 @@ impl Scope {
             scope: self,
             slug,
             out: Translated::default(),
+            negated: false,
+            answer_tests: 0,
         };
         t.out.expression = t.expr(expr);
+        if t.answer_tests > 1 {
+            t.out.problems.push(
+                "it has several conditions on the answer: Gateway asks whether any record \
+                 matches each, Picket whether one record matches them all"
+                    .to_owned(),
+            );
+        }
         t.out
     }
 
@@ -168,6 +177,10 @@ struct Translator<'s> {
     scope: &'s mut Scope,
     slug: &'s str,
     out: Translated,
+    /// Under an odd number of `not`s.
+    negated: bool,
+    /// Conditions on the answer seen so far.
+    answer_tests: usize,
 }
 
 impl Translator<'_> {
@@ -177,10 +190,15 @@ impl Translator<'_> {
                 let parts: Vec<String> = items.iter().map(|i| self.operand(i, *logic)).collect();
                 parts.join(&format!(" {} ", logic.word()))
             }
-            Expr::Not(inner) => match **inner {
-                Expr::Test(_) => format!("not {}", self.expr(inner)),
-                _ => format!("not ({})", self.expr(inner)),
-            },
+            Expr::Not(inner) => {
+                self.negated = !self.negated;
+                let text = match **inner {
+                    Expr::Test(_) => format!("not {}", self.expr(inner)),
+                    _ => format!("not ({})", self.expr(inner)),
+                };
+                self.negated = !self.negated;
+                text
+            }
             Expr::Test(t) => self.test(t),
         }
     }
@@ -203,19 +221,31 @@ impl Translator<'_> {
             ("dns.location", false) => self.org_test(t, Self::location_org),
             ("dns.doh_subdomain", false) => self.org_test(t, Self::doh_org),
             ("dns.resolved_ips" | "dns.resolved_ip", _) => {
-                self.out.response = true;
-                self.keep("dns.response.ip", t, Kind::Ip)
+                self.answer_test("dns.response.ip", t, Kind::Ip)
             }
-            ("dns.response.cname", _) => {
-                self.out.response = true;
-                self.keep("dns.response.cname", t, Kind::Name)
-            }
+            ("dns.response.cname", _) => self.answer_test("dns.response.cname", t, Kind::Name),
             (f @ ("dns.content_category" | "dns.security_category"), _) => {
                 Err(format!("Picket has no Cloudflare {}", category_words(f)))
             }
             (f, _) => Err(format!("Picket has no field like Gateway's {f}")),
         };
         result.unwrap_or_else(|why| self.unsupported(t, &why))
+    }
+
+    /// A condition on the answer. Picket runs a response rule once per record and it matches
+    /// if one run does: Gateway's `any(...)` exactly, but not its negation (`not any`: no
+    /// record matches), which would become "some record does not match".
+    fn answer_test(&mut self, field: &str, t: &Test, kind: Kind) -> Result<String, String> {
+        self.out.response = true;
+        self.answer_tests += 1;
+        if self.negated {
+            return Err(
+                "Picket tests the answer one record at a time and cannot negate a condition on \
+                 all of them"
+                    .to_owned(),
+            );
+        }
+        self.keep(field, t, kind)
     }
 
     /// Records why `t` is not carried over and stands an empty list in for it.
@@ -420,6 +450,11 @@ impl Translator<'_> {
             })
             .take(64)
             .collect();
+        let id = if id.is_empty() {
+            "location".to_owned()
+        } else {
+            id
+        };
         self.scope.orgs.push(OrgOut {
             id: id.clone(),
             name: format!("Gateway location {location}"),
@@ -653,6 +688,21 @@ mod tests {
         let strong = "k3u9x1qz7v0m2b8n4c6p5w7r";
         tr(&mut s, &format!(r#"dns.doh_subdomain == "{strong}""#));
         assert_eq!(s.orgs[2].doh_tokens, [strong]);
+    }
+
+    #[test]
+    fn answer_conditions_are_carried_only_where_per_record_means_the_same() {
+        let mut s = Scope::default();
+        let ok = "any(dns.resolved_ips[*] in {10.0.0.0/8}) and not dns.fqdn == \"a\"";
+        assert!(tr(&mut s, ok).problems.is_empty());
+        let negated = tr(&mut s, "not(any(dns.resolved_ips[*] in {10.0.0.0/8}))");
+        assert_eq!(negated.problems.len(), 1, "{:?}", negated.problems);
+        let two = tr(
+            &mut s,
+            r#"any(dns.resolved_ips[*] == 10.0.0.1) and any(dns.response.cname[*] == "x.example")"#,
+        );
+        assert_eq!(two.problems.len(), 1, "{:?}", two.problems);
+        assert!(two.response);
     }
 
     #[test]

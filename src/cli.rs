@@ -266,7 +266,16 @@ fn import_gateway(args: &ImportGatewayArgs) -> Result<i32> {
         eprintln!("warning: {w}");
     }
     print!("{}", import.policy);
-    Ok(0)
+    match import.load_error {
+        None => Ok(0),
+        Some(e) => {
+            eprintln!(
+                "error: the imported policy does not load in Picket (a translation the import \
+                 got wrong; please report it with the Gateway rule):\n{e}"
+            );
+            Ok(1)
+        }
+    }
 }
 
 fn keygen(args: &KeygenArgs) -> Result<i32> {

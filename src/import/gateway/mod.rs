@@ -74,6 +74,9 @@ pub struct Import {
     /// The policy as JSON text (one `policies/*.json` file).
     pub policy: String,
     pub warnings: Vec<Warning>,
+    /// Why Picket's loader rejects the policy, if it does: the import checks its own output,
+    /// so that a translation it got wrong is never handed over as if it were good.
+    pub load_error: Option<String>,
 }
 
 /// A Gateway list from the lists export.
@@ -446,9 +449,13 @@ impl Importer {
         );
         let mut policy = serde_json::to_string_pretty(&self.policy).unwrap_or_default();
         policy.push('\n');
+        let load_error = crate::policy::PolicySet::load_embedded(&[("gateway.json", &policy)])
+            .err()
+            .map(|e| e.to_string());
         Import {
             policy,
             warnings: self.warnings,
+            load_error,
         }
     }
 }
@@ -555,6 +562,30 @@ mod tests {
         assert!(
             w[0].starts_with("rule \"three\": skipped: not a Gateway rule"),
             "{w:?}"
+        );
+    }
+
+    #[test]
+    fn values_are_written_as_picket_loads_them() {
+        let import = import(
+            Input {
+                file: "rules.json",
+                text: r#"[{"name": "q", "action": "block", "filters": ["dns"],
+                   "traffic": "dns.src_ip == \"10.0.0.1\" and dns.query_rtype == 16"}]"#,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(import.load_error, None, "{}", import.policy);
+        assert!(
+            import.policy.contains("dns.src_ip == 10.0.0.1"),
+            "{}",
+            import.policy
+        );
+        assert!(
+            import.warnings[0].text.contains("compared by name"),
+            "{:?}",
+            import.warnings
         );
     }
 

@@ -287,16 +287,25 @@ impl Translator<'_> {
     }
 
     fn value(&mut self, v: &Value, kind: Kind) -> Result<String, String> {
-        Ok(match v {
-            Value::Str(s) => quote(&normalise(s, kind)),
-            Value::Bare(b) => b.clone(),
-            Value::Set(items) => {
+        Ok(match (v, kind) {
+            // Addresses are bare in Wirefilter; a quoted one would not load.
+            (Value::Str(s), Kind::Ip)
+                if s.parse::<std::net::IpAddr>().is_ok() || s.contains('/') =>
+            {
+                s.clone()
+            }
+            (Value::Bare(_), Kind::Rtype) => {
+                return Err("record types are compared by name (\"AAAA\")".to_owned())
+            }
+            (Value::Str(s), _) => quote(&normalise(s, kind)),
+            (Value::Bare(b), _) => b.clone(),
+            (Value::Set(items), _) => {
                 let items: Result<Vec<String>, String> =
                     items.iter().map(|i| self.value(i, kind)).collect();
                 format!("{{{}}}", items?.join(" "))
             }
-            Value::List(id) => self.inline_list(id, kind)?,
-            Value::None => return Err("a comparison without a value".to_owned()),
+            (Value::List(id), _) => self.inline_list(id, kind)?,
+            (Value::None, _) => return Err("a comparison without a value".to_owned()),
         })
     }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::https::HttpsServer;
@@ -28,7 +28,15 @@ x.evil.example.test   300 IN A    192.0.2.6
 
 /// Runs the binary; (exit code, stdout, stderr).
 fn picket(args: &[&str]) -> (i32, String, String) {
-    run_picket(args)
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args(args)
+        .output()
+        .expect("picket runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `picket keygen` in `dir`: the key file and the public key (the last line of stdout).

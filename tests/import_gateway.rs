@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use ::picket::config::PolicySource;
 use common::*;
@@ -14,6 +15,20 @@ use serde_json::Value;
 const RULES: &str = "tests/fixtures/gateway/rules.json";
 const LISTS: &str = "tests/fixtures/gateway/lists.json";
 const HQ: &str = "2d5c8f1e-6a77-4d4f-9b0a-3e2f1c0d9a11";
+
+/// Runs picket to its end: (exit code, stdout, stderr). The import's contract is in all three.
+fn run_picket(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args(args)
+        .output()
+        .expect("picket runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
 
 /// The fixture imported with its lists: (policy JSON, warnings).
 fn import_fixture() -> (String, String) {

@@ -63,6 +63,6 @@ pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
 };
 pub use picket::{start_picket, start_picket_with, test_settings, Picket};
-pub use process::{run_picket, PicketProcess};
+pub use process::PicketProcess;
 pub use respond::{FORGED_V4, FORGED_V6};
 pub use signed::TreeUpstream;

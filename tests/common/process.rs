@@ -39,16 +39,3 @@ impl Drop for PicketProcess {
         let _ = self.child.wait();
     }
 }
-
-/// Runs `picket ARGS...` to completion: (exit code, stdout, stderr).
-pub fn run_picket(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
-        .args(args)
-        .output()
-        .expect("picket runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}

@@ -1,4 +1,4 @@
-//! The command line: `picket serve | check | explain`.
+//! The command line: `picket serve | check | explain | import | ...`.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -47,6 +47,29 @@ pub enum Command {
     /// Sign or verify policy bundles (what `serve --policy-url` fetches).
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Turn another product's rules into a Picket policy (printed on stdout).
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// `picket import ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Read a Cloudflare Gateway rules export (the API's list-rules response, or a bare array)
+    /// and print a Picket policy; warnings on stderr name each rule that could not be carried
+    /// over and why. Exit status 0 when a policy was written, even with warnings.
+    Gateway(ImportGatewayArgs),
+}
+
+/// `picket import gateway`.
+#[derive(Debug, Args)]
+pub struct ImportGatewayArgs {
+    /// The rules export (GET /accounts/ACCOUNT/gateway/rules, saved as is).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The lists export, each list with its items, for rules that reference lists ($<uuid>).
+    #[arg(long = "lists", value_name = "FILE")]
+    pub lists: Option<PathBuf>,
 }
 
 /// `picket keygen`.
@@ -233,6 +256,25 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Keygen(args) => keygen(&args),
         Command::Bundle(BundleCommand::Sign(args)) => bundle_sign(&args),
         Command::Bundle(BundleCommand::Verify(args)) => bundle_verify(&args),
+        Command::Import(ImportCommand::Gateway(args)) => import_gateway(&args),
+    }
+}
+
+fn import_gateway(args: &ImportGatewayArgs) -> Result<i32> {
+    let import = crate::import::gateway::import_files(&args.file, args.lists.as_deref())?;
+    for w in &import.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", import.policy);
+    match import.load_error {
+        None => Ok(0),
+        Some(e) => {
+            eprintln!(
+                "error: the imported policy does not load in Picket (a translation the import \
+                 got wrong; please report it with the Gateway rule):\n{e}"
+            );
+            Ok(1)
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod dnssec;
 pub mod fetch;
 pub mod fleet;
 pub mod health;
+pub mod import;
 pub mod listener;
 pub mod local;
 pub mod observe;

@@ -251,6 +251,10 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         long_flags(&help_of("bundle verify")),
         ["--help", "--policy-key"]
     );
+    assert_eq!(
+        long_flags(&help_of("import gateway")),
+        ["--help", "--lists"]
+    );
 }
 
 /// `(short, long, <VALUE>, default, env)` of each option line of a help text,

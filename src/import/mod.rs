@@ -1,0 +1,3 @@
+//! Importing policies written for other products into Picket's policy language.
+
+pub mod gateway;

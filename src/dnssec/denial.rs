@@ -64,6 +64,12 @@ fn is_delegation(types: impl Fn(RecordType) -> bool) -> bool {
     types(RecordType::NS) && !types(RecordType::SOA)
 }
 
+/// RFC 6840 §4.1: an NSEC (or NSEC3) at a delegation or at a DNAME proves
+/// nothing about the names below its owner (they are elsewhere).
+fn hides_below(types: impl Fn(RecordType) -> bool) -> bool {
+    is_delegation(&types) || types(RecordType::DNAME)
+}
+
 /// NXDOMAIN (`qtype` None) is `nxdomain`; see [`nodata`].
 pub(crate) fn nxdomain(
     name: &Name,
@@ -86,9 +92,10 @@ pub(crate) fn nxdomain(
     else {
         return Ok(Proof::NotProven(format!("no NSEC covers {name}")));
     };
-    if owner.zone_of(name) && is_delegation(|t| nsec.type_set().contains(t)) {
+    if owner.zone_of(name) && hides_below(|t| nsec.type_set().contains(t)) {
         return Ok(Proof::NotProven(format!(
-            "the NSEC covering {name} is a delegation's ({owner}): it proves nothing below it"
+            "the NSEC covering {name} is a delegation's or a DNAME's ({owner}): it proves \
+             nothing below it"
         )));
     }
     let encloser = common_labels(name, owner).max(common_labels(name, nsec.next_domain_name()));
@@ -142,6 +149,11 @@ pub(crate) fn nodata(
         .iter()
         .find(|(owner, n)| nsec_covers(owner, n.next_domain_name(), name));
     if let Some((owner, nsec)) = covering {
+        if owner.zone_of(name) && hides_below(|t| nsec.type_set().contains(t)) {
+            return Ok(Proof::NotProven(format!(
+                "the NSEC covering {name} is a delegation's or a DNAME's ({owner})"
+            )));
+        }
         // An empty non-terminal: the next name is below it (RFC 4035 §3.1.3.2).
         if name.zone_of(nsec.next_domain_name()) && name != nsec.next_domain_name() {
             return Ok(Proof::Proven);
@@ -331,7 +343,8 @@ impl<'r> Nsec3Set<'r> {
             let candidate = name.trim_to(labels);
             let h = self.hash(&candidate, ctx)?;
             if let Some(found) = self.matching(&h) {
-                if labels > top && is_delegation(|t| found.type_set().contains(t)) {
+                let has = |t| found.type_set().contains(t);
+                if (labels > top && is_delegation(has)) || has(RecordType::DNAME) {
                     return Ok(None);
                 }
                 let next_closer = name.trim_to(labels + 1);

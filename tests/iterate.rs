@@ -503,14 +503,17 @@ fn glueless_root_zone() -> String {
 /// A world whose hints name 127.0.0.40 while the root's NS set names
 /// 127.0.0.46 (both serve the root zone); returns the world and the new root.
 fn moved_root(hints_zone: &str, retry: Duration) -> (World, Authority) {
+    moved_root_denying(hints_zone, retry, &[])
+}
+
+/// [`moved_root`], never asking the networks `deny`.
+fn moved_root_denying(hints_zone: &str, retry: Duration, deny: &[&str]) -> (World, Authority) {
     let new_root = Authority::start_at([127, 0, 0, 46].into(), &moved_root_zone());
     let port = (new_root.addr().ip(), new_root.addr().port());
     let world = World::start(|s| {
-        s.recursion
-            .as_mut()
-            .unwrap()
-            .nameserver_ports
-            .insert(port.0, port.1);
+        let recursion = s.recursion.as_mut().unwrap();
+        recursion.nameserver_ports.insert(port.0, port.1);
+        recursion.deny_servers = deny.iter().map(|n| n.parse().unwrap()).collect();
         s.limits.recursion_priming_retry = retry;
     });
     world.root.set_records(hints_zone);
@@ -563,4 +566,18 @@ async fn a_failed_priming_falls_back_to_the_hints_and_is_retried() {
         "the primed root answered"
     );
     assert_eq!(world.root.queries_for("other."), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primed_root_the_deny_list_forbids_is_not_used() {
+    let (world, new_root) = moved_root_denying(
+        &moved_root_zone(),
+        Duration::from_secs(60),
+        &["127.0.0.46/32"],
+    );
+    let answer = world.ask("www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [v4("192.0.2.1")], "{answer:?}");
+    assert_eq!(world.root.queries_for("."), 1, "primed once");
+    assert_eq!(new_root.queries(), 0, "the denied root is never asked");
+    assert!(world.root.queries_for("test.") >= 1, "the hints answered");
 }

@@ -40,7 +40,17 @@ impl Engine {
                 false,
             )
             .await;
-        match asked.ok().and_then(|(message, _)| primed_root(&message)) {
+        let primed = asked.ok().and_then(|(message, _)| primed_root(&message));
+        // Addresses a resolution may not use (`deny_servers`, unless they are
+        // hints themselves) would leave the root unreachable for the NS TTL.
+        let primed = primed
+            .map(|mut d| {
+                d.addrs
+                    .retain(|ip| self.roots.contains(ip) || self.allowed(ip));
+                d
+            })
+            .filter(|d| !d.addrs.is_empty());
+        match primed {
             Some(primed) => {
                 self.stats.primings.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(servers = primed.names.len(), "root priming done");

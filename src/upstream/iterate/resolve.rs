@@ -52,7 +52,7 @@ impl Engine {
         SocketAddr::new(ip, self.ports.get(&ip).copied().unwrap_or(53))
     }
 
-    fn allowed(&self, ip: &IpAddr) -> bool {
+    pub(crate) fn allowed(&self, ip: &IpAddr) -> bool {
         !self.deny.iter().any(|net| net.contains(ip))
     }
 

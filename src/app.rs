@@ -691,12 +691,15 @@ fn register_recursor_probes(metrics: &Metrics, read: &SharedReader) {
         read.counter(|s| stat(s, |r| &r.sent)),
     );
     type Read = fn(&Shared) -> u64;
-    let events: [(&str, Read); 5] = [
+    let events: [(&str, Read); 8] = [
         ("over_budget", |s| stat(s, |r| &r.over_budget)),
         ("tcp_retry", |s| stat(s, |r| &r.tcp)),
         ("held_down", |s| stat(s, |r| &r.held_down)),
         ("failure_cache_hit", |s| stat(s, |r| &r.failure_cache_hits)),
         ("scrubbed", |s| stat(s, |r| &r.scrubbed)),
+        ("priming", |s| stat(s, |r| &r.primings)),
+        ("priming_failed", |s| stat(s, |r| &r.priming_failures)),
+        ("aggressive_nsec", |s| stat(s, |r| &r.aggressive_nsec)),
     ];
     for (event, f) in events {
         metrics.counter_probe(name::RECURSOR_EVENTS, &[("event", event)], read.counter(f));

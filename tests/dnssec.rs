@@ -61,6 +61,21 @@ fn validating_picket(upstream: &TreeUpstream, anchor: &str, nta: &[&str]) -> Pic
 struct Tree {
     upstream: TreeUpstream,
     picket: Picket,
+    /// The root's DS line, the trust anchor.
+    root_anchor: String,
+}
+
+impl Tree {
+    /// A forwarding Picket in front of `upstream`, anchored at `root`'s key.
+    fn validating(upstream: TreeUpstream, root: &ZoneKey, nta: &[&str]) -> Tree {
+        let root_anchor = root.ds_line();
+        let picket = validating_picket(&upstream, &root_anchor, nta);
+        Tree {
+            upstream,
+            picket,
+            root_anchor,
+        }
+    }
 }
 
 fn tree_with(edit: impl Fn(String) -> String, nta: &[&str]) -> Tree {
@@ -72,8 +87,7 @@ fn tree_with(edit: impl Fn(String) -> String, nta: &[&str]) -> Tree {
         &[("secure.", Some(secure.ds_line())), ("insecure.", None)],
     );
     let upstream = TreeUpstream::start(&[root_text, secure_text, secure_zone("insecure.")]);
-    let picket = validating_picket(&upstream, &root.ds_line(), nta);
-    Tree { upstream, picket }
+    Tree::validating(upstream, &root, nta)
 }
 
 fn tree() -> Tree {
@@ -224,8 +238,7 @@ fn tree_with_window(validity: (i64, i64)) -> Tree {
     );
     let root_text = root_zone(&root, &[("secure.", Some(odd_key.ds_line()))]);
     let upstream = TreeUpstream::start(&[root_text, text]);
-    let picket = validating_picket(&upstream, &root.ds_line(), &[]);
-    Tree { upstream, picket }
+    Tree::validating(upstream, &root, &[])
 }
 
 /// Asserts that `answer` is SERVFAIL carrying an Extended DNS Error; its code and text.
@@ -468,8 +481,23 @@ fn nsec3_tree(iterations: u16, opt_out: bool) -> Tree {
         &[root_text, n3.sign(&zone), secure_zone("unsigned.n3.")],
         vec![("n3.", chain)],
     );
-    let picket = validating_picket(&upstream, &root.ds_line(), &[]);
-    Tree { upstream, picket }
+    Tree::validating(upstream, &root, &[])
+}
+
+/// A recursive Picket iterating from `upstream` as its only root server
+/// (it answers every zone of the tree, so every iteration ends there),
+/// validating with `anchor`.
+fn recursive_picket(upstream: &TreeUpstream, anchor: &str) -> Picket {
+    let mut settings: Settings = test_settings(&[]);
+    settings.recursion = Some(::picket::upstream::RecursorSettings {
+        root_hints: vec![upstream.addr().ip()],
+        dnssec: DnssecMode::Validate,
+        trust_anchor: Some(anchor.to_string()),
+        deny_servers: Vec::new(),
+        nameserver_ports: [(upstream.addr().ip(), upstream.addr().port())].into(),
+        ..Default::default()
+    });
+    start_picket_with(settings)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -511,9 +539,38 @@ async fn nsec3_iterations_above_the_cap_make_a_denial_insecure() {
     let nx = ask(&t.picket, "nope.n3", RecordType::A, true, true).await;
     assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
     assert!(!nx.metadata.authentic_data, "insecure over the cap: {nx:?}");
+    // RFC 9276 §3.2 / RFC 8914: the client is told why (Unbound does the same).
+    assert_eq!(ede(&nx).map(|e| e.0), Some(27), "EDE 27: {nx:?}");
+    let nodata = ask(&t.picket, "www.n3", RecordType::AAAA, true, false).await;
+    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{nodata:?}");
+    assert_eq!(ede(&nodata).map(|e| e.0), Some(27), "{nodata:?}");
     let at_cap = nsec3_tree(cap, false);
     let nx = ask(&at_cap.picket, "nope.n3", RecordType::A, true, true).await;
     assert!(nx.metadata.authentic_data, "secure at the cap: {nx:?}");
+    assert_eq!(ede(&nx), None, "{nx:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_iterator_tells_nsec3_iterations_above_the_cap_with_ede_27() {
+    let cap = ::picket::config::Limits::default().dnssec_max_nsec3_iterations;
+    let over = nsec3_tree(cap + 1, false);
+    let root_anchor = over.root_anchor.clone();
+    let picket = recursive_picket(&over.upstream, &root_anchor);
+    let nx = ask(&picket, "nope.n3", RecordType::A, true, true).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(!nx.metadata.authentic_data, "insecure over the cap: {nx:?}");
+    assert_eq!(ede(&nx).map(|e| e.0), Some(27), "EDE 27: {nx:?}");
+    // The same answer from the cache still says why.
+    let again = ask(&picket, "nope.n3", RecordType::A, true, true).await;
+    assert_eq!(ede(&again).map(|e| e.0), Some(27), "cached: {again:?}");
+    // Data in the zone is signed and still secure.
+    let www = ask(&picket, "www.n3", RecordType::A, true, true).await;
+    assert!(www.metadata.authentic_data, "{www:?}");
+    let at_cap = nsec3_tree(cap, false);
+    let picket = recursive_picket(&at_cap.upstream, &at_cap.root_anchor);
+    let nx = ask(&picket, "nope.n3", RecordType::A, true, true).await;
+    assert!(nx.metadata.authentic_data, "secure at the cap: {nx:?}");
+    assert_eq!(ede(&nx), None, "{nx:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -542,5 +599,78 @@ async fn the_chain_of_trust_is_validated_once_not_per_query() {
         key_queries(&t.upstream),
         cold,
         "no DNSKEY or DS fetched again"
+    );
+}
+
+/// How many queries for `name` (any type, or `rtype`) `upstream` received.
+fn asked_for(upstream: &TreeUpstream, name: &str, rtype: Option<RecordType>) -> usize {
+    let name = Name::from_ascii(name).unwrap();
+    upstream
+        .received()
+        .iter()
+        .filter_map(|m| m.queries.first())
+        .filter(|q| *q.name() == name && rtype.is_none_or(|t| q.query_type() == t))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_name_in_a_cached_nsec_gap_is_answered_without_asking() {
+    let t = tree();
+    let picket = recursive_picket(&t.upstream, &t.root_anchor);
+    let first = ask(&picket, "nope.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&first), ResponseCode::NXDomain, "{first:?}");
+    assert!(first.metadata.authentic_data, "{first:?}");
+    // other.secure falls in the same NSEC gap (alias.secure → txt.secure),
+    // and *.secure in the apex's: RFC 8198 answers it from the cache.
+    let second = ask(&picket, "other.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&second), ResponseCode::NXDomain, "{second:?}");
+    assert!(second.metadata.authentic_data, "{second:?}");
+    assert!(
+        has_type(&second.authorities, RecordType::NSEC),
+        "{second:?}"
+    );
+    assert!(has_type(&second.authorities, RecordType::SOA), "{second:?}");
+    assert_eq!(asked_for(&t.upstream, "other.secure.", None), 0);
+    // NODATA: www.secure's NSEC, cached with the AAAA denial, lacks TXT too.
+    let aaaa = ask(&picket, "www.secure", RecordType::AAAA, true, false).await;
+    assert_eq!(rcode(&aaaa), ResponseCode::NoError, "{aaaa:?}");
+    assert!(aaaa.metadata.authentic_data && aaaa.answers.is_empty());
+    let mx = ask(&picket, "www.secure", RecordType::MX, true, false).await;
+    assert_eq!(rcode(&mx), ResponseCode::NoError, "{mx:?}");
+    assert!(
+        mx.metadata.authentic_data && mx.answers.is_empty(),
+        "{mx:?}"
+    );
+    assert_eq!(
+        asked_for(&t.upstream, "www.secure.", Some(RecordType::MX)),
+        0
+    );
+    // A name that exists outside the gap is still asked and answered.
+    let www = ask(&picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(a_records(&www), [Ipv4Addr::new(192, 0, 2, 1)]);
+    // A DO=0 client gets the synthesized answer without NSEC records.
+    let quiet = ask(&picket, "more.secure", RecordType::A, false, false).await;
+    assert_eq!(rcode(&quiet), ResponseCode::NXDomain, "{quiet:?}");
+    assert!(!has_type(&quiet.authorities, RecordType::NSEC), "{quiet:?}");
+    assert_eq!(asked_for(&t.upstream, "more.secure.", None), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nsec_records_of_an_insecure_zone_are_never_used_aggressively() {
+    // orphan. is signed, but the root proves it has no DS: insecure.
+    let root = ZoneKey::generate(".");
+    let orphan = ZoneKey::generate("orphan.");
+    let root_text = root_zone(&root, &[("orphan.", None)]);
+    let upstream = TreeUpstream::start(&[root_text, orphan.sign(&secure_zone("orphan."))]);
+    let picket = recursive_picket(&upstream, &root.ds_line());
+    for name in ["nope.orphan", "other.orphan"] {
+        let nx = ask(&picket, name, RecordType::A, true, false).await;
+        assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+        assert!(!nx.metadata.authentic_data, "insecure: {nx:?}");
+        assert!(has_type(&nx.authorities, RecordType::NSEC), "{nx:?}");
+    }
+    assert!(
+        asked_for(&upstream, "other.orphan.", None) >= 1,
+        "asked upstream"
     );
 }

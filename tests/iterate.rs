@@ -10,6 +10,8 @@
 //!   example.test.      127.0.0.42 (fast) and 127.0.0.43 (the slow one, when a test says so)
 //!   glueless.test.     127.0.0.44, named only as ns.host.example.test (no glue)
 //!   lame.test.         127.0.0.44 and 127.0.0.45 (which does not serve it: REFUSED)
+//!   v6only.test.       ::1, named only as ns.v6host.example.test (no glue,
+//!                      and that name has an AAAA record and no A)
 
 mod common;
 
@@ -43,6 +45,7 @@ lame.test.          86400 IN NS  ns1.lame.test.
 lame.test.          86400 IN NS  ns2.lame.test.
 ns1.lame.test.      86400 IN A   127.0.0.44
 ns2.lame.test.      86400 IN A   127.0.0.45
+v6only.test.        86400 IN NS  ns.v6host.example.test.
 ";
 
 const EXAMPLE_ZONE: &str = "
@@ -52,6 +55,7 @@ example.test.       3600 IN NS  ns2.example.test.
 ns1.example.test.   3600 IN A   127.0.0.42
 ns2.example.test.   3600 IN A   127.0.0.43
 ns.host.example.test. 3600 IN A 127.0.0.44
+ns.v6host.example.test. 3600 IN AAAA ::1
 www.example.test.    300 IN A   192.0.2.1
 a.b.c.example.test.  300 IN A   192.0.2.3
 big.example.test.    300 IN TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"
@@ -82,6 +86,13 @@ ns2.lame.test.      3600 IN A   127.0.0.45
 www.lame.test.       300 IN A   192.0.2.45
 ";
 
+/// Served on ::1 only.
+const V6ONLY: &str = "
+v6only.test.        3600 IN SOA ns.v6host.example.test. h.v6only.test. 1 7200 900 1209600 30
+v6only.test.        3600 IN NS  ns.v6host.example.test.
+www.v6only.test.     300 IN A   192.0.2.6
+";
+
 /// 127.0.0.45 serves only an unrelated zone: asked about lame.test it says REFUSED.
 const UNRELATED: &str = "
 unrelated.test.     3600 IN SOA ns.unrelated.test. h.unrelated.test. 1 7200 900 1209600 30
@@ -94,6 +105,7 @@ struct World {
     slow: Authority,
     glueless: Authority,
     lame: Authority,
+    v6: Authority,
     picket: Picket,
 }
 
@@ -106,12 +118,13 @@ impl World {
         let slow = Authority::start_at([127, 0, 0, 43].into(), &example);
         let glueless = Authority::start_at([127, 0, 0, 44].into(), GLUELESS_AND_LAME);
         let lame = Authority::start_at([127, 0, 0, 45].into(), UNRELATED);
+        let v6 = Authority::start_at(std::net::Ipv6Addr::LOCALHOST.into(), V6ONLY);
         let mut settings = test_settings(&[]);
         settings.recursion = Some(RecursorSettings {
             root_hints: vec![[127, 0, 0, 40].into()],
             dnssec: DnssecMode::Off,
             deny_servers: Vec::new(),
-            nameserver_ports: [&root, &tld, &fast, &slow, &glueless, &lame]
+            nameserver_ports: [&root, &tld, &fast, &slow, &glueless, &lame, &v6]
                 .iter()
                 .map(|s| (s.addr().ip(), s.addr().port()))
                 .collect(),
@@ -128,6 +141,7 @@ impl World {
             slow,
             glueless,
             lame,
+            v6,
             picket: start_picket_with(settings),
         }
     }
@@ -175,8 +189,9 @@ async fn qname_minimisation_shows_each_server_one_label_more() {
     let world = World::start(|_| {});
     let answer = world.ask("a.b.c.example.test", RecordType::A).await;
     assert_eq!(a_records(&answer), [v4("192.0.2.3")], "{answer:?}");
-    // RFC 9156: the root learns only the TLD, the TLD only the zone below it.
-    assert_eq!(names_seen(&world.root), ["test."]);
+    // RFC 9156: the root learns only the TLD (after priming, RFC 8109),
+    // the TLD only the zone below it.
+    assert_eq!(names_seen(&world.root), [".", "test."]);
     assert_eq!(names_seen(&world.tld), ["example.test."]);
     // The example.test servers see the name grow label by label.
     // (Sorted: the two servers of the zone may share the steps.)
@@ -274,6 +289,37 @@ async fn glueless_delegations_are_resolved() {
         0,
         "no referral needed again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_glueless_nameserver_with_only_an_ipv6_address_is_reached_over_ipv6() {
+    let world = World::start(|_| {});
+    let answer = world.ask("www.v6only.test", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [v4("192.0.2.6")], "{answer:?}");
+    assert!(
+        world.v6.queries() >= 1,
+        "the zone's server on ::1 was asked"
+    );
+    // Both address types of the nameserver's name were asked, as Unbound does.
+    let asked: Vec<RecordType> = [&world.fast, &world.slow]
+        .iter()
+        .flat_map(|a| a.received())
+        .filter_map(|m| m.queries.first().cloned())
+        .filter(|q| {
+            q.name()
+                .to_ascii()
+                .eq_ignore_ascii_case("ns.v6host.example.test.")
+        })
+        .map(|q| q.query_type())
+        .collect();
+    assert!(asked.contains(&RecordType::AAAA), "{asked:?}");
+    assert!(asked.contains(&RecordType::A), "{asked:?}");
+    // The address is kept: a new name in the zone costs no lookup of it again.
+    world.reset_counts();
+    let nx = world.ask("nope.v6only.test", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert_eq!(world.fast.queries() + world.slow.queries(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -428,4 +474,104 @@ async fn answers_carry_no_records_from_outside_the_bailiwick() {
         ]
     );
     assert!(world.glueless.queries_for("www.glueless.test") >= 1);
+}
+
+/// The root zone as the server the hints name serves it: its NS set names
+/// another server (`b.root.scn.`, 127.0.0.46), the root in use.
+fn moved_root_zone() -> String {
+    ROOT_ZONE
+        .replace("a.root.scn.", "b.root.scn.")
+        .replace("127.0.0.40", "127.0.0.46")
+}
+
+/// The same root zone with its NS set's address missing: priming gives
+/// nothing to ask, referrals still work.
+fn glueless_root_zone() -> String {
+    moved_root_zone()
+        .lines()
+        .filter(|l| !l.contains("127.0.0.46"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A world whose hints name 127.0.0.40 while the root's NS set names
+/// 127.0.0.46 (both serve the root zone); returns the world and the new root.
+fn moved_root(hints_zone: &str, retry: Duration) -> (World, Authority) {
+    moved_root_denying(hints_zone, retry, &[])
+}
+
+/// [`moved_root`], never asking the networks `deny`.
+fn moved_root_denying(hints_zone: &str, retry: Duration, deny: &[&str]) -> (World, Authority) {
+    let new_root = Authority::start_at([127, 0, 0, 46].into(), &moved_root_zone());
+    let port = (new_root.addr().ip(), new_root.addr().port());
+    let world = World::start(|s| {
+        let recursion = s.recursion.as_mut().unwrap();
+        recursion.nameserver_ports.insert(port.0, port.1);
+        recursion.deny_servers = deny.iter().map(|n| n.parse().unwrap()).collect();
+        s.limits.recursion_priming_retry = retry;
+    });
+    world.root.set_records(hints_zone);
+    (world, new_root)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_root_is_primed_and_the_servers_it_names_are_used() {
+    let (world, new_root) = moved_root(&moved_root_zone(), Duration::from_secs(60));
+    for name in ["www.example.test", "www.lame.test", "www.glueless.test"] {
+        let answer = world.ask(name, RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::NoError, "{name}: {answer:?}");
+    }
+    // The hints server was asked `. NS` once (RFC 8109), nothing else.
+    let asked: Vec<(String, RecordType)> = world
+        .root
+        .received()
+        .iter()
+        .filter_map(|m| m.queries.first())
+        .map(|q| (q.name().to_ascii(), q.query_type()))
+        .collect();
+    assert_eq!(asked, [(".".to_string(), RecordType::NS)]);
+    // The root in use answered the referrals.
+    assert!(new_root.queries() >= 1, "the primed root was asked");
+    assert_eq!(new_root.queries_for("."), 0, "no priming of the new root");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_priming_falls_back_to_the_hints_and_is_retried() {
+    let (world, new_root) = moved_root(&glueless_root_zone(), Duration::ZERO);
+    // `. NS` gives no address: the hints answer the referrals.
+    let first = world.ask("www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&first), [v4("192.0.2.1")], "{first:?}");
+    assert_eq!(new_root.queries(), 0);
+    assert_eq!(world.root.queries_for("."), 1);
+    // Each resolution that needs the root tries priming again (retry 0 s);
+    // a TLD not known yet needs the root.
+    let second = world.ask("nope", RecordType::A).await;
+    assert_eq!(rcode(&second), ResponseCode::NXDomain, "{second:?}");
+    assert_eq!(world.root.queries_for("."), 2, "priming retried");
+    assert_eq!(new_root.queries(), 0);
+    // Once the root's NS set has its address, priming takes and the
+    // servers it names are used from then on.
+    world.root.set_records(&moved_root_zone());
+    let third = world.ask("other", RecordType::A).await;
+    assert_eq!(rcode(&third), ResponseCode::NXDomain, "{third:?}");
+    assert_eq!(
+        new_root.queries_for("other."),
+        1,
+        "the primed root answered"
+    );
+    assert_eq!(world.root.queries_for("other."), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primed_root_the_deny_list_forbids_is_not_used() {
+    let (world, new_root) = moved_root_denying(
+        &moved_root_zone(),
+        Duration::from_secs(60),
+        &["127.0.0.46/32"],
+    );
+    let answer = world.ask("www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [v4("192.0.2.1")], "{answer:?}");
+    assert_eq!(world.root.queries_for("."), 1, "primed once");
+    assert_eq!(new_root.queries(), 0, "the denied root is never asked");
+    assert!(world.root.queries_for("test.") >= 1, "the hints answered");
 }

@@ -843,6 +843,9 @@ nx.plain.example.      300 IN CNAME gone.hops.example.
 loop-a.plain.example.  300 IN CNAME loop-b.hops.example.
 self.plain.example.    300 IN CNAME self.plain.example.
 to-secure.plain.example. 300 IN CNAME www2.secure.example.
+old.plain.example.     300 IN DNAME hops.example.
+loop.plain.example.    300 IN DNAME loop.hops.example.
+grow.plain.example.    300 IN DNAME a.grow.plain.example.
 ";
 
 const HOPS_ZONE: &str = "
@@ -852,6 +855,12 @@ hop1.hops.example.      300 IN CNAME hop3.hops.example.
 hop3.hops.example.      300 IN CNAME final.plain.example.
 empty.hops.example.     300 IN TXT   \"no address here\"
 loop-b.hops.example.    300 IN CNAME loop-a.plain.example.
+loop.hops.example.      300 IN DNAME loop.plain.example.
+";
+
+/// secure.example's DNAME onto itself: signed, its synthesized CNAMEs not.
+const SECURE_EXTRA: &str = "
+dn.secure.example.      300 IN DNAME secure.example.
 ";
 
 /// The tree's servers (root, TLD, secure, bogus, plain) and a recursive
@@ -866,7 +875,7 @@ impl Tree {
     /// The tree, unsigned, with validation off.
     fn unsigned() -> Tree {
         Self::start(
-            leaf_zone("secure.example.", "127.0.0.22", ""),
+            leaf_zone("secure.example.", "127.0.0.22", SECURE_EXTRA),
             leaf_zone("bogus.example.", "127.0.0.23", ""),
             DnssecMode::Off,
             None,
@@ -886,7 +895,7 @@ impl Tree {
         let bogus_key = ZoneKey::generate("bogus.example.");
         let stale_key = ZoneKey::generate("bogus.example.");
         let anchors = format!("{}\n{}\n", secure_key.ds_line(), stale_key.ds_line());
-        let secure_zone = leaf_zone("secure.example.", "127.0.0.22", "");
+        let secure_zone = leaf_zone("secure.example.", "127.0.0.22", SECURE_EXTRA);
         let secure = secure_key.sign_with(zsk.as_ref(), &secure_zone);
         let bogus = bogus_key.sign(&leaf_zone("bogus.example.", "127.0.0.23", ""));
         Self::start(secure, bogus, DnssecMode::Validate, Some(anchors))
@@ -936,7 +945,10 @@ fn answer_lines(m: &Message) -> Vec<String> {
     m.answers
         .iter()
         .filter(|r| r.record_type() != RecordType::RRSIG)
-        .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+        .map(|r| match ::picket::dnssec::dname::target(r) {
+            Some(target) => format!("{} DNAME {target}", r.name),
+            None => format!("{} {} {}", r.name, r.record_type(), r.data),
+        })
         .collect()
 }
 
@@ -1047,21 +1059,29 @@ async fn a_chain_from_an_insecure_zone_into_an_island_is_insecure() {
     assert!(!answer.metadata.authentic_data, "the CNAME is insecure");
 }
 
+/// Asks `name` A of `tree` and checks the answer section is `lines`, in order.
+async fn assert_chain(tree: &Tree, name: &str, lines: &[&str]) -> Message {
+    let answer = tree.ask(name, RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(answer_lines(&answer), lines, "{name}");
+    answer
+}
+
+/// How chain1.plain.example (or a DNAME onto hop1) goes on.
+const CHAIN_FROM_HOP1: [&str; 3] = [
+    "hop1.hops.example. CNAME hop3.hops.example.",
+    "hop3.hops.example. CNAME final.plain.example.",
+    "final.plain.example. A 192.0.2.99",
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cname_chain_across_zones_comes_back_in_chain_order() {
-    let tree = Tree::unsigned();
-    let answer = tree.ask("chain1.plain.example", RecordType::A).await;
-    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
-    assert_eq!(
-        answer_lines(&answer),
-        [
-            "chain1.plain.example. CNAME chain2.plain.example.",
-            "chain2.plain.example. CNAME hop1.hops.example.",
-            "hop1.hops.example. CNAME hop3.hops.example.",
-            "hop3.hops.example. CNAME final.plain.example.",
-            "final.plain.example. A 192.0.2.99",
-        ]
-    );
+    let head = [
+        "chain1.plain.example. CNAME chain2.plain.example.",
+        "chain2.plain.example. CNAME hop1.hops.example.",
+    ];
+    let lines = [&head[..], &CHAIN_FROM_HOP1[..]].concat();
+    assert_chain(&Tree::unsigned(), "chain1.plain.example", &lines).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1096,6 +1116,77 @@ async fn cname_loops_are_servfail_in_recursive_mode() {
         // Not "No Reachable Authority": every authority answered.
         assert_eq!(ede(&answer), None, "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dname_answers_are_followed_through_cnames_across_zones() {
+    let tree = Tree::unsigned();
+    let dname = "old.plain.example. DNAME hops.example.";
+    let synthesized = "hop1.old.plain.example. CNAME hop1.hops.example.";
+    let lines = [&[dname, synthesized][..], &CHAIN_FROM_HOP1[..]].concat();
+    assert_chain(&tree, "hop1.old.plain.example", &lines).await;
+    // A name the DNAME maps onto nothing: NXDOMAIN of the new name, with
+    // the DNAME and its CNAME.
+    let nx = tree.ask("gone.old.plain.example", RecordType::A).await;
+    let soa = soa_in_authority(&nx).map(|r| r.name.to_ascii());
+    let view = (rcode(&nx), answer_lines(&nx).len(), soa);
+    let want = (ResponseCode::NXDomain, 2, Some("hops.example.".to_string()));
+    assert_eq!(view, want, "{nx:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cname_that_disagrees_with_its_dname_is_not_followed() {
+    let tree = Tree::unsigned();
+    // The server's own synthesized CNAME is replaced by one made from the
+    // DNAME (RFC 6672 §3.4): a forged target in it is never followed.
+    let forged = format!(
+        "{}
+{HOPS_ZONE}
+hop1.old.plain.example. 300 IN CNAME www.plain.example.",
+        leaf_zone("plain.example.", "127.0.0.24", PLAIN_EXTRA)
+    );
+    tree.servers[4].set_records(&forged);
+    let answer = tree.ask("hop1.old.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [std::net::Ipv4Addr::new(192, 0, 2, 99)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dname_loops_and_endless_dnames_are_servfail() {
+    let tree = Tree::unsigned();
+    // x.loop.plain → x.loop.hops → x.loop.plain: a loop.
+    let looped = tree.ask("x.loop.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&looped), ResponseCode::ServFail, "{looped:?}");
+    assert!(looped.answers.is_empty(), "{looped:?}");
+    // x.grow.plain → x.a.grow.plain → x.a.a.grow.plain ...: each DNAME
+    // step counts toward the CNAME limit.
+    let grown = tree.ask("x.grow.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&grown), ResponseCode::ServFail, "{grown:?}");
+    assert!(grown.answers.is_empty(), "{grown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_dname_validates_and_its_unsigned_cname_does_not_spoil_it() {
+    let tree = Tree::islands();
+    let lines = [
+        "dn.secure.example. DNAME secure.example.",
+        "www.dn.secure.example. CNAME www.secure.example.",
+        "www.secure.example. A 192.0.2.22",
+    ];
+    let answer = assert_chain(&tree, "www.dn.secure.example", &lines).await;
+    assert!(answer.metadata.authentic_data, "secure: {answer:?}");
+    let sigs: Vec<RecordType> = answer
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(
+                sig,
+            )) => Some(sig.input().type_covered),
+            _ => None,
+        })
+        .collect();
+    assert!(sigs.contains(&RecordType::DNAME), "{sigs:?}");
+    assert!(!sigs.contains(&RecordType::CNAME), "{sigs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1228,6 +1319,9 @@ async fn unbound_and_picket_agree_on_the_tree() {
         "nx.plain.example",
         "loop-a.plain.example",
         "self.plain.example",
+        "hop1.old.plain.example",
+        "x.loop.plain.example",
+        "www.dn.secure.example",
     ];
     for name in names {
         let query = QueryBuilder::new(name, RecordType::A)
@@ -1242,4 +1336,18 @@ async fn unbound_and_picket_agree_on_the_tree() {
         let view = |m: &Message| (rcode(m), m.metadata.authentic_data, answer_lines(m));
         assert_eq!(view(&ours), view(&theirs), "{name}: Picket, then Unbound");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_nsec_at_a_dname_denies_nothing_below_it() {
+    let tree = Tree::islands();
+    // nope.secure.example's NXDOMAIN carries the NSEC of dn.secure.example
+    // (the DNAME's owner), which RFC 8198 keeps; RFC 6840 §4.1: it proves
+    // nothing about the names below the DNAME.
+    let nx = tree.ask("nope.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    let answer = tree.ask("www.dn.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert_eq!(a_records(&answer), [std::net::Ipv4Addr::new(192, 0, 2, 22)]);
+    assert!(answer.metadata.authentic_data, "{answer:?}");
 }

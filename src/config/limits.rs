@@ -139,6 +139,10 @@ pub struct Limits {
     /// RFC 9520 §3.2: at least 1 s, with backoff; Unbound caches SERVFAIL
     /// for 5 s (`serve-expired-client-timeout` aside), BIND `servfail-ttl` 1 s.
     pub recursion_failure_ttl: Duration,
+    /// Recursive mode: how long after a failed root priming (RFC 8109) the
+    /// next resolution tries again; meanwhile the root hints are used.
+    /// Unbound retries priming with the next query that needs the root.
+    pub recursion_priming_retry: Duration,
     /// Recursive mode: cap of the failure cache's backoff. RFC 9520 §3.2:
     /// "SHOULD NOT be longer than five minutes".
     pub recursion_failure_ttl_max: Duration,
@@ -404,6 +408,12 @@ pub const RECURSION_HOLDDOWN_BASE: Duration = Duration::from_secs(5);
 /// come with TC=1 and are fetched over TCP.
 pub const RECURSION_EDNS_PAYLOAD: u16 = 1232;
 
+/// NSEC records kept per zone for aggressive negative answers (RFC 8198);
+/// past it the expired ones go, then the first in canonical order. At
+/// ~300 bytes a record with its RRSIG, ~300 KB per zone at most; the zones
+/// kept are bounded by `Limits::recursion_infra_cache_entries`.
+pub const RECURSION_AGGRESSIVE_NSEC_PER_ZONE: usize = 1024;
+
 /// Questions the recursion failure cache (RFC 9520) holds at most; past it
 /// the expired ones go first, then everything (losing it costs only
 /// upstream queries). At ~100 bytes an entry, ~6.5 MB at most.
@@ -487,6 +497,7 @@ impl Default for Limits {
             recursion_attempt_timeout: Duration::from_millis(1000),
             recursion_failure_ttl: Duration::from_secs(5),
             recursion_failure_ttl_max: Duration::from_secs(300),
+            recursion_priming_retry: Duration::from_secs(5),
             recursion_server_timeouts: 2,
             recursion_max_rrsigs_per_rrset: 8,
             recursion_max_keys_per_tag: 2,

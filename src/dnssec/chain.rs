@@ -21,7 +21,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use super::anchors::ZoneAnchor;
 use super::budget::{Budget, Exhausted};
 use super::denial::{self, DsAbsence, Proof};
-use super::{ede, Fetch, Security, ValidatorSettings};
+use super::{dname, ede, Fetch, Security, ValidatorSettings};
 use crate::config::Limits;
 
 /// Why an RRset or a chain did not validate.
@@ -62,6 +62,9 @@ enum NodeState {
     Secure(Arc<Vec<DNSKEY>>),
     /// Provably insecure from here down.
     Insecure(String),
+    /// Insecure from here down because the zone uses what RFC 9276 lets a
+    /// validator decline (NSEC3 iterations over the cap); the EDE says so.
+    Unsupported(Fail),
     /// Should be secure and is not.
     Bogus(Fail),
     /// Not a zone cut: the zone above goes on.
@@ -79,6 +82,7 @@ struct Cached {
 pub(crate) enum Zone {
     Secure { name: Name, keys: Arc<Vec<DNSKEY>> },
     Insecure(String),
+    Unsupported(Fail),
     Bogus(Fail),
     Indeterminate(String),
 }
@@ -171,20 +175,57 @@ impl Sets {
     }
 }
 
+/// Whether the CNAME RRset `records` at `name` is the one a DNAME of
+/// `dnames` (owner, target) synthesizes (RFC 6672 §2.2).
+fn synthesized_from(name: &Name, records: &[Record], dnames: &[(Name, Name)]) -> bool {
+    let [record] = records else {
+        return false;
+    };
+    let RData::CNAME(cname) = &record.data else {
+        return false;
+    };
+    dnames
+        .iter()
+        .any(|(owner, target)| dname::substitute(name, owner, target).is_ok_and(|t| t == cname.0))
+}
+
+/// The fetcher of a judgement that needs none (cached NSEC records).
+struct NoFetch;
+
+impl Fetch for NoFetch {
+    fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> super::FetchFuture<'a> {
+        Box::pin(async move {
+            Err(super::FetchError(format!(
+                "{name} {rtype}: no fetch while judging cached NSEC records"
+            )))
+        })
+    }
+}
+
 /// Combines verdicts: any Bogus wins, then Indeterminate, then Insecure.
 fn worse(a: Security, b: Security) -> Security {
     fn rank(s: &Security) -> u8 {
         match s {
             Security::Secure => 0,
             Security::Insecure => 1,
-            Security::Indeterminate { .. } => 2,
-            Security::Bogus { .. } => 3,
+            // Told to the client (EDE 27): kept over a plain Insecure.
+            Security::InsecureUnsupported { .. } => 2,
+            Security::Indeterminate { .. } => 3,
+            Security::Bogus { .. } => 4,
         }
     }
     if rank(&b) > rank(&a) {
         b
     } else {
         a
+    }
+}
+
+/// Insecure, with the EDE of what the validator declined to check.
+fn unsupported(fail: Fail) -> Security {
+    Security::InsecureUnsupported {
+        ede: fail.ede,
+        reason: fail.reason,
     }
 }
 
@@ -247,20 +288,24 @@ impl Validator {
         let answers = Sets::of(&response.answers);
         let authority = Sets::of(&response.authorities);
         let mut verdict = Security::Secure;
-        let dnames: Vec<Name> = answers
+        let dnames: Vec<(Name, Name)> = answers
             .order
             .iter()
             .filter(|(_, t)| *t == RecordType::DNAME)
-            .map(|(n, _)| n.clone())
+            .filter_map(|key| {
+                let target = dname::target(answers.records[key].first()?)?;
+                Some((key.0.clone(), target))
+            })
             .collect();
         for (name, rtype) in &answers.order {
             let records = &answers.records[&(name.clone(), *rtype)];
             let sigs = answers.sigs(name, *rtype);
             // A CNAME synthesized from a DNAME is unsigned (RFC 6672 §5.3.1);
-            // the DNAME it comes from is judged instead.
+            // the DNAME it comes from is judged instead, and the CNAME must
+            // say exactly what the DNAME does (else it is forged).
             if *rtype == RecordType::CNAME
                 && sigs.is_empty()
-                && dnames.iter().any(|d| d.zone_of(name) && d != name)
+                && synthesized_from(name, records, &dnames)
             {
                 continue;
             }
@@ -311,6 +356,31 @@ impl Validator {
         verdict
     }
 
+    /// RFC 8198: whether `nsecs`, NSEC records of `zone` validated when they
+    /// came, prove that `name` does not exist (`qtype` None) or has no
+    /// `qtype`. Nothing is fetched and no signature checked again.
+    pub fn cached_denial(
+        &self,
+        name: &Name,
+        qtype: Option<RecordType>,
+        zone: &Name,
+        nsecs: &[Record],
+    ) -> bool {
+        if self.negative_anchor(name) {
+            return false;
+        }
+        let mut ctx = Ctx {
+            fetch: &NoFetch,
+            budget: Budget::new(&self.limits),
+            now: unix_now(),
+        };
+        let proof = match qtype {
+            None => denial::nxdomain(name, zone, nsecs, &mut ctx),
+            Some(qtype) => denial::nodata(name, qtype, zone, nsecs, &mut ctx),
+        };
+        matches!(proof, Ok(Proof::Proven))
+    }
+
     fn negative_anchor(&self, name: &Name) -> bool {
         self.settings
             .negative_anchors
@@ -356,6 +426,7 @@ impl Validator {
                     tracing::trace!(%name, %rtype, %why, "DNSSEC: unsigned and insecure");
                     Security::Insecure
                 }
+                Zone::Unsupported(fail) => unsupported(fail),
                 Zone::Bogus(fail) => bogus(fail),
                 Zone::Indeterminate(reason) => Security::Indeterminate { reason },
             };
@@ -369,6 +440,7 @@ impl Validator {
                 ))
             }
             Zone::Insecure(_) => return Security::Insecure,
+            Zone::Unsupported(fail) => return unsupported(fail),
             Zone::Bogus(fail) => return bogus(fail),
             Zone::Indeterminate(reason) => return Security::Indeterminate { reason },
         };
@@ -384,6 +456,7 @@ impl Validator {
             return match proof {
                 Ok(Proof::Proven) => Security::Secure,
                 Ok(Proof::Insecure(_)) => Security::Insecure,
+                Ok(Proof::Unsupported(fail)) => unsupported(fail),
                 Ok(Proof::NotProven(reason)) => bogus(Fail::new(
                     ede::NSEC_MISSING,
                     format!("{name} {rtype} is a wildcard expansion without proof that {name} does not exist: {reason}"),
@@ -454,6 +527,7 @@ impl Validator {
         let (zone, keys) = match zone {
             Zone::Secure { name: zone, keys } => (zone, keys),
             Zone::Insecure(_) => return Security::Insecure,
+            Zone::Unsupported(fail) => return unsupported(fail),
             Zone::Bogus(fail) => return bogus(fail),
             Zone::Indeterminate(reason) => return Security::Indeterminate { reason },
         };
@@ -480,6 +554,7 @@ impl Validator {
         match proof {
             Ok(Proof::Proven) => Security::Secure,
             Ok(Proof::Insecure(_)) => Security::Insecure,
+            Ok(Proof::Unsupported(fail)) => unsupported(fail),
             Ok(Proof::NotProven(reason)) => bogus(Fail::new(ede::NSEC_MISSING, reason)),
             Err(fail) => bogus(fail),
         }
@@ -512,6 +587,7 @@ impl Validator {
         let mut keys = match state {
             NodeState::Secure(keys) => keys,
             NodeState::Insecure(reason) => return Zone::Insecure(reason),
+            NodeState::Unsupported(fail) => return Zone::Unsupported(fail),
             NodeState::Bogus(fail) => return Zone::Bogus(fail),
             // An anchor's zone is always a zone; should a walk from another
             // anchor ever have stored "no cut" under its name, ask again.
@@ -544,6 +620,7 @@ impl Validator {
                     keys = k;
                 }
                 NodeState::Insecure(reason) => return Zone::Insecure(reason),
+                NodeState::Unsupported(fail) => return Zone::Unsupported(fail),
                 NodeState::Bogus(fail) => return Zone::Bogus(fail),
                 NodeState::NotCut => {}
             }
@@ -708,9 +785,10 @@ impl Validator {
             Err(fail) => return bogus_for(fail),
         };
         match denial::ds_absence(here, zone, &nsecs, ctx) {
-            Ok(DsAbsence::InsecureDelegation(reason)) | Ok(DsAbsence::Insecure(reason)) => {
+            Ok(DsAbsence::InsecureDelegation(reason)) => {
                 Ok((NodeState::Insecure(reason), verdict_ttl))
             }
+            Ok(DsAbsence::Unsupported(fail)) => Ok((NodeState::Unsupported(fail), verdict_ttl)),
             Ok(DsAbsence::NotCut) => Ok((NodeState::NotCut, verdict_ttl)),
             Ok(DsAbsence::NotProven(reason)) => bogus_for(Fail::new(
                 ede::NSEC_MISSING,

@@ -12,8 +12,11 @@ use super::ede;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Proof {
     Proven,
-    /// The proof rests on NSEC3 opt-out, or NSEC3 beyond the iteration cap.
+    /// The proof rests on NSEC3 opt-out.
     Insecure(String),
+    /// NSEC3 beyond the iteration cap: not checked, insecure (RFC 9276),
+    /// told with EDE 27.
+    Unsupported(Fail),
     NotProven(String),
 }
 
@@ -22,8 +25,9 @@ pub(crate) enum Proof {
 pub(crate) enum DsAbsence {
     /// An NS without DS, or an NSEC3 opt-out span: unsigned below.
     InsecureDelegation(String),
-    /// NSEC3 beyond the iteration cap: treated as insecure (RFC 9276).
-    Insecure(String),
+    /// NSEC3 beyond the iteration cap: treated as insecure (RFC 9276),
+    /// told with EDE 27.
+    Unsupported(Fail),
     /// The name is no zone cut (or does not exist).
     NotCut,
     NotProven(String),
@@ -64,6 +68,12 @@ fn is_delegation(types: impl Fn(RecordType) -> bool) -> bool {
     types(RecordType::NS) && !types(RecordType::SOA)
 }
 
+/// RFC 6840 §4.1: an NSEC (or NSEC3) at a delegation or at a DNAME proves
+/// nothing about the names below its owner (they are elsewhere).
+fn hides_below(types: impl Fn(RecordType) -> bool) -> bool {
+    is_delegation(&types) || types(RecordType::DNAME)
+}
+
 /// NXDOMAIN (`qtype` None) is `nxdomain`; see [`nodata`].
 pub(crate) fn nxdomain(
     name: &Name,
@@ -86,9 +96,10 @@ pub(crate) fn nxdomain(
     else {
         return Ok(Proof::NotProven(format!("no NSEC covers {name}")));
     };
-    if owner.zone_of(name) && is_delegation(|t| nsec.type_set().contains(t)) {
+    if owner.zone_of(name) && hides_below(|t| nsec.type_set().contains(t)) {
         return Ok(Proof::NotProven(format!(
-            "the NSEC covering {name} is a delegation's ({owner}): it proves nothing below it"
+            "the NSEC covering {name} is a delegation's or a DNAME's ({owner}): it proves \
+             nothing below it"
         )));
     }
     let encloser = common_labels(name, owner).max(common_labels(name, nsec.next_domain_name()));
@@ -142,6 +153,11 @@ pub(crate) fn nodata(
         .iter()
         .find(|(owner, n)| nsec_covers(owner, n.next_domain_name(), name));
     if let Some((owner, nsec)) = covering {
+        if owner.zone_of(name) && hides_below(|t| nsec.type_set().contains(t)) {
+            return Ok(Proof::NotProven(format!(
+                "the NSEC covering {name} is a delegation's or a DNAME's ({owner})"
+            )));
+        }
         // An empty non-terminal: the next name is below it (RFC 4035 §3.1.3.2).
         if name.zone_of(nsec.next_domain_name()) && name != nsec.next_domain_name() {
             return Ok(Proof::Proven);
@@ -210,6 +226,9 @@ pub(crate) fn wildcard_expansion(
         .map(|r| r.name.base_name());
     if let Some(zone) = zone_hint {
         if let Some(n3) = Nsec3Set::of(&zone, records, ctx)? {
+            if let Some(fail) = n3.over_cap(ctx) {
+                return Ok(Proof::Unsupported(fail));
+            }
             let next_closer = name.trim_to(usize::from(labels) + 1);
             let h = n3.hash(&next_closer, ctx)?;
             return Ok(match n3.covering(&h) {
@@ -274,13 +293,14 @@ impl<'r> Nsec3Set<'r> {
 
     /// RFC 9276 §3.2: over the cap, the proof is not checked and the answer
     /// is insecure (EDE 27, Unsupported NSEC3 Iterations Value).
-    fn over_cap(&self, ctx: &Ctx<'_>) -> Option<String> {
+    fn over_cap(&self, ctx: &Ctx<'_>) -> Option<Fail> {
         (self.iterations > ctx.budget.nsec3_iterations).then(|| {
-            format!(
-                "NSEC3 with {} iterations, over the cap of {} (RFC 9276; EDE {})",
-                self.iterations,
-                ctx.budget.nsec3_iterations,
-                ede::UNSUPPORTED_NSEC3_ITERATIONS
+            Fail::new(
+                ede::UNSUPPORTED_NSEC3_ITERATIONS,
+                format!(
+                    "NSEC3 with {} iterations, over the cap of {} (RFC 9276)",
+                    self.iterations, ctx.budget.nsec3_iterations,
+                ),
             )
         })
     }
@@ -331,7 +351,8 @@ impl<'r> Nsec3Set<'r> {
             let candidate = name.trim_to(labels);
             let h = self.hash(&candidate, ctx)?;
             if let Some(found) = self.matching(&h) {
-                if labels > top && is_delegation(|t| found.type_set().contains(t)) {
+                let has = |t| found.type_set().contains(t);
+                if (labels > top && is_delegation(has)) || has(RecordType::DNAME) {
                     return Ok(None);
                 }
                 let next_closer = name.trim_to(labels + 1);
@@ -343,8 +364,8 @@ impl<'r> Nsec3Set<'r> {
     }
 
     fn nxdomain(&self, name: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<Proof, Fail> {
-        if let Some(why) = self.over_cap(ctx) {
-            return Ok(Proof::Insecure(why));
+        if let Some(fail) = self.over_cap(ctx) {
+            return Ok(Proof::Unsupported(fail));
         }
         let Some((encloser, cover)) = self.closest_encloser(name, zone, ctx)? else {
             return Ok(Proof::NotProven(format!(
@@ -378,8 +399,8 @@ impl<'r> Nsec3Set<'r> {
         zone: &Name,
         ctx: &mut Ctx<'_>,
     ) -> Result<Proof, Fail> {
-        if let Some(why) = self.over_cap(ctx) {
-            return Ok(Proof::Insecure(why));
+        if let Some(fail) = self.over_cap(ctx) {
+            return Ok(Proof::Unsupported(fail));
         }
         let lacks = |n: &NSEC3| {
             let has = |t| n.type_set().contains(t);
@@ -423,8 +444,8 @@ impl<'r> Nsec3Set<'r> {
     }
 
     fn ds_absence(&self, here: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<DsAbsence, Fail> {
-        if let Some(why) = self.over_cap(ctx) {
-            return Ok(DsAbsence::Insecure(why));
+        if let Some(fail) = self.over_cap(ctx) {
+            return Ok(DsAbsence::Unsupported(fail));
         }
         let h = self.hash(here, ctx)?;
         if let Some(found) = self.matching(&h) {

@@ -22,7 +22,8 @@
 //!    authority section), call [`Validator::validate`]; store the
 //!    [`Security`] with the answer so it is never judged twice.
 //! 4. `Secure`: set AD for clients that sent DO or AD. `Insecure`: answer
-//!    without AD. `Bogus { ede, .. }`: SERVFAIL with that Extended DNS Error
+//!    without AD; `InsecureUnsupported { ede, .. }` likewise, with that
+//!    Extended DNS Error attached. `Bogus { ede, .. }`: SERVFAIL with that Extended DNS Error
 //!    (RFC 8914), cached briefly as a failure. `Indeterminate`: the
 //!    validator could not fetch what it needed (the upstream failed);
 //!    SERVFAIL, EDE 6 is the closest code, and do not cache it for long.
@@ -34,6 +35,7 @@ mod anchors;
 mod budget;
 mod chain;
 mod denial;
+pub mod dname;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,9 +62,13 @@ pub enum Security {
     /// Every RRset and denial proof validated up to a trust anchor.
     Secure,
     /// Provably unsigned (an insecure delegation, no anchor above the name,
-    /// a negative trust anchor, an unsupported algorithm or digest, or an
-    /// NSEC3 iteration count over the cap).
+    /// a negative trust anchor, an unsupported algorithm or digest).
     Insecure,
+    /// Insecure because the zone uses something this validator declines to
+    /// check (RFC 9276 §3.2: NSEC3 iterations over the cap): answered
+    /// without AD, with Extended DNS Error `ede` (27) saying why, as Unbound
+    /// and BIND do.
+    InsecureUnsupported { ede: u16, reason: String },
     /// Should validate and does not: SERVFAIL with Extended DNS Error `ede`.
     Bogus { ede: u16, reason: String },
     /// What validation needed could not be fetched.

@@ -510,7 +510,13 @@ fn nsec3_iterations_over_the_cap_are_insecure() {
         limits.dnssec_max_nsec3_iterations + 1,
         false,
     );
-    assert_eq!(block_on(v.validate(&over, &fetch)), Security::Insecure);
+    assert!(
+        matches!(
+            block_on(v.validate(&over, &fetch)),
+            Security::InsecureUnsupported { ede: 27, .. }
+        ),
+        "insecure, told with EDE 27"
+    );
 }
 
 #[test]
@@ -600,4 +606,45 @@ fn cost_of_a_warm_validation() {
             );
         }
     });
+}
+
+/// `x.old.example.` under the signed DNAME `old.example. → new.example.`,
+/// with the unsigned CNAME `cname_target` a server synthesized for it.
+fn dname_answer(key: &Key, cname_target: &str) -> Message {
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::serialize::binary::BinEncodable;
+    let mut m = response("x.old.example.", RecordType::A, ResponseCode::NoError);
+    let target = n("new.example.").to_bytes().unwrap();
+    let dname = Record::from_rdata(
+        n("old.example."),
+        300,
+        RData::Unknown {
+            code: RecordType::DNAME,
+            rdata: NULL::with(target),
+        },
+    );
+    let sig = key.sign(std::slice::from_ref(&dname));
+    let cname = Record::from_rdata(
+        n("x.old.example."),
+        300,
+        RData::CNAME(CNAME(n(cname_target))),
+    );
+    let end = a(cname_target);
+    let end_sig = key.sign(std::slice::from_ref(&end));
+    m.add_answers([dname, sig, cname, end, end_sig]);
+    m
+}
+
+#[test]
+fn a_synthesized_cname_must_say_what_its_signed_dname_says() {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = dnskey_fetch(&key, &[]);
+    let honest = dname_answer(&key, "x.new.example.");
+    assert_eq!(block_on(v.validate(&honest, &fetch)), Security::Secure);
+    // Unsigned, and not what the DNAME says: judged as any CNAME of a signed
+    // zone, never secure (here the DS walk to old.example. finds nothing
+    // to fetch; a server would make it bogus for the missing RRSIG).
+    let forged = dname_answer(&key, "www.example.");
+    assert_ne!(block_on(v.validate(&forged, &fetch)), Security::Secure);
 }

@@ -441,7 +441,7 @@ fn describe(recorder: &PrometheusRecorder) {
         (name::DNSTAP_DROPPED, "dnstap messages dropped: the queue was full or no collector was connected (answers never wait for it)."),
         (name::DNSTAP_RECONNECTS, "dnstap collector connections lost and reopened."),
         (name::RECURSOR_QUERIES, "Recursive mode: queries sent to authoritative servers."),
-        (name::RECURSOR_EVENTS, "Recursive mode: queries over budget, TCP retries after TC=1, servers held down, failure-cache hits, KeyTrap scrubs."),
+        (name::RECURSOR_EVENTS, "Recursive mode: queries over budget, TCP retries after TC=1, servers held down, failure-cache hits, KeyTrap scrubs, root primings (and failures), answers from cached NSEC records."),
     ];
     for (n, help) in counters {
         recorder.describe_counter(KeyName::from(n), None, SharedString::from(help));

@@ -145,6 +145,13 @@ pub struct RecursorStats {
     pub tcp: AtomicU64,
     /// Upstream responses from which RRSIGs or DNSKEYs were dropped (KeyTrap).
     pub scrubbed: AtomicU64,
+    /// Root primings (RFC 8109) that gave the root's servers.
+    pub primings: AtomicU64,
+    /// Root primings that failed: the hints were used instead.
+    pub priming_failures: AtomicU64,
+    /// Negative answers made from cached, validated NSEC records (RFC 8198)
+    /// without asking the zone's servers.
+    pub aggressive_nsec: AtomicU64,
 }
 
 /// How long a question that failed `strikes` times in a row stays failed:

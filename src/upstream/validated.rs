@@ -5,7 +5,8 @@
 //! forwarded with DO=1 CD=1 (the upstream's own judgement is not taken:
 //! Picket decides with its own trust anchors), judged by [`Validator`], and
 //! - Secure: stored with AD set (served to clients that sent DO or AD);
-//! - Insecure: stored with AD clear;
+//! - Insecure: stored with AD clear (with EDE 27 when the zone's NSEC3
+//!   iterations are over the cap, RFC 9276 §3.2);
 //! - Bogus: SERVFAIL with the validator's EDE, remembered for
 //!   `Limits::dnssec_verdict_ttl` so a bogus name is not judged per query.
 //!
@@ -102,9 +103,20 @@ pub async fn forward(
         return Ok((bytes, server));
     }
     let fetch = UpstreamFetch { forwarder, servers };
+    let mut message = message;
     let secure = match validation.validator.validate(&message, &fetch).await {
         Security::Secure => true,
         Security::Insecure => false,
+        Security::InsecureUnsupported { ede, reason } => {
+            attach_ede(&mut message, ede, &reason);
+            let mut bytes = if q.dnssec_ok {
+                message.to_vec().map_err(|_| UpstreamError::Malformed)?
+            } else {
+                without_dnssec_records(message, q.qtype)?
+            };
+            set_ad(&mut bytes, false);
+            return Ok((bytes, server));
+        }
         Security::Bogus { ede, reason } => {
             tracing::debug!(%reason, ede, "DNSSEC bogus answer");
             validation.bogus.insert(key, (ede, reason.clone()));
@@ -133,6 +145,19 @@ fn without_dnssec_records(mut message: Message, qtype: u16) -> Result<Vec<u8>, U
     message.authorities.retain(keep);
     message.additionals.retain(keep);
     message.to_vec().map_err(|_| UpstreamError::Malformed)
+}
+
+/// Puts Extended DNS Error `code` (RFC 8914) with `text` in `message`'s OPT,
+/// where the answer cache reads it and passes it on to clients with EDNS.
+pub(crate) fn attach_ede(message: &mut Message, code: u16, text: &str) {
+    use hickory_proto::op::Edns;
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let mut data = code.to_be_bytes().to_vec();
+    data.extend_from_slice(text.as_bytes());
+    let edns = message.edns.get_or_insert_with(Edns::new);
+    let ede = EdnsCode::Unknown(crate::protocol::wire::edns_option::EDE);
+    edns.options_mut()
+        .insert(EdnsOption::Unknown(ede.into(), data));
 }
 
 fn set_ad(bytes: &mut [u8], on: bool) {

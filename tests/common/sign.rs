@@ -297,6 +297,9 @@ fn base32hex(bytes: &[u8]) -> String {
 
 /// A record as a zone line the test authority reads back.
 fn line_of(record: &Record) -> String {
+    if let Some(target) = super::zone::dname_target(record) {
+        return format!("{} {} IN DNAME {target}", record.name, record.ttl);
+    }
     format!(
         "{} {} IN {} {}",
         record.name,

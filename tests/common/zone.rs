@@ -114,6 +114,18 @@ impl Zones {
             seen.push(target.clone());
             name = target;
         }
+        // Additional section processing (RFC 1034 §4.3.2 step 6): the
+        // addresses of the nameservers an NS answer names, e.g. for `. NS`.
+        let glue: Vec<Record> = answer
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::NS(ns) => Some(self.addresses_of(&ns.0)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        answer.additionals.extend(glue);
         if dnssec_ok {
             self.sign_answer(&name, &mut answer);
         }
@@ -240,6 +252,9 @@ impl Zones {
         if self.delegation(name, qtype, &soa.name).is_some() {
             return None; // the target lives in a child zone: the resolver chases it
         }
+        if let Some(dname) = self.dname_above(name, &soa.name) {
+            return synthesize_from_dname(dname, name, answer);
+        }
         let wildcard;
         let name = if self.exists(name) {
             name
@@ -290,6 +305,20 @@ impl Zones {
         }
         answer.authorities.push(negative_soa(soa)); // NODATA
         None
+    }
+
+    /// The DNAME at the closest ancestor of `name` (the apex included, not
+    /// `name` itself) within the zone at `apex` (RFC 6672 §3.2).
+    fn dname_above(&self, name: &Name, apex: &Name) -> Option<&Record> {
+        let top = usize::from(apex.num_labels());
+        (top..usize::from(name.num_labels()))
+            .rev()
+            .map(|labels| name.trim_to(labels))
+            .find_map(|owner| {
+                self.records
+                    .iter()
+                    .find(|r| r.name == owner && r.record_type() == RecordType::DNAME)
+            })
     }
 
     /// The SOA of the innermost zone containing `name`.
@@ -392,6 +421,9 @@ pub(super) fn parse_line(line: &str) -> Result<Record, String> {
         Some(t) if t.eq_ignore_ascii_case("NSEC") => {
             return parse_nsec(&fields[..at], &fields[at + 1..])
         }
+        Some(t) if t.eq_ignore_ascii_case("DNAME") => {
+            return parse_dname(&fields[..at], &fields[at + 1..])
+        }
         _ => {}
     }
     let parser = Parser::new(line, None, Some(Name::root()));
@@ -411,6 +443,27 @@ fn owned_as(record: &Record, name: &Name) -> Record {
     let mut record = record.clone();
     record.name = name.clone();
     record
+}
+
+/// RFC 6672 §3.2: the DNAME, the CNAME it synthesizes for `name` (its
+/// TTL), and the new name to go on with; YXDOMAIN when that name would be
+/// too long.
+fn synthesize_from_dname(dname: &Record, name: &Name, answer: &mut Answer) -> Option<Name> {
+    use hickory_proto::rr::rdata::CNAME;
+    answer.answers.push(dname.clone());
+    let target = dname_target(dname)?;
+    let keep = usize::from(name.num_labels() - dname.name.num_labels());
+    let new_name =
+        Name::from_labels(name.iter().take(keep)).and_then(|prefix| prefix.append_domain(&target));
+    let Ok(new_name) = new_name else {
+        answer.rcode = ResponseCode::YXDomain;
+        return None;
+    };
+    let cname = RData::CNAME(CNAME(new_name.clone()));
+    answer
+        .answers
+        .push(Record::from_rdata(name.clone(), dname.ttl, cname));
+    Some(new_name)
 }
 
 fn cname_target(record: &Record) -> Option<Name> {
@@ -513,6 +566,44 @@ fn parse_nsec(head: &[&str], rdata: &[&str]) -> Result<Record, String> {
     let ttl = ttl.parse().map_err(|e| format!("{e}"))?;
     let data = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, types)));
     Ok(Record::from_rdata(name(owner)?, ttl, data))
+}
+
+/// `owner TTL [IN] DNAME target` (RFC 6672), which hickory carries as
+/// unknown RDATA: the target's uncompressed wire form.
+fn parse_dname(head: &[&str], rdata: &[&str]) -> Result<Record, String> {
+    let ([owner, ttl, ..], [target]) = (head, rdata) else {
+        return Err("DNAME needs an owner, a TTL and one target".into());
+    };
+    let name = |s: &str| {
+        let mut n = Name::from_ascii(s).map_err(|e| e.to_string())?;
+        n.set_fqdn(true);
+        Ok::<Name, String>(n)
+    };
+    let ttl = ttl.parse().map_err(|e| format!("{e}"))?;
+    Ok(dname_record(name(owner)?, ttl, &name(target)?))
+}
+
+/// A DNAME record from `owner` to `target`.
+pub(super) fn dname_record(owner: Name, ttl: u32, target: &Name) -> Record {
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::serialize::binary::BinEncodable;
+    let wire = target.to_lowercase().to_bytes().expect("a name encodes");
+    let data = RData::Unknown {
+        code: RecordType::DNAME,
+        rdata: NULL::with(wire),
+    };
+    Record::from_rdata(owner, ttl, data)
+}
+
+/// The target of a DNAME record made by [`dname_record`] (or read off the wire).
+pub(super) fn dname_target(record: &Record) -> Option<Name> {
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+    match &record.data {
+        RData::Unknown { code, rdata } if *code == RecordType::DNAME => {
+            Name::read(&mut BinDecoder::new(&rdata.anything)).ok()
+        }
+        _ => None,
+    }
 }
 
 /// `YYYYMMDDHHmmSS` (UTC) or plain seconds to seconds since the epoch.

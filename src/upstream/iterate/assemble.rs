@@ -1,13 +1,17 @@
 //! The client's answer, put together from the authoritative responses:
-//! the CNAME chain in chain order across zones, then the data asked for or
-//! the negative answer (rcode and SOA of the last name's zone).
+//! the CNAME chain (DNAMEs with the CNAMEs they synthesize among them) in
+//! chain order across zones, then the data asked for or the negative
+//! answer (rcode and SOA of the last name's zone).
 
 use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::resolve::Reply;
 use crate::config::Limits;
+use crate::dnssec::dname;
+use crate::upstream::validated::attach_ede;
 use crate::upstream::UpstreamError;
 
 /// The client's question, owned by the resolution task.
@@ -53,7 +57,20 @@ impl Stretch {
         let mut links: Vec<Link> = Vec::new();
         let mut owner = name.clone();
         if !matches!(q.qtype, RecordType::CNAME | RecordType::ANY) {
-            while let Some(link) = link_at(message, &owner, q.dnssec_ok) {
+            loop {
+                let link = match dname_link(reply, &owner, q.dnssec_ok) {
+                    Some(Ok(link)) => link,
+                    Some(Err(too_long)) => {
+                        return Stretch {
+                            links,
+                            end: Some(too_long),
+                        }
+                    }
+                    None => match link_at(message, &owner, q.dnssec_ok) {
+                        Some(link) => link,
+                        None => break,
+                    },
+                };
                 let looped = *name == link.target || links.iter().any(|l| l.target == link.target);
                 owner = link.target.clone();
                 links.push(link);
@@ -68,6 +85,45 @@ impl Stretch {
         let end = ending_at(message, &reply.zone, &owner, q, !links.is_empty());
         Stretch { links, end }
     }
+}
+
+/// The DNAME of the answering zone above `owner` (RFC 6672), as a link:
+/// the DNAME with its RRSIGs for a DO client, then the CNAME it
+/// synthesizes for `owner`, made here from the DNAME (TTL the DNAME's,
+/// §3.4) rather than taken from the server, so a CNAME that disagrees
+/// with its DNAME is never followed. `Err`: the new name would be too
+/// long, and the answer is YXDOMAIN with the DNAME (§2.2).
+fn dname_link(reply: &Reply, owner: &Name, dnssec_ok: bool) -> Option<Result<Link, Ending>> {
+    let message = &reply.message;
+    let (record, target) = message
+        .answers
+        .iter()
+        .filter(|r| r.name != *owner && r.name.zone_of(owner) && reply.zone.zone_of(&r.name))
+        .filter_map(|r| Some((r, dname::target(r)?)))
+        .max_by_key(|(r, _)| r.name.num_labels())?;
+    let mut records = vec![record.clone()];
+    records.extend(signatures(
+        message,
+        &record.name,
+        RecordType::DNAME,
+        dnssec_ok,
+    ));
+    let synthesized = match dname::substitute(owner, &record.name, &target) {
+        Ok(name) => name,
+        Err(_) => {
+            return Some(Err(Ending {
+                rcode: ResponseCode::YXDomain,
+                answers: records,
+                authorities: Vec::new(),
+            }))
+        }
+    };
+    let cname = RData::CNAME(CNAME(synthesized.clone()));
+    records.push(Record::from_rdata(owner.clone(), record.ttl, cname));
+    Some(Ok(Link {
+        target: synthesized,
+        records,
+    }))
 }
 
 /// The CNAME owned by `owner`, with its RRSIGs for a DO client.
@@ -91,8 +147,12 @@ fn signatures(
     if !dnssec_ok {
         return Vec::new();
     }
-    message
-        .answers
+    rrsigs_over(&message.answers, owner, covered)
+}
+
+/// The RRSIGs among `records` over `owner`'s `covered` RRset.
+pub(crate) fn rrsigs_over(records: &[Record], owner: &Name, covered: RecordType) -> Vec<Record> {
+    records
         .iter()
         .filter(|r| r.name == *owner)
         .filter(|r| match &r.data {
@@ -169,6 +229,9 @@ pub(crate) struct Assembled {
     answers: Vec<Record>,
     authorities: Vec<Record>,
     rcode: ResponseCode,
+    /// The Extended DNS Error an answer given anyway carries (EDE 27 for an
+    /// NSEC3 iteration count over the cap).
+    pub(crate) ede: Option<(u16, String)>,
 }
 
 impl Assembled {
@@ -178,6 +241,16 @@ impl Assembled {
             answers: Vec::new(),
             authorities: Vec::new(),
             rcode: ResponseCode::NoError,
+            ede: None,
+        }
+    }
+
+    /// A negative answer (NXDOMAIN or NODATA) for `qname` with `authorities`.
+    pub(crate) fn negative(qname: &Name, rcode: ResponseCode, authorities: Vec<Record>) -> Self {
+        Self {
+            authorities,
+            rcode,
+            ..Self::new(qname)
         }
     }
 
@@ -257,6 +330,9 @@ impl Assembled {
         message.add_query(Query::query(q.name.clone(), q.qtype));
         message.add_answers(self.answers.iter().cloned());
         message.add_authorities(self.authorities.iter().cloned());
+        if let Some((code, text)) = &self.ede {
+            attach_ede(&mut message, *code, text);
+        }
         message
     }
 

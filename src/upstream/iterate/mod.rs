@@ -10,16 +10,22 @@
 //! - [`servers`]: smoothed RTT, adaptive timeouts, hold-down.
 //! - [`assemble`]: CNAME chains in order across zones, the final response.
 //! - [`budget`]: the per-client-query guards.
+//! - [`aggressive`]: negative answers from cached, validated NSEC records
+//!   (RFC 8198).
+//! - [`prime`]: root priming (RFC 8109), the hints only used to find the
+//!   root's NS set.
 //!
 //! Final answers, positive and negative (RFC 2308), go to Picket's one
 //! shared cache like forwarded ones; failures are cached here (RFC 9520),
 //! with exponential backoff. Resolution runs on its own runtime, so a slow
 //! resolution never stalls a listener thread serving cached answers.
 
+mod aggressive;
 mod assemble;
 mod budget;
 mod exchange;
 mod infra;
+mod prime;
 mod resolve;
 mod servers;
 mod validate;
@@ -36,6 +42,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
 use ipnet::IpNet;
 
+use self::aggressive::NsecCache;
 use self::assemble::{Assembled, Question, Stretch};
 use self::budget::Budget;
 use self::infra::Infra;
@@ -63,6 +70,10 @@ pub(crate) struct Engine {
     infra: Infra,
     stats: Arc<RecursorStats>,
     failures: Mutex<HashMap<FailKey, Failure>>,
+    /// When root priming may be tried next (None: never tried).
+    next_priming: Mutex<Option<Instant>>,
+    /// Validated NSEC records per zone (RFC 8198).
+    nsecs: NsecCache,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -116,6 +127,8 @@ impl Recursive {
             infra: Infra::new(limits.recursion_infra_cache_entries),
             stats: Arc::new(RecursorStats::default()),
             failures: Mutex::new(HashMap::new()),
+            next_priming: Mutex::new(None),
+            nsecs: NsecCache::new(limits.recursion_infra_cache_entries),
         };
         Ok(Self {
             runtime: Some(runtime),
@@ -188,6 +201,12 @@ impl Engine {
             cd: q.cd,
         };
         let work = async {
+            if let Some(mut synthesized) = self.aggressive_answer(&q) {
+                if !q.dnssec_ok {
+                    synthesized.strip_dnssec();
+                }
+                return Ok((synthesized, true));
+            }
             let mut assembled = self.assemble(&budget, &assembly).await?;
             let secure = match validator {
                 Some(validator) => {
@@ -196,7 +215,12 @@ impl Engine {
                         budget: &budget,
                     };
                     let response = assembled.message(&q, false);
-                    validate::verdict(validator.validate(&response, &fetch).await)?
+                    let verdict = validate::verdict(validator.validate(&response, &fetch).await)?;
+                    if verdict.secure {
+                        self.nsecs.learn(&response);
+                    }
+                    assembled.ede = verdict.ede;
+                    verdict.secure
                 }
                 None => false,
             };
@@ -212,6 +236,19 @@ impl Engine {
         }
         let (assembled, secure) = outcome.map_err(|_| UpstreamError::Timeout)??;
         assembled.into_wire(&q, secure)
+    }
+
+    /// RFC 8198: the negative answer cached NSEC records prove, for a
+    /// question the validator judges (CD=0). DS is left to the parent's
+    /// servers, where it lives; ANY has no NODATA.
+    fn aggressive_answer(&self, q: &Question) -> Option<Assembled> {
+        let validator = self.validator.as_ref().filter(|_| !q.cd)?;
+        if matches!(q.qtype, RecordType::DS | RecordType::ANY) {
+            return None;
+        }
+        let found = self.nsecs.answer(validator, &q.name, q.qtype)?;
+        self.stats.aggressive_nsec.fetch_add(1, Ordering::Relaxed);
+        Some(Assembled::negative(&q.name, found.rcode, found.authorities))
     }
 
     /// Follows the question's CNAME chain to its end, one zone's response

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::budget::Budget;
 use super::exchange::{exchange, refuses_edns, ExchangeError, How};
@@ -30,7 +30,7 @@ pub(crate) struct Reply {
 }
 
 /// What a response is to the iteration.
-enum Kind {
+pub(crate) enum Kind {
     /// A zone cut below the zone asked: go there.
     Referral(Delegation),
     /// Data, a CNAME, NODATA or NXDOMAIN from the zone's servers.
@@ -38,8 +38,8 @@ enum Kind {
 }
 
 impl Engine {
-    /// Where the iteration starts without any delegation known: the hints.
-    fn root(&self) -> Arc<Delegation> {
+    /// The root as the hints give it (see `prime` for when they are used).
+    pub(crate) fn root(&self) -> Arc<Delegation> {
         Arc::new(Delegation {
             zone: Name::root(),
             names: Vec::new(),
@@ -52,7 +52,7 @@ impl Engine {
         SocketAddr::new(ip, self.ports.get(&ip).copied().unwrap_or(53))
     }
 
-    fn allowed(&self, ip: &IpAddr) -> bool {
+    pub(crate) fn allowed(&self, ip: &IpAddr) -> bool {
         !self.deny.iter().any(|net| net.contains(ip))
     }
 
@@ -85,10 +85,10 @@ impl Engine {
         } else {
             name.clone()
         };
-        let mut zone = self
-            .infra
-            .closest(&below, Instant::now())
-            .unwrap_or_else(|| self.root());
+        let mut zone = match self.infra.closest(&below, Instant::now()) {
+            Some(zone) => zone,
+            None => self.root_servers(budget).await,
+        };
         let labels = usize::from(name.num_labels());
         let mut known = usize::from(zone.zone.num_labels());
         let mut minimise = true;
@@ -166,7 +166,7 @@ impl Engine {
     /// server that answers a `minimised` question badly is not marked lame:
     /// it may still answer the full one.
     #[allow(clippy::too_many_arguments)]
-    async fn ask(
+    pub(crate) async fn ask(
         &self,
         budget: &Budget,
         zone: &Delegation,
@@ -307,24 +307,56 @@ impl Engine {
         Vec::new()
     }
 
-    /// The IPv4 addresses of nameserver `name`, resolved from the top.
+    /// The addresses of nameserver `name`, resolved from the top: A and
+    /// AAAA asked side by side, as Unbound does for a nameserver without
+    /// glue, so a server with only an IPv6 address (or whose A lookup
+    /// fails) is still reached.
     async fn lookup_host(&self, budget: &Budget, name: &Name, depth: usize) -> Vec<IpAddr> {
-        let reply = self
-            .iterate(budget, name, RecordType::A, depth, false)
-            .await;
+        let (v4, v6) = futures_util::join!(
+            self.lookup_addresses(budget, name, RecordType::A, depth),
+            self.lookup_addresses(budget, name, RecordType::AAAA, depth),
+        );
         let mut ttl = self.limits.recursion_failure_ttl;
         let mut addrs = Vec::new();
-        if let Ok(reply) = reply {
-            for record in &reply.message.answers {
-                if let RData::A(a) = &record.data {
-                    addrs.push(IpAddr::V4(a.0));
-                    ttl = Duration::from_secs(u64::from(record.ttl));
-                }
-            }
+        for (found, found_ttl) in [v4, v6].into_iter().flatten() {
+            ttl = if addrs.is_empty() {
+                found_ttl
+            } else {
+                ttl.min(found_ttl)
+            };
+            addrs.extend(found);
         }
         addrs.retain(|ip| self.allowed(ip));
         self.infra.learn_host(name.clone(), addrs.clone(), ttl);
         addrs
+    }
+
+    /// `name`'s addresses of type `qtype` (A or AAAA) and their TTL; None
+    /// when the lookup failed or found none.
+    async fn lookup_addresses(
+        &self,
+        budget: &Budget,
+        name: &Name,
+        qtype: RecordType,
+        depth: usize,
+    ) -> Option<(Vec<IpAddr>, Duration)> {
+        let reply = self.iterate(budget, name, qtype, depth, false).await.ok()?;
+        let mut ttl = u32::MAX;
+        let addrs: Vec<IpAddr> = reply
+            .message
+            .answers
+            .iter()
+            .filter_map(|r| {
+                let ip = match &r.data {
+                    RData::A(a) => IpAddr::V4(a.0),
+                    RData::AAAA(a) => IpAddr::V6(a.0),
+                    _ => return None,
+                };
+                ttl = ttl.min(r.ttl);
+                Some(ip)
+            })
+            .collect();
+        (!addrs.is_empty()).then(|| (addrs, Duration::from_secs(u64::from(ttl))))
     }
 }
 
@@ -335,7 +367,12 @@ fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
     if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
         return None;
     }
-    if message.answers.iter().any(|r| r.name == *asked) || rcode == ResponseCode::NXDomain {
+    // A DNAME above the name answers it too, with or without the CNAME a
+    // server synthesizes (RFC 6672 §3.4: old servers send none).
+    let dname = |r: &Record| r.record_type() == RecordType::DNAME && r.name.zone_of(asked);
+    if message.answers.iter().any(|r| r.name == *asked || dname(r))
+        || rcode == ResponseCode::NXDomain
+    {
         return Some(Kind::Final);
     }
     let cut = message.authorities.iter().find_map(|r| match r.data {

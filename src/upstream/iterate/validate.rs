@@ -27,11 +27,24 @@ impl Fetch for Fetcher<'_> {
     }
 }
 
-/// Whether the answer is secure (AD), or the error a bogus one is.
-pub(crate) fn verdict(security: Security) -> Result<bool, UpstreamError> {
+/// What the validator said of an answer it let through.
+pub(crate) struct Verdict {
+    /// Secure: AD for clients that sent DO or AD.
+    pub(crate) secure: bool,
+    /// Insecure for a reason the client is told (EDE 27, RFC 9276).
+    pub(crate) ede: Option<(u16, String)>,
+}
+
+/// The verdict on an answer that may be given, or the error a bogus one is.
+pub(crate) fn verdict(security: Security) -> Result<Verdict, UpstreamError> {
+    let plain = |secure| Verdict { secure, ede: None };
     match security {
-        Security::Secure => Ok(true),
-        Security::Insecure => Ok(false),
+        Security::Secure => Ok(plain(true)),
+        Security::Insecure => Ok(plain(false)),
+        Security::InsecureUnsupported { ede, reason } => Ok(Verdict {
+            secure: false,
+            ede: Some((ede, reason)),
+        }),
         Security::Bogus { ede, reason } if ede == ede::DNSKEY_MISSING => {
             Err(UpstreamError::DnskeyMissing(reason))
         }

@@ -176,6 +176,22 @@ impl Exclusions {
 /// Reads one of the log's counters (for a metrics probe).
 pub type CounterRead = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// Where a counter is in `T`.
+pub(crate) type CounterField<T> = fn(&T) -> &AtomicU64;
+
+/// Metric probes reading counters of `shared`: each a metric name and the
+/// counter it reads.
+pub(crate) fn counter_probes<T: Send + Sync + 'static, const N: usize>(
+    shared: &Arc<T>,
+    counters: [(&'static str, CounterField<T>); N],
+) -> [(&'static str, CounterRead); N] {
+    counters.map(|(name, counter)| {
+        let shared = shared.clone();
+        let read: CounterRead = Box::new(move || counter(&shared).load(Ordering::Relaxed));
+        (name, read)
+    })
+}
+
 /// Lines one worker thread formatted that the writer has not taken yet.
 #[derive(Debug, Default)]
 struct Unwritten {
@@ -332,21 +348,15 @@ impl QueryLog {
 
     /// Readers of the counters for metric probes.
     pub fn counters(&self) -> [(&'static str, CounterRead); 3] {
-        let (a, b, c) = (self.inner.clone(), self.inner.clone(), self.inner.clone());
-        [
-            (
-                super::metrics::name::QUERYLOG_LINES,
-                Box::new(move || a.written.load(Ordering::Relaxed)),
-            ),
-            (
-                super::metrics::name::QUERYLOG_DROPPED,
-                Box::new(move || b.dropped.load(Ordering::Relaxed)),
-            ),
-            (
-                super::metrics::name::QUERYLOG_ERRORS,
-                Box::new(move || c.errors.load(Ordering::Relaxed)),
-            ),
-        ]
+        use super::metrics::name;
+        counter_probes(
+            &self.inner,
+            [
+                (name::QUERYLOG_LINES, |inner| &inner.written),
+                (name::QUERYLOG_DROPPED, |inner| &inner.dropped),
+                (name::QUERYLOG_ERRORS, |inner| &inner.errors),
+            ],
+        )
     }
 }
 

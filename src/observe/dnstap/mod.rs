@@ -234,25 +234,15 @@ impl Dnstap {
 
     /// Readers of the counters for metric probes.
     pub fn counters(&self) -> [(&'static str, super::querylog::CounterRead); 3] {
-        let (a, b, c) = (
-            self.counters.clone(),
-            self.counters.clone(),
-            self.counters.clone(),
-        );
-        [
-            (
-                super::metrics::name::DNSTAP_FRAMES,
-                Box::new(move || a.frames.load(Ordering::Relaxed)),
-            ),
-            (
-                super::metrics::name::DNSTAP_DROPPED,
-                Box::new(move || b.dropped.load(Ordering::Relaxed)),
-            ),
-            (
-                super::metrics::name::DNSTAP_RECONNECTS,
-                Box::new(move || c.reconnects.load(Ordering::Relaxed)),
-            ),
-        ]
+        use super::metrics::name;
+        super::querylog::counter_probes(
+            &self.counters,
+            [
+                (name::DNSTAP_FRAMES, |c| &c.frames),
+                (name::DNSTAP_DROPPED, |c| &c.dropped),
+                (name::DNSTAP_RECONNECTS, |c| &c.reconnects),
+            ],
+        )
     }
 
     /// Sends what is queued, ends the session (STOP/FINISH) and stops the

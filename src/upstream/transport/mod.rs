@@ -22,6 +22,7 @@ mod doq;
 mod dot;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,59 @@ use super::spec::{Upstream, UpstreamSpec};
 use super::UpstreamError;
 use crate::config::Limits;
 use crate::protocol::wire::HEADER_LEN;
+
+/// Why a query on a kept connection failed.
+enum Failed {
+    /// The connection was gone before the answer came: worth one retry on a
+    /// fresh connection if it had been reused (a server may close an idle
+    /// connection at any time, RFC 7766 §6.2.3, or send an HTTP/2 GOAWAY).
+    Lost(UpstreamError),
+    Other(UpstreamError),
+}
+
+impl Failed {
+    fn into_error(self) -> UpstreamError {
+        match self {
+            Self::Lost(e) | Self::Other(e) => e,
+        }
+    }
+}
+
+/// One upstream's kept connections (DoT, DoH or DoQ).
+trait ConnectionPool {
+    type Conn;
+
+    /// A connection to ask on, and whether it was opened just now.
+    async fn connection(&self) -> Result<(Self::Conn, bool), UpstreamError>;
+
+    /// One query on `conn`.
+    async fn ask(
+        &self,
+        conn: &Self::Conn,
+        q: &UpstreamQuery<'_>,
+        payload: u16,
+    ) -> Result<Vec<u8>, Failed>;
+
+    /// One query, asked once more on a fresh connection when a reused one
+    /// turns out lost.
+    async fn exchange(
+        &self,
+        q: &UpstreamQuery<'_>,
+        payload: u16,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let (conn, fresh) = self.connection().await?;
+        match self.ask(&conn, q, payload).await {
+            Err(Failed::Lost(e)) if !fresh => {
+                tracing::debug!(error = %e, "upstream connection lost; reconnecting");
+                let (conn, _) = self.connection().await?;
+                self.ask(&conn, q, payload)
+                    .await
+                    .map_err(Failed::into_error)
+            }
+            other => other.map_err(Failed::into_error),
+        }
+    }
+}
 
 /// The bounds of encrypted upstream connections, from [`Limits`].
 #[derive(Debug, Clone)]
@@ -274,7 +328,30 @@ impl Backoff {
 /// Logs why a connection to `label` could not be opened (a certificate
 /// that does not match, a refused port): once per attempt, and attempts
 /// are spaced by the backoff.
-pub(super) fn connect_failed(label: &str, error: &UpstreamError) {
+impl Common {
+    /// A new connection from `connect`, unless the backoff holds attempts
+    /// off; the outcome moves the backoff, and a failure is logged.
+    async fn open<C>(
+        &self,
+        label: &str,
+        connect: impl Future<Output = Result<C, UpstreamError>>,
+    ) -> Result<C, UpstreamError> {
+        self.backoff.check(label)?;
+        match connect.await {
+            Ok(conn) => {
+                self.backoff.succeeded();
+                Ok(conn)
+            }
+            Err(e) => {
+                self.backoff.failed();
+                connect_failed(label, &e);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn connect_failed(label: &str, error: &UpstreamError) {
     tracing::warn!(
         upstream = %label,
         %error,

@@ -434,20 +434,9 @@ impl Worker {
     /// Answers a query completely, saying why when nothing is to be sent
     /// (DoH, which must answer every request with some HTTP status).
     pub async fn handle(&self, bytes: &[u8], hints: &ClientHints) -> Handled {
-        let started = Instant::now();
-        let (req, allowed) = match self.parse(bytes, hints, started) {
-            Ok(parsed) => parsed,
-            Err(_) => return Handled::Malformed,
+        let Ok(step) = self.parse_and_judge(bytes, hints) else {
+            return Handled::Malformed;
         };
-        let step = self.judge(
-            req,
-            hints,
-            allowed,
-            Arrival {
-                wire: bytes,
-                started,
-            },
-        );
         let reply = match step {
             Step::Reply(reply) => Some(reply),
             Step::Drop => None,
@@ -459,19 +448,21 @@ impl Worker {
     /// The synchronous front half: parse, admission, local answers, policy,
     /// cache. Everything that needs no waiting is answered here.
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
+        self.parse_and_judge(bytes, hints)
+            .unwrap_or_else(|malformed| malformed)
+    }
+
+    /// [`Self::parse`], then [`Self::judge`] what it read; the error is the
+    /// step for a message that is no readable query.
+    #[inline]
+    fn parse_and_judge(&self, bytes: &[u8], hints: &ClientHints) -> Result<Step, Step> {
         let started = Instant::now();
-        match self.parse(bytes, hints, started) {
-            Ok((req, allowed)) => self.judge(
-                req,
-                hints,
-                allowed,
-                Arrival {
-                    wire: bytes,
-                    started,
-                },
-            ),
-            Err(step) => step,
-        }
+        let (req, allowed) = self.parse(bytes, hints, started)?;
+        let arrival = Arrival {
+            wire: bytes,
+            started,
+        };
+        Ok(self.judge(req, hints, allowed, arrival))
     }
 
     /// A datagram longer than any query Picket reads

@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
 
 use crate::config::{PolicySource, Settings};
+use crate::health::NotReady;
 use crate::listener::conns::{ConnectionTable, ShedReason};
 use crate::listener::quic::{self, bind_quic, Service};
 use crate::listener::tls::Tls;
@@ -150,7 +151,7 @@ impl Server {
                     Some(fleet) => format!("{}\n", fleet.describe()),
                     None => String::new(),
                 };
-                (shared.ready().map_err(str::to_string), details)
+                (shared.ready(), details)
             })
         };
         let served = admin::Admin {
@@ -543,7 +544,7 @@ fn status_reader(weak: Weak<Shared>) -> admin::StatusRead {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": started.elapsed().as_secs(),
             "ready": ready.is_ok(),
-            "not_ready": ready.err(),
+            "not_ready": ready.err().map(NotReady::as_str),
             "draining": s.readiness.is_draining(),
             "policy": {
                 "version": policy.version(),

@@ -249,7 +249,7 @@ impl Shared {
 
     /// Whether this node should receive traffic, or why not (`/readyz`, the
     /// health name).
-    pub fn ready(&self) -> Result<(), &'static str> {
+    pub fn ready(&self) -> Result<(), crate::health::NotReady> {
         self.readiness.ready(self.upstream_ok())
     }
 }

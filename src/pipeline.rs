@@ -90,10 +90,11 @@ pub struct Shared {
 }
 
 /// The validator's anchors: the `--trust-anchor` file or the root KSKs.
-fn validator_settings(settings: &Settings) -> Result<crate::dnssec::ValidatorSettings, String> {
+fn validator_settings(
+    settings: &Settings,
+) -> Result<crate::dnssec::ValidatorSettings, crate::dnssec::AnchorError> {
     let anchors = match &settings.trust_anchor {
-        Some(text) => crate::dnssec::TrustAnchors::parse(text)
-            .map_err(|e| format!("bad trust anchor: {e}"))?,
+        Some(text) => crate::dnssec::TrustAnchors::parse(text)?,
         None => crate::dnssec::TrustAnchors::builtin_root(),
     };
     Ok(crate::dnssec::ValidatorSettings {
@@ -113,12 +114,12 @@ fn register_rule_series(observer: &Observer, policy: &PolicySet) {
 /// Why the shared state could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SharedError {
-    /// The recursor could not start (its message says why).
-    #[error("{0}")]
-    Recursor(String),
+    /// The recursor could not start.
+    #[error(transparent)]
+    Recursor(#[from] crate::upstream::recursor::RecursorError),
     /// The DNSSEC trust anchors could not be read.
-    #[error("{0}")]
-    Dnssec(String),
+    #[error("bad trust anchor: {0}")]
+    Dnssec(crate::dnssec::AnchorError),
     /// The query log could not be opened, or the dnstap writer started.
     #[error(transparent)]
     QueryLog(#[from] std::io::Error),
@@ -135,7 +136,7 @@ impl Shared {
         remote_lists: Arc<crate::policy::RemoteLists>,
     ) -> Result<Self, SharedError> {
         let recursor = match &settings.recursion {
-            Some(r) => Some(Recursive::new(r, &settings.limits).map_err(SharedError::Recursor)?),
+            Some(r) => Some(Recursive::new(r, &settings.limits)?),
             None => None,
         };
         let validation = match settings.dnssec {

@@ -257,8 +257,7 @@ where
         shared.settings.ca_file.as_deref(),
         limits.fetch_connect_timeout,
         limits.fetch_timeout,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -549,7 +549,7 @@ impl ServeArgs {
     fn apply_resolution(&self, s: &mut Settings) -> Result<()> {
         let r = &self.resolution;
         if let Some(path) = &self.tls.ca_file {
-            s.forwarder.ca_roots = read_ca_file(path).map_err(anyhow::Error::msg)?;
+            s.forwarder.ca_roots = read_ca_file(path)?;
         }
         s.upstreams = if r.recursive || !r.upstream.is_empty() {
             r.upstream.clone()

@@ -23,13 +23,13 @@ mod dot;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
@@ -124,29 +124,53 @@ impl Default for StreamLimits {
     }
 }
 
+/// Why `--ca-file` cannot be used. The message names the file and what to give instead.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("--ca-file {}: cannot open it: {error}", path.display())]
+    Open { path: PathBuf, error: pem::Error },
+    #[error("--ca-file {}: not readable as PEM: {error}", path.display())]
+    Pem { path: PathBuf, error: pem::Error },
+    #[error(
+        "--ca-file {}: holds no certificate: give PEM CA certificates \
+         (-----BEGIN CERTIFICATE-----), e.g. your private CA's ca.pem",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+    #[error("--ca-file {}: certificate {number} is not usable as a CA: {error}", path.display())]
+    NotCa {
+        path: PathBuf,
+        number: usize,
+        error: rustls::Error,
+    },
+}
+
 /// Reads the PEM certificates of `--ca-file`; each must be usable as a
-/// trust anchor. Errors name the file and what to give instead.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// trust anchor.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+    let path_buf = || path.to_path_buf();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("--ca-file {}: cannot open it: {e}", path.display()))?
+        .map_err(|error| CaFileError::Open {
+            path: path_buf(),
+            error,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("--ca-file {}: not readable as PEM: {e}", path.display()))?;
+        .map_err(|error| CaFileError::Pem {
+            path: path_buf(),
+            error,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "--ca-file {}: holds no certificate: give PEM CA certificates \
-             (-----BEGIN CERTIFICATE-----), e.g. your private CA's ca.pem",
-            path.display()
-        ));
+        return Err(CaFileError::Empty { path: path_buf() });
     }
     let mut roots = RootCertStore::empty();
     for (i, cert) in certs.iter().enumerate() {
-        roots.add(cert.clone()).map_err(|e| {
-            format!(
-                "--ca-file {}: certificate {} is not usable as a CA: {e}",
-                path.display(),
-                i + 1
-            )
-        })?;
+        roots
+            .add(cert.clone())
+            .map_err(|error| CaFileError::NotCa {
+                path: path_buf(),
+                number: i + 1,
+                error,
+            })?;
     }
     Ok(certs)
 }

@@ -14,12 +14,10 @@ use hyper::client::conn::http2::{self, SendRequest};
 use hyper::header::{ACCEPT, CONTENT_TYPE};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::TlsConnector;
 
-use super::{checked, network, Common, ConnectionPool, Failed, OpenSocket};
+use super::{checked, network, tls_to, Common, ConnectionPool, Failed};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -172,15 +170,8 @@ impl ConnectionPool for Pool {
 impl Pool {
     async fn connect(&self) -> Result<Conn, UpstreamError> {
         let label = &self.label;
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| network(format!("{label} (at {}): connect: {e}", self.addr)))?;
-        let socket = OpenSocket::count(&self.common.stats);
-        let _ = tcp.set_nodelay(true);
-        let tls = TlsConnector::from(self.config.clone())
-            .connect(self.name.clone(), tcp)
-            .await
-            .map_err(|e| network(format!("{label}: TLS handshake: {e}")))?;
+        let (tls, socket) =
+            tls_to(&self.common, self.addr, &self.config, &self.name, label).await?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(network(format!(
                 "{label}: the server did not agree to HTTP/2 (ALPN h2); Picket's DoH upstreams speak HTTP/2 only"

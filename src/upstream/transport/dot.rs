@@ -18,9 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::TlsConnector;
 
-use super::{checked, framed, network, Common, ConnectionPool, Failed, OpenSocket};
+use super::{checked, framed, network, tls_to, Common, ConnectionPool, Failed, OpenSocket};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -129,15 +128,8 @@ impl Pool {
 
     async fn connect(&self) -> Result<Arc<Conn>, UpstreamError> {
         let label = &self.label;
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| network(format!("{label}: connect: {e}")))?;
-        let socket = OpenSocket::count(&self.common.stats);
-        let _ = tcp.set_nodelay(true);
-        let tls = TlsConnector::from(self.config.clone())
-            .connect(self.name.clone(), tcp)
-            .await
-            .map_err(|e| network(format!("{label}: TLS handshake: {e}")))?;
+        let (tls, socket) =
+            tls_to(&self.common, self.addr, &self.config, &self.name, label).await?;
         let (reader, writer) = tokio::io::split(tls);
         let (outbox, queue) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {

@@ -23,15 +23,20 @@ mod dot;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 use super::forward::{Check, ForwarderStats, SentQuery, UpstreamQuery};
 use super::spec::{Upstream, UpstreamSpec};
@@ -352,6 +357,27 @@ impl Backoff {
 /// Logs why a connection to `label` could not be opened (a certificate
 /// that does not match, a refused port): once per attempt, and attempts
 /// are spaced by the backoff.
+/// A TLS connection to `addr` for the server `name`, counted as an open upstream socket while
+/// the returned [`OpenSocket`] lives; errors start with the upstream's `label`.
+async fn tls_to(
+    common: &Common,
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    name: &ServerName<'static>,
+    label: &str,
+) -> Result<(TlsStream<TcpStream>, OpenSocket), UpstreamError> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| network(format!("{label} (at {addr}): connect: {e}")))?;
+    let socket = OpenSocket::count(&common.stats);
+    let _ = tcp.set_nodelay(true);
+    let tls = TlsConnector::from(config.clone())
+        .connect(name.clone(), tcp)
+        .await
+        .map_err(|e| network(format!("{label}: TLS handshake: {e}")))?;
+    Ok((tls, socket))
+}
+
 impl Common {
     /// A new connection from `connect`, unless the backoff holds attempts
     /// off; the outcome moves the backoff, and a failure is logged.

@@ -5,10 +5,12 @@
 //! load on a shared machine counts less. To compare two builds, run their binaries in turn,
 //! several times interleaved, and compare medians.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::{cpu_now, median};
 use picket::cache::{Cache, CacheKey, CacheSettings, Lookup};
 use picket::clock::Clock;
 use picket::protocol::{parse_query, wire, Answer, Request, ResponseWriter, Section};
@@ -16,16 +18,6 @@ use picket::protocol::{parse_query, wire, Answer, Request, ResponseWriter, Secti
 const HOT: usize = 1_000;
 const LOOKUPS: usize = 2_000_000;
 const ROUNDS: usize = 9;
-
-fn cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 fn request(name: &str) -> Request {
     let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
@@ -59,8 +51,7 @@ fn ns_per_get(cache: &Cache, keys: &[CacheKey]) -> f64 {
         }
         rounds.push((cpu_now() - began).as_nanos() as f64 / LOOKUPS as f64);
     }
-    rounds.sort_by(f64::total_cmp);
-    rounds[ROUNDS / 2]
+    median(&mut rounds)
 }
 
 fn main() {

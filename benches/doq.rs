@@ -7,6 +7,8 @@
 //! on top of what every transport pays. Reported: queries per second, and CPU per query of the
 //! QUIC thread alone (from /proc, so the client's share is not counted). Median of rounds.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +24,8 @@ use tokio_rustls::rustls::client::danger::{
 use tokio_rustls::rustls::crypto::{ring, verify_tls13_signature, CryptoProvider};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
+
+use common::median;
 
 const CONNECTIONS: usize = 8;
 const STREAMS: usize = 16;
@@ -194,10 +198,6 @@ fn main() {
             }
         }
     });
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
     println!(
         "doq: {CONNECTIONS} connections x {STREAMS} streams in flight, {ROUNDS} rounds of {ROUND:?}"
     );

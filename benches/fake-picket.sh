@@ -30,46 +30,9 @@ mkdir -p "$dir"
 for f in "${blocklists[@]}"; do
     awk 'NF {printf "local-zone: \"%s.\" always_nxdomain\n", $1}' "$f" >>"$dir/list.conf"
 done
-cat >"$dir/unbound.conf" <<EOF
-server:
-  interface: ${listen%:*}
-  port: ${listen##*:}
-  do-ip6: no
-  num-threads: $threads
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$dir"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  do-not-query-localhost: no
-  prefetch: no
-  prefetch-key: no
-  serve-expired: no
-  qname-minimisation: no
-  msg-cache-size: 256m
-  rrset-cache-size: 512m
-  msg-cache-slabs: 1
-  rrset-cache-slabs: 1
-  infra-cache-slabs: 1
-  key-cache-slabs: 1
-  num-queries-per-thread: 2048
-  outgoing-range: 4096
-  ratelimit: 0
-  ip-ratelimit: 0
-  unwanted-reply-threshold: 0
-  statistics-interval: 0
-  local-zone: "test." nodefault
-  include: "$dir/list.conf"
-remote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-addr: ${upstream%:*}@${upstream##*:}
-EOF
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+unbound_forwarder_conf "${listen%:*}" "${listen##*:}" "$threads" "$dir" \
+    "${upstream%:*}@${upstream##*:}" "$dir/list.conf" >"$dir/unbound.conf"
 PATH=$PATH:/usr/sbin
 exec unbound -d -c "$dir/unbound.conf"

@@ -14,10 +14,13 @@
 //! `cargo bench --bench forward_upstream`; `FORWARD_BENCH_N` misses per
 //! round (default 20000), `FORWARD_BENCH_WINDOW` in flight (default 16).
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{env_or, median};
 use picket::app::Server;
 use picket::config::Settings;
 use picket::upstream::Upstream;
@@ -58,10 +61,6 @@ fn main() {
             results[i].push(r);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
     let mut summary = Vec::new();
     for (i, (label, _)) in pickets.iter().enumerate() {
         let mut cpu: Vec<f64> = results[i].iter().map(|r| r.0).collect();
@@ -89,13 +88,6 @@ fn main() {
             median(&mut lat)
         );
     }
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn start(upstreams: Vec<Upstream>, ca_roots: Vec<CertificateDer<'static>>) -> Server {

@@ -5,12 +5,15 @@
 //! 2. Evaluate queries against a typical organization (10 rules + lists) and against 1,000 and
 //!    10,000 rules, each with the 1M list, for list hits and misses.
 
+mod common;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::cpu_now;
 use picket::policy::{evaluate, evaluate_response, AnswerFacts, Identity, PolicySet};
 use picket::query::{Facts, Transport};
 
@@ -65,17 +68,6 @@ fn rss_kb(key: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// This thread's CPU time (other processes on the machine do not count).
-fn cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn write(dir: &Path, name: &str, text: &str) {

@@ -21,10 +21,13 @@
 //! part, with the per-query costs of the query log to compare); `QUERYLOG_BENCH_N` sets queries per round (default 200000),
 //! `QUERYLOG_BENCH_WINDOW` the queries in flight (default 32).
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::{env_or, median};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -182,29 +185,34 @@ fn dashboard_cost() {
     );
 }
 
-/// The worker's share of the dashboard in isolation: `Dashboard::record`
-/// on the calling thread, batches taken (untimed) between chunks as the
-/// admin thread does every 250 ms.
-fn dashboard_record_cost() {
-    use picket::observe::{CacheStatus, ClientIpMode, Dashboard, DashboardSettings, Outcome};
-    let outcome = Outcome {
+/// What the worker records for a cache hit of `www.example.test` A from organization `org`.
+fn cache_hit(org: &'static str) -> picket::observe::Outcome<'static> {
+    picket::observe::Outcome {
         transport: picket::query::Transport::Udp,
         client_ip: "198.51.100.77".parse().unwrap(),
         client_port: 0,
         query: &[],
         reply: None,
-        org: "acme",
+        org,
         qname: "www.example.test",
         qtype: 1,
         rcode: Some(0),
         action: picket::query::ActionLabel::Resolve,
         rule: None,
         audited: &[],
-        cache: CacheStatus::Hit,
+        cache: picket::observe::CacheStatus::Hit,
         upstream: None,
         ede: None,
         duration: Duration::from_micros(3),
-    };
+    }
+}
+
+/// The worker's share of the dashboard in isolation: `Dashboard::record`
+/// on the calling thread, batches taken (untimed) between chunks as the
+/// admin thread does every 250 ms.
+fn dashboard_record_cost() {
+    use picket::observe::{ClientIpMode, Dashboard, DashboardSettings};
+    let outcome = cache_hit("acme");
     let limits = picket::config::Limits::default();
     let dashboard = Dashboard::new(DashboardSettings::new(&limits, ClientIpMode::Truncate))
         .expect("no exclusion list to read");
@@ -230,25 +238,8 @@ fn dashboard_record_cost() {
 
 /// The worker's share in isolation: formatting one line.
 fn format_cost() {
-    use picket::observe::{querylog::format_line, CacheStatus, ClientIpMode, Outcome};
-    let outcome = Outcome {
-        transport: picket::query::Transport::Udp,
-        client_ip: "198.51.100.77".parse().unwrap(),
-        client_port: 0,
-        query: &[],
-        reply: None,
-        org: "",
-        qname: "www.example.test",
-        qtype: 1,
-        rcode: Some(0),
-        action: picket::query::ActionLabel::Resolve,
-        rule: None,
-        audited: &[],
-        cache: CacheStatus::Hit,
-        upstream: None,
-        ede: None,
-        duration: Duration::from_micros(3),
-    };
+    use picket::observe::{querylog::format_line, ClientIpMode};
+    let outcome = cache_hit("");
     let rounds = 1_000_000;
     let started = Instant::now();
     let mut bytes = 0;
@@ -336,13 +327,6 @@ fn rule_hit_cost() {
     );
 }
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn settings(upstream: SocketAddr, log: Option<PathBuf>) -> Settings {
     Settings {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
@@ -359,11 +343,6 @@ fn truncate(path: &PathBuf) {
         .write(true)
         .open(path)
         .map(|f| f.set_len(0));
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn query(id: u16, name: &str) -> Vec<u8> {

@@ -16,6 +16,8 @@
 # and a release build of picket. Usage: benches/recursion.sh [NAMES] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 NAMES=${1:-200000}
 SECONDS_PER_RUN=${2:-10}
@@ -59,27 +61,7 @@ EOF
 start_nsd() { # ip zone-name file
   local dir="$WORK/nsd-$1"
   mkdir -p "$dir"
-  cat > "$dir/nsd.conf" <<EOF
-server:
-  ip-address: $1@53
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$WORK"
-  pidfile: "$dir/nsd.pid"
-  xfrdfile: "$dir/xfrd.state"
-  zonelistfile: "$dir/zone.list"
-  database: ""
-  verbosity: 0
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-  hide-version: yes
-remote-control:
-  control-enable: no
-zone:
-  name: "$2"
-  zonefile: "$3"
-EOF
+  write_nsd_conf "$dir" "$1" 53 "$WORK" "$2" "$3"
   nsd -d -c "$dir/nsd.conf" >"$dir/log" 2>&1 &
   PIDS+=($!)
 }

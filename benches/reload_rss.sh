@@ -24,6 +24,8 @@
 # nsd, openssl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 BIN=${PICKET_BIN:-target/release/picket}
 OUT=${BENCH_OUT:-bench-out}
 DATA=$OUT/data
@@ -39,27 +41,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cat >"$work/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1@$NSD_PORT
-  port: $NSD_PORT
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$DATA"
-  database: ""
-  zonelistfile: "$work/zone.list"
-  xfrdfile: "$work/xfrd.state"
-  pidfile: "$work/nsd.pid"
-  logfile: "$work/nsd.log"
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "bench.test."
-  zonefile: "bench.test.zone"
-EOF
+write_nsd_conf "$work" 127.0.0.1 "$NSD_PORT" "$DATA" bench.test. bench.test.zone
 nsd -d -c "$work/nsd.conf" >"$work/nsd.out" 2>&1 &
 pids+=($!)
 

@@ -11,6 +11,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCHES=$ROOT/benches
+# shellcheck source=benches/lib.sh
+source "$BENCHES/lib.sh"
 
 # ---- settings (all overridable from the environment) -------------------------
 BENCH_SECONDS=${BENCH_SECONDS:-10}          # length of each max-throughput run
@@ -152,32 +154,7 @@ gen_data() {
 start_nsd() {
     local dir=$OUT/nsd
     mkdir -p "$dir"
-    cat >"$dir/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1@$NSD_PORT
-  port: $NSD_PORT
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$DATA"
-  database: ""
-  zonelistfile: "$dir/zone.list"
-  xfrdfile: "$dir/xfrd.state"
-  pidfile: "$dir/nsd.pid"
-  logfile: "$dir/nsd.log"
-  verbosity: 0
-  hide-version: yes
-  # NSD rate-limits by default (rrl-ratelimit: 200), which throttles a
-  # forwarder hammering one zone from one address.  Off for the bench.
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "bench.test."
-  zonefile: "bench.test.zone"
-EOF
+    write_nsd_conf "$dir" 127.0.0.1 "$NSD_PORT" "$DATA" bench.test. bench.test.zone
     port_busy "$NSD_PORT" && die "udp port $NSD_PORT already in use (NSD_PORT)"
     log "starting nsd on 127.0.0.1:$NSD_PORT (cpu $NSD_CPU)"
     rm -f "$dir/zone.list" "$dir/xfrd.state"
@@ -190,50 +167,8 @@ EOF
 # ---- resolvers ----------------------------------------------------------------
 write_unbound_conf() { # workload -> path
     local conf=$OUT/unbound-$1.conf include=""
-    [[ $1 == block ]] && include="  include: \"$DATA/unbound-blocklist.conf\""
-    cat >"$conf" <<EOF
-server:
-  interface: 127.0.0.1
-  port: $UNBOUND_PORT
-  do-ip6: no
-  num-threads: 1
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$OUT"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  # plain forwarder: no validation, no prefetch, big caches, no rate limits
-  module-config: "iterator"
-  do-not-query-localhost: no
-  prefetch: no
-  prefetch-key: no
-  serve-expired: no
-  qname-minimisation: no
-  msg-cache-size: 256m
-  rrset-cache-size: 512m
-  msg-cache-slabs: 1
-  rrset-cache-slabs: 1
-  infra-cache-slabs: 1
-  key-cache-slabs: 1
-  num-queries-per-thread: 2048
-  outgoing-range: 4096
-  ratelimit: 0
-  ip-ratelimit: 0
-  unwanted-reply-threshold: 0
-  statistics-interval: 0
-  # test. is an RFC 6761 default local zone in Unbound; serve it via the forwarder
-  local-zone: "test." nodefault
-$include
-remote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-addr: 127.0.0.1@$NSD_PORT
-EOF
+    [[ $1 == block ]] && include=$DATA/unbound-blocklist.conf
+    unbound_forwarder_conf 127.0.0.1 "$UNBOUND_PORT" 1 "$OUT" "127.0.0.1@$NSD_PORT" "$include" >"$conf"
     printf '%s' "$conf"
 }
 

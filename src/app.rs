@@ -17,10 +17,11 @@ use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
 
 use crate::config::{PolicySource, Settings};
+use crate::health::NotReady;
 use crate::listener::conns::{ConnectionTable, ShedReason};
-use crate::listener::quic::bind_quic;
+use crate::listener::quic::{self, bind_quic, Service};
 use crate::listener::tls::Tls;
-use crate::listener::{bind_tcp, bind_udp, doh, doh3, doq, dot, tcp, udp};
+use crate::listener::{bind_tcp, bind_udp, doh, dot, tcp, udp};
 use crate::observe::metrics::name;
 use crate::observe::{admin, LogTarget, Metrics};
 use crate::pipeline::{Shared, Worker};
@@ -150,7 +151,7 @@ impl Server {
                     Some(fleet) => format!("{}\n", fleet.describe()),
                     None => String::new(),
                 };
-                (shared.ready().map_err(str::to_string), details)
+                (shared.ready(), details)
             })
         };
         let served = admin::Admin {
@@ -543,7 +544,7 @@ fn status_reader(weak: Weak<Shared>) -> admin::StatusRead {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": started.elapsed().as_secs(),
             "ready": ready.is_ok(),
-            "not_ready": ready.err(),
+            "not_ready": ready.err().map(NotReady::as_str),
             "draining": s.readiness.is_draining(),
             "policy": {
                 "version": policy.version(),
@@ -1026,20 +1027,18 @@ fn spawn_serve_loops(
                 h3_port,
             )));
         }
-        for socket in sockets.doq {
-            loops.push(tokio::spawn(doq::serve(
-                worker.clone(),
-                socket,
-                tls.clone(),
-                common.doq_conns.clone(),
-            )));
-        }
-        for socket in sockets.doh3 {
-            loops.push(tokio::spawn(doh3::serve(
-                worker.clone(),
-                socket,
-                tls.clone(),
-                common.doh_conns.clone(),
+        let doq = sockets
+            .doq
+            .into_iter()
+            .map(|s| (s, Service::Doq, &common.doq_conns));
+        let doh3 = sockets
+            .doh3
+            .into_iter()
+            .map(|s| (s, Service::Doh3, &common.doh_conns));
+        for (socket, service, table) in doq.chain(doh3) {
+            let (worker, tls, table) = (worker.clone(), tls.clone(), table.clone());
+            loops.push(tokio::spawn(quic::serve(
+                worker, socket, tls, table, service,
             )));
         }
         for listener in sockets.dot {

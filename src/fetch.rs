@@ -20,11 +20,22 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
+use crate::upstream::{read_ca_file, CaFileError};
+
 /// Where the operating system keeps its CA bundle (Debian/Ubuntu/Alpine, then Fedora/RHEL).
 const SYSTEM_CA_BUNDLES: [&str; 2] = [
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
 ];
+
+/// Why a [`Fetcher`] could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum FetcherError {
+    #[error(transparent)]
+    CaFile(#[from] CaFileError),
+    #[error("TLS client configuration: {0}")]
+    Tls(#[from] tokio_rustls::rustls::Error),
+}
 
 /// What a GET brought.
 #[derive(Debug)]
@@ -66,7 +77,7 @@ impl Fetcher {
         ca_file: Option<&Path>,
         connect_timeout: Duration,
         timeout: Duration,
-    ) -> Result<Fetcher, String> {
+    ) -> Result<Fetcher, FetcherError> {
         let mut roots = RootCertStore::empty();
         for system in SYSTEM_CA_BUNDLES {
             if let Ok(certs) = CertificateDer::pem_file_iter(system) {
@@ -75,27 +86,11 @@ impl Fetcher {
             }
         }
         if let Some(path) = ca_file {
-            let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("--ca-file {}: not PEM certificates: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "--ca-file {} holds no certificate: give a PEM file with BEGIN CERTIFICATE blocks",
-                    path.display()
-                ));
-            }
-            let (_, bad) = roots.add_parsable_certificates(certs);
-            if bad > 0 {
-                return Err(format!(
-                    "--ca-file {}: {bad} certificate(s) could not be parsed",
-                    path.display()
-                ));
-            }
+            // read_ca_file checked that each is usable as a CA.
+            roots.add_parsable_certificates(read_ca_file(path)?);
         }
         let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Fetcher {

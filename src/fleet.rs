@@ -237,19 +237,33 @@ pub fn spawn(shared: Arc<Shared>, stopped: watch::Receiver<bool>) -> anyhow::Res
     let Some(fleet) = shared.fleet.clone() else {
         return Ok(());
     };
+    spawn_fetching("picket-policy-fetch", shared, move |shared, fetcher| {
+        poll_loop(shared, fleet, fetcher, stopped)
+    })
+}
+
+/// Runs `task` on a thread of its own called `name`, in a runtime of its own, with a
+/// [`Fetcher`] set up from the settings (`--ca-file`, the fetch timeouts).
+fn spawn_fetching<F>(
+    name: &str,
+    shared: Arc<Shared>,
+    task: impl FnOnce(Arc<Shared>, Fetcher) -> F + Send + 'static,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = ()>,
+{
     let limits = &shared.settings.limits;
     let fetcher = Fetcher::new(
         shared.settings.ca_file.as_deref(),
         limits.fetch_connect_timeout,
         limits.fetch_timeout,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     std::thread::Builder::new()
-        .name("picket-policy-fetch".into())
-        .spawn(move || runtime.block_on(poll_loop(shared, fleet, fetcher, stopped)))?;
+        .name(name.into())
+        .spawn(move || runtime.block_on(task(shared, fetcher)))?;
     Ok(())
 }
 
@@ -354,20 +368,9 @@ pub fn spawn_list_refresh(
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let limits = &shared.settings.limits;
-    let fetcher = Fetcher::new(
-        shared.settings.ca_file.as_deref(),
-        limits.fetch_connect_timeout,
-        limits.fetch_timeout,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("picket-list-fetch".into())
-        .spawn(move || runtime.block_on(refresh_loop(shared, fetcher, stopped)))?;
-    Ok(())
+    spawn_fetching("picket-list-fetch", shared, move |shared, fetcher| {
+        refresh_loop(shared, fetcher, stopped)
+    })
 }
 
 /// A list whose download failed is tried again after at most this long, not a whole refresh

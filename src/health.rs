@@ -15,6 +15,36 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+/// Why a node should not receive traffic: a short stable word for logs,
+/// EDE text and `/readyz` bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// A stop was asked for.
+    #[error("draining")]
+    Draining,
+    /// Not every listener is served yet.
+    #[error("starting")]
+    Starting,
+    /// `--policy-url` with no bundle yet.
+    #[error("no policy")]
+    NoPolicy,
+    /// No upstream is answering.
+    #[error("no upstream")]
+    NoUpstream,
+}
+
+impl NotReady {
+    /// The word, as [`std::fmt::Display`] writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::Starting => "starting",
+            Self::NoPolicy => "no policy",
+            Self::NoUpstream => "no upstream",
+        }
+    }
+}
+
 /// Readiness of the whole server: starting → ready → draining.
 #[derive(Debug)]
 pub struct Readiness {
@@ -56,19 +86,18 @@ impl Readiness {
         self.draining.load(Ordering::Acquire)
     }
 
-    /// Ok when this node should receive traffic; otherwise why not, as a
-    /// short stable word for logs, EDE text and `/readyz` bodies.
+    /// Ok when this node should receive traffic; otherwise why not.
     /// `upstream_ok`: whether some upstream is answering
     /// ([`crate::pipeline::Shared::upstream_ok`]).
-    pub fn ready(&self, upstream_ok: bool) -> Result<(), &'static str> {
+    pub fn ready(&self, upstream_ok: bool) -> Result<(), NotReady> {
         if self.is_draining() {
-            Err("draining")
+            Err(NotReady::Draining)
         } else if self.starting.load(Ordering::Acquire) {
-            Err("starting")
+            Err(NotReady::Starting)
         } else if self.policy_missing.load(Ordering::Acquire) {
-            Err("no policy")
+            Err(NotReady::NoPolicy)
         } else if !upstream_ok {
-            Err("no upstream")
+            Err(NotReady::NoUpstream)
         } else {
             Ok(())
         }
@@ -168,12 +197,12 @@ mod tests {
     #[test]
     fn readiness_reasons() {
         let r = Readiness::default();
-        assert_eq!(r.ready(true), Err("starting"));
+        assert_eq!(r.ready(true), Err(NotReady::Starting));
         r.set_started();
         assert_eq!(r.ready(true), Ok(()));
-        assert_eq!(r.ready(false), Err("no upstream"));
+        assert_eq!(r.ready(false), Err(NotReady::NoUpstream));
         r.set_draining();
-        assert_eq!(r.ready(true), Err("draining"));
+        assert_eq!(r.ready(true), Err(NotReady::Draining));
         assert!(r.is_draining());
     }
 

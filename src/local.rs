@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::ddr;
+use crate::health::NotReady;
 use crate::protocol::build::txt_rdata;
 use crate::protocol::wire::{ede, flag, rcode, rtype};
 use crate::protocol::{EdnsOut, Request, ResponseWriter, Section};
@@ -50,7 +51,7 @@ pub fn answer<R, N>(
     limit: usize,
 ) -> Option<Vec<u8>>
 where
-    R: FnOnce() -> Result<(), &'static str>,
+    R: FnOnce() -> Result<(), NotReady>,
     N: FnOnce() -> Option<Arc<String>>,
 {
     if matches!(req.qtype, rtype::AXFR | rtype::IXFR) {
@@ -147,12 +148,12 @@ fn chaos(req: &Request, settings: &Settings, edns: Option<EdnsOut<'_>>, limit: u
 /// draining or without a working upstream.
 fn health(
     req: &Request,
-    ready: Result<(), &'static str>,
+    ready: Result<(), NotReady>,
     edns: Option<EdnsOut<'_>>,
     limit: usize,
 ) -> Vec<u8> {
     if let Err(why) = ready {
-        let edns = edns.map(|e| e.with_ede(ede::NOT_READY, why));
+        let edns = edns.map(|e| e.with_ede(ede::NOT_READY, why.as_str()));
         return ResponseWriter::new(req, rcode::SERVFAIL as u16).finish(edns.as_ref(), limit);
     }
     let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);

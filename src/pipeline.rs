@@ -90,10 +90,11 @@ pub struct Shared {
 }
 
 /// The validator's anchors: the `--trust-anchor` file or the root KSKs.
-fn validator_settings(settings: &Settings) -> Result<crate::dnssec::ValidatorSettings, String> {
+fn validator_settings(
+    settings: &Settings,
+) -> Result<crate::dnssec::ValidatorSettings, crate::dnssec::AnchorError> {
     let anchors = match &settings.trust_anchor {
-        Some(text) => crate::dnssec::TrustAnchors::parse(text)
-            .map_err(|e| format!("bad trust anchor: {e}"))?,
+        Some(text) => crate::dnssec::TrustAnchors::parse(text)?,
         None => crate::dnssec::TrustAnchors::builtin_root(),
     };
     Ok(crate::dnssec::ValidatorSettings {
@@ -113,12 +114,12 @@ fn register_rule_series(observer: &Observer, policy: &PolicySet) {
 /// Why the shared state could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SharedError {
-    /// The recursor could not start (its message says why).
-    #[error("{0}")]
-    Recursor(String),
+    /// The recursor could not start.
+    #[error(transparent)]
+    Recursor(#[from] crate::upstream::recursor::RecursorError),
     /// The DNSSEC trust anchors could not be read.
-    #[error("{0}")]
-    Dnssec(String),
+    #[error("bad trust anchor: {0}")]
+    Dnssec(crate::dnssec::AnchorError),
     /// The query log could not be opened, or the dnstap writer started.
     #[error(transparent)]
     QueryLog(#[from] std::io::Error),
@@ -135,7 +136,7 @@ impl Shared {
         remote_lists: Arc<crate::policy::RemoteLists>,
     ) -> Result<Self, SharedError> {
         let recursor = match &settings.recursion {
-            Some(r) => Some(Recursive::new(r, &settings.limits).map_err(SharedError::Recursor)?),
+            Some(r) => Some(Recursive::new(r, &settings.limits)?),
             None => None,
         };
         let validation = match settings.dnssec {
@@ -249,7 +250,7 @@ impl Shared {
 
     /// Whether this node should receive traffic, or why not (`/readyz`, the
     /// health name).
-    pub fn ready(&self) -> Result<(), &'static str> {
+    pub fn ready(&self) -> Result<(), crate::health::NotReady> {
         self.readiness.ready(self.upstream_ok())
     }
 }
@@ -434,20 +435,9 @@ impl Worker {
     /// Answers a query completely, saying why when nothing is to be sent
     /// (DoH, which must answer every request with some HTTP status).
     pub async fn handle(&self, bytes: &[u8], hints: &ClientHints) -> Handled {
-        let started = Instant::now();
-        let (req, allowed) = match self.parse(bytes, hints, started) {
-            Ok(parsed) => parsed,
-            Err(_) => return Handled::Malformed,
+        let Ok(step) = self.parse_and_judge(bytes, hints) else {
+            return Handled::Malformed;
         };
-        let step = self.judge(
-            req,
-            hints,
-            allowed,
-            Arrival {
-                wire: bytes,
-                started,
-            },
-        );
         let reply = match step {
             Step::Reply(reply) => Some(reply),
             Step::Drop => None,
@@ -459,19 +449,21 @@ impl Worker {
     /// The synchronous front half: parse, admission, local answers, policy,
     /// cache. Everything that needs no waiting is answered here.
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
+        self.parse_and_judge(bytes, hints)
+            .unwrap_or_else(|malformed| malformed)
+    }
+
+    /// [`Self::parse`], then [`Self::judge`] what it read; the error is the
+    /// step for a message that is no readable query.
+    #[inline]
+    fn parse_and_judge(&self, bytes: &[u8], hints: &ClientHints) -> Result<Step, Step> {
         let started = Instant::now();
-        match self.parse(bytes, hints, started) {
-            Ok((req, allowed)) => self.judge(
-                req,
-                hints,
-                allowed,
-                Arrival {
-                    wire: bytes,
-                    started,
-                },
-            ),
-            Err(step) => step,
-        }
+        let (req, allowed) = self.parse(bytes, hints, started)?;
+        let arrival = Arrival {
+            wire: bytes,
+            started,
+        };
+        Ok(self.judge(req, hints, allowed, arrival))
     }
 
     /// A datagram longer than any query Picket reads

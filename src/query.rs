@@ -174,6 +174,22 @@ pub struct Facts<'a> {
     pub dnssec_ok: bool,
 }
 
+impl<'a> Facts<'a> {
+    /// An IN-class query for `qname` and `qtype`, without the DNSSEC OK bit,
+    /// from the client `hints` describe (what `picket explain` and the fuzz
+    /// targets ask about).
+    pub fn question(qname: &'a str, qtype: u16, hints: &ClientHints) -> Self {
+        Self {
+            qname,
+            qtype,
+            qclass: 1,
+            client_ip: hints.ip,
+            transport: hints.transport,
+            dnssec_ok: false,
+        }
+    }
+}
+
 /// Which upstreams answer a question: the server's own, or one of the
 /// policy's named upstream groups (split DNS).
 ///

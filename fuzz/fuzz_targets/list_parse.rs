@@ -17,14 +17,6 @@ fuzz_target!(|data: &[u8]| {
     let identity = policy.identify(&hints);
     for line in list.lines().take(16) {
         let name = line.trim().trim_end_matches('.').to_ascii_lowercase();
-        let facts = Facts {
-            qname: &name,
-            qtype: 1,
-            qclass: 1,
-            client_ip: hints.ip,
-            transport: hints.transport,
-            dnssec_ok: false,
-        };
-        let _ = evaluate(&policy, &identity, &facts);
+        let _ = evaluate(&policy, &identity, &Facts::question(&name, 1, &hints));
     }
 });

@@ -17,14 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let hints = ClientHints::plain("10.0.0.1".parse().unwrap(), Transport::Udp);
     let identity = policy.identify(&hints);
     for qname in ["ads.example", "x.b.example", "", "a.b.c.d.e"] {
-        let facts = Facts {
-            qname,
-            qtype: 1,
-            qclass: 1,
-            client_ip: hints.ip,
-            transport: hints.transport,
-            dnssec_ok: false,
-        };
+        let facts = Facts::question(qname, 1, &hints);
         let _ = evaluate(&policy, &identity, &facts);
         let answer = AnswerFacts {
             addresses: &["10.1.2.3".parse().unwrap()],

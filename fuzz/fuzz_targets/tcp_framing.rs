@@ -48,61 +48,89 @@ fn chunk_size(sizes: &[u8], i: usize) -> usize {
     }
 }
 
-/// Through `push`, one chunk at a time.
-fn by_push(stream: &[u8], sizes: &[u8]) -> (Vec<Vec<u8>>, usize) {
-    let mut framer = Framer::new();
-    let mut messages = Vec::new();
-    let (mut fed, mut start) = (0, 0);
-    for i in 0.. {
-        if fed == stream.len() {
-            break;
-        }
-        let size = chunk_size(sizes, i).min(stream.len() - fed);
-        let mut chunk = &stream[fed..fed + size];
-        while !chunk.is_empty() {
-            let (used, message) = framer.push(chunk);
-            assert!(used > 0 && used <= chunk.len());
-            fed += used;
-            chunk = &chunk[used..];
-            if let Some(message) = message {
-                assert_eq!(message, &stream[start + 2..fed]);
-                messages.push(message);
-                start = fed;
-            } else {
-                assert!(chunk.is_empty(), "push stops early only at a message's end");
-            }
-            check_held(&framer, stream, start, fed);
+/// A stream being fed to a framer, and the messages it gave so far.
+struct Feed<'a> {
+    stream: &'a [u8],
+    framer: Framer,
+    messages: Vec<Vec<u8>>,
+    /// Bytes fed so far, and where the message in progress starts.
+    fed: usize,
+    start: usize,
+}
+
+impl<'a> Feed<'a> {
+    fn new(stream: &'a [u8]) -> Self {
+        Self {
+            stream,
+            framer: Framer::new(),
+            messages: Vec::new(),
+            fed: 0,
+            start: 0,
         }
     }
-    (messages, start)
+
+    /// The size of read `i` (see [`chunk_size`]), at most what is left;
+    /// `None` once the whole stream is fed.
+    fn next_read(&self, sizes: &[u8], i: usize) -> Option<usize> {
+        let left = self.stream.len() - self.fed;
+        (left > 0).then(|| chunk_size(sizes, i).min(left))
+    }
+
+    /// After `used` more bytes went in, giving `message` if they completed one.
+    fn took(&mut self, used: usize, message: Option<Vec<u8>>) {
+        self.fed += used;
+        if let Some(message) = message {
+            assert_eq!(message, &self.stream[self.start + 2..self.fed]);
+            self.messages.push(message);
+            self.start = self.fed;
+        }
+        check_held(&self.framer, self.stream, self.start, self.fed);
+    }
+
+    /// The messages, and where the incomplete tail starts.
+    fn done(self) -> (Vec<Vec<u8>>, usize) {
+        (self.messages, self.start)
+    }
+}
+
+/// Through `push`, one chunk at a time.
+fn by_push(stream: &[u8], sizes: &[u8]) -> (Vec<Vec<u8>>, usize) {
+    let mut feed = Feed::new(stream);
+    for i in 0.. {
+        let Some(size) = feed.next_read(sizes, i) else {
+            break;
+        };
+        let mut chunk = &stream[feed.fed..feed.fed + size];
+        while !chunk.is_empty() {
+            let (used, message) = feed.framer.push(chunk);
+            assert!(used > 0 && used <= chunk.len());
+            chunk = &chunk[used..];
+            if message.is_none() {
+                assert!(chunk.is_empty(), "push stops early only at a message's end");
+            }
+            feed.took(used, message);
+        }
+    }
+    feed.done()
 }
 
 /// Through `spare` and `advance`, a read of at most the chunk size at a
 /// time, as the async reader does.
 fn by_reads(stream: &[u8], sizes: &[u8]) -> (Vec<Vec<u8>>, usize) {
-    let mut framer = Framer::new();
-    let mut messages = Vec::new();
-    let (mut fed, mut start) = (0, 0);
+    let mut feed = Feed::new(stream);
     for i in 0.. {
-        if fed == stream.len() {
+        let Some(size) = feed.next_read(sizes, i) else {
             break;
-        }
-        let spare = framer.spare();
+        };
+        let fed = feed.fed;
+        let spare = feed.framer.spare();
         assert!(!spare.is_empty());
-        let n = spare
-            .len()
-            .min(stream.len() - fed)
-            .min(chunk_size(sizes, i));
+        let n = spare.len().min(size);
         spare[..n].copy_from_slice(&stream[fed..fed + n]);
-        fed += n;
-        if let Some(message) = framer.advance(n) {
-            assert_eq!(message, &stream[start + 2..fed]);
-            messages.push(message);
-            start = fed;
-        }
-        check_held(&framer, stream, start, fed);
+        let message = feed.framer.advance(n);
+        feed.took(n, message);
     }
-    (messages, start)
+    feed.done()
 }
 
 fuzz_target!(|data: &[u8]| {

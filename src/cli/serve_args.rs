@@ -549,7 +549,7 @@ impl ServeArgs {
     fn apply_resolution(&self, s: &mut Settings) -> Result<()> {
         let r = &self.resolution;
         if let Some(path) = &self.tls.ca_file {
-            s.forwarder.ca_roots = read_ca_file(path).map_err(anyhow::Error::msg)?;
+            s.forwarder.ca_roots = read_ca_file(path)?;
         }
         s.upstreams = if r.recursive || !r.upstream.is_empty() {
             r.upstream.clone()
@@ -567,7 +567,6 @@ impl ServeArgs {
         if let Some(path) = &self.dnssec.trust_anchor {
             s.trust_anchor = Some(
                 check_trust_anchor(path)
-                    .map_err(anyhow::Error::msg)
                     .with_context(|| format!("bad trust anchor file {}", path.display()))?,
             );
         }
@@ -595,13 +594,11 @@ impl ServeArgs {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read root hints {}", path.display()))?;
             settings.root_hints = parse_root_hints(&text)
-                .map_err(anyhow::Error::msg)
                 .with_context(|| format!("bad root hints in {}", path.display()))?;
         }
         if let Some(path) = &self.dnssec.trust_anchor {
             settings.trust_anchor = Some(
                 check_trust_anchor(path)
-                    .map_err(anyhow::Error::msg)
                     .with_context(|| format!("bad trust anchor file {}", path.display()))?,
             );
         }

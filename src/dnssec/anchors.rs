@@ -52,7 +52,7 @@ impl TrustAnchors {
     /// comments, other lines ignored), as Unbound's `trust-anchor-file` and
     /// ldns' `.ds`/`.key` files hold them. hickory's zone parser refuses
     /// DNSKEY lines, so they are read here.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AnchorError> {
         let mut anchors = Self::default();
         for (number, line) in text.lines().enumerate() {
             let line = line.split(';').next().unwrap_or("").trim();
@@ -69,12 +69,15 @@ impl TrustAnchors {
             else {
                 continue;
             };
-            let bad = |what: String| format!("line {}: {what}", number + 1);
+            let bad = |reason: String| AnchorError::Line {
+                line: number + 1,
+                reason,
+            };
             let mut name = Name::from_ascii(fields[0]).map_err(|e| bad(e.to_string()))?;
             name.set_fqdn(true);
             let name = name.to_lowercase();
             let rdata = &fields[at + 1..];
-            let int = |i: usize, max: u32| -> Result<u32, String> {
+            let int = |i: usize, max: u32| -> Result<u32, AnchorError> {
                 let field = rdata.get(i).ok_or_else(|| bad("too few fields".into()))?;
                 field
                     .parse::<u32>()
@@ -105,9 +108,7 @@ impl TrustAnchors {
             }
         }
         if anchors.zones.is_empty() {
-            return Err("no DS or DNSKEY record (expected lines like \
-                        `example. IN DS 12345 13 2 <hex>`)"
-                .into());
+            return Err(AnchorError::Empty);
         }
         Ok(anchors)
     }
@@ -124,6 +125,17 @@ impl TrustAnchors {
             .filter(|(zone, _)| zone.zone_of(name))
             .max_by_key(|(zone, _)| zone.num_labels())
     }
+}
+
+/// Why a trust-anchor text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnchorError {
+    /// A DS or DNSKEY line that cannot be read.
+    #[error("line {line}: {reason}")]
+    Line { line: usize, reason: String },
+    /// No DS or DNSKEY line at all.
+    #[error("no DS or DNSKEY record (expected lines like `example. IN DS 12345 13 2 <hex>`)")]
+    Empty,
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
@@ -186,11 +198,17 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_line_and_the_field() {
-        let e = TrustAnchors::parse("x. IN DS 1 13 2 zz\n").unwrap_err();
+        let e = TrustAnchors::parse("x. IN DS 1 13 2 zz\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 1") && e.contains("hex"), "{e}");
-        let e = TrustAnchors::parse("x. IN DS 99999 13 2 00\n").unwrap_err();
+        let e = TrustAnchors::parse("x. IN DS 99999 13 2 00\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("99999"), "{e}");
-        let e = TrustAnchors::parse("x. IN A 192.0.2.1\n").unwrap_err();
+        let e = TrustAnchors::parse("x. IN A 192.0.2.1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no DS or DNSKEY"), "{e}");
     }
 }

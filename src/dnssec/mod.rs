@@ -43,7 +43,7 @@ use std::pin::Pin;
 use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RecordType};
 
-pub use anchors::TrustAnchors;
+pub use anchors::{AnchorError, TrustAnchors};
 pub use budget::Budget;
 
 /// What a validator is configured with.

@@ -353,22 +353,9 @@ fn rrsigs_tried_per_rrset_are_capped() {
     );
 }
 
-/// RFC 4648 base32hex, lower case, no padding.
+/// RFC 4648 base32hex, lower case, no padding (RFC 5155's NSEC3 owner labels).
 fn base32hex(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
-    let (mut out, mut acc, mut bits) = (String::new(), 0u32, 0u32);
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
-    }
-    out
+    data_encoding::BASE32_DNSSEC.encode(bytes)
 }
 
 /// An NSEC3 chain of `example.` over `names` (with their types), signed.

@@ -18,11 +18,8 @@ use quinn::{Connection, VarInt};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use super::conns::{Activity, ConnectionTable, OpenConnection};
+use super::conns::{Activity, OpenConnection};
 use super::doh::{answer, response, RequestBody};
-use super::quic::{accept_loop, transport_config};
-use super::tls::Tls;
-use crate::config::limits::H3_UNI_STREAMS;
 use crate::pipeline::Worker;
 
 /// HTTP/3's "no error" code (RFC 9114 §8.1), for the CONNECTION_CLOSE.
@@ -34,31 +31,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 type Stream = RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 
-/// Serves DoH over HTTP/3 on `socket` until the runtime stops.
-pub async fn serve(
-    worker: Arc<Worker>,
-    socket: std::net::UdpSocket,
-    tls: Arc<Tls>,
-    table: Arc<ConnectionTable>,
-) -> std::io::Result<()> {
-    let limits = &worker.shared().settings.limits;
-    let transport = transport_config(limits, limits.doh_max_streams, H3_UNI_STREAMS);
-    let serving = worker.clone();
-    accept_loop(
-        worker,
-        socket,
-        tls,
-        Tls::doh3_config,
-        transport,
-        table,
-        move |connection, open| serve_connection(serving.clone(), connection, open),
-    )
-    .await
-}
-
 /// Answers the requests of one connection until the client closes it, it
 /// is idle for the QUIC idle timeout, it is shed, or a drain begins.
-async fn serve_connection(worker: Arc<Worker>, connection: Connection, open: OpenConnection) {
+pub(super) async fn serve_connection(
+    worker: Arc<Worker>,
+    connection: Connection,
+    open: OpenConnection,
+) {
     let ip = connection.remote_address().ip();
     let max_head = worker.shared().settings.limits.doh_max_header_bytes as u64;
     let built = h3::server::builder()
@@ -74,8 +53,7 @@ async fn serve_connection(worker: Arc<Worker>, connection: Connection, open: Ope
         return;
     };
     let mut requests = JoinSet::new();
-    let closed = worker.shared().drain.closed();
-    tokio::pin!(closed);
+    let mut closed = std::pin::pin!(worker.shared().drain.closed());
     let draining = loop {
         tokio::select! {
             accepted = http.accept() => match accepted {

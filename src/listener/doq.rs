@@ -22,11 +22,10 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use super::conns::{ConnectionTable, OpenConnection};
+use super::conns::OpenConnection;
 use super::doh::MAX_MESSAGE;
 use super::dot::first_label;
-use super::quic::{accept_loop, server_name, transport_config};
-use super::tls::Tls;
+use super::quic::server_name;
 use crate::pipeline::{Handled, Worker};
 use crate::query::{ClientHints, Transport};
 
@@ -37,38 +36,18 @@ pub const DOQ_PROTOCOL_ERROR: VarInt = VarInt::from_u32(0x2);
 /// A stream's query was cancelled (RFC 9250 §4.3).
 pub const DOQ_REQUEST_CANCELLED: VarInt = VarInt::from_u32(0x3);
 
-/// Serves DoQ on `socket` until the runtime stops.
-pub async fn serve(
-    worker: Arc<Worker>,
-    socket: std::net::UdpSocket,
-    tls: Arc<Tls>,
-    table: Arc<ConnectionTable>,
-) -> std::io::Result<()> {
-    let limits = &worker.shared().settings.limits;
-    // Clients open no unidirectional stream in DoQ (§4.2).
-    let transport = transport_config(limits, limits.doq_max_streams, 0);
-    let serving = worker.clone();
-    accept_loop(
-        worker,
-        socket,
-        tls,
-        Tls::doq_config,
-        transport,
-        table,
-        move |connection, open| serve_connection(serving.clone(), connection, open),
-    )
-    .await
-}
-
 /// Answers the streams of one connection until the client closes it, it is
 /// idle for the QUIC idle timeout, it is shed, or a drain begins.
-async fn serve_connection(worker: Arc<Worker>, connection: Connection, open: OpenConnection) {
+pub(super) async fn serve_connection(
+    worker: Arc<Worker>,
+    connection: Connection,
+    open: OpenConnection,
+) {
     let mut hints = ClientHints::from_peer(connection.remote_address(), Transport::Doq);
     hints.dot_label = server_name(&connection).as_deref().and_then(first_label);
     let hints = Arc::new(hints);
     let mut streams = JoinSet::new();
-    let closed = worker.shared().drain.closed();
-    tokio::pin!(closed);
+    let mut closed = std::pin::pin!(worker.shared().drain.closed());
     let draining = loop {
         tokio::select! {
             accepted = connection.accept_bi() => match accepted {

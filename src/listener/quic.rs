@@ -24,6 +24,8 @@ use tokio_rustls::rustls;
 use super::conns::{ConnectionTable, OpenConnection};
 use super::doh::MAX_MESSAGE;
 use super::tls::Tls;
+use super::{doh3, doq};
+use crate::config::limits::H3_UNI_STREAMS;
 use crate::config::Limits;
 use crate::pipeline::Worker;
 
@@ -89,30 +91,56 @@ impl ServerConfigs {
     }
 }
 
+/// What is served over QUIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// DNS over QUIC ([`super::doq`]).
+    Doq,
+    /// DoH over HTTP/3 ([`super::doh3`]).
+    Doh3,
+}
+
+/// Serves `service` on `socket` until the runtime stops, each connection
+/// admitted to `table`.
+pub async fn serve(
+    worker: Arc<Worker>,
+    socket: std::net::UdpSocket,
+    tls: Arc<Tls>,
+    table: Arc<ConnectionTable>,
+    service: Service,
+) -> std::io::Result<()> {
+    let limits = &worker.shared().settings.limits;
+    let (pick, bidi, uni): (PickConfig, _, _) = match service {
+        // Clients open no unidirectional stream in DoQ (§4.2).
+        Service::Doq => (Tls::doq_config, limits.doq_max_streams, 0),
+        Service::Doh3 => (Tls::doh3_config, limits.doh_max_streams, H3_UNI_STREAMS),
+    };
+    let configs = ServerConfigs {
+        tls,
+        pick,
+        transport: Arc::new(transport_config(limits, bidi, uni)),
+        current: None,
+    };
+    match service {
+        Service::Doq => accept_loop(worker, socket, configs, table, doq::serve_connection).await,
+        Service::Doh3 => accept_loop(worker, socket, configs, table, doh3::serve_connection).await,
+    }
+}
+
 /// Accepts QUIC connections on `socket` until the runtime stops. Each is
 /// admitted to `table` (shedding the least productive at a cap, as for
 /// TCP), its handshake bounded by `tls_handshake_timeout`, and then served
 /// by its own task running `serve`, which a graceful stop waits for.
-pub async fn accept_loop<F, Fut>(
+async fn accept_loop<Fut>(
     worker: Arc<Worker>,
     socket: std::net::UdpSocket,
-    tls: Arc<Tls>,
-    pick: PickConfig,
-    transport: TransportConfig,
+    mut configs: ServerConfigs,
     table: Arc<ConnectionTable>,
-    serve: F,
+    serve: fn(Arc<Worker>, Connection, OpenConnection) -> Fut,
 ) -> std::io::Result<()>
 where
-    F: Fn(Connection, OpenConnection) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let serve = Arc::new(serve);
-    let mut configs = ServerConfigs {
-        tls,
-        pick,
-        transport: Arc::new(transport),
-        current: None,
-    };
     let endpoint = Endpoint::new(
         EndpointConfig::default(),
         Some(configs.current()?.as_ref().clone()),
@@ -140,10 +168,10 @@ where
         let open = table.admit(peer.ip());
         // A graceful stop waits for this connection's answers.
         let inflight = worker.shared().drain.track();
-        let serve = serve.clone();
+        let worker = worker.clone();
         tokio::spawn(async move {
             if let Some(connection) = handshake(connecting, &open, handshake_timeout).await {
-                serve(connection, open).await;
+                serve(worker, connection, open).await;
             }
             drop(inflight);
         });

@@ -39,6 +39,7 @@ use tokio::sync::{watch, Semaphore};
 use super::api::{self, Explain, Json};
 use super::dashboard::{Dashboard, COLLECT_EVERY};
 use super::metrics::Metrics;
+use crate::health::NotReady;
 
 /// Admin connections served at once; more wait in the kernel backlog.
 const MAX_CONNECTIONS: usize = 64;
@@ -49,7 +50,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Readiness: Ok, or why not; either way with detail lines for `/readyz` (the policy bundle in
 /// force), possibly none.
-pub type ReadyCheck = Box<dyn Fn() -> (Result<(), String>, String) + Send + Sync>;
+pub type ReadyCheck = Box<dyn Fn() -> (Result<(), NotReady>, String) + Send + Sync>;
 
 /// The server's state the dashboard shows (version, uptime, policy, reloads).
 pub type StatusRead = Box<dyn Fn() -> serde_json::Value + Send + Sync>;

@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 use super::outcome::{action_index, CacheStatus, Outcome, ACTIONS};
 use super::querylog::{ClientIpMode, Exclusions, Rfc3339};
 use super::sketch::{merge, SpaceSaving};
+use super::slots::{lock, Local, ThreadSlots};
 use crate::config::limits::{HISTORY_SLOTS, SLOT, TOP_WINDOW, TOP_WINDOWS};
 use crate::config::Limits;
 use crate::protocol::wire::rcode;
@@ -176,22 +177,9 @@ impl Pending {
     }
 }
 
-type PendingSlot = Arc<Mutex<Pending>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Every thread's batch (a thread registers on its first query).
-#[derive(Debug, Default)]
-struct Registry {
-    slots: Mutex<Vec<PendingSlot>>,
-}
-
 thread_local! {
-    /// This thread's batch for each live dashboard (several servers may run
-    /// in one process, e.g. in tests).
-    static SLOTS: RefCell<Vec<(Weak<Registry>, PendingSlot)>> = const { RefCell::new(Vec::new()) };
+    /// This thread's batch for each live dashboard.
+    static SLOTS: Local<Pending> = const { RefCell::new(Vec::new()) };
 }
 
 /// Longest string kept per field: names are at most 253 bytes; organization
@@ -361,7 +349,7 @@ struct LatencySlot {
 
 /// The dashboard's recorder and its aggregates, one per server.
 pub struct Dashboard {
-    registry: Arc<Registry>,
+    registry: Arc<ThreadSlots<Pending>>,
     settings: DashboardSettings,
     exclude: Exclusions,
     started: Instant,
@@ -409,7 +397,7 @@ impl Dashboard {
     /// Records one finished query on this thread's batch. Hot path.
     #[inline]
     pub fn record(&self, o: &Outcome<'_>) {
-        self.with_slot(|p| {
+        self.registry.with(&SLOTS, |p| {
             let action = action_index(o.action);
             p.counts.by_action[action] += 1;
             match o.cache {
@@ -458,25 +446,6 @@ impl Dashboard {
         });
     }
 
-    /// Runs `f` on this thread's batch, registering it on first use.
-    fn with_slot(&self, f: impl FnOnce(&mut Pending)) {
-        SLOTS.with(|slots| {
-            let mut slots = slots.borrow_mut();
-            let me = Arc::as_ptr(&self.registry);
-            if let Some((_, slot)) = slots.iter().find(|(d, _)| std::ptr::eq(d.as_ptr(), me)) {
-                f(&mut lock(slot));
-                return;
-            }
-            // First query from this thread: forget the batches of dashboards
-            // that are gone, and register a new one.
-            slots.retain(|(d, _)| d.strong_count() > 0);
-            let slot = PendingSlot::default();
-            lock(&self.registry.slots).push(slot.clone());
-            f(&mut lock(&slot));
-            slots.push((Arc::downgrade(&self.registry), slot));
-        });
-    }
-
     fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -484,7 +453,7 @@ impl Dashboard {
     /// Takes every thread's batch into the aggregates. Off the hot path: the
     /// admin thread, every [`COLLECT_EVERY`] and before each `/api` answer.
     pub fn collect(&self) {
-        let slots = lock(&self.registry.slots).clone();
+        let slots = self.registry.all();
         let elapsed = self.elapsed();
         // The newest queries of every batch, put in order before they join the ring.
         let mut newest: Vec<Recent> = Vec::new();
@@ -582,7 +551,7 @@ impl Dashboard {
         // holds them once this copy of the list is dropped); they were just
         // emptied, and their thread cannot fill them again.
         drop(slots);
-        lock(&self.registry.slots).retain(|s| Arc::strong_count(s) > 1);
+        self.registry.forget_gone(|_| false);
     }
 
     /// Counters, series and latency, as `/api/stats` shows them.
@@ -989,12 +958,9 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(lock(&d.registry.slots).len(), 4);
+        assert_eq!(d.registry.len(), 4);
         assert_eq!(d.stats()["totals"]["queries"], 200);
-        assert!(
-            lock(&d.registry.slots).is_empty(),
-            "slots of finished threads are kept"
-        );
+        assert!(d.registry.len() == 0, "slots of finished threads are kept");
         let top = d.top(1, Some("clients"));
         assert_eq!(
             top["lists"]["clients"]["entries"][0]["key"],

@@ -13,6 +13,7 @@ pub mod outcome;
 mod page;
 pub mod querylog;
 pub mod sketch;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

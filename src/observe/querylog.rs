@@ -22,12 +22,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::outcome::Outcome;
+use super::slots::{lock, Local, ThreadSlots};
 use crate::protocol::wire::rcode;
 
 /// Default bound on lines waiting for the writer (~17 MiB of lines at most).
@@ -175,6 +176,22 @@ impl Exclusions {
 /// Reads one of the log's counters (for a metrics probe).
 pub type CounterRead = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// Where a counter is in `T`.
+pub(crate) type CounterField<T> = fn(&T) -> &AtomicU64;
+
+/// Metric probes reading counters of `shared`: each a metric name and the
+/// counter it reads.
+pub(crate) fn counter_probes<T: Send + Sync + 'static, const N: usize>(
+    shared: &Arc<T>,
+    counters: [(&'static str, CounterField<T>); N],
+) -> [(&'static str, CounterRead); N] {
+    counters.map(|(name, counter)| {
+        let shared = shared.clone();
+        let read: CounterRead = Box::new(move || counter(&shared).load(Ordering::Relaxed));
+        (name, read)
+    })
+}
+
 /// Lines one worker thread formatted that the writer has not taken yet.
 #[derive(Debug, Default)]
 struct Unwritten {
@@ -182,17 +199,11 @@ struct Unwritten {
     lines: u64,
 }
 
-type UnwrittenSlot = Arc<Mutex<Unwritten>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// What the workers and the writer thread share.
 #[derive(Debug, Default)]
 struct Inner {
     /// Every thread's pending lines (a thread registers on its first line).
-    slots: Mutex<Vec<UnwrittenSlot>>,
+    slots: Arc<ThreadSlots<Unwritten>>,
     /// Lines pending across all threads, and the bound on it.
     queued: AtomicU64,
     max_queued: u64,
@@ -206,9 +217,8 @@ struct Inner {
 }
 
 thread_local! {
-    /// This thread's pending-lines slot for each live query log (several
-    /// servers may run in one process, e.g. in tests).
-    static SLOTS: RefCell<Vec<(Weak<Inner>, UnwrittenSlot)>> = const { RefCell::new(Vec::new()) };
+    /// This thread's pending lines for each live query log.
+    static SLOTS: Local<Unwritten> = const { RefCell::new(Vec::new()) };
 }
 
 /// The query log of one server.
@@ -286,28 +296,9 @@ impl QueryLog {
             return;
         }
         let now = SystemTime::now();
-        self.with_slot(|pending| {
+        self.inner.slots.with(&SLOTS, |pending| {
             format_line(outcome, self.client_ip, now, &mut pending.bytes);
             pending.lines += 1;
-        });
-    }
-
-    /// Runs `f` on this thread's pending lines, registering them on first use.
-    fn with_slot(&self, f: impl FnOnce(&mut Unwritten)) {
-        SLOTS.with(|slots| {
-            let mut slots = slots.borrow_mut();
-            let me = Arc::as_ptr(&self.inner);
-            if let Some((_, slot)) = slots.iter().find(|(log, _)| std::ptr::eq(log.as_ptr(), me)) {
-                f(&mut lock(slot));
-                return;
-            }
-            // First line from this thread: forget the slots of logs that are
-            // gone, and register a new one.
-            slots.retain(|(log, _)| log.strong_count() > 0);
-            let slot = UnwrittenSlot::default();
-            lock(&self.inner.slots).push(slot.clone());
-            f(&mut lock(&slot));
-            slots.push((Arc::downgrade(&self.inner), slot));
         });
     }
 
@@ -357,21 +348,15 @@ impl QueryLog {
 
     /// Readers of the counters for metric probes.
     pub fn counters(&self) -> [(&'static str, CounterRead); 3] {
-        let (a, b, c) = (self.inner.clone(), self.inner.clone(), self.inner.clone());
-        [
-            (
-                super::metrics::name::QUERYLOG_LINES,
-                Box::new(move || a.written.load(Ordering::Relaxed)),
-            ),
-            (
-                super::metrics::name::QUERYLOG_DROPPED,
-                Box::new(move || b.dropped.load(Ordering::Relaxed)),
-            ),
-            (
-                super::metrics::name::QUERYLOG_ERRORS,
-                Box::new(move || c.errors.load(Ordering::Relaxed)),
-            ),
-        ]
+        use super::metrics::name;
+        counter_probes(
+            &self.inner,
+            [
+                (name::QUERYLOG_LINES, |inner| &inner.written),
+                (name::QUERYLOG_DROPPED, |inner| &inner.dropped),
+                (name::QUERYLOG_ERRORS, |inner| &inner.errors),
+            ],
+        )
     }
 }
 
@@ -412,7 +397,7 @@ fn write_lines(inner: &Inner, mut sink: Sink) {
 
 /// Writes every thread's pending lines and flushes.
 fn drain(inner: &Inner, sink: &mut Sink, spare: &mut Vec<u8>, failing: &mut bool) {
-    let slots = lock(&inner.slots).clone();
+    let slots = inner.slots.all();
     let mut result = Ok(());
     let mut written = 0;
     for slot in &slots {
@@ -441,7 +426,7 @@ fn drain(inner: &Inner, sink: &mut Sink, spare: &mut Vec<u8>, failing: &mut bool
     // Slots of threads that are gone (only the registry holds them), once
     // empty, are forgotten.
     drop(slots);
-    lock(&inner.slots).retain(|slot| Arc::strong_count(slot) > 1 || lock(slot).lines > 0);
+    inner.slots.forget_gone(|pending| pending.lines > 0);
     match result {
         Ok(()) => {
             inner.written.fetch_add(written, Ordering::Relaxed);
@@ -904,7 +889,7 @@ mod tests {
         }
         // The threads are gone: their slots are forgotten once written out.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !lock(&log.inner.slots).is_empty() {
+        while log.inner.slots.len() > 0 {
             assert!(
                 Instant::now() < deadline,
                 "slots of finished threads are kept"

@@ -30,18 +30,30 @@ pub struct TestFailure {
     /// JSON path of the test, e.g. `organizations[0].tests[2]`.
     pub path: String,
     /// What was expected and what happened.
-    pub message: String,
+    pub error: TestError,
+}
+
+/// Why a policy test did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TestError {
+    /// The test cannot be run as written (an unknown organization, query type, ...).
+    #[error("invalid test: {0}")]
+    Invalid(String),
+    /// The query got another verdict than the test expects.
+    #[error("{query}: expected {expected}, got {got}")]
+    Mismatch {
+        /// The query, e.g. `ads.example A from 10.0.0.5 (org acme)`.
+        query: String,
+        /// What differs, e.g. `action "block", rule "ads"`.
+        expected: String,
+        /// The verdict, e.g. `resolve (no rule)`.
+        got: String,
+    },
 }
 
 impl std::fmt::Display for TestFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {}: {}",
-            self.file.display(),
-            self.path,
-            self.message
-        )
+        write!(f, "{}: {}: {}", self.file.display(), self.path, self.error)
     }
 }
 
@@ -156,11 +168,11 @@ pub fn run_policy(
         report.tests += 1;
         match run_test(policy, &t.test) {
             Ok(()) => report.passed += 1,
-            Err(message) => {
+            Err(error) => {
                 let failure = TestFailure {
                     file: t.file.clone(),
                     path: t.path.clone(),
-                    message,
+                    error,
                 };
                 writeln!(out, "FAIL {failure}")?;
                 report.failures.push(failure);
@@ -200,7 +212,7 @@ pub(crate) fn normalize_qname(name: &str) -> String {
     n.to_ascii_lowercase()
 }
 
-fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
+fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), TestError> {
     let (qtype, client, transport) = test_query(t)?;
     let hints = ClientHints {
         ip: client,
@@ -212,7 +224,7 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
     let id = match &t.org {
         Some(o) => policy
             .org_by_id(o)
-            .ok_or_else(|| format!("invalid test: unknown organization {o:?}"))?,
+            .ok_or_else(|| TestError::Invalid(format!("unknown organization {o:?}")))?,
         None => policy.identify(&hints),
     };
     let qname = normalize_qname(&t.name);
@@ -227,7 +239,9 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
     let when = match &t.at {
         None => When::Now,
         Some(text) => When::At(text.parse().map_err(|e| {
-            format!("invalid test: \"at\": {text:?} is not an RFC 3339 instant (e.g. 2027-01-04T10:00:00Z): {e}")
+            TestError::Invalid(format!(
+                "\"at\": {text:?} is not an RFC 3339 instant (e.g. 2027-01-04T10:00:00Z): {e}"
+            ))
         })?),
     };
     let verdict = test_verdict(policy, &id, &facts, t.answer.as_ref(), when)?;
@@ -235,7 +249,7 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
     if problems.is_empty() {
         return Ok(());
     }
-    let what = format!(
+    let query = format!(
         "{} {} from {}{}",
         t.name,
         RecordType::from(qtype),
@@ -250,32 +264,35 @@ fn run_test(policy: &PolicySet, t: &TestJson) -> Result<(), String> {
         Some(r) => format!("{} by rule {r}", verdict.label()),
         None => format!("{} (no rule)", verdict.label()),
     };
-    Err(format!(
-        "{what}: expected {}, got {got}",
-        problems.join(", ")
-    ))
+    Err(TestError::Mismatch {
+        query,
+        expected: problems.join(", "),
+        got,
+    })
 }
 
 /// The query type, client address and transport of a test (A from 127.0.0.1 over UDP unless
 /// it says otherwise).
-fn test_query(t: &TestJson) -> Result<(u16, IpAddr, Transport), String> {
+fn test_query(t: &TestJson) -> Result<(u16, IpAddr, Transport), TestError> {
     let qtype = match &t.qtype {
         None => 1,
         Some(TypeJson::Number(n)) => *n,
         Some(TypeJson::Name(s)) => {
-            parse_qtype(s).ok_or_else(|| format!("invalid test: unknown query type {s:?}"))?
+            parse_qtype(s).ok_or_else(|| TestError::Invalid(format!("unknown query type {s:?}")))?
         }
     };
     let client: IpAddr = match &t.client {
         None => IpAddr::from([127, 0, 0, 1]),
         Some(c) => c
             .parse()
-            .map_err(|_| format!("invalid test: client {c:?} is not an IP address"))?,
+            .map_err(|_| TestError::Invalid(format!("client {c:?} is not an IP address")))?,
     };
     let transport = match &t.transport {
         None => Transport::Udp,
         Some(s) => parse_transport(s).ok_or_else(|| {
-            format!("invalid test: transport {s:?} (expected udp, tcp, doh, dot or doq)")
+            TestError::Invalid(format!(
+                "transport {s:?} (expected udp, tcp, doh, dot or doq)"
+            ))
         })?,
     };
     Ok((qtype, client, transport))
@@ -290,7 +307,7 @@ fn test_verdict(
     facts: &Facts<'_>,
     answer: Option<&AnswerJson>,
     when: When,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, TestError> {
     let verdict = evaluate_at(policy, id, facts, when);
     let Some(answer) = answer.filter(|_| verdict.resolves()) else {
         return Ok(verdict);
@@ -299,7 +316,7 @@ fn test_verdict(
     for a in &answer.addresses {
         addresses.push(
             a.parse::<IpAddr>()
-                .map_err(|_| format!("invalid test: answer address {a:?}"))?,
+                .map_err(|_| TestError::Invalid(format!("answer address {a:?}")))?,
         );
     }
     let cnames: Vec<String> = answer.cnames.iter().map(|c| normalize_qname(c)).collect();

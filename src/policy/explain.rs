@@ -52,14 +52,7 @@ pub fn explain_at(
     describe_lists(&mut out, policy, &id, &qname);
 
     // The real decision, as the server computes it.
-    let facts = Facts {
-        qname: &qname,
-        qtype,
-        qclass: 1,
-        client_ip: hints.ip,
-        transport: hints.transport,
-        dnssec_ok: false,
-    };
+    let facts = Facts::question(&qname, qtype, hints);
     let verdict = evaluate_at(policy, &id, &facts, when);
     describe_rulesets(&mut out, policy, &id, &facts, (verdict.rule.as_ref(), when));
     describe_decision(&mut out, policy, &id, &verdict, RecordType::from(qtype));

@@ -19,7 +19,7 @@ pub use forward::{
 };
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
 pub use spec::{Upstream, UpstreamSpec};
-pub use transport::{read_ca_file, StreamLimits};
+pub use transport::{read_ca_file, CaFileError, StreamLimits};
 pub use validated::Validation;
 
 use crate::protocol::wire::ede;

@@ -9,12 +9,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
-use hickory_proto::serialize::txt::Parser;
+use hickory_proto::serialize::txt::{ParseError, Parser};
 use ipnet::IpNet;
 
 pub use super::iterate::Recursive;
 use crate::config::Limits;
-use crate::dnssec::TrustAnchors;
+use crate::dnssec::{AnchorError, TrustAnchors};
 
 /// The IANA root hints (named.root format), used unless `--root-hints` is given.
 pub const IANA_ROOT_HINTS: &str = include_str!("root.hints");
@@ -105,11 +105,40 @@ pub fn default_deny_servers() -> Vec<IpNet> {
     .collect()
 }
 
+/// Why the recursor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RecursorError {
+    #[error("no root hints: give --root-hints a file with A/AAAA records")]
+    NoRootHints,
+    #[error("bad trust anchor (--trust-anchor): {0}")]
+    TrustAnchor(AnchorError),
+    #[error("cannot start the recursion runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Why a root hints file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RootHintsError {
+    #[error("{0}")]
+    Syntax(ParseError),
+    #[error("no A or AAAA record for any root server")]
+    NoAddress,
+}
+
+/// Why a trust-anchor file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustAnchorFileError {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Parse(#[from] AnchorError),
+}
+
 /// The A/AAAA addresses of a root hints file (zone-file format, like named.root).
-pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, String> {
+pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, RootHintsError> {
     let (_, sets) = Parser::new(text, None, Some(Name::root()))
         .parse()
-        .map_err(|e| e.to_string())?;
+        .map_err(RootHintsError::Syntax)?;
     let mut ips: Vec<IpAddr> = sets
         .values()
         .flat_map(|set| set.records_without_rrsigs())
@@ -118,14 +147,14 @@ pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, String> {
     ips.sort();
     ips.dedup();
     if ips.is_empty() {
-        return Err("no A or AAAA record for any root server".into());
+        return Err(RootHintsError::NoAddress);
     }
     Ok(ips)
 }
 
 /// Checks a trust-anchor file, for `picket serve` to fail early on a bad one.
-pub fn check_trust_anchor(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+pub fn check_trust_anchor(path: &Path) -> Result<String, TrustAnchorFileError> {
+    let text = std::fs::read_to_string(path)?;
     TrustAnchors::parse(&text)?;
     Ok(text)
 }

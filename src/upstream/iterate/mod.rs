@@ -46,7 +46,7 @@ use self::aggressive::NsecCache;
 use self::assemble::{Assembled, Question, Stretch};
 use self::budget::Budget;
 use self::infra::Infra;
-use super::recursor::{failure_ttl, DnssecMode, RecursorSettings, RecursorStats};
+use super::recursor::{failure_ttl, DnssecMode, RecursorError, RecursorSettings, RecursorStats};
 use super::{UpstreamError, UpstreamQuery};
 use crate::config::limits::RECURSION_MAX_FAILURES;
 use crate::config::Limits;
@@ -92,16 +92,15 @@ struct Failure {
 
 impl Recursive {
     /// Builds the iterator and its runtime. Nothing is sent until the first query.
-    pub fn new(settings: &RecursorSettings, limits: &Limits) -> Result<Self, String> {
+    pub fn new(settings: &RecursorSettings, limits: &Limits) -> Result<Self, RecursorError> {
         if settings.root_hints.is_empty() {
-            return Err("no root hints: give --root-hints a file with A/AAAA records".into());
+            return Err(RecursorError::NoRootHints);
         }
         let validator = match settings.dnssec {
             DnssecMode::Off => None,
             DnssecMode::Validate => {
                 let anchors = match &settings.trust_anchor {
-                    Some(text) => TrustAnchors::parse(text)
-                        .map_err(|e| format!("bad trust anchor (--trust-anchor): {e}"))?,
+                    Some(text) => TrustAnchors::parse(text).map_err(RecursorError::TrustAnchor)?,
                     None => TrustAnchors::builtin_root(),
                 };
                 let validator_settings = ValidatorSettings {
@@ -116,7 +115,7 @@ impl Recursive {
             .thread_name("picket-recursor")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the recursion runtime: {e}"))?;
+            .map_err(RecursorError::Runtime)?;
         let engine = Engine {
             roots: settings.root_hints.clone(),
             ports: settings.nameserver_ports.clone(),

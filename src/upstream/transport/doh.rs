@@ -14,12 +14,10 @@ use hyper::client::conn::http2::{self, SendRequest};
 use hyper::header::{ACCEPT, CONTENT_TYPE};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::TlsConnector;
 
-use super::{checked, connect_failed, network, Common, OpenSocket};
+use super::{checked, network, tls_to, Common, ConnectionPool, Failed};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -41,7 +39,7 @@ pub(super) struct Pool {
 }
 
 #[derive(Clone)]
-struct Conn {
+pub(super) struct Conn {
     sender: SendRequest<Full<Bytes>>,
     use_: Arc<Use>,
 }
@@ -61,22 +59,6 @@ impl Use {
     fn idle_for(&self, idle: Duration) -> bool {
         let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
         self.in_flight.load(Ordering::Acquire) == 0 && last.is_none_or(|t| t.elapsed() >= idle)
-    }
-}
-
-/// Why a request failed.
-enum Failed {
-    /// The connection was lost before a response: worth one retry if it
-    /// had been reused.
-    Lost(UpstreamError),
-    Other(UpstreamError),
-}
-
-impl Failed {
-    fn into_error(self) -> UpstreamError {
-        match self {
-            Self::Lost(e) | Self::Other(e) => e,
-        }
     }
 }
 
@@ -119,26 +101,10 @@ impl Pool {
             conn: tokio::sync::Mutex::new(None),
         })
     }
+}
 
-    pub(super) async fn exchange(
-        &self,
-        q: &UpstreamQuery<'_>,
-        payload: u16,
-    ) -> Result<Vec<u8>, UpstreamError> {
-        let (conn, fresh) = self.connection().await?;
-        match self.ask(&conn, q, payload).await {
-            // A reused connection the server closed (GOAWAY, idle close):
-            // one more try on a fresh one.
-            Err(Failed::Lost(e)) if !fresh => {
-                tracing::debug!(upstream = %self.label, error = %e, "DoH connection lost; reconnecting");
-                let (conn, _) = self.connection().await?;
-                self.ask(&conn, q, payload)
-                    .await
-                    .map_err(Failed::into_error)
-            }
-            other => other.map_err(Failed::into_error),
-        }
-    }
+impl ConnectionPool for Pool {
+    type Conn = Conn;
 
     /// One POST.
     async fn ask(
@@ -195,32 +161,17 @@ impl Pool {
             }
         }
         *slot = None;
-        self.common.backoff.check(&self.label)?;
-        match self.connect().await {
-            Ok(conn) => {
-                self.common.backoff.succeeded();
-                *slot = Some(conn.clone());
-                Ok((conn, true))
-            }
-            Err(e) => {
-                self.common.backoff.failed();
-                connect_failed(&self.label, &e);
-                Err(e)
-            }
-        }
+        let conn = self.common.open(&self.label, self.connect()).await?;
+        *slot = Some(conn.clone());
+        Ok((conn, true))
     }
+}
 
+impl Pool {
     async fn connect(&self) -> Result<Conn, UpstreamError> {
         let label = &self.label;
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| network(format!("{label} (at {}): connect: {e}", self.addr)))?;
-        let socket = OpenSocket::count(&self.common.stats);
-        let _ = tcp.set_nodelay(true);
-        let tls = TlsConnector::from(self.config.clone())
-            .connect(self.name.clone(), tcp)
-            .await
-            .map_err(|e| network(format!("{label}: TLS handshake: {e}")))?;
+        let (tls, socket) =
+            tls_to(&self.common, self.addr, &self.config, &self.name, label).await?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(network(format!(
                 "{label}: the server did not agree to HTTP/2 (ALPN h2); Picket's DoH upstreams speak HTTP/2 only"

@@ -13,7 +13,7 @@ use quinn::{
 };
 use tokio_rustls::rustls::ClientConfig;
 
-use super::{checked, connect_failed, framed, network, Common, OpenSocket};
+use super::{checked, framed, network, Common, ConnectionPool, Failed, OpenSocket};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -36,13 +36,6 @@ pub(super) struct Pool {
 struct State {
     endpoint: Option<(Endpoint, OpenSocket)>,
     conn: Option<Connection>,
-}
-
-enum Failed {
-    /// The connection was gone before the query got a stream: worth one
-    /// retry if it had been reused.
-    Lost(UpstreamError),
-    Other(UpstreamError),
 }
 
 impl Pool {
@@ -69,24 +62,10 @@ impl Pool {
             state: tokio::sync::Mutex::new(State::default()),
         })
     }
+}
 
-    pub(super) async fn exchange(
-        &self,
-        q: &UpstreamQuery<'_>,
-        payload: u16,
-    ) -> Result<Vec<u8>, UpstreamError> {
-        let (conn, fresh) = self.connection().await?;
-        match self.ask(&conn, q, payload).await {
-            Err(Failed::Lost(_)) if !fresh => {
-                let (conn, _) = self.connection().await?;
-                self.ask(&conn, q, payload).await.map_err(|f| match f {
-                    Failed::Lost(e) | Failed::Other(e) => e,
-                })
-            }
-            Err(Failed::Lost(e) | Failed::Other(e)) => Err(e),
-            Ok(answer) => Ok(answer),
-        }
-    }
+impl ConnectionPool for Pool {
+    type Conn = Connection;
 
     async fn ask(
         &self,
@@ -134,21 +113,16 @@ impl Pool {
             }
         }
         state.conn = None;
-        self.common.backoff.check(&self.label)?;
-        match self.connect(&mut state).await {
-            Ok(conn) => {
-                self.common.backoff.succeeded();
-                state.conn = Some(conn.clone());
-                Ok((conn, true))
-            }
-            Err(e) => {
-                self.common.backoff.failed();
-                connect_failed(&self.label, &e);
-                Err(e)
-            }
-        }
+        let conn = self
+            .common
+            .open(&self.label, self.connect(&mut state))
+            .await?;
+        state.conn = Some(conn.clone());
+        Ok((conn, true))
     }
+}
 
+impl Pool {
     async fn connect(&self, state: &mut State) -> Result<Connection, UpstreamError> {
         let label = &self.label;
         if state.endpoint.is_none() {

@@ -18,9 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::TlsConnector;
 
-use super::{checked, connect_failed, framed, network, Common, OpenSocket};
+use super::{checked, framed, network, tls_to, Common, ConnectionPool, Failed, OpenSocket};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -40,7 +39,7 @@ pub(super) struct Pool {
 }
 
 /// One connection's shared side.
-struct Conn {
+pub(super) struct Conn {
     outbox: mpsc::UnboundedSender<Vec<u8>>,
     pending: Mutex<Pending>,
 }
@@ -51,15 +50,6 @@ struct Pending {
     waiting: HashMap<u16, oneshot::Sender<Vec<u8>>>,
     /// No more queries: the connection closed or is closing.
     closed: bool,
-}
-
-/// Why a query on a connection failed.
-enum Failed {
-    /// The connection closed before the answer came: worth one retry on a
-    /// fresh connection if it had been reused (the server may close idle
-    /// connections at any time, RFC 7766 §6.2.3).
-    Closed,
-    Other(UpstreamError),
 }
 
 impl Pool {
@@ -81,30 +71,18 @@ impl Pool {
             connecting: tokio::sync::Mutex::new(()),
         })
     }
+}
 
-    pub(super) async fn exchange(
+impl ConnectionPool for Pool {
+    type Conn = Arc<Conn>;
+
+    async fn ask(
         &self,
+        conn: &Arc<Conn>,
         q: &UpstreamQuery<'_>,
         payload: u16,
-    ) -> Result<Vec<u8>, UpstreamError> {
-        let (conn, fresh) = self.connection().await?;
-        match conn.ask(q, payload, &self.common).await {
-            Ok(answer) => Ok(answer),
-            Err(Failed::Closed) if !fresh => {
-                let (conn, _) = self.connection().await?;
-                conn.ask(q, payload, &self.common)
-                    .await
-                    .map_err(|f| self.failure(f))
-            }
-            Err(f) => Err(self.failure(f)),
-        }
-    }
-
-    fn failure(&self, failed: Failed) -> UpstreamError {
-        match failed {
-            Failed::Closed => network(format!("{}: the connection closed", self.label)),
-            Failed::Other(e) => e,
-        }
+    ) -> Result<Vec<u8>, Failed> {
+        conn.ask(q, payload, &self.common, &self.label).await
     }
 
     /// A connection with room for one more query (and whether it was just
@@ -120,21 +98,13 @@ impl Pool {
         if self.open_count() >= self.common.limits.connections {
             return Err(UpstreamError::Overloaded);
         }
-        self.common.backoff.check(&self.label)?;
-        match self.connect().await {
-            Ok(conn) => {
-                self.common.backoff.succeeded();
-                self.lock_conns().push(conn.clone());
-                Ok((conn, true))
-            }
-            Err(e) => {
-                self.common.backoff.failed();
-                connect_failed(&self.label, &e);
-                Err(e)
-            }
-        }
+        let conn = self.common.open(&self.label, self.connect()).await?;
+        self.lock_conns().push(conn.clone());
+        Ok((conn, true))
     }
+}
 
+impl Pool {
     fn lock_conns(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Conn>>> {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -158,15 +128,8 @@ impl Pool {
 
     async fn connect(&self) -> Result<Arc<Conn>, UpstreamError> {
         let label = &self.label;
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| network(format!("{label}: connect: {e}")))?;
-        let socket = OpenSocket::count(&self.common.stats);
-        let _ = tcp.set_nodelay(true);
-        let tls = TlsConnector::from(self.config.clone())
-            .connect(self.name.clone(), tcp)
-            .await
-            .map_err(|e| network(format!("{label}: TLS handshake: {e}")))?;
+        let (tls, socket) =
+            tls_to(&self.common, self.addr, &self.config, &self.name, label).await?;
         let (reader, writer) = tokio::io::split(tls);
         let (outbox, queue) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
@@ -186,6 +149,11 @@ impl Pool {
     }
 }
 
+/// The connection closed before the answer came.
+fn closed(label: &str) -> Failed {
+    Failed::Lost(network(format!("{label}: the connection closed")))
+}
+
 impl Conn {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
@@ -196,12 +164,13 @@ impl Conn {
         q: &UpstreamQuery<'_>,
         payload: u16,
         common: &Common,
+        label: &str,
     ) -> Result<Vec<u8>, Failed> {
         let (answer_tx, answer_rx) = oneshot::channel();
         let sent = {
             let mut pending = self.lock();
             if pending.closed {
-                return Err(Failed::Closed);
+                return Err(closed(label));
             }
             // An ID not outstanding on this connection: answers are matched by it.
             let sent = loop {
@@ -217,8 +186,8 @@ impl Conn {
         let _forget = Forget(self, sent.id);
         self.outbox
             .send(framed(&sent.message))
-            .map_err(|_| Failed::Closed)?;
-        let answer = answer_rx.await.map_err(|_| Failed::Closed)?;
+            .map_err(|_| closed(label))?;
+        let answer = answer_rx.await.map_err(|_| closed(label))?;
         checked(&sent, q, answer, &common.stats).map_err(Failed::Other)
     }
 }

@@ -22,21 +22,80 @@ mod doq;
 mod dot;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 use super::forward::{Check, ForwarderStats, SentQuery, UpstreamQuery};
 use super::spec::{Upstream, UpstreamSpec};
 use super::UpstreamError;
 use crate::config::Limits;
 use crate::protocol::wire::HEADER_LEN;
+
+/// Why a query on a kept connection failed.
+enum Failed {
+    /// The connection was gone before the answer came: worth one retry on a
+    /// fresh connection if it had been reused (a server may close an idle
+    /// connection at any time, RFC 7766 §6.2.3, or send an HTTP/2 GOAWAY).
+    Lost(UpstreamError),
+    Other(UpstreamError),
+}
+
+impl Failed {
+    fn into_error(self) -> UpstreamError {
+        match self {
+            Self::Lost(e) | Self::Other(e) => e,
+        }
+    }
+}
+
+/// One upstream's kept connections (DoT, DoH or DoQ).
+trait ConnectionPool {
+    type Conn;
+
+    /// A connection to ask on, and whether it was opened just now.
+    async fn connection(&self) -> Result<(Self::Conn, bool), UpstreamError>;
+
+    /// One query on `conn`.
+    async fn ask(
+        &self,
+        conn: &Self::Conn,
+        q: &UpstreamQuery<'_>,
+        payload: u16,
+    ) -> Result<Vec<u8>, Failed>;
+
+    /// One query, asked once more on a fresh connection when a reused one
+    /// turns out lost.
+    async fn exchange(
+        &self,
+        q: &UpstreamQuery<'_>,
+        payload: u16,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let (conn, fresh) = self.connection().await?;
+        match self.ask(&conn, q, payload).await {
+            Err(Failed::Lost(e)) if !fresh => {
+                tracing::debug!(error = %e, "upstream connection lost; reconnecting");
+                let (conn, _) = self.connection().await?;
+                self.ask(&conn, q, payload)
+                    .await
+                    .map_err(Failed::into_error)
+            }
+            other => other.map_err(Failed::into_error),
+        }
+    }
+}
 
 /// The bounds of encrypted upstream connections, from [`Limits`].
 #[derive(Debug, Clone)]
@@ -70,29 +129,53 @@ impl Default for StreamLimits {
     }
 }
 
+/// Why `--ca-file` cannot be used. The message names the file and what to give instead.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("--ca-file {}: cannot open it: {error}", path.display())]
+    Open { path: PathBuf, error: pem::Error },
+    #[error("--ca-file {}: not readable as PEM: {error}", path.display())]
+    Pem { path: PathBuf, error: pem::Error },
+    #[error(
+        "--ca-file {}: holds no certificate: give PEM CA certificates \
+         (-----BEGIN CERTIFICATE-----), e.g. your private CA's ca.pem",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+    #[error("--ca-file {}: certificate {number} is not usable as a CA: {error}", path.display())]
+    NotCa {
+        path: PathBuf,
+        number: usize,
+        error: rustls::Error,
+    },
+}
+
 /// Reads the PEM certificates of `--ca-file`; each must be usable as a
-/// trust anchor. Errors name the file and what to give instead.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// trust anchor.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+    let path_buf = || path.to_path_buf();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("--ca-file {}: cannot open it: {e}", path.display()))?
+        .map_err(|error| CaFileError::Open {
+            path: path_buf(),
+            error,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("--ca-file {}: not readable as PEM: {e}", path.display()))?;
+        .map_err(|error| CaFileError::Pem {
+            path: path_buf(),
+            error,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "--ca-file {}: holds no certificate: give PEM CA certificates \
-             (-----BEGIN CERTIFICATE-----), e.g. your private CA's ca.pem",
-            path.display()
-        ));
+        return Err(CaFileError::Empty { path: path_buf() });
     }
     let mut roots = RootCertStore::empty();
     for (i, cert) in certs.iter().enumerate() {
-        roots.add(cert.clone()).map_err(|e| {
-            format!(
-                "--ca-file {}: certificate {} is not usable as a CA: {e}",
-                path.display(),
-                i + 1
-            )
-        })?;
+        roots
+            .add(cert.clone())
+            .map_err(|error| CaFileError::NotCa {
+                path: path_buf(),
+                number: i + 1,
+                error,
+            })?;
     }
     Ok(certs)
 }
@@ -274,7 +357,51 @@ impl Backoff {
 /// Logs why a connection to `label` could not be opened (a certificate
 /// that does not match, a refused port): once per attempt, and attempts
 /// are spaced by the backoff.
-pub(super) fn connect_failed(label: &str, error: &UpstreamError) {
+/// A TLS connection to `addr` for the server `name`, counted as an open upstream socket while
+/// the returned [`OpenSocket`] lives; errors start with the upstream's `label`.
+async fn tls_to(
+    common: &Common,
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    name: &ServerName<'static>,
+    label: &str,
+) -> Result<(TlsStream<TcpStream>, OpenSocket), UpstreamError> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| network(format!("{label} (at {addr}): connect: {e}")))?;
+    let socket = OpenSocket::count(&common.stats);
+    let _ = tcp.set_nodelay(true);
+    let tls = TlsConnector::from(config.clone())
+        .connect(name.clone(), tcp)
+        .await
+        .map_err(|e| network(format!("{label}: TLS handshake: {e}")))?;
+    Ok((tls, socket))
+}
+
+impl Common {
+    /// A new connection from `connect`, unless the backoff holds attempts
+    /// off; the outcome moves the backoff, and a failure is logged.
+    async fn open<C>(
+        &self,
+        label: &str,
+        connect: impl Future<Output = Result<C, UpstreamError>>,
+    ) -> Result<C, UpstreamError> {
+        self.backoff.check(label)?;
+        match connect.await {
+            Ok(conn) => {
+                self.backoff.succeeded();
+                Ok(conn)
+            }
+            Err(e) => {
+                self.backoff.failed();
+                connect_failed(label, &e);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn connect_failed(label: &str, error: &UpstreamError) {
     tracing::warn!(
         upstream = %label,
         %error,

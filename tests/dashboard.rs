@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use ::picket::config::{PolicySource, Settings};
 use ::picket::observe::{ClientIpMode, LogTarget, QueryLogSettings};
 use ::picket::query::{ClientHints, Transport};
+use common::browser::{chromium, screenshot_path, text_of};
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -593,43 +594,6 @@ async fn every_metric_the_grafana_board_uses_exists() {
     }
 }
 
-/// Runs Debian's Chromium headless on `url` with `args`.
-fn chromium(args: &[&str], url: &str) -> std::process::Output {
-    let profile = temp_dir("chromium-profile");
-    let out = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("chromium runs (apt-get install chromium)");
-    let _ = std::fs::remove_dir_all(profile);
-    out
-}
-
-/// The text inside the element with `id` in a dumped DOM (its first text
-/// run: enough for the figures).
-fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
-    let open = format!("id=\"{id}\"");
-    let at = dom
-        .find(&open)
-        .unwrap_or_else(|| panic!("no #{id} in the DOM"));
-    let rest = &dom[at..];
-    let start = rest.find('>').unwrap() + 1;
-    let end = rest[start..].find('<').unwrap() + start;
-    &rest[start..end]
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs Debian's chromium; run by .ci/run"]
 async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
@@ -671,8 +635,7 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     );
     assert!(dom.contains("<polyline"), "charts drawn");
 
-    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
+    let shot = screenshot_path("dashboard.png");
     let out = tokio::task::spawn_blocking({
         let arg = format!("--screenshot={}", shot.display());
         move || chromium(&[&arg, "--window-size=1280,900"], &url)
@@ -688,7 +651,7 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     assert!(size > 10_000, "a screenshot of the page: {size} bytes");
     println!("dashboard screenshot: {}", shot.display());
     // And at a phone's width.
-    let phone = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png");
+    let phone = screenshot_path("dashboard-phone.png");
     let out = tokio::task::spawn_blocking({
         let arg = format!("--screenshot={}", phone.display());
         let url = format!("http://{}/", admin(&picket));

@@ -1,9 +1,10 @@
-//! A plain HTTP/1.1 GET for tests of the admin listener (metrics, dashboard, API).
+//! A plain HTTP/1.1 GET for tests of the admin listener (metrics, dashboard, API) and the
+//! block page (any Host, plain or over TLS).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// An HTTP answer: status, header lines (lower-cased names) and body.
 #[derive(Debug)]
@@ -30,10 +31,25 @@ impl HttpAnswer {
 
 /// GET `path` with extra request header lines (`Name: value`).
 pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> HttpAnswer {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+    http_get_as(addr, &addr.to_string(), path, headers).await
+}
+
+/// GET `path` from `addr` as if for the site `host` (its `Host` header), with
+/// extra request header lines.
+pub async fn http_get_as(addr: SocketAddr, host: &str, path: &str, headers: &[&str]) -> HttpAnswer {
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .expect("admin listener accepts");
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        .expect("the HTTP listener accepts");
+    http_exchange(stream, host, path, headers).await
+}
+
+/// GET `path` for `host` over an open connection (plain or TLS), reading the
+/// answer until the server closes.
+pub async fn http_exchange<S>(mut stream: S, host: &str, path: &str, headers: &[&str]) -> HttpAnswer
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for h in headers {
         request.push_str(h);
         request.push_str("\r\n");
@@ -41,11 +57,19 @@ pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> Ht
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
         .await
-        .expect("admin answers in time")
-        .unwrap();
-    let text = String::from_utf8(raw).expect("HTTP answer is text");
+        .expect("the server answers in time");
+    // A TLS peer that closes without close_notify ends in UnexpectedEof after the answer.
+    if let Err(e) = read {
+        assert!(!raw.is_empty(), "no HTTP answer: {e}");
+    }
+    parse_answer(&raw)
+}
+
+/// Status, headers and body of a raw HTTP/1.1 answer.
+fn parse_answer(raw: &[u8]) -> HttpAnswer {
+    let text = String::from_utf8(raw.to_vec()).expect("HTTP answer is text");
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
     let mut lines = head.lines();
     let status = lines

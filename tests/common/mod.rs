@@ -12,6 +12,7 @@
 //! - [`encrypted`]: DoT, DoH and DoQ fronts for an [`Authority`], for
 //!   encrypted-upstream tests.
 //! - [`http`]: plain HTTP GETs to the admin listener.
+//! - [`browser`]: headless Chromium (dashboard and block page tests).
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -34,6 +35,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod authority;
+pub mod browser;
 pub mod client;
 pub mod encrypted;
 pub mod files;
@@ -58,7 +60,7 @@ pub use client::{
 };
 pub use encrypted::EncryptedFront;
 pub use files::{dir_with, temp_dir};
-pub use http::{http_get, http_get_with, HttpAnswer};
+pub use http::{http_exchange, http_get, http_get_as, http_get_with, HttpAnswer};
 pub use inspect::{
     a_records, aaaa_records, ede, ede_option, min_ttl, rcode, soa_in_authority, EDE_CODE,
 };

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ::picket::config::{BlockPageSettings, PolicySource, Settings, TlsSource};
 use common::browser::{chromium, screenshot_path, text_of};
+use common::process::run_picket;
 use common::tls::TestCa;
 use common::*;
 use hickory_proto::op::ResponseCode;
@@ -364,4 +365,51 @@ async fn a_browser_sent_to_the_block_page_shows_why() {
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "a screenshot of the page: {size} bytes");
     println!("block page screenshot: {}", shot.display());
+}
+
+#[test]
+fn explain_says_a_block_page_answers_addresses_and_shows_the_reason() {
+    let dir = dir_with("policy", &[("policy.json", POLICY)]);
+    let policies = dir.to_str().unwrap();
+    let (code, out) = run_picket(&["explain", "blocked.example", "A", "--policies", policies]);
+    assert_eq!(code, 0, "{out}");
+    let answer = out.lines().find(|l| l.starts_with("answer:")).expect(&out);
+    assert!(answer.starts_with("answer: NXDOMAIN"), "{answer}");
+    assert!(
+        answer.contains("when Picket serves a block page (--block-page, --block-page-tls): A records with its address instead"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!("the page shows the reason \"{REASON}\"")),
+        "{answer}"
+    );
+    let (_, txt) = run_picket(&["explain", "blocked.example", "TXT", "--policies", policies]);
+    assert!(
+        txt.contains("a block page (--block-page) changes only A and AAAA answers"),
+        "{txt}"
+    );
+    let (_, plain) = run_picket(&["explain", "plain.example", "A", "--policies", policies]);
+    assert!(!plain.contains("block page"), "{plain}");
+}
+
+#[test]
+fn block_page_flags_that_cannot_work_are_refused_naming_the_fix() {
+    let (code, out) = run_picket(&["serve", "--block-page", "0.0.0.0:0", "--no-policy"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--block-page-address IP"), "{out}");
+    let (code, out) = run_picket(&["serve", "--block-page-address", "192.0.2.10"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("add --block-page ADDR"), "{out}");
+    let (code, out) = run_picket(&[
+        "serve",
+        "--block-page-tls",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("--block-page-tls needs a certificate"),
+        "{out}"
+    );
 }

@@ -9,7 +9,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ::picket::config::{BlockPageSettings, PolicySource, Settings, TlsSource};
-use common::browser::{chromium, screenshot_path, text_of};
+use common::browser::{dump_dom, screenshot, text_of};
 use common::process::run_picket;
 use common::tls::TestCa;
 use common::*;
@@ -330,41 +330,16 @@ async fn a_browser_sent_to_the_block_page_shows_why() {
         "--host-resolver-rules=MAP blocked.example {ip}:{}",
         addr.port()
     );
-    let url = "http://blocked.example/".to_string();
-    let out = tokio::task::spawn_blocking({
-        let (rules, url) = (rules.clone(), url.clone());
-        move || chromium(&["--dump-dom", &rules, "--accept-lang=pt-BR,pt"], &url)
-    })
-    .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = "http://blocked.example/";
+    let dom = dump_dom(&[&rules, "--accept-lang=pt-BR,pt"], url).await;
     assert_eq!(text_of(&dom, "domain"), "blocked.example", "{dom}");
     assert_eq!(text_of(&dom, "heading"), "Este site está bloqueado");
     assert_eq!(text_of(&dom, "rule-name"), "No gambling");
     assert_eq!(text_of(&dom, "rule-id"), "acme/gambling");
     assert_eq!(text_of(&dom, "org"), "Acme Corp");
     assert_eq!(text_of(&dom, "reason"), REASON);
-
-    let shot = screenshot_path("block-page.png");
-    let out = tokio::task::spawn_blocking({
-        let arg = format!("--screenshot={}", shot.display());
-        move || chromium(&[&arg, &rules, "--window-size=1024,768"], &url)
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 10_000, "a screenshot of the page: {size} bytes");
-    println!("block page screenshot: {}", shot.display());
+    // Kept at target/tmp/block-page.png for people to look at.
+    screenshot("block-page.png", (1024, 768), &[&rules], url).await;
 }
 
 #[test]

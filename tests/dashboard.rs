@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use ::picket::config::{PolicySource, Settings};
 use ::picket::observe::{ClientIpMode, LogTarget, QueryLogSettings};
 use ::picket::query::{ClientHints, Transport};
-use common::browser::{chromium, screenshot_path, text_of};
+use common::browser::{dump_dom, screenshot, text_of};
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -601,18 +601,7 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     let picket = start_picket_with(settings(upstream.addr()));
     known_traffic(&picket).await;
     let url = format!("http://{}/", admin(&picket));
-    let out = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || chromium(&["--dump-dom"], &url)
-    })
-    .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dom = dump_dom(&[], &url).await;
     assert_eq!(text_of(&dom, "total-queries"), "7", "{dom}");
     assert_eq!(text_of(&dom, "total-blocked"), "3");
     assert!(
@@ -635,37 +624,7 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     );
     assert!(dom.contains("<polyline"), "charts drawn");
 
-    let shot = screenshot_path("dashboard.png");
-    let out = tokio::task::spawn_blocking({
-        let arg = format!("--screenshot={}", shot.display());
-        move || chromium(&[&arg, "--window-size=1280,900"], &url)
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 10_000, "a screenshot of the page: {size} bytes");
-    println!("dashboard screenshot: {}", shot.display());
+    screenshot("dashboard.png", (1280, 900), &[], &url).await;
     // And at a phone's width.
-    let phone = screenshot_path("dashboard-phone.png");
-    let out = tokio::task::spawn_blocking({
-        let arg = format!("--screenshot={}", phone.display());
-        let url = format!("http://{}/", admin(&picket));
-        move || chromium(&[&arg, "--window-size=390,1600"], &url)
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!(
-        "dashboard screenshot at a phone's width: {}",
-        phone.display()
-    );
+    screenshot("dashboard-phone.png", (390, 1600), &[], &url).await;
 }

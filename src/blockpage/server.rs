@@ -13,7 +13,6 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -26,6 +25,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 
@@ -33,6 +33,7 @@ use super::page::{choose_language, csp, render, View};
 use super::{BlockPage, Blocked, Source};
 use crate::config::Limits;
 use crate::listener::tls::Tls;
+use crate::observe::admin::accept_bounded;
 use crate::pipeline::Shared;
 use crate::protocol::wire::rtype;
 use crate::query::{ClientHints, Facts, Transport};
@@ -102,7 +103,7 @@ pub fn spawn(
 async fn accept(
     listener: std::net::TcpListener,
     tls: Option<Arc<Tls>>,
-    (served, slots, mut stop): (Arc<Served>, Arc<Semaphore>, watch::Receiver<bool>),
+    (served, slots, stop): (Arc<Served>, Arc<Semaphore>, watch::Receiver<bool>),
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -111,33 +112,10 @@ async fn accept(
             return;
         }
     };
-    loop {
-        let permit = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => {
-                    // Out of descriptors, most likely: let some connections end.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(connection(
-            stream,
-            peer,
-            tls.clone(),
-            served.clone(),
-            permit,
-        ));
-    }
+    accept_bounded(&listener, slots, stop, |stream, peer, permit| {
+        connection(stream, peer, tls.clone(), served.clone(), permit)
+    })
+    .await;
 }
 
 /// One connection: the TLS handshake (HTTPS) and the request head within the header timeout,

@@ -48,3 +48,48 @@ pub fn screenshot_path(name: &str) -> PathBuf {
     let _ = std::fs::remove_file(&shot);
     shot
 }
+
+/// The DOM Chromium builds for `url` (`--dump-dom`), with `args` besides; panics with
+/// Chromium's stderr when it fails.
+pub async fn dump_dom(args: &[&str], url: &str) -> String {
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push("--dump-dom".into());
+    let out = run(args, url).await;
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A screenshot of `url` at `width`×`height` kept at `target/tmp/NAME`, with `args` besides;
+/// panics when Chromium fails or the picture is too small to show a page. Returns its path.
+pub async fn screenshot(
+    name: &str,
+    (width, height): (u32, u32),
+    args: &[&str],
+    url: &str,
+) -> PathBuf {
+    let shot = screenshot_path(name);
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(format!("--screenshot={}", shot.display()));
+    args.push(format!("--window-size={width},{height}"));
+    run(args, url).await;
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "a screenshot of {url}: {size} bytes");
+    println!("screenshot of {url}: {}", shot.display());
+    shot
+}
+
+/// [`chromium`] off the test's runtime threads, asserting it succeeded.
+async fn run(args: Vec<String>, url: &str) -> std::process::Output {
+    let url = url.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        chromium(&args, &url)
+    })
+    .await
+    .expect("chromium's thread");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

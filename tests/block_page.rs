@@ -60,6 +60,13 @@ fn http_page(addresses: &[&str]) -> BlockPageSettings {
     BlockPageSettings::new(Some("127.0.0.1:0".parse().unwrap()), None, addresses).unwrap()
 }
 
+/// The upstream and Picket with the policy and the block page as `page` says.
+fn start(page: Option<BlockPageSettings>) -> (Authority, Picket) {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(settings(upstream.addr(), page));
+    (upstream, picket)
+}
+
 fn page_addr(picket: &Picket) -> SocketAddr {
     picket
         .server
@@ -70,9 +77,7 @@ fn page_addr(picket: &Picket) -> SocketAddr {
 
 #[tokio::test]
 async fn a_block_page_rule_answers_addresses_with_the_block_page() {
-    let upstream = Authority::start(ZONE);
-    let page = http_page(&["192.0.2.10", "2001:db8::10"]);
-    let picket = start_picket_with(settings(upstream.addr(), Some(page)));
+    let (upstream, picket) = start(Some(http_page(&["192.0.2.10", "2001:db8::10"])));
 
     let a = query_udp(picket.addr, "blocked.example", RecordType::A).await;
     assert_eq!(rcode(&a), ResponseCode::NoError);
@@ -98,9 +103,8 @@ async fn a_block_page_rule_answers_addresses_with_the_block_page() {
 
 #[tokio::test]
 async fn without_an_address_of_the_family_the_answer_is_nodata() {
-    let upstream = Authority::start(ZONE);
     // Answered as the listen address: 127.0.0.1, no IPv6 one.
-    let picket = start_picket_with(settings(upstream.addr(), Some(http_page(&[]))));
+    let (_upstream, picket) = start(Some(http_page(&[])));
     let a = query_udp(picket.addr, "blocked.example", RecordType::A).await;
     assert_eq!(a_records(&a), [Ipv4Addr::LOCALHOST]);
     let aaaa = query_udp(picket.addr, "blocked.example", RecordType::AAAA).await;
@@ -111,8 +115,7 @@ async fn without_an_address_of_the_family_the_answer_is_nodata() {
 
 #[tokio::test]
 async fn without_a_block_page_the_rule_answers_with_its_mode() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr(), None));
+    let (_upstream, picket) = start(None);
     let a = query_udp(picket.addr, "blocked.example", RecordType::A).await;
     assert_eq!(rcode(&a), ResponseCode::NXDomain);
     assert!(a_records(&a).is_empty());
@@ -130,8 +133,7 @@ fn a_wildcard_listen_address_needs_the_address_answers_carry() {
 
 #[tokio::test]
 async fn the_page_names_the_domain_rule_organization_time_and_reason() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr(), Some(http_page(&[]))));
+    let (_upstream, picket) = start(Some(http_page(&[])));
     let a = query_udp(picket.addr, "blocked.example", RecordType::A).await;
     assert_eq!(a_records(&a), [Ipv4Addr::LOCALHOST]);
 
@@ -182,8 +184,7 @@ async fn the_page_names_the_domain_rule_organization_time_and_reason() {
 
 #[tokio::test]
 async fn accept_language_picks_the_language() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr(), Some(http_page(&[]))));
+    let (_upstream, picket) = start(Some(http_page(&[])));
     let addr = page_addr(&picket);
     for (accept, lang, heading) in [
         ("pt-BR,pt;q=0.9,en;q=0.8", "pt", "Este site está bloqueado"),
@@ -209,8 +210,7 @@ async fn accept_language_picks_the_language() {
 
 #[tokio::test]
 async fn a_hostile_host_rule_name_and_reason_are_escaped() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr(), Some(http_page(&[]))));
+    let (_upstream, picket) = start(Some(http_page(&[])));
     let addr = page_addr(&picket);
     let page = http_get_as(addr, "<script>alert(1)</script>\"'&", "/", &[]).await;
     assert_eq!(page.status, 403);
@@ -318,8 +318,7 @@ async fn https_serves_the_page_with_the_operators_certificate() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs Debian's chromium (package chromium); run by .ci/run"]
 async fn a_browser_sent_to_the_block_page_shows_why() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr(), Some(http_page(&[]))));
+    let (_upstream, picket) = start(Some(http_page(&[])));
     // The browser asks Picket over DNS as a stub would, and gets the block page's address.
     let a = query_udp(picket.addr, "blocked.example", RecordType::A).await;
     let [ip] = a_records(&a)[..] else {

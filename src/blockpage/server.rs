@@ -17,15 +17,11 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{
-    HeaderName, HeaderValue, ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_LANGUAGE,
-    CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, VARY,
-};
+use hyper::header::{HeaderValue, ACCEPT_LANGUAGE, CONTENT_LANGUAGE, HOST, VARY};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 
@@ -33,7 +29,7 @@ use super::page::{choose_language, csp, render, View};
 use super::{BlockPage, Blocked, Source};
 use crate::config::Limits;
 use crate::listener::tls::Tls;
-use crate::observe::admin::accept_bounded;
+use crate::observe::admin::{accept_bounded, html_page};
 use crate::pipeline::Shared;
 use crate::protocol::wire::rtype;
 use crate::query::{ClientHints, Facts, Transport};
@@ -249,28 +245,14 @@ pub fn host_name(host: &str) -> String {
     }
 }
 
-/// 403 with the page and the headers that keep it self-contained: its CSP, no caching (the
-/// rule and time are of this visit), no sniffing, no referrer.
+/// 403 with the page and the headers that keep it self-contained (its CSP, no caching: the
+/// rule and time are of this visit), in `language`.
 fn page_response(html: String, language: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(html)));
+    let mut response = html_page(Bytes::from(html), csp());
     *response.status_mut() = StatusCode::FORBIDDEN;
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
     headers.insert(CONTENT_LANGUAGE, HeaderValue::from_static(language));
     headers.insert(VARY, HeaderValue::from_static("Accept-Language"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp()));
-    headers.insert(
-        HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        HeaderName::from_static("referrer-policy"),
-        HeaderValue::from_static("no-referrer"),
-    );
     response
 }
 

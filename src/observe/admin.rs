@@ -277,14 +277,20 @@ fn unauthorized(path: &str) -> Response<Full<Bytes>> {
 /// inline script and style (by hash) and requests to this listener only.
 fn page() -> Response<Full<Bytes>> {
     let page = super::page::page();
-    let mut response = Response::new(Full::new(Bytes::from_static(page.html.as_bytes())));
+    html_page(Bytes::from_static(page.html.as_bytes()), &page.csp)
+}
+
+/// 200 with an HTML page of our own and the headers that keep it to itself: its
+/// Content-Security-Policy `csp`, no caching, no type sniffing, no referrer.
+pub fn html_page(html: Bytes, csp: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(html));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(csp) = HeaderValue::from_str(&page.csp) {
+    if let Ok(csp) = HeaderValue::from_str(csp) {
         headers.insert(CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(

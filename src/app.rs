@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
 
+use crate::blockpage;
 use crate::config::{PolicySource, Settings};
 use crate::health::NotReady;
 use crate::listener::conns::{ConnectionTable, ShedReason};
@@ -65,6 +66,7 @@ pub struct Server {
     doh3_addrs: Vec<SocketAddr>,
     tls: Option<Arc<Tls>>,
     admin_addr: Option<SocketAddr>,
+    block_page_addrs: BlockPageAddrs,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -110,12 +112,14 @@ impl Server {
             doh3_addrs: sockets.doh3_addrs,
             tls,
             admin_addr: None,
+            block_page_addrs: sockets.block_page_addrs,
             stop,
             threads: Vec::with_capacity(threads + 1),
         };
         if let Some(listener) = sockets.admin {
             server.start_admin(listener, &common, &stopped)?;
         }
+        server.start_block_page(sockets.block_page, &stopped)?;
         let workers_serving = server.start_workers(sockets.per_worker, &common, &stopped)?;
         start_policy_watch(&shared, &stopped)?;
         crate::fleet::spawn(shared.clone(), stopped.clone())?;
@@ -173,6 +177,36 @@ impl Server {
             tracing::warn!(%addr, "the dashboard and /api/ (recent queries, clients) are open to anyone who can reach {addr}: add --admin-token TOKEN, or listen on loopback (--metrics 127.0.0.1:9153)");
         }
         self.admin_addr = Some(addr);
+        Ok(())
+    }
+
+    /// The block page's listeners on a thread of their own (none without
+    /// `--block-page` or `--block-page-tls`).
+    fn start_block_page(
+        &mut self,
+        listeners: blockpage::Listeners,
+        stopped: &watch::Receiver<bool>,
+    ) -> Result<()> {
+        let Some(page) = self.shared.block_page.clone() else {
+            return Ok(());
+        };
+        let handle = blockpage::spawn(
+            listeners,
+            self.shared.clone(),
+            page.clone(),
+            self.tls.clone(),
+            stopped.clone(),
+        )
+        .context("cannot start the block page thread")?;
+        self.threads.push(handle);
+        let addresses: Vec<String> = page.addresses().iter().map(ToString::to_string).collect();
+        let addresses = addresses.join(" ");
+        if let Some(addr) = self.block_page_addrs.http {
+            tracing::info!(%addr, %addresses, "block page on http://{addr}/, answered as {addresses}");
+        }
+        if let Some(addr) = self.block_page_addrs.https {
+            tracing::info!(%addr, %addresses, "block page on https://{addr}/, answered as {addresses}; browsers warn unless they trust the certificate's CA");
+        }
         Ok(())
     }
 
@@ -296,6 +330,11 @@ impl Server {
         self.admin_addr
     }
 
+    /// The addresses the block page answers on (HTTP, HTTPS), ports resolved.
+    pub fn block_page_addrs(&self) -> BlockPageAddrs {
+        self.block_page_addrs
+    }
+
     /// Reopens the query log (SIGHUP, after logrotate moved it).
     pub fn reopen_logs(&self) {
         self.shared.observer.reopen_log();
@@ -338,6 +377,15 @@ struct Sockets {
     /// The QUIC listeners, for a thread of their own.
     quic: WorkerSockets,
     admin: Option<std::net::TcpListener>,
+    block_page: blockpage::Listeners,
+    block_page_addrs: BlockPageAddrs,
+}
+
+/// Where the block page listens, ports resolved (None: not served that way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockPageAddrs {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
 }
 
 impl Sockets {
@@ -356,6 +404,7 @@ impl Sockets {
             })?),
             None => None,
         };
+        let (block_page, block_page_addrs) = bind_block_page(settings)?;
         Ok(Sockets {
             addrs,
             doh_addrs,
@@ -365,6 +414,8 @@ impl Sockets {
             per_worker,
             quic,
             admin,
+            block_page,
+            block_page_addrs,
         })
     }
 
@@ -390,6 +441,31 @@ impl Sockets {
     }
 }
 
+/// The block page's HTTP and HTTPS listeners, when it is served.
+fn bind_block_page(settings: &Settings) -> Result<(blockpage::Listeners, BlockPageAddrs)> {
+    let Some(page) = &settings.block_page else {
+        return Ok(Default::default());
+    };
+    let bind = |addr: Option<SocketAddr>, flag: &str| -> Result<Option<std::net::TcpListener>> {
+        addr.map(|addr| {
+            std::net::TcpListener::bind(addr).with_context(|| {
+                format!("cannot bind the block page listener {addr} ({flag}): is something else listening there? Pick another address")
+            })
+        })
+        .transpose()
+    };
+    let listeners = blockpage::Listeners {
+        http: bind(page.http, "--block-page")?,
+        https: bind(page.https, "--block-page-tls")?,
+    };
+    let local = |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let addrs = BlockPageAddrs {
+        http: local(&listeners.http),
+        https: local(&listeners.https),
+    };
+    Ok((listeners, addrs))
+}
+
 /// Binds one QUIC socket per address (one endpoint each, on the QUIC thread).
 fn bind_quic_all(
     listen: &[SocketAddr],
@@ -411,8 +487,16 @@ fn bind_quic_all(
 /// here rather than failing on the first connection.
 fn load_tls(settings: &Settings) -> Result<Option<Arc<Tls>>> {
     let encrypted = [&settings.doh, &settings.dot, &settings.doq, &settings.doh3];
+    let https_page = settings
+        .block_page
+        .as_ref()
+        .is_some_and(|b| b.https.is_some());
     match &settings.tls {
         Some(source) => Ok(Some(Arc::new(Tls::load(source)?))),
+        None if https_page => bail!(
+            "--block-page-tls needs a certificate: give --tls-cert FILE --tls-key FILE (PEM, \
+             from a CA the browsers trust), or --tls-self-signed to try things out"
+        ),
         None if encrypted.iter().any(|addrs| !addrs.is_empty()) => bail!(
             "DoH, DoT, DoQ and DoH3 need a certificate: give --tls-cert FILE --tls-key FILE (PEM), \
              or --tls-self-signed to try things out"
@@ -520,6 +604,25 @@ fn register_probes(
     }
     register_upstream_health_probes(metrics, shared);
     register_connection_probes(metrics, connections);
+    if shared.block_page.is_some() {
+        register_block_page_probes(metrics, &read);
+    }
+}
+
+fn register_block_page_probes(metrics: &Metrics, read: &SharedReader) {
+    for scheme in blockpage::SCHEMES {
+        for source in blockpage::Source::ALL {
+            metrics.counter_probe(
+                name::BLOCK_PAGE_REQUESTS,
+                &[("scheme", scheme), ("source", source.as_str())],
+                read.counter_with(move |s| {
+                    s.block_page
+                        .as_ref()
+                        .map_or(0, |p| p.requests(scheme, source))
+                }),
+            );
+        }
+    }
 }
 
 /// What `/api/stats` says about the server itself. Holds the shared state

@@ -16,6 +16,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod blockpage;
 pub mod cache;
 pub mod cli;
 pub mod clock;

@@ -24,6 +24,7 @@ use smallvec::SmallVec;
 use tokio::sync::Semaphore;
 
 use crate::admission::{ClientInflight, InflightSlot, RateDecision, RateLimiter};
+use crate::blockpage::{self, BlockPage, Blocked};
 use crate::cache::{Cache, CacheKey, Entry, Lookup};
 use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
@@ -87,6 +88,9 @@ pub struct Shared {
     /// advertises (`crate::ddr`); follows certificate reloads. None without
     /// a certificate, or one that names no host.
     tls_name: ArcSwapOption<String>,
+    /// The block page's addresses and the block-page answers given lately
+    /// (`--block-page`; None: no block page is served).
+    pub block_page: Option<Arc<BlockPage>>,
 }
 
 /// The validator's anchors: the `--trust-anchor` file or the root KSKs.
@@ -178,6 +182,10 @@ impl Shared {
             readiness: Readiness::default(),
             drain: Drain::default(),
             tls_name: ArcSwapOption::empty(),
+            block_page: settings
+                .block_page
+                .as_ref()
+                .map(|b| Arc::new(BlockPage::new(b, &settings.limits))),
             settings,
         })
     }
@@ -783,7 +791,10 @@ impl Worker {
     /// response phase drops the answer.
     fn respond(&self, q: &Judged<'_>, answer: &Answer, served: Provenance) -> Option<Vec<u8>> {
         if let Some(block) = self.screen(q, answer) {
-            let reply = match synthesize::answer(q.req, &block, self.edns_out(q.req), q.limit) {
+            self.record_block_page(q, &block);
+            let page = self.shared.block_page.as_deref();
+            let reply = match synthesize::answer(q.req, &block, self.edns_out(q.req), q.limit, page)
+            {
                 Synthesized::Reply(r) => Some(r),
                 Synthesized::Drop => None,
             };
@@ -858,7 +869,9 @@ impl Worker {
             ede: synthesized_ede(q.req, verdict),
             ..Provenance::synthesized()
         };
-        match synthesize::answer(q.req, verdict, self.edns_out(q.req), q.limit) {
+        self.record_block_page(q, verdict);
+        let page = self.shared.block_page.as_deref();
+        match synthesize::answer(q.req, verdict, self.edns_out(q.req), q.limit, page) {
             Synthesized::Reply(reply) => {
                 self.observe(
                     q,
@@ -873,6 +886,20 @@ impl Worker {
                 self.observe(q, None, verdict.label(), verdict.rule.as_ref(), none);
                 Step::Drop
             }
+        }
+    }
+
+    /// Remembers a block-page answer (client, name, rule), so that the page
+    /// the browser then opens names this rule for this client.
+    fn record_block_page(&self, q: &Judged<'_>, verdict: &Verdict) {
+        let Some(page) = self.shared.block_page.as_deref() else {
+            return;
+        };
+        if !blockpage::shows_page(verdict, q.req.qtype, Some(page)) {
+            return;
+        }
+        if let Some(blocked) = Blocked::from_verdict(q.policy, &q.identity, verdict) {
+            page.record(q.hints.ip, &q.req.qname, blocked);
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 
+use crate::blockpage::{self, BlockPage};
 use crate::policy::{Action, BlockMode, OverrideAnswer, Verdict};
 use crate::protocol::build::synthetic_soa_rdata;
 use crate::protocol::wire::{flag, rcode, rtype};
@@ -20,18 +21,26 @@ pub enum Synthesized {
 }
 
 /// The answer for a verdict that does not resolve. `edns` is our OPT for
-/// this client (None when the query had none); `limit` the size limit.
+/// this client (None when the query had none); `limit` the size limit;
+/// `page` the block page when one is served (`"block_page": true` rules
+/// then answer A/AAAA with its addresses, see [`blockpage::shows_page`]).
 pub fn answer(
     req: &Request,
     verdict: &Verdict,
     edns: Option<EdnsOut<'_>>,
     limit: usize,
+    page: Option<&BlockPage>,
 ) -> Synthesized {
     let text = verdict.ede_text().unwrap_or_default();
     let reply = match &verdict.action {
         Action::Block(block) => {
             let edns = edns.map(|e| e.with_ede(block.ede, &text));
-            block_answer(req, &block.mode, block.ttl, edns.as_ref(), limit)
+            match page.filter(|_| blockpage::shows_page(verdict, req.qtype, page)) {
+                Some(page) => {
+                    address_answer(req, page.addresses(), block.ttl, edns.as_ref(), limit)
+                }
+                None => block_answer(req, &block.mode, block.ttl, edns.as_ref(), limit),
+            }
         }
         Action::Override(over) => {
             address_answer(req, &over.addresses, over.ttl, edns.as_ref(), limit)

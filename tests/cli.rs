@@ -1,18 +1,9 @@
 //! The command line as an operator's script drives it: `picket check` and
 //! `picket explain` exit codes and output.
 
-use std::process::Command;
+mod common;
 
-fn picket(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("picket runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
+use common::process::run_picket as picket;
 
 #[test]
 fn check_passes_the_shipped_policies_and_runs_their_tests() {
@@ -162,6 +153,9 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--allow-from",
         "--allow-private-nameservers",
         "--allow-rollback",
+        "--block-page",
+        "--block-page-address",
+        "--block-page-tls",
         "--blocklist",
         "--ca-file",
         "--cache-size",
@@ -299,6 +293,9 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
         ["", "--allow-from", "<CIDR>", "", ""],
         ["", "--allow-private-nameservers", "", "", ""],
         ["", "--allow-rollback", "", "", ""],
+        ["", "--block-page", "<ADDR>", "", ""],
+        ["", "--block-page-address", "<IP>", "", ""],
+        ["", "--block-page-tls", "<ADDR>", "", ""],
         ["", "--blocklist", "<FILE>", "", ""],
         ["", "--ca-file", "<FILE>", "", ""],
         ["", "--cache-size", "<BYTES>", "256MiB", ""],

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use ::picket::config::{PolicySource, Settings};
 use ::picket::observe::{ClientIpMode, LogTarget, QueryLogSettings};
 use ::picket::query::{ClientHints, Transport};
+use common::browser::{dump_dom, screenshot, text_of};
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -589,52 +590,6 @@ async fn every_metric_the_grafana_board_uses_exists() {
     }
 }
 
-/// Runs Debian's Chromium headless on `url` with `args` (off the runtime): its stdout (the
-/// DOM, with --dump-dom); panics with its stderr when it fails.
-async fn chromium(args: &[&str], url: &str) -> String {
-    let profile = temp_dir("chromium-profile");
-    let mut command = std::process::Command::new("chromium");
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url);
-    let out = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .expect("chromium runs (apt-get install chromium)");
-    let _ = std::fs::remove_dir_all(profile);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The text inside the element with `id` in a dumped DOM (its first text
-/// run: enough for the figures).
-fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
-    let open = format!("id=\"{id}\"");
-    let at = dom
-        .find(&open)
-        .unwrap_or_else(|| panic!("no #{id} in the DOM"));
-    let rest = &dom[at..];
-    let start = rest.find('>').unwrap() + 1;
-    let end = rest[start..].find('<').unwrap() + start;
-    &rest[start..end]
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs Debian's chromium; run by .ci/run"]
 async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
@@ -642,7 +597,7 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     let picket = start_picket_with(settings(upstream.addr()));
     known_traffic(&picket).await;
     let url = format!("http://{}/", admin(&picket));
-    let dom = chromium(&["--dump-dom"], &url).await;
+    let dom = dump_dom(&[], &url).await;
     assert_eq!(text_of(&dom, "total-queries"), "7", "{dom}");
     assert_eq!(text_of(&dom, "total-blocked"), "3");
     assert!(
@@ -665,19 +620,7 @@ async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
     );
     assert!(dom.contains("<polyline"), "charts drawn");
 
-    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let arg = format!("--screenshot={}", shot.display());
-    chromium(&[&arg, "--window-size=1280,900"], &url).await;
-    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 10_000, "a screenshot of the page: {size} bytes");
-    println!("dashboard screenshot: {}", shot.display());
+    screenshot("dashboard.png", (1280, 900), &[], &url).await;
     // And at a phone's width.
-    let phone = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png");
-    let arg = format!("--screenshot={}", phone.display());
-    chromium(&[&arg, "--window-size=390,1600"], &url).await;
-    println!(
-        "dashboard screenshot at a phone's width: {}",
-        phone.display()
-    );
+    screenshot("dashboard-phone.png", (390, 1600), &[], &url).await;
 }

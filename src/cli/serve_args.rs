@@ -14,8 +14,8 @@ use clap::{Args, ValueEnum};
 
 use crate::admission::{AccessList, RateLimitSettings};
 use crate::config::{
-    normalize_name, parse_addr, parse_duration, parse_size, FleetSettings, PolicySource, Settings,
-    TlsSource,
+    normalize_name, parse_addr, parse_duration, parse_size, BlockPageSettings, FleetSettings,
+    PolicySource, Settings, TlsSource,
 };
 use crate::observe::{ClientIpMode, DnstapSettings, DnstapTarget, LogTarget, QueryLogSettings};
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
@@ -52,6 +52,45 @@ pub struct ServeArgs {
     pub query_log: QueryLogArgs,
     #[command(flatten)]
     pub dnstap: DnstapArgs,
+    #[command(flatten)]
+    pub block_page: BlockPageArgs,
+}
+
+/// The block page `"block_page": true` rules send browsers to.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Block page")]
+pub struct BlockPageArgs {
+    /// Serve the block page over HTTP on ADDR, e.g. 192.0.2.10:80. Rules with
+    /// "block_page": true then answer A/AAAA with its address (see --block-page-address).
+    #[arg(long = "block-page", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 80))]
+    pub http: Option<SocketAddr>,
+
+    /// Serve the block page over HTTPS on ADDR, e.g. 192.0.2.10:443, with the --tls-cert
+    /// certificate (or --tls-self-signed). Browsers warn unless they trust its CA.
+    #[arg(long = "block-page-tls", value_name = "ADDR", value_parser = |s: &str| parse_addr(s, 443))]
+    pub https: Option<SocketAddr>,
+
+    /// The address answers send browsers to, when it is not the one the block page listens on
+    /// (behind NAT, or listening on 0.0.0.0). Repeatable: IPv4 for A, IPv6 for AAAA queries.
+    #[arg(long = "block-page-address", value_name = "IP")]
+    pub address: Vec<IpAddr>,
+}
+
+impl BlockPageArgs {
+    fn apply(&self, s: &mut Settings) -> Result<()> {
+        if self.http.is_none() && self.https.is_none() {
+            if !self.address.is_empty() {
+                bail!("--block-page-address says where the block page is: add --block-page ADDR (HTTP) or --block-page-tls ADDR (HTTPS)");
+            }
+            return Ok(());
+        }
+        s.block_page = Some(BlockPageSettings::new(
+            self.http,
+            self.https,
+            self.address.clone(),
+        )?);
+        Ok(())
+    }
 }
 
 /// Where and how queries are received.
@@ -90,7 +129,7 @@ pub struct ListenerArgs {
 
 /// The certificate DoH and DoT present.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "TLS (DoH, DoT, DoQ and DoH3)")]
+#[command(next_help_heading = "TLS (DoH, DoT, DoQ, DoH3 and the block page)")]
 pub struct TlsArgs {
     /// TLS certificate chain for DoH, DoT, DoQ and DoH3 (PEM, server certificate first).
     /// Read again on SIGHUP.
@@ -540,6 +579,7 @@ impl ServeArgs {
         s.client_ip = self.query_log.log_client_ip.into();
         s.query_log = self.query_log.settings()?;
         s.dnstap = self.dnstap.settings()?;
+        self.block_page.apply(&mut s)?;
         self.apply_resolution(&mut s)?;
         Ok(s)
     }

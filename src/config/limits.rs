@@ -323,6 +323,32 @@ pub struct Limits {
     /// handful; 16 leaves room for policy upstream groups. Each costs a
     /// histogram of 81 buckets per slot it was used in (~120 KB per hour).
     pub dashboard_upstreams: usize,
+    /// Block-page answers remembered by (client address, name), so the page
+    /// can name the rule that answered that client (`src/blockpage/mod.rs`).
+    /// At the bound the least recently used are evicted (moka), and a page
+    /// for a forgotten answer evaluates the policy again instead. A browser
+    /// opens the page within a second of its lookup; 16,384 is minutes of
+    /// block-page answers on a busy node, at about 200 bytes each (~3 MB).
+    pub block_page_recent: u64,
+    /// How long a remembered block-page answer is trusted: the rule's block
+    /// TTL is seconds, so a browser that asks later resolved again (or used
+    /// its own cache, and the policy fallback answers it). Ten minutes keeps
+    /// entries across a browser's DNS cache (Chromium: 1 minute; Firefox: 1
+    /// minute by default, up to the TTL) with room to spare.
+    pub block_page_recent_ttl: Duration,
+    /// Block-page connections served at once, HTTP and HTTPS together; more
+    /// wait in the kernel's backlog. One request per connection (no
+    /// keep-alive) and the header timeout below bound how long each holds
+    /// its place, so slow clients (slowloris) delay others by at most that.
+    pub block_page_max_connections: usize,
+    /// A block-page client must finish its TLS handshake (HTTPS) and send its
+    /// request head within this time: nginx's `client_header_timeout` is 60 s,
+    /// a browser sends its head at once, so 5 s as for the admin listener.
+    pub block_page_header_timeout: Duration,
+    /// Largest request head a block-page client may send (hyper's smallest
+    /// buffer, 8 KiB: Apache's `LimitRequestFieldSize` is 8190 bytes per
+    /// field). A longer head is refused (431) and the connection closed.
+    pub block_page_max_header_bytes: usize,
 }
 
 /// Jitter of the bundle and list poll intervals, as a fraction either side of the interval: a
@@ -531,6 +557,11 @@ impl Default for Limits {
             dashboard_top_keys: 256,
             dashboard_pending_per_worker: 16_384,
             dashboard_upstreams: 16,
+            block_page_recent: 16_384,
+            block_page_recent_ttl: Duration::from_secs(600),
+            block_page_max_connections: 256,
+            block_page_header_timeout: Duration::from_secs(5),
+            block_page_max_header_bytes: 8 << 10,
         }
     }
 }

@@ -104,6 +104,55 @@ pub struct Settings {
     /// Bearer token the admin listener asks for on everything but `/metrics`,
     /// `/healthz` and `/readyz` (`--admin-token`; None: no token).
     pub admin_token: Option<String>,
+    /// The block page (`--block-page`, `--block-page-tls`; None: off, and
+    /// `"block_page": true` rules answer with their `mode`).
+    pub block_page: Option<BlockPageSettings>,
+}
+
+/// Where the block page is served and which addresses answers point at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockPageSettings {
+    /// Plain HTTP (`--block-page ADDR`).
+    pub http: Option<SocketAddr>,
+    /// HTTPS with the `--tls-cert` certificate (`--block-page-tls ADDR`).
+    pub https: Option<SocketAddr>,
+    /// The A/AAAA addresses `"block_page": true` rules answer with.
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+impl BlockPageSettings {
+    /// The block page on `http` and/or `https`, answered as `addresses`
+    /// (`--block-page-address`) or, when none are given, as the listen
+    /// addresses' IPs: a wildcard listen address (`0.0.0.0`, `::`) is no
+    /// address a client can be sent to, so then `addresses` are needed.
+    pub fn new(
+        http: Option<SocketAddr>,
+        https: Option<SocketAddr>,
+        addresses: Vec<std::net::IpAddr>,
+    ) -> Result<Self, ValueError> {
+        let mut addresses = addresses;
+        if addresses.is_empty() {
+            for listen in http.iter().chain(https.iter()) {
+                if listen.ip().is_unspecified() {
+                    return Err(ValueError::BlockPageWildcard(*listen));
+                }
+                if !addresses.contains(&listen.ip()) {
+                    addresses.push(listen.ip());
+                }
+            }
+        }
+        if let Some(bad) = addresses
+            .iter()
+            .find(|a| a.is_unspecified() || a.is_multicast())
+        {
+            return Err(ValueError::BlockPageAddress(*bad));
+        }
+        Ok(Self {
+            http,
+            https,
+            addresses,
+        })
+    }
 }
 
 impl Settings {
@@ -189,6 +238,7 @@ impl Default for Settings {
             client_ip: ClientIpMode::default(),
             dashboard: true,
             admin_token: None,
+            block_page: None,
         }
     }
 }
@@ -281,6 +331,10 @@ pub enum ValueError {
     DurationOutOfRange(String),
     #[error("`{0}` is not an address: expected IP or IP:PORT, e.g. 127.0.0.1:53 or [::1]:53")]
     NotAnAddress(String),
+    #[error("the block page listens on every address ({0}), which is no address to put in answers: say which one clients reach it at with --block-page-address IP (repeatable, IPv4 and IPv6)")]
+    BlockPageWildcard(SocketAddr),
+    #[error("--block-page-address {0} is no address a client can connect to: give the block page's unicast address, e.g. --block-page-address 192.0.2.10")]
+    BlockPageAddress(std::net::IpAddr),
 }
 
 /// Reads, checks and loads a bundle file; its problems are reported as the file's.

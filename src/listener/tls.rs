@@ -1,4 +1,4 @@
-//! TLS for DoH, DoT, DoQ and DoH over HTTP/3: the certificate and key (PEM
+//! TLS for DoH, DoT, DoQ, DoH over HTTP/3 and the block page: the certificate and key (PEM
 //! files, or a throwaway self-signed certificate), one rustls `ServerConfig`
 //! per transport (they differ in ALPN, and QUIC's allow TLS 1.3 only), and
 //! reloading them on SIGHUP.
@@ -23,6 +23,8 @@ use crate::config::TlsSource;
 
 /// ALPN of DoH: HTTP/2 first (RFC 8484 §5.2 recommends it), then HTTP/1.1.
 const DOH_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN of the block page (`--block-page-tls`): HTTP/1.1 only, all one page needs.
+const BLOCK_PAGE_ALPN: [&[u8]; 1] = [b"http/1.1"];
 /// ALPN of DoT (RFC 7858 §3.2, registered by RFC 8310).
 const DOT_ALPN: [&[u8]; 1] = [b"dot"];
 /// ALPN of DNS over QUIC (RFC 9250 §4.1).
@@ -52,6 +54,7 @@ struct Configs {
     dot: Arc<ServerConfig>,
     doq: Arc<ServerConfig>,
     doh3: Arc<ServerConfig>,
+    block_page: Arc<ServerConfig>,
     leaf: CertificateDer<'static>,
 }
 
@@ -96,6 +99,11 @@ impl Tls {
     /// The config for new DoH3 connections (ALPN h3, TLS 1.3, no 0-RTT).
     pub fn doh3_config(&self) -> Arc<ServerConfig> {
         self.configs.load().doh3.clone()
+    }
+
+    /// An acceptor for a new block page connection (ALPN http/1.1).
+    pub fn block_page_acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.configs.load().block_page.clone())
     }
 
     /// The end-entity certificate in use (DER), e.g. for a test client to pin.
@@ -242,6 +250,7 @@ fn configs(cert: CertifiedKey) -> Result<Configs> {
         dot: Arc::new(server_config(&cert, &DOT_ALPN, tls12_and_13)?),
         doq: Arc::new(server_config(&cert, &[DOQ_ALPN], tls13)?),
         doh3: Arc::new(server_config(&cert, &[H3_ALPN], tls13)?),
+        block_page: Arc::new(server_config(&cert, &BLOCK_PAGE_ALPN, tls12_and_13)?),
     })
 }
 

@@ -20,6 +20,8 @@
 //! on any path, which is why we serve HTTP ourselves).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -33,8 +35,8 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::api::{self, Explain, Json};
 use super::dashboard::{Dashboard, COLLECT_EVERY};
@@ -86,11 +88,7 @@ pub fn spawn(
         .spawn(move || runtime.block_on(serve(listener, Arc::new(admin), stop)))
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
-    admin: Arc<Admin>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>, stop: watch::Receiver<bool>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -118,26 +116,9 @@ async fn serve(
         });
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let (stream, _) = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
+    accept_bounded(&listener, slots, stop, |stream, _, permit| {
         let admin = admin.clone();
-        tokio::spawn(async move {
+        async move {
             let service = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
                 async move { Ok::<_, Infallible>(answer(&admin, &req)) }
@@ -148,7 +129,44 @@ async fn serve(
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             drop(permit);
-        });
+        }
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` until `stop` turns true, each once a place in `slots` is
+/// free (more wait in the kernel's backlog), and runs `serve` on it as a task of its own, with
+/// its place, which it gives back when it ends. For the small HTTP listeners (admin, block
+/// page), whose bound is a count of connections and a header deadline.
+pub async fn accept_bounded<F, Fut>(
+    listener: &TcpListener,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let permit = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    // Out of descriptors, most likely: let some connections end.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(serve(stream, peer, permit));
     }
 }
 
@@ -260,14 +278,20 @@ fn unauthorized(path: &str) -> Response<Full<Bytes>> {
 /// inline script and style (by hash) and requests to this listener only.
 fn page() -> Response<Full<Bytes>> {
     let page = super::page::page();
-    let mut response = Response::new(Full::new(Bytes::from_static(page.html.as_bytes())));
+    html_page(Bytes::from_static(page.html.as_bytes()), &page.csp)
+}
+
+/// 200 with an HTML page of our own and the headers that keep it to itself: its
+/// Content-Security-Policy `csp`, no caching, no type sniffing, no referrer.
+pub fn html_page(html: Bytes, csp: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(html));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(csp) = HeaderValue::from_str(&page.csp) {
+    if let Ok(csp) = HeaderValue::from_str(csp) {
         headers.insert(CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(

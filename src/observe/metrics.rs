@@ -89,6 +89,7 @@ pub mod name {
     pub const DNSTAP_RECONNECTS: &str = "picket_dnstap_reconnects_total";
     pub const RECURSOR_QUERIES: &str = "picket_recursor_queries_total";
     pub const RECURSOR_EVENTS: &str = "picket_recursor_events_total";
+    pub const BLOCK_PAGE_REQUESTS: &str = "picket_block_page_requests_total";
 }
 
 type Read<T> = Box<dyn Fn() -> T + Send + Sync>;
@@ -422,7 +423,7 @@ fn counter_on(
 
 /// HELP lines: what each metric means, for whoever builds the dashboard.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 19] = [
+    let counters: [(&'static str, &'static str); 20] = [
         (name::LIST_FETCH, "Downloads of url lists by result: updated, unchanged, not_modified, fetch_failed, too_large; a failure keeps the last good copy."),
         (name::POLICY_BUNDLE_FETCH, "--policy-url polls by result: applied, not_modified, unchanged, or why the bundle was refused (fetch_failed, too_large, bad_signature, malformed, rollback, load_failed); a refusal keeps the policy in force."),
         (name::QUERIES, "Queries answered (or dropped), by transport, policy action and response code."),
@@ -442,6 +443,7 @@ fn describe(recorder: &PrometheusRecorder) {
         (name::DNSTAP_RECONNECTS, "dnstap collector connections lost and reopened."),
         (name::RECURSOR_QUERIES, "Recursive mode: queries sent to authoritative servers."),
         (name::RECURSOR_EVENTS, "Recursive mode: queries over budget, TCP retries after TC=1, servers held down, failure-cache hits, KeyTrap scrubs, root primings (and failures), answers from cached NSEC records."),
+        (name::BLOCK_PAGE_REQUESTS, "Block pages served, by scheme (http, https) and where the rule shown came from: answer (the block-page answer this client was given), policy (evaluated again), unknown (neither blocks the name)."),
     ];
     for (n, help) in counters {
         recorder.describe_counter(KeyName::from(n), None, SharedString::from(help));

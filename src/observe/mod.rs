@@ -11,6 +11,7 @@ pub mod dnstap;
 pub mod metrics;
 pub mod outcome;
 mod page;
+pub use page::sha256_source;
 pub mod querylog;
 pub mod sketch;
 mod slots;

@@ -28,8 +28,8 @@ pub fn page() -> &'static Page {
         let csp = format!(
             "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; \
              img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-            sha256(SCRIPT),
-            sha256(STYLE)
+            sha256_source(SCRIPT),
+            sha256_source(STYLE)
         );
         Page {
             html: Box::leak(html.into_boxed_str()),
@@ -38,7 +38,8 @@ pub fn page() -> &'static Page {
     })
 }
 
-fn sha256(text: &str) -> String {
+/// A CSP source for an inline script or style: `sha256-` and its digest in base64.
+pub fn sha256_source(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     format!(
         "sha256-{}",

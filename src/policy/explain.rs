@@ -310,7 +310,7 @@ pub(crate) fn describe_answer(
                 },
                 BlockMode::Addresses(a) => records(a, rtype, b.ttl),
             };
-            format!("{what}, {}", ede(b.ede))
+            format!("{what}, {}{}", ede(b.ede), block_page_note(b, rtype))
         }
         Action::Override(o) => match &o.cname {
             Some(c) => format!(
@@ -324,6 +324,26 @@ pub(crate) fn describe_answer(
         Action::Truncate => {
             "over UDP an empty answer with TC=1 (the client retries over TCP); over TCP, DoT and DoH resolved normally".to_owned()
         }
+    }
+}
+
+/// What a `"block_page": true` rule does instead when Picket serves a block page, and the
+/// reason the page shows.
+fn block_page_note(b: &super::BlockAnswer, rtype: RecordType) -> String {
+    if !b.block_page {
+        return String::new();
+    }
+    let instead = match rtype {
+        RecordType::A | RecordType::AAAA => format!(
+            "; when Picket serves a block page (--block-page, --block-page-tls): {rtype} records \
+             with its address instead (NODATA when it has none of this family), TTL {}",
+            b.ttl
+        ),
+        _ => "; a block page (--block-page) changes only A and AAAA answers".to_owned(),
+    };
+    match &b.reason {
+        Some(reason) => format!("{instead}; the page shows the reason \"{reason}\""),
+        None => instead,
     }
 }
 

@@ -355,6 +355,14 @@ impl Identity {
             _ => "",
         }
     }
+
+    /// The organization's `name`, if it has one.
+    pub fn org_name<'p>(&self, policy: &'p PolicySet) -> Option<&'p str> {
+        match self {
+            Self::Org(i) => policy.orgs.get(*i as usize)?.name.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// Counts for logs, metrics and `picket check`.

@@ -1,10 +1,10 @@
-//! A plain HTTP/1.1 GET for tests of the admin listener (metrics, dashboard, API),
-//! and the metric samples it exposes.
+//! A plain HTTP/1.1 GET for tests of the admin listener (metrics, dashboard, API) and the
+//! block page (any Host, plain or over TLS), and the metric samples the admin listener exposes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// An HTTP answer: status, header lines (lower-cased names) and body.
 #[derive(Debug)]
@@ -36,24 +36,60 @@ impl HttpAnswer {
 
 /// GET `path` with extra request header lines (`Name: value`).
 pub async fn http_get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> HttpAnswer {
-    exchange(addr, path, headers)
+    http_get_as(addr, &addr.to_string(), path, headers).await
+}
+
+/// GET `path` from `addr` as if for the site `host` (its `Host` header), with
+/// extra request header lines.
+pub async fn http_get_as(addr: SocketAddr, host: &str, path: &str, headers: &[&str]) -> HttpAnswer {
+    try_get_as(addr, host, path, headers)
         .await
-        .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+        .unwrap_or_else(|e| panic!("GET {path} for {host} from {addr}: {e}"))
 }
 
 /// GET `path`, or None when nothing listens on `addr` yet or no whole HTTP
 /// answer comes (for polls while a process starts or restarts).
 pub async fn http_try_get(addr: SocketAddr, path: &str) -> Option<HttpAnswer> {
-    exchange(addr, path, &[]).await.ok()
+    try_get_as(addr, &addr.to_string(), path, &[]).await.ok()
 }
 
 /// One GET on a fresh connection; what went wrong, in words, if no whole
-/// answer came back within 10 s.
-async fn exchange(addr: SocketAddr, path: &str, headers: &[&str]) -> Result<HttpAnswer, String> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+/// answer came back.
+async fn try_get_as(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[&str],
+) -> Result<HttpAnswer, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("the admin listener does not accept: {e}"))?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        .map_err(|e| format!("the HTTP listener does not accept: {e}"))?;
+    exchange(stream, host, path, headers).await
+}
+
+/// GET `path` for `host` over an open connection (plain or TLS), reading the
+/// answer until the server closes; panics when no whole answer comes.
+pub async fn http_exchange<S>(stream: S, host: &str, path: &str, headers: &[&str]) -> HttpAnswer
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    exchange(stream, host, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} for {host}: {e}"))
+}
+
+/// One GET over `stream`; what went wrong, in words, if no whole answer came
+/// back within 10 s.
+async fn exchange<S>(
+    mut stream: S,
+    host: &str,
+    path: &str,
+    headers: &[&str],
+) -> Result<HttpAnswer, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for h in headers {
         request.push_str(h);
         request.push_str("\r\n");
@@ -64,10 +100,20 @@ async fn exchange(addr: SocketAddr, path: &str, headers: &[&str]) -> Result<Http
         .await
         .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
         .await
-        .map_err(|_| "no answer in time".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "no answer in time".to_string())?;
+    // A TLS peer that closes without close_notify ends in UnexpectedEof after the answer.
+    if let Err(e) = read {
+        if raw.is_empty() {
+            return Err(format!("no HTTP answer: {e}"));
+        }
+    }
+    parse_answer(raw)
+}
+
+/// Status, headers and body of a raw HTTP/1.1 answer.
+fn parse_answer(raw: Vec<u8>) -> Result<HttpAnswer, String> {
     let text = String::from_utf8(raw).map_err(|_| "the HTTP answer is not text")?;
     let (head, body) = text
         .split_once("\r\n\r\n")

@@ -14,6 +14,7 @@
 //! - [`http`]: plain HTTP GETs to the admin listener.
 //! - [`process`]: the picket binary as a process ([`PicketProcess::options`]),
 //!   outside programs, free loopback ports.
+//! - [`browser`]: headless Chromium (dashboard and block page tests).
 //!
 //! Nothing here touches the network beyond loopback.
 //!
@@ -36,6 +37,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod authority;
+pub mod browser;
 pub mod client;
 pub mod encrypted;
 pub mod files;
@@ -60,7 +62,10 @@ pub use client::{
 };
 pub use encrypted::EncryptedFront;
 pub use files::{dir_with, policy_file_dir, temp_dir};
-pub use http::{http_get, http_get_with, http_try_get, metric, poll_until, HttpAnswer};
+pub use http::{
+    http_exchange, http_get, http_get_as, http_get_with, http_try_get, metric, poll_until,
+    HttpAnswer,
+};
 pub use inspect::{
     a_records, aaaa_records, assert_a_answer, assert_not_forged, ede, ede_option, min_ttl, rcode,
     soa_in_authority, soa_owner, EDE_CODE,

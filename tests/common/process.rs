@@ -96,6 +96,19 @@ pub fn start_unbound(dir: &Path, server: &str) -> KillOnDrop {
     )
 }
 
+/// Runs `picket ARGS...` to its end from the crate's directory: its exit
+/// status and its stdout then stderr.
+pub fn run_picket(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("picket runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// `picket serve` on a free loopback port (UDP and TCP); killed on drop.
 pub struct PicketProcess {
     pub child: Child,

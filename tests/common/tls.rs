@@ -196,6 +196,20 @@ impl TestCa {
         }
     }
 
+    /// A client config that trusts this CA alone (as a managed device that
+    /// had the operator's CA installed), offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        roots.add(self.cert.clone()).expect("the CA certificate");
+        let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring offers TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
     /// A rustls server config presenting a certificate for `names`,
     /// offering `alpn`; TLS 1.3 only when `quic` (RFC 9001).
     pub fn server_config(

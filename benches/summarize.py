@@ -56,7 +56,8 @@ for wl in ("udp", "dot", "doh", "doh-dnsperf", "fwd"):
     METRICS[wl] = [m for m in METRICS["hits"] if m[0] in ("qps", "us_per_q", "cpu_busy", "hwm_mib")]
 DETAIL = ["qps", "us_per_q", "cpu_busy", "client_cpu", "load_core_busy",
           "resolver_core_other", "lost_pct", "noerror_pct", "nxdomain_pct",
-          "lat_rate", "p50_ms", "p99_ms", "hwm_mib", "load_s", "rss_mib"]
+          "lat_rate", "p50_ms", "p99_ms", "hwm_mib", "load_s", "rss_mib",
+          "dnstap_frames_pct"]
 
 
 def num(v):

@@ -84,11 +84,7 @@ main() {
     local -a order
     ensure_deps
     command -v fstrm_capture >/dev/null 2>&1 || die "fstrm_capture is missing: apt-get install fstrm-bin"
-    rm -rf "$LOGS"
-    mkdir -p "$OUT" "$LOGS"
-    : >"$RAW"
-    : >"$NOTES"
-    LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+    begin_run
     find_picket
     [[ $PICKET_OK == 1 ]] || die "no picket binary"
     # the example policies, as benches/run.sh; unsigned bench zone: no validation

@@ -174,11 +174,7 @@ main() {
     command -v openssl >/dev/null 2>&1 || die "openssl is missing: apt-get install openssl"
     unbound -V 2>/dev/null | grep -q -- --with-libnghttp2 ||
         note "this unbound is built without libnghttp2: its DoH listener will not answer"
-    rm -rf "$LOGS"
-    mkdir -p "$OUT" "$LOGS"
-    : >"$RAW"
-    : >"$NOTES"
-    LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+    begin_run
     find_picket
     make_test_certs "$CERTS" "$TLS_NAME"
     gen_data

@@ -30,46 +30,13 @@ mkdir -p "$dir"
 for f in "${blocklists[@]}"; do
     awk 'NF {printf "local-zone: \"%s.\" always_nxdomain\n", $1}' "$f" >>"$dir/list.conf"
 done
-cat >"$dir/unbound.conf" <<EOF
-server:
-  interface: ${listen%:*}
-  port: ${listen##*:}
-  do-ip6: no
-  num-threads: $threads
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$dir"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  do-not-query-localhost: no
-  prefetch: no
-  prefetch-key: no
-  serve-expired: no
-  qname-minimisation: no
-  msg-cache-size: 256m
-  rrset-cache-size: 512m
-  msg-cache-slabs: 1
-  rrset-cache-slabs: 1
-  infra-cache-slabs: 1
-  key-cache-slabs: 1
-  num-queries-per-thread: 2048
-  outgoing-range: 4096
-  ratelimit: 0
-  ip-ratelimit: 0
-  unwanted-reply-threshold: 0
-  statistics-interval: 0
-  local-zone: "test." nodefault
-  include: "$dir/list.conf"
-remote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-addr: ${upstream%:*}@${upstream##*:}
-EOF
+[[ ${listen%:*} == 127.0.0.1 && $threads == 1 ]] ||
+    { echo "fake-picket: only --listen 127.0.0.1:PORT and --threads 1 (as run.sh gives)" >&2; exit 2; }
+# Unbound configured as run.sh configures it (benches/lib.sh), plus the list
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+OUT=$dir UNBOUND_PORT=${listen##*:} NSD_PORT=${upstream##*:}
+UNBOUND_EXTRA_CONF="  include: \"$dir/list.conf\""
+conf=$(write_unbound_conf fake)
 PATH=$PATH:/usr/sbin
-exec unbound -d -c "$dir/unbound.conf"
+exec unbound -d -c "$conf"

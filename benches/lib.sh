@@ -456,3 +456,12 @@ make_test_certs() { # dir name
     openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
         -days 2 -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null
 }
+
+# A fresh output directory for a run: logs, raw results and notes emptied, load noted.
+begin_run() {
+    rm -rf "$LOGS"
+    mkdir -p "$OUT" "$LOGS"
+    : >"$RAW"
+    : >"$NOTES"
+    LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+}

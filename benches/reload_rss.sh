@@ -35,35 +35,16 @@ PATH=$PATH:/usr/sbin:/sbin
 [ -f "$DATA/blocklist.txt" ] || { echo "no $DATA/blocklist.txt: run benches/run.sh (or gen_data.py) first" >&2; exit 1; }
 work=$(mktemp -d)
 # shellcheck source=benches/lib.sh
-source benches/lib.sh # make_test_certs (after the settings above: it has defaults of its own)
+source benches/lib.sh # start_nsd, make_test_certs (after the settings above: lib.sh has defaults of its own)
 kib() { awk -v k="$2" '$1 == k ":" { print $2 }' "/proc/$1/status"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cat >"$work/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1@$NSD_PORT
-  port: $NSD_PORT
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$DATA"
-  database: ""
-  zonelistfile: "$work/zone.list"
-  xfrdfile: "$work/xfrd.state"
-  pidfile: "$work/nsd.pid"
-  logfile: "$work/nsd.log"
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "bench.test."
-  zonefile: "bench.test.zone"
-EOF
-nsd -d -c "$work/nsd.conf" >"$work/nsd.out" 2>&1 &
-pids+=($!)
+# NSD as benches/run.sh starts it (its files under $OUT/nsd, its output in $work)
+LOGS=$work
+start_nsd
+pids+=("$NSD_PID")
 
 # The list Picket reads, in a file of its own that the "changed" phase edits.
 cp "$DATA/blocklist.txt" "$work/blocklist.txt"
@@ -175,3 +156,5 @@ edit_served() {
 phase url edit_served true
 grep -o 'took[^,}]*' "$work/picket.log" | sed 's/^/reload /' | tail -n "$RELOADS" || true
 echo "failed list downloads: $(grep -c 'list not downloaded' "$work/picket.log" || true)"
+# why (a download before the server listens, or a timeout on a loaded machine)
+grep 'list not downloaded' "$work/picket.log" | grep -o 'error=.*' | cut -c1-160 | sort | uniq -c || true

@@ -51,12 +51,8 @@ wl_block() { # round res: (4) list load, then (3) the 50/50 mix
 # ---- main -----------------------------------------------------------------------------
 main() {
     ensure_deps
-    rm -rf "$LOGS"
-    mkdir -p "$OUT" "$LOGS"
-    : >"$RAW"
-    : >"$NOTES"
+    begin_run
     local t_start=$SECONDS r wl res
-    LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
     local -a order
     [[ " $RESOLVERS " == *" picket "* ]] && find_picket
     gen_data

@@ -140,7 +140,7 @@ impl Fetcher {
         max: u64,
         sink: &mut impl std::io::Write,
     ) -> Result<Streamed, FetchError> {
-        let get = self.get_unbounded(url, etag, max, sink);
+        let get = self.get_unbounded(sink, url, etag, max);
         match tokio::time::timeout(self.timeout, get).await {
             Ok(result) => result,
             Err(_) => Err(FetchError {
@@ -153,12 +153,13 @@ impl Fetcher {
         }
     }
 
+    /// The GET itself, without the overall timeout.
     async fn get_unbounded(
         &self,
+        sink: &mut impl std::io::Write,
         url: &str,
         etag: Option<&str>,
         max: u64,
-        sink: &mut impl std::io::Write,
     ) -> Result<Streamed, FetchError> {
         let network = |what: String| FetchError {
             label: "network",

@@ -292,6 +292,14 @@ mod tests {
         d
     }
 
+    /// A state dir holding one download of `URL`: `a.example`, ETag "v1".
+    fn with_a_download(tag: &str) -> (PathBuf, RemoteLists) {
+        let dir = state_dir(tag);
+        let remote = RemoteLists::new(Some(dir.clone()));
+        assert!(download(&remote, b"a.example\n", "\"v1\""));
+        (dir, remote)
+    }
+
     #[test]
     fn a_download_is_kept_in_the_state_dir_read_back_and_found_after_a_restart() {
         let dir = state_dir("kept");
@@ -322,9 +330,7 @@ mod tests {
 
     #[test]
     fn the_same_content_is_unchanged_and_new_content_replaces_it() {
-        let dir = state_dir("changed");
-        let remote = RemoteLists::new(Some(dir.clone()));
-        assert!(download(&remote, b"a.example\n", "\"v1\""));
+        let (dir, remote) = with_a_download("changed");
         let first = remote.get(URL).unwrap();
         assert!(!download(&remote, b"a.example\n", "\"v2\""), "same bytes");
         assert_eq!(remote.get(URL).unwrap().digest, first.digest);
@@ -340,9 +346,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_download_leaves_the_last_good_copy_and_no_partial_file() {
-        let dir = state_dir("abandoned");
-        let remote = RemoteLists::new(Some(dir.clone()));
-        assert!(download(&remote, b"a.example\n", "\"v1\""));
+        let (dir, remote) = with_a_download("abandoned");
         let mut incoming = remote.begin(URL).unwrap();
         incoming.write_all(b"cut.exa").unwrap();
         drop(incoming); // cut off, too large or failed: never kept

@@ -30,9 +30,13 @@ mkdir -p "$dir"
 for f in "${blocklists[@]}"; do
     awk 'NF {printf "local-zone: \"%s.\" always_nxdomain\n", $1}' "$f" >>"$dir/list.conf"
 done
+[[ ${listen%:*} == 127.0.0.1 && $threads == 1 ]] ||
+    { echo "fake-picket: only --listen 127.0.0.1:PORT and --threads 1 (as run.sh gives)" >&2; exit 2; }
+# Unbound configured as run.sh configures it (benches/lib.sh), plus the list
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-unbound_forwarder_conf "${listen%:*}" "${listen##*:}" "$threads" "$dir" \
-    "${upstream%:*}@${upstream##*:}" "$dir/list.conf" >"$dir/unbound.conf"
+OUT=$dir UNBOUND_PORT=${listen##*:} NSD_PORT=${upstream##*:}
+UNBOUND_EXTRA_CONF="  include: \"$dir/list.conf\""
+conf=$(write_unbound_conf fake)
 PATH=$PATH:/usr/sbin
-exec unbound -d -c "$dir/unbound.conf"
+exec unbound -d -c "$conf"

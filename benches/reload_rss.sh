@@ -24,8 +24,6 @@
 # nsd, openssl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=benches/lib.sh
-source benches/lib.sh
 BIN=${PICKET_BIN:-target/release/picket}
 OUT=${BENCH_OUT:-bench-out}
 DATA=$OUT/data
@@ -36,14 +34,17 @@ QPS=${QPS:-20000}
 PATH=$PATH:/usr/sbin:/sbin
 [ -f "$DATA/blocklist.txt" ] || { echo "no $DATA/blocklist.txt: run benches/run.sh (or gen_data.py) first" >&2; exit 1; }
 work=$(mktemp -d)
+# shellcheck source=benches/lib.sh
+source benches/lib.sh # start_nsd, make_test_certs (after the settings above: lib.sh has defaults of its own)
 kib() { awk -v k="$2" '$1 == k ":" { print $2 }' "/proc/$1/status"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-write_nsd_conf "$work" 127.0.0.1 "$NSD_PORT" "$DATA" bench.test. bench.test.zone
-nsd -d -c "$work/nsd.conf" >"$work/nsd.out" 2>&1 &
-pids+=($!)
+# NSD as benches/run.sh starts it (its files under $OUT/nsd, its output in $work)
+LOGS=$work
+start_nsd
+pids+=("$NSD_PID")
 
 # The list Picket reads, in a file of its own that the "changed" phase edits.
 cp "$DATA/blocklist.txt" "$work/blocklist.txt"
@@ -105,13 +106,7 @@ kill "$pid"
 wait "$pid" 2>/dev/null || true
 mkdir -p "$work/www" "$work/url-policy" "$work/state"
 cp "$DATA/blocklist.txt" "$work/www/blocklist.txt"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
-  -addext basicConstraints=critical,CA:TRUE -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
-  -keyout "$work/srv.key" -out "$work/srv.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$work/srv.ext"
-openssl x509 -req -in "$work/srv.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
-  -days 2 -extfile "$work/srv.ext" -out "$work/srv.pem" 2>/dev/null
+make_test_certs "$work/certs" lists.bench.test
 HTTPS_PORT=${HTTPS_PORT:-25367}
 cat >"$work/serve.py" <<'PY'
 import http.server, os, ssl, sys
@@ -132,7 +127,7 @@ ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
 server.socket = ctx.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
 PY
-python3 "$work/serve.py" "$work/www" "$HTTPS_PORT" "$work/srv.pem" "$work/srv.key" &
+python3 "$work/serve.py" "$work/www" "$HTTPS_PORT" "$work/certs/server.pem" "$work/certs/server.key" &
 pids+=($!)
 cat >"$work/url-policy/p.json" <<EOF
 { "global": {
@@ -140,7 +135,7 @@ cat >"$work/url-policy/p.json" <<EOF
   "rules": [ { "id": "bench", "expression": "list.bench", "action": "block" } ] } }
 EOF
 "$BIN" serve --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$NSD_PORT" --threads 1 \
-  --policies "$work/url-policy" --ca-file "$work/ca.pem" --state-dir "$work/state" \
+  --policies "$work/url-policy" --ca-file "$work/certs/ca.pem" --state-dir "$work/state" \
   --log-level info >"$work/picket.log" 2>&1 &
 pid=$!
 pids+=("$pid")
@@ -161,3 +156,5 @@ edit_served() {
 phase url edit_served true
 grep -o 'took[^,}]*' "$work/picket.log" | sed 's/^/reload /' | tail -n "$RELOADS" || true
 echo "failed list downloads: $(grep -c 'list not downloaded' "$work/picket.log" || true)"
+# why (a download before the server listens, or a timeout on a loaded machine)
+grep 'list not downloaded' "$work/picket.log" | grep -o 'error=.*' | cut -c1-160 | sort | uniq -c || true

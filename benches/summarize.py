@@ -10,18 +10,29 @@ apart, so machine-load drift largely cancels).
 """
 
 import math
+import os
 import statistics
 import sys
 from collections import defaultdict
 
-RESOLVERS = ["unbound", "picket"]
-NAMES = {"unbound": "Unbound", "picket": "Picket"}
+# The two columns compared: "key=Label,key=Label" in SUMMARY_COLUMNS (the keys are the
+# resolver field of raw.tsv), by default Unbound against Picket.
+COLUMNS = [c.split("=", 1) for c in
+           os.environ.get("SUMMARY_COLUMNS", "unbound=Unbound,picket=Picket").split(",")]
+RESOLVERS = [k for k, _ in COLUMNS]
+NAMES = dict(COLUMNS)
 
 WORKLOADS = [
     ("hits", "1. cache hits (10k names, warmed)"),
     ("miss", "2. cache misses, forwarded to NSD (each name once)"),
     ("block", "3. 1M-domain blocklist + cached names, 50/50"),
     ("load", "4. loading the 1M-domain list"),
+    # benches/encrypted.sh
+    ("udp", "cache hits over UDP (10k names, warmed)"),
+    ("dot", "cache hits over DoT (dnsperf -m dot)"),
+    ("doh", "cache hits over DoH (h2load, GET)"),
+    ("doh-dnsperf", "cache hits over DoH (dnsperf -m doh, GET)"),
+    ("fwd", "Picket forwarding misses (each name once) to Unbound → NSD"),
 ]
 # metric, label, format, better ("higher"/"lower"/"")
 METRICS = {
@@ -40,9 +51,13 @@ METRICS = {
 }
 METRICS["miss"] = METRICS["hits"]
 METRICS["block"] = METRICS["hits"]
+# max-throughput runs only: no half-load latency run
+for wl in ("udp", "dot", "doh", "doh-dnsperf", "fwd"):
+    METRICS[wl] = [m for m in METRICS["hits"] if m[0] in ("qps", "us_per_q", "cpu_busy", "hwm_mib")]
 DETAIL = ["qps", "us_per_q", "cpu_busy", "client_cpu", "load_core_busy",
           "resolver_core_other", "lost_pct", "noerror_pct", "nxdomain_pct",
-          "lat_rate", "p50_ms", "p99_ms", "hwm_mib", "load_s", "rss_mib"]
+          "lat_rate", "p50_ms", "p99_ms", "hwm_mib", "load_s", "rss_mib",
+          "dnstap_frames_pct"]
 
 
 def num(v):
@@ -82,8 +97,8 @@ def main():
         return statistics.median(vals) if vals else None
 
     def ratio(wl, m):
-        u = data.get(("unbound", wl, m), {})
-        p = data.get(("picket", wl, m), {})
+        u = data.get((RESOLVERS[0], wl, m), {})
+        p = data.get((RESOLVERS[1], wl, m), {})
         rs = []
         for r in sorted(set(u) & set(p)):
             a, b = u[r], p[r]
@@ -94,7 +109,8 @@ def main():
 
     out = []
     w = out.append
-    w("# Picket vs Unbound benchmark results")
+    first_name, second_name = NAMES[RESOLVERS[0]], NAMES[RESOLVERS[1]]
+    w("# %s vs %s benchmark results" % (second_name, first_name))
     w("")
     w("%s, %s rounds × %ss max runs (%ss half-load runs), git %s. Machine: %s × %s, "
       "kernel %s. CPUs: %s. Unbound %s, NSD %s, dnsperf %s (%s). Data: %s. "
@@ -106,12 +122,14 @@ def main():
          meta.get("wall_s"), meta.get("loadavg_start"), meta.get("loadavg_end")))
     w("")
     w("Cells are medians over rounds; the ratio is the median of per-round "
-      "Picket/Unbound ratios (>1 means Picket has more of the metric; the last "
-      "column says which direction is better). Method: benches/README.md.")
+      "%s/%s ratios (>1 means %s has more of the metric; the last "
+      "column says which direction is better). Method: benches/README.md."
+      % (second_name, first_name, second_name))
     w("")
-    w("| workload | metric | Unbound | Picket | Picket/Unbound | better |")
+    w("| workload | metric | %s | %s | %s/%s | better |"
+      % (first_name, second_name, second_name, first_name))
     w("|---|---|---:|---:|---:|---|")
-    present = {wl for (_, wl, _) in data}
+    present = {wl for (res, wl, _) in data if res in RESOLVERS}
     for wl, title in WORKLOADS:
         if wl not in present:
             continue  # not run (WORKLOADS), or failed for every resolver: see Notes
@@ -164,7 +182,7 @@ def main():
                 client = data.get((res, wl, "client_cpu"), {}).get(rnd, float("nan"))
                 # in "miss" NSD legitimately shares dnsperf's core, so only
                 # the resolver's core is checked there
-                if other > 10 or (wl != "miss" and load - client > 25):
+                if other > 10 or (wl not in ("miss", "fwd") and load - client > 25):
                     bad.append((rnd, other, load - client))
             if bad:
                 notes.append(
@@ -173,7 +191,7 @@ def main():
                     "CPU µs/query much less"
                     % (res, wl, "s" if len(bad) > 1 else "", ",".join(str(b[0]) for b in bad),
                        "–".join(sorted({"%.0f" % min(b[1] for b in bad), "%.0f" % max(b[1] for b in bad)}, key=float)),
-                       "" if wl == "miss" else
+                       "" if wl in ("miss", "fwd") else
                        " and %s points of dnsperf's" % "–".join(sorted({"%.0f" % min(b[2] for b in bad), "%.0f" % max(b[2] for b in bad)}, key=float))))
     w("## Notes")
     w("")

@@ -49,10 +49,19 @@ pub enum Fetched {
     },
 }
 
+/// What a GET that wrote its body into a sink brought ([`Fetcher::get_into`]).
+#[derive(Debug)]
+pub enum Streamed {
+    /// 304: the server still has what we have (the ETag matched); nothing was written.
+    NotModified,
+    /// 200, the whole body written, and its ETag if the server sent one.
+    Written { etag: Option<String> },
+}
+
 /// Why a GET brought nothing usable. The message names the URL and what to check.
 #[derive(Debug)]
 pub struct FetchError {
-    /// Bounded label for metrics: `network`, `http_status`, `too_large`, `timeout`.
+    /// Bounded label for metrics: `network`, `http_status`, `too_large`, `timeout`, `write`.
     pub label: &'static str,
     pub message: String,
 }
@@ -101,14 +110,33 @@ impl Fetcher {
     }
 
     /// GET `url` (https only), with `If-None-Match: etag` when given; a body over `max` bytes is
-    /// cut off and refused.
+    /// cut off and refused. The body is collected in memory (a policy bundle, which is
+    /// verified whole before anything is parsed).
     pub async fn get(
         &self,
         url: &str,
         etag: Option<&str>,
         max: u64,
     ) -> Result<Fetched, FetchError> {
-        match tokio::time::timeout(self.timeout, self.get_unbounded(url, etag, max)).await {
+        let mut bytes = Vec::new();
+        Ok(match self.get_into(url, etag, max, &mut bytes).await? {
+            Streamed::NotModified => Fetched::NotModified,
+            Streamed::Written { etag } => Fetched::Body { bytes, etag },
+        })
+    }
+
+    /// As [`Fetcher::get`], but each piece of the body is written to `sink` as it arrives
+    /// (a list download goes to a file, never whole into memory). On an error, what was
+    /// written is incomplete: the caller discards it.
+    pub async fn get_into(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        max: u64,
+        sink: &mut impl std::io::Write,
+    ) -> Result<Streamed, FetchError> {
+        let get = self.get_unbounded(sink, url, etag, max);
+        match tokio::time::timeout(self.timeout, get).await {
             Ok(result) => result,
             Err(_) => Err(FetchError {
                 label: "timeout",
@@ -120,12 +148,14 @@ impl Fetcher {
         }
     }
 
+    /// The GET itself, without the overall timeout.
     async fn get_unbounded(
         &self,
+        sink: &mut impl std::io::Write,
         url: &str,
         etag: Option<&str>,
         max: u64,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<Streamed, FetchError> {
         let network = |what: String| FetchError {
             label: "network",
             message: format!("GET {url}: {what}"),
@@ -186,7 +216,7 @@ impl Fetcher {
             .send_request(request)
             .await
             .map_err(|e| network(format!("request failed: {e}")))?;
-        let result = read_response(url, response, max).await;
+        let result = read_response(url, response, max, sink).await;
         driver.abort();
         result
     }
@@ -196,7 +226,8 @@ async fn read_response(
     url: &str,
     response: hyper::Response<hyper::body::Incoming>,
     max: u64,
-) -> Result<Fetched, FetchError> {
+    sink: &mut impl std::io::Write,
+) -> Result<Streamed, FetchError> {
     let too_large = |size: u64| {
         FetchError {
         label: "too_large",
@@ -206,7 +237,7 @@ async fn read_response(
     }
     };
     match response.status() {
-        StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
+        StatusCode::NOT_MODIFIED => return Ok(Streamed::NotModified),
         StatusCode::OK => {}
         status => {
             return Err(FetchError {
@@ -229,23 +260,26 @@ async fn read_response(
         return Err(too_large(len));
     }
     let mut body = response.into_body();
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut written = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| FetchError {
             label: "network",
-            message: format!(
-                "GET {url}: the body was cut short after {} bytes: {e}",
-                bytes.len()
-            ),
+            message: format!("GET {url}: the body was cut short after {written} bytes: {e}"),
         })?;
         if let Ok(data) = frame.into_data() {
-            if (bytes.len() + data.len()) as u64 > max {
-                return Err(too_large((bytes.len() + data.len()) as u64));
+            written += data.len() as u64;
+            if written > max {
+                return Err(too_large(written));
             }
-            bytes.extend_from_slice(&data);
+            sink.write_all(&data).map_err(|e| FetchError {
+                label: "write",
+                message: format!(
+                    "GET {url}: cannot store the body after {written} bytes: {e} (check the space and permissions of --state-dir, or of the temporary directory without it)"
+                ),
+            })?;
         }
     }
-    Ok(Fetched::Body { bytes, etag })
+    Ok(Streamed::Written { etag })
 }
 
 /// `interval` moved by up to [`crate::config::limits::FETCH_JITTER`] either way.

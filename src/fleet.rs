@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::config::{FleetSettings, Limits};
-use crate::fetch::{jittered, Fetched, Fetcher};
+use crate::fetch::{jittered, FetchError, Fetched, Fetcher, Streamed};
 use crate::pipeline::Shared;
 use crate::policy::bundle::{sha256_hex, Bundle, BundleError};
 use crate::policy::{LoadOptions, PolicyError, PolicySet, RemoteLists};
@@ -391,17 +391,8 @@ async fn refresh_loop(shared: Arc<Shared>, fetcher: Fetcher, mut stopped: watch:
                 continue;
             }
             let remote = &shared.remote_lists;
-            let etag = remote.get(url).and_then(|d| d.etag.clone());
-            let (result, next) = match fetcher.get(url, etag.as_deref(), max).await {
-                Ok(Fetched::NotModified) => ("not_modified", *refresh),
-                Ok(Fetched::Body { bytes, etag }) => {
-                    if remote.put(url, bytes, etag) {
-                        changed = true;
-                        ("updated", *refresh)
-                    } else {
-                        ("unchanged", *refresh)
-                    }
-                }
+            let (result, next) = match refresh_one(&fetcher, remote, url, max).await {
+                Ok(result) => (result, *refresh),
                 Err(e) => {
                     tracing::warn!(error = %e, "list not downloaded: keeping the last good copy");
                     let label = if e.label == "too_large" {
@@ -412,6 +403,7 @@ async fn refresh_loop(shared: Arc<Shared>, fetcher: Fetcher, mut stopped: watch:
                     (label, (*refresh).min(LIST_RETRY))
                 }
             };
+            changed |= result == "updated";
             remote.record(result);
             due.insert(url.clone(), now + jittered(next));
         }
@@ -422,6 +414,35 @@ async fn refresh_loop(shared: Arc<Shared>, fetcher: Fetcher, mut stopped: watch:
             _ = tokio::time::sleep(tick) => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// Downloads `url` into a file (see `RemoteLists::begin`) and keeps it when complete: the
+/// result (`updated`, `unchanged` or `not_modified`), or why nothing was kept.
+async fn refresh_one(
+    fetcher: &Fetcher,
+    remote: &RemoteLists,
+    url: &str,
+    max: u64,
+) -> Result<&'static str, FetchError> {
+    let store_error = |e: std::io::Error| {
+        FetchError {
+        label: "write",
+        message: format!("GET {url}: cannot store the list: {e} (check the space and permissions of --state-dir, or of the temporary directory without it)"),
+    }
+    };
+    let etag = remote.get(url).and_then(|d| d.etag.clone());
+    let mut incoming = remote.begin(url).map_err(store_error)?;
+    match fetcher
+        .get_into(url, etag.as_deref(), max, &mut incoming)
+        .await?
+    {
+        Streamed::NotModified => Ok("not_modified"),
+        Streamed::Written { etag } => match remote.keep(url, incoming, etag) {
+            Ok(true) => Ok("updated"),
+            Ok(false) => Ok("unchanged"),
+            Err(e) => Err(store_error(e)),
+        },
     }
 }
 

@@ -256,9 +256,12 @@ pub(crate) fn load(
     let mut lines = 0usize;
     for input in inputs {
         lines += match input.open(source, remote) {
-            Ok(Opened::Paths(paths)) => paths.iter().map(|p| count_lines(p).unwrap_or(0)).sum(),
+            Ok(Opened::Paths(paths)) => paths
+                .iter()
+                .map(|p| File::open(p).and_then(count_lines).unwrap_or(0))
+                .sum(),
             Ok(Opened::Text(t)) => t.bytes().filter(|&b| b == b'\n').count() + 1,
-            Ok(Opened::Downloaded(Some(d))) => d.bytes.iter().filter(|&&b| b == b'\n').count() + 1,
+            Ok(Opened::Downloaded(Some(d))) => count_lines(d.reader()).unwrap_or(0),
             Ok(Opened::Downloaded(None)) => 0,
             Ok(Opened::Inline(d)) => d.len(),
             Err(_) => 0,
@@ -327,8 +330,12 @@ fn read_into(
             let ListInput::Url { url, .. } = input else {
                 return;
             };
-            // Reading from memory cannot fail.
-            let _ = lists::load_lines(set, id, &d.bytes[..], Path::new(url), format, counts);
+            // Streamed from the download's file, as a list file is.
+            let reader = BufReader::with_capacity(READ_BUFFER, d.reader());
+            if let Err(e) = lists::load_lines(set, id, reader, Path::new(url), format, counts) {
+                let msg = format!("cannot read the download of list {url}: {e}");
+                issues.push(input.unreadable(None, msg));
+            }
         }
         Err(issue) => issues.push(issue),
         Ok(Opened::Inline(domains)) => {
@@ -360,8 +367,7 @@ fn read_into(
 }
 
 /// Lines in a file, read through a small buffer.
-fn count_lines(path: &Path) -> std::io::Result<usize> {
-    let mut file = File::open(path)?;
+fn count_lines(mut file: impl Read) -> std::io::Result<usize> {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut lines = 1;
     loop {
@@ -444,12 +450,52 @@ mod tests {
     }
 
     #[test]
+    fn a_url_list_is_read_from_its_download_and_shared_until_it_changes() {
+        use std::io::Write;
+        let url = "https://feeds.example/big.txt";
+        let input = vec![ListInput::Url {
+            url: url.into(),
+            format: Format::Lines,
+            declared: Declared {
+                file: "p.json".into(),
+                path: "global.lists.feed".into(),
+            },
+        }];
+        let remote = RemoteLists::new(None);
+        let source = Source::Memory(&[]);
+        let none = load(source, &input, None, Some(&remote)).unwrap();
+        assert_eq!(none.set.len(), 0, "not downloaded yet: empty");
+
+        // Bigger than the read buffer, so the list is read in several pieces.
+        let keep = |body: &str| {
+            let mut incoming = remote.begin(url).unwrap();
+            incoming.write_all(body.as_bytes()).unwrap();
+            remote.keep(url, incoming, None).unwrap()
+        };
+        let body: String = (0..20_000).map(|i| format!("d{i}.example\n")).collect();
+        assert!(body.len() > READ_BUFFER);
+        assert!(keep(&body));
+        let first = load(source, &input, Some(&none), Some(&remote)).unwrap();
+        assert_eq!(first.set.len(), 20_000);
+        assert_eq!(first.set.lists_of(b"d19999.example").len(), 1);
+
+        assert!(!keep(&body), "same bytes");
+        let same = load(source, &input, Some(&first), Some(&remote)).unwrap();
+        assert!(Arc::ptr_eq(&first, &same), "unchanged download: shared");
+
+        assert!(keep("new.example\n"));
+        let changed = load(source, &input, Some(&same), Some(&remote)).unwrap();
+        assert_eq!(changed.set.len(), 1);
+        assert!(changed.set.lists_of(b"d1.example").is_empty());
+    }
+
+    #[test]
     fn lines_are_counted_across_buffer_boundaries() {
         let dir = temp_dir("count");
         let text = "x.example\n".repeat(READ_BUFFER / 5);
         std::fs::write(dir.join("c.txt"), &text).unwrap();
         assert_eq!(
-            count_lines(&dir.join("c.txt")).unwrap(),
+            count_lines(File::open(dir.join("c.txt")).unwrap()).unwrap(),
             READ_BUFFER / 5 + 1
         );
         let _ = std::fs::remove_dir_all(&dir);

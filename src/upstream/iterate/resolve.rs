@@ -259,9 +259,12 @@ impl Engine {
                 // costing every resolution an attempt from its budget.
                 Err(error @ (ExchangeError::Timeout | ExchangeError::Network)) => {
                     let limits = &self.limits;
+                    let full = matches!(error, ExchangeError::Network)
+                        || how.timeout >= limits.recursion_attempt_timeout;
                     self.infra.server(ip, |f| {
                         f.timed_out(
                             how.timeout,
+                            full,
                             limits.recursion_server_timeouts,
                             limits.recursion_failure_ttl_max,
                             Instant::now(),

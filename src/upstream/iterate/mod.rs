@@ -13,8 +13,10 @@
 //!
 //! Final answers, positive and negative (RFC 2308), go to Picket's one
 //! shared cache like forwarded ones; failures are cached here (RFC 9520),
-//! with exponential backoff. Resolution runs on its own runtime, so a slow
-//! resolution never stalls a listener thread serving cached answers.
+//! with exponential backoff. A resolution runs on the listener worker that
+//! took the query, as a forwarded miss does: it only waits on sockets and
+//! timers, and handing it to another runtime cost every miss two thread
+//! wake-ups (most of the kernel time in the recursion bench's profile).
 
 mod assemble;
 mod budget;
@@ -47,8 +49,7 @@ use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
 
 /// The recursive resolver shared by all workers.
 pub struct Recursive {
-    runtime: Option<tokio::runtime::Runtime>,
-    engine: Arc<Engine>,
+    engine: Engine,
 }
 
 /// Everything a resolution reads, shared by all of them.
@@ -80,7 +81,7 @@ struct Failure {
 }
 
 impl Recursive {
-    /// Builds the iterator and its runtime. Nothing is sent until the first query.
+    /// Builds the iterator. Nothing is sent until the first query.
     pub fn new(settings: &RecursorSettings, limits: &Limits) -> Result<Self, String> {
         if settings.root_hints.is_empty() {
             return Err("no root hints: give --root-hints a file with A/AAAA records".into());
@@ -100,12 +101,6 @@ impl Recursive {
                 Some(Validator::new(validator_settings, limits))
             }
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(settings.threads.max(1))
-            .thread_name("picket-recursor")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the recursion runtime: {e}"))?;
         let engine = Engine {
             roots: settings.root_hints.clone(),
             ports: settings.nameserver_ports.clone(),
@@ -117,10 +112,7 @@ impl Recursive {
             stats: Arc::new(RecursorStats::default()),
             failures: Mutex::new(HashMap::new()),
         };
-        Ok(Self {
-            runtime: Some(runtime),
-            engine: Arc::new(engine),
-        })
+        Ok(Self { engine })
     }
 
     /// Counters.
@@ -150,26 +142,14 @@ impl Recursive {
             dnssec_ok: query.dnssec_ok,
             cd: query.cd,
         };
-        let engine = Arc::clone(&self.engine);
-        let runtime = self.runtime.as_ref().ok_or(UpstreamError::NoServers)?;
-        let result = runtime
-            .spawn(async move { engine.resolve(question).await })
-            .await
-            .unwrap_or_else(|e| Err(UpstreamError::Resolution(format!("recursion task: {e}"))));
+        // Boxed: the resolution's state is large, and the task that awaits
+        // this is moved (copied) when it is spawned.
+        let result = Box::pin(self.engine.resolve(question)).await;
         match &result {
             Ok(_) => self.engine.forget_failure(&key),
             Err(error) => self.engine.remember_failure(key, error.clone()),
         }
         result
-    }
-}
-
-impl Drop for Recursive {
-    fn drop(&mut self) {
-        // May run inside a worker's runtime, where a blocking shutdown panics.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

@@ -157,15 +157,17 @@ pub struct Limits {
     /// (KeyTrap's colliding key tags). hickory keeps 2 per tag when it uses
     /// keys but none when it validates the DNSKEY RRset itself.
     pub recursion_max_keys_per_tag: usize,
-    /// Recursive mode: entries of the iterator's infrastructure cache, shared
-    /// by every worker: delegations (zone → nameserver names and addresses),
-    /// nameserver-name addresses, per-server facts (RTT, timeouts, hold-down)
-    /// and lame (server, zone) pairs, each bounded by this many entries. An
-    /// entry is a few hundred bytes (a delegation with a handful of names
-    /// and addresses), so the default bounds it at ~10 MB in all, outside
-    /// `--cache-size`. Unbound's `infra-cache-numhosts` 10,000 hosts plus a
-    /// 4 MB `rrset-cache` share for delegations.
-    pub recursion_infra_cache_entries: u64,
+    /// Recursive mode: bytes of the iterator's infrastructure cache, shared
+    /// by every worker, outside `--cache-size`: delegations (zone →
+    /// nameserver names and addresses) get half, nameserver-name addresses
+    /// a quarter, per-server facts (RTT, timeouts, hold-down) and lame
+    /// (server, zone) pairs an eighth each. Each entry is weighed by an
+    /// estimate of its names and addresses plus moka's ~540 B of
+    /// bookkeeping: a delegation with two names and glue is ~900 B, so
+    /// 16 MiB holds ~9,000 delegations, ~15,000 nameserver names and
+    /// ~3,500 servers. Unbound: `infra-cache-numhosts` 10,000 hosts
+    /// (~4 MB) plus the delegations in its 4 MB `rrset-cache`.
+    pub recursion_infra_cache_bytes: u64,
     /// Open DoH connections, all workers together; at the cap the least
     /// productive is shed, as for TCP. Same default as `tcp_max_connections`
     /// (Unbound counts DoH and DoT against its `incoming-num-tcp` too), kept
@@ -490,7 +492,7 @@ impl Default for Limits {
             recursion_server_timeouts: 2,
             recursion_max_rrsigs_per_rrset: 8,
             recursion_max_keys_per_tag: 2,
-            recursion_infra_cache_entries: 10_000,
+            recursion_infra_cache_bytes: 16 << 20,
             doh_max_connections: 1024,
             dot_max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(5),

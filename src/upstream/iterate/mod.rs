@@ -108,7 +108,7 @@ impl Recursive {
             case_randomization: settings.case_randomization,
             validator,
             limits: limits.clone(),
-            infra: Infra::new(limits.recursion_infra_cache_entries),
+            infra: Infra::new(limits.recursion_infra_cache_bytes),
             stats: Arc::new(RecursorStats::default()),
             failures: Mutex::new(HashMap::new()),
         };

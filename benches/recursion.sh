@@ -6,7 +6,8 @@
 #   benches/recursion.sh                              # ROUNDS=3, 10 s runs, both variants
 #   VARIANTS=signed ROUNDS=1 benches/recursion.sh     # a quick look
 #   PICKET_BIN=/path/to/picket benches/recursion.sh
-#   PERF=1 ...                                        # perf record -g of Picket's runs
+#   PERF=1 ...                                        # perf record of Picket's runs (PERF_CALLGRAPH)
+#   PICKET_BASE_BIN=/path/to/main/picket ...          # also a baseline build ("base"), interleaved
 #
 # The tree (benches/recursion_tree.py): root on 127.0.0.10, tld1./tld2. on
 # .11, 200 leaf zones on .12-.15 (a quarter glueless), 400,000 names with an
@@ -26,7 +27,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 VARIANTS=${VARIANTS:-"unsigned signed"}
-RESOLVERS=${RESOLVERS:-"unbound picket"}
+PICKET_BASE_BIN=${PICKET_BASE_BIN:-}
+RESOLVERS=${RESOLVERS:-"unbound picket${PICKET_BASE_BIN:+ base}"}
 ZONES=${ZONES:-200}
 NAMES=${NAMES:-400000}
 OUTSTANDING=${OUTSTANDING:-100}
@@ -37,8 +39,10 @@ RESOLVER_CPU=${RESOLVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}                     # dnsperf and the NSDs
 UNBOUND_PORT=${UNBOUND_PORT:-25361}
 PICKET_PORT=${PICKET_PORT:-25362}
+BASE_PORT=${BASE_PORT:-25363}
 OUT=${BENCH_OUT:-$ROOT/bench-out/recursion}
 PERF=${PERF:-0}
+PERF_CALLGRAPH=${PERF_CALLGRAPH:-fp}         # dwarf,16384 for whole stacks (larger files)
 
 DATA=$OUT/data
 LOGS=$OUT/logs
@@ -180,16 +184,19 @@ EOF
     RES_PORT=$UNBOUND_PORT
 }
 
-start_picket() { # variant round
+start_picket() { # variant round [binary port name]
+    local bin=${3:-$PICKET_BIN} port=${4:-$PICKET_PORT} name=${5:-picket}
     # shellcheck disable=SC2086
-    taskset -c "$RESOLVER_CPU" "$PICKET_BIN" serve --recursive --listen "127.0.0.1:$PICKET_PORT" \
+    taskset -c "$RESOLVER_CPU" "$bin" serve --recursive --listen "127.0.0.1:$port" \
         --root-hints "$DATA/$1/root.hints" --trust-anchor "$DATA/$1/anchor" \
         --allow-private-nameservers --threads 1 --cache-size "$CACHE_SIZE" $PICKET_EXTRA_ARGS \
-        >"$LOGS/picket-$1-$2.log" 2>&1 &
+        >"$LOGS/$name-$1-$2.log" 2>&1 &
     RES_PID=$!
     PIDS+=($RES_PID)
-    RES_PORT=$PICKET_PORT
+    RES_PORT=$port
 }
+
+start_base() { start_picket "$1" "$2" "$PICKET_BASE_BIN" "$BASE_PORT" base; }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
@@ -208,8 +215,8 @@ run_one() { # variant round resolver
         >"$LOGS/warm-$variant-$round-$resolver.txt" 2>&1 || true
     local hz before after perf_pid=
     hz=$(getconf CLK_TCK)
-    if [[ $PERF == 1 && $resolver == picket ]]; then
-        perf record -g -o "$OUT/perf-$variant-$round.data" -p "$RES_PID" >"$LOGS/perf-$variant-$round.log" 2>&1 &
+    if [[ $PERF == 1 && $resolver != unbound ]]; then
+        perf record --call-graph "$PERF_CALLGRAPH" -F 999 -o "$OUT/perf-$variant-$round-$resolver.data" -p "$RES_PID" >"$LOGS/perf-$variant-$round.log" 2>&1 &
         perf_pid=$!
     fi
     before=$(cpu_ticks "$RES_PID")
@@ -258,12 +265,13 @@ med = lambda *k: statistics.median(values[k]) if values.get(k) else float("nan")
 print("| tree | resolver | new names/s | CPU µs per new name | peak RSS MiB | NOERROR % | log lines |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for v in variants:
-    for r in ("unbound", "picket"):
+    for r in ("unbound", "base", "picket"):
         if (v, r, "names_per_s") in values:
             print(f"| {v} | {r} | {med(v, r, 'names_per_s'):.0f} | {med(v, r, 'cpu_us_per_name'):.1f} "
                   f"| {med(v, r, 'rss_peak_mib'):.0f} | {med(v, r, 'noerror_pct'):.2f} | {med(v, r, 'log_lines'):.0f} |")
-    if (v, "picket", "cpu_us_per_name") in values and (v, "unbound", "cpu_us_per_name") in values:
-        print(f"| {v} | **Picket/Unbound** | {med(v, 'picket', 'names_per_s') / med(v, 'unbound', 'names_per_s'):.2f}× "
-              f"| {med(v, 'picket', 'cpu_us_per_name') / med(v, 'unbound', 'cpu_us_per_name'):.2f}× | | | |")
+    for r in ("base", "picket"):
+        if (v, r, "cpu_us_per_name") in values and (v, "unbound", "cpu_us_per_name") in values:
+            print(f"| {v} | **{r}/Unbound** | {med(v, r, 'names_per_s') / med(v, 'unbound', 'names_per_s'):.2f}× "
+                  f"| {med(v, r, 'cpu_us_per_name') / med(v, 'unbound', 'cpu_us_per_name'):.2f}× | | | |")
 print(f"\nmedians of {max(len(x) for x in values.values())} rounds; per-round values in {sys.argv[1]}")
 EOF

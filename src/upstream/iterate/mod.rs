@@ -142,9 +142,7 @@ impl Recursive {
             dnssec_ok: query.dnssec_ok,
             cd: query.cd,
         };
-        // Boxed: the resolution's state is large, and the task that awaits
-        // this is moved (copied) when it is spawned.
-        let result = Box::pin(self.engine.resolve(question)).await;
+        let result = self.engine.resolve(question).await;
         match &result {
             Ok(_) => self.engine.forget_failure(&key),
             Err(error) => self.engine.remember_failure(key, error.clone()),

@@ -466,36 +466,3 @@ begin_run() {
     LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 }
 
-# ---- NSD for scripts that start several authorities (recursion.sh) -----------
-
-# write_nsd_conf DIR IP PORT ZONESDIR ZONE ZONEFILE: DIR/nsd.conf for an NSD
-# serving one zone on IP@PORT, its state and log files in DIR.
-write_nsd_conf() {
-    local dir=$1 ip=$2 port=$3 zonesdir=$4 zone=$5 zonefile=$6
-    cat >"$dir/nsd.conf" <<EOF
-server:
-  ip-address: $ip@$port
-  port: $port
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$zonesdir"
-  database: ""
-  zonelistfile: "$dir/zone.list"
-  xfrdfile: "$dir/xfrd.state"
-  pidfile: "$dir/nsd.pid"
-  logfile: "$dir/nsd.log"
-  verbosity: 0
-  hide-version: yes
-  # NSD rate-limits by default (rrl-ratelimit: 200), which throttles a
-  # forwarder hammering one zone from one address.  Off for the bench.
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "$zone"
-  zonefile: "$zonefile"
-EOF
-}

@@ -1,97 +1,175 @@
 #!/usr/bin/env bash
-# Cache-miss throughput in recursive mode: Picket against Unbound, both
-# iterating from the same fake hierarchy on loopback.
+# Cache-miss cost in recursive mode: Picket against Unbound, both iterating
+# from the same fake tree on loopback, both validating. Method and figures:
+# benches/README.md ("Recursion").
 #
-#   root  . on 127.0.0.10:53   (NSD)
-#   test. on 127.0.0.11:53     (NSD)
-#   bench.test on 127.0.0.12:53 (NSD, wildcard: every name exists)
+#   benches/recursion.sh                              # ROUNDS=3, 10 s runs, both variants
+#   VARIANTS=signed ROUNDS=1 benches/recursion.sh     # a quick look
+#   PICKET_BIN=/path/to/picket benches/recursion.sh
+#   PERF=1 ...                                        # perf record of Picket's runs (PERF_CALLGRAPH)
+#   PICKET_BASE_BIN=/path/to/main/picket ...          # also a baseline build ("base"), interleaved
 #
-# Every query is a new name under bench.test, so each one is a miss for the
-# resolver and costs it at least the A query at the leaf (the root and TLD
-# delegations stay cached; the name is one label below the known zone, so
-# QNAME minimisation has nothing to hide). NSD's response rate
-# limiting is off (rrl-ratelimit: 0), or it throttles exactly those probes.
+# The tree (benches/recursion_tree.py): root on 127.0.0.10, tld1./tld2. on
+# .11, 200 leaf zones on .12-.15 (a quarter glueless), 400,000 names with an
+# A record each. Variant "signed" signs every zone (ECDSA P-256, NSEC, with
+# ldns-signzone) and anchors the root; "unsigned" anchors an island that is
+# never asked about, so both resolvers validate and find every answer
+# insecure. Each round starts each resolver afresh, warms the delegations
+# (one name per leaf zone), then sends new names only (dnsperf -n 1) for
+# BENCH_SECONDS. Per run: new names per second, CPU µs per new name (the
+# resolver's utime+stime over the run, divided by the answers), peak RSS.
 #
-# Needs root (port 53), nsd, unbound, dnsperf (Debian: nsd unbound dnsperf)
-# and a release build of picket. Usage: benches/recursion.sh [NAMES] [SECONDS]
+# Needs root (NSD listens on port 53 of 127.0.0.10-15: Unbound only asks
+# port 53), nsd, unbound, dnsperf, ldnsutils, dnsutils, python3, taskset.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=benches/lib.sh
-source benches/lib.sh
 
-NAMES=${1:-200000}
-SECONDS_PER_RUN=${2:-10}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+VARIANTS=${VARIANTS:-"unsigned signed"}
+PICKET_BASE_BIN=${PICKET_BASE_BIN:-}
+RESOLVERS=${RESOLVERS:-"unbound picket${PICKET_BASE_BIN:+ base}"}
+ZONES=${ZONES:-200}
+NAMES=${NAMES:-400000}
 OUTSTANDING=${OUTSTANDING:-100}
-PICKET=${PICKET:-${CARGO_TARGET_DIR:-target}/release/picket}
-WORK=$(mktemp -d /tmp/picket-recursion-bench.XXXXXX)
+PICKET_BIN=${PICKET_BIN:-$ROOT/target/release/picket}
+PICKET_EXTRA_ARGS=${PICKET_EXTRA_ARGS:-}
+CACHE_SIZE=${CACHE_SIZE:-256MiB}            # Picket --cache-size; Unbound msg + rrset caches
+RESOLVER_CPU=${RESOLVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}                     # dnsperf and the NSDs
+UNBOUND_PORT=${UNBOUND_PORT:-25361}
+PICKET_PORT=${PICKET_PORT:-25362}
+BASE_PORT=${BASE_PORT:-25363}
+OUT=${BENCH_OUT:-$ROOT/bench-out/recursion}
+PERF=${PERF:-0}
+PERF_CALLGRAPH=${PERF_CALLGRAPH:-fp}         # dwarf,16384 for whole stacks (larger files)
+
+DATA=$OUT/data
+LOGS=$OUT/logs
+RAW=$OUT/raw.tsv
+log() { printf '[recursion %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-
-[ -x "$PICKET" ] || { echo "build picket first: cargo build --release" >&2; exit 1; }
-for tool in nsd unbound dnsperf; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nsd unbound dnsperf)" >&2; exit 1; }
-done
-
-cat > "$WORK/root.zone" <<'EOF'
-.                    86400 IN SOA a.root-servers.test. h.root.test. 1 1800 900 604800 86400
-.                   518400 IN NS  a.root-servers.test.
-a.root-servers.test. 518400 IN A  127.0.0.10
-test.               172800 IN NS  ns1.test.
-ns1.test.           172800 IN A   127.0.0.11
-EOF
-cat > "$WORK/test.zone" <<'EOF'
-test.               86400 IN SOA ns1.test. h.test. 1 1800 900 604800 60
-test.               86400 IN NS  ns1.test.
-ns1.test.           86400 IN A   127.0.0.11
-bench.test.         86400 IN NS  ns1.bench.test.
-ns1.bench.test.     86400 IN A   127.0.0.12
-EOF
-cat > "$WORK/bench.zone" <<'EOF'
-bench.test.         3600 IN SOA ns1.bench.test. h.bench.test. 1 7200 900 1209600 60
-bench.test.         3600 IN NS  ns1.bench.test.
-ns1.bench.test.     3600 IN A   127.0.0.12
-*.bench.test.        300 IN A   192.0.2.1
-EOF
-
-start_nsd() { # ip zone-name file
-  local dir="$WORK/nsd-$1"
-  mkdir -p "$dir"
-  write_nsd_conf "$dir" "$1" 53 "$WORK" "$2" "$3"
-  nsd -d -c "$dir/nsd.conf" >"$dir/log" 2>&1 &
-  PIDS+=($!)
+stop() { # pid: ends one process we started
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
 }
-start_nsd 127.0.0.10 . root.zone
-start_nsd 127.0.0.11 test. test.zone
-start_nsd 127.0.0.12 bench.test. bench.zone
 
-cat > "$WORK/root.hints" <<'EOF'
-.                    3600000 NS a.root-servers.test.
-a.root-servers.test. 3600000 A  127.0.0.10
-EOF
+[[ $(id -u) == 0 ]] || die "run as root: NSD must listen on port 53"
+[[ -x $PICKET_BIN ]] || die "no Picket binary at $PICKET_BIN (nice -n 15 cargo build --release)"
+PATH=$PATH:/usr/sbin
+for tool in nsd unbound dnsperf ldns-keygen ldns-signzone dig python3 taskset; do
+    command -v $tool >/dev/null || die "missing $tool (apt-get install nsd unbound dnsperf ldnsutils dnsutils python3 util-linux)"
+done
+if ss -lnu | grep -qE '127\.0\.0\.1[0-5]:53 '; then
+    die "something already listens on 127.0.0.10-15:53"
+fi
+mkdir -p "$DATA" "$LOGS"
 
-cat > "$WORK/unbound.conf" <<EOF
+# ---- the tree, unsigned and signed (kept while ZONES and NAMES stay) ----------
+make_tree() {
+    local stamp="zones=$ZONES names=$NAMES v=1"
+    [[ -f $DATA/stamp && $(cat "$DATA/stamp") == "$stamp" ]] && return 0
+    log "generating the tree ($ZONES leaf zones, $NAMES names) and signing it"
+    rm -rf "${DATA:?}"/*
+    python3 "$ROOT/benches/recursion_tree.py" "$DATA/unsigned" "$ZONES" "$NAMES"
+    mkdir -p "$DATA/signed" "$DATA/keys"
+    cp "$DATA/unsigned"/{names.txt,warm.txt,zones.txt,root.hints} "$DATA/signed/"
+    # Leaves first, then the TLDs (with their children's DS), then the root.
+    local zone ip file key depth
+    for depth in 2 1 0; do
+        while read -r zone ip file; do
+            [[ $(awk -F. '{ print $0 == "." ? 0 : NF - 1 }' <<<"$zone") == "$depth" ]] || continue
+            cp "$DATA/unsigned/$file" "$DATA/keys/$file"
+            cat "$DATA/keys/ds-of-children-$zone" >>"$DATA/keys/$file" 2>/dev/null || true
+            key=$(cd "$DATA/keys" && ldns-keygen -a ECDSAP256SHA256 -k "$zone")
+            (cd "$DATA/keys" && ldns-signzone -o "$zone" -f "$DATA/signed/$file" "$file" "$key")
+            local parent=${zone#*.}; [[ -z $parent ]] && parent=.
+            [[ $zone == . ]] || cat "$DATA/keys/$key.ds" >>"$DATA/keys/ds-of-children-$parent"
+            [[ $zone == . ]] && cp "$DATA/keys/$key.ds" "$DATA/signed/anchor"
+        done <"$DATA/unsigned/zones.txt"
+    done
+    # The unsigned tree's anchor: an island nobody asks about.
+    key=$(cd "$DATA/keys" && ldns-keygen -a ECDSAP256SHA256 -k island.invalid.)
+    cp "$DATA/keys/$key.ds" "$DATA/unsigned/anchor"
+    echo "$stamp" >"$DATA/stamp"
+}
+
+# ---- authorities ---------------------------------------------------------------
+start_nsds() { # variant
+    local dir=$DATA/$1 ip zones
+    for ip in 127.0.0.10 127.0.0.11 127.0.0.12 127.0.0.13 127.0.0.14 127.0.0.15; do
+        mkdir -p "$OUT/nsd/$ip"
+        zones=$(awk -v ip="$ip" -v d="$dir" '$2 == ip { printf "zone:\n  name: \"%s\"\n  zonefile: \"%s/%s\"\n", $1, d, $3 }' "$dir/zones.txt")
+        cat >"$OUT/nsd/$ip/nsd.conf" <<EOF
 server:
-  interface: 127.0.0.1@5301
+  ip-address: $ip@53
+  server-count: 1
+  username: ""
+  chroot: ""
+  zonesdir: "$dir"
+  pidfile: "$OUT/nsd/$ip/nsd.pid"
+  xfrdfile: "$OUT/nsd/$ip/xfrd.state"
+  zonelistfile: "$OUT/nsd/$ip/zone.list"
+  database: ""
+  verbosity: 0
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+  hide-version: yes
+  refuse-any: no
+remote-control:
+  control-enable: no
+$zones
+EOF
+        taskset -c "$LOAD_CPU" nsd -d -c "$OUT/nsd/$ip/nsd.conf" >"$LOGS/nsd-$ip.log" 2>&1 &
+        PIDS+=($!)
+        NSD_PIDS+=($!)
+    done
+    local i
+    for i in $(seq 600); do # a loaded machine takes ~40 s to load the signed zones
+        dig +short +norec @127.0.0.15 -p 53 SOA z1.tld2. >/dev/null 2>&1 \
+            && dig +short +norec @127.0.0.10 SOA . | grep -q . && return 0
+        sleep 0.2
+    done
+    die "NSD did not start (see $LOGS/nsd-*.log)"
+}
+
+# ---- resolvers -------------------------------------------------------------------
+start_unbound() { # variant
+    local conf=$OUT/unbound-$1.conf
+    cat >"$conf" <<EOF
+server:
+  interface: 127.0.0.1@$UNBOUND_PORT
   num-threads: 1
   username: ""
   chroot: ""
-  directory: "$WORK"
-  pidfile: "$WORK/unbound.pid"
+  directory: "$OUT"
+  pidfile: ""
   use-syslog: no
   logfile: ""
   verbosity: 0
-  root-hints: "$WORK/root.hints"
+  root-hints: "$DATA/$1/root.hints"
+  trust-anchor-file: "$DATA/$1/anchor"
+  module-config: "validator iterator"
   do-not-query-localhost: no
   access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  # test. is one of Unbound's default local zones (RFC 6761): let it through.
-  local-zone: "test." nodefault
   qname-minimisation: yes
+  msg-cache-size: $((${CACHE_SIZE%MiB} / 3))m
+  rrset-cache-size: $((${CACHE_SIZE%MiB} * 2 / 3))m
+  msg-cache-slabs: 1
+  rrset-cache-slabs: 1
+  key-cache-slabs: 1
+  infra-cache-slabs: 1
   num-queries-per-thread: 4096
   outgoing-range: 8192
   ratelimit: 0
@@ -100,27 +178,100 @@ server:
 remote-control:
   control-enable: no
 EOF
-unbound -d -c "$WORK/unbound.conf" >"$WORK/unbound.log" 2>&1 &
-PIDS+=($!)
-UNBOUND_PID=$!
+    taskset -c "$RESOLVER_CPU" unbound -d -c "$conf" >"$LOGS/unbound-$1-$2.log" 2>&1 &
+    RES_PID=$!
+    PIDS+=($RES_PID)
+    RES_PORT=$UNBOUND_PORT
+}
 
-"$PICKET" serve --recursive --root-hints "$WORK/root.hints" --allow-private-nameservers \
-  --dnssec off --listen 127.0.0.1:5302 --threads 1 --log-level warn >"$WORK/picket.log" 2>&1 &
-PIDS+=($!)
-PICKET_PID=$!
-sleep 1.5
+start_picket() { # variant round [binary port name]
+    local bin=${3:-$PICKET_BIN} port=${4:-$PICKET_PORT} name=${5:-picket}
+    # shellcheck disable=SC2086
+    taskset -c "$RESOLVER_CPU" "$bin" serve --recursive --listen "127.0.0.1:$port" \
+        --root-hints "$DATA/$1/root.hints" --trust-anchor "$DATA/$1/anchor" \
+        --allow-private-nameservers --threads 1 --cache-size "$CACHE_SIZE" $PICKET_EXTRA_ARGS \
+        >"$LOGS/$name-$1-$2.log" 2>&1 &
+    RES_PID=$!
+    PIDS+=($RES_PID)
+    RES_PORT=$port
+}
 
-for resolver in unbound picket; do
-  port=5301; [ $resolver = picket ] && port=5302
-  # Fresh names for each resolver, so both start cold.
-  awk -v n="$NAMES" -v r="$resolver" 'BEGIN { for (i = 0; i < n; i++) printf "%s%d.bench.test A\n", r, i }' >"$WORK/names-$resolver"
-  # Warm the root and TLD delegations.
-  printf 'warm.bench.test A\n' >"$WORK/warm"
-  dnsperf -s 127.0.0.1 -p $port -d "$WORK/warm" -n 1 >/dev/null 2>&1 || true
-  echo "== $resolver (cache misses, $OUTSTANDING outstanding, ${SECONDS_PER_RUN}s)"
-  dnsperf -s 127.0.0.1 -p $port -d "$WORK/names-$resolver" -n 1 -l "$SECONDS_PER_RUN" -q "$OUTSTANDING" -t 5 \
-    | grep -E 'Queries sent|Queries completed|Queries lost|Response codes|Queries per second|Average Latency|Latency StdDev'
-  pid=$UNBOUND_PID; [ $resolver = picket ] && pid=$PICKET_PID
-  rss=$(ps -o rss= -p "$pid")
-  echo "  RSS after run: ${rss} KiB"
+start_base() { start_picket "$1" "$2" "$PICKET_BASE_BIN" "$BASE_PORT" base; }
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; }
+
+run_one() { # variant round resolver
+    local variant=$1 round=$2 resolver=$3 i
+    "start_$resolver" "$variant" "$round"
+    for i in $(seq 200); do
+        dig +short +tries=1 +time=1 @127.0.0.1 -p "$RES_PORT" www.z0.tld1. A 2>/dev/null | grep -q . && break
+        kill -0 "$RES_PID" 2>/dev/null || die "$resolver exited (see $LOGS)"
+        sleep 0.1
+    done
+    # Warm: every leaf zone's delegation (and keys, when signed).
+    taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$RES_PORT" -d "$DATA/$variant/warm.txt" -n 1 -q 20 -t 5 \
+        >"$LOGS/warm-$variant-$round-$resolver.txt" 2>&1 || true
+    local hz before after perf_pid=
+    hz=$(getconf CLK_TCK)
+    if [[ $PERF == 1 && $resolver != unbound ]]; then
+        perf record --call-graph "$PERF_CALLGRAPH" -F 999 -o "$OUT/perf-$variant-$round-$resolver.data" -p "$RES_PID" >"$LOGS/perf-$variant-$round.log" 2>&1 &
+        perf_pid=$!
+    fi
+    before=$(cpu_ticks "$RES_PID")
+    local result=$LOGS/dnsperf-$variant-$round-$resolver.txt
+    taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$RES_PORT" -d "$DATA/$variant/names.txt" -n 1 \
+        -l "$BENCH_SECONDS" -q "$OUTSTANDING" -t 5 >"$result" 2>&1 || true
+    after=$(cpu_ticks "$RES_PID")
+    if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    local completed seconds noerror
+    completed=$(awk '/Queries completed:/ { print $3 }' "$result")
+    seconds=$(awk '/Run time \(s\):/ { print $4 }' "$result")
+    noerror=$(grep -oE 'NOERROR [0-9]+' "$result" | awk '{ print $2 }')
+    [[ -n $completed && $completed != 0 ]] || die "no answers from $resolver (see $result)"
+    record "$variant" "$round" "$resolver" names_per_s "$(awk -v c="$completed" -v s="$seconds" 'BEGIN { printf "%.0f", c / s }')"
+    record "$variant" "$round" "$resolver" cpu_us_per_name "$(awk -v t=$((after - before)) -v h="$hz" -v c="$completed" 'BEGIN { printf "%.1f", t / h * 1e6 / c }')"
+    record "$variant" "$round" "$resolver" noerror_pct "$(awk -v n="${noerror:-0}" -v c="$completed" 'BEGIN { printf "%.2f", 100 * n / c }')"
+    record "$variant" "$round" "$resolver" rss_peak_mib "$(awk -v k="$(status_kib "$RES_PID" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
+    record "$variant" "$round" "$resolver" log_lines "$(wc -l <"$LOGS/$resolver-$variant-$round.log" 2>/dev/null || echo 0)"
+    log "$variant round $round $resolver: $completed answers in ${seconds}s, $((after - before)) ticks"
+    stop "$RES_PID"
+}
+
+make_tree
+: >"$RAW"
+for variant in $VARIANTS; do
+    NSD_PIDS=()
+    start_nsds "$variant"
+    for round in $(seq "$ROUNDS"); do
+        # Interleaved: the order flips every round.
+        order=$RESOLVERS
+        ((round % 2 == 0)) && order=$(tr ' ' '\n' <<<"$RESOLVERS" | tac | tr '\n' ' ')
+        for resolver in $order; do run_one "$variant" "$round" "$resolver"; done
+    done
+    for pid in "${NSD_PIDS[@]}"; do stop "$pid"; done
 done
+
+python3 - "$RAW" <<'EOF' | tee "$OUT/results.md"
+import statistics, sys
+from collections import defaultdict
+values = defaultdict(list)
+for line in open(sys.argv[1]):
+    variant, _round, resolver, metric, value = line.split("\t")
+    values[(variant, resolver, metric)].append(float(value))
+variants = sorted({k[0] for k in values}, key=lambda v: v != "unsigned")
+med = lambda *k: statistics.median(values[k]) if values.get(k) else float("nan")
+print("| tree | resolver | new names/s | CPU µs per new name | peak RSS MiB | NOERROR % | log lines |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for v in variants:
+    for r in ("unbound", "base", "picket"):
+        if (v, r, "names_per_s") in values:
+            print(f"| {v} | {r} | {med(v, r, 'names_per_s'):.0f} | {med(v, r, 'cpu_us_per_name'):.1f} "
+                  f"| {med(v, r, 'rss_peak_mib'):.0f} | {med(v, r, 'noerror_pct'):.2f} | {med(v, r, 'log_lines'):.0f} |")
+    for r in ("base", "picket"):
+        if (v, r, "cpu_us_per_name") in values and (v, "unbound", "cpu_us_per_name") in values:
+            print(f"| {v} | **{r}/Unbound** | {med(v, r, 'names_per_s') / med(v, 'unbound', 'names_per_s'):.2f}× "
+                  f"| {med(v, r, 'cpu_us_per_name') / med(v, 'unbound', 'cpu_us_per_name'):.2f}× | | | |")
+print(f"\nmedians of {max(len(x) for x in values.values())} rounds; per-round values in {sys.argv[1]}")
+EOF

@@ -128,7 +128,6 @@ impl World {
                 .iter()
                 .map(|s| (s.addr().ip(), s.addr().port()))
                 .collect(),
-            threads: 1,
             ..RecursorSettings::default()
         });
         settings.limits.recursion_attempt_timeout = Duration::from_millis(800);

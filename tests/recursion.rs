@@ -134,7 +134,6 @@ fn lab_settings(hints_file: &std::path::Path) -> Settings {
         root_hints: parse_root_hints(&hints).unwrap(),
         dnssec: DnssecMode::Off,
         deny_servers: Vec::new(),
-        threads: 1,
         ..RecursorSettings::default()
     });
     settings.limits.recursion_attempt_timeout = Duration::from_millis(300);
@@ -923,7 +922,6 @@ impl Tree {
                 .iter()
                 .map(|s| (s.addr().ip(), s.addr().port()))
                 .collect(),
-            threads: 1,
             ..RecursorSettings::default()
         });
         settings.limits.recursion_attempt_timeout = Duration::from_millis(500);

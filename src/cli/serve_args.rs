@@ -585,7 +585,7 @@ impl ServeArgs {
     }
 
     /// Forwarding to `--upstream` (or resolv.conf's nameservers), else
-    /// recursion. Needs `s.listen` and `s.threads` already set.
+    /// recursion. Needs `s.listen` already set.
     fn apply_resolution(&self, s: &mut Settings) -> Result<()> {
         let r = &self.resolution;
         if let Some(path) = &self.tls.ca_file {
@@ -617,14 +617,13 @@ impl ServeArgs {
             return Ok(());
         }
         s.upstreams.clear();
-        s.recursion = Some(self.recursion_settings(s.threads)?);
+        s.recursion = Some(self.recursion_settings()?);
         Ok(())
     }
 
-    fn recursion_settings(&self, threads: usize) -> Result<RecursorSettings> {
+    fn recursion_settings(&self) -> Result<RecursorSettings> {
         let r = &self.resolution;
         let mut settings = RecursorSettings {
-            threads,
             case_randomization: r.case_randomization,
             dnssec: self.dnssec.dnssec.into(),
             negative_anchors: self.dnssec.negative_trust_anchor.clone(),

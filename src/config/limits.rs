@@ -161,15 +161,17 @@ pub struct Limits {
     /// (KeyTrap's colliding key tags). hickory keeps 2 per tag when it uses
     /// keys but none when it validates the DNSKEY RRset itself.
     pub recursion_max_keys_per_tag: usize,
-    /// Recursive mode: entries of the iterator's infrastructure cache, shared
-    /// by every worker: delegations (zone → nameserver names and addresses),
-    /// nameserver-name addresses, per-server facts (RTT, timeouts, hold-down)
-    /// and lame (server, zone) pairs, each bounded by this many entries. An
-    /// entry is a few hundred bytes (a delegation with a handful of names
-    /// and addresses), so the default bounds it at ~10 MB in all, outside
-    /// `--cache-size`. Unbound's `infra-cache-numhosts` 10,000 hosts plus a
-    /// 4 MB `rrset-cache` share for delegations.
-    pub recursion_infra_cache_entries: u64,
+    /// Recursive mode: bytes of the iterator's infrastructure cache, shared
+    /// by every worker, outside `--cache-size`: delegations (zone →
+    /// nameserver names and addresses) get half, nameserver-name addresses
+    /// a quarter, per-server facts (RTT, timeouts, hold-down) and lame
+    /// (server, zone) pairs an eighth each. Each entry is weighed by an
+    /// estimate of its names and addresses plus moka's ~540 B of
+    /// bookkeeping: a delegation with two names and glue is ~900 B, so
+    /// 16 MiB holds ~9,000 delegations, ~15,000 nameserver names and
+    /// ~3,500 servers. Unbound: `infra-cache-numhosts` 10,000 hosts
+    /// (~4 MB) plus the delegations in its 4 MB `rrset-cache`.
+    pub recursion_infra_cache_bytes: u64,
     /// Open DoH connections, all workers together; at the cap the least
     /// productive is shed, as for TCP. Same default as `tcp_max_connections`
     /// (Unbound counts DoH and DoT against its `incoming-num-tcp` too), kept
@@ -437,8 +439,12 @@ pub const RECURSION_EDNS_PAYLOAD: u16 = 1232;
 /// NSEC records kept per zone for aggressive negative answers (RFC 8198);
 /// past it the expired ones go, then the first in canonical order. At
 /// ~300 bytes a record with its RRSIG, ~300 KB per zone at most; the zones
-/// kept are bounded by `Limits::recursion_infra_cache_entries`.
+/// kept are bounded by `RECURSION_AGGRESSIVE_NSEC_ZONES`.
 pub const RECURSION_AGGRESSIVE_NSEC_PER_ZONE: usize = 1024;
+
+/// Zones whose validated NSEC records are kept for aggressive use (RFC 8198); the least recently
+/// used zone goes first.
+pub const RECURSION_AGGRESSIVE_NSEC_ZONES: u64 = 16_384;
 
 /// Questions the recursion failure cache (RFC 9520) holds at most; past it
 /// the expired ones go first, then everything (losing it costs only
@@ -527,7 +533,7 @@ impl Default for Limits {
             recursion_server_timeouts: 2,
             recursion_max_rrsigs_per_rrset: 8,
             recursion_max_keys_per_tag: 2,
-            recursion_infra_cache_entries: 10_000,
+            recursion_infra_cache_bytes: 16 << 20,
             doh_max_connections: 1024,
             dot_max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(5),

@@ -47,8 +47,6 @@ pub struct RecursorSettings {
     /// (loopback, RFC 1918, link-local, documentation, ...); labs empty it
     /// (`--allow-private-nameservers`).
     pub deny_servers: Vec<IpNet>,
-    /// Threads of the recursion runtime.
-    pub threads: usize,
     /// Labs and tests: queries to these nameserver addresses go to this port
     /// instead of 53 (a fake hierarchy on loopback cannot bind port 53
     /// without root).
@@ -64,7 +62,6 @@ impl Default for RecursorSettings {
             negative_anchors: Vec::new(),
             case_randomization: false,
             deny_servers: default_deny_servers(),
-            threads: 1,
             nameserver_ports: HashMap::new(),
         }
     }
@@ -112,8 +109,6 @@ pub enum RecursorError {
     NoRootHints,
     #[error("bad trust anchor (--trust-anchor): {0}")]
     TrustAnchor(AnchorError),
-    #[error("cannot start the recursion runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// Why a root hints file was refused.

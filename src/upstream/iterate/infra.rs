@@ -1,12 +1,15 @@
 //! The infrastructure cache every worker shares: delegations learned from
 //! referrals, addresses of nameserver names, facts about servers, and lame
-//! (server, zone) pairs. Entry-bounded moka caches
-//! (`Limits::recursion_infra_cache_entries` each).
+//! (server, zone) pairs. Four moka caches bounded together by bytes
+//! (`Limits::recursion_infra_cache_bytes`), each entry weighed by an
+//! estimate of what it holds plus moka's own bookkeeping.
 
+use std::mem::size_of;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hashbrown::DefaultHashBuilder;
 use hickory_proto::rr::Name;
 use moka::sync::Cache;
 
@@ -34,33 +37,90 @@ pub(crate) struct HostAddrs {
     pub(crate) expires: Instant,
 }
 
+/// moka's bookkeeping per entry (hash table slot, deque nodes, timers),
+/// as measured for the answer cache (`cache::ENTRY_OVERHEAD`), plus the
+/// `Arc` counts.
+const ENTRY_OVERHEAD: usize = 540;
+
+/// Bytes a name holds: inline labels up to hickory's inline capacity, and
+/// its wire length again when it spills to the heap (counted always: an
+/// estimate that errs high).
+fn name_bytes(name: &Name) -> usize {
+    size_of::<Name>() + name.len()
+}
+
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+}
+
 pub(crate) struct Infra {
-    zones: Cache<Name, Arc<Delegation>>,
-    hosts: Cache<Name, Arc<HostAddrs>>,
-    servers: Cache<IpAddr, Arc<Mutex<ServerFacts>>>,
-    lame: Cache<(IpAddr, Name), ()>,
+    zones: Cache<Name, Arc<Delegation>, DefaultHashBuilder>,
+    hosts: Cache<Name, Arc<HostAddrs>, DefaultHashBuilder>,
+    servers: Cache<IpAddr, Arc<Mutex<ServerFacts>>, DefaultHashBuilder>,
+    lame: Cache<(IpAddr, Name), (), DefaultHashBuilder>,
 }
 
 impl Infra {
-    pub(crate) fn new(entries: u64) -> Self {
+    /// Caches holding `bytes` in all: half for delegations (the most and
+    /// the largest entries), a quarter for nameserver addresses, an eighth
+    /// each for server facts and lameness. foldhash, as the answer cache:
+    /// seeded per process, cheaper than SipHash on names.
+    pub(crate) fn new(bytes: u64) -> Self {
         Self {
             zones: Cache::builder()
-                .max_capacity(entries)
+                .max_capacity(bytes / 2)
+                .weigher(|zone: &Name, d: &Arc<Delegation>| {
+                    let names: usize = d.names.iter().map(name_bytes).sum();
+                    weight(
+                        name_bytes(zone)
+                            + size_of::<Delegation>()
+                            + name_bytes(&d.zone)
+                            + names
+                            + d.addrs.len() * size_of::<IpAddr>(),
+                    )
+                })
                 .time_to_live(RECURSION_MAX_DELEGATION_TTL)
-                .build(),
+                .build_with_hasher(DefaultHashBuilder::default()),
             hosts: Cache::builder()
-                .max_capacity(entries)
+                .max_capacity(bytes / 4)
+                .weigher(|name: &Name, h: &Arc<HostAddrs>| {
+                    weight(
+                        name_bytes(name)
+                            + size_of::<HostAddrs>()
+                            + h.addrs.len() * size_of::<IpAddr>(),
+                    )
+                })
                 .time_to_live(RECURSION_MAX_DELEGATION_TTL)
-                .build(),
+                .build_with_hasher(DefaultHashBuilder::default()),
             servers: Cache::builder()
-                .max_capacity(entries)
+                .max_capacity(bytes / 8)
+                .weigher(|_: &IpAddr, _: &Arc<Mutex<ServerFacts>>| {
+                    weight(size_of::<IpAddr>() + size_of::<Mutex<ServerFacts>>())
+                })
                 .time_to_idle(RECURSION_SERVER_FACTS_TTL)
-                .build(),
+                .build_with_hasher(DefaultHashBuilder::default()),
             lame: Cache::builder()
-                .max_capacity(entries)
+                .max_capacity(bytes / 8)
+                .weigher(|(_, zone): &(IpAddr, Name), _: &()| {
+                    weight(size_of::<IpAddr>() + name_bytes(zone))
+                })
                 .time_to_live(RECURSION_LAME_TTL)
-                .build(),
+                .build_with_hasher(DefaultHashBuilder::default()),
         }
+    }
+
+    /// Bytes held by the weighers' count, all four caches (after moka's
+    /// deferred maintenance, which this runs).
+    #[cfg(test)]
+    pub(crate) fn weighted_bytes(&self) -> u64 {
+        self.zones.run_pending_tasks();
+        self.hosts.run_pending_tasks();
+        self.servers.run_pending_tasks();
+        self.lame.run_pending_tasks();
+        self.zones.weighted_size()
+            + self.hosts.weighted_size()
+            + self.servers.weighted_size()
+            + self.lame.weighted_size()
     }
 
     /// The deepest known delegation at or above `name`, if any unexpired.
@@ -141,5 +201,39 @@ mod tests {
         let found = infra.closest(&name("www.deep.example.test."), now).unwrap();
         assert_eq!(found.zone, name("example.test."));
         assert!(infra.closest(&name("www.other."), now).is_none());
+    }
+
+    #[test]
+    fn the_byte_budget_binds_however_many_delegations_are_learned() {
+        let budget = 64 << 10;
+        let infra = Infra::new(budget);
+        let now = Instant::now();
+        let learned = 2_000;
+        for i in 0..learned {
+            let zone = name(&format!("zone-with-a-long-enough-name-{i}.example.test."));
+            infra.learn(Delegation {
+                names: (0..8)
+                    .map(|n| name(&format!("ns{n}.a-long-nameserver-name.{zone}")))
+                    .collect(),
+                addrs: vec![IpAddr::from([192, 0, 2, 1]); 8],
+                zone,
+                expires: now + Duration::from_secs(60),
+            });
+            infra.learn_host(
+                name(&format!("ns{i}.example.test.")),
+                vec![],
+                Duration::from_secs(60),
+            );
+            infra.server(IpAddr::from([10, 0, (i >> 8) as u8, i as u8]), |_| ());
+        }
+        assert!(
+            infra.weighted_bytes() <= budget,
+            "{} bytes",
+            infra.weighted_bytes()
+        );
+        // Each delegation above weighs over 1 KiB, so its half of the
+        // budget holds fewer than 32: an entry bound would keep them all.
+        let kept = infra.zones.entry_count();
+        assert!(kept > 0 && kept < 32, "{kept} delegations kept");
     }
 }

@@ -17,8 +17,10 @@
 //!
 //! Final answers, positive and negative (RFC 2308), go to Picket's one
 //! shared cache like forwarded ones; failures are cached here (RFC 9520),
-//! with exponential backoff. Resolution runs on its own runtime, so a slow
-//! resolution never stalls a listener thread serving cached answers.
+//! with exponential backoff. A resolution runs on the listener worker that
+//! took the query, as a forwarded miss does: it only waits on sockets and
+//! timers, and handing it to another runtime cost every miss two thread
+//! wake-ups (most of the kernel time in the recursion bench's profile).
 
 mod aggressive;
 mod assemble;
@@ -48,14 +50,13 @@ use self::budget::Budget;
 use self::infra::Infra;
 use super::recursor::{failure_ttl, DnssecMode, RecursorError, RecursorSettings, RecursorStats};
 use super::{UpstreamError, UpstreamQuery};
-use crate::config::limits::RECURSION_MAX_FAILURES;
+use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_ZONES, RECURSION_MAX_FAILURES};
 use crate::config::Limits;
 use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
 
 /// The recursive resolver shared by all workers.
 pub struct Recursive {
-    runtime: Option<tokio::runtime::Runtime>,
-    engine: Arc<Engine>,
+    engine: Engine,
 }
 
 /// Everything a resolution reads, shared by all of them.
@@ -91,7 +92,7 @@ struct Failure {
 }
 
 impl Recursive {
-    /// Builds the iterator and its runtime. Nothing is sent until the first query.
+    /// Builds the iterator. Nothing is sent until the first query.
     pub fn new(settings: &RecursorSettings, limits: &Limits) -> Result<Self, RecursorError> {
         if settings.root_hints.is_empty() {
             return Err(RecursorError::NoRootHints);
@@ -110,12 +111,6 @@ impl Recursive {
                 Some(Validator::new(validator_settings, limits))
             }
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(settings.threads.max(1))
-            .thread_name("picket-recursor")
-            .enable_all()
-            .build()
-            .map_err(RecursorError::Runtime)?;
         let engine = Engine {
             roots: settings.root_hints.clone(),
             ports: settings.nameserver_ports.clone(),
@@ -123,16 +118,13 @@ impl Recursive {
             case_randomization: settings.case_randomization,
             validator,
             limits: limits.clone(),
-            infra: Infra::new(limits.recursion_infra_cache_entries),
+            infra: Infra::new(limits.recursion_infra_cache_bytes),
             stats: Arc::new(RecursorStats::default()),
             failures: Mutex::new(HashMap::new()),
             next_priming: Mutex::new(None),
-            nsecs: NsecCache::new(limits.recursion_infra_cache_entries),
+            nsecs: NsecCache::new(RECURSION_AGGRESSIVE_NSEC_ZONES),
         };
-        Ok(Self {
-            runtime: Some(runtime),
-            engine: Arc::new(engine),
-        })
+        Ok(Self { engine })
     }
 
     /// Counters.
@@ -162,26 +154,12 @@ impl Recursive {
             dnssec_ok: query.dnssec_ok,
             cd: query.cd,
         };
-        let engine = Arc::clone(&self.engine);
-        let runtime = self.runtime.as_ref().ok_or(UpstreamError::NoServers)?;
-        let result = runtime
-            .spawn(async move { engine.resolve(question).await })
-            .await
-            .unwrap_or_else(|e| Err(UpstreamError::Resolution(format!("recursion task: {e}"))));
+        let result = self.engine.resolve(question).await;
         match &result {
             Ok(_) => self.engine.forget_failure(&key),
             Err(error) => self.engine.remember_failure(key, error.clone()),
         }
         result
-    }
-}
-
-impl Drop for Recursive {
-    fn drop(&mut self) {
-        // May run inside a worker's runtime, where a blocking shutdown panics.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

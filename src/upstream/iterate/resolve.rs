@@ -179,6 +179,10 @@ impl Engine {
         let mut addrs = self.addresses(zone, Instant::now());
         let mut tried: Vec<IpAddr> = Vec::new();
         let mut chased = false;
+        // Servers whose short wait ran out (a busy moment, theirs or ours):
+        // asked once more with the backed-off wait before the zone fails,
+        // as Unbound retries a server; `retried` keeps it to once.
+        let (mut retry, mut retried): (Vec<IpAddr>, Vec<IpAddr>) = (Vec::new(), Vec::new());
         let (mut lame, mut timeouts, mut unreachable) = (0, 0, 0);
         loop {
             let now = Instant::now();
@@ -204,6 +208,11 @@ impl Engine {
                         addrs.extend(more);
                         continue;
                     }
+                }
+                if !retry.is_empty() {
+                    tried.retain(|ip| !retry.contains(ip));
+                    retried.append(&mut retry);
+                    continue;
                 }
                 if held > 0 {
                     self.stats.held_down.fetch_add(1, Ordering::Relaxed);
@@ -259,16 +268,24 @@ impl Engine {
                 // costing every resolution an attempt from its budget.
                 Err(error @ (ExchangeError::Timeout | ExchangeError::Network)) => {
                     let limits = &self.limits;
+                    let full = matches!(error, ExchangeError::Network)
+                        || how.timeout >= limits.recursion_attempt_timeout;
                     self.infra.server(ip, |f| {
                         f.timed_out(
                             how.timeout,
+                            full,
                             limits.recursion_server_timeouts,
                             limits.recursion_failure_ttl_max,
                             Instant::now(),
                         )
                     });
                     match error {
-                        ExchangeError::Timeout => timeouts += 1,
+                        ExchangeError::Timeout => {
+                            timeouts += 1;
+                            if !full && !retried.contains(&ip) {
+                                retry.push(ip);
+                            }
+                        }
                         _ => unreachable += 1,
                     }
                 }

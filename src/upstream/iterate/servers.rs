@@ -49,15 +49,24 @@ impl ServerFacts {
     }
 
     /// A timeout: the RTT estimate doubles (RFC 6298 §5.5 backs off the
-    /// RTO), and after `before_holddown` in a row the server is held down.
+    /// RTO), and after `before_holddown` in a row of `full` waits (the
+    /// longest wait, or an unreachable address) the server is held down.
+    /// A short wait that ran out only backs off: a server that answers in
+    /// a millisecond gets a 50 ms wait, and a busy moment of its own or of
+    /// ours must not take it out of service (Unbound too gives up on a
+    /// server only once its timeout has backed off to the top).
     pub(crate) fn timed_out(
         &mut self,
         waited: Duration,
+        full: bool,
         before_holddown: u32,
         holddown_max: Duration,
         now: Instant,
     ) {
         self.srtt = Some(self.srtt.unwrap_or(waited).max(waited) * 2);
+        if !full {
+            return;
+        }
         self.timeouts += 1;
         if self.timeouts >= before_holddown.max(1) {
             let hold = HOLDDOWN_BASE
@@ -130,13 +139,35 @@ mod tests {
     fn timeouts_hold_a_server_down_and_an_answer_lifts_it() {
         let now = Instant::now();
         let mut facts = ServerFacts::default();
-        facts.timed_out(ms(300), 2, Duration::from_secs(300), now);
+        facts.timed_out(ms(300), true, 2, Duration::from_secs(300), now);
         assert!(!facts.held_down(now));
-        facts.timed_out(ms(300), 2, Duration::from_secs(300), now);
+        facts.timed_out(ms(300), true, 2, Duration::from_secs(300), now);
         assert!(facts.held_down(now));
         assert!(!facts.held_down(now + HOLDDOWN_BASE));
         facts.answered(ms(10));
         assert!(!facts.held_down(now));
+    }
+
+    #[test]
+    fn short_waits_that_run_out_back_off_without_a_holddown() {
+        let now = Instant::now();
+        let max = ms(1000);
+        let mut facts = ServerFacts::default();
+        facts.answered(Duration::from_micros(200));
+        let mut waits = Vec::new();
+        while waits.len() < 20 {
+            let wait = facts.timeout(max);
+            waits.push(wait);
+            facts.timed_out(wait, wait >= max, 2, Duration::from_secs(300), now);
+            if facts.held_down(now) {
+                break;
+            }
+        }
+        // 50, 100, 200, 400, 800 ms, then the longest wait twice.
+        assert_eq!(waits.first(), Some(&RECURSION_MIN_ATTEMPT_TIMEOUT));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert_eq!(waits.iter().filter(|w| **w >= max).count(), 2, "{waits:?}");
+        assert!(facts.held_down(now));
     }
 
     #[test]

@@ -255,7 +255,7 @@ start_resolver() {
         # The example policies: an organization for 127.0.0.0/8 with rules and lists, and a
         # response-phase rebinding rule on every answer (the bench zone answers 198.18/15).
         cmd=("$PICKET_BIN" serve --listen "127.0.0.1:$RES_PORT"
-            --upstream "127.0.0.1:$NSD_PORT" --threads 1 --policies "$ROOT/policies/examples")
+            --upstream "127.0.0.1:$NSD_PORT" --threads 1 --dnssec off --policies "$ROOT/policies/examples")
         [[ -n $PICKET_CACHE_SIZE ]] && cmd+=(--cache-size "$PICKET_CACHE_SIZE")
         [[ $wl == block ]] && cmd+=(--blocklist "$DATA/blocklist.txt")
         # shellcheck disable=SC2206 # deliberate word splitting of extra args

@@ -29,7 +29,9 @@ use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
 use crate::local;
 use crate::observe::{CacheStatus, DashboardSettings, Observer, Outcome, Outputs};
-use crate::policy::{self, Action, AnswerFacts, Identity, PolicyError, PolicySet, Verdict};
+use crate::policy::{
+    self, Action, AnswerFacts, Identity, PolicyError, PolicySet, RequestPhase, Verdict,
+};
 use crate::protocol::build::empty_reply;
 use crate::protocol::parse::reject_oversized;
 use crate::protocol::wire::{self, ede, flag, rcode};
@@ -340,6 +342,8 @@ pub struct PendingFetch {
     policy: Arc<PolicySet>,
     identity: Identity,
     verdict: Verdict,
+    /// What the request phase found, for the response phase.
+    phase: RequestPhase,
     /// What to fetch: the question, or an override's CNAME target.
     key: CacheKey,
     /// An expired entry to fall back on if the upstream fails (RFC 8767).
@@ -362,6 +366,7 @@ struct Judged<'a> {
     policy: &'a PolicySet,
     identity: Identity,
     verdict: &'a Verdict,
+    phase: RequestPhase,
 }
 
 /// A message as it arrived: its bytes and when.
@@ -556,7 +561,7 @@ impl Worker {
         }
         let policy = self.shared.policy.load();
         let identity = policy.identify(hints);
-        let verdict = policy::evaluate(&policy, &identity, &facts(&req, hints));
+        let (verdict, phase) = policy::evaluate_with_phase(&policy, &identity, &facts(&req, hints));
         let judged = Judged {
             req: &req,
             hints,
@@ -566,6 +571,7 @@ impl Worker {
             policy: &policy,
             identity,
             verdict: &verdict,
+            phase,
         };
         let Some(key) = self.fetch_key(&judged) else {
             return self.synthesized(&judged, &verdict);
@@ -624,6 +630,7 @@ impl Worker {
             policy: arc_swap::Guard::into_inner(policy),
             identity,
             verdict,
+            phase,
             key,
             stale,
             req,
@@ -656,6 +663,7 @@ impl Worker {
             policy: &p.policy,
             identity: p.identity,
             verdict: &p.verdict,
+            phase: p.phase,
         };
         match (fetched, &p.stale) {
             (Ok((entry, server)), _) => {
@@ -846,8 +854,9 @@ impl Worker {
                 addresses: &answer.addresses,
                 cnames: &cnames,
             };
+            let facts = facts(q.req, q.hints);
             let verdict =
-                policy::evaluate_response(q.policy, &q.identity, &facts(q.req, q.hints), &seen);
+                policy::evaluate_response_after(q.policy, &q.identity, &facts, &seen, &q.phase);
             if verdict.is_some() {
                 return verdict.filter(|v| !v.resolves());
             }

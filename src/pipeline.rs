@@ -589,6 +589,9 @@ impl Worker {
         }
         let stale = match self.shared.cache.get(&key) {
             Lookup::Fresh(entry, age) => {
+                if self.shared.cache.claim_prefetch(&entry, age) {
+                    self.prefetch(key);
+                }
                 let served = Provenance {
                     cache: CacheStatus::Hit,
                     upstream: None,
@@ -734,6 +737,21 @@ impl Worker {
             }
             _ => None,
         }
+    }
+
+    /// Refreshes a popular entry before it expires (prefetch, like Unbound's): one fetch in
+    /// the background, shared with any miss for the same key meanwhile; its answer replaces the
+    /// entry, so the hits that follow never see it expire. Nobody waits for it, and a failure
+    /// leaves the entry to expire as it would have.
+    fn prefetch(&self, key: CacheKey) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let work = self.detached_fetch(&key);
+        runtime.spawn(Box::pin(async move {
+            let _ = shared.inflight.run(&key, || work).await;
+        }));
     }
 
     /// [`Self::fetch`] owning what it needs, so that it runs to the end even when

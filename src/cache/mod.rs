@@ -342,14 +342,14 @@ mod tests {
     use super::*;
     use crate::protocol::{parse_query, wire, ResponseWriter, Section};
 
-    fn request(name: &str) -> Request {
+    pub(super) fn request(name: &str) -> Request {
         let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         wire::push_name(&mut q, name).unwrap();
         q.extend_from_slice(&[0, 1, 0, 1]);
         parse_query(&q).unwrap()
     }
 
-    fn answer(req: &Request, ttl: u32) -> Arc<Answer> {
+    pub(super) fn answer(req: &Request, ttl: u32) -> Arc<Answer> {
         let mut w = ResponseWriter::new(req, 0);
         w.address(Section::Answer, "192.0.2.7".parse().unwrap(), ttl);
         let bytes = w.finish(None, usize::MAX);

@@ -23,56 +23,17 @@ PICKET_PORT=${PICKET_PORT:-27355}
 PICKET_EXTRA_ARGS=${PICKET_EXTRA_ARGS:-}
 DATA=${DATA:-$ROOT/bench-out/data}
 OUT=${PROFILE_OUT:-$ROOT/bench-out/profile}
-mkdir -p "$OUT/nsd"
+mkdir -p "$OUT"
 
 [[ -f $DATA/hits.txt ]] || { echo "no data in $DATA: run benches/run.sh once (or gen_data.py)" >&2; exit 1; }
 PIDS=()
-cleanup() { # stop what we started and wait, so the next run finds its ports free
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    done
-}
+# shellcheck source=benches/lab.sh
+source "$ROOT/benches/lab.sh"
 trap cleanup EXIT
-
-cat >"$OUT/nsd/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1@$NSD_PORT
-  port: $NSD_PORT
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$DATA"
-  database: ""
-  zonelistfile: "$OUT/nsd/zone.list"
-  xfrdfile: "$OUT/nsd/xfrd.state"
-  pidfile: "$OUT/nsd/nsd.pid"
-  logfile: "$OUT/nsd/nsd.log"
-  verbosity: 0
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "bench.test."
-  zonefile: "bench.test.zone"
-EOF
 for port in "$NSD_PORT" "$PICKET_PORT"; do
     ss -Hlun "sport = :$port" | grep -q . && { echo "udp port $port is in use" >&2; exit 1; }
 done
-rm -f "$OUT/nsd/zone.list" "$OUT/nsd/xfrd.state"
-taskset -c "$LOAD_CPU" nsd -d -c "$OUT/nsd/nsd.conf" >"$OUT/nsd.out" 2>&1 &
-PIDS+=($!)
-
-ready() { # port name rcode
-    for _ in $(seq 1200); do
-        dig @127.0.0.1 -p "$1" +time=1 +tries=1 "$2" A 2>/dev/null | grep -q "status: $3" && return 0
-        sleep 0.05
-    done
-    return 1
-}
-ready "$NSD_PORT" h0.bench.test. NOERROR
+start_nsd "$OUT/nsd" "$NSD_PORT" bench.test "$DATA" h0.bench.test.
 
 cmd=("$PICKET_BIN" serve --listen "127.0.0.1:$PICKET_PORT" --upstream "127.0.0.1:$NSD_PORT"
     --threads 1 --dnssec off --policies "$ROOT/policies/examples" --cache-size 512MiB)

@@ -11,6 +11,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCHES=$ROOT/benches
+# shellcheck source=benches/lab.sh
+source "$BENCHES/lab.sh" # write_nsd_conf, percentiles
 
 # ---- settings (all overridable from the environment) -------------------------
 BENCH_SECONDS=${BENCH_SECONDS:-10}          # length of each max-throughput run
@@ -153,36 +155,9 @@ gen_data() {
 # ---- NSD (authoritative upstream) --------------------------------------------
 start_nsd() {
     local dir=$OUT/nsd
-    mkdir -p "$dir"
-    cat >"$dir/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1@$NSD_PORT
-  port: $NSD_PORT
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$DATA"
-  database: ""
-  zonelistfile: "$dir/zone.list"
-  xfrdfile: "$dir/xfrd.state"
-  pidfile: "$dir/nsd.pid"
-  logfile: "$dir/nsd.log"
-  verbosity: 0
-  hide-version: yes
-  # NSD rate-limits by default (rrl-ratelimit: 200), which throttles a
-  # forwarder hammering one zone from one address.  Off for the bench.
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "bench.test."
-  zonefile: "bench.test.zone"
-EOF
+    write_nsd_conf "$dir" "$NSD_PORT" bench.test "$DATA"
     port_busy "$NSD_PORT" && die "udp port $NSD_PORT already in use (NSD_PORT)"
     log "starting nsd on 127.0.0.1:$NSD_PORT (cpu $NSD_CPU)"
-    rm -f "$dir/zone.list" "$dir/xfrd.state"
     taskset -c "$NSD_CPU" nsd -d -c "$dir/nsd.conf" >"$LOGS/nsd.out" 2>&1 &
     NSD_PID=$!
     wait_ready "$NSD_PID" "$NSD_PORT" h0.bench.test. NOERROR 120 ||
@@ -317,20 +292,7 @@ dp_rcode_pct() { # file RCODE -> percentage of completed
 # p50 and p99 latency (ms) from a `dnsperf -v` output; lost queries count as
 # infinitely slow, so heavy loss shows as "lost" rather than a flattering p99.
 dp_percentiles() { # file
-    local lost
-    lost=$(dp_num "$1" "Queries lost:")
-    awk '/^> / {print $NF}' "$1" | sort -g | awk -v lost="${lost:-0}" '
-        {v[NR] = $1}
-        END {
-            n = NR + lost
-            if (NR == 0) { print "nan nan"; exit }
-            split("0.50 0.99", q, " ")
-            for (i = 1; i <= 2; i++) {
-                k = int(q[i] * n + 0.999999); if (k < 1) k = 1
-                out = out (i > 1 ? " " : "") (k > NR ? "inf" : sprintf("%.3f", v[k] * 1000))
-            }
-            print out
-        }'
+    percentiles "$1" "$(dp_num "$1" "Queries lost:")" 0.50 0.99
 }
 
 # Max-throughput run with CPU accounting.  Records qps, us_per_q, cpu_busy, lost.

@@ -39,27 +39,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cat >"$work/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1@$NSD_PORT
-  port: $NSD_PORT
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$DATA"
-  database: ""
-  zonelistfile: "$work/zone.list"
-  xfrdfile: "$work/xfrd.state"
-  pidfile: "$work/nsd.pid"
-  logfile: "$work/nsd.log"
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "bench.test."
-  zonefile: "bench.test.zone"
-EOF
+# shellcheck source=benches/lab.sh
+source benches/lab.sh # write_nsd_conf
+write_nsd_conf "$work" "$NSD_PORT" bench.test "$DATA"
 nsd -d -c "$work/nsd.conf" >"$work/nsd.out" 2>&1 &
 pids+=($!)
 

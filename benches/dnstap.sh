@@ -87,8 +87,6 @@ main() {
     begin_run
     find_picket
     [[ $PICKET_OK == 1 ]] || die "no picket binary"
-    # the example policies, as benches/run.sh; unsigned bench zone: no validation
-    PICKET_EXTRA_ARGS="--dnssec off ${PICKET_EXTRA_ARGS:-}"
     gen_data
     start_nsd
     for ((r = 1; r <= ROUNDS; r++)); do

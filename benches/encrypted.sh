@@ -110,7 +110,7 @@ serve_part() {
     local -a order
     # Picket's listeners are on DOT_PORT+100 and DOH_PORT+100, Unbound's on DOT_PORT/DOH_PORT.
     UNBOUND_EXTRA_CONF=$(unbound_tls_conf "$DOT_PORT" "$DOH_PORT")
-    PICKET_EXTRA_ARGS="--dnssec off --dot 127.0.0.1:$((DOT_PORT + 100)) --doh 127.0.0.1:$((DOH_PORT + 100)) --tls-cert $CERTS/server.pem --tls-key $CERTS/server.key"
+    PICKET_EXTRA_ARGS="--dot 127.0.0.1:$((DOT_PORT + 100)) --doh 127.0.0.1:$((DOH_PORT + 100)) --tls-cert $CERTS/server.pem --tls-key $CERTS/server.key"
     for ((r = 1; r <= ROUNDS; r++)); do
         if ((r % 2)); then order=(unbound picket); else order=(picket unbound); fi
         for res in "${order[@]}"; do
@@ -139,7 +139,7 @@ forward_round() { # round how(udp|dot)
     start_upstream "$tag"
     PICKET_UPSTREAM=127.0.0.1:$UP_PORT
     [[ $how == dot ]] && PICKET_UPSTREAM=tls://127.0.0.1:$UP_DOT_PORT#$TLS_NAME
-    PICKET_EXTRA_ARGS="--dnssec off --ca-file $CERTS/ca.pem"
+    PICKET_EXTRA_ARGS="--ca-file $CERTS/ca.pem"
     # start_resolver's probe (h0) is the first forwarded query: it opens the DoT connection.
     if start_resolver picket hits "$tag"; then
         measure_max "$r" "$how" fwd "$DATA/miss.txt" "$tag" -n 1 && ok=1

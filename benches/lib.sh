@@ -16,7 +16,9 @@ RESOLVERS=${RESOLVERS:-"unbound picket"}
 OUT=${BENCH_OUT:-$ROOT/bench-out}
 PICKET_BIN=${PICKET_BIN:-}
 PICKET_CACHE_SIZE=${PICKET_CACHE_SIZE-512MiB} # set empty to omit --cache-size
+THREADS=${THREADS:-1}                       # Picket --threads and Unbound num-threads (give RESOLVER_CPU as many CPUs)
 PICKET_EXTRA_ARGS=${PICKET_EXTRA_ARGS:-}      # word-split, appended to `picket serve`
+PICKET_POLICIES=${PICKET_POLICIES-$ROOT/policies/examples} # empty: the neutral built-in policy
 PICKET_UPSTREAM=${PICKET_UPSTREAM:-}          # --upstream of Picket (default: NSD over UDP)
 BUILD_PICKET=${BUILD_PICKET:-1}             # cargo build --release if the default binary is missing
 RESOLVER_CPU=${RESOLVER_CPU:-1}             # the resolver under test (one worker thread)
@@ -194,7 +196,7 @@ server:
   interface: 127.0.0.1
   port: $UNBOUND_PORT
   do-ip6: no
-  num-threads: 1
+  num-threads: $THREADS
   do-daemonize: no
   username: ""
   chroot: ""
@@ -254,7 +256,8 @@ start_resolver() {
         # The example policies: an organization for 127.0.0.0/8 with rules and lists, and a
         # response-phase rebinding rule on every answer (the bench zone answers 198.18/15).
         cmd=("$PICKET_BIN" serve --listen "127.0.0.1:$RES_PORT"
-            --upstream "${PICKET_UPSTREAM:-127.0.0.1:$NSD_PORT}" --threads 1 --policies "$ROOT/policies/examples")
+            --upstream "${PICKET_UPSTREAM:-127.0.0.1:$NSD_PORT}" --threads "$THREADS" --dnssec off)
+        [[ -n $PICKET_POLICIES ]] && cmd+=(--policies "$PICKET_POLICIES")
         [[ -n $PICKET_CACHE_SIZE ]] && cmd+=(--cache-size "$PICKET_CACHE_SIZE")
         [[ $wl == block ]] && cmd+=(--blocklist "$DATA/blocklist.txt")
         # shellcheck disable=SC2206 # deliberate word splitting of extra args
@@ -429,6 +432,7 @@ write_meta() { # wall_seconds
         echo "unbound=$(unbound -V 2>/dev/null | awk '/^Version/ {print $2; exit}')"
         echo "nsd=$(nsd -v 2>&1 | awk '/^NSD version/ {print $3; exit}')"
         echo "dnsperf=$(dnsperf -h 2>&1 | awk '/^Version/ {print $2; exit}')"
+        echo "picket_policies=${PICKET_POLICIES:-none (neutral default)} threads=$THREADS"
         echo "picket_bin=$([[ $PICKET_OK == 1 ]] && echo "$PICKET_BIN" || echo "n/a")"
         echo "git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
         echo "bench_seconds=$BENCH_SECONDS"

@@ -30,7 +30,9 @@ use crate::config::Settings;
 use crate::health::{Drain, InflightGuard, Readiness};
 use crate::local;
 use crate::observe::{CacheStatus, DashboardSettings, Observer, Outcome, Outputs};
-use crate::policy::{self, Action, AnswerFacts, Identity, PolicyError, PolicySet, Verdict};
+use crate::policy::{
+    self, Action, AnswerFacts, Identity, PolicyError, PolicySet, RequestPhase, Verdict,
+};
 use crate::protocol::build::empty_reply;
 use crate::protocol::parse::reject_oversized;
 use crate::protocol::wire::{self, ede, flag, rcode};
@@ -349,6 +351,8 @@ pub struct PendingFetch {
     policy: Arc<PolicySet>,
     identity: Identity,
     verdict: Verdict,
+    /// What the request phase found, for the response phase.
+    phase: RequestPhase,
     /// What to fetch: the question, or an override's CNAME target.
     key: CacheKey,
     /// An expired entry to fall back on if the upstream fails (RFC 8767).
@@ -371,6 +375,7 @@ struct Judged<'a> {
     policy: &'a PolicySet,
     identity: Identity,
     verdict: &'a Verdict,
+    phase: RequestPhase,
 }
 
 /// A message as it arrived: its bytes and when.
@@ -556,7 +561,7 @@ impl Worker {
         }
         let policy = self.shared.policy.load();
         let identity = policy.identify(hints);
-        let verdict = policy::evaluate(&policy, &identity, &facts(&req, hints));
+        let (verdict, phase) = policy::evaluate_with_phase(&policy, &identity, &facts(&req, hints));
         let judged = Judged {
             req: &req,
             hints,
@@ -566,6 +571,7 @@ impl Worker {
             policy: &policy,
             identity,
             verdict: &verdict,
+            phase,
         };
         let Some(key) = self.fetch_key(&judged) else {
             return self.synthesized(&judged, &verdict);
@@ -583,6 +589,9 @@ impl Worker {
         }
         let stale = match self.shared.cache.get(&key) {
             Lookup::Fresh(entry, age) => {
+                if self.shared.cache.claim_prefetch(&entry, age) {
+                    self.prefetch(key);
+                }
                 let served = Provenance {
                     cache: CacheStatus::Hit,
                     upstream: None,
@@ -624,6 +633,7 @@ impl Worker {
             policy: arc_swap::Guard::into_inner(policy),
             identity,
             verdict,
+            phase,
             key,
             stale,
             req,
@@ -656,6 +666,7 @@ impl Worker {
             policy: &p.policy,
             identity: p.identity,
             verdict: &p.verdict,
+            phase: p.phase,
         };
         match (fetched, &p.stale) {
             (Ok((entry, server)), _) => {
@@ -726,6 +737,21 @@ impl Worker {
             }
             _ => None,
         }
+    }
+
+    /// Refreshes a popular entry before it expires (prefetch, like Unbound's): one fetch in
+    /// the background, shared with any miss for the same key meanwhile; its answer replaces the
+    /// entry, so the hits that follow never see it expire. Nobody waits for it, and a failure
+    /// leaves the entry to expire as it would have.
+    fn prefetch(&self, key: CacheKey) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let work = self.detached_fetch(&key);
+        runtime.spawn(Box::pin(async move {
+            let _ = shared.inflight.run(&key, || work).await;
+        }));
     }
 
     /// [`Self::fetch`] owning what it needs, so that it runs to the end even when
@@ -857,8 +883,9 @@ impl Worker {
                 addresses: &answer.addresses,
                 cnames: &cnames,
             };
+            let facts = facts(q.req, q.hints);
             let verdict =
-                policy::evaluate_response(q.policy, &q.identity, &facts(q.req, q.hints), &seen);
+                policy::evaluate_response_after(q.policy, &q.identity, &facts, &seen, &q.phase);
             if verdict.is_some() {
                 return verdict.filter(|v| !v.resolves());
             }

@@ -112,6 +112,74 @@ async fn ttls_age_in_the_cache_and_expired_entries_are_refetched() {
     assert_eq!(upstream.queries_for("www.example.test"), 2);
 }
 
+/// Picket with prefetch on (the default outside tests), forwarding to `upstream`.
+fn start_prefetching(upstream: &Authority) -> Picket {
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.cache.prefetch = true;
+    start_picket_with(settings)
+}
+
+/// Waits (in real time, bounded) until the upstream has been asked for `name` `count` times.
+async fn wait_for_upstream_queries(upstream: &Authority, name: &str, count: usize) {
+    for _ in 0..500 {
+        if upstream.queries_for(name) >= count {
+            return;
+        }
+        real_sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hit_in_the_last_tenth_of_the_ttl_refreshes_the_entry_before_it_expires() {
+    let upstream = Authority::start(&zone());
+    let picket = start_prefetching(&upstream);
+    let first = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(min_ttl(&first), Some(300));
+    // Before the last tenth: a plain hit.
+    picket.clock.advance(Duration::from_secs(200));
+    let early = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(min_ttl(&early), Some(100));
+    // In the last tenth: still served from the cache, and one refresh goes upstream.
+    picket.clock.advance(Duration::from_secs(75));
+    for _ in 0..3 {
+        let late = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+        assert_eq!(a_records(&late).len(), 2);
+    }
+    wait_for_upstream_queries(&upstream, "www.example.test", 2).await;
+    assert_eq!(
+        upstream.queries_for("www.example.test"),
+        2,
+        "asked again before expiry, once for all three hits"
+    );
+    // Past the first answer's expiry: the refreshed entry answers, aged from the refresh,
+    // and nothing more goes upstream, so the client never waited for a miss.
+    picket.clock.advance(Duration::from_secs(30));
+    let after = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(min_ttl(&after), Some(270));
+    assert_eq!(a_records(&after).len(), 2);
+    assert_eq!(upstream.queries_for("www.example.test"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_prefetch_an_entry_is_refetched_only_once_it_has_expired() {
+    let upstream = Authority::start(&zone());
+    let picket = start_picket(&[upstream.addr()]);
+    query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    picket.clock.advance(Duration::from_secs(295));
+    let late = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(min_ttl(&late), Some(5));
+    // A refetch after expiry proves the upstream answers this name; had the late hit
+    // prefetched, this query would have been served from the cache instead.
+    picket.clock.advance(Duration::from_secs(10));
+    let expired = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(
+        min_ttl(&expired),
+        Some(300),
+        "a fresh answer: fetched on this miss"
+    );
+    assert_eq!(upstream.queries_for("www.example.test"), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nxdomain_and_nodata_carry_the_soa_and_are_cached_for_its_negative_ttl() {
     let upstream = Authority::start(&zone());

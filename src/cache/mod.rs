@@ -14,7 +14,7 @@ mod front;
 /// Most bytes each worker thread's front holds beyond the byte budget.
 pub use front::MAX_BYTES as FRONT_MAX_BYTES;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use moka::sync::Cache as MokaCache;
 use moka::Expiry;
 
 use crate::clock::Clock;
+use crate::config::limits::{PREFETCH_MIN_LIFETIME, PREFETCH_WINDOW_DIVISOR};
 use crate::protocol::{Answer, AnswerKind, Request};
 use crate::query::RouteId;
 
@@ -40,6 +41,9 @@ pub struct CacheSettings {
     pub failure_ttl: u32,
     /// How long past expiry an answer may still be served stale (0 = never).
     pub stale_window: u32,
+    /// Refresh an entry in the background when a hit comes in the last tenth of its
+    /// lifetime, so popular names never expire (`--no-prefetch` turns it off).
+    pub prefetch: bool,
 }
 
 impl Default for CacheSettings {
@@ -51,6 +55,7 @@ impl Default for CacheSettings {
             max_negative_ttl: 3_600,
             failure_ttl: 1,
             stale_window: 0,
+            prefetch: true,
         }
     }
 }
@@ -134,6 +139,8 @@ pub struct Entry {
     lifetime: u32,
     /// Seconds moka keeps it (lifetime + stale window).
     retention: u32,
+    /// A background refresh (prefetch) was started for it: one per entry.
+    prefetching: AtomicBool,
 }
 
 impl Entry {
@@ -263,6 +270,18 @@ impl Cache {
         }
     }
 
+    /// Whether a hit on `entry` at `age` (fresh) should refresh it in the background: prefetch
+    /// is on, the hit is in the last tenth of the entry's lifetime, the entry lives long enough
+    /// for that to mean something, and no refresh was started for it yet (this claims it).
+    pub fn claim_prefetch(&self, entry: &Entry, age: u32) -> bool {
+        let lifetime = entry.lifetime;
+        self.settings.prefetch
+            && lifetime >= PREFETCH_MIN_LIFETIME
+            && age >= lifetime - lifetime / PREFETCH_WINDOW_DIVISOR
+            && entry.answer.kind != AnswerKind::Failure
+            && !entry.prefetching.swap(true, Ordering::Relaxed)
+    }
+
     /// Stores an answer; returns the entry to serve. An answer that must not be
     /// cached (TTL 0) is returned without being stored.
     pub fn insert(&self, key: CacheKey, answer: Arc<Answer>) -> Arc<Entry> {
@@ -278,6 +297,7 @@ impl Cache {
             stored: self.clock.now(),
             lifetime,
             retention: lifetime.saturating_add(stale),
+            prefetching: AtomicBool::new(false),
         });
         if entry.retention > 0 {
             if entry.lifetime > 0 {
@@ -322,14 +342,14 @@ mod tests {
     use super::*;
     use crate::protocol::{parse_query, wire, ResponseWriter, Section};
 
-    fn request(name: &str) -> Request {
+    pub(super) fn request(name: &str) -> Request {
         let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         wire::push_name(&mut q, name).unwrap();
         q.extend_from_slice(&[0, 1, 0, 1]);
         parse_query(&q).unwrap()
     }
 
-    fn answer(req: &Request, ttl: u32) -> Arc<Answer> {
+    pub(super) fn answer(req: &Request, ttl: u32) -> Arc<Answer> {
         let mut w = ResponseWriter::new(req, 0);
         w.address(Section::Answer, "192.0.2.7".parse().unwrap(), ttl);
         let bytes = w.finish(None, usize::MAX);

@@ -283,6 +283,12 @@ pub struct CacheArgs {
     /// Serve expired answers for this many seconds when upstreams fail (RFC 8767; 0 = off).
     #[arg(long = "stale-window", value_name = "SECONDS", default_value_t = 0)]
     pub stale_window: u32,
+
+    /// Do not refresh popular answers before they expire. By default a hit in the last tenth
+    /// of an answer's TTL (TTLs of 10 s and more) starts one background refresh, like
+    /// Unbound's `prefetch: yes`, so names asked often never miss.
+    #[arg(long = "no-prefetch")]
+    pub no_prefetch: bool,
 }
 
 /// What gets blocked or rewritten: the policy flags `check` and `explain` share, and
@@ -696,6 +702,7 @@ impl CacheArgs {
         s.cache.min_ttl = self.min_ttl;
         s.cache.max_ttl = self.max_ttl;
         s.cache.stale_window = self.stale_window;
+        s.cache.prefetch = !self.no_prefetch;
         Ok(())
     }
 }

@@ -460,6 +460,14 @@ pub const RECURSION_MAX_FAILURES: usize = 65_536;
 /// be read; Unbound and Knot read UDP queries into buffers of about this size.
 pub const MAX_UDP_QUERY: usize = 4096;
 
+/// Prefetch: a hit in the last [`PREFETCH_WINDOW_DIVISOR`]th of an entry's lifetime refreshes
+/// it in the background (like Unbound's `prefetch`, which uses the last 10 %).
+pub const PREFETCH_WINDOW_DIVISOR: u32 = 10;
+
+/// Prefetch: entries fresh for less than this many seconds are not refreshed early (their
+/// last tenth is under a second, and a name that short-lived is refetched on a miss anyway).
+pub const PREFETCH_MIN_LIFETIME: u32 = 10;
+
 /// Least randomness, in bits, a DoH path token or DoT server name label may have, as
 /// estimated by `policy::token::estimate_bits`; a policy with a weaker one does not load.
 /// They are bearer identifiers (whoever presents one gets its organization's policy), so they

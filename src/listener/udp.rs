@@ -58,12 +58,14 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
                 Step::Drop => {}
                 Step::Resolve(pending) => {
                     let (worker, socket) = (worker.clone(), socket.clone());
-                    tokio::spawn(async move {
+                    // Boxed: tokio copies a task's whole future when it is spawned and again
+                    // when it completes; this one is kilobytes, its box a pointer.
+                    tokio::spawn(Box::pin(async move {
                         // None: the response phase dropped it; send nothing.
                         if let Some(reply) = worker.finish(*pending).await {
                             let _ = socket.send_to(&reply, peer).await;
                         }
-                    });
+                    }));
                 }
             }
         }

@@ -287,17 +287,52 @@ pub fn evaluate(policy: &PolicySet, id: &Identity, facts: &Facts<'_>) -> Verdict
 
 /// [`evaluate`] with the rules' schedules judged at `when` (`picket explain --at`, policy tests).
 pub fn evaluate_at(policy: &PolicySet, id: &Identity, facts: &Facts<'_>, when: When) -> Verdict {
+    evaluate_phase_at(policy, id, facts, when).0
+}
+
+/// What the request phase of one query found, kept for that query's response phase
+/// ([`evaluate_response_after`]) so that it does not run the request phase again: on a cache
+/// hit that was a second evaluation of every request rule and a second list lookup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestPhase {
+    /// Where the deciding rule is (None: no rule decided).
+    pos: Option<Pos>,
+    /// The list masks (global, organization), when the request phase looked them up.
+    lists: Option<(u64, u64)>,
+}
+
+/// [`evaluate`], with what the response phase of the same query needs to skip the request phase.
+pub fn evaluate_with_phase(
+    policy: &PolicySet,
+    id: &Identity,
+    facts: &Facts<'_>,
+) -> (Verdict, RequestPhase) {
+    evaluate_phase_at(policy, id, facts, When::Now)
+}
+
+fn evaluate_phase_at(
+    policy: &PolicySet,
+    id: &Identity,
+    facts: &Facts<'_>,
+    when: When,
+) -> (Verdict, RequestPhase) {
     let mut buf = [0u8; 12];
     let name = qtype_name(facts.qtype, &mut buf);
     let mut q = Query::new(policy, id, facts, name);
     q.when = when;
     let org_empty = q.org.is_none_or(|(_, o)| !o.rules.has_request_rules());
     if !policy.global.has_request_rules() && org_empty {
-        return Verdict::resolve();
+        return (Verdict::resolve(), RequestPhase::default());
     }
     let mut audited = Vec::new();
     let pos = request_phase(&mut q, END, &mut audited);
-    verdict(&q, pos, audited)
+    let phase = RequestPhase {
+        pos,
+        lists: q
+            .lists_done
+            .then_some((q.fields.global_lists, q.fields.org_lists)),
+    };
+    (verdict(&q, pos, audited), phase)
 }
 
 /// Response phase: inspect the upstream answer of a query whose request phase resolved it.
@@ -329,6 +364,29 @@ pub fn evaluate_response_at(
     answer: &AnswerFacts<'_>,
     when: When,
 ) -> Option<Verdict> {
+    response_phase(policy, id, facts, answer, when, None)
+}
+
+/// [`evaluate_response`] for a query whose request phase [`evaluate_with_phase`] ran on the same
+/// `policy`, `id` and `facts`: its result is reused instead of evaluated again.
+pub fn evaluate_response_after(
+    policy: &PolicySet,
+    id: &Identity,
+    facts: &Facts<'_>,
+    answer: &AnswerFacts<'_>,
+    request: &RequestPhase,
+) -> Option<Verdict> {
+    response_phase(policy, id, facts, answer, When::Now, Some(request))
+}
+
+fn response_phase(
+    policy: &PolicySet,
+    id: &Identity,
+    facts: &Facts<'_>,
+    answer: &AnswerFacts<'_>,
+    when: When,
+    request: Option<&RequestPhase>,
+) -> Option<Verdict> {
     if !policy.has_response_rules(id) || (answer.addresses.is_empty() && answer.cnames.is_empty()) {
         return None;
     }
@@ -337,7 +395,17 @@ pub fn evaluate_response_at(
     let mut q = Query::new(policy, id, facts, name);
     q.when = when;
     let mut ignored = Vec::new();
-    let limit = match request_phase(&mut q, END, &mut ignored) {
+    let decided = match request {
+        Some(phase) => {
+            if let Some((g, o)) = phase.lists {
+                (q.fields.global_lists, q.fields.org_lists) = (g, o);
+                q.lists_done = true;
+            }
+            phase.pos
+        }
+        None => request_phase(&mut q, END, &mut ignored),
+    };
+    let limit = match decided {
         None => END,
         Some(p) => match policy.rule_at(q.org, p).map(|r| &r.effect) {
             Some(Effect::Decide(Action::Resolve { .. })) => p,
@@ -561,7 +629,11 @@ mod tests {
                 addresses: &addresses,
                 cnames,
             };
-            evaluate_response(&p, &org, f, &seen).map(|v| rule_id(&v).map(str::to_owned))
+            let fresh = evaluate_response(&p, &org, f, &seen);
+            // The pipeline's way, reusing its request phase, must come to the same verdict.
+            let (_, phase) = evaluate_with_phase(&p, &org, f);
+            assert_eq!(evaluate_response_after(&p, &org, f, &seen, &phase), fresh);
+            fresh.map(|v| rule_id(&v).map(str::to_owned))
         };
         let f = facts("www.example", 1);
         assert_eq!(screen(&f, "192.168.1.1", &[]), Some(Some("rebind".into())));

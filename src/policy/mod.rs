@@ -42,7 +42,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use error::{Issue, IssueKind, PolicyError};
-pub use eval::{evaluate, evaluate_at, evaluate_response, evaluate_response_at};
+pub use eval::{
+    evaluate, evaluate_at, evaluate_response, evaluate_response_after, evaluate_response_at,
+    evaluate_with_phase, RequestPhase,
+};
 pub use lists::InvalidLine;
 pub use remote::{Downloaded, RemoteLists, FETCH_RESULTS as LIST_FETCH_RESULTS};
 pub use schedule::When;

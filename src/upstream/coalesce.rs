@@ -73,7 +73,9 @@ where
                 key: Some(key.clone()),
             };
             let work = work();
-            tokio::spawn(async move { completion.deliver(work.await) });
+            // Boxed: tokio copies a task's whole future when it is spawned and again when it
+            // completes; a fetch's future is kilobytes, its box a pointer.
+            tokio::spawn(Box::pin(async move { completion.deliver(work.await) }));
         }
         let value = result.await.map_err(|_| Unshared::Abandoned)?;
         Ok((value, role))

@@ -16,12 +16,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PICKET_BIN=${PICKET_BIN:-$ROOT/target/release/picket}
 WORKLOAD=${WORKLOAD:-hits}
 PROFILE_SECONDS=${PROFILE_SECONDS:-8}
-RESOLVER_CPU=${RESOLVER_CPU:-1}
-LOAD_CPU=${LOAD_CPU:-0}
-NSD_CPU=${NSD_CPU:-$LOAD_CPU}
+NSD_CPU=${NSD_CPU:-${LOAD_CPU:-0}} # NSD shares dnsperf's core (lib.sh: RESOLVER_CPU, LOAD_CPU)
 NSD_PORT=${NSD_PORT:-27353}
 PICKET_PORT=${PICKET_PORT:-27355}
-PICKET_EXTRA_ARGS=${PICKET_EXTRA_ARGS:-}
 profile_data=${DATA:-$ROOT/bench-out/data}
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"

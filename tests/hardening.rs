@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ::picket::admission::{AccessList, RateLimitSettings};
+use ::picket::admission::RateLimitSettings;
 use ::picket::config::Settings;
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
@@ -22,7 +22,7 @@ www.example.test. 30 IN A 192.0.2.1
 async fn clients_outside_the_access_list_are_refused() {
     let upstream = Authority::start(ZONE);
     let mut settings = test_settings(&[upstream.addr()]);
-    settings.access = AccessList::new(vec!["10.0.0.0/8".parse().unwrap()]);
+    settings.access = allow_only(&["10.0.0.0/8"]);
     let picket = start_picket_with(settings);
     let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
@@ -141,6 +141,34 @@ fn burst_socket_at(addr: &str) -> UdpSocket {
 /// Settings forwarding to `upstream`, which answers after `delay`: one attempt outlasts the
 /// delay even on a busy machine, as a retry after the test settings' 300 ms attempt timeout
 /// would be a second upstream query that coalescing and the in-flight limits have no part in.
+/// Reads the answers to `sent` queries from `socket`, until all came or none
+/// came for `wait`: how many were refused at once (SERVFAIL with EDE 14, not
+/// ready), and the others.
+async fn refused_and_others(
+    socket: &UdpSocket,
+    sent: usize,
+    wait: Duration,
+) -> (usize, Vec<Message>) {
+    let (mut refused, mut others, mut buf) = (0, Vec::new(), vec![0u8; 2048]);
+    while let Ok(Ok(len)) = tokio::time::timeout(wait, socket.recv(&mut buf)).await {
+        let msg = Message::from_vec(&buf[..len]).unwrap();
+        if ede(&msg).is_some_and(|(code, _)| code == 14) {
+            assert_eq!(
+                msg.metadata.response_code,
+                ResponseCode::ServFail,
+                "{msg:?}"
+            );
+            refused += 1;
+        } else {
+            others.push(msg);
+        }
+        if refused + others.len() == sent {
+            break;
+        }
+    }
+    (refused, others)
+}
+
 fn slow_upstream_settings(upstream: &Authority, delay: Duration) -> Settings {
     upstream.set_delay(delay);
     let mut settings = test_settings(&[upstream.addr()]);
@@ -190,23 +218,14 @@ async fn a_slow_name_gathers_a_bounded_number_of_waiting_queries() {
     let picket = start_picket_with(settings);
     let socket = burst_socket();
     send_www_queries(&socket, picket.addr, 0..40).await;
-    let (mut refused, mut answered, mut buf) = (0, 0, vec![0u8; 2048]);
-    while let Ok(Ok(len)) =
-        tokio::time::timeout(Duration::from_secs(3), socket.recv(&mut buf)).await
-    {
-        let msg = Message::from_vec(&buf[..len]).unwrap();
-        let not_ready = ede(&msg).is_some_and(|(code, _)| code == 14);
-        match msg.metadata.response_code {
-            ResponseCode::ServFail if not_ready => refused += 1,
-            ResponseCode::NoError if a_records(&msg).len() == 1 => answered += 1,
-            other => panic!("unexpected answer {other}: {msg:?}"),
-        }
-        if refused + answered == 40 {
-            break;
-        }
+    let (refused, answered) = refused_and_others(&socket, 40, Duration::from_secs(3)).await;
+    for msg in &answered {
+        assert_eq!(rcode(msg), ResponseCode::NoError, "{msg:?}");
+        assert_eq!(a_records(msg).len(), 1, "{msg:?}");
     }
     assert_eq!(
-        answered, 6,
+        answered.len(),
+        6,
         "the query that started the fetch and 5 waiting on it"
     );
     assert_eq!(refused, 34, "the rest get SERVFAIL with EDE 14 at once");
@@ -370,21 +389,10 @@ async fn one_client_cannot_take_every_upstream_slot() {
     // Another client is served while the greedy one is at its bound.
     let other = query_udp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(a_records(&other).len(), 1);
-    let (mut refused, mut answered, mut buf) = (0, 0, vec![0u8; 2048]);
-    while let Ok(Ok(len)) =
-        tokio::time::timeout(Duration::from_secs(2), greedy.recv(&mut buf)).await
-    {
-        let msg = Message::from_vec(&buf[..len]).unwrap();
-        match ede(&msg) {
-            Some((14, _)) => refused += 1,
-            _ => answered += 1,
-        }
-        if refused + answered == 20 {
-            break;
-        }
-    }
+    let (refused, answered) = refused_and_others(&greedy, 20, Duration::from_secs(2)).await;
     assert_eq!(
-        answered, 5,
+        answered.len(),
+        5,
         "at most 5 of the client's misses wait for the upstream"
     );
     assert_eq!(refused, 15, "the rest get SERVFAIL with EDE 14 at once");

@@ -70,6 +70,21 @@ async fn assert_reconnects_after_the_server_closes(front: &EncryptedFront, picke
     );
 }
 
+/// DoH and DoQ: every query the authority received carried ID 0 (`rule`, the
+/// RFC's section that says so), and `front` is reconnected to once it closes.
+async fn assert_id_zero_and_reconnects(
+    authority: &Authority,
+    front: &EncryptedFront,
+    picket: &Picket,
+    rule: &str,
+) {
+    assert!(
+        authority.received().iter().all(|m| m.metadata.id == 0),
+        "{rule}: ID 0"
+    );
+    assert_reconnects_after_the_server_closes(front, picket).await;
+}
+
 async fn ask_a(picket: &Picket, name: &str) -> Vec<Ipv4Addr> {
     let answer = query_udp(picket.addr, name, RecordType::A).await;
     assert_eq!(rcode(&answer), ResponseCode::NoError, "{name}: {answer:?}");
@@ -262,12 +277,7 @@ async fn doh_upstream_posts_id_zero_queries_as_http2_streams_on_one_connection()
         );
         assert_eq!(r.content_type.as_deref(), Some("application/dns-message"));
     }
-    assert!(
-        authority.received().iter().all(|m| m.metadata.id == 0),
-        "RFC 8484 §4.1: ID 0"
-    );
-
-    assert_reconnects_after_the_server_closes(&doh, &picket).await;
+    assert_id_zero_and_reconnects(&authority, &doh, &picket, "RFC 8484 §4.1").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -282,12 +292,7 @@ async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
     concurrent_misses(&picket, &authority, 12).await;
     assert_eq!(doq.connections(), 1, "one QUIC connection for 13 misses");
     assert_eq!(authority.queries(), 13);
-    assert!(
-        authority.received().iter().all(|m| m.metadata.id == 0),
-        "RFC 9250 §4.2.1: ID 0"
-    );
-
-    assert_reconnects_after_the_server_closes(&doq, &picket).await;
+    assert_id_zero_and_reconnects(&authority, &doq, &picket, "RFC 9250 §4.2.1").await;
 }
 
 /// The binary, configured by flags as an operator would.

@@ -156,7 +156,6 @@ start_picket() { # variant round [binary port name]
 
 start_base() { start_picket "$1" "$2" "$PICKET_BASE_BIN" "$BASE_PORT" base; }
 
-
 run_one() { # variant round resolver
     local variant=$1 round=$2 resolver=$3 i
     "start_$resolver" "$variant" "$round"

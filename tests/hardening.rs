@@ -21,16 +21,11 @@ www.example.test. 30 IN A 192.0.2.1
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_outside_the_access_list_are_refused() {
     let upstream = Authority::start(ZONE);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.access = allow_only(&["10.0.0.0/8"]);
-    let picket = start_picket_with(settings);
+    let picket = start_picket_adjusted(&[upstream.addr()], |s| {
+        s.access = allow_only(&["10.0.0.0/8"])
+    });
     let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
-    assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
-    assert_eq!(
-        ede(&answer).map(|(code, _)| code),
-        Some(18),
-        "EDE 18 Prohibited"
-    );
+    assert_rcode_ede(&answer, ResponseCode::Refused, 18, "Prohibited");
     assert_eq!(upstream.queries(), 0);
     // Malformed packets from outside are not even answered.
     assert_eq!(
@@ -65,13 +60,12 @@ async fn burst_from(from: &str, server: SocketAddr, count: u16) -> (usize, usize
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_over_its_rate_limit_is_limited_while_another_is_not() {
     let upstream = Authority::start(ZONE);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.rate_limit = Some(RateLimitSettings {
+    let limit = RateLimitSettings {
         qps: 20,
         burst: 0,
         slip: 2,
-    });
-    let picket = start_picket_with(settings);
+    };
+    let picket = start_picket_adjusted(&[upstream.addr()], |s| s.rate_limit = Some(limit));
     query_udp(picket.addr, "www.example.test", RecordType::A).await; // warm the cache
     let (answered, slipped, took) = burst_from("127.0.3.1:0", picket.addr, 200).await;
     // Picket saw the burst within `took` (first query sent to last answer received), so the
@@ -96,9 +90,7 @@ async fn a_client_over_its_rate_limit_is_limited_while_another_is_not() {
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_answers_are_served_stale_with_ede_3_when_the_upstream_dies() {
     let upstream = Authority::start(ZONE);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.cache.stale_window = 3600;
-    let picket = start_picket_with(settings);
+    let picket = start_picket_adjusted(&[upstream.addr()], |s| s.cache.stale_window = 3600);
     assert_eq!(
         min_ttl(&query_udp(picket.addr, "www.example.test", RecordType::A).await),
         Some(30)
@@ -169,12 +161,19 @@ async fn refused_and_others(
     (refused, others)
 }
 
-fn slow_upstream_settings(upstream: &Authority, delay: Duration) -> Settings {
+/// Picket forwarding to `upstream`, made to answer after `delay`, waiting up
+/// to 2 s for it, with the settings `adjust`ed.
+fn start_with_slow_upstream(
+    upstream: &Authority,
+    delay: Duration,
+    adjust: impl FnOnce(&mut Settings),
+) -> Picket {
     upstream.set_delay(delay);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.forwarder.attempt_timeout = Duration::from_secs(2);
-    settings.forwarder.total_timeout = Duration::from_secs(2);
-    settings
+    start_picket_adjusted(&[upstream.addr()], |s| {
+        s.forwarder.attempt_timeout = Duration::from_secs(2);
+        s.forwarder.total_timeout = Duration::from_secs(2);
+        adjust(s);
+    })
 }
 
 /// Sends www.example.test A with IDs `ids` from `socket` to `server`, without waiting.
@@ -188,10 +187,7 @@ async fn send_www_queries(socket: &UdpSocket, server: SocketAddr, ids: std::ops:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_identical_concurrent_misses_make_one_upstream_query() {
     let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(slow_upstream_settings(
-        &upstream,
-        Duration::from_millis(200),
-    ));
+    let picket = start_with_slow_upstream(&upstream, Duration::from_millis(200), |_| {});
     let socket = burst_socket();
     send_www_queries(&socket, picket.addr, 0..1000).await;
     let mut ids = std::collections::HashSet::new();
@@ -213,9 +209,9 @@ async fn a_thousand_identical_concurrent_misses_make_one_upstream_query() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_name_gathers_a_bounded_number_of_waiting_queries() {
     let upstream = Authority::start(ZONE);
-    let mut settings = slow_upstream_settings(&upstream, Duration::from_millis(500));
-    settings.limits.max_followers_per_fetch = 5;
-    let picket = start_picket_with(settings);
+    let picket = start_with_slow_upstream(&upstream, Duration::from_millis(500), |s| {
+        s.limits.max_followers_per_fetch = 5
+    });
     let socket = burst_socket();
     send_www_queries(&socket, picket.addr, 0..40).await;
     let (refused, answered) = refused_and_others(&socket, 40, Duration::from_secs(3)).await;
@@ -376,9 +372,9 @@ async fn answers_evicted_from_a_small_cache_leave_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_client_cannot_take_every_upstream_slot() {
     let upstream = Authority::start(ZONE);
-    let mut settings = slow_upstream_settings(&upstream, Duration::from_millis(250));
-    settings.limits.max_inflight_per_client = 5;
-    let picket = start_picket_with(settings);
+    let picket = start_with_slow_upstream(&upstream, Duration::from_millis(250), |s| {
+        s.limits.max_inflight_per_client = 5
+    });
     let greedy = burst_socket_at("127.0.6.1:0");
     for i in 0..20u16 {
         let q = QueryBuilder::new(&format!("g{i}.example.test"), RecordType::A)
@@ -408,16 +404,9 @@ rebind.example.test. 30 IN A 192.168.0.10
 local6.example.test. 30 IN AAAA fd00::1
 ";
     let upstream = Authority::start(zone);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.rebind_protection = true;
-    let picket = start_picket_with(settings);
+    let picket = start_picket_adjusted(&[upstream.addr()], |s| s.rebind_protection = true);
     let blocked = query_udp(picket.addr, "rebind.example.test", RecordType::A).await;
-    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(
-        ede(&blocked).map(|(code, _)| code),
-        Some(17),
-        "EDE 17 Filtered"
-    );
+    assert_rcode_ede(&blocked, ResponseCode::NXDomain, 17, "Filtered");
     let blocked6 = query_udp(picket.addr, "local6.example.test", RecordType::AAAA).await;
     assert_eq!(blocked6.metadata.response_code, ResponseCode::NXDomain);
     let public = query_udp(picket.addr, "www.example.test", RecordType::A).await;

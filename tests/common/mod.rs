@@ -68,11 +68,12 @@ pub use http::{
     poll_until, HttpAnswer,
 };
 pub use inspect::{
-    a_records, aaaa_records, assert_a_answer, assert_not_forged, ede, ede_option, min_ttl, rcode,
-    soa_in_authority, soa_owner, EDE_CODE,
+    a_records, aaaa_records, assert_a_answer, assert_not_forged, assert_rcode_ede, ede, ede_option,
+    min_ttl, rcode, soa_in_authority, soa_owner, EDE_CODE,
 };
 pub use picket::{
-    allow_only, any_port, start_picket, start_picket_with, test_settings, EncryptedPicket, Picket,
+    allow_only, any_port, start_picket, start_picket_adjusted, start_picket_with, test_settings,
+    EncryptedPicket, Picket,
 };
 pub use process::{
     free_addr, free_port, run_program, start_unbound, KillOnDrop, PicketProcess, ServeOptions,

@@ -62,6 +62,16 @@ pub fn start_picket_with(settings: Settings) -> Picket {
     }
 }
 
+/// Picket forwarding to `upstreams` with the test settings `adjust`ed.
+pub fn start_picket_adjusted(
+    upstreams: &[SocketAddr],
+    adjust: impl FnOnce(&mut Settings),
+) -> Picket {
+    let mut settings = test_settings(upstreams);
+    adjust(&mut settings);
+    start_picket_with(settings)
+}
+
 /// A test of encrypted listeners (DoT, DoH, DoQ, HTTP/3): the authority and
 /// Picket forwarding to it; derefs to the server (its listener addresses, its
 /// certificate).

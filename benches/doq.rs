@@ -9,6 +9,16 @@
 
 mod common;
 
+/// The tests' QUIC client (`tests/common/quic.rs`), which trusts exactly Picket's certificate,
+/// and the modules it builds on.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/common"]
+mod tests_common {
+    pub mod files;
+    pub mod quic;
+    pub mod tls;
+}
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,14 +26,7 @@ use std::time::{Duration, Instant};
 
 use picket::app::Server;
 use picket::config::{Settings, TlsSource};
-use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{ClientConfig, Connection, Endpoint};
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use tokio_rustls::rustls::crypto::{ring, verify_tls13_signature, CryptoProvider};
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
+use quinn::Connection;
 
 use common::median;
 
@@ -31,66 +34,6 @@ const CONNECTIONS: usize = 8;
 const STREAMS: usize = 16;
 const ROUND: Duration = Duration::from_secs(3);
 const ROUNDS: usize = 5;
-
-/// Trusts the one certificate Picket made for itself.
-#[derive(Debug)]
-struct Pinned(CertificateDer<'static>, Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
-        assert_eq!(end_entity.as_ref(), self.0.as_ref(), "Picket's certificate");
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        unreachable!("QUIC is TLS 1.3 only")
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.1.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn client(cert: CertificateDer<'static>) -> Endpoint {
-    let provider = Arc::new(ring::default_provider());
-    let mut tls = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("TLS 1.3")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned(cert, provider)))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"doq".to_vec()];
-    let crypto = QuicClientConfig::try_from(Arc::new(tls)).expect("a QUIC client config");
-    let mut endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("a socket");
-    endpoint.set_default_client_config(ClientConfig::new(Arc::new(crypto)));
-    endpoint
-}
 
 /// `blocked.bench.test` A with ID 0, length-prefixed.
 fn framed_query() -> Vec<u8> {
@@ -166,7 +109,7 @@ fn main() {
     let mut rates = Vec::new();
     let mut cpu_per_query = Vec::new();
     runtime.block_on(async {
-        let endpoint = client(cert);
+        let endpoint = tests_common::quic::client_endpoint(cert, &[b"doq"]);
         let mut connections = Vec::new();
         for _ in 0..CONNECTIONS {
             let connecting = endpoint.connect(addr, "localhost").unwrap();

@@ -17,6 +17,7 @@ while (($#)); do
     --threads) threads=$2; shift 2 ;;
     --blocklist) blocklists+=("$2"); shift 2 ;;
     --cache-size) shift 2 ;;
+    --dnssec) shift 2 ;; # run.sh gives `off`; the Unbound below does not validate either
     --policies) shift 2 ;; # Unbound has no policy engine: the harness check ignores it
     *) echo "fake-picket: unknown option $1" >&2; exit 2 ;;
     esac

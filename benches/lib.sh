@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Shell functions shared by the benchmark scripts (benches/run.sh, benches/encrypted.sh):
-# settings, process bookkeeping, readiness polling, CPU accounting, data generation, NSD,
-# the two resolvers under test, dnsperf runs and their parsing. Sourced, never run; a script
-# sets its own defaults (ports, ...) before sourcing, since every setting is `${VAR:-default}`.
+# Shell functions shared by the benchmark scripts (run.sh, ab.sh through run.sh, encrypted.sh,
+# dnstap.sh, reload_rss.sh, profile.sh, prefetch.sh, recursion.sh, fake-picket.sh): settings,
+# process bookkeeping, readiness polling, CPU accounting, data generation, NSD, Unbound, the two
+# resolvers under test, dnsperf runs and their parsing, latency percentiles, a throwaway CA.
+# Sourced, never run; a script sets its own defaults (ports, ...) before sourcing, since every
+# setting is `${VAR:-default}`, and its own output layout (OUT, DATA, LOGS) after sourcing if it
+# has one.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCHES=$ROOT/benches
-# shellcheck source=benches/nsd.sh
-source "$BENCHES/nsd.sh" # write_nsd_conf
 
 # ---- settings (all overridable from the environment) -------------------------
 BENCH_SECONDS=${BENCH_SECONDS:-10}          # length of each max-throughput run
@@ -43,7 +44,8 @@ LOGS=$OUT/logs
 RAW=$OUT/raw.tsv
 NOTES=$OUT/notes.txt
 
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+LOG_TAG=${LOG_TAG:-bench}                   # the prefix of log lines
+log() { printf '[%s %(%H:%M:%S)T] %s\n' "$LOG_TAG" -1 "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
 
 # ---- dependencies ------------------------------------------------------------
@@ -73,10 +75,15 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >>"$RAW"; }
 note() { log "NOTE: $*"; printf '%s\n' "$*" >>"$NOTES"; }
 
 # ---- processes we started (only these are ever signalled) --------------------
+# NSD_PID and RES_PID: the upstream and the resolver under test; PIDS: any other process a
+# script starts (it appends to it). cleanup ends them all when the script exits.
 NSD_PID=
 RES_PID=
-stop_pid() { # pid
-    local pid=$1 i
+PIDS=()
+# stop_pid PID: TERM, then up to 10 s for it to exit (so that the next start finds its ports
+# free), then KILL; PID leaves PIDS.
+stop_pid() {
+    local pid=$1 i keep=() p
     [[ -n $pid ]] || return 0
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do
@@ -85,12 +92,15 @@ stop_pid() { # pid
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
 }
 cleanup() {
     stop_pid "$RES_PID"
     RES_PID=
     stop_pid "$NSD_PID"
     NSD_PID=
+    while ((${#PIDS[@]})); do stop_pid "${PIDS[0]}"; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -149,31 +159,70 @@ gen_data() {
 }
 
 # ---- NSD (authoritative upstream) --------------------------------------------
-start_nsd() {
-    local dir=$OUT/nsd
-    write_nsd_conf "$dir" "$NSD_PORT" bench.test "$DATA"
-    port_busy "$NSD_PORT" && die "udp port $NSD_PORT already in use (NSD_PORT)"
-    log "starting nsd on 127.0.0.1:$NSD_PORT (cpu $NSD_CPU)"
+# write_nsd_conf DIR ADDRESS PORT ZONESDIR ZONE FILE [ZONE FILE ...]: DIR/nsd.conf for one NSD
+# process serving each ZONE from FILE (relative to ZONESDIR, or absolute) on ADDRESS:PORT.
+# Rate limiting off: NSD's default RRL (200/s) would throttle a resolver that sends it
+# everything from one address.
+write_nsd_conf() {
+    local dir=$1 address=$2 port=$3 zonesdir=$4
+    shift 4
+    mkdir -p "$dir"
+    {
+        cat <<CONF
+server:
+  ip-address: $address@$port
+  port: $port
+  do-ip6: no
+  server-count: 1
+  username: ""
+  chroot: ""
+  zonesdir: "$zonesdir"
+  database: ""
+  zonelistfile: "$dir/zone.list"
+  xfrdfile: "$dir/xfrd.state"
+  pidfile: "$dir/nsd.pid"
+  logfile: "$dir/nsd.log"
+  verbosity: 0
+  hide-version: yes
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+remote-control:
+  control-enable: no
+CONF
+        while (($#)); do
+            printf 'zone:\n  name: "%s"\n  zonefile: "%s"\n' "$1" "$2"
+            shift 2
+        done
+    } >"$dir/nsd.conf"
     rm -f "$dir/zone.list" "$dir/xfrd.state"
+}
+
+# start_nsd [DIR PORT ZONE ZONESDIR PROBE]: NSD on 127.0.0.1:PORT serving ZONE from
+# ZONESDIR/ZONE.zone, its files in DIR, its output in LOGS/nsd.out, pinned to NSD_CPU; sets
+# NSD_PID and returns once PROBE/A gets NOERROR. Without arguments: run.sh's bench.test from
+# DATA on NSD_PORT.
+start_nsd() {
+    local dir=${1:-$OUT/nsd} port=${2:-$NSD_PORT} zone=${3:-bench.test} zonesdir=${4:-$DATA}
+    local probe=${5:-h0.bench.test.}
+    write_nsd_conf "$dir" 127.0.0.1 "$port" "$zonesdir" "$zone." "$zone.zone"
+    port_busy "$port" && die "udp port $port already in use (NSD_PORT)"
+    log "starting nsd on 127.0.0.1:$port (cpu $NSD_CPU)"
     taskset -c "$NSD_CPU" nsd -d -c "$dir/nsd.conf" >"$LOGS/nsd.out" 2>&1 &
     NSD_PID=$!
-    wait_ready "$NSD_PID" "$NSD_PORT" h0.bench.test. NOERROR 120 ||
+    wait_ready "$NSD_PID" "$port" "$probe" NOERROR 120 ||
         die "nsd did not start (see $dir/nsd.log, $LOGS/nsd.out)"
 }
 
 # ---- resolvers ----------------------------------------------------------------
-# UNBOUND_EXTRA_CONF: more `server:` lines (indented), e.g. the DoT/DoH listeners of
-# benches/encrypted.sh; UNBOUND_PORT: its plain DNS port.
-write_unbound_conf() { # workload [name] -> path
-    local conf=$OUT/unbound-${2:-$1}.conf include=""
-    [[ $1 == block ]] && include="  include: \"$DATA/unbound-blocklist.conf\""
-    cat >"$conf" <<EOF
+# unbound_server_conf PORT THREADS: the `server:` lines every bench Unbound starts with: on
+# 127.0.0.1:PORT for loopback clients, run as started (no chroot, no user switch, no pid
+# file), logging quietly to stderr, allowed to ask servers on loopback.
+unbound_server_conf() {
+    cat <<EOF
 server:
   interface: 127.0.0.1
-  port: $UNBOUND_PORT
-  do-ip6: no
-  num-threads: $THREADS
-  do-daemonize: no
+  port: $1
+  num-threads: $2
   username: ""
   chroot: ""
   directory: "$OUT"
@@ -182,9 +231,22 @@ server:
   logfile: ""
   verbosity: 0
   access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+EOF
+}
+
+# UNBOUND_EXTRA_CONF: more `server:` lines (indented), e.g. the DoT/DoH listeners of
+# benches/encrypted.sh; UNBOUND_PORT: its plain DNS port.
+write_unbound_conf() { # workload [name] -> path
+    local conf=$OUT/unbound-${2:-$1}.conf include=""
+    [[ $1 == block ]] && include="  include: \"$DATA/unbound-blocklist.conf\""
+    {
+        unbound_server_conf "$UNBOUND_PORT" "$THREADS"
+        cat <<EOF
+  do-ip6: no
+  do-daemonize: no
   # plain forwarder: no validation, no prefetch, big caches, no rate limits
   module-config: "iterator"
-  do-not-query-localhost: no
   prefetch: no
   prefetch-key: no
   serve-expired: no
@@ -211,6 +273,7 @@ forward-zone:
   name: "."
   forward-addr: 127.0.0.1@$NSD_PORT
 EOF
+    } >"$conf"
     printf '%s' "$conf"
 }
 
@@ -289,24 +352,27 @@ dp_rcode_pct() { # file RCODE -> percentage of completed
     sed -n 's/.*Response codes://p' "$1" | tr ',' '\n' |
         awk -v r="$2" '$1 == r {gsub(/[()%]/, "", $3); print $3; f=1} END{if (!f) print 0}'
 }
-# p50 and p99 latency (ms) from a `dnsperf -v` output; lost queries count as
-# infinitely slow, so heavy loss shows as "lost" rather than a flattering p99.
-dp_percentiles() { # file
-    local lost
-    lost=$(dp_num "$1" "Queries lost:")
-    awk '/^> / {print $NF}' "$1" | sort -g | awk -v lost="${lost:-0}" '
+# percentiles FILE LOST Q...: the Q-quantiles (e.g. 0.99) in ms of the per-query latencies of a
+# `dnsperf -v` output, with LOST lost queries counted as infinitely slow ("inf"), so heavy
+# loss shows rather than a flattering tail.
+percentiles() {
+    local file=$1 lost=$2
+    shift 2
+    awk '/^> / {print $NF}' "$file" | sort -g | awk -v lost="${lost:-0}" -v qs="$*" '
         {v[NR] = $1}
         END {
             n = NR + lost
-            if (NR == 0) { print "nan nan"; exit }
-            split("0.50 0.99", q, " ")
-            for (i = 1; i <= 2; i++) {
+            m = split(qs, q, " ")
+            if (NR == 0) { for (i = 1; i <= m; i++) out = out (i > 1 ? " " : "") "nan"; print out; exit }
+            for (i = 1; i <= m; i++) {
                 k = int(q[i] * n + 0.999999); if (k < 1) k = 1
                 out = out (i > 1 ? " " : "") (k > NR ? "inf" : sprintf("%.3f", v[k] * 1000))
             }
             print out
         }'
 }
+# p50 and p99 latency (ms) from a `dnsperf -v` output
+dp_percentiles() { percentiles "$1" "$(dp_num "$1" "Queries lost:")" 0.50 0.99; }
 
 # Max-throughput run with CPU accounting.  Records qps, us_per_q, cpu_busy, lost.
 measure_max() { # round res wl queryfile tag [extra dnsperf args]

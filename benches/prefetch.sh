@@ -19,18 +19,15 @@ ROUNDS=${ROUNDS:-2}
 PREFETCH_SECONDS=${PREFETCH_SECONDS:-60}
 RATE=${RATE:-5000}
 NAMES=${NAMES:-2000}
-RESOLVER_CPU=${RESOLVER_CPU:-1}
-LOAD_CPU=${LOAD_CPU:-0}
+NSD_CPU=${NSD_CPU:-${LOAD_CPU:-0}} # NSD shares dnsperf's core (lib.sh: RESOLVER_CPU, LOAD_CPU)
 NSD_PORT=${NSD_PORT:-28353}
 PICKET_PORT=${PICKET_PORT:-28355}
 METRICS_PORT=${METRICS_PORT:-28356}
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 OUT=${BENCH_OUT:-$ROOT/bench-out}/prefetch
+LOGS=$OUT
 mkdir -p "$OUT"
-
-PIDS=()
-# shellcheck source=benches/lab.sh
-source "$ROOT/benches/lab.sh"
-trap cleanup EXIT
 
 # The zone and the query file: name i has TTL 20, 30, 60 or 300 s (i mod 4).
 python3 - "$OUT" "$NAMES" <<'EOF'
@@ -62,7 +59,7 @@ one_run() { # round setting
         --metrics "127.0.0.1:$METRICS_PORT" "${extra[@]}" >"$OUT/$tag.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
-    ready "$PICKET_PORT" n0.ttl.test. NOERROR
+    wait_ready "$pid" "$PICKET_PORT" n0.ttl.test. NOERROR 60 || die "Picket did not answer; see $OUT/$tag.log"
     taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$PICKET_PORT" -d "$OUT/warm.txt" -n 1 >/dev/null
     taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$PICKET_PORT" -d "$OUT/queries.txt" \
         -Q "$RATE" -l "$PREFETCH_SECONDS" -t 2 -v >"$OUT/$tag.dnsperf.txt" 2>&1 || true
@@ -72,7 +69,7 @@ one_run() { # round setting
     read -r -a p <<<"$(percentiles "$OUT/$tag.dnsperf.txt" "$lost" 0.50 0.99 0.999)"
     printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "${p[0]}" "${p[1]}" "${p[2]}" "${misses:-?}"
     sed -i '/^> /d' "$OUT/$tag.dnsperf.txt"
-    stop "$pid"
+    stop_pid "$pid"
 }
 
 echo "| round | prefetch | p50 ms | p99 ms | p99.9 ms | cache misses |"

@@ -16,22 +16,20 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PICKET_BIN=${PICKET_BIN:-$ROOT/target/release/picket}
 WORKLOAD=${WORKLOAD:-hits}
 PROFILE_SECONDS=${PROFILE_SECONDS:-8}
-RESOLVER_CPU=${RESOLVER_CPU:-1}
-LOAD_CPU=${LOAD_CPU:-0}
+NSD_CPU=${NSD_CPU:-${LOAD_CPU:-0}} # NSD shares dnsperf's core (lib.sh: RESOLVER_CPU, LOAD_CPU)
 NSD_PORT=${NSD_PORT:-27353}
 PICKET_PORT=${PICKET_PORT:-27355}
-PICKET_EXTRA_ARGS=${PICKET_EXTRA_ARGS:-}
-DATA=${DATA:-$ROOT/bench-out/data}
+profile_data=${DATA:-$ROOT/bench-out/data}
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+DATA=$profile_data
 OUT=${PROFILE_OUT:-$ROOT/bench-out/profile}
+LOGS=$OUT
 mkdir -p "$OUT"
 
 [[ -f $DATA/hits.txt ]] || { echo "no data in $DATA: run benches/run.sh once (or gen_data.py)" >&2; exit 1; }
-PIDS=()
-# shellcheck source=benches/lab.sh
-source "$ROOT/benches/lab.sh"
-trap cleanup EXIT
 for port in "$NSD_PORT" "$PICKET_PORT"; do
-    ss -Hlun "sport = :$port" | grep -q . && { echo "udp port $port is in use" >&2; exit 1; }
+    port_busy "$port" && { echo "udp port $port is in use" >&2; exit 1; }
 done
 start_nsd "$OUT/nsd" "$NSD_PORT" bench.test "$DATA" h0.bench.test.
 
@@ -51,7 +49,8 @@ esac
 taskset -c "$RESOLVER_CPU" "${cmd[@]}" >"$OUT/$WORKLOAD.picket.log" 2>&1 &
 PID=$!
 PIDS+=("$PID")
-ready "$PICKET_PORT" "$probe" "$want"
+wait_ready "$PID" "$PICKET_PORT" "$probe" "$want" 60 ||
+    die "127.0.0.1:$PICKET_PORT did not answer $probe with $want; see $OUT/$WORKLOAD.picket.log"
 [[ $WORKLOAD == miss ]] || taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$PICKET_PORT" \
     -d "$DATA/hits.txt" -n 1 -c 4 -q 200 >/dev/null
 

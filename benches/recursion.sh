@@ -40,30 +40,15 @@ LOAD_CPU=${LOAD_CPU:-0}                     # dnsperf and the NSDs
 UNBOUND_PORT=${UNBOUND_PORT:-25361}
 PICKET_PORT=${PICKET_PORT:-25362}
 BASE_PORT=${BASE_PORT:-25363}
-OUT=${BENCH_OUT:-$ROOT/bench-out/recursion}
 PERF=${PERF:-0}
 PERF_CALLGRAPH=${PERF_CALLGRAPH:-fp}         # dwarf,16384 for whole stacks (larger files)
-
+LOG_TAG=recursion
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh" # processes, NSD and Unbound configurations, log, record
+OUT=${BENCH_OUT:-$ROOT/bench-out/recursion}
 DATA=$OUT/data
 LOGS=$OUT/logs
 RAW=$OUT/raw.tsv
-log() { printf '[recursion %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-stop() { # pid: ends one process we started
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
 
 [[ $(id -u) == 0 ]] || die "run as root: NSD must listen on port 53"
 [[ -x $PICKET_BIN ]] || die "no Picket binary at $PICKET_BIN (nice -n 15 cargo build --release)"
@@ -107,30 +92,12 @@ make_tree() {
 
 # ---- authorities ---------------------------------------------------------------
 start_nsds() { # variant
-    local dir=$DATA/$1 ip zones
+    local dir=$DATA/$1 ip
+    local -a zones
     for ip in 127.0.0.10 127.0.0.11 127.0.0.12 127.0.0.13 127.0.0.14 127.0.0.15; do
-        mkdir -p "$OUT/nsd/$ip"
-        zones=$(awk -v ip="$ip" -v d="$dir" '$2 == ip { printf "zone:\n  name: \"%s\"\n  zonefile: \"%s/%s\"\n", $1, d, $3 }' "$dir/zones.txt")
-        cat >"$OUT/nsd/$ip/nsd.conf" <<EOF
-server:
-  ip-address: $ip@53
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$dir"
-  pidfile: "$OUT/nsd/$ip/nsd.pid"
-  xfrdfile: "$OUT/nsd/$ip/xfrd.state"
-  zonelistfile: "$OUT/nsd/$ip/zone.list"
-  database: ""
-  verbosity: 0
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-  hide-version: yes
-  refuse-any: no
-remote-control:
-  control-enable: no
-$zones
-EOF
+        # shellcheck disable=SC2207 # zone names and file names have no spaces
+        zones=($(awk -v ip="$ip" '$2 == ip { print $1, $3 }' "$dir/zones.txt"))
+        write_nsd_conf "$OUT/nsd/$ip" "$ip" 53 "$dir" "${zones[@]}"
         taskset -c "$LOAD_CPU" nsd -d -c "$OUT/nsd/$ip/nsd.conf" >"$LOGS/nsd-$ip.log" 2>&1 &
         PIDS+=($!)
         NSD_PIDS+=($!)
@@ -141,28 +108,18 @@ EOF
             && dig +short +norec @127.0.0.10 SOA . | grep -q . && return 0
         sleep 0.2
     done
-    die "NSD did not start (see $LOGS/nsd-*.log)"
+    die "NSD did not start (see $LOGS/nsd-*.log and $OUT/nsd/*/nsd.log)"
 }
 
 # ---- resolvers -------------------------------------------------------------------
 start_unbound() { # variant
     local conf=$OUT/unbound-$1.conf
-    cat >"$conf" <<EOF
-server:
-  interface: 127.0.0.1@$UNBOUND_PORT
-  num-threads: 1
-  username: ""
-  chroot: ""
-  directory: "$OUT"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
+    {
+        unbound_server_conf "$UNBOUND_PORT" 1
+        cat <<EOF
   root-hints: "$DATA/$1/root.hints"
   trust-anchor-file: "$DATA/$1/anchor"
   module-config: "validator iterator"
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
   qname-minimisation: yes
   msg-cache-size: $((${CACHE_SIZE%MiB} / 3))m
   rrset-cache-size: $((${CACHE_SIZE%MiB} * 2 / 3))m
@@ -178,6 +135,7 @@ server:
 remote-control:
   control-enable: no
 EOF
+    } >"$conf"
     taskset -c "$RESOLVER_CPU" unbound -d -c "$conf" >"$LOGS/unbound-$1-$2.log" 2>&1 &
     RES_PID=$!
     PIDS+=($RES_PID)
@@ -197,10 +155,6 @@ start_picket() { # variant round [binary port name]
 }
 
 start_base() { start_picket "$1" "$2" "$PICKET_BASE_BIN" "$BASE_PORT" base; }
-
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; }
 
 run_one() { # variant round resolver
     local variant=$1 round=$2 resolver=$3 i
@@ -236,7 +190,8 @@ run_one() { # variant round resolver
     record "$variant" "$round" "$resolver" rss_peak_mib "$(awk -v k="$(status_kib "$RES_PID" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
     record "$variant" "$round" "$resolver" log_lines "$(wc -l <"$LOGS/$resolver-$variant-$round.log" 2>/dev/null || echo 0)"
     log "$variant round $round $resolver: $completed answers in ${seconds}s, $((after - before)) ticks"
-    stop "$RES_PID"
+    stop_pid "$RES_PID"
+    RES_PID=
 }
 
 make_tree
@@ -250,7 +205,7 @@ for variant in $VARIANTS; do
         ((round % 2 == 0)) && order=$(tr ' ' '\n' <<<"$RESOLVERS" | tac | tr '\n' ' ')
         for resolver in $order; do run_one "$variant" "$round" "$resolver"; done
     done
-    for pid in "${NSD_PIDS[@]}"; do stop "$pid"; done
+    for pid in "${NSD_PIDS[@]}"; do stop_pid "$pid"; done
 done
 
 python3 - "$RAW" <<'EOF' | tee "$OUT/results.md"

@@ -5,20 +5,18 @@ mod common;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use common::zone::Zones;
+use common::zone::{Zones, EXAMPLE_TEST_APEX};
 use common::*;
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-const ZONE: &str = r#"
-; example.test: negative TTL = min(3600, 60) = 60
-example.test.          3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
-example.test.          3600 IN NS    ns1.example.test.
-example.test.           300 IN CAA   0 issue "ca.example.net"
-ns1.example.test.      3600 IN A     192.0.2.53
-www.example.test.       300 IN A     192.0.2.1
-www.example.test.       300 IN A     192.0.2.2
-www.example.test.       300 IN AAAA  2001:db8::1
+/// The zones under test: example.test's apex and www
+/// ([`EXAMPLE_TEST_APEX`]), then these.
+fn zone() -> String {
+    [EXAMPLE_TEST_APEX, ZONE_REST].concat()
+}
+
+const ZONE_REST: &str = r#"
 alias.example.test      120    CNAME www.example.test
 chain.example.test       60 IN CNAME alias.other.test.
 dangling.example.test    60 IN CNAME missing.other.test
@@ -59,7 +57,7 @@ fn name(text: &str) -> Name {
 
 #[tokio::test]
 async fn serves_each_record_type() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let at = auth.addr();
 
     let a = query_udp(at, "www.example.test", RecordType::A).await;
@@ -116,7 +114,7 @@ async fn serves_each_record_type() {
 
 #[tokio::test]
 async fn header_question_and_edns_are_echoed() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let query = QueryBuilder::new("WwW.ExAmple.TEST", RecordType::A)
         .id(0xBEEF)
         .rd(false)
@@ -151,7 +149,7 @@ async fn header_question_and_edns_are_echoed() {
 
 #[tokio::test]
 async fn cname_chains_are_followed_across_zones() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let at = auth.addr();
 
     let alias = query_udp(at, "alias.example.test", RecordType::A).await;
@@ -201,7 +199,7 @@ async fn cname_chains_are_followed_across_zones() {
 
 #[tokio::test]
 async fn negative_answers_carry_the_soa() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let at = auth.addr();
 
     let nx = query_udp(at, "nope.example.test", RecordType::A).await;
@@ -237,7 +235,7 @@ async fn negative_answers_carry_the_soa() {
 
 #[tokio::test]
 async fn zone_cuts_give_referrals() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let referral = query_udp(auth.addr(), "www.sub.example.test", RecordType::A).await;
     assert_eq!(referral.metadata.response_code, ResponseCode::NoError);
     assert!(!referral.metadata.authoritative);
@@ -252,7 +250,7 @@ async fn zone_cuts_give_referrals() {
 
 #[tokio::test]
 async fn odd_queries_get_the_right_error() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let at = auth.addr();
 
     let v1 = QueryBuilder::new("www.example.test", RecordType::A)
@@ -327,7 +325,7 @@ async fn udp_truncates_and_tcp_gives_the_full_answer() {
 
 #[tokio::test]
 async fn tcp_pipelines_and_answers_out_of_order() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     auth.set_delay_for("www.example.test", Duration::from_millis(300));
     let client = TcpClient::connect(auth.addr()).await;
     let slow = client.send_query("www.example.test", RecordType::A).await;
@@ -350,7 +348,7 @@ async fn tcp_pipelines_and_answers_out_of_order() {
 
 #[tokio::test]
 async fn tcp_accepts_raw_and_split_frames() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let client = TcpClient::connect(auth.addr()).await;
     let query = QueryBuilder::new("www.example.test", RecordType::A)
         .id(7)
@@ -368,7 +366,7 @@ async fn tcp_accepts_raw_and_split_frames() {
 
 #[tokio::test]
 async fn silent_mode_counts_but_never_answers() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     auth.set_silent(true);
     let query = QueryBuilder::new("www.example.test", RecordType::A).to_bytes();
     assert_eq!(send_udp_raw(auth.addr(), &query).await, None);
@@ -388,7 +386,7 @@ async fn silent_mode_counts_but_never_answers() {
 
 #[tokio::test]
 async fn delay_holds_answers_without_blocking_others() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     auth.set_delay(Duration::from_millis(500));
     let started = Instant::now();
     let (a, b) = tokio::join!(
@@ -406,7 +404,7 @@ async fn delay_holds_answers_without_blocking_others() {
 
 #[tokio::test]
 async fn forge_mode_sends_two_forgeries_before_the_answer() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     auth.set_forge(true);
     let query = QueryBuilder::new("www.example.test", RecordType::A)
         .id(0x1234)
@@ -443,7 +441,7 @@ async fn forge_mode_sends_two_forgeries_before_the_answer() {
 
 #[tokio::test]
 async fn counters_track_queries_by_name() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let at = auth.addr();
     query_udp(at, "www.example.test", RecordType::A).await;
     query_udp(at, "WWW.Example.Test.", RecordType::AAAA).await;
@@ -472,7 +470,7 @@ async fn counters_track_queries_by_name() {
 
 #[tokio::test]
 async fn servfail_ede_and_new_records_apply_while_running() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let at = auth.addr();
 
     auth.set_servfail(true);
@@ -507,7 +505,7 @@ async fn servfail_ede_and_new_records_apply_while_running() {
 
 #[tokio::test(start_paused = true)]
 async fn works_under_a_paused_clock() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     auth.set_delay(Duration::from_millis(200));
     let answer = query_udp(auth.addr(), "www.example.test", RecordType::A).await;
     assert_eq!(a_records(&answer).len(), 2);
@@ -515,7 +513,7 @@ async fn works_under_a_paused_clock() {
 
 #[tokio::test]
 async fn stops_when_dropped() {
-    let auth = Authority::start(ZONE);
+    let auth = Authority::start(&zone());
     let at = auth.addr();
     drop(auth);
     let query = QueryBuilder::new("www.example.test", RecordType::A).to_bytes();

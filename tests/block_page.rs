@@ -139,11 +139,7 @@ async fn the_page_names_the_domain_rule_organization_time_and_reason() {
 
     let page = http_get_as(page_addr(&picket), "blocked.example", "/some/path?q=1", &[]).await;
     assert_eq!(page.status, 403);
-    assert_eq!(
-        page.header("content-type"),
-        Some("text/html; charset=utf-8")
-    );
-    let csp = page.header("content-security-policy").expect("a CSP");
+    let csp = page.html_csp();
     assert!(
         csp.starts_with("default-src 'none'; style-src 'sha256-"),
         "{csp}"

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::run_picket as picket;
+use common::process::{assert_mentions, run_picket as picket};
 
 #[test]
 fn check_passes_the_shipped_policies_and_runs_their_tests() {
@@ -25,13 +25,11 @@ fn check_names_file_path_and_column_and_exits_1() {
     let (code, out) = picket(&["check", dir.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("p.json: organizations[0].rules[0].expression"),
-        "{out}"
-    );
-    assert!(
-        out.contains("(1:16)"),
-        "Wirefilter's line and column: {out}"
+    // The file, the place in it, and Wirefilter's line and column.
+    assert_mentions(
+        "picket check",
+        &out,
+        &["p.json: organizations[0].rules[0].expression", "(1:16)"],
     );
     assert_eq!(
         out.matches("Network length 33").count(),
@@ -52,9 +50,15 @@ fn explain_shows_the_deciding_rule_and_the_answer() {
         "policies/examples",
     ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("organization: acme"), "{out}");
-    assert!(out.contains("decision: rule acme/block-ads"), "{out}");
-    assert!(out.contains("EDE 17"), "{out}");
+    assert_mentions(
+        "picket explain",
+        &out,
+        &[
+            "organization: acme",
+            "decision: rule acme/block-ads",
+            "EDE 17",
+        ],
+    );
 }
 
 #[test]
@@ -66,10 +70,11 @@ fn a_bad_nameserver_port_is_refused_with_the_expected_form() {
         "127.0.0.10:5300",
     ]);
     assert_ne!(code, 0, "{out}");
-    assert!(out.contains("--nameserver-port"), "names the flag: {out}");
-    assert!(
-        out.contains("IP=PORT, e.g. 127.0.0.10=5300"),
-        "says the fix: {out}"
+    // The flag and the fix.
+    assert_mentions(
+        "picket serve",
+        &out,
+        &["--nameserver-port", "IP=PORT, e.g. 127.0.0.10=5300"],
     );
 }
 
@@ -89,9 +94,8 @@ fn a_malformed_upstream_is_refused_naming_the_value_and_the_fix() {
     ] {
         let (code, out) = picket(&["serve", "--upstream", value]);
         assert_ne!(code, 0, "{value}: {out}");
-        assert!(out.contains("--upstream"), "names the flag: {out}");
-        assert!(out.contains(value), "names the value: {out}");
-        assert!(out.contains(fix), "says the fix for {value}: {out}");
+        // The flag, the value and the fix.
+        assert_mentions(value, &out, &["--upstream", value, fix]);
     }
 }
 
@@ -111,11 +115,8 @@ fn a_ca_file_without_certificates_is_refused_naming_it() {
     ]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_ne!(code, 0, "{out}");
-    assert!(out.contains(path), "names the file: {out}");
-    assert!(
-        out.contains("-----BEGIN CERTIFICATE-----"),
-        "says what to give: {out}"
-    );
+    // The file, and what to give.
+    assert_mentions("--ca-file", &out, &[path, "-----BEGIN CERTIFICATE-----"]);
 }
 
 /// Every `--flag` token in a help text, sorted and deduplicated (flags named

@@ -62,6 +62,21 @@ async fn known_traffic(picket: &Picket) {
     assert_eq!(rcode(&mail), ResponseCode::NoError);
 }
 
+/// The upstream, and Picket with the dashboard's settings `adjust`ed.
+fn start(adjust: impl FnOnce(&mut Settings)) -> (Authority, Picket) {
+    let upstream = Authority::start(ZONE);
+    let mut settings = settings(upstream.addr());
+    adjust(&mut settings);
+    (upstream, start_picket_with(settings))
+}
+
+/// [`start`], then the known traffic.
+async fn start_after_known_traffic(adjust: impl FnOnce(&mut Settings)) -> (Authority, Picket) {
+    let (upstream, picket) = start(adjust);
+    known_traffic(&picket).await;
+    (upstream, picket)
+}
+
 fn admin(picket: &Picket) -> SocketAddr {
     picket.server.admin_addr().expect("admin listener on")
 }
@@ -71,6 +86,19 @@ async fn get_json(addr: SocketAddr, path: &str) -> Value {
     assert_eq!(answer.status, 200, "{path}: {}", answer.body);
     assert_eq!(answer.header("content-type"), Some("application/json"));
     answer.json()
+}
+
+/// How many queries `/api/recent?FILTER` lists (all of them when FILTER is empty).
+async fn recent_count(addr: SocketAddr, filter: &str) -> usize {
+    let path = match filter {
+        "" => "/api/recent".to_string(),
+        filter => format!("/api/recent?{filter}"),
+    };
+    let recent = get_json(addr, &path).await;
+    let queries = recent["queries"].as_array();
+    queries
+        .unwrap_or_else(|| panic!("{filter}: {recent}"))
+        .len()
 }
 
 /// GETs a request the API refuses: asserts the 400, returns its `error` text.
@@ -92,9 +120,7 @@ fn keys(list: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stats_count_the_known_traffic() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr()));
-    known_traffic(&picket).await;
+    let (upstream, picket) = start_after_known_traffic(|_| {}).await;
     let stats = get_json(admin(&picket), "/api/stats").await;
     let totals = &stats["totals"];
     assert_eq!(totals["queries"], 7, "{stats:#}");
@@ -145,9 +171,7 @@ async fn stats_count_the_known_traffic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn top_lists_name_the_blocked_names_rules_clients_and_organizations() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr()));
-    known_traffic(&picket).await;
+    let (_upstream, picket) = start_after_known_traffic(|_| {}).await;
     let top = get_json(admin(&picket), "/api/top?n=10").await;
     let lists = &top["lists"];
     assert_eq!(
@@ -197,10 +221,7 @@ async fn top_lists_name_the_blocked_names_rules_clients_and_organizations() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recent_queries_are_bounded_and_filterable() {
-    let upstream = Authority::start(ZONE);
-    let mut settings = settings(upstream.addr());
-    settings.limits.dashboard_recent_queries = 5;
-    let picket = start_picket_with(settings);
+    let (upstream, picket) = start(|s| s.limits.dashboard_recent_queries = 5);
     let addr = admin(&picket);
     known_traffic(&picket).await;
 
@@ -227,13 +248,19 @@ async fn recent_queries_are_bounded_and_filterable() {
         ]
     );
     let newest = &all["queries"][0];
-    assert_eq!(newest["transport"], "tcp");
-    assert_eq!(newest["client"], "127.0.0.0");
-    assert_eq!(newest["org"], "lab");
-    assert_eq!(newest["qtype"], "A");
-    assert_eq!(newest["rcode"], "NOERROR");
-    assert_eq!(newest["cache"], "miss");
-    assert_eq!(newest["upstream"], upstream.addr().to_string());
+    assert_fields(
+        "the newest",
+        newest,
+        &[
+            ("transport", "tcp"),
+            ("client", "127.0.0.0"),
+            ("org", "lab"),
+            ("qtype", "A"),
+            ("rcode", "NOERROR"),
+            ("cache", "miss"),
+            ("upstream", &upstream.addr().to_string()),
+        ],
+    );
 
     let blocked = get_json(addr, "/api/recent?action=block").await;
     let blocked = blocked["queries"].as_array().unwrap();
@@ -244,30 +271,24 @@ async fn recent_queries_are_bounded_and_filterable() {
     assert_eq!(blocked[1]["rule"], "lab/no-ads");
     assert_eq!(blocked[1]["rcode"], "NXDOMAIN");
 
-    let by_rule = get_json(addr, "/api/recent?rule=no-ads").await;
-    assert_eq!(by_rule["queries"].as_array().unwrap().len(), 2);
-    let by_name = get_json(addr, "/api/recent?name=ADS.example").await;
-    assert_eq!(
-        by_name["queries"].as_array().unwrap().len(),
-        2,
-        "case-insensitive"
-    );
-    let by_client = get_json(addr, "/api/recent?client=127.0.0.&limit=2").await;
-    assert_eq!(by_client["queries"].as_array().unwrap().len(), 2);
-    let nobody = get_json(addr, "/api/recent?client=10.").await;
-    assert_eq!(nobody["queries"], Value::Array(vec![]));
-    let both = get_json(addr, "/api/recent?action=block&name=tracker").await;
-    assert_eq!(both["queries"].as_array().unwrap().len(), 1);
+    // Each filter and how many of the 5 it selects.
+    for (filter, selected) in [
+        ("rule=no-ads", 2),
+        ("name=ADS.example", 2), // case-insensitive
+        ("client=127.0.0.&limit=2", 2),
+        ("client=10.", 0),
+        ("action=block&name=tracker", 1),
+    ] {
+        assert_eq!(recent_count(addr, filter).await, selected, "{filter}");
+    }
 
     // Three more push the oldest out: still 5.
     for _ in 0..3 {
         query_udp(picket.addr, "www.example.test", RecordType::A).await;
     }
-    let later = get_json(addr, "/api/recent").await;
-    assert_eq!(later["queries"].as_array().unwrap().len(), 5);
-    let blocked = get_json(addr, "/api/recent?action=block").await;
+    assert_eq!(recent_count(addr, "").await, 5);
     assert_eq!(
-        blocked["queries"].as_array().unwrap().len(),
+        recent_count(addr, "action=block").await,
         1,
         "two ads evicted"
     );
@@ -289,8 +310,7 @@ async fn recent_queries_are_bounded_and_filterable() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_returns_the_trace_of_the_policy_in_force() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr()));
+    let (_upstream, picket) = start(|_| {});
     let addr = admin(&picket);
     let answer = get_json(
         addr,
@@ -322,11 +342,7 @@ async fn explain_returns_the_trace_of_the_policy_in_force() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hidden_clients_never_reach_the_api() {
-    let upstream = Authority::start(ZONE);
-    let mut settings = settings(upstream.addr());
-    settings.client_ip = ClientIpMode::None;
-    let picket = start_picket_with(settings);
-    known_traffic(&picket).await;
+    let (upstream, picket) = start_after_known_traffic(|s| s.client_ip = ClientIpMode::None).await;
     let addr = admin(&picket);
     let top = http_get(addr, "/api/top").await;
     let recent = http_get(addr, "/api/recent").await;
@@ -344,16 +360,12 @@ async fn hidden_clients_never_reach_the_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn excluded_names_are_counted_but_never_listed() {
-    let upstream = Authority::start(ZONE);
     let dir = temp_dir("dashboard-exclude");
     let list = dir.join("exclude.txt");
     std::fs::write(&list, "ads.example.test\n").unwrap();
-    let mut settings = settings(upstream.addr());
     let mut log = QueryLogSettings::new(LogTarget::File(dir.join("q.log")));
     log.exclude = Some(list);
-    settings.query_log = Some(log);
-    let picket = start_picket_with(settings);
-    known_traffic(&picket).await;
+    let (_upstream, picket) = start_after_known_traffic(|s| s.query_log = Some(log)).await;
     let addr = admin(&picket);
     assert_eq!(get_json(addr, "/api/stats").await["totals"]["blocked"], 3);
     let top = get_json(addr, "/api/top").await;
@@ -364,11 +376,9 @@ async fn excluded_names_are_counted_but_never_listed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_guards_everything_but_metrics_and_health() {
-    let upstream = Authority::start(ZONE);
-    let mut settings = settings(upstream.addr());
-    settings.admin_token = Some("k4m9x2q7w8e3r5t6y1u0i9o8p".into());
-    let picket = start_picket_with(settings);
-    known_traffic(&picket).await;
+    let (_upstream, picket) =
+        start_after_known_traffic(|s| s.admin_token = Some("k4m9x2q7w8e3r5t6y1u0i9o8p".into()))
+            .await;
     let addr = admin(&picket);
     let good = "Authorization: Bearer k4m9x2q7w8e3r5t6y1u0i9o8p";
     for path in [
@@ -432,15 +442,10 @@ async fn the_token_guards_everything_but_metrics_and_health() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_is_one_self_contained_document() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr()));
+    let (upstream, picket) = start(|_| {});
     let page = http_get(admin(&picket), "/").await;
     assert_eq!(page.status, 200);
-    assert_eq!(
-        page.header("content-type"),
-        Some("text/html; charset=utf-8")
-    );
-    let csp = page.header("content-security-policy").expect("a CSP");
+    let csp = page.html_csp();
     assert!(
         csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
         "{csp}"
@@ -537,12 +542,9 @@ async fn every_metric_the_grafana_board_uses_exists() {
 
     // A Picket with every source of series on: a policy with rules, the
     // query log, TCP, an upstream exchange.
-    let upstream = Authority::start(ZONE);
-    let mut settings = settings(upstream.addr());
     let dir = temp_dir("grafana");
-    settings.query_log = Some(QueryLogSettings::new(LogTarget::File(dir.join("q.log"))));
-    let picket = start_picket_with(settings);
-    known_traffic(&picket).await;
+    let log = QueryLogSettings::new(LogTarget::File(dir.join("q.log")));
+    let (_upstream, picket) = start_after_known_traffic(|s| s.query_log = Some(log)).await;
     let exposition = http_get(admin(&picket), "/metrics").await.body;
     let mut samples = BTreeSet::new();
     let mut families = std::collections::BTreeMap::new();
@@ -593,9 +595,7 @@ async fn every_metric_the_grafana_board_uses_exists() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs Debian's chromium; run by .ci/run"]
 async fn the_page_shows_the_figures_and_blocked_names_in_a_browser() {
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(settings(upstream.addr()));
-    known_traffic(&picket).await;
+    let (upstream, picket) = start_after_known_traffic(|_| {}).await;
     let url = format!("http://{}/", admin(&picket));
     let dom = dump_dom(&[], &url).await;
     assert_eq!(text_of(&dom, "total-queries"), "7", "{dom}");

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ::picket::config::PolicySource;
+use common::process::assert_mentions;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -229,13 +230,13 @@ fn check_and_explain_describe_the_policy_serve_runs_from_anywhere() {
 
         let (code, out) = picket_in(cwd, &["explain", "ads.example", "--client", "127.0.0.1"]);
         assert_eq!(code, 0, "explain in {from}: {out}");
-        assert!(
-            out.contains("organization: none (no organization matches the client)"),
-            "explain in {from}: {out}"
-        );
-        assert!(
-            out.contains("decision: no rule matched: resolve normally"),
-            "explain in {from}: {out}"
+        assert_mentions(
+            &format!("explain in {from}"),
+            &out,
+            &[
+                "organization: none (no organization matches the client)",
+                "decision: no rule matched: resolve normally",
+            ],
         );
     }
     // With the examples named, both see what `serve --policies policies/examples` runs.
@@ -344,13 +345,13 @@ fn serve_and_check_refuse_guessable_tokens_naming_the_place() {
     let dir = token_policy("acme-7f3c9a", "acme");
     let (code, out) = picket_in(&dir, &["check", "."]);
     assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("acme.json:4:20: organizations[0].doh_tokens[0]: this DoH token has about"),
-        "{out}"
-    );
-    assert!(
-        out.contains("acme.json:5:19: organizations[0].dot_names[0]: this DoT name has about"),
-        "{out}"
+    assert_mentions(
+        "picket check",
+        &out,
+        &[
+            "acme.json:4:20: organizations[0].doh_tokens[0]: this DoH token has about",
+            "acme.json:5:19: organizations[0].dot_names[0]: this DoT name has about",
+        ],
     );
 
     let mut serve = Command::new(picket_bin())

@@ -44,16 +44,20 @@ fn with_encrypted_listeners(s: &mut Settings) {
     });
 }
 
+/// Picket with encrypted listeners, and its DoH and DoT ports.
+fn start_encrypted(upstream: &Authority) -> (Picket, u16, u16) {
+    let picket = start(upstream, with_encrypted_listeners);
+    let doh = picket.server.doh_addrs()[0].port();
+    let dot = picket.server.dot_addrs()[0].port();
+    (picket, doh, dot)
+}
+
 // ---------------------------------------------------------------- DDR
 
 #[tokio::test]
 async fn ddr_advertises_doh_and_dot_under_the_certificate_name() {
     let upstream = authority();
-    let picket = start(&upstream, with_encrypted_listeners);
-    let (doh_port, dot_port) = (
-        picket.server.doh_addrs()[0].port(),
-        picket.server.dot_addrs()[0].port(),
-    );
+    let (picket, doh_port, dot_port) = start_encrypted(&upstream);
     let answer = query_udp(picket.addr, "_dns.resolver.arpa", RecordType::SVCB).await;
     assert_eq!(rcode(&answer), ResponseCode::NoError);
     assert!(
@@ -194,11 +198,7 @@ fn dohpath(record: &SVCB) -> Option<String> {
 #[ignore = "needs dig (Debian dnsutils); run by .ci/run"]
 async fn dig_shows_the_ddr_svcb() {
     let upstream = authority();
-    let picket = start(&upstream, with_encrypted_listeners);
-    let (doh_port, dot_port) = (
-        picket.server.doh_addrs()[0].port(),
-        picket.server.dot_addrs()[0].port(),
-    );
+    let (picket, doh_port, dot_port) = start_encrypted(&upstream);
     let port = picket.addr.port().to_string();
     let out = tokio::task::spawn_blocking(move || {
         let out = std::process::Command::new("dig")

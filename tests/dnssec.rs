@@ -102,6 +102,12 @@ async fn ask(picket: &Picket, name: &str, rtype: RecordType, dnssec_ok: bool, ad
         .unwrap_or_else(|| panic!("no answer for {name} {rtype}"))
 }
 
+/// Asserts that `answer` has rcode `want` and is secure (AD set).
+fn assert_secure(answer: &Message, want: ResponseCode) {
+    assert_eq!(rcode(answer), want, "{answer:?}");
+    assert!(answer.metadata.authentic_data, "no AD: {answer:?}");
+}
+
 fn has_type(records: &[hickory_proto::rr::Record], rtype: RecordType) -> bool {
     records.iter().any(|r| r.record_type() == rtype)
 }
@@ -198,8 +204,7 @@ async fn a_secure_answer_gets_ad_and_rrsigs_only_for_clients_that_ask() {
 async fn a_cname_in_a_secure_zone_is_secure() {
     let t = tree();
     let answer = ask(&t.picket, "alias.secure", RecordType::A, true, false).await;
-    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
-    assert!(answer.metadata.authentic_data, "{answer:?}");
+    assert_secure(&answer, ResponseCode::NoError);
     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
 }
 
@@ -257,8 +262,7 @@ async fn an_expired_signature_is_servfail_with_ede_7() {
     assert_eq!(code, 7, "Signature Expired: {text}");
     // The rest of the zone is fine.
     let other = ask(&t.picket, "txt.secure", RecordType::TXT, true, false).await;
-    assert_eq!(rcode(&other), ResponseCode::NoError, "{other:?}");
-    assert!(other.metadata.authentic_data);
+    assert_secure(&other, ResponseCode::NoError);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,8 +302,7 @@ async fn an_unsigned_zone_under_a_provably_insecure_delegation_is_answered_witho
 async fn nxdomain_and_nodata_with_nsec_proofs_are_secure() {
     let t = tree();
     let nx = ask(&t.picket, "nope.secure", RecordType::A, true, false).await;
-    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
-    assert!(nx.metadata.authentic_data, "{nx:?}");
+    assert_secure(&nx, ResponseCode::NXDomain);
     assert!(has_type(&nx.authorities, RecordType::NSEC), "{nx:?}");
     let nodata = ask(&t.picket, "www.secure", RecordType::AAAA, true, false).await;
     assert_eq!(rcode(&nodata), ResponseCode::NoError, "{nodata:?}");
@@ -399,8 +402,7 @@ async fn islands_of_security_in_forward_mode() {
     let anchors = format!("{}\n{}\n", island.ds_line(), other.ds_line());
     let picket = validating_picket(&upstream, &anchors, &[]);
     let secure = ask(&picket, "www.island", RecordType::A, true, false).await;
-    assert_eq!(rcode(&secure), ResponseCode::NoError, "{secure:?}");
-    assert!(secure.metadata.authentic_data, "{secure:?}");
+    assert_secure(&secure, ResponseCode::NoError);
     let bogus = ask(&picket, "www.stale", RecordType::A, true, false).await;
     assert_eq!(rcode(&bogus), ResponseCode::ServFail, "{bogus:?}");
     let (code, text) = ede(&bogus).expect("an EDE");
@@ -421,8 +423,7 @@ async fn a_key_rollover_with_two_ksks_validates_through_the_new_ds() {
     let upstream = TreeUpstream::start(&[root_text, text]);
     let picket = validating_picket(&upstream, &root.ds_line(), &[]);
     let answer = ask(&picket, "www.secure", RecordType::A, true, false).await;
-    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
-    assert!(answer.metadata.authentic_data, "{answer:?}");
+    assert_secure(&answer, ResponseCode::NoError);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -508,8 +509,7 @@ async fn nxdomain_and_nodata_with_nsec3_proofs_are_secure() {
     assert!(has_type(&nx.authorities, RecordType::NSEC3), "{nx:?}");
     assert!(nx.metadata.authentic_data, "{nx:?}");
     let nodata = ask(&t.picket, "www.n3", RecordType::AAAA, true, false).await;
-    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{nodata:?}");
-    assert!(nodata.metadata.authentic_data, "{nodata:?}");
+    assert_secure(&nodata, ResponseCode::NoError);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -618,13 +618,11 @@ async fn a_second_name_in_a_cached_nsec_gap_is_answered_without_asking() {
     let t = tree();
     let picket = recursive_picket(&t.upstream, &t.root_anchor);
     let first = ask(&picket, "nope.secure", RecordType::A, true, false).await;
-    assert_eq!(rcode(&first), ResponseCode::NXDomain, "{first:?}");
-    assert!(first.metadata.authentic_data, "{first:?}");
+    assert_secure(&first, ResponseCode::NXDomain);
     // other.secure falls in the same NSEC gap (alias.secure → txt.secure),
     // and *.secure in the apex's: RFC 8198 answers it from the cache.
     let second = ask(&picket, "other.secure", RecordType::A, true, false).await;
-    assert_eq!(rcode(&second), ResponseCode::NXDomain, "{second:?}");
-    assert!(second.metadata.authentic_data, "{second:?}");
+    assert_secure(&second, ResponseCode::NXDomain);
     assert!(
         has_type(&second.authorities, RecordType::NSEC),
         "{second:?}"

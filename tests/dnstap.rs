@@ -131,6 +131,39 @@ fn dnstap_settings(upstreams: &[SocketAddr], socket: &std::path::Path, upstream:
     settings
 }
 
+/// Picket forwarding to the test zone's authority and sending dnstap (its
+/// upstream exchanges too when `upstream`) to a collector on a Unix socket in
+/// a fresh directory.
+struct Tap {
+    dir: PathBuf,
+    collector: Collector,
+    upstream: Authority,
+    picket: Picket,
+}
+
+impl Tap {
+    fn start(tag: &str, upstream: bool) -> Tap {
+        let dir = temp_dir(tag);
+        let collector = Collector::start(dir.join("tap.sock"));
+        let authority = Authority::start(ZONE);
+        let settings = dnstap_settings(&[authority.addr()], &collector.path, upstream);
+        Tap {
+            dir,
+            collector,
+            upstream: authority,
+            picket: start_picket_with(settings),
+        }
+    }
+
+    /// Stops Picket (which ends the dnstap session) and removes the
+    /// directory; the collector keeps what it received.
+    fn stop(self) -> Collector {
+        self.picket.server.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.collector
+    }
+}
+
 fn of_type(messages: &[proto::Message], kind: Type) -> Vec<proto::Message> {
     messages
         .iter()
@@ -141,27 +174,24 @@ fn of_type(messages: &[proto::Message], kind: Type) -> Vec<proto::Message> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_queries_and_responses_reach_the_collector_verbatim() {
-    let dir = temp_dir("dnstap");
-    let collector = Collector::start(dir.join("tap.sock"));
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(dnstap_settings(&[upstream.addr()], &collector.path, false));
+    let tap = Tap::start("dnstap", false);
 
     // A UDP query from a socket whose port we know, and its answer as received.
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let query = QueryBuilder::new("www.example.test", RecordType::A)
         .id(4242)
         .to_bytes();
-    client.send_to(&query, picket.addr).await.unwrap();
+    client.send_to(&query, tap.picket.addr).await.unwrap();
     let mut buf = vec![0; 4096];
     let len = tokio::time::timeout(ANSWER_TIMEOUT, client.recv(&mut buf))
         .await
         .unwrap()
         .unwrap();
     let answer = buf[..len].to_vec();
-    let tcp = query_tcp(picket.addr, "www.example.test", RecordType::A).await;
+    let tcp = query_tcp(tap.picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(a_records(&tcp).len(), 1);
 
-    let seen = collector.wait_for(4);
+    let seen = tap.collector.wait_for(4);
     let queries = of_type(&seen, Type::ClientQuery);
     let responses = of_type(&seen, Type::ClientResponse);
     assert_eq!((queries.len(), responses.len()), (2, 2), "{seen:#?}");
@@ -197,33 +227,29 @@ async fn client_queries_and_responses_reach_the_collector_verbatim() {
         .any(|m| m.socket_protocol == Some(proto::SocketProtocol::Tcp as i32)));
     // No upstream messages unless asked for.
     assert!(of_type(&seen, Type::ForwarderQuery).is_empty());
-    let all = collector.messages.lock().unwrap().clone();
+    let all = tap.collector.messages.lock().unwrap().clone();
     assert!(all
         .iter()
         .all(|d| d.identity.as_deref() == Some(&b"edge-test-1"[..])));
     assert!(all[0].version.as_ref().unwrap().starts_with(b"picket "));
     assert_eq!(
-        collector.started.lock().unwrap()[0],
+        tap.collector.started.lock().unwrap()[0],
         vec![fstrm::CONTENT_TYPE.to_vec()]
     );
-    picket.server.stop();
-    let _ = std::fs::remove_dir_all(dir);
+    tap.stop();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_exchanges_are_forwarder_messages_with_dnstap_upstream() {
-    let dir = temp_dir("dnstap-up");
-    let collector = Collector::start(dir.join("tap.sock"));
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(dnstap_settings(&[upstream.addr()], &collector.path, true));
-    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    let tap = Tap::start("dnstap-up", true);
+    let answer = query_udp(tap.picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(a_records(&answer).len(), 1);
 
-    let seen = collector.wait_for(4);
+    let seen = tap.collector.wait_for(4);
     let sent = of_type(&seen, Type::ForwarderQuery);
     let got = of_type(&seen, Type::ForwarderResponse);
     assert_eq!((sent.len(), got.len()), (1, 1), "{seen:#?}");
-    let server = upstream.addr();
+    let server = tap.upstream.addr();
     assert_eq!(
         sent[0].response_address.as_deref(),
         Some(&[127, 0, 0, 1][..])
@@ -231,14 +257,16 @@ async fn upstream_exchanges_are_forwarder_messages_with_dnstap_upstream() {
     assert_eq!(sent[0].response_port, Some(u32::from(server.port())));
     // Verbatim: the query as the authority received it (0x20 case and all).
     let asked = Message::from_vec(sent[0].query_message.as_deref().unwrap()).unwrap();
-    let received = upstream.last_query().expect("the authority saw the query");
+    let received = tap
+        .upstream
+        .last_query()
+        .expect("the authority saw the query");
     assert_eq!(asked.metadata.id, received.metadata.id);
     assert_eq!(asked.queries, received.queries);
     let reply = Message::from_vec(got[0].response_message.as_deref().unwrap()).unwrap();
     assert_eq!(reply.metadata.id, asked.metadata.id);
     assert_eq!(reply.answers.len(), 1);
-    picket.server.stop();
-    let _ = std::fs::remove_dir_all(dir);
+    tap.stop();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,17 +303,13 @@ async fn a_collector_that_comes_late_gets_what_follows_and_drops_are_counted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stopping_the_server_ends_the_session_with_stop_and_delivers_everything() {
-    let dir = temp_dir("dnstap-stop");
-    let collector = Collector::start(dir.join("tap.sock"));
-    let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(dnstap_settings(&[upstream.addr()], &collector.path, false));
+    let tap = Tap::start("dnstap-stop", false);
     for _ in 0..20 {
-        query_udp(picket.addr, "www.example.test", RecordType::A).await;
+        query_udp(tap.picket.addr, "www.example.test", RecordType::A).await;
     }
-    picket.server.stop();
+    let collector = tap.stop();
     // Stop flushed the queue and sent STOP: every message is there at once.
     assert_eq!(collector.messages().len(), 40);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]

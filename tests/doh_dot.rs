@@ -5,16 +5,16 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
+use common::picket::{assert_served, SERVED_A_TTL, SERVED_NEGATIVE_TTL};
 use common::{
-    a_query, any_port, assert_a_answer, dir_with, free_addr, rcode, run_program, Authority,
-    EncryptedPicket, PicketProcess,
+    a_query, any_port, dir_with, free_addr, rcode, run_program, EncryptedPicket, PicketProcess,
 };
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -31,25 +31,9 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
 
-/// TTL of the A records.
-const A_TTL: u32 = 300;
-/// Negative TTL of the zone (the SOA's MINIMUM, below the SOA's own TTL).
-const NEGATIVE_TTL: u32 = 120;
-/// The one address every name has.
-const ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-
 /// A DoH/DoT test: the upstream authority and Picket (cache clock stopped,
 /// so served TTLs are exact).
 type Setup = EncryptedPicket;
-
-/// The authority's zone: `names` under example.test, each A 192.0.2.1.
-fn zone(names: &[String]) -> String {
-    let mut zone = format!("example.test 3600 IN SOA ns.example.test h.example.test 1 7200 900 1209600 {NEGATIVE_TTL}\n");
-    for name in names {
-        zone.push_str(&format!("{name}.example.test {A_TTL} IN A 192.0.2.1\n"));
-    }
-    zone
-}
 
 fn start() -> Setup {
     start_with(|_| {})
@@ -61,16 +45,11 @@ fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
         .to_vec();
     names.extend((0..4).map(|i| format!("w{i}")));
     names.extend((0..50).map(|i| format!("s{i}")));
-    let upstream = Authority::start(&zone(&names));
-    Setup::start(upstream, "dot.example.net", |settings| {
+    Setup::serving(&names, "dot.example.net", |settings| {
         settings.doh = vec![any_port()];
         settings.dot = vec![any_port()];
         adjust(settings);
     })
-}
-
-fn assert_answered(msg: &Message) {
-    assert_a_answer(msg, &[ADDRESS]);
 }
 
 // ---------------------------------------------------------------- clients
@@ -134,6 +113,16 @@ enum Http {
     Two,
 }
 
+impl Http {
+    /// The ALPN protocol ID that negotiates this version.
+    fn alpn(self) -> &'static [u8] {
+        match self {
+            Http::One => b"http/1.1",
+            Http::Two => b"h2",
+        }
+    }
+}
+
 /// What came back.
 struct Reply {
     status: StatusCode,
@@ -157,6 +146,46 @@ impl Reply {
     }
 }
 
+/// A client connection of either HTTP version.
+enum Sender<B> {
+    One(hyper::client::conn::http1::SendRequest<B>),
+    Two(hyper::client::conn::http2::SendRequest<B>),
+}
+
+impl<B> Sender<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// The client side of a connection over `io` as `http`, and its driver,
+    /// on a task of its own: the task ends when the connection does.
+    async fn handshake(
+        http: Http,
+        io: TokioIo<TlsStream<TcpStream>>,
+    ) -> (Self, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
+        match http {
+            Http::One => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                (Sender::One(sender), tokio::spawn(conn))
+            }
+            Http::Two => {
+                let (sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .unwrap();
+                (Sender::Two(sender), tokio::spawn(conn))
+            }
+        }
+    }
+
+    async fn send(&mut self, req: Request<B>) -> hyper::Response<hyper::body::Incoming> {
+        match self {
+            Sender::One(sender) => sender.send_request(req).await.unwrap(),
+            Sender::Two(sender) => sender.send_request(req).await.unwrap(),
+        }
+    }
+}
+
 /// One request on a fresh connection negotiated as `http` by ALPN.
 async fn send<B>(server: &Server, http: Http, req: Request<B>) -> Reply
 where
@@ -164,32 +193,15 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let addr = server.doh_addrs()[0];
-    let alpn: &[u8] = match http {
-        Http::One => b"http/1.1",
-        Http::Two => b"h2",
-    };
+    let alpn = http.alpn();
     let tls = tls_connect(server, addr, "localhost", &[alpn]).await;
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         Some(alpn),
         "ALPN negotiated"
     );
-    let io = TokioIo::new(tls);
-    let response = match http {
-        Http::One => {
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-            tokio::spawn(conn);
-            sender.send_request(req).await.unwrap()
-        }
-        Http::Two => {
-            let (mut sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
-            sender.send_request(req).await.unwrap()
-        }
-    };
+    let (mut sender, _connection) = Sender::handshake(http, TokioIo::new(tls)).await;
+    let response = sender.send(req).await;
     let (head, body) = response.into_parts();
     let body = body
         .collect()
@@ -267,8 +279,8 @@ async fn doh_get_and_post_answer_over_both_http_versions() {
             assert_eq!(reply.version, expected);
             let msg = reply.dns();
             assert_eq!(msg.metadata.id, 0, "ID 0 is echoed");
-            assert_answered(&msg);
-            assert_eq!(max_age(&reply), A_TTL, "{http:?} post={via_post}");
+            assert_served(&msg);
+            assert_eq!(max_age(&reply), SERVED_A_TTL, "{http:?} post={via_post}");
         }
     }
 }
@@ -279,12 +291,12 @@ async fn doh_max_age_follows_the_served_ttls() {
     let wire = a_query(0x1234, "www.example.test.");
     let reply = get(&server, Http::Two, &get_path(&wire)).await;
     assert_eq!(reply.dns().metadata.id, 0x1234);
-    assert_eq!(max_age(&reply), A_TTL);
+    assert_eq!(max_age(&reply), SERVED_A_TTL);
     // From the cache 100 s later: the TTL and max-age have both aged.
     server.picket.clock.advance(Duration::from_secs(100));
     let reply = get(&server, Http::One, &get_path(&wire)).await;
-    assert_eq!(reply.dns().answers[0].ttl, A_TTL - 100);
-    assert_eq!(max_age(&reply), A_TTL - 100);
+    assert_eq!(reply.dns().answers[0].ttl, SERVED_A_TTL - 100);
+    assert_eq!(max_age(&reply), SERVED_A_TTL - 100);
 }
 
 #[tokio::test]
@@ -303,7 +315,7 @@ async fn doh_negative_answer_caches_for_the_negative_ttl() {
     assert_eq!(msg.metadata.id, 0xbeef);
     assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
     // The SOA's own TTL is 3600; its MINIMUM (RFC 2308) bounds the caching.
-    assert_eq!(max_age(&reply), NEGATIVE_TTL);
+    assert_eq!(max_age(&reply), SERVED_NEGATIVE_TTL);
 }
 
 #[tokio::test]
@@ -534,7 +546,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
     let blocked = rcode(&acme.dns());
     assert_eq!(blocked, ResponseCode::NXDomain, "acme's rule blocks");
     let anyone = get(&server, Http::Two, &format!("/dns-query?{dns}")).await;
-    assert_answered(&anyone.dns());
+    assert_served(&anyone.dns());
     // A token that names no organization: 404, like any unknown path.
     let unknown = get(&server, Http::One, &format!("/dns-query/nosuchtoken?{dns}")).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
@@ -551,7 +563,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
         if blocked {
             assert_eq!(rcode(&msg), ResponseCode::NXDomain, "{sni}");
         } else {
-            assert_answered(&msg);
+            assert_served(&msg);
         }
     }
 
@@ -562,7 +574,7 @@ async fn doh_token_and_dot_sni_pick_the_organization() {
         ResponseCode::NXDomain
     );
     let mut tls = tls_connect(&server, server.dot_addrs()[0], "localhost", &[b"dot"]).await;
-    assert_answered(&dot_exchange(&mut tls, &a_query(4, "transport.example.test.")).await);
+    assert_served(&dot_exchange(&mut tls, &a_query(4, "transport.example.test.")).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -862,11 +874,7 @@ async fn doh_idle_connection_is_closed_and_frees_its_slot() {
         s.limits.doh_max_connections = 1;
     });
     for http in [Http::Two, Http::One] {
-        let alpn: &[u8] = if http == Http::Two {
-            b"h2"
-        } else {
-            b"http/1.1"
-        };
+        let alpn = http.alpn();
         let tls = tls_connect_when_free(&server, server.doh_addrs()[0], alpn).await;
         let io = TokioIo::new(tls);
         let req = request(
@@ -880,32 +888,12 @@ async fn doh_idle_connection_is_closed_and_frees_its_slot() {
         // The client keeps the connection open (its sender stays alive);
         // the server must end it. Returns how long that took.
         let started = Instant::now();
-        let ended = match http {
-            Http::Two => {
-                let (mut sender, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                        .await
-                        .unwrap();
-                let conn = tokio::spawn(conn);
-                assert_eq!(
-                    sender.send_request(req).await.unwrap().status(),
-                    StatusCode::OK
-                );
-                let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
-                drop(sender);
-                ended
-            }
-            Http::One => {
-                let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-                let conn = tokio::spawn(conn);
-                let response = sender.send_request(req).await.unwrap();
-                assert_eq!(response.status(), StatusCode::OK);
-                response.into_body().collect().await.unwrap();
-                let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
-                drop(sender);
-                ended
-            }
-        };
+        let (mut sender, conn) = Sender::handshake(http, io).await;
+        let response = sender.send(req).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body().collect().await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
+        drop(sender);
         assert!(ended.is_ok(), "{http:?}: still open after the idle timeout");
         let took = started.elapsed();
         assert!(
@@ -939,11 +927,7 @@ async fn doh_slow_body_gets_408() {
 async fn doh_keep_alive_outlasts_the_request_timeout() {
     let server = start_with(|s| s.limits.doh_body_timeout = Duration::from_millis(100));
     for http in [Http::One, Http::Two] {
-        let alpn: &[u8] = if http == Http::Two {
-            b"h2"
-        } else {
-            b"http/1.1"
-        };
+        let alpn = http.alpn();
         let tls = tls_connect(&server, server.doh_addrs()[0], "localhost", &[alpn]).await;
         let io = TokioIo::new(tls);
         let req = || {
@@ -958,29 +942,12 @@ async fn doh_keep_alive_outlasts_the_request_timeout() {
         };
         // Two requests on one connection, idle in between for longer than a
         // request may take to arrive, but well within the idle timeout.
-        match http {
-            Http::One => {
-                let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-                tokio::spawn(conn);
-                for _ in 0..2 {
-                    let response = sender.send_request(req()).await.unwrap();
-                    assert_eq!(response.status(), StatusCode::OK);
-                    response.into_body().collect().await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(400)).await;
-                }
-            }
-            Http::Two => {
-                let (mut sender, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                        .await
-                        .unwrap();
-                tokio::spawn(conn);
-                for _ in 0..2 {
-                    let response = sender.send_request(req()).await.unwrap();
-                    assert_eq!(response.status(), StatusCode::OK);
-                    tokio::time::sleep(Duration::from_millis(400)).await;
-                }
-            }
+        let (mut sender, _connection) = Sender::handshake(http, io).await;
+        for _ in 0..2 {
+            let response = sender.send(req()).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            response.into_body().collect().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
     }
 }
@@ -1011,7 +978,7 @@ async fn dot_answers_with_sni_and_alpn() {
         let mut answer = vec![0; len];
         tls.read_exact(&mut answer).await.unwrap();
         let msg = Message::from_vec(&answer).unwrap();
-        assert_answered(&msg);
+        assert_served(&msg);
         ids.push(msg.metadata.id);
     }
     ids.sort();
@@ -1083,8 +1050,8 @@ async fn drain_closes_idle_doh_at_once_and_finishes_exchanges_in_flight() {
         idle_at < answered_at,
         "the idle connection lasted until the drain's end"
     );
-    assert_answered(&Message::from_vec(&body).unwrap());
-    assert_answered(&over_dot.await.unwrap());
+    assert_served(&Message::from_vec(&body).unwrap());
+    assert_served(&over_dot.await.unwrap());
     assert_eq!(drained.await.unwrap(), 0, "nothing was cut off");
     // The listeners are gone.
     assert!(TcpStream::connect(doh).await.is_err());
@@ -1136,7 +1103,7 @@ async fn a_reset_doh_stream_leaves_its_fetch_to_the_queries_waiting_on_it() {
     // Dropping the response future resets the HTTP/2 stream (RST_STREAM).
     leading.abort();
     for follower in followers {
-        assert_answered(&follower.await.unwrap());
+        assert_served(&follower.await.unwrap());
     }
     assert_eq!(upstream.queries_for(name), 1, "one upstream query in all");
 }
@@ -1459,7 +1426,7 @@ async fn doh_upstream_formerr_is_a_dns_message() {
 #[tokio::test]
 async fn doh_access_list_refusal_is_a_refused_message() {
     let server = start_with(|s| {
-        s.access = picket::admission::AccessList::new(vec!["192.0.2.0/24".parse().unwrap()]);
+        s.access = common::allow_only(&["192.0.2.0/24"]);
     });
     for http in [Http::Two, Http::One] {
         let reply = get(&server, http, &get_path(&a_query(4, "www.example.test."))).await;

@@ -126,6 +126,11 @@ async fn answer(node: &Node, name: &str) -> ResponseCode {
     rcode(&query_udp(node.process.addr, name, RecordType::A).await)
 }
 
+/// Waits (bounded) until `name` gets `want` from `node`: `what` has happened.
+async fn wait_for_answer(node: &Node, name: &str, want: ResponseCode, what: &str) {
+    poll_until(what, || async { answer(node, name).await == want }).await;
+}
+
 #[test]
 fn keygen_sign_verify_and_check_round_trip_and_tampering_is_refused() {
     let dir = temp_dir("fleet-cli");
@@ -230,9 +235,12 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
 
     // Version 1 published: bad.example.test becomes blocked, the node ready.
     control.publish("policy.bundle", signed(&key, 1, &["bad.example.test"]));
-    poll_until("version 1 blocks bad.example.test", || async {
-        answer(&n, "bad.example.test").await == ResponseCode::NXDomain
-    })
+    wait_for_answer(
+        &n,
+        "bad.example.test",
+        ResponseCode::NXDomain,
+        "version 1 blocks bad.example.test",
+    )
     .await;
     assert_eq!(answer(&n, "good.example.test").await, ResponseCode::NoError);
     let ready = http_get(n.admin, "/readyz").await;
@@ -287,9 +295,12 @@ async fn a_node_follows_its_control_plane_and_refuses_what_it_must() {
         "policy.bundle",
         signed(&key, 3, &["bad.example.test", "worse.example.test"]),
     );
-    poll_until("version 3 blocks worse.example.test", || async {
-        answer(&n, "worse.example.test").await == ResponseCode::NXDomain
-    })
+    wait_for_answer(
+        &n,
+        "worse.example.test",
+        ResponseCode::NXDomain,
+        "version 3 blocks worse.example.test",
+    )
     .await;
     assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 3.0);
 
@@ -348,14 +359,20 @@ async fn allow_rollback_applies_an_older_bundle() {
         &["--allow-rollback"],
     );
     wait_until_answering(n.process.addr).await;
-    poll_until("version 9 applied", || async {
-        answer(&n, "worse.example.test").await == ResponseCode::NXDomain
-    })
+    wait_for_answer(
+        &n,
+        "worse.example.test",
+        ResponseCode::NXDomain,
+        "version 9 applied",
+    )
     .await;
     control.publish("b", signed(&key, 4, &["bad.example.test"]));
-    poll_until("the older version 4 applied on purpose", || async {
-        answer(&n, "worse.example.test").await == ResponseCode::NoError
-    })
+    wait_for_answer(
+        &n,
+        "worse.example.test",
+        ResponseCode::NoError,
+        "the older version 4 applied on purpose",
+    )
     .await;
     assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NXDomain);
     assert_eq!(metric(n.admin, "picket_policy_bundle_version").await, 4.0);
@@ -411,13 +428,19 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
     wait_until_answering(n.process.addr).await;
 
     // Downloaded off the query path, then in force.
-    poll_until("the ads list is downloaded and blocks", || async {
-        answer(&n, "ads.example.test").await == ResponseCode::NXDomain
-    })
+    wait_for_answer(
+        &n,
+        "ads.example.test",
+        ResponseCode::NXDomain,
+        "the ads list is downloaded and blocks",
+    )
     .await;
-    poll_until("the RPZ feed blocks bad.example.test", || async {
-        answer(&n, "bad.example.test").await == ResponseCode::NXDomain
-    })
+    wait_for_answer(
+        &n,
+        "bad.example.test",
+        ResponseCode::NXDomain,
+        "the RPZ feed blocks bad.example.test",
+    )
     .await;
     assert_eq!(
         answer(&n, "x.evil.example.test").await,
@@ -450,9 +473,12 @@ async fn url_lists_refresh_with_etags_and_rpz_feeds_block_and_exempt() {
 
     // A new version of the list: swapped in, the old entry gone.
     feeds.publish("ads.txt", "worse.example.test\n");
-    poll_until("the new ads list blocks worse.example.test", || async {
-        answer(&n, "worse.example.test").await == ResponseCode::NXDomain
-    })
+    wait_for_answer(
+        &n,
+        "worse.example.test",
+        ResponseCode::NXDomain,
+        "the new ads list blocks worse.example.test",
+    )
     .await;
     assert_eq!(answer(&n, "ads.example.test").await, ResponseCode::NoError);
     assert!(metric(admin, "picket_list_fetch_total{result=\"updated\"}").await >= 3.0);
@@ -539,9 +565,12 @@ async fn a_bundle_that_does_not_load_on_the_node_is_refused() {
     assert_eq!(answer(&n, "bad.example.test").await, ResponseCode::NoError);
 
     control.publish("b", signed(&key, 2, &["bad.example.test"]));
-    poll_until("the next good bundle applies", || async {
-        answer(&n, "bad.example.test").await == ResponseCode::NXDomain
-    })
+    wait_for_answer(
+        &n,
+        "bad.example.test",
+        ResponseCode::NXDomain,
+        "the next good bundle applies",
+    )
     .await;
     assert_eq!(
         answer(&n, "worse.example.test").await,

@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ::picket::admission::{AccessList, RateLimitSettings};
+use ::picket::admission::RateLimitSettings;
 use ::picket::config::Settings;
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
@@ -21,16 +21,11 @@ www.example.test. 30 IN A 192.0.2.1
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_outside_the_access_list_are_refused() {
     let upstream = Authority::start(ZONE);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.access = AccessList::new(vec!["10.0.0.0/8".parse().unwrap()]);
-    let picket = start_picket_with(settings);
+    let picket = start_picket_adjusted(&[upstream.addr()], |s| {
+        s.access = allow_only(&["10.0.0.0/8"])
+    });
     let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
-    assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
-    assert_eq!(
-        ede(&answer).map(|(code, _)| code),
-        Some(18),
-        "EDE 18 Prohibited"
-    );
+    assert_rcode_ede(&answer, ResponseCode::Refused, 18, "Prohibited");
     assert_eq!(upstream.queries(), 0);
     // Malformed packets from outside are not even answered.
     assert_eq!(
@@ -65,13 +60,12 @@ async fn burst_from(from: &str, server: SocketAddr, count: u16) -> (usize, usize
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_over_its_rate_limit_is_limited_while_another_is_not() {
     let upstream = Authority::start(ZONE);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.rate_limit = Some(RateLimitSettings {
+    let limit = RateLimitSettings {
         qps: 20,
         burst: 0,
         slip: 2,
-    });
-    let picket = start_picket_with(settings);
+    };
+    let picket = start_picket_adjusted(&[upstream.addr()], |s| s.rate_limit = Some(limit));
     query_udp(picket.addr, "www.example.test", RecordType::A).await; // warm the cache
     let (answered, slipped, took) = burst_from("127.0.3.1:0", picket.addr, 200).await;
     // Picket saw the burst within `took` (first query sent to last answer received), so the
@@ -96,9 +90,7 @@ async fn a_client_over_its_rate_limit_is_limited_while_another_is_not() {
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_answers_are_served_stale_with_ede_3_when_the_upstream_dies() {
     let upstream = Authority::start(ZONE);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.cache.stale_window = 3600;
-    let picket = start_picket_with(settings);
+    let picket = start_picket_adjusted(&[upstream.addr()], |s| s.cache.stale_window = 3600);
     assert_eq!(
         min_ttl(&query_udp(picket.addr, "www.example.test", RecordType::A).await),
         Some(30)
@@ -141,12 +133,47 @@ fn burst_socket_at(addr: &str) -> UdpSocket {
 /// Settings forwarding to `upstream`, which answers after `delay`: one attempt outlasts the
 /// delay even on a busy machine, as a retry after the test settings' 300 ms attempt timeout
 /// would be a second upstream query that coalescing and the in-flight limits have no part in.
-fn slow_upstream_settings(upstream: &Authority, delay: Duration) -> Settings {
+/// Reads the answers to `sent` queries from `socket`, until all came or none
+/// came for `wait`: how many were refused at once (SERVFAIL with EDE 14, not
+/// ready), and the others.
+async fn refused_and_others(
+    socket: &UdpSocket,
+    sent: usize,
+    wait: Duration,
+) -> (usize, Vec<Message>) {
+    let (mut refused, mut others, mut buf) = (0, Vec::new(), vec![0u8; 2048]);
+    while let Ok(Ok(len)) = tokio::time::timeout(wait, socket.recv(&mut buf)).await {
+        let msg = Message::from_vec(&buf[..len]).unwrap();
+        if ede(&msg).is_some_and(|(code, _)| code == 14) {
+            assert_eq!(
+                msg.metadata.response_code,
+                ResponseCode::ServFail,
+                "{msg:?}"
+            );
+            refused += 1;
+        } else {
+            others.push(msg);
+        }
+        if refused + others.len() == sent {
+            break;
+        }
+    }
+    (refused, others)
+}
+
+/// Picket forwarding to `upstream`, made to answer after `delay`, waiting up
+/// to 2 s for it, with the settings `adjust`ed.
+fn start_with_slow_upstream(
+    upstream: &Authority,
+    delay: Duration,
+    adjust: impl FnOnce(&mut Settings),
+) -> Picket {
     upstream.set_delay(delay);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.forwarder.attempt_timeout = Duration::from_secs(2);
-    settings.forwarder.total_timeout = Duration::from_secs(2);
-    settings
+    start_picket_adjusted(&[upstream.addr()], |s| {
+        s.forwarder.attempt_timeout = Duration::from_secs(2);
+        s.forwarder.total_timeout = Duration::from_secs(2);
+        adjust(s);
+    })
 }
 
 /// Sends www.example.test A with IDs `ids` from `socket` to `server`, without waiting.
@@ -160,10 +187,7 @@ async fn send_www_queries(socket: &UdpSocket, server: SocketAddr, ids: std::ops:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_identical_concurrent_misses_make_one_upstream_query() {
     let upstream = Authority::start(ZONE);
-    let picket = start_picket_with(slow_upstream_settings(
-        &upstream,
-        Duration::from_millis(200),
-    ));
+    let picket = start_with_slow_upstream(&upstream, Duration::from_millis(200), |_| {});
     let socket = burst_socket();
     send_www_queries(&socket, picket.addr, 0..1000).await;
     let mut ids = std::collections::HashSet::new();
@@ -185,28 +209,19 @@ async fn a_thousand_identical_concurrent_misses_make_one_upstream_query() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_name_gathers_a_bounded_number_of_waiting_queries() {
     let upstream = Authority::start(ZONE);
-    let mut settings = slow_upstream_settings(&upstream, Duration::from_millis(500));
-    settings.limits.max_followers_per_fetch = 5;
-    let picket = start_picket_with(settings);
+    let picket = start_with_slow_upstream(&upstream, Duration::from_millis(500), |s| {
+        s.limits.max_followers_per_fetch = 5
+    });
     let socket = burst_socket();
     send_www_queries(&socket, picket.addr, 0..40).await;
-    let (mut refused, mut answered, mut buf) = (0, 0, vec![0u8; 2048]);
-    while let Ok(Ok(len)) =
-        tokio::time::timeout(Duration::from_secs(3), socket.recv(&mut buf)).await
-    {
-        let msg = Message::from_vec(&buf[..len]).unwrap();
-        let not_ready = ede(&msg).is_some_and(|(code, _)| code == 14);
-        match msg.metadata.response_code {
-            ResponseCode::ServFail if not_ready => refused += 1,
-            ResponseCode::NoError if a_records(&msg).len() == 1 => answered += 1,
-            other => panic!("unexpected answer {other}: {msg:?}"),
-        }
-        if refused + answered == 40 {
-            break;
-        }
+    let (refused, answered) = refused_and_others(&socket, 40, Duration::from_secs(3)).await;
+    for msg in &answered {
+        assert_eq!(rcode(msg), ResponseCode::NoError, "{msg:?}");
+        assert_eq!(a_records(msg).len(), 1, "{msg:?}");
     }
     assert_eq!(
-        answered, 6,
+        answered.len(),
+        6,
         "the query that started the fetch and 5 waiting on it"
     );
     assert_eq!(refused, 34, "the rest get SERVFAIL with EDE 14 at once");
@@ -357,9 +372,9 @@ async fn answers_evicted_from_a_small_cache_leave_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_client_cannot_take_every_upstream_slot() {
     let upstream = Authority::start(ZONE);
-    let mut settings = slow_upstream_settings(&upstream, Duration::from_millis(250));
-    settings.limits.max_inflight_per_client = 5;
-    let picket = start_picket_with(settings);
+    let picket = start_with_slow_upstream(&upstream, Duration::from_millis(250), |s| {
+        s.limits.max_inflight_per_client = 5
+    });
     let greedy = burst_socket_at("127.0.6.1:0");
     for i in 0..20u16 {
         let q = QueryBuilder::new(&format!("g{i}.example.test"), RecordType::A)
@@ -370,21 +385,10 @@ async fn one_client_cannot_take_every_upstream_slot() {
     // Another client is served while the greedy one is at its bound.
     let other = query_udp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(a_records(&other).len(), 1);
-    let (mut refused, mut answered, mut buf) = (0, 0, vec![0u8; 2048]);
-    while let Ok(Ok(len)) =
-        tokio::time::timeout(Duration::from_secs(2), greedy.recv(&mut buf)).await
-    {
-        let msg = Message::from_vec(&buf[..len]).unwrap();
-        match ede(&msg) {
-            Some((14, _)) => refused += 1,
-            _ => answered += 1,
-        }
-        if refused + answered == 20 {
-            break;
-        }
-    }
+    let (refused, answered) = refused_and_others(&greedy, 20, Duration::from_secs(2)).await;
     assert_eq!(
-        answered, 5,
+        answered.len(),
+        5,
         "at most 5 of the client's misses wait for the upstream"
     );
     assert_eq!(refused, 15, "the rest get SERVFAIL with EDE 14 at once");
@@ -400,16 +404,9 @@ rebind.example.test. 30 IN A 192.168.0.10
 local6.example.test. 30 IN AAAA fd00::1
 ";
     let upstream = Authority::start(zone);
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.rebind_protection = true;
-    let picket = start_picket_with(settings);
+    let picket = start_picket_adjusted(&[upstream.addr()], |s| s.rebind_protection = true);
     let blocked = query_udp(picket.addr, "rebind.example.test", RecordType::A).await;
-    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(
-        ede(&blocked).map(|(code, _)| code),
-        Some(17),
-        "EDE 17 Filtered"
-    );
+    assert_rcode_ede(&blocked, ResponseCode::NXDomain, 17, "Filtered");
     let blocked6 = query_udp(picket.addr, "local6.example.test", RecordType::AAAA).await;
     assert_eq!(blocked6.metadata.response_code, ResponseCode::NXDomain);
     let public = query_udp(picket.addr, "www.example.test", RecordType::A).await;

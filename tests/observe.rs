@@ -68,6 +68,18 @@ fn log_to(path: &Path) -> QueryLogSettings {
     QueryLogSettings::new(LogTarget::File(path.to_path_buf()))
 }
 
+/// Picket with `settings` and its query log to `path`, `adjust`ed.
+fn start_logging(
+    mut settings: Settings,
+    path: &Path,
+    adjust: impl FnOnce(&mut QueryLogSettings),
+) -> Picket {
+    let mut log = log_to(path);
+    adjust(&mut log);
+    settings.query_log = Some(log);
+    start_picket_with(settings)
+}
+
 /// Every sample of a scrape: `name{labels}` as rendered → value.
 async fn scrape(picket: &Picket) -> HashMap<String, f64> {
     let answer = http_get(picket.server.admin_addr().expect("metrics on"), "/metrics").await;
@@ -345,12 +357,18 @@ async fn policy_reloads_version_and_rule_hits() {
     let lines = read_log(&log);
     assert_eq!(lines.len(), 4);
     for blocked in &lines[..2] {
-        assert_eq!(blocked["org"], "lab");
-        assert_eq!(blocked["action"], "block");
-        assert_eq!(blocked["rule_id"], "lab/no-ads");
-        assert_eq!(blocked["rule_name"], "Block ads");
-        assert_eq!(blocked["rcode"], "NXDOMAIN");
-        assert_eq!(blocked["cache"], "none");
+        assert_fields(
+            "a blocked query's line",
+            blocked,
+            &[
+                ("org", "lab"),
+                ("action", "block"),
+                ("rule_id", "lab/no-ads"),
+                ("rule_name", "Block ads"),
+                ("rcode", "NXDOMAIN"),
+                ("cache", "none"),
+            ],
+        );
         assert!(blocked["ede"].is_u64());
     }
     assert_eq!(lines[2]["org"], "lab");
@@ -428,9 +446,7 @@ async fn query_log_lines_carry_every_field() {
     let upstream = Authority::start(ZONE);
     let dir = TempDir::new("fields");
     let path = dir.path("queries.log");
-    let mut settings = with_metrics(&[upstream.addr()]);
-    settings.query_log = Some(log_to(&path));
-    let picket = start_picket_with(settings);
+    let picket = start_logging(with_metrics(&[upstream.addr()]), &path, |_| {});
     known_sequence(&picket).await;
     let m = scrape(&picket).await;
     picket.server.stop();
@@ -451,13 +467,19 @@ async fn query_log_lines_carry_every_field() {
         assert_eq!(line["rule_name"], Value::Null);
     }
     let first = &lines[0];
-    assert_eq!(first["transport"], "udp");
-    assert_eq!(first["qname"], "www.example.test");
-    assert_eq!(first["qtype"], "A");
-    assert_eq!(first["rcode"], "NOERROR");
-    assert_eq!(first["action"], "resolve");
-    assert_eq!(first["cache"], "miss");
-    assert_eq!(first["upstream"], up.as_str());
+    assert_fields(
+        "the first line",
+        first,
+        &[
+            ("transport", "udp"),
+            ("qname", "www.example.test"),
+            ("qtype", "A"),
+            ("rcode", "NOERROR"),
+            ("action", "resolve"),
+            ("cache", "miss"),
+            ("upstream", &up),
+        ],
+    );
     assert_eq!(first["ede"], Value::Null);
     assert_eq!(lines[1]["cache"], "hit");
     assert_eq!(lines[1]["upstream"], Value::Null);
@@ -486,11 +508,8 @@ async fn client_address_modes() {
         (ClientIpMode::Full, Value::from("127.0.0.1")),
     ] {
         let path = dir.path(&format!("{mode:?}.log"));
-        let mut settings = test_settings(&[upstream.addr()]);
-        let mut log = log_to(&path);
-        log.client_ip = mode;
-        settings.query_log = Some(log);
-        let picket = start_picket_with(settings);
+        let settings = test_settings(&[upstream.addr()]);
+        let picket = start_logging(settings, &path, |log| log.client_ip = mode);
         query_udp(picket.addr, "www.example.test", RecordType::A).await;
         picket.server.stop();
         let lines = read_log(&path);
@@ -514,11 +533,8 @@ async fn excluded_names_and_their_subdomains_are_not_logged() {
     let path = dir.path("queries.log");
     let list = dir.path("exclude.txt");
     std::fs::write(&list, "# monitoring probes\nmail.example.test\n").unwrap();
-    let mut settings = test_settings(&[upstream.addr()]);
-    let mut log = log_to(&path);
-    log.exclude = Some(list);
-    settings.query_log = Some(log);
-    let picket = start_picket_with(settings);
+    let settings = test_settings(&[upstream.addr()]);
+    let picket = start_logging(settings, &path, |log| log.exclude = Some(list));
     query_udp(picket.addr, "mail.example.test", RecordType::A).await;
     query_udp(picket.addr, "deep.sub.mail.example.test", RecordType::A).await;
     query_udp(picket.addr, "www.example.test", RecordType::A).await;
@@ -536,9 +552,7 @@ async fn reopens_the_log_after_logrotate_moved_it() {
     let upstream = Authority::start(ZONE);
     let dir = TempDir::new("reopen");
     let path = dir.path("queries.log");
-    let mut settings = test_settings(&[upstream.addr()]);
-    settings.query_log = Some(log_to(&path));
-    let picket = start_picket_with(settings);
+    let picket = start_logging(test_settings(&[upstream.addr()]), &path, |_| {});
     query_udp(picket.addr, "www.example.test", RecordType::A).await;
     let rotated = dir.path("queries.log.1");
     wait_for_lines(&path, 1).await;
@@ -590,11 +604,8 @@ async fn a_stuck_log_writer_never_delays_answers() {
     let upstream = Authority::start(ZONE);
     let dir = TempDir::new("stuck");
     let pipe = stuck_pipe(&dir);
-    let mut settings = with_metrics(&[upstream.addr()]);
-    let mut log = log_to(&pipe.path);
-    log.buffer_lines = 64;
-    settings.query_log = Some(log);
-    let picket = start_picket_with(settings);
+    let settings = with_metrics(&[upstream.addr()]);
+    let picket = start_logging(settings, &pipe.path, |log| log.buffer_lines = 64);
     query_udp(picket.addr, "www.example.test", RecordType::A).await;
 
     // Plenty more lines than the pipe, the writer's buffer and the queue hold.
@@ -652,12 +663,12 @@ async fn a_stuck_log_writer_never_delays_answers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_and_rate_limited_queries_are_counted() {
-    use ::picket::admission::{AccessList, RateLimitSettings};
+    use ::picket::admission::RateLimitSettings;
     let upstream = Authority::start(ZONE);
 
     // Outside the access list: REFUSED (EDE 18), counted as `denied`.
     let mut settings = with_metrics(&[upstream.addr()]);
-    settings.access = AccessList::new(vec!["192.0.2.0/24".parse().unwrap()]);
+    settings.access = allow_only(&["192.0.2.0/24"]);
     let closed = start_picket_with(settings);
     let refused = query_udp(closed.addr, "www.example.test", RecordType::A).await;
     assert_eq!(rcode(&refused), ResponseCode::Refused);

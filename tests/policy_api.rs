@@ -20,6 +20,11 @@ fn load(files: &[(&str, &str)]) -> PolicySet {
     }
 }
 
+/// [`org_policy`] with `rules`, loaded.
+fn load_org(rules: &str) -> PolicySet {
+    load(&[("p.json", &org_policy(rules))])
+}
+
 fn facts<'a>(name: &'a str, qtype: u16, ip: &str, transport: Transport) -> Facts<'a> {
     Facts {
         qname: name,
@@ -61,10 +66,8 @@ fn org_policy(rules: &str) -> String {
 
 #[test]
 fn every_action() {
-    let p = load(&[(
-        "p.json",
-        &org_policy(
-            r#"[
+    let p = load_org(
+        r#"[
           {"id": "nx", "expression": "dns.fqdn == \"nx.example\"", "action": "block"},
           {"id": "nd", "expression": "dns.fqdn == \"nd.example\"", "action": "block", "mode": "nodata", "ttl": 5},
           {"id": "rf", "expression": "dns.fqdn == \"rf.example\"", "action": "block", "mode": "refused", "ede": "filtered"},
@@ -79,8 +82,7 @@ fn every_action() {
           {"id": "dr", "expression": "dns.fqdn == \"dr.example\"", "action": "drop"},
           {"id": "tr", "expression": "dns.fqdn == \"tr.example\"", "action": "truncate"}
         ]"#,
-        ),
-    )]);
+    );
     let v = |n: &str| eval(&p, n, 1, "10.0.0.1");
     let block = |mode, ttl, ede| Action::Block(BlockAnswer::plain(mode, ttl, ede));
     assert_eq!(v("nx.example").action, block(BlockMode::NxDomain, 60, 15));
@@ -159,17 +161,14 @@ fn every_action() {
 
 #[test]
 fn audit_records_and_continues() {
-    let p = load(&[(
-        "p.json",
-        &org_policy(
-            r#"[
+    let p = load_org(
+        r#"[
           {"id": "a1", "name": "Audit one", "expression": "dns.fqdn contains \"x\"", "action": "audit"},
           {"id": "a2", "expression": "list.l", "action": "audit"},
           {"id": "b", "expression": "list.l", "action": "block"},
           {"id": "a3", "expression": "list.l", "action": "audit"}
         ]"#,
-        ),
-    )]);
+    );
     let v = eval(&p, "x.listed.example", 1, "10.0.0.1");
     assert_eq!(rule(&v), Some("b"));
     let ids: Vec<&str> = v.audited.iter().map(|r| r.id()).collect();
@@ -183,10 +182,8 @@ fn audit_records_and_continues() {
 
 #[test]
 fn every_field() {
-    let p = load(&[(
-        "p.json",
-        &org_policy(
-            r#"[
+    let p = load_org(
+        r#"[
           {"id": "fqdn", "expression": "dns.fqdn matches \"^f[0-9]+[.]example$\"", "action": "refuse"},
           {"id": "qtype", "expression": "dns.qtype == 16", "action": "refuse"},
           {"id": "qname", "expression": "dns.qtype.name in {\"MX\" \"TYPE65280\"}", "action": "refuse"},
@@ -197,8 +194,7 @@ fn every_field() {
           {"id": "org", "expression": "org.id == \"o\" and dns.fqdn == \"org.example\"", "action": "refuse"},
           {"id": "list", "expression": "list.l and dns.qtype == 1", "action": "refuse"}
         ]"#,
-        ),
-    )]);
+    );
     let id = p.org_by_id("o").unwrap();
     let base = facts("n.example", 1, "10.0.0.1", Transport::Udp);
     let check = |f: Facts<'_>, want: Option<&str>| {
@@ -516,10 +512,7 @@ fn cname_cloaking() {
 
 #[test]
 fn no_response_phase_without_blocking_or_response_rules() {
-    let p = load(&[(
-        "p.json",
-        &org_policy(r#"[{"id": "a", "expression": "list.l", "action": "allow"}]"#),
-    )]);
+    let p = load_org(r#"[{"id": "a", "expression": "list.l", "action": "allow"}]"#);
     let id = p.org_by_id("o").unwrap();
     assert!(!p.has_response_rules(&id));
     let f = facts("x.example", 1, "10.0.0.1", Transport::Udp);
@@ -735,10 +728,7 @@ fn many_wirefilter_rules_and_threads() {
             r#"{{"id": "r{i}", "expression": "dns.fqdn contains \"n{i}x\" and dns.qtype == 1", "action": "refuse"}}"#
         ));
     }
-    let p = std::sync::Arc::new(load(&[(
-        "p.json",
-        &org_policy(&format!("[{}]", rules.join(","))),
-    )]));
+    let p = std::sync::Arc::new(load_org(&format!("[{}]", rules.join(","))));
     let handles: Vec<_> = (0..4)
         .map(|t| {
             let p = p.clone();

@@ -16,8 +16,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use common::tls::{tcp_from, tls_over};
 use common::{
-    a_records, dir_with, free_port, rcode, run_program, start_picket_with, temp_dir, test_settings,
-    Authority, KillOnDrop, Picket, QueryBuilder,
+    a_records, allow_only, dir_with, free_port, rcode, run_program, start_picket_with, temp_dir,
+    test_settings, Authority, KillOnDrop, Picket, QueryBuilder,
 };
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -294,10 +294,7 @@ async fn the_access_list_judges_the_headers_client() {
 #[tokio::test]
 async fn an_ipv6_client_behind_an_ipv4_proxy() {
     let setup = start("127.0.0.1/32", |s| {
-        s.access = picket::admission::AccessList::new(vec![
-            "0.0.0.0/0".parse().unwrap(),
-            "::/0".parse().unwrap(),
-        ]);
+        s.access = allow_only(&["0.0.0.0/0", "::/0"]);
     });
     let mut block = "2001:db8::7"
         .parse::<std::net::Ipv6Addr>()

@@ -6,16 +6,14 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use common::picket::{assert_served, SERVED_A_TTL};
 use common::quic::{client_endpoint, connect, doq_query, doq_raw, h3_request, H3Reply};
-use common::{
-    a_query, any_port, assert_a_answer, free_port, run_program, test_settings, Authority,
-    EncryptedPicket,
-};
+use common::{a_query, any_port, free_port, run_program, test_settings, EncryptedPicket};
 use hickory_proto::op::{Message, ResponseCode};
 use hyper::header::{ALT_SVC, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
@@ -23,10 +21,6 @@ use picket::app::Server;
 use picket::config::{PolicySource, Settings, TlsSource};
 use quinn::{ConnectionError, Endpoint};
 
-/// The one address every name has.
-const ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-/// TTL of the A records.
-const A_TTL: u32 = 300;
 /// Organization `acme`'s server name label in [`org_policy`] (made by
 /// `picket token`: guessable ones do not load).
 const ACME_NAME: &str = "ejj3rj55qbpyndwtwn2g2hvxk";
@@ -38,26 +32,15 @@ const DOQ_REQUEST_CANCELLED: u32 = 0x3;
 type Setup = EncryptedPicket;
 
 fn start_with(adjust: impl FnOnce(&mut Settings)) -> Setup {
-    let mut zone =
-        "example.test 3600 IN SOA ns.example.test h.example.test 1 7200 900 1209600 120\n"
-            .to_string();
     let mut names: Vec<String> = ["www", "transport", "drop", "get", "post"]
         .map(String::from)
         .to_vec();
     names.extend((0..20).map(|i| format!("s{i}")));
-    for name in names {
-        zone.push_str(&format!("{name}.example.test {A_TTL} IN A {ADDRESS}\n"));
-    }
-    let upstream = Authority::start(&zone);
-    Setup::start(upstream, "doq.example.net", |settings| {
+    Setup::serving(&names, "doq.example.net", |settings| {
         settings.doq = vec![any_port()];
         settings.doh3 = vec![any_port()];
         adjust(settings);
     })
-}
-
-fn assert_answered(msg: &Message) {
-    assert_a_answer(msg, &[ADDRESS]);
 }
 
 fn doq_client(server: &Server) -> Endpoint {
@@ -127,11 +110,11 @@ async fn doq_answers_streams_in_parallel_with_id_0() {
     let answers = futures_util::future::join_all(queries).await;
     for answer in &answers {
         assert_eq!(answer.metadata.id, 0, "the answer has ID 0");
-        assert_answered(answer);
+        assert_served(answer);
     }
     assert_eq!(server.upstream.queries_for("s7.example.test"), 1);
     // The connection serves on.
-    assert_answered(&doq_query(&connection, &a_query(0, "www.example.test.")).await);
+    assert_served(&doq_query(&connection, &a_query(0, "www.example.test.")).await);
 }
 
 #[tokio::test]
@@ -184,7 +167,7 @@ async fn doq_malformed_streams_close_with_protocol_error() {
     }
     // Other connections are untouched.
     let connection = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
-    assert_answered(&doq_query(&connection, &wire).await);
+    assert_served(&doq_query(&connection, &wire).await);
 }
 
 #[tokio::test]
@@ -203,7 +186,7 @@ async fn doq_sni_picks_the_organization_and_policy_blocks_and_drops() {
         if blocked {
             assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain, "{sni}");
         } else {
-            assert_answered(&msg);
+            assert_served(&msg);
         }
     }
     let connection = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
@@ -219,10 +202,10 @@ async fn doq_sni_picks_the_organization_and_policy_blocks_and_drops() {
         err.contains(&format!("reset by peer: error {DOQ_REQUEST_CANCELLED}")),
         "{err}"
     );
-    assert_answered(&doq_query(&connection, &a_query(0, "get.example.test.")).await);
+    assert_served(&doq_query(&connection, &a_query(0, "get.example.test.")).await);
     // Over DoH3 the transport is "doh": not blocked by the DoQ-only rule.
     let reply = h3_get(&server, &get_path(&a_query(0, "transport.example.test."))).await;
-    assert_answered(&Message::from_vec(&reply.body).unwrap());
+    assert_served(&Message::from_vec(&reply.body).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -263,6 +246,15 @@ fn h3_req(method: &str, path: &str) -> hyper::http::request::Builder {
         .uri(format!("https://localhost{path}"))
 }
 
+/// POST `body` as `content_type` to /dns-query over HTTP/3.
+async fn h3_post(server: &Server, content_type: &str, body: Vec<u8>) -> H3Reply {
+    let req = h3_req("POST", "/dns-query")
+        .header(CONTENT_TYPE, content_type)
+        .body(())
+        .unwrap();
+    h3_send(server, req, Some(body)).await
+}
+
 async fn h3_get(server: &Server, path: &str) -> H3Reply {
     h3_send(server, h3_req("GET", path).body(()).unwrap(), None).await
 }
@@ -275,21 +267,18 @@ async fn doh3_get_and_post_answer() {
     assert_eq!(get.headers[CONTENT_TYPE], "application/dns-message");
     assert_eq!(
         get.headers[CACHE_CONTROL],
-        format!("max-age={A_TTL}").as_str()
+        format!("max-age={SERVED_A_TTL}").as_str()
     );
     let msg = Message::from_vec(&get.body).unwrap();
     assert_eq!(msg.metadata.id, 0);
-    assert_answered(&msg);
+    assert_served(&msg);
 
-    let req = h3_req("POST", "/dns-query")
-        .header(CONTENT_TYPE, "application/dns-message")
-        .body(())
-        .unwrap();
-    let post = h3_send(&server, req, Some(a_query(0x4242, "post.example.test."))).await;
+    let query = a_query(0x4242, "post.example.test.");
+    let post = h3_post(&server, "application/dns-message", query).await;
     assert_eq!(post.status, StatusCode::OK);
     let msg = Message::from_vec(&post.body).unwrap();
     assert_eq!(msg.metadata.id, 0x4242);
-    assert_answered(&msg);
+    assert_served(&msg);
 }
 
 #[tokio::test]
@@ -314,11 +303,7 @@ async fn doh3_errors_have_the_status_of_doh() {
     )
     .await;
     assert_eq!(unknown_token.status, StatusCode::NOT_FOUND);
-    let form = h3_req("POST", "/dns-query")
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(())
-        .unwrap();
-    let form = h3_send(&server, form, Some(wire.clone())).await;
+    let form = h3_post(&server, "application/x-www-form-urlencoded", wire.clone()).await;
     assert_eq!(form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let put = h3_send(
         &server,
@@ -327,11 +312,7 @@ async fn doh3_errors_have_the_status_of_doh() {
     )
     .await;
     assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
-    let too_large = h3_req("POST", "/dns-query")
-        .header(CONTENT_TYPE, "application/dns-message")
-        .body(())
-        .unwrap();
-    let too_large = h3_send(&server, too_large, Some(vec![0; 70_000])).await;
+    let too_large = h3_post(&server, "application/dns-message", vec![0; 70_000]).await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(server.upstream.queries_for("www.example.test"), 0);
 }
@@ -358,7 +339,7 @@ async fn doh_on_the_port_of_doh3_advertises_it() {
     );
     // And the advertised endpoint answers.
     let reply = h3_get(&server, &path).await;
-    assert_answered(&Message::from_vec(&reply.body).unwrap());
+    assert_served(&Message::from_vec(&reply.body).unwrap());
 }
 
 /// The Alt-Svc header of an HTTP/2 DoH GET to `addr`.
@@ -424,7 +405,7 @@ async fn reloaded_certificate_serves_new_quic_connections() {
         assert!(try_connect(first.clone(), addr, alpn).await.is_err());
     }
     // A connection made before the reload goes on.
-    assert_answered(&doq_query(&established, &a_query(0, "www.example.test.")).await);
+    assert_served(&doq_query(&established, &a_query(0, "www.example.test.")).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -569,7 +550,7 @@ async fn drain_closes_idle_doq_at_once_and_finishes_queries_in_flight() {
     let idle_at = std::time::Instant::now();
     assert_eq!(code, 0, "DOQ_NO_ERROR");
     let (answered_at, answer) = over_doq.await.unwrap();
-    assert_answered(&answer);
+    assert_served(&answer);
     assert!(
         idle_at < answered_at,
         "the idle connection lasted until the answer"
@@ -577,7 +558,7 @@ async fn drain_closes_idle_doq_at_once_and_finishes_queries_in_flight() {
     assert_eq!(close_reason(&busy).await.0, 0, "closed after its answer");
     let reply = over_doh3.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
-    assert_answered(&Message::from_vec(&reply.body).unwrap());
+    assert_served(&Message::from_vec(&reply.body).unwrap());
     assert_eq!(drained.await.unwrap(), 0, "nothing was cut off");
 }
 
@@ -595,7 +576,7 @@ async fn doq_refuses_0rtt() {
     endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
     // A first connection, and a round trip so that its session ticket arrives.
     let first = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
-    assert_answered(&doq_query(&first, &a_query(0, "www.example.test.")).await);
+    assert_served(&doq_query(&first, &a_query(0, "www.example.test.")).await);
     first.close(0u32.into(), b"");
     let connecting = endpoint
         .connect(server.doq_addrs()[0], "localhost")
@@ -604,7 +585,7 @@ async fn doq_refuses_0rtt() {
         panic!("0-RTT was offered");
     };
     let second = connecting.await.expect("a full handshake instead");
-    assert_answered(&doq_query(&second, &a_query(0, "get.example.test.")).await);
+    assert_served(&doq_query(&second, &a_query(0, "get.example.test.")).await);
 }
 
 /// A stream whose query does not arrive in time is reset with
@@ -626,7 +607,7 @@ async fn doq_slow_stream_is_cancelled() {
         err.contains(&format!("reset by peer: error {DOQ_REQUEST_CANCELLED}")),
         "{err}"
     );
-    assert_answered(&doq_query(&connection, &a_query(0, "www.example.test.")).await);
+    assert_served(&doq_query(&connection, &a_query(0, "www.example.test.")).await);
 }
 
 /// At the DoQ connection cap a newcomer gets in and a connection that never
@@ -636,10 +617,10 @@ async fn doq_connection_cap_sheds_a_silent_connection() {
     let server = start_with(|s| s.limits.doq_max_connections = 2);
     let endpoint = doq_client(&server);
     let working = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
-    assert_answered(&doq_query(&working, &a_query(0, "www.example.test.")).await);
+    assert_served(&doq_query(&working, &a_query(0, "www.example.test.")).await);
     let silent = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
     let newcomer = connect(&endpoint, server.doq_addrs()[0], "localhost").await;
     assert_eq!(close_reason(&silent).await.0, 0, "the silent one is shed");
-    assert_answered(&doq_query(&newcomer, &a_query(0, "get.example.test.")).await);
-    assert_answered(&doq_query(&working, &a_query(0, "post.example.test.")).await);
+    assert_served(&doq_query(&newcomer, &a_query(0, "get.example.test.")).await);
+    assert_served(&doq_query(&working, &a_query(0, "post.example.test.")).await);
 }

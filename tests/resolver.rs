@@ -6,6 +6,7 @@ mod common;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use common::zone::EXAMPLE_TEST_APEX;
 use common::*;
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
@@ -17,15 +18,7 @@ fn zone() -> String {
         vec![format!("\"{long}\""); 6].join(" ")
     );
     format!(
-        r#"
-example.test.        3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
-example.test.        3600 IN NS  ns1.example.test.
-example.test.         300 IN CAA 0 issue "ca.example.net"
-ns1.example.test.    3600 IN A   192.0.2.53
-www.example.test.     300 IN A   192.0.2.1
-www.example.test.     300 IN A   192.0.2.2
-www.example.test.     300 IN AAAA 2001:db8::1
-mail.example.test     300 IN MX  10 mx1.example.test
+        r#"{EXAMPLE_TEST_APEX}mail.example.test     300 IN MX  10 mx1.example.test
 txt.example.test      300 IN TXT "hello world"
 _dns._udp.example.test 300 IN SRV 0 5 53 ns1.example.test
 ptr.example.test      300 IN PTR www.example.test
@@ -40,10 +33,16 @@ target.other.test 45 IN A     198.51.100.7
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn forwards_each_record_type_unchanged() {
+/// Picket forwarding to the authority of [`zone`].
+fn forwarding() -> (Authority, Picket) {
     let upstream = Authority::start(&zone());
     let picket = start_picket(&[upstream.addr()]);
+    (upstream, picket)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwards_each_record_type_unchanged() {
+    let (upstream, picket) = forwarding();
     for (name, rtype) in [
         ("www.example.test", RecordType::A),
         ("www.example.test", RecordType::AAAA),
@@ -80,8 +79,7 @@ async fn forwards_each_record_type_unchanged() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn echoes_id_and_mixed_case_question_even_from_cache() {
-    let upstream = Authority::start(&zone());
-    let picket = start_picket(&[upstream.addr()]);
+    let (upstream, picket) = forwarding();
     for (id, name) in [(0x1234, "WwW.ExAmPlE.TeSt"), (0, "www.EXAMPLE.test")] {
         let q = QueryBuilder::new(name, RecordType::A).id(id).build();
         let answer = send_udp(picket.addr, &q).await.expect("answer");
@@ -98,8 +96,7 @@ async fn echoes_id_and_mixed_case_question_even_from_cache() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ttls_age_in_the_cache_and_expired_entries_are_refetched() {
-    let upstream = Authority::start(&zone());
-    let picket = start_picket(&[upstream.addr()]);
+    let (upstream, picket) = forwarding();
     let first = query_udp(picket.addr, "www.example.test", RecordType::A).await;
     assert_eq!(min_ttl(&first), Some(300));
     picket.clock.advance(Duration::from_secs(100));
@@ -177,8 +174,7 @@ async fn a_hit_in_the_last_tenth_of_the_ttl_refreshes_the_entry_before_it_expire
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_prefetch_an_entry_is_refetched_only_once_it_has_expired() {
-    let upstream = Authority::start(&zone());
-    let picket = start_picket(&[upstream.addr()]);
+    let (upstream, picket) = forwarding();
     query_udp(picket.addr, "www.example.test", RecordType::A).await;
     picket.clock.advance(Duration::from_secs(295));
     let late = query_udp(picket.addr, "www.example.test", RecordType::A).await;
@@ -197,8 +193,7 @@ async fn without_prefetch_an_entry_is_refetched_only_once_it_has_expired() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nxdomain_and_nodata_carry_the_soa_and_are_cached_for_its_negative_ttl() {
-    let upstream = Authority::start(&zone());
-    let picket = start_picket(&[upstream.addr()]);
+    let (upstream, picket) = forwarding();
     let nx = query_udp(picket.addr, "nope.example.test", RecordType::A).await;
     assert_eq!(rcode(&nx), ResponseCode::NXDomain);
     assert!(nx.answers.is_empty());
@@ -229,8 +224,7 @@ async fn nxdomain_and_nodata_carry_the_soa_and_are_cached_for_its_negative_ttl()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cname_chains_are_returned_whole() {
-    let upstream = Authority::start(&zone());
-    let picket = start_picket(&[upstream.addr()]);
+    let (_upstream, picket) = forwarding();
     let answer = query_udp(picket.addr, "chain.example.test", RecordType::A).await;
     let types: Vec<RecordType> = answer.answers.iter().map(|r| r.record_type()).collect();
     assert_eq!(types, [RecordType::CNAME, RecordType::CNAME, RecordType::A]);
@@ -240,8 +234,7 @@ async fn cname_chains_are_returned_whole() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn large_answers_truncate_over_udp_and_arrive_whole_over_tcp() {
-    let upstream = Authority::start(&zone());
-    let picket = start_picket(&[upstream.addr()]);
+    let (upstream, picket) = forwarding();
     // Our upstream query advertises 1232 bytes: the ~1.5 kB answer comes back
     // with TC=1 and Picket fetches it again over TCP.
     let over_tcp = query_tcp(picket.addr, "big.example.test", RecordType::TXT).await;
@@ -306,8 +299,7 @@ fn raw_query(id: u16, flags: u16, qdcount: u16) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_unusual_queries_get_the_rfc_answer_and_the_server_keeps_going() {
-    let upstream = Authority::start(&zone());
-    let picket = start_picket(&[upstream.addr()]);
+    let (upstream, picket) = forwarding();
     let rcode_of =
         |bytes: &[u8]| Message::from_vec(bytes).map(|m| u16::from(m.metadata.response_code));
 
@@ -498,8 +490,7 @@ async fn idle_tcp_connections_are_closed_and_the_cap_holds() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "drives the dig binary (Debian dnsutils); run by .ci/run"]
 async fn dig_resolves_through_picket() {
-    let upstream = Authority::start(&zone());
-    let picket = start_picket(&[upstream.addr()]);
+    let (_upstream, picket) = forwarding();
     let dig = |args: Vec<String>| {
         let out = std::process::Command::new("dig")
             .args(args)

@@ -52,6 +52,20 @@ fn dot_front(authority: &Authority, ca: &TestCa, name: &str) -> EncryptedFront {
     EncryptedFront::dot(authority, ca.server_config(&[name], &[b"dot"], false))
 }
 
+/// A test CA, the zone's authority and a DoT front for it with a
+/// certificate for dns.test.
+fn dot_upstream() -> (TestCa, Authority, EncryptedFront) {
+    let ca = TestCa::new();
+    let authority = Authority::start(&zone());
+    let dot = dot_front(&authority, &ca, "dns.test");
+    (ca, authority, dot)
+}
+
+/// The upstream spec of DoT `front`, checked as dns.test.
+fn dot_spec(front: &EncryptedFront) -> String {
+    format!("tls://{}#dns.test", front.addr())
+}
+
 /// Asserts that `w<i>.example.test` is answered with its address, 192.0.2.<i>.
 async fn assert_w_answered(picket: &Picket, i: u8) {
     let name = format!("w{i}.example.test");
@@ -68,6 +82,21 @@ async fn assert_reconnects_after_the_server_closes(front: &EncryptedFront, picke
         2,
         "reconnected after the server closed"
     );
+}
+
+/// DoH and DoQ: every query the authority received carried ID 0 (`rule`, the
+/// RFC's section that says so), and `front` is reconnected to once it closes.
+async fn assert_id_zero_and_reconnects(
+    authority: &Authority,
+    front: &EncryptedFront,
+    picket: &Picket,
+    rule: &str,
+) {
+    assert!(
+        authority.received().iter().all(|m| m.metadata.id == 0),
+        "{rule}: ID 0"
+    );
+    assert_reconnects_after_the_server_closes(front, picket).await;
 }
 
 async fn ask_a(picket: &Picket, name: &str) -> Vec<Ipv4Addr> {
@@ -111,10 +140,8 @@ async fn wait_for(what: &str, done: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dot_upstream_pipelines_concurrent_misses_on_one_connection() {
-    let ca = TestCa::new();
-    let authority = Authority::start(&zone());
-    let dot = dot_front(&authority, &ca, "dns.test");
-    let spec = format!("tls://{}#dns.test", dot.addr());
+    let (ca, authority, dot) = dot_upstream();
+    let spec = dot_spec(&dot);
     let picket = start_picket_with(settings(&[spec], &ca));
 
     assert_eq!(ask_a(&picket, "www.example.test").await, [WWW]);
@@ -134,10 +161,8 @@ async fn dot_upstream_pipelines_concurrent_misses_on_one_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dot_upstream_reconnects_after_the_server_closes() {
-    let ca = TestCa::new();
-    let authority = Authority::start(&zone());
-    let dot = dot_front(&authority, &ca, "dns.test");
-    let picket = start_picket_with(settings(&[format!("tls://{}#dns.test", dot.addr())], &ca));
+    let (ca, _authority, dot) = dot_upstream();
+    let picket = start_picket_with(settings(&[dot_spec(&dot)], &ca));
 
     assert_w_answered(&picket, 1).await;
     dot.close_connections();
@@ -151,10 +176,8 @@ async fn dot_upstream_reconnects_after_the_server_closes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_dot_connection_is_closed_and_reopened_when_needed() {
-    let ca = TestCa::new();
-    let authority = Authority::start(&zone());
-    let dot = dot_front(&authority, &ca, "dns.test");
-    let mut settings = settings(&[format!("tls://{}#dns.test", dot.addr())], &ca);
+    let (ca, _authority, dot) = dot_upstream();
+    let mut settings = settings(&[dot_spec(&dot)], &ca);
     settings.limits.upstream_stream_idle_timeout = Duration::from_millis(200);
     let picket = start_picket_with(settings);
 
@@ -170,8 +193,8 @@ async fn a_dot_upstream_whose_certificate_does_not_match_is_never_used() {
     let authority = Authority::start(&zone());
     let wrong = dot_front(&authority, &ca, "elsewhere.test");
     let right = dot_front(&authority, &ca, "dns.test");
-    let wrong_spec = format!("tls://{}#dns.test", wrong.addr());
-    let right_spec = format!("tls://{}#dns.test", right.addr());
+    let wrong_spec = dot_spec(&wrong);
+    let right_spec = dot_spec(&right);
 
     // Alone, it is asked and refused: SERVFAIL, the query never sent; and
     // while the reconnect backoff runs, not asked again.
@@ -262,12 +285,7 @@ async fn doh_upstream_posts_id_zero_queries_as_http2_streams_on_one_connection()
         );
         assert_eq!(r.content_type.as_deref(), Some("application/dns-message"));
     }
-    assert!(
-        authority.received().iter().all(|m| m.metadata.id == 0),
-        "RFC 8484 §4.1: ID 0"
-    );
-
-    assert_reconnects_after_the_server_closes(&doh, &picket).await;
+    assert_id_zero_and_reconnects(&authority, &doh, &picket, "RFC 8484 §4.1").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -282,24 +300,17 @@ async fn doq_upstream_asks_one_query_per_stream_on_one_connection() {
     concurrent_misses(&picket, &authority, 12).await;
     assert_eq!(doq.connections(), 1, "one QUIC connection for 13 misses");
     assert_eq!(authority.queries(), 13);
-    assert!(
-        authority.received().iter().all(|m| m.metadata.id == 0),
-        "RFC 9250 §4.2.1: ID 0"
-    );
-
-    assert_reconnects_after_the_server_closes(&doq, &picket).await;
+    assert_id_zero_and_reconnects(&authority, &doq, &picket, "RFC 9250 §4.2.1").await;
 }
 
 /// The binary, configured by flags as an operator would.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_flags_configure_a_dot_upstream_with_a_private_ca() {
-    let ca = TestCa::new();
-    let authority = Authority::start(&zone());
-    let dot = dot_front(&authority, &ca, "dns.test");
+    let (ca, authority, dot) = dot_upstream();
     let ca_file = ca.ca_file();
     let picket = PicketProcess::options()
         .dnssec_off()
-        .upstream(format!("tls://{}#dns.test", dot.addr()))
+        .upstream(dot_spec(&dot))
         .flag("--ca-file", &ca_file)
         .threads(1)
         .spawn();

@@ -10,7 +10,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,13 +17,14 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use super::authority::{Authority, Shared};
 use super::respond::Transport;
 use super::server::serve_stream;
+use super::server_thread::ServerThread;
 
 /// What a DoH front saw of one request.
 #[derive(Debug, Clone)]
@@ -51,8 +51,7 @@ pub struct EncryptedFront {
     addr: SocketAddr,
     counts: Arc<Counts>,
     kick: watch::Sender<u64>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 #[derive(Clone, Copy)]
@@ -83,50 +82,32 @@ impl EncryptedFront {
         let shared = authority.shared();
         let counts = Arc::new(Counts::default());
         let (kick, kicked) = watch::channel(0u64);
-        let (shutdown, stop) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_counts = counts.clone();
-        let thread = std::thread::Builder::new()
-            .name("test-encrypted".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let serving = async {
-                        match kind {
-                            Kind::Dot | Kind::Doh => {
-                                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                                ready_tx.send(listener.local_addr().unwrap()).unwrap();
-                                serve_tls(listener, tls, kind, shared, thread_counts, kicked).await
-                            }
-                            Kind::Doq => {
-                                let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-                                    .expect("a TLS 1.3 config for QUIC");
-                                let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-                                let endpoint =
-                                    quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap())
-                                        .expect("bind QUIC");
-                                ready_tx.send(endpoint.local_addr().unwrap()).unwrap();
-                                serve_quic(endpoint, shared, thread_counts, kicked).await
-                            }
-                        }
-                    };
-                    tokio::select! {
-                        _ = stop => {}
-                        _ = serving => {}
-                    }
-                });
-            })
-            .expect("spawn encrypted front");
+        let thread = ServerThread::spawn("test-encrypted", move || async move {
+            match kind {
+                Kind::Dot | Kind::Doh => {
+                    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    ready_tx.send(listener.local_addr().unwrap()).unwrap();
+                    serve_tls(listener, tls, kind, shared, thread_counts, kicked).await
+                }
+                Kind::Doq => {
+                    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+                        .expect("a TLS 1.3 config for QUIC");
+                    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+                    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap())
+                        .expect("bind QUIC");
+                    ready_tx.send(endpoint.local_addr().unwrap()).unwrap();
+                    serve_quic(endpoint, shared, thread_counts, kicked).await
+                }
+            }
+        });
         let addr = ready_rx.recv().expect("front bound");
         Self {
             addr,
             counts,
             kick,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _thread: thread,
         }
     }
 
@@ -162,17 +143,6 @@ impl EncryptedFront {
     /// restarting or closing idle connections would.
     pub fn close_connections(&self) {
         self.kick.send_modify(|n| *n += 1);
-    }
-}
-
-impl Drop for EncryptedFront {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

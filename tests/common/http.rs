@@ -23,6 +23,16 @@ impl HttpAnswer {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Asserts that this is an HTML page (UTF-8) with a Content Security
+    /// Policy, and returns the policy.
+    pub fn html_csp(&self) -> &str {
+        assert_eq!(
+            self.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        self.header("content-security-policy").expect("a CSP")
+    }
+
     /// Status and body, for one assertion on both.
     pub fn status_and_body(&self) -> (u16, &str) {
         (self.status, &self.body)
@@ -175,4 +185,12 @@ where
 /// GET `path`, no extra header.
 pub async fn http_get(addr: SocketAddr, path: &str) -> HttpAnswer {
     http_get_with(addr, path, &[]).await
+}
+
+/// Asserts that the JSON object `object` (named `what` in the message) holds
+/// each of `fields`: (key, the string it must be).
+pub fn assert_fields(what: &str, object: &serde_json::Value, fields: &[(&str, &str)]) {
+    for (key, want) in fields {
+        assert_eq!(object[*key], *want, "{what}.{key} in {object:#}");
+    }
 }

@@ -14,6 +14,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_rustls::TlsAcceptor;
 
+use super::server_thread::ServerThread;
+
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -37,8 +39,7 @@ pub struct HttpsServer {
     /// The test CA's certificate (PEM), for `--ca-file`.
     pub ca_file: PathBuf,
     content: Arc<Mutex<Content>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl HttpsServer {
@@ -53,46 +54,34 @@ impl HttpsServer {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let content = Arc::new(Mutex::new(Content::default()));
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let served = content.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (tcp, _) = tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok(a) => a,
-                            Err(_) => continue,
-                        },
-                        _ = &mut stopped => return,
+        let thread = ServerThread::spawn("test-https", move || async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let content = served.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
                     };
-                    let acceptor = acceptor.clone();
-                    let content = served.clone();
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let service = hyper::service::service_fn(move |req| {
-                            let content = content.clone();
-                            async move { Ok::<_, std::convert::Infallible>(answer(&content, &req)) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
+                    let service = hyper::service::service_fn(move |req| {
+                        let content = content.clone();
+                        async move { Ok::<_, std::convert::Infallible>(answer(&content, &req)) }
                     });
-                }
-            });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
         });
         HttpsServer {
             addr,
             ca_file,
             content,
-            stop: Some(stop),
-            thread: Some(thread),
+            _thread: thread,
         }
     }
 
@@ -117,17 +106,6 @@ impl HttpsServer {
             .filter(|s| s.path == format!("/{path}"))
             .cloned()
             .collect()
-    }
-}
-
-impl Drop for HttpsServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

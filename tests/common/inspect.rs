@@ -53,6 +53,17 @@ pub fn assert_not_forged(message: &Message, count: usize, forgery: &str) {
     assert_eq!(addrs.len(), count, "{addrs:?}");
 }
 
+/// Asserts that `message` has rcode `want` and an Extended DNS Error with
+/// INFO-CODE `info_code` (`what`: its name, for the message).
+pub fn assert_rcode_ede(message: &Message, want: ResponseCode, info_code: u16, what: &str) {
+    assert_eq!(rcode(message), want, "{message:?}");
+    assert_eq!(
+        ede(message).map(|(code, _)| code),
+        Some(info_code),
+        "EDE {info_code} {what}: {message:?}"
+    );
+}
+
 /// The response code of an answer.
 pub fn rcode(message: &Message) -> ResponseCode {
     message.metadata.response_code

@@ -49,6 +49,7 @@ pub mod process;
 pub mod quic;
 mod respond;
 mod server;
+mod server_thread;
 pub mod sign;
 pub mod signed;
 pub mod tls;
@@ -63,15 +64,16 @@ pub use client::{
 pub use encrypted::EncryptedFront;
 pub use files::{dir_with, policy_file_dir, temp_dir};
 pub use http::{
-    http_exchange, http_get, http_get_as, http_get_with, http_try_get, metric, poll_until,
-    HttpAnswer,
+    assert_fields, http_exchange, http_get, http_get_as, http_get_with, http_try_get, metric,
+    poll_until, HttpAnswer,
 };
 pub use inspect::{
-    a_records, aaaa_records, assert_a_answer, assert_not_forged, ede, ede_option, min_ttl, rcode,
-    soa_in_authority, soa_owner, EDE_CODE,
+    a_records, aaaa_records, assert_a_answer, assert_not_forged, assert_rcode_ede, ede, ede_option,
+    min_ttl, rcode, soa_in_authority, soa_owner, EDE_CODE,
 };
 pub use picket::{
-    any_port, start_picket, start_picket_with, test_settings, EncryptedPicket, Picket,
+    allow_only, any_port, start_picket, start_picket_adjusted, start_picket_with, test_settings,
+    EncryptedPicket, Picket,
 };
 pub use process::{
     free_addr, free_port, run_program, start_unbound, KillOnDrop, PicketProcess, ServeOptions,

@@ -1,6 +1,6 @@
 //! Starts Picket in-process on 127.0.0.1:0 for a test.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Deref;
 use std::time::Duration;
 
@@ -9,6 +9,8 @@ use picket::clock::Clock;
 use picket::config::{Settings, TlsSource};
 use picket::upstream::DnssecMode;
 use picket::upstream::Upstream;
+
+use hickory_proto::op::Message;
 
 use super::Authority;
 
@@ -60,6 +62,16 @@ pub fn start_picket_with(settings: Settings) -> Picket {
     }
 }
 
+/// Picket forwarding to `upstreams` with the test settings `adjust`ed.
+pub fn start_picket_adjusted(
+    upstreams: &[SocketAddr],
+    adjust: impl FnOnce(&mut Settings),
+) -> Picket {
+    let mut settings = test_settings(upstreams);
+    adjust(&mut settings);
+    start_picket_with(settings)
+}
+
 /// A test of encrypted listeners (DoT, DoH, DoQ, HTTP/3): the authority and
 /// Picket forwarding to it; derefs to the server (its listener addresses, its
 /// certificate).
@@ -84,11 +96,45 @@ impl EncryptedPicket {
     }
 }
 
+/// The address every name of [`EncryptedPicket::serving`]'s zone has.
+pub const SERVED_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// The TTL of that zone's A records.
+pub const SERVED_A_TTL: u32 = 300;
+/// That zone's negative TTL (the SOA's MINIMUM, below the SOA's own TTL).
+pub const SERVED_NEGATIVE_TTL: u32 = 120;
+
+impl EncryptedPicket {
+    /// [`EncryptedPicket::start`] with an upstream serving `names` under
+    /// example.test, each with one A record: [`SERVED_ADDRESS`].
+    pub fn serving(names: &[String], name: &str, listeners: impl FnOnce(&mut Settings)) -> Self {
+        let mut zone = format!(
+            "example.test 3600 IN SOA ns.example.test h.example.test 1 7200 900 1209600 {SERVED_NEGATIVE_TTL}\n"
+        );
+        for name in names {
+            zone.push_str(&format!(
+                "{name}.example.test {SERVED_A_TTL} IN A {SERVED_ADDRESS}\n"
+            ));
+        }
+        Self::start(Authority::start(&zone), name, listeners)
+    }
+}
+
+/// Asserts that `msg` answers with [`SERVED_ADDRESS`] alone.
+pub fn assert_served(msg: &Message) {
+    super::assert_a_answer(msg, &[SERVED_ADDRESS]);
+}
+
 impl Deref for EncryptedPicket {
     type Target = Server;
     fn deref(&self) -> &Server {
         &self.picket.server
     }
+}
+
+/// An access list that admits the clients in `networks` (CIDR) alone.
+pub fn allow_only(networks: &[&str]) -> picket::admission::AccessList {
+    let networks = networks.iter().map(|n| n.parse().expect("a CIDR network"));
+    picket::admission::AccessList::new(networks.collect())
 }
 
 /// 127.0.0.1:0, a listener on any free port.

@@ -109,6 +109,14 @@ pub fn run_picket(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Asserts that `out`, the output of `what` (a command, where it ran), holds
+/// each of `texts`.
+pub fn assert_mentions(what: &str, out: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(out.contains(text), "{what}: no {text:?} in:\n{out}");
+    }
+}
+
 /// `picket serve` on a free loopback port (UDP and TCP); killed on drop.
 pub struct PicketProcess {
     pub child: Child,

@@ -12,6 +12,19 @@ use std::str::FromStr;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
+/// The apex of example.test and its www name, as several tests' zones begin:
+/// SOA (negative TTL min(3600, 60) = 60), NS ns1 (A 192.0.2.53), CAA, and www
+/// with A 192.0.2.1 and 192.0.2.2 and AAAA 2001:db8::1.
+pub const EXAMPLE_TEST_APEX: &str = r#"
+example.test.        3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 900 1209600 60
+example.test.        3600 IN NS  ns1.example.test.
+example.test.         300 IN CAA 0 issue "ca.example.net"
+ns1.example.test.    3600 IN A   192.0.2.53
+www.example.test.     300 IN A   192.0.2.1
+www.example.test.     300 IN A   192.0.2.2
+www.example.test.     300 IN AAAA 2001:db8::1
+"#;
+
 /// Bound on CNAME hops, so that a loop in the test data cannot hang the server.
 const MAX_CHAIN: usize = 16;
 

@@ -329,6 +329,134 @@ struct State {
     spare: Pending,
 }
 
+/// Where one collection files what it takes: the history slot and top-N
+/// window of this moment, and how much of it is kept.
+struct Collection {
+    slot_id: u64,
+    window_id: u64,
+    top_keys: usize,
+    recent_queries: usize,
+}
+
+/// One record's strings, cut out of its batch's text.
+struct RecordText<'a> {
+    name: &'a str,
+    org: &'a str,
+    rule: &'a str,
+    /// The audited rules: each a little-endian u16 length and its bytes.
+    audited: &'a [u8],
+}
+
+impl<'a> RecordText<'a> {
+    fn of(batch: &'a Pending, r: &Record) -> Self {
+        let text = &batch.text[r.start as usize..];
+        let (name, text) = split_str(text, r.name_len);
+        let (org, text) = split_str(text, r.org_len);
+        let (rule, audited) = split_str(text, r.rule_len);
+        Self {
+            name,
+            org,
+            rule,
+            audited: &audited[..audited.len().min(usize::from(r.audited_len))],
+        }
+    }
+
+    fn recent(&self, r: &Record) -> Recent {
+        Recent {
+            at: r.at,
+            transport: r.transport,
+            client: r.client,
+            org: self.org.into(),
+            qname: self.name.into(),
+            qtype: r.qtype,
+            rcode: r.rcode,
+            action: ACTIONS[usize::from(r.action)],
+            rule: r.has_rule.then(|| self.rule.into()),
+            cache: r.cache,
+            upstream: r.upstream.clone(),
+            duration_us: r.duration_us,
+            ede: r.ede,
+        }
+    }
+}
+
+impl Window {
+    /// Counts one query in each top-N sketch it belongs to.
+    fn count(&mut self, r: &Record, text: &RecordText) {
+        self.names.add(text.name, 1);
+        if is_blocked(r.action.into()) {
+            self.blocked.add(text.name, 1);
+        }
+        if r.has_rule {
+            self.rules.add(text.rule, 1);
+        }
+        let mut audited = text.audited;
+        while audited.len() >= 2 {
+            let len = u16::from_le_bytes([audited[0], audited[1]]);
+            let (key, rest) = split_str(&audited[2..], len);
+            self.rules.add(key, 1);
+            audited = rest;
+        }
+        if let Some(client) = r.client {
+            self.clients.add(&client, 1);
+        }
+        if !text.org.is_empty() {
+            self.orgs.add(text.org, 1);
+        }
+    }
+}
+
+impl State {
+    /// Adds the batch in `spare` to the totals, the history slot and the
+    /// top-N window; its newest records go to `newest`.
+    fn fold_spare(&mut self, at: &Collection, newest: &mut Vec<Recent>) {
+        let batch = &self.spare;
+        self.totals.add(&batch.counts);
+        self.skipped += batch.skipped;
+        let ring = &mut self.slots[(at.slot_id % HISTORY_SLOTS as u64) as usize];
+        if ring.id != at.slot_id {
+            *ring = SlotCounts {
+                id: at.slot_id,
+                counts: Counts::default(),
+            };
+        }
+        ring.counts.add(&batch.counts);
+        let window = &mut self.windows[(at.window_id % TOP_WINDOWS as u64) as usize];
+        if window.id != at.window_id {
+            *window = Window::new(at.window_id, at.top_keys);
+        }
+        // Only the newest records can stay in the ring.
+        let keep_from = batch.records.len().saturating_sub(at.recent_queries);
+        for (i, r) in batch.records.iter().enumerate() {
+            let text = RecordText::of(batch, r);
+            window.count(r, &text);
+            if i >= keep_from && at.recent_queries > 0 {
+                newest.push(text.recent(r));
+            }
+        }
+    }
+
+    /// Puts the newest queries of one collection into the ring of `cap`.
+    fn keep_recent(&mut self, mut newest: Vec<Recent>, cap: usize) {
+        // Stable: one worker's queries keep their order whatever the clock did.
+        newest.sort_by_key(|r| r.at);
+        let skip = newest.len().saturating_sub(cap);
+        for r in newest.into_iter().skip(skip) {
+            // Batches are taken one after the other while workers answer, so a
+            // query can arrive a collection after a newer one of another
+            // worker: it goes in at its place in time (nearly always the end).
+            let at = self.recent.partition_point(|x| x.at <= r.at);
+            if at == 0 && self.recent.len() >= cap {
+                continue;
+            }
+            self.recent.insert(at, r);
+            if self.recent.len() > cap {
+                self.recent.pop_front();
+            }
+        }
+    }
+}
+
 /// Upstream latency per slot, per server.
 #[derive(Debug, Default)]
 struct Latency {
@@ -455,101 +583,25 @@ impl Dashboard {
     pub fn collect(&self) {
         let slots = self.registry.all();
         let elapsed = self.elapsed();
+        let at = Collection {
+            slot_id: elapsed.as_secs() / SLOT.as_secs(),
+            window_id: elapsed.as_secs() / TOP_WINDOW.as_secs(),
+            top_keys: self.settings.top_keys.max(1),
+            recent_queries: self.settings.recent_queries,
+        };
         // The newest queries of every batch, put in order before they join the ring.
         let mut newest: Vec<Recent> = Vec::new();
-        let slot_id = elapsed.as_secs() / SLOT.as_secs();
-        let window_id = elapsed.as_secs() / TOP_WINDOW.as_secs();
         let mut state = lock(&self.state);
-        let state = &mut *state;
-        let k = self.settings.top_keys.max(1);
         for slot in &slots {
             std::mem::swap(&mut *lock(slot), &mut state.spare);
-            let batch = &state.spare;
-            state.totals.add(&batch.counts);
-            state.skipped += batch.skipped;
-            let ring = &mut state.slots[(slot_id % HISTORY_SLOTS as u64) as usize];
-            if ring.id != slot_id {
-                *ring = SlotCounts {
-                    id: slot_id,
-                    counts: Counts::default(),
-                };
-            }
-            ring.counts.add(&batch.counts);
-            let window = &mut state.windows[(window_id % TOP_WINDOWS as u64) as usize];
-            if window.id != window_id {
-                *window = Window::new(window_id, k);
-            }
-            // Only the newest records can stay in the ring.
-            let keep_from = batch
-                .records
-                .len()
-                .saturating_sub(self.settings.recent_queries);
-            for (i, r) in batch.records.iter().enumerate() {
-                let text = &batch.text[r.start as usize..];
-                let (name, text) = split_str(text, r.name_len);
-                let (org, text) = split_str(text, r.org_len);
-                let (rule, mut audited) = split_str(text, r.rule_len);
-                window.names.add(name, 1);
-                if is_blocked(r.action.into()) {
-                    window.blocked.add(name, 1);
-                }
-                if r.has_rule {
-                    window.rules.add(rule, 1);
-                }
-                let mut left = usize::from(r.audited_len);
-                while left >= 2 && audited.len() >= 2 {
-                    let len = u16::from_le_bytes([audited[0], audited[1]]);
-                    let (key, rest) = split_str(&audited[2..], len);
-                    window.rules.add(key, 1);
-                    audited = rest;
-                    left = left.saturating_sub(usize::from(len) + 2);
-                }
-                if let Some(client) = r.client {
-                    window.clients.add(&client, 1);
-                }
-                if !org.is_empty() {
-                    window.orgs.add(org, 1);
-                }
-                if i >= keep_from && self.settings.recent_queries > 0 {
-                    newest.push(Recent {
-                        at: r.at,
-                        transport: r.transport,
-                        client: r.client,
-                        org: org.into(),
-                        qname: name.into(),
-                        qtype: r.qtype,
-                        rcode: r.rcode,
-                        action: ACTIONS[usize::from(r.action)],
-                        rule: r.has_rule.then(|| rule.into()),
-                        cache: r.cache,
-                        upstream: r.upstream.clone(),
-                        duration_us: r.duration_us,
-                        ede: r.ede,
-                    });
-                }
-            }
+            state.fold_spare(&at, &mut newest);
             state.spare.clear();
         }
-        // Stable: one worker's queries keep their order whatever the clock did.
-        newest.sort_by_key(|r| r.at);
-        let cap = self.settings.recent_queries;
-        let skip = newest.len().saturating_sub(cap);
-        for r in newest.into_iter().skip(skip) {
-            // Batches are taken one after the other while workers answer, so a
-            // query can arrive a collection after a newer one of another
-            // worker: it goes in at its place in time (nearly always the end).
-            let at = state.recent.partition_point(|x| x.at <= r.at);
-            if at == 0 && state.recent.len() >= cap {
-                continue;
-            }
-            state.recent.insert(at, r);
-            if state.recent.len() > cap {
-                state.recent.pop_front();
-            }
-        }
+        state.keep_recent(newest, at.recent_queries);
         // Forget the batches of threads that are gone (only the registry
         // holds them once this copy of the list is dropped); they were just
         // emptied, and their thread cannot fill them again.
+        drop(state);
         drop(slots);
         self.registry.forget_gone(|_| false);
     }

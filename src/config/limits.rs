@@ -436,8 +436,9 @@ pub const RECURSION_HOLDDOWN_BASE: Duration = Duration::from_secs(5);
 /// come with TC=1 and are fetched over TCP.
 pub const RECURSION_EDNS_PAYLOAD: u16 = 1232;
 
-/// NSEC records kept per zone for aggressive negative answers (RFC 8198);
-/// past it the expired ones go, then the first in canonical order. At
+/// NSEC records kept per zone for aggressive negative answers (RFC 8198),
+/// and as many NSEC3 records (by owner hash); past it the expired ones go,
+/// then the first in canonical (or hash) order. At
 /// ~300 bytes a record with its RRSIG, ~300 KB per zone at most; the zones
 /// kept are bounded by `RECURSION_AGGRESSIVE_NSEC_ZONES`.
 pub const RECURSION_AGGRESSIVE_NSEC_PER_ZONE: usize = 1024;

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,15 +27,24 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use moka::sync::Cache;
 
 use super::assemble::rrsigs_over;
+use super::infra::ENTRY_OVERHEAD;
 use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_PER_ZONE, RECURSION_MAX_DELEGATION_TTL};
 use crate::config::Limits;
 use crate::dnssec::{nsec3_owner_hash, Budget, Validator};
 
-/// Per zone apex: its SOA and its NSEC or NSEC3 records seen so far.
+/// Per zone apex: its SOA and its NSEC or NSEC3 records seen so far,
+/// all zones together bounded in bytes.
 pub(crate) struct NsecCache {
-    zones: Cache<Name, Arc<Mutex<ZoneNsecs>>>,
+    zones: Cache<Name, Arc<ZoneEntry>>,
     /// The NSEC3 iteration cap and hash budget (RFC 9276, CVE-2023-50868).
     limits: Limits,
+}
+
+/// One zone's records, and what they weigh for the byte bound (read by
+/// moka's weigher, which must not take the lock).
+struct ZoneEntry {
+    bytes: AtomicU32,
+    nsecs: Mutex<ZoneNsecs>,
 }
 
 struct ZoneNsecs {
@@ -58,6 +68,14 @@ struct Nsec3Spans {
 struct Span {
     records: Vec<Record>,
     expires: Instant,
+    /// An estimate of the memory it holds, erring high.
+    bytes: usize,
+}
+
+/// What a kept record holds: the struct, its owner name on the heap, and
+/// for its RDATA a signature, a next name or hash, and a type bitmap.
+fn record_bytes(record: &Record) -> usize {
+    size_of::<Record>() + 2 * record.name.len() + 160
 }
 
 /// A negative answer made from cached NSEC or NSEC3 records.
@@ -68,11 +86,13 @@ pub(crate) struct Synthesized {
 }
 
 impl NsecCache {
-    /// Holds the NSEC or NSEC3 records of at most `zones` zones.
-    pub(crate) fn new(zones: u64, limits: &Limits) -> Self {
+    /// Holds NSEC and NSEC3 records of about `bytes` in all; the least
+    /// recently used zone goes first.
+    pub(crate) fn new(bytes: u64, limits: &Limits) -> Self {
         Self {
             zones: Cache::builder()
-                .max_capacity(zones)
+                .max_capacity(bytes)
+                .weigher(|_: &Name, zone: &Arc<ZoneEntry>| zone.bytes.load(Ordering::Relaxed))
                 .time_to_idle(RECURSION_MAX_DELEGATION_TTL)
                 .build(),
             limits: limits.clone(),
@@ -112,14 +132,17 @@ impl NsecCache {
             RecordType::SOA,
         ));
         let entry = self.zones.get_with(zone.clone(), || {
-            Arc::new(Mutex::new(ZoneNsecs {
-                soa: Vec::new(),
-                soa_expires: now,
-                spans: BTreeMap::new(),
-                nsec3: Nsec3Spans::default(),
-            }))
+            Arc::new(ZoneEntry {
+                bytes: AtomicU32::new(0),
+                nsecs: Mutex::new(ZoneNsecs {
+                    soa: Vec::new(),
+                    soa_expires: now,
+                    spans: BTreeMap::new(),
+                    nsec3: Nsec3Spans::default(),
+                }),
+            })
         });
-        let mut kept = entry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = entry.nsecs.lock().unwrap_or_else(|e| e.into_inner());
         kept.soa = soa_records;
         kept.soa_expires = now + Duration::from_secs(u64::from(negative_ttl));
         for (owner, span) in spans {
@@ -129,6 +152,11 @@ impl NsecCache {
         for span in nsec3s {
             kept.nsec3.insert(&zone, span, now);
         }
+        let bytes = kept.bytes();
+        drop(kept);
+        // Inserted again to be weighed again: the byte bound follows growth.
+        entry.bytes.store(bytes, Ordering::Relaxed);
+        self.zones.insert(zone, entry);
     }
 
     /// SHA-1 (the only NSEC3 hash there is) within the iteration cap:
@@ -151,7 +179,7 @@ impl NsecCache {
             .rev()
             .map(|labels| name.trim_to(usize::from(labels)))
             .find_map(|apex| self.zones.get(&apex).map(|entry| (apex, entry)))?;
-        let zone = entry.lock().unwrap_or_else(|e| e.into_inner());
+        let zone = entry.nsecs.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if zone.soa_expires <= now || zone.soa.is_empty() {
             return None;
@@ -202,7 +230,12 @@ fn signed_spans<'a>(
             let mut records = vec![record.clone()];
             records.extend(sigs);
             let expires = now + Duration::from_secs(u64::from(ttl));
-            Some(Span { records, expires })
+            let bytes = records.iter().map(record_bytes).sum();
+            Some(Span {
+                records,
+                expires,
+                bytes,
+            })
         })
 }
 
@@ -226,6 +259,25 @@ fn make_room<K: Ord>(spans: &mut BTreeMap<K, Span>, now: Instant) {
 }
 
 impl ZoneNsecs {
+    /// What the zone's entry weighs: its records, the map entries they sit
+    /// in, and moka's bookkeeping.
+    fn bytes(&self) -> u32 {
+        let soa: usize = self.soa.iter().map(record_bytes).sum();
+        let nsec: usize = self
+            .spans
+            .iter()
+            .map(|(owner, span)| size_of::<(Name, Span)>() + owner.len() + span.bytes)
+            .sum();
+        let nsec3: usize = self
+            .nsec3
+            .by_hash
+            .iter()
+            .map(|(hash, span)| size_of::<(Vec<u8>, Span)>() + hash.len() + span.bytes)
+            .sum();
+        let total = ENTRY_OVERHEAD + size_of::<ZoneEntry>() + soa + nsec + nsec3;
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+
     /// NODATA from the name's own NSEC, else NXDOMAIN from the spans
     /// [`ZoneNsecs::nxdomain_spans`] picks.
     fn nsec_proof(&self, name: &Name, apex: &Name, now: Instant) -> (ResponseCode, Vec<&Span>) {

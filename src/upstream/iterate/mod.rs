@@ -50,7 +50,7 @@ use self::budget::Budget;
 use self::infra::Infra;
 use super::recursor::{failure_ttl, DnssecMode, RecursorError, RecursorSettings, RecursorStats};
 use super::{UpstreamError, UpstreamQuery};
-use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_ZONES, RECURSION_MAX_FAILURES};
+use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_BYTES, RECURSION_MAX_FAILURES};
 use crate::config::Limits;
 use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
 
@@ -122,7 +122,7 @@ impl Recursive {
             stats: Arc::new(RecursorStats::default()),
             failures: Mutex::new(HashMap::new()),
             next_priming: Mutex::new(None),
-            nsecs: NsecCache::new(RECURSION_AGGRESSIVE_NSEC_ZONES, limits),
+            nsecs: NsecCache::new(RECURSION_AGGRESSIVE_NSEC_BYTES, limits),
         };
         Ok(Self { engine })
     }

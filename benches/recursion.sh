@@ -241,8 +241,7 @@ run_one() { # variant round resolver
     # Warm: every leaf zone's delegation (and keys, when signed).
     taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$RES_PORT" -d "$DATA/$variant/warm.txt" -n 1 -q 20 -t 5 \
         >"$LOGS/warm-$variant-$round-$resolver.txt" 2>&1 || true
-    local hz before after perf_pid=
-    hz=$(getconf CLK_TCK)
+    local before after perf_pid=
     if [[ $PERF == 1 && $resolver != unbound ]]; then
         perf record --call-graph "$PERF_CALLGRAPH" -F 999 -o "$OUT/perf-$variant-$round-$resolver.data" -p "$RES_PID" >"$LOGS/perf-$variant-$round.log" 2>&1 &
         perf_pid=$!
@@ -253,38 +252,33 @@ run_one() { # variant round resolver
         -l "$BENCH_SECONDS" -q "$OUTSTANDING" -t 5 >"$result" 2>&1 || true
     after=$(cpu_ticks "$RES_PID")
     if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-    local completed seconds noerror
-    completed=$(awk '/Queries completed:/ { print $3 }' "$result")
-    seconds=$(awk '/Run time \(s\):/ { print $4 }' "$result")
-    noerror=$(grep -oE 'NOERROR [0-9]+' "$result" | awk '{ print $2 }')
-    [[ -n $completed && $completed != 0 ]] || die "no answers from $resolver (see $result)"
-    record "$variant" "$round" "$resolver" names_per_s "$(awk -v c="$completed" -v s="$seconds" 'BEGIN { printf "%.0f", c / s }')"
-    record "$variant" "$round" "$resolver" cpu_us_per_name "$(awk -v t=$((after - before)) -v h="$hz" -v c="$completed" 'BEGIN { printf "%.1f", t / h * 1e6 / c }')"
-    record "$variant" "$round" "$resolver" noerror_pct "$(awk -v n="${noerror:-0}" -v c="$completed" 'BEGIN { printf "%.2f", 100 * n / c }')"
-    record "$variant" "$round" "$resolver" rss_peak_mib "$(awk -v k="$(status_kib "$RES_PID" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
+    record_run "$variant" "$round" "$resolver" "$RES_PID" "$result" $((after - before)) name
     record "$variant" "$round" "$resolver" log_lines "$(wc -l <"$LOGS/$resolver-$variant-$round.log" 2>/dev/null || echo 0)"
-    log "$variant round $round $resolver: $completed answers in ${seconds}s, $((after - before)) ticks"
     stop "$RES_PID"
 }
 
-measure_hits() { # variant round who pid port: dnsperf repeats the names, all cache hits
-    local variant=$1 round=$2 who=$3 pid=$4 port=$5 hz before after
+record_run() { # variant round who pid dnsperf-output ticks unit: per-second and per-answer figures
+    local variant=$1 round=$2 who=$3 pid=$4 result=$5 ticks=$6 unit=$7 hz completed seconds noerror
     hz=$(getconf CLK_TCK)
+    completed=$(awk '/Queries completed:/ { print $3 }' "$result")
+    seconds=$(awk '/Run time \(s\):/ { print $4 }' "$result")
+    noerror=$(grep -oE 'NOERROR [0-9]+' "$result" | awk '{ print $2 }')
+    [[ -n $completed && $completed != 0 ]] || die "no answers from $who (see $result)"
+    record "$variant" "$round" "$who" "${unit}s_per_s" "$(awk -v c="$completed" -v s="$seconds" 'BEGIN { printf "%.0f", c / s }')"
+    record "$variant" "$round" "$who" "cpu_us_per_$unit" "$(awk -v t="$ticks" -v h="$hz" -v c="$completed" 'BEGIN { printf "%.2f", t / h * 1e6 / c }')"
+    record "$variant" "$round" "$who" noerror_pct "$(awk -v n="${noerror:-0}" -v c="$completed" 'BEGIN { printf "%.2f", 100 * n / c }')"
+    record "$variant" "$round" "$who" rss_peak_mib "$(awk -v k="$(status_kib "$pid" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
+    log "$variant round $round $who: $completed answers in ${seconds}s, $ticks ticks"
+}
+
+measure_hits() { # variant round who pid port: dnsperf repeats the names, all cache hits
+    local variant=$1 round=$2 who=$3 pid=$4 port=$5 before after
     local result=$LOGS/hits-$variant-$round-$who.txt
     before=$(cpu_ticks "$pid")
     taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/$variant/hits.txt" \
         -l "$BENCH_SECONDS" -q "$OUTSTANDING" -t 5 >"$result" 2>&1 || true
     after=$(cpu_ticks "$pid")
-    local completed seconds noerror
-    completed=$(awk '/Queries completed:/ { print $3 }' "$result")
-    seconds=$(awk '/Run time \(s\):/ { print $4 }' "$result")
-    noerror=$(grep -oE 'NOERROR [0-9]+' "$result" | awk '{ print $2 }')
-    [[ -n $completed && $completed != 0 ]] || die "no answers from $who (see $result)"
-    record "$variant" "$round" "$who" hits_per_s "$(awk -v c="$completed" -v s="$seconds" 'BEGIN { printf "%.0f", c / s }')"
-    record "$variant" "$round" "$who" cpu_us_per_hit "$(awk -v t=$((after - before)) -v h="$hz" -v c="$completed" 'BEGIN { printf "%.2f", t / h * 1e6 / c }')"
-    record "$variant" "$round" "$who" noerror_pct "$(awk -v n="${noerror:-0}" -v c="$completed" 'BEGIN { printf "%.2f", 100 * n / c }')"
-    record "$variant" "$round" "$who" rss_peak_mib "$(awk -v k="$(status_kib "$pid" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
-    log "$variant round $round $who: $completed hits in ${seconds}s, $((after - before)) ticks"
+    record_run "$variant" "$round" "$who" "$pid" "$result" $((after - before)) hit
 }
 
 run_hits() { # variant round: the same names, resolved recursively and forwarded

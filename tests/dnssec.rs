@@ -680,14 +680,29 @@ fn upstream_queries(upstream: &TreeUpstream) -> usize {
     upstream.received().len()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_name_under_an_nsec3_zone_is_denied_from_the_cached_chain() {
-    let t = nsec3_tree(0, false);
+/// A recursive Picket on [`nsec3_tree`] (0 iterations, `opt_out`) whose
+/// first answer, for `name`/`rtype`, came back secure with `expected`:
+/// the whole NSEC3 chain that proved it is in its cache. Also the queries
+/// the upstream had received by then.
+async fn with_nsec3_chain_cached(
+    opt_out: bool,
+    name: &str,
+    rtype: RecordType,
+    expected: ResponseCode,
+) -> (Tree, Picket, usize) {
+    let t = nsec3_tree(0, opt_out);
     let picket = recursive_picket(&t.upstream, &t.root_anchor);
-    let first = ask(&picket, "nope.n3", RecordType::A, true, false).await;
-    assert_eq!(rcode(&first), ResponseCode::NXDomain, "{first:?}");
+    let first = ask(&picket, name, rtype, true, false).await;
+    assert_eq!(rcode(&first), expected, "{first:?}");
     assert!(first.metadata.authentic_data, "{first:?}");
     let asked = upstream_queries(&t.upstream);
+    (t, picket, asked)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_name_under_an_nsec3_zone_is_denied_from_the_cached_chain() {
+    let (t, picket, asked) =
+        with_nsec3_chain_cached(false, "nope.n3", RecordType::A, ResponseCode::NXDomain).await;
     // RFC 8198 with NSEC3: n3. is the closest encloser, and the cached
     // chain covers the next closer names other.n3. and deep.er.n3. and
     // the wildcard *.n3.: NXDOMAIN without a query.
@@ -721,14 +736,10 @@ async fn a_second_name_under_an_nsec3_zone_is_denied_from_the_cached_chain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cached_nsec3_opt_out_span_denies_nothing() {
-    let t = nsec3_tree(0, true);
-    let picket = recursive_picket(&t.upstream, &t.root_anchor);
     // www.n3.'s own NSEC3 proves this NODATA: secure, so the whole chain
     // (every NSEC3 with the opt-out flag) is kept.
-    let nodata = ask(&picket, "www.n3", RecordType::AAAA, true, false).await;
-    assert_eq!(rcode(&nodata), ResponseCode::NoError, "{nodata:?}");
-    assert!(nodata.metadata.authentic_data, "{nodata:?}");
-    let asked = upstream_queries(&t.upstream);
+    let (t, picket, asked) =
+        with_nsec3_chain_cached(true, "www.n3", RecordType::AAAA, ResponseCode::NoError).await;
     let mx = ask(&picket, "www.n3", RecordType::MX, true, false).await;
     assert!(
         mx.metadata.authentic_data && mx.answers.is_empty(),
@@ -766,10 +777,8 @@ async fn nsec3_over_the_iteration_cap_or_the_hash_budget_is_not_used_from_the_ca
     // Within the cap, a name of 70 labels needs more NSEC3 hashes for its
     // closest-encloser proof than one validation may spend (CVE-2023-50868):
     // the cache does not answer it; upstream's answer is bogus.
-    let t = nsec3_tree(0, false);
-    let picket = recursive_picket(&t.upstream, &t.root_anchor);
-    let first = ask(&picket, "nope.n3", RecordType::A, true, false).await;
-    assert!(first.metadata.authentic_data, "{first:?}");
+    let (t, picket, _) =
+        with_nsec3_chain_cached(false, "nope.n3", RecordType::A, ResponseCode::NXDomain).await;
     let long = format!("{}n3", "x.".repeat(70));
     let nx = ask(&picket, &long, RecordType::A, true, false).await;
     assert_eq!(rcode(&nx), ResponseCode::ServFail, "{nx:?}");

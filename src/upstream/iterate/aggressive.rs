@@ -427,3 +427,79 @@ impl Nsec3Spans {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::dnssec::rdata::{SigInput, NSEC, RRSIG};
+    use hickory_proto::dnssec::Algorithm;
+    use hickory_proto::op::{MessageType, OpCode};
+    use hickory_proto::rr::rdata::SOA;
+    use hickory_proto::rr::SerialNumber;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    /// An RRSIG over `record` (its signature is never checked here: only
+    /// answers the validator judged secure reach `learn`).
+    fn rrsig_of(record: &Record, zone: &Name) -> Record {
+        let input = SigInput {
+            type_covered: record.record_type(),
+            algorithm: Algorithm::ECDSAP256SHA256,
+            num_labels: record.name.num_labels(),
+            original_ttl: record.ttl,
+            sig_expiration: SerialNumber::new(u32::MAX),
+            sig_inception: SerialNumber::new(0),
+            key_tag: 1,
+            signer_name: zone.clone(),
+        };
+        let sig = RRSIG::from_sig(input, vec![7; 64]);
+        Record::from_rdata(
+            record.name.clone(),
+            record.ttl,
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)),
+        )
+    }
+
+    /// An NXDOMAIN of `zone` carrying its SOA and `spans` signed NSEC records.
+    fn negative_answer(zone: &Name, spans: usize) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = ResponseCode::NXDomain;
+        let soa = SOA::new(zone.clone(), zone.clone(), 1, 7200, 900, 86_400, 300);
+        let mut records = vec![Record::from_rdata(zone.clone(), 300, RData::SOA(soa))];
+        for i in 0..spans {
+            let owner = name(&format!("name-{i:04}.{zone}"));
+            let next = name(&format!("name-{:04}.{zone}", i + 1));
+            let nsec = NSEC::new(next, [RecordType::A, RecordType::RRSIG, RecordType::NSEC]);
+            records.push(Record::from_rdata(
+                owner,
+                300,
+                RData::DNSSEC(DNSSECRData::NSEC(nsec)),
+            ));
+        }
+        let sigs: Vec<Record> = records.iter().map(|r| rrsig_of(r, zone)).collect();
+        m.authorities = records.into_iter().chain(sigs).collect();
+        m
+    }
+
+    #[test]
+    fn the_byte_bound_holds_however_many_zones_are_learned() {
+        let budget = 256 << 10;
+        let cache = NsecCache::new(budget, &Limits::default());
+        let zones = 200;
+        for z in 0..zones {
+            cache.learn(&negative_answer(&name(&format!("zone-{z}.test.")), 30));
+        }
+        cache.zones.run_pending_tasks();
+        assert!(
+            cache.zones.weighted_size() <= budget,
+            "{} bytes",
+            cache.zones.weighted_size()
+        );
+        // Each zone above weighs over 10 KiB (30 NSEC and their RRSIGs),
+        // so fewer than 25 fit: a bound by zones would keep all 200.
+        let kept = cache.zones.entry_count();
+        assert!(kept > 0 && kept < 25, "{kept} zones kept");
+    }
+}

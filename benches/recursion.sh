@@ -8,6 +8,7 @@
 #   PICKET_BIN=/path/to/picket benches/recursion.sh
 #   PERF=1 ...                                        # perf record of Picket's runs (PERF_CALLGRAPH)
 #   PICKET_BASE_BIN=/path/to/main/picket ...          # also a baseline build ("base"), interleaved
+#   MODE=hits benches/recursion.sh                    # cache hits: recursively resolved vs forwarded
 #
 # The tree (benches/recursion_tree.py): root on 127.0.0.10, tld1./tld2. on
 # .11, 200 leaf zones on .12-.15 (a quarter glueless), 400,000 names with an
@@ -18,6 +19,14 @@
 # (one name per leaf zone), then sends new names only (dnsperf -n 1) for
 # BENCH_SECONDS. Per run: new names per second, CPU µs per new name (the
 # resolver's utime+stime over the run, divided by the answers), peak RSS.
+#
+# MODE=hits measures warm-cache answers instead, Picket against itself: one
+# recursive Picket resolves HIT_NAMES names (cached), a second one (same
+# binary, same --cache-size, validating with the same anchor) forwards the
+# same names to it (cached too); then dnsperf asks each the same names over
+# and over for BENCH_SECONDS, in turn (the order flips every round), and
+# the CPU per answer of the one asked is the cost of a hit: recursively
+# resolved against forwarded.
 #
 # Needs root (NSD listens on port 53 of 127.0.0.10-15: Unbound only asks
 # port 53), nsd, unbound, dnsperf, ldnsutils, dnsutils, python3, taskset.
@@ -46,6 +55,10 @@ LOG_TAG=recursion
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh" # processes, NSD and Unbound configurations, log, record
 OUT=${BENCH_OUT:-$ROOT/bench-out/recursion}
+MODE=${MODE:-misses}                        # misses: new names against Unbound; hits: see above
+HIT_NAMES=${HIT_NAMES:-20000}
+FORWARD_PORT=${FORWARD_PORT:-25364}
+
 DATA=$OUT/data
 LOGS=$OUT/logs
 RAW=$OUT/raw.tsv
@@ -156,19 +169,34 @@ start_picket() { # variant round [binary port name]
 
 start_base() { start_picket "$1" "$2" "$PICKET_BASE_BIN" "$BASE_PORT" base; }
 
-run_one() { # variant round resolver
-    local variant=$1 round=$2 resolver=$3 i
-    "start_$resolver" "$variant" "$round"
+start_forwarder() { # variant round: Picket forwarding to the recursive one on PICKET_PORT
+    # shellcheck disable=SC2086
+    taskset -c "$RESOLVER_CPU" "$PICKET_BIN" serve --upstream "127.0.0.1:$PICKET_PORT" \
+        --listen "127.0.0.1:$FORWARD_PORT" --trust-anchor "$DATA/$1/anchor" \
+        --threads 1 --cache-size "$CACHE_SIZE" $PICKET_EXTRA_ARGS \
+        >"$LOGS/forwarded-$1-$2.log" 2>&1 &
+    RES_PID=$!
+    PIDS+=($RES_PID)
+    RES_PORT=$FORWARD_PORT
+}
+
+wait_answering() { # resolver-name: until RES_PORT answers
+    local i
     for i in $(seq 200); do
-        dig +short +tries=1 +time=1 @127.0.0.1 -p "$RES_PORT" www.z0.tld1. A 2>/dev/null | grep -q . && break
-        kill -0 "$RES_PID" 2>/dev/null || die "$resolver exited (see $LOGS)"
+        dig +short +tries=1 +time=1 @127.0.0.1 -p "$RES_PORT" www.z0.tld1. A 2>/dev/null | grep -q . && return 0
+        kill -0 "$RES_PID" 2>/dev/null || die "$1 exited (see $LOGS)"
         sleep 0.1
     done
+}
+
+run_one() { # variant round resolver
+    local variant=$1 round=$2 resolver=$3
+    "start_$resolver" "$variant" "$round"
+    wait_answering "$resolver"
     # Warm: every leaf zone's delegation (and keys, when signed).
     taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$RES_PORT" -d "$DATA/$variant/warm.txt" -n 1 -q 20 -t 5 \
         >"$LOGS/warm-$variant-$round-$resolver.txt" 2>&1 || true
-    local hz before after perf_pid=
-    hz=$(getconf CLK_TCK)
+    local before after perf_pid=
     if [[ $PERF == 1 && $resolver != unbound ]]; then
         perf record --call-graph "$PERF_CALLGRAPH" -F 999 -o "$OUT/perf-$variant-$round-$resolver.data" -p "$RES_PID" >"$LOGS/perf-$variant-$round.log" 2>&1 &
         perf_pid=$!
@@ -179,23 +207,94 @@ run_one() { # variant round resolver
         -l "$BENCH_SECONDS" -q "$OUTSTANDING" -t 5 >"$result" 2>&1 || true
     after=$(cpu_ticks "$RES_PID")
     if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-    local completed seconds noerror
-    completed=$(awk '/Queries completed:/ { print $3 }' "$result")
-    seconds=$(awk '/Run time \(s\):/ { print $4 }' "$result")
-    noerror=$(grep -oE 'NOERROR [0-9]+' "$result" | awk '{ print $2 }')
-    [[ -n $completed && $completed != 0 ]] || die "no answers from $resolver (see $result)"
-    record "$variant" "$round" "$resolver" names_per_s "$(awk -v c="$completed" -v s="$seconds" 'BEGIN { printf "%.0f", c / s }')"
-    record "$variant" "$round" "$resolver" cpu_us_per_name "$(awk -v t=$((after - before)) -v h="$hz" -v c="$completed" 'BEGIN { printf "%.1f", t / h * 1e6 / c }')"
-    record "$variant" "$round" "$resolver" noerror_pct "$(awk -v n="${noerror:-0}" -v c="$completed" 'BEGIN { printf "%.2f", 100 * n / c }')"
-    record "$variant" "$round" "$resolver" rss_peak_mib "$(awk -v k="$(status_kib "$RES_PID" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
+    record_run "$variant" "$round" "$resolver" "$RES_PID" "$result" $((after - before)) name
     record "$variant" "$round" "$resolver" log_lines "$(wc -l <"$LOGS/$resolver-$variant-$round.log" 2>/dev/null || echo 0)"
-    log "$variant round $round $resolver: $completed answers in ${seconds}s, $((after - before)) ticks"
     stop_pid "$RES_PID"
     RES_PID=
 }
 
+record_run() { # variant round who pid dnsperf-output ticks unit: per-second and per-answer figures
+    local variant=$1 round=$2 who=$3 pid=$4 result=$5 ticks=$6 unit=$7 hz completed seconds noerror
+    hz=$(getconf CLK_TCK)
+    completed=$(awk '/Queries completed:/ { print $3 }' "$result")
+    seconds=$(awk '/Run time \(s\):/ { print $4 }' "$result")
+    noerror=$(grep -oE 'NOERROR [0-9]+' "$result" | awk '{ print $2 }')
+    [[ -n $completed && $completed != 0 ]] || die "no answers from $who (see $result)"
+    record "$variant" "$round" "$who" "${unit}s_per_s" "$(awk -v c="$completed" -v s="$seconds" 'BEGIN { printf "%.0f", c / s }')"
+    record "$variant" "$round" "$who" "cpu_us_per_$unit" "$(awk -v t="$ticks" -v h="$hz" -v c="$completed" 'BEGIN { printf "%.2f", t / h * 1e6 / c }')"
+    record "$variant" "$round" "$who" noerror_pct "$(awk -v n="${noerror:-0}" -v c="$completed" 'BEGIN { printf "%.2f", 100 * n / c }')"
+    record "$variant" "$round" "$who" rss_peak_mib "$(awk -v k="$(status_kib "$pid" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
+    log "$variant round $round $who: $completed answers in ${seconds}s, $ticks ticks"
+}
+
+measure_hits() { # variant round who pid port: dnsperf repeats the names, all cache hits
+    local variant=$1 round=$2 who=$3 pid=$4 port=$5 before after
+    local result=$LOGS/hits-$variant-$round-$who.txt
+    before=$(cpu_ticks "$pid")
+    taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/$variant/hits.txt" \
+        -l "$BENCH_SECONDS" -q "$OUTSTANDING" -t 5 >"$result" 2>&1 || true
+    after=$(cpu_ticks "$pid")
+    record_run "$variant" "$round" "$who" "$pid" "$result" $((after - before)) hit
+}
+
+run_hits() { # variant round: the same names, resolved recursively and forwarded
+    local variant=$1 round=$2 rec_pid fwd_pid who
+    head -n "$HIT_NAMES" "$DATA/$variant/names.txt" >"$DATA/$variant/hits.txt"
+    start_picket "$variant" "$round"
+    rec_pid=$RES_PID
+    wait_answering recursive
+    taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$PICKET_PORT" -d "$DATA/$variant/hits.txt" -n 1 \
+        -q "$OUTSTANDING" -t 5 >"$LOGS/hits-warm-$variant-$round-recursive.txt" 2>&1 || true
+    start_forwarder "$variant" "$round"
+    fwd_pid=$RES_PID
+    wait_answering forwarded
+    taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$FORWARD_PORT" -d "$DATA/$variant/hits.txt" -n 1 \
+        -q "$OUTSTANDING" -t 5 >"$LOGS/hits-warm-$variant-$round-forwarded.txt" 2>&1 || true
+    local order="recursive forwarded"
+    ((round % 2 == 0)) && order="forwarded recursive"
+    for who in $order; do
+        if [[ $who == recursive ]]; then
+            measure_hits "$variant" "$round" recursive "$rec_pid" "$PICKET_PORT"
+        else
+            measure_hits "$variant" "$round" forwarded "$fwd_pid" "$FORWARD_PORT"
+        fi
+    done
+    stop_pid "$fwd_pid"
+    stop_pid "$rec_pid"
+}
+
+summarize_hits() {
+    python3 - "$RAW" <<'EOF' | tee "$OUT/results-hits.md"
+import statistics, sys
+from collections import defaultdict
+values = defaultdict(list)
+for line in open(sys.argv[1]):
+    variant, _round, who, metric, value = line.split("\t")
+    values[(variant, who, metric)].append(float(value))
+med = lambda *k: statistics.median(values[k]) if values.get(k) else float("nan")
+print("| tree | names | hits/s | CPU µs per hit | peak RSS MiB | NOERROR % |")
+print("|---|---|---:|---:|---:|---:|")
+for v in sorted({k[0] for k in values}, key=lambda v: v != "unsigned"):
+    for w in ("recursive", "forwarded"):
+        print(f"| {v} | {w} | {med(v, w, 'hits_per_s'):.0f} | {med(v, w, 'cpu_us_per_hit'):.2f} "
+              f"| {med(v, w, 'rss_peak_mib'):.0f} | {med(v, w, 'noerror_pct'):.2f} |")
+    print(f"| {v} | **recursive/forwarded** | | {med(v, 'recursive', 'cpu_us_per_hit') / med(v, 'forwarded', 'cpu_us_per_hit'):.2f}× | | |")
+print(f"\nmedians of {max(len(x) for x in values.values())} rounds; per-round values in {sys.argv[1]}")
+EOF
+}
+
 make_tree
 : >"$RAW"
+if [[ $MODE == hits ]]; then
+    for variant in $VARIANTS; do
+        NSD_PIDS=()
+        start_nsds "$variant"
+        for round in $(seq "$ROUNDS"); do run_hits "$variant" "$round"; done
+        for pid in "${NSD_PIDS[@]}"; do stop_pid "$pid"; done
+    done
+    summarize_hits
+    exit 0
+fi
 for variant in $VARIANTS; do
     NSD_PIDS=()
     start_nsds "$variant"

@@ -672,3 +672,113 @@ async fn nsec_records_of_an_insecure_zone_are_never_used_aggressively() {
         "asked upstream"
     );
 }
+
+/// Every query `upstream` received so far.
+fn upstream_queries(upstream: &TreeUpstream) -> usize {
+    upstream.received().len()
+}
+
+/// A recursive Picket on [`nsec3_tree`] (0 iterations, `opt_out`) whose
+/// first answer, for `name`/`rtype`, came back secure with `expected`:
+/// the whole NSEC3 chain that proved it is in its cache. Also the queries
+/// the upstream had received by then.
+async fn with_nsec3_chain_cached(
+    opt_out: bool,
+    name: &str,
+    rtype: RecordType,
+    expected: ResponseCode,
+) -> (Tree, Picket, usize) {
+    let t = nsec3_tree(0, opt_out);
+    let picket = recursive_picket(&t.upstream, &t.root_anchor);
+    let first = ask(&picket, name, rtype, true, false).await;
+    assert_eq!(rcode(&first), expected, "{first:?}");
+    assert!(first.metadata.authentic_data, "{first:?}");
+    let asked = upstream_queries(&t.upstream);
+    (t, picket, asked)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_name_under_an_nsec3_zone_is_denied_from_the_cached_chain() {
+    let (t, picket, asked) =
+        with_nsec3_chain_cached(false, "nope.n3", RecordType::A, ResponseCode::NXDomain).await;
+    // RFC 8198 with NSEC3: n3. is the closest encloser, and the cached
+    // chain covers the next closer names other.n3. and deep.er.n3. and
+    // the wildcard *.n3.: NXDOMAIN without a query.
+    for name in ["other.n3", "deep.er.n3"] {
+        let nx = ask(&picket, name, RecordType::A, true, false).await;
+        assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{name}: {nx:?}");
+        assert!(nx.metadata.authentic_data, "{name}: {nx:?}");
+        assert!(has_type(&nx.authorities, RecordType::NSEC3), "{nx:?}");
+        assert!(has_type(&nx.authorities, RecordType::SOA), "{nx:?}");
+    }
+    // NODATA: www.n3.'s own NSEC3 (kept with that chain) lacks MX.
+    let mx = ask(&picket, "www.n3", RecordType::MX, true, false).await;
+    assert_eq!(rcode(&mx), ResponseCode::NoError, "{mx:?}");
+    assert!(
+        mx.metadata.authentic_data && mx.answers.is_empty(),
+        "{mx:?}"
+    );
+    assert!(has_type(&mx.authorities, RecordType::NSEC3), "{mx:?}");
+    // A DO=0 client gets the same denial without the NSEC3 records.
+    let quiet = ask(&picket, "more.n3", RecordType::A, false, false).await;
+    assert_eq!(rcode(&quiet), ResponseCode::NXDomain, "{quiet:?}");
+    assert!(
+        !has_type(&quiet.authorities, RecordType::NSEC3),
+        "{quiet:?}"
+    );
+    assert_eq!(upstream_queries(&t.upstream), asked, "no query upstream");
+    // Data that exists is still asked for and answered.
+    let www = ask(&picket, "www.n3", RecordType::A, true, false).await;
+    assert_eq!(a_records(&www), [Ipv4Addr::new(192, 0, 2, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_nsec3_opt_out_span_denies_nothing() {
+    // www.n3.'s own NSEC3 proves this NODATA: secure, so the whole chain
+    // (every NSEC3 with the opt-out flag) is kept.
+    let (t, picket, asked) =
+        with_nsec3_chain_cached(true, "www.n3", RecordType::AAAA, ResponseCode::NoError).await;
+    let mx = ask(&picket, "www.n3", RecordType::MX, true, false).await;
+    assert!(
+        mx.metadata.authentic_data && mx.answers.is_empty(),
+        "{mx:?}"
+    );
+    assert_eq!(
+        upstream_queries(&t.upstream),
+        asked,
+        "NODATA from the cache"
+    );
+    // unsigned.n3. and nope.n3. fall in opt-out spans: either may be an
+    // unsigned delegation, so the cache denies neither (RFC 5155 §6).
+    let www = ask(&picket, "www.unsigned.n3", RecordType::A, true, false).await;
+    assert_eq!(a_records(&www), [Ipv4Addr::new(192, 0, 2, 1)], "{www:?}");
+    assert!(!www.metadata.authentic_data, "{www:?}");
+    let nx = ask(&picket, "nope.n3", RecordType::A, true, false).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(!nx.metadata.authentic_data, "opt-out: insecure: {nx:?}");
+    assert!(
+        asked_for(&t.upstream, "nope.n3.", None) >= 1,
+        "asked upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nsec3_over_the_iteration_cap_or_the_hash_budget_is_not_used_from_the_cache() {
+    let cap = ::picket::config::Limits::default().dnssec_max_nsec3_iterations;
+    let over = nsec3_tree(cap + 1, false);
+    let picket = recursive_picket(&over.upstream, &over.root_anchor);
+    for name in ["nope.n3", "other.n3"] {
+        let nx = ask(&picket, name, RecordType::A, true, false).await;
+        assert_eq!(ede(&nx).map(|e| e.0), Some(27), "{name}: {nx:?}");
+    }
+    assert!(asked_for(&over.upstream, "other.n3.", None) >= 1);
+    // Within the cap, a name of 70 labels needs more NSEC3 hashes for its
+    // closest-encloser proof than one validation may spend (CVE-2023-50868):
+    // the cache does not answer it; upstream's answer is bogus.
+    let (t, picket, _) =
+        with_nsec3_chain_cached(false, "nope.n3", RecordType::A, ResponseCode::NXDomain).await;
+    let long = format!("{}n3", "x.".repeat(70));
+    let nx = ask(&picket, &long, RecordType::A, true, false).await;
+    assert_eq!(rcode(&nx), ResponseCode::ServFail, "{nx:?}");
+    assert!(asked_for(&t.upstream, &format!("{long}."), None) >= 1);
+}

@@ -862,6 +862,36 @@ const SECURE_EXTRA: &str = "
 dn.secure.example.      300 IN DNAME secure.example.
 ";
 
+/// The texts of secure.example (signed with the anchor's key, its data by
+/// `zsk` when given) and bogus.example (signed with a key that does not
+/// match its anchor), and the two anchors (DS lines).
+fn island_zones(zsk: Option<ZoneKey>) -> (String, String, String) {
+    let secure_key = ZoneKey::generate("secure.example.");
+    let bogus_key = ZoneKey::generate("bogus.example.");
+    let stale_key = ZoneKey::generate("bogus.example.");
+    let anchors = format!("{}\n{}\n", secure_key.ds_line(), stale_key.ds_line());
+    let secure_zone = leaf_zone("secure.example.", "127.0.0.22", SECURE_EXTRA);
+    let secure = secure_key.sign_with(zsk.as_ref(), &secure_zone);
+    let bogus = bogus_key.sign(&leaf_zone("bogus.example.", "127.0.0.23", ""));
+    (secure, bogus, anchors)
+}
+
+/// The tree's authorities: root, TLD, secure.example and bogus.example as
+/// given, plain.example with hops.example.
+fn tree_servers(secure: &str, bogus: &str) -> Vec<Authority> {
+    let plain = format!(
+        "{}\n{HOPS_ZONE}",
+        leaf_zone("plain.example.", "127.0.0.24", PLAIN_EXTRA)
+    );
+    vec![
+        Authority::start_at(TREE_ROOT.into(), TREE_ROOT_ZONE),
+        Authority::start_at(TREE_TLD.into(), TREE_TLD_ZONE),
+        Authority::start_at(TREE_SECURE.into(), secure),
+        Authority::start_at(TREE_BOGUS.into(), bogus),
+        Authority::start_at(TREE_PLAIN.into(), &plain),
+    ]
+}
+
 /// The tree's servers (root, TLD, secure, bogus, plain) and a recursive
 /// Picket using it.
 struct Tree {
@@ -890,28 +920,12 @@ impl Tree {
     /// [`Tree::islands`], secure.example's data signed by `zsk` (its
     /// DNSKEY RRset still by the anchored key-signing key).
     fn islands_with(zsk: Option<ZoneKey>) -> Tree {
-        let secure_key = ZoneKey::generate("secure.example.");
-        let bogus_key = ZoneKey::generate("bogus.example.");
-        let stale_key = ZoneKey::generate("bogus.example.");
-        let anchors = format!("{}\n{}\n", secure_key.ds_line(), stale_key.ds_line());
-        let secure_zone = leaf_zone("secure.example.", "127.0.0.22", SECURE_EXTRA);
-        let secure = secure_key.sign_with(zsk.as_ref(), &secure_zone);
-        let bogus = bogus_key.sign(&leaf_zone("bogus.example.", "127.0.0.23", ""));
+        let (secure, bogus, anchors) = island_zones(zsk);
         Self::start(secure, bogus, DnssecMode::Validate, Some(anchors))
     }
 
     fn start(secure: String, bogus: String, dnssec: DnssecMode, anchor: Option<String>) -> Tree {
-        let plain = format!(
-            "{}\n{HOPS_ZONE}",
-            leaf_zone("plain.example.", "127.0.0.24", PLAIN_EXTRA)
-        );
-        let servers = vec![
-            Authority::start_at(TREE_ROOT.into(), TREE_ROOT_ZONE),
-            Authority::start_at(TREE_TLD.into(), TREE_TLD_ZONE),
-            Authority::start_at(TREE_SECURE.into(), &secure),
-            Authority::start_at(TREE_BOGUS.into(), &bogus),
-            Authority::start_at(TREE_PLAIN.into(), &plain),
-        ];
+        let servers = tree_servers(&secure, &bogus);
         let mut settings = test_settings(&[]);
         settings.recursion = Some(RecursorSettings {
             root_hints: vec![std::net::IpAddr::from(TREE_ROOT)],
@@ -1205,27 +1219,71 @@ async fn cname_loops_are_servfail_in_forward_mode() {
     assert_eq!(a_records(&chain), [std::net::Ipv4Addr::new(192, 0, 2, 99)]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn failing_recursive_queries_log_nothing_per_query() {
-    let servers = [
-        Authority::start_at(TREE_ROOT.into(), TREE_ROOT_ZONE),
-        Authority::start_at(TREE_TLD.into(), TREE_TLD_ZONE),
-        Authority::start_at(
-            TREE_PLAIN.into(),
-            &format!(
-                "{}\n{HOPS_ZONE}",
-                leaf_zone("plain.example.", "127.0.0.24", PLAIN_EXTRA)
-            ),
+/// Answers of every kind a validating recursive Picket gives, for names
+/// made with `i`: secure data and denials, bogus SERVFAIL, insecure data,
+/// NXDOMAIN and NODATA, a CNAME loop.
+async fn one_of_each_answer(addr: SocketAddr, i: usize) {
+    let asked = [
+        (
+            "www.secure.example".to_string(),
+            RecordType::A,
+            ResponseCode::NoError,
+        ),
+        (
+            format!("n{i}.secure.example"),
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            format!("n{i}.bogus.example"),
+            RecordType::A,
+            ResponseCode::ServFail,
+        ),
+        (
+            "www.plain.example".to_string(),
+            RecordType::A,
+            ResponseCode::NoError,
+        ),
+        (
+            format!("n{i}.plain.example"),
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            format!("n{i}.hops.example"),
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "www.plain.example".to_string(),
+            RecordType::MX,
+            ResponseCode::NoError,
+        ),
+        (
+            "self.plain.example".to_string(),
+            RecordType::A,
+            ResponseCode::ServFail,
         ),
     ];
+    for (name, rtype, expected) in asked {
+        let answer = query_udp(addr, &name, rtype).await;
+        assert_eq!(rcode(&answer), expected, "{name} {rtype}: {answer:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recursive_queries_log_nothing_per_query() {
+    let (secure, bogus, anchors) = island_zones(None);
+    let servers = tree_servers(&secure, &bogus);
     let dir = TempDir::new("quiet");
     std::fs::write(dir.0.join("hints"), "a.root.tree. 3600 IN A 127.0.0.20\n").unwrap();
+    std::fs::write(dir.0.join("anchors"), anchors).unwrap();
     let mut options = PicketProcess::options();
     options
         .args(&["--recursive", "--allow-private-nameservers", "--no-policy"])
-        .dnssec_off()
         .threads(1)
-        .flag("--root-hints", dir.0.join("hints"));
+        .flag("--root-hints", dir.0.join("hints"))
+        .flag("--trust-anchor", dir.0.join("anchors"));
     for server in &servers {
         let port = format!("{}={}", server.addr().ip(), server.addr().port());
         options.flag("--nameserver-port", port);
@@ -1238,25 +1296,30 @@ async fn failing_recursive_queries_log_nothing_per_query() {
             .stderr(std::fs::File::create(&stderr).unwrap());
     });
     wait_until_answering(picket.addr).await;
-    for i in 0..20 {
-        let nx = query_udp(picket.addr, &format!("n{i}.plain.example"), RecordType::A).await;
-        assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
-        let nodata = query_udp(picket.addr, &format!("n{i}.hops.example"), RecordType::A).await;
-        assert_eq!(rcode(&nodata), ResponseCode::NXDomain);
-        let nodata = query_udp(picket.addr, "www.plain.example", RecordType::MX).await;
-        assert_eq!(rcode(&nodata), ResponseCode::NoError);
-    }
-    drop(picket);
-    let log = std::fs::read_to_string(&stderr).unwrap();
+    one_of_each_answer(picket.addr, 0).await;
+    let lines = || std::fs::read_to_string(&stderr).unwrap();
+    let after_one = lines();
     assert!(
-        log.contains("starting picket"),
-        "the log is captured: {log}"
+        after_one.contains("starting picket"),
+        "the log is captured: {after_one}"
+    );
+    for i in 1..20 {
+        one_of_each_answer(picket.addr, i).await;
+    }
+    let log = lines();
+    drop(picket);
+    // Whatever one round logged (start-up), 19 more rounds log nothing.
+    assert_eq!(
+        log.lines().count(),
+        after_one.lines().count(),
+        "per-query log lines: {}",
+        &log[after_one.len()..]
     );
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .collect();
-    assert!(warnings.is_empty(), "per-query log lines: {warnings:#?}");
+    assert!(warnings.is_empty(), "warnings: {warnings:#?}");
 }
 
 /// Unbound on the same tree, each zone a stub on its server's port.

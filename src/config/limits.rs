@@ -436,15 +436,18 @@ pub const RECURSION_HOLDDOWN_BASE: Duration = Duration::from_secs(5);
 /// come with TC=1 and are fetched over TCP.
 pub const RECURSION_EDNS_PAYLOAD: u16 = 1232;
 
-/// NSEC records kept per zone for aggressive negative answers (RFC 8198);
-/// past it the expired ones go, then the first in canonical order. At
+/// NSEC records kept per zone for aggressive negative answers (RFC 8198),
+/// and as many NSEC3 records (by owner hash); past it the expired ones go,
+/// then the first in canonical (or hash) order. At
 /// ~300 bytes a record with its RRSIG, ~300 KB per zone at most; the zones
-/// kept are bounded by `RECURSION_AGGRESSIVE_NSEC_ZONES`.
+/// kept are bounded by `RECURSION_AGGRESSIVE_NSEC_BYTES`.
 pub const RECURSION_AGGRESSIVE_NSEC_PER_ZONE: usize = 1024;
 
-/// Zones whose validated NSEC records are kept for aggressive use (RFC 8198); the least recently
-/// used zone goes first.
-pub const RECURSION_AGGRESSIVE_NSEC_ZONES: u64 = 16_384;
+/// Bytes of validated NSEC and NSEC3 records kept for aggressive use (RFC 8198), all zones
+/// together (each zone's entry weighed by its records, erring high); the least recently used
+/// zone goes first. Outside `--cache-size`, like the infrastructure cache: part of the constant
+/// README's recursive section adds to the cache budget for Picket's RSS.
+pub const RECURSION_AGGRESSIVE_NSEC_BYTES: u64 = 8 << 20;
 
 /// Questions the recursion failure cache (RFC 9520) holds at most; past it
 /// the expired ones go first, then everything (losing it costs only

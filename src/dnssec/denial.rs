@@ -271,7 +271,7 @@ impl<'r> Nsec3Set<'r> {
             if r.name.base_name() != *zone || n.hash_algorithm() != Nsec3HashAlgorithm::SHA1 {
                 continue;
             }
-            let Some(hash) = r.name.iter().next().and_then(base32hex) else {
+            let Some(hash) = nsec3_owner_hash(&r.name) else {
                 continue;
             };
             match &params {
@@ -468,6 +468,12 @@ impl<'r> Nsec3Set<'r> {
             None => DsAbsence::NotProven(format!("no NSEC3 matches or encloses {here}")),
         })
     }
+}
+
+/// The hash an NSEC3 owner name carries in its first label (RFC 5155
+/// §3), decoded: what callers that index NSEC3 records by hash key them by.
+pub(crate) fn nsec3_owner_hash(owner: &Name) -> Option<Vec<u8>> {
+    owner.iter().next().and_then(base32hex)
 }
 
 /// RFC 4648 §7 base32hex, no padding, either case (NSEC3 owner labels).

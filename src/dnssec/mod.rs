@@ -92,6 +92,7 @@ pub trait Fetch: Send + Sync {
 }
 
 pub use chain::Validator;
+pub(crate) use denial::nsec3_owner_hash;
 
 /// Extended DNS Error codes (RFC 8914) the validator gives.
 pub mod ede {

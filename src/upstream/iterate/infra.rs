@@ -40,7 +40,7 @@ pub(crate) struct HostAddrs {
 /// moka's bookkeeping per entry (hash table slot, deque nodes, timers),
 /// as measured for the answer cache (`cache::ENTRY_OVERHEAD`), plus the
 /// `Arc` counts.
-const ENTRY_OVERHEAD: usize = 540;
+pub(super) const ENTRY_OVERHEAD: usize = 540;
 
 /// Bytes a name holds: inline labels up to hickory's inline capacity, and
 /// its wire length again when it spills to the heap (counted always: an

@@ -10,7 +10,7 @@
 //! - [`servers`]: smoothed RTT, adaptive timeouts, hold-down.
 //! - [`assemble`]: CNAME chains in order across zones, the final response.
 //! - [`budget`]: the per-client-query guards.
-//! - [`aggressive`]: negative answers from cached, validated NSEC records
+//! - [`aggressive`]: negative answers from cached, validated NSEC and NSEC3 records
 //!   (RFC 8198).
 //! - [`prime`]: root priming (RFC 8109), the hints only used to find the
 //!   root's NS set.
@@ -50,7 +50,7 @@ use self::budget::Budget;
 use self::infra::Infra;
 use super::recursor::{failure_ttl, DnssecMode, RecursorError, RecursorSettings, RecursorStats};
 use super::{UpstreamError, UpstreamQuery};
-use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_ZONES, RECURSION_MAX_FAILURES};
+use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_BYTES, RECURSION_MAX_FAILURES};
 use crate::config::Limits;
 use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
 
@@ -73,7 +73,7 @@ pub(crate) struct Engine {
     failures: Mutex<HashMap<FailKey, Failure>>,
     /// When root priming may be tried next (None: never tried).
     next_priming: Mutex<Option<Instant>>,
-    /// Validated NSEC records per zone (RFC 8198).
+    /// Validated NSEC and NSEC3 records per zone (RFC 8198).
     nsecs: NsecCache,
 }
 
@@ -122,7 +122,7 @@ impl Recursive {
             stats: Arc::new(RecursorStats::default()),
             failures: Mutex::new(HashMap::new()),
             next_priming: Mutex::new(None),
-            nsecs: NsecCache::new(RECURSION_AGGRESSIVE_NSEC_ZONES),
+            nsecs: NsecCache::new(RECURSION_AGGRESSIVE_NSEC_BYTES, limits),
         };
         Ok(Self { engine })
     }

@@ -18,13 +18,13 @@
 //!   question and 0x20 checks, which late answers of an earlier query on the
 //!   same socket fail too);
 //! - an empty slot gets a new socket connected to the server: Linux binds it
-//!   to a random free ephemeral port ([`Pooled::open`]);
+//!   to a random free ephemeral port (`Pooled::open`);
 //! - a port is drawn again after `upstream_socket_max_uses` answered queries,
 //!   after `upstream_socket_max_age`, for another server, and after any
 //!   query that got no answer (its late answer then finds the port closed):
 //!   the socket is disconnected, which releases a port the kernel bound for
 //!   it, and connected anew, which binds another random one
-//!   ([`Pooled::redraw`]): two system calls instead of a socket's life;
+//!   (`Pooled::redraw`): two system calls instead of a socket's life;
 //! - a socket stays connected while pooled, so the kernel delivers to it only
 //!   datagrams from the server's address and port; anything else gets the
 //!   same ICMP answer as a closed port, and a scan from elsewhere learns

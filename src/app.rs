@@ -83,6 +83,7 @@ impl Server {
             );
         }
         let tls = load_tls(&settings)?;
+        raise_open_file_limit(&settings.limits);
         let threads = settings.threads.max(1);
         let mut sockets = Sockets::bind(&settings, threads)?;
         // What is really served, for DDR (`crate::ddr`): the ports the
@@ -1200,6 +1201,49 @@ fn run_hook_blocking(
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (as far as Linux's
+/// `nr_open` default): the upstream sockets in use and pooled, and the
+/// stream listeners' connections, come to thousands of descriptors, and
+/// many systems start services at a soft limit of 1024. Warns when even
+/// that leaves too little room.
+fn raise_open_file_limit(limits: &crate::config::Limits) {
+    const NR_OPEN: libc::rlim_t = 1 << 20;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both calls get a valid pointer to an `rlimit`.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = limit.rlim_max.min(NR_OPEN);
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        if limit.rlim_cur < wanted && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            wanted
+        } else {
+            limit.rlim_cur
+        }
+    };
+    let needed = limits.max_upstream_sockets
+        + limits.upstream_udp_pool
+        + limits.tcp_max_connections
+        + limits.dot_max_connections
+        + limits.doh_max_connections;
+    if (soft as u128) < needed as u128 {
+        tracing::warn!(
+            open_files = soft,
+            needed,
+            "the open-file limit is below what the socket limits allow: raise it \
+             (LimitNOFILE=65536 in the systemd unit, or ulimit -n) or queries fail \
+             when descriptors run out"
+        );
     }
 }
 

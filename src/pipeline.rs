@@ -43,8 +43,8 @@ use crate::query::{ActionLabel, ClientHints, Facts, RouteId};
 use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
-    validated, Coalescer, DnssecMode, Forwarder, ForwarderStats, Health, Recursive, StreamLimits,
-    Upstream, UpstreamError, UpstreamQuery, Validation,
+    validated, Coalescer, DnssecMode, Forwarder, ForwarderStats, Health, PoolLimits, Recursive,
+    StreamLimits, Upstream, UpstreamError, UpstreamQuery, Validation,
 };
 
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
@@ -424,7 +424,7 @@ impl Worker {
         let forwarder = Arc::new(
             Forwarder::new(
                 shared.settings.forwarder.clone(),
-                shared.settings.limits.max_upstream_sockets,
+                PoolLimits::per_worker(&shared.settings.limits, shared.settings.threads),
                 shared.health.clone(),
                 shared.forwarder_stats.clone(),
             )
@@ -780,7 +780,10 @@ impl Worker {
         // the largest of them, the forwarder's (7% of a recursive miss's
         // CPU went to those copies).
         let (bytes, server) = match (key.route(), &shared.recursor) {
-            (RouteId::Default, Some(recursor)) => (Box::pin(recursor.resolve(&query)).await?, None),
+            (RouteId::Default, Some(recursor)) => {
+                let resolved = recursor.resolve(&query, forwarder.udp_pool());
+                (Box::pin(resolved).await?, None)
+            }
             (RouteId::Default, None) => {
                 let (bytes, server) = Box::pin(validated::forward(
                     forwarder,

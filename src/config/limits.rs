@@ -48,15 +48,36 @@ pub struct Limits {
     /// Upstream queries in flight across all workers. Over it, a miss gets
     /// SERVFAIL with EDE 14 (Not Ready). Unbound: `num-queries-per-thread` 1024.
     pub max_upstream_inflight: usize,
-    /// Upstream sockets the forwarder holds open at once, UDP and TCP, all
-    /// workers together. Every forwarded UDP query gets a socket of its own,
-    /// with a fresh random source port (RFC 5452 §9.2), closed after the
-    /// exchange; over the bound, a miss gets SERVFAIL with EDE 14 (Not Ready)
-    /// rather than share a socket. Unbound's `outgoing-range` 4096. Each
-    /// query holds one socket at a time under `max_upstream_inflight`, so
-    /// this binds only if that is raised. Both should stay well below the
-    /// process's open-file limit (`ulimit -n`; docs/deployment.md sets 65536).
+    /// Upstream sockets in use by queries at once, UDP and TCP, forwarding
+    /// and recursion, all workers together. Each UDP query leases a socket
+    /// of its own from its worker's pool (`upstream_udp_pool`; RFC 5452
+    /// §9.2) for the exchange, never shared with another query; over the
+    /// bound, a miss gets SERVFAIL with EDE 14 (Not Ready) rather than
+    /// share one. Unbound's `outgoing-range` 4096. Each query holds one
+    /// socket at a time under `max_upstream_inflight`, so this binds only
+    /// if that is raised. Idle pooled sockets are not in use; with them
+    /// the process holds at most this plus `upstream_udp_pool` upstream
+    /// sockets, which must stay below its open-file limit (Picket raises
+    /// the soft `ulimit -n` to the hard one at start; docs/deployment.md
+    /// sets 65536).
     pub max_upstream_sockets: usize,
+    /// Pooled upstream UDP sockets, all workers together (each worker a
+    /// table of its share, at most `max_upstream_sockets` in all). A query
+    /// draws a slot at random, so an off-path forger who knew every pooled
+    /// port would still have to guess which one: log2(slots per worker)
+    /// bits on top of the 16-bit ID and 0x20 (README "Forged answers").
+    /// 4096 as Unbound's `outgoing-range`, the number of ports it draws
+    /// from at once; a fresh port per query drew from the kernel's 28,232.
+    pub upstream_udp_pool: usize,
+    /// Answered queries a pooled socket serves on one source port before
+    /// the port is drawn again (the socket disconnected and connected
+    /// anew, so the kernel binds another random port). A fresh port costs
+    /// two connect() calls; 32 uses make it ~1/32 of a query's socket cost
+    /// while a port found by a scan (SAD DNS) serves few queries.
+    pub upstream_socket_max_uses: u32,
+    /// Age after which a pooled socket's port is drawn again however few
+    /// queries it served, so idle ports do not stay open for a scan to find.
+    pub upstream_socket_max_age: Duration,
     /// DoT connections one worker keeps open to one upstream. Queries are
     /// pipelined on them (RFC 7766 §6.2.1.1), so one is enough until it
     /// holds `upstream_stream_pipelined` queries; a second takes the
@@ -353,6 +374,12 @@ pub struct Limits {
     pub block_page_max_header_bytes: usize,
 }
 
+/// Slots a query draws from its worker's upstream UDP pool while the drawn
+/// ones are busy with other queries, before it takes a socket of its own
+/// (opened and closed for it, as before the pool). With a quarter of the
+/// slots busy, 4 draws find a free one 99.6% of the time.
+pub const UPSTREAM_POOL_DRAWS: usize = 4;
+
 /// Jitter of the bundle and list poll intervals, as a fraction either side of the interval: a
 /// fleet restarted at once spreads its polls out instead of hitting the server in step.
 /// ±10% is what Kubernetes' `wait.Jitter` and most CDN-polling agents use.
@@ -526,6 +553,9 @@ impl Default for Limits {
             tcp_max_pipelined: 128,
             max_upstream_inflight: 4096,
             max_upstream_sockets: 4096,
+            upstream_udp_pool: 4096,
+            upstream_socket_max_uses: 32,
+            upstream_socket_max_age: Duration::from_secs(10),
             upstream_stream_connections: 2,
             upstream_stream_pipelined: 100,
             upstream_stream_idle_timeout: Duration::from_secs(30),

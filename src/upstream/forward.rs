@@ -6,31 +6,28 @@
 //! benches/README.md for its cost per miss).
 //!
 //! Defences against forged answers (RFC 5452, draft-vixie-dnsext-dns0x20):
-//! every UDP query goes out on a socket of its own, opened for it, connected
-//! to the server and closed after the exchange, so it has a random source
-//! port (see [`connected_udp_socket`]) as well as a random ID, and the
-//! letters of its name in random case (0x20). The kernel delivers to a
-//! connected socket only what comes from the server's address and port; of
-//! that, an answer is accepted only with our ID and our exact question, case
-//! included. Anything else is dropped and counted. A server that answers in
+//! every UDP query goes out on a socket leased to it alone, drawn at random
+//! from the worker's pool of connected sockets ([`super::sockets`]), with a
+//! random ID and the letters of its name in random case (0x20). The kernel
+//! delivers to a connected socket only what comes from the server's address
+//! and port; of that, an answer is accepted only with our ID and our exact
+//! question, case included. Anything else is dropped and counted. A server that answers in
 //! another case than it was asked (it does not preserve case) is asked in
 //! lower case for [`CASE_FALLBACK_HOLD`].
 //!
 //! Encrypted upstreams (DoT, DoH, DoQ) go through [`super::transport`]; the
 //! failover, health and metrics around each attempt are the same.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
+use super::sockets::{self, network_error, InUse, PoolLimits, Port, UdpPool, Unanswered};
 use super::spec::Upstream;
 use super::transport::{StreamLimits, Transports};
 use super::UpstreamError;
@@ -111,7 +108,8 @@ pub struct ForwarderStats {
     pub rejected_answers: AtomicU64,
     /// Answers fetched again over TCP after TC=1.
     pub tcp_retries: AtomicU64,
-    /// Upstream sockets (UDP and TCP) open now, all workers together.
+    /// Upstream sockets (UDP and TCP) in use by queries now, all workers
+    /// together (idle pooled sockets are not counted).
     pub open_sockets: AtomicUsize,
     /// Where per-exchange results go, if anywhere.
     pub sink: Option<Arc<dyn ExchangeSink>>,
@@ -143,6 +141,8 @@ pub struct Forwarder {
     settings: ForwarderSettings,
     /// Bound on `stats.open_sockets` ([`crate::config::Limits::max_upstream_sockets`]).
     max_sockets: usize,
+    /// The worker's UDP sockets, for its recursive resolutions too.
+    udp: UdpPool,
     health: Arc<Health>,
     stats: Arc<ForwarderStats>,
     /// Connections to encrypted upstreams, opened on first use.
@@ -150,11 +150,12 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder that keeps at most `max_sockets` upstream sockets open,
-    /// counted in `stats` together with every other forwarder sharing it.
+    /// A forwarder with a pool of UDP sockets within `sockets`, whose
+    /// sockets in use are counted in `stats` together with every other
+    /// forwarder sharing it.
     pub fn new(
         settings: ForwarderSettings,
-        max_sockets: usize,
+        sockets: PoolLimits,
         health: Arc<Health>,
         stats: Arc<ForwarderStats>,
     ) -> Self {
@@ -165,11 +166,17 @@ impl Forwarder {
         );
         Self {
             settings,
-            max_sockets,
+            max_sockets: sockets.max_in_use,
+            udp: UdpPool::new(sockets, stats.clone()),
             health,
             stats,
             transports,
         }
+    }
+
+    /// The worker's pool of upstream UDP sockets.
+    pub fn udp_pool(&self) -> &UdpPool {
+        &self.udp
     }
 
     /// Bounds for connections to encrypted upstreams (default: [`StreamLimits::default`]).
@@ -249,14 +256,14 @@ impl Forwarder {
         let left = budget
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(200));
-        let _slot = self.socket_slot()?;
+        let _in_use = InUse::within(&self.stats, self.max_sockets)?;
         let exchange = tcp_exchange(q, server, self.settings.udp_payload, &self.stats);
         tokio::time::timeout(left, exchange)
             .await
             .map_err(|_| UpstreamError::Timeout)?
     }
 
-    /// One query over UDP on a socket of its own, answered by `deadline`.
+    /// One query over UDP on a pooled socket, answered by `deadline`.
     /// The answer comes back with the question in `q`'s (lower) case, as if
     /// it had been asked that way.
     async fn udp_exchange(
@@ -265,8 +272,7 @@ impl Forwarder {
         server: SocketAddr,
         deadline: Instant,
     ) -> Result<Vec<u8>, UpstreamError> {
-        let _slot = self.socket_slot()?;
-        let socket = connected_udp_socket(server).map_err(network_error)?;
+        let lease = self.udp.lease(server, Port::Reuse)?;
         let case = if self.settings.case_randomization && self.health.preserves_case(server) {
             Case::Random
         } else {
@@ -274,23 +280,31 @@ impl Forwarder {
         };
         let sent = SentQuery::new(q, case, self.settings.udp_payload);
         let sent_at = SystemTime::now();
-        socket.send(&sent.message).await.map_err(network_error)?;
         let mut other_case_seen = false;
-        let answer = receive_answer(&socket, &sent, &self.stats, &mut other_case_seen);
-        let answer = tokio::time::timeout_at(deadline.into(), answer).await;
+        let take = |datagram: &[u8]| {
+            let check = sent.check(datagram);
+            if check == Check::Ours {
+                return Some(datagram.to_vec());
+            }
+            other_case_seen |= check == Check::OtherCase;
+            self.stats.rejected_answers.fetch_add(1, Ordering::Relaxed);
+            None
+        };
+        let answer = sockets::ask(&lease, &sent.message, deadline.into(), take).await;
         let tap =
             |response: Option<&[u8]>| tap(&self.stats, server, false, sent_at, &sent, response);
         match answer {
-            Ok(Ok(mut bytes)) => {
+            Ok(mut bytes) => {
+                lease.answered();
                 tap(Some(&bytes));
                 bytes[HEADER_LEN..HEADER_LEN + q.name_wire.len()].copy_from_slice(q.name_wire);
                 Ok(bytes)
             }
-            Ok(Err(e)) => {
+            Err(Unanswered::Network(e)) => {
                 tap(None);
-                Err(e)
+                Err(network_error(e))
             }
-            Err(_) => {
+            Err(Unanswered::Timeout) => {
                 tap(None);
                 // Only an answer in another case came: no forger races a
                 // whole attempt, the server does not preserve case.
@@ -300,87 +314,6 @@ impl Forwarder {
                 Err(UpstreamError::Timeout)
             }
         }
-    }
-
-    /// Counts one more open upstream socket, or fails as Overloaded at the
-    /// bound: sockets are never shared to make room.
-    fn socket_slot(&self) -> Result<SocketSlot<'_>, UpstreamError> {
-        let open = &self.stats.open_sockets;
-        if open.fetch_add(1, Ordering::AcqRel) >= self.max_sockets {
-            open.fetch_sub(1, Ordering::AcqRel);
-            return Err(UpstreamError::Overloaded);
-        }
-        Ok(SocketSlot(open))
-    }
-}
-
-/// One open upstream socket in [`ForwarderStats::open_sockets`]; dropped
-/// with (or after) the socket it counts.
-struct SocketSlot<'a>(&'a AtomicUsize);
-
-impl Drop for SocketSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn network_error(e: io::Error) -> UpstreamError {
-    UpstreamError::Network(e.kind().to_string())
-}
-
-/// A UDP socket for one query, connected to `server`.
-///
-/// Connecting an unbound UDP socket binds it to port 0 first, and Linux
-/// picks a random port for every such bind: `udp_lib_get_port` starts from a
-/// fresh `get_random_u32()` offset into `ip_local_port_range` (32768–60999,
-/// 28,232 ports, by default) and takes the first free port from there in
-/// odd-multiple strides. So each query gets its own unpredictable source
-/// port with no port-drawing loop of ours, and no port is reused while its
-/// query is open. Connected, the socket receives only from the server's
-/// address and port; ICMP errors for it end the exchange at once (SAD DNS:
-/// nothing open to probe after it closes).
-fn connected_udp_socket(server: SocketAddr) -> io::Result<UdpSocket> {
-    let kind = Type::DGRAM.nonblocking().cloexec();
-    let socket = Socket::new(Domain::for_address(server), kind, Some(Protocol::UDP))?;
-    socket.connect(&server.into())?;
-    UdpSocket::from_std(socket.into())
-}
-
-thread_local! {
-    /// Room for the largest datagram, reused by every query of the thread:
-    /// answers are copied out at their own length.
-    static DATAGRAM: RefCell<Box<[u8]>> = RefCell::new(vec![0; 65_535].into_boxed_slice());
-}
-
-/// The next datagram on `socket`, at its own length.
-async fn recv_datagram(socket: &UdpSocket) -> io::Result<Vec<u8>> {
-    loop {
-        socket.readable().await?;
-        let received =
-            DATAGRAM.with_borrow_mut(|buf| socket.try_recv(buf).map(|len| buf[..len].to_vec()));
-        match received {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return other,
-        }
-    }
-}
-
-/// Reads until the answer to `sent` arrives; counts everything else as
-/// rejected, and notes an answer that differs from ours only in case.
-async fn receive_answer(
-    socket: &UdpSocket,
-    sent: &SentQuery,
-    stats: &ForwarderStats,
-    other_case_seen: &mut bool,
-) -> Result<Vec<u8>, UpstreamError> {
-    loop {
-        let datagram = recv_datagram(socket).await.map_err(network_error)?;
-        match sent.check(&datagram) {
-            Check::Ours => return Ok(datagram),
-            Check::OtherCase => *other_case_seen = true,
-            Check::NotOurs => {}
-        }
-        stats.rejected_answers.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -456,10 +389,10 @@ impl SentQuery {
     }
 }
 
-/// 0x20 (draft-vixie-dnsext-dns0x20): sets each letter of a wire-format
-/// name to upper or lower case at random. Length bytes (< 64) are never
-/// letters, so the name's structure is untouched.
-fn randomize_case(name: &mut [u8]) {
+/// 0x20 (draft-vixie-dnsext-dns0x20): sets each letter of a name, in wire
+/// format or as text, to upper or lower case at random. Length bytes
+/// (< 64) are never letters, so a wire name's structure is untouched.
+pub(crate) fn randomize_case(name: &mut [u8]) {
     let mut bits: u64 = 0;
     let mut bits_left = 0;
     for letter in name.iter_mut().filter(|b| b.is_ascii_alphabetic()) {

@@ -6,6 +6,7 @@ pub mod coalesce;
 pub mod forward;
 pub mod iterate;
 pub mod recursor;
+pub mod sockets;
 pub mod spec;
 pub mod transport;
 pub mod validated;
@@ -18,6 +19,7 @@ pub use forward::{
     ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery,
 };
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
+pub use sockets::{PoolLimits, UdpPool};
 pub use spec::{Upstream, UpstreamSpec};
 pub use transport::{read_ca_file, CaFileError, StreamLimits};
 pub use validated::Validation;

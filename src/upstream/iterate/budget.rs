@@ -1,28 +1,37 @@
 //! The guards of one client query: how many upstream queries it may cause
-//! (NXNSAttack), and how deep its resolution may go.
+//! (NXNSAttack), and how deep its resolution may go; and the worker's
+//! sockets its queries go out on.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::upstream::UpstreamError;
+use crate::upstream::{UdpPool, UpstreamError};
 
 /// Upstream queries one client query may still cause. Shared by the
 /// resolution of the name, its glueless nameservers, its CNAME targets and
 /// the validator's key fetches, so they all draw from one budget.
-pub(crate) struct Budget {
+pub(crate) struct Budget<'s> {
     sent: AtomicUsize,
     max: usize,
     exceeded: AtomicBool,
     max_depth: usize,
+    /// The UDP sockets of the worker resolving the query.
+    sockets: &'s UdpPool,
 }
 
-impl Budget {
-    pub(crate) fn new(max: usize, max_depth: u8) -> Self {
+impl<'s> Budget<'s> {
+    pub(crate) fn new(max: usize, max_depth: u8, sockets: &'s UdpPool) -> Self {
         Self {
             sent: AtomicUsize::new(0),
             max,
             exceeded: AtomicBool::new(false),
             max_depth: usize::from(max_depth),
+            sockets,
         }
+    }
+
+    /// Where the query's upstream queries go out.
+    pub(crate) fn sockets(&self) -> &'s UdpPool {
+        self.sockets
     }
 
     /// Takes one query from the budget, or says the budget is spent.
@@ -70,10 +79,20 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Limits;
+    use crate::upstream::PoolLimits;
+
+    fn sockets() -> UdpPool {
+        UdpPool::new(
+            PoolLimits::per_worker(&Limits::default(), 1),
+            Default::default(),
+        )
+    }
 
     #[test]
     fn the_budget_refuses_the_query_past_its_maximum() {
-        let budget = Budget::new(2, 24);
+        let sockets = sockets();
+        let budget = Budget::new(2, 24, &sockets);
         assert!(budget.charge().is_ok());
         assert!(budget.charge().is_ok());
         assert!(!budget.exceeded());
@@ -83,7 +102,8 @@ mod tests {
 
     #[test]
     fn depth_past_the_limit_fails() {
-        let budget = Budget::new(50, 3);
+        let sockets = sockets();
+        let budget = Budget::new(50, 3, &sockets);
         assert!(budget.check_depth(3).is_ok());
         assert!(budget.check_depth(4).is_err());
     }

@@ -1,20 +1,22 @@
-//! One query to one authoritative server: a fresh socket (so a fresh random
-//! source port) and a random ID per query (RFC 5452), 0x20 where the server
-//! keeps case, EDNS with a 1232-byte payload, TCP after TC=1. An answer
-//! counts only if it comes from the server's address and port (the socket
-//! is connected), repeats our ID and our question; anything else is
-//! ignored and the wait goes on.
+//! One query to one authoritative server: a pooled socket on a freshly
+//! drawn random source port and a random ID per query (RFC 5452; see
+//! `upstream::sockets`), 0x20 where the server keeps case, EDNS with a
+//! 1232-byte payload, TCP after TC=1. An answer counts only if it comes
+//! from the server's address and port (the socket is connected), repeats
+//! our ID and our question; anything else is ignored and the wait goes on.
 
-use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
+
+use crate::upstream::forward;
+use crate::upstream::sockets::{self, Port, UdpPool, Unanswered};
+use crate::upstream::UpstreamError;
 
 /// How one query is sent.
 #[derive(Debug, Clone, Copy)]
@@ -40,10 +42,14 @@ pub(crate) enum ExchangeError {
     /// the server does not preserve case, or a forger guessed all but it.
     OtherCase,
     Network,
+    /// No socket free under `max_upstream_sockets`: our load, not the server's fault.
+    Overloaded,
 }
 
-/// Sends `name`/`qtype` to `server` and waits up to `how.timeout`.
+/// Sends `name`/`qtype` to `server` from one of `sockets` and waits up to
+/// `how.timeout`.
 pub(crate) async fn exchange(
+    sockets: &UdpPool,
     server: SocketAddr,
     name: &Name,
     qtype: RecordType,
@@ -58,7 +64,7 @@ pub(crate) async fn exchange(
     let query = build(&sent_name, qtype, how);
     let deadline = tokio::time::Instant::now() + how.timeout;
     let work = async {
-        let mut answer = udp(server, &query, how.randomize_case, deadline).await?;
+        let mut answer = udp(sockets, server, &query, how.randomize_case, deadline).await?;
         let mut over_tcp = false;
         if answer.metadata.truncation {
             let lower = build(name, qtype, how);
@@ -119,55 +125,41 @@ fn check(answer: &Message, query: &Message, exact_case: bool) -> Result<bool, Ex
 }
 
 async fn udp(
+    sockets: &UdpPool,
     server: SocketAddr,
     query: &Message,
     exact_case: bool,
     deadline: tokio::time::Instant,
 ) -> Result<Message, ExchangeError> {
     let bytes = query.to_vec().map_err(|_| ExchangeError::Network)?;
-    let socket = connected_udp_socket(server).map_err(|_| ExchangeError::Network)?;
-    socket
-        .send(&bytes)
-        .await
-        .map_err(|_| ExchangeError::Network)?;
+    let lease = sockets.lease(server, Port::Fresh).map_err(|e| match e {
+        UpstreamError::Overloaded => ExchangeError::Overloaded,
+        _ => ExchangeError::Network,
+    })?;
     // An answer in another case is a forger's guess or a server that does
     // not keep case: the wait goes on for the real one, and only if none
     // comes is the server reported as not keeping case.
     let mut other_case = false;
-    loop {
-        let ready = tokio::time::timeout_at(deadline, socket.readable()).await;
-        match ready {
-            Err(_) if other_case => return Err(ExchangeError::OtherCase),
-            Err(_) => return Err(ExchangeError::Timeout),
-            Ok(Err(_)) => return Err(ExchangeError::Network),
-            Ok(Ok(())) => {}
-        }
-        let Some(answer) = receive(&socket)? else {
-            continue;
-        };
+    let take = |datagram: &[u8]| {
+        let answer = Message::from_vec(datagram).ok()?;
         match check(&answer, query, exact_case) {
-            Ok(true) => return Ok(answer),
-            Ok(false) => {}
-            Err(_) => other_case = true,
+            Ok(true) => Some(answer),
+            Ok(false) => None,
+            Err(_) => {
+                other_case = true;
+                None
+            }
         }
+    };
+    match sockets::ask(&lease, &bytes, deadline, take).await {
+        Ok(answer) => {
+            lease.answered();
+            Ok(answer)
+        }
+        Err(Unanswered::Timeout) if other_case => Err(ExchangeError::OtherCase),
+        Err(Unanswered::Timeout) => Err(ExchangeError::Timeout),
+        Err(Unanswered::Network(_)) => Err(ExchangeError::Network),
     }
-}
-
-thread_local! {
-    /// The datagram buffer of this thread's exchanges: any size a server
-    /// may send, allocated and zeroed once rather than per query (that was
-    /// a tenth of a miss's CPU in the recursion bench).
-    static DATAGRAM: RefCell<Vec<u8>> = RefCell::new(vec![0; 65_535]);
-}
-
-/// Reads one datagram from a socket that polled readable and parses it:
-/// `None` when it was a false alarm or not a DNS message (the wait goes on).
-fn receive(socket: &UdpSocket) -> Result<Option<Message>, ExchangeError> {
-    DATAGRAM.with_borrow_mut(|buf| match socket.try_recv(buf) {
-        Ok(len) => Ok(Message::from_vec(&buf[..len]).ok()),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(_) => Err(ExchangeError::Network),
-    })
 }
 
 /// One query over a fresh TCP connection. No 0x20: an off-path forger
@@ -190,34 +182,10 @@ async fn tcp(server: SocketAddr, query: &Message) -> Result<Message, ExchangeErr
     }
 }
 
-/// A UDP socket for one query, connected to `server`: Linux binds it to a
-/// random free port (see `forward::connected_udp_socket`), and it receives
-/// only from the server's address and port.
-fn connected_udp_socket(server: SocketAddr) -> io::Result<UdpSocket> {
-    let kind = Type::DGRAM.nonblocking().cloexec();
-    let socket = Socket::new(Domain::for_address(server), kind, Some(Protocol::UDP))?;
-    socket.connect(&server.into())?;
-    UdpSocket::from_std(socket.into())
-}
-
 /// 0x20 (draft-vixie-dnsext-dns0x20): each letter upper or lower case at random.
 fn randomize_case(name: &Name) -> Name {
     let mut text = name.to_ascii().into_bytes();
-    let mut bits: u64 = 0;
-    let mut left = 0;
-    for letter in text.iter_mut().filter(|b| b.is_ascii_alphabetic()) {
-        if left == 0 {
-            bits = rand::random();
-            left = 64;
-        }
-        if bits & 1 == 1 {
-            letter.make_ascii_uppercase();
-        } else {
-            letter.make_ascii_lowercase();
-        }
-        bits >>= 1;
-        left -= 1;
-    }
+    forward::randomize_case(&mut text);
     String::from_utf8(text)
         .ok()
         .and_then(|t| Name::from_ascii(t).ok())

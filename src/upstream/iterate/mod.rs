@@ -49,7 +49,7 @@ use self::assemble::{Assembled, Question, Stretch};
 use self::budget::Budget;
 use self::infra::Infra;
 use super::recursor::{failure_ttl, DnssecMode, RecursorError, RecursorSettings, RecursorStats};
-use super::{UpstreamError, UpstreamQuery};
+use super::{UdpPool, UpstreamError, UpstreamQuery};
 use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_BYTES, RECURSION_MAX_FAILURES};
 use crate::config::Limits;
 use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
@@ -133,8 +133,13 @@ impl Recursive {
     }
 
     /// Resolves `query` from the root down and returns a response's wire
-    /// bytes (QR=1, RA=1, the question as asked).
-    pub async fn resolve(&self, query: &UpstreamQuery<'_>) -> Result<Vec<u8>, UpstreamError> {
+    /// bytes (QR=1, RA=1, the question as asked), sending from `sockets`
+    /// (the worker's).
+    pub async fn resolve(
+        &self,
+        query: &UpstreamQuery<'_>,
+        sockets: &UdpPool,
+    ) -> Result<Vec<u8>, UpstreamError> {
         let key = FailKey {
             name: query.name_wire.to_vec(),
             qtype: query.qtype,
@@ -154,7 +159,7 @@ impl Recursive {
             dnssec_ok: query.dnssec_ok,
             cd: query.cd,
         };
-        let result = self.engine.resolve(question).await;
+        let result = self.engine.resolve(question, sockets).await;
         match &result {
             Ok(_) => self.engine.forget_failure(&key),
             Err(error) => self.engine.remember_failure(key, error.clone()),
@@ -164,10 +169,11 @@ impl Recursive {
 }
 
 impl Engine {
-    async fn resolve(&self, q: Question) -> Result<Vec<u8>, UpstreamError> {
+    async fn resolve(&self, q: Question, sockets: &UdpPool) -> Result<Vec<u8>, UpstreamError> {
         let budget = Budget::new(
             self.limits.recursion_max_queries,
             self.limits.recursion_max_depth,
+            sockets,
         );
         let validator = self.validator.as_ref().filter(|_| !q.cd);
         // The validator needs the RRSIGs and denial proofs, whoever asked.
@@ -230,7 +236,11 @@ impl Engine {
 
     /// Follows the question's CNAME chain to its end, one zone's response
     /// at a time.
-    async fn assemble(&self, budget: &Budget, q: &Question) -> Result<Assembled, UpstreamError> {
+    async fn assemble(
+        &self,
+        budget: &Budget<'_>,
+        q: &Question,
+    ) -> Result<Assembled, UpstreamError> {
         let dnssec_ok = q.dnssec_ok;
         let mut assembled = Assembled::new(&q.name);
         loop {

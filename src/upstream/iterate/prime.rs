@@ -21,7 +21,7 @@ use crate::config::limits::RECURSION_MAX_DELEGATION_TTL;
 impl Engine {
     /// The root's servers: the primed set while it lasts, else a new
     /// priming when one is due, else the hints.
-    pub(crate) async fn root_servers(&self, budget: &Budget) -> Arc<Delegation> {
+    pub(crate) async fn root_servers(&self, budget: &Budget<'_>) -> Arc<Delegation> {
         if let Some(primed) = self.infra.closest(&Name::root(), Instant::now()) {
             return primed;
         }

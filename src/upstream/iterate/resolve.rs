@@ -72,7 +72,7 @@ impl Engine {
 
     async fn iterate_from(
         &self,
-        budget: &Budget,
+        budget: &Budget<'_>,
         name: &Name,
         qtype: RecordType,
         mut depth: usize,
@@ -168,7 +168,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn ask(
         &self,
-        budget: &Budget,
+        budget: &Budget<'_>,
         zone: &Delegation,
         name: &Name,
         qtype: RecordType,
@@ -236,7 +236,7 @@ impl Engine {
                 timeout: facts.timeout(self.limits.recursion_attempt_timeout),
             };
             self.stats.sent.fetch_add(1, Ordering::Relaxed);
-            match exchange(self.socket(ip), name, qtype, how).await {
+            match exchange(budget.sockets(), self.socket(ip), name, qtype, how).await {
                 Ok(done) if how.edns && refuses_edns(&done.message) => {
                     self.infra.server(ip, |f| f.no_edns = true);
                     tried.pop();
@@ -259,6 +259,7 @@ impl Engine {
                         }
                     }
                 }
+                Err(ExchangeError::Overloaded) => return Err(UpstreamError::Overloaded),
                 Err(ExchangeError::OtherCase) => {
                     self.infra.server(ip, |f| f.no_case = true);
                     tried.pop();
@@ -300,7 +301,7 @@ impl Engine {
     /// the infrastructure cache, so the next query does not chase them again.
     async fn chase_glueless(
         &self,
-        budget: &Budget,
+        budget: &Budget<'_>,
         zone: &Delegation,
         depth: usize,
     ) -> Vec<IpAddr> {
@@ -328,7 +329,7 @@ impl Engine {
     /// AAAA asked side by side, as Unbound does for a nameserver without
     /// glue, so a server with only an IPv6 address (or whose A lookup
     /// fails) is still reached.
-    async fn lookup_host(&self, budget: &Budget, name: &Name, depth: usize) -> Vec<IpAddr> {
+    async fn lookup_host(&self, budget: &Budget<'_>, name: &Name, depth: usize) -> Vec<IpAddr> {
         let (v4, v6) = futures_util::join!(
             self.lookup_addresses(budget, name, RecordType::A, depth),
             self.lookup_addresses(budget, name, RecordType::AAAA, depth),
@@ -352,7 +353,7 @@ impl Engine {
     /// when the lookup failed or found none.
     async fn lookup_addresses(
         &self,
-        budget: &Budget,
+        budget: &Budget<'_>,
         name: &Name,
         qtype: RecordType,
         depth: usize,

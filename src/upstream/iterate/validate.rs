@@ -12,7 +12,7 @@ use crate::upstream::UpstreamError;
 /// The validator's fetches for one client query.
 pub(crate) struct Fetcher<'a> {
     pub(crate) engine: &'a Engine,
-    pub(crate) budget: &'a Budget,
+    pub(crate) budget: &'a Budget<'a>,
 }
 
 impl Fetch for Fetcher<'_> {

@@ -13,7 +13,7 @@ use quinn::{
 };
 use tokio_rustls::rustls::ClientConfig;
 
-use super::{checked, framed, network, Common, ConnectionPool, Failed, OpenSocket};
+use super::{checked, framed, network, Common, ConnectionPool, Failed, InUse};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -34,7 +34,7 @@ pub(super) struct Pool {
 
 #[derive(Default)]
 struct State {
-    endpoint: Option<(Endpoint, OpenSocket)>,
+    endpoint: Option<(Endpoint, InUse)>,
     conn: Option<Connection>,
 }
 
@@ -133,7 +133,7 @@ impl Pool {
             };
             let endpoint = Endpoint::client(bind)
                 .map_err(|e| network(format!("{label}: opening a UDP socket: {e}")))?;
-            state.endpoint = Some((endpoint, OpenSocket::count(&self.common.stats)));
+            state.endpoint = Some((endpoint, InUse::count(&self.common.stats)));
         }
         let (endpoint, _) = state.endpoint.as_ref().expect("set above");
         let connecting = endpoint

@@ -19,7 +19,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 
-use super::{checked, framed, network, tls_to, Common, ConnectionPool, Failed, OpenSocket};
+use super::{checked, framed, network, tls_to, Common, ConnectionPool, Failed, InUse};
 use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
@@ -207,7 +207,7 @@ async fn read_answers(
     conn: Arc<Conn>,
     mut reader: ReadHalf<Stream>,
     close: oneshot::Sender<()>,
-    socket: OpenSocket,
+    socket: InUse,
     idle: std::time::Duration,
 ) {
     let mut buf = BytesMut::with_capacity(4096);

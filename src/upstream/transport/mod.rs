@@ -39,6 +39,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 use super::forward::{Check, ForwarderStats, SentQuery, UpstreamQuery};
+pub(super) use super::sockets::InUse;
 use super::spec::{Upstream, UpstreamSpec};
 use super::UpstreamError;
 use crate::config::Limits;
@@ -358,18 +359,18 @@ impl Backoff {
 /// that does not match, a refused port): once per attempt, and attempts
 /// are spaced by the backoff.
 /// A TLS connection to `addr` for the server `name`, counted as an open upstream socket while
-/// the returned [`OpenSocket`] lives; errors start with the upstream's `label`.
+/// the returned [`InUse`] lives; errors start with the upstream's `label`.
 async fn tls_to(
     common: &Common,
     addr: SocketAddr,
     config: &Arc<ClientConfig>,
     name: &ServerName<'static>,
     label: &str,
-) -> Result<(TlsStream<TcpStream>, OpenSocket), UpstreamError> {
+) -> Result<(TlsStream<TcpStream>, InUse), UpstreamError> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| network(format!("{label} (at {addr}): connect: {e}")))?;
-    let socket = OpenSocket::count(&common.stats);
+    let socket = InUse::count(&common.stats);
     let _ = tcp.set_nodelay(true);
     let tls = TlsConnector::from(config.clone())
         .connect(name.clone(), tcp)
@@ -408,23 +409,6 @@ fn connect_failed(label: &str, error: &UpstreamError) {
         "cannot connect to the encrypted upstream; its queries go to the other upstreams \
          until a retry after a backoff connects"
     );
-}
-
-/// One open upstream connection counted in
-/// [`ForwarderStats::open_sockets`] until dropped.
-pub(super) struct OpenSocket(Arc<ForwarderStats>);
-
-impl OpenSocket {
-    pub fn count(stats: &Arc<ForwarderStats>) -> Self {
-        stats.open_sockets.fetch_add(1, Ordering::AcqRel);
-        Self(stats.clone())
-    }
-}
-
-impl Drop for OpenSocket {
-    fn drop(&mut self) {
-        self.0.open_sockets.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// The answer to `sent`, checked like a UDP answer (our ID, our exact

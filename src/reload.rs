@@ -241,28 +241,30 @@ mod tests {
         }
     }
 
+    impl Gated {
+        /// No reload starts any more, and `runs` ran in all.
+        fn assert_no_more_than(&self, runs: usize) {
+            let more = self.started.recv_timeout(Duration::from_millis(300));
+            assert!(more.is_err(), "one reload too many: {more:?}");
+            assert_eq!(self.runs.load(Ordering::SeqCst), runs);
+        }
+    }
+
     /// Requests made while a reload runs make one reload after it, not one each.
     #[test]
     fn reload_requests_during_a_reload_coalesce_into_one() {
-        let Gated {
-            reloader,
-            started: reload_started,
-            finish,
-            runs,
-        } = gated();
-        reloader.request(Reason::Sighup);
-        reload_started.recv().unwrap();
+        let g = gated();
+        g.reloader.request(Reason::Sighup);
+        g.started.recv().unwrap();
         for _ in 0..5 {
-            reloader.request(Reason::Sighup);
+            g.reloader.request(Reason::Sighup);
         }
-        finish.send(()).unwrap();
-        reload_started
+        g.finish.send(()).unwrap();
+        g.started
             .recv()
             .expect("one more reload for the five requests");
-        finish.send(()).unwrap();
-        let third = reload_started.recv_timeout(Duration::from_millis(300));
-        assert!(third.is_err(), "a third reload ran");
-        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        g.finish.send(()).unwrap();
+        g.assert_no_more_than(2);
     }
 
     /// A list download, a file change and a SIGHUP asked for from their own threads while a
@@ -270,56 +272,39 @@ mod tests {
     /// (so it reopens the query log, as the SIGHUP asked).
     #[test]
     fn downloads_file_changes_and_sighup_reload_together_on_the_reload_thread() {
-        let Gated {
-            reloader,
-            started: reload_started,
-            finish,
-            runs,
-        } = gated();
-        reloader.request(Reason::FilesChanged);
-        let (first, thread) = reload_started.recv().unwrap();
+        let g = gated();
+        g.reloader.request(Reason::FilesChanged);
+        let (first, thread) = g.started.recv().unwrap();
         assert_eq!(first, Requested::from(Reason::FilesChanged));
         assert_eq!(thread.as_deref(), Some("picket-reload"));
         let askers: Vec<_> = [Reason::ListDownloaded, Reason::Sighup, Reason::FilesChanged]
             .into_iter()
             .map(|reason| {
-                let reloader = reloader.clone();
+                let reloader = g.reloader.clone();
                 std::thread::spawn(move || reloader.request(reason))
             })
             .collect();
         for asker in askers {
             asker.join().unwrap();
         }
-        finish.send(()).unwrap();
-        let (second, thread) = reload_started.recv().expect("one reload for the three");
+        g.finish.send(()).unwrap();
+        let (second, thread) = g.started.recv().expect("one reload for the three");
         assert_eq!(thread.as_deref(), Some("picket-reload"));
         assert!(second.contains(Reason::ListDownloaded));
         assert!(second.contains(Reason::Sighup));
         assert!(second.contains(Reason::FilesChanged));
         assert!(!second.contains(Reason::Call));
         assert_eq!(second.to_string(), "SIGHUP, files changed, list downloaded");
-        finish.send(()).unwrap();
-        assert!(reload_started
-            .recv_timeout(Duration::from_millis(300))
-            .is_err());
-        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        g.finish.send(()).unwrap();
+        g.assert_no_more_than(2);
     }
 
     /// After close, the thread ends and requests run nothing.
     #[test]
     fn a_closed_reloader_reloads_no_more() {
-        let Gated {
-            reloader,
-            started: reload_started,
-            finish,
-            runs,
-        } = gated();
-        reloader.close();
-        reloader.request(Reason::ListDownloaded);
-        drop(finish);
-        assert!(reload_started
-            .recv_timeout(Duration::from_millis(300))
-            .is_err());
-        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        let g = gated();
+        g.reloader.close();
+        g.reloader.request(Reason::ListDownloaded);
+        g.assert_no_more_than(0);
     }
 }

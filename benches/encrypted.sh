@@ -8,8 +8,8 @@
 #   PARTS=serve benches/encrypted.sh            # only the listeners ("forward": only upstreams)
 #
 # serve    cache hits (the 10k h* names, warmed over UDP) with dnsperf over UDP and `-m dot`,
-#          and over DoH (GET /dns-query?dns=) with h2load (nghttp2-client): dnsperf 2.10's own
-#          DoH client loses answers from Picket (DNSPERF_DOH=1 runs it too, as `doh-dnsperf`).
+#          and over DoH (GET /dns-query?dns=) with h2load (nghttp2-client); DNSPERF_DOH=1 also
+#          runs dnsperf's own DoH client, as `doh-dnsperf` (see benches/README.md).
 #          Each resolver pinned to one core with one thread, the client on the other, Unbound
 #          and Picket alternating first round by round.
 # forward  Picket forwarding every query (the m* names, each once) to an Unbound that forwards

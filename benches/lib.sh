@@ -6,6 +6,8 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCHES=$ROOT/benches
+# shellcheck source=benches/nsd.sh
+source "$BENCHES/nsd.sh" # write_nsd_conf
 
 # ---- settings (all overridable from the environment) -------------------------
 BENCH_SECONDS=${BENCH_SECONDS:-10}          # length of each max-throughput run
@@ -149,33 +151,7 @@ gen_data() {
 # ---- NSD (authoritative upstream) --------------------------------------------
 start_nsd() {
     local dir=$OUT/nsd
-    mkdir -p "$dir"
-    cat >"$dir/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1@$NSD_PORT
-  port: $NSD_PORT
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$DATA"
-  database: ""
-  zonelistfile: "$dir/zone.list"
-  xfrdfile: "$dir/xfrd.state"
-  pidfile: "$dir/nsd.pid"
-  logfile: "$dir/nsd.log"
-  verbosity: 0
-  hide-version: yes
-  # NSD rate-limits by default (rrl-ratelimit: 200), which throttles a
-  # forwarder hammering one zone from one address.  Off for the bench.
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "bench.test."
-  zonefile: "bench.test.zone"
-EOF
+    write_nsd_conf "$dir" "$NSD_PORT" bench.test "$DATA"
     port_busy "$NSD_PORT" && die "udp port $NSD_PORT already in use (NSD_PORT)"
     log "starting nsd on 127.0.0.1:$NSD_PORT (cpu $NSD_CPU)"
     rm -f "$dir/zone.list" "$dir/xfrd.state"

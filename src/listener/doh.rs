@@ -37,6 +37,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout};
 
 use super::conns::{accept_loop, Activity, ConnectionTable, OpenConnection};
+use super::h2_records::ResponseRecords;
 use super::tls::Tls;
 use crate::config::Limits;
 use crate::pipeline::Handled;
@@ -187,7 +188,11 @@ impl Connection {
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler.respond(req).await) }
         });
-        let http = http.for_alpn(stream.get_ref().1.alpn_protocol());
+        let alpn = stream.get_ref().1.alpn_protocol();
+        let http2 = alpn == Some(b"h2");
+        let http = http.for_alpn(alpn);
+        // Each HTTP/2 response ends its TLS record: see [`ResponseRecords`].
+        let stream = ResponseRecords::new(stream, http2);
         let conn = http.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
         let closed = self.worker.shared().drain.closed();

@@ -7,6 +7,7 @@ pub mod doh;
 pub mod doh3;
 pub mod doq;
 pub mod dot;
+mod h2_records;
 pub mod proxy;
 pub mod quic;
 pub mod tcp;

@@ -94,6 +94,7 @@ impl Server {
         settings.dot = sockets.dot_addrs.clone();
         settings.doq = sockets.doq_addrs.clone();
         settings.doh3 = sockets.doh3_addrs.clone();
+        crate::reload::map_large_blocks_apart();
         let shared = build_shared(settings)?;
         if let Some(tls) = &tls {
             shared.set_tls_name(tls.dns_name());

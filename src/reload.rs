@@ -18,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 
+use crate::config::limits::MAP_APART_BYTES;
 use crate::listener::tls::Tls;
 use crate::pipeline::Shared;
 
@@ -191,6 +192,27 @@ pub fn reload_and_log(shared: &Shared, requested: Requested) {
     }
 }
 
+/// Makes the allocator give each block of [`MAP_APART_BYTES`] or more (a list's table) a
+/// mapping of its own, so the table a reload replaces goes back to the system when it is freed
+/// instead of staying in a malloc arena beside the next one (see the constant). Called at start,
+/// before the first policy is loaded. An operator's own `MALLOC_MMAP_THRESHOLD_` is left in force.
+pub fn map_large_blocks_apart() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+            return;
+        }
+        let bytes = libc::c_int::try_from(MAP_APART_BYTES).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt sets one of glibc malloc's parameters; it takes no pointer.
+        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) } != 1 {
+            tracing::warn!(
+                bytes,
+                "malloc refused a fixed mmap threshold: a reload may peak higher"
+            );
+        }
+    }
+}
+
 fn reload_tls(shared: &Shared, tls: &Tls) {
     match crate::app::reload_certificate(shared, tls) {
         Ok(()) if tls.is_self_signed() => {
@@ -297,6 +319,24 @@ mod tests {
         assert_eq!(second.to_string(), "SIGHUP, files changed, list downloaded");
         g.finish.send(()).unwrap();
         g.assert_no_more_than(2);
+    }
+
+    /// A block of twice [`MAP_APART_BYTES`] gets a mapping of its own even after a 16 MiB one
+    /// was freed (glibc's own threshold would have risen to 16 MiB and put it in an arena, which
+    /// keeps its pages when it is freed). Other tests allocate meanwhile, so it tries a few times.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn large_blocks_stay_mapped_after_a_larger_one_was_freed() {
+        map_large_blocks_apart();
+        // SAFETY: mallinfo2 only reads malloc's counters.
+        let mapped = || unsafe { libc::mallinfo2() }.hblkhd;
+        let was_mapped = (0..5).any(|_| {
+            drop(std::hint::black_box(vec![1u8; 16 << 20]));
+            let before = mapped();
+            let block = std::hint::black_box(vec![1u8; 2 * MAP_APART_BYTES]);
+            mapped() >= before + block.len()
+        });
+        assert!(was_mapped, "a 2 MiB block was carved from an arena");
     }
 
     /// After close, the thread ends and requests run nothing.

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError, Weak};
+use std::sync::{mpsc, Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use crate::observe::{admin, LogTarget, Metrics};
 use crate::pipeline::{Shared, Worker};
 use crate::policy::{FileStamp, PolicySet};
 use crate::query::Transport;
+use crate::reload::{reload_and_log, Reason, Reloader};
 use crate::upstream::recursor::RecursorStats;
 
 /// Sockets of one worker.
@@ -69,6 +70,8 @@ pub struct Server {
     block_page_addrs: BlockPageAddrs,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
+    /// Where every reload runs (SIGHUP, file changes, list downloads).
+    reloader: Reloader,
 }
 
 impl Server {
@@ -92,6 +95,7 @@ impl Server {
         settings.dot = sockets.dot_addrs.clone();
         settings.doq = sockets.doq_addrs.clone();
         settings.doh3 = sockets.doh3_addrs.clone();
+        crate::reload::map_large_blocks_apart();
         let shared = build_shared(settings)?;
         if let Some(tls) = &tls {
             shared.set_tls_name(tls.dns_name());
@@ -104,6 +108,7 @@ impl Server {
         }
         let threads = threads + usize::from(quic_thread);
         let (stop, stopped) = watch::channel(false);
+        let reloader = Reloader::for_server(shared.clone(), tls.clone())?;
         let mut server = Server {
             shared: shared.clone(),
             addrs: sockets.addrs,
@@ -116,15 +121,16 @@ impl Server {
             block_page_addrs: sockets.block_page_addrs,
             stop,
             threads: Vec::with_capacity(threads + 1),
+            reloader: reloader.clone(),
         };
         if let Some(listener) = sockets.admin {
             server.start_admin(listener, &common, &stopped)?;
         }
         server.start_block_page(sockets.block_page, &stopped)?;
         let workers_serving = server.start_workers(sockets.per_worker, &common, &stopped)?;
-        start_policy_watch(&shared, &stopped)?;
+        start_policy_watch(&shared, &reloader, &stopped)?;
         crate::fleet::spawn(shared.clone(), stopped.clone())?;
-        crate::fleet::spawn_list_refresh(shared.clone(), stopped.clone())?;
+        crate::fleet::spawn_list_refresh(shared.clone(), reloader, stopped.clone())?;
         // Ready once every worker serves its sockets (a worker that failed
         // to start closes its end, and we never turn ready).
         if workers_serving.iter().take(threads).count() == threads {
@@ -285,7 +291,12 @@ impl Server {
 
     /// Reloads the policy (SIGHUP, file changes); the last good one stays on error.
     pub fn reload_policy(&self) {
-        reload_and_log(&self.shared);
+        reload_and_log(&self.shared, Reason::Call.into());
+    }
+
+    /// Asks the reload thread for a reload (SIGHUP: `cli.rs`) and returns at once.
+    pub fn reloader(&self) -> &Reloader {
+        &self.reloader
     }
 
     /// Reads the certificate files again (SIGHUP), see [`reload_certificate`].
@@ -353,6 +364,7 @@ impl Server {
 
     fn shutdown(&mut self) {
         let _ = self.stop.send(true);
+        self.reloader.close();
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -576,14 +588,18 @@ impl Common {
 }
 
 /// Reloads the policy when its files change, if there are files to watch.
-fn start_policy_watch(shared: &Arc<Shared>, stopped: &watch::Receiver<bool>) -> Result<()> {
+fn start_policy_watch(
+    shared: &Arc<Shared>,
+    reloader: &Reloader,
+    stopped: &watch::Receiver<bool>,
+) -> Result<()> {
     let watched = matches!(shared.settings.policies, PolicySource::Dir(_));
     if watched || !shared.settings.blocklists.is_empty() {
         // Detached: it notices the stop on its next poll and exits.
-        let (shared, stopped) = (shared.clone(), stopped.clone());
+        let (shared, reloader, stopped) = (shared.clone(), reloader.clone(), stopped.clone());
         std::thread::Builder::new()
             .name("picket-policy-watch".into())
-            .spawn(move || watch_policy(shared, stopped))
+            .spawn(move || watch_policy(shared, reloader, stopped))
             .context("cannot start the policy watcher")?;
     }
     Ok(())
@@ -869,66 +885,6 @@ fn log_observability(settings: &Settings) {
     );
 }
 
-/// Runs reloads on a thread of its own, so that no signal handler and no
-/// query ever waits for one (loading a 1M-domain list takes a while), and
-/// coalesces them: requests made while a reload runs make one more reload
-/// after it, never one each.
-pub struct Reloader {
-    pending: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl Reloader {
-    /// Starts the thread; `reload` runs once per batch of requests. The
-    /// thread is detached: a stop never waits for a reload to finish.
-    pub fn spawn(reload: impl Fn() + Send + 'static) -> Result<Self> {
-        let pending = Arc::new((Mutex::new(false), Condvar::new()));
-        let waiting = pending.clone();
-        std::thread::Builder::new()
-            .name("picket-reload".into())
-            .spawn(move || loop {
-                wait_for_request(&waiting);
-                reload();
-            })
-            .context("cannot start the reload thread")?;
-        Ok(Self { pending })
-    }
-
-    /// Asks for a reload and returns at once.
-    pub fn request(&self) {
-        let (requested, wake) = &*self.pending;
-        *requested.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_one();
-    }
-}
-
-/// Blocks until a reload is requested, and takes the request (and any made
-/// meanwhile: they are one).
-fn wait_for_request(pending: &(Mutex<bool>, Condvar)) {
-    let (requested, wake) = pending;
-    let mut requested = requested.lock().unwrap_or_else(PoisonError::into_inner);
-    while !*requested {
-        requested = wake.wait(requested).unwrap_or_else(PoisonError::into_inner);
-    }
-    *requested = false;
-}
-
-/// Reloads the policy and logs the result.
-pub fn reload_and_log(shared: &Shared) {
-    match shared.reload_policy() {
-        Ok(r) => {
-            tracing::info!(
-                version = r.version,
-                lists_reused = r.lists_reused,
-                took_ms = r.took.as_millis() as u64,
-                "policy reloaded"
-            );
-            // Shared lists were reported when they were read.
-            log_policy(&shared.policy.load(), !r.lists_reused);
-        }
-        Err(e) => tracing::error!(error = %e, "policy reload failed: keeping the last good policy"),
-    }
-}
-
 /// How often the policy directory is checked for changes.
 const POLICY_POLL: Duration = Duration::from_secs(2);
 
@@ -937,7 +893,7 @@ const POLICY_POLL: Duration = Duration::from_secs(2);
 /// list again) every [`POLICY_POLL`].
 /// Polling needs no inotify limits and works on any filesystem, including
 /// the ConfigMap and rsync replacements edge nodes receive.
-fn watch_policy(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+fn watch_policy(shared: Arc<Shared>, reloader: Reloader, mut stopped: watch::Receiver<bool>) {
     let mut last = policy_fingerprint(&shared.settings);
     loop {
         std::thread::sleep(POLICY_POLL);
@@ -947,7 +903,7 @@ fn watch_policy(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         let now = policy_fingerprint(&shared.settings);
         if now != last {
             last = now;
-            reload_and_log(&shared);
+            reloader.request(Reason::FilesChanged);
         }
     }
 }
@@ -982,7 +938,7 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn log_policy(policy: &PolicySet, invalid_lines: bool) {
+pub(crate) fn log_policy(policy: &PolicySet, invalid_lines: bool) {
     let stats = policy.stats();
     tracing::info!(
         version = policy.version(),
@@ -1244,39 +1200,5 @@ fn raise_open_file_limit(limits: &crate::config::Limits) {
              (LimitNOFILE=65536 in the systemd unit, or ulimit -n) or queries fail \
              when descriptors run out"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    /// Requests made while a reload runs make one reload after it, not one each.
-    #[test]
-    fn reload_requests_during_a_reload_coalesce_into_one() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let (started, reload_started) = mpsc::channel();
-        let (finish, may_finish) = mpsc::channel::<()>();
-        let counted = runs.clone();
-        let reloader = Reloader::spawn(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-            started.send(()).unwrap();
-            may_finish.recv().unwrap();
-        })
-        .unwrap();
-        reloader.request();
-        reload_started.recv().unwrap();
-        for _ in 0..5 {
-            reloader.request();
-        }
-        finish.send(()).unwrap();
-        reload_started
-            .recv()
-            .expect("one more reload for the five requests");
-        finish.send(()).unwrap();
-        let third = reload_started.recv_timeout(Duration::from_millis(300));
-        assert!(third.is_err(), "a third reload ran");
-        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }

@@ -8,12 +8,12 @@ use std::str::FromStr;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{Reloader, Server};
+use crate::app::Server;
 use crate::config::PolicySource;
-use crate::listener::tls::Tls;
 use crate::policy::bundle;
 use crate::policy::When;
 use crate::query::{ClientHints, Transport};
+use crate::reload::{Reason, Reloader};
 
 mod serve_args;
 pub use serve_args::{
@@ -447,9 +447,7 @@ fn serve(args: ServeArgs) -> Result<i32> {
     })?;
     let server = Server::start(settings)?;
     log_answering(&server);
-    let (shared, tls) = (server.shared().clone(), server.tls().cloned());
-    let reloader = Reloader::spawn(move || reload_everything(&shared, tls.as_deref()))?;
-    runtime.spawn(request_reload_on_sighup(hup, reloader));
+    runtime.spawn(request_reload_on_sighup(hup, server.reloader().clone()));
     runtime.block_on(drain_on_stop_signal(signals, server));
     // The reload thread is detached and this runtime holds no blocking work:
     // a reload under way never delays the exit.
@@ -515,32 +513,7 @@ async fn drain_on_stop_signal(mut signals: StopSignals, server: Server) {
 async fn request_reload_on_sighup(mut hup: tokio::signal::unix::Signal, reloader: Reloader) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the policy, reopening the query log");
-        reloader.request();
-    }
-}
-
-/// On the reload thread: the query log is reopened (logrotate moved it) and
-/// the DoH/DoT certificate re-read first, as they take no time, then the
-/// policy is reloaded (the last good one stays on error, likewise the
-/// certificate).
-fn reload_everything(shared: &crate::pipeline::Shared, tls: Option<&Tls>) {
-    shared.observer.reopen_log();
-    if let Some(tls) = tls {
-        reload_tls(shared, tls);
-    }
-    crate::app::reload_and_log(shared);
-}
-
-fn reload_tls(shared: &crate::pipeline::Shared, tls: &Tls) {
-    match crate::app::reload_certificate(shared, tls) {
-        Ok(()) if tls.is_self_signed() => {
-            tracing::info!("SIGHUP: the self-signed TLS certificate stays (no files to read)")
-        }
-        Ok(()) => tracing::info!(sha256 = %tls.fingerprint(), "SIGHUP: TLS certificate reloaded"),
-        Err(e) => tracing::error!(
-            error = %format!("{e:#}"),
-            "SIGHUP: TLS certificate not reloaded, keeping the old one"
-        ),
+        reloader.request(Reason::Sighup);
     }
 }
 

@@ -23,6 +23,7 @@ use crate::fetch::{jittered, FetchError, Fetched, Fetcher, Streamed};
 use crate::pipeline::Shared;
 use crate::policy::bundle::{sha256_hex, Bundle, BundleError};
 use crate::policy::{LoadOptions, PolicyError, PolicySet, RemoteLists};
+use crate::reload::{Reason, Reloader};
 
 /// The file under `--state-dir` holding the last good bundle.
 pub const STATE_BUNDLE: &str = "policy.bundle";
@@ -361,15 +362,16 @@ async fn poll_once(
 
 /// Starts the thread that downloads `url` lists (when the policy has any, now or after a
 /// reload): each when its `"refresh"` is due, conditional on its ETag, size-capped. A changed
-/// list is kept (memory and `--state-dir`) and the policy reloaded, which parses it on the
-/// reload thread, never on the query path; unchanged lists are shared. A failed download keeps
+/// list is kept (a file, in `--state-dir` when given) and a reload asked of `reloader`, which
+/// parses it on the reload thread, never here nor on the query path; unchanged lists are shared. A failed download keeps
 /// the old list and is counted (`picket_list_fetch_total{result}`).
 pub fn spawn_list_refresh(
     shared: Arc<Shared>,
+    reloader: Reloader,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     spawn_fetching("picket-list-fetch", shared, move |shared, fetcher| {
-        refresh_loop(shared, fetcher, stopped)
+        refresh_loop(shared, fetcher, reloader, stopped)
     })
 }
 
@@ -378,7 +380,12 @@ pub fn spawn_list_refresh(
 /// the list for hours.
 const LIST_RETRY: Duration = Duration::from_secs(60);
 
-async fn refresh_loop(shared: Arc<Shared>, fetcher: Fetcher, mut stopped: watch::Receiver<bool>) {
+async fn refresh_loop(
+    shared: Arc<Shared>,
+    fetcher: Fetcher,
+    reloader: Reloader,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut due: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
     let max = shared.settings.limits.max_list_download_bytes;
     let tick = shared.settings.limits.min_fetch_interval;
@@ -408,7 +415,8 @@ async fn refresh_loop(shared: Arc<Shared>, fetcher: Fetcher, mut stopped: watch:
             due.insert(url.clone(), now + jittered(next));
         }
         if changed {
-            crate::app::reload_and_log(&shared);
+            // On the reload thread, with SIGHUP and file changes, not here (`crate::reload`).
+            reloader.request(Reason::ListDownloaded);
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

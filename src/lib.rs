@@ -35,5 +35,6 @@ pub mod policy;
 pub mod protocol;
 pub mod query;
 pub mod rebinding;
+pub mod reload;
 pub mod synthesize;
 pub mod upstream;

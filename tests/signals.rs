@@ -11,7 +11,8 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{temp_dir, PicketProcess, ServeOptions};
+use common::https::HttpsServer;
+use common::{a_query, policy_file_dir, temp_dir, PicketProcess, ServeOptions};
 use libc::{SIGHUP, SIGINT, SIGTERM};
 
 /// Bound on every wait here (start-up, a log line, the exit): generous for
@@ -55,17 +56,16 @@ impl Running {
         running
     }
 
-    /// Waits for a log line containing `needle`; panics with the log if
-    /// none comes.
-    fn wait_for_log(&mut self, needle: &str) {
+    /// Waits for the next log line containing `needle` and returns it;
+    /// panics with the log if none comes.
+    fn wait_for_log(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let found = line.contains(needle);
-                    self.log.push(line);
-                    if found {
-                        return;
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
                     }
                 }
                 Err(_) => break,
@@ -214,4 +214,97 @@ fn make_fifo(path: &Path) {
     // SAFETY: a valid NUL-terminated path.
     let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
     assert_eq!(rc, 0, "mkfifo {}", path.display());
+}
+
+/// A reload stuck on a list file (a FIFO nobody writes: a list on a hung mount) holds up
+/// neither the `url` list refresher nor SIGHUP: downloads go on, and what they and a SIGHUP
+/// ask for meanwhile waits for the one reload thread and runs as one reload after the stuck
+/// one, which names them all (`requested_by`) and puts the newest download in force.
+#[test]
+fn list_downloads_go_on_during_a_stuck_reload_and_reload_once_with_sighup_after_it() {
+    let dir = temp_dir("signals-url-reload");
+    let list = dir.join("blocklist.txt");
+    std::fs::write(&list, "blocked.example.test\n").unwrap();
+    let feeds = HttpsServer::start();
+    feeds.publish("ads.txt", "ads-1.example.test\n");
+    let policies = policy_file_dir(
+        "signals-url-policy",
+        &format!(
+            r#"{{ "global": {{
+              "lists": {{ "ads": {{ "url": "{}", "refresh": "1s" }} }},
+              "rules": [ {{ "id": "ads", "expression": "list.ads", "action": "block" }} ] }} }}"#,
+            feeds.url("ads.txt")
+        ),
+    );
+    let mut picket = Running::start(
+        PicketProcess::options()
+            .flag("--policies", &policies)
+            .flag("--blocklist", &list)
+            .flag("--ca-file", &feeds.ca_file)
+            .upstream("127.0.0.1:9"),
+    );
+    let first = picket.wait_for_log("policy reloaded");
+    assert!(first.contains("requested_by=list downloaded"), "{first}");
+
+    // The list file becomes a FIFO (a second name kept to write it later): the SIGHUP reload
+    // blocks opening it.
+    let pipe = dir.join("pipe");
+    make_fifo(&pipe);
+    std::fs::hard_link(&pipe, dir.join("pipe-writer")).unwrap();
+    std::fs::rename(&pipe, &list).unwrap();
+    picket.signal(SIGHUP);
+    picket.wait_for_log("SIGHUP: reloading");
+
+    // Two new versions of the url list are downloaded while that reload is stuck.
+    for version in 2..=3 {
+        feeds.publish("ads.txt", format!("ads-{version}.example.test\n"));
+        wait_for(
+            &format!("version {version} of the list is downloaded"),
+            || {
+                let full = feeds.requests("ads.txt");
+                full.iter().filter(|s| s.status == 200).count() >= version
+            },
+        );
+    }
+    picket.signal(SIGHUP);
+    picket.wait_for_log("SIGHUP: reloading");
+
+    // The list file is a file again, and the stuck reload gets the FIFO's end.
+    let file = dir.join("file");
+    std::fs::write(&file, "blocked.example.test\n").unwrap();
+    std::fs::rename(&file, &list).unwrap();
+    std::fs::write(dir.join("pipe-writer"), "blocked.example.test\n").unwrap();
+    let stuck = picket.wait_for_log("policy reloaded");
+    assert!(stuck.contains("SIGHUP"), "{stuck}");
+    let after = picket.wait_for_log("policy reloaded");
+    assert!(
+        after.contains("SIGHUP") && after.contains("list downloaded"),
+        "one reload for the downloads and the second SIGHUP: {after}\n{}",
+        picket.log.join("\n")
+    );
+    assert_eq!(rcode(&picket, "ads-3.example.test"), 3, "NXDOMAIN");
+    assert_eq!(rcode(&picket, "blocked.example.test"), 3, "NXDOMAIN");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls `done` until it holds; panics after [`PATIENCE`].
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The RCODE of Picket's answer to `name` A over UDP.
+fn rcode(picket: &Running, name: &str) -> u8 {
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client
+        .send_to(&a_query(0x4242, name), picket.process.addr)
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = client.recv_from(&mut buf).expect("an answer");
+    assert!(n >= 12, "a DNS header");
+    buf[3] & 0x0f
 }

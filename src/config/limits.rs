@@ -380,6 +380,16 @@ pub struct Limits {
 /// slots busy, 4 draws find a free one 99.6% of the time.
 pub const UPSTREAM_POOL_DRAWS: usize = 4;
 
+/// Heap blocks of this size or more get a mapping of their own, returned to the system when
+/// freed (glibc's `M_MMAP_THRESHOLD`, set once at start: `crate::reload::map_large_blocks_apart`).
+/// glibc's own threshold starts at 128 KiB but rises to the size of every mapped block freed (up
+/// to 32 MiB), so from the second rebuild of a list on, the new table (16 MiB for 1M domains) was
+/// carved from a malloc arena, which keeps the pages of the table it replaces: a reload of a
+/// rewritten 1M-domain list file then peaked at 1.54-1.55x steady RSS in two release runs of
+/// three (`benches/reload_rss.sh`). 1 MiB is far above what answering a query allocates (a
+/// message is at most 64 KiB), so only list tables and other bulk buffers pay the `mmap` call.
+pub const MAP_APART_BYTES: usize = 1 << 20;
+
 /// Jitter of the bundle and list poll intervals, as a fraction either side of the interval: a
 /// fleet restarted at once spreads its polls out instead of hitting the server in step.
 /// ±10% is what Kubernetes' `wait.Jitter` and most CDN-polling agents use.

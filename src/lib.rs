@@ -37,3 +37,6 @@ pub mod query;
 pub mod rebinding;
 pub mod synthesize;
 pub mod upstream;
+
+#[cfg(test)]
+mod testing;

@@ -394,8 +394,7 @@ mod tests {
     use super::*;
 
     fn policy_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("picket-bundle-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
+        let d = crate::testing::fresh_dir(&format!("bundle-{tag}"));
         std::fs::create_dir_all(d.join("lists")).unwrap();
         std::fs::write(
             d.join("p.json"),

@@ -640,9 +640,7 @@ mod tests {
 
     #[test]
     fn policy_set_is_send_sync() {
-        fn check<T: Send + Sync>() {}
-        check::<PolicySet>();
-        check::<Verdict>();
+        crate::testing::assert_send_sync::<(PolicySet, Verdict)>();
     }
 
     #[test]

@@ -17,9 +17,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber}
 use super::*;
 use crate::config::Limits;
 
-fn n(s: &str) -> Name {
-    Name::from_ascii(s).unwrap()
-}
+use crate::testing::name as n;
 
 /// A zone's signing key.
 struct Key {
@@ -197,8 +195,29 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn is_bogus_over(security: &Security, limit: &str) -> bool {
-    matches!(security, Security::Bogus { ede: 6, reason } if reason.contains(limit))
+/// Asserts that `m` is secure under the `roomy` limits and bogus for going over `limit` under
+/// the `capped` ones: the cap, not the data, makes it bogus.
+fn assert_capped(
+    key: &Key,
+    m: &Message,
+    fetch: &MapFetch,
+    [roomy, capped]: [Limits; 2],
+    limit: &str,
+) {
+    assert_eq!(
+        block_on(validator(key, &roomy).validate(m, fetch)),
+        Security::Secure
+    );
+    assert_bogus_over(&validator(key, &capped), m, fetch, limit);
+}
+
+/// Asserts that `v` finds `m` bogus (EDE 6) for going over the limit named `limit`.
+fn assert_bogus_over(v: &Validator, m: &Message, fetch: &dyn Fetch, limit: &str) {
+    let verdict = block_on(v.validate(m, fetch));
+    assert!(
+        matches!(&verdict, Security::Bogus { ede: 6, reason } if reason.contains(limit)),
+        "{verdict:?}"
+    );
 }
 
 #[test]
@@ -262,23 +281,12 @@ fn keys_tried_per_rrsig_are_capped() {
     let key = Key::new("example.");
     let fetch = dnskey_fetch(&key, &colliding_keys(&key, 5));
     let m = signed_a(&key, "www.example.");
-    let roomy = Limits {
-        dnssec_max_keys_per_tag: 8,
+    let keys_per_tag = |n| Limits {
+        dnssec_max_keys_per_tag: n,
         ..Limits::default()
     };
-    assert_eq!(
-        block_on(validator(&key, &roomy).validate(&m, &fetch)),
-        Security::Secure
-    );
-    let capped = Limits {
-        dnssec_max_keys_per_tag: 4,
-        ..Limits::default()
-    };
-    let verdict = block_on(validator(&key, &capped).validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_keys_per_tag"),
-        "{verdict:?}"
-    );
+    let limits = [keys_per_tag(8), keys_per_tag(4)];
+    assert_capped(&key, &m, &fetch, limits, "dnssec_max_keys_per_tag");
 }
 
 #[test]
@@ -292,10 +300,11 @@ fn signature_verifications_per_answer_are_capped() {
         ..Limits::default()
     };
     // DNSKEY RRset: 1 verification; the A RRset: 5 wrong keys, then the right one.
-    let verdict = block_on(validator(&key, &limits).validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_verifications"),
-        "{verdict:?}"
+    assert_bogus_over(
+        &validator(&key, &limits),
+        &m,
+        &fetch,
+        "dnssec_max_verifications",
     );
 }
 
@@ -309,11 +318,7 @@ fn a_zone_is_not_left_bogus_by_an_answer_that_ran_out_of_budget() {
     };
     let v = validator(&key, &limits);
     let m = signed_a(&key, "www.example.");
-    let verdict = block_on(v.validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_verifications"),
-        "{verdict:?}"
-    );
+    assert_bogus_over(&v, &m, &fetch, "dnssec_max_verifications");
     // The DNSKEY RRset was never checked: nothing about example. is cached.
     assert!(v.cached_state(&n("example.")).is_none());
 }
@@ -342,15 +347,8 @@ fn rrsigs_tried_per_rrset_are_capped() {
         dnssec_max_verifications: 64,
         ..Limits::default()
     };
-    assert_eq!(
-        block_on(validator(&key, &roomy).validate(&m, &fetch)),
-        Security::Secure
-    );
-    let verdict = block_on(validator(&key, &Limits::default()).validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_rrsigs_per_rrset"),
-        "{verdict:?}"
-    );
+    let limits = [roomy, Limits::default()];
+    assert_capped(&key, &m, &fetch, limits, "dnssec_max_rrsigs_per_rrset");
 }
 
 /// RFC 4648 base32hex, lower case, no padding (RFC 5155's NSEC3 owner labels).
@@ -513,19 +511,12 @@ fn nsec3_hashes_per_answer_are_capped() {
     // 20 labels below the zone: a closest-encloser search hashes each ancestor.
     let long = format!("{}example.", "x.".repeat(20));
     let m = nxdomain(&key, &long, 1, false);
-    assert_eq!(
-        block_on(validator(&key, &Limits::default()).validate(&m, &fetch)),
-        Security::Secure
-    );
     let capped = Limits {
         dnssec_max_nsec3_hashes: 10,
         ..Limits::default()
     };
-    let verdict = block_on(validator(&key, &capped).validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_nsec3_hashes"),
-        "{verdict:?}"
-    );
+    let limits = [Limits::default(), capped];
+    assert_capped(&key, &m, &fetch, limits, "dnssec_max_nsec3_hashes");
 }
 
 #[test]

@@ -20,7 +20,7 @@
 //! handshake timeouts still close what nobody needs.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use super::proxy::{Proxies, Refused};
 use crate::config::Limits;
 use crate::pipeline::Worker;
-use crate::query::Transport;
+use crate::query::{ClientHints, Transport};
 
 /// Why a connection was shed, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -452,8 +452,9 @@ impl Drop for QueryInProgress {
 
 /// Accepts connections on one worker's listener until the runtime stops,
 /// each admitted to `table` and served by its own task running `serve`
-/// with the client's address: the peer's, or with `--proxy-protocol-from`
-/// the one its PROXY header gives (see [`super::proxy`]).
+/// with the worker and hints naming the client by its address: the peer's,
+/// or with `--proxy-protocol-from` the one its PROXY header gives (see
+/// [`super::proxy`]), and by the table's transport.
 pub async fn accept_loop<F, Fut>(
     worker: Arc<Worker>,
     listener: std::net::TcpListener,
@@ -461,7 +462,7 @@ pub async fn accept_loop<F, Fut>(
     serve: F,
 ) -> std::io::Result<()>
 where
-    F: Fn(TcpStream, SocketAddr, OpenConnection) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<Worker>, TcpStream, ClientHints, OpenConnection) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::from_std(listener)?;
@@ -486,14 +487,15 @@ where
         // A graceful stop waits for this connection's answers.
         let inflight = worker.shared().drain.track();
         let Some(proxies) = proxies.clone() else {
-            let served = serve(stream, peer, connection);
+            let hints = ClientHints::from_peer(peer, table.transport);
+            let served = serve(worker.clone(), stream, hints, connection);
             tokio::spawn(async move {
                 served.await;
                 drop(inflight);
             });
             continue;
         };
-        let (serve, table) = (serve.clone(), table.clone());
+        let (serve, table, worker) = (serve.clone(), table.clone(), worker.clone());
         tokio::spawn(async move {
             let mut stream = stream;
             let client = tokio::select! {
@@ -503,7 +505,8 @@ where
             match client {
                 Ok(client) => {
                     connection.reassign(client.ip());
-                    serve(stream, client, connection).await;
+                    let hints = ClientHints::from_peer(client, table.transport);
+                    serve(worker, stream, hints, connection).await;
                 }
                 // Missing and malformed headers come only from trusted
                 // peers: a misconfigured load balancer, whose operator

@@ -17,7 +17,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -87,13 +87,13 @@ pub async fn serve(
     let http = Arc::new(HttpBuilders::new(&worker.shared().settings.limits));
     let alt_svc = h3_port.map(alt_svc);
     accept_loop(
-        worker.clone(),
+        worker,
         listener,
         table,
-        move |stream, peer, open| {
+        move |worker, stream, hints, open| {
             let connection = Connection {
-                worker: worker.clone(),
-                peer,
+                worker,
+                ip: hints.ip,
                 open,
                 alt_svc: alt_svc.clone(),
             };
@@ -159,7 +159,8 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// One client connection.
 struct Connection {
     worker: Arc<Worker>,
-    peer: SocketAddr,
+    /// The client's address (the peer's, or the one its PROXY header gives).
+    ip: IpAddr,
     /// Its place in the connection table, held throughout.
     open: OpenConnection,
     alt_svc: Option<HeaderValue>,
@@ -180,7 +181,7 @@ impl Connection {
         let activity = self.open.activity().clone();
         let handler = Arc::new(Handler {
             worker: self.worker.clone(),
-            ip: self.peer.ip(),
+            ip: self.ip,
             activity: activity.clone(),
             alt_svc: self.alt_svc.clone(),
         });

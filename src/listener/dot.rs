@@ -12,7 +12,7 @@ use super::conns::{accept_loop, ConnectionTable, OpenConnection};
 use super::tcp::serve_stream;
 use super::tls::Tls;
 use crate::pipeline::Worker;
-use crate::query::{ClientHints, Transport};
+use crate::query::ClientHints;
 
 /// Accepts DoT connections on one worker's listener until the runtime stops.
 pub async fn serve(
@@ -22,12 +22,11 @@ pub async fn serve(
     table: Arc<ConnectionTable>,
 ) -> std::io::Result<()> {
     accept_loop(
-        worker.clone(),
+        worker,
         listener,
         table,
-        move |stream, peer, connection| {
-            let (worker, tls) = (worker.clone(), tls.clone());
-            let hints = ClientHints::from_peer(peer, Transport::Dot);
+        move |worker, stream, hints, connection| {
+            let tls = tls.clone();
             async move { serve_connection(worker, stream, hints, &tls, connection).await }
         },
     )

@@ -14,7 +14,7 @@ use tokio::time::{sleep, timeout, timeout_at, Instant};
 use super::conns::{accept_loop, ConnectionTable, OpenConnection};
 use crate::config::Limits;
 use crate::pipeline::{Step, Worker};
-use crate::query::{ClientHints, Transport};
+use crate::query::ClientHints;
 
 /// After a shed, how long the connection has to write the answers it owes
 /// before it is closed regardless.
@@ -28,12 +28,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = worker.shared().settings.limits.clone();
     accept_loop(
-        worker.clone(),
+        worker,
         listener,
         table,
-        move |stream, peer, connection| {
-            let (worker, limits) = (worker.clone(), limits.clone());
-            let hints = ClientHints::from_peer(peer, Transport::Tcp);
+        move |worker, stream, hints, connection| {
+            let limits = limits.clone();
             async move { serve_stream(worker, stream, hints, &limits, &connection).await }
         },
     )

@@ -278,10 +278,17 @@ async fn poll_loop(
         let result = poll_once(&shared, &fleet, &fetcher, &mut etag).await;
         fleet.record(result);
         let pause = jittered(fleet.settings.interval);
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = stopped.wait_for(|s| *s) => return,
+        if stopped_during(pause, &mut stopped).await {
+            return;
         }
+    }
+}
+
+/// Sleeps for `pause` unless the process stops first; whether it did (the loop then ends).
+async fn stopped_during(pause: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => false,
+        _ = stopped.wait_for(|s| *s) => true,
     }
 }
 
@@ -410,9 +417,8 @@ async fn refresh_loop(shared: Arc<Shared>, fetcher: Fetcher, mut stopped: watch:
         if changed {
             crate::app::reload_and_log(&shared);
         }
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = stopped.wait_for(|s| *s) => return,
+        if stopped_during(tick, &mut stopped).await {
+            return;
         }
     }
 }

@@ -574,11 +574,14 @@ mod tests {
         scope.translate(&parse(text).unwrap(), "r")
     }
 
+    /// `text` translated in a scope of its own, for tests that look only at the result.
+    fn tr_alone(text: &str) -> Translated {
+        tr(&mut Scope::default(), text)
+    }
+
     #[test]
     fn same_fields_are_kept_as_written() {
-        let mut s = Scope::default();
-        let t = tr(
-            &mut s,
+        let t = tr_alone(
             r#"dns.fqdn == "WWW.Example.com." and dns.src_ip in {10.0.0.0/8 2001:db8::/32}"#,
         );
         assert_eq!(
@@ -665,9 +668,7 @@ mod tests {
 
     #[test]
     fn categories_become_empty_lists_and_problems() {
-        let mut s = Scope::default();
-        let t = tr(
-            &mut s,
+        let t = tr_alone(
             r#"any(dns.content_category[*] in {1 4}) and not(any(dns.security_category[*] in {68}))"#,
         );
         assert_eq!(
@@ -716,9 +717,7 @@ mod tests {
 
     #[test]
     fn nesting_keeps_its_meaning() {
-        let mut s = Scope::default();
-        let t = tr(
-            &mut s,
+        let t = tr_alone(
             r#"(dns.fqdn == "a" or dns.fqdn == "b") and not (dns.fqdn == "c" or dns.fqdn == "d")"#,
         );
         assert_eq!(

@@ -452,13 +452,21 @@ async fn refresh_one(
     }
 }
 
-/// The shortest interval accepted, for the message of a shorter one.
-pub fn check_interval(interval: Duration, limits: &Limits) -> Result<Duration, String> {
+/// A polling interval under the floor of [`Limits::min_fetch_interval`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{interval:?} is shorter than the {floor:?} floor (Limits::min_fetch_interval): poll less often")]
+pub struct IntervalTooShort {
+    pub interval: Duration,
+    pub floor: Duration,
+}
+
+/// `interval` if it is not shorter than the limits allow.
+pub fn check_interval(interval: Duration, limits: &Limits) -> Result<Duration, IntervalTooShort> {
     if interval < limits.min_fetch_interval {
-        Err(format!(
-            "{interval:?} is shorter than the {:?} floor (Limits::min_fetch_interval): poll less often",
-            limits.min_fetch_interval
-        ))
+        Err(IntervalTooShort {
+            interval,
+            floor: limits.min_fetch_interval,
+        })
     } else {
         Ok(interval)
     }

@@ -191,15 +191,7 @@ pub(crate) fn ds_absence(
     let set = nsecs(records);
     if let Some((_, nsec)) = set.iter().find(|(owner, _)| *owner == here) {
         let has = |t| nsec.type_set().contains(t);
-        return Ok(if has(RecordType::DS) {
-            DsAbsence::NotProven(format!("the NSEC of {here} lists DS"))
-        } else if is_delegation(has) {
-            DsAbsence::InsecureDelegation(format!(
-                "{here} is delegated without DS (NSEC of {zone})"
-            ))
-        } else {
-            DsAbsence::NotCut
-        });
+        return Ok(ds_absence_at(here, zone, has, "NSEC"));
     }
     if set
         .iter()
@@ -209,6 +201,24 @@ pub(crate) fn ds_absence(
         return Ok(DsAbsence::NotCut);
     }
     Ok(DsAbsence::NotProven(format!("no NSEC for {here}")))
+}
+
+/// What the `record` (NSEC or NSEC3) matching `here`, whose type bitmap `has`, says of its DS.
+fn ds_absence_at(
+    here: &Name,
+    zone: &Name,
+    has: impl Fn(RecordType) -> bool,
+    record: &str,
+) -> DsAbsence {
+    if has(RecordType::DS) {
+        DsAbsence::NotProven(format!("the {record} of {here} lists DS"))
+    } else if is_delegation(has) {
+        DsAbsence::InsecureDelegation(format!(
+            "{here} is delegated without DS ({record} of {zone})"
+        ))
+    } else {
+        DsAbsence::NotCut
+    }
 }
 
 /// A wildcard expansion of `name` from a wildcard with `labels` labels:
@@ -450,15 +460,7 @@ impl<'r> Nsec3Set<'r> {
         let h = self.hash(here, ctx)?;
         if let Some(found) = self.matching(&h) {
             let has = |t| found.type_set().contains(t);
-            return Ok(if has(RecordType::DS) {
-                DsAbsence::NotProven(format!("the NSEC3 of {here} lists DS"))
-            } else if is_delegation(has) {
-                DsAbsence::InsecureDelegation(format!(
-                    "{here} is delegated without DS (NSEC3 of {zone})"
-                ))
-            } else {
-                DsAbsence::NotCut
-            });
+            return Ok(ds_absence_at(here, zone, has, "NSEC3"));
         }
         Ok(match self.closest_encloser(here, zone, ctx)? {
             Some((_, cover)) if cover.opt_out() => DsAbsence::InsecureDelegation(format!(

@@ -128,7 +128,7 @@ impl Schedule {
         for (i, (key, text)) in schedule.days().into_iter().enumerate() {
             if let Some(text) = text {
                 days[i] = parse_ranges(text)
-                    .map_err(|m| ScheduleError::new(format!("schedule.{key}"), m))?;
+                    .map_err(|e| ScheduleError::new(format!("schedule.{key}"), e.to_string()))?;
             }
         }
         Ok(Some(Self {
@@ -212,34 +212,42 @@ fn weekday_index(day: Weekday) -> usize {
     day.to_monday_zero_offset() as usize
 }
 
+/// What is wrong with one day's ranges.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RangeError {
+    #[error("{0:?} is not a range: write HH:MM-HH:MM, e.g. 09:00-17:00")]
+    NotARange(String),
+    #[error("{0:?} is not a time of day: write HH:MM, 00:00 to 24:00")]
+    NotATime(String),
+    #[error("range {0:?} ends before it starts: a range runs within one day (up to 24:00)")]
+    Backwards(String),
+    /// Two ranges (as `HH:MM-HH:MM`) that overlap.
+    #[error("ranges {0} and {1} overlap: merge them into one")]
+    Overlap(String, String),
+}
+
 /// `09:00-12:30,13:30-17:00`: ranges in minutes, sorted, none overlapping.
-fn parse_ranges(text: &str) -> Result<Vec<(u16, u16)>, String> {
+fn parse_ranges(text: &str) -> Result<Vec<(u16, u16)>, RangeError> {
     let mut ranges = Vec::new();
     for part in text.split(',').map(str::trim) {
-        let (start, end) = part.split_once('-').ok_or_else(|| {
-            format!("{part:?} is not a range: write HH:MM-HH:MM, e.g. 09:00-17:00")
-        })?;
+        let (start, end) = part
+            .split_once('-')
+            .ok_or_else(|| RangeError::NotARange(part.to_owned()))?;
         let (start, end) = (minute_of(start.trim())?, minute_of(end.trim())?);
         if start >= end {
-            return Err(format!(
-                "range {part:?} ends before it starts: a range runs within one day (up to 24:00)"
-            ));
+            return Err(RangeError::Backwards(part.to_owned()));
         }
         ranges.push((start, end));
     }
     ranges.sort_unstable();
     if let Some(w) = ranges.windows(2).find(|w| w[1].0 < w[0].1) {
-        return Err(format!(
-            "ranges {} and {} overlap: merge them into one",
-            show(w[0]),
-            show(w[1])
-        ));
+        return Err(RangeError::Overlap(show(w[0]), show(w[1])));
     }
     Ok(ranges)
 }
 
-fn minute_of(text: &str) -> Result<u16, String> {
-    let bad = || format!("{text:?} is not a time of day: write HH:MM, 00:00 to 24:00");
+fn minute_of(text: &str) -> Result<u16, RangeError> {
+    let bad = || RangeError::NotATime(text.to_owned());
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
     if h.len() != 2 || m.len() != 2 {
         return Err(bad());

@@ -577,6 +577,24 @@ impl Validator {
         }
     }
 
+    /// `name`'s state from the cache, else from `work`, remembered. One validation at a time
+    /// runs `work` for a name; the others wait for it and then find the state cached.
+    async fn state_of(
+        &self,
+        name: &Name,
+        work: impl std::future::Future<Output = Result<(NodeState, u32), Unfetched>>,
+    ) -> Result<NodeState, Unfetched> {
+        if let Some(state) = self.cached(name) {
+            return Ok(state);
+        }
+        let _fetching = self.fetching(name).await;
+        if let Some(state) = self.cached(name) {
+            return Ok(state);
+        }
+        let (state, ttl) = work.await?;
+        Ok(self.remember(name, state, ttl))
+    }
+
     /// Walks down from the closest anchor of `name` to `name`, and says in
     /// which zone `name` is and whether it is secure.
     pub(crate) async fn zone_of(&self, name: &Name, ctx: &mut Ctx<'_>) -> Zone {
@@ -587,18 +605,10 @@ impl Validator {
             return Zone::Insecure(format!("no trust anchor above {name}"));
         };
         let anchor_zone = anchor_zone.clone();
-        let state = match self.cached(&anchor_zone) {
-            Some(state) => state,
-            None => {
-                let _fetching = self.fetching(&anchor_zone).await;
-                match self.cached(&anchor_zone) {
-                    Some(state) => state,
-                    None => match self.anchor_state(&anchor_zone, anchor, ctx).await {
-                        Ok((state, ttl)) => self.remember(&anchor_zone, state, ttl),
-                        Err(unfetched) => return Zone::Indeterminate(unfetched.to_string()),
-                    },
-                }
-            }
+        let work = self.anchor_state(&anchor_zone, anchor, ctx);
+        let state = match self.state_of(&anchor_zone, work).await {
+            Ok(state) => state,
+            Err(unfetched) => return Zone::Indeterminate(unfetched.to_string()),
         };
         let mut zone = anchor_zone.clone();
         let mut keys = match state {
@@ -618,18 +628,10 @@ impl Validator {
             if self.negative_anchor(&here) {
                 return Zone::Insecure(format!("{here} is under a negative trust anchor"));
             }
-            let state = match self.cached(&here) {
-                Some(state) => state,
-                None => {
-                    let _fetching = self.fetching(&here).await;
-                    match self.cached(&here) {
-                        Some(state) => state,
-                        None => match self.cut_state(&here, &zone, &keys, ctx).await {
-                            Ok((state, ttl)) => self.remember(&here, state, ttl),
-                            Err(unfetched) => return Zone::Indeterminate(unfetched.to_string()),
-                        },
-                    }
-                }
+            let work = self.cut_state(&here, &zone, &keys, ctx);
+            let state = match self.state_of(&here, work).await {
+                Ok(state) => state,
+                Err(unfetched) => return Zone::Indeterminate(unfetched.to_string()),
             };
             match state {
                 NodeState::Secure(k) => {

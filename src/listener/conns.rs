@@ -548,6 +548,19 @@ mod tests {
         c.activity.0.shed.load(Ordering::Acquire)
     }
 
+    /// Asserts that `shed` was shed (`why`), the first for `reason`, and `kept` were not.
+    fn assert_shed(
+        t: &ConnectionTable,
+        reason: ShedReason,
+        why: &str,
+        shed: &OpenConnection,
+        kept: &[&OpenConnection],
+    ) {
+        assert!(is_shed(shed), "{why}");
+        assert!(kept.iter().all(|c| !is_shed(c)), "only the one {why}");
+        assert_eq!(t.shed_count(reason), 1);
+    }
+
     #[test]
     fn handshaking_goes_first_then_idle_longest_then_busy() {
         let t = table(3, 10);
@@ -557,9 +570,8 @@ mod tests {
         drop(idle.activity().begin_query());
         let silent = t.admit(ip("192.0.2.3"));
         let first = t.admit(ip("192.0.2.4"));
-        assert!(is_shed(&silent), "the one that never asked goes first");
-        assert!(!is_shed(&idle) && !is_shed(&busy));
-        assert_eq!(t.shed_count(ShedReason::Handshake), 1);
+        let why = "the one that never asked goes first";
+        assert_shed(&t, ShedReason::Handshake, why, &silent, &[&idle, &busy]);
         // `first` has not asked anything either, and is now the oldest such.
         let second = t.admit(ip("192.0.2.5"));
         assert!(is_shed(&first));
@@ -570,9 +582,13 @@ mod tests {
         let third = t.admit(ip("192.0.2.6"));
         drop(third.activity().begin_query());
         let _fourth = t.admit(ip("192.0.2.7"));
-        assert!(is_shed(&idle), "idle longest");
-        assert!(!is_shed(&third) && !is_shed(&busy));
-        assert_eq!(t.shed_count(ShedReason::Idle), 1);
+        assert_shed(
+            &t,
+            ShedReason::Idle,
+            "idle longest",
+            &idle,
+            &[&third, &busy],
+        );
         assert_eq!(t.open(), 3);
     }
 
@@ -584,9 +600,8 @@ mod tests {
         let b = t.admit(ip("192.0.2.2"));
         let _qb = b.activity().begin_query();
         let _c = t.admit(ip("192.0.2.3"));
-        assert!(is_shed(&a), "the busy one whose last query is oldest");
-        assert!(!is_shed(&b));
-        assert_eq!(t.shed_count(ShedReason::Busy), 1);
+        let why = "the busy one whose last query is oldest";
+        assert_shed(&t, ShedReason::Busy, why, &a, &[&b]);
     }
 
     #[test]
@@ -596,9 +611,8 @@ mod tests {
         let own1 = t.admit(ip("198.51.100.1"));
         let own2 = t.admit(ip("198.51.100.1"));
         let _own3 = t.admit(ip("198.51.100.1"));
-        assert!(is_shed(&own1));
-        assert!(!is_shed(&own2) && !is_shed(&other));
-        assert_eq!(t.shed_count(ShedReason::PerClient), 1);
+        let why = "the client's oldest";
+        assert_shed(&t, ShedReason::PerClient, why, &own1, &[&own2, &other]);
         assert_eq!(t.open(), 3);
     }
 

@@ -18,32 +18,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Minutes in a day; a range may end at `24:00`.
 const DAY_MINUTES: u16 = 24 * 60;
 
-/// A rule's schedule as written in a policy file.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A rule's schedule as written in a policy file (and by `picket import`: absent days left out).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScheduleJson {
     /// IANA time zone; UTC when absent (Gateway infers it from the client's
     /// location, which Picket does not know).
-    #[serde(default, alias = "timezone")]
+    #[serde(default, alias = "timezone", skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mon: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tue: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wed: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thu: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fri: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sat: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sun: Option<String>,
 }
 

@@ -450,11 +450,21 @@ impl Drop for QueryInProgress {
     }
 }
 
+/// A connection accepted and admitted, handed to its transport.
+pub struct Accepted {
+    pub worker: Arc<Worker>,
+    pub stream: TcpStream,
+    /// The client by its address (the peer's, or the one its PROXY header gives) and by the
+    /// table's transport.
+    pub hints: ClientHints,
+    /// Its place in the connection table, held while it is served.
+    pub connection: OpenConnection,
+}
+
 /// Accepts connections on one worker's listener until the runtime stops,
 /// each admitted to `table` and served by its own task running `serve`
-/// with the worker and hints naming the client by its address: the peer's,
-/// or with `--proxy-protocol-from` the one its PROXY header gives (see
-/// [`super::proxy`]), and by the table's transport.
+/// (see [`Accepted`]); with `--proxy-protocol-from`, the client is the one
+/// its PROXY header gives (see [`super::proxy`]).
 pub async fn accept_loop<F, Fut>(
     worker: Arc<Worker>,
     listener: std::net::TcpListener,
@@ -462,7 +472,7 @@ pub async fn accept_loop<F, Fut>(
     serve: F,
 ) -> std::io::Result<()>
 where
-    F: Fn(Arc<Worker>, TcpStream, ClientHints, OpenConnection) -> Fut + Send + Sync + 'static,
+    F: Fn(Accepted) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::from_std(listener)?;
@@ -487,8 +497,12 @@ where
         // A graceful stop waits for this connection's answers.
         let inflight = worker.shared().drain.track();
         let Some(proxies) = proxies.clone() else {
-            let hints = ClientHints::from_peer(peer, table.transport);
-            let served = serve(worker.clone(), stream, hints, connection);
+            let served = serve(Accepted {
+                worker: worker.clone(),
+                stream,
+                hints: ClientHints::from_peer(peer, table.transport),
+                connection,
+            });
             tokio::spawn(async move {
                 served.await;
                 drop(inflight);
@@ -505,8 +519,13 @@ where
             match client {
                 Ok(client) => {
                     connection.reassign(client.ip());
-                    let hints = ClientHints::from_peer(client, table.transport);
-                    serve(worker, stream, hints, connection).await;
+                    serve(Accepted {
+                        worker,
+                        stream,
+                        hints: ClientHints::from_peer(client, table.transport),
+                        connection,
+                    })
+                    .await;
                 }
                 // Missing and malformed headers come only from trusted
                 // peers: a misconfigured load balancer, whose operator
@@ -548,6 +567,13 @@ mod tests {
         c.activity.0.shed.load(Ordering::Acquire)
     }
 
+    /// A connection from `client` with a query in progress until the guard is dropped.
+    fn admit_busy(t: &Arc<ConnectionTable>, client: &str) -> (OpenConnection, QueryInProgress) {
+        let connection = t.admit(ip(client));
+        let query = connection.activity().begin_query();
+        (connection, query)
+    }
+
     /// Asserts that `shed` was shed (`why`), the first for `reason`, and `kept` were not.
     fn assert_shed(
         t: &ConnectionTable,
@@ -564,8 +590,7 @@ mod tests {
     #[test]
     fn handshaking_goes_first_then_idle_longest_then_busy() {
         let t = table(3, 10);
-        let busy = t.admit(ip("192.0.2.1"));
-        let _query = busy.activity().begin_query();
+        let (busy, _query) = admit_busy(&t, "192.0.2.1");
         let idle = t.admit(ip("192.0.2.2"));
         drop(idle.activity().begin_query());
         let silent = t.admit(ip("192.0.2.3"));
@@ -595,10 +620,8 @@ mod tests {
     #[test]
     fn busy_only_when_nothing_else_is_left() {
         let t = table(2, 10);
-        let a = t.admit(ip("192.0.2.1"));
-        let _qa = a.activity().begin_query();
-        let b = t.admit(ip("192.0.2.2"));
-        let _qb = b.activity().begin_query();
+        let (a, _qa) = admit_busy(&t, "192.0.2.1");
+        let (b, _qb) = admit_busy(&t, "192.0.2.2");
         let _c = t.admit(ip("192.0.2.3"));
         let why = "the busy one whose last query is oldest";
         assert_shed(&t, ShedReason::Busy, why, &a, &[&b]);

@@ -86,21 +86,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let http = Arc::new(HttpBuilders::new(&worker.shared().settings.limits));
     let alt_svc = h3_port.map(alt_svc);
-    accept_loop(
-        worker,
-        listener,
-        table,
-        move |worker, stream, hints, open| {
-            let connection = Connection {
-                worker,
-                ip: hints.ip,
-                open,
-                alt_svc: alt_svc.clone(),
-            };
-            let (tls, http) = (tls.clone(), http.clone());
-            async move { connection.serve(stream, &tls, &http).await }
-        },
-    )
+    accept_loop(worker, listener, table, move |a| {
+        let connection = Connection {
+            worker: a.worker,
+            ip: a.hints.ip,
+            open: a.connection,
+            alt_svc: alt_svc.clone(),
+        };
+        let (tls, http) = (tls.clone(), http.clone());
+        async move { connection.serve(a.stream, &tls, &http).await }
+    })
     .await
 }
 

@@ -27,15 +27,10 @@ pub async fn serve(
     table: Arc<ConnectionTable>,
 ) -> std::io::Result<()> {
     let limits = worker.shared().settings.limits.clone();
-    accept_loop(
-        worker,
-        listener,
-        table,
-        move |worker, stream, hints, connection| {
-            let limits = limits.clone();
-            async move { serve_stream(worker, stream, hints, &limits, &connection).await }
-        },
-    )
+    accept_loop(worker, listener, table, move |a| {
+        let limits = limits.clone();
+        async move { serve_stream(a.worker, a.stream, a.hints, &limits, &a.connection).await }
+    })
     .await
 }
 

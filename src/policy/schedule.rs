@@ -18,32 +18,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Minutes in a day; a range may end at `24:00`.
 const DAY_MINUTES: u16 = 24 * 60;
 
-/// A rule's schedule as written in a policy file (and by `picket import`: absent days left out).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// A rule's schedule as written in a policy file (and by `picket import`: see its `Serialize`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScheduleJson {
     /// IANA time zone; UTC when absent (Gateway infers it from the client's
     /// location, which Picket does not know).
-    #[serde(default, alias = "timezone", skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "timezone")]
     pub time_zone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub mon: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tue: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub wed: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub thu: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub fri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub sat: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub sun: Option<String>,
 }
 
@@ -59,6 +60,22 @@ impl ScheduleJson {
             ("sat", self.sat.as_deref()),
             ("sun", self.sun.as_deref()),
         ]
+    }
+}
+
+/// The time zone, then the days that have ranges, Monday first; absent ones are left out.
+impl Serialize for ScheduleJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(zone) = &self.time_zone {
+            map.serialize_entry("time_zone", zone)?;
+        }
+        for (key, ranges) in self.days() {
+            if let Some(ranges) = ranges {
+                map.serialize_entry(key, ranges)?;
+            }
+        }
+        map.end()
     }
 }
 

@@ -1245,9 +1245,7 @@ fn org_networks(
     index: u32,
     at: At<'_>,
 ) -> bool {
-    let mut ok = true;
-    for (j, n) in networks.iter().enumerate() {
-        let path = format!("{}.networks[{j}]", at.path);
+    each_entry(networks, "networks", at, |n, path| {
         let net = n
             .parse::<IpNet>()
             .ok()
@@ -1255,18 +1253,32 @@ fn org_networks(
         let Some(net) = net else {
             let msg = format!("{n:?} is not a network (CIDR)");
             b.issue(IssueKind::Invalid, at.file, path, msg);
-            ok = false;
-            continue;
+            return false;
         };
-        if let Some(prev) = claims.ident.add_network(net, index) {
-            let msg = format!(
-                "network {} is already claimed by organization {:?}",
-                net.trunc(),
-                claims.owner(prev)
-            );
-            b.issue(IssueKind::Duplicate, at.file, path, msg);
-            ok = false;
-        }
+        let Some(prev) = claims.ident.add_network(net, index) else {
+            return true;
+        };
+        let msg = format!(
+            "network {} is already claimed by organization {:?}",
+            net.trunc(),
+            claims.owner(prev)
+        );
+        b.issue(IssueKind::Duplicate, at.file, path, msg);
+        false
+    })
+}
+
+/// Checks each entry of an organization's array `field` with `check` (given the entry's JSON
+/// path); whether all passed. Every entry is checked, so that every problem is reported.
+fn each_entry(
+    values: &[String],
+    field: &str,
+    at: At<'_>,
+    mut check: impl FnMut(&str, String) -> bool,
+) -> bool {
+    let mut ok = true;
+    for (j, v) in values.iter().enumerate() {
+        ok &= check(v, format!("{}.{field}[{j}]", at.path));
     }
     ok
 }
@@ -1317,15 +1329,11 @@ fn org_secrets(
     index: u32,
     at: At<'_>,
 ) -> bool {
-    let mut ok = true;
-    for (j, v) in values.iter().enumerate() {
-        let path = format!("{}.{}[{j}]", at.path, kind.field);
+    each_entry(values, kind.field, at, |v, path| {
         if let Some(problem) = (kind.malformed)(v) {
             b.issue(IssueKind::Invalid, at.file, path, problem);
-            ok = false;
         } else if let Some(problem) = weak_token(v, context, kind.noun) {
             b.issue_at_value((at.file, at.text), (kind.field, v, index), path, problem);
-            ok = false;
         } else if let Some(prev) = (kind.claim)(&mut claims.ident, v, index) {
             let msg = format!(
                 "{} {v:?} is already used by organization {:?}",
@@ -1333,10 +1341,11 @@ fn org_secrets(
                 claims.owner(prev)
             );
             b.issue(IssueKind::Duplicate, at.file, path, msg);
-            ok = false;
+        } else {
+            return true;
         }
-    }
-    ok
+        false
+    })
 }
 
 /// Why `value` (a DoH token or DoT name of an organization whose words are `context`) is too

@@ -195,6 +195,15 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// `example.`'s key, a validator anchored at it with the default limits, and a fetch that
+/// serves its DNSKEY RRset.
+fn signed_example() -> (Key, Validator, MapFetch) {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = dnskey_fetch(&key, &[]);
+    (key, v, fetch)
+}
+
 /// Asserts that `m` is secure under the `roomy` limits and bogus for going over `limit` under
 /// the `capped` ones: the cap, not the data, makes it bogus.
 fn assert_capped(
@@ -222,9 +231,7 @@ fn assert_bogus_over(v: &Validator, m: &Message, fetch: &dyn Fetch, limit: &str)
 
 #[test]
 fn a_signed_answer_under_a_dnskey_anchor_is_secure() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     assert_eq!(
         block_on(v.validate(&signed_a(&key, "www.example."), &fetch)),
         Security::Secure
@@ -415,7 +422,21 @@ fn soa(key: &Key) -> Vec<Record> {
 const APEX: &[RecordType] = &[RecordType::SOA, RecordType::NS, RecordType::DNSKEY];
 
 fn nxdomain(key: &Key, qname: &str, iterations: u16, opt_out: bool) -> Message {
-    let mut m = response(qname, RecordType::A, ResponseCode::NXDomain);
+    let a = RecordType::A;
+    nsec3_denial(key, qname, a, ResponseCode::NXDomain, iterations, opt_out)
+}
+
+/// An `rcode` answer to `qname` `qtype` without records: the SOA and the NSEC3 chain of
+/// `example.` over its apex and www.example. (A) in the authority section.
+fn nsec3_denial(
+    key: &Key,
+    qname: &str,
+    qtype: RecordType,
+    rcode: ResponseCode,
+    iterations: u16,
+    opt_out: bool,
+) -> Message {
+    let mut m = response(qname, qtype, rcode);
     m.authorities.extend(soa(key));
     m.authorities.extend(nsec3_chain(
         key,
@@ -428,31 +449,18 @@ fn nxdomain(key: &Key, qname: &str, iterations: u16, opt_out: bool) -> Message {
 
 #[test]
 fn nsec3_nxdomain_and_nodata_proofs_are_secure() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     assert_eq!(
         block_on(v.validate(&nxdomain(&key, "nope.example.", 1, false), &fetch)),
         Security::Secure
     );
-    let mut nodata = response("www.example.", RecordType::AAAA, ResponseCode::NoError);
-    nodata.authorities.extend(soa(&key));
-    nodata.authorities.extend(nsec3_chain(
-        &key,
-        &[("example.", APEX), ("www.example.", &[RecordType::A])],
-        1,
-        false,
-    ));
-    assert_eq!(block_on(v.validate(&nodata, &fetch)), Security::Secure);
+    let nodata = |qtype| nsec3_denial(&key, "www.example.", qtype, ResponseCode::NoError, 1, false);
+    assert_eq!(
+        block_on(v.validate(&nodata(RecordType::AAAA), &fetch)),
+        Security::Secure
+    );
     // NODATA for a type the NSEC3 lists is a lie.
-    let mut lie = response("www.example.", RecordType::A, ResponseCode::NoError);
-    lie.authorities.extend(soa(&key));
-    lie.authorities.extend(nsec3_chain(
-        &key,
-        &[("example.", APEX), ("www.example.", &[RecordType::A])],
-        1,
-        false,
-    ));
+    let lie = nodata(RecordType::A);
     assert!(matches!(
         block_on(v.validate(&lie, &fetch)),
         Security::Bogus { .. }
@@ -537,9 +545,7 @@ fn a_dnskey_rrset_no_anchor_key_signs_is_dnskey_missing() {
 
 #[test]
 fn a_wildcard_expansion_needs_proof_that_the_name_does_not_exist() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     // *.example. A, expanded for foo.example.: the RRSIG has 1 label.
     let expanded = a("foo.example.");
     let wildcard = a("*.example.");
@@ -565,9 +571,7 @@ fn a_wildcard_expansion_needs_proof_that_the_name_does_not_exist() {
 #[test]
 #[ignore = "a measurement, not a check: prints the cost of one warm validation"]
 fn cost_of_a_warm_validation() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     let answer = signed_a(&key, "www.example.");
     let nx = nxdomain(&key, "nope.example.", 0, false);
     block_on(async {
@@ -615,9 +619,7 @@ fn dname_answer(key: &Key, cname_target: &str) -> Message {
 
 #[test]
 fn a_synthesized_cname_must_say_what_its_signed_dname_says() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     let honest = dname_answer(&key, "x.new.example.");
     assert_eq!(block_on(v.validate(&honest, &fetch)), Security::Secure);
     // Unsigned, and not what the DNAME says: judged as any CNAME of a signed

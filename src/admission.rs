@@ -268,13 +268,18 @@ mod tests {
         }
     }
 
+    /// A limiter of `qps` per /24 (or /56) with no burst, slipping every `slip`th refused query.
+    fn limiter(qps: u32, slip: u32) -> RateLimiter {
+        RateLimiter::new(RateLimitSettings {
+            qps,
+            burst: 0,
+            slip,
+        })
+    }
+
     #[test]
     fn buckets_limit_per_prefix_and_refill() {
-        let limiter = RateLimiter::new(RateLimitSettings {
-            qps: 10,
-            burst: 0,
-            slip: 2,
-        });
+        let limiter = limiter(10, 2);
         let t0 = Instant::now();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let same_24: IpAddr = "10.0.0.200".parse().unwrap();
@@ -329,11 +334,7 @@ mod tests {
 
     #[test]
     fn table_stays_bounded_under_spoofed_floods() {
-        let limiter = RateLimiter::new(RateLimitSettings {
-            qps: 1,
-            burst: 0,
-            slip: 0,
-        });
+        let limiter = limiter(1, 0);
         let t0 = Instant::now();
         for i in 0..200_000u32 {
             limiter.check(IpAddr::from((i << 8).to_be_bytes()), t0);

@@ -305,7 +305,7 @@ fn keygen(args: &KeygenArgs) -> Result<i32> {
 }
 
 fn bundle_sign(args: &BundleSignArgs) -> Result<i32> {
-    let key = bundle::read_key_file(&args.key).map_err(anyhow::Error::msg)?;
+    let key = bundle::read_key_file(&args.key)?;
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

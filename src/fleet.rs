@@ -279,10 +279,17 @@ async fn poll_loop(
         let result = poll_once(&shared, &fleet, &fetcher, &mut etag).await;
         fleet.record(result);
         let pause = jittered(fleet.settings.interval);
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = stopped.wait_for(|s| *s) => return,
+        if stopped_during(pause, &mut stopped).await {
+            return;
         }
+    }
+}
+
+/// Sleeps for `pause` unless the process stops first; whether it did (the loop then ends).
+async fn stopped_during(pause: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => false,
+        _ = stopped.wait_for(|s| *s) => true,
     }
 }
 
@@ -418,9 +425,8 @@ async fn refresh_loop(
             // On the reload thread, with SIGHUP and file changes, not here (`crate::reload`).
             reloader.request(Reason::ListDownloaded);
         }
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = stopped.wait_for(|s| *s) => return,
+        if stopped_during(tick, &mut stopped).await {
+            return;
         }
     }
 }
@@ -454,13 +460,21 @@ async fn refresh_one(
     }
 }
 
-/// The shortest interval accepted, for the message of a shorter one.
-pub fn check_interval(interval: Duration, limits: &Limits) -> Result<Duration, String> {
+/// A polling interval under the floor of [`Limits::min_fetch_interval`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{interval:?} is shorter than the {floor:?} floor (Limits::min_fetch_interval): poll less often")]
+pub struct IntervalTooShort {
+    pub interval: Duration,
+    pub floor: Duration,
+}
+
+/// `interval` if it is not shorter than the limits allow.
+pub fn check_interval(interval: Duration, limits: &Limits) -> Result<Duration, IntervalTooShort> {
     if interval < limits.min_fetch_interval {
-        Err(format!(
-            "{interval:?} is shorter than the {:?} floor (Limits::min_fetch_interval): poll less often",
-            limits.min_fetch_interval
-        ))
+        Err(IntervalTooShort {
+            interval,
+            floor: limits.min_fetch_interval,
+        })
     } else {
         Ok(interval)
     }

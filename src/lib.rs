@@ -38,3 +38,6 @@ pub mod rebinding;
 pub mod reload;
 pub mod synthesize;
 pub mod upstream;
+
+#[cfg(test)]
+mod testing;

@@ -21,7 +21,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use super::anchors::ZoneAnchor;
 use super::budget::{Budget, Exhausted};
 use super::denial::{self, DsAbsence, Proof};
-use super::{dname, ede, Fetch, Security, ValidatorSettings};
+use super::{dname, ede, Fetch, FetchError, Security, ValidatorSettings};
 use crate::config::Limits;
 
 /// Why an RRset or a chain did not validate.
@@ -129,6 +129,29 @@ pub(crate) struct Ctx<'a> {
     pub(crate) fetch: &'a dyn Fetch,
     pub(crate) budget: Budget,
     pub(crate) now: u32,
+}
+
+/// An RRset the chain of trust needs that could not be fetched: the verdict is indeterminate.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot fetch the {rtype} records of {name}: {error}")]
+struct Unfetched {
+    name: Name,
+    rtype: RecordType,
+    error: FetchError,
+}
+
+impl Ctx<'_> {
+    /// `name`'s `rtype` RRset (with its signatures) for the chain of trust.
+    async fn fetch_rrset(&self, name: &Name, rtype: RecordType) -> Result<Message, Unfetched> {
+        self.fetch
+            .fetch(name, rtype)
+            .await
+            .map_err(|error| Unfetched {
+                name: name.clone(),
+                rtype,
+                error,
+            })
+    }
 }
 
 /// RRsets of one section: (owner, type) → records, in order of appearance,
@@ -374,10 +397,7 @@ impl Validator {
             budget: Budget::new(&self.limits),
             now: unix_now(),
         };
-        let proof = match qtype {
-            None => denial::nxdomain(name, zone, nsecs, &mut ctx),
-            Some(qtype) => denial::nodata(name, qtype, zone, nsecs, &mut ctx),
-        };
+        let proof = denial::absence(name, qtype, zone, nsecs, &mut ctx);
         matches!(proof, Ok(Proof::Proven))
     }
 
@@ -547,10 +567,7 @@ impl Validator {
             Ok(nsecs) => nsecs,
             Err(fail) => return bogus(fail),
         };
-        let proof = match qtype {
-            None => denial::nxdomain(name, &zone, &nsecs, ctx),
-            Some(qtype) => denial::nodata(name, qtype, &zone, &nsecs, ctx),
-        };
+        let proof = denial::absence(name, qtype, &zone, &nsecs, ctx);
         match proof {
             Ok(Proof::Proven) => Security::Secure,
             Ok(Proof::Insecure(_)) => Security::Insecure,
@@ -558,6 +575,24 @@ impl Validator {
             Ok(Proof::NotProven(reason)) => bogus(Fail::new(ede::NSEC_MISSING, reason)),
             Err(fail) => bogus(fail),
         }
+    }
+
+    /// `name`'s state from the cache, else from `work`, remembered. One validation at a time
+    /// runs `work` for a name; the others wait for it and then find the state cached.
+    async fn state_of(
+        &self,
+        name: &Name,
+        work: impl std::future::Future<Output = Result<(NodeState, u32), Unfetched>>,
+    ) -> Result<NodeState, Unfetched> {
+        if let Some(state) = self.cached(name) {
+            return Ok(state);
+        }
+        let _fetching = self.fetching(name).await;
+        if let Some(state) = self.cached(name) {
+            return Ok(state);
+        }
+        let (state, ttl) = work.await?;
+        Ok(self.remember(name, state, ttl))
     }
 
     /// Walks down from the closest anchor of `name` to `name`, and says in
@@ -570,18 +605,10 @@ impl Validator {
             return Zone::Insecure(format!("no trust anchor above {name}"));
         };
         let anchor_zone = anchor_zone.clone();
-        let state = match self.cached(&anchor_zone) {
-            Some(state) => state,
-            None => {
-                let _fetching = self.fetching(&anchor_zone).await;
-                match self.cached(&anchor_zone) {
-                    Some(state) => state,
-                    None => match self.anchor_state(&anchor_zone, anchor, ctx).await {
-                        Ok((state, ttl)) => self.remember(&anchor_zone, state, ttl),
-                        Err(reason) => return Zone::Indeterminate(reason),
-                    },
-                }
-            }
+        let work = self.anchor_state(&anchor_zone, anchor, ctx);
+        let state = match self.state_of(&anchor_zone, work).await {
+            Ok(state) => state,
+            Err(unfetched) => return Zone::Indeterminate(unfetched.to_string()),
         };
         let mut zone = anchor_zone.clone();
         let mut keys = match state {
@@ -601,18 +628,10 @@ impl Validator {
             if self.negative_anchor(&here) {
                 return Zone::Insecure(format!("{here} is under a negative trust anchor"));
             }
-            let state = match self.cached(&here) {
-                Some(state) => state,
-                None => {
-                    let _fetching = self.fetching(&here).await;
-                    match self.cached(&here) {
-                        Some(state) => state,
-                        None => match self.cut_state(&here, &zone, &keys, ctx).await {
-                            Ok((state, ttl)) => self.remember(&here, state, ttl),
-                            Err(reason) => return Zone::Indeterminate(reason),
-                        },
-                    }
-                }
+            let work = self.cut_state(&here, &zone, &keys, ctx);
+            let state = match self.state_of(&here, work).await {
+                Ok(state) => state,
+                Err(unfetched) => return Zone::Indeterminate(unfetched.to_string()),
             };
             match state {
                 NodeState::Secure(k) => {
@@ -670,7 +689,7 @@ impl Validator {
         zone: &Name,
         anchor: &ZoneAnchor,
         ctx: &mut Ctx<'_>,
-    ) -> Result<(NodeState, u32), String> {
+    ) -> Result<(NodeState, u32), Unfetched> {
         let verdict_ttl = self.limits.dnssec_verdict_ttl.as_secs() as u32;
         let usable_ds: Vec<&DS> = anchor
             .ds
@@ -691,11 +710,7 @@ impl Validator {
                 verdict_ttl,
             ));
         }
-        let response = ctx
-            .fetch
-            .fetch(zone, RecordType::DNSKEY)
-            .await
-            .map_err(|e| format!("cannot fetch the DNSKEY records of {zone}: {e}"))?;
+        let response = ctx.fetch_rrset(zone, RecordType::DNSKEY).await?;
         let trusted = |key: &DNSKEY| {
             usable_keys
                 .iter()
@@ -720,13 +735,9 @@ impl Validator {
         zone: &Name,
         keys: &[DNSKEY],
         ctx: &mut Ctx<'_>,
-    ) -> Result<(NodeState, u32), String> {
+    ) -> Result<(NodeState, u32), Unfetched> {
         let verdict_ttl = self.limits.dnssec_verdict_ttl.as_secs() as u32;
-        let response = ctx
-            .fetch
-            .fetch(here, RecordType::DS)
-            .await
-            .map_err(|e| format!("cannot fetch the DS records of {here}: {e}"))?;
+        let response = ctx.fetch_rrset(here, RecordType::DS).await?;
         let answers = Sets::of(&response.answers);
         let bogus_for = |fail: Fail| Ok((NodeState::Bogus(fail), verdict_ttl));
         if let Some(ds_records) = answers.records.get(&(here.clone(), RecordType::DS)) {
@@ -753,11 +764,7 @@ impl Validator {
                     valid.ttl,
                 ));
             }
-            let response = ctx
-                .fetch
-                .fetch(here, RecordType::DNSKEY)
-                .await
-                .map_err(|e| format!("cannot fetch the DNSKEY records of {here}: {e}"))?;
+            let response = ctx.fetch_rrset(here, RecordType::DNSKEY).await?;
             let trusted = |key: &DNSKEY| {
                 usable
                     .iter()

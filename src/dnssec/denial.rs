@@ -74,108 +74,108 @@ fn hides_below(types: impl Fn(RecordType) -> bool) -> bool {
     is_delegation(&types) || types(RecordType::DNAME)
 }
 
-/// NXDOMAIN (`qtype` None) is `nxdomain`; see [`nodata`].
-pub(crate) fn nxdomain(
+/// Whether `records` (verified NSEC or NSEC3 of `zone`) prove that `name` does not exist
+/// (`qtype` None: NXDOMAIN) or exists without `qtype` (NODATA).
+pub(crate) fn absence(
     name: &Name,
+    qtype: Option<RecordType>,
     zone: &Name,
     records: &[Record],
     ctx: &mut Ctx<'_>,
 ) -> Result<Proof, Fail> {
     if let Some(n3) = Nsec3Set::of(zone, records, ctx)? {
-        return n3.nxdomain(name, zone, ctx);
+        return match qtype {
+            None => n3.nxdomain(name, zone, ctx),
+            Some(qtype) => n3.nodata(name, qtype, zone, ctx),
+        };
     }
     let set = nsecs(records);
+    Ok(match qtype {
+        None => nxdomain(name, zone, &set),
+        Some(qtype) => nodata(name, qtype, zone, &set),
+    })
+}
+
+/// The closest name above `name` (and at or below `zone`) that the NSEC at `owner` pointing to
+/// `next` shows to exist: the longer common suffix with either end.
+fn closest_encloser(name: &Name, owner: &Name, next: &Name, zone: &Name) -> Name {
+    let labels = common_labels(name, owner).max(common_labels(name, next));
+    name.trim_to(labels.max(usize::from(zone.num_labels())))
+}
+
+/// NXDOMAIN by NSEC: nothing at `name`, an NSEC covering it, none at its wildcard.
+fn nxdomain(name: &Name, zone: &Name, set: &[(&Name, &NSEC)]) -> Proof {
     if set.iter().any(|(owner, _)| *owner == name) {
-        return Ok(Proof::NotProven(format!(
-            "NXDOMAIN for {name}, but an NSEC says it exists"
-        )));
+        return Proof::NotProven(format!("NXDOMAIN for {name}, but an NSEC says it exists"));
     }
     let Some((owner, nsec)) = set
         .iter()
         .find(|(owner, n)| nsec_covers(owner, n.next_domain_name(), name))
     else {
-        return Ok(Proof::NotProven(format!("no NSEC covers {name}")));
+        return Proof::NotProven(format!("no NSEC covers {name}"));
     };
     if owner.zone_of(name) && hides_below(|t| nsec.type_set().contains(t)) {
-        return Ok(Proof::NotProven(format!(
+        return Proof::NotProven(format!(
             "the NSEC covering {name} is a delegation's or a DNAME's ({owner}): it proves \
              nothing below it"
-        )));
+        ));
     }
-    let encloser = common_labels(name, owner).max(common_labels(name, nsec.next_domain_name()));
-    let encloser = name.trim_to(encloser.max(usize::from(zone.num_labels())));
+    let encloser = closest_encloser(name, owner, nsec.next_domain_name(), zone);
     let Some(wildcard) = wildcard_of(&encloser) else {
-        return Ok(Proof::NotProven(format!(
-            "no wildcard name under {encloser}"
-        )));
+        return Proof::NotProven(format!("no wildcard name under {encloser}"));
     };
     if set.iter().any(|(owner, _)| **owner == wildcard) {
-        return Ok(Proof::NotProven(format!(
+        return Proof::NotProven(format!(
             "NXDOMAIN for {name}, but the wildcard {wildcard} exists"
-        )));
+        ));
     }
     if set
         .iter()
         .any(|(owner, n)| nsec_covers(owner, n.next_domain_name(), &wildcard))
     {
-        Ok(Proof::Proven)
+        Proof::Proven
     } else {
-        Ok(Proof::NotProven(format!(
-            "no NSEC proves that {wildcard} does not exist"
-        )))
+        Proof::NotProven(format!("no NSEC proves that {wildcard} does not exist"))
     }
 }
 
-/// NODATA: `name` exists without `qtype` (or only a wildcard would).
-pub(crate) fn nodata(
-    name: &Name,
-    qtype: RecordType,
-    zone: &Name,
-    records: &[Record],
-    ctx: &mut Ctx<'_>,
-) -> Result<Proof, Fail> {
-    if let Some(n3) = Nsec3Set::of(zone, records, ctx)? {
-        return n3.nodata(name, qtype, zone, ctx);
-    }
-    let set = nsecs(records);
+/// NODATA by NSEC: `name` exists without `qtype` (or only a wildcard would).
+fn nodata(name: &Name, qtype: RecordType, zone: &Name, set: &[(&Name, &NSEC)]) -> Proof {
     let lacks = |n: &NSEC| {
         let has = |t| n.type_set().contains(t);
         !has(qtype) && !has(RecordType::CNAME) && (qtype == RecordType::DS || !is_delegation(has))
     };
     if let Some((_, nsec)) = set.iter().find(|(owner, _)| *owner == name) {
-        return Ok(if lacks(nsec) {
+        return if lacks(nsec) {
             Proof::Proven
         } else {
             Proof::NotProven(format!("NODATA for {name} {qtype}, but its NSEC lists the type (or CNAME, or is a delegation's)"))
-        });
+        };
     }
     let covering = set
         .iter()
         .find(|(owner, n)| nsec_covers(owner, n.next_domain_name(), name));
     if let Some((owner, nsec)) = covering {
         if owner.zone_of(name) && hides_below(|t| nsec.type_set().contains(t)) {
-            return Ok(Proof::NotProven(format!(
+            return Proof::NotProven(format!(
                 "the NSEC covering {name} is a delegation's or a DNAME's ({owner})"
-            )));
+            ));
         }
         // An empty non-terminal: the next name is below it (RFC 4035 §3.1.3.2).
         if name.zone_of(nsec.next_domain_name()) && name != nsec.next_domain_name() {
-            return Ok(Proof::Proven);
+            return Proof::Proven;
         }
         // A wildcard without the type (RFC 4035 §3.1.3.4).
-        let encloser = common_labels(name, owner).max(common_labels(name, nsec.next_domain_name()));
-        let encloser = name.trim_to(encloser.max(usize::from(zone.num_labels())));
+        let encloser = closest_encloser(name, owner, nsec.next_domain_name(), zone);
         if let Some(wildcard) = wildcard_of(&encloser) {
             if let Some((_, w)) = set.iter().find(|(owner, _)| **owner == wildcard) {
                 if lacks(w) {
-                    return Ok(Proof::Proven);
+                    return Proof::Proven;
                 }
             }
         }
     }
-    Ok(Proof::NotProven(format!(
-        "no NSEC proves that {name} has no {qtype}"
-    )))
+    Proof::NotProven(format!("no NSEC proves that {name} has no {qtype}"))
 }
 
 /// Whether `here` (below `zone`) has no DS, and why.
@@ -191,15 +191,7 @@ pub(crate) fn ds_absence(
     let set = nsecs(records);
     if let Some((_, nsec)) = set.iter().find(|(owner, _)| *owner == here) {
         let has = |t| nsec.type_set().contains(t);
-        return Ok(if has(RecordType::DS) {
-            DsAbsence::NotProven(format!("the NSEC of {here} lists DS"))
-        } else if is_delegation(has) {
-            DsAbsence::InsecureDelegation(format!(
-                "{here} is delegated without DS (NSEC of {zone})"
-            ))
-        } else {
-            DsAbsence::NotCut
-        });
+        return Ok(ds_absence_at(here, zone, has, "NSEC"));
     }
     if set
         .iter()
@@ -209,6 +201,24 @@ pub(crate) fn ds_absence(
         return Ok(DsAbsence::NotCut);
     }
     Ok(DsAbsence::NotProven(format!("no NSEC for {here}")))
+}
+
+/// What the `record` (NSEC or NSEC3) matching `here`, whose type bitmap `has`, says of its DS.
+fn ds_absence_at(
+    here: &Name,
+    zone: &Name,
+    has: impl Fn(RecordType) -> bool,
+    record: &str,
+) -> DsAbsence {
+    if has(RecordType::DS) {
+        DsAbsence::NotProven(format!("the {record} of {here} lists DS"))
+    } else if is_delegation(has) {
+        DsAbsence::InsecureDelegation(format!(
+            "{here} is delegated without DS ({record} of {zone})"
+        ))
+    } else {
+        DsAbsence::NotCut
+    }
 }
 
 /// A wildcard expansion of `name` from a wildcard with `labels` labels:
@@ -450,15 +460,7 @@ impl<'r> Nsec3Set<'r> {
         let h = self.hash(here, ctx)?;
         if let Some(found) = self.matching(&h) {
             let has = |t| found.type_set().contains(t);
-            return Ok(if has(RecordType::DS) {
-                DsAbsence::NotProven(format!("the NSEC3 of {here} lists DS"))
-            } else if is_delegation(has) {
-                DsAbsence::InsecureDelegation(format!(
-                    "{here} is delegated without DS (NSEC3 of {zone})"
-                ))
-            } else {
-                DsAbsence::NotCut
-            });
+            return Ok(ds_absence_at(here, zone, has, "NSEC3"));
         }
         Ok(match self.closest_encloser(here, zone, ctx)? {
             Some((_, cover)) if cover.opt_out() => DsAbsence::InsecureDelegation(format!(
@@ -502,9 +504,7 @@ fn base32hex(label: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn n(s: &str) -> Name {
-        Name::from_ascii(s).unwrap()
-    }
+    use crate::testing::name as n;
 
     #[test]
     fn base32hex_decodes_nsec3_labels() {

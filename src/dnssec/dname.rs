@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn the_owner_suffix_is_replaced_unless_it_grows_too_long() {
-        let name = |s: &str| Name::from_ascii(s).unwrap();
+        use crate::testing::name;
         let (owner, target) = (name("old.test."), name("new.example."));
         let got = substitute(&name("a.b.old.test."), &owner, &target);
         assert_eq!(got, Ok(name("a.b.new.example.")));

@@ -94,18 +94,8 @@ pub trait Fetch: Send + Sync {
 pub use chain::Validator;
 pub(crate) use denial::nsec3_owner_hash;
 
-/// Extended DNS Error codes (RFC 8914) the validator gives.
-pub mod ede {
-    pub const UNSUPPORTED_DNSKEY_ALGORITHM: u16 = 1;
-    pub const UNSUPPORTED_DS_DIGEST: u16 = 2;
-    pub const DNSSEC_BOGUS: u16 = 6;
-    pub const SIGNATURE_EXPIRED: u16 = 7;
-    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
-    pub const DNSKEY_MISSING: u16 = 9;
-    pub const RRSIGS_MISSING: u16 = 10;
-    pub const NSEC_MISSING: u16 = 12;
-    pub const UNSUPPORTED_NSEC3_ITERATIONS: u16 = 27;
-}
+/// Extended DNS Error codes (RFC 8914): the validator's are in the one table of them all.
+pub use crate::protocol::wire::ede;
 
 #[cfg(test)]
 mod tests;

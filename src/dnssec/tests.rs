@@ -17,9 +17,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber}
 use super::*;
 use crate::config::Limits;
 
-fn n(s: &str) -> Name {
-    Name::from_ascii(s).unwrap()
-}
+use crate::testing::name as n;
 
 /// A zone's signing key.
 struct Key {
@@ -197,15 +195,43 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn is_bogus_over(security: &Security, limit: &str) -> bool {
-    matches!(security, Security::Bogus { ede: 6, reason } if reason.contains(limit))
+/// `example.`'s key, a validator anchored at it with the default limits, and a fetch that
+/// serves its DNSKEY RRset.
+fn signed_example() -> (Key, Validator, MapFetch) {
+    let key = Key::new("example.");
+    let v = validator(&key, &Limits::default());
+    let fetch = dnskey_fetch(&key, &[]);
+    (key, v, fetch)
+}
+
+/// Asserts that `m` is secure under the `roomy` limits and bogus for going over `limit` under
+/// the `capped` ones: the cap, not the data, makes it bogus.
+fn assert_capped(
+    key: &Key,
+    m: &Message,
+    fetch: &MapFetch,
+    [roomy, capped]: [Limits; 2],
+    limit: &str,
+) {
+    assert_eq!(
+        block_on(validator(key, &roomy).validate(m, fetch)),
+        Security::Secure
+    );
+    assert_bogus_over(&validator(key, &capped), m, fetch, limit);
+}
+
+/// Asserts that `v` finds `m` bogus (EDE 6) for going over the limit named `limit`.
+fn assert_bogus_over(v: &Validator, m: &Message, fetch: &dyn Fetch, limit: &str) {
+    let verdict = block_on(v.validate(m, fetch));
+    assert!(
+        matches!(&verdict, Security::Bogus { ede: 6, reason } if reason.contains(limit)),
+        "{verdict:?}"
+    );
 }
 
 #[test]
 fn a_signed_answer_under_a_dnskey_anchor_is_secure() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     assert_eq!(
         block_on(v.validate(&signed_a(&key, "www.example."), &fetch)),
         Security::Secure
@@ -262,23 +288,12 @@ fn keys_tried_per_rrsig_are_capped() {
     let key = Key::new("example.");
     let fetch = dnskey_fetch(&key, &colliding_keys(&key, 5));
     let m = signed_a(&key, "www.example.");
-    let roomy = Limits {
-        dnssec_max_keys_per_tag: 8,
+    let keys_per_tag = |n| Limits {
+        dnssec_max_keys_per_tag: n,
         ..Limits::default()
     };
-    assert_eq!(
-        block_on(validator(&key, &roomy).validate(&m, &fetch)),
-        Security::Secure
-    );
-    let capped = Limits {
-        dnssec_max_keys_per_tag: 4,
-        ..Limits::default()
-    };
-    let verdict = block_on(validator(&key, &capped).validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_keys_per_tag"),
-        "{verdict:?}"
-    );
+    let limits = [keys_per_tag(8), keys_per_tag(4)];
+    assert_capped(&key, &m, &fetch, limits, "dnssec_max_keys_per_tag");
 }
 
 #[test]
@@ -292,10 +307,11 @@ fn signature_verifications_per_answer_are_capped() {
         ..Limits::default()
     };
     // DNSKEY RRset: 1 verification; the A RRset: 5 wrong keys, then the right one.
-    let verdict = block_on(validator(&key, &limits).validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_verifications"),
-        "{verdict:?}"
+    assert_bogus_over(
+        &validator(&key, &limits),
+        &m,
+        &fetch,
+        "dnssec_max_verifications",
     );
 }
 
@@ -309,11 +325,7 @@ fn a_zone_is_not_left_bogus_by_an_answer_that_ran_out_of_budget() {
     };
     let v = validator(&key, &limits);
     let m = signed_a(&key, "www.example.");
-    let verdict = block_on(v.validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_verifications"),
-        "{verdict:?}"
-    );
+    assert_bogus_over(&v, &m, &fetch, "dnssec_max_verifications");
     // The DNSKEY RRset was never checked: nothing about example. is cached.
     assert!(v.cached_state(&n("example.")).is_none());
 }
@@ -342,15 +354,8 @@ fn rrsigs_tried_per_rrset_are_capped() {
         dnssec_max_verifications: 64,
         ..Limits::default()
     };
-    assert_eq!(
-        block_on(validator(&key, &roomy).validate(&m, &fetch)),
-        Security::Secure
-    );
-    let verdict = block_on(validator(&key, &Limits::default()).validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_rrsigs_per_rrset"),
-        "{verdict:?}"
-    );
+    let limits = [roomy, Limits::default()];
+    assert_capped(&key, &m, &fetch, limits, "dnssec_max_rrsigs_per_rrset");
 }
 
 /// RFC 4648 base32hex, lower case, no padding (RFC 5155's NSEC3 owner labels).
@@ -417,7 +422,21 @@ fn soa(key: &Key) -> Vec<Record> {
 const APEX: &[RecordType] = &[RecordType::SOA, RecordType::NS, RecordType::DNSKEY];
 
 fn nxdomain(key: &Key, qname: &str, iterations: u16, opt_out: bool) -> Message {
-    let mut m = response(qname, RecordType::A, ResponseCode::NXDomain);
+    let a = RecordType::A;
+    nsec3_denial(key, qname, a, ResponseCode::NXDomain, iterations, opt_out)
+}
+
+/// An `rcode` answer to `qname` `qtype` without records: the SOA and the NSEC3 chain of
+/// `example.` over its apex and www.example. (A) in the authority section.
+fn nsec3_denial(
+    key: &Key,
+    qname: &str,
+    qtype: RecordType,
+    rcode: ResponseCode,
+    iterations: u16,
+    opt_out: bool,
+) -> Message {
+    let mut m = response(qname, qtype, rcode);
     m.authorities.extend(soa(key));
     m.authorities.extend(nsec3_chain(
         key,
@@ -430,31 +449,18 @@ fn nxdomain(key: &Key, qname: &str, iterations: u16, opt_out: bool) -> Message {
 
 #[test]
 fn nsec3_nxdomain_and_nodata_proofs_are_secure() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     assert_eq!(
         block_on(v.validate(&nxdomain(&key, "nope.example.", 1, false), &fetch)),
         Security::Secure
     );
-    let mut nodata = response("www.example.", RecordType::AAAA, ResponseCode::NoError);
-    nodata.authorities.extend(soa(&key));
-    nodata.authorities.extend(nsec3_chain(
-        &key,
-        &[("example.", APEX), ("www.example.", &[RecordType::A])],
-        1,
-        false,
-    ));
-    assert_eq!(block_on(v.validate(&nodata, &fetch)), Security::Secure);
+    let nodata = |qtype| nsec3_denial(&key, "www.example.", qtype, ResponseCode::NoError, 1, false);
+    assert_eq!(
+        block_on(v.validate(&nodata(RecordType::AAAA), &fetch)),
+        Security::Secure
+    );
     // NODATA for a type the NSEC3 lists is a lie.
-    let mut lie = response("www.example.", RecordType::A, ResponseCode::NoError);
-    lie.authorities.extend(soa(&key));
-    lie.authorities.extend(nsec3_chain(
-        &key,
-        &[("example.", APEX), ("www.example.", &[RecordType::A])],
-        1,
-        false,
-    ));
+    let lie = nodata(RecordType::A);
     assert!(matches!(
         block_on(v.validate(&lie, &fetch)),
         Security::Bogus { .. }
@@ -513,19 +519,12 @@ fn nsec3_hashes_per_answer_are_capped() {
     // 20 labels below the zone: a closest-encloser search hashes each ancestor.
     let long = format!("{}example.", "x.".repeat(20));
     let m = nxdomain(&key, &long, 1, false);
-    assert_eq!(
-        block_on(validator(&key, &Limits::default()).validate(&m, &fetch)),
-        Security::Secure
-    );
     let capped = Limits {
         dnssec_max_nsec3_hashes: 10,
         ..Limits::default()
     };
-    let verdict = block_on(validator(&key, &capped).validate(&m, &fetch));
-    assert!(
-        is_bogus_over(&verdict, "dnssec_max_nsec3_hashes"),
-        "{verdict:?}"
-    );
+    let limits = [Limits::default(), capped];
+    assert_capped(&key, &m, &fetch, limits, "dnssec_max_nsec3_hashes");
 }
 
 #[test]
@@ -546,9 +545,7 @@ fn a_dnskey_rrset_no_anchor_key_signs_is_dnskey_missing() {
 
 #[test]
 fn a_wildcard_expansion_needs_proof_that_the_name_does_not_exist() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     // *.example. A, expanded for foo.example.: the RRSIG has 1 label.
     let expanded = a("foo.example.");
     let wildcard = a("*.example.");
@@ -574,9 +571,7 @@ fn a_wildcard_expansion_needs_proof_that_the_name_does_not_exist() {
 #[test]
 #[ignore = "a measurement, not a check: prints the cost of one warm validation"]
 fn cost_of_a_warm_validation() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     let answer = signed_a(&key, "www.example.");
     let nx = nxdomain(&key, "nope.example.", 0, false);
     block_on(async {
@@ -624,9 +619,7 @@ fn dname_answer(key: &Key, cname_target: &str) -> Message {
 
 #[test]
 fn a_synthesized_cname_must_say_what_its_signed_dname_says() {
-    let key = Key::new("example.");
-    let v = validator(&key, &Limits::default());
-    let fetch = dnskey_fetch(&key, &[]);
+    let (key, v, fetch) = signed_example();
     let honest = dname_answer(&key, "x.new.example.");
     assert_eq!(block_on(v.validate(&honest, &fetch)), Security::Secure);
     // Unsigned, and not what the DNAME says: judged as any CNAME of a signed

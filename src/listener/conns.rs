@@ -20,7 +20,7 @@
 //! handshake timeouts still close what nobody needs.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use super::proxy::{Proxies, Refused};
 use crate::config::Limits;
 use crate::pipeline::Worker;
-use crate::query::Transport;
+use crate::query::{ClientHints, Transport};
 
 /// Why a connection was shed, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,10 +450,21 @@ impl Drop for QueryInProgress {
     }
 }
 
+/// A connection accepted and admitted, handed to its transport.
+pub struct Accepted {
+    pub worker: Arc<Worker>,
+    pub stream: TcpStream,
+    /// The client by its address (the peer's, or the one its PROXY header gives) and by the
+    /// table's transport.
+    pub hints: ClientHints,
+    /// Its place in the connection table, held while it is served.
+    pub connection: OpenConnection,
+}
+
 /// Accepts connections on one worker's listener until the runtime stops,
 /// each admitted to `table` and served by its own task running `serve`
-/// with the client's address: the peer's, or with `--proxy-protocol-from`
-/// the one its PROXY header gives (see [`super::proxy`]).
+/// (see [`Accepted`]); with `--proxy-protocol-from`, the client is the one
+/// its PROXY header gives (see [`super::proxy`]).
 pub async fn accept_loop<F, Fut>(
     worker: Arc<Worker>,
     listener: std::net::TcpListener,
@@ -461,7 +472,7 @@ pub async fn accept_loop<F, Fut>(
     serve: F,
 ) -> std::io::Result<()>
 where
-    F: Fn(TcpStream, SocketAddr, OpenConnection) -> Fut + Send + Sync + 'static,
+    F: Fn(Accepted) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::from_std(listener)?;
@@ -486,14 +497,19 @@ where
         // A graceful stop waits for this connection's answers.
         let inflight = worker.shared().drain.track();
         let Some(proxies) = proxies.clone() else {
-            let served = serve(stream, peer, connection);
+            let served = serve(Accepted {
+                worker: worker.clone(),
+                stream,
+                hints: ClientHints::from_peer(peer, table.transport),
+                connection,
+            });
             tokio::spawn(async move {
                 served.await;
                 drop(inflight);
             });
             continue;
         };
-        let (serve, table) = (serve.clone(), table.clone());
+        let (serve, table, worker) = (serve.clone(), table.clone(), worker.clone());
         tokio::spawn(async move {
             let mut stream = stream;
             let client = tokio::select! {
@@ -503,7 +519,13 @@ where
             match client {
                 Ok(client) => {
                     connection.reassign(client.ip());
-                    serve(stream, client, connection).await;
+                    serve(Accepted {
+                        worker,
+                        stream,
+                        hints: ClientHints::from_peer(client, table.transport),
+                        connection,
+                    })
+                    .await;
                 }
                 // Missing and malformed headers come only from trusted
                 // peers: a misconfigured load balancer, whose operator
@@ -545,18 +567,36 @@ mod tests {
         c.activity.0.shed.load(Ordering::Acquire)
     }
 
+    /// A connection from `client` with a query in progress until the guard is dropped.
+    fn admit_busy(t: &Arc<ConnectionTable>, client: &str) -> (OpenConnection, QueryInProgress) {
+        let connection = t.admit(ip(client));
+        let query = connection.activity().begin_query();
+        (connection, query)
+    }
+
+    /// Asserts that `shed` was shed (`why`), the first for `reason`, and `kept` were not.
+    fn assert_shed(
+        t: &ConnectionTable,
+        reason: ShedReason,
+        why: &str,
+        shed: &OpenConnection,
+        kept: &[&OpenConnection],
+    ) {
+        assert!(is_shed(shed), "{why}");
+        assert!(kept.iter().all(|c| !is_shed(c)), "only the one {why}");
+        assert_eq!(t.shed_count(reason), 1);
+    }
+
     #[test]
     fn handshaking_goes_first_then_idle_longest_then_busy() {
         let t = table(3, 10);
-        let busy = t.admit(ip("192.0.2.1"));
-        let _query = busy.activity().begin_query();
+        let (busy, _query) = admit_busy(&t, "192.0.2.1");
         let idle = t.admit(ip("192.0.2.2"));
         drop(idle.activity().begin_query());
         let silent = t.admit(ip("192.0.2.3"));
         let first = t.admit(ip("192.0.2.4"));
-        assert!(is_shed(&silent), "the one that never asked goes first");
-        assert!(!is_shed(&idle) && !is_shed(&busy));
-        assert_eq!(t.shed_count(ShedReason::Handshake), 1);
+        let why = "the one that never asked goes first";
+        assert_shed(&t, ShedReason::Handshake, why, &silent, &[&idle, &busy]);
         // `first` has not asked anything either, and is now the oldest such.
         let second = t.admit(ip("192.0.2.5"));
         assert!(is_shed(&first));
@@ -567,23 +607,24 @@ mod tests {
         let third = t.admit(ip("192.0.2.6"));
         drop(third.activity().begin_query());
         let _fourth = t.admit(ip("192.0.2.7"));
-        assert!(is_shed(&idle), "idle longest");
-        assert!(!is_shed(&third) && !is_shed(&busy));
-        assert_eq!(t.shed_count(ShedReason::Idle), 1);
+        assert_shed(
+            &t,
+            ShedReason::Idle,
+            "idle longest",
+            &idle,
+            &[&third, &busy],
+        );
         assert_eq!(t.open(), 3);
     }
 
     #[test]
     fn busy_only_when_nothing_else_is_left() {
         let t = table(2, 10);
-        let a = t.admit(ip("192.0.2.1"));
-        let _qa = a.activity().begin_query();
-        let b = t.admit(ip("192.0.2.2"));
-        let _qb = b.activity().begin_query();
+        let (a, _qa) = admit_busy(&t, "192.0.2.1");
+        let (b, _qb) = admit_busy(&t, "192.0.2.2");
         let _c = t.admit(ip("192.0.2.3"));
-        assert!(is_shed(&a), "the busy one whose last query is oldest");
-        assert!(!is_shed(&b));
-        assert_eq!(t.shed_count(ShedReason::Busy), 1);
+        let why = "the busy one whose last query is oldest";
+        assert_shed(&t, ShedReason::Busy, why, &a, &[&b]);
     }
 
     #[test]
@@ -593,9 +634,8 @@ mod tests {
         let own1 = t.admit(ip("198.51.100.1"));
         let own2 = t.admit(ip("198.51.100.1"));
         let _own3 = t.admit(ip("198.51.100.1"));
-        assert!(is_shed(&own1));
-        assert!(!is_shed(&own2) && !is_shed(&other));
-        assert_eq!(t.shed_count(ShedReason::PerClient), 1);
+        let why = "the client's oldest";
+        assert_shed(&t, ShedReason::PerClient, why, &own1, &[&own2, &other]);
         assert_eq!(t.open(), 3);
     }
 

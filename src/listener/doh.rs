@@ -17,7 +17,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -86,21 +86,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let http = Arc::new(HttpBuilders::new(&worker.shared().settings.limits));
     let alt_svc = h3_port.map(alt_svc);
-    accept_loop(
-        worker.clone(),
-        listener,
-        table,
-        move |stream, peer, open| {
-            let connection = Connection {
-                worker: worker.clone(),
-                peer,
-                open,
-                alt_svc: alt_svc.clone(),
-            };
-            let (tls, http) = (tls.clone(), http.clone());
-            async move { connection.serve(stream, &tls, &http).await }
-        },
-    )
+    accept_loop(worker, listener, table, move |a| {
+        let connection = Connection {
+            worker: a.worker,
+            ip: a.hints.ip,
+            open: a.connection,
+            alt_svc: alt_svc.clone(),
+        };
+        let (tls, http) = (tls.clone(), http.clone());
+        async move { connection.serve(a.stream, &tls, &http).await }
+    })
     .await
 }
 
@@ -159,7 +154,8 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// One client connection.
 struct Connection {
     worker: Arc<Worker>,
-    peer: SocketAddr,
+    /// The client's address (the peer's, or the one its PROXY header gives).
+    ip: IpAddr,
     /// Its place in the connection table, held throughout.
     open: OpenConnection,
     alt_svc: Option<HeaderValue>,
@@ -180,7 +176,7 @@ impl Connection {
         let activity = self.open.activity().clone();
         let handler = Arc::new(Handler {
             worker: self.worker.clone(),
-            ip: self.peer.ip(),
+            ip: self.ip,
             activity: activity.clone(),
             alt_svc: self.alt_svc.clone(),
         });

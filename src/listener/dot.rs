@@ -1,18 +1,15 @@
 //! DNS over TLS (RFC 7858): a TLS handshake (ALPN `dot`), bounded in time,
 //! then the RFC 7766 stream code of [`super::tcp`] over the TLS stream. The
 //! first label of the server name the client asked for (SNI) is passed on
-//! as [`ClientHints::dot_label`], so `acme.dot.example.net` can identify an
-//! organization.
+//! as [`ClientHints::dot_label`](crate::query::ClientHints::dot_label), so
+//! `acme.dot.example.net` can identify an organization.
 
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
-
-use super::conns::{accept_loop, ConnectionTable, OpenConnection};
+use super::conns::{accept_loop, Accepted, ConnectionTable};
 use super::tcp::serve_stream;
 use super::tls::Tls;
 use crate::pipeline::Worker;
-use crate::query::{ClientHints, Transport};
 
 /// Accepts DoT connections on one worker's listener until the runtime stops.
 pub async fn serve(
@@ -21,28 +18,21 @@ pub async fn serve(
     tls: Arc<Tls>,
     table: Arc<ConnectionTable>,
 ) -> std::io::Result<()> {
-    accept_loop(
-        worker.clone(),
-        listener,
-        table,
-        move |stream, peer, connection| {
-            let (worker, tls) = (worker.clone(), tls.clone());
-            let hints = ClientHints::from_peer(peer, Transport::Dot);
-            async move { serve_connection(worker, stream, hints, &tls, connection).await }
-        },
-    )
+    accept_loop(worker, listener, table, move |accepted| {
+        serve_connection(accepted, tls.clone())
+    })
     .await
 }
 
 /// The TLS handshake, bounded in time and ended early if the connection is
 /// shed meanwhile, then DNS over the TLS stream.
-async fn serve_connection(
-    worker: Arc<Worker>,
-    stream: TcpStream,
-    mut hints: ClientHints,
-    tls: &Tls,
-    connection: OpenConnection,
-) {
+async fn serve_connection(accepted: Accepted, tls: Arc<Tls>) {
+    let Accepted {
+        worker,
+        stream,
+        mut hints,
+        connection,
+    } = accepted;
     let limits = worker.shared().settings.limits.clone();
     let acceptor = tls.dot_acceptor();
     let limit = limits.tls_handshake_timeout;

@@ -14,7 +14,7 @@ use tokio::time::{sleep, timeout, timeout_at, Instant};
 use super::conns::{accept_loop, ConnectionTable, OpenConnection};
 use crate::config::Limits;
 use crate::pipeline::{Step, Worker};
-use crate::query::{ClientHints, Transport};
+use crate::query::ClientHints;
 
 /// After a shed, how long the connection has to write the answers it owes
 /// before it is closed regardless.
@@ -27,16 +27,10 @@ pub async fn serve(
     table: Arc<ConnectionTable>,
 ) -> std::io::Result<()> {
     let limits = worker.shared().settings.limits.clone();
-    accept_loop(
-        worker.clone(),
-        listener,
-        table,
-        move |stream, peer, connection| {
-            let (worker, limits) = (worker.clone(), limits.clone());
-            let hints = ClientHints::from_peer(peer, Transport::Tcp);
-            async move { serve_stream(worker, stream, hints, &limits, &connection).await }
-        },
-    )
+    accept_loop(worker, listener, table, move |a| {
+        let limits = limits.clone();
+        async move { serve_stream(a.worker, a.stream, a.hints, &limits, &a.connection).await }
+    })
     .await
 }
 

@@ -387,16 +387,18 @@ mod tests {
         assert_eq!(dns_name(ip_only.cert.der()), None);
     }
 
+    /// Writes a new self-signed certificate for `name` and its key as PEM files.
+    fn write_self_signed(cert: &Path, key: &Path, name: &str) {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        std::fs::write(cert, made.cert.pem()).unwrap();
+        std::fs::write(key, made.signing_key.serialize_pem()).unwrap();
+    }
+
     #[test]
     fn files_reload_and_errors_name_the_fix() {
-        let dir = std::env::temp_dir().join(format!("picket-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::fresh_dir("tls");
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let write = |name: &str| {
-            let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
-            std::fs::write(&cert, made.cert.pem()).unwrap();
-            std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-        };
+        let write = |name: &str| write_self_signed(&cert, &key, name);
         write("one.example.test");
         let tls = Tls::load(&TlsSource::Files {
             cert: cert.clone(),
@@ -422,9 +424,8 @@ mod tests {
         assert_eq!(tls.fingerprint(), second);
 
         // A key that belongs to another certificate.
-        let other = rcgen::generate_simple_self_signed(vec!["x.example.test".to_string()]).unwrap();
         write("three.example.test");
-        std::fs::write(&key, other.signing_key.serialize_pem()).unwrap();
+        write_self_signed(&dir.join("other.pem"), &key, "x.example.test");
         let err = tls.reload().unwrap_err();
         assert!(format!("{err:#}").contains("do not go together"), "{err:#}");
 

@@ -308,9 +308,9 @@ pub fn html_page(html: Bytes, csp: &str) -> Response<Full<Bytes>> {
 fn reply(result: Json) -> Response<Full<Bytes>> {
     match result {
         Ok(value) => json(StatusCode::OK, &value),
-        Err(message) => json(
+        Err(bad) => json(
             StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": message }),
+            &serde_json::json!({ "error": bad.to_string() }),
         ),
     }
 }

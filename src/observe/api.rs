@@ -18,8 +18,16 @@ use super::dashboard::{Dashboard, RecentFilter, TOP_LISTS};
 use super::outcome::ACTIONS;
 use crate::query::Transport;
 
-/// An endpoint's answer: the JSON, or the message of a 400.
-pub type Json = Result<Value, String>;
+/// An endpoint's answer: the JSON, or why the request gets a 400.
+pub type Json = Result<Value, BadRequest>;
+
+/// A request an endpoint refuses (400): the endpoint, the parameter at fault, and what would do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{endpoint}: {problem}")]
+pub struct BadRequest {
+    pub endpoint: &'static str,
+    pub problem: String,
+}
 
 /// Longest query string read (a name is at most 253 bytes; percent-encoded,
 /// three times that, plus the other parameters).
@@ -52,7 +60,7 @@ pub fn index() -> Value {
 
 /// `/api/stats`: the dashboard's figures and the server's state together.
 pub fn stats(dashboard: &Dashboard, status: &dyn Fn() -> Value, query: &str) -> Json {
-    params(query, "/api/stats", &[])?;
+    Request::parse(query, "/api/stats", &[])?;
     let mut out = status();
     if let (Value::Object(out), Value::Object(figures)) = (&mut out, dashboard.stats()) {
         out.extend(figures);
@@ -62,16 +70,15 @@ pub fn stats(dashboard: &Dashboard, status: &dyn Fn() -> Value, query: &str) -> 
 
 /// `/api/top`.
 pub fn top(dashboard: &Dashboard, query: &str) -> Json {
-    let p = params(query, "/api/top", &["n", "list"])?;
-    let capacity = dashboard.top_capacity();
-    let n = number(&p, "n", "/api/top", 10, capacity)?;
-    let list = get(&p, "list");
+    let r = Request::parse(query, "/api/top", &["n", "list"])?;
+    let n = r.number("n", 10, dashboard.top_capacity())?;
+    let list = r.get("list");
     if let Some(list) = list {
         if !TOP_LISTS.contains(&list) {
-            return Err(format!(
-                "/api/top: list={list:?} is not a list: use one of {}, or leave it out for all",
+            return Err(r.bad(format!(
+                "list={list:?} is not a list: use one of {}, or leave it out for all",
                 TOP_LISTS.join(", ")
-            ));
+            )));
         }
     }
     Ok(dashboard.top(n, list))
@@ -79,36 +86,32 @@ pub fn top(dashboard: &Dashboard, query: &str) -> Json {
 
 /// `/api/recent`.
 pub fn recent(dashboard: &Dashboard, query: &str) -> Json {
-    let endpoint = "/api/recent";
-    let p = params(
-        query,
-        endpoint,
-        &["limit", "name", "client", "action", "rule"],
-    )?;
+    let allowed = ["limit", "name", "client", "action", "rule"];
+    let r = Request::parse(query, "/api/recent", &allowed)?;
     let capacity = dashboard.recent_capacity().max(1);
-    let limit = number(&p, "limit", endpoint, 100.min(capacity), capacity)?;
-    let name = text(&p, "name", endpoint, MAX_NAME)?.map(|n| n.to_ascii_lowercase());
-    let client = text(&p, "client", endpoint, 45)?;
+    let limit = r.number("limit", 100.min(capacity), capacity)?;
+    let name = r.text("name", MAX_NAME)?.map(|n| n.to_ascii_lowercase());
+    let client = r.text("client", 45)?;
     if let Some(c) = &client {
         if !c
             .chars()
             .all(|ch| ch.is_ascii_hexdigit() || ch == '.' || ch == ':')
         {
-            return Err(format!(
-                "{endpoint}: client={c:?} is not (the start of) an address: use digits, dots and colons, e.g. client=192.0.2. or client=2001:db8:"
-            ));
+            return Err(r.bad(format!(
+                "client={c:?} is not (the start of) an address: use digits, dots and colons, e.g. client=192.0.2. or client=2001:db8:"
+            )));
         }
     }
-    let action = text(&p, "action", endpoint, 16)?;
+    let action = r.text("action", 16)?;
     if let Some(a) = &action {
         if !ACTIONS.contains(&a.as_str()) {
-            return Err(format!(
-                "{endpoint}: action={a:?} is not an action: use one of {}",
+            return Err(r.bad(format!(
+                "action={a:?} is not an action: use one of {}",
                 ACTIONS.join(", ")
-            ));
+            )));
         }
     }
-    let rule = text(&p, "rule", endpoint, 256)?;
+    let rule = r.text("rule", 256)?;
     Ok(dashboard.recent(&RecentFilter {
         name,
         client,
@@ -120,36 +123,39 @@ pub fn recent(dashboard: &Dashboard, query: &str) -> Json {
 
 /// `/api/explain`.
 pub fn explain(query: &str, run: &dyn Fn(&Explain) -> String) -> Json {
-    let endpoint = "/api/explain";
-    let p = params(
-        query,
-        endpoint,
-        &["name", "type", "client", "org", "transport"],
-    )?;
+    let allowed = ["name", "type", "client", "org", "transport"];
+    let r = Request::parse(query, "/api/explain", &allowed)?;
     let example = "e.g. /api/explain?name=ads.example&type=A&client=192.0.2.1";
-    let name = text(&p, "name", endpoint, MAX_NAME + 1)?
-        .ok_or_else(|| format!("{endpoint}: name= is missing: {example}"))?;
-    let name = check_name(&name).map_err(|why| format!("{endpoint}: name={name:?} {why}"))?;
-    let qtype = match get(&p, "type") {
+    let name = r
+        .text("name", MAX_NAME + 1)?
+        .ok_or_else(|| r.bad(format!("name= is missing: {example}")))?;
+    let name = check_name(&name).map_err(|why| r.bad(format!("name={name:?} {why}")))?;
+    let qtype = match r.get("type") {
         None => 1,
         Some(t) => parse_qtype(t).ok_or_else(|| {
-            format!("{endpoint}: type={t:?} is not a query type: use a mnemonic such as A, AAAA, MX, or a number from 0 to 65535")
+            r.bad(format!("type={t:?} is not a query type: use a mnemonic such as A, AAAA, MX, or a number from 0 to 65535"))
         })?,
     };
-    let client = get(&p, "client").ok_or_else(|| {
-        format!("{endpoint}: client= is missing: the address the query comes from, {example}")
+    let client = r.get("client").ok_or_else(|| {
+        r.bad(format!(
+            "client= is missing: the address the query comes from, {example}"
+        ))
     })?;
     let client: IpAddr = client.trim().parse().map_err(|_| {
-        format!("{endpoint}: client={client:?} is not an IP address: e.g. client=192.0.2.1 or client=2001:db8::1")
+        r.bad(format!(
+            "client={client:?} is not an IP address: e.g. client=192.0.2.1 or client=2001:db8::1"
+        ))
     })?;
-    let org = text(&p, "org", endpoint, 128)?;
-    let transport = match get(&p, "transport") {
+    let org = r.text("org", 128)?;
+    let transport = match r.get("transport") {
         None => Transport::Udp,
         Some(t) => *Transport::ALL
             .iter()
             .find(|x| x.as_str() == t)
             .ok_or_else(|| {
-                format!("{endpoint}: transport={t:?} is not a transport: use udp, tcp, doh or dot")
+                r.bad(format!(
+                    "transport={t:?} is not a transport: use udp, tcp, doh or dot"
+                ))
             })?,
     };
     let ask = Explain {
@@ -218,75 +224,87 @@ pub fn param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-type Params = Vec<(String, String)>;
+/// A request's parameters, decoded and checked against those its endpoint takes.
+#[derive(Debug)]
+struct Request {
+    endpoint: &'static str,
+    params: Vec<(String, String)>,
+}
 
-/// The parameters of `query`, decoded; unknown, repeated or undecodable ones
-/// are refused.
-fn params(query: &str, endpoint: &str, allowed: &[&str]) -> Result<Params, String> {
-    if query.len() > MAX_QUERY {
-        return Err(format!(
-            "{endpoint}: the query string is {} bytes long; at most {MAX_QUERY} are read",
-            query.len()
-        ));
-    }
-    let mut out: Params = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = decode(k).map_err(|e| format!("{endpoint}: parameter {k:?}: {e}"))?;
-        let v = decode(v).map_err(|e| format!("{endpoint}: {k}={v:?}: {e}"))?;
-        if !allowed.contains(&k.as_str()) {
-            let known = if allowed.is_empty() {
-                "it takes none".to_string()
-            } else {
-                format!("it takes {}", allowed.join(", "))
-            };
-            return Err(format!(
-                "{endpoint}: unknown parameter {k:?}: {known} (see /api/)"
-            ));
+impl Request {
+    /// The parameters of `query`, decoded; unknown, repeated or undecodable ones are refused.
+    fn parse(query: &str, endpoint: &'static str, allowed: &[&str]) -> Result<Self, BadRequest> {
+        let mut r = Request {
+            endpoint,
+            params: Vec::new(),
+        };
+        if query.len() > MAX_QUERY {
+            return Err(r.bad(format!(
+                "the query string is {} bytes long; at most {MAX_QUERY} are read",
+                query.len()
+            )));
         }
-        if out.iter().any(|(seen, _)| *seen == k) {
-            return Err(format!("{endpoint}: {k} is given twice: give it once"));
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = decode(k).map_err(|e| r.bad(format!("parameter {k:?}: {e}")))?;
+            let v = decode(v).map_err(|e| r.bad(format!("{k}={v:?}: {e}")))?;
+            if !allowed.contains(&k.as_str()) {
+                let known = if allowed.is_empty() {
+                    "it takes none".to_string()
+                } else {
+                    format!("it takes {}", allowed.join(", "))
+                };
+                return Err(r.bad(format!("unknown parameter {k:?}: {known} (see /api/)")));
+            }
+            if r.params.iter().any(|(seen, _)| *seen == k) {
+                return Err(r.bad(format!("{k} is given twice: give it once")));
+            }
+            r.params.push((k, v));
         }
-        out.push((k, v));
+        Ok(r)
     }
-    Ok(out)
-}
 
-fn get<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
-    p.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-/// A text parameter of at most `max` characters.
-fn text(p: &Params, name: &str, endpoint: &str, max: usize) -> Result<Option<String>, String> {
-    match get(p, name) {
-        Some(v) if v.chars().count() > max => Err(format!(
-            "{endpoint}: {name}= is {} characters long; at most {max} are accepted",
-            v.chars().count()
-        )),
-        Some(v) => Ok(Some(v.to_string())),
-        None => Ok(None),
+    /// This endpoint's refusal for `problem`.
+    fn bad(&self, problem: String) -> BadRequest {
+        BadRequest {
+            endpoint: self.endpoint,
+            problem,
+        }
     }
-}
 
-/// A count parameter from 1 to `max`.
-fn number(
-    p: &Params,
-    name: &str,
-    endpoint: &str,
-    default: usize,
-    max: usize,
-) -> Result<usize, String> {
-    let Some(v) = get(p, name) else {
-        return Ok(default);
-    };
-    match v.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{endpoint}: {name}={v:?} is out of range: use a whole number from 1 to {max}, e.g. {endpoint}?{name}={default}"
-        )),
+    /// The `name` parameter, unless absent or empty.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A text parameter of at most `max` characters.
+    fn text(&self, name: &str, max: usize) -> Result<Option<String>, BadRequest> {
+        match self.get(name) {
+            Some(v) if v.chars().count() > max => Err(self.bad(format!(
+                "{name}= is {} characters long; at most {max} are accepted",
+                v.chars().count()
+            ))),
+            Some(v) => Ok(Some(v.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// A count parameter from 1 to `max`.
+    fn number(&self, name: &str, default: usize, max: usize) -> Result<usize, BadRequest> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(self.bad(format!(
+                "{name}={v:?} is out of range: use a whole number from 1 to {max}, e.g. {}?{name}={default}",
+                self.endpoint
+            ))),
+        }
     }
 }
 
@@ -324,21 +342,27 @@ mod tests {
         assert!(decode("%zz").is_err());
         assert!(decode("%e9").is_err(), "not UTF-8");
         assert!(decode("%").is_err());
-        let p = params("limit=5&name=ads", "/api/recent", &["limit", "name"]).unwrap();
-        assert_eq!(get(&p, "name"), Some("ads"));
-        let e = params("limt=5", "/api/recent", &["limit"]).unwrap_err();
+        let parse = |query: &str, endpoint, allowed: &[&str]| {
+            Request::parse(query, endpoint, allowed).map_err(|e| e.to_string())
+        };
+        let r = parse("limit=5&name=ads", "/api/recent", &["limit", "name"]).unwrap();
+        assert_eq!(r.get("name"), Some("ads"));
+        let e = parse("limt=5", "/api/recent", &["limit"]).unwrap_err();
         assert!(
             e.contains("unknown parameter \"limt\"") && e.contains("limit"),
             "{e}"
         );
-        assert!(params("n=1&n=2", "/api/top", &["n"])
+        assert!(parse("n=1&n=2", "/api/top", &["n"])
             .unwrap_err()
             .contains("twice"));
-        assert!(params(&"a".repeat(3000), "/api/top", &["n"]).is_err());
+        assert!(parse(&"a".repeat(3000), "/api/top", &["n"]).is_err());
         for bad in ["0", "-1", "x", "1001", "99999999999999999999999"] {
-            let p = params(&format!("limit={bad}"), "/api/recent", &["limit"]).unwrap();
-            let e = number(&p, "limit", "/api/recent", 100, 1000).unwrap_err();
-            assert!(e.contains("from 1 to 1000"), "{e}");
+            let r = parse(&format!("limit={bad}"), "/api/recent", &["limit"]).unwrap();
+            let e = r.number("limit", 100, 1000).unwrap_err().to_string();
+            assert!(
+                e.starts_with("/api/recent: limit=") && e.contains("from 1 to 1000"),
+                "{e}"
+            );
         }
         assert_eq!(
             param("token=s%3Dcret&x=1", "token").as_deref(),
@@ -377,10 +401,16 @@ mod tests {
                 "unknown parameter",
             ),
         ] {
-            let e = explain(query, &run).unwrap_err();
-            assert!(e.contains(says), "{query}: {e}");
+            let e = explain(query, &run).unwrap_err().to_string();
+            assert!(
+                e.starts_with("/api/explain: ") && e.contains(says),
+                "{query}: {e}"
+            );
         }
         let long = format!("name={}&client=10.0.0.5", "a".repeat(300));
-        assert!(explain(&long, &run).unwrap_err().contains("at most"));
+        assert!(explain(&long, &run)
+            .unwrap_err()
+            .to_string()
+            .contains("at most"));
     }
 }

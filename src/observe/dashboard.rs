@@ -906,22 +906,9 @@ mod tests {
             .find(|a| a.as_str() == action)
             .expect("an action label");
         Outcome {
-            transport: Transport::Udp,
-            client_ip: "198.51.100.77".parse().unwrap(),
-            client_port: 0,
-            query: &[],
-            reply: None,
-            org: "acme",
             qname,
-            qtype: 1,
-            rcode: Some(0),
             action,
-            rule: None,
-            audited: &[],
-            cache: CacheStatus::Hit,
-            upstream: None,
-            ede: None,
-            duration: Duration::from_micros(40),
+            ..Outcome::sample()
         }
     }
 

@@ -499,20 +499,13 @@ mod tests {
         Outcome {
             transport,
             client_ip: IpAddr::from([192, 0, 2, 9]),
-            client_port: 0,
-            query: &[],
-            reply: None,
             org: "",
             qname: "a.example",
-            qtype: 1,
             rcode,
             action,
-            rule: None,
-            audited: &[],
             cache,
-            upstream: None,
-            ede: None,
             duration: Duration::from_micros(5),
+            ..Outcome::sample()
         }
     }
 

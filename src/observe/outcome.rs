@@ -114,6 +114,32 @@ pub fn transport_index(transport: Transport) -> usize {
 }
 
 #[cfg(test)]
+impl Outcome<'static> {
+    /// An A query over UDP from 198.51.100.77 for organization `acme`, resolved from the
+    /// cache: the observers' tests change the fields they are about.
+    pub(crate) fn sample() -> Self {
+        Outcome {
+            transport: Transport::Udp,
+            client_ip: IpAddr::from([198, 51, 100, 77]),
+            client_port: 0,
+            query: &[],
+            reply: None,
+            org: "acme",
+            qname: "www.example.test",
+            qtype: 1,
+            rcode: Some(0),
+            action: ActionLabel::Resolve,
+            rule: None,
+            audited: &[],
+            cache: CacheStatus::Hit,
+            upstream: None,
+            ede: None,
+            duration: Duration::from_micros(40),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -341,11 +341,6 @@ impl QueryLog {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Write and reopen errors.
-    pub fn errors(&self) -> u64 {
-        self.inner.errors.load(Ordering::Relaxed)
-    }
-
     /// Readers of the counters for metric probes.
     pub fn counters(&self) -> [(&'static str, CounterRead); 3] {
         use super::metrics::name;
@@ -754,29 +749,22 @@ impl fmt::Display for Rfc3339 {
 mod tests {
     use super::*;
     use crate::observe::CacheStatus;
-    use crate::query::{ActionLabel, Transport};
+    use crate::query::ActionLabel;
     use crate::upstream::Upstream;
 
     fn outcome() -> Outcome<'static> {
         Outcome {
-            transport: Transport::Udp,
-            client_ip: "198.51.100.77".parse().unwrap(),
-            client_port: 0,
-            query: &[],
-            reply: None,
-            org: "acme",
-            qname: "www.example.test",
             qtype: 28,
             rcode: Some(3),
             action: ActionLabel::Block,
             rule: Some(("r7", "no \"ads\"")),
-            audited: &[],
             cache: CacheStatus::None,
             upstream: Some(Box::leak(Box::new(Upstream::from(
                 "192.0.2.53:53".parse::<std::net::SocketAddr>().unwrap(),
             )))),
             ede: Some(15),
             duration: Duration::from_nanos(12_345_678),
+            ..Outcome::sample()
         }
     }
 
@@ -867,9 +855,7 @@ mod tests {
 
     #[test]
     fn lines_from_many_threads_are_all_written() {
-        let dir = std::env::temp_dir().join(format!("picket-qlog-threads-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::fresh_dir("qlog-threads");
         let path = dir.join("q.log");
         let log = Arc::new(
             QueryLog::open(&QueryLogSettings::new(LogTarget::File(path.clone()))).unwrap(),
@@ -907,9 +893,7 @@ mod tests {
 
     #[test]
     fn writes_rotates_and_reopens() {
-        let dir = std::env::temp_dir().join(format!("picket-qlog-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::fresh_dir("qlog");
         let path = dir.join("q.log");
         let mut settings = QueryLogSettings::new(LogTarget::File(path.clone()));
         settings.max_bytes = Some(1000);

@@ -339,23 +339,40 @@ pub fn key_file_text(key: &SigningKey) -> String {
     format!("{}\n", b64().encode(key.to_bytes()))
 }
 
+/// Why a signing key file or a `--policy-key` could not be read; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the signing key {}: {error} (make one with `picket keygen FILE`)", path.display())]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{} is not a Picket signing key (32 bytes in base64, as `picket keygen` writes)", path.display())]
+    NotASigningKey { path: PathBuf },
+    /// A file named as the public key that does not hold one.
+    #[error(
+        "{0} does not hold an Ed25519 public key in base64 (the last line `picket keygen` prints)"
+    )]
+    NotAPublicKeyFile(String),
+    #[error(
+        "`{0}` is neither an Ed25519 public key in base64 (the last line `picket keygen` \
+         prints) nor a file holding one"
+    )]
+    NotAPublicKey(String),
+}
+
 /// Reads a key file written by [`key_file_text`].
-pub fn read_key_file(path: &Path) -> Result<SigningKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read the signing key {}: {e} (make one with `picket keygen FILE`)",
-            path.display()
-        )
+pub fn read_key_file(path: &Path) -> Result<SigningKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Unreadable {
+        path: path.to_path_buf(),
+        error,
     })?;
     let seed: [u8; 32] = b64()
         .decode(text.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| {
-            format!(
-                "{} is not a Picket signing key (32 bytes in base64, as `picket keygen` writes)",
-                path.display()
-            )
+        .ok_or_else(|| KeyError::NotASigningKey {
+            path: path.to_path_buf(),
         })?;
     Ok(SigningKey::from_bytes(&seed))
 }
@@ -366,7 +383,7 @@ pub fn public_key_text(key: &VerifyingKey) -> String {
 }
 
 /// A `--policy-key` value: the base64 public key, or a file holding it.
-pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
     let decode = |s: &str| -> Option<VerifyingKey> {
         let bytes: [u8; 32] = b64().decode(s.trim()).ok()?.try_into().ok()?;
         VerifyingKey::from_bytes(&bytes).ok()
@@ -375,13 +392,8 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
         return Ok(key);
     }
     match std::fs::read_to_string(text) {
-        Ok(content) => decode(&content).ok_or_else(|| {
-            format!("{text} does not hold an Ed25519 public key in base64 (the last line `picket keygen` prints)")
-        }),
-        Err(_) => Err(format!(
-            "`{text}` is neither an Ed25519 public key in base64 (the last line `picket keygen` \
-             prints) nor a file holding one"
-        )),
+        Ok(content) => decode(&content).ok_or_else(|| KeyError::NotAPublicKeyFile(text.to_owned())),
+        Err(_) => Err(KeyError::NotAPublicKey(text.to_owned())),
     }
 }
 
@@ -394,8 +406,7 @@ mod tests {
     use super::*;
 
     fn policy_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("picket-bundle-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
+        let d = crate::testing::fresh_dir(&format!("bundle-{tag}"));
         std::fs::create_dir_all(d.join("lists")).unwrap();
         std::fs::write(
             d.join("p.json"),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One policy file.
 #[derive(Debug, Default, Deserialize)]
@@ -83,31 +83,43 @@ pub(crate) struct ListJson {
     pub rpz: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A rule, as read from a policy file and as `picket import` writes one (absent settings are
+/// left out, in this order).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleJson {
     pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[allow(dead_code)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
     pub expression: String,
     pub action: String,
     // Action settings (validated against the action in load.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ede: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub addresses: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub block_page: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub block_reason: Option<String>,
     /// When the rule takes part (Gateway-shaped weekly ranges in a time zone).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<super::schedule::ScheduleJson>,
     /// RFC 3339 instant after which the rule is off.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
 

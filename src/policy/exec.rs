@@ -375,9 +375,7 @@ mod tests {
 
     #[test]
     fn compiled_filters_are_shared_between_threads() {
-        fn check<T: Send + Sync>() {}
-        check::<Filters>();
-        check::<Ruleset>();
+        crate::testing::assert_send_sync::<(Filters, Ruleset)>();
     }
 
     #[test]

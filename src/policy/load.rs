@@ -1192,8 +1192,8 @@ fn build_org(
     let id: Arc<str> = o.id.as_str().into();
     let networks_ok = org_networks(b, claims, &o.networks, index, at);
     let context = token::context_words(&o.id, o.name.as_deref());
-    let tokens_ok = org_doh_tokens(b, claims, &o.doh_tokens, &context, index, at);
-    let names_ok = org_dot_names(b, claims, &o.dot_names, &context, index, at);
+    let tokens_ok = org_secrets(b, claims, &DOH_TOKEN, &o.doh_tokens, &context, index, at);
+    let names_ok = org_secrets(b, claims, &DOT_NAME, &o.dot_names, &context, index, at);
     let lf = ListFields {
         global: global_lf.global.clone(),
         org: b.lists(Some(index), &o.lists, at.file, at.path, &global_lf.global),
@@ -1245,9 +1245,7 @@ fn org_networks(
     index: u32,
     at: At<'_>,
 ) -> bool {
-    let mut ok = true;
-    for (j, n) in networks.iter().enumerate() {
-        let path = format!("{}.networks[{j}]", at.path);
+    each_entry(networks, "networks", at, |n, path| {
         let net = n
             .parse::<IpNet>()
             .ok()
@@ -1255,90 +1253,99 @@ fn org_networks(
         let Some(net) = net else {
             let msg = format!("{n:?} is not a network (CIDR)");
             b.issue(IssueKind::Invalid, at.file, path, msg);
-            ok = false;
-            continue;
+            return false;
         };
-        if let Some(prev) = claims.ident.add_network(net, index) {
-            let msg = format!(
-                "network {} is already claimed by organization {:?}",
-                net.trunc(),
-                claims.owner(prev)
-            );
-            b.issue(IssueKind::Duplicate, at.file, path, msg);
-            ok = false;
-        }
+        let Some(prev) = claims.ident.add_network(net, index) else {
+            return true;
+        };
+        let msg = format!(
+            "network {} is already claimed by organization {:?}",
+            net.trunc(),
+            claims.owner(prev)
+        );
+        b.issue(IssueKind::Duplicate, at.file, path, msg);
+        false
+    })
+}
+
+/// Checks each entry of an organization's array `field` with `check` (given the entry's JSON
+/// path); whether all passed. Every entry is checked, so that every problem is reported.
+fn each_entry(
+    values: &[String],
+    field: &str,
+    at: At<'_>,
+    mut check: impl FnMut(&str, String) -> bool,
+) -> bool {
+    let mut ok = true;
+    for (j, v) in values.iter().enumerate() {
+        ok &= check(v, format!("{}.{field}[{j}]", at.path));
     }
     ok
 }
 
-/// Claim an organization's DoH tokens; whether all were valid, hard to guess and free.
-fn org_doh_tokens(
-    b: &mut Builder,
-    claims: &mut Claims,
-    tokens: &[String],
-    context: &[String],
-    index: u32,
-    at: At<'_>,
-) -> bool {
-    let mut ok = true;
-    for (j, t) in tokens.iter().enumerate() {
-        let path = format!("{}.doh_tokens[{j}]", at.path);
-        if !valid_token(t) {
-            b.issue(
-                IssueKind::Invalid,
-                at.file,
-                path,
-                "a DoH token must be 1-128 URL-safe characters (letters, digits, - _ . ~)",
-            );
-            ok = false;
-        } else if let Some(problem) = weak_token(t, context, "DoH token") {
-            b.issue_at_value((at.file, at.text), ("doh_tokens", t, index), path, problem);
-            ok = false;
-        } else if let Some(prev) = claims.ident.add_token(t, index) {
-            let msg = format!(
-                "DoH token {t:?} is already used by organization {:?}",
-                claims.owner(prev)
-            );
-            b.issue(IssueKind::Duplicate, at.file, path, msg);
-            ok = false;
-        }
-    }
-    ok
+/// A secret an organization's clients name it by: a DoH token or a DoT name.
+struct SecretKind {
+    /// The organization's JSON key holding them.
+    field: &'static str,
+    /// What one is called in messages.
+    noun: &'static str,
+    /// Why `value` is not well-formed, if it is not.
+    malformed: fn(&str) -> Option<String>,
+    /// Claims `value` for organization `index`; the previous owner if it was taken.
+    claim: fn(&mut IdentityIndex, &str, u32) -> Option<u32>,
 }
 
-/// Claim an organization's DoT names; whether all were valid, hard to guess and free.
-fn org_dot_names(
+const DOH_TOKEN: SecretKind = SecretKind {
+    field: "doh_tokens",
+    noun: "DoH token",
+    malformed: |t| {
+        (!valid_token(t)).then(|| {
+            "a DoH token must be 1-128 URL-safe characters (letters, digits, - _ . ~)".to_owned()
+        })
+    },
+    claim: IdentityIndex::add_token,
+};
+
+const DOT_NAME: SecretKind = SecretKind {
+    field: "dot_names",
+    noun: "DoT name",
+    malformed: |n| {
+        (!valid_label(n)).then(|| {
+            format!(
+                "{n:?} must be one lower-case DNS label (the first label of the TLS server name)"
+            )
+        })
+    },
+    claim: IdentityIndex::add_dot_name,
+};
+
+/// Claim an organization's secrets of one kind; whether all were valid, hard to guess and free.
+fn org_secrets(
     b: &mut Builder,
     claims: &mut Claims,
-    names: &[String],
+    kind: &SecretKind,
+    values: &[String],
     context: &[String],
     index: u32,
     at: At<'_>,
 ) -> bool {
-    let mut ok = true;
-    for (j, n) in names.iter().enumerate() {
-        let path = format!("{}.dot_names[{j}]", at.path);
-        if !valid_label(n) {
-            b.issue(
-                IssueKind::Invalid,
-                at.file,
-                path,
-                format!("{n:?} must be one lower-case DNS label (the first label of the TLS server name)"),
-            );
-            ok = false;
-        } else if let Some(problem) = weak_token(n, context, "DoT name") {
-            b.issue_at_value((at.file, at.text), ("dot_names", n, index), path, problem);
-            ok = false;
-        } else if let Some(prev) = claims.ident.add_dot_name(n, index) {
+    each_entry(values, kind.field, at, |v, path| {
+        if let Some(problem) = (kind.malformed)(v) {
+            b.issue(IssueKind::Invalid, at.file, path, problem);
+        } else if let Some(problem) = weak_token(v, context, kind.noun) {
+            b.issue_at_value((at.file, at.text), (kind.field, v, index), path, problem);
+        } else if let Some(prev) = (kind.claim)(&mut claims.ident, v, index) {
             let msg = format!(
-                "DoT name {n:?} is already used by organization {:?}",
+                "{} {v:?} is already used by organization {:?}",
+                kind.noun,
                 claims.owner(prev)
             );
             b.issue(IssueKind::Duplicate, at.file, path, msg);
-            ok = false;
+        } else {
+            return true;
         }
-    }
-    ok
+        false
+    })
 }
 
 /// Why `value` (a DoH token or DoT name of an organization whose words are `context`) is too

@@ -41,6 +41,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The rule shape `picket import` writes, the one policy files are read with.
+pub(crate) use config::RuleJson;
 pub use error::{Issue, IssueKind, PolicyError};
 pub use eval::{
     evaluate, evaluate_at, evaluate_response, evaluate_response_after, evaluate_response_at,
@@ -48,6 +50,7 @@ pub use eval::{
 };
 pub use lists::InvalidLine;
 pub use remote::{Downloaded, RemoteLists, FETCH_RESULTS as LIST_FETCH_RESULTS};
+pub(crate) use schedule::ScheduleJson;
 pub use schedule::When;
 pub use sources::FileStamp;
 
@@ -640,9 +643,7 @@ mod tests {
 
     #[test]
     fn policy_set_is_send_sync() {
-        fn check<T: Send + Sync>() {}
-        check::<PolicySet>();
-        check::<Verdict>();
+        crate::testing::assert_send_sync::<(PolicySet, Verdict)>();
     }
 
     #[test]

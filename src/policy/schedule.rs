@@ -18,12 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Minutes in a day; a range may end at `24:00`.
 const DAY_MINUTES: u16 = 24 * 60;
 
-/// A rule's schedule as written in a policy file.
+/// A rule's schedule as written in a policy file (and by `picket import`: see its `Serialize`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScheduleJson {
@@ -59,6 +60,22 @@ impl ScheduleJson {
             ("sat", self.sat.as_deref()),
             ("sun", self.sun.as_deref()),
         ]
+    }
+}
+
+/// The time zone, then the days that have ranges, Monday first; absent ones are left out.
+impl Serialize for ScheduleJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(zone) = &self.time_zone {
+            map.serialize_entry("time_zone", zone)?;
+        }
+        for (key, ranges) in self.days() {
+            if let Some(ranges) = ranges {
+                map.serialize_entry(key, ranges)?;
+            }
+        }
+        map.end()
     }
 }
 
@@ -128,7 +145,7 @@ impl Schedule {
         for (i, (key, text)) in schedule.days().into_iter().enumerate() {
             if let Some(text) = text {
                 days[i] = parse_ranges(text)
-                    .map_err(|m| ScheduleError::new(format!("schedule.{key}"), m))?;
+                    .map_err(|e| ScheduleError::new(format!("schedule.{key}"), e.to_string()))?;
             }
         }
         Ok(Some(Self {
@@ -212,34 +229,42 @@ fn weekday_index(day: Weekday) -> usize {
     day.to_monday_zero_offset() as usize
 }
 
+/// What is wrong with one day's ranges.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RangeError {
+    #[error("{0:?} is not a range: write HH:MM-HH:MM, e.g. 09:00-17:00")]
+    NotARange(String),
+    #[error("{0:?} is not a time of day: write HH:MM, 00:00 to 24:00")]
+    NotATime(String),
+    #[error("range {0:?} ends before it starts: a range runs within one day (up to 24:00)")]
+    Backwards(String),
+    /// Two ranges (as `HH:MM-HH:MM`) that overlap.
+    #[error("ranges {0} and {1} overlap: merge them into one")]
+    Overlap(String, String),
+}
+
 /// `09:00-12:30,13:30-17:00`: ranges in minutes, sorted, none overlapping.
-fn parse_ranges(text: &str) -> Result<Vec<(u16, u16)>, String> {
+fn parse_ranges(text: &str) -> Result<Vec<(u16, u16)>, RangeError> {
     let mut ranges = Vec::new();
     for part in text.split(',').map(str::trim) {
-        let (start, end) = part.split_once('-').ok_or_else(|| {
-            format!("{part:?} is not a range: write HH:MM-HH:MM, e.g. 09:00-17:00")
-        })?;
+        let (start, end) = part
+            .split_once('-')
+            .ok_or_else(|| RangeError::NotARange(part.to_owned()))?;
         let (start, end) = (minute_of(start.trim())?, minute_of(end.trim())?);
         if start >= end {
-            return Err(format!(
-                "range {part:?} ends before it starts: a range runs within one day (up to 24:00)"
-            ));
+            return Err(RangeError::Backwards(part.to_owned()));
         }
         ranges.push((start, end));
     }
     ranges.sort_unstable();
     if let Some(w) = ranges.windows(2).find(|w| w[1].0 < w[0].1) {
-        return Err(format!(
-            "ranges {} and {} overlap: merge them into one",
-            show(w[0]),
-            show(w[1])
-        ));
+        return Err(RangeError::Overlap(show(w[0]), show(w[1])));
     }
     Ok(ranges)
 }
 
-fn minute_of(text: &str) -> Result<u16, String> {
-    let bad = || format!("{text:?} is not a time of day: write HH:MM, 00:00 to 24:00");
+fn minute_of(text: &str) -> Result<u16, RangeError> {
+    let bad = || RangeError::NotATime(text.to_owned());
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
     if h.len() != 2 || m.len() != 2 {
         return Err(bad());

@@ -75,17 +75,24 @@ pub mod edns_option {
     pub const EDE: u16 = 15;
 }
 
-/// Extended DNS Error info codes (RFC 8914 §4).
+/// Extended DNS Error info codes (RFC 8914 §4) Picket gives, the validator's among them.
 pub mod ede {
+    pub const UNSUPPORTED_DNSKEY_ALGORITHM: u16 = 1;
+    pub const UNSUPPORTED_DS_DIGEST: u16 = 2;
     pub const STALE_ANSWER: u16 = 3;
     pub const DNSSEC_BOGUS: u16 = 6;
+    pub const SIGNATURE_EXPIRED: u16 = 7;
+    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
     pub const DNSKEY_MISSING: u16 = 9;
+    pub const RRSIGS_MISSING: u16 = 10;
+    pub const NSEC_MISSING: u16 = 12;
+    pub const NOT_READY: u16 = 14;
     pub const BLOCKED: u16 = 15;
     pub const FILTERED: u16 = 17;
     pub const PROHIBITED: u16 = 18;
-    pub const NOT_READY: u16 = 14;
     pub const NO_REACHABLE_AUTHORITY: u16 = 22;
     pub const NETWORK_ERROR: u16 = 23;
+    pub const UNSUPPORTED_NSEC3_ITERATIONS: u16 = 27;
 }
 
 /// Why bytes could not be read as DNS.

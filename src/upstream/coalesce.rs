@@ -165,6 +165,20 @@ mod tests {
         }
     }
 
+    /// A task asking `c` for `key`: work that takes 50 ms (counted in `runs`) and answers `value`.
+    fn spawn_run(
+        c: &Arc<Coalescer<u32, u32>>,
+        runs: &Arc<AtomicUsize>,
+        key: u32,
+        value: u32,
+    ) -> tokio::task::JoinHandle<Result<(u32, Role), Unshared>> {
+        let (c, runs) = (c.clone(), runs.clone());
+        tokio::spawn(async move {
+            c.run(&key, || counted(&runs, Duration::from_millis(50), value))
+                .await
+        })
+    }
+
     /// Lets every spawned task run until it waits on something.
     async fn settle() {
         for _ in 0..10 {
@@ -176,14 +190,7 @@ mod tests {
     async fn hundred_callers_one_execution() {
         let c = Arc::new(Coalescer::<u32, u32>::new(1000));
         let runs = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..100 {
-            let (c, runs) = (c.clone(), runs.clone());
-            tasks.push(tokio::spawn(async move {
-                c.run(&7, || counted(&runs, Duration::from_millis(50), 42))
-                    .await
-            }));
-        }
+        let tasks: Vec<_> = (0..100).map(|_| spawn_run(&c, &runs, 7, 42)).collect();
         let mut leaders = 0;
         for t in tasks {
             let (value, role) = t.await.unwrap().unwrap();
@@ -198,23 +205,9 @@ mod tests {
     async fn a_cancelled_leader_leaves_its_work_to_the_followers() {
         let c = Arc::new(Coalescer::<u32, u32>::new(1000));
         let runs = Arc::new(AtomicUsize::new(0));
-        let leader = {
-            let (c, runs) = (c.clone(), runs.clone());
-            tokio::spawn(async move {
-                c.run(&1, || counted(&runs, Duration::from_millis(50), 5))
-                    .await
-            })
-        };
+        let leader = spawn_run(&c, &runs, 1, 5);
         settle().await;
-        let followers: Vec<_> = (0..10)
-            .map(|_| {
-                let (c, runs) = (c.clone(), runs.clone());
-                tokio::spawn(async move {
-                    c.run(&1, || counted(&runs, Duration::from_millis(50), 6))
-                        .await
-                })
-            })
-            .collect();
+        let followers: Vec<_> = (0..10).map(|_| spawn_run(&c, &runs, 1, 6)).collect();
         settle().await;
         leader.abort();
         for follower in followers {
@@ -228,15 +221,7 @@ mod tests {
     async fn followers_past_the_bound_are_turned_away_at_once() {
         let c = Arc::new(Coalescer::<u32, u32>::new(3));
         let runs = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..10)
-            .map(|_| {
-                let (c, runs) = (c.clone(), runs.clone());
-                tokio::spawn(async move {
-                    c.run(&1, || counted(&runs, Duration::from_millis(50), 9))
-                        .await
-                })
-            })
-            .collect();
+        let tasks: Vec<_> = (0..10).map(|_| spawn_run(&c, &runs, 1, 9)).collect();
         let mut results = Vec::new();
         for t in tasks {
             results.push(t.await.unwrap());
@@ -254,13 +239,7 @@ mod tests {
     async fn followers_that_left_make_room() {
         let c = Arc::new(Coalescer::<u32, u32>::new(2));
         let runs = Arc::new(AtomicUsize::new(0));
-        let spawn = || {
-            let (c, runs) = (c.clone(), runs.clone());
-            tokio::spawn(async move {
-                c.run(&1, || counted(&runs, Duration::from_millis(50), 3))
-                    .await
-            })
-        };
+        let spawn = || spawn_run(&c, &runs, 1, 3);
         let leader = spawn();
         settle().await;
         let gone: Vec<_> = (0..2).map(|_| spawn()).collect();

@@ -126,8 +126,7 @@ mod tests {
 
     #[test]
     fn resolv_conf_servers_exclude_ourselves() {
-        let dir = std::env::temp_dir().join(format!("picket-resolv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::fresh_dir("resolv");
         let path = dir.join("resolv.conf");
         std::fs::write(
             &path,

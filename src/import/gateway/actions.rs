@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use super::output::RuleOut;
 use super::translate::{quote, slug, MATCH_ALL};
+use crate::policy::RuleJson;
 
 /// The `rule_settings` of a Gateway rule that a DNS import reads (Gateway sends many more,
 /// often as `null`; they are ignored).
@@ -40,7 +40,7 @@ pub struct Resolver {
 /// What one Gateway rule became.
 #[derive(Debug, Default)]
 pub struct Carried {
-    pub rules: Vec<RuleOut>,
+    pub rules: Vec<RuleJson>,
     /// An upstream group the rules resolve through: (name, addresses).
     pub upstream: Option<(String, Vec<String>)>,
     /// Differences worth a warning that do not stop the rule from being imported.
@@ -153,23 +153,46 @@ const YTRESTRICTED: &[SafeTarget] = &[SafeTarget {
     names: YOUTUBE_NAMES,
 }];
 
+/// Why a Gateway rule is not imported at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotImported {
+    #[error(
+        "a {0} rule cannot test the answer (dns.resolved_ips, dns.response.*): Gateway does not \
+         allow it either"
+    )]
+    AnswerTest(String),
+    #[error(
+        "the action {0:?} has no Picket equivalent for DNS (block, allow, override, safesearch, \
+         ytrestricted and resolve are imported)"
+    )]
+    UnknownAction(String),
+    #[error("override_ips holds values that are not IP addresses: {0:?}")]
+    OverrideNotIps(Vec<String>),
+    #[error("an override rule with neither override_ips nor override_host")]
+    NoOverrideTarget,
+    #[error(
+        "resolve_dns_internally (a Cloudflare internal DNS view) has no Picket equivalent: write \
+         an upstream group for the view's nameservers"
+    )]
+    InternalView,
+    #[error("a resolve rule with no dns_resolvers")]
+    NoResolvers,
+}
+
 /// Carries over the action of a rule whose expression became `base.expression`; Err says
 /// why the rule cannot be imported at all.
 pub fn carry(
     action: &str,
     settings: &RuleSettings,
-    base: RuleOut,
+    base: RuleJson,
     response: bool,
-) -> Result<Carried, String> {
+) -> Result<Carried, NotImported> {
     if response && !matches!(action, "block" | "allow") {
-        return Err(format!(
-            "a {action} rule cannot test the answer (dns.resolved_ips, dns.response.*): \
-             Gateway does not allow it either"
-        ));
+        return Err(NotImported::AnswerTest(action.to_owned()));
     }
     match action {
-        "allow" => Ok(one(RuleOut {
-            action: "allow",
+        "allow" => Ok(one(RuleJson {
+            action: "allow".into(),
             ..base
         })),
         "block" => Ok(block(settings, base)),
@@ -177,14 +200,11 @@ pub fn carry(
         "safesearch" => Ok(safe(SAFESEARCH, base)),
         "ytrestricted" => Ok(safe(YTRESTRICTED, base)),
         "resolve" => resolve(settings, base),
-        other => Err(format!(
-            "the action {other:?} has no Picket equivalent for DNS (block, allow, override, \
-             safesearch, ytrestricted and resolve are imported)"
-        )),
+        other => Err(NotImported::UnknownAction(other.to_owned())),
     }
 }
 
-fn one(rule: RuleOut) -> Carried {
+fn one(rule: RuleJson) -> Carried {
     Carried {
         rules: vec![rule],
         ..Carried::default()
@@ -193,33 +213,32 @@ fn one(rule: RuleOut) -> Carried {
 
 /// Gateway answers a blocked A/AAAA query with 0.0.0.0/:: (Picket's `null` mode), or the
 /// block page's address when the rule enables it.
-fn block(settings: &RuleSettings, base: RuleOut) -> Carried {
+fn block(settings: &RuleSettings, base: RuleJson) -> Carried {
     let reason = settings.block_reason.clone().filter(|r| !r.is_empty());
-    one(RuleOut {
-        action: "block",
-        mode: Some("null"),
+    one(RuleJson {
+        action: "block".into(),
+        mode: Some("null".into()),
         block_page: settings.block_page_enabled.filter(|on| *on),
         block_reason: reason,
         ..base
     })
 }
 
-fn over(settings: &RuleSettings, base: RuleOut) -> Result<Carried, String> {
+fn over(settings: &RuleSettings, base: RuleJson) -> Result<Carried, NotImported> {
     let ips = settings.override_ips.clone().unwrap_or_default();
     let host = settings.override_host.clone().filter(|h| !h.is_empty());
-    let bad: Vec<&String> = ips
+    let bad: Vec<String> = ips
         .iter()
         .filter(|i| i.parse::<std::net::IpAddr>().is_err())
+        .cloned()
         .collect();
     if !bad.is_empty() {
-        return Err(format!(
-            "override_ips holds values that are not IP addresses: {bad:?}"
-        ));
+        return Err(NotImported::OverrideNotIps(bad));
     }
     let mut carried = match (ips.is_empty(), host) {
         (false, host) => {
-            let mut c = one(RuleOut {
-                action: "override",
+            let mut c = one(RuleJson {
+                action: "override".into(),
                 addresses: Some(ips),
                 ..base
             });
@@ -230,14 +249,12 @@ fn over(settings: &RuleSettings, base: RuleOut) -> Result<Carried, String> {
             }
             c
         }
-        (true, Some(h)) => one(RuleOut {
-            action: "override",
+        (true, Some(h)) => one(RuleJson {
+            action: "override".into(),
             cname: Some(h.trim_end_matches('.').to_ascii_lowercase()),
             ..base
         }),
-        (true, None) => {
-            return Err("an override rule with neither override_ips nor override_host".into())
-        }
+        (true, None) => return Err(NotImported::NoOverrideTarget),
     };
     carried.rules[0].mode = None;
     Ok(carried)
@@ -245,7 +262,7 @@ fn over(settings: &RuleSettings, base: RuleOut) -> Result<Carried, String> {
 
 /// One `override` (CNAME) rule per engine, limited to that engine's names. Other names the
 /// rule matches go on to the next rules: an import never lets them skip a later block.
-fn safe(targets: &[SafeTarget], base: RuleOut) -> Carried {
+fn safe(targets: &[SafeTarget], base: RuleJson) -> Carried {
     let mut rules = Vec::new();
     for t in targets {
         let names: Vec<String> = t.names.iter().map(|n| quote(n)).collect();
@@ -255,11 +272,14 @@ fn safe(targets: &[SafeTarget], base: RuleOut) -> Carried {
         } else {
             format!("({}) and {names}", base.expression)
         };
-        rules.push(RuleOut {
+        rules.push(RuleJson {
             id: format!("{}-{}", base.id, t.suffix),
-            name: format!("{} ({})", base.name, t.engine),
+            name: base
+                .name
+                .as_ref()
+                .map(|name| format!("{name} ({})", t.engine)),
             expression,
-            action: "override",
+            action: "override".into(),
             cname: Some(t.cname.to_owned()),
             ..base.clone()
         });
@@ -270,17 +290,13 @@ fn safe(targets: &[SafeTarget], base: RuleOut) -> Carried {
     }
 }
 
-fn resolve(settings: &RuleSettings, base: RuleOut) -> Result<Carried, String> {
+fn resolve(settings: &RuleSettings, base: RuleJson) -> Result<Carried, NotImported> {
     if settings
         .resolve_dns_internally
         .as_ref()
         .is_some_and(|v| !v.is_null())
     {
-        return Err(
-            "resolve_dns_internally (a Cloudflare internal DNS view) has no Picket \
-                    equivalent: write an upstream group for the view's nameservers"
-                .into(),
-        );
+        return Err(NotImported::InternalView);
     }
     let mut notes = Vec::new();
     let addrs = match &settings.dns_resolvers {
@@ -296,16 +312,16 @@ fn resolve(settings: &RuleSettings, base: RuleOut) -> Result<Carried, String> {
         None => Vec::new(),
     };
     if addrs.is_empty() {
-        return Err("a resolve rule with no dns_resolvers".into());
+        return Err(NotImported::NoResolvers);
     }
     let group = if settings.dns_resolvers.is_some() {
-        slug(&base.name, '-')
+        slug(base.name.as_deref().unwrap_or_default(), '-')
     } else {
         "cloudflare".to_owned()
     };
     Ok(Carried {
-        rules: vec![RuleOut {
-            action: "resolve",
+        rules: vec![RuleJson {
+            action: "resolve".into(),
             upstream: Some(group.clone()),
             ..base
         }],

@@ -23,8 +23,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::policy::{RuleJson, ScheduleJson};
 use actions::{Carried, RuleSettings};
-use output::{PolicyOut, RuleOut};
+use output::PolicyOut;
 use translate::{slug, Scope, MATCH_ALL};
 
 pub use expr::{parse as parse_expression, Expr, ParseError};
@@ -315,19 +316,19 @@ impl Importer {
         if let Some(n) = schedule_note {
             self.warn(r, n);
         }
-        let base = RuleOut {
+        let base = RuleJson {
             id,
-            name: if r.name.is_empty() {
+            name: Some(if r.name.is_empty() {
                 r.id.clone().unwrap_or_default()
             } else {
                 r.name.clone()
-            },
+            }),
             description: description(r, &expression),
             enabled: r.enabled.unwrap_or(true) && problems.is_empty(),
             expression,
             schedule,
             expires_at: r.expiration.as_ref().and_then(|e| e.expires_at.clone()),
-            ..RuleOut::default()
+            ..RuleJson::default()
         };
         let default = RuleSettings::default();
         let settings = r.rule_settings.as_ref().unwrap_or(&default);
@@ -481,30 +482,31 @@ fn description(r: &GatewayRule, expression: &str) -> Option<String> {
 }
 
 /// A Gateway schedule in Picket's (the same) shape; a note when its time zone is missing.
-fn schedule(s: Option<&Value>) -> (Option<BTreeMap<String, String>>, Option<String>) {
+fn schedule(s: Option<&Value>) -> (Option<ScheduleJson>, Option<String>) {
     let Some(Value::Object(o)) = s else {
         return (None, None);
     };
-    let mut out = BTreeMap::new();
-    for day in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
-        if let Some(ranges) = o.get(day).and_then(Value::as_str).filter(|r| !r.is_empty()) {
-            out.insert(day.to_owned(), ranges.to_owned());
-        }
-    }
-    let zone = ["time_zone", "timezone"]
-        .iter()
-        .find_map(|k| o.get(*k).and_then(Value::as_str).filter(|z| !z.is_empty()));
-    let note = match zone {
-        Some(z) => {
-            out.insert("time_zone".to_owned(), z.to_owned());
-            None
-        }
-        None => Some(
-            "the schedule has no time_zone: Gateway takes the client's, Picket uses UTC; add \
-             \"time_zone\" to the rule's schedule"
-                .to_owned(),
-        ),
+    let text = |key: &str| {
+        o.get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
     };
+    let out = ScheduleJson {
+        time_zone: text("time_zone").or_else(|| text("timezone")),
+        mon: text("mon"),
+        tue: text("tue"),
+        wed: text("wed"),
+        thu: text("thu"),
+        fri: text("fri"),
+        sat: text("sat"),
+        sun: text("sun"),
+    };
+    let note = out.time_zone.is_none().then(|| {
+        "the schedule has no time_zone: Gateway takes the client's, Picket uses UTC; add \
+         \"time_zone\" to the rule's schedule"
+            .to_owned()
+    });
     (Some(out), note)
 }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::policy::RuleJson;
+
 /// One policy file.
 #[derive(Debug, Default, Serialize)]
 pub struct PolicyOut {
@@ -22,7 +24,7 @@ pub struct PolicyOut {
 pub struct GlobalOut {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub lists: BTreeMap<String, ListOut>,
-    pub rules: Vec<RuleOut>,
+    pub rules: Vec<RuleJson>,
 }
 
 /// An inline list.
@@ -41,32 +43,4 @@ pub struct OrgOut {
     pub networks: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub doh_tokens: Vec<String>,
-}
-
-/// A rule.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RuleOut {
-    pub id: String,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub enabled: bool,
-    pub expression: String,
-    pub action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub block_page: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub block_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
 }

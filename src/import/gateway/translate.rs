@@ -17,6 +17,65 @@ use super::output::{ListOut, OrgOut};
 use super::GatewayList;
 use crate::policy::token;
 
+/// Why a Gateway condition is not carried over (it becomes an empty placeholder list, and the
+/// rule is imported disabled).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotCarried {
+    #[error("the list ${0} is not known: give the lists export with --lists FILE")]
+    ListsNotGiven(String),
+    #[error("the list ${0} is not in the lists export")]
+    ListNotExported(String),
+    /// Cloudflare's content or security categories (the words name which).
+    #[error("Picket has no Cloudflare {0}")]
+    Categories(&'static str),
+    #[error("Picket has no field like Gateway's {0}")]
+    UnknownField(String),
+    #[error(
+        "Picket tests the answer one record at a time and cannot negate a condition on all of them"
+    )]
+    NegatedAnswer,
+    #[error("{0} is not an array")]
+    NotAnArray(String),
+    #[error("{0} alone is not a condition")]
+    NoComparison(String),
+    #[error("record types are compared by name (\"AAAA\")")]
+    TypeNumber,
+    #[error("a comparison without a value")]
+    NoValue,
+    #[error("the list ${id} (\"{name}\") holds {kind} values where {wanted} values are compared")]
+    ListKind {
+        id: String,
+        name: String,
+        kind: String,
+        wanted: &'static str,
+    },
+    #[error("the list ${id} (\"{name}\") is empty")]
+    EmptyList { id: String, name: String },
+    #[error(
+        "the list ${id} (\"{name}\") has wildcard entries, which an exact name test cannot hold"
+    )]
+    WildcardList { id: String, name: String },
+    #[error("the set holds values that are not domains")]
+    SetOfNonDomains,
+    #[error("Picket lists match a domain and its subdomains with == and in only")]
+    DomainsOperator,
+    #[error("not domain names: {0:?}")]
+    NotDomainNames(Vec<String>),
+    #[error("the list ${id} (\"{name}\") holds {kind} values, not domains")]
+    NotADomainList {
+        id: String,
+        name: String,
+        kind: String,
+    },
+    /// `dns.location` or `dns.doh_subdomain` with another operator.
+    #[error("{0} is compared with ==, != or in only")]
+    OrgOperator(String),
+    #[error("the set holds values that are not strings")]
+    SetOfNonStrings,
+    #[error("{0} is compared with strings only")]
+    OrgNotString(String),
+}
+
 /// What the translated rules share: the lists and organizations they need.
 #[derive(Debug, Default)]
 pub struct Scope {
@@ -96,15 +155,13 @@ impl Scope {
             .unwrap_or(base)
     }
 
-    fn gateway_list(&self, id: &str) -> Result<&GatewayList, String> {
+    fn gateway_list(&self, id: &str) -> Result<&GatewayList, NotCarried> {
         let Some(lists) = &self.gateway_lists else {
-            return Err(format!(
-                "the list ${id} is not known: give the lists export with --lists FILE"
-            ));
+            return Err(NotCarried::ListsNotGiven(id.to_owned()));
         };
         lists
             .get(id)
-            .ok_or_else(|| format!("the list ${id} is not in the lists export"))
+            .ok_or_else(|| NotCarried::ListNotExported(id.to_owned()))
     }
 }
 
@@ -225,9 +282,9 @@ impl Translator<'_> {
             }
             ("dns.response.cname", _) => self.answer_test("dns.response.cname", t, Kind::Name),
             (f @ ("dns.content_category" | "dns.security_category"), _) => {
-                Err(format!("Picket has no Cloudflare {}", category_words(f)))
+                Err(NotCarried::Categories(category_words(f)))
             }
-            (f, _) => Err(format!("Picket has no field like Gateway's {f}")),
+            (f, _) => Err(NotCarried::UnknownField(f.to_owned())),
         };
         result.unwrap_or_else(|why| self.unsupported(t, &why))
     }
@@ -235,21 +292,17 @@ impl Translator<'_> {
     /// A condition on the answer. Picket runs a response rule once per record and it matches
     /// if one run does: Gateway's `any(...)` exactly, but not its negation (`not any`: no
     /// record matches), which would become "some record does not match".
-    fn answer_test(&mut self, field: &str, t: &Test, kind: Kind) -> Result<String, String> {
+    fn answer_test(&mut self, field: &str, t: &Test, kind: Kind) -> Result<String, NotCarried> {
         self.out.response = true;
         self.answer_tests += 1;
         if self.negated {
-            return Err(
-                "Picket tests the answer one record at a time and cannot negate a condition on \
-                 all of them"
-                    .to_owned(),
-            );
+            return Err(NotCarried::NegatedAnswer);
         }
         self.keep(field, t, kind)
     }
 
     /// Records why `t` is not carried over and stands an empty list in for it.
-    fn unsupported(&mut self, t: &Test, why: &str) -> String {
+    fn unsupported(&mut self, t: &Test, why: &NotCarried) -> String {
         let shown = if t.any {
             format!("any({})", t.text)
         } else {
@@ -275,18 +328,18 @@ impl Translator<'_> {
     }
 
     /// `FIELD OP VALUE` with Picket's field name, values normalised.
-    fn keep(&mut self, field: &str, t: &Test, kind: Kind) -> Result<String, String> {
+    fn keep(&mut self, field: &str, t: &Test, kind: Kind) -> Result<String, NotCarried> {
         if t.any && !matches!(field, "dns.response.ip" | "dns.response.cname") {
-            return Err(format!("{} is not an array", t.field));
+            return Err(NotCarried::NotAnArray(t.field.clone()));
         }
         let Some(op) = t.op else {
-            return Err(format!("{} alone is not a condition", t.field));
+            return Err(NotCarried::NoComparison(t.field.clone()));
         };
         let value = self.value(&t.value, kind)?;
         Ok(format!("{field} {} {value}", op.symbol()))
     }
 
-    fn value(&mut self, v: &Value, kind: Kind) -> Result<String, String> {
+    fn value(&mut self, v: &Value, kind: Kind) -> Result<String, NotCarried> {
         Ok(match (v, kind) {
             // Addresses are bare in Wirefilter; a quoted one would not load.
             (Value::Str(s), Kind::Ip)
@@ -294,42 +347,45 @@ impl Translator<'_> {
             {
                 s.clone()
             }
-            (Value::Bare(_), Kind::Rtype) => {
-                return Err("record types are compared by name (\"AAAA\")".to_owned())
-            }
+            (Value::Bare(_), Kind::Rtype) => return Err(NotCarried::TypeNumber),
             (Value::Str(s), _) => quote(&normalise(s, kind)),
             (Value::Bare(b), _) => b.clone(),
             (Value::Set(items), _) => {
-                let items: Result<Vec<String>, String> =
+                let items: Result<Vec<String>, NotCarried> =
                     items.iter().map(|i| self.value(i, kind)).collect();
                 format!("{{{}}}", items?.join(" "))
             }
             (Value::List(id), _) => self.inline_list(id, kind)?,
-            (Value::None, _) => return Err("a comparison without a value".to_owned()),
+            (Value::None, _) => return Err(NotCarried::NoValue),
         })
     }
 
     /// A Gateway list's items as a set (`dns.fqdn in $id` tests the exact name).
-    fn inline_list(&mut self, id: &str, kind: Kind) -> Result<String, String> {
+    fn inline_list(&mut self, id: &str, kind: Kind) -> Result<String, NotCarried> {
         let list = self.scope.gateway_list(id)?;
         let wanted = match kind {
             Kind::Ip => "IP",
             _ => "DOMAIN",
         };
         if !list.kind.is_empty() && !list.kind.eq_ignore_ascii_case(wanted) {
-            return Err(format!(
-                "the list ${id} (\"{}\") holds {} values where {wanted} values are compared",
-                list.name, list.kind
-            ));
+            return Err(NotCarried::ListKind {
+                id: id.to_owned(),
+                name: list.name.clone(),
+                kind: list.kind.clone(),
+                wanted,
+            });
         }
         if list.items.is_empty() {
-            return Err(format!("the list ${id} (\"{}\") is empty", list.name));
+            return Err(NotCarried::EmptyList {
+                id: id.to_owned(),
+                name: list.name.clone(),
+            });
         }
         if matches!(kind, Kind::Name) && list.items.iter().any(|i| i.starts_with("*.")) {
-            return Err(format!(
-                "the list ${id} (\"{}\") has wildcard entries, which an exact name test cannot hold",
-                list.name
-            ));
+            return Err(NotCarried::WildcardList {
+                id: id.to_owned(),
+                name: list.name.clone(),
+            });
         }
         let items: Vec<String> = list
             .items
@@ -343,7 +399,7 @@ impl Translator<'_> {
     }
 
     /// `any(dns.domains[*] == "d")`, `... in {"d" ...}`, `... in $list`: a Picket list.
-    fn domains(&mut self, t: &Test) -> Result<String, String> {
+    fn domains(&mut self, t: &Test) -> Result<String, NotCarried> {
         let (domains, name, description) = match (t.op, &t.value) {
             (Some(Op::Eq), Value::Str(s)) => self.literal_domains(std::slice::from_ref(s))?,
             (Some(Op::In), Value::Set(items)) => {
@@ -354,7 +410,7 @@ impl Translator<'_> {
                         _ => None,
                     })
                     .collect();
-                self.literal_domains(&strings.ok_or("the set holds values that are not domains")?)?
+                self.literal_domains(&strings.ok_or(NotCarried::SetOfNonDomains)?)?
             }
             (Some(Op::In), Value::List(id)) => {
                 if let Some(name) = self.scope.list_names.get(id) {
@@ -362,15 +418,13 @@ impl Translator<'_> {
                 }
                 self.list_domains(id)?
             }
-            _ => {
-                return Err(
-                    "Picket lists match a domain and its subdomains with == and in only".into(),
-                )
-            }
+            _ => return Err(NotCarried::DomainsOperator),
         };
         let bad: Vec<&String> = domains.iter().filter(|d| !valid_domain(d)).collect();
         if !bad.is_empty() {
-            return Err(format!("not domain names: {bad:?}"));
+            return Err(NotCarried::NotDomainNames(
+                bad.into_iter().cloned().collect(),
+            ));
         }
         if let Value::List(id) = &t.value {
             self.scope.list_names.insert(id.clone(), name.clone());
@@ -385,7 +439,10 @@ impl Translator<'_> {
         Ok(format!("list.{name}"))
     }
 
-    fn literal_domains(&self, items: &[String]) -> Result<(Vec<String>, String, String), String> {
+    fn literal_domains(
+        &self,
+        items: &[String],
+    ) -> Result<(Vec<String>, String, String), NotCarried> {
         let name = self.scope.list_name(self.slug, "domains");
         let description = format!(
             "The domains (and their subdomains) of the Gateway condition any(dns.domains[*] ...) \
@@ -395,13 +452,14 @@ impl Translator<'_> {
         Ok((items.iter().map(|d| domain(d)).collect(), name, description))
     }
 
-    fn list_domains(&self, id: &str) -> Result<(Vec<String>, String, String), String> {
+    fn list_domains(&self, id: &str) -> Result<(Vec<String>, String, String), NotCarried> {
         let list = self.scope.gateway_list(id)?;
         if !list.kind.is_empty() && !list.kind.eq_ignore_ascii_case("DOMAIN") {
-            return Err(format!(
-                "the list ${id} (\"{}\") holds {} values, not domains",
-                list.name, list.kind
-            ));
+            return Err(NotCarried::NotADomainList {
+                id: id.to_owned(),
+                name: list.name.clone(),
+                kind: list.kind.clone(),
+            });
         }
         let name = self.scope.list_name(&list.name, "");
         let description = format!(
@@ -420,10 +478,14 @@ impl Translator<'_> {
 
     /// `dns.location` / `dns.doh_subdomain`: the same test on `org.id`, each value made an
     /// organization by `org`.
-    fn org_test(&mut self, t: &Test, org: fn(&mut Self, &str) -> String) -> Result<String, String> {
+    fn org_test(
+        &mut self,
+        t: &Test,
+        org: fn(&mut Self, &str) -> String,
+    ) -> Result<String, NotCarried> {
         let op = match t.op {
             Some(op @ (Op::Eq | Op::Ne | Op::In)) => op,
-            _ => return Err(format!("{} is compared with ==, != or in only", t.field)),
+            _ => return Err(NotCarried::OrgOperator(t.field.clone())),
         };
         let value = match &t.value {
             Value::Str(s) => quote(&org(self, s)),
@@ -431,13 +493,13 @@ impl Translator<'_> {
                 let mut ids = Vec::new();
                 for i in items {
                     let Value::Str(s) = i else {
-                        return Err("the set holds values that are not strings".into());
+                        return Err(NotCarried::SetOfNonStrings);
                     };
                     ids.push(quote(&org(self, s)));
                 }
                 format!("{{{}}}", ids.join(" "))
             }
-            _ => return Err(format!("{} is compared with strings only", t.field)),
+            _ => return Err(NotCarried::OrgNotString(t.field.clone())),
         };
         Ok(format!("org.id {} {value}", op.symbol()))
     }
@@ -574,11 +636,20 @@ mod tests {
         scope.translate(&parse(text).unwrap(), "r")
     }
 
+    /// Asserts that `t` became the list `name` of `s`, holding `domains`.
+    fn assert_list(s: &Scope, t: &Translated, name: &str, domains: &[&str]) {
+        assert_eq!(t.expression, format!("list.{name}"));
+        assert_eq!(s.lists[name].domains, domains);
+    }
+
+    /// `text` translated in a scope of its own, for tests that look only at the result.
+    fn tr_alone(text: &str) -> Translated {
+        tr(&mut Scope::default(), text)
+    }
+
     #[test]
     fn same_fields_are_kept_as_written() {
-        let mut s = Scope::default();
-        let t = tr(
-            &mut s,
+        let t = tr_alone(
             r#"dns.fqdn == "WWW.Example.com." and dns.src_ip in {10.0.0.0/8 2001:db8::/32}"#,
         );
         assert_eq!(
@@ -611,11 +682,7 @@ mod tests {
             &mut s,
             r#"any(dns.domains[*] in {"Ads.Example" "track.example."})"#,
         );
-        assert_eq!(t.expression, "list.r_domains");
-        assert_eq!(
-            s.lists["r_domains"].domains,
-            ["ads.example", "track.example"]
-        );
+        assert_list(&s, &t, "r_domains", &["ads.example", "track.example"]);
         let t = tr(
             &mut s,
             r#"any(dns.domains[*] == "x.example") and dns.query_rtype == "A""#,
@@ -631,11 +698,7 @@ mod tests {
         let mut s = scope_with_lists();
         let games = "$11111111-2222-3333-4444-555555555555";
         let t = tr(&mut s, &format!("any(dns.domains[*] in {games})"));
-        assert_eq!(t.expression, "list.blocked_games");
-        assert_eq!(
-            s.lists["blocked_games"].domains,
-            ["games.example", "play.example"]
-        );
+        assert_list(&s, &t, "blocked_games", &["games.example", "play.example"]);
         let t = tr(
             &mut s,
             &format!("not any(dns.domains[*] in {games}) or dns.fqdn in {games}"),
@@ -665,9 +728,7 @@ mod tests {
 
     #[test]
     fn categories_become_empty_lists_and_problems() {
-        let mut s = Scope::default();
-        let t = tr(
-            &mut s,
+        let t = tr_alone(
             r#"any(dns.content_category[*] in {1 4}) and not(any(dns.security_category[*] in {68}))"#,
         );
         assert_eq!(
@@ -716,9 +777,7 @@ mod tests {
 
     #[test]
     fn nesting_keeps_its_meaning() {
-        let mut s = Scope::default();
-        let t = tr(
-            &mut s,
+        let t = tr_alone(
             r#"(dns.fqdn == "a" or dns.fqdn == "b") and not (dns.fqdn == "c" or dns.fqdn == "d")"#,
         );
         assert_eq!(

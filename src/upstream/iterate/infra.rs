@@ -178,9 +178,7 @@ impl Infra {
 mod tests {
     use super::*;
 
-    fn name(s: &str) -> Name {
-        Name::from_ascii(s).unwrap()
-    }
+    use crate::testing::name;
 
     #[test]
     fn the_closest_delegation_is_the_deepest_unexpired_one() {

@@ -448,9 +448,7 @@ mod tests {
     use hickory_proto::rr::rdata::{A, NS, SOA};
     use hickory_proto::rr::Record;
 
-    fn name(s: &str) -> Name {
-        Name::from_ascii(s).unwrap()
-    }
+    use crate::testing::name;
 
     fn response(rcode: ResponseCode) -> Message {
         let mut m = Message::new(1, MessageType::Response, OpCode::Query);

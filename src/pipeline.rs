@@ -1153,6 +1153,9 @@ impl Worker {
         rule: Option<&policy::RuleRef>,
         served: Provenance,
     ) {
+        if !self.shared.observer.records() {
+            return;
+        }
         let audited: SmallVec<[(&str, &str); 2]> = q
             .verdict
             .audited

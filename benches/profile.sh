@@ -2,7 +2,7 @@
 # Where a Picket worker spends its cycles under benches/run.sh's load: `perf record -g`
 # (user and kernel) of one workload's max run, then `perf report` top items. Same
 # set-up as run.sh (NSD upstream, resolver pinned to RESOLVER_CPU with one worker,
-# dnsperf on LOAD_CPU, the example policies), own ports. Needs run.sh's data
+# dnsperf on LOAD_CPU, the example policies or PICKET_POLICIES), own ports. Needs run.sh's data
 # (bench-out/data, made by `benches/run.sh` or gen_data.py) and root for perf.
 #
 #   PICKET_BIN=target/release/picket WORKLOAD=hits benches/profile.sh
@@ -34,7 +34,10 @@ done
 start_nsd "$OUT/nsd" "$NSD_PORT" bench.test "$DATA" h0.bench.test.
 
 cmd=("$PICKET_BIN" serve --listen "127.0.0.1:$PICKET_PORT" --upstream "127.0.0.1:$NSD_PORT"
-    --threads 1 --dnssec off --policies "$ROOT/policies/examples" --cache-size 512MiB)
+    --threads 1 --dnssec off --cache-size 512MiB)
+# As in run.sh: PICKET_POLICIES= (empty) profiles the neutral built-in policy.
+PICKET_POLICIES=${PICKET_POLICIES-$ROOT/policies/examples}
+[[ -n $PICKET_POLICIES ]] && cmd+=(--policies "$PICKET_POLICIES")
 probe=h0.bench.test. want=NOERROR queries=$DATA/hits.txt
 case $WORKLOAD in
 hits) ;;

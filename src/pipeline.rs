@@ -599,7 +599,8 @@ impl Worker {
                     cap: entry.lifetime(),
                     ede: None,
                 };
-                let reply = self.respond(&judged, &entry.answer, served);
+                let block = self.screen(&judged, &entry.answer, Some(&entry));
+                let reply = self.respond_screened(&judged, &entry.answer, served, block);
                 return reply.map_or(Step::Drop, Step::Reply);
             }
             Lookup::Stale(entry) => Some(entry),
@@ -827,7 +828,19 @@ impl Worker {
     /// stored bytes (or composed after an override's CNAME). None when the
     /// response phase drops the answer.
     fn respond(&self, q: &Judged<'_>, answer: &Answer, served: Provenance) -> Option<Vec<u8>> {
-        if let Some(block) = self.screen(q, answer) {
+        let block = self.screen(q, answer, None);
+        self.respond_screened(q, answer, served, block)
+    }
+
+    /// [`Self::respond`] once the response phase gave `block` (None: keep the answer).
+    fn respond_screened(
+        &self,
+        q: &Judged<'_>,
+        answer: &Answer,
+        served: Provenance,
+        block: Option<Verdict>,
+    ) -> Option<Vec<u8>> {
+        if let Some(block) = block {
             self.record_block_page(q, &block);
             let page = self.shared.block_page.as_deref();
             let reply = match synthesize::answer(q.req, &block, self.edns_out(q.req), q.limit, page)
@@ -875,22 +888,32 @@ impl Worker {
         Some(reply)
     }
 
-    /// The response phase: a verdict that replaces the answer, if any.
-    fn screen(&self, q: &Judged<'_>, answer: &Answer) -> Option<Verdict> {
+    /// The response phase: a verdict that replaces the answer, if any. With the cache
+    /// `entry` the answer came from, a verdict that keeps it is remembered in the entry
+    /// when it holds for every such query ([`policy::response_reuse_key`]), and not
+    /// evaluated again on the hits that follow.
+    fn screen(&self, q: &Judged<'_>, answer: &Answer, entry: Option<&Entry>) -> Option<Verdict> {
         if answer.addresses.is_empty() && answer.cnames.is_empty() {
             return None;
         }
         if q.policy.has_response_rules(&q.identity) {
-            let cnames: SmallVec<[&str; 4]> = answer.cnames.iter().map(String::as_str).collect();
-            let seen = AnswerFacts {
-                addresses: &answer.addresses,
-                cnames: &cnames,
-            };
-            let facts = facts(q.req, q.hints);
-            let verdict =
-                policy::evaluate_response_after(q.policy, &q.identity, &facts, &seen, &q.phase);
-            if verdict.is_some() {
-                return verdict.filter(|v| !v.resolves());
+            // The entry is the question's own only when the verdict resolves the question.
+            let reuse = entry
+                .filter(|_| matches!(q.verdict.action, Action::Resolve { .. }))
+                .and_then(|e| {
+                    let has_cnames = !answer.cnames.is_empty();
+                    policy::response_reuse_key(q.policy, &q.identity, &q.phase, has_cnames)
+                        .map(|key| (e, key))
+                });
+            let kept_before = reuse.is_some_and(|(e, key)| e.kept_for(key));
+            if !kept_before {
+                let verdict = self.evaluate_response(q, answer);
+                if verdict.is_some() {
+                    return verdict.filter(|v| !v.resolves());
+                }
+                if let Some((e, key)) = reuse {
+                    e.mark_kept(key);
+                }
             }
         }
         let explicitly_allowed = q.verdict.rule.is_some();
@@ -898,6 +921,17 @@ impl Worker {
             return rebinding::screen(&q.req.qname, &answer.addresses);
         }
         None
+    }
+
+    /// [`policy::evaluate_response_after`] for this query and answer.
+    fn evaluate_response(&self, q: &Judged<'_>, answer: &Answer) -> Option<Verdict> {
+        let cnames: SmallVec<[&str; 4]> = answer.cnames.iter().map(String::as_str).collect();
+        let seen = AnswerFacts {
+            addresses: &answer.addresses,
+            cnames: &cnames,
+        };
+        let facts = facts(q.req, q.hints);
+        policy::evaluate_response_after(q.policy, &q.identity, &facts, &seen, &q.phase)
     }
 
     /// Answers a verdict that needs no upstream (block, override to
@@ -1122,6 +1156,9 @@ impl Worker {
         rule: Option<&policy::RuleRef>,
         served: Provenance,
     ) {
+        if !self.shared.observer.records() {
+            return;
+        }
         let audited: SmallVec<[(&str, &str); 2]> = q
             .verdict
             .audited

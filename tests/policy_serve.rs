@@ -340,6 +340,61 @@ async fn response_phase_blocks_private_addresses_and_cname_targets() {
     );
 }
 
+/// A cache hit skips the response phase once that phase kept the entry's answer, but only for
+/// the same organization, request verdict and policy: another organization's response rules
+/// still apply to it, and so does a reloaded policy's new rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_answer_is_judged_again_for_another_organization_and_after_a_reload() {
+    let lab = lab();
+    let addr = lab.picket.addr;
+    let public = [Ipv4Addr::new(192, 0, 2, 1)];
+    // Kept by the response phase for org other (127.0.5.8: no rule reads its address or
+    // transport), on the miss and on the hits that follow.
+    for _ in 0..3 {
+        let other = query_udp_from("127.0.5.8:0", addr, "www.example.test", RecordType::A).await;
+        assert_eq!(a_records(&other), public);
+    }
+    let text = policy(lab.corp.addr());
+    let blocking = text.replace(
+        r#"{ "id": "allow-ok""#,
+        r#"{ "id": "no-192-0-2-1", "expression": "dns.response.ip == 192.0.2.1", "action": "block" },
+        { "id": "allow-ok""#,
+    );
+    std::fs::write(lab.dir.join("policy.json"), &blocking).unwrap();
+    let shared = lab.picket.server.shared().clone();
+    shared.reload_policy().expect("valid policy reloads");
+    // acme's new response rule applies to the cached answer org other had kept.
+    let acme = query_udp(addr, "www.example.test", RecordType::A).await;
+    assert_eq!(
+        ede(&acme),
+        Some((15, "blocked by rule acme/no-192-0-2-1".into())),
+        "acme's response rule on an answer org other kept"
+    );
+    for _ in 0..2 {
+        let other = query_udp_from("127.0.5.8:0", addr, "www.example.test", RecordType::A).await;
+        assert_eq!(a_records(&other), public, "org other has no such rule");
+        let acme = query_udp(addr, "www.example.test", RecordType::A).await;
+        assert!(
+            acme.answers.is_empty(),
+            "still blocked for acme after org other's hit"
+        );
+    }
+    // Back to the first policy: the answer is served to acme again.
+    std::fs::write(lab.dir.join("policy.json"), &text).unwrap();
+    shared.reload_policy().expect("valid policy reloads");
+    let acme = query_udp(addr, "www.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&acme),
+        public,
+        "the rule is gone after the reload"
+    );
+    assert_eq!(
+        lab.upstream.queries_for("www.example.test"),
+        1,
+        "every answer came from the one cache entry"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn blocklist_quick_start_blocks_for_everyone() {
     let upstream = Authority::start(ZONE);

@@ -14,6 +14,7 @@ mod front;
 /// Most bytes each worker thread's front holds beyond the byte budget.
 pub use front::MAX_BYTES as FRONT_MAX_BYTES;
 
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -141,6 +142,9 @@ pub struct Entry {
     retention: u32,
     /// A background refresh (prefetch) was started for it: one per entry.
     prefetching: AtomicBool,
+    /// The last key under which the response phase kept this answer
+    /// (`policy::response_reuse_key`), 0 for none: a hit with the same key skips the phase.
+    kept_for: AtomicU64,
 }
 
 impl Entry {
@@ -154,6 +158,16 @@ impl Entry {
     /// Seconds the entry is fresh.
     pub fn lifetime(&self) -> u32 {
         self.lifetime
+    }
+
+    /// Whether the response phase kept this answer under `key` before.
+    pub fn kept_for(&self, key: NonZeroU64) -> bool {
+        self.kept_for.load(Ordering::Relaxed) == key.get()
+    }
+
+    /// Remembers that the response phase kept this answer under `key`.
+    pub fn mark_kept(&self, key: NonZeroU64) {
+        self.kept_for.store(key.get(), Ordering::Relaxed);
     }
 
     /// Seconds left before the entry expires (0 when stale).
@@ -298,6 +312,7 @@ impl Cache {
             lifetime,
             retention: lifetime.saturating_add(stale),
             prefetching: AtomicBool::new(false),
+            kept_for: AtomicU64::new(0),
         });
         if entry.retention > 0 {
             if entry.lifetime > 0 {

@@ -104,11 +104,19 @@ pub struct Datagram<'a> {
     pub oversized: bool,
 }
 
-/// Answers collected during one batch, sent with one `sendmmsg`.
+/// Answers collected during one batch, sent with one `sendmmsg`. The
+/// vectors `sendmmsg` reads are kept between batches, so a batch allocates
+/// nothing once they have grown to the batch size.
 #[derive(Default)]
 pub struct SendBatch {
     replies: Vec<(Vec<u8>, SockAddr)>,
+    iovs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
 }
+
+// SAFETY: the raw pointers in `iovs` and `headers` point into `replies`,
+// and are rewritten before every `sendmmsg`; in between they are never read.
+unsafe impl Send for SendBatch {}
 
 impl SendBatch {
     /// Queues an answer.
@@ -124,19 +132,16 @@ impl SendBatch {
     /// Sends what the socket takes without blocking; returns how many were
     /// sent (from the front). The rest stay queued.
     pub fn send(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut iovs: Vec<libc::iovec> = self
-            .replies
-            .iter()
-            .map(|(reply, _)| libc::iovec {
+        self.iovs.clear();
+        self.iovs
+            .extend(self.replies.iter().map(|(reply, _)| libc::iovec {
                 iov_base: reply.as_ptr() as *mut libc::c_void,
                 iov_len: reply.len(),
-            })
-            .collect();
-        let mut headers: Vec<libc::mmsghdr> = self
-            .replies
-            .iter()
-            .zip(iovs.iter_mut())
-            .map(|((_, peer), iov)| {
+            }));
+        self.headers.clear();
+        let iovs = self.iovs.iter_mut();
+        self.headers
+            .extend(self.replies.iter().zip(iovs).map(|((_, peer), iov)| {
                 // SAFETY: all-zero is a valid msghdr.
                 let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
                 hdr.msg_name = peer.as_ptr() as *mut libc::c_void;
@@ -147,15 +152,14 @@ impl SendBatch {
                     msg_hdr: hdr,
                     msg_len: 0,
                 }
-            })
-            .collect();
+            }));
         // SAFETY: every header points at replies, addresses and iovecs that
         // live until the call returns.
         let sent = unsafe {
             libc::sendmmsg(
                 fd,
-                headers.as_mut_ptr(),
-                headers.len() as libc::c_uint,
+                self.headers.as_mut_ptr(),
+                self.headers.len() as libc::c_uint,
                 libc::MSG_DONTWAIT,
             )
         };

@@ -104,6 +104,16 @@ impl Observer {
         }
     }
 
+    /// Whether anything records outcomes (metrics, query log, dashboard, dnstap): without,
+    /// the query path does not build them (nor read the clock for their duration).
+    #[inline]
+    pub fn records(&self) -> bool {
+        self.metrics.is_some()
+            || self.log.is_some()
+            || self.dashboard.is_some()
+            || self.dnstap.is_some()
+    }
+
     /// Whether outcomes must carry the query's and the reply's wire bytes
     /// (dnstap): the query path keeps a copy of a pending query's bytes only then.
     #[inline]

@@ -379,6 +379,47 @@ pub fn evaluate_response_after(
     response_phase(policy, id, facts, answer, When::Now, Some(request))
 }
 
+/// What [`evaluate_response_after`] decides for an answer of `has_cnames` (with or without
+/// CNAME targets), when that is the same for every query of the name that a client of `id`
+/// sends and whose request phase ended as `request` did: a non-zero key under which a caller may
+/// remember that the response phase kept the answer (`None` from it) and skip the phase next
+/// time for the same key. None when the verdict may differ between such queries: a rule that
+/// runs reads the client's address or transport or has a schedule (CNAME targets run the
+/// request rules too), or the parts do not fit the key.
+///
+/// The key holds the policy's version (a reload gives new keys), the organization and the
+/// position of the request's deciding rule, which with the name, type, class and DO bit of the
+/// query (the cache entry's own key) are everything the response phase reads otherwise.
+pub fn response_reuse_key(
+    policy: &PolicySet,
+    id: &Identity,
+    request: &RequestPhase,
+    has_cnames: bool,
+) -> Option<std::num::NonZeroU64> {
+    let per_client = |rs: &super::rules::Ruleset| match has_cnames {
+        true => rs.any_per_client,
+        false => rs.response_per_client,
+    };
+    if per_client(&policy.global) || policy.org(id).is_some_and(|o| per_client(&o.rules)) {
+        return None;
+    }
+    let who: u64 = match id {
+        Identity::NoOrg => 1,
+        Identity::UnknownToken => 2,
+        Identity::Org(i) => u64::from(*i) + 3,
+    };
+    let pos: u64 = match request.pos {
+        None => 0,
+        Some((set, i)) => 1 + (u64::from(set) << 14) + u64::from(i),
+    };
+    let version = policy.version();
+    let rule_fits = request.pos.is_none_or(|(_, i)| i < (1 << 14) - 1);
+    if who >= 1 << 16 || !rule_fits || version >= 1 << 32 {
+        return None;
+    }
+    std::num::NonZeroU64::new(version << 32 | who << 16 | pos)
+}
+
 fn response_phase(
     policy: &PolicySet,
     id: &Identity,
@@ -712,6 +753,44 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn a_response_verdict_is_reusable_only_when_no_rule_that_runs_depends_on_the_client() {
+        let p = policy(
+            r#"{"global": {"rules": [
+                {"id": "rebind", "expression": "dns.response.ip in {10.0.0.0/8}", "action": "block"}
+              ]},
+              "organizations": [
+                {"id": "plain", "networks": ["10.1.0.0/16"], "rules": [
+                  {"id": "net", "expression": "dns.src_ip in {10.1.2.0/24} and dns.fqdn == \"a.example\"", "action": "block"}
+                ]},
+                {"id": "by-client", "networks": ["10.2.0.0/16"], "rules": [
+                  {"id": "late", "expression": "dns.response.ip in {192.0.2.0/24} and dns.src_ip in {10.2.3.0/24}", "action": "block"}
+                ]}
+              ]}"#,
+        );
+        let (plain, by_client) = (
+            p.org_by_id("plain").unwrap(),
+            p.org_by_id("by-client").unwrap(),
+        );
+        let (_, phase) = evaluate_with_phase(&p, &plain, &facts("www.example", 1));
+        let key = |id: &Identity, cnames| response_reuse_key(&p, id, &phase, cnames);
+        // Response rules read only the answer: one key per organization.
+        let (k_plain, k_none) = (key(&plain, false), key(&Identity::NoOrg, false));
+        assert!(k_plain.is_some() && k_none.is_some());
+        assert_ne!(k_plain, k_none);
+        // A response rule reads dns.src_ip: none.
+        assert_eq!(key(&by_client, false), None);
+        // CNAME targets run the request rules, and plain's reads dns.src_ip: none with CNAMEs.
+        assert_eq!(key(&plain, true), None);
+        assert_eq!(key(&Identity::NoOrg, true), k_none);
+        // Another load of the same policy (a reload): other keys.
+        let again = policy(P);
+        let (_, phase2) = evaluate_with_phase(&again, &Identity::NoOrg, &facts("www.example", 1));
+        let k_again = response_reuse_key(&again, &Identity::NoOrg, &phase2, false);
+        assert!(k_again.is_some());
+        assert_ne!(k_again, k_none);
     }
 
     #[test]

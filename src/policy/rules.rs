@@ -125,6 +125,13 @@ impl Rule {
     pub(crate) fn blocks(&self) -> bool {
         matches!(self.effect, Effect::Decide(Action::Block(_)))
     }
+
+    /// Whether the rule can judge two queries for the same name differently: it reads who asked
+    /// or how (`dns.src_ip`, `dns.transport`), or its schedule makes it depend on the time.
+    pub(crate) fn per_client(&self) -> bool {
+        let client_fields = (1 << F_SRC_IP) | (1 << F_TRANSPORT);
+        self.uses.base & client_fields != 0 || self.schedule.is_some()
+    }
 }
 
 /// The fields of one ruleset's scheme beyond the base fields.
@@ -160,6 +167,11 @@ pub(crate) struct Ruleset {
     pub has_block: bool,
     /// Whether any rule needs list membership of the query name.
     pub needs_lists: bool,
+    /// Some response rule reads a field of the client (`dns.src_ip`, `dns.transport`) or has a
+    /// schedule: its verdict on an answer is not the same for every query of one name.
+    pub response_per_client: bool,
+    /// The same for any rule at all (CNAME cloaking runs the request rules on the targets).
+    pub any_per_client: bool,
 }
 
 impl Ruleset {
@@ -203,6 +215,8 @@ impl Ruleset {
             response_uses: Uses::default(),
             has_block: false,
             needs_lists: false,
+            response_per_client: false,
+            any_per_client: false,
         };
         let rules = std::mem::take(&mut rs.rules);
         for (i, rule) in rules.iter().enumerate() {
@@ -210,8 +224,11 @@ impl Ruleset {
                 continue;
             }
             let i = i as u32;
+            let per_client = rule.per_client();
+            rs.any_per_client |= per_client;
             match (rule.phase, &rule.indexed) {
                 (Phase::Response, _) => {
+                    rs.response_per_client |= per_client;
                     rs.response.push(i);
                     rs.response_uses = rs.response_uses.union(rule.uses);
                 }

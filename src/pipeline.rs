@@ -532,19 +532,7 @@ impl Worker {
         let started = arrival.started;
         let limit = self.response_limit(&req, hints);
         if let Some(step) = self.admit(&req, hints, allowed, limit) {
-            // Outside the access list: REFUSED with EDE 18; else rate limited.
-            let (action, code) = match allowed {
-                false => (
-                    ActionLabel::Denied,
-                    req.edns.as_ref().map(|_| ede::PROHIBITED),
-                ),
-                true => (ActionLabel::RateLimited, None),
-            };
-            let reply = match &step {
-                Step::Reply(reply) => Some(reply.as_slice()),
-                _ => None,
-            };
-            self.observe_local(&req, hints, arrival, reply, action, code);
+            self.observe_unadmitted(&req, hints, allowed, arrival, &step);
             return step;
         }
         let ready = || self.shared.ready();
@@ -588,38 +576,12 @@ impl Worker {
             return Step::Reply(reply);
         }
         let stale = match self.shared.cache.get(&key) {
-            Lookup::Fresh(entry, age) => {
-                if self.shared.cache.claim_prefetch(&entry, age) {
-                    self.prefetch(key);
-                }
-                let served = Provenance {
-                    cache: CacheStatus::Hit,
-                    upstream: None,
-                    age,
-                    cap: entry.lifetime(),
-                    ede: None,
-                };
-                let block = self.screen(&judged, &entry.answer, Some(&entry));
-                let reply = self.respond_screened(&judged, &entry.answer, served, block);
-                return reply.map_or(Step::Drop, Step::Reply);
-            }
+            Lookup::Fresh(entry, age) => return self.serve_fresh(&judged, key, &entry, age),
             Lookup::Stale(entry) => Some(entry),
             Lookup::Miss => None,
         };
         let Some(client_slot) = self.shared.client_inflight.claim(hints.ip) else {
-            let text = "too many queries in flight for this client";
-            let reply = self.error_reply(
-                &req,
-                rcode::SERVFAIL as u16,
-                Some((ede::NOT_READY, text)),
-                limit,
-            );
-            let served = Provenance {
-                ede: Some(ede::NOT_READY),
-                ..Provenance::synthesized()
-            };
-            self.observe(&judged, Some(&reply), ActionLabel::Overloaded, None, served);
-            return Step::Reply(reply);
+            return self.client_overloaded(&judged);
         };
         // Only dnstap reads a pending query's bytes again: copied only for it.
         let wire = match self.shared.observer.wants_wire() {
@@ -641,6 +603,65 @@ impl Worker {
             _inflight: self.shared.drain.track(),
             _client_slot: client_slot,
         }))
+    }
+
+    /// Records a query the admission step answered itself: outside the
+    /// access list (REFUSED with EDE 18) or rate limited.
+    fn observe_unadmitted(
+        &self,
+        req: &Request,
+        hints: &ClientHints,
+        allowed: bool,
+        arrival: Arrival<'_>,
+        step: &Step,
+    ) {
+        let (action, code) = match allowed {
+            false => (
+                ActionLabel::Denied,
+                req.edns.as_ref().map(|_| ede::PROHIBITED),
+            ),
+            true => (ActionLabel::RateLimited, None),
+        };
+        let reply = match step {
+            Step::Reply(reply) => Some(reply.as_slice()),
+            _ => None,
+        };
+        self.observe_local(req, hints, arrival, reply, action, code);
+    }
+
+    /// A cache hit: refreshed ahead of expiry when popular, screened by the
+    /// response phase, answered.
+    fn serve_fresh(&self, judged: &Judged<'_>, key: CacheKey, entry: &Entry, age: u32) -> Step {
+        if self.shared.cache.claim_prefetch(entry, age) {
+            self.prefetch(key);
+        }
+        let served = Provenance {
+            cache: CacheStatus::Hit,
+            upstream: None,
+            age,
+            cap: entry.lifetime(),
+            ede: None,
+        };
+        let block = self.screen(judged, &entry.answer, Some(entry));
+        let reply = self.respond_screened(judged, &entry.answer, served, block);
+        reply.map_or(Step::Drop, Step::Reply)
+    }
+
+    /// SERVFAIL with EDE 14 for a client that has too many queries in flight.
+    fn client_overloaded(&self, judged: &Judged<'_>) -> Step {
+        let text = "too many queries in flight for this client";
+        let reply = self.error_reply(
+            judged.req,
+            rcode::SERVFAIL as u16,
+            Some((ede::NOT_READY, text)),
+            judged.limit,
+        );
+        let served = Provenance {
+            ede: Some(ede::NOT_READY),
+            ..Provenance::synthesized()
+        };
+        self.observe(judged, Some(&reply), ActionLabel::Overloaded, None, served);
+        Step::Reply(reply)
     }
 
     /// The asynchronous back half: a coalesced upstream fetch, then the

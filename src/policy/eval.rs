@@ -454,45 +454,15 @@ fn response_phase(
             _ => return None,
         },
     };
-    let mut best: Option<Pos> = None;
-
-    // CNAME cloaking.
-    for target in answer.cnames {
-        if target.as_bytes() == q.fields.fqdn {
-            continue;
-        }
-        let lim = best.unwrap_or(limit).min(limit);
-        let mut t = q.with_name(target);
-        ignored.clear();
-        if let Some(p) = request_phase(&mut t, lim, &mut ignored) {
-            if policy.rule_at(q.org, p).is_some_and(|r| r.blocks()) {
-                best = Some(p);
-            }
-        }
-    }
-
-    // Response-phase rules.
+    let mut best = cloaked_block(&q, answer.cnames, limit, &mut ignored);
     let mut audited: Vec<(Pos, RuleRef)> = Vec::new();
-    for which in 0..2u8 {
-        let Some(rs) = q.ruleset(which) else {
-            continue;
-        };
-        if rs.response.is_empty() {
-            continue;
-        }
-        if rs.needs_lists {
-            q.ensure_lists();
-        }
-        let cut = best.unwrap_or(limit).min(limit);
-        let when = q.when;
-        let flow = rs.bind(&q.fields, rs.response_uses, |b| {
-            response_ruleset(b, rs, which, cut, when, answer, &mut audited)
-        });
-        if let ControlFlow::Break(decided) = flow {
-            best = decided.or(best);
-            break;
-        }
-    }
+    best = response_rules(
+        &mut q,
+        answer,
+        best.unwrap_or(limit).min(limit),
+        &mut audited,
+    )
+    .or(best);
     let cut = best.unwrap_or(END);
     let audited: Vec<RuleRef> = audited
         .into_iter()
@@ -504,6 +474,61 @@ fn response_phase(
         None if !audited.is_empty() => Some(verdict(&q, None, audited)),
         None => None,
     }
+}
+
+/// CNAME cloaking: the first rule before `limit` that blocks one of the
+/// answer's CNAME targets, judged as if the target had been asked.
+fn cloaked_block<'q>(
+    q: &Query<'_, 'q>,
+    cnames: &[&'q str],
+    limit: Pos,
+    ignored: &mut Vec<RuleRef>,
+) -> Option<Pos> {
+    let mut best: Option<Pos> = None;
+    for target in cnames {
+        if target.as_bytes() == q.fields.fqdn {
+            continue;
+        }
+        let lim = best.unwrap_or(limit).min(limit);
+        let mut t = q.with_name(target);
+        ignored.clear();
+        if let Some(p) = request_phase(&mut t, lim, ignored) {
+            if q.policy.rule_at(q.org, p).is_some_and(|r| r.blocks()) {
+                best = Some(p);
+            }
+        }
+    }
+    best
+}
+
+/// The response-phase rules of the global ruleset then the organization's,
+/// positions before `cut`: the rule that decides, if any. Audit matches go
+/// to `audited`.
+fn response_rules(
+    q: &mut Query<'_, '_>,
+    answer: &AnswerFacts<'_>,
+    cut: Pos,
+    audited: &mut Vec<(Pos, RuleRef)>,
+) -> Option<Pos> {
+    for which in 0..2u8 {
+        let Some(rs) = q.ruleset(which) else {
+            continue;
+        };
+        if rs.response.is_empty() {
+            continue;
+        }
+        if rs.needs_lists {
+            q.ensure_lists();
+        }
+        let when = q.when;
+        let flow = rs.bind(&q.fields, rs.response_uses, |b| {
+            response_ruleset(b, rs, which, cut, when, answer, audited)
+        });
+        if let ControlFlow::Break(decided) = flow {
+            return decided;
+        }
+    }
+    None
 }
 
 /// The response-phase rules of ruleset `which`, positions before `cut`: `Break(Some(p))` when

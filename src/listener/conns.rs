@@ -20,7 +20,7 @@
 //! handshake timeouts still close what nobody needs.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -511,39 +511,72 @@ where
         };
         let (serve, table, worker) = (serve.clone(), table.clone(), worker.clone());
         tokio::spawn(async move {
-            let mut stream = stream;
-            let client = tokio::select! {
-                client = proxies.client(&mut stream, peer) => client,
-                () = connection.shed() => return,
+            let client = Client {
+                worker,
+                stream,
+                peer,
+                connection,
             };
-            match client {
-                Ok(client) => {
-                    connection.reassign(client.ip());
-                    serve(Accepted {
-                        worker,
-                        stream,
-                        hints: ClientHints::from_peer(client, table.transport),
-                        connection,
-                    })
-                    .await;
-                }
-                // Missing and malformed headers come only from trusted
-                // peers: a misconfigured load balancer, whose operator
-                // needs to hear of it. An untrusted header or a dropped
-                // connection is anyone's doing, not worth a warning.
-                Err(refused @ (Refused::Missing | Refused::Malformed(_))) => tracing::warn!(
-                    transport = %table.transport,
-                    peer = %peer,
-                    "connection closed: {refused}"
-                ),
-                Err(refused) => tracing::debug!(
-                    transport = %table.transport,
-                    peer = %peer,
-                    "connection closed: {refused}"
-                ),
-            }
+            serve_proxied(client, proxies, table, serve).await;
             drop(inflight);
         });
+    }
+}
+
+/// A connection from a trusted proxy, before its PROXY header is read.
+struct Client {
+    worker: Arc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    connection: OpenConnection,
+}
+
+/// Reads the PROXY header of a connection from a trusted peer, then serves
+/// the client it names (or closes the connection, saying why).
+async fn serve_proxied<F, Fut>(
+    client: Client,
+    proxies: Arc<Proxies>,
+    table: Arc<ConnectionTable>,
+    serve: Arc<F>,
+) where
+    F: Fn(Accepted) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Client {
+        worker,
+        mut stream,
+        peer,
+        connection,
+    } = client;
+    let named = tokio::select! {
+        named = proxies.client(&mut stream, peer) => named,
+        () = connection.shed() => return,
+    };
+    match named {
+        Ok(named) => {
+            connection.reassign(named.ip());
+            serve(Accepted {
+                worker,
+                stream,
+                hints: ClientHints::from_peer(named, table.transport),
+                connection,
+            })
+            .await;
+        }
+        // Missing and malformed headers come only from trusted
+        // peers: a misconfigured load balancer, whose operator
+        // needs to hear of it. An untrusted header or a dropped
+        // connection is anyone's doing, not worth a warning.
+        Err(refused @ (Refused::Missing | Refused::Malformed(_))) => tracing::warn!(
+            transport = %table.transport,
+            peer = %peer,
+            "connection closed: {refused}"
+        ),
+        Err(refused) => tracing::debug!(
+            transport = %table.transport,
+            peer = %peer,
+            "connection closed: {refused}"
+        ),
     }
 }
 

@@ -594,17 +594,22 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_iterator_gets_a_fresh_port_per_query() {
-        let (addr, seen) = server(Arc::default()).await;
+    /// A pool of `slots` slots, alone (no forwarder), and its counters.
+    fn pool(slots: usize) -> (UdpPool, Arc<ForwarderStats>) {
         let stats = Arc::new(ForwarderStats::default());
         let limits = PoolLimits {
-            slots: 1,
+            slots,
             max_in_use: 16,
             max_uses: 32,
             max_age: Duration::from_secs(3600),
         };
-        let pool = UdpPool::new(limits, stats);
+        (UdpPool::new(limits, stats.clone()), stats)
+    }
+
+    #[tokio::test]
+    async fn the_iterator_gets_a_fresh_port_per_query() {
+        let (addr, seen) = server(Arc::default()).await;
+        let (pool, _) = pool(1);
         for id in 0..3u16 {
             let lease = pool.lease(addr, Port::Fresh).expect("a socket");
             let mut query = vec![0; 12];
@@ -624,14 +629,7 @@ mod tests {
         use std::os::fd::AsRawFd;
         let (addr, _) = server(Arc::default()).await;
         let (other, _) = server(Arc::default()).await;
-        let stats = Arc::new(ForwarderStats::default());
-        let limits = PoolLimits {
-            slots: 4096,
-            max_in_use: 16,
-            max_uses: 32,
-            max_age: Duration::from_secs(3600),
-        };
-        let pool = UdpPool::new(limits, stats.clone());
+        let (pool, stats) = pool(4096);
         let fd = |lease: &Lease| lease.socket().as_raw_fd();
         let (first, second) = (
             pool.lease(addr, Port::Fresh),

@@ -25,6 +25,9 @@
 //!   the socket is disconnected, which releases a port the kernel bound for
 //!   it, and connected anew, which binds another random one
 //!   (`Pooled::redraw`): two system calls instead of a socket's life;
+//! - the iterator's queries ([`Port::Fresh`]) take no slot: each connects
+//!   one of the worker's spare sockets, which binds a random port for that
+//!   query alone, and disconnects it afterwards (`UdpPool::lease_spare`);
 //! - a socket stays connected while pooled, so the kernel delivers to it only
 //!   datagrams from the server's address and port; anything else gets the
 //!   same ICMP answer as a closed port, and a scan from elsewhere learns
@@ -83,8 +86,9 @@ impl PoolLimits {
 pub(crate) enum Port {
     /// Reused within the pool's bounds (the forwarder: one server, many queries).
     Reuse,
-    /// Drawn again for this query (the iterator: a new server nearly every
-    /// query, and authorities are where forgers aim).
+    /// Bound afresh by the kernel for this query, on one of the worker's
+    /// spare disconnected sockets, no slot drawn (the iterator: a new
+    /// server nearly every query, and authorities are where forgers aim).
     Fresh,
 }
 
@@ -99,6 +103,9 @@ struct Table {
     slots: Box<[Slot]>,
     /// The next slot checked for an idle port past its age.
     sweep: usize,
+    /// Disconnected sockets (no port bound) for [`Port::Fresh`] leases,
+    /// at most `slots` of them.
+    spare: Vec<Pooled>,
 }
 
 enum Slot {
@@ -124,7 +131,11 @@ impl UdpPool {
     pub fn new(limits: PoolLimits, stats: Arc<ForwarderStats>) -> Self {
         let slots = (0..limits.slots).map(|_| Slot::Empty).collect();
         Self {
-            table: Mutex::new(Table { slots, sweep: 0 }),
+            table: Mutex::new(Table {
+                slots,
+                sweep: 0,
+                spare: Vec::new(),
+            }),
             limits,
             stats,
         }
@@ -135,17 +146,21 @@ impl UdpPool {
     /// in use; Network when no socket can be had.
     pub(crate) fn lease(&self, server: SocketAddr, port: Port) -> Result<Lease<'_>, UpstreamError> {
         let in_use = InUse::within(&self.stats, self.limits.max_in_use)?;
+        if port == Port::Fresh {
+            return self.lease_spare(server, in_use);
+        }
         let (slot, held) = self.draw();
         let mut lease = Lease {
             pool: self,
             slot,
             pooled: None,
-            keep_port: port == Port::Reuse,
+            keep_port: true,
+            spare: false,
             _in_use: in_use,
         };
         let pooled = match held {
             Some(mut pooled) if pooled.v6 == server.is_ipv6() => {
-                if port == Port::Fresh || !self.reusable(&pooled, server) {
+                if !self.reusable(&pooled, server) {
                     pooled.redraw(server).map_err(network_error)?;
                 }
                 pooled
@@ -155,6 +170,44 @@ impl UdpPool {
         };
         lease.pooled = Some(pooled);
         Ok(lease)
+    }
+
+    /// A [`Port::Fresh`] lease: a spare socket (or a new one) connected to
+    /// `server` now. The port is the kernel's random bind at this connect,
+    /// so which socket carries the query adds nothing to guess, and no slot
+    /// is drawn: the spares are taken last in, first out, and a worker
+    /// holds about as many sockets as it has queries in flight rather than
+    /// opening one for each slot its draws reach.
+    fn lease_spare(&self, server: SocketAddr, in_use: InUse) -> Result<Lease<'_>, UpstreamError> {
+        let spare = {
+            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let family = table.spare.iter().rposition(|p| p.v6 == server.is_ipv6());
+            family.map(|at| table.spare.swap_remove(at))
+        };
+        let pooled = match spare {
+            Some(mut pooled) => {
+                pooled.redraw(server).map_err(network_error)?;
+                pooled
+            }
+            None => Pooled::open(server).map_err(network_error)?,
+        };
+        Ok(Lease {
+            pool: self,
+            slot: None,
+            pooled: Some(pooled),
+            keep_port: false,
+            spare: true,
+            _in_use: in_use,
+        })
+    }
+
+    /// Keeps a disconnected socket for the next [`Port::Fresh`] lease
+    /// (closed instead when `slots` are kept already).
+    fn put_spare(&self, pooled: Pooled) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if table.spare.len() < self.limits.slots {
+            table.spare.push(pooled);
+        }
     }
 
     /// Draws a slot and marks it leased, with the socket it held; (None,
@@ -267,6 +320,8 @@ pub(crate) struct Lease<'p> {
     pooled: Option<Pooled>,
     /// The port may serve the next query of the slot.
     keep_port: bool,
+    /// A [`Port::Fresh`] lease: the socket goes back to the spares.
+    spare: bool,
     _in_use: InUse,
 }
 
@@ -293,6 +348,14 @@ impl Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
+        if self.spare {
+            if let Some(mut pooled) = self.pooled.take() {
+                if pooled.disconnect().is_ok() {
+                    self.pool.put_spare(pooled);
+                }
+            }
+            return;
+        }
         let Some(slot) = self.slot else {
             return; // a one-off socket: closed with the lease
         };
@@ -531,17 +594,22 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_iterator_gets_a_fresh_port_per_query() {
-        let (addr, seen) = server(Arc::default()).await;
+    /// A pool of `slots` slots, alone (no forwarder), and its counters.
+    fn pool(slots: usize) -> (UdpPool, Arc<ForwarderStats>) {
         let stats = Arc::new(ForwarderStats::default());
         let limits = PoolLimits {
-            slots: 1,
+            slots,
             max_in_use: 16,
             max_uses: 32,
             max_age: Duration::from_secs(3600),
         };
-        let pool = UdpPool::new(limits, stats);
+        (UdpPool::new(limits, stats.clone()), stats)
+    }
+
+    #[tokio::test]
+    async fn the_iterator_gets_a_fresh_port_per_query() {
+        let (addr, seen) = server(Arc::default()).await;
+        let (pool, _) = pool(1);
         for id in 0..3u16 {
             let lease = pool.lease(addr, Port::Fresh).expect("a socket");
             let mut query = vec![0; 12];
@@ -554,5 +622,32 @@ mod tests {
         let ports = ports(&seen);
         assert_eq!(ports.len(), 3);
         assert!(ports[0] != ports[1] && ports[1] != ports[2], "{ports:?}");
+    }
+
+    #[tokio::test]
+    async fn fresh_ports_come_from_spare_sockets_not_one_socket_per_slot() {
+        use std::os::fd::AsRawFd;
+        let (addr, _) = server(Arc::default()).await;
+        let (other, _) = server(Arc::default()).await;
+        let (pool, stats) = pool(4096);
+        let fd = |lease: &Lease| lease.socket().as_raw_fd();
+        let (first, second) = (
+            pool.lease(addr, Port::Fresh),
+            pool.lease(other, Port::Fresh),
+        );
+        let (first, second) = (first.expect("a socket"), second.expect("a socket"));
+        let fds = [fd(&first), fd(&second)];
+        assert_ne!(fds[0], fds[1], "one socket per query in flight");
+        drop(first);
+        second.answered();
+        // Sequential queries to either server: only the two sockets serve
+        // them, each on a port bound afresh (asserted above).
+        for server in [addr, other, addr, other, addr] {
+            let lease = pool.lease(server, Port::Fresh).expect("a socket");
+            assert!(fds.contains(&fd(&lease)), "{fds:?}: {}", fd(&lease));
+            let local = lease.socket().local_addr().unwrap();
+            assert_ne!(local.port(), 0, "connected, so bound");
+        }
+        assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);
     }
 }

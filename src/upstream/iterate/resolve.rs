@@ -37,6 +37,32 @@ pub(crate) enum Kind {
     Final,
 }
 
+/// One question put to a zone's servers (`Engine::ask`).
+struct Question<'a> {
+    name: &'a Name,
+    qtype: RecordType,
+    dnssec_ok: bool,
+    /// A server that answers a minimised question badly is not marked lame.
+    minimised: bool,
+}
+
+/// What a zone's servers did so far for one question (`Engine::ask`).
+#[derive(Default)]
+struct Attempts {
+    addrs: Vec<IpAddr>,
+    tried: Vec<IpAddr>,
+    /// Whether the glueless nameserver names were looked up.
+    chased: bool,
+    /// Servers whose short wait ran out (a busy moment, theirs or ours):
+    /// asked once more with the backed-off wait before the zone fails, as
+    /// Unbound retries a server; `retried` keeps it to once.
+    retry: Vec<IpAddr>,
+    retried: Vec<IpAddr>,
+    lame: usize,
+    timeouts: usize,
+    unreachable: usize,
+}
+
 impl Engine {
     /// The root as the hints give it (see `prime` for when they are used).
     pub(crate) fn root(&self) -> Arc<Delegation> {
@@ -176,121 +202,184 @@ impl Engine {
         dnssec_ok: bool,
         minimised: bool,
     ) -> Result<(Message, Kind), UpstreamError> {
-        let mut addrs = self.addresses(zone, Instant::now());
-        let mut tried: Vec<IpAddr> = Vec::new();
-        let mut chased = false;
-        // Servers whose short wait ran out (a busy moment, theirs or ours):
-        // asked once more with the backed-off wait before the zone fails,
-        // as Unbound retries a server; `retried` keeps it to once.
-        let (mut retry, mut retried): (Vec<IpAddr>, Vec<IpAddr>) = (Vec::new(), Vec::new());
-        let (mut lame, mut timeouts, mut unreachable) = (0, 0, 0);
+        let mut attempts = Attempts {
+            addrs: self.addresses(zone, Instant::now()),
+            ..Attempts::default()
+        };
+        let question = Question {
+            name,
+            qtype,
+            dnssec_ok,
+            minimised,
+        };
         loop {
-            let now = Instant::now();
-            let mut held = 0;
-            let candidates: Vec<(IpAddr, Duration)> = addrs
-                .iter()
-                .filter(|ip| !tried.contains(ip) && !self.infra.is_lame(**ip, &zone.zone))
-                .filter_map(|ip| {
-                    let facts = self.infra.peek(*ip);
-                    if facts.held_down(now) {
-                        held += 1;
-                        None
-                    } else {
-                        Some((*ip, facts.rank()))
-                    }
-                })
-                .collect();
+            let (candidates, held) = self.candidates(zone, &attempts, Instant::now());
             let Some(ip) = choose(&candidates) else {
-                if !chased {
-                    chased = true;
-                    let more = self.chase_glueless(budget, zone, depth).await;
-                    if !more.is_empty() {
-                        addrs.extend(more);
-                        continue;
-                    }
-                }
-                if !retry.is_empty() {
-                    tried.retain(|ip| !retry.contains(ip));
-                    retried.append(&mut retry);
-                    continue;
-                }
-                if held > 0 {
-                    self.stats.held_down.fetch_add(1, Ordering::Relaxed);
-                }
-                return Err(UpstreamError::Resolution(format!(
-                    "no server of zone {} answered usably ({} addresses: {lame} lame, \
-                     {timeouts} timed out, {held} held down after timeouts, \
-                     {unreachable} unreachable)",
-                    zone.zone,
-                    addrs.len()
-                )));
+                self.widen(budget, zone, depth, &mut attempts, held).await?;
+                continue;
             };
-            tried.push(ip);
+            attempts.tried.push(ip);
             budget.charge()?;
-            let facts = self.infra.peek(ip);
-            let how = How {
-                edns: !facts.no_edns,
-                dnssec_ok,
-                randomize_case: self.case_randomization && !facts.no_case,
-                payload: RECURSION_EDNS_PAYLOAD,
-                timeout: facts.timeout(self.limits.recursion_attempt_timeout),
-            };
-            self.stats.sent.fetch_add(1, Ordering::Relaxed);
-            match exchange(budget.sockets(), self.socket(ip), name, qtype, how).await {
-                Ok(done) if how.edns && refuses_edns(&done.message) => {
-                    self.infra.server(ip, |f| f.no_edns = true);
-                    tried.pop();
+            let asked = self.ask_server(budget, zone, ip, &question, &mut attempts);
+            if let Some(done) = asked.await? {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// The addresses not tried yet, with their rank, and how many were left
+    /// out because they are held down after timeouts.
+    fn candidates(
+        &self,
+        zone: &Delegation,
+        attempts: &Attempts,
+        now: Instant,
+    ) -> (Vec<(IpAddr, Duration)>, usize) {
+        let mut held = 0;
+        let candidates = attempts
+            .addrs
+            .iter()
+            .filter(|ip| !attempts.tried.contains(ip) && !self.infra.is_lame(**ip, &zone.zone))
+            .filter_map(|ip| {
+                let facts = self.infra.peek(*ip);
+                if facts.held_down(now) {
+                    held += 1;
+                    None
+                } else {
+                    Some((*ip, facts.rank()))
                 }
-                Ok(done) => {
-                    if done.over_tcp {
-                        self.stats.tcp.fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.infra.server(ip, |f| f.answered(done.rtt));
-                    let message = self.scrub(done.message);
-                    match classify(&message, &zone.zone, name) {
-                        Some(kind) => return Ok((message, kind)),
-                        None => {
-                            if !minimised
-                                && message.metadata.response_code != ResponseCode::ServFail
-                            {
-                                self.infra.mark_lame(ip, &zone.zone);
-                            }
-                            lame += 1;
-                        }
-                    }
+            })
+            .collect();
+        (candidates, held)
+    }
+
+    /// Every candidate was tried: more addresses from the glueless
+    /// nameserver names (once), else the servers to retry with their
+    /// backed-off wait (once), else the zone fails.
+    async fn widen(
+        &self,
+        budget: &Budget<'_>,
+        zone: &Delegation,
+        depth: usize,
+        attempts: &mut Attempts,
+        held: usize,
+    ) -> Result<(), UpstreamError> {
+        if !attempts.chased {
+            attempts.chased = true;
+            let more = self.chase_glueless(budget, zone, depth).await;
+            if !more.is_empty() {
+                attempts.addrs.extend(more);
+                return Ok(());
+            }
+        }
+        if !attempts.retry.is_empty() {
+            let retry = std::mem::take(&mut attempts.retry);
+            attempts.tried.retain(|ip| !retry.contains(ip));
+            attempts.retried.extend(retry);
+            return Ok(());
+        }
+        if held > 0 {
+            self.stats.held_down.fetch_add(1, Ordering::Relaxed);
+        }
+        let Attempts {
+            lame,
+            timeouts,
+            unreachable,
+            ..
+        } = *attempts;
+        Err(UpstreamError::Resolution(format!(
+            "no server of zone {} answered usably ({} addresses: {lame} lame, \
+             {timeouts} timed out, {held} held down after timeouts, \
+             {unreachable} unreachable)",
+            zone.zone,
+            attempts.addrs.len()
+        )))
+    }
+
+    /// One exchange with server `ip`: the response and what it is to the
+    /// iteration when usable, None to go on with another server (or this
+    /// one again without EDNS or 0x20), what the server did noted in the
+    /// infrastructure cache and in `attempts`.
+    async fn ask_server(
+        &self,
+        budget: &Budget<'_>,
+        zone: &Delegation,
+        ip: IpAddr,
+        question: &Question<'_>,
+        attempts: &mut Attempts,
+    ) -> Result<Option<(Message, Kind)>, UpstreamError> {
+        let facts = self.infra.peek(ip);
+        let how = How {
+            edns: !facts.no_edns,
+            dnssec_ok: question.dnssec_ok,
+            randomize_case: self.case_randomization && !facts.no_case,
+            payload: RECURSION_EDNS_PAYLOAD,
+            timeout: facts.timeout(self.limits.recursion_attempt_timeout),
+        };
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        let server = self.socket(ip);
+        match exchange(budget.sockets(), server, question.name, question.qtype, how).await {
+            Ok(done) if how.edns && refuses_edns(&done.message) => {
+                self.infra.server(ip, |f| f.no_edns = true);
+                attempts.tried.pop();
+            }
+            Ok(done) => {
+                if done.over_tcp {
+                    self.stats.tcp.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(ExchangeError::Overloaded) => return Err(UpstreamError::Overloaded),
-                Err(ExchangeError::OtherCase) => {
-                    self.infra.server(ip, |f| f.no_case = true);
-                    tried.pop();
+                self.infra.server(ip, |f| f.answered(done.rtt));
+                let message = self.scrub(done.message);
+                if let Some(kind) = classify(&message, &zone.zone, question.name) {
+                    return Ok(Some((message, kind)));
                 }
-                // An unreachable address (no IPv6 route, ICMP refused) is
-                // counted like a timeout: held down after a few, it stops
-                // costing every resolution an attempt from its budget.
-                Err(error @ (ExchangeError::Timeout | ExchangeError::Network)) => {
-                    let limits = &self.limits;
-                    let full = matches!(error, ExchangeError::Network)
-                        || how.timeout >= limits.recursion_attempt_timeout;
-                    self.infra.server(ip, |f| {
-                        f.timed_out(
-                            how.timeout,
-                            full,
-                            limits.recursion_server_timeouts,
-                            limits.recursion_failure_ttl_max,
-                            Instant::now(),
-                        )
-                    });
-                    match error {
-                        ExchangeError::Timeout => {
-                            timeouts += 1;
-                            if !full && !retried.contains(&ip) {
-                                retry.push(ip);
-                            }
-                        }
-                        _ => unreachable += 1,
-                    }
+                if !question.minimised && message.metadata.response_code != ResponseCode::ServFail {
+                    self.infra.mark_lame(ip, &zone.zone);
+                }
+                attempts.lame += 1;
+            }
+            Err(ExchangeError::Overloaded) => return Err(UpstreamError::Overloaded),
+            Err(ExchangeError::OtherCase) => {
+                self.infra.server(ip, |f| f.no_case = true);
+                attempts.tried.pop();
+            }
+            Err(error @ (ExchangeError::Timeout | ExchangeError::Network)) => {
+                self.unanswered(ip, how.timeout, error, attempts);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Notes a server that did not answer within `waited`. An unreachable
+    /// address (no IPv6 route, ICMP refused) is counted like a timeout:
+    /// held down after a few, it stops costing every resolution an attempt
+    /// from its budget. A short wait that ran out is retried once.
+    fn unanswered(
+        &self,
+        ip: IpAddr,
+        waited: Duration,
+        error: ExchangeError,
+        attempts: &mut Attempts,
+    ) {
+        let limits = &self.limits;
+        let full =
+            matches!(error, ExchangeError::Network) || waited >= limits.recursion_attempt_timeout;
+        self.infra.server(ip, |f| {
+            f.timed_out(
+                waited,
+                full,
+                limits.recursion_server_timeouts,
+                limits.recursion_failure_ttl_max,
+                Instant::now(),
+            )
+        });
+        match error {
+            ExchangeError::Timeout => {
+                attempts.timeouts += 1;
+                if !full && !attempts.retried.contains(&ip) {
+                    attempts.retry.push(ip);
                 }
             }
+            _ => attempts.unreachable += 1,
         }
     }
 

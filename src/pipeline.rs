@@ -564,16 +564,8 @@ impl Worker {
         let Some(key) = self.fetch_key(&judged) else {
             return self.synthesized(&judged, &verdict);
         };
-        if let Some(reply) = local::any_answer(&req, self.edns_out(&req), limit) {
-            let none = Provenance::synthesized();
-            self.observe(
-                &judged,
-                Some(&reply),
-                verdict.label(),
-                verdict.rule.as_ref(),
-                none,
-            );
-            return Step::Reply(reply);
+        if let Some(step) = self.answer_any(&judged) {
+            return step;
         }
         let stale = match self.shared.cache.get(&key) {
             Lookup::Fresh(entry, age) => return self.serve_fresh(&judged, key, &entry, age),
@@ -627,6 +619,23 @@ impl Worker {
             _ => None,
         };
         self.observe_local(req, hints, arrival, reply, action, code);
+    }
+
+    /// RFC 8482's short answer to a query for ANY that the policy lets
+    /// through, observed with the policy's verdict.
+    fn answer_any(&self, judged: &Judged<'_>) -> Option<Step> {
+        let req = judged.req;
+        let reply = local::any_answer(req, self.edns_out(req), judged.limit)?;
+        let verdict = judged.verdict;
+        let none = Provenance::synthesized();
+        self.observe(
+            judged,
+            Some(&reply),
+            verdict.label(),
+            verdict.rule.as_ref(),
+            none,
+        );
+        Some(Step::Reply(reply))
     }
 
     /// A cache hit: refreshed ahead of expiry when popular, screened by the

@@ -44,7 +44,7 @@ use crate::rebinding;
 use crate::synthesize::{self, Synthesized};
 use crate::upstream::{
     validated, Coalescer, DnssecMode, Forwarder, ForwarderStats, Health, PoolLimits, Recursive,
-    StreamLimits, Upstream, UpstreamError, UpstreamQuery, Validation,
+    Role, StreamLimits, Unshared, Upstream, UpstreamError, UpstreamQuery, Validation,
 };
 
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
@@ -677,12 +677,30 @@ impl Worker {
     /// answer (or a stale one, or SERVFAIL with the reason as an EDE). None
     /// when the response phase drops the answer: send nothing at all.
     pub async fn finish(&self, p: PendingFetch) -> Option<Vec<u8>> {
-        let fetched = match self
+        let shared = self
             .shared
             .inflight
             .run(&p.key, || self.detached_fetch(&p.key))
-            .await
-        {
+            .await;
+        self.answer_fetched(p, shared)
+    }
+
+    /// As [`Self::finish`], for a caller that is a task of its own which nothing
+    /// aborts (the UDP listener's per-query task): when this query leads, the
+    /// fetch runs here rather than in a second task (one task per miss, not two).
+    pub async fn finish_in_task(&self, p: PendingFetch) -> Option<Vec<u8>> {
+        let work = || Self::fetch(&self.shared, &self.forwarder, &p.key);
+        let shared = self.shared.inflight.run_here(&p.key, work).await;
+        self.answer_fetched(p, shared)
+    }
+
+    /// The reply for a pending query once its fetch (or its share of one) ended.
+    fn answer_fetched(
+        &self,
+        p: PendingFetch,
+        shared: Result<(Fetched, Role), Unshared>,
+    ) -> Option<Vec<u8>> {
+        let fetched = match shared {
             Ok((fetched, _)) => fetched,
             // No share of a fetch (too many wait on it, or it stopped): SERVFAIL
             // with EDE 14, or the stale answer.

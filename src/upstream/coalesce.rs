@@ -6,10 +6,15 @@
 //! task cancelled) only stops waiting, and the others are still answered by
 //! the one query already on its way, instead of each starting its own.
 //!
+//! A caller that runs to the end anyway (a task of its own that nothing
+//! aborts) may lead with [`Coalescer::run_here`] instead: it does the work
+//! itself, which saves a miss the second task, its wake-up and a channel.
+//!
 //! A key gathers at most `max_followers` callers beyond the leader; past that
 //! a caller is turned away at once ([`Unshared::TooManyWaiting`]), so one
 //! slow name cannot pile up waiting queries without bound.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -18,7 +23,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 /// Callers waiting for each key's result.
-type Table<K, V> = Mutex<HashMap<K, Vec<oneshot::Sender<V>>>>;
+type Table<K, V> = Mutex<HashMap<K, Waiters<V>>>;
+
+/// A key's waiters, and whether its leader is one of them ([`Coalescer::run`])
+/// or does the work itself and waits for nothing ([`Coalescer::run_here`]).
+struct Waiters<V> {
+    senders: Vec<oneshot::Sender<V>>,
+    leader_waits: bool,
+}
 
 /// In-flight work keyed by `K`, sharing results of type `V`.
 pub struct Coalescer<K, V> {
@@ -75,29 +87,93 @@ where
             let work = work();
             // Boxed: tokio copies a task's whole future when it is spawned and again when it
             // completes; a fetch's future is kilobytes, its box a pointer.
-            tokio::spawn(Box::pin(async move { completion.deliver(work.await) }));
+            tokio::spawn(Box::pin(async move { completion.deliver(&work.await) }));
         }
         let value = result.await.map_err(|_| Unshared::Abandoned)?;
         Ok((value, role))
+    }
+
+    /// As [`Self::run`], but a leader does the work itself, in the caller's
+    /// task, rather than in a task of its own: a miss then costs one task, not
+    /// two, and no channel for the leader. Only for a caller that runs to the
+    /// end (a task of its own that nothing aborts): if this future is dropped
+    /// while it leads, the work stops and its followers hear
+    /// [`Unshared::Abandoned`].
+    pub async fn run_here<F>(
+        &self,
+        key: &K,
+        work: impl FnOnce() -> F,
+    ) -> Result<(V, Role), Unshared>
+    where
+        F: Future<Output = V>,
+    {
+        if let Some(result) = self.lead_or_follow(key)? {
+            let value = result.await.map_err(|_| Unshared::Abandoned)?;
+            return Ok((value, Role::Follower));
+        }
+        let completion = Completion {
+            table: Arc::clone(&self.table),
+            key: Some(key),
+        };
+        let value = work().await;
+        completion.deliver(&value);
+        Ok((value, Role::Leader))
+    }
+
+    /// For [`Self::run_here`]: None when this caller leads `key` (registered
+    /// as a leader that waits for nothing), else the follower's receiver.
+    fn lead_or_follow(&self, key: &K) -> Result<Option<oneshot::Receiver<V>>, Unshared> {
+        let mut table = lock(&self.table);
+        let Some(waiters) = table.get_mut(key) else {
+            let (senders, leader_waits) = (Vec::new(), false);
+            table.insert(
+                key.clone(),
+                Waiters {
+                    senders,
+                    leader_waits,
+                },
+            );
+            return Ok(None);
+        };
+        let (waiter, result) = oneshot::channel();
+        self.follow(waiters, waiter)?;
+        Ok(Some(result))
     }
 
     /// Registers `waiter` for `key`; the first one for a key leads.
     fn join(&self, key: &K, waiter: oneshot::Sender<V>) -> Result<Role, Unshared> {
         let mut table = lock(&self.table);
         let Some(waiters) = table.get_mut(key) else {
-            table.insert(key.clone(), vec![waiter]);
+            let senders = vec![waiter];
+            let leader_waits = true;
+            table.insert(
+                key.clone(),
+                Waiters {
+                    senders,
+                    leader_waits,
+                },
+            );
             return Ok(Role::Leader);
         };
-        let bound = self.max_followers.saturating_add(1);
-        if waiters.len() >= bound {
+        self.follow(waiters, waiter)?;
+        Ok(Role::Follower)
+    }
+
+    /// Adds a follower to a key's waiters, within the bound.
+    fn follow(&self, waiters: &mut Waiters<V>, waiter: oneshot::Sender<V>) -> Result<(), Unshared> {
+        let bound = self
+            .max_followers
+            .saturating_add(usize::from(waiters.leader_waits));
+        let senders = &mut waiters.senders;
+        if senders.len() >= bound {
             // Callers that went away still hold a place: make room first.
-            waiters.retain(|w| !w.is_closed());
+            senders.retain(|w| !w.is_closed());
         }
-        if waiters.len() >= bound {
+        if senders.len() >= bound {
             return Err(Unshared::TooManyWaiting);
         }
-        waiters.push(waiter);
-        Ok(Role::Follower)
+        senders.push(waiter);
+        Ok(())
     }
 
     /// Keys in flight now.
@@ -107,15 +183,17 @@ where
 }
 
 /// The work's side of a key: hands the result to every waiter, or, if the
-/// work never finishes (a panic, a runtime shutting down), clears the key so
-/// that its waiters hear [`Unshared::Abandoned`] instead of hanging.
-struct Completion<K: Hash + Eq, V> {
+/// work never finishes (a panic, a runtime shutting down, a leader of
+/// [`Coalescer::run_here`] dropped), clears the key so that its waiters hear
+/// [`Unshared::Abandoned`] instead of hanging. The key is owned by a work
+/// task, borrowed by a leader working in its own task.
+struct Completion<K: Hash + Eq, V, Q: Borrow<K> = K> {
     table: Arc<Table<K, V>>,
-    key: Option<K>,
+    key: Option<Q>,
 }
 
-impl<K: Hash + Eq, V: Clone> Completion<K, V> {
-    fn deliver(mut self, value: V) {
+impl<K: Hash + Eq, V: Clone, Q: Borrow<K>> Completion<K, V, Q> {
+    fn deliver(mut self, value: &V) {
         for waiter in self.take_waiters() {
             // A waiter that went away is simply skipped.
             let _ = waiter.send(value.clone());
@@ -126,15 +204,16 @@ impl<K: Hash + Eq, V: Clone> Completion<K, V> {
         let Some(key) = self.key.take() else {
             return Vec::new();
         };
-        lock(&self.table).remove(&key).unwrap_or_default()
+        let waiters = lock(&self.table).remove(key.borrow());
+        waiters.map(|w| w.senders).unwrap_or_default()
     }
 }
 
-impl<K: Hash + Eq, V> Drop for Completion<K, V> {
+impl<K: Hash + Eq, V, Q: Borrow<K>> Drop for Completion<K, V, Q> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             // Dropping the senders wakes the waiters with `Abandoned`.
-            let waiters = lock(&self.table).remove(&key);
+            let waiters = lock(&self.table).remove(key.borrow());
             drop(waiters);
         }
     }
@@ -165,17 +244,22 @@ mod tests {
         }
     }
 
-    /// A task asking `c` for `key`: work that takes 50 ms (counted in `runs`) and answers `value`.
-    fn spawn_run(
+    /// A task asking `c` for `key` with work that answers `value` after 50 ms,
+    /// by [`Coalescer::run_here`] when `here`, else by [`Coalescer::run`].
+    fn caller(
         c: &Arc<Coalescer<u32, u32>>,
         runs: &Arc<AtomicUsize>,
-        key: u32,
-        value: u32,
+        (key, value): (u32, u32),
+        here: bool,
     ) -> tokio::task::JoinHandle<Result<(u32, Role), Unshared>> {
         let (c, runs) = (c.clone(), runs.clone());
         tokio::spawn(async move {
-            c.run(&key, || counted(&runs, Duration::from_millis(50), value))
-                .await
+            let work = || counted(&runs, Duration::from_millis(50), value);
+            if here {
+                c.run_here(&key, work).await
+            } else {
+                c.run(&key, work).await
+            }
         })
     }
 
@@ -190,7 +274,9 @@ mod tests {
     async fn hundred_callers_one_execution() {
         let c = Arc::new(Coalescer::<u32, u32>::new(1000));
         let runs = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..100).map(|_| spawn_run(&c, &runs, 7, 42)).collect();
+        let tasks: Vec<_> = (0..100)
+            .map(|_| caller(&c, &runs, (7, 42), false))
+            .collect();
         let mut leaders = 0;
         for t in tasks {
             let (value, role) = t.await.unwrap().unwrap();
@@ -205,9 +291,9 @@ mod tests {
     async fn a_cancelled_leader_leaves_its_work_to_the_followers() {
         let c = Arc::new(Coalescer::<u32, u32>::new(1000));
         let runs = Arc::new(AtomicUsize::new(0));
-        let leader = spawn_run(&c, &runs, 1, 5);
+        let leader = caller(&c, &runs, (1, 5), false);
         settle().await;
-        let followers: Vec<_> = (0..10).map(|_| spawn_run(&c, &runs, 1, 6)).collect();
+        let followers: Vec<_> = (0..10).map(|_| caller(&c, &runs, (1, 6), false)).collect();
         settle().await;
         leader.abort();
         for follower in followers {
@@ -217,11 +303,13 @@ mod tests {
         assert_eq!(c.in_flight(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn followers_past_the_bound_are_turned_away_at_once() {
+    /// Ten callers for one key with a bound of 3 followers, all leading with
+    /// [`Coalescer::run_here`] when `here`, else with [`Coalescer::run`]:
+    /// (shared, refused) results and the work's runs.
+    async fn ten_callers_bound_three(here: bool) -> ((usize, usize), usize) {
         let c = Arc::new(Coalescer::<u32, u32>::new(3));
         let runs = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..10).map(|_| spawn_run(&c, &runs, 1, 9)).collect();
+        let tasks: Vec<_> = (0..10).map(|_| caller(&c, &runs, (1, 9), here)).collect();
         let mut results = Vec::new();
         for t in tasks {
             results.push(t.await.unwrap());
@@ -231,15 +319,25 @@ mod tests {
             .iter()
             .filter(|r| **r == Err(Unshared::TooManyWaiting))
             .count();
-        assert_eq!((shared, refused), (4, 6), "the leader and 3 followers");
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        ((shared, refused), runs.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn followers_past_the_bound_are_turned_away_at_once() {
+        // A leader working here is not one of its key's waiters: it does not
+        // take a follower's place.
+        for here in [false, true] {
+            let (results, runs) = ten_callers_bound_three(here).await;
+            assert_eq!(results, (4, 6), "the leader and 3 followers (here: {here})");
+            assert_eq!(runs, 1);
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn followers_that_left_make_room() {
         let c = Arc::new(Coalescer::<u32, u32>::new(2));
         let runs = Arc::new(AtomicUsize::new(0));
-        let spawn = || spawn_run(&c, &runs, 1, 3);
+        let spawn = || caller(&c, &runs, (1, 3), false);
         let leader = spawn();
         settle().await;
         let gone: Vec<_> = (0..2).map(|_| spawn()).collect();
@@ -263,6 +361,37 @@ mod tests {
             })
             .await;
         assert_eq!(result, Err(Unshared::Abandoned));
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_working_here_shares_with_its_followers() {
+        let c = Arc::new(Coalescer::<u32, u32>::new(1000));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let leader = caller(&c, &runs, (2, 8), true);
+        settle().await;
+        // Either way of following shares the one run.
+        let followers: Vec<_> = (0..10)
+            .map(|i| caller(&c, &runs, (2, 9), i % 2 == 0))
+            .collect();
+        assert_eq!(leader.await.unwrap(), Ok((8, Role::Leader)));
+        for follower in followers {
+            assert_eq!(follower.await.unwrap(), Ok((8, Role::Follower)));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran once");
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_leader_working_here_releases_its_followers() {
+        let c = Arc::new(Coalescer::<u32, u32>::new(1000));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let leader = caller(&c, &runs, (3, 1), true);
+        settle().await;
+        let follower = caller(&c, &runs, (3, 2), false);
+        settle().await;
+        leader.abort();
+        assert_eq!(follower.await.unwrap(), Err(Unshared::Abandoned));
         assert_eq!(c.in_flight(), 0);
     }
 }

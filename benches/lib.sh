@@ -411,7 +411,7 @@ measure_max() { # round res wl queryfile tag [extra dnsperf args]
 measure_latency() { # round res wl queryfile tag [extra dnsperf args]
     local round=$1 res=$2 wl=$3 file=$4 tag=$5 rate p
     shift 5
-    rate=$((MAX_QPS / 2))
+    rate=${LAT_RATE:-$((MAX_QPS / 2))} # LAT_RATE: one fixed rate for both resolvers
     ((rate > 0)) || return 1
     dnsperf_run "$LOGS/$tag.lat.txt" "$file" -l "$LAT_SECONDS" -Q "$rate" -v "$@"
     read -r -a p <<<"$(dp_percentiles "$LOGS/$tag.lat.txt")"

@@ -287,20 +287,33 @@ mod tests {
         assert_eq!(c.in_flight(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_cancelled_leader_leaves_its_work_to_the_followers() {
+    /// A leader for key 1 (by [`Coalescer::run_here`] when `here`), `n`
+    /// followers, then the leader aborted: the followers' results and the
+    /// work's runs. Nothing is left in flight either way.
+    async fn followers_of_an_aborted_leader(
+        here: bool,
+        n: usize,
+    ) -> (Vec<Result<(u32, Role), Unshared>>, usize) {
         let c = Arc::new(Coalescer::<u32, u32>::new(1000));
         let runs = Arc::new(AtomicUsize::new(0));
-        let leader = caller(&c, &runs, (1, 5), false);
+        let leader = caller(&c, &runs, (1, 5), here);
         settle().await;
-        let followers: Vec<_> = (0..10).map(|_| caller(&c, &runs, (1, 6), false)).collect();
+        let followers: Vec<_> = (0..n).map(|_| caller(&c, &runs, (1, 6), false)).collect();
         settle().await;
         leader.abort();
+        let mut results = Vec::new();
         for follower in followers {
-            assert_eq!(follower.await.unwrap(), Ok((5, Role::Follower)));
+            results.push(follower.await.unwrap());
         }
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran once");
         assert_eq!(c.in_flight(), 0);
+        (results, runs.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_leader_leaves_its_work_to_the_followers() {
+        let (results, runs) = followers_of_an_aborted_leader(false, 10).await;
+        assert_eq!(results, vec![Ok((5, Role::Follower)); 10]);
+        assert_eq!(runs, 1, "the work ran once");
     }
 
     /// Ten callers for one key with a bound of 3 followers, all leading with
@@ -384,14 +397,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_leader_working_here_releases_its_followers() {
-        let c = Arc::new(Coalescer::<u32, u32>::new(1000));
-        let runs = Arc::new(AtomicUsize::new(0));
-        let leader = caller(&c, &runs, (3, 1), true);
-        settle().await;
-        let follower = caller(&c, &runs, (3, 2), false);
-        settle().await;
-        leader.abort();
-        assert_eq!(follower.await.unwrap(), Err(Unshared::Abandoned));
-        assert_eq!(c.in_flight(), 0);
+        let (results, _) = followers_of_an_aborted_leader(true, 1).await;
+        assert_eq!(results, vec![Err(Unshared::Abandoned)]);
     }
 }

@@ -64,7 +64,9 @@ impl Default for CacheSettings {
 /// What makes two queries share an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    name: Box<[u8]>,
+    /// Shared, not copied, by the key's clones: a miss's key is held by the
+    /// coalescer, the cache and its entry.
+    name: Arc<[u8]>,
     qtype: u16,
     qclass: u16,
     /// Bit 0: DO, bit 1: CD.
@@ -220,8 +222,8 @@ impl Expiry<CacheKey, Arc<Entry>> for Retention {
 }
 
 /// Fixed cost of an entry beyond its bytes: moka's own bookkeeping measured
-/// at ~520 B per entry, plus our `Entry` (the weigher adds the name twice:
-/// moka's key and the entry's copy).
+/// at ~520 B per entry, plus our `Entry` (the weigher adds the name twice,
+/// which more than covers the one name moka's key and the entry share).
 const ENTRY_OVERHEAD: usize = 600;
 
 /// What an entry counts against the byte budget.

@@ -182,7 +182,9 @@ fn prefix_key(ip: IpAddr) -> u64 {
 /// (`max_upstream_inflight`) while others wait.
 pub struct ClientInflight {
     limit: u32,
-    shards: Vec<Mutex<HashMap<IpAddr, u32>>>,
+    /// foldhash, seeded per process like SipHash but cheaper: every miss
+    /// claims and releases a slot.
+    shards: Vec<Mutex<HashMap<IpAddr, u32, hashbrown::DefaultHashBuilder>>>,
     refused: AtomicU64,
 }
 
@@ -197,12 +199,12 @@ impl ClientInflight {
     pub fn new(limit: u32) -> Self {
         Self {
             limit: limit.max(1),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             refused: AtomicU64::new(0),
         }
     }
 
-    fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
+    fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, u32, hashbrown::DefaultHashBuilder>> {
         let key = prefix_key(canonical(ip));
         &self.shards[(key as usize ^ (key >> 32) as usize) % SHARDS]
     }

@@ -14,6 +14,7 @@ mod front;
 /// Most bytes each worker thread's front holds beyond the byte budget.
 pub use front::MAX_BYTES as FRONT_MAX_BYTES;
 
+use std::hash::BuildHasher;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -62,9 +63,15 @@ impl Default for CacheSettings {
 }
 
 /// What makes two queries share an answer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
-    name: Box<[u8]>,
+    /// The parts' hash, computed once: a miss's key is hashed by the front,
+    /// moka and the coalescer, seven times in all. Compared first, so
+    /// keys that differ mostly differ here.
+    hash: u64,
+    /// Shared, not copied, by the key's clones: a miss's key is held by the
+    /// coalescer, the cache and its entry.
+    name: Arc<[u8]>,
     qtype: u16,
     qclass: u16,
     /// Bit 0: DO, bit 1: CD.
@@ -87,7 +94,10 @@ impl CacheKey {
 
     /// The same question answered through `route`.
     pub fn with_route(mut self, route: RouteId) -> Self {
-        self.route = route;
+        if self.route != route {
+            self.route = route;
+            self.hash = self.parts_hash();
+        }
         self
     }
 
@@ -98,13 +108,31 @@ impl CacheKey {
 
     /// A key from its parts (`name_wire` in lower case).
     pub fn new(name_wire: &[u8], qtype: u16, qclass: u16, dnssec_ok: bool, cd: bool) -> Self {
-        Self {
+        let mut key = Self {
+            hash: 0,
             name: name_wire.into(),
             qtype,
             qclass,
             bits: u8::from(dnssec_ok) | (u8::from(cd) << 1),
             route: RouteId::Default,
-        }
+        };
+        key.hash = key.parts_hash();
+        key
+    }
+
+    /// The hash of everything but `hash`, with a seed drawn once per process
+    /// (foldhash, as hashbrown's default), so names cannot be chosen to collide.
+    fn parts_hash(&self) -> u64 {
+        static SEED: std::sync::LazyLock<hashbrown::DefaultHashBuilder> =
+            std::sync::LazyLock::new(Default::default);
+        let parts = (
+            &self.name[..],
+            self.qtype,
+            self.qclass,
+            self.bits,
+            &self.route,
+        );
+        SEED.hash_one(parts)
     }
 
     /// The lower-case wire name.
@@ -126,6 +154,12 @@ impl CacheKey {
 
     pub fn cd(&self) -> bool {
         self.bits & 2 != 0
+    }
+}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
@@ -220,8 +254,8 @@ impl Expiry<CacheKey, Arc<Entry>> for Retention {
 }
 
 /// Fixed cost of an entry beyond its bytes: moka's own bookkeeping measured
-/// at ~520 B per entry, plus our `Entry` (the weigher adds the name twice:
-/// moka's key and the entry's copy).
+/// at ~520 B per entry, plus our `Entry` (the weigher adds the name twice,
+/// which more than covers the one name moka's key and the entry share).
 const ENTRY_OVERHEAD: usize = 600;
 
 /// What an entry counts against the byte budget.

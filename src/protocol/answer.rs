@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::build::EdnsOut;
 use super::parse::Request;
+use super::verbatim;
 use super::wire::{self, flag, rcode, rtype, Header, WireError, HEADER_LEN};
 
 /// What kind of answer the upstream gave.
@@ -87,10 +88,33 @@ impl Answer {
         if !question_matches(bytes, &header, name_wire, qtype, qclass) {
             return Err(AnswerError::WrongQuestion);
         }
-        // Re-encode through hickory-proto: what we store is then canonical
-        // (no pointers into the header we patch, no trailing bytes, names
-        // compressed only backwards), parses for every client, and carries
-        // no OPT or TSIG (hop-by-hop, RFC 6891 §6.1.1: never cached).
+        let question_len = name_wire.len() + 4;
+        match Self::verbatim(bytes, &header, question_len, qtype) {
+            Some(answer) => Ok(answer),
+            None => Self::reencoded(bytes, question_len),
+        }
+    }
+
+    /// The answer stored as it came, minus its OPT, when [`verbatim::storable`]
+    /// finds it canonical already and its CNAME chain does not loop (a loop
+    /// is spelled out by [`Self::reencoded`]'s parse). None: re-encode it.
+    fn verbatim(bytes: &[u8], header: &Header, question_len: usize, qtype: u16) -> Option<Answer> {
+        let keep = verbatim::storable(bytes, header, question_len)?;
+        let mut stored = bytes[..keep.len].to_vec();
+        stored[10..12].copy_from_slice(&keep.arcount.to_be_bytes());
+        let answer = Self::indexed(stored, question_len, false, None).ok()?;
+        let may_loop = !answer.cnames.is_empty() && !matches!(qtype, rtype::CNAME | rtype::ANY);
+        if may_loop && cname_chain_loops(&answer.bytes).unwrap_or(true) {
+            return None;
+        }
+        Some(answer)
+    }
+
+    /// The answer parsed and re-encoded through hickory-proto: what we store
+    /// is then canonical (no pointers into the header we patch, no trailing
+    /// bytes, names compressed only backwards), parses for every client, and
+    /// carries no OPT or TSIG (hop-by-hop, RFC 6891 §6.1.1: never cached).
+    fn reencoded(bytes: &[u8], question_len: usize) -> Result<Answer, AnswerError> {
         let mut message = hickory_proto::op::Message::from_vec(bytes)
             .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
         if let Some(chain) = cname_loop(&message) {
@@ -106,10 +130,23 @@ impl Answer {
         let canonical = message
             .to_vec()
             .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
-        let question_len = name_wire.len() + 4;
-        let mut index = Index::default();
-        wire::walk_records(&canonical, |span| index.visit(&canonical, span))?;
-        let header = Header::read(&canonical)?;
+        Ok(Self::indexed(canonical, question_len, extended_rcode, ede)?)
+    }
+
+    /// Indexes stored bytes (canonical, without OPT) for serving.
+    fn indexed(
+        stored: Vec<u8>,
+        question_len: usize,
+        extended_rcode: bool,
+        ede: Option<(u16, String)>,
+    ) -> Result<Answer, WireError> {
+        let header = Header::read(&stored)?;
+        let records = header.ancount as usize + header.nscount as usize + header.arcount as usize;
+        let mut index = Index {
+            ttl_offsets: Vec::with_capacity(records),
+            ..Index::default()
+        };
+        wire::walk_records(&stored, |span| index.visit(&stored, span))?;
         let kind = if extended_rcode {
             AnswerKind::Failure
         } else {
@@ -121,7 +158,7 @@ impl Answer {
             AnswerKind::Failure => 0,
         };
         Ok(Answer {
-            bytes: canonical.into_boxed_slice(),
+            bytes: stored.into_boxed_slice(),
             question_len,
             ttl_offsets: index.ttl_offsets.into_boxed_slice(),
             kind,
@@ -261,6 +298,33 @@ fn cname_loop(message: &hickory_proto::op::Message) -> Option<String> {
             return Some(names.join(" → "));
         }
     }
+}
+
+/// Whether the answer section's CNAME chain from the question's name comes
+/// back to a name it passed ([`cname_loop`] on the wire form; names
+/// compared without case, as hickory-proto compares them).
+fn cname_chain_loops(bytes: &[u8]) -> Result<bool, WireError> {
+    let mut links: Vec<(String, String)> = Vec::new();
+    wire::walk_records(bytes, |span| {
+        if span.section == 0 && span.rtype == rtype::CNAME {
+            let (owner, _) = wire::read_name_text(bytes, span.start)?;
+            let (target, _) = wire::read_name_text(bytes, span.rdata_at)?;
+            links.push((owner, target));
+        }
+        Ok(())
+    })?;
+    let (question, _) = wire::read_name_text(bytes, HEADER_LEN)?;
+    let mut chain = vec![question];
+    while let Some(current) = chain.last() {
+        let Some((_, target)) = links.iter().find(|(owner, _)| owner == current) else {
+            return Ok(false);
+        };
+        if chain.contains(target) {
+            return Ok(true);
+        }
+        chain.push(target.clone());
+    }
+    Ok(false)
 }
 
 /// What one pass over the records learns.
@@ -471,5 +535,115 @@ mod tests {
         let answer = Answer::from_upstream(&bytes, &req.name_wire, 1, 1).unwrap();
         assert_eq!(answer.kind, AnswerKind::NxDomain);
         assert_eq!(answer.ttl, 45);
+    }
+
+    /// An upstream's answer to `name` A as hickory-proto encodes it (names
+    /// compressed), with `answers` and an OPT without options.
+    fn encoded(name: &str, answers: &[(&str, hickory_proto::rr::RData)]) -> (Request, Vec<u8>) {
+        use hickory_proto::op::{Edns, Message, MessageType, Query};
+        use hickory_proto::rr::{rdata, Name, RData, Record, RecordType};
+        let req = query(name);
+        let zone = Name::from_ascii("example.test.").unwrap();
+        let mut m = Message::query();
+        m.metadata.message_type = MessageType::Response;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        for (owner, data) in answers {
+            let owner = Name::from_ascii(owner).unwrap();
+            m.add_answer(Record::from_rdata(owner, 300, data.clone()));
+        }
+        let ns = Name::from_ascii("ns1.example.test.").unwrap();
+        m.add_authority(Record::from_rdata(
+            zone,
+            900,
+            RData::NS(rdata::NS(ns.clone())),
+        ));
+        let glue = RData::A(rdata::A::new(192, 0, 2, 53));
+        m.add_additional(Record::from_rdata(ns, 900, glue));
+        m.edns = Some(Edns::new());
+        (req, m.to_vec().unwrap())
+    }
+
+    #[test]
+    fn stored_as_it_came_it_serves_what_the_reencoded_answer_serves() {
+        use hickory_proto::rr::{rdata, Name, RData};
+        let cdn = Name::from_ascii("edge.cdn.example.test.").unwrap();
+        let cases = [
+            encoded(
+                "www.example.test",
+                &[("www.example.test.", RData::A(rdata::A::new(192, 0, 2, 7)))],
+            ),
+            encoded(
+                "www.example.test",
+                &[
+                    ("www.example.test.", RData::CNAME(rdata::CNAME(cdn.clone()))),
+                    (
+                        "edge.cdn.example.test.",
+                        RData::A(rdata::A::new(192, 0, 2, 8)),
+                    ),
+                ],
+            ),
+        ];
+        for (req, bytes) in cases {
+            let header = Header::read(&bytes).unwrap();
+            let kept = Answer::verbatim(&bytes, &header, req.question.len(), 1);
+            let kept = kept.expect("a canonical answer is stored as it came");
+            let reencoded = Answer::reencoded(&bytes, req.question.len()).unwrap();
+            let served = |a: &Answer| {
+                let reply = a.write_reply(&req, 10, 600, None, 4096);
+                let m = hickory_proto::op::Message::from_vec(&reply).unwrap();
+                (m.metadata, m.answers, m.authorities, m.additionals, m.edns)
+            };
+            assert_eq!(served(&kept), served(&reencoded));
+            assert_eq!(
+                (
+                    kept.kind,
+                    kept.rcode,
+                    kept.ttl,
+                    &kept.addresses,
+                    &kept.cnames,
+                    &kept.ede
+                ),
+                (
+                    reencoded.kind,
+                    reencoded.rcode,
+                    reencoded.ttl,
+                    &reencoded.addresses,
+                    &reencoded.cnames,
+                    &reencoded.ede
+                )
+            );
+            assert_eq!(
+                kept.ttl_offsets.len(),
+                3 + usize::from(!kept.cnames.is_empty())
+            );
+            assert_eq!(
+                Answer::from_upstream(&bytes, &req.name_wire, 1, 1),
+                Ok(kept)
+            );
+        }
+    }
+
+    #[test]
+    fn a_cname_loop_is_refused_whichever_way_the_answer_is_stored() {
+        use hickory_proto::rr::{rdata, Name, RData};
+        let cname = |to: &str| RData::CNAME(rdata::CNAME(Name::from_ascii(to).unwrap()));
+        let (req, bytes) = encoded(
+            "a.example.test",
+            &[
+                ("a.example.test.", cname("B.example.test.")),
+                ("b.example.test.", cname("a.example.test.")),
+            ],
+        );
+        let header = Header::read(&bytes).unwrap();
+        assert_eq!(
+            Answer::verbatim(&bytes, &header, req.question.len(), 1),
+            None
+        );
+        assert_eq!(
+            Answer::from_upstream(&bytes, &req.name_wire, 1, 1),
+            Err(AnswerError::CnameLoop(
+                "a.example.test. → B.example.test. → a.example.test.".into()
+            ))
+        );
     }
 }

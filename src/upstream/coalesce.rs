@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-/// Callers waiting for each key's result.
-type Table<K, V> = Mutex<HashMap<K, Waiters<V>>>;
+/// Callers waiting for each key's result. foldhash rather than SipHash, as
+/// in the cache: seeded per process, and cheaper per miss.
+type Table<K, V> = Mutex<HashMap<K, Waiters<V>, hashbrown::DefaultHashBuilder>>;
 
 /// A key's waiters, and whether its leader is one of them ([`Coalescer::run`])
 /// or does the work itself and waits for nothing ([`Coalescer::run_here`]).
@@ -65,7 +66,7 @@ where
     /// A coalescer letting at most `max_followers` callers join a key's work.
     pub fn new(max_followers: usize) -> Self {
         Self {
-            table: Arc::new(Mutex::new(HashMap::new())),
+            table: Arc::new(Mutex::new(HashMap::default())),
             max_followers,
         }
     }

@@ -69,6 +69,18 @@ pub async fn forward(
         set_ad(&mut bytes, false);
         return Ok((bytes, server));
     };
+    // Boxed: the validator's future is kilobytes; unboxed, every forward
+    // that does not validate would carry (and copy) it too.
+    Box::pin(forward_validated(forwarder, validation, q, servers)).await
+}
+
+/// [`forward`] with validation: DO=1 CD=1 upstream, then the validator's verdict.
+async fn forward_validated(
+    forwarder: &Forwarder,
+    validation: &Validation,
+    q: &UpstreamQuery<'_>,
+    servers: &[Upstream],
+) -> Result<(Vec<u8>, Upstream), UpstreamError> {
     let key: BogusKey = (
         q.name_wire.to_vec(),
         q.qtype,

@@ -6,6 +6,7 @@
 
 use std::mem::size_of;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,9 @@ pub(crate) struct Infra {
     hosts: Cache<Name, Arc<HostAddrs>, DefaultHashBuilder>,
     servers: Cache<IpAddr, Arc<Mutex<ServerFacts>>, DefaultHashBuilder>,
     lame: Cache<(IpAddr, Name), (), DefaultHashBuilder>,
+    /// Whether a server was ever marked lame: until then `is_lame` looks
+    /// nothing up (a name clone and a lookup per candidate server).
+    any_lame: AtomicBool,
 }
 
 impl Infra {
@@ -106,6 +110,7 @@ impl Infra {
                 })
                 .time_to_live(RECURSION_LAME_TTL)
                 .build_with_hasher(DefaultHashBuilder::default()),
+            any_lame: AtomicBool::new(false),
         }
     }
 
@@ -167,10 +172,11 @@ impl Infra {
 
     pub(crate) fn mark_lame(&self, ip: IpAddr, zone: &Name) {
         self.lame.insert((ip, zone.clone()), ());
+        self.any_lame.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn is_lame(&self, ip: IpAddr, zone: &Name) -> bool {
-        self.lame.contains_key(&(ip, zone.clone()))
+        self.any_lame.load(Ordering::Relaxed) && self.lame.contains_key(&(ip, zone.clone()))
     }
 }
 

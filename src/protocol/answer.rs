@@ -91,8 +91,19 @@ impl Answer {
         // (no pointers into the header we patch, no trailing bytes, names
         // compressed only backwards), parses for every client, and carries
         // no OPT or TSIG (hop-by-hop, RFC 6891 §6.1.1: never cached).
-        let mut message = hickory_proto::op::Message::from_vec(bytes)
+        let message = hickory_proto::op::Message::from_vec(bytes)
             .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
+        Self::from_message(message, name_wire)
+    }
+
+    /// Indexes `message`, a response to (`name_wire`, ...) that Picket put
+    /// together itself (the iterator's, whose question is the key's), as
+    /// [`Self::from_upstream`] does with an upstream's once parsed: a CNAME
+    /// loop refused, its EDE kept, its OPT dropped. Encoded once, here.
+    pub fn from_message(
+        mut message: hickory_proto::op::Message,
+        name_wire: &[u8],
+    ) -> Result<Answer, AnswerError> {
         if let Some(chain) = cname_loop(&message) {
             return Err(AnswerError::CnameLoop(chain));
         }

@@ -71,28 +71,25 @@ pub(crate) async fn exchange(
         Case::AsIs
     };
     let deadline = tokio::time::Instant::now() + how.timeout;
-    let work = async {
-        let query = SentQuery::iterative(&question, case, payload);
-        let mut answer = udp(sockets, server, &query, deadline).await?;
-        let mut over_tcp = false;
-        if answer.metadata.truncation {
-            let query = SentQuery::iterative(&question, Case::AsIs, payload);
-            answer = tcp(server, &query).await?;
-            over_tcp = true;
-        }
-        Ok((answer, over_tcp))
-    };
-    // TCP after TC=1 gets a fresh attempt's time: the UDP answer proved
-    // the server alive.
-    match tokio::time::timeout(how.timeout * 2, work).await {
-        Err(_) => Err(ExchangeError::Timeout),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok((message, over_tcp))) => Ok(Exchanged {
-            message,
-            rtt: started.elapsed(),
-            over_tcp,
-        }),
+    let query = SentQuery::iterative(&question, case, payload);
+    // The UDP wait ends at `deadline` (`sockets::ask`): no timer of its own here.
+    let mut message = udp(sockets, server, &query, deadline).await?;
+    let mut over_tcp = false;
+    if message.metadata.truncation {
+        // TCP after TC=1 gets a fresh attempt's time: the UDP answer proved
+        // the server alive.
+        let query = SentQuery::iterative(&question, Case::AsIs, payload);
+        message = match tokio::time::timeout(how.timeout, tcp(server, &query)).await {
+            Err(_) => return Err(ExchangeError::Timeout),
+            Ok(answer) => answer?,
+        };
+        over_tcp = true;
     }
+    Ok(Exchanged {
+        message,
+        rtt: started.elapsed(),
+        over_tcp,
+    })
 }
 
 /// `name` in wire form, uncompressed, in its own case.

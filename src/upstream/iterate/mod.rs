@@ -243,8 +243,10 @@ impl Engine {
         let mut assembled = Assembled::new(&q.name);
         loop {
             let name = assembled.last_name().clone();
+            // Not boxed (`iterate` is, for the recursion through glueless
+            // lookups): this future lives in the resolution's own box.
             let reply = self
-                .iterate(budget, &name, q.qtype, assembled.links(), dnssec_ok)
+                .iterate_from(budget, &name, q.qtype, assembled.links(), dnssec_ok)
                 .await?;
             let stretch = Stretch::from_reply(&reply, &name, q);
             if assembled.extend(stretch, &self.limits)? {

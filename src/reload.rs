@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 
-use crate::config::limits::{HEAP_GROWTH_BYTES, MAP_APART_BYTES};
+use crate::config::limits::MAP_APART_BYTES;
 use crate::listener::tls::Tls;
 use crate::pipeline::Shared;
 
@@ -194,38 +194,21 @@ pub fn reload_and_log(shared: &Shared, requested: Requested) {
 
 /// Makes the allocator give each block of [`MAP_APART_BYTES`] or more (a list's table) a
 /// mapping of its own, so the table a reload replaces goes back to the system when it is freed
-/// instead of staying in a malloc arena beside the next one (see the constant), and grow each
-/// arena's heap [`HEAP_GROWTH_BYTES`] at a time (glibc's `M_TOP_PAD`, 128 KiB by default: a
-/// worker's heap grows steadily while the answer cache fills, and each step was an `mprotect`
-/// call, 1.5% of a recursive miss's CPU in `benches/recursion.sh`; the padding is address space,
-/// resident only once touched). Called at start, before the first policy is loaded. An
-/// operator's own `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TOP_PAD_` is left in force.
+/// instead of staying in a malloc arena beside the next one (see the constant). Called at start,
+/// before the first policy is loaded. An operator's own `MALLOC_MMAP_THRESHOLD_` is left in force.
 pub fn map_large_blocks_apart() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let params = [
-            (
-                "MALLOC_MMAP_THRESHOLD_",
-                libc::M_MMAP_THRESHOLD,
-                MAP_APART_BYTES,
-                "a reload may peak higher",
-            ),
-            (
-                "MALLOC_TOP_PAD_",
-                libc::M_TOP_PAD,
-                HEAP_GROWTH_BYTES,
-                "the heap grows in small steps",
-            ),
-        ];
-        for (env, param, bytes, cost) in params {
-            if std::env::var_os(env).is_some() {
-                continue;
-            }
-            let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-            // SAFETY: mallopt sets one of glibc malloc's parameters; it takes no pointer.
-            if unsafe { libc::mallopt(param, bytes) } != 1 {
-                tracing::warn!(bytes, param = env, "malloc refused a parameter: {cost}");
-            }
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+            return;
+        }
+        let bytes = libc::c_int::try_from(MAP_APART_BYTES).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt sets one of glibc malloc's parameters; it takes no pointer.
+        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) } != 1 {
+            tracing::warn!(
+                bytes,
+                "malloc refused a fixed mmap threshold: a reload may peak higher"
+            );
         }
     }
 }

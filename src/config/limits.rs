@@ -390,12 +390,6 @@ pub const UPSTREAM_POOL_DRAWS: usize = 4;
 /// message is at most 64 KiB), so only list tables and other bulk buffers pay the `mmap` call.
 pub const MAP_APART_BYTES: usize = 1 << 20;
 
-/// How much a malloc arena's heap grows (and keeps when it shrinks) at a time: glibc's
-/// `M_TOP_PAD`, set once at start with [`MAP_APART_BYTES`]. glibc's 128 KiB made a worker's
-/// heap take one `mprotect` call per 128 KiB the answer cache grew. The padding is address
-/// space, resident only once touched; at most this much free top stays per arena when it shrinks.
-pub const HEAP_GROWTH_BYTES: usize = 4 << 20;
-
 /// Jitter of the bundle and list poll intervals, as a fraction either side of the interval: a
 /// fleet restarted at once spreads its polls out instead of hitting the server in step.
 /// ±10% is what Kubernetes' `wait.Jitter` and most CDN-polling agents use.

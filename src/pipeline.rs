@@ -829,7 +829,17 @@ impl Worker {
         // the iterator's (7% of a recursive miss's CPU went to those copies).
         // A forward's future is small (it boxes its encrypted, TCP and
         // validating ways itself), so it is not boxed: one allocation less.
-        let (bytes, server) = match (key.route(), &shared.recursor) {
+        // The iterator's answer comes indexed already; forwarded bytes are
+        // checked against the question and indexed here.
+        let indexed = |bytes: Vec<u8>| {
+            Answer::from_upstream(&bytes, key.name_wire(), key.qtype(), key.qclass()).map_err(|e| {
+                match e {
+                    AnswerError::CnameLoop(chain) => UpstreamError::Unusable(chain),
+                    _ => UpstreamError::Malformed,
+                }
+            })
+        };
+        let (answer, server) = match (key.route(), &shared.recursor) {
             (RouteId::Default, Some(recursor)) => {
                 let resolved = recursor.resolve(&query, forwarder.udp_pool());
                 (Box::pin(resolved).await?, None)
@@ -842,7 +852,7 @@ impl Worker {
                     &shared.settings.upstreams,
                 )
                 .await?;
-                (bytes, Some(server))
+                (indexed(bytes)?, Some(server))
             }
             (RouteId::Group(name), _) => {
                 // The group as the current policy defines it (it may have been reloaded).
@@ -857,14 +867,9 @@ impl Worker {
                 let (bytes, server) =
                     validated::forward(forwarder, shared.validation.as_ref(), &query, &servers)
                         .await?;
-                (bytes, Some(server))
+                (indexed(bytes)?, Some(server))
             }
         };
-        let answer = Answer::from_upstream(&bytes, key.name_wire(), key.qtype(), key.qclass())
-            .map_err(|e| match e {
-                AnswerError::CnameLoop(chain) => UpstreamError::Unusable(chain),
-                _ => UpstreamError::Malformed,
-            })?;
         Ok((shared.cache.insert(key.clone(), Arc::new(answer)), server))
     }
 

@@ -91,7 +91,7 @@ impl Answer {
         let question_len = name_wire.len() + 4;
         match Self::verbatim(bytes, &header, question_len, qtype) {
             Some(answer) => Ok(answer),
-            None => Self::reencoded(bytes, question_len),
+            None => Self::reencoded(bytes, name_wire),
         }
     }
 
@@ -114,9 +114,20 @@ impl Answer {
     /// is then canonical (no pointers into the header we patch, no trailing
     /// bytes, names compressed only backwards), parses for every client, and
     /// carries no OPT or TSIG (hop-by-hop, RFC 6891 §6.1.1: never cached).
-    fn reencoded(bytes: &[u8], question_len: usize) -> Result<Answer, AnswerError> {
-        let mut message = hickory_proto::op::Message::from_vec(bytes)
+    fn reencoded(bytes: &[u8], name_wire: &[u8]) -> Result<Answer, AnswerError> {
+        let message = hickory_proto::op::Message::from_vec(bytes)
             .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
+        Self::from_message(message, name_wire)
+    }
+
+    /// Indexes `message`, a response to (`name_wire`, ...) that Picket put
+    /// together itself (the iterator's, whose question is the key's), as
+    /// [`Self::from_upstream`] does with an upstream's once parsed: a CNAME
+    /// loop refused, its EDE kept, its OPT dropped. Encoded once, here.
+    pub fn from_message(
+        mut message: hickory_proto::op::Message,
+        name_wire: &[u8],
+    ) -> Result<Answer, AnswerError> {
         if let Some(chain) = cname_loop(&message) {
             return Err(AnswerError::CnameLoop(chain));
         }
@@ -130,6 +141,7 @@ impl Answer {
         let canonical = message
             .to_vec()
             .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
+        let question_len = name_wire.len() + 4;
         Ok(Self::indexed(canonical, question_len, extended_rcode, ede)?)
     }
 

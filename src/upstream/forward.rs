@@ -355,7 +355,17 @@ impl SentQuery {
 
     /// A query with ID `id` (0 for DoH and DoQ, RFC 8484 §4.1, RFC 9250 §4.2.1).
     pub(crate) fn with_id(id: u16, q: &UpstreamQuery<'_>, case: Case, payload: u16) -> Self {
-        let mut message = build_query(id, q, payload);
+        Self::build(id, q, true, case, Some(payload))
+    }
+
+    /// The iterator's query to an authoritative server: a fresh random ID,
+    /// RD=0, EDNS with `payload` unless None (a server that refused it).
+    pub(crate) fn iterative(q: &UpstreamQuery<'_>, case: Case, payload: Option<u16>) -> Self {
+        Self::build(rand::random(), q, false, case, payload)
+    }
+
+    fn build(id: u16, q: &UpstreamQuery<'_>, rd: bool, case: Case, payload: Option<u16>) -> Self {
+        let mut message = build_query(id, q, rd, payload);
         let name_len = q.name_wire.len();
         if case == Case::Random {
             randomize_case(&mut message[HEADER_LEN..HEADER_LEN + name_len]);
@@ -412,17 +422,20 @@ pub(crate) fn randomize_case(name: &mut [u8]) {
     }
 }
 
-/// Our query: RD (we forward to recursive resolvers), CD and DO as the client
-/// asked, EDNS with our payload size.
-fn build_query(id: u16, q: &UpstreamQuery<'_>, payload: u16) -> Vec<u8> {
+/// Our query: RD when forwarding to recursive resolvers (`rd`), CD and DO as
+/// the client asked, EDNS with our payload size (none when `payload` is None).
+fn build_query(id: u16, q: &UpstreamQuery<'_>, rd: bool, payload: Option<u16>) -> Vec<u8> {
     let mut m = Vec::with_capacity(HEADER_LEN + q.name_wire.len() + 15);
     m.extend_from_slice(&id.to_be_bytes());
-    let flags = flag::RD | if q.cd { flag::CD } else { 0 };
+    let flags = (if rd { flag::RD } else { 0 }) | (if q.cd { flag::CD } else { 0 });
     m.extend_from_slice(&flags.to_be_bytes());
-    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
+    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(payload.is_some())]);
     m.extend_from_slice(q.name_wire);
     m.extend_from_slice(&q.qtype.to_be_bytes());
     m.extend_from_slice(&q.qclass.to_be_bytes());
+    let Some(payload) = payload else {
+        return m;
+    };
     m.push(0);
     m.extend_from_slice(&wire::rtype::OPT.to_be_bytes());
     m.extend_from_slice(&payload.to_be_bytes());
@@ -668,5 +681,32 @@ mod tests {
         let mut other_type = answer_to(&sent, NAME);
         other_type[HEADER_LEN + NAME.len() + 1] = 0x61;
         assert_eq!(sent.check(&other_type), Check::NotOurs);
+    }
+
+    /// The iterator's query, read back by hickory: RD clear, the question,
+    /// EDNS with DO as asked, or no OPT record at all for a server that
+    /// refused EDNS.
+    #[test]
+    fn an_iterative_query_asks_without_recursion_and_with_or_without_edns() {
+        use hickory_proto::op::Message;
+        let signed = UpstreamQuery {
+            dnssec_ok: true,
+            ..query(1)
+        };
+        let sent = SentQuery::iterative(&signed, Case::Random, Some(1232));
+        let read = Message::from_vec(&sent.message).expect("a well-formed query");
+        assert_eq!(read.metadata.id, sent.id);
+        assert!(!read.metadata.recursion_desired && !read.metadata.checking_disabled);
+        assert_eq!(read.queries.len(), 1);
+        assert!(read.queries[0]
+            .name()
+            .to_ascii()
+            .eq_ignore_ascii_case("www.example.test."));
+        let edns = read.edns.as_ref().expect("an OPT record");
+        assert_eq!((edns.max_payload(), edns.flags().dnssec_ok), (1232, true));
+        let bare = SentQuery::iterative(&query(1), Case::AsIs, None);
+        let read = Message::from_vec(&bare.message).expect("a well-formed query");
+        assert!(read.edns.is_none() && read.additionals.is_empty());
+        assert_eq!(read.queries[0].name().to_ascii(), "www.example.test.");
     }
 }

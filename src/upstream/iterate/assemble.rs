@@ -11,6 +11,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use super::resolve::Reply;
 use crate::config::Limits;
 use crate::dnssec::dname;
+use crate::protocol::answer::{Answer, AnswerError};
 use crate::upstream::validated::attach_ede;
 use crate::upstream::UpstreamError;
 
@@ -229,9 +230,6 @@ pub(crate) struct Assembled {
     answers: Vec<Record>,
     authorities: Vec<Record>,
     rcode: ResponseCode,
-    /// The Extended DNS Error an answer given anyway carries (EDE 27 for an
-    /// NSEC3 iteration count over the cap).
-    pub(crate) ede: Option<(u16, String)>,
 }
 
 impl Assembled {
@@ -241,7 +239,6 @@ impl Assembled {
             answers: Vec::new(),
             authorities: Vec::new(),
             rcode: ResponseCode::NoError,
-            ede: None,
         }
     }
 
@@ -305,40 +302,52 @@ impl Assembled {
         Ok(())
     }
 
-    /// Drops RRSIG, NSEC and NSEC3 records: a client without DO gets none
-    /// (RFC 4035 §3.2.1).
-    pub(crate) fn strip_dnssec(&mut self) {
+    /// The response, its records moved in: QR=1, RA=1, the question as
+    /// asked, AD clear (see [`finish`]). One message serves the validator
+    /// and the client, so the records are neither cloned nor emitted twice.
+    pub(crate) fn into_message(self, q: &Question) -> Message {
+        let mut message = Message::response(0, OpCode::Query);
+        message.metadata.message_type = MessageType::Response;
+        message.metadata.recursion_desired = true;
+        message.metadata.recursion_available = true;
+        message.metadata.response_code = self.rcode;
+        message.add_query(Query::query(q.name.clone(), q.qtype));
+        message.answers = self.answers;
+        message.authorities = self.authorities;
+        message
+    }
+}
+
+/// The client's answer from `message` (made by [`Assembled::into_message`]
+/// for `name_wire`, the question as the cache key holds it): RRSIG, NSEC
+/// and NSEC3 records dropped for a client without DO (RFC 4035 §3.2.1), AD
+/// when `secure` and something is left to vouch for, `ede` attached; then
+/// indexed for the cache straight from the message (no wire form to parse
+/// again).
+pub(crate) fn finish(
+    mut message: Message,
+    q: &Question,
+    name_wire: &[u8],
+    secure: bool,
+    ede: Option<(u16, String)>,
+) -> Result<Answer, UpstreamError> {
+    if !q.dnssec_ok {
         let keep = |r: &Record| {
             !matches!(
                 r.record_type(),
                 RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
             )
         };
-        self.answers.retain(keep);
-        self.authorities.retain(keep);
+        message.answers.retain(keep);
+        message.authorities.retain(keep);
     }
-
-    /// The response: QR=1, RA=1, the question as asked, AD when `secure`.
-    pub(crate) fn message(&self, q: &Question, secure: bool) -> Message {
-        let has_records = !self.answers.is_empty() || !self.authorities.is_empty();
-        let mut message = Message::response(0, OpCode::Query);
-        message.metadata.message_type = MessageType::Response;
-        message.metadata.recursion_desired = true;
-        message.metadata.recursion_available = true;
-        message.metadata.authentic_data = secure && has_records;
-        message.metadata.response_code = self.rcode;
-        message.add_query(Query::query(q.name.clone(), q.qtype));
-        message.add_answers(self.answers.iter().cloned());
-        message.add_authorities(self.authorities.iter().cloned());
-        if let Some((code, text)) = &self.ede {
-            attach_ede(&mut message, *code, text);
-        }
-        message
+    let has_records = !message.answers.is_empty() || !message.authorities.is_empty();
+    message.metadata.authentic_data = secure && has_records;
+    if let Some((code, text)) = &ede {
+        attach_ede(&mut message, *code, text);
     }
-
-    pub(crate) fn into_wire(self, q: &Question, secure: bool) -> Result<Vec<u8>, UpstreamError> {
-        self.message(q, secure)
-            .to_vec()
-            .map_err(|e| UpstreamError::Resolution(format!("cannot encode the answer: {e}")))
-    }
+    Answer::from_message(message, name_wire).map_err(|e| match e {
+        AnswerError::CnameLoop(chain) => UpstreamError::Unusable(chain),
+        e => UpstreamError::Resolution(format!("cannot encode the answer: {e}")),
+    })
 }

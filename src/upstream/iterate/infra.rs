@@ -6,6 +6,7 @@
 
 use std::mem::size_of;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,13 @@ pub(crate) struct Infra {
     hosts: Cache<Name, Arc<HostAddrs>, DefaultHashBuilder>,
     servers: Cache<IpAddr, Arc<Mutex<ServerFacts>>, DefaultHashBuilder>,
     lame: Cache<(IpAddr, Name), (), DefaultHashBuilder>,
+    /// The most labels any zone learnt has: `closest` looks no deeper
+    /// (a new name one label below a known zone cut is otherwise a lookup
+    /// that cannot hit, a moka read like any other).
+    deepest: AtomicU8,
+    /// Whether a server was ever marked lame: until then `is_lame` looks
+    /// nothing up (a name clone and a lookup per candidate server).
+    any_lame: AtomicBool,
 }
 
 impl Infra {
@@ -106,6 +114,8 @@ impl Infra {
                 })
                 .time_to_live(RECURSION_LAME_TTL)
                 .build_with_hasher(DefaultHashBuilder::default()),
+            deepest: AtomicU8::new(0),
+            any_lame: AtomicBool::new(false),
         }
     }
 
@@ -125,7 +135,7 @@ impl Infra {
 
     /// The deepest known delegation at or above `name`, if any unexpired.
     pub(crate) fn closest(&self, name: &Name, now: Instant) -> Option<Arc<Delegation>> {
-        let labels = name.num_labels();
+        let labels = name.num_labels().min(self.deepest.load(Ordering::Relaxed));
         (0..=labels).rev().find_map(|n| {
             let zone = name.trim_to(usize::from(n));
             self.zones.get(&zone).filter(|d| d.expires > now)
@@ -133,6 +143,8 @@ impl Infra {
     }
 
     pub(crate) fn learn(&self, delegation: Delegation) {
+        self.deepest
+            .fetch_max(delegation.zone.num_labels(), Ordering::Relaxed);
         self.zones
             .insert(delegation.zone.clone(), Arc::new(delegation));
     }
@@ -167,10 +179,11 @@ impl Infra {
 
     pub(crate) fn mark_lame(&self, ip: IpAddr, zone: &Name) {
         self.lame.insert((ip, zone.clone()), ());
+        self.any_lame.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn is_lame(&self, ip: IpAddr, zone: &Name) -> bool {
-        self.lame.contains_key(&(ip, zone.clone()))
+        self.any_lame.load(Ordering::Relaxed) && self.lame.contains_key(&(ip, zone.clone()))
     }
 }
 

@@ -53,6 +53,7 @@ use super::{UdpPool, UpstreamError, UpstreamQuery};
 use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_BYTES, RECURSION_MAX_FAILURES};
 use crate::config::Limits;
 use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
+use crate::protocol::answer::Answer;
 
 /// The recursive resolver shared by all workers.
 pub struct Recursive {
@@ -132,14 +133,14 @@ impl Recursive {
         &self.engine.stats
     }
 
-    /// Resolves `query` from the root down and returns a response's wire
-    /// bytes (QR=1, RA=1, the question as asked), sending from `sockets`
-    /// (the worker's).
+    /// Resolves `query` from the root down and returns the response (QR=1,
+    /// RA=1, the question as asked) ready for the cache, sending from
+    /// `sockets` (the worker's).
     pub async fn resolve(
         &self,
         query: &UpstreamQuery<'_>,
         sockets: &UdpPool,
-    ) -> Result<Vec<u8>, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let key = FailKey {
             name: query.name_wire.to_vec(),
             qtype: query.qtype,
@@ -159,7 +160,10 @@ impl Recursive {
             dnssec_ok: query.dnssec_ok,
             cd: query.cd,
         };
-        let result = self.engine.resolve(question, sockets).await;
+        let result = self
+            .engine
+            .resolve(question, query.name_wire, sockets)
+            .await;
         match &result {
             Ok(_) => self.engine.forget_failure(&key),
             Err(error) => self.engine.remember_failure(key, error.clone()),
@@ -169,7 +173,12 @@ impl Recursive {
 }
 
 impl Engine {
-    async fn resolve(&self, q: Question, sockets: &UdpPool) -> Result<Vec<u8>, UpstreamError> {
+    async fn resolve(
+        &self,
+        q: Question,
+        name_wire: &[u8],
+        sockets: &UdpPool,
+    ) -> Result<Answer, UpstreamError> {
         let budget = Budget::new(
             self.limits.recursion_max_queries,
             self.limits.recursion_max_depth,
@@ -184,41 +193,30 @@ impl Engine {
             cd: q.cd,
         };
         let work = async {
-            if let Some(mut synthesized) = self.aggressive_answer(&q) {
-                if !q.dnssec_ok {
-                    synthesized.strip_dnssec();
-                }
-                return Ok((synthesized, true));
+            if let Some(synthesized) = self.aggressive_answer(&q) {
+                return Ok((synthesized.into_message(&q), true, None));
             }
-            let mut assembled = self.assemble(&budget, &assembly).await?;
-            let secure = match validator {
-                Some(validator) => {
-                    let fetch = validate::Fetcher {
-                        engine: self,
-                        budget: &budget,
-                    };
-                    let response = assembled.message(&q, false);
-                    let verdict = validate::verdict(validator.validate(&response, &fetch).await)?;
-                    if verdict.secure {
-                        self.nsecs.learn(&response);
-                    }
-                    assembled.ede = verdict.ede;
-                    verdict.secure
-                }
-                None => false,
+            let response = self.assemble(&budget, &assembly).await?.into_message(&q);
+            let Some(validator) = validator else {
+                return Ok((response, false, None));
             };
-            if !q.dnssec_ok {
-                assembled.strip_dnssec();
+            let fetch = validate::Fetcher {
+                engine: self,
+                budget: &budget,
+            };
+            let verdict = validate::verdict(validator.validate(&response, &fetch).await)?;
+            if verdict.secure {
+                self.nsecs.learn(&response);
             }
-            Ok::<_, UpstreamError>((assembled, secure))
+            Ok::<_, UpstreamError>((response, verdict.secure, verdict.ede))
         };
         let outcome = tokio::time::timeout(self.limits.recursion_timeout, work).await;
         if budget.exceeded() {
             self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
             return Err(budget.spent());
         }
-        let (assembled, secure) = outcome.map_err(|_| UpstreamError::Timeout)??;
-        assembled.into_wire(&q, secure)
+        let (response, secure, ede) = outcome.map_err(|_| UpstreamError::Timeout)??;
+        assemble::finish(response, &q, name_wire, secure, ede)
     }
 
     /// RFC 8198: the negative answer cached NSEC records prove, for a
@@ -245,8 +243,10 @@ impl Engine {
         let mut assembled = Assembled::new(&q.name);
         loop {
             let name = assembled.last_name().clone();
+            // Not boxed (`iterate` is, for the recursion through glueless
+            // lookups): this future lives in the resolution's own box.
             let reply = self
-                .iterate(budget, &name, q.qtype, assembled.links(), dnssec_ok)
+                .iterate_from(budget, &name, q.qtype, assembled.links(), dnssec_ok)
                 .await?;
             let stretch = Stretch::from_reply(&reply, &name, q);
             if assembled.extend(stretch, &self.limits)? {

@@ -96,7 +96,7 @@ impl Engine {
         Box::pin(self.iterate_from(budget, name, qtype, depth, dnssec_ok))
     }
 
-    async fn iterate_from(
+    pub(crate) async fn iterate_from(
         &self,
         budget: &Budget<'_>,
         name: &Name,

@@ -599,7 +599,8 @@ mod tests {
             let header = Header::read(&bytes).unwrap();
             let kept = Answer::verbatim(&bytes, &header, req.question.len(), 1);
             let kept = kept.expect("a canonical answer is stored as it came");
-            let reencoded = Answer::reencoded(&bytes, req.question.len()).unwrap();
+            let name_wire = &req.question[..req.question.len() - 4];
+            let reencoded = Answer::reencoded(&bytes, name_wire).unwrap();
             let served = |a: &Answer| {
                 let reply = a.write_reply(&req, 10, 600, None, 4096);
                 let m = hickory_proto::op::Message::from_vec(&reply).unwrap();

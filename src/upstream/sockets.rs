@@ -24,7 +24,12 @@
 //!   query that got no answer (its late answer then finds the port closed):
 //!   the socket is disconnected, which releases a port the kernel bound for
 //!   it, and connected anew, which binds another random one
-//!   (`Pooled::redraw`): two system calls instead of a socket's life;
+//!   (`Pooled::redraw`): two system calls instead of a socket's life; an
+//!   idle socket's port is released within a second of its age (the
+//!   worker's sweep, `UdpPool::sweep`);
+//! - the pool fills to thousands of sockets, so the process's descriptor
+//!   table is sized for them at start (`app::reserve_descriptor_table`):
+//!   growing it under load stalled the worker for milliseconds per doubling;
 //! - the iterator's queries ([`Port::Fresh`]) take no slot: each connects
 //!   one of the worker's spare sockets, which binds a random port for that
 //!   query alone, and disconnects it afterwards (`UdpPool::lease_spare`);
@@ -227,11 +232,12 @@ impl UdpPool {
     }
 
     /// Releases the port of every idle socket past its age, so that idle
-    /// ports do not stay open for a scan to find: run every
-    /// [`crate::config::limits::UPSTREAM_POOL_SWEEP_EVERY`] by the worker
-    /// ([`super::Forwarder::keep_swept`]), not by each query. The table is swept [`UPSTREAM_POOL_SWEEP_SLICE`]
-    /// slots at a time, letting the worker's other tasks run in between, so
-    /// that a burst of ports aging together does not hold up its queries.
+    /// ports do not stay open for a scan to find. The worker runs it every
+    /// [`crate::config::limits::UPSTREAM_POOL_SWEEP_EVERY`]
+    /// ([`super::Forwarder::keep_swept`]), so no query pays for it; the
+    /// table is swept [`UPSTREAM_POOL_SWEEP_SLICE`] slots at a time, letting
+    /// the worker's other tasks run in between, so that many ports aging
+    /// together do not hold up its queries.
     pub async fn sweep(&self) {
         let drawn_before = Instant::now()
             .checked_sub(self.limits.max_age)

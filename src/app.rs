@@ -1164,7 +1164,8 @@ fn run_hook_blocking(
 /// `nr_open` default): the upstream sockets in use and pooled, and the
 /// stream listeners' connections, come to thousands of descriptors, and
 /// many systems start services at a soft limit of 1024. Warns when even
-/// that leaves too little room.
+/// that leaves too little room; then sizes the descriptor table for them
+/// ([`reserve_descriptor_table`]).
 fn raise_open_file_limit(limits: &crate::config::Limits) {
     const NR_OPEN: libc::rlim_t = 1 << 20;
     let mut limit = libc::rlimit {
@@ -1201,4 +1202,34 @@ fn raise_open_file_limit(limits: &crate::config::Limits) {
              when descriptors run out"
         );
     }
+    reserve_descriptor_table(needed.min(usize::try_from(soft).unwrap_or(usize::MAX)));
+}
+
+/// Grows the process's descriptor table to `descriptors` entries now, before
+/// any query: the kernel never shrinks it, so opening the upstream pool's
+/// sockets later never grows it. Each growth (the table doubles: 256, 512,
+/// ... 8192 entries as the pool fills) waits in `expand_fdtable` for an RCU
+/// grace period once the process has threads, and a worker that opens a
+/// socket then stalls for 6-10 ms with every query it holds: that was the
+/// forwarded misses' p99 of 6-13 ms after the pool came (benches/README.md).
+/// `F_DUPFD` at the last entry makes the table that large; the duplicate is
+/// closed at once. Best effort: a failure only leaves the growth to later.
+fn reserve_descriptor_table(descriptors: usize) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let Ok(last) = libc::c_int::try_from(descriptors.saturating_sub(1)) else {
+        return;
+    };
+    let Ok(probe) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    // SAFETY: F_DUPFD only reads `probe`'s descriptor and returns a new one
+    // (the lowest free at or above `last`, never one in use), or -1.
+    let duplicate = unsafe { libc::fcntl(probe.as_raw_fd(), libc::F_DUPFD_CLOEXEC, last) };
+    if duplicate < 0 {
+        tracing::debug!(descriptors, error = %std::io::Error::last_os_error(),
+            "could not size the descriptor table ahead");
+        return;
+    }
+    // SAFETY: `duplicate` was just returned by fcntl and is owned by nothing else.
+    drop(unsafe { OwnedFd::from_raw_fd(duplicate) });
 }

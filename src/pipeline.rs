@@ -419,7 +419,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker; call inside the worker's runtime (upstream sockets open lazily there).
+    /// A worker; call inside the worker's runtime (upstream sockets open
+    /// lazily there, and the task that releases their idle ports runs there).
     pub fn new(shared: Arc<Shared>) -> Self {
         let forwarder = Arc::new(
             Forwarder::new(
@@ -430,6 +431,7 @@ impl Worker {
             )
             .with_stream_limits(StreamLimits::from_limits(&shared.settings.limits)),
         );
+        tokio::spawn(Forwarder::keep_swept(Arc::downgrade(&forwarder)));
         Self { shared, forwarder }
     }
 

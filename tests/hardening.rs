@@ -241,12 +241,7 @@ fn process_for(upstream: &Authority) -> ServeOptions {
 
 /// Resident set size of a process in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    proc_number(pid, "status", "VmRSS:")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -314,6 +309,43 @@ async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
     // `max_inflight_per_client` (1,024) misses waiting, the rest get SERVFAIL at once, so what
     // Picket holds is bounded however slowly it runs.
     assert!(grown < 32 * 1024, "memory stays bounded: +{grown} KiB");
+}
+
+/// A field of `/proc/PID/status` or `/proc/PID/limits`: the first number
+/// after `label` on its line.
+fn proc_number(pid: u32, file: &str, label: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    let line = text.lines().find_map(|l| l.strip_prefix(label));
+    let number = line.and_then(|v| v.split_whitespace().next()?.parse().ok());
+    number.unwrap_or_else(|| panic!("no {label} in /proc/{pid}/{file}:\n{text}"))
+}
+
+/// Growing the descriptor table once the process has threads waits for an
+/// RCU grace period (milliseconds), and a worker that filled its upstream
+/// pool on a grown table stalled every query it held: the table must be
+/// large enough for every socket the limits allow before the first query.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_descriptor_table_is_sized_for_every_socket_before_the_first_query() {
+    let upstream = Authority::start(ZONE);
+    let picket = process_for(&upstream).spawn();
+    wait_until_answering(picket.addr).await;
+    let pid = picket.child.id();
+    let limits = Settings::default().limits;
+    let sockets = limits.max_upstream_sockets
+        + limits.upstream_udp_pool
+        + limits.tcp_max_connections
+        + limits.dot_max_connections
+        + limits.doh_max_connections;
+    let open_files = proc_number(pid, "limits", "Max open files");
+    let wanted = (sockets as u64).min(open_files);
+    let table = proc_number(pid, "status", "FDSize:");
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(
+        table >= wanted,
+        "descriptor table of {table} entries ({open} open), want {wanted}"
+    );
 }
 
 /// Asks `server` for `names` (each `m{i}.example.test`, which does not

@@ -380,6 +380,17 @@ pub struct Limits {
 /// slots busy, 4 draws find a free one 99.6% of the time.
 pub const UPSTREAM_POOL_DRAWS: usize = 4;
 
+/// How often a worker releases the ports of its pooled upstream sockets
+/// idle past `upstream_socket_max_age` (so an idle port stays open at most
+/// this much longer than the age).
+pub const UPSTREAM_POOL_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Slots of the upstream pool swept at once before the worker's other
+/// tasks run: a disconnect is a system call of a microsecond or two, so a
+/// slice of ports that aged together holds queries up well under a
+/// millisecond.
+pub const UPSTREAM_POOL_SWEEP_SLICE: usize = 256;
+
 /// Heap blocks of this size or more get a mapping of their own, returned to the system when
 /// freed (glibc's `M_MMAP_THRESHOLD`, set once at start: `crate::reload::map_large_blocks_apart`).
 /// glibc's own threshold starts at 128 KiB but rises to the size of every mapped block freed (up

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use smallvec::SmallVec;
@@ -32,6 +32,7 @@ use super::sockets::{self, network_error, InUse, PoolLimits, Port, UdpPool, Unan
 use super::spec::Upstream;
 use super::transport::{StreamLimits, Transports};
 use super::UpstreamError;
+use crate::config::limits::UPSTREAM_POOL_SWEEP_EVERY;
 use crate::protocol::wire::{self, flag, Header, HEADER_LEN};
 
 /// How the forwarder talks to upstreams.
@@ -178,6 +179,22 @@ impl Forwarder {
     /// The worker's pool of upstream UDP sockets.
     pub fn udp_pool(&self) -> &UdpPool {
         &self.udp
+    }
+
+    /// Releases the pool's idle ports past their age ([`UdpPool::sweep`])
+    /// every [`UPSTREAM_POOL_SWEEP_EVERY`] until the forwarder is gone; the
+    /// worker runs it as a task of its own, so no query pays for it.
+    pub async fn keep_swept(forwarder: Weak<Forwarder>) {
+        let mut tick = tokio::time::interval(UPSTREAM_POOL_SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is at once: nothing has aged yet
+        loop {
+            tick.tick().await;
+            let Some(forwarder) = forwarder.upgrade() else {
+                return;
+            };
+            forwarder.udp.sweep().await;
+        }
     }
 
     /// Bounds for connections to encrypted upstreams (default: [`StreamLimits::default`]).

@@ -24,7 +24,12 @@
 //!   query that got no answer (its late answer then finds the port closed):
 //!   the socket is disconnected, which releases a port the kernel bound for
 //!   it, and connected anew, which binds another random one
-//!   (`Pooled::redraw`): two system calls instead of a socket's life;
+//!   (`Pooled::redraw`): two system calls instead of a socket's life; an
+//!   idle socket's port is released within a second of its age (the
+//!   worker's sweep, `UdpPool::sweep`);
+//! - the pool fills to thousands of sockets, so the process's descriptor
+//!   table is sized for them at start (`app::reserve_descriptor_table`):
+//!   growing it under load stalled the worker for milliseconds per doubling;
 //! - the iterator's queries ([`Port::Fresh`]) take no slot: each connects
 //!   one of the worker's spare sockets, which binds a random port for that
 //!   query alone, and disconnects it afterwards (`UdpPool::lease_spare`);
@@ -51,7 +56,7 @@ use tokio::net::UdpSocket;
 
 use super::forward::ForwarderStats;
 use super::UpstreamError;
-use crate::config::limits::UPSTREAM_POOL_DRAWS;
+use crate::config::limits::{UPSTREAM_POOL_DRAWS, UPSTREAM_POOL_SWEEP_SLICE};
 use crate::config::Limits;
 
 /// The bounds of one worker's pool.
@@ -101,8 +106,6 @@ pub struct UdpPool {
 
 struct Table {
     slots: Box<[Slot]>,
-    /// The next slot checked for an idle port past its age.
-    sweep: usize,
     /// Disconnected sockets (no port bound) for [`Port::Fresh`] leases,
     /// at most `slots` of them.
     spare: Vec<Pooled>,
@@ -133,7 +136,6 @@ impl UdpPool {
         Self {
             table: Mutex::new(Table {
                 slots,
-                sweep: 0,
                 spare: Vec::new(),
             }),
             limits,
@@ -154,7 +156,6 @@ impl UdpPool {
             pool: self,
             slot,
             pooled: None,
-            keep_port: true,
             spare: false,
             _in_use: in_use,
         };
@@ -195,7 +196,6 @@ impl UdpPool {
             pool: self,
             slot: None,
             pooled: Some(pooled),
-            keep_port: false,
             spare: true,
             _in_use: in_use,
         })
@@ -214,7 +214,6 @@ impl UdpPool {
     /// None) when every draw was busy.
     fn draw(&self) -> (Option<usize>, Option<Pooled>) {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        table.sweep_one(self.limits.max_age);
         for _ in 0..UPSTREAM_POOL_DRAWS {
             let index = rand::random_range(0..table.slots.len());
             match std::mem::replace(&mut table.slots[index], Slot::Leased) {
@@ -232,6 +231,27 @@ impl UdpPool {
             && pooled.drawn.elapsed() < self.limits.max_age
     }
 
+    /// Releases the port of every idle socket past its age, so that idle
+    /// ports do not stay open for a scan to find. The worker runs it every
+    /// [`crate::config::limits::UPSTREAM_POOL_SWEEP_EVERY`]
+    /// ([`super::Forwarder::keep_swept`]), so no query pays for it; the
+    /// table is swept [`UPSTREAM_POOL_SWEEP_SLICE`] slots at a time, letting
+    /// the worker's other tasks run in between, so that many ports aging
+    /// together do not hold up its queries.
+    pub async fn sweep(&self) {
+        let drawn_before = Instant::now()
+            .checked_sub(self.limits.max_age)
+            .unwrap_or_else(Instant::now);
+        for start in (0..self.limits.slots).step_by(UPSTREAM_POOL_SWEEP_SLICE) {
+            let end = (start + UPSTREAM_POOL_SWEEP_SLICE).min(self.limits.slots);
+            {
+                let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+                table.sweep(start..end, drawn_before);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Puts a lease's socket back in its slot (None: the slot is emptied).
     fn put_back(&self, slot: usize, pooled: Option<Pooled>) {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
@@ -240,17 +260,17 @@ impl UdpPool {
 }
 
 impl Table {
-    /// Releases the port of one idle socket past its age per query, so a
-    /// busy worker's idle ports do not stay open for long.
-    fn sweep_one(&mut self, max_age: Duration) {
-        self.sweep = (self.sweep + 1) % self.slots.len();
-        let slot = &mut self.slots[self.sweep];
-        if let Slot::Idle(pooled) = slot {
-            if pooled.peer.is_some()
-                && pooled.drawn.elapsed() >= max_age
-                && pooled.disconnect().is_err()
-            {
-                *slot = Slot::Empty;
+    /// Releases the ports of the idle sockets in `slots` drawn before
+    /// `drawn_before`; a socket that fails to disconnect is closed.
+    fn sweep(&mut self, slots: std::ops::Range<usize>, drawn_before: Instant) {
+        for slot in &mut self.slots[slots] {
+            if let Slot::Idle(pooled) = slot {
+                if pooled.peer.is_some()
+                    && pooled.drawn < drawn_before
+                    && pooled.disconnect().is_err()
+                {
+                    *slot = Slot::Empty;
+                }
             }
         }
     }
@@ -318,9 +338,8 @@ pub(crate) struct Lease<'p> {
     /// None: every draw was busy, the socket is this query's alone.
     slot: Option<usize>,
     pooled: Option<Pooled>,
-    /// The port may serve the next query of the slot.
-    keep_port: bool,
-    /// A [`Port::Fresh`] lease: the socket goes back to the spares.
+    /// A [`Port::Fresh`] lease: the socket goes back to the spares,
+    /// disconnected, answered or not (its port never serves another query).
     spare: bool,
     _in_use: InUse,
 }
@@ -336,7 +355,7 @@ impl Lease<'_> {
 
     /// The query took its answer on this socket.
     pub(crate) fn answered(mut self) {
-        if !self.keep_port {
+        if self.spare {
             return; // dropped: the port is released until the next lease
         }
         if let (Some(slot), Some(mut pooled)) = (self.slot.take(), self.pooled.take()) {
@@ -606,22 +625,56 @@ mod tests {
         (UdpPool::new(limits, stats.clone()), stats)
     }
 
+    /// One query with ID `id` (and no question) on a lease of `pool`, answered.
+    async fn exchange(pool: &UdpPool, server: SocketAddr, port: Port, id: u16) {
+        let lease = pool.lease(server, port).expect("a socket");
+        let mut query = vec![0; 12];
+        query[..2].copy_from_slice(&id.to_be_bytes());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let ours = |d: &[u8]| (d[..2] == id.to_be_bytes()).then_some(());
+        ask(&lease, &query, deadline, ours).await.expect("answered");
+        lease.answered();
+    }
+
     #[tokio::test]
     async fn the_iterator_gets_a_fresh_port_per_query() {
         let (addr, seen) = server(Arc::default()).await;
         let (pool, _) = pool(1);
         for id in 0..3u16 {
-            let lease = pool.lease(addr, Port::Fresh).expect("a socket");
-            let mut query = vec![0; 12];
-            query[..2].copy_from_slice(&id.to_be_bytes());
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            let ours = |d: &[u8]| (d[..2] == id.to_be_bytes()).then_some(());
-            ask(&lease, &query, deadline, ours).await.expect("answered");
-            lease.answered();
+            exchange(&pool, addr, Port::Fresh, id).await;
         }
         let ports = ports(&seen);
         assert_eq!(ports.len(), 3);
         assert!(ports[0] != ports[1] && ports[1] != ports[2], "{ports:?}");
+    }
+
+    /// The local ports of the pool's idle sockets, slot by slot (0: the
+    /// socket holds no port).
+    fn idle_ports(pool: &UdpPool) -> Vec<u16> {
+        let table = pool.table.lock().unwrap();
+        let idle = table.slots.iter().filter_map(|slot| match slot {
+            Slot::Idle(pooled) => Some(pooled.socket.local_addr().unwrap().port()),
+            _ => None,
+        });
+        idle.collect()
+    }
+
+    #[tokio::test]
+    async fn the_sweep_releases_idle_ports_past_their_age_and_no_other() {
+        let (addr, seen) = server(Arc::default()).await;
+        let (mut pool, _) = pool(1);
+        exchange(&pool, addr, Port::Reuse, 1).await;
+        let drawn = ports(&seen)[0];
+        assert_eq!(idle_ports(&pool), [drawn], "kept for the next query");
+        pool.sweep().await;
+        assert_eq!(idle_ports(&pool), [drawn], "younger than max_age: kept");
+        pool.limits.max_age = Duration::ZERO;
+        pool.sweep().await;
+        assert_eq!(idle_ports(&pool), [0], "past max_age: the port is released");
+        // The slot's socket binds a new port for its next query.
+        exchange(&pool, addr, Port::Reuse, 2).await;
+        let ports = ports(&seen);
+        assert_ne!(ports[1], drawn, "{ports:?}");
     }
 
     #[tokio::test]

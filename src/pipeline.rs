@@ -567,7 +567,7 @@ impl Worker {
         if let Some(step) = self.answer_any(&judged) {
             return step;
         }
-        let stale = match self.shared.cache.get(&key) {
+        let stale = match self.shared.cache.get_at(&key, started) {
             Lookup::Fresh(entry, age) => return self.serve_fresh(&judged, key, &entry, age),
             Lookup::Stale(entry) => Some(entry),
             Lookup::Miss => None,

@@ -61,10 +61,15 @@ impl Default for CacheSettings {
     }
 }
 
+/// Wire bytes of a name held inside its [`CacheKey`] (longer names go to the heap): most
+/// names asked are shorter, so a lookup's key costs no allocation, and the front's key
+/// comparison reads the name from the entry's own memory instead of a pointer away.
+const INLINE_NAME: usize = 40;
+
 /// What makes two queries share an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    name: Box<[u8]>,
+    name: smallvec::SmallVec<[u8; INLINE_NAME]>,
     qtype: u16,
     qclass: u16,
     /// Bit 0: DO, bit 1: CD.
@@ -99,7 +104,7 @@ impl CacheKey {
     /// A key from its parts (`name_wire` in lower case).
     pub fn new(name_wire: &[u8], qtype: u16, qclass: u16, dnssec_ok: bool, cd: bool) -> Self {
         Self {
-            name: name_wire.into(),
+            name: smallvec::SmallVec::from_slice(name_wire),
             qtype,
             qclass,
             bits: u8::from(dnssec_ok) | (u8::from(cd) << 1),
@@ -261,7 +266,13 @@ impl Cache {
 
     /// Looks `key` up.
     pub fn get(&self, key: &CacheKey) -> Lookup {
-        let now = self.clock.now();
+        self.get_at(key, Instant::now())
+    }
+
+    /// [`Self::get`] for a caller that read the system's monotonic clock a moment ago
+    /// (`Instant::now()`, `read`): entries are aged by that reading.
+    pub fn get_at(&self, key: &CacheKey, read: Instant) -> Lookup {
+        let now = self.clock.at(read);
         if let Some(entry) = front::get(self.id, key) {
             let age = entry.age(now);
             if age < entry.lifetime {
@@ -408,6 +419,25 @@ mod tests {
         assert!(matches!(cache.get(&corp), Lookup::Fresh(..)));
         assert!(matches!(cache.get(&default_route), Lookup::Miss));
         assert!(matches!(cache.get(&lab), Lookup::Miss));
+    }
+
+    /// Names longer than a key holds inline are stored on the heap and found the same way, and
+    /// two names that share their first bytes are different keys.
+    #[test]
+    fn long_names_are_keys_as_short_ones_are() {
+        let cache = Cache::new(CacheSettings::default(), Clock::manual());
+        let long = format!("{}.example.test", "a".repeat(60));
+        let longer = format!("{}b.example.test", "a".repeat(60));
+        let (req, other) = (request(&long), request(&longer));
+        let key = CacheKey::for_request(&req);
+        assert!(key.name_wire().len() > INLINE_NAME);
+        assert_eq!(key.name_wire(), &req.name_wire[..]);
+        cache.insert(key.clone(), answer(&req, 300));
+        assert!(matches!(cache.get(&key), Lookup::Fresh(..)));
+        assert!(matches!(
+            cache.get(&CacheKey::for_request(&other)),
+            Lookup::Miss
+        ));
     }
 
     #[test]

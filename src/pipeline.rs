@@ -324,6 +324,20 @@ pub enum Step {
     Resolve(Box<PendingFetch>),
 }
 
+/// A query read by [`Worker::start_batch`]: the request, whether its client is on the access
+/// list, and when the batch arrived.
+type Read = (Request, bool, Instant);
+
+/// One datagram of a batch for [`Worker::start_batch`].
+pub struct Incoming<'a> {
+    /// What was read (only the start of an oversized datagram).
+    pub bytes: &'a [u8],
+    pub hints: ClientHints,
+    /// Longer than any query Picket reads: malformed whatever its start says
+    /// ([`Worker::start_oversized`]).
+    pub oversized: bool,
+}
+
 /// How a query was handled from start to end, for transports that must say
 /// why nothing was sent ([`Worker::handle`]; DoH maps each to an HTTP status).
 #[derive(Debug, PartialEq, Eq)]
@@ -464,6 +478,44 @@ impl Worker {
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
         self.parse_and_judge(bytes, hints)
             .unwrap_or_else(|malformed| malformed)
+    }
+
+    /// [`Self::start`] for each datagram of a batch (one `recvmmsg`), in order: `step` gets
+    /// each one's index and step. Every query is read first, and the cache lines their lookups
+    /// will need are requested for the whole batch before any is judged, so that the memory
+    /// fetches of a batch of hits overlap instead of each query waiting for its own in turn.
+    pub fn start_batch(&self, batch: &[Incoming<'_>], mut step: impl FnMut(usize, Step)) {
+        // The whole batch arrived before it was read: one clock reading serves for all.
+        let started = Instant::now();
+        let read: SmallVec<[Result<Read, Step>; 32]> = batch
+            .iter()
+            .map(|d| {
+                if d.oversized {
+                    return Err(self.start_oversized(d.bytes, &d.hints));
+                }
+                let (req, allowed) = self.parse(d.bytes, &d.hints, started)?;
+                Ok((req, allowed, started))
+            })
+            .collect();
+        let keys: SmallVec<[CacheKey; 32]> = read
+            .iter()
+            .flatten()
+            .map(|(req, ..)| CacheKey::for_request(req))
+            .collect();
+        self.shared.cache.prefetch(keys.iter());
+        for (i, (read, d)) in read.into_iter().zip(batch).enumerate() {
+            let next = match read {
+                Ok((req, allowed, started)) => {
+                    let arrival = Arrival {
+                        wire: d.bytes,
+                        started,
+                    };
+                    self.judge(req, &d.hints, allowed, arrival)
+                }
+                Err(answered) => answered,
+            };
+            step(i, next);
+        }
     }
 
     /// [`Self::parse`], then [`Self::judge`] what it read; the error is the

@@ -324,10 +324,6 @@ pub enum Step {
     Resolve(Box<PendingFetch>),
 }
 
-/// A query read by [`Worker::start_batch`]: the request, whether its client is on the access
-/// list, and when the batch arrived.
-type Read = (Request, bool, Instant);
-
 /// One datagram of a batch for [`Worker::start_batch`].
 pub struct Incoming<'a> {
     /// What was read (only the start of an oversized datagram).
@@ -462,7 +458,7 @@ impl Worker {
     /// Answers a query completely, saying why when nothing is to be sent
     /// (DoH, which must answer every request with some HTTP status).
     pub async fn handle(&self, bytes: &[u8], hints: &ClientHints) -> Handled {
-        let Ok(step) = self.parse_and_judge(bytes, hints) else {
+        let Ok(step) = self.parse_and_judge(bytes, hints, Instant::now()) else {
             return Handled::Malformed;
         };
         let reply = match step {
@@ -476,43 +472,31 @@ impl Worker {
     /// The synchronous front half: parse, admission, local answers, policy,
     /// cache. Everything that needs no waiting is answered here.
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
-        self.parse_and_judge(bytes, hints)
+        self.parse_and_judge(bytes, hints, Instant::now())
             .unwrap_or_else(|malformed| malformed)
     }
 
     /// [`Self::start`] for each datagram of a batch (one `recvmmsg`), in order: `step` gets
-    /// each one's index and step. Every query is read first, and the cache lines their lookups
-    /// will need are requested for the whole batch before any is judged, so that the memory
-    /// fetches of a batch of hits overlap instead of each query waiting for its own in turn.
+    /// each one's index and step. The cache lines the batch's lookups will need are requested
+    /// for every query before the first is judged (keys read from the datagrams alone), so that
+    /// the memory fetches of a batch of hits overlap instead of each query waiting for its own
+    /// in turn.
     pub fn start_batch(&self, batch: &[Incoming<'_>], mut step: impl FnMut(usize, Step)) {
-        // The whole batch arrived before it was read: one clock reading serves for all.
-        let started = Instant::now();
-        let read: SmallVec<[Result<Read, Step>; 32]> = batch
+        let keys: SmallVec<[CacheKey; 32]> = batch
             .iter()
-            .map(|d| {
-                if d.oversized {
-                    return Err(self.start_oversized(d.bytes, &d.hints));
-                }
-                let (req, allowed) = self.parse(d.bytes, &d.hints, started)?;
-                Ok((req, allowed, started))
-            })
-            .collect();
-        let keys: SmallVec<[CacheKey; 32]> = read
-            .iter()
-            .flatten()
-            .map(|(req, ..)| CacheKey::for_request(req))
+            .filter(|d| !d.oversized)
+            .filter_map(|d| CacheKey::for_datagram(d.bytes))
             .collect();
         self.shared.cache.prefetch(keys.iter());
-        for (i, (read, d)) in read.into_iter().zip(batch).enumerate() {
-            let next = match read {
-                Ok((req, allowed, started)) => {
-                    let arrival = Arrival {
-                        wire: d.bytes,
-                        started,
-                    };
-                    self.judge(req, &d.hints, allowed, arrival)
-                }
-                Err(answered) => answered,
+        drop(keys);
+        // The whole batch arrived before it was read: one clock reading serves for all.
+        let started = Instant::now();
+        for (i, d) in batch.iter().enumerate() {
+            let next = match d.oversized {
+                true => self.start_oversized(d.bytes, &d.hints),
+                false => self
+                    .parse_and_judge(d.bytes, &d.hints, started)
+                    .unwrap_or_else(|malformed| malformed),
             };
             step(i, next);
         }
@@ -521,8 +505,12 @@ impl Worker {
     /// [`Self::parse`], then [`Self::judge`] what it read; the error is the
     /// step for a message that is no readable query.
     #[inline]
-    fn parse_and_judge(&self, bytes: &[u8], hints: &ClientHints) -> Result<Step, Step> {
-        let started = Instant::now();
+    fn parse_and_judge(
+        &self,
+        bytes: &[u8],
+        hints: &ClientHints,
+        started: Instant,
+    ) -> Result<Step, Step> {
         let (req, allowed) = self.parse(bytes, hints, started)?;
         let arrival = Arrival {
             wire: bytes,

@@ -24,7 +24,7 @@ use moka::Expiry;
 
 use crate::clock::Clock;
 use crate::config::limits::{PREFETCH_MIN_LIFETIME, PREFETCH_WINDOW_DIVISOR};
-use crate::protocol::{Answer, AnswerKind, Request};
+use crate::protocol::{wire, Answer, AnswerKind, Request};
 use crate::query::RouteId;
 
 /// Cache limits and TTL policy.
@@ -88,6 +88,26 @@ impl CacheKey {
             req.dnssec_ok(),
             req.cd(),
         )
+    }
+
+    /// The key [`Self::for_request`] gives the query in `datagram`, read without building the
+    /// request or allocating (a batch's lookups are prefetched with it before its queries are
+    /// read in full); None when the datagram holds no question to read.
+    pub fn for_datagram(datagram: &[u8]) -> Option<Self> {
+        let header = wire::Header::read(datagram).ok()?;
+        let mut name = smallvec::SmallVec::new();
+        let end = wire::read_question_name_wire(datagram, wire::HEADER_LEN, &mut name).ok()?;
+        let qtype = wire::u16_at(datagram, end).ok()?;
+        let qclass = wire::u16_at(datagram, end + 2).ok()?;
+        let dnssec_ok = crate::protocol::parse::dnssec_ok_at(datagram, &header, end + 4)?;
+        let cd = header.flags & wire::flag::CD != 0;
+        Some(Self {
+            name,
+            qtype,
+            qclass,
+            bits: u8::from(dnssec_ok) | (u8::from(cd) << 1),
+            route: RouteId::Default,
+        })
     }
 
     /// The same question answered through `route`.
@@ -449,6 +469,30 @@ mod tests {
             cache.get(&CacheKey::for_request(&other)),
             Lookup::Miss
         ));
+    }
+
+    /// The key read from a datagram without parsing it is the parsed request's key, whatever
+    /// the name's case, the CD bit and an OPT record with or without DO.
+    #[test]
+    fn a_datagram_gives_the_key_of_its_parsed_request() {
+        for (name, cd, opt) in [
+            ("www.Example.TEST", false, None),
+            ("a.b.c.test", true, Some(0x8000u16)),
+            ("x.test", false, Some(0)),
+        ] {
+            let mut q = vec![0, 7, 1, if cd { 0x10 } else { 0 }, 0, 1, 0, 0, 0, 0, 0, 0];
+            wire::push_name(&mut q, name).unwrap();
+            q.extend_from_slice(&[0, 28, 0, 1]);
+            if let Some(flags) = opt {
+                q[11] = 1;
+                q.extend_from_slice(&[0, 0, 41, 4, 208, 0, 0]);
+                q.extend_from_slice(&flags.to_be_bytes());
+                q.extend_from_slice(&[0, 0]);
+            }
+            let parsed = CacheKey::for_request(&crate::protocol::parse_query(&q).unwrap());
+            assert_eq!(CacheKey::for_datagram(&q), Some(parsed), "{name}");
+        }
+        assert_eq!(CacheKey::for_datagram(&[0, 7, 1, 0]), None);
     }
 
     #[test]

@@ -153,6 +153,14 @@ pub fn reject_oversized(start: &[u8]) -> Rejection {
 
 /// Finds the OPT record among the records after the question. More than one
 /// OPT, or an OPT not owned by the root, is a FORMERR (RFC 6891 §6.1.1).
+/// Whether the query in `bytes`, whose question ends at `question_end`, sets the DO bit in its
+/// OPT record: the one part of a cache key outside the header and the question, read without
+/// the rest of [`parse_query`]'s work. None when its records cannot be read.
+pub fn dnssec_ok_at(bytes: &[u8], header: &Header, question_end: usize) -> Option<bool> {
+    let edns = read_edns(bytes, header, question_end).ok()?;
+    Some(edns.is_some_and(|e| e.dnssec_ok))
+}
+
 fn read_edns(bytes: &[u8], header: &Header, mut pos: usize) -> Result<Option<EdnsInfo>, WireError> {
     let mut found = None;
     let counts = [header.ancount, header.nscount, header.arcount];

@@ -324,6 +324,16 @@ pub enum Step {
     Resolve(Box<PendingFetch>),
 }
 
+/// One datagram of a batch for [`Worker::start_batch`].
+pub struct Incoming<'a> {
+    /// What was read (only the start of an oversized datagram).
+    pub bytes: &'a [u8],
+    pub hints: ClientHints,
+    /// Longer than any query Picket reads: malformed whatever its start says
+    /// ([`Worker::start_oversized`]).
+    pub oversized: bool,
+}
+
 /// How a query was handled from start to end, for transports that must say
 /// why nothing was sent ([`Worker::handle`]; DoH maps each to an HTTP status).
 #[derive(Debug, PartialEq, Eq)]
@@ -450,7 +460,7 @@ impl Worker {
     /// Answers a query completely, saying why when nothing is to be sent
     /// (DoH, which must answer every request with some HTTP status).
     pub async fn handle(&self, bytes: &[u8], hints: &ClientHints) -> Handled {
-        let Ok(step) = self.parse_and_judge(bytes, hints) else {
+        let Ok(step) = self.parse_and_judge(bytes, hints, Instant::now()) else {
             return Handled::Malformed;
         };
         let reply = match step {
@@ -464,15 +474,45 @@ impl Worker {
     /// The synchronous front half: parse, admission, local answers, policy,
     /// cache. Everything that needs no waiting is answered here.
     pub fn start(&self, bytes: &[u8], hints: &ClientHints) -> Step {
-        self.parse_and_judge(bytes, hints)
+        self.parse_and_judge(bytes, hints, Instant::now())
             .unwrap_or_else(|malformed| malformed)
+    }
+
+    /// [`Self::start`] for each datagram of a batch (one `recvmmsg`), in order: `step` gets
+    /// each one's index and step. The cache lines the batch's lookups will need are requested
+    /// for every query before the first is judged (keys read from the datagrams alone), so that
+    /// the memory fetches of a batch of hits overlap instead of each query waiting for its own
+    /// in turn.
+    pub fn start_batch(&self, batch: &[Incoming<'_>], mut step: impl FnMut(usize, Step)) {
+        let keys: SmallVec<[CacheKey; 32]> = batch
+            .iter()
+            .filter(|d| !d.oversized)
+            .filter_map(|d| CacheKey::for_datagram(d.bytes))
+            .collect();
+        self.shared.cache.prefetch(keys.iter());
+        drop(keys);
+        // The whole batch arrived before it was read: one clock reading serves for all.
+        let started = Instant::now();
+        for (i, d) in batch.iter().enumerate() {
+            let next = match d.oversized {
+                true => self.start_oversized(d.bytes, &d.hints),
+                false => self
+                    .parse_and_judge(d.bytes, &d.hints, started)
+                    .unwrap_or_else(|malformed| malformed),
+            };
+            step(i, next);
+        }
     }
 
     /// [`Self::parse`], then [`Self::judge`] what it read; the error is the
     /// step for a message that is no readable query.
     #[inline]
-    fn parse_and_judge(&self, bytes: &[u8], hints: &ClientHints) -> Result<Step, Step> {
-        let started = Instant::now();
+    fn parse_and_judge(
+        &self,
+        bytes: &[u8],
+        hints: &ClientHints,
+        started: Instant,
+    ) -> Result<Step, Step> {
         let (req, allowed) = self.parse(bytes, hints, started)?;
         let arrival = Arrival {
             wire: bytes,
@@ -569,7 +609,7 @@ impl Worker {
         if let Some(step) = self.answer_any(&judged) {
             return step;
         }
-        let stale = match self.shared.cache.get(&key) {
+        let stale = match self.shared.cache.get_at(&key, started) {
             Lookup::Fresh(entry, age) => return self.serve_fresh(&judged, key, &entry, age),
             Lookup::Stale(entry) => Some(entry),
             Lookup::Miss => None,

@@ -25,7 +25,7 @@ use moka::Expiry;
 
 use crate::clock::Clock;
 use crate::config::limits::{PREFETCH_MIN_LIFETIME, PREFETCH_WINDOW_DIVISOR};
-use crate::protocol::{Answer, AnswerKind, Request};
+use crate::protocol::{wire, Answer, AnswerKind, Request};
 use crate::query::RouteId;
 
 /// Cache limits and TTL policy.
@@ -62,6 +62,11 @@ impl Default for CacheSettings {
     }
 }
 
+/// Wire bytes of a name held inside its [`CacheKey`] (longer names go to the heap): most
+/// names asked are shorter, so a lookup's key costs no allocation, and the front's key
+/// comparison reads the name from the entry's own memory instead of a pointer away.
+const INLINE_NAME: usize = 40;
+
 /// What makes two queries share an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
@@ -69,9 +74,7 @@ pub struct CacheKey {
     /// moka and the coalescer, seven times in all. Compared first, so
     /// keys that differ mostly differ here.
     hash: u64,
-    /// Shared, not copied, by the key's clones: a miss's key is held by the
-    /// coalescer, the cache and its entry.
-    name: Arc<[u8]>,
+    name: smallvec::SmallVec<[u8; INLINE_NAME]>,
     qtype: u16,
     qclass: u16,
     /// Bit 0: DO, bit 1: CD.
@@ -92,6 +95,29 @@ impl CacheKey {
         )
     }
 
+    /// The key [`Self::for_request`] gives the query in `datagram`, read without building the
+    /// request or allocating (a batch's lookups are prefetched with it before its queries are
+    /// read in full); None when the datagram holds no question to read.
+    pub fn for_datagram(datagram: &[u8]) -> Option<Self> {
+        let header = wire::Header::read(datagram).ok()?;
+        let mut name = smallvec::SmallVec::new();
+        let end = wire::read_question_name_wire(datagram, wire::HEADER_LEN, &mut name).ok()?;
+        let qtype = wire::u16_at(datagram, end).ok()?;
+        let qclass = wire::u16_at(datagram, end + 2).ok()?;
+        let dnssec_ok = crate::protocol::parse::dnssec_ok_at(datagram, &header, end + 4)?;
+        let cd = header.flags & wire::flag::CD != 0;
+        let mut key = Self {
+            hash: 0,
+            name,
+            qtype,
+            qclass,
+            bits: u8::from(dnssec_ok) | (u8::from(cd) << 1),
+            route: RouteId::Default,
+        };
+        key.hash = key.parts_hash();
+        Some(key)
+    }
+
     /// The same question answered through `route`.
     pub fn with_route(mut self, route: RouteId) -> Self {
         if self.route != route {
@@ -110,7 +136,7 @@ impl CacheKey {
     pub fn new(name_wire: &[u8], qtype: u16, qclass: u16, dnssec_ok: bool, cd: bool) -> Self {
         let mut key = Self {
             hash: 0,
-            name: name_wire.into(),
+            name: smallvec::SmallVec::from_slice(name_wire),
             qtype,
             qclass,
             bits: u8::from(dnssec_ok) | (u8::from(cd) << 1),
@@ -295,7 +321,13 @@ impl Cache {
 
     /// Looks `key` up.
     pub fn get(&self, key: &CacheKey) -> Lookup {
-        let now = self.clock.now();
+        self.get_at(key, Instant::now())
+    }
+
+    /// [`Self::get`] for a caller that read the system's monotonic clock a moment ago
+    /// (`Instant::now()`, `read`): entries are aged by that reading.
+    pub fn get_at(&self, key: &CacheKey, read: Instant) -> Lookup {
+        let now = self.clock.at(read);
         if let Some(entry) = front::get(self.id, key) {
             let age = entry.age(now);
             if age < entry.lifetime {
@@ -316,6 +348,17 @@ impl Cache {
         } else {
             Lookup::Miss
         }
+    }
+
+    /// Starts loading what a lookup of each of `keys` will read from this thread's front (its
+    /// bucket, then the entry there), without waiting: a batch of queries that calls this
+    /// before looking any of them up has their memory fetches overlap, where each lookup
+    /// otherwise waits for two in turn (most of a hit's user-space time on a large cache).
+    /// A hint only: a key that is not there, or another key later, changes nothing.
+    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k CacheKey>) {
+        let mut pending = smallvec::SmallVec::<[front::Pending; 64]>::new();
+        pending.extend(keys.map(|key| front::prefetch_bucket(self.id, key)));
+        pending.into_iter().for_each(front::prefetch_entry);
     }
 
     /// Whether a hit on `entry` at `age` (fresh) should refresh it in the background: prefetch
@@ -442,6 +485,49 @@ mod tests {
         assert!(matches!(cache.get(&corp), Lookup::Fresh(..)));
         assert!(matches!(cache.get(&default_route), Lookup::Miss));
         assert!(matches!(cache.get(&lab), Lookup::Miss));
+    }
+
+    /// Names longer than a key holds inline are stored on the heap and found the same way, and
+    /// two names that share their first bytes are different keys.
+    #[test]
+    fn long_names_are_keys_as_short_ones_are() {
+        let cache = Cache::new(CacheSettings::default(), Clock::manual());
+        let long = format!("{}.example.test", "a".repeat(60));
+        let longer = format!("{}b.example.test", "a".repeat(60));
+        let (req, other) = (request(&long), request(&longer));
+        let key = CacheKey::for_request(&req);
+        assert!(key.name_wire().len() > INLINE_NAME);
+        assert_eq!(key.name_wire(), &req.name_wire[..]);
+        cache.insert(key.clone(), answer(&req, 300));
+        assert!(matches!(cache.get(&key), Lookup::Fresh(..)));
+        assert!(matches!(
+            cache.get(&CacheKey::for_request(&other)),
+            Lookup::Miss
+        ));
+    }
+
+    /// The key read from a datagram without parsing it is the parsed request's key, whatever
+    /// the name's case, the CD bit and an OPT record with or without DO.
+    #[test]
+    fn a_datagram_gives_the_key_of_its_parsed_request() {
+        for (name, cd, opt) in [
+            ("www.Example.TEST", false, None),
+            ("a.b.c.test", true, Some(0x8000u16)),
+            ("x.test", false, Some(0)),
+        ] {
+            let mut q = vec![0, 7, 1, if cd { 0x10 } else { 0 }, 0, 1, 0, 0, 0, 0, 0, 0];
+            wire::push_name(&mut q, name).unwrap();
+            q.extend_from_slice(&[0, 28, 0, 1]);
+            if let Some(flags) = opt {
+                q[11] = 1;
+                q.extend_from_slice(&[0, 0, 41, 4, 208, 0, 0]);
+                q.extend_from_slice(&flags.to_be_bytes());
+                q.extend_from_slice(&[0, 0]);
+            }
+            let parsed = CacheKey::for_request(&crate::protocol::parse_query(&q).unwrap());
+            assert_eq!(CacheKey::for_datagram(&q), Some(parsed), "{name}");
+        }
+        assert_eq!(CacheKey::for_datagram(&[0, 7, 1, 0]), None);
     }
 
     #[test]

@@ -19,9 +19,11 @@ use socket2::SockAddr;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use super::batch::{RecvBatch, SendBatch};
+use smallvec::SmallVec;
+
+use super::batch::{RecvBatch, SendBatch, BATCH};
 use crate::config::limits::MAX_UDP_QUERY;
-use crate::pipeline::{Step, Worker};
+use crate::pipeline::{Incoming, Step, Worker};
 use crate::query::{ClientHints, Transport};
 
 /// Largest datagram a wildcard socket reads, so that one past
@@ -48,12 +50,21 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
         let Ok(count) = received else {
             continue;
         };
-        for i in 0..count {
-            let Some(datagram) = incoming.get(i) else {
-                continue;
-            };
-            let peer = datagram.peer;
-            match step(&worker, datagram.bytes, datagram.oversized, peer) {
+        let mut peers: SmallVec<[SocketAddr; BATCH]> = SmallVec::new();
+        let batch: SmallVec<[Incoming<'_>; BATCH]> = (0..count)
+            .filter_map(|i| incoming.get(i))
+            .map(|datagram| {
+                peers.push(datagram.peer);
+                Incoming {
+                    bytes: datagram.bytes,
+                    hints: ClientHints::from_peer(datagram.peer, Transport::Udp),
+                    oversized: datagram.oversized || datagram.bytes.len() > MAX_UDP_QUERY,
+                }
+            })
+            .collect();
+        worker.start_batch(&batch, |i, step| {
+            let peer = peers[i];
+            match step {
                 Step::Reply(reply) => outgoing.push(reply, peer),
                 Step::Drop => {}
                 Step::Resolve(pending) => {
@@ -68,7 +79,8 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
                     }));
                 }
             }
-        }
+        });
+        drop(batch);
         send_all(&socket, &mut outgoing).await;
     }
 }

@@ -98,13 +98,13 @@ impl Filters {
     }
 
     /// Run `f` with a fresh context holding `q`'s values for the fields in `uses`.
-    /// `lists` names the `list.<name>` fields of the scheme, by bit.
+    /// `slots` says where each field sits in the scheme ([`FieldSlots::of`] this scheme).
     ///
     /// `'c` is any lifetime that the filters and the query's values both outlive: the context
     /// only borrows, for as long as `f` runs.
     pub(crate) fn bind<'c, R>(
         &'c self,
-        lists: &'c ListFields,
+        slots: &'c FieldSlots,
         q: &Fields<'c>,
         uses: Uses,
         f: impl FnOnce(&mut Bound<'_, '_, 'c>) -> R,
@@ -114,7 +114,7 @@ impl Filters {
             let mut b = Bound {
                 rules,
                 ctx,
-                lists,
+                slots,
                 set: Uses::default(),
             };
             b.set_request(q, uses);
@@ -144,7 +144,33 @@ impl Ruleset {
         uses: Uses,
         f: impl FnOnce(&mut Bound<'_, '_, 'c>) -> R,
     ) -> R {
-        self.filters.bind(&self.list_fields, q, uses, f)
+        self.filters.bind(&self.field_slots, q, uses, f)
+    }
+}
+
+/// Where each field a query sets sits in one ruleset's scheme, by index: looked up once when
+/// the ruleset is built, so that a query sets its values without hashing every field's name
+/// (Wirefilter's `set_field_value` looks the name up on each call).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FieldSlots {
+    /// By [`BASE_FIELDS`] index.
+    base: [Option<usize>; BASE_FIELDS.len()],
+    /// The `list.<name>` fields of global lists, by bit.
+    global: Vec<Option<usize>>,
+    /// The `list.<name>` fields of the organization's lists, by bit.
+    org: Vec<Option<usize>>,
+}
+
+impl FieldSlots {
+    /// The slots of `lists` and the base fields in `scheme` (None for a field it lacks: such
+    /// a field is never set, as `set_field_value` would have failed for it).
+    pub(crate) fn of(scheme: &Scheme, lists: &ListFields) -> Self {
+        let slot = |name: &str| scheme.field_index(name);
+        Self {
+            base: BASE_FIELDS.map(|(name, _)| slot(name)),
+            global: lists.global.iter().map(|n| slot(n)).collect(),
+            org: lists.org.iter().map(|n| slot(n)).collect(),
+        }
     }
 }
 
@@ -185,7 +211,7 @@ impl<'q> QtypeName<'q> {
 pub(crate) struct Bound<'f, 's, 'q> {
     rules: &'f [Option<CompiledRule<'s>>],
     ctx: ExecutionContext<'q>,
-    lists: &'f ListFields,
+    slots: &'f FieldSlots,
     /// The fields that have a value.
     set: Uses,
 }
@@ -223,20 +249,22 @@ impl<'q> Bound<'_, '_, 'q> {
     /// Set base field `f` (an index into `BASE_FIELDS`).
     fn set_base(&mut self, f: usize, value: impl Into<wirefilter::LhsValue<'q>>) {
         // The scheme has every base field, and callers pass the field's type.
-        let _ = self.ctx.set_field_value(BASE_FIELDS[f].0, value);
+        if let Some(Some(at)) = self.slots.base.get(f) {
+            self.ctx.set_field_value_at(*at, value);
+        }
         self.set.base |= 1 << f;
     }
 
     /// Set the `list.<name>` fields selected by `uses` from the membership masks.
     fn set_lists(&mut self, uses: Uses, global: u64, org: u64) {
         for bit in bits(uses.global) {
-            if let Some(name) = self.lists.global.get(bit) {
-                let _ = self.ctx.set_field_value(name, global & (1 << bit) != 0);
+            if let Some(Some(at)) = self.slots.global.get(bit) {
+                self.ctx.set_field_value_at(*at, global & (1 << bit) != 0);
             }
         }
         for bit in bits(uses.org) {
-            if let Some(name) = self.lists.org.get(bit) {
-                let _ = self.ctx.set_field_value(name, org & (1 << bit) != 0);
+            if let Some(Some(at)) = self.slots.org.get(bit) {
+                self.ctx.set_field_value_at(*at, org & (1 << bit) != 0);
             }
         }
         self.set = self.set.union(Uses {
@@ -421,6 +449,30 @@ mod tests {
         f.org_id = "other";
         f.src_ip = IpAddr::from([192, 0, 2, 1]);
         assert_eq!(matching(&rs, &f), vec![0, 4]);
+    }
+
+    /// Fields are set by the index resolved when the ruleset was built: every base and list
+    /// field has one, and a value is taken only at an index the scheme has, of the field's type.
+    #[test]
+    fn fields_are_set_by_their_index_in_the_scheme() {
+        let lf = lists();
+        let scheme = build_scheme(&lf);
+        let slots = FieldSlots::of(&scheme, &lf);
+        for (i, (name, _)) in BASE_FIELDS.iter().enumerate() {
+            assert_eq!(slots.base[i], scheme.field_index(name), "{name}");
+            assert!(slots.base[i].is_some(), "{name}");
+        }
+        assert_eq!(slots.global, [scheme.field_index("list.g")]);
+        assert_eq!(slots.org, [scheme.field_index("list.o")]);
+        let mut ctx = ExecutionContext::new(&scheme);
+        let fqdn = slots.base[F_FQDN].unwrap();
+        assert!(
+            !ctx.set_field_value_at(fqdn, 1i32),
+            "an Int into a Bytes field"
+        );
+        assert!(ctx.set_field_value_at(fqdn, &b"a.example"[..]));
+        let past_the_end = BASE_FIELDS.len() + lf.global.len() + lf.org.len();
+        assert!(!ctx.set_field_value_at(past_the_end, true));
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn describe_rulesets(
             global: u64::MAX,
             org: u64::MAX,
         };
-        compiled.bind(&rs.list_fields, &q.fields, all, |bound| {
+        compiled.bind(&rs.field_slots, &q.fields, all, |bound| {
             describe_rules(out, rs, bound, (decided, when), &mut reached);
         });
     }

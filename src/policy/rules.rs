@@ -147,7 +147,8 @@ pub(crate) struct ListFields {
 pub(crate) struct Ruleset {
     /// The scheme and the filters of the rules evaluated with Wirefilter, compiled at load.
     pub filters: Filters,
-    pub list_fields: ListFields,
+    /// Where the base and `list.<name>` fields sit in the filters' scheme.
+    pub field_slots: super::exec::FieldSlots,
     pub rules: Vec<Rule>,
     /// Exact-name index: name → request rules (indices, ascending) that match it.
     pub exact: hashbrown::HashMap<Box<[u8]>, SmallVec<[u32; 2]>>,
@@ -201,10 +202,11 @@ impl Ruleset {
 
     /// Build the indexes from the rules and compile the filters of the others.
     pub(crate) fn new(scheme: Arc<Scheme>, list_fields: ListFields, rules: Vec<Rule>) -> Ruleset {
+        let field_slots = super::exec::FieldSlots::of(&scheme, &list_fields);
         let filters = Filters::compile(scheme, &rules, Which::Evaluated);
         let mut rs = Ruleset {
             filters,
-            list_fields,
+            field_slots,
             rules,
             exact: hashbrown::HashMap::new(),
             list_rules: Vec::new(),

@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use smallvec::SmallVec;
+
 use super::build::EdnsOut;
 use super::parse::Request;
 use super::verbatim;
@@ -46,15 +48,23 @@ impl From<WireError> for AnswerError {
     }
 }
 
+// Inline room in an [`Answer`] for a small answer's bytes, TTL offsets and addresses. A cache
+// hit reads all three: kept in the answer's own allocation they are one memory fetch (a few
+// adjacent cache lines) instead of three pointers chased one after the other, which was most of
+// a hit's user-space time on a large cache. Larger answers spill to the heap as before.
+const INLINE_BYTES: usize = 128;
+const INLINE_RECORDS: usize = 4;
+const INLINE_ADDRESSES: usize = 2;
+
 /// An upstream answer ready to be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     /// The response without its OPT record, question as the upstream echoed it.
-    bytes: Box<[u8]>,
+    bytes: SmallVec<[u8; INLINE_BYTES]>,
     /// Length of the question section (name + type + class).
     question_len: usize,
     /// Offsets of every record's TTL field.
-    ttl_offsets: Box<[u32]>,
+    ttl_offsets: SmallVec<[u32; INLINE_RECORDS]>,
     /// Kind of answer.
     pub kind: AnswerKind,
     /// The RCODE (4 bits; extended RCODEs from upstream become SERVFAIL).
@@ -63,7 +73,7 @@ pub struct Answer {
     /// negative TTL from the SOA (RFC 2308 §5). 0 when it must not be cached.
     pub ttl: u32,
     /// Every A/AAAA address in the answer section (for response-phase rules).
-    pub addresses: Vec<IpAddr>,
+    pub addresses: SmallVec<[IpAddr; INLINE_ADDRESSES]>,
     /// Every CNAME target in the answer section, lower case, no trailing dot.
     pub cnames: Vec<String>,
     /// The upstream's Extended DNS Error, passed through to clients.
@@ -170,13 +180,13 @@ impl Answer {
             AnswerKind::Failure => 0,
         };
         Ok(Answer {
-            bytes: stored.into_boxed_slice(),
+            bytes: SmallVec::from_slice(&stored),
             question_len,
-            ttl_offsets: index.ttl_offsets.into_boxed_slice(),
+            ttl_offsets: SmallVec::from_slice(&index.ttl_offsets),
             kind,
             rcode: header.rcode(),
             ttl,
-            addresses: index.addresses,
+            addresses: SmallVec::from_slice(&index.addresses),
             cnames: index.cnames,
             ede,
         })
@@ -184,10 +194,11 @@ impl Answer {
 
     /// Bytes held, for the cache's weigher.
     pub fn weight(&self) -> usize {
-        self.bytes.len()
-            + self.ttl_offsets.len() * 4
+        let spilled = |held: bool, bytes: usize| if held { bytes } else { 0 };
+        spilled(self.bytes.spilled(), self.bytes.len())
+            + spilled(self.ttl_offsets.spilled(), self.ttl_offsets.len() * 4)
             + self.cnames.iter().map(|c| c.len() + 24).sum::<usize>()
-            + self.addresses.len() * 17
+            + spilled(self.addresses.spilled(), self.addresses.len() * 17)
             + self.ede.as_ref().map_or(0, |(_, text)| text.len())
             + std::mem::size_of::<Self>()
     }
@@ -509,6 +520,28 @@ mod tests {
         assert_eq!(msg.queries[0].name().to_string(), "WWW.Example.TEST.");
         let ttls: Vec<u32> = msg.answers.iter().map(|r| r.ttl).collect();
         assert_eq!(ttls, vec![100, 20]);
+    }
+
+    /// An answer larger than an [`Answer`] holds inline (bytes, records, addresses) is served
+    /// the same way: every TTL aged, every address indexed.
+    #[test]
+    fn a_large_answer_is_indexed_and_served_like_a_small_one() {
+        let stored = query("many.example.test");
+        let ttls: Vec<u32> = (0..12).map(|i| 300 + i).collect();
+        let bytes = upstream_reply(&stored, &ttls, false);
+        let answer = Answer::from_upstream(&bytes, &stored.name_wire, 1, 1).unwrap();
+        assert!(answer.bytes.spilled() && answer.ttl_offsets.spilled());
+        assert_eq!(answer.addresses.len(), 12);
+        assert_eq!(
+            answer.addresses[11],
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11))
+        );
+        let out = answer.write_reply(&query("Many.Example.Test"), 100, 305, None, 4096);
+        let msg = hickory_proto::op::Message::from_vec(&out).unwrap();
+        let served: Vec<u32> = msg.answers.iter().map(|r| r.ttl).collect();
+        let want: Vec<u32> = ttls.iter().map(|t| t.min(&305) - 100).collect();
+        assert_eq!(served, want);
+        assert_eq!(msg.queries[0].name().to_string(), "Many.Example.Test.");
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub fn parse_query(bytes: &[u8]) -> Result<Request, Rejection> {
     if header.qdcount != 1 {
         return Err(reject(rcode::FORMERR as u16, None, None));
     }
-    let mut qname = String::new();
+    // Room for most names up front: growing byte by byte from empty cost two reallocations.
+    let mut qname = String::with_capacity(32);
     let mut name_wire = Vec::with_capacity(32);
     let name_end = wire::read_question_name(bytes, HEADER_LEN, &mut qname, &mut name_wire)
         .map_err(|_| reject(rcode::FORMERR as u16, None, None))?;
@@ -152,6 +153,14 @@ pub fn reject_oversized(start: &[u8]) -> Rejection {
 
 /// Finds the OPT record among the records after the question. More than one
 /// OPT, or an OPT not owned by the root, is a FORMERR (RFC 6891 §6.1.1).
+/// Whether the query in `bytes`, whose question ends at `question_end`, sets the DO bit in its
+/// OPT record: the one part of a cache key outside the header and the question, read without
+/// the rest of [`parse_query`]'s work. None when its records cannot be read.
+pub fn dnssec_ok_at(bytes: &[u8], header: &Header, question_end: usize) -> Option<bool> {
+    let edns = read_edns(bytes, header, question_end).ok()?;
+    Some(edns.is_some_and(|e| e.dnssec_ok))
+}
+
 fn read_edns(bytes: &[u8], header: &Header, mut pos: usize) -> Result<Option<EdnsInfo>, WireError> {
     let mut found = None;
     let counts = [header.ancount, header.nscount, header.arcount];

@@ -175,15 +175,50 @@ impl Header {
 /// the message, so a pointer there can only be hostile.
 pub fn read_question_name(
     buf: &[u8],
-    mut pos: usize,
+    pos: usize,
     text: &mut String,
     wire: &mut Vec<u8>,
+) -> Result<usize, WireError> {
+    question_labels(buf, pos, |label| {
+        if !text.is_empty() {
+            text.push('.');
+        }
+        wire.push(label.len() as u8);
+        for &b in label {
+            let lower = b.to_ascii_lowercase();
+            wire.push(lower);
+            push_presentation_byte(text, lower);
+        }
+    })
+    .inspect(|_| wire.push(0))
+}
+
+/// The lower-case wire form of the question name at `pos` (as [`read_question_name`] reads
+/// it, without its presentation form), appended to `wire`; returns where the name ends.
+pub fn read_question_name_wire(
+    buf: &[u8],
+    pos: usize,
+    wire: &mut impl Extend<u8>,
+) -> Result<usize, WireError> {
+    question_labels(buf, pos, |label| {
+        wire.extend([label.len() as u8]);
+        wire.extend(label.iter().map(u8::to_ascii_lowercase));
+    })
+    .inspect(|_| wire.extend([0]))
+}
+
+/// Calls `label` with each label of the uncompressed question name at `pos` (as sent), and
+/// returns where the name ends: no compression pointer, labels of at most 63 bytes, a name of
+/// at most [`MAX_NAME_LEN`].
+fn question_labels(
+    buf: &[u8],
+    mut pos: usize,
+    mut label: impl FnMut(&[u8]),
 ) -> Result<usize, WireError> {
     let start = pos;
     loop {
         let len = *buf.get(pos).ok_or(WireError::Truncated)? as usize;
         if len == 0 {
-            wire.push(0);
             pos += 1;
             break;
         }
@@ -193,18 +228,10 @@ pub fn read_question_name(
         if len > 63 {
             return Err(WireError::BadName);
         }
-        let label = buf
-            .get(pos + 1..pos + 1 + len)
-            .ok_or(WireError::Truncated)?;
-        if !text.is_empty() {
-            text.push('.');
-        }
-        wire.push(len as u8);
-        for &b in label {
-            let lower = b.to_ascii_lowercase();
-            wire.push(lower);
-            push_presentation_byte(text, lower);
-        }
+        label(
+            buf.get(pos + 1..pos + 1 + len)
+                .ok_or(WireError::Truncated)?,
+        );
         pos += 1 + len;
         if pos - start > MAX_NAME_LEN {
             return Err(WireError::BadName);

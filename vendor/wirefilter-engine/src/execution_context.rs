@@ -59,6 +59,26 @@ impl<'e> ExecutionContext<'e> {
         })
     }
 
+    /// Sets a runtime value for the field at `index` of the scheme
+    /// ([`Field::index`](::Field::index)), without looking its name up
+    /// (Picket's patch: a caller that resolved its fields once sets them per
+    /// query without hashing names). Returns false, and sets nothing, when
+    /// the scheme has no such field or the value is of another type.
+    pub fn set_field_value_at<'v: 'e, V: Into<LhsValue<'v>>>(
+        &mut self,
+        index: usize,
+        value: V,
+    ) -> bool {
+        let value = value.into();
+        match self.scheme.field_type_at(index) {
+            Some(field_type) if field_type == value.get_type() => {
+                self.values[index] = Some(value);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Sets a runtime value for a given field name.
     pub fn set_field_value<'v: 'e, V: Into<LhsValue<'v>>>(
         &mut self,

@@ -192,6 +192,18 @@ impl<'s> Scheme {
         }
     }
 
+    /// The index of the field called `name`, for
+    /// [`ExecutionContext::set_field_value_at`](::ExecutionContext::set_field_value_at)
+    /// (Picket's patch).
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.get_index_of(name)
+    }
+
+    /// The type of the field at `index`, if there is one.
+    pub(crate) fn field_type_at(&self, index: usize) -> Option<Type> {
+        self.fields.get_index(index).map(|(_, ty)| *ty)
+    }
+
     /// Registers a field and its corresponding type.
     pub fn add_field(&mut self, name: String, ty: Type) -> Result<(), FieldRedefinitionError> {
         match self.fields.entry(name) {

@@ -110,7 +110,8 @@ impl Answer {
     /// is spelled out by [`Self::reencoded`]'s parse). None: re-encode it.
     fn verbatim(bytes: &[u8], header: &Header, question_len: usize, qtype: u16) -> Option<Answer> {
         let keep = verbatim::storable(bytes, header, question_len)?;
-        let mut stored = bytes[..keep.len].to_vec();
+        // Straight into the answer's own storage: no copy in between.
+        let mut stored = SmallVec::from_slice(&bytes[..keep.len]);
         stored[10..12].copy_from_slice(&keep.arcount.to_be_bytes());
         let answer = Self::indexed(stored, question_len, false, None).ok()?;
         let may_loop = !answer.cnames.is_empty() && !matches!(qtype, rtype::CNAME | rtype::ANY);
@@ -152,12 +153,13 @@ impl Answer {
             .to_vec()
             .map_err(|e| AnswerError::Unparsable(e.to_string()))?;
         let question_len = name_wire.len() + 4;
-        Ok(Self::indexed(canonical, question_len, extended_rcode, ede)?)
+        let stored = SmallVec::from_slice(&canonical);
+        Ok(Self::indexed(stored, question_len, extended_rcode, ede)?)
     }
 
     /// Indexes stored bytes (canonical, without OPT) for serving.
     fn indexed(
-        stored: Vec<u8>,
+        stored: SmallVec<[u8; INLINE_BYTES]>,
         question_len: usize,
         extended_rcode: bool,
         ede: Option<(u16, String)>,
@@ -180,7 +182,7 @@ impl Answer {
             AnswerKind::Failure => 0,
         };
         Ok(Answer {
-            bytes: SmallVec::from_slice(&stored),
+            bytes: stored,
             question_len,
             ttl_offsets: SmallVec::from_slice(&index.ttl_offsets),
             kind,

@@ -494,13 +494,18 @@ impl Worker {
         // The whole batch arrived before it was read: one clock reading serves for all.
         let started = Instant::now();
         for (i, d) in batch.iter().enumerate() {
-            let next = match d.oversized {
-                true => self.start_oversized(d.bytes, &d.hints),
-                false => self
-                    .parse_and_judge(d.bytes, &d.hints, started)
-                    .unwrap_or_else(|malformed| malformed),
-            };
-            step(i, next);
+            step(i, self.start_incoming(d, started));
+        }
+    }
+
+    /// [`Self::start`] for one datagram read at `started`, or
+    /// [`Self::start_oversized`] for one longer than any query Picket reads.
+    pub fn start_incoming(&self, d: &Incoming<'_>, started: Instant) -> Step {
+        match d.oversized {
+            true => self.start_oversized(d.bytes, &d.hints),
+            false => self
+                .parse_and_judge(d.bytes, &d.hints, started)
+                .unwrap_or_else(|malformed| malformed),
         }
     }
 

@@ -14,6 +14,7 @@ use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use socket2::SockAddr;
 use tokio::io::Interest;
@@ -55,11 +56,7 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
             .filter_map(|i| incoming.get(i))
             .map(|datagram| {
                 peers.push(datagram.peer);
-                Incoming {
-                    bytes: datagram.bytes,
-                    hints: ClientHints::from_peer(datagram.peer, Transport::Udp),
-                    oversized: datagram.oversized || datagram.bytes.len() > MAX_UDP_QUERY,
-                }
+                incoming_datagram(datagram.bytes, datagram.oversized, datagram.peer)
             })
             .collect();
         worker.start_batch(&batch, |i, step| {
@@ -85,14 +82,13 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
     }
 }
 
-/// The pipeline's front half for one datagram; one longer than
+/// A datagram from `peer` for the pipeline; one longer than
 /// [`MAX_UDP_QUERY`] is malformed, whatever its first bytes say.
-fn step(worker: &Worker, bytes: &[u8], oversized: bool, peer: SocketAddr) -> Step {
-    let hints = ClientHints::from_peer(peer, Transport::Udp);
-    if oversized || bytes.len() > MAX_UDP_QUERY {
-        worker.start_oversized(bytes, &hints)
-    } else {
-        worker.start(bytes, &hints)
+fn incoming_datagram(bytes: &[u8], oversized: bool, peer: SocketAddr) -> Incoming<'_> {
+    Incoming {
+        bytes,
+        hints: ClientHints::from_peer(peer, Transport::Udp),
+        oversized: oversized || bytes.len() > MAX_UDP_QUERY,
     }
 }
 
@@ -130,7 +126,8 @@ async fn serve_wildcard(worker: Arc<Worker>, socket: Arc<UdpSocket>) -> io::Resu
         else {
             continue;
         };
-        match step(&worker, &buf[..len], oversized, peer) {
+        let datagram = incoming_datagram(&buf[..len], oversized, peer);
+        match worker.start_incoming(&datagram, Instant::now()) {
             Step::Reply(reply) => {
                 let _ = send_from(&socket, &reply, peer, destination).await;
             }

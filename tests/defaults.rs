@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ::picket::config::PolicySource;
-use common::process::assert_mentions;
+use common::process::{answering_address, assert_mentions};
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -91,20 +91,22 @@ impl World {
 }
 
 impl Serving {
+    /// Listens on a port the kernel picks (read back from its log), so no
+    /// other test can hold or share it.
     fn start(cwd: &Path, world: &World, extra: &[&str]) -> Serving {
-        let addr = free_udp_addr();
-        let child = Command::new(picket_bin())
+        let mut child = Command::new(picket_bin())
             .current_dir(cwd)
-            .args(["serve", "--listen", &addr.to_string()])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--upstream", &world.addr().to_string()])
             .arg("--trust-anchor")
             .arg(&world.anchor)
-            .args(["--threads", "1", "--log-level", "warn"])
+            .args(["--threads", "1", "--log-level", "info"])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("picket starts");
+        let addr = answering_address(&mut child);
         Serving { child, addr }
     }
 
@@ -120,13 +122,6 @@ impl Drop for Serving {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_udp_addr() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// Rcode and A records of `name`, asked from 127.0.0.1 (the example organization's network).
@@ -356,7 +351,7 @@ fn serve_and_check_refuse_guessable_tokens_naming_the_place() {
 
     let mut serve = Command::new(picket_bin())
         .current_dir(&dir)
-        .args(["serve", "--listen", &free_udp_addr().to_string()])
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .args(["--upstream", "127.0.0.1:9", "--policies", "."])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -96,6 +96,55 @@ pub fn start_unbound(dir: &Path, server: &str) -> KillOnDrop {
     )
 }
 
+/// The UDP address a `picket serve --listen 127.0.0.1:0` child bound, read
+/// from its `answering addrs=[...]` log line (it logs at info level, the
+/// default). A port the kernel picks for the child cannot be taken by
+/// another test between a [`free_port`] and the child's bind, nor shared
+/// with another SO_REUSEPORT listener. Its stderr is drained on a thread
+/// from then on, so the child never blocks on a full pipe. Panics when the
+/// child exits or says nothing within 60 s, with what it did say.
+pub fn answering_address(child: &mut Child) -> SocketAddr {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("the child's stderr is piped");
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut said = String::new();
+        let mut found = Some(found);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let Some(sender) = found.take() else {
+                continue;
+            };
+            match first_answering_address(&line) {
+                Some(addr) => {
+                    let _ = sender.send(Ok(addr));
+                }
+                None => {
+                    said.push_str(&line);
+                    said.push('\n');
+                    found = Some(sender);
+                }
+            }
+        }
+        if let Some(sender) = found {
+            let _ = sender.send(Err(said));
+        }
+    });
+    match address.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(said)) => panic!("picket serve exited before answering; it said:\n{said}"),
+        Err(_) => panic!("picket serve did not log `answering` within 60 s"),
+    }
+}
+
+/// The first address of an `answering addrs=[A, B]` log line.
+fn first_answering_address(line: &str) -> Option<SocketAddr> {
+    if !line.contains("answering") {
+        return None;
+    }
+    let list = line.split("addrs=[").nth(1)?;
+    list.split([',', ']']).next()?.trim().parse().ok()
+}
+
 /// Runs `picket ARGS...` to its end from the crate's directory: its exit
 /// status and its stdout then stderr.
 pub fn run_picket(args: &[&str]) -> (i32, String) {

@@ -611,7 +611,7 @@ impl Worker {
         let Some(key) = self.fetch_key(&judged) else {
             return self.synthesized(&judged, &verdict);
         };
-        if let Some(step) = self.answer_any(&judged) {
+        if let Some(step) = self.answer_here(&judged) {
             return step;
         }
         let stale = match self.shared.cache.get_at(&key, started) {
@@ -668,11 +668,16 @@ impl Worker {
         self.observe_local(req, hints, arrival, reply, action, code);
     }
 
-    /// RFC 8482's short answer to a query for ANY that the policy lets
-    /// through, observed with the policy's verdict.
-    fn answer_any(&self, judged: &Judged<'_>) -> Option<Step> {
+    /// The answer to a query the policy lets through that needs no upstream:
+    /// a name in a locally served zone, or ANY (RFC 8482's short answer);
+    /// observed with the policy's verdict.
+    fn answer_here(&self, judged: &Judged<'_>) -> Option<Step> {
         let req = judged.req;
-        let reply = local::any_answer(req, self.edns_out(req), judged.limit)?;
+        let edns = self.edns_out(req);
+        let zones = &self.shared.settings.local_zones;
+        let reply = zones
+            .answer(req, edns.as_ref(), judged.limit)
+            .or_else(|| local::any_answer(req, edns, judged.limit))?;
         let verdict = judged.verdict;
         let none = Provenance::synthesized();
         self.observe(

@@ -79,6 +79,20 @@ fn a_bad_nameserver_port_is_refused_with_the_expected_form() {
 }
 
 #[test]
+fn a_local_zone_nodefault_that_names_no_local_zone_is_refused_naming_the_zones() {
+    let (code, out) = picket(&["serve", "--local-zone-nodefault", "example.com"]);
+    assert_ne!(code, 0, "{out}");
+    assert_mentions(
+        "picket serve",
+        &out,
+        &[
+            "--local-zone-nodefault example.com",
+            "localhost, invalid, onion",
+        ],
+    );
+}
+
+#[test]
 fn a_malformed_upstream_is_refused_naming_the_value_and_the_fix() {
     for (value, fix) in [
         ("tls://192.0.2.53", "e.g. tls://9.9.9.9#dns.quad9.net"),
@@ -179,6 +193,7 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--health-name",
         "--help",
         "--listen",
+        "--local-zone-nodefault",
         "--log-client-ip",
         "--log-exclude",
         "--log-format",
@@ -188,6 +203,7 @@ fn the_long_flags_of_every_subcommand_stay_the_same() {
         "--min-ttl",
         "--nameserver-port",
         "--negative-trust-anchor",
+        "--no-local-zones",
         "--no-policy",
         "--no-prefetch",
         "--nsid",
@@ -320,6 +336,7 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
         ["", "--health-name", "<NAME>", "", ""],
         ["-h", "--help", "", "", ""],
         ["", "--listen", "<ADDR>", "127.0.0.1:5353", ""],
+        ["", "--local-zone-nodefault", "<ZONE>", "", ""],
         ["", "--log-client-ip", "<MODE>", "truncate", ""],
         ["", "--log-exclude", "<FILE>", "", ""],
         ["", "--log-format", "<FORMAT>", "text", ""],
@@ -329,6 +346,7 @@ fn the_value_names_defaults_and_env_of_serve_stay_the_same() {
         ["", "--min-ttl", "<SECONDS>", "0", ""],
         ["", "--nameserver-port", "<IP=PORT>", "", ""],
         ["", "--negative-trust-anchor", "<ZONE>", "", ""],
+        ["", "--no-local-zones", "", "", ""],
         ["", "--no-policy", "", "", ""],
         ["", "--no-prefetch", "", "", ""],
         ["", "--nsid", "<TEXT>", "", ""],

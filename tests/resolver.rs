@@ -343,6 +343,16 @@ async fn malformed_and_unusual_queries_get_the_rfc_answer_and_the_server_keeps_g
     let answer = send_udp(picket.addr, &v1).await.unwrap();
     assert_eq!(u16::from(answer.metadata.response_code), 16);
     assert_eq!(answer.edns.as_ref().map(|e| e.version()), Some(0));
+    // FORMERR: types that live only in the additional section, and obsolete meta-types.
+    for rtype in [
+        RecordType::OPT,
+        RecordType::TSIG,
+        RecordType::Unknown(249),
+        RecordType::Unknown(253),
+    ] {
+        let answer = query_udp(picket.addr, "www.example.test", rtype).await;
+        assert_eq!(rcode(&answer), ResponseCode::FormErr, "{rtype}");
+    }
     // REFUSED: zone transfers.
     for rtype in [RecordType::AXFR, RecordType::IXFR] {
         let answer = query_udp(picket.addr, "example.test", rtype).await;
@@ -368,6 +378,111 @@ async fn malformed_and_unusual_queries_get_the_rfc_answer_and_the_server_keeps_g
         2,
         "still answering after all of that"
     );
+}
+
+/// What a client gets for `name` `rtype` from Picket: rcode, AA, the answer's
+/// data, and the owner of the authority's SOA.
+async fn local_answer(
+    picket: &Picket,
+    name: &str,
+    rtype: RecordType,
+) -> (ResponseCode, bool, Vec<String>, Option<String>) {
+    let m = query_udp(picket.addr, name, rtype).await;
+    let data = m.answers.iter().map(|r| r.data.to_string()).collect();
+    let soa = m
+        .authorities
+        .iter()
+        .find(|r| r.record_type() == RecordType::SOA);
+    let soa_owner = soa.map(|r| r.name.to_ascii());
+    (rcode(&m), m.metadata.authoritative, data, soa_owner)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn locally_served_names_are_answered_here_and_never_reach_the_upstream() {
+    let (upstream, picket) = forwarding();
+    let ok = ResponseCode::NoError;
+    let nx = ResponseCode::NXDomain;
+    let none = Vec::<String>::new;
+    let soa = |zone: &str| Some(zone.to_string());
+    let cases = [
+        (
+            "localhost",
+            RecordType::A,
+            ok,
+            vec!["127.0.0.1".into()],
+            None,
+        ),
+        (
+            "app.localhost",
+            RecordType::AAAA,
+            ok,
+            vec!["::1".into()],
+            None,
+        ),
+        ("localhost", RecordType::MX, ok, none(), soa("localhost.")),
+        (
+            "1.0.0.127.in-addr.arpa",
+            RecordType::PTR,
+            ok,
+            vec!["localhost.".into()],
+            None,
+        ),
+        (
+            "2.0.0.127.in-addr.arpa",
+            RecordType::PTR,
+            nx,
+            none(),
+            soa("127.in-addr.arpa."),
+        ),
+        (
+            "1.0.0.10.in-addr.arpa",
+            RecordType::PTR,
+            nx,
+            none(),
+            soa("10.in-addr.arpa."),
+        ),
+        (
+            "7.1.168.192.in-addr.arpa",
+            RecordType::PTR,
+            nx,
+            none(),
+            soa("168.192.in-addr.arpa."),
+        ),
+        ("tor.onion", RecordType::A, nx, none(), soa("onion.")),
+        (
+            "anything.invalid",
+            RecordType::A,
+            nx,
+            none(),
+            soa("invalid."),
+        ),
+        (
+            "nas.home.arpa",
+            RecordType::A,
+            nx,
+            none(),
+            soa("home.arpa."),
+        ),
+    ];
+    for (name, rtype, code, data, soa_owner) in cases {
+        let got = local_answer(&picket, name, rtype).await;
+        assert_eq!(got, (code, true, data, soa_owner), "{name} {rtype}");
+    }
+    assert_eq!(
+        upstream.queries(),
+        0,
+        "no locally served name went upstream"
+    );
+
+    // --local-zone-nodefault 10.in-addr.arpa: the office resolver answers it again.
+    let exempt = start_picket_adjusted(&[upstream.addr()], |s| {
+        let zones = ["10.in-addr.arpa".to_string()];
+        s.local_zones = ::picket::local::zones::LocalZones::without(&zones).unwrap();
+    });
+    query_udp(exempt.addr, "1.0.0.10.in-addr.arpa", RecordType::PTR).await;
+    assert_eq!(upstream.queries_for("1.0.0.10.in-addr.arpa"), 1);
+    query_udp(exempt.addr, "7.1.168.192.in-addr.arpa", RecordType::PTR).await;
+    assert_eq!(upstream.queries(), 1, "the other private zones stay local");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,7 @@ use crate::config::{
     normalize_name, parse_addr, parse_duration, parse_size, BlockPageSettings, FleetSettings,
     PolicySource, Settings, TlsSource,
 };
+use crate::local::zones::LocalZones;
 use crate::observe::{ClientIpMode, DnstapSettings, DnstapTarget, LogTarget, QueryLogSettings};
 use crate::upstream::recursor::{check_trust_anchor, parse_root_hints};
 use crate::upstream::{
@@ -215,6 +216,18 @@ pub struct ResolutionArgs {
     /// addresses also need --allow-private-nameservers).
     #[arg(long = "nameserver-port", value_name = "IP=PORT", value_parser = parse_nameserver_port)]
     pub nameserver_port: Vec<(IpAddr, u16)>,
+
+    /// Send ZONE and the locally served zones under it upstream instead of
+    /// answering them here (repeatable), e.g. `10.in-addr.arpa` for an
+    /// office resolver that knows its own reverse names. The zones:
+    /// localhost, invalid, onion, home.arpa, and the loopback, private and
+    /// RFC 6303 reverse zones.
+    #[arg(long = "local-zone-nodefault", value_name = "ZONE")]
+    pub local_zone_nodefault: Vec<String>,
+
+    /// Send every name upstream: no locally served zones at all.
+    #[arg(long = "no-local-zones", conflicts_with = "local_zone_nodefault")]
+    pub no_local_zones: bool,
 }
 
 /// DNSSEC validation, forwarding and recursive mode alike.
@@ -610,6 +623,10 @@ impl ServeArgs {
         let recursive = r.recursive || s.upstreams.is_empty();
         s.dnssec = self.dnssec.dnssec.into();
         s.negative_trust_anchors = self.dnssec.negative_trust_anchor.clone();
+        s.local_zones = match r.no_local_zones {
+            true => LocalZones::none(),
+            false => LocalZones::without(&r.local_zone_nodefault)?,
+        };
         if let Some(path) = &self.dnssec.trust_anchor {
             s.trust_anchor = Some(
                 check_trust_anchor(path)

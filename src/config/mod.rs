@@ -37,6 +37,9 @@ pub struct Settings {
     /// Negative trust anchors (`--negative-trust-anchor`, RFC 7646): names
     /// at or under them are not validated.
     pub negative_trust_anchors: Vec<hickory_proto::rr::Name>,
+    /// Names answered here and never sent upstream (`localhost`, `invalid`,
+    /// private reverse zones...; `--local-zone-nodefault`, `--no-local-zones`).
+    pub local_zones: crate::local::zones::LocalZones,
     /// Worker threads (each with its own runtime and sockets).
     pub threads: usize,
     /// The shared cache.
@@ -210,6 +213,7 @@ impl Default for Settings {
             dnssec: DnssecMode::Validate,
             trust_anchor: None,
             negative_trust_anchors: Vec::new(),
+            local_zones: Default::default(),
             threads: 1,
             cache: CacheSettings::default(),
             forwarder: ForwarderSettings::default(),

@@ -91,7 +91,13 @@ pub fn parse_query(bytes: &[u8]) -> Result<Request, Rejection> {
         rcode,
     };
     if header.qdcount != 1 {
-        return Err(reject(rcode::FORMERR as u16, None, None));
+        // Without a question, the records start right after the header: a
+        // readable OPT there gets ours back (RFC 6891 §7), as Unbound does.
+        let edns = match header.qdcount {
+            0 => read_edns(bytes, &header, HEADER_LEN).ok().flatten(),
+            _ => None,
+        };
+        return Err(reject(rcode::FORMERR as u16, None, edns));
     }
     // Room for most names up front: growing byte by byte from empty cost two reallocations.
     let mut qname = String::with_capacity(32);
@@ -116,7 +122,7 @@ pub fn parse_query(bytes: &[u8]) -> Result<Request, Rejection> {
             return Err(reject(rcode::BADVERS, Some(question), edns));
         }
     }
-    if qtype == rtype::OPT {
+    if rtype::is_never_asked(qtype) {
         return Err(reject(rcode::FORMERR as u16, Some(question), edns));
     }
     Ok(Request {
@@ -151,8 +157,6 @@ pub fn reject_oversized(start: &[u8]) -> Rejection {
     }
 }
 
-/// Finds the OPT record among the records after the question. More than one
-/// OPT, or an OPT not owned by the root, is a FORMERR (RFC 6891 §6.1.1).
 /// Whether the query in `bytes`, whose question ends at `question_end`, sets the DO bit in its
 /// OPT record: the one part of a cache key outside the header and the question, read without
 /// the rest of [`parse_query`]'s work. None when its records cannot be read.
@@ -161,6 +165,8 @@ pub fn dnssec_ok_at(bytes: &[u8], header: &Header, question_end: usize) -> Optio
     Some(edns.is_some_and(|e| e.dnssec_ok))
 }
 
+/// Finds the OPT record among the records after the question. More than one
+/// OPT, or an OPT not owned by the root, is a FORMERR (RFC 6891 §6.1.1).
 fn read_edns(bytes: &[u8], header: &Header, mut pos: usize) -> Result<Option<EdnsInfo>, WireError> {
     let mut found = None;
     let counts = [header.ancount, header.nscount, header.arcount];
@@ -255,6 +261,31 @@ mod tests {
         );
         let cut = query("a.test", 1, None);
         assert_eq!(rcode_of(&cut[..cut.len() - 1]), rcode::FORMERR as u16);
+        // No question but an OPT: FORMERR with our OPT (RFC 6891 §7); two questions: no OPT read.
+        let mut bare = vec![0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        bare.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        match parse_query(&bare) {
+            Err(Rejection::Reply { rcode, edns, .. }) => {
+                assert_eq!(rcode, rcode::FORMERR as u16);
+                assert_eq!(edns.map(|e| e.payload), Some(1232));
+            }
+            other => panic!("expected FORMERR, got {other:?}"),
+        }
+        // OPT, TKEY, TSIG, MAILB, MAILA and the other meta-types are never asked.
+        for qtype in [41, 128, 249, 250, 253, 254] {
+            assert_eq!(
+                rcode_of(&query("a.test", qtype, None)),
+                rcode::FORMERR as u16,
+                "{qtype}"
+            );
+        }
+        // Zone transfers, ANY and private-use types are queries.
+        for qtype in [1, 127, 251, 252, 255, 65280] {
+            assert!(
+                parse_query(&query("a.test", qtype, None)).is_ok(),
+                "{qtype}"
+            );
+        }
     }
 
     #[test]

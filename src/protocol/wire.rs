@@ -52,6 +52,14 @@ pub mod rtype {
     pub const AXFR: u16 = 252;
     pub const ANY: u16 = 255;
     pub const HINFO: u16 = 13;
+
+    /// A type no resolver can be asked for: OPT, TKEY and TSIG live only in
+    /// a message's additional section, MAILA and MAILB are obsolete (RFC
+    /// 6895 §3.1), and 128-248 are meta-types none of which are queries.
+    /// Unbound answers these FORMERR, and so do we rather than send them on.
+    pub fn is_never_asked(qtype: u16) -> bool {
+        matches!(qtype, OPT | 128..=250 | 253 | 254)
+    }
 }
 
 /// Header flag bits (the 16-bit word after the ID).

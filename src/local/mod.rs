@@ -3,8 +3,12 @@
 //! queries answered, other classes refused, the health name answered, DDR's
 //! `_dns.resolver.arpa` answered with our encrypted endpoints
 //! ([`crate::ddr`]), Firefox's canary domain answered NXDOMAIN when Picket
-//! filters; and, once the policy has let it through, ANY gets the minimal
-//! RFC 8482 answer, which also removes it as an amplifier.
+//! filters; and, once the policy has let it through, a name in a locally
+//! served zone ([`zones`]: `localhost`, `invalid`, private reverse zones...)
+//! is answered here, and ANY gets the minimal RFC 8482 answer, which also
+//! removes it as an amplifier.
+
+pub mod zones;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::zone::EXAMPLE_TEST_APEX;
@@ -383,11 +383,11 @@ async fn malformed_and_unusual_queries_get_the_rfc_answer_and_the_server_keeps_g
 /// What a client gets for `name` `rtype` from Picket: rcode, AA, the answer's
 /// data, and the owner of the authority's SOA.
 async fn local_answer(
-    picket: &Picket,
+    server: SocketAddr,
     name: &str,
     rtype: RecordType,
 ) -> (ResponseCode, bool, Vec<String>, Option<String>) {
-    let m = query_udp(picket.addr, name, rtype).await;
+    let m = query_udp(server, name, rtype).await;
     let data = m.answers.iter().map(|r| r.data.to_string()).collect();
     let soa = m
         .authorities
@@ -465,7 +465,7 @@ async fn locally_served_names_are_answered_here_and_never_reach_the_upstream() {
         ),
     ];
     for (name, rtype, code, data, soa_owner) in cases {
-        let got = local_answer(&picket, name, rtype).await;
+        let got = local_answer(picket.addr, name, rtype).await;
         assert_eq!(got, (code, true, data, soa_owner), "{name} {rtype}");
     }
     assert_eq!(
@@ -483,6 +483,58 @@ async fn locally_served_names_are_answered_here_and_never_reach_the_upstream() {
     assert_eq!(upstream.queries_for("1.0.0.10.in-addr.arpa"), 1);
     query_udp(exempt.addr, "7.1.168.192.in-addr.arpa", RecordType::PTR).await;
     assert_eq!(upstream.queries(), 1, "the other private zones stay local");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
+async fn locally_served_names_are_answered_as_unbound_answers_them() {
+    let (upstream, picket) = forwarding();
+    let dir = temp_dir("unbound-local-zones");
+    let port = free_port();
+    let server = format!(
+        "  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n  \
+         module-config: \"iterator\"\n  local-zone: \"test.\" nodefault\n  verbosity: 0\n\
+         forward-zone:\n  name: \".\"\n  forward-addr: {}@{}\n",
+        upstream.addr().ip(),
+        upstream.addr().port(),
+    );
+    let _unbound = common::process::start_unbound(&dir, &server);
+    let unbound: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until_answering(unbound).await;
+    for (name, rtype) in [
+        ("localhost", RecordType::A),
+        ("localhost", RecordType::AAAA),
+        ("localhost", RecordType::SOA),
+        ("localhost", RecordType::NS),
+        ("localhost", RecordType::TXT),
+        ("www.localhost", RecordType::A),
+        ("1.0.0.127.in-addr.arpa", RecordType::PTR),
+        ("9.0.0.127.in-addr.arpa", RecordType::PTR),
+        ("127.in-addr.arpa", RecordType::SOA),
+        (
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+            RecordType::PTR,
+        ),
+        ("1.0.0.10.in-addr.arpa", RecordType::PTR),
+        ("1.1.20.172.in-addr.arpa", RecordType::PTR),
+        ("1.1.168.192.in-addr.arpa", RecordType::PTR),
+        ("1.1.64.100.in-addr.arpa", RecordType::PTR),
+        ("1.1.254.169.in-addr.arpa", RecordType::PTR),
+        ("1.2.0.192.in-addr.arpa", RecordType::PTR),
+        ("255.255.255.255.in-addr.arpa", RecordType::PTR),
+        ("1.d.f.ip6.arpa", RecordType::PTR),
+        ("1.8.e.f.ip6.arpa", RecordType::PTR),
+        ("1.8.b.d.0.1.0.0.2.ip6.arpa", RecordType::PTR),
+        ("x.onion", RecordType::A),
+        ("x.invalid", RecordType::A),
+        ("invalid", RecordType::NS),
+        ("printer.home.arpa", RecordType::A),
+    ] {
+        let ours = local_answer(picket.addr, name, rtype).await;
+        let theirs = local_answer(unbound, name, rtype).await;
+        assert_eq!(ours, theirs, "{name} {rtype}: Picket, then Unbound");
+    }
+    assert_eq!(upstream.queries(), 0, "neither asked the upstream");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -47,7 +47,7 @@ struct LocalZone {
     wire: Vec<u8>,
     /// Every name under the apex answers as the apex does (`localhost`).
     redirect: bool,
-    /// Records besides the apex's SOA and NS: owner (lower-case wire), type, RDATA.
+    /// Owner (lower-case wire), type, RDATA; the apex's SOA first, then its NS.
     records: Vec<(Vec<u8>, u16, Vec<u8>)>,
 }
 
@@ -126,11 +126,11 @@ impl LocalZone {
         } else {
             &req.name_wire
         };
-        let exists = owner == self.wire.as_slice()
-            || self
-                .records
-                .iter()
-                .any(|(o, _, _)| is_at_or_under(o, owner));
+        // A name exists when it owns a record or is an empty non-terminal above one.
+        let exists = self
+            .records
+            .iter()
+            .any(|(o, _, _)| is_at_or_under(o, owner));
         let code = if exists {
             rcode::NOERROR
         } else {
@@ -138,12 +138,15 @@ impl LocalZone {
         };
         let mut w = ResponseWriter::new(req, code as u16);
         w.set_flags(flag::AA);
+        let asked = |t: u16| req.qtype == t || req.qtype == rtype::ANY;
         let mut answered = false;
-        for (rtype, rdata) in self.records_at(owner) {
-            if req.qtype == rtype || req.qtype == rtype::ANY {
-                w.record_at_question(Section::Answer, rtype, TTL, &rdata);
-                answered = true;
-            }
+        for (_, t, rdata) in self
+            .records
+            .iter()
+            .filter(|(o, t, _)| o == owner && asked(*t))
+        {
+            w.record_at_question(Section::Answer, *t, TTL, rdata);
+            answered = true;
         }
         if !answered {
             w.record_at(
@@ -151,25 +154,10 @@ impl LocalZone {
                 &self.apex,
                 rtype::SOA,
                 TTL,
-                &soa_rdata(),
+                &self.records[0].2,
             );
         }
         w.finish(edns, limit)
-    }
-
-    /// The records owned by `owner`, the apex's SOA and NS included.
-    fn records_at(&self, owner: &[u8]) -> Vec<(u16, Vec<u8>)> {
-        let mut at: Vec<(u16, Vec<u8>)> = Vec::new();
-        if owner == self.wire.as_slice() {
-            at.push((rtype::SOA, soa_rdata()));
-            at.push((rtype::NS, localhost_name()));
-        }
-        let own = self
-            .records
-            .iter()
-            .filter(|(o, _, _)| o.as_slice() == owner);
-        at.extend(own.map(|(_, t, rdata)| (*t, rdata.clone())));
-        at
     }
 }
 
@@ -188,15 +176,20 @@ fn localhost() -> LocalZone {
     zone
 }
 
-/// A zone with `(owner, PTR)` records pointing at `localhost.`.
+/// A zone with its SOA and NS, and `(owner, PTR)` records pointing at `localhost.`.
 fn static_zone(apex: &str, ptrs: &[(&str, u16)]) -> LocalZone {
-    let records = ptrs
-        .iter()
-        .map(|(owner, t)| (wire_of(owner), *t, localhost_name()))
-        .collect();
+    let wire = wire_of(apex);
+    let mut records = vec![
+        (wire.clone(), rtype::SOA, soa_rdata()),
+        (wire.clone(), rtype::NS, localhost_name()),
+    ];
+    records.extend(
+        ptrs.iter()
+            .map(|(owner, t)| (wire_of(owner), *t, localhost_name())),
+    );
     LocalZone {
         apex: format!("{apex}."),
-        wire: wire_of(apex),
+        wire,
         redirect: false,
         records,
     }

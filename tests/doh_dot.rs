@@ -15,8 +15,10 @@ use bytes::Bytes;
 use common::picket::{assert_served, SERVED_A_TTL, SERVED_NEGATIVE_TTL};
 use common::{
     a_query, any_port, dir_with, free_addr, rcode, run_program, EncryptedPicket, PicketProcess,
+    QueryBuilder,
 };
 use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::RecordType;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
@@ -985,6 +987,36 @@ async fn dot_answers_with_sni_and_alpn() {
     assert_eq!(ids, vec![0, 0x1234]);
 }
 
+/// RFC 7830 §4 and RFC 8467 §4.1: a padded query over DoT gets a response padded to a
+/// multiple of 468 bytes, a cache hit as much as a miss; an unpadded one gets no padding.
+#[tokio::test]
+async fn dot_pads_the_answers_to_padded_queries() {
+    let server = start();
+    let mut tls = tls_connect(&server, server.dot_addrs()[0], "localhost", &[b"dot"]).await;
+    let padded = |id| {
+        QueryBuilder::new("www.example.test", RecordType::A)
+            .id(id)
+            .option(EdnsOption::Unknown(12, vec![0; 60]))
+            .to_bytes()
+    };
+    for id in [1, 2] {
+        let wire = padded(id);
+        let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&wire);
+        tls.write_all(&framed).await.unwrap();
+        let len = tls.read_u16().await.unwrap() as usize;
+        let mut answer = vec![0; len];
+        tls.read_exact(&mut answer).await.unwrap();
+        assert_eq!(len % 468, 0, "query {id}: {len} bytes");
+        let msg = Message::from_vec(&answer).unwrap();
+        assert_served(&msg);
+        let options = msg.edns.expect("an OPT").options().as_ref().len();
+        assert_eq!(options, 1, "the padding option");
+    }
+    let plain = dot_exchange(&mut tls, &a_query(3, "www.example.test.")).await;
+    assert!(plain.edns.expect("an OPT").options().as_ref().is_empty());
+}
+
 // ---------------------------------------------------------------- drain
 
 /// An HTTP/2 connection to DoH: its request sender and its driving task.
@@ -1317,6 +1349,17 @@ async fn kdig_over_https_and_tls() {
     assert!(out[0].contains("HTTP/2-POST"), "{}", out[0]);
     assert!(out[1].contains("HTTP/2-GET"), "{}", out[1]);
     assert!(out[2].contains("TLS"), "{}", out[2]);
+    // kdig pads its DoT query (+padding): the answer is padded to 468 bytes.
+    let dot_port = server.dot_addrs()[0].port().to_string();
+    let padded = tokio::task::spawn_blocking(move || {
+        let args = ["+tls", "+padding", "@127.0.0.1", "-p", &dot_port];
+        run_program("kdig", &[&args[..], &["www.example.test", "A"]].concat())
+    })
+    .await
+    .unwrap();
+    assert!(padded.contains("status: NOERROR"), "{padded}");
+    assert!(padded.contains("PADDING: "), "{padded}");
+    assert!(padded.contains("Received 468 B"), "{padded}");
 }
 
 /// dnsperf's DoH client gets every answer, GET and POST, with many

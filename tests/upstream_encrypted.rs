@@ -13,7 +13,7 @@ use ::picket::config::Settings;
 use ::picket::upstream::{read_ca_file, Upstream};
 use common::tls::TestCa;
 use common::*;
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
 /// `w<i>.example.test A 192.0.2.<i>` for i in 0..20.
@@ -157,6 +157,12 @@ async fn dot_upstream_pipelines_concurrent_misses_on_one_connection() {
     // Pipelined queries in flight together carry distinct IDs.
     let ids: HashSet<u16> = authority.received().iter().map(|m| m.metadata.id).collect();
     assert_eq!(ids.len(), 13);
+    // Each query is padded (RFC 8467): its length tells an observer nothing of the name.
+    let padded = |m: &Message| {
+        let options = m.edns.as_ref().map(|e| e.options().as_ref().clone());
+        options.is_some_and(|o| o.iter().any(|(code, _)| u16::from(*code) == 12))
+    };
+    assert!(authority.received().iter().all(padded));
 }
 
 #[tokio::test(flavor = "multi_thread")]

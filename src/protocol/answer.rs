@@ -253,7 +253,7 @@ impl Answer {
         }
         out[2..4].copy_from_slice(&flags.to_be_bytes());
         if let Some(e) = edns {
-            e.write(&mut out, self.rcode as u16);
+            e.write(&mut out, self.rcode as u16, limit);
             let ar = wire::u16_at(&out, 10).unwrap_or(0) + 1;
             out[10..12].copy_from_slice(&ar.to_be_bytes());
         }

@@ -12,6 +12,10 @@ pub const DEFAULT_UDP_PAYLOAD: u16 = 1232;
 /// Class IN (RFC 1035).
 const CLASS_IN: u16 = 1;
 
+/// Responses to padded queries are padded to a multiple of this many bytes
+/// (RFC 8467 §4.1, "Block-Length Padding"; Unbound's `pad-responses-block-size`).
+pub const RESPONSE_PADDING_BLOCK: usize = 468;
+
 /// Compression pointer to the question name at offset 12.
 const QUESTION_NAME_POINTER: [u8; 2] = [0xc0, 0x0c];
 
@@ -26,6 +30,8 @@ pub struct EdnsOut<'a> {
     pub ede: Vec<(u16, &'a str)>,
     /// Our NSID (RFC 5001), when the client asked for it.
     pub nsid: Option<&'a [u8]>,
+    /// Pad the response (the query was padded: RFC 7830 §4 says we must).
+    pub pad: bool,
 }
 
 impl<'a> EdnsOut<'a> {
@@ -36,6 +42,7 @@ impl<'a> EdnsOut<'a> {
             dnssec_ok: info.dnssec_ok,
             ede: Vec::new(),
             nsid: None,
+            pad: info.padding,
         }
     }
 
@@ -45,8 +52,10 @@ impl<'a> EdnsOut<'a> {
         self
     }
 
-    /// Appends the OPT record; `ext_rcode` is the full extended RCODE.
-    pub fn write(&self, out: &mut Vec<u8>, ext_rcode: u16) {
+    /// Appends the OPT record to the message in `out`; `ext_rcode` is the
+    /// full extended RCODE. When padding, the message grows to the next
+    /// multiple of [`RESPONSE_PADDING_BLOCK`], or to `limit` if that is nearer.
+    pub fn write(&self, out: &mut Vec<u8>, ext_rcode: u16, limit: usize) {
         out.push(0); // root owner
         out.extend_from_slice(&rtype::OPT.to_be_bytes());
         out.extend_from_slice(&self.payload.max(512).to_be_bytes());
@@ -63,6 +72,9 @@ impl<'a> EdnsOut<'a> {
         if let Some(nsid) = self.nsid {
             push_option(out, wire::edns_option::NSID, &[nsid]);
         }
+        if self.pad {
+            push_padding(out, limit);
+        }
         let rdlen = (out.len() - rdlen_at - 2) as u16;
         out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
     }
@@ -77,6 +89,23 @@ impl<'a> EdnsOut<'a> {
     pub fn is_empty(&self) -> bool {
         false
     }
+}
+
+/// The Padding option (RFC 7830) that brings the message in `out` to the
+/// next block boundary, or to `limit`; none when even its header does not fit.
+fn push_padding(out: &mut Vec<u8>, limit: usize) {
+    let with_header = out.len() + 4;
+    let to_block =
+        (RESPONSE_PADDING_BLOCK - with_header % RESPONSE_PADDING_BLOCK) % RESPONSE_PADDING_BLOCK;
+    let Some(room) = limit.checked_sub(with_header) else {
+        return;
+    };
+    let zeros = [0u8; RESPONSE_PADDING_BLOCK];
+    push_option(
+        out,
+        wire::edns_option::PADDING,
+        &[&zeros[..to_block.min(room)]],
+    );
 }
 
 fn push_option(out: &mut Vec<u8>, code: u16, parts: &[&[u8]]) {
@@ -215,7 +244,7 @@ impl ResponseWriter {
             self.buf[at..at + 2].copy_from_slice(&count.to_be_bytes());
         }
         if let Some(e) = edns {
-            e.write(&mut self.buf, self.rcode);
+            e.write(&mut self.buf, self.rcode, limit);
             self.buf[10..12].copy_from_slice(&(self.counts[2] + 1).to_be_bytes());
         }
         self.buf
@@ -281,6 +310,49 @@ mod tests {
             q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
         }
         parse_query(&q).unwrap()
+    }
+
+    /// A query for `Blocked.Example` A whose OPT carries a Padding option.
+    fn padded_request() -> Request {
+        let mut q = request(false);
+        let mut bytes = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+        bytes.extend_from_slice(&q.question);
+        bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 8]);
+        bytes.extend_from_slice(&[0, 12, 0, 4, 0, 0, 0, 0]);
+        q = parse_query(&bytes).unwrap();
+        assert!(q.edns.unwrap().padding);
+        q
+    }
+
+    fn padding_len(bytes: &[u8]) -> Option<usize> {
+        let msg = Message::from_vec(bytes).unwrap();
+        let edns = msg.edns?;
+        edns.options()
+            .as_ref()
+            .iter()
+            .find(|(code, _)| u16::from(*code) == 12)
+            .map(|(_, option)| usize::from(option.len()))
+    }
+
+    #[test]
+    fn responses_to_padded_queries_are_padded_to_the_block_within_the_limit() {
+        let req = padded_request();
+        let edns = EdnsOut::answering(req.edns.as_ref().unwrap(), 1232);
+        let mut w = ResponseWriter::new(&req, 0);
+        w.address(Section::Answer, [192, 0, 2, 1].into(), 60);
+        let padded = w.finish(Some(&edns), usize::from(u16::MAX));
+        assert_eq!(padded.len() % RESPONSE_PADDING_BLOCK, 0);
+        assert!(padding_len(&padded).is_some());
+        // A limit under the block: padded up to the limit, never past it.
+        let mut w = ResponseWriter::new(&req, 0);
+        w.address(Section::Answer, [192, 0, 2, 1].into(), 60);
+        assert_eq!(w.finish(Some(&edns), 300).len(), 300);
+        // An unpadded query gets no padding.
+        let plain = request(true);
+        let edns = EdnsOut::answering(plain.edns.as_ref().unwrap(), 1232);
+        let bytes = ResponseWriter::new(&plain, 0).finish(Some(&edns), usize::from(u16::MAX));
+        assert_eq!(padding_len(&bytes), None);
+        assert!(bytes.len() < RESPONSE_PADDING_BLOCK);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct EdnsInfo {
     pub dnssec_ok: bool,
     /// The client asked for our NSID (RFC 5001).
     pub nsid: bool,
+    /// The query was padded (RFC 7830), so the response must be too.
+    pub padding: bool,
 }
 
 /// A parsed query: what every later stage needs, nothing borrowed.
@@ -191,6 +193,7 @@ fn edns_from_span(bytes: &[u8], span: &wire::RecordSpan) -> Result<EdnsInfo, Wir
         version: (span.ttl >> 16) as u8,
         dnssec_ok: span.ttl & 0x8000 != 0,
         nsid: false,
+        padding: false,
     };
     let mut pos = span.rdata_at;
     let end = span.end();
@@ -200,8 +203,10 @@ fn edns_from_span(bytes: &[u8], span: &wire::RecordSpan) -> Result<EdnsInfo, Wir
         if pos + 4 + len > end {
             return Err(WireError::Truncated);
         }
-        if code == wire::edns_option::NSID {
-            info.nsid = true;
+        match code {
+            wire::edns_option::NSID => info.nsid = true,
+            wire::edns_option::PADDING => info.padding = true,
+            _ => {}
         }
         pos += 4 + len;
     }

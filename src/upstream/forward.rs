@@ -375,6 +375,16 @@ impl SentQuery {
         Self::build(id, q, true, case, Some(payload))
     }
 
+    /// A query over an encrypted transport (DoT, DoH, DoQ) with ID `id`, its
+    /// OPT padded so the message is a multiple of [`QUERY_PADDING_BLOCK`]
+    /// bytes (RFC 8467 §4.1): its length no longer tells an observer of the
+    /// encrypted stream which name was asked.
+    pub(crate) fn encrypted(id: u16, q: &UpstreamQuery<'_>, payload: u16) -> Self {
+        let mut sent = Self::with_id(id, q, Case::AsIs, payload);
+        pad_query(&mut sent.message);
+        sent
+    }
+
     /// The iterator's query to an authoritative server: a fresh random ID,
     /// RD=0, EDNS with `payload` unless None (a server that refused it).
     pub(crate) fn iterative(q: &UpstreamQuery<'_>, case: Case, payload: Option<u16>) -> Self {
@@ -460,6 +470,23 @@ fn build_query(id: u16, q: &UpstreamQuery<'_>, rd: bool, payload: Option<u16>) -
     m.extend_from_slice(&ttl.to_be_bytes());
     m.extend_from_slice(&[0, 0]);
     m
+}
+
+/// Queries to encrypted upstreams are padded to a multiple of this many bytes
+/// (RFC 8467 §4.1, "Block-Length Padding"; Unbound's `pad-queries-block-size`).
+pub(crate) const QUERY_PADDING_BLOCK: usize = 128;
+
+/// Appends a Padding option (RFC 7830) to the OPT record that ends `message`
+/// (as [`build_query`] writes it, no options yet) up to the next block.
+fn pad_query(message: &mut Vec<u8>) {
+    let rdlen_at = message.len() - 2;
+    let with_header = message.len() + 4;
+    let pad = (QUERY_PADDING_BLOCK - with_header % QUERY_PADDING_BLOCK) % QUERY_PADDING_BLOCK;
+    message.extend_from_slice(&wire::edns_option::PADDING.to_be_bytes());
+    message.extend_from_slice(&(pad as u16).to_be_bytes());
+    message.resize(message.len() + pad, 0);
+    let rdlen = (4 + pad) as u16;
+    message[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
 }
 
 /// One query over a fresh TCP connection (after TC=1 over UDP). No 0x20: an
@@ -684,6 +711,30 @@ mod tests {
         other_id[0] ^= 0xff;
         assert_eq!(sent.check(&other_id), Check::NotOurs);
         assert_eq!(sent.check(&answer_to(&sent, NAME)[..20]), Check::NotOurs);
+    }
+
+    #[test]
+    fn encrypted_queries_are_padded_to_the_block_and_still_read_as_the_query() {
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::RecordType;
+        for name in [
+            &b"\x01a\x00"[..],
+            NAME,
+            &[&b"\x3f"[..], &[b'x'; 63], b"\x00"].concat(),
+        ] {
+            let q = UpstreamQuery {
+                name_wire: name,
+                ..query(1)
+            };
+            let sent = SentQuery::encrypted(7, &q, 1232);
+            assert_eq!(sent.message.len() % QUERY_PADDING_BLOCK, 0);
+            let read = Message::from_vec(&sent.message).unwrap();
+            assert_eq!(read.metadata.id, 7);
+            assert_eq!(read.queries[0].query_type(), RecordType::A);
+            assert_eq!(read.edns.unwrap().options().as_ref().len(), 1);
+        }
+        let sent = SentQuery::encrypted(7, &query(1), 1232);
+        assert_eq!(sent.check(&answer_to(&sent, NAME)), Check::Ours);
     }
 
     #[test]

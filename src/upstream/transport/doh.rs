@@ -18,7 +18,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 
 use super::{checked, network, tls_to, Common, ConnectionPool, Failed};
-use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
+use crate::upstream::forward::{SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
 const DNS_MESSAGE: &str = "application/dns-message";
@@ -114,7 +114,7 @@ impl ConnectionPool for Pool {
         payload: u16,
     ) -> Result<Vec<u8>, Failed> {
         let label = &self.label;
-        let sent = SentQuery::with_id(0, q, Case::AsIs, payload);
+        let sent = SentQuery::encrypted(0, q, payload);
         let request = Request::post(self.uri.clone())
             .header(CONTENT_TYPE, DNS_MESSAGE)
             .header(ACCEPT, DNS_MESSAGE)

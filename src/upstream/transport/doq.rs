@@ -14,7 +14,7 @@ use quinn::{
 use tokio_rustls::rustls::ClientConfig;
 
 use super::{checked, framed, network, Common, ConnectionPool, Failed, InUse};
-use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
+use crate::upstream::forward::{SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
 /// RFC 9250 §4.3: DOQ_NO_ERROR, closing a connection we no longer need.
@@ -78,7 +78,7 @@ impl ConnectionPool for Pool {
             .open_bi()
             .await
             .map_err(|e| Failed::Lost(network(format!("{label}: {e}"))))?;
-        let sent = SentQuery::with_id(0, q, Case::AsIs, payload);
+        let sent = SentQuery::encrypted(0, q, payload);
         let other = |what: String| Failed::Other(network(format!("{label}: {what}")));
         send.write_all(&framed(&sent.message))
             .await

@@ -20,7 +20,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 
 use super::{checked, framed, network, tls_to, Common, ConnectionPool, Failed, InUse};
-use crate::upstream::forward::{Case, SentQuery, UpstreamQuery};
+use crate::upstream::forward::{SentQuery, UpstreamQuery};
 use crate::upstream::UpstreamError;
 
 type Stream = TlsStream<TcpStream>;
@@ -174,7 +174,7 @@ impl Conn {
             }
             // An ID not outstanding on this connection: answers are matched by it.
             let sent = loop {
-                let sent = SentQuery::with_id(rand::random(), q, Case::AsIs, payload);
+                let sent = SentQuery::encrypted(rand::random(), q, payload);
                 if !pending.waiting.contains_key(&sent.id) {
                     break sent;
                 }

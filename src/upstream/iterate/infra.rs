@@ -164,7 +164,12 @@ impl Infra {
 
     /// Runs `f` on `ip`'s facts (created on first use).
     pub(crate) fn server<T>(&self, ip: IpAddr, f: impl FnOnce(&mut ServerFacts) -> T) -> T {
-        let facts = self.servers.get_with(ip, Default::default);
+        // A plain read first: `get_with` allocates for its key even when
+        // the entry is there, which it nearly always is.
+        let facts = match self.servers.get(&ip) {
+            Some(facts) => facts,
+            None => self.servers.get_with(ip, Default::default),
+        };
         let mut facts = facts.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut facts)
     }

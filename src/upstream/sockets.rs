@@ -59,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::DefaultHashBuilder;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::forward::ForwarderStats;
@@ -413,7 +414,8 @@ impl Pooled {
     /// was idle (a late duplicate, or a forger's answers sent ahead for
     /// the next query), so that only what arrives while a query waits is
     /// weighed, as on a port drawn for it. No system call unless the
-    /// reactor saw the socket become readable.
+    /// reactor saw a datagram arrive since the last answer (`ask` forgets
+    /// the readiness the answer left).
     fn drain(&self) {
         DATAGRAM.with_borrow_mut(|buf| while self.socket.try_recv(buf).is_ok() {});
     }
@@ -568,6 +570,13 @@ pub(crate) async fn ask<T>(
                 Err(e) => Err(e),
             })?;
             if let Some(answer) = taken {
+                // Forget the readiness (no system call): whatever else is
+                // queued came within this wait and meets the next query's
+                // checks; readiness from here on means a datagram came
+                // after the answer, which `Pooled::drain` then drops.
+                let _ = socket.try_io(Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
                 return Ok::<T, io::Error>(answer);
             }
         }
@@ -804,16 +813,42 @@ mod tests {
 
     #[tokio::test]
     async fn what_reached_a_kept_port_while_idle_is_not_taken_for_the_next_query() {
-        let (addr, seen) = server(Arc::default()).await;
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
         let (pool, _) = pool(1);
-        assert_eq!(exchange(&pool, addr, Port::Authority, 7).await, 0);
-        // The server sent a REFUSED copy right after its answer; it waits
-        // on the kept socket. The next query has the same ID (one the late
-        // copy matches, as a forger's guess would): it must get its own
-        // answer, not what came in between.
-        assert_eq!(exchange(&pool, addr, Port::Authority, 7).await, 0);
-        let ports = ports(&seen);
-        assert_eq!(ports[0], ports[1], "the port was kept: {ports:?}");
+        let (server, pool) = (&server, &pool);
+        // The server answers each query with its header, QR set and RCODE
+        // `rcode`; the client takes any datagram with its ID.
+        let exchange = |rcode: u8| async move {
+            let lease = pool.lease(addr, Port::Authority).expect("a socket");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let ours = |d: &[u8]| (d[..2] == [0, 7]).then_some(d[3] & 0x0f);
+            let answer = async {
+                let mut buf = [0; 512];
+                let (len, from) = server.recv_from(&mut buf).await.unwrap();
+                buf[2] |= 0x80;
+                buf[3] = rcode;
+                server.send_to(&buf[..len], from).await.unwrap();
+                from
+            };
+            let query = [0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let (taken, from) = tokio::join!(ask(&lease, &query, deadline, ours), answer);
+            lease.answered();
+            (taken.expect("answered"), from)
+        };
+        let (first, client) = exchange(0).await;
+        assert_eq!(first, 0);
+        // Between queries, a datagram the next query would take (its ID,
+        // as a forger's guess sent ahead would have), REFUSED.
+        server
+            .send_to(&[0, 7, 0x80, 5, 0, 0, 0, 0, 0, 0, 0, 0], client)
+            .await
+            .unwrap();
+        // Idle long enough for the worker's reactor to see it arrive.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (second, again) = exchange(0).await;
+        assert_eq!(again, client, "the port was kept");
+        assert_eq!(second, 0, "the query's own answer, not what came before it");
     }
 
     /// The local ports of the pool's idle sockets, slot by slot (0: the

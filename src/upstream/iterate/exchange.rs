@@ -70,7 +70,7 @@ pub(crate) async fn exchange(
     } else {
         Case::AsIs
     };
-    let deadline = tokio::time::Instant::now() + how.timeout;
+    let deadline = tokio::time::Instant::from_std(started) + how.timeout;
     let query = SentQuery::iterative(&question, case, payload);
     // The UDP wait ends at `deadline` (`sockets::ask`): no timer of its own here.
     let mut message = udp(sockets, server, &query, deadline).await?;

@@ -185,17 +185,25 @@ fn port_uses(world: &World) -> HashMap<u16, usize> {
     uses.into_iter().map(|(port, (_, n))| (port, n)).collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_authority_port_serves_at_most_8_answered_queries_of_its_server() {
+/// A world that knows example.test's delegation and was then asked
+/// `count` new names under it, one at a time (NXDOMAIN each), its counts
+/// reset in between.
+async fn new_names_under_a_known_zone(count: usize) -> World {
     let world = World::start(|_| {});
     world.ask("www.example.test", RecordType::A).await;
     world.reset_counts();
-    for n in 0..24 {
+    for n in 0..count {
         let answer = world
             .ask(&format!("n{n}.example.test"), RecordType::A)
             .await;
         assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{answer:?}");
     }
+    world
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_authority_port_serves_at_most_8_answered_queries_of_its_server() {
+    let world = new_names_under_a_known_zone(24).await;
     let uses = port_uses(&world);
     assert_eq!(uses.values().sum::<usize>(), 24, "one query each: {uses:?}");
     assert!(uses.values().all(|&n| n <= 8), "{uses:?}");
@@ -455,14 +463,7 @@ async fn ds_queries_go_to_the_parent_side_of_the_cut() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_name_under_a_known_zone_costs_one_query() {
-    let world = World::start(|_| {});
-    world.ask("www.example.test", RecordType::A).await;
-    world.reset_counts();
-    for i in 0..5 {
-        world
-            .ask(&format!("n{i}.example.test"), RecordType::A)
-            .await;
-    }
+    let world = new_names_under_a_known_zone(5).await;
     // The delegation learned from the referral is enough: no NS query,
     // nothing at the root or TLD.
     assert_eq!(world.total_queries(), 5);

@@ -84,7 +84,7 @@ pub struct Limits {
     /// (README "Forged answers"): a fresh port per query cost two connect()
     /// calls, a tenth of a new name's CPU in the recursion bench; 8 uses
     /// make that an eighth while a port learnt by a scan (SAD DNS) serves at
-    /// most 7 more queries, within `recursion_port_max_age`.
+    /// most 7 more queries (fewer once idle `recursion_port_max_age`).
     pub recursion_port_max_uses: u32,
     /// Recursive mode: age after which an authoritative server's port is
     /// released however few queries it served (the worker's sweep releases

@@ -683,13 +683,18 @@ mod tests {
         for _ in 0..5 {
             forwarder.query(&QUERY, &servers).await.expect("answered");
         }
-        let ports = ports(&seen);
+        drawn_again_every_two(&ports(&seen));
+        assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);
+    }
+
+    /// Five queries' ports where a port serves two answered queries: the
+    /// first port twice, a second one twice, a third one.
+    fn drawn_again_every_two(ports: &[u16]) {
         assert_eq!(ports.len(), 5, "one attempt each: {ports:?}");
         assert_eq!(ports[0], ports[1], "reused once answered: {ports:?}");
         assert_ne!(ports[1], ports[2], "drawn again after 2 uses: {ports:?}");
         assert_eq!(ports[2], ports[3], "{ports:?}");
         assert_ne!(ports[3], ports[4], "{ports:?}");
-        assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
@@ -771,12 +776,7 @@ mod tests {
         for id in 0..5u16 {
             exchange(&pool, addr, Port::Authority, id).await;
         }
-        let ports = ports(&seen);
-        assert_eq!(ports.len(), 5);
-        assert_eq!(ports[0], ports[1], "kept once answered: {ports:?}");
-        assert_ne!(ports[1], ports[2], "drawn again after 2 uses: {ports:?}");
-        assert_eq!(ports[2], ports[3], "{ports:?}");
-        assert_ne!(ports[3], ports[4], "{ports:?}");
+        drawn_again_every_two(&ports(&seen));
         assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);
     }
 
@@ -862,24 +862,6 @@ mod tests {
         idle.collect()
     }
 
-    #[tokio::test]
-    async fn the_sweep_releases_idle_ports_past_their_age_and_no_other() {
-        let (addr, seen) = server(Arc::default()).await;
-        let (mut pool, _) = pool(1);
-        exchange(&pool, addr, Port::Reuse, 1).await;
-        let drawn = ports(&seen)[0];
-        assert_eq!(idle_ports(&pool), [drawn], "kept for the next query");
-        pool.sweep().await;
-        assert_eq!(idle_ports(&pool), [drawn], "younger than max_age: kept");
-        pool.limits.max_age = Duration::ZERO;
-        pool.sweep().await;
-        assert_eq!(idle_ports(&pool), [0], "past max_age: the port is released");
-        // The slot's socket binds a new port for its next query.
-        exchange(&pool, addr, Port::Reuse, 2).await;
-        let ports = ports(&seen);
-        assert_ne!(ports[1], drawn, "{ports:?}");
-    }
-
     /// The local ports of the sockets kept for authoritative servers.
     fn kept_ports(pool: &UdpPool) -> Vec<u16> {
         let table = pool.table.lock().unwrap();
@@ -889,23 +871,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_sweep_releases_kept_authority_ports_past_their_age() {
-        let (addr, seen) = server(Arc::default()).await;
-        let (mut pool, _) = pool(4);
-        exchange(&pool, addr, Port::Authority, 1).await;
-        let drawn = ports(&seen)[0];
-        assert_eq!(kept_ports(&pool), [drawn], "kept for the next query");
-        pool.sweep().await;
-        assert_eq!(kept_ports(&pool), [drawn], "younger than its age: kept");
-        pool.limits.authority_max_age = Duration::ZERO;
-        pool.sweep().await;
-        assert!(kept_ports(&pool).is_empty(), "past its age: released");
-        let spare = pool.table.lock().unwrap().spare.len();
-        assert_eq!(spare, 1, "the socket stays, disconnected");
-        pool.limits.authority_max_age = Duration::from_secs(3600);
-        exchange(&pool, addr, Port::Authority, 2).await;
-        let ports = ports(&seen);
-        assert_ne!(ports[1], drawn, "a new port: {ports:?}");
+    async fn the_sweep_releases_idle_ports_past_their_age_and_no_other() {
+        for port in [Port::Reuse, Port::Authority] {
+            let (addr, seen) = server(Arc::default()).await;
+            let (mut pool, _) = pool(1);
+            // A slot's idle socket (0: its port released), or a kept one.
+            let held = |pool: &UdpPool| match port {
+                Port::Reuse => idle_ports(pool),
+                Port::Authority => kept_ports(pool),
+            };
+            exchange(&pool, addr, port, 1).await;
+            let drawn = ports(&seen)[0];
+            assert_eq!(held(&pool), [drawn], "{port:?}: kept for the next query");
+            pool.sweep().await;
+            assert_eq!(held(&pool), [drawn], "{port:?}: younger than its age: kept");
+            pool.limits.max_age = Duration::ZERO;
+            pool.limits.authority_max_age = Duration::ZERO;
+            pool.sweep().await;
+            let released = held(&pool).iter().all(|p| *p == 0);
+            assert!(released, "{port:?}: past its age, the port is released");
+            if port == Port::Authority {
+                let spare = pool.table.lock().unwrap().spare.len();
+                assert_eq!(spare, 1, "the socket stays, disconnected");
+                pool.limits.authority_max_age = Duration::from_secs(3600);
+            }
+            // The socket binds a new port for its next query.
+            exchange(&pool, addr, port, 2).await;
+            let ports = ports(&seen);
+            assert_ne!(ports[1], drawn, "{port:?}: {ports:?}");
+        }
     }
 
     #[tokio::test]

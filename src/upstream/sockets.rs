@@ -30,9 +30,14 @@
 //! - the pool fills to thousands of sockets, so the process's descriptor
 //!   table is sized for them at start (`app::reserve_descriptor_table`):
 //!   growing it under load stalled the worker for milliseconds per doubling;
-//! - the iterator's queries ([`Port::Fresh`]) take no slot: each connects
-//!   one of the worker's spare sockets, which binds a random port for that
-//!   query alone, and disconnects it afterwards (`UdpPool::lease_spare`);
+//! - the iterator's queries ([`Port::Authority`]) take no slot: each takes
+//!   a socket the worker keeps connected to that server, picked at random
+//!   among its idle ones, or else connects one of the worker's spare
+//!   disconnected sockets, which binds a random port (`UdpPool::lease_authority`);
+//!   a port serves one server for at most `recursion_port_max_uses` answered
+//!   queries and `recursion_port_max_age`, is released after any query left
+//!   unanswered, and whatever reached it while idle is read and dropped
+//!   before it is used again (`Pooled::drain`);
 //! - a socket stays connected while pooled, so the kernel delivers to it only
 //!   datagrams from the server's address and port; anything else gets the
 //!   same ICMP answer as a closed port, and a scan from elsewhere learns
@@ -45,13 +50,16 @@
 //! log2(28,232) = 14.8 bits of port instead of 12 (4096 slots).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hashbrown::DefaultHashBuilder;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::forward::ForwarderStats;
@@ -62,6 +70,10 @@ use crate::config::Limits;
 /// The bounds of one worker's pool.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolLimits {
+    /// Answered queries per authority port ([`Limits::recursion_port_max_uses`]).
+    pub authority_max_uses: u32,
+    /// Age of an authority port after which it is released ([`Limits::recursion_port_max_age`]).
+    pub authority_max_age: Duration,
     /// Slots in this worker's table.
     pub slots: usize,
     /// Upstream sockets in use at once, all workers together
@@ -82,6 +94,8 @@ impl PoolLimits {
             max_in_use: limits.max_upstream_sockets,
             max_uses: limits.upstream_socket_max_uses.max(1),
             max_age: limits.upstream_socket_max_age,
+            authority_max_uses: limits.recursion_port_max_uses.max(1),
+            authority_max_age: limits.recursion_port_max_age,
         }
     }
 }
@@ -91,10 +105,12 @@ impl PoolLimits {
 pub(crate) enum Port {
     /// Reused within the pool's bounds (the forwarder: one server, many queries).
     Reuse,
-    /// Bound afresh by the kernel for this query, on one of the worker's
-    /// spare disconnected sockets, no slot drawn (the iterator: a new
-    /// server nearly every query, and authorities are where forgers aim).
-    Fresh,
+    /// Kept for one authoritative server within the tighter bounds of
+    /// [`PoolLimits::authority_max_uses`] and [`PoolLimits::authority_max_age`],
+    /// no slot drawn (the iterator: many servers, and authorities are where
+    /// forgers aim): a random one of the sockets connected to the server
+    /// and idle, else a spare one connected now on a port the kernel draws.
+    Authority,
 }
 
 /// One worker's pooled upstream UDP sockets.
@@ -106,9 +122,14 @@ pub struct UdpPool {
 
 struct Table {
     slots: Box<[Slot]>,
-    /// Disconnected sockets (no port bound) for [`Port::Fresh`] leases,
-    /// at most `slots` of them.
+    /// Disconnected sockets (no port bound) for [`Port::Authority`] leases.
     spare: Vec<Pooled>,
+    /// Idle sockets connected to an authoritative server, by server, for
+    /// its next [`Port::Authority`] lease (a server's list may be empty
+    /// until the sweep removes it).
+    authorities: HashMap<SocketAddr, Vec<Pooled>, DefaultHashBuilder>,
+    /// Sockets in `authorities`: with `spare`, at most `slots` are kept.
+    kept: usize,
 }
 
 enum Slot {
@@ -137,6 +158,8 @@ impl UdpPool {
             table: Mutex::new(Table {
                 slots,
                 spare: Vec::new(),
+                authorities: HashMap::default(),
+                kept: 0,
             }),
             limits,
             stats,
@@ -148,15 +171,15 @@ impl UdpPool {
     /// in use; Network when no socket can be had.
     pub(crate) fn lease(&self, server: SocketAddr, port: Port) -> Result<Lease<'_>, UpstreamError> {
         let in_use = InUse::within(&self.stats, self.limits.max_in_use)?;
-        if port == Port::Fresh {
-            return self.lease_spare(server, in_use);
+        if port == Port::Authority {
+            return self.lease_authority(server, in_use);
         }
         let (slot, held) = self.draw();
         let mut lease = Lease {
             pool: self,
             slot,
             pooled: None,
-            spare: false,
+            authority: false,
             _in_use: in_use,
         };
         let pooled = match held {
@@ -173,39 +196,66 @@ impl UdpPool {
         Ok(lease)
     }
 
-    /// A [`Port::Fresh`] lease: a spare socket (or a new one) connected to
-    /// `server` now. The port is the kernel's random bind at this connect,
-    /// so which socket carries the query adds nothing to guess, and no slot
-    /// is drawn: the spares are taken last in, first out, and a worker
-    /// holds about as many sockets as it has queries in flight rather than
-    /// opening one for each slot its draws reach.
-    fn lease_spare(&self, server: SocketAddr, in_use: InUse) -> Result<Lease<'_>, UpstreamError> {
-        let spare = {
+    /// A [`Port::Authority`] lease: one of the sockets kept connected to
+    /// `server`, drawn at random; else a spare socket (or a new one)
+    /// connected now, on a port the kernel draws at random for it. A kept
+    /// port's age is the sweep's to bound (no clock read per query). No slot is drawn: the spares are taken last in, first
+    /// out, and a worker holds about as many sockets as it has queries in
+    /// flight rather than one for each slot its draws reach.
+    fn lease_authority(
+        &self,
+        server: SocketAddr,
+        in_use: InUse,
+    ) -> Result<Lease<'_>, UpstreamError> {
+        let (kept, spare) = {
             let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            let family = table.spare.iter().rposition(|p| p.v6 == server.is_ipv6());
-            family.map(|at| table.spare.swap_remove(at))
+            match table.take_kept(server) {
+                Some(kept) => (Some(kept), None),
+                None => (None, table.take_spare(server.is_ipv6())),
+            }
         };
-        let pooled = match spare {
-            Some(mut pooled) => {
+        let pooled = match (kept, spare) {
+            (Some(kept), _) => {
+                kept.drain();
+                kept
+            }
+            (None, Some(mut pooled)) => {
                 pooled.redraw(server).map_err(network_error)?;
                 pooled
             }
-            None => Pooled::open(server).map_err(network_error)?,
+            (None, None) => Pooled::open(server).map_err(network_error)?,
         };
         Ok(Lease {
             pool: self,
             slot: None,
             pooled: Some(pooled),
-            spare: true,
+            authority: true,
             _in_use: in_use,
         })
     }
 
-    /// Keeps a disconnected socket for the next [`Port::Fresh`] lease
+    /// Keeps an answered authority socket connected for its server's next
+    /// query while its port has uses left; else hands it back for its
+    /// lease to release the port. (Its age is bounded by the sweep.)
+    fn keep(&self, mut pooled: Pooled) -> Option<Pooled> {
+        pooled.uses += 1;
+        let server = pooled.peer?;
+        if pooled.uses >= self.limits.authority_max_uses {
+            return Some(pooled);
+        }
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if table.spare.len() + table.kept < self.limits.slots {
+            table.kept += 1;
+            table.authorities.entry(server).or_default().push(pooled);
+        }
+        None // kept, or closed (which releases its port) at the bound
+    }
+
+    /// Keeps a disconnected socket for the next [`Port::Authority`] lease
     /// (closed instead when `slots` are kept already).
     fn put_spare(&self, pooled: Pooled) {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if table.spare.len() < self.limits.slots {
+        if table.spare.len() + table.kept < self.limits.slots {
             table.spare.push(pooled);
         }
     }
@@ -242,6 +292,13 @@ impl UdpPool {
         let drawn_before = Instant::now()
             .checked_sub(self.limits.max_age)
             .unwrap_or_else(Instant::now);
+        {
+            let authority_drawn_before = Instant::now()
+                .checked_sub(self.limits.authority_max_age)
+                .unwrap_or_else(Instant::now);
+            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            table.sweep_kept(authority_drawn_before, self.limits.slots);
+        }
         for start in (0..self.limits.slots).step_by(UPSTREAM_POOL_SWEEP_SLICE) {
             let end = (start + UPSTREAM_POOL_SWEEP_SLICE).min(self.limits.slots);
             {
@@ -260,6 +317,46 @@ impl UdpPool {
 }
 
 impl Table {
+    /// One of the sockets kept connected to `server`, drawn at random: a
+    /// forger who learnt their ports must still guess which one.
+    fn take_kept(&mut self, server: SocketAddr) -> Option<Pooled> {
+        let kept = self.authorities.get_mut(&server)?;
+        if kept.is_empty() {
+            return None;
+        }
+        let pooled = kept.swap_remove(rand::random_range(0..kept.len()));
+        self.kept -= 1;
+        Some(pooled)
+    }
+
+    /// A spare socket of the family asked, the one put back last.
+    fn take_spare(&mut self, v6: bool) -> Option<Pooled> {
+        let at = self.spare.iter().rposition(|p| p.v6 == v6)?;
+        Some(self.spare.swap_remove(at))
+    }
+
+    /// Releases the ports of the kept authority sockets drawn before
+    /// `drawn_before` (they become spares, within `max` sockets in all;
+    /// closed past it or when the disconnect fails), and forgets servers
+    /// with none kept.
+    fn sweep_kept(&mut self, drawn_before: Instant, max: usize) {
+        let mut released = Vec::new();
+        for kept in self.authorities.values_mut() {
+            let (young, old): (Vec<_>, Vec<_>) = std::mem::take(kept)
+                .into_iter()
+                .partition(|pooled| pooled.drawn >= drawn_before);
+            self.kept -= old.len();
+            *kept = young;
+            released.extend(old);
+        }
+        self.authorities.retain(|_, kept| !kept.is_empty());
+        for mut pooled in released {
+            if self.spare.len() + self.kept < max && pooled.disconnect().is_ok() {
+                self.spare.push(pooled);
+            }
+        }
+    }
+
     /// Releases the ports of the idle sockets in `slots` drawn before
     /// `drawn_before`; a socket that fails to disconnect is closed.
     fn sweep(&mut self, slots: std::ops::Range<usize>, drawn_before: Instant) {
@@ -313,6 +410,16 @@ impl Pooled {
         Ok(())
     }
 
+    /// Reads and drops the datagrams that reached a kept socket while it
+    /// was idle (a late duplicate, or a forger's answers sent ahead for
+    /// the next query), so that only what arrives while a query waits is
+    /// weighed, as on a port drawn for it. No system call unless the
+    /// reactor saw a datagram arrive since the last answer (`ask` forgets
+    /// the readiness the answer left).
+    fn drain(&self) {
+        DATAGRAM.with_borrow_mut(|buf| while self.socket.try_recv(buf).is_ok() {});
+    }
+
     /// `connect(AF_UNSPEC)`: Linux's `__udp_disconnect` unhashes a port the
     /// kernel bound on its own (no `bind` of ours), so the port is closed
     /// from here on and the next `connect` binds a new random one.
@@ -338,9 +445,10 @@ pub(crate) struct Lease<'p> {
     /// None: every draw was busy, the socket is this query's alone.
     slot: Option<usize>,
     pooled: Option<Pooled>,
-    /// A [`Port::Fresh`] lease: the socket goes back to the spares,
-    /// disconnected, answered or not (its port never serves another query).
-    spare: bool,
+    /// A [`Port::Authority`] lease: answered, the socket is kept connected
+    /// for the server's next query ([`UdpPool::keep`]); else it goes back
+    /// to the spares, disconnected.
+    authority: bool,
     _in_use: InUse,
 }
 
@@ -355,8 +463,10 @@ impl Lease<'_> {
 
     /// The query took its answer on this socket.
     pub(crate) fn answered(mut self) {
-        if self.spare {
-            return; // dropped: the port is released until the next lease
+        if self.authority {
+            // What `keep` hands back is dropped below: its port released.
+            self.pooled = self.pooled.take().and_then(|p| self.pool.keep(p));
+            return;
         }
         if let (Some(slot), Some(mut pooled)) = (self.slot.take(), self.pooled.take()) {
             pooled.uses += 1;
@@ -367,7 +477,7 @@ impl Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if self.spare {
+        if self.authority {
             if let Some(mut pooled) = self.pooled.take() {
                 if pooled.disconnect().is_ok() {
                     self.pool.put_spare(pooled);
@@ -460,6 +570,13 @@ pub(crate) async fn ask<T>(
                 Err(e) => Err(e),
             })?;
             if let Some(answer) = taken {
+                // Forget the readiness (no system call): whatever else is
+                // queued came within this wait and meets the next query's
+                // checks; readiness from here on means a datagram came
+                // after the answer, which `Pooled::drain` then drops.
+                let _ = socket.try_io(Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
                 return Ok::<T, io::Error>(answer);
             }
         }
@@ -539,6 +656,8 @@ mod tests {
             max_in_use: 16,
             max_uses,
             max_age: Duration::from_secs(3600),
+            authority_max_uses: 8,
+            authority_max_age: Duration::from_secs(3600),
         };
         let stats = Arc::new(ForwarderStats::default());
         let health = Arc::new(Health::default());
@@ -564,13 +683,18 @@ mod tests {
         for _ in 0..5 {
             forwarder.query(&QUERY, &servers).await.expect("answered");
         }
-        let ports = ports(&seen);
+        drawn_again_every_two(&ports(&seen));
+        assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);
+    }
+
+    /// Five queries' ports where a port serves two answered queries: the
+    /// first port twice, a second one twice, a third one.
+    fn drawn_again_every_two(ports: &[u16]) {
         assert_eq!(ports.len(), 5, "one attempt each: {ports:?}");
         assert_eq!(ports[0], ports[1], "reused once answered: {ports:?}");
         assert_ne!(ports[1], ports[2], "drawn again after 2 uses: {ports:?}");
         assert_eq!(ports[2], ports[3], "{ports:?}");
         assert_ne!(ports[3], ports[4], "{ports:?}");
-        assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
@@ -613,39 +737,118 @@ mod tests {
         );
     }
 
-    /// A pool of `slots` slots, alone (no forwarder), and its counters.
-    fn pool(slots: usize) -> (UdpPool, Arc<ForwarderStats>) {
+    /// A pool of `slots` slots, alone (no forwarder), whose authority
+    /// ports serve `authority_uses` answers each, and its counters.
+    fn pool_with(slots: usize, authority_uses: u32) -> (UdpPool, Arc<ForwarderStats>) {
         let stats = Arc::new(ForwarderStats::default());
         let limits = PoolLimits {
             slots,
             max_in_use: 16,
             max_uses: 32,
             max_age: Duration::from_secs(3600),
+            authority_max_uses: authority_uses,
+            authority_max_age: Duration::from_secs(3600),
         };
         (UdpPool::new(limits, stats.clone()), stats)
     }
 
-    /// One query with ID `id` (and no question) on a lease of `pool`, answered.
-    async fn exchange(pool: &UdpPool, server: SocketAddr, port: Port, id: u16) {
+    fn pool(slots: usize) -> (UdpPool, Arc<ForwarderStats>) {
+        pool_with(slots, 8)
+    }
+
+    /// One query with ID `id` (and no question) on a lease of `pool`,
+    /// answered: the answer's RCODE.
+    async fn exchange(pool: &UdpPool, server: SocketAddr, port: Port, id: u16) -> u8 {
         let lease = pool.lease(server, port).expect("a socket");
         let mut query = vec![0; 12];
         query[..2].copy_from_slice(&id.to_be_bytes());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let ours = |d: &[u8]| (d[..2] == id.to_be_bytes()).then_some(());
-        ask(&lease, &query, deadline, ours).await.expect("answered");
+        let ours = |d: &[u8]| (d[..2] == id.to_be_bytes()).then_some(d[3] & 0x0f);
+        let rcode = ask(&lease, &query, deadline, ours).await.expect("answered");
         lease.answered();
+        rcode
     }
 
     #[tokio::test]
-    async fn the_iterator_gets_a_fresh_port_per_query() {
+    async fn an_authority_port_serves_its_uses_then_is_drawn_again() {
         let (addr, seen) = server(Arc::default()).await;
-        let (pool, _) = pool(1);
-        for id in 0..3u16 {
-            exchange(&pool, addr, Port::Fresh, id).await;
+        let (pool, stats) = pool_with(1, 2);
+        for id in 0..5u16 {
+            exchange(&pool, addr, Port::Authority, id).await;
         }
+        drawn_again_every_two(&ports(&seen));
+        assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn an_authority_port_serves_its_own_server_only() {
+        let (one, seen_one) = server(Arc::default()).await;
+        let (two, seen_two) = server(Arc::default()).await;
+        let (pool, _) = pool(4096);
+        for (id, server) in [one, two, one, two].into_iter().enumerate() {
+            exchange(&pool, server, Port::Authority, id as u16).await;
+        }
+        let (one, two) = (ports(&seen_one), ports(&seen_two));
+        assert_eq!(one[0], one[1], "kept for the same server: {one:?}");
+        assert_eq!(two[0], two[1], "{two:?}");
+        assert_ne!(one[0], two[0], "never lent to another server");
+    }
+
+    #[tokio::test]
+    async fn an_authority_query_left_unanswered_releases_its_port() {
+        let silent = Arc::new(AtomicBool::new(true));
+        let (addr, seen) = server(silent.clone()).await;
+        let (pool, _) = pool(1);
+        let lease = pool.lease(addr, Port::Authority).expect("a socket");
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        let lost = ask(&lease, &[0; 12], deadline, |_| Some(())).await;
+        assert!(matches!(lost, Err(Unanswered::Timeout)), "{lost:?}");
+        drop(lease);
+        silent.store(false, Ordering::SeqCst);
+        exchange(&pool, addr, Port::Authority, 1).await;
         let ports = ports(&seen);
-        assert_eq!(ports.len(), 3);
-        assert!(ports[0] != ports[1] && ports[1] != ports[2], "{ports:?}");
+        assert_eq!(ports.len(), 2, "{ports:?}");
+        assert_ne!(ports[0], ports[1], "not kept after no answer: {ports:?}");
+    }
+
+    #[tokio::test]
+    async fn what_reached_a_kept_port_while_idle_is_not_taken_for_the_next_query() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (pool, _) = pool(1);
+        let (server, pool) = (&server, &pool);
+        // The server answers each query with its header, QR set and RCODE
+        // `rcode`; the client takes any datagram with its ID.
+        let exchange = |rcode: u8| async move {
+            let lease = pool.lease(addr, Port::Authority).expect("a socket");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let ours = |d: &[u8]| (d[..2] == [0, 7]).then_some(d[3] & 0x0f);
+            let answer = async {
+                let mut buf = [0; 512];
+                let (len, from) = server.recv_from(&mut buf).await.unwrap();
+                buf[2] |= 0x80;
+                buf[3] = rcode;
+                server.send_to(&buf[..len], from).await.unwrap();
+                from
+            };
+            let query = [0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let (taken, from) = tokio::join!(ask(&lease, &query, deadline, ours), answer);
+            lease.answered();
+            (taken.expect("answered"), from)
+        };
+        let (first, client) = exchange(0).await;
+        assert_eq!(first, 0);
+        // Between queries, a datagram the next query would take (its ID,
+        // as a forger's guess sent ahead would have), REFUSED.
+        server
+            .send_to(&[0, 7, 0x80, 5, 0, 0, 0, 0, 0, 0, 0, 0], client)
+            .await
+            .unwrap();
+        // Idle long enough for the worker's reactor to see it arrive.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (second, again) = exchange(0).await;
+        assert_eq!(again, client, "the port was kept");
+        assert_eq!(second, 0, "the query's own answer, not what came before it");
     }
 
     /// The local ports of the pool's idle sockets, slot by slot (0: the
@@ -659,44 +862,66 @@ mod tests {
         idle.collect()
     }
 
-    #[tokio::test]
-    async fn the_sweep_releases_idle_ports_past_their_age_and_no_other() {
-        let (addr, seen) = server(Arc::default()).await;
-        let (mut pool, _) = pool(1);
-        exchange(&pool, addr, Port::Reuse, 1).await;
-        let drawn = ports(&seen)[0];
-        assert_eq!(idle_ports(&pool), [drawn], "kept for the next query");
-        pool.sweep().await;
-        assert_eq!(idle_ports(&pool), [drawn], "younger than max_age: kept");
-        pool.limits.max_age = Duration::ZERO;
-        pool.sweep().await;
-        assert_eq!(idle_ports(&pool), [0], "past max_age: the port is released");
-        // The slot's socket binds a new port for its next query.
-        exchange(&pool, addr, Port::Reuse, 2).await;
-        let ports = ports(&seen);
-        assert_ne!(ports[1], drawn, "{ports:?}");
+    /// The local ports of the sockets kept for authoritative servers.
+    fn kept_ports(pool: &UdpPool) -> Vec<u16> {
+        let table = pool.table.lock().unwrap();
+        let kept = table.authorities.values().flatten();
+        kept.map(|pooled| pooled.socket.local_addr().unwrap().port())
+            .collect()
     }
 
     #[tokio::test]
-    async fn fresh_ports_come_from_spare_sockets_not_one_socket_per_slot() {
+    async fn the_sweep_releases_idle_ports_past_their_age_and_no_other() {
+        for port in [Port::Reuse, Port::Authority] {
+            let (addr, seen) = server(Arc::default()).await;
+            let (mut pool, _) = pool(1);
+            // A slot's idle socket (0: its port released), or a kept one.
+            let held = |pool: &UdpPool| match port {
+                Port::Reuse => idle_ports(pool),
+                Port::Authority => kept_ports(pool),
+            };
+            exchange(&pool, addr, port, 1).await;
+            let drawn = ports(&seen)[0];
+            assert_eq!(held(&pool), [drawn], "{port:?}: kept for the next query");
+            pool.sweep().await;
+            assert_eq!(held(&pool), [drawn], "{port:?}: younger than its age: kept");
+            pool.limits.max_age = Duration::ZERO;
+            pool.limits.authority_max_age = Duration::ZERO;
+            pool.sweep().await;
+            let released = held(&pool).iter().all(|p| *p == 0);
+            assert!(released, "{port:?}: past its age, the port is released");
+            if port == Port::Authority {
+                let spare = pool.table.lock().unwrap().spare.len();
+                assert_eq!(spare, 1, "the socket stays, disconnected");
+                pool.limits.authority_max_age = Duration::from_secs(3600);
+            }
+            // The socket binds a new port for its next query.
+            exchange(&pool, addr, port, 2).await;
+            let ports = ports(&seen);
+            assert_ne!(ports[1], drawn, "{port:?}: {ports:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn authority_ports_come_from_kept_and_spare_sockets_not_one_socket_per_slot() {
         use std::os::fd::AsRawFd;
         let (addr, _) = server(Arc::default()).await;
         let (other, _) = server(Arc::default()).await;
         let (pool, stats) = pool(4096);
         let fd = |lease: &Lease| lease.socket().as_raw_fd();
         let (first, second) = (
-            pool.lease(addr, Port::Fresh),
-            pool.lease(other, Port::Fresh),
+            pool.lease(addr, Port::Authority),
+            pool.lease(other, Port::Authority),
         );
         let (first, second) = (first.expect("a socket"), second.expect("a socket"));
         let fds = [fd(&first), fd(&second)];
         assert_ne!(fds[0], fds[1], "one socket per query in flight");
         drop(first);
         second.answered();
-        // Sequential queries to either server: only the two sockets serve
-        // them, each on a port bound afresh (asserted above).
+        // Sequential queries to either server, none answered: only the two
+        // sockets serve them (the one kept for `other`, the spare).
         for server in [addr, other, addr, other, addr] {
-            let lease = pool.lease(server, Port::Fresh).expect("a socket");
+            let lease = pool.lease(server, Port::Authority).expect("a socket");
             assert!(fds.contains(&fd(&lease)), "{fds:?}: {}", fd(&lease));
             let local = lease.socket().local_addr().unwrap();
             assert_ne!(local.port(), 0, "connected, so bound");

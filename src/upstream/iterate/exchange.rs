@@ -1,6 +1,6 @@
-//! One query to one authoritative server: a pooled socket on a freshly
-//! drawn random source port and a random ID per query (RFC 5452; see
-//! `upstream::sockets`), 0x20 where the server keeps case, EDNS with a
+//! One query to one authoritative server: a socket on a random source port
+//! the kernel drew for this server, serving it for a few answered queries
+//! at most, and a random ID per query (RFC 5452; see `upstream::sockets`), 0x20 where the server keeps case, EDNS with a
 //! 1232-byte payload, TCP after TC=1. An answer counts only if it comes
 //! from the server's address and port (the socket is connected), repeats
 //! our ID and our question; anything else is ignored and the wait goes on.
@@ -70,7 +70,7 @@ pub(crate) async fn exchange(
     } else {
         Case::AsIs
     };
-    let deadline = tokio::time::Instant::now() + how.timeout;
+    let deadline = tokio::time::Instant::from_std(started) + how.timeout;
     let query = SentQuery::iterative(&question, case, payload);
     // The UDP wait ends at `deadline` (`sockets::ask`): no timer of its own here.
     let mut message = udp(sockets, server, &query, deadline).await?;
@@ -109,10 +109,12 @@ async fn udp(
     query: &SentQuery,
     deadline: tokio::time::Instant,
 ) -> Result<Message, ExchangeError> {
-    let lease = sockets.lease(server, Port::Fresh).map_err(|e| match e {
-        UpstreamError::Overloaded => ExchangeError::Overloaded,
-        _ => ExchangeError::Network,
-    })?;
+    let lease = sockets
+        .lease(server, Port::Authority)
+        .map_err(|e| match e {
+            UpstreamError::Overloaded => ExchangeError::Overloaded,
+            _ => ExchangeError::Network,
+        })?;
     // An answer in another case is a forger's guess or a server that does
     // not keep case: the wait goes on for the real one, and only if none
     // comes is the server reported as not keeping case. Only a datagram with

@@ -50,6 +50,17 @@ fn name_bytes(name: &Name) -> usize {
     size_of::<Name>() + name.len()
 }
 
+/// `name`'s last `labels` labels, as `Name::trim_to` gives them, appended
+/// one by one to the root: `trim_to` collects the labels into vectors first,
+/// an allocation per call, and `closest` makes one per new name.
+fn trim_to(name: &Name, labels: usize) -> Name {
+    let skip = name.iter().len().saturating_sub(labels);
+    name.iter()
+        .skip(skip)
+        .try_fold(Name::root(), |trimmed, label| trimmed.append_label(label))
+        .unwrap_or_else(|_| name.trim_to(labels))
+}
+
 fn weight(bytes: usize) -> u32 {
     u32::try_from(bytes + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
 }
@@ -137,7 +148,7 @@ impl Infra {
     pub(crate) fn closest(&self, name: &Name, now: Instant) -> Option<Arc<Delegation>> {
         let labels = name.num_labels().min(self.deepest.load(Ordering::Relaxed));
         (0..=labels).rev().find_map(|n| {
-            let zone = name.trim_to(usize::from(n));
+            let zone = trim_to(name, usize::from(n));
             self.zones.get(&zone).filter(|d| d.expires > now)
         })
     }
@@ -164,7 +175,12 @@ impl Infra {
 
     /// Runs `f` on `ip`'s facts (created on first use).
     pub(crate) fn server<T>(&self, ip: IpAddr, f: impl FnOnce(&mut ServerFacts) -> T) -> T {
-        let facts = self.servers.get_with(ip, Default::default);
+        // A plain read first: `get_with` allocates for its key even when
+        // the entry is there, which it nearly always is.
+        let facts = match self.servers.get(&ip) {
+            Some(facts) => facts,
+            None => self.servers.get_with(ip, Default::default),
+        };
         let mut facts = facts.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut facts)
     }
@@ -212,6 +228,18 @@ mod tests {
         let found = infra.closest(&name("www.deep.example.test."), now).unwrap();
         assert_eq!(found.zone, name("example.test."));
         assert!(infra.closest(&name("www.other."), now).is_none());
+    }
+
+    #[test]
+    fn trimming_a_name_gives_what_hickory_trim_to_gives() {
+        for text in ["www.Example.test.", "*.wild.example.test.", "."] {
+            let full = name(text);
+            for labels in 0..=full.iter().len() {
+                let trimmed = trim_to(&full, labels);
+                assert_eq!(trimmed, full.trim_to(labels), "{text} to {labels}");
+                assert_eq!(trimmed.to_string(), full.trim_to(labels).to_string());
+            }
+        }
     }
 
     #[test]

@@ -85,6 +85,16 @@ struct FailKey {
     cd: bool,
 }
 
+impl FailKey {
+    fn of(query: &UpstreamQuery<'_>) -> Self {
+        Self {
+            name: query.name_wire.to_vec(),
+            qtype: query.qtype,
+            cd: query.cd,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Failure {
     error: UpstreamError,
@@ -141,12 +151,7 @@ impl Recursive {
         query: &UpstreamQuery<'_>,
         sockets: &UdpPool,
     ) -> Result<Answer, UpstreamError> {
-        let key = FailKey {
-            name: query.name_wire.to_vec(),
-            qtype: query.qtype,
-            cd: query.cd,
-        };
-        if let Some(error) = self.engine.cached_failure(&key) {
+        if let Some(error) = self.engine.cached_failure(query) {
             self.engine
                 .stats
                 .failure_cache_hits
@@ -165,8 +170,10 @@ impl Recursive {
             .resolve(question, query.name_wire, sockets)
             .await;
         match &result {
-            Ok(_) => self.engine.forget_failure(&key),
-            Err(error) => self.engine.remember_failure(key, error.clone()),
+            Ok(_) => self.engine.forget_failure(query),
+            Err(error) => self
+                .engine
+                .remember_failure(FailKey::of(query), error.clone()),
         }
         result
     }
@@ -297,17 +304,24 @@ impl Engine {
         message
     }
 
-    fn cached_failure(&self, key: &FailKey) -> Option<UpstreamError> {
+    /// The failure cached for `query`, if unexpired. No key is built (a
+    /// copy of the name, hashed) while nothing failed.
+    fn cached_failure(&self, query: &UpstreamQuery<'_>) -> Option<UpstreamError> {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.is_empty() {
+            return None;
+        }
         failures
-            .get(key)
+            .get(&FailKey::of(query))
             .filter(|f| f.until > Instant::now())
             .map(|f| f.error.clone())
     }
 
-    fn forget_failure(&self, key: &FailKey) {
+    fn forget_failure(&self, query: &UpstreamQuery<'_>) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(key);
+        if !failures.is_empty() {
+            failures.remove(&FailKey::of(query));
+        }
     }
 
     /// RFC 9520 §3.2: cache the failure, backing off exponentially while the

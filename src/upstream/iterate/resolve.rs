@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use smallvec::SmallVec;
 
 use super::budget::Budget;
 use super::exchange::{exchange, refuses_edns, ExchangeError, How};
@@ -234,7 +235,7 @@ impl Engine {
         zone: &Delegation,
         attempts: &Attempts,
         now: Instant,
-    ) -> (Vec<(IpAddr, Duration)>, usize) {
+    ) -> (SmallVec<[(IpAddr, Duration); 8]>, usize) {
         let mut held = 0;
         let candidates = attempts
             .addrs

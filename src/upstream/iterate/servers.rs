@@ -107,13 +107,15 @@ impl ServerFacts {
 /// get nearly every query and a recovered one is noticed again.
 pub(crate) fn choose(candidates: &[(IpAddr, Duration)]) -> Option<IpAddr> {
     let best = candidates.iter().map(|(_, rtt)| *rtt).min()?;
-    let band: Vec<IpAddr> = candidates
-        .iter()
-        .filter(|(_, rtt)| *rtt <= best + RECURSION_RTT_BAND)
-        .map(|(ip, _)| *ip)
-        .collect();
-    let pick = rand::random_range(0..band.len());
-    band.get(pick).copied()
+    let band = || {
+        candidates
+            .iter()
+            .filter(|(_, rtt)| *rtt <= best + RECURSION_RTT_BAND)
+            .map(|(ip, _)| *ip)
+    };
+    // Counted, then walked again: no list built per query.
+    let pick = rand::random_range(0..band().count());
+    band().nth(pick)
 }
 
 #[cfg(test)]

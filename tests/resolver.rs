@@ -409,6 +409,39 @@ async fn concurrent_identical_misses_make_one_upstream_query() {
     assert_eq!(upstream.queries_for("www.example.test"), 1);
 }
 
+/// The answers of misses that finish together leave in one batch (the UDP
+/// listener's sender task, `sendmmsg`): each still goes to the client that
+/// asked, from the address it asked, with its ID and its question.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_are_each_answered_to_their_own_client() {
+    let upstream = Authority::start(&zone());
+    // All in flight at once, and their upstream answers back together.
+    upstream.set_delay(Duration::from_millis(300));
+    let picket = start_picket(&[upstream.addr()]);
+    let mut clients = Vec::new();
+    for i in 0..200u16 {
+        let addr = picket.addr;
+        // A socket of its own each (send_udp), connected to Picket.
+        clients.push(tokio::spawn(async move {
+            let (id, name) = (0x5000 + i, format!("Miss{i}.Example.Test"));
+            let query = QueryBuilder::new(&name, RecordType::A).id(id).build();
+            let answer = send_udp(addr, &query).await;
+            (
+                id,
+                name,
+                answer.unwrap_or_else(|| panic!("no answer for {name}")),
+            )
+        }));
+    }
+    for client in clients {
+        let (id, name, answer) = client.await.unwrap();
+        assert_eq!(answer.metadata.id, id, "{name}");
+        assert_eq!(answer.queries[0].name().to_string(), format!("{name}."));
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{name}");
+    }
+    assert_eq!(upstream.queries(), 200, "each was a miss of its own");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fails_over_to_a_live_upstream_and_remembers_the_dead_one() {
     let dead = Authority::start(&zone());

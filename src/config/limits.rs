@@ -380,12 +380,6 @@ pub struct Limits {
 /// slots busy, 4 draws find a free one 99.6% of the time.
 pub const UPSTREAM_POOL_DRAWS: usize = 4;
 
-/// Datagrams read and dropped from a pooled upstream socket after a query
-/// on it got no answer, at most, so that the next query starts on an empty
-/// queue (`Pooled::discard_queued`). A flood of datagrams from the server's
-/// address is left to the next query's checks past this many.
-pub const UPSTREAM_DISCARD_MAX: usize = 64;
-
 /// How often a worker releases the ports of its pooled upstream sockets
 /// idle past `upstream_socket_max_age` (so an idle port stays open at most
 /// this much longer than the age).

@@ -51,20 +51,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smallvec::SmallVec;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
-
-/// A pooled upstream socket: a std socket in tokio's reactor through
-/// [`AsyncFd`], whose readiness [`ask`] clears itself once it has seen the
-/// socket's queue empty (tokio's own `UdpSocket` can only learn that from a
-/// `recv` that fails with EAGAIN, one more system call per query).
-type UdpSocket = AsyncFd<std::net::UdpSocket>;
+use tokio::net::UdpSocket;
 
 use super::forward::ForwarderStats;
 use super::UpstreamError;
-use crate::config::limits::{UPSTREAM_DISCARD_MAX, UPSTREAM_POOL_DRAWS, UPSTREAM_POOL_SWEEP_SLICE};
+use crate::config::limits::{UPSTREAM_POOL_DRAWS, UPSTREAM_POOL_SWEEP_SLICE};
 use crate::config::Limits;
 
 /// The bounds of one worker's pool.
@@ -165,7 +157,6 @@ impl UdpPool {
             slot,
             pooled: None,
             spare: false,
-            answered: false,
             _in_use: in_use,
         };
         let pooled = match held {
@@ -206,7 +197,6 @@ impl UdpPool {
             slot: None,
             pooled: Some(pooled),
             spare: true,
-            answered: false,
             _in_use: in_use,
         })
     }
@@ -301,10 +291,7 @@ impl Pooled {
         let socket = Socket::new(Domain::for_address(server), kind, Some(Protocol::UDP))?;
         socket.connect(&server.into())?;
         Ok(Self {
-            // SAFETY: the socket was just opened and is owned by the
-            // AsyncFd from here on: its descriptor stays open and the same
-            // until the AsyncFd is dropped.
-            socket: unsafe { AsyncFd::register(std::net::UdpSocket::from(socket)) }?,
+            socket: UdpSocket::from_std(socket.into())?,
             v6: server.is_ipv6(),
             peer: Some(server),
             uses: 0,
@@ -319,27 +306,11 @@ impl Pooled {
         if self.peer.is_some() {
             self.disconnect()?;
         }
-        SockRef::from(self.socket.get_ref()).connect(&server.into())?;
+        SockRef::from(&self.socket).connect(&server.into())?;
         self.peer = Some(server);
         self.uses = 0;
         self.drawn = Instant::now();
         Ok(())
-    }
-
-    /// Reads and drops whatever the socket has queued, after a query that
-    /// got no answer, so that the next query on it starts on an empty queue:
-    /// [`ask`] may have cleared its readiness with a datagram still queued
-    /// behind an error, and Linux would not wake it for the next one.
-    /// Costs one `recv` (EAGAIN) on the path of failures only.
-    fn discard_queued(&self) {
-        let mut scrap = [0u8; 1];
-        for _ in 0..UPSTREAM_DISCARD_MAX {
-            match self.socket.get_ref().recv(&mut scrap) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // A datagram (cut to a byte), or a pending ICMP error: read.
-                _ => {}
-            }
-        }
     }
 
     /// `connect(AF_UNSPEC)`: Linux's `__udp_disconnect` unhashes a port the
@@ -354,7 +325,7 @@ impl Pooled {
             let len = storage.size_of();
             SockAddr::new(storage, len)
         };
-        SockRef::from(self.socket.get_ref()).connect(&unspecified)
+        SockRef::from(&self.socket).connect(&unspecified)
     }
 }
 
@@ -370,8 +341,6 @@ pub(crate) struct Lease<'p> {
     /// A [`Port::Fresh`] lease: the socket goes back to the spares,
     /// disconnected, answered or not (its port never serves another query).
     spare: bool,
-    /// Set by [`Lease::answered`].
-    answered: bool,
     _in_use: InUse,
 }
 
@@ -386,7 +355,6 @@ impl Lease<'_> {
 
     /// The query took its answer on this socket.
     pub(crate) fn answered(mut self) {
-        self.answered = true;
         if self.spare {
             return; // dropped: the port is released until the next lease
         }
@@ -399,9 +367,6 @@ impl Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let (false, Some(pooled)) = (self.answered, &self.pooled) {
-            pooled.discard_queued();
-        }
         if self.spare {
             if let Some(mut pooled) = self.pooled.take() {
                 if pooled.disconnect().is_ok() {
@@ -460,34 +425,16 @@ pub(crate) enum Unanswered {
     Network(io::Error),
 }
 
-/// Datagrams one [`recv_two`] reads: ours, and one more to see whether the
-/// socket's queue is empty after it.
-const RECV_AT_ONCE: usize = 2;
-/// Room for the largest datagram.
-const DATAGRAM_ROOM: usize = 65_535;
-
 thread_local! {
-    /// Room for [`RECV_AT_ONCE`] of the largest datagram, reused by every query
-    /// of the thread (allocating and zeroing 64 KiB per query was a tenth of a
-    /// miss's CPU in the recursion bench): answers are copied out at their own
-    /// length.
-    static DATAGRAMS: RefCell<Box<[u8]>> =
-        RefCell::new(vec![0; RECV_AT_ONCE * DATAGRAM_ROOM].into_boxed_slice());
+    /// Room for the largest datagram, reused by every query of the thread
+    /// (allocating and zeroing 64 KiB per query was a tenth of a miss's CPU
+    /// in the recursion bench): answers are copied out at their own length.
+    static DATAGRAM: RefCell<Box<[u8]>> = RefCell::new(vec![0; 65_535].into_boxed_slice());
 }
 
 /// Sends `query` on the leased socket, then reads datagrams until `take`
 /// accepts one (it sees each, and returns what it makes of ours) or
 /// `deadline` passes.
-///
-/// Each read asks for two datagrams (`recvmmsg`): when only one comes, the
-/// kernel has shown the queue empty, and the socket's readiness is cleared
-/// with it. Otherwise it stays set after the answer, and the next query on
-/// the pooled socket would start with a `recv` that fails with EAGAIN: one
-/// system call in five of a forwarded miss (benches/README.md, "System
-/// calls per forwarded miss"). Readiness is never cleared while a datagram
-/// may be queued: Linux wakes a UDP socket's waiters only when a datagram
-/// finds its queue empty, so a datagram left behind unseen would hold back
-/// the wake-up for the next query's answer.
 pub(crate) async fn ask<T>(
     lease: &Lease<'_>,
     query: &[u8],
@@ -496,13 +443,9 @@ pub(crate) async fn ask<T>(
 ) -> Result<T, Unanswered> {
     let socket = lease.socket();
     // A pooled socket is writable already: no wait for its readiness.
-    match socket.get_ref().send(query) {
+    match socket.try_send(query) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            let send = |s: &std::net::UdpSocket| s.send(query);
-            socket
-                .async_io(Interest::WRITABLE, send)
-                .await
-                .map_err(Unanswered::Network)?;
+            socket.send(query).await.map_err(Unanswered::Network)?;
         }
         sent => {
             sent.map_err(Unanswered::Network)?;
@@ -510,26 +453,12 @@ pub(crate) async fn ask<T>(
     }
     let answer = async {
         loop {
-            let mut ready = socket.readable().await?;
-            let read = DATAGRAMS.with_borrow_mut(|bufs| {
-                // Err: EAGAIN, and try_io has cleared the readiness.
-                let Ok(lens) = ready.try_io(|fd| recv_two(fd.get_ref(), bufs)) else {
-                    return Ok((None, false));
-                };
-                let lens = lens?;
-                // A datagram read after ours came after the answer that ends
-                // the query: dropped unseen, as the next query on this socket
-                // would have rejected it.
-                let datagrams = bufs.chunks(DATAGRAM_ROOM).zip(&lens);
-                let taken = datagrams.fold(None, |taken, (buf, &len)| {
-                    taken.or_else(|| take(&buf[..len]))
-                });
-                Ok::<_, io::Error>((taken, lens.len() < RECV_AT_ONCE))
+            socket.readable().await?;
+            let taken = DATAGRAM.with_borrow_mut(|buf| match socket.try_recv(buf) {
+                Ok(len) => Ok(take(&buf[..len])),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(e),
             })?;
-            let (taken, emptied) = read;
-            if emptied {
-                ready.clear_ready();
-            }
             if let Some(answer) = taken {
                 return Ok::<T, io::Error>(answer);
             }
@@ -540,50 +469,6 @@ pub(crate) async fn ask<T>(
         Ok(Err(e)) => Err(Unanswered::Network(e)),
         Err(_) => Err(Unanswered::Timeout),
     }
-}
-
-/// Up to [`RECV_AT_ONCE`] datagrams from a connected socket without waiting,
-/// each into its own [`DATAGRAM_ROOM`] of `bufs`; their lengths. Fewer than
-/// asked: the queue was empty after the last.
-fn recv_two(
-    socket: &std::net::UdpSocket,
-    bufs: &mut [u8],
-) -> io::Result<SmallVec<[usize; RECV_AT_ONCE]>> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: all-zero is a valid iovec and mmsghdr.
-    let mut iovs: [libc::iovec; RECV_AT_ONCE] = unsafe { std::mem::zeroed() };
-    let mut headers: [libc::mmsghdr; RECV_AT_ONCE] = unsafe { std::mem::zeroed() };
-    for ((iov, header), buf) in iovs
-        .iter_mut()
-        .zip(&mut headers)
-        .zip(bufs.chunks_mut(DATAGRAM_ROOM))
-    {
-        *iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // No address: the socket is connected, so only its server's datagrams arrive.
-        header.msg_hdr.msg_iov = iov;
-        header.msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: each header points at its own iovec and buffer, alive and
-    // unmoved for the call.
-    let n = unsafe {
-        libc::recvmmsg(
-            socket.as_raw_fd(),
-            headers.as_mut_ptr(),
-            RECV_AT_ONCE as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(headers[..n as usize]
-        .iter()
-        .map(|h| (h.msg_len as usize).min(DATAGRAM_ROOM))
-        .collect())
 }
 
 #[cfg(test)]
@@ -606,11 +491,9 @@ mod tests {
     type Seen = Arc<Mutex<Vec<(SocketAddr, u16)>>>;
 
     /// A server on loopback that answers each query with its own header and
-    /// question (QR set). Just before its second answer it sends a late copy
-    /// of its first answer, marked REFUSED, to where that one went: a valid
-    /// answer to the first query only, arriving on a reused socket right
-    /// before the second query's answer. While `silent` is set it answers
-    /// nothing.
+    /// question (QR set). After its first answer it sends a second, late
+    /// copy of it marked REFUSED, a valid answer to that first query only;
+    /// while `silent` is set it answers nothing.
     async fn server(silent: Arc<AtomicBool>) -> (SocketAddr, Seen) {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
@@ -618,26 +501,24 @@ mod tests {
         let log = seen.clone();
         tokio::spawn(async move {
             let mut buf = vec![0; 2048];
-            let mut first: Option<(Vec<u8>, SocketAddr)> = None;
-            let mut answers = 0;
             loop {
                 let (len, from) = socket.recv_from(&mut buf).await.unwrap();
                 let id = u16::from_be_bytes([buf[0], buf[1]]);
-                log.lock().unwrap().push((from, id));
+                let first = {
+                    let mut log = log.lock().unwrap();
+                    log.push((from, id));
+                    log.len() == 1
+                };
                 if silent.load(Ordering::SeqCst) {
                     continue;
                 }
                 let mut answer = buf[..len].to_vec();
                 answer[2] |= 0x80;
-                answers += 1;
-                if let (2, Some((mut late, to))) = (answers, first.take()) {
-                    late[3] = (late[3] & 0xf0) | 5;
-                    socket.send_to(&late, to).await.unwrap();
-                }
-                if answers == 1 {
-                    first = Some((answer.clone(), from));
-                }
                 socket.send_to(&answer, from).await.unwrap();
+                if first {
+                    answer[3] = (answer[3] & 0xf0) | 5;
+                    socket.send_to(&answer, from).await.unwrap();
+                }
             }
         });
         (addr, seen)
@@ -700,8 +581,7 @@ mod tests {
         let (first, _) = forwarder.query(&QUERY, &servers).await.expect("answered");
         assert_eq!(first[3] & 0x0f, 0, "the first answer, NOERROR");
         // The same question again, on the same socket, where the late
-        // REFUSED copy of the first answer comes in just before the second
-        // answer (in the same read or the one before): only the ID differs.
+        // REFUSED copy of the first answer waits: only the ID differs.
         let (second, _) = forwarder.query(&QUERY, &servers).await.expect("answered");
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 2, "{seen:?}");
@@ -757,23 +637,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pooled_socket_is_left_not_ready_after_its_answer() {
-        let (addr, seen) = server(Arc::default()).await;
-        let (pool, _) = pool(1);
-        exchange(&pool, addr, Port::Reuse, 1).await;
-        // The next query draws the same socket: its wait for the answer must
-        // start with no readiness left over from the last one (which would
-        // cost a `recv` failing with EAGAIN first).
-        let lease = pool.lease(addr, Port::Reuse).expect("a socket");
-        let ready = tokio::time::timeout(Duration::ZERO, lease.socket().readable()).await;
-        assert!(ready.is_err(), "readiness was left set after the answer");
-        drop(lease);
-        exchange(&pool, addr, Port::Reuse, 2).await;
-        let ports = ports(&seen);
-        assert_eq!(ports.len(), 2, "{ports:?}");
-    }
-
-    #[tokio::test]
     async fn the_iterator_gets_a_fresh_port_per_query() {
         let (addr, seen) = server(Arc::default()).await;
         let (pool, _) = pool(1);
@@ -790,7 +653,7 @@ mod tests {
     fn idle_ports(pool: &UdpPool) -> Vec<u16> {
         let table = pool.table.lock().unwrap();
         let idle = table.slots.iter().filter_map(|slot| match slot {
-            Slot::Idle(pooled) => Some(pooled.socket.get_ref().local_addr().unwrap().port()),
+            Slot::Idle(pooled) => Some(pooled.socket.local_addr().unwrap().port()),
             _ => None,
         });
         idle.collect()
@@ -835,7 +698,7 @@ mod tests {
         for server in [addr, other, addr, other, addr] {
             let lease = pool.lease(server, Port::Fresh).expect("a socket");
             assert!(fds.contains(&fd(&lease)), "{fds:?}: {}", fd(&lease));
-            let local = lease.socket().get_ref().local_addr().unwrap();
+            let local = lease.socket().local_addr().unwrap();
             assert_ne!(local.port(), 0, "connected, so bound");
         }
         assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);

@@ -1,7 +1,6 @@
 //! UDP (RFC 1035 §4.2.1): one SO_REUSEPORT socket per worker. Answers that
 //! need no waiting are sent inline from the receive loop; a miss is handed to
-//! its own task so the loop keeps reading, and its answer to a sender task
-//! that sends the answers of misses in batches (`send_finished`).
+//! its own task so the loop keeps reading.
 //!
 //! A socket bound to a specific address (the fast path) answers with plain
 //! `recv_from`/`send_to`. A socket bound to a wildcard address (`0.0.0.0`,
@@ -20,7 +19,6 @@ use std::time::Instant;
 use socket2::SockAddr;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 use smallvec::SmallVec;
 
@@ -44,8 +42,6 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
     let fd = socket.as_raw_fd();
     let mut incoming = RecvBatch::default();
     let mut outgoing = SendBatch::default();
-    let (finished, to_send) = mpsc::unbounded_channel();
-    tokio::spawn(send_finished(socket.clone(), to_send));
     loop {
         let received = socket
             .async_io(Interest::READABLE, || incoming.recv(fd))
@@ -69,44 +65,19 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
                 Step::Reply(reply) => outgoing.push(reply, peer),
                 Step::Drop => {}
                 Step::Resolve(pending) => {
-                    let (worker, finished) = (worker.clone(), finished.clone());
+                    let (worker, socket) = (worker.clone(), socket.clone());
                     // Boxed: tokio copies a task's whole future when it is spawned and again
                     // when it completes; this one is kilobytes, its box a pointer.
                     tokio::spawn(Box::pin(async move {
                         // None: the response phase dropped it; send nothing.
                         if let Some(reply) = worker.finish_in_task(*pending).await {
-                            // Err: the sender task is gone with the runtime.
-                            let _ = finished.send((reply, peer));
+                            let _ = socket.send_to(&reply, peer).await;
                         }
                     }));
                 }
             }
         });
         drop(batch);
-        send_all(&socket, &mut outgoing).await;
-    }
-}
-
-/// The answer of a miss and who asked, from its task to [`send_finished`].
-type Finished = (Vec<u8>, SocketAddr);
-
-/// Sends the answers of misses, each resolved in a task of its own, in
-/// batches: all that were finished since this task last ran go out in one
-/// `sendmmsg`, not in a `sendto` each (a system call in four of a forwarded
-/// miss, and a wake-up of the client for each; benches/README.md, "System
-/// calls per forwarded miss"). The first answer wakes this task, and the
-/// worker's runtime runs its tasks in the order they were woken: the misses
-/// whose upstream answers came with that one finish first, so a burst of
-/// answers leaves together while a lone answer leaves at once, nothing
-/// waits for a batch to fill. Ends once the receive loop and every miss
-/// task are gone (a drain), closing the socket.
-async fn send_finished(socket: Arc<UdpSocket>, mut finished: mpsc::UnboundedReceiver<Finished>) {
-    let mut taken = Vec::with_capacity(BATCH);
-    let mut outgoing = SendBatch::default();
-    while finished.recv_many(&mut taken, BATCH).await > 0 {
-        for (reply, peer) in taken.drain(..) {
-            outgoing.push(reply, peer);
-        }
         send_all(&socket, &mut outgoing).await;
     }
 }

@@ -393,9 +393,8 @@ async fn dead_or_silent_upstream_gives_servfail_with_ede_quickly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_identical_misses_make_one_upstream_query() {
-    let upstream = Authority::start(&zone());
+    let (upstream, picket) = forwarding();
     upstream.set_delay(Duration::from_millis(150));
-    let picket = start_picket(&[upstream.addr()]);
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let addr = picket.addr;
@@ -409,16 +408,15 @@ async fn concurrent_identical_misses_make_one_upstream_query() {
     assert_eq!(upstream.queries_for("www.example.test"), 1);
 }
 
-/// The answers of misses that finish together leave in one batch (the UDP
-/// listener's sender task, `sendmmsg`): each still goes to the client that
-/// asked, from the address it asked, with its ID and its question.
+/// Misses in flight together, whose upstream answers come back together:
+/// each answer goes to the client that asked, from the address it asked,
+/// with its ID and its question.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_misses_are_each_answered_to_their_own_client() {
-    let upstream = Authority::start(&zone());
+    let (upstream, picket) = forwarding();
     // All in flight at once, and their upstream answers back together
     // (within the test forwarder's 300 ms attempt timeout).
     upstream.set_delay(Duration::from_millis(150));
-    let picket = start_picket(&[upstream.addr()]);
     let mut clients = Vec::new();
     for i in 0..200u16 {
         let addr = picket.addr;

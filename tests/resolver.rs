@@ -560,9 +560,8 @@ async fn dead_or_silent_upstream_gives_servfail_with_ede_quickly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_identical_misses_make_one_upstream_query() {
-    let upstream = Authority::start(&zone());
+    let (upstream, picket) = forwarding();
     upstream.set_delay(Duration::from_millis(150));
-    let picket = start_picket(&[upstream.addr()]);
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let addr = picket.addr;
@@ -574,6 +573,36 @@ async fn concurrent_identical_misses_make_one_upstream_query() {
         assert_eq!(a_records(&task.await.unwrap()).len(), 2);
     }
     assert_eq!(upstream.queries_for("www.example.test"), 1);
+}
+
+/// Misses in flight together, whose upstream answers come back together:
+/// each answer goes to the client that asked, from the address it asked,
+/// with its ID and its question.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_are_each_answered_to_their_own_client() {
+    let (upstream, picket) = forwarding();
+    // All in flight at once, and their upstream answers back together
+    // (within the test forwarder's 300 ms attempt timeout).
+    upstream.set_delay(Duration::from_millis(150));
+    let mut clients = Vec::new();
+    for i in 0..200u16 {
+        let addr = picket.addr;
+        // A socket of its own each (send_udp), connected to Picket.
+        clients.push(tokio::spawn(async move {
+            let (id, name) = (0x5000 + i, format!("Miss{i}.Example.Test"));
+            let query = QueryBuilder::new(&name, RecordType::A).id(id).build();
+            let answer = send_udp(addr, &query).await;
+            let answer = answer.unwrap_or_else(|| panic!("no answer for {name}"));
+            (id, name, answer)
+        }));
+    }
+    for client in clients {
+        let (id, name, answer) = client.await.unwrap();
+        assert_eq!(answer.metadata.id, id, "{name}");
+        assert_eq!(answer.queries[0].name().to_string(), format!("{name}."));
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{name}");
+    }
+    assert_eq!(upstream.queries(), 200, "each was a miss of its own");
 }
 
 #[tokio::test(flavor = "multi_thread")]

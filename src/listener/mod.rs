@@ -54,8 +54,16 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 /// local fragmentation; Unbound sets `IP_PMTUDISC_OMIT` (no DF, an ID per answer).
 fn set_dont_fragment(socket: &Socket, ipv6: bool) -> std::io::Result<()> {
     let (level, name, value) = match ipv6 {
-        false => (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE),
-        true => (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE),
+        false => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        ),
+        true => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        ),
     };
     // SAFETY: a valid socket, and a c_int option value of the right size.
     let rc = unsafe {

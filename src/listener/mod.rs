@@ -65,6 +65,16 @@ fn set_dont_fragment(socket: &Socket, ipv6: bool) -> std::io::Result<()> {
             libc::IPV6_PMTUDISC_PROBE,
         ),
     };
+    set_int_option(socket, level, name, value)
+}
+
+/// `setsockopt` of a `c_int` option (those socket2 has no method for).
+pub(crate) fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
     // SAFETY: a valid socket, and a c_int option value of the right size.
     let rc = unsafe {
         libc::setsockopt(

@@ -15,6 +15,7 @@ pub mod tls;
 pub mod udp;
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -30,12 +31,64 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     prepare(&socket, addr)?;
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    set_dont_fragment(&socket, addr.is_ipv6())?;
     if addr.ip().is_unspecified() {
         // A wildcard socket answers from each query's destination (udp.rs).
         udp::enable_pktinfo(&socket, addr.is_ipv6())?;
     }
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Sends every answer with Don't Fragment set and never fragments one (RFC 9715 §3.1, R1:
+/// a UDP responder sets IP_DONTFRAG), ignoring path MTU reports (`IP_PMTUDISC_PROBE`): a
+/// forged ICMP "fragmentation needed" can neither make Picket fragment its answers (the
+/// fragment-spoofing attacks on DNS) nor shrink what it sends. Answers are at most
+/// [`Limits::max_udp_payload`](crate::config::limits::Limits) bytes (1232), which fits the
+/// MTU of every interface that carries IPv6 and nearly every IPv4 one.
+///
+/// It is also cheaper: an IPv4 datagram with DF set needs no IP ID (the kernel writes 0),
+/// where one that may be fragmented has an ID drawn from the kernel's shared, hashed
+/// counters for every answer (`__ip_select_ident`, about 1.3 % of a cache hit's CPU).
+/// Linux's default (`IP_PMTUDISC_WANT`) sets DF but still draws the ID, since it allows
+/// local fragmentation; Unbound sets `IP_PMTUDISC_OMIT` (no DF, an ID per answer).
+fn set_dont_fragment(socket: &Socket, ipv6: bool) -> std::io::Result<()> {
+    let (level, name, value) = match ipv6 {
+        false => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        ),
+        true => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        ),
+    };
+    set_int_option(socket, level, name, value)
+}
+
+/// `setsockopt` of a `c_int` option (those socket2 has no method for).
+pub(crate) fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    // SAFETY: a valid socket, and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 /// A TCP listener with SO_REUSEPORT (one per worker, like UDP).
@@ -56,4 +109,43 @@ fn prepare(socket: &Socket, addr: SocketAddr) -> std::io::Result<()> {
         socket.set_only_v6(true)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The socket's path-MTU discovery mode, as `getsockopt` reports it.
+    fn mtu_discover(socket: &std::net::UdpSocket, ipv6: bool) -> libc::c_int {
+        let (level, name) = match ipv6 {
+            false => (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            true => (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER),
+        };
+        let mut value: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid socket, and a c_int buffer of the stated size.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn udp_answers_are_sent_unfragmentable_ignoring_path_mtu_reports() {
+        let v4 = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(mtu_discover(&v4, false), libc::IP_PMTUDISC_PROBE);
+        let wildcard = bind_udp("0.0.0.0:0".parse().unwrap()).unwrap();
+        assert_eq!(mtu_discover(&wildcard, false), libc::IP_PMTUDISC_PROBE);
+        // Hosts without IPv6 on loopback cannot bind [::1]; the IPv4 checks stand alone then.
+        if let Ok(v6) = bind_udp("[::1]:0".parse().unwrap()) {
+            assert_eq!(mtu_discover(&v6, true), libc::IPV6_PMTUDISC_PROBE);
+        }
+    }
 }

@@ -154,27 +154,12 @@ pub struct Destination {
 
 /// Asks the kernel to report each datagram's destination (wildcard sockets).
 pub fn enable_pktinfo(socket: &socket2::Socket, ipv6: bool) -> io::Result<()> {
-    let on: libc::c_int = 1;
     let (level, name) = if ipv6 {
         (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
     } else {
         (libc::IPPROTO_IP, libc::IP_PKTINFO)
     };
-    // SAFETY: a valid socket, and a c_int option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&on as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    super::set_int_option(socket, level, name, 1)
 }
 
 /// Room for one IP_PKTINFO or IPV6_PKTINFO control message, aligned for cmsghdr.

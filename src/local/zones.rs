@@ -29,14 +29,13 @@ use crate::protocol::{EdnsOut, Request, ResponseWriter, Section};
 const TTL: u32 = 10_800;
 /// PTR's type code.
 const PTR: u16 = 12;
-/// The top-level labels under which a locally served zone can be: a name
-/// ending in anything else is not looked up further.
-const TOPS: [&[u8]; 4] = [b"localhost", b"invalid", b"onion", b"arpa"];
-
 /// The locally served zones in force.
 #[derive(Debug, Clone)]
 pub struct LocalZones {
     zones: Vec<LocalZone>,
+    /// The top-level labels of `zones` (`localhost`, `arpa`...): a name
+    /// ending in any other is not looked up further.
+    tops: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,32 +71,42 @@ impl Default for LocalZones {
         for name in empty_zone_names() {
             zones.push(static_zone(&name, &[]));
         }
-        Self { zones }
+        Self::of(zones)
     }
 }
 
 impl LocalZones {
     /// None: every name goes upstream (`--no-local-zones`).
     pub fn none() -> Self {
-        Self { zones: Vec::new() }
+        Self::of(Vec::new())
+    }
+
+    fn of(zones: Vec<LocalZone>) -> Self {
+        let mut tops: Vec<Vec<u8>> = Vec::new();
+        for top in zones.iter().filter_map(|z| last_label(&z.wire)) {
+            if !tops.iter().any(|t| t == top) {
+                tops.push(top.to_vec());
+            }
+        }
+        Self { zones, tops }
     }
 
     /// The default zones less each of `exempt` and every zone under it.
     pub fn without(exempt: &[String]) -> Result<Self, NotLocal> {
-        let mut zones = Self::default();
+        let mut zones = Self::default().zones;
         for zone in exempt {
             let mut wire_form = Vec::new();
             let lower = zone.to_ascii_lowercase();
             if wire::push_name(&mut wire_form, &lower).is_none() {
                 return Err(NotLocal(zone.clone()));
             }
-            let before = zones.zones.len();
-            zones.zones.retain(|z| !is_at_or_under(&z.wire, &wire_form));
-            if zones.zones.len() == before {
+            let before = zones.len();
+            zones.retain(|z| !is_at_or_under(&z.wire, &wire_form));
+            if zones.len() == before {
                 return Err(NotLocal(zone.clone()));
             }
         }
-        Ok(zones)
+        Ok(Self::of(zones))
     }
 
     /// The answer to `req` when its name is in a locally served zone.
@@ -107,7 +116,8 @@ impl LocalZones {
         edns: Option<&EdnsOut<'_>>,
         limit: usize,
     ) -> Option<Vec<u8>> {
-        if self.zones.is_empty() || !TOPS.contains(&last_label(&req.name_wire)?) {
+        let top = last_label(&req.name_wire)?;
+        if !self.tops.iter().any(|t| t == top) {
             return None;
         }
         let zone = self

@@ -73,7 +73,7 @@ impl<'a> EdnsOut<'a> {
             push_option(out, wire::edns_option::NSID, &[nsid]);
         }
         if self.pad {
-            push_padding(out, limit);
+            push_padding(out, RESPONSE_PADDING_BLOCK, limit);
         }
         let rdlen = (out.len() - rdlen_at - 2) as u16;
         out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
@@ -91,21 +91,21 @@ impl<'a> EdnsOut<'a> {
     }
 }
 
-/// The Padding option (RFC 7830) that brings the message in `out` to the
-/// next block boundary, or to `limit`; none when even its header does not fit.
-fn push_padding(out: &mut Vec<u8>, limit: usize) {
+/// Appends a Padding option (RFC 7830) that brings the message in `out` to
+/// the next multiple of `block` bytes, or to `limit` if that is nearer; none
+/// when even the option's header does not fit. Returns the option's length
+/// (header included), for a caller that keeps the OPT's RDLENGTH itself.
+pub fn push_padding(out: &mut Vec<u8>, block: usize, limit: usize) -> usize {
     let with_header = out.len() + 4;
-    let to_block =
-        (RESPONSE_PADDING_BLOCK - with_header % RESPONSE_PADDING_BLOCK) % RESPONSE_PADDING_BLOCK;
     let Some(room) = limit.checked_sub(with_header) else {
-        return;
+        return 0;
     };
-    let zeros = [0u8; RESPONSE_PADDING_BLOCK];
-    push_option(
-        out,
-        wire::edns_option::PADDING,
-        &[&zeros[..to_block.min(room)]],
-    );
+    let to_block = (block - with_header % block) % block;
+    let pad = to_block.min(room);
+    out.extend_from_slice(&wire::edns_option::PADDING.to_be_bytes());
+    out.extend_from_slice(&(pad as u16).to_be_bytes());
+    out.resize(out.len() + pad, 0);
+    4 + pad
 }
 
 fn push_option(out: &mut Vec<u8>, code: u16, parts: &[&[u8]]) {

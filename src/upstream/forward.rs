@@ -33,6 +33,7 @@ use super::spec::Upstream;
 use super::transport::{StreamLimits, Transports};
 use super::UpstreamError;
 use crate::config::limits::UPSTREAM_POOL_SWEEP_EVERY;
+use crate::protocol::build::push_padding;
 use crate::protocol::wire::{self, flag, Header, HEADER_LEN};
 
 /// How the forwarder talks to upstreams.
@@ -480,12 +481,7 @@ pub(crate) const QUERY_PADDING_BLOCK: usize = 128;
 /// (as [`build_query`] writes it, no options yet) up to the next block.
 fn pad_query(message: &mut Vec<u8>) {
     let rdlen_at = message.len() - 2;
-    let with_header = message.len() + 4;
-    let pad = (QUERY_PADDING_BLOCK - with_header % QUERY_PADDING_BLOCK) % QUERY_PADDING_BLOCK;
-    message.extend_from_slice(&wire::edns_option::PADDING.to_be_bytes());
-    message.extend_from_slice(&(pad as u16).to_be_bytes());
-    message.resize(message.len() + pad, 0);
-    let rdlen = (4 + pad) as u16;
+    let rdlen = push_padding(message, QUERY_PADDING_BLOCK, usize::MAX) as u16;
     message[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
 }
 

@@ -1,7 +1,8 @@
 //! One query to one authoritative server: a socket on a random source port
 //! the kernel drew for this server, serving it for a few answered queries
-//! at most, and a random ID per query (RFC 5452; see `upstream::sockets`), 0x20 where the server keeps case, EDNS with a
-//! 1232-byte payload, TCP after TC=1. An answer counts only if it comes
+//! at most, and a random ID per query (RFC 5452; see `upstream::sockets`),
+//! 0x20 where the server keeps case, EDNS with a 1232-byte payload, TCP
+//! after TC=1. An answer counts only if it comes
 //! from the server's address and port (the socket is connected), repeats
 //! our ID and our question; anything else is ignored and the wait goes on.
 

@@ -12,14 +12,48 @@ use std::process::{Child, Command, Stdio};
 /// A port free for both UDP and TCP on 127.0.0.1, bound and released again:
 /// a program that cannot say which port it picked (the picket binary,
 /// HAProxy, Unbound) is told to bind it next.
+///
+/// Between the release and the program's bind another socket could take the
+/// port. So the port comes from below the kernel's ephemeral range
+/// (`ip_local_port_range`), where no `bind(0)` or outgoing connection of
+/// another test lands, and this process never hands out the same port twice
+/// (cargo runs one test binary at a time, its tests on threads).
 pub fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (low, high) = ports_outside_the_ephemeral_range();
+    let span = u32::from(high - low) + 1;
+    // A start that differs between test binaries, then one step per call.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = low + (NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if bindable_for_udp_and_tcp(port) {
             return port;
         }
     }
+    panic!("no port in {low}-{high} is free for both UDP and TCP on 127.0.0.1");
+}
+
+/// Ports the kernel never picks on its own: below `ip_local_port_range`
+/// (32768-60999 by default), above the well-known and the common
+/// registered ones.
+fn ports_outside_the_ephemeral_range() -> (u16, u16) {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 20000.min(first_ephemeral / 2);
+    (low, first_ephemeral.saturating_sub(1).max(low + 1000))
+}
+
+fn bindable_for_udp_and_tcp(port: u16) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// 127.0.0.1 on a [`free_port`].

@@ -57,15 +57,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hashbrown::DefaultHashBuilder;
-use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
-
 use super::forward::ForwarderStats;
 use super::UpstreamError;
 use crate::config::limits::{UPSTREAM_POOL_DRAWS, UPSTREAM_POOL_SWEEP_SLICE};
 use crate::config::Limits;
+use crate::udp_fd::UdpFd;
+use hashbrown::DefaultHashBuilder;
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
 
 /// The bounds of one worker's pool.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +138,8 @@ enum Slot {
 
 /// A pooled socket.
 struct Pooled {
-    socket: UdpSocket,
+    /// Registered for reading only (`udp_fd`): a query sent is no event.
+    socket: UdpFd,
     v6: bool,
     /// The server it is connected to; None: disconnected, no port bound.
     peer: Option<SocketAddr>,
@@ -388,7 +387,7 @@ impl Pooled {
         let socket = Socket::new(Domain::for_address(server), kind, Some(Protocol::UDP))?;
         socket.connect(&server.into())?;
         Ok(Self {
-            socket: UdpSocket::from_std(socket.into())?,
+            socket: UdpFd::new(socket.into())?,
             v6: server.is_ipv6(),
             peer: Some(server),
             uses: 0,
@@ -403,7 +402,7 @@ impl Pooled {
         if self.peer.is_some() {
             self.disconnect()?;
         }
-        SockRef::from(&self.socket).connect(&server.into())?;
+        SockRef::from(self.socket.get_ref()).connect(&server.into())?;
         self.peer = Some(server);
         self.uses = 0;
         self.drawn = Instant::now();
@@ -417,7 +416,7 @@ impl Pooled {
     /// reactor saw a datagram arrive since the last answer (`ask` forgets
     /// the readiness the answer left).
     fn drain(&self) {
-        DATAGRAM.with_borrow_mut(|buf| while self.socket.try_recv(buf).is_ok() {});
+        DATAGRAM.with_borrow_mut(|buf| while self.socket.try_read(|s| s.recv(buf)).is_ok() {});
     }
 
     /// `connect(AF_UNSPEC)`: Linux's `__udp_disconnect` unhashes a port the
@@ -432,7 +431,7 @@ impl Pooled {
             let len = storage.size_of();
             SockAddr::new(storage, len)
         };
-        SockRef::from(&self.socket).connect(&unspecified)
+        SockRef::from(self.socket.get_ref()).connect(&unspecified)
     }
 }
 
@@ -453,7 +452,7 @@ pub(crate) struct Lease<'p> {
 }
 
 impl Lease<'_> {
-    fn socket(&self) -> &UdpSocket {
+    fn socket(&self) -> &UdpFd {
         &self
             .pooled
             .as_ref()
@@ -552,19 +551,11 @@ pub(crate) async fn ask<T>(
     mut take: impl FnMut(&[u8]) -> Option<T>,
 ) -> Result<T, Unanswered> {
     let socket = lease.socket();
-    // A pooled socket is writable already: no wait for its readiness.
-    match socket.try_send(query) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            socket.send(query).await.map_err(Unanswered::Network)?;
-        }
-        sent => {
-            sent.map_err(Unanswered::Network)?;
-        }
-    }
+    socket.send(query).await.map_err(Unanswered::Network)?;
     let answer = async {
         loop {
             socket.readable().await?;
-            let taken = DATAGRAM.with_borrow_mut(|buf| match socket.try_recv(buf) {
+            let taken = DATAGRAM.with_borrow_mut(|buf| match socket.try_read(|s| s.recv(buf)) {
                 Ok(len) => Ok(take(&buf[..len])),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(e),
@@ -574,9 +565,7 @@ pub(crate) async fn ask<T>(
                 // queued came within this wait and meets the next query's
                 // checks; readiness from here on means a datagram came
                 // after the answer, which `Pooled::drain` then drops.
-                let _ = socket.try_io(Interest::READABLE, || {
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
+                socket.forget_readable();
                 return Ok::<T, io::Error>(answer);
             }
         }
@@ -856,7 +845,7 @@ mod tests {
     fn idle_ports(pool: &UdpPool) -> Vec<u16> {
         let table = pool.table.lock().unwrap();
         let idle = table.slots.iter().filter_map(|slot| match slot {
-            Slot::Idle(pooled) => Some(pooled.socket.local_addr().unwrap().port()),
+            Slot::Idle(pooled) => Some(pooled.socket.get_ref().local_addr().unwrap().port()),
             _ => None,
         });
         idle.collect()
@@ -866,7 +855,7 @@ mod tests {
     fn kept_ports(pool: &UdpPool) -> Vec<u16> {
         let table = pool.table.lock().unwrap();
         let kept = table.authorities.values().flatten();
-        kept.map(|pooled| pooled.socket.local_addr().unwrap().port())
+        kept.map(|pooled| pooled.socket.get_ref().local_addr().unwrap().port())
             .collect()
     }
 

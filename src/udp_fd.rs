@@ -33,9 +33,10 @@ pub struct UdpFd {
 }
 
 impl UdpFd {
-    /// Registers `socket` (made non-blocking) with the current runtime's reactor.
+    /// Registers `socket` with the current runtime's reactor. The socket
+    /// must be non-blocking already (as for tokio's `from_std`; the pool's
+    /// and the listeners' are created so): no system call is spent on it here.
     pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
-        socket.set_nonblocking(true)?;
         // SAFETY: the `UdpSocket` owns its descriptor, and the `AsyncFd` owns
         // the socket until it is dropped: the descriptor stays open and the same.
         let inner = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
@@ -196,8 +197,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_udp_socket_answers_and_reads_with_read_only_registration() {
-        let server = UdpFd::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
-        let client = UdpFd::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let bind = || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            UdpFd::new(socket).unwrap()
+        };
+        let (server, client) = (bind(), bind());
         let server_addr = server.get_ref().local_addr().unwrap();
         client.get_ref().connect(server_addr).unwrap();
         client.send(b"query").await.unwrap();

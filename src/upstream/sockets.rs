@@ -57,13 +57,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hashbrown::DefaultHashBuilder;
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
+
 use super::forward::ForwarderStats;
 use super::UpstreamError;
 use crate::config::limits::{UPSTREAM_POOL_DRAWS, UPSTREAM_POOL_SWEEP_SLICE};
 use crate::config::Limits;
 use crate::udp_fd::UdpFd;
-use hashbrown::DefaultHashBuilder;
-use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
 
 /// The bounds of one worker's pool.
 #[derive(Debug, Clone, Copy)]
@@ -912,7 +913,7 @@ mod tests {
         for server in [addr, other, addr, other, addr] {
             let lease = pool.lease(server, Port::Authority).expect("a socket");
             assert!(fds.contains(&fd(&lease)), "{fds:?}: {}", fd(&lease));
-            let local = lease.socket().local_addr().unwrap();
+            let local = lease.socket().get_ref().local_addr().unwrap();
             assert_ne!(local.port(), 0, "connected, so bound");
         }
         assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);

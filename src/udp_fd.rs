@@ -37,9 +37,14 @@ impl UdpFd {
     /// must be non-blocking already (as for tokio's `from_std`; the pool's
     /// and the listeners' are created so): no system call is spent on it here.
     pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
+        Self::with_interest(socket, Interest::READABLE)
+    }
+
+    /// EXPERIMENT: registered for both, as tokio's socket.
+    pub fn with_interest(socket: std::net::UdpSocket, interest: Interest) -> io::Result<Self> {
         // SAFETY: the `UdpSocket` owns its descriptor, and the `AsyncFd` owns
         // the socket until it is dropped: the descriptor stays open and the same.
-        let inner = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+        let inner = unsafe { AsyncFd::register_with_interest(socket, interest) }
             .map_err(|e| e.into_parts().1)?;
         Ok(Self { inner })
     }

@@ -35,7 +35,10 @@ const MAX_DATAGRAM: usize = 65_535;
 pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Result<()> {
     let wildcard = socket.local_addr()?.ip().is_unspecified();
     // Registered for reading only (`udp_fd`): no wake-up for the room each sent answer frees.
-    let socket = Arc::new(UdpFd::new(socket)?);
+    let socket = Arc::new(UdpFd::with_interest(
+        socket,
+        tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
+    )?);
     if wildcard {
         return serve_wildcard(worker, socket).await;
     }

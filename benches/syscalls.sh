@@ -10,7 +10,8 @@
 #   SYSCALL_QUERIES=20000 SYSCALL_RATE=5000 RESOLVERS=picket benches/syscalls.sh
 #
 # SYSCALL_RATE (q/s, dnsperf -Q) empty: as fast as dnsperf goes. Prints a markdown table of
-# system calls per answered query, one column per resolver, with the process's context
+# system calls per answered query, one column per resolver, with the process's CPU time
+# (`cpu_us`: µs per query, `perf stat`'s task-clock while dnsperf ran), its context
 # switches and the events its `epoll_wait` calls returned (the sum of their return values, from
 # a `perf record` of `syscalls:sys_exit_epoll_wait`: how often the reactor found a socket ready).
 set -euo pipefail
@@ -42,7 +43,7 @@ for res in $RESOLVERS; do
     tag=$res-$WORKLOAD
     start_resolver "$res" "$WORKLOAD" "$tag" || die "$START_ERR"
     [[ $WORKLOAD == hits ]] && warm "$tag"
-    perf stat -x, -e 'syscalls:sys_enter_*,context-switches' -p "$RES_PID" -o "$LOGS/$tag.perf.txt" &
+    perf stat -x, -e 'syscalls:sys_enter_*,context-switches,task-clock' -p "$RES_PID" -o "$LOGS/$tag.perf.txt" &
     PERF=$!
     perf record -q -e syscalls:sys_exit_epoll_wait -p "$RES_PID" -o "$LOGS/$tag.epoll.data" 2>/dev/null &
     RECORD=$!
@@ -56,6 +57,10 @@ for res in $RESOLVERS; do
     [[ -n $answered && $answered != 0 ]] || die "$res: no answers; see $LOGS/$tag.dnsperf.txt"
     COUNT[$res/answered]=$answered
     while IFS=, read -r n _ event _; do
+        if [[ $event == task-clock ]]; then # ms of CPU, kept as µs
+            COUNT[$res/cpu_us]=$(awk -v ms="$n" 'BEGIN{printf "%d", ms * 1000}')
+            continue
+        fi
         [[ $n =~ ^[0-9]+$ && $n != 0 ]] || continue
         name=${event#syscalls:sys_enter_}
         COUNT[$res/$name]=$n

@@ -37,7 +37,6 @@ pub mod query;
 pub mod rebinding;
 pub mod reload;
 pub mod synthesize;
-pub mod udp_fd;
 pub mod upstream;
 
 #[cfg(test)]

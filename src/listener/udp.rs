@@ -12,11 +12,13 @@
 use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::SockAddr;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
 
 use smallvec::SmallVec;
 
@@ -24,7 +26,6 @@ use super::batch::{RecvBatch, SendBatch, BATCH};
 use crate::config::limits::MAX_UDP_QUERY;
 use crate::pipeline::{Incoming, Step, Worker};
 use crate::query::{ClientHints, Transport};
-use crate::udp_fd::{send_waiting, UdpFd};
 
 /// Largest datagram a wildcard socket reads, so that one past
 /// [`MAX_UDP_QUERY`] is seen whole and rejected like on the batched path.
@@ -34,11 +35,7 @@ const MAX_DATAGRAM: usize = 65_535;
 /// aborts this loop; answers still being resolved go out after that).
 pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Result<()> {
     let wildcard = socket.local_addr()?.ip().is_unspecified();
-    // Registered for reading only (`udp_fd`): no wake-up for the room each sent answer frees.
-    let socket = Arc::new(UdpFd::with_interest(
-        socket,
-        tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
-    )?);
+    let socket = Arc::new(UdpSocket::from_std(socket)?);
     if wildcard {
         return serve_wildcard(worker, socket).await;
     }
@@ -46,7 +43,9 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
     let mut incoming = RecvBatch::default();
     let mut outgoing = SendBatch::default();
     loop {
-        let received = socket.read(|_| incoming.recv(fd)).await;
+        let received = socket
+            .async_io(Interest::READABLE, || incoming.recv(fd))
+            .await;
         // ICMP errors from earlier sends surface here on some systems;
         // they concern one peer, not the socket.
         let Ok(count) = received else {
@@ -95,10 +94,11 @@ fn incoming_datagram(bytes: &[u8], oversized: bool, peer: SocketAddr) -> Incomin
 
 /// Sends every queued answer, waiting while the socket buffer is full; an
 /// answer whose destination is refused by the kernel is dropped.
-async fn send_all(socket: &UdpFd, outgoing: &mut SendBatch) {
+async fn send_all(socket: &UdpSocket, outgoing: &mut SendBatch) {
     let fd = socket.as_raw_fd();
     while !outgoing.is_empty() {
-        if send_waiting(socket.as_fd(), || outgoing.send(fd))
+        if socket
+            .async_io(Interest::WRITABLE, || outgoing.send(fd))
             .await
             .is_err()
         {
@@ -109,11 +109,13 @@ async fn send_all(socket: &UdpFd, outgoing: &mut SendBatch) {
 
 /// The receive loop of a wildcard socket: the same as the fast path, with
 /// each query's destination address carried to its answer.
-async fn serve_wildcard(worker: Arc<Worker>, socket: Arc<UdpFd>) -> io::Result<()> {
+async fn serve_wildcard(worker: Arc<Worker>, socket: Arc<UdpSocket>) -> io::Result<()> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let received = socket
-            .read(|s| recv_with_destination(s.as_raw_fd(), &mut buf))
+            .async_io(Interest::READABLE, || {
+                recv_with_destination(socket.as_raw_fd(), &mut buf)
+            })
             .await;
         let Ok(Received {
             len,
@@ -264,7 +266,7 @@ fn destination_of(msg: &libc::msghdr) -> Option<Destination> {
 
 /// Sends `reply` to `peer` from the address the query was sent to.
 async fn send_from(
-    socket: &UdpFd,
+    socket: &UdpSocket,
     reply: &[u8],
     peer: SocketAddr,
     destination: Option<Destination>,
@@ -277,10 +279,11 @@ async fn send_from(
     let Some(source) = source else {
         return socket.send_to(reply, peer).await;
     };
-    send_waiting(socket.as_fd(), || {
-        send_with_source(socket.as_raw_fd(), reply, peer, source)
-    })
-    .await
+    socket
+        .async_io(Interest::WRITABLE, || {
+            send_with_source(socket.as_raw_fd(), reply, peer, source)
+        })
+        .await
 }
 
 /// `sendmsg` with an IP_PKTINFO / IPV6_PKTINFO control message naming the source.

@@ -59,12 +59,13 @@ use std::time::{Duration, Instant};
 
 use hashbrown::DefaultHashBuilder;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
 
 use super::forward::ForwarderStats;
 use super::UpstreamError;
 use crate::config::limits::{UPSTREAM_POOL_DRAWS, UPSTREAM_POOL_SWEEP_SLICE};
 use crate::config::Limits;
-use crate::udp_fd::UdpFd;
 
 /// The bounds of one worker's pool.
 #[derive(Debug, Clone, Copy)]
@@ -139,8 +140,7 @@ enum Slot {
 
 /// A pooled socket.
 struct Pooled {
-    /// Registered for reading only (`udp_fd`): a query sent is no event.
-    socket: UdpFd,
+    socket: UdpSocket,
     v6: bool,
     /// The server it is connected to; None: disconnected, no port bound.
     peer: Option<SocketAddr>,
@@ -388,7 +388,7 @@ impl Pooled {
         let socket = Socket::new(Domain::for_address(server), kind, Some(Protocol::UDP))?;
         socket.connect(&server.into())?;
         Ok(Self {
-            socket: UdpFd::new(socket.into())?,
+            socket: UdpSocket::from_std(socket.into())?,
             v6: server.is_ipv6(),
             peer: Some(server),
             uses: 0,
@@ -403,7 +403,7 @@ impl Pooled {
         if self.peer.is_some() {
             self.disconnect()?;
         }
-        SockRef::from(self.socket.get_ref()).connect(&server.into())?;
+        SockRef::from(&self.socket).connect(&server.into())?;
         self.peer = Some(server);
         self.uses = 0;
         self.drawn = Instant::now();
@@ -417,7 +417,7 @@ impl Pooled {
     /// reactor saw a datagram arrive since the last answer (`ask` forgets
     /// the readiness the answer left).
     fn drain(&self) {
-        DATAGRAM.with_borrow_mut(|buf| while self.socket.try_read(|s| s.recv(buf)).is_ok() {});
+        DATAGRAM.with_borrow_mut(|buf| while self.socket.try_recv(buf).is_ok() {});
     }
 
     /// `connect(AF_UNSPEC)`: Linux's `__udp_disconnect` unhashes a port the
@@ -432,7 +432,7 @@ impl Pooled {
             let len = storage.size_of();
             SockAddr::new(storage, len)
         };
-        SockRef::from(self.socket.get_ref()).connect(&unspecified)
+        SockRef::from(&self.socket).connect(&unspecified)
     }
 }
 
@@ -453,7 +453,7 @@ pub(crate) struct Lease<'p> {
 }
 
 impl Lease<'_> {
-    fn socket(&self) -> &UdpFd {
+    fn socket(&self) -> &UdpSocket {
         &self
             .pooled
             .as_ref()
@@ -552,11 +552,19 @@ pub(crate) async fn ask<T>(
     mut take: impl FnMut(&[u8]) -> Option<T>,
 ) -> Result<T, Unanswered> {
     let socket = lease.socket();
-    socket.send(query).await.map_err(Unanswered::Network)?;
+    // A pooled socket is writable already: no wait for its readiness.
+    match socket.try_send(query) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            socket.send(query).await.map_err(Unanswered::Network)?;
+        }
+        sent => {
+            sent.map_err(Unanswered::Network)?;
+        }
+    }
     let answer = async {
         loop {
             socket.readable().await?;
-            let taken = DATAGRAM.with_borrow_mut(|buf| match socket.try_read(|s| s.recv(buf)) {
+            let taken = DATAGRAM.with_borrow_mut(|buf| match socket.try_recv(buf) {
                 Ok(len) => Ok(take(&buf[..len])),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(e),
@@ -566,7 +574,9 @@ pub(crate) async fn ask<T>(
                 // queued came within this wait and meets the next query's
                 // checks; readiness from here on means a datagram came
                 // after the answer, which `Pooled::drain` then drops.
-                socket.forget_readable();
+                let _ = socket.try_io(Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
                 return Ok::<T, io::Error>(answer);
             }
         }
@@ -846,7 +856,7 @@ mod tests {
     fn idle_ports(pool: &UdpPool) -> Vec<u16> {
         let table = pool.table.lock().unwrap();
         let idle = table.slots.iter().filter_map(|slot| match slot {
-            Slot::Idle(pooled) => Some(pooled.socket.get_ref().local_addr().unwrap().port()),
+            Slot::Idle(pooled) => Some(pooled.socket.local_addr().unwrap().port()),
             _ => None,
         });
         idle.collect()
@@ -856,7 +866,7 @@ mod tests {
     fn kept_ports(pool: &UdpPool) -> Vec<u16> {
         let table = pool.table.lock().unwrap();
         let kept = table.authorities.values().flatten();
-        kept.map(|pooled| pooled.socket.get_ref().local_addr().unwrap().port())
+        kept.map(|pooled| pooled.socket.local_addr().unwrap().port())
             .collect()
     }
 
@@ -913,7 +923,7 @@ mod tests {
         for server in [addr, other, addr, other, addr] {
             let lease = pool.lease(server, Port::Authority).expect("a socket");
             assert!(fds.contains(&fd(&lease)), "{fds:?}: {}", fd(&lease));
-            let local = lease.socket().get_ref().local_addr().unwrap();
+            let local = lease.socket().local_addr().unwrap();
             assert_ne!(local.port(), 0, "connected, so bound");
         }
         assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);

@@ -31,7 +31,11 @@ begin_run
 gen_data
 start_nsd
 queries=$OUT/queries.txt
-# The hit names are few (HIT_NAMES): they are asked round and round up to SYSCALL_QUERIES.
+# The hit names are few (HIT_NAMES): they are asked round and round up to SYSCALL_QUERIES. A
+# miss name asked twice would be a hit, so misses stop at MISS_NAMES.
+if [[ $WORKLOAD == miss ]] && ((SYSCALL_QUERIES > $(wc -l <"$DATA/miss.txt"))); then
+    die "SYSCALL_QUERIES=$SYSCALL_QUERIES is more than the $(wc -l <"$DATA/miss.txt") miss names; raise MISS_NAMES"
+fi
 awk -v n="$SYSCALL_QUERIES" '{ name[NR] = $0 } END { for (i = 0; i < n; i++) print name[i % NR + 1] }' \
     "$DATA/$WORKLOAD.txt" >"$queries"
 rate=()

@@ -166,10 +166,8 @@ impl Answer {
     ) -> Result<Answer, WireError> {
         let header = Header::read(&stored)?;
         let records = header.ancount as usize + header.nscount as usize + header.arcount as usize;
-        let mut index = Index {
-            ttl_offsets: Vec::with_capacity(records),
-            ..Index::default()
-        };
+        let mut index = Index::default();
+        index.ttl_offsets.reserve_exact(records);
         wire::walk_records(&stored, |span| index.visit(&stored, span))?;
         let kind = if extended_rcode {
             AnswerKind::Failure
@@ -184,11 +182,11 @@ impl Answer {
         Ok(Answer {
             bytes: stored,
             question_len,
-            ttl_offsets: SmallVec::from_slice(&index.ttl_offsets),
+            ttl_offsets: index.ttl_offsets,
             kind,
             rcode: header.rcode(),
             ttl,
-            addresses: SmallVec::from_slice(&index.addresses),
+            addresses: index.addresses,
             cnames: index.cnames,
             ede,
         })
@@ -352,15 +350,17 @@ fn cname_chain_loops(bytes: &[u8]) -> Result<bool, WireError> {
     Ok(false)
 }
 
-/// What one pass over the records learns.
+/// What one pass over the records learns. Its lists are the [`Answer`]'s own, moved into
+/// it: an answer of a few records is indexed without allocating (a miss paid two allocations
+/// here for lists copied at once).
 #[derive(Default)]
 struct Index {
     /// Offset of every record's TTL field, for patching on each serve.
-    ttl_offsets: Vec<u32>,
+    ttl_offsets: SmallVec<[u32; INLINE_RECORDS]>,
     min_ttl: Option<u32>,
     negative_ttl: Option<u32>,
     answers: u16,
-    addresses: Vec<IpAddr>,
+    addresses: SmallVec<[IpAddr; INLINE_ADDRESSES]>,
     cnames: Vec<String>,
 }
 

@@ -1,14 +1,7 @@
 //! Raw query bytes → [`Request`], staged like hickory-server: reject what can be
 //! rejected from the header alone before reading further.
 
-use smallvec::SmallVec;
-
 use super::wire::{self, flag, rcode, rtype, Header, WireError, HEADER_LEN};
-
-/// Bytes of a question (name, type and class) held inside its [`Request`]: most names asked are
-/// shorter, so a query's parse allocates only its presentation name (three allocations were
-/// one per query before, hits included).
-pub const INLINE_QUESTION: usize = 48;
 
 /// The EDNS (RFC 6891) facts of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +26,9 @@ pub struct Request {
     /// The header flags word as sent.
     pub flags: u16,
     /// The question exactly as sent (name in the client's case, type, class).
-    pub question: SmallVec<[u8; INLINE_QUESTION]>,
+    pub question: Vec<u8>,
     /// The query name in lower-case wire form (cache key).
-    pub name_wire: SmallVec<[u8; INLINE_QUESTION]>,
+    pub name_wire: Vec<u8>,
     /// The query name, lower case, presentation form, no trailing dot.
     pub qname: String,
     pub qtype: u16,
@@ -110,7 +103,7 @@ pub fn parse_query(bytes: &[u8]) -> Result<Request, Rejection> {
     }
     // Room for most names up front: growing byte by byte from empty cost two reallocations.
     let mut qname = String::with_capacity(32);
-    let mut name_wire = SmallVec::new();
+    let mut name_wire = Vec::with_capacity(32);
     let name_end = wire::read_question_name(bytes, HEADER_LEN, &mut qname, &mut name_wire)
         .map_err(|_| reject(rcode::FORMERR as u16, None, None))?;
     let (qtype, qclass) = match (
@@ -137,7 +130,7 @@ pub fn parse_query(bytes: &[u8]) -> Result<Request, Rejection> {
     Ok(Request {
         id: header.id,
         flags: header.flags,
-        question: SmallVec::from_slice(question),
+        question: question.to_vec(),
         name_wire,
         qname,
         qtype,
@@ -249,23 +242,6 @@ mod tests {
         assert!(r.rd() && r.dnssec_ok());
         assert_eq!(r.udp_limit(1232), 1232);
         assert_eq!(r.udp_limit(4096), 1232);
-    }
-
-    /// A question longer than a request holds inline is read whole, as a short one is: the
-    /// client's case kept in the question, the name lower-cased in wire and text form.
-    #[test]
-    fn a_question_longer_than_held_inline_is_read_whole() {
-        let name = format!("{}.Example.TEST", "Ab".repeat(30));
-        let bytes = query(&name, 28, None);
-        let r = parse_query(&bytes).unwrap();
-        assert!(r.question.spilled() && r.name_wire.spilled());
-        assert!(r.question.len() > INLINE_QUESTION);
-        assert_eq!(&r.question[..], &bytes[HEADER_LEN..]);
-        assert_eq!(r.qname, name.to_ascii_lowercase());
-        let mut lower = Vec::new();
-        wire::push_name(&mut lower, &name.to_ascii_lowercase()).unwrap();
-        assert_eq!(&r.name_wire[..], &lower[..]);
-        assert_eq!(r.qtype, 28);
     }
 
     #[test]

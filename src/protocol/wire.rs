@@ -185,20 +185,20 @@ pub fn read_question_name(
     buf: &[u8],
     pos: usize,
     text: &mut String,
-    wire: &mut impl Extend<u8>,
+    wire: &mut Vec<u8>,
 ) -> Result<usize, WireError> {
     question_labels(buf, pos, |label| {
         if !text.is_empty() {
             text.push('.');
         }
-        wire.extend([label.len() as u8]);
+        wire.push(label.len() as u8);
         for &b in label {
             let lower = b.to_ascii_lowercase();
-            wire.extend([lower]);
+            wire.push(lower);
             push_presentation_byte(text, lower);
         }
     })
-    .inspect(|_| wire.extend([0]))
+    .inspect(|_| wire.push(0))
 }
 
 /// The lower-case wire form of the question name at `pos` (as [`read_question_name`] reads

@@ -195,10 +195,11 @@ impl Answer {
     /// Bytes held, for the cache's weigher.
     pub fn weight(&self) -> usize {
         let spilled = |held: bool, bytes: usize| if held { bytes } else { 0 };
+        // The lists grow as the index is built, so a spilled one may hold more than its length.
         spilled(self.bytes.spilled(), self.bytes.len())
-            + spilled(self.ttl_offsets.spilled(), self.ttl_offsets.len() * 4)
+            + spilled(self.ttl_offsets.spilled(), self.ttl_offsets.capacity() * 4)
             + self.cnames.iter().map(|c| c.len() + 24).sum::<usize>()
-            + spilled(self.addresses.spilled(), self.addresses.len() * 17)
+            + spilled(self.addresses.spilled(), self.addresses.capacity() * 17)
             + self.ede.as_ref().map_or(0, |(_, text)| text.len())
             + std::mem::size_of::<Self>()
     }
@@ -534,6 +535,10 @@ mod tests {
         let answer = Answer::from_upstream(&bytes, &stored.name_wire, 1, 1).unwrap();
         assert!(answer.bytes.spilled() && answer.ttl_offsets.spilled());
         assert_eq!(answer.addresses.len(), 12);
+        // The weigher counts what the spilled lists hold, not only what they use.
+        let held = answer.bytes.len() + answer.ttl_offsets.capacity() * 4;
+        let held = held + answer.addresses.capacity() * 17 + std::mem::size_of::<Answer>();
+        assert!(answer.weight() >= held, "{} < {held}", answer.weight());
         assert_eq!(
             answer.addresses[11],
             IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11))

@@ -466,7 +466,7 @@ impl Worker {
         let reply = match step {
             Step::Reply(reply) => Some(reply),
             Step::Drop => None,
-            Step::Resolve(pending) => self.finish(*pending).await,
+            Step::Resolve(pending) => self.finish(pending).await,
         };
         reply.map_or(Handled::Dropped, Handled::Reply)
     }
@@ -727,29 +727,30 @@ impl Worker {
 
     /// The asynchronous back half: a coalesced upstream fetch, then the
     /// answer (or a stale one, or SERVFAIL with the reason as an EDE). None
-    /// when the response phase drops the answer: send nothing at all.
-    pub async fn finish(&self, p: PendingFetch) -> Option<Vec<u8>> {
+    /// when the response phase drops the answer: send nothing at all. The query stays in
+    /// its box: a task's future holds the pointer, not the query's half kilobyte copied in.
+    pub async fn finish(&self, p: Box<PendingFetch>) -> Option<Vec<u8>> {
         let shared = self
             .shared
             .inflight
             .run(&p.key, || self.detached_fetch(&p.key))
             .await;
-        self.answer_fetched(p, shared)
+        self.answer_fetched(&p, shared)
     }
 
     /// As [`Self::finish`], for a caller that is a task of its own which nothing
     /// aborts (the UDP listener's per-query task): when this query leads, the
     /// fetch runs here rather than in a second task (one task per miss, not two).
-    pub async fn finish_in_task(&self, p: PendingFetch) -> Option<Vec<u8>> {
+    pub async fn finish_in_task(&self, p: Box<PendingFetch>) -> Option<Vec<u8>> {
         let work = || Self::fetch(&self.shared, &self.forwarder, &p.key);
         let shared = self.shared.inflight.run_here(&p.key, work).await;
-        self.answer_fetched(p, shared)
+        self.answer_fetched(&p, shared)
     }
 
     /// The reply for a pending query once its fetch (or its share of one) ended.
     fn answer_fetched(
         &self,
-        p: PendingFetch,
+        p: &PendingFetch,
         shared: Result<(Fetched, Role), Unshared>,
     ) -> Option<Vec<u8>> {
         let fetched = match shared {

@@ -115,7 +115,7 @@ async fn read_queries<R: AsyncRead>(
                     // None: the response phase dropped it. No frame at all
                     // (a zero-length one is no DNS message); the connection
                     // goes on serving the client's other queries.
-                    if let Some(reply) = worker.finish(*pending).await {
+                    if let Some(reply) = worker.finish(pending).await {
                         let _ = tx.send(reply).await;
                     }
                     drop((permit, query));

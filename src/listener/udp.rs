@@ -70,7 +70,7 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
                     // when it completes; this one is kilobytes, its box a pointer.
                     tokio::spawn(Box::pin(async move {
                         // None: the response phase dropped it; send nothing.
-                        if let Some(reply) = worker.finish_in_task(*pending).await {
+                        if let Some(reply) = worker.finish_in_task(pending).await {
                             let _ = socket.send_to(&reply, peer).await;
                         }
                     }));
@@ -135,7 +135,7 @@ async fn serve_wildcard(worker: Arc<Worker>, socket: Arc<UdpSocket>) -> io::Resu
             Step::Resolve(pending) => {
                 let (worker, socket) = (worker.clone(), socket.clone());
                 tokio::spawn(async move {
-                    if let Some(reply) = worker.finish_in_task(*pending).await {
+                    if let Some(reply) = worker.finish_in_task(pending).await {
                         let _ = send_from(&socket, &reply, peer, destination).await;
                     }
                 });

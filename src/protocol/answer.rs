@@ -166,10 +166,8 @@ impl Answer {
     ) -> Result<Answer, WireError> {
         let header = Header::read(&stored)?;
         let records = header.ancount as usize + header.nscount as usize + header.arcount as usize;
-        let mut index = Index {
-            ttl_offsets: Vec::with_capacity(records),
-            ..Index::default()
-        };
+        let mut index = Index::default();
+        index.ttl_offsets.reserve_exact(records);
         wire::walk_records(&stored, |span| index.visit(&stored, span))?;
         let kind = if extended_rcode {
             AnswerKind::Failure
@@ -184,11 +182,11 @@ impl Answer {
         Ok(Answer {
             bytes: stored,
             question_len,
-            ttl_offsets: SmallVec::from_slice(&index.ttl_offsets),
+            ttl_offsets: index.ttl_offsets,
             kind,
             rcode: header.rcode(),
             ttl,
-            addresses: SmallVec::from_slice(&index.addresses),
+            addresses: index.addresses,
             cnames: index.cnames,
             ede,
         })
@@ -197,10 +195,11 @@ impl Answer {
     /// Bytes held, for the cache's weigher.
     pub fn weight(&self) -> usize {
         let spilled = |held: bool, bytes: usize| if held { bytes } else { 0 };
+        // The lists grow as the index is built, so a spilled one may hold more than its length.
         spilled(self.bytes.spilled(), self.bytes.len())
-            + spilled(self.ttl_offsets.spilled(), self.ttl_offsets.len() * 4)
+            + spilled(self.ttl_offsets.spilled(), self.ttl_offsets.capacity() * 4)
             + self.cnames.iter().map(|c| c.len() + 24).sum::<usize>()
-            + spilled(self.addresses.spilled(), self.addresses.len() * 17)
+            + spilled(self.addresses.spilled(), self.addresses.capacity() * 17)
             + self.ede.as_ref().map_or(0, |(_, text)| text.len())
             + std::mem::size_of::<Self>()
     }
@@ -352,15 +351,17 @@ fn cname_chain_loops(bytes: &[u8]) -> Result<bool, WireError> {
     Ok(false)
 }
 
-/// What one pass over the records learns.
+/// What one pass over the records learns. Its lists are the [`Answer`]'s own, moved into
+/// it: an answer of a few records is indexed without allocating (a miss paid two allocations
+/// here for lists copied at once).
 #[derive(Default)]
 struct Index {
     /// Offset of every record's TTL field, for patching on each serve.
-    ttl_offsets: Vec<u32>,
+    ttl_offsets: SmallVec<[u32; INLINE_RECORDS]>,
     min_ttl: Option<u32>,
     negative_ttl: Option<u32>,
     answers: u16,
-    addresses: Vec<IpAddr>,
+    addresses: SmallVec<[IpAddr; INLINE_ADDRESSES]>,
     cnames: Vec<String>,
 }
 
@@ -534,6 +535,10 @@ mod tests {
         let answer = Answer::from_upstream(&bytes, &stored.name_wire, 1, 1).unwrap();
         assert!(answer.bytes.spilled() && answer.ttl_offsets.spilled());
         assert_eq!(answer.addresses.len(), 12);
+        // The weigher counts what the spilled lists hold, not only what they use.
+        let held = answer.bytes.len() + answer.ttl_offsets.capacity() * 4;
+        let held = held + answer.addresses.capacity() * 17 + std::mem::size_of::<Answer>();
+        assert!(answer.weight() >= held, "{} < {held}", answer.weight());
         assert_eq!(
             answer.addresses[11],
             IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11))

@@ -18,8 +18,9 @@
 #              refresher downloads it (304 while it is unchanged), keeps it and
 #              reloads with it, no SIGHUP
 # and prints, per way, the steady RSS before it and the peak RSS (VmHWM, reset
-# between the two through /proc/PID/clear_refs) during it, their ratio, the
-# time each reload took, and the queries dnsperf lost.
+# between the two through /proc/PID/clear_refs) during it, their ratio, the RSS
+# SETTLE seconds (2) after the last reload (what the allocator kept), the time
+# each reload took, and the queries dnsperf lost.
 # Needs the data of benches/gen_data.py (benches/run.sh makes it), dnsperf,
 # nsd, openssl and python3.
 set -euo pipefail
@@ -30,6 +31,7 @@ DATA=$OUT/data
 PORT=${PICKET_PORT:-25365}
 NSD_PORT=${NSD_PORT:-25366}
 RELOADS=${RELOADS:-5}
+SETTLE=${SETTLE:-2} # seconds after the last reload before "after" is read
 QPS=${QPS:-20000}
 PATH=$PATH:/usr/sbin:/sbin
 [ -f "$DATA/blocklist.txt" ] || { echo "no $DATA/blocklist.txt: run benches/run.sh (or gen_data.py) first" >&2; exit 1; }
@@ -81,9 +83,12 @@ phase() {
   done
   wait "$load" || true
   peak=$(kib "$pid" VmHWM)
+  # What the allocator kept of the replaced tables: RSS once the load and the reloads are over.
+  sleep "$SETTLE"
+  after=$(kib "$pid" VmRSS)
   lost=$(awk '/Queries lost/ { print $3 }' "$work/dnsperf-$name.log")
-  printf '%-9s steady %6d KiB  peak %6d KiB  ratio %s  queries lost %s\n' \
-    "$name" "$steady" "$peak" "$(ratio "$peak" "$steady")" "$lost"
+  printf '%-9s steady %6d KiB  peak %6d KiB  ratio %s  after %6d KiB  queries lost %s\n' \
+    "$name" "$steady" "$peak" "$(ratio "$peak" "$steady")" "$after" "$lost"
 }
 hup() { kill -HUP "$pid"; }
 no_edit() { :; }

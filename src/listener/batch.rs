@@ -104,24 +104,78 @@ pub struct Datagram<'a> {
     pub oversized: bool,
 }
 
+/// Most answers one message carries with UDP generic segmentation offload
+/// (the kernel's `UDP_MAX_SEGMENTS` is 64 since Linux 4.18).
+const MAX_SEGMENTS: usize = 64;
+/// Most bytes of answers in one segmented message: an IPv4 datagram holds
+/// at most 65,507 bytes of payload, and the kernel refuses more.
+const MAX_SEGMENTED_BYTES: usize = 60_000;
+/// Longest answer sent as a segment. Every segment must fit the route's
+/// MTU with its headers, and 1232 bytes (DNS flag day 2020's EDNS size)
+/// does on any link IPv6 runs on; a longer answer goes out on its own.
+const MAX_SEGMENT: usize = 1232;
+
 /// Answers collected during one batch, sent with one `sendmmsg`. The
 /// vectors `sendmmsg` reads are kept between batches, so a batch allocates
 /// nothing once they have grown to the batch size.
-#[derive(Default)]
+///
+/// Answers of the same size to the same client (a forwarder or a load
+/// generator with many queries in flight on one socket) go out as one
+/// message the kernel cuts into datagrams (`UDP_SEGMENT`, Linux 4.18): the
+/// route lookup, the IP output path and, on loopback, the delivery run once
+/// per message instead of once per answer. The client still receives one
+/// datagram per answer. A socket whose kernel or route refuses segmentation
+/// turns it off for good and sends each answer on its own.
 pub struct SendBatch {
-    replies: Vec<(Vec<u8>, SockAddr)>,
+    replies: Vec<Reply>,
     iovs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    /// Answers per message of the last `sendmmsg`, in order.
+    answers_per_message: Vec<usize>,
+    /// One `UDP_SEGMENT` control message per message (used when it carries
+    /// more than one answer).
+    controls: Vec<SegmentControl>,
+    segmentation: bool,
 }
 
-// SAFETY: the raw pointers in `iovs` and `headers` point into `replies`,
-// and are rewritten before every `sendmmsg`; in between they are never read.
+struct Reply {
+    bytes: Vec<u8>,
+    peer: SocketAddr,
+    address: SockAddr,
+}
+
+/// Room for a control message with a `u16` (`CMSG_SPACE(2)` is 24 bytes on
+/// 64-bit Linux, 16 on 32-bit), aligned as `cmsghdr` needs.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(8))]
+struct SegmentControl([u8; 32]);
+
+// SAFETY: the raw pointers in `iovs` and `headers` point into `replies` and
+// `controls`, and are rewritten before every `sendmmsg`; in between they are
+// never read.
 unsafe impl Send for SendBatch {}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self {
+            replies: Vec::new(),
+            iovs: Vec::new(),
+            headers: Vec::new(),
+            answers_per_message: Vec::new(),
+            controls: Vec::new(),
+            segmentation: true,
+        }
+    }
+}
 
 impl SendBatch {
     /// Queues an answer.
     pub fn push(&mut self, reply: Vec<u8>, peer: SocketAddr) {
-        self.replies.push((reply, SockAddr::from(peer)));
+        self.replies.push(Reply {
+            bytes: reply,
+            address: SockAddr::from(peer),
+            peer,
+        });
     }
 
     /// Whether nothing is queued.
@@ -129,32 +183,13 @@ impl SendBatch {
         self.replies.is_empty()
     }
 
-    /// Sends what the socket takes without blocking; returns how many were
-    /// sent (from the front). The rest stay queued.
+    /// Sends what the socket takes without blocking; returns how many
+    /// answers were sent (from the front). The rest stay queued.
     pub fn send(&mut self, fd: RawFd) -> io::Result<usize> {
-        self.iovs.clear();
-        self.iovs
-            .extend(self.replies.iter().map(|(reply, _)| libc::iovec {
-                iov_base: reply.as_ptr() as *mut libc::c_void,
-                iov_len: reply.len(),
-            }));
-        self.headers.clear();
-        let iovs = self.iovs.iter_mut();
-        self.headers
-            .extend(self.replies.iter().zip(iovs).map(|((_, peer), iov)| {
-                // SAFETY: all-zero is a valid msghdr.
-                let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
-                hdr.msg_name = peer.as_ptr() as *mut libc::c_void;
-                hdr.msg_namelen = peer.len();
-                hdr.msg_iov = iov;
-                hdr.msg_iovlen = 1;
-                libc::mmsghdr {
-                    msg_hdr: hdr,
-                    msg_len: 0,
-                }
-            }));
-        // SAFETY: every header points at replies, addresses and iovecs that
-        // live until the call returns.
+        self.plan_messages();
+        self.write_headers();
+        // SAFETY: every header points at replies, addresses, iovecs and
+        // control messages that live, unmoved, until the call returns.
         let sent = unsafe {
             libc::sendmmsg(
                 fd,
@@ -164,10 +199,71 @@ impl SendBatch {
             )
         };
         if sent < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            if self.answers_per_message[0] > 1 && refuses_segmentation(&error) {
+                tracing::warn!(
+                    %error,
+                    "UDP segmentation offload refused on this socket; sending each answer on its own from now on"
+                );
+                self.segmentation = false;
+                return Ok(0);
+            }
+            return Err(error);
         }
-        self.replies.drain(..sent as usize);
-        Ok(sent as usize)
+        let answers = self.answers_per_message[..sent as usize].iter().sum();
+        self.replies.drain(..answers);
+        Ok(answers)
+    }
+
+    /// Orders the queue so that answers to one client of one size are
+    /// adjacent (longest first, so one shorter answer can close a run, as
+    /// segmentation allows), and splits it into messages.
+    fn plan_messages(&mut self) {
+        self.answers_per_message.clear();
+        if !self.segmentation {
+            self.answers_per_message.resize(self.replies.len(), 1);
+            return;
+        }
+        self.replies
+            .sort_by(|a, b| (a.peer.cmp(&b.peer)).then(b.bytes.len().cmp(&a.bytes.len())));
+        let mut start = 0;
+        while start < self.replies.len() {
+            let count = segment_run(&self.replies[start..]);
+            self.answers_per_message.push(count);
+            start += count;
+        }
+    }
+
+    /// Points one `mmsghdr` per planned message at its answers.
+    fn write_headers(&mut self) {
+        self.iovs.clear();
+        self.iovs
+            .extend(self.replies.iter().map(|reply| libc::iovec {
+                iov_base: reply.bytes.as_ptr() as *mut libc::c_void,
+                iov_len: reply.bytes.len(),
+            }));
+        let messages = self.answers_per_message.len();
+        self.controls.clear();
+        self.controls.resize(messages, SegmentControl::default());
+        self.headers.clear();
+        let mut first = 0;
+        for (message, &count) in self.answers_per_message.iter().enumerate() {
+            let reply = &self.replies[first];
+            // SAFETY: all-zero is a valid msghdr.
+            let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
+            hdr.msg_name = reply.address.as_ptr() as *mut libc::c_void;
+            hdr.msg_namelen = reply.address.len();
+            hdr.msg_iov = &mut self.iovs[first];
+            hdr.msg_iovlen = count as _;
+            if count > 1 {
+                write_segment_size(&mut hdr, &mut self.controls[message], reply.bytes.len());
+            }
+            self.headers.push(libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            });
+            first += count;
+        }
     }
 
     /// Gives up on the first queued answer (its destination refused it).
@@ -175,5 +271,194 @@ impl SendBatch {
         if !self.replies.is_empty() {
             self.replies.remove(0);
         }
+    }
+}
+
+/// How many answers from the front of `replies` one message can carry: a
+/// run to one client of one size, and at most one shorter answer after it
+/// (the kernel cuts a message into segments of the first's size, the last
+/// one possibly shorter).
+fn segment_run(replies: &[Reply]) -> usize {
+    let first = &replies[0];
+    let size = first.bytes.len();
+    if size > MAX_SEGMENT {
+        return 1;
+    }
+    let mut count = 1;
+    let mut bytes = size;
+    for next in &replies[1..] {
+        let len = next.bytes.len();
+        if next.peer != first.peer
+            || len > size
+            || len == 0
+            || count == MAX_SEGMENTS
+            || bytes + len > MAX_SEGMENTED_BYTES
+        {
+            break;
+        }
+        count += 1;
+        bytes += len;
+        if len < size {
+            break;
+        }
+    }
+    count
+}
+
+/// Adds a `UDP_SEGMENT` control message to `hdr`, stored in `control`.
+fn write_segment_size(hdr: &mut libc::msghdr, control: &mut SegmentControl, size: usize) {
+    let segment = size as u16;
+    hdr.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE of two bytes fits in the 32-byte, 8-aligned
+    // buffer, which lives as long as the header is used.
+    unsafe {
+        hdr.msg_controllen = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(hdr);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+    }
+}
+
+/// Errors by which a kernel, a route or a socket refuses a segmented send
+/// (no UDP_SEGMENT before Linux 4.18, a device without checksum offload, a
+/// segment past the route's MTU, a socket without UDP checksums), as
+/// opposed to a destination refusing one answer.
+fn refuses_segmentation(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP | libc::EMSGSIZE)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    fn receiver(loopback: &str) -> UdpSocket {
+        let socket = UdpSocket::bind(loopback).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket
+    }
+
+    /// A distinct answer of `len` bytes: its number, then filler.
+    fn answer(number: u16, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0xA5; len];
+        bytes[..2].copy_from_slice(&number.to_be_bytes());
+        bytes
+    }
+
+    fn datagrams(socket: &UdpSocket, count: usize) -> BTreeSet<Vec<u8>> {
+        let mut buf = [0u8; 4096];
+        (0..count)
+            .map(|_| {
+                let len = socket.recv(&mut buf).expect("every answer arrives");
+                buf[..len].to_vec()
+            })
+            .collect()
+    }
+
+    fn send_everything(batch: &mut SendBatch, socket: &UdpSocket) {
+        for _ in 0..100 {
+            if batch.is_empty() {
+                return;
+            }
+            batch.send(socket.as_raw_fd()).expect("loopback takes them");
+        }
+        panic!("answers still queued after 100 sends");
+    }
+
+    #[test]
+    fn answers_of_one_size_to_one_client_share_a_message_and_arrive_one_datagram_each() {
+        for loopback in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(sender) = UdpSocket::bind(loopback) else {
+                eprintln!("skipped {loopback}: no such loopback here");
+                continue;
+            };
+            let (a, b) = (receiver(loopback), receiver(loopback));
+            let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+            let mut batch = SendBatch::default();
+            let mut expected_a = BTreeSet::new();
+            let mut expected_b = BTreeSet::new();
+            // Interleaved as a batch from two clients arrives: 10 of 40 bytes
+            // and one of 30 to A, one too long to be a segment, 3 of 50 to B.
+            for n in 0..10u16 {
+                expected_a.insert(answer(n, 40));
+                batch.push(answer(n, 40), to_a);
+                if n < 3 {
+                    expected_b.insert(answer(100 + n, 50));
+                    batch.push(answer(100 + n, 50), to_b);
+                }
+            }
+            for (number, len) in [(50, 30), (51, 2000)] {
+                expected_a.insert(answer(number, len));
+                batch.push(answer(number, len), to_a);
+            }
+
+            assert_eq!(batch.send(sender.as_raw_fd()).unwrap(), 15);
+            // A: the ten and the shorter one, and the long one alone; B: three.
+            let mut messages = batch.answers_per_message.clone();
+            messages.sort();
+            assert_eq!(messages, [1, 3, 11], "{loopback}");
+            assert!(batch.is_empty());
+            assert_eq!(datagrams(&a, 12), expected_a, "{loopback}");
+            assert_eq!(datagrams(&b, 3), expected_b, "{loopback}");
+        }
+    }
+
+    #[test]
+    fn a_socket_that_refuses_segmentation_sends_each_answer_on_its_own() {
+        let client = receiver("127.0.0.1:0");
+        let to_client = client.local_addr().unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Without UDP checksums the kernel refuses segmented sends (EINVAL).
+        let one: libc::c_int = 1;
+        // SAFETY: a valid option value for a valid socket.
+        let set = unsafe {
+            libc::setsockopt(
+                sender.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&one as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "SO_NO_CHECK: {}", io::Error::last_os_error());
+        let mut batch = SendBatch::default();
+        let expected: BTreeSet<_> = (0..5).map(|n| answer(n, 64)).collect();
+        for reply in &expected {
+            batch.push(reply.clone(), to_client);
+        }
+
+        send_everything(&mut batch, &sender);
+
+        assert!(!batch.segmentation, "segmentation stays off on this socket");
+        assert_eq!(batch.answers_per_message, [1; 5]);
+        assert_eq!(datagrams(&client, 5), expected);
+    }
+
+    #[test]
+    fn a_message_holds_at_most_64_answers_and_60000_bytes() {
+        let peer: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+        let mut batch = SendBatch::default();
+        for n in 0..100 {
+            batch.push(answer(n, 100), peer);
+        }
+        batch.plan_messages();
+        assert_eq!(batch.answers_per_message, [64, 36]);
+
+        let mut batch = SendBatch::default();
+        for n in 0..100 {
+            batch.push(answer(n, 1000), peer);
+        }
+        batch.plan_messages();
+        assert_eq!(batch.answers_per_message, [60, 40]);
     }
 }

@@ -552,8 +552,13 @@ pub(crate) async fn ask<T>(
     mut take: impl FnMut(&[u8]) -> Option<T>,
 ) -> Result<T, Unanswered> {
     let socket = lease.socket();
-    // A pooled socket is writable already: no wait for its readiness.
-    match socket.try_send(query) {
+    // A UDP socket is writable unless its send buffer is full, which a
+    // query on a socket of its own does not fill: send at once. Not through
+    // tokio's `try_send`, which refuses (WouldBlock) until the reactor has
+    // reported a new socket writable, so that the first query on each new
+    // socket waited for a turn of the event loop (an `epoll_wait` and often
+    // a park) before it went out.
+    match SockRef::from(socket).send(query) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             socket.send(query).await.map_err(Unanswered::Network)?;
         }

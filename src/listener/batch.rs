@@ -445,6 +445,42 @@ mod tests {
     }
 
     #[test]
+    fn queries_short_long_and_too_long_are_read_whole_in_one_batch() {
+        let listener = receiver("127.0.0.1:0");
+        listener.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let lens = [12, 512, 513, 1500, SLOT, SLOT + 1, 40];
+        for (n, &len) in lens.iter().enumerate() {
+            let mut query = answer(n as u16, len);
+            // Every byte of a long query is checked, across the split.
+            for (i, byte) in query.iter_mut().enumerate().skip(2) {
+                *byte = (i % 251) as u8;
+            }
+            client
+                .send_to(&query, listener.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut batch = RecvBatch::default();
+        let count = batch.recv(listener.as_raw_fd()).unwrap();
+        assert_eq!(count, lens.len());
+        for (n, &len) in lens.iter().enumerate() {
+            let datagram = batch.get(n).unwrap();
+            assert_eq!(datagram.peer, client.local_addr().unwrap());
+            assert_eq!(datagram.oversized, len > SLOT, "query {n} of {len} bytes");
+            let kept = len.min(SLOT);
+            assert_eq!(datagram.bytes.len(), kept);
+            assert_eq!(&datagram.bytes[..2], &(n as u16).to_be_bytes());
+            assert!(
+                datagram.bytes[2..]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == ((i + 2) % 251) as u8),
+                "query {n} of {len} bytes read whole"
+            );
+        }
+    }
+
+    #[test]
     fn a_message_holds_at_most_64_answers_and_60000_bytes() {
         let peer: SocketAddr = "127.0.0.1:5300".parse().unwrap();
         let mut batch = SendBatch::default();

@@ -128,6 +128,8 @@ const MAX_SEGMENT: usize = 1232;
 /// turns it off for good and sends each answer on its own.
 pub struct SendBatch {
     replies: Vec<Reply>,
+    /// Each reply's destination as `sendmmsg` reads it, in `replies`' order.
+    addresses: Vec<SockAddr>,
     iovs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
     /// Answers per message of the last `sendmmsg`, in order.
@@ -141,7 +143,6 @@ pub struct SendBatch {
 struct Reply {
     bytes: Vec<u8>,
     peer: SocketAddr,
-    address: SockAddr,
 }
 
 /// Room for a control message with a `u16` (`CMSG_SPACE(2)` is 24 bytes on
@@ -150,8 +151,8 @@ struct Reply {
 #[repr(C, align(8))]
 struct SegmentControl([u8; 32]);
 
-// SAFETY: the raw pointers in `iovs` and `headers` point into `replies` and
-// `controls`, and are rewritten before every `sendmmsg`; in between they are
+// SAFETY: the raw pointers in `iovs` and `headers` point into `replies`,
+// `addresses` and `controls`, and are rewritten before every `sendmmsg`; in between they are
 // never read.
 unsafe impl Send for SendBatch {}
 
@@ -159,6 +160,7 @@ impl Default for SendBatch {
     fn default() -> Self {
         Self {
             replies: Vec::new(),
+            addresses: Vec::new(),
             iovs: Vec::new(),
             headers: Vec::new(),
             answers_per_message: Vec::new(),
@@ -171,11 +173,7 @@ impl Default for SendBatch {
 impl SendBatch {
     /// Queues an answer.
     pub fn push(&mut self, reply: Vec<u8>, peer: SocketAddr) {
-        self.replies.push(Reply {
-            bytes: reply,
-            address: SockAddr::from(peer),
-            peer,
-        });
+        self.replies.push(Reply { bytes: reply, peer });
     }
 
     /// Whether nothing is queued.
@@ -236,6 +234,9 @@ impl SendBatch {
 
     /// Points one `mmsghdr` per planned message at its answers.
     fn write_headers(&mut self) {
+        self.addresses.clear();
+        self.addresses
+            .extend(self.replies.iter().map(|reply| SockAddr::from(reply.peer)));
         self.iovs.clear();
         self.iovs
             .extend(self.replies.iter().map(|reply| libc::iovec {
@@ -248,11 +249,11 @@ impl SendBatch {
         self.headers.clear();
         let mut first = 0;
         for (message, &count) in self.answers_per_message.iter().enumerate() {
-            let reply = &self.replies[first];
+            let (reply, address) = (&self.replies[first], &self.addresses[first]);
             // SAFETY: all-zero is a valid msghdr.
             let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
-            hdr.msg_name = reply.address.as_ptr() as *mut libc::c_void;
-            hdr.msg_namelen = reply.address.len();
+            hdr.msg_name = address.as_ptr() as *mut libc::c_void;
+            hdr.msg_namelen = address.len();
             hdr.msg_iov = &mut self.iovs[first];
             hdr.msg_iovlen = count as _;
             if count > 1 {

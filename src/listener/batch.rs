@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 
 use socket2::SockAddr;
 
-use super::udp::socket_addr;
+use super::udp::{socket_addr, ControlBuffer};
 use crate::config::limits::MAX_UDP_QUERY;
 
 /// Datagrams per system call. Unbound's `recvmmsg` patches and Knot use 32-64.
@@ -136,7 +136,7 @@ pub struct SendBatch {
     answers_per_message: Vec<usize>,
     /// One `UDP_SEGMENT` control message per message (used when it carries
     /// more than one answer).
-    controls: Vec<SegmentControl>,
+    controls: Vec<ControlBuffer>,
     segmentation: bool,
 }
 
@@ -144,12 +144,6 @@ struct Reply {
     bytes: Vec<u8>,
     peer: SocketAddr,
 }
-
-/// Room for a control message with a `u16` (`CMSG_SPACE(2)` is 24 bytes on
-/// 64-bit Linux, 16 on 32-bit), aligned as `cmsghdr` needs.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(8))]
-struct SegmentControl([u8; 32]);
 
 // SAFETY: the raw pointers in `iovs` and `headers` point into `replies`,
 // `addresses` and `controls`, and are rewritten before every `sendmmsg`; in between they are
@@ -245,7 +239,7 @@ impl SendBatch {
             }));
         let messages = self.answers_per_message.len();
         self.controls.clear();
-        self.controls.resize(messages, SegmentControl::default());
+        self.controls.resize(messages, ControlBuffer::default());
         self.headers.clear();
         let mut first = 0;
         for (message, &count) in self.answers_per_message.iter().enumerate() {
@@ -307,11 +301,11 @@ fn segment_run(replies: &[Reply]) -> usize {
 }
 
 /// Adds a `UDP_SEGMENT` control message to `hdr`, stored in `control`.
-fn write_segment_size(hdr: &mut libc::msghdr, control: &mut SegmentControl, size: usize) {
+fn write_segment_size(hdr: &mut libc::msghdr, control: &mut ControlBuffer, size: usize) {
     let segment = size as u16;
     hdr.msg_control = control.0.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE of two bytes fits in the 32-byte, 8-aligned
-    // buffer, which lives as long as the header is used.
+    // SAFETY: CMSG_SPACE of two bytes (24 on 64-bit Linux) fits in the
+    // 64-byte, 8-aligned buffer, which lives as long as the header is used.
     unsafe {
         hdr.msg_controllen = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as _;
         let cmsg = libc::CMSG_FIRSTHDR(hdr);
@@ -349,8 +343,8 @@ mod tests {
         socket
     }
 
-    /// A distinct answer of `len` bytes: its number, then filler.
-    fn answer(number: u16, len: usize) -> Vec<u8> {
+    /// A distinct datagram of `len` bytes: its number, then filler.
+    fn numbered(number: u16, len: usize) -> Vec<u8> {
         let mut bytes = vec![0xA5; len];
         bytes[..2].copy_from_slice(&number.to_be_bytes());
         bytes
@@ -391,16 +385,16 @@ mod tests {
             // Interleaved as a batch from two clients arrives: 10 of 40 bytes
             // and one of 30 to A, one too long to be a segment, 3 of 50 to B.
             for n in 0..10u16 {
-                expected_a.insert(answer(n, 40));
-                batch.push(answer(n, 40), to_a);
+                expected_a.insert(numbered(n, 40));
+                batch.push(numbered(n, 40), to_a);
                 if n < 3 {
-                    expected_b.insert(answer(100 + n, 50));
-                    batch.push(answer(100 + n, 50), to_b);
+                    expected_b.insert(numbered(100 + n, 50));
+                    batch.push(numbered(100 + n, 50), to_b);
                 }
             }
             for (number, len) in [(50, 30), (51, 2000)] {
-                expected_a.insert(answer(number, len));
-                batch.push(answer(number, len), to_a);
+                expected_a.insert(numbered(number, len));
+                batch.push(numbered(number, len), to_a);
             }
 
             assert_eq!(batch.send(sender.as_raw_fd()).unwrap(), 15);
@@ -433,7 +427,7 @@ mod tests {
         };
         assert_eq!(set, 0, "SO_NO_CHECK: {}", io::Error::last_os_error());
         let mut batch = SendBatch::default();
-        let expected: BTreeSet<_> = (0..5).map(|n| answer(n, 64)).collect();
+        let expected: BTreeSet<_> = (0..5).map(|n| numbered(n, 64)).collect();
         for reply in &expected {
             batch.push(reply.clone(), to_client);
         }
@@ -452,7 +446,7 @@ mod tests {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let lens = [12, 512, 513, 1500, SLOT, SLOT + 1, 40];
         for (n, &len) in lens.iter().enumerate() {
-            let mut query = answer(n as u16, len);
+            let mut query = numbered(n as u16, len);
             // Every byte of a long query is checked, across the split.
             for (i, byte) in query.iter_mut().enumerate().skip(2) {
                 *byte = (i % 251) as u8;
@@ -486,14 +480,14 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:5300".parse().unwrap();
         let mut batch = SendBatch::default();
         for n in 0..100 {
-            batch.push(answer(n, 100), peer);
+            batch.push(numbered(n, 100), peer);
         }
         batch.plan_messages();
         assert_eq!(batch.answers_per_message, [64, 36]);
 
         let mut batch = SendBatch::default();
         for n in 0..100 {
-            batch.push(answer(n, 1000), peer);
+            batch.push(numbered(n, 1000), peer);
         }
         batch.plan_messages();
         assert_eq!(batch.answers_per_message, [60, 40]);

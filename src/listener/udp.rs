@@ -162,9 +162,17 @@ pub fn enable_pktinfo(socket: &socket2::Socket, ipv6: bool) -> io::Result<()> {
     super::set_int_option(socket, level, name, 1)
 }
 
-/// Room for one IP_PKTINFO or IPV6_PKTINFO control message, aligned for cmsghdr.
+/// Room for one control message (IP_PKTINFO, IPV6_PKTINFO, UDP_SEGMENT),
+/// aligned for cmsghdr.
+#[derive(Clone, Copy)]
 #[repr(C, align(8))]
-struct ControlBuffer([u8; 64]);
+pub(super) struct ControlBuffer(pub(super) [u8; 64]);
+
+impl Default for ControlBuffer {
+    fn default() -> Self {
+        Self([0; 64])
+    }
+}
 
 /// One datagram read by [`recv_with_destination`].
 struct Received {
@@ -180,7 +188,7 @@ struct Received {
 fn recv_with_destination(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: all-zero is a valid sockaddr_storage / msghdr.
     let mut peer: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let mut control = ControlBuffer([0; 64]);
+    let mut control = ControlBuffer::default();
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -294,7 +302,7 @@ fn send_with_source(
     source: Destination,
 ) -> io::Result<usize> {
     let peer = SockAddr::from(peer);
-    let mut control = ControlBuffer([0; 64]);
+    let mut control = ControlBuffer::default();
     let mut iov = libc::iovec {
         iov_base: reply.as_ptr() as *mut libc::c_void,
         iov_len: reply.len(),

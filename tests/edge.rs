@@ -237,6 +237,50 @@ async fn wildcard_listener_answers_from_the_queried_address() {
     }
 }
 
+/// A burst to a wildcard listener, sent to two of its addresses before any
+/// answer is read, is answered in full and each answer comes from the address
+/// its query went to (the answers leave in batches, several to a message).
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcard_listener_answers_a_burst_from_each_queried_address() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = edge_settings(upstream.addr());
+    settings.listen = vec!["0.0.0.0:0".parse().unwrap()];
+    let picket = start_picket_with(settings);
+    let port = picket.server.local_addrs()[0].port();
+    let targets = [
+        SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), port)),
+        SocketAddr::from((Ipv4Addr::new(127, 0, 0, 53), port)),
+    ];
+    // Cached first, so that the burst's answers are all of one size.
+    let _ = query_udp(targets[0], "www.example.test", RecordType::A).await;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut expected = std::collections::HashMap::new();
+    for n in 0..40u16 {
+        let target = targets[usize::from(n % 2)];
+        let query = QueryBuilder::new("www.example.test", RecordType::A)
+            .id(1000 + n)
+            .build();
+        expected.insert(query.metadata.id, target);
+        socket.send_to(&query.to_vec().unwrap(), target).unwrap();
+    }
+    let mut buf = [0u8; 1500];
+    for _ in 0..40 {
+        let (len, from) = socket.recv_from(&mut buf).expect("every query answered");
+        let answer = Message::from_vec(&buf[..len]).unwrap();
+        let target = expected
+            .remove(&answer.metadata.id)
+            .expect("an answer to a query of the burst, once");
+        assert_eq!(
+            from, target,
+            "answer came from {from}, its query went to {target}"
+        );
+        assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
+    }
+}
+
 /// In-process drain: queries keep being answered through the grace period,
 /// queries waiting for the upstream when the listeners close are still
 /// answered (UDP and TCP), and afterwards nothing listens.

@@ -6,12 +6,12 @@
 
 use std::io;
 use std::mem;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
 use socket2::SockAddr;
 
-use super::udp::{socket_addr, ControlBuffer};
+use super::cmsg::{destination_of, write_controls, ControlBuffer, Destination};
 use crate::config::limits::MAX_UDP_QUERY;
 
 /// Datagrams per system call. Unbound's `recvmmsg` patches and Knot use 32-64.
@@ -27,25 +27,29 @@ pub struct RecvBatch {
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    /// Each datagram's control messages (its destination, on a wildcard
+    /// socket); empty on a socket bound to one address, which needs none.
+    controls: Vec<ControlBuffer>,
 }
 
 // SAFETY: the raw pointers inside `iovs` and `headers` only ever point into
 // this struct's own heap buffers, and are rewritten before every use.
 unsafe impl Send for RecvBatch {}
 
-impl Default for RecvBatch {
-    fn default() -> Self {
+impl RecvBatch {
+    /// Buffers for a socket; `destinations`: it reports each datagram's
+    /// destination (pktinfo), and [`get`](Self::get) returns it.
+    pub fn new(destinations: bool) -> Self {
         // SAFETY: all-zero is a valid sockaddr_storage, iovec and mmsghdr.
         Self {
             bufs: vec![0u8; BATCH * SLOT],
             addrs: vec![unsafe { mem::zeroed() }; BATCH],
             iovs: vec![unsafe { mem::zeroed() }; BATCH],
             headers: vec![unsafe { mem::zeroed() }; BATCH],
+            controls: vec![ControlBuffer::default(); if destinations { BATCH } else { 0 }],
         }
     }
-}
 
-impl RecvBatch {
     /// Reads up to [`BATCH`] datagrams without blocking; returns how many.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         for i in 0..BATCH {
@@ -59,6 +63,10 @@ impl RecvBatch {
             hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut self.iovs[i];
             hdr.msg_iovlen = 1;
+            if let Some(control) = self.controls.get_mut(i) {
+                hdr.msg_control = control.0.as_mut_ptr().cast();
+                hdr.msg_controllen = control.0.len() as _;
+            }
             self.headers[i] = libc::mmsghdr {
                 msg_hdr: hdr,
                 msg_len: 0,
@@ -90,6 +98,7 @@ impl RecvBatch {
         Some(Datagram {
             bytes: &self.bufs[i * SLOT..i * SLOT + len],
             peer,
+            destination: destination_of(&header.msg_hdr),
             oversized: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         })
     }
@@ -100,8 +109,37 @@ pub struct Datagram<'a> {
     /// What was read: all of it, or its first [`SLOT`] bytes when oversized.
     pub bytes: &'a [u8],
     pub peer: SocketAddr,
+    /// The address it was sent to, on a socket that reports it.
+    pub destination: Option<Destination>,
     /// Longer than [`SLOT`]: the kernel cut it (MSG_TRUNC).
     pub oversized: bool,
+}
+
+/// The IPv4 or IPv6 address in a `sockaddr_storage` the kernel filled.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// Most answers one message carries with UDP generic segmentation offload
@@ -119,6 +157,9 @@ const MAX_SEGMENT: usize = 1232;
 /// vectors `sendmmsg` reads are kept between batches, so a batch allocates
 /// nothing once they have grown to the batch size.
 ///
+/// On a wildcard socket each answer names the address its query was sent to
+/// as its source (a pktinfo control message), so that it leaves from there.
+///
 /// Answers of the same size to the same client (a forwarder or a load
 /// generator with many queries in flight on one socket) go out as one
 /// message the kernel cuts into datagrams (`UDP_SEGMENT`, Linux 4.18): the
@@ -134,8 +175,8 @@ pub struct SendBatch {
     headers: Vec<libc::mmsghdr>,
     /// Answers per message of the last `sendmmsg`, in order.
     answers_per_message: Vec<usize>,
-    /// One `UDP_SEGMENT` control message per message (used when it carries
-    /// more than one answer).
+    /// Each message's control messages: its source, if it names one, and
+    /// its segment size, if it carries more than one answer.
     controls: Vec<ControlBuffer>,
     segmentation: bool,
 }
@@ -143,6 +184,8 @@ pub struct SendBatch {
 struct Reply {
     bytes: Vec<u8>,
     peer: SocketAddr,
+    /// The address to send it from (wildcard sockets), or the kernel's choice.
+    source: Option<Destination>,
 }
 
 // SAFETY: the raw pointers in `iovs` and `headers` point into `replies`,
@@ -165,9 +208,13 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
-    /// Queues an answer.
-    pub fn push(&mut self, reply: Vec<u8>, peer: SocketAddr) {
-        self.replies.push(Reply { bytes: reply, peer });
+    /// Queues an answer to `peer`, to be sent from `source` if given.
+    pub fn push(&mut self, reply: Vec<u8>, peer: SocketAddr, source: Option<Destination>) {
+        self.replies.push(Reply {
+            bytes: reply,
+            peer,
+            source,
+        });
     }
 
     /// Whether nothing is queued.
@@ -207,17 +254,20 @@ impl SendBatch {
         Ok(answers)
     }
 
-    /// Orders the queue so that answers to one client of one size are
-    /// adjacent (longest first, so one shorter answer can close a run, as
-    /// segmentation allows), and splits it into messages.
+    /// Orders the queue so that answers to one client from one source of one
+    /// size are adjacent (longest first, so one shorter answer can close a
+    /// run, as segmentation allows), and splits it into messages.
     fn plan_messages(&mut self) {
         self.answers_per_message.clear();
         if !self.segmentation {
             self.answers_per_message.resize(self.replies.len(), 1);
             return;
         }
-        self.replies
-            .sort_by(|a, b| (a.peer.cmp(&b.peer)).then(b.bytes.len().cmp(&a.bytes.len())));
+        self.replies.sort_by(|a, b| {
+            (a.peer.cmp(&b.peer))
+                .then(a.source.cmp(&b.source))
+                .then(b.bytes.len().cmp(&a.bytes.len()))
+        });
         let mut start = 0;
         while start < self.replies.len() {
             let count = segment_run(&self.replies[start..]);
@@ -250,9 +300,8 @@ impl SendBatch {
             hdr.msg_namelen = address.len();
             hdr.msg_iov = &mut self.iovs[first];
             hdr.msg_iovlen = count as _;
-            if count > 1 {
-                write_segment_size(&mut hdr, &mut self.controls[message], reply.bytes.len());
-            }
+            let segment = (count > 1).then_some(reply.bytes.len() as u16);
+            write_controls(&mut hdr, &mut self.controls[message], reply.source, segment);
             self.headers.push(libc::mmsghdr {
                 msg_hdr: hdr,
                 msg_len: 0,
@@ -270,7 +319,7 @@ impl SendBatch {
 }
 
 /// How many answers from the front of `replies` one message can carry: a
-/// run to one client of one size, and at most one shorter answer after it
+/// run to one client from one source of one size, and at most one shorter answer after it
 /// (the kernel cuts a message into segments of the first's size, the last
 /// one possibly shorter).
 fn segment_run(replies: &[Reply]) -> usize {
@@ -284,6 +333,7 @@ fn segment_run(replies: &[Reply]) -> usize {
     for next in &replies[1..] {
         let len = next.bytes.len();
         if next.peer != first.peer
+            || next.source != first.source
             || len > size
             || len == 0
             || count == MAX_SEGMENTS
@@ -298,22 +348,6 @@ fn segment_run(replies: &[Reply]) -> usize {
         }
     }
     count
-}
-
-/// Adds a `UDP_SEGMENT` control message to `hdr`, stored in `control`.
-fn write_segment_size(hdr: &mut libc::msghdr, control: &mut ControlBuffer, size: usize) {
-    let segment = size as u16;
-    hdr.msg_control = control.0.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE of two bytes (24 on 64-bit Linux) fits in the
-    // 64-byte, 8-aligned buffer, which lives as long as the header is used.
-    unsafe {
-        hdr.msg_controllen = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(hdr);
-        (*cmsg).cmsg_level = libc::SOL_UDP;
-        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
-    }
 }
 
 /// Errors by which a kernel, a route or a socket refuses a segmented send
@@ -331,7 +365,7 @@ fn refuses_segmentation(error: &io::Error) -> bool {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use std::net::UdpSocket;
+    use std::net::{IpAddr, UdpSocket};
     use std::os::fd::AsRawFd;
     use std::time::Duration;
 
@@ -386,15 +420,15 @@ mod tests {
             // and one of 30 to A, one too long to be a segment, 3 of 50 to B.
             for n in 0..10u16 {
                 expected_a.insert(numbered(n, 40));
-                batch.push(numbered(n, 40), to_a);
+                batch.push(numbered(n, 40), to_a, None);
                 if n < 3 {
                     expected_b.insert(numbered(100 + n, 50));
-                    batch.push(numbered(100 + n, 50), to_b);
+                    batch.push(numbered(100 + n, 50), to_b, None);
                 }
             }
             for (number, len) in [(50, 30), (51, 2000)] {
                 expected_a.insert(numbered(number, len));
-                batch.push(numbered(number, len), to_a);
+                batch.push(numbered(number, len), to_a, None);
             }
 
             assert_eq!(batch.send(sender.as_raw_fd()).unwrap(), 15);
@@ -429,7 +463,7 @@ mod tests {
         let mut batch = SendBatch::default();
         let expected: BTreeSet<_> = (0..5).map(|n| numbered(n, 64)).collect();
         for reply in &expected {
-            batch.push(reply.clone(), to_client);
+            batch.push(reply.clone(), to_client, None);
         }
 
         send_everything(&mut batch, &sender);
@@ -455,13 +489,14 @@ mod tests {
                 .send_to(&query, listener.local_addr().unwrap())
                 .unwrap();
         }
-        let mut batch = RecvBatch::default();
+        let mut batch = RecvBatch::new(false);
         let count = batch.recv(listener.as_raw_fd()).unwrap();
         assert_eq!(count, lens.len());
         for (n, &len) in lens.iter().enumerate() {
             let datagram = batch.get(n).unwrap();
             assert_eq!(datagram.peer, client.local_addr().unwrap());
             assert_eq!(datagram.oversized, len > SLOT, "query {n} of {len} bytes");
+            assert_eq!(datagram.destination, None, "not asked for");
             let kept = len.min(SLOT);
             assert_eq!(datagram.bytes.len(), kept);
             assert_eq!(&datagram.bytes[..2], &(n as u16).to_be_bytes());
@@ -475,19 +510,69 @@ mod tests {
         }
     }
 
+    /// A wildcard socket: each datagram of a batch carries the address it
+    /// was sent to, and answers leave from it, segmented per source.
+    #[test]
+    fn a_wildcard_socket_reads_each_destination_and_answers_from_it() {
+        let wildcard = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let socket = socket2::SockRef::from(&wildcard);
+        super::super::cmsg::enable_pktinfo(&socket, false).unwrap();
+        wildcard.set_nonblocking(true).unwrap();
+        let port = wildcard.local_addr().unwrap().port();
+        let client = receiver("127.0.0.1:0");
+        let to_client = client.local_addr().unwrap();
+        let targets: Vec<Ipv4Addr> = (2..=4).map(|last| Ipv4Addr::new(127, 0, 0, last)).collect();
+        for (n, target) in targets.iter().enumerate() {
+            for _ in 0..4 {
+                client
+                    .send_to(&numbered(n as u16, 30), (*target, port))
+                    .unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+
+        let mut incoming = RecvBatch::new(true);
+        let count = incoming.recv(wildcard.as_raw_fd()).unwrap();
+        assert_eq!(count, 12);
+        let mut outgoing = SendBatch::default();
+        for i in 0..count {
+            let datagram = incoming.get(i).unwrap();
+            let number = u16::from_be_bytes([datagram.bytes[0], datagram.bytes[1]]);
+            assert_eq!(datagram.peer, to_client);
+            let destination = datagram.destination.expect("pktinfo on a wildcard socket");
+            assert_eq!(destination.ip, IpAddr::from(targets[number as usize]));
+            // Each answer is its query: the test knows where it must come from.
+            outgoing.push(datagram.bytes.to_vec(), datagram.peer, Some(destination));
+        }
+        assert_eq!(outgoing.send(wildcard.as_raw_fd()).unwrap(), 12);
+        assert_eq!(
+            outgoing.answers_per_message,
+            [4, 4, 4],
+            "one message per source"
+        );
+
+        let mut buf = [0u8; 64];
+        for _ in 0..12 {
+            let (len, from) = client.recv_from(&mut buf).expect("every answer arrives");
+            assert_eq!(len, 30);
+            let number = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+            assert_eq!(from, SocketAddr::from((targets[number], port)));
+        }
+    }
+
     #[test]
     fn a_message_holds_at_most_64_answers_and_60000_bytes() {
         let peer: SocketAddr = "127.0.0.1:5300".parse().unwrap();
         let mut batch = SendBatch::default();
         for n in 0..100 {
-            batch.push(numbered(n, 100), peer);
+            batch.push(numbered(n, 100), peer, None);
         }
         batch.plan_messages();
         assert_eq!(batch.answers_per_message, [64, 36]);
 
         let mut batch = SendBatch::default();
         for n in 0..100 {
-            batch.push(numbered(n, 1000), peer);
+            batch.push(numbered(n, 1000), peer, None);
         }
         batch.plan_messages();
         assert_eq!(batch.answers_per_message, [60, 40]);

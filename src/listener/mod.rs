@@ -2,6 +2,7 @@
 //! framing; everything else happens in [`crate::pipeline`].
 
 mod batch;
+mod cmsg;
 pub mod conns;
 pub mod doh;
 pub mod doh3;
@@ -34,7 +35,7 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     set_dont_fragment(&socket, addr.is_ipv6())?;
     if addr.ip().is_unspecified() {
         // A wildcard socket answers from each query's destination (udp.rs).
-        udp::enable_pktinfo(&socket, addr.is_ipv6())?;
+        cmsg::enable_pktinfo(&socket, addr.is_ipv6())?;
     }
     socket.bind(&addr.into())?;
     Ok(socket.into())

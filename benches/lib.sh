@@ -21,6 +21,7 @@ PICKET_BIN=${PICKET_BIN:-}
 PICKET_CACHE_SIZE=${PICKET_CACHE_SIZE-512MiB} # set empty to omit --cache-size
 THREADS=${THREADS:-1}                       # Picket --threads and Unbound num-threads (give RESOLVER_CPU as many CPUs)
 PICKET_EXTRA_ARGS=${PICKET_EXTRA_ARGS:-}      # word-split, appended to `picket serve`
+LISTEN_IP=${LISTEN_IP:-127.0.0.1}           # both resolvers listen here (0.0.0.0: wildcard, answers from each query's address)
 PICKET_POLICIES=${PICKET_POLICIES-$ROOT/policies/examples} # empty: the neutral built-in policy
 PICKET_UPSTREAM=${PICKET_UPSTREAM:-}          # --upstream of Picket (default: NSD over UDP)
 BUILD_PICKET=${BUILD_PICKET:-1}             # cargo build --release if the default binary is missing
@@ -215,12 +216,16 @@ start_nsd() {
 
 # ---- resolvers ----------------------------------------------------------------
 # unbound_server_conf PORT THREADS: the `server:` lines every bench Unbound starts with: on
-# 127.0.0.1:PORT for loopback clients, run as started (no chroot, no user switch, no pid
-# file), logging quietly to stderr, allowed to ask servers on loopback.
+# LISTEN_IP:PORT for loopback clients (on a wildcard, answering from each query's address,
+# as Picket does), run as started (no chroot, no user switch, no pid file), logging quietly
+# to stderr, allowed to ask servers on loopback.
 unbound_server_conf() {
+    local automatic=no
+    [[ $LISTEN_IP == 0.0.0.0 || $LISTEN_IP == :: ]] && automatic=yes
     cat <<EOF
 server:
-  interface: 127.0.0.1
+  interface: $LISTEN_IP
+  interface-automatic: $automatic
   port: $1
   num-threads: $2
   username: ""
@@ -294,7 +299,9 @@ start_resolver() {
     else
         # The example policies: an organization for 127.0.0.0/8 with rules and lists, and a
         # response-phase rebinding rule on every answer (the bench zone answers 198.18/15).
-        cmd=("$PICKET_BIN" serve --listen "127.0.0.1:$RES_PORT"
+        local listen=$LISTEN_IP:$RES_PORT
+        [[ $LISTEN_IP == *:* ]] && listen=[$LISTEN_IP]:$RES_PORT
+        cmd=("$PICKET_BIN" serve --listen "$listen"
             --upstream "${PICKET_UPSTREAM:-127.0.0.1:$NSD_PORT}" --threads "$THREADS" --dnssec off)
         [[ -n $PICKET_POLICIES ]] && cmd+=(--policies "$PICKET_POLICIES")
         [[ -n $PICKET_CACHE_SIZE ]] && cmd+=(--cache-size "$PICKET_CACHE_SIZE")

@@ -1027,10 +1027,8 @@ fn run_worker(
     mut stopped: watch::Receiver<bool>,
     serving: mpsc::Sender<()>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // Answers held while the worker was behind leave before it sleeps.
+    let runtime = match crate::listener::outbox::worker_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot build a worker runtime");

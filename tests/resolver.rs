@@ -605,6 +605,39 @@ async fn concurrent_misses_are_each_answered_to_their_own_client() {
     assert_eq!(upstream.queries(), 200, "each was a miss of its own");
 }
 
+/// A burst of misses from one client socket, sent before any answer is read:
+/// the worker reads them in full batches and so counts as behind, and holds
+/// the answers of the misses to send them together (listener/outbox.rs).
+/// Each query still gets its own answer, with its ID and its question.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_misses_from_one_client_is_answered_in_full() {
+    let (upstream, picket) = forwarding();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut asked = std::collections::HashMap::new();
+    for i in 0..128u16 {
+        let (id, name) = (0x6000 + i, format!("burst{i}.example.test."));
+        let query = QueryBuilder::new(&name, RecordType::A).id(id).build();
+        socket
+            .send_to(&query.to_vec().unwrap(), picket.addr)
+            .unwrap();
+        asked.insert(id, name);
+    }
+    let mut buf = [0u8; 1500];
+    for _ in 0..128 {
+        let len = socket.recv(&mut buf).expect("every query answered");
+        let answer = Message::from_vec(&buf[..len]).unwrap();
+        let name = asked
+            .remove(&answer.metadata.id)
+            .expect("an answer to a query of the burst, once");
+        assert_eq!(answer.queries[0].name().to_string(), name);
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{name}");
+    }
+    assert_eq!(upstream.queries(), 128, "each was a miss of its own");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fails_over_to_a_live_upstream_and_remembers_the_dead_one() {
     let dead = Authority::start(&zone());

@@ -222,6 +222,11 @@ impl SendBatch {
         self.replies.is_empty()
     }
 
+    /// How many answers are queued.
+    pub fn len(&self) -> usize {
+        self.replies.len()
+    }
+
     /// Sends what the socket takes without blocking; returns how many
     /// answers were sent (from the front). The rest stay queued.
     pub fn send(&mut self, fd: RawFd) -> io::Result<usize> {

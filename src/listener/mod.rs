@@ -9,6 +9,7 @@ pub mod doh3;
 pub mod doq;
 pub mod dot;
 mod h2_records;
+pub mod outbox;
 pub mod proxy;
 pub mod quic;
 pub mod tcp;

@@ -22,6 +22,7 @@ use smallvec::SmallVec;
 
 use super::batch::{RecvBatch, SendBatch, BATCH};
 use super::cmsg::{send_with_source, Destination};
+use super::outbox;
 use crate::config::limits::MAX_UDP_QUERY;
 use crate::pipeline::{Incoming, Step, Worker};
 use crate::query::{ClientHints, Transport};
@@ -43,6 +44,7 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
         let Ok(count) = received else {
             continue;
         };
+        outbox::note_batch(count);
         let mut returns: SmallVec<[(SocketAddr, Option<Destination>); BATCH]> = SmallVec::new();
         let batch: SmallVec<[Incoming<'_>; BATCH]> = (0..count)
             .filter_map(|i| incoming.get(i))
@@ -62,8 +64,16 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
                     // Boxed: tokio copies a task's whole future when it is spawned and again
                     // when it completes; this one is kilobytes, its box a pointer.
                     tokio::spawn(Box::pin(async move {
+                        // Answers held so far leave before this query's
+                        // upstream exchange, not after it.
+                        outbox::flush();
                         // None: the response phase dropped it; send nothing.
-                        if let Some(reply) = worker.finish_in_task(pending).await {
+                        let Some(reply) = worker.finish_in_task(pending).await else {
+                            return;
+                        };
+                        if outbox::holding() {
+                            outbox::hold(&socket, reply, peer, source);
+                        } else {
                             let _ = send_one(&socket, &reply, peer, source).await;
                         }
                     }));
@@ -72,6 +82,7 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
         });
         drop(batch);
         send_all(&socket, &mut outgoing).await;
+        outbox::flush();
     }
 }
 
@@ -87,7 +98,7 @@ fn incoming_datagram(bytes: &[u8], oversized: bool, peer: SocketAddr) -> Incomin
 
 /// Sends every queued answer, waiting while the socket buffer is full; an
 /// answer whose destination is refused by the kernel is dropped.
-async fn send_all(socket: &UdpSocket, outgoing: &mut SendBatch) {
+pub(super) async fn send_all(socket: &UdpSocket, outgoing: &mut SendBatch) {
     let fd = socket.as_raw_fd();
     while !outgoing.is_empty() {
         if socket

@@ -1,0 +1,190 @@
+//! Answers of finished misses, held on the worker's thread while it is busy
+//! and sent together. A miss's task that sends its own answer pays a
+//! `sendto` and the kernel's whole output path for it; held, the answers of
+//! one scheduler pass leave in one `sendmmsg`, and those of one size to one
+//! client as one segmented message ([`SendBatch`]).
+//!
+//! Holding is adaptive: only while the worker is behind, which its receive
+//! loop learns from a full batch (`recvmmsg` returned [`BATCH`] queries, so
+//! more were waiting). Then queries already wait for the worker, and a
+//! cheaper answer lets it catch up. A worker that keeps up sends each answer
+//! as soon as it is ready, so moderate load keeps its latency. The loop
+//! reads until the socket is empty, so a run of full batches ends with a
+//! partial one; the worker counts as behind until two batches in a row were
+//! partial.
+//!
+//! Nothing waits for a timer: held answers leave just before the worker
+//! parks (the runtime's `on_thread_park` hook, [`flush`]), after each batch
+//! of the receive loop, before each new miss's upstream exchange, and
+//! whenever [`BATCH`] answers are held for one socket.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+
+use super::batch::{SendBatch, BATCH};
+use super::cmsg::Destination;
+
+/// The answers held for one socket of this worker.
+struct Held {
+    socket: Arc<UdpSocket>,
+    answers: SendBatch,
+}
+
+thread_local! {
+    static OUTBOX: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+    /// Whether each of the last two receive batches was full (bit 0: the
+    /// last); either one full means queries are waiting for this worker.
+    static FULL_BATCHES: Cell<u8> = const { Cell::new(0) };
+}
+
+/// A worker's runtime: one thread, its I/O and timers, and the outbox
+/// flushed whenever it is about to sleep.
+pub fn worker_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(flush)
+        .build()
+}
+
+/// Records how many queries the receive loop's last batch read.
+pub fn note_batch(count: usize) {
+    let full = u8::from(count >= BATCH);
+    FULL_BATCHES.set((FULL_BATCHES.get() << 1 | full) & 0b11);
+}
+
+/// Whether answers should be held ([`hold`]) rather than sent at once.
+pub fn holding() -> bool {
+    FULL_BATCHES.get() != 0
+}
+
+/// Holds `reply` for `peer` (from `source` on a wildcard socket), to be sent
+/// on `socket` with the others.
+pub fn hold(
+    socket: &Arc<UdpSocket>,
+    reply: Vec<u8>,
+    peer: SocketAddr,
+    source: Option<Destination>,
+) {
+    let full = OUTBOX.with_borrow_mut(|outbox| {
+        let held = match outbox
+            .iter()
+            .position(|held| Arc::ptr_eq(&held.socket, socket))
+        {
+            Some(i) => &mut outbox[i],
+            None => {
+                outbox.push(Held {
+                    socket: socket.clone(),
+                    answers: SendBatch::default(),
+                });
+                outbox.last_mut().expect("just pushed")
+            }
+        };
+        held.answers.push(reply, peer, source);
+        held.answers.len() >= BATCH
+    });
+    if full {
+        flush();
+    }
+}
+
+/// Sends every held answer without blocking. A socket whose buffer is full
+/// gets a task that waits for room; an answer the kernel refuses for its
+/// destination is dropped, as a `sendto` of it would have been.
+pub fn flush() {
+    OUTBOX.with_borrow_mut(|outbox| {
+        for held in outbox.iter_mut() {
+            send_held(held);
+        }
+        // A socket only this outbox still holds was closed by its loop
+        // (drain): let it go.
+        outbox.retain(|held| Arc::strong_count(&held.socket) > 1);
+    });
+}
+
+fn send_held(held: &mut Held) {
+    let fd = held.socket.as_raw_fd();
+    while !held.answers.is_empty() {
+        match held.answers.send(fd) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let (socket, mut answers) = (held.socket.clone(), mem::take(&mut held.answers));
+                tokio::spawn(async move { super::udp::send_all(&socket, &mut answers).await });
+                return;
+            }
+            Err(_) => held.answers.skip_first(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn client() -> std::net::UdpSocket {
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_nonblocking(true).unwrap();
+        client
+    }
+
+    fn received(client: &std::net::UdpSocket) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let mut numbers = Vec::new();
+        while let Ok(len) = client.recv(&mut buf) {
+            assert_eq!(len, 20);
+            numbers.push(buf[0]);
+        }
+        numbers.sort();
+        numbers
+    }
+
+    #[test]
+    fn answers_are_held_from_a_full_batch_until_two_partial_ones() {
+        assert!(!holding(), "a worker starts keeping up");
+        note_batch(BATCH);
+        assert!(holding());
+        note_batch(BATCH);
+        note_batch(7);
+        assert!(holding(), "the partial batch that empties the socket");
+        note_batch(1);
+        assert!(!holding());
+        note_batch(BATCH);
+        note_batch(2);
+        note_batch(BATCH);
+        assert!(holding());
+        note_batch(0);
+        note_batch(3);
+        assert!(!holding());
+    }
+
+    #[test]
+    fn held_answers_leave_when_the_worker_parks_or_a_batch_is_held() {
+        let client = client();
+        let to_client = client.local_addr().unwrap();
+        let runtime = worker_runtime().unwrap();
+        runtime.block_on(async {
+            let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+            for n in 0..5 {
+                hold(&socket, vec![n; 20], to_client, None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(received(&client), [0u8; 0], "held while the worker runs");
+            // The worker has nothing else to do: it parks, and flushes first.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(received(&client), [0, 1, 2, 3, 4]);
+
+            for n in 0..BATCH as u8 {
+                hold(&socket, vec![n; 20], to_client, None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            let all: Vec<u8> = (0..BATCH as u8).collect();
+            assert_eq!(received(&client), all, "a full batch leaves at once");
+        });
+    }
+}

@@ -245,8 +245,15 @@ impl SendBatch {
         if sent < 0 {
             let error = io::Error::last_os_error();
             if self.answers_per_message[0] > 1 && refuses_segmentation(&error) {
+                // SAFETY: the caller's socket stays open for the call.
+                let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                let local = socket2::SockRef::from(&socket)
+                    .local_addr()
+                    .ok()
+                    .and_then(|addr| addr.as_socket());
                 tracing::warn!(
                     %error,
+                    local = ?local,
                     "UDP segmentation offload refused on this socket; sending each answer on its own from now on"
                 );
                 self.segmentation = false;

@@ -35,7 +35,7 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
     set_dont_fragment(&socket, addr.is_ipv6())?;
     if addr.ip().is_unspecified() {
-        // A wildcard socket answers from each query's destination (udp.rs).
+        // A wildcard socket answers from each query's destination (udp.rs, cmsg.rs).
         cmsg::enable_pktinfo(&socket, addr.is_ipv6())?;
     }
     socket.bind(&addr.into())?;

@@ -177,11 +177,28 @@ pub fn put(owner: u64, entry: &Arc<Entry>) {
     });
 }
 
+/// Puts a refreshed `entry` in its key's slot of this thread's front, if the
+/// key has one, so that the old entry is no longer served from here. A key
+/// the front does not hold gets no slot until it is looked up ([`put`] from
+/// the shared cache's hit): most names a miss stores are never asked again,
+/// and a slot for one would evict another entry, touching its memory (its
+/// weak count) for nothing.
+pub fn refresh(owner: u64, entry: &Arc<Entry>) {
+    FRONT.with(|front| {
+        let mut front = front.borrow_mut();
+        let tag = front.tag(owner, &entry.key);
+        let bucket = front.bucket(tag);
+        if let Some(slot) = bucket.iter_mut().flatten().find(|slot| slot.tag == tag) {
+            slot.entry = Arc::downgrade(entry);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{answer, request};
     use super::*;
-    use crate::cache::{Cache, CacheSettings};
+    use crate::cache::{Cache, CacheSettings, Lookup};
     use crate::clock::Clock;
 
     fn bucket_of(cache: &Cache, key: &CacheKey) -> usize {
@@ -209,10 +226,7 @@ mod tests {
         let names = colliding_names(&cache, WAYS + 1);
         let entries: Vec<Arc<Entry>> = names[..WAYS]
             .iter()
-            .map(|n| {
-                let r = request(n);
-                cache.insert(CacheKey::for_request(&r), answer(&r, 300))
-            })
+            .map(|n| stored_and_looked_up(&cache, n))
             .collect();
         for _ in 0..3 {
             for e in &entries {
@@ -221,12 +235,50 @@ mod tests {
             }
         }
         // One more key of the bucket replaces the one used least recently (the first), no other.
-        let r = request(&names[WAYS]);
-        let last = cache.insert(CacheKey::for_request(&r), answer(&r, 300));
+        let last = stored_and_looked_up(&cache, &names[WAYS]);
         assert!(get(cache.id, &entries[0].key).is_none());
         for e in entries[1..].iter().chain([&last]) {
             assert!(get(cache.id, &e.key).is_some());
         }
+    }
+
+    /// `name` stored in `cache`, then looked up once (which gives it a slot).
+    fn stored_and_looked_up(cache: &Cache, name: &str) -> Arc<Entry> {
+        let r = request(name);
+        let entry = cache.insert(CacheKey::for_request(&r), answer(&r, 300));
+        assert!(matches!(cache.get(&entry.key), Lookup::Fresh(..)));
+        entry
+    }
+
+    #[test]
+    fn a_stored_key_takes_a_slot_at_its_first_lookup_and_a_refresh_replaces_it_at_once() {
+        let cache = Cache::new(CacheSettings::default(), Clock::manual());
+        let names = colliding_names(&cache, WAYS + 1);
+        let held: Vec<Arc<Entry>> = names[..WAYS]
+            .iter()
+            .map(|n| stored_and_looked_up(&cache, n))
+            .collect();
+        // A new key of the full bucket: stored, but no slot, so no other entry is evicted.
+        let r = request(&names[WAYS]);
+        let new = cache.insert(CacheKey::for_request(&r), answer(&r, 300));
+        assert!(
+            get(cache.id, &new.key).is_none(),
+            "no slot before its first lookup"
+        );
+        for e in &held {
+            assert!(
+                get(cache.id, &e.key).is_some(),
+                "nothing evicted by a store"
+            );
+        }
+        // A refreshed key that has a slot: the new entry is served from the front at once.
+        let r = request(&names[0]);
+        let refreshed = cache.insert(CacheKey::for_request(&r), answer(&r, 600));
+        let found = get(cache.id, &refreshed.key).expect("still in the front");
+        assert!(
+            Arc::ptr_eq(&found, &refreshed),
+            "the refreshed entry, not the old one"
+        );
     }
 
     #[test]
@@ -235,10 +287,9 @@ mod tests {
             Cache::new(CacheSettings::default(), Clock::manual()),
             Cache::new(CacheSettings::default(), Clock::manual()),
         );
-        let r = request("shared.test");
-        let e1 = one.insert(CacheKey::for_request(&r), answer(&r, 300));
+        let e1 = stored_and_looked_up(&one, "shared.test");
         assert!(get(two.id, &e1.key).is_none());
-        let e2 = two.insert(CacheKey::for_request(&r), answer(&r, 300));
+        let e2 = stored_and_looked_up(&two, "shared.test");
         assert!(Arc::ptr_eq(&get(one.id, &e1.key).expect("one's"), &e1));
         assert!(Arc::ptr_eq(&get(two.id, &e2.key).expect("two's"), &e2));
     }

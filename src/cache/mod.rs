@@ -393,7 +393,7 @@ impl Cache {
         });
         if entry.retention > 0 {
             if entry.lifetime > 0 {
-                front::put(self.id, &entry);
+                front::refresh(self.id, &entry);
             }
             self.inner.insert(key, entry.clone());
         }

@@ -223,11 +223,7 @@ mod tests {
     #[test]
     fn as_many_hot_keys_of_one_bucket_as_it_has_ways_are_all_served_from_the_front() {
         let cache = Cache::new(CacheSettings::default(), Clock::manual());
-        let names = colliding_names(&cache, WAYS + 1);
-        let entries: Vec<Arc<Entry>> = names[..WAYS]
-            .iter()
-            .map(|n| stored_and_looked_up(&cache, n))
-            .collect();
+        let (names, entries) = a_full_bucket(&cache);
         for _ in 0..3 {
             for e in &entries {
                 let found = get(cache.id, &e.key).expect("in the front");
@@ -242,6 +238,17 @@ mod tests {
         }
     }
 
+    /// One bucket of this thread's front filled with entries of `cache`, each
+    /// stored and looked up, and the names of its keys and of one more key of it.
+    fn a_full_bucket(cache: &Cache) -> (Vec<String>, Vec<Arc<Entry>>) {
+        let names = colliding_names(cache, WAYS + 1);
+        let entries = names[..WAYS]
+            .iter()
+            .map(|n| stored_and_looked_up(cache, n))
+            .collect();
+        (names, entries)
+    }
+
     /// `name` stored in `cache`, then looked up once (which gives it a slot).
     fn stored_and_looked_up(cache: &Cache, name: &str) -> Arc<Entry> {
         let r = request(name);
@@ -253,11 +260,7 @@ mod tests {
     #[test]
     fn a_stored_key_takes_a_slot_at_its_first_lookup_and_a_refresh_replaces_it_at_once() {
         let cache = Cache::new(CacheSettings::default(), Clock::manual());
-        let names = colliding_names(&cache, WAYS + 1);
-        let held: Vec<Arc<Entry>> = names[..WAYS]
-            .iter()
-            .map(|n| stored_and_looked_up(&cache, n))
-            .collect();
+        let (names, held) = a_full_bucket(&cache);
         // A new key of the full bucket: stored, but no slot, so no other entry is evicted.
         let r = request(&names[WAYS]);
         let new = cache.insert(CacheKey::for_request(&r), answer(&r, 300));

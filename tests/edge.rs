@@ -211,10 +211,7 @@ async fn wildcard_listener_answers_from_the_queried_address() {
             "[::1]:0".parse().unwrap()
         };
         // Unconnected, so an answer from the wrong address is seen, not filtered.
-        let socket = std::net::UdpSocket::bind(bind).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(3)))
-            .unwrap();
+        let socket = unconnected_udp(bind);
         for (name, rtype) in [
             ("health.picket", RecordType::A),
             ("www.example.test", RecordType::A),
@@ -253,10 +250,7 @@ async fn wildcard_listener_answers_a_burst_from_each_queried_address() {
     ];
     // Cached first, so that the burst's answers are all of one size.
     let _ = query_udp(targets[0], "www.example.test", RecordType::A).await;
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
+    let socket = unconnected_udp("127.0.0.1:0".parse().unwrap());
     let mut expected = std::collections::HashMap::new();
     for n in 0..40u16 {
         let target = targets[usize::from(n % 2)];

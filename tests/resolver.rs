@@ -612,10 +612,7 @@ async fn concurrent_misses_are_each_answered_to_their_own_client() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_misses_from_one_client_is_answered_in_full() {
     let (upstream, picket) = forwarding();
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let socket = unconnected_udp("127.0.0.1:0".parse().unwrap());
     let mut asked = std::collections::HashMap::new();
     for i in 0..128u16 {
         let (id, name) = (0x6000 + i, format!("burst{i}.example.test."));

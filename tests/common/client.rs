@@ -175,6 +175,18 @@ pub async fn send_udp(server: SocketAddr, query: &Message) -> Option<Message> {
     Some(parse(&reply))
 }
 
+/// A blocking UDP client socket on `bind`, whose reads give up after
+/// [`ANSWER_TIMEOUT`]. Unconnected, so an answer from any address is seen
+/// (and its source can be checked), and many queries can be sent before any
+/// answer is read.
+pub fn unconnected_udp(bind: SocketAddr) -> std::net::UdpSocket {
+    let socket = std::net::UdpSocket::bind(bind).expect("a loopback UDP port");
+    socket
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .expect("a read timeout");
+    socket
+}
+
 /// Sends raw bytes over UDP; the first datagram back, or `None` after
 /// [`RAW_TIMEOUT`].
 pub async fn send_udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {

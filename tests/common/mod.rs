@@ -58,8 +58,8 @@ pub mod zone;
 pub use authority::Authority;
 pub use client::{
     a_query, query_tcp, query_udp, query_udp_from, real_sleep, send_tcp, send_udp,
-    send_udp_collect, send_udp_raw, wait_until_answering, Frame, QueryBuilder, TcpClient,
-    ANSWER_TIMEOUT, RAW_TIMEOUT,
+    send_udp_collect, send_udp_raw, unconnected_udp, wait_until_answering, Frame, QueryBuilder,
+    TcpClient, ANSWER_TIMEOUT, RAW_TIMEOUT,
 };
 pub use encrypted::EncryptedFront;
 pub use files::{dir_with, policy_file_dir, temp_dir};

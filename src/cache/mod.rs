@@ -285,9 +285,8 @@ impl Expiry<CacheKey, Arc<Entry>> for Retention {
 const ENTRY_OVERHEAD: usize = 600;
 
 /// Weighed bytes per entry that moka's table is sized for at start: an address answer
-/// to a name of 20-odd bytes weighs 700-800 B by [`weight`], an answer with a CNAME
-/// chain or a negative answer with its SOA more.
-const SIZING_ENTRY_WEIGHT: u64 = 1100;
+/// to a name of 20-odd bytes weighs 650-800 B by [`weight`].
+const SIZING_ENTRY_WEIGHT: u64 = 768;
 
 /// Most entries the table is sized for at start (its slots cost 8 B each, two per entry).
 const MAX_INITIAL_ENTRIES: u64 = 4 << 20;
@@ -298,8 +297,8 @@ const MAX_INITIAL_ENTRIES: u64 = 4 << 20;
 /// elsewhere in memory, two cache misses each. While a table grows from empty that was
 /// a quarter of a forwarded miss's CPU; sized up front it walks one or two slots and
 /// never rehashes while the cache fills. moka rounds each of its 64 segments up to a
-/// power of two: the default 256 MiB budget gets 512 Ki slots (4 MiB, allocated at
-/// start), about half full when the budget is spent on entries of this weight.
+/// power of two: the default 256 MiB budget gets 1 Mi slots (8 MiB, allocated at
+/// start), a third full when the budget is spent on entries of this weight.
 fn initial_entries(max_bytes: u64) -> usize {
     (max_bytes / SIZING_ENTRY_WEIGHT).min(MAX_INITIAL_ENTRIES) as usize
 }

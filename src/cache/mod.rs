@@ -10,6 +10,7 @@
 //! passed too, and keeps the total under a byte budget.
 
 mod front;
+mod stored;
 
 /// Most bytes each worker thread's front holds beyond the byte budget.
 pub use front::MAX_BYTES as FRONT_MAX_BYTES;
@@ -247,9 +248,14 @@ pub enum Lookup {
     Miss,
 }
 
+/// moka's table of the entries.
+type Table = MokaCache<CacheKey, Arc<Entry>, hashbrown::DefaultHashBuilder>;
+
 /// The shared cache.
 pub struct Cache {
-    inner: MokaCache<CacheKey, Arc<Entry>, hashbrown::DefaultHashBuilder>,
+    inner: Table,
+    /// Which keys `inner` may hold: a name never stored is a miss without a probe of it.
+    stored: Arc<stored::StoredKeys>,
     /// Tells this cache's entries apart in the per-thread front.
     id: u64,
     settings: CacheSettings,
@@ -303,6 +309,18 @@ fn initial_entries(max_bytes: u64) -> usize {
     (max_bytes / SIZING_ENTRY_WEIGHT).min(MAX_INITIAL_ENTRIES) as usize
 }
 
+/// Refills `stored` from the keys `inner` holds now.
+fn rebuild_stored_keys(inner: &Table, stored: &stored::StoredKeys) {
+    let before = stored.fill();
+    stored.rebuild(inner.iter().map(|(key, _)| key.hash));
+    let after = stored.fill();
+    tracing::debug!(
+        ?before,
+        ?after,
+        "rebuilt the bits of the keys the cache holds"
+    );
+}
+
 /// What an entry counts against the byte budget.
 fn weight(key: &CacheKey, entry: &Entry) -> u32 {
     (2 * key.name.len() + entry.answer.weight() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
@@ -323,6 +341,7 @@ impl Cache {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
             inner,
+            stored: stored::StoredKeys::for_budget(settings.max_bytes, ENTRY_OVERHEAD as u64),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             settings,
             clock,
@@ -353,6 +372,9 @@ impl Cache {
             if age < entry.lifetime {
                 return Lookup::Fresh(entry, age);
             }
+        }
+        if !self.stored.may_hold(key.hash) {
+            return Lookup::Miss;
         }
         let Some(entry) = self.inner.get(key) else {
             return Lookup::Miss;
@@ -415,9 +437,25 @@ impl Cache {
             if entry.lifetime > 0 {
                 front::refresh(self.id, &entry);
             }
+            let hash = key.hash;
             self.inner.insert(key, entry.clone());
+            if self.stored.note(hash) {
+                self.rebuild_stored_keys();
+            }
         }
         entry
+    }
+
+    /// Rebuilds the bits of the keys held from moka's keys, on a thread of its own (a
+    /// walk of the whole table), or here if no thread can be started.
+    fn rebuild_stored_keys(&self) {
+        let (inner, stored) = (self.inner.clone(), self.stored.clone());
+        let spawned = std::thread::Builder::new()
+            .name("picket-cache-keys".into())
+            .spawn(move || rebuild_stored_keys(&inner, &stored));
+        if spawned.is_err() {
+            rebuild_stored_keys(&self.inner, &self.stored);
+        }
     }
 
     fn lifetime_of(&self, answer: &Answer) -> u32 {
@@ -657,5 +695,68 @@ mod tests {
             cache.weighted_bytes()
         );
         assert!(cache.entry_count() < 2_000);
+    }
+
+    /// The keys `cache`'s table holds, and how many of the others its bits call held.
+    fn held_and_ghosts<'k>(cache: &Cache, keys: &'k [CacheKey]) -> (Vec<&'k CacheKey>, usize) {
+        let (held, gone): (Vec<&CacheKey>, Vec<&CacheKey>) =
+            keys.iter().partition(|k| cache.inner.contains_key(*k));
+        let ghosts = gone
+            .iter()
+            .filter(|k| cache.stored.may_hold(k.hash))
+            .count();
+        (held, ghosts)
+    }
+
+    /// How many of `keys` a look-up on a thread of its own (no front) misses.
+    fn missed_from_another_thread(cache: &Cache, keys: &[&CacheKey]) -> usize {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                keys.iter()
+                    .filter(|k| matches!(cache.get(k), Lookup::Miss))
+                    .count()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    #[test]
+    fn every_key_moka_holds_is_found_after_the_stored_key_bits_are_rebuilt() {
+        let cache = with_byte_budget(1 << 20);
+        let keys: Vec<CacheKey> = (0..8_000)
+            .map(|i| {
+                let req = request(&format!("n{i}.test"));
+                cache.insert(CacheKey::for_request(&req), answer(&req, 300));
+                CacheKey::for_request(&req)
+            })
+            .collect();
+        // 8,000 keys set more than half of a 1 MiB budget's 8,192 bits: the inserts
+        // started a rebuild on a thread of its own, and went on while it ran.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cache.stored.rebuilds().0 == 0 || cache.stored.rebuilds().1 {
+            assert!(Instant::now() < deadline, "no rebuild of the bits finished");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cache.run_pending_tasks();
+        let (held, ghosts_before) = held_and_ghosts(&cache, &keys);
+        assert!(
+            held.len() > 500 && held.len() < 4_000,
+            "{} held",
+            held.len()
+        );
+        let lost = missed_from_another_thread(&cache, &held);
+        assert_eq!(lost, 0, "{lost} of {} held keys were missed", held.len());
+
+        // A rebuild now, with nothing pending eviction, leaves few evicted keys' bits.
+        rebuild_stored_keys(&cache.inner, &cache.stored);
+        let (held_after, ghosts) = held_and_ghosts(&cache, &keys);
+        assert_eq!(held_after.len(), held.len());
+        assert_eq!(missed_from_another_thread(&cache, &held), 0);
+        let evicted = keys.len() - held.len();
+        assert!(
+            ghosts * 4 < evicted && ghosts < ghosts_before,
+            "{ghosts} of {evicted} evicted keys looked held (before the rebuild: {ghosts_before})"
+        );
     }
 }

@@ -313,10 +313,11 @@ fn initial_entries(max_bytes: u64) -> usize {
 fn rebuild_stored_keys(inner: &Table, stored: &stored::StoredKeys) {
     let before = stored.fill();
     stored.rebuild(inner.iter().map(|(key, _)| key.hash));
-    let after = stored.fill();
+    let (after, (rebuilds, _)) = (stored.fill(), stored.rebuilds());
     tracing::debug!(
         ?before,
         ?after,
+        rebuilds,
         "rebuilt the bits of the keys the cache holds"
     );
 }

@@ -435,12 +435,16 @@ impl Cache {
             kept_for: AtomicU64::new(0),
         });
         if entry.retention > 0 {
-            if entry.lifetime > 0 {
-                front::refresh(self.id, &entry);
-            }
             let hash = key.hash;
             self.inner.insert(key, entry.clone());
-            if self.stored.note(hash) {
+            let noted = self.stored.note(hash);
+            // A refresh (prefetch, or a stale entry fetched again) replaces the old entry
+            // in this thread's front at once; a key stored for the first time is in no
+            // front, and its bucket there is not worth a cache miss to check.
+            if !noted.first && entry.lifetime > 0 {
+                front::refresh(self.id, &entry);
+            }
+            if noted.rebuild {
                 self.rebuild_stored_keys();
             }
         }

@@ -78,6 +78,16 @@ impl Bits {
     }
 }
 
+/// What [`StoredKeys::note`] found.
+pub(super) struct Noted {
+    /// The key's bit was clear: no entry under it was stored since the set look-ups
+    /// read was rebuilt, so no thread's front serves one.
+    pub(super) first: bool,
+    /// The set look-ups read is half full and nobody rebuilds it yet: the caller starts
+    /// [`StoredKeys::rebuild`].
+    pub(super) rebuild: bool,
+}
+
 /// The bits of the keys a cache may hold.
 pub(super) struct StoredKeys {
     sets: [Bits; 2],
@@ -112,9 +122,8 @@ impl StoredKeys {
         self.sets[self.current.load(Ordering::Acquire)].contains(hash)
     }
 
-    /// Records a key just stored in moka; true when the set look-ups read is half full
-    /// and nobody rebuilds it yet (the caller then starts [`Self::rebuild`]).
-    pub(super) fn note(&self, hash: u64) -> bool {
+    /// Records a key just stored in moka.
+    pub(super) fn note(&self, hash: u64) -> Noted {
         // Read `building` before `current`: an insert that finds no rebuild under way
         // either came before it (the rebuild's walk of moka then finds the key) or after
         // it (`current` is then the new set). The fences pair with the rebuild's: either
@@ -126,7 +135,12 @@ impl StoredKeys {
         if building {
             self.sets[1 - current].set(hash);
         }
-        newly && self.sets[current].half_full() && !self.rebuilding.swap(true, Ordering::AcqRel)
+        Noted {
+            first: newly,
+            rebuild: newly
+                && self.sets[current].half_full()
+                && !self.rebuilding.swap(true, Ordering::AcqRel),
+        }
     }
 
     /// Fills the other set from `hashes` (every key moka holds), then moves look-ups to
@@ -176,10 +190,16 @@ mod tests {
     fn a_noted_key_is_always_held_and_most_others_are_not() {
         let stored = StoredKeys::for_budget(1 << 20, 600);
         let noted: Vec<u64> = hashes(1, 200).collect();
-        noted.iter().for_each(|&h| {
-            stored.note(h);
-        });
+        let firsts = noted.iter().filter(|&&h| stored.note(h).first).count();
+        assert!(
+            firsts > 190,
+            "only {firsts} of 200 new keys were noted as first"
+        );
         assert!(noted.iter().all(|&h| stored.may_hold(h)));
+        assert!(
+            noted.iter().all(|&h| !stored.note(h).first),
+            "a key noted again is not first"
+        );
         let strangers = hashes(2, 1000).filter(|&h| stored.may_hold(h)).count();
         // 200 of 8,192 bits set: about 2.4 % of strangers collide.
         assert!(
@@ -196,14 +216,14 @@ mod tests {
         let during: Vec<u64> = hashes(3, 100).collect();
         let mut asked = false;
         for &h in evicted.iter().chain(&kept) {
-            asked |= stored.note(h);
+            asked |= stored.note(h).rebuild;
         }
         assert!(
             asked,
             "6,100 keys set over half of 8,192 bits and should ask for a rebuild"
         );
         assert!(
-            !stored.note(hashes(4, 1).next().unwrap()),
+            !stored.note(hashes(4, 1).next().unwrap()).rebuild,
             "one rebuild at a time"
         );
         // The rebuild walks moka's keys (here: `kept`); inserts land in the middle of it.

@@ -22,11 +22,17 @@ const BITS_PER_MAX_ENTRY: u64 = 4;
 /// Fewest bits, for tests' tiny budgets.
 const MIN_BITS: u64 = 1 << 12;
 
+/// Most bits per set (16 MiB), for budgets of 20 GiB and more: their bits fill sooner, and
+/// the rule in [`Bits::wants_rebuild`] keeps their rebuilds apart.
+const MAX_BITS: u64 = 1 << 27;
+
 /// One set of bits, indexed by the key's hash.
 struct Bits {
     words: Box<[AtomicU64]>,
     /// Bits set (counted when a bit goes from 0 to 1).
     ones: AtomicUsize,
+    /// Bits set when a rebuild made this set the one look-ups read.
+    settled: AtomicUsize,
 }
 
 impl Bits {
@@ -34,6 +40,7 @@ impl Bits {
         Self {
             words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             ones: AtomicUsize::new(0),
+            settled: AtomicUsize::new(0),
         }
     }
 
@@ -71,10 +78,15 @@ impl Bits {
             .iter()
             .for_each(|w| w.store(0, Ordering::Relaxed));
         self.ones.store(0, Ordering::Relaxed);
+        self.settled.store(0, Ordering::Relaxed);
     }
 
-    fn half_full(&self) -> bool {
-        self.ones.load(Ordering::Relaxed) * 2 >= self.len()
+    /// Half the bits are set, a quarter of them since the last rebuild: a cache holding
+    /// more keys than its bits were sized for is rebuilt a few times, then no more (its
+    /// bits stay full, and every look-up probes moka, as it did without them).
+    fn wants_rebuild(&self) -> bool {
+        let ones = self.ones.load(Ordering::Relaxed);
+        ones * 2 >= self.len() && ones >= self.settled.load(Ordering::Relaxed) + self.len() / 4
     }
 }
 
@@ -104,10 +116,10 @@ pub(super) struct StoredKeys {
 impl StoredKeys {
     /// Bits for a cache of `max_bytes`, whose entries weigh at least `least_weight`.
     pub(super) fn for_budget(max_bytes: u64, least_weight: u64) -> Arc<Self> {
-        let bits = (max_bytes / least_weight * BITS_PER_MAX_ENTRY)
-            .max(MIN_BITS)
-            .next_power_of_two();
-        let bits = usize::try_from(bits).unwrap_or(usize::MAX / 2 + 1);
+        let bits = (max_bytes / least_weight)
+            .saturating_mul(BITS_PER_MAX_ENTRY)
+            .clamp(MIN_BITS, MAX_BITS)
+            .next_power_of_two() as usize;
         Arc::new(Self {
             sets: [Bits::new(bits), Bits::new(bits)],
             current: AtomicUsize::new(0),
@@ -138,7 +150,7 @@ impl StoredKeys {
         Noted {
             first: newly,
             rebuild: newly
-                && self.sets[current].half_full()
+                && self.sets[current].wants_rebuild()
                 && !self.rebuilding.swap(true, Ordering::AcqRel),
         }
     }
@@ -154,6 +166,8 @@ impl StoredKeys {
         for hash in hashes {
             fresh.set(hash);
         }
+        let settled = fresh.ones.load(Ordering::Relaxed);
+        fresh.settled.store(settled, Ordering::Relaxed);
         self.current.store(1 - current, Ordering::SeqCst);
         self.building.store(false, Ordering::SeqCst);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
@@ -179,10 +193,13 @@ impl StoredKeys {
 mod tests {
     use super::*;
 
+    /// `count` well-mixed hashes, the same for the same `seed` (splitmix64).
     fn hashes(seed: u64, count: u64) -> impl Iterator<Item = u64> {
         (0..count).map(move |i| {
-            use std::hash::BuildHasher;
-            std::hash::RandomState::new().hash_one((seed, i))
+            let mut z = (seed << 32 | i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
         })
     }
 
@@ -252,5 +269,23 @@ mod tests {
             !stored.rebuilding.load(Ordering::Acquire),
             "the next rebuild can be claimed"
         );
+    }
+
+    #[test]
+    fn a_cache_holding_more_keys_than_its_bits_is_not_rebuilt_again_at_once() {
+        let stored = StoredKeys::for_budget(1 << 20, 600);
+        // 10,000 keys held leave about 70 % of 8,192 bits set after a rebuild.
+        stored.rebuild(hashes(1, 10_000));
+        let (ones, len) = stored.fill();
+        assert!(ones * 2 > len, "{ones} of {len}");
+        let asked = hashes(2, 200).filter(|&h| stored.note(h).rebuild).count();
+        assert_eq!(
+            asked, 0,
+            "a rebuild was asked {asked} times right after one"
+        );
+        let asked = hashes(3, 20_000)
+            .filter(|&h| stored.note(h).rebuild)
+            .count();
+        assert_eq!(asked, 1, "a quarter of the bits set since should ask once");
     }
 }

@@ -267,57 +267,52 @@ fn push_presentation_byte(text: &mut String, b: u8) {
     }
 }
 
-/// Skips a (possibly compressed) name at `pos`; returns the position after it.
-pub fn skip_name(buf: &[u8], mut pos: usize) -> Result<usize, WireError> {
-    let mut total = 0usize;
-    loop {
-        let len = *buf.get(pos).ok_or(WireError::Truncated)? as usize;
-        if len == 0 {
-            return Ok(pos + 1);
-        }
-        if len & 0xc0 == 0xc0 {
-            // A pointer ends the name here; its target is not needed to skip it.
-            if pos + 2 > buf.len() {
-                return Err(WireError::Truncated);
-            }
-            return Ok(pos + 2);
-        }
-        if len > 63 {
-            return Err(WireError::BadName);
-        }
-        total += len + 1;
-        if total > MAX_NAME_LEN {
-            return Err(WireError::BadName);
-        }
-        pos += 1 + len;
-    }
+/// Skips a (possibly compressed) name at `pos`; returns the position after it. Its pointers
+/// are followed, so a name that a client could not read is refused here (see [`walk_name`]).
+pub fn skip_name(buf: &[u8], pos: usize) -> Result<usize, WireError> {
+    walk_name(buf, pos, |_| {})
 }
 
 /// Reads a (possibly compressed) name at `pos` as lower-case presentation text.
 /// Returns the text and the position after the name in the original stream.
 pub fn read_name_text(buf: &[u8], pos: usize) -> Result<(String, usize), WireError> {
     let mut text = String::new();
+    let after = walk_name(buf, pos, |label| {
+        if !text.is_empty() {
+            text.push('.');
+        }
+        for &b in label {
+            push_presentation_byte(&mut text, b.to_ascii_lowercase());
+        }
+    })?;
+    Ok((text, after))
+}
+
+/// Walks the name at `pos`, following its compression pointers, and hands each label to
+/// `label`; returns the position after the name in the original stream. A pointer must go
+/// to a place before the part of the name that holds it: RFC 1035 §4.1.4's "prior
+/// occurrence", which clients check (hickory refuses anything else), and which rules out
+/// loops. A name that points into itself would be served to clients that cannot read it.
+fn walk_name(buf: &[u8], pos: usize, mut label: impl FnMut(&[u8])) -> Result<usize, WireError> {
     let mut cursor = pos;
+    let mut part_start = pos;
     let mut end = None;
     let mut jumps = 0;
     let mut total = 0usize;
     loop {
         let len = *buf.get(cursor).ok_or(WireError::Truncated)? as usize;
         if len == 0 {
-            let after = end.unwrap_or(cursor + 1);
-            return Ok((text, after));
+            return Ok(end.unwrap_or(cursor + 1));
         }
         if len & 0xc0 == 0xc0 {
             let target = (u16_at(buf, cursor)? & 0x3fff) as usize;
-            if end.is_none() {
-                end = Some(cursor + 2);
-            }
+            end.get_or_insert(cursor + 2);
             jumps += 1;
-            // Pointers must go backwards; a bounded jump count also stops loops.
-            if target >= cursor || jumps > 64 {
+            if target >= part_start || jumps > 64 {
                 return Err(WireError::BadPointer);
             }
             cursor = target;
+            part_start = target;
             continue;
         }
         if len > 63 {
@@ -327,15 +322,10 @@ pub fn read_name_text(buf: &[u8], pos: usize) -> Result<(String, usize), WireErr
         if total > MAX_NAME_LEN {
             return Err(WireError::BadName);
         }
-        let label = buf
-            .get(cursor + 1..cursor + 1 + len)
-            .ok_or(WireError::Truncated)?;
-        if !text.is_empty() {
-            text.push('.');
-        }
-        for &b in label {
-            push_presentation_byte(&mut text, b.to_ascii_lowercase());
-        }
+        label(
+            buf.get(cursor + 1..cursor + 1 + len)
+                .ok_or(WireError::Truncated)?,
+        );
         cursor += 1 + len;
     }
 }
@@ -507,6 +497,20 @@ mod tests {
         assert_eq!(skip_name(&buf, www).unwrap(), buf.len());
         // A pointer to itself.
         assert_eq!(read_name_text(&[0xc0, 0x00], 0), Err(WireError::BadPointer));
+        // A pointer back into the name that holds it ("www" + a pointer to its own "w"s:
+        // before the pointer, but no prior occurrence), read or skipped: clients refuse it.
+        let mut inside = buf.clone();
+        inside.extend_from_slice(&[3, b'w', b'w', b'w', 0xc0, buf.len() as u8 + 1]);
+        assert_eq!(
+            read_name_text(&inside, buf.len()),
+            Err(WireError::BadPointer)
+        );
+        assert_eq!(skip_name(&inside, buf.len()), Err(WireError::BadPointer));
+        // Nor may a name reached by a pointer point into itself.
+        let mut chained = buf.clone();
+        let hop = chained.len();
+        chained.extend_from_slice(&[1, b'a', 0xc0, hop as u8 + 1, 0xc0, hop as u8]);
+        assert_eq!(skip_name(&chained, hop + 4), Err(WireError::BadPointer));
     }
 
     #[test]

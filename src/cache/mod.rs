@@ -310,7 +310,7 @@ fn initial_entries(max_bytes: u64) -> usize {
 }
 
 /// Refills `stored` from the keys `inner` holds now.
-fn rebuild_stored_keys(inner: &Table, stored: &stored::StoredKeys) {
+fn refill_stored_keys(inner: &Table, stored: &stored::StoredKeys) {
     let before = stored.fill();
     stored.rebuild(inner.iter().map(|(key, _)| key.hash));
     let (after, (rebuilds, _)) = (stored.fill(), stored.rebuilds());
@@ -445,7 +445,7 @@ impl Cache {
                 front::refresh(self.id, &entry);
             }
             if noted.rebuild {
-                self.rebuild_stored_keys();
+                self.refill_stored_keys_in_background();
             }
         }
         entry
@@ -453,13 +453,13 @@ impl Cache {
 
     /// Rebuilds the bits of the keys held from moka's keys, on a thread of its own (a
     /// walk of the whole table), or here if no thread can be started.
-    fn rebuild_stored_keys(&self) {
+    fn refill_stored_keys_in_background(&self) {
         let (inner, stored) = (self.inner.clone(), self.stored.clone());
         let spawned = std::thread::Builder::new()
             .name("picket-cache-keys".into())
-            .spawn(move || rebuild_stored_keys(&inner, &stored));
+            .spawn(move || refill_stored_keys(&inner, &stored));
         if spawned.is_err() {
-            rebuild_stored_keys(&self.inner, &self.stored);
+            refill_stored_keys(&self.inner, &self.stored);
         }
     }
 
@@ -754,7 +754,7 @@ mod tests {
         assert_eq!(lost, 0, "{lost} of {} held keys were missed", held.len());
 
         // A rebuild now, with nothing pending eviction, leaves few evicted keys' bits.
-        rebuild_stored_keys(&cache.inner, &cache.stored);
+        refill_stored_keys(&cache.inner, &cache.stored);
         let (held_after, ghosts) = held_and_ghosts(&cache, &keys);
         assert_eq!(held_after.len(), held.len());
         assert_eq!(missed_from_another_thread(&cache, &held), 0);

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::files::temp_dir;
 use common::process::{assert_mentions, run_picket as picket};
 
 #[test]
@@ -14,8 +15,7 @@ fn check_passes_the_shipped_policies_and_runs_their_tests() {
 
 #[test]
 fn check_names_file_path_and_column_and_exits_1() {
-    let dir = std::env::temp_dir().join(format!("picket-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("cli");
     std::fs::write(
         dir.join("p.json"),
         r#"{ "organizations": [ { "id": "x", "rules": [
@@ -115,8 +115,7 @@ fn a_malformed_upstream_is_refused_naming_the_value_and_the_fix() {
 
 #[test]
 fn a_ca_file_without_certificates_is_refused_naming_it() {
-    let dir = std::env::temp_dir().join(format!("picket-cli-ca-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("cli-ca");
     let file = dir.join("empty.pem");
     std::fs::write(&file, "not a certificate\n").unwrap();
     let path = file.to_str().unwrap();

@@ -430,8 +430,7 @@ async fn wait_for_metric(admin: SocketAddr, name: &str, done: impl Fn(f64) -> bo
 #[ignore = "needs protoc (Debian's protobuf-compiler); run by .ci/run"]
 fn codegen_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/observe/dnstap");
-    let out = std::env::temp_dir().join(format!("picket-dnstap-codegen-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
+    let out = temp_dir("dnstap-codegen");
     prost_build::Config::new()
         .out_dir(&out)
         .file_descriptor_set_path(out.join("dnstap.fds"))

@@ -325,8 +325,7 @@ async fn drain_answers_through_grace_and_finishes_in_flight() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_and_exits_zero() {
     let upstream = Authority::start(ZONE);
-    let dir = std::env::temp_dir().join(format!("picket-drain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("drain");
     let marker = dir.join("hook-ran");
     let mut picket = PicketProcess::options()
         .upstream(upstream.addr())

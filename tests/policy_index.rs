@@ -3,6 +3,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 use picket::policy::{evaluate, PolicySet};
 use picket::query::{Facts, Transport};
 use wirefilter::{ExecutionContext, Scheme, Type};
@@ -89,9 +92,8 @@ fn indexed_and_guarded_rules_agree_with_plain_wirefilter() {
             LIST_B,
             json_rules.join(",")
         );
-        let dir = std::env::temp_dir().join(format!(
-            "picket-policy-index-{}-{}",
-            std::process::id(),
+        let dir = scratch::root().join(format!(
+            "policy-index-{}",
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();

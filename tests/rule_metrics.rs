@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use ::picket::config::PolicySource;
 use ::picket::observe::metrics::MAX_RULE_SERIES;
@@ -63,12 +62,7 @@ async fn blocked(server: SocketAddr, name: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn rule_hits_past_twenty_thousand_rules_are_registered_at_load_and_counted() {
     let upstream = Authority::start(ZONE);
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "picket-rule-metrics-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("rule-metrics");
     write_policy(&dir, "");
     let mut settings = test_settings(&[upstream.addr()]);
     settings.metrics = Some("127.0.0.1:0".parse().unwrap());

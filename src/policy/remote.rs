@@ -287,9 +287,7 @@ mod tests {
     }
 
     fn state_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("picket-remote-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+        crate::testing::fresh_path(&format!("remote-{tag}"))
     }
 
     /// A state dir holding one download of `URL`: `a.example`, ETag "v1".

@@ -1,19 +1,17 @@
-//! Scratch directories for tests that write policies, lists or logs.
+//! Scratch directories for tests that write policies, lists or logs, all
+//! under the process's own one (`scratch`), removed when the tests end.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A fresh empty directory under the system's temporary directory, its name
-/// starting `picket-{tag}-` and unique to this process and call (a directory
-/// left by an earlier process with the same id is emptied).
+#[path = "scratch.rs"]
+mod scratch;
+
+/// A fresh empty directory in this process's scratch directory, its name
+/// starting `{tag}-` and unique to this call.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "picket-{tag}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch::root().join(format!("{tag}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -12,7 +12,7 @@
 //! pointer, trailing bytes, a suspect CNAME chain) takes the re-encoding path,
 //! which accepts and rejects exactly as before.
 
-use super::wire::{self, rtype, Header, HEADER_LEN, MAX_NAME_LEN};
+use super::wire::{self, rtype, Header, HEADER_LEN};
 
 /// What to store of an answer that qualifies: its first `len` bytes (the
 /// trailing OPT cut off) with ARCOUNT set to `arcount`.
@@ -27,8 +27,6 @@ const IN: u16 = 1;
 /// MX (RFC 1035 §3.3.9) and PTR (§3.3.12): names in RDATA, like CNAME and NS.
 const MX: u16 = 15;
 const PTR: u16 = 12;
-/// Most compression pointers followed for one name: a real name needs a few.
-const MAX_JUMPS: usize = 16;
 
 /// `bytes` (a response whose one question, `question_len` bytes long, is
 /// checked already) when every record after the question is one this module
@@ -88,36 +86,10 @@ fn checked_record(bytes: &[u8], pos: usize) -> Option<usize> {
 }
 
 /// The end of the name at `pos` in the stream, when its labels are plain
-/// (at most 63 bytes, 255 in all) and each pointer goes backwards to a name
-/// after the header.
+/// (at most 63 bytes, 255 in all) and each pointer goes to a prior
+/// occurrence after the header (the one name reader, [`wire::skip_name`]).
 fn checked_name(bytes: &[u8], pos: usize) -> Option<usize> {
-    let mut cursor = pos;
-    let mut end = None;
-    let mut total = 1; // the root label
-    let mut jumps = 0;
-    loop {
-        let len = *bytes.get(cursor)? as usize;
-        match len {
-            0 => return end.or(Some(cursor + 1)),
-            1..=63 => {
-                total += len + 1;
-                if total > MAX_NAME_LEN || cursor + 1 + len > bytes.len() {
-                    return None;
-                }
-                cursor += 1 + len;
-            }
-            0xc0..=0xff => {
-                let target = wire::u16_at(bytes, cursor).ok()? as usize & 0x3fff;
-                jumps += 1;
-                if target >= cursor || target < HEADER_LEN || jumps > MAX_JUMPS {
-                    return None;
-                }
-                end.get_or_insert(cursor + 2);
-                cursor = target;
-            }
-            _ => return None,
-        }
-    }
+    wire::skip_name(bytes, pos).ok()
 }
 
 #[cfg(test)]
@@ -197,6 +169,13 @@ mod tests {
             (
                 "forward pointer",
                 response(&[(IN, &[0xc0, 60], rtype::A, &[1, 2, 3, 4])], 0),
+            ),
+            (
+                // The target (at 46) is a label "\0x", then a pointer to that label's
+                // second byte, the root: before the pointer, but inside its own name,
+                // which no client reads.
+                "CNAME target pointing into itself",
+                response(&[(IN, TO_QNAME, rtype::CNAME, &[2, 0, b'x', 0xc0, 47])], 0),
             ),
             (
                 "CNAME with slack",

@@ -288,17 +288,20 @@ pub fn read_name_text(buf: &[u8], pos: usize) -> Result<(String, usize), WireErr
     Ok((text, after))
 }
 
-/// Walks the name at `pos`, following its compression pointers, and hands each label to
-/// `label`; returns the position after the name in the original stream. A pointer must go
-/// to a place before the part of the name that holds it: RFC 1035 §4.1.4's "prior
-/// occurrence", which clients check (hickory refuses anything else), and which rules out
-/// loops. A name that points into itself would be served to clients that cannot read it.
+/// Walks the name at `pos` in the message `buf`, following its compression pointers, and
+/// hands each label to `label`; returns the position after the name in the original stream.
+/// A pointer must go to a place before the part of the name that holds it: RFC 1035
+/// §4.1.4's "prior occurrence", which clients check (hickory refuses anything else), and
+/// which rules out loops. A name that points into itself would be served to clients that
+/// cannot read it. Nor may it point into the header, where no name is, and which Picket
+/// rewrites in what it serves. The name's length counts its root label, as the
+/// [`MAX_NAME_LEN`] of RFC 1035 §2.3.4 does.
 fn walk_name(buf: &[u8], pos: usize, mut label: impl FnMut(&[u8])) -> Result<usize, WireError> {
     let mut cursor = pos;
     let mut part_start = pos;
     let mut end = None;
     let mut jumps = 0;
-    let mut total = 0usize;
+    let mut total = 1usize;
     loop {
         let len = *buf.get(cursor).ok_or(WireError::Truncated)? as usize;
         if len == 0 {
@@ -308,7 +311,7 @@ fn walk_name(buf: &[u8], pos: usize, mut label: impl FnMut(&[u8])) -> Result<usi
             let target = (u16_at(buf, cursor)? & 0x3fff) as usize;
             end.get_or_insert(cursor + 2);
             jumps += 1;
-            if target >= part_start || jumps > 64 {
+            if target >= part_start || target < HEADER_LEN || jumps > 64 {
                 return Err(WireError::BadPointer);
             }
             cursor = target;
@@ -487,16 +490,26 @@ mod tests {
 
     #[test]
     fn compressed_names_read_and_loops_refused() {
-        // "example.com" at 0, then "www" + pointer to 0.
-        let mut buf = wire("example.com");
+        // A header, "example.com" after it, then "www" + a pointer to "example.com".
+        let mut buf = vec![0; HEADER_LEN];
+        buf.extend(wire("example.com"));
         let www = buf.len();
-        buf.extend_from_slice(&[3, b'w', b'w', b'w', 0xc0, 0x00]);
+        buf.extend_from_slice(&[3, b'w', b'w', b'w', 0xc0, HEADER_LEN as u8]);
         let (text, end) = read_name_text(&buf, www).unwrap();
         assert_eq!(text, "www.example.com");
         assert_eq!(end, buf.len());
         assert_eq!(skip_name(&buf, www).unwrap(), buf.len());
         // A pointer to itself.
-        assert_eq!(read_name_text(&[0xc0, 0x00], 0), Err(WireError::BadPointer));
+        let mut itself = buf.clone();
+        itself.extend_from_slice(&[0xc0, buf.len() as u8]);
+        assert_eq!(
+            read_name_text(&itself, buf.len()),
+            Err(WireError::BadPointer)
+        );
+        // A pointer into the header (whose bytes here would read as the root name).
+        let mut header = buf.clone();
+        header.extend_from_slice(&[1, b'a', 0xc0, 0x00]);
+        assert_eq!(skip_name(&header, buf.len()), Err(WireError::BadPointer));
         // A pointer back into the name that holds it ("www" + a pointer to its own "w"s:
         // before the pointer, but no prior occurrence), read or skipped: clients refuse it.
         let mut inside = buf.clone();
@@ -511,6 +524,30 @@ mod tests {
         let hop = chained.len();
         chained.extend_from_slice(&[1, b'a', 0xc0, hop as u8 + 1, 0xc0, hop as u8]);
         assert_eq!(skip_name(&chained, hop + 4), Err(WireError::BadPointer));
+    }
+
+    #[test]
+    fn a_name_read_from_a_message_is_at_most_255_bytes_with_its_root_label() {
+        let name = |last: usize| {
+            let mut buf = vec![0; HEADER_LEN];
+            for _ in 0..3 {
+                buf.push(63);
+                buf.extend([b'a'; 63]);
+            }
+            buf.push(last as u8);
+            buf.extend(std::iter::repeat_n(b'b', last));
+            buf.push(0);
+            buf
+        };
+        // 3 × 64 + (1 + 61) + 1 = 255 bytes.
+        let longest = name(61);
+        assert_eq!(skip_name(&longest, HEADER_LEN), Ok(longest.len()));
+        assert_eq!(
+            read_name_text(&longest, HEADER_LEN).unwrap().1,
+            longest.len()
+        );
+        let over = name(62);
+        assert_eq!(skip_name(&over, HEADER_LEN), Err(WireError::BadName));
     }
 
     #[test]

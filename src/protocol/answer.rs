@@ -677,6 +677,32 @@ mod tests {
     }
 
     #[test]
+    fn a_name_pointing_into_itself_is_neither_stored_as_it_came_nor_served() {
+        // `www.example.test A` (ID 0x1234): an A record, and in the authority section an NS
+        // for example.test whose target, at offset 62, is a label `\0x` and then a pointer to
+        // that label's second byte: before the pointer, but inside the name that holds it.
+        // Nothing else reads an authority record's RDATA, so only the check for storing it as
+        // it came stands between it and the clients. The fuzz seed `ns-target-pointing-into-itself`.
+        let mut bytes = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 1, 0, 0];
+        bytes.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+        bytes.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        bytes.extend_from_slice(&[0xc0, 16, 0, 2, 0, 1, 0, 0, 1, 44, 0, 5]);
+        assert_eq!(bytes.len(), 62);
+        bytes.extend_from_slice(&[2, 0, b'x', 0xc0, 63]);
+        let req = query("www.example.test");
+        let header = Header::read(&bytes).unwrap();
+        assert_eq!(
+            Answer::verbatim(&bytes, &header, req.question.len(), 1),
+            None
+        );
+        assert!(
+            hickory_proto::op::Message::from_vec(&bytes).is_err(),
+            "a client cannot read it"
+        );
+        assert!(Answer::from_upstream(&bytes, &req.name_wire, 1, 1).is_err());
+    }
+
+    #[test]
     fn a_cname_loop_is_refused_whichever_way_the_answer_is_stored() {
         use hickory_proto::rr::{rdata, Name, RData};
         let cname = |to: &str| RData::CNAME(rdata::CNAME(Name::from_ascii(to).unwrap()));

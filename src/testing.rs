@@ -12,21 +12,19 @@ pub(crate) fn name(s: &str) -> Name {
 #[path = "../tests/common/scratch.rs"]
 mod scratch;
 
-/// An empty directory `{tag}` in this test process's scratch directory (removed when the
-/// tests end), made anew (whatever an earlier test with this tag left there is removed first).
-pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
-    let dir = scratch::root().join(tag);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A path `{tag}` in this test process's scratch directory (removed when the tests end) with
 /// nothing there (whatever an earlier test with this tag left is removed).
 pub(crate) fn fresh_path(tag: &str) -> PathBuf {
     let path = scratch::root().join(tag);
     let _ = std::fs::remove_dir_all(&path);
     path
+}
+
+/// [`fresh_path`], made an empty directory.
+pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = fresh_path(tag);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Compiles only when `T` may be shared between the runtime's threads.

@@ -187,7 +187,7 @@ pub fn read_question_name(
     text: &mut String,
     wire: &mut Vec<u8>,
 ) -> Result<usize, WireError> {
-    question_labels(buf, pos, |label| {
+    walk_name::<POINTERS_REFUSED>(buf, pos, |label| {
         if !text.is_empty() {
             text.push('.');
         }
@@ -208,48 +208,18 @@ pub fn read_question_name_wire(
     pos: usize,
     wire: &mut impl Extend<u8>,
 ) -> Result<usize, WireError> {
-    question_labels(buf, pos, |label| {
+    walk_name::<POINTERS_REFUSED>(buf, pos, |label| {
         wire.extend([label.len() as u8]);
         wire.extend(label.iter().map(u8::to_ascii_lowercase));
     })
     .inspect(|_| wire.extend([0]))
 }
 
-/// Calls `label` with each label of the uncompressed question name at `pos` (as sent), and
-/// returns where the name ends: no compression pointer, labels of at most 63 bytes, a name of
-/// at most [`MAX_NAME_LEN`].
-fn question_labels(
-    buf: &[u8],
-    mut pos: usize,
-    mut label: impl FnMut(&[u8]),
-) -> Result<usize, WireError> {
-    let start = pos;
-    loop {
-        let len = *buf.get(pos).ok_or(WireError::Truncated)? as usize;
-        if len == 0 {
-            pos += 1;
-            break;
-        }
-        if len & 0xc0 == 0xc0 {
-            return Err(WireError::BadPointer);
-        }
-        if len > 63 {
-            return Err(WireError::BadName);
-        }
-        label(
-            buf.get(pos + 1..pos + 1 + len)
-                .ok_or(WireError::Truncated)?,
-        );
-        pos += 1 + len;
-        if pos - start > MAX_NAME_LEN {
-            return Err(WireError::BadName);
-        }
-    }
-    if pos - start > MAX_NAME_LEN {
-        return Err(WireError::BadName);
-    }
-    Ok(pos)
-}
+/// [`walk_name`]'s choice for compression pointers: followed in the names of records, or
+/// refused in a query's question, the first name of its message, which has nothing before
+/// it to point to.
+const POINTERS_FOLLOWED: bool = true;
+const POINTERS_REFUSED: bool = false;
 
 /// Appends one label byte in presentation form: printable ASCII as is, `.` and
 /// `\` escaped, everything else as `\DDD` (RFC 4343), so that two different wire
@@ -270,14 +240,14 @@ fn push_presentation_byte(text: &mut String, b: u8) {
 /// Skips a (possibly compressed) name at `pos`; returns the position after it. Its pointers
 /// are followed, so a name that a client could not read is refused here (see [`walk_name`]).
 pub fn skip_name(buf: &[u8], pos: usize) -> Result<usize, WireError> {
-    walk_name(buf, pos, |_| {})
+    walk_name::<POINTERS_FOLLOWED>(buf, pos, |_| {})
 }
 
 /// Reads a (possibly compressed) name at `pos` as lower-case presentation text.
 /// Returns the text and the position after the name in the original stream.
 pub fn read_name_text(buf: &[u8], pos: usize) -> Result<(String, usize), WireError> {
     let mut text = String::new();
-    let after = walk_name(buf, pos, |label| {
+    let after = walk_name::<POINTERS_FOLLOWED>(buf, pos, |label| {
         if !text.is_empty() {
             text.push('.');
         }
@@ -295,8 +265,13 @@ pub fn read_name_text(buf: &[u8], pos: usize) -> Result<(String, usize), WireErr
 /// which rules out loops. A name that points into itself would be served to clients that
 /// cannot read it. Nor may it point into the header, where no name is, and which Picket
 /// rewrites in what it serves. The name's length counts its root label, as the
-/// [`MAX_NAME_LEN`] of RFC 1035 §2.3.4 does.
-fn walk_name(buf: &[u8], pos: usize, mut label: impl FnMut(&[u8])) -> Result<usize, WireError> {
+/// [`MAX_NAME_LEN`] of RFC 1035 §2.3.4 does. With [`POINTERS_REFUSED`], any pointer is
+/// refused (and the walk compiles to a plain loop over the labels).
+fn walk_name<const FOLLOW_POINTERS: bool>(
+    buf: &[u8],
+    pos: usize,
+    mut label: impl FnMut(&[u8]),
+) -> Result<usize, WireError> {
     let mut cursor = pos;
     let mut part_start = pos;
     let mut end = None;
@@ -308,6 +283,9 @@ fn walk_name(buf: &[u8], pos: usize, mut label: impl FnMut(&[u8])) -> Result<usi
             return Ok(end.unwrap_or(cursor + 1));
         }
         if len & 0xc0 == 0xc0 {
+            if !FOLLOW_POINTERS {
+                return Err(WireError::BadPointer);
+            }
             let target = (u16_at(buf, cursor)? & 0x3fff) as usize;
             end.get_or_insert(cursor + 2);
             jumps += 1;
@@ -466,6 +444,20 @@ mod tests {
         let mut w = Vec::new();
         assert_eq!(
             read_question_name(&[0xc0, 0x0c], 0, &mut t, &mut w),
+            Err(WireError::BadPointer)
+        );
+        // Even one to a prior name, which a record's name may use: not in a question.
+        let mut prior = vec![0; HEADER_LEN];
+        prior.extend(wire("example.com"));
+        let www = prior.len();
+        prior.extend_from_slice(&[3, b'w', b'w', b'w', 0xc0, HEADER_LEN as u8]);
+        assert_eq!(skip_name(&prior, www), Ok(prior.len()));
+        assert_eq!(
+            read_question_name(&prior, www, &mut t, &mut w),
+            Err(WireError::BadPointer)
+        );
+        assert_eq!(
+            read_question_name_wire(&prior, www, &mut w),
             Err(WireError::BadPointer)
         );
         assert_eq!(

@@ -753,6 +753,11 @@ fn register_upstream_probes(metrics: &Metrics, read: &SharedReader) {
         &[],
         read.counter(|s| s.forwarder_stats.tcp_retries.load(Ordering::Relaxed)),
     );
+    metrics.counter_probe(
+        name::UPSTREAM_DECLINED,
+        &[],
+        read.counter(|s| s.forwarder_stats.declined.load(Ordering::Relaxed)),
+    );
 }
 
 fn register_policy_probes(metrics: &Metrics, read: &SharedReader) {

@@ -1451,7 +1451,9 @@ async fn doh_drop_is_504_in_both_phases() {
 }
 
 /// An upstream's FORMERR is a DNS-level outcome like any other: a 200
-/// carrying the message, not the 400 of a request that is no DNS query.
+/// carrying the message, not the 400 of a request that is no DNS query. The
+/// message is SERVFAIL: the upstream could not read Picket's query, which
+/// says nothing of the client's.
 #[tokio::test]
 async fn doh_upstream_formerr_is_a_dns_message() {
     let server = start();
@@ -1460,7 +1462,7 @@ async fn doh_upstream_formerr_is_a_dns_message() {
         let reply = get(&server, http, &get_path(&a_query(3, "b.example.test."))).await;
         let msg = reply.dns();
         assert_eq!(msg.metadata.id, 3, "{http:?}");
-        assert_eq!(rcode(&msg), ResponseCode::FormErr, "{http:?}");
+        assert_eq!(rcode(&msg), ResponseCode::ServFail, "{http:?}");
     }
 }
 

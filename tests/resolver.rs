@@ -674,6 +674,83 @@ async fn upstream_extended_errors_pass_through() {
     assert_eq!(ede(&answer), Some((18, "prohibited here".into())));
 }
 
+/// One upstream that declines (its access list refuses us, or it fails)
+/// beside one that answers: every client gets the answer, as from Unbound
+/// with the same two forwarders; and the one that refused is asked last
+/// from then on, so it costs a round trip once, not on every miss.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_declines_is_passed_over_for_one_that_answers() {
+    for declines in [
+        ResponseCode::Refused,
+        ResponseCode::ServFail,
+        ResponseCode::NotImp,
+    ] {
+        let declining = Authority::start(&zone());
+        declining.set_rcode(Some(declines));
+        let answering = Authority::start(&zone());
+        let picket = start_picket(&[declining.addr(), answering.addr()]);
+        let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::NoError, "{declines:?}");
+        assert_eq!(a_records(&answer).len(), 2, "{declines:?}");
+        for i in 0..8 {
+            let name = format!("n{i}.example.test");
+            let answer = query_udp(picket.addr, &name, RecordType::A).await;
+            assert_eq!(
+                rcode(&answer),
+                ResponseCode::NXDomain,
+                "{declines:?} {name}"
+            );
+        }
+        assert_eq!(answering.queries(), 9, "{declines:?}: each name asked once");
+        if declines != ResponseCode::ServFail {
+            assert!(
+                declining.queries() <= 1,
+                "{declines:?}: asked first at most once, then last: {}",
+                declining.queries()
+            );
+        }
+    }
+}
+
+/// Every upstream refusing is a failure to resolve, not a refusal of the
+/// client: SERVFAIL with EDE 22 naming the upstream and its answer, and the
+/// upstream is asked once, not again and again within the timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_upstream_refusing_gives_servfail_with_ede_22_not_refused() {
+    let upstream = Authority::start(&zone());
+    upstream.set_rcode(Some(ResponseCode::Refused));
+    let picket = start_picket(&[upstream.addr()]);
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    let (code, text) = ede(&answer).expect("an Extended DNS Error");
+    assert_eq!(code, 22, "No Reachable Authority: {text}");
+    assert!(
+        text.contains(&upstream.addr().to_string()) && text.contains("REFUSED"),
+        "{text}"
+    );
+    assert_eq!(upstream.queries(), 1);
+}
+
+/// The only upstream failing a name: its SERVFAIL reaches the client as it
+/// came, with its own Extended DNS Error (it knows why), asked once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_only_upstreams_servfail_is_passed_on_with_its_reason() {
+    let upstream = Authority::start(&zone());
+    upstream.set_servfail(true);
+    upstream.set_ede(Some((
+        6,
+        "signature over the A RRset does not verify".into(),
+    )));
+    let picket = start_picket(&[upstream.addr()]);
+    let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail);
+    assert_eq!(
+        ede(&answer),
+        Some((6, "signature over the A RRset does not verify".into()))
+    );
+    assert_eq!(upstream.queries(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_tcp_connections_are_closed_and_the_cap_holds() {
     let upstream = Authority::start(&zone());

@@ -72,6 +72,7 @@ pub mod name {
     pub const UPSTREAM_INFLIGHT: &str = "picket_upstream_inflight";
     pub const UPSTREAM_REJECTED: &str = "picket_upstream_rejected_answers_total";
     pub const UPSTREAM_TCP_RETRIES: &str = "picket_upstream_tcp_retries_total";
+    pub const UPSTREAM_DECLINED: &str = "picket_upstream_declined_total";
     pub const CONNECTIONS: &str = "picket_connections_open";
     pub const CONNECTIONS_SHED: &str = "picket_connections_shed_total";
     pub const POLICY_RELOADS: &str = "picket_policy_reloads_total";
@@ -423,7 +424,7 @@ fn counter_on(
 
 /// HELP lines: what each metric means, for whoever builds the dashboard.
 fn describe(recorder: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 20] = [
+    let counters: [(&'static str, &'static str); 21] = [
         (name::LIST_FETCH, "Downloads of url lists by result: updated, unchanged, not_modified, fetch_failed, too_large; a failure keeps the last good copy."),
         (name::POLICY_BUNDLE_FETCH, "--policy-url polls by result: applied, not_modified, unchanged, or why the bundle was refused (fetch_failed, too_large, bad_signature, malformed, rollback, load_failed); a refusal keeps the policy in force."),
         (name::QUERIES, "Queries answered (or dropped), by transport, policy action and response code."),
@@ -432,6 +433,7 @@ fn describe(recorder: &PrometheusRecorder) {
         (name::UPSTREAM_ERRORS, "Failed upstream exchanges by server and kind (timeout, network, malformed)."),
         (name::UPSTREAM_REJECTED, "Upstream datagrams dropped because they matched no outstanding query (possible spoofing)."),
         (name::UPSTREAM_TCP_RETRIES, "Upstream answers fetched again over TCP after a truncated UDP answer."),
+        (name::UPSTREAM_DECLINED, "Upstream answers that declined the question (SERVFAIL, REFUSED, NOTIMP, FORMERR); the next upstream was asked."),
         (name::CONNECTIONS_SHED, "Client connections closed at a connection cap to admit a new one, by transport and reason (handshake, idle, busy, per_client)."),
         (name::POLICY_RELOADS, "Policy reloads by result; a failure keeps the last good policy."),
         (name::RULE_HITS, "Queries decided (or, for audit rules, matched) by each policy rule, by organization and rule id."),

@@ -111,6 +111,9 @@ pub struct ForwarderStats {
     pub rejected_answers: AtomicU64,
     /// Answers fetched again over TCP after TC=1.
     pub tcp_retries: AtomicU64,
+    /// Answers that declined the question (SERVFAIL, REFUSED, NOTIMP,
+    /// FORMERR), after which the next server was asked.
+    pub declined: AtomicU64,
     /// Upstream sockets (UDP and TCP) in use by queries now, all workers
     /// together (idle pooled sockets are not counted).
     pub open_sockets: AtomicUsize,
@@ -133,6 +136,7 @@ impl std::fmt::Debug for ForwarderStats {
         f.debug_struct("ForwarderStats")
             .field("rejected_answers", &self.rejected_answers)
             .field("tcp_retries", &self.tcp_retries)
+            .field("declined", &self.declined)
             .field("open_sockets", &self.open_sockets)
             .field("sink", &self.sink.is_some())
             .finish()
@@ -206,6 +210,16 @@ impl Forwarder {
 
     /// Asks `servers` in turn (healthiest first) until one answers; returns the
     /// raw answer and who gave it.
+    ///
+    /// An answer that declines the question (SERVFAIL, REFUSED, NOTIMP or
+    /// FORMERR: [`Rejection`]) sends it to the next server, as Unbound does
+    /// with its forwarders: one upstream that refuses us (its access list) or
+    /// fails a name must not decide the answer while another can give it. A
+    /// server that declined is not asked again for this question. When every
+    /// server declined, a SERVFAIL is passed on as it came (its Extended DNS
+    /// Error says why, and it is cached for the short failure TTL); a refusal
+    /// is not: the client would read it as Picket refusing it, so it becomes
+    /// [`UpstreamError::Rejected`] (SERVFAIL, or a stale answer if one is held).
     pub async fn query(
         &self,
         q: &UpstreamQuery<'_>,
@@ -218,8 +232,17 @@ impl Forwarder {
         let mut now = Instant::now();
         let deadline = now + self.settings.total_timeout;
         let mut last_error = UpstreamError::Timeout;
+        let mut servfail: Option<(Vec<u8>, Upstream)> = None;
         let ordered = self.health.order(servers);
-        for server in ordered.iter().cycle().take(servers.len().max(2) * 2) {
+        let mut declined: SmallVec<[bool; 4]> = smallvec::smallvec![false; ordered.len()];
+        let attempts = servers.len().max(2) * 2;
+        for (index, server) in ordered.iter().enumerate().cycle().take(attempts) {
+            if declined[index] {
+                if declined.iter().all(|&d| d) {
+                    break;
+                }
+                continue;
+            }
             let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 break;
@@ -234,10 +257,24 @@ impl Forwarder {
             if let Some(sink) = &self.stats.sink {
                 sink.exchanged(server, started.elapsed(), result.as_ref().err());
             }
-            match result {
-                Ok(bytes) => {
+            match result.map(|bytes| (Rejection::of(&bytes), bytes)) {
+                Ok((None, bytes)) => {
                     self.health.success(server);
                     return Ok((bytes, server.clone()));
+                }
+                Ok((Some(rejection), bytes)) => {
+                    declined[index] = true;
+                    self.stats.declined.fetch_add(1, Ordering::Relaxed);
+                    if rejection.is_server_fault() {
+                        self.health.failure(server);
+                    }
+                    last_error = UpstreamError::Rejected {
+                        server: server.to_string(),
+                        rcode: rejection.name(),
+                    };
+                    if rejection == Rejection::ServFail && servfail.is_none() {
+                        servfail = Some((bytes, server.clone()));
+                    }
                 }
                 Err(e) => {
                     self.health.failure(server);
@@ -246,7 +283,7 @@ impl Forwarder {
             }
             now = Instant::now();
         }
-        Err(last_error)
+        servfail.ok_or(last_error)
     }
 
     async fn exchange(
@@ -425,6 +462,49 @@ impl SentQuery {
             Check::OtherCase
         } else {
             Check::Ours
+        }
+    }
+}
+
+/// An upstream answer that declines the question: the next server is asked
+/// ([`Forwarder::query`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejection {
+    /// The server could not answer this name (its own failure, or DNSSEC).
+    ServFail,
+    /// The server will not answer us: its access list, or it only serves
+    /// its own zones.
+    Refused,
+    /// The server does not do what we asked (NOTIMP) or cannot read our
+    /// query (FORMERR).
+    Unable(u8),
+}
+
+impl Rejection {
+    /// Whether the answer in `bytes` declines the question (its RCODE).
+    fn of(bytes: &[u8]) -> Option<Self> {
+        let code = (wire::u16_at(bytes, 2).ok()? & 0x000f) as u8;
+        match code {
+            wire::rcode::SERVFAIL => Some(Self::ServFail),
+            wire::rcode::REFUSED => Some(Self::Refused),
+            wire::rcode::NOTIMP | wire::rcode::FORMERR => Some(Self::Unable(code)),
+            _ => None,
+        }
+    }
+
+    /// Whether it says something of the server rather than of the name, so
+    /// that the server is tried last for a while ([`Health`]). A SERVFAIL does
+    /// not: any client can pick a name that fails, and a good upstream must not
+    /// be ranked down for it.
+    fn is_server_fault(self) -> bool {
+        self != Self::ServFail
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::ServFail => "SERVFAIL",
+            Self::Refused => "REFUSED",
+            Self::Unable(code) => wire::rcode::name(u16::from(code)),
         }
     }
 }

@@ -60,6 +60,10 @@ pub enum UpstreamError {
     /// The answer cannot be used as it stands, e.g. a CNAME loop.
     #[error("unusable answer: {0}")]
     Unusable(String),
+    /// Every upstream declined the question, the last one with `rcode`
+    /// (REFUSED, NOTIMP, FORMERR; a SERVFAIL is passed on as it came).
+    #[error("upstream {server} answered {rcode}")]
+    Rejected { server: String, rcode: &'static str },
 }
 
 impl UpstreamError {
@@ -68,7 +72,9 @@ impl UpstreamError {
     /// Knot send a bare SERVFAIL.
     pub fn ede(&self) -> Option<u16> {
         match self {
-            Self::Timeout | Self::NoServers | Self::Resolution(_) => {
+            // RFC 8914 §4.23: "could not reach any of the authoritative
+            // name servers (or they potentially refused to reply)".
+            Self::Timeout | Self::NoServers | Self::Resolution(_) | Self::Rejected { .. } => {
                 Some(ede::NO_REACHABLE_AUTHORITY)
             }
             Self::Network(_) | Self::Malformed => Some(ede::NETWORK_ERROR),
@@ -93,6 +99,7 @@ impl UpstreamError {
             Self::Resolution(_) => "resolution",
             Self::Bogus(_) | Self::DnskeyMissing(_) | Self::Dnssec { .. } => "bogus",
             Self::Unusable(_) => "unusable",
+            Self::Rejected { .. } => "declined",
         }
     }
 }

@@ -120,6 +120,15 @@ fn nxdomain(name: &Name, zone: &Name, set: &[(&Name, &NSEC)]) -> Proof {
              nothing below it"
         ));
     }
+    // The next name below `name`: `name` is an empty non-terminal, it exists
+    // (RFC 4035 §3.1.3.2; Unbound's `val_nsec_proves_name_error`).
+    let next = nsec.next_domain_name();
+    if name.zone_of(next) && name != next {
+        return Proof::NotProven(format!(
+            "NXDOMAIN for {name}, but the NSEC covering it points below it ({next}): it is \
+             an empty non-terminal"
+        ));
+    }
     let encloser = closest_encloser(name, owner, nsec.next_domain_name(), zone);
     let Some(wildcard) = wildcard_of(&encloser) else {
         return Proof::NotProven(format!("no wildcard name under {encloser}"));
@@ -547,5 +556,37 @@ mod tests {
             &n("zz.example.")
         ));
         assert_eq!(common_labels(&n("a.b.example."), &n("c.b.example.")), 2);
+    }
+
+    /// `dn.example. NSEC a.b.c.ent.example.` covers `c.ent.example.` in
+    /// canonical order, but `c.ent.example.` is above the next name: an
+    /// empty non-terminal, which exists. It proves NODATA for it, never
+    /// NXDOMAIN; a name beside the chain (`other.ent.example.`, not above
+    /// the next name) is still denied.
+    #[test]
+    fn an_nsec_pointing_below_a_name_proves_it_exists_not_that_it_does_not() {
+        let zone = n("example.");
+        let ent_nsec = NSEC::new_cover_self(n("a.b.c.ent.example."), [RecordType::TXT]);
+        let wildcard_nsec = NSEC::new_cover_self(n("dn.example."), [RecordType::SOA]);
+        let (dn, apex) = (n("dn.example."), n("example."));
+        let set = vec![(&dn, &ent_nsec), (&apex, &wildcard_nsec)];
+        for ent in ["ent.example.", "c.ent.example.", "b.c.ent.example."] {
+            let name = n(ent);
+            assert!(
+                matches!(nxdomain(&name, &zone, &set), Proof::NotProven(ref why) if why.contains("empty non-terminal")),
+                "{ent}: {:?}",
+                nxdomain(&name, &zone, &set)
+            );
+            assert_eq!(
+                nodata(&name, RecordType::A, &zone, &set),
+                Proof::Proven,
+                "{ent}"
+            );
+        }
+        assert_eq!(
+            nxdomain(&n("e.example."), &zone, &set),
+            Proof::Proven,
+            "beside the chain: denied"
+        );
     }
 }

@@ -35,6 +35,10 @@ pub(crate) struct Link {
 /// zone, and goes on from the last target).
 pub(crate) struct Stretch {
     links: Vec<Link>,
+    /// When the chain goes on: the response's NSEC and NSEC3 records with
+    /// their RRSIGs (DO), which prove its links that are wildcard
+    /// expansions (RFC 4035 §5.3.4); the ending carries its own.
+    proofs: Vec<Record>,
     end: Option<Ending>,
 }
 
@@ -64,6 +68,7 @@ impl Stretch {
                     Some(Err(too_long)) => {
                         return Stretch {
                             links,
+                            proofs: Vec::new(),
                             end: Some(too_long),
                         }
                     }
@@ -79,13 +84,42 @@ impl Stretch {
                     break;
                 }
                 if !reply.zone.zone_of(&owner) {
-                    return Stretch { links, end: None };
+                    let proofs = denial_proofs(message, q.dnssec_ok);
+                    return Stretch {
+                        links,
+                        proofs,
+                        end: None,
+                    };
                 }
             }
         }
         let end = ending_at(message, &reply.zone, &owner, q, !links.is_empty());
-        Stretch { links, end }
+        let proofs = match end {
+            Some(_) => Vec::new(),
+            None => denial_proofs(message, q.dnssec_ok),
+        };
+        Stretch { links, proofs, end }
     }
+}
+
+/// The NSEC and NSEC3 records of `message`'s authority section with the
+/// RRSIGs over them, none unless DO: in a positive answer, the proof that a
+/// wildcard-expanded name does not exist itself (RFC 4035 §3.1.3.3), which
+/// the validator needs and a DO client gets, as from Unbound.
+fn denial_proofs(message: &Message, dnssec_ok: bool) -> Vec<Record> {
+    if !dnssec_ok {
+        return Vec::new();
+    }
+    let is_denial = |t: RecordType| matches!(t, RecordType::NSEC | RecordType::NSEC3);
+    message
+        .authorities
+        .iter()
+        .filter(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => is_denial(sig.input().type_covered),
+            _ => is_denial(r.record_type()),
+        })
+        .cloned()
+        .collect()
 }
 
 /// The DNAME of the answering zone above `owner` (RFC 6672), as a link:
@@ -193,13 +227,22 @@ fn ending_at(
         return Some(Ending {
             rcode: ResponseCode::NoError,
             answers,
-            authorities: Vec::new(),
+            authorities: denial_proofs(message, q.dnssec_ok),
         });
     }
     let soa_covers = message.authorities.iter().any(|r| {
         r.record_type() == RecordType::SOA && r.name.zone_of(owner) && zone.zone_of(&r.name)
     });
     if after_cname && !soa_covers {
+        return None;
+    }
+    // A signed zone's negative answer for a CNAME's (or DNAME's) target,
+    // to be validated: the target is asked on its own, as Unbound does. The
+    // proof that came with the chain may be for the name asked rather than
+    // for the target (NSD after a DNAME sends the wildcard's NSEC alone);
+    // the target's own answer carries its proof. An unsigned zone's (no
+    // RRSIG) costs no query more.
+    if after_cname && q.dnssec_ok && is_signed(message) {
         return None;
     }
     let rcode = match message.metadata.response_code {
@@ -223,12 +266,22 @@ fn ending_at(
     })
 }
 
+/// Whether `message`'s authority section is signed (holds an RRSIG).
+fn is_signed(message: &Message) -> bool {
+    message
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::RRSIG)
+}
+
 /// The answer as it is put together, stretch by stretch.
 pub(crate) struct Assembled {
     /// The names passed, the question's first.
     chain: Vec<Name>,
     answers: Vec<Record>,
     authorities: Vec<Record>,
+    /// Denial records of the stretches before the last ([`Stretch::proofs`]).
+    proofs: Vec<Record>,
     rcode: ResponseCode,
 }
 
@@ -238,6 +291,7 @@ impl Assembled {
             chain: vec![qname.clone()],
             answers: Vec::new(),
             authorities: Vec::new(),
+            proofs: Vec::new(),
             rcode: ResponseCode::NoError,
         }
     }
@@ -272,11 +326,17 @@ impl Assembled {
         for link in stretch.links {
             self.push_link(link, limits)?;
         }
+        self.proofs.extend(stretch.proofs);
         let Some(end) = stretch.end else {
             return Ok(false);
         };
         self.answers.extend(end.answers);
         self.authorities = end.authorities;
+        for record in std::mem::take(&mut self.proofs) {
+            if !self.authorities.contains(&record) {
+                self.authorities.push(record);
+            }
+        }
         self.rcode = end.rcode;
         Ok(true)
     }

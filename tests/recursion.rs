@@ -253,6 +253,32 @@ async fn resolves_a_aaaa_and_cname_across_zones() {
     assert_eq!(lab.total_queries(), 0, "served from Picket's cache");
 }
 
+/// A zone whose nameserver's name is an alias (RFC 2181 §10.3 forbids it;
+/// zones do it, and Unbound and BIND reach them): the CNAME is followed,
+/// here out of its zone, to the server's address.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nameserver_named_by_an_alias_is_still_reached() {
+    let zones = Zones {
+        tld: tld_zone("aliased.test.       86400 IN NS  nsalias.other.test."),
+        other: format!("{OTHER_ZONE}nsalias.other.test.   300 IN CNAME ns1.example.test.\n"),
+        example: example_zone(
+            "
+aliased.test.       3600 IN SOA ns1.example.test. hostmaster.aliased.test. 1 7200 900 1209600 60
+aliased.test.       3600 IN NS  nsalias.other.test.
+www.aliased.test.    300 IN A   192.0.2.44
+",
+        ),
+        ..Zones::default()
+    };
+    let lab = Lab::start(zones, |_| {});
+    let a = lab.query("www.aliased.test", RecordType::A).await;
+    assert_eq!(rcode(&a), ResponseCode::NoError);
+    assert_eq!(
+        a_records(&a),
+        ["192.0.2.44".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nxdomain_and_nodata_carry_the_soa() {
     let lab = Lab::start(Zones::default(), |_| {});

@@ -440,7 +440,10 @@ impl Engine {
     }
 
     /// `name`'s addresses of type `qtype` (A or AAAA) and their TTL; None
-    /// when the lookup failed or found none.
+    /// when the lookup failed or found none. A CNAME is followed (at most
+    /// `recursion_max_cname_chain` of them, each iteration charged to the
+    /// budget): RFC 2181 §10.3 says a nameserver's name must not be an
+    /// alias, but zones that do it exist, and Unbound and BIND reach them.
     async fn lookup_addresses(
         &self,
         budget: &Budget<'_>,
@@ -448,24 +451,60 @@ impl Engine {
         qtype: RecordType,
         depth: usize,
     ) -> Option<(Vec<IpAddr>, Duration)> {
-        let reply = self.iterate(budget, name, qtype, depth, false).await.ok()?;
+        let mut owner = name.clone();
         let mut ttl = u32::MAX;
-        let addrs: Vec<IpAddr> = reply
-            .message
-            .answers
-            .iter()
-            .filter_map(|r| {
-                let ip = match &r.data {
-                    RData::A(a) => IpAddr::V4(a.0),
-                    RData::AAAA(a) => IpAddr::V6(a.0),
-                    _ => return None,
-                };
-                ttl = ttl.min(r.ttl);
-                Some(ip)
-            })
-            .collect();
-        (!addrs.is_empty()).then(|| (addrs, Duration::from_secs(u64::from(ttl))))
+        let mut followed = 0;
+        loop {
+            let reply = self
+                .iterate(budget, &owner, qtype, depth, false)
+                .await
+                .ok()?;
+            let answers = &reply.message.answers;
+            let start = owner.clone();
+            // The chain within this answer while it stays in the answering
+            // zone (what is outside is not that server's to give), then the
+            // last name's addresses.
+            while let Some((target, cname_ttl)) = cname_at(answers, &owner) {
+                followed += 1;
+                if followed > self.limits.recursion_max_cname_chain || target == *name {
+                    return None;
+                }
+                ttl = ttl.min(cname_ttl);
+                owner = target;
+                if !reply.zone.zone_of(&owner) {
+                    break;
+                }
+            }
+            let in_zone = reply.zone.zone_of(&owner);
+            let addrs: Vec<IpAddr> = answers
+                .iter()
+                .filter(|r| in_zone && r.name == owner)
+                .filter_map(|r| {
+                    let ip = match &r.data {
+                        RData::A(a) => IpAddr::V4(a.0),
+                        RData::AAAA(a) => IpAddr::V6(a.0),
+                        _ => return None,
+                    };
+                    ttl = ttl.min(r.ttl);
+                    Some(ip)
+                })
+                .collect();
+            if !addrs.is_empty() {
+                return Some((addrs, Duration::from_secs(u64::from(ttl))));
+            }
+            if owner == start {
+                return None; // no alias to follow: no addresses
+            }
+        }
     }
+}
+
+/// The target and TTL of the CNAME owned by `owner` among `answers`.
+fn cname_at(answers: &[Record], owner: &Name) -> Option<(Name, u32)> {
+    answers.iter().find_map(|r| match &r.data {
+        RData::CNAME(target) if r.name == *owner => Some((target.0.clone(), r.ttl)),
+        _ => None,
+    })
 }
 
 /// What a response from `zone`'s server for `asked` is; `None`: unusable

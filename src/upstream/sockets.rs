@@ -403,6 +403,12 @@ impl Pooled {
         if self.peer.is_some() {
             self.disconnect()?;
         }
+        // An ICMP error for the last peer (port unreachable: nothing
+        // listens there) waits on the socket until a send or a read takes
+        // it, and neither wakes a query waiting for a datagram. Left there,
+        // it fails the next server's exchange instead ("unreachable"), so
+        // it is taken here, with the peer it belongs to.
+        let _ = self.socket.take_error();
         SockRef::from(&self.socket).connect(&server.into())?;
         self.peer = Some(server);
         self.uses = 0;
@@ -740,6 +746,35 @@ mod tests {
             ports[..ports.len() - 1].iter().all(|p| *p != last),
             "the port of an unanswered query is not used again: {ports:?}"
         );
+    }
+
+    /// A server whose port is closed answers with ICMP port unreachable,
+    /// which waits on the socket as an error. The next server asked on that
+    /// socket is asked and answered: the error is not its own.
+    #[tokio::test]
+    async fn a_closed_ports_refusal_does_not_fail_the_next_server_on_the_socket() {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let (addr, seen) = server(Arc::default()).await;
+        let (forwarder, _) = forwarder(32);
+        let lease = forwarder
+            .udp_pool()
+            .lease(closed_addr, Port::Reuse)
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        let lost = ask(&lease, b"\x12\x34 not even a query", deadline, |_| Some(())).await;
+        assert!(matches!(lost, Err(Unanswered::Timeout)), "{lost:?}");
+        drop(lease);
+        // The slot's socket again (the pool has one), for the live server.
+        let lease = forwarder.udp_pool().lease(addr, Port::Reuse).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let answer = ask(&lease, b"\x56\x78\x01\x00\x00\x00", deadline, |a| {
+            Some(a.to_vec())
+        })
+        .await;
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     /// A pool of `slots` slots, alone (no forwarder), whose authority

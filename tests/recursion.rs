@@ -532,20 +532,6 @@ async fn case_randomization_is_sent_and_answers_still_resolve() {
 // stays unsigned (an insecure delegation: test.'s NSEC proves no DS), and
 // bogus.test has an A record changed after signing.
 
-fn run(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} (Debian package ldnsutils): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// Zone-file lines from ldns output, with a TTL where ldns leaves it out
 /// (.ds and .key files) and comments dropped.
 fn zone_lines(text: &str) -> String {
@@ -580,12 +566,12 @@ fn sign_with(
 ) -> (String, String, String) {
     let file = format!("{}zone", origin.replace('.', "_"));
     std::fs::write(dir.join(&file), zone).unwrap();
-    let key = run(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", "-k", origin]);
+    let key = run_in(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", "-k", origin]);
     if zsk {
-        let zsk = run(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", origin]);
-        run(dir, "ldns-signzone", &["-o", origin, &file, &key, &zsk]);
+        let zsk = run_in(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", origin]);
+        run_in(dir, "ldns-signzone", &["-o", origin, &file, &key, &zsk]);
     } else {
-        run(dir, "ldns-signzone", &["-o", origin, &file, &key]);
+        run_in(dir, "ldns-signzone", &["-o", origin, &file, &key]);
     }
     let signed = std::fs::read_to_string(dir.join(format!("{file}.signed"))).unwrap();
     let ds = std::fs::read_to_string(dir.join(format!("{key}.ds"))).unwrap();

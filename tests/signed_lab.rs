@@ -200,21 +200,6 @@ fn server_ip(octet: u8) -> String {
     format!("127.53.0.{octet}")
 }
 
-/// Runs `program` in `dir`; its stdout, trimmed (panics with its stderr).
-fn run(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} (Debian package ldnsutils): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// Writes `zone`'s file in `dir`, signed as it says with a KSK and a ZSK,
 /// the DS records of `children` appended first. Returns the file's name and
 /// the zone's own DS lines (none when unsigned).
@@ -225,12 +210,12 @@ fn write_zone(dir: &Path, zone: &Zone, children: &str) -> (String, String) {
     if zone.signing == Signing::Unsigned {
         return (file, String::new());
     }
-    let ksk = run(
+    let ksk = run_in(
         dir,
         "ldns-keygen",
         &["-a", "ECDSAP256SHA256", "-k", zone.origin],
     );
-    let zsk = run(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", zone.origin]);
+    let zsk = run_in(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", zone.origin]);
     let mut args: Vec<&str> = match zone.signing {
         Signing::Nsec3 => vec!["-n", "-s", "abcd", "-t", "0"],
         Signing::Nsec3OptOut => vec!["-n", "-p", "-s", "00", "-t", "0"],
@@ -238,7 +223,7 @@ fn write_zone(dir: &Path, zone: &Zone, children: &str) -> (String, String) {
         _ => vec![],
     };
     args.extend(["-o", zone.origin, &file, &ksk, &zsk]);
-    run(dir, "ldns-signzone", &args);
+    run_in(dir, "ldns-signzone", &args);
     let signed = format!("{file}.signed");
     if zone.signing == Signing::Tampered {
         let text = std::fs::read_to_string(dir.join(&signed)).unwrap();

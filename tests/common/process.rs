@@ -75,6 +75,22 @@ pub fn run_program<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
     )
 }
 
+/// Runs `program` with `args` in `dir` to its end and asserts it succeeded
+/// (ldns-keygen, ldns-signzone): its stdout, trimmed. Panics with its stderr.
+pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (is its Debian package installed?): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A child process (HAProxy, Unbound, the binary) killed and reaped when the
 /// test lets go of it, passed or failed.
 pub struct KillOnDrop(pub Child);

@@ -163,13 +163,18 @@ fn dname_link(reply: &Reply, owner: &Name, dnssec_ok: bool) -> Option<Result<Lin
 
 /// The CNAME owned by `owner`, with its RRSIGs for a DO client.
 fn link_at(message: &Message, owner: &Name, dnssec_ok: bool) -> Option<Link> {
-    let (record, target) = message.answers.iter().find_map(|r| match &r.data {
-        RData::CNAME(target) if r.name == *owner => Some((r, target.0.clone())),
-        _ => None,
-    })?;
+    let (record, target) = cname_at(&message.answers, owner)?;
     let mut records = vec![record.clone()];
     records.extend(signatures(message, owner, RecordType::CNAME, dnssec_ok));
     Some(Link { target, records })
+}
+
+/// The CNAME owned by `owner` among `answers`, and its target.
+pub(crate) fn cname_at<'m>(answers: &'m [Record], owner: &Name) -> Option<(&'m Record, Name)> {
+    answers.iter().find_map(|r| match &r.data {
+        RData::CNAME(target) if r.name == *owner => Some((r, target.0.clone())),
+        _ => None,
+    })
 }
 
 /// RRSIGs over `owner`'s `covered` RRset, none unless the client set DO.

@@ -12,6 +12,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use smallvec::SmallVec;
 
+use super::assemble::cname_at;
 use super::budget::Budget;
 use super::exchange::{exchange, refuses_edns, ExchangeError, How};
 use super::infra::Delegation;
@@ -464,12 +465,12 @@ impl Engine {
             // The chain within this answer while it stays in the answering
             // zone (what is outside is not that server's to give), then the
             // last name's addresses.
-            while let Some((target, cname_ttl)) = cname_at(answers, &owner) {
+            while let Some((cname, target)) = cname_at(answers, &owner) {
                 followed += 1;
                 if followed > self.limits.recursion_max_cname_chain || target == *name {
                     return None;
                 }
-                ttl = ttl.min(cname_ttl);
+                ttl = ttl.min(cname.ttl);
                 owner = target;
                 if !reply.zone.zone_of(&owner) {
                     break;
@@ -497,14 +498,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// The target and TTL of the CNAME owned by `owner` among `answers`.
-fn cname_at(answers: &[Record], owner: &Name) -> Option<(Name, u32)> {
-    answers.iter().find_map(|r| match &r.data {
-        RData::CNAME(target) if r.name == *owner => Some((target.0.clone(), r.ttl)),
-        _ => None,
-    })
 }
 
 /// What a response from `zone`'s server for `asked` is; `None`: unusable

@@ -403,11 +403,11 @@ impl Pooled {
         if self.peer.is_some() {
             self.disconnect()?;
         }
-        // An ICMP error for the last peer (port unreachable: nothing
-        // listens there) waits on the socket until a send or a read takes
-        // it, and neither wakes a query waiting for a datagram. Left there,
-        // it fails the next server's exchange instead ("unreachable"), so
-        // it is taken here, with the peer it belongs to.
+        // An ICMP error for the last peer that came after its query gave up
+        // (port unreachable: nothing listens there) waits on the socket
+        // until a send or a read takes it. Left there, it fails the next
+        // server's exchange instead ("unreachable"), so it is taken here,
+        // with the peer it belongs to.
         let _ = self.socket.take_error();
         SockRef::from(&self.socket).connect(&server.into())?;
         self.peer = Some(server);
@@ -574,7 +574,23 @@ pub(crate) async fn ask<T>(
     }
     let answer = async {
         loop {
-            socket.readable().await?;
+            // ERROR too: an ICMP error for the exchange (port unreachable:
+            // nothing listens there) fails it at once, and the next server
+            // is asked without waiting out the attempt. It only wakes this
+            // wait, not `readable()`. A forger needs the port for it, as
+            // for an answer.
+            let ready = socket.ready(Interest::READABLE | Interest::ERROR).await?;
+            if ready.is_error() {
+                if let Some(error) = socket.take_error()? {
+                    return Err(error);
+                }
+                let _ = socket.try_io(Interest::ERROR, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+            }
+            if !ready.is_readable() {
+                continue;
+            }
             let taken = DATAGRAM.with_borrow_mut(|buf| match socket.try_recv(buf) {
                 Ok(len) => Ok(take(&buf[..len])),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -748,9 +764,29 @@ mod tests {
         );
     }
 
-    /// A server whose port is closed answers with ICMP port unreachable,
-    /// which waits on the socket as an error. The next server asked on that
-    /// socket is asked and answered: the error is not its own.
+    /// A server whose port is closed answers with ICMP port unreachable:
+    /// the exchange fails with it at once, not at its deadline.
+    #[tokio::test]
+    async fn a_closed_port_fails_the_exchange_at_once() {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let (forwarder, _) = forwarder(32);
+        let lease = forwarder
+            .udp_pool()
+            .lease(closed_addr, Port::Reuse)
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let lost = ask(&lease, b"\x12\x34 not even a query", deadline, |_| Some(())).await;
+        assert!(
+            matches!(&lost, Err(Unanswered::Network(e)) if e.kind() == io::ErrorKind::ConnectionRefused),
+            "{lost:?}"
+        );
+    }
+
+    /// An ICMP error that comes after the exchange gave up waits on the
+    /// socket. The next server asked on that socket is asked and answered:
+    /// the error is not its own.
     #[tokio::test]
     async fn a_closed_ports_refusal_does_not_fail_the_next_server_on_the_socket() {
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -762,9 +798,10 @@ mod tests {
             .udp_pool()
             .lease(closed_addr, Port::Reuse)
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
-        let lost = ask(&lease, b"\x12\x34 not even a query", deadline, |_| Some(())).await;
-        assert!(matches!(lost, Err(Unanswered::Timeout)), "{lost:?}");
+        // Sent with nobody waiting for an answer: the refusal stays.
+        SockRef::from(lease.socket())
+            .send(b"\x12\x34 not even a query")
+            .unwrap();
         drop(lease);
         // The slot's socket again (the pool has one), for the live server.
         let lease = forwarder.udp_pool().lease(addr, Port::Reuse).unwrap();

@@ -51,6 +51,16 @@ fn upstream_answer_expectations() -> Vec<(&'static str, Expected)> {
             },
         ),
         (
+            // A CNAME whose target is "\0x" and a pointer to a prior name (the answer's owner,
+            // labels of 51 "3"s) whose labels run on into the target's own bytes and end at
+            // its zero: every pointer goes backwards, but the labels overlap another name,
+            // which hickory refuses (`LabelOverlapsWithOther`). It was stored as it came and
+            // served unreadable; now the name reader refuses it as hickory does, so it goes to
+            // the full parse, which refuses it.
+            "rdata-labels-overlapping-their-own-name",
+            Expected::Rejected(AnswerError::Unparsable(String::new())),
+        ),
+        (
             // An NXDOMAIN with an SOA whose OPT record carries an extended RCODE and is
             // followed by stray bytes: the OPT is dropped, and an extended RCODE from upstream
             // is served as SERVFAIL (with the SOA).

@@ -274,10 +274,18 @@ fn walk_name<const FOLLOW_POINTERS: bool>(
 ) -> Result<usize, WireError> {
     let mut cursor = pos;
     let mut part_start = pos;
+    // After a pointer, what is read from its target must end before the
+    // part that held the pointer: labels that run into it overlap another
+    // name's bytes, which hickory (`LabelOverlapsWithOther`) and so the
+    // clients built on it refuse.
+    let mut limit = usize::MAX;
     let mut end = None;
     let mut jumps = 0;
     let mut total = 1usize;
     loop {
+        if cursor >= limit {
+            return Err(WireError::BadPointer);
+        }
         let len = *buf.get(cursor).ok_or(WireError::Truncated)? as usize;
         if len == 0 {
             return Ok(end.unwrap_or(cursor + 1));
@@ -293,6 +301,7 @@ fn walk_name<const FOLLOW_POINTERS: bool>(
                 return Err(WireError::BadPointer);
             }
             cursor = target;
+            limit = part_start;
             part_start = target;
             continue;
         }
@@ -516,6 +525,24 @@ mod tests {
         let hop = chained.len();
         chained.extend_from_slice(&[1, b'a', 0xc0, hop as u8 + 1, 0xc0, hop as u8]);
         assert_eq!(skip_name(&chained, hop + 4), Err(WireError::BadPointer));
+        // A pointer to a prior name whose labels run on into the name holding the pointer
+        // (a label claiming one byte more than "abc": the holder's own length byte), and end
+        // at a zero inside it. Every byte read is before the pointer, but the labels overlap
+        // another name's bytes; hickory refuses it (found by the upstream_answer fuzz target).
+        let mut overlap = vec![0; HEADER_LEN];
+        overlap.extend_from_slice(&[4, b'a', b'b', b'c']);
+        let holder = overlap.len();
+        overlap.extend_from_slice(&[2, 0, b'x', 0xc0, HEADER_LEN as u8]);
+        assert_eq!(skip_name(&overlap, holder), Err(WireError::BadPointer));
+        assert_eq!(read_name_text(&overlap, holder), Err(WireError::BadPointer));
+        let mut decoder = hickory_proto::serialize::binary::BinDecoder::new(&overlap);
+        decoder.read_slice(holder).unwrap();
+        assert!(
+            <hickory_proto::rr::Name as hickory_proto::serialize::binary::BinDecodable>::read(
+                &mut decoder
+            )
+            .is_err()
+        );
     }
 
     #[test]

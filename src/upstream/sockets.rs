@@ -764,13 +764,17 @@ mod tests {
         );
     }
 
+    /// A loopback address whose port nothing listens on (bound, then let go).
+    fn closed_port() -> SocketAddr {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    }
+
     /// A server whose port is closed answers with ICMP port unreachable:
     /// the exchange fails with it at once, not at its deadline.
     #[tokio::test]
     async fn a_closed_port_fails_the_exchange_at_once() {
-        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let closed_addr = closed.local_addr().unwrap();
-        drop(closed);
+        let closed_addr = closed_port();
         let (forwarder, _) = forwarder(32);
         let lease = forwarder
             .udp_pool()
@@ -789,9 +793,7 @@ mod tests {
     /// the error is not its own.
     #[tokio::test]
     async fn a_closed_ports_refusal_does_not_fail_the_next_server_on_the_socket() {
-        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let closed_addr = closed.local_addr().unwrap();
-        drop(closed);
+        let closed_addr = closed_port();
         let (addr, seen) = server(Arc::default()).await;
         let (forwarder, _) = forwarder(32);
         let lease = forwarder

@@ -369,6 +369,29 @@ async fn a_cd_query_is_passed_through_unvalidated() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_cd_query_of_a_secure_name_is_validated_for_ad() {
+    // RFC 4035 §3.2.3: AD if and only if Picket found the answer authentic,
+    // CD or not; Unbound and BIND set it the same way.
+    let t = tree();
+    let query = QueryBuilder::new("www.secure", RecordType::A)
+        .dnssec_ok(true)
+        .cd(true)
+        .build();
+    let answer = send_udp(t.picket.addr, &query).await.expect("an answer");
+    assert_secure(&answer, ResponseCode::NoError);
+    assert!(answer.metadata.checking_disabled);
+    assert!(has_type(&answer.answers, RecordType::RRSIG), "{answer:?}");
+    // An insecure name with CD=1: answered, no AD.
+    let insecure = QueryBuilder::new("www.insecure", RecordType::A)
+        .dnssec_ok(true)
+        .cd(true)
+        .build();
+    let answer = send_udp(t.picket.addr, &insecure).await.expect("an answer");
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert!(!answer.metadata.authentic_data, "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn with_dnssec_off_the_upstream_ad_bit_is_cleared() {
     let t = tree();
     let mut settings = test_settings(&[t.upstream.addr()]);

@@ -688,6 +688,17 @@ async fn dnssec_secure_bogus_insecure_and_cd() {
         ["192.0.2.66".parse::<std::net::Ipv4Addr>().unwrap()]
     );
     assert!(!cd.metadata.authentic_data);
+    // CD=1 on a secure name: validated all the same, for AD (RFC 4035
+    // §3.2.3), as Unbound does.
+    let cd_secure = query_with(
+        &lab.picket,
+        QueryBuilder::new("www.example.test", RecordType::A)
+            .dnssec_ok(true)
+            .cd(true),
+    )
+    .await;
+    assert_eq!(rcode(&cd_secure), ResponseCode::NoError, "{cd_secure:?}");
+    assert!(cd_secure.metadata.authentic_data, "{cd_secure:?}");
 
     // Insecure delegation: answered, no AD.
     let insecure = query_with(

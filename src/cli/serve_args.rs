@@ -235,7 +235,7 @@ pub struct ResolutionArgs {
 #[command(next_help_heading = "DNSSEC")]
 pub struct DnssecArgs {
     /// DNSSEC: `validate` (AD on secure answers, SERVFAIL with an EDE on
-    /// bogus ones; CD=1 skips it) or `off`; forwarded answers too.
+    /// bogus ones; a CD=1 client gets them as they came) or `off`; forwarded answers too.
     #[arg(long, value_name = "MODE", default_value = "validate")]
     pub dnssec: DnssecFlag,
 

@@ -11,8 +11,11 @@
 //!   `Limits::dnssec_verdict_ttl` so a bogus name is not judged per query.
 //!
 //! DO=0 clients are given none of the RRSIG, NSEC and NSEC3 records asked
-//! for on their behalf. CD=1 queries are forwarded as they are and passed
-//! through unvalidated, and the upstream's AD bit is never passed on: AD
+//! for on their behalf. A CD=1 query is validated too, as Unbound and BIND
+//! do, but only to set AD (RFC 4035 §3.2.3: AD if and only if the resolver
+//! side found the answer authentic): a bogus or unjudgeable answer is passed
+//! on as it came, without AD, because the client takes responsibility for
+//! its own checking (§3.2.2). The upstream's AD bit is never passed on: AD
 //! means that Picket validated the answer itself.
 
 use super::Upstream;
@@ -55,16 +58,16 @@ impl Validation {
     }
 }
 
-/// Forwards `q` to `servers` and, when `validation` is on and the client did
-/// not set CD, validates the answer (see the module doc). The bytes returned
-/// never carry the upstream's AD bit; they carry Picket's own when secure.
+/// Forwards `q` to `servers` and, when `validation` is on, validates the
+/// answer (see the module doc). The bytes returned never carry the
+/// upstream's AD bit; they carry Picket's own when secure.
 pub async fn forward(
     forwarder: &Forwarder,
     validation: Option<&Arc<Validation>>,
     q: &UpstreamQuery<'_>,
     servers: &[Upstream],
 ) -> Result<(Vec<u8>, Upstream), UpstreamError> {
-    let Some(validation) = validation.filter(|_| !q.cd) else {
+    let Some(validation) = validation else {
         let (mut bytes, server) = forwarder.query(q, servers).await?;
         set_ad(&mut bytes, false);
         return Ok((bytes, server));
@@ -88,7 +91,9 @@ async fn forward_validated(
         q.dnssec_ok,
         servers.to_vec(),
     );
-    if let Some((ede, reason)) = validation.bogus.get(&key) {
+    // A CD=1 client is given the data of a name judged bogus, so the
+    // remembered verdict is not for it.
+    if let Some((ede, reason)) = validation.bogus.get(&key).filter(|_| !q.cd) {
         return Err(UpstreamError::Dnssec { ede, reason });
     }
     let asked = UpstreamQuery {
@@ -119,6 +124,8 @@ async fn forward_validated(
     let secure = match validation.validator.validate(&message, &fetch).await {
         Security::Secure => true,
         Security::Insecure => false,
+        // Checking disabled: the client judges for itself (RFC 4035 §3.2.2).
+        Security::Bogus { .. } | Security::Indeterminate { .. } if q.cd => false,
         Security::InsecureUnsupported { ede, reason } => {
             attach_ede(&mut message, ede, &reason);
             let mut bytes = if q.dnssec_ok {

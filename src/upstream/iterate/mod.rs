@@ -66,7 +66,7 @@ pub(crate) struct Engine {
     ports: HashMap<IpAddr, u16>,
     deny: Vec<IpNet>,
     case_randomization: bool,
-    /// `--dnssec validate`: judges every answer of a CD=0 query.
+    /// `--dnssec validate`: judges every answer (of a CD=1 query only for AD).
     validator: Option<Validator>,
     limits: Limits,
     infra: Infra,
@@ -191,7 +191,8 @@ impl Engine {
             self.limits.recursion_max_depth,
             sockets,
         );
-        let validator = self.validator.as_ref().filter(|_| !q.cd);
+        // CD=1 is validated too, but only to set AD: see `verdict_for`.
+        let validator = self.validator.as_ref();
         // The validator needs the RRSIGs and denial proofs, whoever asked.
         let assembly = Question {
             dnssec_ok: q.dnssec_ok || validator.is_some(),
@@ -211,7 +212,7 @@ impl Engine {
                 engine: self,
                 budget: &budget,
             };
-            let verdict = validate::verdict(validator.validate(&response, &fetch).await)?;
+            let verdict = validate::verdict_for(&q, validator.validate(&response, &fetch).await)?;
             if verdict.secure {
                 self.nsecs.learn(&response);
             }

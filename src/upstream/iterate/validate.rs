@@ -4,6 +4,7 @@
 
 use hickory_proto::rr::{Name, RecordType};
 
+use super::assemble::Question;
 use super::budget::Budget;
 use super::Engine;
 use crate::dnssec::{ede, Fetch, FetchError, FetchFuture, Security};
@@ -36,6 +37,21 @@ pub(crate) struct Verdict {
 }
 
 /// The verdict on an answer that may be given, or the error a bogus one is.
+/// [`verdict`] for a client's question. With CD=1 the client takes
+/// responsibility for its own checking (RFC 4035 §3.2.2): a bogus or
+/// unjudgeable answer is given to it as it came, without AD, and a secure
+/// one with AD (§3.2.3: AD if and only if the resolver found it authentic),
+/// as Unbound and BIND do.
+pub(crate) fn verdict_for(q: &Question, security: Security) -> Result<Verdict, UpstreamError> {
+    match verdict(security) {
+        Err(_) if q.cd => Ok(Verdict {
+            secure: false,
+            ede: None,
+        }),
+        judged => judged,
+    }
+}
+
 pub(crate) fn verdict(security: Security) -> Result<Verdict, UpstreamError> {
     let plain = |secure| Verdict { secure, ede: None };
     match security {

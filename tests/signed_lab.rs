@@ -11,7 +11,9 @@
 //! (SERVFAIL for a wildcard, NXDOMAIN for an empty non-terminal, SERVFAIL
 //! after a DNAME).
 //!
-//! Every NSD listens on its own 127.53.0.x address on one free port; Picket
+//! Every NSD listens on its own 127.53.0.x address on one free port, one per
+//! zone or, in the second test, the root on one and every other zone on
+//! another (parents with their children, as TLD operators host them); Picket
 //! is sent there with `--nameserver-port`, Unbound with a stub zone per
 //! zone. Ignored in plain `cargo test`: it runs NSD and Unbound (packages
 //! nsd, unbound) and ldns-keygen/ldns-signzone (ldnsutils); `.ci/run`
@@ -200,12 +202,45 @@ fn server_ip(octet: u8) -> String {
     format!("127.53.0.{octet}")
 }
 
+/// Where the zones are served.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// Each zone on the server its text names (several zones share .5).
+    OnePerZone,
+    /// The root alone on .1; every other zone, parents with their children,
+    /// on .2, as a TLD operator often hosts its customers' zones. A server
+    /// then answers for a child from the child's zone when asked as the
+    /// parent's server: the iterator sees no referral, and the validator
+    /// finds the cut from the signer's name.
+    CoHosted,
+}
+
+impl Layout {
+    /// The server that serves what the zone texts put on `octet`.
+    fn host(self, octet: u8) -> u8 {
+        match self {
+            Layout::OnePerZone => octet,
+            Layout::CoHosted => octet.min(2),
+        }
+    }
+
+    /// `text` with its nameserver addresses moved to their hosts.
+    fn place(self, text: &str) -> String {
+        (3..=7).fold(text.to_string(), |text, octet| {
+            text.replace(
+                &format!("{}\n", server_ip(octet)),
+                &format!("{}\n", server_ip(self.host(octet))),
+            )
+        })
+    }
+}
+
 /// Writes `zone`'s file in `dir`, signed as it says with a KSK and a ZSK,
 /// the DS records of `children` appended first. Returns the file's name and
 /// the zone's own DS lines (none when unsigned).
-fn write_zone(dir: &Path, zone: &Zone, children: &str) -> (String, String) {
+fn write_zone(dir: &Path, zone: &Zone, children: &str, layout: Layout) -> (String, String) {
     let file = format!("{}zone", zone.origin.replace('.', "_"));
-    let text = format!("$TTL 300\n{}\n{children}\n", zone.text);
+    let text = format!("$TTL 300\n{}\n{children}\n", layout.place(zone.text));
     std::fs::write(dir.join(&file), text).unwrap();
     if zone.signing == Signing::Unsigned {
         return (file, String::new());
@@ -239,10 +274,11 @@ struct Lab {
     _nsds: Vec<KillOnDrop>,
     dir: PathBuf,
     port: u16,
+    layout: Layout,
 }
 
 impl Lab {
-    fn start() -> Lab {
+    fn start(layout: Layout) -> Lab {
         let dir = temp_dir("signed-lab");
         let port = free_port();
         let mut files: Vec<(u8, &str, String)> = Vec::new();
@@ -254,8 +290,8 @@ impl Lab {
                 .filter(|(origin, _)| parent_of(origin) == zone.origin)
                 .map(|(_, ds)| ds.clone())
                 .collect();
-            let (file, ds) = write_zone(&dir, zone, &children);
-            files.push((zone.octet, zone.origin, file));
+            let (file, ds) = write_zone(&dir, zone, &children, layout);
+            files.push((layout.host(zone.octet), zone.origin, file));
             if !ds.is_empty() {
                 ds_of.push((zone.origin, ds));
             }
@@ -285,11 +321,14 @@ impl Lab {
             _nsds: nsds,
             dir,
             port,
+            layout,
         }
     }
 
     fn servers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        (1..=7).map(|octet| {
+        let mut octets: Vec<u8> = (1..=7).map(|o| self.layout.host(o)).collect();
+        octets.dedup();
+        octets.into_iter().map(|octet| {
             format!("{}:{}", server_ip(octet), self.port)
                 .parse()
                 .unwrap()
@@ -346,7 +385,7 @@ fn start_lab_unbound(lab: &Lab) -> (KillOnDrop, SocketAddr) {
             format!(
                 "stub-zone:\n  name: \"{}\"\n  stub-addr: {}@{}\n",
                 z.origin,
-                server_ip(z.octet),
+                server_ip(lab.layout.host(z.octet)),
                 lab.port
             )
         })
@@ -460,7 +499,20 @@ const QUESTIONS: &[(&str, RecordType)] = &[
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "runs NSD and Unbound (Debian packages nsd, unbound) and signs zones with ldns-signzone (ldnsutils); run by .ci/run"]
 async fn picket_and_unbound_agree_on_a_signed_tree_served_by_nsd() {
-    let lab = Lab::start();
+    agree_on(Layout::OnePerZone).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs NSD and Unbound (Debian packages nsd, unbound) and signs zones with ldns-signzone (ldnsutils); run by .ci/run"]
+async fn picket_and_unbound_agree_when_parents_and_children_share_a_server() {
+    agree_on(Layout::CoHosted).await;
+}
+
+/// Asks Picket and Unbound every question of [`QUESTIONS`] over the lab laid
+/// out as `layout`, with DO and CD on and off; asserts that they agree, and
+/// what both must say for a few.
+async fn agree_on(layout: Layout) {
+    let lab = Lab::start(layout);
     for server in lab.servers() {
         wait_until_answering(server).await;
     }
@@ -513,7 +565,7 @@ async fn picket_and_unbound_agree_on_a_signed_tree_served_by_nsd() {
             let theirs = view(&ask(unbound, name, rtype, how).await);
             if ours != theirs {
                 differences.push(format!(
-                    "{name} {rtype} {how:?}:\n  Picket  {ours:?}\n  Unbound {theirs:?}"
+                    "{layout:?} {name} {rtype} {how:?}:\n  Picket  {ours:?}\n  Unbound {theirs:?}"
                 ));
             }
             if rtype != RecordType::A {

@@ -266,6 +266,61 @@ async fn an_expired_signature_is_servfail_with_ede_7() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_secure_answer_is_kept_no_longer_than_its_signature_lasts() {
+    // RFC 4035 §5.3.3: www.secure. A has a TTL of 300, its RRSIG expires in
+    // 120 s. Served with AD and at most 120 s, the RRSIG as well; a
+    // client with DO=0 (another cache key) alike.
+    // Forwarding, then recursion from the same tree.
+    let t = tree_with_window((-3_600, 120));
+    let recursive = recursive_picket(&t.upstream, &t.root_anchor);
+    for (mode, picket) in [("forwarding", &t.picket), ("recursive", &recursive)] {
+        for dnssec_ok in [true, false] {
+            let answer = ask(picket, "www.secure", RecordType::A, dnssec_ok, true).await;
+            assert_secure(&answer, ResponseCode::NoError);
+            let ttls: Vec<u32> = answer.answers.iter().map(|r| r.ttl).collect();
+            assert!(!ttls.is_empty(), "{mode}: {answer:?}");
+            assert!(
+                ttls.iter().all(|&ttl| (60..=120).contains(&ttl)),
+                "{mode}, DO={dnssec_ok}: TTLs {ttls:?}, the signature lasts 120 s"
+            );
+        }
+        // A name whose signature lasts past its TTL keeps its TTL.
+        let other = ask(picket, "txt.secure", RecordType::TXT, true, true).await;
+        assert_secure(&other, ResponseCode::NoError);
+        assert!(
+            other.answers.iter().all(|r| r.ttl > 120),
+            "{mode}: {other:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secure_answer_is_kept_no_longer_than_its_original_ttl() {
+    // RFC 4035 §5.3.3: txt.secure. TXT and its RRSIG come with a TTL of a
+    // day, but the RRSIG's original TTL field says 300.
+    let raised = |text: String| {
+        text.lines()
+            .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                ["txt.secure.", "300", ..] => l.replacen(" 300 ", " 86400 ", 1),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let t = tree_with(raised, &[]);
+    let recursive = recursive_picket(&t.upstream, &t.root_anchor);
+    for (mode, picket) in [("forwarding", &t.picket), ("recursive", &recursive)] {
+        let answer = ask(picket, "txt.secure", RecordType::TXT, true, true).await;
+        assert_secure(&answer, ResponseCode::NoError);
+        assert!(
+            answer.answers.iter().all(|r| r.ttl <= 300),
+            "{mode}: {:?}",
+            answer.answers
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_signature_not_valid_yet_is_servfail_with_ede_8() {
     // A window that opens tomorrow.
     let t = tree_with_window((86_400, 864_000));

@@ -1054,6 +1054,47 @@ fn serial_lt(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 0x8000_0000
 }
 
+/// RFC 4035 §5.3.3: a validated RRset is kept no longer than its RRSIG's
+/// original TTL, nor past the RRSIG's expiry. The least of those over the
+/// RRSIGs of `response`'s answer and authority sections, from `now` (one
+/// bound for the whole response: it is cached as one entry, at its lowest
+/// TTL). RRSIGs that expired already validated nothing, and are passed
+/// over. None without an RRSIG.
+pub fn secure_ttl_cap(response: &Message, now: u32) -> Option<u32> {
+    response
+        .answers
+        .iter()
+        .chain(&response.authorities)
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => Some(sig.input()),
+            _ => None,
+        })
+        .filter(|input| serial_lt(now, input.sig_expiration.get()))
+        .map(|input| {
+            let left = input.sig_expiration.get().wrapping_sub(now);
+            left.min(input.original_ttl)
+        })
+        .min()
+}
+
+/// Lowers every record's TTL in `response` to at most `cap` (the OPT
+/// record is not among them); whether one was lowered.
+pub fn cap_ttls(response: &mut Message, cap: u32) -> bool {
+    let mut lowered = false;
+    for record in response
+        .answers
+        .iter_mut()
+        .chain(&mut response.authorities)
+        .chain(&mut response.additionals)
+    {
+        if record.ttl > cap {
+            record.ttl = cap;
+            lowered = true;
+        }
+    }
+    lowered
+}
+
 pub(crate) fn unix_now() -> u32 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -21,7 +21,9 @@
 //!    all CNAMEs of a chain in the answer section, the denial proof in the
 //!    authority section), call [`Validator::validate`]; store the
 //!    [`Security`] with the answer so it is never judged twice.
-//! 4. `Secure`: set AD for clients that sent DO or AD. `Insecure`: answer
+//! 4. `Secure`: set AD for clients that sent DO or AD, and keep the answer
+//!    no longer than its signatures allow ([`secure_ttl_cap`],
+//!    [`cap_ttls`]). `Insecure`: answer
 //!    without AD; `InsecureUnsupported { ede, .. }` likewise, with that
 //!    Extended DNS Error attached. `Bogus { ede, .. }`: SERVFAIL with that Extended DNS Error
 //!    (RFC 8914), cached briefly as a failure. `Indeterminate`: the
@@ -91,7 +93,13 @@ pub trait Fetch: Send + Sync {
     fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a>;
 }
 
-pub use chain::Validator;
+pub use chain::{cap_ttls, Validator};
+
+/// [`chain::secure_ttl_cap`] from now: the seconds a `Secure` response may
+/// be kept, by its RRSIGs' original TTLs and expiry (RFC 4035 §5.3.3).
+pub fn secure_ttl_cap(response: &Message) -> Option<u32> {
+    chain::secure_ttl_cap(response, chain::unix_now())
+}
 pub(crate) use denial::nsec3_owner_hash;
 
 /// Extended DNS Error codes (RFC 8914): the validator's are in the one table of them all.

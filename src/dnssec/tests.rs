@@ -628,3 +628,54 @@ fn a_synthesized_cname_must_say_what_its_signed_dname_says() {
     let forged = dname_answer(&key, "www.example.");
     assert_ne!(block_on(v.validate(&forged, &fetch)), Security::Secure);
 }
+
+/// An RRSIG at `owner` over its A RRset, expiring at `expiration`.
+fn rrsig_expiring(owner: &str, expiration: u32) -> Record {
+    rrsig_lasting(owner, expiration, 3600)
+}
+
+/// [`rrsig_expiring`] with an original TTL of `original_ttl`.
+fn rrsig_lasting(owner: &str, expiration: u32, original_ttl: u32) -> Record {
+    let input = SigInput {
+        type_covered: RecordType::A,
+        algorithm: Algorithm::ECDSAP256SHA256,
+        num_labels: 2,
+        original_ttl,
+        sig_expiration: SerialNumber::new(expiration),
+        sig_inception: SerialNumber::new(expiration.wrapping_sub(86_400)),
+        key_tag: 1,
+        signer_name: n("example."),
+    };
+    rrsig_record(&n(owner), input, vec![7; 64])
+}
+
+#[test]
+fn a_secure_response_is_capped_by_its_signatures_expiry_and_original_ttl() {
+    let now = 1_000_000;
+    let mut m = response("www.example.", RecordType::A, ResponseCode::NoError);
+    assert_eq!(chain::secure_ttl_cap(&m, now), None, "no RRSIG, no bound");
+    m.answers.push(a("www.example."));
+    m.answers.push(rrsig_expiring("www.example.", now + 900));
+    m.authorities.push(rrsig_expiring("example.", now + 300));
+    // An RRSIG that expired already validated nothing: passed over.
+    m.answers.push(rrsig_expiring("www.example.", now - 10));
+    assert_eq!(chain::secure_ttl_cap(&m, now), Some(300));
+    // Serial arithmetic (RFC 1982): an expiry past 2^32 still lies ahead.
+    let late = u32::MAX - 50;
+    let mut wrapped = response("www.example.", RecordType::A, ResponseCode::NoError);
+    wrapped
+        .answers
+        .push(rrsig_expiring("www.example.", late.wrapping_add(200)));
+    assert_eq!(chain::secure_ttl_cap(&wrapped, late), Some(200));
+
+    // The original TTL bounds it too, when lower.
+    let mut short = m.clone();
+    short
+        .answers
+        .push(rrsig_lasting("www.example.", now + 900, 60));
+    assert_eq!(chain::secure_ttl_cap(&short, now), Some(60));
+
+    assert!(cap_ttls(&mut m, 300));
+    assert!(m.answers.iter().chain(&m.authorities).all(|r| r.ttl <= 300));
+    assert!(!cap_ttls(&mut m, 300), "nothing left to lower");
+}

@@ -28,7 +28,10 @@ use hickory_proto::serialize::binary::BinEncodable;
 use super::forward::{Forwarder, UpstreamQuery};
 use super::UpstreamError;
 use crate::config::Limits;
-use crate::dnssec::{Fetch, FetchError, FetchFuture, Security, Validator, ValidatorSettings};
+use crate::dnssec::{
+    cap_ttls, secure_ttl_cap, Fetch, FetchError, FetchFuture, Security, Validator,
+    ValidatorSettings,
+};
 use crate::protocol::wire::flag;
 
 /// Key of a remembered bogus verdict: wire name, type, class, DO, and the
@@ -143,10 +146,14 @@ async fn forward_validated(
         }
         Security::Indeterminate { reason } => return Err(UpstreamError::Resolution(reason)),
     };
-    let mut bytes = if q.dnssec_ok {
-        bytes
-    } else {
+    // RFC 4035 §5.3.3: a secure answer is not kept past its signatures.
+    let capped = secure && secure_ttl_cap(&message).is_some_and(|cap| cap_ttls(&mut message, cap));
+    let mut bytes = if !q.dnssec_ok {
         without_dnssec_records(message, q.qtype)?
+    } else if capped {
+        message.to_vec().map_err(|_| UpstreamError::Malformed)?
+    } else {
+        bytes
     };
     set_ad(&mut bytes, secure);
     Ok((bytes, server))

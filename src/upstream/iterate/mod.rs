@@ -52,7 +52,7 @@ use super::recursor::{failure_ttl, DnssecMode, RecursorError, RecursorSettings, 
 use super::{UdpPool, UpstreamError, UpstreamQuery};
 use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_BYTES, RECURSION_MAX_FAILURES};
 use crate::config::Limits;
-use crate::dnssec::{TrustAnchors, Validator, ValidatorSettings};
+use crate::dnssec::{self, TrustAnchors, Validator, ValidatorSettings};
 use crate::protocol::answer::Answer;
 
 /// The recursive resolver shared by all workers.
@@ -223,7 +223,13 @@ impl Engine {
             self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
             return Err(budget.spent());
         }
-        let (response, secure, ede) = outcome.map_err(|_| UpstreamError::Timeout)??;
+        let (mut response, secure, ede) = outcome.map_err(|_| UpstreamError::Timeout)??;
+        if secure {
+            // RFC 4035 §5.3.3: not kept past its signatures.
+            if let Some(cap) = dnssec::secure_ttl_cap(&response) {
+                dnssec::cap_ttls(&mut response, cap);
+            }
+        }
         assemble::finish(response, &q, name_wire, secure, ede)
     }
 

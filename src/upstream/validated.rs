@@ -107,37 +107,30 @@ async fn forward_validated(
         cd: true,
     };
     let (bytes, server) = forwarder.query(&asked, servers).await?;
-    let message = Message::from_vec(&bytes).map_err(|_| UpstreamError::Malformed)?;
+    let mut message = Message::from_vec(&bytes).map_err(|_| UpstreamError::Malformed)?;
     if !matches!(
         message.metadata.response_code,
         ResponseCode::NoError | ResponseCode::NXDomain
     ) {
         // SERVFAIL, REFUSED...: nothing to judge, passed on as it is (minus
         // the records a DO=0 client did not ask for, and AD).
-        let mut bytes = if q.dnssec_ok {
-            bytes
-        } else {
-            without_dnssec_records(message, q.qtype)?
-        };
+        let mut bytes = for_client(bytes, message, q, false)?;
         set_ad(&mut bytes, false);
         return Ok((bytes, server));
     }
     let fetch = UpstreamFetch { forwarder, servers };
-    let mut message = message;
-    let secure = match validation.validator.validate(&message, &fetch).await {
-        Security::Secure => true,
-        Security::Insecure => false,
+    let (secure, changed) = match validation.validator.validate(&message, &fetch).await {
+        // RFC 4035 §5.3.3: a secure answer is not kept past its signatures.
+        Security::Secure => {
+            let cap = secure_ttl_cap(&message);
+            (true, cap.is_some_and(|cap| cap_ttls(&mut message, cap)))
+        }
+        Security::Insecure => (false, false),
         // Checking disabled: the client judges for itself (RFC 4035 §3.2.2).
-        Security::Bogus { .. } | Security::Indeterminate { .. } if q.cd => false,
+        Security::Bogus { .. } | Security::Indeterminate { .. } if q.cd => (false, false),
         Security::InsecureUnsupported { ede, reason } => {
             attach_ede(&mut message, ede, &reason);
-            let mut bytes = if q.dnssec_ok {
-                message.to_vec().map_err(|_| UpstreamError::Malformed)?
-            } else {
-                without_dnssec_records(message, q.qtype)?
-            };
-            set_ad(&mut bytes, false);
-            return Ok((bytes, server));
+            (false, true)
         }
         Security::Bogus { ede, reason } => {
             tracing::debug!(%reason, ede, "DNSSEC bogus answer");
@@ -146,27 +139,53 @@ async fn forward_validated(
         }
         Security::Indeterminate { reason } => return Err(UpstreamError::Resolution(reason)),
     };
-    // RFC 4035 §5.3.3: a secure answer is not kept past its signatures.
-    let capped = secure && secure_ttl_cap(&message).is_some_and(|cap| cap_ttls(&mut message, cap));
-    let mut bytes = if !q.dnssec_ok {
-        without_dnssec_records(message, q.qtype)?
-    } else if capped {
-        message.to_vec().map_err(|_| UpstreamError::Malformed)?
-    } else {
-        bytes
-    };
+    let mut bytes = for_client(bytes, message, q, changed)?;
     set_ad(&mut bytes, secure);
     Ok((bytes, server))
+}
+
+/// What the client of `q` is given: the upstream's `bytes` as they came
+/// when `message` (their reading) was not `changed` and holds nothing a
+/// DO=0 client did not ask for; else `message` re-encoded, without those
+/// records. Most answers are the first kind: an insecure answer carries no
+/// DNSSEC record, and re-encoding costs as much as the validation.
+fn for_client(
+    bytes: Vec<u8>,
+    message: Message,
+    q: &UpstreamQuery<'_>,
+    changed: bool,
+) -> Result<Vec<u8>, UpstreamError> {
+    if !q.dnssec_ok && carries_dnssec_records(&message, q.qtype) {
+        without_dnssec_records(message, q.qtype)
+    } else if changed {
+        message.to_vec().map_err(|_| UpstreamError::Malformed)
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Whether `message` holds an RRSIG, NSEC or NSEC3 record other than of
+/// the type asked (which a DO=0 client is given: RFC 4035 §3.2.1).
+fn carries_dnssec_records(message: &Message, qtype: u16) -> bool {
+    let asked = RecordType::from(qtype);
+    message
+        .answers
+        .iter()
+        .chain(&message.authorities)
+        .chain(&message.additionals)
+        .any(|r| is_dnssec_record(r, asked))
+}
+
+fn is_dnssec_record(r: &Record, asked: RecordType) -> bool {
+    let t = r.record_type();
+    t != asked && matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
 }
 
 /// The response without the RRSIG, NSEC and NSEC3 records a DO=0 client did
 /// not ask for (RFC 4035 §3.2.1), re-encoded.
 fn without_dnssec_records(mut message: Message, qtype: u16) -> Result<Vec<u8>, UpstreamError> {
     let asked = RecordType::from(qtype);
-    let keep = |r: &Record| {
-        let t = r.record_type();
-        t == asked || !matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
-    };
+    let keep = |r: &Record| !is_dnssec_record(r, asked);
     message.answers.retain(keep);
     message.authorities.retain(keep);
     message.additionals.retain(keep);

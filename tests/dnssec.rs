@@ -321,6 +321,32 @@ async fn a_secure_answer_is_kept_no_longer_than_its_original_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn nsec_records_are_not_used_aggressively_past_their_signatures() {
+    // secure. is signed with signatures that expire 3 s from now. Its
+    // NXDOMAIN for nope.secure. brings the NSEC alias.secure. → txt.secure.,
+    // which also covers other.secure. (RFC 8198); once the signatures have
+    // expired, that NSEC proves nothing, so other.secure. is asked and
+    // judged (its signatures are expired: SERVFAIL, EDE 7), not denied
+    // with AD from the aggressive cache.
+    let root = ZoneKey::generate(".");
+    let short = ZoneKey::generate("secure.").with_validity(-3_600, 3);
+    let root_text = root_zone(&root, &[("secure.", Some(short.ds_line()))]);
+    let upstream = TreeUpstream::start(&[root_text, short.sign(&secure_zone("secure."))]);
+    let picket = recursive_picket(&upstream, &root.ds_line());
+    let nx = ask(&picket, "nope.secure", RecordType::A, true, false).await;
+    assert_secure(&nx, ResponseCode::NXDomain);
+    assert!(
+        nx.authorities.iter().all(|r| r.ttl <= 3),
+        "kept no longer than the signatures: {:?}",
+        nx.authorities
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
+    let later = ask(&picket, "other.secure", RecordType::A, true, false).await;
+    let (code, text) = servfail_ede(&later);
+    assert_eq!(code, 7, "Signature Expired: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_signature_not_valid_yet_is_servfail_with_ede_8() {
     // A window that opens tomorrow.
     let t = tree_with_window((86_400, 864_000));

@@ -417,9 +417,10 @@ fn start_lab_picket(lab: &Lab) -> PicketProcess {
     options.spawn()
 }
 
-/// What a client checks: rcode, AD, and the answer section as `owner type
-/// data` lines (RRSIGs left out), sorted.
-fn view(m: &Message) -> (ResponseCode, bool, Vec<String>) {
+/// What a client checks: rcode, AD, the answer section as `owner type
+/// data` lines (RRSIGs left out), sorted, and the Extended DNS Error's code
+/// (RFC 8914).
+fn view(m: &Message) -> (ResponseCode, bool, Vec<String>, Option<u16>) {
     let mut lines: Vec<String> = m
         .answers
         .iter()
@@ -430,7 +431,13 @@ fn view(m: &Message) -> (ResponseCode, bool, Vec<String>) {
         })
         .collect();
     lines.sort();
-    (m.metadata.response_code, m.metadata.authentic_data, lines)
+    let ede = ede(m).map(|(code, _)| code);
+    (
+        m.metadata.response_code,
+        m.metadata.authentic_data,
+        lines,
+        ede,
+    )
 }
 
 /// How a client asks: DO, and CD (checking disabled).
@@ -521,24 +528,48 @@ async fn agree_on(layout: Layout) {
     let picket = start_lab_picket(&lab);
     wait_until_answering(picket.addr).await;
 
-    // What both must say, not only agree on.
+    // What both must say, not only agree on (the last: the EDE's code).
     let a = |data: &str| vec![data.to_string()];
     let expected = [
         (
             "x.w.sec.lab.",
-            (ResponseCode::NoError, true, a("x.w.sec.lab. A 192.0.2.31")),
+            (
+                ResponseCode::NoError,
+                true,
+                a("x.w.sec.lab. A 192.0.2.31"),
+                None,
+            ),
         ),
         (
             "q.w.n3.lab.",
-            (ResponseCode::NoError, true, a("q.w.n3.lab. A 192.0.2.41")),
+            (
+                ResponseCode::NoError,
+                true,
+                a("q.w.n3.lab. A 192.0.2.41"),
+                None,
+            ),
         ),
-        ("c.ent.sec.lab.", (ResponseCode::NoError, true, vec![])),
+        (
+            "c.ent.sec.lab.",
+            (ResponseCode::NoError, true, vec![], None),
+        ),
         (
             "www.ins.lab.",
-            (ResponseCode::NoError, false, a("www.ins.lab. A 192.0.2.50")),
+            (
+                ResponseCode::NoError,
+                false,
+                a("www.ins.lab. A 192.0.2.50"),
+                None,
+            ),
         ),
-        ("www.bad.lab.", (ResponseCode::ServFail, false, vec![])),
-        ("www.exp.lab.", (ResponseCode::ServFail, false, vec![])),
+        (
+            "www.bad.lab.",
+            (ResponseCode::ServFail, false, vec![], Some(6)),
+        ),
+        (
+            "www.exp.lab.",
+            (ResponseCode::ServFail, false, vec![], Some(7)),
+        ),
         (
             "nope.dn.sec.lab.",
             (
@@ -548,6 +579,7 @@ async fn agree_on(layout: Layout) {
                     "dn.sec.lab. DNAME sec.lab.".to_string(),
                     "nope.dn.sec.lab. CNAME nope.sec.lab.".to_string(),
                 ],
+                None,
             ),
         ),
     ];
@@ -563,7 +595,11 @@ async fn agree_on(layout: Layout) {
         for &(name, rtype) in QUESTIONS {
             let ours = view(&ask(picket.addr, name, rtype, how).await);
             let theirs = view(&ask(unbound, name, rtype, how).await);
-            if ours != theirs {
+            // The EDE is left out: Unbound's for the same failure varies
+            // (www.exp.lab.: 9 when first judged, 6 from its cache; 7
+            // Signature Expired in another order), so Picket's is checked
+            // against `expected` only.
+            if ours.0 != theirs.0 || ours.1 != theirs.1 || ours.2 != theirs.2 {
                 differences.push(format!(
                     "{layout:?} {name} {rtype} {how:?}:\n  Picket  {ours:?}\n  Unbound {theirs:?}"
                 ));
@@ -572,7 +608,7 @@ async fn agree_on(layout: Layout) {
                 continue;
             }
             let mut want = match unchecked.iter().find(|(n, _)| how.cd && *n == name) {
-                Some((_, data)) => (ResponseCode::NoError, false, data.clone()),
+                Some((_, data)) => (ResponseCode::NoError, false, data.clone(), None),
                 None => match expected.iter().find(|(n, _)| *n == name) {
                     Some((_, want)) => want.clone(),
                     None => continue,

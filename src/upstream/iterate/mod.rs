@@ -204,7 +204,7 @@ impl Engine {
             if let Some(synthesized) = self.aggressive_answer(&q) {
                 return Ok((synthesized.into_message(&q), true, None));
             }
-            let response = self.assemble(&budget, &assembly).await?.into_message(&q);
+            let mut response = self.assemble(&budget, &assembly).await?.into_message(&q);
             let Some(validator) = validator else {
                 return Ok((response, false, None));
             };
@@ -214,6 +214,11 @@ impl Engine {
             };
             let verdict = validate::verdict_for(&q, validator.validate(&response, &fetch).await)?;
             if verdict.secure {
+                // RFC 4035 §5.3.3: not kept past its signatures, nor are
+                // its NSEC records in the aggressive cache.
+                if let Some(cap) = dnssec::secure_ttl_cap(&response) {
+                    dnssec::cap_ttls(&mut response, cap);
+                }
                 self.nsecs.learn(&response);
             }
             Ok::<_, UpstreamError>((response, verdict.secure, verdict.ede))
@@ -223,13 +228,7 @@ impl Engine {
             self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
             return Err(budget.spent());
         }
-        let (mut response, secure, ede) = outcome.map_err(|_| UpstreamError::Timeout)??;
-        if secure {
-            // RFC 4035 §5.3.3: not kept past its signatures.
-            if let Some(cap) = dnssec::secure_ttl_cap(&response) {
-                dnssec::cap_ttls(&mut response, cap);
-            }
-        }
+        let (response, secure, ede) = outcome.map_err(|_| UpstreamError::Timeout)??;
         assemble::finish(response, &q, name_wire, secure, ede)
     }
 

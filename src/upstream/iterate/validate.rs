@@ -64,9 +64,10 @@ pub(crate) fn verdict(security: Security) -> Result<Verdict, UpstreamError> {
         Security::Bogus { ede, reason } if ede == ede::DNSKEY_MISSING => {
             Err(UpstreamError::DnskeyMissing(reason))
         }
-        // UpstreamError has no variant per EDE code yet: every other bogus
-        // verdict is told as EDE 6 (DNSSEC Bogus), with the reason.
-        Security::Bogus { reason, .. } => Err(UpstreamError::Bogus(reason)),
+        // The validator's own code (7 Signature Expired, 8 Not Yet Valid,
+        // 10 RRSIGs Missing, 12 NSEC Missing, 6 otherwise), as forwarding
+        // and Unbound tell it.
+        Security::Bogus { ede, reason } => Err(UpstreamError::Dnssec { ede, reason }),
         // RFC 4035 §5.5 / the validator's contract: SERVFAIL, EDE 6.
         Security::Indeterminate { reason } => Err(UpstreamError::Bogus(reason)),
     }

@@ -347,6 +347,32 @@ async fn nsec_records_are_not_used_aggressively_past_their_signatures() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn questions_for_dnssec_types_are_answered_with_their_records() {
+    // RRSIGs are not signed (RFC 4035 §2.2): a question for them is
+    // answered as it came, without AD, not judged bogus for lack of an
+    // NSEC. A question for an NSEC gets it even without DO (RFC 3225 §3).
+    let t = tree();
+    let recursive = recursive_picket(&t.upstream, &t.root_anchor);
+    for (mode, picket) in [("forwarding", &t.picket), ("recursive", &recursive)] {
+        let sigs = ask(picket, "www.secure", RecordType::RRSIG, true, false).await;
+        assert_eq!(rcode(&sigs), ResponseCode::NoError, "{mode}: {sigs:?}");
+        assert!(!sigs.metadata.authentic_data, "{mode}: {sigs:?}");
+        assert!(
+            has_type(&sigs.answers, RecordType::RRSIG),
+            "{mode}: {sigs:?}"
+        );
+        for dnssec_ok in [true, false] {
+            let nsec = ask(picket, "www.secure", RecordType::NSEC, dnssec_ok, false).await;
+            assert_eq!(rcode(&nsec), ResponseCode::NoError, "{mode}: {nsec:?}");
+            assert!(
+                has_type(&nsec.answers, RecordType::NSEC),
+                "{mode}, DO={dnssec_ok}: {nsec:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_signature_not_valid_yet_is_servfail_with_ede_8() {
     // A window that opens tomorrow.
     let t = tree_with_window((86_400, 864_000));

@@ -102,6 +102,17 @@ async fn ask(picket: &Picket, name: &str, rtype: RecordType, dnssec_ok: bool, ad
         .unwrap_or_else(|| panic!("no answer for {name} {rtype}"))
 }
 
+/// `name` A with DO=1 and CD=1 (checking disabled).
+async fn ask_unchecked(picket: &Picket, name: &str) -> Message {
+    let query = QueryBuilder::new(name, RecordType::A)
+        .dnssec_ok(true)
+        .cd(true)
+        .build();
+    send_udp(picket.addr, &query)
+        .await
+        .unwrap_or_else(|| panic!("no answer for {name} A with CD"))
+}
+
 /// Asserts that `answer` has rcode `want` and is secure (AD set).
 fn assert_secure(answer: &Message, want: ResponseCode) {
     assert_eq!(rcode(answer), want, "{answer:?}");
@@ -461,11 +472,7 @@ async fn a_negative_trust_anchor_makes_a_broken_zone_insecure() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cd_query_is_passed_through_unvalidated() {
     let t = tree_with(|text| corrupt_rrsig(&text, "www.secure.", "A"), &[]);
-    let query = QueryBuilder::new("www.secure", RecordType::A)
-        .dnssec_ok(true)
-        .cd(true)
-        .build();
-    let answer = send_udp(t.picket.addr, &query).await.expect("an answer");
+    let answer = ask_unchecked(&t.picket, "www.secure").await;
     assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
     assert_eq!(a_records(&answer), [Ipv4Addr::new(192, 0, 2, 1)]);
     assert!(!answer.metadata.authentic_data, "{answer:?}");
@@ -480,20 +487,12 @@ async fn a_cd_query_of_a_secure_name_is_validated_for_ad() {
     // RFC 4035 §3.2.3: AD if and only if Picket found the answer authentic,
     // CD or not; Unbound and BIND set it the same way.
     let t = tree();
-    let query = QueryBuilder::new("www.secure", RecordType::A)
-        .dnssec_ok(true)
-        .cd(true)
-        .build();
-    let answer = send_udp(t.picket.addr, &query).await.expect("an answer");
+    let answer = ask_unchecked(&t.picket, "www.secure").await;
     assert_secure(&answer, ResponseCode::NoError);
     assert!(answer.metadata.checking_disabled);
     assert!(has_type(&answer.answers, RecordType::RRSIG), "{answer:?}");
     // An insecure name with CD=1: answered, no AD.
-    let insecure = QueryBuilder::new("www.insecure", RecordType::A)
-        .dnssec_ok(true)
-        .cd(true)
-        .build();
-    let answer = send_udp(t.picket.addr, &insecure).await.expect("an answer");
+    let answer = ask_unchecked(&t.picket, "www.insecure").await;
     assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
     assert!(!answer.metadata.authentic_data, "{answer:?}");
 }

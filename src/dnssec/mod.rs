@@ -100,6 +100,7 @@ pub use chain::{cap_ttls, Validator};
 pub fn secure_ttl_cap(response: &Message) -> Option<u32> {
     chain::secure_ttl_cap(response, chain::unix_now())
 }
+
 pub(crate) use denial::nsec3_owner_hash;
 
 /// Extended DNS Error codes (RFC 8914): the validator's are in the one table of them all.

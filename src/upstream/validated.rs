@@ -173,10 +173,11 @@ fn carries_dnssec_records(message: &Message, qtype: u16) -> bool {
         .iter()
         .chain(&message.authorities)
         .chain(&message.additionals)
-        .any(|r| is_dnssec_record(r, asked))
+        .any(|r| is_unasked_dnssec_record(r, asked))
 }
 
-fn is_dnssec_record(r: &Record, asked: RecordType) -> bool {
+/// An RRSIG, NSEC or NSEC3 record not of the type `asked`.
+fn is_unasked_dnssec_record(r: &Record, asked: RecordType) -> bool {
     let t = r.record_type();
     t != asked && matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
 }
@@ -185,7 +186,7 @@ fn is_dnssec_record(r: &Record, asked: RecordType) -> bool {
 /// not ask for (RFC 4035 §3.2.1), re-encoded.
 fn without_dnssec_records(mut message: Message, qtype: u16) -> Result<Vec<u8>, UpstreamError> {
     let asked = RecordType::from(qtype);
-    let keep = |r: &Record| !is_dnssec_record(r, asked);
+    let keep = |r: &Record| !is_unasked_dnssec_record(r, asked);
     message.answers.retain(keep);
     message.authorities.retain(keep);
     message.additionals.retain(keep);

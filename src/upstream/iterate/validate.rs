@@ -36,7 +36,6 @@ pub(crate) struct Verdict {
     pub(crate) ede: Option<(u16, String)>,
 }
 
-/// The verdict on an answer that may be given, or the error a bogus one is.
 /// [`verdict`] for a client's question. With CD=1 the client takes
 /// responsibility for its own checking (RFC 4035 §3.2.2): a bogus or
 /// unjudgeable answer is given to it as it came, without AD, and a secure
@@ -52,6 +51,7 @@ pub(crate) fn verdict_for(q: &Question, security: Security) -> Result<Verdict, U
     }
 }
 
+/// The verdict on an answer that may be given, or the error a bogus one is.
 pub(crate) fn verdict(security: Security) -> Result<Verdict, UpstreamError> {
     let plain = |secure| Verdict { secure, ede: None };
     match security {

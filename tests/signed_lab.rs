@@ -226,12 +226,17 @@ impl Layout {
 
     /// `text` with its nameserver addresses moved to their hosts.
     fn place(self, text: &str) -> String {
-        (3..=7).fold(text.to_string(), |text, octet| {
+        let placed = (3..=7).fold(text.to_string(), |text, octet| {
             text.replace(
                 &format!("{}\n", server_ip(octet)),
                 &format!("{}\n", server_ip(self.host(octet))),
             )
-        })
+        });
+        // Else a co-hosted lab would quietly be the one-per-zone one.
+        for octet in (3..=7).filter(|&o| self.host(o) != o) {
+            assert!(!placed.contains(&server_ip(octet)), "{placed}");
+        }
+        placed
     }
 }
 

@@ -551,6 +551,13 @@ thread_local! {
 /// Sends `query` on the leased socket, then reads datagrams until `take`
 /// accepts one (it sees each, and returns what it makes of ours) or
 /// `deadline` passes.
+/// Clears tokio's record that `socket` is ready for `interest`, without a
+/// system call: an operation that reports `WouldBlock` makes tokio forget
+/// the readiness it saw, so the next wait sleeps until the kernel says more.
+fn forget_readiness(socket: &UdpSocket, interest: Interest) {
+    let _ = socket.try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+}
+
 pub(crate) async fn ask<T>(
     lease: &Lease<'_>,
     query: &[u8],
@@ -584,9 +591,8 @@ pub(crate) async fn ask<T>(
                 if let Some(error) = socket.take_error()? {
                     return Err(error);
                 }
-                let _ = socket.try_io(Interest::ERROR, || {
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
+                // Taken already (a send took it): stop waking on it.
+                forget_readiness(socket, Interest::ERROR);
             }
             if !ready.is_readable() {
                 continue;
@@ -601,9 +607,7 @@ pub(crate) async fn ask<T>(
                 // queued came within this wait and meets the next query's
                 // checks; readiness from here on means a datagram came
                 // after the answer, which `Pooled::drain` then drops.
-                let _ = socket.try_io(Interest::READABLE, || {
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
+                forget_readiness(socket, Interest::READABLE);
                 return Ok::<T, io::Error>(answer);
             }
         }

@@ -461,11 +461,12 @@ impl Engine {
                 .await
                 .ok()?;
             let answers = &reply.message.answers;
-            let start = owner.clone();
+            let mut moved = false;
             // The chain within this answer while it stays in the answering
             // zone (what is outside is not that server's to give), then the
             // last name's addresses.
             while let Some((cname, target)) = cname_at(answers, &owner) {
+                moved = true;
                 followed += 1;
                 if followed > self.limits.recursion_max_cname_chain || target == *name {
                     return None;
@@ -493,7 +494,7 @@ impl Engine {
             if !addrs.is_empty() {
                 return Some((addrs, Duration::from_secs(u64::from(ttl))));
             }
-            if owner == start {
+            if !moved {
                 return None; // no alias to follow: no addresses
             }
         }

@@ -52,7 +52,7 @@ pub(crate) fn verdict_for(q: &Question, security: Security) -> Result<Verdict, U
 }
 
 /// The verdict on an answer that may be given, or the error a bogus one is.
-pub(crate) fn verdict(security: Security) -> Result<Verdict, UpstreamError> {
+fn verdict(security: Security) -> Result<Verdict, UpstreamError> {
     let plain = |secure| Verdict { secure, ede: None };
     match security {
         Security::Secure => Ok(plain(true)),

@@ -12,7 +12,8 @@
 # SYSCALL_RATE (q/s, dnsperf -Q) empty: as fast as dnsperf goes. Prints a markdown table of
 # system calls per answered query, one column per resolver, with the process's CPU time
 # (`cpu_us`: µs per query, `perf stat`'s task-clock while dnsperf ran), its context
-# switches and the events its `epoll_wait` calls returned (the sum of their return values, from
+# switches, the wake-ups of other threads it made (`sched:sched_waking`: mostly the client's or
+# NSD's thread, woken by an answer or a query it sent) and the events its `epoll_wait` calls returned (the sum of their return values, from
 # a `perf record` of `syscalls:sys_exit_epoll_wait`: how often the reactor found a socket ready).
 set -euo pipefail
 
@@ -47,7 +48,7 @@ for res in $RESOLVERS; do
     tag=$res-$WORKLOAD
     start_resolver "$res" "$WORKLOAD" "$tag" || die "$START_ERR"
     [[ $WORKLOAD == hits ]] && warm "$tag"
-    perf stat -x, -e 'syscalls:sys_enter_*,context-switches,task-clock' -p "$RES_PID" -o "$LOGS/$tag.perf.txt" &
+    perf stat -x, -e 'syscalls:sys_enter_*,context-switches,task-clock,sched:sched_waking' -p "$RES_PID" -o "$LOGS/$tag.perf.txt" &
     PERF=$!
     perf record -q -e syscalls:sys_exit_epoll_wait -p "$RES_PID" -o "$LOGS/$tag.epoll.data" 2>/dev/null &
     RECORD=$!

@@ -6,9 +6,6 @@
 use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::RawFd;
-
-use socket2::SockAddr;
 
 /// Room for the control messages of one datagram or message: a pktinfo
 /// (CMSG_SPACE of in6_pktinfo is 40 bytes) and a segment size (24 bytes)
@@ -158,33 +155,4 @@ fn put<T>(control: &mut ControlBuffer, offset: usize, level: i32, kind: i32, pay
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<T>(), payload);
     }
     space
-}
-
-/// `sendmsg` of one answer to `peer` from `source` (IP_PKTINFO /
-/// IPV6_PKTINFO), for an answer that leaves on its own.
-pub(super) fn send_with_source(
-    fd: RawFd,
-    reply: &[u8],
-    peer: &SockAddr,
-    source: Destination,
-) -> io::Result<usize> {
-    let mut control = ControlBuffer::default();
-    let mut iov = libc::iovec {
-        iov_base: reply.as_ptr() as *mut libc::c_void,
-        iov_len: reply.len(),
-    };
-    // SAFETY: all-zero is a valid msghdr.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_name = peer.as_ptr() as *mut libc::c_void;
-    msg.msg_namelen = peer.len();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    write_controls(&mut msg, &mut control, Some(source), None);
-    // SAFETY: every pointer in msg points at live buffers of the stated sizes.
-    let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
-    if sent < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(sent as usize)
-    }
 }

@@ -1,24 +1,18 @@
-//! Answers of finished misses, held on the worker's thread while it is busy
-//! and sent together. A miss's task that sends its own answer pays a
-//! `sendto` and the kernel's whole output path for it; held, the answers of
-//! one scheduler pass leave in one `sendmmsg`, and those of one size to one
-//! client as one segmented message ([`SendBatch`]).
-//!
-//! Holding is adaptive: only while the worker is behind, which its receive
-//! loop learns from a full batch (`recvmmsg` returned [`BATCH`] queries, so
-//! more were waiting). Then queries already wait for the worker, and a
-//! cheaper answer lets it catch up. A worker that keeps up sends each answer
-//! as soon as it is ready, so moderate load keeps its latency. The loop
-//! reads until the socket is empty, so a run of full batches ends with a
-//! partial one; the worker counts as behind until two batches in a row were
-//! partial.
+//! Answers of finished misses, held on the worker's thread and sent
+//! together. A miss's task that sent its own answer would pay a `sendto` and
+//! the kernel's whole output path for it, and, on a busy client, often the
+//! wake-up of the client's thread; held, the answers of one scheduler pass
+//! leave in one `sendmmsg`, and those of one size to one client as one
+//! segmented message ([`SendBatch`]).
 //!
 //! Nothing waits for a timer: held answers leave just before the worker
-//! parks (the runtime's `on_thread_park` hook, [`flush`]), after each batch
-//! of the receive loop, before each new miss's upstream exchange, and
-//! whenever [`BATCH`] answers are held for one socket.
+//! parks (the runtime's `on_thread_park` hook, [`flush`]), when the receive
+//! loop finds its socket empty or sends its own answers, before each new
+//! miss's upstream exchange, and whenever [`BATCH`] answers are held for one
+//! socket. A worker with nothing else to do parks as soon as the miss's task
+//! ends, so an idle worker's answer leaves at once.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
@@ -38,9 +32,6 @@ struct Held {
 
 thread_local! {
     static OUTBOX: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
-    /// Whether each of the last two receive batches was full (bit 0: the
-    /// last); either one full means queries are waiting for this worker.
-    static FULL_BATCHES: Cell<u8> = const { Cell::new(0) };
 }
 
 /// A worker's runtime: one thread, its I/O and timers, and the outbox
@@ -50,17 +41,6 @@ pub fn worker_runtime() -> io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .on_thread_park(flush)
         .build()
-}
-
-/// Records how many queries the receive loop's last batch read.
-pub fn note_batch(count: usize) {
-    let full = u8::from(count >= BATCH);
-    FULL_BATCHES.set((FULL_BATCHES.get() << 1 | full) & 0b11);
-}
-
-/// Whether answers should be held ([`hold`]) rather than sent at once.
-pub fn holding() -> bool {
-    FULL_BATCHES.get() != 0
 }
 
 /// Holds `reply` for `peer` (from `source` on a wildcard socket), to be sent
@@ -142,25 +122,6 @@ mod tests {
         }
         numbers.sort();
         numbers
-    }
-
-    #[test]
-    fn answers_are_held_from_a_full_batch_until_two_partial_ones() {
-        assert!(!holding(), "a worker starts keeping up");
-        note_batch(BATCH);
-        assert!(holding());
-        note_batch(BATCH);
-        note_batch(7);
-        assert!(holding(), "the partial batch that empties the socket");
-        note_batch(1);
-        assert!(!holding());
-        note_batch(BATCH);
-        note_batch(2);
-        note_batch(BATCH);
-        assert!(holding());
-        note_batch(0);
-        note_batch(3);
-        assert!(!holding());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! UDP (RFC 1035 §4.2.1): one SO_REUSEPORT socket per worker. Queries are
-//! read in batches (`recvmmsg`); answers that need no waiting are sent
-//! together at the end of the batch (`sendmmsg`), and a miss is handed to
-//! its own task so the loop keeps reading.
+//! read in batches (`recvmmsg`); answers that need no waiting are queued and
+//! sent together (`sendmmsg`) once the socket is found empty, and a miss is
+//! handed to its own task so the loop keeps reading; its answer joins the
+//! worker's [`outbox`].
 //!
 //! A socket bound to a wildcard address (`0.0.0.0`, `[::]`) must answer from
 //! the address each query was sent to, or a client that asked an anycast
@@ -14,14 +15,14 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use socket2::SockAddr;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::task::coop;
 
 use smallvec::SmallVec;
 
 use super::batch::{RecvBatch, SendBatch, BATCH};
-use super::cmsg::{send_with_source, Destination};
+use super::cmsg::Destination;
 use super::outbox;
 use crate::config::limits::MAX_UDP_QUERY;
 use crate::pipeline::{Incoming, Step, Worker};
@@ -31,20 +32,16 @@ use crate::query::{ClientHints, Transport};
 /// aborts this loop; answers still being resolved go out after that).
 pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Result<()> {
     let socket = Arc::new(UdpSocket::from_std(socket)?);
-    let fd = socket.as_raw_fd();
     let destinations = socket.local_addr()?.ip().is_unspecified();
     let mut incoming = RecvBatch::new(destinations);
     let mut outgoing = SendBatch::default();
     loop {
-        let received = socket
-            .async_io(Interest::READABLE, || incoming.recv(fd))
-            .await;
+        let received = next_batch(&socket, &mut incoming, &mut outgoing).await;
         // ICMP errors from earlier sends surface here on some systems;
         // they concern one peer, not the socket.
         let Ok(count) = received else {
             continue;
         };
-        outbox::note_batch(count);
         let mut returns: SmallVec<[(SocketAddr, Option<Destination>); BATCH]> = SmallVec::new();
         let batch: SmallVec<[Incoming<'_>; BATCH]> = (0..count)
             .filter_map(|i| incoming.get(i))
@@ -71,19 +68,57 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
                         let Some(reply) = worker.finish_in_task(pending).await else {
                             return;
                         };
-                        if outbox::holding() {
-                            outbox::hold(&socket, reply, peer, source);
-                        } else {
-                            let _ = send_one(&socket, &reply, peer, source).await;
-                        }
+                        outbox::hold(&socket, reply, peer, source);
                     }));
                 }
             }
         });
         drop(batch);
-        send_all(&socket, &mut outgoing).await;
-        outbox::flush();
+        if outgoing.len() >= BATCH {
+            send_all(&socket, &mut outgoing).await;
+            outbox::flush();
+        }
     }
+}
+
+/// Reads the next batch of queries. While more wait, the answers of the
+/// batches read so far stay queued: they leave together when the socket is
+/// found empty (or [`BATCH`] are queued), in fewer `sendmmsg` calls, each of
+/// which may have to wake the client's thread. Queries that came in while
+/// they left are read before the loop waits for the reactor.
+///
+/// The loop yields to the misses' tasks when its task budget is spent, and
+/// only with nothing queued: a drain that stops it there loses no answer.
+async fn next_batch(
+    socket: &UdpSocket,
+    incoming: &mut RecvBatch,
+    outgoing: &mut SendBatch,
+) -> io::Result<usize> {
+    let fd = socket.as_raw_fd();
+    // `try_io` spends none of the budget that makes a task yield; this does,
+    // and does not yield while some is left.
+    let budget = coop::has_budget_remaining();
+    if budget {
+        coop::consume_budget().await;
+        match socket.try_io(Interest::READABLE, || incoming.recv(fd)) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            received => return received,
+        }
+    }
+    outbox::flush();
+    if !outgoing.is_empty() {
+        send_all(socket, outgoing).await;
+        if budget {
+            match incoming.recv(fd) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                received => return received,
+            }
+        }
+    }
+    // With the budget spent, this returns pending and the task yields.
+    socket
+        .async_io(Interest::READABLE, || incoming.recv(fd))
+        .await
 }
 
 /// A datagram from `peer` for the pipeline; one longer than
@@ -109,22 +144,4 @@ pub(super) async fn send_all(socket: &UdpSocket, outgoing: &mut SendBatch) {
             outgoing.skip_first();
         }
     }
-}
-
-/// Sends one answer to `peer`, from `source` when the socket must name it.
-async fn send_one(
-    socket: &UdpSocket,
-    reply: &[u8],
-    peer: SocketAddr,
-    source: Option<Destination>,
-) -> io::Result<usize> {
-    let Some(source) = source else {
-        return socket.send_to(reply, peer).await;
-    };
-    let peer = SockAddr::from(peer);
-    socket
-        .async_io(Interest::WRITABLE, || {
-            send_with_source(socket.as_raw_fd(), reply, &peer, source)
-        })
-        .await
 }

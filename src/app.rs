@@ -1032,7 +1032,7 @@ fn run_worker(
     mut stopped: watch::Receiver<bool>,
     serving: mpsc::Sender<()>,
 ) {
-    // Answers held while the worker was behind leave before it sleeps.
+    // Answers held in the outbox leave before the worker sleeps.
     let runtime = match crate::listener::outbox::worker_runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -1058,6 +1058,8 @@ fn run_worker(
             }
             let _ = stopped.wait_for(|stop| *stop).await;
         }
+        // The last scheduler pass may have held answers and not parked since.
+        crate::listener::outbox::flush();
     });
     // Dropping the runtime cancels every task of this worker.
 }

@@ -75,7 +75,7 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
         });
         drop(batch);
         if outgoing.len() >= BATCH {
-            send_all(&socket, &mut outgoing).await;
+            send_queued(&socket, &mut outgoing).await;
             outbox::flush();
         }
     }
@@ -88,7 +88,8 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
 /// they left are read before the loop waits for the reactor.
 ///
 /// The loop yields to the misses' tasks when its task budget is spent, and
-/// only with nothing queued: a drain that stops it there loses no answer.
+/// then only with nothing queued, so a drain that stops it there loses no
+/// answer (a socket buffer that stays full is the exception, as before).
 async fn next_batch(
     socket: &UdpSocket,
     incoming: &mut RecvBatch,
@@ -107,7 +108,7 @@ async fn next_batch(
     }
     outbox::flush();
     if !outgoing.is_empty() {
-        send_all(socket, outgoing).await;
+        send_queued(socket, outgoing).await;
         if budget {
             match incoming.recv(fd) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
@@ -119,6 +120,13 @@ async fn next_batch(
     socket
         .async_io(Interest::READABLE, || incoming.recv(fd))
         .await
+}
+
+/// [`send_all`], waiting only for room in the socket's buffer, never for
+/// the task's budget: the loop must not yield, and be stopped by a drain,
+/// with answers queued.
+async fn send_queued(socket: &UdpSocket, outgoing: &mut SendBatch) {
+    coop::unconstrained(send_all(socket, outgoing)).await;
 }
 
 /// A datagram from `peer` for the pipeline; one longer than

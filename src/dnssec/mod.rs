@@ -101,6 +101,12 @@ pub fn secure_ttl_cap(response: &Message) -> Option<u32> {
     chain::secure_ttl_cap(response, chain::unix_now())
 }
 
+/// RRSIG, NSEC and NSEC3: the records a client without DO is not given
+/// (RFC 4035 §3.2.1), but for those of the type it asked for (RFC 3225 §3).
+pub fn is_dnssec_record_type(t: RecordType) -> bool {
+    matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
+}
+
 pub(crate) use denial::nsec3_owner_hash;
 
 /// Extended DNS Error codes (RFC 8914): the validator's are in the one table of them all.

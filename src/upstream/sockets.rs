@@ -548,9 +548,6 @@ thread_local! {
     static DATAGRAM: RefCell<Box<[u8]>> = RefCell::new(vec![0; 65_535].into_boxed_slice());
 }
 
-/// Sends `query` on the leased socket, then reads datagrams until `take`
-/// accepts one (it sees each, and returns what it makes of ours) or
-/// `deadline` passes.
 /// Clears tokio's record that `socket` is ready for `interest`, without a
 /// system call: an operation that reports `WouldBlock` makes tokio forget
 /// the readiness it saw, so the next wait sleeps until the kernel says more.
@@ -558,6 +555,9 @@ fn forget_readiness(socket: &UdpSocket, interest: Interest) {
     let _ = socket.try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
 }
 
+/// Sends `query` on the leased socket, then reads datagrams until `take`
+/// accepts one (it sees each, and returns what it makes of ours) or
+/// `deadline` passes.
 pub(crate) async fn ask<T>(
     lease: &Lease<'_>,
     query: &[u8],

@@ -29,8 +29,8 @@ use super::forward::{Forwarder, UpstreamQuery};
 use super::UpstreamError;
 use crate::config::Limits;
 use crate::dnssec::{
-    cap_ttls, secure_ttl_cap, Fetch, FetchError, FetchFuture, Security, Validator,
-    ValidatorSettings,
+    cap_ttls, is_dnssec_record_type, secure_ttl_cap, Fetch, FetchError, FetchFuture, Security,
+    Validator, ValidatorSettings,
 };
 use crate::protocol::wire::flag;
 
@@ -179,7 +179,7 @@ fn carries_dnssec_records(message: &Message, qtype: u16) -> bool {
 /// An RRSIG, NSEC or NSEC3 record not of the type `asked`.
 fn is_unasked_dnssec_record(r: &Record, asked: RecordType) -> bool {
     let t = r.record_type();
-    t != asked && matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
+    t != asked && is_dnssec_record_type(t)
 }
 
 /// The response without the RRSIG, NSEC and NSEC3 records a DO=0 client did

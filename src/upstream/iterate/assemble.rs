@@ -10,7 +10,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::resolve::Reply;
 use crate::config::Limits;
-use crate::dnssec::dname;
+use crate::dnssec::{self, dname};
 use crate::protocol::answer::{Answer, AnswerError};
 use crate::upstream::validated::attach_ede;
 use crate::upstream::UpstreamError;
@@ -259,7 +259,7 @@ fn ending_at(
         .iter()
         .filter(|r| match r.record_type() {
             RecordType::SOA => true,
-            RecordType::NSEC | RecordType::NSEC3 | RecordType::RRSIG => q.dnssec_ok,
+            t if dnssec::is_dnssec_record_type(t) => q.dnssec_ok,
             _ => false,
         })
         .cloned()
@@ -398,15 +398,10 @@ pub(crate) fn finish(
     ede: Option<(u16, String)>,
 ) -> Result<Answer, UpstreamError> {
     if !q.dnssec_ok {
-        let dnssec = |r: &Record| {
-            matches!(
-                r.record_type(),
-                RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
-            )
-        };
+        let is_dnssec = |r: &Record| dnssec::is_dnssec_record_type(r.record_type());
         let asked = |r: &Record| r.record_type() == q.qtype;
-        message.answers.retain(|r| !dnssec(r) || asked(r));
-        message.authorities.retain(|r| !dnssec(r));
+        message.answers.retain(|r| !is_dnssec(r) || asked(r));
+        message.authorities.retain(|r| !is_dnssec(r));
     }
     let has_records = !message.answers.is_empty() || !message.authorities.is_empty();
     message.metadata.authentic_data = secure && has_records;

@@ -484,11 +484,14 @@ impl Worker {
     /// the memory fetches of a batch of hits overlap instead of each query waiting for its own
     /// in turn.
     pub fn start_batch(&self, batch: &[Incoming<'_>], mut step: impl FnMut(usize, Step)) {
-        let keys: SmallVec<[CacheKey; 32]> = batch
-            .iter()
-            .filter(|d| !d.oversized)
-            .filter_map(|d| CacheKey::for_datagram(d.bytes))
-            .collect();
+        // Filled in place: `collect` would build the vector, then copy all its 32 slots.
+        let mut keys: SmallVec<[CacheKey; 32]> = SmallVec::new();
+        keys.extend(
+            batch
+                .iter()
+                .filter(|d| !d.oversized)
+                .filter_map(|d| CacheKey::for_datagram(d.bytes)),
+        );
         self.shared.cache.prefetch(keys.iter());
         drop(keys);
         // The whole batch arrived before it was read: one clock reading serves for all.

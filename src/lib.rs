@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod protocol;
 pub mod query;
+pub mod reactor;
 pub mod rebinding;
 pub mod reload;
 pub mod synthesize;

@@ -19,14 +19,13 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use tokio::net::UdpSocket;
-
 use super::batch::{SendBatch, BATCH};
 use super::cmsg::Destination;
+use crate::reactor;
 
 /// The answers held for one socket of this worker.
 struct Held {
-    socket: Arc<UdpSocket>,
+    socket: Arc<reactor::Udp>,
     answers: SendBatch,
 }
 
@@ -46,7 +45,7 @@ pub fn worker_runtime() -> io::Result<tokio::runtime::Runtime> {
 /// Holds `reply` for `peer` (from `source` on a wildcard socket), to be sent
 /// on `socket` with the others.
 pub fn hold(
-    socket: &Arc<UdpSocket>,
+    socket: &Arc<reactor::Udp>,
     reply: Vec<u8>,
     peer: SocketAddr,
     source: Option<Destination>,
@@ -130,7 +129,9 @@ mod tests {
         let to_client = client.local_addr().unwrap();
         let runtime = worker_runtime().unwrap();
         runtime.block_on(async {
-            let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            let socket = Arc::new(reactor::register(socket).unwrap());
             for n in 0..5 {
                 hold(&socket, vec![n; 20], to_client, None);
             }

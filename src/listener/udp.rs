@@ -4,6 +4,10 @@
 //! handed to its own task so the loop keeps reading; its answer joins the
 //! worker's [`outbox`].
 //!
+//! The socket is registered with the reactor for reading only
+//! ([`crate::reactor`]): a send that finds its buffer full waits for room on
+//! a duplicate of it.
+//!
 //! A socket bound to a wildcard address (`0.0.0.0`, `[::]`) must answer from
 //! the address each query was sent to, or a client that asked an anycast
 //! address would get its answer from the host's own address and drop it. It
@@ -16,7 +20,6 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::task::coop;
 
 use smallvec::SmallVec;
@@ -27,12 +30,14 @@ use super::outbox;
 use crate::config::limits::MAX_UDP_QUERY;
 use crate::pipeline::{Incoming, Step, Worker};
 use crate::query::{ClientHints, Transport};
+use crate::reactor;
 
 /// Serves one worker's UDP socket until the runtime stops (or the drain
 /// aborts this loop; answers still being resolved go out after that).
 pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Result<()> {
-    let socket = Arc::new(UdpSocket::from_std(socket)?);
+    socket.set_nonblocking(true)?;
     let destinations = socket.local_addr()?.ip().is_unspecified();
+    let socket = Arc::new(reactor::register(socket)?);
     let mut incoming = RecvBatch::new(destinations);
     let mut outgoing = SendBatch::default();
     loop {
@@ -91,7 +96,7 @@ pub async fn serve(worker: Arc<Worker>, socket: std::net::UdpSocket) -> io::Resu
 /// then only with nothing queued, so a drain that stops it there loses no
 /// answer (a socket buffer that stays full is the exception, as before).
 async fn next_batch(
-    socket: &UdpSocket,
+    socket: &reactor::Udp,
     incoming: &mut RecvBatch,
     outgoing: &mut SendBatch,
 ) -> io::Result<usize> {
@@ -101,7 +106,7 @@ async fn next_batch(
     let budget = coop::has_budget_remaining();
     if budget {
         coop::consume_budget().await;
-        match socket.try_io(Interest::READABLE, || incoming.recv(fd)) {
+        match socket.try_io(Interest::READABLE, |_| incoming.recv(fd)) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             received => return received,
         }
@@ -118,14 +123,14 @@ async fn next_batch(
     }
     // With the budget spent, this returns pending and the task yields.
     socket
-        .async_io(Interest::READABLE, || incoming.recv(fd))
+        .async_io(Interest::READABLE, |_| incoming.recv(fd))
         .await
 }
 
 /// [`send_all`], waiting only for room in the socket's buffer, never for
 /// the task's budget: the loop must not yield, and be stopped by a drain,
 /// with answers queued.
-async fn send_queued(socket: &UdpSocket, outgoing: &mut SendBatch) {
+async fn send_queued(socket: &reactor::Udp, outgoing: &mut SendBatch) {
     coop::unconstrained(send_all(socket, outgoing)).await;
 }
 
@@ -141,15 +146,13 @@ fn incoming_datagram(bytes: &[u8], oversized: bool, peer: SocketAddr) -> Incomin
 
 /// Sends every queued answer, waiting while the socket buffer is full; an
 /// answer whose destination is refused by the kernel is dropped.
-pub(super) async fn send_all(socket: &UdpSocket, outgoing: &mut SendBatch) {
+pub(super) async fn send_all(socket: &reactor::Udp, outgoing: &mut SendBatch) {
     let fd = socket.as_raw_fd();
     while !outgoing.is_empty() {
-        if socket
-            .async_io(Interest::WRITABLE, || outgoing.send(fd))
-            .await
-            .is_err()
-        {
-            outgoing.skip_first();
+        match outgoing.send(fd) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => reactor::room(socket).await,
+            Err(_) => outgoing.skip_first(),
         }
     }
 }

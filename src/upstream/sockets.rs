@@ -60,12 +60,12 @@ use std::time::{Duration, Instant};
 use hashbrown::DefaultHashBuilder;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockRef, Socket, Type};
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 use super::forward::ForwarderStats;
 use super::UpstreamError;
 use crate::config::limits::{UPSTREAM_POOL_DRAWS, UPSTREAM_POOL_SWEEP_SLICE};
 use crate::config::Limits;
+use crate::reactor::{self, forget_readiness};
 
 /// The bounds of one worker's pool.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +140,7 @@ enum Slot {
 
 /// A pooled socket.
 struct Pooled {
-    socket: UdpSocket,
+    socket: reactor::Udp,
     v6: bool,
     /// The server it is connected to; None: disconnected, no port bound.
     peer: Option<SocketAddr>,
@@ -388,7 +388,7 @@ impl Pooled {
         let socket = Socket::new(Domain::for_address(server), kind, Some(Protocol::UDP))?;
         socket.connect(&server.into())?;
         Ok(Self {
-            socket: UdpSocket::from_std(socket.into())?,
+            socket: reactor::register(socket.into())?,
             v6: server.is_ipv6(),
             peer: Some(server),
             uses: 0,
@@ -408,8 +408,8 @@ impl Pooled {
         // until a send or a read takes it. Left there, it fails the next
         // server's exchange instead ("unreachable"), so it is taken here,
         // with the peer it belongs to.
-        let _ = self.socket.take_error();
-        SockRef::from(&self.socket).connect(&server.into())?;
+        let _ = self.socket.get_ref().take_error();
+        SockRef::from(self.socket.get_ref()).connect(&server.into())?;
         self.peer = Some(server);
         self.uses = 0;
         self.drawn = Instant::now();
@@ -423,7 +423,7 @@ impl Pooled {
     /// reactor saw a datagram arrive since the last answer (`ask` forgets
     /// the readiness the answer left).
     fn drain(&self) {
-        DATAGRAM.with_borrow_mut(|buf| while self.socket.try_recv(buf).is_ok() {});
+        DATAGRAM.with_borrow_mut(|buf| while try_recv(&self.socket, buf).is_ok() {});
     }
 
     /// `connect(AF_UNSPEC)`: Linux's `__udp_disconnect` unhashes a port the
@@ -438,7 +438,7 @@ impl Pooled {
             let len = storage.size_of();
             SockAddr::new(storage, len)
         };
-        SockRef::from(&self.socket).connect(&unspecified)
+        SockRef::from(self.socket.get_ref()).connect(&unspecified)
     }
 }
 
@@ -459,7 +459,7 @@ pub(crate) struct Lease<'p> {
 }
 
 impl Lease<'_> {
-    fn socket(&self) -> &UdpSocket {
+    fn socket(&self) -> &reactor::Udp {
         &self
             .pooled
             .as_ref()
@@ -548,11 +548,10 @@ thread_local! {
     static DATAGRAM: RefCell<Box<[u8]>> = RefCell::new(vec![0; 65_535].into_boxed_slice());
 }
 
-/// Clears tokio's record that `socket` is ready for `interest`, without a
-/// system call: an operation that reports `WouldBlock` makes tokio forget
-/// the readiness it saw, so the next wait sleeps until the kernel says more.
-fn forget_readiness(socket: &UdpSocket, interest: Interest) {
-    let _ = socket.try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+/// Reads one datagram into `buf` if the reactor saw one arrive (no system
+/// call otherwise), as `tokio::net::UdpSocket::try_recv` does.
+fn try_recv(socket: &reactor::Udp, buf: &mut [u8]) -> io::Result<usize> {
+    socket.try_io(Interest::READABLE, |socket| socket.recv(buf))
 }
 
 /// Sends `query` on the leased socket, then reads datagrams until `take`
@@ -566,17 +565,17 @@ pub(crate) async fn ask<T>(
 ) -> Result<T, Unanswered> {
     let socket = lease.socket();
     // A UDP socket is writable unless its send buffer is full, which a
-    // query on a socket of its own does not fill: send at once. Not through
-    // tokio's `try_send`, which refuses (WouldBlock) until the reactor has
-    // reported a new socket writable, so that the first query on each new
-    // socket waited for a turn of the event loop (an `epoll_wait` and often
-    // a park) before it went out.
-    match SockRef::from(socket).send(query) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            socket.send(query).await.map_err(Unanswered::Network)?;
-        }
-        sent => {
-            sent.map_err(Unanswered::Network)?;
+    // query on a socket of its own does not fill: send at once, with no
+    // readiness asked of the reactor (tokio's `try_send` refused until the
+    // reactor had reported a new socket writable: the first query on each
+    // new socket waited for a turn of the event loop before it went out).
+    loop {
+        match socket.get_ref().send(query) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => reactor::room(socket).await,
+            sent => {
+                sent.map_err(Unanswered::Network)?;
+                break;
+            }
         }
     }
     let answer = async {
@@ -586,9 +585,12 @@ pub(crate) async fn ask<T>(
             // is asked without waiting out the attempt. It only wakes this
             // wait, not `readable()`. A forger needs the port for it, as
             // for an answer.
-            let ready = socket.ready(Interest::READABLE | Interest::ERROR).await?;
+            let ready = socket
+                .ready(Interest::READABLE | Interest::ERROR)
+                .await?
+                .ready();
             if ready.is_error() {
-                if let Some(error) = socket.take_error()? {
+                if let Some(error) = socket.get_ref().take_error()? {
                     return Err(error);
                 }
                 // Taken already (a send took it): stop waking on it.
@@ -597,7 +599,7 @@ pub(crate) async fn ask<T>(
             if !ready.is_readable() {
                 continue;
             }
-            let taken = DATAGRAM.with_borrow_mut(|buf| match socket.try_recv(buf) {
+            let taken = DATAGRAM.with_borrow_mut(|buf| match try_recv(socket, buf) {
                 Ok(len) => Ok(take(&buf[..len])),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(e),
@@ -939,7 +941,7 @@ mod tests {
     fn idle_ports(pool: &UdpPool) -> Vec<u16> {
         let table = pool.table.lock().unwrap();
         let idle = table.slots.iter().filter_map(|slot| match slot {
-            Slot::Idle(pooled) => Some(pooled.socket.local_addr().unwrap().port()),
+            Slot::Idle(pooled) => Some(pooled.socket.get_ref().local_addr().unwrap().port()),
             _ => None,
         });
         idle.collect()
@@ -949,7 +951,7 @@ mod tests {
     fn kept_ports(pool: &UdpPool) -> Vec<u16> {
         let table = pool.table.lock().unwrap();
         let kept = table.authorities.values().flatten();
-        kept.map(|pooled| pooled.socket.local_addr().unwrap().port())
+        kept.map(|pooled| pooled.socket.get_ref().local_addr().unwrap().port())
             .collect()
     }
 
@@ -1006,7 +1008,7 @@ mod tests {
         for server in [addr, other, addr, other, addr] {
             let lease = pool.lease(server, Port::Authority).expect("a socket");
             assert!(fds.contains(&fd(&lease)), "{fds:?}: {}", fd(&lease));
-            let local = lease.socket().local_addr().unwrap();
+            let local = lease.socket().get_ref().local_addr().unwrap();
             assert_ne!(local.port(), 0, "connected, so bound");
         }
         assert_eq!(stats.open_sockets.load(Ordering::Relaxed), 0);

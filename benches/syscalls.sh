@@ -13,8 +13,9 @@
 # system calls per answered query, one column per resolver, with the process's CPU time
 # (`cpu_us`: µs per query, `perf stat`'s task-clock while dnsperf ran), its context
 # switches, the wake-ups of other threads it made (`sched:sched_waking`: mostly the client's or
-# NSD's thread, woken by an answer or a query it sent) and the events its `epoll_wait` calls returned (the sum of their return values, from
-# a `perf record` of `syscalls:sys_exit_epoll_wait`: how often the reactor found a socket ready).
+# NSD's thread, woken by an answer or a query it sent) and the events its `epoll_wait` calls
+# returned (the sum of their return values, from a `perf record` of
+# `syscalls:sys_exit_epoll_wait`: how often the reactor found a socket ready).
 set -euo pipefail
 
 export NSD_PORT=${NSD_PORT:-26253} UNBOUND_PORT=${UNBOUND_PORT:-26254} PICKET_PORT=${PICKET_PORT:-26255}

@@ -10,7 +10,7 @@
 //! `epoll_wait` per query against Unbound's 0.67). A UDP socket's buffer is
 //! almost never full, so the rare send that finds it full waits on a
 //! duplicate of the descriptor, registered for writing while it waits
-//! ([`room`]).
+//! ([`send`]).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -30,6 +30,20 @@ pub fn register(socket: std::net::UdpSocket) -> io::Result<Udp> {
     unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(io::Error::from)
 }
 
+/// Runs the non-blocking `send` on `socket` until it does something other
+/// than report a full buffer (`WouldBlock`), waiting for [`room`] in between.
+pub async fn send<T: AsRawFd + AsFd, R>(
+    socket: &AsyncFd<T>,
+    mut send: impl FnMut() -> io::Result<R>,
+) -> io::Result<R> {
+    loop {
+        match send() {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => room(socket).await,
+            done => return done,
+        }
+    }
+}
+
 /// How long a send waits before trying again when it cannot watch for room.
 const ROOM_RETRY: Duration = Duration::from_millis(1);
 
@@ -37,7 +51,7 @@ const ROOM_RETRY: Duration = Duration::from_millis(1);
 /// the duplicate writable at once if room came since the send that failed,
 /// so no wake-up is lost. If no duplicate can be had (no descriptor left),
 /// it waits [`ROOM_RETRY`] instead.
-pub async fn room<T: AsRawFd + AsFd>(socket: &AsyncFd<T>) {
+async fn room<T: AsRawFd + AsFd>(socket: &AsyncFd<T>) {
     let waited = match watch_writable(socket.get_ref().as_fd()) {
         Ok(watch) => watch.writable().await.map(drop),
         Err(error) => Err(error),

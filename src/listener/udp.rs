@@ -6,7 +6,7 @@
 //!
 //! The socket is registered with the reactor for reading only
 //! ([`crate::reactor`]): a send that finds its buffer full waits for room on
-//! a duplicate of it.
+//! a duplicate of it (`reactor::send`).
 //!
 //! A socket bound to a wildcard address (`0.0.0.0`, `[::]`) must answer from
 //! the address each query was sent to, or a client that asked an anycast
@@ -116,9 +116,10 @@ async fn next_batch(
     if budget {
         coop::consume_budget().await;
         if read_first {
-            match socket.try_io(Interest::READABLE, |_| incoming.recv(fd)) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                received => return received,
+            if let Some(received) =
+                unless_empty(socket.try_io(Interest::READABLE, |_| incoming.recv(fd)))
+            {
+                return received;
             }
         }
     }
@@ -126,15 +127,13 @@ async fn next_batch(
     if !outgoing.is_empty() {
         send_queued(socket, outgoing).await;
         if budget {
-            match incoming.recv(fd) {
-                // The reactor may still hold the readiness this read used up
-                // (no `try_io` read came first): without it, the wait below
-                // sleeps at once instead of reading the empty socket again.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    reactor::forget_readiness(socket, Interest::READABLE)
-                }
-                received => return received,
+            if let Some(received) = unless_empty(incoming.recv(fd)) {
+                return received;
             }
+            // The reactor may still hold the readiness this read used up (no
+            // `try_io` read came first): without it, the wait below would
+            // read the empty socket again before it sleeps.
+            reactor::forget_readiness(socket, Interest::READABLE);
         }
     }
     // With the budget spent, this returns pending and the task yields.
@@ -144,6 +143,14 @@ async fn next_batch(
         .await;
     *idle = waiting.elapsed() >= IDLE_WAIT;
     received
+}
+
+/// What a non-blocking read gave, or None when it found the socket empty.
+fn unless_empty(read: io::Result<usize>) -> Option<io::Result<usize>> {
+    match read {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+        read => Some(read),
+    }
 }
 
 /// A wait for queries this long means the worker is idle: its next batch is
@@ -174,10 +181,8 @@ fn incoming_datagram(bytes: &[u8], oversized: bool, peer: SocketAddr) -> Incomin
 pub(super) async fn send_all(socket: &reactor::Udp, outgoing: &mut SendBatch) {
     let fd = socket.as_raw_fd();
     while !outgoing.is_empty() {
-        match outgoing.send(fd) {
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => reactor::room(socket).await,
-            Err(_) => outgoing.skip_first(),
+        if reactor::send(socket, || outgoing.send(fd)).await.is_err() {
+            outgoing.skip_first();
         }
     }
 }

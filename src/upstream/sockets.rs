@@ -569,15 +569,9 @@ pub(crate) async fn ask<T>(
     // readiness asked of the reactor (tokio's `try_send` refused until the
     // reactor had reported a new socket writable: the first query on each
     // new socket waited for a turn of the event loop before it went out).
-    loop {
-        match socket.get_ref().send(query) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => reactor::room(socket).await,
-            sent => {
-                sent.map_err(Unanswered::Network)?;
-                break;
-            }
-        }
-    }
+    reactor::send(socket, || socket.get_ref().send(query))
+        .await
+        .map_err(Unanswered::Network)?;
     let answer = async {
         loop {
             // ERROR too: an ICMP error for the exchange (port unreachable:

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! [`pipeline`] shows that path in one place. Lower floors never import
-//! higher ones: `protocol`, `query`, `clock` ← `cache`, `upstream`, `policy`
+//! higher ones: `protocol`, `query`, `clock`, `reactor`, `huge_pages` ← `cache`, `upstream`, `policy`
 //! ← `pipeline` ← `listener` ← `app` ← `cli`.
 
 pub mod admission;
@@ -26,6 +26,7 @@ pub mod dnssec;
 pub mod fetch;
 pub mod fleet;
 pub mod health;
+pub mod huge_pages;
 pub mod import;
 pub mod listener;
 pub mod local;

@@ -26,6 +26,7 @@ use moka::Expiry;
 
 use crate::clock::Clock;
 use crate::config::limits::{PREFETCH_MIN_LIFETIME, PREFETCH_WINDOW_DIVISOR};
+use crate::huge_pages;
 use crate::protocol::{wire, Answer, AnswerKind, Request};
 use crate::query::RouteId;
 
@@ -330,7 +331,28 @@ fn weight(key: &CacheKey, entry: &Entry) -> u32 {
 impl Cache {
     /// A cache with these settings, aging TTLs by `clock`.
     pub fn new(settings: CacheSettings, clock: Clock) -> Self {
-        let inner = MokaCache::builder()
+        let ((inner, stored), advised) = huge_pages::backing(|| {
+            let table = Self::table(&settings);
+            let stored = stored::StoredKeys::for_budget(settings.max_bytes, ENTRY_OVERHEAD as u64);
+            (table, stored)
+        });
+        tracing::debug!(
+            huge_page_bytes = advised,
+            "asked for huge pages under the cache's table"
+        );
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Self {
+            inner,
+            stored,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            settings,
+            clock,
+        }
+    }
+
+    /// moka's table, sized for the byte budget at start ([`initial_entries`]).
+    fn table(settings: &CacheSettings) -> Table {
+        MokaCache::builder()
             .max_capacity(settings.max_bytes)
             .initial_capacity(initial_entries(settings.max_bytes))
             .weigher(|k: &CacheKey, e: &Arc<Entry>| weight(k, e))
@@ -338,15 +360,7 @@ impl Cache {
             // foldhash instead of SipHash: seeded randomly per process like
             // SipHash (so query names cannot be chosen to collide), and about
             // three times cheaper on short keys.
-            .build_with_hasher(hashbrown::DefaultHashBuilder::default());
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Self {
-            inner,
-            stored: stored::StoredKeys::for_budget(settings.max_bytes, ENTRY_OVERHEAD as u64),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            settings,
-            clock,
-        }
+            .build_with_hasher(hashbrown::DefaultHashBuilder::default())
     }
 
     /// The clock TTLs are aged by.

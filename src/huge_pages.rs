@@ -1,0 +1,216 @@
+//! Transparent huge pages (2 MiB) under the cache's hash table, which every
+//! forwarded miss probes at a random slot.
+//!
+//! moka's table is 8-16 MiB of slots (the byte budget's worth, sized at start:
+//! `cache::initial_entries`). With 4 KiB pages it spans thousands of them, far
+//! more than the TLB holds, so an insert's one random read of a slot paid a
+//! page-table walk as well as the cache miss: 70 % of the insert's samples sat
+//! on that one load, about 3 % of a miss (benches/README.md, *Thirteenth
+//! round*). The 1M-domain list's table takes the same advice itself
+//! (`policy::lists`), because it owns its allocation; moka allocates its
+//! table itself, as 64 segments, and zeroes each at once, so no advice can be
+//! given before the first write. So the global allocator ([`Recording`])
+//! notes the large blocks a thread allocates inside [`backing`], and when the
+//! table is built their span is advised `MADV_HUGEPAGE` and collapsed into
+//! huge pages (`MADV_COLLAPSE`, Linux 6.1; older kernels leave the collapse to
+//! `khugepaged`). The table is zeroed, hence resident, from the start, so this
+//! adds no memory. Advice only: with huge pages off (`never`) nothing changes.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::cell::Cell;
+
+/// Blocks this large or larger are noted: each of moka's 64 segments is
+/// 128 KiB for the default 256 MiB budget, 256 KiB for 512 MiB.
+const LARGE: usize = 64 << 10;
+
+/// A transparent huge page.
+const HUGE: usize = 2 << 20;
+
+/// Blocks further apart than this are not one table: the span between them
+/// is not advised. (Segments allocated one after the other sit side by side
+/// or a chunk header apart, in the heap or in adjacent mappings.)
+const SAME_TABLE_GAP: usize = 64 << 10;
+
+/// Most blocks noted inside one [`backing`]; more are not noted.
+const MAX_BLOCKS: usize = 256;
+
+/// The global allocator: `A`, noting the large blocks allocated inside
+/// [`backing`] on the calling thread. Outside it, the cost is one
+/// comparison of sizes per allocation.
+pub struct Recording<A>(pub A);
+
+/// The blocks noted so far: (start, end) addresses.
+struct Blocks {
+    spans: [(usize, usize); MAX_BLOCKS],
+    len: usize,
+}
+
+thread_local! {
+    /// This thread's [`Blocks`] while it runs [`backing`], else null. A
+    /// `const` thread-local without a destructor: reading it never allocates,
+    /// which the allocator relies on.
+    static NOTING: Cell<*mut Blocks> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+fn note(ptr: *mut u8, size: usize) {
+    if ptr.is_null() || size < LARGE {
+        return;
+    }
+    let _ = NOTING.try_with(|noting| {
+        let blocks = noting.get();
+        // SAFETY: non-null only while `backing`'s frame, which owns the
+        // `Blocks`, is live on this thread (its guard resets it on the way
+        // out, unwinding included); nothing else borrows it meanwhile.
+        if let Some(blocks) = unsafe { blocks.as_mut() } {
+            if blocks.len < MAX_BLOCKS {
+                blocks.spans[blocks.len] = (ptr as usize, ptr as usize + size);
+                blocks.len += 1;
+            }
+        }
+    });
+}
+
+// SAFETY: every call is passed to `A` unchanged; noting reads the pointer
+// returned, never the memory.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Recording<A> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { self.0.alloc(layout) };
+        note(ptr, layout.size());
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { self.0.alloc_zeroed(layout) };
+        note(ptr, layout.size());
+        ptr
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let ptr = unsafe { self.0.realloc(ptr, layout, new_size) };
+        note(ptr, new_size);
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+}
+
+/// Resets [`NOTING`] when [`backing`] returns or unwinds.
+struct Noting(*mut Blocks);
+
+impl Drop for Noting {
+    fn drop(&mut self) {
+        NOTING.set(self.0);
+    }
+}
+
+/// Runs `build`, then asks for huge pages under the large blocks it
+/// allocated on this thread (in a binary whose global allocator is a
+/// [`Recording`]; elsewhere, as in the library's own tests, nothing is
+/// noted and this only runs `build`). Returns the bytes advised with it.
+pub fn backing<R>(build: impl FnOnce() -> R) -> (R, usize) {
+    let mut blocks = Blocks {
+        spans: [(0, 0); MAX_BLOCKS],
+        len: 0,
+    };
+    let built = {
+        let _noting = Noting(NOTING.replace(&mut blocks));
+        build()
+    };
+    let mut advised = 0;
+    for (from, to) in huge_ranges(&mut blocks.spans[..blocks.len]) {
+        advise(from, to);
+        advised += to - from;
+    }
+    (built, advised)
+}
+
+/// The whole huge pages inside the runs of `spans` that lie side by side
+/// (within [`SAME_TABLE_GAP`]), as (from, to) addresses.
+fn huge_ranges(spans: &mut [(usize, usize)]) -> Vec<(usize, usize)> {
+    spans.sort_unstable();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &(start, end) in spans.iter() {
+        match runs.last_mut() {
+            Some(run) if start <= run.1.saturating_add(SAME_TABLE_GAP) => run.1 = run.1.max(end),
+            _ => runs.push((start, end)),
+        }
+    }
+    runs.into_iter()
+        .map(|(start, end)| (start.next_multiple_of(HUGE), end / HUGE * HUGE))
+        .filter(|(from, to)| from < to)
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+fn advise(from: usize, to: usize) {
+    let (addr, len) = (from as *mut libc::c_void, to - from);
+    // SAFETY: the range lies inside blocks allocated (and zeroed or written)
+    // by the build just run, or between two of them within one mapping;
+    // neither advice changes what any page holds, only how it is backed.
+    unsafe {
+        if libc::madvise(addr, len, libc::MADV_HUGEPAGE) == 0 {
+            // Failing (a kernel before 6.1, no huge page free): khugepaged
+            // collapses the range later, as the first advice asked.
+            libc::madvise(addr, len, libc::MADV_COLLAPSE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise(_: usize, _: usize) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn blocks_side_by_side_are_one_run_and_only_its_whole_huge_pages_are_advised() {
+        // 64 segments of 256 KiB, each a chunk header past the last, from
+        // 1 MiB into a huge page: 16 MiB + 64 headers.
+        let base = 100 * HUGE + MIB;
+        let mut spans: Vec<(usize, usize)> = (0..64)
+            .rev()
+            .map(|i| {
+                let start = base + i * (256 * 1024 + 16);
+                (start, start + 256 * 1024)
+            })
+            .collect();
+        assert_eq!(
+            huge_ranges(&mut spans),
+            vec![(101 * HUGE, 108 * HUGE)],
+            "the run starts 1 MiB into page 100 and ends just past page 108"
+        );
+    }
+
+    #[test]
+    fn blocks_far_apart_are_separate_runs_and_small_runs_get_nothing() {
+        let mut spans = vec![
+            (10 * HUGE, 13 * HUGE),                          // three whole pages
+            (40 * HUGE + MIB, 40 * HUGE + MIB + 512 * 1024), // inside one page
+            (13 * HUGE + SAME_TABLE_GAP + 1, 16 * HUGE),     // too far from the first
+        ];
+        assert_eq!(
+            huge_ranges(&mut spans),
+            vec![(10 * HUGE, 13 * HUGE), (14 * HUGE, 16 * HUGE)]
+        );
+    }
+
+    #[test]
+    fn only_large_blocks_allocated_inside_backing_on_this_thread_are_noted() {
+        let noted = |size: usize| {
+            let (_, advised) = backing(|| note((64 * HUGE) as *mut u8, size));
+            advised
+        };
+        // The pointer is never touched: madvise on an address with nothing
+        // mapped fails, harmlessly, and the range is still counted.
+        assert_eq!(noted(4 * HUGE), 4 * HUGE);
+        assert_eq!(noted(LARGE - 1), 0, "small blocks are not noted");
+        note((64 * HUGE) as *mut u8, 4 * HUGE);
+        let (_, advised) = backing(|| ());
+        assert_eq!(advised, 0, "a block outside backing is not noted");
+    }
+}

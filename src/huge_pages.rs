@@ -200,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn only_large_blocks_allocated_inside_backing_on_this_thread_are_noted() {
+    fn only_large_blocks_noted_inside_backing_are_advised() {
         let noted = |size: usize| {
             let (_, advised) = backing(|| note((64 * HUGE) as *mut u8, size));
             advised

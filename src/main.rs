@@ -1,10 +1,9 @@
 use clap::Parser;
 
-/// mimalloc instead of the C library's malloc with `--features mimalloc` (off by default: less
-/// CPU per forwarded miss, but a higher p99 on cache hits). See benches/README.md, *Fifth
-/// round*, for what it changes per query and in memory.
-/// Either way wrapped in `huge_pages::Recording`, which notes the cache table's blocks so that
-/// they can be put on huge pages.
+// The C library's malloc, or mimalloc with `--features mimalloc` (off by default: less CPU per
+// forwarded miss, but a higher p99 on cache hits; benches/README.md, *Fifth round*, has what it
+// changes per query and in memory). Either way inside `huge_pages::Recording`, which notes the
+// blocks of the cache's table so that they can be put on huge pages.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: picket::huge_pages::Recording<mimalloc::MiMalloc> =

@@ -31,6 +31,8 @@ struct Collector {
     messages: Arc<Mutex<Vec<proto::Dnstap>>>,
     /// Content types of the START frames seen.
     started: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
+    /// For each STOP frame seen, how many messages had arrived before it.
+    stopped_after: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Collector {
@@ -55,16 +57,18 @@ impl Collector {
     ) -> Collector {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Mutex::new(Vec::new()));
-        let (m, s) = (messages.clone(), started.clone());
+        let stopped_after = Arc::new(Mutex::new(Vec::new()));
+        let (m, s, e) = (messages.clone(), started.clone(), stopped_after.clone());
         std::thread::spawn(move || {
             while let Ok(mut stream) = accept() {
-                let _ = session(&mut stream, &m, &s);
+                let _ = session(&mut stream, &m, &s, &e);
             }
         });
         Collector {
             path,
             messages,
             started,
+            stopped_after,
         }
     }
 
@@ -91,6 +95,7 @@ fn session(
     stream: &mut (impl Read + Write),
     messages: &Mutex<Vec<proto::Dnstap>>,
     started: &Mutex<Vec<Vec<Vec<u8>>>>,
+    stopped_after: &Mutex<Vec<usize>>,
 ) -> std::io::Result<()> {
     let ready = Control::read(stream)?;
     assert_eq!(ready.kind, control::READY);
@@ -109,6 +114,10 @@ fn session(
             stream.read_exact(&mut rest)?;
             let kind = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
             assert_eq!(kind, control::STOP);
+            stopped_after
+                .lock()
+                .unwrap()
+                .push(messages.lock().unwrap().len());
             stream.write_all(&Control::new(control::FINISH).encode())?;
             return Ok(());
         }
@@ -308,8 +317,14 @@ async fn stopping_the_server_ends_the_session_with_stop_and_delivers_everything(
         query_udp(tap.picket.addr, "www.example.test", RecordType::A).await;
     }
     let collector = tap.stop();
-    // Stop flushed the queue and sent STOP: every message is there at once.
-    assert_eq!(collector.messages().len(), 40);
+    // Stop flushed the queue, then sent STOP: every message came before it. (Read when the
+    // collector's thread has seen STOP, not when stop returns: on a loaded machine that thread
+    // may not have run yet, and stop waits for the collector's FINISH only so long.)
+    let until = Instant::now() + Duration::from_secs(15);
+    while collector.stopped_after.lock().unwrap().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(*collector.stopped_after.lock().unwrap(), [40]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

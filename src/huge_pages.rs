@@ -52,6 +52,7 @@ thread_local! {
     static NOTING: Cell<*mut Blocks> = const { Cell::new(std::ptr::null_mut()) };
 }
 
+/// Notes the block of `size` bytes at `ptr` if it is large and this thread is inside [`backing`].
 fn note(ptr: *mut u8, size: usize) {
     if ptr.is_null() || size < LARGE {
         return;
@@ -182,7 +183,7 @@ mod tests {
         assert_eq!(
             huge_ranges(&mut spans),
             vec![(101 * HUGE, 108 * HUGE)],
-            "the run starts 1 MiB into page 100 and ends just past page 108"
+            "the run starts 1 MiB into page 100 and ends 1 MiB into page 108"
         );
     }
 

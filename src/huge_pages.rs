@@ -1,20 +1,23 @@
-//! Transparent huge pages (2 MiB) under the cache's hash table, which every
-//! forwarded miss probes at a random slot.
+//! Transparent huge pages (2 MiB) under the tables a query probes at a random
+//! place: the cache's hash table and the blocklists' tables.
 //!
-//! moka's table is 8-16 MiB of slots (the byte budget's worth, sized at start:
-//! `cache::initial_entries`). With 4 KiB pages it spans thousands of them, far
-//! more than the TLB holds, so an insert's one random read of a slot paid a
-//! page-table walk as well as the cache miss: 70 % of the insert's samples sat
-//! on that one load, about 3 % of a miss (benches/README.md, *Thirteenth
-//! round*). The 1M-domain list's table takes the same advice itself
-//! (`policy::lists`), because it owns its allocation; moka allocates its
-//! table itself, as 64 segments, and zeroes each at once, so no advice can be
-//! given before the first write. So the global allocator ([`Recording`])
-//! notes the large blocks a thread allocates inside [`backing`], and when the
-//! table is built their span is advised `MADV_HUGEPAGE` and collapsed into
-//! huge pages (`MADV_COLLAPSE`, Linux 6.1; older kernels leave the collapse to
-//! `khugepaged`). The table is zeroed, hence resident, from the start, so this
-//! adds no memory. Advice only: with huge pages off (`never`) nothing changes.
+//! With 4 KiB pages such a table spans thousands of pages, far more than the
+//! TLB holds, so nearly every probe pays a page-table walk as well as the
+//! cache miss. moka's table is 8-16 MiB of slots (the byte budget's worth,
+//! sized at start: `cache::initial_entries`); 70 % of an insert's samples sat
+//! on its one random read of a slot, about 3 % of a forwarded miss
+//! (benches/README.md, *Thirteenth round*).
+//!
+//! The blocklists' tables are advised before their first write
+//! ([`advise_unwritten`]), since `policy::lists` allocates them. moka
+//! allocates its table itself, as 64 segments, and zeroes each at once, so no
+//! advice can come before the first write. So the global allocator
+//! ([`Recording`]) notes the large blocks a thread allocates inside
+//! [`backing`], and once the table is built their span is advised
+//! `MADV_HUGEPAGE` and collapsed into huge pages (`MADV_COLLAPSE`, Linux 6.1;
+//! older kernels leave the collapse to `khugepaged`). The table is zeroed,
+//! hence resident, from the start, so this adds no memory. Advice only: with
+//! huge pages off (`never`) nothing changes.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
@@ -121,7 +124,7 @@ pub fn backing<R>(build: impl FnOnce() -> R) -> (R, usize) {
     };
     let mut advised = 0;
     for (from, to) in huge_ranges(&mut blocks.spans[..blocks.len]) {
-        advise(from, to);
+        advise(from, to, Collapse::Yes);
         advised += to - from;
     }
     (built, advised)
@@ -139,19 +142,41 @@ fn huge_ranges(spans: &mut [(usize, usize)]) -> Vec<(usize, usize)> {
         }
     }
     runs.into_iter()
-        .map(|(start, end)| (start.next_multiple_of(HUGE), end / HUGE * HUGE))
-        .filter(|(from, to)| from < to)
+        .filter_map(|(start, end)| whole_pages(start, end))
         .collect()
 }
 
+/// The whole huge pages between the addresses `start` and `end`, if any.
+fn whole_pages(start: usize, end: usize) -> Option<(usize, usize)> {
+    let (from, to) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+    (from < to).then_some((from, to))
+}
+
+/// Asks for huge pages under `table`, where it covers whole ones, before it is first written:
+/// a large `vec![0; n]` is fresh zero memory, so its pages fault in huge from the first write
+/// (the blocklists' tables, which their owner allocates). Advice only, as [`backing`]'s.
+pub fn advise_unwritten<T>(table: &[T]) {
+    let start = table.as_ptr() as usize;
+    if let Some((from, to)) = whole_pages(start, start + std::mem::size_of_val(table)) {
+        advise(from, to, Collapse::No);
+    }
+}
+
+/// Whether [`advise`] also collapses the pages already there.
+#[derive(PartialEq)]
+enum Collapse {
+    Yes,
+    No,
+}
+
 #[cfg(target_os = "linux")]
-fn advise(from: usize, to: usize) {
+fn advise(from: usize, to: usize, collapse: Collapse) {
     let (addr, len) = (from as *mut libc::c_void, to - from);
-    // SAFETY: the range lies inside blocks allocated (and zeroed or written)
-    // by the build just run, or between two of them within one mapping;
+    // SAFETY: the range lies inside allocations of the caller's (in `backing`,
+    // blocks the build just made, or between two of them within one mapping);
     // neither advice changes what any page holds, only how it is backed.
     unsafe {
-        if libc::madvise(addr, len, libc::MADV_HUGEPAGE) == 0 {
+        if libc::madvise(addr, len, libc::MADV_HUGEPAGE) == 0 && collapse == Collapse::Yes {
             // Failing (a kernel before 6.1, no huge page free): khugepaged
             // collapses the range later, as the first advice asked.
             libc::madvise(addr, len, libc::MADV_COLLAPSE);
@@ -160,7 +185,7 @@ fn advise(from: usize, to: usize) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise(_: usize, _: usize) {}
+fn advise(_: usize, _: usize, _: Collapse) {}
 
 #[cfg(test)]
 mod tests {

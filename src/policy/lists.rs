@@ -41,6 +41,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::fingerprint::{fingerprint, suffix_fingerprints, FingerprintKey};
+use crate::huge_pages;
 
 /// Index of a list inside a [`DomainSet`] (global numbering across the whole policy).
 pub(crate) type ListId = u32;
@@ -90,29 +91,6 @@ const RESERVE_DEN: usize = 3;
 const GROW_NUM: usize = 7;
 const GROW_DEN: usize = 8;
 
-/// Asks the kernel to back `table` with transparent huge pages (2 MiB) where it covers whole
-/// ones. Every query probes the table at random; with 4 KiB pages a 1M-domain table spans 6,000
-/// of them, far more than the TLB holds, so nearly every probe also paid a page-table walk (a
-/// long one in a virtual machine). Called before the table is written: a large `vec![0; n]` is
-/// fresh zero memory, so its pages fault in huge from the first write. Advice only: a kernel
-/// with huge pages off (or `never`) ignores it, and nothing else changes.
-fn advise_huge_pages<T>(table: &[T]) {
-    const HUGE: usize = 2 << 20;
-    let start = table.as_ptr() as usize;
-    let end = start + std::mem::size_of_val(table);
-    let (from, to) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
-    #[cfg(target_os = "linux")]
-    if from < to {
-        // SAFETY: the range lies inside `table`'s allocation; MADV_HUGEPAGE changes how its
-        // pages are backed, never their contents.
-        unsafe {
-            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (from, to);
-}
-
 /// Empty slots after the last home slot: Robin Hood order never wraps around, so the run
 /// that starts near the end spills into these. At 3/4 load runs are a few dozen slots long;
 /// a spill past the tail still works (the vector grows), it only costs a copy.
@@ -128,8 +106,11 @@ impl DomainSet {
     fn with_homes(homes: usize, key: FingerprintKey) -> Self {
         let slots = homes + tail_for(homes);
         let (fps, combo_of) = (vec![0; slots], vec![0; slots]);
-        advise_huge_pages(&fps);
-        advise_huge_pages(&combo_of);
+        // Every query probes the table at random; with 4 KiB pages a 1M-domain table spans
+        // 6,000 of them, far more than the TLB holds, so nearly every probe also paid a
+        // page-table walk (a long one in a virtual machine).
+        huge_pages::advise_unwritten(&fps);
+        huge_pages::advise_unwritten(&combo_of);
         DomainSet {
             fps,
             combo_of,

@@ -320,10 +320,10 @@ async fn stopping_the_server_ends_the_session_with_stop_and_delivers_everything(
     // Stop flushed the queue, then sent STOP: every message came before it. (Read when the
     // collector's thread has seen STOP, not when stop returns: on a loaded machine that thread
     // may not have run yet, and stop waits for the collector's FINISH only so long.)
-    let until = Instant::now() + Duration::from_secs(15);
-    while collector.stopped_after.lock().unwrap().is_empty() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until("the collector saw STOP", || async {
+        !collector.stopped_after.lock().unwrap().is_empty()
+    })
+    .await;
     assert_eq!(*collector.stopped_after.lock().unwrap(), [40]);
 }
 

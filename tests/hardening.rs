@@ -311,15 +311,6 @@ async fn a_silent_upstream_under_ten_thousand_unique_names_stays_bounded() {
     assert!(grown < 32 * 1024, "memory stays bounded: +{grown} KiB");
 }
 
-/// A field of `/proc/PID/status` or `/proc/PID/limits`: the first number
-/// after `label` on its line.
-fn proc_number(pid: u32, file: &str, label: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    let line = text.lines().find_map(|l| l.strip_prefix(label));
-    let number = line.and_then(|v| v.split_whitespace().next()?.parse().ok());
-    number.unwrap_or_else(|| panic!("no {label} in /proc/{pid}/{file}:\n{text}"))
-}
-
 /// Growing the descriptor table once the process has threads waits for an
 /// RCU grace period (milliseconds), and a worker that filled its upstream
 /// pool on a grown table stalled every query it held: the table must be

@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
 
 use common::*;
 use hickory_proto::rr::RecordType;
@@ -18,16 +17,6 @@ www.example.test. 30 IN A 192.0.2.1
 /// The kernel's transparent huge page mode, e.g. `always [madvise] never`.
 fn huge_page_mode() -> Option<String> {
     std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()
-}
-
-/// `AnonHugePages` of a process, in KiB.
-fn anon_huge_kib(pid: u32) -> u64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
-    let line = rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("AnonHugePages:"));
-    line.and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no AnonHugePages in /proc/{pid}/smaps_rollup:\n{rollup}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,14 +42,10 @@ async fn the_caches_table_is_backed_by_huge_pages_when_the_kernel_has_them() {
 
     // MADV_COLLAPSE does it at start; where it cannot (a kernel before 6.1, no
     // huge page free at once), khugepaged does it within its scan interval.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut huge = anon_huge_kib(picket.child.id());
-    while huge < 8 * 1024 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        huge = anon_huge_kib(picket.child.id());
-    }
-    assert!(
-        huge >= 8 * 1024,
-        "{huge} KiB on huge pages; the 16 MiB table should hold at least 8 MiB of them"
-    );
+    let pid = picket.child.id();
+    poll_until(
+        "at least 8 MiB of the 16 MiB table on huge pages (AnonHugePages)",
+        || async { proc_number(pid, "smaps_rollup", "AnonHugePages:") >= 8 * 1024 },
+    )
+    .await;
 }

@@ -9,6 +9,15 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+/// A field of a `/proc/PID/` file (`status`, `limits`, `smaps_rollup`): the
+/// first number after `label` on its line.
+pub fn proc_number(pid: u32, file: &str, label: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    let line = text.lines().find_map(|l| l.strip_prefix(label));
+    let number = line.and_then(|v| v.split_whitespace().next()?.parse().ok());
+    number.unwrap_or_else(|| panic!("no {label} in /proc/{pid}/{file}:\n{text}"))
+}
+
 /// A port free for both UDP and TCP on 127.0.0.1, bound and released again:
 /// a program that cannot say which port it picked (the picket binary,
 /// HAProxy, Unbound) is told to bind it next.

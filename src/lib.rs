@@ -11,8 +11,8 @@
 //! ```
 //!
 //! [`pipeline`] shows that path in one place. Lower floors never import
-//! higher ones: `protocol`, `query`, `clock`, `reactor`, `huge_pages` ← `cache`, `upstream`, `policy`
-//! ← `pipeline` ← `listener` ← `app` ← `cli`.
+//! higher ones: `protocol`, `query`, `clock`, `reactor`, `huge_pages` ←
+//! `cache`, `upstream`, `policy` ← `pipeline` ← `listener` ← `app` ← `cli`.
 
 pub mod admission;
 pub mod app;

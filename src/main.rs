@@ -1,10 +1,9 @@
 use clap::Parser;
 
-// mimalloc by default, or the C library's malloc in a build with `--no-default-features`
-// (mimalloc: 0.93x the CPU per forwarded miss and 0.95x per cache hit, with p99 latency no
-// different; benches/README.md, *Fourteenth round*, and *Fifth round* for memory). Either way
-// inside `huge_pages::Recording`, which notes the blocks of the cache's table so that they can
-// be put on huge pages.
+// The C library's malloc, or mimalloc with `--features mimalloc` (off by default: less CPU per
+// forwarded miss, but a higher p99 on cache hits; benches/README.md, *Fifth round*, has what it
+// changes per query and in memory). Either way inside `huge_pages::Recording`, which notes the
+// blocks of the cache's table so that they can be put on huge pages.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: picket::huge_pages::Recording<mimalloc::MiMalloc> =

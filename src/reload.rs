@@ -196,10 +196,10 @@ pub fn reload_and_log(shared: &Shared, requested: Requested) {
 /// mapping of its own, so the table a reload replaces goes back to the system when it is freed
 /// instead of staying in a malloc arena beside the next one (see the constant). Called at start,
 /// before the first policy is loaded. An operator's own `MALLOC_MMAP_THRESHOLD_` is left in force.
-/// It is glibc's setting: in the default build Rust's allocations go to mimalloc, which gives a
-/// block this large pages of its own and returns them after its purge delay (benches/README.md,
-/// *Fifth round*), and the setting then covers only what C code allocates; it is Rust's too in a
-/// build with `--no-default-features`.
+/// It is glibc's setting: in a binary built with `--features mimalloc` Rust's allocations go to
+/// mimalloc, which gives a block this large pages of its own and returns them after its purge
+/// delay (benches/README.md, *Fifth round*), and the setting then covers only what C code
+/// allocates.
 pub fn map_large_blocks_apart() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -413,8 +413,7 @@ pub const UPSTREAM_POOL_SWEEP_SLICE: usize = 256;
 /// rewritten 1M-domain list file then peaked at 1.54-1.55x steady RSS in two release runs of
 /// three (`benches/reload_rss.sh`). 1 MiB is far above what answering a query allocates (a
 /// message is at most 64 KiB), so only list tables and other bulk buffers pay the `mmap` call.
-/// glibc's malloc is Rust's allocator only in a binary built with `--no-default-features`; the
-/// default build's mimalloc gives a block this large pages of its own anyway.
+/// glibc's malloc is Rust's allocator unless the binary is built with `--features mimalloc`.
 pub const MAP_APART_BYTES: usize = 1 << 20;
 
 /// Jitter of the bundle and list poll intervals, as a fraction either side of the interval: a

@@ -4,17 +4,20 @@
 //! and access-order deques), which was the largest user-space cost of a
 //! cache hit. Each worker thread keeps a direct-mapped table of the entries it
 //! served last; a hit there is one hash, one atomic operation and one key
-//! comparison. The table is four-way set-associative: each key may sit in
-//! any slot of its bucket (one cache line), the one used last first, so hot
-//! names that hash to the same bucket do not evict each other on every query
-//! as they did in a direct-mapped table (with 10,000 hot names, a quarter of
-//! them shared a slot and went to moka every other time). Names asked in a
-//! cycle (a client walking a list) miss every time in a bucket that holds
-//! more of them than it has ways: with two ways that was 12 % of 10,000 names
-//! in 32,768 slots, with four ways it is 3.5 %, in the same memory (a slot is
-//! a tag and a pointer, 16 bytes). The front only ever returns entries that are still fresh, so
-//! an entry refreshed in the shared cache by another worker replaces ours as
-//! soon as ours expires.
+//! comparison. The table is eight-way set-associative: each key may sit in
+//! any slot of its bucket (128 bytes, a pair of cache lines the CPU fetches
+//! together), the one used last first, so hot names that hash to the same
+//! bucket do not evict each other on every query as they did in a
+//! direct-mapped table (with 10,000 hot names, a quarter of them shared a
+//! slot and went to moka every other time). Names asked in a cycle (a client
+//! walking a list) miss every time in a bucket that holds more of them than it
+//! has ways: of 10,000 names in 32,768 slots that was 12 % with two ways,
+//! 3.6 % with four and is 0.3 % with eight, in the same memory (a slot is a
+//! tag and a pointer, 16 bytes). Each such miss is a lookup in moka: with
+//! four ways, moka's code was 2.1 % of a hit's CPU on the bench's 10,000 names,
+//! with eight 0.2 % (benches/README.md, *Fifteenth round*). The front only
+//! ever returns entries that are still fresh, so an entry refreshed in the
+//! shared cache by another worker replaces ours as soon as ours expires.
 //!
 //! The front keeps no answer alive: a slot points at moka's entry through a
 //! [`Weak`], so an entry that moka evicts (byte budget), expires or replaces
@@ -35,7 +38,7 @@ use super::{CacheKey, Entry};
 pub const SLOTS: usize = 32_768;
 
 /// Slots per bucket: a key lives in one of its bucket's slots.
-const WAYS: usize = 4;
+const WAYS: usize = 8;
 
 const BUCKETS: usize = SLOTS / WAYS;
 
@@ -53,8 +56,8 @@ struct Slot {
     entry: Weak<Entry>,
 }
 
-/// Slot 0 is the one used last. Aligned so that a bucket is one cache line.
-#[repr(align(64))]
+/// Slot 0 is the one used last. Aligned so that a bucket is one pair of cache lines.
+#[repr(align(128))]
 #[derive(Default)]
 struct Bucket([Option<Slot>; WAYS]);
 

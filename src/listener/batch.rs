@@ -169,7 +169,8 @@ const MAX_SEGMENT: usize = 1232;
 /// turns it off for good and sends each answer on its own.
 pub struct SendBatch {
     replies: Vec<Reply>,
-    /// Each reply's destination as `sendmmsg` reads it, in `replies`' order.
+    /// Each message's destination as `sendmmsg` reads it, in order (a
+    /// `sockaddr_storage` each: built per message, not per answer).
     addresses: Vec<SockAddr>,
     iovs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
@@ -275,7 +276,9 @@ impl SendBatch {
             self.answers_per_message.resize(self.replies.len(), 1);
             return;
         }
-        self.replies.sort_by(|a, b| {
+        // Unstable: answers of one size to one client are interchangeable, and an
+        // unstable sort moves the replies in place, not through scratch space.
+        self.replies.sort_unstable_by(|a, b| {
             (a.peer.cmp(&b.peer))
                 .then(a.source.cmp(&b.source))
                 .then(b.bytes.len().cmp(&a.bytes.len()))
@@ -290,9 +293,6 @@ impl SendBatch {
 
     /// Points one `mmsghdr` per planned message at its answers.
     fn write_headers(&mut self) {
-        self.addresses.clear();
-        self.addresses
-            .extend(self.replies.iter().map(|reply| SockAddr::from(reply.peer)));
         self.iovs.clear();
         self.iovs
             .extend(self.replies.iter().map(|reply| libc::iovec {
@@ -300,12 +300,19 @@ impl SendBatch {
                 iov_len: reply.bytes.len(),
             }));
         let messages = self.answers_per_message.len();
+        self.addresses.clear();
+        let mut first = 0;
+        for &count in &self.answers_per_message {
+            self.addresses
+                .push(SockAddr::from(self.replies[first].peer));
+            first += count;
+        }
         self.controls.clear();
         self.controls.resize(messages, ControlBuffer::default());
         self.headers.clear();
         let mut first = 0;
         for (message, &count) in self.answers_per_message.iter().enumerate() {
-            let (reply, address) = (&self.replies[first], &self.addresses[first]);
+            let (reply, address) = (&self.replies[first], &self.addresses[message]);
             // SAFETY: all-zero is a valid msghdr.
             let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
             hdr.msg_name = address.as_ptr() as *mut libc::c_void;

@@ -300,6 +300,8 @@ impl SendBatch {
                 iov_len: reply.bytes.len(),
             }));
         let messages = self.answers_per_message.len();
+        // Every address before any header: the headers point into `addresses`,
+        // which must not grow (and move) after the first one is written.
         self.addresses.clear();
         let mut first = 0;
         for &count in &self.answers_per_message {

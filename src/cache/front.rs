@@ -2,8 +2,8 @@
 //!
 //! moka's `get` costs 0.3-1.2 µs (hashing with SipHash, its frequency sketch
 //! and access-order deques), which was the largest user-space cost of a
-//! cache hit. Each worker thread keeps a direct-mapped table of the entries it
-//! served last; a hit there is one hash, one atomic operation and one key
+//! cache hit. Each worker thread keeps a table of the entries it served
+//! last; a hit there is one hash, one atomic operation and one key
 //! comparison. The table is eight-way set-associative: each key may sit in
 //! any slot of its bucket (128 bytes, a pair of cache lines the CPU fetches
 //! together), the one used last first, so hot names that hash to the same

@@ -303,17 +303,14 @@ impl SendBatch {
         // Every address before any header: the headers point into `addresses`,
         // which must not grow (and move) after the first one is written.
         self.addresses.clear();
-        let mut first = 0;
-        for &count in &self.answers_per_message {
-            self.addresses
-                .push(SockAddr::from(self.replies[first].peer));
-            first += count;
-        }
+        self.addresses.extend(
+            message_runs(&self.answers_per_message)
+                .map(|(first, _)| SockAddr::from(self.replies[first].peer)),
+        );
         self.controls.clear();
         self.controls.resize(messages, ControlBuffer::default());
         self.headers.clear();
-        let mut first = 0;
-        for (message, &count) in self.answers_per_message.iter().enumerate() {
+        for (message, (first, count)) in message_runs(&self.answers_per_message).enumerate() {
             let (reply, address) = (&self.replies[first], &self.addresses[message]);
             // SAFETY: all-zero is a valid msghdr.
             let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
@@ -327,7 +324,6 @@ impl SendBatch {
                 msg_hdr: hdr,
                 msg_len: 0,
             });
-            first += count;
         }
     }
 
@@ -343,6 +339,15 @@ impl SendBatch {
 /// run to one client from one source of one size, and at most one shorter answer after it
 /// (the kernel cuts a message into segments of the first's size, the last
 /// one possibly shorter).
+/// Each planned message's first answer (an index into the queue) and its count of answers.
+fn message_runs(answers_per_message: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    answers_per_message.iter().scan(0, |first, &count| {
+        let run = (*first, count);
+        *first += count;
+        Some(run)
+    })
+}
+
 fn segment_run(replies: &[Reply]) -> usize {
     let first = &replies[0];
     let size = first.bytes.len();

@@ -99,7 +99,14 @@ pub fn parse_query(bytes: &[u8]) -> Result<Request, Rejection> {
             0 => read_edns(bytes, &header, HEADER_LEN).ok().flatten(),
             _ => None,
         };
-        return Err(reject(rcode::FORMERR as u16, None, edns));
+        // An opcode we do not implement is NOTIMP however many questions
+        // come with it (RFC 1035 §4.1.1), as Unbound answers: EDNS compliance
+        // testers send an unknown opcode with no question and expect NOTIMP.
+        let rcode = match header.opcode() {
+            0 => rcode::FORMERR,
+            _ => rcode::NOTIMP,
+        };
+        return Err(reject(rcode as u16, None, edns));
     }
     // Room for most names up front: growing byte by byte from empty cost two reallocations.
     let mut qname = String::with_capacity(32);
@@ -260,6 +267,9 @@ mod tests {
         let mut notify = query("a.test", 1, None);
         notify[2] = 0x20;
         assert_eq!(rcode_of(&notify), rcode::NOTIMP as u16);
+        // An unknown opcode without a question (ISC's EDNS compliance "opcode" test).
+        let opcode_15_header_only = [0, 7, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(rcode_of(&opcode_15_header_only), rcode::NOTIMP as u16);
         assert_eq!(
             rcode_of(&query("a.test", 1, Some((1232, 0x0001_0000)))),
             rcode::BADVERS

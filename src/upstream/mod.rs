@@ -44,7 +44,7 @@ pub enum UpstreamError {
     #[error("{0}")]
     Unshared(#[from] Unshared),
     /// Recursion found no usable answer (lame or failing servers, a limit).
-    #[error("recursion failed: {0}")]
+    #[error("resolution failed: {0}")]
     Resolution(String),
     /// DNSSEC validation failed (RFC 4035 §5.5: SERVFAIL).
     #[error("DNSSEC validation failed: {0}")]

@@ -599,7 +599,16 @@ impl Worker {
         }
         let policy = self.shared.policy.load();
         let identity = policy.identify(hints);
-        let (verdict, phase) = policy::evaluate_with_phase(&policy, &identity, &facts(&req, hints));
+        let question_key = CacheKey::for_request(&req);
+        // A hit that the policy passed before needs no policy now (`remember_passed`).
+        let passed = policy::hit_reuse_key(&policy, &identity).and_then(|memo| {
+            let hit = self.shared.cache.fresh_in_front(&question_key, started);
+            hit.filter(|(entry, _)| entry.passed_for(memo))
+        });
+        let (verdict, phase) = match passed {
+            Some(_) => (Verdict::resolve(), RequestPhase::default()),
+            None => policy::evaluate_with_phase(&policy, &identity, &facts(&req, hints)),
+        };
         let judged = Judged {
             req: &req,
             hints,
@@ -611,7 +620,10 @@ impl Worker {
             verdict: &verdict,
             phase,
         };
-        let Some(key) = self.fetch_key(&judged) else {
+        if let Some((entry, age)) = passed {
+            return self.serve_hit(&judged, question_key, &entry, age, None);
+        }
+        let Some(key) = self.fetch_key(&judged, question_key) else {
             return self.synthesized(&judged, &verdict);
         };
         if let Some(step) = self.answer_here(&judged) {
@@ -693,9 +705,27 @@ impl Worker {
         Some(Step::Reply(reply))
     }
 
-    /// A cache hit: refreshed ahead of expiry when popular, screened by the
-    /// response phase, answered.
+    /// A cache hit: screened by the response phase, answered. A hit that the
+    /// policy passes as a whole is remembered in the entry, and the hits on it
+    /// that follow skip the policy ([`policy::hit_reuse_key`]).
     fn serve_fresh(&self, judged: &Judged<'_>, key: CacheKey, entry: &Entry, age: u32) -> Step {
+        let block = self.screen(judged, &entry.answer, Some(entry));
+        if block.is_none() {
+            remember_passed(judged, &key, entry);
+        }
+        self.serve_hit(judged, key, entry, age, block)
+    }
+
+    /// A screened cache hit: refreshed ahead of expiry when popular, answered
+    /// (or replaced by the `block` verdict the screen gave).
+    fn serve_hit(
+        &self,
+        judged: &Judged<'_>,
+        key: CacheKey,
+        entry: &Entry,
+        age: u32,
+        block: Option<Verdict>,
+    ) -> Step {
         if self.shared.cache.claim_prefetch(entry, age) {
             self.prefetch(key);
         }
@@ -706,7 +736,6 @@ impl Worker {
             cap: entry.lifetime(),
             ede: None,
         };
-        let block = self.screen(judged, &entry.answer, Some(entry));
         let reply = self.respond_screened(judged, &entry.answer, served, block);
         reply.map_or(Step::Drop, Step::Reply)
     }
@@ -821,13 +850,13 @@ impl Worker {
     /// What to look up for a verdict that resolves: the question along the
     /// verdict's route, or an override's CNAME target. None when the verdict
     /// is answered on the spot.
-    fn fetch_key(&self, q: &Judged<'_>) -> Option<CacheKey> {
+    fn fetch_key(&self, q: &Judged<'_>, question_key: CacheKey) -> Option<CacheKey> {
         let req = q.req;
         match &q.verdict.action {
             Action::Resolve { group } => {
-                Some(CacheKey::for_request(req).with_route(RouteId::for_group(group.clone())))
+                Some(question_key.with_route(RouteId::for_group(group.clone())))
             }
-            Action::Truncate if q.hints.transport.is_stream() => Some(CacheKey::for_request(req)),
+            Action::Truncate if q.hints.transport.is_stream() => Some(question_key),
             Action::Override(over) => {
                 let target = over.cname.as_deref()?;
                 let mut name_wire = Vec::with_capacity(target.len() + 2);
@@ -1293,6 +1322,25 @@ impl Worker {
 }
 
 /// The request-phase facts of a query.
+/// Remembers in the `entry` that the policy passed this hit as a whole, when that holds for
+/// every query of its key from the same organization: no rule decided or audited the query
+/// (the rebinding screen, which an explicit `allow` skips, ran too), the query was for the
+/// entry's own question on the default route, and no rule depends on who asked. `judge` serves
+/// the next such hit before the policy and before the local zones: a name a local zone answers
+/// never gets here (it is answered before the cache), so no pass is remembered for it.
+fn remember_passed(q: &Judged<'_>, key: &CacheKey, entry: &Entry) {
+    let verdict = q.verdict;
+    let undecided = verdict.rule.is_none()
+        && verdict.audited.is_empty()
+        && matches!(verdict.action, Action::Resolve { group: None });
+    if !undecided || *key.route() != RouteId::Default {
+        return;
+    }
+    if let Some(memo) = policy::hit_reuse_key(q.policy, &q.identity) {
+        entry.mark_passed(memo);
+    }
+}
+
 fn facts<'a>(req: &'a Request, hints: &ClientHints) -> Facts<'a> {
     Facts {
         qname: &req.qname,

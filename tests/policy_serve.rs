@@ -395,6 +395,101 @@ async fn a_kept_answer_is_judged_again_for_another_organization_and_after_a_relo
     );
 }
 
+/// The organizations of [`a_passed_hit_is_judged_again_for_another_organization_a_reload_and_a_client_rule`],
+/// with `global` as the global rules: none of their rules reads who asked.
+fn passing_policy(global: &str) -> String {
+    format!(
+        r#"{{
+  "global": {{ "rules": [
+    {{ "id": "rebind", "expression": "dns.response.ip in {{10.0.0.0/8}}", "action": "block" }}{global}
+  ] }},
+  "organizations": [
+    {{ "id": "calm", "networks": ["127.0.6.0/24"] }},
+    {{ "id": "strict", "networks": ["127.0.7.0/24"], "rules": [
+      {{ "id": "no-www", "expression": "dns.fqdn == \"www.example.test\"", "action": "block" }}
+    ] }}
+  ]
+}}"#
+    )
+}
+
+/// A cache hit that the whole policy passed (no rule decided it, the response phase kept the
+/// answer) is served again without the policy, but only under the same policy, to the same
+/// organization, and only while no rule reads who asked. Each query comes from a new port, so
+/// both workers serve hits from their own fronts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passed_hit_is_judged_again_for_another_organization_a_reload_and_a_client_rule() {
+    let upstream = Authority::start(ZONE);
+    let dir = dir_with("passed", &[("policy.json", &passing_policy(""))]);
+    let mut settings = test_settings(&[upstream.addr()]);
+    settings.policies = PolicySource::Dir(dir.clone());
+    let picket = start_picket_with(settings);
+    let (addr, www) = (picket.addr, "www.example.test");
+    let public = [Ipv4Addr::new(192, 0, 2, 1)];
+    let ask =
+        |from: &'static str, name: &'static str| query_udp_from(from, addr, name, RecordType::A);
+    for _ in 0..8 {
+        assert_eq!(a_records(&ask("127.0.6.1:0", www).await), public, "calm");
+    }
+    for _ in 0..4 {
+        let strict = ask("127.0.7.1:0", www).await;
+        let blocked = Some((15, "blocked by rule strict/no-www".to_string()));
+        assert_eq!(
+            ede(&strict),
+            blocked,
+            "strict's rule on the entry calm's hits passed"
+        );
+        assert_eq!(
+            a_records(&ask("127.0.6.1:0", www).await),
+            public,
+            "calm again"
+        );
+        let rebind = ask("127.0.6.1:0", "rebind.example.test").await;
+        assert_eq!(
+            ede(&rebind),
+            Some((15, "blocked by rule rebind".into())),
+            "every time"
+        );
+    }
+
+    let shared = picket.server.shared().clone();
+    let named = r#", { "id": "no-www-now", "expression": "dns.fqdn == \"www.example.test\"", "action": "block" }"#;
+    std::fs::write(dir.join("policy.json"), passing_policy(named)).unwrap();
+    shared.reload_policy().expect("valid policy reloads");
+    for _ in 0..4 {
+        let calm = ask("127.0.6.1:0", www).await;
+        let blocked = Some((15, "blocked by rule no-www-now".to_string()));
+        assert_eq!(
+            ede(&calm),
+            blocked,
+            "the reloaded policy's rule on a hit passed before"
+        );
+    }
+
+    let by_address = r#", { "id": "not-for-2", "expression": "dns.src_ip == 127.0.6.2 and dns.fqdn == \"www.example.test\"", "action": "block" }"#;
+    std::fs::write(dir.join("policy.json"), passing_policy(by_address)).unwrap();
+    shared.reload_policy().expect("valid policy reloads");
+    for _ in 0..4 {
+        assert_eq!(
+            a_records(&ask("127.0.6.1:0", www).await),
+            public,
+            "calm's .1"
+        );
+        let two = ask("127.0.6.2:0", www).await;
+        let blocked = Some((15, "blocked by rule not-for-2".to_string()));
+        assert_eq!(
+            ede(&two),
+            blocked,
+            "a rule on the address: .1's hits pass nothing for .2"
+        );
+    }
+    assert_eq!(
+        upstream.queries_for(www),
+        1,
+        "every answer came from one entry"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn blocklist_quick_start_blocks_for_everyone() {
     let upstream = Authority::start(ZONE);

@@ -207,6 +207,9 @@ pub struct Entry {
     /// The last key under which the response phase kept this answer
     /// (`policy::response_reuse_key`), 0 for none: a hit with the same key skips the phase.
     kept_for: AtomicU64,
+    /// The last key under which the whole policy passed a hit on this entry
+    /// (`policy::hit_reuse_key`), 0 for none: a hit with the same key skips the policy.
+    passed_for: AtomicU64,
 }
 
 impl Entry {
@@ -230,6 +233,20 @@ impl Entry {
     /// Remembers that the response phase kept this answer under `key`.
     pub fn mark_kept(&self, key: NonZeroU64) {
         self.kept_for.store(key.get(), Ordering::Relaxed);
+    }
+
+    /// Whether the policy passed a hit on this entry under `key` before.
+    pub fn passed_for(&self, key: NonZeroU64) -> bool {
+        self.passed_for.load(Ordering::Relaxed) == key.get()
+    }
+
+    /// Remembers that the policy passed a hit on this entry under `key`. Stored only when it
+    /// changes: every worker reads the entry, and a write on each hit would take its cache line
+    /// from all of them.
+    pub fn mark_passed(&self, key: NonZeroU64) {
+        if !self.passed_for(key) {
+            self.passed_for.store(key.get(), Ordering::Relaxed);
+        }
     }
 
     /// Seconds left before the entry expires (0 when stale).
@@ -407,6 +424,14 @@ impl Cache {
         }
     }
 
+    /// A fresh entry for `key` in this thread's front, and its age, without looking in the
+    /// shared table: for a caller that would rather do other work first than pay for a miss.
+    pub fn fresh_in_front(&self, key: &CacheKey, read: Instant) -> Option<(Arc<Entry>, u32)> {
+        let entry = front::get(self.id, key)?;
+        let age = entry.age(self.clock.at(read));
+        (age < entry.lifetime).then_some((entry, age))
+    }
+
     /// Starts loading what a lookup of each of `keys` will read from this thread's front (its
     /// bucket, then the entry there), without waiting: a batch of queries that calls this
     /// before looking any of them up has their memory fetches overlap, where each lookup
@@ -447,6 +472,7 @@ impl Cache {
             retention: lifetime.saturating_add(stale),
             prefetching: AtomicBool::new(false),
             kept_for: AtomicU64::new(0),
+            passed_for: AtomicU64::new(0),
         });
         if entry.retention > 0 {
             let hash = key.hash;

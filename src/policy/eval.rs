@@ -420,6 +420,17 @@ pub fn response_reuse_key(
     std::num::NonZeroU64::new(version << 32 | who << 16 | pos)
 }
 
+/// A key under which a caller may remember that the whole policy passed a cache hit, and serve
+/// the next hit on the same entry without it: no rule decided or audited the query, and the
+/// response phase kept the answer. That holds for every query of the entry's name, type, class
+/// and DO bit that a client of `id` sends under this policy, unless some rule reads who asked or
+/// how, or has a schedule (then None). It is [`response_reuse_key`]'s key for a request phase
+/// that no rule decided, with every rule counted (a hit served this way skips the request
+/// phase too).
+pub fn hit_reuse_key(policy: &PolicySet, id: &Identity) -> Option<std::num::NonZeroU64> {
+    response_reuse_key(policy, id, &RequestPhase::default(), true)
+}
+
 fn response_phase(
     policy: &PolicySet,
     id: &Identity,
@@ -816,6 +827,47 @@ mod tests {
         let k_again = response_reuse_key(&again, &Identity::NoOrg, &phase2, false);
         assert!(k_again.is_some());
         assert_ne!(k_again, k_none);
+    }
+
+    #[test]
+    fn a_hit_is_reusable_only_when_no_rule_at_all_depends_on_the_client_or_the_time() {
+        let p = policy(
+            r#"{"global": {"rules": [
+                {"id": "rebind", "expression": "dns.response.ip in {10.0.0.0/8}", "action": "block"}
+              ]},
+              "organizations": [
+                {"id": "calm", "networks": ["10.1.0.0/16"], "rules": [
+                  {"id": "ads", "expression": "dns.fqdn == \"ads.example\"", "action": "block"}
+                ]},
+                {"id": "net", "networks": ["10.2.0.0/16"], "rules": [
+                  {"id": "n", "expression": "dns.src_ip in {10.2.3.0/24} and dns.fqdn == \"a.example\"", "action": "block"}
+                ]},
+                {"id": "timed", "networks": ["10.3.0.0/16"], "rules": [
+                  {"id": "t", "expression": "dns.fqdn == \"games.example\"", "action": "block",
+                   "schedule": {"time_zone": "UTC", "mon": "09:00-17:00"}}
+                ]},
+                {"id": "off", "networks": ["10.4.0.0/16"], "rules": [
+                  {"id": "o", "expression": "dns.transport == \"tcp\"", "action": "block", "enabled": false}
+                ]}
+              ]}"#,
+        );
+        let org = |id| p.org_by_id(id).unwrap();
+        let key = |id: &Identity| hit_reuse_key(&p, id);
+        let (calm, none) = (key(&org("calm")), key(&Identity::NoOrg));
+        assert!(calm.is_some() && none.is_some());
+        assert_ne!(calm, none, "one key per organization");
+        assert_eq!(key(&org("net")), None, "a request rule reads dns.src_ip");
+        assert_eq!(key(&org("timed")), None, "a rule has a schedule");
+        assert!(
+            key(&org("off")).is_some(),
+            "a disabled rule runs for no one"
+        );
+        let again = policy(P);
+        assert_ne!(
+            hit_reuse_key(&again, &Identity::NoOrg),
+            none,
+            "a reload: other keys"
+        );
     }
 
     #[test]

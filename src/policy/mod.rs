@@ -46,7 +46,7 @@ pub(crate) use config::RuleJson;
 pub use error::{Issue, IssueKind, PolicyError};
 pub use eval::{
     evaluate, evaluate_at, evaluate_response, evaluate_response_after, evaluate_response_at,
-    evaluate_with_phase, response_reuse_key, RequestPhase,
+    evaluate_with_phase, hit_reuse_key, response_reuse_key, RequestPhase,
 };
 pub use lists::InvalidLine;
 pub use remote::{Downloaded, RemoteLists, FETCH_RESULTS as LIST_FETCH_RESULTS};

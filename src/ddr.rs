@@ -16,6 +16,18 @@ use crate::protocol::wire::push_name;
 
 /// The name DDR clients ask (RFC 9462 §4), lower case as `Request::qname`.
 pub const NAME: &str = "_dns.resolver.arpa";
+/// The special-use zone DDR's name sits in (RFC 9462 §8): it names "the resolver the client
+/// asks", so a resolver answers it itself and never forwards it, where another resolver would
+/// designate itself instead.
+pub const ZONE: &str = "resolver.arpa";
+
+/// Whether `qname` (lower case, no trailing dot) is `resolver.arpa` or a name under it.
+pub fn in_zone(qname: &str) -> bool {
+    qname
+        .strip_suffix(ZONE)
+        .is_some_and(|head| head.is_empty() || head.ends_with('.'))
+}
+
 /// Record type SVCB (RFC 9460).
 pub const SVCB: u16 = 64;
 /// The DoH URI template Picket serves (RFC 9461 §5 `dohpath`): the base

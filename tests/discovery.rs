@@ -147,6 +147,38 @@ async fn ddr_follows_a_reloaded_certificate_to_its_new_name() {
     assert_eq!(targets(&answer), ["two.example.test.", "two.example.test."]);
 }
 
+/// The rest of `resolver.arpa` is answered here too: the apex exists with no data, other names
+/// do not exist, and the upstream (which serves the zone with other data) is never asked.
+#[tokio::test]
+async fn resolver_arpa_is_answered_here_and_never_forwarded() {
+    let upstream = authority();
+    let picket = start(&upstream, |_| {});
+    for (name, rtype, code) in [
+        ("resolver.arpa", RecordType::SOA, ResponseCode::NoError),
+        ("resolver.arpa", RecordType::SVCB, ResponseCode::NoError),
+        ("Resolver.ARPA", RecordType::A, ResponseCode::NoError),
+        (
+            "x._dns.resolver.arpa",
+            RecordType::SVCB,
+            ResponseCode::NXDomain,
+        ),
+        ("www.resolver.arpa", RecordType::A, ResponseCode::NXDomain),
+    ] {
+        let answer = query_udp(picket.addr, name, rtype).await;
+        assert_eq!(rcode(&answer), code, "{name} {rtype}");
+        assert!(answer.answers.is_empty(), "{name} {rtype}: {answer:?}");
+        assert!(answer.metadata.authoritative, "{name} {rtype}");
+    }
+    // A name that merely ends in the zone's letters is an ordinary name.
+    let other = query_udp(picket.addr, "notresolver.arpa", RecordType::A).await;
+    assert_eq!(upstream.queries_for("notresolver.arpa"), 1, "{other:?}");
+    assert_eq!(
+        upstream.queries(),
+        1,
+        "nothing of resolver.arpa was forwarded"
+    );
+}
+
 #[tokio::test]
 async fn ddr_without_a_certificate_is_nodata() {
     let upstream = authority();

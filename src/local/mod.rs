@@ -2,7 +2,8 @@
 //! zone transfers are refused (we are not an authority), CHAOS identity
 //! queries answered, other classes refused, the health name answered, DDR's
 //! `_dns.resolver.arpa` answered with our encrypted endpoints
-//! ([`crate::ddr`]), Firefox's canary domain answered NXDOMAIN when Picket
+//! ([`crate::ddr`]) and the rest of `resolver.arpa` answered as a zone with
+//! no other names, Firefox's canary domain answered NXDOMAIN when Picket
 //! filters; and, once the policy has let it through, a name in a locally
 //! served zone ([`zones`]: `localhost`, `invalid`, private reverse zones...)
 //! is answered here, and ANY gets the minimal RFC 8482 answer, which also
@@ -82,7 +83,23 @@ where
             limit,
         ));
     }
+    if ddr::in_zone(&req.qname) {
+        return Some(resolver_arpa(req, edns, limit));
+    }
     None
+}
+
+/// `resolver.arpa` and the names under it other than DDR's: the apex exists (DDR's name is
+/// below it) with no data, anything else does not exist. Authoritative, and never forwarded:
+/// an upstream resolver would answer for itself (RFC 9462 §8).
+fn resolver_arpa(req: &Request, edns: Option<EdnsOut<'_>>, limit: usize) -> Vec<u8> {
+    let code = match req.qname == ddr::ZONE {
+        true => rcode::NOERROR,
+        false => rcode::NXDOMAIN,
+    };
+    let mut w = ResponseWriter::new(req, code as u16);
+    w.set_flags(flag::AA);
+    w.finish(edns.as_ref(), limit)
 }
 
 /// `_dns.resolver.arpa` (RFC 9462 §4): one SVCB record per encrypted

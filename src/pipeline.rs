@@ -1321,13 +1321,12 @@ impl Worker {
     }
 }
 
-/// The request-phase facts of a query.
 /// Remembers in the `entry` that the policy passed this hit as a whole, when that holds for
 /// every query of its key from the same organization: no rule decided or audited the query
 /// (the rebinding screen, which an explicit `allow` skips, ran too), the query was for the
 /// entry's own question on the default route, and no rule depends on who asked. `judge` serves
-/// the next such hit before the policy and before the local zones: a name a local zone answers
-/// never gets here (it is answered before the cache), so no pass is remembered for it.
+/// the next such hit before the policy and before `answer_here`: a question answered there (a
+/// local zone's name, ANY) never reaches a hit, so no pass is remembered for it.
 fn remember_passed(q: &Judged<'_>, key: &CacheKey, entry: &Entry) {
     let verdict = q.verdict;
     let undecided = verdict.rule.is_none()
@@ -1341,6 +1340,7 @@ fn remember_passed(q: &Judged<'_>, key: &CacheKey, entry: &Entry) {
     }
 }
 
+/// The request-phase facts of a query.
 fn facts<'a>(req: &'a Request, hints: &ClientHints) -> Facts<'a> {
     Facts {
         qname: &req.qname,

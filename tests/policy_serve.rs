@@ -428,60 +428,41 @@ async fn a_passed_hit_is_judged_again_for_another_organization_a_reload_and_a_cl
     let public = [Ipv4Addr::new(192, 0, 2, 1)];
     let ask =
         |from: &'static str, name: &'static str| query_udp_from(from, addr, name, RecordType::A);
+    let blocked_by = |rule: &str| Some((15, format!("blocked by rule {rule}")));
+    let shared = picket.server.shared().clone();
+    let reload_with = |global_rule: &str| {
+        std::fs::write(dir.join("policy.json"), passing_policy(global_rule)).unwrap();
+        shared.reload_policy().expect("valid policy reloads");
+    };
     for _ in 0..8 {
         assert_eq!(a_records(&ask("127.0.6.1:0", www).await), public, "calm");
     }
     for _ in 0..4 {
         let strict = ask("127.0.7.1:0", www).await;
-        let blocked = Some((15, "blocked by rule strict/no-www".to_string()));
-        assert_eq!(
-            ede(&strict),
-            blocked,
-            "strict's rule on the entry calm's hits passed"
-        );
-        assert_eq!(
-            a_records(&ask("127.0.6.1:0", www).await),
-            public,
-            "calm again"
-        );
+        let why = "strict's rule on the entry calm's hits passed";
+        assert_eq!(ede(&strict), blocked_by("strict/no-www"), "{why}");
+        assert_eq!(a_records(&ask("127.0.6.1:0", www).await), public);
         let rebind = ask("127.0.6.1:0", "rebind.example.test").await;
-        assert_eq!(
-            ede(&rebind),
-            Some((15, "blocked by rule rebind".into())),
-            "every time"
-        );
+        assert_eq!(ede(&rebind), blocked_by("rebind"), "every time");
     }
 
-    let shared = picket.server.shared().clone();
-    let named = r#", { "id": "no-www-now", "expression": "dns.fqdn == \"www.example.test\"", "action": "block" }"#;
-    std::fs::write(dir.join("policy.json"), passing_policy(named)).unwrap();
-    shared.reload_policy().expect("valid policy reloads");
+    reload_with(
+        r#", { "id": "no-www-now", "expression": "dns.fqdn == \"www.example.test\"", "action": "block" }"#,
+    );
     for _ in 0..4 {
         let calm = ask("127.0.6.1:0", www).await;
-        let blocked = Some((15, "blocked by rule no-www-now".to_string()));
-        assert_eq!(
-            ede(&calm),
-            blocked,
-            "the reloaded policy's rule on a hit passed before"
-        );
+        let why = "the reloaded policy's rule on a hit passed before";
+        assert_eq!(ede(&calm), blocked_by("no-www-now"), "{why}");
     }
 
-    let by_address = r#", { "id": "not-for-2", "expression": "dns.src_ip == 127.0.6.2 and dns.fqdn == \"www.example.test\"", "action": "block" }"#;
-    std::fs::write(dir.join("policy.json"), passing_policy(by_address)).unwrap();
-    shared.reload_policy().expect("valid policy reloads");
+    reload_with(
+        r#", { "id": "not-for-2", "expression": "dns.src_ip == 127.0.6.2 and dns.fqdn == \"www.example.test\"", "action": "block" }"#,
+    );
     for _ in 0..4 {
-        assert_eq!(
-            a_records(&ask("127.0.6.1:0", www).await),
-            public,
-            "calm's .1"
-        );
+        assert_eq!(a_records(&ask("127.0.6.1:0", www).await), public);
         let two = ask("127.0.6.2:0", www).await;
-        let blocked = Some((15, "blocked by rule not-for-2".to_string()));
-        assert_eq!(
-            ede(&two),
-            blocked,
-            "a rule on the address: .1's hits pass nothing for .2"
-        );
+        let why = "a rule on the address: .1's hits pass nothing for .2";
+        assert_eq!(ede(&two), blocked_by("not-for-2"), "{why}");
     }
     assert_eq!(
         upstream.queries_for(www),

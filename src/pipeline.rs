@@ -15,6 +15,7 @@
 //! [`Worker::finish`] resolves asynchronously.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,6 +35,7 @@ use crate::policy::{
     self, Action, AnswerFacts, Identity, PolicyError, PolicySet, RequestPhase, Verdict,
 };
 use crate::protocol::build::empty_reply;
+use crate::protocol::cookie::ServerSecret;
 use crate::protocol::parse::reject_oversized;
 use crate::protocol::wire::{self, ede, flag, rcode};
 use crate::protocol::{
@@ -90,6 +92,8 @@ pub struct Shared {
     /// advertises (`crate::ddr`); follows certificate reloads. None without
     /// a certificate, or one that names no host.
     tls_name: ArcSwapOption<String>,
+    /// What server cookies are made with (RFC 7873): random for each process.
+    cookie_secret: ServerSecret,
     /// The block page's addresses and the block-page answers given lately
     /// (`--block-page`; None: no block page is served).
     pub block_page: Option<Arc<BlockPage>>,
@@ -184,6 +188,7 @@ impl Shared {
             readiness: Readiness::default(),
             drain: Drain::default(),
             tls_name: ArcSwapOption::empty(),
+            cookie_secret: ServerSecret::random(),
             block_page: settings
                 .block_page
                 .as_ref()
@@ -591,7 +596,7 @@ impl Worker {
             &req,
             &self.shared.settings,
             local::Probes { ready, tls_name },
-            self.edns_out(&req),
+            self.edns_out(&req, hints.ip),
             limit,
         ) {
             self.observe_local(&req, hints, arrival, Some(&reply), ActionLabel::Local, None);
@@ -688,7 +693,7 @@ impl Worker {
     /// observed with the policy's verdict.
     fn answer_here(&self, judged: &Judged<'_>) -> Option<Step> {
         let req = judged.req;
-        let edns = self.edns_out(req);
+        let edns = self.edns_out(req, judged.hints.ip);
         let zones = &self.shared.settings.local_zones;
         let reply = zones
             .answer(req, edns.as_ref(), judged.limit)
@@ -745,6 +750,7 @@ impl Worker {
         let text = "too many queries in flight for this client";
         let reply = self.error_reply(
             judged.req,
+            judged.hints.ip,
             rcode::SERVFAIL as u16,
             Some((ede::NOT_READY, text)),
             judged.limit,
@@ -827,7 +833,8 @@ impl Worker {
                 let code = e.ede();
                 let text = e.to_string();
                 let ede = code.map(|code| (code, text.as_str()));
-                let reply = self.error_reply(&p.req, rcode::SERVFAIL as u16, ede, p.limit);
+                let reply =
+                    self.error_reply(&p.req, p.hints.ip, rcode::SERVFAIL as u16, ede, p.limit);
                 let served = Provenance {
                     cache: CacheStatus::Miss,
                     upstream: None,
@@ -978,8 +985,13 @@ impl Worker {
         if let Some(block) = block {
             self.record_block_page(q, &block);
             let page = self.shared.block_page.as_deref();
-            let reply = match synthesize::answer(q.req, &block, self.edns_out(q.req), q.limit, page)
-            {
+            let reply = match synthesize::answer(
+                q.req,
+                &block,
+                self.edns_out(q.req, q.hints.ip),
+                q.limit,
+                page,
+            ) {
                 Synthesized::Reply(r) => Some(r),
                 Synthesized::Drop => None,
             };
@@ -999,7 +1011,7 @@ impl Worker {
         let reply = match &q.verdict.action {
             Action::Override(over) => {
                 let target = over.cname.as_deref().unwrap_or_default();
-                let edns = self.edns_out(q.req);
+                let edns = self.edns_out(q.req, q.hints.ip);
                 let records = answer.answer_records();
                 synthesize::cname_answer(
                     q.req,
@@ -1011,7 +1023,9 @@ impl Worker {
                     q.limit,
                 )
             }
-            _ => self.serve(q.req, answer, served.age, served.cap, q.limit, served.ede),
+            _ => self.serve(
+                q.req, q.hints.ip, answer, served.age, served.cap, q.limit, served.ede,
+            ),
         };
         self.observe(
             q,
@@ -1078,7 +1092,13 @@ impl Worker {
         };
         self.record_block_page(q, verdict);
         let page = self.shared.block_page.as_deref();
-        match synthesize::answer(q.req, verdict, self.edns_out(q.req), q.limit, page) {
+        match synthesize::answer(
+            q.req,
+            verdict,
+            self.edns_out(q.req, q.hints.ip),
+            q.limit,
+            page,
+        ) {
             Synthesized::Reply(reply) => {
                 self.observe(
                     q,
@@ -1124,6 +1144,7 @@ impl Worker {
         if !allowed {
             let reply = self.error_reply(
                 req,
+                hints.ip,
                 rcode::REFUSED as u16,
                 Some((ede::PROHIBITED, "")),
                 limit,
@@ -1140,7 +1161,9 @@ impl Worker {
             RateDecision::Slip => {
                 let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
                 w.set_flags(flag::TC);
-                Some(Step::Reply(w.finish(self.edns_out(req).as_ref(), limit)))
+                Some(Step::Reply(
+                    w.finish(self.edns_out(req, hints.ip).as_ref(), limit),
+                ))
             }
         }
     }
@@ -1148,13 +1171,14 @@ impl Worker {
     fn serve(
         &self,
         req: &Request,
+        client: IpAddr,
         answer: &Answer,
         age: u32,
         cap: u32,
         limit: usize,
         extra_ede: Option<u16>,
     ) -> Vec<u8> {
-        let mut edns = self.edns_out(req);
+        let mut edns = self.edns_out(req, client);
         if let Some(e) = edns.as_mut() {
             if let Some((code, text)) = &answer.ede {
                 e.ede.push((*code, text));
@@ -1169,29 +1193,34 @@ impl Worker {
     fn error_reply(
         &self,
         req: &Request,
+        client: IpAddr,
         code: u16,
         ede: Option<(u16, &str)>,
         limit: usize,
     ) -> Vec<u8> {
-        let mut edns = self.edns_out(req);
+        let mut edns = self.edns_out(req, client);
         if let (Some(e), Some((info, text))) = (edns.as_mut(), ede) {
             e.ede.push((info, text));
         }
         ResponseWriter::new(req, code).finish(edns.as_ref(), limit)
     }
 
-    /// The one place our OPT record is made: payload, DO echo, and our NSID
-    /// when the client asked for it (RFC 5001).
-    fn edns_out(&self, req: &Request) -> Option<EdnsOut<'_>> {
-        req.edns.as_ref().map(|e| self.answering(e))
+    /// The one place our OPT record is made: payload, DO echo, our NSID
+    /// when the client asked for it (RFC 5001), and a server cookie for the
+    /// client's (RFC 7873) made for its address.
+    fn edns_out(&self, req: &Request, client: IpAddr) -> Option<EdnsOut<'_>> {
+        req.edns.as_ref().map(|e| self.answering(e, client))
     }
 
-    fn answering(&self, info: &EdnsInfo) -> EdnsOut<'_> {
+    fn answering(&self, info: &EdnsInfo, client: IpAddr) -> EdnsOut<'_> {
         let settings = &self.shared.settings;
         let mut out = EdnsOut::answering(info, settings.limits.max_udp_payload);
         if info.nsid {
             out.nsid = settings.nsid.as_deref();
         }
+        out.cookie = info
+            .cookie
+            .map(|c| self.shared.cookie_secret.reply(c, client));
         out
     }
 
@@ -1218,7 +1247,7 @@ impl Worker {
                     rcode::BADVERS => {
                         EdnsOut::answering(&e, self.shared.settings.limits.max_udp_payload)
                     }
-                    _ => self.answering(&e),
+                    _ => self.answering(&e, hints.ip),
                 });
                 (
                     Some(empty_reply(

@@ -88,6 +88,121 @@ async fn nsid_on_every_answer_that_asks_for_it() {
     assert!(answer.edns.is_none());
 }
 
+/// The COOKIE option of a message (RFC 7873), which hickory carries as an unknown option.
+fn cookie(message: &Message) -> Option<Vec<u8>> {
+    match message.edns.as_ref()?.option(EdnsCode::Cookie)? {
+        EdnsOption::Unknown(_, data) => Some(data.clone()),
+        _ => None,
+    }
+}
+
+fn with_cookie(name: &str, rtype: RecordType, cookie: &[u8]) -> Message {
+    let option = EdnsOption::Unknown(10, cookie.to_vec());
+    QueryBuilder::new(name, rtype).option(option).build()
+}
+
+/// A query with a client cookie gets it back with a server cookie in RFC 9018's form (version
+/// 1, the time, a hash), on every kind of answer and over both transports; the server cookie
+/// sent back is answered as well, and a malformed COOKIE option is a FORMERR (RFC 7873 §5.2.2).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_cookie_gets_a_server_cookie_on_every_answer() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(edge_settings(upstream.addr()));
+    let client = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut learnt = Vec::new();
+    // A miss (forwarded), a cache hit, NXDOMAIN, a local answer (ANY) and a refusal.
+    for (name, rtype) in [
+        ("www.example.test", RecordType::A),
+        ("www.example.test", RecordType::A),
+        ("nope.example.test", RecordType::A),
+        ("www.example.test", RecordType::ANY),
+        ("example.test", RecordType::AXFR),
+    ] {
+        let query = with_cookie(name, rtype, &client);
+        let udp = send_udp(picket.addr, &query).await.expect("UDP answer");
+        let tcp = send_tcp(picket.addr, &query).await.expect("TCP answer");
+        for answer in [udp, tcp] {
+            let got = cookie(&answer).unwrap_or_else(|| panic!("{name} {rtype}: {answer:?}"));
+            assert_eq!(
+                got.len(),
+                24,
+                "{name} {rtype}: 8 bytes of ours after the client's 8"
+            );
+            assert_eq!(got[..8], client, "{name} {rtype}: the client cookie echoed");
+            assert_eq!(
+                got[8..12],
+                [1, 0, 0, 0],
+                "{name} {rtype}: version 1, reserved"
+            );
+            let made = u32::from_be_bytes(got[12..16].try_into().unwrap());
+            assert!(
+                u64::from(made).abs_diff(now) < 600,
+                "{name} {rtype}: made now"
+            );
+            learnt = got;
+        }
+    }
+    let learnt = with_cookie("www.example.test", RecordType::A, &learnt);
+    let again = send_udp(picket.addr, &learnt).await.expect("UDP answer");
+    assert_eq!(rcode(&again), ResponseCode::NoError);
+    assert_eq!(
+        cookie(&again).map(|c| c[..8].to_vec()),
+        Some(client.to_vec())
+    );
+
+    // A client cookie that is not 8 bytes, a server cookie shorter than 8 or longer than 32.
+    for len in [5, 8 + 7, 8 + 33] {
+        let bad = with_cookie("www.example.test", RecordType::A, &vec![7; len]);
+        let answer = send_udp(picket.addr, &bad).await.expect("an answer");
+        assert_eq!(
+            rcode(&answer),
+            ResponseCode::FormErr,
+            "a COOKIE of {len} bytes"
+        );
+    }
+    let plain = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+    assert_eq!(cookie(&plain), None, "no cookie asked, none sent");
+}
+
+/// dig sends a client cookie by default and says whether the answer's cookie echoes it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "drives the dig binary (Debian dnsutils); run by .ci/run"]
+async fn dig_calls_the_server_cookie_good() {
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(edge_settings(upstream.addr()));
+    let port = picket.addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port,
+                "+tries=1",
+                "+time=3",
+                "www.example.test",
+            ])
+            .output()
+            .expect("dig runs")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status: NOERROR"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("; COOKIE: "));
+    let line = line.unwrap_or_else(|| panic!("no COOKIE line: {text}"));
+    assert!(line.ends_with("(good)"), "{line}");
+    // The client's 16 hex digits, then ours: 16 more.
+    assert_eq!(
+        line.split_whitespace().nth(2).map(str::len),
+        Some(48),
+        "{line}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chaos_identity_and_version() {
     let upstream = Authority::start(ZONE);

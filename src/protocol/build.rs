@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use super::cookie;
 use super::parse::{EdnsInfo, Request};
 use super::wire::{self, flag, rtype, Header, HEADER_LEN};
 
@@ -32,6 +33,8 @@ pub struct EdnsOut<'a> {
     pub nsid: Option<&'a [u8]>,
     /// Pad the response (the query was padded: RFC 7830 §4 says we must).
     pub pad: bool,
+    /// The COOKIE option answering the client's (RFC 7873): its cookie and ours.
+    pub cookie: Option<cookie::Reply>,
 }
 
 impl<'a> EdnsOut<'a> {
@@ -43,6 +46,7 @@ impl<'a> EdnsOut<'a> {
             ede: Vec::new(),
             nsid: None,
             pad: info.padding,
+            cookie: None,
         }
     }
 
@@ -72,6 +76,9 @@ impl<'a> EdnsOut<'a> {
         if let Some(nsid) = self.nsid {
             push_option(out, wire::edns_option::NSID, &[nsid]);
         }
+        if let Some(cookie) = &self.cookie {
+            push_option(out, wire::edns_option::COOKIE, &[cookie]);
+        }
         if self.pad {
             push_padding(out, RESPONSE_PADDING_BLOCK, limit);
         }
@@ -82,7 +89,8 @@ impl<'a> EdnsOut<'a> {
     /// Size of the OPT record [`write`](Self::write) appends.
     pub fn len(&self) -> usize {
         let ede: usize = self.ede.iter().map(|(_, t)| 6 + t.len().min(512)).sum();
-        11 + ede + self.nsid.map_or(0, |n| 4 + n.len())
+        let cookie = self.cookie.map_or(0, |c| 4 + c.len());
+        11 + ede + self.nsid.map_or(0, |n| 4 + n.len()) + cookie
     }
 
     /// Always false: an OPT record has at least its fixed part.

@@ -1,6 +1,7 @@
 //! Raw query bytes → [`Request`], staged like hickory-server: reject what can be
 //! rejected from the header alone before reading further.
 
+use super::cookie;
 use super::wire::{self, flag, rcode, rtype, Header, WireError, HEADER_LEN};
 
 /// The EDNS (RFC 6891) facts of a query.
@@ -16,6 +17,8 @@ pub struct EdnsInfo {
     pub nsid: bool,
     /// The query was padded (RFC 7830), so the response must be too.
     pub padding: bool,
+    /// The client cookie of the query's first COOKIE option (RFC 7873).
+    pub cookie: Option<[u8; cookie::CLIENT_LEN]>,
 }
 
 /// A parsed query: what every later stage needs, nothing borrowed.
@@ -201,6 +204,7 @@ fn edns_from_span(bytes: &[u8], span: &wire::RecordSpan) -> Result<EdnsInfo, Wir
         dnssec_ok: span.ttl & 0x8000 != 0,
         nsid: false,
         padding: false,
+        cookie: None,
     };
     let mut pos = span.rdata_at;
     let end = span.end();
@@ -213,6 +217,15 @@ fn edns_from_span(bytes: &[u8], span: &wire::RecordSpan) -> Result<EdnsInfo, Wir
         match code {
             wire::edns_option::NSID => info.nsid = true,
             wire::edns_option::PADDING => info.padding = true,
+            // A malformed cookie makes the query a FORMERR (RFC 7873 §5.2.2); of several,
+            // the first is the one answered (§5.2).
+            wire::edns_option::COOKIE if !cookie::valid_len(len) => {
+                return Err(WireError::BadOption)
+            }
+            wire::edns_option::COOKIE if info.cookie.is_none() => {
+                let client = &bytes[pos + 4..pos + 4 + cookie::CLIENT_LEN];
+                info.cookie = Some(client.try_into().expect("a client cookie's length"));
+            }
             _ => {}
         }
         pos += 4 + len;
@@ -238,6 +251,51 @@ mod tests {
             q.extend_from_slice(&[0, 0]);
         }
         q
+    }
+
+    /// `query(name, A, EDNS)` with these options (code, data) in its OPT record.
+    fn query_with_options(options: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut q = query("a.test", 1, Some((1232, 0)));
+        let rdata: Vec<u8> = options
+            .iter()
+            .flat_map(|(code, data)| {
+                let head = [code.to_be_bytes(), (data.len() as u16).to_be_bytes()].concat();
+                [head, data.to_vec()].concat()
+            })
+            .collect();
+        let rdlen_at = q.len() - 2;
+        q[rdlen_at..].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+        q.extend_from_slice(&rdata);
+        q
+    }
+
+    #[test]
+    fn cookies_first_one_read_malformed_ones_formerr() {
+        let cookie = |bytes: &[u8]| parse_query(bytes).map(|r| r.edns.and_then(|e| e.cookie));
+        let client = [1, 2, 3, 4, 5, 6, 7, 8];
+        let with_server = [client.as_slice(), &[9; 16]].concat();
+        assert_eq!(
+            cookie(&query_with_options(&[(10, &client)])),
+            Ok(Some(client))
+        );
+        assert_eq!(
+            cookie(&query_with_options(&[(10, &with_server)])),
+            Ok(Some(client))
+        );
+        let second = [8u8; 8];
+        let two = query_with_options(&[(3, &[]), (10, &client), (10, &second)]);
+        assert_eq!(
+            cookie(&two),
+            Ok(Some(client)),
+            "the first COOKIE is the one answered"
+        );
+        assert_eq!(cookie(&query("a.test", 1, Some((1232, 0)))), Ok(None));
+        for len in [0, 7, 9, 15, 41] {
+            match parse_query(&query_with_options(&[(10, &vec![1; len])])) {
+                Err(Rejection::Reply { rcode, .. }) => assert_eq!(rcode, rcode::FORMERR as u16),
+                other => panic!("a COOKIE of {len} bytes: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub enum WireError {
     BadName,
     /// A compression pointer where none is allowed, or one that loops.
     BadPointer,
+    /// An EDNS option whose length its kind does not allow (a COOKIE of 5 bytes).
+    BadOption,
 }
 
 /// Reads a big-endian u16 at `pos`.

@@ -1,0 +1,150 @@
+//! DNS Cookies (RFC 7873), the server's side, with RFC 9018's interoperable server cookie.
+//!
+//! A client that sends a COOKIE option gets its client cookie back followed by a server cookie:
+//! version 1, three reserved bytes, the time in whole seconds, and SipHash-2-4 of the client
+//! cookie, those eight bytes and the client's address under a 16-byte secret. The client sends
+//! it back on its next queries, and a resolver that forged the client's address could not have
+//! read it.
+//!
+//! Picket grants nothing to a query for carrying a valid server cookie yet (no rate-limit
+//! exemption, no BADCOOKIE to make a client retry), so it does not check the ones clients send
+//! back: every query with a COOKIE option gets a fresh server cookie, which RFC 7873 §5.2.3 and
+//! §5.2.4 allow. A malformed option (a client cookie that is not 8 bytes, a server cookie not of
+//! 8 to 32) makes the query a FORMERR (§5.2.2), in [`super::parse`].
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Length of a client cookie (RFC 7873 §4.1).
+pub const CLIENT_LEN: usize = 8;
+/// Length of the server cookie Picket makes (RFC 9018 §4).
+pub const SERVER_LEN: usize = 16;
+/// The COOKIE option Picket sends back: the client's cookie, then its own.
+pub type Reply = [u8; CLIENT_LEN + SERVER_LEN];
+
+/// RFC 9018's server cookie version.
+const VERSION: u8 = 1;
+
+/// Whether a COOKIE option of `len` bytes is well formed: a client cookie alone, or one followed
+/// by a server cookie of 8 to 32 bytes (RFC 7873 §4, §5.2.2).
+pub fn valid_len(len: usize) -> bool {
+    len == CLIENT_LEN || (CLIENT_LEN + 8..=CLIENT_LEN + 32).contains(&len)
+}
+
+/// The secret server cookies are made with: random for each process.
+#[derive(Clone)]
+pub struct ServerSecret([u8; 16]);
+
+impl ServerSecret {
+    /// A fresh random secret.
+    pub fn random() -> Self {
+        let mut secret = [0; 16];
+        rand::fill(&mut secret);
+        Self(secret)
+    }
+
+    /// A given secret (tests, and RFC 9018's examples).
+    pub fn from_bytes(secret: [u8; 16]) -> Self {
+        Self(secret)
+    }
+
+    /// The COOKIE option answering `client`'s cookie from `ip`, made now.
+    pub fn reply(&self, client: [u8; CLIENT_LEN], ip: IpAddr) -> Reply {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.reply_at(client, ip, now.as_secs() as u32)
+    }
+
+    /// [`Self::reply`] at `now`, seconds since the epoch (serial arithmetic: it wraps in 2106).
+    pub fn reply_at(&self, client: [u8; CLIENT_LEN], ip: IpAddr, now: u32) -> Reply {
+        let mut head = [VERSION, 0, 0, 0, 0, 0, 0, 0];
+        head[4..].copy_from_slice(&now.to_be_bytes());
+        let hash = self.hash(&client, &head, ip);
+        let mut out = [0; CLIENT_LEN + SERVER_LEN];
+        out[..CLIENT_LEN].copy_from_slice(&client);
+        out[CLIENT_LEN..CLIENT_LEN + 8].copy_from_slice(&head);
+        out[CLIENT_LEN + 8..].copy_from_slice(&hash.to_le_bytes());
+        out
+    }
+
+    /// SipHash-2-4 (RFC 9018 §4.4) of the client cookie, the version, reserved and time bytes
+    /// and the client's address. The standard library's `SipHasher` is SipHash-2-4 keyed with
+    /// the secret's two little-endian halves, over the bytes written; it is deprecated only as
+    /// a general-purpose hasher, and RFC 9018's test vectors pin it here.
+    #[allow(deprecated)]
+    fn hash(&self, client: &[u8], head: &[u8], ip: IpAddr) -> u64 {
+        use std::hash::Hasher;
+        let half = |i: usize| u64::from_le_bytes(self.0[i..i + 8].try_into().expect("8 bytes"));
+        let mut h = std::hash::SipHasher::new_with_keys(half(0), half(8));
+        h.write(client);
+        h.write(head);
+        match ip {
+            IpAddr::V4(v4) => h.write(&v4.octets()),
+            IpAddr::V6(v6) => h.write(&v6.octets()),
+        }
+        h.finish()
+    }
+}
+
+impl std::fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecret(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn rfc_secret() -> ServerSecret {
+        ServerSecret::from_bytes(hex("e5e973e5a6b2a43f48e7dc849e37bfcf").try_into().unwrap())
+    }
+
+    /// RFC 9018 Appendix A.1 and A.2: one client learning, then renewing, its server cookie.
+    #[test]
+    fn rfc_9018_test_vectors() {
+        let client: [u8; 8] = hex("2464c4abcf10c957").try_into().unwrap();
+        let ip: IpAddr = "198.51.100.100".parse().unwrap();
+        let learnt = rfc_secret().reply_at(client, ip, 1_559_731_985);
+        assert_eq!(
+            learnt.to_vec(),
+            hex("2464c4abcf10c957010000005cf79f111f8130c3eee29480")
+        );
+        let renewed = rfc_secret().reply_at(client, ip, 1_559_734_385);
+        assert_eq!(
+            renewed.to_vec(),
+            hex("2464c4abcf10c957010000005cf7a871d4a564a1442aca77")
+        );
+    }
+
+    #[test]
+    fn another_address_or_secret_gets_another_cookie() {
+        let client = [7; 8];
+        let (a, b): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap());
+        let secret = rfc_secret();
+        assert_ne!(secret.reply_at(client, a, 1), secret.reply_at(client, b, 1));
+        assert_ne!(
+            secret.reply_at(client, a, 1),
+            ServerSecret::random().reply_at(client, a, 1)
+        );
+    }
+
+    #[test]
+    fn option_lengths() {
+        for len in [8, 16, 24, 40] {
+            assert!(valid_len(len), "{len}");
+        }
+        for len in [0, 7, 9, 15, 41] {
+            assert!(!valid_len(len), "{len}");
+        }
+    }
+}

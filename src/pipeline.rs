@@ -1023,9 +1023,7 @@ impl Worker {
                     q.limit,
                 )
             }
-            _ => self.serve(
-                q.req, q.hints.ip, answer, served.age, served.cap, q.limit, served.ede,
-            ),
+            _ => self.serve(q, answer, &served),
         };
         self.observe(
             q,
@@ -1168,26 +1166,19 @@ impl Worker {
         }
     }
 
-    fn serve(
-        &self,
-        req: &Request,
-        client: IpAddr,
-        answer: &Answer,
-        age: u32,
-        cap: u32,
-        limit: usize,
-        extra_ede: Option<u16>,
-    ) -> Vec<u8> {
-        let mut edns = self.edns_out(req, client);
+    /// `answer` as the reply to `q`, aged and capped as `served` says, with
+    /// the answer's own EDE and `served`'s.
+    fn serve(&self, q: &Judged<'_>, answer: &Answer, served: &Provenance) -> Vec<u8> {
+        let mut edns = self.edns_out(q.req, q.hints.ip);
         if let Some(e) = edns.as_mut() {
             if let Some((code, text)) = &answer.ede {
                 e.ede.push((*code, text));
             }
-            if let Some(code) = extra_ede {
+            if let Some(code) = served.ede {
                 e.ede.push((code, ""));
             }
         }
-        answer.write_reply(req, age, cap, edns.as_ref(), limit)
+        answer.write_reply(q.req, served.age, served.cap, edns.as_ref(), q.limit)
     }
 
     fn error_reply(

@@ -9,7 +9,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::{
-    a_records, dir_with, ede, query_udp, rcode, start_picket_with, temp_dir, test_settings,
+    a_records, dig, dir_with, ede, query_udp, rcode, start_picket_with, temp_dir, test_settings,
     Authority, Picket,
 };
 use hickory_proto::op::ResponseCode;
@@ -231,23 +231,7 @@ fn dohpath(record: &SVCB) -> Option<String> {
 async fn dig_shows_the_ddr_svcb() {
     let upstream = authority();
     let (picket, doh_port, dot_port) = start_encrypted(&upstream);
-    let port = picket.addr.port().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &port,
-                "+norec",
-                "_dns.resolver.arpa",
-                "SVCB",
-            ])
-            .output()
-            .expect("dig runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    })
-    .await
-    .unwrap();
+    let out = dig(picket.addr, &["+norec", "_dns.resolver.arpa", "SVCB"]).await;
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains("flags: qr aa"), "{out}");
     // dig 9.18 shows dohpath by its number (key7).

@@ -174,23 +174,7 @@ async fn a_client_cookie_gets_a_server_cookie_on_every_answer() {
 async fn dig_calls_the_server_cookie_good() {
     let upstream = Authority::start(ZONE);
     let picket = start_picket_with(edge_settings(upstream.addr()));
-    let port = picket.addr.port().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &port,
-                "+tries=1",
-                "+time=3",
-                "www.example.test",
-            ])
-            .output()
-            .expect("dig runs")
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = dig(picket.addr, &["www.example.test"]).await;
     assert!(text.contains("status: NOERROR"), "{text}");
     let line = text.lines().find(|l| l.starts_with("; COOKIE: "));
     let line = line.unwrap_or_else(|| panic!("no COOKIE line: {text}"));

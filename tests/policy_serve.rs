@@ -600,23 +600,7 @@ async fn the_policy_directory_is_watched_for_changes() {
 #[ignore = "drives the dig binary (Debian dnsutils); run by .ci/run"]
 async fn dig_shows_ede_15_on_a_blocked_name() {
     let lab = lab();
-    let port = lab.picket.addr.port().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &port,
-                "+tries=1",
-                "+time=3",
-                "x.ads.example.test",
-            ])
-            .output()
-            .expect("dig runs")
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = dig(lab.picket.addr, &["x.ads.example.test"]).await;
     assert!(text.contains("status: NXDOMAIN"), "{text}");
     assert!(
         text.contains("EDE: 15 (Blocked): (blocked by rule acme/ads)"),

@@ -76,7 +76,7 @@ pub use picket::{
     EncryptedPicket, Picket,
 };
 pub use process::{
-    free_addr, free_port, proc_number, run_in, run_program, start_unbound, KillOnDrop,
+    dig, free_addr, free_port, proc_number, run_in, run_program, start_unbound, KillOnDrop,
     PicketProcess, ServeOptions,
 };
 pub use respond::{FORGED_V4, FORGED_V6};

@@ -9,6 +9,25 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+/// What `dig @server -p PORT +tries=1 +time=3 ARGS...` printed (Debian's dnsutils), run off
+/// the async runtime: the user's view of an answer.
+pub async fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let mut all: Vec<String> = vec![
+        format!("@{}", server.ip()),
+        "-p".into(),
+        server.port().to_string(),
+        "+tries=1".into(),
+        "+time=3".into(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::task::spawn_blocking(move || Command::new("dig").args(&all).output());
+    let out = out
+        .await
+        .expect("dig's thread")
+        .expect("dig runs (Debian dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A field of a `/proc/PID/` file (`status`, `limits`, `smaps_rollup`): the
 /// first number after `label` on its line.
 pub fn proc_number(pid: u32, file: &str, label: &str) -> u64 {

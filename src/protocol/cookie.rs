@@ -9,8 +9,9 @@
 //! Picket grants nothing to a query for carrying a valid server cookie yet (no rate-limit
 //! exemption, no BADCOOKIE to make a client retry), so it does not check the ones clients send
 //! back: every query with a COOKIE option gets a fresh server cookie, which RFC 7873 §5.2.3 and
-//! §5.2.4 allow. A malformed option (a client cookie that is not 8 bytes, a server cookie not of
-//! 8 to 32) makes the query a FORMERR (§5.2.2), in [`super::parse`].
+//! §5.2.4 allow. Only a query's first COOKIE option counts (§5.2); a malformed one (a client
+//! cookie that is not 8 bytes, a server cookie not of 8 to 32) makes the query a FORMERR
+//! (§5.2.2), in [`super::parse`].
 
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -217,12 +217,12 @@ fn edns_from_span(bytes: &[u8], span: &wire::RecordSpan) -> Result<EdnsInfo, Wir
         match code {
             wire::edns_option::NSID => info.nsid = true,
             wire::edns_option::PADDING => info.padding = true,
-            // A malformed cookie makes the query a FORMERR (RFC 7873 §5.2.2); of several,
-            // the first is the one answered (§5.2).
-            wire::edns_option::COOKIE if !cookie::valid_len(len) => {
-                return Err(WireError::BadOption)
-            }
+            // Of several COOKIE options only the first counts, the others are ignored
+            // (RFC 7873 §5.2); a malformed first one makes the query a FORMERR (§5.2.2).
             wire::edns_option::COOKIE if info.cookie.is_none() => {
+                if !cookie::valid_len(len) {
+                    return Err(WireError::BadOption);
+                }
                 let client = &bytes[pos + 4..pos + 4 + cookie::CLIENT_LEN];
                 info.cookie = Some(client.try_into().expect("a client cookie's length"));
             }
@@ -288,6 +288,12 @@ mod tests {
             cookie(&two),
             Ok(Some(client)),
             "the first COOKIE is the one answered"
+        );
+        let then_bad = query_with_options(&[(10, &client), (10, &[1; 5])]);
+        assert_eq!(
+            cookie(&then_bad),
+            Ok(Some(client)),
+            "later COOKIEs are ignored"
         );
         assert_eq!(cookie(&query("a.test", 1, Some((1232, 0)))), Ok(None));
         for len in [0, 7, 9, 15, 41] {

@@ -716,7 +716,7 @@ impl Worker {
     fn serve_fresh(&self, judged: &Judged<'_>, key: CacheKey, entry: &Entry, age: u32) -> Step {
         let block = self.screen(judged, &entry.answer, Some(entry));
         if block.is_none() {
-            remember_passed(judged, &key, entry);
+            remember_passed(judged, entry);
         }
         self.serve_hit(judged, key, entry, age, block)
     }
@@ -1342,17 +1342,14 @@ impl Worker {
 }
 
 /// Remembers in the `entry` that the policy passed this hit as a whole, when that holds for
-/// every query of its key from the same organization: no rule decided or audited the query
-/// (the rebinding screen, which an explicit `allow` skips, ran too), the query was for the
-/// entry's own question on the default route, and no rule depends on who asked. `judge` serves
-/// the next such hit before the policy and before `answer_here`: a question answered there (a
-/// local zone's name, ANY) never reaches a hit, so no pass is remembered for it.
-fn remember_passed(q: &Judged<'_>, key: &CacheKey, entry: &Entry) {
-    let verdict = q.verdict;
-    let undecided = verdict.rule.is_none()
-        && verdict.audited.is_empty()
-        && matches!(verdict.action, Action::Resolve { group: None });
-    if !undecided || *key.route() != RouteId::Default {
+/// every query of its key from the same organization: the verdict is the plain
+/// [`Verdict::resolve`] (no rule decided or audited the query, so the rebinding screen, which
+/// an explicit `allow` skips, ran too, and the entry is the question's own on the default
+/// route), and no rule depends on who asked. `judge` serves the next such hit before the policy
+/// and before `answer_here`: a question answered there (a local zone's name, ANY) never reaches
+/// a hit, so no pass is remembered for it.
+fn remember_passed(q: &Judged<'_>, entry: &Entry) {
+    if *q.verdict != Verdict::resolve() {
         return;
     }
     if let Some(memo) = policy::hit_reuse_key(q.policy, &q.identity) {

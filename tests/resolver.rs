@@ -794,38 +794,11 @@ async fn idle_tcp_connections_are_closed_and_the_cap_holds() {
 #[ignore = "drives the dig binary (Debian dnsutils); run by .ci/run"]
 async fn dig_resolves_through_picket() {
     let (_upstream, picket) = forwarding();
-    let dig = |args: Vec<String>| {
-        let out = std::process::Command::new("dig")
-            .args(args)
-            .output()
-            .expect("dig runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let port = picket.addr.port().to_string();
-    let base = vec![
-        "@127.0.0.1".to_string(),
-        "-p".into(),
-        port,
-        "+tries=1".into(),
-        "+time=3".into(),
-    ];
-    let short = tokio::task::spawn_blocking({
-        let mut args = base.clone();
-        args.extend(["+short".into(), "www.example.test".into(), "A".into()]);
-        move || dig(args)
-    })
-    .await
-    .unwrap();
+    let short = dig(picket.addr, &["+short", "www.example.test", "A"]).await;
     let mut lines: Vec<&str> = short.lines().collect();
     lines.sort();
     assert_eq!(lines, ["192.0.2.1", "192.0.2.2"]);
-    let full = tokio::task::spawn_blocking({
-        let mut args = base;
-        args.extend(["+tcp".into(), "nope.example.test".into()]);
-        move || dig(args)
-    })
-    .await
-    .unwrap();
+    let full = dig(picket.addr, &["+tcp", "nope.example.test"]).await;
     assert!(full.contains("status: NXDOMAIN"), "{full}");
     assert!(full.contains("flags: qr rd ra"), "{full}");
     assert!(full.contains("SOA"), "{full}");

@@ -181,6 +181,7 @@ server:
   database: ""
   zonelistfile: "$dir/zone.list"
   xfrdfile: "$dir/xfrd.state"
+  xfrdir: "$dir"
   pidfile: "$dir/nsd.pid"
   logfile: "$dir/nsd.log"
   verbosity: 0

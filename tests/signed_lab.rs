@@ -356,6 +356,7 @@ fn start_nsd(dir: &Path, octet: u8, port: u16, zones: &[(&str, &str)]) -> KillOn
     let mut conf = format!(
         "server:\n  ip-address: {ip}@{port}\n  zonesdir: \"{dir}\"\n  pidfile: \"\"\n  \
          username: \"\"\n  database: \"\"\n  xfrdfile: \"{own}/xfrd.state\"\n  \
+         xfrdir: \"{own}\"\n  \
          zonelistfile: \"{own}/zone.list\"\n  verbosity: 1\n\
          remote-control:\n  control-enable: no\n",
         ip = server_ip(octet),

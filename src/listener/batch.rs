@@ -335,10 +335,6 @@ impl SendBatch {
     }
 }
 
-/// How many answers from the front of `replies` one message can carry: a
-/// run to one client from one source of one size, and at most one shorter answer after it
-/// (the kernel cuts a message into segments of the first's size, the last
-/// one possibly shorter).
 /// Each planned message's first answer (an index into the queue) and its count of answers.
 fn message_runs(answers_per_message: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
     answers_per_message.iter().scan(0, |first, &count| {
@@ -348,6 +344,10 @@ fn message_runs(answers_per_message: &[usize]) -> impl Iterator<Item = (usize, u
     })
 }
 
+/// How many answers from the front of `replies` one message can carry: a
+/// run to one client from one source of one size, and at most one shorter answer after it
+/// (the kernel cuts a message into segments of the first's size, the last
+/// one possibly shorter).
 fn segment_run(replies: &[Reply]) -> usize {
     let first = &replies[0];
     let size = first.bytes.len();

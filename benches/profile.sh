@@ -7,6 +7,7 @@
 #
 #   PICKET_BIN=target/release/picket WORKLOAD=hits benches/profile.sh
 #   WORKLOAD=block PROFILE_SECONDS=8 benches/profile.sh
+#   PROFILE_RATE=20000 WORKLOAD=hits benches/profile.sh   # at a steady 20,000 q/s (dnsperf -Q)
 #
 # Output: bench-out/profile/<workload>.data, <workload>.self.txt (flat, self
 # cycles by symbol) and <workload>.children.txt (inclusive, call graph).
@@ -59,7 +60,8 @@ wait_ready "$PID" "$PICKET_PORT" "$probe" "$want" 60 ||
 
 once=()
 [[ $WORKLOAD == miss ]] && once=(-n 1) # every miss name asked once
-taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$PICKET_PORT" -d "$queries" -c 4 -q 200 \
+[[ -n ${PROFILE_RATE:-} ]] && once+=(-Q "$PROFILE_RATE") # a steady rate, not full speed
+taskset -c "$LOAD_CPU" dnsperf -s 127.0.0.1 -p "$PICKET_PORT" -d "$queries" -c "${PROFILE_CLIENTS:-4}" -q 200 \
     -l "$((PROFILE_SECONDS + 2))" "${once[@]}" >"$OUT/$WORKLOAD.dnsperf.txt" 2>&1 &
 DNSPERF=$!
 sleep 1

@@ -1155,6 +1155,8 @@ impl Worker {
         }
         match limiter.check(hints.ip, Instant::now()) {
             RateDecision::Allow => None,
+            // A valid server cookie proves the source address (protocol::cookie): answered.
+            _ if self.cookie_proves_address(req, hints.ip) => None,
             RateDecision::Drop => Some(Step::Drop),
             RateDecision::Slip => {
                 let mut w = ResponseWriter::new(req, rcode::NOERROR as u16);
@@ -1164,6 +1166,12 @@ impl Worker {
                 ))
             }
         }
+    }
+
+    /// Whether `req` carries a server cookie this process made for `client` within the hour.
+    fn cookie_proves_address(&self, req: &Request, client: IpAddr) -> bool {
+        let cookies = req.edns.as_ref().and_then(|e| e.cookie.as_ref());
+        cookies.is_some_and(|c| self.shared.cookie_secret.verifies(c, client))
     }
 
     /// `answer` as the reply to `q`, aged and capped as `served` says, with
@@ -1211,7 +1219,7 @@ impl Worker {
         }
         out.cookie = info
             .cookie
-            .map(|c| self.shared.cookie_secret.reply(c, client));
+            .map(|c| self.shared.cookie_secret.reply(c.client, client));
         out
     }
 

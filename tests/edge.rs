@@ -168,6 +168,89 @@ async fn a_client_cookie_gets_a_server_cookie_on_every_answer() {
     assert_eq!(cookie(&plain), None, "no cookie asked, none sent");
 }
 
+/// Sends `count` copies of `query` (IDs 0 to count - 1) from `socket` and counts the answers
+/// that are not truncated, and how long it took from the first query sent to the last answer.
+async fn burst(
+    socket: &tokio::net::UdpSocket,
+    server: SocketAddr,
+    query: &Message,
+    count: u16,
+) -> (usize, Duration) {
+    let started = Instant::now();
+    for id in 0..count {
+        let mut copy = query.clone();
+        copy.metadata.id = id;
+        socket
+            .send_to(&copy.to_vec().unwrap(), server)
+            .await
+            .unwrap();
+    }
+    let (mut answered, mut last) = (0, started);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(len)) =
+        tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buf)).await
+    {
+        last = Instant::now();
+        if !Message::from_vec(&buf[..len]).unwrap().metadata.truncation {
+            answered += 1;
+        }
+    }
+    (answered, last - started)
+}
+
+/// A server cookie proves the client's address (no forger could have read it), so a client
+/// that sends back the one Picket gave it is answered past its rate limit; an altered cookie,
+/// or the same cookie from another address, earns nothing (RFC 7873 §5.2.4, RFC 9018 §4.3).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_server_cookie_is_answered_past_the_rate_limit() {
+    let upstream = Authority::start(ZONE);
+    let mut settings = edge_settings(upstream.addr());
+    settings.rate_limit = Some(::picket::admission::RateLimitSettings {
+        qps: 20,
+        burst: 0,
+        slip: 2,
+    });
+    let picket = start_picket_with(settings);
+    query_udp(picket.addr, "www.example.test", RecordType::A).await; // warm the cache
+    let client = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
+    let socket = tokio::net::UdpSocket::bind("127.0.3.1:0").await.unwrap();
+    let learning = with_cookie("www.example.test", RecordType::A, &client);
+    socket
+        .send_to(&learning.to_vec().unwrap(), picket.addr)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let len = tokio::time::timeout(ANSWER_TIMEOUT, socket.recv(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let learnt = cookie(&Message::from_vec(&buf[..len]).unwrap()).expect("a server cookie");
+
+    let valid = with_cookie("www.example.test", RecordType::A, &learnt);
+    let (answered, _) = burst(&socket, picket.addr, &valid, 200).await;
+    assert_eq!(
+        answered, 200,
+        "every query with its valid cookie is answered"
+    );
+
+    // The bound of tests/hardening.rs: 20 q/s over the burst's own duration, and the first.
+    let limited = |took: Duration| 20 + (20.0 * took.as_secs_f64()).ceil() as usize + 1;
+    let mut altered = learnt.clone();
+    *altered.last_mut().unwrap() ^= 1;
+    let forged = with_cookie("www.example.test", RecordType::A, &altered);
+    let (answered, took) = burst(&socket, picket.addr, &forged, 200).await;
+    assert!(
+        answered <= limited(took),
+        "an altered cookie is limited: {answered} answered in {took:?}"
+    );
+    let elsewhere = tokio::net::UdpSocket::bind("127.0.5.1:0").await.unwrap();
+    let (answered, took) = burst(&elsewhere, picket.addr, &valid, 200).await;
+    assert!(
+        answered <= limited(took),
+        "another address's cookie is limited: {answered} answered in {took:?}"
+    );
+}
+
 /// dig sends a client cookie by default and says whether the answer's cookie echoes it.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "drives the dig binary (Debian dnsutils); run by .ci/run"]

@@ -351,7 +351,8 @@ pub struct AccessArgs {
     #[arg(long = "allow-from", value_name = "CIDR", value_parser = parse_net)]
     pub allow_from: Vec<ipnet::IpNet>,
 
-    /// Per-client UDP rate limit in queries/s per /24 (IPv4) or /56 (IPv6); 0 = off.
+    /// Per-client UDP rate limit in queries/s per /24 (IPv4) or /56 (IPv6); 0 = off. A query
+    /// carrying a server cookie Picket gave its address (RFC 7873) is answered anyway.
     #[arg(long = "rate-limit", value_name = "QPS", default_value_t = 0)]
     pub rate_limit: u32,
 

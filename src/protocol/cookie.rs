@@ -6,10 +6,15 @@
 //! it back on its next queries, and a resolver that forged the client's address could not have
 //! read it.
 //!
-//! Picket grants nothing to a query for carrying a valid server cookie yet (no rate-limit
-//! exemption, no BADCOOKIE to make a client retry), so it does not check the ones clients send
-//! back: every query with a COOKIE option gets a fresh server cookie, which RFC 7873 §5.2.3 and
-//! §5.2.4 allow. Only a query's first COOKIE option counts (§5.2); a malformed one (a client
+//! What a valid server cookie earns: a client over its rate limit is answered anyway
+//! (`--rate-limit`; BIND exempts such queries from its rate limits too). Its source address
+//! cannot be forged: the cookie was sent to that address, and only this process's secret makes
+//! it. A cookie is valid when it is one Picket made ([`ServerSecret::verifies`]): 16 bytes,
+//! version 1, its hash right for the client cookie and address, and its time at most an hour
+//! old and at most five minutes ahead (RFC 9018 §4.3). Any other server cookie earns nothing
+//! and is not an error (RFC 7873 §5.2.4): the query is answered like one with only a client
+//! cookie, and no BADCOOKIE makes a client retry. Every answer carries a fresh server cookie
+//! (§5.2.3). Only a query's first COOKIE option counts (§5.2); a malformed one (a client
 //! cookie that is not 8 bytes, a server cookie not of 8 to 32) makes the query a FORMERR
 //! (§5.2.2), in [`super::parse`].
 
@@ -25,6 +30,21 @@ pub type Reply = [u8; CLIENT_LEN + SERVER_LEN];
 
 /// RFC 9018's server cookie version.
 const VERSION: u8 = 1;
+/// How old a server cookie may be and still be valid, in seconds (RFC 9018 §4.3).
+const MAX_AGE: i64 = 3600;
+/// How far ahead of this server's clock a server cookie may be, in seconds (RFC 9018 §4.3:
+/// servers of one anycast name share a secret, not a clock).
+const MAX_AHEAD: i64 = 300;
+
+/// A query's first COOKIE option (RFC 7873 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookies {
+    /// The client cookie.
+    pub client: [u8; CLIENT_LEN],
+    /// The server cookie, when it has the length of the ones Picket makes; any other is kept
+    /// as none, since it cannot be valid here.
+    pub server: Option<[u8; SERVER_LEN]>,
+}
 
 /// Whether a COOKIE option of `len` bytes is well formed: a client cookie alone, or one followed
 /// by a server cookie of 8 to 32 bytes (RFC 7873 §4, §5.2.2).
@@ -67,6 +87,29 @@ impl ServerSecret {
         out[CLIENT_LEN..CLIENT_LEN + 8].copy_from_slice(&head);
         out[CLIENT_LEN + 8..].copy_from_slice(&hash.to_le_bytes());
         out
+    }
+
+    /// Whether `cookies`' server cookie is one this secret made for `ip` and its client cookie,
+    /// in the last hour (and no more than five minutes ahead of now).
+    pub fn verifies(&self, cookies: &Cookies, ip: IpAddr) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.verifies_at(cookies, ip, now.as_secs() as u32)
+    }
+
+    /// [`Self::verifies`] at `now`, seconds since the epoch.
+    pub fn verifies_at(&self, cookies: &Cookies, ip: IpAddr, now: u32) -> bool {
+        let Some(server) = &cookies.server else {
+            return false;
+        };
+        let (head, hash) = server.split_at(8);
+        let made = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
+        // Serial arithmetic (RFC 1982, as RFC 9018 §4.3 asks): the difference read as signed.
+        let age = i64::from(now.wrapping_sub(made) as i32);
+        head[0] == VERSION
+            && (-MAX_AHEAD..=MAX_AGE).contains(&age)
+            && self.hash(&cookies.client, head, ip).to_le_bytes() == hash
     }
 
     /// SipHash-2-4 (RFC 9018 §4.4) of the client cookie, the version, reserved and time bytes
@@ -137,6 +180,52 @@ mod tests {
             secret.reply_at(client, a, 1),
             ServerSecret::random().reply_at(client, a, 1)
         );
+    }
+
+    /// RFC 9018 Appendix A.1's cookie, sent back: valid from its own second to an hour later,
+    /// and up to five minutes before it (a clock behind the issuer's).
+    #[test]
+    fn a_server_cookie_is_valid_for_its_client_address_and_hour_only() {
+        let client: [u8; 8] = hex("2464c4abcf10c957").try_into().unwrap();
+        let ip: IpAddr = "198.51.100.100".parse().unwrap();
+        let made = 1_559_731_985;
+        let reply = rfc_secret().reply_at(client, ip, made);
+        let cookies = Cookies {
+            client,
+            server: Some(reply[8..].try_into().unwrap()),
+        };
+        let secret = rfc_secret();
+        for now in [made, made + 3600, made - 300] {
+            assert!(secret.verifies_at(&cookies, ip, now), "at {now}");
+        }
+        for now in [made + 3601, made - 301] {
+            assert!(!secret.verifies_at(&cookies, ip, now), "at {now}");
+        }
+        let elsewhere: IpAddr = "198.51.100.101".parse().unwrap();
+        assert!(!secret.verifies_at(&cookies, elsewhere, made));
+        assert!(!ServerSecret::random().verifies_at(&cookies, ip, made));
+        let other_client = Cookies {
+            client: [0; 8],
+            ..cookies
+        };
+        assert!(!secret.verifies_at(&other_client, ip, made));
+        for byte in [0, 1, 5, 15] {
+            let mut server = cookies.server.unwrap();
+            server[byte] ^= 1;
+            let altered = Cookies {
+                server: Some(server),
+                ..cookies
+            };
+            assert!(
+                !secret.verifies_at(&altered, ip, made),
+                "byte {byte} altered"
+            );
+        }
+        let client_only = Cookies {
+            server: None,
+            ..cookies
+        };
+        assert!(!secret.verifies_at(&client_only, ip, made));
     }
 
     #[test]

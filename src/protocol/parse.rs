@@ -17,8 +17,8 @@ pub struct EdnsInfo {
     pub nsid: bool,
     /// The query was padded (RFC 7830), so the response must be too.
     pub padding: bool,
-    /// The client cookie of the query's first COOKIE option (RFC 7873).
-    pub cookie: Option<[u8; cookie::CLIENT_LEN]>,
+    /// The query's first COOKIE option (RFC 7873).
+    pub cookie: Option<cookie::Cookies>,
 }
 
 /// A parsed query: what every later stage needs, nothing borrowed.
@@ -223,8 +223,12 @@ fn edns_from_span(bytes: &[u8], span: &wire::RecordSpan) -> Result<EdnsInfo, Wir
                 if !cookie::valid_len(len) {
                     return Err(WireError::BadOption);
                 }
-                let client = &bytes[pos + 4..pos + 4 + cookie::CLIENT_LEN];
-                info.cookie = Some(client.try_into().expect("a client cookie's length"));
+                let option = &bytes[pos + 4..pos + 4 + len];
+                let (client, server) = option.split_at(cookie::CLIENT_LEN);
+                info.cookie = Some(cookie::Cookies {
+                    client: client.try_into().expect("a client cookie's length"),
+                    server: server.try_into().ok(),
+                });
             }
             _ => {}
         }
@@ -271,7 +275,11 @@ mod tests {
 
     #[test]
     fn cookies_first_one_read_malformed_ones_formerr() {
-        let cookie = |bytes: &[u8]| parse_query(bytes).map(|r| r.edns.and_then(|e| e.cookie));
+        let cookie = |bytes: &[u8]| {
+            parse_query(bytes).map(|r| r.edns.and_then(|e| e.cookie).map(|c| c.client))
+        };
+        let server_cookie =
+            |bytes: &[u8]| parse_query(bytes).map(|r| r.edns.and_then(|e| e.cookie?.server));
         let client = [1, 2, 3, 4, 5, 6, 7, 8];
         let with_server = [client.as_slice(), &[9; 16]].concat();
         assert_eq!(
@@ -279,8 +287,23 @@ mod tests {
             Ok(Some(client))
         );
         assert_eq!(
+            server_cookie(&query_with_options(&[(10, &client)])),
+            Ok(None)
+        );
+        assert_eq!(
             cookie(&query_with_options(&[(10, &with_server)])),
             Ok(Some(client))
+        );
+        assert_eq!(
+            server_cookie(&query_with_options(&[(10, &with_server)])),
+            Ok(Some([9; 16])),
+            "a server cookie of our length is kept for checking"
+        );
+        let with_other_length = [client.as_slice(), &[9; 24]].concat();
+        assert_eq!(
+            server_cookie(&query_with_options(&[(10, &with_other_length)])),
+            Ok(None),
+            "one of another length cannot be ours"
         );
         let second = [8u8; 8];
         let two = query_with_options(&[(3, &[]), (10, &client), (10, &second)]);

@@ -32,8 +32,8 @@ pub type Reply = [u8; CLIENT_LEN + SERVER_LEN];
 const VERSION: u8 = 1;
 /// How old a server cookie may be and still be valid, in seconds (RFC 9018 §4.3).
 const MAX_AGE: i64 = 3600;
-/// How far ahead of this server's clock a server cookie may be, in seconds (RFC 9018 §4.3:
-/// servers of one anycast name share a secret, not a clock).
+/// How far ahead of this server's clock a server cookie may be, in seconds (RFC 9018 §4.3: the
+/// clock may have been stepped back since the cookie was made).
 const MAX_AHEAD: i64 = 300;
 
 /// A query's first COOKIE option (RFC 7873 §4).
@@ -71,10 +71,7 @@ impl ServerSecret {
 
     /// The COOKIE option answering `client`'s cookie from `ip`, made now.
     pub fn reply(&self, client: [u8; CLIENT_LEN], ip: IpAddr) -> Reply {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.reply_at(client, ip, now.as_secs() as u32)
+        self.reply_at(client, ip, now_seconds())
     }
 
     /// [`Self::reply`] at `now`, seconds since the epoch (serial arithmetic: it wraps in 2106).
@@ -92,10 +89,7 @@ impl ServerSecret {
     /// Whether `cookies`' server cookie is one this secret made for `ip` and its client cookie,
     /// in the last hour (and no more than five minutes ahead of now).
     pub fn verifies(&self, cookies: &Cookies, ip: IpAddr) -> bool {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.verifies_at(cookies, ip, now.as_secs() as u32)
+        self.verifies_at(cookies, ip, now_seconds())
     }
 
     /// [`Self::verifies`] at `now`, seconds since the epoch.
@@ -107,9 +101,10 @@ impl ServerSecret {
         let made = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
         // Serial arithmetic (RFC 1982, as RFC 9018 §4.3 asks): the difference read as signed.
         let age = i64::from(now.wrapping_sub(made) as i32);
+        let hash = u64::from_le_bytes(hash.try_into().expect("8 bytes"));
         head[0] == VERSION
             && (-MAX_AHEAD..=MAX_AGE).contains(&age)
-            && self.hash(&cookies.client, head, ip).to_le_bytes() == hash
+            && self.hash(&cookies.client, head, ip) == hash
     }
 
     /// SipHash-2-4 (RFC 9018 §4.4) of the client cookie, the version, reserved and time bytes
@@ -129,6 +124,14 @@ impl ServerSecret {
         }
         h.finish()
     }
+}
+
+/// Seconds since the epoch, the time in a server cookie (serial arithmetic: it wraps in 2106).
+fn now_seconds() -> u32 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_secs() as u32
 }
 
 impl std::fmt::Debug for ServerSecret {

@@ -93,9 +93,10 @@ where
 /// below it) with no data, anything else does not exist. Authoritative, and never forwarded:
 /// an upstream resolver would answer for itself (RFC 9462 §8).
 fn resolver_arpa(req: &Request, edns: Option<EdnsOut<'_>>, limit: usize) -> Vec<u8> {
-    let code = match req.qname == ddr::ZONE {
-        true => rcode::NOERROR,
-        false => rcode::NXDOMAIN,
+    let code = if req.qname == ddr::ZONE {
+        rcode::NOERROR
+    } else {
+        rcode::NXDOMAIN
     };
     let mut w = ResponseWriter::new(req, code as u16);
     w.set_flags(flag::AA);

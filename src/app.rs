@@ -87,7 +87,7 @@ impl Server {
         }
         let tls = load_tls(&settings)?;
         raise_open_file_limit(&settings.limits);
-        let threads = settings.threads.max(1);
+        let threads = worker_count(&settings);
         let mut sockets = Sockets::bind(&settings, threads)?;
         // What is really served, for DDR (`crate::ddr`): the ports the
         // kernel picked for port 0.
@@ -957,6 +957,21 @@ pub(crate) fn log_policy(policy: &PolicySet, invalid_lines: bool) {
     for sample in stats.invalid_samples.iter().filter(|_| invalid_lines) {
         tracing::warn!(file = %sample.file.display(), line = sample.line, reason = sample.reason, text = %sample.text, "invalid list line skipped");
     }
+}
+
+/// `--threads`, or one worker under socket_wrapper, whose sockets refuse
+/// the `SO_REUSEPORT` that lets workers share an address
+/// ([`crate::listener::socket_wrapper_active`]).
+fn worker_count(settings: &Settings) -> usize {
+    let wanted = settings.threads.max(1);
+    if wanted > 1 && crate::listener::socket_wrapper_active() {
+        tracing::warn!(
+            threads = wanted,
+            "socket_wrapper is active (SOCKET_WRAPPER_DIR is set): one worker, one datagram per system call"
+        );
+        return 1;
+    }
+    wanted
 }
 
 /// Binds UDP then TCP on each address, once per worker.

@@ -30,6 +30,8 @@ pub struct RecvBatch {
     /// Each datagram's control messages (its destination, on a wildcard
     /// socket); empty on a socket bound to one address, which needs none.
     controls: Vec<ControlBuffer>,
+    /// One datagram per `recvmsg` instead of `recvmmsg` ([`super::socket_wrapper_active`]).
+    one_at_a_time: bool,
 }
 
 // SAFETY: the raw pointers inside `iovs` and `headers` only ever point into
@@ -47,6 +49,7 @@ impl RecvBatch {
             iovs: vec![unsafe { mem::zeroed() }; BATCH],
             headers: vec![unsafe { mem::zeroed() }; BATCH],
             controls: vec![ControlBuffer::default(); if destinations { BATCH } else { 0 }],
+            one_at_a_time: super::socket_wrapper_active(),
         }
     }
 
@@ -72,6 +75,9 @@ impl RecvBatch {
                 msg_len: 0,
             };
         }
+        if self.one_at_a_time {
+            return self.recv_one(fd);
+        }
         // SAFETY: every header points at live buffers of the stated sizes,
         // owned by self and not moved during the call.
         let n = unsafe {
@@ -88,6 +94,19 @@ impl RecvBatch {
         } else {
             Ok(n as usize)
         }
+    }
+
+    /// Reads one datagram with `recvmsg` into the first slot.
+    fn recv_one(&mut self, fd: RawFd) -> io::Result<usize> {
+        let header = &mut self.headers[0];
+        // SAFETY: the header points at live buffers of the stated sizes,
+        // owned by self and not moved during the call.
+        let n = unsafe { libc::recvmsg(fd, &mut header.msg_hdr, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        header.msg_len = n as libc::c_uint;
+        Ok(1)
     }
 
     /// Datagram `i` of the last [`recv`](Self::recv) and who sent it.
@@ -180,6 +199,8 @@ pub struct SendBatch {
     /// its segment size, if it carries more than one answer.
     controls: Vec<ControlBuffer>,
     segmentation: bool,
+    /// One answer per `sendmsg` instead of `sendmmsg` ([`super::socket_wrapper_active`]).
+    one_at_a_time: bool,
 }
 
 struct Reply {
@@ -203,7 +224,8 @@ impl Default for SendBatch {
             headers: Vec::new(),
             answers_per_message: Vec::new(),
             controls: Vec::new(),
-            segmentation: true,
+            segmentation: !super::socket_wrapper_active(),
+            one_at_a_time: super::socket_wrapper_active(),
         }
     }
 }
@@ -233,6 +255,9 @@ impl SendBatch {
     pub fn send(&mut self, fd: RawFd) -> io::Result<usize> {
         self.plan_messages();
         self.write_headers();
+        if self.one_at_a_time {
+            return self.send_each(fd);
+        }
         // SAFETY: every header points at replies, addresses, iovecs and
         // control messages that live, unmoved, until the call returns.
         let sent = unsafe {
@@ -265,6 +290,25 @@ impl SendBatch {
         let answers = self.answers_per_message[..sent as usize].iter().sum();
         self.replies.drain(..answers);
         Ok(answers)
+    }
+
+    /// Sends the queued answers with one `sendmsg` each (segmentation is
+    /// off, so a message is an answer), as many as the socket takes.
+    fn send_each(&mut self, fd: RawFd) -> io::Result<usize> {
+        let mut sent = 0;
+        for header in &self.headers {
+            // SAFETY: the header points at a reply, an address, an iovec and
+            // a control message that live, unmoved, until the call returns.
+            if unsafe { libc::sendmsg(fd, &header.msg_hdr, libc::MSG_DONTWAIT) } < 0 {
+                match sent {
+                    0 => return Err(io::Error::last_os_error()),
+                    _ => break,
+                }
+            }
+            sent += 1;
+        }
+        self.replies.drain(..sent);
+        Ok(sent)
     }
 
     /// Orders the queue so that answers to one client from one source of one
@@ -497,6 +541,40 @@ mod tests {
         assert!(!batch.segmentation, "segmentation stays off on this socket");
         assert_eq!(batch.answers_per_message, [1; 5]);
         assert_eq!(datagrams(&client, 5), expected);
+    }
+
+    /// socket_wrapper's mode (`super::socket_wrapper_active`), on real sockets:
+    /// the same queries and answers, one per system call.
+    #[test]
+    fn one_datagram_per_call_reads_every_query_and_sends_every_answer() {
+        let listener = receiver("127.0.0.1:0");
+        listener.set_nonblocking(true).unwrap();
+        let client = receiver("127.0.0.1:0");
+        let queries: Vec<_> = (0..3).map(|n| numbered(n, 30 + n as usize)).collect();
+        for query in &queries {
+            client
+                .send_to(query, listener.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut incoming = RecvBatch::new(false);
+        incoming.one_at_a_time = true;
+        let mut read = Vec::new();
+        while let Ok(count) = incoming.recv(listener.as_raw_fd()) {
+            assert_eq!(count, 1);
+            let datagram = incoming.get(0).unwrap();
+            assert_eq!(datagram.peer, client.local_addr().unwrap());
+            read.push(datagram.bytes.to_vec());
+        }
+        assert_eq!(read, queries);
+
+        let mut outgoing = SendBatch::default();
+        (outgoing.one_at_a_time, outgoing.segmentation) = (true, false);
+        for query in &queries {
+            outgoing.push(query.clone(), client.local_addr().unwrap(), None);
+        }
+        assert_eq!(outgoing.send(listener.as_raw_fd()).unwrap(), 3);
+        assert!(outgoing.is_empty());
+        assert_eq!(datagrams(&client, 3), queries.into_iter().collect());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod udp;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -93,6 +94,23 @@ pub(crate) fn set_int_option(
     }
 }
 
+/// Whether Picket runs under socket_wrapper (cwrap.org), the `LD_PRELOAD`
+/// library that test harnesses such as Deckard run resolvers under: it
+/// turns every IP socket into a Unix datagram or stream socket in
+/// `SOCKET_WRAPPER_DIR`, and is active only when that variable is set.
+///
+/// Such a socket refuses `SO_REUSEPORT` (`EOPNOTSUPP`), and the library
+/// does not wrap `recvmmsg` and `sendmmsg` (Debian's 1.3.5): they would
+/// reach the Unix socket with IP addresses it cannot take. So under it
+/// Picket runs one worker, binds each listener once, and reads and writes
+/// one datagram per `recvmsg` and `sendmsg`, calls the library translates.
+/// A harness measures answers, not speed, so nothing else changes.
+pub fn socket_wrapper_active() -> bool {
+    static ACTIVE: OnceLock<bool> = OnceLock::new();
+    *ACTIVE
+        .get_or_init(|| std::env::var_os("SOCKET_WRAPPER_DIR").is_some_and(|dir| !dir.is_empty()))
+}
+
 /// A TCP listener with SO_REUSEPORT (one per worker, like UDP).
 pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -105,7 +123,9 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 fn prepare(socket: &Socket, addr: SocketAddr) -> std::io::Result<()> {
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if !socket_wrapper_active() {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;

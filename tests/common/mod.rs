@@ -76,8 +76,8 @@ pub use picket::{
     EncryptedPicket, Picket,
 };
 pub use process::{
-    dig, free_addr, free_port, proc_number, run_in, run_program, start_unbound, KillOnDrop,
-    PicketProcess, ServeOptions,
+    dig, free_addr, free_port, proc_number, run_in, run_program, start_unbound, start_unbound_with,
+    KillOnDrop, PicketProcess, ServeOptions,
 };
 pub use respond::{FORGED_V4, FORGED_V6};
 pub use signed::TreeUpstream;

@@ -159,6 +159,16 @@ impl Drop for KillOnDrop {
 /// every test needs (no daemon, chroot, syslog or IPv6) and then `server`'s
 /// lines (indented two spaces, and any clauses after them).
 pub fn start_unbound(dir: &Path, server: &str) -> KillOnDrop {
+    start_unbound_with(dir, server, |_| {})
+}
+
+/// [`start_unbound`], with `configure` adjusting the command first (its
+/// environment).
+pub fn start_unbound_with(
+    dir: &Path,
+    server: &str,
+    configure: impl FnOnce(&mut Command),
+) -> KillOnDrop {
     let config = format!(
         "server:\n  do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  \
          directory: \"{dir}\"\n  pidfile: \"\"\n  use-syslog: no\n  do-ip6: no\n{server}",
@@ -166,12 +176,10 @@ pub fn start_unbound(dir: &Path, server: &str) -> KillOnDrop {
     );
     let conf = dir.join("unbound.conf");
     std::fs::write(&conf, config).unwrap();
-    KillOnDrop::spawn(
-        Command::new("/usr/sbin/unbound")
-            .args(["-d", "-c"])
-            .arg(&conf),
-        "/usr/sbin/unbound (Debian package unbound)",
-    )
+    let mut unbound = Command::new("/usr/sbin/unbound");
+    unbound.args(["-d", "-c"]).arg(&conf);
+    configure(&mut unbound);
+    KillOnDrop::spawn(&mut unbound, "/usr/sbin/unbound (Debian package unbound)")
 }
 
 /// The UDP address a `picket serve --listen 127.0.0.1:0` child bound, read

@@ -35,7 +35,7 @@ use crate::policy::{
     self, Action, AnswerFacts, Identity, PolicyError, PolicySet, RequestPhase, Verdict,
 };
 use crate::protocol::build::empty_reply;
-use crate::protocol::cookie::ServerSecret;
+use crate::protocol::cookie::CookieSecrets;
 use crate::protocol::parse::reject_oversized;
 use crate::protocol::wire::{self, ede, flag, rcode};
 use crate::protocol::{
@@ -92,8 +92,9 @@ pub struct Shared {
     /// advertises (`crate::ddr`); follows certificate reloads. None without
     /// a certificate, or one that names no host.
     tls_name: ArcSwapOption<String>,
-    /// What server cookies are made with (RFC 7873): random for each process.
-    cookie_secret: ServerSecret,
+    /// What server cookies are made and checked with (RFC 7873): random for each process,
+    /// or a fleet's from `--cookie-secret-file`.
+    cookie_secrets: ArcSwap<CookieSecrets>,
     /// The block page's addresses and the block-page answers given lately
     /// (`--block-page`; None: no block page is served).
     pub block_page: Option<Arc<BlockPage>>,
@@ -127,6 +128,9 @@ pub enum SharedError {
     /// The recursor could not start.
     #[error(transparent)]
     Recursor(#[from] crate::upstream::recursor::RecursorError),
+    /// The cookie secret file could not be read.
+    #[error("{0}")]
+    CookieSecrets(String),
     /// The DNSSEC trust anchors could not be read.
     #[error("bad trust anchor: {0}")]
     Dnssec(crate::dnssec::AnchorError),
@@ -169,6 +173,10 @@ impl Shared {
             dashboard: dashboard.as_ref(),
         })?;
         register_rule_series(&observer, &policy);
+        let cookie_secrets = match &settings.cookie_secret_file {
+            Some(path) => CookieSecrets::read(path).map_err(SharedError::CookieSecrets)?,
+            None => CookieSecrets::random(),
+        };
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             policy_reloads: PolicyReloads::default(),
@@ -188,13 +196,25 @@ impl Shared {
             readiness: Readiness::default(),
             drain: Drain::default(),
             tls_name: ArcSwapOption::empty(),
-            cookie_secret: ServerSecret::random(),
+            cookie_secrets: ArcSwap::from_pointee(cookie_secrets),
             block_page: settings
                 .block_page
                 .as_ref()
                 .map(|b| Arc::new(BlockPage::new(b, &settings.limits))),
             settings,
         })
+    }
+
+    /// Reads `--cookie-secret-file` again (SIGHUP) and swaps its secrets in; on an error the
+    /// secrets in use stay. Ok(None) when there is no file (a random secret stays).
+    pub fn reload_cookie_secrets(&self) -> Result<Option<usize>, String> {
+        let Some(path) = &self.settings.cookie_secret_file else {
+            return Ok(None);
+        };
+        let secrets = CookieSecrets::read(path)?;
+        let count = secrets.len();
+        self.cookie_secrets.store(Arc::new(secrets));
+        Ok(Some(count))
     }
 
     /// Loads the policy again from its source and swaps it in whole. Queries
@@ -1171,7 +1191,7 @@ impl Worker {
     /// Whether `req` carries a server cookie this process made for `client` within the hour.
     fn cookie_proves_address(&self, req: &Request, client: IpAddr) -> bool {
         let cookies = req.edns.as_ref().and_then(|e| e.cookie.as_ref());
-        cookies.is_some_and(|c| self.shared.cookie_secret.verifies(c, client))
+        cookies.is_some_and(|c| self.shared.cookie_secrets.load().verifies(c, client))
     }
 
     /// `answer` as the reply to `q`, aged and capped as `served` says, with
@@ -1219,7 +1239,7 @@ impl Worker {
         }
         out.cookie = info
             .cookie
-            .map(|c| self.shared.cookie_secret.reply(c.client, client));
+            .map(|c| self.shared.cookie_secrets.load().reply(c.client, client));
         out
     }
 

@@ -123,7 +123,7 @@ impl Reloader {
     }
 
     /// The reload thread of a server: SIGHUP also reopens the query log and reads the TLS
-    /// certificate again; every reason reloads the policy.
+    /// certificate and the cookie secrets again; every reason reloads the policy.
     pub fn for_server(shared: Arc<Shared>, tls: Option<Arc<Tls>>) -> Result<Self> {
         Self::spawn(move |requested| {
             if requested.contains(Reason::Sighup) {
@@ -131,6 +131,7 @@ impl Reloader {
                 if let Some(tls) = &tls {
                     reload_tls(&shared, tls);
                 }
+                reload_cookie_secrets(&shared);
             }
             reload_and_log(&shared, requested);
         })
@@ -214,6 +215,17 @@ pub fn map_large_blocks_apart() {
                 "malloc refused a fixed mmap threshold: a reload may peak higher"
             );
         }
+    }
+}
+
+fn reload_cookie_secrets(shared: &Shared) {
+    match shared.reload_cookie_secrets() {
+        Ok(None) => {}
+        Ok(Some(secrets)) => tracing::info!(secrets, "SIGHUP: cookie secrets reloaded"),
+        Err(error) => tracing::error!(
+            %error,
+            "SIGHUP: cookie secrets not reloaded, keeping the ones in use"
+        ),
     }
 }
 

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::process::{assert_mentions, run_picket};
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
@@ -212,19 +213,8 @@ async fn a_valid_server_cookie_is_answered_past_the_rate_limit() {
     });
     let picket = start_picket_with(settings);
     query_udp(picket.addr, "www.example.test", RecordType::A).await; // warm the cache
-    let client = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
     let socket = tokio::net::UdpSocket::bind("127.0.3.1:0").await.unwrap();
-    let learning = with_cookie("www.example.test", RecordType::A, &client);
-    socket
-        .send_to(&learning.to_vec().unwrap(), picket.addr)
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let len = tokio::time::timeout(ANSWER_TIMEOUT, socket.recv(&mut buf))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let learnt = cookie(&Message::from_vec(&buf[..len]).unwrap()).expect("a server cookie");
+    let learnt = learn_cookie(&socket, picket.addr).await;
 
     let valid = with_cookie("www.example.test", RecordType::A, &learnt);
     let (answered, _) = burst(&socket, picket.addr, &valid, 200).await;
@@ -248,6 +238,131 @@ async fn a_valid_server_cookie_is_answered_past_the_rate_limit() {
     assert!(
         answered <= limited(took),
         "another address's cookie is limited: {answered} answered in {took:?}"
+    );
+}
+
+/// The client and server cookie `server` answers a query with a client cookie alone from
+/// `socket` with.
+async fn learn_cookie(socket: &tokio::net::UdpSocket, server: SocketAddr) -> Vec<u8> {
+    let client = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
+    let learning = with_cookie("www.example.test", RecordType::A, &client);
+    socket
+        .send_to(&learning.to_vec().unwrap(), server)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let len = tokio::time::timeout(ANSWER_TIMEOUT, socket.recv(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    cookie(&Message::from_vec(&buf[..len]).unwrap()).expect("a server cookie")
+}
+
+/// `picket serve` with a rate limit of 20 q/s and `--cookie-secret-file secrets`, its log
+/// in `log`.
+fn node_with_secrets(
+    upstream: SocketAddr,
+    secrets: &std::path::Path,
+    log: &std::path::Path,
+) -> PicketProcess {
+    let log = std::fs::File::create(log).unwrap();
+    let mut options = PicketProcess::options();
+    options
+        .upstream(upstream)
+        .dnssec_off()
+        .flag("--rate-limit", "20")
+        .flag("--cookie-secret-file", secrets);
+    options.spawn_with(|command| {
+        command.stderr(log);
+    })
+}
+
+/// Waits until `log` holds `line` (at most 10 s).
+async fn wait_for_log(log: &std::path::Path, line: &str) {
+    for _ in 0..200 {
+        if std::fs::read_to_string(log).is_ok_and(|text| text.contains(line)) {
+            return;
+        }
+        real_sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "no `{line}` in {}:\n{}",
+        log.display(),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// A fleet shares its cookie secrets (`--cookie-secret-file`), so a cookie one node made earns
+/// its client the rate-limit exemption on another; a node reads the file again on SIGHUP, keeps
+/// its secrets when the new file is bad, and will not start on a bad one.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_sharing_a_cookie_secret_file_accept_each_others_cookies() {
+    const FIRST: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
+    const OTHER: &str = "00112233445566778899aabbccddeeff";
+    let upstream = Authority::start(ZONE);
+    let dir = dir_with(
+        "cookie-secrets",
+        &[
+            ("a.secrets", &format!("{FIRST}\n")),
+            ("b.secrets", &format!("{OTHER}\n")),
+        ],
+    );
+    let (a_log, b_log) = (dir.join("a.log"), dir.join("b.log"));
+    let a = node_with_secrets(upstream.addr(), &dir.join("a.secrets"), &a_log);
+    let b = node_with_secrets(upstream.addr(), &dir.join("b.secrets"), &b_log);
+    wait_until_answering(a.addr).await;
+    wait_until_answering(b.addr).await;
+    query_udp(b.addr, "www.example.test", RecordType::A).await; // warm B's cache
+
+    let socket = tokio::net::UdpSocket::bind("127.0.3.2:0").await.unwrap();
+    let from_a = with_cookie(
+        "www.example.test",
+        RecordType::A,
+        &learn_cookie(&socket, a.addr).await,
+    );
+    let limited = |took: Duration| 20 + (20.0 * took.as_secs_f64()).ceil() as usize + 1;
+    let (answered, took) = burst(&socket, b.addr, &from_a, 200).await;
+    assert!(
+        answered <= limited(took),
+        "B does not know A's secret yet: {answered} answered in {took:?}"
+    );
+
+    // The rollover's first step on B: A's secret second, B's own still making its cookies.
+    std::fs::write(dir.join("b.secrets"), format!("{OTHER}\n{FIRST}\n")).unwrap();
+    // SAFETY: kill sends a signal to a child this test started; it touches no memory.
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGHUP) };
+    wait_for_log(&b_log, "cookie secrets reloaded").await;
+    let (answered, _) = burst(&socket, b.addr, &from_a, 200).await;
+    assert_eq!(
+        answered, 200,
+        "B answers every query with A's cookie past the limit"
+    );
+
+    std::fs::write(dir.join("b.secrets"), "not a secret\n").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGHUP) };
+    wait_for_log(&b_log, "cookie secrets not reloaded").await;
+    assert!(std::fs::read_to_string(&b_log)
+        .unwrap()
+        .contains("b.secrets:1: `not a secret` is not a cookie secret"));
+    let (answered, _) = burst(&socket, b.addr, &from_a, 200).await;
+    assert_eq!(answered, 200, "a bad file leaves the secrets in use");
+
+    let (code, said) = run_picket(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-secret-file",
+        &dir.join("b.secrets").display().to_string(),
+    ]);
+    assert_ne!(code, 0, "{said}");
+    assert_mentions(
+        "serve with a bad secret file",
+        &said,
+        &[
+            "b.secrets:1: `not a secret` is not a cookie secret",
+            "openssl rand -hex 16",
+        ],
     );
 }
 

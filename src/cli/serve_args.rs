@@ -356,6 +356,14 @@ pub struct AccessArgs {
     #[arg(long = "rate-limit", value_name = "QPS", default_value_t = 0)]
     pub rate_limit: u32,
 
+    /// The secrets server cookies are made and checked with (RFC 7873, RFC 9018), shared by
+    /// every node of a fleet so that one node's cookie earns its client the rate-limit
+    /// exemption on all: one per line, 32 hex digits (`openssl rand -hex 16`), the one in use
+    /// first, at most 3 (for a rollover). Read again on SIGHUP. Default: a random secret per
+    /// process.
+    #[arg(long = "cookie-secret-file", value_name = "FILE")]
+    pub cookie_secret_file: Option<PathBuf>,
+
     /// Burst allowed above --rate-limit.
     #[arg(long = "rate-limit-burst", value_name = "N", default_value_t = 0)]
     pub rate_limit_burst: u32,
@@ -811,6 +819,7 @@ impl AccessArgs {
             s.access = AccessList::new(self.allow_from.clone());
         }
         s.proxy_protocol_from = self.proxy_protocol_from.clone();
+        s.cookie_secret_file = self.cookie_secret_file.clone();
         if self.rate_limit > 0 {
             s.rate_limit = Some(RateLimitSettings {
                 qps: self.rate_limit,

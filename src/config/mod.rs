@@ -56,6 +56,9 @@ pub struct Settings {
     pub access: AccessList,
     /// Per-client rate limiting (`--rate-limit`); None is off.
     pub rate_limit: Option<RateLimitSettings>,
+    /// The secrets server cookies are made with, shared by a fleet (`--cookie-secret-file`,
+    /// read again on SIGHUP); None: a random one for this process.
+    pub cookie_secret_file: Option<PathBuf>,
     /// Addresses to answer DNS over HTTPS on (RFC 8484), TCP only.
     pub doh: Vec<SocketAddr>,
     /// Addresses to answer DNS over TLS on (RFC 7858), TCP only.
@@ -222,6 +225,7 @@ impl Default for Settings {
             blocklists: Vec::new(),
             access: AccessList::default(),
             rate_limit: None,
+            cookie_secret_file: None,
             doh: Vec::new(),
             dot: Vec::new(),
             doq: Vec::new(),

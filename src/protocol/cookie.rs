@@ -8,8 +8,8 @@
 //!
 //! What a valid server cookie earns: a client over its rate limit is answered anyway
 //! (`--rate-limit`; BIND exempts such queries from its rate limits too). Its source address
-//! cannot be forged: the cookie was sent to that address, and only this process's secret makes
-//! it. A cookie is valid when it is one Picket made ([`ServerSecret::verifies`]): 16 bytes,
+//! cannot be forged: the cookie was sent to that address, and only this process's secret (or
+//! its fleet's) makes it. A cookie is valid when it is one Picket made ([`ServerSecret::verifies`]): 16 bytes,
 //! version 1, its hash right for the client cookie and address, and its time at most an hour
 //! old and at most five minutes ahead (RFC 9018 §4.3). Any other server cookie earns nothing
 //! and is not an error (RFC 7873 §5.2.4): the query is answered like one with only a client
@@ -17,8 +17,13 @@
 //! (§5.2.3). Only a query's first COOKIE option counts (§5.2); a malformed one (a client
 //! cookie that is not 8 bytes, a server cookie not of 8 to 32) makes the query a FORMERR
 //! (§5.2.2), in [`super::parse`].
+//!
+//! Nodes of a fleet behind one anycast address share their secrets (`--cookie-secret-file`,
+//! [`CookieSecrets`]), so that a cookie one node made is valid on all of them: a client's
+//! queries may reach any node, and each would otherwise earn its exemption anew.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Length of a client cookie (RFC 7873 §4.1).
@@ -52,7 +57,7 @@ pub fn valid_len(len: usize) -> bool {
     len == CLIENT_LEN || (CLIENT_LEN + 8..=CLIENT_LEN + 32).contains(&len)
 }
 
-/// The secret server cookies are made with: random for each process.
+/// One secret server cookies are made and checked with.
 #[derive(Clone)]
 pub struct ServerSecret([u8; 16]);
 
@@ -124,6 +129,95 @@ impl ServerSecret {
         }
         h.finish()
     }
+}
+
+/// Most secrets a `--cookie-secret-file` may hold: the one in use, the next one being rolled
+/// out, and the last one (Unbound keeps an active and a staging secret).
+pub const MAX_SECRETS: usize = 3;
+
+/// The secrets of a process: the first makes server cookies, and a cookie any of them made is
+/// valid. That is how a fleet rolls its secret over without a client losing its exemption: add
+/// the new secret second on every node, then, once every node has it, move it first, and an
+/// hour later (a cookie's lifetime) remove the old one (RFC 9018 §4.2's rollover, Unbound's
+/// `cookie-secret-file`).
+#[derive(Clone, Debug)]
+pub struct CookieSecrets(Vec<ServerSecret>);
+
+impl CookieSecrets {
+    /// One fresh random secret, this process's alone.
+    pub fn random() -> Self {
+        Self(vec![ServerSecret::random()])
+    }
+
+    /// The secrets `path` holds, or an error naming the file, the line and the fix.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the cookie secret file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}:{e}", path.display()))
+    }
+
+    /// One secret per line as 32 hexadecimal digits (16 bytes, as `openssl rand -hex 16`
+    /// prints them), the one in use first; blank lines and `#` comments are skipped. The
+    /// error starts with the line's number.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut secrets = Vec::new();
+        for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let secret = parse_hex_secret(line).ok_or_else(|| {
+                format!(
+                    "{number}: `{line}` is not a cookie secret: write 32 hexadecimal digits \
+                     (16 bytes), e.g. the output of `openssl rand -hex 16`"
+                )
+            })?;
+            if secrets.len() == MAX_SECRETS {
+                return Err(format!(
+                    "{number}: more than {MAX_SECRETS} secrets: keep the one in use, the next and the last"
+                ));
+            }
+            secrets.push(ServerSecret::from_bytes(secret));
+        }
+        match secrets.is_empty() {
+            true => Err("1: no secret: write one line of 32 hexadecimal digits, e.g. the output of `openssl rand -hex 16`".into()),
+            false => Ok(Self(secrets)),
+        }
+    }
+
+    /// How many secrets there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: there is at least one secret.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The COOKIE option answering `client`'s cookie from `ip`, made now with the first secret.
+    pub fn reply(&self, client: [u8; CLIENT_LEN], ip: IpAddr) -> Reply {
+        self.0[0].reply(client, ip)
+    }
+
+    /// Whether any of the secrets made `cookies`' server cookie for `ip`, within its lifetime.
+    pub fn verifies(&self, cookies: &Cookies, ip: IpAddr) -> bool {
+        let now = now_seconds();
+        self.0
+            .iter()
+            .any(|secret| secret.verifies_at(cookies, ip, now))
+    }
+}
+
+/// 32 hexadecimal digits as 16 bytes.
+fn parse_hex_secret(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut secret = [0u8; 16];
+    for (i, byte) in secret.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(secret)
 }
 
 /// Seconds since the epoch, the time in a server cookie (serial arithmetic: it wraps in 2106).
@@ -229,6 +323,60 @@ mod tests {
             ..cookies
         };
         assert!(!secret.verifies_at(&client_only, ip, made));
+    }
+
+    #[test]
+    fn a_secret_file_holds_one_to_three_secrets_and_any_of_them_verifies() {
+        let text = "# in use\n\
+                    e5e973e5a6b2a43f48e7dc849e37bfcf\n\n\
+                    # the next one\n  00112233445566778899AABBCCDDEEFF  \n";
+        let secrets = CookieSecrets::parse(text).unwrap();
+        assert_eq!(secrets.len(), 2);
+        let client = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
+        let ip: IpAddr = "198.51.100.100".parse().unwrap();
+        // The first secret makes the cookie: RFC 9018's own secret, checked by its vector.
+        let made = secrets.reply(client, ip);
+        let first = rfc_secret();
+        let cookies = |reply: Reply| Cookies {
+            client,
+            server: Some(reply[CLIENT_LEN..].try_into().unwrap()),
+        };
+        let now = now_seconds();
+        assert!(first.verifies_at(&cookies(made), ip, now));
+        // A cookie the second secret made is valid too; one of a third, unknown, is not.
+        let second = hex("00112233445566778899aabbccddeeff");
+        let second = ServerSecret::from_bytes(second.try_into().unwrap());
+        assert!(secrets.verifies(&cookies(second.reply(client, ip)), ip));
+        let stranger = ServerSecret::from_bytes([7; 16]);
+        assert!(!secrets.verifies(&cookies(stranger.reply(client, ip)), ip));
+    }
+
+    #[test]
+    fn a_bad_secret_file_names_the_line_and_the_fix() {
+        let cases = [
+            ("", "1: no secret"),
+            ("# nothing\n", "1: no secret"),
+            (
+                "e5e973e5a6b2a43f48e7dc849e37bfc\n",
+                "1: `e5e973e5a6b2a43f48e7dc849e37bfc` is not a cookie secret",
+            ),
+            (
+                "\nzz e973e5a6b2a43f48e7dc849e37bfcf\n",
+                "2: `zz e973e5a6b2a43f48e7dc849e37bfcf`",
+            ),
+            (
+                "e5e973e5a6b2a43f48e7dc849e37bfcf e5\n",
+                "1: `e5e973e5a6b2a43f48e7dc849e37bfcf e5`",
+            ),
+        ];
+        for (text, start) in cases {
+            let error = CookieSecrets::parse(text).unwrap_err();
+            assert!(error.starts_with(start), "{text:?}: {error}");
+            assert!(error.contains("openssl rand -hex 16"), "{error}");
+        }
+        let four = "00000000000000000000000000000000\n".repeat(4);
+        let error = CookieSecrets::parse(&four).unwrap_err();
+        assert!(error.starts_with("4: more than 3 secrets"), "{error}");
     }
 
     #[test]

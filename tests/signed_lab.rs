@@ -51,6 +51,8 @@ enum Signing {
     Tampered,
     /// NSEC, with signatures that expired in 2020.
     Expired,
+    /// NSEC, RSASHA1 keys of 512 bits: shorter than ring verifies (`dnssec::short_rsa`).
+    ShortRsa,
 }
 
 /// A zone: origin, last octet of its server's address, text, signing.
@@ -125,6 +127,13 @@ ns.exp.lab. IN A 127.53.0.7
 www.exp.lab. IN A 192.0.2.70
 ";
 
+const OLD: &str = "
+old.lab. IN SOA ns.old.lab. h.old.lab. 1 7200 900 1209600 60
+old.lab. IN NS ns.old.lab.
+ns.old.lab. IN A 127.53.0.8
+www.old.lab. IN A 192.0.2.80
+";
+
 const LAB: &str = "
 lab. IN SOA ns.nic.lab. h.nic.lab. 1 7200 900 1209600 60
 lab. IN NS ns.nic.lab.
@@ -139,7 +148,12 @@ bad.lab. IN NS ns.bad.lab.
 ns.bad.lab. IN A 127.53.0.6
 exp.lab. IN NS ns.exp.lab.
 ns.exp.lab. IN A 127.53.0.7
+old.lab. IN NS ns.old.lab.
+ns.old.lab. IN A 127.53.0.8
 ";
+
+/// The last octet of the zones' servers, 127.53.0.1 to this.
+const LAST_OCTET: u8 = 8;
 
 const ROOT: &str = "
 . IN SOA ns.nic.lab. h.nic.lab. 1 7200 900 1209600 60
@@ -150,7 +164,13 @@ ns.nic.lab. IN A 127.53.0.2
 ";
 
 /// Children before parents: a parent's text gets its signed children's DS.
-const ZONES: [Zone; 9] = [
+const ZONES: [Zone; 10] = [
+    Zone {
+        origin: "old.lab.",
+        octet: 8,
+        text: OLD,
+        signing: Signing::ShortRsa,
+    },
     Zone {
         origin: "sec.lab.",
         octet: 3,
@@ -286,14 +306,14 @@ impl Layout {
 
     /// `text` with its nameserver addresses moved to their hosts.
     fn place(self, text: &str) -> String {
-        let placed = (3..=7).fold(text.to_string(), |text, octet| {
+        let placed = (3..=LAST_OCTET).fold(text.to_string(), |text, octet| {
             text.replace(
                 &format!("{}\n", server_ip(octet)),
                 &format!("{}\n", server_ip(self.host(octet))),
             )
         });
         // Else a co-hosted lab would quietly be the one-per-zone one.
-        for octet in (3..=7).filter(|&o| self.host(o) != o) {
+        for octet in (3..=LAST_OCTET).filter(|&o| self.host(o) != o) {
             assert!(!placed.contains(&server_ip(octet)), "{placed}");
         }
         placed
@@ -319,12 +339,16 @@ fn write_zone(
     if zone.signing == Signing::Unsigned {
         return (file, String::new());
     }
+    let algorithm: &[&str] = match zone.signing {
+        Signing::ShortRsa => &["-a", "RSASHA1", "-b", "512"],
+        _ => &["-a", "ECDSAP256SHA256"],
+    };
     let ksk = run_in(
         dir,
         "ldns-keygen",
-        &["-a", "ECDSAP256SHA256", "-k", zone.origin],
+        &[algorithm, &["-k", zone.origin]].concat(),
     );
-    let zsk = run_in(dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", zone.origin]);
+    let zsk = run_in(dir, "ldns-keygen", &[algorithm, &[zone.origin]].concat());
     let mut args: Vec<&str> = match zone.signing {
         Signing::Nsec3 => vec!["-n", "-s", "abcd", "-t", "0"],
         Signing::Nsec3OptOut => vec!["-n", "-p", "-s", "00", "-t", "0"],
@@ -417,7 +441,7 @@ impl Lab {
     }
 
     fn servers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        let mut octets: Vec<u8> = (1..=7).map(|o| self.layout.host(o)).collect();
+        let mut octets: Vec<u8> = (1..=LAST_OCTET).map(|o| self.layout.host(o)).collect();
         octets.dedup();
         octets.into_iter().map(|octet| {
             format!("{}:{}", self.network.ip(octet), self.port)
@@ -518,7 +542,7 @@ fn start_lab_picket(lab: &Lab) -> PicketProcess {
         .flag("--root-hints", lab.dir.join("hints"))
         .flag("--trust-anchor", lab.dir.join("anchor.ds"))
         .quiet();
-    for octet in 1..=7 {
+    for octet in 1..=LAST_OCTET {
         options.flag(
             "--nameserver-port",
             format!("{}={}", server_ip(octet), lab.port),
@@ -737,6 +761,8 @@ const QUESTIONS: &[(&str, RecordType)] = &[
     ("nope.lab.", RecordType::A),
     ("www.nosuch.lab.", RecordType::A),
     ("nope.", RecordType::A),
+    ("www.old.lab.", RecordType::A),
+    ("nope.old.lab.", RecordType::A),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -807,6 +833,19 @@ async fn agree_on(layout: Layout, network: Network) {
         (
             "www.bad.lab.",
             (ResponseCode::ServFail, false, vec![], Some(6)),
+        ),
+        (
+            "www.old.lab.",
+            (
+                ResponseCode::NoError,
+                true,
+                a("www.old.lab. A 192.0.2.80"),
+                None,
+            ),
+        ),
+        (
+            "nope.old.lab.",
+            (ResponseCode::NXDomain, true, vec![], None),
         ),
         (
             "www.exp.lab.",

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY, DS, RRSIG};
-use hickory_proto::dnssec::Verifier;
+use hickory_proto::dnssec::{PublicKey, Verifier, TBS};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::anchors::ZoneAnchor;
 use super::budget::{Budget, Exhausted};
 use super::denial::{self, DsAbsence, Proof};
+use super::short_rsa;
 use super::{dname, ede, Fetch, FetchError, Security, ValidatorSettings};
 use crate::config::Limits;
 
@@ -1003,10 +1004,7 @@ pub(crate) fn verify_rrset(
             }
             any_key = true;
             ctx.budget.verification()?;
-            if key
-                .verify_rrsig(name, DNSClass::IN, sig, records.iter())
-                .is_ok()
-            {
+            if verifies(key, name, sig, records) {
                 let ttl = records
                     .iter()
                     .map(|r| r.ttl)
@@ -1053,6 +1051,26 @@ pub(crate) fn verify_rrset(
         ede::RRSIGS_MISSING,
         format!("{name} {rtype} has no RRSIG by its zone {zone}"),
     ))
+}
+
+/// Whether `key` made `sig` over `records`: hickory-proto's verification, or for an RSA key
+/// shorter than it verifies, [`short_rsa`]'s.
+fn verifies(key: &DNSKEY, name: &Name, sig: &RRSIG, records: &[Record]) -> bool {
+    if key
+        .verify_rrsig(name, DNSClass::IN, sig, records.iter())
+        .is_ok()
+    {
+        return true;
+    }
+    let public_key = key.public_key().public_bytes();
+    let Some(digest) = short_rsa::Digest::of_algorithm(u8::from(key.algorithm())) else {
+        return false;
+    };
+    if !short_rsa::is_short(public_key) {
+        return false;
+    }
+    let signed = TBS::from_input(name, DNSClass::IN, sig.input(), records.iter());
+    signed.is_ok_and(|signed| short_rsa::verify(digest, public_key, signed.as_ref(), sig.sig()))
 }
 
 /// RFC 1982 serial number order, as RFC 4034 §3.1.5 asks for signature times.

@@ -512,7 +512,7 @@ async fn drain_on_stop_signal(mut signals: StopSignals, server: Server) {
 /// runs the drain, is never held up by a slow reload.
 async fn request_reload_on_sighup(mut hup: tokio::signal::unix::Signal, reloader: Reloader) {
     while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the policy, reopening the query log");
+        tracing::info!("SIGHUP: reloading the policy, the TLS certificate and the cookie secrets, reopening the query log");
         reloader.request(Reason::Sighup);
     }
 }

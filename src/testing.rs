@@ -27,5 +27,13 @@ pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// The bytes `text` spells in hexadecimal; panics on anything else (test vectors).
+pub(crate) fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 /// Compiles only when `T` may be shared between the runtime's threads.
 pub(crate) fn assert_send_sync<T: Send + Sync>() {}

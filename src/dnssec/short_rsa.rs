@@ -126,13 +126,7 @@ fn encoded_digest(encoded: &[u8], length: usize) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testing::hex;
 
     /// A 512-bit key made with `openssl genrsa 512`, in RFC 3110's form (exponent 65537).
     fn key() -> Vec<u8> {

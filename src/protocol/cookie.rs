@@ -237,13 +237,7 @@ impl std::fmt::Debug for ServerSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testing::hex;
 
     fn rfc_secret() -> ServerSecret {
         ServerSecret::from_bytes(hex("e5e973e5a6b2a43f48e7dc849e37bfcf").try_into().unwrap())

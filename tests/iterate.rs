@@ -248,6 +248,21 @@ async fn qname_minimisation_shows_each_server_one_label_more() {
     );
 }
 
+/// `--no-qname-minimisation`: every server is asked the whole name.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_qname_minimisation_every_server_sees_the_whole_name() {
+    let world = World::start(|settings| {
+        settings.recursion.as_mut().unwrap().qname_minimisation = false;
+    });
+    let answer = world.ask("a.b.c.example.test", RecordType::A).await;
+    assert_eq!(a_records(&answer), [v4("192.0.2.3")], "{answer:?}");
+    assert_eq!(names_seen(&world.root), [".", "a.b.c.example.test."]);
+    assert_eq!(names_seen(&world.tld), ["a.b.c.example.test."]);
+    let mut leaf: Vec<String> = names_seen(&world.fast);
+    leaf.extend(names_seen(&world.slow));
+    assert_eq!(leaf, ["a.b.c.example.test."]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_upstream_query_has_its_own_id_a_port_serves_one_server_and_forgeries_are_ignored() {
     let world = World::start(|_| {});

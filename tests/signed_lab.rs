@@ -552,7 +552,9 @@ fn start_lab_picket(lab: &Lab) -> PicketProcess {
 }
 
 /// Picket inside socket_wrapper's network, as Deckard starts a resolver:
-/// on 127.0.0.10 port 53, its nameservers on port 53, no port mapping.
+/// on 127.0.0.10 port 53, its nameservers on port 53, no port mapping, and
+/// without QNAME minimisation, as most of Deckard's scenarios run
+/// (`query-minimization: off`: their servers answer only the full name).
 /// Its log goes to `picket.log` in the lab.
 fn start_wrapped_picket(lab: &Lab) -> PicketProcess {
     let addr: SocketAddr = format!("{}:53", lab.network.ip(WRAPPED_PICKET))
@@ -562,7 +564,11 @@ fn start_wrapped_picket(lab: &Lab) -> PicketProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_picket"));
     command
         .args(["serve", "--listen", &addr.to_string()])
-        .args(["--recursive", "--allow-private-nameservers"])
+        .args([
+            "--recursive",
+            "--allow-private-nameservers",
+            "--no-qname-minimisation",
+        ])
         .arg("--root-hints")
         .arg(lab.dir.join("hints"))
         .arg("--trust-anchor")

@@ -204,6 +204,13 @@ pub struct ResolutionArgs {
     #[arg(long = "case-randomization")]
     pub case_randomization: bool,
 
+    /// Recursive mode: ask every server the whole name instead of one label
+    /// more than its zone (QNAME minimisation, RFC 9156, on by default), as
+    /// Unbound's `qname-minimisation: no`. For test suites whose fake servers
+    /// answer only the full name (Deckard's `query-minimization: off`).
+    #[arg(long = "no-qname-minimisation")]
+    pub no_qname_minimisation: bool,
+
     /// Recursive mode may query nameservers on loopback, private and other
     /// special-use addresses (like Unbound's `do-not-query-localhost: no`).
     /// Off by default: a delegation there is usually an attack or a leak.
@@ -657,6 +664,7 @@ impl ServeArgs {
         let r = &self.resolution;
         let mut settings = RecursorSettings {
             case_randomization: r.case_randomization,
+            qname_minimisation: !r.no_qname_minimisation,
             dnssec: self.dnssec.dnssec.into(),
             negative_anchors: self.dnssec.negative_trust_anchor.clone(),
             ..RecursorSettings::default()

@@ -43,6 +43,10 @@ pub struct RecursorSettings {
     pub negative_anchors: Vec<Name>,
     /// Randomise the case of query names on UDP and require it echoed (0x20).
     pub case_randomization: bool,
+    /// Show each server only one label more than the zone it serves (RFC 9156); off
+    /// (`--no-qname-minimisation`), every server is asked the whole name, as test suites
+    /// written before RFC 7816 expect (Deckard's `query-minimization: off`).
+    pub qname_minimisation: bool,
     /// Never send queries to these networks. Default: [`default_deny_servers`]
     /// (loopback, RFC 1918, link-local, documentation, ...); labs empty it
     /// (`--allow-private-nameservers`).
@@ -61,6 +65,7 @@ impl Default for RecursorSettings {
             trust_anchor: None,
             negative_anchors: Vec::new(),
             case_randomization: false,
+            qname_minimisation: true,
             deny_servers: default_deny_servers(),
             nameserver_ports: HashMap::new(),
         }

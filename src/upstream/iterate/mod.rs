@@ -66,6 +66,8 @@ pub(crate) struct Engine {
     ports: HashMap<IpAddr, u16>,
     deny: Vec<IpNet>,
     case_randomization: bool,
+    /// RFC 9156 ([`RecursorSettings::qname_minimisation`]).
+    qname_minimisation: bool,
     /// `--dnssec validate`: judges every answer (of a CD=1 query only for AD).
     validator: Option<Validator>,
     limits: Limits,
@@ -127,6 +129,7 @@ impl Recursive {
             ports: settings.nameserver_ports.clone(),
             deny: settings.deny_servers.clone(),
             case_randomization: settings.case_randomization,
+            qname_minimisation: settings.qname_minimisation,
             validator,
             limits: limits.clone(),
             infra: Infra::new(limits.recursion_infra_cache_bytes),

@@ -119,7 +119,7 @@ impl Engine {
         };
         let labels = usize::from(name.num_labels());
         let mut known = usize::from(zone.zone.num_labels());
-        let mut minimise = true;
+        let mut minimise = self.qname_minimisation;
         let mut steps = 0;
         loop {
             budget.check_depth(depth)?;

@@ -329,8 +329,7 @@ async fn nodes_sharing_a_cookie_secret_file_accept_each_others_cookies() {
 
     // The rollover's first step on B: A's secret second, B's own still making its cookies.
     std::fs::write(dir.join("b.secrets"), format!("{OTHER}\n{FIRST}\n")).unwrap();
-    // SAFETY: kill sends a signal to a child this test started; it touches no memory.
-    unsafe { libc::kill(b.child.id() as i32, libc::SIGHUP) };
+    b.signal(libc::SIGHUP);
     wait_for_log(&b_log, "cookie secrets reloaded").await;
     let (answered, _) = burst(&socket, b.addr, &from_a, 200).await;
     assert_eq!(
@@ -339,8 +338,7 @@ async fn nodes_sharing_a_cookie_secret_file_accept_each_others_cookies() {
     );
 
     std::fs::write(dir.join("b.secrets"), "not a secret\n").unwrap();
-    // SAFETY: as above.
-    unsafe { libc::kill(b.child.id() as i32, libc::SIGHUP) };
+    b.signal(libc::SIGHUP);
     wait_for_log(&b_log, "cookie secrets not reloaded").await;
     assert!(std::fs::read_to_string(&b_log)
         .unwrap()
@@ -649,9 +647,7 @@ async fn sigterm_drains_and_exits_zero() {
         real_sleep(Duration::from_millis(50)).await;
     }
 
-    unsafe {
-        libc::kill(picket.child.id() as libc::pid_t, libc::SIGTERM);
-    }
+    picket.signal(libc::SIGTERM);
     let term = Instant::now();
     let mut answered = 0;
     while term.elapsed() < Duration::from_millis(800) {

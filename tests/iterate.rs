@@ -220,6 +220,13 @@ fn names_seen(authority: &Authority) -> Vec<String> {
         .collect()
 }
 
+/// [`names_seen`] by both servers of example.test, the zone the names are in.
+fn names_seen_by_the_leaf(world: &World) -> Vec<String> {
+    let mut names = names_seen(&world.fast);
+    names.extend(names_seen(&world.slow));
+    names
+}
+
 fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -235,8 +242,7 @@ async fn qname_minimisation_shows_each_server_one_label_more() {
     assert_eq!(names_seen(&world.tld), ["example.test."]);
     // The example.test servers see the name grow label by label.
     // (Sorted: the two servers of the zone may share the steps.)
-    let mut leaf: Vec<String> = names_seen(&world.fast);
-    leaf.extend(names_seen(&world.slow));
+    let mut leaf = names_seen_by_the_leaf(&world);
     leaf.sort_by_key(|n| n.len());
     assert_eq!(
         leaf,
@@ -258,9 +264,7 @@ async fn without_qname_minimisation_every_server_sees_the_whole_name() {
     assert_eq!(a_records(&answer), [v4("192.0.2.3")], "{answer:?}");
     assert_eq!(names_seen(&world.root), [".", "a.b.c.example.test."]);
     assert_eq!(names_seen(&world.tld), ["a.b.c.example.test."]);
-    let mut leaf: Vec<String> = names_seen(&world.fast);
-    leaf.extend(names_seen(&world.slow));
-    assert_eq!(leaf, ["a.b.c.example.test."]);
+    assert_eq!(names_seen_by_the_leaf(&world), ["a.b.c.example.test."]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

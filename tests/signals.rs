@@ -75,9 +75,7 @@ impl Running {
     }
 
     fn signal(&self, signal: libc::c_int) {
-        // SAFETY: signalling the child we started and have not reaped.
-        let rc = unsafe { libc::kill(self.process.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill({signal})");
+        self.process.signal(signal);
     }
 
     /// Waits for the exit; the status (None if it did not come) and the

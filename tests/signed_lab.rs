@@ -585,18 +585,10 @@ fn start_wrapped_picket(lab: &Lab) -> PicketProcess {
 /// it is, so a Unix datagram socket bound at the test's own such name sends
 /// the query to the server's and reads the answer. `None` after 5 s.
 async fn wrapped_exchange(lab_dir: &Path, server: SocketAddr, query: Vec<u8>) -> Option<Vec<u8>> {
-    static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(20_000);
     let SocketAddr::V4(server) = server else {
         panic!("socket_wrapper's lab is IPv4: {server}");
     };
-    let dir = wrapper_dir(lab_dir);
-    let port = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let own = dir.join(format!("U{WRAPPED_CLIENT:02X}{port:04X}"));
-    let theirs = dir.join(format!(
-        "U{:02X}{:04X}",
-        server.ip().octets()[3],
-        server.port()
-    ));
+    let (own, theirs) = wrapped_ends(lab_dir, 'U', server);
     tokio::task::spawn_blocking(move || {
         let socket = std::os::unix::net::UnixDatagram::bind(&own).expect("bind the test's socket");
         socket
@@ -615,6 +607,21 @@ async fn wrapped_exchange(lab_dir: &Path, server: SocketAddr, query: Vec<u8>) ->
     .unwrap()
 }
 
+/// The socket files of an exchange with `server` inside the lab's
+/// socket_wrapper network, `kind` `U` (UDP) or `T` (TCP): the test's own,
+/// on a fresh port of [`WRAPPED_CLIENT`], and the server's. socket_wrapper
+/// names the socket of 127.0.0.X port P `{kind}{X:02X}{P:04X}`.
+fn wrapped_ends(lab_dir: &Path, kind: char, server: SocketAddrV4) -> (PathBuf, PathBuf) {
+    static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(20_000);
+    let port = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file =
+        |octet: u8, port: u16| wrapper_dir(lab_dir).join(format!("{kind}{octet:02X}{port:04X}"));
+    (
+        file(WRAPPED_CLIENT, port),
+        file(server.ip().octets()[3], server.port()),
+    )
+}
+
 /// One DNS-over-TCP exchange (RFC 7766: the message after its two-byte
 /// length) with `server` inside the lab's socket_wrapper network, from
 /// outside it, as [`wrapped_exchange`] does for UDP: a Unix stream socket
@@ -623,13 +630,7 @@ async fn wrapped_exchange(lab_dir: &Path, server: SocketAddr, query: Vec<u8>) ->
 fn wrapped_tcp_exchange(lab_dir: &Path, server: SocketAddrV4, query: &[u8]) -> Vec<u8> {
     use socket2::{Domain, SockAddr, Socket, Type};
     use std::io::{Read, Write};
-    let dir = wrapper_dir(lab_dir);
-    let own = dir.join(format!("T{WRAPPED_CLIENT:02X}{:04X}", 30_000));
-    let theirs = dir.join(format!(
-        "T{:02X}{:04X}",
-        server.ip().octets()[3],
-        server.port()
-    ));
+    let (own, theirs) = wrapped_ends(lab_dir, 'T', server);
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
     socket.bind(&SockAddr::unix(&own).unwrap()).unwrap();
     socket.connect(&SockAddr::unix(&theirs).unwrap()).unwrap();

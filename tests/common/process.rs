@@ -273,6 +273,20 @@ impl PicketProcess {
     }
 }
 
+impl PicketProcess {
+    /// Sends it `signal` (SIGHUP, SIGTERM, ...); panics when that fails.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the child this test spawned and has not reaped.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(
+            sent,
+            0,
+            "kill({signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 impl Drop for PicketProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -156,7 +156,8 @@ up() {
   down
   mkdir -p "$DIR"
   rm -f "$DIR"/*.log "$DIR"/*.rc "$DIR"/*.ctl
-  cp "$picket" "$DIR/picket"
+  # A link, not a copy: a debug build is hundreds of MB and CI's /tmp may be short of room.
+  ln -sf "$(realpath "$picket")" "$DIR/picket"
   for flag in --nsid --health-name --drain-hook; do
     "$DIR/picket" serve --help | grep -q -- "$flag" || {
       log "$picket has no $flag: not a build of this branch?"

@@ -408,7 +408,7 @@ impl Lab {
             }
         }
         let root_ds = &ds_of.iter().find(|(o, _)| *o == ".").unwrap().1;
-        std::fs::write(dir.join("anchor.ds"), root_ds).unwrap();
+        std::fs::write(dir.join("anchor.ds"), anchor_file_text(root_ds)).unwrap();
         std::fs::write(
             dir.join("hints"),
             format!(
@@ -498,6 +498,31 @@ fn start_nsd(
         wrap(&mut nsd, dir, octet);
     }
     KillOnDrop::spawn(&mut nsd, "/usr/sbin/nsd (Debian package nsd)")
+}
+
+/// A DS line from `ldns-key2ds` as people write anchors by hand and as
+/// Deckard's scenarios give them: the algorithm as its mnemonic and the
+/// digest spread over lines in parentheses. Picket and Unbound must both read it.
+fn anchor_file_text(ds_line: &str) -> String {
+    let fields: Vec<&str> = ds_line.split_whitespace().collect();
+    let at = fields.iter().position(|f| *f == "DS");
+    let Some([tag, algorithm, digest_type, digest @ ..]) = at.map(|at| &fields[at + 1..]) else {
+        panic!("not a DS line: {ds_line}");
+    };
+    let owner_ttl_class = fields[..at.unwrap()].join(" ");
+    let mnemonic = match *algorithm {
+        "5" => "RSASHA1",
+        "7" => "RSASHA1-NSEC3-SHA1",
+        "8" => "RSASHA256",
+        "13" => "ECDSAP256SHA256",
+        "15" => "ED25519",
+        other => panic!("add algorithm {other}'s mnemonic"),
+    };
+    let digest = digest.concat();
+    let (first, second) = digest.split_at(digest.len() / 2);
+    format!(
+        "; the lab's root, as an operator writes it\n{owner_ttl_class} DS {tag} {mnemonic} {digest_type} (\n\t{first} ; first half\n\t{second} )\n"
+    )
 }
 
 /// Unbound validating with the lab's anchor, each zone a stub on its server.

@@ -54,8 +54,7 @@ impl TrustAnchors {
     /// DNSKEY lines, so they are read here.
     pub fn parse(text: &str) -> Result<Self, AnchorError> {
         let mut anchors = Self::default();
-        for (number, line) in text.lines().enumerate() {
-            let line = line.split(';').next().unwrap_or("").trim();
+        for (number, line) in records(text) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // The type follows the owner, an optional TTL and an optional class.
             let Some(at) = fields
@@ -70,7 +69,7 @@ impl TrustAnchors {
                 continue;
             };
             let bad = |reason: String| AnchorError::Line {
-                line: number + 1,
+                line: number,
                 reason,
             };
             let mut name = Name::from_ascii(fields[0]).map_err(|e| bad(e.to_string()))?;
@@ -85,6 +84,15 @@ impl TrustAnchors {
                     .filter(|v| *v <= max)
                     .ok_or_else(|| bad(format!("{field:?} is not a number up to {max}")))
             };
+            // RFC 4034 §5.3 and §2.2: the algorithm as a number or as its mnemonic.
+            let algorithm = |i: usize| -> Result<Algorithm, AnchorError> {
+                let field = rdata.get(i).ok_or_else(|| bad("too few fields".into()))?;
+                algorithm_from_text(field).ok_or_else(|| {
+                    bad(format!(
+                        "{field:?} is not a DNSSEC algorithm (a number up to 255, or a mnemonic such as RSASHA256 or ECDSAP256SHA256)"
+                    ))
+                })
+            };
             let zone = anchors.zones.entry(name).or_default();
             if fields[at].eq_ignore_ascii_case("DS") {
                 let digest = hex(&rdata.get(3..).unwrap_or_default().concat())
@@ -92,7 +100,7 @@ impl TrustAnchors {
                     .ok_or_else(|| bad("the DS digest is not hex".into()))?;
                 zone.ds.push(DS::new(
                     int(0, 65535)? as u16,
-                    Algorithm::from_u8(int(1, 255)? as u8),
+                    algorithm(1)?,
                     DigestType::from(int(2, 255)? as u8),
                     digest,
                 ));
@@ -100,10 +108,9 @@ impl TrustAnchors {
                 let key = base64::engine::general_purpose::STANDARD
                     .decode(rdata.get(3..).unwrap_or_default().concat())
                     .map_err(|e| bad(format!("the DNSKEY public key is not base64: {e}")))?;
-                let algorithm = Algorithm::from_u8(int(2, 255)? as u8);
                 zone.dnskeys.push(DNSKEY::with_flags(
                     int(0, 65535)? as u16,
-                    PublicKeyBuf::new(key, algorithm),
+                    PublicKeyBuf::new(key, algorithm(2)?),
                 ));
             }
         }
@@ -136,6 +143,52 @@ pub enum AnchorError {
     /// No DS or DNSKEY line at all.
     #[error("no DS or DNSKEY record (expected lines like `example. IN DS 12345 13 2 <hex>`)")]
     Empty,
+}
+
+/// The records of a zone-file text with their first line's number: `;`
+/// comments cut, and a record spread over lines in parentheses (RFC 1035
+/// §5.1, as ldns and BIND write long DNSKEYs) joined into one.
+fn records(text: &str) -> Vec<(usize, String)> {
+    let mut records = Vec::new();
+    let mut open: Option<(usize, String)> = None;
+    for (index, line) in text.lines().enumerate() {
+        let line = line.split(';').next().unwrap_or("");
+        let (number, mut record) = open.take().unwrap_or((index + 1, String::new()));
+        record.push(' ');
+        record.push_str(line);
+        if record.matches('(').count() > record.matches(')').count() {
+            open = Some((number, record));
+        } else {
+            records.push((number, record.replace(['(', ')'], " ").trim().to_string()));
+        }
+    }
+    records.extend(open.map(|(number, record)| (number, record.replace('(', " "))));
+    records
+}
+
+/// A DNSSEC algorithm field: its number, or its mnemonic from IANA's
+/// registry (RFC 4034 Appendix A.1, RFC 5155, 5702, 6605, 8080).
+fn algorithm_from_text(field: &str) -> Option<Algorithm> {
+    if let Ok(number) = field.parse::<u8>() {
+        return Some(Algorithm::from_u8(number));
+    }
+    let number = match field.to_ascii_uppercase().as_str() {
+        "RSAMD5" => 1,
+        "DH" => 2,
+        "DSA" => 3,
+        "RSASHA1" => 5,
+        "DSA-NSEC3-SHA1" => 6,
+        "RSASHA1-NSEC3-SHA1" => 7,
+        "RSASHA256" => 8,
+        "RSASHA512" => 10,
+        "ECC-GOST" => 12,
+        "ECDSAP256SHA256" => 13,
+        "ECDSAP384SHA384" => 14,
+        "ED25519" => 15,
+        "ED448" => 16,
+        _ => return None,
+    };
+    Some(Algorithm::from_u8(number))
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
@@ -194,6 +247,37 @@ mod tests {
         assert!(anchors
             .closest(&Name::from_ascii("example.").unwrap())
             .is_none());
+    }
+
+    #[test]
+    fn parse_reads_algorithm_mnemonics_and_records_in_parentheses() {
+        let text = "a.example. 3600 IN DS 30899 RSASHA1 1 (\n\
+            \t0A0B ; first half\n\
+            \t0C0D )\n\
+            b.example. IN DNSKEY 257 3 ecdsap256sha256 ( AAEC\n Aw== )\n\
+            c.example. IN DS 1 13 2 0A0B\n";
+        let anchors = TrustAnchors::parse(text).unwrap();
+        let a = &anchors.zones[&Name::from_ascii("a.example.").unwrap()].ds[0];
+        assert_eq!(
+            (a.key_tag(), a.algorithm(), a.digest()),
+            (30899, Algorithm::from_u8(5), &[0x0a, 0x0b, 0x0c, 0x0d][..])
+        );
+        let b = &anchors.zones[&Name::from_ascii("b.example.").unwrap()].dnskeys[0];
+        let key = b.public_key();
+        assert_eq!(
+            hickory_proto::dnssec::PublicKey::algorithm(key),
+            Algorithm::ECDSAP256SHA256
+        );
+        assert_eq!(
+            hickory_proto::dnssec::PublicKey::public_bytes(key),
+            &[0, 1, 2, 3][..]
+        );
+        assert_eq!(anchors.zones().len(), 3);
+        // An error in a record over several lines names its first line.
+        let e = TrustAnchors::parse("; x\nx. IN DS 1 RSA-FOO 2 (\n 00 )\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("RSA-FOO"), "{e}");
     }
 
     #[test]

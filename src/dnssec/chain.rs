@@ -774,8 +774,35 @@ impl Validator {
         keys: &[DNSKEY],
         ctx: &mut Ctx<'_>,
     ) -> Result<(NodeState, u32), Unfetched> {
-        let verdict_ttl = self.limits.dnssec_verdict_ttl.as_secs() as u32;
         let response = ctx.fetch_rrset(here, RecordType::DS).await?;
+        let judged = self.judge_cut(here, zone, keys, &response, ctx).await?;
+        // A DS RRset (or its absence) taken from a referral that does not
+        // hold up is asked of the parent once more: a server may put less in
+        // a referral than in an answer, and Unbound asks too.
+        if matches!(judged.0, NodeState::Bogus(_)) {
+            if let Some(again) = ctx.fetch.refetch(here, RecordType::DS) {
+                let response = again.await.map_err(|error| Unfetched {
+                    name: here.clone(),
+                    rtype: RecordType::DS,
+                    error,
+                })?;
+                return self.judge_cut(here, zone, keys, &response, ctx).await;
+            }
+        }
+        Ok(judged)
+    }
+
+    /// What `response` to a DS query for `here` says of the cut there,
+    /// `zone` being the secure zone above it with `keys`.
+    async fn judge_cut(
+        &self,
+        here: &Name,
+        zone: &Name,
+        keys: &[DNSKEY],
+        response: &Message,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(NodeState, u32), Unfetched> {
+        let verdict_ttl = self.limits.dnssec_verdict_ttl.as_secs() as u32;
         let answers = Sets::of(&response.answers);
         let bogus_for = |fail: Fail| Ok((NodeState::Bogus(fail), verdict_ttl));
         if let Some(ds_records) = answers.records.get(&(here.clone(), RecordType::DS)) {

@@ -92,6 +92,13 @@ pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Message, FetchErro
 /// its upstream with DO=1 CD=1.
 pub trait Fetch: Send + Sync {
     fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a>;
+
+    /// The same RRset asked of the authorities themselves, when `fetch`
+    /// answers it from records kept (the iterator: a DS RRset from the
+    /// parent's referral); None when `fetch` asks them anyway.
+    fn refetch<'a>(&'a self, _name: &'a Name, _rtype: RecordType) -> Option<FetchFuture<'a>> {
+        None
+    }
 }
 
 pub use chain::{cap_ttls, Validator};

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hashbrown::DefaultHashBuilder;
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, Record};
 use moka::sync::Cache;
 
 use super::servers::ServerFacts;
@@ -28,6 +28,37 @@ pub(crate) struct Delegation {
     pub(crate) names: Vec<Name>,
     pub(crate) addrs: Vec<IpAddr>,
     pub(crate) expires: Instant,
+    /// What the referral said of the cut's DS RRset, if it was signed.
+    pub(crate) parent_side: Option<Box<ParentSide>>,
+}
+
+/// The DNSSEC records a signed parent puts in a referral (RFC 4035
+/// §3.1.4.1): the child's DS RRset with its RRSIGs, or the NSEC/NSEC3
+/// records and RRSIGs proving it has none. Kept with the delegation so the
+/// validator's DS fetch for the cut is answered from them, not with a query
+/// to the parent (Unbound does the same); unverified until the validator
+/// checks them against the parent's keys.
+#[derive(Debug, Clone)]
+pub(crate) struct ParentSide {
+    /// The zone whose server sent the referral.
+    pub(crate) parent: Name,
+    /// DS and RRSIG(DS) records owned by the cut.
+    pub(crate) ds: Vec<Record>,
+    /// NSEC, NSEC3 and their RRSIGs, when the referral had no DS.
+    pub(crate) denial: Vec<Record>,
+}
+
+impl ParentSide {
+    /// A referral carries a few DS or NSEC3 records; more is not a referral
+    /// worth keeping the DNSSEC part of.
+    pub(crate) const MAX_RECORDS: usize = 16;
+
+    /// An estimate that errs high: a record, its owner, and rdata the size
+    /// of a 2048-bit RSA signature.
+    fn bytes(&self) -> usize {
+        name_bytes(&self.parent)
+            + (self.ds.len() + self.denial.len()) * (size_of::<Record>() + 256 + 64)
+    }
 }
 
 /// Addresses found for a nameserver name (empty: it has none, or its
@@ -95,7 +126,8 @@ impl Infra {
                             + size_of::<Delegation>()
                             + name_bytes(&d.zone)
                             + names
-                            + d.addrs.len() * size_of::<IpAddr>(),
+                            + d.addrs.len() * size_of::<IpAddr>()
+                            + d.parent_side.as_ref().map_or(0, |p| p.bytes()),
                     )
                 })
                 .time_to_live(RECURSION_MAX_DELEGATION_TTL)
@@ -151,6 +183,11 @@ impl Infra {
             let zone = trim_to(name, usize::from(n));
             self.zones.get(&zone).filter(|d| d.expires > now)
         })
+    }
+
+    /// The unexpired delegation of exactly `zone`, if known.
+    pub(crate) fn delegation(&self, zone: &Name, now: Instant) -> Option<Arc<Delegation>> {
+        self.zones.get(zone).filter(|d| d.expires > now)
     }
 
     pub(crate) fn learn(&self, delegation: Delegation) {
@@ -223,6 +260,7 @@ mod tests {
                 names: vec![],
                 addrs: vec![],
                 expires: now + Duration::from_secs(ttl),
+                parent_side: None,
             });
         }
         let found = infra.closest(&name("www.deep.example.test."), now).unwrap();
@@ -257,6 +295,7 @@ mod tests {
                 addrs: vec![IpAddr::from([192, 0, 2, 1]); 8],
                 zone,
                 expires: now + Duration::from_secs(60),
+                parent_side: None,
             });
             infra.learn_host(
                 name(&format!("ns{i}.example.test.")),

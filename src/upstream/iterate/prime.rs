@@ -109,5 +109,6 @@ fn primed_root(message: &Message) -> Option<Delegation> {
         names,
         addrs,
         expires: Instant::now() + Duration::from_secs(u64::from(ttl)),
+        parent_side: None,
     })
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
+use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use smallvec::SmallVec;
@@ -15,7 +16,7 @@ use smallvec::SmallVec;
 use super::assemble::cname_at;
 use super::budget::Budget;
 use super::exchange::{exchange, refuses_edns, ExchangeError, How};
-use super::infra::Delegation;
+use super::infra::{Delegation, ParentSide};
 use super::servers::choose;
 use super::Engine;
 use crate::config::limits::{
@@ -73,6 +74,7 @@ impl Engine {
             names: Vec::new(),
             addrs: self.roots.clone(),
             expires: Instant::now() + RECURSION_MAX_DELEGATION_TTL,
+            parent_side: None,
         })
     }
 
@@ -529,7 +531,14 @@ fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
         .authorities
         .iter()
         .any(|r| r.record_type() == RecordType::SOA);
-    (has_soa || message.metadata.authoritative).then_some(Kind::Final)
+    // NS records above or beside the zone and no SOA: an upward referral,
+    // which a server not serving the zone sends, AA or not (Unbound calls it
+    // lame too); not the NODATA an empty answer with AA otherwise is.
+    let upward = message
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::NS && !zone.zone_of(&r.name));
+    (has_soa || (message.metadata.authoritative && !upward)).then_some(Kind::Final)
 }
 
 /// The delegation to `cut` a referral from `zone`'s server carries: its NS
@@ -561,7 +570,43 @@ fn referral(message: &Message, zone: &Name, cut: &Name) -> Delegation {
         names,
         addrs,
         expires: Instant::now() + Duration::from_secs(u64::from(ttl)),
+        parent_side: parent_side(message, zone, cut),
     }
+}
+
+/// The referral's DNSSEC records about `cut`'s DS RRset (see
+/// [`ParentSide`]): the DS RRset and its RRSIGs if there, else the NSEC and
+/// NSEC3 records within `zone` and their RRSIGs. None if it has neither, or
+/// too many to be a referral's.
+fn parent_side(message: &Message, zone: &Name, cut: &Name) -> Option<Box<ParentSide>> {
+    let of_type = |r: &Record, types: &[RecordType]| match &r.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => types.contains(&sig.input().type_covered),
+        _ => types.contains(&r.record_type()),
+    };
+    let ds: Vec<Record> = message
+        .authorities
+        .iter()
+        .filter(|r| r.name == *cut && of_type(r, &[RecordType::DS]))
+        .cloned()
+        .collect();
+    let denial: Vec<Record> = if ds.is_empty() {
+        message
+            .authorities
+            .iter()
+            .filter(|r| zone.zone_of(&r.name) && of_type(r, &[RecordType::NSEC, RecordType::NSEC3]))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let count = ds.len() + denial.len();
+    (count > 0 && count <= ParentSide::MAX_RECORDS).then(|| {
+        Box::new(ParentSide {
+            parent: zone.clone(),
+            ds,
+            denial,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -614,6 +659,18 @@ mod tests {
         let mut sideways = response(ResponseCode::NoError);
         sideways.add_authority(ns("other.test.", "ns.other.test."));
         assert!(classify(&sideways, &name("test."), &name("www.example.test.")).is_none());
+        // AA does not make an upward referral an answer (Deckard's
+        // iter_lame_aaaa: an empty AAAA answer "authoritative" for the root).
+        let mut lame_aa = up.clone();
+        lame_aa.metadata.authoritative = true;
+        assert!(classify(&lame_aa, &name("example.test."), &name("example.test.")).is_none());
+        let mut nodata_aa = response(ResponseCode::NoError);
+        nodata_aa.metadata.authoritative = true;
+        nodata_aa.add_authority(ns("example.test.", "ns.example.test."));
+        assert!(matches!(
+            classify(&nodata_aa, &name("example.test."), &name("example.test.")),
+            Some(Kind::Final)
+        ));
         assert!(classify(
             &response(ResponseCode::Refused),
             &name("test."),

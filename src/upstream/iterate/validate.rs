@@ -2,6 +2,9 @@
 //! authorities (DS from the parent side of the cut, RFC 4035 §4.2), charged
 //! to the client query's budget, and the verdict turned into an answer.
 
+use std::time::Instant;
+
+use hickory_proto::op::{Message, OpCode};
 use hickory_proto::rr::{Name, RecordType};
 
 use super::assemble::Question;
@@ -18,6 +21,21 @@ pub(crate) struct Fetcher<'a> {
 
 impl Fetch for Fetcher<'_> {
     fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a> {
+        if let Some(kept) = self.kept_from_referral(name, rtype) {
+            return Box::pin(std::future::ready(Ok(kept)));
+        }
+        self.ask(name, rtype)
+    }
+
+    fn refetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> Option<FetchFuture<'a>> {
+        self.kept_from_referral(name, rtype)
+            .is_some()
+            .then(|| self.ask(name, rtype))
+    }
+}
+
+impl Fetcher<'_> {
+    fn ask<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a> {
         Box::pin(async move {
             self.engine
                 .iterate(self.budget, name, rtype, 0, true)
@@ -25,6 +43,21 @@ impl Fetch for Fetcher<'_> {
                 .map(|reply| reply.message)
                 .map_err(|e| FetchError(format!("fetching {name} {rtype}: {e}")))
         })
+    }
+
+    /// `name`'s DS RRset, or the proof it has none, as the parent's referral
+    /// to `name` gave them (see `ParentSide`): the answer a DS query to the
+    /// parent would bring, without the round trip.
+    fn kept_from_referral(&self, name: &Name, rtype: RecordType) -> Option<Message> {
+        if rtype != RecordType::DS {
+            return None;
+        }
+        let delegation = self.engine.infra.delegation(name, Instant::now())?;
+        let kept = delegation.parent_side.as_ref()?;
+        let mut message = Message::response(0, OpCode::Query);
+        message.answers = kept.ds.clone();
+        message.authorities = kept.denial.clone();
+        Some(message)
     }
 }
 

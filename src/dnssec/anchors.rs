@@ -151,6 +151,9 @@ pub enum AnchorError {
 fn records(text: &str) -> Vec<(usize, String)> {
     let mut records = Vec::new();
     let mut open: Option<(usize, String)> = None;
+    let clean = |(number, record): (usize, String)| {
+        (number, record.replace(['(', ')'], " ").trim().to_string())
+    };
     for (index, line) in text.lines().enumerate() {
         let line = line.split(';').next().unwrap_or("");
         let (number, mut record) = open.take().unwrap_or((index + 1, String::new()));
@@ -159,10 +162,11 @@ fn records(text: &str) -> Vec<(usize, String)> {
         if record.matches('(').count() > record.matches(')').count() {
             open = Some((number, record));
         } else {
-            records.push((number, record.replace(['(', ')'], " ").trim().to_string()));
+            records.push(clean((number, record)));
         }
     }
-    records.extend(open.map(|(number, record)| (number, record.replace('(', " "))));
+    // An unclosed parenthesis at the end: the record as far as it goes.
+    records.extend(open.map(clean));
     records
 }
 

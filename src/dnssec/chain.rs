@@ -147,11 +147,28 @@ impl Ctx<'_> {
         self.fetch
             .fetch(name, rtype)
             .await
-            .map_err(|error| Unfetched {
-                name: name.clone(),
-                rtype,
-                error,
-            })
+            .map_err(Unfetched::of(name, rtype))
+    }
+
+    /// [`Fetch::refetch`]: the RRset asked of the authorities themselves,
+    /// if [`Ctx::fetch_rrset`] answered it from records kept.
+    async fn refetch_rrset(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+    ) -> Option<Result<Message, Unfetched>> {
+        let again = self.fetch.refetch(name, rtype)?;
+        Some(again.await.map_err(Unfetched::of(name, rtype)))
+    }
+}
+
+impl Unfetched {
+    fn of(name: &Name, rtype: RecordType) -> impl FnOnce(FetchError) -> Unfetched + '_ {
+        move |error| Unfetched {
+            name: name.clone(),
+            rtype,
+            error,
+        }
     }
 }
 
@@ -780,13 +797,8 @@ impl Validator {
         // hold up is asked of the parent once more: a server may put less in
         // a referral than in an answer, and Unbound asks too.
         if matches!(judged.0, NodeState::Bogus(_)) {
-            if let Some(again) = ctx.fetch.refetch(here, RecordType::DS) {
-                let response = again.await.map_err(|error| Unfetched {
-                    name: here.clone(),
-                    rtype: RecordType::DS,
-                    error,
-                })?;
-                return self.judge_cut(here, zone, keys, &response, ctx).await;
+            if let Some(again) = ctx.refetch_rrset(here, RecordType::DS).await {
+                return self.judge_cut(here, zone, keys, &again?, ctx).await;
             }
         }
         Ok(judged)

@@ -110,16 +110,20 @@ fn denial_proofs(message: &Message, dnssec_ok: bool) -> Vec<Record> {
     if !dnssec_ok {
         return Vec::new();
     }
-    let is_denial = |t: RecordType| matches!(t, RecordType::NSEC | RecordType::NSEC3);
-    message
-        .authorities
-        .iter()
-        .filter(|r| match &r.data {
-            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => is_denial(sig.input().type_covered),
-            _ => is_denial(r.record_type()),
-        })
+    with_rrsigs(&message.authorities, &[RecordType::NSEC, RecordType::NSEC3])
         .cloned()
         .collect()
+}
+
+/// The records among `records` of one of `types`, and the RRSIGs over them.
+pub(crate) fn with_rrsigs<'a>(
+    records: &'a [Record],
+    types: &'a [RecordType],
+) -> impl Iterator<Item = &'a Record> + 'a {
+    records.iter().filter(|r| match &r.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => types.contains(&sig.input().type_covered),
+        _ => types.contains(&r.record_type()),
+    })
 }
 
 /// The DNAME of the answering zone above `owner` (RFC 6672), as a link:

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
-use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use smallvec::SmallVec;
 
-use super::assemble::cname_at;
+use super::assemble::{cname_at, with_rrsigs};
 use super::budget::Budget;
 use super::exchange::{exchange, refuses_edns, ExchangeError, How};
 use super::infra::{Delegation, ParentSide};
@@ -579,21 +578,13 @@ fn referral(message: &Message, zone: &Name, cut: &Name) -> Delegation {
 /// NSEC3 records within `zone` and their RRSIGs. None if it has neither, or
 /// too many to be a referral's.
 fn parent_side(message: &Message, zone: &Name, cut: &Name) -> Option<Box<ParentSide>> {
-    let of_type = |r: &Record, types: &[RecordType]| match &r.data {
-        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => types.contains(&sig.input().type_covered),
-        _ => types.contains(&r.record_type()),
-    };
-    let ds: Vec<Record> = message
-        .authorities
-        .iter()
-        .filter(|r| r.name == *cut && of_type(r, &[RecordType::DS]))
+    let ds: Vec<Record> = with_rrsigs(&message.authorities, &[RecordType::DS])
+        .filter(|r| r.name == *cut)
         .cloned()
         .collect();
     let denial: Vec<Record> = if ds.is_empty() {
-        message
-            .authorities
-            .iter()
-            .filter(|r| zone.zone_of(&r.name) && of_type(r, &[RecordType::NSEC, RecordType::NSEC3]))
+        with_rrsigs(&message.authorities, &[RecordType::NSEC, RecordType::NSEC3])
+            .filter(|r| zone.zone_of(&r.name))
             .cloned()
             .collect()
     } else {

@@ -2,6 +2,7 @@
 //! authorities (DS from the parent side of the cut, RFC 4035 §4.2), charged
 //! to the client query's budget, and the verdict turned into an answer.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, OpCode};
@@ -9,6 +10,7 @@ use hickory_proto::rr::{Name, RecordType};
 
 use super::assemble::Question;
 use super::budget::Budget;
+use super::infra::Delegation;
 use super::Engine;
 use crate::dnssec::{ede, Fetch, FetchError, FetchFuture, Security};
 use crate::upstream::UpstreamError;
@@ -21,16 +23,15 @@ pub(crate) struct Fetcher<'a> {
 
 impl Fetch for Fetcher<'_> {
     fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> FetchFuture<'a> {
-        if let Some(kept) = self.kept_from_referral(name, rtype) {
-            return Box::pin(std::future::ready(Ok(kept)));
+        if let Some(delegation) = self.referral_with_ds_records(name, rtype) {
+            return Box::pin(std::future::ready(Ok(ds_answer(&delegation))));
         }
         self.ask(name, rtype)
     }
 
     fn refetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> Option<FetchFuture<'a>> {
-        self.kept_from_referral(name, rtype)
-            .is_some()
-            .then(|| self.ask(name, rtype))
+        self.referral_with_ds_records(name, rtype)
+            .map(|_| self.ask(name, rtype))
     }
 }
 
@@ -45,20 +46,26 @@ impl Fetcher<'_> {
         })
     }
 
-    /// `name`'s DS RRset, or the proof it has none, as the parent's referral
-    /// to `name` gave them (see `ParentSide`): the answer a DS query to the
-    /// parent would bring, without the round trip.
-    fn kept_from_referral(&self, name: &Name, rtype: RecordType) -> Option<Message> {
+    /// For a DS fetch: the known delegation to `name` if its referral
+    /// carried the DS RRset or the proof it has none (see `ParentSide`).
+    fn referral_with_ds_records(&self, name: &Name, rtype: RecordType) -> Option<Arc<Delegation>> {
         if rtype != RecordType::DS {
             return None;
         }
         let delegation = self.engine.infra.delegation(name, Instant::now())?;
-        let kept = delegation.parent_side.as_ref()?;
-        let mut message = Message::response(0, OpCode::Query);
+        delegation.parent_side.is_some().then_some(delegation)
+    }
+}
+
+/// The answer a DS query to the parent would bring, from what its referral
+/// to `delegation` carried, without the round trip.
+fn ds_answer(delegation: &Delegation) -> Message {
+    let mut message = Message::response(0, OpCode::Query);
+    if let Some(kept) = &delegation.parent_side {
         message.answers = kept.ds.clone();
         message.authorities = kept.denial.clone();
-        Some(message)
     }
+    message
 }
 
 /// What the validator said of an answer it let through.

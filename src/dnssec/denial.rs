@@ -250,7 +250,10 @@ pub(crate) fn wildcard_expansion(
             }
             let next_closer = name.trim_to(usize::from(labels) + 1);
             let h = n3.hash(&next_closer, ctx)?;
+            // In an opt-out span the next closer name may be an unsigned
+            // delegation: the expansion is insecure (RFC 5155 §9.2).
             return Ok(match n3.covering(&h) {
+                Some(cover) if cover.opt_out() => opt_out_span(name),
                 Some(_) => Proof::Proven,
                 None => Proof::NotProven(format!("no NSEC3 covers {next_closer}")),
             });
@@ -356,7 +359,7 @@ impl<'r> Nsec3Set<'r> {
     }
 
     /// The closest encloser proof (RFC 5155 §8.3): the closest encloser,
-    /// and the NSEC3 covering the next closer name. Ok(None): no proof.
+    /// and the NSEC3 covering the next closer name.
     /// Hashes each ancestor from the longest: a long name exhausts the
     /// NSEC3 hash budget (CVE-2023-50868) and is bogus.
     fn closest_encloser(
@@ -364,32 +367,42 @@ impl<'r> Nsec3Set<'r> {
         name: &Name,
         zone: &Name,
         ctx: &mut Ctx<'_>,
-    ) -> Result<Option<(Name, &'r NSEC3)>, Fail> {
+    ) -> Result<Encloser<'r>, Fail> {
         let top = usize::from(zone.num_labels());
         for labels in (top..usize::from(name.num_labels())).rev() {
             let candidate = name.trim_to(labels);
             let h = self.hash(&candidate, ctx)?;
             if let Some(found) = self.matching(&h) {
                 let has = |t| found.type_set().contains(t);
+                if labels > top && is_delegation(has) && !has(RecordType::DS) {
+                    return Ok(Encloser::UnsignedDelegation(candidate));
+                }
                 if (labels > top && is_delegation(has)) || has(RecordType::DNAME) {
-                    return Ok(None);
+                    return Ok(Encloser::NotProven);
                 }
                 let next_closer = name.trim_to(labels + 1);
                 let h = self.hash(&next_closer, ctx)?;
-                return Ok(self.covering(&h).map(|c| (candidate, c)));
+                return Ok(match self.covering(&h) {
+                    Some(cover) => Encloser::Proven(candidate, cover),
+                    None => Encloser::NotProven,
+                });
             }
         }
-        Ok(None)
+        Ok(Encloser::NotProven)
     }
 
     fn nxdomain(&self, name: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<Proof, Fail> {
         if let Some(fail) = self.over_cap(ctx) {
             return Ok(Proof::Unsupported(fail));
         }
-        let Some((encloser, cover)) = self.closest_encloser(name, zone, ctx)? else {
-            return Ok(Proof::NotProven(format!(
-                "no NSEC3 closest-encloser proof for {name}"
-            )));
+        let (encloser, cover) = match self.closest_encloser(name, zone, ctx)? {
+            Encloser::Proven(encloser, cover) => (encloser, cover),
+            Encloser::UnsignedDelegation(cut) => return Ok(unsigned_below(name, &cut)),
+            Encloser::NotProven => {
+                return Ok(Proof::NotProven(format!(
+                    "no NSEC3 closest-encloser proof for {name}"
+                )))
+            }
         };
         let Some(wildcard) = wildcard_of(&encloser) else {
             return Ok(Proof::NotProven(format!(
@@ -405,7 +418,7 @@ impl<'r> Nsec3Set<'r> {
         // The next closer name may be an unsigned delegation in an opt-out
         // span (RFC 5155 §6): nothing is proven about it.
         Ok(if cover.opt_out() {
-            Proof::Insecure(format!("{name} falls in an NSEC3 opt-out span"))
+            opt_out_span(name)
         } else {
             Proof::Proven
         })
@@ -421,45 +434,44 @@ impl<'r> Nsec3Set<'r> {
         if let Some(fail) = self.over_cap(ctx) {
             return Ok(Proof::Unsupported(fail));
         }
-        let lacks = |n: &NSEC3| {
-            let has = |t| n.type_set().contains(t);
-            !has(qtype)
-                && !has(RecordType::CNAME)
-                && (qtype == RecordType::DS || !is_delegation(has))
-        };
         let h = self.hash(name, ctx)?;
         if let Some(found) = self.matching(&h) {
-            return Ok(if lacks(found) {
-                Proof::Proven
-            } else {
-                Proof::NotProven(format!(
-                    "NODATA for {name} {qtype}, but its NSEC3 lists the type"
-                ))
-            });
+            return Ok(matching_nodata(name, qtype, found));
         }
-        let Some((encloser, cover)) = self.closest_encloser(name, zone, ctx)? else {
-            return Ok(Proof::NotProven(format!(
-                "no NSEC3 matches or encloses {name}"
-            )));
+        let (encloser, cover) = match self.closest_encloser(name, zone, ctx)? {
+            Encloser::Proven(encloser, cover) => (encloser, cover),
+            // Data from below an unsigned cut, met through a CNAME or a
+            // forwarder: it is insecure, as Unbound has it. A DS question
+            // is the parent's to answer, and is not.
+            Encloser::UnsignedDelegation(cut) if qtype != RecordType::DS => {
+                return Ok(unsigned_below(name, &cut))
+            }
+            _ => {
+                return Ok(Proof::NotProven(format!(
+                    "no NSEC3 matches or encloses {name}"
+                )))
+            }
         };
-        if qtype == RecordType::DS {
-            // RFC 5155 §8.6: no DS in an opt-out span.
-            return Ok(if cover.opt_out() {
-                Proof::Insecure(format!("{name} falls in an NSEC3 opt-out span"))
-            } else {
-                Proof::NotProven(format!("no NSEC3 matches {name}"))
-            });
-        }
         // A wildcard without the type (RFC 5155 §8.7).
-        if let Some(wildcard) = wildcard_of(&encloser) {
-            let h = self.hash(&wildcard, ctx)?;
-            if self.matching(&h).is_some_and(lacks) {
-                return Ok(Proof::Proven);
+        if qtype != RecordType::DS {
+            if let Some(wildcard) = wildcard_of(&encloser) {
+                let h = self.hash(&wildcard, ctx)?;
+                if let Some(found) = self.matching(&h) {
+                    return Ok(match matching_nodata(&wildcard, qtype, found) {
+                        Proof::Proven if cover.opt_out() => opt_out_span(name),
+                        proof => proof,
+                    });
+                }
             }
         }
-        Ok(Proof::NotProven(format!(
-            "no NSEC3 proves that {name} has no {qtype}"
-        )))
+        // RFC 5155 §8.6 and §9.2: the next closer name in an opt-out span
+        // may be an unsigned delegation; nothing is proven, and the answer
+        // goes out without AD.
+        Ok(if cover.opt_out() {
+            opt_out_span(name)
+        } else {
+            Proof::NotProven(format!("no NSEC3 proves that {name} has no {qtype}"))
+        })
     }
 
     fn ds_absence(&self, here: &Name, zone: &Name, ctx: &mut Ctx<'_>) -> Result<DsAbsence, Fail> {
@@ -472,13 +484,64 @@ impl<'r> Nsec3Set<'r> {
             return Ok(ds_absence_at(here, zone, has, "NSEC3"));
         }
         Ok(match self.closest_encloser(here, zone, ctx)? {
-            Some((_, cover)) if cover.opt_out() => DsAbsence::InsecureDelegation(format!(
-                "{here} falls in an NSEC3 opt-out span of {zone}"
+            Encloser::Proven(_, cover) if cover.opt_out() => DsAbsence::InsecureDelegation(
+                format!("{here} falls in an NSEC3 opt-out span of {zone}"),
+            ),
+            Encloser::Proven(..) => DsAbsence::NotCut,
+            Encloser::UnsignedDelegation(cut) => DsAbsence::InsecureDelegation(format!(
+                "{here} is below {cut}, delegated without DS"
             )),
-            Some(_) => DsAbsence::NotCut,
-            None => DsAbsence::NotProven(format!("no NSEC3 matches or encloses {here}")),
+            Encloser::NotProven => {
+                DsAbsence::NotProven(format!("no NSEC3 matches or encloses {here}"))
+            }
         })
     }
+}
+
+/// What the NSEC3 records say of the closest encloser of a name.
+enum Encloser<'r> {
+    /// RFC 5155 §8.3: the closest encloser, and the NSEC3 covering the
+    /// next closer name.
+    Proven(Name, &'r NSEC3),
+    /// The closest encloser is a delegation without DS: the name is in an
+    /// unsigned child zone.
+    UnsignedDelegation(Name),
+    NotProven,
+}
+
+/// NODATA from the NSEC3 matching `name` (RFC 5155 §8.5, §8.6). Seen from
+/// above, a delegation says nothing of types but DS: without a DS it is an
+/// unsigned cut (insecure), with one the answer should have come from below.
+/// A DS denial from the child's apex NSEC3 is the wrong side of the cut.
+fn matching_nodata(name: &Name, qtype: RecordType, found: &NSEC3) -> Proof {
+    let has = |t| found.type_set().contains(t);
+    if has(qtype) || has(RecordType::CNAME) {
+        return Proof::NotProven(format!(
+            "NODATA for {name} {qtype}, but its NSEC3 lists the type"
+        ));
+    }
+    if qtype == RecordType::DS {
+        return if has(RecordType::SOA) && !name.is_root() {
+            Proof::NotProven(format!("the child's apex NSEC3 denies the DS of {name}"))
+        } else {
+            Proof::Proven
+        };
+    }
+    match (is_delegation(has), has(RecordType::DS)) {
+        (false, _) => Proof::Proven,
+        (true, false) => unsigned_below(name, name),
+        (true, true) => Proof::NotProven(format!(
+            "NODATA for {name} {qtype} from above its signed delegation"
+        )),
+    }
+}
+
+fn opt_out_span(name: &Name) -> Proof {
+    Proof::Insecure(format!("{name} falls in an NSEC3 opt-out span"))
+}
+
+fn unsigned_below(name: &Name, cut: &Name) -> Proof {
+    Proof::Insecure(format!("{name} is at or below {cut}, delegated without DS"))
 }
 
 /// The hash an NSEC3 owner name carries in its first label (RFC 5155

@@ -484,6 +484,55 @@ fn nsec3_opt_out_makes_a_denial_insecure() {
     assert_eq!(verdict, Security::Insecure);
 }
 
+/// NODATA for a name with no NSEC3 of its own (Deckard's
+/// val_nsec3_optout_ad): the closest encloser proof's next closer name in
+/// an opt-out span may be an unsigned delegation, so the answer is
+/// insecure (RFC 5155 §8.6, §9.2), as Unbound has it; without opt-out,
+/// nothing proves the name exists, and NODATA for it is bogus.
+#[test]
+fn nsec3_nodata_by_an_opt_out_span_is_insecure() {
+    let (key, v, fetch) = signed_example();
+    let nodata = |opt_out| {
+        let (mx, rcode) = (RecordType::MX, ResponseCode::NoError);
+        nsec3_denial(&key, "sub.example.", mx, rcode, 1, opt_out)
+    };
+    assert_eq!(
+        block_on(v.validate(&nodata(true), &fetch)),
+        Security::Insecure
+    );
+    let verdict = block_on(v.validate(&nodata(false), &fetch));
+    assert!(
+        matches!(verdict, Security::Bogus { ede: 12, .. }),
+        "{verdict:?}"
+    );
+}
+
+/// NODATA whose NSEC3 is a delegation seen from above: without DS it is an
+/// unsigned child, whose data is insecure (as Unbound has it); with DS the
+/// child is signed, and its parent's NSEC3 says nothing of its types.
+#[test]
+fn nsec3_nodata_at_a_delegation_is_insecure_without_ds_and_bogus_with_it() {
+    let (key, v, fetch) = signed_example();
+    let at_cut = |types: &[RecordType]| {
+        let mut m = response("sub.example.", RecordType::MX, ResponseCode::NoError);
+        m.authorities.extend(soa(&key));
+        m.authorities.extend(nsec3_chain(
+            &key,
+            &[("example.", APEX), ("sub.example.", types)],
+            1,
+            false,
+        ));
+        m
+    };
+    let unsigned = at_cut(&[RecordType::NS]);
+    assert_eq!(block_on(v.validate(&unsigned, &fetch)), Security::Insecure);
+    let signed = at_cut(&[RecordType::NS, RecordType::DS]);
+    assert!(matches!(
+        block_on(v.validate(&signed, &fetch)),
+        Security::Bogus { .. }
+    ));
+}
+
 #[test]
 fn nsec3_iterations_over_the_cap_are_insecure() {
     let key = Key::new("example.");
@@ -566,6 +615,16 @@ fn a_wildcard_expansion_needs_proof_that_the_name_does_not_exist() {
         false,
     ));
     assert_eq!(block_on(v.validate(&m, &fetch)), Security::Secure);
+    // In an opt-out span, foo.example. may be an unsigned delegation: no AD
+    // (RFC 5155 §9.2), as Unbound answers.
+    m.authorities.clear();
+    m.authorities.extend(nsec3_chain(
+        &key,
+        &[("example.", APEX), ("*.example.", &[RecordType::A])],
+        1,
+        true,
+    ));
+    assert_eq!(block_on(v.validate(&m, &fetch)), Security::Insecure);
 }
 
 #[test]

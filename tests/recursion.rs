@@ -279,6 +279,52 @@ www.aliased.test.    300 IN A   192.0.2.44
     );
 }
 
+/// A child that gives its own nameserver a wrong address (Deckard's
+/// iter_pcdiff): `other.test.` says ns2.other.test is 127.0.0.12, which
+/// refuses `pc.`; its parent's glue says 127.0.0.13, which serves it.
+/// Unbound falls back to the parent's glue when the child's word fails,
+/// and so does Picket.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_parents_glue_is_the_last_resort_when_the_childs_address_fails() {
+    let zones = Zones {
+        root: format!("{ROOT_ZONE}pc.                 172800 IN NS  ns2.other.test.\n"),
+        tld: tld_zone(
+            "other.test.         86400 IN NS  ns2.other.test.
+ns2.other.test.     86400 IN A   127.0.0.13",
+        ),
+        other: format!(
+            "{OTHER_ZONE}ns2.other.test.      300 IN A   127.0.0.12
+pc.                 3600 IN SOA ns2.other.test. hostmaster.pc. 1 7200 900 1209600 60
+pc.                 3600 IN NS  ns2.other.test.
+www.pc.              300 IN A   192.0.2.77
+mail.pc.             300 IN A   192.0.2.78
+"
+        ),
+        ..Zones::default()
+    };
+    let lab = Lab::start(zones, |_| {});
+    let a = lab.query("www.pc", RecordType::A).await;
+    assert_eq!(rcode(&a), ResponseCode::NoError, "{a:?}");
+    assert_eq!(
+        a_records(&a),
+        ["192.0.2.77".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert!(
+        lab.example.queries_for("www.pc") >= 1,
+        "the child's address for ns2.other.test was tried first"
+    );
+    // The next name in the zone goes where the parent points, at once: the
+    // child's address is lame for `pc.` by now.
+    lab.reset_counts();
+    let mail = lab.query("mail.pc", RecordType::A).await;
+    assert_eq!(
+        a_records(&mail),
+        ["192.0.2.78".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert_eq!(lab.example.queries(), 0);
+    assert_eq!(lab.other.queries_for("mail.pc"), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nxdomain_and_nodata_carry_the_soa() {
     let lab = Lab::start(Zones::default(), |_| {});

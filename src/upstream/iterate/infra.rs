@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hashbrown::DefaultHashBuilder;
-use hickory_proto::rr::{Name, Record};
+use hickory_proto::rr::{Name, RData, Record};
 use moka::sync::Cache;
 
 use super::servers::ServerFacts;
@@ -26,10 +26,58 @@ pub(crate) struct Delegation {
     pub(crate) zone: Name,
     /// In the referral's order (the NXNS bound chases the first ones).
     pub(crate) names: Vec<Name>,
-    pub(crate) addrs: Vec<IpAddr>,
+    pub(crate) glue: Vec<Glue>,
     pub(crate) expires: Instant,
     /// What the referral said of the cut's DS RRset, if it was signed.
     pub(crate) parent_side: Option<Box<ParentSide>>,
+}
+
+/// An address of one of a delegation's nameservers, as the parent gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Glue {
+    pub(crate) ip: IpAddr,
+    /// The index in `names` of the nameserver it is for; None for the root
+    /// hints, which are addresses without names.
+    pub(crate) ns: Option<u16>,
+}
+
+impl Delegation {
+    pub(crate) fn addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.glue.iter().map(|g| g.ip)
+    }
+
+    /// The glue for nameserver `name`: the parent's word on its addresses,
+    /// which the last resort tries when the child's own word fails.
+    pub(crate) fn glue_of<'a>(&'a self, name: &Name) -> impl Iterator<Item = IpAddr> + 'a {
+        let index = self.names.iter().position(|n| n == name);
+        self.glue
+            .iter()
+            .filter(move |g| index.is_some() && g.ns.map(usize::from) == index)
+            .map(|g| g.ip)
+    }
+}
+
+/// The glue in `additionals` for `names` that `keep` allows, in record order.
+pub(crate) fn glue_for(
+    names: &[Name],
+    additionals: &[Record],
+    keep: impl Fn(&Name) -> bool,
+) -> Vec<Glue> {
+    additionals
+        .iter()
+        .filter_map(|r| {
+            let ip = match &r.data {
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(a) => IpAddr::V6(a.0),
+                _ => return None,
+            };
+            let ns = names.iter().position(|n| *n == r.name)?;
+            keep(&r.name).then(|| Glue {
+                ip,
+                ns: u16::try_from(ns).ok(),
+            })
+        })
+        .collect()
 }
 
 /// The DNSSEC records a signed parent puts in a referral (RFC 4035
@@ -66,6 +114,10 @@ impl ParentSide {
 #[derive(Debug, Clone)]
 pub(crate) struct HostAddrs {
     pub(crate) addrs: Vec<IpAddr>,
+    /// Glue the parent gave for the name that its own zone does not give:
+    /// tried last, when the zone's other servers failed (as Unbound falls
+    /// back to parent-side addresses).
+    pub(crate) glue: Vec<IpAddr>,
     pub(crate) expires: Instant,
 }
 
@@ -126,7 +178,7 @@ impl Infra {
                             + size_of::<Delegation>()
                             + name_bytes(&d.zone)
                             + names
-                            + d.addrs.len() * size_of::<IpAddr>()
+                            + d.glue.len() * size_of::<Glue>()
                             + d.parent_side.as_ref().map_or(0, |p| p.bytes()),
                     )
                 })
@@ -138,7 +190,7 @@ impl Infra {
                     weight(
                         name_bytes(name)
                             + size_of::<HostAddrs>()
-                            + h.addrs.len() * size_of::<IpAddr>(),
+                            + (h.addrs.len() + h.glue.len()) * size_of::<IpAddr>(),
                     )
                 })
                 .time_to_live(RECURSION_MAX_DELEGATION_TTL)
@@ -201,10 +253,17 @@ impl Infra {
         self.hosts.get(name).filter(|h| h.expires > now)
     }
 
-    pub(crate) fn learn_host(&self, name: Name, addrs: Vec<IpAddr>, ttl: Duration) {
+    pub(crate) fn learn_host(
+        &self,
+        name: Name,
+        addrs: Vec<IpAddr>,
+        glue: Vec<IpAddr>,
+        ttl: Duration,
+    ) {
         let ttl = ttl.min(RECURSION_MAX_DELEGATION_TTL);
         let entry = HostAddrs {
             addrs,
+            glue,
             expires: Instant::now() + ttl,
         };
         self.hosts.insert(name, Arc::new(entry));
@@ -258,7 +317,7 @@ mod tests {
             infra.learn(Delegation {
                 zone: name(zone),
                 names: vec![],
-                addrs: vec![],
+                glue: vec![],
                 expires: now + Duration::from_secs(ttl),
                 parent_side: None,
             });
@@ -292,13 +351,20 @@ mod tests {
                 names: (0..8)
                     .map(|n| name(&format!("ns{n}.a-long-nameserver-name.{zone}")))
                     .collect(),
-                addrs: vec![IpAddr::from([192, 0, 2, 1]); 8],
+                glue: vec![
+                    Glue {
+                        ip: IpAddr::from([192, 0, 2, 1]),
+                        ns: Some(0)
+                    };
+                    8
+                ],
                 zone,
                 expires: now + Duration::from_secs(60),
                 parent_side: None,
             });
             infra.learn_host(
                 name(&format!("ns{i}.example.test.")),
+                vec![],
                 vec![],
                 Duration::from_secs(60),
             );

@@ -5,7 +5,6 @@
 //! A failed priming falls back to the hints and is tried again after
 //! `Limits::recursion_priming_retry`.
 
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::budget::Budget;
-use super::infra::Delegation;
+use super::infra::{glue_for, Delegation};
 use super::Engine;
 use crate::config::limits::RECURSION_MAX_DELEGATION_TTL;
 
@@ -45,11 +44,11 @@ impl Engine {
         // hints themselves) would leave the root unreachable for the NS TTL.
         let primed = primed
             .map(|mut d| {
-                d.addrs
-                    .retain(|ip| self.roots.contains(ip) || self.allowed(ip));
+                d.glue
+                    .retain(|g| self.roots.contains(&g.ip) || self.allowed(&g.ip));
                 d
             })
-            .filter(|d| !d.addrs.is_empty());
+            .filter(|d| !d.glue.is_empty());
         match primed {
             Some(primed) => {
                 self.stats.primings.fetch_add(1, Ordering::Relaxed);
@@ -94,20 +93,11 @@ fn primed_root(message: &Message) -> Option<Delegation> {
             }
         }
     }
-    let addrs: Vec<IpAddr> = message
-        .additionals
-        .iter()
-        .filter(|r| names.contains(&r.name))
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect();
-    (!addrs.is_empty()).then(|| Delegation {
+    let glue = glue_for(&names, &message.additionals, |_| true);
+    (!glue.is_empty()).then(|| Delegation {
         zone: Name::root(),
         names,
-        addrs,
+        glue,
         expires: Instant::now() + Duration::from_secs(u64::from(ttl)),
         parent_side: None,
     })

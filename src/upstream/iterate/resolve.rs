@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use super::assemble::{cname_at, with_rrsigs};
 use super::budget::Budget;
 use super::exchange::{exchange, refuses_edns, ExchangeError, How};
-use super::infra::{Delegation, ParentSide};
+use super::infra::{glue_for, Delegation, Glue, ParentSide};
 use super::servers::choose;
 use super::Engine;
 use crate::config::limits::{
@@ -55,6 +55,8 @@ struct Attempts {
     tried: Vec<IpAddr>,
     /// Whether the glueless nameserver names were looked up.
     chased: bool,
+    /// Whether the parent's glue that the child contradicts was added.
+    parents_glue: bool,
     /// Servers whose short wait ran out (a busy moment, theirs or ours):
     /// asked once more with the backed-off wait before the zone fails, as
     /// Unbound retries a server; `retried` keeps it to once.
@@ -71,7 +73,7 @@ impl Engine {
         Arc::new(Delegation {
             zone: Name::root(),
             names: Vec::new(),
-            addrs: self.roots.clone(),
+            glue: self.roots.iter().map(|&ip| Glue { ip, ns: None }).collect(),
             expires: Instant::now() + RECURSION_MAX_DELEGATION_TTL,
             parent_side: None,
         })
@@ -178,7 +180,7 @@ impl Engine {
     /// Every address of `zone`'s servers known now: glue, and addresses
     /// found for its nameserver names.
     fn addresses(&self, zone: &Delegation, now: Instant) -> Vec<IpAddr> {
-        let mut addrs = zone.addrs.clone();
+        let mut addrs: Vec<IpAddr> = zone.addrs().collect();
         for name in &zone.names {
             if let Some(host) = self.infra.host(name, now) {
                 addrs.extend(host.addrs.iter().copied());
@@ -281,6 +283,14 @@ impl Engine {
             attempts.retried.extend(retry);
             return Ok(());
         }
+        if !attempts.parents_glue {
+            attempts.parents_glue = true;
+            let more = self.parents_glue(zone, &attempts.addrs, Instant::now());
+            if !more.is_empty() {
+                attempts.addrs.extend(more);
+                return Ok(());
+            }
+        }
         if held > 0 {
             self.stats.held_down.fetch_add(1, Ordering::Relaxed);
         }
@@ -297,6 +307,23 @@ impl Engine {
             zone.zone,
             attempts.addrs.len()
         )))
+    }
+
+    /// The last resort: addresses the parent gave as glue for `zone`'s
+    /// nameservers that their own zone contradicts. A child that gives its
+    /// nameserver a wrong address is still reached where the parent points
+    /// (Unbound's parent-side fallback).
+    fn parents_glue(&self, zone: &Delegation, known: &[IpAddr], now: Instant) -> Vec<IpAddr> {
+        let mut more: Vec<IpAddr> = zone
+            .names
+            .iter()
+            .filter_map(|name| self.infra.host(name, now))
+            .flat_map(|host| host.glue.clone())
+            .filter(|ip| !known.contains(ip) && self.allowed(ip))
+            .collect();
+        more.sort();
+        more.dedup();
+        more
     }
 
     /// One exchange with server `ip`: the response and what it is to the
@@ -428,21 +455,29 @@ impl Engine {
         );
         let mut ttl = self.limits.recursion_failure_ttl;
         let mut addrs = Vec::new();
-        for (found, found_ttl) in [v4, v6].into_iter().flatten() {
+        let mut glue = Vec::new();
+        for found in [v4, v6].into_iter().flatten() {
+            glue.extend(found.glue);
+            if found.addrs.is_empty() {
+                continue;
+            }
             ttl = if addrs.is_empty() {
-                found_ttl
+                found.ttl
             } else {
-                ttl.min(found_ttl)
+                ttl.min(found.ttl)
             };
-            addrs.extend(found);
+            addrs.extend(found.addrs);
         }
         addrs.retain(|ip| self.allowed(ip));
-        self.infra.learn_host(name.clone(), addrs.clone(), ttl);
+        glue.retain(|ip| !addrs.contains(ip));
+        self.infra
+            .learn_host(name.clone(), addrs.clone(), glue, ttl);
         addrs
     }
 
-    /// `name`'s addresses of type `qtype` (A or AAAA) and their TTL; None
-    /// when the lookup failed or found none. A CNAME is followed (at most
+    /// `name`'s addresses of type `qtype` (A or AAAA) and their TTL, with
+    /// the glue for `name` of the zone that answered; None when the lookup
+    /// failed. A CNAME is followed (at most
     /// `recursion_max_cname_chain` of them, each iteration charged to the
     /// budget): RFC 2181 §10.3 says a nameserver's name must not be an
     /// alias, but zones that do it exist, and Unbound and BIND reach them.
@@ -452,7 +487,7 @@ impl Engine {
         name: &Name,
         qtype: RecordType,
         depth: usize,
-    ) -> Option<(Vec<IpAddr>, Duration)> {
+    ) -> Option<HostLookup> {
         let mut owner = name.clone();
         let mut ttl = u32::MAX;
         let mut followed = 0;
@@ -492,14 +527,28 @@ impl Engine {
                     Some(ip)
                 })
                 .collect();
-            if !addrs.is_empty() {
-                return Some((addrs, Duration::from_secs(u64::from(ttl))));
-            }
-            if !moved {
-                return None; // no alias to follow: no addresses
+            if !addrs.is_empty() || !moved {
+                let glue = match self.infra.delegation(&reply.zone, Instant::now()) {
+                    Some(zone) if !moved => zone.glue_of(name).collect(),
+                    _ => Vec::new(),
+                };
+                return Some(HostLookup {
+                    addrs,
+                    glue,
+                    ttl: Duration::from_secs(u64::from(ttl)),
+                });
             }
         }
     }
+}
+
+/// What one lookup of a nameserver's addresses found.
+struct HostLookup {
+    addrs: Vec<IpAddr>,
+    /// The parent's glue for the name, from the delegation of the zone
+    /// that answered.
+    glue: Vec<IpAddr>,
+    ttl: Duration,
 }
 
 /// What a response from `zone`'s server for `asked` is; `None`: unusable
@@ -554,20 +603,11 @@ fn referral(message: &Message, zone: &Name, cut: &Name) -> Delegation {
             }
         }
     }
-    let addrs = message
-        .additionals
-        .iter()
-        .filter(|r| names.contains(&r.name) && zone.zone_of(&r.name))
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect();
+    let glue = glue_for(&names, &message.additionals, |owner| zone.zone_of(owner));
     Delegation {
         zone: cut.clone(),
         names,
-        addrs,
+        glue,
         expires: Instant::now() + Duration::from_secs(u64::from(ttl)),
         parent_side: parent_side(message, zone, cut),
     }
@@ -639,7 +679,10 @@ mod tests {
         };
         assert_eq!(d.zone, name("example.test."));
         assert_eq!(d.names.len(), 2);
-        assert_eq!(d.addrs, vec![IpAddr::from([192, 0, 2, 1])]);
+        assert_eq!(
+            d.addrs().collect::<Vec<_>>(),
+            [IpAddr::from([192, 0, 2, 1])]
+        );
     }
 
     #[test]

@@ -703,6 +703,31 @@ mod tests {
     }
 
     #[test]
+    fn a_name_read_from_a_ttl_field_is_reencoded_and_served_readable() {
+        // Found by the `upstream_answer` fuzz target: the NS target at offset 62 is a label
+        // `\0x` and then a pointer to offset 59, the last byte of its own record's TTL
+        // (0x2c000100), a root label as the upstream sent it. Served as it came, the TTL
+        // counted down made that byte a label length, and the answer unreadable.
+        let mut bytes = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 1, 0, 0];
+        bytes.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+        bytes.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        bytes.extend_from_slice(&[0xc0, 16, 0, 2, 0, 1, 0x2c, 0, 1, 0, 0, 5]);
+        bytes.extend_from_slice(&[2, 0, b'x', 0xc0, 59]);
+        let req = query("www.example.test");
+        let header = Header::read(&bytes).unwrap();
+        assert_eq!(
+            Answer::verbatim(&bytes, &header, req.question.len(), 1),
+            None
+        );
+        let answer = Answer::from_upstream(&bytes, &req.name_wire, 1, 1).unwrap();
+        for age in [0, 5, 300] {
+            let out = answer.write_reply(&req, age, 300, None, 65535);
+            let served = hickory_proto::op::Message::from_vec(&out).expect("readable");
+            assert_eq!(served.authorities.len(), 1);
+        }
+    }
+
+    #[test]
     fn a_cname_loop_is_refused_whichever_way_the_answer_is_stored() {
         use hickory_proto::rr::{rdata, Name, RData};
         let cname = |to: &str| RData::CNAME(rdata::CNAME(Name::from_ascii(to).unwrap()));

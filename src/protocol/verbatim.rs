@@ -34,8 +34,9 @@ const PTR: u16 = 12;
 pub(super) fn storable(bytes: &[u8], header: &Header, question_len: usize) -> Option<Verbatim> {
     let mut pos = HEADER_LEN + question_len;
     let records = header.ancount as usize + header.nscount as usize;
+    let mut ttls = Ttls::new();
     for _ in 0..records {
-        pos = checked_record(bytes, pos)?;
+        pos = checked_record(bytes, pos, &mut ttls)?;
     }
     let mut arcount = header.arcount;
     let mut kept_len = pos;
@@ -53,7 +54,7 @@ pub(super) fn storable(bytes: &[u8], header: &Header, question_len: usize) -> Op
             pos = span.end();
             break;
         }
-        pos = checked_record(bytes, pos)?;
+        pos = checked_record(bytes, pos, &mut ttls)?;
         kept_len = pos;
     }
     (pos == bytes.len()).then_some(Verbatim {
@@ -62,23 +63,28 @@ pub(super) fn storable(bytes: &[u8], header: &Header, question_len: usize) -> Op
     })
 }
 
+/// The offsets of the TTL fields of the records checked so far.
+type Ttls = smallvec::SmallVec<[usize; 16]>;
+
 /// The end of the IN-class record at `pos` when its owner and its RDATA are
-/// well formed for its type; None for any other record.
-fn checked_record(bytes: &[u8], pos: usize) -> Option<usize> {
-    let owner_end = checked_name(bytes, pos)?;
+/// well formed for its type; None for any other record. Its TTL's offset
+/// joins `ttls`.
+fn checked_record(bytes: &[u8], pos: usize, ttls: &mut Ttls) -> Option<usize> {
+    let owner_end = checked_name(bytes, pos, ttls)?;
     let span = wire::read_record_span(bytes, pos, 0).ok()?;
     if span.class != IN || span.rdata_at != owner_end + 10 {
         return None;
     }
+    ttls.push(span.ttl_at);
     let (at, end) = (span.rdata_at, span.end());
     let fits = match span.rtype {
         rtype::A => span.rdlen == 4,
         rtype::AAAA => span.rdlen == 16,
-        rtype::CNAME | rtype::NS | PTR => checked_name(bytes, at) == Some(end),
-        MX => span.rdlen > 2 && checked_name(bytes, at + 2) == Some(end),
+        rtype::CNAME | rtype::NS | PTR => checked_name(bytes, at, ttls) == Some(end),
+        MX => span.rdlen > 2 && checked_name(bytes, at + 2, ttls) == Some(end),
         rtype::SOA => {
-            let rname = checked_name(bytes, at)?;
-            checked_name(bytes, rname).map(|serial| serial + 20) == Some(end)
+            let rname = checked_name(bytes, at, ttls)?;
+            checked_name(bytes, rname, ttls).map(|serial| serial + 20) == Some(end)
         }
         _ => false,
     };
@@ -87,9 +93,32 @@ fn checked_record(bytes: &[u8], pos: usize) -> Option<usize> {
 
 /// The end of the name at `pos` in the stream, when its labels are plain
 /// (at most 63 bytes, 255 in all) and each pointer goes to a prior
-/// occurrence after the header (the one name reader, [`wire::skip_name`]).
-fn checked_name(bytes: &[u8], pos: usize) -> Option<usize> {
-    wire::skip_name(bytes, pos).ok()
+/// occurrence after the header (the one name reader, [`wire::skip_name`]),
+/// and no byte of it, pointers followed, lies in a TTL field in `ttls`:
+/// Picket rewrites those in what it serves, so a name read from one would
+/// change under the client (a pointer is only checked to go backwards).
+fn checked_name(bytes: &[u8], pos: usize, ttls: &[usize]) -> Option<usize> {
+    let end = wire::skip_name(bytes, pos).ok()?;
+    let in_ttl = |from: usize, last: usize| ttls.iter().any(|&t| from <= t + 3 && t <= last);
+    let mut cursor = pos;
+    loop {
+        // In bounds and ending: `skip_name` walked the same bytes.
+        let len = usize::from(bytes[cursor]);
+        if len & 0xc0 == 0xc0 {
+            if in_ttl(cursor, cursor + 1) {
+                return None;
+            }
+            cursor = (len & 0x3f) << 8 | usize::from(bytes[cursor + 1]);
+            continue;
+        }
+        if in_ttl(cursor, cursor + len) {
+            return None;
+        }
+        if len == 0 {
+            return Some(end);
+        }
+        cursor += 1 + len;
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +205,13 @@ mod tests {
                 // which no client reads.
                 "CNAME target pointing into itself",
                 response(&[(IN, TO_QNAME, rtype::CNAME, &[2, 0, b'x', 0xc0, 47])], 0),
+            ),
+            (
+                // The NS name (at 46) is a label "\0x", then a pointer to the second
+                // byte of its own record's TTL (at 40: 0, 0, 1, 44), a root label as
+                // stored; the TTL Picket serves is its own, and so would be the name.
+                "name in a TTL field",
+                response(&[(IN, TO_QNAME, rtype::NS, &[2, 0, b'x', 0xc0, 41])], 0),
             ),
             (
                 "CNAME with slack",

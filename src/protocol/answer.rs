@@ -676,6 +676,21 @@ mod tests {
         }
     }
 
+    /// The answer to `www.example.test A` (ID 0x1234): an A record, and in the authority
+    /// section an NS for example.test with TTL bytes `ns_ttl` whose target, at offset 62, is
+    /// `target` as written.
+    fn with_ns_target(ns_ttl: [u8; 4], target: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 1, 0, 0];
+        bytes.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+        bytes.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        bytes.extend_from_slice(&[0xc0, 16, 0, 2, 0, 1]);
+        bytes.extend_from_slice(&ns_ttl);
+        bytes.extend_from_slice(&(target.len() as u16).to_be_bytes());
+        assert_eq!(bytes.len(), 62);
+        bytes.extend_from_slice(target);
+        bytes
+    }
+
     #[test]
     fn a_name_pointing_into_itself_is_neither_stored_as_it_came_nor_served() {
         // `www.example.test A` (ID 0x1234): an A record, and in the authority section an NS
@@ -683,12 +698,7 @@ mod tests {
         // that label's second byte: before the pointer, but inside the name that holds it.
         // Nothing else reads an authority record's RDATA, so only the check for storing it as
         // it came stands between it and the clients. The fuzz seed `ns-target-pointing-into-itself`.
-        let mut bytes = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 1, 0, 0];
-        bytes.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
-        bytes.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
-        bytes.extend_from_slice(&[0xc0, 16, 0, 2, 0, 1, 0, 0, 1, 44, 0, 5]);
-        assert_eq!(bytes.len(), 62);
-        bytes.extend_from_slice(&[2, 0, b'x', 0xc0, 63]);
+        let bytes = with_ns_target([0, 0, 1, 44], &[2, 0, b'x', 0xc0, 63]);
         let req = query("www.example.test");
         let header = Header::read(&bytes).unwrap();
         assert_eq!(
@@ -708,11 +718,7 @@ mod tests {
         // `\0x` and then a pointer to offset 59, the last byte of its own record's TTL
         // (0x2c000100), a root label as the upstream sent it. Served as it came, the TTL
         // counted down made that byte a label length, and the answer unreadable.
-        let mut bytes = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 1, 0, 0];
-        bytes.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
-        bytes.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
-        bytes.extend_from_slice(&[0xc0, 16, 0, 2, 0, 1, 0x2c, 0, 1, 0, 0, 5]);
-        bytes.extend_from_slice(&[2, 0, b'x', 0xc0, 59]);
+        let bytes = with_ns_target([0x2c, 0, 1, 0], &[2, 0, b'x', 0xc0, 59]);
         let req = query("www.example.test");
         let header = Header::read(&bytes).unwrap();
         assert_eq!(

@@ -469,6 +469,9 @@ impl Engine {
             addrs.extend(found.addrs);
         }
         addrs.retain(|ip| self.allowed(ip));
+        // Both lookups met the same delegation: its glue came twice.
+        glue.sort();
+        glue.dedup();
         glue.retain(|ip| !addrs.contains(ip));
         self.infra
             .learn_host(name.clone(), addrs.clone(), glue, ttl);
@@ -477,10 +480,10 @@ impl Engine {
 
     /// `name`'s addresses of type `qtype` (A or AAAA) and their TTL, with
     /// the glue for `name` of the zone that answered; None when the lookup
-    /// failed. A CNAME is followed (at most
-    /// `recursion_max_cname_chain` of them, each iteration charged to the
-    /// budget): RFC 2181 §10.3 says a nameserver's name must not be an
-    /// alias, but zones that do it exist, and Unbound and BIND reach them.
+    /// failed. A CNAME is followed (at most `recursion_max_cname_chain` of
+    /// them, each iteration charged to the budget): RFC 2181 §10.3 says a
+    /// nameserver's name must not be an alias, but zones that do it exist,
+    /// and Unbound and BIND reach them.
     async fn lookup_addresses(
         &self,
         budget: &Budget<'_>,

@@ -34,7 +34,10 @@ const PTR: u16 = 12;
 pub(super) fn storable(bytes: &[u8], header: &Header, question_len: usize) -> Option<Verbatim> {
     let mut pos = HEADER_LEN + question_len;
     let records = header.ancount as usize + header.nscount as usize;
-    let mut ttls = Ttls::new();
+    let mut ttls = Ttls {
+        records_at: pos,
+        at: smallvec::SmallVec::new(),
+    };
     for _ in 0..records {
         pos = checked_record(bytes, pos, &mut ttls)?;
     }
@@ -63,8 +66,19 @@ pub(super) fn storable(bytes: &[u8], header: &Header, question_len: usize) -> Op
     })
 }
 
-/// The offsets of the TTL fields of the records checked so far.
-type Ttls = smallvec::SmallVec<[usize; 16]>;
+/// Where the records start (after the question), and the offsets of the TTL
+/// fields of those checked so far.
+struct Ttls {
+    records_at: usize,
+    at: smallvec::SmallVec<[usize; 16]>,
+}
+
+impl Ttls {
+    /// Whether bytes `from..=last` overlap a TTL field.
+    fn overlap(&self, from: usize, last: usize) -> bool {
+        self.at.iter().any(|&t| from <= t + 3 && t <= last)
+    }
+}
 
 /// The end of the IN-class record at `pos` when its owner and its RDATA are
 /// well formed for its type; None for any other record. Its TTL's offset
@@ -75,7 +89,7 @@ fn checked_record(bytes: &[u8], pos: usize, ttls: &mut Ttls) -> Option<usize> {
     if span.class != IN || span.rdata_at != owner_end + 10 {
         return None;
     }
-    ttls.push(span.ttl_at);
+    ttls.at.push(span.ttl_at);
     let (at, end) = (span.rdata_at, span.end());
     let fits = match span.rtype {
         rtype::A => span.rdlen == 4,
@@ -94,24 +108,31 @@ fn checked_record(bytes: &[u8], pos: usize, ttls: &mut Ttls) -> Option<usize> {
 /// The end of the name at `pos` in the stream, when its labels are plain
 /// (at most 63 bytes, 255 in all) and each pointer goes to a prior
 /// occurrence after the header (the one name reader, [`wire::skip_name`]),
-/// and no byte of it, pointers followed, lies in a TTL field in `ttls`:
-/// Picket rewrites those in what it serves, so a name read from one would
-/// change under the client (a pointer is only checked to go backwards).
-fn checked_name(bytes: &[u8], pos: usize, ttls: &[usize]) -> Option<usize> {
+/// and no byte a pointer leads to lies in a TTL field: Picket rewrites those
+/// in what it serves, so a name read from one would change under the client
+/// (`skip_name` only asks that a pointer go backwards).
+fn checked_name(bytes: &[u8], pos: usize, ttls: &Ttls) -> Option<usize> {
     let end = wire::skip_name(bytes, pos).ok()?;
-    let in_ttl = |from: usize, last: usize| ttls.iter().any(|&t| from <= t + 3 && t <= last);
+    // The name's own labels are its record's bytes, before any pointer.
     let mut cursor = pos;
+    let mut jumped = false;
     loop {
         // In bounds and ending: `skip_name` walked the same bytes.
         let len = usize::from(bytes[cursor]);
         if len & 0xc0 == 0xc0 {
-            if in_ttl(cursor, cursor + 1) {
+            if jumped && ttls.overlap(cursor, cursor + 1) {
                 return None;
             }
             cursor = (len & 0x3f) << 8 | usize::from(bytes[cursor + 1]);
+            // Into the question (most pointers go to its name): nothing
+            // from there on can reach a record, since pointers go backwards.
+            if cursor < ttls.records_at {
+                return Some(end);
+            }
+            jumped = true;
             continue;
         }
-        if in_ttl(cursor, cursor + len) {
+        if jumped && ttls.overlap(cursor, cursor + len) {
             return None;
         }
         if len == 0 {

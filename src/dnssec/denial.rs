@@ -374,10 +374,11 @@ impl<'r> Nsec3Set<'r> {
             let h = self.hash(&candidate, ctx)?;
             if let Some(found) = self.matching(&h) {
                 let has = |t| found.type_set().contains(t);
-                if labels > top && is_delegation(has) && !has(RecordType::DS) {
+                let cut = labels > top && is_delegation(has);
+                if cut && !has(RecordType::DS) {
                     return Ok(Encloser::UnsignedDelegation(candidate));
                 }
-                if (labels > top && is_delegation(has)) || has(RecordType::DNAME) {
+                if cut || has(RecordType::DNAME) {
                     return Ok(Encloser::NotProven);
                 }
                 let next_closer = name.trim_to(labels + 1);

@@ -57,6 +57,15 @@ impl Delegation {
     }
 }
 
+/// The address an A or AAAA record holds.
+pub(crate) fn address(data: &RData) -> Option<IpAddr> {
+    match data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    }
+}
+
 /// The glue in `additionals` for `names` that `keep` allows, in record order.
 pub(crate) fn glue_for(
     names: &[Name],
@@ -66,11 +75,7 @@ pub(crate) fn glue_for(
     additionals
         .iter()
         .filter_map(|r| {
-            let ip = match &r.data {
-                RData::A(a) => IpAddr::V4(a.0),
-                RData::AAAA(a) => IpAddr::V6(a.0),
-                _ => return None,
-            };
+            let ip = address(&r.data)?;
             let ns = names.iter().position(|n| *n == r.name)?;
             keep(&r.name).then(|| Glue {
                 ip,

@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use super::assemble::{cname_at, with_rrsigs};
 use super::budget::Budget;
 use super::exchange::{exchange, refuses_edns, ExchangeError, How};
-use super::infra::{glue_for, Delegation, Glue, ParentSide};
+use super::infra::{address, glue_for, Delegation, Glue, ParentSide};
 use super::servers::choose;
 use super::Engine;
 use crate::config::limits::{
@@ -521,11 +521,7 @@ impl Engine {
                 .iter()
                 .filter(|r| in_zone && r.name == owner)
                 .filter_map(|r| {
-                    let ip = match &r.data {
-                        RData::A(a) => IpAddr::V4(a.0),
-                        RData::AAAA(a) => IpAddr::V6(a.0),
-                        _ => return None,
-                    };
+                    let ip = address(&r.data)?;
                     ttl = ttl.min(r.ttl);
                     Some(ip)
                 })

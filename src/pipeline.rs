@@ -52,6 +52,11 @@ use crate::upstream::{
 /// TTL of answers served stale (RFC 8767 §4 recommends 30 s).
 const STALE_TTL: u32 = 30;
 
+/// How many queries of a batch ahead of the one being judged its cached answer is asked for:
+/// far enough for the prefetched entry that points to it to have arrived, near enough for the
+/// answer still to be in cache when its query is judged.
+const ANSWER_PREFETCH_AHEAD: usize = 2;
+
 /// Result of a fetch shared between coalesced queries (with the server that
 /// answered; none when the answer was iterated from the root).
 type Fetched = Result<(Arc<Entry>, Option<Upstream>), UpstreamError>;
@@ -507,21 +512,21 @@ impl Worker {
     /// each one's index and step. The cache lines the batch's lookups will need are requested
     /// for every query before the first is judged (keys read from the datagrams alone), so that
     /// the memory fetches of a batch of hits overlap instead of each query waiting for its own
-    /// in turn.
+    /// in turn; each entry's answer is asked for a little before its query is judged.
     pub fn start_batch(&self, batch: &[Incoming<'_>], mut step: impl FnMut(usize, Step)) {
-        // Filled in place: `collect` would build the vector, then copy all its 32 slots.
-        let mut keys: SmallVec<[CacheKey; 32]> = SmallVec::new();
-        keys.extend(
-            batch
-                .iter()
-                .filter(|d| !d.oversized)
-                .filter_map(|d| CacheKey::for_datagram(d.bytes)),
-        );
-        self.shared.cache.prefetch(keys.iter());
-        drop(keys);
+        let cache = &self.shared.cache;
+        let keys = batch.iter().map(|d| match d.oversized {
+            true => None,
+            false => CacheKey::for_datagram(d.bytes),
+        });
+        let pending = cache.prefetch(keys);
         // The whole batch arrived before it was read: one clock reading serves for all.
         let started = Instant::now();
         for (i, d) in batch.iter().enumerate() {
+            // A few queries ahead, when that query's entry has arrived: its answer.
+            if let Some(&Some(at)) = pending.get(i + ANSWER_PREFETCH_AHEAD) {
+                cache.prefetch_answer(at);
+            }
             step(i, self.start_incoming(d, started));
         }
     }

@@ -32,6 +32,7 @@ use std::mem::size_of;
 use std::sync::{Arc, Weak};
 
 use super::{CacheKey, Entry};
+use crate::protocol::Answer;
 
 /// Slots per worker thread (a power of two): enough for the hot head of a
 /// resolver's working set.
@@ -73,6 +74,12 @@ impl Front {
     /// comparison after the tag's tells different keys apart.
     fn tag(&self, owner: u64, key: &CacheKey) -> u64 {
         self.hasher.hash_one(key) ^ owner.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// The slot of `at`'s bucket that holds its key's tag, if any.
+    fn slot(&self, at: Pending) -> Option<&Slot> {
+        let bucket = &self.buckets[at.0 as usize & (BUCKETS - 1)].0;
+        bucket.iter().flatten().find(|s| s.tag == at.0)
     }
 
     fn bucket(&mut self, tag: u64) -> &mut [Option<Slot>; WAYS] {
@@ -126,14 +133,29 @@ pub fn prefetch_bucket(owner: u64, key: &CacheKey) -> Pending {
 pub fn prefetch_entry(at: Pending) {
     FRONT.with(|front| {
         let front = front.borrow();
-        let bucket = &front.buckets[at.0 as usize & (BUCKETS - 1)].0;
-        let slot = bucket.iter().flatten().find(|s| s.tag == at.0);
-        if let Some(slot) = slot {
+        if let Some(slot) = front.slot(at) {
             // The allocation's start: the reference counts that `get` updates come first.
             let counts = Weak::as_ptr(&slot.entry)
                 .cast::<u8>()
                 .wrapping_sub(2 * size_of::<usize>());
             prefetch_bytes(counts, 2 * size_of::<usize>() + size_of::<Entry>());
+        }
+    })
+}
+
+/// Starts loading the answer of the entry [`prefetch_entry`] asked for, once that entry has had
+/// time to arrive: a query judged a few places later in its batch then finds its answer's lines
+/// there, where its first read of the answer (`write_reply`'s first field) would wait for them.
+/// Done at the entry's own time, not in a pass right after [`prefetch_entry`], which would wait
+/// for every entry in turn. A hint only, like the others.
+pub fn prefetch_answer(at: Pending) {
+    FRONT.with(|front| {
+        let front = front.borrow();
+        if let Some(entry) = front.slot(at).and_then(|s| s.entry.upgrade()) {
+            let counts = Arc::as_ptr(&entry.answer)
+                .cast::<u8>()
+                .wrapping_sub(2 * size_of::<usize>());
+            prefetch_bytes(counts, 2 * size_of::<usize>() + size_of::<Answer>());
         }
     })
 }
@@ -298,5 +320,40 @@ mod tests {
         let e2 = stored_and_looked_up(&two, "shared.test");
         assert!(Arc::ptr_eq(&get(one.id, &e1.key).expect("one's"), &e1));
         assert!(Arc::ptr_eq(&get(two.id, &e2.key).expect("two's"), &e2));
+    }
+
+    #[test]
+    fn prefetching_a_batch_changes_no_lookup_and_keeps_no_reference() {
+        let cache = Cache::new(CacheSettings::default(), Clock::manual());
+        let held = stored_and_looked_up(&cache, "held.test");
+        let gone = stored_and_looked_up(&cache, "gone.test");
+        let gone_key = gone.key.clone();
+        cache.inner.invalidate(&gone_key);
+        cache.inner.run_pending_tasks();
+        drop(gone);
+        let absent = CacheKey::for_request(&request("absent.test"));
+        let keys = [
+            Some(held.key.clone()),
+            Some(gone_key.clone()),
+            None,
+            Some(absent.clone()),
+        ];
+        let pending = cache.prefetch(keys.into_iter());
+        assert_eq!(
+            pending.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, true, false, true]
+        );
+        let before = Arc::strong_count(&held);
+        pending
+            .iter()
+            .flatten()
+            .for_each(|&at| cache.prefetch_answer(at));
+        assert_eq!(Arc::strong_count(&held), before, "a hint holds no entry");
+        assert!(Arc::ptr_eq(&get(cache.id, &held.key).expect("held"), &held));
+        assert!(
+            get(cache.id, &gone_key).is_none(),
+            "a freed entry stays gone"
+        );
+        assert!(get(cache.id, &absent).is_none());
     }
 }

@@ -12,6 +12,8 @@
 mod front;
 mod stored;
 
+/// A key's place in this thread's front, from [`Cache::prefetch`].
+pub use front::Pending as PendingLookup;
 /// Most bytes each worker thread's front holds beyond the byte budget.
 pub use front::MAX_BYTES as FRONT_MAX_BYTES;
 
@@ -29,6 +31,9 @@ use crate::config::limits::{PREFETCH_MIN_LIFETIME, PREFETCH_WINDOW_DIVISOR};
 use crate::huge_pages;
 use crate::protocol::{wire, Answer, AnswerKind, Request};
 use crate::query::RouteId;
+
+/// What [`Cache::prefetch`] started, one per key, in the keys' order (a UDP batch of 32 held inline).
+pub type Prefetched = smallvec::SmallVec<[Option<PendingLookup>; 32]>;
 
 /// Cache limits and TTL policy.
 #[derive(Debug, Clone)]
@@ -436,11 +441,24 @@ impl Cache {
     /// bucket, then the entry there), without waiting: a batch of queries that calls this
     /// before looking any of them up has their memory fetches overlap, where each lookup
     /// otherwise waits for two in turn (most of a hit's user-space time on a large cache).
-    /// A hint only: a key that is not there, or another key later, changes nothing.
-    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k CacheKey>) {
-        let mut pending = smallvec::SmallVec::<[front::Pending; 64]>::new();
-        pending.extend(keys.map(|key| front::prefetch_bucket(self.id, key)));
-        pending.into_iter().for_each(front::prefetch_entry);
+    /// Returns, for each of `keys` in order (None: no key), what [`Self::prefetch_answer`]
+    /// takes later. A hint only: a key that is not there, or another key later, changes
+    /// nothing.
+    pub fn prefetch(&self, keys: impl Iterator<Item = Option<CacheKey>>) -> Prefetched {
+        let mut pending = Prefetched::new();
+        pending.extend(keys.map(|key| key.map(|key| front::prefetch_bucket(self.id, &key))));
+        pending
+            .iter()
+            .flatten()
+            .copied()
+            .for_each(front::prefetch_entry);
+        pending
+    }
+
+    /// Starts loading the answer of a key [`Self::prefetch`] started, a little before that
+    /// key's query is judged (its entry has arrived by then).
+    pub fn prefetch_answer(&self, at: PendingLookup) {
+        front::prefetch_answer(at);
     }
 
     /// Whether a hit on `entry` at `age` (fresh) should refresh it in the background: prefetch

@@ -148,17 +148,31 @@ pub fn prefetch_entry(at: Pending) {
 /// there, where its first read of the answer (`write_reply`'s first field) would wait for them.
 /// Done at the entry's own time, not in a pass right after [`prefetch_entry`], which would wait
 /// for every entry in turn. A hint only, like the others.
+///
+/// The entry is read, not upgraded: an upgrade writes the entry's reference count, a line
+/// every worker that serves the same name writes too, and `get` upgrades it once anyway.
 pub fn prefetch_answer(at: Pending) {
     FRONT.with(|front| {
         let front = front.borrow();
-        if let Some(entry) = front.slot(at).and_then(|s| s.entry.upgrade()) {
-            let counts = Arc::as_ptr(&entry.answer)
-                .cast::<u8>()
-                .wrapping_sub(2 * size_of::<usize>());
-            prefetch_bytes(counts, 2 * size_of::<usize>() + size_of::<Answer>());
+        if let Some(slot) = front.slot(at) {
+            let entry = Weak::as_ptr(&slot.entry);
+            // SAFETY: the slot's `Weak` keeps the entry's allocation, so the read is in bounds
+            // even if another thread dropped the entry; nothing writes the `answer` field after
+            // the entry is built (dropping it only reads it), so it holds a pointer value. The
+            // answer it points to may be freed: it is only prefetched, never dereferenced.
+            let answer = unsafe {
+                std::ptr::addr_of!((*entry).answer)
+                    .cast::<*const u8>()
+                    .read()
+            };
+            prefetch_bytes(answer, 2 * size_of::<usize>() + size_of::<Answer>());
         }
     })
 }
+
+// `prefetch_answer` reads an `Arc<Answer>` as the address of its allocation (reference counts,
+// then the answer): a pointer is all an `Arc` holds.
+const _: () = assert!(size_of::<Arc<Answer>>() == size_of::<*const u8>());
 
 /// Asks the CPU to load the cache lines of `value`, not waiting for them.
 fn prefetch_lines<T>(value: &T) {

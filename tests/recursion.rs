@@ -782,6 +782,30 @@ async fn dnssec_secure_bogus_insecure_and_cd() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn a_ds_rrset_from_a_referral_that_does_not_validate_is_asked_of_the_parent() {
+    // test.'s server trims its referrals: example.test's DS RRset comes without
+    // its RRSIG, so the cut cannot be proved secure from the referral. A DS
+    // query to the same server gets the RRset signed. Picket asks it once,
+    // as Unbound does, and the answer is secure; judged on the referral
+    // alone it would be bogus (SERVFAIL, EDE 6).
+    let keys = TempDir::new("keys");
+    let signed = signed_zones(&keys.0);
+    let lab = Lab::start(signed.zones, validating(&signed.root_dnskey));
+    lab.tld.set_unsigned_referral_ds(true);
+
+    let secure = ask_www_with_do(&lab.picket).await;
+    assert_eq!(rcode(&secure), ResponseCode::NoError, "{secure:?}");
+    assert!(secure.metadata.authentic_data, "AD: {secure:?}");
+    assert_eq!(
+        ds_queries(&lab.tld),
+        ["example.test."],
+        "one DS query to the parent, for the cut its referral left unproved"
+    );
+    assert_eq!(ds_queries(&lab.root), Vec::<String>::new());
+}
+
 /// The DS queries `server` received (the validator's fetches; a referral
 /// never needs one).
 fn ds_queries(server: &Authority) -> Vec<String> {

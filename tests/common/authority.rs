@@ -35,6 +35,7 @@ pub(super) struct Shared {
     forge: AtomicBool,
     forge_case: AtomicBool,
     lowercase: AtomicBool,
+    unsigned_referral_ds: AtomicBool,
     delay: Mutex<Duration>,
     delay_for: Mutex<HashMap<String, Duration>>,
     udp_limit: Mutex<Option<usize>>,
@@ -208,6 +209,15 @@ impl Authority {
         self.shared.lowercase.store(lowercase, Ordering::SeqCst);
     }
 
+    /// Send referrals with the child's DS RRset but without its RRSIG, as a
+    /// server that trims what it adds to referrals might; a DS query still
+    /// gets the RRset signed.
+    pub fn set_unsigned_referral_ds(&self, unsigned: bool) {
+        self.shared
+            .unsigned_referral_ds
+            .store(unsigned, Ordering::SeqCst);
+    }
+
     /// Replace all zone data. Panics on a malformed zone.
     pub fn set_records(&self, zone: &str) {
         let zones = Zones::parse(zone).unwrap_or_else(|e| panic!("bad test zone: {e}"));
@@ -244,6 +254,7 @@ impl Shared {
             forge: AtomicBool::new(false),
             forge_case: AtomicBool::new(false),
             lowercase: AtomicBool::new(false),
+            unsigned_referral_ds: AtomicBool::new(false),
             delay: Mutex::new(Duration::ZERO),
             delay_for: Mutex::new(HashMap::new()),
             udp_limit: Mutex::new(None),
@@ -303,6 +314,7 @@ impl Shared {
             forge: self.forge.load(Ordering::SeqCst),
             forge_case: self.forge_case.load(Ordering::SeqCst),
             lowercase: self.lowercase.load(Ordering::SeqCst),
+            unsigned_referral_ds: self.unsigned_referral_ds.load(Ordering::SeqCst),
             udp_limit: *lock(&self.udp_limit),
             ede: lock(&self.ede).clone(),
         }

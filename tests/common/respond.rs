@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -32,6 +33,8 @@ pub struct Settings {
     pub forge: bool,
     pub forge_case: bool,
     pub lowercase: bool,
+    /// Referrals lose the RRSIG of the DS RRset they carry.
+    pub unsigned_referral_ds: bool,
     pub udp_limit: Option<usize>,
     pub ede: Option<(u16, String)>,
 }
@@ -97,10 +100,21 @@ fn build_response(query: &Message, zones: &Zones, settings: &Settings) -> Messag
         Some(rcode) => response.metadata.response_code = rcode,
         None => {
             let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-            fill(&mut response, zones, &query.queries[0], dnssec_ok)
+            fill(&mut response, zones, &query.queries[0], dnssec_ok);
+            if settings.unsigned_referral_ds && !response.metadata.authoritative {
+                response.authorities.retain(|r| !signs_ds(r));
+            }
         }
     }
     response
+}
+
+/// Whether `record` is the RRSIG of a DS RRset.
+fn signs_ds(record: &Record) -> bool {
+    match &record.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered == RecordType::DS,
+        _ => false,
+    }
 }
 
 /// The rcode for queries we do not look up at all.

@@ -32,7 +32,8 @@ use crate::huge_pages;
 use crate::protocol::{wire, Answer, AnswerKind, Request};
 use crate::query::RouteId;
 
-/// What [`Cache::prefetch`] started, one per key, in the keys' order (a UDP batch of 32 held inline).
+/// What [`Cache::prefetch`] started, one per key, in the keys' order (a UDP batch of 32
+/// held inline).
 pub type Prefetched = smallvec::SmallVec<[Option<PendingLookup>; 32]>;
 
 /// Cache limits and TTL policy.

@@ -3,13 +3,12 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::inspect::ede_option;
-use super::zone::Zones;
+use super::zone::{signs, Zones};
 
 /// Address carried by forged answers, so tests can assert it never leaks.
 pub const FORGED_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 66);
@@ -102,19 +101,11 @@ fn build_response(query: &Message, zones: &Zones, settings: &Settings) -> Messag
             let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
             fill(&mut response, zones, &query.queries[0], dnssec_ok);
             if settings.unsigned_referral_ds && !response.metadata.authoritative {
-                response.authorities.retain(|r| !signs_ds(r));
+                response.authorities.retain(|r| !signs(r, RecordType::DS));
             }
         }
     }
     response
-}
-
-/// Whether `record` is the RRSIG of a DS RRset.
-fn signs_ds(record: &Record) -> bool {
-    match &record.data {
-        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered == RecordType::DS,
-        _ => false,
-    }
 }
 
 /// The rcode for queries we do not look up at all.

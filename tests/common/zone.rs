@@ -149,11 +149,7 @@ impl Zones {
     fn rrsigs(&self, owner: &Name, covered: RecordType) -> Vec<Record> {
         self.records
             .iter()
-            .filter(|r| r.name == *owner)
-            .filter(|r| match &r.data {
-                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered == covered,
-                _ => false,
-            })
+            .filter(|r| r.name == *owner && signs(r, covered))
             .map(|r| owned_as(r, owner))
             .collect()
     }
@@ -405,6 +401,14 @@ impl Zones {
             .filter(is_address)
             .cloned()
             .collect()
+    }
+}
+
+/// Whether `record` is an RRSIG over a `covered` RRset.
+pub(super) fn signs(record: &Record, covered: RecordType) -> bool {
+    match &record.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered == covered,
+        _ => false,
     }
 }
 

@@ -858,3 +858,53 @@ async fn datagrams_over_4096_bytes_are_malformed_not_cut() {
         upstream.reset_counts();
     }
 }
+
+/// An upstream that fails some queries and answers others changes health
+/// at every turn; the log gets one line for the first change, not one per
+/// change (at most one per upstream per 10 s), so a flapping upstream cannot
+/// bury the log. The decisions themselves (the counts of changes skipped,
+/// the line once the interval has passed) are unit-tested in
+/// `upstream::health` with a clock the test moves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flapping_upstream_does_not_flood_the_log() {
+    let upstream = Authority::start(&zone());
+    let stderr = temp_dir("flapping").join("stderr");
+    let picket = PicketProcess::options()
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .threads(1)
+        .args(&["--no-policy"])
+        .spawn_with(|command| {
+            command
+                .env_remove("RUST_LOG")
+                .stderr(std::fs::File::create(&stderr).unwrap());
+        });
+    wait_until_answering(picket.addr).await;
+    const FLAPS: usize = 20;
+    for flap in 0..FLAPS {
+        // Three refusals in a row (each a new name: nothing comes from the
+        // cache) make it failing; the next answer makes it healthy again.
+        upstream.set_rcode(Some(ResponseCode::Refused));
+        for i in 0..3 {
+            let name = format!("refused-{flap}-{i}.example.test");
+            let answer = query_udp(picket.addr, &name, RecordType::A).await;
+            assert_eq!(rcode(&answer), ResponseCode::ServFail, "{name}");
+        }
+        upstream.set_rcode(None);
+        let name = format!("answered-{flap}.example.test");
+        let answer = query_udp(picket.addr, &name, RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{name}");
+    }
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    drop(picket);
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert!(count("starting picket") == 1, "the log is captured: {log}");
+    // Forty changes: the first is logged at once; a slow machine that takes
+    // over 10 s for the loop may log one more of each.
+    let failing = count("upstream failing");
+    let recovered = count("upstream recovered");
+    assert!(
+        (1..=2).contains(&failing) && recovered <= 1,
+        "{failing} failing and {recovered} recovered lines for {FLAPS} flaps:\n{log}"
+    );
+}

@@ -13,21 +13,21 @@
 //! and port; of that, an answer is accepted only with our ID and our exact
 //! question, case included. Anything else is dropped and counted. A server that answers in
 //! another case than it was asked (it does not preserve case) is asked in
-//! lower case for [`CASE_FALLBACK_HOLD`].
+//! lower case for [`super::health::CASE_FALLBACK_HOLD`].
 //!
 //! Encrypted upstreams (DoT, DoH, DoQ) go through [`super::transport`]; the
 //! failover, health and metrics around each attempt are the same.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::health::Health;
 use super::sockets::{self, network_error, InUse, PoolLimits, Port, UdpPool, Unanswered};
 use super::spec::Upstream;
 use super::transport::{StreamLimits, Transports};
@@ -624,114 +624,6 @@ fn tap(
 ) {
     if let Some(sink) = stats.sink.as_ref().filter(|s| s.wants_messages()) {
         sink.message(server, tcp, sent_at, &sent.message, response);
-    }
-}
-
-/// Which upstreams failed recently, shared by all workers so that a dead
-/// server is tried last instead of costing every query a timeout.
-#[derive(Debug, Default)]
-pub struct Health {
-    failures: Mutex<HashMap<Upstream, (u32, Instant)>>,
-    /// Servers that answered a 0x20 query only in another case, and when.
-    case_not_preserved: Mutex<HashMap<SocketAddr, Instant>>,
-}
-
-/// How long a failure counts against a server.
-const FAILURE_MEMORY: Duration = Duration::from_secs(30);
-/// Consecutive failures after which a server counts as failing (readiness, logs).
-const FAILING_AFTER: u32 = 3;
-/// How long a server that does not preserve the case of query names is
-/// asked without 0x20 before it is tried with it again: Unbound keeps what
-/// it learns about a server (`infra-host-ttl`) this long. Each retry costs
-/// one attempt timeout, for the queries sent to it during that attempt.
-pub const CASE_FALLBACK_HOLD: Duration = Duration::from_secs(900);
-
-impl Health {
-    /// `servers`, healthiest first (held inline: one allocation less per miss).
-    fn order(&self, servers: &[Upstream]) -> SmallVec<[Upstream; 4]> {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let penalty = |s: &Upstream| match failures.get(s) {
-            Some((n, at)) if at.elapsed() < FAILURE_MEMORY => *n,
-            _ => 0,
-        };
-        // Start at a random server so load spreads, then prefer the healthy.
-        let start = rand::random_range(0..servers.len());
-        let mut ordered: SmallVec<[Upstream; 4]> = servers[start..]
-            .iter()
-            .chain(&servers[..start])
-            .cloned()
-            .collect();
-        ordered.sort_by_key(penalty);
-        ordered
-    }
-
-    fn success(&self, server: &Upstream) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.is_empty() {
-            return; // the common case: no hashing of the server per answer
-        }
-        if let Some((n, _)) = failures.remove(server) {
-            if n >= FAILING_AFTER {
-                tracing::info!(upstream = %server, failures = n, "upstream recovered: answering again");
-            }
-        }
-    }
-
-    fn failure(&self, server: &Upstream) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = failures
-            .entry(server.clone())
-            .or_insert((0, Instant::now()));
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = Instant::now();
-        if entry.0 == FAILING_AFTER {
-            tracing::warn!(
-                upstream = %server,
-                failures = entry.0,
-                "upstream failing: {FAILING_AFTER} failed exchanges in a row; it is tried last until it answers again"
-            );
-        }
-    }
-
-    /// Whether `server` may be asked with 0x20 (it has not been seen to
-    /// answer in another case within [`CASE_FALLBACK_HOLD`]).
-    fn preserves_case(&self, server: SocketAddr) -> bool {
-        let lost = self
-            .case_not_preserved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        lost.get(&server)
-            .is_none_or(|at| at.elapsed() >= CASE_FALLBACK_HOLD)
-    }
-
-    /// `server` answered a 0x20 query only in another case: it is asked in
-    /// lower case from now on, for [`CASE_FALLBACK_HOLD`].
-    fn case_not_preserved(&self, server: SocketAddr) {
-        let mut lost = self
-            .case_not_preserved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        lost.retain(|_, at| at.elapsed() < CASE_FALLBACK_HOLD);
-        if lost.insert(server, Instant::now()).is_none() {
-            tracing::warn!(
-                upstream = %server,
-                hold_s = CASE_FALLBACK_HOLD.as_secs(),
-                "upstream answers in another case than it is asked: it does not preserve case, \
-                 so it is asked without 0x20 (case randomization) for a while; \
-                 upstream recursive resolvers normally preserve case, check what sits in between"
-            );
-        }
-    }
-
-    /// Whether any of `servers` answered last time it was asked (or was never
-    /// asked): readiness.
-    pub fn any_healthy(&self, servers: &[Upstream]) -> bool {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        servers.iter().any(|s| {
-            failures
-                .get(s)
-                .is_none_or(|(n, at)| *n < FAILING_AFTER || at.elapsed() > FAILURE_MEMORY)
-        })
     }
 }
 

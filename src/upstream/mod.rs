@@ -4,6 +4,7 @@
 
 pub mod coalesce;
 pub mod forward;
+pub mod health;
 pub mod iterate;
 pub mod recursor;
 pub mod sockets;
@@ -15,9 +16,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 pub use coalesce::{Coalescer, Role, Unshared};
-pub use forward::{
-    ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, Health, UpstreamQuery,
-};
+pub use forward::{ExchangeSink, Forwarder, ForwarderSettings, ForwarderStats, UpstreamQuery};
+pub use health::Health;
 pub use recursor::{DnssecMode, Recursive, RecursorSettings};
 pub use sockets::{PoolLimits, UdpPool};
 pub use spec::{Upstream, UpstreamSpec};

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! [`pipeline`] shows that path in one place. Lower floors never import
-//! higher ones: `protocol`, `query`, `clock`, `reactor`, `huge_pages` ←
+//! higher ones: `protocol`, `query`, `clock`, `throttle`, `reactor`, `huge_pages` ←
 //! `cache`, `upstream`, `policy` ← `pipeline` ← `listener` ← `app` ← `cli`.
 
 pub mod admission;
@@ -39,6 +39,7 @@ pub mod reactor;
 pub mod rebinding;
 pub mod reload;
 pub mod synthesize;
+pub mod throttle;
 pub mod upstream;
 
 #[cfg(test)]

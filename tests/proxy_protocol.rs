@@ -17,7 +17,8 @@ use bytes::Bytes;
 use common::tls::{tcp_from, tls_over};
 use common::{
     a_records, allow_only, dir_with, free_port, rcode, run_program, start_picket_with, temp_dir,
-    test_settings, Authority, KillOnDrop, Picket, QueryBuilder,
+    test_settings, wait_until_answering, Authority, KillOnDrop, Picket, PicketProcess,
+    QueryBuilder,
 };
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -367,6 +368,47 @@ async fn a_trusted_peer_without_a_header_is_closed() {
     assert_eq!(
         log_entries(&setup.log),
         [entry("tcp", "10.1.1.1", "resolve")]
+    );
+}
+
+/// A load balancer that sends no header does so on every connection: the
+/// log gets one warning for the first (at most one per 10 s), not one per
+/// connection, and a connection with a header is still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_balancer_without_headers_does_not_flood_the_log() {
+    let upstream = Authority::start(ZONE);
+    let stderr = temp_dir("proxy-flood").join("stderr");
+    let picket = PicketProcess::options()
+        .upstream(upstream.addr())
+        .dnssec_off()
+        .flag("--proxy-protocol-from", "127.0.0.2/32")
+        .args(&["--no-policy"])
+        .spawn_with(|command| {
+            command
+                .env_remove("RUST_LOG")
+                .stderr(std::fs::File::create(&stderr).unwrap());
+        });
+    wait_until_answering(picket.addr).await;
+    let mut framed = (query(1).len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query(1));
+    const CONNECTIONS: usize = 20;
+    for _ in 0..CONNECTIONS {
+        let mut tcp = connect_with("127.0.0.2", picket.addr, &framed).await;
+        assert!(closed_by_server(&mut tcp).await);
+    }
+    let mut tcp = connect_with("127.0.0.2", picket.addr, &proxied(OTHER_CLIENT)).await;
+    assert_eq!(a_records(&exchange(&mut tcp, &query(2)).await), [ADDRESS]);
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    drop(picket);
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("connection closed"))
+        .collect();
+    // A machine slow enough to take 10 s for the loop may log a second.
+    assert!(
+        (1..=2).contains(&warnings.len()),
+        "{} warnings for {CONNECTIONS} connections:\n{log}",
+        warnings.len()
     );
 }
 

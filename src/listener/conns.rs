@@ -36,6 +36,13 @@ use super::proxy::{Proxies, Refused};
 use crate::config::Limits;
 use crate::pipeline::Worker;
 use crate::query::{ClientHints, Transport};
+use crate::throttle::LogThrottle;
+
+/// How often at most a connection closed for a missing or malformed PROXY
+/// header is logged: a load balancer sending none sends none on any of its
+/// connections.
+const PROXY_REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+static PROXY_REFUSALS: LogThrottle = LogThrottle::new(PROXY_REFUSAL_LOG_EVERY);
 
 /// Why a connection was shed, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -565,13 +572,21 @@ async fn serve_proxied<F, Fut>(
         }
         // Missing and malformed headers come only from trusted
         // peers: a misconfigured load balancer, whose operator
-        // needs to hear of it. An untrusted header or a dropped
-        // connection is anyone's doing, not worth a warning.
-        Err(refused @ (Refused::Missing | Refused::Malformed(_))) => tracing::warn!(
-            transport = %table.transport,
-            peer = %peer,
-            "connection closed: {refused}"
-        ),
+        // needs to hear of it, once in a while rather than for each of
+        // its connections. An untrusted header or a dropped connection is
+        // anyone's doing, not worth a warning.
+        Err(refused @ (Refused::Missing | Refused::Malformed(_))) => {
+            if let Some(held_back) = PROXY_REFUSALS.admit(Instant::now()) {
+                tracing::warn!(
+                    transport = %table.transport,
+                    peer = %peer,
+                    held_back,
+                    "connection closed: {refused} (at most one such line per {} s; held_back \
+                     counts the connections closed for this since the last)",
+                    PROXY_REFUSAL_LOG_EVERY.as_secs()
+                );
+            }
+        }
         Err(refused) => tracing::debug!(
             transport = %table.transport,
             peer = %peer,

@@ -1,0 +1,401 @@
+//! Picket as a forwarder against Unbound as a forwarder, side by side: both
+//! forward to the same in-process authority, get the same queries (the
+//! usual record types, negative answers, a CNAME chain across zones, a
+//! wildcard, an answer too large for the client's buffer, and the odd
+//! queries of the protocol: other opcodes, EDNS versions, no question, a
+//! response sent as a query), and must answer them alike in what a client
+//! reads: the RCODE, the header flags, the question as asked (case
+//! included), the answer RRsets, the SOA of a negative answer and EDNS.
+//! TTLs are not compared (each resolver counts its own); what each
+//! resolver adds of its own (the authority section of a positive answer,
+//! Extended DNS Errors, NSID) is not either.
+//!
+//! `#[ignore]`d: it runs Debian's `unbound`; `.ci/run` installs it.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use hickory_proto::op::{Message, OpCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{Record, RecordType};
+
+const ZONE: &str = r#"example.test 300 IN SOA ns1.example.test hostmaster.example.test 1 7200 900 1209600 60
+example.test          300 IN NS  ns1.example.test
+ns1.example.test      300 IN A   192.0.2.53
+www.example.test      300 IN A   192.0.2.1
+www.example.test      300 IN A   192.0.2.2
+www.example.test      300 IN AAAA 2001:db8::1
+mail.example.test     300 IN MX  10 mx1.example.test
+txt.example.test      300 IN TXT "hello world"
+_dns._udp.example.test 300 IN SRV 0 5 53 ns1.example.test
+ptr.example.test      300 IN PTR www.example.test
+example.test          300 IN CAA 0 issue "ca.example.net"
+a.b.c.example.test    300 IN A   192.0.2.7
+*.wild.example.test   300 IN A   192.0.2.8
+chain.example.test     60 IN CNAME alias.other.test.
+loop1.example.test     60 IN CNAME loop2.example.test.
+loop2.example.test     60 IN CNAME loop1.example.test.
+other.test   600 IN SOA ns1.other.test hostmaster.other.test 1 7200 900 1209600 30
+other.test   600 IN NS  ns1.other.test
+ns1.other.test    600 IN A   192.0.2.54
+alias.other.test   60 IN CNAME target.other.test
+target.other.test  45 IN A     198.51.100.7
+"#;
+
+/// A TXT RRset of about 1,600 bytes: more than fits in 512 or 1232.
+fn big_txt() -> String {
+    let long = "x".repeat(200);
+    (0..8)
+        .map(|i| format!("big.example.test 300 IN TXT \"{i}{long}\"\n"))
+        .collect()
+}
+
+/// Unbound on a free port, forwarding everything to `upstream`, without
+/// validation (the test zones are unsigned), as Picket is started.
+fn start_unbound_forwarder(upstream: SocketAddr) -> (KillOnDrop, SocketAddr) {
+    let dir = temp_dir("unbound-forwarder");
+    let port = free_port();
+    let server = format!(
+        "  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n  \
+         module-config: \"iterator\"\n  local-zone: \"test.\" nodefault\n  verbosity: 0\n  \
+         access-control: 127.0.0.0/8 allow\n\
+         forward-zone:\n  name: \".\"\n  forward-addr: {}@{}\n",
+        upstream.ip(),
+        upstream.port(),
+    );
+    let unbound = common::process::start_unbound(&dir, &server);
+    (unbound, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+/// What a client reads of an answer, as text (one line per item), so that
+/// a difference shows as a diff.
+fn reading(answer: Option<&[u8]>) -> String {
+    let Some(bytes) = answer else {
+        return "no answer".into();
+    };
+    let message = match Message::from_vec(bytes) {
+        Ok(message) => message,
+        Err(e) => return format!("unparsable answer: {e}"),
+    };
+    let m = &message.metadata;
+    let mut lines = vec![format!(
+        "rcode {:?} opcode {:?} qr {} aa {} tc {} rd {} ra {} ad {} cd {}",
+        rcode(&message),
+        m.op_code,
+        m.message_type == hickory_proto::op::MessageType::Response,
+        m.authoritative,
+        m.truncation,
+        m.recursion_desired,
+        m.recursion_available,
+        m.authentic_data,
+        m.checking_disabled,
+    )];
+    for q in &message.queries {
+        lines.push(format!(
+            "question {} {} {}",
+            q.name(),
+            q.query_type(),
+            q.query_class()
+        ));
+    }
+    let mut answers: Vec<String> = message.answers.iter().map(record).collect();
+    answers.sort();
+    lines.extend(answers.into_iter().map(|a| format!("answer {a}")));
+    // A negative answer's SOA (RFC 2308): a client caches the denial by it.
+    let negative = message.answers.is_empty();
+    lines.extend(
+        message
+            .authorities
+            .iter()
+            .filter(|r| negative && r.record_type() == RecordType::SOA)
+            .map(|r| format!("authority {}", record(r))),
+    );
+    lines.push(match &message.edns {
+        None => "no edns".into(),
+        Some(edns) => format!(
+            "edns version {} do {}",
+            edns.version(),
+            edns.flags().dnssec_ok
+        ),
+    });
+    lines.join("\n")
+}
+
+/// A record without its TTL, its owner in lower case.
+fn record(r: &Record) -> String {
+    format!(
+        "{} {} {} {}",
+        r.name.to_lowercase(),
+        r.dns_class,
+        r.record_type(),
+        r.data
+    )
+}
+
+/// One query, by name: what it is, its bytes, and how the two answers
+/// compare.
+struct Case {
+    what: String,
+    bytes: Vec<u8>,
+    expect: Expect,
+}
+
+/// How Picket's answer compares with Unbound's.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// Read alike.
+    Same,
+    /// Alike but for RA in an error Picket makes itself (FORMERR, NOTIMP,
+    /// REFUSED): Picket sets it, since it offers recursion to this client
+    /// (RFC 1035 §4.1.1); Unbound clears it in those errors.
+    SameButRa,
+    /// A chosen difference: Picket's reading has this line, and why.
+    Differs(&'static str, &'static str),
+}
+
+fn case(what: &str, query: QueryBuilder) -> Case {
+    raw(what, query.to_bytes())
+}
+
+fn raw(what: &str, bytes: Vec<u8>) -> Case {
+    Case {
+        what: what.into(),
+        bytes,
+        expect: Expect::Same,
+    }
+}
+
+impl Case {
+    fn expect(mut self, expect: Expect) -> Self {
+        self.expect = expect;
+        self
+    }
+
+    /// Where the two readings part, or None when they compare as expected.
+    fn difference(&self, ours: &str, theirs: &str) -> Option<String> {
+        let agree = match self.expect {
+            Expect::Same => ours == theirs,
+            Expect::SameButRa => without_ra(ours) == without_ra(theirs),
+            Expect::Differs(line, _) => ours.lines().any(|l| l.contains(line)),
+        };
+        let why = match self.expect {
+            Expect::Differs(line, why) => format!(" (Picket's should read \"{line}\": {why})"),
+            _ => String::new(),
+        };
+        (!agree).then(|| {
+            format!(
+                "== {}{why}\n-- Picket:\n{ours}\n-- Unbound:\n{theirs}",
+                self.what
+            )
+        })
+    }
+}
+
+impl Case {
+    /// Whether the case is a query a TCP client would send: a response
+    /// sent as a query gets no answer to wait for.
+    fn over_tcp(&self) -> bool {
+        self.bytes[2] & 0x80 == 0
+    }
+}
+
+impl Expect {
+    /// Over TCP no answer is truncated: a size difference is none there.
+    fn over_tcp(self) -> Expect {
+        match self {
+            Expect::Differs("tc true", _) => Expect::Same,
+            other => other,
+        }
+    }
+}
+
+/// What a client reads of `server`'s answer to `query`.
+async fn ask(server: SocketAddr, query: &[u8], tcp: bool) -> String {
+    let answer = match tcp {
+        false => send_udp_raw(server, query).await,
+        true => tcp_exchange(server, query).await,
+    };
+    reading(answer.as_deref())
+}
+
+/// One query over a fresh TCP connection: its answer, if one came.
+async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    let client = TcpClient::connect(server).await;
+    client.send_frame(query).await;
+    client.recv_raw().await
+}
+
+fn without_ra(reading: &str) -> String {
+    reading
+        .replacen(" ra true ", " ", 1)
+        .replacen(" ra false ", " ", 1)
+}
+
+/// Why a query without RD is answered as one with it.
+const RD_ZERO: &str = "Picket resolves a query without RD as one with it (a stub that \
+    clears RD still gets its answer; what is cached shows no more than TTLs show anyway); \
+    Unbound, whose access-control `allow` is not `allow_snoop`, refuses it";
+
+fn cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = [
+        ("www.example.test", RecordType::A),
+        ("www.example.test", RecordType::AAAA),
+        ("mail.example.test", RecordType::MX),
+        ("txt.example.test", RecordType::TXT),
+        ("_dns._udp.example.test", RecordType::SRV),
+        ("ptr.example.test", RecordType::PTR),
+        ("example.test", RecordType::CAA),
+        ("example.test", RecordType::NS),
+        ("example.test", RecordType::SOA),
+        ("nope.example.test", RecordType::A),
+        ("www.example.test", RecordType::MX),
+        ("b.c.example.test", RecordType::A),
+        ("x.wild.example.test", RecordType::A),
+        ("x.y.wild.example.test", RecordType::TXT),
+        ("chain.example.test", RecordType::A),
+        ("chain.example.test", RecordType::CNAME),
+        ("alias.other.test", RecordType::AAAA),
+        ("WwW.ExAmPlE.TeSt", RecordType::A),
+        ("nope.other.test", RecordType::A),
+        ("loop1.example.test", RecordType::A),
+        ("example.test", RecordType::DNSKEY),
+        ("example.test", RecordType::DS),
+        ("www.example.test", RecordType::RRSIG),
+        ("www.example.test", RecordType::Unknown(65280)),
+        (".", RecordType::NS),
+        ("elsewhere.invalid.example", RecordType::A),
+    ]
+    .into_iter()
+    .map(|(name, rtype)| case(&format!("{name} {rtype}"), QueryBuilder::new(name, rtype)))
+    .collect();
+    let of_type =
+        |name: &str, rtype| case(&format!("{name} {rtype}"), QueryBuilder::new(name, rtype));
+    cases.extend([
+        of_type("www.example.test", RecordType::ANY).expect(Expect::Differs(
+            "HINFO RFC8482",
+            "RFC 8482: ANY gets one synthesized HINFO, as Cloudflare's servers answer it; \
+             Unbound forwards it unless deny-any is set",
+        )),
+        of_type("example.test", RecordType::AXFR).expect(Expect::SameButRa),
+        of_type("www.example.test", RecordType::IXFR).expect(Expect::SameButRa),
+    ]);
+    let www = || QueryBuilder::new("www.example.test", RecordType::A);
+    let big = || QueryBuilder::new("big.example.test", RecordType::TXT);
+    cases.extend([
+        case("www A, no EDNS", www().no_edns()),
+        case("www A, DO=1", www().dnssec_ok(true)),
+        case("www A, CD=1", www().cd(true)),
+        case("www A, EDNS version 1", www().edns_version(1)),
+        case(
+            "www A, an unknown EDNS option",
+            www().option(EdnsOption::Unknown(65001, vec![1, 2, 3])),
+        ),
+        case("big TXT, no EDNS (512)", big().no_edns()),
+        case("big TXT, EDNS 1232", big()),
+        case("big TXT, EDNS 4096", big().payload(4096)).expect(Expect::Differs(
+            "tc true",
+            "over UDP Picket answers at most 1232 bytes whatever the client's EDNS size \
+             (DNS Flag Day 2020, as BIND, Knot Resolver and PowerDNS Recursor do); \
+             Unbound 1.17 fills the client's size",
+        )),
+        case("www A, DO=1 CD=1", www().dnssec_ok(true).cd(true)),
+        case("www A, RD=0 (cached)", www().rd(false)).expect(Expect::Differs(
+            "answer www.example.test. IN A 192.0.2.1",
+            RD_ZERO,
+        )),
+        case(
+            "uncached A, RD=0",
+            QueryBuilder::new("never.example.test", RecordType::A).rd(false),
+        )
+        .expect(Expect::Differs("rcode NXDomain", RD_ZERO)),
+        case(
+            "www A, a client subnet option",
+            www().option(EdnsOption::Unknown(8, vec![0, 1, 24, 0, 192, 0, 2])),
+        ),
+        case(
+            "a 253-character name",
+            QueryBuilder::new(
+                &format!("{}example.test", "a23456789.".repeat(24)),
+                RecordType::A,
+            ),
+        ),
+        case("www A, opcode STATUS", www().op_code(OpCode::Status)).expect(Expect::SameButRa),
+        case("www A, opcode NOTIFY", www().op_code(OpCode::Notify)).expect(Expect::Differs(
+            "rcode NotImp",
+            "Picket serves no zone a primary could notify (RFC 1996); Unbound \
+             REFUSES it, as it would accept NOTIFY for an auth-zone it was told to",
+        )),
+        case("www A, opcode UPDATE", www().op_code(OpCode::Update)).expect(Expect::SameButRa),
+    ]);
+    let mut no_question = www().no_edns().to_bytes();
+    no_question.truncate(12);
+    no_question[5] = 0; // QDCOUNT 0
+    cases.push(raw("no question", no_question).expect(Expect::SameButRa));
+    let mut two_questions = www().no_edns().to_bytes();
+    let question = two_questions[12..].to_vec();
+    two_questions.extend_from_slice(&question);
+    two_questions[5] = 2; // QDCOUNT 2
+    cases.push(raw("two questions", two_questions).expect(Expect::Differs(
+        "rcode FormErr",
+        "both answer FORMERR (RFC 9619); Picket's names no question, Unbound's echoes both",
+    )));
+    let mut chaos = www().to_bytes();
+    let class_at = 12 + "www.example.test".len() + 2 + 2;
+    chaos[class_at + 1] = 3; // CLASS CH
+    cases.push(raw("www A in class CH", chaos));
+    let mut flags = www().to_bytes();
+    flags[2] |= 0x02; // TC
+    flags[3] |= 0x40; // Z
+    cases.push(
+        raw("www A with TC and Z set in the query", flags).expect(Expect::Differs(
+            "answer www.example.test. IN A 192.0.2.1",
+            "Picket answers, ignoring the two bits (Z must be zero and a receiver ignores \
+             it, RFC 1035 §4.1.1; TC means nothing in a query); Unbound 1.17 answers FORMERR",
+        )),
+    );
+    let mut response = www().to_bytes();
+    response[2] |= 0x80; // QR=1: a response, which a server must not answer
+    cases.push(raw("a response sent as a query", response));
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
+async fn picket_forwards_as_unbound_does() {
+    let upstream = Authority::start(&format!("{ZONE}{}", big_txt()));
+    let picket = start_picket(&[upstream.addr()]);
+    let (_unbound, unbound) = start_unbound_forwarder(upstream.addr());
+    wait_until_answering(unbound).await;
+    let mut differences = Vec::new();
+    let mut answered = 0;
+    for tcp in [false, true] {
+        // Over TCP the size limit is gone: the large answers agree there.
+        let cases = cases().into_iter().filter(|c| !tcp || c.over_tcp());
+        for case in cases {
+            let ours = ask(picket.addr, &case.bytes, tcp).await;
+            let theirs = ask(unbound, &case.bytes, tcp).await;
+            answered += usize::from(ours.starts_with("rcode"));
+            let case = match tcp {
+                false => case,
+                true => Case {
+                    what: format!("{} over TCP", case.what),
+                    expect: case.expect.over_tcp(),
+                    ..case
+                },
+            };
+            differences.extend(case.difference(&ours, &theirs));
+        }
+    }
+    // All but the response sent as a query, over both transports: a
+    // Picket that answered nothing would agree with an Unbound that did not
+    // either.
+    assert_eq!(answered, 2 * (cases().len() - 1), "answers from Picket");
+    assert!(
+        differences.is_empty(),
+        "{} cases differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}

@@ -1006,8 +1006,19 @@ fn bind_pair(
 ) -> Result<(SocketAddr, std::net::UdpSocket, std::net::TcpListener)> {
     let hint = "is another DNS server running there? Pick another with --listen, e.g. --listen 127.0.0.1:5300";
     for _ in 0..16 {
-        let udp = bind_udp(wanted).with_context(|| format!("cannot bind UDP {wanted}: {hint}"))?;
-        let addr = udp.local_addr()?;
+        let addr = match wanted.port() {
+            0 => SocketAddr::new(
+                wanted.ip(),
+                crate::listener::unshared_udp_port(wanted.ip())?,
+            ),
+            _ => wanted,
+        };
+        let udp = match bind_udp(addr) {
+            Ok(udp) => udp,
+            // Taken since the pick: pick again.
+            Err(_) if wanted.port() == 0 => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot bind UDP {wanted}: {hint}")),
+        };
         match bind_tcp(addr) {
             Ok(tcp) => return Ok((addr, udp, tcp)),
             Err(_) if wanted.port() == 0 => continue,

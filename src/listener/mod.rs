@@ -43,6 +43,21 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// A UDP port on `ip` that no socket holds, for a listener asked for port 0.
+///
+/// The kernel's own pick for a socket with SO_REUSEPORT can be a port that
+/// another SO_REUSEPORT socket of the same user already holds: Linux lets
+/// such sockets share a port, and its port-0 pick for UDP does not skip
+/// them (TCP's does). Two servers would then split each other's queries
+/// without a word. A socket without SO_REUSEPORT conflicts with any socket
+/// on its port, so the kernel's pick for it is a port no one holds; it is
+/// closed at once, and the caller binds there (and picks again if something
+/// took the port in between).
+pub fn unshared_udp_port(ip: std::net::IpAddr) -> std::io::Result<u16> {
+    let probe = std::net::UdpSocket::bind((ip, 0))?;
+    Ok(probe.local_addr()?.port())
+}
+
 /// Sends every answer with Don't Fragment set and never fragments one (RFC 9715 §3.1, R1:
 /// a UDP responder sets IP_DONTFRAG), ignoring path MTU reports (`IP_PMTUDISC_PROBE`): a
 /// forged ICMP "fragmentation needed" can neither make Picket fragment its answers (the
@@ -157,6 +172,24 @@ mod tests {
         };
         assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
         value
+    }
+
+    /// Listeners of other servers (here: 400 of them) never share the port
+    /// picked for a listener asked for port 0; the kernel's own pick for a
+    /// SO_REUSEPORT socket lands on one of theirs about 6 times in 400.
+    #[test]
+    fn a_port_picked_for_port_0_is_held_by_no_other_listener() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let others: Vec<_> = (0..400).map(|_| bind_udp(any).unwrap()).collect();
+        let taken: std::collections::HashSet<u16> = others
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        let shared: Vec<u16> = (0..400)
+            .map(|_| unshared_udp_port(any.ip()).unwrap())
+            .filter(|port| taken.contains(port))
+            .collect();
+        assert_eq!(shared, [] as [u16; 0], "ports other listeners hold");
     }
 
     #[test]

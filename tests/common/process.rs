@@ -184,9 +184,10 @@ pub fn start_unbound_with(
 
 /// The UDP address a `picket serve --listen 127.0.0.1:0` child bound, read
 /// from its `answering addrs=[...]` log line (it logs at info level, the
-/// default). A port the kernel picks for the child cannot be taken by
-/// another test between a [`free_port`] and the child's bind, nor shared
-/// with another SO_REUSEPORT listener. Its stderr is drained on a thread
+/// default). A port picked for the child cannot be taken by another test
+/// between a [`free_port`] and the child's bind, nor shared with another
+/// SO_REUSEPORT listener (Picket picks for port 0 a port no socket holds:
+/// `listener::unshared_udp_port`). Its stderr is drained on a thread
 /// from then on, so the child never blocks on a full pipe. Panics when the
 /// child exits or says nothing within 60 s, with what it did say.
 pub fn answering_address(child: &mut Child) -> SocketAddr {

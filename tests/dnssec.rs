@@ -911,3 +911,106 @@ async fn nsec3_over_the_iteration_cap_or_the_hash_budget_is_not_used_from_the_ca
     assert_eq!(rcode(&nx), ResponseCode::ServFail, "{nx:?}");
     assert!(asked_for(&t.upstream, &format!("{long}."), None) >= 1);
 }
+
+/// Picket and Unbound, both validating and forwarding to one stand-in
+/// upstream with the fake root's key as their trust anchor, read alike on
+/// secure, insecure and bogus answers, for clients with and without DO, AD
+/// and CD ([`reading`]: RCODE, flags, answers with their RRSIGs, a negative
+/// answer's SOA and NSEC proof, EDNS; not TTLs or EDE, which Unbound 1.17
+/// does not send by default).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
+async fn validated_answers_read_as_unbounds() {
+    let root = ZoneKey::generate(".");
+    let keys: Vec<ZoneKey> = ["secure.", "bogus.", "stripped."]
+        .into_iter()
+        .map(ZoneKey::generate)
+        .collect();
+    let [secure, bogus, stripped] = &keys[..] else {
+        unreachable!()
+    };
+    // Signatures that expired two days ago. (Unbound allows for clock skew:
+    // a tenth of the validity period, at least an hour and at most a day,
+    // so it takes signatures that expired an hour ago as valid; Picket
+    // does not.)
+    let expired = ZoneKey::generate("expired.").with_validity(-3 * 86_400, -2 * 86_400);
+    let delegations = [
+        ("secure.", Some(secure.ds_line())),
+        ("bogus.", Some(bogus.ds_line())),
+        ("stripped.", Some(stripped.ds_line())),
+        ("expired.", Some(expired.ds_line())),
+        ("insecure.", None),
+    ];
+    let upstream = TreeUpstream::start(&[
+        root_zone(&root, &delegations),
+        secure.sign(&secure_zone("secure.")),
+        corrupt_rrsig(&bogus.sign(&secure_zone("bogus.")), "www.bogus.", "A"),
+        // Delegated with a DS, served unsigned: its signatures were stripped.
+        secure_zone("stripped."),
+        secure_zone("insecure."),
+        expired.sign(&secure_zone("expired.")),
+    ]);
+    let anchor = root.ds_line();
+    let picket = validating_picket(&upstream, &anchor, &[]);
+    let dir = temp_dir("unbound-validating");
+    let port = free_port();
+    let server = format!(
+        "  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n  \
+         module-config: \"validator iterator\"\n  trust-anchor: \"{anchor}\"\n  \
+         access-control: 127.0.0.0/8 allow\n  verbosity: 0\n\
+         forward-zone:\n  name: \".\"\n  forward-addr: {}@{}\n",
+        upstream.addr().ip(),
+        upstream.addr().port(),
+    );
+    let _unbound = common::process::start_unbound(&dir, &server);
+    let unbound: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until_answering(unbound).await;
+
+    // (name, type, DO, AD, CD)
+    let cases = [
+        ("www.secure.", RecordType::A, true, false, false),
+        ("www.secure.", RecordType::A, false, false, false),
+        ("www.secure.", RecordType::A, false, true, false),
+        ("alias.secure.", RecordType::A, true, false, false),
+        ("txt.secure.", RecordType::A, true, false, false),
+        ("nope.secure.", RecordType::A, true, false, false),
+        ("nope.secure.", RecordType::A, false, true, false),
+        ("secure.", RecordType::DNSKEY, true, false, false),
+        ("secure.", RecordType::DS, true, false, false),
+        ("secure.", RecordType::SOA, false, false, false),
+        ("www.insecure.", RecordType::A, true, false, false),
+        ("nope.insecure.", RecordType::A, true, false, false),
+        ("www.bogus.", RecordType::A, true, false, false),
+        ("www.bogus.", RecordType::A, false, false, false),
+        ("www.bogus.", RecordType::A, true, false, true),
+        ("txt.bogus.", RecordType::TXT, true, false, false),
+        ("www.stripped.", RecordType::A, true, false, false),
+        ("www.stripped.", RecordType::A, true, false, true),
+        ("www.expired.", RecordType::A, true, false, false),
+        ("www.expired.", RecordType::A, false, false, true),
+    ];
+    let mut differences = Vec::new();
+    for (name, rtype, dnssec_ok, ad, cd) in cases {
+        let mut query = QueryBuilder::new(name, rtype)
+            .dnssec_ok(dnssec_ok)
+            .cd(cd)
+            .build();
+        query.metadata.authentic_data = ad;
+        let bytes = query.to_vec().unwrap();
+        let ours = reading(send_udp_raw(picket.addr, &bytes).await.as_deref());
+        let theirs = reading(send_udp_raw(unbound, &bytes).await.as_deref());
+        if ours != theirs {
+            differences.push(format!(
+                "== {name} {rtype} DO={dnssec_ok} AD={ad} CD={cd}\n-- Picket:\n{ours}\n-- Unbound:\n{theirs}"
+            ));
+        }
+        assert!(ours.starts_with("rcode"), "{name} {rtype}: {ours}");
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} differ:\n{}",
+        differences.len(),
+        cases.len(),
+        differences.join("\n")
+    );
+}

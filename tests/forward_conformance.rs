@@ -17,9 +17,9 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use hickory_proto::op::{Message, OpCode};
+use hickory_proto::op::OpCode;
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::{Record, RecordType};
+use hickory_proto::rr::RecordType;
 
 const ZONE: &str = r#"example.test 300 IN SOA ns1.example.test hostmaster.example.test 1 7200 900 1209600 60
 example.test          300 IN NS  ns1.example.test
@@ -67,71 +67,6 @@ fn start_unbound_forwarder(upstream: SocketAddr) -> (KillOnDrop, SocketAddr) {
     );
     let unbound = common::process::start_unbound(&dir, &server);
     (unbound, format!("127.0.0.1:{port}").parse().unwrap())
-}
-
-/// What a client reads of an answer, as text (one line per item), so that
-/// a difference shows as a diff.
-fn reading(answer: Option<&[u8]>) -> String {
-    let Some(bytes) = answer else {
-        return "no answer".into();
-    };
-    let message = match Message::from_vec(bytes) {
-        Ok(message) => message,
-        Err(e) => return format!("unparsable answer: {e}"),
-    };
-    let m = &message.metadata;
-    let mut lines = vec![format!(
-        "rcode {:?} opcode {:?} qr {} aa {} tc {} rd {} ra {} ad {} cd {}",
-        rcode(&message),
-        m.op_code,
-        m.message_type == hickory_proto::op::MessageType::Response,
-        m.authoritative,
-        m.truncation,
-        m.recursion_desired,
-        m.recursion_available,
-        m.authentic_data,
-        m.checking_disabled,
-    )];
-    for q in &message.queries {
-        lines.push(format!(
-            "question {} {} {}",
-            q.name(),
-            q.query_type(),
-            q.query_class()
-        ));
-    }
-    let mut answers: Vec<String> = message.answers.iter().map(record).collect();
-    answers.sort();
-    lines.extend(answers.into_iter().map(|a| format!("answer {a}")));
-    // A negative answer's SOA (RFC 2308): a client caches the denial by it.
-    let negative = message.answers.is_empty();
-    lines.extend(
-        message
-            .authorities
-            .iter()
-            .filter(|r| negative && r.record_type() == RecordType::SOA)
-            .map(|r| format!("authority {}", record(r))),
-    );
-    lines.push(match &message.edns {
-        None => "no edns".into(),
-        Some(edns) => format!(
-            "edns version {} do {}",
-            edns.version(),
-            edns.flags().dnssec_ok
-        ),
-    });
-    lines.join("\n")
-}
-
-/// A record without its TTL, its owner in lower case.
-fn record(r: &Record) -> String {
-    format!(
-        "{} {} {} {}",
-        r.name.to_lowercase(),
-        r.dns_class,
-        r.record_type(),
-        r.data
-    )
 }
 
 /// One query, by name: what it is, its bytes, and how the two answers

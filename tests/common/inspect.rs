@@ -119,3 +119,71 @@ pub fn soa_owner(message: &Message) -> String {
     let soa = soa.unwrap_or_else(|| panic!("no SOA in the authority section: {message:?}"));
     soa.name.to_ascii()
 }
+
+/// What a client reads of an answer, as text (one line per item), so that
+/// two servers' answers compare as text and a difference shows as a diff:
+/// the RCODE, the header flags, the question as sent (case included), the
+/// answer records, a negative answer's authority records, and EDNS. TTLs
+/// are left out (each server counts its own), and so are what each adds
+/// of its own: a positive answer's authority and additional sections,
+/// EDNS options (Extended DNS Errors, NSID, cookies).
+pub fn reading(answer: Option<&[u8]>) -> String {
+    let Some(bytes) = answer else {
+        return "no answer".into();
+    };
+    let message = match Message::from_vec(bytes) {
+        Ok(message) => message,
+        Err(e) => return format!("unparsable answer: {e}"),
+    };
+    let m = &message.metadata;
+    let mut lines = vec![format!(
+        "rcode {:?} opcode {:?} qr {} aa {} tc {} rd {} ra {} ad {} cd {}",
+        rcode(&message),
+        m.op_code,
+        m.message_type == MessageType::Response,
+        m.authoritative,
+        m.truncation,
+        m.recursion_desired,
+        m.recursion_available,
+        m.authentic_data,
+        m.checking_disabled,
+    )];
+    for q in &message.queries {
+        lines.push(format!(
+            "question {} {} {}",
+            q.name(),
+            q.query_type(),
+            q.query_class()
+        ));
+    }
+    let mut answers: Vec<String> = message.answers.iter().map(record).collect();
+    answers.sort();
+    lines.extend(answers.into_iter().map(|a| format!("answer {a}")));
+    // A negative answer's authority section: its SOA (RFC 2308), by which a
+    // client caches the denial, and for a DO client the proof of it.
+    if message.answers.is_empty() {
+        let mut authority: Vec<String> = message.authorities.iter().map(record).collect();
+        authority.sort();
+        lines.extend(authority.into_iter().map(|a| format!("authority {a}")));
+    }
+    lines.push(match &message.edns {
+        None => "no edns".into(),
+        Some(edns) => format!(
+            "edns version {} do {}",
+            edns.version(),
+            edns.flags().dnssec_ok
+        ),
+    });
+    lines.join("\n")
+}
+
+/// A record without its TTL, its owner in lower case.
+fn record(r: &Record) -> String {
+    format!(
+        "{} {} {} {}",
+        r.name.to_lowercase(),
+        r.dns_class,
+        r.record_type(),
+        r.data
+    )
+}

@@ -69,7 +69,7 @@ pub use http::{
 };
 pub use inspect::{
     a_records, aaaa_records, assert_a_answer, assert_not_forged, assert_rcode_ede, ede, ede_option,
-    min_ttl, rcode, soa_in_authority, soa_owner, EDE_CODE,
+    min_ttl, rcode, reading, soa_in_authority, soa_owner, EDE_CODE,
 };
 pub use picket::{
     allow_only, any_port, start_picket, start_picket_adjusted, start_picket_with, test_settings,

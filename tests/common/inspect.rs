@@ -133,7 +133,7 @@ pub fn reading(answer: Option<&[u8]>) -> String {
     };
     let message = match Message::from_vec(bytes) {
         Ok(message) => message,
-        Err(e) => return format!("unparsable answer: {e}"),
+        Err(e) => return header_reading(bytes, &e.to_string()),
     };
     let m = &message.metadata;
     let mut lines = vec![format!(
@@ -186,4 +186,17 @@ fn record(r: &Record) -> String {
         r.record_type(),
         r.data
     )
+}
+
+/// What a client reads of an answer whose body does not parse (a FORMERR
+/// that echoes the malformed query): its header's RCODE, and why the rest
+/// is unreadable.
+fn header_reading(bytes: &[u8], error: &str) -> String {
+    match bytes.get(3) {
+        Some(low) => format!(
+            "rcode {:?} (the rest does not parse: {error})",
+            ResponseCode::from(0, low & 0x0f)
+        ),
+        None => format!("unparsable answer: {error}"),
+    }
 }

@@ -1501,19 +1501,43 @@ async fn unbound_and_picket_agree_on_the_tree() {
         "x.loop.plain.example",
         "www.dn.secure.example",
     ];
-    for name in names {
-        let query = QueryBuilder::new(name, RecordType::A)
-            .dnssec_ok(true)
-            .build();
-        let ours = send_udp(tree.picket.addr, &query)
-            .await
-            .expect("Picket answers");
-        let theirs = send_udp(unbound.addr, &query)
-            .await
-            .expect("Unbound answers");
-        let view = |m: &Message| (rcode(m), m.metadata.authentic_data, answer_lines(m));
-        assert_eq!(view(&ours), view(&theirs), "{name}: Picket, then Unbound");
+    let others = [
+        ("www.plain.example", RecordType::AAAA),
+        ("www.secure.example", RecordType::TXT),
+        ("plain.example", RecordType::NS),
+        ("plain.example", RecordType::SOA),
+        ("secure.example", RecordType::DNSKEY),
+        ("secure.example", RecordType::DS),
+        ("example", RecordType::NS),
+    ];
+    let questions = names
+        .iter()
+        .map(|&name| (name, RecordType::A))
+        .chain(others);
+    let mut differences = Vec::new();
+    for (name, rtype) in questions {
+        // (DO, CD): a validating stub, a plain stub, a stub that checks for itself.
+        for (dnssec_ok, cd) in [(true, false), (false, false), (true, true)] {
+            let query = QueryBuilder::new(name, rtype)
+                .dnssec_ok(dnssec_ok)
+                .cd(cd)
+                .to_bytes();
+            let ours = reading(send_udp_raw(tree.picket.addr, &query).await.as_deref());
+            let theirs = reading(send_udp_raw(unbound.addr, &query).await.as_deref());
+            assert!(ours.starts_with("rcode"), "{name}: Picket answers: {ours}");
+            if ours != theirs {
+                differences.push(format!(
+                    "== {name} {rtype} DO={dnssec_ok} CD={cd}\n-- Picket:\n{ours}\n-- Unbound:\n{theirs}"
+                ));
+            }
+        }
     }
+    assert!(
+        differences.is_empty(),
+        "{} differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

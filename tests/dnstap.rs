@@ -310,6 +310,47 @@ async fn a_collector_that_comes_late_gets_what_follows_and_drops_are_counted() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A collector that accepts the handshake and then closes every session at
+/// once (a relay that lost its own sink) is reconnected to with backoff,
+/// not at the rate of queries: 40 queries over 2 s, each of which would
+/// find the session gone, open at most 6 sessions (100, 200, 400, 800 ms of
+/// backoff), and Picket goes on answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_closes_every_session_is_reconnected_to_with_backoff() {
+    let dir = temp_dir("dnstap-closing");
+    let socket = dir.join("tap.sock");
+    let listener = UnixListener::bind(&socket).expect("bind the collector socket");
+    let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = sessions.clone();
+    std::thread::spawn(move || {
+        while let Ok((mut stream, _)) = listener.accept() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut handshake = || -> std::io::Result<()> {
+                Control::read(&mut stream)?;
+                stream.write_all(&Control::new(control::ACCEPT).encode())?;
+                Control::read(&mut stream)?;
+                Ok(())
+            };
+            let _ = handshake();
+            // Dropped: closed right after START.
+        }
+    });
+    let upstream = Authority::start(ZONE);
+    let picket = start_picket_with(dnstap_settings(&[upstream.addr()], &socket, false));
+    for _ in 0..40 {
+        let answer = query_udp(picket.addr, "www.example.test", RecordType::A).await;
+        assert_eq!(a_records(&answer).len(), 1);
+        real_sleep(Duration::from_millis(50)).await;
+    }
+    let opened = sessions.load(std::sync::atomic::Ordering::SeqCst);
+    picket.server.stop();
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(
+        (1..=6).contains(&opened),
+        "{opened} sessions in 2 s: reconnected without backoff"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stopping_the_server_ends_the_session_with_stop_and_delivers_everything() {
     let tap = Tap::start("dnstap-stop", false);

@@ -576,6 +576,10 @@ pub const DNSTAP_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// restarting under a fleet's reconnects).
 pub const DNSTAP_BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const DNSTAP_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A dnstap session that ends sooner than this after its handshake was a
+/// failed attempt: the next waits out the backoff (which a longer session
+/// resets).
+pub const DNSTAP_STABLE_SESSION: Duration = Duration::from_secs(10);
 
 impl Default for Limits {
     fn default() -> Self {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::{fstrm, Counters, DnstapTarget, Event, Header};
 use crate::config::limits::{
     DNSTAP_BACKOFF_MAX, DNSTAP_BACKOFF_MIN, DNSTAP_FLUSH_EVERY, DNSTAP_IO_TIMEOUT,
+    DNSTAP_STABLE_SESSION,
 };
 
 /// What the query path sends the writer.
@@ -43,6 +44,12 @@ impl Writer {
     }
 
     /// Runs until [`Command::Stop`] or until every sender is gone.
+    ///
+    /// A session that fails within [`DNSTAP_STABLE_SESSION`] of its start
+    /// counts as a failed attempt: the next one waits out the backoff as a
+    /// refused connection would. A collector that accepts the handshake and
+    /// then fails at once (out of disk, a broken relay) would otherwise be
+    /// reconnected to, and logged, at the rate of queries.
     pub(crate) fn run(&self, commands: Receiver<Command>) {
         let mut backoff = DNSTAP_BACKOFF_MIN;
         let mut announced_failure = false;
@@ -50,7 +57,6 @@ impl Writer {
             let mut session = match self.connect() {
                 Ok(session) => {
                     tracing::info!(target = %self.target, "dnstap: connected to the collector");
-                    backoff = DNSTAP_BACKOFF_MIN;
                     announced_failure = false;
                     session
                 }
@@ -67,6 +73,7 @@ impl Writer {
                     continue;
                 }
             };
+            let started = Instant::now();
             match self.serve(&mut session, &commands) {
                 Ok(()) => {
                     let _ = session.flush();
@@ -78,6 +85,14 @@ impl Writer {
                     self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            if started.elapsed() >= DNSTAP_STABLE_SESSION {
+                backoff = DNSTAP_BACKOFF_MIN;
+                continue;
+            }
+            if self.drop_for(&commands, backoff) {
+                return;
+            }
+            backoff = (backoff * 2).min(DNSTAP_BACKOFF_MAX);
         }
     }
 

@@ -383,11 +383,7 @@ async fn a_load_balancer_without_headers_does_not_flood_the_log() {
         .dnssec_off()
         .flag("--proxy-protocol-from", "127.0.0.2/32")
         .args(&["--no-policy"])
-        .spawn_with(|command| {
-            command
-                .env_remove("RUST_LOG")
-                .stderr(std::fs::File::create(&stderr).unwrap());
-        });
+        .spawn_logging_to(&stderr);
     wait_until_answering(picket.addr).await;
     let mut framed = (query(1).len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&query(1));

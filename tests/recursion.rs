@@ -1406,12 +1406,7 @@ async fn recursive_queries_log_nothing_per_query() {
         options.flag("--nameserver-port", port);
     }
     let stderr = dir.0.join("stderr");
-    let picket = options.spawn_with(|command| {
-        // The default log level (RUST_LOG unset), stderr kept for the assertions.
-        command
-            .env_remove("RUST_LOG")
-            .stderr(std::fs::File::create(&stderr).unwrap());
-    });
+    let picket = options.spawn_logging_to(&stderr);
     wait_until_answering(picket.addr).await;
     one_of_each_answer(picket.addr, 0).await;
     let lines = || std::fs::read_to_string(&stderr).unwrap();

@@ -874,11 +874,7 @@ async fn a_flapping_upstream_does_not_flood_the_log() {
         .dnssec_off()
         .threads(1)
         .args(&["--no-policy"])
-        .spawn_with(|command| {
-            command
-                .env_remove("RUST_LOG")
-                .stderr(std::fs::File::create(&stderr).unwrap());
-        });
+        .spawn_logging_to(&stderr);
     wait_until_answering(picket.addr).await;
     const FLAPS: usize = 20;
     for flap in 0..FLAPS {

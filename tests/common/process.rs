@@ -357,6 +357,16 @@ impl ServeOptions {
         self.spawn_with(|_| {})
     }
 
+    /// Starts it at the default log level (RUST_LOG unset), its log (stderr)
+    /// written to `log` for a test to read.
+    pub fn spawn_logging_to(&self, log: &Path) -> PicketProcess {
+        self.spawn_with(|command| {
+            command
+                .env_remove("RUST_LOG")
+                .stderr(std::fs::File::create(log).unwrap());
+        })
+    }
+
     /// Starts it after `configure` adjusted the command (environment, where
     /// stderr goes).
     pub fn spawn_with(&self, configure: impl FnOnce(&mut Command)) -> PicketProcess {

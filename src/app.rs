@@ -1007,10 +1007,11 @@ fn bind_pair(
     let hint = "is another DNS server running there? Pick another with --listen, e.g. --listen 127.0.0.1:5300";
     for _ in 0..16 {
         let addr = match wanted.port() {
-            0 => SocketAddr::new(
-                wanted.ip(),
-                crate::listener::unshared_udp_port(wanted.ip())?,
-            ),
+            0 => {
+                let port = crate::listener::unshared_udp_port(wanted.ip())
+                    .with_context(|| format!("cannot bind UDP {wanted}: {hint}"))?;
+                SocketAddr::new(wanted.ip(), port)
+            }
             _ => wanted,
         };
         let udp = match bind_udp(addr) {

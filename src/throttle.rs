@@ -35,16 +35,19 @@ impl LogThrottle {
     /// this one is counted instead.
     pub fn admit(&self, now: Instant) -> Option<u64> {
         let mut held = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let due = held
-            .last
-            .is_none_or(|last| now.saturating_duration_since(last) >= self.every);
-        if !due {
+        if !due(held.last, now, self.every) {
             held.held_back += 1;
             return None;
         }
         held.last = Some(now);
         Some(std::mem::take(&mut held.held_back))
     }
+}
+
+/// Whether a line may go out at `now`, the last having gone out at `last`
+/// (None: never), at most one per `every`.
+pub fn due(last: Option<Instant>, now: Instant, every: Duration) -> bool {
+    last.is_none_or(|last| now.saturating_duration_since(last) >= every)
 }
 
 #[cfg(test)]

@@ -204,8 +204,7 @@ impl Tally {
 
 impl Report {
     fn may_log(&self, now: Instant) -> bool {
-        self.logged_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= HEALTH_LOG_INTERVAL)
+        crate::throttle::due(self.logged_at, now, HEALTH_LOG_INTERVAL)
     }
 
     fn logged(&mut self, failing: bool, now: Instant) {

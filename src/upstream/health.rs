@@ -311,7 +311,7 @@ mod tests {
             })
         );
         // A spell that ends failing is logged by the next failure after the
-        // interval, and the answer after that in the next interval.
+        // interval, counting the two changes of the spell.
         let next = after + HEALTH_LOG_INTERVAL;
         assert_eq!(flap(&mut tally, FAILING_AFTER, after), []);
         assert_eq!(

@@ -556,6 +556,26 @@ fn start_lab_unbound(lab: &Lab) -> (KillOnDrop, SocketAddr) {
     (unbound, format!("{ip}:{port}").parse().unwrap())
 }
 
+/// Unbound validating with the lab's anchor, forwarding everything to
+/// `upstream`: a validating resolver (or stub) behind Picket, which checks
+/// every answer Picket gives a DO client, its proofs included.
+fn start_unbound_behind(lab: &Lab, upstream: SocketAddr) -> (KillOnDrop, SocketAddr) {
+    let port = free_port();
+    let dir = lab.dir.join("behind");
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = format!(
+        "  interface: 127.0.0.1\n  port: {port}\n  access-control: 127.0.0.0/8 allow\n  \
+         do-not-query-localhost: no\n  module-config: \"validator iterator\"\n  \
+         trust-anchor-file: \"{anchor}\"\n  verbosity: 0\n\
+         forward-zone:\n  name: \".\"\n  forward-addr: {}@{}\n",
+        upstream.ip(),
+        upstream.port(),
+        anchor = lab.dir.join("anchor.ds").display(),
+    );
+    let unbound = start_unbound(&dir, &server);
+    (unbound, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
 /// Picket recursing from the lab's root with its anchor, as a user starts it.
 fn start_lab_picket(lab: &Lab) -> PicketProcess {
     if lab.network == Network::SocketWrapper {
@@ -815,6 +835,34 @@ async fn picket_and_unbound_agree_when_parents_and_children_share_a_server() {
     agree_on(Layout::CoHosted, Network::Loopback).await;
 }
 
+/// A validating Unbound forwarding to Picket judges every answer Picket
+/// gives a DO client (with and without CD) by its own anchor and Picket's
+/// proofs alone, and reads it as the Unbound that recursed on its own does
+/// ([`view`], EDE left out): a proof Picket dropped or a signature it lost
+/// would make a secure answer bogus there.
+async fn validated_again_behind_picket(lab: &Lab, picket: SocketAddr, direct: SocketAddr) {
+    let (_behind, behind) = start_unbound_behind(lab, picket);
+    wait_until_answering(behind).await;
+    let mut differences = Vec::new();
+    for cd in [false, true] {
+        let how = Asking {
+            dnssec_ok: true,
+            cd,
+        };
+        for &(name, rtype) in QUESTIONS {
+            let mut through = view(&ask(lab, behind, name, rtype, how).await);
+            let mut own = view(&ask(lab, direct, name, rtype, how).await);
+            (through.3, own.3) = (None, None);
+            if through != own {
+                differences.push(format!(
+                    "{name} {rtype} {how:?}:\n  behind Picket {through:?}\n  on its own    {own:?}"
+                ));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
 /// Asks Picket and Unbound every question of [`QUESTIONS`] over the lab laid
 /// out as `layout`, with DO and CD on and off; asserts that they agree, and
 /// what both must say for a few.
@@ -934,6 +982,9 @@ async fn agree_on(layout: Layout, network: Network) {
         }
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
+    if network == Network::Loopback {
+        validated_again_behind_picket(&lab, picket.addr, unbound).await;
+    }
     if let (Network::SocketWrapper, SocketAddr::V4(picket)) = (network, picket.addr) {
         let query = QueryBuilder::new("www.sec.lab.", RecordType::A)
             .dnssec_ok(true)

@@ -912,12 +912,33 @@ async fn nsec3_over_the_iteration_cap_or_the_hash_budget_is_not_used_from_the_ca
     assert!(asked_for(&t.upstream, &format!("{long}."), None) >= 1);
 }
 
+/// Unbound validating with `anchor` (a DS line), forwarding everything to
+/// `upstream`.
+fn validating_unbound(
+    upstream: std::net::SocketAddr,
+    anchor: &str,
+) -> (KillOnDrop, std::net::SocketAddr) {
+    let dir = temp_dir("unbound-validating");
+    let port = free_port();
+    let server = format!(
+        "  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n  \
+         module-config: \"validator iterator\"\n  trust-anchor: \"{anchor}\"\n  \
+         access-control: 127.0.0.0/8 allow\n  verbosity: 0\n\
+         forward-zone:\n  name: \".\"\n  forward-addr: {}@{}\n",
+        upstream.ip(),
+        upstream.port(),
+    );
+    let unbound = common::process::start_unbound(&dir, &server);
+    (unbound, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
 /// Picket and Unbound, both validating and forwarding to one stand-in
 /// upstream with the fake root's key as their trust anchor, read alike on
 /// secure, insecure and bogus answers, for clients with and without DO, AD
 /// and CD ([`reading`]: RCODE, flags, answers with their RRSIGs, a negative
 /// answer's SOA and NSEC proof, EDNS; not TTLs or EDE, which Unbound 1.17
-/// does not send by default).
+/// does not send by default); and a validating Unbound behind Picket reads
+/// them alike too, having judged Picket's answers itself.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
 async fn validated_answers_read_as_unbounds() {
@@ -952,19 +973,12 @@ async fn validated_answers_read_as_unbounds() {
     ]);
     let anchor = root.ds_line();
     let picket = validating_picket(&upstream, &anchor, &[]);
-    let dir = temp_dir("unbound-validating");
-    let port = free_port();
-    let server = format!(
-        "  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n  \
-         module-config: \"validator iterator\"\n  trust-anchor: \"{anchor}\"\n  \
-         access-control: 127.0.0.0/8 allow\n  verbosity: 0\n\
-         forward-zone:\n  name: \".\"\n  forward-addr: {}@{}\n",
-        upstream.addr().ip(),
-        upstream.addr().port(),
-    );
-    let _unbound = common::process::start_unbound(&dir, &server);
-    let unbound: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_unbound, unbound) = validating_unbound(upstream.addr(), &anchor);
+    // And one that forwards to Picket: it judges Picket's answers to DO
+    // clients, proofs included, by the same anchor.
+    let (_behind, behind) = validating_unbound(picket.addr, &anchor);
     wait_until_answering(unbound).await;
+    wait_until_answering(behind).await;
 
     // (name, type, DO, AD, CD)
     let cases = [
@@ -999,9 +1013,11 @@ async fn validated_answers_read_as_unbounds() {
         let bytes = query.to_vec().unwrap();
         let ours = reading(send_udp_raw(picket.addr, &bytes).await.as_deref());
         let theirs = reading(send_udp_raw(unbound, &bytes).await.as_deref());
-        if ours != theirs {
+        let through = reading(send_udp_raw(behind, &bytes).await.as_deref());
+        if ours != theirs || through != theirs {
             differences.push(format!(
-                "== {name} {rtype} DO={dnssec_ok} AD={ad} CD={cd}\n-- Picket:\n{ours}\n-- Unbound:\n{theirs}"
+                "== {name} {rtype} DO={dnssec_ok} AD={ad} CD={cd}\n-- Picket:\n{ours}\n\
+                 -- Unbound:\n{theirs}\n-- Unbound behind Picket:\n{through}"
             ));
         }
         assert!(ours.starts_with("rcode"), "{name} {rtype}: {ours}");

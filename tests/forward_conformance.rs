@@ -366,3 +366,104 @@ async fn picket_forwards_as_unbound_does() {
         differences.join("\n")
     );
 }
+
+/// 600 random queries (a fixed seed) asked of both: names of the zones and
+/// not, in mixed case, of the common types, the DNSSEC types, unknown,
+/// meta and obsolete ones, in classes IN, CH and *, with and without EDNS
+/// (payloads 512 to 4096), DO, CD and NSID. They read alike but for the
+/// differences [`picket_forwards_as_unbound_does`] names: ANY, QCLASS *,
+/// RA in errors Picket makes itself.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
+async fn random_queries_read_as_unbounds() {
+    use rand::{Rng, SeedableRng};
+    let upstream = Authority::start(&format!("{ZONE}{}", big_txt()));
+    let picket = start_picket(&[upstream.addr()]);
+    let (_unbound, unbound) = start_unbound_forwarder(upstream.addr());
+    wait_until_answering(unbound).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(24);
+    let names = [
+        "www.example.test",
+        "example.test",
+        "nope.example.test",
+        "a.b.c.example.test",
+        "b.c.example.test",
+        "x.wild.example.test",
+        "wild.example.test",
+        "chain.example.test",
+        "alias.other.test",
+        "target.other.test",
+        "other.test",
+        "big.example.test",
+        "mail.example.test",
+        "txt.example.test",
+        "ns1.example.test",
+        "loop1.example.test",
+        "x.y.z.nope.other.test",
+        "_dns._udp.example.test",
+    ];
+    let types: [u16; 24] = [
+        1, 2, 5, 6, 12, 15, 16, 28, 33, 43, 46, 47, 48, 50, 257, 13, 99, 0, 65535, 65280, 251, 252,
+        255, 41,
+    ];
+    let classes: [u16; 5] = [1, 1, 1, 3, 255];
+    let mut differences = Vec::new();
+    let mut answered = 0;
+    const ASKED: usize = 600;
+    for _ in 0..ASKED {
+        let name: String = names[rng.random_range(0..names.len())]
+            .chars()
+            .map(|c| {
+                if rng.random_bool(0.3) {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let rtype = types[rng.random_range(0..types.len())];
+        let mut query = QueryBuilder::new(&name, RecordType::from(rtype));
+        if rng.random_bool(0.2) {
+            query = query.no_edns();
+        } else {
+            query = query
+                .payload([512, 1232, 1400, 4096][rng.random_range(0..4)])
+                .dnssec_ok(rng.random_bool(0.3));
+            if rng.random_bool(0.2) {
+                query = query.nsid();
+            }
+        }
+        query = query.cd(rng.random_bool(0.2));
+        let mut bytes = query.to_bytes();
+        let class = classes[rng.random_range(0..classes.len())];
+        let at = 12 + name.len() + 2 + 2;
+        bytes[at..at + 2].copy_from_slice(&class.to_be_bytes());
+        let ours = ask(picket.addr, &bytes, false).await;
+        let theirs = ask(unbound, &bytes, false).await;
+        // Every one is a query: an unanswered one would agree with an
+        // Unbound that did not answer either.
+        answered += usize::from(ours.starts_with("rcode"));
+        // RA may differ in errors Picket makes itself ([`Expect::SameButRa`]).
+        let same = without_ra(&ours) == without_ra(&theirs);
+        let agree = match (rtype, class) {
+            // ANY: the RFC 8482 answer here, Unbound forwards it.
+            (255, 1) => ours.contains("HINFO RFC8482"),
+            // QCLASS * (RFC 1035 §3.2.5): refused here, as every class but
+            // IN and CHAOS; Unbound forwards it.
+            (_, 255) => same || ours.starts_with("rcode Refused"),
+            _ => same,
+        };
+        if !agree {
+            differences.push(format!(
+                "== {name} type {rtype} class {class}\n-- Picket:\n{ours}\n-- Unbound:\n{theirs}"
+            ));
+        }
+    }
+    assert_eq!(answered, ASKED, "answers from Picket");
+    assert!(
+        differences.is_empty(),
+        "{} of {ASKED} differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}

@@ -177,14 +177,25 @@ pub fn reading(answer: Option<&[u8]>) -> String {
     lines.join("\n")
 }
 
-/// A record without its TTL, its owner in lower case.
+/// A record without its TTL, its owner in lower case, and the names in its
+/// data too: a server that compresses them against the question gives them
+/// the question's case, which means nothing (RFC 4343).
 fn record(r: &Record) -> String {
+    let data = r.data.to_string();
+    let data = match r.record_type() {
+        RecordType::NS
+        | RecordType::CNAME
+        | RecordType::PTR
+        | RecordType::MX
+        | RecordType::SOA
+        | RecordType::SRV => data.to_lowercase(),
+        _ => data,
+    };
     format!(
-        "{} {} {} {}",
+        "{} {} {} {data}",
         r.name.to_lowercase(),
         r.dns_class,
         r.record_type(),
-        r.data
     )
 }
 

@@ -1548,3 +1548,37 @@ async fn a_cached_nsec_at_a_dname_denies_nothing_below_it() {
     assert_eq!(a_records(&answer), [std::net::Ipv4Addr::new(192, 0, 2, 22)]);
     assert!(answer.metadata.authentic_data, "{answer:?}");
 }
+
+/// A CNAME question about a name under a signed DNAME: the CNAME is the one
+/// the DNAME synthesizes (RFC 6672 §3.1), unsigned, so the answer carries
+/// the DNAME and its RRSIGs, which vouch for it, and is secure. The CNAME
+/// is the answer: not followed. (The answer was once the bare CNAME, which
+/// the validator rightly took for an unsigned RRset in a signed zone:
+/// SERVFAIL, EDE 10.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cname_question_under_a_signed_dname_gets_the_dname_and_is_secure() {
+    let tree = Tree::islands();
+    let answer = tree.ask("www.dn.secure.example", RecordType::CNAME).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{:?}", ede(&answer));
+    assert!(answer.metadata.authentic_data, "secure: {answer:?}");
+    assert_eq!(
+        answer_lines(&answer),
+        [
+            "dn.secure.example. DNAME secure.example.",
+            "www.dn.secure.example. CNAME www.secure.example.",
+        ]
+    );
+    assert!(has_rrsig(&answer), "the DNAME's RRSIG for a DO client");
+    // Without DO: the same records, no RRSIG, no AD.
+    let plain = query_with(
+        &tree.picket,
+        QueryBuilder::new("www.dn.secure.example", RecordType::CNAME),
+    )
+    .await;
+    assert_eq!(rcode(&plain), ResponseCode::NoError);
+    assert_eq!(answer_lines(&plain), answer_lines(&answer));
+    assert!(
+        !has_rrsig(&plain) && !plain.metadata.authentic_data,
+        "{plain:?}"
+    );
+}

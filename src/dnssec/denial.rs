@@ -453,16 +453,17 @@ impl<'r> Nsec3Set<'r> {
                 )))
             }
         };
-        // A wildcard without the type (RFC 5155 §8.7).
-        if qtype != RecordType::DS {
-            if let Some(wildcard) = wildcard_of(&encloser) {
-                let h = self.hash(&wildcard, ctx)?;
-                if let Some(found) = self.matching(&h) {
-                    return Ok(match matching_nodata(&wildcard, qtype, found) {
-                        Proof::Proven if cover.opt_out() => opt_out_span(name),
-                        proof => proof,
-                    });
-                }
+        // A wildcard without the type (RFC 5155 §8.7), DS included: a name
+        // a wildcard answers for has no DS of its own. (An existing name,
+        // a signed delegation's included, has an NSEC3 of its own, so no
+        // NSEC3 covers it as a next closer name.)
+        if let Some(wildcard) = wildcard_of(&encloser) {
+            let h = self.hash(&wildcard, ctx)?;
+            if let Some(found) = self.matching(&h) {
+                return Ok(match matching_nodata(&wildcard, qtype, found) {
+                    Proof::Proven if cover.opt_out() => opt_out_span(name),
+                    proof => proof,
+                });
             }
         }
         // RFC 5155 §8.6 and §9.2: the next closer name in an opt-out span

@@ -507,6 +507,32 @@ fn nsec3_nodata_by_an_opt_out_span_is_insecure() {
     );
 }
 
+/// NODATA for a name a wildcard answers for (RFC 5155 §8.7): the closest
+/// encloser proof and the wildcard's NSEC3 without the type. A DS question
+/// is judged so too (it once was not: bogus, where Unbound has it secure);
+/// a type the wildcard has is a lie.
+#[test]
+fn nsec3_wildcard_nodata_is_secure_for_ds_too() {
+    let (key, v, fetch) = signed_example();
+    let wildcard_nodata = |qtype| {
+        let mut m = response("x.example.", qtype, ResponseCode::NoError);
+        m.authorities.extend(soa(&key));
+        m.authorities.extend(nsec3_chain(
+            &key,
+            &[("example.", APEX), ("*.example.", &[RecordType::A])],
+            1,
+            false,
+        ));
+        m
+    };
+    for qtype in [RecordType::MX, RecordType::DS] {
+        let verdict = block_on(v.validate(&wildcard_nodata(qtype), &fetch));
+        assert_eq!(verdict, Security::Secure, "{qtype}");
+    }
+    let lie = block_on(v.validate(&wildcard_nodata(RecordType::A), &fetch));
+    assert!(matches!(lie, Security::Bogus { .. }), "{lie:?}");
+}
+
 /// NODATA whose NSEC3 is a delegation seen from above: without DS it is an
 /// unsigned child, whose data is insecure (as Unbound has it); with DS the
 /// child is signed, and its parent's NSEC3 says nothing of its types.

@@ -1582,3 +1582,20 @@ async fn a_cname_question_under_a_signed_dname_gets_the_dname_and_is_secure() {
         "{plain:?}"
     );
 }
+
+/// An RRSIG question about a name that does not exist: the NXDOMAIN's proof
+/// is judged as for any question, and is secure (AD), as Unbound has it.
+/// (An answer of RRSIGs holds nothing to check: it stays without AD.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_of_an_rrsig_question_is_judged_like_any_other() {
+    let tree = Tree::islands();
+    let nx = tree.ask("nope.secure.example", RecordType::RRSIG).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(nx.metadata.authentic_data, "secure denial: {nx:?}");
+    let sigs = tree.ask("www.secure.example", RecordType::RRSIG).await;
+    assert_eq!(rcode(&sigs), ResponseCode::NoError, "{sigs:?}");
+    assert!(
+        has_rrsig(&sigs) && !sigs.metadata.authentic_data,
+        "{sigs:?}"
+    );
+}

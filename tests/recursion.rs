@@ -1504,6 +1504,10 @@ async fn unbound_and_picket_agree_on_the_tree() {
         ("secure.example", RecordType::DNSKEY),
         ("secure.example", RecordType::DS),
         ("example", RecordType::NS),
+        // RRSIGs asked for under a DNAME: a client without DO gets those of
+        // the target, not the DNAME's.
+        ("www.dn.secure.example", RecordType::RRSIG),
+        ("nope.secure.example", RecordType::RRSIG),
     ];
     let questions = names
         .iter()

@@ -44,7 +44,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use hickory_proto::op::Message;
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 pub use anchors::{AnchorError, TrustAnchors};
 pub use budget::Budget;
@@ -110,9 +110,35 @@ pub fn secure_ttl_cap(response: &Message) -> Option<u32> {
 }
 
 /// RRSIG, NSEC and NSEC3: the records a client without DO is not given
-/// (RFC 4035 §3.2.1), but for those of the type it asked for (RFC 3225 §3).
+/// (RFC 4035 §3.2.1), but for the answer it asked for
+/// ([`strip_for_client_without_do`]).
 pub fn is_dnssec_record_type(t: RecordType) -> bool {
     matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
+}
+
+/// The RRSIG, NSEC and NSEC3 records of `message` a client without DO is
+/// not given (RFC 4035 §3.2.1): all of them, but in the answer section those
+/// of the type it asked for (RFC 3225 §3) owned by a name the answer is
+/// about, the question's or a CNAME's target; a DNAME's RRSIG above them is
+/// not what was asked. Removes them; true when there were any.
+pub fn strip_for_client_without_do(message: &mut Message) -> bool {
+    let Some(question) = message.queries.first() else {
+        return false;
+    };
+    let asked = question.query_type();
+    let mut names: Vec<Name> = vec![question.name().clone()];
+    names.extend(message.answers.iter().filter_map(|r| match &r.data {
+        RData::CNAME(target) => Some(target.0.clone()),
+        _ => None,
+    }));
+    let before = message.answers.len() + message.authorities.len() + message.additionals.len();
+    let is_dnssec = |r: &Record| is_dnssec_record_type(r.record_type());
+    message
+        .answers
+        .retain(|r| !is_dnssec(r) || (r.record_type() == asked && names.contains(&r.name)));
+    message.authorities.retain(|r| !is_dnssec(r));
+    message.additionals.retain(|r| !is_dnssec(r));
+    before != message.answers.len() + message.authorities.len() + message.additionals.len()
 }
 
 pub(crate) use denial::nsec3_owner_hash;

@@ -22,15 +22,15 @@ use super::Upstream;
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::forward::{Forwarder, UpstreamQuery};
 use super::UpstreamError;
 use crate::config::Limits;
 use crate::dnssec::{
-    cap_ttls, is_dnssec_record_type, secure_ttl_cap, Fetch, FetchError, FetchFuture, Security,
-    Validator, ValidatorSettings,
+    cap_ttls, secure_ttl_cap, strip_for_client_without_do, Fetch, FetchError, FetchFuture,
+    Security, Validator, ValidatorSettings,
 };
 use crate::protocol::wire::flag;
 
@@ -155,42 +155,12 @@ fn for_client(
     q: &UpstreamQuery<'_>,
     changed: bool,
 ) -> Result<Vec<u8>, UpstreamError> {
-    if !q.dnssec_ok && carries_dnssec_records(&message, q.qtype) {
-        without_dnssec_records(message, q.qtype)
-    } else if changed {
+    let mut message = message;
+    if !q.dnssec_ok && strip_for_client_without_do(&mut message) || changed {
         message.to_vec().map_err(|_| UpstreamError::Malformed)
     } else {
         Ok(bytes)
     }
-}
-
-/// Whether `message` holds an RRSIG, NSEC or NSEC3 record other than of
-/// the type asked (which a DO=0 client is given: RFC 4035 §3.2.1).
-fn carries_dnssec_records(message: &Message, qtype: u16) -> bool {
-    let asked = RecordType::from(qtype);
-    message
-        .answers
-        .iter()
-        .chain(&message.authorities)
-        .chain(&message.additionals)
-        .any(|r| is_unasked_dnssec_record(r, asked))
-}
-
-/// An RRSIG, NSEC or NSEC3 record not of the type `asked`.
-fn is_unasked_dnssec_record(r: &Record, asked: RecordType) -> bool {
-    let t = r.record_type();
-    t != asked && is_dnssec_record_type(t)
-}
-
-/// The response without the RRSIG, NSEC and NSEC3 records a DO=0 client did
-/// not ask for (RFC 4035 §3.2.1), re-encoded.
-fn without_dnssec_records(mut message: Message, qtype: u16) -> Result<Vec<u8>, UpstreamError> {
-    let asked = RecordType::from(qtype);
-    let keep = |r: &Record| !is_unasked_dnssec_record(r, asked);
-    message.answers.retain(keep);
-    message.authorities.retain(keep);
-    message.additionals.retain(keep);
-    message.to_vec().map_err(|_| UpstreamError::Malformed)
 }
 
 /// Puts Extended DNS Error `code` (RFC 8914) with `text` in `message`'s OPT,

@@ -413,8 +413,8 @@ impl Assembled {
 
 /// The client's answer from `message` (made by [`Assembled::into_message`]
 /// for `name_wire`, the question as the cache key holds it): RRSIG, NSEC
-/// and NSEC3 records dropped for a client without DO (RFC 4035 §3.2.1),
-/// but for those of the type it asked for (RFC 3225 §3), AD
+/// and NSEC3 records dropped for a client without DO
+/// ([`dnssec::strip_for_client_without_do`]), AD
 /// when `secure` and something is left to vouch for, `ede` attached; then
 /// indexed for the cache straight from the message (no wire form to parse
 /// again).
@@ -426,10 +426,7 @@ pub(crate) fn finish(
     ede: Option<(u16, String)>,
 ) -> Result<Answer, UpstreamError> {
     if !q.dnssec_ok {
-        let is_dnssec = |r: &Record| dnssec::is_dnssec_record_type(r.record_type());
-        let asked = |r: &Record| r.record_type() == q.qtype;
-        message.answers.retain(|r| !is_dnssec(r) || asked(r));
-        message.authorities.retain(|r| !is_dnssec(r));
+        dnssec::strip_for_client_without_do(&mut message);
     }
     let has_records = !message.answers.is_empty() || !message.authorities.is_empty();
     message.metadata.authentic_data = secure && has_records;

@@ -864,15 +864,17 @@ async fn validated_again_behind_picket(lab: &Lab, picket: SocketAddr, direct: So
 }
 
 /// 300 random questions (a fixed seed) about the lab's names, names below
-/// them and their parents, of the common types, DS and DNSKEY, from
+/// them and their parents, of the common types, CNAME, DS, DNSKEY, NSEC and
+/// RRSIG, from
 /// clients with and without DO and CD: Picket and Unbound read them alike
 /// ([`view`], the EDE left out). They found a DS question about a name an
 /// NSEC3 wildcard answers for judged bogus (the wildcard's proof was not
-/// taken for DS).
+/// taken for DS), and an RRSIG question's NXDOMAIN after a DNAME left
+/// without AD.
 async fn random_questions_read_alike(lab: &Lab, picket: SocketAddr, unbound: SocketAddr) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(24);
-    let types: [u16; 11] = [1, 2, 6, 12, 15, 16, 28, 33, 43, 48, 99];
+    let types: [u16; 15] = [1, 2, 5, 6, 12, 15, 16, 28, 33, 39, 43, 46, 47, 48, 99];
     let mut differences = Vec::new();
     for _ in 0..300 {
         let (base, _) = QUESTIONS[rng.random_range(0..QUESTIONS.len())];
@@ -902,7 +904,15 @@ async fn random_questions_read_alike(lab: &Lab, picket: SocketAddr, unbound: Soc
         if how.cd {
             (ours.1, theirs.1) = (false, false);
         }
-        if ours != theirs {
+        // NSEC and RRSIG may stand beside a CNAME (RFC 4035 §2.5): asked
+        // for them, Picket gives those the CNAME's owner has, as the
+        // authority does; Unbound follows the CNAME instead.
+        let beside_a_cname = matches!(rtype, RecordType::NSEC | RecordType::RRSIG)
+            && theirs
+                .2
+                .iter()
+                .any(|l| l.starts_with(&format!("{name} CNAME")));
+        if ours != theirs && !beside_a_cname {
             differences.push(format!(
                 "{name} {rtype} {how:?}:\n  Picket  {ours:?}\n  Unbound {theirs:?}"
             ));

@@ -328,9 +328,11 @@ impl Validator {
         let qtype = question.query_type();
         // RRSIGs are not signed themselves (RFC 4035 §2.2): an answer to a
         // question for them holds nothing a validator can check. It is
-        // given as it came, without AD, as Unbound gives it. A denial is
-        // judged as any other: the name does not exist whatever was asked.
-        if qtype == RecordType::RRSIG && !response.answers.is_empty() {
+        // given as it came, without AD, as Unbound gives it. An NXDOMAIN is
+        // judged as any other (its CNAMEs and DNAMEs, then the proof): the
+        // name does not exist whatever was asked.
+        let denied = response.metadata.response_code == ResponseCode::NXDomain;
+        if qtype == RecordType::RRSIG && !denied && !response.answers.is_empty() {
             return Security::Insecure;
         }
         if let Some(verdict) = self.unanchored(&qname, qtype, response) {

@@ -1553,12 +1553,15 @@ async fn a_cached_nsec_at_a_dname_denies_nothing_below_it() {
     assert!(answer.metadata.authentic_data, "{answer:?}");
 }
 
-/// A CNAME question about a name under a signed DNAME: the CNAME is the one
-/// the DNAME synthesizes (RFC 6672 §3.1), unsigned, so the answer carries
-/// the DNAME and its RRSIGs, which vouch for it, and is secure. The CNAME
-/// is the answer: not followed. (The answer was once the bare CNAME, which
-/// the validator rightly took for an unsigned RRset in a signed zone:
-/// SERVFAIL, EDE 10.)
+/// A CNAME question about a name under a signed DNAME: the DNAME applies
+/// (RFC 6672 §3.1), so the answer carries it, its RRSIGs (which vouch for
+/// the unsigned CNAME it synthesizes) and that CNAME, and then what the new
+/// name has: a CNAME there would be given, not followed; www.secure.example
+/// has none (NODATA, proven), and the answer is secure; a new name that
+/// does not exist makes it NXDOMAIN. (The answer was
+/// once the bare synthesized CNAME, which the validator rightly took for an
+/// unsigned RRset in a signed zone: SERVFAIL, EDE 10.) Under an unsigned
+/// DNAME onto a CNAME, that CNAME is the last record.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cname_question_under_a_signed_dname_gets_the_dname_and_is_secure() {
     let tree = Tree::islands();
@@ -1584,6 +1587,20 @@ async fn a_cname_question_under_a_signed_dname_gets_the_dname_and_is_secure() {
     assert!(
         !has_rrsig(&plain) && !plain.metadata.authentic_data,
         "{plain:?}"
+    );
+    // A new name that does not exist: its rcode (RFC 6604), proven.
+    let nx = tree.ask("nope.dn.secure.example", RecordType::CNAME).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{:?}", ede(&nx));
+    assert!(nx.metadata.authentic_data, "{nx:?}");
+    let onto_cname = tree.ask("hop1.old.plain.example", RecordType::CNAME).await;
+    assert_eq!(
+        answer_lines(&onto_cname),
+        [
+            "old.plain.example. DNAME hops.example.",
+            "hop1.old.plain.example. CNAME hop1.hops.example.",
+            "hop1.hops.example. CNAME hop3.hops.example.",
+        ],
+        "{onto_cname:?}"
     );
 }
 

@@ -370,23 +370,21 @@ impl Validator {
                 return verdict;
             }
         }
-        // The end of the CNAME chain, whose absence or lack of data needs a proof.
+        // The end of the CNAME chain, whose absence or lack of data needs a
+        // proof. A CNAME question ends at its CNAME, but not at one a DNAME
+        // synthesizes: the DNAME replaced the name (RFC 6672 §3.1).
         let mut last = qname.clone();
         for _ in 0..answers.order.len() {
-            let Some(target) = answers
-                .records
-                .get(&(last.clone(), RecordType::CNAME))
-                .and_then(|r| match &r[0].data {
-                    RData::CNAME(c) => Some(c.0.to_lowercase()),
-                    _ => None,
-                })
-            else {
+            let Some(records) = answers.records.get(&(last.clone(), RecordType::CNAME)) else {
                 break;
             };
-            if qtype == RecordType::CNAME {
+            let RData::CNAME(target) = &records[0].data else {
+                break;
+            };
+            if qtype == RecordType::CNAME && !synthesized_from(&last, records, &dnames) {
                 break;
             }
-            last = target;
+            last = target.0.to_lowercase();
         }
         let nodata = response.response_code == ResponseCode::NoError
             && qtype != RecordType::ANY

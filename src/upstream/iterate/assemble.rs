@@ -59,18 +59,14 @@ impl Stretch {
     /// a new iteration.
     pub(crate) fn from_reply(reply: &Reply, name: &Name, q: &Question) -> Stretch {
         let message = &reply.message;
-        if q.qtype == RecordType::CNAME {
-            if let Some(end) = synthesized_cname(reply, name, q) {
-                return Stretch {
-                    links: Vec::new(),
-                    proofs: Vec::new(),
-                    end: Some(end),
-                };
-            }
-        }
         let mut links: Vec<Link> = Vec::new();
         let mut owner = name.clone();
-        if !matches!(q.qtype, RecordType::CNAME | RecordType::ANY) {
+        // A CNAME question is answered by the CNAME at the name, not
+        // followed; a DNAME above the name is, for every type (RFC 6672
+        // §3.1: the name is replaced and the lookup starts again), so a
+        // CNAME question under a DNAME is answered at the new name.
+        let follow_cnames = !matches!(q.qtype, RecordType::CNAME | RecordType::ANY);
+        if q.qtype != RecordType::ANY {
             loop {
                 let link = match dname_link(reply, &owner, q.dnssec_ok) {
                     Some(Ok(link)) => link,
@@ -81,10 +77,11 @@ impl Stretch {
                             end: Some(too_long),
                         }
                     }
-                    None => match link_at(message, &owner, q.dnssec_ok) {
+                    None if follow_cnames => match link_at(message, &owner, q.dnssec_ok) {
                         Some(link) => link,
                         None => break,
                     },
+                    None => break,
                 };
                 let looped = *name == link.target || links.iter().any(|l| l.target == link.target);
                 owner = link.target.clone();
@@ -172,21 +169,6 @@ fn dname_link(reply: &Reply, owner: &Name, dnssec_ok: bool) -> Option<Result<Lin
         target: synthesized,
         records,
     }))
-}
-
-/// The answer to a CNAME question about `name` when a DNAME above it in
-/// the answering zone synthesizes that CNAME (RFC 6672 §3.1): the DNAME,
-/// with the RRSIGs that vouch for it and so for the unsigned CNAME, then
-/// the CNAME, which a CNAME question does not follow.
-fn synthesized_cname(reply: &Reply, name: &Name, q: &Question) -> Option<Ending> {
-    Some(match dname_link(reply, name, q.dnssec_ok)? {
-        Ok(link) => Ending {
-            rcode: ResponseCode::NoError,
-            answers: link.records,
-            authorities: Vec::new(),
-        },
-        Err(too_long) => too_long,
-    })
 }
 
 /// The CNAME owned by `owner`, with its RRSIGs for a DO client.

@@ -122,7 +122,18 @@ pub fn is_dnssec_record_type(t: RecordType) -> bool {
 /// about, the question's or a CNAME's target; a DNAME's RRSIG above them is
 /// not what was asked. Removes them; true when there were any.
 pub fn strip_for_client_without_do(message: &mut Message) -> bool {
-    let Some(question) = message.queries.first() else {
+    let is_dnssec = |r: &Record| is_dnssec_record_type(r.record_type());
+    let sections = || {
+        (message.answers.iter())
+            .chain(&message.authorities)
+            .chain(&message.additionals)
+    };
+    // Most answers (every insecure one) carry none: nothing to rebuild.
+    let Some(question) = message
+        .queries
+        .first()
+        .filter(|_| sections().any(is_dnssec))
+    else {
         return false;
     };
     let asked = question.query_type();
@@ -132,7 +143,6 @@ pub fn strip_for_client_without_do(message: &mut Message) -> bool {
         _ => None,
     }));
     let before = message.answers.len() + message.authorities.len() + message.additionals.len();
-    let is_dnssec = |r: &Record| is_dnssec_record_type(r.record_type());
     message
         .answers
         .retain(|r| !is_dnssec(r) || (r.record_type() == asked && names.contains(&r.name)));

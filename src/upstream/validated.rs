@@ -151,12 +151,12 @@ async fn forward_validated(
 /// DNSSEC record, and re-encoding costs as much as the validation.
 fn for_client(
     bytes: Vec<u8>,
-    message: Message,
+    mut message: Message,
     q: &UpstreamQuery<'_>,
     changed: bool,
 ) -> Result<Vec<u8>, UpstreamError> {
-    let mut message = message;
-    if !q.dnssec_ok && strip_for_client_without_do(&mut message) || changed {
+    let stripped = !q.dnssec_ok && strip_for_client_without_do(&mut message);
+    if stripped || changed {
         message.to_vec().map_err(|_| UpstreamError::Malformed)
     } else {
         Ok(bytes)

@@ -67,6 +67,29 @@ fn start_unbound_forwarder(upstream: SocketAddr) -> (KillOnDrop, SocketAddr) {
     (unbound, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
+/// Picket and Unbound, both forwarding to one authority of [`ZONE`].
+struct SideBySide {
+    _upstream: Authority,
+    picket: Picket,
+    _unbound: KillOnDrop,
+    unbound: SocketAddr,
+}
+
+impl SideBySide {
+    async fn start() -> SideBySide {
+        let upstream = Authority::start(&format!("{ZONE}{}", big_txt()));
+        let picket = start_picket(&[upstream.addr()]);
+        let (_unbound, unbound) = start_unbound_forwarder(upstream.addr());
+        wait_until_answering(unbound).await;
+        SideBySide {
+            _upstream: upstream,
+            picket,
+            _unbound,
+            unbound,
+        }
+    }
+}
+
 /// One query, by name: what it is, its bytes, and how the two answers
 /// compare.
 struct Case {
@@ -331,10 +354,8 @@ fn cases() -> Vec<Case> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
 async fn picket_forwards_as_unbound_does() {
-    let upstream = Authority::start(&format!("{ZONE}{}", big_txt()));
-    let picket = start_picket(&[upstream.addr()]);
-    let (_unbound, unbound) = start_unbound_forwarder(upstream.addr());
-    wait_until_answering(unbound).await;
+    let pair = SideBySide::start().await;
+    let (picket, unbound) = (&pair.picket, pair.unbound);
     let mut differences = Vec::new();
     let mut answered = 0;
     for tcp in [false, true] {
@@ -377,10 +398,8 @@ async fn picket_forwards_as_unbound_does() {
 #[ignore = "runs Unbound (/usr/sbin/unbound, Debian package unbound) beside Picket"]
 async fn random_queries_read_as_unbounds() {
     use rand::{Rng, SeedableRng};
-    let upstream = Authority::start(&format!("{ZONE}{}", big_txt()));
-    let picket = start_picket(&[upstream.addr()]);
-    let (_unbound, unbound) = start_unbound_forwarder(upstream.addr());
-    wait_until_answering(unbound).await;
+    let pair = SideBySide::start().await;
+    let (picket, unbound) = (&pair.picket, pair.unbound);
     let mut rng = rand::rngs::StdRng::seed_from_u64(24);
     let names = [
         "www.example.test",

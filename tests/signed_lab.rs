@@ -864,13 +864,13 @@ async fn validated_again_behind_picket(lab: &Lab, picket: SocketAddr, direct: So
 }
 
 /// 300 random questions (a fixed seed) about the lab's names, names below
-/// them and their parents, of the common types, CNAME, DS, DNSKEY, NSEC and
-/// RRSIG, from
-/// clients with and without DO and CD: Picket and Unbound read them alike
-/// ([`view`], the EDE left out). They found a DS question about a name an
-/// NSEC3 wildcard answers for judged bogus (the wildcard's proof was not
-/// taken for DS), and an RRSIG question's NXDOMAIN after a DNAME left
-/// without AD.
+/// them and their parents, of the common types, CNAME, DNAME, DS, DNSKEY,
+/// NSEC, RRSIG and an unknown one, from clients with and without DO and CD:
+/// Picket and Unbound read them alike ([`view`], the EDE left out). They
+/// found a DS question about a name an NSEC3 wildcard answers for judged
+/// bogus (the wildcard's proof was not taken for DS), an RRSIG question's
+/// NXDOMAIN after a DNAME left without AD, and CNAME questions under a
+/// DNAME answered with the bare CNAME (SERVFAIL when validating).
 async fn random_questions_read_alike(lab: &Lab, picket: SocketAddr, unbound: SocketAddr) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(24);

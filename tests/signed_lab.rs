@@ -863,6 +863,38 @@ async fn validated_again_behind_picket(lab: &Lab, picket: SocketAddr, direct: So
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
+/// A validating Picket forwarding to the lab's Unbound, asked for CNAMEs
+/// under the signed DNAME: Unbound, asked with CD=1, answers with the DNAME
+/// and the CNAME it synthesizes, nothing about the new name, and that is
+/// the CNAME asked for, vouched for by the DNAME: secure. (Picket once
+/// asked for a proof about the new name and answered SERVFAIL; Unbound 1.17
+/// itself answers these SERVFAIL when it validates.)
+async fn forwarded_cname_questions_under_a_dname(lab: &Lab, unbound: SocketAddr) {
+    let mut options = PicketProcess::options();
+    options
+        .upstream(unbound)
+        .flag("--trust-anchor", lab.dir.join("anchor.ds"))
+        .quiet();
+    let forwarder = options.spawn();
+    wait_for(lab, forwarder.addr).await;
+    for name in ["www.dn.sec.lab.", "nope.dn.sec.lab."] {
+        for (dnssec_ok, cd) in [(true, false), (false, false), (true, true)] {
+            let how = Asking { dnssec_ok, cd };
+            let answer = ask(lab, forwarder.addr, name, RecordType::CNAME, how).await;
+            let (rcode, ad, lines, _) = view(&answer);
+            assert_eq!(
+                rcode,
+                ResponseCode::NoError,
+                "{name} {how:?}: {:?}",
+                ede(&answer)
+            );
+            assert_eq!(ad, dnssec_ok, "{name} {how:?}: AD for a DO client");
+            assert_eq!(lines.len(), 2, "{name} {how:?}: {lines:?}");
+            assert!(lines[0].starts_with("dn.sec.lab. DNAME"), "{lines:?}");
+        }
+    }
+}
+
 /// 300 random questions (a fixed seed) about the lab's names, names below
 /// them and their parents, of the common types, CNAME, DNAME, DS, DNSKEY,
 /// NSEC, RRSIG and an unknown one, from clients with and without DO and CD:
@@ -1054,6 +1086,7 @@ async fn agree_on(layout: Layout, network: Network) {
     if network == Network::Loopback {
         validated_again_behind_picket(&lab, picket.addr, unbound).await;
         random_questions_read_alike(&lab, picket.addr, unbound).await;
+        forwarded_cname_questions_under_a_dname(&lab, unbound).await;
     }
     if let (Network::SocketWrapper, SocketAddr::V4(picket)) = (network, picket.addr) {
         let query = QueryBuilder::new("www.sec.lab.", RecordType::A)

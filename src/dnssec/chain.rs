@@ -371,8 +371,13 @@ impl Validator {
             }
         }
         // The end of the CNAME chain, whose absence or lack of data needs a
-        // proof. A CNAME question ends at its CNAME, but not at one a DNAME
-        // synthesizes: the DNAME replaced the name (RFC 6672 §3.1).
+        // proof. A CNAME question ends at its CNAME: that is the answer, and
+        // one a DNAME synthesizes is vouched for by the DNAME. But an
+        // NXDOMAIN after a DNAME is the new name's (RFC 6672 §3.1, RFC 6604),
+        // and is judged there. (A NODATA there is not asked of an upstream's
+        // answer: Unbound, asked with CD=1, gives the DNAME and its CNAME
+        // alone, and the CNAME asked for is vouched for.)
+        let denied = response.response_code == ResponseCode::NXDomain;
         let mut last = qname.clone();
         for _ in 0..answers.order.len() {
             let Some(records) = answers.records.get(&(last.clone(), RecordType::CNAME)) else {
@@ -381,7 +386,8 @@ impl Validator {
             let RData::CNAME(target) = &records[0].data else {
                 break;
             };
-            if qtype == RecordType::CNAME && !synthesized_from(&last, records, &dnames) {
+            if qtype == RecordType::CNAME && !(denied && synthesized_from(&last, records, &dnames))
+            {
                 break;
             }
             last = target.0.to_lowercase();

@@ -1557,8 +1557,9 @@ async fn a_cached_nsec_at_a_dname_denies_nothing_below_it() {
 /// (RFC 6672 §3.1), so the answer carries it, its RRSIGs (which vouch for
 /// the unsigned CNAME it synthesizes) and that CNAME, and then what the new
 /// name has: a CNAME there would be given, not followed; www.secure.example
-/// has none (NODATA, proven), and the answer is secure; a new name that
-/// does not exist makes it NXDOMAIN. (The answer was
+/// has none (NODATA), and the answer is secure (the CNAME asked for, which
+/// the DNAME vouches for); a new name that does not exist makes it
+/// NXDOMAIN, judged there. (The answer was
 /// once the bare synthesized CNAME, which the validator rightly took for an
 /// unsigned RRset in a signed zone: SERVFAIL, EDE 10.) Under an unsigned
 /// DNAME onto a CNAME, that CNAME is the last record.

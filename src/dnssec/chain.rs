@@ -377,7 +377,6 @@ impl Validator {
         // and is judged there. (A NODATA there is not asked of an upstream's
         // answer: Unbound, asked with CD=1, gives the DNAME and its CNAME
         // alone, and the CNAME asked for is vouched for.)
-        let denied = response.response_code == ResponseCode::NXDomain;
         let mut last = qname.clone();
         for _ in 0..answers.order.len() {
             let Some(records) = answers.records.get(&(last.clone(), RecordType::CNAME)) else {

@@ -393,6 +393,27 @@ async fn a_lame_server_is_skipped_and_not_asked_again() {
     );
 }
 
+/// Unbound's iter_lame_aaaa: servers found lame for AAAA questions are
+/// still asked for A (lameness is kept for A and for the other types apart).
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_lame_for_aaaa_still_answer_a() {
+    let world = World::start(|_| {});
+    for server in [&world.fast, &world.slow] {
+        server.set_refused_type(Some(RecordType::AAAA));
+    }
+    let aaaa = world.ask("www.example.test", RecordType::AAAA).await;
+    assert_eq!(rcode(&aaaa), ResponseCode::ServFail, "{aaaa:?}");
+    let asked = world.fast.queries() + world.slow.queries();
+    let a = world.ask("www.example.test", RecordType::A).await;
+    assert_eq!(a_records(&a), [v4("192.0.2.1")], "{a:?}");
+    assert!(
+        world.fast.queries() + world.slow.queries() > asked,
+        "the A question went to the servers"
+    );
+    let again = world.ask("mail.example.test", RecordType::AAAA).await;
+    assert_eq!(rcode(&again), ResponseCode::ServFail, "{again:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wildcards_answer_for_any_name_below_them() {
     let world = World::start(|_| {});

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RecordType};
 use tokio::sync::oneshot;
 
 use super::respond::{respond, Settings, Transport};
@@ -32,6 +32,7 @@ pub(super) struct Shared {
     zones: Mutex<Zones>,
     silent: AtomicBool,
     rcode: Mutex<Option<ResponseCode>>,
+    refused_type: Mutex<Option<RecordType>>,
     forge: AtomicBool,
     forge_case: AtomicBool,
     lowercase: AtomicBool,
@@ -183,6 +184,13 @@ impl Authority {
         *lock(&self.shared.rcode) = rcode;
     }
 
+    /// Answer REFUSED to every question of type `rtype` (and from the
+    /// zones otherwise), like a server, or the load balancer in front of
+    /// it, that botches AAAA but serves A.
+    pub fn set_refused_type(&self, rtype: Option<RecordType>) {
+        *lock(&self.shared.refused_type) = rtype;
+    }
+
     /// Before each UDP answer, send a forged one with a wrong ID and one with
     /// the right ID but another question (both carry [`FORGED_V4`]/[`FORGED_V6`]).
     ///
@@ -251,6 +259,7 @@ impl Shared {
             zones: Mutex::new(zones),
             silent: AtomicBool::new(false),
             rcode: Mutex::new(None),
+            refused_type: Mutex::new(None),
             forge: AtomicBool::new(false),
             forge_case: AtomicBool::new(false),
             lowercase: AtomicBool::new(false),
@@ -311,6 +320,7 @@ impl Shared {
     fn settings(&self) -> Settings {
         Settings {
             rcode: *lock(&self.rcode),
+            refused_type: *lock(&self.refused_type),
             forge: self.forge.load(Ordering::SeqCst),
             forge_case: self.forge_case.load(Ordering::SeqCst),
             lowercase: self.lowercase.load(Ordering::SeqCst),

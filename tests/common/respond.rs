@@ -29,6 +29,8 @@ pub enum Transport {
 pub struct Settings {
     /// Answer every query with this RCODE and no records.
     pub rcode: Option<ResponseCode>,
+    /// Answer REFUSED to questions of this type.
+    pub refused_type: Option<RecordType>,
     pub forge: bool,
     pub forge_case: bool,
     pub lowercase: bool,
@@ -124,6 +126,9 @@ fn refusal(query: &Message, settings: &Settings) -> Option<ResponseCode> {
     }
     if matches!(question.query_type(), RecordType::AXFR | RecordType::IXFR) {
         return Some(ResponseCode::Refused); // zone transfers are not offered
+    }
+    if settings.refused_type == Some(question.query_type()) {
+        return Some(ResponseCode::Refused);
     }
     settings.rcode
 }

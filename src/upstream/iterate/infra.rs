@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hashbrown::DefaultHashBuilder;
-use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use moka::sync::Cache;
 
 use super::servers::ServerFacts;
@@ -157,7 +157,10 @@ pub(crate) struct Infra {
     zones: Cache<Name, Arc<Delegation>, DefaultHashBuilder>,
     hosts: Cache<Name, Arc<HostAddrs>, DefaultHashBuilder>,
     servers: Cache<IpAddr, Arc<Mutex<ServerFacts>>, DefaultHashBuilder>,
-    lame: Cache<(IpAddr, Name), (), DefaultHashBuilder>,
+    /// Servers that answered `zone`'s questions badly, by [`LameFor`]: one
+    /// lame for AAAA is still asked for A (Unbound's `lame_type_A` and
+    /// `lame_other`).
+    lame: Cache<(IpAddr, Name, LameFor), (), DefaultHashBuilder>,
     /// The most labels any zone learnt has: `closest` looks no deeper
     /// (a new name one label below a known zone cut is otherwise a lookup
     /// that cannot hit, a moka read like any other).
@@ -209,7 +212,7 @@ impl Infra {
                 .build_with_hasher(DefaultHashBuilder::default()),
             lame: Cache::builder()
                 .max_capacity(bytes / 8)
-                .weigher(|(_, zone): &(IpAddr, Name), _: &()| {
+                .weigher(|(_, zone, _): &(IpAddr, Name, LameFor), _: &()| {
                     weight(size_of::<IpAddr>() + name_bytes(zone))
                 })
                 .time_to_live(RECURSION_LAME_TTL)
@@ -294,13 +297,36 @@ impl Infra {
             .unwrap_or_default()
     }
 
-    pub(crate) fn mark_lame(&self, ip: IpAddr, zone: &Name) {
-        self.lame.insert((ip, zone.clone()), ());
+    pub(crate) fn mark_lame(&self, ip: IpAddr, zone: &Name, qtype: RecordType) {
+        self.lame.insert((ip, zone.clone(), LameFor::of(qtype)), ());
         self.any_lame.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn is_lame(&self, ip: IpAddr, zone: &Name) -> bool {
-        self.any_lame.load(Ordering::Relaxed) && self.lame.contains_key(&(ip, zone.clone()))
+    pub(crate) fn is_lame(&self, ip: IpAddr, zone: &Name, qtype: RecordType) -> bool {
+        self.any_lame.load(Ordering::Relaxed)
+            && self
+                .lame
+                .contains_key(&(ip, zone.clone(), LameFor::of(qtype)))
+    }
+}
+
+/// The questions a server was found lame for. Servers (and load balancers
+/// in front of them) that answer A but botch AAAA, or the reverse, are
+/// common: lameness for one must not cost the other (Unbound keeps the
+/// same two classes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum LameFor {
+    A,
+    Other,
+}
+
+impl LameFor {
+    fn of(qtype: RecordType) -> Self {
+        if qtype == RecordType::A {
+            LameFor::A
+        } else {
+            LameFor::Other
+        }
     }
 }
 

@@ -218,7 +218,7 @@ impl Engine {
             minimised,
         };
         loop {
-            let (candidates, held) = self.candidates(zone, &attempts, Instant::now());
+            let (candidates, held) = self.candidates(zone, qtype, &attempts, Instant::now());
             let Some(ip) = choose(&candidates) else {
                 self.widen(budget, zone, depth, &mut attempts, held).await?;
                 continue;
@@ -237,6 +237,7 @@ impl Engine {
     fn candidates(
         &self,
         zone: &Delegation,
+        qtype: RecordType,
         attempts: &Attempts,
         now: Instant,
     ) -> (SmallVec<[(IpAddr, Duration); 8]>, usize) {
@@ -244,7 +245,9 @@ impl Engine {
         let candidates = attempts
             .addrs
             .iter()
-            .filter(|ip| !attempts.tried.contains(ip) && !self.infra.is_lame(**ip, &zone.zone))
+            .filter(|ip| {
+                !attempts.tried.contains(ip) && !self.infra.is_lame(**ip, &zone.zone, qtype)
+            })
             .filter_map(|ip| {
                 let facts = self.infra.peek(*ip);
                 if facts.held_down(now) {
@@ -363,7 +366,7 @@ impl Engine {
                     return Ok(Some((message, kind)));
                 }
                 if !question.minimised && message.metadata.response_code != ResponseCode::ServFail {
-                    self.infra.mark_lame(ip, &zone.zone);
+                    self.infra.mark_lame(ip, &zone.zone, question.qtype);
                 }
                 attempts.lame += 1;
             }

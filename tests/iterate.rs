@@ -321,6 +321,23 @@ async fn truncated_answers_are_fetched_again_over_tcp() {
     assert!(world.fast.tcp_queries() + world.slow.tcp_queries() >= 1);
 }
 
+/// Unbound's iter_auth_tc: an answer that is still TC=1 over TCP is a part
+/// of the answer at best; with no other server to ask, the client gets
+/// SERVFAIL, not the records it happened to hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_truncated_over_tcp_too_is_not_used() {
+    let world = World::start(|_| {});
+    for server in [&world.fast, &world.slow] {
+        server.set_always_truncated(true);
+    }
+    let answer = world.ask("www.example.test", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+    assert!(
+        world.fast.tcp_queries() + world.slow.tcp_queries() > 0,
+        "asked again over TCP after TC=1"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn glueless_delegations_are_resolved() {
     let world = World::start(|_| {});

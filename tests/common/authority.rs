@@ -33,6 +33,7 @@ pub(super) struct Shared {
     silent: AtomicBool,
     rcode: Mutex<Option<ResponseCode>>,
     refused_type: Mutex<Option<RecordType>>,
+    always_truncated: AtomicBool,
     forge: AtomicBool,
     forge_case: AtomicBool,
     lowercase: AtomicBool,
@@ -191,6 +192,14 @@ impl Authority {
         *lock(&self.shared.refused_type) = rtype;
     }
 
+    /// Set TC=1 on every answer, over TCP too (records still in it), as a
+    /// broken server might.
+    pub fn set_always_truncated(&self, truncated: bool) {
+        self.shared
+            .always_truncated
+            .store(truncated, Ordering::SeqCst);
+    }
+
     /// Before each UDP answer, send a forged one with a wrong ID and one with
     /// the right ID but another question (both carry [`FORGED_V4`]/[`FORGED_V6`]).
     ///
@@ -260,6 +269,7 @@ impl Shared {
             silent: AtomicBool::new(false),
             rcode: Mutex::new(None),
             refused_type: Mutex::new(None),
+            always_truncated: AtomicBool::new(false),
             forge: AtomicBool::new(false),
             forge_case: AtomicBool::new(false),
             lowercase: AtomicBool::new(false),
@@ -321,6 +331,7 @@ impl Shared {
         Settings {
             rcode: *lock(&self.rcode),
             refused_type: *lock(&self.refused_type),
+            always_truncated: self.always_truncated.load(Ordering::SeqCst),
             forge: self.forge.load(Ordering::SeqCst),
             forge_case: self.forge_case.load(Ordering::SeqCst),
             lowercase: self.lowercase.load(Ordering::SeqCst),

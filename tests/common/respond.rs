@@ -31,6 +31,8 @@ pub struct Settings {
     pub rcode: Option<ResponseCode>,
     /// Answer REFUSED to questions of this type.
     pub refused_type: Option<RecordType>,
+    /// TC=1 on every answer, over TCP too.
+    pub always_truncated: bool,
     pub forge: bool,
     pub forge_case: bool,
     pub lowercase: bool,
@@ -105,6 +107,7 @@ fn build_response(query: &Message, zones: &Zones, settings: &Settings) -> Messag
             if settings.unsigned_referral_ds && !response.metadata.authoritative {
                 response.authorities.retain(|r| !signs(r, RecordType::DS));
             }
+            response.metadata.truncation |= settings.always_truncated;
         }
     }
     response

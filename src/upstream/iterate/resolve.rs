@@ -554,10 +554,17 @@ struct HostLookup {
 }
 
 /// What a response from `zone`'s server for `asked` is; `None`: unusable
-/// (lame: REFUSED, SERVFAIL, a referral upwards or sideways, nothing).
+/// (lame: REFUSED, SERVFAIL, a referral upwards or sideways, nothing, or
+/// TC=1 over TCP).
 fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
     let rcode = message.metadata.response_code;
     if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+        return None;
+    }
+    // A truncated answer here came over TCP (UDP's is asked again there):
+    // its records are a part of the answer at best, and there is no
+    // larger transport left to ask.
+    if message.metadata.truncation {
         return None;
     }
     // A DNAME above the name answers it too, with or without the CNAME a

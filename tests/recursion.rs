@@ -962,6 +962,7 @@ to-secure.plain.example. 300 IN CNAME www2.secure.example.
 old.plain.example.     300 IN DNAME hops.example.
 loop.plain.example.    300 IN DNAME loop.hops.example.
 grow.plain.example.    300 IN DNAME a.grow.plain.example.
+long.plain.example.    300 IN DNAME xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy.hops.example.
 ";
 
 const HOPS_ZONE: &str = "
@@ -1261,6 +1262,31 @@ async fn dname_answers_are_followed_through_cnames_across_zones() {
     let view = (rcode(&nx), answer_lines(&nx).len(), soa);
     let want = (ResponseCode::NXDomain, 2, Some("hops.example.".to_string()));
     assert_eq!(view, want, "{nx:?}");
+}
+
+/// RFC 6672 §2.2 (Unbound's iter_dname_yx): a DNAME whose new name would
+/// be too long makes the server answer YXDOMAIN with the DNAME. That is
+/// the answer, passed on as such, not a broken server's reply.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dname_whose_new_name_is_too_long_answers_yxdomain() {
+    let tree = Tree::unsigned();
+    for prefix in [
+        "a-label-long-enough-to-overflow",
+        "another-label-that-overflows.too",
+    ] {
+        let name = format!("{prefix}.long.plain.example");
+        let answer = tree.ask(&name, RecordType::A).await;
+        assert_eq!(rcode(&answer), ResponseCode::YXDomain, "{name}: {answer:?}");
+        let lines = answer_lines(&answer);
+        assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+        assert!(
+            lines[0].starts_with("long.plain.example. DNAME"),
+            "{lines:?}"
+        );
+    }
+    // A short enough name under the same DNAME is substituted as usual.
+    let fits = tree.ask("a.long.plain.example", RecordType::A).await;
+    assert_eq!(rcode(&fits), ResponseCode::NXDomain, "{fits:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

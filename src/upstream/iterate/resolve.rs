@@ -558,7 +558,13 @@ struct HostLookup {
 /// TC=1 over TCP).
 fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
     let rcode = message.metadata.response_code;
-    if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+    // A DNAME above the name answers it too, with or without the CNAME a
+    // server synthesizes (RFC 6672 §3.4: old servers send none).
+    let dname = |r: &Record| r.record_type() == RecordType::DNAME && r.name.zone_of(asked);
+    // YXDOMAIN with that DNAME: the new name would be too long (§2.2), an
+    // answer, not a failure.
+    let too_long = rcode == ResponseCode::YXDomain && message.answers.iter().any(dname);
+    if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) && !too_long {
         return None;
     }
     // A truncated answer here came over TCP (UDP's is asked again there):
@@ -567,9 +573,6 @@ fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
     if message.metadata.truncation {
         return None;
     }
-    // A DNAME above the name answers it too, with or without the CNAME a
-    // server synthesizes (RFC 6672 §3.4: old servers send none).
-    let dname = |r: &Record| r.record_type() == RecordType::DNAME && r.name.zone_of(asked);
     if message.answers.iter().any(|r| r.name == *asked || dname(r))
         || rcode == ResponseCode::NXDomain
     {

@@ -431,6 +431,37 @@ async fn servers_lame_for_aaaa_still_answer_a() {
     assert_eq!(rcode(&again), ResponseCode::ServFail, "{again:?}");
 }
 
+/// Unbound's iter_ranoaa_lame: a zone server that answers as a recursive
+/// resolver does from its cache (RA=1, AA=0; here with a stale address) is
+/// passed over for one that answers with authority, and used only when
+/// none does.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_from_a_recursive_servers_cache_are_the_last_resort() {
+    let world = World::start(|_| {});
+    let stale = EXAMPLE_ZONE.replace("192.0.2.50", "192.0.2.222");
+    world.slow.set_records(&stale);
+    world.slow.set_answers_from_a_cache(true);
+    // The cache-answering server is the faster one: it is asked first.
+    world.fast.set_delay(Duration::from_millis(30));
+    for i in 0..6 {
+        let answer = world
+            .ask(&format!("x{i}.wild.example.test"), RecordType::A)
+            .await;
+        assert_eq!(a_records(&answer), [v4("192.0.2.50")], "x{i}: {answer:?}");
+    }
+    assert!(
+        world.slow.queries() > 0,
+        "the cache-answering server was asked"
+    );
+    world.fast.set_silent(true);
+    let last_resort = world.ask("y.wild.example.test", RecordType::A).await;
+    assert_eq!(
+        a_records(&last_resort),
+        [v4("192.0.2.222")],
+        "{last_resort:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wildcards_answer_for_any_name_below_them() {
     let world = World::start(|_| {});

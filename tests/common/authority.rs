@@ -34,6 +34,7 @@ pub(super) struct Shared {
     rcode: Mutex<Option<ResponseCode>>,
     refused_type: Mutex<Option<RecordType>>,
     always_truncated: AtomicBool,
+    from_a_cache: AtomicBool,
     forge: AtomicBool,
     forge_case: AtomicBool,
     lowercase: AtomicBool,
@@ -200,6 +201,11 @@ impl Authority {
             .store(truncated, Ordering::SeqCst);
     }
 
+    /// Answer as a recursive resolver answers from its cache: RA=1, AA=0.
+    pub fn set_answers_from_a_cache(&self, cache: bool) {
+        self.shared.from_a_cache.store(cache, Ordering::SeqCst);
+    }
+
     /// Before each UDP answer, send a forged one with a wrong ID and one with
     /// the right ID but another question (both carry [`FORGED_V4`]/[`FORGED_V6`]).
     ///
@@ -270,6 +276,7 @@ impl Shared {
             rcode: Mutex::new(None),
             refused_type: Mutex::new(None),
             always_truncated: AtomicBool::new(false),
+            from_a_cache: AtomicBool::new(false),
             forge: AtomicBool::new(false),
             forge_case: AtomicBool::new(false),
             lowercase: AtomicBool::new(false),
@@ -332,6 +339,7 @@ impl Shared {
             rcode: *lock(&self.rcode),
             refused_type: *lock(&self.refused_type),
             always_truncated: self.always_truncated.load(Ordering::SeqCst),
+            from_a_cache: self.from_a_cache.load(Ordering::SeqCst),
             forge: self.forge.load(Ordering::SeqCst),
             forge_case: self.forge_case.load(Ordering::SeqCst),
             lowercase: self.lowercase.load(Ordering::SeqCst),

@@ -33,6 +33,8 @@ pub struct Settings {
     pub refused_type: Option<RecordType>,
     /// TC=1 on every answer, over TCP too.
     pub always_truncated: bool,
+    /// RA=1 AA=0, as from a recursive resolver's cache.
+    pub from_a_cache: bool,
     pub forge: bool,
     pub forge_case: bool,
     pub lowercase: bool,
@@ -108,6 +110,10 @@ fn build_response(query: &Message, zones: &Zones, settings: &Settings) -> Messag
                 response.authorities.retain(|r| !signs(r, RecordType::DS));
             }
             response.metadata.truncation |= settings.always_truncated;
+            if settings.from_a_cache {
+                response.metadata.recursion_available = true;
+                response.metadata.authoritative = false;
+            }
         }
     }
     response

@@ -65,6 +65,11 @@ struct Attempts {
     lame: usize,
     timeouts: usize,
     unreachable: usize,
+    /// The first answer from a server that answered as a recursive
+    /// resolver would, from its cache (RA=1, AA=0): used only when no
+    /// server of the zone answers with authority (Unbound's "recursion
+    /// lame" servers, asked last).
+    from_a_cache: Option<Message>,
 }
 
 impl Engine {
@@ -220,7 +225,12 @@ impl Engine {
         loop {
             let (candidates, held) = self.candidates(zone, qtype, &attempts, Instant::now());
             let Some(ip) = choose(&candidates) else {
-                self.widen(budget, zone, depth, &mut attempts, held).await?;
+                if let Err(error) = self.widen(budget, zone, depth, &mut attempts, held).await {
+                    return match attempts.from_a_cache.take() {
+                        Some(message) => Ok((message, Kind::Final)),
+                        None => Err(error),
+                    };
+                }
                 continue;
             };
             attempts.tried.push(ip);
@@ -362,8 +372,14 @@ impl Engine {
                 }
                 self.infra.server(ip, |f| f.answered(done.rtt));
                 let message = self.scrub(done.message);
-                if let Some(kind) = classify(&message, &zone.zone, question.name) {
-                    return Ok(Some((message, kind)));
+                match classify(&message, &zone.zone, question.name) {
+                    Some(Kind::Final) if answered_from_a_cache(&message) => {
+                        attempts.from_a_cache.get_or_insert(message);
+                        attempts.lame += 1;
+                        return Ok(None);
+                    }
+                    Some(kind) => return Ok(Some((message, kind))),
+                    None => {}
                 }
                 if !question.minimised && message.metadata.response_code != ResponseCode::ServFail {
                     self.infra.mark_lame(ip, &zone.zone, question.qtype);
@@ -599,6 +615,14 @@ fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
         .iter()
         .any(|r| r.record_type() == RecordType::NS && !zone.zone_of(&r.name));
     (has_soa || (message.metadata.authoritative && !upward)).then_some(Kind::Final)
+}
+
+/// A final answer with RA=1 and AA=0: a recursive resolver named as the
+/// zone's server answered from its cache, where a forged or stale record
+/// may sit (Unbound's iter_ranoaa_lame). A referral, which has no AA
+/// either, is not one of these.
+fn answered_from_a_cache(message: &Message) -> bool {
+    message.metadata.recursion_available && !message.metadata.authoritative
 }
 
 /// The delegation to `cut` a referral from `zone`'s server carries: its NS

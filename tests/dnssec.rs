@@ -22,14 +22,16 @@ use hickory_proto::rr::{Name, RecordType};
 
 const SOA_TAIL: &str = "3600 IN SOA ns.invalid. hostmaster.invalid. 1 7200 900 1209600 60";
 
-/// `secure.` as served: SOA, NS, an address, a CNAME, a TXT-only name.
+/// `secure.` as served: SOA, NS, an address, a CNAME, a TXT-only name, and
+/// an empty non-terminal (`ent.`).
 fn secure_zone(zone: &str) -> String {
     format!(
         "{zone} {SOA_TAIL}
          {zone} 3600 IN NS ns.invalid.
          www.{zone} 300 IN A 192.0.2.1
          alias.{zone} 300 IN CNAME www.{zone}
-         txt.{zone} 300 IN TXT \"only-text\""
+         txt.{zone} 300 IN TXT \"only-text\"
+         a.ent.{zone} 300 IN A 192.0.2.9"
     )
 }
 
@@ -435,6 +437,25 @@ async fn nxdomain_and_nodata_with_nsec_proofs_are_secure() {
         !has_type(&plain.authorities, RecordType::RRSIG),
         "{plain:?}"
     );
+}
+
+/// Unbound's val_nodata_entnx, forwarded: an upstream that answers
+/// NXDOMAIN for an empty non-terminal, with the NSEC that shows the name to
+/// exist, is read as the NODATA it is, and that NODATA is secure; an
+/// NXDOMAIN for a name with records of its own is still bogus.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_nxdomain_for_an_empty_non_terminal_is_a_secure_nodata() {
+    let t = tree();
+    t.upstream.set_nxdomain_for_nodata(true);
+    for dnssec_ok in [true, false] {
+        let ent = ask(&t.picket, "ent.secure", RecordType::A, dnssec_ok, true).await;
+        assert_secure(&ent, ResponseCode::NoError);
+        assert!(ent.answers.is_empty(), "{ent:?}");
+    }
+    let nx = ask(&t.picket, "nope.secure", RecordType::A, true, false).await;
+    assert_secure(&nx, ResponseCode::NXDomain);
+    let lying = ask(&t.picket, "www.secure", RecordType::AAAA, true, false).await;
+    assert_eq!(rcode(&lying), ResponseCode::ServFail, "{lying:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

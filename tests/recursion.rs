@@ -978,6 +978,7 @@ loop.hops.example.      300 IN DNAME loop.plain.example.
 /// secure.example's DNAME onto itself: signed, its synthesized CNAMEs not.
 const SECURE_EXTRA: &str = "
 dn.secure.example.      300 IN DNAME secure.example.
+a.ent.secure.example.   300 IN A     192.0.2.77
 ";
 
 /// The texts of secure.example (signed with the anchor's key, its data by
@@ -1287,6 +1288,24 @@ async fn a_dname_whose_new_name_is_too_long_answers_yxdomain() {
     // A short enough name under the same DNAME is substituted as usual.
     let fits = tree.ask("a.long.plain.example", RecordType::A).await;
     assert_eq!(rcode(&fits), ResponseCode::NXDomain, "{fits:?}");
+}
+
+/// Unbound's val_nodata_entnx: a server that answers NXDOMAIN for an empty
+/// non-terminal, with the NSEC that shows the name to exist (it points
+/// below it), is read as the NODATA it is, and that NODATA is secure.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_nxdomain_for_an_empty_non_terminal_is_a_secure_nodata() {
+    let tree = Tree::islands();
+    tree.servers[2].set_nxdomain_for_nodata(true);
+    let answer = tree.ask("ent.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError, "{answer:?}");
+    assert!(answer.metadata.authentic_data, "AD: {answer:?}");
+    assert!(answer.answers.is_empty(), "{answer:?}");
+    assert!(soa_in_authority(&answer).is_some(), "{answer:?}");
+    // A name that does not exist is still NXDOMAIN, and secure.
+    let nx = tree.ask("nope.secure.example", RecordType::A).await;
+    assert_eq!(rcode(&nx), ResponseCode::NXDomain, "{nx:?}");
+    assert!(nx.metadata.authentic_data, "AD: {nx:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,6 +3,7 @@
 
 use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC, NSEC3};
 use hickory_proto::dnssec::Nsec3HashAlgorithm;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::chain::{Ctx, Fail};
@@ -94,6 +95,30 @@ pub(crate) fn absence(
         None => nxdomain(name, zone, &set),
         Some(qtype) => nodata(name, qtype, zone, &set),
     })
+}
+
+/// Reads an NXDOMAIN as the NODATA it is when its own NSEC shows the name
+/// to be an empty non-terminal (the NSEC covering it points below it):
+/// such a name exists (RFC 4035 §3.1.3.2, RFC 8020), and old servers
+/// answered NXDOMAIN for it all the same. The rcode becomes NOERROR, as
+/// Unbound's validator makes it; the validator then judges the NODATA
+/// proof, so a forged NSEC gains nothing. Only for an answer without
+/// records (no CNAME chain), before it is validated. Whether it changed.
+pub fn nxdomain_for_an_empty_non_terminal(message: &mut Message) -> bool {
+    if message.metadata.response_code != ResponseCode::NXDomain || !message.answers.is_empty() {
+        return false;
+    }
+    let Some(name) = message.queries.first().map(|q| q.name().clone()) else {
+        return false;
+    };
+    let below = nsecs(&message.authorities).iter().any(|(owner, nsec)| {
+        let next = nsec.next_domain_name();
+        nsec_covers(owner, next, &name) && name.zone_of(next) && name != *next
+    });
+    if below {
+        message.metadata.response_code = ResponseCode::NoError;
+    }
+    below
 }
 
 /// The closest name above `name` (and at or below `zone`) that the NSEC at `owner` pointing to

@@ -152,6 +152,7 @@ pub fn strip_for_client_without_do(message: &mut Message) -> bool {
 }
 
 pub(crate) use denial::nsec3_owner_hash;
+pub use denial::nxdomain_for_an_empty_non_terminal;
 
 /// Extended DNS Error codes (RFC 8914): the validator's are in the one table of them all.
 pub use crate::protocol::wire::ede;

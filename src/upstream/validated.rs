@@ -29,8 +29,8 @@ use super::forward::{Forwarder, UpstreamQuery};
 use super::UpstreamError;
 use crate::config::Limits;
 use crate::dnssec::{
-    cap_ttls, secure_ttl_cap, strip_for_client_without_do, Fetch, FetchError, FetchFuture,
-    Security, Validator, ValidatorSettings,
+    cap_ttls, nxdomain_for_an_empty_non_terminal, secure_ttl_cap, strip_for_client_without_do,
+    Fetch, FetchError, FetchFuture, Security, Validator, ValidatorSettings,
 };
 use crate::protocol::wire::flag;
 
@@ -119,6 +119,7 @@ async fn forward_validated(
         return Ok((bytes, server));
     }
     let fetch = UpstreamFetch { forwarder, servers };
+    let nodata = nxdomain_for_an_empty_non_terminal(&mut message);
     let (secure, changed) = match validation.validator.validate(&message, &fetch).await {
         // RFC 4035 §5.3.3: a secure answer is not kept past its signatures.
         Security::Secure => {
@@ -139,7 +140,7 @@ async fn forward_validated(
         }
         Security::Indeterminate { reason } => return Err(UpstreamError::Resolution(reason)),
     };
-    let mut bytes = for_client(bytes, message, q, changed)?;
+    let mut bytes = for_client(bytes, message, q, changed || nodata)?;
     set_ad(&mut bytes, secure);
     Ok((bytes, server))
 }

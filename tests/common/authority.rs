@@ -35,6 +35,7 @@ pub(super) struct Shared {
     refused_type: Mutex<Option<RecordType>>,
     always_truncated: AtomicBool,
     from_a_cache: AtomicBool,
+    nxdomain_for_nodata: AtomicBool,
     forge: AtomicBool,
     forge_case: AtomicBool,
     lowercase: AtomicBool,
@@ -206,6 +207,14 @@ impl Authority {
         self.shared.from_a_cache.store(cache, Ordering::SeqCst);
     }
 
+    /// Answer NXDOMAIN where the answer is NODATA (the proof left as it
+    /// is), as old servers did for empty non-terminals.
+    pub fn set_nxdomain_for_nodata(&self, nxdomain: bool) {
+        self.shared
+            .nxdomain_for_nodata
+            .store(nxdomain, Ordering::SeqCst);
+    }
+
     /// Before each UDP answer, send a forged one with a wrong ID and one with
     /// the right ID but another question (both carry [`FORGED_V4`]/[`FORGED_V6`]).
     ///
@@ -277,6 +286,7 @@ impl Shared {
             refused_type: Mutex::new(None),
             always_truncated: AtomicBool::new(false),
             from_a_cache: AtomicBool::new(false),
+            nxdomain_for_nodata: AtomicBool::new(false),
             forge: AtomicBool::new(false),
             forge_case: AtomicBool::new(false),
             lowercase: AtomicBool::new(false),
@@ -340,6 +350,7 @@ impl Shared {
             refused_type: *lock(&self.refused_type),
             always_truncated: self.always_truncated.load(Ordering::SeqCst),
             from_a_cache: self.from_a_cache.load(Ordering::SeqCst),
+            nxdomain_for_nodata: self.nxdomain_for_nodata.load(Ordering::SeqCst),
             forge: self.forge.load(Ordering::SeqCst),
             forge_case: self.forge_case.load(Ordering::SeqCst),
             lowercase: self.lowercase.load(Ordering::SeqCst),

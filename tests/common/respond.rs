@@ -35,6 +35,8 @@ pub struct Settings {
     pub always_truncated: bool,
     /// RA=1 AA=0, as from a recursive resolver's cache.
     pub from_a_cache: bool,
+    /// NXDOMAIN instead of NODATA.
+    pub nxdomain_for_nodata: bool,
     pub forge: bool,
     pub forge_case: bool,
     pub lowercase: bool,
@@ -110,6 +112,12 @@ fn build_response(query: &Message, zones: &Zones, settings: &Settings) -> Messag
                 response.authorities.retain(|r| !signs(r, RecordType::DS));
             }
             response.metadata.truncation |= settings.always_truncated;
+            let nodata = response.metadata.response_code == ResponseCode::NoError
+                && response.metadata.authoritative
+                && response.answers.is_empty();
+            if settings.nxdomain_for_nodata && nodata {
+                response.metadata.response_code = ResponseCode::NXDomain;
+            }
             if settings.from_a_cache {
                 response.metadata.recursion_available = true;
                 response.metadata.authoritative = false;

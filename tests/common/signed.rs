@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::dnssec::rdata::DNSSECRData;
-use hickory_proto::op::{Edns, Message, MessageType, Metadata};
+use hickory_proto::op::{Edns, Message, MessageType, Metadata, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::zone::Zones;
@@ -26,6 +26,7 @@ pub struct TreeUpstream {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     received: Arc<Mutex<Vec<Message>>>,
+    nxdomain_for_nodata: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -62,8 +63,10 @@ impl TreeUpstream {
         let addr = socket.local_addr().expect("its address");
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(Mutex::new(Vec::new()));
+        let nxdomain_for_nodata = Arc::new(AtomicBool::new(false));
         let thread = {
             let (stop, received) = (stop.clone(), received.clone());
+            let nxdomain_for_nodata = nxdomain_for_nodata.clone();
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65_535];
                 while !stop.load(Ordering::SeqCst) {
@@ -74,7 +77,8 @@ impl TreeUpstream {
                         continue;
                     };
                     received.lock().unwrap().push(query.clone());
-                    if let Some(reply) = answer(&tree, &query) {
+                    let old_server = nxdomain_for_nodata.load(Ordering::SeqCst);
+                    if let Some(reply) = answer(&tree, &query, old_server) {
                         let _ = socket.send_to(&reply, peer);
                     }
                 }
@@ -84,12 +88,19 @@ impl TreeUpstream {
             addr,
             stop,
             received,
+            nxdomain_for_nodata,
             thread: Some(thread),
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Answer NXDOMAIN where the answer is NODATA (the proof left as it
+    /// is), as old servers did for empty non-terminals.
+    pub fn set_nxdomain_for_nodata(&self, nxdomain: bool) {
+        self.nxdomain_for_nodata.store(nxdomain, Ordering::SeqCst);
     }
 
     /// Every query received so far.
@@ -124,7 +135,7 @@ fn zone_for<'t>(tree: &'t [Served], name: &Name, rtype: RecordType) -> Option<&'
         .max_by_key(|s| s.apex.num_labels())
 }
 
-fn answer(tree: &[Served], query: &Message) -> Option<Vec<u8>> {
+fn answer(tree: &[Served], query: &Message, nxdomain_for_nodata: bool) -> Option<Vec<u8>> {
     let question = query.queries.first()?;
     let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
     let qtype = question.query_type();
@@ -182,6 +193,15 @@ fn answer(tree: &[Served], query: &Message) -> Option<Vec<u8>> {
             Some(t) if !answered(&t) && !part.answers.iter().any(|r| r.name == t) => name = t,
             _ => break,
         }
+    }
+    let nodata = response.metadata.response_code == ResponseCode::NoError
+        && response.answers.is_empty()
+        && response
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::SOA);
+    if nxdomain_for_nodata && nodata {
+        response.metadata.response_code = ResponseCode::NXDomain;
     }
     response.to_vec().ok()
 }

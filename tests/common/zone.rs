@@ -210,6 +210,11 @@ impl Zones {
                 }
             } else {
                 nsecs.extend(self.of_type(last, RecordType::NSEC));
+                if nsecs.is_empty() {
+                    // An empty non-terminal has no NSEC of its own: the one
+                    // covering it proves it (RFC 4035 §3.1.3.2).
+                    nsecs.extend(self.covering_nsec(last));
+                }
             }
             for nsec in nsecs {
                 if !extra_auth.contains(&nsec) {

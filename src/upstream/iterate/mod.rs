@@ -211,6 +211,7 @@ impl Engine {
             let Some(validator) = validator else {
                 return Ok((response, false, None));
             };
+            dnssec::nxdomain_for_an_empty_non_terminal(&mut response);
             let fetch = validate::Fetcher {
                 engine: self,
                 budget: &budget,

@@ -458,6 +458,52 @@ async fn an_nxdomain_for_an_empty_non_terminal_is_a_secure_nodata() {
     assert_eq!(rcode(&lying), ResponseCode::ServFail, "{lying:?}");
 }
 
+/// RFC 8509, forwarded: names whose leftmost label asks whether a key is a
+/// root trust anchor (`root-key-sentinel-is-ta-DDDDD`) or is not one
+/// (`...-not-ta-DDDDD`) fail (SERVFAIL) where the answer is no, once the
+/// answer validated; CD=1 clients and other types than A and AAAA get the
+/// answer whatever the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn root_key_sentinels_tell_which_root_key_is_trusted() {
+    let root = ZoneKey::generate(".");
+    let anchor = root.ds_line();
+    let tag: u16 = anchor.split_whitespace().nth(4).unwrap().parse().unwrap();
+    let other = tag.wrapping_add(1);
+    let names = [
+        format!("root-key-sentinel-is-ta-{tag:05}"),
+        format!("root-key-sentinel-not-ta-{tag:05}"),
+        format!("root-key-sentinel-is-ta-{other:05}"),
+        format!("root-key-sentinel-not-ta-{other:05}"),
+    ];
+    let extra: String = names
+        .iter()
+        .map(|n| format!("{n}.secure. 300 IN A 192.0.2.70\n{n}.secure. 300 IN TXT \"t\"\n"))
+        .collect();
+    let secure = ZoneKey::generate("secure.");
+    let secure_text = secure.sign(&format!("{}\n{extra}", secure_zone("secure.")));
+    let root_text = root_zone(&root, &[("secure.", Some(secure.ds_line()))]);
+    let t = Tree::validating(TreeUpstream::start(&[root_text, secure_text]), &root, &[]);
+    let fails = [false, true, true, false];
+    for (name, fails) in names.iter().zip(fails) {
+        let name = format!("{name}.secure");
+        let answer = ask(&t.picket, &name, RecordType::A, false, true).await;
+        let want = if fails {
+            ResponseCode::ServFail
+        } else {
+            ResponseCode::NoError
+        };
+        assert_eq!(rcode(&answer), want, "{name}: {answer:?}");
+        let txt = ask(&t.picket, &name, RecordType::TXT, false, true).await;
+        assert_eq!(rcode(&txt), ResponseCode::NoError, "{name} TXT: {txt:?}");
+        let unchecked = ask_unchecked(&t.picket, &name).await;
+        assert_eq!(
+            rcode(&unchecked),
+            ResponseCode::NoError,
+            "{name} CD: {unchecked:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_negative_answer_without_its_proof_is_bogus() {
     // Strip the NSEC records' signatures: the proof no longer holds.

@@ -631,12 +631,20 @@ struct SignedLab {
     root_ds: String,
 }
 
+/// Root key sentinel names (RFC 8509) naming key 1, which no root anchor
+/// of the lab has.
+const SENTINELS: &str = "
+root-key-sentinel-is-ta-00001.example.test.  300 IN A 192.0.2.71
+root-key-sentinel-not-ta-00001.example.test. 300 IN A 192.0.2.72
+";
+
 fn signed_zones(dir: &std::path::Path) -> SignedLab {
     signed_zones_with(dir, false)
 }
 
 fn signed_zones_with(dir: &std::path::Path, example_zsk: bool) -> SignedLab {
-    let (example, example_ds, _) = sign_with(dir, "example.test.", &example_zone(""), example_zsk);
+    let (example, example_ds, _) =
+        sign_with(dir, "example.test.", &example_zone(SENTINELS), example_zsk);
     let bogus_zone = "
 bogus.test.       3600 IN SOA ns1.other.test. hostmaster.bogus.test. 1 7200 900 1209600 60
 bogus.test.       3600 IN NS  ns1.other.test.
@@ -704,6 +712,25 @@ async fn dnssec_secure_bogus_insecure_and_cd() {
         a_records(&secure),
         ["192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap()]
     );
+
+    // RFC 8509: "is key 1 a root anchor?" No: SERVFAIL. "Is it not?" Yes:
+    // the answer. With CD=1 the client validates, and nothing fails.
+    let is_ta = "root-key-sentinel-is-ta-00001.example.test";
+    let failed = lab.query(is_ta, RecordType::A).await;
+    assert_eq!(rcode(&failed), ResponseCode::ServFail, "{failed:?}");
+    let not_ta = lab
+        .query("root-key-sentinel-not-ta-00001.example.test", RecordType::A)
+        .await;
+    assert_eq!(
+        a_records(&not_ta),
+        ["192.0.2.72".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    let unchecked = query_with(
+        &lab.picket,
+        QueryBuilder::new(is_ta, RecordType::A).cd(true),
+    )
+    .await;
+    assert_eq!(a_records(&unchecked).len(), 1, "{unchecked:?}");
 
     // Secure, DO=0: data only, no AD (the client did not ask for it).
     let plain = lab.query("www.example.test", RecordType::A).await;

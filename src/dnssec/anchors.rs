@@ -125,6 +125,19 @@ impl TrustAnchors {
         self.zones.keys().cloned().collect()
     }
 
+    /// The key tags of the root's anchors (its DNSKEYs and the keys its DS
+    /// records name), which the root key sentinel asks about (RFC 8509).
+    pub(crate) fn root_key_tags(&self) -> Vec<u16> {
+        let Some(root) = self.zones.get(&Name::root()) else {
+            return Vec::new();
+        };
+        let keys = root
+            .dnskeys
+            .iter()
+            .filter_map(|k| k.calculate_key_tag().ok());
+        keys.chain(root.ds.iter().map(|ds| ds.key_tag())).collect()
+    }
+
     /// The anchor of the closest zone enclosing `name` (lower case).
     pub(crate) fn closest(&self, name: &Name) -> Option<(&Name, &ZoneAnchor)> {
         self.zones

@@ -290,6 +290,16 @@ impl Validator {
         }
     }
 
+    /// RFC 8509: why the secure answer to `qname`/`qtype` is SERVFAIL, when
+    /// its leftmost label is a root key sentinel that names a key the root's
+    /// anchors hold (`not-ta`) or do not hold (`is-ta`). For answers judged
+    /// secure, to clients that did not set CD (the sentinel reports what
+    /// this resolver validates with).
+    pub fn root_key_sentinel(&self, qname: &Name, qtype: RecordType) -> Option<String> {
+        let sentinel = super::sentinel::Sentinel::of(qname, qtype)?;
+        sentinel.refusal(&self.settings.anchors.root_key_tags())
+    }
+
     /// Waits until no other validation is fetching `name`'s state; the
     /// guard makes this one the fetcher until it is dropped.
     async fn fetching(&self, name: &Name) -> Fetching<'_> {

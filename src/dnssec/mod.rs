@@ -38,6 +38,7 @@ mod budget;
 mod chain;
 mod denial;
 pub mod dname;
+mod sentinel;
 mod short_rsa;
 
 use std::future::Future;

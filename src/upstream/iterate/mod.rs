@@ -217,6 +217,11 @@ impl Engine {
                 budget: &budget,
             };
             let verdict = validate::verdict_for(&q, validator.validate(&response, &fetch).await)?;
+            if verdict.secure && !q.cd {
+                if let Some(reason) = validator.root_key_sentinel(&q.name, q.qtype) {
+                    return Err(UpstreamError::Dnssec { ede: 0, reason });
+                }
+            }
             if verdict.secure {
                 // RFC 4035 §5.3.3: not kept past its signatures, nor are
                 // its NSEC records in the aggressive cache.

@@ -290,13 +290,14 @@ impl Validator {
         }
     }
 
-    /// RFC 8509: why the secure answer to `qname`/`qtype` is SERVFAIL, when
-    /// its leftmost label is a root key sentinel that names a key the root's
+    /// RFC 8509: why the secure `response` is SERVFAIL, when its question's
+    /// leftmost label is a root key sentinel that names a key the root's
     /// anchors hold (`not-ta`) or do not hold (`is-ta`). For answers judged
     /// secure, to clients that did not set CD (the sentinel reports what
     /// this resolver validates with).
-    pub fn root_key_sentinel(&self, qname: &Name, qtype: RecordType) -> Option<String> {
-        let sentinel = super::sentinel::Sentinel::of(qname, qtype)?;
+    pub fn root_key_sentinel(&self, response: &Message) -> Option<String> {
+        let question = response.queries.first()?;
+        let sentinel = super::sentinel::Sentinel::of(question.name(), question.query_type())?;
         sentinel.refusal(&self.settings.anchors.root_key_tags())
     }
 

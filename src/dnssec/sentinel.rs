@@ -23,20 +23,24 @@ impl Sentinel {
         if !matches!(qtype, RecordType::A | RecordType::AAAA) {
             return None;
         }
-        let label = name.iter().next()?.to_ascii_lowercase();
-        let label = std::str::from_utf8(&label).ok()?;
-        let (make, digits): (fn(u16) -> Sentinel, &str) =
-            if let Some(digits) = label.strip_prefix("root-key-sentinel-is-ta-") {
+        let label = name.iter().next()?;
+        let after = |prefix: &str| {
+            let head = label.get(..prefix.len())?;
+            head.eq_ignore_ascii_case(prefix.as_bytes())
+                .then(|| &label[prefix.len()..])
+        };
+        let (make, digits): (fn(u16) -> Sentinel, &[u8]) =
+            if let Some(digits) = after("root-key-sentinel-is-ta-") {
                 (Sentinel::IsTa, digits)
-            } else if let Some(digits) = label.strip_prefix("root-key-sentinel-not-ta-") {
+            } else if let Some(digits) = after("root-key-sentinel-not-ta-") {
                 (Sentinel::NotTa, digits)
             } else {
                 return None;
             };
-        if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.len() != 5 || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        digits.parse().ok().map(make)
+        std::str::from_utf8(digits).ok()?.parse().ok().map(make)
     }
 
     /// Why a secure answer to this sentinel is SERVFAIL, given the key tags

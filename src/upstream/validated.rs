@@ -141,12 +141,8 @@ async fn forward_validated(
         Security::Indeterminate { reason } => return Err(UpstreamError::Resolution(reason)),
     };
     if secure && !q.cd {
-        if let Some(question) = message.queries.first() {
-            let sentinel =
-                (validation.validator).root_key_sentinel(question.name(), question.query_type());
-            if let Some(reason) = sentinel {
-                return Err(UpstreamError::Dnssec { ede: 0, reason });
-            }
+        if let Some(reason) = validation.validator.root_key_sentinel(&message) {
+            return Err(UpstreamError::Dnssec { ede: 0, reason });
         }
     }
     let mut bytes = for_client(bytes, message, q, changed || nodata)?;

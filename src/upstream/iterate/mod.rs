@@ -218,7 +218,7 @@ impl Engine {
             };
             let verdict = validate::verdict_for(&q, validator.validate(&response, &fetch).await)?;
             if verdict.secure && !q.cd {
-                if let Some(reason) = validator.root_key_sentinel(&q.name, q.qtype) {
+                if let Some(reason) = validator.root_key_sentinel(&response) {
                     return Err(UpstreamError::Dnssec { ede: 0, reason });
                 }
             }

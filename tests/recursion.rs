@@ -833,6 +833,33 @@ async fn a_ds_rrset_from_a_referral_that_does_not_validate_is_asked_of_the_paren
     assert_eq!(ds_queries(&lab.root), Vec::<String>::new());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn a_ds_question_answered_with_a_referral_takes_the_ds_from_it() {
+    // test.'s server answers a DS question for the zone it delegates with
+    // the referral (NS, and the signed DS RRset in the authority section),
+    // as servers that also serve the child may. The DS RRset is the answer
+    // (Unbound's iter_ds_referral); taken for a referral, the answer was
+    // bogus (SERVFAIL, EDE 12: NODATA without a proof).
+    let keys = TempDir::new("keys");
+    let signed = signed_zones(&keys.0);
+    let lab = Lab::start(signed.zones, validating(&signed.root_dnskey));
+    lab.tld.set_ds_by_referral(true);
+
+    let ds = query_with(
+        &lab.picket,
+        QueryBuilder::new("example.test", RecordType::DS).dnssec_ok(true),
+    )
+    .await;
+    assert_eq!(rcode(&ds), ResponseCode::NoError, "{ds:?}");
+    assert!(ds.metadata.authentic_data, "AD: {ds:?}");
+    let types: Vec<RecordType> = ds.answers.iter().map(|r| r.record_type()).collect();
+    assert!(types.contains(&RecordType::DS), "{ds:?}");
+    assert!(types.contains(&RecordType::RRSIG), "{ds:?}");
+    assert!(ds.authorities.is_empty(), "nothing of the referral: {ds:?}");
+    assert_eq!(ds_queries(&lab.tld), ["example.test."]);
+}
+
 /// The DS queries `server` received (the validator's fetches; a referral
 /// never needs one).
 fn ds_queries(server: &Authority) -> Vec<String> {

@@ -40,6 +40,7 @@ pub(super) struct Shared {
     forge_case: AtomicBool,
     lowercase: AtomicBool,
     unsigned_referral_ds: AtomicBool,
+    ds_by_referral: AtomicBool,
     delay: Mutex<Duration>,
     delay_for: Mutex<HashMap<String, Duration>>,
     udp_limit: Mutex<Option<usize>>,
@@ -250,6 +251,13 @@ impl Authority {
             .store(unsigned, Ordering::SeqCst);
     }
 
+    /// Answer a DS question for a delegated name with the referral to it
+    /// (NS, and the DS RRset in the authority section), not with the DS
+    /// RRset as an answer (Unbound's iter_ds_referral).
+    pub fn set_ds_by_referral(&self, referral: bool) {
+        self.shared.ds_by_referral.store(referral, Ordering::SeqCst);
+    }
+
     /// Replace all zone data. Panics on a malformed zone.
     pub fn set_records(&self, zone: &str) {
         let zones = Zones::parse(zone).unwrap_or_else(|e| panic!("bad test zone: {e}"));
@@ -291,6 +299,7 @@ impl Shared {
             forge_case: AtomicBool::new(false),
             lowercase: AtomicBool::new(false),
             unsigned_referral_ds: AtomicBool::new(false),
+            ds_by_referral: AtomicBool::new(false),
             delay: Mutex::new(Duration::ZERO),
             delay_for: Mutex::new(HashMap::new()),
             udp_limit: Mutex::new(None),
@@ -355,6 +364,7 @@ impl Shared {
             forge_case: self.forge_case.load(Ordering::SeqCst),
             lowercase: self.lowercase.load(Ordering::SeqCst),
             unsigned_referral_ds: self.unsigned_referral_ds.load(Ordering::SeqCst),
+            ds_by_referral: self.ds_by_referral.load(Ordering::SeqCst),
             udp_limit: *lock(&self.udp_limit),
             ede: lock(&self.ede).clone(),
         }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub lowercase: bool,
     /// Referrals lose the RRSIG of the DS RRset they carry.
     pub unsigned_referral_ds: bool,
+    /// A DS question at a cut gets the referral, DS RRset in its authority.
+    pub ds_by_referral: bool,
     pub udp_limit: Option<usize>,
     pub ede: Option<(u16, String)>,
 }
@@ -107,7 +109,7 @@ fn build_response(query: &Message, zones: &Zones, settings: &Settings) -> Messag
         Some(rcode) => response.metadata.response_code = rcode,
         None => {
             let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-            fill(&mut response, zones, &query.queries[0], dnssec_ok);
+            fill(&mut response, zones, &looked_up(query, settings), dnssec_ok);
             if settings.unsigned_referral_ds && !response.metadata.authoritative {
                 response.authorities.retain(|r| !signs(r, RecordType::DS));
             }
@@ -125,6 +127,17 @@ fn build_response(query: &Message, zones: &Zones, settings: &Settings) -> Messag
         }
     }
     response
+}
+
+/// The question the zone data is searched for: a DS question is searched as
+/// A when the server answers DS questions with referrals, as servers of both
+/// sides of a cut may (the question in the response stays the client's).
+fn looked_up(query: &Message, settings: &Settings) -> Query {
+    let mut question = query.queries[0].clone();
+    if settings.ds_by_referral && question.query_type() == RecordType::DS {
+        question.set_query_type(RecordType::A);
+    }
+    question
 }
 
 /// The rcode for queries we do not look up at all.

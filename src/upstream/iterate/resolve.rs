@@ -371,7 +371,10 @@ impl Engine {
                     self.stats.tcp.fetch_add(1, Ordering::Relaxed);
                 }
                 self.infra.server(ip, |f| f.answered(done.rtt));
-                let message = self.scrub(done.message);
+                let mut message = self.scrub(done.message);
+                if question.qtype == RecordType::DS {
+                    ds_from_referral(&mut message, question.name);
+                }
                 match classify(&message, &zone.zone, question.name) {
                     Some(Kind::Final) if answered_from_a_cache(&message) => {
                         attempts.from_a_cache.get_or_insert(message);
@@ -615,6 +618,30 @@ fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
         .iter()
         .any(|r| r.record_type() == RecordType::NS && !zone.zone_of(&r.name));
     (has_soa || (message.metadata.authoritative && !upward)).then_some(Kind::Final)
+}
+
+/// A DS question answered with the referral to that very zone (servers of
+/// both the parent and the child may answer from the child's side, see the
+/// cut, and refer), its authority section holding the parent's DS RRset for
+/// the name: that RRset is the answer, and becomes the whole message, as
+/// Unbound's scrubber makes it (iter_ds_referral). Its RRSIGs still have to
+/// validate; nothing else of the referral is kept.
+fn ds_from_referral(message: &mut Message, asked: &Name) {
+    let referral_with_ds = message.answers.is_empty()
+        && message.metadata.response_code == ResponseCode::NoError
+        && message
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::DS && r.name == *asked);
+    if !referral_with_ds {
+        return;
+    }
+    let authorities = std::mem::take(&mut message.authorities);
+    message.answers = with_rrsigs(&authorities, &[RecordType::DS])
+        .filter(|r| r.name == *asked)
+        .cloned()
+        .collect();
+    message.additionals.clear();
 }
 
 /// A final answer with RA=1 and AA=0: a recursive resolver named as the

@@ -431,6 +431,28 @@ async fn servers_lame_for_aaaa_still_answer_a() {
     assert_eq!(rcode(&again), ResponseCode::ServFail, "{again:?}");
 }
 
+/// Unbound's iter_primenoglue: a server that answers NOERROR with nothing
+/// at all (no record, no SOA, no AA) has answered NODATA, leaving the proof
+/// out: the client gets that NODATA, not SERVFAIL, and the server is not
+/// taken for lame.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_noerror_without_aa_is_nodata() {
+    let world = World::start(|_| {});
+    for server in [&world.fast, &world.slow] {
+        server.set_rcode(Some(ResponseCode::NoError));
+    }
+    let aaaa = world.ask("www.example.test", RecordType::AAAA).await;
+    assert_eq!(rcode(&aaaa), ResponseCode::NoError, "{aaaa:?}");
+    assert!(aaaa.answers.is_empty(), "{aaaa:?}");
+    let asked = world.fast.queries() + world.slow.queries();
+    let again = world.ask("mail.example.test", RecordType::AAAA).await;
+    assert_eq!(rcode(&again), ResponseCode::NoError, "{again:?}");
+    assert!(
+        world.fast.queries() + world.slow.queries() > asked,
+        "the servers are still asked"
+    );
+}
+
 /// Unbound's iter_ranoaa_lame: a zone server that answers as a recursive
 /// resolver does from its cache (RA=1, AA=0; here with a stale address) is
 /// passed over for one that answers with authority, and used only when

@@ -573,8 +573,8 @@ struct HostLookup {
 }
 
 /// What a response from `zone`'s server for `asked` is; `None`: unusable
-/// (lame: REFUSED, SERVFAIL, a referral upwards or sideways, nothing, or
-/// TC=1 over TCP).
+/// (lame: REFUSED, SERVFAIL, a referral upwards or sideways, the zone's NS
+/// set without AA and without an answer, or TC=1 over TCP).
 fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
     let rcode = message.metadata.response_code;
     // A DNAME above the name answers it too, with or without the CNAME a
@@ -617,7 +617,15 @@ fn classify(message: &Message, zone: &Name, asked: &Name) -> Option<Kind> {
         .authorities
         .iter()
         .any(|r| r.record_type() == RecordType::NS && !zone.zone_of(&r.name));
-    (has_soa || (message.metadata.authoritative && !upward)).then_some(Kind::Final)
+    // No SOA and no NS at all, AA or not: NODATA from a server that leaves
+    // the proof out (Unbound reads it so, iter_primenoglue). An NS set
+    // without AA and without an answer is a server answering from its
+    // delegation data, not the zone's: asked of another server.
+    let no_ns = !message
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::NS);
+    (has_soa || no_ns || (message.metadata.authoritative && !upward)).then_some(Kind::Final)
 }
 
 /// A DS question answered with the referral to that very zone (servers of
@@ -774,6 +782,21 @@ mod tests {
             &name("www.example.test.")
         )
         .is_none());
+    }
+
+    #[test]
+    fn an_empty_nodata_is_final_and_the_zones_ns_set_without_aa_is_not() {
+        let zone = name("example.test.");
+        let asked = name("ns.example.test.");
+        // Neither SOA nor NS nor AA: NODATA without its proof, as Unbound
+        // reads it.
+        let empty = response(ResponseCode::NoError);
+        assert!(matches!(classify(&empty, &zone, &asked), Some(Kind::Final)));
+        // The zone's own NS set, no AA, no answer: delegation data from a
+        // server that does not serve the zone.
+        let mut delegation_only = response(ResponseCode::NoError);
+        delegation_only.add_authority(ns("example.test.", "ns.example.test."));
+        assert!(classify(&delegation_only, &zone, &asked).is_none());
     }
 
     #[test]

@@ -638,13 +638,22 @@ root-key-sentinel-is-ta-00001.example.test.  300 IN A 192.0.2.71
 root-key-sentinel-not-ta-00001.example.test. 300 IN A 192.0.2.72
 ";
 
+/// A second server for example.test, at the `other` server's address: the
+/// NS and address records for both the delegation in test. and the apex.
+const EXAMPLE_NS2: &str = "
+example.test.       3600 IN NS  ns2.example.test.
+ns2.example.test.   3600 IN A   127.0.0.13
+";
+
 fn signed_zones(dir: &std::path::Path) -> SignedLab {
-    signed_zones_with(dir, false)
+    signed_zones_with(dir, false, "")
 }
 
-fn signed_zones_with(dir: &std::path::Path, example_zsk: bool) -> SignedLab {
-    let (example, example_ds, _) =
-        sign_with(dir, "example.test.", &example_zone(SENTINELS), example_zsk);
+/// The signed lab; `example_zsk`: example.test gets a ZSK besides its KSK;
+/// `example_extra`: records added to example.test and to its delegation.
+fn signed_zones_with(dir: &std::path::Path, example_zsk: bool, example_extra: &str) -> SignedLab {
+    let example_text = example_zone(&format!("{SENTINELS}{example_extra}"));
+    let (example, example_ds, _) = sign_with(dir, "example.test.", &example_text, example_zsk);
     let bogus_zone = "
 bogus.test.       3600 IN SOA ns1.other.test. hostmaster.bogus.test. 1 7200 900 1209600 60
 bogus.test.       3600 IN NS  ns1.other.test.
@@ -654,7 +663,9 @@ www.bogus.test.    300 IN A   192.0.2.6
     // Tamper after signing: the RRSIG no longer matches.
     let bogus = bogus.replace("192.0.2.6", "192.0.2.66");
     assert!(bogus.contains("192.0.2.66"));
-    let tld_extra = format!("bogus.test. 86400 IN NS ns1.other.test.\n{example_ds}\n{bogus_ds}\n");
+    let tld_extra = format!(
+        "bogus.test. 86400 IN NS ns1.other.test.\n{example_ds}\n{bogus_ds}\n{example_extra}\n"
+    );
     let (tld, tld_ds, _) = sign(dir, "test.", &tld_zone(&tld_extra));
     let (root, root_ds, root_dnskey) = sign(dir, ".", &format!("{ROOT_ZONE}\n{tld_ds}\n"));
     SignedLab {
@@ -860,6 +871,46 @@ async fn a_ds_question_answered_with_a_referral_takes_the_ds_from_it() {
     assert_eq!(ds_queries(&lab.tld), ["example.test."]);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "signs zones with ldns-signzone (Debian ldnsutils); run by .ci/run"]
+async fn a_server_serving_a_signed_zone_unsigned_is_passed_over() {
+    // example.test has a second server, the faster, serving an unsigned
+    // copy of the zone (an old secondary): none of its answers carries an
+    // RRSIG though test. has a DS RRset for the zone. Another server of
+    // the zone is asked, as Unbound does with servers it calls "DNSSEC
+    // lame" (iter_dnsseclame_ds, iter_dnsseclame_ta); taken as they come,
+    // its answers were bogus (SERVFAIL, EDE 10).
+    let keys = TempDir::new("keys");
+    let mut signed = signed_zones_with(&keys.0, false, EXAMPLE_NS2);
+    let unsigned_copy = example_zone(&format!("{SENTINELS}{EXAMPLE_NS2}"));
+    signed.zones.other = format!("{}\n{unsigned_copy}", signed.zones.other);
+    let lab = Lab::start(signed.zones, validating(&signed.root_dnskey));
+    lab.example.set_delay(Duration::from_millis(40));
+
+    for (name, qtype, expected) in [
+        ("www.example.test", RecordType::A, ResponseCode::NoError),
+        ("www.example.test", RecordType::AAAA, ResponseCode::NoError),
+        ("www.example.test", RecordType::MX, ResponseCode::NoError),
+        ("nx1.example.test", RecordType::A, ResponseCode::NXDomain),
+        ("nx2.example.test", RecordType::A, ResponseCode::NXDomain),
+    ] {
+        let answer = query_with(&lab.picket, QueryBuilder::new(name, qtype).dnssec_ok(true)).await;
+        assert_eq!(rcode(&answer), expected, "{name} {qtype}: {answer:?}");
+        assert!(answer.metadata.authentic_data, "{name} {qtype}: {answer:?}");
+    }
+    let asked_of_the_copy = lab
+        .other
+        .received()
+        .iter()
+        .flat_map(|m| m.queries.iter())
+        .filter(|q| q.name().to_string().ends_with("example.test."))
+        .count();
+    assert!(
+        asked_of_the_copy > 0,
+        "the unsigned copy was asked, and passed over"
+    );
+}
+
 /// The DS queries `server` received (the validator's fetches; a referral
 /// never needs one).
 fn ds_queries(server: &Authority) -> Vec<String> {
@@ -910,7 +961,7 @@ async fn keytrap_signatures_beyond_the_cap_are_not_tried() {
     // ones are never reached and the zone is bogus: an attacker's RRSIG
     // count no longer buys verifications.
     let keys = TempDir::new("keys");
-    let mut signed = signed_zones_with(&keys.0, true);
+    let mut signed = signed_zones_with(&keys.0, true, "");
     let real: String = signed
         .zones
         .example

@@ -138,6 +138,11 @@ impl TrustAnchors {
         keys.chain(root.ds.iter().map(|ds| ds.key_tag())).collect()
     }
 
+    /// Whether `zone` (lower case) has an anchor of its own.
+    pub(crate) fn is_anchor(&self, zone: &Name) -> bool {
+        self.zones.contains_key(zone)
+    }
+
     /// The anchor of the closest zone enclosing `name` (lower case).
     pub(crate) fn closest(&self, name: &Name) -> Option<(&Name, &ZoneAnchor)> {
         self.zones

@@ -473,7 +473,13 @@ impl Validator {
         }
     }
 
-    fn negative_anchor(&self, name: &Name) -> bool {
+    /// Whether `zone` itself has a trust anchor.
+    pub(crate) fn anchored_at(&self, zone: &Name) -> bool {
+        self.settings.anchors.is_anchor(zone)
+    }
+
+    /// Whether `name` is at or under a negative trust anchor (not validated).
+    pub(crate) fn negative_anchor(&self, name: &Name) -> bool {
         self.settings
             .negative_anchors
             .iter()

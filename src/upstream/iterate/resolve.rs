@@ -65,11 +65,12 @@ struct Attempts {
     lame: usize,
     timeouts: usize,
     unreachable: usize,
-    /// The first answer from a server that answered as a recursive
-    /// resolver would, from its cache (RA=1, AA=0): used only when no
-    /// server of the zone answers with authority (Unbound's "recursion
-    /// lame" servers, asked last).
-    from_a_cache: Option<Message>,
+    /// The first usable response from a server passed over for a better
+    /// one, used only when no server of the zone gives a better one: an
+    /// answer from a recursive resolver's cache (RA=1, AA=0; Unbound's
+    /// "recursion lame" servers, asked last), or a response without the
+    /// RRSIGs a signed zone's servers send (Unbound's "DNSSEC lame").
+    last_resort: Option<(Message, Kind)>,
 }
 
 impl Engine {
@@ -226,10 +227,7 @@ impl Engine {
             let (candidates, held) = self.candidates(zone, qtype, &attempts, Instant::now());
             let Some(ip) = choose(&candidates) else {
                 if let Err(error) = self.widen(budget, zone, depth, &mut attempts, held).await {
-                    return match attempts.from_a_cache.take() {
-                        Some(message) => Ok((message, Kind::Final)),
-                        None => Err(error),
-                    };
+                    return attempts.last_resort.take().ok_or(error);
                 }
                 continue;
             };
@@ -376,8 +374,11 @@ impl Engine {
                     ds_from_referral(&mut message, question.name);
                 }
                 match classify(&message, &zone.zone, question.name) {
-                    Some(Kind::Final) if answered_from_a_cache(&message) => {
-                        attempts.from_a_cache.get_or_insert(message);
+                    Some(kind)
+                        if matches!(kind, Kind::Final) && answered_from_a_cache(&message)
+                            || how.edns && how.dnssec_ok && self.dnssec_lame(zone, &message) =>
+                    {
+                        attempts.last_resort.get_or_insert((message, kind));
                         attempts.lame += 1;
                         return Ok(None);
                     }
@@ -399,6 +400,21 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// A response without a single RRSIG from a server of a zone the
+    /// validator expects signed (a trust anchor's zone, or a cut whose
+    /// parent gave a DS RRset): a server that serves the zone unsigned
+    /// (an old copy, a misconfigured secondary), "DNSSEC lame" in Unbound's
+    /// words. Every answer, denial and referral of a signed zone carries
+    /// one, so another server of the zone is asked first.
+    fn dnssec_lame(&self, zone: &Delegation, message: &Message) -> bool {
+        let Some(validator) = &self.validator else {
+            return false;
+        };
+        let signed_cut = zone.parent_side.as_ref().is_some_and(|p| !p.ds.is_empty());
+        let expected = signed_cut || validator.anchored_at(&zone.zone);
+        expected && !validator.negative_anchor(&zone.zone) && !has_rrsigs(message)
     }
 
     /// Notes a server that did not answer within `waited`. An unreachable
@@ -650,6 +666,12 @@ fn ds_from_referral(message: &mut Message, asked: &Name) {
         .cloned()
         .collect();
     message.additionals.clear();
+}
+
+/// Whether the answer or authority section holds an RRSIG.
+fn has_rrsigs(message: &Message) -> bool {
+    let rrsig = |r: &Record| r.record_type() == RecordType::RRSIG;
+    message.answers.iter().any(rrsig) || message.authorities.iter().any(rrsig)
 }
 
 /// A final answer with RA=1 and AA=0: a recursive resolver named as the

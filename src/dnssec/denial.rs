@@ -140,10 +140,7 @@ fn nxdomain(name: &Name, zone: &Name, set: &[(&Name, &NSEC)]) -> Proof {
         return Proof::NotProven(format!("no NSEC covers {name}"));
     };
     if owner.zone_of(name) && hides_below(|t| nsec.type_set().contains(t)) {
-        return Proof::NotProven(format!(
-            "the NSEC covering {name} is a delegation's or a DNAME's ({owner}): it proves \
-             nothing below it"
-        ));
+        return below_a_cut(name, owner, nsec);
     }
     // The next name below `name`: `name` is an empty non-terminal, it exists
     // (RFC 4035 §3.1.3.2; Unbound's `val_nsec_proves_name_error`).
@@ -173,6 +170,22 @@ fn nxdomain(name: &Name, zone: &Name, set: &[(&Name, &NSEC)]) -> Proof {
     }
 }
 
+/// `name` is below `owner`, whose NSEC is a delegation's or a DNAME's: this
+/// zone's NSEC records prove nothing there (RFC 6840 §4.1). A delegation
+/// without DS, though, puts `name` in an unsigned zone (RFC 4035 §5.2), so
+/// an answer from there is insecure, as Unbound judges a CNAME into an
+/// unsigned child whose NSEC came with it (val_cnametonsec).
+fn below_a_cut(name: &Name, owner: &Name, nsec: &NSEC) -> Proof {
+    let has = |t| nsec.type_set().contains(t);
+    if is_delegation(has) && !has(RecordType::DS) && !has(RecordType::DNAME) {
+        return unsigned_below(name, owner);
+    }
+    Proof::NotProven(format!(
+        "the NSEC covering {name} is a delegation's or a DNAME's ({owner}): it proves nothing \
+         below it"
+    ))
+}
+
 /// NODATA by NSEC: `name` exists without `qtype` (or only a wildcard would).
 fn nodata(name: &Name, qtype: RecordType, zone: &Name, set: &[(&Name, &NSEC)]) -> Proof {
     let lacks = |n: &NSEC| {
@@ -191,9 +204,7 @@ fn nodata(name: &Name, qtype: RecordType, zone: &Name, set: &[(&Name, &NSEC)]) -
         .find(|(owner, n)| nsec_covers(owner, n.next_domain_name(), name));
     if let Some((owner, nsec)) = covering {
         if owner.zone_of(name) && hides_below(|t| nsec.type_set().contains(t)) {
-            return Proof::NotProven(format!(
-                "the NSEC covering {name} is a delegation's or a DNAME's ({owner})"
-            ));
+            return below_a_cut(name, owner, nsec);
         }
         // An empty non-terminal: the next name is below it (RFC 4035 §3.1.3.2).
         if name.zone_of(nsec.next_domain_name()) && name != nsec.next_domain_name() {
@@ -678,5 +689,36 @@ mod tests {
             Proof::Proven,
             "beside the chain: denied"
         );
+    }
+    /// A name below a delegation's NSEC (`sub.example. NSEC zzz.example. NS`):
+    /// nothing is proven of it in example., but without DS the delegation
+    /// makes it insecure; with DS, or below a DNAME, the proof fails.
+    #[test]
+    fn below_a_delegation_without_ds_is_insecure_and_below_a_signed_one_is_not_proven() {
+        let zone = n("example.");
+        let sub = n("sub.example.");
+        let name = n("www.sub.example.");
+        let cases = [
+            (vec![RecordType::NS], true),
+            (vec![RecordType::NS, RecordType::DS], false),
+            (vec![RecordType::DNAME], false),
+        ];
+        for (types, insecure) in cases {
+            let nsec = NSEC::new_cover_self(n("zzz.example."), types.clone());
+            let set = vec![(&sub, &nsec)];
+            for proof in [
+                nxdomain(&name, &zone, &set),
+                nodata(&name, RecordType::A, &zone, &set),
+            ] {
+                assert_eq!(
+                    matches!(proof, Proof::Insecure(_)),
+                    insecure,
+                    "{types:?}: {proof:?}"
+                );
+                if !insecure {
+                    assert!(matches!(proof, Proof::NotProven(_)), "{types:?}: {proof:?}");
+                }
+            }
+        }
     }
 }

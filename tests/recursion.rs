@@ -1083,6 +1083,7 @@ loop.hops.example.      300 IN DNAME loop.plain.example.
 /// secure.example's DNAME onto itself: signed, its synthesized CNAMEs not.
 const SECURE_EXTRA: &str = "
 dn.secure.example.      300 IN DNAME secure.example.
+long.secure.example.    300 IN DNAME xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy.hops.example.
 a.ent.secure.example.   300 IN A     192.0.2.77
 ";
 
@@ -1393,6 +1394,21 @@ async fn a_dname_whose_new_name_is_too_long_answers_yxdomain() {
     // A short enough name under the same DNAME is substituted as usual.
     let fits = tree.ask("a.long.plain.example", RecordType::A).await;
     assert_eq!(rcode(&fits), ResponseCode::NXDomain, "{fits:?}");
+}
+
+/// Unbound's val_dnametoolong: the YXDOMAIN of a signed DNAME whose new
+/// name would be too long is validated like any answer: its DNAME's RRSIG
+/// makes it secure (AD), where it was judged to have nothing to validate
+/// (SERVFAIL, EDE 6).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_dname_whose_new_name_is_too_long_is_a_secure_yxdomain() {
+    let tree = Tree::islands();
+    let name = "a-label-long-enough-to-overflow.long.secure.example";
+    let answer = tree.ask(name, RecordType::A).await;
+    assert_eq!(rcode(&answer), ResponseCode::YXDomain, "{answer:?}");
+    assert!(answer.metadata.authentic_data, "AD: {answer:?}");
+    let types: Vec<RecordType> = answer.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types, [RecordType::DNAME, RecordType::RRSIG], "{answer:?}");
 }
 
 /// Unbound's val_nodata_entnx: a server that answers NXDOMAIN for an empty

@@ -408,7 +408,9 @@ impl Validator {
         let negative = match response.response_code {
             ResponseCode::NXDomain => Some(None),
             _ if nodata => Some(Some(qtype)),
-            ResponseCode::NoError => None,
+            // YXDOMAIN: the DNAME whose new name would be too long (RFC 6672
+            // §2.2) is the answer, judged above like any RRset.
+            ResponseCode::NoError | ResponseCode::YXDomain => None,
             // SERVFAIL, REFUSED...: nothing to validate, and nothing secure.
             rcode => {
                 return Security::Indeterminate {

@@ -550,6 +550,17 @@ impl Validator {
         };
         // A wildcard expansion (RFC 4035 §5.3.4): the exact name must not exist.
         if usize::from(valid.labels) < usize::from(name.num_labels()) {
+            // A DNAME is never synthesized from a wildcard (RFC 6672 §3.3,
+            // RFC 4592 §4.4); one signed as if it were is forged or broken
+            // (Unbound: "inappropriate DNAME", val_dnamewc).
+            if rtype == RecordType::DNAME {
+                return bogus(Fail::new(
+                    ede::DNSSEC_BOGUS,
+                    format!(
+                        "{name} DNAME is signed as a wildcard expansion, which a DNAME never is"
+                    ),
+                ));
+            }
             let proof = self
                 .verified_denial(&signer, &keys, authority, ctx)
                 .and_then(|nsecs| denial::wildcard_expansion(name, valid.labels, &nsecs, ctx));

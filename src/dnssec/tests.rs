@@ -653,6 +653,40 @@ fn a_wildcard_expansion_needs_proof_that_the_name_does_not_exist() {
     assert_eq!(block_on(v.validate(&m, &fetch)), Security::Insecure);
 }
 
+/// A DNAME signed as a wildcard's expansion (RRSIG labels below its owner's)
+/// is bogus, even with the proof that its owner does not exist: DNAMEs are
+/// never synthesized from wildcards (Unbound's val_dnamewc).
+#[test]
+fn a_dname_from_a_wildcard_is_bogus() {
+    let (key, v, fetch) = signed_example();
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::serialize::binary::BinEncodable;
+    let dname = |owner: &str| {
+        let target = n("example.net.").to_bytes().unwrap();
+        let rdata = RData::Unknown {
+            code: RecordType::DNAME,
+            rdata: NULL::with(target),
+        };
+        Record::from_rdata(n(owner), 300, rdata)
+    };
+    let sig = key.sign(&[dname("*.example.")]);
+    let sig = Record::from_rdata(n("sub.example."), sig.ttl, sig.data.clone());
+    let mut m = response("www.sub.example.", RecordType::A, ResponseCode::NoError);
+    m.answers.push(dname("sub.example."));
+    m.answers.push(sig);
+    m.authorities.extend(nsec3_chain(
+        &key,
+        &[("example.", APEX), ("*.example.", &[RecordType::DNAME])],
+        1,
+        false,
+    ));
+    let verdict = block_on(v.validate(&m, &fetch));
+    assert!(
+        matches!(verdict, Security::Bogus { ref reason, .. } if reason.contains("wildcard")),
+        "{verdict:?}"
+    );
+}
+
 #[test]
 #[ignore = "a measurement, not a check: prints the cost of one warm validation"]
 fn cost_of_a_warm_validation() {

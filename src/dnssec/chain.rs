@@ -172,6 +172,17 @@ impl Unfetched {
     }
 }
 
+/// Whether the NSEC or NSEC3 RRset at `owner` is from a zone below `zone`:
+/// an NSEC3 is its zone's by its owner (hash label, then the zone's name,
+/// RFC 5155 §3); an NSEC by the signer of its RRSIG.
+fn from_a_zone_below(zone: &Name, owner: &Name, rtype: RecordType, authority: &Sets) -> bool {
+    let owner_zone = match rtype {
+        RecordType::NSEC3 => Some(owner.base_name()),
+        _ => authority.signer(owner, rtype),
+    };
+    owner_zone.is_some_and(|z| z != *zone && zone.zone_of(&z))
+}
+
 /// RRsets of one section: (owner, type) → records, in order of appearance,
 /// and (owner, covered type) → RRSIGs.
 #[derive(Default)]
@@ -578,8 +589,10 @@ impl Validator {
         Security::Secure
     }
 
-    /// The NSEC/NSEC3 RRsets of `authority` signed by `zone`, each verified
-    /// with `keys`.
+    /// The NSEC/NSEC3 RRsets of `authority` from `zone`, each verified with
+    /// `keys`. Those of a zone below it (a CNAME chain may cross into a
+    /// child whose denial sits beside this one: Unbound's val_nsec3_cname_sub)
+    /// are that zone's to judge, not bogus here.
     fn verified_denial(
         &self,
         zone: &Name,
@@ -589,7 +602,10 @@ impl Validator {
     ) -> Result<Vec<Record>, Fail> {
         let mut out = Vec::new();
         for (name, rtype) in &authority.order {
-            if !matches!(rtype, RecordType::NSEC | RecordType::NSEC3) || !zone.zone_of(name) {
+            if !matches!(rtype, RecordType::NSEC | RecordType::NSEC3)
+                || !zone.zone_of(name)
+                || from_a_zone_below(zone, name, *rtype, authority)
+            {
                 continue;
             }
             let records = &authority.records[&(name.clone(), *rtype)];

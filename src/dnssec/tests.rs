@@ -473,6 +473,38 @@ fn nsec3_nxdomain_and_nodata_proofs_are_secure() {
     ));
 }
 
+/// A child zone's NSEC3 beside the parent's denial (a CNAME chain crossed
+/// the cut; Unbound's val_nsec3_cname_sub) is the child's to judge: the
+/// parent's proof is secure, not bogus for a record its keys never signed.
+#[test]
+fn a_child_zones_nsec3_beside_the_parents_denial_is_left_to_the_child() {
+    let (key, v, fetch) = signed_example();
+    let child = Key::new("sub.example.");
+    let mut nodata = nsec3_denial(
+        &key,
+        "www.example.",
+        RecordType::AAAA,
+        ResponseCode::NoError,
+        1,
+        false,
+    );
+    let owner = n("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.sub.example.");
+    let rdata = NSEC3::new(
+        Nsec3HashAlgorithm::SHA1,
+        false,
+        1,
+        vec![],
+        vec![0; 20],
+        vec![RecordType::A],
+    );
+    let record = Record::from_rdata(owner, 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
+    nodata
+        .authorities
+        .push(child.sign(std::slice::from_ref(&record)));
+    nodata.authorities.push(record);
+    assert_eq!(block_on(v.validate(&nodata, &fetch)), Security::Secure);
+}
+
 #[test]
 fn nsec3_opt_out_makes_a_denial_insecure() {
     let key = Key::new("example.");

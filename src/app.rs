@@ -817,7 +817,7 @@ fn register_recursor_probes(metrics: &Metrics, read: &SharedReader) {
         read.counter(|s| stat(s, |r| &r.sent)),
     );
     type Read = fn(&Shared) -> u64;
-    let events: [(&str, Read); 8] = [
+    let events: [(&str, Read); 9] = [
         ("over_budget", |s| stat(s, |r| &r.over_budget)),
         ("tcp_retry", |s| stat(s, |r| &r.tcp)),
         ("held_down", |s| stat(s, |r| &r.held_down)),
@@ -826,6 +826,7 @@ fn register_recursor_probes(metrics: &Metrics, read: &SharedReader) {
         ("priming", |s| stat(s, |r| &r.primings)),
         ("priming_failed", |s| stat(s, |r| &r.priming_failures)),
         ("aggressive_nsec", |s| stat(s, |r| &r.aggressive_nsec)),
+        ("bogus_retry", |s| stat(s, |r| &r.bogus_retries)),
     ];
     for (event, f) in events {
         metrics.counter_probe(name::RECURSOR_EVENTS, &[("event", event)], read.counter(f));

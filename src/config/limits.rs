@@ -512,6 +512,11 @@ pub const RECURSION_AGGRESSIVE_NSEC_PER_ZONE: usize = 1024;
 /// README's recursive section adds to the cache budget for Picket's RSS.
 pub const RECURSION_AGGRESSIVE_NSEC_BYTES: u64 = 8 << 20;
 
+/// Times a recursive resolution whose answer was found bogus is asked again,
+/// the servers that gave it left to the last resort (Unbound's
+/// `val-max-restart` is 5; each attempt draws from the same query budget).
+pub const RECURSION_BOGUS_RETRIES: usize = 2;
+
 /// Questions the recursion failure cache (RFC 9520) holds at most; past it
 /// the expired ones go first, then everything (losing it costs only
 /// upstream queries). At ~100 bytes an entry, ~6.5 MB at most.

@@ -754,6 +754,23 @@ impl Validator {
         Zone::Secure { name: zone, keys }
     }
 
+    /// Forgets the bogus verdicts cached for the zones at and above the
+    /// question's name and the answer's owners, so that the next attempt,
+    /// made of other servers' data, is judged anew (the resolver's retry
+    /// after a bogus answer).
+    pub(crate) fn forget_bogus_verdicts_above(&self, response: &Message) {
+        let question = response.queries.iter().map(|q| q.name());
+        let owners = response.answers.iter().map(|r| &r.name);
+        for name in question.chain(owners) {
+            for labels in 0..=usize::from(name.num_labels()) {
+                let here = name.trim_to(labels).to_lowercase();
+                if matches!(self.cached(&here), Some(NodeState::Bogus(_))) {
+                    self.nodes.invalidate(&here);
+                }
+            }
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn cached_state(&self, name: &Name) -> Option<String> {
         self.cached(name).map(|s| format!("{s:?}"))

@@ -181,6 +181,9 @@ pub struct RecursorStats {
     /// Negative answers made from cached, validated NSEC records (RFC 8198)
     /// without asking the zone's servers.
     pub aggressive_nsec: AtomicU64,
+    /// Resolutions asked again, other servers first, after an answer was
+    /// found bogus.
+    pub bogus_retries: AtomicU64,
 }
 
 /// How long a question that failed `strikes` times in a row stays failed:

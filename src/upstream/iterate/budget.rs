@@ -2,7 +2,11 @@
 //! (NXNSAttack), and how deep its resolution may go; and the worker's
 //! sockets its queries go out on.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use smallvec::SmallVec;
 
 use crate::upstream::{UdpPool, UpstreamError};
 
@@ -16,6 +20,15 @@ pub(crate) struct Budget<'s> {
     max_depth: usize,
     /// The UDP sockets of the worker resolving the query.
     sockets: &'s UdpPool,
+    /// The servers that answered, and those an attempt judged bogus left
+    /// to the last resort (see `Engine::resolve`).
+    servers: Mutex<Servers>,
+}
+
+#[derive(Default)]
+struct Servers {
+    answered: SmallVec<[IpAddr; 8]>,
+    avoided: SmallVec<[IpAddr; 8]>,
 }
 
 impl<'s> Budget<'s> {
@@ -26,6 +39,48 @@ impl<'s> Budget<'s> {
             exceeded: AtomicBool::new(false),
             max_depth: usize::from(max_depth),
             sockets,
+            servers: Mutex::default(),
+        }
+    }
+
+    /// Notes that server `ip` answered one of this query's questions.
+    pub(crate) fn answered(&self, ip: IpAddr) {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        if !servers.answered.contains(&ip) {
+            servers.answered.push(ip);
+        }
+    }
+
+    /// After an answer found bogus: every server that answered so far is
+    /// asked only when its zone has no other, so the next attempt gets its
+    /// data from other servers where there are any (Unbound's validator
+    /// blacklists the servers of bogus data, then asks again). False when
+    /// no server answered since the last call: nothing new to avoid.
+    pub(crate) fn avoid_the_servers_that_answered(&self) -> bool {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let answered = std::mem::take(&mut servers.answered);
+        let mut new = false;
+        for ip in answered {
+            if !servers.avoided.contains(&ip) {
+                servers.avoided.push(ip);
+                new = true;
+            }
+        }
+        new
+    }
+
+    /// Drops the avoided servers from `candidates` unless nothing else is
+    /// left.
+    pub(crate) fn avoid<T>(&self, candidates: &mut SmallVec<[(IpAddr, T); 8]>) {
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        if servers.avoided.is_empty() {
+            return;
+        }
+        if candidates
+            .iter()
+            .any(|(ip, _)| !servers.avoided.contains(ip))
+        {
+            candidates.retain(|(ip, _)| !servers.avoided.contains(ip));
         }
     }
 

@@ -50,9 +50,11 @@ use self::budget::Budget;
 use self::infra::Infra;
 use super::recursor::{failure_ttl, DnssecMode, RecursorError, RecursorSettings, RecursorStats};
 use super::{UdpPool, UpstreamError, UpstreamQuery};
-use crate::config::limits::{RECURSION_AGGRESSIVE_NSEC_BYTES, RECURSION_MAX_FAILURES};
+use crate::config::limits::{
+    RECURSION_AGGRESSIVE_NSEC_BYTES, RECURSION_BOGUS_RETRIES, RECURSION_MAX_FAILURES,
+};
 use crate::config::Limits;
-use crate::dnssec::{self, TrustAnchors, Validator, ValidatorSettings};
+use crate::dnssec::{self, Security, TrustAnchors, Validator, ValidatorSettings};
 use crate::protocol::answer::Answer;
 
 /// The recursive resolver shared by all workers.
@@ -207,16 +209,35 @@ impl Engine {
             if let Some(synthesized) = self.aggressive_answer(&q) {
                 return Ok((synthesized.into_message(&q), true, None));
             }
-            let mut response = self.assemble(&budget, &assembly).await?.into_message(&q);
             let Some(validator) = validator else {
+                let response = self.assemble(&budget, &assembly).await?.into_message(&q);
                 return Ok((response, false, None));
             };
-            dnssec::nxdomain_for_an_empty_non_terminal(&mut response);
             let fetch = validate::Fetcher {
                 engine: self,
                 budget: &budget,
             };
-            let verdict = validate::verdict_for(&q, validator.validate(&response, &fetch).await)?;
+            let mut retries = RECURSION_BOGUS_RETRIES;
+            let (mut response, security) = loop {
+                let mut response = self.assemble(&budget, &assembly).await?.into_message(&q);
+                dnssec::nxdomain_for_an_empty_non_terminal(&mut response);
+                let security = validator.validate(&response, &fetch).await;
+                // Bogus data may be one server's (a stale or broken copy of
+                // the zone): ask again, other servers first, as Unbound
+                // does (Deckard's black_data, black_dnskey, black_ds,
+                // black_prime). A CD=1 client gets the data as it is.
+                let again = matches!(security, Security::Bogus { .. })
+                    && !q.cd
+                    && retries > 0
+                    && budget.avoid_the_servers_that_answered();
+                if !again {
+                    break (response, security);
+                }
+                retries -= 1;
+                self.stats.bogus_retries.fetch_add(1, Ordering::Relaxed);
+                validator.forget_bogus_verdicts_above(&response);
+            };
+            let verdict = validate::verdict_for(&q, security)?;
             if verdict.secure && !q.cd {
                 if let Some(reason) = validator.root_key_sentinel(&response) {
                     return Err(UpstreamError::Dnssec { ede: 0, reason });

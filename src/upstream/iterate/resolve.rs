@@ -224,7 +224,8 @@ impl Engine {
             minimised,
         };
         loop {
-            let (candidates, held) = self.candidates(zone, qtype, &attempts, Instant::now());
+            let (mut candidates, held) = self.candidates(zone, qtype, &attempts, Instant::now());
+            budget.avoid(&mut candidates);
             let Some(ip) = choose(&candidates) else {
                 if let Err(error) = self.widen(budget, zone, depth, &mut attempts, held).await {
                     return attempts.last_resort.take().ok_or(error);
@@ -369,6 +370,7 @@ impl Engine {
                     self.stats.tcp.fetch_add(1, Ordering::Relaxed);
                 }
                 self.infra.server(ip, |f| f.answered(done.rtt));
+                budget.answered(ip);
                 let mut message = self.scrub(done.message);
                 if question.qtype == RecordType::DS {
                     ds_from_referral(&mut message, question.name);

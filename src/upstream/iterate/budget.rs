@@ -28,7 +28,17 @@ pub(crate) struct Budget<'s> {
 #[derive(Default)]
 struct Servers {
     answered: SmallVec<[IpAddr; 8]>,
-    avoided: SmallVec<[IpAddr; 8]>,
+    /// Servers that answered during attempts found bogus, with how many.
+    strikes: SmallVec<[(IpAddr, u8); 8]>,
+}
+
+impl Servers {
+    fn strikes(&self, ip: &IpAddr) -> u8 {
+        self.strikes
+            .iter()
+            .find(|(s, _)| s == ip)
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 impl<'s> Budget<'s> {
@@ -51,37 +61,40 @@ impl<'s> Budget<'s> {
         }
     }
 
-    /// After an answer found bogus: every server that answered so far is
-    /// asked only when its zone has no other, so the next attempt gets its
-    /// data from other servers where there are any (Unbound's validator
-    /// blacklists the servers of bogus data, then asks again). False when
-    /// no server answered since the last call: nothing new to avoid.
+    /// After an answer found bogus: every server that answered during the
+    /// attempt gets a strike, and the next attempt asks, in each zone, the
+    /// servers with the fewest (Unbound's validator blacklists the servers
+    /// of bogus data, then asks again). False when no server answered: a
+    /// new attempt would judge the same data.
     pub(crate) fn avoid_the_servers_that_answered(&self) -> bool {
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         let answered = std::mem::take(&mut servers.answered);
-        let mut new = false;
-        for ip in answered {
-            if !servers.avoided.contains(&ip) {
-                servers.avoided.push(ip);
-                new = true;
+        for ip in &answered {
+            match servers.strikes.iter_mut().find(|(s, _)| s == ip) {
+                Some((_, n)) => *n = n.saturating_add(1),
+                None => servers.strikes.push((*ip, 1)),
             }
         }
-        new
+        !answered.is_empty()
     }
 
-    /// Drops the avoided servers from `candidates` unless nothing else is
-    /// left.
+    /// Whether every one of `candidates` answered during an attempt found
+    /// bogus.
+    pub(crate) fn all_avoided<T>(&self, candidates: &[(IpAddr, T)]) -> bool {
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        !servers.strikes.is_empty() && candidates.iter().all(|(ip, _)| servers.strikes(ip) > 0)
+    }
+
+    /// Keeps the candidates with the fewest strikes.
     pub(crate) fn avoid<T>(&self, candidates: &mut SmallVec<[(IpAddr, T); 8]>) {
         let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        if servers.avoided.is_empty() {
+        if servers.strikes.is_empty() {
             return;
         }
-        if candidates
-            .iter()
-            .any(|(ip, _)| !servers.avoided.contains(ip))
-        {
-            candidates.retain(|(ip, _)| !servers.avoided.contains(ip));
-        }
+        let Some(fewest) = candidates.iter().map(|(ip, _)| servers.strikes(ip)).min() else {
+            return;
+        };
+        candidates.retain(|(ip, _)| servers.strikes(ip) == fewest);
     }
 
     /// Where the query's upstream queries go out.

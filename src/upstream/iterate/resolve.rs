@@ -225,6 +225,14 @@ impl Engine {
         };
         loop {
             let (mut candidates, held) = self.candidates(zone, qtype, &attempts, Instant::now());
+            // Only servers a bogus attempt answered from are left: the
+            // zone's glueless nameservers may be the others.
+            if !attempts.chased && !candidates.is_empty() && budget.all_avoided(&candidates) {
+                attempts.chased = true;
+                let more = self.chase_glueless(budget, zone, depth).await;
+                attempts.addrs.extend(more);
+                continue;
+            }
             budget.avoid(&mut candidates);
             let Some(ip) = choose(&candidates) else {
                 if let Err(error) = self.widen(budget, zone, depth, &mut attempts, held).await {
@@ -535,8 +543,11 @@ impl Engine {
         let mut ttl = u32::MAX;
         let mut followed = 0;
         loop {
+            // With DO when validating, as every other question (Unbound sets
+            // DO on all its queries): a referral met on the way keeps its DS
+            // records or proof, and the validator needs no DS query later.
             let reply = self
-                .iterate(budget, &owner, qtype, depth, false)
+                .iterate(budget, &owner, qtype, depth, self.validator.is_some())
                 .await
                 .ok()?;
             let answers = &reply.message.answers;

@@ -213,6 +213,55 @@ async fn a_secure_answer_gets_ad_and_rrsigs_only_for_clients_that_ask() {
     }
 }
 
+/// `ds_line` (`owner TTL IN DS tag alg digest-type hex`) with field `i`
+/// replaced by `value`.
+fn with_ds_field(ds_line: &str, i: usize, value: &str) -> String {
+    let mut fields: Vec<&str> = ds_line.split_whitespace().collect();
+    fields[i] = value;
+    fields.join(" ")
+}
+
+/// A DS names its key by algorithm and key tag as well as by digest (RFC
+/// 4034 §5.1): a trust anchor, or a parent's DS, whose digest is the key's
+/// but whose algorithm or tag is not, vouches for nothing, and the answers
+/// are bogus, as Unbound has them (Deckard's val_minimal_baddsalgorithm,
+/// val_minimal_baddskeytag). They were secure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ds_whose_algorithm_or_key_tag_is_not_the_keys_vouches_for_nothing() {
+    let root = ZoneKey::generate(".");
+    let secure = ZoneKey::generate("secure.");
+    let root_tag: u16 = root
+        .ds_line()
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tag = (root_tag ^ 1).to_string();
+    for anchor in [
+        with_ds_field(&root.ds_line(), 5, "8"),
+        with_ds_field(&root.ds_line(), 4, &tag),
+    ] {
+        let root_text = root_zone(&root, &[("secure.", Some(secure.ds_line()))]);
+        let secure_text = secure.sign(&secure_zone("secure."));
+        let upstream = TreeUpstream::start(&[root_text, secure_text]);
+        let picket = validating_picket(&upstream, &anchor, &[]);
+        let answer = ask(&picket, "www.secure", RecordType::A, true, false).await;
+        assert_eq!(
+            rcode(&answer),
+            ResponseCode::ServFail,
+            "{anchor}: {answer:?}"
+        );
+    }
+    // The parent's DS for secure. with the wrong algorithm: secure. is bogus.
+    let wrong_alg = with_ds_field(&secure.ds_line(), 5, "8");
+    let root_text = root_zone(&root, &[("secure.", Some(wrong_alg))]);
+    let upstream = TreeUpstream::start(&[root_text, secure.sign(&secure_zone("secure."))]);
+    let picket = validating_picket(&upstream, &root.ds_line(), &[]);
+    let answer = ask(&picket, "www.secure", RecordType::A, true, false).await;
+    assert_eq!(rcode(&answer), ResponseCode::ServFail, "{answer:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cname_in_a_secure_zone_is_secure() {
     let t = tree();

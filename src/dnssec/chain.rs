@@ -183,6 +183,16 @@ fn from_a_zone_below(zone: &Name, owner: &Name, rtype: RecordType, authority: &S
     owner_zone.is_some_and(|z| z != *zone && zone.zone_of(&z))
 }
 
+/// Whether `ds` names `key` of `owner`: its algorithm, key tag and digest
+/// all match (RFC 4034 §5.1, RFC 4035 §5.2). hickory's `DS::covers`
+/// compares the digest only: a DS whose algorithm or tag is wrong (a
+/// mistyped trust anchor) would still pass.
+fn ds_names(ds: &DS, owner: &Name, key: &DNSKEY) -> bool {
+    ds.algorithm() == key.algorithm()
+        && key.calculate_key_tag().is_ok_and(|tag| tag == ds.key_tag())
+        && ds.covers(owner, key).unwrap_or(false)
+}
+
 /// RRsets of one section: (owner, type) → records, in order of appearance,
 /// and (owner, covered type) → RRSIGs.
 #[derive(Default)]
@@ -839,9 +849,7 @@ impl Validator {
             usable_keys
                 .iter()
                 .any(|a| a.public_key() == key.public_key() && a.algorithm() == key.algorithm())
-                || usable_ds
-                    .iter()
-                    .any(|ds| ds.covers(zone, key).unwrap_or(false))
+                || usable_ds.iter().any(|ds| ds_names(ds, zone, key))
         };
         Ok(
             match dnskey_rrset(zone, &response, trusted, "the trust anchor", ctx) {
@@ -911,11 +919,7 @@ impl Validator {
                 ));
             }
             let response = ctx.fetch_rrset(here, RecordType::DNSKEY).await?;
-            let trusted = |key: &DNSKEY| {
-                usable
-                    .iter()
-                    .any(|ds| ds.covers(here, key).unwrap_or(false))
-            };
+            let trusted = |key: &DNSKEY| usable.iter().any(|ds| ds_names(ds, here, key));
             return Ok(
                 match dnskey_rrset(here, &response, trusted, "its DS", ctx) {
                     Ok((keys, ttl)) => (NodeState::Secure(keys), ttl.min(valid.ttl)),

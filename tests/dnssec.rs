@@ -286,6 +286,25 @@ async fn a_bad_signature_is_servfail_with_ede_6() {
     assert_eq!(t.upstream.received().len(), before, "bogus verdict cached");
 }
 
+/// A negative answer's SOA is judged with its proof: one whose RRSIG does
+/// not verify makes the NXDOMAIN and the NODATA bogus, though their NSEC
+/// proofs are good (Deckard's val_bogus_nodata). They were secure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_negative_answer_with_a_bad_soa_signature_is_bogus() {
+    let t = tree_with(|text| corrupt_rrsig(&text, "secure.", "SOA"), &[]);
+    for (name, rtype) in [
+        ("nope.secure", RecordType::A),
+        ("www.secure", RecordType::TXT),
+    ] {
+        let answer = ask(&t.picket, name, rtype, true, false).await;
+        let (code, text) = servfail_ede(&answer);
+        assert_eq!(code, 6, "{name} {rtype}: {text}");
+        assert!(text.contains("SOA"), "names the RRset: {text}");
+    }
+    let fine = ask(&t.picket, "www.secure", RecordType::A, true, false).await;
+    assert_secure(&fine, ResponseCode::NoError);
+}
+
 /// A tree where only www.secure's A RRSIG comes from a signing with the
 /// window `validity` (seconds from now); the rest is signed normally.
 fn tree_with_window(validity: (i64, i64)) -> Tree {

@@ -600,7 +600,7 @@ impl Validator {
     }
 
     /// The NSEC/NSEC3 RRsets of `authority` from `zone`, each verified with
-    /// `keys`. Those of a zone below it (a CNAME chain may cross into a
+    /// `keys` (and the zone's SOA verified beside them). Those of a zone below it (a CNAME chain may cross into a
     /// child whose denial sits beside this one: Unbound's val_nsec3_cname_sub)
     /// are that zone's to judge, not bogus here.
     fn verified_denial(
@@ -612,7 +612,12 @@ impl Validator {
     ) -> Result<Vec<Record>, Fail> {
         let mut out = Vec::new();
         for (name, rtype) in &authority.order {
-            if !matches!(rtype, RecordType::NSEC | RecordType::NSEC3)
+            // The zone's SOA, which a negative answer carries, is judged too
+            // (its RRSIG must verify, as every RRset of the zone's); only the
+            // proofs are returned.
+            let proof = matches!(rtype, RecordType::NSEC | RecordType::NSEC3);
+            let soa = *rtype == RecordType::SOA && name == zone;
+            if !(proof || soa)
                 || !zone.zone_of(name)
                 || from_a_zone_below(zone, name, *rtype, authority)
             {
@@ -628,7 +633,9 @@ impl Validator {
                 keys,
                 ctx,
             )?;
-            out.extend(records.iter().cloned());
+            if proof {
+                out.extend(records.iter().cloned());
+            }
         }
         Ok(out)
     }

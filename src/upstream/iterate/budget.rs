@@ -20,8 +20,8 @@ pub(crate) struct Budget<'s> {
     max_depth: usize,
     /// The UDP sockets of the worker resolving the query.
     sockets: &'s UdpPool,
-    /// The servers that answered, and those an attempt judged bogus left
-    /// to the last resort (see `Engine::resolve`).
+    /// The servers that answered in this attempt, and the strikes of those
+    /// that answered in attempts found bogus (see `Engine::resolve`).
     servers: Mutex<Servers>,
 }
 
@@ -66,7 +66,7 @@ impl<'s> Budget<'s> {
     /// servers with the fewest (Unbound's validator blacklists the servers
     /// of bogus data, then asks again). False when no server answered: a
     /// new attempt would judge the same data.
-    pub(crate) fn avoid_the_servers_that_answered(&self) -> bool {
+    pub(crate) fn strike_the_servers_that_answered(&self) -> bool {
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         let answered = std::mem::take(&mut servers.answered);
         for ip in &answered {
@@ -78,15 +78,15 @@ impl<'s> Budget<'s> {
         !answered.is_empty()
     }
 
-    /// Whether every one of `candidates` answered during an attempt found
-    /// bogus.
-    pub(crate) fn all_avoided<T>(&self, candidates: &[(IpAddr, T)]) -> bool {
+    /// Whether every one of `candidates` has a strike (see
+    /// [`Budget::strike_the_servers_that_answered`]).
+    pub(crate) fn all_struck<T>(&self, candidates: &[(IpAddr, T)]) -> bool {
         let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         !servers.strikes.is_empty() && candidates.iter().all(|(ip, _)| servers.strikes(ip) > 0)
     }
 
     /// Keeps the candidates with the fewest strikes.
-    pub(crate) fn avoid<T>(&self, candidates: &mut SmallVec<[(IpAddr, T); 8]>) {
+    pub(crate) fn keep_the_least_struck<T>(&self, candidates: &mut SmallVec<[(IpAddr, T); 8]>) {
         let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         if servers.strikes.is_empty() {
             return;

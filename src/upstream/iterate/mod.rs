@@ -229,7 +229,7 @@ impl Engine {
                 let again = matches!(security, Security::Bogus { .. })
                     && !q.cd
                     && retries > 0
-                    && budget.avoid_the_servers_that_answered();
+                    && budget.strike_the_servers_that_answered();
                 if !again {
                     break (response, security);
                 }

@@ -227,13 +227,13 @@ impl Engine {
             let (mut candidates, held) = self.candidates(zone, qtype, &attempts, Instant::now());
             // Only servers a bogus attempt answered from are left: the
             // zone's glueless nameservers may be the others.
-            if !attempts.chased && !candidates.is_empty() && budget.all_avoided(&candidates) {
+            if !attempts.chased && !candidates.is_empty() && budget.all_struck(&candidates) {
                 attempts.chased = true;
                 let more = self.chase_glueless(budget, zone, depth).await;
                 attempts.addrs.extend(more);
                 continue;
             }
-            budget.avoid(&mut candidates);
+            budget.keep_the_least_struck(&mut candidates);
             let Some(ip) = choose(&candidates) else {
                 if let Err(error) = self.widen(budget, zone, depth, &mut attempts, held).await {
                     return attempts.last_resort.take().ok_or(error);

@@ -378,16 +378,16 @@ impl Engine {
                     self.stats.tcp.fetch_add(1, Ordering::Relaxed);
                 }
                 self.infra.server(ip, |f| f.answered(done.rtt));
-                budget.answered(ip);
+                // Strikes after a bogus answer are only ever given when validating.
+                if self.validator.is_some() {
+                    budget.answered(ip);
+                }
                 let mut message = self.scrub(done.message);
                 if question.qtype == RecordType::DS {
                     ds_from_referral(&mut message, question.name);
                 }
                 match classify(&message, &zone.zone, question.name) {
-                    Some(kind)
-                        if matches!(kind, Kind::Final) && answered_from_a_cache(&message)
-                            || how.edns && how.dnssec_ok && self.dnssec_lame(zone, &message) =>
-                    {
+                    Some(kind) if self.passed_over(zone, &how, &kind, &message) => {
                         attempts.last_resort.get_or_insert((message, kind));
                         attempts.lame += 1;
                         return Ok(None);
@@ -410,6 +410,14 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// Whether a usable response is kept only as the last resort, another
+    /// server of the zone asked first: an answer from a recursive
+    /// resolver's cache, or a DNSSEC-lame response (asked with EDNS and DO).
+    fn passed_over(&self, zone: &Delegation, how: &How, kind: &Kind, message: &Message) -> bool {
+        let from_a_cache = matches!(kind, Kind::Final) && answered_from_a_cache(message);
+        from_a_cache || (how.edns && how.dnssec_ok && self.dnssec_lame(zone, message))
     }
 
     /// A response without a single RRSIG from a server of a zone the
